@@ -1,1 +1,6 @@
+//! Conformance tests: every emulator behaviour a connector depends on, over real HTTP on
+//! loopback. One module per vendor; `support` holds the shared harness.
 
+mod framework;
+mod support;
+mod zoho;
