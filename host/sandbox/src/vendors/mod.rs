@@ -11,12 +11,14 @@ use crate::SandboxError;
 use crate::config::SandboxConfig;
 use crate::server::{Emulator, Hub};
 
+pub(crate) mod zendesk;
 pub(crate) mod zoho;
 
 /// Every emulator this build has, in `Vendor::ALL` order.
 pub(crate) fn build(hub: &Arc<Hub>, config: &SandboxConfig) -> Result<Vec<Arc<dyn Emulator>>, SandboxError> {
     let zoho: Arc<dyn Emulator> = zoho::Zoho::new(Arc::clone(hub), config);
-    Ok(vec![zoho])
+    let zendesk: Arc<dyn Emulator> = zendesk::Zendesk::new(Arc::clone(hub), config);
+    Ok(vec![zoho, zendesk])
 }
 
 /// JSON response with an explicit status.

@@ -3,4 +3,5 @@
 
 mod framework;
 mod support;
+mod zendesk;
 mod zoho;
