@@ -1,0 +1,671 @@
+//! Egress policy: which hosts a connection may reach, and over what.
+//!
+//! Egress is denied by default (DESIGN decision 5). A connection may reach exactly the hosts on
+//! its [`EgressPolicy`]; each is reached over https unless its rule allows plain http, and only at
+//! global (public) addresses unless its rule allows private ones. The host resolves DNS itself
+//! through [`EgressResolver`], so the address that was checked is the address that is connected
+//! to: a name that resolves to 127.0.0.1 or 169.254.169.254 is refused like the literal.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+
+use reqwest::Url;
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use serde::Deserialize;
+
+/// Whether `ip` is a globally reachable unicast address, i.e. one a connector may be sent to
+/// without an explicit `allow_private`.
+///
+/// Deliberately stricter than "not RFC 1918": loopback, link-local (including the cloud metadata
+/// address 169.254.169.254), shared CGNAT space, documentation and benchmarking ranges,
+/// multicast, reserved and broadcast addresses are all non-global. IPv6 forms that embed an IPv4
+/// address (IPv4-mapped, IPv4-compatible, NAT64, 6to4) are judged by the embedded address, so
+/// `::ffff:127.0.0.1` cannot smuggle a loopback request past the check. Outside the embedded
+/// forms only 2000::/3 (global unicast) can be global.
+pub fn is_global(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => is_global_v4(v4),
+        IpAddr::V6(v6) => is_global_v6(v6),
+    }
+}
+
+fn is_global_v4(ip: Ipv4Addr) -> bool {
+    let [a, b, c, _] = ip.octets();
+    let non_global = a == 0 // "this network" 0.0.0.0/8
+        || a == 10 // private 10/8
+        || (a == 100 && (b & 0xc0) == 64) // shared address space 100.64/10
+        || a == 127 // loopback 127/8
+        || (a == 169 && b == 254) // link-local 169.254/16, incl. metadata 169.254.169.254
+        || (a == 172 && (b & 0xf0) == 16) // private 172.16/12
+        || (a == 192 && b == 0 && c == 0) // IETF protocol assignments 192.0.0/24
+        || (a == 192 && b == 0 && c == 2) // TEST-NET-1 192.0.2/24
+        || (a == 192 && b == 88 && c == 99) // 6to4 relay anycast 192.88.99/24 (deprecated)
+        || (a == 192 && b == 168) // private 192.168/16
+        || (a == 198 && (b & 0xfe) == 18) // benchmarking 198.18/15
+        || (a == 198 && b == 51 && c == 100) // TEST-NET-2 198.51.100/24
+        || (a == 203 && b == 0 && c == 113) // TEST-NET-3 203.0.113/24
+        || a >= 224; // multicast 224/4, reserved 240/4, broadcast 255.255.255.255
+    !non_global
+}
+
+fn is_global_v6(ip: Ipv6Addr) -> bool {
+    let s = ip.segments();
+    let embedded_v4 = |hi: u16, lo: u16| Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
+
+    if ip.is_unspecified() || ip.is_loopback() {
+        return false;
+    }
+    // ::ffff:a.b.c.d, IPv4-mapped.
+    if s[..5] == [0, 0, 0, 0, 0] && s[5] == 0xffff {
+        return is_global_v4(embedded_v4(s[6], s[7]));
+    }
+    // ::a.b.c.d, IPv4-compatible (deprecated, but some stacks still route it as IPv4).
+    if s[..6] == [0, 0, 0, 0, 0, 0] {
+        return is_global_v4(embedded_v4(s[6], s[7]));
+    }
+    // 64:ff9b::/96, the well-known NAT64 prefix.
+    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        return is_global_v4(embedded_v4(s[6], s[7]));
+    }
+    // 2002::/16, 6to4: the IPv4 address is in bits 16..48.
+    if s[0] == 0x2002 {
+        return is_global_v4(embedded_v4(s[1], s[2]));
+    }
+    let non_global = (s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1) // 64:ff9b:1::/48 local NAT64
+        || (s[0] == 0x100 && s[1..4] == [0, 0, 0]) // discard-only 100::/64
+        || (s[0] == 0x2001 && s[1] == 0) // Teredo 2001::/32 (embeds an obfuscated IPv4)
+        || (s[0] == 0x2001 && s[1] == 0x2 && s[2] == 0) // benchmarking 2001:2::/48
+        || (s[0] == 0x2001 && (s[1] & 0xfff0) == 0x10) // ORCHID 2001:10::/28
+        || (s[0] == 0x2001 && s[1] == 0xdb8) // documentation 2001:db8::/32
+        || (s[0] & 0xfe00) == 0xfc00 // unique local fc00::/7
+        || (s[0] & 0xffc0) == 0xfe80 // link-local fe80::/10
+        || (s[0] & 0xffc0) == 0xfec0 // site-local fec0::/10 (deprecated)
+        || (s[0] & 0xff00) == 0xff00; // multicast ff00::/8
+    // Everything outside 2000::/3 is unassigned or special-purpose.
+    !non_global && (s[0] & 0xe000) == 0x2000
+}
+
+/// One host a connection may reach.
+///
+/// Hosts are exact: `api.zendesk.com` does not allow `evil.api.zendesk.com`. In a flow file a rule
+/// is written `{ host = "127.0.0.1:9000", allow_http = true, allow_private = true }`; `host` may
+/// carry a port (then only that port is allowed) and IPv6 literals are written in brackets.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "HostRuleToml")]
+pub struct HostRule {
+    host: String,
+    port: Option<u16>,
+    allow_http: bool,
+    allow_private: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HostRuleToml {
+    host: String,
+    #[serde(default)]
+    allow_http: bool,
+    #[serde(default)]
+    allow_private: bool,
+}
+
+impl TryFrom<HostRuleToml> for HostRule {
+    type Error = EgressError;
+
+    fn try_from(t: HostRuleToml) -> Result<Self, Self::Error> {
+        Ok(HostRule::parse(&t.host)?
+            .allow_http(t.allow_http)
+            .allow_private(t.allow_private))
+    }
+}
+
+impl HostRule {
+    /// Parses `host`, `host:port`, an IP literal, `[v6]:port`, or a URL (`https://host:port/path`,
+    /// of which only host and port are kept) into a rule that allows https to global addresses.
+    pub fn parse(spec: &str) -> Result<Self, EgressError> {
+        let invalid = |reason: &str| EgressError::InvalidHost {
+            host: spec.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let trimmed = spec.trim();
+        if trimmed.is_empty() {
+            return Err(invalid("it is empty"));
+        }
+        if trimmed.contains('*') {
+            return Err(invalid("wildcards are not supported; list each host exactly"));
+        }
+        let url_text = if trimmed.contains("://") {
+            trimmed.to_owned()
+        } else if trimmed.parse::<Ipv6Addr>().is_ok() {
+            format!("https://[{trimmed}]/")
+        } else {
+            format!("https://{trimmed}/")
+        };
+        let url = Url::parse(&url_text).map_err(|e| invalid(&e.to_string()))?;
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(invalid("it must not contain credentials"));
+        }
+        let host = url_host(&url).ok_or_else(|| invalid("it has no host name"))?;
+        if !trimmed.contains("://") && (url.path() != "/" || url.query().is_some()) {
+            return Err(invalid("give a host name, host:port or a URL"));
+        }
+        Ok(Self {
+            host,
+            port: url.port(),
+            allow_http: false,
+            allow_private: false,
+        })
+    }
+
+    /// Restricts the rule to one port.
+    pub fn with_port(mut self, port: u16) -> Self {
+        self.port = Some(port);
+        self
+    }
+
+    /// Allows plain http to this host (https is always allowed).
+    pub fn allow_http(mut self, allow: bool) -> Self {
+        self.allow_http = allow;
+        self
+    }
+
+    /// Allows this host to be reached at non-global addresses (loopback, private ranges), as
+    /// local emulators need.
+    pub fn allow_private(mut self, allow: bool) -> Self {
+        self.allow_private = allow;
+        self
+    }
+
+    /// The normalized host: lowercase name without trailing dot, or a canonical IP literal.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The only port allowed, if the rule names one.
+    pub fn port(&self) -> Option<u16> {
+        self.port
+    }
+
+    /// Whether plain http is allowed.
+    pub fn allows_http(&self) -> bool {
+        self.allow_http
+    }
+
+    /// Whether non-global addresses are allowed.
+    pub fn allows_private(&self) -> bool {
+        self.allow_private
+    }
+}
+
+impl fmt::Display for HostRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.host.contains(':'), self.port) {
+            (true, Some(p)) => write!(f, "[{}]:{p}", self.host)?,
+            (false, Some(p)) => write!(f, "{}:{p}", self.host)?,
+            (_, None) => f.write_str(&self.host)?,
+        }
+        if self.allow_http {
+            f.write_str(" (http allowed)")?;
+        }
+        if self.allow_private {
+            f.write_str(" (private addresses allowed)")?;
+        }
+        Ok(())
+    }
+}
+
+/// A malformed host in a connection's egress configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EgressError {
+    /// A host rule could not be parsed.
+    #[error("invalid egress host {host:?}: {reason}")]
+    InvalidHost {
+        /// The text as given.
+        host: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// Why a destination was refused. Its text is what the guest sees inside `HttpError::Denied`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EgressDenied {
+    /// The host is not on the connection's allowlist.
+    #[error(
+        "host {host} is not allowed for connection {connection:?}; allowed hosts: {allowed}. Add it to the connection's egress list in the flow file if it is expected"
+    )]
+    HostNotAllowed {
+        /// The refused host (with port if one was given).
+        host: String,
+        /// The connection's name.
+        connection: String,
+        /// The allowed hosts, for the message.
+        allowed: String,
+    },
+    /// The scheme is not http(s), or http to a host that only allows https.
+    #[error("{scheme}:// to {host} is not allowed for connection {connection:?}: {reason}")]
+    SchemeNotAllowed {
+        /// The refused scheme.
+        scheme: String,
+        /// The host.
+        host: String,
+        /// The connection's name.
+        connection: String,
+        /// Why, e.g. "only https is allowed unless the host rule sets allow_http".
+        reason: String,
+    },
+    /// The destination address is loopback, private, link-local, metadata or otherwise
+    /// non-global, and the host rule does not set `allow_private`.
+    #[error(
+        "host {host} resolves only to non-global addresses ({addresses}), which connection {connection:?} may not reach; set allow_private on that host's egress rule if this is intended (e.g. a local emulator)"
+    )]
+    NonGlobalAddress {
+        /// The host as requested.
+        host: String,
+        /// The refused addresses.
+        addresses: String,
+        /// The connection's name.
+        connection: String,
+    },
+    /// The host name did not resolve.
+    #[error("host {host} could not be resolved: {reason}")]
+    Unresolvable {
+        /// The host.
+        host: String,
+        /// The resolver's error.
+        reason: String,
+    },
+}
+
+/// The set of hosts one connection may reach.
+#[derive(Debug, Clone)]
+pub struct EgressPolicy {
+    connection: String,
+    /// Keyed by (host, port); rules for the same key are merged by OR-ing their flags.
+    rules: BTreeMap<(String, Option<u16>), HostRule>,
+}
+
+impl EgressPolicy {
+    /// Builds the policy for `connection` from the explicit rules of the flow file and the hosts
+    /// derived from the connection's config by the plugin.
+    ///
+    /// Derived hosts (URLs or bare hosts) only ever allow https to global addresses: a plugin
+    /// cannot grant itself plain http or private addresses; only the flow file can.
+    pub fn new(
+        connection: impl Into<String>,
+        explicit: impl IntoIterator<Item = HostRule>,
+        derived: impl IntoIterator<Item = impl AsRef<str>>,
+    ) -> Result<Self, EgressError> {
+        let mut policy = Self {
+            connection: connection.into(),
+            rules: BTreeMap::new(),
+        };
+        for rule in explicit {
+            policy.add(rule);
+        }
+        for host in derived {
+            policy.add(HostRule::parse(host.as_ref())?);
+        }
+        Ok(policy)
+    }
+
+    fn add(&mut self, rule: HostRule) {
+        let key = (rule.host.clone(), rule.port);
+        match self.rules.get_mut(&key) {
+            Some(existing) => {
+                existing.allow_http |= rule.allow_http;
+                existing.allow_private |= rule.allow_private;
+            }
+            None => {
+                self.rules.insert(key, rule);
+            }
+        }
+    }
+
+    /// The connection this policy belongs to.
+    pub fn connection(&self) -> &str {
+        &self.connection
+    }
+
+    /// Every rule, sorted by host.
+    pub fn rules(&self) -> impl Iterator<Item = &HostRule> {
+        self.rules.values()
+    }
+
+    /// The rule that allows `host` on `port`, preferring a port-specific rule.
+    pub fn rule_for(&self, host: &str, port: u16) -> Option<&HostRule> {
+        let host = normalize_host(host);
+        self.rules
+            .get(&(host.clone(), Some(port)))
+            .or_else(|| self.rules.get(&(host, None)))
+    }
+
+    /// Whether any rule names `host` (on any port), and if so whether any of them allows private
+    /// addresses. The resolver sees only names, not ports, so `allow_private` applies to a host
+    /// name on every port its rules allow.
+    fn name_allows_private(&self, host: &str) -> Option<bool> {
+        let host = normalize_host(host);
+        self.rules
+            .range((host.clone(), None)..)
+            .take_while(|((h, _), _)| *h == host)
+            .map(|(_, r)| r.allow_private)
+            .reduce(|a, b| a || b)
+    }
+
+    /// Whether the destination of `url` is allowed: scheme, host, port, and for IP literals the
+    /// address itself (names are checked again when resolved, by [`EgressResolver`]).
+    pub fn check_url(&self, url: &Url) -> Result<&HostRule, EgressDenied> {
+        let scheme = url.scheme();
+        let host = url_host(url).unwrap_or_default();
+        let port = url.port_or_known_default().unwrap_or(0);
+        let shown = display_host(&host, url.port());
+        if scheme != "https" && scheme != "http" {
+            return Err(EgressDenied::SchemeNotAllowed {
+                scheme: scheme.to_owned(),
+                host: shown,
+                connection: self.connection.clone(),
+                reason: "only https (and http where a host rule allows it) can be used".into(),
+            });
+        }
+        let rule = self
+            .rule_for(&host, port)
+            .ok_or_else(|| EgressDenied::HostNotAllowed {
+                host: shown.clone(),
+                connection: self.connection.clone(),
+                allowed: self.allowed_list(),
+            })?;
+        if scheme == "http" && !rule.allow_http {
+            return Err(EgressDenied::SchemeNotAllowed {
+                scheme: scheme.to_owned(),
+                host: shown,
+                connection: self.connection.clone(),
+                reason: "only https is allowed unless the host's egress rule sets allow_http".into(),
+            });
+        }
+        if let Ok(ip) = host.parse::<IpAddr>()
+            && !rule.allow_private
+            && !is_global(ip)
+        {
+            return Err(EgressDenied::NonGlobalAddress {
+                host: shown,
+                addresses: ip.to_string(),
+                connection: self.connection.clone(),
+            });
+        }
+        Ok(rule)
+    }
+
+    /// Whether `url`'s host (any port, any scheme) is on the allowlist; used to decide whether a
+    /// credential may be attached.
+    pub fn allows_host(&self, url: &Url) -> bool {
+        self.check_url(url).is_ok()
+    }
+
+    fn allowed_list(&self) -> String {
+        if self.rules.is_empty() {
+            return "none".into();
+        }
+        self.rules
+            .values()
+            .map(|r| display_host(&r.host, r.port))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// The host of a URL, normalized like rule hosts.
+pub(crate) fn url_host(url: &Url) -> Option<String> {
+    match url.host()? {
+        url::Host::Domain(d) => Some(normalize_host(d)),
+        url::Host::Ipv4(a) => Some(a.to_string()),
+        url::Host::Ipv6(a) => Some(a.to_string()),
+    }
+}
+
+fn normalize_host(host: &str) -> String {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let unbracketed = host.trim_start_matches('[').trim_end_matches(']');
+    match unbracketed.parse::<IpAddr>() {
+        Ok(ip) => ip.to_string(),
+        Err(_) => host,
+    }
+}
+
+pub(crate) fn display_host(host: &str, port: Option<u16>) -> String {
+    match (host.contains(':'), port) {
+        (true, Some(p)) => format!("[{host}]:{p}"),
+        (true, None) => format!("[{host}]"),
+        (false, Some(p)) => format!("{host}:{p}"),
+        (false, None) => host.to_owned(),
+    }
+}
+
+/// The DNS resolver every connection's HTTP client uses: resolves with the system resolver, then
+/// drops the addresses the connection may not reach. Because reqwest connects only to what this
+/// returns, a check-then-connect race (DNS rebinding) cannot slip a private address through.
+#[derive(Debug, Clone)]
+pub struct EgressResolver {
+    policy: Arc<EgressPolicy>,
+}
+
+impl EgressResolver {
+    /// A resolver enforcing `policy`.
+    pub fn new(policy: Arc<EgressPolicy>) -> Self {
+        Self { policy }
+    }
+
+    /// Resolves `host` and keeps only the addresses the policy allows.
+    pub async fn resolve_allowed(&self, host: &str) -> Result<Vec<SocketAddr>, EgressDenied> {
+        let policy = &self.policy;
+        let allow_private =
+            policy
+                .name_allows_private(host)
+                .ok_or_else(|| EgressDenied::HostNotAllowed {
+                    host: host.to_owned(),
+                    connection: policy.connection.clone(),
+                    allowed: policy.allowed_list(),
+                })?;
+        let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host, 0))
+            .await
+            .map_err(|e| EgressDenied::Unresolvable {
+                host: host.to_owned(),
+                reason: e.to_string(),
+            })?
+            .collect();
+        let (allowed, refused): (Vec<SocketAddr>, Vec<SocketAddr>) = resolved
+            .into_iter()
+            .partition(|a| allow_private || is_global(a.ip()));
+        if allowed.is_empty() {
+            if refused.is_empty() {
+                return Err(EgressDenied::Unresolvable {
+                    host: host.to_owned(),
+                    reason: "no addresses".into(),
+                });
+            }
+            return Err(EgressDenied::NonGlobalAddress {
+                host: host.to_owned(),
+                addresses: refused
+                    .iter()
+                    .map(|a| a.ip().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                connection: policy.connection.clone(),
+            });
+        }
+        if !refused.is_empty() {
+            tracing::warn!(
+                connection = %policy.connection,
+                host,
+                dropped = refused.len(),
+                "dropped non-global addresses from DNS answer"
+            );
+        }
+        Ok(allowed)
+    }
+}
+
+impl Resolve for EgressResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let this = self.clone();
+        Box::pin(async move {
+            let addrs = this.resolve_allowed(name.as_str()).await?;
+            Ok(Box::new(addrs.into_iter()) as Addrs)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_addresses() {
+        let table: &[(&str, bool)] = &[
+            // IPv4 non-global
+            ("0.0.0.0", false),
+            ("0.1.2.3", false),
+            ("10.0.0.1", false),
+            ("10.255.255.255", false),
+            ("100.64.0.1", false),
+            ("100.127.255.254", false),
+            ("127.0.0.1", false),
+            ("127.255.0.1", false),
+            ("169.254.0.1", false),
+            ("169.254.169.254", false),
+            ("172.16.0.1", false),
+            ("172.31.255.255", false),
+            ("192.0.0.8", false),
+            ("192.0.2.1", false),
+            ("192.168.1.1", false),
+            ("198.18.0.1", false),
+            ("198.19.255.255", false),
+            ("198.51.100.7", false),
+            ("203.0.113.9", false),
+            ("224.0.0.1", false),
+            ("239.255.255.250", false),
+            ("240.0.0.1", false),
+            ("255.255.255.255", false),
+            // IPv4 global, including neighbours of the ranges above
+            ("1.1.1.1", true),
+            ("8.8.8.8", true),
+            ("11.0.0.1", true),
+            ("100.63.255.255", true),
+            ("100.128.0.1", true),
+            ("126.255.255.255", true),
+            ("128.0.0.1", true),
+            ("169.253.0.1", true),
+            ("172.15.255.255", true),
+            ("172.32.0.1", true),
+            ("192.0.1.1", true),
+            ("192.0.3.1", true),
+            ("192.167.1.1", true),
+            ("192.169.1.1", true),
+            ("198.17.0.1", true),
+            ("198.20.0.1", true),
+            ("198.51.101.1", true),
+            ("203.0.114.1", true),
+            ("223.255.255.255", true),
+            // IPv6 non-global
+            ("::", false),
+            ("::1", false),
+            ("::ffff:127.0.0.1", false),
+            ("::ffff:10.0.0.1", false),
+            ("::ffff:169.254.169.254", false),
+            ("::127.0.0.1", false),
+            ("::10.0.0.1", false),
+            ("64:ff9b::127.0.0.1", false),
+            ("64:ff9b::a9fe:a9fe", false),
+            ("64:ff9b:1::1", false),
+            ("2002:7f00:1::", false),
+            ("2002:a00:1::1", false),
+            ("2002:a9fe:a9fe::1", false),
+            ("2001::1", false),
+            ("2001:0:4136:e378::1", false),
+            ("2001:db8::1", false),
+            ("2001:db8:ffff::1", false),
+            ("fc00::1", false),
+            ("fd12:3456::1", false),
+            ("fe80::1", false),
+            ("febf::1", false),
+            ("fec0::1", false),
+            ("ff02::1", false),
+            ("ff0e::1", false),
+            ("100::1", false),
+            ("::2:1", false),
+            // IPv6 global
+            ("::ffff:8.8.8.8", true),
+            ("::8.8.8.8", true),
+            ("64:ff9b::808:808", true),
+            ("2002:808:808::1", true),
+            ("2001:4860:4860::8888", true),
+            ("2606:4700:4700::1111", true),
+            ("2a00:1450:4001::1", true),
+        ];
+        for (text, expected) in table {
+            let ip: IpAddr = text.parse().unwrap();
+            assert_eq!(is_global(ip), *expected, "{text} global should be {expected}");
+        }
+    }
+
+    #[test]
+    fn parses_host_rules() {
+        let r = HostRule::parse("API.Zendesk.com.").unwrap();
+        assert_eq!((r.host(), r.port()), ("api.zendesk.com", None));
+        let r = HostRule::parse("127.0.0.1:8080").unwrap();
+        assert_eq!((r.host(), r.port()), ("127.0.0.1", Some(8080)));
+        let r = HostRule::parse("[::1]:9").unwrap();
+        assert_eq!((r.host(), r.port()), ("::1", Some(9)));
+        let r = HostRule::parse("::1").unwrap();
+        assert_eq!((r.host(), r.port()), ("::1", None));
+        let r = HostRule::parse("https://www.zohoapis.jp/crm/v8").unwrap();
+        assert_eq!((r.host(), r.port()), ("www.zohoapis.jp", None));
+        assert!(!r.allows_http() && !r.allows_private());
+        assert!(HostRule::parse("*.zendesk.com").is_err());
+        assert!(HostRule::parse("").is_err());
+        assert!(HostRule::parse("user:pw@host").is_err());
+        assert!(HostRule::parse("host/path").is_err());
+    }
+
+    #[test]
+    fn derived_hosts_never_grant_http_or_private() {
+        let p = EgressPolicy::new("c", [], ["http://127.0.0.1:1234/"]).unwrap();
+        let err = p.check_url(&Url::parse("http://127.0.0.1:1234/").unwrap()).unwrap_err();
+        assert!(matches!(err, EgressDenied::SchemeNotAllowed { .. }), "{err}");
+        let err = p.check_url(&Url::parse("https://127.0.0.1:1234/").unwrap()).unwrap_err();
+        assert!(matches!(err, EgressDenied::NonGlobalAddress { .. }), "{err}");
+    }
+
+    #[test]
+    fn port_specific_rules_only_allow_their_port() {
+        let p = EgressPolicy::new("c", [HostRule::parse("api.example.com:8443").unwrap()], [""; 0])
+            .unwrap();
+        assert!(p.check_url(&Url::parse("https://api.example.com:8443/x").unwrap()).is_ok());
+        let err = p.check_url(&Url::parse("https://api.example.com/x").unwrap()).unwrap_err();
+        assert!(matches!(err, EgressDenied::HostNotAllowed { .. }), "{err}");
+    }
+
+    #[test]
+    fn refuses_obfuscated_ipv4_literals() {
+        let p = EgressPolicy::new(
+            "c",
+            [HostRule::parse("127.0.0.1").unwrap().allow_http(true)],
+            [""; 0],
+        )
+        .unwrap();
+        // The URL parser canonicalizes decimal and hex forms, so they hit the same rule and the
+        // same non-global check.
+        for url in ["http://2130706433/", "http://0x7f.0.0.1/", "http://127.1/"] {
+            let err = p.check_url(&Url::parse(url).unwrap()).unwrap_err();
+            assert!(matches!(err, EgressDenied::NonGlobalAddress { .. }), "{url}: {err}");
+        }
+    }
+
+    #[test]
+    fn refuses_non_http_schemes() {
+        let p = EgressPolicy::new("c", [], ["example.com"]).unwrap();
+        let err = p.check_url(&Url::parse("ftp://example.com/").unwrap()).unwrap_err();
+        assert!(matches!(err, EgressDenied::SchemeNotAllowed { .. }), "{err}");
+    }
+}

@@ -1,0 +1,288 @@
+//! weft's state database.
+//!
+//! One [`Store`] type is the whole interface the rest of the host sees. Behind it sits one
+//! implementation per database (today [`sqlite`](crate::sqlite), a later issue adds PostgreSQL
+//! with the same schema and semantics), so callers never write SQL and never learn which database
+//! they run on. Every row is keyed by a `tenant` so one store can serve many tenants.
+//!
+//! What lives here now:
+//! - **plugin state**: a small key/value map per [`StateScope`], with hard limits so a plugin
+//!   cannot grow the database without bound ([`StateLimits`]);
+//! - **secret rows**: opaque `nonce + ciphertext` blobs. The store never sees plaintext; the
+//!   cipher lives in `weft-capabilities`.
+//!
+//! The schema is versioned: migrations are embedded SQL applied in order, inside a transaction,
+//! when the store is opened, and recorded in `schema_migrations`.
+
+mod error;
+mod migrations;
+mod sqlite;
+
+use std::path::Path;
+use std::time::SystemTime;
+
+pub use error::StoreError;
+pub use migrations::{MIGRATIONS, Migration};
+
+/// The tenant used while weft runs a single tenant.
+pub const DEFAULT_TENANT: &str = "default";
+
+/// Where a plugin's state lives: one plugin, on one connection, in one flow, for one tenant.
+///
+/// Keys of different scopes never collide, so two flows using the same plugin and connection
+/// keep separate state.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct StateScope {
+    /// The tenant that owns the flow.
+    pub tenant: String,
+    /// The plugin's name as it describes itself.
+    pub plugin: String,
+    /// The connection the plugin was invoked for.
+    pub connection: String,
+    /// The flow the plugin runs in.
+    pub flow: String,
+}
+
+impl StateScope {
+    /// A scope for the given tenant, plugin, connection and flow.
+    pub fn new(
+        tenant: impl Into<String>,
+        plugin: impl Into<String>,
+        connection: impl Into<String>,
+        flow: impl Into<String>,
+    ) -> Self {
+        Self {
+            tenant: tenant.into(),
+            plugin: plugin.into(),
+            connection: connection.into(),
+            flow: flow.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for StateScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "tenant {:?}, plugin {:?}, connection {:?}, flow {:?}",
+            self.tenant, self.plugin, self.connection, self.flow
+        )
+    }
+}
+
+/// Bounds on plugin state. State is for cursors and small bookkeeping, not for data: these keep
+/// a misbehaving plugin from turning the state database into its storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateLimits {
+    /// Longest key, in bytes of UTF-8.
+    pub max_key_bytes: usize,
+    /// Largest value, in bytes.
+    pub max_value_bytes: usize,
+    /// Most keys one [`StateScope`] may hold.
+    pub max_keys_per_scope: u64,
+}
+
+impl Default for StateLimits {
+    fn default() -> Self {
+        Self {
+            max_key_bytes: 256,
+            max_value_bytes: 64 * 1024,
+            max_keys_per_scope: 1_000,
+        }
+    }
+}
+
+/// One stored secret as listed by [`Store::secret_list`]: its name and when it was last written,
+/// never its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretEntry {
+    /// The secret's name, as used in `secret:NAME`.
+    pub name: String,
+    /// When the secret was last written.
+    pub updated_at: SystemTime,
+}
+
+/// The state database. Cheap to clone: clones share one connection pool.
+#[derive(Clone, Debug)]
+pub struct Store {
+    backend: Backend,
+    limits: StateLimits,
+}
+
+/// One variant per supported database; each keeps its SQL in its own module.
+#[derive(Clone, Debug)]
+enum Backend {
+    Sqlite(sqlite::SqliteBackend),
+}
+
+impl Store {
+    /// Opens (creating if needed, with its parent directories) the SQLite database at `path`, in
+    /// WAL mode so readers do not block the writer, and applies pending migrations.
+    pub async fn open_sqlite(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let backend = sqlite::SqliteBackend::open_file(path.as_ref()).await?;
+        Ok(Self::with_backend(Backend::Sqlite(backend)))
+    }
+
+    /// Opens a private in-memory SQLite database with the full schema. Nothing survives the last
+    /// clone being dropped; meant for tests.
+    pub async fn open_in_memory() -> Result<Self, StoreError> {
+        let backend = sqlite::SqliteBackend::open_in_memory().await?;
+        Ok(Self::with_backend(Backend::Sqlite(backend)))
+    }
+
+    fn with_backend(backend: Backend) -> Self {
+        Self {
+            backend,
+            limits: StateLimits::default(),
+        }
+    }
+
+    /// Replaces the state limits for this handle (and clones made from it afterwards).
+    pub fn with_state_limits(mut self, limits: StateLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The state limits this handle enforces.
+    pub fn state_limits(&self) -> StateLimits {
+        self.limits
+    }
+
+    /// The schema version the database is at (the highest applied migration).
+    pub async fn schema_version(&self) -> Result<i64, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.schema_version().await,
+        }
+    }
+
+    /// Reads one state value; `None` if the key was never set or was deleted.
+    pub async fn state_get(
+        &self,
+        scope: &StateScope,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        self.check_key(key)?;
+        match &self.backend {
+            Backend::Sqlite(db) => db.state_get(scope, key).await,
+        }
+    }
+
+    /// Writes one state value, replacing any previous one. Refused when the key or value is over
+    /// its limit, or when the key is new and the scope already holds the maximum number of keys.
+    pub async fn state_set(
+        &self,
+        scope: &StateScope,
+        key: &str,
+        value: &[u8],
+    ) -> Result<(), StoreError> {
+        self.check_key(key)?;
+        if value.len() > self.limits.max_value_bytes {
+            return Err(StoreError::StateValueTooLarge {
+                key: key.to_owned(),
+                size: value.len(),
+                limit: self.limits.max_value_bytes,
+            });
+        }
+        let written = match &self.backend {
+            Backend::Sqlite(db) => {
+                db.state_set(scope, key, value, self.limits.max_keys_per_scope)
+                    .await?
+            }
+        };
+        if written {
+            Ok(())
+        } else {
+            Err(StoreError::StateTooManyKeys {
+                scope: scope.to_string(),
+                key: key.to_owned(),
+                limit: self.limits.max_keys_per_scope,
+            })
+        }
+    }
+
+    /// Deletes one state value. Returns whether it existed.
+    pub async fn state_delete(&self, scope: &StateScope, key: &str) -> Result<bool, StoreError> {
+        self.check_key(key)?;
+        match &self.backend {
+            Backend::Sqlite(db) => db.state_delete(scope, key).await,
+        }
+    }
+
+    /// How many keys a scope holds.
+    pub async fn state_count(&self, scope: &StateScope) -> Result<u64, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.state_count(scope).await,
+        }
+    }
+
+    fn check_key(&self, key: &str) -> Result<(), StoreError> {
+        if key.is_empty() {
+            return Err(StoreError::StateKeyEmpty);
+        }
+        if key.len() > self.limits.max_key_bytes {
+            return Err(StoreError::StateKeyTooLong {
+                key_prefix: key.chars().take(32).collect(),
+                size: key.len(),
+                limit: self.limits.max_key_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    /// Stores (or replaces) a secret's sealed bytes (`nonce + ciphertext`) under `name`.
+    pub async fn secret_put(&self, tenant: &str, name: &str, sealed: &[u8]) -> Result<(), StoreError> {
+        check_secret_name(name)?;
+        match &self.backend {
+            Backend::Sqlite(db) => db.secret_put(tenant, name, sealed).await,
+        }
+    }
+
+    /// Reads a secret's sealed bytes; `None` if no secret of that name exists for the tenant.
+    pub async fn secret_get(&self, tenant: &str, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.secret_get(tenant, name).await,
+        }
+    }
+
+    /// Deletes a secret. Returns whether it existed.
+    pub async fn secret_delete(&self, tenant: &str, name: &str) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.secret_delete(tenant, name).await,
+        }
+    }
+
+    /// The tenant's secrets by name, sorted, with when each was last written.
+    pub async fn secret_list(&self, tenant: &str) -> Result<Vec<SecretEntry>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.secret_list(tenant).await,
+        }
+    }
+}
+
+/// Secret names appear in flow files as `secret:NAME` and on the command line, so they are kept
+/// to a shell- and TOML-friendly alphabet.
+fn check_secret_name(name: &str) -> Result<(), StoreError> {
+    let valid = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if valid {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidSecretName {
+            name: name.to_owned(),
+        })
+    }
+}
+
+pub(crate) fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+pub(crate) fn millis_to_time(ms: i64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64)
+}

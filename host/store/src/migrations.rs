@@ -1,0 +1,47 @@
+//! The schema, as an ordered list of migrations.
+//!
+//! Migrations are append-only: a released migration is never edited, a change is a new one. The
+//! SQL sticks to what SQLite and PostgreSQL share (TEXT, BIGINT, BLOB/BYTEA aside) so the
+//! PostgreSQL implementation can carry the same list with only type spellings changed.
+
+/// One schema change.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    /// Strictly increasing version number, recorded in `schema_migrations`.
+    pub version: i64,
+    /// A short name for messages.
+    pub name: &'static str,
+    /// The SQL, possibly several statements.
+    pub sql: &'static str,
+}
+
+/// Every migration, in the order they are applied.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "plugin state and secrets",
+    sql: r#"
+CREATE TABLE plugin_state (
+    tenant      TEXT    NOT NULL,
+    plugin      TEXT    NOT NULL,
+    connection  TEXT    NOT NULL,
+    flow        TEXT    NOT NULL,
+    key         TEXT    NOT NULL,
+    value       BLOB    NOT NULL,
+    updated_at  BIGINT  NOT NULL,
+    PRIMARY KEY (tenant, plugin, connection, flow, key)
+);
+
+CREATE TABLE secrets (
+    tenant      TEXT    NOT NULL,
+    name        TEXT    NOT NULL,
+    sealed      BLOB    NOT NULL,
+    updated_at  BIGINT  NOT NULL,
+    PRIMARY KEY (tenant, name)
+);
+"#,
+}];
+
+/// The newest schema version this build knows.
+pub(crate) fn latest_version() -> i64 {
+    MIGRATIONS.last().map(|m| m.version).unwrap_or(0)
+}

@@ -1,0 +1,293 @@
+//! The SQLite implementation of the store: all of its SQL lives here.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Connection as _, SqliteConnection};
+
+use crate::migrations::{MIGRATIONS, latest_version};
+use crate::{SecretEntry, StateScope, StoreError, millis_to_time, now_millis};
+
+/// How long a writer waits for another writer (possibly another weft process) before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Clone, Debug)]
+pub(crate) struct SqliteBackend {
+    pool: SqlitePool,
+}
+
+fn query_err(action: impl Into<String>) -> impl FnOnce(sqlx::Error) -> StoreError {
+    let action = action.into();
+    move |source| StoreError::Query { action, source }
+}
+
+impl SqliteBackend {
+    pub(crate) async fn open_file(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // WAL + NORMAL is durable across process crashes; only an OS crash can lose the
+            // last transactions, which at-least-once delivery tolerates.
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(|source| StoreError::Open {
+                location: path.display().to_string(),
+                source,
+            })?;
+        let backend = Self { pool };
+        backend.migrate().await?;
+        Ok(backend)
+    }
+
+    pub(crate) async fn open_in_memory() -> Result<Self, StoreError> {
+        let location = "sqlite::memory:";
+        let options = SqliteConnectOptions::from_str(location)
+            .map_err(|source| StoreError::Open {
+                location: location.to_owned(),
+                source,
+            })?
+            .foreign_keys(true);
+        // Every SQLite connection to ":memory:" is its own database, so the pool holds exactly
+        // one connection and never lets it go.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await
+            .map_err(|source| StoreError::Open {
+                location: location.to_owned(),
+                source,
+            })?;
+        let backend = Self { pool };
+        backend.migrate().await?;
+        Ok(backend)
+    }
+
+    /// Applies pending migrations in one `BEGIN IMMEDIATE` transaction, so two processes opening
+    /// the same file at once cannot both apply the same migration.
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(query_err("acquire a connection to migrate"))?;
+        sqlx::raw_sql("BEGIN IMMEDIATE")
+            .execute(&mut *conn)
+            .await
+            .map_err(query_err("start the migration transaction"))?;
+        match apply_pending(&mut conn).await {
+            Ok(()) => sqlx::raw_sql("COMMIT")
+                .execute(&mut *conn)
+                .await
+                .map(|_| ())
+                .map_err(query_err("commit migrations")),
+            Err(e) => {
+                if let Err(rollback) = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await {
+                    tracing::warn!(error = %rollback, "rolling back a failed migration failed");
+                    // The connection may be mid-transaction; do not return it to the pool.
+                    let _ = conn.detach().close().await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    pub(crate) async fn schema_version(&self) -> Result<i64, StoreError> {
+        sqlx::query_scalar::<_, i64>("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(query_err("read the schema version"))
+    }
+
+    pub(crate) async fn state_get(
+        &self,
+        scope: &StateScope,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        sqlx::query_scalar::<_, Vec<u8>>(
+            "SELECT value FROM plugin_state
+             WHERE tenant = ? AND plugin = ? AND connection = ? AND flow = ? AND key = ?",
+        )
+        .bind(&scope.tenant)
+        .bind(&scope.plugin)
+        .bind(&scope.connection)
+        .bind(&scope.flow)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(query_err(format!("read state key {key:?} ({scope})")))
+    }
+
+    /// Inserts or replaces the value in one statement, which is atomic in SQLite: the row is
+    /// written only if the key already exists or the scope is under `max_keys`. Returns whether
+    /// it was written.
+    pub(crate) async fn state_set(
+        &self,
+        scope: &StateScope,
+        key: &str,
+        value: &[u8],
+        max_keys: u64,
+    ) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "INSERT INTO plugin_state (tenant, plugin, connection, flow, key, value, updated_at)
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7
+             WHERE EXISTS (SELECT 1 FROM plugin_state
+                           WHERE tenant = ?1 AND plugin = ?2 AND connection = ?3 AND flow = ?4
+                             AND key = ?5)
+                OR (SELECT COUNT(*) FROM plugin_state
+                    WHERE tenant = ?1 AND plugin = ?2 AND connection = ?3 AND flow = ?4) < ?8
+             ON CONFLICT (tenant, plugin, connection, flow, key)
+             DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+        )
+        .bind(&scope.tenant)
+        .bind(&scope.plugin)
+        .bind(&scope.connection)
+        .bind(&scope.flow)
+        .bind(key)
+        .bind(value)
+        .bind(now_millis())
+        .bind(i64::try_from(max_keys).unwrap_or(i64::MAX))
+        .execute(&self.pool)
+        .await
+        .map_err(query_err(format!("write state key {key:?} ({scope})")))?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    pub(crate) async fn state_delete(&self, scope: &StateScope, key: &str) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "DELETE FROM plugin_state
+             WHERE tenant = ? AND plugin = ? AND connection = ? AND flow = ? AND key = ?",
+        )
+        .bind(&scope.tenant)
+        .bind(&scope.plugin)
+        .bind(&scope.connection)
+        .bind(&scope.flow)
+        .bind(key)
+        .execute(&self.pool)
+        .await
+        .map_err(query_err(format!("delete state key {key:?} ({scope})")))?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    pub(crate) async fn state_count(&self, scope: &StateScope) -> Result<u64, StoreError> {
+        let n = sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM plugin_state
+             WHERE tenant = ? AND plugin = ? AND connection = ? AND flow = ?",
+        )
+        .bind(&scope.tenant)
+        .bind(&scope.plugin)
+        .bind(&scope.connection)
+        .bind(&scope.flow)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(query_err(format!("count state keys ({scope})")))?;
+        Ok(n.max(0) as u64)
+    }
+
+    pub(crate) async fn secret_put(&self, tenant: &str, name: &str, sealed: &[u8]) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO secrets (tenant, name, sealed, updated_at) VALUES (?, ?, ?, ?)
+             ON CONFLICT (tenant, name) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at",
+        )
+        .bind(tenant)
+        .bind(name)
+        .bind(sealed)
+        .bind(now_millis())
+        .execute(&self.pool)
+        .await
+        .map_err(query_err(format!("store secret {name:?} of tenant {tenant:?}")))?;
+        Ok(())
+    }
+
+    pub(crate) async fn secret_get(&self, tenant: &str, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        sqlx::query_scalar::<_, Vec<u8>>("SELECT sealed FROM secrets WHERE tenant = ? AND name = ?")
+            .bind(tenant)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(query_err(format!("read secret {name:?} of tenant {tenant:?}")))
+    }
+
+    pub(crate) async fn secret_delete(&self, tenant: &str, name: &str) -> Result<bool, StoreError> {
+        let result = sqlx::query("DELETE FROM secrets WHERE tenant = ? AND name = ?")
+            .bind(tenant)
+            .bind(name)
+            .execute(&self.pool)
+            .await
+            .map_err(query_err(format!("delete secret {name:?} of tenant {tenant:?}")))?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    pub(crate) async fn secret_list(&self, tenant: &str) -> Result<Vec<SecretEntry>, StoreError> {
+        let rows = sqlx::query_as::<_, (String, i64)>(
+            "SELECT name, updated_at FROM secrets WHERE tenant = ? ORDER BY name",
+        )
+        .bind(tenant)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err(format!("list secrets of tenant {tenant:?}")))?;
+        Ok(rows
+            .into_iter()
+            .map(|(name, updated_at)| SecretEntry {
+                name,
+                updated_at: millis_to_time(updated_at),
+            })
+            .collect())
+    }
+}
+
+async fn apply_pending(conn: &mut SqliteConnection) -> Result<(), StoreError> {
+    sqlx::raw_sql(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version     BIGINT PRIMARY KEY,
+             name        TEXT   NOT NULL,
+             applied_at  BIGINT NOT NULL
+         )",
+    )
+    .execute(&mut *conn)
+    .await
+    .map_err(query_err("create schema_migrations"))?;
+    let current = sqlx::query_scalar::<_, i64>("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(query_err("read the schema version"))?;
+    if current > latest_version() {
+        return Err(StoreError::SchemaTooNew {
+            found: current,
+            supported: latest_version(),
+        });
+    }
+    for migration in MIGRATIONS.iter().filter(|m| m.version > current) {
+        let fail = |source| StoreError::Migration {
+            version: migration.version,
+            name: migration.name,
+            source,
+        };
+        sqlx::raw_sql(migration.sql).execute(&mut *conn).await.map_err(fail)?;
+        sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)")
+            .bind(migration.version)
+            .bind(migration.name)
+            .bind(now_millis())
+            .execute(&mut *conn)
+            .await
+            .map_err(fail)?;
+        tracing::info!(version = migration.version, name = migration.name, "applied state database migration");
+    }
+    Ok(())
+}
