@@ -23,6 +23,7 @@ mod collection;
 mod config;
 mod demo;
 mod error;
+mod keys;
 mod log;
 mod oauth;
 mod prng;

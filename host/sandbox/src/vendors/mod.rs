@@ -11,6 +11,8 @@ use crate::SandboxError;
 use crate::config::SandboxConfig;
 use crate::server::{Emulator, Hub};
 
+pub(crate) mod salesforce;
+pub(crate) mod soql;
 pub(crate) mod zendesk;
 pub(crate) mod zoho;
 
@@ -18,7 +20,8 @@ pub(crate) mod zoho;
 pub(crate) fn build(hub: &Arc<Hub>, config: &SandboxConfig) -> Result<Vec<Arc<dyn Emulator>>, SandboxError> {
     let zoho: Arc<dyn Emulator> = zoho::Zoho::new(Arc::clone(hub), config);
     let zendesk: Arc<dyn Emulator> = zendesk::Zendesk::new(Arc::clone(hub), config);
-    Ok(vec![zoho, zendesk])
+    let salesforce: Arc<dyn Emulator> = salesforce::Salesforce::new(Arc::clone(hub), config)?;
+    Ok(vec![zoho, zendesk, salesforce])
 }
 
 /// JSON response with an explicit status.
