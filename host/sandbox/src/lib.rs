@@ -163,6 +163,12 @@ impl Sandbox {
         self.hub.clock.advance(by.as_millis() as i64);
     }
 
+    /// The sandbox clock (wall clock plus every `advance_clock`); tokens, JWT `exp` checks and
+    /// expiries use it.
+    pub fn now(&self) -> std::time::SystemTime {
+        std::time::UNIX_EPOCH + Duration::from_millis(self.hub.now_ms().max(0) as u64)
+    }
+
     /// Requests received, oldest first.
     pub fn requests(&self, vendor: Option<Vendor>) -> Vec<LoggedRequest> {
         self.hub.log.query(vendor, 0, usize::MAX)

@@ -1566,6 +1566,11 @@ impl Emulator for Salesforce {
     fn base_url(&self) -> &OnceLock<String> {
         &self.base
     }
+
+    /// Salesforce paths work with or without a trailing slash (`/sobjects/Lead/`).
+    fn rewrite_path(&self, path: &str) -> Option<String> {
+        (path.len() > 1).then(|| path.strip_suffix('/')).flatten().map(str::to_string)
+    }
 }
 
 async fn collection_get(s: State<Arc<Salesforce>>, ctx: Extension<RequestCtx>, Path((v, name)): Path<(String, String)>, method: http::Method, q: RawQuery, headers: HeaderMap, body: Bytes) -> Response {
