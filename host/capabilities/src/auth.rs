@@ -141,7 +141,10 @@ impl AuthSpec {
                 client_secret,
                 refresh_token,
                 ..
-            } => vec![("client_secret", client_secret), ("refresh_token", refresh_token)],
+            } => vec![
+                ("client_secret", client_secret),
+                ("refresh_token", refresh_token),
+            ],
             AuthSpec::OAuth2ClientCredentials { client_secret, .. } => {
                 vec![("client_secret", client_secret)]
             }
@@ -213,7 +216,9 @@ impl CredentialPlacement {
                 HeaderName::from_bytes(name.as_bytes())
                     .map_err(|_| format!("{name:?} is not a valid header name"))?;
                 if !template.contains("{token}") {
-                    return Err(format!("header template {template:?} does not contain {{token}}"));
+                    return Err(format!(
+                        "header template {template:?} does not contain {{token}}"
+                    ));
                 }
                 Ok(())
             }
@@ -307,7 +312,10 @@ impl Authenticator {
 
     /// Every secret value seen so far, for redaction.
     pub(crate) fn sensitive(&self) -> Vec<Secret> {
-        self.sensitive.lock().expect("sensitive list poisoned").clone()
+        self.sensitive
+            .lock()
+            .expect("sensitive list poisoned")
+            .clone()
     }
 
     fn remember(&self, secret: &Secret) {
@@ -325,7 +333,10 @@ impl Authenticator {
     }
 
     /// The credential to attach, obtaining or renewing it if needed. `None` for `AuthSpec::None`.
-    pub(crate) async fn credential(&self, transport: &Transport) -> Result<Option<Issued>, HttpError> {
+    pub(crate) async fn credential(
+        &self,
+        transport: &Transport,
+    ) -> Result<Option<Issued>, HttpError> {
         if self.spec == AuthSpec::None {
             return Ok(None);
         }
@@ -357,7 +368,10 @@ impl Authenticator {
     }
 
     /// Non-secret fields of the token response, exchanging a token first if none is cached.
-    pub(crate) async fn token_info(&self, transport: &Transport) -> Result<Vec<(String, String)>, HttpError> {
+    pub(crate) async fn token_info(
+        &self,
+        transport: &Transport,
+    ) -> Result<Vec<(String, String)>, HttpError> {
         if !self.spec.is_renewable() {
             return Ok(Vec::new());
         }
@@ -373,7 +387,11 @@ impl Authenticator {
 
     /// Resolves a value that is configured like a secret but is not one (an OAuth client id), so
     /// it is not added to the redaction list.
-    async fn resolve_public(&self, field: &str, reference: &SecretRef) -> Result<Secret, HttpError> {
+    async fn resolve_public(
+        &self,
+        field: &str,
+        reference: &SecretRef,
+    ) -> Result<Secret, HttpError> {
         let secret = self
             .secrets
             .resolve(&self.tenant, reference)
@@ -399,7 +417,9 @@ impl Authenticator {
                 })?;
                 Ok(Credential::Header(name, header))
             }
-            CredentialPlacement::Query { name } => Ok(Credential::Query(name.clone(), token.clone())),
+            CredentialPlacement::Query { name } => {
+                Ok(Credential::Query(name.clone(), token.clone()))
+            }
         }
     }
 
@@ -421,8 +441,12 @@ impl Authenticator {
     ) -> Result<(Credential, Option<Instant>), HttpError> {
         match &self.spec {
             AuthSpec::None => unreachable!("checked by the caller"),
-            AuthSpec::ApiKey { value } => Ok((self.place(&self.resolve("value", value).await?)?, None)),
-            AuthSpec::Bearer { token } => Ok((self.place(&self.resolve("token", token).await?)?, None)),
+            AuthSpec::ApiKey { value } => {
+                Ok((self.place(&self.resolve("value", value).await?)?, None))
+            }
+            AuthSpec::Bearer { token } => {
+                Ok((self.place(&self.resolve("token", token).await?)?, None))
+            }
             AuthSpec::Basic { username, password } => {
                 let password = self.resolve("password", password).await?;
                 let encoded = Secret::new(B64.encode(format!("{username}:{}", password.expose())));
@@ -452,7 +476,9 @@ impl Authenticator {
                 if let Some(scope) = scope {
                     form.push(("scope", scope.clone()));
                 }
-                let token = self.exchange(transport, token_url, "refresh_token", form).await?;
+                let token = self
+                    .exchange(transport, token_url, "refresh_token", form)
+                    .await?;
                 if let Some(new_refresh) = &token.refresh_token
                     && new_refresh != &current_refresh
                 {
@@ -492,8 +518,8 @@ impl Authenticator {
             } => {
                 let key = self.resolve("private_key", private_key).await?;
                 let lifetime = lifetime.unwrap_or(DEFAULT_JWT_LIFETIME_SECS);
-                let assertion = jwt_assertion(issuer, subject, audience, lifetime, &key)
-                    .map_err(|reason| {
+                let assertion =
+                    jwt_assertion(issuer, subject, audience, lifetime, &key).map_err(|reason| {
                         HttpError::Auth(format!(
                             "connection {:?}: cannot sign the JWT bearer assertion: {reason}",
                             self.connection
@@ -505,7 +531,9 @@ impl Authenticator {
                     ("grant_type", JWT_BEARER_GRANT.to_owned()),
                     ("assertion", assertion),
                 ];
-                let token = self.exchange(transport, token_url, "jwt-bearer", form).await?;
+                let token = self
+                    .exchange(transport, token_url, "jwt-bearer", form)
+                    .await?;
                 self.finish(state, token)
             }
         }
@@ -528,19 +556,21 @@ impl Authenticator {
 
     async fn persist_rotated(&self, reference: &SecretRef, new_refresh: &Secret) {
         match reference {
-            SecretRef::Stored(name) => match self.secrets.set(&self.tenant, name, new_refresh).await {
-                Ok(()) => tracing::info!(
-                    connection = %self.connection,
-                    secret = %name,
-                    "stored the rotated refresh token"
-                ),
-                Err(e) => tracing::error!(
-                    connection = %self.connection,
-                    secret = %name,
-                    error = %e,
-                    "could not store the rotated refresh token; the old one may stop working after a restart"
-                ),
-            },
+            SecretRef::Stored(name) => {
+                match self.secrets.set(&self.tenant, name, new_refresh).await {
+                    Ok(()) => tracing::info!(
+                        connection = %self.connection,
+                        secret = %name,
+                        "stored the rotated refresh token"
+                    ),
+                    Err(e) => tracing::error!(
+                        connection = %self.connection,
+                        secret = %name,
+                        error = %e,
+                        "could not store the rotated refresh token; the old one may stop working after a restart"
+                    ),
+                }
+            }
             other => tracing::warn!(
                 connection = %self.connection,
                 reference = %other,
@@ -609,11 +639,11 @@ impl Authenticator {
         }
         let json: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&resp.body)
             .map_err(|e| {
-                HttpError::Auth(format!(
-                    "token endpoint {host} did not answer with a JSON object ({e}): {}",
-                    describe_body(&resp.body)
-                ))
-            })?;
+            HttpError::Auth(format!(
+                "token endpoint {host} did not answer with a JSON object ({e}): {}",
+                describe_body(&resp.body)
+            ))
+        })?;
         let Some(access_token) = json.get("access_token").and_then(|v| v.as_str()) else {
             // Some providers (Zoho) answer 200 with {"error": "..."}.
             let error = json
@@ -705,8 +735,13 @@ pub fn jwt_assertion(
     let claims = B64URL.encode(claims.to_string());
     let signing_input = format!("{header}.{claims}");
     let mut signature = vec![0u8; key.public().modulus_len()];
-    key.sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), signing_input.as_bytes(), &mut signature)
-        .map_err(|_| "RSA signing failed".to_owned())?;
+    key.sign(
+        &RSA_PKCS1_SHA256,
+        &SystemRandom::new(),
+        signing_input.as_bytes(),
+        &mut signature,
+    )
+    .map_err(|_| "RSA signing failed".to_owned())?;
     Ok(format!("{signing_input}.{}", B64URL.encode(signature)))
 }
 
@@ -719,7 +754,8 @@ fn rsa_key_from_pem(pem: &str) -> Result<RsaKeyPair, String> {
         "RSA PRIVATE KEY" => RsaKeyPair::from_der(&der)
             .map_err(|e| format!("the PKCS#1 private key was rejected: {e}")),
         "ENCRYPTED PRIVATE KEY" => Err(
-            "the private key is encrypted; store it unencrypted (it is encrypted at rest by weft)".into(),
+            "the private key is encrypted; store it unencrypted (it is encrypted at rest by weft)"
+                .into(),
         ),
         other => Err(format!(
             "expected a PEM private key (BEGIN PRIVATE KEY or BEGIN RSA PRIVATE KEY), found BEGIN {other}"
@@ -737,7 +773,9 @@ fn pem_decode(pem: &str) -> Result<(String, zeroize::Zeroizing<Vec<u8>>), String
     let label = rest[..label_end].to_owned();
     let body_start = label_end + 5;
     let end_marker = format!("-----END {label}-----");
-    let body_end = rest.find(&end_marker).ok_or("PEM block has no matching END line")?;
+    let body_end = rest
+        .find(&end_marker)
+        .ok_or("PEM block has no matching END line")?;
     let body: String = rest[body_start..body_end]
         .chars()
         .filter(|c| !c.is_whitespace())
@@ -775,7 +813,14 @@ mod tests {
 
     #[test]
     fn secret_field_names_are_recognized() {
-        for name in ["access_token", "refresh_token", "id_token", "client_secret", "signature", "Token_Type"] {
+        for name in [
+            "access_token",
+            "refresh_token",
+            "id_token",
+            "client_secret",
+            "signature",
+            "Token_Type",
+        ] {
             assert!(is_secret_field(name), "{name}");
         }
         for name in ["instance_url", "api_domain", "expires_in", "scope", "id"] {
@@ -785,9 +830,21 @@ mod tests {
 
     #[test]
     fn placement_templates_need_the_token() {
-        assert!(CredentialPlacement::header("Authorization", "Zoho-oauthtoken {token}").validate().is_ok());
-        assert!(CredentialPlacement::header("Authorization", "Bearer").validate().is_err());
-        assert!(CredentialPlacement::header("Bad Header", "{token}").validate().is_err());
+        assert!(
+            CredentialPlacement::header("Authorization", "Zoho-oauthtoken {token}")
+                .validate()
+                .is_ok()
+        );
+        assert!(
+            CredentialPlacement::header("Authorization", "Bearer")
+                .validate()
+                .is_err()
+        );
+        assert!(
+            CredentialPlacement::header("Bad Header", "{token}")
+                .validate()
+                .is_err()
+        );
         assert!(CredentialPlacement::query("").validate().is_err());
     }
 }

@@ -163,7 +163,9 @@ impl Connection {
                 reason,
             };
             let url = reqwest::Url::parse(token_url).map_err(|e| token_err(e.to_string()))?;
-            policy.check_url(&url).map_err(|d| token_err(d.to_string()))?;
+            policy
+                .check_url(&url)
+                .map_err(|d| token_err(d.to_string()))?;
         }
         for (field, reference) in auth.secret_fields() {
             if reference.is_literal() {
@@ -181,13 +183,18 @@ impl Connection {
                 "a secret is written literally in the flow file; store it with `weft secret set` and refer to it as secret:NAME"
             );
         }
-        let transport = Transport::new(Arc::new(policy), limits).map_err(|source| {
-            ConnectionError::Client {
+        let transport =
+            Transport::new(Arc::new(policy), limits).map_err(|source| ConnectionError::Client {
                 connection: name.clone(),
                 source,
-            }
-        })?;
-        let auth = Authenticator::new(auth, placement, tenant.clone(), name.clone(), secrets.clone());
+            })?;
+        let auth = Authenticator::new(
+            auth,
+            placement,
+            tenant.clone(),
+            name.clone(),
+            secrets.clone(),
+        );
         Ok(Self {
             inner: Arc::new(Inner {
                 name,
@@ -277,9 +284,9 @@ impl Connection {
                 &inner.auth.sensitive(),
             )
             .await?;
-        let Some(issued) = issued.filter(|_| {
-            response.status == 401 && attached && inner.auth.spec().is_renewable()
-        }) else {
+        let Some(issued) = issued
+            .filter(|_| response.status == 401 && attached && inner.auth.spec().is_renewable())
+        else {
             return Ok(response);
         };
         tracing::debug!(connection = %inner.name, "upstream answered 401; renewing the token and retrying once");
@@ -359,7 +366,8 @@ impl Connections {
 
     /// Adds a connection, returning the one it replaces, if any.
     pub fn insert(&mut self, connection: Connection) -> Option<Connection> {
-        self.by_name.insert(connection.name().to_owned(), connection)
+        self.by_name
+            .insert(connection.name().to_owned(), connection)
     }
 
     /// The connection named `name`.

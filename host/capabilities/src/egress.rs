@@ -134,7 +134,9 @@ impl HostRule {
             return Err(invalid("it is empty"));
         }
         if trimmed.contains('*') {
-            return Err(invalid("wildcards are not supported; list each host exactly"));
+            return Err(invalid(
+                "wildcards are not supported; list each host exactly",
+            ));
         }
         let url_text = if trimmed.contains("://") {
             trimmed.to_owned()
@@ -381,7 +383,8 @@ impl EgressPolicy {
                 scheme: scheme.to_owned(),
                 host: shown,
                 connection: self.connection.clone(),
-                reason: "only https is allowed unless the host's egress rule sets allow_http".into(),
+                reason: "only https is allowed unless the host's egress rule sets allow_http"
+                    .into(),
             });
         }
         if let Ok(ip) = host.parse::<IpAddr>()
@@ -605,7 +608,11 @@ mod tests {
         ];
         for (text, expected) in table {
             let ip: IpAddr = text.parse().unwrap();
-            assert_eq!(is_global(ip), *expected, "{text} global should be {expected}");
+            assert_eq!(
+                is_global(ip),
+                *expected,
+                "{text} global should be {expected}"
+            );
         }
     }
 
@@ -631,18 +638,37 @@ mod tests {
     #[test]
     fn derived_hosts_never_grant_http_or_private() {
         let p = EgressPolicy::new("c", [], ["http://127.0.0.1:1234/"]).unwrap();
-        let err = p.check_url(&Url::parse("http://127.0.0.1:1234/").unwrap()).unwrap_err();
-        assert!(matches!(err, EgressDenied::SchemeNotAllowed { .. }), "{err}");
-        let err = p.check_url(&Url::parse("https://127.0.0.1:1234/").unwrap()).unwrap_err();
-        assert!(matches!(err, EgressDenied::NonGlobalAddress { .. }), "{err}");
+        let err = p
+            .check_url(&Url::parse("http://127.0.0.1:1234/").unwrap())
+            .unwrap_err();
+        assert!(
+            matches!(err, EgressDenied::SchemeNotAllowed { .. }),
+            "{err}"
+        );
+        let err = p
+            .check_url(&Url::parse("https://127.0.0.1:1234/").unwrap())
+            .unwrap_err();
+        assert!(
+            matches!(err, EgressDenied::NonGlobalAddress { .. }),
+            "{err}"
+        );
     }
 
     #[test]
     fn port_specific_rules_only_allow_their_port() {
-        let p = EgressPolicy::new("c", [HostRule::parse("api.example.com:8443").unwrap()], [""; 0])
-            .unwrap();
-        assert!(p.check_url(&Url::parse("https://api.example.com:8443/x").unwrap()).is_ok());
-        let err = p.check_url(&Url::parse("https://api.example.com/x").unwrap()).unwrap_err();
+        let p = EgressPolicy::new(
+            "c",
+            [HostRule::parse("api.example.com:8443").unwrap()],
+            [""; 0],
+        )
+        .unwrap();
+        assert!(
+            p.check_url(&Url::parse("https://api.example.com:8443/x").unwrap())
+                .is_ok()
+        );
+        let err = p
+            .check_url(&Url::parse("https://api.example.com/x").unwrap())
+            .unwrap_err();
         assert!(matches!(err, EgressDenied::HostNotAllowed { .. }), "{err}");
     }
 
@@ -658,14 +684,22 @@ mod tests {
         // same non-global check.
         for url in ["http://2130706433/", "http://0x7f.0.0.1/", "http://127.1/"] {
             let err = p.check_url(&Url::parse(url).unwrap()).unwrap_err();
-            assert!(matches!(err, EgressDenied::NonGlobalAddress { .. }), "{url}: {err}");
+            assert!(
+                matches!(err, EgressDenied::NonGlobalAddress { .. }),
+                "{url}: {err}"
+            );
         }
     }
 
     #[test]
     fn refuses_non_http_schemes() {
         let p = EgressPolicy::new("c", [], ["example.com"]).unwrap();
-        let err = p.check_url(&Url::parse("ftp://example.com/").unwrap()).unwrap_err();
-        assert!(matches!(err, EgressDenied::SchemeNotAllowed { .. }), "{err}");
+        let err = p
+            .check_url(&Url::parse("ftp://example.com/").unwrap())
+            .unwrap_err();
+        assert!(
+            matches!(err, EgressDenied::SchemeNotAllowed { .. }),
+            "{err}"
+        );
     }
 }

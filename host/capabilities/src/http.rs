@@ -1,8 +1,8 @@
 //! The `http` capability: a guest's request, sent on behalf of one connection.
 //!
-//! Every request goes through the connection's [`EgressPolicy`](crate::egress::EgressPolicy)
+//! Every request goes through the connection's [`EgressPolicy`]
 //! (checked again at each redirect hop), its DNS is resolved by the host through
-//! [`EgressResolver`](crate::egress::EgressResolver), its credential is attached by the host and
+//! [`EgressResolver`], its credential is attached by the host and
 //! only to the host the guest addressed, and its duration and response size are bounded by
 //! [`HttpLimits`]. Everything a guest can get wrong or be refused comes back as an [`HttpError`]
 //! value whose text is safe to show it: secrets are redacted.
@@ -226,7 +226,10 @@ fn tls_config() -> rustls::ClientConfig {
 }
 
 impl Transport {
-    pub(crate) fn new(policy: Arc<EgressPolicy>, limits: HttpLimits) -> Result<Self, reqwest::Error> {
+    pub(crate) fn new(
+        policy: Arc<EgressPolicy>,
+        limits: HttpLimits,
+    ) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             // Proxies would resolve and connect on our behalf, bypassing the egress resolver;
             // HTTP(S)_PROXY in the host's environment must not change where plugins can go.
@@ -284,9 +287,7 @@ impl Transport {
                     builder_headers.insert(name.clone(), value.clone());
                 }
                 Some(Credential::Query(name, value)) => {
-                    wire_url
-                        .query_pairs_mut()
-                        .append_pair(name, value.expose());
+                    wire_url.query_pairs_mut().append_pair(name, value.expose());
                 }
                 None => {}
             }
@@ -307,7 +308,9 @@ impl Transport {
                 && let Some(location) = resp.headers().get(LOCATION)
             {
                 let location = location.to_str().map_err(|_| {
-                    HttpError::Transport(format!("{host} sent a redirect with an unreadable Location header"))
+                    HttpError::Transport(format!(
+                        "{host} sent a redirect with an unreadable Location header"
+                    ))
                 })?;
                 let next = url.join(location).map_err(|e| {
                     HttpError::Transport(format!(
@@ -435,11 +438,15 @@ pub(crate) fn validate(
     credential_query: Option<&str>,
 ) -> Result<Outgoing, HttpError> {
     let url = Url::parse(&req.url).map_err(|e| {
-        HttpError::InvalidRequest(format!("URL {:?} is not a valid absolute URL: {e}", truncate(&req.url)))
+        HttpError::InvalidRequest(format!(
+            "URL {:?} is not a valid absolute URL: {e}",
+            truncate(&req.url)
+        ))
     })?;
     if !url.username().is_empty() || url.password().is_some() {
         return Err(HttpError::InvalidRequest(
-            "URLs must not carry user:password@; the host attaches the connection's credential".into(),
+            "URLs must not carry user:password@; the host attaches the connection's credential"
+                .into(),
         ));
     }
     if url.host().is_none() {
@@ -449,7 +456,9 @@ pub(crate) fn validate(
         )));
     }
     if let Some(param) = credential_query
-        && url.query_pairs().any(|(k, _)| k.eq_ignore_ascii_case(param))
+        && url
+            .query_pairs()
+            .any(|(k, _)| k.eq_ignore_ascii_case(param))
     {
         return Err(HttpError::InvalidRequest(format!(
             "query parameter {param:?} carries the connection's credential and is set by the host; remove it"

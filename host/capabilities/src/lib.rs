@@ -14,6 +14,8 @@
 //! - [`log`]: plugin log calls into `tracing`;
 //! - [`connection`]: [`Connection`] and the per-flow [`Connections`] registry.
 
+#![warn(missing_docs)]
+
 pub mod auth;
 pub mod connection;
 pub mod egress;

@@ -167,9 +167,19 @@ impl PluginLogger {
 /// Field names whose values are credentials.
 fn is_sensitive_field(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
-    ["token", "secret", "password", "passwd", "authorization", "cookie", "api_key", "apikey", "credential"]
-        .iter()
-        .any(|s| k.contains(s))
+    [
+        "token",
+        "secret",
+        "password",
+        "passwd",
+        "authorization",
+        "cookie",
+        "api_key",
+        "apikey",
+        "credential",
+    ]
+    .iter()
+    .any(|s| k.contains(s))
 }
 
 /// Field names whose values are payloads, which do not belong in logs.

@@ -134,7 +134,9 @@ pub enum SecretError {
         tenant: String,
     },
     /// `env:NAME` names an unset (or non-UTF-8) environment variable.
-    #[error("environment variable {var} (referenced as env:{var}) is not set in the weft process's environment")]
+    #[error(
+        "environment variable {var} (referenced as env:{var}) is not set in the weft process's environment"
+    )]
     MissingEnv {
         /// The variable's name.
         var: String,
@@ -153,7 +155,9 @@ pub enum SecretError {
         key_source: String,
     },
     /// The decrypted value is not UTF-8 text.
-    #[error("secret {name:?} of tenant {tenant:?} is not UTF-8 text; set it again with `weft secret set {name}`")]
+    #[error(
+        "secret {name:?} of tenant {tenant:?} is not UTF-8 text; set it again with `weft secret set {name}`"
+    )]
     NotText {
         /// The secret's name.
         name: String,
@@ -206,12 +210,14 @@ impl MasterKey {
     /// Decodes a base64 key of exactly 32 bytes; `source` says where it came from, for messages.
     pub fn from_base64(text: &str, source: impl Into<String>) -> Result<Self, SecretError> {
         let source = source.into();
-        let decoded = Zeroizing::new(B64.decode(text.trim()).map_err(|e| {
-            SecretError::InvalidMasterKey {
-                key_source: source.clone(),
-                reason: format!("not base64 ({e})"),
-            }
-        })?);
+        let decoded =
+            Zeroizing::new(
+                B64.decode(text.trim())
+                    .map_err(|e| SecretError::InvalidMasterKey {
+                        key_source: source.clone(),
+                        reason: format!("not base64 ({e})"),
+                    })?,
+            );
         let bytes: [u8; 32] =
             decoded
                 .as_slice()
@@ -252,7 +258,10 @@ impl MasterKey {
     /// `data_dir/master.key`, which is created with a new random key (mode 0600) if absent.
     pub fn load(data_dir: &Path) -> Result<Self, SecretError> {
         let env = std::env::var(MASTER_KEY_ENV).ok().map(Zeroizing::new);
-        Self::load_from(env.as_deref().map(String::as_str), &data_dir.join(MASTER_KEY_FILE))
+        Self::load_from(
+            env.as_deref().map(String::as_str),
+            &data_dir.join(MASTER_KEY_FILE),
+        )
     }
 
     /// Like [`MasterKey::load`] with the environment value passed in, so callers and tests do not
@@ -366,14 +375,14 @@ impl Secrets {
 
     /// Reads and decrypts `name` for `tenant`.
     pub async fn get(&self, tenant: &str, name: &str) -> Result<Secret, SecretError> {
-        let row = self
-            .store
-            .secret_get(tenant, name)
-            .await?
-            .ok_or_else(|| SecretError::Missing {
-                name: name.to_owned(),
-                tenant: tenant.to_owned(),
-            })?;
+        let row =
+            self.store
+                .secret_get(tenant, name)
+                .await?
+                .ok_or_else(|| SecretError::Missing {
+                    name: name.to_owned(),
+                    tenant: tenant.to_owned(),
+                })?;
         let decrypt_err = || SecretError::Decrypt {
             name: name.to_owned(),
             tenant: tenant.to_owned(),
@@ -387,7 +396,7 @@ impl Secrets {
         let mut buf = Zeroizing::new(sealed.to_vec());
         let plain = self
             .key
-            .open_in_place(nonce, Aad::from(associated_data(tenant, name)), &mut *buf)
+            .open_in_place(nonce, Aad::from(associated_data(tenant, name)), &mut buf)
             .map_err(|_| decrypt_err())?;
         let text = std::str::from_utf8(plain).map_err(|_| SecretError::NotText {
             name: name.to_owned(),
@@ -407,7 +416,11 @@ impl Secrets {
     }
 
     /// Resolves a reference for `tenant`.
-    pub async fn resolve(&self, tenant: &str, reference: &SecretRef) -> Result<Secret, SecretError> {
+    pub async fn resolve(
+        &self,
+        tenant: &str,
+        reference: &SecretRef,
+    ) -> Result<Secret, SecretError> {
         match reference {
             SecretRef::Stored(name) => self.get(tenant, name).await,
             SecretRef::Env(var) => std::env::var(var)
@@ -493,11 +506,20 @@ mod tests {
 
     #[test]
     fn parses_references() {
-        assert_eq!(SecretRef::from("secret:zoho_refresh"), SecretRef::Stored("zoho_refresh".into()));
-        assert_eq!(SecretRef::from("env:ZOHO_ID"), SecretRef::Env("ZOHO_ID".into()));
+        assert_eq!(
+            SecretRef::from("secret:zoho_refresh"),
+            SecretRef::Stored("zoho_refresh".into())
+        );
+        assert_eq!(
+            SecretRef::from("env:ZOHO_ID"),
+            SecretRef::Env("ZOHO_ID".into())
+        );
         assert!(SecretRef::from("hunter22").is_literal());
         assert_eq!(SecretRef::from("hunter22").to_string(), "<literal value>");
-        assert_eq!(format!("{:?}", SecretRef::from("hunter22")), "<literal value>");
+        assert_eq!(
+            format!("{:?}", SecretRef::from("hunter22")),
+            "<literal value>"
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! weft's state database.
 //!
 //! One [`Store`] type is the whole interface the rest of the host sees. Behind it sits one
-//! implementation per database (today [`sqlite`](crate::sqlite), a later issue adds PostgreSQL
+//! implementation per database (today SQLite, in the `sqlite` module; a later issue adds PostgreSQL
 //! with the same schema and semantics), so callers never write SQL and never learn which database
 //! they run on. Every row is keyed by a `tenant` so one store can serve many tenants.
 //!
@@ -13,6 +13,8 @@
 //!
 //! The schema is versioned: migrations are embedded SQL applied in order, inside a transaction,
 //! when the store is opened, and recorded in `schema_migrations`.
+
+#![warn(missing_docs)]
 
 mod error;
 mod migrations;
@@ -230,7 +232,12 @@ impl Store {
     }
 
     /// Stores (or replaces) a secret's sealed bytes (`nonce + ciphertext`) under `name`.
-    pub async fn secret_put(&self, tenant: &str, name: &str, sealed: &[u8]) -> Result<(), StoreError> {
+    pub async fn secret_put(
+        &self,
+        tenant: &str,
+        name: &str,
+        sealed: &[u8],
+    ) -> Result<(), StoreError> {
         check_secret_name(name)?;
         match &self.backend {
             Backend::Sqlite(db) => db.secret_put(tenant, name, sealed).await,
@@ -238,7 +245,11 @@ impl Store {
     }
 
     /// Reads a secret's sealed bytes; `None` if no secret of that name exists for the tenant.
-    pub async fn secret_get(&self, tenant: &str, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    pub async fn secret_get(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.secret_get(tenant, name).await,
         }

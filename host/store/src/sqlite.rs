@@ -4,7 +4,9 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::{Connection as _, SqliteConnection};
 
 use crate::migrations::{MIGRATIONS, latest_version};
@@ -169,7 +171,11 @@ impl SqliteBackend {
         Ok(result.rows_affected() > 0)
     }
 
-    pub(crate) async fn state_delete(&self, scope: &StateScope, key: &str) -> Result<bool, StoreError> {
+    pub(crate) async fn state_delete(
+        &self,
+        scope: &StateScope,
+        key: &str,
+    ) -> Result<bool, StoreError> {
         let result = sqlx::query(
             "DELETE FROM plugin_state
              WHERE tenant = ? AND plugin = ? AND connection = ? AND flow = ? AND key = ?",
@@ -200,7 +206,12 @@ impl SqliteBackend {
         Ok(n.max(0) as u64)
     }
 
-    pub(crate) async fn secret_put(&self, tenant: &str, name: &str, sealed: &[u8]) -> Result<(), StoreError> {
+    pub(crate) async fn secret_put(
+        &self,
+        tenant: &str,
+        name: &str,
+        sealed: &[u8],
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO secrets (tenant, name, sealed, updated_at) VALUES (?, ?, ?, ?)
              ON CONFLICT (tenant, name) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at",
@@ -215,13 +226,19 @@ impl SqliteBackend {
         Ok(())
     }
 
-    pub(crate) async fn secret_get(&self, tenant: &str, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    pub(crate) async fn secret_get(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
         sqlx::query_scalar::<_, Vec<u8>>("SELECT sealed FROM secrets WHERE tenant = ? AND name = ?")
             .bind(tenant)
             .bind(name)
             .fetch_optional(&self.pool)
             .await
-            .map_err(query_err(format!("read secret {name:?} of tenant {tenant:?}")))
+            .map_err(query_err(format!(
+                "read secret {name:?} of tenant {tenant:?}"
+            )))
     }
 
     pub(crate) async fn secret_delete(&self, tenant: &str, name: &str) -> Result<bool, StoreError> {
@@ -230,7 +247,9 @@ impl SqliteBackend {
             .bind(name)
             .execute(&self.pool)
             .await
-            .map_err(query_err(format!("delete secret {name:?} of tenant {tenant:?}")))?;
+            .map_err(query_err(format!(
+                "delete secret {name:?} of tenant {tenant:?}"
+            )))?;
         Ok(result.rows_affected() > 0)
     }
 
@@ -263,10 +282,11 @@ async fn apply_pending(conn: &mut SqliteConnection) -> Result<(), StoreError> {
     .execute(&mut *conn)
     .await
     .map_err(query_err("create schema_migrations"))?;
-    let current = sqlx::query_scalar::<_, i64>("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(query_err("read the schema version"))?;
+    let current =
+        sqlx::query_scalar::<_, i64>("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(query_err("read the schema version"))?;
     if current > latest_version() {
         return Err(StoreError::SchemaTooNew {
             found: current,
@@ -279,7 +299,10 @@ async fn apply_pending(conn: &mut SqliteConnection) -> Result<(), StoreError> {
             name: migration.name,
             source,
         };
-        sqlx::raw_sql(migration.sql).execute(&mut *conn).await.map_err(fail)?;
+        sqlx::raw_sql(migration.sql)
+            .execute(&mut *conn)
+            .await
+            .map_err(fail)?;
         sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)")
             .bind(migration.version)
             .bind(migration.name)
@@ -287,7 +310,11 @@ async fn apply_pending(conn: &mut SqliteConnection) -> Result<(), StoreError> {
             .execute(&mut *conn)
             .await
             .map_err(fail)?;
-        tracing::info!(version = migration.version, name = migration.name, "applied state database migration");
+        tracing::info!(
+            version = migration.version,
+            name = migration.name,
+            "applied state database migration"
+        );
     }
     Ok(())
 }

@@ -8,7 +8,9 @@ fn scope(flow: &str) -> StateScope {
 
 async fn file_store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_sqlite(dir.path().join("nested/dir/weft.db")).await.unwrap();
+    let store = Store::open_sqlite(dir.path().join("nested/dir/weft.db"))
+        .await
+        .unwrap();
     (dir, store)
 }
 
@@ -37,7 +39,11 @@ async fn applies_migrations_once_and_records_them() {
     let store = Store::open_sqlite(&path).await.unwrap();
     assert_eq!(store.schema_version().await.unwrap(), latest);
     assert_eq!(
-        store.state_get(&scope("f"), "cursor").await.unwrap().as_deref(),
+        store
+            .state_get(&scope("f"), "cursor")
+            .await
+            .unwrap()
+            .as_deref(),
         Some(&b"42"[..])
     );
 }
@@ -53,13 +59,18 @@ async fn refuses_database_from_newer_weft() {
         let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
             .await
             .unwrap();
-        sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES (999, 'future', 0)")
-            .execute(&mut conn)
-            .await
-            .unwrap();
+        sqlx::query(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (999, 'future', 0)",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
     }
     let err = Store::open_sqlite(&path).await.unwrap_err();
-    assert!(matches!(err, StoreError::SchemaTooNew { found: 999, .. }), "{err}");
+    assert!(
+        matches!(err, StoreError::SchemaTooNew { found: 999, .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("upgrade weft"), "{err}");
 }
 
@@ -70,7 +81,10 @@ async fn state_round_trips_and_deletes() {
     assert_eq!(store.state_get(&s, "cursor").await.unwrap(), None);
     store.state_set(&s, "cursor", b"page-1").await.unwrap();
     store.state_set(&s, "cursor", b"page-2").await.unwrap();
-    assert_eq!(store.state_get(&s, "cursor").await.unwrap().unwrap(), b"page-2");
+    assert_eq!(
+        store.state_get(&s, "cursor").await.unwrap().unwrap(),
+        b"page-2"
+    );
     assert!(store.state_delete(&s, "cursor").await.unwrap());
     assert!(!store.state_delete(&s, "cursor").await.unwrap());
     assert_eq!(store.state_get(&s, "cursor").await.unwrap(), None);
@@ -83,8 +97,22 @@ async fn state_scopes_do_not_collide() {
     store.state_set(&scope("flow-b"), "k", b"b").await.unwrap();
     let other_tenant = StateScope::new("acme", "zendesk", "zendesk", "flow-a");
     assert_eq!(store.state_get(&other_tenant, "k").await.unwrap(), None);
-    assert_eq!(store.state_get(&scope("flow-a"), "k").await.unwrap().unwrap(), b"a");
-    assert_eq!(store.state_get(&scope("flow-b"), "k").await.unwrap().unwrap(), b"b");
+    assert_eq!(
+        store
+            .state_get(&scope("flow-a"), "k")
+            .await
+            .unwrap()
+            .unwrap(),
+        b"a"
+    );
+    assert_eq!(
+        store
+            .state_get(&scope("flow-b"), "k")
+            .await
+            .unwrap()
+            .unwrap(),
+        b"b"
+    );
 }
 
 #[tokio::test]
@@ -92,18 +120,47 @@ async fn refuses_state_key_over_256_bytes() {
     let (_dir, store) = file_store().await;
     let key = "k".repeat(257);
     let err = store.state_set(&scope("f"), &key, b"v").await.unwrap_err();
-    assert!(matches!(err, StoreError::StateKeyTooLong { size: 257, limit: 256, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            StoreError::StateKeyTooLong {
+                size: 257,
+                limit: 256,
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert!(err.to_string().contains("257 bytes"), "{err}");
-    store.state_set(&scope("f"), &"k".repeat(256), b"v").await.unwrap();
+    store
+        .state_set(&scope("f"), &"k".repeat(256), b"v")
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
 async fn refuses_state_value_over_64_kib() {
     let (_dir, store) = file_store().await;
-    let err = store.state_set(&scope("f"), "big", &vec![0u8; 64 * 1024 + 1]).await.unwrap_err();
-    assert!(matches!(err, StoreError::StateValueTooLarge { size: 65537, limit: 65536, .. }), "{err}");
+    let err = store
+        .state_set(&scope("f"), "big", &vec![0u8; 64 * 1024 + 1])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::StateValueTooLarge {
+                size: 65537,
+                limit: 65536,
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert!(err.to_string().contains("65537 bytes"), "{err}");
-    store.state_set(&scope("f"), "big", &vec![0u8; 64 * 1024]).await.unwrap();
+    store
+        .state_set(&scope("f"), "big", &vec![0u8; 64 * 1024])
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -112,11 +169,17 @@ async fn refuses_new_key_beyond_1000_per_scope_but_allows_overwrite() {
     assert_eq!(store.state_limits().max_keys_per_scope, 1_000);
     let s = scope("f");
     for i in 0..1_000 {
-        store.state_set(&s, &format!("key-{i}"), b"v").await.unwrap();
+        store
+            .state_set(&s, &format!("key-{i}"), b"v")
+            .await
+            .unwrap();
     }
     assert_eq!(store.state_count(&s).await.unwrap(), 1_000);
     let err = store.state_set(&s, "one-too-many", b"v").await.unwrap_err();
-    assert!(matches!(err, StoreError::StateTooManyKeys { limit: 1_000, .. }), "{err}");
+    assert!(
+        matches!(err, StoreError::StateTooManyKeys { limit: 1_000, .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("1000 keys"), "{err}");
     // Existing keys can still be rewritten, and other scopes are unaffected.
     store.state_set(&s, "key-7", b"new").await.unwrap();
@@ -128,11 +191,14 @@ async fn refuses_new_key_beyond_1000_per_scope_but_allows_overwrite() {
 
 #[tokio::test]
 async fn limits_are_configurable() {
-    let store = Store::open_in_memory().await.unwrap().with_state_limits(StateLimits {
-        max_key_bytes: 4,
-        max_value_bytes: 2,
-        max_keys_per_scope: 1,
-    });
+    let store = Store::open_in_memory()
+        .await
+        .unwrap()
+        .with_state_limits(StateLimits {
+            max_key_bytes: 4,
+            max_value_bytes: 2,
+            max_keys_per_scope: 1,
+        });
     assert!(store.state_set(&scope("f"), "abcde", b"v").await.is_err());
     assert!(store.state_set(&scope("f"), "a", b"vvv").await.is_err());
     store.state_set(&scope("f"), "a", b"v").await.unwrap();
@@ -142,12 +208,38 @@ async fn limits_are_configurable() {
 #[tokio::test]
 async fn secrets_rows_round_trip_and_list_names_only() {
     let (_dir, store) = file_store().await;
-    store.secret_put("default", "zoho_refresh", b"sealed-1").await.unwrap();
-    store.secret_put("default", "zendesk_token", b"sealed-2").await.unwrap();
-    store.secret_put("acme", "zoho_refresh", b"sealed-3").await.unwrap();
-    assert_eq!(store.secret_get("default", "zoho_refresh").await.unwrap().unwrap(), b"sealed-1");
-    store.secret_put("default", "zoho_refresh", b"sealed-4").await.unwrap();
-    assert_eq!(store.secret_get("default", "zoho_refresh").await.unwrap().unwrap(), b"sealed-4");
+    store
+        .secret_put("default", "zoho_refresh", b"sealed-1")
+        .await
+        .unwrap();
+    store
+        .secret_put("default", "zendesk_token", b"sealed-2")
+        .await
+        .unwrap();
+    store
+        .secret_put("acme", "zoho_refresh", b"sealed-3")
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .secret_get("default", "zoho_refresh")
+            .await
+            .unwrap()
+            .unwrap(),
+        b"sealed-1"
+    );
+    store
+        .secret_put("default", "zoho_refresh", b"sealed-4")
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .secret_get("default", "zoho_refresh")
+            .await
+            .unwrap()
+            .unwrap(),
+        b"sealed-4"
+    );
     let names: Vec<String> = store
         .secret_list("default")
         .await
@@ -156,17 +248,43 @@ async fn secrets_rows_round_trip_and_list_names_only() {
         .map(|e| e.name)
         .collect();
     assert_eq!(names, ["zendesk_token", "zoho_refresh"]);
-    assert!(store.secret_delete("default", "zendesk_token").await.unwrap());
-    assert!(!store.secret_delete("default", "zendesk_token").await.unwrap());
-    assert_eq!(store.secret_get("default", "zendesk_token").await.unwrap(), None);
-    assert_eq!(store.secret_get("acme", "zoho_refresh").await.unwrap().unwrap(), b"sealed-3");
+    assert!(
+        store
+            .secret_delete("default", "zendesk_token")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .secret_delete("default", "zendesk_token")
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.secret_get("default", "zendesk_token").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .secret_get("acme", "zoho_refresh")
+            .await
+            .unwrap()
+            .unwrap(),
+        b"sealed-3"
+    );
 }
 
 #[tokio::test]
 async fn refuses_secret_names_unfit_for_flow_files() {
     let store = Store::open_in_memory().await.unwrap();
-    let err = store.secret_put("default", "has space", b"x").await.unwrap_err();
-    assert!(matches!(err, StoreError::InvalidSecretName { ref name } if name == "has space"), "{err}");
+    let err = store
+        .secret_put("default", "has space", b"x")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::InvalidSecretName { ref name } if name == "has space"),
+        "{err}"
+    );
     assert!(store.secret_put("default", "", b"x").await.is_err());
 }
 
@@ -175,5 +293,8 @@ async fn in_memory_store_keeps_data_across_calls() {
     let store = Store::open_in_memory().await.unwrap();
     let clone = store.clone();
     store.state_set(&scope("f"), "k", b"v").await.unwrap();
-    assert_eq!(clone.state_get(&scope("f"), "k").await.unwrap().unwrap(), b"v");
+    assert_eq!(
+        clone.state_get(&scope("f"), "k").await.unwrap().unwrap(),
+        b"v"
+    );
 }

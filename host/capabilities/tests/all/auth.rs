@@ -73,12 +73,26 @@ fn token_ok(n: usize, expires_in: u64) -> Response {
 }
 
 fn echo_auth(seen: &Seen) -> Response {
-    seen.header("authorization").unwrap_or_default().into_response()
+    seen.header("authorization")
+        .unwrap_or_default()
+        .into_response()
 }
 
 async fn refresh_connection(p: &Provider, s: &Secrets) -> Connection {
-    s.set("default", "zoho_secret", &Secret::new("client-secret-value-9")).await.unwrap();
-    s.set("default", "zoho_refresh", &Secret::new("refresh-token-value-1")).await.unwrap();
+    s.set(
+        "default",
+        "zoho_secret",
+        &Secret::new("client-secret-value-9"),
+    )
+    .await
+    .unwrap();
+    s.set(
+        "default",
+        "zoho_refresh",
+        &Secret::new("refresh-token-value-1"),
+    )
+    .await
+    .unwrap();
     let mut sp = spec(AuthSpec::OAuth2Refresh {
         token_url: p.up.url("/token"),
         client_id: "client-id-1".into(),
@@ -94,31 +108,57 @@ async fn refresh_connection(p: &Provider, s: &Secrets) -> Connection {
 async fn api_key_goes_in_the_declared_header_or_query_parameter() {
     let up = Upstream::start(|_| async { "ok" }).await;
     let s = secrets().await;
-    s.set("default", "zd_key", &Secret::new("api-key-value-77")).await.unwrap();
+    s.set("default", "zd_key", &Secret::new("api-key-value-77"))
+        .await
+        .unwrap();
 
-    let mut header = spec(AuthSpec::ApiKey { value: "secret:zd_key".into() });
+    let mut header = spec(AuthSpec::ApiKey {
+        value: "secret:zd_key".into(),
+    });
     header.placement = CredentialPlacement::header("X-Api-Key", "{token}");
-    connect(header, &s).send(Request::get(up.url("/h"))).await.unwrap();
-    assert_eq!(up.seen_at("/h")[0].header("x-api-key").as_deref(), Some("api-key-value-77"));
+    connect(header, &s)
+        .send(Request::get(up.url("/h")))
+        .await
+        .unwrap();
+    assert_eq!(
+        up.seen_at("/h")[0].header("x-api-key").as_deref(),
+        Some("api-key-value-77")
+    );
 
-    let mut query = spec(AuthSpec::ApiKey { value: "secret:zd_key".into() });
+    let mut query = spec(AuthSpec::ApiKey {
+        value: "secret:zd_key".into(),
+    });
     query.placement = CredentialPlacement::query("api_key");
-    connect(query, &s).send(Request::get(up.url("/q?page=1"))).await.unwrap();
-    assert_eq!(up.seen_at("/q")[0].query.as_deref(), Some("page=1&api_key=api-key-value-77"));
+    connect(query, &s)
+        .send(Request::get(up.url("/q?page=1")))
+        .await
+        .unwrap();
+    assert_eq!(
+        up.seen_at("/q")[0].query.as_deref(),
+        Some("page=1&api_key=api-key-value-77")
+    );
 }
 
 #[tokio::test]
 async fn basic_auth_is_always_an_authorization_header() {
     let up = Upstream::start(|_| async { "ok" }).await;
     let s = secrets().await;
-    s.set("default", "zd_token", &Secret::new("zendesk-api-token")).await.unwrap();
+    s.set("default", "zd_token", &Secret::new("zendesk-api-token"))
+        .await
+        .unwrap();
     let mut sp = spec(AuthSpec::Basic {
         username: "ops@acme.example/token".into(),
         password: "secret:zd_token".into(),
     });
     sp.placement = CredentialPlacement::query("ignored");
-    connect(sp, &s).send(Request::get(up.url("/b"))).await.unwrap();
-    let expected = format!("Basic {}", B64.encode("ops@acme.example/token:zendesk-api-token"));
+    connect(sp, &s)
+        .send(Request::get(up.url("/b")))
+        .await
+        .unwrap();
+    let expected = format!(
+        "Basic {}",
+        B64.encode("ops@acme.example/token:zendesk-api-token")
+    );
     assert_eq!(up.seen_at("/b")[0].header("authorization"), Some(expected));
     assert_eq!(up.seen_at("/b")[0].query, None);
 }
@@ -136,18 +176,34 @@ async fn exchanges_refresh_token_once_for_many_calls() {
     let responses = futures_join_all(calls).await;
     assert!(responses.iter().all(|r| r.body == b"Zoho-oauthtoken at-1"));
     let tokens = p.token_requests();
-    assert_eq!(tokens.len(), 1, "one token exchange serves all concurrent calls");
+    assert_eq!(
+        tokens.len(),
+        1,
+        "one token exchange serves all concurrent calls"
+    );
     let t = &tokens[0];
     assert_eq!(t.method, axum::http::Method::POST);
     assert_eq!(t.form_value("grant_type").as_deref(), Some("refresh_token"));
-    assert_eq!(t.form_value("refresh_token").as_deref(), Some("refresh-token-value-1"));
+    assert_eq!(
+        t.form_value("refresh_token").as_deref(),
+        Some("refresh-token-value-1")
+    );
     assert_eq!(t.form_value("client_id").as_deref(), Some("client-id-1"));
-    assert_eq!(t.form_value("client_secret").as_deref(), Some("client-secret-value-9"));
-    assert_eq!(t.header("authorization"), None, "the API credential never goes to the token endpoint");
+    assert_eq!(
+        t.form_value("client_secret").as_deref(),
+        Some("client-secret-value-9")
+    );
+    assert_eq!(
+        t.header("authorization"),
+        None,
+        "the API credential never goes to the token endpoint"
+    );
 }
 
 /// Runs futures concurrently on the current task (no futures crate needed).
-async fn futures_join_all<F: std::future::Future + Send + 'static>(futs: impl Iterator<Item = F>) -> Vec<F::Output>
+async fn futures_join_all<F: std::future::Future + Send + 'static>(
+    futs: impl Iterator<Item = F>,
+) -> Vec<F::Output>
 where
     F::Output: Send + 'static,
 {
@@ -199,13 +255,20 @@ async fn refreshes_once_on_401() {
     assert_eq!(p.token_requests().len(), 2);
     assert_eq!(
         p.api_auth_headers(),
-        [Some("Zoho-oauthtoken at-1".into()), Some("Zoho-oauthtoken at-2".into())]
+        [
+            Some("Zoho-oauthtoken at-1".into()),
+            Some("Zoho-oauthtoken at-2".into())
+        ]
     );
 }
 
 #[tokio::test]
 async fn retries_401_only_once() {
-    let p = Provider::start(|n, _| token_ok(n, 3600), |_| StatusCode::UNAUTHORIZED.into_response()).await;
+    let p = Provider::start(
+        |n, _| token_ok(n, 3600),
+        |_| StatusCode::UNAUTHORIZED.into_response(),
+    )
+    .await;
     let s = secrets().await;
     let conn = refresh_connection(&p, &s).await;
     let resp = conn.send(Request::get(p.up.url("/api"))).await.unwrap();
@@ -219,7 +282,13 @@ async fn static_credentials_are_not_retried_on_401() {
     let up = Upstream::start(|_| async { StatusCode::UNAUTHORIZED }).await;
     let s = secrets().await;
     let conn = connect(crate::support::bearer_spec("static-token-1234"), &s);
-    assert_eq!(conn.send(Request::get(up.url("/api"))).await.unwrap().status, 401);
+    assert_eq!(
+        conn.send(Request::get(up.url("/api")))
+            .await
+            .unwrap()
+            .status,
+        401
+    );
     assert_eq!(up.seen().len(), 1);
 }
 
@@ -250,7 +319,10 @@ async fn persists_rotated_refresh_token() {
         .iter()
         .map(|t| t.form_value("refresh_token").unwrap())
         .collect();
-    assert_eq!(presented, ["refresh-token-value-1", "refresh-token-value-2"]);
+    assert_eq!(
+        presented,
+        ["refresh-token-value-1", "refresh-token-value-2"]
+    );
     let stored = s.get("default", "zoho_refresh").await.unwrap();
     assert_eq!(stored.expose(), "refresh-token-value-3");
 }
@@ -259,7 +331,9 @@ async fn persists_rotated_refresh_token() {
 async fn client_credentials_grant() {
     let p = Provider::start(|n, _| token_ok(n, 3600), echo_auth).await;
     let s = secrets().await;
-    s.set("default", "cc_secret", &Secret::new("cc-secret-value")).await.unwrap();
+    s.set("default", "cc_secret", &Secret::new("cc-secret-value"))
+        .await
+        .unwrap();
     let sp = spec(AuthSpec::OAuth2ClientCredentials {
         token_url: p.up.url("/token"),
         client_id: "cc-client".into(),
@@ -270,9 +344,15 @@ async fn client_credentials_grant() {
     let resp = conn.send(Request::get(p.up.url("/api"))).await.unwrap();
     assert_eq!(resp.body, b"Bearer at-1");
     let t = &p.token_requests()[0];
-    assert_eq!(t.form_value("grant_type").as_deref(), Some("client_credentials"));
+    assert_eq!(
+        t.form_value("grant_type").as_deref(),
+        Some("client_credentials")
+    );
     assert_eq!(t.form_value("client_id").as_deref(), Some("cc-client"));
-    assert_eq!(t.form_value("client_secret").as_deref(), Some("cc-secret-value"));
+    assert_eq!(
+        t.form_value("client_secret").as_deref(),
+        Some("cc-secret-value")
+    );
     assert_eq!(t.form_value("scope").as_deref(), Some("read write"));
 }
 
@@ -288,16 +368,21 @@ fn verify_assertion(assertion: &str, audience: &str) -> Result<serde_json::Value
         return Err("not three parts".into());
     };
     let header: serde_json::Value =
-        serde_json::from_slice(&B64URL.decode(header).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+        serde_json::from_slice(&B64URL.decode(header).map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
     if header["alg"] != "RS256" {
         return Err(format!("alg {}", header["alg"]));
     }
     let signature = B64URL.decode(signature).map_err(|e| e.to_string())?;
-    ring::signature::UnparsedPublicKey::new(&ring::signature::RSA_PKCS1_2048_8192_SHA256, PUBLIC_KEY_DER)
-        .verify(format!("{}.{claims}", parts[0]).as_bytes(), &signature)
-        .map_err(|_| "bad signature".to_owned())?;
+    ring::signature::UnparsedPublicKey::new(
+        &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+        PUBLIC_KEY_DER,
+    )
+    .verify(format!("{}.{claims}", parts[0]).as_bytes(), &signature)
+    .map_err(|_| "bad signature".to_owned())?;
     let claims: serde_json::Value =
-        serde_json::from_slice(&B64URL.decode(claims).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+        serde_json::from_slice(&B64URL.decode(claims).map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -352,17 +437,36 @@ async fn jwt_bearer_assertion_is_verified_by_the_upstream() {
         let resp = conn.send(Request::get(p.up.url("/api"))).await.unwrap();
         assert_eq!(resp.body, b"Bearer sf-1", "{label}");
         let info = conn.token_info().await.unwrap();
-        assert!(info.contains(&("instance_url".into(), "https://acme.my.salesforce.com".into())), "{label}: {info:?}");
-        assert!(info.contains(&("iss_seen".into(), "3MVG9-consumer-key".into())), "{label}: {info:?}");
-        assert!(info.contains(&("sub_seen".into(), "integration@acme.example".into())), "{label}: {info:?}");
-        assert!(!info.iter().any(|(k, _)| k == "signature" || k == "access_token"), "{label}: {info:?}");
+        assert!(
+            info.contains(&(
+                "instance_url".into(),
+                "https://acme.my.salesforce.com".into()
+            )),
+            "{label}: {info:?}"
+        );
+        assert!(
+            info.contains(&("iss_seen".into(), "3MVG9-consumer-key".into())),
+            "{label}: {info:?}"
+        );
+        assert!(
+            info.contains(&("sub_seen".into(), "integration@acme.example".into())),
+            "{label}: {info:?}"
+        );
+        assert!(
+            !info
+                .iter()
+                .any(|(k, _)| k == "signature" || k == "access_token"),
+            "{label}: {info:?}"
+        );
     }
 }
 
 #[tokio::test]
 async fn jwt_bearer_with_a_non_key_is_an_auth_error() {
     let s = secrets().await;
-    s.set("default", "sf_key", &Secret::new("not a pem")).await.unwrap();
+    s.set("default", "sf_key", &Secret::new("not a pem"))
+        .await
+        .unwrap();
     let sp = spec(AuthSpec::JwtBearer {
         token_url: "http://127.0.0.1:9/token".into(),
         issuer: "i".into(),
@@ -371,8 +475,14 @@ async fn jwt_bearer_with_a_non_key_is_an_auth_error() {
         private_key: "secret:sf_key".into(),
         lifetime: Some(60),
     });
-    let err = connect(sp, &s).send(Request::get("http://127.0.0.1:9/api")).await.unwrap_err();
-    assert!(matches!(&err, HttpError::Auth(m) if m.contains("PEM")), "{err}");
+    let err = connect(sp, &s)
+        .send(Request::get("http://127.0.0.1:9/api"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, HttpError::Auth(m) if m.contains("PEM")),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -402,9 +512,15 @@ async fn token_info_hides_secrets() {
     assert_eq!(
         info,
         [
-            ("api_domain".to_owned(), "https://www.zohoapis.jp".to_owned()),
+            (
+                "api_domain".to_owned(),
+                "https://www.zohoapis.jp".to_owned()
+            ),
             ("expires_in".to_owned(), "3600".to_owned()),
-            ("instance_url".to_owned(), "https://acme.my.salesforce.com".to_owned()),
+            (
+                "instance_url".to_owned(),
+                "https://acme.my.salesforce.com".to_owned()
+            ),
         ]
     );
     // token_info exchanged the token; a request reuses it.
@@ -432,8 +548,14 @@ async fn error_text_never_contains_the_token() {
     let err = conn.send(Request::get(p.up.url("/api"))).await.unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, HttpError::Auth(_)), "{text}");
-    assert!(text.contains("HTTP 400") && text.contains("<redacted>"), "{text}");
-    assert!(!text.contains("refresh-token-value-1") && !text.contains("client-secret-value-9"), "{text}");
+    assert!(
+        text.contains("HTTP 400") && text.contains("<redacted>"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("refresh-token-value-1") && !text.contains("client-secret-value-9"),
+        "{text}"
+    );
 
     // An API error echoing the access token (body and header) reaches the plugin redacted.
     let echo = Upstream::start(|seen| async move {
@@ -450,8 +572,17 @@ async fn error_text_never_contains_the_token() {
     let body = String::from_utf8(resp.body.clone()).unwrap();
     assert!(!body.contains("static-token-abcdef"), "{body}");
     assert!(body.contains("<redacted>"), "{body}");
-    assert!(!resp.header("x-debug").unwrap().contains("static-token-abcdef"));
-    assert!(!conn.redact("x static-token-abcdef y").contains("static-token-abcdef"));
+    assert!(
+        !resp
+            .header("x-debug")
+            .unwrap()
+            .contains("static-token-abcdef")
+    );
+    assert!(
+        !conn
+            .redact("x static-token-abcdef y")
+            .contains("static-token-abcdef")
+    );
 }
 
 #[tokio::test]
@@ -461,7 +592,9 @@ async fn credential_in_query_is_not_in_transport_errors() {
     let port = listener.local_addr().unwrap().port();
     drop(listener);
     let s = secrets().await;
-    let mut sp = spec(AuthSpec::ApiKey { value: "query-key-secret-42".into() });
+    let mut sp = spec(AuthSpec::ApiKey {
+        value: "query-key-secret-42".into(),
+    });
     sp.placement = CredentialPlacement::query("key");
     let err = connect(sp, &s)
         .send(Request::get(format!("http://127.0.0.1:{port}/x")))
@@ -481,21 +614,38 @@ async fn token_endpoint_must_be_an_allowed_host() {
         scope: None,
     });
     let err = Connection::new(sp, s).unwrap_err();
-    assert!(matches!(err, ConnectionError::TokenEndpoint { .. }), "{err}");
+    assert!(
+        matches!(err, ConnectionError::TokenEndpoint { .. }),
+        "{err}"
+    );
     let text = err.to_string();
-    assert!(text.contains("accounts.zoho.jp") && text.contains("egress"), "{text}");
+    assert!(
+        text.contains("accounts.zoho.jp") && text.contains("egress"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
 async fn missing_secret_names_the_command_to_set_it() {
     let up = Upstream::start(|_| async { "ok" }).await;
     let s = secrets().await;
-    let sp = spec(AuthSpec::Bearer { token: "secret:zendesk_token".into() });
-    let err = connect(sp, &s).send(Request::get(up.url("/api"))).await.unwrap_err();
+    let sp = spec(AuthSpec::Bearer {
+        token: "secret:zendesk_token".into(),
+    });
+    let err = connect(sp, &s)
+        .send(Request::get(up.url("/api")))
+        .await
+        .unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, HttpError::Auth(_)), "{text}");
-    assert!(text.contains("zendesk_token") && text.contains("weft secret set zendesk_token"), "{text}");
-    assert!(up.seen().is_empty(), "no request goes out without its credential");
+    assert!(
+        text.contains("zendesk_token") && text.contains("weft secret set zendesk_token"),
+        "{text}"
+    );
+    assert!(
+        up.seen().is_empty(),
+        "no request goes out without its credential"
+    );
 }
 
 #[tokio::test]
@@ -503,7 +653,10 @@ async fn denied_request_does_not_fetch_a_token() {
     let p = Provider::start(|n, _| token_ok(n, 3600), echo_auth).await;
     let s = secrets().await;
     let conn = refresh_connection(&p, &s).await;
-    let err = conn.send(Request::get("https://elsewhere.example/")).await.unwrap_err();
+    let err = conn
+        .send(Request::get("https://elsewhere.example/"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, HttpError::Denied(_)), "{err}");
     assert!(p.token_requests().is_empty());
 }

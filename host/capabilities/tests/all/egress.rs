@@ -34,7 +34,10 @@ async fn refuses_loopback_literal_unless_allowed_private() {
     let msg = denied(conn.send(Request::get(up.url("/"))).await);
     assert!(msg.contains("non-global"), "{msg}");
     assert!(msg.contains("allow_private"), "{msg}");
-    assert!(up.seen().is_empty(), "the refused request reached the upstream");
+    assert!(
+        up.seen().is_empty(),
+        "the refused request reached the upstream"
+    );
 
     let conn = connect(allowing(vec![loopback()]), &s);
     let resp = conn.send(Request::get(up.url("/"))).await.unwrap();
@@ -44,7 +47,10 @@ async fn refuses_loopback_literal_unless_allowed_private() {
 #[tokio::test]
 async fn refuses_ipv6_loopback_literal() {
     let s = secrets().await;
-    let conn = connect(allowing(vec![HostRule::parse("::1").unwrap().allow_http(true)]), &s);
+    let conn = connect(
+        allowing(vec![HostRule::parse("::1").unwrap().allow_http(true)]),
+        &s,
+    );
     let msg = denied(conn.send(Request::get("http://[::1]:9/")).await);
     assert!(msg.contains("non-global") && msg.contains("::1"), "{msg}");
 }
@@ -53,33 +59,51 @@ async fn refuses_ipv6_loopback_literal() {
 async fn refuses_ipv4_mapped_loopback_literal() {
     let s = secrets().await;
     let conn = connect(
-        allowing(vec![HostRule::parse("::ffff:127.0.0.1").unwrap().allow_http(true)]),
+        allowing(vec![
+            HostRule::parse("::ffff:127.0.0.1")
+                .unwrap()
+                .allow_http(true),
+        ]),
         &s,
     );
-    let msg = denied(conn.send(Request::get("http://[::ffff:127.0.0.1]:9/")).await);
+    let msg = denied(
+        conn.send(Request::get("http://[::ffff:127.0.0.1]:9/"))
+            .await,
+    );
     assert!(msg.contains("non-global"), "{msg}");
 }
 
 #[tokio::test]
 async fn refuses_private_network_address() {
     let s = secrets().await;
-    let conn = connect(allowing(vec![HostRule::parse("10.0.0.1").unwrap().allow_http(true)]), &s);
+    let conn = connect(
+        allowing(vec![HostRule::parse("10.0.0.1").unwrap().allow_http(true)]),
+        &s,
+    );
     let msg = denied(conn.send(Request::get("http://10.0.0.1/internal")).await);
-    assert!(msg.contains("10.0.0.1") && msg.contains("non-global"), "{msg}");
+    assert!(
+        msg.contains("10.0.0.1") && msg.contains("non-global"),
+        "{msg}"
+    );
 }
 
 #[tokio::test]
 async fn refuses_metadata_address() {
     let s = secrets().await;
     let conn = connect(
-        allowing(vec![HostRule::parse("169.254.169.254").unwrap().allow_http(true)]),
+        allowing(vec![
+            HostRule::parse("169.254.169.254").unwrap().allow_http(true),
+        ]),
         &s,
     );
     let msg = denied(
         conn.send(Request::get("http://169.254.169.254/latest/meta-data/"))
             .await,
     );
-    assert!(msg.contains("169.254.169.254") && msg.contains("non-global"), "{msg}");
+    assert!(
+        msg.contains("169.254.169.254") && msg.contains("non-global"),
+        "{msg}"
+    );
 }
 
 #[tokio::test]
@@ -91,8 +115,14 @@ async fn refuses_name_resolving_to_loopback() {
         &s,
     );
     let msg = denied(conn.send(Request::get(up.localhost_url("/"))).await);
-    assert!(msg.contains("localhost") && msg.contains("non-global"), "{msg}");
-    assert!(up.seen().is_empty(), "the refused request reached the upstream");
+    assert!(
+        msg.contains("localhost") && msg.contains("non-global"),
+        "{msg}"
+    );
+    assert!(
+        up.seen().is_empty(),
+        "the refused request reached the upstream"
+    );
 }
 
 #[tokio::test]
@@ -101,11 +131,17 @@ async fn allows_name_resolving_to_loopback_when_that_host_is_private() {
     let s = secrets().await;
     let conn = connect(
         allowing(vec![
-            HostRule::parse("localhost").unwrap().allow_http(true).allow_private(true),
+            HostRule::parse("localhost")
+                .unwrap()
+                .allow_http(true)
+                .allow_private(true),
         ]),
         &s,
     );
-    let resp = conn.send(Request::get(up.localhost_url("/hello"))).await.unwrap();
+    let resp = conn
+        .send(Request::get(up.localhost_url("/hello")))
+        .await
+        .unwrap();
     assert_eq!(resp.status, 200);
     assert_eq!(up.seen_at("/hello").len(), 1);
 }
@@ -115,8 +151,14 @@ async fn refuses_host_off_the_allowlist() {
     let s = secrets().await;
     let conn = connect(allowing(vec![loopback()]), &s);
     let msg = denied(conn.send(Request::get("https://evil.example/steal")).await);
-    assert!(msg.contains("evil.example") && msg.contains("not allowed"), "{msg}");
-    assert!(msg.contains("127.0.0.1"), "the message lists the allowed hosts: {msg}");
+    assert!(
+        msg.contains("evil.example") && msg.contains("not allowed"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("127.0.0.1"),
+        "the message lists the allowed hosts: {msg}"
+    );
 }
 
 #[tokio::test]
@@ -124,7 +166,9 @@ async fn refuses_plain_http_unless_the_host_allows_it() {
     let up = ok_upstream().await;
     let s = secrets().await;
     let conn = connect(
-        allowing(vec![HostRule::parse("127.0.0.1").unwrap().allow_private(true)]),
+        allowing(vec![
+            HostRule::parse("127.0.0.1").unwrap().allow_private(true),
+        ]),
         &s,
     );
     let msg = denied(conn.send(Request::get(up.url("/"))).await);
@@ -161,7 +205,10 @@ async fn refuses_redirect_downgrade_to_plain_http() {
         &s,
     );
     let msg = denied(conn.send(Request::get(up.url("/start"))).await);
-    assert!(msg.contains("redirect") && msg.contains("localhost"), "{msg}");
+    assert!(
+        msg.contains("redirect") && msg.contains("localhost"),
+        "{msg}"
+    );
     assert!(msg.contains("only https"), "{msg}");
     assert!(target.seen().is_empty());
 }
@@ -169,13 +216,19 @@ async fn refuses_redirect_downgrade_to_plain_http() {
 #[tokio::test]
 async fn refuses_redirect_to_disallowed_host() {
     let up = Upstream::start(|_| async {
-        (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, "https://attacker.example/collect")])
+        (
+            StatusCode::TEMPORARY_REDIRECT,
+            [(header::LOCATION, "https://attacker.example/collect")],
+        )
     })
     .await;
     let s = secrets().await;
     let conn = connect(bearer_spec("tok-never-leaks-123"), &s);
     let msg = denied(conn.send(Request::get(up.url("/start"))).await);
-    assert!(msg.contains("attacker.example"), "the message names the target host: {msg}");
+    assert!(
+        msg.contains("attacker.example"),
+        "the message names the target host: {msg}"
+    );
     assert!(!msg.contains("tok-never-leaks-123"));
 }
 
@@ -187,8 +240,14 @@ async fn follows_redirect_to_allowed_host_without_the_credential() {
         let location = location.clone();
         async move {
             match seen.path.as_str() {
-                "/start" => (StatusCode::FOUND, [(header::LOCATION, "/same-host".to_owned())]),
-                _ => (StatusCode::MOVED_PERMANENTLY, [(header::LOCATION, location)]),
+                "/start" => (
+                    StatusCode::FOUND,
+                    [(header::LOCATION, "/same-host".to_owned())],
+                ),
+                _ => (
+                    StatusCode::MOVED_PERMANENTLY,
+                    [(header::LOCATION, location)],
+                ),
             }
         }
     })
@@ -196,7 +255,10 @@ async fn follows_redirect_to_allowed_host_without_the_credential() {
     let s = secrets().await;
     let mut spec = bearer_spec("tok-origin-only-456");
     spec.egress.push(
-        HostRule::parse("localhost").unwrap().allow_http(true).allow_private(true),
+        HostRule::parse("localhost")
+            .unwrap()
+            .allow_http(true)
+            .allow_private(true),
     );
     let conn = connect(spec, &s);
     let resp = conn.send(Request::get(up.url("/start"))).await.unwrap();
@@ -204,16 +266,23 @@ async fn follows_redirect_to_allowed_host_without_the_credential() {
 
     // The same-origin hop kept the credential; the hop to another host did not get it.
     let first = &up.seen_at("/start")[0];
-    assert_eq!(first.header("authorization").as_deref(), Some("Bearer tok-origin-only-456"));
+    assert_eq!(
+        first.header("authorization").as_deref(),
+        Some("Bearer tok-origin-only-456")
+    );
     let same = &up.seen_at("/same-host")[0];
-    assert_eq!(same.header("authorization").as_deref(), Some("Bearer tok-origin-only-456"));
+    assert_eq!(
+        same.header("authorization").as_deref(),
+        Some("Bearer tok-origin-only-456")
+    );
     let landed = &other.seen_at("/final")[0];
     assert_eq!(landed.header("authorization"), None);
 }
 
 #[tokio::test]
 async fn stops_after_five_redirects() {
-    let up = Upstream::start(|_| async { (StatusCode::FOUND, [(header::LOCATION, "/again")]) }).await;
+    let up =
+        Upstream::start(|_| async { (StatusCode::FOUND, [(header::LOCATION, "/again")]) }).await;
     let s = secrets().await;
     let conn = connect(spec(AuthSpec::None), &s);
     match conn.send(Request::get(up.url("/again"))).await {
@@ -228,7 +297,14 @@ async fn ignores_proxy_environment_variables() {
     // SAFETY: nextest runs each test in its own process, so no other thread reads the
     // environment concurrently.
     unsafe {
-        for var in ["HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"] {
+        for var in [
+            "HTTP_PROXY",
+            "http_proxy",
+            "HTTPS_PROXY",
+            "https_proxy",
+            "ALL_PROXY",
+            "all_proxy",
+        ] {
             std::env::set_var(var, "http://127.0.0.1:9");
         }
         std::env::remove_var("NO_PROXY");
@@ -239,5 +315,9 @@ async fn ignores_proxy_environment_variables() {
     let conn = connect(spec(AuthSpec::None), &s);
     let resp = conn.send(Request::get(up.url("/direct"))).await.unwrap();
     assert_eq!(resp.status, 200);
-    assert_eq!(up.seen_at("/direct").len(), 1, "the request went to the upstream directly");
+    assert_eq!(
+        up.seen_at("/direct").len(),
+        1,
+        "the request went to the upstream directly"
+    );
 }

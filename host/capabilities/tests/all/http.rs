@@ -45,7 +45,14 @@ async fn passes_method_headers_and_body_through() {
 
 #[tokio::test]
 async fn error_statuses_are_responses_not_errors() {
-    let up = Upstream::start(|_| async { (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "7")], "slow down") }).await;
+    let up = Upstream::start(|_| async {
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            [("retry-after", "7")],
+            "slow down",
+        )
+    })
+    .await;
     let s = secrets().await;
     let conn = connect(spec(AuthSpec::None), &s);
     let resp = conn.send(Request::get(up.url("/"))).await.unwrap();
@@ -72,23 +79,36 @@ async fn refuses_headers_the_host_owns() {
             conn.send(Request::get("http://127.0.0.1:9/").header(name, "x"))
                 .await,
         );
-        assert!(msg.contains(&format!("{name:?}")), "message names the header {name}: {msg}");
+        assert!(
+            msg.contains(&format!("{name:?}")),
+            "message names the header {name}: {msg}"
+        );
     }
 }
 
 #[tokio::test]
 async fn refuses_the_credential_header_and_query_parameter() {
     let s = secrets().await;
-    let mut header_spec = spec(AuthSpec::ApiKey { value: "key-123456".into() });
+    let mut header_spec = spec(AuthSpec::ApiKey {
+        value: "key-123456".into(),
+    });
     header_spec.placement = CredentialPlacement::header("X-Api-Key", "{token}");
     let conn = connect(header_spec, &s);
-    let msg = invalid(conn.send(Request::get("http://127.0.0.1:9/").header("x-api-key", "mine")).await);
+    let msg = invalid(
+        conn.send(Request::get("http://127.0.0.1:9/").header("x-api-key", "mine"))
+            .await,
+    );
     assert!(msg.contains("x-api-key"), "{msg}");
 
-    let mut query_spec = spec(AuthSpec::ApiKey { value: "key-123456".into() });
+    let mut query_spec = spec(AuthSpec::ApiKey {
+        value: "key-123456".into(),
+    });
     query_spec.placement = CredentialPlacement::query("api_key");
     let conn = connect(query_spec, &s);
-    let msg = invalid(conn.send(Request::get("http://127.0.0.1:9/?api_key=mine")).await);
+    let msg = invalid(
+        conn.send(Request::get("http://127.0.0.1:9/?api_key=mine"))
+            .await,
+    );
     assert!(msg.contains("api_key"), "{msg}");
 }
 
@@ -107,8 +127,14 @@ async fn refuses_request_body_over_the_limit() {
     let mut sp = spec(AuthSpec::None);
     sp.limits.max_request_bytes = 10;
     let conn = connect(sp, &s);
-    let msg = invalid(conn.send(Request::new(axum::http::Method::POST, "http://127.0.0.1:9/").body(vec![0; 11])).await);
-    assert!(msg.contains("11 bytes") && msg.contains("10 bytes"), "{msg}");
+    let msg = invalid(
+        conn.send(Request::new(axum::http::Method::POST, "http://127.0.0.1:9/").body(vec![0; 11]))
+            .await,
+    );
+    assert!(
+        msg.contains("11 bytes") && msg.contains("10 bytes"),
+        "{msg}"
+    );
 }
 
 #[tokio::test]
@@ -124,7 +150,14 @@ async fn oversized_response_is_too_large() {
     let mut sp = spec(AuthSpec::None);
     sp.limits.max_response_bytes = 1024;
     let conn = connect(sp, &s);
-    assert_eq!(conn.send(Request::get(up.url("/small"))).await.unwrap().body.len(), 1024);
+    assert_eq!(
+        conn.send(Request::get(up.url("/small")))
+            .await
+            .unwrap()
+            .body
+            .len(),
+        1024
+    );
     match conn.send(Request::get(up.url("/declared"))).await {
         Err(HttpError::TooLarge { limit }) => assert_eq!(limit, 1024),
         other => panic!("expected TooLarge, got {other:?}"),
@@ -160,7 +193,10 @@ async fn streamed_response_is_cut_at_the_cap() {
     let mut sp = spec(AuthSpec::None);
     sp.limits.max_response_bytes = 1024;
     let conn = connect(sp, &s);
-    match conn.send(Request::get(format!("http://127.0.0.1:{port}/stream"))).await {
+    match conn
+        .send(Request::get(format!("http://127.0.0.1:{port}/stream")))
+        .await
+    {
         Err(HttpError::TooLarge { limit }) => assert_eq!(limit, 1024),
         other => panic!("expected TooLarge, got {other:?}"),
     }
@@ -179,7 +215,10 @@ async fn slow_upstream_times_out() {
     let result = conn
         .send(Request::get(up.url("/slow")).timeout(Duration::from_millis(300)))
         .await;
-    assert!(matches!(result, Err(HttpError::Timeout(ref m)) if m.contains("127.0.0.1")), "{result:?}");
+    assert!(
+        matches!(result, Err(HttpError::Timeout(ref m)) if m.contains("127.0.0.1")),
+        "{result:?}"
+    );
     assert!(started.elapsed() < Duration::from_secs(3));
 }
 
@@ -208,8 +247,26 @@ async fn guest_cannot_exceed_the_maximum_timeout() {
 #[tokio::test]
 async fn unknown_connection_names_the_available_ones() {
     let s = secrets().await;
-    let connections: weft_capabilities::Connections = [connect(spec(AuthSpec::None), &s)].into_iter().collect();
+    let connections: weft_capabilities::Connections =
+        [connect(spec(AuthSpec::None), &s)].into_iter().collect();
     let err = connections.require("zoho").unwrap_err();
-    assert!(matches!(&err, HttpError::InvalidRequest(m) if m.contains("\"zoho\"") && m.contains("crm")), "{err}");
+    assert!(
+        matches!(&err, HttpError::InvalidRequest(m) if m.contains("\"zoho\"") && m.contains("crm")),
+        "{err}"
+    );
     assert_eq!(connections.require("crm").unwrap().name(), "crm");
+}
+
+#[tokio::test]
+async fn https_uses_tls_and_fails_cleanly_against_a_plain_server() {
+    // The client is built with the preconfigured rustls (ring) config; a handshake against a
+    // server that speaks plain HTTP fails as a transport error, not a panic or a plaintext send.
+    let up = Upstream::start(|_| async { "plain" }).await;
+    let s = secrets().await;
+    let conn = connect(spec(AuthSpec::None), &s);
+    let err = conn
+        .send(Request::get(format!("https://127.0.0.1:{}/", up.port())))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, HttpError::Transport(_)), "{err}");
 }

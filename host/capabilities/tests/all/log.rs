@@ -52,13 +52,25 @@ fn plugin_log_is_attributed_and_never_carries_secrets_or_bodies() {
         );
     });
     assert!(output.contains("WARN"), "{output}");
-    for expected in ["plugin=zendesk", "tenant=\"default\"", "flow=\"tickets-to-zoho\"", "run=\"run-7\"", "step=\"tickets\"", "page=\"3\"", "weft::plugin"] {
+    for expected in [
+        "plugin=zendesk",
+        "tenant=\"default\"",
+        "flow=\"tickets-to-zoho\"",
+        "run=\"run-7\"",
+        "step=\"tickets\"",
+        "page=\"3\"",
+        "weft::plugin",
+    ] {
         assert!(output.contains(expected), "missing {expected}: {output}");
     }
     assert!(!output.contains("at-live-token-999"), "{output}");
     assert!(!output.contains("whatever"), "{output}");
     assert!(!output.contains("a@b.c"), "{output}");
-    assert_eq!(output.lines().count(), 1, "a newline in the message cannot forge a log line: {output}");
+    assert_eq!(
+        output.lines().count(),
+        1,
+        "a newline in the message cannot forge a log line: {output}"
+    );
 }
 
 #[test]
@@ -68,7 +80,10 @@ fn levels_map_to_tracing_levels_and_long_messages_are_cut() {
         logger.log(LogLevel::Error, &"x".repeat(10_000), &[]);
         logger.log(LogLevel::Debug, "detail", &[]);
     });
-    assert!(output.contains("ERROR") && output.contains("DEBUG"), "{output}");
+    assert!(
+        output.contains("ERROR") && output.contains("DEBUG"),
+        "{output}"
+    );
     assert!(output.contains("(truncated)"), "{output}");
     assert!(output.len() < 4_000, "{}", output.len());
 }

@@ -28,18 +28,38 @@ async fn secrets_round_trip_encrypted_on_disk() {
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("master.key");
     let s = file_secrets(dir.path(), MasterKey::load_from(None, &key_file).unwrap()).await;
-    s.set("default", "zoho_refresh", &Secret::new(PLAINTEXT)).await.unwrap();
-    assert_eq!(s.get("default", "zoho_refresh").await.unwrap().expose(), PLAINTEXT);
+    s.set("default", "zoho_refresh", &Secret::new(PLAINTEXT))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get("default", "zoho_refresh").await.unwrap().expose(),
+        PLAINTEXT
+    );
 
     let on_disk = db_bytes(dir.path());
-    assert!(contains(&on_disk, b"zoho_refresh"), "the name is stored in the clear (sanity check)");
-    assert!(!contains(&on_disk, PLAINTEXT.as_bytes()), "the plaintext is in the database file");
+    assert!(
+        contains(&on_disk, b"zoho_refresh"),
+        "the name is stored in the clear (sanity check)"
+    );
+    assert!(
+        !contains(&on_disk, PLAINTEXT.as_bytes()),
+        "the plaintext is in the database file"
+    );
 
     // A second process with the same key file reads it back.
     drop(s);
     let again = file_secrets(dir.path(), MasterKey::load_from(None, &key_file).unwrap()).await;
-    assert_eq!(again.get("default", "zoho_refresh").await.unwrap().expose(), PLAINTEXT);
-    let listed: Vec<String> = again.list("default").await.unwrap().into_iter().map(|e| e.name).collect();
+    assert_eq!(
+        again.get("default", "zoho_refresh").await.unwrap().expose(),
+        PLAINTEXT
+    );
+    let listed: Vec<String> = again
+        .list("default")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
     assert_eq!(listed, ["zoho_refresh"]);
     assert!(again.delete("default", "zoho_refresh").await.unwrap());
 }
@@ -48,14 +68,22 @@ async fn secrets_round_trip_encrypted_on_disk() {
 async fn wrong_master_key_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let s = file_secrets(dir.path(), MasterKey::generate("first key")).await;
-    s.set("default", "zoho_refresh", &Secret::new(PLAINTEXT)).await.unwrap();
+    s.set("default", "zoho_refresh", &Secret::new(PLAINTEXT))
+        .await
+        .unwrap();
     drop(s);
     let other = file_secrets(dir.path(), MasterKey::generate("WEFT_MASTER_KEY")).await;
     let err = other.get("default", "zoho_refresh").await.unwrap_err();
     assert!(matches!(err, SecretError::Decrypt { .. }), "{err}");
     let text = err.to_string();
-    assert!(text.contains("zoho_refresh") && text.contains("different master key"), "{text}");
-    assert!(text.contains("WEFT_MASTER_KEY"), "names where the key came from: {text}");
+    assert!(
+        text.contains("zoho_refresh") && text.contains("different master key"),
+        "{text}"
+    );
+    assert!(
+        text.contains("WEFT_MASTER_KEY"),
+        "names where the key came from: {text}"
+    );
     assert!(!text.contains(PLAINTEXT));
 }
 
@@ -63,21 +91,33 @@ async fn wrong_master_key_is_a_clear_error() {
 async fn sealed_value_is_bound_to_its_tenant_and_name() {
     let store = Store::open_in_memory().await.unwrap();
     let s = Secrets::new(store.clone(), MasterKey::generate("test"));
-    s.set("default", "a", &Secret::new(PLAINTEXT)).await.unwrap();
+    s.set("default", "a", &Secret::new(PLAINTEXT))
+        .await
+        .unwrap();
     let row = store.secret_get("default", "a").await.unwrap().unwrap();
     store.secret_put("default", "b", &row).await.unwrap();
     store.secret_put("acme", "a", &row).await.unwrap();
-    assert!(matches!(s.get("default", "b").await, Err(SecretError::Decrypt { .. })));
-    assert!(matches!(s.get("acme", "a").await, Err(SecretError::Decrypt { .. })));
+    assert!(matches!(
+        s.get("default", "b").await,
+        Err(SecretError::Decrypt { .. })
+    ));
+    assert!(matches!(
+        s.get("acme", "a").await,
+        Err(SecretError::Decrypt { .. })
+    ));
 }
 
 #[tokio::test]
 async fn each_write_uses_a_fresh_nonce() {
     let store = Store::open_in_memory().await.unwrap();
     let s = Secrets::new(store.clone(), MasterKey::generate("test"));
-    s.set("default", "a", &Secret::new(PLAINTEXT)).await.unwrap();
+    s.set("default", "a", &Secret::new(PLAINTEXT))
+        .await
+        .unwrap();
     let first = store.secret_get("default", "a").await.unwrap().unwrap();
-    s.set("default", "a", &Secret::new(PLAINTEXT)).await.unwrap();
+    s.set("default", "a", &Secret::new(PLAINTEXT))
+        .await
+        .unwrap();
     let second = store.secret_get("default", "a").await.unwrap().unwrap();
     assert_ne!(first, second);
 }
@@ -85,22 +125,41 @@ async fn each_write_uses_a_fresh_nonce() {
 #[tokio::test]
 async fn missing_secret_says_how_to_set_it() {
     let s = crate::support::secrets().await;
-    let err = s.resolve("default", &"secret:zendesk_token".into()).await.unwrap_err();
-    assert!(err.to_string().contains("weft secret set zendesk_token"), "{err}");
+    let err = s
+        .resolve("default", &"secret:zendesk_token".into())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("weft secret set zendesk_token"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
 async fn env_references_read_the_process_environment() {
     let s = crate::support::secrets().await;
-    let path = s.resolve("default", &SecretRef::Env("PATH".into())).await.unwrap();
+    let path = s
+        .resolve("default", &SecretRef::Env("PATH".into()))
+        .await
+        .unwrap();
     assert_eq!(path.expose(), std::env::var("PATH").unwrap());
     let err = s
-        .resolve("default", &SecretRef::Env("WEFT_TEST_DEFINITELY_UNSET_VAR".into()))
+        .resolve(
+            "default",
+            &SecretRef::Env("WEFT_TEST_DEFINITELY_UNSET_VAR".into()),
+        )
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("env:WEFT_TEST_DEFINITELY_UNSET_VAR"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("env:WEFT_TEST_DEFINITELY_UNSET_VAR"),
+        "{err}"
+    );
     assert_eq!(
-        s.resolve("default", &"literal-value".into()).await.unwrap().expose(),
+        s.resolve("default", &"literal-value".into())
+            .await
+            .unwrap()
+            .expose(),
         "literal-value"
     );
 }
@@ -108,9 +167,14 @@ async fn env_references_read_the_process_environment() {
 #[tokio::test]
 async fn only_stored_references_can_be_updated() {
     let s = crate::support::secrets().await;
-    s.update("default", &"secret:rt".into(), &Secret::new("v2-value")).await.unwrap();
+    s.update("default", &"secret:rt".into(), &Secret::new("v2-value"))
+        .await
+        .unwrap();
     assert_eq!(s.get("default", "rt").await.unwrap().expose(), "v2-value");
-    let err = s.update("default", &"env:RT".into(), &Secret::new("x")).await.unwrap_err();
+    let err = s
+        .update("default", &"env:RT".into(), &Secret::new("x"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, SecretError::NotWritable { .. }), "{err}");
 }
 
@@ -137,9 +201,15 @@ fn env_master_key_wins_over_the_key_file() {
     let b64 = MasterKey::generate("x").to_base64();
     let key = MasterKey::load_from(Some(&b64), &path).unwrap();
     assert_eq!(key.source(), "WEFT_MASTER_KEY");
-    assert!(!path.exists(), "no key file is created when the env var is set");
+    assert!(
+        !path.exists(),
+        "no key file is created when the env var is set"
+    );
     let err = MasterKey::load_from(Some("c2hvcnQ="), &path).unwrap_err();
-    assert!(err.to_string().contains("WEFT_MASTER_KEY") && err.to_string().contains("32"), "{err}");
+    assert!(
+        err.to_string().contains("WEFT_MASTER_KEY") && err.to_string().contains("32"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -148,6 +218,9 @@ fn corrupt_key_file_is_reported_not_replaced() {
     let path = dir.path().join("master.key");
     std::fs::write(&path, "garbage!").unwrap();
     let err = MasterKey::load_from(None, &path).unwrap_err();
-    assert!(err.to_string().contains(&path.display().to_string()), "{err}");
+    assert!(
+        err.to_string().contains(&path.display().to_string()),
+        "{err}"
+    );
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "garbage!");
 }

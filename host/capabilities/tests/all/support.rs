@@ -32,11 +32,16 @@ impl Seen {
 
     /// The body parsed as `application/x-www-form-urlencoded`.
     pub fn form(&self) -> Vec<(String, String)> {
-        url::form_urlencoded::parse(&self.body).into_owned().collect()
+        url::form_urlencoded::parse(&self.body)
+            .into_owned()
+            .collect()
     }
 
     pub fn form_value(&self, key: &str) -> Option<String> {
-        self.form().into_iter().find(|(k, _)| k == key).map(|(_, v)| v)
+        self.form()
+            .into_iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v)
     }
 }
 
@@ -129,7 +134,10 @@ pub async fn secrets() -> Secrets {
 
 /// 127.0.0.1 as a local emulator: plain http and private addresses allowed.
 pub fn loopback() -> HostRule {
-    HostRule::parse("127.0.0.1").unwrap().allow_http(true).allow_private(true)
+    HostRule::parse("127.0.0.1")
+        .unwrap()
+        .allow_http(true)
+        .allow_private(true)
 }
 
 /// A connection spec allowing only 127.0.0.1 (http, private).
