@@ -20,6 +20,7 @@ pub struct SandboxConfig {
     pub zoho: ZohoLimits,
     pub zendesk: ZendeskLimits,
     pub salesforce: SalesforceLimits,
+    pub hubspot: HubSpotLimits,
     /// PEM (`BEGIN PUBLIC KEY` or `BEGIN RSA PUBLIC KEY`) that Salesforce JWT assertions must be
     /// signed for. `None` uses the sandbox's published demo key pair (see `credentials`).
     pub salesforce_jwt_public_key_pem: Option<String>,
@@ -37,6 +38,7 @@ impl Default for SandboxConfig {
             zoho: ZohoLimits::default(),
             zendesk: ZendeskLimits::default(),
             salesforce: SalesforceLimits::default(),
+            hubspot: HubSpotLimits::default(),
             salesforce_jwt_public_key_pem: None,
         }
     }
@@ -133,6 +135,8 @@ pub struct TokenLifetimes {
     pub zendesk_refresh: Duration,
     /// Salesforce sessions follow the org's session timeout (2 hours by default).
     pub salesforce_session: Duration,
+    /// HubSpot OAuth access tokens: 30 minutes.
+    pub hubspot_access: Duration,
 }
 
 impl Default for TokenLifetimes {
@@ -143,6 +147,7 @@ impl Default for TokenLifetimes {
             zendesk_access: Duration::from_secs(7_200),
             zendesk_refresh: Duration::from_secs(30 * 24 * 3_600),
             salesforce_session: Duration::from_secs(7_200),
+            hubspot_access: Duration::from_secs(1_800),
         }
     }
 }
@@ -266,6 +271,49 @@ impl Default for SalesforceLimits {
             get_updated_window_days: 30,
             get_deleted_window_days: 15,
             get_updated_max_ids: 600_000,
+        }
+    }
+}
+
+/// HubSpot CRM limits (crm-apis.md §4). The documented numbers disagree between doc versions,
+/// which is one more reason each is configurable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HubSpotLimits {
+    /// Requests per rolling `interval` (the `TEN_SECONDLY_ROLLING` policy).
+    pub burst: u32,
+    pub interval: Duration,
+    pub daily: u64,
+    /// Search requests per second (the "secondly" limit).
+    pub search_per_second: u32,
+    pub max_list_limit: u64,
+    pub max_search_limit: u64,
+    /// Results reachable through search paging.
+    pub search_window: u64,
+    pub max_filter_groups: usize,
+    pub max_filters_per_group: usize,
+    pub max_filters_total: usize,
+    pub max_batch_inputs: usize,
+    /// Newly created objects become searchable after this delay.
+    pub search_index_lag: Duration,
+    pub webhook_attempts: u32,
+}
+
+impl Default for HubSpotLimits {
+    fn default() -> Self {
+        Self {
+            burst: 100,
+            interval: Duration::from_secs(10),
+            daily: 250_000,
+            search_per_second: 5,
+            max_list_limit: 100,
+            max_search_limit: 200,
+            search_window: 10_000,
+            max_filter_groups: 5,
+            max_filters_per_group: 6,
+            max_filters_total: 18,
+            max_batch_inputs: 100,
+            search_index_lag: Duration::from_secs(2),
+            webhook_attempts: 10,
         }
     }
 }

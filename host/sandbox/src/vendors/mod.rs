@@ -11,6 +11,7 @@ use crate::SandboxError;
 use crate::config::SandboxConfig;
 use crate::server::{Emulator, Hub};
 
+pub(crate) mod hubspot;
 pub(crate) mod salesforce;
 pub(crate) mod soql;
 pub(crate) mod zendesk;
@@ -21,7 +22,8 @@ pub(crate) fn build(hub: &Arc<Hub>, config: &SandboxConfig) -> Result<Vec<Arc<dy
     let zoho: Arc<dyn Emulator> = zoho::Zoho::new(Arc::clone(hub), config);
     let zendesk: Arc<dyn Emulator> = zendesk::Zendesk::new(Arc::clone(hub), config);
     let salesforce: Arc<dyn Emulator> = salesforce::Salesforce::new(Arc::clone(hub), config)?;
-    Ok(vec![zoho, zendesk, salesforce])
+    let hubspot: Arc<dyn Emulator> = hubspot::HubSpot::new(Arc::clone(hub), config);
+    Ok(vec![zoho, zendesk, salesforce, hubspot])
 }
 
 /// JSON response with an explicit status.

@@ -2,6 +2,7 @@
 //! loopback. One module per vendor; `support` holds the shared harness.
 
 mod framework;
+mod hubspot;
 mod salesforce;
 mod support;
 mod zendesk;
