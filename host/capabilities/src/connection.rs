@@ -78,7 +78,7 @@ pub enum ConnectionError {
     },
     /// The token endpoint is malformed or not reachable under the connection's egress policy.
     #[error(
-        "connection {connection:?}: token endpoint {token_url:?} cannot be used: {reason}. Token endpoints are reached under the same egress rules as plugin requests: add its host to the connection's egress list"
+        "connection {connection:?}: token endpoint {token_url:?} cannot be used: {reason} (token endpoints are reached under the same egress rules as plugin requests)"
     )]
     TokenEndpoint {
         /// The connection's name.

@@ -261,7 +261,7 @@ pub enum EgressDenied {
     /// The destination address is loopback, private, link-local, metadata or otherwise
     /// non-global, and the host rule does not set `allow_private`.
     #[error(
-        "host {host} resolves only to non-global addresses ({addresses}), which connection {connection:?} may not reach; set allow_private on that host's egress rule if this is intended (e.g. a local emulator)"
+        "host {host} is at non-global address(es) {addresses} (loopback, private, link-local or reserved), which connection {connection:?} may not reach; set allow_private on that host's egress rule if this is intended (e.g. a local emulator)"
     )]
     NonGlobalAddress {
         /// The host as requested.
@@ -633,6 +633,27 @@ mod tests {
         assert!(HostRule::parse("").is_err());
         assert!(HostRule::parse("user:pw@host").is_err());
         assert!(HostRule::parse("host/path").is_err());
+    }
+
+    #[test]
+    fn reads_host_rules_from_flow_file_values() {
+        let rule: HostRule = serde_json::from_value(serde_json::json!({
+            "host": "127.0.0.1:9000", "allow_http": true, "allow_private": true
+        }))
+        .unwrap();
+        assert_eq!((rule.host(), rule.port()), ("127.0.0.1", Some(9000)));
+        assert!(rule.allows_http() && rule.allows_private());
+        let plain: HostRule =
+            serde_json::from_value(serde_json::json!({"host": "acme.zendesk.com"})).unwrap();
+        assert!(!plain.allows_http() && !plain.allows_private());
+        let err = serde_json::from_value::<HostRule>(serde_json::json!({
+            "host": "a.example", "allow_privat": true
+        }))
+        .unwrap_err();
+        assert!(err.to_string().contains("allow_privat"), "{err}");
+        let err = serde_json::from_value::<HostRule>(serde_json::json!({"host": "*.example"}))
+            .unwrap_err();
+        assert!(err.to_string().contains("wildcards"), "{err}");
     }
 
     #[test]
