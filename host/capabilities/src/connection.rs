@@ -252,14 +252,29 @@ impl Connection {
         let target = reqwest::Url::parse(&req.url)
             .map(|u| host_for_messages(&u))
             .unwrap_or_else(|_| "the upstream".into());
-        match tokio::time::timeout(timeout, self.send_within_deadline(req)).await {
+        let method = req.method.clone();
+        let started = std::time::Instant::now();
+        let result = match tokio::time::timeout(timeout, self.send_within_deadline(req)).await {
             Ok(result) => result,
             Err(_) => Err(HttpError::Timeout(format!(
                 "request to {target} on connection {:?} did not complete within {:.1} s",
                 self.inner.name,
                 timeout.as_secs_f64()
             ))),
+        };
+        // Host only: paths and queries can carry identifiers or credentials.
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        match &result {
+            Ok(resp) => tracing::debug!(
+                connection = %self.inner.name, %method, host = %target,
+                status = resp.status, bytes = resp.body.len(), elapsed_ms, "plugin http request"
+            ),
+            Err(err) => tracing::debug!(
+                connection = %self.inner.name, %method, host = %target,
+                error = %err, elapsed_ms, "plugin http request failed"
+            ),
         }
+        result
     }
 
     async fn send_within_deadline(&self, req: Request) -> Result<Response, HttpError> {

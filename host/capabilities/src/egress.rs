@@ -78,7 +78,9 @@ fn is_global_v6(ip: Ipv6Addr) -> bool {
         || (s[0] == 0x2001 && s[1] == 0) // Teredo 2001::/32 (embeds an obfuscated IPv4)
         || (s[0] == 0x2001 && s[1] == 0x2 && s[2] == 0) // benchmarking 2001:2::/48
         || (s[0] == 0x2001 && (s[1] & 0xfff0) == 0x10) // ORCHID 2001:10::/28
+        || (s[0] == 0x2001 && (s[1] & 0xfff0) == 0x20) // ORCHIDv2 2001:20::/28
         || (s[0] == 0x2001 && s[1] == 0xdb8) // documentation 2001:db8::/32
+        || (s[0] == 0x3fff && (s[1] & 0xf000) == 0) // documentation 3fff::/20
         || (s[0] & 0xfe00) == 0xfc00 // unique local fc00::/7
         || (s[0] & 0xffc0) == 0xfe80 // link-local fe80::/10
         || (s[0] & 0xffc0) == 0xfec0 // site-local fec0::/10 (deprecated)
@@ -588,6 +590,9 @@ mod tests {
             ("2001:0:4136:e378::1", false),
             ("2001:db8::1", false),
             ("2001:db8:ffff::1", false),
+            ("2001:20::1", false),
+            ("3fff::1", false),
+            ("3fff:fff::1", false),
             ("fc00::1", false),
             ("fd12:3456::1", false),
             ("fe80::1", false),
@@ -605,6 +610,8 @@ mod tests {
             ("2001:4860:4860::8888", true),
             ("2606:4700:4700::1111", true),
             ("2a00:1450:4001::1", true),
+            ("3fff:1000::1", true),
+            ("2001:db9::1", true),
         ];
         for (text, expected) in table {
             let ip: IpAddr = text.parse().unwrap();

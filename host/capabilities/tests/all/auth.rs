@@ -675,3 +675,32 @@ fn auth_specs_read_secret_references() {
         }
     );
 }
+
+#[tokio::test]
+async fn token_endpoint_goes_through_the_egress_resolver() {
+    // localhost is on the list (http) but not private: the exchange is refused at resolution,
+    // like any plugin request, and nothing reaches the token endpoint.
+    let p = Provider::start(|n, _| token_ok(n, 3600), echo_auth).await;
+    let s = secrets().await;
+    s.set("default", "cc_secret", &Secret::new("cc-secret-value"))
+        .await
+        .unwrap();
+    let mut sp = spec(AuthSpec::OAuth2ClientCredentials {
+        token_url: p.up.localhost_url("/token"),
+        client_id: "cc-client".into(),
+        client_secret: "secret:cc_secret".into(),
+        scope: None,
+    });
+    sp.egress.push(
+        weft_capabilities::HostRule::parse("localhost")
+            .unwrap()
+            .allow_http(true),
+    );
+    let conn = connect(sp, &s);
+    let err = conn.send(Request::get(p.up.url("/api"))).await.unwrap_err();
+    assert!(
+        matches!(&err, HttpError::Denied(m) if m.starts_with("token endpoint:") && m.contains("non-global")),
+        "{err}"
+    );
+    assert!(p.up.seen().is_empty());
+}
