@@ -127,9 +127,10 @@ impl std::fmt::Debug for Connection {
 
 impl Connection {
     /// Builds a connection: its egress policy, its own HTTP client (so its resolver carries its
-    /// policy), and its credential source. Secrets are resolved lazily, on the first request, so
-    /// `weft secret set` takes effect without rebuilding; configuration mistakes that can be seen
-    /// now are reported now.
+    /// policy), and its credential source. Secrets are resolved when first needed, not here, so a
+    /// connection can be built before its secrets are set (and a static credential is re-read
+    /// after the upstream rejects it with 401); configuration mistakes that can be seen now are
+    /// reported now.
     pub fn new(spec: ConnectionSpec, secrets: Secrets) -> Result<Self, ConnectionError> {
         let ConnectionSpec {
             name,
@@ -299,11 +300,15 @@ impl Connection {
                 &inner.auth.sensitive(),
             )
             .await?;
-        let Some(issued) = issued
-            .filter(|_| response.status == 401 && attached && inner.auth.spec().is_renewable())
-        else {
+        let Some(issued) = issued.filter(|_| response.status == 401 && attached) else {
             return Ok(response);
         };
+        if !inner.auth.spec().is_renewable() {
+            // A static credential cannot be renewed, so no retry; but forget it, so the next
+            // request re-reads the secret and picks up a `weft secret set` made meanwhile.
+            inner.auth.invalidate(issued.generation).await;
+            return Ok(response);
+        }
         tracing::debug!(connection = %inner.name, "upstream answered 401; renewing the token and retrying once");
         inner.auth.invalidate(issued.generation).await;
         let renewed = inner.auth.credential(&inner.transport).await?;

@@ -304,9 +304,15 @@ impl Transport {
                 .map_err(|e| map_reqwest_error(e, &host, sensitive))?;
             let status = resp.status();
 
-            if status.is_redirection()
-                && let Some(location) = resp.headers().get(LOCATION)
-            {
+            let followable = matches!(
+                status,
+                StatusCode::MOVED_PERMANENTLY
+                    | StatusCode::FOUND
+                    | StatusCode::SEE_OTHER
+                    | StatusCode::TEMPORARY_REDIRECT
+                    | StatusCode::PERMANENT_REDIRECT
+            );
+            if followable && let Some(location) = resp.headers().get(LOCATION) {
                 let location = location.to_str().map_err(|_| {
                     HttpError::Transport(format!(
                         "{host} sent a redirect with an unreadable Location header"

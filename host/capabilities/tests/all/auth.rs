@@ -704,3 +704,47 @@ async fn token_endpoint_goes_through_the_egress_resolver() {
     );
     assert!(p.up.seen().is_empty());
 }
+
+#[tokio::test]
+async fn static_credential_is_reread_after_a_401() {
+    // An operator rotates the API key with `weft secret set` while the connection is live.
+    let up = Upstream::start(|seen| async move {
+        match seen.header("authorization").as_deref() {
+            Some("Bearer key-version-2") => StatusCode::OK,
+            _ => StatusCode::UNAUTHORIZED,
+        }
+    })
+    .await;
+    let s = secrets().await;
+    s.set("default", "api_token", &Secret::new("key-version-1"))
+        .await
+        .unwrap();
+    let conn = connect(
+        spec(AuthSpec::Bearer {
+            token: "secret:api_token".into(),
+        }),
+        &s,
+    );
+    assert_eq!(
+        conn.send(Request::get(up.url("/api")))
+            .await
+            .unwrap()
+            .status,
+        401
+    );
+    s.set("default", "api_token", &Secret::new("key-version-2"))
+        .await
+        .unwrap();
+    assert_eq!(
+        conn.send(Request::get(up.url("/api")))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    assert_eq!(
+        up.seen().len(),
+        2,
+        "no automatic retry for static credentials"
+    );
+}
