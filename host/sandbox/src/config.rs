@@ -21,6 +21,7 @@ pub struct SandboxConfig {
     pub zendesk: ZendeskLimits,
     pub salesforce: SalesforceLimits,
     pub hubspot: HubSpotLimits,
+    pub dataverse: DataverseLimits,
     /// PEM (`BEGIN PUBLIC KEY` or `BEGIN RSA PUBLIC KEY`) that Salesforce JWT assertions must be
     /// signed for. `None` uses the sandbox's published demo key pair (see `credentials`).
     pub salesforce_jwt_public_key_pem: Option<String>,
@@ -39,6 +40,7 @@ impl Default for SandboxConfig {
             zendesk: ZendeskLimits::default(),
             salesforce: SalesforceLimits::default(),
             hubspot: HubSpotLimits::default(),
+            dataverse: DataverseLimits::default(),
             salesforce_jwt_public_key_pem: None,
         }
     }
@@ -137,6 +139,8 @@ pub struct TokenLifetimes {
     pub salesforce_session: Duration,
     /// HubSpot OAuth access tokens: 30 minutes.
     pub hubspot_access: Duration,
+    /// Microsoft Entra ID access tokens (Dataverse, Partner Center): about an hour.
+    pub entra_access: Duration,
 }
 
 impl Default for TokenLifetimes {
@@ -148,6 +152,7 @@ impl Default for TokenLifetimes {
             zendesk_refresh: Duration::from_secs(30 * 24 * 3_600),
             salesforce_session: Duration::from_secs(7_200),
             hubspot_access: Duration::from_secs(1_800),
+            entra_access: Duration::from_secs(3_599),
         }
     }
 }
@@ -314,6 +319,37 @@ impl Default for HubSpotLimits {
             max_batch_inputs: 100,
             search_index_lag: Duration::from_secs(2),
             webhook_attempts: 10,
+        }
+    }
+}
+
+/// Dataverse service protection and paging limits (crm-apis.md §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataverseLimits {
+    /// The sliding window the three service protection limits are measured over.
+    pub window: Duration,
+    pub requests_per_window: u32,
+    /// Combined handling time allowed per window.
+    pub execution_time_per_window: Duration,
+    pub concurrent_requests: u32,
+    pub max_page_size: u64,
+    /// Delta tokens older than this answer with an expired-token error (a full resync).
+    pub delta_token_max_age: Duration,
+    pub max_bulk_targets: usize,
+    pub webhook_attempts: u32,
+}
+
+impl Default for DataverseLimits {
+    fn default() -> Self {
+        Self {
+            window: Duration::from_secs(300),
+            requests_per_window: 6_000,
+            execution_time_per_window: Duration::from_secs(1_200),
+            concurrent_requests: 52,
+            max_page_size: 5_000,
+            delta_token_max_age: Duration::from_secs(90 * 24 * 3_600),
+            max_bulk_targets: 1_000,
+            webhook_attempts: 5,
         }
     }
 }

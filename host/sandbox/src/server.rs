@@ -106,6 +106,8 @@ pub(crate) struct RequestCtx {
     pub force_expired: bool,
     /// Requests to this emulator being handled right now, this one included (concurrency limits).
     pub in_flight: u32,
+    /// When the request arrived, so vendors that meter execution time can measure it.
+    pub received_at: Instant,
 }
 
 /// Demo credentials of one emulator, as printed by `weft sandbox`.
@@ -250,7 +252,7 @@ async fn handle(req: Request<Incoming>, router: Router, emu: Arc<dyn Emulator>, 
                 }
             }
             let mut req = Request::from_parts(parts.clone(), Body::from(bytes.clone()));
-            req.extensions_mut().insert(RequestCtx { seq, force_expired, in_flight });
+            req.extensions_mut().insert(RequestCtx { seq, force_expired, in_flight, received_at: started });
             Some(router.oneshot(req).await.unwrap_or_else(|e: Infallible| match e {}))
         }
     };

@@ -11,7 +11,10 @@ use crate::SandboxError;
 use crate::config::SandboxConfig;
 use crate::server::{Emulator, Hub};
 
+pub(crate) mod dataverse;
+pub(crate) mod entra;
 pub(crate) mod hubspot;
+pub(crate) mod odata;
 pub(crate) mod salesforce;
 pub(crate) mod soql;
 pub(crate) mod zendesk;
@@ -23,7 +26,8 @@ pub(crate) fn build(hub: &Arc<Hub>, config: &SandboxConfig) -> Result<Vec<Arc<dy
     let zendesk: Arc<dyn Emulator> = zendesk::Zendesk::new(Arc::clone(hub), config);
     let salesforce: Arc<dyn Emulator> = salesforce::Salesforce::new(Arc::clone(hub), config)?;
     let hubspot: Arc<dyn Emulator> = hubspot::HubSpot::new(Arc::clone(hub), config);
-    Ok(vec![zoho, zendesk, salesforce, hubspot])
+    let dataverse: Arc<dyn Emulator> = dataverse::Dataverse::new(Arc::clone(hub), config);
+    Ok(vec![zoho, zendesk, salesforce, hubspot, dataverse])
 }
 
 /// JSON response with an explicit status.
