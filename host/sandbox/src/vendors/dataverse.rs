@@ -45,7 +45,7 @@ const ORG_GUID: &str = "00000000-0000-4000-8000-00000000d365";
 const BU_GUID: &str = "00000000-0000-4000-8000-0000000000b0";
 const MAX_WEBHOOK_BYTES: usize = 256 * 1024;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Entity {
     Account,
     Contact,
@@ -174,6 +174,21 @@ fn parse_guid(e: Entity, s: &str) -> Option<u64> {
 }
 
 const PROBABILITY: [u64; 6] = [10, 25, 50, 75, 100, 0];
+/// The row's id: the client's choice if it made one, else the generated GUID.
+fn id_of(st: &DataverseState, e: Entity, i: u64) -> String {
+    st.custom_by_index.get(&(e, i)).cloned().unwrap_or_else(|| guid(e, i))
+}
+
+fn index_of(st: &DataverseState, e: Entity, id: &str) -> Option<u64> {
+    let norm = id.trim().trim_start_matches('{').trim_end_matches('}').to_ascii_lowercase();
+    st.custom_ids.get(&(e, norm.clone())).copied().or_else(|| parse_guid(e, &norm).filter(|i| !st.custom_by_index.contains_key(&(e, *i))))
+}
+
+fn valid_guid(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.len() == 5 && [8, 4, 4, 4, 12].iter().zip(&parts).all(|(n, p)| p.len() == *n && p.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
 const STAGES: [&str; 6] = ["1-Qualify", "2-Develop", "3-Propose", "3-Propose", "4-Close", "4-Close"];
 
 fn generated(demo: &Demo, e: Entity, i: u64) -> Fields {
@@ -237,6 +252,9 @@ struct Step {
 struct DataverseState {
     demo: Demo,
     entities: Vec<Collection>,
+    /// Rows created with a client-chosen id (POST with the key, or PATCH upsert to a new id).
+    custom_ids: HashMap<(Entity, String), u64>,
+    custom_by_index: HashMap<(Entity, u64), String>,
     endpoints: BTreeMap<String, ServiceEndpoint>,
     steps: BTreeMap<String, Step>,
     /// Per caller: (time, handling ms) of requests in the sliding window.
@@ -336,7 +354,7 @@ impl Dataverse {
     }
 
     fn fresh(demo: Demo) -> DataverseState {
-        DataverseState { demo, entities: build_collections(demo), endpoints: BTreeMap::new(), steps: BTreeMap::new(), usage: HashMap::new(), next_guid: 1 }
+        DataverseState { demo, entities: build_collections(demo), custom_ids: HashMap::new(), custom_by_index: HashMap::new(), endpoints: BTreeMap::new(), steps: BTreeMap::new(), usage: HashMap::new(), next_guid: 1 }
     }
 
     fn base(&self) -> &str {
@@ -391,14 +409,15 @@ impl Dataverse {
             let used: i64 = usage.iter().map(|(_, ms)| ms).sum();
             let oldest = usage.front().map(|(t, _)| *t).unwrap_or(now);
             let retry = ((oldest + window - now) / 1_000).max(1);
+            // Concurrency is about this moment, so it is judged first.
+            if ctx.in_flight > self.limits.concurrent_requests {
+                return self.protection(1, "0x80072326", &format!("Number of concurrent requests exceeded the limit of {}.", self.limits.concurrent_requests));
+            }
             if count >= self.limits.requests_per_window {
                 return self.protection(retry, "0x80072322", &format!("Number of requests exceeded the limit of {} over time window of {} seconds.", self.limits.requests_per_window, window / 1_000));
             }
             if used >= self.limits.execution_time_per_window.as_millis() as i64 {
                 return self.protection(retry, "0x80072321", &format!("Combined execution time of incoming requests exceeded limit of {} milliseconds over time window of {} seconds. Decrease number of concurrent requests or reduce the duration of requests and try again later.", self.limits.execution_time_per_window.as_millis(), window / 1_000));
-            }
-            if ctx.in_flight > self.limits.concurrent_requests {
-                return self.protection(1, "0x80072326", &format!("Number of concurrent requests exceeded the limit of {}.", self.limits.concurrent_requests));
             }
             (count + 1, used)
         };
@@ -461,7 +480,7 @@ impl Dataverse {
             }
             None => out.extend(all),
         }
-        out.insert(e.key().into(), json!(guid(e, i)));
+        out.insert(e.key().into(), json!(id_of(st, e, i)));
         if annotations {
             for (name, kind) in e.fields() {
                 if let Kindf::Lookup(_, target) = kind
@@ -675,7 +694,7 @@ impl Dataverse {
                 .iter()
                 .filter_map(|ch| {
                     if ch.deleted {
-                        Some(json!({"@odata.context": format!("{}/$metadata#{}/$deletedEntity", self.api(), e.set()), "id": guid(e, ch.index), "reason": "deleted"}))
+                        Some(json!({"@odata.context": format!("{}/$metadata#{}/$deletedEntity", self.api(), e.set()), "id": id_of(&st, e, ch.index), "reason": "deleted"}))
                     } else {
                         self.render(&st, e, ch.index, select.as_deref(), annotations)
                     }
@@ -783,9 +802,9 @@ impl Dataverse {
                 let reference = v.as_str().unwrap_or("");
                 let id = reference.rsplit_once('(').map(|(set, rest)| (set.trim_start_matches('/').rsplit('/').next().unwrap_or(""), rest.trim_end_matches(')')));
                 match id {
-                    Some((set, g)) if set == target.set() => match parse_guid(target, g).filter(|i| st.entities[target.slot()].is_live(*i)) {
+                    Some((set, g)) if set == target.set() => match index_of(st, target, g).filter(|i| st.entities[target.slot()].is_live(*i)) {
                         Some(i) => {
-                            out.insert(field.to_string(), json!(guid(target, i)));
+                            out.insert(field.to_string(), json!(id_of(st, target, i)));
                         }
                         None => return Err(not_found(target, g)),
                     },
@@ -839,7 +858,7 @@ impl Dataverse {
         } else {
             StatusCode::NO_CONTENT.into_response()
         };
-        set_header(&mut r, "OData-EntityId", format!("{}/{}({})", self.api(), e.set(), guid(e, i)));
+        set_header(&mut r, "OData-EntityId", format!("{}/{}({})", self.api(), e.set(), id_of(st, e, i)));
         if pref.representation {
             set_header(&mut r, "Preference-Applied", "return=representation");
         }
@@ -861,8 +880,19 @@ impl Dataverse {
             if let Some(r) = self.key_clash(&mut st, e, &fields, None) {
                 return r;
             }
+            let chosen = match input.get(e.key()).and_then(Value::as_str).map(|g| g.to_ascii_lowercase()) {
+                Some(g) if !valid_guid(&g) => return dv_error(StatusCode::BAD_REQUEST, "0x80060888", &format!("'{g}' is not a valid GUID for {}", e.key())),
+                Some(g) if index_of(&st, e, &g).is_some_and(|i| st.entities[e.slot()].is_live(i)) => {
+                    return dv_error(StatusCode::PRECONDITION_FAILED, "0x80040237", "Cannot insert duplicate key.");
+                }
+                other => other,
+            };
             let now = self.now();
             let i = st.entities[e.slot()].insert(fields.clone(), now);
+            if let Some(g) = chosen {
+                st.custom_ids.insert((e, g.clone()), i);
+                st.custom_by_index.insert((e, i), g);
+            }
             (self.created_response(&st, e, i, headers, StatusCode::CREATED), Written { message: "Create", entity: e, index: i, attributes: fields })
         };
         self.fire(vec![written]);
@@ -874,7 +904,7 @@ impl Dataverse {
         let (e, mut index, id_text, alt) = {
             let mut st = self.state.lock().expect("dataverse state");
             match &t {
-                Target::ById(e, g) => (*e, parse_guid(*e, g).filter(|i| st.entities[e.slot()].is_live(*i)), g.clone(), None),
+                Target::ById(e, g) => (*e, index_of(&st, *e, g).filter(|i| st.entities[e.slot()].is_live(*i)), g.clone(), None),
                 Target::ByKey(e, k, v) => {
                     if e.alternate_key() != Some(k.as_str()) {
                         return dv_error(StatusCode::BAD_REQUEST, "0x80060888", &format!("The key '{k}' is not an alternate key defined on {}", e.logical()));
@@ -957,12 +987,20 @@ impl Dataverse {
                             } else {
                                 StatusCode::NO_CONTENT.into_response()
                             };
-                            set_header(&mut r, "OData-EntityId", format!("{}/{}({})", self.api(), e.set(), guid(e, i)));
+                            set_header(&mut r, "OData-EntityId", format!("{}/{}({})", self.api(), e.set(), id_of(&st, e, i)));
                             (r, Written { message: "Update", entity: e, index: i, attributes: fields })
                         }
                         None => {
-                            // Upsert: PATCH to a missing row creates it.
+                            // Upsert: PATCH to a missing row creates it, with the id in the URL.
                             let i = st.entities[e.slot()].insert(fields.clone(), now);
+                            if let Target::ById(_, g) = &t {
+                                let g = g.trim().trim_start_matches('{').trim_end_matches('}').to_ascii_lowercase();
+                                if !valid_guid(&g) {
+                                    return dv_error(StatusCode::BAD_REQUEST, "0x80060888", &format!("'{g}' is not a valid GUID key"));
+                                }
+                                st.custom_ids.insert((e, g.clone()), i);
+                                st.custom_by_index.insert((e, i), g);
+                            }
                             (self.created_response(&st, e, i, headers, StatusCode::CREATED), Written { message: "Create", entity: e, index: i, attributes: fields })
                         }
                     }
@@ -999,7 +1037,7 @@ impl Dataverse {
                     Ok(f) => f,
                     Err(r) => return r,
                 };
-                let existing = m.get(e.key()).and_then(Value::as_str).map(|g| parse_guid(e, g).filter(|i| st.entities[e.slot()].is_live(*i)));
+                let existing = m.get(e.key()).and_then(Value::as_str).map(|g| index_of(&st, e, g).filter(|i| st.entities[e.slot()].is_live(*i)));
                 if !create && existing.flatten().is_none() {
                     return not_found(e, m.get(e.key()).and_then(Value::as_str).unwrap_or("<missing id>"));
                 }
@@ -1019,7 +1057,7 @@ impl Dataverse {
                     }
                     _ => (st.entities[e.slot()].insert(fields.clone(), now), "Create"),
                 };
-                ids.push(guid(e, i));
+                ids.push(id_of(&st, e, i));
                 written.push(Written { message, entity: e, index: i, attributes: fields });
             }
             let resp = if create {
@@ -1117,21 +1155,22 @@ impl Dataverse {
 
     /// Posts `RemoteExecutionContext` to every step registered for these writes.
     fn fire(&self, writes: Vec<Written>) {
-        let (steps, endpoints) = {
+        let (steps, endpoints, ids) = {
             let st = self.state.lock().expect("dataverse state");
-            (st.steps.values().cloned().collect::<Vec<_>>(), st.endpoints.clone())
+            let ids: Vec<String> = writes.iter().map(|w| id_of(&st, w.entity, w.index)).collect();
+            (st.steps.values().cloned().collect::<Vec<_>>(), st.endpoints.clone(), ids)
         };
         if steps.is_empty() {
             return;
         }
         let now = self.now();
-        for w in writes {
+        for (w, id) in writes.into_iter().zip(ids) {
             for step in steps.iter().filter(|s| s.message == w.message && s.entity == w.entity) {
                 if w.message == "Update" && !step.filtering.is_empty() && !step.filtering.iter().any(|a| w.attributes.contains_key(a)) {
                     continue;
                 }
                 let Some(ep) = endpoints.get(&step.endpoint) else { continue };
-                let id = guid(w.entity, w.index);
+                let id = id.clone();
                 let correlation = self.hub.tokens.random_hex(16);
                 let corr = format!("{}-{}-4{}-8{}-{}", &correlation[0..8], &correlation[8..12], &correlation[13..16], &correlation[17..20], &correlation[20..32]);
                 let target = if w.message == "Delete" {
@@ -1249,7 +1288,7 @@ impl Emulator for Dataverse {
     fn record(&self, object: &str, id: &str) -> Option<Value> {
         let e = Entity::from_set(object).or_else(|| Entity::ALL.into_iter().find(|e| e.logical() == object))?;
         let st = self.state.lock().expect("dataverse state");
-        self.render(&st, e, parse_guid(e, id)?, None, true)
+        self.render(&st, e, index_of(&st, e, id)?, None, true)
     }
 
     fn throttled(&self) -> Response {

@@ -1,6 +1,7 @@
 //! Conformance tests: every emulator behaviour a connector depends on, over real HTTP on
 //! loopback. One module per vendor; `support` holds the shared harness.
 
+mod dataverse;
 mod framework;
 mod hubspot;
 mod salesforce;
