@@ -13,6 +13,42 @@
 //! - [`hmac`]: webhook MACs computed with a secret the plugin never sees;
 //! - [`log`]: plugin log calls into `tracing`;
 //! - [`connection`]: [`Connection`] and the per-flow [`Connections`] registry.
+//!
+//! How the runtime wires a connection from a flow file and serves a plugin's `http` import:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use weft_capabilities::{
+//!     AuthSpec, Connection, ConnectionSpec, Connections, CredentialPlacement, MasterKey,
+//!     Request, Secrets,
+//! };
+//!
+//! let data_dir = std::path::Path::new("/var/lib/weft");
+//! let store = weft_store::Store::open_sqlite(data_dir.join("weft.db")).await?;
+//! let secrets = Secrets::new(store, MasterKey::load(data_dir)?);
+//!
+//! let mut spec = ConnectionSpec::new("zoho");
+//! spec.auth = AuthSpec::OAuth2Refresh {
+//!     token_url: "https://accounts.zoho.jp/oauth/v2/token".into(),
+//!     client_id: "env:ZOHO_CLIENT_ID".into(),
+//!     client_secret: "secret:zoho_client_secret".into(),
+//!     refresh_token: "secret:zoho_refresh".into(),
+//!     scope: None,
+//! };
+//! // From the plugin's describe: where the token goes and which hosts the config implies.
+//! spec.placement = CredentialPlacement::header("Authorization", "Zoho-oauthtoken {token}");
+//! spec.derived_hosts = vec!["https://www.zohoapis.jp".into(), "accounts.zoho.jp".into()];
+//!
+//! let connections: Connections = [Connection::new(spec, secrets)?].into_iter().collect();
+//! // A guest call: `http.send("zoho", request)`.
+//! let response = connections
+//!     .require("zoho")?
+//!     .send(Request::get("https://www.zohoapis.jp/crm/v8/Leads?per_page=200"))
+//!     .await?;
+//! println!("{}", response.status);
+//! # Ok(())
+//! # }
+//! ```
 
 #![warn(missing_docs)]
 
