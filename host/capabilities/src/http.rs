@@ -287,6 +287,20 @@ impl Transport {
                     builder_headers.insert(name.clone(), value.clone());
                 }
                 Some(Credential::Query(name, value)) => {
+                    // A same-origin redirect may echo the parameter back in its Location; send it
+                    // once, with the current value. The query is re-encoded only then, so the
+                    // guest's own encoding is otherwise left exactly as written.
+                    if wire_url
+                        .query_pairs()
+                        .any(|(k, _)| k.eq_ignore_ascii_case(name))
+                    {
+                        let kept: Vec<(String, String)> = wire_url
+                            .query_pairs()
+                            .filter(|(k, _)| !k.eq_ignore_ascii_case(name))
+                            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                            .collect();
+                        wire_url.query_pairs_mut().clear().extend_pairs(kept);
+                    }
                     wire_url.query_pairs_mut().append_pair(name, value.expose());
                 }
                 None => {}

@@ -130,12 +130,13 @@ async fn api_key_goes_in_the_declared_header_or_query_parameter() {
     });
     query.placement = CredentialPlacement::query("api_key");
     connect(query, &s)
-        .send(Request::get(up.url("/q?page=1")))
+        .send(Request::get(up.url("/q?page=1&q=a%20b")))
         .await
         .unwrap();
     assert_eq!(
         up.seen_at("/q")[0].query.as_deref(),
-        Some("page=1&api_key=api-key-value-77")
+        Some("page=1&q=a%20b&api_key=api-key-value-77"),
+        "the guest's query keeps its encoding; the key is appended"
     );
 }
 
@@ -746,5 +747,36 @@ async fn static_credential_is_reread_after_a_401() {
         up.seen().len(),
         2,
         "no automatic retry for static credentials"
+    );
+}
+
+#[tokio::test]
+async fn query_credential_is_sent_once_across_same_origin_redirects() {
+    // The upstream redirects to a Location that repeats the query, credential included.
+    let up = Upstream::start(|seen| async move {
+        if seen.path == "/start" {
+            let location = format!("/next?{}", seen.query.unwrap_or_default());
+            (
+                StatusCode::FOUND,
+                [(axum::http::header::LOCATION, location)],
+            )
+                .into_response()
+        } else {
+            "ok".into_response()
+        }
+    })
+    .await;
+    let s = secrets().await;
+    let mut sp = spec(AuthSpec::ApiKey {
+        value: "query-key-value-5".into(),
+    });
+    sp.placement = CredentialPlacement::query("key");
+    connect(sp, &s)
+        .send(Request::get(up.url("/start?page=2")))
+        .await
+        .unwrap();
+    assert_eq!(
+        up.seen_at("/next")[0].query.as_deref(),
+        Some("page=2&key=query-key-value-5")
     );
 }
