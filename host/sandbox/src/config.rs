@@ -22,6 +22,7 @@ pub struct SandboxConfig {
     pub salesforce: SalesforceLimits,
     pub hubspot: HubSpotLimits,
     pub dataverse: DataverseLimits,
+    pub monday: MondayLimits,
     /// PEM (`BEGIN PUBLIC KEY` or `BEGIN RSA PUBLIC KEY`) that Salesforce JWT assertions must be
     /// signed for. `None` uses the sandbox's published demo key pair (see `credentials`).
     pub salesforce_jwt_public_key_pem: Option<String>,
@@ -41,6 +42,7 @@ impl Default for SandboxConfig {
             salesforce: SalesforceLimits::default(),
             hubspot: HubSpotLimits::default(),
             dataverse: DataverseLimits::default(),
+            monday: MondayLimits::default(),
             salesforce_jwt_public_key_pem: None,
         }
     }
@@ -350,6 +352,37 @@ impl Default for DataverseLimits {
             delta_token_max_age: Duration::from_secs(90 * 24 * 3_600),
             max_bulk_targets: 1_000,
             webhook_attempts: 5,
+        }
+    }
+}
+
+/// monday.com limits (crm-apis.md §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MondayLimits {
+    pub max_complexity_per_query: u64,
+    /// Complexity points per token per minute (personal tokens on paid plans: 10M).
+    pub complexity_per_minute: u64,
+    /// Calls per day, reset at 00:00 UTC (`DAILY_LIMIT_EXCEEDED`).
+    pub daily_calls: u64,
+    pub requests_per_minute: u32,
+    pub max_items_per_page: u64,
+    pub cursor_lifetime: Duration,
+    /// Points charged for one item-creating or item-changing mutation.
+    pub mutation_cost: u64,
+    pub webhook_attempts: u32,
+}
+
+impl Default for MondayLimits {
+    fn default() -> Self {
+        Self {
+            max_complexity_per_query: 5_000_000,
+            complexity_per_minute: 10_000_000,
+            daily_calls: 25_000,
+            requests_per_minute: 5_000,
+            max_items_per_page: 500,
+            cursor_lifetime: Duration::from_secs(3_600),
+            mutation_cost: 10_000,
+            webhook_attempts: 3,
         }
     }
 }

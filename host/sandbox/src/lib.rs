@@ -42,7 +42,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use config::{
-    DataverseLimits, DemoData, DemoSize, FaultConfig, HubSpotLimits, PortPlan, SalesforceLimits, SandboxConfig, TokenLifetimes, WebhookConfig, ZendeskLimits,
+    DataverseLimits, DemoData, DemoSize, FaultConfig, HubSpotLimits, MondayLimits, PortPlan, SalesforceLimits, SandboxConfig, TokenLifetimes, WebhookConfig, ZendeskLimits,
     ZohoLimits,
 };
 pub use error::SandboxError;

@@ -69,6 +69,12 @@ impl Outbox {
         Self { client, config, next_id: AtomicU64::new(1), deliveries: Mutex::new(VecDeque::new()) }
     }
 
+    /// The client deliveries use, for vendors that call the receiver synchronously (monday's
+    /// challenge on `create_webhook`).
+    pub(crate) fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
     pub(crate) fn default_target(&self) -> Option<&str> {
         self.config.target.as_deref()
     }

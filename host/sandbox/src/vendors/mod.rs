@@ -13,7 +13,9 @@ use crate::server::{Emulator, Hub};
 
 pub(crate) mod dataverse;
 pub(crate) mod entra;
+pub(crate) mod graphql;
 pub(crate) mod hubspot;
+pub(crate) mod monday;
 pub(crate) mod odata;
 pub(crate) mod salesforce;
 pub(crate) mod soql;
@@ -27,7 +29,8 @@ pub(crate) fn build(hub: &Arc<Hub>, config: &SandboxConfig) -> Result<Vec<Arc<dy
     let salesforce: Arc<dyn Emulator> = salesforce::Salesforce::new(Arc::clone(hub), config)?;
     let hubspot: Arc<dyn Emulator> = hubspot::HubSpot::new(Arc::clone(hub), config);
     let dataverse: Arc<dyn Emulator> = dataverse::Dataverse::new(Arc::clone(hub), config);
-    Ok(vec![zoho, zendesk, salesforce, hubspot, dataverse])
+    let monday: Arc<dyn Emulator> = monday::Monday::new(Arc::clone(hub), config);
+    Ok(vec![zoho, zendesk, salesforce, hubspot, dataverse, monday])
 }
 
 /// JSON response with an explicit status.

@@ -1,0 +1,1079 @@
+//! monday.com GraphQL API v2 (crm-apis.md §6, §8).
+//!
+//! Faithful points a connector depends on: one `POST /v2` endpoint with the raw token in
+//! `Authorization`, application errors as HTTP 200 with `errors[]` and partial `data`,
+//! `items_page` cursors (500 per page, null at the end, expiring after 60 minutes) continued
+//! with `next_items_page`, server-side `query_params` rules (including `__last_updated__` for
+//! incremental reads), column values written as JSON strings and read back as `text` plus a
+//! JSON `value`, `create_labels_if_missing`, complexity accounting with the `complexity` field
+//! and `COMPLEXITY_BUDGET_EXHAUSTED`, daily and per-minute limits, and webhooks created through a
+//! challenge handshake and signed with a JWT in `Authorization`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Extension, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::post;
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use serde_json::{Map, Value, json};
+
+use super::graphql::{self, Field};
+use super::{header_str, json as json_response, set_header};
+use crate::clock::{date, parse_iso, rfc3339};
+use crate::collection::{Collection, Dir, Fields};
+use crate::config::{DemoData, MondayLimits, SandboxConfig};
+use crate::demo::{DEMO_EPOCH_MS, Demo, Kind};
+use crate::server::{Credentials, Emulator, Hub, RequestCtx};
+use crate::vendor::Vendor;
+use crate::webhook::{Outgoing, retry_server_errors};
+
+pub(crate) const API_TOKEN: &str = "eyJhbGciOiJIUzI1NiJ9.weft-sandbox-monday-personal-token.demo";
+pub(crate) const SIGNING_SECRET: &str = "weft-sandbox-monday-signing-secret";
+const ACCOUNT_ID: u64 = 12_345_678;
+const USER_ID: u64 = 32_002_207;
+const BOARD_BASE: u64 = 1_234_567_000;
+const ITEM_STRIDE: u64 = 10_000_000_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Board {
+    Accounts = 1,
+    Contacts = 2,
+    Deals = 3,
+}
+
+impl Board {
+    const ALL: [Board; 3] = [Board::Accounts, Board::Contacts, Board::Deals];
+
+    fn id(self) -> u64 {
+        BOARD_BASE + self as u64
+    }
+
+    fn from_id(v: &Value) -> Option<Board> {
+        let n = v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))?;
+        Board::ALL.into_iter().find(|b| b.id() == n)
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Board::Accounts => "Accounts",
+            Board::Contacts => "Contacts",
+            Board::Deals => "Deals",
+        }
+    }
+
+    fn slot(self) -> usize {
+        self as usize - 1
+    }
+
+    /// `(column id, type, title)`, after the built-in `name` column.
+    fn columns(self) -> &'static [(&'static str, &'static str, &'static str)] {
+        match self {
+            Board::Accounts => &[("website", "link", "Website"), ("phone", "phone", "Phone"), ("industry", "text", "Industry"), ("employees", "numbers", "Employees"), ("country", "text", "Country")],
+            Board::Contacts => &[("email", "email", "Email"), ("phone", "phone", "Phone"), ("title", "text", "Title"), ("account", "board_relation", "Account")],
+            Board::Deals => &[("status", "status", "Stage"), ("deal_value", "numbers", "Deal value"), ("close_date", "date", "Close date"), ("account", "board_relation", "Account"), ("contact", "board_relation", "Contact")],
+        }
+    }
+
+    fn column(self, id: &str) -> Option<(&'static str, &'static str, &'static str)> {
+        if id == "name" {
+            return Some(("name", "name", "Name"));
+        }
+        self.columns().iter().find(|c| c.0 == id).copied()
+    }
+}
+
+fn item_id(b: Board, i: u64) -> u64 {
+    b as u64 * ITEM_STRIDE + i + 1
+}
+
+fn parse_item(v: &Value) -> Option<(Board, u64)> {
+    let n = v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))?;
+    let b = Board::ALL.into_iter().find(|b| n / ITEM_STRIDE == *b as u64)?;
+    Some((b, (n % ITEM_STRIDE).checked_sub(1)?))
+}
+
+const DEFAULT_LABELS: [&str; 6] = ["Qualification", "Closed Won", "Closed Lost", "Needs Analysis", "Proposal", "Negotiation"];
+
+fn generated(demo: &Demo, b: Board, i: u64) -> Fields {
+    let rel = |board: Board, idx: u64| json!({"linkedPulseIds": [{"linkedPulseId": item_id(board, idx)}]});
+    let v = match b {
+        Board::Accounts => {
+            let c = demo.company(i);
+            json!({"name": c.name, "group": "topics", "website": {"url": format!("https://www.{}", c.domain), "text": c.domain}, "phone": {"phone": c.phone, "countryShortName": c.country}, "industry": c.industry, "employees": c.employees.to_string(), "country": c.country})
+        }
+        Board::Contacts => {
+            let p = demo.contact(i);
+            json!({"name": format!("{} {}", p.first, p.last), "group": "topics", "email": {"email": p.email, "text": p.email}, "phone": {"phone": p.phone, "countryShortName": "US"}, "title": p.title, "account": p.company.map(|c| rel(Board::Accounts, c))})
+        }
+        Board::Deals => {
+            let d = demo.deal(i);
+            // Stage order maps onto the board's status labels.
+            let index = [0, 3, 4, 5, 1, 2][d.stage];
+            json!({
+                "name": d.name, "group": if d.stage >= 4 { "closed" } else { "topics" }, "status": {"index": index},
+                "deal_value": d.amount.to_string(), "close_date": {"date": date(DEMO_EPOCH_MS + d.close_day * 86_400_000)},
+                "account": rel(Board::Accounts, d.company), "contact": d.contact.map(|c| rel(Board::Contacts, c)),
+            })
+        }
+    };
+    v.as_object().cloned().unwrap_or_default()
+}
+
+fn build_collections(demo: Demo) -> Vec<Collection> {
+    Board::ALL
+        .into_iter()
+        .map(|b| {
+            let (kind, n) = match b {
+                Board::Accounts => (Kind::Company, demo.size.companies),
+                Board::Contacts => (Kind::Contact, demo.size.contacts),
+                Board::Deals => (Kind::Deal, demo.size.deals),
+            };
+            Collection::new(n, move |i| generated(&demo, b, i), move |i| demo.times(kind, i, n))
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone)]
+struct ItemsCursor {
+    board: Board,
+    query_params: Option<Value>,
+    /// Index order: the last index served; ordered queries: how many were served.
+    after: Option<u64>,
+    offset: usize,
+    expires_ms: i64,
+}
+
+#[derive(Debug, Clone)]
+struct Webhook {
+    id: u64,
+    board: Board,
+    url: String,
+    event: String,
+    config: Option<Value>,
+}
+
+struct MondayState {
+    demo: Demo,
+    boards: Vec<Collection>,
+    status_labels: BTreeMap<u64, String>,
+    cursors: HashMap<String, ItemsCursor>,
+    webhooks: BTreeMap<u64, Webhook>,
+    /// (minute, complexity used) and (minute, calls) and (day, calls).
+    budget: (i64, u64),
+    minute_calls: (i64, u32),
+    daily: (i64, u64),
+    next_id: u64,
+}
+
+pub(crate) struct Monday {
+    hub: Arc<Hub>,
+    base: OnceLock<String>,
+    limits: MondayLimits,
+    state: Mutex<MondayState>,
+}
+
+/// A GraphQL error: message, `extensions.code`, and an optional status code.
+#[derive(Debug)]
+struct GqlError {
+    message: String,
+    code: &'static str,
+    status_code: Option<u16>,
+    data: Value,
+}
+
+impl GqlError {
+    fn new(message: impl Into<String>, code: &'static str) -> Self {
+        Self { message: message.into(), code, status_code: None, data: json!({}) }
+    }
+}
+
+/// A write to report to webhooks.
+struct Event {
+    board: Board,
+    item: u64,
+    kind: &'static str,
+    column: Option<(String, Value, Value)>,
+}
+
+impl Monday {
+    pub(crate) fn new(hub: Arc<Hub>, config: &SandboxConfig) -> Arc<Self> {
+        let demo = Demo::from(config.data);
+        Arc::new(Self { limits: config.monday, state: Mutex::new(Self::fresh(demo)), hub, base: OnceLock::new() })
+    }
+
+    fn fresh(demo: Demo) -> MondayState {
+        MondayState {
+            demo,
+            boards: build_collections(demo),
+            status_labels: DEFAULT_LABELS.iter().enumerate().map(|(i, l)| (i as u64, l.to_string())).collect(),
+            cursors: HashMap::new(),
+            webhooks: BTreeMap::new(),
+            budget: (0, 0),
+            minute_calls: (0, 0),
+            daily: (0, 0),
+            next_id: 1,
+        }
+    }
+
+    fn base(&self) -> &str {
+        self.base.get().map(String::as_str).unwrap_or("")
+    }
+
+    fn now(&self) -> i64 {
+        self.hub.now_ms()
+    }
+
+    /// The display text of a stored column value.
+    fn text(&self, st: &MondayState, kind: &str, v: &Value) -> Value {
+        if v.is_null() {
+            return Value::Null;
+        }
+        let s = match kind {
+            "status" => v.get("index").and_then(Value::as_u64).and_then(|i| st.status_labels.get(&i).cloned()).unwrap_or_default(),
+            "email" => v.get("text").or_else(|| v.get("email")).and_then(Value::as_str).unwrap_or("").to_string(),
+            "phone" => v.get("phone").and_then(Value::as_str).unwrap_or("").to_string(),
+            "date" => v.get("date").and_then(Value::as_str).unwrap_or("").to_string(),
+            "link" => format!("{} - {}", v.get("text").and_then(Value::as_str).unwrap_or(""), v.get("url").and_then(Value::as_str).unwrap_or("")),
+            "board_relation" => v
+                .get("linkedPulseIds")
+                .and_then(Value::as_array)
+                .map(|ids| {
+                    ids.iter()
+                        .filter_map(|x| parse_item(&x["linkedPulseId"]))
+                        .filter_map(|(b, i)| st.boards[b.slot()].get(i).and_then(|r| r.fields.get("name").and_then(Value::as_str).map(str::to_string)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_default(),
+            _ => v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()),
+        };
+        json!(s)
+    }
+
+    /// Parses a column value as sent in mutations; `Err` is the ColumnValueException text.
+    fn parse_column(&self, st: &mut MondayState, kind: &str, input: &Value, create_labels: bool, simple: bool) -> Result<Value, String> {
+        let invalid = || format!("invalid value for a {kind} column, please check our API documentation for the correct data structure for this column");
+        if input.is_null() || input.as_str() == Some("") {
+            return Ok(Value::Null);
+        }
+        // Simple values are plain strings; full values are JSON (sent as a string or object).
+        let v = if simple {
+            input.clone()
+        } else {
+            match input {
+                Value::String(s) => serde_json::from_str::<Value>(s).unwrap_or_else(|_| json!(s)),
+                other => other.clone(),
+            }
+        };
+        Ok(match kind {
+            "text" | "numbers" => match &v {
+                Value::String(s) if kind == "numbers" && s.parse::<f64>().is_err() => return Err(invalid()),
+                Value::String(s) => json!(s),
+                Value::Number(n) => json!(n.to_string()),
+                _ => return Err(invalid()),
+            },
+            "status" => {
+                let label = v.get("label").and_then(Value::as_str).map(str::to_string).or_else(|| v.as_str().map(str::to_string));
+                let index = v.get("index").and_then(Value::as_u64);
+                match (label, index) {
+                    (_, Some(i)) if st.status_labels.contains_key(&i) => json!({"index": i}),
+                    (Some(l), _) => match st.status_labels.iter().find(|(_, x)| x.eq_ignore_ascii_case(&l)).map(|(i, _)| *i) {
+                        Some(i) => json!({"index": i}),
+                        None if create_labels => {
+                            let i = st.status_labels.keys().max().map(|m| m + 1).unwrap_or(0);
+                            st.status_labels.insert(i, l);
+                            json!({"index": i})
+                        }
+                        None => return Err(format!("This status label doesn't exist, possible statuses are: {}", st.status_labels.values().cloned().collect::<Vec<_>>().join(", "))),
+                    },
+                    _ => return Err(invalid()),
+                }
+            }
+            "email" => match (&v, v.get("email")) {
+                (_, Some(Value::String(e))) if e.contains('@') => json!({"email": e, "text": v.get("text").and_then(Value::as_str).unwrap_or(e)}),
+                (Value::String(s), _) if simple && s.contains('@') => json!({"email": s.split_whitespace().next().unwrap_or(s), "text": s.split_whitespace().nth(1).unwrap_or(s)}),
+                _ => return Err(invalid()),
+            },
+            "phone" => match (&v, v.get("phone")) {
+                (_, Some(Value::String(p))) => json!({"phone": p, "countryShortName": v.get("countryShortName").and_then(Value::as_str).unwrap_or("")}),
+                (Value::String(s), _) if simple => json!({"phone": s.split_whitespace().next().unwrap_or(s), "countryShortName": s.split_whitespace().nth(1).unwrap_or("")}),
+                _ => return Err(invalid()),
+            },
+            "date" => {
+                let d = v.get("date").and_then(Value::as_str).map(str::to_string).or_else(|| v.as_str().map(str::to_string));
+                match d {
+                    Some(d) if d.len() >= 10 && parse_iso(&d[..10]).is_some() => json!({"date": &d[..10]}),
+                    _ => return Err(invalid()),
+                }
+            }
+            "link" => match v.get("url").and_then(Value::as_str) {
+                Some(u) => json!({"url": u, "text": v.get("text").and_then(Value::as_str).unwrap_or(u)}),
+                None => return Err(invalid()),
+            },
+            "board_relation" => {
+                let ids = v.get("item_ids").and_then(Value::as_array).ok_or_else(invalid)?;
+                let mut linked = Vec::new();
+                for id in ids {
+                    match parse_item(id).filter(|(b, i)| st.boards[b.slot()].is_live(*i)) {
+                        Some((b, i)) => linked.push(json!({"linkedPulseId": item_id(b, i)})),
+                        None => return Err(format!("item {id} does not exist")),
+                    }
+                }
+                json!({"linkedPulseIds": linked})
+            }
+            _ => return Err(invalid()),
+        })
+    }
+
+    fn column_values(&self, st: &MondayState, b: Board, f: &Fields, field: &Field) -> Value {
+        let wanted: Option<Vec<String>> = field.arg("ids").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect());
+        let list: Vec<Value> = b
+            .columns()
+            .iter()
+            .filter(|(id, ..)| wanted.as_ref().is_none_or(|w| w.iter().any(|x| x == id)))
+            .map(|(id, kind, title)| {
+                let v = f.get(*id).cloned().unwrap_or(Value::Null);
+                let full = json!({
+                    "id": id, "type": kind, "text": self.text(st, kind, &v),
+                    "value": if v.is_null() { Value::Null } else { json!(v.to_string()) },
+                    "column": {"id": id, "title": title, "type": kind},
+                });
+                project(&full, &field.selection)
+            })
+            .collect();
+        Value::Array(list)
+    }
+
+    fn item(&self, st: &MondayState, b: Board, i: u64, sel: &[Field]) -> Option<Value> {
+        let rec = st.boards[b.slot()].get(i)?;
+        let mut out = Map::new();
+        for f in sel {
+            let v = match f.name.as_str() {
+                "id" => json!(item_id(b, i).to_string()),
+                "name" => rec.fields.get("name").cloned().unwrap_or(Value::Null),
+                "state" => json!("active"),
+                "created_at" => json!(rfc3339(rec.created_ms)),
+                "updated_at" => json!(rfc3339(rec.modified_ms)),
+                "creator_id" => json!(USER_ID.to_string()),
+                "url" => json!(format!("{}/boards/{}/pulses/{}", self.base(), b.id(), item_id(b, i))),
+                "group" => {
+                    let g = rec.fields.get("group").and_then(Value::as_str).unwrap_or("topics");
+                    project(&json!({"id": g, "title": if g == "closed" { "Closed" } else { "Active" }}), &f.selection)
+                }
+                "board" => project(&json!({"id": b.id().to_string(), "name": b.name()}), &f.selection),
+                "column_values" => self.column_values(st, b, &rec.fields, f),
+                _ => Value::Null,
+            };
+            out.insert(f.key().to_string(), v);
+        }
+        Some(Value::Object(out))
+    }
+}
+
+/// Keeps the selected keys of a plain object (nested selections recurse).
+fn project(v: &Value, sel: &[Field]) -> Value {
+    if sel.is_empty() {
+        return v.clone();
+    }
+    match v {
+        Value::Array(a) => Value::Array(a.iter().map(|x| project(x, sel)).collect()),
+        Value::Object(o) => Value::Object(sel.iter().map(|f| (f.key().to_string(), project(o.get(&f.name).unwrap_or(&Value::Null), &f.selection))).collect()),
+        other => other.clone(),
+    }
+}
+
+// ---------------------------------------------------------------- items_page rules
+
+fn compare_values(v: &Value) -> Vec<Value> {
+    match v {
+        Value::Array(a) => a.clone(),
+        Value::Null => Vec::new(),
+        other => vec![other.clone()],
+    }
+}
+
+impl Monday {
+    /// Whether an item satisfies `query_params` (rules joined by `operator`, default `and`).
+    fn rules_match(&self, st: &MondayState, b: Board, i: u64, qp: &Value) -> Result<bool, GqlError> {
+        let Some(rules) = qp.get("rules").and_then(Value::as_array) else { return Ok(true) };
+        let Some(rec) = st.boards[b.slot()].get(i) else { return Ok(false) };
+        let any = qp.get("operator").and_then(Value::as_str) == Some("or");
+        let mut results = Vec::new();
+        for r in rules {
+            let col = r.get("column_id").and_then(Value::as_str).unwrap_or("");
+            let op = r.get("operator").and_then(Value::as_str).unwrap_or("any_of");
+            let cmp = compare_values(r.get("compare_value").unwrap_or(&Value::Null));
+            // Dates come as ["EXACT", "2026-01-01"]; take the last concrete value.
+            let date_of = |vals: &[Value]| vals.iter().rev().filter_map(Value::as_str).find_map(parse_iso);
+            let (text, number, time, status): (String, Option<f64>, Option<i64>, Option<u64>) = match col {
+                "__last_updated__" => (String::new(), None, Some(rec.modified_ms), None),
+                "__creation_log__" => (String::new(), None, Some(rec.created_ms), None),
+                "name" => (rec.fields.get("name").and_then(Value::as_str).unwrap_or("").to_string(), None, None, None),
+                _ => {
+                    let Some((_, kind, _)) = b.column(col) else {
+                        return Err(GqlError::new(format!("Column '{col}' was not found on board {}", b.id()), "InvalidColumnIdException"));
+                    };
+                    let v = rec.fields.get(col).cloned().unwrap_or(Value::Null);
+                    let text = self.text(st, kind, &v).as_str().unwrap_or("").to_string();
+                    let number = text.parse::<f64>().ok();
+                    let time = if kind == "date" { parse_iso(&text) } else { None };
+                    (text, number, time, v.get("index").and_then(Value::as_u64))
+                }
+            };
+            let numeric = |x: &Value| x.as_f64().or_else(|| x.as_str().and_then(|s| s.parse().ok()));
+            let ok = match op {
+                "any_of" | "not_any_of" => {
+                    let hit = cmp.iter().any(|c| match (status, numeric(c)) {
+                        (Some(s), Some(n)) => s as f64 == n,
+                        _ => c.as_str().is_some_and(|s| s.eq_ignore_ascii_case(&text)),
+                    });
+                    hit == (op == "any_of")
+                }
+                "is_empty" => text.is_empty() && time.is_none(),
+                "is_not_empty" => !text.is_empty() || time.is_some(),
+                "contains_text" => cmp.iter().any(|c| c.as_str().is_some_and(|s| text.to_lowercase().contains(&s.to_lowercase()))),
+                "not_contains_text" => !cmp.iter().any(|c| c.as_str().is_some_and(|s| text.to_lowercase().contains(&s.to_lowercase()))),
+                "starts_with" => cmp.iter().any(|c| c.as_str().is_some_and(|s| text.to_lowercase().starts_with(&s.to_lowercase()))),
+                "ends_with" => cmp.iter().any(|c| c.as_str().is_some_and(|s| text.to_lowercase().ends_with(&s.to_lowercase()))),
+                "greater_than" | "greater_than_or_equals" | "lower_than" | "lower_than_or_equal" | "between" => {
+                    let (a, lim) = match (time, number) {
+                        (Some(t), _) => (Some(t as f64), date_of(&cmp).map(|x| x as f64)),
+                        (None, Some(n)) => (Some(n), cmp.first().and_then(numeric)),
+                        _ => (None, None),
+                    };
+                    match (a, lim, op) {
+                        (Some(a), _, "between") => {
+                            let lo = if time.is_some() { cmp.first().and_then(Value::as_str).and_then(parse_iso).map(|x| x as f64) } else { cmp.first().and_then(numeric) };
+                            let hi = if time.is_some() { cmp.get(1).and_then(Value::as_str).and_then(parse_iso).map(|x| x as f64) } else { cmp.get(1).and_then(numeric) };
+                            lo.zip(hi).is_some_and(|(l, h)| a >= l && a <= h)
+                        }
+                        (Some(a), Some(l), "greater_than") => a > l,
+                        (Some(a), Some(l), "greater_than_or_equals") => a >= l,
+                        (Some(a), Some(l), "lower_than") => a < l,
+                        (Some(a), Some(l), _) => a <= l,
+                        _ => false,
+                    }
+                }
+                other => return Err(GqlError::new(format!("Unsupported query rule operator '{other}'"), "InvalidArgumentException")),
+            };
+            results.push(ok);
+        }
+        Ok(if any { results.iter().any(|x| *x) } else { results.iter().all(|x| *x) })
+    }
+
+    /// One page of items for a cursor state; returns the items and the next cursor, if any.
+    fn page(&self, st: &mut MondayState, mut cur: ItemsCursor, limit: u64, sel: &[Field]) -> Result<(Vec<Value>, Option<String>), GqlError> {
+        let b = cur.board;
+        let qp = cur.query_params.clone().unwrap_or(Value::Null);
+        let order: Vec<(String, bool)> = qp
+            .get("order_by")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|o| Some((o.get("column_id")?.as_str()?.to_string(), o.get("direction").and_then(Value::as_str) == Some("desc")))).collect())
+            .unwrap_or_default();
+        let mut picked = Vec::new();
+        let mut more = false;
+        if order.is_empty() {
+            let mut last = cur.after;
+            let candidates: Vec<u64> = st.boards[b.slot()].scan(Dir::Asc, cur.after).take(1_000_000).collect::<Vec<_>>();
+            for i in candidates {
+                if picked.len() as u64 == limit {
+                    if self.rules_match(st, b, i, &qp)? {
+                        more = true;
+                        break;
+                    }
+                    continue;
+                }
+                last = Some(i);
+                if self.rules_match(st, b, i, &qp)? {
+                    picked.push(i);
+                }
+            }
+            cur.after = last;
+        } else {
+            let mut all: Vec<(String, u64)> = Vec::new();
+            for i in st.boards[b.slot()].scan(Dir::Asc, None).collect::<Vec<_>>() {
+                if self.rules_match(st, b, i, &qp)? {
+                    let rec = st.boards[b.slot()].get(i).expect("live");
+                    let key = match order[0].0.as_str() {
+                        "__last_updated__" => format!("{:020}", rec.modified_ms),
+                        "__creation_log__" => format!("{:020}", rec.created_ms),
+                        c => {
+                            let kind = b.column(c).map(|x| x.1).unwrap_or("text");
+                            let t = if c == "name" { rec.fields.get("name").cloned().unwrap_or(Value::Null) } else { self.text(st, kind, rec.fields.get(c).unwrap_or(&Value::Null)) };
+                            t.as_str().unwrap_or("").to_lowercase()
+                        }
+                    };
+                    all.push((key, i));
+                }
+            }
+            all.sort();
+            if order[0].1 {
+                all.reverse();
+            }
+            picked = all.iter().skip(cur.offset).take(limit as usize).map(|x| x.1).collect();
+            cur.offset += picked.len();
+            more = all.len() > cur.offset;
+        }
+        let items: Vec<Value> = picked.iter().filter_map(|i| self.item(st, b, *i, sel)).collect();
+        let next = more.then(|| {
+            let raw = format!("1,{},{},{}|{}", b.id(), self.hub.tokens.random_hex(8), st.next_id, picked.last().map(|i| item_id(b, *i)).unwrap_or(0));
+            st.next_id += 1;
+            let token = STANDARD.encode(raw).trim_end_matches('=').to_string();
+            cur.expires_ms = self.now() + self.limits.cursor_lifetime.as_millis() as i64;
+            st.cursors.insert(token.clone(), cur);
+            token
+        });
+        Ok((items, next))
+    }
+}
+
+// ---------------------------------------------------------------- complexity
+
+impl Monday {
+    /// A cost estimate in the spirit of monday's: per requested item and per field, with fixed
+    /// prices for mutations.
+    fn cost(&self, fields: &[Field], mutation: bool) -> u64 {
+        fn weigh(f: &Field) -> u64 {
+            let limit = |d: u64| f.arg("limit").and_then(Value::as_u64).unwrap_or(d);
+            let children: u64 = f.selection.iter().map(weigh).sum::<u64>().max(1);
+            match f.name.as_str() {
+                "boards" => 10 + f.arg("ids").and_then(Value::as_array).map(|a| a.len() as u64).unwrap_or(limit(25)) * children,
+                "items_page" | "next_items_page" => 10 + limit(25) * children,
+                "items" => 10 + f.arg("ids").and_then(Value::as_array).map(|a| a.len() as u64).unwrap_or(limit(25)) * children,
+                "column_values" => 10 * children,
+                "complexity" => 0,
+                _ => children,
+            }
+        }
+        fields
+            .iter()
+            .map(|f| if mutation && f.name != "complexity" { if f.name.contains("webhook") { 1_000 } else { self.limits.mutation_cost } } else { weigh(f) })
+            .sum()
+    }
+}
+
+// ---------------------------------------------------------------- HTTP entry point
+
+fn error_body(errors: Vec<Value>, data: Value) -> Value {
+    json!({"errors": errors, "data": data, "account_id": ACCOUNT_ID})
+}
+
+fn gql_error(e: &GqlError, f: Option<&Field>) -> Value {
+    let mut ext = json!({"code": e.code, "error_data": e.data});
+    if let Some(s) = e.status_code {
+        ext["status_code"] = json!(s);
+    }
+    let mut v = json!({"message": e.message, "extensions": ext});
+    if let Some(f) = f {
+        v["locations"] = json!([{"line": f.line, "column": f.column}]);
+        v["path"] = json!([f.key()]);
+    }
+    v
+}
+
+async fn graphql_endpoint(State(m): State<Arc<Monday>>, Extension(ctx): Extension<RequestCtx>, headers: HeaderMap, body: Bytes) -> Response {
+    // monday takes the token as is; "Bearer <token>" is tolerated as many clients send it.
+    let token = header_str(&headers, "authorization").map(|t| t.strip_prefix("Bearer ").unwrap_or(t));
+    if token != Some(API_TOKEN) || ctx.force_expired {
+        return json_response(StatusCode::UNAUTHORIZED, json!({"errors": [{"message": "Not Authenticated", "extensions": {"code": "UNAUTHENTICATED", "status_code": 401}}], "account_id": null}));
+    }
+    let req: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return json_response(StatusCode::BAD_REQUEST, error_body(vec![json!({"message": format!("The request body is not JSON: {e}"), "extensions": {"code": "BAD_REQUEST"}})], Value::Null)),
+    };
+    let Some(query) = req.get("query").and_then(Value::as_str) else {
+        return json_response(StatusCode::BAD_REQUEST, error_body(vec![json!({"message": "No query string was present", "extensions": {"code": "BAD_REQUEST"}})], Value::Null));
+    };
+    let vars: HashMap<String, Value> = req.get("variables").and_then(Value::as_object).map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
+    let now = m.now();
+    // Calls and per-minute requests are counted before parsing, like the real API.
+    {
+        let mut st = m.state.lock().expect("monday state");
+        let day = now.div_euclid(86_400_000);
+        if st.daily.0 != day {
+            st.daily = (day, 0);
+        }
+        let minute = now.div_euclid(60_000);
+        if st.minute_calls.0 != minute {
+            st.minute_calls = (minute, 0);
+        }
+        if st.daily.1 >= m.limits.daily_calls {
+            let retry = ((day + 1) * 86_400_000 - now) / 1_000;
+            drop(st);
+            return m.limited("Daily limit exceeded", "DAILY_LIMIT_EXCEEDED", retry.max(1));
+        }
+        if st.minute_calls.1 >= m.limits.requests_per_minute {
+            let retry = ((minute + 1) * 60_000 - now) / 1_000;
+            drop(st);
+            return m.limited("Rate Limit Exceeded", "RATE_LIMIT_EXCEEDED", retry.max(1));
+        }
+        st.daily.1 += 1;
+        st.minute_calls.1 += 1;
+    }
+    let op = match graphql::parse(query, &vars) {
+        Ok(op) => op,
+        Err(msg) => return json_response(StatusCode::OK, error_body(vec![json!({"message": msg, "extensions": {"code": "GRAPHQL_PARSE_FAILED"}})], Value::Null)),
+    };
+    let cost = m.cost(&op.fields, op.mutation);
+    if cost > m.limits.max_complexity_per_query {
+        return json_response(
+            StatusCode::OK,
+            error_body(vec![json!({"message": format!("Query has complexity of {cost}, which exceeds max complexity of {}", m.limits.max_complexity_per_query), "extensions": {"code": "maxComplexityExceeded", "complexity": cost, "maxComplexity": m.limits.max_complexity_per_query}})], Value::Null),
+        );
+    }
+    let (before, reset_in) = {
+        let mut st = m.state.lock().expect("monday state");
+        let minute = now.div_euclid(60_000);
+        if st.budget.0 != minute {
+            st.budget = (minute, 0);
+        }
+        let before = m.limits.complexity_per_minute.saturating_sub(st.budget.1);
+        let reset_in = ((minute + 1) * 60_000 - now) / 1_000;
+        if cost > before {
+            drop(st);
+            return m.limited("Complexity budget exhausted", "COMPLEXITY_BUDGET_EXHAUSTED", reset_in.max(1));
+        }
+        st.budget.1 += cost;
+        (before, reset_in)
+    };
+    let mut data = Map::new();
+    let mut errors = Vec::new();
+    let mut events = Vec::new();
+    for f in &op.fields {
+        let result = if f.name == "complexity" {
+            Ok(project(&json!({"before": before, "after": before - cost, "query": cost, "reset_in_x_seconds": reset_in}), &f.selection))
+        } else if op.mutation {
+            m.mutation(f, &mut events).await
+        } else {
+            m.query(f)
+        };
+        match result {
+            Ok(v) => {
+                data.insert(f.key().to_string(), v);
+            }
+            Err(e) => {
+                errors.push(gql_error(&e, Some(f)));
+                data.insert(f.key().to_string(), Value::Null);
+            }
+        }
+    }
+    m.deliver(events);
+    let request_id = m.hub.tokens.random_hex(8);
+    let mut body = json!({"data": data, "extensions": {"request_id": request_id}, "account_id": ACCOUNT_ID});
+    if !errors.is_empty() {
+        body["errors"] = json!(errors);
+    }
+    let mut r = json_response(StatusCode::OK, body);
+    m.rate_headers(&mut r);
+    r
+}
+
+impl Monday {
+    fn limited(&self, message: &str, code: &'static str, retry: i64) -> Response {
+        let mut r = json_response(StatusCode::TOO_MANY_REQUESTS, error_body(vec![json!({"message": message, "extensions": {"code": code, "retry_in_seconds": retry, "status_code": 429}})], Value::Null));
+        set_header(&mut r, "Retry-After", retry);
+        self.rate_headers(&mut r);
+        r
+    }
+
+    fn rate_headers(&self, r: &mut Response) {
+        let now = self.now();
+        let st = self.state.lock().expect("monday state");
+        let remaining = self.limits.requests_per_minute.saturating_sub(st.minute_calls.1);
+        let reset = 60 - now.rem_euclid(60_000) / 1_000;
+        set_header(r, "RateLimit-Policy", format!("{};w=60", self.limits.requests_per_minute));
+        set_header(r, "RateLimit", format!("limit={}, remaining={remaining}, reset={reset}", self.limits.requests_per_minute));
+    }
+
+    fn query(&self, f: &Field) -> Result<Value, GqlError> {
+        let mut st = self.state.lock().expect("monday state");
+        match f.name.as_str() {
+            "me" => Ok(project(&json!({"id": USER_ID.to_string(), "name": "Weft Demo", "email": "demo@weft-sandbox.example", "account": {"id": ACCOUNT_ID.to_string(), "name": "weft sandbox"}}), &f.selection)),
+            "boards" => {
+                let ids: Option<Vec<Board>> = f.arg("ids").map(|v| compare_values(v).iter().filter_map(Board::from_id).collect());
+                let boards: Vec<Board> = ids.unwrap_or_else(|| Board::ALL.to_vec());
+                let mut out = Vec::new();
+                for b in boards {
+                    let mut o = Map::new();
+                    for sub in &f.selection {
+                        let v = match sub.name.as_str() {
+                            "id" => json!(b.id().to_string()),
+                            "name" => json!(b.name()),
+                            "state" => json!("active"),
+                            "board_kind" => json!("public"),
+                            "items_count" => json!(st.boards[b.slot()].len()),
+                            "columns" => project(
+                                &Value::Array(
+                                    std::iter::once(("name", "name", "Name"))
+                                        .chain(b.columns().iter().copied())
+                                        .map(|(id, kind, title)| {
+                                            let settings = if kind == "status" { json!({"labels": st.status_labels}).to_string() } else { "{}".into() };
+                                            json!({"id": id, "title": title, "type": kind, "settings_str": settings})
+                                        })
+                                        .collect(),
+                                ),
+                                &sub.selection,
+                            ),
+                            "groups" => project(&json!([{"id": "topics", "title": "Active"}, {"id": "closed", "title": "Closed"}]), &sub.selection),
+                            "items_page" => {
+                                let limit = self.page_limit(sub)?;
+                                let cur = ItemsCursor { board: b, query_params: sub.arg("query_params").cloned(), after: None, offset: 0, expires_ms: 0 };
+                                let (cur, limit) = match sub.arg("cursor").and_then(Value::as_str) {
+                                    Some(c) => (self.cursor(&mut st, c)?, limit),
+                                    None => (cur, limit),
+                                };
+                                let items_sel = sub.child("items").map(|i| i.selection.clone()).unwrap_or_default();
+                                let (items, next) = self.page(&mut st, cur, limit, &items_sel)?;
+                                let mut p = Map::new();
+                                for x in &sub.selection {
+                                    match x.name.as_str() {
+                                        "cursor" => p.insert(x.key().into(), json!(next)),
+                                        "items" => p.insert(x.key().into(), json!(items)),
+                                        _ => p.insert(x.key().into(), Value::Null),
+                                    };
+                                }
+                                Value::Object(p)
+                            }
+                            _ => Value::Null,
+                        };
+                        o.insert(sub.key().to_string(), v);
+                    }
+                    out.push(Value::Object(o));
+                }
+                Ok(Value::Array(out))
+            }
+            "next_items_page" => {
+                let limit = self.page_limit(f)?;
+                let c = f.arg("cursor").and_then(Value::as_str).ok_or_else(|| GqlError::new("next_items_page needs a cursor", "InvalidArgumentException"))?;
+                let cur = self.cursor(&mut st, c)?;
+                let items_sel = f.child("items").map(|i| i.selection.clone()).unwrap_or_default();
+                let (items, next) = self.page(&mut st, cur, limit, &items_sel)?;
+                let mut p = Map::new();
+                for x in &f.selection {
+                    match x.name.as_str() {
+                        "cursor" => p.insert(x.key().into(), json!(next)),
+                        "items" => p.insert(x.key().into(), json!(items)),
+                        _ => p.insert(x.key().into(), Value::Null),
+                    };
+                }
+                Ok(Value::Object(p))
+            }
+            "items" => {
+                let ids = f.arg("ids").map(compare_values).unwrap_or_default();
+                Ok(Value::Array(ids.iter().filter_map(parse_item).filter_map(|(b, i)| self.item(&st, b, i, &f.selection)).collect()))
+            }
+            other => Err(GqlError::new(format!("Field '{other}' doesn't exist on type 'Query'"), "undefinedField")),
+        }
+    }
+
+    fn page_limit(&self, f: &Field) -> Result<u64, GqlError> {
+        let limit = f.arg("limit").and_then(Value::as_u64).unwrap_or(25);
+        if limit == 0 || limit > self.limits.max_items_per_page {
+            return Err(GqlError::new(format!("limit must be between 1 and {}", self.limits.max_items_per_page), "InvalidArgumentException"));
+        }
+        Ok(limit)
+    }
+
+    fn cursor(&self, st: &mut MondayState, c: &str) -> Result<ItemsCursor, GqlError> {
+        let now = self.now();
+        match st.cursors.get(c) {
+            Some(cur) if cur.expires_ms > now => Ok(cur.clone()),
+            Some(_) => {
+                st.cursors.remove(c);
+                Err(GqlError::new("The cursor has expired; start again with items_page without a cursor", "CursorExpiredError"))
+            }
+            None => Err(GqlError::new("The cursor is invalid", "InvalidCursorError")),
+        }
+    }
+
+    async fn mutation(&self, f: &Field, events: &mut Vec<Event>) -> Result<Value, GqlError> {
+        if f.name == "create_webhook" {
+            return self.create_webhook(f).await;
+        }
+        let mut st = self.state.lock().expect("monday state");
+        let now = self.now();
+        let board_arg = f.arg("board_id");
+        let create_labels = f.arg("create_labels_if_missing").and_then(Value::as_bool).unwrap_or(false);
+        let item_target = |st: &MondayState| -> Result<(Board, u64), GqlError> {
+            let id = f.arg("item_id").ok_or_else(|| GqlError::new("item_id is required", "InvalidArgumentException"))?;
+            parse_item(id).filter(|(b, i)| st.boards[b.slot()].is_live(*i)).ok_or_else(|| {
+                let mut e = GqlError::new("Item not found in board", "InvalidItemIdException");
+                e.status_code = Some(404);
+                e.data = json!({"item_id": id});
+                e
+            })
+        };
+        match f.name.as_str() {
+            "create_item" => {
+                let b = board_arg.and_then(Board::from_id).ok_or_else(|| {
+                    let mut e = GqlError::new("Board not found", "InvalidBoardIdException");
+                    e.data = json!({"board_id": board_arg});
+                    e
+                })?;
+                let name = f.arg("item_name").and_then(Value::as_str).ok_or_else(|| GqlError::new("item_name is required", "InvalidArgumentException"))?;
+                let mut fields = Fields::new();
+                fields.insert("name".into(), json!(name));
+                fields.insert("group".into(), json!(f.arg("group_id").and_then(Value::as_str).unwrap_or("topics")));
+                if let Some(cv) = f.arg("column_values") {
+                    for (col, v) in self.column_map(&mut st, b, cv, create_labels)? {
+                        fields.insert(col, v);
+                    }
+                }
+                let i = st.boards[b.slot()].insert(fields, now);
+                events.push(Event { board: b, item: i, kind: "create_pulse", column: None });
+                Ok(self.item(&st, b, i, &f.selection).unwrap_or(Value::Null))
+            }
+            "change_column_value" | "change_simple_column_value" => {
+                let (b, i) = item_target(&st)?;
+                let col = f.arg("column_id").and_then(Value::as_str).ok_or_else(|| GqlError::new("column_id is required", "InvalidArgumentException"))?.to_string();
+                let value = f.arg("value").cloned().unwrap_or(Value::Null);
+                let (_, kind, _) = b.column(&col).ok_or_else(|| GqlError::new(format!("This column ID doesn't exist for the board: {col}"), "InvalidColumnIdException"))?;
+                let simple = f.name == "change_simple_column_value";
+                let parsed = if kind == "name" { json!(value.as_str().unwrap_or("")) } else { self.parse_column(&mut st, kind, &value, create_labels || simple, simple).map_err(|m| column_error(m, &col))? };
+                let previous = st.boards[b.slot()].get(i).and_then(|r| r.fields.get(&col).cloned()).unwrap_or(Value::Null);
+                let mut change = Fields::new();
+                change.insert(col.clone(), parsed.clone());
+                st.boards[b.slot()].merge(i, &change, now);
+                events.push(Event { board: b, item: i, kind: if kind == "name" { "update_name" } else { "update_column_value" }, column: Some((col, parsed, previous)) });
+                Ok(self.item(&st, b, i, &f.selection).unwrap_or(Value::Null))
+            }
+            "change_multiple_column_values" => {
+                let (b, i) = item_target(&st)?;
+                let cv = f.arg("column_values").ok_or_else(|| GqlError::new("column_values is required", "InvalidArgumentException"))?;
+                let map = self.column_map(&mut st, b, cv, create_labels)?;
+                for (col, v) in map {
+                    let previous = st.boards[b.slot()].get(i).and_then(|r| r.fields.get(&col).cloned()).unwrap_or(Value::Null);
+                    let mut change = Fields::new();
+                    change.insert(col.clone(), v.clone());
+                    st.boards[b.slot()].merge(i, &change, now);
+                    events.push(Event { board: b, item: i, kind: if col == "name" { "update_name" } else { "update_column_value" }, column: Some((col, v, previous)) });
+                }
+                Ok(self.item(&st, b, i, &f.selection).unwrap_or(Value::Null))
+            }
+            "delete_item" | "archive_item" => {
+                let (b, i) = item_target(&st)?;
+                let v = self.item(&st, b, i, &f.selection).unwrap_or(Value::Null);
+                st.boards[b.slot()].delete(i, now);
+                events.push(Event { board: b, item: i, kind: if f.name == "delete_item" { "delete_pulse" } else { "archive_pulse" }, column: None });
+                Ok(v)
+            }
+            "delete_webhook" => {
+                let id = f.arg("id").and_then(|v| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))).unwrap_or(0);
+                match st.webhooks.remove(&id) {
+                    Some(w) => Ok(project(&json!({"id": w.id.to_string(), "board_id": w.board.id().to_string()}), &f.selection)),
+                    None => Err(GqlError::new("Webhook not found", "ResourceNotFoundException")),
+                }
+            }
+            other => Err(GqlError::new(format!("Field '{other}' doesn't exist on type 'Mutation'"), "undefinedField")),
+        }
+    }
+
+    /// `column_values` of create/change mutations: a JSON string (or object) of id → value.
+    fn column_map(&self, st: &mut MondayState, b: Board, cv: &Value, create_labels: bool) -> Result<Vec<(String, Value)>, GqlError> {
+        let obj = match cv {
+            Value::String(s) => serde_json::from_str::<Value>(s).map_err(|e| GqlError::new(format!("column_values is not valid JSON: {e}"), "JsonParseException"))?,
+            other => other.clone(),
+        };
+        let Some(map) = obj.as_object() else { return Err(GqlError::new("column_values must be a JSON object keyed by column id", "InvalidArgumentException")) };
+        let mut out = Vec::new();
+        for (col, v) in map {
+            let (_, kind, _) = b.column(col).ok_or_else(|| GqlError::new(format!("This column ID doesn't exist for the board: {col}"), "InvalidColumnIdException"))?;
+            let parsed = if kind == "name" { json!(v.as_str().unwrap_or("")) } else { self.parse_column(st, kind, v, create_labels, v.is_string() && serde_json::from_str::<Value>(v.as_str().unwrap_or("")).is_err()).map_err(|m| column_error(m, col))? };
+            out.push((col.clone(), parsed));
+        }
+        Ok(out)
+    }
+}
+
+fn column_error(message: String, column: &str) -> GqlError {
+    let mut e = GqlError::new(message, "ColumnValueException");
+    e.data = json!({"column_id": column});
+    e
+}
+
+// ---------------------------------------------------------------- webhooks
+
+const WEBHOOK_EVENTS: [&str; 8] = ["create_item", "change_column_value", "change_specific_column_value", "change_status_column_value", "change_name", "item_deleted", "item_archived", "create_update"];
+
+impl Monday {
+    /// Creates a webhook after the receiver echoes the challenge, as monday requires.
+    async fn create_webhook(&self, f: &Field) -> Result<Value, GqlError> {
+        let b = f.arg("board_id").and_then(Board::from_id).ok_or_else(|| GqlError::new("Board not found", "InvalidBoardIdException"))?;
+        let url = f.arg("url").and_then(Value::as_str).filter(|u| u.starts_with("http")).ok_or_else(|| GqlError::new("url must be an absolute http(s) URL", "InvalidArgumentException"))?.to_string();
+        let event = f.arg("event").and_then(Value::as_str).unwrap_or("").to_string();
+        if !WEBHOOK_EVENTS.contains(&event.as_str()) {
+            return Err(GqlError::new(format!("Invalid webhook event '{event}'; expected one of {}", WEBHOOK_EVENTS.join(", ")), "InvalidArgumentException"));
+        }
+        let config = f.arg("config").map(|c| match c {
+            Value::String(s) => serde_json::from_str(s).unwrap_or(Value::Null),
+            other => other.clone(),
+        });
+        if event == "change_specific_column_value" && config.as_ref().and_then(|c| c.get("columnId")).is_none() {
+            return Err(GqlError::new("change_specific_column_value needs config {\"columnId\": \"...\"}", "InvalidArgumentException"));
+        }
+        let challenge = self.hub.tokens.random_hex(16);
+        let answered = self.hub.outbox.client().post(&url).header("content-type", "application/json").body(json!({"challenge": challenge}).to_string()).send().await;
+        let ok = match answered {
+            Ok(r) if r.status().is_success() => r.bytes().await.ok().and_then(|b| serde_json::from_slice::<Value>(&b).ok()).is_some_and(|v| v["challenge"] == challenge.as_str()),
+            _ => false,
+        };
+        if !ok {
+            return Err(GqlError::new("Failed to communicate with URL provided.", "InvalidUrlException"));
+        }
+        let mut st = self.state.lock().expect("monday state");
+        let id = 147_000_000 + st.next_id;
+        st.next_id += 1;
+        st.webhooks.insert(id, Webhook { id, board: b, url, event, config });
+        Ok(project(&json!({"id": id.to_string(), "board_id": b.id().to_string()}), &f.selection))
+    }
+
+    fn deliver(&self, events: Vec<Event>) {
+        if events.is_empty() {
+            return;
+        }
+        let (hooks, snapshots): (Vec<Webhook>, Vec<(String, String, Option<String>)>) = {
+            let st = self.state.lock().expect("monday state");
+            let names = events
+                .iter()
+                .map(|e| {
+                    let rec = st.boards[e.board.slot()].get(e.item).or_else(|| st.boards[e.board.slot()].tombstones().find(|(i, _)| *i == e.item).map(|(_, t)| t.last.clone()));
+                    let name = rec.as_ref().and_then(|r| r.fields.get("name").and_then(Value::as_str)).unwrap_or("").to_string();
+                    let group = rec.as_ref().and_then(|r| r.fields.get("group").and_then(Value::as_str)).unwrap_or("topics").to_string();
+                    (name, group, e.column.as_ref().map(|(c, v, _)| self.text(&st, e.board.column(c).map(|x| x.1).unwrap_or("text"), v).as_str().unwrap_or("").to_string()))
+                })
+                .collect();
+            (st.webhooks.values().cloned().collect(), names)
+        };
+        let now = self.now();
+        for (e, (name, group, text)) in events.iter().zip(snapshots) {
+            for w in hooks.iter().filter(|w| w.board == e.board) {
+                let column = e.column.as_ref().map(|c| c.0.as_str());
+                let wanted = match w.event.as_str() {
+                    "create_item" => e.kind == "create_pulse",
+                    "change_column_value" => e.kind == "update_column_value",
+                    "change_specific_column_value" => e.kind == "update_column_value" && w.config.as_ref().and_then(|c| c["columnId"].as_str()) == column,
+                    "change_status_column_value" => e.kind == "update_column_value" && column.and_then(|c| e.board.column(c)).is_some_and(|c| c.1 == "status"),
+                    "change_name" => e.kind == "update_name",
+                    "item_deleted" => e.kind == "delete_pulse",
+                    "item_archived" => e.kind == "archive_pulse",
+                    _ => false,
+                };
+                if !wanted {
+                    continue;
+                }
+                let mut ev = json!({
+                    "userId": USER_ID, "originalTriggerUuid": null, "boardId": e.board.id(), "pulseId": item_id(e.board, e.item),
+                    "pulseName": name, "groupId": group, "app": "monday", "type": e.kind, "triggerTime": crate::clock::rfc3339_millis(now),
+                    "subscriptionId": w.id, "triggerUuid": self.hub.tokens.random_hex(16),
+                });
+                if let Some((col, value, previous)) = &e.column {
+                    let (_, kind, title) = e.board.column(col).unwrap_or(("", "text", ""));
+                    ev["columnId"] = json!(col);
+                    ev["columnType"] = json!(kind);
+                    ev["columnTitle"] = json!(title);
+                    ev["value"] = json!({"value": value, "text": text});
+                    ev["previousValue"] = if previous.is_null() { Value::Null } else { json!({"value": previous}) };
+                }
+                let body = json!({"event": ev}).to_string().into_bytes();
+                let url = w.url.clone();
+                let aud = url.clone();
+                self.hub.outbox.send(
+                    Arc::clone(&self.hub.clock),
+                    Outgoing {
+                        vendor: Vendor::Monday,
+                        event: e.kind.to_string(),
+                        url,
+                        method: http::Method::POST,
+                        max_attempts: self.hub.outbox.attempts(self.limits.webhook_attempts),
+                        build: Box::new(move |_, now_ms| {
+                            let jwt = sign_jwt(SIGNING_SECRET, &json!({"accountId": ACCOUNT_ID, "userId": USER_ID, "aud": aud, "iat": now_ms / 1_000, "exp": now_ms / 1_000 + 300}));
+                            (vec![("Content-Type".into(), "application/json".into()), ("Authorization".into(), jwt)], body.clone())
+                        }),
+                        retry_on: retry_server_errors,
+                        on_done: None,
+                    },
+                );
+            }
+        }
+    }
+}
+
+/// An HS256 JWT, as monday signs webhook requests with the app's signing secret.
+pub(crate) fn sign_jwt(secret: &str, claims: &Value) -> String {
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
+    let input = format!("{header}.{payload}");
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(ring::hmac::sign(&key, input.as_bytes()).as_ref()))
+}
+
+// ---------------------------------------------------------------- emulator
+
+impl Emulator for Monday {
+    fn vendor(&self) -> Vendor {
+        Vendor::Monday
+    }
+
+    fn router(self: Arc<Self>) -> Router {
+        Router::new()
+            .route("/v2", post(graphql_endpoint))
+            .fallback(|| async { json_response(StatusCode::NOT_FOUND, json!({"errors": [{"message": "Not found; the monday.com API is POST /v2", "extensions": {"code": "NOT_FOUND"}}]})) })
+            .with_state(self)
+    }
+
+    fn reset(&self, data: DemoData) {
+        *self.state.lock().expect("monday state") = Self::fresh(Demo::from(data));
+    }
+
+    fn snapshot(&self) -> Value {
+        let st = self.state.lock().expect("monday state");
+        json!({
+            "vendor": "monday", "seed": st.demo.seed, "account_id": ACCOUNT_ID,
+            "boards": Board::ALL.iter().map(|b| json!({"id": b.id(), "name": b.name(), "items": st.boards[b.slot()].len()})).collect::<Vec<_>>(),
+            "webhooks": st.webhooks.values().map(|w| json!({"id": w.id, "board_id": w.board.id(), "event": w.event, "url": w.url})).collect::<Vec<_>>(),
+            "complexity_used_this_minute": st.budget.1, "calls_today": st.daily.1,
+        })
+    }
+
+    fn record(&self, object: &str, id: &str) -> Option<Value> {
+        let _ = object;
+        let (b, i) = parse_item(&json!(id))?;
+        let st = self.state.lock().expect("monday state");
+        let sel = graphql::parse("{ x { id name group { id } created_at updated_at column_values { id type text value } } }", &HashMap::new()).ok()?;
+        self.item(&st, b, i, &sel.fields[0].selection)
+    }
+
+    fn throttled(&self) -> Response {
+        self.limited("Complexity budget exhausted", "COMPLEXITY_BUDGET_EXHAUSTED", 30)
+    }
+
+    fn server_error(&self) -> Response {
+        json_response(StatusCode::INTERNAL_SERVER_ERROR, error_body(vec![json!({"message": "Internal server error", "extensions": {"code": "INTERNAL_SERVER_ERROR", "status_code": 500}})], Value::Null))
+    }
+
+    fn credentials(&self) -> Credentials {
+        Credentials {
+            client_id: String::new(),
+            client_secret: String::new(),
+            refresh_token: None,
+            api_token: Some(API_TOKEN.into()),
+            username: "demo@weft-sandbox.example".into(),
+            extra: [
+                ("api_url".to_string(), format!("{}/v2", self.base())),
+                ("signing_secret".to_string(), SIGNING_SECRET.to_string()),
+                ("boards".to_string(), Board::ALL.iter().map(|b| format!("{}={}", b.name(), b.id())).collect::<Vec<_>>().join(", ")),
+            ]
+            .into_iter()
+            .collect(),
+        }
+    }
+
+    fn base_url(&self) -> &OnceLock<String> {
+        &self.base
+    }
+}
