@@ -4,6 +4,7 @@
 mod dataverse;
 mod framework;
 mod hubspot;
+mod monday;
 mod salesforce;
 mod support;
 mod zendesk;
