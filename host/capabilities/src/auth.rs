@@ -230,6 +230,11 @@ impl CredentialPlacement {
     }
 }
 
+/// How many secret values a connection keeps for redaction. Each token renewal adds a few; the
+/// bound keeps a long-running connection from growing the list (and redaction time) forever,
+/// while still covering many past generations of tokens.
+const MAX_REMEMBERED: usize = 64;
+
 /// A credential ready to attach, with the generation it was issued in so a 401 invalidates only
 /// the credential that failed, not a newer one another request already fetched.
 #[derive(Clone)]
@@ -320,16 +325,18 @@ impl Authenticator {
 
     fn remember(&self, secret: &Secret) {
         let mut list = self.sensitive.lock().expect("sensitive list poisoned");
-        if !list.contains(secret) {
-            list.push(secret.clone());
-        }
-        // Forms in which a value can appear on the wire or be echoed back.
+        // The value and the form in which it appears in a URL or form body.
         let encoded = Secret::new(
             url::form_urlencoded::byte_serialize(secret.expose().as_bytes()).collect::<String>(),
         );
-        if !list.contains(&encoded) {
-            list.push(encoded);
+        for value in [secret.clone(), encoded] {
+            // Most recently used last, so eviction drops expired tokens, not the long-lived
+            // secrets that every exchange touches again.
+            list.retain(|s| s != &value);
+            list.push(value);
         }
+        let excess = list.len().saturating_sub(MAX_REMEMBERED);
+        list.drain(..excess);
     }
 
     /// The credential to attach, obtaining or renewing it if needed. `None` for `AuthSpec::None`.
