@@ -1,0 +1,476 @@
+//! Loading plugins and calling them under limits.
+
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
+
+use crate::bindings::connector::exports::weft::plugin::connector_api as capi;
+use crate::bindings::connector::{Connector, ConnectorPre};
+use crate::bindings::transform::exports::weft::plugin::transform_api as tapi;
+use crate::bindings::transform::{Transform, TransformPre};
+use crate::cache::{CacheOutcome, ComponentCache, compile};
+use crate::contract::{self, PluginKind};
+use crate::engine::{self, EpochTicker};
+use crate::host::{CallContext, StoreData};
+use crate::{CallError, Limits, LoadError, PluginError};
+
+pub use capi::{
+    AuthKind, AuthMethod, Connection, ConnectorInfo, CredentialPlacement, Event, HeaderTemplate, InboundRequest,
+    Page, ReadRequest, Reply, Subscription, Verification, WriteOutcome, WriteRequest, WriteStatus,
+};
+pub use tapi::{Batch, BatchResult, Reject, TransformInfo};
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// How the runtime is set up.
+#[derive(Debug, Clone, Default)]
+pub struct RuntimeConfig {
+    pub limits: Limits,
+    /// Where compiled components are kept between runs; `None` compiles on every load.
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// The component host: one engine, linkers for both worlds, the component cache and the epoch
+/// ticker. Cheap to clone; plugins loaded from it keep it alive.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    connector_linker: Linker<StoreData>,
+    transform_linker: Linker<StoreData>,
+    limits: Limits,
+    cache: Option<ComponentCache>,
+    _ticker: EpochTicker,
+}
+
+fn engine_error(e: wasmtime::Error) -> LoadError {
+    LoadError::Engine(format!("{e:#}"))
+}
+
+impl Runtime {
+    pub fn new(config: RuntimeConfig) -> Result<Self, LoadError> {
+        let engine = engine::build(&config.limits)?;
+        let mut connector_linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut connector_linker).map_err(engine_error)?;
+        Connector::add_to_linker::<_, HasSelf<_>>(&mut connector_linker, |s| s).map_err(engine_error)?;
+        let mut transform_linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut transform_linker).map_err(engine_error)?;
+        Transform::add_to_linker::<_, HasSelf<_>>(&mut transform_linker, |s| s).map_err(engine_error)?;
+        let cache = config.cache_dir.map(|dir| ComponentCache::new(&engine, dir));
+        let ticker = EpochTicker::start(engine.clone(), config.limits.epoch_tick);
+        Ok(Runtime {
+            inner: Arc::new(Inner {
+                engine,
+                connector_linker,
+                transform_linker,
+                limits: config.limits,
+                cache,
+                _ticker: ticker,
+            }),
+        })
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// Loads a plugin from a `.wasm` file.
+    pub async fn load_file(&self, path: impl AsRef<Path>) -> Result<Plugin, LoadError> {
+        let path = path.as_ref();
+        let wasm = tokio::fs::read(path)
+            .await
+            .map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
+        let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+        self.load(&name, wasm).await
+    }
+
+    /// Loads a plugin from its bytes: compiles it (or takes it from the cache), checks its
+    /// contract version, links it and asks it to describe itself.
+    pub async fn load(&self, name: &str, wasm: Vec<u8>) -> Result<Plugin, LoadError> {
+        let started = Instant::now();
+        let inner = self.inner.clone();
+        let label = name.to_owned();
+        let (component, outcome) = tokio::task::spawn_blocking(move || match &inner.cache {
+            Some(cache) => cache.load(&inner.engine, &label, &wasm),
+            None => compile(&inner.engine, &label, &wasm).map(|c| (c, CacheOutcome::Compiled)),
+        })
+        .await
+        .map_err(|e| LoadError::Engine(format!("compilation task failed: {e}")))??;
+        let kind = contract::classify(&self.inner.engine, &component, name)?;
+        let instantiate_error = |e: wasmtime::Error| LoadError::Instantiate { name: name.to_owned(), reason: format!("{e:#}") };
+        let load = LoadReport { file: name.to_owned(), outcome, took: started.elapsed() };
+        match kind {
+            PluginKind::Connector => {
+                let pre = self.inner.connector_linker.instantiate_pre(&component).map_err(instantiate_error)?;
+                let pre = ConnectorPre::new(pre).map_err(instantiate_error)?;
+                let runner = Runner { inner: self.inner.clone(), name: Arc::from(name) };
+                let info = runner
+                    .invoke(&CallContext::default(), None, &pre, |i, s| {
+                        Box::pin(async move { i.weft_plugin_connector_api().call_describe(s).await.map(Ok) })
+                    })
+                    .await
+                    .map_err(|e| LoadError::Describe { name: name.to_owned(), reason: e.to_string() })?;
+                let runner = Runner { inner: self.inner.clone(), name: Arc::from(info.name.as_str()) };
+                Ok(Plugin::Connector(ConnectorPlugin { runner, pre, info, load }))
+            }
+            PluginKind::Transform => {
+                let pre = self.inner.transform_linker.instantiate_pre(&component).map_err(instantiate_error)?;
+                let pre = TransformPre::new(pre).map_err(instantiate_error)?;
+                let runner = Runner { inner: self.inner.clone(), name: Arc::from(name) };
+                let info = runner
+                    .invoke(&CallContext::default(), None, &pre, |i, s| {
+                        Box::pin(async move { i.weft_plugin_transform_api().call_describe(s).await.map(Ok) })
+                    })
+                    .await
+                    .map_err(|e| LoadError::Describe { name: name.to_owned(), reason: e.to_string() })?;
+                let runner = Runner { inner: self.inner.clone(), name: Arc::from(info.name.as_str()) };
+                Ok(Plugin::Transform(TransformPlugin { runner, pre, info, load }))
+            }
+        }
+    }
+}
+
+/// How a plugin was loaded.
+#[derive(Debug, Clone)]
+pub struct LoadReport {
+    /// The file (or label) it was loaded from.
+    pub file: String,
+    pub outcome: CacheOutcome,
+    pub took: std::time::Duration,
+}
+
+/// A loaded plugin of either kind.
+pub enum Plugin {
+    Connector(ConnectorPlugin),
+    Transform(TransformPlugin),
+}
+
+impl Plugin {
+    pub fn kind(&self) -> PluginKind {
+        match self {
+            Plugin::Connector(_) => PluginKind::Connector,
+            Plugin::Transform(_) => PluginKind::Transform,
+        }
+    }
+    pub fn name(&self) -> &str {
+        match self {
+            Plugin::Connector(p) => &p.info.name,
+            Plugin::Transform(p) => &p.info.name,
+        }
+    }
+    pub fn load_report(&self) -> &LoadReport {
+        match self {
+            Plugin::Connector(p) => &p.load,
+            Plugin::Transform(p) => &p.load,
+        }
+    }
+    pub fn into_connector(self) -> Option<ConnectorPlugin> {
+        match self {
+            Plugin::Connector(p) => Some(p),
+            Plugin::Transform(_) => None,
+        }
+    }
+    pub fn into_transform(self) -> Option<TransformPlugin> {
+        match self {
+            Plugin::Transform(p) => Some(p),
+            Plugin::Connector(_) => None,
+        }
+    }
+}
+
+/// Makes one fresh instance per call and maps whatever stopped it to a [`CallError`].
+#[derive(Clone)]
+struct Runner {
+    inner: Arc<Inner>,
+    name: Arc<str>,
+}
+
+/// A pre-instantiated component of either world.
+trait Instantiate: Send + Sync {
+    type Instance: Send + Sync;
+    fn instantiate<'a>(&'a self, store: &'a mut Store<StoreData>) -> BoxFuture<'a, wasmtime::Result<Self::Instance>>;
+}
+
+impl Instantiate for ConnectorPre<StoreData> {
+    type Instance = Connector;
+    fn instantiate<'a>(&'a self, store: &'a mut Store<StoreData>) -> BoxFuture<'a, wasmtime::Result<Connector>> {
+        Box::pin(self.instantiate_async(store))
+    }
+}
+
+impl Instantiate for TransformPre<StoreData> {
+    type Instance = Transform;
+    fn instantiate<'a>(&'a self, store: &'a mut Store<StoreData>) -> BoxFuture<'a, wasmtime::Result<Transform>> {
+        Box::pin(self.instantiate_async(store))
+    }
+}
+
+impl Runner {
+    fn store(&self, context: &CallContext, connection: Option<String>) -> Store<StoreData> {
+        let limits = &self.inner.limits;
+        let data = StoreData::new(
+            self.name.clone(),
+            context.clone(),
+            connection,
+            limits.memory_bytes,
+            limits.cpu_ticks(),
+            limits.host_call_time,
+        );
+        let mut store = Store::new(&self.inner.engine, data);
+        store.limiter(|data| data);
+        // Every tick of guest execution spends one tick of the CPU budget and yields to the
+        // executor, so a busy guest never starves the host's other tasks.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|mut ctx| {
+            let guard = &mut ctx.data_mut().guard;
+            if guard.cpu_ticks_left == 0 {
+                guard.cpu_exceeded = true;
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            guard.cpu_ticks_left -= 1;
+            Ok(UpdateDeadline::Yield(1))
+        });
+        store
+    }
+
+    async fn invoke<P, R>(
+        &self,
+        context: &CallContext,
+        connection: Option<String>,
+        pre: &P,
+        call: impl for<'a> FnOnce(&'a P::Instance, &'a mut Store<StoreData>) -> BoxFuture<'a, wasmtime::Result<Result<R, PluginError>>>,
+    ) -> Result<R, CallError>
+    where
+        P: Instantiate,
+    {
+        let mut store = self.store(context, connection);
+        let wall = self.inner.limits.wall_time;
+        let outcome = tokio::time::timeout(wall, async {
+            let instance = pre.instantiate(&mut store).await?;
+            call(&instance, &mut store).await
+        })
+        .await;
+        match outcome {
+            Ok(Ok(Ok(value))) => Ok(value),
+            Ok(Ok(Err(error))) => Err(CallError::Plugin { plugin: self.name.to_string(), error }),
+            Ok(Err(e)) => Err(self.failure(&store, e)),
+            Err(_) => Err(CallError::WallLimit { plugin: self.name.to_string(), limit_ms: wall.as_millis() }),
+        }
+    }
+
+    fn failure(&self, store: &Store<StoreData>, error: wasmtime::Error) -> CallError {
+        let plugin = self.name.to_string();
+        let guard = &store.data().guard;
+        let limits = &self.inner.limits;
+        if guard.cpu_exceeded {
+            return CallError::CpuLimit { plugin, limit_ms: limits.cpu_time.as_millis() };
+        }
+        if guard.memory_exceeded {
+            return CallError::MemoryLimit { plugin, limit_bytes: limits.memory_bytes };
+        }
+        let message = format!("{error:#}");
+        if error.downcast_ref::<Trap>().is_none() && message.contains("pooling") {
+            return CallError::Capacity { plugin, reason: message };
+        }
+        CallError::Trap { plugin, message }
+    }
+
+    fn check_output(&self, size: usize) -> Result<(), CallError> {
+        let limit = self.inner.limits.output_bytes;
+        if size > limit {
+            return Err(CallError::OutputTooLarge { plugin: self.name.to_string(), size, limit });
+        }
+        Ok(())
+    }
+}
+
+/// The JSON text of `value`.
+fn json(value: &serde_json::Value) -> String {
+    value.to_string()
+}
+
+/// A loaded connector.
+pub struct ConnectorPlugin {
+    runner: Runner,
+    pre: ConnectorPre<StoreData>,
+    info: ConnectorInfo,
+    load: LoadReport,
+}
+
+impl ConnectorPlugin {
+    pub fn info(&self) -> &ConnectorInfo {
+        &self.info
+    }
+    pub fn load_report(&self) -> &LoadReport {
+        &self.load
+    }
+
+    /// The stream `name`, if the connector has it.
+    pub fn stream(&self, name: &str) -> Option<&crate::bindings::StreamDescriptor> {
+        self.info.streams.iter().find(|s| s.name == name)
+    }
+
+    pub async fn check(&self, context: &CallContext, connection: &str, config: &serde_json::Value) -> Result<(), CallError> {
+        let conn = Connection { name: connection.to_owned(), config: json(config) };
+        self.runner
+            .invoke(context, Some(connection.to_owned()), &self.pre, move |i, s| {
+                Box::pin(async move { i.weft_plugin_connector_api().call_check(s, &conn).await })
+            })
+            .await
+    }
+
+    pub async fn read(
+        &self,
+        context: &CallContext,
+        connection: &str,
+        config: &serde_json::Value,
+        request: ReadRequest,
+    ) -> Result<Page, CallError> {
+        let conn = Connection { name: connection.to_owned(), config: json(config) };
+        let page = self
+            .runner
+            .invoke(context, Some(connection.to_owned()), &self.pre, move |i, s| {
+                Box::pin(async move { i.weft_plugin_connector_api().call_read(s, &conn, &request).await })
+            })
+            .await?;
+        self.runner.check_output(page.records.len())?;
+        Ok(page)
+    }
+
+    /// Writes a batch; the answer has exactly one outcome per record, in order.
+    pub async fn write(
+        &self,
+        context: &CallContext,
+        connection: &str,
+        config: &serde_json::Value,
+        request: WriteRequest,
+        records: usize,
+    ) -> Result<Vec<WriteOutcome>, CallError> {
+        let conn = Connection { name: connection.to_owned(), config: json(config) };
+        let outcomes = self
+            .runner
+            .invoke(context, Some(connection.to_owned()), &self.pre, move |i, s| {
+                Box::pin(async move { i.weft_plugin_connector_api().call_write(s, &conn, &request).await })
+            })
+            .await?;
+        if outcomes.len() != records {
+            return Err(CallError::Malformed {
+                plugin: self.runner.name.to_string(),
+                reason: format!("write returned {} outcomes for {records} records", outcomes.len()),
+            });
+        }
+        Ok(outcomes)
+    }
+
+    pub async fn verify(
+        &self,
+        context: &CallContext,
+        connection: &str,
+        config: &serde_json::Value,
+        request: InboundRequest,
+    ) -> Result<Verification, CallError> {
+        let conn = Connection { name: connection.to_owned(), config: json(config) };
+        let verification = self
+            .runner
+            .invoke(context, Some(connection.to_owned()), &self.pre, move |i, s| {
+                Box::pin(async move { i.weft_plugin_connector_api().call_verify(s, &conn, &request).await })
+            })
+            .await?;
+        if let Verification::Accepted(events) = &verification {
+            self.runner.check_output(events.iter().map(|e| e.record.len()).sum())?;
+        }
+        Ok(verification)
+    }
+
+    pub async fn subscribe(
+        &self,
+        context: &CallContext,
+        connection: &str,
+        config: &serde_json::Value,
+        callback_url: &str,
+        events: Vec<String>,
+    ) -> Result<Subscription, CallError> {
+        let conn = Connection { name: connection.to_owned(), config: json(config) };
+        let url = callback_url.to_owned();
+        self.runner
+            .invoke(context, Some(connection.to_owned()), &self.pre, move |i, s| {
+                Box::pin(async move { i.weft_plugin_connector_api().call_subscribe(s, &conn, &url, &events).await })
+            })
+            .await
+    }
+
+    pub async fn unsubscribe(
+        &self,
+        context: &CallContext,
+        connection: &str,
+        config: &serde_json::Value,
+        subscription_id: &str,
+    ) -> Result<(), CallError> {
+        let conn = Connection { name: connection.to_owned(), config: json(config) };
+        let id = subscription_id.to_owned();
+        self.runner
+            .invoke(context, Some(connection.to_owned()), &self.pre, move |i, s| {
+                Box::pin(async move { i.weft_plugin_connector_api().call_unsubscribe(s, &conn, &id).await })
+            })
+            .await
+    }
+}
+
+/// A loaded transform.
+pub struct TransformPlugin {
+    runner: Runner,
+    pre: TransformPre<StoreData>,
+    info: TransformInfo,
+    load: LoadReport,
+}
+
+impl TransformPlugin {
+    pub fn info(&self) -> &TransformInfo {
+        &self.info
+    }
+    pub fn load_report(&self) -> &LoadReport {
+        &self.load
+    }
+
+    /// The schema of the records a step with `config` produces from `input` (and `lookup`).
+    pub async fn output_schema(
+        &self,
+        context: &CallContext,
+        config: &serde_json::Value,
+        input: &serde_json::Value,
+        lookup: Option<&serde_json::Value>,
+    ) -> Result<serde_json::Value, CallError> {
+        let (config, input, lookup) = (json(config), json(input), lookup.map(json));
+        let schema = self
+            .runner
+            .invoke(context, None, &self.pre, move |i, s| {
+                Box::pin(async move {
+                    i.weft_plugin_transform_api().call_output_schema(s, &config, &input, lookup.as_ref()).await
+                })
+            })
+            .await?;
+        serde_json::from_str(&schema).map_err(|e| CallError::Malformed {
+            plugin: self.runner.name.to_string(),
+            reason: format!("output schema is not JSON: {e}"),
+        })
+    }
+
+    /// Runs one batch. `batch.records` is the JSON text of an array of records.
+    pub async fn process(&self, context: &CallContext, batch: Batch) -> Result<BatchResult, CallError> {
+        let result = self
+            .runner
+            .invoke(context, None, &self.pre, move |i, s| {
+                Box::pin(async move { i.weft_plugin_transform_api().call_process(s, &batch).await })
+            })
+            .await?;
+        self.runner.check_output(result.records.len())?;
+        Ok(result)
+    }
+}

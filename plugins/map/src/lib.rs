@@ -1,0 +1,353 @@
+//! `map`: builds each output record from an input record.
+//!
+//! ```toml
+//! [[steps]]
+//! id = "cases"
+//! transform = { plugin = "map", input = "tickets" }
+//! config.fields = { Subject = "subject", Zendesk_Ticket_ID = "id", City = "address.city" }
+//! config.constants = { Source = "zendesk" }
+//! config.case.Status = { from = "status", map = { new = "Active", open = "Active", closed = "Inactive" }, default = "Inactive" }
+//! ```
+//!
+//! - `fields`: output field = input path (dotted for nested objects, numbers index arrays), or
+//!   `{ from = "path", default = VALUE, required = true }`.
+//! - `constants`: output field = a fixed value.
+//! - `case`: output field = `map[input value]`, else `default`; without a default an unmatched
+//!   value rejects the record.
+//! - `keep_unmapped = true` copies the input fields no rule names.
+//!
+//! A required field that is missing, or a case value with no match and no default, rejects
+//! that record (it goes to the run's error log); the rest of the batch carries on.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use weft_sdk::{Error, Output, Record, Result, Transform, TransformInfo, Value, json};
+
+/// The step's config.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MapConfig {
+    #[serde(default)]
+    pub fields: BTreeMap<String, FieldRule>,
+    #[serde(default)]
+    pub constants: BTreeMap<String, Value>,
+    #[serde(default)]
+    pub case: BTreeMap<String, CaseRule>,
+    #[serde(default)]
+    pub keep_unmapped: bool,
+}
+
+/// Where a mapped field comes from.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum FieldRule {
+    Path(String),
+    Spec(FieldSpec),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldSpec {
+    pub from: String,
+    #[serde(default)]
+    pub default: Option<Value>,
+    #[serde(default)]
+    pub required: bool,
+}
+
+/// A value chosen by the source value: `map[value]`, else `default`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaseRule {
+    pub from: String,
+    pub map: BTreeMap<String, Value>,
+    #[serde(default)]
+    pub default: Option<Value>,
+    /// Match `New` with a `new` key.
+    #[serde(default)]
+    pub ignore_case: bool,
+}
+
+impl FieldRule {
+    fn from(&self) -> &str {
+        match self {
+            FieldRule::Path(p) => p,
+            FieldRule::Spec(s) => &s.from,
+        }
+    }
+}
+
+/// The value at a dotted `path` of `record`.
+pub fn lookup<'a>(record: &'a Record, path: &str) -> Option<&'a Value> {
+    let mut parts = path.split('.');
+    let mut current = record.get(parts.next()?)?;
+    for part in parts {
+        current = match current {
+            Value::Object(map) => map.get(part)?,
+            Value::Array(items) => items.get(part.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(current)
+}
+
+/// The text a case rule matches on: strings as they are, numbers and booleans as written.
+fn case_key(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+impl CaseRule {
+    fn choose(&self, value: Option<&Value>) -> Option<&Value> {
+        let hit = value.and_then(case_key).and_then(|key| {
+            self.map.get(&key).or_else(|| {
+                self.ignore_case
+                    .then(|| self.map.iter().find(|(k, _)| k.eq_ignore_ascii_case(&key)).map(|(_, v)| v))
+                    .flatten()
+            })
+        });
+        hit.or(self.default.as_ref())
+    }
+}
+
+impl MapConfig {
+    /// Maps one record, or says why it is rejected and which output field is at fault.
+    pub fn apply(&self, record: &Record) -> std::result::Result<Record, (String, String)> {
+        let mut out = if self.keep_unmapped { record.clone() } else { Record::new() };
+        for (target, rule) in &self.fields {
+            let value = lookup(record, rule.from()).filter(|v| !v.is_null());
+            match (value, rule) {
+                (Some(v), _) => {
+                    out.insert(target.clone(), v.clone());
+                }
+                (None, FieldRule::Spec(FieldSpec { default: Some(d), .. })) => {
+                    out.insert(target.clone(), d.clone());
+                }
+                (None, FieldRule::Spec(FieldSpec { required: true, from, .. })) => {
+                    return Err((format!("required field `{from}` is missing or null"), target.clone()));
+                }
+                (None, _) => {
+                    out.insert(target.clone(), Value::Null);
+                }
+            }
+        }
+        for (target, value) in &self.constants {
+            out.insert(target.clone(), value.clone());
+        }
+        for (target, rule) in &self.case {
+            let source = lookup(record, &rule.from);
+            match rule.choose(source) {
+                Some(v) => {
+                    out.insert(target.clone(), v.clone());
+                }
+                None => {
+                    let shown = source.map_or_else(|| "nothing".to_owned(), |v| format!("`{v}`"));
+                    return Err((
+                        format!("`{}` is {shown}, which no case of `{target}` matches, and there is no default", rule.from),
+                        target.clone(),
+                    ));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Maps a batch; rejected records are reported by index.
+    pub fn apply_batch(&self, records: Vec<Record>) -> Output {
+        let mut output = Output { records: Vec::with_capacity(records.len()), rejects: Vec::new() };
+        for (index, record) in records.iter().enumerate() {
+            match self.apply(record) {
+                Ok(mapped) => output.records.push(mapped),
+                Err((reason, field)) => output.reject(index, reason, Some(&field)),
+            }
+        }
+        output
+    }
+}
+
+/// The schema at a dotted path of an object schema; `Ok(None)` when the schema does not list
+/// its properties (anything goes), an error when it lists them and the path is not there.
+fn schema_at<'a>(schema: &'a Value, path: &str) -> std::result::Result<Option<&'a Value>, Vec<String>> {
+    let mut current = schema;
+    for part in path.split('.') {
+        if let Some(items) = current.get("items").filter(|_| part.parse::<usize>().is_ok()) {
+            current = items;
+            continue;
+        }
+        let Some(properties) = current.get("properties").and_then(Value::as_object) else {
+            return Ok(None);
+        };
+        match properties.get(part) {
+            Some(s) => current = s,
+            None => return Err(properties.keys().cloned().collect()),
+        }
+    }
+    Ok(Some(current))
+}
+
+fn value_schema(value: &Value) -> Value {
+    match value {
+        Value::Null => json!({"type": "null"}),
+        Value::Bool(_) => json!({"type": "boolean"}),
+        Value::Number(_) => json!({"type": "number"}),
+        Value::String(_) => json!({"type": "string"}),
+        Value::Array(_) => json!({"type": "array"}),
+        Value::Object(_) => json!({"type": "object"}),
+    }
+}
+
+pub struct Map;
+
+impl Transform for Map {
+    type Config = MapConfig;
+
+    fn describe() -> TransformInfo {
+        TransformInfo::new("map", env!("CARGO_PKG_VERSION"))
+            .description("Builds output records from input fields, constants and case fields.")
+            .config_schema(json!({
+                "type": "object",
+                "additionalProperties": false,
+                "properties": {
+                    "fields": {
+                        "type": "object",
+                        "description": "Output field = input path, or { from, default, required }.",
+                        "additionalProperties": {
+                            "oneOf": [
+                                {"type": "string"},
+                                {
+                                    "type": "object",
+                                    "required": ["from"],
+                                    "additionalProperties": false,
+                                    "properties": {
+                                        "from": {"type": "string"},
+                                        "default": {},
+                                        "required": {"type": "boolean"}
+                                    }
+                                }
+                            ]
+                        }
+                    },
+                    "constants": {"type": "object", "description": "Output field = fixed value."},
+                    "case": {
+                        "type": "object",
+                        "description": "Output field = map[input value], else default.",
+                        "additionalProperties": {
+                            "type": "object",
+                            "required": ["from", "map"],
+                            "additionalProperties": false,
+                            "properties": {
+                                "from": {"type": "string"},
+                                "map": {"type": "object"},
+                                "default": {},
+                                "ignore_case": {"type": "boolean"}
+                            }
+                        }
+                    },
+                    "keep_unmapped": {"type": "boolean"}
+                }
+            }))
+    }
+
+    fn output_schema(config: &MapConfig, input: &Value, _lookup: Option<&Value>) -> Result<Value> {
+        let mut properties = serde_json::Map::new();
+        if config.keep_unmapped {
+            if let Some(p) = input.get("properties").and_then(Value::as_object) {
+                properties.extend(p.clone());
+            }
+        }
+        let sources = config
+            .fields
+            .iter()
+            .map(|(target, rule)| (target, rule.from()))
+            .chain(config.case.iter().map(|(target, rule)| (target, rule.from.as_str())));
+        for (target, from) in sources {
+            match schema_at(input, from) {
+                Ok(found) => {
+                    let schema = match config.case.get(target) {
+                        Some(rule) => {
+                            let choices: Vec<Value> =
+                                rule.map.values().chain(rule.default.iter()).cloned().collect();
+                            json!({"enum": choices})
+                        }
+                        None => found.cloned().unwrap_or_else(|| json!({})),
+                    };
+                    properties.insert(target.clone(), schema);
+                }
+                Err(available) => {
+                    return Err(Error::config(format!(
+                        "`{target}` maps from `{from}`, which the input does not have; it has: {}",
+                        available.join(", ")
+                    )));
+                }
+            }
+        }
+        for (target, value) in &config.constants {
+            properties.insert(target.clone(), value_schema(value));
+        }
+        Ok(json!({"type": "object", "properties": properties}))
+    }
+
+    fn process(config: &MapConfig, records: Vec<Record>, _lookup: Option<Vec<Record>>) -> Result<Output> {
+        Ok(config.apply_batch(records))
+    }
+}
+
+// Natively (the benchmark's baseline) the crate is a plain library: WebAssembly export names
+// are not valid native symbols.
+#[cfg(target_arch = "wasm32")]
+weft_sdk::export_transform!(Map);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(v: Value) -> Record {
+        v.as_object().unwrap().clone()
+    }
+
+    fn config(v: Value) -> MapConfig {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn maps_nested_paths_constants_and_cases() {
+        let c = config(json!({
+            "fields": {"Subject": "subject", "City": "address.city", "First": "tags.0"},
+            "constants": {"Source": "zendesk"},
+            "case": {"Status": {"from": "status", "map": {"new": "Active", "closed": "Inactive"}, "default": "Inactive"}}
+        }));
+        let out = c
+            .apply(&record(json!({"subject": "Hi", "address": {"city": "Oslo"}, "tags": ["a", "b"], "status": "new"})))
+            .unwrap();
+        assert_eq!(
+            Value::Object(out),
+            json!({"Subject": "Hi", "City": "Oslo", "First": "a", "Source": "zendesk", "Status": "Active"})
+        );
+    }
+
+    #[test]
+    fn unmatched_case_without_default_rejects_the_record() {
+        let c = config(json!({"case": {"Status": {"from": "status", "map": {"new": "Active"}}}}));
+        let out = c.apply_batch(vec![record(json!({"status": "new"})), record(json!({"status": "weird"}))]);
+        assert_eq!(out.records.len(), 1);
+        assert_eq!(out.rejects[0].index, 1);
+        assert_eq!(out.rejects[0].field.as_deref(), Some("Status"));
+        assert!(out.rejects[0].reason.contains("\"weird\""), "{}", out.rejects[0].reason);
+    }
+
+    #[test]
+    fn output_schema_names_a_missing_source_field() {
+        let c = config(json!({"fields": {"Subject": "subjekt"}}));
+        let input = json!({"type": "object", "properties": {"subject": {"type": "string"}, "id": {"type": "integer"}}});
+        let err = Map::output_schema(&c, &input, None).unwrap_err();
+        assert_eq!(
+            err,
+            Error::config("`Subject` maps from `subjekt`, which the input does not have; it has: id, subject")
+        );
+    }
+}

@@ -1,0 +1,55 @@
+//! Builds the WebAssembly components the tests load: the first-party plugins (`plugins/`) and
+//! the misbehaving guests (`tests/guests/`), both into `plugins/target` so they share compiled
+//! dependencies. Their directory is exposed to the tests as `WEFT_WASM_DIR`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn main() {
+    let tests = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
+    let root = tests.parent().unwrap().to_owned();
+    let target_dir = root.join("plugins/target");
+
+    for input in ["wit", "sdk/src", "sdk/Cargo.toml"] {
+        println!("cargo:rerun-if-changed={}", root.join(input).display());
+    }
+    for workspace in [root.join("plugins"), tests.join("guests")] {
+        watch_workspace(&workspace);
+        build(&workspace, &target_dir);
+    }
+    println!("cargo:rustc-env=WEFT_WASM_DIR={}", target_dir.join("wasm32-wasip2/release").display());
+}
+
+/// Watches a workspace's manifest, lockfile and member crates, but not its `target/`.
+fn watch_workspace(workspace: &Path) {
+    for file in ["Cargo.toml", "Cargo.lock", ".cargo/config.toml"] {
+        println!("cargo:rerun-if-changed={}", workspace.join(file).display());
+    }
+    for entry in std::fs::read_dir(workspace).unwrap().flatten() {
+        let path = entry.path();
+        if path.join("Cargo.toml").exists() {
+            println!("cargo:rerun-if-changed={}", path.display());
+        }
+    }
+}
+
+fn build(workspace: &Path, target_dir: &Path) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .current_dir(workspace)
+        .args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"])
+        .arg(target_dir);
+    // What cargo sets for this build script must not leak into the nested build.
+    for var in ["CARGO_ENCODED_RUSTFLAGS", "RUSTFLAGS", "CARGO_TARGET_DIR", "CARGO_BUILD_TARGET", "CARGO_MANIFEST_DIR", "CARGO_PRIMARY_PACKAGE"] {
+        command.env_remove(var);
+    }
+    let status = command.status().unwrap_or_else(|e| panic!("cannot run cargo for {}: {e}", workspace.display()));
+    if !status.success() {
+        panic!(
+            "building the WebAssembly components in {} failed (see above). \
+             If the target is missing: rustup target add wasm32-wasip2",
+            workspace.display()
+        );
+    }
+}

@@ -1,0 +1,83 @@
+//! A transform that misbehaves on request. The step config's `do` chooses how:
+//!
+//! - `spin`: loops forever;
+//! - `balloon`: allocates until memory runs out;
+//! - `flood`: returns `mib` MiB of records;
+//! - `panic`: panics;
+//! - `snoop`: reports what of the host it can see (environment, arguments, files, sockets);
+//! - `echo`: behaves, returning its input.
+
+use serde::Deserialize;
+use weft_sdk::{Output, Record, Result, Transform, TransformInfo, json};
+
+#[derive(Deserialize)]
+pub struct Config {
+    #[serde(rename = "do")]
+    action: String,
+    #[serde(default)]
+    mib: usize,
+}
+
+fn record(value: weft_sdk::Value) -> Record {
+    match value {
+        weft_sdk::Value::Object(map) => map,
+        _ => Record::new(),
+    }
+}
+
+fn snoop() -> Record {
+    let env: Vec<String> = std::env::vars().map(|(k, _)| k).collect();
+    let args: Vec<String> = std::env::args().collect();
+    let root = std::fs::read_dir("/").map(|d| d.count()).map_err(|e| e.to_string());
+    let cwd = std::fs::read_dir(".").map(|d| d.count()).map_err(|e| e.to_string());
+    let passwd = std::fs::read_to_string("/etc/passwd").map(|s| s.len()).map_err(|e| e.to_string());
+    let socket = std::net::TcpStream::connect("127.0.0.1:5432").map(|_| ()).map_err(|e| e.to_string());
+    let lookup = std::net::ToSocketAddrs::to_socket_addrs("localhost:80").map(|a| a.count()).map_err(|e| e.to_string());
+    record(json!({
+        "env": env,
+        "args": args,
+        "root_dir": format!("{root:?}"),
+        "cwd": format!("{cwd:?}"),
+        "passwd": format!("{passwd:?}"),
+        "socket": format!("{socket:?}"),
+        "dns": format!("{lookup:?}"),
+    }))
+}
+
+pub struct Hostile;
+
+impl Transform for Hostile {
+    type Config = Config;
+
+    fn describe() -> TransformInfo {
+        TransformInfo::new("hostile-transform", "0.1.0").description("Misbehaves on request, for tests.")
+    }
+
+    fn process(config: &Config, records: Vec<Record>, _lookup: Option<Vec<Record>>) -> Result<Output> {
+        match config.action.as_str() {
+            "spin" => {
+                let mut n: u64 = 0;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            "balloon" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![7u8; 1 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            "flood" => {
+                let chunk = "x".repeat(1024);
+                let records = (0..config.mib * 1024).map(|i| record(json!({"i": i, "pad": chunk}))).collect();
+                Ok(Output::records(records))
+            }
+            "panic" => panic!("the hostile transform panicked on purpose"),
+            "snoop" => Ok(Output::records(vec![snoop()])),
+            _ => Ok(Output::records(records)),
+        }
+    }
+}
+
+weft_sdk::export_transform!(Hostile);

@@ -1,0 +1,7 @@
+//! The component host end to end: real components built from source, real HTTP on loopback.
+
+mod cache;
+mod contract;
+mod egress;
+mod hostile;
+mod plugins;
