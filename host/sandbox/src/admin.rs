@@ -29,6 +29,7 @@ pub(crate) fn router(admin: Admin) -> Router {
         .route("/admin/vendors", get(index))
         .route("/admin/vendors/{vendor}/state", get(state))
         .route("/admin/vendors/{vendor}/records/{object}/{id}", get(record))
+        .route("/admin/vendors/{vendor}/actions/{action}", post(action))
         .route("/admin/reset", post(reset))
         .route("/admin/seed", post(seed))
         .route("/admin/log", get(log).delete(clear_log))
@@ -96,6 +97,15 @@ async fn record(State(a): State<Admin>, Path((vendor, object, id)): Path<(String
         Some(v) => Json(v).into_response(),
         None => bad(StatusCode::NOT_FOUND, format!("no {object} record with id {id:?} in the {vendor} emulator")),
     }
+}
+
+async fn action(State(a): State<Admin>, Path((vendor, name)): Path<(String, String)>, body: Option<Json<Value>>) -> Response {
+    let e = match a.emulator(&vendor) {
+        Ok(e) => e,
+        Err(r) => return r,
+    };
+    let body = body.map(|b| b.0).unwrap_or(Value::Null);
+    e.admin_action(&name, &body).unwrap_or_else(|| bad(StatusCode::NOT_FOUND, format!("the {vendor} emulator has no admin action {name:?}")))
 }
 
 #[derive(Deserialize, Default)]

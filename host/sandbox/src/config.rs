@@ -23,6 +23,7 @@ pub struct SandboxConfig {
     pub hubspot: HubSpotLimits,
     pub dataverse: DataverseLimits,
     pub monday: MondayLimits,
+    pub partner_center: PartnerCenterLimits,
     /// PEM (`BEGIN PUBLIC KEY` or `BEGIN RSA PUBLIC KEY`) that Salesforce JWT assertions must be
     /// signed for. `None` uses the sandbox's published demo key pair (see `credentials`).
     pub salesforce_jwt_public_key_pem: Option<String>,
@@ -43,6 +44,7 @@ impl Default for SandboxConfig {
             hubspot: HubSpotLimits::default(),
             dataverse: DataverseLimits::default(),
             monday: MondayLimits::default(),
+            partner_center: PartnerCenterLimits::default(),
             salesforce_jwt_public_key_pem: None,
         }
     }
@@ -384,5 +386,22 @@ impl Default for MondayLimits {
             mutation_cost: 10_000,
             webhook_attempts: 3,
         }
+    }
+}
+
+/// Partner Center referrals limits (crm-apis.md §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartnerCenterLimits {
+    /// Unanswered incoming referrals are archived as Closed/Expired after this.
+    pub referral_response_window: Duration,
+    pub max_page_size: u64,
+    /// Validation events allowed per minute.
+    pub validation_events_per_minute: u32,
+    pub webhook_attempts: u32,
+}
+
+impl Default for PartnerCenterLimits {
+    fn default() -> Self {
+        Self { referral_response_window: Duration::from_secs(14 * 24 * 3_600), max_page_size: 100, validation_events_per_minute: 2, webhook_attempts: 10 }
     }
 }

@@ -42,7 +42,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use config::{
-    DataverseLimits, DemoData, DemoSize, FaultConfig, HubSpotLimits, MondayLimits, PortPlan, SalesforceLimits, SandboxConfig, TokenLifetimes, WebhookConfig, ZendeskLimits,
+    DataverseLimits, DemoData, DemoSize, FaultConfig, HubSpotLimits, MondayLimits, PartnerCenterLimits, PortPlan, SalesforceLimits, SandboxConfig, TokenLifetimes, WebhookConfig, ZendeskLimits,
     ZohoLimits,
 };
 pub use error::SandboxError;
@@ -185,6 +185,16 @@ impl Sandbox {
         for t in self.tasks {
             let _ = t.await;
         }
+    }
+}
+
+/// Signature checks for tests of webhook receivers (Partner Center signs with RSA-SHA256).
+pub mod verify {
+    /// Whether `signature` is a valid RSASSA-PKCS1-v1_5 SHA-256 signature of `message` for the
+    /// key in `pem` (a `CERTIFICATE`, `PUBLIC KEY` or `RSA PUBLIC KEY` block).
+    pub fn rsa_sha256(pem: &str, message: &[u8], signature: &[u8]) -> Result<bool, String> {
+        let key = crate::keys::rsa_public_key_der(pem)?;
+        Ok(crate::keys::verify_rs256(&key, message, signature))
     }
 }
 

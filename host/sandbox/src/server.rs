@@ -141,6 +141,12 @@ pub(crate) trait Emulator: Send + Sync + 'static {
     fn server_error(&self) -> Response;
     fn credentials(&self) -> Credentials;
     fn base_url(&self) -> &OnceLock<String>;
+    /// A vendor-specific admin action (`POST /admin/vendors/{vendor}/actions/{action}`), such as
+    /// Partner Center's "a referral arrives from Microsoft". `None` if the action is unknown.
+    fn admin_action(&self, _action: &str, _body: &Value) -> Option<Response> {
+        None
+    }
+
     /// Maps a received path onto the router's paths (Zendesk's optional `.json` suffix).
     fn rewrite_path(&self, _path: &str) -> Option<String> {
         None

@@ -17,6 +17,7 @@ pub(crate) mod graphql;
 pub(crate) mod hubspot;
 pub(crate) mod monday;
 pub(crate) mod odata;
+pub(crate) mod partner_center;
 pub(crate) mod salesforce;
 pub(crate) mod soql;
 pub(crate) mod zendesk;
@@ -30,7 +31,8 @@ pub(crate) fn build(hub: &Arc<Hub>, config: &SandboxConfig) -> Result<Vec<Arc<dy
     let hubspot: Arc<dyn Emulator> = hubspot::HubSpot::new(Arc::clone(hub), config);
     let dataverse: Arc<dyn Emulator> = dataverse::Dataverse::new(Arc::clone(hub), config);
     let monday: Arc<dyn Emulator> = monday::Monday::new(Arc::clone(hub), config);
-    Ok(vec![zoho, zendesk, salesforce, hubspot, dataverse, monday])
+    let partner_center: Arc<dyn Emulator> = partner_center::PartnerCenter::new(Arc::clone(hub), config);
+    Ok(vec![zoho, zendesk, salesforce, hubspot, dataverse, monday, partner_center])
 }
 
 /// JSON response with an explicit status.
