@@ -298,3 +298,36 @@ async fn in_memory_store_keeps_data_across_calls() {
         b"v"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn key_limit_holds_under_concurrent_writers() {
+    let (_dir, store) = file_store().await;
+    let store = store.with_state_limits(StateLimits {
+        max_keys_per_scope: 10,
+        ..StateLimits::default()
+    });
+    let s = scope("f");
+    for i in 0..5 {
+        store
+            .state_set(&s, &format!("pre-{i}"), b"v")
+            .await
+            .unwrap();
+    }
+    // 20 writers race for the 5 remaining slots; the check and the insert are one statement.
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let (store, s) = (store.clone(), s.clone());
+            tokio::spawn(async move { store.state_set(&s, &format!("race-{i}"), b"v").await })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(()) => ok += 1,
+            Err(StoreError::StateTooManyKeys { .. }) => {}
+            Err(other) => panic!("unexpected error: {other}"),
+        }
+    }
+    assert_eq!(ok, 5);
+    assert_eq!(store.state_count(&s).await.unwrap(), 10);
+}
