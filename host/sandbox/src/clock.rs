@@ -132,14 +132,6 @@ pub(crate) fn parse_iso(s: &str) -> Option<i64> {
     Some(day_ms + (h * 3_600 + mi * 60 + sec) * 1_000 + millis - offset_min * 60_000)
 }
 
-/// `Sun, 06 Nov 1994 08:49:37 GMT` (IMF-fixdate) for HTTP date headers.
-pub(crate) fn http_date(ms: i64) -> String {
-    let (y, mo, d, h, mi, s, _) = parts(ms, 0);
-    let wd = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][(ms.div_euclid(86_400_000)).rem_euclid(7) as usize];
-    let mon = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"][mo as usize - 1];
-    format!("{wd}, {d:02} {mon} {y:04} {h:02}:{mi:02}:{s:02} GMT")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,7 +145,6 @@ mod tests {
         assert_eq!(parse_iso(&with_offset(ms, 330)), Some(ms));
         assert_eq!(parse_iso("2024-06-11T14:45:26.250+0000"), Some(ms + 250));
         assert_eq!(parse_iso("2024-06-11"), Some(ms - (14 * 3_600 + 45 * 60 + 26) * 1_000));
-        assert_eq!(http_date(784_111_777_000), "Sun, 06 Nov 1994 08:49:37 GMT");
         assert_eq!(parse_iso("not a date"), None);
     }
 }

@@ -100,10 +100,6 @@ impl Collection {
         Record { fields: (self.generator)(i), created_ms, modified_ms }
     }
 
-    pub(crate) fn tombstone(&self, i: u64) -> Option<&Tombstone> {
-        self.deleted.get(&i)
-    }
-
     pub(crate) fn tombstones(&self) -> impl Iterator<Item = (u64, &Tombstone)> + '_ {
         self.deleted.iter().map(|(i, t)| (*i, t))
     }

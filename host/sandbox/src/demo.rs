@@ -126,11 +126,11 @@ impl Demo {
             format!("{}-{}{}", adj.to_lowercase(), noun.to_lowercase(), round + 1)
         };
         let suffix_slug = suffix.to_lowercase().replace('.', "");
-        let (city, state, country) = *r.pick(&CITIES);
+        let (city, state, country) = r.pick(&CITIES);
         Company {
             domain: format!("{slug}-{suffix_slug}.example"),
             name,
-            industry: *r.pick(&INDUSTRIES),
+            industry: r.pick(&INDUSTRIES),
             phone: phone(&mut r),
             city,
             state,
@@ -146,8 +146,8 @@ impl Demo {
         let companies = self.size.companies.max(1);
         let company = j % companies;
         let mut r = self.rng(Kind::Contact, j);
-        let first = *r.pick(&FIRST_NAMES);
-        let last = *r.pick(&LAST_NAMES);
+        let first = r.pick(&FIRST_NAMES);
+        let last = r.pick(&LAST_NAMES);
         let domain = self.company(company).domain;
         let round = j / companies;
         let local = if round == 0 {
@@ -158,7 +158,7 @@ impl Demo {
         Person {
             email: format!("{local}@{domain}"),
             phone: phone(&mut r),
-            title: *r.pick(&TITLES),
+            title: r.pick(&TITLES),
             first,
             last,
             company: Some(company),
@@ -168,14 +168,14 @@ impl Demo {
 
     pub(crate) fn lead(&self, l: u64) -> Person {
         let mut r = self.rng(Kind::Lead, l);
-        let first = *r.pick(&FIRST_NAMES);
-        let last = *r.pick(&LAST_NAMES);
+        let first = r.pick(&FIRST_NAMES);
+        let last = r.pick(&LAST_NAMES);
         let company_name = format!("{} {}", r.pick(&ADJECTIVES), r.pick(&LEAD_NOUNS));
         let domain = format!("{}{}.example", company_name.to_lowercase().replace(' ', "-"), l + 1);
         Person {
             email: format!("{}.{}@{domain}", first.to_lowercase(), last.to_lowercase()),
             phone: phone(&mut r),
-            title: *r.pick(&TITLES),
+            title: r.pick(&TITLES),
             first,
             last,
             company: None,
@@ -203,14 +203,14 @@ impl Demo {
         let mut r = self.rng(Kind::Ticket, t);
         let requester = t % self.size.contacts.max(1);
         let company = (self.size.contacts > 0).then(|| requester % self.size.companies.max(1));
-        let (subject, description) = *r.pick(&TICKET_TOPICS);
-        let tags = vec![*r.pick(&TAGS)];
+        let (subject, description) = r.pick(&TICKET_TOPICS);
+        let tags = vec![r.pick(&TAGS)];
         Ticket {
             subject,
             description,
-            status: *r.pick(&["new", "open", "open", "pending", "hold", "solved", "closed"]),
-            priority: *r.pick(&["low", "normal", "normal", "high", "urgent"]),
-            kind: *r.pick(&["question", "incident", "problem", "task"]),
+            status: r.pick(&["new", "open", "open", "pending", "hold", "solved", "closed"]),
+            priority: r.pick(&["low", "normal", "normal", "high", "urgent"]),
+            kind: r.pick(&["question", "incident", "problem", "task"]),
             requester,
             company,
             comments: 1 + r.below(3),
@@ -220,14 +220,14 @@ impl Demo {
 
     pub(crate) fn ticket_comment(&self, t: u64, c: u64) -> &'static str {
         let mut r = SplitMix::new(self.seed, 100 + c, t);
-        if c == 0 { self.ticket(t).description } else { *r.pick(&COMMENT_BODIES) }
+        if c == 0 { self.ticket(t).description } else { r.pick(&COMMENT_BODIES) }
     }
 
     pub(crate) fn referral(&self, i: u64) -> Referral {
         let mut r = self.rng(Kind::Referral, i);
         let company = i % self.size.companies.max(1);
         let c = self.company(company);
-        let (status, substatus) = *r.pick(&[("New", "Pending"), ("New", "Received"), ("Active", "Accepted"), ("Closed", "Won"), ("Closed", "Lost")]);
+        let (status, substatus) = r.pick(&[("New", "Pending"), ("New", "Received"), ("Active", "Accepted"), ("Closed", "Won"), ("Closed", "Lost")]);
         Referral {
             name: format!("{} - {}", c.name, r.pick(&PRODUCTS)),
             company,
@@ -236,9 +236,9 @@ impl Demo {
             currency: "USD",
             status,
             substatus,
-            direction: *r.pick(&["Incoming", "Outgoing"]),
-            kind: *r.pick(&["Independent", "Shared"]),
-            qualification: *r.pick(&["SalesQualified", "MarketingQualified", "Direct"]),
+            direction: r.pick(&["Incoming", "Outgoing"]),
+            kind: r.pick(&["Independent", "Shared"]),
+            qualification: r.pick(&["SalesQualified", "MarketingQualified", "Direct"]),
         }
     }
 }

@@ -91,19 +91,21 @@ fn validate(known_client: &str, p: &AuthorizeParams) -> Result<(), String> {
     Ok(())
 }
 
+/// Who is consenting to what: the vendor's one demo client and demo user.
+#[derive(Clone, Copy)]
+pub(crate) struct Consent<'a> {
+    pub vendor: Vendor,
+    pub known_client: &'a str,
+    pub user: &'a str,
+    pub code_lifetime_ms: i64,
+    /// Vendors' codes look different (`1000.` for Zoho); only cosmetic.
+    pub code_prefix: &'a str,
+}
+
 /// Handles the consent form: issues a code and redirects back, as the vendor would.
 /// `extra` is appended to the redirect (Zoho adds `location` and `accounts-server`).
-pub(crate) fn decide(
-    vendor: Vendor,
-    tokens: &TokenStore,
-    known_client: &str,
-    user: &str,
-    now_ms: i64,
-    code_lifetime_ms: i64,
-    code_prefix: &str,
-    p: &AuthorizeParams,
-    extra: &[(&str, String)],
-) -> Response {
+pub(crate) fn decide(c: &Consent<'_>, tokens: &TokenStore, now_ms: i64, p: &AuthorizeParams, extra: &[(&str, String)]) -> Response {
+    let Consent { vendor, known_client, user, code_lifetime_ms, code_prefix } = *c;
     if let Err(msg) = validate(known_client, p) {
         return (StatusCode::BAD_REQUEST, Html(escape(&msg))).into_response();
     }

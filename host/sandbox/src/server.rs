@@ -101,7 +101,6 @@ impl Hub {
 /// What the request wrapper tells handlers about the current request.
 #[derive(Debug, Clone)]
 pub(crate) struct RequestCtx {
-    pub seq: u64,
     /// Fault injection chose to treat the caller's access token as expired.
     pub force_expired: bool,
     /// Requests to this emulator being handled right now, this one included (concurrency limits).
@@ -258,7 +257,7 @@ async fn handle(req: Request<Incoming>, router: Router, emu: Arc<dyn Emulator>, 
                 }
             }
             let mut req = Request::from_parts(parts.clone(), Body::from(bytes.clone()));
-            req.extensions_mut().insert(RequestCtx { seq, force_expired, in_flight, received_at: started });
+            req.extensions_mut().insert(RequestCtx { force_expired, in_flight, received_at: started });
             Some(router.oneshot(req).await.unwrap_or_else(|e: Infallible| match e {}))
         }
     };

@@ -14,6 +14,8 @@ use crate::vendor::Vendor;
 
 const KEPT: usize = 2_000;
 
+pub(crate) type BuildRequest = Box<dyn Fn(u32, i64) -> (Vec<(String, String)>, Vec<u8>) + Send + Sync>;
+
 /// What to send; `build` is called per attempt because some vendors sign a timestamp or count
 /// attempts inside the body (HubSpot `attemptNumber`).
 pub(crate) struct Outgoing {
@@ -23,12 +25,9 @@ pub(crate) struct Outgoing {
     pub method: http::Method,
     pub max_attempts: u32,
     /// `(attempt starting at 0, now_ms) -> (headers, body)`.
-    pub build: Box<dyn Fn(u32, i64) -> (Vec<(String, String)>, Vec<u8>) + Send + Sync>,
+    pub build: BuildRequest,
     /// Whether a response status should be retried (vendors differ: Zendesk 5xx/429 only).
     pub retry_on: fn(u16) -> bool,
-    /// Called with the outcome of the last attempt (monday's challenge check, Partner
-    /// Center's validation-event status).
-    pub on_done: Option<Box<dyn FnOnce(&Delivery) + Send>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -108,7 +107,7 @@ impl Outbox {
         id
     }
 
-    async fn run(&self, id: u64, clock: Arc<Clock>, mut out: Outgoing) {
+    async fn run(&self, id: u64, clock: Arc<Clock>, out: Outgoing) {
         let mut delay = self.config.retry_base_delay;
         for attempt in 0..out.max_attempts {
             let (headers, body) = (out.build)(attempt, clock.now_ms());
@@ -128,16 +127,13 @@ impl Outbox {
             let done = status.is_some_and(|s| (200..300).contains(&s));
             let retryable = status.is_none_or(out.retry_on);
             let last = done || !retryable || attempt + 1 == out.max_attempts;
-            let snapshot = self.update(id, |d| {
+            self.update(id, |d| {
                 d.attempts.push(Attempt { at: rfc3339(clock.now_ms()), status, error, response_body });
                 if last {
                     d.state = if done { "delivered" } else { "failed" };
                 }
             });
             if last {
-                if let (Some(cb), Some(d)) = (out.on_done.take(), snapshot) {
-                    cb(&d);
-                }
                 return;
             }
             tokio::time::sleep(delay).await;
@@ -145,11 +141,11 @@ impl Outbox {
         }
     }
 
-    fn update(&self, id: u64, f: impl FnOnce(&mut Delivery)) -> Option<Delivery> {
+    fn update(&self, id: u64, f: impl FnOnce(&mut Delivery)) {
         let mut d = self.deliveries.lock().expect("deliveries");
-        let entry = d.iter_mut().find(|d| d.id == id)?;
-        f(entry);
-        Some(entry.clone())
+        if let Some(entry) = d.iter_mut().find(|d| d.id == id) {
+            f(entry);
+        }
     }
 
     pub(crate) fn list(&self, vendor: Option<Vendor>) -> Vec<Delivery> {

@@ -326,12 +326,13 @@ fn decode(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Some(v) = std::str::from_utf8(&b[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let Some(v) = std::str::from_utf8(&b[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(v);
+            i += 3;
+            continue;
         }
         out.push(if b[i] == b'+' { b' ' } else { b[i] });
         i += 1;
@@ -523,7 +524,7 @@ async fn authorize_page(RawQuery(q): RawQuery) -> Response {
 
 async fn authorize_decision(State(d): State<Arc<Dataverse>>, body: Bytes) -> Response {
     let p: AuthorizeParams = serde_urlencoded::from_bytes(&body).unwrap_or_default();
-    oauth::decide(Vendor::Dataverse, &d.hub.tokens, CLIENT_ID, USERNAME, d.now(), d.code_ms, "0.A", &p, &[])
+    oauth::decide(&oauth::Consent { vendor: Vendor::Dataverse, known_client: CLIENT_ID, user: USERNAME, code_lifetime_ms: d.code_ms, code_prefix: "0.A" }, &d.hub.tokens, d.now(), &p, &[])
 }
 
 // ---------------------------------------------------------------- resource routing
@@ -1115,7 +1116,7 @@ impl Dataverse {
             if !matches!(authtype, 4..=6) {
                 return dv_error(StatusCode::BAD_REQUEST, "0x80048d19", "authtype must be 4 (WebhookKey), 5 (HttpHeader) or 6 (HttpQueryString)");
             }
-            let id = self.new_guid(&mut st, 0x5e_0000_01);
+            let id = self.new_guid(&mut st, 0x5e00_0001);
             st.endpoints.insert(
                 id.clone(),
                 ServiceEndpoint { id: id.clone(), name: v.get("name").and_then(Value::as_str).unwrap_or("webhook").into(), url: url.into(), authtype, authvalue: v.get("authvalue").and_then(Value::as_str).unwrap_or("").into() },
@@ -1131,7 +1132,7 @@ impl Dataverse {
             if fm != m {
                 return dv_error(StatusCode::BAD_REQUEST, "0x80048d19", "the message filter belongs to a different message");
             }
-            let id = self.new_guid(&mut st, 0x5e_0000_02);
+            let id = self.new_guid(&mut st, 0x5e00_0002);
             st.steps.insert(
                 id.clone(),
                 Step {
@@ -1233,8 +1234,7 @@ impl Dataverse {
                         max_attempts: self.hub.outbox.attempts(self.limits.webhook_attempts),
                         build: Box::new(move |_, _| (headers.clone(), body.clone())),
                         retry_on: retry_server_errors,
-                        on_done: None,
-                    },
+                        },
                 );
             }
         }

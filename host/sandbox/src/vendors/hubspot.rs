@@ -509,7 +509,7 @@ async fn authorize_decision(State(h): State<Arc<HubSpot>>, body: Bytes) -> Respo
     if p.response_type.is_empty() {
         p.response_type = "code".into();
     }
-    oauth::decide(Vendor::HubSpot, &h.hub.tokens, CLIENT_ID, USER_EMAIL, h.now(), h.code_ms, "na1-", &p, &[])
+    oauth::decide(&oauth::Consent { vendor: Vendor::HubSpot, known_client: CLIENT_ID, user: USER_EMAIL, code_lifetime_ms: h.code_ms, code_prefix: "na1-" }, &h.hub.tokens, h.now(), &p, &[])
 }
 
 async fn token(State(h): State<Arc<HubSpot>>, RawQuery(q): RawQuery, headers: HeaderMap, body: Bytes) -> Response {
@@ -1301,7 +1301,6 @@ impl HubSpot {
                         )
                     }),
                     retry_on: retry_server_errors,
-                    on_done: None,
                 },
             );
         }

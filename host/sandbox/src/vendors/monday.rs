@@ -936,7 +936,9 @@ impl Monday {
         if events.is_empty() {
             return;
         }
-        let (hooks, snapshots): (Vec<Webhook>, Vec<(String, String, Option<String>)>) = {
+        // Per event: item name, group, and the changed column's text.
+        type Snapshot = (String, String, Option<String>);
+        let (hooks, snapshots): (Vec<Webhook>, Vec<Snapshot>) = {
             let st = self.state.lock().expect("monday state");
             let names = events
                 .iter()
@@ -995,8 +997,7 @@ impl Monday {
                             (vec![("Content-Type".into(), "application/json".into()), ("Authorization".into(), jwt)], body.clone())
                         }),
                         retry_on: retry_server_errors,
-                        on_done: None,
-                    },
+                        },
                 );
             }
         }

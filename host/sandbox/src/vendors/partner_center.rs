@@ -566,7 +566,6 @@ impl PartnerCenter {
                     max_attempts: self.hub.outbox.attempts(self.limits.webhook_attempts),
                     build: Box::new(move |_, _| (headers.clone(), body.clone())),
                     retry_on: retry_any,
-                    on_done: None,
                 },
             ));
         }

@@ -280,7 +280,7 @@ fn generated(demo: &Demo, obj: SObject, i: u64) -> Fields {
                 "Name": d.name, "AccountId": sf_id(SObject::Account, d.company), "Amount": d.amount, "CurrencyIsoCode": "USD",
                 "StageName": stage, "CloseDate": date(DEMO_EPOCH_MS + d.close_day * 86_400_000),
                 "Probability": PROBABILITY[d.stage], "Type": "New Business", "Description": null,
-                "Sync_with_Partner_Center__c": if i % 3 == 0 { "Yes" } else { "No" }, "External_Id__c": format!("OPP-{:06}", i + 1),
+                "Sync_with_Partner_Center__c": if i.is_multiple_of(3) { "Yes" } else { "No" }, "External_Id__c": format!("OPP-{:06}", i + 1),
             })
         }
         SObject::Lead => {
@@ -485,6 +485,7 @@ impl Salesforce {
     }
 
     /// The record with `fields` (all fields when `None`), parent fields nested as Salesforce does.
+    #[allow(clippy::too_many_arguments)] // a row is (object, index, record, deleted); bundling them would only rename the problem
     fn render(&self, st: &SalesforceState, obj: SObject, index: u64, rec: &Record, deleted: bool, fields: Option<&[String]>, version: &str) -> Value {
         let mut out = serde_json::Map::new();
         out.insert("attributes".into(), self.attributes(obj, index, version));
@@ -546,7 +547,7 @@ async fn authorize_page(RawQuery(q): RawQuery) -> Response {
 
 async fn authorize_decision(State(s): State<Arc<Salesforce>>, body: Bytes) -> Response {
     let p: AuthorizeParams = serde_urlencoded::from_bytes(&body).unwrap_or_default();
-    oauth::decide(Vendor::Salesforce, &s.hub.tokens, CONSUMER_KEY, USERNAME, s.now(), s.code_ms, "aPrx", &p, &[])
+    oauth::decide(&oauth::Consent { vendor: Vendor::Salesforce, known_client: CONSUMER_KEY, user: USERNAME, code_lifetime_ms: s.code_ms, code_prefix: "aPrx" }, &s.hub.tokens, s.now(), &p, &[])
 }
 
 async fn token(State(s): State<Arc<Salesforce>>, RawQuery(q): RawQuery, headers: HeaderMap, body: Bytes) -> Response {
@@ -964,6 +965,9 @@ impl Salesforce {
 
 // ---------------------------------------------------------------- DML
 
+/// One checked collection item: the type, the fields to write and the row it updates.
+type Prepared = Result<(SObject, Fields, Option<u64>), DmlError>;
+
 /// One failed item: `errorCode`, message, fields.
 #[derive(Debug, Clone)]
 struct DmlError {
@@ -1329,7 +1333,7 @@ impl Salesforce {
         &self,
         st: &mut SalesforceState,
         all_or_none: bool,
-        prepared: Vec<Result<(SObject, Fields, Option<u64>), DmlError>>,
+        prepared: Vec<Prepared>,
         with_created: bool,
     ) -> Response {
         let any_failed = prepared.iter().any(Result::is_err);
@@ -1399,7 +1403,7 @@ async fn collections(State(s): State<Arc<Salesforce>>, Extension(ctx): Extension
             return sf_error(StatusCode::BAD_REQUEST, "INVALID_BATCH_REQUEST", &format!("Cannot have more than {} chunks in a single operation. Please rearrange the data to reduce chunking.", s.limits.collection_max_chunks), None);
         }
         let mut st = s.state.lock().expect("salesforce state");
-        let prepared: Vec<Result<(SObject, Fields, Option<u64>), DmlError>> = records
+        let prepared: Vec<Prepared> = records
             .iter()
             .zip(&types)
             .map(|(r, t)| {
@@ -1455,7 +1459,7 @@ async fn collection_upsert(State(s): State<Arc<Salesforce>>, Extension(ctx): Ext
             Err(r) => return r,
         };
         let mut st = s.state.lock().expect("salesforce state");
-        let prepared: Vec<Result<(SObject, Fields, Option<u64>), DmlError>> = records
+        let prepared: Vec<Prepared> = records
             .iter()
             .map(|r| {
                 let t = r.get("attributes").and_then(|a| a.get("type")).and_then(Value::as_str);

@@ -447,7 +447,7 @@ async fn authorize_page(RawQuery(q): RawQuery) -> Response {
 
 async fn authorize_decision(State(z): State<Arc<Zendesk>>, body: Bytes) -> Response {
     let p: AuthorizeParams = serde_urlencoded::from_bytes(&body).unwrap_or_default();
-    oauth::decide(Vendor::Zendesk, &z.hub.tokens, CLIENT_ID, AGENT_EMAIL, z.now(), z.code_ms, "", &p, &[])
+    oauth::decide(&oauth::Consent { vendor: Vendor::Zendesk, known_client: CLIENT_ID, user: AGENT_EMAIL, code_lifetime_ms: z.code_ms, code_prefix: "" }, &z.hub.tokens, z.now(), &p, &[])
 }
 
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
@@ -1533,8 +1533,7 @@ impl Zendesk {
                             (headers, body.clone())
                         }),
                         retry_on: retry_server_errors,
-                        on_done: None,
-                    },
+                        },
                 );
             }
         }

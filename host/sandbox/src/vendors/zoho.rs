@@ -429,7 +429,8 @@ async fn authorize_decision(State(z): State<Arc<Zoho>>, RawQuery(q): RawQuery, b
         p = serde_urlencoded::from_str(q.as_deref().unwrap_or("")).unwrap_or_default();
     }
     let base = z.base().to_string();
-    oauth::decide(Vendor::Zoho, &z.hub.tokens, CLIENT_ID, USER_EMAIL, z.now(), z.code_ms, "1000.", &p, &[("location", "us".into()), ("accounts-server", base)])
+    let consent = oauth::Consent { vendor: Vendor::Zoho, known_client: CLIENT_ID, user: USER_EMAIL, code_lifetime_ms: z.code_ms, code_prefix: "1000." };
+    oauth::decide(&consent, &z.hub.tokens, z.now(), &p, &[("location", "us".into()), ("accounts-server", base)])
 }
 
 /// Zoho Accounts answers most token errors with HTTP 200 and `{"error": "..."}`.
@@ -810,7 +811,7 @@ async fn deleted(
                 })
                 .collect()
         };
-        rows.sort_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)));
+        rows.sort_by_key(|r| std::cmp::Reverse((r.0, r.1)));
         let total = rows.len() as u64;
         let data: Vec<Value> = rows.into_iter().skip(((page - 1) * per_page) as usize).take(per_page as usize).map(|r| r.2).collect();
         if data.is_empty() {
@@ -1080,13 +1081,12 @@ impl Zoho {
             if matches!(k.as_str(), "Created_Time" | "Modified_Time" | "Created_By" | "Modified_By" | "Full_Name") {
                 continue;
             }
-            if k == "Email" || k.ends_with("_Email") {
-                if let Some(s) = v.as_str()
-                    && !s.is_empty()
-                    && !valid_email(s)
-                {
-                    return Err(err_entry("INVALID_DATA", "invalid data", json!({"api_name": k, "json_path": path(k), "expected_data_type": "email"})));
-                }
+            if (k == "Email" || k.ends_with("_Email"))
+                && let Some(s) = v.as_str()
+                && !s.is_empty()
+                && !valid_email(s)
+            {
+                return Err(err_entry("INVALID_DATA", "invalid data", json!({"api_name": k, "json_path": path(k), "expected_data_type": "email"})));
             }
             if matches!(k.as_str(), "Amount" | "Annual_Revenue" | "Employees") && !(v.is_number() || v.is_null()) {
                 return Err(err_entry("INVALID_DATA", "invalid data", json!({"api_name": k, "json_path": path(k), "expected_data_type": "double"})));
@@ -1357,7 +1357,7 @@ async fn delete_one(
         return invalid_url();
     }
     let Some(m) = Module::parse(&module) else { return invalid_module() };
-    z.guarded(&headers, &ctx, Some(m), Op::Delete, false, |_| z.delete_ids(m, &[id.clone()]))
+    z.guarded(&headers, &ctx, Some(m), Op::Delete, false, |_| z.delete_ids(m, std::slice::from_ref(&id)))
 }
 
 // ---------------------------------------------------------------- notifications (watch)
@@ -1412,7 +1412,6 @@ impl Zoho {
                     max_attempts: self.hub.outbox.attempts(self.limits.notification_attempts),
                     build: Box::new(move |_, _| (vec![("content-type".into(), "application/json".into())], body.clone())),
                     retry_on: retry_any,
-                    on_done: None,
                 },
             );
         }

@@ -171,7 +171,7 @@ async fn hubspot_create_with_association_then_put_and_delete_v4_associations() {
     assert_eq!(to, [c1.clone(), c2.clone()]);
     // The inverse side sees the contact with the company-to-contact type.
     let back: Value = get(&sb, &format!("/crm/v4/objects/companies/{c1}/associations/contacts")).await.json().await.unwrap();
-    let mine = back["results"].as_array().unwrap().iter().find(|r| r["toObjectId"].to_string() == id).unwrap();
+    let mine = back["results"].as_array().unwrap().iter().find(|r| r["toObjectId"].as_u64().map(|n| n.to_string()).as_ref() == Some(&id)).unwrap();
     assert_eq!(mine["associationTypes"][0]["typeId"], 280);
     let r = client().delete(format!("{}/crm/v4/objects/contacts/{id}/associations/companies/{c1}", base(&sb))).bearer_auth(pat(&sb)).send().await.unwrap();
     assert_eq!(r.status(), 204);

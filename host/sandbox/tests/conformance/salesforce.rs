@@ -431,10 +431,7 @@ async fn salesforce_get_updated_and_deleted_enforce_their_windows() {
     send(&sb, &token, reqwest::Method::PATCH, &format!("{V}/sobjects/Opportunity/{a}"), json!({"Amount": 10})).await;
     client().delete(format!("{}{V}/sobjects/Opportunity/{b}", base(&sb))).bearer_auth(&token).send().await.unwrap();
     sb.advance_clock(Duration::from_secs(120));
-    let fmt = |s: i64| {
-        let d = chrono_like(s);
-        d
-    };
+    let fmt = chrono_like;
     let start_t = fmt(now_s(&sb) - 3_600);
     let end_t = fmt(now_s(&sb) + 3_600);
     let r: Value = client().get(format!("{}{V}/sobjects/Opportunity/updated/", base(&sb))).query(&[("start", &start_t), ("end", &end_t)]).bearer_auth(&token).send().await.unwrap().json().await.unwrap();

@@ -562,6 +562,6 @@ async fn zendesk_admin_state_shows_webhooks_and_counts() {
     assert_eq!(state["objects"]["tickets"]["records"], 4);
     assert_eq!(state["objects"]["users"]["records"], 5);
     let rec = crate::support::admin_get(&sb, "/admin/vendors/zendesk/records/tickets/1").await;
-    assert!(rec["comments"].as_array().unwrap().len() >= 1);
+    assert!(!rec["comments"].as_array().unwrap().is_empty());
     sb.shutdown().await;
 }

@@ -707,6 +707,8 @@ async fn zoho_watch_channel_calls_back_with_token_until_it_expires() {
     assert_eq!(n["token"], "TOKEN_FOR_VERIFICATION");
     assert_eq!(n["channel_id"], "1000000068001");
     assert_eq!(n["query_params"]["key"], "val");
+    assert_eq!(got[0].method, "POST");
+    assert_eq!(got[0].uri, "/zoho?key=val");
     assert!(got[0].header("x-zoho-signature").is_none());
     send(&sb, &token, reqwest::Method::PUT, &format!("/crm/v7/Leads/{id}"), json!({"data": [{"Company": "Zylker"}]})).await;
     let got = rx.wait_for(2).await;
