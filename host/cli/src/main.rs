@@ -1,1 +1,98 @@
-fn main() {}
+//! `weft`: the command line. A thin layer over the library crates; the only place `anyhow` is
+//! used.
+
+mod inspect;
+mod sandbox;
+mod secret;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "weft", version, about = "A sandboxed integration runtime: WebAssembly connectors and transforms, run as flows.")]
+struct Cli {
+    /// Where weft keeps its database, master key and compiled-plugin cache.
+    #[arg(long, global = true, env = "WEFT_DATA_DIR", default_value = ".weft")]
+    data_dir: PathBuf,
+
+    /// The tenant secrets and state belong to.
+    #[arg(long, global = true, env = "WEFT_TENANT", default_value = "default")]
+    tenant: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Work with plugin components.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+    /// Manage the encrypted secrets flows refer to as `secret:NAME`.
+    Secret {
+        #[command(subcommand)]
+        command: secret::SecretCommand,
+    },
+    /// Start local emulators of every supported SaaS API and wait until Ctrl-C.
+    Sandbox(sandbox::SandboxArgs),
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Show what a plugin is: kind, name, version, contract, streams and schemas, auth, hosts.
+    Inspect {
+        /// The component, e.g. plugins/target/wasm32-wasip2/release/weft_plugin_map.wasm
+        file: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WEFT_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            for cause in error.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Plugin { command: PluginCommand::Inspect { file, json } } => inspect::run(&cli.data_dir, &file, json).await,
+        Command::Secret { command } => secret::run(&cli.data_dir, &cli.tenant, command).await,
+        Command::Sandbox(args) => sandbox::run(args).await,
+    }
+}
+
+/// The runtime the commands use: default limits, compiled components cached under the data
+/// directory.
+fn runtime(data_dir: &std::path::Path) -> anyhow::Result<weft_runtime::Runtime> {
+    Ok(weft_runtime::Runtime::new(weft_runtime::RuntimeConfig {
+        limits: weft_runtime::Limits::default(),
+        cache_dir: Some(data_dir.join("cache/components")),
+    })?)
+}

@@ -51,8 +51,9 @@ fn weft_interface(name: &str) -> Option<(&str, &str)> {
     Some(rest.split_once('@').unwrap_or((rest, "")))
 }
 
-/// The kind of plugin `component` is, or why it cannot be loaded.
-pub(crate) fn classify(engine: &Engine, component: &Component, name: &str) -> Result<PluginKind, LoadError> {
+/// The kind of plugin `component` is and the contract version it was built against, or why it
+/// cannot be loaded.
+pub(crate) fn classify(engine: &Engine, component: &Component, name: &str) -> Result<(PluginKind, String), LoadError> {
     let ty = component.component_type();
     let incompatible = |found: &str| LoadError::IncompatibleContract {
         name: name.to_owned(),
@@ -78,7 +79,7 @@ pub(crate) fn classify(engine: &Engine, component: &Component, name: &str) -> Re
             if !compatible(version, CONTRACT_VERSION) {
                 return Err(incompatible(version));
             }
-            return Ok(kind);
+            return Ok((kind, version.to_owned()));
         }
         exports.push(export.to_owned());
     }

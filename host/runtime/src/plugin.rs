@@ -103,9 +103,9 @@ impl Runtime {
         })
         .await
         .map_err(|e| LoadError::Engine(format!("compilation task failed: {e}")))??;
-        let kind = contract::classify(&self.inner.engine, &component, name)?;
+        let (kind, contract) = contract::classify(&self.inner.engine, &component, name)?;
         let instantiate_error = |e: wasmtime::Error| LoadError::Instantiate { name: name.to_owned(), reason: format!("{e:#}") };
-        let load = LoadReport { file: name.to_owned(), outcome, took: started.elapsed() };
+        let load = LoadReport { file: name.to_owned(), contract, outcome, took: started.elapsed() };
         match kind {
             PluginKind::Connector => {
                 let pre = self.inner.connector_linker.instantiate_pre(&component).map_err(instantiate_error)?;
@@ -142,6 +142,8 @@ impl Runtime {
 pub struct LoadReport {
     /// The file (or label) it was loaded from.
     pub file: String,
+    /// The `weft:plugin` version the plugin was built against.
+    pub contract: String,
     pub outcome: CacheOutcome,
     pub took: std::time::Duration,
 }

@@ -1,0 +1,100 @@
+//! The `weft` binary as a person uses it.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use weft_tests::{HTTP_JSON, MAP, OLD_CONTRACT, wasm};
+
+fn weft(data_dir: &std::path::Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(args)
+        .env("WEFT_DATA_DIR", data_dir)
+        .env_remove("WEFT_MASTER_KEY")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("weft runs");
+    if let Some(input) = stdin {
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn inspect_describes_every_first_party_plugin() {
+    let dir = tempfile::tempdir().unwrap();
+    let map = weft(dir.path(), &["plugin", "inspect", wasm(MAP).to_str().unwrap()], None);
+    assert!(map.status.success(), "{}", text(&map.stderr));
+    let out = text(&map.stdout);
+    assert!(out.starts_with("map 0.1.0 (transform)\n"), "{out}");
+    assert!(out.contains("contract  weft:plugin@0.1.0"), "{out}");
+
+    let conn = weft(dir.path(), &["plugin", "inspect", wasm(HTTP_JSON).to_str().unwrap()], None);
+    assert!(conn.status.success(), "{}", text(&conn.stderr));
+    let out = text(&conn.stdout);
+    assert!(out.starts_with("http-json 0.1.0 (connector)\n"), "{out}");
+    assert!(out.contains("hosts     {base_url}"), "{out}");
+    assert!(out.contains("api-key                    header `X-Api-Key: {token}`"), "{out}");
+    assert!(out.contains("\n  items\n"), "{out}");
+    assert!(out.contains("    cursor       updated_at"), "{out}");
+}
+
+#[test]
+fn inspect_json_is_machine_readable_and_second_run_uses_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = wasm(HTTP_JSON);
+    let first = weft(dir.path(), &["plugin", "inspect", "--json", file.to_str().unwrap()], None);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+    assert_eq!(doc["kind"], "connector");
+    assert_eq!(doc["streams"][0]["name"], "items");
+    assert_eq!(doc["streams"][0]["schema"]["properties"]["id"]["type"], "string");
+    let again = weft(dir.path(), &["plugin", "inspect", file.to_str().unwrap()], None);
+    assert!(text(&again.stdout).contains("(loaded from cache in"), "{}", text(&again.stdout));
+}
+
+#[test]
+fn inspect_explains_an_incompatible_plugin() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = weft(dir.path(), &["plugin", "inspect", wasm(OLD_CONTRACT).to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("weft:plugin@0.0.9") && err.contains("weft:plugin@0.1.0"), "{err}");
+}
+
+#[test]
+fn secrets_are_set_from_stdin_listed_by_name_and_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = weft(dir.path(), &["secret", "set", "zendesk_token"], Some("very-secret-value\n"));
+    assert!(set.status.success(), "{}", text(&set.stderr));
+    assert!(text(&set.stderr).contains("\"secret:zendesk_token\""));
+
+    let list = weft(dir.path(), &["secret", "list"], None);
+    let listed = text(&list.stdout);
+    assert!(listed.starts_with("zendesk_token\t"), "{listed}");
+    assert!(!listed.contains("very-secret-value"));
+
+    for file in std::fs::read_dir(dir.path()).unwrap() {
+        let bytes = std::fs::read(file.unwrap().path()).unwrap_or_default();
+        assert!(!text(&bytes).contains("very-secret-value"), "plaintext on disk");
+    }
+
+    assert!(weft(dir.path(), &["secret", "rm", "zendesk_token"], None).status.success());
+    let gone = weft(dir.path(), &["secret", "rm", "zendesk_token"], None);
+    assert_eq!(gone.status.code(), Some(1));
+    assert!(text(&gone.stderr).contains("there is no secret `zendesk_token`"), "{}", text(&gone.stderr));
+}
+
+#[test]
+fn secret_set_refuses_an_empty_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = weft(dir.path(), &["secret", "set", "empty"], Some(""));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("no value on standard input"), "{}", text(&out.stderr));
+}
