@@ -5,6 +5,7 @@ mod dataverse;
 mod framework;
 mod hubspot;
 mod monday;
+mod official_clients;
 mod partner_center;
 mod salesforce;
 mod support;

@@ -1,0 +1,68 @@
+//! Vendors' own client libraries, unmodified, against the emulators: an emulator that a
+//! vendor's client cannot use is not faithful. The clients are pinned in
+//! `tests/official_clients/requirements.txt` and installed into a virtualenv under Cargo's
+//! test scratch directory on first use (needs `python3` and access to PyPI).
+//!
+//! Microsoft's MSAL is not exercised: it refuses non-https authorities, and the sandbox
+//! serves plain HTTP on loopback.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+use weft_sandbox::{DemoData, DemoSize, SandboxConfig, Vendor};
+
+use crate::support::start;
+
+fn clients_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/official_clients")
+}
+
+/// The virtualenv's python, created and filled from requirements.txt when missing or stale.
+fn python() -> PathBuf {
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("official-clients-venv");
+    let py = venv.join("bin/python");
+    let requirements = clients_dir().join("requirements.txt");
+    let stamp = venv.join("installed-requirements.txt");
+    let wanted = std::fs::read_to_string(&requirements).expect("requirements.txt");
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) && py.exists() {
+        return py;
+    }
+    let system = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let ok = Command::new(&system).args(["-m", "venv"]).arg(&venv).status().map(|s| s.success()).unwrap_or(false);
+    assert!(ok, "could not create a virtualenv with {system}; install python3 (with venv) or set PYTHON");
+    let out = Command::new(&py).args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"]).arg(&requirements).output().expect("run pip");
+    assert!(out.status.success(), "pip could not install the official clients (PyPI must be reachable): {}", String::from_utf8_lossy(&out.stderr));
+    std::fs::write(&stamp, wanted).expect("write stamp");
+    py
+}
+
+fn run(script: &str, args: &[&str]) -> Value {
+    let out = Command::new(python()).arg(clients_dir().join(script)).args(args).output().expect("run python");
+    assert!(out.status.success(), "{script} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{script} printed no JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+#[tokio::test]
+async fn hubspot_official_python_client_pages_creates_searches_upserts_and_reads_errors() {
+    let mut config = SandboxConfig { data: DemoData { seed: 8, size: DemoSize::uniform(20) }, ..SandboxConfig::default() };
+    config.hubspot.search_index_lag = std::time::Duration::ZERO;
+    let sb = start(config).await;
+    let h = sb.vendor(Vendor::HubSpot).unwrap();
+    let c = h.credentials();
+    let base = h.base_url().to_string();
+    let refresh = c.refresh_token.clone().unwrap();
+    let out = tokio::task::spawn_blocking(move || run("hubspot_client.py", &[&base, &c.client_id, &c.client_secret, &refresh])).await.unwrap();
+    assert_eq!(out["expires_in"], 1800);
+    assert_eq!(out["refresh_token_kept"], true);
+    assert_eq!(out["listed"], 20);
+    assert_eq!(out["distinct"], 20);
+    assert_eq!(out["pages"], 3);
+    assert_eq!(out["created_email"], "official.client@example.com");
+    assert_eq!(out["search_total"], 1);
+    assert_eq!(out["search_id_matches"], true);
+    assert_eq!(out["upsert_new_flags"], serde_json::json!([false, true]));
+    assert_eq!(out["not_found_status"], 404);
+    assert_eq!(out["not_found_category"], "OBJECT_NOT_FOUND");
+    sb.shutdown().await;
+}
