@@ -37,6 +37,9 @@ pub(crate) struct Change {
 type Generator = Arc<dyn Fn(u64) -> Fields + Send + Sync>;
 type Times = Arc<dyn Fn(u64) -> (i64, i64) + Send + Sync>;
 
+/// Cloning copies the overlay only (demo records stay generated), so snapshots are cheap;
+/// Dataverse uses them to roll back failed changesets.
+#[derive(Clone)]
 pub(crate) struct Collection {
     generator: Generator,
     times: Times,

@@ -550,7 +550,7 @@ async fn resource(State(d): State<Arc<Dataverse>>, Extension(ctx): Extension<Req
     let segment = decode(&segment);
     d.guarded(&headers, &ctx, || match segment.as_str() {
         "WhoAmI" => json_response(StatusCode::OK, json!({"@odata.context": format!("{}/$metadata#Microsoft.Dynamics.CRM.WhoAmIResponse", d.api()), "BusinessUnitId": BU_GUID, "UserId": USER_GUID, "OrganizationId": ORG_GUID})),
-        "$batch" => dv_error(StatusCode::NOT_IMPLEMENTED, "0x80060888", "$batch is not emulated by the weft sandbox; send the operations individually or use CreateMultiple/UpdateMultiple"),
+        "$batch" if method == http::Method::POST => d.batch(&headers, &body),
         "sdkmessages" | "sdkmessagefilters" | "serviceendpoints" | "sdkmessageprocessingsteps" => d.registration(&segment, method, q.as_deref(), &body),
         _ => match parse_segment(&segment) {
             None => dv_error(StatusCode::NOT_FOUND, "0x8006088a", &format!("Resource not found for the segment '{segment}'.")),
@@ -1070,6 +1070,219 @@ impl Dataverse {
         };
         self.fire(written);
         resp
+    }
+}
+
+// ---------------------------------------------------------------- $batch
+
+/// One request inside a `$batch` body.
+struct BatchOp {
+    method: http::Method,
+    url: String,
+    headers: HeaderMap,
+    body: Vec<u8>,
+    content_id: Option<String>,
+}
+
+enum BatchPart {
+    Single(BatchOp),
+    Changeset(Vec<BatchOp>),
+}
+
+fn boundary_of(content_type: &str) -> Option<String> {
+    content_type.split(';').find_map(|p| p.trim().strip_prefix("boundary=").map(|b| b.trim_matches('"').to_string()))
+}
+
+/// Splits a multipart body into its parts' raw text (headers + blank line + content).
+fn multipart(body: &str, boundary: &str) -> Vec<String> {
+    let delim = format!("--{boundary}");
+    body.split(&delim)
+        .skip(1)
+        .take_while(|p| !p.starts_with("--"))
+        .map(|p| p.trim_start_matches("\r\n").trim_start_matches('\n').to_string())
+        .collect()
+}
+
+/// `(headers, rest)` of a MIME part or an HTTP message.
+fn split_head(text: &str) -> (Vec<(String, String)>, String) {
+    let (head, rest) = text.split_once("\r\n\r\n").or_else(|| text.split_once("\n\n")).unwrap_or((text, ""));
+    let headers = head.lines().filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))).collect();
+    (headers, rest.to_string())
+}
+
+fn parse_op(text: &str) -> Result<BatchOp, String> {
+    let (part_headers, http_text) = split_head(text);
+    let content_id = part_headers.iter().find(|(k, _)| k == "content-id").map(|(_, v)| v.clone());
+    let http_text = http_text.trim_start();
+    let (request_line, after) = http_text.split_once('\n').ok_or("a batch part has no request line")?;
+    let mut words = request_line.trim().split_whitespace();
+    let method: http::Method = words.next().ok_or("empty request line")?.parse().map_err(|_| "bad method in a batch part".to_string())?;
+    let url = words.next().ok_or("request line without a URL")?.to_string();
+    let (hs, body) = split_head(after);
+    let mut headers = HeaderMap::new();
+    for (k, v) in hs {
+        if let (Ok(name), Ok(value)) = (http::header::HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(&v)) {
+            headers.append(name, value);
+        }
+    }
+    let body = body.trim_end_matches(['\r', '\n']).as_bytes().to_vec();
+    Ok(BatchOp { method, url, headers, body, content_id })
+}
+
+fn reason(status: StatusCode) -> &'static str {
+    status.canonical_reason().unwrap_or("")
+}
+
+impl Dataverse {
+    /// `POST $batch`: multipart/mixed with plain requests and changesets; a failing changeset
+    /// rolls back its earlier operations and answers with that failure alone.
+    fn batch(&self, headers: &HeaderMap, body: &[u8]) -> Response {
+        let Some(boundary) = header_str(headers, "content-type").and_then(boundary_of) else {
+            return dv_error(StatusCode::BAD_REQUEST, "0x80060888", "$batch needs Content-Type: multipart/mixed;boundary=...");
+        };
+        let text = String::from_utf8_lossy(body).into_owned();
+        let mut parts = Vec::new();
+        for raw in multipart(&text, &boundary) {
+            let (h, rest) = split_head(&raw);
+            let ct = h.iter().find(|(k, _)| k == "content-type").map(|(_, v)| v.clone()).unwrap_or_default();
+            if ct.starts_with("multipart/mixed") {
+                let Some(cs) = boundary_of(&ct) else { return dv_error(StatusCode::BAD_REQUEST, "0x80060888", "a changeset needs a boundary") };
+                match multipart(&rest, &cs).iter().map(|p| parse_op(p)).collect::<Result<Vec<_>, _>>() {
+                    Ok(ops) => parts.push(BatchPart::Changeset(ops)),
+                    Err(msg) => return dv_error(StatusCode::BAD_REQUEST, "0x80060888", &msg),
+                }
+            } else {
+                match parse_op(&raw) {
+                    Ok(op) => parts.push(BatchPart::Single(op)),
+                    Err(msg) => return dv_error(StatusCode::BAD_REQUEST, "0x80060888", &msg),
+                }
+            }
+        }
+        let count: usize = parts.iter().map(|p| match p { BatchPart::Single(_) => 1, BatchPart::Changeset(ops) => ops.len() }).sum();
+        if count > self.limits.max_bulk_targets {
+            return dv_error(StatusCode::BAD_REQUEST, "0x80060888", &format!("The batch holds {count} requests; at most {} are allowed", self.limits.max_bulk_targets));
+        }
+        let out_boundary = format!("batchresponse_{}", self.hub.tokens.random_hex(8));
+        let mut out = String::new();
+        for part in parts {
+            out.push_str(&format!("--{out_boundary}\r\n"));
+            match part {
+                BatchPart::Single(op) => out.push_str(&self.batch_op(op, &[])),
+                BatchPart::Changeset(ops) => {
+                    let snapshot = {
+                        let st = self.state.lock().expect("dataverse state");
+                        (st.entities.clone(), st.custom_ids.clone(), st.custom_by_index.clone())
+                    };
+                    let cs_boundary = format!("changesetresponse_{}", self.hub.tokens.random_hex(8));
+                    let mut answers = Vec::new();
+                    let mut created: Vec<(String, String)> = Vec::new();
+                    let mut failed = None;
+                    for op in ops {
+                        let id = op.content_id.clone();
+                        let (status, text) = self.run_op(op, &created);
+                        if !status.is_success() {
+                            failed = Some(text);
+                            break;
+                        }
+                        if let (Some(id), Some(loc)) = (id.clone(), text.lines().find_map(|l| l.strip_prefix("OData-EntityId: ").map(str::to_string))) {
+                            created.push((id, loc));
+                        }
+                        answers.push((id, text));
+                    }
+                    match failed {
+                        Some(text) => {
+                            let mut st = self.state.lock().expect("dataverse state");
+                            (st.entities, st.custom_ids, st.custom_by_index) = snapshot;
+                            out.push_str("Content-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\n");
+                            out.push_str(&text);
+                        }
+                        None => {
+                            out.push_str(&format!("Content-Type: multipart/mixed; boundary={cs_boundary}\r\n\r\n"));
+                            for (id, text) in answers {
+                                out.push_str(&format!("--{cs_boundary}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n"));
+                                if let Some(id) = id {
+                                    out.push_str(&format!("Content-ID: {id}\r\n"));
+                                }
+                                out.push_str("\r\n");
+                                out.push_str(&text);
+                            }
+                            out.push_str(&format!("--{cs_boundary}--\r\n"));
+                        }
+                    }
+                }
+            }
+        }
+        out.push_str(&format!("--{out_boundary}--\r\n"));
+        let mut r = (StatusCode::OK, out).into_response();
+        if let Ok(v) = HeaderValue::from_str(&format!("multipart/mixed; boundary={out_boundary}")) {
+            r.headers_mut().insert(header::CONTENT_TYPE, v);
+        }
+        r
+    }
+
+    fn batch_op(&self, op: BatchOp, created: &[(String, String)]) -> String {
+        let (_, text) = self.run_op(op, created);
+        format!("Content-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\n{text}")
+    }
+
+    /// Runs one inner request through the same code as a direct call; returns its status and
+    /// its HTTP/1.1 text.
+    fn run_op(&self, op: BatchOp, created: &[(String, String)]) -> (StatusCode, String) {
+        // `$1/...` refers to the entity created by Content-ID 1 in the same changeset.
+        let mut url = op.url.clone();
+        if let Some(rest) = url.strip_prefix('$')
+            && let Some((id, tail)) = rest.split_once('/').or(Some((rest, "")))
+            && let Some((_, loc)) = created.iter().find(|(c, _)| c == id)
+        {
+            url = if tail.is_empty() { loc.clone() } else { format!("{loc}/{tail}") };
+        }
+        let path_q = url.split_once("/api/data/").map(|(_, p)| p.to_string()).unwrap_or(url.clone());
+        let (path, query) = match path_q.split_once('?') {
+            Some((p, q)) => (p.to_string(), Some(q.to_string())),
+            None => (path_q, None),
+        };
+        let mut segs = path.splitn(3, '/');
+        let _version = segs.next();
+        let segment = decode(segs.next().unwrap_or(""));
+        let action = segs.next().map(str::to_string);
+        let resp = match (parse_segment(&segment), action) {
+            (Some(Target::Set(e)), None) if op.method == http::Method::GET => self.query(e, query.as_deref(), &op.headers),
+            (Some(Target::Set(e)), None) if op.method == http::Method::POST => self.create(e, &op.body, &op.headers),
+            (Some(Target::Set(e)), Some(a)) if a.ends_with("CreateMultiple") || a.ends_with("UpdateMultiple") => self.bulk(e, a.ends_with("CreateMultiple"), &op.body),
+            (Some(t @ (Target::ById(..) | Target::ByKey(..))), None) => self.single(t, op.method.clone(), query.as_deref(), &op.headers, &op.body),
+            _ => dv_error(StatusCode::NOT_FOUND, "0x8006088a", &format!("Resource not found for the segment '{segment}'.")),
+        };
+        let status = resp.status();
+        let mut text = format!("HTTP/1.1 {} {}\r\n", status.as_u16(), reason(status));
+        for (k, v) in resp.headers() {
+            if let Ok(v) = v.to_str() {
+                let name = match k.as_str() {
+                    "odata-entityid" => "OData-EntityId".to_string(),
+                    "content-type" => "Content-Type".to_string(),
+                    other => other.to_string(),
+                };
+                text.push_str(&format!("{name}: {v}\r\n"));
+            }
+        }
+        text.push_str("\r\n");
+        let body = body_text(resp);
+        if !body.is_empty() {
+            text.push_str(&body);
+            text.push_str("\r\n");
+        }
+        (status, text)
+    }
+}
+
+/// The body of a response built in this module. They all carry complete in-memory bodies, so
+/// one poll yields everything and the batch stays synchronous under the state lock discipline.
+fn body_text(resp: Response) -> String {
+    let fut = axum::body::to_bytes(resp.into_body(), usize::MAX);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let mut fut = std::pin::pin!(fut);
+    match fut.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(Ok(b)) => String::from_utf8_lossy(&b).into_owned(),
+        _ => String::new(),
     }
 }
 

@@ -357,3 +357,37 @@ async fn dataverse_webhook_step_posts_remote_execution_context_with_headers() {
     assert_eq!(ctx["InputParameters"][0]["value"]["Attributes"][0]["value"], "Renamed");
     sb.shutdown().await;
 }
+
+#[tokio::test]
+async fn dataverse_batch_runs_requests_and_rolls_back_a_failing_changeset() {
+    let sb = start(sized(3)).await;
+    let t = token(&sb).await;
+    let batch = |body: String| {
+        let url = format!("{}{API}/$batch", base(&sb));
+        let t = t.clone();
+        async move { client().post(url).bearer_auth(t).header("Content-Type", "multipart/mixed; boundary=batch_AAA").body(body).send().await.unwrap() }
+    };
+    let ok = "--batch_AAA\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\nGET /api/data/v9.2/accounts?$select=name HTTP/1.1\r\nAccept: application/json\r\n\r\n\r\n--batch_AAA\r\nContent-Type: multipart/mixed; boundary=changeset_BBB\r\n\r\n--changeset_BBB\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\nContent-ID: 1\r\n\r\nPOST /api/data/v9.2/accounts HTTP/1.1\r\nContent-Type: application/json\r\n\r\n{\"name\":\"Batch A\"}\r\n--changeset_BBB\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\nContent-ID: 2\r\n\r\nPATCH $1 HTTP/1.1\r\nContent-Type: application/json\r\n\r\n{\"telephone1\":\"555\"}\r\n--changeset_BBB--\r\n--batch_AAA--\r\n".to_string();
+    let r = batch(ok).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("multipart/mixed; boundary=batchresponse_"));
+    let text = r.text().await.unwrap();
+    assert!(text.contains("HTTP/1.1 200 OK"), "{text}");
+    assert_eq!(text.matches("HTTP/1.1 204 No Content").count(), 2, "{text}");
+    assert!(text.contains("OData-EntityId: "));
+    let r: Value = get(&sb, &t, "/accounts?$filter=name eq 'Batch A'", None).await.json().await.unwrap();
+    assert_eq!(r["value"][0]["telephone1"], "555", "$1 referred to the row created by Content-ID 1");
+    let failing = "--batch_AAA\r\nContent-Type: multipart/mixed; boundary=changeset_CCC\r\n\r\n--changeset_CCC\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\nContent-ID: 1\r\n\r\nPOST /api/data/v9.2/accounts HTTP/1.1\r\nContent-Type: application/json\r\n\r\n{\"name\":\"Rolled back\"}\r\n--changeset_CCC\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\nContent-ID: 2\r\n\r\nPOST /api/data/v9.2/accounts HTTP/1.1\r\nContent-Type: application/json\r\n\r\n{\"nonsense\":1}\r\n--changeset_CCC--\r\n--batch_AAA--\r\n".to_string();
+    let text = batch(failing).await.text().await.unwrap();
+    assert!(text.contains("HTTP/1.1 400 Bad Request"), "{text}");
+    assert!(!text.contains("204"), "a failed changeset answers with its failure only");
+    let r: Value = get(&sb, &t, "/accounts?$filter=name eq 'Rolled back'", None).await.json().await.unwrap();
+    assert_eq!(r["value"].as_array().unwrap().len(), 0, "the changeset was rolled back");
+    let mut too_many = String::new();
+    for _ in 0..1_001 {
+        too_many.push_str("--batch_AAA\r\nContent-Type: application/http\r\n\r\nGET /api/data/v9.2/accounts HTTP/1.1\r\n\r\n\r\n");
+    }
+    too_many.push_str("--batch_AAA--\r\n");
+    assert_eq!(batch(too_many).await.status(), 400);
+    sb.shutdown().await;
+}
