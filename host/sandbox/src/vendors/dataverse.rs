@@ -1115,7 +1115,7 @@ fn parse_op(text: &str) -> Result<BatchOp, String> {
     let content_id = part_headers.iter().find(|(k, _)| k == "content-id").map(|(_, v)| v.clone());
     let http_text = http_text.trim_start();
     let (request_line, after) = http_text.split_once('\n').ok_or("a batch part has no request line")?;
-    let mut words = request_line.trim().split_whitespace();
+    let mut words = request_line.split_whitespace();
     let method: http::Method = words.next().ok_or("empty request line")?.parse().map_err(|_| "bad method in a batch part".to_string())?;
     let url = words.next().ok_or("request line without a URL")?.to_string();
     let (hs, body) = split_head(after);
