@@ -8,7 +8,7 @@
 //! `allOrNone`, getUpdated/getDeleted windows, `Sforce-Limit-Info` on every response and 403
 //! `REQUEST_LIMIT_EXCEEDED`, and errors that are always JSON arrays.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::Router;
@@ -16,7 +16,7 @@ use axum::body::Bytes;
 use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
@@ -340,6 +340,27 @@ struct SalesforceState {
     objects: Vec<Collection>,
     cursors: HashMap<String, Cursor>,
     api_calls: VecDeque<i64>,
+    jobs: BTreeMap<String, BulkJob>,
+    next_job: u64,
+}
+
+/// A Bulk API 2.0 ingest job and, once processed, its per-row results.
+#[derive(Debug, Clone)]
+struct BulkJob {
+    id: String,
+    object: SObject,
+    operation: String,
+    external_id: Option<String>,
+    line_ending: String,
+    state: &'static str,
+    created_ms: i64,
+    modified_ms: i64,
+    data: String,
+    header: Vec<String>,
+    successes: Vec<(String, bool, Vec<String>)>,
+    failures: Vec<(String, String, Vec<String>)>,
+    unprocessed: Vec<Vec<String>>,
+    error_message: Option<String>,
 }
 
 pub(crate) struct Salesforce {
@@ -380,7 +401,7 @@ impl Salesforce {
             session_ms: config.tokens.salesforce_session.as_millis() as i64,
             code_ms: config.tokens.authorization_code.as_millis() as i64,
             jwt_key,
-            state: Mutex::new(SalesforceState { demo, objects: build_collections(demo), cursors: HashMap::new(), api_calls: VecDeque::new() }),
+            state: Mutex::new(SalesforceState { demo, objects: build_collections(demo), cursors: HashMap::new(), api_calls: VecDeque::new(), jobs: BTreeMap::new(), next_job: 1 }),
             hub,
             base: OnceLock::new(),
         });
@@ -1479,6 +1500,303 @@ async fn collection_upsert(State(s): State<Arc<Salesforce>>, Extension(ctx): Ext
     })
 }
 
+// ---------------------------------------------------------------- Bulk API 2.0 ingest
+
+/// RFC 4180 CSV: quoted fields, doubled quotes, newlines inside quotes.
+fn parse_csv(text: &str) -> Result<Vec<Vec<String>>, String> {
+    let mut rows = Vec::new();
+    let mut row = Vec::new();
+    let mut field = String::new();
+    let mut quoted = false;
+    let mut chars = text.chars().peekable();
+    let mut any = false;
+    while let Some(c) = chars.next() {
+        any = true;
+        match (quoted, c) {
+            (true, '"') if chars.peek() == Some(&'"') => {
+                chars.next();
+                field.push('"');
+            }
+            (true, '"') => quoted = false,
+            (true, c) => field.push(c),
+            (false, '"') if field.is_empty() => quoted = true,
+            (false, ',') => row.push(std::mem::take(&mut field)),
+            (false, '\r') => {}
+            (false, '\n') => {
+                row.push(std::mem::take(&mut field));
+                rows.push(std::mem::take(&mut row));
+                any = false;
+            }
+            (false, c) => field.push(c),
+        }
+    }
+    if quoted {
+        return Err("unterminated quoted field in the CSV".into());
+    }
+    if any {
+        row.push(field);
+        rows.push(row);
+    }
+    Ok(rows.into_iter().filter(|r| !(r.len() == 1 && r[0].is_empty())).collect())
+}
+
+fn csv_line(fields: &[String]) -> String {
+    fields.iter().map(|f| format!("\"{}\"", f.replace('"', "\"\""))).collect::<Vec<_>>().join(",")
+}
+
+fn job_error(status: StatusCode, code: &str, message: &str) -> Response {
+    json_response(status, json!([{"errorCode": code, "message": message}]))
+}
+
+impl Salesforce {
+    fn job_json(&self, j: &BulkJob, version: &str) -> Value {
+        let mut v = json!({
+            "id": j.id, "operation": j.operation, "object": j.object.name(), "createdById": user_id(), "createdDate": sf_time(j.created_ms),
+            "systemModstamp": sf_time(j.modified_ms), "state": j.state, "concurrencyMode": "Parallel", "contentType": "CSV",
+            "apiVersion": version.trim_start_matches('v').parse::<f64>().unwrap_or(66.0), "jobType": "V2Ingest", "lineEnding": j.line_ending,
+            "columnDelimiter": "COMMA", "contentUrl": format!("services/data/{version}/jobs/ingest/{}/batches", j.id),
+            "numberRecordsProcessed": j.successes.len() + j.failures.len(), "numberRecordsFailed": j.failures.len(), "retries": 0,
+            "totalProcessingTime": 0, "apiActiveProcessingTime": 0, "apexProcessingTime": 0,
+        });
+        if let Some(e) = &j.external_id {
+            v["externalIdFieldName"] = json!(e);
+        }
+        if let Some(e) = &j.error_message {
+            v["errorMessage"] = json!(e);
+        }
+        v
+    }
+
+    /// Applies every row of a job; each row succeeds or fails on its own.
+    fn process_job(&self, id: &str) {
+        let mut st = self.state.lock().expect("salesforce state");
+        let Some(mut job) = st.jobs.get(id).cloned() else { return };
+        let rows = match parse_csv(&job.data) {
+            Ok(r) => r,
+            Err(e) => {
+                job.state = "Failed";
+                job.error_message = Some(format!("InvalidBatch : {e}"));
+                st.jobs.insert(id.to_string(), job);
+                return;
+            }
+        };
+        let Some((header, data)) = rows.split_first() else {
+            job.state = "Failed";
+            job.error_message = Some("InvalidBatch : no data was uploaded".into());
+            st.jobs.insert(id.to_string(), job);
+            return;
+        };
+        job.header = header.clone();
+        let obj = job.object;
+        let now = self.now();
+        for row in data {
+            let mut input = serde_json::Map::new();
+            for (h, v) in header.iter().zip(row) {
+                if v.is_empty() {
+                    continue;
+                }
+                let value = if v == "#N/A" {
+                    Value::Null
+                } else {
+                    match obj.field(h).map(|d| d.1) {
+                        Some(FieldType::Currency | FieldType::Int) => v.parse::<f64>().map(|n| json!(n)).unwrap_or_else(|_| json!(v)),
+                        Some(FieldType::Boolean) => json!(v.eq_ignore_ascii_case("true")),
+                        _ => json!(v),
+                    }
+                };
+                input.insert(h.clone(), value);
+            }
+            let id_col = input.get("Id").and_then(Value::as_str).map(str::to_string);
+            let outcome: Result<(u64, bool), DmlError> = match job.operation.as_str() {
+                "insert" => self.validate(&mut st, obj, &input, None).map(|f| (self.apply(&mut st, obj, f, None), true)),
+                "update" | "delete" => match id_col.as_deref().map(|i| self.live(&st, obj, i)) {
+                    None => Err(DmlError::new("MISSING_ARGUMENT", "Id not specified", &["Id"])),
+                    Some(Err(e)) => Err(e),
+                    Some(Ok(i)) if job.operation == "delete" => {
+                        st.objects[obj.slot()].delete(i, now);
+                        Ok((i, false))
+                    }
+                    Some(Ok(i)) => {
+                        let mut rest = input.clone();
+                        rest.remove("Id");
+                        self.validate(&mut st, obj, &rest, Some(i)).map(|f| (self.apply(&mut st, obj, f, Some(i)), false))
+                    }
+                },
+                _ => {
+                    let key = job.external_id.clone().unwrap_or_default();
+                    match input.get(&key).filter(|v| !v.is_null()).cloned() {
+                        None => Err(DmlError::new("MISSING_ARGUMENT", format!("{key} not specified"), &[])),
+                        Some(k) => {
+                            let found = st.objects[obj.slot()].find(&key, &k);
+                            if found.len() > 1 {
+                                Err(DmlError::new("DUPLICATE_EXTERNAL_ID", format!("{key}: more than one record found for external id field"), &[]))
+                            } else {
+                                let existing = found.first().copied();
+                                self.validate(&mut st, obj, &input, existing).map(|f| (self.apply(&mut st, obj, f, existing), existing.is_none()))
+                            }
+                        }
+                    }
+                }
+            };
+            match outcome {
+                Ok((i, created)) => job.successes.push((sf_id(obj, i), created, row.clone())),
+                Err(e) => job.failures.push((id_col.unwrap_or_default(), format!("{}:{}:{} --", e.code, e.message, e.fields.join(",")), row.clone())),
+            }
+        }
+        job.state = "JobComplete";
+        job.modified_ms = self.now();
+        st.jobs.insert(id.to_string(), job);
+    }
+}
+
+async fn jobs(State(s): State<Arc<Salesforce>>, Extension(ctx): Extension<RequestCtx>, Path(v): Path<String>, method: http::Method, headers: HeaderMap, body: Bytes) -> Response {
+    s.guarded(&headers, &ctx, || {
+        if method == http::Method::GET {
+            let st = s.state.lock().expect("salesforce state");
+            let records: Vec<Value> = st.jobs.values().map(|j| s.job_json(j, &v)).collect();
+            return json_response(StatusCode::OK, json!({"done": true, "records": records, "nextRecordsUrl": null}));
+        }
+        let req = match parse_json_body(&body) {
+            Ok(v) => v,
+            Err(m) => return job_error(StatusCode::BAD_REQUEST, "JSON_PARSER_ERROR", &m),
+        };
+        let Some(obj) = req.get("object").and_then(Value::as_str).and_then(SObject::parse) else {
+            return job_error(StatusCode::BAD_REQUEST, "INVALIDJOB", &format!("Entity '{}' is not supported by the Bulk API.", req.get("object").and_then(Value::as_str).unwrap_or("")));
+        };
+        let operation = req.get("operation").and_then(Value::as_str).unwrap_or("").to_string();
+        if !matches!(operation.as_str(), "insert" | "update" | "upsert" | "delete") {
+            return job_error(StatusCode::BAD_REQUEST, "INVALIDJOB", &format!("operation must be insert, update, upsert or delete, got {operation:?}"));
+        }
+        let external_id = req.get("externalIdFieldName").and_then(Value::as_str).map(str::to_string);
+        if operation == "upsert" && !external_id.as_deref().is_some_and(|e| obj.is_external_id(e)) {
+            return job_error(StatusCode::BAD_REQUEST, "INVALIDJOB", "upsert jobs need externalIdFieldName naming an external ID field");
+        }
+        if req.get("contentType").and_then(Value::as_str).is_some_and(|c| c != "CSV") {
+            return job_error(StatusCode::BAD_REQUEST, "INVALIDJOB", "contentType must be CSV");
+        }
+        let mut st = s.state.lock().expect("salesforce state");
+        let n = st.next_job;
+        st.next_job += 1;
+        let id = with_checksum(&format!("750Hs0{:09}", n));
+        let now = s.now();
+        let job = BulkJob {
+            id: id.clone(),
+            object: obj,
+            operation,
+            external_id: external_id.and_then(|e| obj.field(&e).map(|d| d.0.to_string())),
+            line_ending: req.get("lineEnding").and_then(Value::as_str).unwrap_or("LF").to_string(),
+            state: "Open",
+            created_ms: now,
+            modified_ms: now,
+            data: String::new(),
+            header: Vec::new(),
+            successes: Vec::new(),
+            failures: Vec::new(),
+            unprocessed: Vec::new(),
+            error_message: None,
+        };
+        let body = s.job_json(&job, &v);
+        st.jobs.insert(id, job);
+        json_response(StatusCode::OK, body)
+    })
+}
+
+async fn job(State(s): State<Arc<Salesforce>>, Extension(ctx): Extension<RequestCtx>, Path((v, id)): Path<(String, String)>, method: http::Method, headers: HeaderMap, body: Bytes) -> Response {
+    let s2 = Arc::clone(&s);
+    s.guarded(&headers, &ctx, || {
+        let mut st = s.state.lock().expect("salesforce state");
+        let Some(job) = st.jobs.get_mut(&id) else { return job_error(StatusCode::NOT_FOUND, "NOT_FOUND", "The requested resource does not exist") };
+        match method {
+            http::Method::GET => json_response(StatusCode::OK, s.job_json(job, &v)),
+            http::Method::DELETE => {
+                if matches!(job.state, "Open" | "InProgress") {
+                    return job_error(StatusCode::BAD_REQUEST, "INVALIDJOBSTATE", &format!("a job in state {} cannot be deleted; close or abort it first", job.state));
+                }
+                st.jobs.remove(&id);
+                StatusCode::NO_CONTENT.into_response()
+            }
+            _ => {
+                let wanted = parse_json_body(&body).ok().and_then(|b| b.get("state").and_then(Value::as_str).map(str::to_string)).unwrap_or_default();
+                match (job.state, wanted.as_str()) {
+                    ("Open", "UploadComplete") => {
+                        job.state = "UploadComplete";
+                        job.modified_ms = s.now();
+                        let body = s.job_json(job, &v);
+                        let id = id.clone();
+                        let s3 = Arc::clone(&s2);
+                        // Processing starts after the close, as on the platform.
+                        tokio::spawn(async move {
+                            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                            if let Some(j) = s3.state.lock().expect("salesforce state").jobs.get_mut(&id) {
+                                j.state = "InProgress";
+                            }
+                            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                            s3.process_job(&id);
+                        });
+                        json_response(StatusCode::OK, body)
+                    }
+                    ("Open" | "UploadComplete", "Aborted") => {
+                        job.state = "Aborted";
+                        job.unprocessed = parse_csv(&job.data).unwrap_or_default().into_iter().skip(1).collect();
+                        job.header = parse_csv(&job.data).ok().and_then(|r| r.first().cloned()).unwrap_or_default();
+                        json_response(StatusCode::OK, s.job_json(job, &v))
+                    }
+                    (from, to) => job_error(StatusCode::BAD_REQUEST, "INVALIDJOBSTATE", &format!("a job cannot move from {from} to {to:?}")),
+                }
+            }
+        }
+    })
+}
+
+async fn job_upload(State(s): State<Arc<Salesforce>>, Extension(ctx): Extension<RequestCtx>, Path((_v, id)): Path<(String, String)>, headers: HeaderMap, body: Bytes) -> Response {
+    s.guarded(&headers, &ctx, || {
+        if !header_str(&headers, "content-type").is_some_and(|c| c.starts_with("text/csv")) {
+            return job_error(StatusCode::BAD_REQUEST, "INVALIDJOB", "upload the data with Content-Type: text/csv");
+        }
+        let mut st = s.state.lock().expect("salesforce state");
+        let Some(job) = st.jobs.get_mut(&id) else { return job_error(StatusCode::NOT_FOUND, "NOT_FOUND", "The requested resource does not exist") };
+        if job.state != "Open" {
+            return job_error(StatusCode::CONFLICT, "INVALIDJOBSTATE", &format!("data can only be uploaded while the job is Open; it is {}", job.state));
+        }
+        let text = String::from_utf8_lossy(&body);
+        if job.data.is_empty() {
+            job.data = text.into_owned();
+        } else {
+            // Later uploads repeat the header row; keep only their data rows.
+            job.data.push_str(text.split_once('\n').map(|(_, rest)| rest).unwrap_or(""));
+        }
+        StatusCode::CREATED.into_response()
+    })
+}
+
+async fn job_results(State(s): State<Arc<Salesforce>>, Extension(ctx): Extension<RequestCtx>, Path((_v, id, kind)): Path<(String, String, String)>, headers: HeaderMap) -> Response {
+    s.guarded(&headers, &ctx, || {
+        let st = s.state.lock().expect("salesforce state");
+        let Some(job) = st.jobs.get(&id) else { return job_error(StatusCode::NOT_FOUND, "NOT_FOUND", "The requested resource does not exist") };
+        let csv = match kind.as_str() {
+            "successfulResults" => {
+                let mut lines = vec![csv_line(&[vec!["sf__Id".to_string(), "sf__Created".to_string()], job.header.clone()].concat())];
+                lines.extend(job.successes.iter().map(|(id, created, row)| csv_line(&[vec![id.clone(), created.to_string()], row.clone()].concat())));
+                lines
+            }
+            "failedResults" => {
+                let mut lines = vec![csv_line(&[vec!["sf__Id".to_string(), "sf__Error".to_string()], job.header.clone()].concat())];
+                lines.extend(job.failures.iter().map(|(id, err, row)| csv_line(&[vec![id.clone(), err.clone()], row.clone()].concat())));
+                lines
+            }
+            "unprocessedrecords" => {
+                let mut lines = vec![csv_line(&job.header)];
+                lines.extend(job.unprocessed.iter().map(|r| csv_line(r)));
+                lines
+            }
+            _ => return job_error(StatusCode::NOT_FOUND, "NOT_FOUND", "The requested resource does not exist"),
+        };
+        let mut r = (StatusCode::OK, csv.join("\n") + "\n").into_response();
+        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv"));
+        r
+    })
+}
+
 // ---------------------------------------------------------------- emulator
 
 impl Emulator for Salesforce {
@@ -1506,13 +1824,17 @@ impl Emulator for Salesforce {
             .route("/services/data/{v}/composite/sobjects", post(collections).patch(collections).delete(collections))
             .route("/services/data/{v}/composite/sobjects/{name}/{field}", get(collection_upsert).patch(collection_upsert))
             .route("/services/data/{v}/composite/sobjects/{name}", get(collection_get))
+            .route("/services/data/{v}/jobs/ingest", get(jobs).post(jobs))
+            .route("/services/data/{v}/jobs/ingest/{id}", get(job).patch(job).delete(job))
+            .route("/services/data/{v}/jobs/ingest/{id}/batches", put(job_upload))
+            .route("/services/data/{v}/jobs/ingest/{id}/{kind}", get(job_results))
             .fallback(|| async { not_found() })
             .with_state(self)
     }
 
     fn reset(&self, data: DemoData) {
         let demo = Demo::from(data);
-        *self.state.lock().expect("salesforce state") = SalesforceState { demo, objects: build_collections(demo), cursors: HashMap::new(), api_calls: VecDeque::new() };
+        *self.state.lock().expect("salesforce state") = SalesforceState { demo, objects: build_collections(demo), cursors: HashMap::new(), api_calls: VecDeque::new(), jobs: BTreeMap::new(), next_job: 1 };
     }
 
     fn snapshot(&self) -> Value {

@@ -487,3 +487,54 @@ async fn salesforce_limit_info_counts_calls_and_403_after_the_daily_allocation()
     assert_eq!(r.json::<Value>().await.unwrap()[0]["errorCode"], "REQUEST_LIMIT_EXCEEDED");
     sb.shutdown().await;
 }
+
+#[tokio::test]
+async fn salesforce_bulk_ingest_job_moves_through_states_and_reports_per_row_results() {
+    let sb = start(sized(3)).await;
+    let token = session(&sb).await;
+    let r = send(&sb, &token, reqwest::Method::POST, &format!("{V}/jobs/ingest"), json!({"object": "Widget__c", "operation": "insert"})).await;
+    assert_eq!(r.status(), 400);
+    let job: Value = send(&sb, &token, reqwest::Method::POST, &format!("{V}/jobs/ingest"), json!({"object": "Account", "operation": "upsert", "externalIdFieldName": "External_Id__c", "contentType": "CSV", "lineEnding": "LF"})).await.json().await.unwrap();
+    assert_eq!(job["state"], "Open");
+    let id = job["id"].as_str().unwrap().to_string();
+    assert!(id.starts_with("750") && id.len() == 18);
+    let csv = "External_Id__c,Name,AnnualRevenue\nACC-000001,\"Renamed, Inc\",5000\nNEW-1,Brand New,\nNEW-2,,10\n";
+    let up = client().put(format!("{}{V}/jobs/ingest/{id}/batches", base(&sb))).bearer_auth(&token).header("Content-Type", "text/csv").body(csv).send().await.unwrap();
+    assert_eq!(up.status(), 201);
+    let closed: Value = send(&sb, &token, reqwest::Method::PATCH, &format!("{V}/jobs/ingest/{id}"), json!({"state": "UploadComplete"})).await.json().await.unwrap();
+    assert_eq!(closed["state"], "UploadComplete");
+    let late = client().put(format!("{}{V}/jobs/ingest/{id}/batches", base(&sb))).bearer_auth(&token).header("Content-Type", "text/csv").body(csv).send().await.unwrap();
+    assert_eq!(late.status(), 409, "data can only be uploaded while the job is Open");
+    let mut info = Value::Null;
+    for _ in 0..100 {
+        info = get(&sb, &token, &format!("{V}/jobs/ingest/{id}")).await.json().await.unwrap();
+        if info["state"] == "JobComplete" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(info["state"], "JobComplete");
+    assert_eq!(info["numberRecordsProcessed"], 3);
+    assert_eq!(info["numberRecordsFailed"], 1);
+    let ok = get(&sb, &token, &format!("{V}/jobs/ingest/{id}/successfulResults")).await.text().await.unwrap();
+    let lines: Vec<&str> = ok.lines().collect();
+    assert_eq!(lines[0], "\"sf__Id\",\"sf__Created\",\"External_Id__c\",\"Name\",\"AnnualRevenue\"");
+    assert!(lines[1].contains("\"false\",\"ACC-000001\",\"Renamed, Inc\""), "{ok}");
+    assert!(lines[2].contains("\"true\",\"NEW-1\""), "{ok}");
+    let failed = get(&sb, &token, &format!("{V}/jobs/ingest/{id}/failedResults")).await.text().await.unwrap();
+    assert!(failed.lines().nth(1).unwrap().contains("REQUIRED_FIELD_MISSING"), "{failed}");
+    let acc: Value = get(&sb, &token, &format!("{V}/sobjects/Account/External_Id__c/ACC-000001")).await.json().await.unwrap();
+    assert_eq!(acc["Name"], "Renamed, Inc");
+    assert_eq!(acc["AnnualRevenue"], 5000.0);
+    // An aborted job reports its rows as unprocessed.
+    let job: Value = send(&sb, &token, reqwest::Method::POST, &format!("{V}/jobs/ingest"), json!({"object": "Lead", "operation": "insert"})).await.json().await.unwrap();
+    let id2 = job["id"].as_str().unwrap();
+    client().put(format!("{}{V}/jobs/ingest/{id2}/batches", base(&sb))).bearer_auth(&token).header("Content-Type", "text/csv").body("LastName,Company\nA,B\n").send().await.unwrap();
+    let aborted: Value = send(&sb, &token, reqwest::Method::PATCH, &format!("{V}/jobs/ingest/{id2}"), json!({"state": "Aborted"})).await.json().await.unwrap();
+    assert_eq!(aborted["state"], "Aborted");
+    let un = get(&sb, &token, &format!("{V}/jobs/ingest/{id2}/unprocessedrecords")).await.text().await.unwrap();
+    assert_eq!(un, "\"LastName\",\"Company\"\n\"A\",\"B\"\n");
+    let bad = send(&sb, &token, reqwest::Method::PATCH, &format!("{V}/jobs/ingest/{id2}"), json!({"state": "UploadComplete"})).await;
+    assert_eq!(bad.status(), 400);
+    sb.shutdown().await;
+}
