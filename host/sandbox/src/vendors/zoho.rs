@@ -1015,6 +1015,180 @@ async fn search(
     })
 }
 
+// ---------------------------------------------------------------- COQL
+
+/// Rewrites COQL into the SOQL subset `soql` parses: `is [not] null`, `not like`,
+/// `between a and b` and `limit offset, count` become their SOQL spellings.
+fn coql_to_soql(q: &str) -> Result<String, String> {
+    let mut toks: Vec<String> = Vec::new();
+    let chars: Vec<char> = q.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c.is_whitespace() {
+            i += 1;
+        } else if c == '\'' {
+            let start = i;
+            i += 1;
+            while i < chars.len() && !(chars[i] == '\'' && chars.get(i.wrapping_sub(1)) != Some(&'\\')) {
+                i += 1;
+            }
+            if i >= chars.len() {
+                return Err("unterminated string".into());
+            }
+            i += 1;
+            toks.push(chars[start..i].iter().collect());
+        } else if "(),".contains(c) {
+            toks.push(c.to_string());
+            i += 1;
+        } else if "=!<>".contains(c) {
+            let start = i;
+            while i < chars.len() && "=!<>".contains(chars[i]) {
+                i += 1;
+            }
+            toks.push(chars[start..i].iter().collect());
+        } else {
+            let start = i;
+            while i < chars.len() && !chars[i].is_whitespace() && !"(),'=!<>".contains(chars[i]) {
+                i += 1;
+            }
+            toks.push(chars[start..i].iter().collect());
+        }
+    }
+    let lower: Vec<String> = toks.iter().map(|t| t.to_ascii_lowercase()).collect();
+    let mut out: Vec<String> = Vec::new();
+    let mut k = 0;
+    while k < toks.len() {
+        let w = lower[k].as_str();
+        let next = |n: usize| lower.get(k + n).map(String::as_str).unwrap_or("");
+        if w == "is" && next(1) == "not" && next(2) == "null" {
+            out.extend(["!=".into(), "null".into()]);
+            k += 3;
+        } else if w == "is" && next(1) == "null" {
+            out.extend(["=".into(), "null".into()]);
+            k += 2;
+        } else if w == "not" && next(1) == "like" {
+            let field = out.pop().ok_or("not like needs a field")?;
+            out.extend(["NOT".into(), field, "LIKE".into()]);
+            k += 2;
+        } else if w == "between" && next(2) == "and" {
+            let field = out.pop().ok_or("between needs a field")?;
+            let (a, b) = (toks.get(k + 1).cloned().unwrap_or_default(), toks.get(k + 3).cloned().ok_or("between needs two values")?);
+            out.extend(["(".into(), field.clone(), ">=".into(), a, "AND".into(), field, "<=".into(), b, ")".into()]);
+            k += 4;
+        } else if w == "limit" && next(2) == "," {
+            let (offset, count) = (toks.get(k + 1).cloned().unwrap_or_default(), toks.get(k + 3).cloned().ok_or("limit offset, count needs a count")?);
+            out.extend(["LIMIT".into(), count, "OFFSET".into(), offset]);
+            k += 4;
+        } else {
+            out.push(toks[k].clone());
+            k += 1;
+        }
+    }
+    Ok(out.join(" "))
+}
+
+async fn coql(State(z): State<Arc<Zoho>>, Extension(ctx): Extension<RequestCtx>, Path(version): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+    if !valid_version(&version) {
+        return invalid_url();
+    }
+    let syntax = |msg: String| zerr(StatusCode::BAD_REQUEST, "SYNTAX_ERROR", "error occured while parsing the query", json!({"reason": msg}));
+    let query_text = match parse_json_body(&body) {
+        Ok(v) => match v.get("select_query").and_then(Value::as_str) {
+            Some(q) => q.to_string(),
+            None => return zerr(StatusCode::BAD_REQUEST, "REQUIRED_PARAM_MISSING", "One of the expected parameter is missing", json!({"param_name": "select_query"})),
+        },
+        Err(msg) => return syntax(msg),
+    };
+    let parsed = match coql_to_soql(&query_text).and_then(|s| crate::vendors::soql::parse(&s)) {
+        Ok(q) => q,
+        Err(msg) => return syntax(msg),
+    };
+    let Some(m) = Module::parse(&parsed.object) else { return invalid_module() };
+    z.guarded(&headers, &ctx, Some(m), Op::Read, false, |_| z.run_coql(m, &parsed))
+}
+
+impl Zoho {
+    fn run_coql(&self, m: Module, q: &crate::vendors::soql::Query) -> Response {
+        let limit = q.limit.unwrap_or(200);
+        if limit > 2_000 {
+            return zerr(StatusCode::BAD_REQUEST, "LIMIT_EXCEEDED", "the limit must not exceed 2000", json!({"limit": 2000}));
+        }
+        let st = self.state.lock().expect("zoho state");
+        let Some(sample) = self.render(&st, m, 0, None).or_else(|| st.modules[m.slot()].scan(Dir::Asc, None).next().and_then(|i| self.render(&st, m, i, None))) else {
+            return StatusCode::NO_CONTENT.into_response();
+        };
+        let known = |f: &str| {
+            let base = f.split('.').next().unwrap_or(f);
+            base == "id" || sample.get(base).is_some() || generated_fields(&st.demo, m, 0).contains_key(base)
+        };
+        let mut mentioned = q.fields.clone();
+        if let Some(f) = &q.filter {
+            crate::vendors::soql::filter_fields(f, &mut mentioned);
+        }
+        mentioned.extend(q.order.iter().map(|o| o.field.clone()));
+        if let Some(bad) = mentioned.iter().find(|f| !known(f)) {
+            return zerr(StatusCode::BAD_REQUEST, "INVALID_QUERY", "invalid column given", json!({"column_name": bad}));
+        }
+        // COQL compares lookups by id; `Lookup.Field` reads the looked-up record's name.
+        let get = |rec: &Value, f: &str| -> Value {
+            match f.split_once('.') {
+                Some((lookup, sub)) => rec.get(lookup).map(|l| if sub == "id" { l["id"].clone() } else { l["name"].clone() }).unwrap_or(Value::Null),
+                None => match rec.get(f) {
+                    Some(Value::Object(o)) => o.get("id").cloned().unwrap_or(Value::Null),
+                    Some(Value::Number(n)) => json!(n.to_string()),
+                    Some(v) => v.clone(),
+                    None => Value::Null,
+                },
+            }
+        };
+        let mut hits: Vec<Value> = Vec::new();
+        let offset = q.offset.unwrap_or(0) as usize;
+        let wanted = if q.order.is_empty() { offset + limit as usize + 1 } else { usize::MAX };
+        for i in st.modules[m.slot()].scan(Dir::Asc, None) {
+            let Some(rec) = self.render(&st, m, i, None) else { continue };
+            if q.filter.as_ref().is_none_or(|f| crate::vendors::soql::eval(f, &|name: &str| get(&rec, name))) {
+                hits.push(rec);
+                if hits.len() >= wanted {
+                    break;
+                }
+            }
+        }
+        if !q.order.is_empty() {
+            hits.sort_by(|a, b| {
+                q.order.iter().map(|o| crate::vendors::soql::order_values(&get(a, &o.field), &get(b, &o.field), o)).find(|x| *x != std::cmp::Ordering::Equal).unwrap_or(std::cmp::Ordering::Equal)
+            });
+        }
+        let more = hits.len() > offset + limit as usize;
+        let data: Vec<Value> = hits
+            .iter()
+            .skip(offset)
+            .take(limit as usize)
+            .map(|rec| {
+                let mut o = serde_json::Map::new();
+                for f in &q.fields {
+                    let v = match f.split_once('.') {
+                        Some(_) => get(rec, f),
+                        None => match rec.get(f) {
+                            Some(Value::Object(l)) => json!({"id": l.get("id")}),
+                            Some(v) => v.clone(),
+                            None => Value::Null,
+                        },
+                    };
+                    o.insert(f.clone(), v);
+                }
+                o.insert("id".into(), rec["id"].clone());
+                Value::Object(o)
+            })
+            .collect();
+        if data.is_empty() {
+            return StatusCode::NO_CONTENT.into_response();
+        }
+        let count = data.len();
+        json_response(StatusCode::OK, json!({"data": data, "info": {"count": count, "more_records": more}}))
+    }
+}
+
 // ---------------------------------------------------------------- records: write
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -1619,6 +1793,7 @@ impl Emulator for Zoho {
             .route("/oauth/v2/auth/approve", post(authorize_decision))
             .route("/oauth/v2/token", post(token))
             .route("/oauth/v2/token/revoke", post(revoke))
+            .route("/crm/{version}/coql", post(coql))
             .route("/crm/{version}/actions/watch", get(watch).post(watch).put(watch).patch(watch).delete(watch))
             .route("/crm/{version}/{module}", get(list).post(create).put(update_many).delete(delete_many))
             .route("/crm/{version}/{module}/upsert", post(upsert))

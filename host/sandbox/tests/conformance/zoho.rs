@@ -810,3 +810,34 @@ async fn zoho_concurrency_limit_throttles_parallel_calls() {
     assert_eq!(statuses, [200, 429]);
     sb.shutdown().await;
 }
+
+#[tokio::test]
+async fn zoho_coql_selects_filters_orders_and_pages() {
+    let sb = start(sized(30)).await;
+    let token = access_token(&sb).await;
+    let coql = |q: String| {
+        let url = format!("{}/crm/v7/coql", base(&sb));
+        let token = token.clone();
+        async move { client().post(url).header("Authorization", format!("Zoho-oauthtoken {token}")).json(&json!({"select_query": q})).send().await.unwrap() }
+    };
+    let r: Value = coql("select Last_Name, Email, Account_Name from Contacts where Email like '%.example' and Last_Name is not null order by Last_Name asc limit 0, 5".into()).await.json().await.unwrap();
+    let rows = r["data"].as_array().unwrap();
+    assert_eq!(rows.len(), 5);
+    assert_eq!(r["info"]["more_records"], true);
+    let names: Vec<&str> = rows.iter().map(|x| x["Last_Name"].as_str().unwrap()).collect();
+    assert!(names.windows(2).all(|w| w[0].to_lowercase() <= w[1].to_lowercase()));
+    assert!(rows[0]["Account_Name"]["id"].is_string(), "lookups come back as {{id}}");
+    let account = rows[0]["Account_Name"]["id"].as_str().unwrap().to_string();
+    let r: Value = coql(format!("select Last_Name from Contacts where Account_Name = '{account}'")).await.json().await.unwrap();
+    assert!(r["data"].as_array().unwrap().iter().any(|x| x["id"] == rows[0]["id"]));
+    let r: Value = coql("select Deal_Name, Amount from Deals where Amount between 1000 and 20000".into()).await.json().await.unwrap();
+    assert!(r["data"].as_array().unwrap().iter().all(|d| (1_000.0..=20_000.0).contains(&d["Amount"].as_f64().unwrap())));
+    let r = coql("select Nope from Leads where Last_Name is not null".into()).await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().await.unwrap()["code"], "INVALID_QUERY");
+    let r = coql("select from where".into()).await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().await.unwrap()["code"], "SYNTAX_ERROR");
+    assert_eq!(coql("select Last_Name from Leads where Last_Name = 'Nobody-at-all'".into()).await.status(), 204);
+    sb.shutdown().await;
+}
