@@ -367,6 +367,8 @@ pub struct MondayLimits {
     /// Calls per day, reset at 00:00 UTC (`DAILY_LIMIT_EXCEEDED`).
     pub daily_calls: u64,
     pub requests_per_minute: u32,
+    /// Requests one token may have in flight at once.
+    pub concurrent_requests: u32,
     pub max_items_per_page: u64,
     pub cursor_lifetime: Duration,
     /// Points charged for one item-creating or item-changing mutation.
@@ -381,6 +383,7 @@ impl Default for MondayLimits {
             complexity_per_minute: 10_000_000,
             daily_calls: 25_000,
             requests_per_minute: 5_000,
+            concurrent_requests: 100,
             max_items_per_page: 500,
             cursor_lifetime: Duration::from_secs(3_600),
             mutation_cost: 10_000,

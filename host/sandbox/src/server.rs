@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use http::Request;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -203,9 +203,9 @@ async fn handle(req: Request<Incoming>, router: Router, emu: Arc<dyn Emulator>, 
     let started = Instant::now();
     let seq = hub.request_seq.fetch_add(1, Ordering::Relaxed) + 1;
     let (mut parts, body) = req.into_parts();
-    let bytes = match axum::body::to_bytes(Body::new(body), MAX_BODY).await {
-        Ok(b) => b,
-        Err(_) => axum::body::Bytes::new(),
+    let (bytes, too_large) = match axum::body::to_bytes(Body::new(body), MAX_BODY).await {
+        Ok(b) => (b, false),
+        Err(_) => (axum::body::Bytes::new(), true),
     };
     let uri = parts.uri.to_string();
     let headers: Vec<(String, String)> = parts
@@ -240,6 +240,9 @@ async fn handle(req: Request<Incoming>, router: Router, emu: Arc<dyn Emulator>, 
         }
     }
     let response = match fault {
+        _ if too_large => Some(
+            (http::StatusCode::PAYLOAD_TOO_LARGE, format!("the request body is larger than the sandbox's {} MiB limit", MAX_BODY / (1024 * 1024))).into_response(),
+        ),
         Some("dropped") => None,
         Some("rate_limited") => Some(emu.throttled()),
         Some("server_error") => Some(emu.server_error()),

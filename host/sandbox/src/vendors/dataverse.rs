@@ -562,7 +562,7 @@ async fn resource(State(d): State<Arc<Dataverse>>, Extension(ctx): Extension<Req
     })
 }
 
-async fn resource_action(State(d): State<Arc<Dataverse>>, Extension(ctx): Extension<RequestCtx>, Path((_version, segment, action)): Path<(String, String, String)>, RawQuery(q): RawQuery, headers: HeaderMap, body: Bytes) -> Response {
+async fn resource_action(State(d): State<Arc<Dataverse>>, Extension(ctx): Extension<RequestCtx>, Path((_version, segment, action)): Path<(String, String, String)>, headers: HeaderMap, body: Bytes) -> Response {
     d.guarded(&headers, &ctx, || {
         let Some(Target::Set(e)) = parse_segment(&segment) else {
             return dv_error(StatusCode::NOT_FOUND, "0x8006088a", &format!("Resource not found for the segment '{segment}'."));
@@ -571,7 +571,6 @@ async fn resource_action(State(d): State<Arc<Dataverse>>, Extension(ctx): Extens
             "$count" => {
                 let st = d.state.lock().expect("dataverse state");
                 let n = st.entities[e.slot()].len().min(5_000);
-                let _ = q;
                 let mut r = (StatusCode::OK, n.to_string()).into_response();
                 r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
                 r
@@ -1318,7 +1317,7 @@ impl Dataverse {
             Err(msg) => return dv_error(StatusCode::BAD_REQUEST, "0x80048d19", &msg),
         };
         let bind_id = |k: &str| v.get(k).and_then(Value::as_str).and_then(|r| r.rsplit_once('(')).map(|(_, g)| g.trim_end_matches(')').to_string());
-        let (id, key) = if set == "serviceendpoints" {
+        let id = if set == "serviceendpoints" {
             if v.get("contract").and_then(Value::as_i64) != Some(8) {
                 return dv_error(StatusCode::BAD_REQUEST, "0x80048d19", "contract must be 8 (Webhook); other service endpoint contracts are not emulated");
             }
@@ -1334,7 +1333,7 @@ impl Dataverse {
                 id.clone(),
                 ServiceEndpoint { id: id.clone(), name: v.get("name").and_then(Value::as_str).unwrap_or("webhook").into(), url: url.into(), authtype, authvalue: v.get("authvalue").and_then(Value::as_str).unwrap_or("").into() },
             );
-            (id, "serviceendpointid")
+            id
         } else {
             let message = bind_id("sdkmessageid@odata.bind").and_then(|g| (0..MESSAGES.len()).find(|m| message_guid(*m) == g));
             let filter = bind_id("sdkmessagefilterid@odata.bind").and_then(|g| (0..MESSAGES.len()).flat_map(|m| Entity::ALL.map(|e| (m, e))).find(|(m, e)| filter_guid(*m, *e) == g));
@@ -1359,9 +1358,8 @@ impl Dataverse {
                     mode: v.get("mode").and_then(Value::as_i64).unwrap_or(1),
                 },
             );
-            (id, "sdkmessageprocessingstepid")
+            id
         };
-        let _ = key;
         let mut r = StatusCode::NO_CONTENT.into_response();
         set_header(&mut r, "OData-EntityId", format!("{}/{set}({id})", self.api()));
         r

@@ -108,10 +108,10 @@ impl EntraApp {
                         (resource, true, None)
                     }
                     "authorization_code" => {
-                        let Some(code) = hub.tokens.take_code(get("code")).filter(|c| c.grant.vendor == self.vendor && c.expires_ms > now && c.redirect_uri == get("redirect_uri")) else {
+                        let valid = hub.tokens.take_code(get("code")).is_some_and(|c| c.grant.vendor == self.vendor && c.expires_ms > now && c.redirect_uri == get("redirect_uri"));
+                        if !valid {
                             return aad_error(hub, StatusCode::BAD_REQUEST, "invalid_grant", 70000, "The provided value for the 'code' parameter is not valid.");
-                        };
-                        let _ = code;
+                        }
                         (resource, true, None)
                     }
                     other => {

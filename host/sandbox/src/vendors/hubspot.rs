@@ -24,7 +24,7 @@ use super::{auth_token, json as json_response, parse_json_body, query_params, se
 use crate::clock::{parse_iso, rfc3339_millis};
 use crate::collection::{Collection, Dir, Fields};
 use crate::config::{DemoData, HubSpotLimits, SandboxConfig};
-use crate::demo::{DEAL_STAGES, DEMO_EPOCH_MS, Demo, Kind};
+use crate::demo::{DEMO_EPOCH_MS, Demo, Kind};
 use crate::oauth::{self, AuthorizeParams};
 use crate::server::{Credentials, Emulator, Hub, RequestCtx};
 use crate::tokens::{AccessToken, Grant, RefreshToken, TokenCheck};
@@ -166,7 +166,6 @@ fn generated(demo: &Demo, t: ObjType, i: u64) -> Fields {
         }
         ObjType::Deals => {
             let d = demo.deal(i);
-            let _ = DEAL_STAGES;
             json!({"dealname": d.name, "amount": d.amount.to_string(), "dealstage": STAGES[d.stage], "pipeline": "default", "closedate": rfc3339_millis(DEMO_EPOCH_MS + d.close_day * 86_400_000)})
         }
     };

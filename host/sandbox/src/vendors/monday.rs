@@ -590,6 +590,9 @@ async fn graphql_endpoint(State(m): State<Arc<Monday>>, Extension(ctx): Extensio
         return json_response(StatusCode::BAD_REQUEST, error_body(vec![json!({"message": "No query string was present", "extensions": {"code": "BAD_REQUEST"}})], Value::Null));
     };
     let vars: HashMap<String, Value> = req.get("variables").and_then(Value::as_object).map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
+    if ctx.in_flight > m.limits.concurrent_requests {
+        return m.limited("Concurrency limit exceeded", "maxConcurrencyExceeded", 1);
+    }
     let now = m.now();
     // Calls and per-minute requests are counted before parsing, like the real API.
     {
@@ -1041,8 +1044,7 @@ impl Emulator for Monday {
         })
     }
 
-    fn record(&self, object: &str, id: &str) -> Option<Value> {
-        let _ = object;
+    fn record(&self, _object: &str, id: &str) -> Option<Value> {
         let (b, i) = parse_item(&json!(id))?;
         let st = self.state.lock().expect("monday state");
         let sel = graphql::parse("{ x { id name group { id } created_at updated_at column_values { id type text value } } }", &HashMap::new()).ok()?;

@@ -688,9 +688,8 @@ async fn identity(State(s): State<Arc<Salesforce>>, Extension(ctx): Extension<Re
 
 // ---------------------------------------------------------------- metadata
 
-async fn versions(State(s): State<Arc<Salesforce>>) -> Response {
+async fn versions() -> Response {
     let list: Vec<Value> = (60..=66).map(|v| json!({"label": format!("v{v}.0"), "url": format!("/services/data/v{v}.0"), "version": format!("{v}.0")})).collect();
-    let _ = s.base();
     json_response(StatusCode::OK, json!(list))
 }
 
@@ -1468,7 +1467,6 @@ async fn collection_upsert(State(s): State<Arc<Salesforce>>, Extension(ctx): Ext
                     Err(_) => Value::Null,
                 })
                 .collect();
-            let _ = field;
             return json_response(StatusCode::OK, json!(list));
         }
         if !obj.is_external_id(&field) {

@@ -22,7 +22,7 @@ use super::{auth_token, header_str, json as json_response, parse_json_body, quer
 use crate::clock::{date, parse_iso, with_offset};
 use crate::collection::{Collection, Dir, Fields};
 use crate::config::{DemoData, SandboxConfig, ZohoLimits};
-use crate::demo::{DEAL_STAGES, Demo, Kind};
+use crate::demo::{Demo, Kind};
 use crate::oauth::{self, AuthorizeParams};
 use crate::server::{Credentials, Emulator, Hub, RequestCtx};
 use crate::tokens::{AccessToken, Grant, RefreshToken, TokenCheck};
@@ -144,7 +144,6 @@ fn generated_fields(demo: &Demo, m: Module, i: u64) -> Fields {
                 let p = demo.contact(j);
                 json!({"name": format!("{} {}", p.first, p.last), "id": zoho_id(Module::Contacts, j)})
             });
-            let _ = DEAL_STAGES;
             json!({
                 "Deal_Name": d.name, "Amount": d.amount, "Stage": STAGES[d.stage],
                 "Closing_Date": date(crate::demo::DEMO_EPOCH_MS + d.close_day * 86_400_000),

@@ -216,3 +216,12 @@ async fn admin_listens_separately_from_vendor_paths() {
     assert!(index["vendors"].as_array().unwrap().iter().any(|v| v["vendor"] == "zoho"));
     sb.shutdown().await;
 }
+
+#[tokio::test]
+async fn oversized_request_bodies_get_413() {
+    let sb = start(SandboxConfig::default()).await;
+    let big = vec![b'x'; 33 * 1024 * 1024];
+    let r = client().post(format!("{}/crm/v7/Leads", sb.vendor(Vendor::Zoho).unwrap().base_url())).body(big).send().await.unwrap();
+    assert_eq!(r.status(), 413);
+    sb.shutdown().await;
+}

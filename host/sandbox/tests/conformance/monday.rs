@@ -220,3 +220,19 @@ async fn monday_create_webhook_needs_the_challenge_echo_and_events_carry_a_jwt()
     assert!(claims["accountId"].is_u64() && claims["exp"].is_i64());
     sb.shutdown().await;
 }
+
+#[tokio::test]
+async fn monday_concurrency_limit_answers_429() {
+    let mut config = sized(3);
+    config.monday.concurrent_requests = 1;
+    let sb = start(config).await;
+    sb.set_faults(Some(Vendor::Monday), weft_sandbox::FaultConfig { slow: 1.0, slow_delay_ms: 300, ..weft_sandbox::FaultConfig::default() });
+    let token = sb.vendor(Vendor::Monday).unwrap().credentials().api_token.unwrap();
+    let (a, b) = tokio::join!(gql_raw(&sb, &token, "{ me { id } }", json!({})), gql_raw(&sb, &token, "{ me { id } }", json!({})));
+    let mut statuses = [a.status().as_u16(), b.status().as_u16()];
+    statuses.sort();
+    assert_eq!(statuses, [200, 429]);
+    let limited = if a.status() == 429 { a } else { b };
+    assert_eq!(limited.json::<Value>().await.unwrap()["errors"][0]["extensions"]["code"], "maxConcurrencyExceeded");
+    sb.shutdown().await;
+}
