@@ -565,3 +565,22 @@ async fn zendesk_admin_state_shows_webhooks_and_counts() {
     assert!(!rec["comments"].as_array().unwrap().is_empty());
     sb.shutdown().await;
 }
+
+#[tokio::test]
+async fn zendesk_users_and_organizations_can_be_found_by_email_external_id_and_name() {
+    let sb = start(sized(5)).await;
+    let users: Value = get(&sb, "/api/v2/users?per_page=3").await.json().await.unwrap();
+    let email = users["users"][1]["email"].as_str().unwrap().to_string();
+    let r: Value = get(&sb, &format!("/api/v2/users/search.json?query=email:{email}")).await.json().await.unwrap();
+    assert_eq!(r["count"], 1);
+    assert_eq!(r["users"][0]["id"], users["users"][1]["id"]);
+    send(&sb, reqwest::Method::POST, "/api/v2/users", json!({"user": {"name": "Ext", "email": "ext@example.com", "external_id": "crm-7"}})).await;
+    let r: Value = get(&sb, "/api/v2/users/search?external_id=crm-7").await.json().await.unwrap();
+    assert_eq!(r["users"][0]["email"], "ext@example.com");
+    let orgs: Value = get(&sb, "/api/v2/organizations?per_page=1").await.json().await.unwrap();
+    let name = orgs["organizations"][0]["name"].as_str().unwrap().to_string();
+    let r: Value = client().get(format!("{}/api/v2/organizations/search", base(&sb))).query(&[("name", &name)]).header("Authorization", basic(&sb)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(r["organizations"][0]["id"], orgs["organizations"][0]["id"]);
+    assert_eq!(get(&sb, "/api/v2/users/search?query=role:admin").await.status(), 400);
+    sb.shutdown().await;
+}
