@@ -631,9 +631,11 @@ impl Dataverse {
         if p.contains_key("$skip") {
             return dv_error(StatusCode::BAD_REQUEST, "0x80060888", "The query parameter $skip is not supported");
         }
-        if p.contains_key("$expand") {
-            return dv_error(StatusCode::BAD_REQUEST, "0x80060888", "$expand is not emulated by the weft sandbox; read the related rows by their _value lookup instead");
-        }
+        let expand = match p.get("$expand").map(|x| parse_expand(e, x)) {
+            None => Vec::new(),
+            Some(Ok(x)) => x,
+            Some(Err(msg)) => return dv_error(StatusCode::BAD_REQUEST, "0x80060888", &msg),
+        };
         let select: Option<Vec<String>> = p.get("$select").map(|s| s.split(',').map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect());
         if let Some(bad) = select.as_ref().and_then(|cols| cols.iter().find(|c| !Self::column_exists(e, c))) {
             return dv_error(StatusCode::BAD_REQUEST, "0x80060888", &format!("Could not find a property named '{bad}' on type 'Microsoft.Dynamics.CRM.{}'.", e.logical()));
@@ -654,7 +656,7 @@ impl Dataverse {
         let top = p.get("$top").and_then(|t| t.parse::<u64>().ok());
         let delta = p.get("$deltatoken").cloned();
         let tracking = pref.track_changes || delta.is_some();
-        if tracking && (filter.is_some() || !order.is_empty() || top.is_some()) {
+        if tracking && (filter.is_some() || !order.is_empty() || top.is_some() || !expand.is_empty()) {
             return dv_error(StatusCode::BAD_REQUEST, "0x80060888", "The query options $filter, $orderby, $expand and $top are not supported with change tracking (odata.track-changes).");
         }
         let page_size = pref.max_page.unwrap_or(self.limits.max_page_size).clamp(1, self.limits.max_page_size);
@@ -672,7 +674,7 @@ impl Dataverse {
             if !passthrough.is_empty() {
                 parts.push(passthrough.clone());
             }
-            for k in ["$filter", "$orderby", "$top", "$count"] {
+            for k in ["$filter", "$orderby", "$top", "$count", "$expand"] {
                 if let Some(v) = p.get(k) {
                     parts.push(format!("{k}={}", encode(v)));
                 }
@@ -741,7 +743,7 @@ impl Dataverse {
             let more = all.len() > skip + rows.len() && top.is_none_or(|t| page_no * page_size < t);
             (rows.clone(), more, rows.first().copied(), rows.last().copied())
         };
-        let values: Vec<Value> = rows.iter().filter_map(|i| self.render(&st, e, *i, select.as_deref(), annotations)).collect();
+        let values: Vec<Value> = rows.iter().filter_map(|i| self.render(&st, e, *i, select.as_deref(), annotations).map(|v| self.expand(&st, e, *i, v, &expand))).collect();
         let mut body = json!({"@odata.context": context});
         if p.get("$count").is_some_and(|v| v == "true") {
             let total = c.scan(Dir::Asc, None).filter(|i| matches(*i)).take(5_001).count();
@@ -771,6 +773,73 @@ impl Dataverse {
             set_header(&mut r, "Preference-Applied", applied.join(","));
         }
         r
+    }
+}
+
+/// One `$expand` item: a single-valued navigation property, its lookup column, the target
+/// table and the target columns to select.
+struct Expansion {
+    nav: &'static str,
+    column: &'static str,
+    target: Entity,
+    select: Option<Vec<String>>,
+}
+
+/// Parses `nav($select=a,b),other` for the table's lookups.
+fn parse_expand(e: Entity, text: &str) -> Result<Vec<Expansion>, String> {
+    let mut items = Vec::new();
+    let mut depth = 0;
+    let mut cur = String::new();
+    for c in text.chars() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                items.push(std::mem::take(&mut cur));
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(c);
+    }
+    items.push(cur);
+    items
+        .into_iter()
+        .filter(|i| !i.trim().is_empty())
+        .map(|item| {
+            let item = item.trim();
+            let (nav, options) = match item.split_once('(') {
+                Some((n, rest)) => (n.trim(), Some(rest.trim_end_matches(')'))),
+                None => (item, None),
+            };
+            let (nav, column, target) = e
+                .fields()
+                .iter()
+                .find_map(|(name, kind)| match kind {
+                    Kindf::Lookup(n, t) if *n == nav => Some((*n, *name, *t)),
+                    _ => None,
+                })
+                .ok_or_else(|| format!("Could not find a navigation property named '{nav}' on 'Microsoft.Dynamics.CRM.{}' (the sandbox expands single-valued lookups)", e.logical()))?;
+            let select = options.and_then(|o| o.split(';').find_map(|opt| opt.trim().strip_prefix("$select=").map(|s| s.split(',').map(|c| c.trim().to_string()).collect::<Vec<_>>())));
+            if let Some(bad) = select.as_ref().and_then(|cols| cols.iter().find(|c| !Dataverse::column_exists(target, c))) {
+                return Err(format!("Could not find a property named '{bad}' on type 'Microsoft.Dynamics.CRM.{}'.", target.logical()));
+            }
+            Ok(Expansion { nav, column, target, select })
+        })
+        .collect()
+}
+
+impl Dataverse {
+    fn expand(&self, st: &DataverseState, e: Entity, i: u64, mut row: Value, expansions: &[Expansion]) -> Value {
+        if expansions.is_empty() {
+            return row;
+        }
+        let Some(rec) = st.entities[e.slot()].get(i) else { return row };
+        for x in expansions {
+            let related = rec.fields.get(x.column).and_then(Value::as_str).and_then(|g| index_of(st, x.target, g)).and_then(|j| self.render(st, x.target, j, x.select.as_deref(), false));
+            row[x.nav] = related.unwrap_or(Value::Null);
+        }
+        row
     }
 }
 
@@ -924,7 +993,12 @@ impl Dataverse {
                 if let Some(bad) = select.as_ref().and_then(|cols| cols.iter().find(|c| !Self::column_exists(e, c))) {
                     return dv_error(StatusCode::BAD_REQUEST, "0x80060888", &format!("Could not find a property named '{bad}' on type 'Microsoft.Dynamics.CRM.{}'.", e.logical()));
                 }
-                let mut v = self.render(&st, e, i, select.as_deref(), pref.annotations).unwrap_or(Value::Null);
+                let expand = match query_params(q).get("$expand").map(|x| parse_expand(e, x)) {
+                    None => Vec::new(),
+                    Some(Ok(x)) => x,
+                    Some(Err(msg)) => return dv_error(StatusCode::BAD_REQUEST, "0x80060888", &msg),
+                };
+                let mut v = self.render(&st, e, i, select.as_deref(), pref.annotations).map(|v| self.expand(&st, e, i, v, &expand)).unwrap_or(Value::Null);
                 v["@odata.context"] = json!(format!("{}/$metadata#{}/$entity", self.api(), e.set()));
                 // A matching If-None-Match etag means the client's copy is current.
                 if if_none_match.as_deref().is_some_and(|t| Some(t) == v["@odata.etag"].as_str()) {

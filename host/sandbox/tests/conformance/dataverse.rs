@@ -391,3 +391,21 @@ async fn dataverse_batch_runs_requests_and_rolls_back_a_failing_changeset() {
     assert_eq!(batch(too_many).await.status(), 400);
     sb.shutdown().await;
 }
+
+#[tokio::test]
+async fn dataverse_expand_follows_single_valued_lookups() {
+    let sb = start(sized(4)).await;
+    let t = token(&sb).await;
+    let r: Value = get(&sb, &t, "/contacts?$select=fullname,emailaddress1,_parentcustomerid_value&$expand=parentcustomerid_account($select=name,websiteurl)&$top=2", None).await.json().await.unwrap();
+    let c = &r["value"][0];
+    let acc = &c["parentcustomerid_account"];
+    assert_eq!(acc["accountid"], c["_parentcustomerid_value"]);
+    assert!(acc["name"].is_string());
+    let domain = acc["websiteurl"].as_str().unwrap().trim_start_matches("https://www.");
+    assert!(c["emailaddress1"].as_str().unwrap().ends_with(domain));
+    let r: Value = get(&sb, &t, "/opportunities?$expand=parentaccountid,parentcontactid&$top=1", None).await.json().await.unwrap();
+    assert!(r["value"][0]["parentaccountid"]["name"].is_string());
+    let r = get(&sb, &t, "/accounts?$expand=contact_customer_accounts", None).await;
+    assert_eq!(r.status(), 400);
+    sb.shutdown().await;
+}
