@@ -284,6 +284,11 @@ impl Runner {
         CallError::Trap { plugin, message }
     }
 
+    async fn instantiate_once<P: Instantiate>(&self, pre: &P) -> Result<(), CallError> {
+        let mut store = self.store(&CallContext::default(), None);
+        pre.instantiate(&mut store).await.map(drop).map_err(|e| self.failure(&store, e))
+    }
+
     fn check_output(&self, size: usize) -> Result<(), CallError> {
         let limit = self.inner.limits.output_bytes;
         if size > limit {
@@ -312,6 +317,12 @@ impl ConnectorPlugin {
     }
     pub fn load_report(&self) -> &LoadReport {
         &self.load
+    }
+
+    /// Creates one instance and drops it without calling into it: what every call pays before
+    /// the guest runs. For benchmarks and readiness checks.
+    pub async fn instantiate_once(&self) -> Result<(), CallError> {
+        self.runner.instantiate_once(&self.pre).await
     }
 
     /// The stream `name`, if the connector has it.
@@ -439,6 +450,12 @@ impl TransformPlugin {
     }
     pub fn load_report(&self) -> &LoadReport {
         &self.load
+    }
+
+    /// Creates one instance and drops it without calling into it: what every call pays before
+    /// the guest runs. For benchmarks and readiness checks.
+    pub async fn instantiate_once(&self) -> Result<(), CallError> {
+        self.runner.instantiate_once(&self.pre).await
     }
 
     /// The schema of the records a step with `config` produces from `input` (and `lookup`).
