@@ -13,6 +13,7 @@ fn main() {
     for input in ["wit", "sdk/src", "sdk/Cargo.toml"] {
         println!("cargo:rerun-if-changed={}", root.join(input).display());
     }
+    ensure_wasm_target();
     for workspace in [root.join("plugins"), tests.join("guests")] {
         watch_workspace(&workspace);
         build(&workspace, &target_dir);
@@ -51,5 +52,21 @@ fn build(workspace: &Path, target_dir: &Path) {
              If the target is missing: rustup target add wasm32-wasip2",
             workspace.display()
         );
+    }
+}
+
+/// Installs the wasm32-wasip2 standard library with rustup when this toolchain lacks it, so the
+/// test command works on a fresh machine.
+fn ensure_wasm_target() {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let sysroot = Command::new(&rustc).args(["--print", "sysroot"]).output().expect("rustc --print sysroot");
+    let sysroot = PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim());
+    if sysroot.join("lib/rustlib/wasm32-wasip2").exists() {
+        return;
+    }
+    println!("cargo:warning=installing the wasm32-wasip2 target with rustup");
+    let status = Command::new("rustup").args(["target", "add", "wasm32-wasip2"]).status();
+    if !matches!(status, Ok(s) if s.success()) {
+        panic!("the wasm32-wasip2 target is missing and `rustup target add wasm32-wasip2` failed; run it by hand");
     }
 }

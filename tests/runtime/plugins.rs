@@ -19,12 +19,12 @@ async fn map_maps_fields_constants_and_cases_and_rejects_unmatched() {
     let map = transform(&rt, MAP).await;
     assert_eq!(map.info().name, "map");
     let config = json!({
-        "fields": {"Subject": "subject", "City": "address.city"},
+        "fields": {"Subject": "subject", "City": "address.city", "Tag": "tags.1"},
         "constants": {"Source": "zendesk"},
         "case": {"Status": {"from": "status", "map": {"new": "Active", "open": "Active", "closed": "Inactive"}}}
     });
     let records = json!([
-        {"subject": "Printer on fire", "address": {"city": "Oslo"}, "status": "new"},
+        {"subject": "Printer on fire", "address": {"city": "Oslo"}, "tags": ["a", "urgent"], "status": "new"},
         {"subject": "Refund", "address": {"city": "Lima"}, "status": "closed"},
         {"subject": "???", "status": "haunted"}
     ]);
@@ -36,8 +36,8 @@ async fn map_maps_fields_constants_and_cases_and_rejects_unmatched() {
     assert_eq!(
         out,
         json!([
-            {"Subject": "Printer on fire", "City": "Oslo", "Source": "zendesk", "Status": "Active"},
-            {"Subject": "Refund", "City": "Lima", "Source": "zendesk", "Status": "Inactive"}
+            {"Subject": "Printer on fire", "City": "Oslo", "Tag": "urgent", "Source": "zendesk", "Status": "Active"},
+            {"Subject": "Refund", "City": "Lima", "Tag": null, "Source": "zendesk", "Status": "Inactive"}
         ])
     );
     assert_eq!(result.rejects.len(), 1);

@@ -1,6 +1,7 @@
 //! `weft`: the command line. A thin layer over the library crates; the only place `anyhow` is
 //! used.
 
+mod demo;
 mod inspect;
 mod sandbox;
 mod secret;
@@ -39,6 +40,9 @@ enum Command {
     },
     /// Start local emulators of every supported SaaS API and wait until Ctrl-C.
     Sandbox(sandbox::SandboxArgs),
+    /// Build the plugins, start the sandbox, read Zendesk tickets and map them to cases through
+    /// real plugins, and summarise.
+    Demo(demo::DemoArgs),
 }
 
 #[derive(Subcommand)]
@@ -85,6 +89,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plugin { command: PluginCommand::Inspect { file, json } } => inspect::run(&cli.data_dir, &file, json).await,
         Command::Secret { command } => secret::run(&cli.data_dir, &cli.tenant, command).await,
         Command::Sandbox(args) => sandbox::run(args).await,
+        Command::Demo(args) => demo::run(&cli.data_dir, args).await,
     }
 }
 

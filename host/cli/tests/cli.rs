@@ -98,3 +98,16 @@ fn secret_set_refuses_an_empty_value() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("no value on standard input"), "{}", text(&out.stderr));
 }
+
+#[test]
+fn demo_reads_sandbox_tickets_through_the_connector_and_maps_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = weft(dir.path(), &["demo", "--plugins", weft_tests::WASM_DIR, "--tickets", "120", "--page-size", "50"], None);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(stdout.contains("  read       120 tickets in 3 pages (3 requests to the Zendesk emulator)"), "{stdout}");
+    assert!(stdout.contains("  mapped     120 cases, 0 rejected"), "{stdout}");
+    assert!(stdout.contains("\"Source\":\"zendesk\""), "{stdout}");
+    // The API token went through the host, sealed in the store; never in the output.
+    assert!(!stdout.contains("weftSandboxZendeskApiToken") && !text(&out.stderr).contains("weftSandboxZendeskApiToken"));
+}

@@ -4,11 +4,18 @@
 //!
 //! | call | request | answer |
 //! |---|---|---|
-//! | check | `GET {base_url}/health` | any 2xx |
+//! | check | `GET {base_url}/health` (`check_path`) | any 2xx |
 //! | read | `GET {base_url}/{stream}?limit=N[&cursor=C][&updated_since=T]` | `{"data": [...], "next_cursor": "C" or null}` |
 //! | write | `POST {base_url}/{stream}/batch` `{"mode", "key", "records"}` | `{"results": [{"status", "id", "error"}]}`, one per record |
 //! | subscribe | `POST {base_url}/webhooks` `{"url", "events"}` | `{"id": "..."}` |
 //! | unsubscribe | `DELETE {base_url}/webhooks/{id}` | any 2xx |
+//!
+//! APIs that page differently are read by configuring the connection:
+//! `records_field` names the field holding the records (default `data`), `page_size_param`
+//! the page-size parameter (default `limit`), and `next_url`, a JSON pointer such as
+//! `/next_page` or `/links/next`, makes the connector follow the next-page URL the API returns
+//! instead of passing `cursor`. Zendesk's offset pagination, for example, is
+//! `{ records_field = "tickets", page_size_param = "per_page", next_url = "/next_page" }`.
 //!
 //! Webhook deliveries carry `X-Signature: sha256=<hex HMAC of the body>` under the
 //! connection's webhook secret and a body `{"events": [{"id", "stream", "action", "record"}]}`;
@@ -26,11 +33,38 @@ const DEFAULT_PAGE_SIZE: u32 = 100;
 #[derive(Deserialize)]
 struct Config {
     base_url: String,
+    #[serde(default = "default_records_field")]
+    records_field: String,
+    #[serde(default = "default_page_size_param")]
+    page_size_param: String,
+    /// JSON pointer to the next page's URL in a list answer.
+    #[serde(default)]
+    next_url: Option<String>,
+    /// What `check` requests, relative to `base_url`.
+    #[serde(default = "default_check_path")]
+    check_path: String,
+}
+
+fn default_check_path() -> String {
+    "/health".into()
+}
+
+fn default_records_field() -> String {
+    "data".into()
+}
+
+fn default_page_size_param() -> String {
+    "limit".into()
+}
+
+fn config(conn: &Connection) -> Result<Config> {
+    let mut config: Config = conn.config_as()?;
+    config.base_url = config.base_url.trim_end_matches('/').to_owned();
+    Ok(config)
 }
 
 fn base_url(conn: &Connection) -> Result<String> {
-    let config: Config = conn.config_as()?;
-    Ok(config.base_url.trim_end_matches('/').to_owned())
+    Ok(config(conn)?.base_url)
 }
 
 /// Where a read resumes.
@@ -45,15 +79,43 @@ struct Resume {
     /// Newest `updated_at` seen so far in this pass.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     newest: Option<String>,
+    /// The next page's URL, for APIs configured with `next_url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    next_url: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// One list answer, picked apart as the connection's config says.
 struct ListAnswer {
     data: Vec<Record>,
-    #[serde(default)]
-    next_cursor: Option<String>,
-    #[serde(default)]
+    next: Option<String>,
     total: Option<u64>,
+}
+
+impl ListAnswer {
+    fn parse(config: &Config, answer: weft_sdk::Value) -> Result<Self> {
+        let mut answer = answer;
+        let data = match answer.get_mut(&config.records_field).map(weft_sdk::Value::take) {
+            Some(weft_sdk::Value::Array(items)) => items
+                .into_iter()
+                .map(|item| match item {
+                    weft_sdk::Value::Object(record) => Ok(record),
+                    other => Err(Error::upstream(200, format!("a record is not an object: {other}").as_bytes())),
+                })
+                .collect::<Result<Vec<_>>>()?,
+            _ => {
+                return Err(Error::config(format!(
+                    "the answer has no array `{}`; set `records_field` in the connection's config",
+                    config.records_field
+                )));
+            }
+        };
+        let text = |v: Option<&weft_sdk::Value>| v.and_then(|v| v.as_str()).map(str::to_owned);
+        let next = match &config.next_url {
+            Some(pointer) => text(answer.pointer(pointer)),
+            None => text(answer.get("next_cursor")),
+        };
+        Ok(ListAnswer { data, next, total: answer.get("total").and_then(|t| t.as_u64()) })
+    }
 }
 
 #[derive(Deserialize)]
@@ -95,7 +157,13 @@ impl Connector for HttpJson {
             .config_schema(json!({
                 "type": "object",
                 "required": ["base_url"],
-                "properties": {"base_url": {"type": "string", "format": "uri"}}
+                "properties": {
+                    "base_url": {"type": "string", "format": "uri"},
+                    "records_field": {"type": "string", "default": "data"},
+                    "page_size_param": {"type": "string", "default": "limit"},
+                    "next_url": {"type": "string", "description": "JSON pointer to the next page's URL, e.g. /links/next"},
+                    "check_path": {"type": "string", "default": "/health"}
+                }
             }))
             .stream(
                 Stream::new("items", item_schema())
@@ -122,12 +190,14 @@ impl Connector for HttpJson {
     }
 
     fn check(conn: &Connection) -> Result<()> {
-        conn.get(&format!("{}/health", base_url(conn)?)).send()?.error_for_status()?;
+        let config = config(conn)?;
+        conn.get(&format!("{}{}", config.base_url, config.check_path)).send()?.error_for_status()?;
         Ok(())
     }
 
     fn read(conn: &Connection, req: ReadRequest) -> Result<Page> {
-        let base = base_url(conn)?;
+        let config = config(conn)?;
+        let base = &config.base_url;
         let resume: Resume = req.cursor_state()?.unwrap_or_default();
         // A stored cursor without an in-pass position starts a new incremental pass from the
         // newest change the previous pass saw.
@@ -136,12 +206,15 @@ impl Connector for HttpJson {
             (SyncMode::Incremental, None) => (None, resume.newest.clone().or(resume.since)),
             (SyncMode::Full, None) => (None, None),
         };
-        let answer: ListAnswer = conn
-            .get(&format!("{base}/{}", req.stream))
-            .query("limit", req.page_size.unwrap_or(DEFAULT_PAGE_SIZE))
-            .query_opt("cursor", cursor.as_deref())
-            .query_opt("updated_since", since.as_deref())
-            .send_json()?;
+        let request = match &resume.next_url {
+            Some(url) => conn.get(url),
+            None => conn
+                .get(&format!("{base}/{}", req.stream))
+                .query(&config.page_size_param, req.page_size.unwrap_or(DEFAULT_PAGE_SIZE))
+                .query_opt("cursor", cursor.as_deref())
+                .query_opt("updated_since", since.as_deref()),
+        };
+        let answer = ListAnswer::parse(&config, request.send_json()?)?;
         let newest = answer
             .data
             .iter()
@@ -149,9 +222,10 @@ impl Connector for HttpJson {
             .chain(resume.newest.as_deref())
             .max()
             .map(str::to_owned);
-        let page = match answer.next_cursor {
-            Some(next) => Page::more(answer.data, &Resume { cursor: Some(next), since, newest }),
-            None => Page::last(answer.data, Some(&Resume { cursor: None, since: None, newest })),
+        let page = match (answer.next, &config.next_url) {
+            (Some(next), Some(_)) => Page::more(answer.data, &Resume { next_url: Some(next), since, newest, cursor: None }),
+            (Some(next), None) => Page::more(answer.data, &Resume { cursor: Some(next), since, newest, next_url: None }),
+            (None, _) => Page::last(answer.data, Some(&Resume { cursor: None, since: None, newest, next_url: None })),
         };
         Ok(match answer.total {
             Some(total) => page.with_total(total),
