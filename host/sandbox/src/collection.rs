@@ -213,10 +213,16 @@ impl Collection {
             (Dir::Desc, Some(a)) => i < a,
             _ => true,
         };
-        let tail = self.scan(dir, None).take_while(move |i| dir == Dir::Asc || *i >= tail_start);
+        // Start where the caller left off, so deep pages do not rescan what came before.
         let tail: Box<dyn Iterator<Item = u64> + '_> = match dir {
-            Dir::Asc => Box::new(self.scan(Dir::Asc, tail_start.checked_sub(1))),
-            Dir::Desc => Box::new(tail),
+            Dir::Asc => {
+                let start = match (after, tail_start.checked_sub(1)) {
+                    (Some(a), Some(t)) => Some(a.max(t)),
+                    (a, t) => a.or(t),
+                };
+                Box::new(self.scan(Dir::Asc, start))
+            }
+            Dir::Desc => Box::new(self.scan(Dir::Desc, after).take_while(move |i| *i >= tail_start)),
         };
         let head = overlay_below.into_iter();
         let iter: Box<dyn Iterator<Item = u64> + '_> = match dir {
@@ -388,5 +394,9 @@ mod tests {
         assert_eq!(desc, [9, 8, 7, 6, 1]);
         let after: Vec<u64> = c.scan_modified_after(Dir::Asc, Some(6), 1_060).collect();
         assert_eq!(after, [7, 8, 9]);
+        let after: Vec<u64> = c.scan_modified_after(Dir::Desc, Some(8), 1_060).collect();
+        assert_eq!(after, [7, 6, 1]);
+        let after: Vec<u64> = c.scan_modified_after(Dir::Asc, Some(0), 1_060).collect();
+        assert_eq!(after, [1, 6, 7, 8, 9]);
     }
 }

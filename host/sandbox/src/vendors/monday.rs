@@ -478,18 +478,18 @@ impl Monday {
         let mut picked = Vec::new();
         let mut more = false;
         if order.is_empty() {
+            let view: &MondayState = st;
             let mut last = cur.after;
-            let candidates: Vec<u64> = st.boards[b.slot()].scan(Dir::Asc, cur.after).take(1_000_000).collect::<Vec<_>>();
-            for i in candidates {
+            for i in view.boards[b.slot()].scan(Dir::Asc, cur.after) {
                 if picked.len() as u64 == limit {
-                    if self.rules_match(st, b, i, &qp)? {
+                    if self.rules_match(view, b, i, &qp)? {
                         more = true;
                         break;
                     }
                     continue;
                 }
                 last = Some(i);
-                if self.rules_match(st, b, i, &qp)? {
+                if self.rules_match(view, b, i, &qp)? {
                     picked.push(i);
                 }
             }
