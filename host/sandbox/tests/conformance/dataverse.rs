@@ -409,3 +409,35 @@ async fn dataverse_expand_follows_single_valued_lookups() {
     assert_eq!(r.status(), 400);
     sb.shutdown().await;
 }
+
+#[tokio::test]
+async fn dataverse_authorization_code_and_refresh_keep_the_old_refresh_token_valid() {
+    let sb = start(sized(2)).await;
+    let c = sb.vendor(Vendor::Dataverse).unwrap().credentials();
+    let tenant = c.extra["tenant_id"].clone();
+    let scope = c.extra["scope"].clone();
+    let page = client()
+        .get(format!("{}/{tenant}/oauth2/v2.0/authorize", base(&sb)))
+        .query(&[("response_type", "code"), ("client_id", c.client_id.as_str()), ("redirect_uri", "http://localhost:9/cb"), ("scope", scope.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let r = client()
+        .post(format!("{}/{tenant}/oauth2/v2.0/authorize", base(&sb)))
+        .form(&[("response_type", "code"), ("client_id", c.client_id.as_str()), ("redirect_uri", "http://localhost:9/cb"), ("scope", scope.as_str()), ("decision", "approve")])
+        .send()
+        .await
+        .unwrap();
+    let loc = r.headers()["location"].to_str().unwrap().to_string();
+    let q: Vec<(String, String)> = serde_urlencoded::from_str(loc.split_once('?').unwrap().1).unwrap();
+    let code = q.iter().find(|(k, _)| k == "code").unwrap().1.clone();
+    let t: Value = token_response(&sb, &[("grant_type", "authorization_code"), ("client_id", &c.client_id), ("client_secret", &c.client_secret), ("code", &code), ("redirect_uri", "http://localhost:9/cb"), ("scope", &scope)], true).await.json().await.unwrap();
+    let first = t["refresh_token"].as_str().unwrap().to_string();
+    let r: Value = token_response(&sb, &[("grant_type", "refresh_token"), ("client_id", &c.client_id), ("client_secret", &c.client_secret), ("refresh_token", &first), ("scope", &scope)], true).await.json().await.unwrap();
+    assert_ne!(r["refresh_token"], first.as_str(), "Entra returns a new refresh token");
+    let again: Value = token_response(&sb, &[("grant_type", "refresh_token"), ("client_id", &c.client_id), ("client_secret", &c.client_secret), ("refresh_token", &first), ("scope", &scope)], true).await.json().await.unwrap();
+    assert!(again["access_token"].is_string(), "and the previous one stays valid");
+    assert_eq!(get(&sb, again["access_token"].as_str().unwrap(), "/WhoAmI", None).await.status(), 200);
+    sb.shutdown().await;
+}

@@ -266,3 +266,15 @@ async fn partner_center_validation_events_are_throttled_and_report_delivery() {
     assert_eq!(rx.received()[0].json()["EventName"], "test-created");
     sb.shutdown().await;
 }
+
+#[tokio::test]
+async fn partner_center_expired_token_gets_401() {
+    let sb = start(sized(1)).await;
+    let t = user_token(&sb).await;
+    assert_eq!(get(&sb, &t, "/v1.0/engagements/referrals").await.status(), 200);
+    sb.advance_clock(Duration::from_secs(3_600));
+    let r = get(&sb, &t, "/v1.0/engagements/referrals").await;
+    assert_eq!(r.status(), 401);
+    assert!(r.json::<Value>().await.unwrap()["description"].as_str().unwrap().contains("expired"));
+    sb.shutdown().await;
+}

@@ -841,3 +841,28 @@ async fn zoho_coql_selects_filters_orders_and_pages() {
     assert_eq!(coql("select Last_Name from Leads where Last_Name = 'Nobody-at-all'".into()).await.status(), 204);
     sb.shutdown().await;
 }
+
+#[tokio::test]
+async fn zoho_notification_gives_up_after_its_attempts_and_records_failure() {
+    let mut config = fast_webhooks(sized(3));
+    config.zoho.notification_attempts = 2;
+    let sb = start(config).await;
+    let token = access_token(&sb).await;
+    let rx = Receiver::start(usize::MAX).await;
+    send(&sb, &token, reqwest::Method::POST, "/crm/v7/actions/watch", json!({"watch": [{"channel_id": "9", "events": ["Leads.create"], "notify_url": rx.url, "token": "t"}]})).await;
+    send(&sb, &token, reqwest::Method::POST, "/crm/v7/Leads", json!({"data": [{"Last_Name": "Never"}]})).await;
+    rx.wait_for(2).await;
+    let mut d = Value::Null;
+    for _ in 0..100 {
+        d = crate::support::admin_get(&sb, "/admin/webhooks?vendor=zoho").await["deliveries"][0].clone();
+        if d["state"] == "failed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(d["state"], "failed");
+    assert_eq!(d["attempts"].as_array().unwrap().len(), 2);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(rx.received().len(), 2, "no attempt after the last one");
+    sb.shutdown().await;
+}
