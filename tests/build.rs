@@ -1,5 +1,5 @@
-//! Builds the WebAssembly components the tests load: the first-party plugins (`plugins/`) and
-//! the misbehaving guests (`tests/guests/`), both into `plugins/target` so they share compiled
+//! Builds the WebAssembly components the tests load: the first-party plugins (`plugins/`), the
+//! misbehaving guests (`tests/guests/`) and the third-party example (`examples/`), all into `plugins/target` so they share compiled
 //! dependencies. Their directory is exposed to the tests as `WEFT_WASM_DIR`.
 
 use std::path::{Path, PathBuf};
@@ -18,6 +18,12 @@ fn main() {
         watch_workspace(&workspace);
         build(&workspace, &target_dir);
     }
+    // The third-party example is its own package, as an outside author's would be.
+    let example = root.join("examples/acme-helpdesk-connector");
+    for file in ["Cargo.toml", "src"] {
+        println!("cargo:rerun-if-changed={}", example.join(file).display());
+    }
+    build(&example, &target_dir);
     println!("cargo:rustc-env=WEFT_WASM_DIR={}", target_dir.join("wasm32-wasip2/release").display());
 }
 

@@ -3,5 +3,6 @@
 mod cache;
 mod contract;
 mod egress;
+mod examples;
 mod hostile;
 mod plugins;
