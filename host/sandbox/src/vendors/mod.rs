@@ -35,6 +35,31 @@ pub(crate) fn build(hub: &Arc<Hub>, config: &SandboxConfig) -> Result<Vec<Arc<dy
     Ok(vec![zoho, zendesk, salesforce, hubspot, dataverse, monday, partner_center])
 }
 
+/// A one-minute budget window that opens with its first use, so a burst is never split by a
+/// wall-clock minute boundary; `used` counts requests or points.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Window {
+    start_ms: i64,
+    pub used: u64,
+}
+
+impl Window {
+    pub(crate) const MINUTE: i64 = 60_000;
+
+    /// Starts a new window if this one is over (or was never used).
+    pub(crate) fn roll(&mut self, now_ms: i64) {
+        if self.used == 0 || now_ms >= self.start_ms + Self::MINUTE {
+            self.start_ms = now_ms;
+            self.used = 0;
+        }
+    }
+
+    /// Whole seconds until the window resets, at least 1.
+    pub(crate) fn reset_in(&self, now_ms: i64) -> i64 {
+        ((self.start_ms + Self::MINUTE - now_ms + 999) / 1_000).max(1)
+    }
+}
+
 /// JSON response with an explicit status.
 pub(crate) fn json(status: StatusCode, body: Value) -> Response {
     let mut r = (status, body.to_string()).into_response();

@@ -23,7 +23,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::{Map, Value, json};
 
 use super::graphql::{self, Field};
-use super::{header_str, json as json_response, set_header};
+use super::{Window, header_str, json as json_response, set_header};
 use crate::clock::{date, parse_iso, rfc3339};
 use crate::collection::{Collection, Dir, Fields};
 use crate::config::{DemoData, MondayLimits, SandboxConfig};
@@ -163,9 +163,9 @@ struct MondayState {
     status_labels: BTreeMap<u64, String>,
     cursors: HashMap<String, ItemsCursor>,
     webhooks: BTreeMap<u64, Webhook>,
-    /// (minute, complexity used) and (minute, calls) and (day, calls).
-    budget: (i64, u64),
-    minute_calls: (i64, u32),
+    /// Complexity points and calls in the current minute window; calls per UTC day.
+    budget: Window,
+    minute_calls: Window,
     daily: (i64, u64),
     next_id: u64,
 }
@@ -213,8 +213,8 @@ impl Monday {
             status_labels: DEFAULT_LABELS.iter().enumerate().map(|(i, l)| (i as u64, l.to_string())).collect(),
             cursors: HashMap::new(),
             webhooks: BTreeMap::new(),
-            budget: (0, 0),
-            minute_calls: (0, 0),
+            budget: Window::default(),
+            minute_calls: Window::default(),
             daily: (0, 0),
             next_id: 1,
         }
@@ -601,22 +601,19 @@ async fn graphql_endpoint(State(m): State<Arc<Monday>>, Extension(ctx): Extensio
         if st.daily.0 != day {
             st.daily = (day, 0);
         }
-        let minute = now.div_euclid(60_000);
-        if st.minute_calls.0 != minute {
-            st.minute_calls = (minute, 0);
-        }
+        st.minute_calls.roll(now);
         if st.daily.1 >= m.limits.daily_calls {
             let retry = ((day + 1) * 86_400_000 - now) / 1_000;
             drop(st);
             return m.limited("Daily limit exceeded", "DAILY_LIMIT_EXCEEDED", retry.max(1));
         }
-        if st.minute_calls.1 >= m.limits.requests_per_minute {
-            let retry = ((minute + 1) * 60_000 - now) / 1_000;
+        if st.minute_calls.used >= m.limits.requests_per_minute as u64 {
+            let retry = st.minute_calls.reset_in(now);
             drop(st);
-            return m.limited("Rate Limit Exceeded", "RATE_LIMIT_EXCEEDED", retry.max(1));
+            return m.limited("Rate Limit Exceeded", "RATE_LIMIT_EXCEEDED", retry);
         }
         st.daily.1 += 1;
-        st.minute_calls.1 += 1;
+        st.minute_calls.used += 1;
     }
     let op = match graphql::parse(query, &vars) {
         Ok(op) => op,
@@ -631,17 +628,14 @@ async fn graphql_endpoint(State(m): State<Arc<Monday>>, Extension(ctx): Extensio
     }
     let (before, reset_in) = {
         let mut st = m.state.lock().expect("monday state");
-        let minute = now.div_euclid(60_000);
-        if st.budget.0 != minute {
-            st.budget = (minute, 0);
-        }
-        let before = m.limits.complexity_per_minute.saturating_sub(st.budget.1);
-        let reset_in = ((minute + 1) * 60_000 - now) / 1_000;
+        st.budget.roll(now);
+        let before = m.limits.complexity_per_minute.saturating_sub(st.budget.used);
+        let reset_in = st.budget.reset_in(now);
         if cost > before {
             drop(st);
             return m.limited("Complexity budget exhausted", "COMPLEXITY_BUDGET_EXHAUSTED", reset_in.max(1));
         }
-        st.budget.1 += cost;
+        st.budget.used += cost;
         (before, reset_in)
     };
     let mut data = Map::new();
@@ -687,8 +681,8 @@ impl Monday {
     fn rate_headers(&self, r: &mut Response) {
         let now = self.now();
         let st = self.state.lock().expect("monday state");
-        let remaining = self.limits.requests_per_minute.saturating_sub(st.minute_calls.1);
-        let reset = 60 - now.rem_euclid(60_000) / 1_000;
+        let remaining = (self.limits.requests_per_minute as u64).saturating_sub(st.minute_calls.used);
+        let reset = st.minute_calls.reset_in(now);
         set_header(r, "RateLimit-Policy", format!("{};w=60", self.limits.requests_per_minute));
         set_header(r, "RateLimit", format!("limit={}, remaining={remaining}, reset={reset}", self.limits.requests_per_minute));
     }
@@ -1040,7 +1034,7 @@ impl Emulator for Monday {
             "vendor": "monday", "seed": st.demo.seed, "account_id": ACCOUNT_ID,
             "boards": Board::ALL.iter().map(|b| json!({"id": b.id(), "name": b.name(), "items": st.boards[b.slot()].len()})).collect::<Vec<_>>(),
             "webhooks": st.webhooks.values().map(|w| json!({"id": w.id, "board_id": w.board.id(), "event": w.event, "url": w.url})).collect::<Vec<_>>(),
-            "complexity_used_this_minute": st.budget.1, "calls_today": st.daily.1,
+            "complexity_used_this_minute": st.budget.used, "calls_today": st.daily.1,
         })
     }
 

@@ -21,7 +21,7 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
 
-use super::{auth_token, json as json_response, parse_json_body, query_params, set_header, token_params, valid_email};
+use super::{Window, auth_token, json as json_response, parse_json_body, query_params, set_header, token_params, valid_email};
 use crate::clock::rfc3339;
 use crate::collection::{Collection, Dir, Fields};
 use crate::config::{DemoData, SandboxConfig, ZendeskLimits};
@@ -181,9 +181,9 @@ struct ZendeskState {
     comments: HashMap<u64, Vec<Value>>,
     webhooks: BTreeMap<String, Webhook>,
     jobs: VecDeque<Job>,
-    /// Requests per clock minute: (minute, count) for the account and incremental buckets.
-    minute: (i64, u32),
-    incremental_minute: (i64, u32),
+    /// Per-minute buckets for the account and for incremental exports.
+    minute: Window,
+    incremental_minute: Window,
 }
 
 pub(crate) struct Zendesk {
@@ -261,8 +261,8 @@ impl Zendesk {
             comments: HashMap::new(),
             webhooks: BTreeMap::new(),
             jobs: VecDeque::new(),
-            minute: (0, 0),
-            incremental_minute: (0, 0),
+            minute: Window::default(),
+            incremental_minute: Window::default(),
         }
     }
 
@@ -381,26 +381,20 @@ impl Zendesk {
     /// Counts a request against the per-minute bucket; `Err` is the 429.
     fn take_rate(&self, incremental: bool) -> Result<u32, Response> {
         let now = self.now();
-        let minute = now.div_euclid(60_000);
-        let retry_after = 60 - (now.rem_euclid(60_000) / 1_000);
         let mut st = self.state.lock().expect("zendesk state");
         if incremental {
-            if st.incremental_minute.0 != minute {
-                st.incremental_minute = (minute, 0);
+            st.incremental_minute.roll(now);
+            if st.incremental_minute.used >= self.limits.incremental_per_minute as u64 {
+                return Err(rate_limited(st.incremental_minute.reset_in(now), self.limits.requests_per_minute, 0, "Number of allowed incremental export API requests per minute exceeded"));
             }
-            if st.incremental_minute.1 >= self.limits.incremental_per_minute {
-                return Err(rate_limited(retry_after, self.limits.requests_per_minute, 0, "Number of allowed incremental export API requests per minute exceeded"));
-            }
-            st.incremental_minute.1 += 1;
+            st.incremental_minute.used += 1;
         }
-        if st.minute.0 != minute {
-            st.minute = (minute, 0);
+        st.minute.roll(now);
+        if st.minute.used >= self.limits.requests_per_minute as u64 {
+            return Err(rate_limited(st.minute.reset_in(now), self.limits.requests_per_minute, 0, "Number of allowed API requests per minute exceeded"));
         }
-        if st.minute.1 >= self.limits.requests_per_minute {
-            return Err(rate_limited(retry_after, self.limits.requests_per_minute, 0, "Number of allowed API requests per minute exceeded"));
-        }
-        st.minute.1 += 1;
-        Ok(self.limits.requests_per_minute - st.minute.1)
+        st.minute.used += 1;
+        Ok(self.limits.requests_per_minute - st.minute.used as u32)
     }
 
     /// Authentication, rate limit and the rate headers every API response carries.
@@ -415,7 +409,7 @@ impl Zendesk {
         let mut resp = f();
         set_header(&mut resp, "X-Rate-Limit", self.limits.requests_per_minute);
         set_header(&mut resp, "X-Rate-Limit-Remaining", remaining);
-        let reset = 60 - (self.now().rem_euclid(60_000) / 1_000);
+        let reset = self.state.lock().expect("zendesk state").minute.reset_in(self.now());
         set_header(&mut resp, "ratelimit-limit", self.limits.requests_per_minute);
         set_header(&mut resp, "ratelimit-remaining", remaining);
         set_header(&mut resp, "ratelimit-reset", reset);
@@ -1728,7 +1722,7 @@ impl Emulator for Zendesk {
             "vendor": "zendesk", "seed": st.demo.seed, "subdomain": SUBDOMAIN, "objects": counts,
             "webhooks": st.webhooks.values().map(|w| self.webhook_json(w)).collect::<Vec<_>>(),
             "jobs": st.jobs.iter().map(|j| self.job_json(j)).collect::<Vec<_>>(),
-            "requests_this_minute": st.minute.1, "live_access_tokens": self.hub.tokens.live_access_count(Vendor::Zendesk, self.now()),
+            "requests_this_minute": st.minute.used, "live_access_tokens": self.hub.tokens.live_access_count(Vendor::Zendesk, self.now()),
         })
     }
 
