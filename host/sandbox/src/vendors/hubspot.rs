@@ -562,6 +562,15 @@ async fn token_info(State(h): State<Arc<HubSpot>>, Path(token): Path<String>) ->
     }
 }
 
+async fn account_details(State(h): State<Arc<HubSpot>>, Extension(ctx): Extension<RequestCtx>, headers: HeaderMap) -> Response {
+    h.guarded(&headers, &ctx, false, || {
+        json_response(
+            StatusCode::OK,
+            json!({"portalId": PORTAL_ID, "accountType": "STANDARD", "timeZone": "Etc/UTC", "companyCurrency": "USD", "additionalCurrencies": [], "utcOffset": "+00:00", "utcOffsetMilliseconds": 0, "uiDomain": "app.hubspot.com", "dataHostingLocation": "na1"}),
+        )
+    })
+}
+
 // ---------------------------------------------------------------- objects
 
 fn list_param(p: &HashMap<String, String>, k: &str) -> Vec<String> {
@@ -1396,6 +1405,7 @@ impl Emulator for HubSpot {
             .route("/oauth/v1/token", post(token))
             .route("/oauth/2026-03/token", post(token))
             .route("/oauth/v1/access-tokens/{token}", get(token_info))
+            .route("/account-info/v3/details", get(account_details))
             .route("/crm/v3/objects/{kind}", get(list).post(create))
             .route("/crm/v3/objects/{kind}/{id}", get(object).patch(object).delete(object).post(object))
             .route("/crm/v3/objects/{kind}/batch/{action}", post(batch))

@@ -335,10 +335,23 @@ enum Op {
     Delete,
 }
 
-fn scope_allows(scope: &str, module: Option<Module>, op: Op, notifications: bool) -> bool {
+/// Which family of scopes a call needs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Area {
+    Records,
+    Notifications,
+    /// Users and org details: `ZohoCRM.users.*`, `ZohoCRM.org.*` or `ZohoCRM.settings.*`.
+    Settings,
+}
+
+fn scope_allows(scope: &str, module: Option<Module>, op: Op, area: Area) -> bool {
     let items: Vec<String> = scope.split([',', ' ']).map(|s| s.trim().to_ascii_lowercase()).filter(|s| !s.is_empty()).collect();
-    if notifications {
-        return items.iter().any(|s| s.starts_with("zohocrm.notifications."));
+    match area {
+        Area::Notifications => return items.iter().any(|s| s.starts_with("zohocrm.notifications.")),
+        Area::Settings => {
+            return items.iter().any(|s| s.starts_with("zohocrm.users.") || s.starts_with("zohocrm.org.") || s.starts_with("zohocrm.settings."));
+        }
+        Area::Records => {}
     }
     let op_name = match op {
         Op::Read => "read",
@@ -363,7 +376,7 @@ impl Zoho {
         ctx: &RequestCtx,
         module: Option<Module>,
         op: Op,
-        notifications: bool,
+        area: Area,
         f: impl FnOnce(&Grant) -> Response,
     ) -> Response {
         let Some(token) = auth_token(headers, "Zoho-oauthtoken") else {
@@ -378,7 +391,7 @@ impl Zoho {
             // Zoho answers an expired token exactly like an unknown one.
             _ => return zerr(StatusCode::UNAUTHORIZED, "INVALID_TOKEN", "invalid oauth token", json!({})),
         };
-        if !scope_allows(&grant.scope, module, op, notifications) {
+        if !scope_allows(&grant.scope, module, op, area) {
             return zerr(StatusCode::UNAUTHORIZED, "OAUTH_SCOPE_MISMATCH", "invalid oauth scope to access this URL", json!({}));
         }
         if ctx.in_flight > self.limits.concurrency {
@@ -553,7 +566,7 @@ async fn list(
         return invalid_url();
     }
     let Some(m) = Module::parse(&module) else { return invalid_module() };
-    z.guarded(&headers, &ctx, Some(m), Op::Read, false, |grant| z.list_records(grant, &version, m, q.as_deref(), &headers))
+    z.guarded(&headers, &ctx, Some(m), Op::Read, Area::Records, |grant| z.list_records(grant, &version, m, q.as_deref(), &headers))
 }
 
 impl Zoho {
@@ -756,7 +769,7 @@ async fn get_one(
         return invalid_url();
     }
     let Some(m) = Module::parse(&module) else { return invalid_module() };
-    z.guarded(&headers, &ctx, Some(m), Op::Read, false, |_| {
+    z.guarded(&headers, &ctx, Some(m), Op::Read, Area::Records, |_| {
         let st = z.state.lock().expect("zoho state");
         match parse_id(m, &id).and_then(|i| z.render(&st, m, i, None)) {
             Some(r) => json_response(StatusCode::OK, json!({"data": [r]})),
@@ -776,7 +789,7 @@ async fn deleted(
         return invalid_url();
     }
     let Some(m) = Module::parse(&module) else { return invalid_module() };
-    z.guarded(&headers, &ctx, Some(m), Op::Read, false, |_| {
+    z.guarded(&headers, &ctx, Some(m), Op::Read, Area::Records, |_| {
         let p = query_params(q.as_deref());
         let kind = p.get("type").cloned().unwrap_or_else(|| "all".into());
         if !matches!(kind.as_str(), "all" | "recycle" | "permanent") {
@@ -943,7 +956,7 @@ async fn search(
         return invalid_url();
     }
     let Some(m) = Module::parse(&module) else { return invalid_module() };
-    z.guarded(&headers, &ctx, Some(m), Op::Read, false, |_| {
+    z.guarded(&headers, &ctx, Some(m), Op::Read, Area::Records, |_| {
         let p = query_params(q.as_deref());
         let criteria = if let Some(c) = p.get("criteria") {
             match parse_criteria(c) {
@@ -1012,6 +1025,49 @@ async fn search(
             json!({"data": data, "info": {"per_page": per_page, "count": count, "page": page, "more_records": hits.len() > start + count}}),
         )
     })
+}
+
+// ---------------------------------------------------------------- users and org
+
+async fn users(State(z): State<Arc<Zoho>>, Extension(ctx): Extension<RequestCtx>, Path(version): Path<String>, RawQuery(q): RawQuery, headers: HeaderMap) -> Response {
+    if !valid_version(&version) {
+        return invalid_url();
+    }
+    z.guarded_users(&headers, &ctx, || {
+        let kind = query_params(q.as_deref()).get("type").cloned().unwrap_or_else(|| "AllUsers".into());
+        if !matches!(kind.as_str(), "AllUsers" | "ActiveUsers" | "CurrentUser" | "AdminUsers" | "ActiveConfirmedUsers") {
+            return zerr(StatusCode::BAD_REQUEST, "INVALID_DATA", "invalid data", json!({"param_name": "type"}));
+        }
+        json_response(
+            StatusCode::OK,
+            json!({
+                "users": [{"id": USER_ID, "full_name": USER_NAME, "first_name": "Weft", "last_name": "Demo", "email": USER_EMAIL,
+                    "role": {"name": "CEO", "id": "4876876000000026005"}, "profile": {"name": "Administrator", "id": "4876876000000026011"},
+                    "status": "active", "confirm": true, "time_zone": "Etc/UTC", "locale": "en_US", "country_locale": "en_US"}],
+                "info": {"per_page": 200, "count": 1, "page": 1, "more_records": false},
+            }),
+        )
+    })
+}
+
+async fn org(State(z): State<Arc<Zoho>>, Extension(ctx): Extension<RequestCtx>, Path(version): Path<String>, headers: HeaderMap) -> Response {
+    if !valid_version(&version) {
+        return invalid_url();
+    }
+    z.guarded_users(&headers, &ctx, || {
+        json_response(
+            StatusCode::OK,
+            json!({"org": [{"id": "4876876000000000001", "company_name": "weft sandbox", "primary_email": USER_EMAIL, "time_zone": "Etc/UTC",
+                "iso_code": "USD", "currency": "US Dollar - USD", "country_code": "US", "domain_name": "org4876876", "type": "production",
+                "license_details": {"paid": true, "paid_type": "enterprise", "users_license_purchased": 10}}]}),
+        )
+    })
+}
+
+impl Zoho {
+    fn guarded_users(&self, headers: &HeaderMap, ctx: &RequestCtx, f: impl FnOnce() -> Response) -> Response {
+        self.guarded(headers, ctx, None, Op::Read, Area::Settings, |_| f())
+    }
 }
 
 // ---------------------------------------------------------------- COQL
@@ -1104,7 +1160,7 @@ async fn coql(State(z): State<Arc<Zoho>>, Extension(ctx): Extension<RequestCtx>,
         Err(msg) => return syntax(msg),
     };
     let Some(m) = Module::parse(&parsed.object) else { return invalid_module() };
-    z.guarded(&headers, &ctx, Some(m), Op::Read, false, |_| z.run_coql(m, &parsed))
+    z.guarded(&headers, &ctx, Some(m), Op::Read, Area::Records, |_| z.run_coql(m, &parsed))
 }
 
 impl Zoho {
@@ -1454,7 +1510,7 @@ async fn create(
         return invalid_url();
     }
     let Some(m) = Module::parse(&module) else { return invalid_module() };
-    z.guarded(&headers, &ctx, Some(m), Op::Create, false, |_| z.write(m, WriteOp::Insert, &body, None, &headers))
+    z.guarded(&headers, &ctx, Some(m), Op::Create, Area::Records, |_| z.write(m, WriteOp::Insert, &body, None, &headers))
 }
 
 async fn update_many(
@@ -1468,7 +1524,7 @@ async fn update_many(
         return invalid_url();
     }
     let Some(m) = Module::parse(&module) else { return invalid_module() };
-    z.guarded(&headers, &ctx, Some(m), Op::Update, false, |_| z.write(m, WriteOp::Update, &body, None, &headers))
+    z.guarded(&headers, &ctx, Some(m), Op::Update, Area::Records, |_| z.write(m, WriteOp::Update, &body, None, &headers))
 }
 
 async fn update_one(
@@ -1482,7 +1538,7 @@ async fn update_one(
         return invalid_url();
     }
     let Some(m) = Module::parse(&module) else { return invalid_module() };
-    z.guarded(&headers, &ctx, Some(m), Op::Update, false, |_| z.write(m, WriteOp::Update, &body, Some(&id), &headers))
+    z.guarded(&headers, &ctx, Some(m), Op::Update, Area::Records, |_| z.write(m, WriteOp::Update, &body, Some(&id), &headers))
 }
 
 async fn upsert(
@@ -1496,7 +1552,7 @@ async fn upsert(
         return invalid_url();
     }
     let Some(m) = Module::parse(&module) else { return invalid_module() };
-    z.guarded(&headers, &ctx, Some(m), Op::Create, false, |_| z.write(m, WriteOp::Upsert, &body, None, &headers))
+    z.guarded(&headers, &ctx, Some(m), Op::Create, Area::Records, |_| z.write(m, WriteOp::Upsert, &body, None, &headers))
 }
 
 async fn delete_many(
@@ -1510,7 +1566,7 @@ async fn delete_many(
         return invalid_url();
     }
     let Some(m) = Module::parse(&module) else { return invalid_module() };
-    z.guarded(&headers, &ctx, Some(m), Op::Delete, false, |_| {
+    z.guarded(&headers, &ctx, Some(m), Op::Delete, Area::Records, |_| {
         let p = query_params(q.as_deref());
         let ids: Vec<String> = p.get("ids").map(|s| s.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect()).unwrap_or_default();
         if ids.is_empty() {
@@ -1530,7 +1586,7 @@ async fn delete_one(
         return invalid_url();
     }
     let Some(m) = Module::parse(&module) else { return invalid_module() };
-    z.guarded(&headers, &ctx, Some(m), Op::Delete, false, |_| z.delete_ids(m, std::slice::from_ref(&id)))
+    z.guarded(&headers, &ctx, Some(m), Op::Delete, Area::Records, |_| z.delete_ids(m, std::slice::from_ref(&id)))
 }
 
 // ---------------------------------------------------------------- notifications (watch)
@@ -1688,7 +1744,7 @@ async fn watch(
     if !valid_version(&version) {
         return invalid_url();
     }
-    z.guarded(&headers, &ctx, None, Op::Read, true, |_| z.watch_inner(method, q.as_deref(), &body))
+    z.guarded(&headers, &ctx, None, Op::Read, Area::Notifications, |_| z.watch_inner(method, q.as_deref(), &body))
 }
 
 impl Zoho {
@@ -1793,6 +1849,8 @@ impl Emulator for Zoho {
             .route("/oauth/v2/token", post(token))
             .route("/oauth/v2/token/revoke", post(revoke))
             .route("/crm/{version}/coql", post(coql))
+            .route("/crm/{version}/users", get(users))
+            .route("/crm/{version}/org", get(org))
             .route("/crm/{version}/actions/watch", get(watch).post(watch).put(watch).patch(watch).delete(watch))
             .route("/crm/{version}/{module}", get(list).post(create).put(update_many).delete(delete_many))
             .route("/crm/{version}/{module}/upsert", post(upsert))

@@ -200,6 +200,8 @@ async fn hubspot_validation_and_conflict_errors_have_categories() {
     let b: Value = r.json().await.unwrap();
     assert_eq!(b["category"], "CONFLICT");
     assert!(b["message"].as_str().unwrap().contains(existing["results"][0]["id"].as_str().unwrap()));
+    let info: Value = get(&sb, "/account-info/v3/details").await.json().await.unwrap();
+    assert!(info["portalId"].is_u64());
     let r = get(&sb, "/crm/v3/objects/contacts/123").await;
     assert_eq!(r.status(), 404);
     assert_eq!(r.json::<Value>().await.unwrap()["category"], "OBJECT_NOT_FOUND");

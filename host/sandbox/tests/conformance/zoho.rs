@@ -866,3 +866,19 @@ async fn zoho_notification_gives_up_after_its_attempts_and_records_failure() {
     assert_eq!(rx.received().len(), 2, "no attempt after the last one");
     sb.shutdown().await;
 }
+
+#[tokio::test]
+async fn zoho_current_user_and_org_need_a_settings_scope() {
+    let sb = start(sized(2)).await;
+    let token = access_token(&sb).await;
+    let me: Value = get(&sb, &token, "/crm/v7/users?type=CurrentUser").await.json().await.unwrap();
+    assert_eq!(me["users"][0]["email"], "demo@weft-sandbox.example");
+    let org: Value = get(&sb, &token, "/crm/v7/org").await.json().await.unwrap();
+    assert!(org["org"][0]["time_zone"].is_string());
+    let p = approve(&sb, "ZohoCRM.modules.ALL", "online").await;
+    let narrow = exchange(&sb, param(&p, "code"), "http://localhost:9/callback").await;
+    let r = get(&sb, narrow["access_token"].as_str().unwrap(), "/crm/v7/users?type=CurrentUser").await;
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.json::<Value>().await.unwrap()["code"], "OAUTH_SCOPE_MISMATCH");
+    sb.shutdown().await;
+}
