@@ -1001,41 +1001,76 @@ fn search(h: Arc<HubSpot>, ctx: RequestCtx, t: ObjType, headers: HeaderMap, body
         let lag = h.limits.search_index_lag.as_millis() as i64;
         let st = h.state.lock().expect("hubspot state");
         let c = &st.objects[t.slot()];
-        // Every match with its sort key; search cannot see objects newer than the index lag.
-        let mut hits: Vec<(Vec<Value>, u64)> = Vec::new();
-        for i in c.scan(Dir::Asc, None) {
-            let Some(rec) = c.get(i) else { continue };
-            if rec.created_ms > now - lag {
-                continue;
-            }
-            let props = h.properties(t, i, &rec.fields, rec.created_ms, rec.modified_ms);
-            let ok = groups.is_empty() || groups.iter().any(|g| g["filters"].as_array().is_none_or(|fs| fs.iter().all(|f| filter_matches(&props, f))));
-            if ok {
-                hits.push((sorts.iter().map(|(p, _)| props.get(p).cloned().unwrap_or(Value::Null)).collect(), i));
-            }
-        }
-        if !sorts.is_empty() {
-            hits.sort_by(|a, b| {
-                for (n, (_, desc)) in sorts.iter().enumerate() {
-                    let (x, y) = (&a.0[n], &b.0[n]);
-                    let o = match (prop_number(x), prop_number(y)) {
-                        (Some(p), Some(q)) => p.partial_cmp(&q).unwrap_or(std::cmp::Ordering::Equal),
-                        _ => x.as_str().unwrap_or("").cmp(y.as_str().unwrap_or("")),
-                    };
-                    let o = if *desc { o.reverse() } else { o };
-                    if o != std::cmp::Ordering::Equal {
-                        return o;
-                    }
+        // Incremental syncs search one modified-date range sorted by that date: answer those from
+        // modification order without generating every record.
+        let modified = t.modified_property();
+        let only_modified = groups.len() == 1
+            && groups[0]["filters"].as_array().is_some_and(|fs| !fs.is_empty() && fs.iter().all(|f| f["propertyName"] == modified && matches!(f["operator"].as_str(), Some("GT" | "GTE" | "LT" | "LTE" | "BETWEEN"))));
+        let fast = only_modified && sorts.len() == 1 && sorts[0].0 == modified && !sorts[0].1;
+        let order: Vec<u64> = if fast {
+            let filters = groups[0]["filters"].as_array().cloned().unwrap_or_default();
+            let ms = |v: &Value| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()).parse::<i64>().ok().or_else(|| v.as_str().and_then(parse_iso));
+            let mut lo = i64::MIN;
+            let mut hi = i64::MAX;
+            for f in &filters {
+                let v = ms(&f["value"]);
+                match (f["operator"].as_str(), v) {
+                    (Some("GT"), Some(x)) => lo = lo.max(x.saturating_add(1)),
+                    (Some("GTE" | "BETWEEN"), Some(x)) => lo = lo.max(x),
+                    (Some("LT"), Some(x)) => hi = hi.min(x),
+                    (Some("LTE"), Some(x)) => hi = hi.min(x.saturating_add(1)),
+                    _ => {}
                 }
-                a.1.cmp(&b.1)
-            });
-        }
-        let total = hits.len() as u64;
-        let results: Vec<Value> = hits
+                if f["operator"] == "BETWEEN"
+                    && let Some(x) = ms(&f["highValue"])
+                {
+                    hi = hi.min(x.saturating_add(1));
+                }
+            }
+            // Property values are whole milliseconds, so [lo, hi) is exact.
+            c.changes_after((lo.saturating_sub(1), u64::MAX), hi, false, usize::MAX)
+                .into_iter()
+                .filter(|ch| ch.key.0 <= now - lag || c.get(ch.index).is_some_and(|r| r.created_ms <= now - lag))
+                .map(|ch| ch.index)
+                .collect()
+        } else {
+            // Every match with its sort key; search cannot see objects newer than the index lag.
+            let mut hits: Vec<(Vec<Value>, u64)> = Vec::new();
+            for i in c.scan(Dir::Asc, None) {
+                let Some(rec) = c.get(i) else { continue };
+                if rec.created_ms > now - lag {
+                    continue;
+                }
+                let props = h.properties(t, i, &rec.fields, rec.created_ms, rec.modified_ms);
+                let ok = groups.is_empty() || groups.iter().any(|g| g["filters"].as_array().is_none_or(|fs| fs.iter().all(|f| filter_matches(&props, f))));
+                if ok {
+                    hits.push((sorts.iter().map(|(p, _)| props.get(p).cloned().unwrap_or(Value::Null)).collect(), i));
+                }
+            }
+            if !sorts.is_empty() {
+                hits.sort_by(|a, b| {
+                    for (n, (_, desc)) in sorts.iter().enumerate() {
+                        let (x, y) = (&a.0[n], &b.0[n]);
+                        let o = match (prop_number(x), prop_number(y)) {
+                            (Some(p), Some(q)) => p.partial_cmp(&q).unwrap_or(std::cmp::Ordering::Equal),
+                            _ => x.as_str().unwrap_or("").cmp(y.as_str().unwrap_or("")),
+                        };
+                        let o = if *desc { o.reverse() } else { o };
+                        if o != std::cmp::Ordering::Equal {
+                            return o;
+                        }
+                    }
+                    a.1.cmp(&b.1)
+                });
+            }
+            hits.into_iter().map(|h| h.1).collect()
+        };
+        let total = order.len() as u64;
+        let results: Vec<Value> = order
             .iter()
             .skip(after as usize)
             .take(limit as usize)
-            .filter_map(|(_, i)| h.render(&st, t, *i, (!wanted.is_empty()).then_some(wanted.as_slice()), &[]))
+            .filter_map(|i| h.render(&st, t, *i, (!wanted.is_empty()).then_some(wanted.as_slice()), &[]))
             .collect();
         let mut body = json!({"total": total, "results": results});
         let next = after + results.len() as u64;

@@ -384,3 +384,33 @@ async fn hubspot_webhook_settings_need_the_developer_key() {
     assert_eq!(r.status(), 200);
     sb.shutdown().await;
 }
+
+#[tokio::test]
+async fn hubspot_modified_date_search_gives_the_same_answer_on_its_fast_path() {
+    let sb = start(sized(400)).await;
+    sb.advance_clock(Duration::from_secs(3_600));
+    // Some writes so the answer mixes demo records and written ones.
+    for i in 0..5u64 {
+        send(&sb, reqwest::Method::PATCH, &format!("/crm/v3/objects/contacts/{}", 5_000_000_001 + i * 37), json!({"properties": {"jobtitle": "Changed"}})).await;
+    }
+    let range = json!({"filters": [{"propertyName": "lastmodifieddate", "operator": "GTE", "value": "1743465600000"}, {"propertyName": "lastmodifieddate", "operator": "LT", "value": "4102444800000"}]});
+    let sorts = json!([{"propertyName": "lastmodifieddate", "direction": "ASCENDING"}]);
+    let mut fast_ids = Vec::new();
+    let mut slow_ids = Vec::new();
+    for (groups, ids) in [(json!([range.clone()]), &mut fast_ids), (json!([range.clone(), range.clone()]), &mut slow_ids)] {
+        let mut after = json!(null);
+        loop {
+            let r: Value = send(&sb, reqwest::Method::POST, "/crm/v3/objects/contacts/search", json!({"filterGroups": groups, "sorts": sorts, "limit": 100, "after": after, "properties": ["lastmodifieddate"]})).await.json().await.unwrap();
+            ids.extend(r["results"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap().to_string()));
+            match r.get("paging") {
+                Some(p) => after = p["next"]["after"].clone(),
+                None => break,
+            }
+        }
+    }
+    assert!(fast_ids.len() > 100, "{}", fast_ids.len());
+    assert_eq!(fast_ids, slow_ids);
+    let written: Vec<String> = (0..5u64).map(|i| (5_000_000_001 + i * 37).to_string()).collect();
+    assert_eq!(fast_ids[fast_ids.len() - 5..], written[..], "records written last sort last");
+    sb.shutdown().await;
+}
