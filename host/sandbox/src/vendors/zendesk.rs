@@ -180,6 +180,7 @@ struct ZendeskState {
     /// Comments added through ticket updates, after the generated ones.
     comments: HashMap<u64, Vec<Value>>,
     webhooks: BTreeMap<String, Webhook>,
+    triggers: BTreeMap<u64, Trigger>,
     jobs: VecDeque<Job>,
     /// Per-minute buckets for the account and for incremental exports.
     minute: Window,
@@ -260,6 +261,7 @@ impl Zendesk {
             objects: build_collections(demo),
             comments: HashMap::new(),
             webhooks: BTreeMap::new(),
+            triggers: BTreeMap::new(),
             jobs: VecDeque::new(),
             minute: Window::default(),
             incremental_minute: Window::default(),
@@ -1023,6 +1025,9 @@ impl Zendesk {
                         (i, true)
                     }
                 };
+                // Triggers run on every ticket save, after the change is applied.
+                let all = st.objects[obj.slot()].get(i).map(|r| r.fields).unwrap_or_default();
+                events.push(Event { kind: if created { TRIGGER_CREATE } else { TRIGGER_CHANGE }, subject: i.to_string(), detail: Value::Object(all), event: json!({}) });
                 Ok((i, created))
             }
         }
@@ -1514,62 +1519,237 @@ impl Zendesk {
         Ok(())
     }
 
-    /// Sends events to every active webhook subscribed to them, signed with its secret.
+    /// Sends events to every active webhook subscribed to them, signed with its secret, and
+    /// runs ticket triggers whose conditions match.
     fn deliver(&self, events: Vec<Event>) {
         if events.is_empty() {
             return;
         }
+        let (saves, events): (Vec<Event>, Vec<Event>) = events.into_iter().partition(|e| e.kind == TRIGGER_CREATE || e.kind == TRIGGER_CHANGE);
+        for save in saves {
+            self.run_triggers(&save);
+        }
         let hooks: Vec<Webhook> = self.state.lock().expect("zendesk state").webhooks.values().filter(|w| w.status == "active").cloned().collect();
         for e in events {
             for w in hooks.iter().filter(|w| w.subscriptions.iter().any(|s| s == e.kind)) {
-                let now = self.now();
                 let payload = json!({
                     "type": e.kind, "account_id": ACCOUNT_ID, "id": uuid_like(&self.hub.tokens.random_hex(16)),
-                    "time": rfc3339(now), "zendesk_event_version": "2022-06-20", "subject": e.subject,
+                    "time": rfc3339(self.now()), "zendesk_event_version": "2022-06-20", "subject": e.subject,
                     "detail": e.detail, "event": e.event,
                 });
-                let body = payload.to_string().into_bytes();
-                let secret = w.signing_secret.clone();
-                let webhook_id = w.id.clone();
-                let invocation = self.hub.tokens.random_hex(8);
-                let mut extra: Vec<(String, String)> = w.custom_headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-                if let Some(a) = &w.authentication {
-                    let data = a.get("data").cloned().unwrap_or(Value::Null);
-                    match a.get("type").and_then(Value::as_str) {
-                        Some("bearer_token") => extra.push(("Authorization".into(), format!("Bearer {}", data["token"].as_str().unwrap_or("")))),
-                        Some("basic_auth") => extra.push((
-                            "Authorization".into(),
-                            format!("Basic {}", STANDARD.encode(format!("{}:{}", data["username"].as_str().unwrap_or(""), data["password"].as_str().unwrap_or("")))),
-                        )),
-                        Some("api_key") => extra.push((data["name"].as_str().unwrap_or("X-Api-Key").to_string(), data["value"].as_str().unwrap_or("").to_string())),
-                        _ => {}
-                    }
-                }
-                self.hub.outbox.send(
-                    Arc::clone(&self.hub.clock),
-                    Outgoing {
-                        vendor: Vendor::Zendesk,
-                        event: e.kind.to_string(),
-                        url: w.endpoint.clone(),
-                        method: http::Method::POST,
-                        max_attempts: self.hub.outbox.attempts(self.limits.webhook_attempts),
-                        build: Box::new(move |_, now_ms| {
-                            let ts = rfc3339(now_ms);
-                            let mut headers = vec![
-                                ("Content-Type".to_string(), "application/json".to_string()),
-                                ("User-Agent".to_string(), "Zendesk Webhook".to_string()),
-                                ("X-Zendesk-Webhook-Id".to_string(), webhook_id.clone()),
-                                ("X-Zendesk-Webhook-Invocation-Id".to_string(), invocation.clone()),
-                                ("X-Zendesk-Webhook-Signature-Timestamp".to_string(), ts.clone()),
-                                ("X-Zendesk-Webhook-Signature".to_string(), sign(&secret, &ts, &body)),
-                            ];
-                            headers.extend(extra.iter().cloned());
-                            (headers, body.clone())
-                        }),
-                        retry_on: retry_server_errors,
-                        },
-                );
+                self.send_signed(w, e.kind, payload.to_string().into_bytes());
             }
+        }
+    }
+
+    /// One webhook request, signed over timestamp + body, with the webhook's own auth headers.
+    fn send_signed(&self, w: &Webhook, event: &str, body: Vec<u8>) {
+        let secret = w.signing_secret.clone();
+        let webhook_id = w.id.clone();
+        let invocation = self.hub.tokens.random_hex(8);
+        let mut extra: Vec<(String, String)> = w.custom_headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        if let Some(a) = &w.authentication {
+            let data = a.get("data").cloned().unwrap_or(Value::Null);
+            match a.get("type").and_then(Value::as_str) {
+                Some("bearer_token") => extra.push(("Authorization".into(), format!("Bearer {}", data["token"].as_str().unwrap_or("")))),
+                Some("basic_auth") => extra.push((
+                    "Authorization".into(),
+                    format!("Basic {}", STANDARD.encode(format!("{}:{}", data["username"].as_str().unwrap_or(""), data["password"].as_str().unwrap_or("")))),
+                )),
+                Some("api_key") => extra.push((data["name"].as_str().unwrap_or("X-Api-Key").to_string(), data["value"].as_str().unwrap_or("").to_string())),
+                _ => {}
+            }
+        }
+        self.hub.outbox.send(
+            Arc::clone(&self.hub.clock),
+            Outgoing {
+                vendor: Vendor::Zendesk,
+                event: event.to_string(),
+                url: w.endpoint.clone(),
+                method: http::Method::POST,
+                max_attempts: self.hub.outbox.attempts(self.limits.webhook_attempts),
+                build: Box::new(move |_, now_ms| {
+                    let ts = rfc3339(now_ms);
+                    let mut headers = vec![
+                        ("Content-Type".to_string(), "application/json".to_string()),
+                        ("User-Agent".to_string(), "Zendesk Webhook".to_string()),
+                        ("X-Zendesk-Webhook-Id".to_string(), webhook_id.clone()),
+                        ("X-Zendesk-Webhook-Invocation-Id".to_string(), invocation.clone()),
+                        ("X-Zendesk-Webhook-Signature-Timestamp".to_string(), ts.clone()),
+                        ("X-Zendesk-Webhook-Signature".to_string(), sign(&secret, &ts, &body)),
+                    ];
+                    headers.extend(extra.iter().cloned());
+                    (headers, body.clone())
+                }),
+                retry_on: retry_server_errors,
+            },
+        );
+    }
+}
+
+// ---------------------------------------------------------------- triggers
+
+/// Internal event kinds: a ticket was saved (drives triggers, never sent as such).
+const TRIGGER_CREATE: &str = "internal:ticket-created";
+const TRIGGER_CHANGE: &str = "internal:ticket-changed";
+const TRIGGER_FIELDS: [&str; 6] = ["update_type", "status", "priority", "type", "current_tags", "organization_id"];
+
+#[derive(Debug, Clone)]
+struct Condition {
+    field: String,
+    operator: String,
+    value: Value,
+}
+
+#[derive(Debug, Clone)]
+struct Trigger {
+    id: u64,
+    title: String,
+    active: bool,
+    all: Vec<Condition>,
+    any: Vec<Condition>,
+    /// `notification_webhook` actions: webhook id and body template.
+    webhooks: Vec<(String, String)>,
+    created_ms: i64,
+}
+
+fn condition_holds(c: &Condition, created: bool, ticket: &Fields) -> bool {
+    let want = c.value.as_str().map(str::to_string).unwrap_or_else(|| c.value.to_string());
+    let actual = match c.field.as_str() {
+        "update_type" => if created { "Create".to_string() } else { "Change".to_string() },
+        "current_tags" => {
+            let tags: Vec<String> = ticket.get("tags").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect()).unwrap_or_default();
+            let hit = want.split_whitespace().any(|w| tags.iter().any(|t| t == w));
+            return if c.operator == "includes" { hit } else { !hit };
+        }
+        "type" => ticket.get("type").and_then(Value::as_str).unwrap_or("").to_string(),
+        other => ticket.get(other).map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())).unwrap_or_default(),
+    };
+    let same = actual.eq_ignore_ascii_case(&want);
+    if c.operator == "is_not" { !same } else { same }
+}
+
+fn parse_conditions(v: Option<&Value>) -> Result<Vec<Condition>, Invalid> {
+    let mut out = Vec::new();
+    for c in v.and_then(Value::as_array).into_iter().flatten() {
+        let field = c.get("field").and_then(Value::as_str).unwrap_or("").to_string();
+        let operator = c.get("operator").and_then(Value::as_str).unwrap_or("is").to_string();
+        if !TRIGGER_FIELDS.contains(&field.as_str()) {
+            return Err(invalid("conditions", format!("Conditions: {field} is not a condition the sandbox evaluates ({})", TRIGGER_FIELDS.join(", ")), "InvalidValue"));
+        }
+        if !matches!(operator.as_str(), "is" | "is_not" | "includes" | "not_includes") {
+            return Err(invalid("conditions", format!("Conditions: operator {operator} is not supported"), "InvalidValue"));
+        }
+        out.push(Condition { field, operator, value: c.get("value").cloned().unwrap_or(Value::Null) });
+    }
+    Ok(out)
+}
+
+/// Replaces `{{ticket.x}}` placeholders; JSON bodies get JSON-escaped text, unknown
+/// placeholders render empty as in Zendesk.
+fn render_template(template: &str, values: &HashMap<&str, String>, json_body: bool) -> String {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let Some(end) = rest[start..].find("}}") else {
+            out.push_str(&rest[start..]);
+            return out;
+        };
+        let key = rest[start + 2..start + end].trim();
+        let v = values.get(key).cloned().unwrap_or_default();
+        if json_body {
+            let quoted = Value::String(v).to_string();
+            out.push_str(&quoted[1..quoted.len() - 1]);
+        } else {
+            out.push_str(&v);
+        }
+        rest = &rest[start + end + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+impl Zendesk {
+    fn trigger_json(&self, t: &Trigger) -> Value {
+        let cond = |cs: &[Condition]| cs.iter().map(|c| json!({"field": c.field, "operator": c.operator, "value": c.value})).collect::<Vec<_>>();
+        json!({
+            "url": self.url(&format!("triggers/{}.json", t.id)), "id": t.id, "title": t.title, "active": t.active,
+            "conditions": {"all": cond(&t.all), "any": cond(&t.any)},
+            "actions": t.webhooks.iter().map(|(w, b)| json!({"field": "notification_webhook", "value": [w, b]})).collect::<Vec<_>>(),
+            "created_at": rfc3339(t.created_ms), "updated_at": rfc3339(t.created_ms), "position": t.id,
+        })
+    }
+
+    fn parse_trigger(&self, st: &ZendeskState, v: &Value, id: u64) -> Result<Trigger, Invalid> {
+        let t = v.get("trigger").ok_or_else(|| invalid("trigger", "the body must be {\"trigger\": {...}}".into(), "InvalidValue"))?;
+        let title = t.get("title").and_then(Value::as_str).unwrap_or("").trim().to_string();
+        if title.is_empty() {
+            return Err(invalid("title", "Title: cannot be blank".into(), "BlankValue"));
+        }
+        let all = parse_conditions(t.pointer("/conditions/all"))?;
+        let any = parse_conditions(t.pointer("/conditions/any"))?;
+        if all.is_empty() && any.is_empty() {
+            return Err(invalid("conditions", "Conditions: a trigger needs at least one condition".into(), "BlankValue"));
+        }
+        let mut webhooks = Vec::new();
+        for a in t.get("actions").and_then(Value::as_array).into_iter().flatten() {
+            if a.get("field").and_then(Value::as_str) != Some("notification_webhook") {
+                return Err(invalid("actions", format!("Actions: {} is not an action the sandbox performs; use notification_webhook", a.get("field").unwrap_or(&Value::Null)), "InvalidValue"));
+            }
+            let hook = a.pointer("/value/0").and_then(Value::as_str).unwrap_or("").to_string();
+            let body = a.pointer("/value/1").and_then(Value::as_str).unwrap_or("").to_string();
+            match st.webhooks.get(&hook) {
+                Some(w) if w.subscriptions.iter().any(|s| s == "conditional_ticket_events") => webhooks.push((hook, body)),
+                Some(_) => return Err(invalid("actions", format!("Actions: webhook {hook} is subscribed to Zendesk events, not connected to triggers"), "InvalidValue")),
+                None => return Err(invalid("actions", format!("Actions: webhook {hook} does not exist"), "InvalidValue")),
+            }
+        }
+        if webhooks.is_empty() {
+            return Err(invalid("actions", "Actions: a trigger needs at least one action".into(), "BlankValue"));
+        }
+        Ok(Trigger { id, title, active: t.get("active").and_then(Value::as_bool).unwrap_or(true), all, any, webhooks, created_ms: self.now() })
+    }
+
+    fn run_triggers(&self, save: &Event) {
+        let created = save.kind == TRIGGER_CREATE;
+        let Some(ticket) = save.detail.as_object().cloned() else { return };
+        let Ok(index) = save.subject.parse::<u64>() else { return };
+        let (matching, values) = {
+            let st = self.state.lock().expect("zendesk state");
+            let matching: Vec<(Webhook, String)> = st
+                .triggers
+                .values()
+                .filter(|t| t.active && t.all.iter().all(|c| condition_holds(c, created, &ticket)) && (t.any.is_empty() || t.any.iter().any(|c| condition_holds(c, created, &ticket))))
+                .flat_map(|t| t.webhooks.iter().filter_map(|(w, b)| st.webhooks.get(w).filter(|w| w.status == "active").map(|w| (w.clone(), b.clone()))))
+                .collect();
+            if matching.is_empty() {
+                return;
+            }
+            let s = |k: &str| ticket.get(k).map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| if v.is_null() { String::new() } else { v.to_string() })).unwrap_or_default();
+            let requester = ticket.get("requester_id").and_then(parse_u64).and_then(|id| Obj::Users.index(id)).and_then(|i| st.objects[Obj::Users.slot()].get(i));
+            let org = ticket.get("organization_id").and_then(parse_u64).and_then(|id| Obj::Organizations.index(id)).and_then(|i| st.objects[Obj::Organizations.slot()].get(i));
+            let latest = self.comments_of(&st, index).last().and_then(|c| c["body"].as_str().map(str::to_string)).unwrap_or_default();
+            let mut values: HashMap<&str, String> = HashMap::new();
+            values.insert("ticket.id", Obj::Tickets.id(index).to_string());
+            values.insert("ticket.title", s("subject"));
+            values.insert("ticket.description", s("description"));
+            values.insert("ticket.status", s("status"));
+            values.insert("ticket.priority", s("priority"));
+            values.insert("ticket.ticket_type", s("type"));
+            values.insert("ticket.tags", ticket.get("tags").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" ")).unwrap_or_default());
+            values.insert("ticket.requester.id", s("requester_id"));
+            values.insert("ticket.requester.email", requester.as_ref().and_then(|r| r.fields.get("email").and_then(Value::as_str).map(str::to_string)).unwrap_or_default());
+            values.insert("ticket.requester.name", requester.as_ref().and_then(|r| r.fields.get("name").and_then(Value::as_str).map(str::to_string)).unwrap_or_default());
+            values.insert("ticket.organization.id", s("organization_id"));
+            values.insert("ticket.organization.name", org.as_ref().and_then(|r| r.fields.get("name").and_then(Value::as_str).map(str::to_string)).unwrap_or_default());
+            values.insert("ticket.latest_comment", latest);
+            values.insert("ticket.url", format!("{}/agent/tickets/{}", self.base(), Obj::Tickets.id(index)));
+            (matching, values)
+        };
+        for (w, template) in matching {
+            let body = render_template(&template, &values, true).into_bytes();
+            self.send_signed(&w, "conditional_ticket_events", body);
         }
     }
 }
@@ -1673,6 +1853,62 @@ async fn signing_secret(State(z): State<Arc<Zendesk>>, Extension(ctx): Extension
     })
 }
 
+async fn triggers(State(z): State<Arc<Zendesk>>, Extension(ctx): Extension<RequestCtx>, method: http::Method, headers: HeaderMap, body: Bytes) -> Response {
+    let write = method != http::Method::GET;
+    z.guarded(&headers, &ctx, write, false, || {
+        let mut st = z.state.lock().expect("zendesk state");
+        if method == http::Method::GET {
+            let list: Vec<Value> = st.triggers.values().map(|t| z.trigger_json(t)).collect();
+            let count = list.len();
+            return json_response(StatusCode::OK, json!({"triggers": list, "next_page": null, "previous_page": null, "count": count}));
+        }
+        let v = match parse_json_body(&body) {
+            Ok(v) => v,
+            Err(msg) => return bad_request("InvalidJSON", &msg),
+        };
+        let id = 360_100_000_000 + st.triggers.len() as u64 + 1;
+        match z.parse_trigger(&st, &v, id) {
+            Ok(t) => {
+                let body = json!({"trigger": z.trigger_json(&t)});
+                st.triggers.insert(id, t);
+                json_response(StatusCode::CREATED, body)
+            }
+            Err(e) => e.response(),
+        }
+    })
+}
+
+async fn trigger(State(z): State<Arc<Zendesk>>, Extension(ctx): Extension<RequestCtx>, Path(id): Path<u64>, method: http::Method, headers: HeaderMap, body: Bytes) -> Response {
+    let write = method != http::Method::GET;
+    z.guarded(&headers, &ctx, write, false, || {
+        let mut st = z.state.lock().expect("zendesk state");
+        if !st.triggers.contains_key(&id) {
+            return not_found();
+        }
+        match method {
+            http::Method::GET => json_response(StatusCode::OK, json!({"trigger": z.trigger_json(&st.triggers[&id])})),
+            http::Method::DELETE => {
+                st.triggers.remove(&id);
+                StatusCode::NO_CONTENT.into_response()
+            }
+            _ => {
+                let v = match parse_json_body(&body) {
+                    Ok(v) => v,
+                    Err(msg) => return bad_request("InvalidJSON", &msg),
+                };
+                match z.parse_trigger(&st, &v, id) {
+                    Ok(t) => {
+                        let body = json!({"trigger": z.trigger_json(&t)});
+                        st.triggers.insert(id, t);
+                        json_response(StatusCode::OK, body)
+                    }
+                    Err(e) => e.response(),
+                }
+            }
+        }
+    })
+}
+
 // ---------------------------------------------------------------- emulator
 
 impl Emulator for Zendesk {
@@ -1697,6 +1933,8 @@ impl Emulator for Zendesk {
             .route("/api/v2/job_statuses/{id}", get(job_status))
             .route("/api/v2/incremental/{kind}/cursor", get(incremental_cursor))
             .route("/api/v2/incremental/organizations", get(incremental_orgs))
+            .route("/api/v2/triggers", get(triggers).post(triggers))
+            .route("/api/v2/triggers/{id}", get(trigger).put(trigger).delete(trigger))
             .route("/api/v2/webhooks", get(webhooks).post(webhooks))
             .route("/api/v2/webhooks/{id}", get(webhook).patch(webhook).put(webhook).delete(webhook))
             .route("/api/v2/webhooks/{id}/signing_secret", get(signing_secret).post(signing_secret))
@@ -1721,6 +1959,7 @@ impl Emulator for Zendesk {
         json!({
             "vendor": "zendesk", "seed": st.demo.seed, "subdomain": SUBDOMAIN, "objects": counts,
             "webhooks": st.webhooks.values().map(|w| self.webhook_json(w)).collect::<Vec<_>>(),
+            "triggers": st.triggers.values().map(|t| self.trigger_json(t)).collect::<Vec<_>>(),
             "jobs": st.jobs.iter().map(|j| self.job_json(j)).collect::<Vec<_>>(),
             "requests_this_minute": st.minute.used, "live_access_tokens": self.hub.tokens.live_access_count(Vendor::Zendesk, self.now()),
         })

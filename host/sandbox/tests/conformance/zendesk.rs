@@ -584,3 +584,36 @@ async fn zendesk_users_and_organizations_can_be_found_by_email_external_id_and_n
     assert_eq!(get(&sb, "/api/v2/users/search?query=role:admin").await.status(), 400);
     sb.shutdown().await;
 }
+
+#[tokio::test]
+async fn zendesk_trigger_connected_webhook_sends_the_rendered_body_when_conditions_match() {
+    let sb = start(fast_webhooks(sized(3))).await;
+    let rx = Receiver::start(0).await;
+    let hook: Value = send(&sb, reqwest::Method::POST, "/api/v2/webhooks", json!({"webhook": {"name": "Tickets to CRM", "endpoint": rx.url, "http_method": "POST", "request_format": "json", "status": "active", "subscriptions": ["conditional_ticket_events"]}})).await.json().await.unwrap();
+    let hook_id = hook["webhook"]["id"].as_str().unwrap().to_string();
+    let template = r#"{"id": "{{ticket.id}}", "title": "{{ticket.title}}", "requester": "{{ticket.requester.email}}", "status": "{{ticket.status}}"}"#;
+    let r = send(
+        &sb,
+        reqwest::Method::POST,
+        "/api/v2/triggers",
+        json!({"trigger": {"title": "Urgent tickets to CRM", "conditions": {"all": [{"field": "update_type", "operator": "is", "value": "Create"}, {"field": "priority", "operator": "is", "value": "urgent"}]}, "actions": [{"field": "notification_webhook", "value": [hook_id, template]}]}}),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    send(&sb, reqwest::Method::POST, "/api/v2/tickets", json!({"ticket": {"subject": "Calm", "comment": {"body": "x"}, "priority": "low"}})).await;
+    let t: Value = send(&sb, reqwest::Method::POST, "/api/v2/tickets", json!({"ticket": {"subject": "Printer \"on\" fire", "comment": {"body": "x"}, "priority": "urgent", "requester": {"name": "Jane", "email": "jane@example.com"}}})).await.json().await.unwrap();
+    let got = rx.wait_for(1).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(rx.received().len(), 1, "only the urgent ticket matched");
+    let body = got[0].json();
+    assert_eq!(body["id"], t["ticket"]["id"].to_string());
+    assert_eq!(body["title"], "Printer \"on\" fire", "placeholders are JSON-escaped");
+    assert_eq!(body["requester"], "jane@example.com");
+    assert!(got[0].header("x-zendesk-webhook-signature").is_some());
+    let event_hook: Value = send(&sb, reqwest::Method::POST, "/api/v2/webhooks", json!({"webhook": {"name": "Events", "endpoint": rx.url, "subscriptions": ["zen:event-type:user.created"]}})).await.json().await.unwrap();
+    let r = send(&sb, reqwest::Method::POST, "/api/v2/triggers", json!({"trigger": {"title": "Wrong hook", "conditions": {"all": [{"field": "status", "operator": "is", "value": "open"}]}, "actions": [{"field": "notification_webhook", "value": [event_hook["webhook"]["id"], "{}"]}]}})).await;
+    assert_eq!(r.status(), 422);
+    let r = send(&sb, reqwest::Method::POST, "/api/v2/triggers", json!({"trigger": {"title": "Bad field", "conditions": {"all": [{"field": "satisfaction_score", "operator": "is", "value": "good"}]}, "actions": [{"field": "notification_webhook", "value": [hook_id, "{}"]}]}})).await;
+    assert_eq!(r.status(), 422);
+    sb.shutdown().await;
+}
