@@ -575,7 +575,9 @@ async fn resource_action(State(d): State<Arc<Dataverse>>, Extension(ctx): Extens
                 r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
                 r
             }
-            "Microsoft.Dynamics.CRM.CreateMultiple" | "Microsoft.Dynamics.CRM.UpdateMultiple" => d.bulk(e, action.ends_with("CreateMultiple"), &body),
+            "Microsoft.Dynamics.CRM.CreateMultiple" => d.bulk(e, BulkKind::Create, &body),
+            "Microsoft.Dynamics.CRM.UpdateMultiple" => d.bulk(e, BulkKind::Update, &body),
+            "Microsoft.Dynamics.CRM.UpsertMultiple" => d.bulk(e, BulkKind::Upsert, &body),
             _ => dv_error(StatusCode::NOT_FOUND, "0x8006088a", &format!("Resource not found for the segment '{action}'.")),
         }
     })
@@ -1086,8 +1088,9 @@ impl Dataverse {
         }
     }
 
-    /// CreateMultiple / UpdateMultiple: all rows or none.
-    fn bulk(&self, e: Entity, create: bool, body: &[u8]) -> Response {
+    /// CreateMultiple / UpdateMultiple / UpsertMultiple: all rows or none.
+    fn bulk(&self, e: Entity, kind: BulkKind, body: &[u8]) -> Response {
+        let create = kind == BulkKind::Create;
         let v = match parse_json_body(body) {
             Ok(v) => v,
             Err(msg) => return dv_error(StatusCode::BAD_REQUEST, "0x80048d19", &msg),
@@ -1111,25 +1114,63 @@ impl Dataverse {
                     Ok(f) => f,
                     Err(r) => return r,
                 };
-                let existing = m.get(e.key()).and_then(Value::as_str).map(|g| index_of(&st, e, g).filter(|i| st.entities[e.slot()].is_live(*i)));
-                if !create && existing.flatten().is_none() {
+                let mut fields = fields;
+                // Upserts name their row by `@odata.id` (id or alternate key), the key column or
+                // the alternate key column.
+                let mut chosen_id: Option<String> = None;
+                let existing = match kind {
+                    BulkKind::Upsert => {
+                        let target = m.get("@odata.id").and_then(Value::as_str).and_then(|r| parse_segment(r.rsplit('/').next().unwrap_or(r)));
+                        match target {
+                            Some(Target::ById(te, g)) if te == e => {
+                                chosen_id = Some(g.to_ascii_lowercase());
+                                index_of(&st, e, &g).filter(|i| st.entities[e.slot()].is_live(*i))
+                            }
+                            Some(Target::ByKey(te, k, v)) if te == e && e.alternate_key() == Some(k.as_str()) => {
+                                fields.insert(k.clone(), json!(v));
+                                st.entities[e.slot()].find(&k, &json!(v)).first().copied()
+                            }
+                            Some(_) => return dv_error(StatusCode::BAD_REQUEST, "0x80048d19", &format!("Targets[{n}] @odata.id does not name a {} row by id or alternate key", e.logical())),
+                            None => match (m.get(e.key()).and_then(Value::as_str), e.alternate_key().and_then(|k| fields.get(k).cloned().map(|v| (k, v)))) {
+                                (Some(g), _) => {
+                                    chosen_id = Some(g.to_ascii_lowercase());
+                                    index_of(&st, e, g).filter(|i| st.entities[e.slot()].is_live(*i))
+                                }
+                                (None, Some((k, v))) => st.entities[e.slot()].find(k, &v).first().copied(),
+                                (None, None) => return dv_error(StatusCode::BAD_REQUEST, "0x80048d19", &format!("Targets[{n}] needs @odata.id, {} or an alternate key to upsert", e.key())),
+                            },
+                        }
+                    }
+                    _ => m.get(e.key()).and_then(Value::as_str).and_then(|g| index_of(&st, e, g).filter(|i| st.entities[e.slot()].is_live(*i))),
+                };
+                if kind == BulkKind::Update && existing.is_none() {
                     return not_found(e, m.get(e.key()).and_then(Value::as_str).unwrap_or("<missing id>"));
                 }
-                if let Some(r) = self.key_clash(&mut st, e, &fields, existing.flatten()) {
+                if let Some(g) = chosen_id.as_deref().filter(|g| !valid_guid(g)) {
+                    return dv_error(StatusCode::BAD_REQUEST, "0x80060888", &format!("'{g}' is not a valid GUID key"));
+                }
+                if let Some(r) = self.key_clash(&mut st, e, &fields, existing) {
                     return r;
                 }
-                prepared.push((existing.flatten(), fields));
+                prepared.push((existing, fields, chosen_id));
             }
             let now = self.now();
             let mut written = Vec::new();
             let mut ids = Vec::new();
-            for (existing, fields) in prepared {
+            for (existing, fields, chosen_id) in prepared {
                 let (i, message) = match existing {
                     Some(i) if !create => {
                         st.entities[e.slot()].merge(i, &fields, now);
                         (i, "Update")
                     }
-                    _ => (st.entities[e.slot()].insert(fields.clone(), now), "Create"),
+                    _ => {
+                        let i = st.entities[e.slot()].insert(fields.clone(), now);
+                        if let Some(g) = chosen_id.filter(|_| kind == BulkKind::Upsert) {
+                            st.custom_ids.insert((e, g.clone()), i);
+                            st.custom_by_index.insert((e, i), g);
+                        }
+                        (i, "Create")
+                    }
                 };
                 ids.push(id_of(&st, e, i));
                 written.push(Written { message, entity: e, index: i, attributes: fields });
@@ -1144,6 +1185,13 @@ impl Dataverse {
         self.fire(written);
         resp
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BulkKind {
+    Create,
+    Update,
+    Upsert,
 }
 
 // ---------------------------------------------------------------- $batch
@@ -1321,7 +1369,9 @@ impl Dataverse {
         let resp = match (parse_segment(&segment), action) {
             (Some(Target::Set(e)), None) if op.method == http::Method::GET => self.query(e, query.as_deref(), &op.headers),
             (Some(Target::Set(e)), None) if op.method == http::Method::POST => self.create(e, &op.body, &op.headers),
-            (Some(Target::Set(e)), Some(a)) if a.ends_with("CreateMultiple") || a.ends_with("UpdateMultiple") => self.bulk(e, a.ends_with("CreateMultiple"), &op.body),
+            (Some(Target::Set(e)), Some(a)) if a.ends_with("CreateMultiple") => self.bulk(e, BulkKind::Create, &op.body),
+            (Some(Target::Set(e)), Some(a)) if a.ends_with("UpdateMultiple") => self.bulk(e, BulkKind::Update, &op.body),
+            (Some(Target::Set(e)), Some(a)) if a.ends_with("UpsertMultiple") => self.bulk(e, BulkKind::Upsert, &op.body),
             (Some(t @ (Target::ById(..) | Target::ByKey(..))), None) => self.single(t, op.method.clone(), query.as_deref(), &op.headers, &op.body),
             _ => dv_error(StatusCode::NOT_FOUND, "0x8006088a", &format!("Resource not found for the segment '{segment}'.")),
         };

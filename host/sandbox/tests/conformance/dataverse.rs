@@ -441,3 +441,32 @@ async fn dataverse_authorization_code_and_refresh_keep_the_old_refresh_token_val
     assert_eq!(get(&sb, again["access_token"].as_str().unwrap(), "/WhoAmI", None).await.status(), 200);
     sb.shutdown().await;
 }
+
+#[tokio::test]
+async fn dataverse_upsert_multiple_updates_by_alternate_key_and_creates_the_rest() {
+    let sb = start(sized(3)).await;
+    let t = token(&sb).await;
+    let url = format!("{}{API}/accounts/Microsoft.Dynamics.CRM.UpsertMultiple", base(&sb));
+    let new_id = "acc00001-0000-4000-8000-0000000fffff";
+    let r = client()
+        .post(&url)
+        .bearer_auth(&t)
+        .json(&json!({"Targets": [
+            {"@odata.type": "Microsoft.Dynamics.CRM.account", "@odata.id": "accounts(accountnumber='A-0000001')", "name": "Updated by key"},
+            {"@odata.type": "Microsoft.Dynamics.CRM.account", "@odata.id": "accounts(accountnumber='A-NEW-9')", "name": "Created by key"},
+            {"@odata.type": "Microsoft.Dynamics.CRM.account", "accountid": new_id, "name": "Created by id"},
+        ]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204, "UpsertMultiple answers 204 with no body");
+    let count = client().get(format!("{}{API}/accounts/$count", base(&sb))).bearer_auth(&t).send().await.unwrap().text().await.unwrap();
+    assert_eq!(count, "5");
+    let r: Value = get(&sb, &t, "/accounts?$filter=accountnumber eq 'A-0000001'", None).await.json().await.unwrap();
+    assert_eq!(r["value"][0]["name"], "Updated by key");
+    let r: Value = get(&sb, &t, &format!("/accounts({new_id})"), None).await.json().await.unwrap();
+    assert_eq!(r["name"], "Created by id");
+    let r = client().post(&url).bearer_auth(&t).json(&json!({"Targets": [{"@odata.type": "Microsoft.Dynamics.CRM.account", "name": "Unidentified"}]})).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    sb.shutdown().await;
+}
