@@ -325,6 +325,12 @@ struct Cursor {
     batch: u64,
 }
 
+/// A planned query: `COUNT()` answers at once, anything else is a positioned cursor.
+enum Planned {
+    Count(u64),
+    Rows(Cursor, u64),
+}
+
 #[derive(Debug, Clone)]
 enum Position {
     /// Index order; the last index served.
@@ -341,7 +347,23 @@ struct SalesforceState {
     cursors: HashMap<String, Cursor>,
     api_calls: VecDeque<i64>,
     jobs: BTreeMap<String, BulkJob>,
+    query_jobs: BTreeMap<String, QueryJob>,
     next_job: u64,
+}
+
+/// A Bulk API 2.0 query job: the planned cursor and the result locators handed out.
+#[derive(Debug, Clone)]
+struct QueryJob {
+    id: String,
+    operation: String,
+    object: SObject,
+    state: &'static str,
+    created_ms: i64,
+    modified_ms: i64,
+    total: u64,
+    fields: Vec<String>,
+    start: Cursor,
+    locators: HashMap<String, Cursor>,
 }
 
 /// A Bulk API 2.0 ingest job and, once processed, its per-row results.
@@ -401,7 +423,7 @@ impl Salesforce {
             session_ms: config.tokens.salesforce_session.as_millis() as i64,
             code_ms: config.tokens.authorization_code.as_millis() as i64,
             jwt_key,
-            state: Mutex::new(SalesforceState { demo, objects: build_collections(demo), cursors: HashMap::new(), api_calls: VecDeque::new(), jobs: BTreeMap::new(), next_job: 1 }),
+            state: Mutex::new(SalesforceState { demo, objects: build_collections(demo), cursors: HashMap::new(), api_calls: VecDeque::new(), jobs: BTreeMap::new(), query_jobs: BTreeMap::new(), next_job: 1 }),
             hub,
             base: OnceLock::new(),
         });
@@ -775,17 +797,32 @@ impl Salesforce {
     fn start_query(&self, version: &str, q: Option<&str>, headers: &HeaderMap, include_deleted: bool) -> Response {
         let p = query_params(q);
         let Some(text) = p.get("q") else { return malformed("A query string must be provided in the q parameter") };
-        let query = match soql::parse(text) {
-            Ok(q) => q,
-            Err(msg) => return malformed(&msg),
-        };
+        let batch = header_str(headers, "sforce-query-options")
+            .and_then(|h| h.split(',').find_map(|kv| kv.trim().strip_prefix("batchSize=").and_then(|n| n.parse::<u64>().ok())))
+            .map(|n| n.clamp(200, self.limits.query_batch_size))
+            .unwrap_or(self.limits.query_batch_size);
+        let mut st = self.state.lock().expect("salesforce state");
+        match self.plan(&st, text, include_deleted, batch) {
+            Err(r) => r,
+            Ok(Planned::Count(n)) => json_response(StatusCode::OK, json!({"totalSize": n, "done": true, "records": []})),
+            Ok(Planned::Rows(cursor, total)) => {
+                let locator = format!("01g{}", &self.hub.tokens.random_hex(8).to_uppercase()[..12]);
+                self.respond(&mut st, version, locator, cursor, Some(total))
+            }
+        }
+    }
+
+    /// Parses and checks a SOQL query and positions a cursor at its first row; shared by the
+    /// REST query resource and Bulk API 2.0 query jobs.
+    fn plan(&self, st: &SalesforceState, text: &str, include_deleted: bool, batch: u64) -> Result<Planned, Response> {
+        let query = soql::parse(text).map_err(|msg| malformed(&msg))?;
         let Some(obj) = SObject::parse(&query.object) else {
-            return sf_error(
+            return Err(sf_error(
                 StatusCode::BAD_REQUEST,
                 "INVALID_TYPE",
                 &format!("\n{text}\n^\nERROR at Row:1:Column:1\nsObject type '{}' is not supported. If you are attempting to use a custom object, be sure to append the '__c' after the entity name.", query.object),
                 None,
-            );
+            ));
         };
         let mut mentioned: Vec<String> = query.fields.clone();
         if let Some(f) = &query.filter {
@@ -803,33 +840,28 @@ impl Salesforce {
                 None => obj.field(f).is_some(),
             };
             if !ok {
-                return sf_error(
+                return Err(sf_error(
                     StatusCode::BAD_REQUEST,
                     "INVALID_FIELD",
                     &format!("\n{text}\n^\nERROR at Row:1:Column:1\nNo such column '{f}' on entity '{}'. If you are attempting to use a custom field, be sure to append the '__c' after the custom field name. Please reference your WSDL or the describe call for the appropriate names.", obj.name()),
                     None,
-                );
+                ));
             }
         }
         if query.offset.is_some_and(|o| o > 2_000) {
-            return sf_error(StatusCode::BAD_REQUEST, "NUMBER_OUTSIDE_VALID_RANGE", "Maximum SOQL offset allowed is 2000", None);
+            return Err(sf_error(StatusCode::BAD_REQUEST, "NUMBER_OUTSIDE_VALID_RANGE", "Maximum SOQL offset allowed is 2000", None));
         }
-        let batch = header_str(headers, "sforce-query-options")
-            .and_then(|h| h.split(',').find_map(|kv| kv.trim().strip_prefix("batchSize=").and_then(|n| n.parse::<u64>().ok())))
-            .map(|n| n.clamp(200, self.limits.query_batch_size))
-            .unwrap_or(self.limits.query_batch_size);
-        let mut st = self.state.lock().expect("salesforce state");
         let now = self.now();
-        let total = self.count_matches(&st, obj, &query, include_deleted);
+        let total = self.count_matches(st, obj, &query, include_deleted);
         if query.count {
-            return json_response(StatusCode::OK, json!({"totalSize": total, "done": true, "records": []}));
+            return Ok(Planned::Count(total));
         }
         let by_modstamp = query.order.len() == 1
             && !query.order[0].desc
             && matches!(obj.field(&query.order[0].field).map(|d| d.0), Some("SystemModstamp" | "LastModifiedDate"));
         let by_id = query.order.is_empty() || (query.order.len() == 1 && obj.field(&query.order[0].field).map(|d| d.0) == Some("Id"));
         let position = if include_deleted || !(by_id || by_modstamp) {
-            Position::Materialized { rows: Arc::new(self.materialize(&st, obj, &query, include_deleted)), next: 0 }
+            Position::Materialized { rows: Arc::new(self.materialize(st, obj, &query, include_deleted)), next: 0 }
         } else if by_modstamp {
             Position::Modstamp { after: (i64::MIN, 0) }
         } else {
@@ -839,10 +871,9 @@ impl Salesforce {
         let total_after = total.saturating_sub(offset).min(query.limit.unwrap_or(u64::MAX));
         let mut cursor = Cursor { remaining: query.limit, query, obj, position, served: 0, expires_ms: now + 15 * 60_000, batch };
         if offset > 0 {
-            self.advance(&st, &mut cursor, offset as usize);
+            self.advance(st, &mut cursor, offset as usize);
         }
-        let locator = format!("01g{}", &self.hub.tokens.random_hex(8).to_uppercase()[..12]);
-        self.respond(&mut st, version, locator, cursor, Some(total_after))
+        Ok(Planned::Rows(cursor, total_after))
     }
 
     fn next_batch(&self, version: &str, locator: &str) -> Response {
@@ -1795,6 +1826,144 @@ async fn job_results(State(s): State<Arc<Salesforce>>, Extension(ctx): Extension
     })
 }
 
+// ---------------------------------------------------------------- Bulk API 2.0 query
+
+/// Rows per results page when the client gives no `maxRecords`.
+const DEFAULT_RESULT_ROWS: u64 = 50_000;
+
+impl Salesforce {
+    fn query_job_json(&self, j: &QueryJob, version: &str) -> Value {
+        json!({
+            "id": j.id, "operation": j.operation, "object": j.object.name(), "createdById": user_id(), "createdDate": sf_time(j.created_ms),
+            "systemModstamp": sf_time(j.modified_ms), "state": j.state, "concurrencyMode": "Parallel", "contentType": "CSV",
+            "apiVersion": version.trim_start_matches('v').parse::<f64>().unwrap_or(66.0), "jobType": "V2Query", "lineEnding": "LF",
+            "columnDelimiter": "COMMA", "numberRecordsProcessed": if j.state == "JobComplete" { j.total } else { 0 }, "retries": 0, "totalProcessingTime": 0,
+        })
+    }
+}
+
+async fn query_jobs(State(s): State<Arc<Salesforce>>, Extension(ctx): Extension<RequestCtx>, Path(v): Path<String>, method: http::Method, headers: HeaderMap, body: Bytes) -> Response {
+    let s2 = Arc::clone(&s);
+    s.guarded(&headers, &ctx, || {
+        if method == http::Method::GET {
+            let st = s.state.lock().expect("salesforce state");
+            let records: Vec<Value> = st.query_jobs.values().map(|j| s.query_job_json(j, &v)).collect();
+            return json_response(StatusCode::OK, json!({"done": true, "records": records, "nextRecordsUrl": null}));
+        }
+        let req = match parse_json_body(&body) {
+            Ok(v) => v,
+            Err(m) => return job_error(StatusCode::BAD_REQUEST, "JSON_PARSER_ERROR", &m),
+        };
+        let operation = req.get("operation").and_then(Value::as_str).unwrap_or("query").to_string();
+        if !matches!(operation.as_str(), "query" | "queryAll") {
+            return job_error(StatusCode::BAD_REQUEST, "INVALIDJOB", "operation must be query or queryAll");
+        }
+        let Some(text) = req.get("query").and_then(Value::as_str) else { return job_error(StatusCode::BAD_REQUEST, "INVALIDJOB", "query is required") };
+        let mut st = s.state.lock().expect("salesforce state");
+        let (cursor, total) = match s.plan(&st, text, operation == "queryAll", u64::MAX) {
+            Err(r) => return r,
+            Ok(Planned::Count(_)) => return job_error(StatusCode::BAD_REQUEST, "INVALIDJOB", "COUNT() queries are not supported by Bulk API 2.0 query jobs"),
+            Ok(Planned::Rows(c, t)) => (c, t),
+        };
+        let n = st.next_job;
+        st.next_job += 1;
+        let id = with_checksum(&format!("750Hs1{n:09}"));
+        let now = s.now();
+        let job = QueryJob { id: id.clone(), operation, object: cursor.obj, state: "UploadComplete", created_ms: now, modified_ms: now, total, fields: cursor.query.fields.clone(), start: cursor, locators: HashMap::new() };
+        let body = s.query_job_json(&job, &v);
+        st.query_jobs.insert(id.clone(), job);
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            if let Some(j) = s2.state.lock().expect("salesforce state").query_jobs.get_mut(&id) {
+                j.state = "InProgress";
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            let now = s2.now();
+            if let Some(j) = s2.state.lock().expect("salesforce state").query_jobs.get_mut(&id).filter(|j| j.state == "InProgress") {
+                j.state = "JobComplete";
+                j.modified_ms = now;
+            }
+        });
+        json_response(StatusCode::OK, body)
+    })
+}
+
+async fn query_job(State(s): State<Arc<Salesforce>>, Extension(ctx): Extension<RequestCtx>, Path((v, id)): Path<(String, String)>, method: http::Method, headers: HeaderMap, body: Bytes) -> Response {
+    s.guarded(&headers, &ctx, || {
+        let mut st = s.state.lock().expect("salesforce state");
+        let Some(job) = st.query_jobs.get_mut(&id) else { return job_error(StatusCode::NOT_FOUND, "NOT_FOUND", "The requested resource does not exist") };
+        match method {
+            http::Method::GET => json_response(StatusCode::OK, s.query_job_json(job, &v)),
+            http::Method::DELETE => {
+                st.query_jobs.remove(&id);
+                StatusCode::NO_CONTENT.into_response()
+            }
+            _ => {
+                let wanted = parse_json_body(&body).ok().and_then(|b| b.get("state").and_then(Value::as_str).map(str::to_string)).unwrap_or_default();
+                if wanted != "Aborted" || matches!(job.state, "JobComplete" | "Aborted" | "Failed") {
+                    return job_error(StatusCode::BAD_REQUEST, "INVALIDJOBSTATE", &format!("a query job in state {} cannot move to {wanted:?}", job.state));
+                }
+                job.state = "Aborted";
+                json_response(StatusCode::OK, s.query_job_json(job, &v))
+            }
+        }
+    })
+}
+
+/// `GET /jobs/query/{id}/results?maxRecords=&locator=`: CSV pages chained by `Sforce-Locator`.
+async fn query_job_results(State(s): State<Arc<Salesforce>>, Extension(ctx): Extension<RequestCtx>, Path((_v, id)): Path<(String, String)>, RawQuery(q): RawQuery, headers: HeaderMap) -> Response {
+    s.guarded(&headers, &ctx, || {
+        let p = query_params(q.as_deref());
+        let max = p.get("maxRecords").and_then(|m| m.parse::<u64>().ok()).filter(|m| *m > 0).unwrap_or(DEFAULT_RESULT_ROWS);
+        let mut st = s.state.lock().expect("salesforce state");
+        let Some(job) = st.query_jobs.get(&id).cloned() else { return job_error(StatusCode::NOT_FOUND, "NOT_FOUND", "The requested resource does not exist") };
+        if job.state != "JobComplete" {
+            return job_error(StatusCode::BAD_REQUEST, "INVALIDJOBSTATE", &format!("results are available once the job is JobComplete; it is {}", job.state));
+        }
+        let mut cursor = match p.get("locator") {
+            None => job.start.clone(),
+            Some(l) => match job.locators.get(l) {
+                Some(c) => c.clone(),
+                None => return job_error(StatusCode::BAD_REQUEST, "INVALIDLOCATOR", "the locator is not one this job issued"),
+            },
+        };
+        let want = max.min(cursor.remaining.unwrap_or(u64::MAX)) as usize;
+        let rows = s.take(&st, &mut cursor, want);
+        if let Some(r) = cursor.remaining.as_mut() {
+            *r -= rows.len() as u64;
+        }
+        let more = cursor.remaining != Some(0) && rows.len() == want && s.has_more(&st, &cursor);
+        let obj = job.object;
+        let mut csv = vec![csv_line(&job.fields)];
+        for (i, deleted) in &rows {
+            let rec = if *deleted { st.objects[obj.slot()].tombstones().find(|(x, _)| x == i).map(|(_, t)| t.last.clone()) } else { st.objects[obj.slot()].get(*i) };
+            let Some(rec) = rec else { continue };
+            let cells: Vec<String> = job
+                .fields
+                .iter()
+                .map(|f| match s.value(&st, obj, *i, &rec, *deleted, f) {
+                    Value::Null => String::new(),
+                    Value::String(x) => x,
+                    other => other.to_string(),
+                })
+                .collect();
+            csv.push(csv_line(&cells));
+        }
+        let next = more.then(|| {
+            let l = URL_SAFE_NO_PAD.encode(s.hub.tokens.random_hex(6));
+            if let Some(j) = st.query_jobs.get_mut(&id) {
+                j.locators.insert(l.clone(), cursor);
+            }
+            l
+        });
+        let mut r = (StatusCode::OK, csv.join("\n") + "\n").into_response();
+        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv"));
+        set_header(&mut r, "Sforce-NumberOfRecords", rows.len());
+        set_header(&mut r, "Sforce-Locator", next.unwrap_or_else(|| "null".into()));
+        r
+    })
+}
+
 // ---------------------------------------------------------------- emulator
 
 impl Emulator for Salesforce {
@@ -1822,6 +1991,9 @@ impl Emulator for Salesforce {
             .route("/services/data/{v}/composite/sobjects", post(collections).patch(collections).delete(collections))
             .route("/services/data/{v}/composite/sobjects/{name}/{field}", get(collection_upsert).patch(collection_upsert))
             .route("/services/data/{v}/composite/sobjects/{name}", get(collection_get))
+            .route("/services/data/{v}/jobs/query", get(query_jobs).post(query_jobs))
+            .route("/services/data/{v}/jobs/query/{id}", get(query_job).patch(query_job).delete(query_job))
+            .route("/services/data/{v}/jobs/query/{id}/results", get(query_job_results))
             .route("/services/data/{v}/jobs/ingest", get(jobs).post(jobs))
             .route("/services/data/{v}/jobs/ingest/{id}", get(job).patch(job).delete(job))
             .route("/services/data/{v}/jobs/ingest/{id}/batches", put(job_upload))
@@ -1832,7 +2004,7 @@ impl Emulator for Salesforce {
 
     fn reset(&self, data: DemoData) {
         let demo = Demo::from(data);
-        *self.state.lock().expect("salesforce state") = SalesforceState { demo, objects: build_collections(demo), cursors: HashMap::new(), api_calls: VecDeque::new(), jobs: BTreeMap::new(), next_job: 1 };
+        *self.state.lock().expect("salesforce state") = SalesforceState { demo, objects: build_collections(demo), cursors: HashMap::new(), api_calls: VecDeque::new(), jobs: BTreeMap::new(), query_jobs: BTreeMap::new(), next_job: 1 };
     }
 
     fn snapshot(&self) -> Value {

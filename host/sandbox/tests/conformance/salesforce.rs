@@ -538,3 +538,53 @@ async fn salesforce_bulk_ingest_job_moves_through_states_and_reports_per_row_res
     assert_eq!(bad.status(), 400);
     sb.shutdown().await;
 }
+
+#[tokio::test]
+async fn salesforce_bulk_query_job_pages_csv_results_with_sforce_locator() {
+    let sb = start(sized(25)).await;
+    let token = session(&sb).await;
+    let bad = send(&sb, &token, reqwest::Method::POST, &format!("{V}/jobs/query"), json!({"operation": "query", "query": "SELECT Id FORM Contact"})).await;
+    assert_eq!(bad.status(), 400);
+    assert_eq!(bad.json::<Value>().await.unwrap()[0]["errorCode"], "MALFORMED_QUERY");
+    let job: Value = send(&sb, &token, reqwest::Method::POST, &format!("{V}/jobs/query"), json!({"operation": "query", "query": "SELECT Id, Name, Account.Name FROM Contact WHERE Email LIKE '%.example'"})).await.json().await.unwrap();
+    let id = job["id"].as_str().unwrap().to_string();
+    assert_eq!(job["jobType"], "V2Query");
+    let early = get(&sb, &token, &format!("{V}/jobs/query/{id}/results")).await;
+    assert_eq!(early.status(), 400, "results wait for JobComplete");
+    for _ in 0..100 {
+        let info: Value = get(&sb, &token, &format!("{V}/jobs/query/{id}")).await.json().await.unwrap();
+        if info["state"] == "JobComplete" {
+            assert_eq!(info["numberRecordsProcessed"], 25);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut rows = Vec::new();
+    let mut locator: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let path = match &locator {
+            None => format!("{V}/jobs/query/{id}/results?maxRecords=10"),
+            Some(l) => format!("{V}/jobs/query/{id}/results?maxRecords=10&locator={l}"),
+        };
+        let r = get(&sb, &token, &path).await;
+        assert_eq!(r.status(), 200);
+        let next = r.headers()["sforce-locator"].to_str().unwrap().to_string();
+        let n: usize = r.headers()["sforce-numberofrecords"].to_str().unwrap().parse().unwrap();
+        let text = r.text().await.unwrap();
+        let mut lines = text.lines();
+        assert_eq!(lines.next().unwrap(), "\"Id\",\"Name\",\"Account.Name\"");
+        let page: Vec<String> = lines.map(str::to_string).collect();
+        assert_eq!(page.len(), n);
+        rows.extend(page);
+        pages += 1;
+        if next == "null" {
+            break;
+        }
+        locator = Some(next);
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(rows.len(), 25);
+    assert!(rows.iter().all(|r| r.split("\",\"").count() == 3 && r.starts_with("\"003")));
+    sb.shutdown().await;
+}
