@@ -328,7 +328,7 @@ struct Cursor {
 /// A planned query: `COUNT()` answers at once, anything else is a positioned cursor.
 enum Planned {
     Count(u64),
-    Rows(Cursor, u64),
+    Rows(Box<Cursor>, u64),
 }
 
 #[derive(Debug, Clone)]
@@ -807,7 +807,7 @@ impl Salesforce {
             Ok(Planned::Count(n)) => json_response(StatusCode::OK, json!({"totalSize": n, "done": true, "records": []})),
             Ok(Planned::Rows(cursor, total)) => {
                 let locator = format!("01g{}", &self.hub.tokens.random_hex(8).to_uppercase()[..12]);
-                self.respond(&mut st, version, locator, cursor, Some(total))
+                self.respond(&mut st, version, locator, *cursor, Some(total))
             }
         }
     }
@@ -873,7 +873,7 @@ impl Salesforce {
         if offset > 0 {
             self.advance(st, &mut cursor, offset as usize);
         }
-        Ok(Planned::Rows(cursor, total_after))
+        Ok(Planned::Rows(Box::new(cursor), total_after))
     }
 
     fn next_batch(&self, version: &str, locator: &str) -> Response {
@@ -1863,7 +1863,7 @@ async fn query_jobs(State(s): State<Arc<Salesforce>>, Extension(ctx): Extension<
         let (cursor, total) = match s.plan(&st, text, operation == "queryAll", u64::MAX) {
             Err(r) => return r,
             Ok(Planned::Count(_)) => return job_error(StatusCode::BAD_REQUEST, "INVALIDJOB", "COUNT() queries are not supported by Bulk API 2.0 query jobs"),
-            Ok(Planned::Rows(c, t)) => (c, t),
+            Ok(Planned::Rows(c, t)) => (*c, t),
         };
         let n = st.next_job;
         st.next_job += 1;
