@@ -30,6 +30,7 @@
 //! the host attaches the credential, enforces the connection's egress policy and returns
 //! refusals as [`Error::Denied`] values.
 
+pub mod arena;
 mod connector;
 pub mod cursor;
 mod error;

@@ -297,6 +297,11 @@ impl Transform for Map {
     }
 }
 
+/// Each call runs in a fresh instance: an arena is all a batch transform needs.
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static ALLOCATOR: weft_sdk::arena::Arena = weft_sdk::arena::Arena::new();
+
 // Natively (the benchmark's baseline) the crate is a plain library: WebAssembly export names
 // are not valid native symbols.
 #[cfg(target_arch = "wasm32")]
