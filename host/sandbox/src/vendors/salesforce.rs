@@ -321,6 +321,8 @@ struct Cursor {
     /// Records still allowed by LIMIT.
     remaining: Option<u64>,
     served: u64,
+    /// `totalSize` as computed when the query ran; every batch repeats it.
+    total: u64,
     expires_ms: i64,
     batch: u64,
 }
@@ -869,7 +871,7 @@ impl Salesforce {
         };
         let offset = query.offset.unwrap_or(0);
         let total_after = total.saturating_sub(offset).min(query.limit.unwrap_or(u64::MAX));
-        let mut cursor = Cursor { remaining: query.limit, query, obj, position, served: 0, expires_ms: now + 15 * 60_000, batch };
+        let mut cursor = Cursor { remaining: query.limit, query, obj, position, served: 0, total: total_after, expires_ms: now + 15 * 60_000, batch };
         if offset > 0 {
             self.advance(st, &mut cursor, offset as usize);
         }
@@ -906,7 +908,7 @@ impl Salesforce {
                 Some(self.render(st, cursor.obj, *i, &rec, *deleted, fields.as_deref(), version))
             })
             .collect();
-        let total = total.unwrap_or(cursor.served + if more { 1 } else { 0 });
+        let total = total.unwrap_or(cursor.total);
         let mut body = json!({"totalSize": total, "done": !more, "records": records});
         if more {
             body["nextRecordsUrl"] = json!(format!("/services/data/{version}/query/{locator}-{}", cursor.served));

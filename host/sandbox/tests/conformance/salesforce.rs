@@ -211,6 +211,7 @@ async fn salesforce_soql_batches_follow_next_records_url_until_done() {
     assert_eq!(rec["Id"].as_str().unwrap().len(), 18);
     let r2: Value = get(&sb, &token, next).await.json().await.unwrap();
     assert_eq!(r2["done"], true);
+    assert_eq!(r2["totalSize"], 2_500, "every batch repeats the query's totalSize");
     assert!(r2.get("nextRecordsUrl").is_none());
     let ids: HashSet<String> = r["records"].as_array().unwrap().iter().chain(r2["records"].as_array().unwrap()).map(|r| r["Id"].as_str().unwrap().to_string()).collect();
     assert_eq!(ids.len(), 2_500);
