@@ -1,6 +1,7 @@
 //! The GraphQL subset monday.com clients send: one query or mutation with aliases, arguments
-//! (literals and `$variables`), nested selections and comments. Fragments and directives are
-//! refused with a clear error rather than misread.
+//! (literals and `$variables`), nested selections, comments, named fragments (monday's own
+//! client uses them) and inline fragments. Directives are refused with a clear error rather
+//! than misread.
 
 use std::collections::HashMap;
 
@@ -199,7 +200,21 @@ impl Lexer<'_> {
         let mut out = Vec::new();
         while !self.eat(b'}') {
             if self.peek() == Some(b'.') {
-                return Err(self.err("fragments are not supported by the weft sandbox; inline the fields"));
+                if self.s.get(self.pos..self.pos + 3) != Some(b"...") {
+                    return Err(self.err("expected '...'"));
+                }
+                self.pos += 3;
+                self.skip();
+                let (line, column) = self.location(self.pos);
+                let name = self.name()?;
+                if name == "on" {
+                    // Inline fragment: `... on Type { fields }` — its fields join this selection.
+                    self.name()?;
+                    out.extend(self.selection()?);
+                } else {
+                    out.push(Field { alias: None, name: format!("...{name}"), args: Map::new(), selection: Vec::new(), line, column });
+                }
+                continue;
             }
             if self.peek().is_none() {
                 return Err(self.err("unterminated selection set"));
@@ -226,9 +241,52 @@ impl Lexer<'_> {
     }
 }
 
-/// Parses one operation; `variables` substitute `$name` references.
+/// Replaces `...Name` spreads with the fragment's fields, recursively.
+fn expand(fields: Vec<Field>, fragments: &HashMap<String, Vec<Field>>, depth: usize) -> Result<Vec<Field>, String> {
+    if depth > 16 {
+        return Err("fragments nest too deeply (or spread themselves)".into());
+    }
+    let mut out = Vec::new();
+    for f in fields {
+        if let Some(name) = f.name.strip_prefix("...") {
+            let body = fragments.get(name).ok_or_else(|| format!("Fragment {name} was used, but not defined"))?;
+            out.extend(expand(body.clone(), fragments, depth + 1)?);
+        } else {
+            let selection = expand(f.selection, fragments, depth + 1)?;
+            out.push(Field { selection, ..f });
+        }
+    }
+    Ok(out)
+}
+
+/// Parses one operation (plus any fragments); `variables` substitute `$name` references.
 pub(crate) fn parse(doc: &str, variables: &HashMap<String, Value>) -> Result<Operation, String> {
     let mut lx = Lexer { s: doc.as_bytes(), pos: 0, vars: variables };
+    let mut fragments: HashMap<String, Vec<Field>> = HashMap::new();
+    let mut operation: Option<Operation> = None;
+    while lx.peek().is_some() {
+        let start = lx.pos;
+        if lx.peek() != Some(b'{') && lx.name()? == "fragment" {
+            let name = lx.name()?;
+            if lx.name()? != "on" {
+                return Err(lx.err("expected 'on' after the fragment name"));
+            }
+            lx.name()?;
+            let selection = lx.selection()?;
+            fragments.insert(name, selection);
+            continue;
+        }
+        lx.pos = start;
+        if operation.is_some() {
+            return Err(lx.err("only one operation per request is supported"));
+        }
+        operation = Some(parse_operation(&mut lx)?);
+    }
+    let op = operation.ok_or("the document holds no query or mutation")?;
+    Ok(Operation { mutation: op.mutation, fields: expand(op.fields, &fragments, 0)? })
+}
+
+fn parse_operation(lx: &mut Lexer<'_>) -> Result<Operation, String> {
     let mut mutation = false;
     if lx.peek() != Some(b'{') {
         let kind = lx.name()?;
@@ -259,9 +317,6 @@ pub(crate) fn parse(doc: &str, variables: &HashMap<String, Value>) -> Result<Ope
         }
     }
     let fields = lx.selection()?;
-    if lx.peek().is_some() {
-        return Err(lx.err("only one operation per request is supported"));
-    }
     Ok(Operation { mutation, fields })
 }
 
@@ -291,7 +346,11 @@ mod tests {
     fn reports_parse_errors_with_positions() {
         let err = parse("query { boards { id }", &HashMap::new()).unwrap_err();
         assert!(err.starts_with("Parse error"), "{err}");
-        assert!(parse("{ ...F }", &HashMap::new()).unwrap_err().contains("fragments"));
+        assert!(parse("{ ...F }", &HashMap::new()).unwrap_err().contains("not defined"));
+        let op = parse("query Me { me { ...UserFields ... on User { account { id } } } }\nfragment UserFields on User { id name email }", &HashMap::new()).unwrap();
+        let names: Vec<&str> = op.fields[0].selection.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["id", "name", "email", "account"]);
+        assert!(parse("{ a } { b }", &HashMap::new()).unwrap_err().contains("one operation"));
         let m = parse(r#"mutation { create_item(board_id: 1, item_name: "A \"quoted\" name") { id } }"#, &HashMap::new()).unwrap();
         assert!(m.mutation);
         assert_eq!(m.fields[0].args["item_name"], "A \"quoted\" name");

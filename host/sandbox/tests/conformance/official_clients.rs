@@ -3,8 +3,11 @@
 //! `tests/official_clients/requirements.txt` and installed into a virtualenv under Cargo's
 //! test scratch directory on first use (needs `python3` and access to PyPI).
 //!
-//! Microsoft's MSAL is not exercised: it refuses non-https authorities, and the sandbox
-//! serves plain HTTP on loopback.
+//! monday.com's client is an npm package (`tests/official_clients/package.json`), installed
+//! with `npm` the same way (needs `node` 18+ and the npm registry).
+//!
+//! Not exercised: Microsoft's MSAL refuses non-https authorities and the sandbox serves plain
+//! HTTP; Zoho's SDK first reads field metadata from `settings/fields`, which is not emulated.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -37,6 +40,33 @@ fn python() -> PathBuf {
     py
 }
 
+/// `node_modules` with the pinned npm clients, installed when missing or stale.
+fn node_modules() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("official-clients-node");
+    let package = std::fs::read_to_string(clients_dir().join("package.json")).expect("package.json");
+    let stamp = dir.join("installed-package.json");
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(package.as_str()) {
+        return dir.join("node_modules");
+    }
+    std::fs::create_dir_all(&dir).expect("create npm dir");
+    std::fs::write(dir.join("package.json"), &package).expect("write package.json");
+    let out = Command::new("npm").args(["install", "--no-audit", "--no-fund", "--silent"]).current_dir(&dir).output().expect("run npm (install node and npm)");
+    assert!(out.status.success(), "npm could not install the official clients (the npm registry must be reachable): {}", String::from_utf8_lossy(&out.stderr));
+    std::fs::write(&stamp, package).expect("write stamp");
+    dir.join("node_modules")
+}
+
+fn run_node(script: &str, args: &[&str]) -> Value {
+    let modules = node_modules();
+    // Node resolves bare imports from the script's directory upwards, so run a copy beside
+    // the installed modules.
+    let copy = modules.parent().expect("npm dir").join(script);
+    std::fs::copy(clients_dir().join(script), &copy).expect("copy script");
+    let out = Command::new("node").arg(&copy).args(args).output().expect("run node");
+    assert!(out.status.success(), "{script} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{script} printed no JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
 fn run(script: &str, args: &[&str]) -> Value {
     let out = Command::new(python()).arg(clients_dir().join(script)).args(args).output().expect("run python");
     assert!(out.status.success(), "{script} failed:\n{}", String::from_utf8_lossy(&out.stderr));
@@ -64,5 +94,22 @@ async fn hubspot_official_python_client_pages_creates_searches_upserts_and_reads
     assert_eq!(out["upsert_new_flags"], serde_json::json!([false, true]));
     assert_eq!(out["not_found_status"], 404);
     assert_eq!(out["not_found_category"], "OBJECT_NOT_FOUND");
+    sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn monday_official_client_runs_its_operations_pages_and_reads_errors() {
+    let sb = start(SandboxConfig { data: DemoData { seed: 8, size: DemoSize::uniform(10) }, ..SandboxConfig::default() }).await;
+    let m = sb.vendor(Vendor::Monday).unwrap();
+    let base = m.base_url().to_string();
+    let token = m.credentials().api_token.unwrap();
+    let out = tokio::task::spawn_blocking(move || run_node("monday_client.mjs", &[&base, &token, "1234567003"])).await.unwrap();
+    assert_eq!(out["me"], "Weft Demo");
+    assert_eq!(out["paged"], 10);
+    assert_eq!(out["created"], "From the official client");
+    assert_eq!(out["values"]["deal_value"], "\"77\"");
+    assert_eq!(out["values"]["status"], "{\"index\":4}");
+    assert_eq!(out["board_page"], 11);
+    assert_eq!(out["error_code"], "InvalidColumnIdException");
     sb.shutdown().await;
 }
