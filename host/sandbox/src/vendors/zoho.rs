@@ -1070,6 +1070,97 @@ impl Zoho {
     }
 }
 
+// ---------------------------------------------------------------- metadata
+
+impl Module {
+    /// `(api_name, data_type)` of every field, system ones included; Zoho's SDK reads this
+    /// before it will parse a record.
+    fn field_types(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Module::Accounts => &[
+                ("Account_Name", "text"), ("Website", "website"), ("Phone", "phone"), ("Industry", "picklist"), ("Employees", "integer"),
+                ("Annual_Revenue", "currency"), ("Billing_City", "text"), ("Billing_State", "text"), ("Billing_Country", "text"),
+                ("Account_Type", "picklist"), ("Description", "textarea"),
+            ],
+            Module::Contacts => &[
+                ("First_Name", "text"), ("Last_Name", "text"), ("Full_Name", "text"), ("Email", "email"), ("Phone", "phone"), ("Title", "text"),
+                ("Account_Name", "lookup"), ("Lead_Source", "picklist"),
+            ],
+            Module::Deals => &[
+                ("Deal_Name", "text"), ("Amount", "currency"), ("Stage", "picklist"), ("Closing_Date", "date"), ("Account_Name", "lookup"),
+                ("Contact_Name", "lookup"), ("Pipeline", "picklist"),
+            ],
+            Module::Leads => &[
+                ("First_Name", "text"), ("Last_Name", "text"), ("Full_Name", "text"), ("Email", "email"), ("Phone", "phone"), ("Title", "text"),
+                ("Company", "text"), ("Lead_Status", "picklist"), ("Lead_Source", "picklist"),
+            ],
+        }
+    }
+}
+
+fn json_type(data_type: &str) -> &'static str {
+    match data_type {
+        "integer" => "integer",
+        "currency" | "double" => "double",
+        "lookup" | "ownerlookup" => "jsonobject",
+        "boolean" => "boolean",
+        _ => "string",
+    }
+}
+
+async fn settings_modules(State(z): State<Arc<Zoho>>, Extension(ctx): Extension<RequestCtx>, Path(version): Path<String>, headers: HeaderMap) -> Response {
+    if !valid_version(&version) {
+        return invalid_url();
+    }
+    z.guarded_users(&headers, &ctx, || {
+        let modules: Vec<Value> = Module::ALL
+            .iter()
+            .map(|m| {
+                json!({
+                    "api_name": m.api_name(), "module_name": m.api_name(), "plural_label": m.api_name(), "singular_label": m.api_name().trim_end_matches('s'),
+                    "id": (ID_BASE + *m as u64 + 1).to_string(), "api_supported": true, "generated_type": "default", "visible": true,
+                    "creatable": true, "editable": true, "deletable": true, "viewable": true, "status": "visible",
+                })
+            })
+            .collect();
+        json_response(StatusCode::OK, json!({"modules": modules}))
+    })
+}
+
+async fn settings_fields(State(z): State<Arc<Zoho>>, Extension(ctx): Extension<RequestCtx>, Path(version): Path<String>, RawQuery(q): RawQuery, headers: HeaderMap) -> Response {
+    if !valid_version(&version) {
+        return invalid_url();
+    }
+    let p = query_params(q.as_deref());
+    let Some(m) = p.get("module").and_then(|m| Module::parse(m)) else {
+        return zerr(StatusCode::BAD_REQUEST, "INVALID_MODULE", "the module name given seems to be invalid", json!({"param_name": "module"}));
+    };
+    z.guarded_users(&headers, &ctx, || {
+        let system: [(&str, &str); 5] = [("Owner", "ownerlookup"), ("Created_By", "ownerlookup"), ("Modified_By", "ownerlookup"), ("Created_Time", "datetime"), ("Modified_Time", "datetime")];
+        let fields: Vec<Value> = m
+            .field_types()
+            .iter()
+            .chain(system.iter())
+            .enumerate()
+            .map(|(n, (api, ty))| {
+                let mut f = json!({
+                    "api_name": api, "data_type": ty, "json_type": json_type(ty), "field_label": api.replace('_', " "), "display_label": api.replace('_', " "),
+                    "id": (ID_BASE + 900_000 + (m as u64) * 1_000 + n as u64).to_string(), "system_mandatory": m.mandatory().contains(api),
+                    "custom_field": false, "read_only": matches!(*api, "Created_Time" | "Modified_Time" | "Created_By" | "Modified_By" | "Full_Name"),
+                    "visible": true, "length": 255,
+                });
+                if *ty == "lookup"
+                    && let Some((_, target)) = m.lookups().iter().find(|(f, _)| f == api)
+                {
+                    f["lookup"] = json!({"module": {"api_name": target.api_name(), "id": (ID_BASE + *target as u64 + 1).to_string()}, "display_label": target.api_name(), "api_name": api});
+                }
+                f
+            })
+            .collect();
+        json_response(StatusCode::OK, json!({"fields": fields}))
+    })
+}
+
 // ---------------------------------------------------------------- COQL
 
 /// Rewrites COQL into the SOQL subset `soql` parses: `is [not] null`, `not like`,
@@ -1850,6 +1941,8 @@ impl Emulator for Zoho {
             .route("/oauth/v2/token/revoke", post(revoke))
             .route("/crm/{version}/coql", post(coql))
             .route("/crm/{version}/users", get(users))
+            .route("/crm/{version}/settings/modules", get(settings_modules))
+            .route("/crm/{version}/settings/fields", get(settings_fields))
             .route("/crm/{version}/org", get(org))
             .route("/crm/{version}/actions/watch", get(watch).post(watch).put(watch).patch(watch).delete(watch))
             .route("/crm/{version}/{module}", get(list).post(create).put(update_many).delete(delete_many))

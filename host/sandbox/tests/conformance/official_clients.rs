@@ -7,7 +7,7 @@
 //! with `npm` the same way (needs `node` 18+ and the npm registry).
 //!
 //! Not exercised: Microsoft's MSAL refuses non-https authorities and the sandbox serves plain
-//! HTTP; Zoho's SDK first reads field metadata from `settings/fields`, which is not emulated.
+//! HTTP.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -111,5 +111,23 @@ async fn monday_official_client_runs_its_operations_pages_and_reads_errors() {
     assert_eq!(out["values"]["status"], "{\"index\":4}");
     assert_eq!(out["board_page"], 11);
     assert_eq!(out["error_code"], "InvalidColumnIdException");
+    sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn zoho_official_python_sdk_refreshes_pages_with_tokens_creates_and_upserts() {
+    let sb = start(SandboxConfig { data: DemoData { seed: 8, size: DemoSize::uniform(20) }, ..SandboxConfig::default() }).await;
+    let z = sb.vendor(Vendor::Zoho).unwrap();
+    let c = z.credentials();
+    let base = z.base_url().to_string();
+    let refresh = c.refresh_token.clone().unwrap();
+    let out = tokio::task::spawn_blocking(move || run("zoho_client.py", &[&base, &c.client_id, &c.client_secret, &refresh])).await.unwrap();
+    assert_eq!(out["listed"], 20);
+    assert_eq!(out["pages"], 5);
+    assert_eq!(out["create_status"], 207);
+    assert_eq!(out["create_codes"], serde_json::json!(["SUCCESS", "MANDATORY_NOT_FOUND"]));
+    assert_eq!(out["upsert_code"], "SUCCESS");
+    assert_eq!(out["upsert_action"], "update");
+    assert_eq!(out["upsert_duplicate_field"], "Email");
     sb.shutdown().await;
 }
