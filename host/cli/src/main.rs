@@ -5,6 +5,7 @@ mod demo;
 mod inspect;
 mod sandbox;
 mod secret;
+mod validate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,6 +33,11 @@ enum Command {
     Plugin {
         #[command(subcommand)]
         command: PluginCommand,
+    },
+    /// Check a flow file without running it: syntax, names, references, cycles, secrets.
+    Validate {
+        /// The flow file.
+        file: PathBuf,
     },
     /// Manage the encrypted secrets flows refer to as `secret:NAME`.
     Secret {
@@ -87,6 +93,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Plugin { command: PluginCommand::Inspect { file, json } } => inspect::run(&cli.data_dir, &file, json).await,
+        Command::Validate { file } => validate::run(&cli.data_dir, &cli.tenant, &file).await,
         Command::Secret { command } => secret::run(&cli.data_dir, &cli.tenant, command).await,
         Command::Sandbox(args) => sandbox::run(args).await,
         Command::Demo(args) => demo::run(&cli.data_dir, args).await,

@@ -111,3 +111,32 @@ fn demo_reads_sandbox_tickets_through_the_connector_and_maps_them() {
     // The API token went through the host, sealed in the store; never in the output.
     assert!(!stdout.contains("weftSandboxZendeskApiToken") && !text(&out.stderr).contains("weftSandboxZendeskApiToken"));
 }
+
+#[test]
+fn validate_points_at_the_mistake_with_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let flow = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/ui/unknown-input.toml");
+    let out = weft(dir.path(), &["validate", flow], None);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("error: input `tickest` is not a step of this flow"), "{err}");
+    assert!(err.contains("unknown-input.toml:14:39"), "{err}");
+    assert!(err.contains("help: did you mean `tickets`?"), "{err}");
+}
+
+#[test]
+fn validate_lists_secrets_the_flow_needs_that_are_not_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let flow = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/ui/ok/zendesk-to-zoho.toml");
+    let out = weft(dir.path(), &["validate", flow], None);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("missing: secret `zoho_refresh` is not set for tenant `default`: `weft secret set zoho_refresh`"), "{err}");
+    for name in ["zendesk_token", "zoho_client_secret", "zoho_refresh"] {
+        assert!(weft(dir.path(), &["secret", "set", name], Some("x")).status.success());
+    }
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_weft"));
+    let ok = command.args(["validate", flow]).env("WEFT_DATA_DIR", dir.path()).env("ZOHO_CLIENT_ID", "id").output().unwrap();
+    assert!(ok.status.success(), "{}", text(&ok.stderr));
+    assert!(text(&ok.stdout).contains("4 steps in order tickets -> cases -> save -> report-failure"), "{}", text(&ok.stdout));
+}

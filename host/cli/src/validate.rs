@@ -1,0 +1,48 @@
+//! `weft validate FLOW`: everything that can be checked without running anything.
+//!
+//! Today: the file itself (syntax, unknown keys, names, references, cycles, one-of choices)
+//! and the secrets and environment variables it needs. Checks against the connectors' streams
+//! and schemas join when flows run (the flow engine).
+
+use std::path::Path;
+
+use anyhow::bail;
+use weft_store::Store;
+
+pub async fn run(data_dir: &Path, tenant: &str, file: &Path) -> anyhow::Result<()> {
+    let flow = match weft_flow::load(file) {
+        Ok(flow) => flow,
+        Err(error) => {
+            eprint!("{error}");
+            bail!("{} has {} problem(s)", file.display(), error.diagnostics.len());
+        }
+    };
+    let mut missing = Vec::new();
+    let db = data_dir.join("weft.db");
+    let known: Vec<String> = if db.exists() {
+        Store::open_sqlite(&db).await?.secret_list(tenant).await?.into_iter().map(|e| e.name).collect()
+    } else {
+        Vec::new()
+    };
+    for (name, _) in &flow.references.secrets {
+        if !known.contains(name) {
+            missing.push(format!("secret `{name}` is not set for tenant `{tenant}`: `weft secret set {name}`"));
+        }
+    }
+    for (name, _) in &flow.references.env {
+        if std::env::var_os(name).is_none() {
+            missing.push(format!("environment variable `{name}` is not set"));
+        }
+    }
+    let f = &flow.file;
+    println!("flow `{}`: {} steps in order {}", f.name.get_ref(), flow.order.len(), flow.order.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" -> "));
+    println!("connections: {}", f.connections.keys().map(|k| k.get_ref().to_string()).collect::<Vec<_>>().join(", "));
+    if !missing.is_empty() {
+        for m in &missing {
+            eprintln!("missing: {m}");
+        }
+        bail!("{} needs {} value(s) that are not set", file.display(), missing.len());
+    }
+    println!("ok");
+    Ok(())
+}

@@ -1,0 +1,75 @@
+//! Flow files: what they say and whether it holds together.
+//!
+//! A flow file is TOML: a trigger, variables (with per-environment values), connections and
+//! steps that form a graph through their inputs. [`parse`] reads one strictly (unknown keys are
+//! errors, names are validated where written) and checks it as a whole (references, cycles,
+//! one-of choices), reporting every problem with file, line, column and a caret, plus what to do.
+//! Nothing here loads plugins: checks against connectors' streams and schemas come after.
+
+mod diagnostic;
+pub mod model;
+mod names;
+mod validate;
+
+use std::path::Path;
+
+pub use diagnostic::{Diagnostic, FlowError};
+pub use model::FlowFile;
+pub use names::{ConnectionName, Cron, FlowName, Interval, StepId, VarName};
+pub use validate::References;
+
+/// A flow file that parsed and holds together.
+#[derive(Debug)]
+pub struct Flow {
+    pub file: FlowFile,
+    /// Steps in an order where each comes after the steps it depends on.
+    pub order: Vec<StepId>,
+    /// The secrets and environment variables the flow refers to.
+    pub references: References,
+}
+
+/// Reads and checks the flow file at `path`.
+pub fn load(path: &Path) -> Result<Flow, FlowError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        FlowError::new(path, "", vec![Diagnostic::new(format!("cannot read the flow file: {e}"), None)])
+    })?;
+    parse(path, &text)
+}
+
+/// Parses and checks flow text; `path` is only used in messages.
+pub fn parse(path: &Path, text: &str) -> Result<Flow, FlowError> {
+    let file: FlowFile = toml::from_str(text).map_err(|e| {
+        FlowError::new(path, text, vec![with_hint(Diagnostic::new(e.message().trim_end(), e.span()))])
+    })?;
+    let (diagnostics, order, references) = validate::check(&file);
+    if !diagnostics.is_empty() {
+        return Err(FlowError::new(path, text, diagnostics));
+    }
+    Ok(Flow { file, order, references })
+}
+
+/// The common mistakes get a sentence of their own.
+fn with_hint(d: Diagnostic) -> Diagnostic {
+    let message = d.message.clone();
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        let (field, expected) = rest.split_once('`').unwrap_or((rest, ""));
+        if field == "step" {
+            return d.help("steps are a list: write each one as `[[steps]]`");
+        }
+        let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+        if let Some(c) = diagnostic::closest(field, candidates.iter().copied()) {
+            return d.help(format!("did you mean `{c}`?"));
+        }
+        if field.contains('-') && candidates.contains(&field.replace('-', "_").as_str()) {
+            return d.help(format!("keys use '_': `{}`", field.replace('-', "_")));
+        }
+        return d;
+    }
+    if message.contains("invalid type: map, expected a sequence") {
+        return d.help("steps are a list: write each one as `[[steps]]`, not `[steps]`");
+    }
+    if message.starts_with("invalid type: string") && message.contains("expected struct Schedule") {
+        return d.help("write `{ every = \"4h\" }` or `{ cron = \"0 */4 * * *\" }`");
+    }
+    d
+}

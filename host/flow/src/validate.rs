@@ -1,0 +1,399 @@
+//! Checks that need the whole file: references between steps, connections and variables, the
+//! step graph, and one-of choices. Plugin-aware checks (streams, write modes a stream supports,
+//! field references against JSON Schemas) run later, when the plugins are loaded.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+
+use toml::Spanned;
+
+use crate::diagnostic::{Diagnostic, closest};
+use crate::model::{FlowFile, Step, VarType, WriteMode};
+use crate::names::StepId;
+
+/// What a checked flow needs from the outside: secrets and environment variables it refers to.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct References {
+    /// `secret:NAME` references, with where they are written.
+    pub secrets: Vec<(String, Range<usize>)>,
+    /// `env:NAME` references.
+    pub env: Vec<(String, Range<usize>)>,
+}
+
+fn span<T>(s: &Spanned<T>) -> Option<Range<usize>> {
+    Some(s.span())
+}
+
+fn step_kind(step: &Step) -> Vec<&'static str> {
+    let mut kinds = Vec::new();
+    if step.read.is_some() {
+        kinds.push("read");
+    }
+    if step.transform.is_some() {
+        kinds.push("transform");
+    }
+    if step.write.is_some() {
+        kinds.push("write");
+    }
+    kinds
+}
+
+/// Every problem in `flow`, and the steps in an order that respects their dependencies.
+pub(crate) fn check(flow: &FlowFile) -> (Vec<Diagnostic>, Vec<StepId>, References) {
+    let mut out = Vec::new();
+    let connections: BTreeSet<&str> = flow.connections.keys().map(|k| k.get_ref().as_str()).collect();
+    let variables: BTreeMap<&str, VarType> =
+        flow.variables.iter().map(|(k, v)| (k.get_ref().as_str(), v.get_ref().kind)).collect();
+
+    let unknown_connection = |name: &Spanned<crate::names::ConnectionName>, out: &mut Vec<Diagnostic>| {
+        let n = name.get_ref().as_str();
+        if !connections.contains(n) {
+            let mut d = Diagnostic::new(format!("there is no connection `{n}` in this flow"), span(name));
+            d = match closest(n, connections.iter().copied()) {
+                Some(c) => d.help(format!("did you mean `{c}`?")),
+                None => d.help(format!("declare it as [connections.{n}] with its plugin, config and auth")),
+            };
+            out.push(d);
+        }
+    };
+
+    // Trigger: exactly one kind, and a schedule has exactly one of every/cron.
+    if let Some(trigger) = &flow.trigger {
+        let t = trigger.get_ref();
+        let kinds = [t.manual.is_some(), t.schedule.is_some(), t.webhook.is_some(), t.poll.is_some()];
+        match kinds.iter().filter(|k| **k).count() {
+            0 => out.push(
+                Diagnostic::new("the trigger says nothing about when to run", span(trigger))
+                    .help("give one of `manual = true`, `schedule = { every = \"4h\" }`, `webhook = { connection = \"...\" }` or `poll = { every = \"15m\" }`"),
+            ),
+            1 => {}
+            _ => out.push(
+                Diagnostic::new("a flow has one trigger, this one has several kinds", span(trigger))
+                    .help("keep one of `manual`, `schedule`, `webhook` and `poll`; chain flows with `after = [...]` instead"),
+            ),
+        }
+        for schedule in [&t.schedule, &t.poll].into_iter().flatten() {
+            let s = schedule.get_ref();
+            match (&s.every, &s.cron) {
+                (Some(_), Some(_)) => out.push(
+                    Diagnostic::new("a schedule has either `every` or `cron`, not both", span(schedule)),
+                ),
+                (None, None) => out.push(
+                    Diagnostic::new("this schedule does not say when", span(schedule))
+                        .help("write `{ every = \"4h\" }` or `{ cron = \"0 */4 * * *\" }`"),
+                ),
+                _ => {}
+            }
+        }
+        if let Some(webhook) = &t.webhook {
+            unknown_connection(&webhook.get_ref().connection, &mut out);
+        }
+    }
+
+    // Variables: defaults of the declared type; environments set only declared variables.
+    for (name, variable) in &flow.variables {
+        if let Some(default) = &variable.get_ref().default {
+            if let Err(message) = type_check(variable.get_ref().kind, default.get_ref()) {
+                out.push(Diagnostic::new(format!("the default of `{}` {message}", name.get_ref()), span(default)));
+            }
+        }
+    }
+    for (env_name, env) in &flow.environments {
+        for (name, value) in &env.get_ref().variables {
+            match variables.get(name.get_ref().as_str()) {
+                None => {
+                    let mut d = Diagnostic::new(
+                        format!("environment `{}` sets `{}`, which the flow does not declare", env_name.get_ref(), name.get_ref()),
+                        span(name),
+                    );
+                    d = match closest(name.get_ref().as_str(), variables.keys().copied()) {
+                        Some(c) => d.help(format!("did you mean `{c}`?")),
+                        None => d.help(format!("declare it under [variables.{}] with its type", name.get_ref())),
+                    };
+                    out.push(d);
+                }
+                Some(kind) => {
+                    if let Err(message) = type_check(*kind, value.get_ref()) {
+                        out.push(Diagnostic::new(
+                            format!("environment `{}` sets `{}`, which {message}", env_name.get_ref(), name.get_ref()),
+                            span(value),
+                        ));
+                    }
+                }
+            }
+        }
+        for name in env.get_ref().connections.keys() {
+            unknown_connection(name, &mut out);
+        }
+    }
+
+    // Steps.
+    if flow.steps.is_empty() {
+        out.push(
+            Diagnostic::new("this flow has no steps", span(&flow.name))
+                .help("add at least one `[[steps]]` with `read`, `transform` or `write`"),
+        );
+    }
+    let mut ids: BTreeMap<&str, &Spanned<Step>> = BTreeMap::new();
+    for step in &flow.steps {
+        let id = &step.get_ref().id;
+        if ids.contains_key(id.get_ref().as_str()) {
+            out.push(
+                Diagnostic::new(format!("a second step is called `{}`", id.get_ref()), span(id))
+                    .help("step ids are unique within a flow; rename one of them"),
+            );
+            continue;
+        }
+        ids.insert(id.get_ref().as_str(), step);
+    }
+    let produces_records = |id: &str| {
+        ids.get(id).is_some_and(|s| s.get_ref().read.is_some() || s.get_ref().transform.is_some())
+    };
+    let unknown_step = |reference: &Spanned<StepId>, role: &str, out: &mut Vec<Diagnostic>| -> bool {
+        let r = reference.get_ref().as_str();
+        if ids.contains_key(r) {
+            return true;
+        }
+        let mut d = Diagnostic::new(format!("{role} `{r}` is not a step of this flow"), span(reference));
+        if let Some(c) = closest(r, ids.keys().copied()) {
+            d = d.help(format!("did you mean `{c}`?"));
+        }
+        out.push(d);
+        false
+    };
+
+    let mut edges: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for spanned in &flow.steps {
+        let step = spanned.get_ref();
+        let id = step.id.get_ref().as_str();
+        let kinds = step_kind(step);
+        match kinds.len() {
+            0 => out.push(
+                Diagnostic::new(format!("step `{id}` does nothing"), span(&step.id))
+                    .help("give it one of `read = {...}`, `transform = {...}` or `write = {...}`"),
+            ),
+            1 => {}
+            _ => out.push(
+                Diagnostic::new(format!("step `{id}` is both {}", kinds.join(" and ")), span(&step.id))
+                    .help("split it into one step per kind, the later one naming the earlier as its `input`"),
+            ),
+        }
+        let deps = edges.entry(id).or_default();
+        // A step of several kinds is reported above; its references would only add noise.
+        let mut ignored = Vec::new();
+        let deps = if kinds.len() == 1 { deps } else { &mut ignored };
+        if let Some(read) = &step.read {
+            unknown_connection(&read.get_ref().connection, &mut out);
+        }
+        if let Some(transform) = &step.transform {
+            let t = transform.get_ref();
+            for (reference, role) in [(Some(&t.input), "input"), (t.lookup.as_ref(), "lookup")] {
+                let Some(reference) = reference else { continue };
+                if unknown_step(reference, role, &mut out) {
+                    deps.push(reference.get_ref().as_str());
+                    if !produces_records(reference.get_ref().as_str()) {
+                        out.push(Diagnostic::new(
+                            format!("{role} `{}` is a write step, which produces no records", reference.get_ref()),
+                            span(reference),
+                        ).help("use a read or transform step as input"));
+                    }
+                }
+            }
+        } else if step.config.is_some() {
+            out.push(
+                Diagnostic::new(format!("step `{id}` has a `config`, but only transform steps take one"), span(step.config.as_ref().unwrap()))
+                    .help("read options go in `read = { ..., options = {...} }`"),
+            );
+        }
+        if let Some(write) = &step.write {
+            let w = write.get_ref();
+            unknown_connection(&w.connection, &mut out);
+            if unknown_step(&w.input, "input", &mut out) {
+                deps.push(w.input.get_ref().as_str());
+                if !produces_records(w.input.get_ref().as_str()) {
+                    out.push(Diagnostic::new(
+                        format!("input `{}` is a write step, which produces no records", w.input.get_ref()),
+                        span(&w.input),
+                    ).help("use a read or transform step as input"));
+                }
+            }
+            let mode = *w.mode.get_ref();
+            if mode != WriteMode::Create && w.key.is_empty() {
+                out.push(
+                    Diagnostic::new(format!("step `{id}` writes in {} mode but gives no `key`", mode.as_str()), span(&w.mode))
+                        .help("add `key = [\"field\", ...]`: the fields that identify a record upstream"),
+                );
+            }
+        }
+        for (other, _) in &step.run_after {
+            if unknown_step(other, "run_after names", &mut out) {
+                deps.push(other.get_ref().as_str());
+            }
+        }
+    }
+
+    let order = topological(&flow.steps, &edges, &mut out);
+
+    // `${var.NAME}`, `secret:NAME` and `env:NAME` in connection and step tables.
+    let mut references = References::default();
+    let mut tables: Vec<&Spanned<toml::Table>> = Vec::new();
+    for connection in flow.connections.values() {
+        tables.extend(connection.get_ref().config.iter());
+        tables.extend(connection.get_ref().auth.iter());
+    }
+    for env in flow.environments.values() {
+        for connection in env.get_ref().connections.values() {
+            tables.extend(connection.get_ref().config.iter());
+            tables.extend(connection.get_ref().auth.iter());
+        }
+    }
+    for step in &flow.steps {
+        tables.extend(step.get_ref().config.iter());
+        if let Some(read) = &step.get_ref().read {
+            tables.extend(read.get_ref().options.iter());
+        }
+    }
+    for table in tables {
+        scan_table(table.get_ref(), &table.span(), &variables, &mut references, &mut out);
+    }
+    (out, order, references)
+}
+
+/// Checks `${var.NAME}` references and collects `secret:`/`env:` references in a table.
+/// Values inside a table carry no spans of their own, so problems point at the table.
+fn scan_table(
+    table: &toml::Table,
+    at: &Range<usize>,
+    variables: &BTreeMap<&str, VarType>,
+    refs: &mut References,
+    out: &mut Vec<Diagnostic>,
+) {
+    fn walk(
+        value: &toml::Value,
+        at: &Range<usize>,
+        variables: &BTreeMap<&str, VarType>,
+        refs: &mut References,
+        out: &mut Vec<Diagnostic>,
+    ) {
+        match value {
+            toml::Value::String(s) => {
+                if let Some(name) = s.strip_prefix("secret:") {
+                    refs.secrets.push((name.to_owned(), at.clone()));
+                } else if let Some(name) = s.strip_prefix("env:") {
+                    refs.env.push((name.to_owned(), at.clone()));
+                }
+                let mut rest = s.as_str();
+                while let Some(start) = rest.find("${") {
+                    let Some(end) = rest[start..].find('}') else { break };
+                    let inner = &rest[start + 2..start + end];
+                    match inner.strip_prefix("var.") {
+                        Some(name) if variables.contains_key(name) => {}
+                        Some(name) => {
+                            let mut d = Diagnostic::new(format!("`${{var.{name}}}` refers to a variable the flow does not declare"), Some(at.clone()));
+                            d = match closest(name, variables.keys().copied()) {
+                                Some(c) => d.help(format!("did you mean `${{var.{c}}}`?")),
+                                None => d.help(format!("declare it under [variables.{name}] with its type")),
+                            };
+                            out.push(d);
+                        }
+                        None => out.push(
+                            Diagnostic::new(format!("`${{{inner}}}` is not a reference weft understands"), Some(at.clone()))
+                                .help("variables are written `${var.NAME}`"),
+                        ),
+                    }
+                    rest = &rest[start + end + 1..];
+                }
+            }
+            toml::Value::Array(items) => items.iter().for_each(|v| walk(v, at, variables, refs, out)),
+            toml::Value::Table(t) => {
+                for (key, v) in t {
+                    walk(&toml::Value::String(key.clone()), at, variables, refs, out);
+                    walk(v, at, variables, refs, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    for (key, value) in table {
+        walk(&toml::Value::String(key.clone()), at, variables, refs, out);
+        walk(value, at, variables, refs, out);
+    }
+}
+
+fn type_check(kind: VarType, value: &toml::Value) -> Result<(), String> {
+    let ok = match kind {
+        VarType::String => value.is_str(),
+        VarType::Number => value.is_integer() || value.is_float(),
+        VarType::Bool => value.is_bool(),
+        VarType::Json => true,
+        VarType::Secret => value.as_str().is_some_and(|s| s.starts_with("secret:") || s.starts_with("env:")),
+    };
+    if ok {
+        return Ok(());
+    }
+    Err(match kind {
+        VarType::Secret => "must be a `secret:NAME` or `env:NAME` reference, never the secret itself".to_owned(),
+        kind => format!("must be a {}, not {}", format!("{kind:?}").to_lowercase(), value.type_str()),
+    })
+}
+
+/// Steps ordered so each comes after what it depends on; a cycle is reported at the step that
+/// closes it.
+fn topological<'a>(
+    steps: &'a [Spanned<Step>],
+    edges: &BTreeMap<&'a str, Vec<&'a str>>,
+    out: &mut Vec<Diagnostic>,
+) -> Vec<StepId> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        Visiting,
+        Done,
+    }
+    fn visit<'a>(
+        id: &'a str,
+        edges: &BTreeMap<&'a str, Vec<&'a str>>,
+        marks: &mut BTreeMap<&'a str, Mark>,
+        path: &mut Vec<&'a str>,
+        order: &mut Vec<&'a str>,
+        cycle: &mut Option<Vec<&'a str>>,
+    ) {
+        match marks.get(id) {
+            Some(Mark::Done) => return,
+            Some(Mark::Visiting) => {
+                if cycle.is_none() {
+                    let start = path.iter().position(|p| *p == id).unwrap_or(0);
+                    let mut c = path[start..].to_vec();
+                    c.push(id);
+                    *cycle = Some(c);
+                }
+                return;
+            }
+            None => {}
+        }
+        marks.insert(id, Mark::Visiting);
+        path.push(id);
+        for dep in edges.get(id).into_iter().flatten() {
+            if edges.contains_key(dep) {
+                visit(dep, edges, marks, path, order, cycle);
+            }
+        }
+        path.pop();
+        marks.insert(id, Mark::Done);
+        order.push(id);
+    }
+    let mut marks = BTreeMap::new();
+    let mut order = Vec::new();
+    let mut cycle = None;
+    for step in steps {
+        visit(step.get_ref().id.get_ref().as_str(), edges, &mut marks, &mut Vec::new(), &mut order, &mut cycle);
+    }
+    if let Some(cycle) = cycle {
+        let at = steps.iter().find(|s| s.get_ref().id.get_ref().as_str() == cycle[0]).map(|s| s.get_ref().id.span());
+        out.push(
+            Diagnostic::new(format!("steps depend on each other in a circle: {}", cycle.join(" -> ")), at)
+                .help("a flow is a graph without cycles; break the circle by removing one `input` or `run_after`"),
+        );
+    }
+    let by_id: BTreeMap<&str, &StepId> = steps.iter().map(|s| (s.get_ref().id.get_ref().as_str(), s.get_ref().id.get_ref())).collect();
+    order.into_iter().filter_map(|id| by_id.get(id).map(|s| (*s).clone())).collect()
+}
