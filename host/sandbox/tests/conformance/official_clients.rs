@@ -28,7 +28,24 @@ fn python() -> PathBuf {
     let requirements = clients_dir().join("requirements.txt");
     let stamp = venv.join("installed-requirements.txt");
     let wanted = std::fs::read_to_string(&requirements).expect("requirements.txt");
-    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) && py.exists() {
+    let ready = || std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) && py.exists();
+    if ready() {
+        return py;
+    }
+    // Tests run in parallel processes: one installs, the others wait for its stamp.
+    let _lock = match InstallLock::take(&venv.with_extension("lock")) {
+        Some(lock) => lock,
+        None => {
+            for _ in 0..600 {
+                if ready() {
+                    return py;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            }
+            panic!("another test has been installing the official clients for 5 minutes; remove {} if it died", venv.with_extension("lock").display());
+        }
+    };
+    if ready() {
         return py;
     }
     let system = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
@@ -38,6 +55,24 @@ fn python() -> PathBuf {
     assert!(out.status.success(), "pip could not install the official clients (PyPI must be reachable): {}", String::from_utf8_lossy(&out.stderr));
     std::fs::write(&stamp, wanted).expect("write stamp");
     py
+}
+
+/// A directory used as a cross-process lock (creating a directory is atomic).
+struct InstallLock(PathBuf);
+
+impl InstallLock {
+    fn take(path: &Path) -> Option<InstallLock> {
+        if let Some(parent) = path.parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        std::fs::create_dir(path).ok().map(|_| InstallLock(path.to_path_buf()))
+    }
+}
+
+impl Drop for InstallLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
 }
 
 /// `node_modules` with the pinned npm clients, installed when missing or stale.
