@@ -110,3 +110,25 @@ async fn plugin_finds_no_environment_arguments_files_or_sockets() {
         assert!(seen[probe].as_str().unwrap().starts_with("Err("), "{probe} succeeded: {seen}");
     }
 }
+
+#[tokio::test]
+async fn running_out_of_instance_slots_fails_the_call_not_the_host() {
+    let rt = runtime(|l| {
+        l.instances = 1;
+        l.cpu_time = Duration::from_millis(500);
+    });
+    let plugin = hostile(&rt).await;
+    let ctx = CallContext::default();
+    let spinning = plugin.process(&ctx, batch(json!({"do": "spin"})));
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        plugin.process(&ctx, batch(json!({"do": "echo"}))).await
+    };
+    let (first, second) = tokio::join!(spinning, second);
+    assert!(matches!(first, Err(CallError::CpuLimit { .. })), "{first:?}");
+    let err = second.unwrap_err();
+    assert!(matches!(err, CallError::Capacity { .. }), "{err}");
+    assert!(err.to_string().contains("raise `Limits::instances`"), "{err}");
+    // The slot is free again once the spinning call has been stopped.
+    plugin.process(&ctx, batch(json!({"do": "echo"}))).await.unwrap();
+}

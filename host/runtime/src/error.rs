@@ -47,7 +47,9 @@ pub enum CallError {
     /// The guest trapped: a panic, an out-of-bounds access, an `unreachable`.
     #[error("{plugin} crashed: {message}")]
     Trap { plugin: String, message: String },
-    #[error("{plugin} has no free instance slot: {reason}")]
+    #[error(
+        "{plugin} could not start: every instance slot is in use ({reason}); raise `Limits::instances` or run fewer calls at once"
+    )]
     Capacity { plugin: String, reason: String },
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use wasmtime::component::{HasSelf, Linker};
-use wasmtime::{Engine, Store, Trap, UpdateDeadline};
+use wasmtime::{Engine, PoolConcurrencyLimitError, Store, UpdateDeadline};
 
 use crate::bindings::connector::exports::weft::plugin::connector_api as capi;
 use crate::bindings::connector::{Connector, ConnectorPre};
@@ -277,11 +277,10 @@ impl Runner {
         if guard.memory_exceeded {
             return CallError::MemoryLimit { plugin, limit_bytes: limits.memory_bytes };
         }
-        let message = format!("{error:#}");
-        if error.downcast_ref::<Trap>().is_none() && message.contains("pooling") {
-            return CallError::Capacity { plugin, reason: message };
+        if error.downcast_ref::<PoolConcurrencyLimitError>().is_some() {
+            return CallError::Capacity { plugin, reason: format!("{error:#}") };
         }
-        CallError::Trap { plugin, message }
+        CallError::Trap { plugin, message: format!("{error:#}") }
     }
 
     async fn instantiate_once<P: Instantiate>(&self, pre: &P) -> Result<(), CallError> {
