@@ -5,4 +5,5 @@ mod contract;
 mod egress;
 mod examples;
 mod hostile;
+mod plan;
 mod plugins;

@@ -38,6 +38,13 @@ enum Command {
     Validate {
         /// The flow file.
         file: PathBuf,
+        /// Check with this environment's variables and connections.
+        #[arg(long)]
+        env: Option<String>,
+        /// Where plugins named in flows are found (repeatable); by default the data
+        /// directory's `plugins/` and this checkout's built plugins.
+        #[arg(long = "plugins")]
+        plugin_dirs: Vec<PathBuf>,
     },
     /// Manage the encrypted secrets flows refer to as `secret:NAME`.
     Secret {
@@ -93,11 +100,24 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Plugin { command: PluginCommand::Inspect { file, json } } => inspect::run(&cli.data_dir, &file, json).await,
-        Command::Validate { file } => validate::run(&cli.data_dir, &cli.tenant, &file).await,
+        Command::Validate { file, env, plugin_dirs } => {
+            let plugins = plugin_directory(&cli.data_dir, plugin_dirs);
+            validate::run(&cli.data_dir, &cli.tenant, &file, env.as_deref(), &plugins).await
+        }
         Command::Secret { command } => secret::run(&cli.data_dir, &cli.tenant, command).await,
         Command::Sandbox(args) => sandbox::run(args).await,
         Command::Demo(args) => demo::run(&cli.data_dir, args).await,
     }
+}
+
+/// Where flows' plugins are looked up: the given directories, or the data directory's
+/// `plugins/` and the first-party plugins built in this checkout.
+fn plugin_directory(data_dir: &std::path::Path, dirs: Vec<PathBuf>) -> weft_engine::PluginDirectory {
+    if !dirs.is_empty() {
+        return weft_engine::PluginDirectory::new(dirs);
+    }
+    let built = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugins/target/wasm32-wasip2/release");
+    weft_engine::PluginDirectory::new([data_dir.join("plugins"), built])
 }
 
 /// The runtime the commands use: default limits, compiled components cached under the data

@@ -1,15 +1,16 @@
 //! `weft validate FLOW`: everything that can be checked without running anything.
 //!
-//! Today: the file itself (syntax, unknown keys, names, references, cycles, one-of choices)
-//! and the secrets and environment variables it needs. Checks against the connectors' streams
-//! and schemas join when flows run (the flow engine).
+//! The file itself (syntax, unknown keys, names, references, cycles, one-of choices), then the
+//! flow bound to its plugins (streams, sync and write modes, auth kinds, field references
+//! through each transform's output schema), then the secrets and environment variables it needs.
 
 use std::path::Path;
 
 use anyhow::bail;
+use weft_engine::PluginDirectory;
 use weft_store::Store;
 
-pub async fn run(data_dir: &Path, tenant: &str, file: &Path) -> anyhow::Result<()> {
+pub async fn run(data_dir: &Path, tenant: &str, file: &Path, env: Option<&str>, plugins: &PluginDirectory) -> anyhow::Result<()> {
     let flow = match weft_flow::load(file) {
         Ok(flow) => flow,
         Err(error) => {
@@ -17,6 +18,11 @@ pub async fn run(data_dir: &Path, tenant: &str, file: &Path) -> anyhow::Result<(
             bail!("{} has {} problem(s)", file.display(), error.diagnostics.len());
         }
     };
+    let runtime = crate::runtime(data_dir)?;
+    if let Err(error) = weft_engine::plan(&flow, env, tenant, plugins, &runtime).await {
+        eprint!("{error}");
+        bail!("{} has {} problem(s) with its plugins", file.display(), error.diagnostics.len());
+    }
     let mut missing = Vec::new();
     let db = data_dir.join("weft.db");
     let known: Vec<String> = if db.exists() {

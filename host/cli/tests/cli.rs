@@ -127,16 +127,55 @@ fn validate_points_at_the_mistake_with_line_and_column() {
 #[test]
 fn validate_lists_secrets_the_flow_needs_that_are_not_set() {
     let dir = tempfile::tempdir().unwrap();
-    let flow = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/ui/ok/zendesk-to-zoho.toml");
-    let out = weft(dir.path(), &["validate", flow], None);
+    let flow = dir.path().join("flow.toml");
+    std::fs::write(&flow, FLOW).unwrap();
+    let flow = flow.to_str().unwrap();
+    let out = weft(dir.path(), &["validate", "--plugins", weft_tests::WASM_DIR, flow], None);
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
-    assert!(err.contains("missing: secret `zoho_refresh` is not set for tenant `default`: `weft secret set zoho_refresh`"), "{err}");
-    for name in ["zendesk_token", "zoho_client_secret", "zoho_refresh"] {
-        assert!(weft(dir.path(), &["secret", "set", name], Some("x")).status.success());
-    }
+    assert!(err.contains("missing: secret `api_token` is not set for tenant `default`: `weft secret set api_token`"), "{err}");
+    assert!(err.contains("missing: environment variable `WEFT_TEST_UNSET_CLIENT_ID` is not set"), "{err}");
+    assert!(weft(dir.path(), &["secret", "set", "api_token"], Some("x")).status.success());
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_weft"));
-    let ok = command.args(["validate", flow]).env("WEFT_DATA_DIR", dir.path()).env("ZOHO_CLIENT_ID", "id").output().unwrap();
+    let ok = command
+        .args(["validate", "--plugins", weft_tests::WASM_DIR, flow])
+        .env("WEFT_DATA_DIR", dir.path())
+        .env("WEFT_TEST_UNSET_CLIENT_ID", "id")
+        .output()
+        .unwrap();
     assert!(ok.status.success(), "{}", text(&ok.stderr));
-    assert!(text(&ok.stdout).contains("4 steps in order tickets -> cases -> save -> report-failure"), "{}", text(&ok.stdout));
+    assert!(text(&ok.stdout).contains("3 steps in order items -> mapped -> save"), "{}", text(&ok.stdout));
+}
+
+const FLOW: &str = r#"name = "items"
+
+[connections.api]
+plugin = "http-json"
+config = { base_url = "https://api.example.com" }
+auth = { kind = "oauth2-client-credentials", token_url = "https://api.example.com/oauth/token", client_id = "env:WEFT_TEST_UNSET_CLIENT_ID", client_secret = "secret:api_token" }
+
+[[steps]]
+id = "items"
+read = { connection = "api", stream = "items" }
+
+[[steps]]
+id = "mapped"
+transform = { plugin = "map", input = "items" }
+config.fields = { id = "id", name = "name" }
+
+[[steps]]
+id = "save"
+write = { connection = "api", stream = "contacts", input = "mapped", mode = "upsert", key = ["id"] }
+"#;
+
+#[test]
+fn validate_reports_plugin_level_mistakes_in_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let flow = dir.path().join("flow.toml");
+    std::fs::write(&flow, FLOW.replace(r#"config.fields = { id = "id", name = "name" }"#, r#"config.fields = { id = "id", name = "nmae" }"#)).unwrap();
+    let out = weft(dir.path(), &["validate", "--plugins", weft_tests::WASM_DIR, flow.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("error: step `mapped`: `name` maps from `nmae`, which the input does not have"), "{err}");
+    assert!(err.contains("flow.toml:15:1"), "{err}");
 }

@@ -35,7 +35,8 @@ pub struct FlowError {
 }
 
 impl FlowError {
-    pub(crate) fn new(file: &Path, text: &str, diagnostics: Vec<Diagnostic>) -> Self {
+    /// Problems in `file`, whose contents are `text` (used to show the lines).
+    pub fn new(file: &Path, text: &str, diagnostics: Vec<Diagnostic>) -> Self {
         FlowError { file: file.to_owned(), text: text.to_owned(), diagnostics }
     }
 

@@ -21,11 +21,27 @@ pub use validate::References;
 /// A flow file that parsed and holds together.
 #[derive(Debug)]
 pub struct Flow {
+    /// Where the flow was read from, for messages.
+    pub path: std::path::PathBuf,
+    /// The file's text, for messages that point into it.
+    pub text: String,
     pub file: FlowFile,
     /// Steps in an order where each comes after the steps it depends on.
     pub order: Vec<StepId>,
     /// The secrets and environment variables the flow refers to.
     pub references: References,
+}
+
+impl Flow {
+    /// An error pointing into this flow's file.
+    pub fn error(&self, diagnostics: Vec<Diagnostic>) -> FlowError {
+        FlowError::new(&self.path, &self.text, diagnostics)
+    }
+
+    /// The step with `id`.
+    pub fn step(&self, id: &StepId) -> Option<&model::Step> {
+        self.file.steps.iter().map(|s| s.get_ref()).find(|s| s.id.get_ref() == id)
+    }
 }
 
 /// Reads and checks the flow file at `path`.
@@ -45,7 +61,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Flow, FlowError> {
     if !diagnostics.is_empty() {
         return Err(FlowError::new(path, text, diagnostics));
     }
-    Ok(Flow { file, order, references })
+    Ok(Flow { path: path.to_owned(), text: text.to_owned(), file, order, references })
 }
 
 /// The common mistakes get a sentence of their own.
