@@ -3,6 +3,7 @@
 mod cache;
 mod contract;
 mod egress;
+mod engine;
 mod examples;
 mod hostile;
 mod plan;

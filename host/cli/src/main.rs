@@ -3,6 +3,8 @@
 
 mod demo;
 mod inspect;
+mod run;
+mod runs;
 mod sandbox;
 mod secret;
 mod validate;
@@ -45,6 +47,22 @@ enum Command {
         /// directory's `plugins/` and this checkout's built plugins.
         #[arg(long = "plugins")]
         plugin_dirs: Vec<PathBuf>,
+    },
+    /// Run a flow once, with live progress and a summary.
+    Run {
+        /// The flow file.
+        file: PathBuf,
+        /// Run with this environment's variables and connections.
+        #[arg(long)]
+        env: Option<String>,
+        /// Where plugins named in flows are found (repeatable).
+        #[arg(long = "plugins")]
+        plugin_dirs: Vec<PathBuf>,
+    },
+    /// Past runs: list, show one, download its error log.
+    Runs {
+        #[command(subcommand)]
+        command: runs::RunsCommand,
     },
     /// Manage the encrypted secrets flows refer to as `secret:NAME`.
     Secret {
@@ -104,6 +122,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let plugins = plugin_directory(&cli.data_dir, plugin_dirs);
             validate::run(&cli.data_dir, &cli.tenant, &file, env.as_deref(), &plugins).await
         }
+        Command::Run { file, env, plugin_dirs } => {
+            let plugins = plugin_directory(&cli.data_dir, plugin_dirs);
+            run::run(&cli.data_dir, &cli.tenant, &file, env.as_deref(), &plugins).await
+        }
+        Command::Runs { command } => runs::run(&cli.data_dir, &cli.tenant, command).await,
         Command::Secret { command } => secret::run(&cli.data_dir, &cli.tenant, command).await,
         Command::Sandbox(args) => sandbox::run(args).await,
         Command::Demo(args) => demo::run(&cli.data_dir, args).await,

@@ -1,8 +1,10 @@
-//! Running flows: binding a checked flow file to its plugins ([`plan`]) and, from there,
-//! executing it.
+//! Running flows: binding a checked flow file to its plugins ([`plan`]) and executing the plan
+//! ([`run`](run::run)) with checkpoints, retries and an error log.
 
 pub mod plan;
 pub mod registry;
+pub mod run;
 
 pub use plan::{BoundConnection, Plan, plan};
 pub use registry::PluginDirectory;
+pub use run::{RetryPolicy, RunError, RunOptions, RunReport, run};

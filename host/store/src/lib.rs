@@ -18,6 +18,7 @@
 
 mod error;
 mod migrations;
+mod runs;
 mod sqlite;
 
 use std::path::Path;
@@ -25,6 +26,7 @@ use std::time::SystemTime;
 
 pub use error::StoreError;
 pub use migrations::{MIGRATIONS, Migration};
+pub use runs::{ErrorEntry, RunRecord, StepRunRecord};
 
 /// The tenant used while weft runs a single tenant.
 pub const DEFAULT_TENANT: &str = "default";
@@ -284,6 +286,73 @@ fn check_secret_name(name: &str) -> Result<(), StoreError> {
         Err(StoreError::InvalidSecretName {
             name: name.to_owned(),
         })
+    }
+}
+
+/// Runs, steps, cursors and the error log.
+impl Store {
+    /// Records the start of a run.
+    pub async fn run_start(&self, id: &str, tenant: &str, flow: &str, environment: Option<&str>) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.run_start(id, tenant, flow, environment).await,
+        }
+    }
+
+    /// Records how a run ended.
+    pub async fn run_finish(&self, id: &str, status: &str, error: Option<&str>) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.run_finish(id, status, error).await,
+        }
+    }
+
+    /// Writes a step's current state (insert or replace).
+    pub async fn step_save(&self, run_id: &str, step: &StepRunRecord) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.step_save(run_id, step).await,
+        }
+    }
+
+    /// The most recent runs of a tenant, newest first.
+    pub async fn runs_list(&self, tenant: &str, limit: u32) -> Result<Vec<RunRecord>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.runs_list(tenant, limit).await,
+        }
+    }
+
+    /// One run and its steps.
+    pub async fn run_get(&self, tenant: &str, id: &str) -> Result<Option<(RunRecord, Vec<StepRunRecord>)>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.run_get(tenant, id).await,
+        }
+    }
+
+    /// Adds a failed record to a run's error log.
+    pub async fn error_append(&self, run_id: &str, step: &str, record: Option<&str>, error: &str) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.error_append(run_id, step, record, error).await,
+        }
+    }
+
+    /// A run's error log, in the order the failures happened.
+    pub async fn run_errors(&self, run_id: &str) -> Result<Vec<ErrorEntry>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.run_errors(run_id).await,
+        }
+    }
+
+    /// Where a read step of a flow resumes from.
+    pub async fn cursor_get(&self, tenant: &str, flow: &str, step: &str) -> Result<Option<String>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.cursor_get(tenant, flow, step).await,
+        }
+    }
+
+    /// Commits a read step's cursor. Callers do this only after every write depending on the
+    /// pages before it was acknowledged.
+    pub async fn cursor_set(&self, tenant: &str, flow: &str, step: &str, cursor: &str) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.cursor_set(tenant, flow, step, cursor).await,
+        }
     }
 }
 

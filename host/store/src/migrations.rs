@@ -16,7 +16,8 @@ pub struct Migration {
 }
 
 /// Every migration, in the order they are applied.
-pub const MIGRATIONS: &[Migration] = &[Migration {
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
     version: 1,
     name: "plugin state and secrets",
     sql: r#"
@@ -37,6 +38,55 @@ CREATE TABLE secrets (
     sealed      BLOB    NOT NULL,
     updated_at  BIGINT  NOT NULL,
     PRIMARY KEY (tenant, name)
+);
+"#,
+}, Migration {
+    version: 2,
+    name: "runs, step runs, cursors and the error log",
+    sql: r#"
+CREATE TABLE runs (
+    id           TEXT    PRIMARY KEY,
+    tenant       TEXT    NOT NULL,
+    flow         TEXT    NOT NULL,
+    environment  TEXT,
+    status       TEXT    NOT NULL,
+    started_at   BIGINT  NOT NULL,
+    finished_at  BIGINT,
+    error        TEXT
+);
+CREATE INDEX runs_by_flow ON runs (tenant, flow, started_at);
+
+CREATE TABLE step_runs (
+    run_id       TEXT    NOT NULL REFERENCES runs (id),
+    step         TEXT    NOT NULL,
+    status       TEXT    NOT NULL,
+    pages        BIGINT  NOT NULL,
+    records_in   BIGINT  NOT NULL,
+    records_out  BIGINT  NOT NULL,
+    failed       BIGINT  NOT NULL,
+    started_at   BIGINT  NOT NULL,
+    finished_at  BIGINT,
+    error        TEXT,
+    PRIMARY KEY (run_id, step)
+);
+
+CREATE TABLE cursors (
+    tenant      TEXT    NOT NULL,
+    flow        TEXT    NOT NULL,
+    step        TEXT    NOT NULL,
+    cursor      TEXT    NOT NULL,
+    updated_at  BIGINT  NOT NULL,
+    PRIMARY KEY (tenant, flow, step)
+);
+
+CREATE TABLE run_errors (
+    run_id      TEXT    NOT NULL REFERENCES runs (id),
+    seq         BIGINT  NOT NULL,
+    step        TEXT    NOT NULL,
+    record      TEXT,
+    error       TEXT    NOT NULL,
+    created_at  BIGINT  NOT NULL,
+    PRIMARY KEY (run_id, seq)
 );
 "#,
 }];

@@ -10,7 +10,8 @@ use sqlx::sqlite::{
 use sqlx::{Connection as _, SqliteConnection};
 
 use crate::migrations::{MIGRATIONS, latest_version};
-use crate::{SecretEntry, StateScope, StoreError, millis_to_time, now_millis};
+use crate::{ErrorEntry, RunRecord, SecretEntry, StateScope, StepRunRecord, StoreError, millis_to_time, now_millis};
+use sqlx::Row as _;
 
 /// How long a writer waits for another writer (possibly another weft process) before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -317,4 +318,178 @@ async fn apply_pending(conn: &mut SqliteConnection) -> Result<(), StoreError> {
         );
     }
     Ok(())
+}
+
+fn time(ms: Option<i64>) -> Option<std::time::SystemTime> {
+    ms.map(millis_to_time)
+}
+
+fn ms(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+fn run_record(row: &sqlx::sqlite::SqliteRow) -> RunRecord {
+    RunRecord {
+        id: row.get("id"),
+        tenant: row.get("tenant"),
+        flow: row.get("flow"),
+        environment: row.get("environment"),
+        status: row.get("status"),
+        started_at: millis_to_time(row.get("started_at")),
+        finished_at: time(row.get("finished_at")),
+        error: row.get("error"),
+    }
+}
+
+impl SqliteBackend {
+    pub(crate) async fn run_start(&self, id: &str, tenant: &str, flow: &str, environment: Option<&str>) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO runs (id, tenant, flow, environment, status, started_at) VALUES (?, ?, ?, ?, 'running', ?)")
+            .bind(id)
+            .bind(tenant)
+            .bind(flow)
+            .bind(environment)
+            .bind(now_millis())
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(query_err(format!("record the start of run {id}")))
+    }
+
+    pub(crate) async fn run_finish(&self, id: &str, status: &str, error: Option<&str>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE runs SET status = ?, finished_at = ?, error = ? WHERE id = ?")
+            .bind(status)
+            .bind(now_millis())
+            .bind(error)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(query_err(format!("record the end of run {id}")))
+    }
+
+    pub(crate) async fn step_save(&self, run_id: &str, s: &StepRunRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO step_runs (run_id, step, status, pages, records_in, records_out, failed, started_at, finished_at, error)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (run_id, step) DO UPDATE SET status = excluded.status, pages = excluded.pages,
+               records_in = excluded.records_in, records_out = excluded.records_out, failed = excluded.failed,
+               finished_at = excluded.finished_at, error = excluded.error",
+        )
+        .bind(run_id)
+        .bind(&s.step)
+        .bind(&s.status)
+        .bind(s.pages as i64)
+        .bind(s.records_in as i64)
+        .bind(s.records_out as i64)
+        .bind(s.failed as i64)
+        .bind(ms(s.started_at))
+        .bind(s.finished_at.map(ms))
+        .bind(&s.error)
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
+        .map_err(query_err(format!("save step {} of run {run_id}", s.step)))
+    }
+
+    pub(crate) async fn runs_list(&self, tenant: &str, limit: u32) -> Result<Vec<RunRecord>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM runs WHERE tenant = ? ORDER BY started_at DESC, id DESC LIMIT ?")
+            .bind(tenant)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_err("list runs"))?;
+        Ok(rows.iter().map(run_record).collect())
+    }
+
+    pub(crate) async fn run_get(&self, tenant: &str, id: &str) -> Result<Option<(RunRecord, Vec<StepRunRecord>)>, StoreError> {
+        let Some(row) = sqlx::query("SELECT * FROM runs WHERE tenant = ? AND id = ?")
+            .bind(tenant)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(query_err(format!("read run {id}")))?
+        else {
+            return Ok(None);
+        };
+        let steps = sqlx::query("SELECT * FROM step_runs WHERE run_id = ? ORDER BY started_at, step")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_err(format!("read the steps of run {id}")))?
+            .iter()
+            .map(|r| StepRunRecord {
+                step: r.get("step"),
+                status: r.get("status"),
+                pages: r.get::<i64, _>("pages") as u64,
+                records_in: r.get::<i64, _>("records_in") as u64,
+                records_out: r.get::<i64, _>("records_out") as u64,
+                failed: r.get::<i64, _>("failed") as u64,
+                started_at: millis_to_time(r.get("started_at")),
+                finished_at: time(r.get("finished_at")),
+                error: r.get("error"),
+            })
+            .collect();
+        Ok(Some((run_record(&row), steps)))
+    }
+
+    pub(crate) async fn error_append(&self, run_id: &str, step: &str, record: Option<&str>, error: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO run_errors (run_id, seq, step, record, error, created_at)
+             VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM run_errors WHERE run_id = ?), ?, ?, ?, ?)",
+        )
+        .bind(run_id)
+        .bind(run_id)
+        .bind(step)
+        .bind(record)
+        .bind(error)
+        .bind(now_millis())
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
+        .map_err(query_err(format!("log a failed record of run {run_id}")))
+    }
+
+    pub(crate) async fn run_errors(&self, run_id: &str) -> Result<Vec<ErrorEntry>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM run_errors WHERE run_id = ? ORDER BY seq")
+            .bind(run_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_err(format!("read the error log of run {run_id}")))?;
+        Ok(rows
+            .iter()
+            .map(|r| ErrorEntry {
+                seq: r.get::<i64, _>("seq") as u64,
+                step: r.get("step"),
+                record: r.get("record"),
+                error: r.get("error"),
+                created_at: millis_to_time(r.get("created_at")),
+            })
+            .collect())
+    }
+
+    pub(crate) async fn cursor_get(&self, tenant: &str, flow: &str, step: &str) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar("SELECT cursor FROM cursors WHERE tenant = ? AND flow = ? AND step = ?")
+            .bind(tenant)
+            .bind(flow)
+            .bind(step)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(query_err(format!("read the cursor of {flow}/{step}")))
+    }
+
+    pub(crate) async fn cursor_set(&self, tenant: &str, flow: &str, step: &str, cursor: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO cursors (tenant, flow, step, cursor, updated_at) VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT (tenant, flow, step) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at",
+        )
+        .bind(tenant)
+        .bind(flow)
+        .bind(step)
+        .bind(cursor)
+        .bind(now_millis())
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
+        .map_err(query_err(format!("commit the cursor of {flow}/{step}")))
+    }
 }

@@ -1,0 +1,55 @@
+//! `weft run FLOW`: plan the flow, run it once with live progress, and summarise.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use weft_capabilities::{MasterKey, Secrets};
+use weft_engine::{PluginDirectory, RunOptions};
+use weft_store::Store;
+
+pub async fn run(data_dir: &Path, tenant: &str, file: &Path, env: Option<&str>, plugins: &PluginDirectory) -> anyhow::Result<()> {
+    let flow = match weft_flow::load(file) {
+        Ok(flow) => flow,
+        Err(error) => {
+            eprint!("{error}");
+            bail!("{} has {} problem(s)", file.display(), error.diagnostics.len());
+        }
+    };
+    let runtime = crate::runtime(data_dir)?;
+    let plan = match weft_engine::plan(&flow, env, tenant, plugins, &runtime).await {
+        Ok(plan) => plan,
+        Err(error) => {
+            eprint!("{error}");
+            bail!("{} has {} problem(s) with its plugins", file.display(), error.diagnostics.len());
+        }
+    };
+    let store = Store::open_sqlite(data_dir.join("weft.db")).await.context("opening the store")?;
+    let secrets = Secrets::new(store.clone(), MasterKey::load(data_dir).context("loading the master key")?);
+    let options = RunOptions { tenant: tenant.to_owned(), environment: env.map(str::to_owned), ..RunOptions::default() };
+    let started = std::time::Instant::now();
+    let mut progress = |step: &weft_store::StepRunRecord| {
+        let rate = step.records_in as f64 / started.elapsed().as_secs_f64().max(1e-3);
+        eprint!(
+            "\r  {:<20} {:>9} {:>8} in {:>8} out {:>6} failed {:>9.0} rec/s   ",
+            step.step, step.status, step.records_in, step.records_out, step.failed, rate
+        );
+        if step.status != "running" {
+            eprintln!();
+        }
+        let _ = std::io::stderr().flush();
+    };
+    let report = weft_engine::run(&flow, &plan, &store, &secrets, &options, &mut progress).await?;
+    println!("run {} {} in {:.1} s", report.id, if report.succeeded { "succeeded" } else { "failed" }, report.took.as_secs_f64());
+    println!("{:<20} {:<9} {:>6} {:>9} {:>9} {:>7}", "step", "status", "pages", "in", "out", "failed");
+    for s in &report.steps {
+        println!("{:<20} {:<9} {:>6} {:>9} {:>9} {:>7}", s.step, s.status, s.pages, s.records_in, s.records_out, s.failed);
+    }
+    if report.steps.iter().any(|s| s.failed > 0) {
+        println!("failed records: weft runs errors {}", report.id);
+    }
+    if !report.succeeded {
+        bail!("run {} failed; see `weft runs show {}`", report.id, report.id);
+    }
+    Ok(())
+}

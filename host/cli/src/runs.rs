@@ -1,0 +1,97 @@
+//! `weft runs`: what ran, how it went, and the records that failed.
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use clap::{Subcommand, ValueEnum};
+use weft_store::Store;
+
+#[derive(Subcommand)]
+pub enum RunsCommand {
+    /// The most recent runs, newest first.
+    List {
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// One run: its steps with counts, durations, status and errors.
+    Show { run: String },
+    /// A run's error log: each failed record with the step and the reason.
+    Errors {
+        run: String,
+        #[arg(long, value_enum, default_value_t = Format::Jsonl)]
+        format: Format,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Format {
+    Jsonl,
+    Csv,
+}
+
+fn when(t: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text.to_owned() }
+}
+
+pub async fn run(data_dir: &Path, tenant: &str, command: RunsCommand) -> anyhow::Result<()> {
+    let store = Store::open_sqlite(data_dir.join("weft.db")).await.context("opening the store")?;
+    match command {
+        RunsCommand::List { limit } => {
+            let runs = store.runs_list(tenant, limit).await?;
+            if runs.is_empty() {
+                eprintln!("no runs yet for tenant `{tenant}`; start one with `weft run FLOW`");
+            }
+            for r in runs {
+                println!("{}\t{}\t{}\t{}", r.id, r.flow, r.status, when(r.started_at));
+            }
+        }
+        RunsCommand::Show { run } => {
+            let Some((r, steps)) = store.run_get(tenant, &run).await? else {
+                bail!("there is no run `{run}` for tenant `{tenant}` (see `weft runs list`)");
+            };
+            println!("run {} of flow `{}`: {}", r.id, r.flow, r.status);
+            if let Some(env) = &r.environment {
+                println!("environment {env}");
+            }
+            println!("started {}", when(r.started_at));
+            if let Some(f) = r.finished_at {
+                let took = f.duration_since(r.started_at).unwrap_or_default();
+                println!("finished {} ({:.1} s)", when(f), took.as_secs_f64());
+            }
+            if let Some(e) = &r.error {
+                println!("error {e}");
+            }
+            println!("\n{:<20} {:<9} {:>6} {:>9} {:>9} {:>7} {:>9}", "step", "status", "pages", "in", "out", "failed", "seconds");
+            for s in steps {
+                let secs = s.finished_at.and_then(|f| f.duration_since(s.started_at).ok()).map_or(0.0, |d| d.as_secs_f64());
+                println!("{:<20} {:<9} {:>6} {:>9} {:>9} {:>7} {:>9.2}", s.step, s.status, s.pages, s.records_in, s.records_out, s.failed, secs);
+                if let Some(e) = s.error {
+                    println!("  error: {e}");
+                }
+            }
+        }
+        RunsCommand::Errors { run, format } => {
+            if store.run_get(tenant, &run).await?.is_none() {
+                bail!("there is no run `{run}` for tenant `{tenant}` (see `weft runs list`)");
+            }
+            let errors = store.run_errors(&run).await?;
+            if let Format::Csv = format {
+                println!("seq,step,error,record");
+            }
+            for e in errors {
+                match format {
+                    Format::Jsonl => {
+                        let record = e.record.as_deref().and_then(|r| serde_json::from_str(r).ok()).unwrap_or(serde_json::Value::Null);
+                        println!("{}", serde_json::json!({"seq": e.seq, "step": e.step, "error": e.error, "record": record}));
+                    }
+                    Format::Csv => println!("{},{},{},{}", e.seq, csv_field(&e.step), csv_field(&e.error), csv_field(e.record.as_deref().unwrap_or(""))),
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,445 @@
+//! Executing a planned flow.
+//!
+//! Records move page by page: each page a read step returns is pushed through every step
+//! downstream of it (transforms, then writes) before the next page is read, so memory stays
+//! bounded by one page per source whatever the record count. A read's cursor is committed to the
+//! store only after every write depending on that page has been acknowledged: a crash replays at
+//! most the uncommitted page, and writes are upserts by key, so a replay duplicates nothing.
+//!
+//! Lookup inputs (`transform = { lookup = "accounts" }`) are read in full first and kept in
+//! memory for the run. Records that fail (a transform's rejects, a write's failed outcomes) go
+//! to the run's error log with the record and the reason, and the batch carries on.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::Value;
+use weft_capabilities::{Connection, ConnectionError, Connections, Secrets};
+use weft_flow::model::{RunAfter, Step, SyncMode};
+use weft_flow::{Flow, StepId};
+use weft_runtime::bindings::{self, PluginError};
+use weft_runtime::{Batch, CallContext, CallError, ReadRequest, WriteRequest, WriteStatus};
+use weft_store::{StepRunRecord, Store, StoreError};
+
+use crate::plan::Plan;
+
+/// How failing calls are retried: 408, 429, 5xx and transport failures, with exponential
+/// backoff and jitter, honouring the wait a rate-limited upstream asks for.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    pub base: Duration,
+    /// The longest single wait, whatever `Retry-After` says.
+    pub max_wait: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy { attempts: 5, base: Duration::from_millis(250), max_wait: Duration::from_secs(60) }
+    }
+}
+
+/// What a run needs besides the flow and its plan.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub tenant: String,
+    pub environment: Option<String>,
+    pub retry: RetryPolicy,
+    /// Records per write call when the step does not say.
+    pub write_batch: usize,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions { tenant: "default".into(), environment: None, retry: RetryPolicy::default(), write_batch: 100 }
+    }
+}
+
+/// Why a run could not be carried out at all (a step failing is a run status, not this).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Connection(#[from] ConnectionError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub id: String,
+    pub succeeded: bool,
+    pub steps: Vec<StepRunRecord>,
+    pub took: Duration,
+}
+
+/// A fresh run id: time-ordered and unique within the process.
+fn run_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let millis = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    format!("r{millis:x}{:x}{:02x}", std::process::id() & 0xfff, COUNTER.fetch_add(1, Ordering::Relaxed) & 0xff)
+}
+
+/// Jitter without a random-number crate: good enough to spread retries apart.
+fn jitter(attempt: u32) -> f64 {
+    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let mixed = (u64::from(nanos) ^ (u64::from(attempt) << 32)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    0.5 + (mixed >> 11) as f64 / (1u64 << 53) as f64
+}
+
+async fn with_retry<T, Fut>(policy: &RetryPolicy, mut call: impl FnMut() -> Fut) -> Result<T, CallError>
+where
+    Fut: Future<Output = Result<T, CallError>>,
+{
+    let mut attempt = 1;
+    loop {
+        match call().await {
+            Ok(v) => return Ok(v),
+            Err(e) if attempt < policy.attempts && e.plugin_error().is_some_and(PluginError::is_retryable) => {
+                let wait = match e.plugin_error() {
+                    Some(PluginError::RateLimited(r)) if r.retry_after_ms.is_some() => {
+                        Duration::from_millis(r.retry_after_ms.unwrap_or(0))
+                    }
+                    _ => policy.base.mul_f64(2f64.powi(attempt as i32 - 1) * jitter(attempt)),
+                };
+                tracing::debug!(attempt, wait_ms = wait.as_millis() as u64, error = %e, "retrying");
+                tokio::time::sleep(wait.min(policy.max_wait)).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn sync_mode(mode: SyncMode) -> bindings::SyncMode {
+    match mode {
+        SyncMode::Full => bindings::SyncMode::Full,
+        SyncMode::Incremental => bindings::SyncMode::Incremental,
+    }
+}
+
+fn write_mode(mode: weft_flow::model::WriteMode) -> bindings::WriteMode {
+    use weft_flow::model::WriteMode as M;
+    match mode {
+        M::Create => bindings::WriteMode::Create,
+        M::Update => bindings::WriteMode::Update,
+        M::Upsert => bindings::WriteMode::Upsert,
+        M::Delete => bindings::WriteMode::Delete,
+    }
+}
+
+fn table_json(table: Option<&toml::Spanned<toml::Table>>) -> String {
+    table.map(|t| serde_json::to_string(t.get_ref()).unwrap_or_else(|_| "{}".into())).unwrap_or_else(|| "{}".into())
+}
+
+/// The run in progress.
+struct Execution<'a> {
+    flow: &'a Flow,
+    plan: &'a Plan,
+    store: &'a Store,
+    options: &'a RunOptions,
+    context: CallContext,
+    run: String,
+    steps: BTreeMap<StepId, StepRunRecord>,
+    /// Steps whose full output is kept for the run: lookup inputs and what feeds them.
+    collected: BTreeMap<StepId, Vec<Value>>,
+    progress: &'a mut (dyn FnMut(&StepRunRecord) + Send),
+}
+
+impl Execution<'_> {
+    fn step(&self, id: &StepId) -> &Step {
+        self.flow.step(id).expect("planned steps exist")
+    }
+
+    /// Steps reading `id`'s output, in flow order.
+    fn downstream(&self, id: &StepId) -> Vec<StepId> {
+        self.flow
+            .order
+            .iter()
+            .filter(|s| {
+                let step = self.step(s);
+                step.transform.as_ref().is_some_and(|t| t.get_ref().input.get_ref() == id)
+                    || step.write.as_ref().is_some_and(|w| w.get_ref().input.get_ref() == id)
+            })
+            .cloned()
+            .collect()
+    }
+
+    fn record(&mut self, id: &StepId) -> &mut StepRunRecord {
+        self.steps.entry(id.clone()).or_insert_with(|| StepRunRecord {
+            step: id.to_string(),
+            status: "running".into(),
+            pages: 0,
+            records_in: 0,
+            records_out: 0,
+            failed: 0,
+            started_at: SystemTime::now(),
+            finished_at: None,
+            error: None,
+        })
+    }
+
+    async fn save(&mut self, id: &StepId) -> Result<(), StoreError> {
+        let record = self.record(id).clone();
+        (self.progress)(&record);
+        self.store.step_save(&self.run, &record).await
+    }
+
+    async fn finish(&mut self, id: &StepId, error: Option<String>) -> Result<(), StoreError> {
+        let record = self.record(id);
+        if record.status == "running" {
+            record.status = if error.is_some() { "failed".into() } else { "succeeded".into() };
+        }
+        if error.is_some() {
+            record.status = "failed".into();
+            record.error = error;
+        }
+        record.finished_at = Some(SystemTime::now());
+        self.save(id).await
+    }
+
+    async fn log_error(&mut self, id: &StepId, record: Option<&Value>, error: &str) -> Result<(), StoreError> {
+        self.record(id).failed += 1;
+        let text = record.map(Value::to_string);
+        self.store.error_append(&self.run, id.as_str(), text.as_deref(), error).await
+    }
+
+    /// Pushes `records`, produced by `from`, through every downstream step `include` admits.
+    /// An error names the step that failed; the caller stops that source.
+    async fn propagate(&mut self, from: &StepId, records: Vec<Value>, include: &dyn Fn(&StepId) -> bool) -> Result<(), StepId> {
+        for next in self.downstream(from) {
+            if !include(&next) {
+                continue;
+            }
+            let step = self.step(&next);
+            if let Some(transform) = &step.transform {
+                let lookup_id = transform.get_ref().lookup.as_ref().map(|l| l.get_ref().clone());
+                let plugin = Arc::clone(&self.plan.transforms[&next]);
+                let config = self.plan.configs.get(&next).map(Value::to_string).unwrap_or_else(|| "{}".into());
+                let lookup = lookup_id.map(|l| Value::Array(self.collected.get(&l).cloned().unwrap_or_default()).to_string());
+                let batch = Batch { config, records: Value::Array(records.clone()).to_string(), lookup };
+                let mut context = self.context.clone();
+                context.step = Some(next.to_string());
+                let result = with_retry(&self.options.retry, || plugin.process(&context, batch.clone())).await;
+                let record = self.record(&next);
+                record.pages += 1;
+                record.records_in += records.len() as u64;
+                match result {
+                    Ok(result) => {
+                        let out: Vec<Value> = serde_json::from_str(&result.records).unwrap_or_default();
+                        self.record(&next).records_out += out.len() as u64;
+                        for reject in &result.rejects {
+                            let field = reject.field.as_deref().map(|f| format!(" (field `{f}`)")).unwrap_or_default();
+                            let reason = format!("rejected{field}: {}", reject.reason);
+                            let _ = self.log_error(&next, records.get(reject.index as usize), &reason).await;
+                        }
+                        let _ = self.save(&next).await;
+                        if let Some(kept) = self.collected.get_mut(&next) {
+                            kept.extend(out.iter().cloned());
+                        }
+                        Box::pin(self.propagate(&next, out, include)).await?;
+                    }
+                    Err(e) => {
+                        let _ = self.finish(&next, Some(e.to_string())).await;
+                        return Err(next);
+                    }
+                }
+            } else if let Some(write) = &step.write {
+                let w = write.get_ref();
+                let connection = w.connection.get_ref().to_string();
+                let bound = &self.plan.connections[&connection];
+                let plugin = Arc::clone(&bound.plugin);
+                let config = bound.config.clone();
+                let chunk = w.batch_size.map_or(self.options.write_batch, |b| b as usize).max(1);
+                let (stream, mode) = (w.stream.get_ref().clone(), write_mode(*w.mode.get_ref()));
+                let key: Vec<String> = w.key.iter().map(|k| k.get_ref().clone()).collect();
+                let mut context = self.context.clone();
+                context.step = Some(next.to_string());
+                for part in records.chunks(chunk) {
+                    let request = WriteRequest { stream: stream.clone(), mode, key: key.clone(), records: Value::Array(part.to_vec()).to_string() };
+                    let result = with_retry(&self.options.retry, || plugin.write(&context, &connection, &config, request.clone(), part.len())).await;
+                    let record = self.record(&next);
+                    record.pages += 1;
+                    record.records_in += part.len() as u64;
+                    match result {
+                        Ok(outcomes) => {
+                            for (outcome, rec) in outcomes.iter().zip(part) {
+                                if outcome.status == WriteStatus::Failed {
+                                    let reason = outcome.error.as_ref().map_or_else(|| "failed".to_owned(), PluginError::message);
+                                    let _ = self.log_error(&next, Some(rec), &reason).await;
+                                } else {
+                                    self.record(&next).records_out += 1;
+                                }
+                            }
+                            let _ = self.save(&next).await;
+                        }
+                        Err(e) => {
+                            let _ = self.finish(&next, Some(e.to_string())).await;
+                            return Err(next);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads `source` page by page, pushing each page downstream; commits the cursor after each
+    /// page whose writes all succeeded (incremental reads only: a full read starts over).
+    async fn read(&mut self, source: &StepId, include: &dyn Fn(&StepId) -> bool, commit: bool) -> Result<(), StoreError> {
+        let step = self.step(source);
+        let read = step.read.as_ref().expect("sources are read steps").get_ref();
+        let connection = read.connection.get_ref().to_string();
+        let bound = &self.plan.connections[&connection];
+        let plugin = Arc::clone(&bound.plugin);
+        let config = bound.config.clone();
+        let mode = read.sync;
+        let (stream, options, page_size) = (read.stream.get_ref().clone(), table_json(read.options.as_ref()), read.page_size);
+        let flow_name = self.flow.file.name.get_ref().to_string();
+        let mut cursor = match mode {
+            SyncMode::Incremental => self.store.cursor_get(&self.options.tenant, &flow_name, source.as_str()).await?,
+            SyncMode::Full => None,
+        };
+        let mut context = self.context.clone();
+        context.step = Some(source.to_string());
+        self.record(source);
+        loop {
+            let request = ReadRequest { stream: stream.clone(), mode: sync_mode(mode), cursor: cursor.clone(), page_size, options: options.clone() };
+            let page = match with_retry(&self.options.retry, || plugin.read(&context, &connection, &config, request.clone())).await {
+                Ok(page) => page,
+                Err(e) => return self.finish(source, Some(e.to_string())).await,
+            };
+            let records: Vec<Value> = match serde_json::from_str(&page.records) {
+                Ok(r) => r,
+                Err(e) => return self.finish(source, Some(format!("the connector returned records that are not a JSON array: {e}"))).await,
+            };
+            let record = self.record(source);
+            record.pages += 1;
+            record.records_in += records.len() as u64;
+            record.records_out += records.len() as u64;
+            self.save(source).await?;
+            if let Some(kept) = self.collected.get_mut(source) {
+                kept.extend(records.iter().cloned());
+            }
+            if let Err(failed) = self.propagate(source, records, include).await {
+                // The page's writes were not all acknowledged: keep the cursor where it was.
+                return self.finish(source, Some(format!("stopped because step `{failed}` failed"))).await;
+            }
+            if commit && mode == SyncMode::Incremental {
+                if let Some(next) = &page.next_cursor {
+                    self.store.cursor_set(&self.options.tenant, &flow_name, source.as_str(), next).await?;
+                }
+            }
+            if page.done {
+                break;
+            }
+            cursor = page.next_cursor;
+        }
+        self.finish(source, None).await
+    }
+
+    fn run_after_met(&self, step: &Step) -> bool {
+        step.run_after.iter().all(|(other, when)| {
+            let status = self.steps.get(other.get_ref()).map(|s| s.status.as_str());
+            match when.get_ref() {
+                RunAfter::Succeeded => status == Some("succeeded"),
+                RunAfter::Failed => status == Some("failed"),
+                RunAfter::Completed => matches!(status, Some("succeeded" | "failed")),
+            }
+        })
+    }
+}
+
+/// Runs a planned flow once and records it in the store.
+pub async fn run(
+    flow: &Flow,
+    plan: &Plan,
+    store: &Store,
+    secrets: &Secrets,
+    options: &RunOptions,
+    progress: &mut (dyn FnMut(&StepRunRecord) + Send),
+) -> Result<RunReport, RunError> {
+    let started = Instant::now();
+    let mut connections = Connections::new();
+    for bound in plan.connections.values() {
+        connections.insert(Connection::new(bound.spec.clone(), secrets.clone())?);
+    }
+    let run = run_id();
+    let flow_name = flow.file.name.get_ref().to_string();
+    store.run_start(&run, &options.tenant, &flow_name, options.environment.as_deref()).await?;
+    let mut context = CallContext::new(options.tenant.clone()).with_store(store.clone()).in_flow(flow_name.clone());
+    context.connections = Arc::new(connections);
+    context.run = Some(run.clone());
+
+    // Lookup inputs and everything feeding them are kept whole for the run.
+    let mut kept = BTreeSet::new();
+    let mut pending: Vec<StepId> = flow
+        .file
+        .steps
+        .iter()
+        .filter_map(|s| s.get_ref().transform.as_ref().and_then(|t| t.get_ref().lookup.as_ref().map(|l| l.get_ref().clone())))
+        .collect();
+    while let Some(id) = pending.pop() {
+        if kept.insert(id.clone()) {
+            if let Some(t) = flow.step(&id).and_then(|s| s.transform.as_ref()) {
+                pending.push(t.get_ref().input.get_ref().clone());
+            }
+        }
+    }
+    let mut execution = Execution {
+        flow,
+        plan,
+        store,
+        options,
+        context,
+        run: run.clone(),
+        steps: BTreeMap::new(),
+        collected: kept.iter().map(|k| (k.clone(), Vec::new())).collect(),
+        progress,
+    };
+    let sources: Vec<StepId> = flow.order.iter().filter(|s| flow.step(s).is_some_and(|s| s.read.is_some())).cloned().collect();
+    // Lookups first, read in full; then everything else, page by page.
+    for source in sources.iter().filter(|s| kept.contains(*s)) {
+        let inside = |s: &StepId| kept.contains(s);
+        execution.read(source, &inside, false).await?;
+    }
+    for source in &sources {
+        let outside = |s: &StepId| !kept.contains(s);
+        if kept.contains(source) && execution.downstream(source).iter().all(|d| kept.contains(d)) {
+            continue;
+        }
+        let step = flow.step(source).expect("source exists");
+        if !execution.run_after_met(step) {
+            let record = execution.record(source);
+            record.status = "skipped".into();
+            record.finished_at = Some(SystemTime::now());
+            execution.save(source).await?;
+            continue;
+        }
+        execution.read(source, &outside, true).await?;
+    }
+    // Steps that never received anything still get a line in the run.
+    for id in &flow.order {
+        if !execution.steps.contains_key(id) {
+            let record = execution.record(id);
+            record.status = "skipped".into();
+            record.finished_at = Some(SystemTime::now());
+            execution.save(id).await?;
+        } else if execution.steps[id].status == "running" {
+            execution.finish(id, None).await?;
+        }
+    }
+    let failed: Vec<String> = execution
+        .steps
+        .values()
+        .filter(|s| s.status == "failed" && !flow.file.steps.iter().any(|f| f.get_ref().run_after.keys().any(|k| k.get_ref().as_str() == s.step)))
+        .map(|s| format!("{}: {}", s.step, s.error.as_deref().unwrap_or("failed")))
+        .collect();
+    let succeeded = failed.is_empty();
+    let error = (!succeeded).then(|| failed.join("; "));
+    store.run_finish(&run, if succeeded { "succeeded" } else { "failed" }, error.as_deref()).await?;
+    let steps = flow.order.iter().filter_map(|id| execution.steps.get(id).cloned()).collect();
+    Ok(RunReport { id: run, succeeded, steps, took: started.elapsed() })
+}

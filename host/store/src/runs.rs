@@ -1,0 +1,63 @@
+//! Runs of flows: their steps with counts and durations, the cursors reads resume from, and the
+//! error log of records that failed.
+
+use std::time::SystemTime;
+
+/// One run of a flow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRecord {
+    /// The run's id, as `weft runs show` takes it.
+    pub id: String,
+    /// The tenant the flow belongs to.
+    pub tenant: String,
+    /// The flow's name.
+    pub flow: String,
+    /// The environment the run used (`--env`), if any.
+    pub environment: Option<String>,
+    /// `running`, `succeeded` or `failed`.
+    pub status: String,
+    /// When the run started.
+    pub started_at: SystemTime,
+    /// When it ended; `None` while running (or if the process died).
+    pub finished_at: Option<SystemTime>,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// One step of a run, with what went through it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepRunRecord {
+    /// The step's id in its flow.
+    pub step: String,
+    /// `running`, `succeeded`, `failed` or `skipped`.
+    pub status: String,
+    /// Pages (batches) the step handled.
+    pub pages: u64,
+    /// Records the step received (for reads: records read).
+    pub records_in: u64,
+    /// Records the step produced or wrote.
+    pub records_out: u64,
+    /// Records that went to the error log.
+    pub failed: u64,
+    /// When the step started.
+    pub started_at: SystemTime,
+    /// When it ended.
+    pub finished_at: Option<SystemTime>,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// One record that failed, with why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorEntry {
+    /// Order within the run's error log, from 1.
+    pub seq: u64,
+    /// The step where it failed.
+    pub step: String,
+    /// The record as JSON, when the failure concerns one.
+    pub record: Option<String>,
+    /// What went wrong, upstream's words included.
+    pub error: String,
+    /// When it was logged.
+    pub created_at: SystemTime,
+}

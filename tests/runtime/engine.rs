@@ -1,0 +1,167 @@
+//! Flows run end to end: a real upstream on loopback, real components, a real SQLite store.
+
+use std::path::PathBuf;
+
+use serde_json::{Value, json};
+use weft_engine::{PluginDirectory, RetryPolicy, RunOptions, RunReport};
+use weft_store::Store;
+use weft_tests::upstream::Upstream;
+use weft_tests::*;
+
+fn flow_text(source: &Upstream, target: &str, sync: &str) -> String {
+    format!(
+        r#"name = "items-to-contacts"
+
+[connections.source]
+plugin = "http-json"
+config = {{ base_url = "{source}" }}
+egress = [{{ host = "{source_host}", allow_http = true, allow_private = true }}]
+
+[connections.target]
+plugin = "http-json"
+config = {{ base_url = "{target}" }}
+egress = [{{ host = "{target_host}", allow_http = true, allow_private = true }}]
+
+[environments.broken.connections.target]
+config = {{ base_url = "http://127.0.0.1:9" }}
+egress = [{{ host = "127.0.0.1:9", allow_http = true, allow_private = true }}]
+
+[[steps]]
+id = "items"
+read = {{ connection = "source", stream = "items", sync = "{sync}", page_size = 40 }}
+
+[[steps]]
+id = "contacts"
+transform = {{ plugin = "map", input = "items" }}
+config.fields = {{ id = "email", name = "name", updated_at = "updated_at" }}
+config.constants = {{ status = "imported" }}
+
+[[steps]]
+id = "save"
+write = {{ connection = "target", stream = "contacts", input = "contacts", mode = "upsert", key = ["id"] }}
+"#,
+        source = source.url(),
+        source_host = source.addr,
+        target_host = target.trim_start_matches("http://"),
+    )
+}
+
+fn items(n: usize, without_email: &[usize]) -> Vec<Value> {
+    (0..n)
+        .map(|i| {
+            let mut item = json!({"id": format!("{i:04}"), "name": format!("item {i}"), "updated_at": "2026-01-01T00:00:00Z"});
+            if !without_email.contains(&i) {
+                item["email"] = json!(format!("c-{i:04}"));
+            }
+            item
+        })
+        .collect()
+}
+
+struct Harness {
+    dir: tempfile::TempDir,
+    store: Store,
+    secrets: weft_capabilities::Secrets,
+}
+
+impl Harness {
+    async fn new() -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(dir.path().join("weft.db")).await.unwrap();
+        let secrets = weft_capabilities::Secrets::new(store.clone(), weft_capabilities::MasterKey::generate("test"));
+        Harness { dir, store, secrets }
+    }
+
+    async fn run(&self, text: &str, env: Option<&str>) -> RunReport {
+        let path = self.dir.path().join("flow.toml");
+        std::fs::write(&path, text).unwrap();
+        let flow = weft_flow::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        let rt = runtime(|_| {});
+        let plugins = PluginDirectory::new([PathBuf::from(WASM_DIR)]);
+        let plan = weft_engine::plan(&flow, env, "default", &plugins, &rt).await.unwrap_or_else(|e| panic!("{e}"));
+        let options = RunOptions {
+            environment: env.map(str::to_owned),
+            retry: RetryPolicy { attempts: 2, base: std::time::Duration::from_millis(10), ..RetryPolicy::default() },
+            ..RunOptions::default()
+        };
+        weft_engine::run(&flow, &plan, &self.store, &self.secrets, &options, &mut |_| {}).await.unwrap()
+    }
+}
+
+fn step<'a>(report: &'a RunReport, id: &str) -> &'a weft_store::StepRunRecord {
+    report.steps.iter().find(|s| s.step == id).unwrap()
+}
+
+#[tokio::test]
+async fn runs_read_map_write_and_logs_the_records_that_failed() {
+    let upstream = Upstream::start().await;
+    upstream.seed("items", items(100, &[7, 55]));
+    let h = Harness::new().await;
+    let report = h.run(&flow_text(&upstream, &upstream.url(), "full"), None).await;
+    assert!(report.succeeded, "{report:?}");
+    assert_eq!(step(&report, "items").records_in, 100);
+    assert_eq!(step(&report, "items").pages, 3);
+    assert_eq!(step(&report, "contacts").records_out, 100);
+    assert_eq!((step(&report, "save").records_out, step(&report, "save").failed), (98, 2));
+
+    let written = upstream.records("contacts");
+    assert_eq!(written.len(), 98);
+    assert_eq!(Value::Object(written[0].clone()), json!({"id": "c-0000", "name": "item 0", "updated_at": "2026-01-01T00:00:00Z", "status": "imported"}));
+
+    let errors = h.store.run_errors(&report.id).await.unwrap();
+    assert_eq!(errors.len(), 2);
+    assert_eq!(errors[0].step, "save");
+    assert_eq!(errors[0].error, "invalid record: id is required");
+    let record: Value = serde_json::from_str(errors[0].record.as_deref().unwrap()).unwrap();
+    assert_eq!(record["name"], "item 7");
+
+    let (run, steps) = h.store.run_get("default", &report.id).await.unwrap().unwrap();
+    assert_eq!(run.status, "succeeded");
+    assert_eq!(steps.len(), 3);
+}
+
+#[tokio::test]
+async fn incremental_rerun_moves_only_what_changed() {
+    let upstream = Upstream::start().await;
+    upstream.seed("items", items(60, &[]));
+    let h = Harness::new().await;
+    let text = flow_text(&upstream, &upstream.url(), "incremental");
+    let first = h.run(&text, None).await;
+    assert_eq!(step(&first, "save").records_out, 60);
+
+    let second = h.run(&text, None).await;
+    assert_eq!(step(&second, "items").records_in, 0, "nothing changed upstream");
+
+    upstream.seed("items", [json!({"id": "0003", "email": "c-0003", "name": "renamed", "updated_at": "2026-02-01T00:00:00Z"})]);
+    let third = h.run(&text, None).await;
+    assert_eq!(step(&third, "items").records_in, 1);
+    assert_eq!(step(&third, "save").records_out, 1);
+    let renamed = upstream.records("contacts").into_iter().find(|c| c["id"] == "c-0003").unwrap();
+    assert_eq!(renamed["name"], "renamed");
+}
+
+#[tokio::test]
+async fn a_failed_write_keeps_the_cursor_so_nothing_is_lost() {
+    let upstream = Upstream::start().await;
+    upstream.seed("items", items(50, &[]));
+    let h = Harness::new().await;
+    let text = flow_text(&upstream, &upstream.url(), "incremental");
+
+    // The target is unreachable: the write fails after its retries, the run fails, and the
+    // read's cursor is not committed.
+    let broken = h.run(&text, Some("broken")).await;
+    assert!(!broken.succeeded);
+    assert_eq!(step(&broken, "save").status, "failed");
+    assert!(step(&broken, "save").error.as_deref().unwrap().contains("unavailable"), "{:?}", step(&broken, "save"));
+    assert_eq!(h.store.cursor_get("default", "items-to-contacts", "items").await.unwrap(), None);
+
+    // The target is back: the same pages are read again and every record arrives once.
+    let fixed = h.run(&text, None).await;
+    assert!(fixed.succeeded, "{fixed:?}");
+    assert_eq!(step(&fixed, "save").records_out, 50);
+    assert_eq!(upstream.records("contacts").len(), 50);
+    let run = h.store.run_get("default", &broken.id).await.unwrap().unwrap().0;
+    assert_eq!(run.status, "failed");
+    let error = run.error.unwrap();
+    assert!(error.contains("items: stopped because step `save` failed") && error.contains("save: "), "{error}");
+}
