@@ -179,3 +179,69 @@ fn validate_reports_plugin_level_mistakes_in_the_file() {
     assert!(err.contains("error: step `mapped`: `name` maps from `nmae`, which the input does not have"), "{err}");
     assert!(err.contains("flow.toml:15:1"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_shows_progress_and_runs_show_and_errors_explain_it() {
+    let upstream = weft_tests::upstream::Upstream::start().await;
+    upstream.seed(
+        "items",
+        (0..30).map(|i| {
+            let mut item = serde_json::json!({"id": format!("{i:03}"), "name": format!("item {i}")});
+            if i != 4 {
+                item["email"] = serde_json::json!(format!("p{i}@example.com"));
+            }
+            item
+        }),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let flow = dir.path().join("flow.toml");
+    std::fs::write(
+        &flow,
+        format!(
+            r#"name = "copy"
+[connections.api]
+plugin = "http-json"
+config = {{ base_url = "{url}" }}
+egress = [{{ host = "{host}", allow_http = true, allow_private = true }}]
+
+[[steps]]
+id = "items"
+read = {{ connection = "api", stream = "items" }}
+
+[[steps]]
+id = "people"
+transform = {{ plugin = "map", input = "items" }}
+config.fields = {{ id = "email", name = "name" }}
+
+[[steps]]
+id = "save"
+write = {{ connection = "api", stream = "contacts", input = "people", mode = "upsert", key = ["id"] }}
+"#,
+            url = upstream.url(),
+            host = upstream.addr
+        ),
+    )
+    .unwrap();
+    let data = dir.path().to_owned();
+    let flow_arg = flow.to_str().unwrap().to_owned();
+    let out = tokio::task::spawn_blocking(move || weft(&data, &["run", "--plugins", weft_tests::WASM_DIR, &flow_arg], None))
+        .await
+        .unwrap();
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(stdout.contains("save                 succeeded      1        30        29       1"), "{stdout}");
+    let run_id = stdout.split_whitespace().nth(1).unwrap().to_owned();
+    assert_eq!(upstream.records("contacts").len(), 29);
+
+    let data = dir.path().to_owned();
+    let id = run_id.clone();
+    let show = tokio::task::spawn_blocking(move || weft(&data, &["runs", "show", &id], None)).await.unwrap();
+    let shown = text(&show.stdout);
+    assert!(shown.starts_with(&format!("run {run_id} of flow `copy`: succeeded")), "{shown}");
+
+    let data = dir.path().to_owned();
+    let errors = tokio::task::spawn_blocking(move || weft(&data, &["runs", "errors", &run_id, "--format", "csv"], None)).await.unwrap();
+    let csv = text(&errors.stdout);
+    assert_eq!(csv.lines().next(), Some("seq,step,error,record"));
+    assert!(csv.contains("1,save,invalid record: id is required,\"{\"\"id\"\":null,\"\"name\"\":\"\"item 4\"\"}\""), "{csv}");
+}
