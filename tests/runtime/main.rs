@@ -8,3 +8,4 @@ mod examples;
 mod hostile;
 mod plan;
 mod plugins;
+mod transforms;

@@ -1,0 +1,133 @@
+//! The built-in transforms as WebAssembly components, through the host.
+
+use serde_json::{Value, json};
+use weft_runtime::bindings::PluginError;
+use weft_runtime::{Batch, BatchResult, CallContext, CallError};
+use weft_tests::*;
+
+async fn process(plugin: &str, config: Value, records: Value, lookup: Option<Value>) -> Result<(Value, Vec<(u32, String)>), CallError> {
+    let rt = runtime(|_| {});
+    let t = transform(&rt, plugin).await;
+    let batch = Batch { config: config.to_string(), records: records.to_string(), lookup: lookup.map(|l| l.to_string()) };
+    let BatchResult { records, rejects } = t.process(&CallContext::default(), batch).await?;
+    Ok((serde_json::from_str(&records).unwrap(), rejects.into_iter().map(|r| (r.index, r.reason)).collect()))
+}
+
+async fn schema_error(plugin: &str, config: Value, input: Value, lookup: Option<Value>) -> String {
+    let rt = runtime(|_| {});
+    let t = transform(&rt, plugin).await;
+    match t.output_schema(&CallContext::default(), &config, &input, lookup.as_ref()).await {
+        Err(CallError::Plugin { error: PluginError::Config(m), .. }) => m,
+        other => panic!("expected a config error, got {other:?}"),
+    }
+}
+
+fn accounts() -> Value {
+    json!([{"id": "A1", "Name": "Acme", "Country": "DE"}, {"id": "A2", "Name": "Globex", "Country": "US"}])
+}
+
+#[tokio::test]
+async fn merge_inner_join_drops_unmatched_and_nests_the_match() {
+    let deals = json!([{"deal": 1, "account_id": "A1"}, {"deal": 2, "account_id": "A9"}, {"deal": 3, "account_id": "A2"}]);
+    let (out, rejects) =
+        process("weft_plugin_merge", json!({"on": {"account_id": "id"}, "into": "account", "fields": ["Name"]}), deals, Some(accounts())).await.unwrap();
+    assert_eq!(out, json!([{"deal": 1, "account_id": "A1", "account": {"Name": "Acme"}}, {"deal": 3, "account_id": "A2", "account": {"Name": "Globex"}}]));
+    assert!(rejects.is_empty());
+}
+
+#[tokio::test]
+async fn merge_left_join_keeps_unmatched_and_prefix_flattens() {
+    let deals = json!([{"deal": 1, "account_id": "A1"}, {"deal": 2, "account_id": "A9"}]);
+    let (out, _) = process("weft_plugin_merge", json!({"on": {"account_id": "id"}, "join": "left", "prefix": "Account_"}), deals, Some(accounts())).await.unwrap();
+    assert_eq!(out, json!([{"deal": 1, "account_id": "A1", "Account_id": "A1", "Account_Name": "Acme", "Account_Country": "DE"}, {"deal": 2, "account_id": "A9"}]));
+}
+
+#[tokio::test]
+async fn merge_can_log_unmatched_records() {
+    let deals = json!([{"deal": 2, "account_id": "A9"}]);
+    let (out, rejects) = process("weft_plugin_merge", json!({"on": {"account_id": "id"}, "reject_unmatched": true}), deals, Some(accounts())).await.unwrap();
+    assert_eq!(out, json!([]));
+    assert_eq!(rejects, [(0, "no lookup record matches on account_id".to_owned())]);
+}
+
+#[tokio::test]
+async fn merge_names_a_join_field_the_input_lacks() {
+    let input = json!({"type": "object", "properties": {"deal": {}, "account_id": {}}});
+    let lookup = json!({"type": "object", "properties": {"id": {}, "Name": {}}});
+    let message = schema_error("weft_plugin_merge", json!({"on": {"acount_id": "id"}}), input, Some(lookup)).await;
+    assert_eq!(message, "`on` names `acount_id`, which the input does not have; it has: account_id, deal");
+}
+
+#[tokio::test]
+async fn lookup_fills_an_id_matching_several_columns_and_refuses_ambiguity() {
+    let lookup = json!([
+        {"id": "A1", "Name": "Acme", "Country": "DE"},
+        {"id": "A2", "Name": "Acme", "Country": "US"},
+        {"id": "A3", "Name": "Initech", "Country": "US"},
+        {"id": "A4", "Name": "Initech", "Country": "US"}
+    ]);
+    let contacts = json!([
+        {"email": "a@acme.de", "Company": "ACME ", "Country": "de"},
+        {"email": "b@initech.com", "Company": "Initech", "Country": "US"},
+        {"email": "c@nowhere.com", "Company": "Nowhere", "Country": "FR"}
+    ]);
+    let config = json!({"set": "Account_Id", "value": "id", "match": {"Company": "Name", "Country": "Country"}, "ignore_case": true});
+    let (out, rejects) = process("weft_plugin_lookup", config, contacts, Some(lookup)).await.unwrap();
+    assert_eq!(out, json!([{"email": "a@acme.de", "Company": "ACME ", "Country": "de", "Account_Id": "A1"}]));
+    assert_eq!(rejects, [(1, "2 lookup records match on Company, Country: ambiguous".to_owned()), (2, "no lookup record matches on Company, Country".to_owned())]);
+}
+
+#[tokio::test]
+async fn lookup_matches_on_at_most_six_columns() {
+    let pairs: serde_json::Map<String, Value> = (0..7).map(|i| (format!("f{i}"), json!(format!("g{i}")))).collect();
+    let err = process("weft_plugin_lookup", json!({"set": "x", "value": "id", "match": pairs}), json!([]), Some(json!([]))).await.unwrap_err();
+    assert!(matches!(err.plugin_error(), Some(PluginError::Config(m)) if m == "`match` has 7 pairs; a lookup matches on at most 6 columns"), "{err}");
+}
+
+#[tokio::test]
+async fn validate_rejects_each_broken_rule_with_its_reason() {
+    let rules = json!({"rules": [
+        {"field": "Name", "check": "required"},
+        {"field": "BillingCountry", "check": "country"},
+        {"field": "CurrencyIsoCode", "check": "currency"},
+        {"field": "Amount", "check": "non-zero"},
+        {"field": "Stage", "check": "enum", "values": ["Open", "Won"]},
+        {"field": "Email", "check": "pattern", "pattern": "^[^@ ]+@[^@ ]+$"}
+    ]});
+    let good = json!({"Name": "Deal", "BillingCountry": "DE", "CurrencyIsoCode": "EUR", "Amount": 10.5, "Stage": "Open", "Email": "a@b.c"});
+    let records = json!([
+        good,
+        {"Name": " ", "BillingCountry": "Germany", "CurrencyIsoCode": "EURO", "Amount": 0, "Stage": "Lost", "Email": "nope"},
+        {"Name": "x", "BillingCountry": "US", "CurrencyIsoCode": "USD", "Amount": "", "Stage": "Won", "Email": "x@y.z"}
+    ]);
+    let (out, rejects) = process("weft_plugin_validate", rules, records, None).await.unwrap();
+    assert_eq!(out, json!([good]));
+    assert_eq!(rejects.len(), 2);
+    assert_eq!(
+        rejects[0].1,
+        "`Name` is required; `BillingCountry` is `Germany`, not an ISO 3166-1 alpha-2 country code (like `DE` or `US`); \
+         `CurrencyIsoCode` is `EURO`, not an ISO 4217 currency code (like `EUR` or `USD`); `Amount` is zero; \
+         `Stage` is `\"Lost\"`, not one of `\"Open\"`, `\"Won\"`; `Email` does not match `^[^@ ]+@[^@ ]+$`"
+    );
+    assert_eq!(rejects[1], (2, "`Amount` needs a number other than zero".to_owned()));
+}
+
+#[tokio::test]
+async fn filter_keeps_records_a_cel_condition_holds_for() {
+    let deals = json!([
+        {"Stage": "Open", "Amount": 100},
+        {"Stage": "Closed Lost", "Amount": 100},
+        {"Stage": "Open", "Amount": 0},
+        {"Stage": "Open"}
+    ]);
+    let (out, rejects) = process("weft_plugin_filter", json!({"when": "record.Stage != 'Closed Lost' && record.Amount > 0"}), deals, None).await.unwrap();
+    assert_eq!(out, json!([{"Stage": "Open", "Amount": 100}]));
+    assert_eq!(rejects.len(), 1, "the record without Amount cannot be evaluated: {rejects:?}");
+    assert_eq!(rejects[0].0, 3);
+}
+
+#[tokio::test]
+async fn filter_refuses_a_condition_that_is_not_cel() {
+    let message = schema_error("weft_plugin_filter", json!({"when": "record.Stage =="}), json!({}), None).await;
+    assert!(message.starts_with("`when` is not a valid CEL condition: "), "{message}");
+}
