@@ -165,3 +165,77 @@ async fn a_failed_write_keeps_the_cursor_so_nothing_is_lost() {
     let error = run.error.unwrap();
     assert!(error.contains("items: stopped because step `save` failed") && error.contains("save: "), "{error}");
 }
+
+#[tokio::test]
+async fn datasets_keep_records_by_key_for_later_flows() {
+    let upstream = Upstream::start().await;
+    upstream.seed("items", items(30, &[2]));
+    let h = Harness::new().await;
+    let into_dataset = format!(
+        r#"name = "collect"
+[connections.source]
+plugin = "http-json"
+config = {{ base_url = "{url}" }}
+egress = [{{ host = "{host}", allow_http = true, allow_private = true }}]
+
+[connections.warehouse]
+plugin = "dataset"
+
+[[steps]]
+id = "items"
+read = {{ connection = "source", stream = "items" }}
+
+[[steps]]
+id = "people"
+transform = {{ plugin = "map", input = "items" }}
+config.fields = {{ email = "email", name = "name" }}
+
+[[steps]]
+id = "keep"
+write = {{ connection = "warehouse", stream = "people", input = "people", mode = "upsert", key = ["email"] }}
+"#,
+        url = upstream.url(),
+        host = upstream.addr
+    );
+    let first = h.run(&into_dataset, None).await;
+    assert!(first.succeeded, "{first:?}");
+    assert_eq!((step(&first, "keep").records_out, step(&first, "keep").failed), (29, 1));
+    let errors = h.store.run_errors(&first.id).await.unwrap();
+    assert_eq!(errors[0].error, "key field `email` is missing or null");
+    // Upserted by key: a second run leaves 29 records, not 58.
+    h.run(&into_dataset, None).await;
+    let datasets = h.store.dataset_list("default").await.unwrap();
+    assert_eq!((datasets[0].name.as_str(), datasets[0].records), ("people", 29));
+
+    // A later flow reads the dataset back out.
+    let out_of_dataset = format!(
+        r#"name = "publish"
+[connections.warehouse]
+plugin = "dataset"
+
+[connections.target]
+plugin = "http-json"
+config = {{ base_url = "{url}" }}
+egress = [{{ host = "{host}", allow_http = true, allow_private = true }}]
+
+[[steps]]
+id = "people"
+read = {{ connection = "warehouse", stream = "people", page_size = 10 }}
+
+[[steps]]
+id = "as-contacts"
+transform = {{ plugin = "map", input = "people" }}
+config.fields = {{ id = "email", name = "name" }}
+
+[[steps]]
+id = "save"
+write = {{ connection = "target", stream = "contacts", input = "as-contacts", mode = "upsert", key = ["id"] }}
+"#,
+        url = upstream.url(),
+        host = upstream.addr
+    );
+    let published = h.run(&out_of_dataset, None).await;
+    assert!(published.succeeded, "{published:?}");
+    assert_eq!(step(&published, "people").pages, 3);
+    assert_eq!(upstream.records("contacts").len(), 29);
+}

@@ -1,6 +1,7 @@
 //! `weft`: the command line. A thin layer over the library crates; the only place `anyhow` is
 //! used.
 
+mod dataset;
 mod demo;
 mod inspect;
 mod run;
@@ -64,6 +65,11 @@ enum Command {
         #[command(subcommand)]
         command: runs::RunsCommand,
     },
+    /// Datasets flows keep in weft's own store: list, show, export.
+    Dataset {
+        #[command(subcommand)]
+        command: dataset::DatasetCommand,
+    },
     /// Manage the encrypted secrets flows refer to as `secret:NAME`.
     Secret {
         #[command(subcommand)]
@@ -126,6 +132,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let plugins = plugin_directory(&cli.data_dir, plugin_dirs);
             run::run(&cli.data_dir, &cli.tenant, &file, env.as_deref(), &plugins).await
         }
+        Command::Dataset { command } => dataset::run(&cli.data_dir, &cli.tenant, command).await,
         Command::Runs { command } => runs::run(&cli.data_dir, &cli.tenant, command).await,
         Command::Secret { command } => secret::run(&cli.data_dir, &cli.tenant, command).await,
         Command::Sandbox(args) => sandbox::run(args).await,

@@ -245,3 +245,58 @@ write = {{ connection = "api", stream = "contacts", input = "people", mode = "up
     assert_eq!(csv.lines().next(), Some("seq,step,error,record"));
     assert!(csv.contains("1,save,invalid record: id is required,\"{\"\"id\"\":null,\"\"name\"\":\"\"item 4\"\"}\""), "{csv}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn datasets_can_be_listed_shown_and_exported() {
+    let upstream = weft_tests::upstream::Upstream::start().await;
+    upstream.seed("items", (0..3).map(|i| serde_json::json!({"id": format!("{i}"), "name": format!("Name, {i}"), "email": format!("p{i}@x.io")})));
+    let dir = tempfile::tempdir().unwrap();
+    let flow = dir.path().join("flow.toml");
+    std::fs::write(
+        &flow,
+        format!(
+            r#"name = "keep"
+[connections.api]
+plugin = "http-json"
+config = {{ base_url = "{url}" }}
+egress = [{{ host = "{host}", allow_http = true, allow_private = true }}]
+
+[connections.store]
+plugin = "dataset"
+
+[[steps]]
+id = "items"
+read = {{ connection = "api", stream = "items" }}
+
+[[steps]]
+id = "keep"
+write = {{ connection = "store", stream = "people", input = "items", mode = "upsert", key = ["email"] }}
+"#,
+            url = upstream.url(),
+            host = upstream.addr
+        ),
+    )
+    .unwrap();
+    let data = dir.path().to_owned();
+    let flow_arg = flow.to_str().unwrap().to_owned();
+    let outputs = tokio::task::spawn_blocking(move || {
+        let run = weft(&data, &["run", "--plugins", weft_tests::WASM_DIR, &flow_arg], None);
+        assert!(run.status.success(), "{}", text(&run.stderr));
+        [
+            weft(&data, &["dataset", "list"], None),
+            weft(&data, &["dataset", "show", "people", "--limit", "1"], None),
+            weft(&data, &["dataset", "export", "people", "--format", "csv"], None),
+            weft(&data, &["dataset", "show", "nobody"], None),
+        ]
+    })
+    .await
+    .unwrap();
+    assert!(text(&outputs[0].stdout).starts_with("people\t3 records\t"), "{}", text(&outputs[0].stdout));
+    assert_eq!(text(&outputs[1].stdout).lines().count(), 1);
+    assert_eq!(
+        text(&outputs[2].stdout),
+        "email,id,name\np0@x.io,0,\"Name, 0\"\np1@x.io,1,\"Name, 1\"\np2@x.io,2,\"Name, 2\"\n"
+    );
+    assert_eq!(outputs[3].status.code(), Some(1));
+    assert!(text(&outputs[3].stderr).contains("dataset `nobody` is empty or does not exist"));
+}

@@ -30,6 +30,8 @@ pub struct BoundConnection {
 /// A flow bound to its plugins, for one environment.
 pub struct Plan {
     pub connections: BTreeMap<String, BoundConnection>,
+    /// Connections to weft's own datasets (`plugin = "dataset"`): streams are dataset names.
+    pub datasets: std::collections::BTreeSet<String>,
     /// The transform plugin of each transform step.
     pub transforms: BTreeMap<StepId, Arc<TransformPlugin>>,
     /// Each step's transform config with variables filled in (transform steps only).
@@ -39,6 +41,9 @@ pub struct Plan {
     /// Variable values in force.
     pub variables: BTreeMap<String, toml::Value>,
 }
+
+/// The plugin name of weft's built-in dataset connection.
+pub const DATASET: &str = "dataset";
 
 fn at<T>(s: &Spanned<T>) -> Option<Range<usize>> {
     Some(s.span())
@@ -207,8 +212,13 @@ pub async fn plan(
 
     // Connections.
     let mut connections = BTreeMap::new();
+    let mut datasets = std::collections::BTreeSet::new();
     for (name, connection) in &file.connections {
         let c = connection.get_ref();
+        if c.plugin.get_ref() == DATASET {
+            datasets.insert(name.get_ref().to_string());
+            continue;
+        }
         let connector = match loader.get(&c.plugin).await {
             Ok(Loaded::Connector(p)) => p,
             Ok(Loaded::Transform(_)) => {
@@ -264,6 +274,11 @@ pub async fn plan(
         let Some(step) = flow.step(id) else { continue };
         if let Some(read) = &step.read {
             let r = read.get_ref();
+            if datasets.contains(r.connection.get_ref().as_str()) {
+                // A dataset holds whatever was written to it.
+                schemas.insert(id.clone(), Value::Null);
+                continue;
+            }
             let Some(bound) = connections.get(r.connection.get_ref().as_str()) else { continue };
             let connector = &bound.plugin;
             match find_stream(connector, &r.stream) {
@@ -312,6 +327,12 @@ pub async fn plan(
         }
         if let Some(write) = &step.write {
             let w = write.get_ref();
+            if datasets.contains(w.connection.get_ref().as_str()) {
+                if *w.mode.get_ref() != weft_flow::model::WriteMode::Upsert {
+                    out.push(Diagnostic::new("datasets are written in upsert mode", at(&w.mode)).help("write `mode = \"upsert\", key = [...]`"));
+                }
+                continue;
+            }
             let Some(bound) = connections.get(w.connection.get_ref().as_str()) else { continue };
             let connector = &bound.plugin;
             let stream = match find_stream(connector, &w.stream) {
@@ -349,5 +370,5 @@ pub async fn plan(
     if !out.is_empty() {
         return Err(flow.error(out));
     }
-    Ok(Plan { connections, transforms, configs, schemas, variables })
+    Ok(Plan { connections, datasets, transforms, configs, schemas, variables })
 }

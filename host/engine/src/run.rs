@@ -246,6 +246,31 @@ impl Execution<'_> {
                         return Err(next);
                     }
                 }
+            } else if let Some(write) = &step.write.as_ref().filter(|w| self.plan.datasets.contains(w.get_ref().connection.get_ref().as_str())) {
+                let w = write.get_ref();
+                let (dataset, key) = (w.stream.get_ref().clone(), w.key.iter().map(|k| k.get_ref().clone()).collect::<Vec<_>>());
+                let record = self.record(&next);
+                record.pages += 1;
+                record.records_in += records.len() as u64;
+                let mut rows = Vec::with_capacity(records.len());
+                for r in &records {
+                    match dataset_key(r, &key) {
+                        Ok(k) => rows.push((k, r.to_string())),
+                        Err(missing) => {
+                            let _ = self.log_error(&next, Some(r), &format!("key field `{missing}` is missing or null")).await;
+                        }
+                    }
+                }
+                match self.store.dataset_upsert(&self.options.tenant, &dataset, &rows).await {
+                    Ok(done) => {
+                        self.record(&next).records_out += done.len() as u64;
+                        let _ = self.save(&next).await;
+                    }
+                    Err(e) => {
+                        let _ = self.finish(&next, Some(e.to_string())).await;
+                        return Err(next);
+                    }
+                }
             } else if let Some(write) = &step.write {
                 let w = write.get_ref();
                 let connection = w.connection.get_ref().to_string();
@@ -292,6 +317,9 @@ impl Execution<'_> {
         let step = self.step(source);
         let read = step.read.as_ref().expect("sources are read steps").get_ref();
         let connection = read.connection.get_ref().to_string();
+        if self.plan.datasets.contains(&connection) {
+            return self.read_dataset(source, read.stream.get_ref().clone(), read.page_size.unwrap_or(500), include).await;
+        }
         let bound = &self.plan.connections[&connection];
         let plugin = Arc::clone(&bound.plugin);
         let config = bound.config.clone();
@@ -340,6 +368,33 @@ impl Execution<'_> {
         self.finish(source, None).await
     }
 
+    /// Reads a dataset in key order, a page at a time.
+    async fn read_dataset(&mut self, source: &StepId, dataset: String, page_size: u32, include: &dyn Fn(&StepId) -> bool) -> Result<(), StoreError> {
+        let mut after: Option<String> = None;
+        self.record(source);
+        loop {
+            let rows = self.store.dataset_page(&self.options.tenant, &dataset, after.as_deref(), page_size.max(1)).await?;
+            let done = rows.len() < page_size.max(1) as usize;
+            after = rows.last().map(|(k, _)| k.clone());
+            let records: Vec<Value> = rows.iter().filter_map(|(_, r)| serde_json::from_str(r).ok()).collect();
+            let record = self.record(source);
+            record.pages += 1;
+            record.records_in += records.len() as u64;
+            record.records_out += records.len() as u64;
+            self.save(source).await?;
+            if let Some(kept) = self.collected.get_mut(source) {
+                kept.extend(records.iter().cloned());
+            }
+            if let Err(failed) = self.propagate(source, records, include).await {
+                return self.finish(source, Some(format!("stopped because step `{failed}` failed"))).await;
+            }
+            if done {
+                break;
+            }
+        }
+        self.finish(source, None).await
+    }
+
     fn run_after_met(&self, step: &Step) -> bool {
         step.run_after.iter().all(|(other, when)| {
             let status = self.steps.get(other.get_ref()).map(|s| s.status.as_str());
@@ -350,6 +405,18 @@ impl Execution<'_> {
             }
         })
     }
+}
+
+/// A dataset record's key: its key fields' values, as a JSON array.
+fn dataset_key(record: &Value, fields: &[String]) -> Result<String, String> {
+    let mut values = Vec::with_capacity(fields.len());
+    for field in fields {
+        match record.get(field).filter(|v| !v.is_null()) {
+            Some(v) => values.push(v.clone()),
+            None => return Err(field.clone()),
+        }
+    }
+    Ok(Value::Array(values).to_string())
 }
 
 /// Runs a planned flow once and records it in the store.

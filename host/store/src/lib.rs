@@ -26,7 +26,7 @@ use std::time::SystemTime;
 
 pub use error::StoreError;
 pub use migrations::{MIGRATIONS, Migration};
-pub use runs::{ErrorEntry, RunRecord, StepRunRecord};
+pub use runs::{DatasetInfo, ErrorEntry, RunRecord, StepRunRecord, Upserted};
 
 /// The tenant used while weft runs a single tenant.
 pub const DEFAULT_TENANT: &str = "default";
@@ -352,6 +352,30 @@ impl Store {
     pub async fn cursor_set(&self, tenant: &str, flow: &str, step: &str, cursor: &str) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.cursor_set(tenant, flow, step, cursor).await,
+        }
+    }
+}
+
+/// Datasets: records kept in weft's own store under a name, upserted by key.
+impl Store {
+    /// Upserts `(key, record JSON)` rows into a dataset in one transaction; one outcome per row.
+    pub async fn dataset_upsert(&self, tenant: &str, dataset: &str, rows: &[(String, String)]) -> Result<Vec<Upserted>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.dataset_upsert(tenant, dataset, rows).await,
+        }
+    }
+
+    /// Up to `limit` `(key, record JSON)` rows in key order, after `after`.
+    pub async fn dataset_page(&self, tenant: &str, dataset: &str, after: Option<&str>, limit: u32) -> Result<Vec<(String, String)>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.dataset_page(tenant, dataset, after, limit).await,
+        }
+    }
+
+    /// The tenant's datasets with their sizes.
+    pub async fn dataset_list(&self, tenant: &str) -> Result<Vec<DatasetInfo>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.dataset_list(tenant).await,
         }
     }
 }

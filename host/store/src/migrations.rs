@@ -89,7 +89,21 @@ CREATE TABLE run_errors (
     PRIMARY KEY (run_id, seq)
 );
 "#,
+}, Migration {
+    version: 3,
+    name: "datasets",
+    sql: r#"
+CREATE TABLE dataset_records (
+    tenant      TEXT    NOT NULL,
+    dataset     TEXT    NOT NULL,
+    key         TEXT    NOT NULL,
+    record      TEXT    NOT NULL,
+    updated_at  BIGINT  NOT NULL,
+    PRIMARY KEY (tenant, dataset, key)
+);
+"#,
 }];
+
 
 /// The newest schema version this build knows.
 pub(crate) fn latest_version() -> i64 {

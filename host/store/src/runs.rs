@@ -61,3 +61,25 @@ pub struct ErrorEntry {
     /// When it was logged.
     pub created_at: SystemTime,
 }
+
+/// What an upsert did to one dataset record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upserted {
+    /// The key was new.
+    Created,
+    /// The key existed with other content.
+    Updated,
+    /// The key existed with the same content.
+    Unchanged,
+}
+
+/// A dataset and its size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatasetInfo {
+    /// The dataset's name.
+    pub name: String,
+    /// How many records it holds.
+    pub records: u64,
+    /// When a record last changed.
+    pub updated_at: SystemTime,
+}

@@ -10,7 +10,7 @@ use sqlx::sqlite::{
 use sqlx::{Connection as _, SqliteConnection};
 
 use crate::migrations::{MIGRATIONS, latest_version};
-use crate::{ErrorEntry, RunRecord, SecretEntry, StateScope, StepRunRecord, StoreError, millis_to_time, now_millis};
+use crate::{DatasetInfo, ErrorEntry, RunRecord, Upserted, SecretEntry, StateScope, StepRunRecord, StoreError, millis_to_time, now_millis};
 use sqlx::Row as _;
 
 /// How long a writer waits for another writer (possibly another weft process) before failing.
@@ -491,5 +491,69 @@ impl SqliteBackend {
         .await
         .map(|_| ())
         .map_err(query_err(format!("commit the cursor of {flow}/{step}")))
+    }
+
+    pub(crate) async fn dataset_upsert(&self, tenant: &str, dataset: &str, rows: &[(String, String)]) -> Result<Vec<Upserted>, StoreError> {
+        let action = || format!("upsert into dataset {dataset}");
+        let mut tx = self.pool.begin().await.map_err(query_err(action()))?;
+        let now = now_millis();
+        let mut outcomes = Vec::with_capacity(rows.len());
+        for (key, record) in rows {
+            let existing: Option<String> = sqlx::query_scalar("SELECT record FROM dataset_records WHERE tenant = ? AND dataset = ? AND key = ?")
+                .bind(tenant)
+                .bind(dataset)
+                .bind(key)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(query_err(action()))?;
+            let outcome = match existing {
+                Some(old) if &old == record => Upserted::Unchanged,
+                Some(_) => Upserted::Updated,
+                None => Upserted::Created,
+            };
+            if outcome != Upserted::Unchanged {
+                sqlx::query(
+                    "INSERT INTO dataset_records (tenant, dataset, key, record, updated_at) VALUES (?, ?, ?, ?, ?)
+                     ON CONFLICT (tenant, dataset, key) DO UPDATE SET record = excluded.record, updated_at = excluded.updated_at",
+                )
+                .bind(tenant)
+                .bind(dataset)
+                .bind(key)
+                .bind(record)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(query_err(action()))?;
+            }
+            outcomes.push(outcome);
+        }
+        tx.commit().await.map_err(query_err(action()))?;
+        Ok(outcomes)
+    }
+
+    pub(crate) async fn dataset_page(&self, tenant: &str, dataset: &str, after: Option<&str>, limit: u32) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query("SELECT key, record FROM dataset_records WHERE tenant = ? AND dataset = ? AND key > ? ORDER BY key LIMIT ?")
+            .bind(tenant)
+            .bind(dataset)
+            .bind(after.unwrap_or(""))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_err(format!("read dataset {dataset}")))?;
+        Ok(rows.iter().map(|r| (r.get("key"), r.get("record"))).collect())
+    }
+
+    pub(crate) async fn dataset_list(&self, tenant: &str) -> Result<Vec<DatasetInfo>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT dataset, COUNT(*) AS records, MAX(updated_at) AS updated_at FROM dataset_records WHERE tenant = ? GROUP BY dataset ORDER BY dataset",
+        )
+        .bind(tenant)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err("list datasets"))?;
+        Ok(rows
+            .iter()
+            .map(|r| DatasetInfo { name: r.get("dataset"), records: r.get::<i64, _>("records") as u64, updated_at: millis_to_time(r.get("updated_at")) })
+            .collect())
     }
 }
