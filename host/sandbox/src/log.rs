@@ -60,9 +60,44 @@ impl RequestLog {
     }
 }
 
+/// Form and JSON fields whose values are credentials.
+const SECRET_FIELDS: [&str; 9] = ["client_secret", "password", "refresh_token", "access_token", "code", "assertion", "code_verifier", "token", "signing_secret"];
+
+fn mask_pairs(text: &str) -> String {
+    text.split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((k, _)) if SECRET_FIELDS.contains(&k) => format!("{k}=***"),
+            _ => pair.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Path and query with credential parameters masked (Zoho takes secrets in the query).
+pub(crate) fn loggable_uri(uri: &str) -> String {
+    match uri.split_once('?') {
+        Some((path, query)) => format!("{path}?{}", mask_pairs(query)),
+        None => uri.to_string(),
+    }
+}
+
+/// The body as text with credential fields masked, cut to `BODY_LIMIT`.
 pub(crate) fn loggable_body(bytes: &[u8]) -> String {
     let cut = &bytes[..bytes.len().min(BODY_LIMIT)];
-    let mut s = String::from_utf8_lossy(cut).into_owned();
+    if let Ok(serde_json::Value::Object(mut m)) = serde_json::from_slice::<serde_json::Value>(bytes) {
+        for k in SECRET_FIELDS {
+            if let Some(v) = m.get_mut(k).filter(|v| !v.is_null()) {
+                *v = serde_json::Value::String("***".into());
+            }
+        }
+        return serde_json::Value::Object(m).to_string();
+    }
+    let text = String::from_utf8_lossy(cut);
+    let looks_like_form = !text.is_empty() && !text.starts_with(['{', '[', '<', '-']) && text.contains('=') && !text.contains(['\n', ' ']);
+    if looks_like_form {
+        return mask_pairs(&text);
+    }
+    let mut s = text.into_owned();
     if bytes.len() > BODY_LIMIT {
         s.push_str("…(truncated)");
     }

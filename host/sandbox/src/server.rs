@@ -22,7 +22,7 @@ use tower::ServiceExt;
 
 use crate::clock::{Clock, rfc3339};
 use crate::config::{DemoData, FaultConfig, SandboxConfig};
-use crate::log::{LoggedRequest, RequestLog, loggable_body, redact_header};
+use crate::log::{LoggedRequest, RequestLog, loggable_body, loggable_uri, redact_header};
 use crate::prng::SplitMix;
 use crate::tokens::TokenStore;
 use crate::vendor::Vendor;
@@ -207,7 +207,7 @@ async fn handle(req: Request<Incoming>, router: Router, emu: Arc<dyn Emulator>, 
         Ok(b) => (b, false),
         Err(_) => (axum::body::Bytes::new(), true),
     };
-    let uri = parts.uri.to_string();
+    let uri = loggable_uri(&parts.uri.to_string());
     let headers: Vec<(String, String)> = parts
         .headers
         .iter()

@@ -77,9 +77,11 @@ async fn request_log_shows_requests_with_credentials_redacted() {
     let auth = last["headers"].as_array().unwrap().iter().find(|h| h[0] == "authorization").unwrap();
     assert_eq!(auth[1], "Zoho-oauthtoken ***");
     assert!(!log.to_string().contains(&token), "the log leaks the access token");
-    // The token request body carries the client secret; the log keeps bodies, so it is the
-    // sandbox's published demo secret and nothing else.
-    assert!(reqs.iter().any(|r| r["uri"].as_str().unwrap().starts_with("/oauth/v2/token")));
+    // Token requests carry secrets in the query or body; the log masks them.
+    let token_call = reqs.iter().find(|r| r["uri"].as_str().unwrap().starts_with("/oauth/v2/token")).unwrap();
+    assert!(!log.to_string().contains("weftsandboxzohoclientsecret"), "the log leaks the client secret");
+    assert!(token_call["uri"].as_str().unwrap().contains("client_secret=***"), "{}", token_call["uri"]);
+    assert!(token_call["uri"].as_str().unwrap().contains("grant_type=refresh_token"), "other parameters stay readable");
     sb.shutdown().await;
 }
 
