@@ -197,3 +197,30 @@ read = { connection = "acme", stream = "tickets" }
     let err = plan(&flow, None, "default", &plugins, &runtime(|_| {})).await.err().unwrap().to_string();
     assert!(err.contains("plugin `acme-helpdesk` does not support auth kind `bearer`; it supports: api-key"), "{err}");
 }
+
+#[tokio::test]
+async fn a_flow_sets_the_rate_budget_of_its_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flow.toml");
+    std::fs::write(
+        &path,
+        r#"name = "x"
+[connections.api]
+plugin = "http-json"
+config = { base_url = "https://api.example.com" }
+rate = { requests = 5, per = "1s" }
+
+[[steps]]
+id = "items"
+read = { connection = "api", stream = "items" }
+"#,
+    )
+    .unwrap();
+    let flow = weft_flow::load(&path).unwrap();
+    let plugins = PluginDirectory::new([PathBuf::from(WASM_DIR)]);
+    let plan = plan(&flow, None, "default", &plugins, &runtime(|_| {})).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        plan.connections["api"].spec.rate,
+        Some(weft_capabilities::RateBudget { requests: 5, per: std::time::Duration::from_secs(1) })
+    );
+}

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::auth::{AuthSpec, Authenticator, CredentialPlacement};
+use crate::budget::RateBudget;
 use crate::egress::{EgressError, EgressPolicy, HostRule};
 use crate::http::{self, HttpError, HttpLimits, Request, Response, Transport, host_for_messages};
 use crate::secrets::{Secret, SecretRef, Secrets, redact};
@@ -36,6 +37,9 @@ pub struct ConnectionSpec {
     pub webhook_secret: Option<SecretRef>,
     /// Timeouts and size caps.
     pub limits: HttpLimits,
+    /// Requests per period for this connection's credential, shared with every connection
+    /// using the same credential; `None` for no budget.
+    pub rate: Option<RateBudget>,
 }
 
 impl ConnectionSpec {
@@ -51,6 +55,7 @@ impl ConnectionSpec {
             placement: CredentialPlacement::default(),
             webhook_secret: None,
             limits: HttpLimits::default(),
+            rate: None,
         }
     }
 }
@@ -107,6 +112,7 @@ struct Inner {
     auth: Authenticator,
     webhook_secret: Option<SecretRef>,
     secrets: Secrets,
+    budget: Option<Arc<crate::budget::Bucket>>,
 }
 
 /// A configured connection. Cheap to clone; clones share the client and token cache.
@@ -142,7 +148,9 @@ impl Connection {
             placement,
             webhook_secret,
             limits,
+            rate,
         } = spec;
+        let budget = rate.map(|r| crate::budget::shared(&crate::budget::credential_identity(&tenant, &auth), r));
         let policy = EgressPolicy::new(name.clone(), egress, &derived_hosts).map_err(|source| {
             ConnectionError::Egress {
                 connection: name.clone(),
@@ -205,6 +213,7 @@ impl Connection {
                 auth,
                 webhook_secret,
                 secrets,
+                budget,
             }),
         })
     }
@@ -249,6 +258,10 @@ impl Connection {
     /// whole exchange, token fetch included, is bounded by the guest's timeout capped at
     /// [`HttpLimits::max_timeout`].
     pub async fn send(&self, req: Request) -> Result<Response, HttpError> {
+        // Waiting for the budget is not part of the request's own time.
+        if let Some(budget) = &self.inner.budget {
+            budget.acquire().await;
+        }
         let timeout = self.limits().effective_timeout(req.timeout);
         let target = reqwest::Url::parse(&req.url)
             .map(|u| host_for_messages(&u))

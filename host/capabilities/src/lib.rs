@@ -53,6 +53,7 @@
 #![warn(missing_docs)]
 
 pub mod auth;
+pub mod budget;
 pub mod connection;
 pub mod egress;
 pub mod hmac;
@@ -61,6 +62,7 @@ pub mod log;
 pub mod secrets;
 
 pub use auth::{AuthSpec, CredentialPlacement};
+pub use budget::RateBudget;
 pub use connection::{Connection, ConnectionError, ConnectionSpec, Connections};
 pub use egress::{EgressDenied, EgressError, EgressPolicy, EgressResolver, HostRule, is_global};
 pub use hmac::HmacAlgorithm;

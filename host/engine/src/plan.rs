@@ -258,7 +258,14 @@ pub async fn plan(
             }
         }
         match connector.connection_spec(name.get_ref().as_str(), tenant, config.clone(), auth, rules) {
-            Ok(spec) => {
+            Ok(mut spec) => {
+                if let Some(rate) = &c.rate {
+                    let r = rate.get_ref();
+                    if r.requests == 0 {
+                        out.push(Diagnostic::new("a rate of zero requests would never send anything", at(rate)));
+                    }
+                    spec.rate = Some(weft_capabilities::RateBudget { requests: r.requests, per: r.per.0 });
+                }
                 connections.insert(name.get_ref().to_string(), BoundConnection { plugin: connector, config, spec });
             }
             Err(e) => out.push(Diagnostic::new(e.to_string(), Some(config_table.map_or(c.plugin.span(), |t| t.span())))),

@@ -113,6 +113,18 @@ pub struct Connection {
     /// Hosts allowed beyond those the plugin derives from `config`.
     #[serde(default)]
     pub egress: Vec<Spanned<EgressRule>>,
+    /// Requests per period for this connection's credential, shared by every flow using the
+    /// same credential; overrides the connector's documented default.
+    #[serde(default)]
+    pub rate: Option<Spanned<Rate>>,
+}
+
+/// `{ requests = 100, per = "10s" }`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rate {
+    pub requests: u32,
+    pub per: Interval,
 }
 
 #[derive(Debug, Deserialize)]

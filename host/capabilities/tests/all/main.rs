@@ -6,6 +6,7 @@
 mod support;
 
 mod auth;
+mod budget;
 mod egress;
 mod hmac;
 mod http;
