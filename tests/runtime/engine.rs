@@ -81,7 +81,7 @@ impl Harness {
         let plan = weft_engine::plan(&flow, env, "default", &plugins, &rt).await.unwrap_or_else(|e| panic!("{e}"));
         let options = RunOptions {
             environment: env.map(str::to_owned),
-            retry: RetryPolicy { attempts: 2, base: std::time::Duration::from_millis(10), ..RetryPolicy::default() },
+            retry: RetryPolicy { attempts: 3, base: std::time::Duration::from_millis(10), ..RetryPolicy::default() },
             ..RunOptions::default()
         };
         weft_engine::run(&flow, &plan, &self.store, &self.secrets, &options, &mut |_| {}).await.unwrap()
@@ -238,4 +238,33 @@ write = {{ connection = "target", stream = "contacts", input = "as-contacts", mo
     assert!(published.succeeded, "{published:?}");
     assert_eq!(step(&published, "people").pages, 3);
     assert_eq!(upstream.records("contacts").len(), 29);
+}
+
+#[tokio::test]
+async fn retries_rate_limits_and_server_errors_honouring_retry_after() {
+    let upstream = Upstream::start().await;
+    upstream.seed("items", items(20, &[]));
+    // The first read gets a 429 asking for 1 s, the retry a 503; then the upstream recovers.
+    upstream.fail_next([(429, Some(1)), (503, None)]);
+    let h = Harness::new().await;
+    let started = std::time::Instant::now();
+    let report = h.run(&flow_text(&upstream, &upstream.url(), "full"), None).await;
+    let took = started.elapsed();
+    assert!(report.succeeded, "{report:?}");
+    assert_eq!(step(&report, "save").records_out, 20);
+    assert!(took >= std::time::Duration::from_millis(950), "Retry-After: 1 was not honoured ({took:?})");
+    let reads = upstream.seen().into_iter().filter(|s| s.path == "/items").count();
+    assert_eq!(reads, 3, "one 429, one 503, one success");
+}
+
+#[tokio::test]
+async fn a_client_error_is_not_retried() {
+    let upstream = Upstream::start().await;
+    upstream.seed("items", items(5, &[]));
+    upstream.fail_next([(400, None)]);
+    let h = Harness::new().await;
+    let report = h.run(&flow_text(&upstream, &upstream.url(), "full"), None).await;
+    assert!(!report.succeeded);
+    assert!(step(&report, "items").error.as_deref().unwrap().contains("upstream answered 400"), "{report:?}");
+    assert_eq!(upstream.seen().into_iter().filter(|s| s.path == "/items").count(), 1);
 }

@@ -28,6 +28,8 @@ struct Data {
     seen: Vec<Seen>,
     /// When set, data endpoints demand `Authorization: Bearer <this>`.
     bearer: Option<String>,
+    /// Answers to give data requests before serving them normally: status and `Retry-After`.
+    faults: std::collections::VecDeque<(u16, Option<u32>)>,
     tokens_issued: u32,
 }
 
@@ -91,6 +93,11 @@ impl Upstream {
         }
     }
 
+    /// The next data requests get these answers (status, `Retry-After` seconds) instead.
+    pub fn fail_next(&self, faults: impl IntoIterator<Item = (u16, Option<u32>)>) {
+        self.data.lock().unwrap().faults.extend(faults);
+    }
+
     pub fn records(&self, stream: &str) -> Vec<Map<String, Value>> {
         self.data.lock().unwrap().streams.get(stream).map(|t| t.values().cloned().collect()).unwrap_or_default()
     }
@@ -119,12 +126,21 @@ async fn record(
             .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
             .collect(),
     };
-    let demanded = {
+    let open = ["/health", "/oauth/token", "/redirect", "/big", "/echo-headers"].contains(&seen.path.as_str());
+    let (demanded, fault) = {
         let mut data = data.lock().unwrap();
         data.seen.push(seen.clone());
-        data.bearer.clone()
+        let fault = if open { None } else { data.faults.pop_front() };
+        (data.bearer.clone(), fault)
     };
-    let open = ["/health", "/oauth/token", "/redirect", "/big", "/echo-headers"].contains(&seen.path.as_str());
+    if let Some((status, retry_after)) = fault {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = (status, axum::Json(json!({"error": "injected"}))).into_response();
+        if let Some(seconds) = retry_after {
+            response.headers_mut().insert("retry-after", seconds.to_string().parse().unwrap());
+        }
+        return response;
+    }
     if let Some(token) = demanded.filter(|_| !open) {
         if seen.headers.get("authorization") != Some(&format!("Bearer {token}")) {
             return (StatusCode::UNAUTHORIZED, axum::Json(json!({"error": "invalid_token"}))).into_response();
