@@ -28,6 +28,9 @@ struct Data {
     seen: Vec<Seen>,
     /// When set, data endpoints demand `Authorization: Bearer <this>`.
     bearer: Option<String>,
+    /// Writes are acknowledged and counted but not kept (benchmarks measure the engine).
+    forget_writes: bool,
+    written: usize,
     /// Answers to give data requests before serving them normally: status and `Retry-After`.
     faults: std::collections::VecDeque<(u16, Option<u32>)>,
     tokens_issued: u32,
@@ -91,6 +94,16 @@ impl Upstream {
             let id = map["id"].as_str().expect("string id").to_owned();
             table.insert(id, map);
         }
+    }
+
+    /// Acknowledges writes without keeping them; [`Upstream::written`] still counts them.
+    pub fn forget_writes(&self) {
+        self.data.lock().unwrap().forget_writes = true;
+    }
+
+    /// Records acknowledged by batch writes so far.
+    pub fn written(&self) -> usize {
+        self.data.lock().unwrap().written
     }
 
     /// The next data requests get these answers (status, `Retry-After` seconds) instead.
@@ -205,7 +218,10 @@ async fn batch(State(data): State<Shared>, Path(stream): Path<String>, method: M
         return (StatusCode::BAD_REQUEST, "body is not JSON").into_response();
     };
     let mut data = data.lock().unwrap();
-    let table = data.streams.entry(stream).or_default();
+    let forget = data.forget_writes;
+    data.written += request["records"].as_array().map_or(0, Vec::len);
+    let mut scratch = BTreeMap::new();
+    let table = if forget { &mut scratch } else { data.streams.entry(stream).or_default() };
     let results: Vec<Value> = request["records"]
         .as_array()
         .cloned()
