@@ -49,6 +49,8 @@ enum Command {
         #[arg(long = "plugins")]
         plugin_dirs: Vec<PathBuf>,
     },
+    /// Print the JSON Schema of flow files, for editors to complete and check them.
+    Schema,
     /// Run a flow once, with live progress and a summary.
     Run {
         /// The flow file.
@@ -131,6 +133,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run { file, env, plugin_dirs } => {
             let plugins = plugin_directory(&cli.data_dir, plugin_dirs);
             run::run(&cli.data_dir, &cli.tenant, &file, env.as_deref(), &plugins).await
+        }
+        Command::Schema => {
+            println!("{}", serde_json::to_string_pretty(&weft_flow::json_schema())?);
+            Ok(())
         }
         Command::Dataset { command } => dataset::run(&cli.data_dir, &cli.tenant, command).await,
         Command::Runs { command } => runs::run(&cli.data_dir, &cli.tenant, command).await,

@@ -383,3 +383,12 @@ write = {{ connection = "api", stream = "contacts", input = "copies", mode = "up
     let pages_read = upstream.seen().iter().filter(|s| s.path == "/items").count();
     assert!(pages_read <= TOTAL / 500 + 2 * kills + 1, "{pages_read} pages read for {} pages after {kills} kills", TOTAL / 500);
 }
+
+#[test]
+fn schema_prints_the_flow_file_json_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = weft(dir.path(), &["schema"], None);
+    assert!(out.status.success());
+    let schema: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(schema["title"], "FlowFile");
+}

@@ -44,6 +44,12 @@ impl Flow {
     }
 }
 
+/// The JSON Schema of flow files, generated from the types above: editors use it to complete
+/// and check flow files as they are written (e.g. with taplo's `#:schema` directive).
+pub fn json_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(FlowFile)).unwrap_or_default()
+}
+
 /// Reads and checks the flow file at `path`.
 pub fn load(path: &Path) -> Result<Flow, FlowError> {
     let text = std::fs::read_to_string(path).map_err(|e| {

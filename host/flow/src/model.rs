@@ -3,72 +3,86 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use toml::Spanned;
 
 use crate::names::{ConnectionName, Cron, FlowName, Interval, StepId, VarName};
 
 /// A whole flow file.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FlowFile {
+    #[schemars(with = "FlowName")]
     pub name: Spanned<FlowName>,
     #[serde(default)]
     pub description: Option<String>,
     /// Job chain: this flow runs after each of these flows succeeded.
     #[serde(default)]
+    #[schemars(with = "Vec<FlowName>")]
     pub after: Vec<Spanned<FlowName>>,
     /// When the flow runs; by hand only when absent.
     #[serde(default)]
+    #[schemars(with = "Option<Trigger>")]
     pub trigger: Option<Spanned<Trigger>>,
     #[serde(default)]
+    #[schemars(with = "BTreeMap<VarName, Variable>")]
     pub variables: BTreeMap<Spanned<VarName>, Spanned<Variable>>,
     /// Per-environment values (`weft run FLOW --env staging`): variables and connections only,
     /// so staging and production run the same steps.
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, Environment>")]
     pub environments: BTreeMap<Spanned<String>, Spanned<Environment>>,
     #[serde(default)]
+    #[schemars(with = "BTreeMap<ConnectionName, Connection>")]
     pub connections: BTreeMap<Spanned<ConnectionName>, Spanned<Connection>>,
     #[serde(default)]
+    #[schemars(with = "Vec<Step>")]
     pub steps: Vec<Spanned<Step>>,
 }
 
 /// Exactly one of these.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Trigger {
     #[serde(default)]
     pub manual: Option<bool>,
     #[serde(default)]
+    #[schemars(with = "Option<Schedule>")]
     pub schedule: Option<Spanned<Schedule>>,
     #[serde(default)]
+    #[schemars(with = "Option<WebhookTrigger>")]
     pub webhook: Option<Spanned<WebhookTrigger>>,
     /// Like `schedule`, for sources polled for changes.
     #[serde(default)]
+    #[schemars(with = "Option<Schedule>")]
     pub poll: Option<Spanned<Schedule>>,
 }
 
 /// Exactly one of `every` and `cron`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Schedule {
     #[serde(default)]
+    #[schemars(with = "Option<Interval>")]
     pub every: Option<Spanned<Interval>>,
     #[serde(default)]
+    #[schemars(with = "Option<Cron>")]
     pub cron: Option<Spanned<Cron>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookTrigger {
     /// The connection whose plugin verifies deliveries.
+    #[schemars(with = "ConnectionName")]
     pub connection: Spanned<ConnectionName>,
     /// Vendor event names to subscribe to; all when empty.
     #[serde(default)]
     pub events: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum VarType {
     String,
@@ -79,68 +93,80 @@ pub enum VarType {
     Secret,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Variable {
     #[serde(rename = "type")]
     pub kind: VarType,
     #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
     pub default: Option<Spanned<toml::Value>>,
     #[serde(default)]
     pub description: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Environment {
     #[serde(default)]
+    #[schemars(with = "BTreeMap<VarName, serde_json::Value>")]
     pub variables: BTreeMap<Spanned<VarName>, Spanned<toml::Value>>,
     /// Replaces the named connections' `config`, `auth` and `egress` where given.
     #[serde(default)]
+    #[schemars(with = "BTreeMap<ConnectionName, ConnectionOverride>")]
     pub connections: BTreeMap<Spanned<ConnectionName>, Spanned<ConnectionOverride>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Connection {
     /// A plugin name (`zendesk`) or a path to a component (`plugins/x.wasm`).
+    #[schemars(with = "String")]
     pub plugin: Spanned<String>,
     #[serde(default)]
+    #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
     pub config: Option<Spanned<toml::Table>>,
     /// `{ kind = "...", ... }`; secret values as `secret:NAME` or `env:NAME`.
     #[serde(default)]
+    #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
     pub auth: Option<Spanned<toml::Table>>,
     /// Hosts allowed beyond those the plugin derives from `config`.
     #[serde(default)]
+    #[schemars(with = "Vec<EgressRule>")]
     pub egress: Vec<Spanned<EgressRule>>,
     /// Requests per period for this connection's credential, shared by every flow using the
     /// same credential; overrides the connector's documented default.
     #[serde(default)]
+    #[schemars(with = "Option<Rate>")]
     pub rate: Option<Spanned<Rate>>,
 }
 
 /// `{ requests = 100, per = "10s" }`.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rate {
     pub requests: u32,
     pub per: Interval,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectionOverride {
     #[serde(default)]
+    #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
     pub config: Option<Spanned<toml::Table>>,
     #[serde(default)]
+    #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
     pub auth: Option<Spanned<toml::Table>>,
     #[serde(default)]
+    #[schemars(with = "Option<Vec<EgressRule>>")]
     pub egress: Option<Vec<Spanned<EgressRule>>>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EgressRule {
+    #[schemars(with = "String")]
     pub host: Spanned<String>,
     #[serde(default)]
     pub allow_http: bool,
@@ -150,28 +176,35 @@ pub struct EgressRule {
 }
 
 /// One step; exactly one of `read`, `transform` and `write`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Step {
+    #[schemars(with = "StepId")]
     pub id: Spanned<StepId>,
     #[serde(default)]
+    #[schemars(with = "Option<ReadStep>")]
     pub read: Option<Spanned<ReadStep>>,
     #[serde(default)]
+    #[schemars(with = "Option<TransformStep>")]
     pub transform: Option<Spanned<TransformStep>>,
     #[serde(default)]
+    #[schemars(with = "Option<WriteStep>")]
     pub write: Option<Spanned<WriteStep>>,
     /// The transform's configuration, as its plugin's config schema describes.
     #[serde(default)]
+    #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
     pub config: Option<Spanned<toml::Table>>,
     /// Run only after these steps ended so (Power Automate's runAfter); by default a step runs
     /// after its inputs succeeded.
     #[serde(default)]
+    #[schemars(with = "BTreeMap<StepId, RunAfter>")]
     pub run_after: BTreeMap<Spanned<StepId>, Spanned<RunAfter>>,
     #[serde(default)]
+    #[schemars(with = "Option<Interval>")]
     pub timeout: Option<Spanned<Interval>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RunAfter {
     Succeeded,
@@ -180,14 +213,14 @@ pub enum RunAfter {
     Completed,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SyncMode {
     Full,
     Incremental,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum WriteMode {
     Create,
@@ -207,14 +240,17 @@ impl WriteMode {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReadStep {
+    #[schemars(with = "ConnectionName")]
     pub connection: Spanned<ConnectionName>,
+    #[schemars(with = "String")]
     pub stream: Spanned<String>,
     #[serde(default = "full")]
     pub sync: SyncMode,
     #[serde(default)]
+    #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
     pub options: Option<Spanned<toml::Table>>,
     #[serde(default)]
     pub page_size: Option<u32>,
@@ -224,25 +260,33 @@ fn full() -> SyncMode {
     SyncMode::Full
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TransformStep {
+    #[schemars(with = "String")]
     pub plugin: Spanned<String>,
+    #[schemars(with = "StepId")]
     pub input: Spanned<StepId>,
     /// A second input used as a lookup table.
     #[serde(default)]
+    #[schemars(with = "Option<StepId>")]
     pub lookup: Option<Spanned<StepId>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WriteStep {
+    #[schemars(with = "ConnectionName")]
     pub connection: Spanned<ConnectionName>,
+    #[schemars(with = "String")]
     pub stream: Spanned<String>,
+    #[schemars(with = "StepId")]
     pub input: Spanned<StepId>,
+    #[schemars(with = "WriteMode")]
     pub mode: Spanned<WriteMode>,
     /// Fields matching records for `upsert`, `update` and `delete`.
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub key: Vec<Spanned<String>>,
     #[serde(default)]
     pub batch_size: Option<u32>,

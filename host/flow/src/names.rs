@@ -29,7 +29,7 @@ fn kebab(kind: &str, text: &str) -> Result<(), String> {
 }
 
 macro_rules! name_type {
-    ($(#[$doc:meta])* $name:ident, $kind:literal, $check:ident) => {
+    ($(#[$doc:meta])* $name:ident, $kind:literal, $check:ident, $pattern:literal) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
         #[serde(try_from = "String")]
@@ -55,6 +55,15 @@ macro_rules! name_type {
             }
         }
 
+        impl schemars::JsonSchema for $name {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                stringify!($name).into()
+            }
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                schemars::json_schema!({"type": "string", "pattern": $pattern, "description": concat!("A ", $kind, ".")})
+            }
+        }
+
         impl std::borrow::Borrow<str> for $name {
             fn borrow(&self) -> &str {
                 &self.0
@@ -65,15 +74,15 @@ macro_rules! name_type {
 
 name_type!(
     /// A flow's name, unique per tenant; job chains refer to flows by it.
-    FlowName, "flow name", kebab
+    FlowName, "flow name", kebab, "^[a-z][a-z0-9-]*$"
 );
 name_type!(
     /// A step's id, unique in its flow; other steps name it as their input.
-    StepId, "step id", kebab
+    StepId, "step id", kebab, "^[a-z][a-z0-9-]*$"
 );
 name_type!(
     /// A connection's name in its flow.
-    ConnectionName, "connection name", kebab
+    ConnectionName, "connection name", kebab, "^[a-z][a-z0-9-]*$"
 );
 
 fn variable(kind: &str, text: &str) -> Result<(), String> {
@@ -88,7 +97,7 @@ fn variable(kind: &str, text: &str) -> Result<(), String> {
 
 name_type!(
     /// A variable's name, referred to as `${var.NAME}` in strings.
-    VarName, "variable name", variable
+    VarName, "variable name", variable, "^[a-z][a-z0-9_]*$"
 );
 
 /// A length of time written as a number and a unit: `30s`, `15m`, `4h`, `1d`.
@@ -115,6 +124,24 @@ impl TryFrom<String> for Interval {
             return Err(format!("`{text}` is not an interval: it must be longer than zero"));
         }
         Ok(Interval(Duration::from_secs(number * seconds)))
+    }
+}
+
+impl schemars::JsonSchema for Interval {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Interval".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": "string", "pattern": "^[0-9]+[smhd]$", "description": "A number and a unit: 30s, 15m, 4h, 1d."})
+    }
+}
+
+impl schemars::JsonSchema for Cron {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Cron".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": "string", "description": "Five cron fields: minute hour day-of-month month day-of-week."})
     }
 }
 

@@ -70,3 +70,17 @@ fn a_missing_file_is_named() {
     let err = weft_flow::load(Path::new("/nonexistent/flow.toml")).unwrap_err();
     assert!(err.to_string().starts_with("error: cannot read the flow file: "), "{err}");
 }
+
+#[test]
+fn the_json_schema_describes_flow_files() {
+    let schema = weft_flow::json_schema();
+    let text = schema.to_string();
+    assert_eq!(schema["title"], "FlowFile");
+    assert_eq!(schema["additionalProperties"], false, "unknown top-level keys are errors: {text}");
+    assert!(schema["properties"]["steps"].is_object(), "{text}");
+    assert_eq!(schema["required"], serde_json::json!(["name"]));
+    for definition in ["Step", "ReadStep", "WriteStep", "Connection", "StepId"] {
+        assert!(schema["$defs"][definition].is_object(), "no {definition} in {text}");
+    }
+    assert_eq!(schema["$defs"]["StepId"]["pattern"], "^[a-z][a-z0-9-]*$");
+}
