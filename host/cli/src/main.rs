@@ -8,6 +8,7 @@ mod run;
 mod runs;
 mod sandbox;
 mod secret;
+mod serve;
 mod validate;
 
 use std::path::PathBuf;
@@ -62,6 +63,8 @@ enum Command {
         #[arg(long = "plugins")]
         plugin_dirs: Vec<PathBuf>,
     },
+    /// Run scheduled flows and their job chains until stopped.
+    Serve(serve::ServeArgs),
     /// Past runs: list, show one, download its error log.
     Runs {
         #[command(subcommand)]
@@ -139,6 +142,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Dataset { command } => dataset::run(&cli.data_dir, &cli.tenant, command).await,
+        Command::Serve(args) => serve::run(&cli.data_dir, &cli.tenant, args).await,
         Command::Runs { command } => runs::run(&cli.data_dir, &cli.tenant, command).await,
         Command::Secret { command } => secret::run(&cli.data_dir, &cli.tenant, command).await,
         Command::Sandbox(args) => sandbox::run(args).await,

@@ -392,3 +392,63 @@ fn schema_prints_the_flow_file_json_schema() {
     let schema: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(schema["title"], "FlowFile");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_runs_scheduled_flows_and_their_chains_until_stopped() {
+    let upstream = weft_tests::upstream::Upstream::start().await;
+    upstream.seed("items", (0..5).map(|i| serde_json::json!({"id": format!("{i}"), "email": format!("p{i}@x.io")})));
+    let dir = tempfile::tempdir().unwrap();
+    let flows = dir.path().join("flows");
+    std::fs::create_dir(&flows).unwrap();
+    let connection = format!(
+        "[connections.api]\nplugin = \"http-json\"\nconfig = {{ base_url = \"{}\" }}\negress = [{{ host = \"{}\", allow_http = true, allow_private = true }}]\n\n[connections.store]\nplugin = \"dataset\"\n",
+        upstream.url(),
+        upstream.addr
+    );
+    std::fs::write(
+        flows.join("collect.toml"),
+        format!("name = \"collect\"\n\n[trigger]\nschedule = {{ every = \"1s\" }}\n\n{connection}\n[[steps]]\nid = \"items\"\nread = {{ connection = \"api\", stream = \"items\" }}\n\n[[steps]]\nid = \"keep\"\nwrite = {{ connection = \"store\", stream = \"people\", input = \"items\", mode = \"upsert\", key = [\"email\"] }}\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        flows.join("publish.toml"),
+        format!("name = \"publish\"\nafter = [\"collect\"]\n\n{connection}\n[[steps]]\nid = \"people\"\nread = {{ connection = \"store\", stream = \"people\" }}\n\n[[steps]]\nid = \"save\"\nwrite = {{ connection = \"api\", stream = \"contacts\", input = \"people\", mode = \"upsert\", key = [\"id\"] }}\n"),
+    )
+    .unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["serve", "--flows", flows.to_str().unwrap(), "--plugins", weft_tests::WASM_DIR])
+        .env("WEFT_DATA_DIR", dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(2_600)).await;
+    // SIGTERM: the server finishes what it is running and stops.
+    let status = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(text(&out.stderr).ends_with("stopped\n"), "{}", text(&out.stderr));
+    let collected = stdout.lines().filter(|l| l.contains("flow collect run") && l.contains("succeeded: 5 read, 5 written")).count();
+    let published = stdout.lines().filter(|l| l.contains("flow publish run") && l.contains("succeeded: 5 read, 5 written")).count();
+    assert!(collected >= 2, "the schedule ran collect {collected} times in 2.6 s:\n{stdout}");
+    assert_eq!(published, collected, "publish follows every successful collect:\n{stdout}");
+    let first_collect = stdout.lines().position(|l| l.contains("flow collect")).unwrap();
+    let first_publish = stdout.lines().position(|l| l.contains("flow publish")).unwrap();
+    assert!(first_collect < first_publish, "{stdout}");
+    assert_eq!(upstream.records("contacts").len(), 5);
+}
+
+#[test]
+fn serve_refuses_to_start_with_a_broken_flow() {
+    let dir = tempfile::tempdir().unwrap();
+    let flows = dir.path().join("flows");
+    std::fs::create_dir(&flows).unwrap();
+    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/ui/unknown-input.toml"), flows.join("broken.toml")).unwrap();
+    let out = weft(dir.path(), &["serve", "--flows", flows.to_str().unwrap(), "--plugins", weft_tests::WASM_DIR], None);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("input `tickest` is not a step of this flow"), "{err}");
+    assert!(err.contains("nothing was started"), "{err}");
+}

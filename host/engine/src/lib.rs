@@ -4,6 +4,7 @@
 pub mod plan;
 pub mod registry;
 pub mod run;
+pub mod schedule;
 
 pub use plan::{BoundConnection, Plan, plan};
 pub use registry::PluginDirectory;

@@ -319,6 +319,13 @@ impl Store {
         }
     }
 
+    /// The most recent runs of one flow, newest first; with `status`, only runs that ended so.
+    pub async fn flow_runs(&self, tenant: &str, flow: &str, status: Option<&str>, limit: u32) -> Result<Vec<RunRecord>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.flow_runs(tenant, flow, status, limit).await,
+        }
+    }
+
     /// One run and its steps.
     pub async fn run_get(&self, tenant: &str, id: &str) -> Result<Option<(RunRecord, Vec<StepRunRecord>)>, StoreError> {
         match &self.backend {

@@ -401,6 +401,21 @@ impl SqliteBackend {
         Ok(rows.iter().map(run_record).collect())
     }
 
+    pub(crate) async fn flow_runs(&self, tenant: &str, flow: &str, status: Option<&str>, limit: u32) -> Result<Vec<RunRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM runs WHERE tenant = ? AND flow = ? AND (? IS NULL OR status = ?) ORDER BY started_at DESC, id DESC LIMIT ?",
+        )
+        .bind(tenant)
+        .bind(flow)
+        .bind(status)
+        .bind(status)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err(format!("list runs of flow {flow}")))?;
+        Ok(rows.iter().map(run_record).collect())
+    }
+
     pub(crate) async fn run_get(&self, tenant: &str, id: &str) -> Result<Option<(RunRecord, Vec<StepRunRecord>)>, StoreError> {
         let Some(row) = sqlx::query("SELECT * FROM runs WHERE tenant = ? AND id = ?")
             .bind(tenant)
