@@ -31,6 +31,7 @@ pub struct Arena {
 unsafe impl Sync for Arena {}
 
 impl Arena {
+    /// An empty arena; `const` so it can initialise the `#[global_allocator]` static.
     pub const fn new() -> Self {
         Arena { next: Cell::new(0), end: Cell::new(0), last: Cell::new(usize::MAX) }
     }

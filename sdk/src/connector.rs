@@ -58,12 +58,18 @@ pub trait Connector {
 /// What [`Connector::describe`] returns.
 #[derive(Debug, Clone)]
 pub struct ConnectorInfo {
+    /// The connector's name, e.g. `zendesk`.
     pub name: String,
+    /// The plugin's version; `env!("CARGO_PKG_VERSION")` keeps it in step with the crate.
     pub version: String,
+    /// One line for operators choosing a connector.
     pub description: String,
     /// JSON Schema of a connection's `config`.
     pub config_schema: Value,
+    /// The streams every connection of this connector offers.
     pub streams: Vec<Stream>,
+    /// The ways a connection may authenticate. The host obtains, refreshes and applies the
+    /// credential; the plugin never sees it.
     pub auth: Vec<AuthMethod>,
     /// URL or host templates over the connection config, e.g. `https://{subdomain}.zendesk.com`.
     /// Requests anywhere else are denied by the host.
@@ -71,6 +77,8 @@ pub struct ConnectorInfo {
 }
 
 impl ConnectorInfo {
+    /// A connector with no streams, no authentication and a config schema that accepts any
+    /// object; add them with the methods below.
     pub fn new(name: &str, version: &str) -> Self {
         ConnectorInfo {
             name: name.into(),
@@ -82,14 +90,17 @@ impl ConnectorInfo {
             hosts: Vec::new(),
         }
     }
+    /// One line for operators choosing a connector.
     pub fn description(mut self, text: &str) -> Self {
         self.description = text.into();
         self
     }
+    /// The JSON Schema a connection's `config` follows; `weft plugin inspect` shows it.
     pub fn config_schema(mut self, schema: Value) -> Self {
         self.config_schema = schema;
         self
     }
+    /// Offers `stream` on every connection.
     pub fn stream(mut self, stream: Stream) -> Self {
         self.streams.push(stream);
         self
@@ -104,6 +115,8 @@ impl ConnectorInfo {
         self.auth.push(AuthMethod { kind, placement, token_url: Some(token_url.into()) });
         self
     }
+    /// Allows requests to `template`, a URL or host template over the connection config
+    /// (`https://{subdomain}.zendesk.com`). The host denies every host not listed.
     pub fn host(mut self, template: &str) -> Self {
         self.hosts.push(template.into());
         self
@@ -121,12 +134,20 @@ pub fn authorization_header(prefix: &str) -> CredentialPlacement {
 /// A stream the connector exposes, with the JSON Schema of its records.
 #[derive(Debug, Clone)]
 pub struct Stream {
+    /// The name a flow's read or write step uses, e.g. `tickets`.
     pub name: String,
+    /// One line for operators.
     pub description: String,
+    /// JSON Schema of one record. The host checks a flow's field references against it before
+    /// running anything.
     pub schema: Value,
+    /// The fields that identify a record; `id` unless set.
     pub primary_key: Vec<String>,
+    /// The field incremental reads order by; set by [`Stream::incremental`].
     pub cursor_field: Option<String>,
+    /// How the stream can be read; full reads are always offered.
     pub sync_modes: Vec<SyncMode>,
+    /// Empty for a read-only stream.
     pub write_modes: Vec<WriteMode>,
 }
 
@@ -143,10 +164,12 @@ impl Stream {
             write_modes: Vec::new(),
         }
     }
+    /// One line for operators.
     pub fn description(mut self, text: &str) -> Self {
         self.description = text.into();
         self
     }
+    /// The fields that identify a record, when not `id`.
     pub fn primary_key(mut self, fields: &[&str]) -> Self {
         self.primary_key = fields.iter().map(|f| (*f).to_owned()).collect();
         self
@@ -159,6 +182,7 @@ impl Stream {
         }
         self
     }
+    /// Accepts writes in `modes`; without this the stream is read-only.
     pub fn writable(mut self, modes: &[WriteMode]) -> Self {
         self.write_modes = modes.to_vec();
         self
@@ -177,9 +201,12 @@ impl Connection {
     pub fn new(name: &str, config: Value) -> Self {
         Connection { name: name.into(), config }
     }
+    /// The handle the host knows the connection by; it picks the credential and egress
+    /// policy for requests that name it.
     pub fn name(&self) -> &str {
         &self.name
     }
+    /// The connection's non-secret configuration; credentials are never part of it.
     pub fn config(&self) -> &Value {
         &self.config
     }
@@ -196,18 +223,24 @@ impl Connection {
         })
     }
 
+    /// A `GET` request to `url` for this connection. When it is sent, the host checks it
+    /// against the connection's egress policy and attaches the credential.
     pub fn get(&self, url: &str) -> RequestBuilder<'_> {
         RequestBuilder::new(self, Method::Get, url)
     }
+    /// A `POST` request to `url`; see [`Connection::get`].
     pub fn post(&self, url: &str) -> RequestBuilder<'_> {
         RequestBuilder::new(self, Method::Post, url)
     }
+    /// A `PUT` request to `url`; see [`Connection::get`].
     pub fn put(&self, url: &str) -> RequestBuilder<'_> {
         RequestBuilder::new(self, Method::Put, url)
     }
+    /// A `PATCH` request to `url`; see [`Connection::get`].
     pub fn patch(&self, url: &str) -> RequestBuilder<'_> {
         RequestBuilder::new(self, Method::Patch, url)
     }
+    /// A `DELETE` request to `url`; see [`Connection::get`].
     pub fn delete(&self, url: &str) -> RequestBuilder<'_> {
         RequestBuilder::new(self, Method::Delete, url)
     }
@@ -236,10 +269,13 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// What the host asks of [`Connector::read`].
 #[derive(Debug, Clone)]
 pub struct ReadRequest {
+    /// One of the streams [`ConnectorInfo::streams`] lists.
     pub stream: String,
+    /// Full reads start from the beginning; incremental ones resume from `cursor`.
     pub mode: SyncMode,
     /// The cursor this connector returned with the previous page; `None` on a first read.
     pub cursor: Option<String>,
+    /// The largest page the host wants; returning fewer records is fine.
     pub page_size: Option<u32>,
     /// Stream-specific options from the flow's read step.
     pub options: Value,
@@ -255,9 +291,15 @@ impl ReadRequest {
 /// One page of records.
 #[derive(Debug, Clone, Default)]
 pub struct Page {
+    /// The records of this page, shaped as the stream's schema says.
     pub records: Vec<Record>,
+    /// Where to resume; build it with [`Page::more`] or [`Page::last`]. The host owns the
+    /// cursor and commits it only once every write that depends on this page is acknowledged,
+    /// so a crash re-reads the page rather than losing it.
     pub next_cursor: Option<String>,
+    /// No page follows; the host stops reading.
     pub done: bool,
+    /// The stream's record count, when the upstream reports it.
     pub total: Option<u64>,
 }
 
@@ -271,6 +313,7 @@ impl Page {
     pub fn last<T: serde::Serialize>(records: Vec<Record>, state: Option<&T>) -> Self {
         Page { records, next_cursor: state.map(crate::cursor::encode), done: true, total: None }
     }
+    /// Passes on the upstream's record count, when it gives one.
     pub fn with_total(mut self, total: u64) -> Self {
         self.total = Some(total);
         self
@@ -280,33 +323,47 @@ impl Page {
 /// What the host asks of [`Connector::write`].
 #[derive(Debug, Clone)]
 pub struct WriteRequest {
+    /// A stream the connector made [`Stream::writable`].
     pub stream: String,
+    /// One of the stream's write modes.
     pub mode: WriteMode,
+    /// The fields that match a record to an existing one for upsert, update and delete.
     pub key: Vec<String>,
+    /// The batch; answer with one [`WriteOutcome`] per record, in this order.
     pub records: Vec<Record>,
 }
 
 /// What happened to one record of a write.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WriteOutcome {
+    /// What the upstream did with the record.
     pub status: WriteStatus,
+    /// The upstream's id for the record; none when it failed.
     pub id: Option<String>,
+    /// Why the record failed; set only with [`WriteStatus::Failed`].
     pub error: Option<Error>,
 }
 
 impl WriteOutcome {
+    /// The upstream created the record as `id`.
     pub fn created(id: impl Into<String>) -> Self {
         WriteOutcome { status: WriteStatus::Created, id: Some(id.into()), error: None }
     }
+    /// The upstream changed existing record `id`.
     pub fn updated(id: impl Into<String>) -> Self {
         WriteOutcome { status: WriteStatus::Updated, id: Some(id.into()), error: None }
     }
+    /// Record `id` already held these values; nothing was written.
     pub fn unchanged(id: impl Into<String>) -> Self {
         WriteOutcome { status: WriteStatus::Unchanged, id: Some(id.into()), error: None }
     }
+    /// The upstream deleted record `id`.
     pub fn deleted(id: impl Into<String>) -> Self {
         WriteOutcome { status: WriteStatus::Deleted, id: Some(id.into()), error: None }
     }
+    /// This record failed: the host puts `error` in the run's error log with the record and
+    /// counts the rest of the batch. Return `Err` from [`Connector::write`] instead when the
+    /// whole batch failed.
     pub fn failed(error: Error) -> Self {
         WriteOutcome { status: WriteStatus::Failed, id: None, error: Some(error) }
     }
@@ -317,18 +374,24 @@ impl WriteOutcome {
 pub struct Event {
     /// The vendor's event id: the host drops duplicate deliveries by it.
     pub id: String,
+    /// The stream the record belongs to.
     pub stream: String,
+    /// What happened, in the vendor's words (`created`, `ticket.updated`, ...).
     pub action: String,
+    /// The record the event is about.
     pub record: Record,
+    /// When the vendor says the event happened.
     pub occurred_at: Option<String>,
 }
 
 /// The verdict of [`Connector::verify`].
 #[derive(Debug, Clone)]
 pub enum Verification {
+    /// Genuine: the host processes these events.
     Accepted(Vec<Event>),
     /// A vendor handshake to answer; nothing to process.
     Handshake(Reply),
+    /// Not genuine, with the reason; the host processes nothing.
     Rejected(String),
 }
 

@@ -15,17 +15,26 @@ pub enum Error {
     Auth(String),
     /// The upstream asked to slow down, possibly saying for how long.
     RateLimited {
+        /// How long the upstream asked to wait, when it said; the host waits that long before
+        /// retrying.
         retry_after: Option<Duration>,
+        /// The upstream's explanation.
         message: String,
     },
     /// The upstream answered with an error status.
-    Upstream { status: u16, body: String },
+    Upstream {
+        /// The HTTP status; the host retries 408 and 5xx.
+        status: u16,
+        /// The start of the body, enough to see the vendor's error code.
+        body: String,
+    },
     /// The upstream could not be reached (connection refused or reset, DNS, TLS).
     Unavailable(String),
     /// One record could not be processed; the rest of the batch can be.
     InvalidRecord(String),
     /// The host refused an outbound request under the connection's egress policy.
     Denied(String),
+    /// An outbound request ran out of time.
     Timeout(String),
     /// A bug or an unexpected state in the plugin.
     Internal(String),
@@ -38,18 +47,23 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub(crate) const BODY_EXCERPT: usize = 512;
 
 impl Error {
+    /// The connection or step config is wrong: say which field and what it should be.
     pub fn config(message: impl Into<String>) -> Self {
         Error::Config(message.into())
     }
+    /// The upstream refused the credential; an operator has to fix the connection.
     pub fn auth(message: impl Into<String>) -> Self {
         Error::Auth(message.into())
     }
+    /// Only this record is bad: the host logs it and carries on with the batch.
     pub fn invalid_record(message: impl Into<String>) -> Self {
         Error::InvalidRecord(message.into())
     }
+    /// A bug or an unexpected state in the plugin.
     pub fn internal(message: impl Into<String>) -> Self {
         Error::Internal(message.into())
     }
+    /// The upstream asked to slow down; pass its wait when it gave one.
     pub fn rate_limited(retry_after: Option<Duration>, message: impl Into<String>) -> Self {
         Error::RateLimited { retry_after, message: message.into() }
     }

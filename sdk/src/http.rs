@@ -50,6 +50,8 @@ impl<'c> RequestBuilder<'c> {
         }
     }
 
+    /// Adds a header. Host, Authorization, Cookie and Proxy-* headers are refused: the host
+    /// owns them.
     pub fn header(mut self, name: &str, value: &str) -> Self {
         self.headers.push((name.to_owned(), value.to_owned()));
         self
@@ -62,6 +64,7 @@ impl<'c> RequestBuilder<'c> {
         Ok(self)
     }
 
+    /// A raw body; set its `Content-Type` with [`header`](Self::header).
     pub fn body(mut self, body: Vec<u8>) -> Self {
         self.body = Some(body);
         self
@@ -123,8 +126,11 @@ pub(crate) fn map_http_error(e: wit::HttpError) -> Error {
 /// An upstream response.
 #[derive(Debug, Clone)]
 pub struct Response {
+    /// Any status arrives here; [`Response::error_for_status`] turns errors into [`Error`]s.
     pub status: u16,
+    /// As received; look one up with [`Response::header`].
     pub headers: Vec<(String, String)>,
+    /// At most the host's response size limit; a larger body is an error instead.
     pub body: Vec<u8>,
 }
 
@@ -134,6 +140,7 @@ impl Response {
         self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
+    /// Whether the status is 2xx.
     pub fn is_success(&self) -> bool {
         (200..300).contains(&self.status)
     }
@@ -164,6 +171,7 @@ impl Response {
         })
     }
 
+    /// The body as text, with invalid UTF-8 replaced.
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }

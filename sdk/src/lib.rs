@@ -30,6 +30,8 @@
 //! the host attaches the credential, enforces the connection's egress policy and returns
 //! refusals as [`Error::Denied`] values.
 
+#![warn(missing_docs)]
+
 pub mod arena;
 mod connector;
 pub mod cursor;

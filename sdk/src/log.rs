@@ -10,15 +10,20 @@ fn emit(level: Level, message: &str, fields: &[(&str, &str)]) {
     log(level, message, &fields);
 }
 
+/// Detail for debugging a plugin. `fields` become structured fields of the host's event.
 pub fn debug(message: &str, fields: &[(&str, &str)]) {
     emit(Level::Debug, message, fields)
 }
+/// Progress worth keeping, such as the pages a read went through.
 pub fn info(message: &str, fields: &[(&str, &str)]) {
     emit(Level::Info, message, fields)
 }
+/// Something unexpected the call recovered from.
 pub fn warn(message: &str, fields: &[(&str, &str)]) {
     emit(Level::Warn, message, fields)
 }
+/// A failure worth an operator's attention. Logging does not fail the call: return an
+/// [`Error`](crate::Error) for that.
 pub fn error(message: &str, fields: &[(&str, &str)]) {
     emit(Level::Error, message, fields)
 }

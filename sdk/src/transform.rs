@@ -13,6 +13,7 @@ pub trait Transform {
     /// The step's `config`, deserialised; a mismatch is reported as a config error.
     type Config: DeserializeOwned;
 
+    /// What the transform is and takes. Called once when the host loads the plugin.
     fn describe() -> TransformInfo;
 
     /// The JSON Schema of the output given the input's (and the lookup's) schema. Return a
@@ -23,14 +24,20 @@ pub trait Transform {
         Ok(input.clone())
     }
 
+    /// Transforms one batch. `lookup` holds the second input's records when the transform
+    /// [`takes_lookup`](TransformInfo::takes_lookup()). Each call runs in a fresh instance, so
+    /// nothing carries over from the previous batch.
     fn process(config: &Self::Config, records: Vec<Record>, lookup: Option<Vec<Record>>) -> Result<Output>;
 }
 
 /// What [`Transform::describe`] returns.
 #[derive(Debug, Clone)]
 pub struct TransformInfo {
+    /// The transform's name, e.g. `map`.
     pub name: String,
+    /// The plugin's version; `env!("CARGO_PKG_VERSION")` keeps it in step with the crate.
     pub version: String,
+    /// One line for operators choosing a transform.
     pub description: String,
     /// JSON Schema of the step's `config`.
     pub config_schema: Value,
@@ -39,6 +46,7 @@ pub struct TransformInfo {
 }
 
 impl TransformInfo {
+    /// A transform without a lookup input and with a config schema that accepts any object.
     pub fn new(name: &str, version: &str) -> Self {
         TransformInfo {
             name: name.into(),
@@ -48,14 +56,17 @@ impl TransformInfo {
             takes_lookup: false,
         }
     }
+    /// One line for operators choosing a transform.
     pub fn description(mut self, text: &str) -> Self {
         self.description = text.into();
         self
     }
+    /// The JSON Schema the step's `config` follows; `weft plugin inspect` shows it.
     pub fn config_schema(mut self, schema: Value) -> Self {
         self.config_schema = schema;
         self
     }
+    /// Takes a second input as a lookup table, passed to every batch.
     pub fn takes_lookup(mut self) -> Self {
         self.takes_lookup = true;
         self
@@ -65,19 +76,25 @@ impl TransformInfo {
 /// A record refused by a transform, by its index in the input batch.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reject {
+    /// The record's position in the input batch.
     pub index: u32,
+    /// Why the record was refused, for the run's error log.
     pub reason: String,
+    /// The field at fault, when there is one.
     pub field: Option<String>,
 }
 
 /// The result of one batch.
 #[derive(Debug, Clone, Default)]
 pub struct Output {
+    /// The records passed on to the next step.
     pub records: Vec<Record>,
+    /// Input records refused; the host logs them and the rest of the batch goes on.
     pub rejects: Vec<Reject>,
 }
 
 impl Output {
+    /// `records` passed on, nothing refused.
     pub fn records(records: Vec<Record>) -> Self {
         Output { records, rejects: Vec::new() }
     }
