@@ -5,8 +5,16 @@
 //! sync) and then follows its schedule; a flow with `after = [...]` runs once every flow it
 //! names has succeeded since its own last run. Ctrl-C or SIGTERM lets the running flow finish,
 //! then stops.
+//!
+//! Webhook-triggered flows get an endpoint, `POST /hooks/{flow}`. The flow's connector verifies
+//! each delivery (signature, vendor handshake); accepted events are written to the store
+//! *before* the sender gets its 2xx, so a crash loses nothing, and a redelivered event id is
+//! dropped. Events are then processed in arrival order: the flow's read steps on the webhook
+//! connection take the events of their stream instead of reading the upstream, and events are
+//! marked done only when that run succeeded.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
@@ -27,11 +35,135 @@ pub struct ServeArgs {
     /// Where plugins named in flows are found (repeatable).
     #[arg(long = "plugins")]
     plugin_dirs: Vec<PathBuf>,
+    /// Address the webhook endpoints listen on (when a flow has a webhook trigger).
+    #[arg(long, default_value = "127.0.0.1:8090")]
+    listen: std::net::SocketAddr,
 }
 
 struct Served {
     flow: Flow,
     plan: Plan,
+}
+
+impl Served {
+    fn name(&self) -> String {
+        self.flow.file.name.get_ref().to_string()
+    }
+
+    /// The connection a webhook trigger names, if the flow has one.
+    fn webhook_connection(&self) -> Option<String> {
+        let trigger = self.flow.file.trigger.as_ref()?.get_ref();
+        Some(trigger.webhook.as_ref()?.get_ref().connection.get_ref().to_string())
+    }
+}
+
+/// What the webhook endpoints share.
+struct Hooks {
+    served: Arc<Vec<Served>>,
+    store: Store,
+    secrets: Secrets,
+    tenant: String,
+    wake: Arc<tokio::sync::Notify>,
+}
+
+async fn receive(
+    axum::extract::State(hooks): axum::extract::State<Arc<Hooks>>,
+    axum::extract::Path(flow): axum::extract::Path<String>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    let Some(served) = hooks.served.iter().find(|s| s.name() == flow && s.webhook_connection().is_some()) else {
+        return (StatusCode::NOT_FOUND, format!("no webhook-triggered flow `{flow}`")).into_response();
+    };
+    let connection = served.webhook_connection().expect("checked above");
+    let Some(bound) = served.plan.connections.get(&connection) else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "the webhook connection is not a connector").into_response();
+    };
+    let (parts, body) = request.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, 16 << 20).await else {
+        return (StatusCode::PAYLOAD_TOO_LARGE, "a delivery is at most 16 MiB").into_response();
+    };
+    let inbound = weft_runtime::InboundRequest {
+        method: parts.method.to_string(),
+        path: parts.uri.path().to_owned(),
+        query: parts.uri.query().unwrap_or("").to_owned(),
+        headers: parts.headers.iter().map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned())).collect(),
+        body: body.to_vec(),
+    };
+    let mut connections = weft_capabilities::Connections::new();
+    match weft_capabilities::Connection::new(bound.spec.clone(), hooks.secrets.clone()) {
+        Ok(c) => {
+            connections.insert(c);
+        }
+        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+    let context = weft_runtime::CallContext::new(hooks.tenant.clone()).with_connections(connections).in_flow(flow.clone());
+    match bound.plugin.verify(&context, &connection, &bound.config, inbound).await {
+        Ok(weft_runtime::Verification::Accepted(events)) => {
+            let (mut kept, mut duplicates) = (0, 0);
+            for e in &events {
+                let stored = weft_store::StoredEvent { event_id: e.id.clone(), seq: 0, stream: e.stream.clone(), action: e.action.clone(), record: e.record.clone() };
+                match hooks.store.event_put(&hooks.tenant, &flow, &stored).await {
+                    Ok(true) => kept += 1,
+                    Ok(false) => duplicates += 1,
+                    // Not kept: the sender must deliver again.
+                    Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+                }
+            }
+            hooks.wake.notify_one();
+            axum::Json(serde_json::json!({"accepted": kept, "duplicates": duplicates})).into_response()
+        }
+        Ok(weft_runtime::Verification::Handshake(reply)) => {
+            let mut response = (StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK), reply.body).into_response();
+            for (k, v) in reply.headers {
+                if let (Ok(k), Ok(v)) = (axum::http::HeaderName::try_from(k), axum::http::HeaderValue::try_from(v)) {
+                    response.headers_mut().insert(k, v);
+                }
+            }
+            response
+        }
+        Ok(weft_runtime::Verification::Rejected(reason)) => {
+            tracing::warn!(flow = %flow, %reason, "webhook delivery rejected");
+            (StatusCode::UNAUTHORIZED, axum::Json(serde_json::json!({"error": reason}))).into_response()
+        }
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    }
+}
+
+/// Runs a webhook flow over its pending events; marks them done when the run succeeded.
+async fn process_events(served: &Served, store: &Store, secrets: &Secrets, options: &RunOptions) -> anyhow::Result<()> {
+    let Some(connection) = served.webhook_connection() else { return Ok(()) };
+    let name = served.name();
+    let events = store.events_pending(&options.tenant, &name, 1_000).await?;
+    if events.is_empty() {
+        return Ok(());
+    }
+    let mut injected: std::collections::BTreeMap<weft_flow::StepId, Vec<serde_json::Value>> = Default::default();
+    for step in &served.flow.file.steps {
+        let step = step.get_ref();
+        if let Some(read) = step.read.as_ref().map(|r| r.get_ref()).filter(|r| r.connection.get_ref().as_str() == connection) {
+            let records = events
+                .iter()
+                .filter(|e| &e.stream == read.stream.get_ref())
+                .filter_map(|e| serde_json::from_str(&e.record).ok())
+                .collect();
+            injected.insert(step.id.get_ref().clone(), records);
+        }
+    }
+    let report = weft_engine::run_with_events(&served.flow, &served.plan, store, secrets, options, injected, &mut |_| {}).await?;
+    println!(
+        "{} flow {name} run {} {} for {} webhook event(s)",
+        humantime::format_rfc3339_seconds(SystemTime::now()),
+        report.id,
+        if report.succeeded { "succeeded" } else { "failed" },
+        events.len()
+    );
+    if report.succeeded {
+        let ids: Vec<String> = events.into_iter().map(|e| e.event_id).collect();
+        store.events_done(&options.tenant, &name, &ids).await?;
+    }
+    Ok(())
 }
 
 fn flow_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
@@ -90,6 +222,20 @@ pub async fn run(data_dir: &Path, tenant: &str, args: ServeArgs) -> anyhow::Resu
     let options = RunOptions { tenant: tenant.to_owned(), environment: args.env.clone(), ..RunOptions::default() };
     eprintln!("serving {} flow(s) from {}; Ctrl-C stops", served.len(), args.flows.display());
 
+    let served = Arc::new(served);
+    let wake = Arc::new(tokio::sync::Notify::new());
+    if served.iter().any(|s| s.webhook_connection().is_some()) {
+        let hooks = Arc::new(Hooks { served: Arc::clone(&served), store: store.clone(), secrets: secrets.clone(), tenant: tenant.to_owned(), wake: Arc::clone(&wake) });
+        let app = axum::Router::new().route("/hooks/{flow}", axum::routing::any(receive)).with_state(hooks);
+        let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
+        eprintln!("webhooks on http://{}/hooks/{{flow}}", listener.local_addr()?);
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "the webhook server stopped");
+            }
+        });
+    }
+
     let stop = shutdown_signal();
     tokio::pin!(stop);
     loop {
@@ -108,9 +254,13 @@ pub async fn run(data_dir: &Path, tenant: &str, args: ServeArgs) -> anyhow::Resu
                 None => {}
             }
         }
+        for flow in served.iter() {
+            process_events(flow, &store, &secrets, &options).await?;
+        }
         let wait = next_wake.duration_since(SystemTime::now()).unwrap_or_default();
         tokio::select! {
             _ = &mut stop => break,
+            _ = wake.notified() => {}
             _ = tokio::time::sleep(wait) => {}
         }
     }

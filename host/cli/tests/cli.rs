@@ -452,3 +452,127 @@ fn serve_refuses_to_start_with_a_broken_flow() {
     assert!(err.contains("input `tickest` is not a step of this flow"), "{err}");
     assert!(err.contains("nothing was started"), "{err}");
 }
+
+fn sign(body: &str) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"hook-secret");
+    format!("sha256={}", ring::hmac::sign(&key, body.as_bytes()).as_ref().iter().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
+/// Starts `weft serve` and waits for the address of its webhook endpoints.
+fn serve_with_hooks(data: &std::path::Path, flows: &std::path::Path) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["serve", "--flows", flows.to_str().unwrap(), "--plugins", weft_tests::WASM_DIR, "--listen", "127.0.0.1:0"])
+        .env("WEFT_DATA_DIR", data)
+        .env("WEFT_TEST_HOOK_SECRET", "hook-secret")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let address = loop {
+        let line = lines.next().expect("serve printed its webhook address").unwrap();
+        if let Some(rest) = line.strip_prefix("webhooks on ") {
+            break rest.trim_end_matches("/hooks/{flow}").to_owned();
+        }
+    };
+    // Keep draining stderr so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, address)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn webhook_events_are_kept_before_the_reply_and_processed_once_across_a_crash() {
+    let upstream = weft_tests::upstream::Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let flows = dir.path().join("flows");
+    std::fs::create_dir(&flows).unwrap();
+    std::fs::write(
+        flows.join("hooks.toml"),
+        format!(
+            r#"name = "hooks"
+
+[trigger]
+webhook = {{ connection = "api" }}
+
+[connections.api]
+plugin = "http-json"
+config = {{ base_url = "{url}" }}
+egress = [{{ host = "{host}", allow_http = true, allow_private = true }}]
+webhook_secret = "env:WEFT_TEST_HOOK_SECRET"
+
+[[steps]]
+id = "changed"
+read = {{ connection = "api", stream = "items" }}
+
+[[steps]]
+id = "save"
+write = {{ connection = "api", stream = "contacts", input = "changed", mode = "upsert", key = ["id"] }}
+"#,
+            url = upstream.url(),
+            host = upstream.addr
+        ),
+    )
+    .unwrap();
+    let delivery = |ids: &[&str]| {
+        let events: Vec<serde_json::Value> = ids
+            .iter()
+            .map(|id| serde_json::json!({"id": format!("evt-{id}"), "stream": "items", "action": "updated", "record": {"id": id, "name": format!("changed {id}")}}))
+            .collect();
+        serde_json::json!({ "events": events }).to_string()
+    };
+    // Plain http to loopback; reqwest still wants a TLS provider chosen.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::new();
+    let post = |url: String, body: String, signature: String| {
+        let client = client.clone();
+        async move { client.post(url).header("X-Signature", signature).body(body).send().await.unwrap() }
+    };
+
+    let (mut server, address) = {
+        let (d, f) = (dir.path().to_owned(), flows.clone());
+        tokio::task::spawn_blocking(move || serve_with_hooks(&d, &f)).await.unwrap()
+    };
+    let url = format!("{address}/hooks/hooks");
+    let body = delivery(&["a", "b"]);
+    let accepted = post(url.clone(), body.clone(), sign(&body)).await;
+    assert_eq!(accepted.status(), 200);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&accepted.text().await.unwrap()).unwrap(), serde_json::json!({"accepted": 2, "duplicates": 0}));
+    // The vendor delivers evt-a again: it is dropped.
+    let again = delivery(&["a"]);
+    let duplicate = post(url.clone(), again.clone(), sign(&again)).await;
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&duplicate.text().await.unwrap()).unwrap(), serde_json::json!({"accepted": 0, "duplicates": 1}));
+    // A forged delivery is refused.
+    let forged = post(url.clone(), delivery(&["x"]), sign("something else")).await;
+    assert_eq!(forged.status(), 401);
+
+    // The next event is acknowledged, then the server dies at once.
+    let body = delivery(&["c"]);
+    assert_eq!(post(url.clone(), body.clone(), sign(&body)).await.status(), 200);
+    server.kill().unwrap();
+    server.wait().unwrap();
+
+    // Restarted, it processes whatever was kept and not yet done.
+    let (mut server, _) = {
+        let (d, f) = (dir.path().to_owned(), flows.clone());
+        tokio::task::spawn_blocking(move || serve_with_hooks(&d, &f)).await.unwrap()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while upstream.records("contacts").len() < 3 {
+        assert!(std::time::Instant::now() < deadline, "events were lost: {:?}", upstream.records("contacts"));
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    std::process::Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap();
+    server.wait().unwrap();
+
+    let contacts = upstream.records("contacts");
+    let ids: Vec<&str> = contacts.iter().map(|c| c["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["a", "b", "c"]);
+    assert!(!ids.contains(&"x"));
+    let store = weft_store::Store::open_sqlite(dir.path().join("weft.db")).await.unwrap();
+    assert!(store.events_pending("default", "hooks", 10).await.unwrap().is_empty(), "every kept event was processed");
+    // The redelivered evt-a started no run of its own: at most one write per run (a, b), (c),
+    // and (c) again if the crash came between its write and its marking as done.
+    let batch_writes = upstream.seen().iter().filter(|s| s.path == "/contacts/batch").count();
+    assert!(batch_writes <= 3, "{batch_writes} batch writes for 3 events");
+}

@@ -8,4 +8,4 @@ pub mod schedule;
 
 pub use plan::{BoundConnection, Plan, plan};
 pub use registry::PluginDirectory;
-pub use run::{RetryPolicy, RunError, RunOptions, RunReport, run};
+pub use run::{RetryPolicy, RunError, RunOptions, RunReport, run, run_with_events};

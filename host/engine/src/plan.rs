@@ -259,6 +259,9 @@ pub async fn plan(
         }
         match connector.connection_spec(name.get_ref().as_str(), tenant, config.clone(), auth, rules) {
             Ok(mut spec) => {
+                if let Some(secret) = &c.webhook_secret {
+                    spec.webhook_secret = Some(weft_capabilities::SecretRef::from(substitute_text(secret.get_ref(), &variables)));
+                }
                 if let Some(rate) = &c.rate {
                     let r = rate.get_ref();
                     if r.requests == 0 {

@@ -145,6 +145,8 @@ struct Execution<'a> {
     steps: BTreeMap<StepId, StepRunRecord>,
     /// Steps whose full output is kept for the run: lookup inputs and what feeds them.
     collected: BTreeMap<StepId, Vec<Value>>,
+    /// Read steps fed by webhook events instead of their connector.
+    injected: BTreeMap<StepId, Vec<Value>>,
     progress: &'a mut (dyn FnMut(&StepRunRecord) + Send),
 }
 
@@ -314,6 +316,9 @@ impl Execution<'_> {
     /// Reads `source` page by page, pushing each page downstream; commits the cursor after each
     /// page whose writes all succeeded (incremental reads only: a full read starts over).
     async fn read(&mut self, source: &StepId, include: &dyn Fn(&StepId) -> bool, commit: bool) -> Result<(), StoreError> {
+        if let Some(records) = self.injected.remove(source) {
+            return self.read_injected(source, records, include).await;
+        }
         let step = self.step(source);
         let read = step.read.as_ref().expect("sources are read steps").get_ref();
         let connection = read.connection.get_ref().to_string();
@@ -364,6 +369,19 @@ impl Execution<'_> {
                 break;
             }
             cursor = page.next_cursor;
+        }
+        self.finish(source, None).await
+    }
+
+    /// Feeds a read step from webhook events: one page, no cursor (the events are the change).
+    async fn read_injected(&mut self, source: &StepId, records: Vec<Value>, include: &dyn Fn(&StepId) -> bool) -> Result<(), StoreError> {
+        let record = self.record(source);
+        record.pages += 1;
+        record.records_in += records.len() as u64;
+        record.records_out += records.len() as u64;
+        self.save(source).await?;
+        if let Err(failed) = self.propagate(source, records, include).await {
+            return self.finish(source, Some(format!("stopped because step `{failed}` failed"))).await;
         }
         self.finish(source, None).await
     }
@@ -428,6 +446,20 @@ pub async fn run(
     options: &RunOptions,
     progress: &mut (dyn FnMut(&StepRunRecord) + Send),
 ) -> Result<RunReport, RunError> {
+    run_with_events(flow, plan, store, secrets, options, BTreeMap::new(), progress).await
+}
+
+/// Runs a planned flow with some read steps fed by webhook events (their records, by step)
+/// instead of by their connector.
+pub async fn run_with_events(
+    flow: &Flow,
+    plan: &Plan,
+    store: &Store,
+    secrets: &Secrets,
+    options: &RunOptions,
+    injected: BTreeMap<StepId, Vec<Value>>,
+    progress: &mut (dyn FnMut(&StepRunRecord) + Send),
+) -> Result<RunReport, RunError> {
     let started = Instant::now();
     let mut connections = Connections::new();
     for bound in plan.connections.values() {
@@ -464,6 +496,7 @@ pub async fn run(
         run: run.clone(),
         steps: BTreeMap::new(),
         collected: kept.iter().map(|k| (k.clone(), Vec::new())).collect(),
+        injected,
         progress,
     };
     let sources: Vec<StepId> = flow.order.iter().filter(|s| flow.step(s).is_some_and(|s| s.read.is_some())).cloned().collect();

@@ -134,6 +134,11 @@ pub struct Connection {
     #[serde(default)]
     #[schemars(with = "Vec<EgressRule>")]
     pub egress: Vec<Spanned<EgressRule>>,
+    /// The secret webhook deliveries are signed with (`secret:NAME` or `env:NAME`), for
+    /// connectors that verify signatures.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub webhook_secret: Option<Spanned<String>>,
     /// Requests per period for this connection's credential, shared by every flow using the
     /// same credential; overrides the connector's documented default.
     #[serde(default)]

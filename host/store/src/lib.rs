@@ -26,7 +26,7 @@ use std::time::SystemTime;
 
 pub use error::StoreError;
 pub use migrations::{MIGRATIONS, Migration};
-pub use runs::{DatasetInfo, ErrorEntry, RunRecord, StepRunRecord, Upserted};
+pub use runs::{DatasetInfo, ErrorEntry, RunRecord, StepRunRecord, StoredEvent, Upserted};
 
 /// The tenant used while weft runs a single tenant.
 pub const DEFAULT_TENANT: &str = "default";
@@ -383,6 +383,31 @@ impl Store {
     pub async fn dataset_list(&self, tenant: &str) -> Result<Vec<DatasetInfo>, StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.dataset_list(tenant).await,
+        }
+    }
+}
+
+/// Webhook events: persisted before the sender gets its 2xx, processed in order, once.
+impl Store {
+    /// Keeps a verified event for `flow`; `false` when an event with its id was already kept
+    /// (a redelivery), which is then dropped.
+    pub async fn event_put(&self, tenant: &str, flow: &str, event: &StoredEvent) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.event_put(tenant, flow, event).await,
+        }
+    }
+
+    /// Events of `flow` not yet processed, in arrival order.
+    pub async fn events_pending(&self, tenant: &str, flow: &str, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.events_pending(tenant, flow, limit).await,
+        }
+    }
+
+    /// Marks events processed, after the run that consumed them succeeded.
+    pub async fn events_done(&self, tenant: &str, flow: &str, event_ids: &[String]) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.events_done(tenant, flow, event_ids).await,
         }
     }
 }

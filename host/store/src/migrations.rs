@@ -102,7 +102,26 @@ CREATE TABLE dataset_records (
     PRIMARY KEY (tenant, dataset, key)
 );
 "#,
+}, Migration {
+    version: 4,
+    name: "webhook events",
+    sql: r#"
+CREATE TABLE webhook_events (
+    tenant        TEXT    NOT NULL,
+    flow          TEXT    NOT NULL,
+    event_id      TEXT    NOT NULL,
+    seq           BIGINT  NOT NULL,
+    stream        TEXT    NOT NULL,
+    action        TEXT    NOT NULL,
+    record        TEXT    NOT NULL,
+    received_at   BIGINT  NOT NULL,
+    processed_at  BIGINT,
+    PRIMARY KEY (tenant, flow, event_id)
+);
+CREATE INDEX webhook_events_pending ON webhook_events (tenant, flow, processed_at, seq);
+"#,
 }];
+
 
 
 /// The newest schema version this build knows.

@@ -83,3 +83,18 @@ pub struct DatasetInfo {
     /// When a record last changed.
     pub updated_at: SystemTime,
 }
+
+/// A webhook event as the store keeps it between its arrival and its processing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// The vendor's event id; a second delivery with the same id is dropped.
+    pub event_id: String,
+    /// Arrival order within the flow.
+    pub seq: u64,
+    /// The stream the event's record belongs to.
+    pub stream: String,
+    /// What happened, in the vendor's words.
+    pub action: String,
+    /// The record, as JSON.
+    pub record: String,
+}

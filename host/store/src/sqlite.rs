@@ -10,7 +10,7 @@ use sqlx::sqlite::{
 use sqlx::{Connection as _, SqliteConnection};
 
 use crate::migrations::{MIGRATIONS, latest_version};
-use crate::{DatasetInfo, ErrorEntry, RunRecord, Upserted, SecretEntry, StateScope, StepRunRecord, StoreError, millis_to_time, now_millis};
+use crate::{DatasetInfo, ErrorEntry, RunRecord, StoredEvent, Upserted, SecretEntry, StateScope, StepRunRecord, StoreError, millis_to_time, now_millis};
 use sqlx::Row as _;
 
 /// How long a writer waits for another writer (possibly another weft process) before failing.
@@ -570,5 +570,64 @@ impl SqliteBackend {
             .iter()
             .map(|r| DatasetInfo { name: r.get("dataset"), records: r.get::<i64, _>("records") as u64, updated_at: millis_to_time(r.get("updated_at")) })
             .collect())
+    }
+
+    pub(crate) async fn event_put(&self, tenant: &str, flow: &str, e: &StoredEvent) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "INSERT INTO webhook_events (tenant, flow, event_id, seq, stream, action, record, received_at)
+             VALUES (?1, ?2, ?3, (SELECT COALESCE(MAX(seq), 0) + 1 FROM webhook_events WHERE tenant = ?1 AND flow = ?2), ?4, ?5, ?6, ?7)
+             ON CONFLICT (tenant, flow, event_id) DO NOTHING",
+        )
+        .bind(tenant)
+        .bind(flow)
+        .bind(&e.event_id)
+        .bind(&e.stream)
+        .bind(&e.action)
+        .bind(&e.record)
+        .bind(now_millis())
+        .execute(&self.pool)
+        .await
+        .map_err(query_err(format!("keep webhook event {} of flow {flow}", e.event_id)))?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    pub(crate) async fn events_pending(&self, tenant: &str, flow: &str, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT event_id, seq, stream, action, record FROM webhook_events
+             WHERE tenant = ? AND flow = ? AND processed_at IS NULL ORDER BY seq LIMIT ?",
+        )
+        .bind(tenant)
+        .bind(flow)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err(format!("read pending webhook events of flow {flow}")))?;
+        Ok(rows
+            .iter()
+            .map(|r| StoredEvent {
+                event_id: r.get("event_id"),
+                seq: r.get::<i64, _>("seq") as u64,
+                stream: r.get("stream"),
+                action: r.get("action"),
+                record: r.get("record"),
+            })
+            .collect())
+    }
+
+    pub(crate) async fn events_done(&self, tenant: &str, flow: &str, event_ids: &[String]) -> Result<(), StoreError> {
+        let action = || format!("mark webhook events of flow {flow} processed");
+        let mut tx = self.pool.begin().await.map_err(query_err(action()))?;
+        let now = now_millis();
+        for id in event_ids {
+            sqlx::query("UPDATE webhook_events SET processed_at = ? WHERE tenant = ? AND flow = ? AND event_id = ?")
+                .bind(now)
+                .bind(tenant)
+                .bind(flow)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(query_err(action()))?;
+        }
+        tx.commit().await.map_err(query_err(action()))
     }
 }
