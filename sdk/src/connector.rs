@@ -74,6 +74,9 @@ pub struct ConnectorInfo {
     /// URL or host templates over the connection config, e.g. `https://{subdomain}.zendesk.com`.
     /// Requests anywhere else are denied by the host.
     pub hosts: Vec<String>,
+    /// The vendor's documented request limit per credential (requests, period); the host's
+    /// default budget for connections that set none.
+    pub rate_limit: Option<(u32, std::time::Duration)>,
 }
 
 impl ConnectorInfo {
@@ -88,6 +91,7 @@ impl ConnectorInfo {
             streams: Vec::new(),
             auth: Vec::new(),
             hosts: Vec::new(),
+            rate_limit: None,
         }
     }
     /// One line for operators choosing a connector.
@@ -119,6 +123,12 @@ impl ConnectorInfo {
     /// (`https://{subdomain}.zendesk.com`). The host denies every host not listed.
     pub fn host(mut self, template: &str) -> Self {
         self.hosts.push(template.into());
+        self
+    }
+    /// Declares the vendor's documented limit: `requests` per `per` for one credential. The
+    /// host paces every connection sharing the credential to it unless a flow sets its own.
+    pub fn rate_limit(mut self, requests: u32, per: std::time::Duration) -> Self {
+        self.rate_limit = Some((requests, per));
         self
     }
 }
@@ -440,6 +450,10 @@ pub mod __connector_glue {
                 .collect(),
             auth: info.auth,
             hosts: info.hosts,
+            rate_limit: info.rate_limit.map(|(requests, per)| api::RateBudget {
+                requests,
+                per_ms: per.as_millis().min(u128::from(u64::MAX)) as u64,
+            }),
         }
     }
 

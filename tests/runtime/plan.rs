@@ -224,3 +224,30 @@ read = { connection = "api", stream = "items" }
         Some(weft_capabilities::RateBudget { requests: 5, per: std::time::Duration::from_secs(1) })
     );
 }
+
+#[tokio::test]
+async fn a_connector_documented_rate_limit_is_the_default_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flow.toml");
+    std::fs::write(
+        &path,
+        r#"name = "x"
+[connections.acme]
+plugin = "acme_helpdesk_connector"
+config = { account = "globex" }
+auth = { kind = "api-key", value = "secret:acme" }
+
+[[steps]]
+id = "tickets"
+read = { connection = "acme", stream = "tickets" }
+"#,
+    )
+    .unwrap();
+    let flow = weft_flow::load(&path).unwrap();
+    let plugins = PluginDirectory::new([PathBuf::from(WASM_DIR)]);
+    let plan = plan(&flow, None, "default", &plugins, &runtime(|_| {})).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        plan.connections["acme"].spec.rate,
+        Some(weft_capabilities::RateBudget { requests: 100, per: std::time::Duration::from_secs(60) })
+    );
+}

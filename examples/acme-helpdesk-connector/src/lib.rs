@@ -85,6 +85,8 @@ impl Connector for AcmeHelpdesk {
                 CredentialPlacement::Header(HeaderTemplate { name: "X-Acme-Key".into(), value: "{token}".into() }),
             )
             .host("https://{account}.acmehelpdesk.example")
+            // Acme documents 100 requests per minute per API key.
+            .rate_limit(100, std::time::Duration::from_secs(60))
     }
 
     fn check(conn: &Connection) -> Result<()> {

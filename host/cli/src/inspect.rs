@@ -88,6 +88,9 @@ fn connector_text(info: &ConnectorInfo, load: &LoadReport) -> String {
     let _ = writeln!(out, "\ncontract  weft:plugin@{}", load.contract);
     let _ = writeln!(out, "file      {}", load_line(load));
     let _ = writeln!(out, "hosts     {}", list(&info.hosts, |h| h.as_str()));
+    if let Some(r) = &info.rate_limit {
+        let _ = writeln!(out, "rate      {} requests per {} ms per credential", r.requests, r.per_ms);
+    }
     let _ = writeln!(out, "\nauth");
     for method in &info.auth {
         let token_url = method.token_url.as_deref().map(|u| format!(", token endpoint {u}")).unwrap_or_default();
@@ -128,6 +131,7 @@ fn connector_json(info: &ConnectorInfo, load: &LoadReport) -> Value {
         "description": info.description,
         "contract": format!("weft:plugin@{}", load.contract),
         "hosts": info.hosts,
+        "rate_limit": info.rate_limit.as_ref().map(|r| json!({"requests": r.requests, "per_ms": r.per_ms})),
         "auth": info.auth.iter().map(|m| json!({
             "kind": auth_kind_name(m.kind),
             "placement": placement(&m.placement),

@@ -100,6 +100,10 @@ impl ConnectorPlugin {
         spec.egress = egress;
         spec.derived_hosts = derived_hosts;
         spec.placement = placement;
+        spec.rate = info.rate_limit.map(|r| weft_capabilities::RateBudget {
+            requests: r.requests,
+            per: std::time::Duration::from_millis(r.per_ms),
+        });
         Ok(spec)
     }
 }
