@@ -16,8 +16,10 @@
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::Cell;
 
+#[cfg(target_arch = "wasm32")]
 const PAGE: usize = 64 * 1024;
 /// Grow at least this much at a time: fewer `memory.grow` calls.
+#[cfg(target_arch = "wasm32")]
 const MIN_GROWTH: usize = 4 * PAGE;
 
 /// A bump allocator over linear memory; see the module docs.

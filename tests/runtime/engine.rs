@@ -268,3 +268,30 @@ async fn a_client_error_is_not_retried() {
     assert!(step(&report, "items").error.as_deref().unwrap().contains("upstream answered 400"), "{report:?}");
     assert_eq!(upstream.seen().into_iter().filter(|s| s.path == "/items").count(), 1);
 }
+
+#[tokio::test]
+async fn retrying_a_run_resends_only_the_records_that_failed() {
+    let upstream = Upstream::start().await;
+    upstream.seed("items", items(40, &[]));
+    upstream.lock(&["c-0003", "c-0017"]);
+    let h = Harness::new().await;
+    let text = flow_text(&upstream, &upstream.url(), "full");
+    let first = h.run(&text, None).await;
+    assert_eq!(step(&first, "save").failed, 2);
+    assert_eq!(upstream.records("contacts").len(), 38);
+
+    upstream.unlock();
+    let writes_before = upstream.seen().iter().filter(|s| s.path == "/contacts/batch").count();
+    let reads_before = upstream.seen().iter().filter(|s| s.path == "/items").count();
+    let path = h.dir.path().join("flow.toml");
+    let flow = weft_flow::load(&path).unwrap();
+    let rt = runtime(|_| {});
+    let plan = weft_engine::plan(&flow, None, "default", &PluginDirectory::new([PathBuf::from(WASM_DIR)]), &rt).await.unwrap();
+    let retry = weft_engine::retry_failed(&flow, &plan, &h.store, &h.secrets, &RunOptions::default(), &first.id, &mut |_| {}).await.unwrap();
+    assert!(retry.succeeded, "{retry:?}");
+    assert_eq!((step(&retry, "save").records_in, step(&retry, "save").records_out), (2, 2));
+    assert!(retry.steps.iter().all(|s| s.step == "save"), "only the failed step ran: {:?}", retry.steps);
+    assert_eq!(upstream.records("contacts").len(), 40);
+    assert_eq!(upstream.seen().iter().filter(|s| s.path == "/contacts/batch").count(), writes_before + 1);
+    assert_eq!(upstream.seen().iter().filter(|s| s.path == "/items").count(), reads_before, "the source is not read again");
+}

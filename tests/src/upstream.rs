@@ -28,6 +28,8 @@ struct Data {
     seen: Vec<Seen>,
     /// When set, data endpoints demand `Authorization: Bearer <this>`.
     bearer: Option<String>,
+    /// Ids whose writes fail with "locked" until released.
+    locked: std::collections::BTreeSet<String>,
     /// Writes are acknowledged and counted but not kept (benchmarks measure the engine).
     forget_writes: bool,
     written: usize,
@@ -94,6 +96,15 @@ impl Upstream {
             let id = map["id"].as_str().expect("string id").to_owned();
             table.insert(id, map);
         }
+    }
+
+    /// Makes writes of these ids fail (a record locked upstream) until [`Upstream::unlock`].
+    pub fn lock(&self, ids: &[&str]) {
+        self.data.lock().unwrap().locked.extend(ids.iter().map(|i| (*i).to_owned()));
+    }
+
+    pub fn unlock(&self) {
+        self.data.lock().unwrap().locked.clear();
     }
 
     /// Acknowledges writes without keeping them; [`Upstream::written`] still counts them.
@@ -219,6 +230,7 @@ async fn batch(State(data): State<Shared>, Path(stream): Path<String>, method: M
     };
     let mut data = data.lock().unwrap();
     let forget = data.forget_writes;
+    let locked = data.locked.clone();
     data.written += request["records"].as_array().map_or(0, Vec::len);
     let mut scratch = BTreeMap::new();
     let table = if forget { &mut scratch } else { data.streams.entry(stream).or_default() };
@@ -234,6 +246,9 @@ async fn batch(State(data): State<Shared>, Path(stream): Path<String>, method: M
             let Some(id) = map.get("id").and_then(Value::as_str).map(str::to_owned) else {
                 return json!({"status": "failed", "error": "id is required"});
             };
+            if locked.contains(&id) {
+                return json!({"status": "failed", "error": format!("record {id} is locked by another user")});
+            }
             match table.insert(id.clone(), map.clone()) {
                 None => json!({"status": "created", "id": id}),
                 Some(old) if old == map => json!({"status": "unchanged", "id": id}),

@@ -1,6 +1,6 @@
 //! `weft runs`: what ran, how it went, and the records that failed.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::{Subcommand, ValueEnum};
@@ -15,6 +15,22 @@ pub enum RunsCommand {
     },
     /// One run: its steps with counts, durations, status and errors.
     Show { run: String },
+    /// Run again only the records a run logged as failed, through the step that failed them.
+    Retry {
+        run: String,
+        /// Resend only the failed records (the one mode there is; `weft run` reruns everything).
+        #[arg(long, required = true)]
+        failed_only: bool,
+        /// The run's flow file.
+        #[arg(long)]
+        flow: PathBuf,
+        /// The environment the run used.
+        #[arg(long)]
+        env: Option<String>,
+        /// Where plugins named in flows are found (repeatable).
+        #[arg(long = "plugins")]
+        plugin_dirs: Vec<PathBuf>,
+    },
     /// A run's error log: each failed record with the step and the reason.
     Errors {
         run: String,
@@ -72,6 +88,40 @@ pub async fn run(data_dir: &Path, tenant: &str, command: RunsCommand) -> anyhow:
                 if let Some(e) = s.error {
                     println!("  error: {e}");
                 }
+            }
+        }
+        RunsCommand::Retry { run, failed_only: _, flow, env, plugin_dirs } => {
+            let Some((record, _)) = store.run_get(tenant, &run).await? else {
+                bail!("there is no run `{run}` for tenant `{tenant}` (see `weft runs list`)");
+            };
+            let flow = match weft_flow::load(&flow) {
+                Ok(f) => f,
+                Err(e) => {
+                    eprint!("{e}");
+                    bail!("{} has {} problem(s)", flow.display(), e.diagnostics.len());
+                }
+            };
+            if flow.file.name.get_ref().as_str() != record.flow {
+                bail!("run `{run}` is of flow `{}`, but {} is flow `{}`", record.flow, flow.path.display(), flow.file.name.get_ref());
+            }
+            let plugins = crate::plugin_directory(data_dir, plugin_dirs);
+            let runtime = crate::runtime(data_dir)?;
+            let plan = match weft_engine::plan(&flow, env.as_deref(), tenant, &plugins, &runtime).await {
+                Ok(p) => p,
+                Err(e) => {
+                    eprint!("{e}");
+                    bail!("{} has {} problem(s) with its plugins", flow.path.display(), e.diagnostics.len());
+                }
+            };
+            let secrets = weft_capabilities::Secrets::new(store.clone(), weft_capabilities::MasterKey::load(data_dir)?);
+            let options = weft_engine::RunOptions { tenant: tenant.to_owned(), environment: env, ..Default::default() };
+            let report = weft_engine::retry_failed(&flow, &plan, &store, &secrets, &options, &run, &mut |_| {}).await?;
+            println!("retry {} of run {run} {}", report.id, if report.succeeded { "succeeded" } else { "failed" });
+            for s in &report.steps {
+                println!("{:<20} {:<9} {:>9} in {:>9} out {:>7} failed", s.step, s.status, s.records_in, s.records_out, s.failed);
+            }
+            if !report.succeeded {
+                bail!("the retry failed; see `weft runs show {}`", report.id);
             }
         }
         RunsCommand::Errors { run, format } => {

@@ -576,3 +576,38 @@ write = {{ connection = "api", stream = "contacts", input = "changed", mode = "u
     let batch_writes = upstream.seen().iter().filter(|s| s.path == "/contacts/batch").count();
     assert!(batch_writes <= 3, "{batch_writes} batch writes for 3 events");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn runs_retry_failed_only_resends_what_failed() {
+    let upstream = weft_tests::upstream::Upstream::start().await;
+    upstream.seed("items", (0..10).map(|i| serde_json::json!({"id": format!("{i}"), "email": format!("p{i}@x.io")})));
+    upstream.lock(&["p4@x.io"]);
+    let dir = tempfile::tempdir().unwrap();
+    let flow = dir.path().join("flow.toml");
+    std::fs::write(
+        &flow,
+        format!(
+            "name = \"copy\"\n[connections.api]\nplugin = \"http-json\"\nconfig = {{ base_url = \"{}\" }}\negress = [{{ host = \"{}\", allow_http = true, allow_private = true }}]\n\n[[steps]]\nid = \"items\"\nread = {{ connection = \"api\", stream = \"items\" }}\n\n[[steps]]\nid = \"people\"\ntransform = {{ plugin = \"map\", input = \"items\" }}\nconfig.fields = {{ id = \"email\" }}\n\n[[steps]]\nid = \"save\"\nwrite = {{ connection = \"api\", stream = \"contacts\", input = \"people\", mode = \"upsert\", key = [\"id\"] }}\n",
+            upstream.url(),
+            upstream.addr
+        ),
+    )
+    .unwrap();
+    let (data, flow_arg) = (dir.path().to_owned(), flow.to_str().unwrap().to_owned());
+    let first = {
+        let (data, flow_arg) = (data.clone(), flow_arg.clone());
+        tokio::task::spawn_blocking(move || weft(&data, &["run", "--plugins", weft_tests::WASM_DIR, &flow_arg], None)).await.unwrap()
+    };
+    let run_id = text(&first.stdout).split_whitespace().nth(1).unwrap().to_owned();
+    assert_eq!(upstream.records("contacts").len(), 9);
+    upstream.unlock();
+    let retry = tokio::task::spawn_blocking(move || {
+        weft(&data, &["runs", "retry", &run_id, "--failed-only", "--flow", &flow_arg, "--plugins", weft_tests::WASM_DIR], None)
+    })
+    .await
+    .unwrap();
+    let out = text(&retry.stdout);
+    assert!(retry.status.success(), "{out}\n{}", text(&retry.stderr));
+    assert!(out.contains("save                 succeeded         1 in         1 out       0 failed"), "{out}");
+    assert_eq!(upstream.records("contacts").len(), 10);
+}

@@ -76,7 +76,7 @@ pub struct RunReport {
 }
 
 /// A fresh run id: time-ordered and unique within the process.
-fn run_id() -> String {
+fn run_id_new() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let millis = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
     format!("r{millis:x}{:x}{:02x}", std::process::id() & 0xfff, COUNTER.fetch_add(1, Ordering::Relaxed) & 0xff)
@@ -425,6 +425,76 @@ impl Execution<'_> {
     }
 }
 
+/// Runs again only the records a run logged as failed: each goes back into the step that
+/// failed it (a transform's rejects, a write's failed outcomes) and on downstream from there.
+/// The retry is a run of its own, with its own error log.
+pub async fn retry_failed(
+    flow: &Flow,
+    plan: &Plan,
+    store: &Store,
+    secrets: &Secrets,
+    options: &RunOptions,
+    run_id: &str,
+    progress: &mut (dyn FnMut(&StepRunRecord) + Send),
+) -> Result<RunReport, RunError> {
+    let mut failures: BTreeMap<StepId, Vec<Value>> = BTreeMap::new();
+    for entry in store.run_errors(run_id).await? {
+        let (Ok(step), Some(record)) = (StepId::try_from(entry.step.clone()), entry.record.as_deref()) else { continue };
+        if let Ok(record) = serde_json::from_str(record) {
+            failures.entry(step).or_default().push(record);
+        }
+    }
+    let started = Instant::now();
+    let (run, context) = begin(flow, plan, store, secrets, options).await?;
+    let mut execution = Execution {
+        flow,
+        plan,
+        store,
+        options,
+        context,
+        run: run.clone(),
+        steps: BTreeMap::new(),
+        collected: BTreeMap::new(),
+        injected: BTreeMap::new(),
+        progress,
+    };
+    let mut failed = Vec::new();
+    for (step, records) in failures {
+        let Some(definition) = flow.step(&step) else { continue };
+        let input = definition
+            .transform
+            .as_ref()
+            .map(|t| t.get_ref().input.get_ref().clone())
+            .or_else(|| definition.write.as_ref().map(|w| w.get_ref().input.get_ref().clone()));
+        let Some(input) = input else { continue };
+        // The failed step and everything downstream of it, nothing beside it.
+        let mut reach = BTreeSet::from([step.clone()]);
+        let mut frontier = vec![step.clone()];
+        while let Some(s) = frontier.pop() {
+            for d in execution.downstream(&s) {
+                if reach.insert(d.clone()) {
+                    frontier.push(d);
+                }
+            }
+        }
+        let only = |s: &StepId| reach.contains(s);
+        if let Err(step) = execution.propagate(&input, records, &only).await {
+            failed.push(step.to_string());
+        }
+    }
+    let ids: Vec<StepId> = execution.steps.keys().cloned().collect();
+    for id in ids {
+        if execution.steps[&id].status == "running" {
+            execution.finish(&id, None).await?;
+        }
+    }
+    let succeeded = failed.is_empty();
+    let error = (!succeeded).then(|| format!("retry stopped at {}", failed.join(", ")));
+    store.run_finish(&run, if succeeded { "succeeded" } else { "failed" }, error.as_deref()).await?;
+    let steps = flow.order.iter().filter_map(|id| execution.steps.get(id).cloned()).collect();
+    Ok(RunReport { id: run, succeeded, steps, took: started.elapsed() })
+}
+
 /// A dataset record's key: its key fields' values, as a JSON array.
 fn dataset_key(record: &Value, fields: &[String]) -> Result<String, String> {
     let mut values = Vec::with_capacity(fields.len());
@@ -435,6 +505,21 @@ fn dataset_key(record: &Value, fields: &[String]) -> Result<String, String> {
         }
     }
     Ok(Value::Array(values).to_string())
+}
+
+/// Builds the run's connections, records its start and makes the context its calls share.
+async fn begin(flow: &Flow, plan: &Plan, store: &Store, secrets: &Secrets, options: &RunOptions) -> Result<(String, CallContext), RunError> {
+    let mut connections = Connections::new();
+    for bound in plan.connections.values() {
+        connections.insert(Connection::new(bound.spec.clone(), secrets.clone())?);
+    }
+    let run = run_id_new();
+    let flow_name = flow.file.name.get_ref().to_string();
+    store.run_start(&run, &options.tenant, &flow_name, options.environment.as_deref()).await?;
+    let mut context = CallContext::new(options.tenant.clone()).with_store(store.clone()).in_flow(flow_name);
+    context.connections = Arc::new(connections);
+    context.run = Some(run.clone());
+    Ok((run, context))
 }
 
 /// Runs a planned flow once and records it in the store.
@@ -461,16 +546,7 @@ pub async fn run_with_events(
     progress: &mut (dyn FnMut(&StepRunRecord) + Send),
 ) -> Result<RunReport, RunError> {
     let started = Instant::now();
-    let mut connections = Connections::new();
-    for bound in plan.connections.values() {
-        connections.insert(Connection::new(bound.spec.clone(), secrets.clone())?);
-    }
-    let run = run_id();
-    let flow_name = flow.file.name.get_ref().to_string();
-    store.run_start(&run, &options.tenant, &flow_name, options.environment.as_deref()).await?;
-    let mut context = CallContext::new(options.tenant.clone()).with_store(store.clone()).in_flow(flow_name.clone());
-    context.connections = Arc::new(connections);
-    context.run = Some(run.clone());
+    let (run, context) = begin(flow, plan, store, secrets, options).await?;
 
     // Lookup inputs and everything feeding them are kept whole for the run.
     let mut kept = BTreeSet::new();
