@@ -348,17 +348,9 @@ impl Execution<'_> {
                 Ok(r) => r,
                 Err(e) => return self.finish(source, Some(format!("the connector returned records that are not a JSON array: {e}"))).await,
             };
-            let record = self.record(source);
-            record.pages += 1;
-            record.records_in += records.len() as u64;
-            record.records_out += records.len() as u64;
-            self.save(source).await?;
-            if let Some(kept) = self.collected.get_mut(source) {
-                kept.extend(records.iter().cloned());
-            }
-            if let Err(failed) = self.propagate(source, records, include).await {
+            if let Some(failed) = self.deliver(source, records, include).await? {
                 // The page's writes were not all acknowledged: keep the cursor where it was.
-                return self.finish(source, Some(format!("stopped because step `{failed}` failed"))).await;
+                return self.finish(source, Some(failed)).await;
             }
             if commit && mode == SyncMode::Incremental {
                 if let Some(next) = &page.next_cursor {
@@ -375,15 +367,22 @@ impl Execution<'_> {
 
     /// Feeds a read step from webhook events: one page, no cursor (the events are the change).
     async fn read_injected(&mut self, source: &StepId, records: Vec<Value>, include: &dyn Fn(&StepId) -> bool) -> Result<(), StoreError> {
+        let failed = self.deliver(source, records, include).await?;
+        self.finish(source, failed).await
+    }
+
+    /// Counts a page a source produced and pushes it downstream; why the source must stop, if
+    /// a step downstream failed.
+    async fn deliver(&mut self, source: &StepId, records: Vec<Value>, include: &dyn Fn(&StepId) -> bool) -> Result<Option<String>, StoreError> {
         let record = self.record(source);
         record.pages += 1;
         record.records_in += records.len() as u64;
         record.records_out += records.len() as u64;
         self.save(source).await?;
-        if let Err(failed) = self.propagate(source, records, include).await {
-            return self.finish(source, Some(format!("stopped because step `{failed}` failed"))).await;
+        if let Some(kept) = self.collected.get_mut(source) {
+            kept.extend(records.iter().cloned());
         }
-        self.finish(source, None).await
+        Ok(self.propagate(source, records, include).await.err().map(|failed| format!("stopped because step `{failed}` failed")))
     }
 
     /// Reads a dataset in key order, a page at a time.
@@ -395,16 +394,8 @@ impl Execution<'_> {
             let done = rows.len() < page_size.max(1) as usize;
             after = rows.last().map(|(k, _)| k.clone());
             let records: Vec<Value> = rows.iter().filter_map(|(_, r)| serde_json::from_str(r).ok()).collect();
-            let record = self.record(source);
-            record.pages += 1;
-            record.records_in += records.len() as u64;
-            record.records_out += records.len() as u64;
-            self.save(source).await?;
-            if let Some(kept) = self.collected.get_mut(source) {
-                kept.extend(records.iter().cloned());
-            }
-            if let Err(failed) = self.propagate(source, records, include).await {
-                return self.finish(source, Some(format!("stopped because step `{failed}` failed"))).await;
+            if let Some(failed) = self.deliver(source, records, include).await? {
+                return self.finish(source, Some(failed)).await;
             }
             if done {
                 break;
