@@ -132,3 +132,30 @@ async fn running_out_of_instance_slots_fails_the_call_not_the_host() {
     // The slot is free again once the spinning call has been stopped.
     plugin.process(&ctx, batch(json!({"do": "echo"}))).await.unwrap();
 }
+
+#[tokio::test]
+async fn one_tenant_waits_its_turn_while_others_carry_on() {
+    let rt = runtime(|l| {
+        l.calls_per_tenant = 1;
+        l.cpu_time = Duration::from_millis(400);
+    });
+    let plugin = hostile(&rt).await;
+    let (busy, other) = (CallContext::new("busy"), CallContext::new("other"));
+    let spinning = plugin.process(&busy, batch(json!({"do": "spin"})));
+    let queued = async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let started = Instant::now();
+        plugin.process(&busy, batch(json!({"do": "echo"}))).await.unwrap();
+        started.elapsed()
+    };
+    let elsewhere = async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let started = Instant::now();
+        plugin.process(&other, batch(json!({"do": "echo"}))).await.unwrap();
+        started.elapsed()
+    };
+    let (spun, queued_for, other_took) = tokio::join!(spinning, queued, elsewhere);
+    assert!(matches!(spun, Err(CallError::CpuLimit { .. })));
+    assert!(queued_for >= Duration::from_millis(200), "the busy tenant's second call did not wait: {queued_for:?}");
+    assert!(other_took < queued_for, "another tenant waited behind the busy one: {other_took:?} vs {queued_for:?}");
+}

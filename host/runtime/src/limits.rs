@@ -17,6 +17,9 @@ pub struct Limits {
     pub output_bytes: usize,
     /// Plugin instances alive at once across the process (the pooling allocator's slots).
     pub instances: u32,
+    /// Calls one tenant may have running at once; more wait their turn, so one tenant's burst
+    /// cannot take every instance slot from the others.
+    pub calls_per_tenant: u32,
     /// How often the epoch advances; the granularity of `cpu_time`.
     pub epoch_tick: Duration,
 }
@@ -30,6 +33,7 @@ impl Default for Limits {
             host_call_time: Duration::from_secs(120),
             output_bytes: 64 << 20,
             instances: 64,
+            calls_per_tenant: 16,
             epoch_tick: Duration::from_millis(10),
         }
     }

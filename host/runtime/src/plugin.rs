@@ -47,7 +47,17 @@ struct Inner {
     transform_linker: Linker<StoreData>,
     limits: Limits,
     cache: Option<ComponentCache>,
+    /// Each tenant's share of the instance slots.
+    tenants: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>,
     _ticker: EpochTicker,
+}
+
+impl Inner {
+    fn tenant_slots(&self, tenant: &str) -> Arc<tokio::sync::Semaphore> {
+        let mut tenants = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
+        let per_tenant = self.limits.calls_per_tenant.max(1) as usize;
+        Arc::clone(tenants.entry(tenant.to_owned()).or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(per_tenant))))
+    }
 }
 
 fn engine_error(e: wasmtime::Error) -> LoadError {
@@ -72,6 +82,7 @@ impl Runtime {
                 transform_linker,
                 limits: config.limits,
                 cache,
+                tenants: Default::default(),
                 _ticker: ticker,
             }),
         })
@@ -252,6 +263,8 @@ impl Runner {
     where
         P: Instantiate,
     {
+        // Semaphores are never closed, so acquiring cannot fail.
+        let _turn = self.inner.tenant_slots(&context.tenant).acquire_owned().await;
         let mut store = self.store(context, connection);
         let wall = self.inner.limits.wall_time;
         let outcome = tokio::time::timeout(wall, async {
