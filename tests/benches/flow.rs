@@ -72,7 +72,7 @@ write = {{ connection = "api", stream = "contacts", input = "mapped", mode = "up
     let secrets = weft_capabilities::Secrets::new(store.clone(), weft_capabilities::MasterKey::generate("bench"));
     let before = peak_rss_kib();
     let started = Instant::now();
-    let report = weft_engine::run(&flow, &plan, &store, &secrets, &RunOptions::default(), &mut |_| {}).await.unwrap();
+    let report = weft_engine::run(&flow, &plan, &store, &secrets, &RunOptions::default(), &mut |_: &weft_engine::Progress<'_>| {}).await.unwrap();
     let took = started.elapsed();
     assert!(report.succeeded);
     assert_eq!(upstream.written(), TOTAL);

@@ -84,7 +84,7 @@ impl Harness {
             retry: RetryPolicy { attempts: 3, base: std::time::Duration::from_millis(10), ..RetryPolicy::default() },
             ..RunOptions::default()
         };
-        weft_engine::run(&flow, &plan, &self.store, &self.secrets, &options, &mut |_| {}).await.unwrap()
+        weft_engine::run(&flow, &plan, &self.store, &self.secrets, &options, &mut |_: &weft_engine::Progress<'_>| {}).await.unwrap()
     }
 }
 
@@ -287,7 +287,7 @@ async fn retrying_a_run_resends_only_the_records_that_failed() {
     let flow = weft_flow::load(&path).unwrap();
     let rt = runtime(|_| {});
     let plan = weft_engine::plan(&flow, None, "default", &PluginDirectory::new([PathBuf::from(WASM_DIR)]), &rt).await.unwrap();
-    let retry = weft_engine::retry_failed(&flow, &plan, &h.store, &h.secrets, &RunOptions::default(), &first.id, &mut |_| {}).await.unwrap();
+    let retry = weft_engine::retry_failed(&flow, &plan, &h.store, &h.secrets, &RunOptions::default(), &first.id, &mut |_: &weft_engine::Progress<'_>| {}).await.unwrap();
     assert!(retry.succeeded, "{retry:?}");
     assert_eq!((step(&retry, "save").records_in, step(&retry, "save").records_out), (2, 2));
     assert!(retry.steps.iter().all(|s| s.step == "save"), "only the failed step ran: {:?}", retry.steps);

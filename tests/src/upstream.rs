@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use serde_json::{Map, Value, json};
@@ -223,8 +223,7 @@ async fn list(
     axum::Json(json!({"data": page, "next_cursor": next, "total": matching.len()})).into_response()
 }
 
-async fn batch(State(data): State<Shared>, Path(stream): Path<String>, method: Method, _uri: Uri, body: Bytes) -> Response {
-    let _ = method;
+async fn batch(State(data): State<Shared>, Path(stream): Path<String>, body: Bytes) -> Response {
     let Ok(request) = serde_json::from_slice::<Value>(&body) else {
         return (StatusCode::BAD_REQUEST, "body is not JSON").into_response();
     };

@@ -28,10 +28,19 @@ pub async fn run(data_dir: &Path, tenant: &str, file: &Path, env: Option<&str>, 
     let secrets = Secrets::new(store.clone(), MasterKey::load(data_dir).context("loading the master key")?);
     let options = RunOptions { tenant: tenant.to_owned(), environment: env.map(str::to_owned), ..RunOptions::default() };
     let started = std::time::Instant::now();
-    let mut progress = |step: &weft_store::StepRunRecord| {
+    let mut progress = |p: &weft_engine::Progress<'_>| {
+        let step = p.step;
         let rate = step.records_in as f64 / started.elapsed().as_secs_f64().max(1e-3);
+        let of_total = match p.total {
+            Some(total) if total > 0 => {
+                let done = (step.records_in as f64 / total as f64).min(1.0);
+                let bar = (done * 20.0).round() as usize;
+                format!(" [{}{}] {:>3.0}% of {total}", "#".repeat(bar), "-".repeat(20 - bar), done * 100.0)
+            }
+            _ => String::new(),
+        };
         eprint!(
-            "\r  {:<20} {:>9} {:>8} in {:>8} out {:>6} failed {:>9.0} rec/s   ",
+            "\r  {:<20} {:>9} {:>8} in {:>8} out {:>6} failed {:>9.0} rec/s{of_total}   ",
             step.step, step.status, step.records_in, step.records_out, step.failed, rate
         );
         if step.status != "running" {

@@ -115,7 +115,7 @@ pub async fn run(data_dir: &Path, tenant: &str, command: RunsCommand) -> anyhow:
             };
             let secrets = weft_capabilities::Secrets::new(store.clone(), weft_capabilities::MasterKey::load(data_dir)?);
             let options = weft_engine::RunOptions { tenant: tenant.to_owned(), environment: env, ..Default::default() };
-            let report = weft_engine::retry_failed(&flow, &plan, &store, &secrets, &options, &run, &mut |_| {}).await?;
+            let report = weft_engine::retry_failed(&flow, &plan, &store, &secrets, &options, &run, &mut |_: &weft_engine::Progress<'_>| {}).await?;
             println!("retry {} of run {run} {}", report.id, if report.succeeded { "succeeded" } else { "failed" });
             for s in &report.steps {
                 println!("{:<20} {:<9} {:>9} in {:>9} out {:>7} failed", s.step, s.status, s.records_in, s.records_out, s.failed);

@@ -151,7 +151,7 @@ async fn process_events(served: &Served, store: &Store, secrets: &Secrets, optio
             injected.insert(step.id.get_ref().clone(), records);
         }
     }
-    let report = weft_engine::run_with_events(&served.flow, &served.plan, store, secrets, options, injected, &mut |_| {}).await?;
+    let report = weft_engine::run_with_events(&served.flow, &served.plan, store, secrets, options, injected, &mut |_: &weft_engine::Progress<'_>| {}).await?;
     println!(
         "{} flow {name} run {} {} for {} webhook event(s)",
         humantime::format_rfc3339_seconds(SystemTime::now()),
@@ -271,7 +271,7 @@ pub async fn run(data_dir: &Path, tenant: &str, args: ServeArgs) -> anyhow::Resu
 /// Runs one flow and prints a line about it; whether it succeeded.
 async fn run_one(served: &Served, store: &Store, secrets: &Secrets, options: &RunOptions) -> anyhow::Result<bool> {
     let name = served.flow.file.name.get_ref().to_string();
-    let report = weft_engine::run(&served.flow, &served.plan, store, secrets, options, &mut |_| {}).await?;
+    let report = weft_engine::run(&served.flow, &served.plan, store, secrets, options, &mut |_: &weft_engine::Progress<'_>| {}).await?;
     let (read, written, failed) = report.steps.iter().fold((0, 0, 0), |(r, w, f), s| {
         let is_read = served.flow.file.steps.iter().any(|st| st.get_ref().id.get_ref().as_str() == s.step && st.get_ref().read.is_some());
         let is_write = served.flow.file.steps.iter().any(|st| st.get_ref().id.get_ref().as_str() == s.step && st.get_ref().write.is_some());

@@ -230,6 +230,8 @@ write = {{ connection = "api", stream = "contacts", input = "people", mode = "up
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
     assert!(stdout.contains("save                 succeeded      1        30        29       1"), "{stdout}");
+    // The source said how many records it holds: the progress line shows a bar against it.
+    assert!(text(&out.stderr).contains("[####################] 100% of 30"), "{}", text(&out.stderr));
     let run_id = stdout.split_whitespace().nth(1).unwrap().to_owned();
     assert_eq!(upstream.records("contacts").len(), 29);
 

@@ -66,6 +66,14 @@ pub enum RunError {
     Store(#[from] StoreError),
 }
 
+/// A step's state as the run goes, for progress displays.
+#[derive(Debug)]
+pub struct Progress<'a> {
+    pub step: &'a StepRunRecord,
+    /// Records the source says it holds in all, when it says (read steps).
+    pub total: Option<u64>,
+}
+
 /// How a run ended.
 #[derive(Debug, Clone)]
 pub struct RunReport {
@@ -147,7 +155,9 @@ struct Execution<'a> {
     collected: BTreeMap<StepId, Vec<Value>>,
     /// Read steps fed by webhook events instead of their connector.
     injected: BTreeMap<StepId, Vec<Value>>,
-    progress: &'a mut (dyn FnMut(&StepRunRecord) + Send),
+    /// How many records each read step's source said it holds.
+    totals: BTreeMap<StepId, u64>,
+    progress: &'a mut (dyn FnMut(&Progress<'_>) + Send),
 }
 
 impl Execution<'_> {
@@ -185,7 +195,8 @@ impl Execution<'_> {
 
     async fn save(&mut self, id: &StepId) -> Result<(), StoreError> {
         let record = self.record(id).clone();
-        (self.progress)(&record);
+        let total = self.totals.get(id).copied();
+        (self.progress)(&Progress { step: &record, total });
         self.store.step_save(&self.run, &record).await
     }
 
@@ -344,6 +355,9 @@ impl Execution<'_> {
                 Ok(page) => page,
                 Err(e) => return self.finish(source, Some(e.to_string())).await,
             };
+            if let Some(total) = page.total {
+                self.totals.insert(source.clone(), total);
+            }
             let records: Vec<Value> = match serde_json::from_str(&page.records) {
                 Ok(r) => r,
                 Err(e) => return self.finish(source, Some(format!("the connector returned records that are not a JSON array: {e}"))).await,
@@ -426,7 +440,7 @@ pub async fn retry_failed(
     secrets: &Secrets,
     options: &RunOptions,
     run_id: &str,
-    progress: &mut (dyn FnMut(&StepRunRecord) + Send),
+    progress: &mut (dyn FnMut(&Progress<'_>) + Send),
 ) -> Result<RunReport, RunError> {
     let mut failures: BTreeMap<StepId, Vec<Value>> = BTreeMap::new();
     for entry in store.run_errors(run_id).await? {
@@ -447,6 +461,7 @@ pub async fn retry_failed(
         steps: BTreeMap::new(),
         collected: BTreeMap::new(),
         injected: BTreeMap::new(),
+        totals: BTreeMap::new(),
         progress,
     };
     let mut failed = Vec::new();
@@ -520,7 +535,7 @@ pub async fn run(
     store: &Store,
     secrets: &Secrets,
     options: &RunOptions,
-    progress: &mut (dyn FnMut(&StepRunRecord) + Send),
+    progress: &mut (dyn FnMut(&Progress<'_>) + Send),
 ) -> Result<RunReport, RunError> {
     run_with_events(flow, plan, store, secrets, options, BTreeMap::new(), progress).await
 }
@@ -534,7 +549,7 @@ pub async fn run_with_events(
     secrets: &Secrets,
     options: &RunOptions,
     injected: BTreeMap<StepId, Vec<Value>>,
-    progress: &mut (dyn FnMut(&StepRunRecord) + Send),
+    progress: &mut (dyn FnMut(&Progress<'_>) + Send),
 ) -> Result<RunReport, RunError> {
     let started = Instant::now();
     let (run, context) = begin(flow, plan, store, secrets, options).await?;
@@ -564,6 +579,7 @@ pub async fn run_with_events(
         steps: BTreeMap::new(),
         collected: kept.iter().map(|k| (k.clone(), Vec::new())).collect(),
         injected,
+        totals: BTreeMap::new(),
         progress,
     };
     let sources: Vec<StepId> = flow.order.iter().filter(|s| flow.step(s).is_some_and(|s| s.read.is_some())).cloned().collect();
