@@ -220,3 +220,32 @@ async fn plugin_state_persists_between_calls_in_its_scope() {
     let third = plugin.read(&other_flow, "c", &config, swap("x")).await.unwrap();
     assert_eq!(serde_json::from_str::<Value>(&third.records).unwrap(), json!([{"previous": null}]));
 }
+
+#[tokio::test]
+async fn map_converts_types_and_rejects_values_that_do_not_convert() {
+    let rt = runtime(|_| {});
+    let map = transform(&rt, MAP).await;
+    let config = json!({"fields": {
+        "Amount": {"from": "amount", "type": "number"},
+        "Seats": {"from": "seats", "type": "integer"},
+        "Active": {"from": "active", "type": "boolean"},
+        "Ref": {"from": "ref", "type": "string"}
+    }});
+    let records = json!([
+        {"amount": " 12.50 ", "seats": "3", "active": "Yes", "ref": 42},
+        {"amount": "twelve", "seats": 3, "active": true, "ref": "x"}
+    ]);
+    let result = map
+        .process(&CallContext::default(), Batch { config: config.to_string(), records: records.to_string(), lookup: None })
+        .await
+        .unwrap();
+    let out: Value = serde_json::from_str(&result.records).unwrap();
+    assert_eq!(out, json!([{"Amount": 12.5, "Seats": 3, "Active": true, "Ref": "42"}]));
+    assert_eq!(result.rejects.len(), 1);
+    assert_eq!(result.rejects[0].reason, "`amount`: `\"twelve\"` cannot be converted to number");
+    let schema = map
+        .output_schema(&CallContext::default(), &config, &json!({"type": "object"}), None)
+        .await
+        .unwrap();
+    assert_eq!(schema["properties"]["Seats"], json!({"type": "integer"}));
+}

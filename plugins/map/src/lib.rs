@@ -10,7 +10,9 @@
 //! ```
 //!
 //! - `fields`: output field = input path (dotted for nested objects, numbers index arrays), or
-//!   `{ from = "path", default = VALUE, required = true }`.
+//!   `{ from = "path", default = VALUE, required = true, type = "number" }` where `type`
+//!   (string, number, integer, boolean) converts the value; one that cannot be converted
+//!   rejects the record.
 //! - `constants`: output field = a fixed value.
 //! - `case`: output field = `map[input value]`, else `default`; without a default an unmatched
 //!   value rejects the record.
@@ -54,6 +56,73 @@ pub struct FieldSpec {
     pub default: Option<Value>,
     #[serde(default)]
     pub required: bool,
+    /// Converts the value: `"1.5"` to a number, `1` to a string, `"yes"` to a boolean.
+    #[serde(default, rename = "type")]
+    pub convert: Option<Conversion>,
+}
+
+/// A target type for a mapped value.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Conversion {
+    String,
+    Number,
+    Integer,
+    Boolean,
+}
+
+impl Conversion {
+    /// The value as this type, or why it cannot be.
+    fn apply(self, value: &Value) -> std::result::Result<Value, String> {
+        let text = match value {
+            Value::String(s) => Some(s.trim()),
+            _ => None,
+        };
+        let fail = || format!("`{value}` cannot be converted to {}", self.name());
+        match self {
+            Conversion::String => Ok(match value {
+                Value::String(_) => value.clone(),
+                Value::Null => Value::Null,
+                other => Value::String(other.to_string()),
+            }),
+            Conversion::Number => match (value, text) {
+                (Value::Number(_), _) => Ok(value.clone()),
+                (_, Some(t)) => t
+                    .parse::<f64>()
+                    .ok()
+                    .and_then(serde_json::Number::from_f64)
+                    .map(Value::Number)
+                    .ok_or_else(fail),
+                _ => Err(fail()),
+            },
+            Conversion::Integer => match (value, text) {
+                (Value::Number(n), _) if n.is_i64() || n.is_u64() => Ok(value.clone()),
+                (Value::Number(n), _) => match n.as_f64() {
+                    Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(Value::from(f as i64)),
+                    _ => Err(fail()),
+                },
+                (_, Some(t)) => t.parse::<i64>().map(Value::from).map_err(|_| fail()),
+                _ => Err(fail()),
+            },
+            Conversion::Boolean => match (value, text.map(str::to_ascii_lowercase).as_deref()) {
+                (Value::Bool(_), _) => Ok(value.clone()),
+                (_, Some("true" | "yes" | "y" | "1" | "on")) => Ok(Value::Bool(true)),
+                (_, Some("false" | "no" | "n" | "0" | "off")) => Ok(Value::Bool(false)),
+                (Value::Number(n), _) if n.as_f64() == Some(1.0) => Ok(Value::Bool(true)),
+                (Value::Number(n), _) if n.as_f64() == Some(0.0) => Ok(Value::Bool(false)),
+                _ => Err(fail()),
+            },
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Conversion::String => "string",
+            Conversion::Number => "number",
+            Conversion::Integer => "integer",
+            Conversion::Boolean => "boolean",
+        }
+    }
 }
 
 /// A value chosen by the source value: `map[value]`, else `default`.
@@ -122,6 +191,10 @@ impl MapConfig {
         for (target, rule) in &self.fields {
             let value = lookup(record, rule.from()).filter(|v| !v.is_null());
             match (value, rule) {
+                (Some(v), FieldRule::Spec(FieldSpec { convert: Some(c), .. })) => {
+                    let converted = c.apply(v).map_err(|why| (format!("`{}`: {why}", rule.from()), target.clone()))?;
+                    out.insert(target.clone(), converted);
+                }
                 (Some(v), _) => {
                     out.insert(target.clone(), v.clone());
                 }
@@ -226,7 +299,8 @@ impl Transform for Map {
                                     "properties": {
                                         "from": {"type": "string"},
                                         "default": {},
-                                        "required": {"type": "boolean"}
+                                        "required": {"type": "boolean"},
+                                        "type": {"enum": ["string", "number", "integer", "boolean"]}
                                     }
                                 }
                             ]
@@ -268,13 +342,14 @@ impl Transform for Map {
         for (target, from) in sources {
             match schema_at(input, from) {
                 Ok(found) => {
-                    let schema = match config.case.get(target) {
-                        Some(rule) => {
+                    let schema = match (config.fields.get(target), config.case.get(target)) {
+                        (Some(FieldRule::Spec(FieldSpec { convert: Some(c), .. })), _) => json!({"type": c.name()}),
+                        (_, Some(rule)) => {
                             let choices: Vec<Value> =
                                 rule.map.values().chain(rule.default.iter()).cloned().collect();
                             json!({"enum": choices})
                         }
-                        None => found.cloned().unwrap_or_else(|| json!({})),
+                        _ => found.cloned().unwrap_or_else(|| json!({})),
                     };
                     properties.insert(target.clone(), schema);
                 }
