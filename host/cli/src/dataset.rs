@@ -3,10 +3,9 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::{Subcommand, ValueEnum};
 use serde_json::Value;
-use weft_store::Store;
 
 #[derive(Subcommand)]
 pub enum DatasetCommand {
@@ -44,7 +43,7 @@ fn csv_field(value: Option<&Value>) -> String {
 }
 
 pub async fn run(data_dir: &Path, tenant: &str, command: DatasetCommand) -> anyhow::Result<()> {
-    let store = Store::open_sqlite(data_dir.join("weft.db")).await.context("opening the store")?;
+    let store = crate::store(data_dir).await?;
     match command {
         DatasetCommand::List => {
             let datasets = store.dataset_list(tenant).await?;

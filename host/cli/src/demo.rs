@@ -15,7 +15,6 @@ use weft_capabilities::{AuthSpec, Connection, Connections, HostRule, MasterKey, 
 use weft_runtime::bindings::SyncMode;
 use weft_runtime::{Batch, CallContext, ReadRequest};
 use weft_sandbox::{Sandbox, SandboxConfig, Vendor};
-use weft_store::Store;
 
 #[derive(Args)]
 pub struct DemoArgs {
@@ -86,7 +85,7 @@ pub async fn run(data_dir: &Path, args: DemoArgs) -> anyhow::Result<()> {
 
     // The connection a flow file would declare: the sandbox's Zendesk, API-token auth, and an
     // explicit egress rule for its loopback address (plain http, private address).
-    let store = Store::open_sqlite(data_dir.join("weft.db")).await.context("opening the store")?;
+    let store = crate::store(data_dir).await?;
     let secrets = Secrets::new(store.clone(), MasterKey::load(data_dir)?);
     secrets.set("default", "demo_zendesk_token", &Secret::new(credentials.api_token.clone().unwrap_or_default())).await?;
     let zendesk_config = json!({

@@ -160,6 +160,19 @@ fn plugin_directory(data_dir: &std::path::Path, dirs: Vec<PathBuf>) -> weft_engi
     weft_engine::PluginDirectory::new([data_dir.join("plugins"), built])
 }
 
+/// The store: PostgreSQL when `WEFT_DATABASE_URL` names one (several weft processes can share
+/// it), otherwise the SQLite file `weft.db` in the data directory, created on first use.
+async fn store(data_dir: &std::path::Path) -> anyhow::Result<weft_store::Store> {
+    use anyhow::Context;
+    match std::env::var("WEFT_DATABASE_URL").ok().filter(|u| !u.is_empty()) {
+        Some(url) => weft_store::Store::open_postgres(&url).await.context("opening the PostgreSQL store (WEFT_DATABASE_URL)"),
+        None => {
+            let path = data_dir.join("weft.db");
+            weft_store::Store::open_sqlite(&path).await.with_context(|| format!("opening the store {}", path.display()))
+        }
+    }
+}
+
 /// The runtime the commands use: default limits, compiled components cached under the data
 /// directory.
 fn runtime(data_dir: &std::path::Path) -> anyhow::Result<weft_runtime::Runtime> {

@@ -6,7 +6,6 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use weft_capabilities::{MasterKey, Secrets};
 use weft_engine::{PluginDirectory, RunOptions};
-use weft_store::Store;
 
 pub async fn run(data_dir: &Path, tenant: &str, file: &Path, env: Option<&str>, plugins: &PluginDirectory) -> anyhow::Result<()> {
     let flow = match weft_flow::load(file) {
@@ -24,7 +23,7 @@ pub async fn run(data_dir: &Path, tenant: &str, file: &Path, env: Option<&str>, 
             bail!("{} has {} problem(s) with its plugins", file.display(), error.diagnostics.len());
         }
     };
-    let store = Store::open_sqlite(data_dir.join("weft.db")).await.context("opening the store")?;
+    let store = crate::store(data_dir).await?;
     let secrets = Secrets::new(store.clone(), MasterKey::load(data_dir).context("loading the master key")?);
     let options = RunOptions { tenant: tenant.to_owned(), environment: env.map(str::to_owned), ..RunOptions::default() };
     let started = std::time::Instant::now();

@@ -2,9 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::{Subcommand, ValueEnum};
-use weft_store::Store;
 
 #[derive(Subcommand)]
 pub enum RunsCommand {
@@ -54,7 +53,7 @@ fn csv_field(text: &str) -> String {
 }
 
 pub async fn run(data_dir: &Path, tenant: &str, command: RunsCommand) -> anyhow::Result<()> {
-    let store = Store::open_sqlite(data_dir.join("weft.db")).await.context("opening the store")?;
+    let store = crate::store(data_dir).await?;
     match command {
         RunsCommand::List { limit } => {
             let runs = store.runs_list(tenant, limit).await?;

@@ -8,7 +8,6 @@ use anyhow::{Context, bail};
 use clap::Subcommand;
 use tokio::io::AsyncReadExt;
 use weft_capabilities::{MasterKey, Secret, Secrets};
-use weft_store::Store;
 
 #[derive(Subcommand)]
 pub enum SecretCommand {
@@ -22,9 +21,7 @@ pub enum SecretCommand {
 
 async fn open(data_dir: &Path) -> anyhow::Result<Secrets> {
     std::fs::create_dir_all(data_dir).with_context(|| format!("creating the data directory {}", data_dir.display()))?;
-    let store = Store::open_sqlite(data_dir.join("weft.db"))
-        .await
-        .with_context(|| format!("opening the store in {}", data_dir.display()))?;
+    let store = crate::store(data_dir).await?;
     let key = MasterKey::load(data_dir).context("loading the master key")?;
     Ok(Secrets::new(store, key))
 }

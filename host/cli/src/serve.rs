@@ -217,7 +217,7 @@ pub async fn run(data_dir: &Path, tenant: &str, args: ServeArgs) -> anyhow::Resu
     if served.is_empty() {
         bail!("no flow files (*.toml) in {}", args.flows.display());
     }
-    let store = Store::open_sqlite(data_dir.join("weft.db")).await.context("opening the store")?;
+    let store = crate::store(data_dir).await?;
     let secrets = Secrets::new(store.clone(), MasterKey::load(data_dir).context("loading the master key")?);
     let options = RunOptions { tenant: tenant.to_owned(), environment: args.env.clone(), ..RunOptions::default() };
     eprintln!("serving {} flow(s) from {}; Ctrl-C stops", served.len(), args.flows.display());

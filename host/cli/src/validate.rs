@@ -8,7 +8,6 @@ use std::path::Path;
 
 use anyhow::bail;
 use weft_engine::PluginDirectory;
-use weft_store::Store;
 
 pub async fn run(data_dir: &Path, tenant: &str, file: &Path, env: Option<&str>, plugins: &PluginDirectory) -> anyhow::Result<()> {
     let flow = match weft_flow::load(file) {
@@ -24,12 +23,7 @@ pub async fn run(data_dir: &Path, tenant: &str, file: &Path, env: Option<&str>, 
         bail!("{} has {} problem(s) with its plugins", file.display(), error.diagnostics.len());
     }
     let mut missing = Vec::new();
-    let db = data_dir.join("weft.db");
-    let known: Vec<String> = if db.exists() {
-        Store::open_sqlite(&db).await?.secret_list(tenant).await?.into_iter().map(|e| e.name).collect()
-    } else {
-        Vec::new()
-    };
+    let known: Vec<String> = crate::store(data_dir).await?.secret_list(tenant).await?.into_iter().map(|e| e.name).collect();
     for (name, _) in &flow.references.secrets {
         if !known.contains(name) {
             missing.push(format!("secret `{name}` is not set for tenant `{tenant}`: `weft secret set {name}`"));

@@ -19,6 +19,7 @@
 mod error;
 mod migrations;
 mod runs;
+mod postgres;
 mod sqlite;
 
 use std::path::Path;
@@ -117,6 +118,7 @@ pub struct Store {
 #[derive(Clone, Debug)]
 enum Backend {
     Sqlite(sqlite::SqliteBackend),
+    Postgres(postgres::PostgresBackend),
 }
 
 impl Store {
@@ -125,6 +127,13 @@ impl Store {
     pub async fn open_sqlite(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let backend = sqlite::SqliteBackend::open_file(path.as_ref()).await?;
         Ok(Self::with_backend(Backend::Sqlite(backend)))
+    }
+
+    /// Connects to PostgreSQL at `url` (`postgres://user@host:5432/database`) and applies pending
+    /// migrations: several weft processes can share it.
+    pub async fn open_postgres(url: &str) -> Result<Self, StoreError> {
+        let backend = postgres::PostgresBackend::open(url).await?;
+        Ok(Self::with_backend(Backend::Postgres(backend)))
     }
 
     /// Opens a private in-memory SQLite database with the full schema. Nothing survives the last
@@ -156,6 +165,7 @@ impl Store {
     pub async fn schema_version(&self) -> Result<i64, StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.schema_version().await,
+            Backend::Postgres(db) => db.schema_version().await,
         }
     }
 
@@ -168,6 +178,7 @@ impl Store {
         self.check_key(key)?;
         match &self.backend {
             Backend::Sqlite(db) => db.state_get(scope, key).await,
+            Backend::Postgres(db) => db.state_get(scope, key).await,
         }
     }
 
@@ -192,6 +203,10 @@ impl Store {
                 db.state_set(scope, key, value, self.limits.max_keys_per_scope)
                     .await?
             }
+            Backend::Postgres(db) => {
+                db.state_set(scope, key, value, self.limits.max_keys_per_scope)
+                    .await?
+            }
         };
         if written {
             Ok(())
@@ -209,6 +224,7 @@ impl Store {
         self.check_key(key)?;
         match &self.backend {
             Backend::Sqlite(db) => db.state_delete(scope, key).await,
+            Backend::Postgres(db) => db.state_delete(scope, key).await,
         }
     }
 
@@ -216,6 +232,7 @@ impl Store {
     pub async fn state_count(&self, scope: &StateScope) -> Result<u64, StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.state_count(scope).await,
+            Backend::Postgres(db) => db.state_count(scope).await,
         }
     }
 
@@ -243,6 +260,7 @@ impl Store {
         check_secret_name(name)?;
         match &self.backend {
             Backend::Sqlite(db) => db.secret_put(tenant, name, sealed).await,
+            Backend::Postgres(db) => db.secret_put(tenant, name, sealed).await,
         }
     }
 
@@ -254,6 +272,7 @@ impl Store {
     ) -> Result<Option<Vec<u8>>, StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.secret_get(tenant, name).await,
+            Backend::Postgres(db) => db.secret_get(tenant, name).await,
         }
     }
 
@@ -261,6 +280,7 @@ impl Store {
     pub async fn secret_delete(&self, tenant: &str, name: &str) -> Result<bool, StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.secret_delete(tenant, name).await,
+            Backend::Postgres(db) => db.secret_delete(tenant, name).await,
         }
     }
 
@@ -268,6 +288,7 @@ impl Store {
     pub async fn secret_list(&self, tenant: &str) -> Result<Vec<SecretEntry>, StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.secret_list(tenant).await,
+            Backend::Postgres(db) => db.secret_list(tenant).await,
         }
     }
 }
@@ -295,6 +316,7 @@ impl Store {
     pub async fn run_start(&self, id: &str, tenant: &str, flow: &str, environment: Option<&str>) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.run_start(id, tenant, flow, environment).await,
+            Backend::Postgres(db) => db.run_start(id, tenant, flow, environment).await,
         }
     }
 
@@ -302,6 +324,7 @@ impl Store {
     pub async fn run_finish(&self, id: &str, status: &str, error: Option<&str>) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.run_finish(id, status, error).await,
+            Backend::Postgres(db) => db.run_finish(id, status, error).await,
         }
     }
 
@@ -309,6 +332,7 @@ impl Store {
     pub async fn step_save(&self, run_id: &str, step: &StepRunRecord) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.step_save(run_id, step).await,
+            Backend::Postgres(db) => db.step_save(run_id, step).await,
         }
     }
 
@@ -316,6 +340,7 @@ impl Store {
     pub async fn runs_list(&self, tenant: &str, limit: u32) -> Result<Vec<RunRecord>, StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.runs_list(tenant, limit).await,
+            Backend::Postgres(db) => db.runs_list(tenant, limit).await,
         }
     }
 
@@ -323,6 +348,7 @@ impl Store {
     pub async fn flow_runs(&self, tenant: &str, flow: &str, status: Option<&str>, limit: u32) -> Result<Vec<RunRecord>, StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.flow_runs(tenant, flow, status, limit).await,
+            Backend::Postgres(db) => db.flow_runs(tenant, flow, status, limit).await,
         }
     }
 
@@ -330,6 +356,7 @@ impl Store {
     pub async fn run_get(&self, tenant: &str, id: &str) -> Result<Option<(RunRecord, Vec<StepRunRecord>)>, StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.run_get(tenant, id).await,
+            Backend::Postgres(db) => db.run_get(tenant, id).await,
         }
     }
 
@@ -337,6 +364,7 @@ impl Store {
     pub async fn error_append(&self, run_id: &str, step: &str, record: Option<&str>, error: &str) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.error_append(run_id, step, record, error).await,
+            Backend::Postgres(db) => db.error_append(run_id, step, record, error).await,
         }
     }
 
@@ -344,6 +372,7 @@ impl Store {
     pub async fn run_errors(&self, run_id: &str) -> Result<Vec<ErrorEntry>, StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.run_errors(run_id).await,
+            Backend::Postgres(db) => db.run_errors(run_id).await,
         }
     }
 
@@ -351,6 +380,7 @@ impl Store {
     pub async fn cursor_get(&self, tenant: &str, flow: &str, step: &str) -> Result<Option<String>, StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.cursor_get(tenant, flow, step).await,
+            Backend::Postgres(db) => db.cursor_get(tenant, flow, step).await,
         }
     }
 
@@ -359,6 +389,7 @@ impl Store {
     pub async fn cursor_set(&self, tenant: &str, flow: &str, step: &str, cursor: &str) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.cursor_set(tenant, flow, step, cursor).await,
+            Backend::Postgres(db) => db.cursor_set(tenant, flow, step, cursor).await,
         }
     }
 }
@@ -369,6 +400,7 @@ impl Store {
     pub async fn dataset_upsert(&self, tenant: &str, dataset: &str, rows: &[(String, String)]) -> Result<Vec<Upserted>, StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.dataset_upsert(tenant, dataset, rows).await,
+            Backend::Postgres(db) => db.dataset_upsert(tenant, dataset, rows).await,
         }
     }
 
@@ -376,6 +408,7 @@ impl Store {
     pub async fn dataset_page(&self, tenant: &str, dataset: &str, after: Option<&str>, limit: u32) -> Result<Vec<(String, String)>, StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.dataset_page(tenant, dataset, after, limit).await,
+            Backend::Postgres(db) => db.dataset_page(tenant, dataset, after, limit).await,
         }
     }
 
@@ -383,6 +416,7 @@ impl Store {
     pub async fn dataset_list(&self, tenant: &str) -> Result<Vec<DatasetInfo>, StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.dataset_list(tenant).await,
+            Backend::Postgres(db) => db.dataset_list(tenant).await,
         }
     }
 }
@@ -394,6 +428,7 @@ impl Store {
     pub async fn event_put(&self, tenant: &str, flow: &str, event: &StoredEvent) -> Result<bool, StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.event_put(tenant, flow, event).await,
+            Backend::Postgres(db) => db.event_put(tenant, flow, event).await,
         }
     }
 
@@ -401,6 +436,7 @@ impl Store {
     pub async fn events_pending(&self, tenant: &str, flow: &str, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.events_pending(tenant, flow, limit).await,
+            Backend::Postgres(db) => db.events_pending(tenant, flow, limit).await,
         }
     }
 
@@ -408,6 +444,7 @@ impl Store {
     pub async fn events_done(&self, tenant: &str, flow: &str, event_ids: &[String]) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.events_done(tenant, flow, event_ids).await,
+            Backend::Postgres(db) => db.events_done(tenant, flow, event_ids).await,
         }
     }
 }

@@ -331,3 +331,158 @@ async fn key_limit_holds_under_concurrent_writers() {
     assert_eq!(ok, 5);
     assert_eq!(store.state_count(&s).await.unwrap(), 10);
 }
+
+/// The same semantics on every database: each test below runs once on a SQLite file and once
+/// on PostgreSQL (127.0.0.1:5432, or `WEFT_TEST_POSTGRES`), in a schema of its own.
+mod on_both {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::SystemTime;
+
+    use weft_store::{StateLimits, StateScope, StepRunRecord, Store, StoreError, StoredEvent, Upserted};
+
+    fn admin_url() -> String {
+        std::env::var("WEFT_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    }
+
+    /// A fresh schema on the test server, dropped when the test is done.
+    async fn postgres() -> (Store, String) {
+        use sqlx::Connection;
+        static N: AtomicU32 = AtomicU32::new(0);
+        let schema = format!("weft_test_{}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+        let mut admin = sqlx::PgConnection::connect(&admin_url())
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at {} is needed for the store tests (.ci/run starts it): {e}", admin_url()));
+        sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}")).execute(&mut admin).await.unwrap();
+        let separator = if admin_url().contains('?') { '&' } else { '?' };
+        let url = format!("{}{separator}options=-c%20search_path%3D{schema}", admin_url());
+        (Store::open_postgres(&url).await.unwrap(), schema)
+    }
+
+    async fn drop_schema(schema: &str) {
+        use sqlx::Connection;
+        let mut admin = sqlx::PgConnection::connect(&admin_url()).await.unwrap();
+        sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).execute(&mut admin).await.unwrap();
+    }
+
+    macro_rules! on_both {
+        ($name:ident, |$store:ident| $body:block) => {
+            mod $name {
+                use super::*;
+
+                async fn check($store: Store) $body
+
+                #[tokio::test]
+                async fn sqlite() {
+                    let dir = tempfile::tempdir().unwrap();
+                    check(Store::open_sqlite(dir.path().join("weft.db")).await.unwrap()).await;
+                }
+
+                #[tokio::test]
+                async fn postgres() {
+                    let (store, schema) = super::postgres().await;
+                    check(store).await;
+                    drop_schema(&schema).await;
+                }
+            }
+        };
+    }
+
+    fn scope(flow: &str) -> StateScope {
+        StateScope::new("default", "zendesk", "zendesk", flow)
+    }
+
+    on_both!(state_round_trips_and_keeps_its_limits, |store| {
+        let store = store.with_state_limits(StateLimits { max_keys_per_scope: 2, ..StateLimits::default() });
+        store.state_set(&scope("a"), "k1", b"one").await.unwrap();
+        store.state_set(&scope("a"), "k1", b"uno").await.unwrap();
+        store.state_set(&scope("a"), "k2", b"two").await.unwrap();
+        assert!(matches!(store.state_set(&scope("a"), "k3", b"x").await, Err(StoreError::StateTooManyKeys { .. })));
+        assert_eq!(store.state_get(&scope("a"), "k1").await.unwrap().as_deref(), Some(&b"uno"[..]));
+        assert_eq!(store.state_get(&scope("b"), "k1").await.unwrap(), None, "scopes are separate");
+        assert!(store.state_delete(&scope("a"), "k1").await.unwrap());
+        assert!(!store.state_delete(&scope("a"), "k1").await.unwrap());
+    });
+
+    on_both!(secrets_are_kept_per_tenant, |store| {
+        store.secret_put("t1", "api", b"sealed-1").await.unwrap();
+        store.secret_put("t1", "api", b"sealed-2").await.unwrap();
+        store.secret_put("t2", "api", b"other").await.unwrap();
+        assert_eq!(store.secret_get("t1", "api").await.unwrap().as_deref(), Some(&b"sealed-2"[..]));
+        assert_eq!(store.secret_list("t1").await.unwrap().len(), 1);
+        assert!(store.secret_delete("t1", "api").await.unwrap());
+        assert_eq!(store.secret_get("t1", "api").await.unwrap(), None);
+        assert!(store.secret_get("t2", "api").await.unwrap().is_some());
+    });
+
+    on_both!(runs_steps_errors_and_cursors, |store| {
+        store.run_start("r1", "default", "sync", Some("staging")).await.unwrap();
+        let mut step = StepRunRecord {
+            step: "read".into(),
+            status: "running".into(),
+            pages: 1,
+            records_in: 10,
+            records_out: 10,
+            failed: 0,
+            started_at: SystemTime::now(),
+            finished_at: None,
+            error: None,
+        };
+        store.step_save("r1", &step).await.unwrap();
+        step.status = "succeeded".into();
+        step.pages = 2;
+        step.finished_at = Some(SystemTime::now());
+        store.step_save("r1", &step).await.unwrap();
+        store.error_append("r1", "write", Some(r#"{"id":1}"#), "refused").await.unwrap();
+        store.error_append("r1", "write", None, "refused again").await.unwrap();
+        store.run_finish("r1", "failed", Some("write: refused")).await.unwrap();
+        store.run_start("r2", "default", "sync", None).await.unwrap();
+        store.run_finish("r2", "succeeded", None).await.unwrap();
+
+        let (run, steps) = store.run_get("default", "r1").await.unwrap().unwrap();
+        assert_eq!((run.status.as_str(), run.environment.as_deref(), run.error.as_deref()), ("failed", Some("staging"), Some("write: refused")));
+        assert_eq!((steps.len(), steps[0].pages, steps[0].status.as_str()), (1, 2, "succeeded"));
+        assert!(store.run_get("other-tenant", "r1").await.unwrap().is_none());
+        let errors = store.run_errors("r1").await.unwrap();
+        assert_eq!(errors.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(errors[0].record.as_deref(), Some(r#"{"id":1}"#));
+        assert_eq!(store.runs_list("default", 10).await.unwrap().len(), 2);
+        let succeeded = store.flow_runs("default", "sync", Some("succeeded"), 10).await.unwrap();
+        assert_eq!(succeeded.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["r2"]);
+        assert_eq!(store.flow_runs("default", "sync", None, 10).await.unwrap().len(), 2);
+
+        assert_eq!(store.cursor_get("default", "sync", "read").await.unwrap(), None);
+        store.cursor_set("default", "sync", "read", "page-2").await.unwrap();
+        store.cursor_set("default", "sync", "read", "page-3").await.unwrap();
+        assert_eq!(store.cursor_get("default", "sync", "read").await.unwrap().as_deref(), Some("page-3"));
+    });
+
+    on_both!(datasets_upsert_by_key_and_page_in_key_order, |store| {
+        let rows = |items: &[(&str, &str)]| items.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect::<Vec<_>>();
+        let first = store.dataset_upsert("default", "people", &rows(&[("b", "1"), ("a", "2")])).await.unwrap();
+        assert_eq!(first, [Upserted::Created, Upserted::Created]);
+        let second = store.dataset_upsert("default", "people", &rows(&[("a", "2"), ("b", "changed"), ("c", "3")])).await.unwrap();
+        assert_eq!(second, [Upserted::Unchanged, Upserted::Updated, Upserted::Created]);
+        let page = store.dataset_page("default", "people", None, 2).await.unwrap();
+        assert_eq!(page, rows(&[("a", "2"), ("b", "changed")]));
+        let rest = store.dataset_page("default", "people", Some("b"), 2).await.unwrap();
+        assert_eq!(rest, rows(&[("c", "3")]));
+        let list = store.dataset_list("default").await.unwrap();
+        assert_eq!((list[0].name.as_str(), list[0].records), ("people", 3));
+    });
+
+    on_both!(webhook_events_are_kept_once_and_processed_in_order, |store| {
+        let event = |id: &str| StoredEvent { event_id: id.into(), seq: 0, stream: "items".into(), action: "updated".into(), record: format!("{{\"id\":\"{id}\"}}") };
+        assert!(store.event_put("default", "hooks", &event("e2")).await.unwrap());
+        assert!(store.event_put("default", "hooks", &event("e1")).await.unwrap());
+        assert!(!store.event_put("default", "hooks", &event("e2")).await.unwrap(), "a redelivery is dropped");
+        let pending = store.events_pending("default", "hooks", 10).await.unwrap();
+        assert_eq!(pending.iter().map(|e| e.event_id.as_str()).collect::<Vec<_>>(), ["e2", "e1"], "arrival order");
+        store.events_done("default", "hooks", &["e2".into()]).await.unwrap();
+        let left = store.events_pending("default", "hooks", 10).await.unwrap();
+        assert_eq!(left.iter().map(|e| e.event_id.as_str()).collect::<Vec<_>>(), ["e1"]);
+    });
+
+    on_both!(the_schema_is_at_the_latest_migration, |store| {
+        assert_eq!(store.schema_version().await.unwrap(), weft_store::MIGRATIONS.last().unwrap().version);
+    });
+}

@@ -1,0 +1,583 @@
+//! The PostgreSQL implementation of the store: the same schema and semantics as SQLite, for
+//! several weft processes sharing one database. All of its SQL lives here.
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
+use sqlx::{Connection as _, Row as _};
+
+use crate::migrations::{MIGRATIONS, latest_version};
+use crate::{DatasetInfo, ErrorEntry, RunRecord, SecretEntry, StateScope, StepRunRecord, StoreError, StoredEvent, Upserted, millis_to_time, now_millis};
+
+/// Every weft process migrating the same database takes this advisory lock first.
+const MIGRATION_LOCK: i64 = 0x7765_6674; // "weft"
+
+#[derive(Clone, Debug)]
+pub(crate) struct PostgresBackend {
+    pool: PgPool,
+}
+
+fn query_err(action: impl Into<String>) -> impl FnOnce(sqlx::Error) -> StoreError {
+    let action = action.into();
+    move |source| StoreError::Query { action, source }
+}
+
+/// The shared migration SQL with PostgreSQL's type spellings.
+fn postgres_sql(sql: &str) -> String {
+    sql.replace(" BLOB ", " BYTEA ")
+}
+
+impl PostgresBackend {
+    /// Connects to `url` (`postgres://user@host:port/database`) and applies pending migrations.
+    pub(crate) async fn open(url: &str) -> Result<Self, StoreError> {
+        // Never echo a password in messages.
+        let location = match url.split_once('@') {
+            Some((_, host)) => format!("postgres://…@{host}"),
+            None => url.to_owned(),
+        };
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await
+            .map_err(|source| StoreError::Open { location, source })?;
+        let backend = Self { pool };
+        backend.migrate().await?;
+        Ok(backend)
+    }
+
+    /// Applies pending migrations in one transaction under an advisory lock, so two processes
+    /// starting at once cannot both apply the same migration.
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(query_err("acquire a connection to migrate"))?;
+        let mut tx = conn.begin().await.map_err(query_err("start the migration transaction"))?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *tx)
+            .await
+            .map_err(query_err("take the migration lock"))?;
+        apply_pending(&mut tx).await?;
+        tx.commit().await.map_err(query_err("commit migrations"))
+    }
+
+    pub(crate) async fn schema_version(&self) -> Result<i64, StoreError> {
+        sqlx::query_scalar::<_, i64>("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(query_err("read the schema version"))
+    }
+
+    pub(crate) async fn state_get(
+        &self,
+        scope: &StateScope,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        sqlx::query_scalar::<_, Vec<u8>>(
+            "SELECT value FROM plugin_state
+             WHERE tenant = $1 AND plugin = $2 AND connection = $3 AND flow = $4 AND key = $5",
+        )
+        .bind(&scope.tenant)
+        .bind(&scope.plugin)
+        .bind(&scope.connection)
+        .bind(&scope.flow)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(query_err(format!("read state key {key:?} ({scope})")))
+    }
+
+    /// Inserts or replaces the value in one statement, which is atomic in SQLite: the row is
+    /// written only if the key already exists or the scope is under `max_keys`. Returns whether
+    /// it was written.
+    pub(crate) async fn state_set(
+        &self,
+        scope: &StateScope,
+        key: &str,
+        value: &[u8],
+        max_keys: u64,
+    ) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "INSERT INTO plugin_state (tenant, plugin, connection, flow, key, value, updated_at)
+             SELECT $1, $2, $3, $4, $5, $6, $7
+             WHERE EXISTS (SELECT 1 FROM plugin_state
+                           WHERE tenant = $1 AND plugin = $2 AND connection = $3 AND flow = $4
+                             AND key = $5)
+                OR (SELECT COUNT(*) FROM plugin_state
+                    WHERE tenant = $1 AND plugin = $2 AND connection = $3 AND flow = $4) < $8
+             ON CONFLICT (tenant, plugin, connection, flow, key)
+             DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+        )
+        .bind(&scope.tenant)
+        .bind(&scope.plugin)
+        .bind(&scope.connection)
+        .bind(&scope.flow)
+        .bind(key)
+        .bind(value)
+        .bind(now_millis())
+        .bind(i64::try_from(max_keys).unwrap_or(i64::MAX))
+        .execute(&self.pool)
+        .await
+        .map_err(query_err(format!("write state key {key:?} ({scope})")))?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    pub(crate) async fn state_delete(
+        &self,
+        scope: &StateScope,
+        key: &str,
+    ) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "DELETE FROM plugin_state
+             WHERE tenant = $1 AND plugin = $2 AND connection = $3 AND flow = $4 AND key = $5",
+        )
+        .bind(&scope.tenant)
+        .bind(&scope.plugin)
+        .bind(&scope.connection)
+        .bind(&scope.flow)
+        .bind(key)
+        .execute(&self.pool)
+        .await
+        .map_err(query_err(format!("delete state key {key:?} ({scope})")))?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    pub(crate) async fn state_count(&self, scope: &StateScope) -> Result<u64, StoreError> {
+        let n = sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM plugin_state
+             WHERE tenant = $1 AND plugin = $2 AND connection = $3 AND flow = $4",
+        )
+        .bind(&scope.tenant)
+        .bind(&scope.plugin)
+        .bind(&scope.connection)
+        .bind(&scope.flow)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(query_err(format!("count state keys ({scope})")))?;
+        Ok(n.max(0) as u64)
+    }
+
+    pub(crate) async fn secret_put(
+        &self,
+        tenant: &str,
+        name: &str,
+        sealed: &[u8],
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO secrets (tenant, name, sealed, updated_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (tenant, name) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at",
+        )
+        .bind(tenant)
+        .bind(name)
+        .bind(sealed)
+        .bind(now_millis())
+        .execute(&self.pool)
+        .await
+        .map_err(query_err(format!("store secret {name:?} of tenant {tenant:?}")))?;
+        Ok(())
+    }
+
+    pub(crate) async fn secret_get(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        sqlx::query_scalar::<_, Vec<u8>>("SELECT sealed FROM secrets WHERE tenant = $1 AND name = $2")
+            .bind(tenant)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(query_err(format!(
+                "read secret {name:?} of tenant {tenant:?}"
+            )))
+    }
+
+    pub(crate) async fn secret_delete(&self, tenant: &str, name: &str) -> Result<bool, StoreError> {
+        let result = sqlx::query("DELETE FROM secrets WHERE tenant = $1 AND name = $2")
+            .bind(tenant)
+            .bind(name)
+            .execute(&self.pool)
+            .await
+            .map_err(query_err(format!(
+                "delete secret {name:?} of tenant {tenant:?}"
+            )))?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    pub(crate) async fn secret_list(&self, tenant: &str) -> Result<Vec<SecretEntry>, StoreError> {
+        let rows = sqlx::query_as::<_, (String, i64)>(
+            "SELECT name, updated_at FROM secrets WHERE tenant = $1 ORDER BY name",
+        )
+        .bind(tenant)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err(format!("list secrets of tenant {tenant:?}")))?;
+        Ok(rows
+            .into_iter()
+            .map(|(name, updated_at)| SecretEntry {
+                name,
+                updated_at: millis_to_time(updated_at),
+            })
+            .collect())
+    }
+}
+
+async fn apply_pending(conn: &mut PgConnection) -> Result<(), StoreError> {
+    sqlx::raw_sql(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version     BIGINT PRIMARY KEY,
+             name        TEXT   NOT NULL,
+             applied_at  BIGINT NOT NULL
+         )",
+    )
+    .execute(&mut *conn)
+    .await
+    .map_err(query_err("create schema_migrations"))?;
+    let current =
+        sqlx::query_scalar::<_, i64>("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(query_err("read the schema version"))?;
+    if current > latest_version() {
+        return Err(StoreError::SchemaTooNew {
+            found: current,
+            supported: latest_version(),
+        });
+    }
+    for migration in MIGRATIONS.iter().filter(|m| m.version > current) {
+        let fail = |source| StoreError::Migration {
+            version: migration.version,
+            name: migration.name,
+            source,
+        };
+        let sql = postgres_sql(migration.sql);
+        sqlx::raw_sql(&sql)
+            .execute(&mut *conn)
+            .await
+            .map_err(fail)?;
+        sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
+            .bind(migration.version)
+            .bind(migration.name)
+            .bind(now_millis())
+            .execute(&mut *conn)
+            .await
+            .map_err(fail)?;
+        tracing::info!(
+            version = migration.version,
+            name = migration.name,
+            "applied state database migration"
+        );
+    }
+    Ok(())
+}
+
+fn time(ms: Option<i64>) -> Option<std::time::SystemTime> {
+    ms.map(millis_to_time)
+}
+
+fn ms(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+fn run_record(row: &sqlx::postgres::PgRow) -> RunRecord {
+    RunRecord {
+        id: row.get("id"),
+        tenant: row.get("tenant"),
+        flow: row.get("flow"),
+        environment: row.get("environment"),
+        status: row.get("status"),
+        started_at: millis_to_time(row.get("started_at")),
+        finished_at: time(row.get("finished_at")),
+        error: row.get("error"),
+    }
+}
+
+impl PostgresBackend {
+    pub(crate) async fn run_start(&self, id: &str, tenant: &str, flow: &str, environment: Option<&str>) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO runs (id, tenant, flow, environment, status, started_at) VALUES ($1, $2, $3, $4, 'running', $5)")
+            .bind(id)
+            .bind(tenant)
+            .bind(flow)
+            .bind(environment)
+            .bind(now_millis())
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(query_err(format!("record the start of run {id}")))
+    }
+
+    pub(crate) async fn run_finish(&self, id: &str, status: &str, error: Option<&str>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE runs SET status = $1, finished_at = $2, error = $3 WHERE id = $4")
+            .bind(status)
+            .bind(now_millis())
+            .bind(error)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(query_err(format!("record the end of run {id}")))
+    }
+
+    pub(crate) async fn step_save(&self, run_id: &str, s: &StepRunRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO step_runs (run_id, step, status, pages, records_in, records_out, failed, started_at, finished_at, error)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+             ON CONFLICT (run_id, step) DO UPDATE SET status = excluded.status, pages = excluded.pages,
+               records_in = excluded.records_in, records_out = excluded.records_out, failed = excluded.failed,
+               finished_at = excluded.finished_at, error = excluded.error",
+        )
+        .bind(run_id)
+        .bind(&s.step)
+        .bind(&s.status)
+        .bind(s.pages as i64)
+        .bind(s.records_in as i64)
+        .bind(s.records_out as i64)
+        .bind(s.failed as i64)
+        .bind(ms(s.started_at))
+        .bind(s.finished_at.map(ms))
+        .bind(&s.error)
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
+        .map_err(query_err(format!("save step {} of run {run_id}", s.step)))
+    }
+
+    pub(crate) async fn runs_list(&self, tenant: &str, limit: u32) -> Result<Vec<RunRecord>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM runs WHERE tenant = $1 ORDER BY started_at DESC, id DESC LIMIT $2")
+            .bind(tenant)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_err("list runs"))?;
+        Ok(rows.iter().map(run_record).collect())
+    }
+
+    pub(crate) async fn flow_runs(&self, tenant: &str, flow: &str, status: Option<&str>, limit: u32) -> Result<Vec<RunRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM runs WHERE tenant = $1 AND flow = $2 AND ($3 IS NULL OR status = $4) ORDER BY started_at DESC, id DESC LIMIT $5",
+        )
+        .bind(tenant)
+        .bind(flow)
+        .bind(status)
+        .bind(status)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err(format!("list runs of flow {flow}")))?;
+        Ok(rows.iter().map(run_record).collect())
+    }
+
+    pub(crate) async fn run_get(&self, tenant: &str, id: &str) -> Result<Option<(RunRecord, Vec<StepRunRecord>)>, StoreError> {
+        let Some(row) = sqlx::query("SELECT * FROM runs WHERE tenant = $1 AND id = $2")
+            .bind(tenant)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(query_err(format!("read run {id}")))?
+        else {
+            return Ok(None);
+        };
+        let steps = sqlx::query("SELECT * FROM step_runs WHERE run_id = $1 ORDER BY started_at, step")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_err(format!("read the steps of run {id}")))?
+            .iter()
+            .map(|r| StepRunRecord {
+                step: r.get("step"),
+                status: r.get("status"),
+                pages: r.get::<i64, _>("pages") as u64,
+                records_in: r.get::<i64, _>("records_in") as u64,
+                records_out: r.get::<i64, _>("records_out") as u64,
+                failed: r.get::<i64, _>("failed") as u64,
+                started_at: millis_to_time(r.get("started_at")),
+                finished_at: time(r.get("finished_at")),
+                error: r.get("error"),
+            })
+            .collect();
+        Ok(Some((run_record(&row), steps)))
+    }
+
+    pub(crate) async fn error_append(&self, run_id: &str, step: &str, record: Option<&str>, error: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO run_errors (run_id, seq, step, record, error, created_at)
+             VALUES ($1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM run_errors WHERE run_id = $2), $3, $4, $5, $6)",
+        )
+        .bind(run_id)
+        .bind(run_id)
+        .bind(step)
+        .bind(record)
+        .bind(error)
+        .bind(now_millis())
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
+        .map_err(query_err(format!("log a failed record of run {run_id}")))
+    }
+
+    pub(crate) async fn run_errors(&self, run_id: &str) -> Result<Vec<ErrorEntry>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM run_errors WHERE run_id = $1 ORDER BY seq")
+            .bind(run_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_err(format!("read the error log of run {run_id}")))?;
+        Ok(rows
+            .iter()
+            .map(|r| ErrorEntry {
+                seq: r.get::<i64, _>("seq") as u64,
+                step: r.get("step"),
+                record: r.get("record"),
+                error: r.get("error"),
+                created_at: millis_to_time(r.get("created_at")),
+            })
+            .collect())
+    }
+
+    pub(crate) async fn cursor_get(&self, tenant: &str, flow: &str, step: &str) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar("SELECT cursor FROM cursors WHERE tenant = $1 AND flow = $2 AND step = $3")
+            .bind(tenant)
+            .bind(flow)
+            .bind(step)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(query_err(format!("read the cursor of {flow}/{step}")))
+    }
+
+    pub(crate) async fn cursor_set(&self, tenant: &str, flow: &str, step: &str, cursor: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO cursors (tenant, flow, step, cursor, updated_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (tenant, flow, step) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at",
+        )
+        .bind(tenant)
+        .bind(flow)
+        .bind(step)
+        .bind(cursor)
+        .bind(now_millis())
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
+        .map_err(query_err(format!("commit the cursor of {flow}/{step}")))
+    }
+
+    pub(crate) async fn dataset_upsert(&self, tenant: &str, dataset: &str, rows: &[(String, String)]) -> Result<Vec<Upserted>, StoreError> {
+        let action = || format!("upsert into dataset {dataset}");
+        let mut tx = self.pool.begin().await.map_err(query_err(action()))?;
+        let now = now_millis();
+        let mut outcomes = Vec::with_capacity(rows.len());
+        for (key, record) in rows {
+            let existing: Option<String> = sqlx::query_scalar("SELECT record FROM dataset_records WHERE tenant = $1 AND dataset = $2 AND key = $3")
+                .bind(tenant)
+                .bind(dataset)
+                .bind(key)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(query_err(action()))?;
+            let outcome = match existing {
+                Some(old) if &old == record => Upserted::Unchanged,
+                Some(_) => Upserted::Updated,
+                None => Upserted::Created,
+            };
+            if outcome != Upserted::Unchanged {
+                sqlx::query(
+                    "INSERT INTO dataset_records (tenant, dataset, key, record, updated_at) VALUES ($1, $2, $3, $4, $5)
+                     ON CONFLICT (tenant, dataset, key) DO UPDATE SET record = excluded.record, updated_at = excluded.updated_at",
+                )
+                .bind(tenant)
+                .bind(dataset)
+                .bind(key)
+                .bind(record)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(query_err(action()))?;
+            }
+            outcomes.push(outcome);
+        }
+        tx.commit().await.map_err(query_err(action()))?;
+        Ok(outcomes)
+    }
+
+    pub(crate) async fn dataset_page(&self, tenant: &str, dataset: &str, after: Option<&str>, limit: u32) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query("SELECT key, record FROM dataset_records WHERE tenant = $1 AND dataset = $2 AND key > $3 ORDER BY key LIMIT $4")
+            .bind(tenant)
+            .bind(dataset)
+            .bind(after.unwrap_or(""))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_err(format!("read dataset {dataset}")))?;
+        Ok(rows.iter().map(|r| (r.get("key"), r.get("record"))).collect())
+    }
+
+    pub(crate) async fn dataset_list(&self, tenant: &str) -> Result<Vec<DatasetInfo>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT dataset, COUNT(*) AS records, MAX(updated_at) AS updated_at FROM dataset_records WHERE tenant = $1 GROUP BY dataset ORDER BY dataset",
+        )
+        .bind(tenant)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err("list datasets"))?;
+        Ok(rows
+            .iter()
+            .map(|r| DatasetInfo { name: r.get("dataset"), records: r.get::<i64, _>("records") as u64, updated_at: millis_to_time(r.get("updated_at")) })
+            .collect())
+    }
+
+    pub(crate) async fn event_put(&self, tenant: &str, flow: &str, e: &StoredEvent) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "INSERT INTO webhook_events (tenant, flow, event_id, seq, stream, action, record, received_at)
+             VALUES ($1, $2, $3, (SELECT COALESCE(MAX(seq), 0) + 1 FROM webhook_events WHERE tenant = $1 AND flow = $2), $4, $5, $6, $7)
+             ON CONFLICT (tenant, flow, event_id) DO NOTHING",
+        )
+        .bind(tenant)
+        .bind(flow)
+        .bind(&e.event_id)
+        .bind(&e.stream)
+        .bind(&e.action)
+        .bind(&e.record)
+        .bind(now_millis())
+        .execute(&self.pool)
+        .await
+        .map_err(query_err(format!("keep webhook event {} of flow {flow}", e.event_id)))?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    pub(crate) async fn events_pending(&self, tenant: &str, flow: &str, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT event_id, seq, stream, action, record FROM webhook_events
+             WHERE tenant = $1 AND flow = $2 AND processed_at IS NULL ORDER BY seq LIMIT $3",
+        )
+        .bind(tenant)
+        .bind(flow)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err(format!("read pending webhook events of flow {flow}")))?;
+        Ok(rows
+            .iter()
+            .map(|r| StoredEvent {
+                event_id: r.get("event_id"),
+                seq: r.get::<i64, _>("seq") as u64,
+                stream: r.get("stream"),
+                action: r.get("action"),
+                record: r.get("record"),
+            })
+            .collect())
+    }
+
+    pub(crate) async fn events_done(&self, tenant: &str, flow: &str, event_ids: &[String]) -> Result<(), StoreError> {
+        let action = || format!("mark webhook events of flow {flow} processed");
+        let mut tx = self.pool.begin().await.map_err(query_err(action()))?;
+        let now = now_millis();
+        for id in event_ids {
+            sqlx::query("UPDATE webhook_events SET processed_at = $1 WHERE tenant = $2 AND flow = $3 AND event_id = $4")
+                .bind(now)
+                .bind(tenant)
+                .bind(flow)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(query_err(action()))?;
+        }
+        tx.commit().await.map_err(query_err(action()))
+    }
+}
