@@ -1,6 +1,7 @@
 //! Test support: where the built components are, a runtime with test limits, and a real HTTP
 //! upstream on loopback that speaks the `http-json` connector's API.
 
+pub mod conformance;
 pub mod upstream;
 
 use std::path::PathBuf;
