@@ -295,3 +295,138 @@ async fn retrying_a_run_resends_only_the_records_that_failed() {
     assert_eq!(upstream.seen().iter().filter(|s| s.path == "/contacts/batch").count(), writes_before + 1);
     assert_eq!(upstream.seen().iter().filter(|s| s.path == "/items").count(), reads_before, "the source is not read again");
 }
+
+#[tokio::test]
+async fn a_step_over_its_timeout_fails_with_the_limit_named() {
+    let upstream = Upstream::start().await;
+    upstream.seed("items", items(10, &[]));
+    upstream.delay_data(std::time::Duration::from_secs(5));
+    let h = Harness::new().await;
+    let text = flow_text(&upstream, &upstream.url(), "incremental").replace("page_size = 40 }\n", "page_size = 40 }\ntimeout = \"1s\"\n");
+    assert!(text.contains("timeout = \"1s\""));
+    let report = h.run(&text, None).await;
+    let took = report.took;
+    assert!(!report.succeeded, "{report:?}");
+    let error = step(&report, "items").error.as_deref().unwrap_or_default();
+    assert!(error.contains("the step's timeout of 1 s ran out"), "{error}");
+    assert!(took < std::time::Duration::from_secs(4), "the step stopped at its timeout, not the upstream's answer ({took:?})");
+    assert!(upstream.records("contacts").is_empty(), "nothing was written");
+    assert_eq!(h.store.cursor_get("default", "items-to-contacts", "items").await.unwrap(), None, "no cursor was committed");
+}
+
+fn dataset_records(rows: Vec<(String, String)>) -> Vec<Value> {
+    rows.into_iter().map(|(_, r)| serde_json::from_str(&r).unwrap()).collect()
+}
+
+#[tokio::test]
+async fn a_condition_sends_matching_records_one_way_and_the_rest_the_other() {
+    let upstream = Upstream::start().await;
+    upstream.seed("items", items(20, &[7]));
+    let h = Harness::new().await;
+    let text = format!(
+        r#"name = "route-items"
+
+[connections.source]
+plugin = "http-json"
+config = {{ base_url = "{url}" }}
+egress = [{{ host = "{host}", allow_http = true, allow_private = true }}]
+
+[connections.kept]
+plugin = "dataset"
+
+[[steps]]
+id = "items"
+read = {{ connection = "source", stream = "items", page_size = 6 }}
+
+[[steps]]
+id = "vip"
+condition = {{ input = "items", when = "record.email == 'c-0001' || record.email == 'c-0002'" }}
+
+[[steps]]
+id = "save-vip"
+write = {{ connection = "kept", stream = "vip", input = "vip", mode = "upsert", key = ["id"] }}
+
+[[steps]]
+id = "save-rest"
+write = {{ connection = "kept", stream = "rest", input = "vip", branch = "else", mode = "upsert", key = ["id"] }}
+"#,
+        url = upstream.url(),
+        host = upstream.addr,
+    );
+    let report = h.run(&text, None).await;
+    assert!(report.succeeded, "{report:?}");
+    let vip = dataset_records(h.store.dataset_page("default", "vip", None, 100).await.unwrap());
+    let rest = dataset_records(h.store.dataset_page("default", "rest", None, 100).await.unwrap());
+    let vip_ids: Vec<&str> = vip.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(vip_ids, ["0001", "0002"]);
+    assert_eq!(rest.len(), 17, "every other record but the one the condition cannot be evaluated on");
+    assert!(rest.iter().all(|r| !["0001", "0002", "0007"].contains(&r["id"].as_str().unwrap())));
+    // Item 7 has no email: the condition fails on it, and it is logged once, not per branch.
+    let errors = h.store.run_errors(&report.id).await.unwrap();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].step, "vip");
+    assert!(errors[0].record.as_deref().unwrap().contains("\"0007\""));
+    assert_eq!((step(&report, "vip").records_in, step(&report, "vip").records_out), (20, 19));
+}
+
+#[tokio::test]
+async fn for_each_reads_once_per_record_with_options_from_the_record() {
+    let owners = Upstream::start().await;
+    owners.seed("items", items(6, &[4]));
+    let details = Upstream::start().await;
+    // Two contacts per owner email, for owners 0..5; none for the others.
+    details.seed(
+        "contacts",
+        (0..5).flat_map(|i| (0..2).map(move |j| json!({"id": format!("d-{i}-{j}"), "owner": format!("c-{i:04}"), "name": format!("detail {j}"), "updated_at": "2026-01-01T00:00:00Z"}))),
+    );
+    details.delay_data(std::time::Duration::from_millis(500));
+    let h = Harness::new().await;
+    let text = format!(
+        r#"name = "fan-out"
+
+[connections.owners]
+plugin = "http-json"
+config = {{ base_url = "{owners}" }}
+egress = [{{ host = "{owners_host}", allow_http = true, allow_private = true }}]
+
+[connections.details]
+plugin = "http-json"
+config = {{ base_url = "{details}" }}
+egress = [{{ host = "{details_host}", allow_http = true, allow_private = true }}]
+
+[connections.kept]
+plugin = "dataset"
+
+[[steps]]
+id = "items"
+read = {{ connection = "owners", stream = "items" }}
+
+[[steps]]
+id = "contacts"
+for_each = {{ input = "items", connection = "details", stream = "contacts", options = {{ query = {{ owner = "${{record.email}}" }} }}, concurrency = 3, parent_field = "owner_item" }}
+
+[[steps]]
+id = "save"
+write = {{ connection = "kept", stream = "contacts", input = "contacts", mode = "upsert", key = ["id"] }}
+"#,
+        owners = owners.url(),
+        owners_host = owners.addr,
+        details = details.url(),
+        details_host = details.addr,
+    );
+    let report = h.run(&text, None).await;
+    let took = report.took;
+    assert!(report.succeeded, "{report:?}");
+    let saved = dataset_records(h.store.dataset_page("default", "contacts", None, 100).await.unwrap());
+    // Owners 0..3 have two contacts each; owner 4 has no email; owner 5 has none upstream.
+    let ids: Vec<&str> = saved.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["d-0-0", "d-0-1", "d-1-0", "d-1-1", "d-2-0", "d-2-1", "d-3-0", "d-3-1"]);
+    assert!(saved.iter().all(|r| r["owner_item"]["email"] == r["owner"]), "each record carries the record it was read for");
+    let errors = h.store.run_errors(&report.id).await.unwrap();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].error.contains("no field `email`"), "{}", errors[0].error);
+    let reads: Vec<_> = details.seen().into_iter().filter(|s| s.path == "/contacts").collect();
+    assert_eq!(reads.len(), 5, "one read per record that has an email");
+    // Five reads of 500 ms each, three at a time: two rounds (1 s), not five (2.5 s).
+    assert!(took < std::time::Duration::from_millis(2_200), "reads ran concurrently ({took:?})");
+}

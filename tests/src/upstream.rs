@@ -36,6 +36,8 @@ struct Data {
     /// Answers to give data requests before serving them normally: status and `Retry-After`.
     faults: std::collections::VecDeque<(u16, Option<u32>)>,
     tokens_issued: u32,
+    /// How long data requests wait before they are answered.
+    delay: Option<std::time::Duration>,
 }
 
 /// A running upstream; stops when dropped.
@@ -122,6 +124,11 @@ impl Upstream {
         self.data.lock().unwrap().faults.extend(faults);
     }
 
+    /// Data requests are answered only after `by` (a slow upstream).
+    pub fn delay_data(&self, by: std::time::Duration) {
+        self.data.lock().unwrap().delay = Some(by);
+    }
+
     pub fn records(&self, stream: &str) -> Vec<Map<String, Value>> {
         self.data.lock().unwrap().streams.get(stream).map(|t| t.values().cloned().collect()).unwrap_or_default()
     }
@@ -151,12 +158,15 @@ async fn record(
             .collect(),
     };
     let open = ["/health", "/oauth/token", "/redirect", "/big", "/echo-headers"].contains(&seen.path.as_str());
-    let (demanded, fault) = {
+    let (demanded, fault, delay) = {
         let mut data = data.lock().unwrap();
         data.seen.push(seen.clone());
         let fault = if open { None } else { data.faults.pop_front() };
-        (data.bearer.clone(), fault)
+        (data.bearer.clone(), fault, data.delay.filter(|_| !open))
     };
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
     if let Some((status, retry_after)) = fault {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = (status, axum::Json(json!({"error": "injected"}))).into_response();
@@ -216,6 +226,14 @@ async fn list(
         .filter(|r| match since {
             Some(since) => r.get("updated_at").and_then(Value::as_str).is_some_and(|u| u > since.as_str()),
             None => true,
+        })
+        // Any other parameter selects the records whose field of that name has that value.
+        .filter(|r| {
+            q.iter().filter(|(k, _)| !["limit", "cursor", "updated_since"].contains(&k.as_str())).all(|(k, v)| match r.get(k) {
+                Some(Value::String(s)) => s == v,
+                Some(other) => other.to_string() == *v,
+                None => false,
+            })
         })
         .collect();
     let page: Vec<Value> = matching.iter().skip(offset).take(limit).map(|r| Value::Object((*r).clone())).collect();

@@ -38,12 +38,17 @@ pub struct Plan {
     pub configs: BTreeMap<StepId, Value>,
     /// The JSON Schema of the records each step produces (read and transform steps).
     pub schemas: BTreeMap<StepId, Value>,
+    /// Read and for-each steps' `options` with variables filled in.
+    pub options: BTreeMap<StepId, Value>,
     /// Variable values in force.
     pub variables: BTreeMap<String, toml::Value>,
 }
 
 /// The plugin name of weft's built-in dataset connection.
 pub const DATASET: &str = "dataset";
+
+/// The transform that evaluates `condition` steps: one place for CEL, inside the sandbox.
+pub const CONDITION_PLUGIN: &str = "filter";
 
 fn at<T>(s: &Spanned<T>) -> Option<Range<usize>> {
     Some(s.span())
@@ -279,11 +284,13 @@ pub async fn plan(
     let mut schemas: BTreeMap<StepId, Value> = BTreeMap::new();
     let mut configs = BTreeMap::new();
     let mut transforms = BTreeMap::new();
+    let mut options = BTreeMap::new();
     let context = CallContext::new(tenant);
     for id in &flow.order {
         let Some(step) = flow.step(id) else { continue };
         if let Some(read) = &step.read {
             let r = read.get_ref();
+            options.insert(id.clone(), json(r.options.as_ref(), &variables));
             if datasets.contains(r.connection.get_ref().as_str()) {
                 // A dataset holds whatever was written to it.
                 schemas.insert(id.clone(), Value::Null);
@@ -335,6 +342,56 @@ pub async fn plan(
             configs.insert(id.clone(), config);
             transforms.insert(id.clone(), tp);
         }
+        if let Some(condition) = &step.condition {
+            let c = condition.get_ref();
+            let name = Spanned::new(condition.span(), CONDITION_PLUGIN.to_owned());
+            let filter = match loader.get(&name).await {
+                Ok(Loaded::Transform(p)) => p,
+                Ok(Loaded::Connector(_)) => {
+                    out.push(Diagnostic::new(format!("plugin `{CONDITION_PLUGIN}` evaluates conditions, but the one found is a connector"), at(condition)));
+                    continue;
+                }
+                Err(d) => {
+                    out.push(d.help(format!("condition steps are evaluated by the built-in `{CONDITION_PLUGIN}` transform; build the first-party plugins")));
+                    continue;
+                }
+            };
+            let mut when = toml::Value::String(c.when.get_ref().clone());
+            substitute(&mut when, &variables);
+            let config = serde_json::json!({ "when": when.as_str().unwrap_or_default() });
+            let input = schemas.get(c.input.get_ref()).cloned().unwrap_or(Value::Null);
+            match filter.output_schema(&context, &config, &input, None).await {
+                Ok(schema) => {
+                    schemas.insert(id.clone(), schema);
+                }
+                Err(e) => out.push(Diagnostic::new(format!("step `{id}`: {}", plugin_message(&e)), at(&c.when))),
+            }
+            configs.insert(id.clone(), config);
+            transforms.insert(id.clone(), filter);
+        }
+        if let Some(for_each) = &step.for_each {
+            let f = for_each.get_ref();
+            options.insert(id.clone(), json(f.options.as_ref(), &variables));
+            if datasets.contains(f.connection.get_ref().as_str()) {
+                out.push(Diagnostic::new("for_each reads a connector's stream, not a dataset", at(&f.connection)).help("read the dataset with a read step and join it with `merge` or `lookup`"));
+                continue;
+            }
+            let Some(bound) = connections.get(f.connection.get_ref().as_str()) else { continue };
+            match find_stream(&bound.plugin, &f.stream) {
+                Ok(stream) => {
+                    if !stream.sync_modes.contains(&weft_runtime::bindings::SyncMode::Full) {
+                        out.push(Diagnostic::new(format!("stream `{}` of `{}` cannot be read", stream.name, bound.plugin.info().name), at(&f.stream)));
+                    }
+                    let mut schema = serde_json::from_str(&stream.schema).unwrap_or(Value::Null);
+                    if let (Some(parent), Some(props)) = (&f.parent_field, schema.get_mut("properties").and_then(Value::as_object_mut)) {
+                        let input = schemas.get(f.input.get_ref()).cloned().unwrap_or_else(|| serde_json::json!({"type": "object"}));
+                        props.insert(parent.clone(), input);
+                    }
+                    schemas.insert(id.clone(), schema);
+                }
+                Err(d) => out.push(d),
+            }
+        }
         if let Some(write) = &step.write {
             let w = write.get_ref();
             if datasets.contains(w.connection.get_ref().as_str()) {
@@ -380,5 +437,5 @@ pub async fn plan(
     if !out.is_empty() {
         return Err(flow.error(out));
     }
-    Ok(Plan { connections, datasets, transforms, configs, schemas, variables })
+    Ok(Plan { connections, datasets, transforms, configs, schemas, options, variables })
 }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
 use weft_capabilities::{Connection, ConnectionError, Connections, Secrets};
-use weft_flow::model::{RunAfter, Step, SyncMode};
+use weft_flow::model::{Branch, RunAfter, Step, SyncMode};
 use weft_flow::{Flow, StepId};
 use weft_runtime::bindings::{self, PluginError};
 use weft_runtime::{Batch, CallContext, CallError, ReadRequest, WriteRequest, WriteStatus};
@@ -121,6 +121,113 @@ where
     }
 }
 
+/// A step's `timeout`: how long one of its calls (a page read, a batch transformed or written,
+/// retries included) may take.
+fn step_timeout(step: &Step) -> Option<Duration> {
+    step.timeout.as_ref().map(|t| t.get_ref().0)
+}
+
+/// The step failure a call over its step's timeout becomes.
+#[derive(Debug)]
+struct StepTimedOut(Duration);
+
+impl std::fmt::Display for StepTimedOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the step's timeout of {} s ran out", self.0.as_secs())
+    }
+}
+
+/// `call` under the step's timeout, if it has one.
+async fn bounded<T>(limit: Option<Duration>, call: impl Future<Output = Result<T, CallError>>) -> Result<T, StepFailure> {
+    match limit {
+        None => call.await.map_err(StepFailure::Call),
+        Some(limit) => match tokio::time::timeout(limit, call).await {
+            Ok(result) => result.map_err(StepFailure::Call),
+            Err(_) => Err(StepFailure::TimedOut(StepTimedOut(limit))),
+        },
+    }
+}
+
+/// Why a step's call failed.
+#[derive(Debug)]
+enum StepFailure {
+    Call(CallError),
+    TimedOut(StepTimedOut),
+}
+
+impl std::fmt::Display for StepFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StepFailure::Call(e) => e.fmt(f),
+            StepFailure::TimedOut(t) => t.fmt(f),
+        }
+    }
+}
+
+/// Why one read of a for-each step produced nothing.
+enum ForEachFailure {
+    /// The record cannot fill the step's options.
+    Record(String),
+    Read(StepFailure),
+    /// The connector misbehaved; the step stops.
+    Step(String),
+}
+
+impl From<String> for ForEachFailure {
+    fn from(reason: String) -> Self {
+        ForEachFailure::Record(reason)
+    }
+}
+
+/// Upstream answers about one record (it does not exist, it is invalid), as opposed to ones
+/// about the connection or the upstream as a whole.
+fn is_record_level(error: &PluginError) -> bool {
+    match error {
+        PluginError::InvalidRecord(_) => true,
+        PluginError::Upstream(u) => (400..500).contains(&u.status) && ![401, 403, 408, 429].contains(&u.status),
+        _ => false,
+    }
+}
+
+/// The field at a dotted `path` of `record`.
+fn field<'v>(record: &'v Value, path: &str) -> Option<&'v Value> {
+    path.split('.').try_fold(record, |v, part| match v {
+        Value::Array(items) => part.parse::<usize>().ok().and_then(|i| items.get(i)),
+        _ => v.get(part),
+    })
+}
+
+/// `template` with `${record.FIELD}` filled from `record`: a string that is only a reference
+/// takes the field's value and type; a reference inside text is replaced by the value's text.
+fn fill_record(template: &Value, record: &Value) -> Result<Value, String> {
+    let lookup = |path: &str| {
+        field(record, path).filter(|v| !v.is_null()).cloned().ok_or_else(|| format!("the record has no field `{path}` for `${{record.{path}}}`"))
+    };
+    Ok(match template {
+        Value::String(s) => {
+            if let Some(path) = s.strip_prefix("${record.").and_then(|r| r.strip_suffix('}')).filter(|p| !p.contains('}')) {
+                return lookup(path);
+            }
+            let mut out = String::with_capacity(s.len());
+            let mut rest = s.as_str();
+            while let Some(start) = rest.find("${record.") {
+                let Some(end) = rest[start..].find('}') else { break };
+                out.push_str(&rest[..start]);
+                match lookup(&rest[start + 9..start + end])? {
+                    Value::String(text) => out.push_str(&text),
+                    other => out.push_str(&other.to_string()),
+                }
+                rest = &rest[start + end + 1..];
+            }
+            out.push_str(rest);
+            Value::String(out)
+        }
+        Value::Array(items) => Value::Array(items.iter().map(|v| fill_record(v, record)).collect::<Result<_, _>>()?),
+        Value::Object(map) => Value::Object(map.iter().map(|(k, v)| Ok((k.clone(), fill_record(v, record)?))).collect::<Result<_, String>>()?),
+        other => other.clone(),
+    })
+}
+
 fn sync_mode(mode: SyncMode) -> bindings::SyncMode {
     match mode {
         SyncMode::Full => bindings::SyncMode::Full,
@@ -136,10 +243,6 @@ fn write_mode(mode: weft_flow::model::WriteMode) -> bindings::WriteMode {
         M::Upsert => bindings::WriteMode::Upsert,
         M::Delete => bindings::WriteMode::Delete,
     }
-}
-
-fn table_json(table: Option<&toml::Spanned<toml::Table>>) -> String {
-    table.map(|t| serde_json::to_string(t.get_ref()).unwrap_or_else(|_| "{}".into())).unwrap_or_else(|| "{}".into())
 }
 
 /// The run in progress.
@@ -160,23 +263,14 @@ struct Execution<'a> {
     progress: &'a mut (dyn FnMut(&Progress<'_>) + Send),
 }
 
-impl Execution<'_> {
-    fn step(&self, id: &StepId) -> &Step {
+impl<'a> Execution<'a> {
+    fn step(&self, id: &StepId) -> &'a Step {
         self.flow.step(id).expect("planned steps exist")
     }
 
     /// Steps reading `id`'s output, in flow order.
     fn downstream(&self, id: &StepId) -> Vec<StepId> {
-        self.flow
-            .order
-            .iter()
-            .filter(|s| {
-                let step = self.step(s);
-                step.transform.as_ref().is_some_and(|t| t.get_ref().input.get_ref() == id)
-                    || step.write.as_ref().is_some_and(|w| w.get_ref().input.get_ref() == id)
-            })
-            .cloned()
-            .collect()
+        self.flow.order.iter().filter(|s| self.step(s).input().is_some_and(|i| i.get_ref() == id)).cloned().collect()
     }
 
     fn record(&mut self, id: &StepId) -> &mut StepRunRecord {
@@ -223,11 +317,23 @@ impl Execution<'_> {
     /// An error names the step that failed; the caller stops that source.
     async fn propagate(&mut self, from: &StepId, records: Vec<Value>, include: &dyn Fn(&StepId) -> bool) -> Result<(), StepId> {
         for next in self.downstream(from) {
-            if !include(&next) {
-                continue;
+            if include(&next) {
+                Box::pin(self.enter(&next, records.clone(), include)).await?;
             }
+        }
+        Ok(())
+    }
+
+    /// Runs step `next` over `records` and pushes what it produces on downstream.
+    async fn enter(&mut self, next: &StepId, records: Vec<Value>, include: &dyn Fn(&StepId) -> bool) -> Result<(), StepId> {
+        let next = next.clone();
+        {
             let step = self.step(&next);
-            if let Some(transform) = &step.transform {
+            if step.condition.is_some() {
+                return self.condition(&next, records, include).await;
+            } else if step.for_each.is_some() {
+                return self.for_each(&next, records, include).await;
+            } else if let Some(transform) = &step.transform {
                 let lookup_id = transform.get_ref().lookup.as_ref().map(|l| l.get_ref().clone());
                 let plugin = Arc::clone(&self.plan.transforms[&next]);
                 let config = self.plan.configs.get(&next).map(Value::to_string).unwrap_or_else(|| "{}".into());
@@ -235,7 +341,8 @@ impl Execution<'_> {
                 let batch = Batch { config, records: Value::Array(records.clone()).to_string(), lookup };
                 let mut context = self.context.clone();
                 context.step = Some(next.to_string());
-                let result = with_retry(&self.options.retry, || plugin.process(&context, batch.clone())).await;
+                let limit = step_timeout(step);
+                let result = bounded(limit, with_retry(&self.options.retry, || plugin.process(&context, batch.clone()))).await;
                 let record = self.record(&next);
                 record.pages += 1;
                 record.records_in += records.len() as u64;
@@ -252,7 +359,7 @@ impl Execution<'_> {
                         if let Some(kept) = self.collected.get_mut(&next) {
                             kept.extend(out.iter().cloned());
                         }
-                        Box::pin(self.propagate(&next, out, include)).await?;
+                        self.propagate(&next, out, include).await?;
                     }
                     Err(e) => {
                         let _ = self.finish(&next, Some(e.to_string())).await;
@@ -297,7 +404,7 @@ impl Execution<'_> {
                 context.step = Some(next.to_string());
                 for part in records.chunks(chunk) {
                     let request = WriteRequest { stream: stream.clone(), mode, key: key.clone(), records: Value::Array(part.to_vec()).to_string() };
-                    let result = with_retry(&self.options.retry, || plugin.write(&context, &connection, &config, request.clone(), part.len())).await;
+                    let result = bounded(step_timeout(step), with_retry(&self.options.retry, || plugin.write(&context, &connection, &config, request.clone(), part.len()))).await;
                     let record = self.record(&next);
                     record.pages += 1;
                     record.records_in += part.len() as u64;
@@ -324,6 +431,135 @@ impl Execution<'_> {
         Ok(())
     }
 
+    /// A condition step: the records its `when` holds for go to the steps reading it, the
+    /// others to the steps reading it with `branch = "else"`. Records the condition cannot be
+    /// evaluated on go to the error log once.
+    async fn condition(&mut self, id: &StepId, records: Vec<Value>, include: &dyn Fn(&StepId) -> bool) -> Result<(), StepId> {
+        let step = self.step(id);
+        let plugin = Arc::clone(&self.plan.transforms[id]);
+        let config = self.plan.configs[id].clone();
+        let when = config["when"].as_str().unwrap_or_default().to_owned();
+        let (otherwise, then): (Vec<StepId>, Vec<StepId>) = self
+            .downstream(id)
+            .into_iter()
+            .filter(|s| include(s))
+            .partition(|s| self.step(s).branch().is_some_and(|b| *b.get_ref() == Branch::Else));
+        let keep = self.collected.contains_key(id);
+        let record = self.record(id);
+        record.pages += 1;
+        record.records_in += records.len() as u64;
+        let mut context = self.context.clone();
+        context.step = Some(id.to_string());
+        let mut rejects_logged = false;
+        let branches = [(then, config.clone(), true), (otherwise, serde_json::json!({ "when": format!("!({when})") }), false)];
+        for (children, config, is_then) in branches {
+            if children.is_empty() && !(is_then && keep) {
+                continue;
+            }
+            let batch = Batch { config: config.to_string(), records: Value::Array(records.clone()).to_string(), lookup: None };
+            let result = bounded(step_timeout(step), with_retry(&self.options.retry, || plugin.process(&context, batch.clone()))).await;
+            let result = match result {
+                Ok(result) => result,
+                Err(e) => {
+                    let _ = self.finish(id, Some(e.to_string())).await;
+                    return Err(id.clone());
+                }
+            };
+            if !rejects_logged {
+                for reject in &result.rejects {
+                    let _ = self.log_error(id, records.get(reject.index as usize), &format!("condition: {}", reject.reason)).await;
+                }
+                rejects_logged = true;
+            }
+            let out: Vec<Value> = serde_json::from_str(&result.records).unwrap_or_default();
+            self.record(id).records_out += out.len() as u64;
+            let _ = self.save(id).await;
+            if is_then && keep {
+                if let Some(kept) = self.collected.get_mut(id) {
+                    kept.extend(out.iter().cloned());
+                }
+            }
+            for child in children {
+                Box::pin(self.enter(&child, out.clone(), include)).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A for-each step: one read per input record, with the step's options filled in from the
+    /// record, `concurrency` reads in flight; what they return goes downstream in input order.
+    /// A record whose read the upstream refuses (a 4xx, an invalid record) goes to the error
+    /// log; any other failure fails the step.
+    async fn for_each(&mut self, id: &StepId, records: Vec<Value>, include: &dyn Fn(&StepId) -> bool) -> Result<(), StepId> {
+        use futures_util::stream::{self, StreamExt};
+        let step = self.step(id);
+        let f = step.for_each.as_ref().expect("a for-each step").get_ref();
+        let connection = f.connection.get_ref().to_string();
+        let bound = &self.plan.connections[&connection];
+        let (plugin, config) = (Arc::clone(&bound.plugin), bound.config.clone());
+        let template = self.plan.options.get(id).cloned().unwrap_or_else(|| Value::Object(Default::default()));
+        let concurrency = f.concurrency.as_ref().map_or(4, |c| *c.get_ref()) as usize;
+        let (stream_name, page_size, limit) = (f.stream.get_ref().clone(), f.page_size, step_timeout(step));
+        let mut context = self.context.clone();
+        context.step = Some(id.to_string());
+        let record = self.record(id);
+        record.pages += 1;
+        record.records_in += records.len() as u64;
+        let retry = &self.options.retry;
+        let reads = records.iter().map(|input| {
+            let (plugin, config, context, connection, stream_name) = (&plugin, &config, &context, &connection, &stream_name);
+            let options = fill_record(&template, input);
+            async move {
+                let options = options?;
+                let mut found = Vec::new();
+                let mut cursor = None;
+                loop {
+                    let request = ReadRequest { stream: stream_name.clone(), mode: bindings::SyncMode::Full, cursor: cursor.clone(), page_size, options: options.to_string() };
+                    let page = bounded(limit, with_retry(retry, || plugin.read(context, connection, config, request.clone()))).await.map_err(ForEachFailure::Read)?;
+                    let batch: Vec<Value> = serde_json::from_str(&page.records)
+                        .map_err(|e| ForEachFailure::Step(format!("the connector returned records that are not a JSON array: {e}")))?;
+                    found.extend(batch);
+                    if page.done || page.next_cursor.is_none() {
+                        return Ok(found);
+                    }
+                    cursor = page.next_cursor;
+                }
+            }
+        });
+        let results: Vec<Result<Vec<Value>, ForEachFailure>> = stream::iter(reads).buffered(concurrency.max(1)).collect().await;
+        let mut out = Vec::new();
+        for (input, result) in records.iter().zip(results) {
+            match result {
+                Ok(found) => out.extend(found.into_iter().map(|mut r| {
+                    if let (Some(parent), Some(obj)) = (&f.parent_field, r.as_object_mut()) {
+                        obj.insert(parent.clone(), input.clone());
+                    }
+                    r
+                })),
+                Err(ForEachFailure::Record(reason)) => {
+                    let _ = self.log_error(id, Some(input), &reason).await;
+                }
+                Err(ForEachFailure::Read(StepFailure::Call(e))) if e.plugin_error().is_some_and(is_record_level) => {
+                    let _ = self.log_error(id, Some(input), &e.to_string()).await;
+                }
+                Err(ForEachFailure::Read(e)) => {
+                    let _ = self.finish(id, Some(e.to_string())).await;
+                    return Err(id.clone());
+                }
+                Err(ForEachFailure::Step(reason)) => {
+                    let _ = self.finish(id, Some(reason)).await;
+                    return Err(id.clone());
+                }
+            }
+        }
+        self.record(id).records_out += out.len() as u64;
+        let _ = self.save(id).await;
+        if let Some(kept) = self.collected.get_mut(id) {
+            kept.extend(out.iter().cloned());
+        }
+        self.propagate(id, out, include).await
+    }
+
     /// Reads `source` page by page, pushing each page downstream; commits the cursor after each
     /// page whose writes all succeeded (incremental reads only: a full read starts over).
     async fn read(&mut self, source: &StepId, include: &dyn Fn(&StepId) -> bool, commit: bool) -> Result<(), StoreError> {
@@ -340,7 +576,8 @@ impl Execution<'_> {
         let plugin = Arc::clone(&bound.plugin);
         let config = bound.config.clone();
         let mode = read.sync;
-        let (stream, options, page_size) = (read.stream.get_ref().clone(), table_json(read.options.as_ref()), read.page_size);
+        let options = self.plan.options.get(source).map_or_else(|| "{}".to_owned(), Value::to_string);
+        let (stream, page_size) = (read.stream.get_ref().clone(), read.page_size);
         let flow_name = self.flow.file.name.get_ref().to_string();
         let mut cursor = match mode {
             SyncMode::Incremental => self.store.cursor_get(&self.options.tenant, &flow_name, source.as_str()).await?,
@@ -351,7 +588,7 @@ impl Execution<'_> {
         self.record(source);
         loop {
             let request = ReadRequest { stream: stream.clone(), mode: sync_mode(mode), cursor: cursor.clone(), page_size, options: options.clone() };
-            let page = match with_retry(&self.options.retry, || plugin.read(&context, &connection, &config, request.clone())).await {
+            let page = match bounded(step_timeout(step), with_retry(&self.options.retry, || plugin.read(&context, &connection, &config, request.clone()))).await {
                 Ok(page) => page,
                 Err(e) => return self.finish(source, Some(e.to_string())).await,
             };
@@ -467,12 +704,7 @@ pub async fn retry_failed(
     let mut failed = Vec::new();
     for (step, records) in failures {
         let Some(definition) = flow.step(&step) else { continue };
-        let input = definition
-            .transform
-            .as_ref()
-            .map(|t| t.get_ref().input.get_ref().clone())
-            .or_else(|| definition.write.as_ref().map(|w| w.get_ref().input.get_ref().clone()));
-        let Some(input) = input else { continue };
+        let Some(input) = definition.input().map(|i| i.get_ref().clone()) else { continue };
         // The failed step and everything downstream of it, nothing beside it.
         let mut reach = BTreeSet::from([step.clone()]);
         let mut frontier = vec![step.clone()];
@@ -564,8 +796,8 @@ pub async fn run_with_events(
         .collect();
     while let Some(id) = pending.pop() {
         if kept.insert(id.clone()) {
-            if let Some(t) = flow.step(&id).and_then(|s| s.transform.as_ref()) {
-                pending.push(t.get_ref().input.get_ref().clone());
+            if let Some(input) = flow.step(&id).and_then(|s| s.input()) {
+                pending.push(input.get_ref().clone());
             }
         }
     }

@@ -180,7 +180,7 @@ pub struct EgressRule {
     pub allow_private: bool,
 }
 
-/// One step; exactly one of `read`, `transform` and `write`.
+/// One step; exactly one of `read`, `transform`, `write`, `condition` and `for_each`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Step {
@@ -195,6 +195,12 @@ pub struct Step {
     #[serde(default)]
     #[schemars(with = "Option<WriteStep>")]
     pub write: Option<Spanned<WriteStep>>,
+    #[serde(default)]
+    #[schemars(with = "Option<ConditionStep>")]
+    pub condition: Option<Spanned<ConditionStep>>,
+    #[serde(default)]
+    #[schemars(with = "Option<ForEachStep>")]
+    pub for_each: Option<Spanned<ForEachStep>>,
     /// The transform's configuration, as its plugin's config schema describes.
     #[serde(default)]
     #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
@@ -204,10 +210,95 @@ pub struct Step {
     #[serde(default)]
     #[schemars(with = "BTreeMap<StepId, RunAfter>")]
     pub run_after: BTreeMap<Spanned<StepId>, Spanned<RunAfter>>,
+    /// How long one call of the step (a page read, a batch transformed or written, retries
+    /// included) may take before the step fails.
     #[serde(default)]
     #[schemars(with = "Option<Interval>")]
     pub timeout: Option<Spanned<Interval>>,
 }
+
+impl Step {
+    /// The step whose records this one takes, for every kind but `read`.
+    pub fn input(&self) -> Option<&Spanned<StepId>> {
+        self.transform
+            .as_ref()
+            .map(|t| &t.get_ref().input)
+            .or_else(|| self.write.as_ref().map(|w| &w.get_ref().input))
+            .or_else(|| self.condition.as_ref().map(|c| &c.get_ref().input))
+            .or_else(|| self.for_each.as_ref().map(|f| &f.get_ref().input))
+    }
+
+    /// Which of a condition's outputs this step takes, when its input is a condition.
+    pub fn branch(&self) -> Option<&Spanned<Branch>> {
+        self.transform
+            .as_ref()
+            .and_then(|t| t.get_ref().branch.as_ref())
+            .or_else(|| self.write.as_ref().and_then(|w| w.get_ref().branch.as_ref()))
+            .or_else(|| self.condition.as_ref().and_then(|c| c.get_ref().branch.as_ref()))
+            .or_else(|| self.for_each.as_ref().and_then(|f| f.get_ref().branch.as_ref()))
+    }
+
+    /// Whether the step hands records downstream (a write does not).
+    pub fn produces_records(&self) -> bool {
+        self.read.is_some() || self.transform.is_some() || self.condition.is_some() || self.for_each.is_some()
+    }
+}
+
+/// Which records of a condition a step takes: those the condition holds for (`then`, the
+/// default) or the others (`else`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Branch {
+    #[default]
+    Then,
+    Else,
+}
+
+/// Routes records: those `when` holds for go to the steps reading this one, the others to the
+/// steps reading it with `branch = "else"`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConditionStep {
+    #[schemars(with = "StepId")]
+    pub input: Spanned<StepId>,
+    /// A CEL condition over `record`, e.g. `record.StageName == 'Waiting'`.
+    #[schemars(with = "String")]
+    pub when: Spanned<String>,
+    #[serde(default)]
+    #[schemars(with = "Option<Branch>")]
+    pub branch: Option<Spanned<Branch>>,
+}
+
+/// For each input record, reads a connector stream with `options` filled in from the record
+/// (`"${record.FIELD}"`), several reads at once; the step's records are what those reads return.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ForEachStep {
+    #[schemars(with = "StepId")]
+    pub input: Spanned<StepId>,
+    #[schemars(with = "ConnectionName")]
+    pub connection: Spanned<ConnectionName>,
+    #[schemars(with = "String")]
+    pub stream: Spanned<String>,
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
+    pub options: Option<Spanned<toml::Table>>,
+    #[serde(default)]
+    pub page_size: Option<u32>,
+    /// Reads in flight at once (default 4, at most 32).
+    #[serde(default)]
+    #[schemars(with = "Option<u32>")]
+    pub concurrency: Option<Spanned<u32>>,
+    /// Puts the input record into each record read, under this field.
+    #[serde(default)]
+    pub parent_field: Option<String>,
+    #[serde(default)]
+    #[schemars(with = "Option<Branch>")]
+    pub branch: Option<Spanned<Branch>>,
+}
+
+/// At most this many reads of a `for_each` step are in flight at once.
+pub const FOR_EACH_MAX_CONCURRENCY: u32 = 32;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -276,6 +367,9 @@ pub struct TransformStep {
     #[serde(default)]
     #[schemars(with = "Option<StepId>")]
     pub lookup: Option<Spanned<StepId>>,
+    #[serde(default)]
+    #[schemars(with = "Option<Branch>")]
+    pub branch: Option<Spanned<Branch>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -295,4 +389,7 @@ pub struct WriteStep {
     pub key: Vec<Spanned<String>>,
     #[serde(default)]
     pub batch_size: Option<u32>,
+    #[serde(default)]
+    #[schemars(with = "Option<Branch>")]
+    pub branch: Option<Spanned<Branch>>,
 }

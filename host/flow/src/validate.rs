@@ -8,7 +8,7 @@ use std::ops::Range;
 use toml::Spanned;
 
 use crate::diagnostic::{Diagnostic, closest};
-use crate::model::{FlowFile, Step, VarType, WriteMode};
+use crate::model::{FOR_EACH_MAX_CONCURRENCY, FlowFile, Step, VarType, WriteMode};
 use crate::names::StepId;
 
 /// What a checked flow needs from the outside: secrets and environment variables it refers to.
@@ -34,6 +34,12 @@ fn step_kind(step: &Step) -> Vec<&'static str> {
     }
     if step.write.is_some() {
         kinds.push("write");
+    }
+    if step.condition.is_some() {
+        kinds.push("condition");
+    }
+    if step.for_each.is_some() {
+        kinds.push("for_each");
     }
     kinds
 }
@@ -147,7 +153,7 @@ pub(crate) fn check(flow: &FlowFile) -> (Vec<Diagnostic>, Vec<StepId>, Reference
         ids.insert(id.get_ref().as_str(), step);
     }
     let produces_records = |id: &str| {
-        ids.get(id).is_some_and(|s| s.get_ref().read.is_some() || s.get_ref().transform.is_some())
+        ids.get(id).is_some_and(|s| s.get_ref().produces_records())
     };
     let unknown_step = |reference: &Spanned<StepId>, role: &str, out: &mut Vec<Diagnostic>| -> bool {
         let r = reference.get_ref().as_str();
@@ -170,7 +176,7 @@ pub(crate) fn check(flow: &FlowFile) -> (Vec<Diagnostic>, Vec<StepId>, Reference
         match kinds.len() {
             0 => out.push(
                 Diagnostic::new(format!("step `{id}` does nothing"), span(&step.id))
-                    .help("give it one of `read = {...}`, `transform = {...}` or `write = {...}`"),
+                    .help("give it one of `read = {...}`, `transform = {...}`, `write = {...}`, `condition = {...}` or `for_each = {...}`"),
             ),
             1 => {}
             _ => out.push(
@@ -185,43 +191,63 @@ pub(crate) fn check(flow: &FlowFile) -> (Vec<Diagnostic>, Vec<StepId>, Reference
         if let Some(read) = &step.read {
             unknown_connection(&read.get_ref().connection, &mut out);
         }
-        if let Some(transform) = &step.transform {
-            let t = transform.get_ref();
-            for (reference, role) in [(Some(&t.input), "input"), (t.lookup.as_ref(), "lookup")] {
-                let Some(reference) = reference else { continue };
-                if unknown_step(reference, role, &mut out) {
-                    deps.push(reference.get_ref().as_str());
-                    if !produces_records(reference.get_ref().as_str()) {
-                        out.push(Diagnostic::new(
-                            format!("{role} `{}` is a write step, which produces no records", reference.get_ref()),
-                            span(reference),
-                        ).help("use a read or transform step as input"));
-                    }
+        // Every kind but `read` takes records from an input (a transform also from a lookup).
+        let lookup = step.transform.as_ref().and_then(|t| t.get_ref().lookup.as_ref());
+        for (reference, role) in [(step.input(), "input"), (lookup, "lookup")] {
+            let Some(reference) = reference else { continue };
+            if unknown_step(reference, role, &mut out) {
+                deps.push(reference.get_ref().as_str());
+                if !produces_records(reference.get_ref().as_str()) {
+                    out.push(Diagnostic::new(
+                        format!("{role} `{}` is a write step, which produces no records", reference.get_ref()),
+                        span(reference),
+                    ).help("use a read, transform, condition or for_each step as input"));
                 }
             }
-        } else if step.config.is_some() {
+        }
+        if let Some(branch) = step.branch() {
+            let from_condition = step.input().and_then(|i| ids.get(i.get_ref().as_str())).is_some_and(|s| s.get_ref().condition.is_some());
+            if !from_condition {
+                out.push(
+                    Diagnostic::new(format!("step `{id}` takes a `branch`, but its input is not a condition"), span(branch))
+                        .help("`branch = \"else\"` picks the records a `condition` step's `when` does not hold for; remove it here"),
+                );
+            }
+        }
+        if step.transform.is_none() && step.config.is_some() {
             out.push(
                 Diagnostic::new(format!("step `{id}` has a `config`, but only transform steps take one"), span(step.config.as_ref().unwrap()))
-                    .help("read options go in `read = { ..., options = {...} }`"),
+                    .help("read options go in `read = { ..., options = {...} }`; a condition's test in `condition = { ..., when = \"...\" }`"),
             );
         }
         if let Some(write) = &step.write {
             let w = write.get_ref();
             unknown_connection(&w.connection, &mut out);
-            if unknown_step(&w.input, "input", &mut out) {
-                deps.push(w.input.get_ref().as_str());
-                if !produces_records(w.input.get_ref().as_str()) {
-                    out.push(Diagnostic::new(
-                        format!("input `{}` is a write step, which produces no records", w.input.get_ref()),
-                        span(&w.input),
-                    ).help("use a read or transform step as input"));
-                }
-            }
             let mode = *w.mode.get_ref();
             if mode != WriteMode::Create && w.key.is_empty() {
                 out.push(
                     Diagnostic::new(format!("step `{id}` writes in {} mode but gives no `key`", mode.as_str()), span(&w.mode))
                         .help("add `key = [\"field\", ...]`: the fields that identify a record upstream"),
+                );
+            }
+        }
+        if let Some(for_each) = &step.for_each {
+            let f = for_each.get_ref();
+            unknown_connection(&f.connection, &mut out);
+            if let Some(c) = &f.concurrency {
+                if !(1..=FOR_EACH_MAX_CONCURRENCY).contains(c.get_ref()) {
+                    out.push(
+                        Diagnostic::new(format!("a concurrency of {} is out of range", c.get_ref()), span(c))
+                            .help(format!("between 1 and {FOR_EACH_MAX_CONCURRENCY} reads at once")),
+                    );
+                }
+            }
+        }
+        if step.read.is_none() {
+            if let Some((other, _)) = step.run_after.iter().next() {
+                out.push(
+                    Diagnostic::new(format!("step `{id}` has a `run_after`, but only read steps, where a branch starts, take one"), span(other))
+                        .help(format!("step `{id}` runs as records arrive from its input; put `run_after` on the read step its branch starts from")),
                 );
             }
         }
@@ -254,17 +280,24 @@ pub(crate) fn check(flow: &FlowFile) -> (Vec<Diagnostic>, Vec<StepId>, Reference
         }
     }
     for table in tables {
-        scan_table(table.get_ref(), &table.span(), &variables, &mut references, &mut out);
+        scan_table(table.get_ref(), &table.span(), &variables, false, &mut references, &mut out);
+    }
+    for step in &flow.steps {
+        if let Some(options) = step.get_ref().for_each.as_ref().and_then(|f| f.get_ref().options.as_ref()) {
+            scan_table(options.get_ref(), &options.span(), &variables, true, &mut references, &mut out);
+        }
     }
     (out, order, references)
 }
 
-/// Checks `${var.NAME}` references and collects `secret:`/`env:` references in a table.
-/// Values inside a table carry no spans of their own, so problems point at the table.
+/// Checks `${var.NAME}` references (and `${record.FIELD}` where `records` says a record is in
+/// scope) and collects `secret:`/`env:` references in a table. Values inside a table carry no
+/// spans of their own, so problems point at the table.
 fn scan_table(
     table: &toml::Table,
     at: &Range<usize>,
     variables: &BTreeMap<&str, VarType>,
+    records: bool,
     refs: &mut References,
     out: &mut Vec<Diagnostic>,
 ) {
@@ -272,6 +305,7 @@ fn scan_table(
         value: &toml::Value,
         at: &Range<usize>,
         variables: &BTreeMap<&str, VarType>,
+        records: bool,
         refs: &mut References,
         out: &mut Vec<Diagnostic>,
     ) {
@@ -287,6 +321,7 @@ fn scan_table(
                     let Some(end) = rest[start..].find('}') else { break };
                     let inner = &rest[start + 2..start + end];
                     match inner.strip_prefix("var.") {
+                        _ if records && inner.starts_with("record.") => {}
                         Some(name) if variables.contains_key(name) => {}
                         Some(name) => {
                             let mut d = Diagnostic::new(format!("`${{var.{name}}}` refers to a variable the flow does not declare"), Some(at.clone()));
@@ -297,26 +332,29 @@ fn scan_table(
                             out.push(d);
                         }
                         None => out.push(
-                            Diagnostic::new(format!("`${{{inner}}}` is not a reference weft understands"), Some(at.clone()))
-                                .help("variables are written `${var.NAME}`"),
+                            Diagnostic::new(format!("`${{{inner}}}` is not a reference weft understands"), Some(at.clone())).help(if records {
+                                "variables are written `${var.NAME}`, fields of the input record `${record.FIELD}`"
+                            } else {
+                                "variables are written `${var.NAME}`"
+                            }),
                         ),
                     }
                     rest = &rest[start + end + 1..];
                 }
             }
-            toml::Value::Array(items) => items.iter().for_each(|v| walk(v, at, variables, refs, out)),
+            toml::Value::Array(items) => items.iter().for_each(|v| walk(v, at, variables, records, refs, out)),
             toml::Value::Table(t) => {
                 for (key, v) in t {
-                    walk(&toml::Value::String(key.clone()), at, variables, refs, out);
-                    walk(v, at, variables, refs, out);
+                    walk(&toml::Value::String(key.clone()), at, variables, records, refs, out);
+                    walk(v, at, variables, records, refs, out);
                 }
             }
             _ => {}
         }
     }
     for (key, value) in table {
-        walk(&toml::Value::String(key.clone()), at, variables, refs, out);
-        walk(value, at, variables, refs, out);
+        walk(&toml::Value::String(key.clone()), at, variables, records, refs, out);
+        walk(value, at, variables, records, refs, out);
     }
 }
 

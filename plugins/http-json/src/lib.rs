@@ -17,6 +17,9 @@
 //! instead of passing `cursor`. Zendesk's offset pagination, for example, is
 //! `{ records_field = "tickets", page_size_param = "per_page", next_url = "/next_page" }`.
 //!
+//! A read step's `options = { query = { name = "value" } }` adds query parameters to its list
+//! requests (a for-each step fills them from each record: `owner = "${record.id}"`).
+//!
 //! Webhook deliveries carry `X-Signature: sha256=<hex HMAC of the body>` under the
 //! connection's webhook secret and a body `{"events": [{"id", "stream", "action", "record"}]}`;
 //! a body `{"challenge": "..."}` is a handshake answered by echoing the challenge.
@@ -43,6 +46,15 @@ struct Config {
     /// What `check` requests, relative to `base_url`.
     #[serde(default = "default_check_path")]
     check_path: String,
+}
+
+/// A read step's `options`: `query` adds parameters to every list request of the read, e.g.
+/// `options = { query = { owner = "42" } }`.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ReadOptions {
+    #[serde(default)]
+    query: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 fn default_check_path() -> String {
@@ -206,13 +218,26 @@ impl Connector for HttpJson {
             (SyncMode::Incremental, None) => (None, resume.newest.clone().or(resume.since)),
             (SyncMode::Full, None) => (None, None),
         };
+        let options: ReadOptions = match &req.options {
+            serde_json::Value::Null => ReadOptions::default(),
+            given => serde_json::from_value(given.clone()).map_err(|e| Error::config(format!("read options: {e}")))?,
+        };
         let request = match &resume.next_url {
             Some(url) => conn.get(url),
-            None => conn
-                .get(&format!("{base}/{}", req.stream))
-                .query(&config.page_size_param, req.page_size.unwrap_or(DEFAULT_PAGE_SIZE))
-                .query_opt("cursor", cursor.as_deref())
-                .query_opt("updated_since", since.as_deref()),
+            None => {
+                let mut request = conn
+                    .get(&format!("{base}/{}", req.stream))
+                    .query(&config.page_size_param, req.page_size.unwrap_or(DEFAULT_PAGE_SIZE))
+                    .query_opt("cursor", cursor.as_deref())
+                    .query_opt("updated_since", since.as_deref());
+                for (name, value) in &options.query {
+                    request = match value {
+                        serde_json::Value::String(text) => request.query(name, text),
+                        other => request.query(name, other),
+                    };
+                }
+                request
+            }
         };
         let answer = ListAnswer::parse(&config, request.send_json()?)?;
         let newest = answer
