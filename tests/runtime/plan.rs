@@ -251,3 +251,58 @@ read = { connection = "acme", stream = "tickets" }
         Some(weft_capabilities::RateBudget { requests: 100, per: std::time::Duration::from_secs(60) })
     );
 }
+
+async fn check_with_vars(text: &str, vars: &[(&str, &str)]) -> Result<weft_engine::Plan, String> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flow.toml");
+    std::fs::write(&path, text).unwrap();
+    let flow = weft_flow::load(&path).map_err(|e| e.to_string())?;
+    let plugins = PluginDirectory::new([PathBuf::from(WASM_DIR)]);
+    let rt = runtime(|_| {});
+    let options = weft_engine::PlanOptions {
+        environment: None,
+        tenant: "default".into(),
+        variables: vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+    };
+    weft_engine::plan_with(&flow, &options, &plugins, &rt).await.map_err(|e| e.to_string().replace(&path.display().to_string(), "flow.toml"))
+}
+
+const VARIABLE_FLOW: &str = r#"name = "items"
+
+[variables.api_host]
+type = "string"
+default = "127.0.0.1:9"
+
+[variables.page]
+type = "number"
+default = 10
+
+[connections.api]
+plugin = "http-json"
+config = { base_url = "http://${var.api_host}" }
+egress = [{ host = "${var.api_host}", allow_http = true, allow_private = true }]
+
+[[steps]]
+id = "items"
+read = { connection = "api", stream = "items", options = { query = { size = "${var.page}" } } }
+"#;
+
+#[tokio::test]
+async fn command_line_variables_win_over_defaults_in_config_egress_and_options() {
+    let plan = check_with_vars(VARIABLE_FLOW, &[("api_host", "127.0.0.1:4102"), ("page", "25")]).await.unwrap_or_else(|e| panic!("{e}"));
+    let api = &plan.connections["api"];
+    assert_eq!(api.config["base_url"], "http://127.0.0.1:4102");
+    assert_eq!(api.spec.egress.len(), 1);
+    assert!(format!("{:?}", api.spec.egress[0]).contains("port: Some(4102)"), "{:?}", api.spec.egress);
+    let items: weft_flow::StepId = "items".to_owned().try_into().unwrap();
+    assert_eq!(plan.options[&items]["query"]["size"], 25, "a number variable stays a number");
+}
+
+#[tokio::test]
+async fn a_command_line_variable_must_be_declared_and_of_its_type() {
+    let err = check_with_vars(VARIABLE_FLOW, &[("api_hots", "x")]).await.err().expect("an undeclared variable is refused");
+    assert!(err.contains("`--var api_hots=...` names a variable this flow does not declare"), "{err}");
+    assert!(err.contains("it declares: api_host, page"), "{err}");
+    let err = check_with_vars(VARIABLE_FLOW, &[("page", "ten")]).await.err().expect("a non-number is refused");
+    assert!(err.contains("`--var page`: `ten` is not a number"), "{err}");
+}

@@ -45,6 +45,9 @@ enum Command {
         /// Check with this environment's variables and connections.
         #[arg(long)]
         env: Option<String>,
+        /// A variable's value, over the environment's and the default (repeatable).
+        #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
+        vars: Vec<(String, String)>,
         /// Where plugins named in flows are found (repeatable); by default the data
         /// directory's `plugins/` and this checkout's built plugins.
         #[arg(long = "plugins")]
@@ -59,6 +62,9 @@ enum Command {
         /// Run with this environment's variables and connections.
         #[arg(long)]
         env: Option<String>,
+        /// A variable's value, over the environment's and the default (repeatable).
+        #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
+        vars: Vec<(String, String)>,
         /// Where plugins named in flows are found (repeatable).
         #[arg(long = "plugins")]
         plugin_dirs: Vec<PathBuf>,
@@ -126,16 +132,26 @@ fn main() -> ExitCode {
     }
 }
 
+/// `NAME=VALUE` of `--var`.
+fn parse_var(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
+        _ => Err(format!("`{text}` is not NAME=VALUE")),
+    }
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Plugin { command: PluginCommand::Inspect { file, json } } => inspect::run(&cli.data_dir, &file, json).await,
-        Command::Validate { file, env, plugin_dirs } => {
+        Command::Validate { file, env, vars, plugin_dirs } => {
             let plugins = plugin_directory(&cli.data_dir, plugin_dirs);
-            validate::run(&cli.data_dir, &cli.tenant, &file, env.as_deref(), &plugins).await
+            let options = weft_engine::PlanOptions { environment: env, tenant: cli.tenant.clone(), variables: vars.into_iter().collect() };
+            validate::run(&cli.data_dir, &file, &options, &plugins).await
         }
-        Command::Run { file, env, plugin_dirs } => {
+        Command::Run { file, env, vars, plugin_dirs } => {
             let plugins = plugin_directory(&cli.data_dir, plugin_dirs);
-            run::run(&cli.data_dir, &cli.tenant, &file, env.as_deref(), &plugins).await
+            let options = weft_engine::PlanOptions { environment: env, tenant: cli.tenant.clone(), variables: vars.into_iter().collect() };
+            run::run(&cli.data_dir, &file, &options, &plugins).await
         }
         Command::Schema => {
             println!("{}", serde_json::to_string_pretty(&weft_flow::json_schema())?);

@@ -5,9 +5,9 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 use weft_capabilities::{MasterKey, Secrets};
-use weft_engine::{PluginDirectory, RunOptions};
+use weft_engine::{PlanOptions, PluginDirectory, RunOptions};
 
-pub async fn run(data_dir: &Path, tenant: &str, file: &Path, env: Option<&str>, plugins: &PluginDirectory) -> anyhow::Result<()> {
+pub async fn run(data_dir: &Path, file: &Path, plan_options: &PlanOptions, plugins: &PluginDirectory) -> anyhow::Result<()> {
     let flow = match weft_flow::load(file) {
         Ok(flow) => flow,
         Err(error) => {
@@ -16,7 +16,7 @@ pub async fn run(data_dir: &Path, tenant: &str, file: &Path, env: Option<&str>, 
         }
     };
     let runtime = crate::runtime(data_dir)?;
-    let plan = match weft_engine::plan(&flow, env, tenant, plugins, &runtime).await {
+    let plan = match weft_engine::plan_with(&flow, plan_options, plugins, &runtime).await {
         Ok(plan) => plan,
         Err(error) => {
             eprint!("{error}");
@@ -25,7 +25,7 @@ pub async fn run(data_dir: &Path, tenant: &str, file: &Path, env: Option<&str>, 
     };
     let store = crate::store(data_dir).await?;
     let secrets = Secrets::new(store.clone(), MasterKey::load(data_dir).context("loading the master key")?);
-    let options = RunOptions { tenant: tenant.to_owned(), environment: env.map(str::to_owned), ..RunOptions::default() };
+    let options = RunOptions { tenant: plan_options.tenant.clone(), environment: plan_options.environment.clone(), ..RunOptions::default() };
     let started = std::time::Instant::now();
     let mut progress = |p: &weft_engine::Progress<'_>| {
         let step = p.step;

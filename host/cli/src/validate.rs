@@ -7,9 +7,10 @@
 use std::path::Path;
 
 use anyhow::bail;
-use weft_engine::PluginDirectory;
+use weft_engine::{PlanOptions, PluginDirectory};
 
-pub async fn run(data_dir: &Path, tenant: &str, file: &Path, env: Option<&str>, plugins: &PluginDirectory) -> anyhow::Result<()> {
+pub async fn run(data_dir: &Path, file: &Path, options: &PlanOptions, plugins: &PluginDirectory) -> anyhow::Result<()> {
+    let tenant = options.tenant.as_str();
     let flow = match weft_flow::load(file) {
         Ok(flow) => flow,
         Err(error) => {
@@ -18,7 +19,7 @@ pub async fn run(data_dir: &Path, tenant: &str, file: &Path, env: Option<&str>, 
         }
     };
     let runtime = crate::runtime(data_dir)?;
-    if let Err(error) = weft_engine::plan(&flow, env, tenant, plugins, &runtime).await {
+    if let Err(error) = weft_engine::plan_with(&flow, options, plugins, &runtime).await {
         eprint!("{error}");
         bail!("{} has {} problem(s) with its plugins", file.display(), error.diagnostics.len());
     }

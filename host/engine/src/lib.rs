@@ -6,6 +6,6 @@ pub mod registry;
 pub mod run;
 pub mod schedule;
 
-pub use plan::{BoundConnection, Plan, plan};
+pub use plan::{BoundConnection, Plan, PlanOptions, plan, plan_with};
 pub use registry::PluginDirectory;
 pub use run::{Progress, RetryPolicy, RunError, RunOptions, RunReport, retry_failed, run, run_with_events};

@@ -162,6 +162,16 @@ fn wit_mode(mode: weft_runtime::bindings::WriteMode) -> &'static str {
     }
 }
 
+/// What a plan is made for besides the flow: the environment, the tenant, and variable values
+/// given at the command line (`--var NAME=VALUE`), which win over the environment's.
+#[derive(Debug, Clone, Default)]
+pub struct PlanOptions {
+    pub environment: Option<String>,
+    pub tenant: String,
+    /// Values as text, read by each variable's declared type.
+    pub variables: BTreeMap<String, String>,
+}
+
 /// Binds `flow` to its plugins for `environment` (none: the defaults), or reports every
 /// problem the plugins reveal, pointing into the flow file.
 pub async fn plan(
@@ -171,6 +181,33 @@ pub async fn plan(
     plugins: &PluginDirectory,
     runtime: &Runtime,
 ) -> Result<Plan, FlowError> {
+    let options = PlanOptions { environment: environment.map(str::to_owned), tenant: tenant.to_owned(), variables: BTreeMap::new() };
+    plan_with(flow, &options, plugins, runtime).await
+}
+
+/// A variable's value given as text, read as the variable's declared type.
+fn typed_value(kind: weft_flow::model::VarType, text: &str) -> Result<toml::Value, String> {
+    use weft_flow::model::VarType;
+    match kind {
+        VarType::String => Ok(toml::Value::String(text.to_owned())),
+        VarType::Number => text
+            .parse::<i64>()
+            .map(toml::Value::Integer)
+            .or_else(|_| text.parse::<f64>().map(toml::Value::Float))
+            .map_err(|_| format!("`{text}` is not a number")),
+        VarType::Bool => text.parse::<bool>().map(toml::Value::Boolean).map_err(|_| format!("`{text}` is not `true` or `false`")),
+        VarType::Json => {
+            let json: Value = serde_json::from_str(text).map_err(|e| format!("`{text}` is not JSON: {e}"))?;
+            toml::Value::try_from(json).map_err(|e| format!("`{text}` cannot be a flow value: {e}"))
+        }
+        VarType::Secret if text.starts_with("secret:") || text.starts_with("env:") => Ok(toml::Value::String(text.to_owned())),
+        VarType::Secret => Err("a secret variable takes a reference, `secret:NAME` or `env:NAME`, never the secret itself".to_owned()),
+    }
+}
+
+/// [`plan`] with variable values from the command line.
+pub async fn plan_with(flow: &Flow, options: &PlanOptions, plugins: &PluginDirectory, runtime: &Runtime) -> Result<Plan, FlowError> {
+    let (environment, tenant) = (options.environment.as_deref(), options.tenant.as_str());
     let file = &flow.file;
     let mut out: Vec<Diagnostic> = Vec::new();
     let flow_dir = flow.path.parent().unwrap_or(Path::new(".")).to_owned();
@@ -195,7 +232,24 @@ pub async fn plan(
         },
     };
     let mut variables = BTreeMap::new();
+    for given in options.variables.keys() {
+        if !file.variables.keys().any(|k| k.get_ref().as_str() == given) {
+            let known: Vec<&str> = file.variables.keys().map(|k| k.get_ref().as_str()).collect();
+            out.push(Diagnostic::new(format!("`--var {given}=...` names a variable this flow does not declare"), at(&file.name)).help(
+                if known.is_empty() { "the flow declares no variables".to_owned() } else { format!("it declares: {}", known.join(", ")) },
+            ));
+        }
+    }
     for (name, variable) in &file.variables {
+        if let Some(text) = options.variables.get(name.get_ref().as_str()) {
+            match typed_value(variable.get_ref().kind, text) {
+                Ok(v) => {
+                    variables.insert(name.get_ref().to_string(), v);
+                }
+                Err(why) => out.push(Diagnostic::new(format!("`--var {}`: {why}", name.get_ref()), at(name))),
+            }
+            continue;
+        }
         let value = env
             .and_then(|e| e.variables.iter().find(|(k, _)| k.get_ref() == name.get_ref()).map(|(_, v)| v.get_ref().clone()))
             .or_else(|| variable.get_ref().default.as_ref().map(|d| d.get_ref().clone()));
@@ -257,7 +311,7 @@ pub async fn plan(
         let mut rules = Vec::new();
         for rule in egress {
             let r = rule.get_ref();
-            match HostRule::parse(r.host.get_ref()) {
+            match HostRule::parse(&substitute_text(r.host.get_ref(), &variables)) {
                 Ok(h) => rules.push(h.allow_http(r.allow_http).allow_private(r.allow_private)),
                 Err(e) => out.push(Diagnostic::new(e.to_string(), at(&r.host))),
             }
