@@ -757,7 +757,7 @@ fn verify_delivery(conn: &Connection, req: &InboundRequest) -> Result<Verificati
         return Ok(Verification::Rejected("X-HubSpot-Request-Timestamp is not epoch milliseconds".into()));
     };
     let age = weft_sdk::time::now_ms() - sent_ms;
-    if age > MAX_DELIVERY_AGE_MS || age < -MAX_DELIVERY_AGE_MS {
+    if !(-MAX_DELIVERY_AGE_MS..=MAX_DELIVERY_AGE_MS).contains(&age) {
         return Ok(Verification::Rejected(format!("the delivery's timestamp is {} s away from now; at most 300 s is accepted", age / 1_000)));
     }
     let Some(given) = weft_sdk::base64::decode(signature) else {

@@ -8,7 +8,8 @@
 //! `SystemModstamp` included. When Salesforce answers a batch smaller than the `LIMIT` ("based on
 //! the size and complexity of records queried") the cursor also carries `nextRecordsUrl`, which
 //! the next page follows; a locator that has expired (`INVALID_QUERY_LOCATOR`) falls back to the
-//! keyset. Pages are at most 2,000 records (`page_size` lowers it). A changed record moves to the
+//! keyset. Pages are at most 2,000 records (`page_size` lowers it); the first page of a full read
+//! carries the record count (`SELECT COUNT()`). A changed record moves to the
 //! end of the order, so a record changed during a read may arrive twice — never not at all.
 //! `limits` reads `/limits` (`DailyApiRequests` and the rest: `Max`, `Remaining`), what an import
 //! estimate is compared with.
@@ -397,6 +398,12 @@ fn read_object(conn: &Connection, api: &Api, o: &SObject, req: &ReadRequest) -> 
             (answer, true)
         }
     };
+    // The first page of a full read says how many records the read will bring (one COUNT()
+    // query), so progress and import estimates have a total.
+    let total = match (&req.mode, &req.cursor) {
+        (weft_sdk::SyncMode::Full, None) => Some(count(conn, api, o)?),
+        _ => None,
+    };
     let mut records = answer.records;
     for r in &mut records {
         r.remove("attributes");
@@ -415,14 +422,31 @@ fn read_object(conn: &Connection, api: &Api, o: &SObject, req: &ReadRequest) -> 
         if position.next.is_none() {
             return Err(Error::upstream(200, b"the query answer is not done but has no nextRecordsUrl"));
         }
-        return Ok(Page::more(records, &position));
+        return Ok(with_total(Page::more(records, &position), total));
     }
     // A batch that filled its LIMIT may have more behind it; a shorter one ended the stream.
     // After following a locator the LIMIT is not known here, so ask once more.
     if !limited || records.len() as u32 >= limit {
-        return Ok(Page::more(records, &position));
+        return Ok(with_total(Page::more(records, &position), total));
     }
-    Ok(Page::last(records, Some(&position)))
+    Ok(with_total(Page::last(records, Some(&position)), total))
+}
+
+fn with_total(page: Page, total: Option<u64>) -> Page {
+    match total {
+        Some(n) => page.with_total(n),
+        None => page,
+    }
+}
+
+fn count(conn: &Connection, api: &Api, o: &SObject) -> Result<u64> {
+    #[derive(Deserialize)]
+    struct Count {
+        #[serde(rename = "totalSize")]
+        total: u64,
+    }
+    let q = format!("SELECT COUNT() FROM {}", o.name);
+    Ok(checked(conn.get(&format!("{}/query", api.root)).query("q", &q).send()?)?.json::<Count>()?.total)
 }
 
 #[derive(Deserialize)]
@@ -543,17 +567,17 @@ fn write_object(conn: &Connection, api: &Api, o: &SObject, req: &WriteRequest) -
         None => calls.push((mode, vec![index])),
     };
     let key_is_id = key.is_none_or(|k| k.eq_ignore_ascii_case("Id"));
+    if matches!(req.mode, WriteMode::Update | WriteMode::Delete) && !key_is_id {
+        return Err(Error::config(format!(
+            "Salesforce updates and deletes records by Id; the key is `{}` (upsert matches on an external ID)",
+            key.unwrap_or_default()
+        )));
+    }
     let mut external: Vec<usize> = Vec::new();
     for (i, record) in req.records.iter().enumerate() {
         let has_id = record_id(record).is_some();
         match req.mode {
             WriteMode::Create => lane(WriteMode::Create, i, &mut calls),
-            WriteMode::Update | WriteMode::Delete if !key_is_id => {
-                outcomes[i] = Some(WriteOutcome::failed(Error::config(format!(
-                    "Salesforce updates and deletes records by Id; the key is `{}` (use upsert to match on an external ID)",
-                    key.unwrap_or_default()
-                ))));
-            }
             WriteMode::Update | WriteMode::Delete if !has_id => {
                 outcomes[i] = Some(WriteOutcome::failed(Error::invalid_record("the record has no Id")));
             }

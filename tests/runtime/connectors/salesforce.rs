@@ -219,6 +219,21 @@ async fn batches_split_by_salesforce_are_followed_through_next_records_url() {
     ids.dedup();
     assert_eq!((n, ids.len()), (70, 70));
     assert!(h.sandbox.requests(Some(Vendor::Salesforce)).iter().any(|r| path(r).contains("/query/01g")), "nextRecordsUrl was followed");
+    assert_eq!(first.total, Some(70), "the first page of a full read counts the records");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updates_by_anything_but_id_are_refused_whole() {
+    let h = Harness::start::<SalesforceCase>().await;
+    let batch = PartialBatch {
+        stream: "Contact",
+        mode: WriteMode::Update,
+        key: vec!["Email".into()],
+        records: vec![json!({"Email": "x@example.com", "Title": "T"})],
+        invalid: vec![0],
+    };
+    let err = h.write(&batch).await.unwrap_err();
+    assert!(matches!(err.plugin_error(), Some(PluginError::Config(m)) if m.contains("by Id")), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
