@@ -33,6 +33,7 @@
 #![warn(missing_docs)]
 
 pub mod arena;
+pub mod base64;
 mod connector;
 pub mod cursor;
 mod error;
@@ -40,6 +41,7 @@ pub mod http;
 pub mod log;
 mod record;
 pub mod state;
+pub mod time;
 mod transform;
 
 pub use connector::*;

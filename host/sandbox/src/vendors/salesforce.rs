@@ -801,7 +801,8 @@ impl Salesforce {
         let Some(text) = p.get("q") else { return malformed("A query string must be provided in the q parameter") };
         let batch = header_str(headers, "sforce-query-options")
             .and_then(|h| h.split(',').find_map(|kv| kv.trim().strip_prefix("batchSize=").and_then(|n| n.parse::<u64>().ok())))
-            .map(|n| n.clamp(200, self.limits.query_batch_size))
+            // 200 is Salesforce's smallest batchSize; a sandbox configured below it keeps its own.
+            .map(|n| n.clamp(200.min(self.limits.query_batch_size), self.limits.query_batch_size))
             .unwrap_or(self.limits.query_batch_size);
         let mut st = self.state.lock().expect("salesforce state");
         match self.plan(&st, text, include_deleted, batch) {

@@ -589,3 +589,24 @@ async fn salesforce_bulk_query_job_pages_csv_results_with_sforce_locator() {
     assert!(rows.iter().all(|r| r.split("\",\"").count() == 3 && r.starts_with("\"003")));
     sb.shutdown().await;
 }
+
+#[tokio::test]
+async fn salesforce_batch_size_header_with_a_small_configured_batch_answers_instead_of_panicking() {
+    let mut config = sized(30);
+    config.salesforce.query_batch_size = 10;
+    let sb = start(config).await;
+    let token = session(&sb).await;
+    let r = client()
+        .get(format!("{}{V}/query", base(&sb)))
+        .query(&[("q", "SELECT Id FROM Account")])
+        .header("Sforce-Query-Options", "batchSize=500")
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["records"].as_array().unwrap().len(), 10, "the configured batch size caps the requested one");
+    assert_eq!(body["done"], false);
+    sb.shutdown().await;
+}
