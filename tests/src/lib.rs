@@ -2,6 +2,7 @@
 //! upstream on loopback that speaks the `http-json` connector's API.
 
 pub mod conformance;
+pub mod scenario;
 pub mod upstream;
 
 use std::path::PathBuf;

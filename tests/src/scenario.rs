@@ -1,0 +1,101 @@
+//! Running the example flows of `examples/` end to end against a sandbox started for the test.
+//!
+//! Example flows follow one convention so that the same file runs against `weft sandbox`, a
+//! test's sandbox on ephemeral ports and the real vendor: each vendor's address is two
+//! variables, `{vendor}_url` (`http://127.0.0.1:4101`) and `{vendor}_host` (`127.0.0.1:4101`),
+//! defaulting to the well-known sandbox ports, used in the connection's `config` and its
+//! loopback `egress`; `[environments.production]` replaces those connections with the vendor's
+//! real configuration. [`Scenario::run`] sets the variables for the sandbox it started.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use weft_capabilities::{MasterKey, Secret, Secrets};
+use weft_engine::{PlanOptions, PluginDirectory, RetryPolicy, RunOptions, RunReport};
+use weft_sandbox::{Sandbox, SandboxConfig, Vendor};
+use weft_store::Store;
+
+/// A sandbox, a SQLite store in a temporary directory and the built plugins.
+pub struct Scenario {
+    pub sandbox: Sandbox,
+    pub store: Store,
+    pub secrets: Secrets,
+    pub dir: tempfile::TempDir,
+    pub runtime: weft_runtime::Runtime,
+    pub plugins: PluginDirectory,
+}
+
+/// An example flow file by its path under `examples/`.
+pub fn example(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples").join(path)
+}
+
+/// The variable prefix of a vendor: its slug with `_` for `-` (`partner_center`).
+pub fn var_prefix(vendor: Vendor) -> String {
+    vendor.slug().replace('-', "_")
+}
+
+impl Scenario {
+    pub async fn start(config: SandboxConfig) -> Scenario {
+        let sandbox = Sandbox::start(config).await.expect("sandbox starts");
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = Store::open_sqlite(dir.path().join("weft.db")).await.expect("store");
+        let secrets = Secrets::new(store.clone(), MasterKey::generate("test"));
+        let runtime = crate::runtime(|_| {});
+        let plugins = PluginDirectory::new([PathBuf::from(crate::WASM_DIR)]);
+        Scenario { sandbox, store, secrets, dir, runtime, plugins }
+    }
+
+    /// `{vendor}_url` and `{vendor}_host` for every emulator of this sandbox.
+    pub fn sandbox_variables(&self) -> BTreeMap<String, String> {
+        let mut vars = BTreeMap::new();
+        for handle in self.sandbox.vendors() {
+            let url = handle.base_url().to_owned();
+            let prefix = var_prefix(handle.vendor());
+            vars.insert(format!("{prefix}_host"), url.trim_start_matches("http://").to_owned());
+            vars.insert(format!("{prefix}_url"), url);
+        }
+        vars
+    }
+
+    /// Stores a secret the flows refer to as `secret:NAME`.
+    pub async fn secret(&self, name: &str, value: &str) {
+        self.secrets.set("default", name, &Secret::new(value)).await.expect("secret stored");
+    }
+
+    /// Plans and runs the flow at `path` once with this sandbox's variables (those the flow
+    /// declares) and `vars` over them; panics with the flow's own diagnostics if it does not plan.
+    pub async fn run(&self, path: &Path, environment: Option<&str>, vars: &[(&str, &str)]) -> RunReport {
+        let flow = weft_flow::load(path).unwrap_or_else(|e| panic!("{e}"));
+        let declared: Vec<String> = flow.file.variables.keys().map(|k| k.get_ref().to_string()).collect();
+        let mut variables: BTreeMap<String, String> = self.sandbox_variables().into_iter().filter(|(k, _)| declared.contains(k)).collect();
+        variables.extend(vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        let options = PlanOptions { environment: environment.map(str::to_owned), tenant: "default".into(), variables };
+        let plan = weft_engine::plan_with(&flow, &options, &self.plugins, &self.runtime).await.unwrap_or_else(|e| panic!("{e}"));
+        let run = RunOptions {
+            environment: environment.map(str::to_owned),
+            retry: RetryPolicy { attempts: 6, base: std::time::Duration::from_millis(20), max_wait: std::time::Duration::from_secs(2) },
+            ..RunOptions::default()
+        };
+        weft_engine::run(&flow, &plan, &self.store, &self.secrets, &run, &mut |_: &weft_engine::Progress<'_>| {}).await.expect("the run is carried out")
+    }
+
+    /// The records a flow kept in dataset `name`, in key order.
+    pub async fn dataset(&self, name: &str) -> Vec<serde_json::Value> {
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let rows = self.store.dataset_page("default", name, after.as_deref(), 500).await.expect("dataset page");
+            if rows.is_empty() {
+                return out;
+            }
+            after = rows.last().map(|(k, _)| k.clone());
+            out.extend(rows.into_iter().map(|(_, r)| serde_json::from_str(&r).expect("dataset records are JSON")));
+        }
+    }
+}
+
+/// The step of a run by id, panicking with the report when it is missing.
+pub fn step<'a>(report: &'a RunReport, id: &str) -> &'a weft_store::StepRunRecord {
+    report.steps.iter().find(|s| s.step == id).unwrap_or_else(|| panic!("no step {id} in {report:?}"))
+}
