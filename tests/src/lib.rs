@@ -18,6 +18,8 @@ pub fn wasm(crate_name: &str) -> PathBuf {
 
 pub const MAP: &str = "weft_plugin_map";
 pub const HTTP_JSON: &str = "weft_plugin_http_json";
+pub const ZENDESK: &str = "weft_plugin_zendesk";
+pub const ZOHO_CRM: &str = "weft_plugin_zoho_crm";
 pub const HOSTILE_TRANSFORM: &str = "weft_guest_hostile_transform";
 pub const TRESPASSER: &str = "weft_guest_trespasser";
 pub const OLD_CONTRACT: &str = "weft_guest_old_contract";

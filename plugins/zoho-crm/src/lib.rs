@@ -72,7 +72,8 @@ struct Config {
     environment: String,
     #[serde(default = "default_version")]
     api_version: String,
-    #[serde(default)]
+    /// Zoho calls the API host the `api_domain` (its token responses carry one).
+    #[serde(default, alias = "api_domain")]
     api_url: Option<String>,
     /// Only the connection's token URL uses it; the plugin itself never calls the accounts host.
     #[serde(default)]
@@ -104,7 +105,9 @@ impl Config {
         if let Some(url) = &self.api_url {
             return Ok(url.trim_end_matches('/').to_owned());
         }
-        let Some((_, domain, _)) = DATA_CENTERS.iter().find(|(code, _, _)| code.eq_ignore_ascii_case(&self.data_center)) else {
+        // A data centre is named by its code (`eu`) or its API domain's suffix (`com.au`).
+        let dc = self.data_center.trim().to_ascii_lowercase();
+        let Some((_, domain, _)) = DATA_CENTERS.iter().find(|(code, domain, _)| *code == dc || domain.strip_prefix("zohoapis.") == Some(dc.as_str())) else {
             let known: Vec<&str> = DATA_CENTERS.iter().map(|d| d.0).collect();
             return Err(Error::config(format!(
                 "connection `{connection}`: unknown data_center `{}`; use one of {}",
@@ -490,12 +493,12 @@ impl Connector for ZohoCrm {
                 "type": "object",
                 "additionalProperties": false,
                 "properties": {
-                    "data_center": {"type": "string", "enum": DATA_CENTERS.iter().map(|d| d.0).collect::<Vec<_>>(), "default": "us",
-                        "description": "Where the org lives: us www.zohoapis.com (accounts.zoho.com), eu .eu, in .in, au .com.au, jp .jp, ca .ca (accounts.zohocloud.ca), cn .com.cn, sa .sa, uk .uk, ae .ae"},
+                    "data_center": {"type": "string", "default": "us",
+                        "description": "Where the org lives, by code or API domain suffix (com, com.au, ...): us www.zohoapis.com (accounts.zoho.com), eu .eu, in .in, au .com.au, jp .jp, ca .ca (accounts.zohocloud.ca), cn .com.cn, sa .sa, uk .uk, ae .ae"},
                     "environment": {"type": "string", "enum": ["production", "sandbox", "developer"], "default": "production",
                         "description": "The org's API host: www., sandbox. or developer.zohoapis..."},
                     "api_version": {"type": "string", "default": "v7"},
-                    "api_url": {"type": "string", "format": "uri", "description": "An explicit API domain replacing the data centre's, e.g. the local sandbox (http://127.0.0.1:4101); its host must be on the connection's egress list"},
+                    "api_url": {"type": "string", "format": "uri", "description": "(alias api_domain) An explicit API domain replacing the data centre's, e.g. the local sandbox (http://127.0.0.1:4101); its host must be on the connection's egress list"},
                     "accounts_url": {"type": "string", "format": "uri", "description": "The OAuth (accounts) host, when not the data centre's; the connection's token URL is {accounts_url}/oauth/v2/token"}
                 }
             }))

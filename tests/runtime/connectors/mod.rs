@@ -1,2 +1,5 @@
 //! The connector conformance suite (`weft_tests::conformance`) for every first-party
 //! connector, against its vendor's emulator; one module per vendor.
+
+mod zendesk;
+mod zoho;
