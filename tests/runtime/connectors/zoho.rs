@@ -160,7 +160,8 @@ async fn reads_past_the_2000_records_page_numbers_reach_with_page_tokens() {
     assert_eq!(ids.len(), 2_150, "no lead twice");
     let lists: Vec<_> = h.sandbox.requests(Some(Vendor::Zoho)).into_iter().filter(|r| r.uri.starts_with("/crm/v7/Leads?")).collect();
     assert_eq!(lists.len(), 11, "200 a page");
-    assert!(lists.iter().skip(1).all(|r| r.uri.contains("page_token=") && !r.uri.contains("page=")), "pages after the first follow page tokens");
+    let numbered = |uri: &str| uri.contains("?page=") || uri.contains("&page=");
+    assert!(lists.iter().skip(1).all(|r| r.uri.contains("page_token=") && !numbered(&r.uri)), "pages after the first follow page tokens");
     assert!(lists.iter().all(|r| r.status == 200));
 }
 
@@ -170,10 +171,11 @@ async fn an_incremental_read_with_nothing_changed_reads_nothing() {
     let (first, cursor) = h.read_all("Deals", SyncMode::Incremental, None, 200).await;
     assert_eq!(first.len(), h.sandbox.data().size.deals as usize);
     let (again, _) = h.read_all("Deals", SyncMode::Incremental, cursor, 200).await;
+    // Zoho compares If-Modified-Since (whole seconds) with the exact modification time, so it
+    // answers the newest record again; the cursor's ids at that second drop it.
     assert!(again.is_empty(), "the newest record is not read again: {again:?}");
     let last = h.sandbox.requests(Some(Vendor::Zoho)).pop().unwrap();
-    assert_eq!(last.status, 304, "Zoho answers If-Modified-Since with 304");
-    assert!(last.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("if-modified-since")));
+    assert!(last.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("if-modified-since")), "{last:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
