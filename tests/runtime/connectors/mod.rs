@@ -3,3 +3,5 @@
 
 mod hubspot;
 mod salesforce;
+mod zendesk;
+mod zoho;
