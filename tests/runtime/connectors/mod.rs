@@ -1,2 +1,4 @@
 //! The connector conformance suite (`weft_tests::conformance`) for every first-party
 //! connector, against its vendor's emulator; one module per vendor.
+
+mod dynamics365;
