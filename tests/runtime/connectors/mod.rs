@@ -2,3 +2,4 @@
 //! connector, against its vendor's emulator; one module per vendor.
 
 mod dynamics365;
+mod monday;
