@@ -20,6 +20,7 @@ pub const MAP: &str = "weft_plugin_map";
 pub const HTTP_JSON: &str = "weft_plugin_http_json";
 pub const DYNAMICS365: &str = "weft_plugin_dynamics365";
 pub const MONDAY: &str = "weft_plugin_monday";
+pub const PARTNER_CENTER: &str = "weft_plugin_partner_center";
 pub const HOSTILE_TRANSFORM: &str = "weft_guest_hostile_transform";
 pub const TRESPASSER: &str = "weft_guest_trespasser";
 pub const OLD_CONTRACT: &str = "weft_guest_old_contract";

@@ -3,3 +3,4 @@
 
 mod dynamics365;
 mod monday;
+mod partner_center;
