@@ -244,9 +244,9 @@ fn less(a: &[u32], b: &[u32]) -> bool {
 /// `a -= b` over `a.len()` limbs (a >= b).
 fn sub(a: &mut [u32], b: &[u32]) {
     let mut borrow = 0i64;
-    for i in 0..a.len() {
-        let d = i64::from(a[i]) - i64::from(b.get(i).copied().unwrap_or(0)) - borrow;
-        a[i] = d as u32;
+    for (i, limb) in a.iter_mut().enumerate() {
+        let d = i64::from(*limb) - i64::from(b.get(i).copied().unwrap_or(0)) - borrow;
+        *limb = d as u32;
         borrow = i64::from(d < 0);
     }
 }

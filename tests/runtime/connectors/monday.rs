@@ -273,3 +273,16 @@ async fn items_carry_column_values_by_id() {
     assert!(r["column_values"]["status"]["value"]["index"].is_number(), "value is parsed JSON: {r}");
     assert!(r["column_values"]["deal_value"]["text"].is_string());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsubscribe_deletes_every_webhook_subscribe_created() {
+    let h = Harness::start::<Monday>().await;
+    let receiver = Receiver::start().await;
+    let sub = h.plugin.subscribe(&h.context, CONNECTION, &h.config, &receiver.url, vec!["create_item".into(), "change_column_value".into()]).await.unwrap();
+    let webhooks = |state: Value| state["webhooks"].as_array().unwrap().len();
+    let state = || async { reqwest::get(format!("{}/admin/vendors/monday/state", h.sandbox.admin_url())).await.unwrap().json::<Value>().await.unwrap() };
+    assert_eq!(webhooks(state().await), 2, "one webhook per board and event");
+    assert_eq!(sub.id.split(',').count(), 2);
+    h.plugin.unsubscribe(&h.context, CONNECTION, &h.config, &sub.id).await.unwrap();
+    assert_eq!(webhooks(state().await), 0);
+}
