@@ -25,7 +25,8 @@
 //! header back. The header value is a MAC (of a fixed label) under the connection's webhook
 //! secret, so the plugin never holds the secret and `verify` recomputes and compares it. A
 //! delivery's body (`RemoteExecutionContext`) is not covered by anything, so a tampered body
-//! with a genuine header cannot be told apart: that is the vendor's design.
+//! with a genuine header cannot be told apart: that is the vendor's design. `unsubscribe`
+//! deletes the endpoint's steps, then the endpoint.
 //!
 //! Config: `organization_url` (required, e.g. `https://contoso.crm.dynamics.com`; the sandbox's
 //! base URL for tests), `api_version` (default `v9.2`), `tenant_id` (for the default Entra ID
@@ -475,10 +476,24 @@ impl Connector for Dynamics365 {
         Ok(Subscription { id: endpoint_id, expires_at: None })
     }
 
+    /// Deletes the endpoint's steps, then the endpoint (Dataverse keeps an endpoint that steps
+    /// still use). Rows already gone count as deleted.
     fn unsubscribe(conn: &Connection, subscription_id: &str) -> Result<()> {
         let config = Config::of(conn)?;
+        let root = config.root();
         let id = weft_sdk::http::percent_encode(subscription_id);
-        send_checked(headers(conn.delete(&format!("{}/serviceendpoints({id})", config.root()))))?;
+        let steps: Value = send_checked(
+            headers(conn.get(&format!("{root}/sdkmessageprocessingsteps"))).query("$filter", format!("_eventhandler_value eq {subscription_id}")),
+        )?
+        .json()?;
+        let step_ids = steps.get("value").and_then(Value::as_array).into_iter().flatten().filter_map(|s| s.get("sdkmessageprocessingstepid").and_then(Value::as_str));
+        let urls: Vec<String> = step_ids.map(|s| format!("{root}/sdkmessageprocessingsteps({})", weft_sdk::http::percent_encode(s))).chain([format!("{root}/serviceendpoints({id})")]).collect();
+        for url in urls {
+            let resp = headers(conn.delete(&url)).send()?;
+            if !resp.is_success() && resp.status != 404 {
+                return Err(failure(resp.status, &resp.body, resp.retry_after()));
+            }
+        }
         Ok(())
     }
 }

@@ -295,3 +295,18 @@ async fn webhook_key_refuses_a_wrong_or_missing_key() {
         assert!(matches!(h.verify(forged).await.unwrap(), Verification::Rejected(_)));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsubscribe_removes_the_steps_and_the_endpoint() {
+    let h = Harness::start::<Dynamics365>().await;
+    let receiver = Receiver::start().await;
+    let sub = h.plugin.subscribe(&h.context, CONNECTION, &h.config, &receiver.url, vec![]).await.unwrap();
+    let state = || async { reqwest::get(format!("{}/admin/vendors/dataverse/state", h.sandbox.admin_url())).await.unwrap().json::<Value>().await.unwrap() };
+    let registered = state().await;
+    assert_eq!(registered["steps"].as_array().unwrap().len(), 12, "Create, Update and Delete of four tables");
+    assert_eq!(registered["service_endpoints"][0]["id"], sub.id.as_str());
+    h.plugin.unsubscribe(&h.context, CONNECTION, &h.config, &sub.id).await.unwrap();
+    let after = state().await;
+    assert!(after["steps"].as_array().unwrap().is_empty() && after["service_endpoints"].as_array().unwrap().is_empty(), "{after}");
+    h.plugin.unsubscribe(&h.context, CONNECTION, &h.config, &sub.id).await.expect("unsubscribing twice is harmless");
+}

@@ -552,6 +552,7 @@ async fn resource(State(d): State<Arc<Dataverse>>, Extension(ctx): Extension<Req
         "WhoAmI" => json_response(StatusCode::OK, json!({"@odata.context": format!("{}/$metadata#Microsoft.Dynamics.CRM.WhoAmIResponse", d.api()), "BusinessUnitId": BU_GUID, "UserId": USER_GUID, "OrganizationId": ORG_GUID})),
         "$batch" if method == http::Method::POST => d.batch(&headers, &body),
         "sdkmessages" | "sdkmessagefilters" | "serviceendpoints" | "sdkmessageprocessingsteps" => d.registration(&segment, method, q.as_deref(), &body),
+        row if method == http::Method::DELETE && (row.starts_with("serviceendpoints(") || row.starts_with("sdkmessageprocessingsteps(")) => d.unregister(row),
         _ => match parse_segment(&segment) {
             None => dv_error(StatusCode::NOT_FOUND, "0x8006088a", &format!("Resource not found for the segment '{segment}'.")),
             Some(Target::Set(e)) if method == http::Method::GET => d.query(e, q.as_deref(), &headers),
@@ -1412,6 +1413,29 @@ fn body_text(resp: Response) -> String {
 // ---------------------------------------------------------------- webhooks
 
 impl Dataverse {
+    /// `DELETE serviceendpoints(<id>)` or `sdkmessageprocessingsteps(<id>)`. An endpoint that
+    /// steps still use is refused: unregister the steps first, as registration tools do.
+    fn unregister(&self, row: &str) -> Response {
+        let Some((set, id)) = row.strip_suffix(')').and_then(|r| r.split_once('(')) else {
+            return dv_error(StatusCode::NOT_FOUND, "0x8006088a", &format!("Resource not found for the segment '{row}'."));
+        };
+        let id = id.trim_matches(['{', '}']).to_ascii_lowercase();
+        let mut st = self.state.lock().expect("dataverse state");
+        let removed = if set == "serviceendpoints" {
+            if st.steps.values().any(|s| s.endpoint == id) {
+                return dv_error(StatusCode::BAD_REQUEST, "0x80048d19", "The service endpoint has registered steps; delete its sdkmessageprocessingsteps first.");
+            }
+            st.endpoints.remove(&id).is_some()
+        } else {
+            st.steps.remove(&id).is_some()
+        };
+        if removed {
+            StatusCode::NO_CONTENT.into_response()
+        } else {
+            dv_error(StatusCode::NOT_FOUND, "0x80040217", &format!("{set} With Id = {id} Does Not Exist"))
+        }
+    }
+
     fn registration(&self, set: &str, method: http::Method, q: Option<&str>, body: &[u8]) -> Response {
         let mut st = self.state.lock().expect("dataverse state");
         let rows: Vec<Value> = match set {
