@@ -1286,10 +1286,17 @@ impl Dataverse {
         }
         let out_boundary = format!("batchresponse_{}", self.hub.tokens.random_hex(8));
         let mut out = String::new();
+        // Without `Prefer: odata.continue-on-error` the batch stops at its first failure.
+        let continue_on_error = headers.get_all("prefer").iter().any(|v| v.to_str().unwrap_or("").split(',').any(|p| p.trim().eq_ignore_ascii_case("odata.continue-on-error")));
         for part in parts {
             out.push_str(&format!("--{out_boundary}\r\n"));
+            let mut stop = false;
             match part {
-                BatchPart::Single(op) => out.push_str(&self.batch_op(op, &[])),
+                BatchPart::Single(op) => {
+                    let (status, text) = self.run_op(op, &[]);
+                    out.push_str(&format!("Content-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\n{text}"));
+                    stop = !status.is_success() && !continue_on_error;
+                }
                 BatchPart::Changeset(ops) => {
                     let snapshot = {
                         let st = self.state.lock().expect("dataverse state");
@@ -1317,6 +1324,7 @@ impl Dataverse {
                             (st.entities, st.custom_ids, st.custom_by_index) = snapshot;
                             out.push_str("Content-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\n");
                             out.push_str(&text);
+                            stop = !continue_on_error;
                         }
                         None => {
                             out.push_str(&format!("Content-Type: multipart/mixed; boundary={cs_boundary}\r\n\r\n"));
@@ -1333,6 +1341,9 @@ impl Dataverse {
                     }
                 }
             }
+            if stop {
+                break;
+            }
         }
         out.push_str(&format!("--{out_boundary}--\r\n"));
         let mut r = (StatusCode::OK, out).into_response();
@@ -1340,11 +1351,6 @@ impl Dataverse {
             r.headers_mut().insert(header::CONTENT_TYPE, v);
         }
         r
-    }
-
-    fn batch_op(&self, op: BatchOp, created: &[(String, String)]) -> String {
-        let (_, text) = self.run_op(op, created);
-        format!("Content-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\n{text}")
     }
 
     /// Runs one inner request through the same code as a direct call; returns its status and

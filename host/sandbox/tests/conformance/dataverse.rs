@@ -506,3 +506,36 @@ async fn dataverse_webhook_registrations_are_deleted_steps_first() {
     assert!(rx.received().is_empty(), "nothing is delivered after unregistering");
     sb.shutdown().await;
 }
+
+#[tokio::test]
+async fn dataverse_batch_stops_at_the_first_failure_unless_asked_to_continue() {
+    let sb = start(sized(3)).await;
+    let t = token(&sb).await;
+    let body = |tag: &str| {
+        let post = |name: &str, field: &str| format!("--batch_D\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\nPOST /api/data/v9.2/accounts HTTP/1.1\r\nContent-Type: application/json\r\n\r\n{{\"{field}\":\"{name}\"}}\r\n");
+        format!("{}{}{}--batch_D--\r\n", post(&format!("{tag} one"), "name"), post("x", "nonsense"), post(&format!("{tag} three"), "name"))
+    };
+    let send = |body: String, prefer: Option<&'static str>| {
+        let url = format!("{}{API}/$batch", base(&sb));
+        let t = t.clone();
+        async move {
+            let mut r = client().post(url).bearer_auth(t).header("Content-Type", "multipart/mixed; boundary=batch_D").body(body);
+            if let Some(p) = prefer {
+                r = r.header("Prefer", p);
+            }
+            r.send().await.unwrap().text().await.unwrap()
+        }
+    };
+    let count = |name: &'static str| {
+        let t = t.clone();
+        let sb = &sb;
+        async move { get(sb, &t, &format!("/accounts?$filter=name eq '{name}'"), None).await.json::<Value>().await.unwrap()["value"].as_array().unwrap().len() }
+    };
+    let stopped = send(body("Stop"), None).await;
+    assert_eq!(stopped.matches("HTTP/1.1 ").count(), 2, "the request after the failure is not run: {stopped}");
+    assert_eq!((count("Stop one").await, count("Stop three").await), (1, 0));
+    let continued = send(body("Go"), Some("odata.continue-on-error")).await;
+    assert_eq!(continued.matches("HTTP/1.1 ").count(), 3, "{continued}");
+    assert_eq!((count("Go one").await, count("Go three").await), (1, 1));
+    sb.shutdown().await;
+}
