@@ -310,3 +310,19 @@ async fn unsubscribe_removes_the_steps_and_the_endpoint() {
     assert!(after["steps"].as_array().unwrap().is_empty() && after["service_endpoints"].as_array().unwrap().is_empty(), "{after}");
     h.plugin.unsubscribe(&h.context, CONNECTION, &h.config, &sub.id).await.expect("unsubscribing twice is harmless");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_table_reads_in_full_with_its_schema_columns() {
+    let h = Harness::start::<Dynamics365>().await;
+    let size = h.sandbox.data().size;
+    for (stream, key, expected) in [("accounts", "accountid", size.companies), ("contacts", "contactid", size.contacts), ("leads", "leadid", size.leads), ("opportunities", "opportunityid", size.deals)] {
+        let (records, _) = h.read_all(stream, SyncMode::Full, None, 15).await;
+        assert_eq!(records.len() as u64, expected, "{stream}");
+        let schema: Value = serde_json::from_str(&h.plugin.stream(stream).unwrap().schema).unwrap();
+        let props = schema["properties"].as_object().unwrap();
+        for r in &records {
+            assert!(r[key].is_string(), "{stream}: {r}");
+            assert!(r.as_object().unwrap().keys().all(|k| props.contains_key(k)), "{stream}: every field is in the schema: {r}");
+        }
+    }
+}

@@ -286,3 +286,13 @@ async fn unsubscribe_deletes_every_webhook_subscribe_created() {
     h.plugin.unsubscribe(&h.context, CONNECTION, &h.config, &sub.id).await.unwrap();
     assert_eq!(webhooks(state().await), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boards_stream_pages_through_the_boards() {
+    let h = Harness::start::<Monday>().await;
+    let (boards, _) = h.read_all("boards", SyncMode::Full, None, 2).await;
+    let ids: Vec<&str> = boards.iter().map(|b| b["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    assert!(ids.contains(&board(&h.sandbox, "Deals").as_str()));
+    assert!(boards[0]["columns"].as_array().is_some_and(|c| !c.is_empty()));
+}
