@@ -102,6 +102,17 @@ pub trait Case {
     async fn genuine_delivery(_h: &Harness, _receiver: &Receiver) -> InboundRequest {
         panic!("{} declares webhooks but its case has no genuine_delivery", Self::PLUGIN)
     }
+    /// A forgery of a genuine delivery, which `verify` must refuse. By default the body is
+    /// altered: a vendor that signs its bodies refuses that. A vendor whose credential does not
+    /// cover the body (a static key header, a JWT over other claims) forges the credential.
+    fn forge(genuine: &InboundRequest) -> InboundRequest {
+        let mut forged = genuine.clone();
+        match forged.body.iter().rposition(|b| b.is_ascii_alphanumeric()) {
+            Some(i) => forged.body[i] = if forged.body[i] == b'1' { b'2' } else { b'1' },
+            None => forged.body.extend_from_slice(b" "),
+        }
+        forged
+    }
     /// For vendors that mint the signing secret per subscription (Zendesk) instead of letting
     /// the operator choose it: the secret issued for the subscription `genuine_delivery` made,
     /// which the operator would then store as the connection's webhook secret. `None` keeps
@@ -483,11 +494,7 @@ pub async fn refuses_a_forged_webhook_and_accepts_a_genuine_one<C: Case>() {
         None => None,
     };
     let context = issued.as_ref().unwrap_or(&h.context);
-    let mut forged = genuine.clone();
-    match forged.body.iter().rposition(|b| b.is_ascii_alphanumeric()) {
-        Some(i) => forged.body[i] = if forged.body[i] == b'1' { b'2' } else { b'1' },
-        None => forged.body.extend_from_slice(b" "),
-    }
+    let forged = C::forge(&genuine);
     match h.verify_in(context, genuine).await.expect("verify answers") {
         Verification::Accepted(events) => {
             assert!(!events.is_empty(), "a genuine delivery carries events");
@@ -498,7 +505,7 @@ pub async fn refuses_a_forged_webhook_and_accepts_a_genuine_one<C: Case>() {
     match h.verify_in(context, forged).await {
         Ok(Verification::Rejected(reason)) => assert!(!reason.is_empty()),
         Err(e) if matches!(e.plugin_error(), Some(PluginError::Auth(_))) => {}
-        other => panic!("a delivery with an altered body is rejected, got {other:?}"),
+        other => panic!("a forged delivery is rejected, got {other:?}"),
     }
 }
 

@@ -5,3 +5,6 @@ mod hubspot;
 mod salesforce;
 mod zendesk;
 mod zoho;
+mod dynamics365;
+mod monday;
+mod partner_center;

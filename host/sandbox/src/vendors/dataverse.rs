@@ -552,6 +552,7 @@ async fn resource(State(d): State<Arc<Dataverse>>, Extension(ctx): Extension<Req
         "WhoAmI" => json_response(StatusCode::OK, json!({"@odata.context": format!("{}/$metadata#Microsoft.Dynamics.CRM.WhoAmIResponse", d.api()), "BusinessUnitId": BU_GUID, "UserId": USER_GUID, "OrganizationId": ORG_GUID})),
         "$batch" if method == http::Method::POST => d.batch(&headers, &body),
         "sdkmessages" | "sdkmessagefilters" | "serviceendpoints" | "sdkmessageprocessingsteps" => d.registration(&segment, method, q.as_deref(), &body),
+        row if method == http::Method::DELETE && (row.starts_with("serviceendpoints(") || row.starts_with("sdkmessageprocessingsteps(")) => d.unregister(row),
         _ => match parse_segment(&segment) {
             None => dv_error(StatusCode::NOT_FOUND, "0x8006088a", &format!("Resource not found for the segment '{segment}'.")),
             Some(Target::Set(e)) if method == http::Method::GET => d.query(e, q.as_deref(), &headers),
@@ -1285,10 +1286,17 @@ impl Dataverse {
         }
         let out_boundary = format!("batchresponse_{}", self.hub.tokens.random_hex(8));
         let mut out = String::new();
+        // Without `Prefer: odata.continue-on-error` the batch stops at its first failure.
+        let continue_on_error = headers.get_all("prefer").iter().any(|v| v.to_str().unwrap_or("").split(',').any(|p| p.trim().eq_ignore_ascii_case("odata.continue-on-error")));
         for part in parts {
             out.push_str(&format!("--{out_boundary}\r\n"));
+            let mut stop = false;
             match part {
-                BatchPart::Single(op) => out.push_str(&self.batch_op(op, &[])),
+                BatchPart::Single(op) => {
+                    let (status, text) = self.run_op(op, &[]);
+                    out.push_str(&format!("Content-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\n{text}"));
+                    stop = !status.is_success() && !continue_on_error;
+                }
                 BatchPart::Changeset(ops) => {
                     let snapshot = {
                         let st = self.state.lock().expect("dataverse state");
@@ -1316,6 +1324,7 @@ impl Dataverse {
                             (st.entities, st.custom_ids, st.custom_by_index) = snapshot;
                             out.push_str("Content-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\n");
                             out.push_str(&text);
+                            stop = !continue_on_error;
                         }
                         None => {
                             out.push_str(&format!("Content-Type: multipart/mixed; boundary={cs_boundary}\r\n\r\n"));
@@ -1332,6 +1341,9 @@ impl Dataverse {
                     }
                 }
             }
+            if stop {
+                break;
+            }
         }
         out.push_str(&format!("--{out_boundary}--\r\n"));
         let mut r = (StatusCode::OK, out).into_response();
@@ -1339,11 +1351,6 @@ impl Dataverse {
             r.headers_mut().insert(header::CONTENT_TYPE, v);
         }
         r
-    }
-
-    fn batch_op(&self, op: BatchOp, created: &[(String, String)]) -> String {
-        let (_, text) = self.run_op(op, created);
-        format!("Content-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\n{text}")
     }
 
     /// Runs one inner request through the same code as a direct call; returns its status and
@@ -1412,6 +1419,29 @@ fn body_text(resp: Response) -> String {
 // ---------------------------------------------------------------- webhooks
 
 impl Dataverse {
+    /// `DELETE serviceendpoints(<id>)` or `sdkmessageprocessingsteps(<id>)`. An endpoint that
+    /// steps still use is refused: unregister the steps first, as registration tools do.
+    fn unregister(&self, row: &str) -> Response {
+        let Some((set, id)) = row.strip_suffix(')').and_then(|r| r.split_once('(')) else {
+            return dv_error(StatusCode::NOT_FOUND, "0x8006088a", &format!("Resource not found for the segment '{row}'."));
+        };
+        let id = id.trim_matches(['{', '}']).to_ascii_lowercase();
+        let mut st = self.state.lock().expect("dataverse state");
+        let removed = if set == "serviceendpoints" {
+            if st.steps.values().any(|s| s.endpoint == id) {
+                return dv_error(StatusCode::BAD_REQUEST, "0x80048d19", "The service endpoint has registered steps; delete its sdkmessageprocessingsteps first.");
+            }
+            st.endpoints.remove(&id).is_some()
+        } else {
+            st.steps.remove(&id).is_some()
+        };
+        if removed {
+            StatusCode::NO_CONTENT.into_response()
+        } else {
+            dv_error(StatusCode::NOT_FOUND, "0x80040217", &format!("{set} With Id = {id} Does Not Exist"))
+        }
+    }
+
     fn registration(&self, set: &str, method: http::Method, q: Option<&str>, body: &[u8]) -> Response {
         let mut st = self.state.lock().expect("dataverse state");
         let rows: Vec<Value> = match set {

@@ -693,7 +693,10 @@ impl Monday {
             "me" => Ok(project(&json!({"id": USER_ID.to_string(), "name": "Weft Demo", "email": "demo@weft-sandbox.example", "account": {"id": ACCOUNT_ID.to_string(), "name": "weft sandbox"}}), &f.selection)),
             "boards" => {
                 let ids: Option<Vec<Board>> = f.arg("ids").map(|v| compare_values(v).iter().filter_map(Board::from_id).collect());
-                let boards: Vec<Board> = ids.unwrap_or_else(|| Board::ALL.to_vec());
+                // `limit` (default 25) and 1-based `page` page the boards, as on the real API.
+                let limit = f.arg("limit").and_then(Value::as_u64).unwrap_or(25).max(1) as usize;
+                let page = f.arg("page").and_then(Value::as_u64).unwrap_or(1).max(1) as usize;
+                let boards: Vec<Board> = ids.unwrap_or_else(|| Board::ALL.to_vec()).into_iter().skip((page - 1) * limit).take(limit).collect();
                 let mut out = Vec::new();
                 for b in boards {
                     let mut o = Map::new();

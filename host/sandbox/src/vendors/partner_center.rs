@@ -30,7 +30,7 @@ use crate::config::{DemoData, PartnerCenterLimits, SandboxConfig};
 use crate::demo::{Demo, Kind};
 use crate::keys;
 use crate::server::{Credentials, Emulator, Hub, RequestCtx};
-use crate::tokens::TokenCheck;
+use crate::tokens::{Grant, RefreshToken, TokenCheck};
 use crate::vendor::Vendor;
 use crate::webhook::{Outgoing, retry_any};
 
@@ -39,6 +39,9 @@ pub(crate) const CLIENT_ID: &str = "c0de5e11-0000-4000-8000-0000000c11e7";
 pub(crate) const CLIENT_SECRET: &str = "weft~sandbox~partner~center~secret~000";
 pub(crate) const USERNAME: &str = "referrals.admin@weft-sandbox.example";
 pub(crate) const PASSWORD: &str = "weft-sandbox-referrals-password";
+/// A delegated (App+User) refresh token issued at start-up, as an operator's consent would
+/// leave one, so a connection can list referrals with `oauth2-refresh` and no password grant.
+pub(crate) const REFRESH_TOKEN: &str = "0.AweftSandboxPartnerCenterReferralsAdminRefreshToken";
 pub(crate) const RESOURCE: &str = "https://api.partner.microsoft.com";
 pub(crate) const WEBHOOK_RESOURCE: &str = "https://api.partnercenter.microsoft.com";
 pub(crate) const TEST_CA_PEM: &str = include_str!("partner_center_keys/test_ca.pem");
@@ -114,6 +117,11 @@ pub(crate) struct PartnerCenter {
     state: Mutex<PartnerState>,
 }
 
+fn issue_demo_refresh(hub: &Hub) {
+    let grant = Grant { vendor: Vendor::PartnerCenter, client_id: CLIENT_ID.into(), user: USERNAME.into(), scope: RESOURCE.into() };
+    hub.tokens.put_refresh(REFRESH_TOKEN.into(), RefreshToken { grant, expires_ms: i64::MAX, minted: VecDeque::new() });
+}
+
 fn pc_error(status: StatusCode, code: &str, description: &str) -> Response {
     json_response(status, json!({"code": code, "description": description}))
 }
@@ -134,6 +142,7 @@ impl PartnerCenter {
         let signer = ring::signature::RsaKeyPair::from_pkcs8(&der).expect("bundled PKCS#8 RSA key");
         let started = hub.now_ms();
         let demo = Demo::from(config.data);
+        issue_demo_refresh(&hub);
         Arc::new(Self {
             limits: config.partner_center,
             access_ms: config.tokens.entra_access.as_millis() as i64,
@@ -718,6 +727,7 @@ impl Emulator for PartnerCenter {
     }
 
     fn reset(&self, data: DemoData) {
+        issue_demo_refresh(&self.hub);
         *self.state.lock().expect("partner center state") = Self::fresh(Demo::from(data), self.now(), self.limits.referral_response_window.as_millis() as i64);
     }
 
@@ -778,7 +788,7 @@ impl Emulator for PartnerCenter {
         Credentials {
             client_id: CLIENT_ID.into(),
             client_secret: CLIENT_SECRET.into(),
-            refresh_token: None,
+            refresh_token: Some(REFRESH_TOKEN.into()),
             api_token: None,
             username: USERNAME.into(),
             extra: [

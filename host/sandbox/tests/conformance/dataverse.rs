@@ -470,3 +470,72 @@ async fn dataverse_upsert_multiple_updates_by_alternate_key_and_creates_the_rest
     assert_eq!(r.status(), 400);
     sb.shutdown().await;
 }
+
+#[tokio::test]
+async fn dataverse_webhook_registrations_are_deleted_steps_first() {
+    let sb = start(fast_webhooks(sized(3))).await;
+    let t = token(&sb).await;
+    let rx = Receiver::start(0).await;
+    let post = |path: &str, body: Value| {
+        let url = format!("{}{API}{path}", base(&sb));
+        let t = t.clone();
+        async move { client().post(url).bearer_auth(t).json(&body).send().await.unwrap() }
+    };
+    let delete = |path: String| {
+        let url = format!("{}{API}{path}", base(&sb));
+        let t = t.clone();
+        async move { client().delete(url).bearer_auth(t).send().await.unwrap().status().as_u16() }
+    };
+    let id_of = |r: &reqwest::Response| r.headers()["odata-entityid"].to_str().unwrap().rsplit_once('(').unwrap().1.trim_end_matches(')').to_string();
+    let r = post("/serviceendpoints", json!({"name": "weft", "url": format!("{}/dv", rx.url), "contract": 8, "authtype": 5, "authvalue": "<settings><setting name=\"k\" value=\"v\" /></settings>"})).await;
+    let endpoint = id_of(&r);
+    let msgs: Value = get(&sb, &t, "/sdkmessages?$filter=name eq 'Update'", None).await.json().await.unwrap();
+    let msg = msgs["value"][0]["sdkmessageid"].as_str().unwrap().to_string();
+    let filters: Value = get(&sb, &t, &format!("/sdkmessagefilters?$filter=primaryobjecttypecode eq 'account' and _sdkmessageid_value eq {msg}"), None).await.json().await.unwrap();
+    let filter = filters["value"][0]["sdkmessagefilterid"].as_str().unwrap().to_string();
+    let r = post("/sdkmessageprocessingsteps", json!({"name": "s", "sdkmessageid@odata.bind": format!("/sdkmessages({msg})"), "sdkmessagefilterid@odata.bind": format!("/sdkmessagefilters({filter})"), "eventhandler_serviceendpoint@odata.bind": format!("/serviceendpoints({endpoint})")})).await;
+    let step = id_of(&r);
+    assert_eq!(delete(format!("/serviceendpoints({endpoint})")).await, 400, "an endpoint with steps is refused");
+    assert_eq!(delete(format!("/sdkmessageprocessingsteps({step})")).await, 204);
+    assert_eq!(delete(format!("/serviceendpoints({endpoint})")).await, 204);
+    assert_eq!(delete(format!("/serviceendpoints({endpoint})")).await, 404);
+    let accounts: Value = get(&sb, &t, "/accounts?$top=1", None).await.json().await.unwrap();
+    let id = accounts["value"][0]["accountid"].as_str().unwrap().to_string();
+    client().patch(format!("{}{API}/accounts({id})", base(&sb))).bearer_auth(&t).json(&json!({"name": "Renamed"})).send().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(rx.received().is_empty(), "nothing is delivered after unregistering");
+    sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn dataverse_batch_stops_at_the_first_failure_unless_asked_to_continue() {
+    let sb = start(sized(3)).await;
+    let t = token(&sb).await;
+    let body = |tag: &str| {
+        let post = |name: &str, field: &str| format!("--batch_D\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\nPOST /api/data/v9.2/accounts HTTP/1.1\r\nContent-Type: application/json\r\n\r\n{{\"{field}\":\"{name}\"}}\r\n");
+        format!("{}{}{}--batch_D--\r\n", post(&format!("{tag} one"), "name"), post("x", "nonsense"), post(&format!("{tag} three"), "name"))
+    };
+    let send = |body: String, prefer: Option<&'static str>| {
+        let url = format!("{}{API}/$batch", base(&sb));
+        let t = t.clone();
+        async move {
+            let mut r = client().post(url).bearer_auth(t).header("Content-Type", "multipart/mixed; boundary=batch_D").body(body);
+            if let Some(p) = prefer {
+                r = r.header("Prefer", p);
+            }
+            r.send().await.unwrap().text().await.unwrap()
+        }
+    };
+    let count = |name: &'static str| {
+        let t = t.clone();
+        let sb = &sb;
+        async move { get(sb, &t, &format!("/accounts?$filter=name eq '{name}'"), None).await.json::<Value>().await.unwrap()["value"].as_array().unwrap().len() }
+    };
+    let stopped = send(body("Stop"), None).await;
+    assert_eq!(stopped.matches("HTTP/1.1 ").count(), 2, "the request after the failure is not run: {stopped}");
+    assert_eq!((count("Stop one").await, count("Stop three").await), (1, 0));
+    let continued = send(body("Go"), Some("odata.continue-on-error")).await;
+    assert_eq!(continued.matches("HTTP/1.1 ").count(), 3, "{continued}");
+    assert_eq!((count("Go one").await, count("Go three").await), (1, 1));
+    sb.shutdown().await;
+}

@@ -47,6 +47,20 @@ async fn monday_takes_the_raw_token_and_rejects_others() {
 }
 
 #[tokio::test]
+async fn monday_boards_page_with_limit_and_page() {
+    let sb = start(sized(3)).await;
+    let ids = |v: &Value| v["data"]["boards"].as_array().unwrap().iter().map(|b| b["id"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+    let all = ids(&gql(&sb, "{ boards { id } }").await);
+    assert_eq!(all.len(), 3);
+    let first = ids(&gql(&sb, "{ boards(limit: 2, page: 1) { id } }").await);
+    let second = ids(&gql(&sb, "{ boards(limit: 2, page: 2) { id } }").await);
+    assert_eq!((first.len(), second.len()), (2, 1));
+    assert_eq!([first, second].concat(), all);
+    assert!(ids(&gql(&sb, "{ boards(limit: 2, page: 3) { id } }").await).is_empty());
+    sb.shutdown().await;
+}
+
+#[tokio::test]
 async fn monday_items_page_cursor_ends_with_null_via_next_items_page() {
     let sb = start(sized(12)).await;
     let r = gql(&sb, &format!("{{ boards(ids: [{DEALS}]) {{ id name items_page(limit: 5) {{ cursor items {{ id name column_values {{ id type text value }} }} }} }} }}")).await;

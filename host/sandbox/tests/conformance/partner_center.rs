@@ -76,6 +76,30 @@ async fn partner_center_listing_needs_an_app_plus_user_token() {
 }
 
 #[tokio::test]
+async fn partner_center_demo_refresh_token_gives_app_plus_user_tokens_and_survives_reset() {
+    let sb = start(sized(3)).await;
+    let c = sb.vendor(Vendor::PartnerCenter).unwrap().credentials();
+    let refresh = c.refresh_token.clone().expect("a demo refresh token is published");
+    let exchange = || async {
+        client()
+            .post(format!("{}/{}/oauth2/token", base(&sb), c.extra["tenant_id"]))
+            .form(&[("grant_type", "refresh_token"), ("refresh_token", refresh.as_str()), ("client_id", &c.client_id), ("client_secret", &c.client_secret)])
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    let t = exchange().await;
+    let r = get(&sb, t["access_token"].as_str().unwrap(), "/v1.0/engagements/referrals").await;
+    assert_eq!(r.status(), 200, "a token refreshed from the demo grant is App+User and may list");
+    admin_post(&sb, "/admin/reset", json!({"vendor": "partner-center"})).await;
+    assert!(exchange().await["access_token"].is_string(), "a reset issues the demo refresh token again");
+    sb.shutdown().await;
+}
+
+#[tokio::test]
 async fn partner_center_list_filters_nested_paths_lambdas_and_pages() {
     let sb = start(sized(10)).await;
     let t = user_token(&sb).await;
