@@ -1,11 +1,14 @@
 //! Running the example flows of `examples/` end to end against a sandbox started for the test.
 //!
-//! Example flows follow one convention so that the same file runs against `weft sandbox`, a
-//! test's sandbox on ephemeral ports and the real vendor: each vendor's address is two
-//! variables, `{vendor}_url` (`http://127.0.0.1:4101`) and `{vendor}_host` (`127.0.0.1:4101`),
-//! defaulting to the well-known sandbox ports, used in the connection's `config` and its
-//! loopback `egress`; `[environments.production]` replaces those connections with the vendor's
-//! real configuration. [`Scenario::run`] sets the variables for the sandbox it started.
+//! Example flows follow one convention so that the same file runs against the real vendor,
+//! `weft sandbox` and a test's sandbox on ephemeral ports:
+//! - the top-level connections are the production ones (real hosts, `secret:` references);
+//! - `[environments.sandbox.connections.NAME]` points each at the emulator through two variables
+//!   per vendor, `{vendor}_url` in its `config` (default `http://127.0.0.1:4101`, the port
+//!   `weft sandbox` uses) and `{vendor}_host` in its loopback `egress` (`127.0.0.1:4101`), with
+//!   the sandbox's published demo credentials;
+//! - so `weft run FLOW --env sandbox` runs against `weft sandbox`, and [`Scenario::run`] sets
+//!   the variables for the sandbox it started.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
