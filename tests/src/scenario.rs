@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use weft_capabilities::{MasterKey, Secret, Secrets};
 use weft_engine::{PlanOptions, PluginDirectory, RetryPolicy, RunOptions, RunReport};
-use weft_sandbox::{Sandbox, SandboxConfig, Vendor};
+use weft_sandbox::{Sandbox, SandboxConfig};
 use weft_store::Store;
 
 /// A sandbox, a SQLite store in a temporary directory and the built plugins.
@@ -33,11 +33,6 @@ pub fn example(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples").join(path)
 }
 
-/// The variable prefix of a vendor: its slug with `_` for `-` (`partner_center`).
-pub fn var_prefix(vendor: Vendor) -> String {
-    vendor.slug().replace('-', "_")
-}
-
 impl Scenario {
     pub async fn start(config: SandboxConfig) -> Scenario {
         let sandbox = Sandbox::start(config).await.expect("sandbox starts");
@@ -47,18 +42,6 @@ impl Scenario {
         let runtime = crate::runtime(|_| {});
         let plugins = PluginDirectory::new([PathBuf::from(crate::WASM_DIR)]);
         Scenario { sandbox, store, secrets, dir, runtime, plugins }
-    }
-
-    /// `{vendor}_url` and `{vendor}_host` for every emulator of this sandbox.
-    pub fn sandbox_variables(&self) -> BTreeMap<String, String> {
-        let mut vars = BTreeMap::new();
-        for handle in self.sandbox.vendors() {
-            let url = handle.base_url().to_owned();
-            let prefix = var_prefix(handle.vendor());
-            vars.insert(format!("{prefix}_host"), url.trim_start_matches("http://").to_owned());
-            vars.insert(format!("{prefix}_url"), url);
-        }
-        vars
     }
 
     /// Stores a secret the flows refer to as `secret:NAME`.
@@ -71,7 +54,7 @@ impl Scenario {
     pub async fn run(&self, path: &Path, environment: Option<&str>, vars: &[(&str, &str)]) -> RunReport {
         let flow = weft_flow::load(path).unwrap_or_else(|e| panic!("{e}"));
         let declared: Vec<String> = flow.file.variables.keys().map(|k| k.get_ref().to_string()).collect();
-        let mut variables: BTreeMap<String, String> = self.sandbox_variables().into_iter().filter(|(k, _)| declared.contains(k)).collect();
+        let mut variables: BTreeMap<String, String> = self.sandbox.flow_variables().into_iter().filter(|(k, _)| declared.contains(k)).collect();
         variables.extend(vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
         let options = PlanOptions { environment: environment.map(str::to_owned), tenant: "default".into(), variables };
         let plan = weft_engine::plan_with(&flow, &options, &self.plugins, &self.runtime).await.unwrap_or_else(|e| panic!("{e}"));

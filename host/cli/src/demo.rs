@@ -1,35 +1,34 @@
-//! `weft demo`: the whole path a flow takes, on this machine and nothing else. It builds the
-//! first-party plugins, starts the sandbox emulators, reads Zendesk tickets through the
-//! `http-json` connector (the host resolves, checks egress and attaches the Zendesk API token;
-//! the plugin never sees it), maps them to Zoho-style cases with the `map` transform, and prints
-//! what happened.
+//! `weft demo`: every scenario of `examples/`, on this machine and nothing else. It builds the
+//! first-party plugins, starts the sandbox emulators in-process with their demo data, runs each
+//! example's flows (in job-chain order, on the example's `sandbox` environment, pointed at this
+//! sandbox through the `{vendor}_url` / `{vendor}_host` variables), and ends with a summary per
+//! scenario and where to look at the results.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
-use serde_json::{Value, json};
-use weft_capabilities::{AuthSpec, Connection, Connections, HostRule, MasterKey, Secret, SecretRef, Secrets};
-use weft_runtime::bindings::SyncMode;
-use weft_runtime::{Batch, CallContext, ReadRequest};
-use weft_sandbox::{Sandbox, SandboxConfig, Vendor};
+use weft_capabilities::{MasterKey, Secrets};
+use weft_engine::{PlanOptions, PluginDirectory, RunOptions};
+use weft_flow::Flow;
+use weft_sandbox::{Sandbox, SandboxConfig};
 
 #[derive(Args)]
 pub struct DemoArgs {
     /// Use the components in this directory instead of building `plugins/`.
     #[arg(long)]
     plugins: Option<PathBuf>,
-    /// Tickets the sandbox generates.
-    #[arg(long, default_value_t = 250)]
-    tickets: u64,
-    /// Records per page read from Zendesk.
-    #[arg(long, default_value_t = 100)]
-    page_size: u32,
+    /// Where the example scenarios are (one directory of flow files each).
+    #[arg(long)]
+    examples: Option<PathBuf>,
+    /// Run only the scenarios whose directory name contains this.
+    #[arg(long)]
+    only: Option<String>,
 }
 
-/// The checkout this binary was built from: `plugins/` lives there.
+/// The checkout this binary was built from: `plugins/` and `examples/` live there.
 fn checkout() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -50,117 +49,166 @@ fn build_plugins() -> anyhow::Result<PathBuf> {
     Ok(workspace.join("target/wasm32-wasip2/release"))
 }
 
+/// One example directory: its flows in the order their job chains ask.
+struct Scenario {
+    name: String,
+    flows: Vec<Flow>,
+    /// Files that are not runnable here, with why.
+    skipped: Vec<(PathBuf, String)>,
+}
+
+/// The flows of `dir`, ordered so that every flow comes after the flows it names in `after`.
+fn scenario(dir: &Path) -> anyhow::Result<Option<Scenario>> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "toml") && p.file_name().is_some_and(|n| n != "Cargo.toml"))
+        .collect();
+    if paths.is_empty() {
+        return Ok(None);
+    }
+    paths.sort();
+    let mut flows = Vec::new();
+    let mut skipped = Vec::new();
+    for path in paths {
+        match weft_flow::load(&path) {
+            Ok(flow) if flow.file.trigger.as_ref().is_some_and(|t| t.get_ref().webhook.is_some()) => {
+                skipped.push((path, "webhook-triggered: runs under `weft serve`".into()));
+            }
+            Ok(flow) if !flow.file.environments.keys().any(|e| e.get_ref() == "sandbox") => {
+                skipped.push((path, "has no `sandbox` environment".into()));
+            }
+            Ok(flow) => flows.push(flow),
+            Err(e) => skipped.push((path, format!("does not parse:\n{e}"))),
+        }
+    }
+    // Job-chain order: repeatedly take the flows whose predecessors are all placed.
+    let mut ordered: Vec<Flow> = Vec::new();
+    while !flows.is_empty() {
+        let placed: Vec<String> = ordered.iter().map(|f| f.file.name.get_ref().to_string()).collect();
+        let in_dir: Vec<String> = flows.iter().map(|f| f.file.name.get_ref().to_string()).collect();
+        let ready = flows
+            .iter()
+            .position(|f| f.file.after.iter().all(|a| placed.contains(&a.get_ref().to_string()) || !in_dir.contains(&a.get_ref().to_string())))
+            .unwrap_or(0);
+        ordered.push(flows.remove(ready));
+    }
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    Ok(Some(Scenario { name, flows: ordered, skipped }))
+}
+
+/// What one scenario did, for the closing table.
+#[derive(Default)]
+struct Tally {
+    runs: usize,
+    failed_runs: usize,
+    read: u64,
+    written: u64,
+    rejected: u64,
+    requests: usize,
+    took: Duration,
+}
+
 pub async fn run(data_dir: &Path, args: DemoArgs) -> anyhow::Result<()> {
-    let plugins = match args.plugins {
+    let plugin_dir = match args.plugins {
         Some(dir) => dir,
         None => build_plugins()?,
     };
+    let examples = args.examples.unwrap_or_else(|| checkout().join("examples"));
     std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
 
-    let mut config = SandboxConfig::default();
-    config.data.size.tickets = args.tickets;
-    let sandbox = Sandbox::start(config).await.context("starting the sandbox")?;
-    let zendesk = sandbox.vendor(Vendor::Zendesk).context("the sandbox has no Zendesk emulator")?;
-    let credentials = zendesk.credentials();
-    println!("sandbox   {} emulators on loopback; Zendesk at {}", sandbox.vendors().count(), zendesk.base_url());
+    let sandbox = Sandbox::start(SandboxConfig::default()).await.context("starting the sandbox")?;
+    println!("sandbox   {} emulators on loopback, admin API at {}", sandbox.vendors().count(), sandbox.admin_url());
+    let variables = sandbox.flow_variables();
 
     let runtime = crate::runtime(data_dir)?;
-    let connector = runtime
-        .load_file(plugins.join("weft_plugin_http_json.wasm"))
-        .await?
-        .into_connector()
-        .context("weft_plugin_http_json.wasm is not a connector")?;
-    let map = runtime
-        .load_file(plugins.join("weft_plugin_map.wasm"))
-        .await?
-        .into_transform()
-        .context("weft_plugin_map.wasm is not a transform")?;
-    for (name, report) in [(&connector.info().name, connector.load_report()), (&map.info().name, map.load_report())] {
-        let how = match report.outcome {
-            weft_runtime::CacheOutcome::Compiled => "compiled",
-            weft_runtime::CacheOutcome::Cached => "from cache",
-        };
-        println!("plugin    {name:<10} {how} in {} ms", report.took.as_millis());
-    }
-
-    // The connection a flow file would declare: the sandbox's Zendesk, API-token auth, and an
-    // explicit egress rule for its loopback address (plain http, private address).
+    let plugins = PluginDirectory::new([plugin_dir]);
     let store = crate::store(data_dir).await?;
     let secrets = Secrets::new(store.clone(), MasterKey::load(data_dir)?);
-    secrets.set("default", "demo_zendesk_token", &Secret::new(credentials.api_token.clone().unwrap_or_default())).await?;
-    let zendesk_config = json!({
-        "base_url": format!("{}/api/v2", zendesk.base_url()),
-        "records_field": "tickets",
-        "page_size_param": "per_page",
-        "next_url": "/next_page",
-        "check_path": "/users/me",
-    });
-    let username = credentials.extra.get("basic_auth_user").cloned().unwrap_or_else(|| format!("{}/token", credentials.username));
-    let auth = AuthSpec::Basic { username, password: SecretRef::Stored("demo_zendesk_token".into()) };
-    let host = zendesk.base_url().trim_start_matches("http://");
-    let rule = HostRule::parse(host)?.allow_http(true).allow_private(true);
-    let spec = connector.connection_spec("zendesk", "default", zendesk_config.clone(), auth, vec![rule])?;
-    let mut connections = Connections::new();
-    connections.insert(Connection::new(spec, secrets.clone())?);
-    let context = CallContext::new("default").with_connections(connections).with_store(store).in_flow("demo");
 
-    connector.check(&context, "zendesk", &zendesk_config).await.context("checking the Zendesk connection")?;
-
-    let mapping = json!({
-        "fields": {"Subject": "subject", "Zendesk_Ticket_ID": "id", "Priority": "priority", "Requester_ID": "requester_id"},
-        "constants": {"Source": "zendesk"},
-        "case": {"Status": {"from": "status", "map": {"new": "Active", "open": "Active", "pending": "Active", "hold": "Active"}, "default": "Inactive"}}
-    })
-    .to_string();
-
-    let started = Instant::now();
-    let (mut cursor, mut pages, mut read, mut mapped, mut rejected) = (None, 0, 0usize, 0usize, 0usize);
-    let mut sample = None;
-    loop {
-        let request = ReadRequest {
-            stream: "tickets".into(),
-            mode: SyncMode::Full,
-            cursor: cursor.take(),
-            page_size: Some(args.page_size),
-            options: "{}".into(),
-        };
-        let page = connector.read(&context, "zendesk", &zendesk_config, request).await.context("reading tickets")?;
-        let records: Vec<Value> = serde_json::from_str(&page.records)?;
-        pages += 1;
-        read += records.len();
-        let result = map
-            .process(&context, Batch { config: mapping.clone(), records: page.records, lookup: None })
-            .await
-            .context("mapping tickets")?;
-        let cases: Vec<Value> = serde_json::from_str(&result.records)?;
-        mapped += cases.len();
-        rejected += result.rejects.len();
-        if sample.is_none() {
-            sample = cases.into_iter().next();
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&examples)
+        .with_context(|| format!("reading the examples in {}", examples.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir() && args.only.as_deref().is_none_or(|o| p.file_name().is_some_and(|n| n.to_string_lossy().contains(o))))
+        .collect();
+    dirs.sort();
+    let mut tallies: Vec<(String, Tally)> = Vec::new();
+    for dir in dirs {
+        let Some(scenario) = scenario(&dir)? else { continue };
+        println!();
+        println!("== {} ({} flows)", scenario.name, scenario.flows.len());
+        for (path, why) in &scenario.skipped {
+            println!("   skipped {}: {why}", path.display());
         }
-        eprintln!("  page {pages}: {} tickets read, {read} so far", records.len());
-        if page.done {
-            break;
+        let mut tally = Tally::default();
+        for flow in &scenario.flows {
+            let name = flow.file.name.get_ref().to_string();
+            println!("-- flow {name} ({})", flow.path.display());
+            let declared: Vec<String> = flow.file.variables.keys().map(|k| k.get_ref().to_string()).collect();
+            let options = PlanOptions {
+                environment: Some("sandbox".into()),
+                tenant: "default".into(),
+                variables: variables.iter().filter(|(k, _)| declared.contains(k)).map(|(k, v)| (k.clone(), v.clone())).collect(),
+            };
+            let plan = match weft_engine::plan_with(flow, &options, &plugins, &runtime).await {
+                Ok(plan) => plan,
+                Err(error) => {
+                    eprint!("{error}");
+                    tally.runs += 1;
+                    tally.failed_runs += 1;
+                    continue;
+                }
+            };
+            let before = sandbox.requests(None).len();
+            let run_options = RunOptions { environment: Some("sandbox".into()), ..RunOptions::default() };
+            let mut progress = crate::run::progress_printer();
+            let report = weft_engine::run(flow, &plan, &store, &secrets, &run_options, &mut progress).await?;
+            crate::run::print_report(&report);
+            tally.runs += 1;
+            tally.failed_runs += usize::from(!report.succeeded);
+            tally.requests += sandbox.requests(None).len().saturating_sub(before);
+            tally.took += report.took;
+            for step in &report.steps {
+                let Some(definition) = flow.file.steps.iter().map(|s| s.get_ref()).find(|s| s.id.get_ref().as_str() == step.step) else { continue };
+                if definition.read.is_some() {
+                    tally.read += step.records_out;
+                }
+                if definition.write.is_some() {
+                    tally.written += step.records_out;
+                }
+                tally.rejected += step.failed;
+            }
         }
-        cursor = page.next_cursor;
+        tallies.push((scenario.name, tally));
     }
-    let took = started.elapsed();
-    let upstream_requests =
-        sandbox.requests(Some(Vendor::Zendesk)).iter().filter(|r| r.uri.starts_with("/api/v2/tickets")).count();
 
     println!();
-    println!("zendesk tickets -> cases");
-    println!("  read       {read} tickets in {pages} pages ({upstream_requests} requests to the Zendesk emulator)");
-    println!("  mapped     {mapped} cases, {rejected} rejected");
-    println!("  time       {:.0} ms, {:.0} records/s", took.as_secs_f64() * 1e3, read as f64 / took.as_secs_f64());
-    if let Some(case) = sample {
-        println!("  first case {case}");
+    println!("{:<28} {:>5} {:>7} {:>9} {:>9} {:>9} {:>9} {:>8} {:>10}", "scenario", "runs", "failed", "read", "written", "rejected", "requests", "time", "records/s");
+    for (name, t) in &tallies {
+        let secs = t.took.as_secs_f64();
+        println!(
+            "{name:<28} {:>5} {:>7} {:>9} {:>9} {:>9} {:>9} {:>7.1}s {:>10.0}",
+            t.runs,
+            t.failed_runs,
+            t.read,
+            t.written,
+            t.rejected,
+            t.requests,
+            secs,
+            t.read as f64 / secs.max(1e-3)
+        );
     }
     println!();
-    println!("Look further: `weft sandbox` serves the emulators until Ctrl-C; `weft plugin inspect FILE.wasm` describes a plugin.");
-    if read as u64 != args.tickets {
-        bail!("read {read} tickets but the sandbox holds {}", args.tickets);
-    }
+    println!("Look further:");
+    println!("  weft runs list                 every run above; `weft runs show RUN`, `weft runs errors RUN`");
+    println!("  weft dataset list              what the flows kept in weft's store; `weft dataset show NAME`");
+    println!("  weft sandbox                   the emulators on their fixed ports, for `weft run FLOW --env sandbox`");
     sandbox.shutdown().await;
+    let failed: usize = tallies.iter().map(|(_, t)| t.failed_runs).sum();
+    if tallies.is_empty() {
+        bail!("no example flows found in {}", examples.display());
+    }
+    if failed > 0 {
+        bail!("{failed} run(s) failed; see above");
+    }
     Ok(())
 }

@@ -107,9 +107,12 @@ enum PluginCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The examples' `sandbox` environments carry the sandbox's published demo credentials
+    // literally, so the demo does not warn about each of them.
+    let default_filter = if matches!(cli.command, Command::Demo(_)) { "warn,weft_capabilities::connection=error" } else { "warn" };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WEFT_LOG").unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("WEFT_LOG").unwrap_or_else(|_| default_filter.into()),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -26,8 +26,20 @@ pub async fn run(data_dir: &Path, file: &Path, plan_options: &PlanOptions, plugi
     let store = crate::store(data_dir).await?;
     let secrets = Secrets::new(store.clone(), MasterKey::load(data_dir).context("loading the master key")?);
     let options = RunOptions { tenant: plan_options.tenant.clone(), environment: plan_options.environment.clone(), ..RunOptions::default() };
+    let mut progress = progress_printer();
+    let report = weft_engine::run(&flow, &plan, &store, &secrets, &options, &mut progress).await?;
+    print_report(&report);
+    if !report.succeeded {
+        bail!("run {} failed; see `weft runs show {}`", report.id, report.id);
+    }
+    Ok(())
+}
+
+/// Live progress per step on stderr: records in, out and failed, records/s, and a bar when the
+/// source states its total.
+pub fn progress_printer() -> impl FnMut(&weft_engine::Progress<'_>) + Send {
     let started = std::time::Instant::now();
-    let mut progress = |p: &weft_engine::Progress<'_>| {
+    move |p: &weft_engine::Progress<'_>| {
         let step = p.step;
         let rate = step.records_in as f64 / started.elapsed().as_secs_f64().max(1e-3);
         let of_total = match p.total {
@@ -46,18 +58,20 @@ pub async fn run(data_dir: &Path, file: &Path, plan_options: &PlanOptions, plugi
             eprintln!();
         }
         let _ = std::io::stderr().flush();
-    };
-    let report = weft_engine::run(&flow, &plan, &store, &secrets, &options, &mut progress).await?;
+    }
+}
+
+/// The summary table of a run.
+pub fn print_report(report: &weft_engine::RunReport) {
     println!("run {} {} in {:.1} s", report.id, if report.succeeded { "succeeded" } else { "failed" }, report.took.as_secs_f64());
     println!("{:<20} {:<9} {:>6} {:>9} {:>9} {:>7}", "step", "status", "pages", "in", "out", "failed");
     for s in &report.steps {
         println!("{:<20} {:<9} {:>6} {:>9} {:>9} {:>7}", s.step, s.status, s.pages, s.records_in, s.records_out, s.failed);
     }
+    for s in report.steps.iter().filter(|s| s.status == "failed") {
+        println!("step {} failed: {}", s.step, s.error.as_deref().unwrap_or("no reason recorded"));
+    }
     if report.steps.iter().any(|s| s.failed > 0) {
         println!("failed records: weft runs errors {}", report.id);
     }
-    if !report.succeeded {
-        bail!("run {} failed; see `weft runs show {}`", report.id, report.id);
-    }
-    Ok(())
 }

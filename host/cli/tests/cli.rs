@@ -100,16 +100,72 @@ fn secret_set_refuses_an_empty_value() {
 }
 
 #[test]
-fn demo_reads_sandbox_tickets_through_the_connector_and_maps_them() {
+fn demo_runs_each_example_against_its_own_sandbox_and_sums_up() {
     let dir = tempfile::tempdir().unwrap();
-    let out = weft(dir.path(), &["demo", "--plugins", weft_tests::WASM_DIR, "--tickets", "120", "--page-size", "50"], None);
+    let examples = dir.path().join("examples");
+    std::fs::create_dir_all(examples.join("tickets")).unwrap();
+    std::fs::create_dir_all(examples.join("not-flows/src")).unwrap();
+    std::fs::write(examples.join("not-flows/Cargo.toml"), "[package]\nname = \"x\"\n").unwrap();
+    // The examples' convention: production connection on top, the sandbox environment through
+    // the `zendesk_url` / `zendesk_host` variables the demo sets for its own sandbox.
+    std::fs::write(
+        examples.join("tickets/tickets.toml"),
+        r#"name = "zendesk-tickets"
+
+[variables.zendesk_url]
+type = "string"
+default = "http://127.0.0.1:4102"
+
+[variables.zendesk_host]
+type = "string"
+default = "127.0.0.1:4102"
+
+[connections.zendesk]
+plugin = "zendesk"
+config = { subdomain = "acme" }
+auth = { kind = "basic", username = "ops@acme.example/token", password = "secret:zendesk_token" }
+
+[environments.sandbox.connections.zendesk]
+config = { subdomain = "weft-sandbox", base_url = "${var.zendesk_url}" }
+auth = { kind = "basic", username = "admin@weft-sandbox.example/token", password = "weftSandboxZendeskApiToken0000000000000000" }
+egress = [{ host = "${var.zendesk_host}", allow_http = true, allow_private = true }]
+
+[connections.kept]
+plugin = "dataset"
+
+[[steps]]
+id = "tickets"
+read = { connection = "zendesk", stream = "tickets", page_size = 15 }
+
+[[steps]]
+id = "cases"
+transform = { plugin = "map", input = "tickets" }
+config.fields = { ticket_id = "id", subject = "subject" }
+
+[[steps]]
+id = "save"
+write = { connection = "kept", stream = "cases", input = "cases", mode = "upsert", key = ["ticket_id"] }
+"#,
+    )
+    .unwrap();
+    let out = weft(dir.path(), &["demo", "--plugins", weft_tests::WASM_DIR, "--examples", examples.to_str().unwrap()], None);
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
-    assert!(stdout.contains("  read       120 tickets in 3 pages (3 requests to the Zendesk emulator)"), "{stdout}");
-    assert!(stdout.contains("  mapped     120 cases, 0 rejected"), "{stdout}");
-    assert!(stdout.contains("\"Source\":\"zendesk\""), "{stdout}");
-    // The API token went through the host, sealed in the store; never in the output.
-    assert!(!stdout.contains("weftSandboxZendeskApiToken") && !text(&out.stderr).contains("weftSandboxZendeskApiToken"));
+    assert!(stdout.contains("== tickets (1 flows)"), "{stdout}");
+    assert!(!stdout.contains("not-flows"), "a directory without flow files is not a scenario: {stdout}");
+    let row = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("scenario "))
+        .find(|l| l.starts_with("tickets "))
+        .unwrap_or_else(|| panic!("a summary row: {stdout}"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    // scenario, runs, failed, read, written, rejected, requests, time, records/s
+    assert_eq!(&cells[1..6], ["1", "0", "40", "40", "0"], "{row}");
+    assert!(cells[6].parse::<u32>().unwrap() >= 3, "at least the three pages were requested: {row}");
+    assert!(stdout.contains("weft dataset list"), "{stdout}");
+    let listed = weft(dir.path(), &["dataset", "show", "cases"], None);
+    assert!(listed.status.success(), "{}", text(&listed.stderr));
+    assert!(!text(&out.stdout).contains("weftSandboxZendeskApiToken"));
 }
 
 #[test]

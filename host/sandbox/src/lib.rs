@@ -143,6 +143,20 @@ impl Sandbox {
         self.vendors().find(|h| h.vendor() == vendor)
     }
 
+    /// `{vendor}_url` (`http://127.0.0.1:PORT`) and `{vendor}_host` (`127.0.0.1:PORT`) of every
+    /// emulator, the vendor's slug with `_` for `-`: the variables through which a flow's
+    /// `sandbox` environment points its connections at this sandbox.
+    pub fn flow_variables(&self) -> std::collections::BTreeMap<String, String> {
+        let mut vars = std::collections::BTreeMap::new();
+        for handle in self.vendors() {
+            let url = handle.base_url().to_owned();
+            let prefix = handle.vendor().slug().replace('-', "_");
+            vars.insert(format!("{prefix}_host"), url.trim_start_matches("http://").to_owned());
+            vars.insert(format!("{prefix}_url"), url);
+        }
+        vars
+    }
+
     /// Base URL of the admin API (`/admin/...` paths).
     pub fn admin_url(&self) -> &str {
         &self.admin_url
