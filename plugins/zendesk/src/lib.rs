@@ -259,7 +259,7 @@ fn read_org_export(conn: &Connection, config: &Config, resume: Resume) -> Result
     let data = records(&mut answer, "organizations")?;
     let end = answer.get("end_of_stream").and_then(Value::as_bool).unwrap_or(true);
     let end_time = answer.get("end_time").and_then(Value::as_i64).unwrap_or(start);
-    let second_of = |r: &Record| r.get("updated_at").and_then(Value::as_str).and_then(time::unix_seconds);
+    let second_of = |r: &Record| r.get("updated_at").and_then(Value::as_str).and_then(|t| weft_sdk::time::parse_rfc3339_ms(t).map(|ms| ms.div_euclid(1_000)));
     let id_of = |r: &Record| r.get("id").and_then(id_text).unwrap_or_default();
     let fresh: Vec<Record> = data
         .into_iter()
@@ -689,7 +689,7 @@ impl Connector for Zendesk {
         };
         let mut message = timestamp.as_bytes().to_vec();
         message.extend_from_slice(&req.body);
-        let expected = base64::encode(&conn.webhook_mac(MacAlgorithm::HmacSha256, &message)?);
+        let expected = weft_sdk::base64::encode(&conn.webhook_mac(MacAlgorithm::HmacSha256, &message)?);
         if !constant_time_eq(expected.as_bytes(), signature.trim().as_bytes()) {
             return Ok(Verification::Rejected("the signature does not match the timestamp and body".into()));
         }
@@ -784,75 +784,4 @@ fn invocation(req: &InboundRequest) -> String {
         .to_owned()
 }
 
-mod base64 {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-    /// Standard base64 with padding, as Zendesk encodes its signatures.
-    pub fn encode(bytes: &[u8]) -> String {
-        let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-        for chunk in bytes.chunks(3) {
-            let n = chunk.iter().enumerate().fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
-            for i in 0..4 {
-                if i <= chunk.len() {
-                    out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-                } else {
-                    out.push('=');
-                }
-            }
-        }
-        out
-    }
-}
-
-mod time {
-    /// Unix seconds of an RFC 3339 time such as `2025-01-01T08:00:00Z` or `...+05:30`.
-    pub fn unix_seconds(text: &str) -> Option<i64> {
-        let b = text.as_bytes();
-        if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
-            return None;
-        }
-        let num = |r: std::ops::Range<usize>| text.get(r)?.parse::<i64>().ok();
-        let (y, mo, d, h, mi, s) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
-        let mut rest = &text[19..];
-        if let Some(frac) = rest.strip_prefix('.') {
-            rest = frac.trim_start_matches(|c: char| c.is_ascii_digit());
-        }
-        let offset = match rest {
-            "Z" | "z" | "" => 0,
-            o if o.len() == 6 => {
-                let sign = if o.starts_with('-') { -1 } else { 1 };
-                sign * (o.get(1..3)?.parse::<i64>().ok()? * 3_600 + o.get(4..6)?.parse::<i64>().ok()? * 60)
-            }
-            _ => return None,
-        };
-        Some(days_from_civil(y, mo, d) * 86_400 + h * 3_600 + mi * 60 + s - offset)
-    }
-
-    fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-        let y = if m <= 2 { y - 1 } else { y };
-        let era = y.div_euclid(400);
-        let yoe = y - era * 400;
-        let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-        era * 146_097 + doe - 719_468
-    }
-}
-
 weft_sdk::export_connector!(Zendesk);
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn base64_matches_the_rfc_vectors() {
-        assert_eq!(super::base64::encode(b""), "");
-        assert_eq!(super::base64::encode(b"f"), "Zg==");
-        assert_eq!(super::base64::encode(b"fo"), "Zm8=");
-        assert_eq!(super::base64::encode(b"foobar"), "Zm9vYmFy");
-    }
-
-    #[test]
-    fn parses_rfc3339_with_offsets() {
-        assert_eq!(super::time::unix_seconds("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(super::time::unix_seconds("2025-01-01T05:30:00+05:30"), Some(1_735_689_600));
-    }
-}

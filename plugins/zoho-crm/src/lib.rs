@@ -642,59 +642,17 @@ impl Connector for ZohoCrm {
     }
 }
 
+/// Zoho's datetimes over the SDK's RFC 3339 parsing, in whole seconds as Zoho shows them.
 mod time {
     /// Unix seconds of an ISO 8601 time with offset (`2019-07-25T15:26:49+05:30`).
     pub fn unix_seconds(text: &str) -> Option<i64> {
-        let b = text.as_bytes();
-        if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
-            return None;
-        }
-        let num = |r: std::ops::Range<usize>| text.get(r)?.parse::<i64>().ok();
-        let (y, mo, d, h, mi, s) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
-        if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
-            return None;
-        }
-        let mut rest = &text[19..];
-        if let Some(frac) = rest.strip_prefix('.') {
-            rest = frac.trim_start_matches(|c: char| c.is_ascii_digit());
-        }
-        let offset = match rest {
-            "Z" | "z" => 0,
-            o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) && o.as_bytes()[3] == b':' => {
-                let sign = if o.starts_with('-') { -1 } else { 1 };
-                sign * (o.get(1..3)?.parse::<i64>().ok()? * 3_600 + o.get(4..6)?.parse::<i64>().ok()? * 60)
-            }
-            _ => return None,
-        };
-        Some(days_from_civil(y, mo, d) * 86_400 + h * 3_600 + mi * 60 + s - offset)
+        weft_sdk::time::parse_rfc3339_ms(text).map(|ms| ms.div_euclid(1_000))
     }
 
     /// `YYYY-MM-DDTHH:MM:SS+00:00`, Zoho's datetime format, for Unix seconds.
     pub fn rfc3339(secs: i64) -> String {
-        let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-        let (y, m, d) = civil_from_days(days);
-        format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}+00:00", rem / 3_600, rem % 3_600 / 60, rem % 60)
-    }
-
-    fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-        let y = if m <= 2 { y - 1 } else { y };
-        let era = y.div_euclid(400);
-        let yoe = y - era * 400;
-        let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-        era * 146_097 + doe - 719_468
-    }
-
-    fn civil_from_days(z: i64) -> (i64, i64, i64) {
-        let z = z + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z - era * 146_097;
-        let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let d = doy - (153 * mp + 2) / 5 + 1;
-        let m = if mp < 10 { mp + 3 } else { mp - 9 };
-        (yoe + era * 400 + i64::from(m <= 2), m, d)
+        let utc = weft_sdk::time::format_rfc3339_ms(secs * 1_000);
+        format!("{}+00:00", &utc[..19])
     }
 }
 
