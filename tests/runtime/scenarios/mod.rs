@@ -1,6 +1,7 @@
 //! The scenarios of `SCENARIOS.md`, each run from its flows under `examples/` against a fresh
 //! sandbox and checked through the vendors' own APIs.
 
+mod zendesk_zoho;
 mod zoho_customer_success;
 
 /// Zoho CRM's API called directly (not through the connector), to set up and check records.
@@ -76,11 +77,55 @@ pub mod zoho {
                 }
             }
         }
+    }
+}
 
-        /// One record by id, `None` once it is gone.
-        pub async fn get(&self, module: &str, id: &str) -> Option<Value> {
-            let (status, answer) = self.call(reqwest::Method::GET, &format!("/crm/v7/{module}/{id}"), None).await;
-            (status == 200).then(|| answer["data"][0].clone())
+/// Zendesk's API called directly, with the sandbox's agent API token.
+pub mod zendesk {
+    use serde_json::Value;
+    use weft_sandbox::{Sandbox, Vendor};
+
+    pub struct Api {
+        base: String,
+        user: String,
+        token: String,
+        client: reqwest::Client,
+    }
+
+    impl Api {
+        pub fn new(sb: &Sandbox) -> Api {
+            let zendesk = sb.vendor(Vendor::Zendesk).expect("zendesk runs");
+            let c = zendesk.credentials();
+            Api { base: zendesk.base_url().to_owned(), user: format!("{}/token", c.username), token: c.api_token.expect("an API token"), client: reqwest::Client::new() }
+        }
+
+        pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+            let mut request = self.client.request(method, format!("{}{path}", self.base)).basic_auth(&self.user, Some(&self.token));
+            if let Some(body) = body {
+                request = request.json(&body);
+            }
+            let resp = request.send().await.expect("the emulator answers");
+            let status = resp.status().as_u16();
+            (status, resp.json().await.unwrap_or(Value::Null))
+        }
+
+        /// Every record of `kind` (`users`, `organizations`, `tickets`), following cursors.
+        pub async fn list(&self, kind: &str) -> Vec<Value> {
+            let mut out = Vec::new();
+            let mut after: Option<String> = None;
+            loop {
+                let mut path = format!("/api/v2/{kind}.json?page[size]=100");
+                if let Some(a) = &after {
+                    path.push_str(&format!("&page[after]={a}"));
+                }
+                let (status, answer) = self.call(reqwest::Method::GET, &path, None).await;
+                assert_eq!(status, 200, "{answer}");
+                out.extend(answer[kind].as_array().cloned().unwrap_or_default());
+                match answer["meta"]["after_cursor"].as_str() {
+                    Some(a) if answer["meta"]["has_more"] == true => after = Some(a.to_owned()),
+                    _ => return out,
+                }
+            }
         }
     }
 }
