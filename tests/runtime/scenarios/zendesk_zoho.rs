@@ -96,3 +96,50 @@ async fn initial_sync_makes_zoho_accounts_organizations_and_people_users() {
     assert_eq!(tagged(&users, "zoho-lead"), leads.len());
     eprintln!("scenario 2 (initial sync): {} requests to Zendesk, {} to Zoho", sb.requests(Some(Vendor::Zendesk)).len(), sb.requests(Some(Vendor::Zoho)).len());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catch_up_moves_only_what_changed_in_zoho_since_the_last_run() {
+    let s = Scenario::start(SandboxConfig::default()).await;
+    let sb = &s.sandbox;
+    let (zoho, desk) = (zoho::Api::new(sb).await, zendesk::Api::new(sb));
+    let flow = example("zendesk-zoho/changes-to-zendesk.toml");
+    let accounts = zoho.list("Accounts", "Account_Name").await;
+    let contacts = zoho.list("Contacts", "Email").await;
+
+    // The first run has no cursor: everything.
+    let first = s.run(&flow, Some("sandbox"), &[]).await;
+    assert!(first.succeeded, "{first:?}");
+    assert_eq!((step(&first, "save-organizations").records_out, step(&first, "save-users").records_out), (accounts.len() as u64, contacts.len() as u64));
+
+    // Nothing changed: nothing written.
+    let idle = s.run(&flow, Some("sandbox"), &[]).await;
+    assert!(idle.succeeded, "{idle:?}");
+    assert_eq!((step(&idle, "save-organizations").records_in, step(&idle, "save-users").records_in), (0, 0));
+
+    // One account renamed and one contact's phone changed in Zoho: those two, nothing else.
+    let (account, contact) = (accounts[3]["id"].as_str().unwrap(), contacts[7]["id"].as_str().unwrap());
+    let (status, answer) = zoho.call(reqwest::Method::PUT, "/crm/v7/Accounts", Some(json!({"data": [{"id": account, "Account_Name": "Renamed In Zoho Ltd"}]}))).await;
+    assert_eq!(status, 200, "{answer}");
+    let (status, answer) = zoho.call(reqwest::Method::PUT, "/crm/v7/Contacts", Some(json!({"data": [{"id": contact, "Phone": "+1 555 000 7777"}]}))).await;
+    assert_eq!(status, 200, "{answer}");
+    let before = sb.requests(Some(Vendor::Zendesk)).len();
+    let changed = s.run(&flow, Some("sandbox"), &[]).await;
+    assert!(changed.succeeded, "{changed:?}");
+    assert_eq!((step(&changed, "save-organizations").records_out, step(&changed, "save-users").records_out), (1, 1));
+    let orgs = by_external_id_owned(desk.list("organizations").await);
+    assert_eq!(orgs[account]["name"], "Renamed In Zoho Ltd");
+    assert_eq!(orgs.len(), accounts.len(), "every account still once");
+    let users = by_external_id_owned(desk.list("users").await);
+    assert_eq!(users[contact]["phone"], "+1 555 000 7777");
+    eprintln!("scenario 2 (catch-up of 2 changes): {:.3} s, {} requests to Zendesk", changed.took.as_secs_f64(), sb.requests(Some(Vendor::Zendesk)).len() - before);
+}
+
+fn by_external_id_owned(list: Vec<Value>) -> BTreeMap<String, Value> {
+    let mut out = BTreeMap::new();
+    for r in list {
+        if let Some(x) = r["external_id"].as_str().map(str::to_owned) {
+            assert!(out.insert(x.clone(), r).is_none(), "external id {x} twice");
+        }
+    }
+    out
+}
