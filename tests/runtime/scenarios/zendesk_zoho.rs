@@ -1,0 +1,145 @@
+//! Scenario 2: `examples/zendesk-zoho/`, the initial sync from Zoho CRM into Zendesk, selective
+//! then bulk, checked through Zendesk's API against what the Zoho emulator holds.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+use weft_sandbox::{SandboxConfig, Vendor};
+use weft_tests::scenario::{Scenario, example, step};
+
+use super::{zendesk, zoho};
+
+/// The records of `list` with an `external_id`, by it.
+fn by_external_id(list: &[Value]) -> BTreeMap<String, Vec<&Value>> {
+    let mut out: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
+    for r in list {
+        if let Some(x) = r["external_id"].as_str() {
+            out.entry(x.to_owned()).or_default().push(r);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn initial_sync_makes_zoho_accounts_organizations_and_people_users() {
+    let s = Scenario::start(SandboxConfig::default()).await;
+    let sb = &s.sandbox;
+    let (zoho, desk) = (zoho::Api::new(sb).await, zendesk::Api::new(sb));
+    let fresh = zoho.create("Accounts", json!({"Account_Name": "Fresh Harbor Co", "Industry": "Retail", "Billing_Country": "DE"})).await;
+    let accounts = zoho.list("Accounts", "Account_Name,Industry").await;
+    let known = accounts.iter().find(|a| a["id"] != fresh).expect("demo accounts").clone();
+    let orgs_before = desk.list("organizations").await;
+    assert!(orgs_before.iter().any(|o| o["name"] == known["Account_Name"]), "Zendesk knows the demo companies already");
+    assert!(orgs_before.iter().all(|o| o["external_id"].is_null()));
+
+    // Selective: two accounts by name, one Zendesk has already (linked), one it has not (created).
+    let orgs_flow = example("zendesk-zoho/accounts-to-organizations.toml");
+    let chosen = json!([known["Account_Name"], "Fresh Harbor Co"]).to_string();
+    let report = s.run(&orgs_flow, Some("sandbox"), &[("organizations", &chosen)]).await;
+    assert!(report.succeeded, "{report:?}");
+    assert_eq!((step(&report, "chosen").records_out, step(&report, "save").records_out, step(&report, "save").failed), (2, 2, 0));
+    let orgs = desk.list("organizations").await;
+    assert_eq!(orgs.len(), orgs_before.len() + 1, "the known account is linked, not duplicated");
+    let linked = by_external_id(&orgs);
+    assert_eq!(linked.len(), 2, "only the chosen accounts: {linked:?}");
+    let created = linked[&fresh][0];
+    assert_eq!((&created["name"], &created["details"], &created["tags"]), (&json!("Fresh Harbor Co"), &json!("Retail"), &json!(["zoho"])));
+    let known_id = known["id"].as_str().unwrap();
+    assert_eq!(linked[known_id][0]["name"], known["Account_Name"]);
+    assert!(orgs_before.iter().any(|o| o["id"] == linked[known_id][0]["id"]), "the existing organization got the external id");
+
+    // Bulk: every account, each exactly once.
+    let report = s.run(&orgs_flow, Some("sandbox"), &[]).await;
+    assert!(report.succeeded, "{report:?}");
+    let orgs = desk.list("organizations").await;
+    assert_eq!(orgs.len(), orgs_before.len() + 1);
+    let linked = by_external_id(&orgs);
+    assert_eq!(linked.len(), accounts.len());
+    for a in &accounts {
+        let found = &linked[a["id"].as_str().unwrap()];
+        assert_eq!(found.len(), 1, "account {} once", a["id"]);
+        assert_eq!((&found[0]["name"], &found[0]["details"]), (&a["Account_Name"], &a["Industry"]));
+    }
+
+    // People, contacts only first (module choice), then leads too.
+    let people_flow = example("zendesk-zoho/people-to-users.toml");
+    let contacts = zoho.list("Contacts", "Full_Name,Email,Account_Name").await;
+    let leads = zoho.list("Leads", "Full_Name,Email").await;
+    let users_before = desk.list("users").await;
+    let report = s.run(&people_flow, Some("sandbox"), &[("sync_leads", "false")]).await;
+    assert!(report.succeeded, "{report:?}");
+    assert_eq!((step(&report, "save-contacts").records_out, step(&report, "chosen-leads").records_out), (contacts.len() as u64, 0));
+    let users = desk.list("users").await;
+    let tagged = |users: &[Value], tag: &str| users.iter().filter(|u| u["tags"].as_array().is_some_and(|t| t.contains(&json!(tag)))).count();
+    assert_eq!(tagged(&users, "zoho-lead"), 0, "no lead synced with sync_leads=false");
+    let report = s.run(&people_flow, Some("sandbox"), &[]).await;
+    assert!(report.succeeded, "{report:?}");
+    let users = desk.list("users").await;
+    let people = by_external_id(&users);
+    let org_of: BTreeMap<&str, &Value> = orgs.iter().filter_map(|o| Some((o["external_id"].as_str()?, &o["id"]))).collect();
+    for c in &contacts {
+        let found = &people[c["id"].as_str().unwrap()];
+        assert_eq!(found.len(), 1, "contact {} once", c["id"]);
+        let u = found[0];
+        assert_eq!((&u["name"], &u["email"], u["role"].as_str()), (&c["Full_Name"], &c["Email"], Some("end-user")));
+        assert_eq!(&u["organization_id"], org_of[c["Account_Name"]["id"].as_str().unwrap()], "contact {} in its account's organization", c["id"]);
+    }
+    for l in &leads {
+        let found = &people[l["id"].as_str().unwrap()];
+        assert_eq!(found.len(), 1, "lead {} once", l["id"]);
+        assert_eq!((&found[0]["name"], &found[0]["email"]), (&l["Full_Name"], &l["Email"]));
+    }
+    // Matched by email where Zendesk had the person already: no duplicates.
+    let emails_before: std::collections::BTreeSet<&str> = users_before.iter().filter_map(|u| u["email"].as_str()).collect();
+    let new_people = contacts.iter().chain(&leads).filter(|p| !emails_before.contains(p["Email"].as_str().unwrap())).count();
+    assert_eq!(users.len(), users_before.len() + new_people);
+    assert_eq!(tagged(&users, "zoho-lead"), leads.len());
+    eprintln!("scenario 2 (initial sync): {} requests to Zendesk, {} to Zoho", sb.requests(Some(Vendor::Zendesk)).len(), sb.requests(Some(Vendor::Zoho)).len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catch_up_moves_only_what_changed_in_zoho_since_the_last_run() {
+    let s = Scenario::start(SandboxConfig::default()).await;
+    let sb = &s.sandbox;
+    let (zoho, desk) = (zoho::Api::new(sb).await, zendesk::Api::new(sb));
+    let flow = example("zendesk-zoho/changes-to-zendesk.toml");
+    let accounts = zoho.list("Accounts", "Account_Name").await;
+    let contacts = zoho.list("Contacts", "Email").await;
+
+    // The first run has no cursor: everything.
+    let first = s.run(&flow, Some("sandbox"), &[]).await;
+    assert!(first.succeeded, "{first:?}");
+    assert_eq!((step(&first, "save-organizations").records_out, step(&first, "save-users").records_out), (accounts.len() as u64, contacts.len() as u64));
+
+    // Nothing changed: nothing written.
+    let idle = s.run(&flow, Some("sandbox"), &[]).await;
+    assert!(idle.succeeded, "{idle:?}");
+    assert_eq!((step(&idle, "save-organizations").records_in, step(&idle, "save-users").records_in), (0, 0));
+
+    // One account renamed and one contact's phone changed in Zoho: those two, nothing else.
+    let (account, contact) = (accounts[3]["id"].as_str().unwrap(), contacts[7]["id"].as_str().unwrap());
+    let (status, answer) = zoho.call(reqwest::Method::PUT, "/crm/v7/Accounts", Some(json!({"data": [{"id": account, "Account_Name": "Renamed In Zoho Ltd"}]}))).await;
+    assert_eq!(status, 200, "{answer}");
+    let (status, answer) = zoho.call(reqwest::Method::PUT, "/crm/v7/Contacts", Some(json!({"data": [{"id": contact, "Phone": "+1 555 000 7777"}]}))).await;
+    assert_eq!(status, 200, "{answer}");
+    let before = sb.requests(Some(Vendor::Zendesk)).len();
+    let changed = s.run(&flow, Some("sandbox"), &[]).await;
+    assert!(changed.succeeded, "{changed:?}");
+    assert_eq!((step(&changed, "save-organizations").records_out, step(&changed, "save-users").records_out), (1, 1));
+    let orgs = by_external_id_owned(desk.list("organizations").await);
+    assert_eq!(orgs[account]["name"], "Renamed In Zoho Ltd");
+    assert_eq!(orgs.len(), accounts.len(), "every account still once");
+    let users = by_external_id_owned(desk.list("users").await);
+    assert_eq!(users[contact]["phone"], "+1 555 000 7777");
+    eprintln!("scenario 2 (catch-up of 2 changes): {:.3} s, {} requests to Zendesk", changed.took.as_secs_f64(), sb.requests(Some(Vendor::Zendesk)).len() - before);
+}
+
+fn by_external_id_owned(list: Vec<Value>) -> BTreeMap<String, Value> {
+    let mut out = BTreeMap::new();
+    for r in list {
+        if let Some(x) = r["external_id"].as_str().map(str::to_owned) {
+            assert!(out.insert(x.clone(), r).is_none(), "external id {x} twice");
+        }
+    }
+    out
+}
