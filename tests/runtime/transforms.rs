@@ -131,3 +131,23 @@ async fn filter_refuses_a_condition_that_is_not_cel() {
     let message = schema_error("weft_plugin_filter", json!({"when": "record.Stage =="}), json!({}), None).await;
     assert!(message.starts_with("`when` is not a valid CEL condition: "), "{message}");
 }
+
+#[tokio::test]
+async fn map_domain_conversion_takes_a_websites_bare_host() {
+    let sites = json!([{"w": "https://www.Acme.example/about?x=1"}, {"w": "globex.example"}, {"w": "http://user@shop.initech.example:8080"}, {"w": "not a site"}]);
+    let (out, rejects) = process("weft_plugin_map", json!({"fields": {"domain": {"from": "w", "type": "domain"}}}), sites, None).await.unwrap();
+    assert_eq!(out, json!([{"domain": "acme.example"}, {"domain": "globex.example"}, {"domain": "shop.initech.example"}]));
+    assert_eq!(rejects, [(3, "`w`: `\"not a site\"` cannot be converted to domain".to_owned())]);
+}
+
+#[tokio::test]
+async fn merge_with_a_lookup_of_unknown_shape_brings_the_fields_it_names() {
+    let rt = runtime(|_| {});
+    let t = transform(&rt, "weft_plugin_merge").await;
+    let input = json!({"type": "object", "properties": {"account_id": {"type": "string"}}});
+    let dataset = json!({"type": "object"});
+    let config = json!({"on": {"account_id": "account_id"}, "join": "left", "prefix": "opportunity_", "fields": ["id", "name"]});
+    let schema = t.output_schema(&CallContext::default(), &config, &input, Some(&dataset)).await.unwrap();
+    let fields: Vec<&String> = schema["properties"].as_object().unwrap().keys().collect();
+    assert_eq!(fields, ["account_id", "opportunity_id", "opportunity_name"]);
+}

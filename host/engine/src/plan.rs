@@ -449,8 +449,11 @@ pub async fn plan_with(flow: &Flow, options: &PlanOptions, plugins: &PluginDirec
         if let Some(write) = &step.write {
             let w = write.get_ref();
             if datasets.contains(w.connection.get_ref().as_str()) {
-                if *w.mode.get_ref() != weft_flow::model::WriteMode::Upsert {
-                    out.push(Diagnostic::new("datasets are written in upsert mode", at(&w.mode)).help("write `mode = \"upsert\", key = [...]`"));
+                if !matches!(*w.mode.get_ref(), weft_flow::model::WriteMode::Upsert | weft_flow::model::WriteMode::Delete) {
+                    out.push(
+                        Diagnostic::new("datasets are written in upsert mode (or records deleted in delete mode)", at(&w.mode))
+                            .help("write `mode = \"upsert\", key = [...]`"),
+                    );
                 }
                 continue;
             }

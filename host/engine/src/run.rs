@@ -381,9 +381,16 @@ impl<'a> Execution<'a> {
                         }
                     }
                 }
-                match self.store.dataset_upsert(&self.options.tenant, &dataset, &rows).await {
+                let written = if *w.mode.get_ref() == weft_flow::model::WriteMode::Delete {
+                    // Deleting what is already gone counts as deleted, so a replay is harmless.
+                    let keys: Vec<String> = rows.into_iter().map(|(k, _)| k).collect();
+                    self.store.dataset_delete(&self.options.tenant, &dataset, &keys).await.map(|_| keys.len())
+                } else {
+                    self.store.dataset_upsert(&self.options.tenant, &dataset, &rows).await.map(|done| done.len())
+                };
+                match written {
                     Ok(done) => {
-                        self.record(&next).records_out += done.len() as u64;
+                        self.record(&next).records_out += done as u64;
                         let _ = self.save(&next).await;
                     }
                     Err(e) => {

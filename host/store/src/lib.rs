@@ -404,6 +404,14 @@ impl Store {
         }
     }
 
+    /// Deletes the rows with these keys from a dataset in one transaction; how many there were.
+    pub async fn dataset_delete(&self, tenant: &str, dataset: &str, keys: &[String]) -> Result<u64, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.dataset_delete(tenant, dataset, keys).await,
+            Backend::Postgres(db) => db.dataset_delete(tenant, dataset, keys).await,
+        }
+    }
+
     /// Up to `limit` `(key, record JSON)` rows in key order, after `after`.
     pub async fn dataset_page(&self, tenant: &str, dataset: &str, after: Option<&str>, limit: u32) -> Result<Vec<(String, String)>, StoreError> {
         match &self.backend {

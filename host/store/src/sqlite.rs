@@ -546,6 +546,24 @@ impl SqliteBackend {
         Ok(outcomes)
     }
 
+    pub(crate) async fn dataset_delete(&self, tenant: &str, dataset: &str, keys: &[String]) -> Result<u64, StoreError> {
+        let action = || format!("delete from dataset {dataset}");
+        let mut tx = self.pool.begin().await.map_err(query_err(action()))?;
+        let mut deleted = 0;
+        for key in keys {
+            deleted += sqlx::query("DELETE FROM dataset_records WHERE tenant = ? AND dataset = ? AND key = ?")
+                .bind(tenant)
+                .bind(dataset)
+                .bind(key)
+                .execute(&mut *tx)
+                .await
+                .map_err(query_err(action()))?
+                .rows_affected();
+        }
+        tx.commit().await.map_err(query_err(action()))?;
+        Ok(deleted)
+    }
+
     pub(crate) async fn dataset_page(&self, tenant: &str, dataset: &str, after: Option<&str>, limit: u32) -> Result<Vec<(String, String)>, StoreError> {
         let rows = sqlx::query("SELECT key, record FROM dataset_records WHERE tenant = ? AND dataset = ? AND key > ? ORDER BY key LIMIT ?")
             .bind(tenant)

@@ -11,8 +11,9 @@
 //!
 //! - `fields`: output field = input path (dotted for nested objects, numbers index arrays), or
 //!   `{ from = "path", default = VALUE, required = true, type = "number" }` where `type`
-//!   (string, number, integer, boolean) converts the value; one that cannot be converted
-//!   rejects the record.
+//!   (string, number, integer, boolean, domain) converts the value; one that cannot be converted
+//!   rejects the record. `domain` takes a website's host without scheme, `www.`, port or path
+//!   (`https://www.acme.example/about` is `acme.example`), the form CRMs match companies on.
 //! - `constants`: output field = a fixed value.
 //! - `case`: output field = `map[input value]`, else `default`; without a default an unmatched
 //!   value rejects the record.
@@ -69,6 +70,19 @@ pub enum Conversion {
     Number,
     Integer,
     Boolean,
+    /// A website's bare host, lowercased: `https://www.acme.example/about` is `acme.example`.
+    Domain,
+}
+
+/// The bare host of a website written as a URL or as a host.
+fn domain_of(text: &str) -> Option<String> {
+    let rest = text.trim();
+    let rest = rest.split_once("://").map_or(rest, |(_, r)| r);
+    let host = rest.split(['/', '?', '#']).next()?;
+    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+    let host = host.split(':').next()?.trim_end_matches('.').to_ascii_lowercase();
+    let host = host.strip_prefix("www.").unwrap_or(&host).to_owned();
+    (host.contains('.') && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')).then_some(host)
 }
 
 impl Conversion {
@@ -112,6 +126,15 @@ impl Conversion {
                 (Value::Number(n), _) if n.as_f64() == Some(0.0) => Ok(Value::Bool(false)),
                 _ => Err(fail()),
             },
+            Conversion::Domain => text.and_then(domain_of).map(Value::String).ok_or_else(fail),
+        }
+    }
+
+    /// The JSON Schema type of converted values.
+    fn schema_type(self) -> &'static str {
+        match self {
+            Conversion::Domain => "string",
+            other => other.name(),
         }
     }
 
@@ -121,6 +144,7 @@ impl Conversion {
             Conversion::Number => "number",
             Conversion::Integer => "integer",
             Conversion::Boolean => "boolean",
+            Conversion::Domain => "domain",
         }
     }
 }
@@ -300,7 +324,7 @@ impl Transform for Map {
                                         "from": {"type": "string"},
                                         "default": {},
                                         "required": {"type": "boolean"},
-                                        "type": {"enum": ["string", "number", "integer", "boolean"]}
+                                        "type": {"enum": ["string", "number", "integer", "boolean", "domain"]}
                                     }
                                 }
                             ]
@@ -343,7 +367,7 @@ impl Transform for Map {
             match schema_at(input, from) {
                 Ok(found) => {
                     let schema = match (config.fields.get(target), config.case.get(target)) {
-                        (Some(FieldRule::Spec(FieldSpec { convert: Some(c), .. })), _) => json!({"type": c.name()}),
+                        (Some(FieldRule::Spec(FieldSpec { convert: Some(c), .. })), _) => json!({"type": c.schema_type()}),
                         (_, Some(rule)) => {
                             let choices: Vec<Value> =
                                 rule.map.values().chain(rule.default.iter()).cloned().collect();

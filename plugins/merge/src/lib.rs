@@ -128,7 +128,11 @@ impl Transform for Merge {
             }
         }
         let mut out = properties(input).cloned().unwrap_or_default();
-        let theirs = properties(lookup).cloned().unwrap_or_default();
+        let theirs = match properties(lookup) {
+            Some(p) => p.clone(),
+            // A lookup of unknown shape (a dataset): the fields the config names are what it brings.
+            None => config.fields.iter().flatten().map(|f| (f.clone(), json!({}))).collect(),
+        };
         let keep = |k: &String| config.fields.as_ref().is_none_or(|f| f.contains(k));
         match (&config.into, &config.prefix) {
             (Some(into), _) => {

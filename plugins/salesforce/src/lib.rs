@@ -186,7 +186,8 @@ const OBJECTS: &[SObject] = &[
             ("WhatId", Kind::Id),
             ("TaskSubtype", Kind::Text),
         ],
-        optional: &[],
+        // An external id on activities makes writing one back idempotent (upsert on it).
+        optional: &[EXTERNAL_ID],
     },
 ];
 

@@ -1,6 +1,8 @@
 //! The scenarios of `SCENARIOS.md`, each run from its flows under `examples/` against a fresh
 //! sandbox and checked through the vendors' own APIs.
 
+mod conversation_sync;
+mod salesforce_hubspot;
 mod zendesk_zoho;
 mod zoho_customer_success;
 

@@ -64,7 +64,8 @@ enum FieldType {
     Date,
     DateTime,
     Boolean,
-    Reference(SObject),
+    /// A lookup to one of these objects (several for polymorphic fields such as `WhoId`).
+    Reference(&'static [SObject]),
 }
 
 /// `(name, type, required on create, writable)`.
@@ -136,14 +137,14 @@ impl SObject {
                 ("Email", Email, false, true),
                 ("Phone", Text, false, true),
                 ("Title", Text, false, true),
-                ("AccountId", Reference(SObject::Account), false, true),
+                ("AccountId", Reference(&[SObject::Account]), false, true),
                 ("LeadSource", Picklist, false, true),
                 ("MailingCity", Text, false, true),
                 ("External_Id__c", Text, false, true),
             ],
             SObject::Opportunity => &[
                 ("Name", Text, true, true),
-                ("AccountId", Reference(SObject::Account), false, true),
+                ("AccountId", Reference(&[SObject::Account]), false, true),
                 ("Amount", Currency, false, true),
                 ("CurrencyIsoCode", Picklist, false, true),
                 ("StageName", Picklist, true, true),
@@ -175,9 +176,10 @@ impl SObject {
                 ("Priority", Picklist, false, true),
                 ("ActivityDate", Date, false, true),
                 ("Description", Text, false, true),
-                ("WhoId", Reference(SObject::Contact), false, true),
-                ("WhatId", Reference(SObject::Opportunity), false, true),
+                ("WhoId", Reference(&[SObject::Contact, SObject::Lead]), false, true),
+                ("WhatId", Reference(&[SObject::Opportunity, SObject::Account]), false, true),
                 ("TaskSubtype", Picklist, false, true),
+                ("External_Id__c", Text, false, true),
             ],
         }
     }
@@ -1094,7 +1096,7 @@ impl Salesforce {
             {
                 match parse_sf_id(s) {
                     None => return Err(DmlError::new("MALFORMED_ID", format!("{}: id value of incorrect type: {s}", name.trim_end_matches("Id")), &[name])),
-                    Some((o, i)) if o != target || !st.objects[o.slot()].is_live(i) => {
+                    Some((o, i)) if !target.contains(&o) || !st.objects[o.slot()].is_live(i) => {
                         return Err(DmlError::new("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", &[name]));
                     }
                     Some((o, i)) => {
@@ -1187,7 +1189,7 @@ async fn describe(State(s): State<Arc<Salesforce>>, Extension(ctx): Extension<Re
                 json!({
                     "name": n, "label": n, "type": field_type_name(*t), "createable": w, "updateable": w, "nillable": !req,
                     "externalId": obj.is_external_id(n), "unique": false, "idLookup": *n == "Id" || obj.is_external_id(n),
-                    "referenceTo": match t { FieldType::Reference(o) => json!([o.name()]), _ => json!([]) },
+                    "referenceTo": match t { FieldType::Reference(to) => json!(to.iter().map(|o| o.name()).collect::<Vec<_>>()), _ => json!([]) },
                 })
             })
             .collect();
