@@ -131,3 +131,22 @@ async fn filter_refuses_a_condition_that_is_not_cel() {
     let message = schema_error("weft_plugin_filter", json!({"when": "record.Stage =="}), json!({}), None).await;
     assert!(message.starts_with("`when` is not a valid CEL condition: "), "{message}");
 }
+
+#[tokio::test]
+async fn map_nests_dotted_output_fields_and_converts_date_times_to_dates() {
+    let config = json!({
+        "nest": true,
+        "fields": {"name": "Name", "details.currency": "Currency", "team.0.email": "Email", "details.closing": {"from": "Close", "type": "date"}},
+        "constants": {"consent.contact": true}
+    });
+    let records = json!([{"Name": "A", "Currency": "EUR", "Email": "a@x.io", "Close": "2026-12-31T00:00:00Z"}, {"Name": "B", "Close": "soon"}]);
+    let (out, rejects) = process(MAP, config.clone(), records, None).await.unwrap();
+    assert_eq!(out, json!([{"name": "A", "details": {"currency": "EUR", "closing": "2026-12-31"}, "team": [{"email": "a@x.io"}], "consent": {"contact": true}}]));
+    assert_eq!(rejects.len(), 1);
+    assert!(rejects[0].1.contains("cannot be converted to date"), "{rejects:?}");
+    let rt = runtime(|_| {});
+    let input = json!({"type": "object", "properties": {"Name": {"type": "string"}, "Currency": {"type": "string"}, "Email": {"type": "string"}, "Close": {"type": "string"}}});
+    let schema = transform(&rt, MAP).await.output_schema(&CallContext::default(), &config, &input, None).await.unwrap();
+    assert_eq!(schema["properties"]["details"]["properties"]["closing"], json!({"type": "string", "format": "date"}));
+    assert_eq!(schema["properties"]["team"]["items"]["properties"]["email"], json!({"type": "string"}));
+}
