@@ -9,4 +9,5 @@ mod examples;
 mod hostile;
 mod plan;
 mod plugins;
+mod scenarios;
 mod transforms;
