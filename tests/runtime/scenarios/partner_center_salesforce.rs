@@ -312,7 +312,8 @@ async fn moving_out_of_the_waiting_stage_accepts_the_referral_and_edits_while_wa
     register(&s, &receiver.url).await;
     let created = incoming_referral(&s, json!({"name": "Fabrikam - from Microsoft"})).await;
     let id = created["id"].as_str().unwrap().to_owned();
-    assert!(run_delivery(&s, receiver.next().await).await.succeeded);
+    let first = run_delivery(&s, receiver.next().await).await;
+    assert!(first.succeeded, "{first:#?} {:?}", errors(&s, &first).await);
     let opportunity = opportunities(&s).await.into_iter().find(|o| o["Partner_Center_Referral_Id__c"] == id.as_str()).unwrap();
     let opp = opportunity["Id"].as_str().unwrap().to_owned();
 
