@@ -150,4 +150,21 @@ async fn merge_with_a_lookup_of_unknown_shape_brings_the_fields_it_names() {
     let schema = t.output_schema(&CallContext::default(), &config, &input, Some(&dataset)).await.unwrap();
     let fields: Vec<&String> = schema["properties"].as_object().unwrap().keys().collect();
     assert_eq!(fields, ["account_id", "opportunity_id", "opportunity_name"]);
+
+async fn map_nests_dotted_output_fields_and_converts_date_times_to_dates() {
+    let config = json!({
+        "nest": true,
+        "fields": {"name": "Name", "details.currency": "Currency", "team.0.email": "Email", "details.closing": {"from": "Close", "type": "date"}},
+        "constants": {"consent.contact": true}
+    });
+    let records = json!([{"Name": "A", "Currency": "EUR", "Email": "a@x.io", "Close": "2026-12-31T00:00:00Z"}, {"Name": "B", "Close": "soon"}]);
+    let (out, rejects) = process(MAP, config.clone(), records, None).await.unwrap();
+    assert_eq!(out, json!([{"name": "A", "details": {"currency": "EUR", "closing": "2026-12-31"}, "team": [{"email": "a@x.io"}], "consent": {"contact": true}}]));
+    assert_eq!(rejects.len(), 1);
+    assert!(rejects[0].1.contains("cannot be converted to date"), "{rejects:?}");
+    let rt = runtime(|_| {});
+    let input = json!({"type": "object", "properties": {"Name": {"type": "string"}, "Currency": {"type": "string"}, "Email": {"type": "string"}, "Close": {"type": "string"}}});
+    let schema = transform(&rt, MAP).await.output_schema(&CallContext::default(), &config, &input, None).await.unwrap();
+    assert_eq!(schema["properties"]["details"]["properties"]["closing"], json!({"type": "string", "format": "date"}));
+    assert_eq!(schema["properties"]["team"]["items"]["properties"]["email"], json!({"type": "string"}));
 }

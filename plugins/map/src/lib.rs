@@ -18,6 +18,10 @@
 //! - `case`: output field = `map[input value]`, else `default`; without a default an unmatched
 //!   value rejects the record.
 //! - `keep_unmapped = true` copies the input fields no rule names.
+//! - `nest = true` builds nested output: an output field `details.currency` is `currency` in
+//!   the object `details`, and a number in the path indexes an array (`team.0.email`), for
+//!   APIs that take nested documents (a Partner Center referral).
+//! - `type = "date"` turns an RFC 3339 date-time (`2026-12-31T00:00:00Z`) into its date.
 //!
 //! A required field that is missing, or a case value with no match and no default, rejects
 //! that record (it goes to the run's error log); the rest of the batch carries on.
@@ -39,6 +43,8 @@ pub struct MapConfig {
     pub case: BTreeMap<String, CaseRule>,
     #[serde(default)]
     pub keep_unmapped: bool,
+    #[serde(default)]
+    pub nest: bool,
 }
 
 /// Where a mapped field comes from.
@@ -72,6 +78,8 @@ pub enum Conversion {
     Boolean,
     /// A website's bare host, lowercased: `https://www.acme.example/about` is `acme.example`.
     Domain,
+    /// `YYYY-MM-DD`, from a date or an RFC 3339 date-time.
+    Date,
 }
 
 /// The bare host of a website written as a URL or as a host.
@@ -118,6 +126,10 @@ impl Conversion {
                 (_, Some(t)) => t.parse::<i64>().map(Value::from).map_err(|_| fail()),
                 _ => Err(fail()),
             },
+            Conversion::Date => match text {
+                Some(t) if t.len() >= 10 && is_date(&t[..10]) && (t.len() == 10 || t.as_bytes()[10] == b'T') => Ok(Value::String(t[..10].to_owned())),
+                _ => Err(fail()),
+            },
             Conversion::Boolean => match (value, text.map(str::to_ascii_lowercase).as_deref()) {
                 (Value::Bool(_), _) => Ok(value.clone()),
                 (_, Some("true" | "yes" | "y" | "1" | "on")) => Ok(Value::Bool(true)),
@@ -130,14 +142,6 @@ impl Conversion {
         }
     }
 
-    /// The JSON Schema type of converted values.
-    fn schema_type(self) -> &'static str {
-        match self {
-            Conversion::Domain => "string",
-            other => other.name(),
-        }
-    }
-
     fn name(self) -> &'static str {
         match self {
             Conversion::String => "string",
@@ -145,8 +149,93 @@ impl Conversion {
             Conversion::Integer => "integer",
             Conversion::Boolean => "boolean",
             Conversion::Domain => "domain",
+            Conversion::Date => "date",
         }
     }
+
+    /// The JSON Schema of converted values.
+    fn schema(self) -> Value {
+        match self {
+            Conversion::Date => json!({"type": "string", "format": "date"}),
+            Conversion::Domain => json!({"type": "string", "format": "hostname"}),
+            other => json!({"type": other.name()}),
+        }
+    }
+}
+
+fn is_date(t: &str) -> bool {
+    let b = t.as_bytes();
+    b.len() == 10 && b[4] == b'-' && b[7] == b'-' && b.iter().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+}
+
+/// Puts `value` at the dotted `path` of `into`, creating objects (and arrays, for numbers).
+fn insert_nested(into: &mut Value, path: &str, value: Value) {
+    let mut current = into;
+    let parts: Vec<&str> = path.split('.').collect();
+    for (i, part) in parts.iter().enumerate() {
+        let last = i + 1 == parts.len();
+        let next_is_index = parts.get(i + 1).is_some_and(|p| p.parse::<usize>().is_ok());
+        let fresh = || if next_is_index { Value::Array(Vec::new()) } else { Value::Object(Default::default()) };
+        current = match (current, part.parse::<usize>()) {
+            (Value::Array(items), Ok(index)) => {
+                while items.len() <= index {
+                    items.push(Value::Null);
+                }
+                if last {
+                    items[index] = value;
+                    return;
+                }
+                if !items[index].is_object() && !items[index].is_array() {
+                    items[index] = fresh();
+                }
+                &mut items[index]
+            }
+            (Value::Object(map), _) => {
+                if last {
+                    map.insert((*part).to_owned(), value);
+                    return;
+                }
+                let slot = map.entry((*part).to_owned()).or_insert_with(fresh);
+                if !slot.is_object() && !slot.is_array() {
+                    *slot = fresh();
+                }
+                slot
+            }
+            // A path that indexes into a scalar or names a field of an array: the later rule wins.
+            (slot, _) => {
+                *slot = Value::Object(Default::default());
+                if last {
+                    slot[*part] = value;
+                    return;
+                }
+                slot.as_object_mut().expect("just made").entry((*part).to_owned()).or_insert_with(fresh)
+            }
+        };
+    }
+}
+
+/// A nested schema for flat dotted `properties`, the shape `nest` gives records.
+fn nest_schema(properties: serde_json::Map<String, Value>) -> serde_json::Map<String, Value> {
+    let mut root = json!({"type": "object", "properties": {}});
+    for (path, schema) in properties {
+        let mut current = &mut root;
+        for part in path.split('.') {
+            if part.parse::<usize>().is_ok() {
+                current["type"] = json!("array");
+                if current.get("items").is_none() {
+                    current["items"] = json!({"type": "object", "properties": {}});
+                }
+                current = current.get_mut("items").expect("just set");
+            } else {
+                if current.get("properties").is_none() {
+                    current["properties"] = json!({});
+                }
+                current = current["properties"].as_object_mut().expect("an object").entry(part.to_owned()).or_insert_with(|| json!({"type": "object", "properties": {}}));
+            }
+        }
+        *current = schema;
+    }
+    root["properties"].as_object().cloned().unwrap_or_default()
 }
 
 /// A value chosen by the source value: `map[value]`, else `default`.
@@ -251,6 +340,14 @@ impl MapConfig {
                 }
             }
         }
+        if self.nest {
+            let mut nested = Value::Object(Default::default());
+            for (k, v) in out {
+                insert_nested(&mut nested, &k, v);
+            }
+            let Value::Object(nested) = nested else { unreachable!("built as an object") };
+            return Ok(nested);
+        }
         Ok(out)
     }
 
@@ -324,7 +421,7 @@ impl Transform for Map {
                                         "from": {"type": "string"},
                                         "default": {},
                                         "required": {"type": "boolean"},
-                                        "type": {"enum": ["string", "number", "integer", "boolean", "domain"]}
+                                        "type": {"enum": ["string", "number", "integer", "boolean", "domain", "date"]}
                                     }
                                 }
                             ]
@@ -346,7 +443,8 @@ impl Transform for Map {
                             }
                         }
                     },
-                    "keep_unmapped": {"type": "boolean"}
+                    "keep_unmapped": {"type": "boolean"},
+                    "nest": {"type": "boolean", "description": "Dotted output fields build nested objects; numbers index arrays."}
                 }
             }))
     }
@@ -367,7 +465,7 @@ impl Transform for Map {
             match schema_at(input, from) {
                 Ok(found) => {
                     let schema = match (config.fields.get(target), config.case.get(target)) {
-                        (Some(FieldRule::Spec(FieldSpec { convert: Some(c), .. })), _) => json!({"type": c.schema_type()}),
+                        (Some(FieldRule::Spec(FieldSpec { convert: Some(c), .. })), _) => c.schema(),
                         (_, Some(rule)) => {
                             let choices: Vec<Value> =
                                 rule.map.values().chain(rule.default.iter()).cloned().collect();
@@ -387,6 +485,9 @@ impl Transform for Map {
         }
         for (target, value) in &config.constants {
             properties.insert(target.clone(), value_schema(value));
+        }
+        if config.nest {
+            properties = nest_schema(properties);
         }
         Ok(json!({"type": "object", "properties": properties}))
     }

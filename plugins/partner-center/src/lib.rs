@@ -6,7 +6,9 @@
 //! `updatedDateTime gt <cursor>` ordered by `updatedDateTime`, and the cursor keeps the newest
 //! `updatedDateTime` seen (one-second resolution: a change in the same second as the newest
 //! one read waits for the referral's next change). Listing needs an App+User token, so the
-//! connection authenticates with a delegated refresh token (`oauth2-refresh`).
+//! connection authenticates with a delegated refresh token (`oauth2-refresh`). The read option
+//! `id` reads that one referral (`GET /{id}`; an unknown id is a 404, a record-level failure),
+//! which is how a `for_each` over webhook events fetches what each event points at.
 //!
 //! **Writes**: create is `POST` of the referral; update is `PATCH /{id}` with a JSON Patch of
 //! `add` operations, one per leaf field of the record (nested objects are merged, arrays
@@ -321,6 +323,19 @@ impl Connector for PartnerCenter {
             return Err(Error::config(format!("unknown stream `{}`; this connector offers referrals", req.stream)));
         }
         let config = Config::of(conn)?;
+        // `options.id`: that one referral (a for-each over webhook events reads each by id).
+        if let Some(id) = req.options.get("id").filter(|v| !v.is_null()) {
+            let Some(id) = id.as_str().filter(|s| !s.is_empty()) else {
+                return Err(Error::config(format!("read option `id` must be a referral id, got {id}")));
+            };
+            let url = format!("{}/{}", config.referrals(), weft_sdk::http::percent_encode(id));
+            let referral: Value = send(conn.get(&url))?.json()?;
+            let records = match referral {
+                Value::Object(m) => vec![m],
+                _ => return Err(Error::upstream(200, b"the referral is not a JSON object")),
+            };
+            return Ok(Page::last::<()>(records, None));
+        }
         let mut resume: Resume = req.cursor_state()?.unwrap_or_default();
         if req.mode == SyncMode::Full {
             resume.since = None;

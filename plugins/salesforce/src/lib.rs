@@ -171,7 +171,22 @@ const OBJECTS: &[SObject] = &[
             ("Type", Kind::Text),
             ("Description", Kind::Text),
         ],
-        optional: &[("CurrencyIsoCode", Kind::Text), ("Sync_with_Partner_Center__c", Kind::Text), EXTERNAL_ID],
+        optional: &[
+            ("CurrencyIsoCode", Kind::Text),
+            ("Sync_with_Partner_Center__c", Kind::Text),
+            EXTERNAL_ID,
+            // The Partner Center co-sell fields (scenario 5).
+            ("Partner_Center_Co_Sell__c", Kind::Text),
+            ("Partner_Center_Solution__c", Kind::Text),
+            ("Partner_Center_Contact_Email__c", Kind::Email),
+            ("Partner_Center_Referral_Id__c", Kind::Text),
+            ("Partner_Center_Referral_Link__c", Kind::Text),
+            ("Microsoft_CRM_Id__c", Kind::Text),
+            ("Partner_Center_Status__c", Kind::Text),
+            ("Partner_Center_Direction__c", Kind::Text),
+            ("Partner_Center_Audit__c", Kind::Text),
+            ("Partner_Center_Sync_Status__c", Kind::Text),
+        ],
     },
     SObject {
         name: "Task",

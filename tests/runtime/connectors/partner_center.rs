@@ -254,3 +254,19 @@ async fn upsert_by_external_reference_creates_once_then_updates() {
     let row: Value = api(&h.sandbox, reqwest::Method::GET, &format!("/v1.0/engagements/referrals/{}", first[0].id.as_deref().unwrap()), None).await.json().await.unwrap();
     assert_eq!(row["details"]["dealValue"], 99000);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_id_option_reads_one_referral_and_an_unknown_one_is_a_record_failure() {
+    let h = Harness::start::<PartnerCenter>().await;
+    let id = referral_ids(&h.sandbox, 3).await[2].clone();
+    let mut request = Harness::request("referrals", weft_runtime::bindings::SyncMode::Full, None, 100);
+    request.options = json!({"id": id}).to_string();
+    let page = h.read_page(request.clone()).await.expect("read by id");
+    let records: Vec<Value> = serde_json::from_str(&page.records).unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["id"], id.as_str());
+    assert!(page.done);
+    request.options = json!({"id": "c05e1100-0000-4000-9000-00000000ffff"}).to_string();
+    let err = h.read_page(request).await.unwrap_err();
+    assert!(matches!(err.plugin_error(), Some(weft_runtime::bindings::PluginError::InvalidRecord(_))), "{err}");
+}

@@ -2,6 +2,7 @@
 //! sandbox and checked through the vendors' own APIs.
 
 mod conversation_sync;
+mod partner_center_salesforce;
 mod salesforce_hubspot;
 mod zendesk_zoho;
 mod zoho_customer_success;

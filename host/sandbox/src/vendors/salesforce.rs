@@ -156,6 +156,18 @@ impl SObject {
                 ("Description", Text, false, true),
                 ("Sync_with_Partner_Center__c", Picklist, false, true),
                 ("External_Id__c", Text, false, true),
+                // The Partner Center co-sell package (scenario 5): what is sent, and the
+                // read-only fields the integration writes back.
+                ("Partner_Center_Co_Sell__c", Picklist, false, true),
+                ("Partner_Center_Solution__c", Text, false, true),
+                ("Partner_Center_Contact_Email__c", Email, false, true),
+                ("Partner_Center_Referral_Id__c", Text, false, true),
+                ("Partner_Center_Referral_Link__c", Text, false, true),
+                ("Microsoft_CRM_Id__c", Text, false, true),
+                ("Partner_Center_Status__c", Picklist, false, true),
+                ("Partner_Center_Direction__c", Picklist, false, true),
+                ("Partner_Center_Audit__c", Text, false, true),
+                ("Partner_Center_Sync_Status__c", Text, false, true),
             ],
             SObject::Lead => &[
                 ("FirstName", Text, false, true),
@@ -190,7 +202,7 @@ impl SObject {
     }
 
     fn is_external_id(self, name: &str) -> bool {
-        name.eq_ignore_ascii_case("External_Id__c") && self.field(name).is_some()
+        ["External_Id__c", "Partner_Center_Referral_Id__c"].iter().any(|x| name.eq_ignore_ascii_case(x)) && self.field(name).is_some()
     }
 }
 
@@ -283,6 +295,9 @@ fn generated(demo: &Demo, obj: SObject, i: u64) -> Fields {
                 "StageName": stage, "CloseDate": date(DEMO_EPOCH_MS + d.close_day * 86_400_000),
                 "Probability": PROBABILITY[d.stage], "Type": "New Business", "Description": null,
                 "Sync_with_Partner_Center__c": if i.is_multiple_of(3) { "Yes" } else { "No" }, "External_Id__c": format!("OPP-{:06}", i + 1),
+                "Partner_Center_Co_Sell__c": if i.is_multiple_of(2) { "Yes" } else { "No" },
+                "Partner_Center_Solution__c": i.is_multiple_of(3).then_some("weft-solution-1"),
+                "Partner_Center_Contact_Email__c": d.contact.map(|j| demo.contact(j).email),
             })
         }
         SObject::Lead => {
