@@ -150,7 +150,9 @@ async fn merge_with_a_lookup_of_unknown_shape_brings_the_fields_it_names() {
     let schema = t.output_schema(&CallContext::default(), &config, &input, Some(&dataset)).await.unwrap();
     let fields: Vec<&String> = schema["properties"].as_object().unwrap().keys().collect();
     assert_eq!(fields, ["account_id", "opportunity_id", "opportunity_name"]);
+}
 
+#[tokio::test]
 async fn map_nests_dotted_output_fields_and_converts_date_times_to_dates() {
     let config = json!({
         "nest": true,

@@ -29,7 +29,7 @@ async fn start() -> Scenario {
 async fn plan(s: &Scenario, path: &str, environment: &str) -> (Flow, Plan) {
     let flow = weft_flow::load(&example(path)).unwrap_or_else(|e| panic!("{e}"));
     let declared: Vec<String> = flow.file.variables.keys().map(|k| k.get_ref().to_string()).collect();
-    let variables = if environment == "sandbox" { s.sandbox_variables().into_iter().filter(|(k, _)| declared.contains(k)).collect() } else { BTreeMap::new() };
+    let variables = if environment == "sandbox" { s.sandbox.flow_variables().into_iter().filter(|(k, _)| declared.contains(k)).collect() } else { BTreeMap::new() };
     let options = PlanOptions { environment: Some(environment.to_owned()), tenant: "default".into(), variables };
     let plan = weft_engine::plan_with(&flow, &options, &s.plugins, &s.runtime).await.unwrap_or_else(|e| panic!("{e}"));
     (flow, plan)
