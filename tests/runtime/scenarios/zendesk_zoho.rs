@@ -26,6 +26,9 @@ async fn initial_sync_makes_zoho_accounts_organizations_and_people_users() {
     let sb = &s.sandbox;
     let (zoho, desk) = (zoho::Api::new(sb).await, zendesk::Api::new(sb));
     let fresh = zoho.create("Accounts", json!({"Account_Name": "Fresh Harbor Co", "Industry": "Retail", "Billing_Country": "DE"})).await;
+    // A contact of the new account: Zendesk has neither, so only the lookup can put the user in
+    // the organization (the demo users Zendesk has are in their organizations already).
+    let newcomer = zoho.create("Contacts", json!({"First_Name": "Nia", "Last_Name": "Newcomer", "Email": "nia.newcomer@fresh-harbor.example", "Account_Name": {"id": fresh}})).await;
     let accounts = zoho.list("Accounts", "Account_Name,Industry").await;
     let known = accounts.iter().find(|a| a["id"] != fresh).expect("demo accounts").clone();
     let orgs_before = desk.list("organizations").await;
@@ -90,6 +93,9 @@ async fn initial_sync_makes_zoho_accounts_organizations_and_people_users() {
         assert_eq!((&u["name"], &u["email"], u["role"].as_str()), (&c["Full_Name"], &c["Email"], Some("end-user")));
         assert_eq!(&u["organization_id"], org_of[c["Account_Name"]["id"].as_str().unwrap()], "contact {} in its account's organization", c["id"]);
     }
+    let fresh_org = &org_of[fresh.as_str()];
+    assert_eq!(&people[&newcomer][0]["organization_id"], *fresh_org, "the new contact is in the new account's organization");
+    assert!(!users_before.iter().any(|u| u["email"] == "nia.newcomer@fresh-harbor.example"));
     for l in &leads {
         let found = &people[l["id"].as_str().unwrap()];
         assert_eq!(found.len(), 1, "lead {} once", l["id"]);
