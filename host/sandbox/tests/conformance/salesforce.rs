@@ -610,3 +610,24 @@ async fn salesforce_batch_size_header_with_a_small_configured_batch_answers_inst
     assert_eq!(body["done"], false);
     sb.shutdown().await;
 }
+
+#[tokio::test]
+async fn salesforce_task_links_a_contact_or_lead_and_an_opportunity_or_account() {
+    let sb = start(sized(3)).await;
+    let token = session(&sb).await;
+    let first = |q: &'static str| {
+        let (sb, token) = (&sb, &token);
+        async move { soql(sb, token, q).await.json::<Value>().await.unwrap()["records"][0]["Id"].as_str().unwrap().to_owned() }
+    };
+    let (lead, account, contact) = (first("SELECT Id FROM Lead").await, first("SELECT Id FROM Account").await, first("SELECT Id FROM Contact").await);
+    let r = send(&sb, &token, reqwest::Method::POST, &format!("{V}/sobjects/Task"), json!({"Subject": "Call", "WhoId": lead})).await;
+    assert_eq!(r.status(), 201);
+    let r = send(&sb, &token, reqwest::Method::POST, &format!("{V}/sobjects/Task"), json!({"Subject": "Call", "WhoId": contact, "WhatId": account, "External_Id__c": "conv-1"})).await;
+    assert_eq!(r.status(), 201);
+    let r = send(&sb, &token, reqwest::Method::POST, &format!("{V}/sobjects/Task"), json!({"Subject": "Call", "WhoId": account})).await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().await.unwrap()[0]["errorCode"], "INVALID_CROSS_REFERENCE_KEY");
+    let r: Value = soql(&sb, &token, "SELECT Id, WhoId, WhatId FROM Task WHERE External_Id__c = 'conv-1'").await.json().await.unwrap();
+    assert_eq!((&r["records"][0]["WhoId"], &r["records"][0]["WhatId"]), (&json!(contact), &json!(account)));
+    sb.shutdown().await;
+}
