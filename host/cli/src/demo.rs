@@ -124,6 +124,11 @@ pub async fn run(data_dir: &Path, args: DemoArgs) -> anyhow::Result<()> {
     let plugins = PluginDirectory::new([plugin_dir]);
     let store = crate::store(data_dir).await?;
     let secrets = Secrets::new(store.clone(), MasterKey::load(data_dir)?);
+    // The Salesforce examples sign their JWT with the sandbox's published demo key, which a
+    // flow refers to as a secret (a private key is never written into a flow file).
+    if let Some(pem) = sandbox.vendor(weft_sandbox::Vendor::Salesforce).and_then(|v| v.credentials().extra.get("jwt_private_key_pem").cloned()) {
+        secrets.set("default", "salesforce_sandbox_jwt_key", &weft_capabilities::Secret::new(pem)).await?;
+    }
 
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(&examples)
         .with_context(|| format!("reading the examples in {}", examples.display()))?
