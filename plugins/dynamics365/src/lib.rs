@@ -522,19 +522,8 @@ fn wcf_date(text: &str) -> Option<String> {
 }
 
 fn rfc3339(ms: i64) -> String {
-    let secs = ms.div_euclid(1_000);
-    let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", sod / 3_600, sod % 3_600 / 60, sod % 60)
+    // `2025-01-31T12:34:56Z`: the SDK's form, to the second.
+    format!("{}Z", &weft_sdk::time::format_rfc3339_ms(ms)[..19])
 }
 
 mod batch;

@@ -270,18 +270,8 @@ impl PartnerCenter {
 
 /// Now as `YYYYMMDDHHMMSS`, UTC, to compare with certificate validity.
 fn now_compact() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-    let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}{m:02}{d:02}{:02}{:02}{:02}", sod / 3_600, sod % 3_600 / 60, sod % 60)
+    // `YYYYMMDDhhmmss` from the SDK's RFC 3339 form of now.
+    weft_sdk::time::format_rfc3339_ms(weft_sdk::time::now_ms())[..19].chars().filter(char::is_ascii_digit).collect()
 }
 
 impl Connector for PartnerCenter {
