@@ -11,7 +11,8 @@
 //! *before* the sender gets its 2xx, so a crash loses nothing, and a redelivered event id is
 //! dropped. Events are then processed in arrival order: the flow's read steps on the webhook
 //! connection take the events of their stream instead of reading the upstream, and events are
-//! marked done only when that run succeeded.
+//! marked done only when that run succeeded. With `--public-url`, each endpoint is registered
+//! with its vendor at start and kept registered (see `webhook.rs`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -35,9 +36,17 @@ pub struct ServeArgs {
     /// Where plugins named in flows are found (repeatable).
     #[arg(long = "plugins")]
     plugin_dirs: Vec<PathBuf>,
+    /// A variable's value, over the environment's and the default (repeatable).
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = crate::parse_var)]
+    vars: Vec<(String, String)>,
     /// Address the webhook endpoints listen on (when a flow has a webhook trigger).
     #[arg(long, default_value = "127.0.0.1:8090")]
     listen: std::net::SocketAddr,
+    /// The URL vendors reach the webhook endpoints at (e.g. `https://weft.example.com`, in
+    /// front of `--listen`). When given, each webhook-triggered flow's endpoint is registered
+    /// with its vendor at start, for the trigger's events, and kept registered.
+    #[arg(long, value_name = "URL")]
+    public_url: Option<String>,
 }
 
 struct Served {
@@ -52,8 +61,7 @@ impl Served {
 
     /// The connection a webhook trigger names, if the flow has one.
     fn webhook_connection(&self) -> Option<String> {
-        let trigger = self.flow.file.trigger.as_ref()?.get_ref();
-        Some(trigger.webhook.as_ref()?.get_ref().connection.get_ref().to_string())
+        crate::webhook::trigger(&self.flow).map(|(connection, _)| connection)
     }
 }
 
@@ -91,14 +99,10 @@ async fn receive(
         headers: parts.headers.iter().map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned())).collect(),
         body: body.to_vec(),
     };
-    let mut connections = weft_capabilities::Connections::new();
-    match weft_capabilities::Connection::new(bound.spec.clone(), hooks.secrets.clone()) {
-        Ok(c) => {
-            connections.insert(c);
-        }
+    let context = match crate::webhook::call_context(bound, &hooks.secrets, &hooks.tenant, &flow) {
+        Ok(context) => context,
         Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
-    }
-    let context = weft_runtime::CallContext::new(hooks.tenant.clone()).with_connections(connections).in_flow(flow.clone());
+    };
     match bound.plugin.verify(&context, &connection, &bound.config, inbound).await {
         Ok(weft_runtime::Verification::Accepted(events)) => {
             let (mut kept, mut duplicates) = (0, 0);
@@ -166,6 +170,15 @@ async fn process_events(served: &Served, store: &Store, secrets: &Secrets, optio
     Ok(())
 }
 
+/// How `flow` is planned: the server's environment and the `--var`s the flow declares (noted
+/// in `used`).
+fn plan_options(flow: &Flow, args: &ServeArgs, tenant: &str, used: &mut std::collections::BTreeSet<String>) -> weft_engine::PlanOptions {
+    let declared = |name: &str| flow.file.variables.keys().any(|k| k.get_ref().as_str() == name);
+    let variables: std::collections::BTreeMap<String, String> = args.vars.iter().filter(|(name, _)| declared(name)).cloned().collect();
+    used.extend(variables.keys().cloned());
+    weft_engine::PlanOptions { environment: args.env.clone(), tenant: tenant.to_owned(), variables }
+}
+
 fn flow_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("reading the flows directory {}", dir.display()))?
@@ -196,13 +209,15 @@ pub async fn run(data_dir: &Path, tenant: &str, args: ServeArgs) -> anyhow::Resu
     let runtime = crate::runtime(data_dir)?;
     let mut served = Vec::new();
     let mut problems = 0;
+    let mut used: std::collections::BTreeSet<String> = Default::default();
     for file in flow_files(&args.flows)? {
         match weft_flow::load(&file) {
             Err(e) => {
                 eprint!("{e}");
                 problems += e.diagnostics.len();
             }
-            Ok(flow) => match weft_engine::plan(&flow, args.env.as_deref(), tenant, &plugins, &runtime).await {
+            // Each flow gets the `--var`s it declares; one that no flow declares is refused below.
+            Ok(flow) => match weft_engine::plan_with(&flow, &plan_options(&flow, &args, tenant, &mut used), &plugins, &runtime).await {
                 Ok(plan) => served.push(Served { flow, plan }),
                 Err(e) => {
                     eprint!("{e}");
@@ -210,6 +225,10 @@ pub async fn run(data_dir: &Path, tenant: &str, args: ServeArgs) -> anyhow::Resu
                 }
             },
         }
+    }
+    for (name, _) in args.vars.iter().filter(|(name, _)| !used.contains(name)) {
+        eprintln!("error: `--var {name}=...` names a variable no flow in {} declares", args.flows.display());
+        problems += 1;
     }
     if problems > 0 {
         bail!("{problems} problem(s) in the flows of {}; nothing was started", args.flows.display());
@@ -236,11 +255,33 @@ pub async fn run(data_dir: &Path, tenant: &str, args: ServeArgs) -> anyhow::Resu
         });
     }
 
+    // Registered once the endpoints listen, so that a vendor's verification call on
+    // registration (a handshake) is answered.
+    let mut renewals: Vec<(usize, Option<SystemTime>)> = Vec::new();
+    if let Some(public_url) = &args.public_url {
+        for (i, s) in served.iter().enumerate().filter(|(_, s)| s.webhook_connection().is_some()) {
+            renewals.push((i, register(s, &store, &secrets, tenant, public_url).await?));
+        }
+    } else if served.iter().any(|s| s.webhook_connection().is_some()) {
+        eprintln!("webhook endpoints are not registered with their vendors (no --public-url): register them by hand or restart with it");
+    }
+
     let stop = shutdown_signal();
     tokio::pin!(stop);
     loop {
         let now = SystemTime::now();
         let mut next_wake = now + Duration::from_secs(1);
+        if let Some(public_url) = &args.public_url {
+            for renewal in renewals.iter_mut() {
+                if renewal.1.is_some_and(|lapses| lapses <= now + crate::webhook::RENEW_BEFORE) {
+                    match register(&served[renewal.0], &store, &secrets, tenant, public_url).await {
+                        Ok(next) => renewal.1 = next,
+                        // Tried again at the next wake: the registration has not lapsed yet.
+                        Err(e) => tracing::error!(flow = %served[renewal.0].name(), error = %e, "renewing the webhook registration failed"),
+                    }
+                }
+            }
+        }
         for i in 0..served.len() {
             let name = served[i].flow.file.name.get_ref().to_string();
             let last = store.flow_runs(tenant, &name, None, 1).await?.into_iter().next().map(|r| r.started_at);
@@ -266,6 +307,24 @@ pub async fn run(data_dir: &Path, tenant: &str, args: ServeArgs) -> anyhow::Resu
     }
     eprintln!("stopped");
     Ok(())
+}
+
+/// Registers a webhook flow's endpoint with its vendor (or keeps the registration it has) and
+/// says so; when the registration lapses, if it does.
+async fn register(served: &Served, store: &Store, secrets: &Secrets, tenant: &str, public_url: &str) -> anyhow::Result<Option<SystemTime>> {
+    let name = served.name();
+    let callback = crate::webhook::callback_url(public_url, &name);
+    let subscription = match crate::webhook::ensure(&served.flow, &served.plan, store, secrets, tenant, &callback).await? {
+        crate::webhook::Registration::Kept(s) => {
+            eprintln!("webhook of flow {name}: registered already ({}) at {callback}", s.subscription_id);
+            s
+        }
+        crate::webhook::Registration::Made(s) => {
+            eprintln!("webhook of flow {name}: registered ({}) at {callback}", s.subscription_id);
+            s
+        }
+    };
+    Ok(subscription.expires_at)
 }
 
 /// Runs one flow and prints a line about it; whether it succeeded.

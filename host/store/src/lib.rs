@@ -27,7 +27,7 @@ use std::time::SystemTime;
 
 pub use error::StoreError;
 pub use migrations::{MIGRATIONS, Migration};
-pub use runs::{DatasetInfo, ErrorEntry, RunRecord, StepRunRecord, StoredEvent, Upserted};
+pub use runs::{DatasetInfo, ErrorEntry, RunRecord, StepRunRecord, StoredEvent, Upserted, WebhookSubscription};
 
 /// The tenant used while weft runs a single tenant.
 pub const DEFAULT_TENANT: &str = "default";
@@ -453,6 +453,30 @@ impl Store {
         match &self.backend {
             Backend::Sqlite(db) => db.events_done(tenant, flow, event_ids).await,
             Backend::Postgres(db) => db.events_done(tenant, flow, event_ids).await,
+        }
+    }
+
+    /// Keeps a flow's webhook registration, replacing the one it had.
+    pub async fn subscription_put(&self, tenant: &str, subscription: &WebhookSubscription) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.subscription_put(tenant, subscription).await,
+            Backend::Postgres(db) => db.subscription_put(tenant, subscription).await,
+        }
+    }
+
+    /// The tenant's webhook registrations (only `flow`'s when given), by flow name.
+    pub async fn subscriptions(&self, tenant: &str, flow: Option<&str>) -> Result<Vec<WebhookSubscription>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.subscriptions(tenant, flow).await,
+            Backend::Postgres(db) => db.subscriptions(tenant, flow).await,
+        }
+    }
+
+    /// Forgets a flow's webhook registration; whether there was one.
+    pub async fn subscription_delete(&self, tenant: &str, flow: &str) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.subscription_delete(tenant, flow).await,
+            Backend::Postgres(db) => db.subscription_delete(tenant, flow).await,
         }
     }
 }

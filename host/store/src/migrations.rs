@@ -120,6 +120,22 @@ CREATE TABLE webhook_events (
 );
 CREATE INDEX webhook_events_pending ON webhook_events (tenant, flow, processed_at, seq);
 "#,
+}, Migration {
+    version: 5,
+    name: "webhook subscriptions",
+    sql: r#"
+CREATE TABLE webhook_subscriptions (
+    tenant           TEXT    NOT NULL,
+    flow             TEXT    NOT NULL,
+    connection       TEXT    NOT NULL,
+    subscription_id  TEXT    NOT NULL,
+    callback_url     TEXT    NOT NULL,
+    events           TEXT    NOT NULL,
+    expires_at       BIGINT,
+    created_at       BIGINT  NOT NULL,
+    PRIMARY KEY (tenant, flow)
+);
+"#,
 }];
 
 

@@ -84,6 +84,26 @@ pub struct DatasetInfo {
     pub updated_at: SystemTime,
 }
 
+/// A flow's webhook registration with its vendor, as `weft serve` made it: kept so that a
+/// restart does not register again, and so that it can be removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookSubscription {
+    /// The flow whose endpoint is registered.
+    pub flow: String,
+    /// The flow's webhook connection, whose plugin registered it.
+    pub connection: String,
+    /// The vendor's id for it, which unsubscribing needs.
+    pub subscription_id: String,
+    /// Where the vendor delivers.
+    pub callback_url: String,
+    /// The vendor event names subscribed to; every event the connector knows when empty.
+    pub events: Vec<String>,
+    /// When the vendor drops it, if it does.
+    pub expires_at: Option<SystemTime>,
+    /// When it was made.
+    pub created_at: SystemTime,
+}
+
 /// A webhook event as the store keeps it between its arrival and its processing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredEvent {

@@ -10,7 +10,7 @@ use sqlx::sqlite::{
 use sqlx::{Connection as _, SqliteConnection};
 
 use crate::migrations::{MIGRATIONS, latest_version};
-use crate::{DatasetInfo, ErrorEntry, RunRecord, StoredEvent, Upserted, SecretEntry, StateScope, StepRunRecord, StoreError, millis_to_time, now_millis};
+use crate::{DatasetInfo, ErrorEntry, RunRecord, StoredEvent, Upserted, WebhookSubscription, SecretEntry, StateScope, StepRunRecord, StoreError, millis_to_time, now_millis};
 use sqlx::Row as _;
 
 /// How long a writer waits for another writer (possibly another weft process) before failing.
@@ -647,5 +647,60 @@ impl SqliteBackend {
                 .map_err(query_err(action()))?;
         }
         tx.commit().await.map_err(query_err(action()))
+    }
+
+    pub(crate) async fn subscription_put(&self, tenant: &str, s: &WebhookSubscription) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO webhook_subscriptions (tenant, flow, connection, subscription_id, callback_url, events, expires_at, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT (tenant, flow) DO UPDATE SET connection = excluded.connection, subscription_id = excluded.subscription_id,
+               callback_url = excluded.callback_url, events = excluded.events, expires_at = excluded.expires_at, created_at = excluded.created_at",
+        )
+        .bind(tenant)
+        .bind(&s.flow)
+        .bind(&s.connection)
+        .bind(&s.subscription_id)
+        .bind(&s.callback_url)
+        .bind(s.events.join("\n"))
+        .bind(s.expires_at.map(ms))
+        .bind(ms(s.created_at))
+        .execute(&self.pool)
+        .await
+        .map_err(query_err(format!("keep the webhook subscription of flow {}", s.flow)))?;
+        Ok(())
+    }
+
+    pub(crate) async fn subscriptions(&self, tenant: &str, flow: Option<&str>) -> Result<Vec<WebhookSubscription>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT flow, connection, subscription_id, callback_url, events, expires_at, created_at FROM webhook_subscriptions
+             WHERE tenant = ?1 AND (?2 IS NULL OR flow = ?2) ORDER BY flow",
+        )
+        .bind(tenant)
+        .bind(flow)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err("list webhook subscriptions".to_string()))?;
+        Ok(rows
+            .iter()
+            .map(|row| WebhookSubscription {
+                flow: row.get("flow"),
+                connection: row.get("connection"),
+                subscription_id: row.get("subscription_id"),
+                callback_url: row.get("callback_url"),
+                events: row.get::<String, _>("events").split('\n').filter(|e| !e.is_empty()).map(str::to_owned).collect(),
+                expires_at: time(row.get("expires_at")),
+                created_at: millis_to_time(row.get("created_at")),
+            })
+            .collect())
+    }
+
+    pub(crate) async fn subscription_delete(&self, tenant: &str, flow: &str) -> Result<bool, StoreError> {
+        let result = sqlx::query("DELETE FROM webhook_subscriptions WHERE tenant = ?1 AND flow = ?2")
+            .bind(tenant)
+            .bind(flow)
+            .execute(&self.pool)
+            .await
+            .map_err(query_err(format!("forget the webhook subscription of flow {flow}")))?;
+        Ok(result.rows_affected() > 0)
     }
 }

@@ -338,7 +338,7 @@ mod on_both {
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::time::SystemTime;
 
-    use weft_store::{StateLimits, StateScope, StepRunRecord, Store, StoreError, StoredEvent, Upserted};
+    use weft_store::{StateLimits, StateScope, StepRunRecord, Store, StoreError, StoredEvent, Upserted, WebhookSubscription};
 
     fn admin_url() -> String {
         std::env::var("WEFT_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
@@ -468,6 +468,31 @@ mod on_both {
         assert_eq!(rest, rows(&[("c", "3")]));
         let list = store.dataset_list("default").await.unwrap();
         assert_eq!((list[0].name.as_str(), list[0].records), ("people", 3));
+    });
+
+    on_both!(webhook_subscriptions_are_kept_per_flow_and_replaced, |store| {
+        let at = |s: u64| SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(s);
+        let first = WebhookSubscription {
+            flow: "referrals".into(),
+            connection: "pc-events".into(),
+            subscription_id: "sub-1".into(),
+            callback_url: "https://weft.example/hooks/referrals".into(),
+            events: vec!["referral-created".into(), "referral-updated".into()],
+            expires_at: None,
+            created_at: at(1_000),
+        };
+        store.subscription_put("default", &first).await.unwrap();
+        let other = WebhookSubscription { flow: "tickets".into(), events: vec![], expires_at: Some(at(9_000)), ..first.clone() };
+        store.subscription_put("default", &other).await.unwrap();
+        store.subscription_put("t2", &first).await.unwrap();
+        assert_eq!(store.subscriptions("default", None).await.unwrap(), [first.clone(), other.clone()]);
+        let renewed = WebhookSubscription { subscription_id: "sub-2".into(), created_at: at(2_000), ..first.clone() };
+        store.subscription_put("default", &renewed).await.unwrap();
+        assert_eq!(store.subscriptions("default", Some("referrals")).await.unwrap(), [renewed]);
+        assert!(store.subscription_delete("default", "referrals").await.unwrap());
+        assert!(!store.subscription_delete("default", "referrals").await.unwrap());
+        assert_eq!(store.subscriptions("default", None).await.unwrap(), [other]);
+        assert_eq!(store.subscriptions("t2", None).await.unwrap(), [first], "tenants are separate");
     });
 
     on_both!(webhook_events_are_kept_once_and_processed_in_order, |store| {
