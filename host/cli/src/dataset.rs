@@ -1,9 +1,10 @@
 //! `weft dataset`: the records flows keep in weft's own store (`plugin = "dataset"`).
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use clap::{Subcommand, ValueEnum};
 use serde_json::Value;
 
@@ -23,6 +24,16 @@ pub enum DatasetCommand {
         #[arg(long, value_enum, default_value_t = Format::Jsonl)]
         format: Format,
     },
+    /// Upserts records into a dataset from JSON Lines (one object per line), as a flow's
+    /// `upsert` write would: a record with the same key replaces the one there.
+    Import {
+        name: String,
+        /// The key fields, comma-separated (`--key crm,id`); every record must have them.
+        #[arg(long, value_delimiter = ',', required = true)]
+        key: Vec<String>,
+        /// The JSON Lines file; standard input when absent.
+        file: Option<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -32,6 +43,28 @@ pub enum Format {
 }
 
 const PAGE: u32 = 1_000;
+
+/// Upserts the JSON Lines of `input` (named `source` in errors) into `dataset`, keyed by `key`.
+/// Nothing is written unless every line is a JSON object with every key field: a file is
+/// imported whole or not at all. Returns how many records were upserted.
+pub async fn import(store: &weft_store::Store, tenant: &str, dataset: &str, key: &[String], source: &str, input: impl BufRead) -> anyhow::Result<usize> {
+    let mut rows = Vec::new();
+    for (number, line) in input.lines().enumerate() {
+        let line = line.with_context(|| format!("reading {source}"))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let at = || format!("{source}:{}", number + 1);
+        let record: Value = serde_json::from_str(&line).with_context(|| format!("{}: not JSON", at()))?;
+        if !record.is_object() {
+            bail!("{}: a record must be a JSON object, not `{}`", at(), line.trim());
+        }
+        let k = weft_engine::dataset_key(&record, key).map_err(|missing| anyhow::anyhow!("{}: key field `{missing}` is missing or null (the key is {})", at(), key.join(", ")))?;
+        rows.push((k, record.to_string()));
+    }
+    store.dataset_upsert(tenant, dataset, &rows).await?;
+    Ok(rows.len())
+}
 
 fn csv_field(value: Option<&Value>) -> String {
     let text = match value {
@@ -104,6 +137,16 @@ pub async fn run(data_dir: &Path, tenant: &str, command: DatasetCommand) -> anyh
             if count == 0 {
                 bail!("dataset `{name}` is empty or does not exist (see `weft dataset list`)");
             }
+        }
+        DatasetCommand::Import { name, key, file } => {
+            let count = match &file {
+                Some(path) => {
+                    let reader = std::io::BufReader::new(std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?);
+                    import(&store, tenant, &name, &key, &path.display().to_string(), reader).await?
+                }
+                None => import(&store, tenant, &name, &key, "standard input", std::io::stdin().lock()).await?,
+            };
+            eprintln!("{count} records upserted into `{name}`");
         }
     }
     Ok(())

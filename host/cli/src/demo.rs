@@ -1,8 +1,9 @@
 //! `weft demo`: every scenario of `examples/`, on this machine and nothing else. It builds the
 //! first-party plugins, starts the sandbox emulators in-process with their demo data, runs each
-//! example's flows (in job-chain order, on the example's `sandbox` environment, pointed at this
-//! sandbox through the `{vendor}_url` / `{vendor}_host` variables), and ends with a summary per
-//! scenario and where to look at the results.
+//! example's flows (those its `demo.toml` lists, else the directory's flows in job-chain order;
+//! on the flow's `sandbox` environment when it has one, pointed at this sandbox through the
+//! `{vendor}_url` / `{vendor}_host` variables), and ends with a summary per scenario and where
+//! to look at the results.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -49,16 +50,76 @@ fn build_plugins() -> anyhow::Result<PathBuf> {
     Ok(workspace.join("target/wasm32-wasip2/release"))
 }
 
-/// One example directory: its flows in the order their job chains ask.
+/// One example directory: the datasets to seed and the flows to run, in order.
 struct Scenario {
     name: String,
-    flows: Vec<Flow>,
+    seeds: Vec<Seed>,
+    runs: Vec<DemoRun>,
     /// Files that are not runnable here, with why.
     skipped: Vec<(PathBuf, String)>,
 }
 
-/// The flows of `dir`, ordered so that every flow comes after the flows it names in `after`.
+struct DemoRun {
+    flow: Flow,
+    /// Variables set as `--var` would, over what the demo sets for the sandbox.
+    variables: Vec<(String, String)>,
+}
+
+/// An example's `demo.toml`: what the demo runs of it, when the directory's flows in job-chain
+/// order are not enough (flows in subdirectories, a flow run once per CRM with a variable,
+/// datasets another product would fill).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Manifest {
+    #[serde(default)]
+    seed: Vec<Seed>,
+    #[serde(default)]
+    run: Vec<ManifestRun>,
+}
+
+/// JSON Lines upserted into a dataset before the first run, as `weft dataset import` does.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Seed {
+    dataset: String,
+    file: PathBuf,
+    key: Vec<String>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ManifestRun {
+    flow: PathBuf,
+    #[serde(default)]
+    vars: std::collections::BTreeMap<String, String>,
+}
+
+/// Why a flow is left to another command, if it is.
+fn not_for_the_demo(flow: &Flow) -> Option<&'static str> {
+    flow.file.trigger.as_ref().is_some_and(|t| t.get_ref().webhook.is_some()).then_some("webhook-triggered: runs under `weft serve`")
+}
+
+/// The scenario of `dir`: its `demo.toml` when it has one, else its flow files ordered so that
+/// every flow comes after the flows it names in `after`.
 fn scenario(dir: &Path) -> anyhow::Result<Option<Scenario>> {
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let manifest_path = dir.join("demo.toml");
+    if manifest_path.exists() {
+        let text = std::fs::read_to_string(&manifest_path).with_context(|| format!("reading {}", manifest_path.display()))?;
+        let manifest: Manifest = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", manifest_path.display()))?;
+        let mut runs = Vec::new();
+        let mut skipped = Vec::new();
+        for entry in manifest.run {
+            let path = dir.join(&entry.flow);
+            let flow = weft_flow::load(&path).map_err(|e| anyhow::anyhow!("{} names {}, which does not load:\n{e}", manifest_path.display(), path.display()))?;
+            match not_for_the_demo(&flow) {
+                Some(why) => skipped.push((path, why.to_string())),
+                None => runs.push(DemoRun { flow, variables: entry.vars.into_iter().collect() }),
+            }
+        }
+        let seeds = manifest.seed.into_iter().map(|s| Seed { file: dir.join(s.file), ..s }).collect();
+        return Ok(Some(Scenario { name, seeds, runs, skipped }));
+    }
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "toml") && p.file_name().is_some_and(|n| n != "Cargo.toml"))
@@ -71,13 +132,10 @@ fn scenario(dir: &Path) -> anyhow::Result<Option<Scenario>> {
     let mut skipped = Vec::new();
     for path in paths {
         match weft_flow::load(&path) {
-            Ok(flow) if flow.file.trigger.as_ref().is_some_and(|t| t.get_ref().webhook.is_some()) => {
-                skipped.push((path, "webhook-triggered: runs under `weft serve`".into()));
-            }
-            Ok(flow) if !flow.file.environments.keys().any(|e| e.get_ref() == "sandbox") => {
-                skipped.push((path, "has no `sandbox` environment".into()));
-            }
-            Ok(flow) => flows.push(flow),
+            Ok(flow) => match not_for_the_demo(&flow) {
+                Some(why) => skipped.push((path, why.to_string())),
+                None => flows.push(flow),
+            },
             Err(e) => skipped.push((path, format!("does not parse:\n{e}"))),
         }
     }
@@ -92,8 +150,8 @@ fn scenario(dir: &Path) -> anyhow::Result<Option<Scenario>> {
             .unwrap_or(0);
         ordered.push(flows.remove(ready));
     }
-    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    Ok(Some(Scenario { name, flows: ordered, skipped }))
+    let runs = ordered.into_iter().map(|flow| DemoRun { flow, variables: Vec::new() }).collect();
+    Ok(Some(Scenario { name, seeds: Vec::new(), runs, skipped }))
 }
 
 /// What one scenario did, for the closing table.
@@ -140,20 +198,27 @@ pub async fn run(data_dir: &Path, args: DemoArgs) -> anyhow::Result<()> {
     for dir in dirs {
         let Some(scenario) = scenario(&dir)? else { continue };
         println!();
-        println!("== {} ({} flows)", scenario.name, scenario.flows.len());
+        println!("== {} ({} runs)", scenario.name, scenario.runs.len());
         for (path, why) in &scenario.skipped {
             println!("   skipped {}: {why}", path.display());
         }
+        for seed in &scenario.seeds {
+            let file = std::fs::File::open(&seed.file).with_context(|| format!("opening {}", seed.file.display()))?;
+            let count = crate::dataset::import(&store, "default", &seed.dataset, &seed.key, &seed.file.display().to_string(), std::io::BufReader::new(file)).await?;
+            println!("   seeded dataset {} with {count} records from {}", seed.dataset, seed.file.display());
+        }
         let mut tally = Tally::default();
-        for flow in &scenario.flows {
+        for DemoRun { flow, variables: own } in &scenario.runs {
             let name = flow.file.name.get_ref().to_string();
-            println!("-- flow {name} ({})", flow.path.display());
+            let shown: Vec<String> = own.iter().map(|(k, v)| format!(" --var {k}={v}")).collect();
+            println!("-- flow {name} ({}{})", flow.path.display(), shown.concat());
             let declared: Vec<String> = flow.file.variables.keys().map(|k| k.get_ref().to_string()).collect();
-            let options = PlanOptions {
-                environment: Some("sandbox".into()),
-                tenant: "default".into(),
-                variables: variables.iter().filter(|(k, _)| declared.contains(k)).map(|(k, v)| (k.clone(), v.clone())).collect(),
-            };
+            // The sandbox environment when the flow has one; a flow that only works on weft's
+            // datasets has none and runs as it is.
+            let environment = flow.file.environments.keys().any(|e| e.get_ref() == "sandbox").then(|| "sandbox".to_string());
+            let mut chosen: Vec<(String, String)> = variables.iter().filter(|(k, _)| declared.contains(k) && !own.iter().any(|(o, _)| o == *k)).map(|(k, v)| (k.clone(), v.clone())).collect();
+            chosen.extend(own.iter().cloned());
+            let options = PlanOptions { environment: environment.clone(), tenant: "default".into(), variables: chosen.into_iter().collect() };
             let plan = match weft_engine::plan_with(flow, &options, &plugins, &runtime).await {
                 Ok(plan) => plan,
                 Err(error) => {
@@ -164,7 +229,7 @@ pub async fn run(data_dir: &Path, args: DemoArgs) -> anyhow::Result<()> {
                 }
             };
             let before = sandbox.requests(None).len();
-            let run_options = RunOptions { environment: Some("sandbox".into()), ..RunOptions::default() };
+            let run_options = RunOptions { environment, ..RunOptions::default() };
             let mut progress = crate::run::progress_printer();
             let report = weft_engine::run(flow, &plan, &store, &secrets, &run_options, &mut progress).await?;
             crate::run::print_report(&report);

@@ -10,6 +10,7 @@ mod sandbox;
 mod secret;
 mod serve;
 mod validate;
+mod webhook;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -76,10 +77,15 @@ enum Command {
         #[command(subcommand)]
         command: runs::RunsCommand,
     },
-    /// Datasets flows keep in weft's own store: list, show, export.
+    /// Datasets flows keep in weft's own store: list, show, export, import.
     Dataset {
         #[command(subcommand)]
         command: dataset::DatasetCommand,
+    },
+    /// Webhook registrations with vendors, as `weft serve --public-url` makes them.
+    Webhook {
+        #[command(subcommand)]
+        command: webhook::WebhookCommand,
     },
     /// Manage the encrypted secrets flows refer to as `secret:NAME`.
     Secret {
@@ -88,8 +94,8 @@ enum Command {
     },
     /// Start local emulators of every supported SaaS API and wait until Ctrl-C.
     Sandbox(sandbox::SandboxArgs),
-    /// Build the plugins, start the sandbox, read Zendesk tickets and map them to cases through
-    /// real plugins, and summarise.
+    /// Build the plugins, start the sandbox with demo data, run every scenario of `examples/`
+    /// against it, and summarise per scenario.
     Demo(demo::DemoArgs),
 }
 
@@ -164,6 +170,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(&cli.data_dir, &cli.tenant, args).await,
         Command::Runs { command } => runs::run(&cli.data_dir, &cli.tenant, command).await,
         Command::Secret { command } => secret::run(&cli.data_dir, &cli.tenant, command).await,
+        Command::Webhook { command } => webhook::run(&cli.data_dir, &cli.tenant, command).await,
         Command::Sandbox(args) => sandbox::run(args).await,
         Command::Demo(args) => demo::run(&cli.data_dir, args).await,
     }

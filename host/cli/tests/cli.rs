@@ -151,7 +151,7 @@ write = { connection = "kept", stream = "cases", input = "cases", mode = "upsert
     let out = weft(dir.path(), &["demo", "--plugins", weft_tests::WASM_DIR, "--examples", examples.to_str().unwrap()], None);
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
-    assert!(stdout.contains("== tickets (1 flows)"), "{stdout}");
+    assert!(stdout.contains("== tickets (1 runs)"), "{stdout}");
     assert!(!stdout.contains("not-flows"), "a directory without flow files is not a scenario: {stdout}");
     let row = stdout
         .lines()
@@ -166,6 +166,27 @@ write = { connection = "kept", stream = "cases", input = "cases", mode = "upsert
     let listed = weft(dir.path(), &["dataset", "show", "cases"], None);
     assert!(listed.status.success(), "{}", text(&listed.stderr));
     assert!(!text(&out.stdout).contains("weftSandboxZendeskApiToken"));
+}
+
+/// The README's main command on the checkout's own examples: every scenario runs, none fails,
+/// and each reads, writes and calls its vendors.
+#[test]
+fn demo_runs_all_five_scenarios_of_the_examples() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = weft(dir.path(), &["demo", "--plugins", weft_tests::WASM_DIR], None);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    let summary: Vec<Vec<&str>> = stdout.lines().skip_while(|l| !l.starts_with("scenario ")).skip(1).take_while(|l| !l.is_empty()).map(|l| l.split_whitespace().collect()).collect();
+    let names: Vec<&str> = summary.iter().map(|cells| cells[0]).collect();
+    assert_eq!(names, ["conversation-sync", "partner-center-salesforce", "salesforce-hubspot", "zendesk-zoho", "zoho-customer-success"], "{stdout}");
+    for cells in &summary {
+        // scenario, runs, failed, read, written, rejected, requests, time, records/s
+        assert_eq!(cells[2], "0", "{stdout}");
+        for (column, what) in [(3, "read"), (4, "written"), (6, "requests")] {
+            assert!(cells[column].parse::<u64>().unwrap() > 0, "{} {what} nothing: {stdout}", cells[0]);
+        }
+    }
+    assert!(stdout.contains("seeded dataset conversations"), "{stdout}");
 }
 
 #[test]
@@ -357,6 +378,30 @@ write = {{ connection = "store", stream = "people", input = "items", mode = "ups
     );
     assert_eq!(outputs[3].status.code(), Some(1));
     assert!(text(&outputs[3].stderr).contains("dataset `nobody` is empty or does not exist"));
+}
+
+#[test]
+fn dataset_import_upserts_json_lines_by_key_and_refuses_a_bad_file_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = weft(dir.path(), &["dataset", "import", "conversations", "--key", "crm,id"], Some("{\"crm\":\"sf\",\"id\":\"1\",\"title\":\"a\"}\n\n{\"crm\":\"sf\",\"id\":\"2\"}\n"));
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    assert!(text(&first.stderr).contains("2 records upserted into `conversations`"), "{}", text(&first.stderr));
+    let file = dir.path().join("more.jsonl");
+    std::fs::write(&file, "{\"crm\":\"sf\",\"id\":\"1\",\"title\":\"replaced\"}\n").unwrap();
+    let second = weft(dir.path(), &["dataset", "import", "conversations", "--key", "crm,id", file.to_str().unwrap()], None);
+    assert!(second.status.success(), "{}", text(&second.stderr));
+    let shown = text(&weft(dir.path(), &["dataset", "export", "conversations"], None).stdout);
+    assert_eq!(shown, "{\"crm\":\"sf\",\"id\":\"1\",\"title\":\"replaced\"}\n{\"crm\":\"sf\",\"id\":\"2\"}\n");
+
+    // A line without a key field, or not an object: nothing of the file is written.
+    std::fs::write(&file, "{\"crm\":\"sf\",\"id\":\"3\"}\n{\"crm\":\"sf\"}\n").unwrap();
+    let missing = weft(dir.path(), &["dataset", "import", "conversations", "--key", "crm,id", file.to_str().unwrap()], None);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(text(&missing.stderr).contains("more.jsonl:2: key field `id` is missing or null (the key is crm, id)"), "{}", text(&missing.stderr));
+    let not_object = weft(dir.path(), &["dataset", "import", "conversations", "--key", "id"], Some("[1, 2]\n"));
+    assert!(text(&not_object.stderr).contains("standard input:1: a record must be a JSON object, not `[1, 2]`"), "{}", text(&not_object.stderr));
+    let list = text(&weft(dir.path(), &["dataset", "list"], None).stdout);
+    assert!(list.starts_with("conversations\t2 records\t"), "{list}");
 }
 
 /// The promise of at-least-once reads with idempotent writes: kill the engine with SIGKILL at
@@ -724,4 +769,143 @@ async fn weft_database_url_keeps_state_in_postgresql() {
     assert_eq!(rows, 1, "the secret went to PostgreSQL");
     assert!(!dir.path().join("weft.db").exists(), "no SQLite file was made");
     sqlx::raw_sql(&format!("DROP SCHEMA {schema} CASCADE")).execute(&mut conn).await.unwrap();
+}
+
+/// A Salesforce session on the sandbox (JWT bearer with its published demo key) and the REST
+/// root.
+async fn salesforce_session(sandbox: &weft_sandbox::Sandbox) -> (String, String) {
+    let c = sandbox.vendor(weft_sandbox::Vendor::Salesforce).unwrap().credentials();
+    let key = weft_capabilities::Secret::new(c.extra["jwt_private_key_pem"].clone());
+    let assertion = weft_capabilities::auth::jwt_assertion(&c.client_id, &c.username, &c.extra["jwt_audience"], 300, &key).unwrap();
+    let form = [("grant_type", weft_capabilities::auth::JWT_BEARER_GRANT), ("assertion", assertion.as_str())];
+    let token: serde_json::Value = reqwest::Client::new().post(&c.extra["token_url"]).form(&form).send().await.unwrap().json().await.unwrap();
+    (token["access_token"].as_str().unwrap().to_owned(), format!("{}/services/data/v66.0", token["instance_url"].as_str().unwrap()))
+}
+
+/// The Partner Center emulator's webhook registration, as its API shows it (404: none).
+async fn partner_center_registration(sandbox: &weft_sandbox::Sandbox) -> reqwest::Response {
+    let pc = sandbox.vendor(weft_sandbox::Vendor::PartnerCenter).unwrap();
+    let c = pc.credentials();
+    let refresh = c.refresh_token.clone().unwrap();
+    let form = [("grant_type", "refresh_token"), ("refresh_token", refresh.as_str()), ("client_id", c.client_id.as_str()), ("client_secret", c.client_secret.as_str())];
+    let token: serde_json::Value = reqwest::Client::new().post(&c.extra["token_url"]).form(&form).send().await.unwrap().json().await.unwrap();
+    reqwest::Client::new().get(format!("{}/webhooks/v1/registration", pc.base_url())).bearer_auth(token["access_token"].as_str().unwrap()).send().await.unwrap()
+}
+
+/// Scenario 5's webhook path end to end: `weft serve --public-url` registers the flow's
+/// endpoint for its four referral events with Partner Center, the emulator's signed delivery of
+/// a new referral becomes an opportunity in Salesforce, a restart registers nothing again, and
+/// `weft webhook remove` unsubscribes.
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_registers_the_webhook_and_a_signed_referral_event_becomes_an_opportunity() {
+    use std::io::BufRead;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let sandbox = weft_sandbox::Sandbox::start(weft_sandbox::SandboxConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let flows = dir.path().join("flows");
+    std::fs::create_dir(&flows).unwrap();
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/partner-center-salesforce/1-referrals-to-opportunities.toml");
+    let flow_file = flows.join("1-referrals-to-opportunities.toml");
+    std::fs::copy(&example, &flow_file).unwrap();
+    let key = sandbox.vendor(weft_sandbox::Vendor::Salesforce).unwrap().credentials().extra["jwt_private_key_pem"].clone();
+    let data = dir.path().to_owned();
+    let set = tokio::task::spawn_blocking(move || weft(&data, &["secret", "set", "salesforce_sandbox_jwt_key"], Some(&key))).await.unwrap();
+    assert!(set.status.success(), "{}", text(&set.stderr));
+
+    let flow = weft_flow::load(&flow_file).unwrap();
+    let mut vars: Vec<String> = Vec::new();
+    for (name, value) in sandbox.flow_variables() {
+        if flow.file.variables.keys().any(|k| k.get_ref().as_str() == name) {
+            vars.extend(["--var".into(), format!("{name}={value}")]);
+        }
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let public = format!("http://127.0.0.1:{port}");
+    let serve = {
+        let (data, flows, vars, public) = (dir.path().to_owned(), flows.clone(), vars.clone(), public.clone());
+        move || {
+            let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
+                .args(["serve", "--flows", flows.to_str().unwrap(), "--plugins", weft_tests::WASM_DIR, "--env", "sandbox"])
+                .args(["--listen", &format!("127.0.0.1:{port}"), "--public-url", &public])
+                .args(&vars)
+                .env("WEFT_DATA_DIR", &data)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+            let registered = loop {
+                let line = lines.next().unwrap_or_else(|| panic!("serve stopped before registering")).unwrap();
+                if line.starts_with("webhook of flow ") || line.starts_with("error") {
+                    break line;
+                }
+            };
+            std::thread::spawn(move || for _ in lines {});
+            (child, registered)
+        }
+    };
+    let (server, registered) = tokio::task::spawn_blocking(serve.clone()).await.unwrap();
+    let callback = format!("{public}/hooks/partner-referrals-to-opportunities");
+    assert!(registered.starts_with("webhook of flow partner-referrals-to-opportunities: registered ("), "{registered}");
+    assert!(registered.ends_with(&format!("at {callback}")), "{registered}");
+    let registration: serde_json::Value = partner_center_registration(&sandbox).await.json().await.unwrap();
+    assert_eq!(registration["WebhookUrl"], callback.as_str());
+    assert_eq!(registration["WebhookEvents"], serde_json::json!(["referral-created", "referral-updated", "related-referral-created", "related-referral-updated"]));
+
+    // Microsoft shares a referral: the emulator signs and delivers the event to weft.
+    let created: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/admin/vendors/partner-center/actions/incoming-referral", sandbox.admin_url()))
+        .json(&serde_json::json!({"name": "Fabrikam - shared by Microsoft"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    let (token, root) = salesforce_session(&sandbox).await;
+    let query = format!("SELECT Id, Name, StageName, Partner_Center_Sync_Status__c FROM Opportunity WHERE Partner_Center_Referral_Id__c = '{id}'");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let opportunity = loop {
+        let found: serde_json::Value = reqwest::Client::new().get(format!("{root}/query")).query(&[("q", &query)]).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+        if let Some(o) = found["records"].as_array().and_then(|r| r.first()) {
+            break o.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "no opportunity for referral {id} within a minute: {found}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(opportunity["Name"], "Fabrikam - shared by Microsoft");
+    assert_eq!(opportunity["StageName"], "Qualification", "the waiting stage");
+    assert_eq!(opportunity["Partner_Center_Sync_Status__c"], "✔");
+    let stop = |child: std::process::Child| {
+        std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = tokio::task::spawn_blocking(move || stop(server)).await.unwrap();
+    assert!(text(&out.stdout).contains("flow partner-referrals-to-opportunities run"), "{}", text(&out.stdout));
+
+    // A restart with the same URL and events keeps the registration.
+    let (server, registered) = tokio::task::spawn_blocking(serve).await.unwrap();
+    assert!(registered.contains(": registered already ("), "{registered}");
+    tokio::task::spawn_blocking(move || stop(server)).await.unwrap();
+    let data = dir.path().to_owned();
+    let listed = tokio::task::spawn_blocking(move || weft(&data, &["webhook", "list"], None)).await.unwrap();
+    let listed = text(&listed.stdout);
+    assert!(listed.starts_with(&format!("partner-referrals-to-opportunities\tpc-events\t")), "{listed}");
+    assert!(listed.contains(&format!("\t{callback}\treferral-created,referral-updated,related-referral-created,related-referral-updated\t")), "{listed}");
+
+    // Removed: unsubscribed at the vendor, forgotten by weft.
+    let (data, file) = (dir.path().to_owned(), flow_file.to_str().unwrap().to_owned());
+    let removed = tokio::task::spawn_blocking(move || {
+        let mut args = vec!["webhook".to_string(), "remove".into(), file, "--env".into(), "sandbox".into(), "--plugins".into(), weft_tests::WASM_DIR.into()];
+        args.extend(vars);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        (weft(&data, &args, None), weft(&data, &["webhook", "list"], None))
+    })
+    .await
+    .unwrap();
+    assert!(removed.0.status.success(), "{}", text(&removed.0.stderr));
+    assert!(text(&removed.0.stderr).contains("unsubscribed the webhook of flow `partner-referrals-to-opportunities`"));
+    assert_eq!(text(&removed.1.stdout), "");
+    assert_eq!(partner_center_registration(&sandbox).await.status(), 404);
 }

@@ -8,4 +8,4 @@ pub mod schedule;
 
 pub use plan::{BoundConnection, Plan, PlanOptions, plan, plan_with};
 pub use registry::PluginDirectory;
-pub use run::{Progress, RetryPolicy, RunError, RunOptions, RunReport, retry_failed, run, run_with_events};
+pub use run::{Progress, RetryPolicy, RunError, RunOptions, RunReport, dataset_key, retry_failed, run, run_with_events};

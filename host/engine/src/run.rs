@@ -740,8 +740,9 @@ pub async fn retry_failed(
     Ok(RunReport { id: run, succeeded, steps, took: started.elapsed() })
 }
 
-/// A dataset record's key: its key fields' values, as a JSON array.
-fn dataset_key(record: &Value, fields: &[String]) -> Result<String, String> {
+/// A dataset record's key: its key fields' values, as a JSON array; `Err` names the first key
+/// field that is missing or null.
+pub fn dataset_key(record: &Value, fields: &[String]) -> Result<String, String> {
     let mut values = Vec::with_capacity(fields.len());
     for field in fields {
         match record.get(field).filter(|v| !v.is_null()) {
