@@ -153,6 +153,18 @@ async fn merge_with_a_lookup_of_unknown_shape_brings_the_fields_it_names() {
 }
 
 #[tokio::test]
+async fn map_skip_nulls_leaves_out_null_fields_and_objects_left_empty() {
+    let config = json!({"nest": true, "skip_nulls": true, "fields": {"Name": "subject", "Account.id": "account_id", "Contact.id": "contact_id", "Note": "note"}});
+    let records = json!([{"subject": "A", "account_id": "1", "contact_id": null}, {"subject": "B"}]);
+    let (out, rejects) = process(MAP, config, records.clone(), None).await.unwrap();
+    assert!(rejects.is_empty(), "{rejects:?}");
+    assert_eq!(out, json!([{"Name": "A", "Account": {"id": "1"}}, {"Name": "B"}]));
+    // Without it, a missing field is an explicit null.
+    let (out, _) = process(MAP, json!({"nest": true, "fields": {"Name": "subject", "Account.id": "account_id"}}), records, None).await.unwrap();
+    assert_eq!(out, json!([{"Name": "A", "Account": {"id": "1"}}, {"Name": "B", "Account": {"id": null}}]));
+}
+
+#[tokio::test]
 async fn map_nests_dotted_output_fields_and_converts_date_times_to_dates() {
     let config = json!({
         "nest": true,

@@ -22,6 +22,10 @@
 //!   the object `details`, and a number in the path indexes an array (`team.0.email`), for
 //!   APIs that take nested documents (a Partner Center referral).
 //! - `type = "date"` turns an RFC 3339 date-time (`2026-12-31T00:00:00Z`) into its date.
+//! - `skip_nulls = true` leaves out the output fields whose value is null (missing in the input
+//!   and no default), and with `nest` an object none of whose fields is left: for APIs where
+//!   absent means "leave as it is" and null means "clear", or where a lookup `{ id: null }` is
+//!   refused (a Zoho lookup to a record the source does not know).
 //!
 //! A required field that is missing, or a case value with no match and no default, rejects
 //! that record (it goes to the run's error log); the rest of the batch carries on.
@@ -45,6 +49,8 @@ pub struct MapConfig {
     pub keep_unmapped: bool,
     #[serde(default)]
     pub nest: bool,
+    #[serde(default)]
+    pub skip_nulls: bool,
 }
 
 /// Where a mapped field comes from.
@@ -339,6 +345,9 @@ impl MapConfig {
                     ));
                 }
             }
+        }
+        if self.skip_nulls {
+            out.retain(|_, v| !v.is_null());
         }
         if self.nest {
             let mut nested = Value::Object(Default::default());

@@ -1,6 +1,12 @@
 //! `zoho-crm`: Zoho CRM's REST API (v7 by default) as weft streams, one per module.
 //!
-//! **Reads.** `Leads`, `Contacts`, `Accounts` and `Deals` list with
+//! **Streams.** The standard modules `Leads`, `Contacts`, `Accounts` and `Deals`, and the two
+//! custom modules weft's Zendesk integration package installs in an org: `Zendesk_Tickets`
+//! (subject as `Name`, `Zendesk_Ticket_Id` unique, status, priority, type, tags, requester and
+//! assignee emails, lookups `Account`, `Contact`, `Lead`) and `Zendesk_Comments` (`Ticket`
+//! lookup, `Zendesk_Comment_Id` unique, body, author, public).
+//!
+//! **Reads.** Every module lists with
 //! `GET {api}/crm/v7/{module}?fields=…&per_page=N` (`fields` is mandatory, at most 50; `per_page`
 //! at most 200). Every page after the first follows `info.next_page_token` as `page_token`:
 //! plain `page` numbers stop at 2,000 records, page tokens reach 100,000. A token that expired
@@ -136,16 +142,19 @@ enum Module {
     Contacts,
     Accounts,
     Deals,
+    /// The custom modules of weft's Zendesk integration package, which an org installs with it:
+    /// Zendesk tickets, related to a lead, contact or account, and their comments.
+    ZendeskTickets,
+    ZendeskComments,
 }
 
 impl Module {
-    const ALL: [Module; 4] = [Module::Leads, Module::Contacts, Module::Accounts, Module::Deals];
+    const ALL: [Module; 6] = [Module::Leads, Module::Contacts, Module::Accounts, Module::Deals, Module::ZendeskTickets, Module::ZendeskComments];
 
     fn parse(name: &str) -> Result<Module> {
-        Module::ALL
-            .into_iter()
-            .find(|m| m.name() == name)
-            .ok_or_else(|| Error::config(format!("zoho-crm has no stream `{name}`; it has Leads, Contacts, Accounts and Deals")))
+        Module::ALL.into_iter().find(|m| m.name() == name).ok_or_else(|| {
+            Error::config(format!("zoho-crm has no stream `{name}`; it has Leads, Contacts, Accounts, Deals, Zendesk_Tickets and Zendesk_Comments"))
+        })
     }
 
     fn name(self) -> &'static str {
@@ -154,6 +163,8 @@ impl Module {
             Module::Contacts => "Contacts",
             Module::Accounts => "Accounts",
             Module::Deals => "Deals",
+            Module::ZendeskTickets => "Zendesk_Tickets",
+            Module::ZendeskComments => "Zendesk_Comments",
         }
     }
 
@@ -188,6 +199,16 @@ impl Module {
                 ("Closing_Date", json!({"type": "string", "format": "date"})), ("Account_Name", lookup("Accounts")),
                 ("Contact_Name", lookup("Contacts")), ("Pipeline", text()), ("Probability", json!({"type": "number"})),
                 ("Type", text()), ("Lead_Source", text()), ("Description", text()),
+            ],
+            Module::ZendeskTickets => vec![
+                ("Name", text()), ("Zendesk_Ticket_Id", text()), ("Status", text()), ("Priority", text()), ("Type", text()),
+                ("Description", text()), ("Tags", json!({"type": "array", "items": {"type": "string"}})), ("Requester_Email", email()), ("Assignee_Email", email()),
+                ("Account", lookup("Accounts")), ("Contact", lookup("Contacts")), ("Lead", lookup("Leads")),
+                ("Zendesk_Updated_At", json!({"type": "string", "format": "date-time"})),
+            ],
+            Module::ZendeskComments => vec![
+                ("Name", text()), ("Zendesk_Comment_Id", text()), ("Ticket", lookup("Zendesk_Tickets")), ("Body", text()),
+                ("Author_Email", email()), ("Public", json!({"type": "boolean"})), ("Zendesk_Created_At", json!({"type": "string", "format": "date-time"})),
             ],
         }
     }
@@ -488,7 +509,7 @@ pub struct ZohoCrm;
 impl Connector for ZohoCrm {
     fn describe() -> ConnectorInfo {
         let mut info = ConnectorInfo::new("zoho-crm", env!("CARGO_PKG_VERSION"))
-            .description("Zoho CRM: Leads, Contacts, Accounts and Deals; page-token paging, If-Modified-Since increments, batch upserts, watch notifications.")
+            .description("Zoho CRM: Leads, Contacts, Accounts, Deals and the Zendesk integration's ticket and comment modules; page-token paging, If-Modified-Since increments, batch upserts, watch notifications.")
             .config_schema(json!({
                 "type": "object",
                 "additionalProperties": false,

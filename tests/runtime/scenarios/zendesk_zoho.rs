@@ -161,3 +161,138 @@ fn by_external_id_owned(list: Vec<Value>) -> BTreeMap<String, Value> {
     }
     out
 }
+
+/// The Zoho record id a Zendesk user was synced from, and whether it is a contact or a lead.
+fn synced_from(user: &Value) -> Option<(String, &'static str)> {
+    let id = user["external_id"].as_str()?.to_owned();
+    let tags = user["tags"].as_array()?;
+    if tags.iter().any(|t| t == "zoho-contact") {
+        Some((id, "Contact"))
+    } else if tags.iter().any(|t| t == "zoho-lead") {
+        Some((id, "Lead"))
+    } else {
+        None
+    }
+}
+
+const TICKET_FIELDS: &str = "Name,Zendesk_Ticket_Id,Status,Priority,Type,Tags,Requester_Email,Account,Contact,Lead,Description";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tickets_and_comments_land_in_zoho_related_and_a_ticket_from_zoho_reaches_zendesk() {
+    let s = Scenario::start(SandboxConfig::default()).await;
+    let sb = &s.sandbox;
+    let (zoho, desk) = (zoho::Api::new(sb).await, zendesk::Api::new(sb));
+    for flow in ["accounts-to-organizations", "people-to-users"] {
+        let report = s.run(&example(&format!("zendesk-zoho/{flow}.toml")), Some("sandbox"), &[]).await;
+        assert!(report.succeeded, "{flow}: {report:?}");
+    }
+    let users: BTreeMap<String, Value> = desk.list("users").await.into_iter().map(|u| (u["id"].to_string(), u)).collect();
+    let orgs: BTreeMap<String, Value> = desk.list("organizations").await.into_iter().map(|o| (o["id"].to_string(), o)).collect();
+    // A ticket from a person synced from a Zoho lead, so that one relates to a Lead.
+    let lead_user = users.values().find(|u| synced_from(u).is_some_and(|(_, kind)| kind == "Lead")).expect("a lead synced as a user").clone();
+    let (status, answer) = desk
+        .call(reqwest::Method::POST, "/api/v2/tickets.json", Some(json!({"ticket": {"subject": "Pricing question", "comment": {"body": "How much for 40 seats?"}, "requester_id": lead_user["id"], "priority": "low", "tags": ["pricing"]}})))
+        .await;
+    assert_eq!(status, 201, "{answer}");
+    // Zendesk's incremental export leaves out the last minute.
+    sb.advance_clock(std::time::Duration::from_secs(61));
+    let tickets = desk.list("tickets").await;
+
+    let tickets_flow = example("zendesk-zoho/tickets-to-zoho.toml");
+    let report = s.run(&tickets_flow, Some("sandbox"), &[]).await;
+    assert!(report.succeeded, "{report:?}");
+    assert_eq!((step(&report, "save").records_out, step(&report, "save").failed), (tickets.len() as u64, 0));
+    let in_zoho: BTreeMap<String, Value> = zoho.list("Zendesk_Tickets", TICKET_FIELDS).await.into_iter().map(|t| (t["Zendesk_Ticket_Id"].as_str().unwrap().to_owned(), t)).collect();
+    assert_eq!(in_zoho.len(), tickets.len());
+    let mut related = BTreeMap::<&str, usize>::new();
+    for t in &tickets {
+        let z = &in_zoho[&t["id"].to_string()];
+        assert_eq!((&z["Name"], &z["Status"], &z["Priority"], &z["Tags"]), (&t["subject"], &t["status"], &t["priority"], &t["tags"]), "{z}");
+        let requester = &users[&t["requester_id"].to_string()];
+        assert_eq!(z["Requester_Email"], requester["email"]);
+        match synced_from(requester) {
+            Some((id, kind)) => {
+                assert_eq!(z[kind]["id"], id.as_str(), "ticket {} relates to its requester's {kind}", t["id"]);
+                *related.entry(kind).or_default() += 1;
+            }
+            None => assert!(z["Contact"].is_null() && z["Lead"].is_null(), "{z}"),
+        }
+        match orgs.get(&t["organization_id"].to_string()).and_then(|o| o["external_id"].as_str()) {
+            Some(account) => {
+                assert_eq!(z["Account"]["id"], account);
+                *related.entry("Account").or_default() += 1;
+            }
+            None => assert!(z["Account"].is_null(), "{z}"),
+        }
+    }
+    assert!(related["Contact"] > 0 && related["Lead"] == 1 && related["Account"] > 0, "{related:?}");
+
+    // An updated ticket: only it moves, and its Zoho record changes in place.
+    let updated = &tickets[2];
+    let (status, answer) = desk.call(reqwest::Method::PUT, &format!("/api/v2/tickets/{}.json", updated["id"]), Some(json!({"ticket": {"status": "solved", "priority": "urgent"}}))).await;
+    assert_eq!(status, 200, "{answer}");
+    sb.advance_clock(std::time::Duration::from_secs(61));
+    let again = s.run(&tickets_flow, Some("sandbox"), &[]).await;
+    assert!(again.succeeded, "{again:?}");
+    assert_eq!(step(&again, "save").records_out, 1);
+    let now_in_zoho = zoho.list("Zendesk_Tickets", TICKET_FIELDS).await;
+    assert_eq!(now_in_zoho.len(), tickets.len(), "updated, not added");
+    let z = now_in_zoho.iter().find(|z| z["Zendesk_Ticket_Id"] == updated["id"].to_string().as_str()).unwrap();
+    assert_eq!((&z["Status"], &z["Priority"]), (&json!("solved"), &json!("urgent")));
+
+    // Comments, each related to its ticket's Zoho record; a re-run adds none.
+    let comments_flow = example("zendesk-zoho/comments-to-zoho.toml");
+    let report = s.run(&comments_flow, Some("sandbox"), &[]).await;
+    assert!(report.succeeded, "{report:?}");
+    let mut expected = 0;
+    for t in &tickets {
+        let (status, answer) = desk.call(reqwest::Method::GET, &format!("/api/v2/tickets/{}/comments.json", t["id"]), None).await;
+        assert_eq!(status, 200, "{answer}");
+        expected += answer["comments"].as_array().unwrap().len();
+    }
+    assert!(expected > tickets.len(), "the demo tickets have several comments each");
+    let ticket_ids: BTreeMap<String, String> = now_in_zoho.iter().map(|z| (z["id"].as_str().unwrap().to_owned(), z["Zendesk_Ticket_Id"].as_str().unwrap().to_owned())).collect();
+    let comments = zoho.list("Zendesk_Comments", "Name,Zendesk_Comment_Id,Ticket,Body").await;
+    assert_eq!(comments.len(), expected);
+    let first = &tickets[0];
+    let (_, listed) = desk.call(reqwest::Method::GET, &format!("/api/v2/tickets/{}/comments.json", first["id"]), None).await;
+    for c in listed["comments"].as_array().unwrap() {
+        let z = comments.iter().find(|z| z["Zendesk_Comment_Id"] == c["id"].to_string().as_str()).expect("the comment is in Zoho");
+        assert_eq!(z["Body"], c["body"]);
+        assert_eq!(ticket_ids[z["Ticket"]["id"].as_str().unwrap()], first["id"].to_string(), "related to its ticket");
+    }
+    let replay = s.run(&comments_flow, Some("sandbox"), &[]).await;
+    assert!(replay.succeeded, "{replay:?}");
+    assert_eq!(zoho.list("Zendesk_Comments", "Zendesk_Comment_Id").await.len(), expected);
+
+    // A ticket created from a Zoho contact: it becomes a Zendesk ticket, whose id comes back.
+    let contact_user = users.values().find(|u| synced_from(u).is_some_and(|(_, kind)| kind == "Contact")).unwrap();
+    let (contact_id, _) = synced_from(contact_user).unwrap();
+    let request = zoho
+        .create(
+            "Zendesk_Tickets",
+            json!({"Name": "Replace the broken unit", "Description": "Raised by the account manager from the contact's page.", "Requester_Email": contact_user["email"], "Priority": "high", "Type": "task", "Status": "open", "Tags": ["from-zoho"], "Contact": {"id": contact_id}}),
+        )
+        .await;
+    let report = s.run(&example("zendesk-zoho/zoho-tickets-to-zendesk.toml"), Some("sandbox"), &[]).await;
+    assert!(report.succeeded, "{report:?}");
+    assert_eq!((step(&report, "new-in-zoho").records_out, step(&report, "create").records_out), (1, 1), "only the record without a Zendesk id");
+    let created: Vec<Value> = desk.list("tickets").await.into_iter().filter(|t| t["external_id"] == request.as_str()).collect();
+    assert_eq!(created.len(), 1, "{created:?}");
+    let t = &created[0];
+    assert_eq!((&t["subject"], &t["description"], &t["requester_id"]), (&json!("Replace the broken unit"), &json!("Raised by the account manager from the contact's page."), &contact_user["id"]));
+    assert_eq!((&t["priority"], &t["type"], &t["status"], &t["tags"]), (&json!("high"), &json!("task"), &json!("open"), &json!(["from-zoho"])));
+    sb.advance_clock(std::time::Duration::from_secs(61));
+    let back = s.run(&tickets_flow, Some("sandbox"), &[]).await;
+    assert!(back.succeeded, "{back:?}");
+    assert_eq!((step(&back, "save-linked").records_out, step(&back, "save").records_in), (1, 0));
+    let all = zoho.list("Zendesk_Tickets", TICKET_FIELDS).await;
+    assert_eq!(all.len(), tickets.len() + 1, "the Zoho record was linked, not duplicated");
+    let linked = all.iter().find(|z| z["id"] == request.as_str()).unwrap();
+    assert_eq!(linked["Zendesk_Ticket_Id"], t["id"].to_string().as_str());
+    // Changed by the write-back, the record is read again, and has its Zendesk id now.
+    let quiet = s.run(&example("zendesk-zoho/zoho-tickets-to-zendesk.toml"), Some("sandbox"), &[]).await;
+    assert!(quiet.succeeded, "{quiet:?}");
+    assert_eq!(step(&quiet, "create").records_in, 0);
+    assert_eq!(desk.list("tickets").await.len(), tickets.len() + 1);
+}

@@ -47,10 +47,15 @@ enum Module {
     Contacts,
     Deals,
     Leads,
+    /// Custom modules the sandbox org has, as the Zendesk integration's package installs them:
+    /// Zendesk tickets (related to a lead, contact or account) and their comments. Empty in the
+    /// demo data; the integration's flows fill them.
+    Tickets,
+    Comments,
 }
 
 impl Module {
-    const ALL: [Module; 4] = [Module::Accounts, Module::Contacts, Module::Deals, Module::Leads];
+    const ALL: [Module; 6] = [Module::Accounts, Module::Contacts, Module::Deals, Module::Leads, Module::Tickets, Module::Comments];
 
     fn api_name(self) -> &'static str {
         match self {
@@ -58,7 +63,13 @@ impl Module {
             Module::Contacts => "Contacts",
             Module::Deals => "Deals",
             Module::Leads => "Leads",
+            Module::Tickets => "Zendesk_Tickets",
+            Module::Comments => "Zendesk_Comments",
         }
+    }
+
+    fn custom(self) -> bool {
+        matches!(self, Module::Tickets | Module::Comments)
     }
 
     fn parse(s: &str) -> Option<Module> {
@@ -74,6 +85,7 @@ impl Module {
             Module::Accounts => &["Account_Name"],
             Module::Contacts | Module::Leads => &["Last_Name"],
             Module::Deals => &["Deal_Name", "Stage"],
+            Module::Tickets | Module::Comments => &["Name"],
         }
     }
 
@@ -83,6 +95,9 @@ impl Module {
             Module::Accounts => "Account_Name",
             Module::Contacts | Module::Leads => "Email",
             Module::Deals => "Deal_Name",
+            // Unique custom fields ("do not allow duplicate values").
+            Module::Tickets => "Zendesk_Ticket_Id",
+            Module::Comments => "Zendesk_Comment_Id",
         }
     }
 
@@ -91,6 +106,7 @@ impl Module {
             Module::Accounts => "Account_Name",
             Module::Deals => "Deal_Name",
             Module::Contacts | Module::Leads => "Full_Name",
+            Module::Tickets | Module::Comments => "Name",
         }
     }
 
@@ -99,6 +115,8 @@ impl Module {
         match self {
             Module::Contacts => &[("Account_Name", Module::Accounts)],
             Module::Deals => &[("Account_Name", Module::Accounts), ("Contact_Name", Module::Contacts)],
+            Module::Tickets => &[("Account", Module::Accounts), ("Contact", Module::Contacts), ("Lead", Module::Leads)],
+            Module::Comments => &[("Ticket", Module::Tickets)],
             _ => &[],
         }
     }
@@ -159,6 +177,8 @@ fn generated_fields(demo: &Demo, m: Module, i: u64) -> Fields {
                 "Lead_Source": "Trade Show",
             })
         }
+        // No demo records: the collections are empty.
+        Module::Tickets | Module::Comments => json!({}),
     };
     v.as_object().cloned().unwrap_or_default()
 }
@@ -172,6 +192,7 @@ fn build_collections(demo: Demo) -> Vec<Collection> {
                 Module::Contacts => (Kind::Contact, demo.size.contacts),
                 Module::Deals => (Kind::Deal, demo.size.deals),
                 Module::Leads => (Kind::Lead, demo.size.leads),
+                Module::Tickets | Module::Comments => (Kind::Ticket, 0),
             };
             Collection::new(n, move |i| generated_fields(&demo, m, i), move |i| demo.times(kind, i, n))
         })
@@ -1094,6 +1115,15 @@ impl Module {
                 ("First_Name", "text"), ("Last_Name", "text"), ("Full_Name", "text"), ("Email", "email"), ("Phone", "phone"), ("Title", "text"),
                 ("Company", "text"), ("Lead_Status", "picklist"), ("Lead_Source", "picklist"),
             ],
+            Module::Tickets => &[
+                ("Name", "text"), ("Zendesk_Ticket_Id", "text"), ("Status", "picklist"), ("Priority", "picklist"), ("Type", "picklist"),
+                ("Description", "textarea"), ("Tags", "multiselectpicklist"), ("Requester_Email", "email"), ("Assignee_Email", "email"),
+                ("Account", "lookup"), ("Contact", "lookup"), ("Lead", "lookup"), ("Zendesk_Updated_At", "datetime"),
+            ],
+            Module::Comments => &[
+                ("Name", "text"), ("Zendesk_Comment_Id", "text"), ("Ticket", "lookup"), ("Body", "textarea"), ("Author_Email", "email"),
+                ("Public", "boolean"), ("Zendesk_Created_At", "datetime"),
+            ],
         }
     }
 }
@@ -1103,6 +1133,7 @@ fn json_type(data_type: &str) -> &'static str {
         "integer" => "integer",
         "currency" | "double" => "double",
         "lookup" | "ownerlookup" => "jsonobject",
+        "multiselectpicklist" => "jsonarray",
         "boolean" => "boolean",
         _ => "string",
     }
@@ -1118,7 +1149,7 @@ async fn settings_modules(State(z): State<Arc<Zoho>>, Extension(ctx): Extension<
             .map(|m| {
                 json!({
                     "api_name": m.api_name(), "module_name": m.api_name(), "plural_label": m.api_name(), "singular_label": m.api_name().trim_end_matches('s'),
-                    "id": (ID_BASE + *m as u64 + 1).to_string(), "api_supported": true, "generated_type": "default", "visible": true,
+                    "id": (ID_BASE + *m as u64 + 1).to_string(), "api_supported": true, "generated_type": if m.custom() { "custom" } else { "default" }, "visible": true,
                     "creatable": true, "editable": true, "deletable": true, "viewable": true, "status": "visible",
                 })
             })
