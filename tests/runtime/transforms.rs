@@ -153,6 +153,26 @@ async fn merge_with_a_lookup_of_unknown_shape_brings_the_fields_it_names() {
 }
 
 #[tokio::test]
+async fn map_format_fills_placeholders_and_rejects_a_record_missing_one() {
+    let config = json!({"fields": {"id": "Id"}, "format": {"Name": "{Name} (Partner Center)", "Label": "{{{Id}}} #{Seq}: {owner.name}"}});
+    let records = json!([{"Id": "A1", "Name": "Contoso", "Seq": 7, "owner": {"name": "Ada"}}, {"Id": "A2", "Seq": 8, "owner": {"name": "Bo"}}]);
+    let (out, rejects) = process(MAP, config.clone(), records, None).await.unwrap();
+    assert_eq!(out, json!([{"id": "A1", "Name": "Contoso (Partner Center)", "Label": "{A1} #7: Ada"}]));
+    assert_eq!(rejects, [(1, "`Name` is missing or null, and `{Name} (Partner Center)` needs it".to_owned())]);
+    let rt = runtime(|_| {});
+    let t = transform(&rt, MAP).await;
+    let input = json!({"type": "object", "properties": {"Id": {"type": "string"}, "Name": {"type": "string"}, "Seq": {"type": "integer"}, "owner": {"type": "object", "properties": {"name": {"type": "string"}}}}});
+    let schema = t.output_schema(&CallContext::default(), &config, &input, None).await.unwrap();
+    assert_eq!(schema["properties"]["Label"], json!({"type": "string"}));
+    let wrong = json!({"format": {"Name": "{Title} !"}});
+    let err = t.output_schema(&CallContext::default(), &wrong, &input, None).await.unwrap_err().to_string();
+    assert!(err.contains("`Name` formats `{Title}`, which the input does not have"), "{err}");
+    let unbalanced = json!({"format": {"Name": "{Name"}});
+    let err = t.output_schema(&CallContext::default(), &unbalanced, &input, None).await.unwrap_err().to_string();
+    assert!(err.contains("has a `{` without its `}`"), "{err}");
+}
+
+#[tokio::test]
 async fn map_skip_nulls_leaves_out_null_fields_and_objects_left_empty() {
     let config = json!({"nest": true, "skip_nulls": true, "fields": {"Name": "subject", "Account.id": "account_id", "Contact.id": "contact_id", "Note": "note"}});
     let records = json!([{"subject": "A", "account_id": "1", "contact_id": null}, {"subject": "B"}]);

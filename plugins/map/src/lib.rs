@@ -15,6 +15,9 @@
 //!   rejects the record. `domain` takes a website's host without scheme, `www.`, port or path
 //!   (`https://www.acme.example/about` is `acme.example`), the form CRMs match companies on.
 //! - `constants`: output field = a fixed value.
+//! - `format`: output field = a text with `{path}` placeholders filled from the input
+//!   (`{ Name = "{name} (Partner Center)" }`; `{{` and `}}` are literal braces). A placeholder
+//!   whose field is missing or null rejects the record.
 //! - `case`: output field = `map[input value]`, else `default`; without a default an unmatched
 //!   value rejects the record.
 //! - `keep_unmapped = true` copies the input fields no rule names.
@@ -45,6 +48,8 @@ pub struct MapConfig {
     pub constants: BTreeMap<String, Value>,
     #[serde(default)]
     pub case: BTreeMap<String, CaseRule>,
+    #[serde(default)]
+    pub format: BTreeMap<String, String>,
     #[serde(default)]
     pub keep_unmapped: bool,
     #[serde(default)]
@@ -280,6 +285,53 @@ pub fn lookup<'a>(record: &'a Record, path: &str) -> Option<&'a Value> {
     Some(current)
 }
 
+/// The `{path}` placeholders of a template, in order; `Err` when a brace is unbalanced.
+fn placeholders(template: &str) -> std::result::Result<Vec<&str>, String> {
+    let mut out = Vec::new();
+    let mut rest = template;
+    while let Some(at) = rest.find(['{', '}']) {
+        let (brace, after) = (rest.as_bytes()[at], &rest[at + 1..]);
+        if after.as_bytes().first() == Some(&brace) {
+            rest = &after[1..];
+            continue;
+        }
+        if brace == b'}' {
+            return Err(format!("`{template}` has a `}}` without its `{{` (write `}}}}` for a brace)"));
+        }
+        let Some(end) = after.find('}') else { return Err(format!("`{template}` has a `{{` without its `}}` (write `{{{{` for a brace)")) };
+        out.push(after[..end].trim());
+        rest = &after[end + 1..];
+    }
+    Ok(out)
+}
+
+/// `template` with its placeholders filled from `record`: strings as they are, numbers and
+/// booleans as written.
+fn fill(template: &str, record: &Record) -> std::result::Result<String, String> {
+    let mut out = String::with_capacity(template.len() + 16);
+    let mut rest = template;
+    while let Some(at) = rest.find(['{', '}']) {
+        out.push_str(&rest[..at]);
+        let (brace, after) = (rest.as_bytes()[at], &rest[at + 1..]);
+        if after.as_bytes().first() == Some(&brace) {
+            out.push(brace as char);
+            rest = &after[1..];
+            continue;
+        }
+        let end = after.find('}').ok_or_else(|| format!("`{template}` has a `{{` without its `}}`"))?;
+        let path = after[..end].trim();
+        match lookup(record, path).filter(|v| !v.is_null()) {
+            Some(Value::String(text)) => out.push_str(text),
+            Some(Value::Array(_) | Value::Object(_)) => return Err(format!("`{path}` is not text, a number or a boolean, so `{template}` cannot hold it")),
+            Some(other) => out.push_str(&other.to_string()),
+            None => return Err(format!("`{path}` is missing or null, and `{template}` needs it")),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
 /// The text a case rule matches on: strings as they are, numbers and booleans as written.
 fn case_key(value: &Value) -> Option<String> {
     match value {
@@ -330,6 +382,10 @@ impl MapConfig {
         }
         for (target, value) in &self.constants {
             out.insert(target.clone(), value.clone());
+        }
+        for (target, template) in &self.format {
+            let text = fill(template, record).map_err(|why| (why, target.clone()))?;
+            out.insert(target.clone(), Value::String(text));
         }
         for (target, rule) in &self.case {
             let source = lookup(record, &rule.from);
@@ -437,6 +493,7 @@ impl Transform for Map {
                         }
                     },
                     "constants": {"type": "object", "description": "Output field = fixed value."},
+                    "format": {"type": "object", "description": "Output field = text with {path} placeholders from the input.", "additionalProperties": {"type": "string"}},
                     "case": {
                         "type": "object",
                         "description": "Output field = map[input value], else default.",
@@ -453,7 +510,8 @@ impl Transform for Map {
                         }
                     },
                     "keep_unmapped": {"type": "boolean"},
-                    "nest": {"type": "boolean", "description": "Dotted output fields build nested objects; numbers index arrays."}
+                    "nest": {"type": "boolean", "description": "Dotted output fields build nested objects; numbers index arrays."},
+                    "skip_nulls": {"type": "boolean", "description": "Leave out null output fields, and objects left empty."}
                 }
             }))
     }
@@ -494,6 +552,14 @@ impl Transform for Map {
         }
         for (target, value) in &config.constants {
             properties.insert(target.clone(), value_schema(value));
+        }
+        for (target, template) in &config.format {
+            for path in placeholders(template).map_err(Error::config)? {
+                if let Err(available) = schema_at(input, path) {
+                    return Err(Error::config(format!("`{target}` formats `{{{path}}}`, which the input does not have; it has: {}", available.join(", "))));
+                }
+            }
+            properties.insert(target.clone(), json!({"type": "string"}));
         }
         if config.nest {
             properties = nest_schema(properties);

@@ -379,3 +379,19 @@ async fn staging_and_production_run_the_same_steps_with_other_connections() {
     let err = weft_engine::plan_with(&flow, &options, &s.plugins, &s.runtime).await.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(err.contains("ExpectedRevenue__c"), "a field the org's schema lacks is caught before anything runs: {err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sync_mark_variable_marks_the_names_of_opportunities_made_from_referrals() {
+    let s = start().await;
+    let created = incoming_referral(&s, json!({"name": "Northwind - shared by Microsoft"})).await;
+    let id = created["id"].as_str().unwrap();
+    // Run by hand: the initial sync reads every referral.
+    let report = s.run(&example(INBOUND), Some("sandbox"), &[("sync_mark", " [Partner Center]")]).await;
+    assert!(report.succeeded, "{report:#?}");
+    let marked: Vec<Value> = opportunities(&s).await.into_iter().filter(|o| o["Partner_Center_Referral_Id__c"] == id).collect();
+    assert_eq!(marked[0]["Name"], "Northwind - shared by Microsoft [Partner Center]");
+    // Without it (the default), the name is the referral's.
+    assert!(s.run(&example(INBOUND), Some("sandbox"), &[]).await.succeeded);
+    let plain: Vec<Value> = opportunities(&s).await.into_iter().filter(|o| o["Partner_Center_Referral_Id__c"] == id).collect();
+    assert_eq!(plain[0]["Name"], "Northwind - shared by Microsoft");
+}
