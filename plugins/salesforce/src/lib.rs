@@ -1,6 +1,7 @@
 //! `salesforce`: the Salesforce REST API (crm-apis.md §3) as weft streams.
 //!
-//! **Reads** `Account`, `Contact`, `Lead`, `Opportunity` and `Task` with SOQL, full and
+//! **Reads** `Account`, `Contact`, `Lead`, `Opportunity`, `Task`, `Campaign` and
+//! `CampaignMember` (which has no `OwnerId`) with SOQL, full and
 //! incremental alike: `SELECT … FROM {object} WHERE (SystemModstamp > :t) OR (SystemModstamp = :t
 //! AND Id > :id) ORDER BY SystemModstamp ASC, Id ASC LIMIT {page}`. The cursor is that keyset
 //! (the last record's `SystemModstamp` and `Id`), a value rather than a server-side locator, so a
@@ -85,6 +86,16 @@ struct SObject {
     /// Fields that exist only in some orgs (custom fields weft's scenarios use, multi-currency's
     /// `CurrencyIsoCode`): in the schema, selected only when `custom_fields` lists them.
     optional: &'static [(&'static str, Kind)],
+    /// Whether records have an owner (`OwnerId`); a CampaignMember does not.
+    owned: bool,
+}
+
+impl SObject {
+    /// The system fields this object has.
+    fn system(&self) -> impl Iterator<Item = &'static (&'static str, Kind)> + use<> {
+        let owned = self.owned;
+        SYSTEM.iter().filter(move |(name, _)| owned || *name != "OwnerId")
+    }
 }
 
 const SYSTEM: &[(&str, Kind)] = &[
@@ -122,6 +133,7 @@ const OBJECTS: &[SObject] = &[
             ("Description", Kind::Text),
         ],
         optional: &[EXTERNAL_ID],
+        owned: true,
     },
     SObject {
         name: "Contact",
@@ -138,6 +150,7 @@ const OBJECTS: &[SObject] = &[
             ("MailingCity", Kind::Text),
         ],
         optional: &[EXTERNAL_ID],
+        owned: true,
     },
     SObject {
         name: "Lead",
@@ -155,6 +168,7 @@ const OBJECTS: &[SObject] = &[
             ("IsConverted", Kind::Boolean),
         ],
         optional: &[EXTERNAL_ID],
+        owned: true,
     },
     SObject {
         name: "Opportunity",
@@ -187,6 +201,7 @@ const OBJECTS: &[SObject] = &[
             ("Partner_Center_Audit__c", Kind::Text),
             ("Partner_Center_Sync_Status__c", Kind::Text),
         ],
+        owned: true,
     },
     SObject {
         name: "Task",
@@ -203,6 +218,29 @@ const OBJECTS: &[SObject] = &[
         ],
         // An external id on activities makes writing one back idempotent (upsert on it).
         optional: &[EXTERNAL_ID],
+        owned: true,
+    },
+    SObject {
+        name: "Campaign",
+        description: "Campaigns (webinars, trade shows, emails).",
+        fields: &[
+            ("Name", Kind::Text),
+            ("Type", Kind::Text),
+            ("Status", Kind::Text),
+            ("IsActive", Kind::Boolean),
+            ("StartDate", Kind::Date),
+            ("EndDate", Kind::Date),
+            ("Description", Kind::Text),
+        ],
+        optional: &[],
+        owned: true,
+    },
+    SObject {
+        name: "CampaignMember",
+        description: "Campaign members: a contact (ContactId) or a lead (LeadId) of a campaign (CampaignId).",
+        fields: &[("CampaignId", Kind::Id), ("ContactId", Kind::Id), ("LeadId", Kind::Id), ("Status", Kind::Text), ("HasResponded", Kind::Boolean)],
+        optional: &[],
+        owned: false,
     },
 ];
 
@@ -227,7 +265,7 @@ fn schema_of(kind: Kind) -> Value {
 
 fn record_schema(o: &SObject) -> Value {
     let mut props = serde_json::Map::new();
-    for (name, kind) in SYSTEM.iter().chain(o.fields).chain(o.optional) {
+    for (name, kind) in o.system().chain(o.fields).chain(o.optional) {
         props.insert((*name).into(), schema_of(*kind));
     }
     props.insert("Id".into(), json!({"type": "string", "description": "18-character record ID"}));
@@ -275,7 +313,7 @@ impl Api {
 
     /// The fields a query of `o` selects: the standard ones plus the configured custom ones.
     fn fields(&self, o: &SObject) -> Result<Vec<String>> {
-        let mut fields: Vec<String> = SYSTEM.iter().chain(o.fields).map(|(n, _)| (*n).to_owned()).collect();
+        let mut fields: Vec<String> = o.system().chain(o.fields).map(|(n, _)| (*n).to_owned()).collect();
         for extra in self.config.custom_fields.get(o.name).into_iter().flatten() {
             if extra.is_empty() || !extra.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return Err(Error::config(format!("custom_fields.{}: `{extra}` is not a field name", o.name)));

@@ -112,9 +112,11 @@ async fn imports_accounts_contacts_and_leads_into_hubspot_with_associations_as_e
 
     // The API calls README.md's estimate gives for these counts, against what was spent.
     // Salesforce: a full read is a COUNT() and one query per 2,000 records; the import reads
-    // Account, Contact (twice) and Lead, the association job Account and Contact.
+    // Account, Contact (twice), Lead, Campaign and CampaignMember, the association job Account,
+    // Contact, Campaign and CampaignMember.
     let read = |n: usize| 1 + calls(n, 2_000).max(1);
-    let sf_estimate = read(companies) + 2 * read(contacts) + read(leads) + read(companies) + read(contacts);
+    let (campaigns, members) = (s.soql("SELECT Id FROM Campaign").await.len(), s.soql("SELECT Id FROM CampaignMember").await.len());
+    let sf_estimate = read(companies) + 2 * read(contacts) + read(leads) + read(companies) + read(contacts) + 2 * (read(campaigns) + read(members));
     // HubSpot: one batch upsert per 100 records, then one list page per 100 companies and
     // contacts and one association batch per 100 contacts.
     let hs_estimate = calls(companies, 100) + calls(contacts, 100) + calls(leads, 100) + calls(companies, 100) + calls(contacts + leads, 100) + calls(contacts, 100);
@@ -177,4 +179,50 @@ async fn imports_accounts_contacts_and_leads_into_hubspot_with_associations_as_e
         sf_calls.len(),
         hs_calls.len()
     );
+}
+
+#[tokio::test]
+async fn campaign_members_mode_imports_the_campaigns_people_and_their_accounts_only() {
+    let s = start().await;
+    let vars = [("import", "campaign_members"), ("campaign", "Trade Show Berlin")];
+    let campaign = s.soql("SELECT Id FROM Campaign WHERE Name = 'Trade Show Berlin'").await;
+    let campaign = campaign[0]["Id"].as_str().unwrap().to_owned();
+    let members = s.soql(&format!("SELECT ContactId, LeadId FROM CampaignMember WHERE CampaignId = '{campaign}'")).await;
+    let member_contacts: Vec<String> = members.iter().filter_map(|m| m["ContactId"].as_str().map(str::to_owned)).collect();
+    let member_leads: Vec<String> = members.iter().filter_map(|m| m["LeadId"].as_str().map(str::to_owned)).collect();
+    assert!(!member_contacts.is_empty() && !member_leads.is_empty(), "{members:?}");
+    let all_members = s.soql("SELECT Id FROM CampaignMember").await;
+    assert!(all_members.len() > members.len(), "other campaigns have members too");
+
+    let mut emails = std::collections::BTreeSet::new();
+    let mut accounts = std::collections::BTreeSet::new();
+    for id in &member_contacts {
+        let c = salesforce_record(&s, "Contact", id).await;
+        emails.insert(c["Email"].as_str().unwrap().to_lowercase());
+        accounts.insert(c["AccountId"].as_str().unwrap().to_owned());
+    }
+    for id in &member_leads {
+        emails.insert(salesforce_record(&s, "Lead", id).await["Email"].as_str().unwrap().to_lowercase());
+    }
+
+    let estimate = s.run(&example("salesforce-hubspot/estimate.toml"), Some("sandbox"), &vars).await;
+    assert!(estimate.succeeded, "{estimate:?}");
+    let mut planned: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    for row in s.dataset("import_estimate").await.into_iter().filter(|r| r["mode"] == "campaign_members") {
+        planned.entry(row["object"].as_str().unwrap().to_owned()).or_default().insert(row["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(planned["contact"], member_contacts.iter().cloned().collect());
+    assert_eq!(planned["lead"], member_leads.iter().cloned().collect());
+    assert_eq!(planned["company"], accounts, "the accounts of the member contacts");
+
+    for flow in ["import", "associate"] {
+        let report = s.run(&example(&format!("salesforce-hubspot/{flow}.toml")), Some("sandbox"), &vars).await;
+        assert!(report.succeeded, "{flow}: {report:?}");
+    }
+    let hs_contacts = hubspot_objects(&s, "contacts", "email,lifecyclestage", Some("companies")).await;
+    let imported: std::collections::BTreeSet<String> = hs_contacts.iter().map(|c| c["properties"]["email"].as_str().unwrap().to_lowercase()).collect();
+    assert_eq!(imported, emails, "exactly the campaign's contacts and leads");
+    assert_eq!(hubspot_objects(&s, "companies", "domain", None).await.len(), accounts.len());
+    let associated = hs_contacts.iter().filter(|c| c["properties"]["lifecyclestage"] == "customer" && c["associations"]["companies"]["results"].as_array().is_some_and(|a| !a.is_empty())).count();
+    assert_eq!(associated, member_contacts.len(), "every member contact is associated with its company");
 }

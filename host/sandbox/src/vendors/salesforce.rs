@@ -51,6 +51,9 @@ enum SObject {
     Opportunity,
     Lead,
     Task,
+    Campaign,
+    /// A contact's or lead's membership of a campaign. It has no owner (no `OwnerId`).
+    CampaignMember,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,7 +86,7 @@ const SYSTEM_FIELDS: [FieldDef; 8] = [
 ];
 
 impl SObject {
-    const ALL: [SObject; 5] = [SObject::Account, SObject::Contact, SObject::Opportunity, SObject::Lead, SObject::Task];
+    const ALL: [SObject; 7] = [SObject::Account, SObject::Contact, SObject::Opportunity, SObject::Lead, SObject::Task, SObject::Campaign, SObject::CampaignMember];
 
     fn name(self) -> &'static str {
         match self {
@@ -92,6 +95,8 @@ impl SObject {
             SObject::Opportunity => "Opportunity",
             SObject::Lead => "Lead",
             SObject::Task => "Task",
+            SObject::Campaign => "Campaign",
+            SObject::CampaignMember => "CampaignMember",
         }
     }
 
@@ -106,6 +111,8 @@ impl SObject {
             SObject::Opportunity => "006",
             SObject::Lead => "00Q",
             SObject::Task => "00T",
+            SObject::Campaign => "701",
+            SObject::CampaignMember => "00v",
         }
     }
 
@@ -193,12 +200,33 @@ impl SObject {
                 ("TaskSubtype", Picklist, false, true),
                 ("External_Id__c", Text, false, true),
             ],
+            SObject::Campaign => &[
+                ("Name", Text, true, true),
+                ("Type", Picklist, false, true),
+                ("Status", Picklist, false, true),
+                ("IsActive", Boolean, false, true),
+                ("StartDate", Date, false, true),
+                ("EndDate", Date, false, true),
+                ("Description", Text, false, true),
+            ],
+            SObject::CampaignMember => &[
+                ("CampaignId", Reference(&[SObject::Campaign]), true, true),
+                ("ContactId", Reference(&[SObject::Contact]), false, true),
+                ("LeadId", Reference(&[SObject::Lead]), false, true),
+                ("Status", Picklist, false, true),
+                ("HasResponded", Boolean, false, false),
+            ],
         }
+    }
+
+    /// The system fields the object has: every one but `OwnerId` for objects without an owner.
+    fn system_fields(self) -> impl Iterator<Item = &'static FieldDef> {
+        SYSTEM_FIELDS.iter().filter(move |f| !(f.0 == "OwnerId" && self == SObject::CampaignMember))
     }
 
     /// Canonical name and definition of a field, matched case-insensitively.
     fn field(self, name: &str) -> Option<FieldDef> {
-        SYSTEM_FIELDS.iter().chain(self.fields()).find(|f| f.0.eq_ignore_ascii_case(name)).copied()
+        self.system_fields().chain(self.fields()).find(|f| f.0.eq_ignore_ascii_case(name)).copied()
     }
 
     fn is_external_id(self, name: &str) -> bool {
@@ -267,6 +295,10 @@ fn sf_time(ms: i64) -> String {
 }
 
 const PROBABILITY: [u64; 6] = [10, 20, 50, 80, 100, 0];
+/// The demo campaigns: name, type, status.
+const CAMPAIGNS: [(&str, &str, &str); 3] =
+    [("Spring Webinar 2025", "Webinar", "Completed"), ("Trade Show Berlin", "Trade Show", "In Progress"), ("Partner Newsletter", "Email", "Planned")];
+const CAMPAIGN_COUNT: u64 = CAMPAIGNS.len() as u64;
 const LEAD_STATUSES: [&str; 3] = ["Open - Not Contacted", "Working - Contacted", "Closed - Not Converted"];
 
 fn generated(demo: &Demo, obj: SObject, i: u64) -> Fields {
@@ -309,6 +341,24 @@ fn generated(demo: &Demo, obj: SObject, i: u64) -> Fields {
             })
         }
         SObject::Task => json!({}),
+        SObject::Campaign => {
+            let (name, kind, status) = CAMPAIGNS[(i % CAMPAIGNS.len() as u64) as usize];
+            json!({
+                "Name": if i < CAMPAIGNS.len() as u64 { name.to_string() } else { format!("{name} {}", i / CAMPAIGNS.len() as u64 + 1) },
+                "Type": kind, "Status": status, "IsActive": status != "Completed",
+                "StartDate": date(DEMO_EPOCH_MS + (i as i64 * 40 + 10) * 86_400_000), "Description": null,
+            })
+        }
+        SObject::CampaignMember => {
+            // Every other contact, then every other lead, spread over the campaigns in turn.
+            let contacts = demo.size.contacts.div_ceil(2);
+            let (contact, lead) = if i < contacts { (Some(sf_id(SObject::Contact, 2 * i)), None) } else { (None, Some(sf_id(SObject::Lead, 2 * (i - contacts)))) };
+            let responded = i.is_multiple_of(4);
+            json!({
+                "CampaignId": sf_id(SObject::Campaign, i % CAMPAIGN_COUNT), "ContactId": contact, "LeadId": lead,
+                "Status": if responded { "Responded" } else { "Sent" }, "HasResponded": responded,
+            })
+        }
     };
     v.as_object().cloned().unwrap_or_default()
 }
@@ -323,6 +373,8 @@ fn build_collections(demo: Demo) -> Vec<Collection> {
                 SObject::Opportunity => (Kind::Deal, demo.size.deals),
                 SObject::Lead => (Kind::Lead, demo.size.leads),
                 SObject::Task => (Kind::Deal, 0),
+                SObject::Campaign => (Kind::Deal, CAMPAIGN_COUNT),
+                SObject::CampaignMember => (Kind::Deal, if CAMPAIGN_COUNT == 0 { 0 } else { demo.size.contacts.div_ceil(2) + demo.size.leads.div_ceil(2) }),
             };
             Collection::new(n, move |i| generated(&demo, o, i), move |i| demo.times(kind, i, n))
         })
@@ -533,6 +585,9 @@ impl Salesforce {
             (SObject::Contact | SObject::Opportunity, "account") => rec.fields.get("AccountId"),
             (SObject::Task, "who") => rec.fields.get("WhoId"),
             (SObject::Task, "what") => rec.fields.get("WhatId"),
+            (SObject::CampaignMember, "campaign") => rec.fields.get("CampaignId"),
+            (SObject::CampaignMember, "contact") => rec.fields.get("ContactId"),
+            (SObject::CampaignMember, "lead") => rec.fields.get("LeadId"),
             _ => None,
         };
         let Some((pobj, pi)) = reference.and_then(Value::as_str).and_then(parse_sf_id) else { return Value::Null };
@@ -555,7 +610,7 @@ impl Salesforce {
         let list: &[String] = match fields {
             Some(f) => f,
             None => {
-                all = SYSTEM_FIELDS.iter().chain(obj.fields()).map(|f| f.0.to_string()).collect();
+                all = obj.system_fields().chain(obj.fields()).map(|f| f.0.to_string()).collect();
                 &all
             }
         };
@@ -565,12 +620,18 @@ impl Salesforce {
                     "account" => "Account",
                     "who" => "Who",
                     "what" => "What",
+                    "campaign" => "Campaign",
+                    "contact" => "Contact",
+                    "lead" => "Lead",
                     _ => parent,
                 };
                 let reference = match canonical_parent {
                     "Account" => rec.fields.get("AccountId"),
                     "Who" => rec.fields.get("WhoId"),
                     "What" => rec.fields.get("WhatId"),
+                    "Campaign" => rec.fields.get("CampaignId"),
+                    "Contact" => rec.fields.get("ContactId"),
+                    "Lead" => rec.fields.get("LeadId"),
                     _ => None,
                 };
                 let nested = reference.and_then(Value::as_str).and_then(parse_sf_id).and_then(|(pobj, pi)| {
@@ -1197,8 +1258,8 @@ async fn describe(State(s): State<Arc<Salesforce>>, Extension(ctx): Extension<Re
         Err(r) => return r,
     };
     s.guarded(&headers, &ctx, || {
-        let fields: Vec<Value> = SYSTEM_FIELDS
-            .iter()
+        let fields: Vec<Value> = obj
+            .system_fields()
             .chain(obj.fields())
             .map(|(n, t, req, w)| {
                 json!({
