@@ -257,6 +257,8 @@ struct State {
     refresh_token: Option<Secret>,
     /// Non-secret fields of the last token response.
     info: Vec<(String, String)>,
+    /// When the last token the endpoint issued expires, if it said (`expires_in`).
+    expires_at: Option<std::time::SystemTime>,
 }
 
 /// One connection's credential source and cache.
@@ -384,6 +386,16 @@ impl Authenticator {
         }
         self.credential(transport).await?;
         Ok(self.state.lock().await.info.clone())
+    }
+
+    /// When the current token expires: `Ok(None)` for static credentials and tokens the
+    /// endpoint gave no lifetime; exchanges a token first if none is cached.
+    pub(crate) async fn token_expiry(&self, transport: &Transport) -> Result<Option<std::time::SystemTime>, HttpError> {
+        if !self.spec.is_renewable() {
+            return Ok(None);
+        }
+        self.credential(transport).await?;
+        Ok(self.state.lock().await.expires_at)
     }
 
     async fn resolve(&self, field: &str, reference: &SecretRef) -> Result<Secret, HttpError> {
@@ -552,6 +564,7 @@ impl Authenticator {
         token: TokenResponse,
     ) -> Result<(Credential, Option<Instant>), HttpError> {
         state.info = token.info;
+        state.expires_at = token.expires_in.map(|lifetime| std::time::SystemTime::now() + lifetime - token.received.elapsed());
         let renew_at = token.expires_in.map(|lifetime| {
             // Renew a little early so a request never leaves with a token that expires in
             // flight: a minute before, or halfway for tokens shorter than two minutes.

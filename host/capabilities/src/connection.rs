@@ -352,6 +352,16 @@ impl Connection {
             })
     }
 
+    /// When the connection's current token expires (weft renews it before then): `None` for
+    /// static credentials (api-key, basic, bearer) and tokens issued without `expires_in`.
+    /// Exchanges a token first if none is cached.
+    pub async fn token_expiry(&self) -> Result<Option<std::time::SystemTime>, HttpError> {
+        let timeout = self.limits().max_timeout;
+        tokio::time::timeout(timeout, self.inner.auth.token_expiry(&self.inner.transport))
+            .await
+            .unwrap_or_else(|_| Err(HttpError::Timeout(format!("token endpoint of connection {:?} did not answer within {:.1} s", self.inner.name, timeout.as_secs_f64()))))
+    }
+
     /// Scrubs every secret value this connection has used from `text`.
     pub fn redact(&self, text: &str) -> String {
         redact(text, &self.inner.auth.sensitive())

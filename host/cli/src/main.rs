@@ -1,6 +1,7 @@
 //! `weft`: the command line. A thin layer over the library crates; the only place `anyhow` is
 //! used.
 
+mod connections;
 mod dataset;
 mod demo;
 mod inspect;
@@ -61,6 +62,21 @@ enum Command {
         /// The flow file.
         file: PathBuf,
         /// Run with this environment's variables and connections.
+        #[arg(long)]
+        env: Option<String>,
+        /// A variable's value, over the environment's and the default (repeatable).
+        #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
+        vars: Vec<(String, String)>,
+        /// Where plugins named in flows are found (repeatable).
+        #[arg(long = "plugins")]
+        plugin_dirs: Vec<PathBuf>,
+    },
+    /// Each connection of a flow: whether its check passes, its credential kind, when its token
+    /// expires.
+    Connections {
+        /// The flow file.
+        file: PathBuf,
+        /// Check this environment's connections.
         #[arg(long)]
         env: Option<String>,
         /// A variable's value, over the environment's and the default (repeatable).
@@ -161,6 +177,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let plugins = plugin_directory(&cli.data_dir, plugin_dirs);
             let options = weft_engine::PlanOptions { environment: env, tenant: cli.tenant.clone(), variables: vars.into_iter().collect() };
             run::run(&cli.data_dir, &file, &options, &plugins).await
+        }
+        Command::Connections { file, env, vars, plugin_dirs } => {
+            let plugins = plugin_directory(&cli.data_dir, plugin_dirs);
+            let options = weft_engine::PlanOptions { environment: env, tenant: cli.tenant.clone(), variables: vars.into_iter().collect() };
+            connections::run(&cli.data_dir, &file, &options, &plugins).await
         }
         Command::Schema => {
             println!("{}", serde_json::to_string_pretty(&weft_flow::json_schema())?);

@@ -909,3 +909,61 @@ async fn serve_registers_the_webhook_and_a_signed_referral_event_becomes_an_oppo
     assert_eq!(text(&removed.1.stdout), "");
     assert_eq!(partner_center_registration(&sandbox).await.status(), 404);
 }
+
+/// Scenario 3's connection status: each connection's check, credential kind and token expiry,
+/// and a failing check named with what to fix.
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_shows_each_connections_check_and_token_expiry() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let sandbox = weft_sandbox::Sandbox::start(weft_sandbox::SandboxConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/conversation-sync/salesforce/sync.toml");
+    let flow = weft_flow::load(&file).unwrap();
+    let mut args = vec!["connections".to_string(), file.to_str().unwrap().into(), "--env".into(), "sandbox".into(), "--plugins".into(), weft_tests::WASM_DIR.into()];
+    for (name, value) in sandbox.flow_variables() {
+        if flow.file.variables.keys().any(|k| k.get_ref().as_str() == name) {
+            args.extend(["--var".into(), format!("{name}={value}")]);
+        }
+    }
+    let key = sandbox.vendor(weft_sandbox::Vendor::Salesforce).unwrap().credentials().extra["jwt_private_key_pem"].clone();
+    let data = dir.path().to_owned();
+    let (missing, set, ok) = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let missing = weft(&data, &args, None);
+        let set = weft(&data, &["secret", "set", "salesforce_sandbox_jwt_key"], Some(&key));
+        (missing, set, weft(&data, &args, None))
+    })
+    .await
+    .unwrap();
+    // Without the JWT key the Salesforce check fails, and says which secret is missing.
+    assert_eq!(missing.status.code(), Some(1), "{}", text(&missing.stdout));
+    let out = text(&missing.stdout);
+    assert!(out.lines().any(|l| l.starts_with("salesforce ") && l.contains("jwt-bearer") && l.contains(" failed ")), "{out}");
+    assert!(out.contains("salesforce_sandbox_jwt_key"), "{out}");
+    assert!(text(&missing.stderr).contains("1 connection(s) of flow `ci-sync-salesforce` failed their check"), "{}", text(&missing.stderr));
+    assert!(set.status.success());
+    // With it: the check passes; a Salesforce session states no lifetime.
+    assert!(ok.status.success(), "{}\n{}", text(&ok.stdout), text(&ok.stderr));
+    let out = text(&ok.stdout);
+    let row = out.lines().find(|l| l.starts_with("salesforce ")).unwrap_or_else(|| panic!("{out}"));
+    assert!(row.contains(" ok ") && row.contains("no stated lifetime"), "{row}");
+    assert!(out.lines().any(|l| l.contains(" dataset ") && l.contains("weft's own store")), "{out}");
+
+    // Zoho's access tokens last an hour; Zendesk's API token does not expire.
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/zendesk-zoho/people-to-users.toml");
+    let flow = weft_flow::load(&file).unwrap();
+    let mut args = vec!["connections".to_string(), file.to_str().unwrap().into(), "--env".into(), "sandbox".into(), "--plugins".into(), weft_tests::WASM_DIR.into()];
+    for (name, value) in sandbox.flow_variables() {
+        if flow.file.variables.keys().any(|k| k.get_ref().as_str() == name) {
+            args.extend(["--var".into(), format!("{name}={value}")]);
+        }
+    }
+    let data = dir.path().to_owned();
+    let both = tokio::task::spawn_blocking(move || weft(&data, &args.iter().map(String::as_str).collect::<Vec<_>>(), None)).await.unwrap();
+    let out = text(&both.stdout);
+    assert!(both.status.success(), "{out}\n{}", text(&both.stderr));
+    let zoho = out.lines().find(|l| l.starts_with("zoho ")).unwrap_or_else(|| panic!("{out}"));
+    assert!(zoho.contains("oauth2-refresh") && zoho.contains(" ok ") && zoho.contains("(in 59 min); weft renews it before then"), "{zoho}");
+    let zendesk = out.lines().find(|l| l.starts_with("zendesk ")).unwrap_or_else(|| panic!("{out}"));
+    assert!(zendesk.contains("basic") && zendesk.contains("static credential, no expiry"), "{zendesk}");
+}
