@@ -152,6 +152,16 @@ impl AuthSpec {
         }
     }
 
+    /// Every value this credential resolves, secrets and public ones (an OAuth client id given
+    /// as `env:NAME`) alike: what must be set before it can be used.
+    pub fn references(&self) -> Vec<&SecretRef> {
+        let mut refs: Vec<&SecretRef> = self.secret_fields().into_iter().map(|(_, r)| r).collect();
+        if let AuthSpec::OAuth2Refresh { client_id, .. } | AuthSpec::OAuth2ClientCredentials { client_id, .. } = self {
+            refs.insert(0, client_id);
+        }
+        refs
+    }
+
     /// Whether the credential can be renewed, so a 401 is worth one retry with a fresh one.
     pub fn is_renewable(&self) -> bool {
         matches!(

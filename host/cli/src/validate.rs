@@ -7,6 +7,7 @@
 use std::path::Path;
 
 use anyhow::bail;
+use weft_capabilities::SecretRef;
 use weft_engine::{PlanOptions, PluginDirectory};
 
 pub async fn run(data_dir: &Path, file: &Path, options: &PlanOptions, plugins: &PluginDirectory) -> anyhow::Result<()> {
@@ -19,20 +20,30 @@ pub async fn run(data_dir: &Path, file: &Path, options: &PlanOptions, plugins: &
         }
     };
     let runtime = crate::runtime(data_dir)?;
-    if let Err(error) = weft_engine::plan_with(&flow, options, plugins, &runtime).await {
-        eprint!("{error}");
-        bail!("{} has {} problem(s) with its plugins", file.display(), error.diagnostics.len());
-    }
+    let plan = match weft_engine::plan_with(&flow, options, plugins, &runtime).await {
+        Ok(plan) => plan,
+        Err(error) => {
+            eprint!("{error}");
+            bail!("{} has {} problem(s) with its plugins", file.display(), error.diagnostics.len());
+        }
+    };
+    // What the connections of the chosen environment use: an environment that replaces a
+    // connection's auth does not need the production secrets.
     let mut missing = Vec::new();
     let known: Vec<String> = crate::store(data_dir).await?.secret_list(tenant).await?.into_iter().map(|e| e.name).collect();
-    for (name, _) in &flow.references.secrets {
-        if !known.contains(name) {
-            missing.push(format!("secret `{name}` is not set for tenant `{tenant}`: `weft secret set {name}`"));
-        }
-    }
-    for (name, _) in &flow.references.env {
-        if std::env::var_os(name).is_none() {
-            missing.push(format!("environment variable `{name}` is not set"));
+    let mut seen = std::collections::BTreeSet::new();
+    for bound in plan.connections.values() {
+        let refs = bound.spec.auth.references().into_iter().chain(bound.spec.webhook_secret.as_ref());
+        for reference in refs {
+            match reference {
+                SecretRef::Stored(name) if !known.contains(name) && seen.insert(("secret", name.clone())) => {
+                    missing.push(format!("secret `{name}` (connection `{}`) is not set for tenant `{tenant}`: `weft secret set {name}`", bound.spec.name));
+                }
+                SecretRef::Env(name) if std::env::var_os(name).is_none() && seen.insert(("env", name.clone())) => {
+                    missing.push(format!("environment variable `{name}` (connection `{}`) is not set", bound.spec.name));
+                }
+                _ => {}
+            }
         }
     }
     let f = &flow.file;

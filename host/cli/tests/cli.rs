@@ -210,8 +210,16 @@ fn validate_lists_secrets_the_flow_needs_that_are_not_set() {
     let out = weft(dir.path(), &["validate", "--plugins", weft_tests::WASM_DIR, flow], None);
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
-    assert!(err.contains("missing: secret `api_token` is not set for tenant `default`: `weft secret set api_token`"), "{err}");
-    assert!(err.contains("missing: environment variable `WEFT_TEST_UNSET_CLIENT_ID` is not set"), "{err}");
+    assert!(err.contains("missing: secret `api_token` (connection `api`) is not set for tenant `default`: `weft secret set api_token`"), "{err}");
+    assert!(err.contains("missing: environment variable `WEFT_TEST_UNSET_CLIENT_ID` (connection `api`) is not set"), "{err}");
+    // An environment whose connection authenticates otherwise needs only what it uses.
+    let staging = dir.path().join("staging.toml");
+    let with_env = FLOW.replacen("[[steps]]", "[environments.staging.connections.api]\nauth = { kind = \"api-key\", value = \"secret:staging_key\" }\n\n[[steps]]", 1);
+    std::fs::write(&staging, with_env).unwrap();
+    let out = weft(dir.path(), &["validate", "--plugins", weft_tests::WASM_DIR, "--env", "staging", staging.to_str().unwrap()], None);
+    let err = text(&out.stderr);
+    assert!(err.contains("missing: secret `staging_key` (connection `api`)"), "{err}");
+    assert!(!err.contains("api_token") && !err.contains("WEFT_TEST_UNSET_CLIENT_ID"), "the production credential is not needed on staging: {err}");
     assert!(weft(dir.path(), &["secret", "set", "api_token"], Some("x")).status.success());
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_weft"));
     let ok = command

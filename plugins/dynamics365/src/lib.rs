@@ -1,6 +1,7 @@
 //! `dynamics365`: Microsoft Dynamics 365 (Dataverse Web API v9.x).
 //!
-//! **Reads** the tables `accounts`, `contacts`, `leads` and `opportunities` with
+//! **Reads** the tables `accounts`, `contacts`, `leads`, `opportunities` and `phonecalls` (the
+//! activity a call is logged as, regarding a record) with
 //! `GET {organization_url}/api/data/{api_version}/{set}?$select=…` and
 //! `Prefer: odata.maxpagesize=N`, following `@odata.nextLink` unchanged (its `$skiptoken` is an
 //! opaque paging cookie). Incremental reads use Dataverse change tracking, which Microsoft
@@ -134,6 +135,20 @@ const TABLES: &[Table] = &[
             ("stepname", "string"),
             ("_parentaccountid_value", "string"),
             ("_parentcontactid_value", "string"),
+        ],
+    },
+    Table {
+        set: "phonecalls",
+        logical: "phonecall",
+        key: "activityid",
+        description: "Phone call activities, regarding a record: write `regardingobjectid_{opportunity|account|lead|contact}@odata.bind` = `/{set}(<guid>)`. Alternate key (an integration's custom column): weft_conversationid.",
+        columns: &[
+            ("subject", "string"),
+            ("description", "string"),
+            ("phonenumber", "string"),
+            ("scheduledend", "date"),
+            ("weft_conversationid", "string"),
+            ("_regardingobjectid_value", "string"),
         ],
     },
 ];

@@ -311,7 +311,7 @@ async fn unsubscribe_removes_the_steps_and_the_endpoint() {
     let sub = h.plugin.subscribe(&h.context, CONNECTION, &h.config, &receiver.url, vec![]).await.unwrap();
     let state = || async { reqwest::get(format!("{}/admin/vendors/dataverse/state", h.sandbox.admin_url())).await.unwrap().json::<Value>().await.unwrap() };
     let registered = state().await;
-    assert_eq!(registered["steps"].as_array().unwrap().len(), 12, "Create, Update and Delete of four tables");
+    assert_eq!(registered["steps"].as_array().unwrap().len(), 15, "Create, Update and Delete of five tables");
     assert_eq!(registered["service_endpoints"][0]["id"], sub.id.as_str());
     h.plugin.unsubscribe(&h.context, CONNECTION, &h.config, &sub.id).await.unwrap();
     let after = state().await;

@@ -282,9 +282,28 @@ async fn dynamics365_syncs_into_the_same_datasets_and_matches_with_the_lead_fall
     let form = [("grant_type", "client_credentials"), ("client_id", c.client_id.as_str()), ("client_secret", c.client_secret.as_str()), ("scope", c.extra["scope"].as_str())];
     let token: Value = http.post(&c.extra["token_url"]).form(&form).send().await.unwrap().json().await.unwrap();
     let m = &matches["conv-0"];
+    let bearer = token["access_token"].as_str().unwrap().to_owned();
     let url = format!("{}contacts({})", c.extra["service_root"], text(m, "contact_id"));
-    let contact: Value = http.get(url).bearer_auth(token["access_token"].as_str().unwrap()).query(&[("$select", "emailaddress1,_parentcustomerid_value")]).send().await.unwrap().json().await.unwrap();
+    let contact: Value = http.get(url).bearer_auth(&bearer).query(&[("$select", "emailaddress1,_parentcustomerid_value")]).send().await.unwrap().json().await.unwrap();
     assert_eq!((&contact["emailaddress1"], &contact["_parentcustomerid_value"]), (&m["email"], &m["account_id"]));
+
+    // Each match logged as a phone call regarding the matched record; a replay adds none.
+    let phonecalls = || async {
+        let page: Value = http.get(format!("{}phonecalls", c.extra["service_root"])).bearer_auth(&bearer).send().await.unwrap().json().await.unwrap();
+        page["value"].as_array().unwrap_or_else(|| panic!("{page}")).clone()
+    };
+    for _ in 0..2 {
+        let report = s.run(&example("conversation-sync/dynamics365/activities.toml"), Some("sandbox"), &[]).await;
+        assert!(report.succeeded, "{report:?}");
+    }
+    let calls = phonecalls().await;
+    let matched: Vec<&Value> = matches.values().filter(|m| m["matched_type"] != "none").collect();
+    assert_eq!(calls.len(), matched.len(), "{calls:#?}");
+    for m in matched {
+        let call = calls.iter().find(|c| c["weft_conversationid"] == m["conversation_id"]).unwrap_or_else(|| panic!("no call for {m}"));
+        assert_eq!((&call["subject"], &call["description"], &call["scheduledend"]), (&m["title"], &m["summary"], &m["date"]));
+        assert_eq!(call["_regardingobjectid_value"], m["matched_id"], "regarding the matched {}", m["matched_type"]);
+    }
 }
 
 #[tokio::test]

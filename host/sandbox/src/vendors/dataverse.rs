@@ -51,6 +51,10 @@ enum Entity {
     Contact,
     Lead,
     Opportunity,
+    /// Phone call activities, regarding a record (polymorphic `regardingobjectid`). Empty in the
+    /// demo data; the org has the custom column `weft_conversationid` as an alternate key, what
+    /// an integration that logs calls adds so that logging one again updates it.
+    PhoneCall,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +68,7 @@ enum Kindf {
 }
 
 impl Entity {
-    const ALL: [Entity; 4] = [Entity::Account, Entity::Contact, Entity::Lead, Entity::Opportunity];
+    const ALL: [Entity; 5] = [Entity::Account, Entity::Contact, Entity::Lead, Entity::Opportunity, Entity::PhoneCall];
 
     fn set(self) -> &'static str {
         match self {
@@ -72,6 +76,7 @@ impl Entity {
             Entity::Contact => "contacts",
             Entity::Lead => "leads",
             Entity::Opportunity => "opportunities",
+            Entity::PhoneCall => "phonecalls",
         }
     }
 
@@ -81,6 +86,7 @@ impl Entity {
             Entity::Contact => "contact",
             Entity::Lead => "lead",
             Entity::Opportunity => "opportunity",
+            Entity::PhoneCall => "phonecall",
         }
     }
 
@@ -90,6 +96,8 @@ impl Entity {
             Entity::Contact => "contactid",
             Entity::Lead => "leadid",
             Entity::Opportunity => "opportunityid",
+            // Activities share the activitypointer's id column.
+            Entity::PhoneCall => "activityid",
         }
     }
 
@@ -109,6 +117,7 @@ impl Entity {
     fn alternate_key(self) -> Option<&'static str> {
         match self {
             Entity::Account => Some("accountnumber"),
+            Entity::PhoneCall => Some("weft_conversationid"),
             _ => None,
         }
     }
@@ -155,6 +164,18 @@ impl Entity {
                 ("stepname", Str),
                 ("_parentaccountid_value", Lookup("parentaccountid", Entity::Account)),
                 ("_parentcontactid_value", Lookup("parentcontactid", Entity::Contact)),
+            ],
+            Entity::PhoneCall => &[
+                ("subject", Str),
+                ("description", Str),
+                ("phonenumber", Str),
+                ("scheduledend", DateOnly),
+                ("weft_conversationid", Str),
+                // One column, several navigation properties: the regarding record's table.
+                ("_regardingobjectid_value", Lookup("regardingobjectid_opportunity", Entity::Opportunity)),
+                ("_regardingobjectid_value", Lookup("regardingobjectid_account", Entity::Account)),
+                ("_regardingobjectid_value", Lookup("regardingobjectid_lead", Entity::Lead)),
+                ("_regardingobjectid_value", Lookup("regardingobjectid_contact", Entity::Contact)),
             ],
         }
     }
@@ -209,6 +230,7 @@ fn generated(demo: &Demo, e: Entity, i: u64) -> Fields {
             let d = demo.deal(i);
             json!({"name": d.name, "estimatedvalue": d.amount, "estimatedclosedate": date(DEMO_EPOCH_MS + d.close_day * 86_400_000), "closeprobability": PROBABILITY[d.stage], "description": null, "stepname": STAGES[d.stage], "_parentaccountid_value": guid(Entity::Account, d.company), "_parentcontactid_value": d.contact.map(|c| guid(Entity::Contact, c))})
         }
+        Entity::PhoneCall => json!({}),
     };
     v.as_object().cloned().unwrap_or_default()
 }
@@ -222,6 +244,7 @@ fn build_collections(demo: Demo) -> Vec<Collection> {
                 Entity::Contact => (Kind::Contact, demo.size.contacts),
                 Entity::Lead => (Kind::Lead, demo.size.leads),
                 Entity::Opportunity => (Kind::Deal, demo.size.deals),
+                Entity::PhoneCall => (Kind::Deal, 0),
             };
             Collection::new(n, move |i| generated(&demo, e, i), move |i| demo.times(kind, i, n))
         })
