@@ -269,6 +269,77 @@ struct State {
     info: Vec<(String, String)>,
     /// When the last token the endpoint issued expires, if it said (`expires_in`).
     expires_at: Option<std::time::SystemTime>,
+    /// The process-wide cache entries the current token is kept under, forgotten with it on a
+    /// 401.
+    cache_keys: Vec<shared::Key>,
+}
+
+/// Tokens from token endpoints, shared by every connection of this process whose credential
+/// resolves to the same values (tenant, token URL, client, secret, refresh token or signing
+/// key): a run does not exchange again what an earlier run of any flow got, which matters
+/// where vendors cap exchanges (Zoho mints ten access tokens per refresh token in ten minutes).
+/// Keyed by a digest of the values, so a changed secret is a different entry; a token the
+/// upstream rejects is forgotten for everyone.
+mod shared {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    use std::time::{Instant, SystemTime};
+
+    use crate::secrets::Secret;
+
+    pub(crate) type Key = [u8; 32];
+
+    #[derive(Clone)]
+    pub(crate) struct Cached {
+        pub(crate) token: Secret,
+        pub(crate) renew_at: Option<Instant>,
+        pub(crate) expires_at: Option<SystemTime>,
+        pub(crate) info: Vec<(String, String)>,
+    }
+
+    fn cache() -> std::sync::MutexGuard<'static, HashMap<Key, Cached>> {
+        static CACHE: OnceLock<Mutex<HashMap<Key, Cached>>> = OnceLock::new();
+        CACHE.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn key(parts: &[&str]) -> Key {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        for part in parts {
+            ctx.update(part.as_bytes());
+            ctx.update(&[0x1f]);
+        }
+        let mut key = [0u8; 32];
+        key.copy_from_slice(ctx.finish().as_ref());
+        key
+    }
+
+    /// The cached token for `key`, unless it is due for renewal.
+    pub(crate) fn get(key: &Key) -> Option<Cached> {
+        let mut cache = cache();
+        match cache.get(key) {
+            Some(c) if c.renew_at.is_none_or(|at| Instant::now() < at) => Some(c.clone()),
+            Some(_) => {
+                cache.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    pub(crate) fn put(key: Key, cached: Cached) {
+        let mut cache = cache();
+        let now = Instant::now();
+        cache.retain(|_, c| c.renew_at.is_none_or(|at| now < at));
+        cache.insert(key, cached);
+    }
+
+    /// Forgets the token kept under `key`, under whichever keys it is kept.
+    pub(crate) fn forget(key: &Key) {
+        let mut cache = cache();
+        if let Some(gone) = cache.remove(key) {
+            cache.retain(|_, c| c.token != gone.token);
+        }
+    }
 }
 
 /// One connection's credential source and cache.
@@ -383,6 +454,9 @@ impl Authenticator {
         let mut state = self.state.lock().await;
         if state.generation == generation {
             state.current = None;
+            for key in std::mem::take(&mut state.cache_keys) {
+                shared::forget(&key);
+            }
         }
     }
 
@@ -496,6 +570,13 @@ impl Authenticator {
                     Some(rotated) => rotated.clone(),
                     None => self.resolve("refresh_token", refresh_token).await?,
                 };
+                let key_for = |refresh: &Secret| {
+                    shared::key(&[&self.tenant, "oauth2-refresh", token_url, client_id.expose(), client_secret.expose(), refresh.expose(), scope.as_deref().unwrap_or("")])
+                };
+                let key = key_for(&current_refresh);
+                if let Some(cached) = shared::get(&key) {
+                    return self.adopt(state, key, cached);
+                }
                 let mut form = vec![
                     ("grant_type", "refresh_token".to_owned()),
                     ("refresh_token", current_refresh.expose().to_owned()),
@@ -508,13 +589,16 @@ impl Authenticator {
                 let token = self
                     .exchange(transport, token_url, "refresh_token", form)
                     .await?;
+                let mut keys = vec![key];
                 if let Some(new_refresh) = &token.refresh_token
                     && new_refresh != &current_refresh
                 {
                     self.persist_rotated(refresh_token, new_refresh).await;
                     state.refresh_token = Some(new_refresh.clone());
+                    // The next run resolves the rotated refresh token.
+                    keys.push(key_for(new_refresh));
                 }
-                self.finish(state, token)
+                self.finish_shared(state, token, &keys)
             }
             AuthSpec::OAuth2ClientCredentials {
                 token_url,
@@ -524,6 +608,10 @@ impl Authenticator {
             } => {
                 let client_id = self.resolve_public("client_id", client_id).await?;
                 let client_secret = self.resolve("client_secret", client_secret).await?;
+                let key = shared::key(&[&self.tenant, "oauth2-client-credentials", token_url, client_id.expose(), client_secret.expose(), scope.as_deref().unwrap_or("")]);
+                if let Some(cached) = shared::get(&key) {
+                    return self.adopt(state, key, cached);
+                }
                 let mut form = vec![
                     ("grant_type", "client_credentials".to_owned()),
                     ("client_id", client_id.expose().to_owned()),
@@ -535,7 +623,7 @@ impl Authenticator {
                 let token = self
                     .exchange(transport, token_url, "client_credentials", form)
                     .await?;
-                self.finish(state, token)
+                self.finish_shared(state, token, &[key])
             }
             AuthSpec::JwtBearer {
                 token_url,
@@ -546,6 +634,10 @@ impl Authenticator {
                 lifetime,
             } => {
                 let key = self.resolve("private_key", private_key).await?;
+                let cache_key = shared::key(&[&self.tenant, "jwt-bearer", token_url, issuer, subject, audience, key.expose()]);
+                if let Some(cached) = shared::get(&cache_key) {
+                    return self.adopt(state, cache_key, cached);
+                }
                 let lifetime = lifetime.unwrap_or(DEFAULT_JWT_LIFETIME_SECS);
                 let assertion =
                     jwt_assertion(issuer, subject, audience, lifetime, &key).map_err(|reason| {
@@ -563,9 +655,30 @@ impl Authenticator {
                 let token = self
                     .exchange(transport, token_url, "jwt-bearer", form)
                     .await?;
-                self.finish(state, token)
+                self.finish_shared(state, token, &[cache_key])
             }
         }
+    }
+
+    /// A token another connection of this process got for the same credential.
+    fn adopt(&self, state: &mut State, key: shared::Key, cached: shared::Cached) -> Result<(Credential, Option<Instant>), HttpError> {
+        self.remember(&cached.token);
+        state.info = cached.info;
+        state.expires_at = cached.expires_at;
+        state.cache_keys = vec![key];
+        Ok((self.place(&cached.token)?, cached.renew_at))
+    }
+
+    /// [`Self::finish`], then keeps the token for the other connections of this process.
+    fn finish_shared(&self, state: &mut State, token: TokenResponse, keys: &[shared::Key]) -> Result<(Credential, Option<Instant>), HttpError> {
+        let access = token.access_token.clone();
+        let (credential, renew_at) = self.finish(state, token)?;
+        let cached = shared::Cached { token: access, renew_at, expires_at: state.expires_at, info: state.info.clone() };
+        for key in keys {
+            shared::put(*key, cached.clone());
+        }
+        state.cache_keys = keys.to_vec();
+        Ok((credential, renew_at))
     }
 
     fn finish(

@@ -780,3 +780,32 @@ async fn query_credential_is_sent_once_across_same_origin_redirects() {
         Some("page=2&key=query-key-value-5")
     );
 }
+
+#[tokio::test]
+async fn a_second_connection_with_the_same_credential_reuses_the_token_until_it_is_refused() {
+    let p = Provider::start(
+        |n, _| Json(json!({"access_token": format!("shared-at-{n}"), "expires_in": 3600})).into_response(),
+        |seen| match seen.header("authorization").as_deref() {
+            Some("Zoho-oauthtoken shared-at-2") => StatusCode::UNAUTHORIZED.into_response(),
+            _ => "ok".into_response(),
+        },
+    )
+    .await;
+    let s = secrets().await;
+    // A run, then the next run of this or another flow with the same credential: one exchange.
+    for _ in 0..3 {
+        let conn = refresh_connection(&p, &s).await;
+        assert_eq!(conn.send(Request::get(p.up.url("/api"))).await.unwrap().status, 200);
+    }
+    assert_eq!(p.token_requests().len(), 1, "the token is shared across connections");
+    // Another refresh token is another credential (secrets resolve at the first request).
+    let other = refresh_connection(&p, &s).await;
+    s.set("default", "zoho_refresh", &Secret::new("another-refresh-token")).await.unwrap();
+    // Its token (shared-at-2) is refused: it is forgotten, and the next exchange replaces it.
+    assert_eq!(other.send(Request::get(p.up.url("/api"))).await.unwrap().status, 200);
+    assert_eq!(p.token_requests().len(), 3);
+    let again = refresh_connection(&p, &s).await;
+    s.set("default", "zoho_refresh", &Secret::new("another-refresh-token")).await.unwrap();
+    assert_eq!(again.send(Request::get(p.up.url("/api"))).await.unwrap().status, 200);
+    assert_eq!(p.token_requests().len(), 3, "the replacement is shared in turn");
+}
