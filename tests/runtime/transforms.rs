@@ -179,6 +179,9 @@ async fn map_skip_nulls_leaves_out_null_fields_and_objects_left_empty() {
     let (out, rejects) = process(MAP, config, records.clone(), None).await.unwrap();
     assert!(rejects.is_empty(), "{rejects:?}");
     assert_eq!(out, json!([{"Name": "A", "Account": {"id": "1"}}, {"Name": "B"}]));
+    // `clear` writes the nulls TOML cannot: a field cleared on purpose.
+    let (out, _) = process(MAP, json!({"fields": {"id": "account_id"}, "clear": ["external_id"]}), json!([{"account_id": "1"}]), None).await.unwrap();
+    assert_eq!(out, json!([{"id": "1", "external_id": null}]));
     // Without it, a missing field is an explicit null.
     let (out, _) = process(MAP, json!({"nest": true, "fields": {"Name": "subject", "Account.id": "account_id"}}), records, None).await.unwrap();
     assert_eq!(out, json!([{"Name": "A", "Account": {"id": "1"}}, {"Name": "B", "Account": {"id": null}}]));

@@ -15,6 +15,8 @@
 //!   rejects the record. `domain` takes a website's host without scheme, `www.`, port or path
 //!   (`https://www.acme.example/about` is `acme.example`), the form CRMs match companies on.
 //! - `constants`: output field = a fixed value.
+//! - `clear = ["external_id"]`: output fields set to null, for APIs where null clears a value
+//!   (TOML has no null to write as a constant).
 //! - `format`: output field = a text with `{path}` placeholders filled from the input
 //!   (`{ Name = "{name} (Partner Center)" }`; `{{` and `}}` are literal braces). A placeholder
 //!   whose field is missing or null rejects the record.
@@ -50,6 +52,8 @@ pub struct MapConfig {
     pub case: BTreeMap<String, CaseRule>,
     #[serde(default)]
     pub format: BTreeMap<String, String>,
+    #[serde(default)]
+    pub clear: Vec<String>,
     #[serde(default)]
     pub keep_unmapped: bool,
     #[serde(default)]
@@ -387,6 +391,9 @@ impl MapConfig {
             let text = fill(template, record).map_err(|why| (why, target.clone()))?;
             out.insert(target.clone(), Value::String(text));
         }
+        for target in &self.clear {
+            out.insert(target.clone(), Value::Null);
+        }
         for (target, rule) in &self.case {
             let source = lookup(record, &rule.from);
             match rule.choose(source) {
@@ -494,6 +501,7 @@ impl Transform for Map {
                     },
                     "constants": {"type": "object", "description": "Output field = fixed value."},
                     "format": {"type": "object", "description": "Output field = text with {path} placeholders from the input.", "additionalProperties": {"type": "string"}},
+                    "clear": {"type": "array", "items": {"type": "string"}, "description": "Output fields set to null."},
                     "case": {
                         "type": "object",
                         "description": "Output field = map[input value], else default.",
@@ -552,6 +560,9 @@ impl Transform for Map {
         }
         for (target, value) in &config.constants {
             properties.insert(target.clone(), value_schema(value));
+        }
+        for target in &config.clear {
+            properties.insert(target.clone(), json!({"type": "null"}));
         }
         for (target, template) in &config.format {
             for path in placeholders(template).map_err(Error::config)? {

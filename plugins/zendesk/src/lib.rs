@@ -17,7 +17,9 @@
 //! (users and organizations) to `{kind}/create_or_update_many`, which matches on `id`,
 //! `external_id` and the email (users) or name (organizations) — the write's key must be among
 //! those. Bulk writes are asynchronous: the connector polls `job_statuses/{id}` until the job is
-//! done and maps its `results` (in request order) to one outcome per record. Comments are added
+//! done and maps its `results` (in request order) to one outcome per record. `delete` (records
+//! carry `id`) goes to `{kind}/destroy_many?ids=…`, also a job; a record already gone counts as
+//! deleted. Comments are added
 //! through ticket updates (`comment` on a ticket record), as Zendesk has no comment endpoint.
 //!
 //! **Errors.** 429 is `rate-limited` with `Retry-After`; 401 `auth`; 5xx `upstream`
@@ -352,10 +354,12 @@ fn start_job(conn: &Connection, config: &Config, kind: Kind, mode: WriteMode, re
             "create_or_update_many",
             conn.post(&config.api(&format!("{}/create_or_update_many.json", kind.plural()))),
         ),
-        WriteMode::Delete => return Err(Error::internal("delete is not a bulk job")),
+        WriteMode::Delete => {
+            let ids: Vec<String> = records.iter().filter_map(|r| r.get("id").and_then(id_text)).collect();
+            ("destroy_many", conn.delete(&config.api(&format!("{}/destroy_many.json", kind.plural()))).query("ids", &ids.join(",")))
+        }
     };
-    let body = json!({ kind.plural(): records });
-    let resp = request.json(&body)?.send()?;
+    let resp = if mode == WriteMode::Delete { request.send()? } else { request.json(&json!({ kind.plural(): records }))?.send()? };
     if !resp.is_success() {
         let error = failure(resp);
         return Err(match error {
@@ -405,7 +409,10 @@ fn job_outcomes(job: &Job, mode: WriteMode, count: usize) -> Vec<WriteOutcome> {
             || result.get("error").is_some()
             || result.get("success").and_then(Value::as_bool) == Some(false);
         let id = result.get("id").and_then(id_text);
+        let error = result.get("error").and_then(Value::as_str);
         *slot = Some(match (failed, id) {
+            // Deleting what is already gone counts as deleted, so a replay is harmless.
+            (_, Some(id)) if mode == WriteMode::Delete && (!failed || error == Some("RecordNotFound")) => WriteOutcome::deleted(id),
             (false, Some(id)) if status.eq_ignore_ascii_case("created") => WriteOutcome::created(id),
             (false, Some(id)) if status.eq_ignore_ascii_case("updated") || mode == WriteMode::Update => {
                 WriteOutcome::updated(id)
@@ -570,19 +577,19 @@ impl Connector for Zendesk {
                 Stream::new("tickets", ticket_schema())
                     .description("Tickets; incremental through the cursor-based ticket export.")
                     .incremental("updated_at")
-                    .writable(&[WriteMode::Create, WriteMode::Update]),
+                    .writable(&[WriteMode::Create, WriteMode::Update, WriteMode::Delete]),
             )
             .stream(
                 Stream::new("users", user_schema())
                     .description("Users (end users, agents, admins); incremental through the cursor-based user export.")
                     .incremental("updated_at")
-                    .writable(&[WriteMode::Create, WriteMode::Update, WriteMode::Upsert]),
+                    .writable(&[WriteMode::Create, WriteMode::Update, WriteMode::Upsert, WriteMode::Delete]),
             )
             .stream(
                 Stream::new("organizations", organization_schema())
                     .description("Organizations; incremental through the time-based organization export.")
                     .incremental("updated_at")
-                    .writable(&[WriteMode::Create, WriteMode::Update, WriteMode::Upsert]),
+                    .writable(&[WriteMode::Create, WriteMode::Update, WriteMode::Upsert, WriteMode::Delete]),
             )
             .stream(
                 Stream::new("ticket_comments", comment_schema())
@@ -623,7 +630,9 @@ impl Connector for Zendesk {
             (Kind::Comments, _) => {
                 return Err(Error::config("ticket_comments is read-only: add a comment with `comment` on a ticket update"));
             }
-            (_, WriteMode::Delete) => return Err(Error::config(format!("{} cannot be deleted by this connector", req.stream))),
+            (_, WriteMode::Delete) if !(req.key.is_empty() || req.key == ["id"]) => {
+                return Err(Error::config(format!("deletes from {} match on `id`; the write's key is {:?}", req.stream, req.key)));
+            }
             (Kind::Tickets, WriteMode::Upsert) => {
                 return Err(Error::config("Zendesk has no create-or-update for tickets: write them with mode create or update"));
             }

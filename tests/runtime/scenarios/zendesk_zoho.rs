@@ -296,3 +296,57 @@ async fn tickets_and_comments_land_in_zoho_related_and_a_ticket_from_zoho_reache
     assert_eq!(step(&quiet, "create").records_in, 0);
     assert_eq!(desk.list("tickets").await.len(), tickets.len() + 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uninstall_deletes_what_the_integration_created_and_unlinks_what_it_found() {
+    let s = Scenario::start(SandboxConfig::default()).await;
+    let sb = &s.sandbox;
+    let (zoho, desk) = (zoho::Api::new(sb).await, zendesk::Api::new(sb));
+    // An account and a contact Zendesk does not have: the sync creates them.
+    let fresh = zoho.create("Accounts", json!({"Account_Name": "Fresh Harbor Co", "Industry": "Retail"})).await;
+    zoho.create("Contacts", json!({"First_Name": "Nia", "Last_Name": "Newcomer", "Email": "nia.newcomer@fresh-harbor.example", "Account_Name": {"id": fresh}})).await;
+    let ids = |list: Vec<Value>| list.into_iter().map(|r| r["id"].to_string()).collect::<std::collections::BTreeSet<_>>();
+    let (orgs_before, users_before) = (ids(desk.list("organizations").await), ids(desk.list("users").await));
+    for flow in ["accounts-to-organizations", "people-to-users"] {
+        let report = s.run(&example(&format!("zendesk-zoho/{flow}.toml")), Some("sandbox"), &[]).await;
+        assert!(report.succeeded, "{flow}: {report:?}");
+    }
+    sb.advance_clock(std::time::Duration::from_secs(61));
+    for flow in ["tickets-to-zoho", "comments-to-zoho"] {
+        let report = s.run(&example(&format!("zendesk-zoho/{flow}.toml")), Some("sandbox"), &[]).await;
+        assert!(report.succeeded, "{flow}: {report:?}");
+    }
+    let requester = desk.list("users").await.into_iter().find(|u| u["tags"].as_array().is_some_and(|t| t.iter().any(|t| t == "zoho-contact"))).unwrap();
+    zoho.create("Zendesk_Tickets", json!({"Name": "From Zoho", "Description": "Made in Zoho.", "Requester_Email": requester["email"]})).await;
+    assert!(s.run(&example("zendesk-zoho/zoho-tickets-to-zendesk.toml"), Some("sandbox"), &[]).await.succeeded);
+    let synced_orgs = desk.list("organizations").await;
+    let synced_users = desk.list("users").await;
+    assert!(synced_orgs.len() > orgs_before.len() && synced_users.len() > users_before.len(), "the sync created some");
+    let (zoho_tickets, zoho_comments) = (zoho.list("Zendesk_Tickets", "Name").await.len(), zoho.list("Zendesk_Comments", "Name").await.len());
+    assert!(zoho_tickets > 0 && zoho_comments > 0);
+    let tickets = desk.list("tickets").await.len();
+
+    // Not confirmed: nothing is removed.
+    let uninstall = example("zendesk-zoho/uninstall.toml");
+    let dry = s.run(&uninstall, Some("sandbox"), &[]).await;
+    assert!(dry.succeeded, "{dry:?}");
+    assert_eq!((zoho.list("Zendesk_Tickets", "Name").await.len(), desk.list("organizations").await.len()), (zoho_tickets, synced_orgs.len()));
+
+    let report = s.run(&uninstall, Some("sandbox"), &[("confirm", "true")]).await;
+    assert!(report.succeeded, "{report:?}");
+    assert!(zoho.list("Zendesk_Tickets", "Name").await.is_empty() && zoho.list("Zendesk_Comments", "Name").await.is_empty(), "Zoho's integration modules are emptied");
+    // Zendesk is back to what it had: created records deleted, found ones unlinked.
+    let orgs = desk.list("organizations").await;
+    assert_eq!(ids(orgs.clone()), orgs_before);
+    assert!(orgs.iter().all(|o| o["external_id"].is_null()), "{orgs:?}");
+    let users = desk.list("users").await;
+    assert_eq!(ids(users.clone()), users_before);
+    assert!(users.iter().all(|u| u["external_id"].is_null()));
+    assert!(step(&report, "unlink-organizations").records_out > 0 && step(&report, "delete-organizations").records_out == 1);
+    assert_eq!(desk.list("tickets").await.len(), tickets, "tickets stay unless delete_tickets");
+
+    // A replay finds nothing left to do and succeeds.
+    let again = s.run(&uninstall, Some("sandbox"), &[("confirm", "true"), ("delete_tickets", "true")]).await;
+    assert!(again.succeeded, "{again:?}");
+    assert_eq!(desk.list("tickets").await.len(), tickets - 1, "the ticket made from Zoho is deleted on request");
+}

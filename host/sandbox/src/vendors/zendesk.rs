@@ -1088,7 +1088,10 @@ async fn update(State(z): State<Arc<Zendesk>>, Extension(ctx): Extension<Request
     z.guarded(&headers, &ctx, true, false, || z.single_write(obj, Some(id), &body))
 }
 
-async fn delete(State(z): State<Arc<Zendesk>>, Extension(ctx): Extension<RequestCtx>, Path((kind, id)): Path<(String, String)>, headers: HeaderMap) -> Response {
+async fn delete(State(z): State<Arc<Zendesk>>, Extension(ctx): Extension<RequestCtx>, Path((kind, id)): Path<(String, String)>, RawQuery(q): RawQuery, headers: HeaderMap) -> Response {
+    if id == "destroy_many" {
+        return bulk(State(z), Extension(ctx), Path((kind, id)), RawQuery(q), headers, Bytes::new()).await;
+    }
     let obj = match kind.as_str() {
         "tickets" => Obj::Tickets,
         "users" => Obj::Users,
@@ -1207,6 +1210,7 @@ async fn bulk(State(z): State<Arc<Zendesk>>, Extension(ctx): Extension<RequestCt
         (_, "create_many") => BulkMode::Create,
         (Obj::Users | Obj::Organizations, "create_or_update_many") => BulkMode::CreateOrUpdate,
         (Obj::Tickets | Obj::Users | Obj::Organizations, "update_many") => BulkMode::Update,
+        (_, "destroy_many") => BulkMode::Destroy,
         _ => return invalid_endpoint(),
     };
     let z2 = Arc::clone(&z);
@@ -1218,17 +1222,30 @@ enum BulkMode {
     Create,
     CreateOrUpdate,
     Update,
+    /// `DELETE {kind}/destroy_many?ids=1,2`: a job deleting each record.
+    Destroy,
 }
 
 impl Zendesk {
     fn start_job(self: &Arc<Self>, obj: Obj, mode: BulkMode, q: Option<&str>, body: &[u8]) -> Response {
+        // A destroy_many has no body: the ids are in the query.
         let v = match parse_json_body(body) {
             Ok(v) => v,
+            Err(_) if mode == BulkMode::Destroy => Value::Null,
             Err(msg) => return bad_request("InvalidJSON", &msg),
         };
         // `update_many?ids=1,2` applies one change to many records; otherwise each item has an id.
         let ids_param = query_params(q).get("ids").cloned();
         let items: Vec<Fields> = match (mode, ids_param) {
+            (BulkMode::Destroy, None) => return bad_request("InvalidParameter", "destroy_many takes ids=1,2,3"),
+            (BulkMode::Destroy, Some(ids)) => ids
+                .split(',')
+                .map(|id| {
+                    let mut f = Fields::new();
+                    f.insert("id".into(), json!(id.trim()));
+                    f
+                })
+                .collect(),
             (BulkMode::Update, Some(ids)) => {
                 let Some(change) = v.get(obj.singular()).and_then(Value::as_object) else {
                     return bad_request("InvalidParameter", &format!("update_many with ids takes {{\"{}\": {{...}}}}", obj.singular()));
@@ -1268,10 +1285,16 @@ impl Zendesk {
             let mut events = Vec::new();
             let mut results = Vec::new();
             for (n, item) in items.iter().enumerate() {
+                if mode == BulkMode::Destroy {
+                    let entry = this.destroy_one(obj, item.get("id"), &mut events);
+                    results.push(entry);
+                    this.update_job(&id, |j| j.progress = n + 1);
+                    continue;
+                }
                 let r = {
                     let mut st = this.state.lock().expect("zendesk state");
                     let existing = match mode {
-                        BulkMode::Create => None,
+                        BulkMode::Create | BulkMode::Destroy => None,
                         BulkMode::CreateOrUpdate => this.match_existing(&mut st, obj, item),
                         BulkMode::Update => item.get("id").and_then(parse_u64).and_then(|id| obj.index(id)).filter(|i| st.objects[obj.slot()].is_live(*i)),
                     };
@@ -1317,6 +1340,27 @@ impl Zendesk {
             this.deliver(events);
         });
         json_response(StatusCode::OK, json!({"job_status": body}))
+    }
+
+    /// One record of a `destroy_many` job: deleted (with its event), or why not.
+    fn destroy_one(&self, obj: Obj, id: Option<&Value>, events: &mut Vec<Event>) -> Value {
+        let shown = id.cloned().unwrap_or(Value::Null);
+        let mut st = self.state.lock().expect("zendesk state");
+        let Some(i) = id.and_then(parse_u64).and_then(|n| obj.index(n)).filter(|i| st.objects[obj.slot()].is_live(*i)) else {
+            return json!({"id": shown, "action": "delete", "success": false, "status": "Failed", "error": "RecordNotFound", "details": format!("{} {shown} not found", obj.singular())});
+        };
+        if obj == Obj::Users && i == 0 {
+            return json!({"id": shown, "action": "delete", "success": false, "status": "Failed", "error": "PermissionDenied", "details": "You cannot delete the account owner"});
+        }
+        let fields = st.objects[obj.slot()].get(i).map(|r| r.fields).unwrap_or_default();
+        let now = self.now();
+        st.objects[obj.slot()].delete(i, now);
+        events.push(match obj {
+            Obj::Users => self.user_event(&st, "zen:event-type:user.deleted", i, json!({})),
+            Obj::Organizations => self.org_event("zen:event-type:organization.deleted", i, &fields),
+            Obj::Tickets => self.ticket_event("zen:event-type:ticket.deleted", i, &fields, json!({})),
+        });
+        json!({"id": obj.id(i), "action": "delete", "success": true, "status": "Deleted"})
     }
 
     fn update_job(&self, id: &str, f: impl FnOnce(&mut Job)) {
