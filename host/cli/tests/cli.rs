@@ -975,3 +975,95 @@ async fn connections_shows_each_connections_check_and_token_expiry() {
     let zendesk = out.lines().find(|l| l.starts_with("zendesk ")).unwrap_or_else(|| panic!("{out}"));
     assert!(zendesk.contains("basic") && zendesk.contains("static credential, no expiry"), "{zendesk}");
 }
+
+/// Scenario 2's near-real-time path: `weft serve --public-url` registers the Zendesk webhook
+/// (bearer-token authenticated), a ticket created in Zendesk arrives as a delivery, and the
+/// ticket lands in Zoho's Zendesk_Tickets; a delivery without the token is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_receives_zendesk_ticket_events_and_writes_the_tickets_into_zoho() {
+    use std::io::BufRead;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let sandbox = weft_sandbox::Sandbox::start(weft_sandbox::SandboxConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let flows = dir.path().join("flows");
+    std::fs::create_dir(&flows).unwrap();
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/zendesk-zoho/ticket-events-to-zoho.toml");
+    std::fs::copy(&example, flows.join("ticket-events-to-zoho.toml")).unwrap();
+    let data = dir.path().to_owned();
+    let set = tokio::task::spawn_blocking(move || weft(&data, &["secret", "set", "zendesk_webhook_key"], Some("a-random-webhook-key"))).await.unwrap();
+    assert!(set.status.success(), "{}", text(&set.stderr));
+    let flow = weft_flow::load(&example).unwrap();
+    let mut vars: Vec<String> = Vec::new();
+    for (name, value) in sandbox.flow_variables() {
+        if flow.file.variables.keys().any(|k| k.get_ref().as_str() == name) {
+            vars.extend(["--var".into(), format!("{name}={value}")]);
+        }
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let public = format!("http://127.0.0.1:{port}");
+    let mut server = {
+        let (data, flows, public) = (dir.path().to_owned(), flows.clone(), public.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
+                .args(["serve", "--flows", flows.to_str().unwrap(), "--plugins", weft_tests::WASM_DIR, "--env", "sandbox"])
+                .args(["--listen", &format!("127.0.0.1:{port}"), "--public-url", &public])
+                .args(&vars)
+                .env("WEFT_DATA_DIR", &data)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+            let registered = loop {
+                let line = lines.next().unwrap_or_else(|| panic!("serve stopped before registering")).unwrap();
+                if line.starts_with("webhook of flow ") || line.starts_with("error") {
+                    break line;
+                }
+            };
+            assert!(registered.contains(": registered ("), "{registered}");
+            std::thread::spawn(move || for _ in lines {});
+            child
+        })
+        .await
+        .unwrap()
+    };
+    let zendesk = sandbox.vendor(weft_sandbox::Vendor::Zendesk).unwrap();
+    let c = zendesk.credentials();
+    let http = reqwest::Client::new();
+    let created: serde_json::Value = http
+        .post(format!("{}/api/v2/tickets.json", zendesk.base_url()))
+        .basic_auth(format!("{}/token", c.username), c.api_token.as_deref())
+        .json(&serde_json::json!({"ticket": {"subject": "Printer on fire", "comment": {"body": "Smoke everywhere."}, "priority": "urgent"}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ticket_id = created["ticket"]["id"].to_string();
+
+    // A delivery without the registered token is refused.
+    let forged = http.post(format!("{public}/hooks/zendesk-ticket-events-to-zoho")).bearer_auth("guessed").body("{}").send().await.unwrap();
+    assert_eq!(forged.status(), 401);
+
+    let zoho = sandbox.vendor(weft_sandbox::Vendor::Zoho).unwrap();
+    let zc = zoho.credentials();
+    let form = [("grant_type", "refresh_token"), ("client_id", zc.client_id.as_str()), ("client_secret", zc.client_secret.as_str()), ("refresh_token", zc.refresh_token.as_deref().unwrap())];
+    let token: serde_json::Value = http.post(format!("{}/oauth/v2/token", zoho.base_url())).form(&form).send().await.unwrap().json().await.unwrap();
+    let bearer = format!("Zoho-oauthtoken {}", token["access_token"].as_str().unwrap());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let record = loop {
+        let resp = http.get(format!("{}/crm/v7/Zendesk_Tickets?fields=Name,Zendesk_Ticket_Id,Priority", zoho.base_url())).header("Authorization", &bearer).send().await.unwrap();
+        if resp.status() == 200 {
+            let page: serde_json::Value = resp.json().await.unwrap();
+            if let Some(r) = page["data"].as_array().and_then(|d| d.iter().find(|r| r["Zendesk_Ticket_Id"] == ticket_id.as_str())) {
+                break r.clone();
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "ticket {ticket_id} did not reach Zoho within a minute");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!((&record["Name"], &record["Priority"]), (&serde_json::json!("Printer on fire"), &serde_json::json!("urgent")));
+    std::process::Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap();
+    tokio::task::spawn_blocking(move || server.wait().unwrap()).await.unwrap();
+}

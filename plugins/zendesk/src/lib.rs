@@ -10,7 +10,9 @@
 //! remembered in the cursor and dropped, since time-based exports repeat that second).
 //! Zendesk leaves out the last minute and refuses a `start_time` less than a minute old: such a
 //! read answers an empty page and keeps its cursor. `ticket_comments` reads every ticket's
-//! comments (`/api/v2/tickets/{id}/comments.json`), each with its `ticket_id`, in full.
+//! comments (`/api/v2/tickets/{id}/comments.json`), each with its `ticket_id`, in full. Read
+//! option `id` reads one ticket, user or organization (`/api/v2/{kind}/{id}.json`), what a
+//! for-each over webhook events does.
 //!
 //! **Writes.** Batches go to the bulk endpoints, 100 records per job: `create` to
 //! `{kind}/create_many`, `update` to `{kind}/update_many` (each record carries `id`), `upsert`
@@ -26,10 +28,15 @@
 //! (retryable); an export or page cursor Zendesk refuses is a `config` error.
 //!
 //! **Webhooks.** `subscribe` creates a webhook subscribed to Zendesk events (`POST
-//! /api/v2/webhooks`); Zendesk mints its signing secret, which the operator stores as the
-//! connection's `webhook_secret` (`GET /api/v2/webhooks/{id}/signing_secret`). `verify` checks
-//! `X-Zendesk-Webhook-Signature` = base64(HMAC-SHA256(secret, timestamp + body)) through the
-//! host's `webhook-keys` MAC, so the plugin never holds the secret.
+//! /api/v2/webhooks`). With a `webhook_secret` on the connection it authenticates with a bearer
+//! token: base64(HMAC-SHA256(that secret, a fixed label)), computed by the host's
+//! `webhook-keys`, so the plugin never holds the secret. Zendesk mints the webhook's signing
+//! secret itself and weft has nowhere to keep it for the host, so a registered webhook is
+//! verified by its token (TLS covers the body in transit). A webhook made without a secret, or
+//! by hand, is verified by its signature,
+//! `X-Zendesk-Webhook-Signature` = base64(HMAC-SHA256(secret, timestamp + body)), when the
+//! connection's `webhook_secret` is its signing secret
+//! (`GET /api/v2/webhooks/{id}/signing_secret`).
 //!
 //! **Config.** `subdomain` (required: `https://{subdomain}.zendesk.com`) and `base_url`, an
 //! explicit API root that replaces it (the local sandbox, a proxy). Auth: `basic` with user
@@ -207,6 +214,26 @@ fn read_full(conn: &Connection, config: &Config, kind: Kind, resume: Resume, siz
         (true, Some(after)) => Ok(Page::more(data, &Resume { after: Some(after), ..Resume::default() })),
         _ => Ok(Page::last(data, None::<&Resume>)),
     }
+}
+
+/// The bearer token a webhook weft registers authenticates with: a MAC of a fixed label under
+/// the connection's webhook secret, computed by the host.
+fn bearer_token(conn: &Connection) -> Result<String> {
+    Ok(weft_sdk::base64::encode(&conn.webhook_mac(MacAlgorithm::HmacSha256, b"weft zendesk webhook bearer token")?))
+}
+
+/// `options.id`: one record by id (a for-each over webhook events reads each one).
+fn read_one(conn: &Connection, config: &Config, kind: Kind, id: &Value) -> Result<Page> {
+    let id = id_text(id).ok_or_else(|| Error::config(format!("read option `id` must be a {} id, not {id}", kind.plural())))?;
+    let resp = conn.get(&config.api(&format!("{}/{}.json", kind.plural(), weft_sdk::http::percent_encode(&id)))).send()?;
+    if !resp.is_success() {
+        return Err(failure(resp));
+    }
+    let mut answer: Value = resp.json()?;
+    let singular = kind.plural().trim_end_matches('s');
+    let record = answer.get_mut(singular).map(Value::take).filter(Value::is_object).ok_or_else(|| Error::upstream(resp.status, b"the answer holds no record"))?;
+    let Value::Object(record) = record else { unreachable!("checked to be an object") };
+    Ok(Page::last(vec![record], None::<&Resume>))
 }
 
 /// The cursor-based incremental export of tickets or users.
@@ -615,6 +642,9 @@ impl Connector for Zendesk {
         let config = Config::of(conn)?;
         let kind = Kind::parse(&req.stream)?;
         let resume: Resume = req.cursor_state()?.unwrap_or_default();
+        if let Some(id) = req.options.get("id").filter(|v| !v.is_null() && kind != Kind::Comments) {
+            return read_one(conn, &config, kind, id);
+        }
         match (kind, req.mode) {
             (Kind::Comments, _) => read_comments(conn, &config, resume, req.page_size.unwrap_or(MAX_LIST_PAGE)),
             (_, SyncMode::Full) => read_full(conn, &config, kind, resume, req.page_size.unwrap_or(MAX_LIST_PAGE)),
@@ -691,16 +721,26 @@ impl Connector for Zendesk {
     }
 
     fn verify(conn: &Connection, req: InboundRequest) -> Result<Verification> {
-        let (Some(signature), Some(timestamp)) =
-            (req.header("x-zendesk-webhook-signature"), req.header("x-zendesk-webhook-signature-timestamp"))
-        else {
-            return Ok(Verification::Rejected("missing X-Zendesk-Webhook-Signature or its timestamp".into()));
+        // A webhook weft registered carries the bearer token it was given; one made by hand is
+        // verified by its signature, when the connection's webhook secret is its signing secret.
+        let bearer = req.header("authorization").and_then(|a| a.strip_prefix("Bearer ").map(str::trim));
+        let by_token = match bearer {
+            Some(token) => constant_time_eq(bearer_token(conn)?.as_bytes(), token.as_bytes()),
+            None => false,
         };
-        let mut message = timestamp.as_bytes().to_vec();
-        message.extend_from_slice(&req.body);
-        let expected = weft_sdk::base64::encode(&conn.webhook_mac(MacAlgorithm::HmacSha256, &message)?);
-        if !constant_time_eq(expected.as_bytes(), signature.trim().as_bytes()) {
-            return Ok(Verification::Rejected("the signature does not match the timestamp and body".into()));
+        if !by_token {
+            let (Some(signature), Some(timestamp)) =
+                (req.header("x-zendesk-webhook-signature"), req.header("x-zendesk-webhook-signature-timestamp"))
+            else {
+                return Ok(Verification::Rejected("no bearer token weft registered, and no X-Zendesk-Webhook-Signature with its timestamp".into()));
+            };
+            let mut message = timestamp.as_bytes().to_vec();
+            message.extend_from_slice(&req.body);
+            let expected = weft_sdk::base64::encode(&conn.webhook_mac(MacAlgorithm::HmacSha256, &message)?);
+            if !constant_time_eq(expected.as_bytes(), signature.trim().as_bytes()) {
+                let why = if bearer.is_some() { "neither the bearer token nor the signature matches" } else { "the signature does not match the timestamp and body" };
+                return Ok(Verification::Rejected(why.into()));
+            }
         }
         let body: Value = serde_json::from_slice(&req.body)
             .map_err(|e| Error::invalid_record(format!("the webhook body is not JSON: {e}")))?;
@@ -720,18 +760,32 @@ impl Connector for Zendesk {
                 .map(|e| if e.starts_with("zen:") || e == "conditional_ticket_events" { e.clone() } else { format!("zen:event-type:{e}") })
                 .collect()
         };
-        let body = json!({"webhook": {
+        // Zendesk mints the webhook's signing secret, which weft cannot store for the host; with
+        // a webhook secret on the connection, the webhook authenticates with a bearer token
+        // derived from it instead (so `verify` recomputes it, and the plugin never holds the
+        // secret). Without one, the operator stores the minted signing secret as it.
+        let token = match bearer_token(conn) {
+            Ok(token) => Some(token),
+            Err(Error::Config(_)) => None,
+            Err(e) => return Err(e),
+        };
+        let mut webhook = json!({
             "name": format!("weft {}", conn.name()), "endpoint": callback_url, "http_method": "POST",
             "request_format": "json", "status": "active", "subscriptions": subscriptions,
-        }});
-        let answer: Value = send(conn.post(&config.api("webhooks.json")).json(&body)?)?.json()?;
+        });
+        if let Some(token) = &token {
+            webhook["authentication"] = json!({"type": "bearer_token", "add_position": "header", "data": {"token": token}});
+        }
+        let answer: Value = send(conn.post(&config.api("webhooks.json")).json(&json!({"webhook": webhook}))?)?.json()?;
         let id = answer.pointer("/webhook/id").and_then(id_text).ok_or_else(|| {
             Error::upstream(201, format!("the webhook answer has no id: {answer}").as_bytes())
         })?;
-        weft_sdk::log::info(
-            "Zendesk webhook created; store its signing secret (GET /api/v2/webhooks/{id}/signing_secret) as the connection's webhook_secret",
-            &[("webhook", &id)],
-        );
+        if token.is_none() {
+            weft_sdk::log::info(
+                "Zendesk webhook created without a webhook secret on the connection; store its signing secret (GET /api/v2/webhooks/{id}/signing_secret) as the connection's webhook_secret",
+                &[("webhook", &id)],
+            );
+        }
         Ok(Subscription { id, expires_at: None })
     }
 
