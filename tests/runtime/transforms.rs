@@ -141,6 +141,16 @@ async fn map_domain_conversion_takes_a_websites_bare_host() {
 }
 
 #[tokio::test]
+async fn lookup_on_an_input_of_unknown_shape_leaves_it_unknown() {
+    let rt = runtime(|_| {});
+    let t = transform(&rt, "weft_plugin_lookup").await;
+    let lookup = json!({"type": "object", "properties": {"id": {"type": "string"}, "key": {"type": "string"}}});
+    let config = json!({"set": "call_id", "value": "id", "match": {"conversation_id": "key"}});
+    let schema = t.output_schema(&CallContext::default(), &config, &json!({"type": "object"}), Some(&lookup)).await.unwrap();
+    assert_eq!(schema, json!({"type": "object"}), "a dataset's records may have any field, so later steps may name any");
+}
+
+#[tokio::test]
 async fn merge_with_a_lookup_of_unknown_shape_brings_the_fields_it_names() {
     let rt = runtime(|_| {});
     let t = transform(&rt, "weft_plugin_merge").await;

@@ -13,8 +13,12 @@
 //!   skipping the records it already delivered at exactly that time. The watermark kept between
 //!   runs never passes "now minus 60 s": search indexes new objects with a delay, and a record
 //!   indexed late must not fall behind the watermark (it may be read twice, never lost).
+//! - `calls` are call engagements (`hs_timestamp`, `hs_call_title`, `hs_call_body`,
+//!   `hs_call_status`, …, and the custom unique property `weft_conversation_id` an integration
+//!   logging calls upserts on).
 //! - `contact_companies` lists contact→company associations (`contact_id`, `company_id`), read
-//!   through the contacts list with `associations=companies`.
+//!   through the contacts list with `associations=companies`; `call_contacts`,
+//!   `call_companies` and `call_deals` likewise for calls (`call_id` and the other's id).
 //! - `limits` reports the daily and ten-second allocations from the `X-HubSpot-RateLimit-*`
 //!   headers (`daily`: `max`, `remaining`), what an import estimate is compared with.
 //!
@@ -23,8 +27,8 @@
 //! as the key, e.g. `email`), `upsert` (`batch/upsert` with `idProperty` = the key; results
 //! carry `new`) and `delete` (`batch/archive`). A 207 answer lists the failures with their
 //! `context`; each is mapped back to its record (by id, key value or `objectWriteTraceId`).
-//! `contact_companies` writes associations (`create`/`upsert`: the default contact→company
-//! association through `v4 …/batch/associate/default`; `delete`: `batch/archive`).
+//! The association streams write associations (`create`/`upsert`: the default association
+//! through `v4 associations/{from}/{to}/batch/associate/default`; `delete`: `batch/archive`).
 //!
 //! **Errors**: 429 is `rate-limited` with the wait HubSpot's policy implies (`Retry-After` when
 //! sent; `TEN_SECONDLY_ROLLING`: the interval header or 10 s; the search "secondly" limit: 1 s;
@@ -70,7 +74,55 @@ const BATCH_LIMIT: usize = 100;
 const INDEX_LAG_MS: i64 = 60_000;
 /// Deliveries older than this are refused (HubSpot's SDK uses the same five minutes).
 const MAX_DELIVERY_AGE_MS: i64 = 300_000;
-const ASSOCIATIONS: &str = "contact_companies";
+/// An association stream: records `{from_field, to_field}` for the default association from
+/// objects of `from` to objects of `to`.
+struct Association {
+    stream: &'static str,
+    from: &'static str,
+    to: &'static str,
+    from_field: &'static str,
+    to_field: &'static str,
+    description: &'static str,
+}
+
+const ASSOCIATIONS: &[Association] = &[
+    Association {
+        stream: "contact_companies",
+        from: "contacts",
+        to: "companies",
+        from_field: "contact_id",
+        to_field: "company_id",
+        description: "Contact-to-company associations; writing one associates the contact with the company (default association).",
+    },
+    Association {
+        stream: "call_contacts",
+        from: "calls",
+        to: "contacts",
+        from_field: "call_id",
+        to_field: "contact_id",
+        description: "Call-to-contact associations: the people a logged call was with.",
+    },
+    Association {
+        stream: "call_companies",
+        from: "calls",
+        to: "companies",
+        from_field: "call_id",
+        to_field: "company_id",
+        description: "Call-to-company associations: the company a logged call is about.",
+    },
+    Association {
+        stream: "call_deals",
+        from: "calls",
+        to: "deals",
+        from_field: "call_id",
+        to_field: "deal_id",
+        description: "Call-to-deal associations: the deal a logged call is about.",
+    },
+];
+
+fn association(stream: &str) -> Option<&'static Association> {
+    ASSOCIATIONS.iter().find(|a| a.stream == stream)
+}
 
 struct ObjectType {
     stream: &'static str,
@@ -108,13 +160,22 @@ const TYPES: &[ObjectType] = &[
         properties: &["dealname", "amount", "dealstage", "pipeline", "closedate", "description", "dealtype"],
         read_only: &["createdate", "hs_lastmodifieddate", "hs_object_id"],
     },
+    ObjectType {
+        stream: "calls",
+        singular: "call",
+        modified: "hs_lastmodifieddate",
+        // A custom property with unique values, what an integration logging calls adds.
+        unique: Some("weft_conversation_id"),
+        properties: &["hs_timestamp", "hs_call_title", "hs_call_body", "hs_call_status", "hs_call_direction", "hs_call_duration", "weft_conversation_id"],
+        read_only: &["createdate", "hs_lastmodifieddate", "hs_object_id"],
+    },
 ];
 
 const ENVELOPE: &[&str] = &["id", "createdAt", "updatedAt", "archived"];
 
 fn object_type(stream: &str) -> Result<&'static ObjectType> {
     TYPES.iter().find(|t| t.stream == stream).ok_or_else(|| {
-        let known: Vec<&str> = TYPES.iter().map(|t| t.stream).chain([ASSOCIATIONS, "limits"]).collect();
+        let known: Vec<&str> = TYPES.iter().map(|t| t.stream).chain(ASSOCIATIONS.iter().map(|a| a.stream)).chain(["limits"]).collect();
         Error::config(format!("hubspot has no stream `{stream}`; it has: {}", known.join(", ")))
     })
 }
@@ -385,31 +446,31 @@ fn read_search(conn: &Connection, t: &ObjectType, req: &ReadRequest, resume: Res
     })
 }
 
-fn read_associations(conn: &Connection, req: &ReadRequest, resume: Resume) -> Result<Page> {
+fn read_associations(conn: &Connection, a: &Association, req: &ReadRequest, resume: Resume) -> Result<Page> {
     let limit = req.page_size.unwrap_or(LIST_LIMIT).clamp(1, LIST_LIMIT);
     let answer: ListAnswer = checked(
-        conn.get(&format!("{}/crm/v3/objects/contacts", base_url(conn)?))
+        conn.get(&format!("{}/crm/v3/objects/{}", base_url(conn)?, a.from))
             .query("limit", limit)
             .query("properties", "hs_object_id")
-            .query("associations", "companies")
+            .query("associations", a.to)
             .query_opt("after", resume.after.as_deref())
             .send()?,
     )?
     .json()?;
     let next = answer.paging.after();
     let mut records = Vec::new();
-    for contact in answer.results {
-        let companies = contact.associations.get("companies").map(|a| a.results.as_slice()).unwrap_or_default();
+    for object in answer.results {
+        let targets = object.associations.get(a.to).map(|x| x.results.as_slice()).unwrap_or_default();
         let mut seen = BTreeSet::new();
-        for company in companies {
-            let id = match &company.id {
+        for target in targets {
+            let id = match &target.id {
                 Value::String(s) => s.clone(),
                 other => other.to_string(),
             };
             if seen.insert(id.clone()) {
                 let mut r = Record::new();
-                r.insert("contact_id".into(), json!(contact.id));
-                r.insert("company_id".into(), json!(id));
+                r.insert(a.from_field.into(), json!(object.id));
+                r.insert(a.to_field.into(), json!(id));
                 records.push(r);
             }
         }
@@ -677,8 +738,8 @@ fn id_text(v: &Value) -> String {
     }
 }
 
-fn write_associations(conn: &Connection, req: &WriteRequest) -> Result<Vec<WriteOutcome>> {
-    let pair = |r: &Record| Some((r.get("contact_id").and_then(text)?, r.get("company_id").and_then(text)?));
+fn write_associations(conn: &Connection, a: &Association, req: &WriteRequest) -> Result<Vec<WriteOutcome>> {
+    let pair = |r: &Record| Some((r.get(a.from_field).and_then(text)?, r.get(a.to_field).and_then(text)?));
     let action = match req.mode {
         WriteMode::Create | WriteMode::Upsert => "associate/default",
         WriteMode::Delete => "archive",
@@ -692,14 +753,14 @@ fn write_associations(conn: &Connection, req: &WriteRequest) -> Result<Vec<Write
             AssociationAnswer { results: Vec::new(), errors: Vec::new() }
         } else {
             let resp = checked(
-                conn.post(&format!("{}/crm/v4/associations/contacts/companies/batch/{action}", base_url(conn)?)).json(&json!({"inputs": inputs}))?.send()?,
+                conn.post(&format!("{}/crm/v4/associations/{}/{}/batch/{action}", base_url(conn)?, a.from, a.to)).json(&json!({"inputs": inputs}))?.send()?,
             )?;
             if resp.body.is_empty() { AssociationAnswer { results: Vec::new(), errors: Vec::new() } } else { resp.json()? }
         };
         let done: BTreeSet<(String, String)> = answer.results.iter().map(|r| (id_text(&r.from), id_text(&r.to))).collect();
         for p in &pairs {
             let outcome = match p {
-                None => WriteOutcome::failed(Error::invalid_record("an association record needs `contact_id` and `company_id`")),
+                None => WriteOutcome::failed(Error::invalid_record(format!("an association record needs `{}` and `{}`", a.from_field, a.to_field))),
                 Some((c, co)) => {
                     let failed = answer.errors.iter().find(|e| e.context("fromObjectId").contains(c) || e.context("toObjectId").contains(co));
                     match failed {
@@ -855,19 +916,21 @@ impl Connector for HubSpot {
                     .writable(&[WriteMode::Create, WriteMode::Update, WriteMode::Upsert, WriteMode::Delete]),
             );
         }
+        for a in ASSOCIATIONS {
+            info = info.stream(
+                Stream::new(
+                    a.stream,
+                    json!({"type": "object", "required": [a.from_field, a.to_field], "properties": {
+                        a.from_field: {"type": "string"},
+                        a.to_field: {"type": "string"}
+                    }}),
+                )
+                .description(a.description)
+                .primary_key(&[a.from_field, a.to_field])
+                .writable(&[WriteMode::Create, WriteMode::Upsert, WriteMode::Delete]),
+            );
+        }
         info.stream(
-            Stream::new(
-                ASSOCIATIONS,
-                json!({"type": "object", "required": ["contact_id", "company_id"], "properties": {
-                    "contact_id": {"type": "string"},
-                    "company_id": {"type": "string"}
-                }}),
-            )
-            .description("Contact-to-company associations; writing one associates the contact with the company (default association).")
-            .primary_key(&["contact_id", "company_id"])
-            .writable(&[WriteMode::Create, WriteMode::Upsert, WriteMode::Delete]),
-        )
-        .stream(
             Stream::new(
                 "limits",
                 json!({"type": "object", "required": ["name"], "properties": {
@@ -891,7 +954,7 @@ impl Connector for HubSpot {
         let resume: Resume = req.cursor_state()?.unwrap_or_default();
         match req.stream.as_str() {
             "limits" => read_limits(conn),
-            ASSOCIATIONS => read_associations(conn, &req, resume),
+            stream if association(stream).is_some() => read_associations(conn, association(stream).expect("checked"), &req, resume),
             stream => {
                 let t = object_type(stream)?;
                 match (req.mode, &resume) {
@@ -908,7 +971,7 @@ impl Connector for HubSpot {
             return Ok(Vec::new());
         }
         match req.stream.as_str() {
-            ASSOCIATIONS => write_associations(conn, &req),
+            stream if association(stream).is_some() => write_associations(conn, association(stream).expect("checked"), &req),
             "limits" => Err(Error::config("stream `limits` is read-only")),
             stream => write_objects(conn, object_type(stream)?, &req),
         }

@@ -113,7 +113,8 @@ impl Transform for Lookup {
                 }
             }
         }
-        let mut out = properties(input).cloned().unwrap_or_default();
+        // An input of unknown shape (a dataset) stays unknown: its records may have any field.
+        let Some(mut out) = properties(input).cloned() else { return Ok(json!({"type": "object"})) };
         let value_schema = properties(lookup).and_then(|p| p.get(&config.value)).cloned().unwrap_or(json!({}));
         out.insert(config.set.clone(), value_schema);
         Ok(json!({"type": "object", "properties": out}))

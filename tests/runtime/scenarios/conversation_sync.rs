@@ -270,6 +270,42 @@ async fn hubspot_syncs_into_the_same_datasets_and_matches_accounts_and_leads() {
         .unwrap();
     assert_eq!(upstream["properties"]["email"], m["email"]);
     assert_eq!(upstream["associations"]["companies"]["results"][0]["id"], m["account_id"]);
+
+    // Each match logged as a call, associated with its company and contact; a replay of both
+    // jobs logs and links nothing twice.
+    for _ in 0..2 {
+        for flow in ["activities", "activity-associations"] {
+            let report = s.run(&example(&format!("conversation-sync/hubspot/{flow}.toml")), Some("sandbox"), &[]).await;
+            assert!(report.succeeded, "{flow}: {report:?}");
+        }
+    }
+    let calls: Value = http
+        .get(format!("{}/crm/v3/objects/calls", hubspot.base_url()))
+        .bearer_auth(&token)
+        .query(&[("associations", "companies,contacts"), ("properties", "weft_conversation_id,hs_call_title,hs_call_body,hs_timestamp")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let calls = calls["results"].as_array().unwrap_or_else(|| panic!("{calls}"));
+    let matched: Vec<&Value> = matches.values().filter(|m| m["matched_type"] != "none").collect();
+    assert_eq!(calls.len(), matched.len(), "{calls:#?}");
+    let linked = |call: &Value, kind: &str| -> Vec<String> {
+        let mut ids: Vec<String> = call["associations"][kind]["results"].as_array().map(|a| a.iter().map(|x| x["id"].as_str().unwrap().to_owned()).collect()).unwrap_or_default();
+        ids.dedup();
+        ids
+    };
+    for m in matched {
+        let call = calls.iter().find(|c| c["properties"]["weft_conversation_id"] == m["conversation_id"]).unwrap_or_else(|| panic!("no call for {m}"));
+        assert_eq!((&call["properties"]["hs_call_title"], &call["properties"]["hs_call_body"]), (&m["title"], &m["summary"]));
+        assert!(call["properties"]["hs_timestamp"].as_str().unwrap().starts_with(m["date"].as_str().unwrap()));
+        let companies: Vec<String> = m["account_id"].as_str().map(|a| vec![a.to_owned()]).unwrap_or_default();
+        assert_eq!(linked(call, "companies"), companies, "{m}");
+        let contacts: Vec<String> = m["who_id"].as_str().map(|w| vec![w.to_owned()]).unwrap_or_default();
+        assert_eq!(linked(call, "contacts"), contacts, "{m}");
+    }
 }
 
 #[tokio::test]

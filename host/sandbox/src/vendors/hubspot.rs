@@ -46,16 +46,21 @@ enum ObjType {
     Contacts,
     Companies,
     Deals,
+    /// Call engagements. Empty in the demo data; the portal has the custom property
+    /// `weft_conversation_id` (unique values), what an integration logging calls adds so that
+    /// logging one again updates it.
+    Calls,
 }
 
 impl ObjType {
-    const ALL: [ObjType; 3] = [ObjType::Contacts, ObjType::Companies, ObjType::Deals];
+    const ALL: [ObjType; 4] = [ObjType::Contacts, ObjType::Companies, ObjType::Deals, ObjType::Calls];
 
     fn parse(s: &str) -> Option<ObjType> {
         match s.to_ascii_lowercase().as_str() {
             "contacts" | "contact" | "0-1" => Some(ObjType::Contacts),
             "companies" | "company" | "0-2" => Some(ObjType::Companies),
             "deals" | "deal" | "0-3" => Some(ObjType::Deals),
+            "calls" | "call" | "0-48" => Some(ObjType::Calls),
             _ => None,
         }
     }
@@ -65,6 +70,7 @@ impl ObjType {
             ObjType::Contacts => "contacts",
             ObjType::Companies => "companies",
             ObjType::Deals => "deals",
+            ObjType::Calls => "calls",
         }
     }
 
@@ -73,6 +79,7 @@ impl ObjType {
             ObjType::Contacts => "contact",
             ObjType::Companies => "company",
             ObjType::Deals => "deal",
+            ObjType::Calls => "call",
         }
     }
 
@@ -81,6 +88,7 @@ impl ObjType {
             ObjType::Contacts => "0-1",
             ObjType::Companies => "0-2",
             ObjType::Deals => "0-3",
+            ObjType::Calls => "0-48",
         }
     }
 
@@ -93,6 +101,7 @@ impl ObjType {
             ObjType::Contacts => 5_000_000_000,
             ObjType::Companies => 8_000_000_000,
             ObjType::Deals => 9_000_000_000,
+            ObjType::Calls => 7_000_000_000,
         }
     }
 
@@ -118,6 +127,7 @@ impl ObjType {
             ObjType::Contacts => &["createdate", "email", "firstname", "hs_object_id", "lastmodifieddate", "lastname"],
             ObjType::Companies => &["createdate", "domain", "hs_lastmodifieddate", "hs_object_id", "name"],
             ObjType::Deals => &["amount", "closedate", "createdate", "dealname", "dealstage", "hs_lastmodifieddate", "hs_object_id", "pipeline"],
+            ObjType::Calls => &["createdate", "hs_call_body", "hs_call_status", "hs_call_title", "hs_lastmodifieddate", "hs_object_id", "hs_timestamp"],
         }
     }
 
@@ -126,6 +136,7 @@ impl ObjType {
             ObjType::Contacts => &["email", "firstname", "lastname", "phone", "jobtitle", "company", "lifecyclestage", "city", "website"],
             ObjType::Companies => &["name", "domain", "industry", "phone", "city", "state", "country", "numberofemployees", "annualrevenue", "description"],
             ObjType::Deals => &["dealname", "amount", "dealstage", "pipeline", "closedate", "description", "dealtype"],
+            ObjType::Calls => &["hs_timestamp", "hs_call_title", "hs_call_body", "hs_call_status", "hs_call_direction", "hs_call_duration", "weft_conversation_id"],
         }
     }
 
@@ -135,6 +146,7 @@ impl ObjType {
             ObjType::Contacts => Some("email"),
             ObjType::Companies => Some("domain"),
             ObjType::Deals => None,
+            ObjType::Calls => Some("weft_conversation_id"),
         }
     }
 }
@@ -148,6 +160,12 @@ fn association_types(from: ObjType, to: ObjType) -> Option<(u32, u32)> {
         (ObjType::Contacts, ObjType::Deals) => Some((4, 4)),
         (ObjType::Deals, ObjType::Companies) => Some((5, 341)),
         (ObjType::Companies, ObjType::Deals) => Some((6, 342)),
+        (ObjType::Calls, ObjType::Contacts) => Some((194, 194)),
+        (ObjType::Contacts, ObjType::Calls) => Some((193, 193)),
+        (ObjType::Calls, ObjType::Companies) => Some((182, 182)),
+        (ObjType::Companies, ObjType::Calls) => Some((181, 181)),
+        (ObjType::Calls, ObjType::Deals) => Some((206, 206)),
+        (ObjType::Deals, ObjType::Calls) => Some((205, 205)),
         _ => None,
     }
 }
@@ -168,6 +186,7 @@ fn generated(demo: &Demo, t: ObjType, i: u64) -> Fields {
             let d = demo.deal(i);
             json!({"dealname": d.name, "amount": d.amount.to_string(), "dealstage": STAGES[d.stage], "pipeline": "default", "closedate": rfc3339_millis(DEMO_EPOCH_MS + d.close_day * 86_400_000)})
         }
+        ObjType::Calls => json!({}),
     };
     v.as_object().cloned().unwrap_or_default()
 }
@@ -180,6 +199,7 @@ fn build_collections(demo: Demo) -> Vec<Collection> {
                 ObjType::Contacts => (Kind::Contact, demo.size.contacts),
                 ObjType::Companies => (Kind::Company, demo.size.companies),
                 ObjType::Deals => (Kind::Deal, demo.size.deals),
+                ObjType::Calls => (Kind::Deal, 0),
             };
             Collection::new(n, move |i| generated(&demo, t, i), move |i| demo.times(kind, i, n))
         })
