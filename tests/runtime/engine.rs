@@ -370,6 +370,66 @@ write = {{ connection = "kept", stream = "rest", input = "vip", branch = "else",
 }
 
 #[tokio::test]
+async fn a_transforms_rejects_flow_on_the_rejected_branch_with_the_reason() {
+    let upstream = Upstream::start().await;
+    upstream.seed("items", items(10, &[3, 8]));
+    let h = Harness::new().await;
+    let text = format!(
+        r#"name = "checked-items"
+
+[connections.source]
+plugin = "http-json"
+config = {{ base_url = "{url}" }}
+egress = [{{ host = "{host}", allow_http = true, allow_private = true }}]
+
+[connections.kept]
+plugin = "dataset"
+
+[[steps]]
+id = "items"
+read = {{ connection = "source", stream = "items", page_size = 4 }}
+
+[[steps]]
+id = "checked"
+transform = {{ plugin = "validate", input = "items" }}
+config.rules = [{{ field = "email", check = "required" }}]
+
+[[steps]]
+id = "save-good"
+write = {{ connection = "kept", stream = "good", input = "checked", mode = "upsert", key = ["id"] }}
+
+[[steps]]
+id = "marks"
+transform = {{ plugin = "map", input = "checked", branch = "rejected" }}
+config.fields = {{ id = "id", why = "_rejected.reason", field = "_rejected.field" }}
+
+[[steps]]
+id = "save-bad"
+write = {{ connection = "kept", stream = "bad", input = "marks", mode = "upsert", key = ["id"] }}
+"#,
+        url = upstream.url(),
+        host = upstream.addr,
+    );
+    let report = h.run(&text, None).await;
+    assert!(report.succeeded, "{report:?}");
+    let good = dataset_records(h.store.dataset_page("default", "good", None, 100).await.unwrap());
+    let bad = dataset_records(h.store.dataset_page("default", "bad", None, 100).await.unwrap());
+    assert_eq!(good.len(), 8);
+    let bad_ids: Vec<&str> = bad.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(bad_ids, ["0003", "0008"], "only the rejects take the rejected branch");
+    assert_eq!(bad[0]["field"], "email");
+    assert!(bad[0]["why"].as_str().unwrap().contains("required"), "{}", bad[0]);
+    // Rejects are still in the error log, once each.
+    assert_eq!(h.store.run_errors(&report.id).await.unwrap().len(), 2);
+    assert_eq!((step(&report, "marks").records_in, step(&report, "save-bad").records_out), (2, 2));
+
+    // The rejected branch is a transform's: from a read step it is refused, pointing at it.
+    let wrong = text.replace(r#"input = "checked", branch = "rejected""#, r#"input = "items", branch = "rejected""#);
+    let flow = weft_flow::parse(std::path::Path::new("wrong.toml"), &wrong).unwrap_err().to_string();
+    assert!(flow.contains("step `marks` takes the `rejected` branch, but its input is not a transform"), "{flow}");
+}
+
+#[tokio::test]
 async fn for_each_reads_once_per_record_with_options_from_the_record() {
     let owners = Upstream::start().await;
     owners.seed("items", items(6, &[4]));

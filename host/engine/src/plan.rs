@@ -143,6 +143,18 @@ impl Loader<'_> {
     }
 }
 
+/// The schema of a transform's rejected records: its input's, plus `_rejected`.
+fn with_rejection(input: &Value) -> Value {
+    let mut schema = input.clone();
+    if let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) {
+        props.insert(
+            "_rejected".into(),
+            serde_json::json!({"type": "object", "properties": {"reason": {"type": "string"}, "field": {"type": ["string", "null"]}}}),
+        );
+    }
+    schema
+}
+
 fn find_stream<'a>(connector: &'a ConnectorPlugin, name: &Spanned<String>) -> Result<&'a StreamDescriptor, Diagnostic> {
     connector.stream(name.get_ref()).ok_or_else(|| {
         let streams: Vec<&str> = connector.info().streams.iter().map(|s| s.name.as_str()).collect();
@@ -336,12 +348,31 @@ pub async fn plan_with(flow: &Flow, options: &PlanOptions, plugins: &PluginDirec
 
     // Steps, in dependency order, carrying each step's output schema forward.
     let mut schemas: BTreeMap<StepId, Value> = BTreeMap::new();
+    // What a transform's `rejected` branch carries: its input records, with `_rejected`.
+    let mut rejected: BTreeMap<StepId, Value> = BTreeMap::new();
     let mut configs = BTreeMap::new();
     let mut transforms = BTreeMap::new();
     let mut options = BTreeMap::new();
     let context = CallContext::new(tenant);
+    // While a step on a transform's rejected branch is planned, the transform's schema is what
+    // that branch carries (its input, plus why); restored before the next step.
+    let mut restore: Option<(StepId, Option<Value>)> = None;
     for id in &flow.order {
+        if let Some((input, saved)) = restore.take() {
+            match saved {
+                Some(schema) => schemas.insert(input, schema),
+                None => schemas.remove(&input),
+            };
+        }
         let Some(step) = flow.step(id) else { continue };
+        if let (Some(input), Some(branch)) = (step.input(), step.branch()) {
+            if *branch.get_ref() == weft_flow::model::Branch::Rejected {
+                if let Some(schema) = rejected.get(input.get_ref()).cloned() {
+                    let saved = schemas.insert(input.get_ref().clone(), schema);
+                    restore = Some((input.get_ref().clone(), saved));
+                }
+            }
+        }
         if let Some(read) = &step.read {
             let r = read.get_ref();
             options.insert(id.clone(), json(r.options.as_ref(), &variables));
@@ -383,6 +414,7 @@ pub async fn plan_with(flow: &Flow, options: &PlanOptions, plugins: &PluginDirec
             }
             let config = json(step.config.as_ref(), &variables);
             let input = schemas.get(t.input.get_ref()).cloned().unwrap_or(Value::Null);
+            rejected.insert(id.clone(), with_rejection(&input));
             let lookup = t.lookup.as_ref().and_then(|l| schemas.get(l.get_ref()).cloned());
             match tp.output_schema(&context, &config, &input, lookup.as_ref()).await {
                 Ok(schema) => {

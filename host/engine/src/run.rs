@@ -350,16 +350,33 @@ impl<'a> Execution<'a> {
                     Ok(result) => {
                         let out: Vec<Value> = serde_json::from_str(&result.records).unwrap_or_default();
                         self.record(&next).records_out += out.len() as u64;
+                        let mut rejected = Vec::new();
                         for reject in &result.rejects {
                             let field = reject.field.as_deref().map(|f| format!(" (field `{f}`)")).unwrap_or_default();
                             let reason = format!("rejected{field}: {}", reject.reason);
-                            let _ = self.log_error(&next, records.get(reject.index as usize), &reason).await;
+                            let record = records.get(reject.index as usize);
+                            let _ = self.log_error(&next, record, &reason).await;
+                            if let Some(Value::Object(r)) = record {
+                                let mut r = r.clone();
+                                r.insert("_rejected".into(), serde_json::json!({"reason": reject.reason, "field": reject.field}));
+                                rejected.push(Value::Object(r));
+                            }
                         }
                         let _ = self.save(&next).await;
                         if let Some(kept) = self.collected.get_mut(&next) {
                             kept.extend(out.iter().cloned());
                         }
-                        self.propagate(&next, out, include).await?;
+                        // The rejects go on to the steps on the `rejected` branch, the rest to the others.
+                        let on_rejected = |s: &StepId| self.step(s).branch().is_some_and(|b| *b.get_ref() == Branch::Rejected);
+                        let (to_rejected, to_rest): (Vec<StepId>, Vec<StepId>) = self.downstream(&next).into_iter().filter(|s| include(s)).partition(on_rejected);
+                        for child in to_rest {
+                            Box::pin(self.enter(&child, out.clone(), include)).await?;
+                        }
+                        if !rejected.is_empty() {
+                            for child in to_rejected {
+                                Box::pin(self.enter(&child, rejected.clone(), include)).await?;
+                            }
+                        }
                     }
                     Err(e) => {
                         let _ = self.finish(&next, Some(e.to_string())).await;

@@ -244,14 +244,16 @@ impl Step {
     }
 }
 
-/// Which records of a condition a step takes: those the condition holds for (`then`, the
-/// default) or the others (`else`).
+/// Which records of its input a step takes: of a condition, those the condition holds for
+/// (`then`, the default) or the others (`else`); of a transform, the records it rejected
+/// (`rejected`), each with `_rejected = { reason, field }`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Branch {
     #[default]
     Then,
     Else,
+    Rejected,
 }
 
 /// Routes records: those `when` holds for go to the steps reading this one, the others to the

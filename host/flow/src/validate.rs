@@ -206,12 +206,17 @@ pub(crate) fn check(flow: &FlowFile) -> (Vec<Diagnostic>, Vec<StepId>, Reference
             }
         }
         if let Some(branch) = step.branch() {
-            let from_condition = step.input().and_then(|i| ids.get(i.get_ref().as_str())).is_some_and(|s| s.get_ref().condition.is_some());
-            if !from_condition {
-                out.push(
+            let input = step.input().and_then(|i| ids.get(i.get_ref().as_str())).map(|s| s.get_ref());
+            match branch.get_ref() {
+                crate::model::Branch::Rejected if !input.is_some_and(|s| s.transform.is_some()) => out.push(
+                    Diagnostic::new(format!("step `{id}` takes the `rejected` branch, but its input is not a transform"), span(branch))
+                        .help("`branch = \"rejected\"` picks the records a transform step rejected (validate, map, lookup, ...); point `input` at one"),
+                ),
+                crate::model::Branch::Then | crate::model::Branch::Else if !input.is_some_and(|s| s.condition.is_some()) => out.push(
                     Diagnostic::new(format!("step `{id}` takes a `branch`, but its input is not a condition"), span(branch))
-                        .help("`branch = \"else\"` picks the records a `condition` step's `when` does not hold for; remove it here"),
-                );
+                        .help("`branch = \"else\"` picks the records a `condition` step's `when` does not hold for; `branch = \"rejected\"` a transform's rejects; remove it here"),
+                ),
+                _ => {}
             }
         }
         if step.transform.is_none() && step.config.is_some() {
