@@ -41,51 +41,14 @@ enum Command {
         command: PluginCommand,
     },
     /// Check a flow file without running it: syntax, names, references, cycles, secrets.
-    Validate {
-        /// The flow file.
-        file: PathBuf,
-        /// Check with this environment's variables and connections.
-        #[arg(long)]
-        env: Option<String>,
-        /// A variable's value, over the environment's and the default (repeatable).
-        #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
-        vars: Vec<(String, String)>,
-        /// Where plugins named in flows are found (repeatable); by default the data
-        /// directory's `plugins/` and this checkout's built plugins.
-        #[arg(long = "plugins")]
-        plugin_dirs: Vec<PathBuf>,
-    },
+    Validate(FlowArgs),
     /// Print the JSON Schema of flow files, for editors to complete and check them.
     Schema,
     /// Run a flow once, with live progress and a summary.
-    Run {
-        /// The flow file.
-        file: PathBuf,
-        /// Run with this environment's variables and connections.
-        #[arg(long)]
-        env: Option<String>,
-        /// A variable's value, over the environment's and the default (repeatable).
-        #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
-        vars: Vec<(String, String)>,
-        /// Where plugins named in flows are found (repeatable).
-        #[arg(long = "plugins")]
-        plugin_dirs: Vec<PathBuf>,
-    },
+    Run(FlowArgs),
     /// Each connection of a flow: whether its check passes, its credential kind, when its token
     /// expires.
-    Connections {
-        /// The flow file.
-        file: PathBuf,
-        /// Check this environment's connections.
-        #[arg(long)]
-        env: Option<String>,
-        /// A variable's value, over the environment's and the default (repeatable).
-        #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
-        vars: Vec<(String, String)>,
-        /// Where plugins named in flows are found (repeatable).
-        #[arg(long = "plugins")]
-        plugin_dirs: Vec<PathBuf>,
-    },
+    Connections(FlowArgs),
     /// Run scheduled flows and their job chains until stopped.
     Serve(serve::ServeArgs),
     /// Past runs: list, show one, download its error log.
@@ -113,6 +76,33 @@ enum Command {
     /// Build the plugins, start the sandbox with demo data, run every scenario of `examples/`
     /// against it, and summarise per scenario.
     Demo(demo::DemoArgs),
+}
+
+/// A flow file and how to plan it: what `validate`, `run`, `connections` and
+/// `webhook remove` take.
+#[derive(clap::Args)]
+pub struct FlowArgs {
+    /// The flow file.
+    pub file: PathBuf,
+    /// Use this environment's variables and connections.
+    #[arg(long)]
+    pub env: Option<String>,
+    /// A variable's value, over the environment's and the default (repeatable).
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
+    pub vars: Vec<(String, String)>,
+    /// Where plugins named in flows are found (repeatable); by default the data directory's
+    /// `plugins/` and this checkout's built plugins.
+    #[arg(long = "plugins")]
+    pub plugin_dirs: Vec<PathBuf>,
+}
+
+impl FlowArgs {
+    /// The flow file, the plugin directory and the plan options these arguments choose.
+    pub fn plan(self, data_dir: &std::path::Path, tenant: &str) -> (PathBuf, weft_engine::PluginDirectory, weft_engine::PlanOptions) {
+        let plugins = plugin_directory(data_dir, self.plugin_dirs);
+        let options = weft_engine::PlanOptions { environment: self.env, tenant: tenant.to_owned(), variables: self.vars.into_iter().collect() };
+        (self.file, plugins, options)
+    }
 }
 
 #[derive(Subcommand)]
@@ -168,19 +158,16 @@ fn parse_var(text: &str) -> Result<(String, String), String> {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Plugin { command: PluginCommand::Inspect { file, json } } => inspect::run(&cli.data_dir, &file, json).await,
-        Command::Validate { file, env, vars, plugin_dirs } => {
-            let plugins = plugin_directory(&cli.data_dir, plugin_dirs);
-            let options = weft_engine::PlanOptions { environment: env, tenant: cli.tenant.clone(), variables: vars.into_iter().collect() };
+        Command::Validate(args) => {
+            let (file, plugins, options) = args.plan(&cli.data_dir, &cli.tenant);
             validate::run(&cli.data_dir, &file, &options, &plugins).await
         }
-        Command::Run { file, env, vars, plugin_dirs } => {
-            let plugins = plugin_directory(&cli.data_dir, plugin_dirs);
-            let options = weft_engine::PlanOptions { environment: env, tenant: cli.tenant.clone(), variables: vars.into_iter().collect() };
+        Command::Run(args) => {
+            let (file, plugins, options) = args.plan(&cli.data_dir, &cli.tenant);
             run::run(&cli.data_dir, &file, &options, &plugins).await
         }
-        Command::Connections { file, env, vars, plugin_dirs } => {
-            let plugins = plugin_directory(&cli.data_dir, plugin_dirs);
-            let options = weft_engine::PlanOptions { environment: env, tenant: cli.tenant.clone(), variables: vars.into_iter().collect() };
+        Command::Connections(args) => {
+            let (file, plugins, options) = args.plan(&cli.data_dir, &cli.tenant);
             connections::run(&cli.data_dir, &file, &options, &plugins).await
         }
         Command::Schema => {

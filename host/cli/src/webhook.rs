@@ -5,13 +5,12 @@
 //! expires is renewed before it lapses. `weft webhook list` shows them; `weft webhook remove`
 //! unsubscribes a flow and forgets it.
 
-use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use weft_capabilities::{Connection, Connections, MasterKey, Secrets};
-use weft_engine::{BoundConnection, Plan, PlanOptions};
+use weft_engine::{BoundConnection, Plan};
 use weft_flow::Flow;
 use weft_runtime::CallContext;
 use weft_store::{Store, WebhookSubscription};
@@ -24,19 +23,7 @@ pub enum WebhookCommand {
     /// The webhook registrations `weft serve --public-url` made, per flow.
     List,
     /// Unsubscribes a flow's webhook at its vendor and forgets the registration.
-    Remove {
-        /// The flow file whose registration to remove.
-        file: PathBuf,
-        /// The environment whose connection registered it.
-        #[arg(long)]
-        env: Option<String>,
-        /// A variable's value, over the environment's and the default (repeatable).
-        #[arg(long = "var", value_name = "NAME=VALUE", value_parser = crate::parse_var)]
-        vars: Vec<(String, String)>,
-        /// Where plugins named in flows are found (repeatable).
-        #[arg(long = "plugins")]
-        plugin_dirs: Vec<PathBuf>,
-    },
+    Remove(crate::FlowArgs),
 }
 
 /// The flow's webhook connection and the events its trigger asks for.
@@ -140,11 +127,10 @@ pub async fn run(data_dir: &std::path::Path, tenant: &str, command: WebhookComma
                 println!("{}\t{}\t{}\t{}\t{events}\tsince {}\t{expires}", s.flow, s.connection, s.subscription_id, s.callback_url, when(s.created_at));
             }
         }
-        WebhookCommand::Remove { file, env, vars, plugin_dirs } => {
+        WebhookCommand::Remove(args) => {
+            let (file, plugins, options) = args.plan(data_dir, tenant);
             let flow = weft_flow::load(&file).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let plugins = crate::plugin_directory(data_dir, plugin_dirs);
             let runtime = crate::runtime(data_dir)?;
-            let options = PlanOptions { environment: env, tenant: tenant.to_owned(), variables: vars.into_iter().collect() };
             let plan = weft_engine::plan_with(&flow, &options, &plugins, &runtime).await.map_err(|e| anyhow::anyhow!("{e}"))?;
             let secrets = Secrets::new(store.clone(), MasterKey::load(data_dir).context("loading the master key")?);
             let name = flow.file.name.get_ref().to_string();

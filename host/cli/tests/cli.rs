@@ -779,6 +779,49 @@ async fn weft_database_url_keeps_state_in_postgresql() {
     sqlx::raw_sql(&format!("DROP SCHEMA {schema} CASCADE")).execute(&mut conn).await.unwrap();
 }
 
+/// `--var NAME=VALUE` for each variable of the sandbox that the flow file declares.
+fn sandbox_vars(sandbox: &weft_sandbox::Sandbox, file: &std::path::Path) -> Vec<String> {
+    let flow = weft_flow::load(file).unwrap();
+    let mut vars = Vec::new();
+    for (name, value) in sandbox.flow_variables() {
+        if flow.file.variables.keys().any(|k| k.get_ref().as_str() == name) {
+            vars.extend(["--var".into(), format!("{name}={value}")]);
+        }
+    }
+    vars
+}
+
+/// Starts `weft serve` on the `sandbox` environment of `flows`, listening on `port` and
+/// registering its webhooks at `http://127.0.0.1:{port}`, and waits for the line saying what
+/// happened to the registration.
+fn serve_public(data: &std::path::Path, flows: &std::path::Path, port: u16, vars: &[String]) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["serve", "--flows", flows.to_str().unwrap(), "--plugins", weft_tests::WASM_DIR, "--env", "sandbox"])
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--public-url", &format!("http://127.0.0.1:{port}")])
+        .args(vars)
+        .env("WEFT_DATA_DIR", data)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let registered = loop {
+        let line = lines.next().unwrap_or_else(|| panic!("serve stopped before registering")).unwrap();
+        if line.starts_with("webhook of flow ") || line.starts_with("error") {
+            break line;
+        }
+    };
+    // Keep draining stderr so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, registered)
+}
+
+/// A port nothing listens on now, for a server that must know its address before it starts.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
 /// A Salesforce session on the sandbox (JWT bearer with its published demo key) and the REST
 /// root.
 async fn salesforce_session(sandbox: &weft_sandbox::Sandbox) -> (String, String) {
@@ -806,7 +849,6 @@ async fn partner_center_registration(sandbox: &weft_sandbox::Sandbox) -> reqwest
 /// `weft webhook remove` unsubscribes.
 #[tokio::test(flavor = "multi_thread")]
 async fn serve_registers_the_webhook_and_a_signed_referral_event_becomes_an_opportunity() {
-    use std::io::BufRead;
     let _ = rustls::crypto::ring::default_provider().install_default();
     let sandbox = weft_sandbox::Sandbox::start(weft_sandbox::SandboxConfig::default()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -820,37 +862,12 @@ async fn serve_registers_the_webhook_and_a_signed_referral_event_becomes_an_oppo
     let set = tokio::task::spawn_blocking(move || weft(&data, &["secret", "set", "salesforce_sandbox_jwt_key"], Some(&key))).await.unwrap();
     assert!(set.status.success(), "{}", text(&set.stderr));
 
-    let flow = weft_flow::load(&flow_file).unwrap();
-    let mut vars: Vec<String> = Vec::new();
-    for (name, value) in sandbox.flow_variables() {
-        if flow.file.variables.keys().any(|k| k.get_ref().as_str() == name) {
-            vars.extend(["--var".into(), format!("{name}={value}")]);
-        }
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let vars = sandbox_vars(&sandbox, &flow_file);
+    let port = free_port();
     let public = format!("http://127.0.0.1:{port}");
     let serve = {
-        let (data, flows, vars, public) = (dir.path().to_owned(), flows.clone(), vars.clone(), public.clone());
-        move || {
-            let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
-                .args(["serve", "--flows", flows.to_str().unwrap(), "--plugins", weft_tests::WASM_DIR, "--env", "sandbox"])
-                .args(["--listen", &format!("127.0.0.1:{port}"), "--public-url", &public])
-                .args(&vars)
-                .env("WEFT_DATA_DIR", &data)
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap();
-            let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
-            let registered = loop {
-                let line = lines.next().unwrap_or_else(|| panic!("serve stopped before registering")).unwrap();
-                if line.starts_with("webhook of flow ") || line.starts_with("error") {
-                    break line;
-                }
-            };
-            std::thread::spawn(move || for _ in lines {});
-            (child, registered)
-        }
+        let (data, flows, vars) = (dir.path().to_owned(), flows.clone(), vars.clone());
+        move || serve_public(&data, &flows, port, &vars)
     };
     let (server, registered) = tokio::task::spawn_blocking(serve.clone()).await.unwrap();
     let callback = format!("{public}/hooks/partner-referrals-to-opportunities");
@@ -926,13 +943,8 @@ async fn connections_shows_each_connections_check_and_token_expiry() {
     let sandbox = weft_sandbox::Sandbox::start(weft_sandbox::SandboxConfig::default()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/conversation-sync/salesforce/sync.toml");
-    let flow = weft_flow::load(&file).unwrap();
     let mut args = vec!["connections".to_string(), file.to_str().unwrap().into(), "--env".into(), "sandbox".into(), "--plugins".into(), weft_tests::WASM_DIR.into()];
-    for (name, value) in sandbox.flow_variables() {
-        if flow.file.variables.keys().any(|k| k.get_ref().as_str() == name) {
-            args.extend(["--var".into(), format!("{name}={value}")]);
-        }
-    }
+    args.extend(sandbox_vars(&sandbox, &file));
     let key = sandbox.vendor(weft_sandbox::Vendor::Salesforce).unwrap().credentials().extra["jwt_private_key_pem"].clone();
     let data = dir.path().to_owned();
     let (missing, set, ok) = tokio::task::spawn_blocking(move || {
@@ -959,13 +971,8 @@ async fn connections_shows_each_connections_check_and_token_expiry() {
 
     // Zoho's access tokens last an hour; Zendesk's API token does not expire.
     let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/zendesk-zoho/people-to-users.toml");
-    let flow = weft_flow::load(&file).unwrap();
     let mut args = vec!["connections".to_string(), file.to_str().unwrap().into(), "--env".into(), "sandbox".into(), "--plugins".into(), weft_tests::WASM_DIR.into()];
-    for (name, value) in sandbox.flow_variables() {
-        if flow.file.variables.keys().any(|k| k.get_ref().as_str() == name) {
-            args.extend(["--var".into(), format!("{name}={value}")]);
-        }
-    }
+    args.extend(sandbox_vars(&sandbox, &file));
     let data = dir.path().to_owned();
     let both = tokio::task::spawn_blocking(move || weft(&data, &args.iter().map(String::as_str).collect::<Vec<_>>(), None)).await.unwrap();
     let out = text(&both.stdout);
@@ -981,7 +988,6 @@ async fn connections_shows_each_connections_check_and_token_expiry() {
 /// ticket lands in Zoho's Zendesk_Tickets; a delivery without the token is refused.
 #[tokio::test(flavor = "multi_thread")]
 async fn serve_receives_zendesk_ticket_events_and_writes_the_tickets_into_zoho() {
-    use std::io::BufRead;
     let _ = rustls::crypto::ring::default_provider().install_default();
     let sandbox = weft_sandbox::Sandbox::start(weft_sandbox::SandboxConfig::default()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -992,41 +998,14 @@ async fn serve_receives_zendesk_ticket_events_and_writes_the_tickets_into_zoho()
     let data = dir.path().to_owned();
     let set = tokio::task::spawn_blocking(move || weft(&data, &["secret", "set", "zendesk_webhook_key"], Some("a-random-webhook-key"))).await.unwrap();
     assert!(set.status.success(), "{}", text(&set.stderr));
-    let flow = weft_flow::load(&example).unwrap();
-    let mut vars: Vec<String> = Vec::new();
-    for (name, value) in sandbox.flow_variables() {
-        if flow.file.variables.keys().any(|k| k.get_ref().as_str() == name) {
-            vars.extend(["--var".into(), format!("{name}={value}")]);
-        }
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let vars = sandbox_vars(&sandbox, &example);
+    let port = free_port();
     let public = format!("http://127.0.0.1:{port}");
-    let mut server = {
-        let (data, flows, public) = (dir.path().to_owned(), flows.clone(), public.clone());
-        tokio::task::spawn_blocking(move || {
-            let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
-                .args(["serve", "--flows", flows.to_str().unwrap(), "--plugins", weft_tests::WASM_DIR, "--env", "sandbox"])
-                .args(["--listen", &format!("127.0.0.1:{port}"), "--public-url", &public])
-                .args(&vars)
-                .env("WEFT_DATA_DIR", &data)
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap();
-            let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
-            let registered = loop {
-                let line = lines.next().unwrap_or_else(|| panic!("serve stopped before registering")).unwrap();
-                if line.starts_with("webhook of flow ") || line.starts_with("error") {
-                    break line;
-                }
-            };
-            assert!(registered.contains(": registered ("), "{registered}");
-            std::thread::spawn(move || for _ in lines {});
-            child
-        })
-        .await
-        .unwrap()
+    let (mut server, registered) = {
+        let (data, flows) = (dir.path().to_owned(), flows.clone());
+        tokio::task::spawn_blocking(move || serve_public(&data, &flows, port, &vars)).await.unwrap()
     };
+    assert!(registered.contains(": registered ("), "{registered}");
     let zendesk = sandbox.vendor(weft_sandbox::Vendor::Zendesk).unwrap();
     let c = zendesk.credentials();
     let http = reqwest::Client::new();
