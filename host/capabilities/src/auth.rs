@@ -763,7 +763,9 @@ impl Authenticator {
                 HttpError::TooLarge { limit } => HttpError::Auth(format!(
                     "token endpoint {host} sent a response over {limit} bytes"
                 )),
-                HttpError::Transport(m) | HttpError::Auth(m) | HttpError::InvalidRequest(m) => {
+                // Unreachable now is not refused: the caller's retries may get through.
+                HttpError::Transport(m) => HttpError::Transport(format!("cannot reach the token endpoint {host}: {m}")),
+                HttpError::Auth(m) | HttpError::InvalidRequest(m) => {
                     HttpError::Auth(format!("cannot reach the token endpoint {host}: {m}"))
                 }
             })?;
@@ -772,6 +774,15 @@ impl Authenticator {
             let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
             redact(&text, &self.sensitive())
         };
+        // A busy or failing token endpoint is worth retrying; any other answer is a refusal.
+        if resp.status == 429 || resp.status >= 500 {
+            return Err(HttpError::Transport(format!(
+                "token endpoint {host} answered HTTP {} to the {grant} grant for connection {:?} (try again later): {}",
+                resp.status,
+                self.connection,
+                describe_body(&resp.body)
+            )));
+        }
         if !(200..300).contains(&resp.status) {
             return Err(HttpError::Auth(format!(
                 "token endpoint {host} refused the {grant} grant for connection {:?} with HTTP {}: {}",

@@ -809,3 +809,26 @@ async fn a_second_connection_with_the_same_credential_reuses_the_token_until_it_
     assert_eq!(again.send(Request::get(p.up.url("/api"))).await.unwrap().status, 200);
     assert_eq!(p.token_requests().len(), 3, "the replacement is shared in turn");
 }
+
+#[tokio::test]
+async fn a_busy_token_endpoint_is_a_retryable_transport_error_not_a_refusal() {
+    let p = Provider::start(
+        |n, _| {
+            if n == 1 {
+                (StatusCode::TOO_MANY_REQUESTS, "slow down").into_response()
+            } else {
+                Json(json!({"access_token": format!("at-{n}"), "expires_in": 3600})).into_response()
+            }
+        },
+        echo_auth,
+    )
+    .await;
+    let s = secrets().await;
+    let conn = refresh_connection(&p, &s).await;
+    let err = conn.send(Request::get(p.up.url("/api"))).await.unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, HttpError::Transport(_)), "{text}");
+    assert!(text.contains("HTTP 429") && text.contains("try again later"), "{text}");
+    // The next attempt (the engine's retry) gets a token.
+    assert_eq!(conn.send(Request::get(p.up.url("/api"))).await.unwrap().status, 200);
+}
