@@ -430,6 +430,64 @@ write = {{ connection = "kept", stream = "bad", input = "marks", mode = "upsert"
 }
 
 #[tokio::test]
+async fn what_a_write_accepted_flows_on_the_written_branch_with_the_upstreams_id() {
+    let upstream = Upstream::start().await;
+    upstream.seed("items", items(6, &[]));
+    // The upstream refuses one record of the batch.
+    upstream.lock(&["c-0002"]);
+    let h = Harness::new().await;
+    let text = format!(
+        r#"name = "copy-and-record"
+
+[connections.api]
+plugin = "http-json"
+config = {{ base_url = "{url}" }}
+egress = [{{ host = "{host}", allow_http = true, allow_private = true }}]
+
+[connections.kept]
+plugin = "dataset"
+
+[[steps]]
+id = "items"
+read = {{ connection = "api", stream = "items" }}
+
+[[steps]]
+id = "people"
+transform = {{ plugin = "map", input = "items" }}
+config.fields = {{ id = "email", name = "name" }}
+
+[[steps]]
+id = "save"
+write = {{ connection = "api", stream = "contacts", input = "people", mode = "upsert", key = ["id"] }}
+
+[[steps]]
+id = "receipts"
+transform = {{ plugin = "map", input = "save", branch = "written" }}
+config.fields = {{ email = "id", upstream_id = "_written.id", status = "_written.status" }}
+
+[[steps]]
+id = "keep-receipts"
+write = {{ connection = "kept", stream = "receipts", input = "receipts", mode = "upsert", key = ["email"] }}
+"#,
+        url = upstream.url(),
+        host = upstream.addr,
+    );
+    let report = h.run(&text, None).await;
+    assert!(report.succeeded, "{report:?}");
+    let receipts = dataset_records(h.store.dataset_page("default", "receipts", None, 100).await.unwrap());
+    let emails: Vec<&str> = receipts.iter().map(|r| r["email"].as_str().unwrap()).collect();
+    assert_eq!(emails, ["c-0000", "c-0001", "c-0003", "c-0004", "c-0005"], "the refused record has no receipt");
+    assert!(receipts.iter().all(|r| r["upstream_id"].is_string() && r["status"] == "created"), "{receipts:?}");
+    assert_eq!(h.store.run_errors(&report.id).await.unwrap().len(), 1);
+
+    // Anything but the written branch of a write is refused, pointing at the step.
+    let wrong = text.replace(r#"input = "save", branch = "written""#, r#"input = "save""#);
+    let err = weft_flow::parse(std::path::Path::new("wrong.toml"), &wrong).unwrap_err().to_string();
+    assert!(err.contains("input `save` is a write step, which produces no records"), "{err}");
+    assert!(err.contains("branch = \"written\""), "{err}");
+}
+
+#[tokio::test]
 async fn for_each_reads_once_per_record_with_options_from_the_record() {
     let owners = Upstream::start().await;
     owners.seed("items", items(6, &[4]));

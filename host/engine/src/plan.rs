@@ -145,12 +145,14 @@ impl Loader<'_> {
 
 /// The schema of a transform's rejected records: its input's, plus `_rejected`.
 fn with_rejection(input: &Value) -> Value {
-    let mut schema = input.clone();
+    with_field(input, "_rejected", serde_json::json!({"type": "object", "properties": {"reason": {"type": "string"}, "field": {"type": ["string", "null"]}}}))
+}
+
+/// `schema` with one more property, when it lists its properties.
+fn with_field(schema: &Value, name: &str, field: Value) -> Value {
+    let mut schema = schema.clone();
     if let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) {
-        props.insert(
-            "_rejected".into(),
-            serde_json::json!({"type": "object", "properties": {"reason": {"type": "string"}, "field": {"type": ["string", "null"]}}}),
-        );
+        props.insert(name.into(), field);
     }
     schema
 }
@@ -480,6 +482,9 @@ pub async fn plan_with(flow: &Flow, options: &PlanOptions, plugins: &PluginDirec
         }
         if let Some(write) = &step.write {
             let w = write.get_ref();
+            // What the `written` branch carries: the input records, with the upstream's id.
+            let input = schemas.get(w.input.get_ref()).cloned().unwrap_or(Value::Null);
+            schemas.insert(id.clone(), with_field(&input, "_written", serde_json::json!({"type": "object", "properties": {"id": {"type": ["string", "null"]}, "status": {"type": "string"}}})));
             if datasets.contains(w.connection.get_ref().as_str()) {
                 if !matches!(*w.mode.get_ref(), weft_flow::model::WriteMode::Upsert | weft_flow::model::WriteMode::Delete) {
                     out.push(

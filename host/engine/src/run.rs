@@ -390,9 +390,13 @@ impl<'a> Execution<'a> {
                 record.pages += 1;
                 record.records_in += records.len() as u64;
                 let mut rows = Vec::with_capacity(records.len());
+                let mut accepted = Vec::with_capacity(records.len());
                 for r in &records {
                     match dataset_key(r, &key) {
-                        Ok(k) => rows.push((k, r.to_string())),
+                        Ok(k) => {
+                            rows.push((k.clone(), r.to_string()));
+                            accepted.push((k, r));
+                        }
                         Err(missing) => {
                             let _ = self.log_error(&next, Some(r), &format!("key field `{missing}` is missing or null")).await;
                         }
@@ -409,6 +413,18 @@ impl<'a> Execution<'a> {
                     Ok(done) => {
                         self.record(&next).records_out += done as u64;
                         let _ = self.save(&next).await;
+                        let status = if *w.mode.get_ref() == weft_flow::model::WriteMode::Delete { "deleted" } else { "updated" };
+                        let written: Vec<Value> = accepted
+                            .into_iter()
+                            .filter_map(|(k, r)| {
+                                let mut r = r.as_object()?.clone();
+                                r.insert("_written".into(), serde_json::json!({"id": k, "status": status}));
+                                Some(Value::Object(r))
+                            })
+                            .collect();
+                        if !written.is_empty() {
+                            self.propagate(&next, written, include).await?;
+                        }
                     }
                     Err(e) => {
                         let _ = self.finish(&next, Some(e.to_string())).await;
@@ -434,15 +450,25 @@ impl<'a> Execution<'a> {
                     record.records_in += part.len() as u64;
                     match result {
                         Ok(outcomes) => {
+                            let mut written = Vec::new();
                             for (outcome, rec) in outcomes.iter().zip(part) {
                                 if outcome.status == WriteStatus::Failed {
                                     let reason = outcome.error.as_ref().map_or_else(|| "failed".to_owned(), PluginError::message);
                                     let _ = self.log_error(&next, Some(rec), &reason).await;
                                 } else {
                                     self.record(&next).records_out += 1;
+                                    if let Value::Object(r) = rec {
+                                        let mut r = r.clone();
+                                        r.insert("_written".into(), serde_json::json!({"id": outcome.id, "status": written_status(outcome.status)}));
+                                        written.push(Value::Object(r));
+                                    }
                                 }
                             }
                             let _ = self.save(&next).await;
+                            // What the upstream accepted goes on to the steps on the `written` branch.
+                            if !written.is_empty() {
+                                self.propagate(&next, written, include).await?;
+                            }
                         }
                         Err(e) => {
                             let _ = self.finish(&next, Some(e.to_string())).await;
@@ -755,6 +781,16 @@ pub async fn retry_failed(
     store.run_finish(&run, if succeeded { "succeeded" } else { "failed" }, error.as_deref()).await?;
     let steps = flow.order.iter().filter_map(|id| execution.steps.get(id).cloned()).collect();
     Ok(RunReport { id: run, succeeded, steps, took: started.elapsed() })
+}
+
+fn written_status(status: WriteStatus) -> &'static str {
+    match status {
+        WriteStatus::Created => "created",
+        WriteStatus::Updated => "updated",
+        WriteStatus::Unchanged => "unchanged",
+        WriteStatus::Deleted => "deleted",
+        WriteStatus::Failed => "failed",
+    }
 }
 
 /// A dataset record's key: its key fields' values, as a JSON array; `Err` names the first key

@@ -246,7 +246,8 @@ impl Step {
 
 /// Which records of its input a step takes: of a condition, those the condition holds for
 /// (`then`, the default) or the others (`else`); of a transform, the records it rejected
-/// (`rejected`), each with `_rejected = { reason, field }`.
+/// (`rejected`), each with `_rejected = { reason, field }`; of a write, the records the upstream
+/// accepted (`written`), each with `_written = { id, status }`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Branch {
@@ -254,6 +255,7 @@ pub enum Branch {
     Then,
     Else,
     Rejected,
+    Written,
 }
 
 /// Routes records: those `when` holds for go to the steps reading this one, the others to the

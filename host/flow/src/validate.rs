@@ -197,11 +197,12 @@ pub(crate) fn check(flow: &FlowFile) -> (Vec<Diagnostic>, Vec<StepId>, Reference
             let Some(reference) = reference else { continue };
             if unknown_step(reference, role, &mut out) {
                 deps.push(reference.get_ref().as_str());
-                if !produces_records(reference.get_ref().as_str()) {
+                let takes_written = role == "input" && step.branch().is_some_and(|b| *b.get_ref() == crate::model::Branch::Written);
+                if !produces_records(reference.get_ref().as_str()) && !takes_written {
                     out.push(Diagnostic::new(
                         format!("{role} `{}` is a write step, which produces no records", reference.get_ref()),
                         span(reference),
-                    ).help("use a read, transform, condition or for_each step as input"));
+                    ).help("use a read, transform, condition or for_each step as input, or take what the write accepted with `branch = \"written\"`"));
                 }
             }
         }
@@ -211,6 +212,10 @@ pub(crate) fn check(flow: &FlowFile) -> (Vec<Diagnostic>, Vec<StepId>, Reference
                 crate::model::Branch::Rejected if !input.is_some_and(|s| s.transform.is_some()) => out.push(
                     Diagnostic::new(format!("step `{id}` takes the `rejected` branch, but its input is not a transform"), span(branch))
                         .help("`branch = \"rejected\"` picks the records a transform step rejected (validate, map, lookup, ...); point `input` at one"),
+                ),
+                crate::model::Branch::Written if !input.is_some_and(|s| s.write.is_some()) => out.push(
+                    Diagnostic::new(format!("step `{id}` takes the `written` branch, but its input is not a write"), span(branch))
+                        .help("`branch = \"written\"` picks the records a write step's upstream accepted, with their ids; point `input` at one"),
                 ),
                 crate::model::Branch::Then | crate::model::Branch::Else if !input.is_some_and(|s| s.condition.is_some()) => out.push(
                     Diagnostic::new(format!("step `{id}` takes a `branch`, but its input is not a condition"), span(branch))
