@@ -5,7 +5,8 @@
 //! board's first page and `next_items_page(cursor)` after it; a `null` cursor ends the board.
 //! Each record carries the item's id, name, board, group, timestamps and its
 //! `column_values` keyed by column id (`{"type", "text", "value"}`, `value` parsed from
-//! monday's JSON string). The stream `boards` lists the boards.
+//! monday's JSON string). The stream `boards` lists the boards; `updates` the account's updates
+//! (an item's comments), newest first, `updates(limit, page)` at most 100 a page.
 //!
 //! monday has no changes feed, so incremental reads ask the server for items updated since the
 //! day of the last read (`query_params` rule on `__last_updated__`, the documented date form)
@@ -20,7 +21,8 @@
 //! stays far below the 5M per-query limit; errors come back per alias and fail only their
 //! record. A record is `{"board_id"?, "name", "group_id"?, "column_values": {column: value}}`
 //! (`board_id` defaults to the only board in `board_ids`); update and delete need `id`; upsert
-//! matches on `id`, or on one column named as the key (found with an `any_of` rule).
+//! matches on `id`, or on one column named as the key (found with an `any_of` rule). Writing
+//! to `updates` (`{"item_id", "body"}`, create only) posts `create_update` mutations the same way.
 //!
 //! **Errors**: `COMPLEXITY_BUDGET_EXHAUSTED`, `DAILY_LIMIT_EXCEEDED`, per-minute and concurrency
 //! limits are `rate-limited` with `retry_in_seconds` / `Retry-After`; 401 and
@@ -50,6 +52,8 @@ const DEFAULT_PAGE_SIZE: u32 = 100;
 const MAX_PAGE_SIZE: u32 = 500;
 /// Mutations per request: ~10,000 points each, far below the 5M per-query limit.
 const MUTATIONS_PER_REQUEST: usize = 25;
+/// monday pages updates by at most 100.
+const MAX_UPDATES_PAGE: u32 = 100;
 const ITEM_FIELDS: &str = "id name state created_at updated_at creator_id url group { id } board { id } column_values { id type text value }";
 
 #[derive(Deserialize)]
@@ -434,6 +438,41 @@ fn write_chunk(conn: &Connection, config: &Config, mode: WriteMode, key: &[Strin
         .collect())
 }
 
+/// Posts updates as aliased `create_update` mutations, one outcome per record.
+fn post_updates(conn: &Connection, config: &Config, records: &[Record]) -> Result<Vec<WriteOutcome>> {
+    let mut fields = Vec::new();
+    let mut defs = Vec::new();
+    let mut vars = Map::new();
+    let mut sent = Vec::with_capacity(records.len());
+    for (n, r) in records.iter().enumerate() {
+        let (Some(item), Some(body)) = (r.get("item_id").and_then(id_text), r.get("body").and_then(Value::as_str).filter(|b| !b.trim().is_empty())) else {
+            sent.push(false);
+            continue;
+        };
+        fields.push(format!("r{n}: create_update(item_id: $i{n}, body: $b{n}) {{ id }}"));
+        defs.extend([format!("$i{n}: ID!"), format!("$b{n}: String!")]);
+        vars.insert(format!("i{n}"), json!(item));
+        vars.insert(format!("b{n}"), json!(body));
+        sent.push(true);
+    }
+    let answer = if fields.is_empty() { Value::Null } else { graphql(conn, config, &format!("mutation ({}) {{ {} }}", defs.join(", "), fields.join(" ")), Value::Object(vars))? };
+    Ok(sent
+        .into_iter()
+        .enumerate()
+        .map(|(n, sent)| {
+            if !sent {
+                return WriteOutcome::failed(Error::invalid_record("an update needs `item_id` and a non-empty `body`"));
+            }
+            let alias = format!("r{n}");
+            match (answer.pointer(&format!("/data/{alias}/id")).and_then(id_text), field_error(&answer, &alias)) {
+                (Some(id), None) => WriteOutcome::created(id),
+                (_, Some((code, message))) => WriteOutcome::failed(Error::invalid_record(format!("{code}: {message}"))),
+                (None, None) => WriteOutcome::failed(Error::internal(format!("monday answered no id for {alias}"))),
+            }
+        })
+        .collect())
+}
+
 fn base64url(text: &str) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(text.len() * 3 / 4);
     let (mut acc, mut bits) = (0u32, 0);
@@ -510,6 +549,18 @@ impl Connector for Monday {
                     "columns": {"type": "array", "items": {"type": "object", "properties": {"id": {"type": "string"}, "title": {"type": "string"}, "type": {"type": "string"}}}}
                 }}),
             ).description("The boards the token can see, with their columns."))
+            .stream(
+                Stream::new(
+                    "updates",
+                    json!({"type": "object", "required": ["id"], "properties": {
+                        "id": {"type": "string"}, "item_id": {"type": "string"}, "body": {"type": "string", "description": "HTML"},
+                        "text_body": {"type": "string"}, "creator_id": {"type": ["string", "null"]},
+                        "created_at": {"type": "string", "format": "date-time"}, "updated_at": {"type": "string", "format": "date-time"}
+                    }}),
+                )
+                .description("Updates (the comments of an item's updates section), newest first; writing one posts it on its item_id.")
+                .writable(&[WriteMode::Create]),
+            )
             .auth(AuthKind::ApiKey, CredentialPlacement::Header(HeaderTemplate { name: "Authorization".into(), value: "{token}".into() }))
             .auth(AuthKind::Bearer, CredentialPlacement::Header(HeaderTemplate { name: "Authorization".into(), value: "{token}".into() }))
             .host("https://api.monday.com")
@@ -538,13 +589,31 @@ impl Connector for Monday {
                 let boards: Vec<Record> = body.pointer("/data/boards").and_then(Value::as_array).into_iter().flatten().filter_map(|b| b.as_object().cloned()).collect();
                 Ok(if (boards.len() as u32) < limit { Page::last::<u64>(boards, None) } else { Page::more(boards, &(page + 1)) })
             }
-            other => Err(Error::config(format!("unknown stream `{other}`; this connector offers items and boards"))),
+            "updates" => {
+                let page: u64 = req.cursor_state()?.unwrap_or(1);
+                let limit = req.page_size.unwrap_or(MAX_UPDATES_PAGE).clamp(1, MAX_UPDATES_PAGE);
+                let body = graphql(conn, &config, "query ($limit: Int!, $page: Int!) { updates(limit: $limit, page: $page) { id item_id body text_body creator_id created_at updated_at } }", json!({"limit": limit, "page": page}))?;
+                let updates: Vec<Record> = body.pointer("/data/updates").and_then(Value::as_array).into_iter().flatten().filter_map(|u| u.as_object().cloned()).collect();
+                Ok(if (updates.len() as u32) < limit { Page::last::<u64>(updates, None) } else { Page::more(updates, &(page + 1)) })
+            }
+            other => Err(Error::config(format!("unknown stream `{other}`; this connector offers items, boards and updates"))),
         }
     }
 
     fn write(conn: &Connection, req: WriteRequest) -> Result<Vec<WriteOutcome>> {
+        if req.stream == "updates" {
+            if req.mode != WriteMode::Create {
+                return Err(Error::config("updates are posted (mode create); monday has no key to update or upsert them on"));
+            }
+            let config = Config::of(conn)?;
+            let mut outcomes = Vec::with_capacity(req.records.len());
+            for chunk in req.records.chunks(MUTATIONS_PER_REQUEST) {
+                outcomes.extend(post_updates(conn, &config, chunk)?);
+            }
+            return Ok(outcomes);
+        }
         if req.stream != "items" {
-            return Err(Error::config(format!("stream `{}` is read-only; write to items", req.stream)));
+            return Err(Error::config(format!("stream `{}` is read-only; write to items or updates", req.stream)));
         }
         if req.key.len() > 1 {
             return Err(Error::config("monday upserts match on one field: `id` or one column id"));

@@ -346,5 +346,34 @@ async fn dynamics365_syncs_into_the_same_datasets_and_matches_with_the_lead_fall
 async fn monday_syncs_into_the_same_datasets_and_matches_accounts() {
     let s = start().await;
     // monday has no leads board: nothing to fall back to.
-    sync_and_match(&s, "monday", [20, 50, 0, 10]).await;
+    let matches = sync_and_match(&s, "monday", [20, 50, 0, 10]).await;
+
+    // Each match posted as an update on its item, once: the receipts keep a replay from
+    // posting again.
+    for _ in 0..2 {
+        let report = s.run(&example("conversation-sync/monday/activities.toml"), Some("sandbox"), &[]).await;
+        assert!(report.succeeded, "{report:?}");
+    }
+    let monday = s.sandbox.vendor(Vendor::Monday).unwrap();
+    let token = monday.credentials().api_token.unwrap();
+    let answer: Value = reqwest::Client::new()
+        .post(format!("{}/v2", monday.base_url()))
+        .header("Authorization", token)
+        .json(&json!({"query": "query { updates(limit: 100) { id item_id body text_body } }"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let updates = answer["data"]["updates"].as_array().unwrap_or_else(|| panic!("{answer}"));
+    let matched: Vec<&Value> = matches.values().filter(|m| m["matched_type"] != "none").collect();
+    assert_eq!(updates.len(), matched.len(), "{updates:#?}");
+    for m in matched {
+        let update = updates.iter().find(|u| u["item_id"] == m["matched_id"]).unwrap_or_else(|| panic!("no update on {m}"));
+        assert!(update["text_body"].as_str().unwrap().contains(m["summary"].as_str().unwrap()), "{update}");
+    }
+    let receipts = s.dataset("ci_activity_receipts").await;
+    assert_eq!(receipts.len(), updates.len());
+    assert!(receipts.iter().all(|r| updates.iter().any(|u| u["id"] == r["update_id"])), "{receipts:?}");
 }

@@ -157,9 +157,20 @@ struct Webhook {
     config: Option<Value>,
 }
 
+/// An update (a comment in an item's updates section), newest last.
+#[derive(Debug, Clone)]
+struct Update {
+    id: u64,
+    board: Board,
+    item: u64,
+    body: String,
+    created_ms: i64,
+}
+
 struct MondayState {
     demo: Demo,
     boards: Vec<Collection>,
+    updates: Vec<Update>,
     status_labels: BTreeMap<u64, String>,
     cursors: HashMap<String, ItemsCursor>,
     webhooks: BTreeMap<u64, Webhook>,
@@ -210,6 +221,7 @@ impl Monday {
         MondayState {
             demo,
             boards: build_collections(demo),
+            updates: Vec::new(),
             status_labels: DEFAULT_LABELS.iter().enumerate().map(|(i, l)| (i as u64, l.to_string())).collect(),
             cursors: HashMap::new(),
             webhooks: BTreeMap::new(),
@@ -767,6 +779,25 @@ impl Monday {
                 let ids = f.arg("ids").map(compare_values).unwrap_or_default();
                 Ok(Value::Array(ids.iter().filter_map(parse_item).filter_map(|(b, i)| self.item(&st, b, i, &f.selection)).collect()))
             }
+            // Every update of the account, newest first, `limit` (at most 100) a `page`.
+            "updates" => {
+                let limit = f.arg("limit").and_then(Value::as_u64).unwrap_or(25);
+                if limit == 0 || limit > 100 {
+                    return Err(GqlError::new("limit must be between 1 and 100", "InvalidArgumentException"));
+                }
+                let page = f.arg("page").and_then(Value::as_u64).unwrap_or(1).max(1);
+                let ids: Option<Vec<u64>> = f.arg("ids").map(|v| compare_values(v).iter().filter_map(|x| x.as_u64().or_else(|| x.as_str().and_then(|s| s.parse().ok()))).collect());
+                let list: Vec<Value> = st
+                    .updates
+                    .iter()
+                    .rev()
+                    .filter(|u| ids.as_ref().is_none_or(|ids| ids.contains(&u.id)))
+                    .skip(((page - 1) * limit) as usize)
+                    .take(limit as usize)
+                    .map(|u| project(&update_json(u), &f.selection))
+                    .collect();
+                Ok(Value::Array(list))
+            }
             other => Err(GqlError::new(format!("Field '{other}' doesn't exist on type 'Query'"), "undefinedField")),
         }
     }
@@ -855,6 +886,15 @@ impl Monday {
                 }
                 Ok(self.item(&st, b, i, &f.selection).unwrap_or(Value::Null))
             }
+            "create_update" => {
+                let (b, i) = item_target(&st)?;
+                let body = f.arg("body").and_then(Value::as_str).filter(|b| !b.trim().is_empty()).ok_or_else(|| GqlError::new("body is required", "InvalidArgumentException"))?;
+                let id = st.next_id;
+                st.next_id += 1;
+                let update = Update { id, board: b, item: i, body: body.to_owned(), created_ms: now };
+                st.updates.push(update.clone());
+                Ok(project(&update_json(&update), &f.selection))
+            }
             "delete_item" | "archive_item" => {
                 let (b, i) = item_target(&st)?;
                 let v = self.item(&st, b, i, &f.selection).unwrap_or(Value::Null);
@@ -888,6 +928,27 @@ impl Monday {
         }
         Ok(out)
     }
+}
+
+fn update_json(u: &Update) -> Value {
+    let text: String = {
+        // The body is HTML; text_body is what it reads as.
+        let mut out = String::new();
+        let mut in_tag = false;
+        for c in u.body.chars() {
+            match c {
+                '<' => in_tag = true,
+                '>' => in_tag = false,
+                c if !in_tag => out.push(c),
+                _ => {}
+            }
+        }
+        out
+    };
+    json!({
+        "id": u.id.to_string(), "body": u.body, "text_body": text, "item_id": item_id(u.board, u.item).to_string(),
+        "creator_id": USER_ID.to_string(), "created_at": rfc3339(u.created_ms), "updated_at": rfc3339(u.created_ms),
+    })
 }
 
 fn column_error(message: String, column: &str) -> GqlError {
