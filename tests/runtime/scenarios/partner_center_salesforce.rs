@@ -346,6 +346,11 @@ async fn moving_out_of_the_waiting_stage_accepts_the_referral_and_edits_while_wa
     let o = opportunities(&s).await.into_iter().find(|o| o["Id"] == opp.as_str()).unwrap();
     assert_eq!(o["Partner_Center_Status__c"], "Active");
     assert_eq!(o["StageName"], "Needs Analysis");
+    // The audit trail holds both changes seen, in order: new, then accepted.
+    let mut trail: Vec<Value> = s.dataset("partner_center_audit").await.into_iter().filter(|r| r["referral_id"] == id.as_str()).collect();
+    trail.sort_by(|a, b| a["changed_at"].as_str().cmp(&b["changed_at"].as_str()));
+    let steps: Vec<(&str, &str)> = trail.iter().map(|r| (r["status"].as_str().unwrap(), r["substatus"].as_str().unwrap())).collect();
+    assert_eq!(steps, [("New", "Pending"), ("Active", "Accepted")], "{trail:#?}");
     // Accepted already: the next outbound run sends nothing.
     let quiet = run(&s, OUTBOUND).await;
     assert_eq!(step(&quiet, "accept").records_in, 0);
