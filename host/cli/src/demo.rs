@@ -31,7 +31,18 @@ pub struct DemoArgs {
 
 /// The checkout this binary was built from: `plugins/` and `examples/` live there.
 fn checkout() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    path.canonicalize().unwrap_or(path)
+}
+
+/// `path` as the person running the demo would type it: relative to where they are, if it is
+/// below that.
+fn shown(path: &Path) -> String {
+    let here = std::env::current_dir().ok().and_then(|d| d.canonicalize().ok());
+    match here.as_deref().and_then(|h| path.strip_prefix(h).ok()) {
+        Some(rel) => rel.display().to_string(),
+        None => path.display().to_string(),
+    }
 }
 
 fn build_plugins() -> anyhow::Result<PathBuf> {
@@ -200,18 +211,18 @@ pub async fn run(data_dir: &Path, args: DemoArgs) -> anyhow::Result<()> {
         println!();
         println!("== {} ({} runs)", scenario.name, scenario.runs.len());
         for (path, why) in &scenario.skipped {
-            println!("   skipped {}: {why}", path.display());
+            println!("   skipped {}: {why}", shown(path));
         }
         for seed in &scenario.seeds {
             let file = std::fs::File::open(&seed.file).with_context(|| format!("opening {}", seed.file.display()))?;
             let count = crate::dataset::import(&store, "default", &seed.dataset, &seed.key, &seed.file.display().to_string(), std::io::BufReader::new(file)).await?;
-            println!("   seeded dataset {} with {count} records from {}", seed.dataset, seed.file.display());
+            println!("   seeded dataset {} with {count} records from {}", seed.dataset, shown(&seed.file));
         }
         let mut tally = Tally::default();
         for DemoRun { flow, variables: own } in &scenario.runs {
             let name = flow.file.name.get_ref().to_string();
-            let shown: Vec<String> = own.iter().map(|(k, v)| format!(" --var {k}={v}")).collect();
-            println!("-- flow {name} ({}{})", flow.path.display(), shown.concat());
+            let vars_shown: Vec<String> = own.iter().map(|(k, v)| format!(" --var {k}={v}")).collect();
+            println!("-- flow {name} ({}{})", shown(&flow.path), vars_shown.concat());
             let declared: Vec<String> = flow.file.variables.keys().map(|k| k.get_ref().to_string()).collect();
             // The sandbox environment when the flow has one; a flow that only works on weft's
             // datasets has none and runs as it is.
