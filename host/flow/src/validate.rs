@@ -261,9 +261,19 @@ pub(crate) fn check(flow: &FlowFile) -> (Vec<Diagnostic>, Vec<StepId>, Reference
                 );
             }
         }
-        for (other, _) in &step.run_after {
+        for (other, when) in &step.run_after {
             if unknown_step(other, "run_after names", &mut out) {
                 deps.push(other.get_ref().as_str());
+                // A write step that succeeds ends with the run (it takes records until every
+                // source is read), so a branch waiting for its success would never start; its
+                // failure ends it at once.
+                let is_write = ids.get(other.get_ref().as_str()).is_some_and(|s| s.get_ref().write.is_some());
+                if is_write && *when.get_ref() != crate::model::RunAfter::Failed {
+                    out.push(
+                        Diagnostic::new(format!("step `{id}` waits for the write step `{}` to succeed, which it only does when the run ends", other.get_ref()), span(other))
+                            .help("wait for the read (or transform) step that feeds the write instead: it ends once its records are read and handed on; or make this a flow of its own with `after = [...]`; `= \"failed\"` on a write works"),
+                    );
+                }
             }
         }
     }
