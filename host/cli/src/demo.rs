@@ -105,9 +105,11 @@ struct ManifestRun {
     vars: std::collections::BTreeMap<String, String>,
 }
 
-/// Why a flow is left to another command, if it is.
-fn not_for_the_demo(flow: &Flow) -> Option<&'static str> {
-    flow.file.trigger.as_ref().is_some_and(|t| t.get_ref().webhook.is_some()).then_some("webhook-triggered: runs under `weft serve`")
+/// Whether the flow is triggered by its vendor's webhooks. The demo runs such a flow by hand,
+/// as its initial sync: its read steps on the webhook connection read the upstream instead of
+/// taking events (what they do under `weft serve`).
+fn webhook_triggered(flow: &Flow) -> bool {
+    flow.file.trigger.as_ref().is_some_and(|t| t.get_ref().webhook.is_some())
 }
 
 /// The scenario of `dir`: its `demo.toml` when it has one, else its flow files ordered so that
@@ -119,14 +121,11 @@ fn scenario(dir: &Path) -> anyhow::Result<Option<Scenario>> {
         let text = std::fs::read_to_string(&manifest_path).with_context(|| format!("reading {}", manifest_path.display()))?;
         let manifest: Manifest = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", manifest_path.display()))?;
         let mut runs = Vec::new();
-        let mut skipped = Vec::new();
+        let skipped = Vec::new();
         for entry in manifest.run {
             let path = dir.join(&entry.flow);
             let flow = weft_flow::load(&path).map_err(|e| anyhow::anyhow!("{} names {}, which does not load:\n{e}", manifest_path.display(), path.display()))?;
-            match not_for_the_demo(&flow) {
-                Some(why) => skipped.push((path, why.to_string())),
-                None => runs.push(DemoRun { flow, variables: entry.vars.into_iter().collect() }),
-            }
+            runs.push(DemoRun { flow, variables: entry.vars.into_iter().collect() });
         }
         let seeds = manifest.seed.into_iter().map(|s| Seed { file: dir.join(s.file), ..s }).collect();
         return Ok(Some(Scenario { name, seeds, runs, skipped }));
@@ -143,10 +142,7 @@ fn scenario(dir: &Path) -> anyhow::Result<Option<Scenario>> {
     let mut skipped = Vec::new();
     for path in paths {
         match weft_flow::load(&path) {
-            Ok(flow) => match not_for_the_demo(&flow) {
-                Some(why) => skipped.push((path, why.to_string())),
-                None => flows.push(flow),
-            },
+            Ok(flow) => flows.push(flow),
             Err(e) => skipped.push((path, format!("does not parse:\n{e}"))),
         }
     }
@@ -163,6 +159,16 @@ fn scenario(dir: &Path) -> anyhow::Result<Option<Scenario>> {
     }
     let runs = ordered.into_iter().map(|flow| DemoRun { flow, variables: Vec::new() }).collect();
     Ok(Some(Scenario { name, seeds: Vec::new(), runs, skipped }))
+}
+
+/// A byte from the operating system's randomness (the demo's own webhook key).
+fn rand_byte() -> u8 {
+    use std::io::Read;
+    let mut b = [0u8; 1];
+    match std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)) {
+        Ok(()) => b[0],
+        Err(_) => (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(7) % 251) as u8,
+    }
 }
 
 /// What one scenario did, for the closing table.
@@ -198,6 +204,12 @@ pub async fn run(data_dir: &Path, args: DemoArgs) -> anyhow::Result<()> {
     if let Some(pem) = sandbox.vendor(weft_sandbox::Vendor::Salesforce).and_then(|v| v.credentials().extra.get("jwt_private_key_pem").cloned()) {
         secrets.set("default", "salesforce_sandbox_jwt_key", &weft_capabilities::Secret::new(pem)).await?;
     }
+    // The key the Zendesk webhook's bearer token is derived from: any value the operator
+    // chooses; the demo makes one of its own unless there is one.
+    if secrets.get("default", "zendesk_webhook_key").await.is_err() {
+        let key: String = (0..32).map(|_| char::from(b'a' + rand_byte() % 26)).collect();
+        secrets.set("default", "zendesk_webhook_key", &weft_capabilities::Secret::new(key)).await?;
+    }
 
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(&examples)
         .with_context(|| format!("reading the examples in {}", examples.display()))?
@@ -223,6 +235,9 @@ pub async fn run(data_dir: &Path, args: DemoArgs) -> anyhow::Result<()> {
             let name = flow.file.name.get_ref().to_string();
             let vars_shown: Vec<String> = own.iter().map(|(k, v)| format!(" --var {k}={v}")).collect();
             println!("-- flow {name} ({}{})", shown(&flow.path), vars_shown.concat());
+            if webhook_triggered(flow) {
+                println!("   webhook-triggered: run by hand here, as its initial sync; under `weft serve --public-url` it takes the vendor's events");
+            }
             let declared: Vec<String> = flow.file.variables.keys().map(|k| k.get_ref().to_string()).collect();
             // The sandbox environment when the flow has one; a flow that only works on weft's
             // datasets has none and runs as it is.
