@@ -4,6 +4,7 @@
 pub mod conformance;
 pub mod scenario;
 pub mod upstream;
+pub mod vendor;
 
 use std::path::PathBuf;
 

@@ -48,28 +48,14 @@ impl Scenario {
     /// (JWT bearer with the sandbox's demo key, following `nextRecordsUrl`), not through weft.
     pub async fn soql(&self, query: &str) -> Vec<serde_json::Value> {
         use serde_json::Value;
-        let sf = self.sandbox.vendor(weft_sandbox::Vendor::Salesforce).expect("salesforce runs");
-        let c = sf.credentials();
-        let key = Secret::new(c.extra["jwt_private_key_pem"].clone());
-        let assertion = weft_capabilities::auth::jwt_assertion(&c.client_id, &c.username, &c.extra["jwt_audience"], 300, &key).expect("a JWT");
+        let (bearer, root) = crate::vendor::salesforce_session(&self.sandbox).await;
+        let base = self.sandbox.vendor(weft_sandbox::Vendor::Salesforce).expect("salesforce runs").base_url().to_owned();
         let http = reqwest::Client::new();
-        let form = [("grant_type", weft_capabilities::auth::JWT_BEARER_GRANT), ("assertion", assertion.as_str())];
-        let token: Value = http.post(&c.extra["token_url"]).form(&form).send().await.expect("the token endpoint answers").json().await.expect("JSON");
-        let bearer = token["access_token"].as_str().unwrap_or_else(|| panic!("a session: {token}")).to_owned();
         let mut out = Vec::new();
-        let mut page: Value = http
-            .get(format!("{}/services/data/v66.0/query", sf.base_url()))
-            .query(&[("q", query)])
-            .bearer_auth(&bearer)
-            .send()
-            .await
-            .expect("the query endpoint answers")
-            .json()
-            .await
-            .expect("JSON");
+        let mut page: Value = http.get(format!("{root}/query")).query(&[("q", query)]).bearer_auth(&bearer).send().await.expect("the query endpoint answers").json().await.expect("JSON");
         loop {
             out.extend(page["records"].as_array().unwrap_or_else(|| panic!("{query}: {page}")).iter().cloned());
-            let Some(next) = page["nextRecordsUrl"].as_str().map(|n| format!("{}{n}", sf.base_url())) else { return out };
+            let Some(next) = page["nextRecordsUrl"].as_str().map(|n| format!("{base}{n}")) else { return out };
             page = http.get(next).bearer_auth(&bearer).send().await.expect("the next page").json().await.expect("JSON");
         }
     }

@@ -822,25 +822,11 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// A Salesforce session on the sandbox (JWT bearer with its published demo key) and the REST
-/// root.
-async fn salesforce_session(sandbox: &weft_sandbox::Sandbox) -> (String, String) {
-    let c = sandbox.vendor(weft_sandbox::Vendor::Salesforce).unwrap().credentials();
-    let key = weft_capabilities::Secret::new(c.extra["jwt_private_key_pem"].clone());
-    let assertion = weft_capabilities::auth::jwt_assertion(&c.client_id, &c.username, &c.extra["jwt_audience"], 300, &key).unwrap();
-    let form = [("grant_type", weft_capabilities::auth::JWT_BEARER_GRANT), ("assertion", assertion.as_str())];
-    let token: serde_json::Value = reqwest::Client::new().post(&c.extra["token_url"]).form(&form).send().await.unwrap().json().await.unwrap();
-    (token["access_token"].as_str().unwrap().to_owned(), format!("{}/services/data/v66.0", token["instance_url"].as_str().unwrap()))
-}
-
 /// The Partner Center emulator's webhook registration, as its API shows it (404: none).
 async fn partner_center_registration(sandbox: &weft_sandbox::Sandbox) -> reqwest::Response {
     let pc = sandbox.vendor(weft_sandbox::Vendor::PartnerCenter).unwrap();
-    let c = pc.credentials();
-    let refresh = c.refresh_token.clone().unwrap();
-    let form = [("grant_type", "refresh_token"), ("refresh_token", refresh.as_str()), ("client_id", c.client_id.as_str()), ("client_secret", c.client_secret.as_str())];
-    let token: serde_json::Value = reqwest::Client::new().post(&c.extra["token_url"]).form(&form).send().await.unwrap().json().await.unwrap();
-    reqwest::Client::new().get(format!("{}/webhooks/v1/registration", pc.base_url())).bearer_auth(token["access_token"].as_str().unwrap()).send().await.unwrap()
+    let token = weft_tests::vendor::refreshed_token(sandbox, weft_sandbox::Vendor::PartnerCenter, &pc.credentials().extra["token_url"]).await;
+    reqwest::Client::new().get(format!("{}/webhooks/v1/registration", pc.base_url())).bearer_auth(token).send().await.unwrap()
 }
 
 /// Scenario 5's webhook path end to end: `weft serve --public-url` registers the flow's
@@ -888,7 +874,7 @@ async fn serve_registers_the_webhook_and_a_signed_referral_event_becomes_an_oppo
         .await
         .unwrap();
     let id = created["id"].as_str().unwrap().to_owned();
-    let (token, root) = salesforce_session(&sandbox).await;
+    let (token, root) = weft_tests::vendor::salesforce_session(&sandbox).await;
     let query = format!("SELECT Id, Name, StageName, Partner_Center_Sync_Status__c FROM Opportunity WHERE Partner_Center_Referral_Id__c = '{id}'");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let opportunity = loop {
@@ -1026,10 +1012,7 @@ async fn serve_receives_zendesk_ticket_events_and_writes_the_tickets_into_zoho()
     assert_eq!(forged.status(), 401);
 
     let zoho = sandbox.vendor(weft_sandbox::Vendor::Zoho).unwrap();
-    let zc = zoho.credentials();
-    let form = [("grant_type", "refresh_token"), ("client_id", zc.client_id.as_str()), ("client_secret", zc.client_secret.as_str()), ("refresh_token", zc.refresh_token.as_deref().unwrap())];
-    let token: serde_json::Value = http.post(format!("{}/oauth/v2/token", zoho.base_url())).form(&form).send().await.unwrap().json().await.unwrap();
-    let bearer = format!("Zoho-oauthtoken {}", token["access_token"].as_str().unwrap());
+    let bearer = format!("Zoho-oauthtoken {}", weft_tests::vendor::refreshed_token(&sandbox, weft_sandbox::Vendor::Zoho, &format!("{}/oauth/v2/token", zoho.base_url())).await);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let record = loop {
         let resp = http.get(format!("{}/crm/v7/Zendesk_Tickets?fields=Name,Zendesk_Ticket_Id,Priority", zoho.base_url())).header("Authorization", &bearer).send().await.unwrap();

@@ -5,7 +5,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
-use weft_capabilities::Secret;
 use weft_sandbox::{DemoData, DemoSize, SandboxConfig, Vendor};
 use weft_tests::scenario::{Scenario, example, step};
 
@@ -21,31 +20,8 @@ async fn start() -> Scenario {
     s
 }
 
-/// A SOQL query straight against the Salesforce emulator, with a session of its own.
 async fn soql(s: &Scenario, q: &str) -> Vec<Value> {
-    let sf = s.sandbox.vendor(Vendor::Salesforce).unwrap();
-    let c = sf.credentials();
-    let key = Secret::new(c.extra["jwt_private_key_pem"].clone());
-    let assertion = weft_capabilities::auth::jwt_assertion(&c.client_id, &c.username, &c.extra["jwt_audience"], 300, &key).unwrap();
-    let http = reqwest::Client::new();
-    let token: Value = http
-        .post(&c.extra["token_url"])
-        .form(&[("grant_type", weft_capabilities::auth::JWT_BEARER_GRANT), ("assertion", assertion.as_str())])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let bearer = token["access_token"].as_str().expect("a session").to_owned();
-    let mut out = Vec::new();
-    let mut page: Value =
-        http.get(format!("{}/services/data/v66.0/query", sf.base_url())).query(&[("q", q)]).bearer_auth(&bearer).send().await.unwrap().json().await.unwrap();
-    loop {
-        out.extend(page["records"].as_array().unwrap_or_else(|| panic!("{page}")).iter().cloned());
-        let Some(next) = page["nextRecordsUrl"].as_str().map(|n| format!("{}{n}", sf.base_url())) else { return out };
-        page = http.get(next).bearer_auth(&bearer).send().await.unwrap().json().await.unwrap();
-    }
+    s.soql(q).await
 }
 
 fn domain(website: &str) -> String {
@@ -312,20 +288,16 @@ async fn hubspot_syncs_into_the_same_datasets_and_matches_accounts_and_leads() {
 async fn dynamics365_syncs_into_the_same_datasets_and_matches_with_the_lead_fallback() {
     let s = start().await;
     let matches = sync_and_match(&s, "dynamics365", [20, 50, 20, 10]).await;
-    let dataverse = s.sandbox.vendor(Vendor::Dataverse).unwrap();
-    let c = dataverse.credentials();
+    let (bearer, service_root) = weft_tests::vendor::dataverse_session(&s.sandbox).await;
     let http = reqwest::Client::new();
-    let form = [("grant_type", "client_credentials"), ("client_id", c.client_id.as_str()), ("client_secret", c.client_secret.as_str()), ("scope", c.extra["scope"].as_str())];
-    let token: Value = http.post(&c.extra["token_url"]).form(&form).send().await.unwrap().json().await.unwrap();
     let m = &matches["conv-0"];
-    let bearer = token["access_token"].as_str().unwrap().to_owned();
-    let url = format!("{}contacts({})", c.extra["service_root"], text(m, "contact_id"));
+    let url = format!("{service_root}contacts({})", text(m, "contact_id"));
     let contact: Value = http.get(url).bearer_auth(&bearer).query(&[("$select", "emailaddress1,_parentcustomerid_value")]).send().await.unwrap().json().await.unwrap();
     assert_eq!((&contact["emailaddress1"], &contact["_parentcustomerid_value"]), (&m["email"], &m["account_id"]));
 
     // Each match logged as a phone call regarding the matched record; a replay adds none.
     let phonecalls = || async {
-        let page: Value = http.get(format!("{}phonecalls", c.extra["service_root"])).bearer_auth(&bearer).send().await.unwrap().json().await.unwrap();
+        let page: Value = http.get(format!("{service_root}phonecalls")).bearer_auth(&bearer).send().await.unwrap().json().await.unwrap();
         page["value"].as_array().unwrap_or_else(|| panic!("{page}")).clone()
     };
     for _ in 0..2 {

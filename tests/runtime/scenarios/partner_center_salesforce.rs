@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
-use weft_capabilities::{Connection, Connections, Secret};
+use weft_capabilities::{Connection, Connections};
 use weft_engine::{Plan, PlanOptions, RetryPolicy, RunOptions, RunReport};
 use weft_flow::{Flow, StepId};
 use weft_runtime::{CallContext, Verification};
@@ -103,14 +103,8 @@ async fn incoming_referral(s: &Scenario, body: Value) -> Value {
     r.json().await.unwrap()
 }
 
-/// A Salesforce session (JWT bearer with the sandbox's demo key) and the REST root.
 async fn sf_session(s: &Scenario) -> (String, String) {
-    let sf = s.sandbox.vendor(Vendor::Salesforce).unwrap();
-    let c = sf.credentials();
-    let assertion = weft_capabilities::auth::jwt_assertion(&c.client_id, &c.username, &c.extra["jwt_audience"], 300, &Secret::new(c.extra["jwt_private_key_pem"].clone())).unwrap();
-    let form = [("grant_type", weft_capabilities::auth::JWT_BEARER_GRANT), ("assertion", assertion.as_str())];
-    let token: Value = reqwest::Client::new().post(format!("{}/services/oauth2/token", sf.base_url())).form(&form).send().await.unwrap().json().await.unwrap();
-    (token["access_token"].as_str().unwrap().to_owned(), format!("{}/services/data/v66.0", token["instance_url"].as_str().unwrap()))
+    weft_tests::vendor::salesforce_session(&s.sandbox).await
 }
 
 async fn soql(s: &Scenario, q: &str) -> Vec<Value> {
