@@ -488,6 +488,63 @@ write = {{ connection = "kept", stream = "receipts", input = "receipts", mode = 
 }
 
 #[tokio::test]
+async fn a_step_that_is_also_a_lookup_input_still_feeds_its_other_readers() {
+    let upstream = Upstream::start().await;
+    upstream.seed("items", items(7, &[]));
+    let h = Harness::new().await;
+    let text = format!(
+        r#"name = "rows-used-twice"
+
+[connections.source]
+plugin = "http-json"
+config = {{ base_url = "{url}" }}
+egress = [{{ host = "{host}", allow_http = true, allow_private = true }}]
+
+[connections.kept]
+plugin = "dataset"
+
+[[steps]]
+id = "items"
+read = {{ connection = "source", stream = "items", page_size = 3 }}
+
+[[steps]]
+id = "rows"
+transform = {{ plugin = "map", input = "items" }}
+config.fields = {{ id = "id", email = "email" }}
+
+# `rows` is written, and is also the lookup of a step on another branch.
+[[steps]]
+id = "save-rows"
+write = {{ connection = "kept", stream = "rows", input = "rows", mode = "upsert", key = ["id"] }}
+
+[[steps]]
+id = "again"
+read = {{ connection = "source", stream = "items" }}
+
+[[steps]]
+id = "with-email"
+transform = {{ plugin = "lookup", input = "again", lookup = "rows" }}
+config.set = "found"
+config.value = "email"
+config.match = {{ id = "id" }}
+
+[[steps]]
+id = "save-found"
+write = {{ connection = "kept", stream = "found", input = "with-email", mode = "upsert", key = ["id"] }}
+"#,
+        url = upstream.url(),
+        host = upstream.addr,
+    );
+    let report = h.run(&text, None).await;
+    assert!(report.succeeded, "{report:?}");
+    let rows = dataset_records(h.store.dataset_page("default", "rows", None, 100).await.unwrap());
+    assert_eq!(rows.len(), 7, "the lookup input's other reader got every record: {report:#?}");
+    let found = dataset_records(h.store.dataset_page("default", "found", None, 100).await.unwrap());
+    assert!(found.len() == 7 && found.iter().all(|r| r["found"] == r["email"]), "{found:?}");
+    assert_eq!(step(&report, "save-rows").records_out, 7);
+}
+
+#[tokio::test]
 async fn for_each_reads_once_per_record_with_options_from_the_record() {
     let owners = Upstream::start().await;
     owners.seed("items", items(6, &[4]));

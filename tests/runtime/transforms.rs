@@ -183,6 +183,33 @@ async fn map_format_fills_placeholders_and_rejects_a_record_missing_one() {
 }
 
 #[tokio::test]
+async fn summarize_counts_the_lookup_per_group_with_batches_for_each_input_record() {
+    let config = json!({"group_by": ["object"], "count": "objects", "batches": {"calls": 100}});
+    let lookup: Vec<Value> = (0..250).map(|i| json!({"object": if i < 130 { "contact" } else { "lead" }, "id": i})).collect();
+    let (out, rejects) = process("weft_plugin_summarize", config.clone(), json!([{"vendor": "hubspot", "remaining": 900}]), Some(Value::Array(lookup))).await.unwrap();
+    assert!(rejects.is_empty());
+    assert_eq!(
+        out,
+        json!([
+            {"vendor": "hubspot", "remaining": 900, "object": "contact", "objects": 130, "calls": 2},
+            {"vendor": "hubspot", "remaining": 900, "object": "lead", "objects": 120, "calls": 2}
+        ])
+    );
+    // No groups: one total, zero for an empty lookup.
+    let (out, _) = process("weft_plugin_summarize", json!({"batches": {"calls": 100}}), json!([{"x": 1}]), Some(json!([]))).await.unwrap();
+    assert_eq!(out, json!([{"x": 1, "count": 0, "calls": 0}]));
+    let rt = runtime(|_| {});
+    let t = transform(&rt, "weft_plugin_summarize").await;
+    let input = json!({"type": "object", "properties": {"vendor": {"type": "string"}}});
+    let lookup_schema = json!({"type": "object", "properties": {"id": {"type": "string"}, "object": {"type": "string"}}});
+    let schema = t.output_schema(&CallContext::default(), &config, &input, Some(&lookup_schema)).await.unwrap();
+    assert_eq!(schema["properties"]["objects"], json!({"type": "integer", "minimum": 0}));
+    let wrong = json!({"group_by": ["kind"]});
+    let err = t.output_schema(&CallContext::default(), &wrong, &input, Some(&lookup_schema)).await.unwrap_err().to_string();
+    assert!(err.contains("`kind` is not a field of the lookup; it has: id, object"), "{err}");
+}
+
+#[tokio::test]
 async fn map_skip_nulls_leaves_out_null_fields_and_objects_left_empty() {
     let config = json!({"nest": true, "skip_nulls": true, "fields": {"Name": "subject", "Account.id": "account_id", "Contact.id": "contact_id", "Note": "note"}});
     let records = json!([{"subject": "A", "account_id": "1", "contact_id": null}, {"subject": "B"}]);

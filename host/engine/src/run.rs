@@ -793,6 +793,9 @@ fn written_status(status: WriteStatus) -> &'static str {
     }
 }
 
+/// Records per call when a kept step's records are handed to its other readers.
+const REPLAY_PAGE: usize = 500;
+
 /// A dataset record's key: its key fields' values, as a JSON array; `Err` names the first key
 /// field that is missing or null.
 pub fn dataset_key(record: &Value, fields: &[String]) -> Result<String, String> {
@@ -881,8 +884,24 @@ pub async fn run_with_events(
         let inside = |s: &StepId| kept.contains(s);
         execution.read(source, &inside, false).await?;
     }
+    // A kept step's other readers (a write of the rows a lookup also uses, say) get its
+    // records from what was kept, a page at a time, rather than never.
+    let outside = |s: &StepId| !kept.contains(s);
+    for id in flow.order.iter().filter(|s| kept.contains(*s) && !sources.contains(*s)) {
+        let on_default_branch = |c: &StepId| flow.step(c).and_then(|s| s.branch()).is_none_or(|b| *b.get_ref() == Branch::Then);
+        let children: Vec<StepId> = execution.downstream(id).into_iter().filter(|c| !kept.contains(c) && on_default_branch(c)).collect();
+        if children.is_empty() {
+            continue;
+        }
+        let records = execution.collected.get(id).cloned().unwrap_or_default();
+        for page in records.chunks(REPLAY_PAGE) {
+            for child in &children {
+                // A failure is recorded on the step that failed; the others carry on.
+                let _ = execution.enter(child, page.to_vec(), &outside).await;
+            }
+        }
+    }
     for source in &sources {
-        let outside = |s: &StepId| !kept.contains(s);
         if kept.contains(source) && execution.downstream(source).iter().all(|d| kept.contains(d)) {
             continue;
         }

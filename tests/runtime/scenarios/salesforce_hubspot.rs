@@ -122,6 +122,13 @@ async fn imports_accounts_contacts_and_leads_into_hubspot_with_associations_as_e
     let hs_estimate = calls(companies, 100) + calls(contacts, 100) + calls(leads, 100) + calls(companies, 100) + calls(contacts + leads, 100) + calls(contacts, 100);
     assert_eq!(sf_calls.len(), sf_estimate, "{sf_calls:#?}");
     assert_eq!(hs_calls.len(), hs_estimate, "{hs_calls:#?}");
+    // The estimate flow's own count of HubSpot calls, beside the allocation left, is what the
+    // import and the association job made.
+    let by_object: BTreeMap<String, Value> = s.dataset("import_calls").await.into_iter().filter(|r| r["mode"] == "all").map(|r| (r["object"].as_str().unwrap().to_owned(), r)).collect();
+    assert_eq!((by_object["company"]["objects"].as_u64(), by_object["contact"]["objects"].as_u64(), by_object["lead"]["objects"].as_u64()), (Some(companies as u64), Some(contacts as u64), Some(leads as u64)));
+    let counted: u64 = by_object.values().flat_map(|r| ["hubspot_upserts", "hubspot_list_pages", "hubspot_associations"].map(|f| r[f].as_u64().unwrap_or(0))).sum();
+    assert_eq!(counted, hs_calls.len() as u64, "{by_object:#?}");
+    assert!(by_object.values().all(|r| r["remaining"].as_u64() == Some(hs_left)), "{by_object:#?}");
     assert!(sf_estimate as u64 <= sf_left && hs_estimate as u64 <= hs_left);
 
     // HubSpot's final state: the companies, with their mapped fields ...
