@@ -161,16 +161,6 @@ fn scenario(dir: &Path) -> anyhow::Result<Option<Scenario>> {
     Ok(Some(Scenario { name, seeds: Vec::new(), runs, skipped }))
 }
 
-/// A byte from the operating system's randomness (the demo's own webhook key).
-fn rand_byte() -> u8 {
-    use std::io::Read;
-    let mut b = [0u8; 1];
-    match std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)) {
-        Ok(()) => b[0],
-        Err(_) => (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(7) % 251) as u8,
-    }
-}
-
 /// What one scenario did, for the closing table.
 #[derive(Default)]
 struct Tally {
@@ -207,8 +197,8 @@ pub async fn run(data_dir: &Path, args: DemoArgs) -> anyhow::Result<()> {
     // The key the Zendesk webhook's bearer token is derived from: any value the operator
     // chooses; the demo makes one of its own unless there is one.
     if secrets.get("default", "zendesk_webhook_key").await.is_err() {
-        let key: String = (0..32).map(|_| char::from(b'a' + rand_byte() % 26)).collect();
-        secrets.set("default", "zendesk_webhook_key", &weft_capabilities::Secret::new(key)).await?;
+        let key = MasterKey::generate("the demo's Zendesk webhook key").to_base64();
+        secrets.set("default", "zendesk_webhook_key", &weft_capabilities::Secret::new(key.as_str())).await?;
     }
 
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(&examples)

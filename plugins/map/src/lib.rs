@@ -289,13 +289,22 @@ pub fn lookup<'a>(record: &'a Record, path: &str) -> Option<&'a Value> {
     Some(current)
 }
 
-/// The `{path}` placeholders of a template, in order; `Err` when a brace is unbalanced.
-fn placeholders(template: &str) -> std::result::Result<Vec<&str>, String> {
+/// A piece of a `format` template: literal text, or a `{path}` placeholder.
+enum Part<'a> {
+    Text(&'a str),
+    Field(&'a str),
+}
+
+/// The pieces of a template, in order (`{{` and `}}` are literal braces); `Err` when a brace
+/// is unbalanced.
+fn parts(template: &str) -> std::result::Result<Vec<Part<'_>>, String> {
     let mut out = Vec::new();
     let mut rest = template;
     while let Some(at) = rest.find(['{', '}']) {
+        out.push(Part::Text(&rest[..at]));
         let (brace, after) = (rest.as_bytes()[at], &rest[at + 1..]);
         if after.as_bytes().first() == Some(&brace) {
+            out.push(Part::Text(&rest[at..at + 1]));
             rest = &after[1..];
             continue;
         }
@@ -303,36 +312,37 @@ fn placeholders(template: &str) -> std::result::Result<Vec<&str>, String> {
             return Err(format!("`{template}` has a `}}` without its `{{` (write `}}}}` for a brace)"));
         }
         let Some(end) = after.find('}') else { return Err(format!("`{template}` has a `{{` without its `}}` (write `{{{{` for a brace)")) };
-        out.push(after[..end].trim());
+        out.push(Part::Field(after[..end].trim()));
         rest = &after[end + 1..];
     }
+    out.push(Part::Text(rest));
     Ok(out)
+}
+
+/// The `{path}` placeholders of a template, in order.
+fn placeholders(template: &str) -> std::result::Result<Vec<&str>, String> {
+    Ok(parts(template)?.into_iter().filter_map(|p| if let Part::Field(f) = p { Some(f) } else { None }).collect())
 }
 
 /// `template` with its placeholders filled from `record`: strings as they are, numbers and
 /// booleans as written.
 fn fill(template: &str, record: &Record) -> std::result::Result<String, String> {
     let mut out = String::with_capacity(template.len() + 16);
-    let mut rest = template;
-    while let Some(at) = rest.find(['{', '}']) {
-        out.push_str(&rest[..at]);
-        let (brace, after) = (rest.as_bytes()[at], &rest[at + 1..]);
-        if after.as_bytes().first() == Some(&brace) {
-            out.push(brace as char);
-            rest = &after[1..];
-            continue;
-        }
-        let end = after.find('}').ok_or_else(|| format!("`{template}` has a `{{` without its `}}`"))?;
-        let path = after[..end].trim();
+    for part in parts(template)? {
+        let path = match part {
+            Part::Text(text) => {
+                out.push_str(text);
+                continue;
+            }
+            Part::Field(path) => path,
+        };
         match lookup(record, path).filter(|v| !v.is_null()) {
             Some(Value::String(text)) => out.push_str(text),
             Some(Value::Array(_) | Value::Object(_)) => return Err(format!("`{path}` is not text, a number or a boolean, so `{template}` cannot hold it")),
             Some(other) => out.push_str(&other.to_string()),
             None => return Err(format!("`{path}` is missing or null, and `{template}` needs it")),
         }
-        rest = &after[end + 1..];
     }
-    out.push_str(rest);
     Ok(out)
 }
 

@@ -399,6 +399,11 @@ fn write_chunk(conn: &Connection, config: &Config, mode: WriteMode, key: &[Strin
         _ => vec![None; records.len()],
     };
     let mutations: Vec<Mutation> = records.iter().zip(&found).enumerate().map(|(n, (r, f))| mutation(n, config, mode, r, f.as_ref())).collect();
+    send_mutations(conn, config, mode, mutations)
+}
+
+/// Sends the mutations (aliased `r{n}`) in one request; one outcome per mutation, in order.
+fn send_mutations(conn: &Connection, config: &Config, mode: WriteMode, mutations: Vec<Mutation>) -> Result<Vec<WriteOutcome>> {
     let mut fields = Vec::new();
     let mut defs = Vec::new();
     let mut vars = Map::new();
@@ -440,37 +445,19 @@ fn write_chunk(conn: &Connection, config: &Config, mode: WriteMode, key: &[Strin
 
 /// Posts updates as aliased `create_update` mutations, one outcome per record.
 fn post_updates(conn: &Connection, config: &Config, records: &[Record]) -> Result<Vec<WriteOutcome>> {
-    let mut fields = Vec::new();
-    let mut defs = Vec::new();
-    let mut vars = Map::new();
-    let mut sent = Vec::with_capacity(records.len());
-    for (n, r) in records.iter().enumerate() {
-        let (Some(item), Some(body)) = (r.get("item_id").and_then(id_text), r.get("body").and_then(Value::as_str).filter(|b| !b.trim().is_empty())) else {
-            sent.push(false);
-            continue;
-        };
-        fields.push(format!("r{n}: create_update(item_id: $i{n}, body: $b{n}) {{ id }}"));
-        defs.extend([format!("$i{n}: ID!"), format!("$b{n}: String!")]);
-        vars.insert(format!("i{n}"), json!(item));
-        vars.insert(format!("b{n}"), json!(body));
-        sent.push(true);
-    }
-    let answer = if fields.is_empty() { Value::Null } else { graphql(conn, config, &format!("mutation ({}) {{ {} }}", defs.join(", "), fields.join(" ")), Value::Object(vars))? };
-    Ok(sent
-        .into_iter()
+    let mutations = records
+        .iter()
         .enumerate()
-        .map(|(n, sent)| {
-            if !sent {
-                return WriteOutcome::failed(Error::invalid_record("an update needs `item_id` and a non-empty `body`"));
-            }
-            let alias = format!("r{n}");
-            match (answer.pointer(&format!("/data/{alias}/id")).and_then(id_text), field_error(&answer, &alias)) {
-                (Some(id), None) => WriteOutcome::created(id),
-                (_, Some((code, message))) => WriteOutcome::failed(Error::invalid_record(format!("{code}: {message}"))),
-                (None, None) => WriteOutcome::failed(Error::internal(format!("monday answered no id for {alias}"))),
-            }
+        .map(|(n, r)| match (r.get("item_id").and_then(id_text), r.get("body").and_then(Value::as_str).filter(|b| !b.trim().is_empty())) {
+            (Some(item), Some(body)) => Mutation::Send {
+                field: format!("r{n}: create_update(item_id: $i{n}, body: $b{n}) {{ id }}"),
+                variables: vec![(format!("i{n}"), "ID!", json!(item)), (format!("b{n}"), "String!", json!(body))],
+                existing: false,
+            },
+            _ => Mutation::Refused(Error::invalid_record("an update needs `item_id` and a non-empty `body`")),
         })
-        .collect())
+        .collect();
+    send_mutations(conn, config, WriteMode::Create, mutations)
 }
 
 fn base64url(text: &str) -> Option<Vec<u8>> {

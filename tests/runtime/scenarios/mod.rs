@@ -21,24 +21,9 @@ pub mod zoho {
 
     impl Api {
         pub async fn new(sb: &Sandbox) -> Api {
-            let zoho = sb.vendor(Vendor::Zoho).expect("zoho runs");
-            let (base, c) = (zoho.base_url().to_owned(), zoho.credentials());
+            let base = sb.vendor(Vendor::Zoho).expect("zoho runs").base_url().to_owned();
+            let token = weft_tests::vendor::refreshed_token(sb, Vendor::Zoho, &format!("{base}/oauth/v2/token")).await;
             let client = reqwest::Client::new();
-            let answer: Value = client
-                .post(format!("{base}/oauth/v2/token"))
-                .form(&[
-                    ("grant_type", "refresh_token"),
-                    ("client_id", c.client_id.as_str()),
-                    ("client_secret", c.client_secret.as_str()),
-                    ("refresh_token", c.refresh_token.as_deref().expect("a demo refresh token")),
-                ])
-                .send()
-                .await
-                .expect("the token endpoint answers")
-                .json()
-                .await
-                .expect("a JSON token answer");
-            let token = answer["access_token"].as_str().unwrap_or_else(|| panic!("an access token: {answer}")).to_owned();
             Api { base, token, client }
         }
 
