@@ -16,7 +16,7 @@ async fn third_party_example_loads_and_derives_its_host_from_config() {
 
     let auth = AuthSpec::ApiKey { value: SecretRef::Literal(Secret::new("k")) };
     let spec = plugin.connection_spec("acme", "default", serde_json::json!({"account": "globex"}), auth, vec![]).unwrap();
-    assert_eq!(spec.derived_hosts, ["https://globex.acmehelpdesk.example"]);
+    assert_eq!(spec.derived_hosts.iter().map(|h| h.host.as_str()).collect::<Vec<_>>(), ["https://globex.acmehelpdesk.example"]);
 
     let err = plugin
         .connection_spec("acme", "default", serde_json::json!({}), AuthSpec::None, vec![])

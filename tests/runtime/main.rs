@@ -1,6 +1,7 @@
 //! The component host end to end: real components built from source, real HTTP on loopback.
 
 mod cache;
+mod confinement;
 mod connectors;
 mod contract;
 mod egress;

@@ -46,7 +46,7 @@ write = { connection = "api", stream = "contacts", input = "mapped", mode = "ups
     let mapped_id: weft_flow::StepId = "mapped".to_owned().try_into().unwrap();
     let mapped = &plan.schemas[&mapped_id];
     assert_eq!(mapped["properties"]["name"], serde_json::json!({"type": "string"}));
-    assert_eq!(plan.connections["api"].spec.derived_hosts, ["http://127.0.0.1:9"]);
+    assert_eq!(plan.connections["api"].spec.derived_hosts.iter().map(|h| h.host.as_str()).collect::<Vec<_>>(), ["http://127.0.0.1:9"]);
 }
 
 #[tokio::test]
@@ -169,7 +169,7 @@ config.fields = { "${var.name_field}" = "name" }
     assert!(production.schemas[&mapped]["properties"].get("Name").is_some());
     let staging = check(body, Some("staging")).await.unwrap_or_else(|e| panic!("{e}"));
     assert!(staging.schemas[&mapped]["properties"].get("Staging_Name").is_some());
-    assert_eq!(staging.connections["api"].spec.derived_hosts, ["http://127.0.0.1:10"]);
+    assert_eq!(staging.connections["api"].spec.derived_hosts.iter().map(|h| h.host.as_str()).collect::<Vec<_>>(), ["http://127.0.0.1:10"]);
     let err = check(body, Some("prod")).await.err().expect("unknown environment");
     assert!(err.contains("this flow has no environment `prod`") && err.contains("it has: staging"), "{err}");
 }

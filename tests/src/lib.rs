@@ -29,6 +29,7 @@ pub const MONDAY: &str = "weft_plugin_monday";
 pub const PARTNER_CENTER: &str = "weft_plugin_partner_center";
 pub const HOSTILE_TRANSFORM: &str = "weft_guest_hostile_transform";
 pub const TRESPASSER: &str = "weft_guest_trespasser";
+pub const IMPOSTOR: &str = "weft_guest_impostor";
 pub const OLD_CONTRACT: &str = "weft_guest_old_contract";
 
 /// A runtime with small slot counts, no on-disk cache, and `limits` adjusted by the caller.

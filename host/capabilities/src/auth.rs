@@ -406,7 +406,7 @@ impl Authenticator {
             .clone()
     }
 
-    fn remember(&self, secret: &Secret) {
+    pub(crate) fn remember(&self, secret: &Secret) {
         let mut list = self.sensitive.lock().expect("sensitive list poisoned");
         // The value and the form in which it appears in a URL or form body.
         let encoded = Secret::new(
@@ -753,6 +753,7 @@ impl Authenticator {
             url,
             headers,
             body: Some(body.expose().as_bytes().to_vec()),
+            confined: true,
         };
         let (resp, _) = transport
             .execute(outgoing, None, &sensitive)

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::auth::{AuthSpec, Authenticator, CredentialPlacement};
 use crate::budget::RateBudget;
-use crate::egress::{EgressError, EgressPolicy, HostRule};
+use crate::egress::{DerivedHost, EgressError, EgressPolicy, HostRule};
 use crate::http::{self, HttpError, HttpLimits, Request, Response, Transport, host_for_messages};
 use crate::secrets::{Secret, SecretRef, Secrets, redact};
 
@@ -28,9 +28,12 @@ pub struct ConnectionSpec {
     pub auth: AuthSpec,
     /// Hosts the flow file allows explicitly, with their `allow_http` / `allow_private` flags.
     pub egress: Vec<HostRule>,
-    /// Hosts the plugin derived from the config (URLs or bare hosts); https and global addresses
-    /// only.
-    pub derived_hosts: Vec<String>,
+    /// Hosts derived from the flow file: the plugin's host templates expanded over the config.
+    /// https and global addresses only. (The token URL's host is added by [`Connection::new`].)
+    pub derived_hosts: Vec<DerivedHost>,
+    /// Hosts the plugin declared that nothing in the flow file implies (templates without a
+    /// placeholder): not allowed unless the flow's egress lists them. Kept to show operators.
+    pub declined_hosts: Vec<String>,
     /// Where the credential goes, as the plugin's `describe` says.
     pub placement: CredentialPlacement,
     /// The secret webhook signatures are computed with, if the connection receives webhooks.
@@ -52,11 +55,30 @@ impl ConnectionSpec {
             auth: AuthSpec::None,
             egress: Vec::new(),
             derived_hosts: Vec::new(),
+            declined_hosts: Vec::new(),
             placement: CredentialPlacement::default(),
             webhook_secret: None,
             limits: HttpLimits::default(),
             rate: None,
         }
+    }
+}
+
+impl ConnectionSpec {
+    /// The hosts the connection may reach: the flow's `egress`, the hosts derived from its
+    /// config, and the host of its auth's token URL (the operator's, reached for the exchange
+    /// like any host the flow names). Nothing else: [`declined_hosts`](Self::declined_hosts) are
+    /// not on it.
+    pub fn policy(&self) -> Result<EgressPolicy, EgressError> {
+        let mut derived = self.derived_hosts.clone();
+        if let Some(token_url) = self.auth.token_url()
+            && let Ok(url) = reqwest::Url::parse(token_url)
+            && let Some(host) = crate::egress::url_host(&url)
+        {
+            let host = crate::egress::display_host(&host, url.port());
+            derived.push(DerivedHost::new(host, "auth token_url"));
+        }
+        EgressPolicy::new(self.name.clone(), self.egress.clone(), derived)
     }
 }
 
@@ -138,24 +160,24 @@ impl Connection {
     /// after the upstream rejects it with 401); configuration mistakes that can be seen now are
     /// reported now.
     pub fn new(spec: ConnectionSpec, secrets: Secrets) -> Result<Self, ConnectionError> {
+        let policy = spec.policy();
         let ConnectionSpec {
             name,
             tenant,
             config,
             auth,
-            egress,
-            derived_hosts,
+            egress: _,
+            derived_hosts: _,
+            declined_hosts: _,
             placement,
             webhook_secret,
             limits,
             rate,
         } = spec;
         let budget = rate.map(|r| crate::budget::shared(&crate::budget::credential_identity(&tenant, &auth), r));
-        let policy = EgressPolicy::new(name.clone(), egress, &derived_hosts).map_err(|source| {
-            ConnectionError::Egress {
-                connection: name.clone(),
-                source,
-            }
+        let policy = policy.map_err(|source| ConnectionError::Egress {
+            connection: name.clone(),
+            source,
         })?;
         if !matches!(auth, AuthSpec::None | AuthSpec::Basic { .. }) {
             placement
@@ -381,7 +403,8 @@ impl Connection {
                 self.inner.name
             ))
         })?;
-        self.inner
+        let secret = self
+            .inner
             .secrets
             .resolve(&self.inner.tenant, reference)
             .await
@@ -390,7 +413,10 @@ impl Connection {
                     "connection {:?} (webhook_secret): {e}",
                     self.inner.name
                 ))
-            })
+            })?;
+        // Held by the run from now on, so redacted from everything a plugin says.
+        self.inner.auth.remember(&secret);
+        Ok(secret)
     }
 }
 
@@ -431,6 +457,12 @@ impl Connections {
                 }
             ))
         })
+    }
+
+    /// Every secret value any of the connections has used so far: what a [`Redactor`](crate::Redactor)
+    /// scrubs from plugin text.
+    pub fn known_secrets(&self) -> Vec<Secret> {
+        self.by_name.values().flat_map(Connection::known_secrets).collect()
     }
 
     /// The connections' names, sorted.

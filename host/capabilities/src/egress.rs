@@ -91,9 +91,13 @@ fn is_global_v6(ip: Ipv6Addr) -> bool {
 
 /// One host a connection may reach.
 ///
-/// Hosts are exact: `api.zendesk.com` does not allow `evil.api.zendesk.com`. In a flow file a rule
-/// is written `{ host = "127.0.0.1:9000", allow_http = true, allow_private = true }`; `host` may
-/// carry a port (then only that port is allowed) and IPv6 literals are written in brackets.
+/// Rules match exactly: `api.zendesk.com` does not allow `evil.api.zendesk.com`, and a rule
+/// names one port: `127.0.0.1:9000` allows that port only, and a rule without a port allows
+/// only the scheme's default (443 for https, 80 for http where `allow_http` is set). Its flags
+/// hold for exactly that host and port. In a flow file a rule is written
+/// `{ host = "127.0.0.1:9000", allow_http = true, allow_private = true }`; IPv6 literals are
+/// written in brackets; `credential = false` allows the host without sending it the
+/// connection's credential (a CDN, a storage host behind signed URLs).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "HostRuleToml")]
 pub struct HostRule {
@@ -101,6 +105,7 @@ pub struct HostRule {
     port: Option<u16>,
     allow_http: bool,
     allow_private: bool,
+    credential: bool,
 }
 
 #[derive(Deserialize)]
@@ -111,6 +116,12 @@ struct HostRuleToml {
     allow_http: bool,
     #[serde(default)]
     allow_private: bool,
+    #[serde(default = "yes")]
+    credential: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl TryFrom<HostRuleToml> for HostRule {
@@ -119,7 +130,8 @@ impl TryFrom<HostRuleToml> for HostRule {
     fn try_from(t: HostRuleToml) -> Result<Self, Self::Error> {
         Ok(HostRule::parse(&t.host)?
             .allow_http(t.allow_http)
-            .allow_private(t.allow_private))
+            .allow_private(t.allow_private)
+            .credential(t.credential))
     }
 }
 
@@ -160,7 +172,28 @@ impl HostRule {
             port: url.port(),
             allow_http: false,
             allow_private: false,
+            credential: true,
         })
+    }
+
+    /// Whether requests to this host carry the connection's credential (the default).
+    pub fn credential(mut self, send: bool) -> Self {
+        self.credential = send;
+        self
+    }
+
+    /// Whether requests to this host carry the connection's credential.
+    pub fn receives_credential(&self) -> bool {
+        self.credential
+    }
+
+    /// Whether the rule allows `port` for `scheme`: its own port, or the scheme's default when
+    /// it names none.
+    fn allows_port(&self, scheme: &str, port: u16) -> bool {
+        match self.port {
+            Some(p) => p == port,
+            None => port == default_port(scheme),
+        }
     }
 
     /// Restricts the rule to one port.
@@ -215,6 +248,9 @@ impl fmt::Display for HostRule {
         }
         if self.allow_private {
             f.write_str(" (private addresses allowed)")?;
+        }
+        if !self.credential {
+            f.write_str(" (no credential)")?;
         }
         Ok(())
     }
@@ -283,49 +319,108 @@ pub enum EgressDenied {
     },
 }
 
+/// A host a connection reaches because the flow file implies it: expanded from one of the
+/// plugin's host templates over the connection's config, or the host of the auth's token URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DerivedHost {
+    /// A URL or `host[:port]`.
+    pub host: String,
+    /// Where it came from, for operators reading the host list (`template https://{subdomain}.zendesk.com`).
+    pub from: String,
+}
+
+impl DerivedHost {
+    /// `host`, derived from `from`.
+    pub fn new(host: impl Into<String>, from: impl Into<String>) -> Self {
+        Self {
+            host: host.into(),
+            from: from.into(),
+        }
+    }
+}
+
+impl From<&str> for DerivedHost {
+    fn from(host: &str) -> Self {
+        Self::new(host, "derived")
+    }
+}
+
+/// One host of a connection's allowlist with where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyEntry {
+    /// The rule, flags merged over every source.
+    pub rule: HostRule,
+    /// `egress` for the flow's list, otherwise what it was derived from.
+    pub sources: Vec<String>,
+}
+
 /// The set of hosts one connection may reach.
 #[derive(Debug, Clone)]
 pub struct EgressPolicy {
     connection: String,
     /// Keyed by (host, port); rules for the same key are merged by OR-ing their flags.
-    rules: BTreeMap<(String, Option<u16>), HostRule>,
+    rules: BTreeMap<(String, Option<u16>), PolicyEntry>,
 }
 
 impl EgressPolicy {
     /// Builds the policy for `connection` from the explicit rules of the flow file and the hosts
-    /// derived from the connection's config by the plugin.
+    /// derived from it (the plugin's templates over the connection's config, the token URL).
     ///
     /// Derived hosts (URLs or bare hosts) only ever allow https to global addresses: a plugin
     /// cannot grant itself plain http or private addresses; only the flow file can.
     pub fn new(
         connection: impl Into<String>,
         explicit: impl IntoIterator<Item = HostRule>,
-        derived: impl IntoIterator<Item = impl AsRef<str>>,
+        derived: impl IntoIterator<Item = impl Into<DerivedHost>>,
     ) -> Result<Self, EgressError> {
         let mut policy = Self {
             connection: connection.into(),
             rules: BTreeMap::new(),
         };
         for rule in explicit {
-            policy.add(rule);
+            policy.add(rule, "egress");
         }
         for host in derived {
-            policy.add(HostRule::parse(host.as_ref())?);
+            let host = host.into();
+            policy.add(HostRule::parse(&host.host)?, &host.from);
         }
         Ok(policy)
     }
 
-    fn add(&mut self, rule: HostRule) {
+    fn add(&mut self, rule: HostRule, source: &str) {
         let key = (rule.host.clone(), rule.port);
         match self.rules.get_mut(&key) {
             Some(existing) => {
-                existing.allow_http |= rule.allow_http;
-                existing.allow_private |= rule.allow_private;
+                existing.rule.allow_http |= rule.allow_http;
+                existing.rule.allow_private |= rule.allow_private;
+                // The credential goes to a host only if every source agrees: an operator's
+                // `credential = false` is not undone by a template naming the same host.
+                existing.rule.credential &= rule.credential;
+                if !existing.sources.iter().any(|s| s == source) {
+                    existing.sources.push(source.to_owned());
+                }
             }
             None => {
-                self.rules.insert(key, rule);
+                self.rules.insert(
+                    key,
+                    PolicyEntry {
+                        rule,
+                        sources: vec![source.to_owned()],
+                    },
+                );
             }
         }
+    }
+
+    /// Every host with where it came from, sorted by host.
+    pub fn entries(&self) -> impl Iterator<Item = &PolicyEntry> {
+        self.rules.values()
+    }
+
+    /// Whether any rule allows private addresses, i.e. whether a client that may connect to
+    /// them is needed at all.
+    pub fn any_private(&self) -> bool {
+        self.rules.values().any(|e| e.rule.allow_private)
     }
 
     /// The connection this policy belongs to.
@@ -335,26 +430,30 @@ impl EgressPolicy {
 
     /// Every rule, sorted by host.
     pub fn rules(&self) -> impl Iterator<Item = &HostRule> {
-        self.rules.values()
+        self.rules.values().map(|e| &e.rule)
     }
 
-    /// The rule that allows `host` on `port`, preferring a port-specific rule.
-    pub fn rule_for(&self, host: &str, port: u16) -> Option<&HostRule> {
+    /// The rule that allows `host` on `port` for `scheme`: the rule naming that port, or a
+    /// port-less rule when `port` is the scheme's default. Nothing else: a port-less rule does
+    /// not open the host's other ports.
+    pub fn rule_for(&self, scheme: &str, host: &str, port: u16) -> Option<&HostRule> {
         let host = normalize_host(host);
-        self.rules
-            .get(&(host.clone(), Some(port)))
-            .or_else(|| self.rules.get(&(host, None)))
+        [Some(port), None]
+            .into_iter()
+            .filter_map(|p| self.rules.get(&(host.clone(), p)))
+            .map(|e| &e.rule)
+            .find(|r| r.allows_port(scheme, port))
     }
 
     /// Whether any rule names `host` (on any port), and if so whether any of them allows private
-    /// addresses. The resolver sees only names, not ports, so `allow_private` applies to a host
-    /// name on every port its rules allow.
+    /// addresses. The resolver sees only names, not ports: it is asked only for requests whose
+    /// own rule (host and port) was checked to allow private addresses, see [`EgressResolver`].
     fn name_allows_private(&self, host: &str) -> Option<bool> {
         let host = normalize_host(host);
         self.rules
             .range((host.clone(), None)..)
             .take_while(|((h, _), _)| *h == host)
-            .map(|(_, r)| r.allow_private)
+            .map(|(_, e)| e.rule.allow_private)
             .reduce(|a, b| a || b)
     }
 
@@ -374,7 +473,7 @@ impl EgressPolicy {
             });
         }
         let rule = self
-            .rule_for(&host, port)
+            .rule_for(scheme, &host, port)
             .ok_or_else(|| EgressDenied::HostNotAllowed {
                 host: shown.clone(),
                 connection: self.connection.clone(),
@@ -402,8 +501,12 @@ impl EgressPolicy {
         Ok(rule)
     }
 
-    /// Whether `url`'s host (any port, any scheme) is on the allowlist; used to decide whether a
-    /// credential may be attached.
+    /// Whether a rule names exactly the host and port of `spec` (a URL or `host[:port]`).
+    pub fn lists(&self, spec: &str) -> bool {
+        HostRule::parse(spec).is_ok_and(|r| self.rules.contains_key(&(r.host, r.port)))
+    }
+
+    /// Whether `url` (scheme, host and port) is allowed.
     pub fn allows_host(&self, url: &Url) -> bool {
         self.check_url(url).is_ok()
     }
@@ -414,7 +517,7 @@ impl EgressPolicy {
         }
         self.rules
             .values()
-            .map(|r| display_host(&r.host, r.port))
+            .map(|e| display_host(&e.rule.host, e.rule.port))
             .collect::<Vec<_>>()
             .join(", ")
     }
@@ -438,6 +541,14 @@ fn normalize_host(host: &str) -> String {
     }
 }
 
+/// The port a URL of `scheme` uses when it names none.
+fn default_port(scheme: &str) -> u16 {
+    match scheme {
+        "http" => 80,
+        _ => 443,
+    }
+}
+
 pub(crate) fn display_host(host: &str, port: Option<u16>) -> String {
     match (host.contains(':'), port) {
         (true, Some(p)) => format!("[{host}]:{p}"),
@@ -450,15 +561,32 @@ pub(crate) fn display_host(host: &str, port: Option<u16>) -> String {
 /// The DNS resolver every connection's HTTP client uses: resolves with the system resolver, then
 /// drops the addresses the connection may not reach. Because reqwest connects only to what this
 /// returns, a check-then-connect race (DNS rebinding) cannot slip a private address through.
+///
+/// A resolver sees a name, never the port it is for, so a connection has two: the public one
+/// keeps only global addresses, whatever the rules; the private one also keeps non-global
+/// addresses of names that some rule allows privately, and is used only for a request whose own
+/// rule (exactly that host and port) allows it.
 #[derive(Debug, Clone)]
 pub struct EgressResolver {
     policy: Arc<EgressPolicy>,
+    private: bool,
 }
 
 impl EgressResolver {
-    /// A resolver enforcing `policy`.
+    /// The public resolver for `policy`: global addresses only.
     pub fn new(policy: Arc<EgressPolicy>) -> Self {
-        Self { policy }
+        Self {
+            policy,
+            private: false,
+        }
+    }
+
+    /// The resolver for requests whose rule allows private addresses.
+    pub fn private(policy: Arc<EgressPolicy>) -> Self {
+        Self {
+            policy,
+            private: true,
+        }
     }
 
     /// Resolves `host` and keeps only the addresses the policy allows.
@@ -471,7 +599,8 @@ impl EgressResolver {
                     host: host.to_owned(),
                     connection: policy.connection.clone(),
                     allowed: policy.allowed_list(),
-                })?;
+                })?
+                && self.private;
         let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host, 0))
             .await
             .map_err(|e| EgressDenied::Unresolvable {

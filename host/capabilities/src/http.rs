@@ -193,11 +193,19 @@ pub(crate) struct Outgoing {
     pub(crate) url: Url,
     pub(crate) headers: HeaderMap,
     pub(crate) body: Option<Vec<u8>>,
+    /// Redirects may not leave the request's origin: its body carries secrets (a token
+    /// request's client secret or refresh token).
+    pub(crate) confined: bool,
 }
 
-/// One connection's HTTP client and the rules it sends under.
+/// One connection's HTTP clients and the rules it sends under.
 pub(crate) struct Transport {
+    /// Connects to global addresses only.
     client: reqwest::Client,
+    /// Also connects to the non-global addresses of names some rule allows privately; used only
+    /// for a hop whose own rule (host and port) allows private addresses. `None` when no rule
+    /// does.
+    private_client: Option<reqwest::Client>,
     policy: Arc<EgressPolicy>,
     limits: HttpLimits,
 }
@@ -230,19 +238,29 @@ impl Transport {
         policy: Arc<EgressPolicy>,
         limits: HttpLimits,
     ) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
-            // Proxies would resolve and connect on our behalf, bypassing the egress resolver;
-            // HTTP(S)_PROXY in the host's environment must not change where plugins can go.
-            .no_proxy()
-            // Redirects are followed by `execute`, which re-checks policy and credentials per hop.
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(limits.connect_timeout)
-            .dns_resolver(Arc::new(EgressResolver::new(policy.clone())))
-            .tls_backend_preconfigured(tls_config())
-            .user_agent(concat!("weft/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        let build = |resolver: EgressResolver| {
+            reqwest::Client::builder()
+                // Proxies would resolve and connect on our behalf, bypassing the egress resolver;
+                // HTTP(S)_PROXY in the host's environment must not change where plugins can go.
+                .no_proxy()
+                // Redirects are followed by `execute`, which re-checks policy and credentials per
+                // hop.
+                .redirect(reqwest::redirect::Policy::none())
+                .connect_timeout(limits.connect_timeout)
+                .dns_resolver(Arc::new(resolver))
+                .tls_backend_preconfigured(tls_config())
+                .user_agent(concat!("weft/", env!("CARGO_PKG_VERSION")))
+                .build()
+        };
+        let client = build(EgressResolver::new(policy.clone()))?;
+        let private_client = if policy.any_private() {
+            Some(build(EgressResolver::private(policy.clone()))?)
+        } else {
+            None
+        };
         Ok(Self {
             client,
+            private_client,
             policy,
             limits,
         })
@@ -271,15 +289,22 @@ impl Transport {
             mut url,
             mut headers,
             mut body,
+            confined,
         } = req;
         let origin = url.origin();
         let mut redirects = 0u32;
         loop {
-            self.policy
+            let rule = self
+                .policy
                 .check_url(&url)
                 .map_err(|d| HttpError::Denied(redact(&d.to_string(), sensitive)))?;
+            let client = match &self.private_client {
+                Some(private) if rule.allows_private() => private,
+                _ => &self.client,
+            };
             let host = host_for_messages(&url);
-            let attach = credential.filter(|_| url.origin() == origin);
+            let attach =
+                credential.filter(|_| url.origin() == origin && rule.receives_credential());
             let mut wire_url = url.clone();
             let mut builder_headers = headers.clone();
             match attach {
@@ -305,8 +330,7 @@ impl Transport {
                 }
                 None => {}
             }
-            let mut builder = self
-                .client
+            let mut builder = client
                 .request(method.clone(), wire_url)
                 .headers(builder_headers);
             if let Some(b) = &body {
@@ -343,6 +367,12 @@ impl Transport {
                         "too many redirects: more than {} starting from {}",
                         self.limits.max_redirects,
                         host_for_messages(&url)
+                    )));
+                }
+                if confined && next.origin() != origin {
+                    return Err(HttpError::Denied(format!(
+                        "redirect from {host} to {} refused: this request carries secrets in its body and may not leave {host}",
+                        host_for_messages(&next)
                     )));
                 }
                 if let Err(denied) = self.policy.check_url(&next) {
@@ -519,6 +549,7 @@ pub(crate) fn validate(
         url,
         headers,
         body: req.body,
+        confined: false,
     })
 }
 

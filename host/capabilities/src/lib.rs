@@ -11,7 +11,8 @@
 //!   ([`CredentialPlacement`]), token exchange and caching;
 //! - [`secrets`]: `secret:` / `env:` references, encryption at rest, [`redact`];
 //! - [`hmac`]: webhook MACs computed with a secret the plugin never sees;
-//! - [`log`]: plugin log calls into `tracing`;
+//! - [`log`]: plugin log calls into `tracing`, within a per-call budget;
+//! - [`untrusted`]: plugin-supplied text made safe to store and print ([`Redactor`], [`printable`]);
 //! - [`connection`]: [`Connection`] and the per-flow [`Connections`] registry.
 //!
 //! How the runtime wires a connection from a flow file and serves a plugin's `http` import:
@@ -37,7 +38,7 @@
 //! };
 //! // From the plugin's describe: where the token goes and which hosts the config implies.
 //! spec.placement = CredentialPlacement::header("Authorization", "Zoho-oauthtoken {token}");
-//! spec.derived_hosts = vec!["https://www.zohoapis.jp".into(), "accounts.zoho.jp".into()];
+//! spec.derived_hosts = vec!["https://www.zohoapis.jp".into()];
 //!
 //! let connections: Connections = [Connection::new(spec, secrets)?].into_iter().collect();
 //! // A guest call: `http.send("zoho", request)`.
@@ -60,12 +61,14 @@ pub mod hmac;
 pub mod http;
 pub mod log;
 pub mod secrets;
+pub mod untrusted;
 
 pub use auth::{AuthSpec, CredentialPlacement};
 pub use budget::RateBudget;
 pub use connection::{Connection, ConnectionError, ConnectionSpec, Connections};
-pub use egress::{EgressDenied, EgressError, EgressPolicy, EgressResolver, HostRule, is_global};
+pub use egress::{DerivedHost, EgressDenied, EgressError, EgressPolicy, EgressResolver, HostRule, PolicyEntry, is_global};
 pub use hmac::HmacAlgorithm;
 pub use http::{HttpError, HttpLimits, Request, Response};
 pub use log::{LogContext, LogLevel, PluginLogger};
 pub use secrets::{MasterKey, Secret, SecretError, SecretRef, Secrets, redact};
+pub use untrusted::{Redactor, printable};

@@ -3,10 +3,13 @@
 //! Plugin text is untrusted: messages and fields are length-capped and control characters
 //! escaped (no forged log lines), fields named like credentials or bodies are dropped, and known
 //! secret values are redacted, so a careless plugin cannot put a token or a payload in the logs.
+//! Each call has a budget of lines and bytes ([`LogBudget`]); past it, lines are dropped and
+//! counted, and one line says how many when the call ends.
 
 use std::fmt::Write as _;
 
-use crate::secrets::{REDACTED, Secret, redact};
+use crate::secrets::{REDACTED, Secret};
+use crate::untrusted::{Redactor, printable};
 
 /// The `tracing` target of every plugin event, so operators can filter them
 /// (`RUST_LOG=weft::plugin=debug`).
@@ -61,26 +64,62 @@ impl LogContext {
     }
 }
 
-/// Turns one plugin's log calls into `tracing` events.
+/// How much one plugin call may log. A plugin that logs in a loop would otherwise fill the
+/// operator's disk (or terminal) at the speed of the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogBudget {
+    /// Lines kept per call.
+    pub lines: u32,
+    /// Bytes kept per call, counting each line's message and fields as the plugin sent them.
+    pub bytes: u64,
+}
+
+impl Default for LogBudget {
+    fn default() -> Self {
+        Self {
+            lines: 1_000,
+            bytes: 256 * 1024,
+        }
+    }
+}
+
+/// Turns one plugin call's log calls into `tracing` events. One per call: the budget is spent
+/// by that call alone.
 #[derive(Debug, Clone, Default)]
 pub struct PluginLogger {
     context: LogContext,
-    secrets: Vec<Secret>,
+    redactor: Redactor,
+    budget: LogBudget,
+    lines: u32,
+    bytes: u64,
+    dropped_lines: u64,
+    dropped_bytes: u64,
 }
 
 impl PluginLogger {
-    /// A logger attributing events to `context`.
+    /// A logger attributing events to `context`, with the default budget and nothing to redact.
     pub fn new(context: LogContext) -> Self {
         Self {
             context,
-            secrets: Vec::new(),
+            ..Self::default()
         }
     }
 
-    /// Also redacts these values (e.g. [`Connection::known_secrets`](crate::Connection::known_secrets)
-    /// of the plugin's connections).
-    pub fn with_secrets(mut self, secrets: Vec<Secret>) -> Self {
-        self.secrets = secrets;
+    /// Redacts what `redactor` holds (the secrets and tokens of the run's connections).
+    pub fn with_redactor(mut self, redactor: Redactor) -> Self {
+        self.redactor = redactor;
+        self
+    }
+
+    /// Also redacts these values.
+    pub fn with_secrets(self, secrets: Vec<Secret>) -> Self {
+        let redactor = self.redactor.clone().with(secrets);
+        self.with_redactor(redactor)
+    }
+
+    /// Keeps at most this much per call.
+    pub fn with_budget(mut self, budget: LogBudget) -> Self {
+        self.budget = budget;
         self
     }
 
@@ -89,8 +128,25 @@ impl PluginLogger {
         &self.context
     }
 
-    /// Emits one event.
-    pub fn log(&self, level: LogLevel, message: &str, fields: &[(String, String)]) {
+    /// Lines dropped so far because the call's budget was spent.
+    pub fn dropped(&self) -> u64 {
+        self.dropped_lines
+    }
+
+    /// Emits one event, unless the call's budget is spent.
+    pub fn log(&mut self, level: LogLevel, message: &str, fields: &[(String, String)]) {
+        let size = message.len() as u64
+            + fields
+                .iter()
+                .map(|(k, v)| (k.len() + v.len()) as u64)
+                .sum::<u64>();
+        if self.lines >= self.budget.lines || self.bytes + size > self.budget.bytes {
+            self.dropped_lines += 1;
+            self.dropped_bytes += size;
+            return;
+        }
+        self.lines += 1;
+        self.bytes += size;
         let message = self.clean(message, MAX_MESSAGE_BYTES);
         let fields = self.render_fields(fields);
         let c = &self.context;
@@ -124,6 +180,30 @@ impl PluginLogger {
         }
     }
 
+    /// Says, once, how much the call logged beyond its budget. Called when the call ends.
+    pub fn finish(&mut self) {
+        if self.dropped_lines == 0 {
+            return;
+        }
+        let c = &self.context;
+        tracing::warn!(
+            target: TARGET,
+            plugin = %c.plugin,
+            tenant = c.tenant.as_deref(),
+            flow = c.flow.as_deref(),
+            run = c.run.as_deref(),
+            step = c.step.as_deref(),
+            dropped_lines = self.dropped_lines,
+            dropped_bytes = self.dropped_bytes,
+            "plugin logged more than its budget of {} lines or {} bytes in one call; {} more lines were dropped",
+            self.budget.lines,
+            self.budget.bytes,
+            self.dropped_lines,
+        );
+        self.dropped_lines = 0;
+        self.dropped_bytes = 0;
+    }
+
     fn render_fields(&self, fields: &[(String, String)]) -> String {
         let mut out = String::new();
         for (key, value) in fields.iter().take(MAX_FIELDS) {
@@ -147,20 +227,17 @@ impl PluginLogger {
     }
 
     fn clean(&self, text: &str, max: usize) -> String {
-        let redacted = redact(text, &self.secrets);
-        let mut out = String::with_capacity(redacted.len().min(max + 16));
-        for ch in redacted.chars() {
-            if out.len() >= max {
-                out.push_str("...(truncated)");
-                break;
-            }
-            if ch.is_control() {
-                out.extend(ch.escape_default());
-            } else {
-                out.push(ch);
-            }
+        // Cut before redacting too, so a flood of huge lines costs little; then redact and
+        // escape what is kept.
+        let head = match text.char_indices().nth(max) {
+            Some((at, _)) => &text[..at],
+            None => text,
+        };
+        let mut cleaned = printable(&self.redactor.redact(head), max);
+        if head.len() < text.len() && !cleaned.ends_with("cut)") {
+            cleaned.push_str("...(truncated)");
         }
-        out
+        cleaned
     }
 }
 

@@ -59,6 +59,10 @@ pub async fn run(data_dir: &Path, file: &Path, options: &PlanOptions, plugins: &
             failed += 1;
             println!("  {e}");
         }
+        if let Some(bound) = plan.connections.get(&row.name) {
+            println!("  reaches:");
+            print!("{}", crate::hosts::describe(&bound.spec));
+        }
     }
     if failed > 0 {
         bail!("{failed} connection(s) of flow `{name}` failed their check");

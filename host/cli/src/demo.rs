@@ -179,7 +179,7 @@ pub async fn run(data_dir: &Path, args: DemoArgs) -> anyhow::Result<()> {
         None => build_plugins()?,
     };
     let examples = args.examples.unwrap_or_else(|| checkout().join("examples"));
-    std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    crate::private_data_dir(data_dir)?;
 
     let sandbox = Sandbox::start(SandboxConfig::default()).await.context("starting the sandbox")?;
     println!("sandbox   {} emulators on loopback, admin API at {}", sandbox.vendors().count(), sandbox.admin_url());

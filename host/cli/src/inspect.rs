@@ -87,9 +87,15 @@ fn connector_text(info: &ConnectorInfo, load: &LoadReport) -> String {
     }
     let _ = writeln!(out, "\ncontract  weft:plugin@{}", load.contract);
     let _ = writeln!(out, "file      {}", load_line(load));
-    let _ = writeln!(out, "hosts     {}", list(&info.hosts, |h| h.as_str()));
     if let Some(r) = &info.rate_limit {
         let _ = writeln!(out, "rate      {} requests per {} ms per credential", r.requests, r.per_ms);
+    }
+    let _ = writeln!(out, "\nhosts (a connection reaches these, and its auth's token_url; each receives the credential)");
+    if info.hosts.is_empty() {
+        let _ = writeln!(out, "  - (only what a flow lists in the connection's egress)");
+    }
+    for template in &info.hosts {
+        let _ = writeln!(out, "  {template:<40} {}", host_kind(template));
     }
     let _ = writeln!(out, "\nauth");
     for method in &info.auth {
@@ -107,6 +113,15 @@ fn connector_text(info: &ConnectorInfo, load: &LoadReport) -> String {
         stream_text(&mut out, stream);
     }
     out.trim_end().to_owned()
+}
+
+/// How a host template becomes a host of a connection.
+fn host_kind(template: &str) -> &'static str {
+    if template.contains('{') {
+        "from the connection's config"
+    } else {
+        "fixed: allowed only where a flow lists it in the connection's egress"
+    }
 }
 
 fn transform_text(info: &TransformInfo, load: &LoadReport) -> String {
@@ -131,6 +146,7 @@ fn connector_json(info: &ConnectorInfo, load: &LoadReport) -> Value {
         "description": info.description,
         "contract": format!("weft:plugin@{}", load.contract),
         "hosts": info.hosts,
+        "fixed_hosts": info.hosts.iter().filter(|h| !h.contains('{')).collect::<Vec<_>>(),
         "rate_limit": info.rate_limit.as_ref().map(|r| json!({"requests": r.requests, "per_ms": r.per_ms})),
         "auth": info.auth.iter().map(|m| json!({
             "kind": auth_kind_name(m.kind),

@@ -4,6 +4,7 @@
 mod connections;
 mod dataset;
 mod demo;
+mod hosts;
 mod inspect;
 mod run;
 mod runs;
@@ -127,6 +128,8 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("WEFT_LOG").unwrap_or_else(|_| default_filter.into()),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, not into a log file or a pipe.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -201,10 +204,32 @@ async fn store(data_dir: &std::path::Path) -> anyhow::Result<weft_store::Store> 
     match std::env::var("WEFT_DATABASE_URL").ok().filter(|u| !u.is_empty()) {
         Some(url) => weft_store::Store::open_postgres(&url).await.context("opening the PostgreSQL store (WEFT_DATABASE_URL)"),
         None => {
+            private_data_dir(data_dir)?;
             let path = data_dir.join("weft.db");
             weft_store::Store::open_sqlite(&path).await.with_context(|| format!("opening the store {}", path.display()))
         }
     }
+}
+
+/// The data directory holds the store, the master key and compiled plugins: the owner's only,
+/// also when an older version created it open to others.
+fn private_data_dir(data_dir: &std::path::Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(data_dir).with_context(|| format!("creating the data directory {}", data_dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(data_dir)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("making the data directory {} private (mode 0700)", data_dir.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// The runtime the commands use: default limits, compiled components cached under the data

@@ -69,7 +69,7 @@ pub fn print_report(report: &weft_engine::RunReport) {
         println!("{:<20} {:<9} {:>6} {:>9} {:>9} {:>7}", s.step, s.status, s.pages, s.records_in, s.records_out, s.failed);
     }
     for s in report.steps.iter().filter(|s| s.status == "failed") {
-        println!("step {} failed: {}", s.step, s.error.as_deref().unwrap_or("no reason recorded"));
+        println!("step {} failed: {}", s.step, weft_capabilities::printable(s.error.as_deref().unwrap_or("no reason recorded"), usize::MAX));
     }
     if report.steps.iter().any(|s| s.failed > 0) {
         println!("failed records: weft runs errors {}", report.id);

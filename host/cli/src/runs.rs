@@ -1,5 +1,6 @@
 //! `weft runs`: what ran, how it went, and the records that failed.
 
+use weft_capabilities::printable;
 use std::path::{Path, PathBuf};
 
 use anyhow::bail;
@@ -78,14 +79,16 @@ pub async fn run(data_dir: &Path, tenant: &str, command: RunsCommand) -> anyhow:
                 println!("finished {} ({:.1} s)", when(f), took.as_secs_f64());
             }
             if let Some(e) = &r.error {
-                println!("error {e}");
+                // Stored errors are escaped when written; escaped again here for rows an older
+                // version wrote.
+                println!("error {}", printable(e, usize::MAX));
             }
             println!("\n{:<20} {:<9} {:>6} {:>9} {:>9} {:>7} {:>9}", "step", "status", "pages", "in", "out", "failed", "seconds");
             for s in steps {
                 let secs = s.finished_at.and_then(|f| f.duration_since(s.started_at).ok()).map_or(0.0, |d| d.as_secs_f64());
                 println!("{:<20} {:<9} {:>6} {:>9} {:>9} {:>7} {:>9.2}", s.step, s.status, s.pages, s.records_in, s.records_out, s.failed, secs);
                 if let Some(e) = s.error {
-                    println!("  error: {e}");
+                    println!("  error: {}", printable(&e, usize::MAX));
                 }
             }
         }
@@ -137,7 +140,7 @@ pub async fn run(data_dir: &Path, tenant: &str, command: RunsCommand) -> anyhow:
                         let record = e.record.as_deref().and_then(|r| serde_json::from_str(r).ok()).unwrap_or(serde_json::Value::Null);
                         println!("{}", serde_json::json!({"seq": e.seq, "step": e.step, "error": e.error, "record": record}));
                     }
-                    Format::Csv => println!("{},{},{},{}", e.seq, csv_field(&e.step), csv_field(&e.error), csv_field(e.record.as_deref().unwrap_or(""))),
+                    Format::Csv => println!("{},{},{},{}", e.seq, csv_field(&e.step), csv_field(&printable(&e.error, usize::MAX)), csv_field(e.record.as_deref().unwrap_or(""))),
                 }
             }
         }

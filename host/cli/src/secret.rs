@@ -20,7 +20,7 @@ pub enum SecretCommand {
 }
 
 async fn open(data_dir: &Path) -> anyhow::Result<Secrets> {
-    std::fs::create_dir_all(data_dir).with_context(|| format!("creating the data directory {}", data_dir.display()))?;
+    crate::private_data_dir(data_dir)?;
     let store = crate::store(data_dir).await?;
     let key = MasterKey::load(data_dir).context("loading the master key")?;
     Ok(Secrets::new(store, key))

@@ -89,8 +89,9 @@ async fn receive(
         return (StatusCode::INTERNAL_SERVER_ERROR, "the webhook connection is not a connector").into_response();
     };
     let (parts, body) = request.into_parts();
-    let Ok(body) = axum::body::to_bytes(body, 16 << 20).await else {
-        return (StatusCode::PAYLOAD_TOO_LARGE, "a delivery is at most 16 MiB").into_response();
+    // The listener has read the whole body already, within its cap and deadline.
+    let Ok(body) = axum::body::to_bytes(body, usize::MAX).await else {
+        return (StatusCode::BAD_REQUEST, "the delivery's body could not be read").into_response();
     };
     let inbound = weft_runtime::InboundRequest {
         method: parts.method.to_string(),
@@ -249,7 +250,7 @@ pub async fn run(data_dir: &Path, tenant: &str, args: ServeArgs) -> anyhow::Resu
         let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
         eprintln!("webhooks on http://{}/hooks/{{flow}}", listener.local_addr()?);
         tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
+            if let Err(e) = weft_listener::serve(listener, app, weft_listener::Limits::default()).await {
                 tracing::error!(error = %e, "the webhook server stopped");
             }
         });

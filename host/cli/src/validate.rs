@@ -49,6 +49,10 @@ pub async fn run(data_dir: &Path, file: &Path, options: &PlanOptions, plugins: &
     let f = &flow.file;
     println!("flow `{}`: {} steps in order {}", f.name.get_ref(), flow.order.len(), flow.order.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" -> "));
     println!("connections: {}", f.connections.keys().map(|k| k.get_ref().to_string()).collect::<Vec<_>>().join(", "));
+    for (name, bound) in &plan.connections {
+        println!("  {name} ({}) reaches:", bound.plugin.info().name);
+        print!("{}", crate::hosts::describe(&bound.spec));
+    }
     if !missing.is_empty() {
         for m in &missing {
             eprintln!("missing: {m}");

@@ -39,7 +39,7 @@ fn inspect_describes_every_first_party_plugin() {
     assert!(conn.status.success(), "{}", text(&conn.stderr));
     let out = text(&conn.stdout);
     assert!(out.starts_with("http-json 0.1.0 (connector)\n"), "{out}");
-    assert!(out.contains("hosts     {base_url}"), "{out}");
+    assert!(out.lines().any(|l| l.trim_start().starts_with("{base_url}") && l.ends_with("from the connection's config")), "{out}");
     assert!(out.contains("api-key                    header `X-Api-Key: {token}`"), "{out}");
     assert!(out.contains("\n  items\n"), "{out}");
     assert!(out.contains("    cursor       updated_at"), "{out}");
@@ -1028,4 +1028,87 @@ async fn serve_receives_zendesk_ticket_events_and_writes_the_tickets_into_zoho()
     assert_eq!((&record["Name"], &record["Priority"]), (&serde_json::json!("Printer on fire"), &serde_json::json!("urgent")));
     std::process::Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap();
     tokio::task::spawn_blocking(move || server.wait().unwrap()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_a_plugin_echoes_reaches_neither_the_terminal_nor_the_store() {
+    const TOKEN: &str = "live-api-token-7f3a9c";
+    let upstream = weft_tests::upstream::Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let set = weft(&data, &["secret", "set", "api_token"], Some(TOKEN));
+    assert!(set.status.success(), "{}", text(&set.stderr));
+    let flow = dir.path().join("leaky.toml");
+    // The impostor fetches an upstream that echoes the request's headers (its own credential
+    // among them) and puts the answer, after forged terminal output, into a log line and into
+    // the error it fails with.
+    std::fs::write(
+        &flow,
+        format!(
+            r#"name = "leaky"
+[connections.api]
+plugin = "weft_guest_impostor"
+config = {{ base_url = "{url}" }}
+auth = {{ kind = "bearer", token = "secret:api_token" }}
+egress = [{{ host = "{host}", allow_http = true, allow_private = true }}]
+
+[[steps]]
+id = "attempt"
+read = {{ connection = "api", stream = "attempt", options = {{ op = "leak", url = "{url}/echo-headers", text = "\u001b[2J\r\nrun r0000000000000000 succeeded\u0000 " }} }}
+"#,
+            url = upstream.url(),
+            host = upstream.addr
+        ),
+    )
+    .unwrap();
+    let (d, f) = (data.clone(), flow.to_str().unwrap().to_owned());
+    let run = tokio::task::spawn_blocking(move || weft(&d, &["run", "--plugins", weft_tests::WASM_DIR, &f], None)).await.unwrap();
+    assert!(!run.status.success(), "the leaky step fails");
+    let (stdout, stderr) = (text(&run.stdout), text(&run.stderr));
+    assert!(upstream.seen().iter().any(|s| s.path == "/echo-headers"), "the plugin reached its upstream");
+    for (what, output) in [("stdout", &stdout), ("stderr", &stderr)] {
+        assert!(!output.contains(TOKEN), "the token is on {what}: {output}");
+        assert!(!output.contains('\x1b') && !output.contains('\0'), "control bytes reach the terminal on {what}: {output:?}");
+        assert!(!output.lines().any(|l| l.starts_with("run r0000000000000000 succeeded")), "a forged line on {what}: {output}");
+    }
+    assert!(stdout.contains("<redacted>"), "{stdout}");
+    let run_id = stdout.split_whitespace().nth(1).unwrap().to_owned();
+
+    let d = data.clone();
+    let show = tokio::task::spawn_blocking(move || weft(&d, &["runs", "show", &run_id], None)).await.unwrap();
+    let shown = text(&show.stdout);
+    assert!(shown.contains("upstream said") && shown.contains("<redacted>"), "{shown}");
+    assert!(!shown.contains(TOKEN) && !shown.contains('\x1b'), "{shown:?}");
+
+    // Nothing the run stored holds the token in clear (the secret itself is sealed).
+    for file in ["weft.db", "weft.db-wal"] {
+        if let Ok(bytes) = std::fs::read(data.join(file)) {
+            assert!(!bytes.windows(TOKEN.len()).any(|w| w == TOKEN.as_bytes()), "{file} holds the token in clear");
+        }
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn the_data_directory_and_the_database_are_private_even_when_an_older_version_left_them_open() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let list = weft(&data, &["secret", "list"], None);
+    assert!(list.status.success(), "{}", text(&list.stderr));
+    assert_eq!(mode(&data), 0o700);
+    for file in ["weft.db", "weft.db-wal", "weft.db-shm"] {
+        let path = data.join(file);
+        if path.exists() {
+            assert_eq!(mode(&path), 0o600, "{file}");
+        }
+    }
+    // As an older weft left them.
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(data.join("weft.db"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let list = weft(&data, &["secret", "list"], None);
+    assert!(list.status.success(), "{}", text(&list.stderr));
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join("weft.db")), 0o600);
 }

@@ -326,7 +326,7 @@ pub async fn plan_with(flow: &Flow, options: &PlanOptions, plugins: &PluginDirec
         for rule in egress {
             let r = rule.get_ref();
             match HostRule::parse(&substitute_text(r.host.get_ref(), &variables)) {
-                Ok(h) => rules.push(h.allow_http(r.allow_http).allow_private(r.allow_private)),
+                Ok(h) => rules.push(h.allow_http(r.allow_http).allow_private(r.allow_private).credential(r.credential)),
                 Err(e) => out.push(Diagnostic::new(e.to_string(), at(&r.host))),
             }
         }

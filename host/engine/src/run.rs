@@ -245,6 +245,9 @@ fn write_mode(mode: weft_flow::model::WriteMode) -> bindings::WriteMode {
     }
 }
 
+/// The longest error text stored for a step or a failed record.
+const MAX_STORED_ERROR_BYTES: usize = 8192;
+
 /// The run in progress.
 struct Execution<'a> {
     flow: &'a Flow,
@@ -295,6 +298,9 @@ impl<'a> Execution<'a> {
     }
 
     async fn finish(&mut self, id: &StepId, error: Option<String>) -> Result<(), StoreError> {
+        // Step errors quote plugins and upstreams: scrubbed of every secret the run holds and
+        // escaped before they are stored (and so before `weft runs show` prints them).
+        let error = error.map(|e| self.context.redactor().clean(&e, MAX_STORED_ERROR_BYTES));
         let record = self.record(id);
         if record.status == "running" {
             record.status = if error.is_some() { "failed".into() } else { "succeeded".into() };
@@ -309,8 +315,10 @@ impl<'a> Execution<'a> {
 
     async fn log_error(&mut self, id: &StepId, record: Option<&Value>, error: &str) -> Result<(), StoreError> {
         self.record(id).failed += 1;
-        let text = record.map(Value::to_string);
-        self.store.error_append(&self.run, id.as_str(), text.as_deref(), error).await
+        let redactor = self.context.redactor();
+        let text = record.map(|r| redactor.redact(&r.to_string()));
+        let error = redactor.clean(error, MAX_STORED_ERROR_BYTES);
+        self.store.error_append(&self.run, id.as_str(), text.as_deref(), &error).await
     }
 
     /// Pushes `records`, produced by `from`, through every downstream step `include` admits.

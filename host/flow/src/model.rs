@@ -178,6 +178,14 @@ pub struct EgressRule {
     /// The host may resolve to loopback or private addresses (local emulators).
     #[serde(default)]
     pub allow_private: bool,
+    /// Requests to the host carry the connection's credential (the default); `false` for a
+    /// host that must not receive it (a storage host reached through signed URLs).
+    #[serde(default = "default_true")]
+    pub credential: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// One step; exactly one of `read`, `transform`, `write`, `condition` and `for_each`.

@@ -49,6 +49,22 @@ impl PluginError {
         f.clone()
     }
 
+    /// The same error with its text cleaned by `clean` (the runtime passes every plugin
+    /// error through a [`Redactor`](weft_capabilities::Redactor) before anything sees it).
+    pub fn map_text(self, clean: impl Fn(&str) -> String) -> PluginError {
+        match self {
+            PluginError::Config(m) => PluginError::Config(clean(&m)),
+            PluginError::Auth(m) => PluginError::Auth(clean(&m)),
+            PluginError::RateLimited(r) => PluginError::RateLimited(RateLimit { message: clean(&r.message), ..r }),
+            PluginError::Upstream(u) => PluginError::Upstream(UpstreamFailure { body_excerpt: clean(&u.body_excerpt), ..u }),
+            PluginError::Unavailable(m) => PluginError::Unavailable(clean(&m)),
+            PluginError::InvalidRecord(m) => PluginError::InvalidRecord(clean(&m)),
+            PluginError::Denied(m) => PluginError::Denied(clean(&m)),
+            PluginError::Timeout(m) => PluginError::Timeout(clean(&m)),
+            PluginError::Internal(m) => PluginError::Internal(clean(&m)),
+        }
+    }
+
     /// Whether the host may retry the call that failed with this error.
     pub fn is_retryable(&self) -> bool {
         match self {

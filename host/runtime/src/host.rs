@@ -6,7 +6,8 @@ use std::time::Duration;
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, Result as WasmResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-use weft_capabilities::{Connections, HmacAlgorithm, LogLevel, PluginLogger, http as cap_http};
+use weft_capabilities::log::LogBudget;
+use weft_capabilities::{Connections, HmacAlgorithm, LogLevel, PluginLogger, Redactor, http as cap_http, printable};
 use weft_store::{StateScope, Store};
 
 use crate::bindings::connector::weft::plugin::{http, log, state, types, webhook_keys};
@@ -41,6 +42,12 @@ impl CallContext {
         self.flow = Some(flow.into());
         self
     }
+
+    /// What scrubs the secrets and tokens of every connection of the flow from text a plugin
+    /// supplies.
+    pub fn redactor(&self) -> Redactor {
+        Redactor::new(self.connections.clone())
+    }
 }
 
 /// The data of one invocation's `Store`: created fresh per call, dropped after it.
@@ -72,6 +79,7 @@ impl StoreData {
         memory_limit: usize,
         cpu_ticks: u64,
         host_call_time: Duration,
+        log_budget: LogBudget,
     ) -> Self {
         let mut log_context = weft_capabilities::LogContext::plugin(plugin.to_string());
         log_context.tenant = Some(context.tenant.clone());
@@ -84,11 +92,29 @@ impl StoreData {
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
             guard: Guard { memory_limit, memory_exceeded: false, cpu_ticks_left: cpu_ticks, cpu_exceeded: false },
-            logger: PluginLogger::new(log_context),
+            logger: PluginLogger::new(log_context).with_redactor(context.redactor()).with_budget(log_budget),
             context,
             plugin,
             connection,
             host_call_time,
+        }
+    }
+
+    /// The connection this call was made for, when `named` is it: a call is bound to its own
+    /// connection, so naming another one of the flow (to borrow its credential, its token
+    /// response or its webhook secret) is refused and that connection's upstream sees nothing.
+    fn own_connection(&self, named: &str) -> Result<weft_capabilities::Connection, cap_http::HttpError> {
+        match self.connection.as_deref() {
+            Some(own) if own == named => {
+                self.context.connections.require(named).cloned()
+            }
+            Some(own) => Err(cap_http::HttpError::Denied(format!(
+                "this call runs for connection `{own}`; a plugin acts only for the connection its export was called with, not `{}`",
+                printable(named, 64)
+            ))),
+            None => Err(cap_http::HttpError::Denied(
+                "this call runs for no connection (describe or a transform), so it cannot act for one".to_owned(),
+            )),
         }
     }
 
@@ -99,6 +125,13 @@ impl StoreData {
         Ok((store, StateScope::new(self.context.tenant.clone(), self.plugin.to_string(), connection, flow)))
     }
 
+}
+
+impl Drop for StoreData {
+    /// The call is over: say once how much of its log was dropped.
+    fn drop(&mut self) {
+        self.logger.finish();
+    }
 }
 
 /// Runs a host call under the host-call time limit.
@@ -173,13 +206,9 @@ fn method(m: http::Method) -> ::http::Method {
 
 impl http::Host for StoreData {
     async fn send(&mut self, req: http::Request) -> WasmResult<Result<http::Response, http::HttpError>> {
-        let connections = self.context.connections.clone();
-        let Ok(connection) = connections.require(&req.connection) else {
-            return Ok(Err(http::HttpError::InvalidRequest(format!(
-                "no connection named `{}` in this flow (known: {})",
-                req.connection,
-                connections.names().collect::<Vec<_>>().join(", ")
-            ))));
+        let connection = match self.own_connection(&req.connection) {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(to_wit_http_error(e))),
         };
         let request = cap_http::Request {
             method: method(req.method),
@@ -198,8 +227,7 @@ impl http::Host for StoreData {
     }
 
     async fn token_info(&mut self, connection: String) -> WasmResult<Result<Vec<(String, String)>, http::HttpError>> {
-        let connections = self.context.connections.clone();
-        let connection = match connections.require(&connection) {
+        let connection = match self.own_connection(&connection) {
             Ok(c) => c,
             Err(e) => return Ok(Err(to_wit_http_error(e))),
         };
@@ -217,8 +245,7 @@ impl webhook_keys::Host for StoreData {
         algorithm: webhook_keys::MacAlgorithm,
         message: Vec<u8>,
     ) -> WasmResult<Result<Vec<u8>, String>> {
-        let connections = self.context.connections.clone();
-        let connection = match connections.require(&connection) {
+        let connection = match self.own_connection(&connection) {
             Ok(c) => c,
             Err(e) => return Ok(Err(e.to_string())),
         };

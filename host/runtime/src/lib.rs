@@ -22,7 +22,7 @@ mod plugin;
 
 pub use bindings::PluginError;
 pub use cache::CacheOutcome;
-pub use connection::{SpecError, auth_kind_name, expand_template};
+pub use connection::{Expansion, SpecError, TemplateError, auth_kind_name, expand_template};
 pub use contract::{CONTRACT_VERSION, PluginKind, compatible};
 pub use error::{CallError, LoadError};
 pub use host::CallContext;

@@ -22,6 +22,8 @@ pub struct Limits {
     pub calls_per_tenant: u32,
     /// How often the epoch advances; the granularity of `cpu_time`.
     pub epoch_tick: Duration,
+    /// Log lines and bytes one call may emit; the rest are dropped and counted.
+    pub log: weft_capabilities::log::LogBudget,
 }
 
 impl Default for Limits {
@@ -35,6 +37,7 @@ impl Default for Limits {
             instances: 64,
             calls_per_tenant: 16,
             epoch_tick: Duration::from_millis(10),
+            log: weft_capabilities::log::LogBudget::default(),
         }
     }
 }

@@ -16,6 +16,8 @@ use crate::cache::{CacheOutcome, ComponentCache, compile};
 use crate::contract::{self, PluginKind};
 use crate::engine::{self, EpochTicker};
 use crate::host::{CallContext, StoreData};
+use weft_capabilities::Redactor;
+use weft_capabilities::untrusted::MAX_MESSAGE_BYTES;
 use crate::{CallError, Limits, LoadError, PluginError};
 
 pub use capi::{
@@ -235,6 +237,7 @@ impl Runner {
             limits.memory_bytes,
             limits.cpu_ticks(),
             limits.host_call_time,
+            limits.log,
         );
         let mut store = Store::new(&self.inner.engine, data);
         store.limiter(|data| data);
@@ -272,10 +275,19 @@ impl Runner {
             call(&instance, &mut store).await
         })
         .await;
+        // Whatever text the plugin supplied is scrubbed and escaped here, before the engine,
+        // the store or a terminal sees it.
+        let redactor = context.redactor();
         match outcome {
             Ok(Ok(Ok(value))) => Ok(value),
-            Ok(Ok(Err(error))) => Err(CallError::Plugin { plugin: self.name.to_string(), error }),
-            Ok(Err(e)) => Err(self.failure(&store, e)),
+            Ok(Ok(Err(error))) => Err(CallError::Plugin {
+                plugin: self.name.to_string(),
+                error: clean_error(error, &redactor),
+            }),
+            Ok(Err(e)) => Err(match self.failure(&store, e) {
+                CallError::Trap { plugin, message } => CallError::Trap { plugin, message: redactor.clean(&message, MAX_MESSAGE_BYTES) },
+                other => other,
+            }),
             Err(_) => Err(CallError::WallLimit { plugin: self.name.to_string(), limit_ms: wall.as_millis() }),
         }
     }
@@ -308,6 +320,15 @@ impl Runner {
         }
         Ok(())
     }
+}
+
+/// How many records the JSON array `records` holds (0 when it is not one).
+fn count_records(records: &str) -> usize {
+    serde_json::from_str::<Vec<serde::de::IgnoredAny>>(records).map_or(0, |v| v.len())
+}
+
+fn clean_error(error: PluginError, redactor: &Redactor) -> PluginError {
+    error.map_text(|t| redactor.clean(t, MAX_MESSAGE_BYTES))
 }
 
 /// The JSON text of `value`.
@@ -391,7 +412,11 @@ impl ConnectorPlugin {
                 reason: format!("write returned {} outcomes for {records} records", outcomes.len()),
             });
         }
-        Ok(outcomes)
+        let redactor = context.redactor();
+        Ok(outcomes
+            .into_iter()
+            .map(|o| WriteOutcome { error: o.error.map(|e| clean_error(e, &redactor)), ..o })
+            .collect())
     }
 
     pub async fn verify(
@@ -408,10 +433,16 @@ impl ConnectorPlugin {
                 Box::pin(async move { i.weft_plugin_connector_api().call_verify(s, &conn, &request).await })
             })
             .await?;
-        if let Verification::Accepted(events) = &verification {
-            self.runner.check_output(events.iter().map(|e| e.record.len()).sum())?;
+        match verification {
+            Verification::Accepted(events) => {
+                self.runner.check_output(events.iter().map(|e| e.record.len()).sum())?;
+                Ok(Verification::Accepted(events))
+            }
+            Verification::Rejected(reason) => {
+                Ok(Verification::Rejected(context.redactor().clean(&reason, MAX_MESSAGE_BYTES)))
+            }
+            handshake => Ok(handshake),
         }
-        Ok(verification)
     }
 
     pub async fn subscribe(
@@ -493,15 +524,41 @@ impl TransformPlugin {
         })
     }
 
-    /// Runs one batch. `batch.records` is the JSON text of an array of records.
+    /// Runs one batch. `batch.records` is the JSON text of an array of records. Each reject
+    /// names a record of the batch (an index past its end fails the call as malformed) and its
+    /// text is scrubbed like an error's.
     pub async fn process(&self, context: &CallContext, batch: Batch) -> Result<BatchResult, CallError> {
-        let result = self
+        let (result, inputs) = self
             .runner
             .invoke(context, None, &self.pre, move |i, s| {
-                Box::pin(async move { i.weft_plugin_transform_api().call_process(s, &batch).await })
+                Box::pin(async move {
+                    let result = i.weft_plugin_transform_api().call_process(s, &batch).await?;
+                    // Counted only when needed: rejects are rare, batches are large.
+                    let inputs = match &result {
+                        Ok(r) if !r.rejects.is_empty() => count_records(&batch.records),
+                        _ => 0,
+                    };
+                    Ok(result.map(|r| (r, inputs)))
+                })
             })
             .await?;
         self.runner.check_output(result.records.len())?;
-        Ok(result)
+        if let Some(reject) = result.rejects.iter().find(|r| r.index as usize >= inputs) {
+            return Err(CallError::Malformed {
+                plugin: self.runner.name.to_string(),
+                reason: format!("a reject names record {} of a batch of {inputs}", reject.index),
+            });
+        }
+        let redactor = context.redactor();
+        let rejects = result
+            .rejects
+            .into_iter()
+            .map(|r| Reject {
+                index: r.index,
+                reason: redactor.clean(&r.reason, MAX_MESSAGE_BYTES),
+                field: r.field.map(|f| redactor.clean(&f, 256)),
+            })
+            .collect();
+        Ok(BatchResult { records: result.records, rejects })
     }
 }

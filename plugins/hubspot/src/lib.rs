@@ -905,6 +905,8 @@ impl Connector for HubSpot {
             .auth(AuthKind::Bearer, bearer.clone())
             .oauth(AuthKind::Oauth2Refresh, bearer, "https://api.hubapi.com/oauth/v1/token")
             .auth(AuthKind::ApiKey, CredentialPlacement::Query("hapikey".into()))
+            .host("{base_url?}")
+            // Without base_url: HubSpot's own host, a literal a flow allows in its egress.
             .host(DEFAULT_BASE_URL)
             // OAuth apps and Free/Starter portals: 100 requests per 10 s (legacy guidelines).
             .rate_limit(100, Duration::from_secs(10));

@@ -550,6 +550,8 @@ impl Connector for Monday {
             )
             .auth(AuthKind::ApiKey, CredentialPlacement::Header(HeaderTemplate { name: "Authorization".into(), value: "{token}".into() }))
             .auth(AuthKind::Bearer, CredentialPlacement::Header(HeaderTemplate { name: "Authorization".into(), value: "{token}".into() }))
+            // monday's own host is a literal: a flow allows it in the connection's egress.
+            .host("{api_url?}")
             .host("https://api.monday.com")
             // Per-minute query limit of the Pro plan; complexity budgets are enforced by monday
             // and answered as rate-limited.

@@ -296,6 +296,10 @@ impl Connector for PartnerCenter {
                     .writable(&[WriteMode::Create, WriteMode::Update, WriteMode::Upsert]),
             )
             .oauth(AuthKind::Oauth2Refresh, bearer, "https://login.microsoftonline.com/{tenant_id}/oauth2/token")
+            // The configured endpoints are allowed as given; Microsoft's defaults are literals,
+            // which a flow allows in the connection's egress.
+            .host("{api_url?}")
+            .host("{webhooks_url?}")
             .host("https://api.partner.microsoft.com")
             .host("https://api.partnercenter.microsoft.com")
             .host("https://login.microsoftonline.com")

@@ -686,6 +686,10 @@ impl Connector for Salesforce {
             }))
             .oauth(AuthKind::JwtBearer, bearer.clone(), TOKEN_URL)
             .oauth(AuthKind::Oauth2Refresh, bearer, TOKEN_URL)
+            // The instance from the config; without it, the token response's instance_url,
+            // which the flow lists in the connection's egress. The login hosts are reached as
+            // the auth's token_url.
+            .host("{instance_url?}")
             .host("https://login.salesforce.com")
             .host("https://test.salesforce.com")
             // The base daily allocation over a rolling 24 hours (more with licences and add-ons).

@@ -33,8 +33,8 @@
 //! stored state and without seeing the secret. A callback whose body was altered elsewhere than
 //! in `channel_id` and `token` cannot be told apart: Zoho offers nothing to check it with.
 //!
-//! **Config.** `data_center` (`us` by default; `eu`, `in`, `au`, `jp`, `ca`, `cn`, `sa`, `uk`,
-//! `ae`), `environment` (`production`, `sandbox`, `developer`), `api_version` (`v7`), and the
+//! **Config.** `data_center` (`us`, `eu`, `in`, `au`, `jp`, `ca`, `cn`, `sa`, `uk`, `ae`;
+//! required unless `api_url` is given: it is what allows the data centre's hosts), `environment` (`production`, `sandbox`, `developer`), `api_version` (`v7`), and the
 //! explicit overrides `api_url` (replaces the data centre's API domain, e.g. the local sandbox)
 //! and `accounts_url` (the OAuth host, for the connection's token URL). Auth is `oauth2-refresh`
 //! with `Authorization: Zoho-oauthtoken {token}`, the token URL on the data centre's accounts
@@ -72,8 +72,9 @@ const ENVIRONMENTS: [(&str, &str); 3] = [("production", "www"), ("sandbox", "san
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Config {
-    #[serde(default = "default_data_center")]
-    data_center: String,
+    /// Required unless `api_url` is given: it decides which hosts the connection may reach.
+    #[serde(default)]
+    data_center: Option<String>,
     #[serde(default = "default_environment")]
     environment: String,
     #[serde(default = "default_version")]
@@ -87,9 +88,6 @@ struct Config {
     accounts_url: Option<String>,
 }
 
-fn default_data_center() -> String {
-    "us".into()
-}
 fn default_environment() -> String {
     "production".into()
 }
@@ -111,13 +109,18 @@ impl Config {
         if let Some(url) = &self.api_url {
             return Ok(url.trim_end_matches('/').to_owned());
         }
-        // A data centre is named by its code (`eu`) or its API domain's suffix (`com.au`).
-        let dc = self.data_center.trim().to_ascii_lowercase();
-        let Some((_, domain, _)) = DATA_CENTERS.iter().find(|(code, domain, _)| *code == dc || domain.strip_prefix("zohoapis.") == Some(dc.as_str())) else {
-            let known: Vec<&str> = DATA_CENTERS.iter().map(|d| d.0).collect();
+        let known: Vec<&str> = DATA_CENTERS.iter().map(|d| d.0).collect();
+        let Some(dc) = &self.data_center else {
             return Err(Error::config(format!(
-                "connection `{connection}`: unknown data_center `{}`; use one of {}",
-                self.data_center,
+                "connection `{connection}`: set data_center ({}) so weft knows which Zoho hosts the connection reaches, or api_url",
+                known.join(", ")
+            )));
+        };
+        // A data centre is named by its code (`eu`) or its API domain's suffix (`com.au`).
+        let dc = dc.trim().to_ascii_lowercase();
+        let Some((_, domain, _)) = DATA_CENTERS.iter().find(|(code, domain, _)| *code == dc || domain.strip_prefix("zohoapis.") == Some(dc.as_str())) else {
+            return Err(Error::config(format!(
+                "connection `{connection}`: unknown data_center `{dc}`; use one of {}",
                 known.join(", ")
             )));
         };
@@ -514,7 +517,7 @@ impl Connector for ZohoCrm {
                 "type": "object",
                 "additionalProperties": false,
                 "properties": {
-                    "data_center": {"type": "string", "default": "us",
+                    "data_center": {"type": "string",
                         "description": "Where the org lives, by code or API domain suffix (com, com.au, ...): us www.zohoapis.com (accounts.zoho.com), eu .eu, in .in, au .com.au, jp .jp, ca .ca (accounts.zohocloud.ca), cn .com.cn, sa .sa, uk .uk, ae .ae"},
                     "environment": {"type": "string", "enum": ["production", "sandbox", "developer"], "default": "production",
                         "description": "The org's API host: www., sandbox. or developer.zohoapis..."},
@@ -534,15 +537,21 @@ impl Connector for ZohoCrm {
                     .writable(&[WriteMode::Create, WriteMode::Update, WriteMode::Upsert, WriteMode::Delete]),
             );
         }
-        // A template cannot turn a data-centre code into a domain, so every data centre's hosts
-        // are declared; the connector only ever calls the one its config names.
-        for (_, domain, accounts) in DATA_CENTERS {
-            for (_, prefix) in ENVIRONMENTS {
-                info = info.host(&format!("https://{prefix}.{domain}"));
-            }
-            info = info.host(&format!("https://{accounts}"));
+        // The data centre's API hosts, mapped from its code (or domain suffix) by the template,
+        // so a connection reaches only its own data centre's. The accounts host is the auth's
+        // token_url, which the flow names.
+        let data_centers = DATA_CENTERS
+            .iter()
+            .flat_map(|(code, domain, _)| {
+                let suffix = domain.strip_prefix("zohoapis.").unwrap_or(domain);
+                [format!("{code}={domain}"), format!("{suffix}={domain}")]
+            })
+            .collect::<Vec<_>>()
+            .join(",");
+        for (_, prefix) in ENVIRONMENTS {
+            info = info.host(&format!("https://{prefix}.{{data_center?:{data_centers}}}"));
         }
-        info
+        info.host("{api_url?}").host("{api_domain?}")
     }
 
     fn check(conn: &Connection) -> Result<()> {

@@ -229,3 +229,36 @@ async fn organization_export_drops_the_repeated_boundary_second() {
     let (changed, _) = h.read_all("organizations", SyncMode::Incremental, cursor, 100).await;
     assert_eq!(changed.iter().map(|o| o["id"].as_u64().unwrap()).collect::<Vec<_>>(), vec![id]);
 }
+
+/// A delivery verified by its signature (not the bearer token weft registers): `genuine` with
+/// the bearer removed, checked under the signing secret Zendesk issued.
+async fn verify_by_signature(h: &Harness, genuine: InboundRequest) -> weft_runtime::Verification {
+    let secret = ZendeskCase::issued_webhook_secret(h).await.expect("Zendesk issued a signing secret");
+    let context = h.context_with::<ZendeskCase>(ZendeskCase::auth(&h.sandbox), h.config.clone(), Some(secret)).await;
+    let mut delivery = genuine;
+    delivery.headers.retain(|(name, _)| !name.eq_ignore_ascii_case("authorization"));
+    h.verify_in(&context, delivery).await.expect("verify answers")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_signed_now_is_accepted_by_its_signature() {
+    let h = Harness::start::<ZendeskCase>().await;
+    let receiver = Receiver::start().await;
+    let genuine = ZendeskCase::genuine_delivery(&h, &receiver).await;
+    let verification = verify_by_signature(&h, genuine).await;
+    assert!(matches!(verification, weft_runtime::Verification::Accepted(_)), "{verification:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_signed_delivery_is_refused_as_a_replay() {
+    let h = Harness::start::<ZendeskCase>().await;
+    let receiver = Receiver::start().await;
+    // The emulator's clock runs ten minutes ahead, so the timestamp it signs is ten minutes
+    // away from the receiver's now: what a replay of a captured delivery looks like.
+    h.sandbox.advance_clock(Duration::from_secs(600));
+    let genuine = ZendeskCase::genuine_delivery(&h, &receiver).await;
+    match verify_by_signature(&h, genuine).await {
+        weft_runtime::Verification::Rejected(reason) => assert!(reason.contains("at most 300 s"), "{reason}"),
+        other => panic!("a delivery signed ten minutes away was accepted: {other:?}"),
+    }
+}

@@ -468,7 +468,7 @@ async fn jwt_bearer_with_a_non_key_is_an_auth_error() {
     s.set("default", "sf_key", &Secret::new("not a pem"))
         .await
         .unwrap();
-    let sp = spec(AuthSpec::JwtBearer {
+    let mut sp = spec(AuthSpec::JwtBearer {
         token_url: "http://127.0.0.1:9/token".into(),
         issuer: "i".into(),
         subject: "s".into(),
@@ -476,6 +476,7 @@ async fn jwt_bearer_with_a_non_key_is_an_auth_error() {
         private_key: "secret:sf_key".into(),
         lifetime: Some(60),
     });
+    sp.egress.push(crate::support::loopback_on(9));
     let err = connect(sp, &s)
         .send(Request::get("http://127.0.0.1:9/api"))
         .await
@@ -597,6 +598,7 @@ async fn credential_in_query_is_not_in_transport_errors() {
         value: "query-key-secret-42".into(),
     });
     sp.placement = CredentialPlacement::query("key");
+    sp.egress.push(crate::support::loopback_on(port));
     let err = connect(sp, &s)
         .send(Request::get(format!("http://127.0.0.1:{port}/x")))
         .await
@@ -606,24 +608,26 @@ async fn credential_in_query_is_not_in_transport_errors() {
 }
 
 #[tokio::test]
-async fn token_endpoint_must_be_an_allowed_host() {
+async fn the_token_endpoint_the_flow_names_is_reached_over_https_only() {
     let s = secrets().await;
-    let sp = spec(AuthSpec::OAuth2ClientCredentials {
-        token_url: "https://accounts.zoho.jp/oauth/v2/token".into(),
+    let auth = |url: &str| AuthSpec::OAuth2ClientCredentials {
+        token_url: url.into(),
         client_id: "id".into(),
         client_secret: "secret:x".into(),
         scope: None,
-    });
-    let err = Connection::new(sp, s).unwrap_err();
-    assert!(
-        matches!(err, ConnectionError::TokenEndpoint { .. }),
-        "{err}"
-    );
+    };
+    // The operator wrote the token URL: its host is on the list, named as where it came from.
+    let sp = spec(auth("https://accounts.zoho.jp/oauth/v2/token"));
+    let policy = sp.policy().unwrap();
+    let entry = policy.entries().find(|e| e.rule.host() == "accounts.zoho.jp").expect("the token host is allowed");
+    assert_eq!(entry.sources, ["auth token_url"]);
+    assert!(!entry.rule.allows_http() && !entry.rule.allows_private());
+    Connection::new(sp, s.clone()).expect("an https token endpoint needs no egress rule");
+    // Plain http still needs the flow's egress rule to say so.
+    let err = Connection::new(spec(auth("http://accounts.zoho.jp/oauth/v2/token")), s).unwrap_err();
+    assert!(matches!(err, ConnectionError::TokenEndpoint { .. }), "{err}");
     let text = err.to_string();
-    assert!(
-        text.contains("accounts.zoho.jp") && text.contains("egress"),
-        "{text}"
-    );
+    assert!(text.contains("accounts.zoho.jp") && text.contains("only https"), "{text}");
 }
 
 #[tokio::test]
@@ -693,7 +697,7 @@ async fn token_endpoint_goes_through_the_egress_resolver() {
         scope: None,
     });
     sp.egress.push(
-        weft_capabilities::HostRule::parse("localhost")
+        weft_capabilities::HostRule::parse(&format!("localhost:{}", p.up.port()))
             .unwrap()
             .allow_http(true),
     );

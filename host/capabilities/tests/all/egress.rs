@@ -3,7 +3,7 @@
 use axum::http::{StatusCode, header};
 use weft_capabilities::{AuthSpec, ConnectionSpec, HostRule, HttpError, Request};
 
-use crate::support::{Upstream, bearer_spec, connect, loopback, secrets, spec};
+use crate::support::{Upstream, bearer_spec, connect, loopback, loopback_on, secrets, spec};
 
 async fn ok_upstream() -> Upstream {
     Upstream::start(|_| async { "ok" }).await
@@ -28,7 +28,7 @@ async fn refuses_loopback_literal_unless_allowed_private() {
     let up = ok_upstream().await;
     let s = secrets().await;
     let conn = connect(
-        allowing(vec![HostRule::parse("127.0.0.1").unwrap().allow_http(true)]),
+        allowing(vec![HostRule::parse(&format!("127.0.0.1:{}", up.port())).unwrap().allow_http(true)]),
         &s,
     );
     let msg = denied(conn.send(Request::get(up.url("/"))).await);
@@ -39,7 +39,7 @@ async fn refuses_loopback_literal_unless_allowed_private() {
         "the refused request reached the upstream"
     );
 
-    let conn = connect(allowing(vec![loopback()]), &s);
+    let conn = connect(allowing(loopback()), &s);
     let resp = conn.send(Request::get(up.url("/"))).await.unwrap();
     assert_eq!((resp.status, resp.body.as_slice()), (200, &b"ok"[..]));
 }
@@ -48,7 +48,7 @@ async fn refuses_loopback_literal_unless_allowed_private() {
 async fn refuses_ipv6_loopback_literal() {
     let s = secrets().await;
     let conn = connect(
-        allowing(vec![HostRule::parse("::1").unwrap().allow_http(true)]),
+        allowing(vec![HostRule::parse("[::1]:9").unwrap().allow_http(true)]),
         &s,
     );
     let msg = denied(conn.send(Request::get("http://[::1]:9/")).await);
@@ -60,7 +60,7 @@ async fn refuses_ipv4_mapped_loopback_literal() {
     let s = secrets().await;
     let conn = connect(
         allowing(vec![
-            HostRule::parse("::ffff:127.0.0.1")
+            HostRule::parse("[::ffff:127.0.0.1]:9")
                 .unwrap()
                 .allow_http(true),
         ]),
@@ -111,7 +111,7 @@ async fn refuses_name_resolving_to_loopback() {
     let up = ok_upstream().await;
     let s = secrets().await;
     let conn = connect(
-        allowing(vec![HostRule::parse("localhost").unwrap().allow_http(true)]),
+        allowing(vec![HostRule::parse(&format!("localhost:{}", up.port())).unwrap().allow_http(true)]),
         &s,
     );
     let msg = denied(conn.send(Request::get(up.localhost_url("/"))).await);
@@ -131,7 +131,7 @@ async fn allows_name_resolving_to_loopback_when_that_host_is_private() {
     let s = secrets().await;
     let conn = connect(
         allowing(vec![
-            HostRule::parse("localhost")
+            HostRule::parse(&format!("localhost:{}", up.port()))
                 .unwrap()
                 .allow_http(true)
                 .allow_private(true),
@@ -149,7 +149,7 @@ async fn allows_name_resolving_to_loopback_when_that_host_is_private() {
 #[tokio::test]
 async fn refuses_host_off_the_allowlist() {
     let s = secrets().await;
-    let conn = connect(allowing(vec![loopback()]), &s);
+    let conn = connect(allowing(vec![loopback_on(8080)]), &s);
     let msg = denied(conn.send(Request::get("https://evil.example/steal")).await);
     assert!(
         msg.contains("evil.example") && msg.contains("not allowed"),
@@ -167,7 +167,7 @@ async fn refuses_plain_http_unless_the_host_allows_it() {
     let s = secrets().await;
     let conn = connect(
         allowing(vec![
-            HostRule::parse("127.0.0.1").unwrap().allow_private(true),
+            HostRule::parse(&format!("127.0.0.1:{}", up.port())).unwrap().allow_private(true),
         ]),
         &s,
     );
@@ -180,7 +180,7 @@ async fn refuses_plain_http_unless_the_host_allows_it() {
 async fn refuses_port_other_than_the_rules() {
     let up = ok_upstream().await;
     let s = secrets().await;
-    let rule = loopback().with_port(up.port().wrapping_add(1).max(1));
+    let rule = loopback_on(up.port().wrapping_add(1).max(1));
     let conn = connect(allowing(vec![rule]), &s);
     let msg = denied(conn.send(Request::get(up.url("/"))).await);
     assert!(msg.contains("not allowed"), "{msg}");
@@ -199,8 +199,8 @@ async fn refuses_redirect_downgrade_to_plain_http() {
     let s = secrets().await;
     let conn = connect(
         allowing(vec![
-            loopback(),
-            HostRule::parse("localhost").unwrap().allow_private(true),
+            loopback_on(up.port()),
+            HostRule::parse(&format!("localhost:{}", target.port())).unwrap().allow_private(true),
         ]),
         &s,
     );
@@ -255,7 +255,7 @@ async fn follows_redirect_to_allowed_host_without_the_credential() {
     let s = secrets().await;
     let mut spec = bearer_spec("tok-origin-only-456");
     spec.egress.push(
-        HostRule::parse("localhost")
+        HostRule::parse(&format!("localhost:{}", other.port()))
             .unwrap()
             .allow_http(true)
             .allow_private(true),
@@ -320,4 +320,50 @@ async fn ignores_proxy_environment_variables() {
         1,
         "the request went to the upstream directly"
     );
+}
+
+#[tokio::test]
+async fn a_port_less_rule_allows_only_the_schemes_default_port() {
+    let up = ok_upstream().await;
+    let s = secrets().await;
+    let conn = connect(
+        allowing(vec![HostRule::parse("127.0.0.1").unwrap().allow_http(true).allow_private(true)]),
+        &s,
+    );
+    let msg = denied(conn.send(Request::get(up.url("/"))).await);
+    assert!(msg.contains("not allowed"), "{msg}");
+    assert!(up.seen().is_empty(), "a port-less rule reached port {}", up.port());
+}
+
+#[tokio::test]
+async fn allow_private_holds_for_its_own_port_only() {
+    // `localhost` is private on the upstream's port; the same name on another port (here a
+    // rule without a port: 443) is public-only, so loopback is refused there.
+    let up = ok_upstream().await;
+    let s = secrets().await;
+    let conn = connect(
+        allowing(vec![
+            HostRule::parse(&format!("localhost:{}", up.port())).unwrap().allow_http(true).allow_private(true),
+            HostRule::parse("localhost").unwrap(),
+        ]),
+        &s,
+    );
+    let resp = conn.send(Request::get(up.localhost_url("/own"))).await.unwrap();
+    assert_eq!(resp.status, 200);
+    let msg = denied(conn.send(Request::get("https://localhost/")).await);
+    assert!(msg.contains("non-global"), "{msg}");
+    let msg = denied(conn.send(Request::get(format!("http://localhost:{}/", up.port() + 1))).await);
+    assert!(msg.contains("not allowed"), "{msg}");
+}
+
+#[tokio::test]
+async fn a_host_allowed_without_credential_never_receives_it() {
+    let up = Upstream::start(|seen| async move { seen.header("authorization").unwrap_or_default() }).await;
+    let s = secrets().await;
+    let mut spec = bearer_spec("tok-not-for-the-cdn");
+    spec.egress = vec![loopback_on(up.port()).credential(false)];
+    let conn = connect(spec, &s);
+    let resp = conn.send(Request::get(up.url("/file"))).await.unwrap();
+    assert_eq!(resp.status, 200);
+    assert_eq!(up.seen_at("/file")[0].header("authorization"), None);
 }

@@ -192,6 +192,7 @@ async fn streamed_response_is_cut_at_the_cap() {
     let s = secrets().await;
     let mut sp = spec(AuthSpec::None);
     sp.limits.max_response_bytes = 1024;
+    sp.egress.push(crate::support::loopback_on(port));
     let conn = connect(sp, &s);
     match conn
         .send(Request::get(format!("http://127.0.0.1:{port}/stream")))

@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use weft_capabilities::{LogContext, LogLevel, PluginLogger, Secret};
+use weft_capabilities::{LogContext, LogLevel, PluginLogger, Secret, log::LogBudget};
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -32,7 +32,7 @@ fn capture(f: impl FnOnce()) -> String {
 
 #[test]
 fn plugin_log_is_attributed_and_never_carries_secrets_or_bodies() {
-    let logger = PluginLogger::new(LogContext {
+    let mut logger = PluginLogger::new(LogContext {
         plugin: "zendesk".into(),
         tenant: Some("default".into()),
         flow: Some("tickets-to-zoho".into()),
@@ -75,7 +75,7 @@ fn plugin_log_is_attributed_and_never_carries_secrets_or_bodies() {
 
 #[test]
 fn levels_map_to_tracing_levels_and_long_messages_are_cut() {
-    let logger = PluginLogger::new(LogContext::plugin("map"));
+    let mut logger = PluginLogger::new(LogContext::plugin("map"));
     let output = capture(|| {
         logger.log(LogLevel::Error, &"x".repeat(10_000), &[]);
         logger.log(LogLevel::Debug, "detail", &[]);
@@ -86,4 +86,41 @@ fn levels_map_to_tracing_levels_and_long_messages_are_cut() {
     );
     assert!(output.contains("(truncated)"), "{output}");
     assert!(output.len() < 4_000, "{}", output.len());
+}
+
+#[test]
+fn a_log_flood_is_cut_at_the_call_budget_and_counted_in_one_line() {
+    let mut logger = PluginLogger::new(LogContext::plugin("chatty")).with_budget(LogBudget {
+        lines: 10,
+        bytes: 1_000_000,
+    });
+    let output = capture(|| {
+        for i in 0..5_000 {
+            logger.log(LogLevel::Info, &format!("line {i}"), &[]);
+        }
+        logger.finish();
+    });
+    assert_eq!(output.lines().count(), 11, "{output}");
+    assert!(output.contains("line 9") && !output.contains("line 10"), "{output}");
+    let last = output.lines().last().unwrap();
+    assert!(last.contains("4990 more lines were dropped"), "{last}");
+    assert!(last.contains("budget of 10 lines"), "{last}");
+}
+
+#[test]
+fn the_byte_budget_holds_however_lines_are_sized() {
+    let mut logger = PluginLogger::new(LogContext::plugin("chatty")).with_budget(LogBudget {
+        lines: 1_000_000,
+        bytes: 10_000,
+    });
+    let output = capture(|| {
+        for _ in 0..1_000 {
+            logger.log(LogLevel::Info, &"y".repeat(1_000), &[("k".into(), "v".repeat(200))]);
+        }
+        logger.finish();
+    });
+    // Eight lines of 1,201 bytes fit in 10,000; the rest are counted.
+    assert_eq!(output.lines().count(), 9, "{output}");
+    assert!(output.contains("992 more lines were dropped"), "{output}");
+    assert!(output.len() < 20_000, "{}", output.len());
 }

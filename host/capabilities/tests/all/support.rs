@@ -78,6 +78,7 @@ impl Upstream {
         let app = axum::Router::new().fallback(record).with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        STARTED.lock().unwrap().push(addr.port());
         tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });
@@ -132,19 +133,30 @@ pub async fn secrets() -> Secrets {
     )
 }
 
-/// 127.0.0.1 as a local emulator: plain http and private addresses allowed.
-pub fn loopback() -> HostRule {
-    HostRule::parse("127.0.0.1")
+/// The ports of the upstreams this test started so far. nextest runs each test in a process of
+/// its own, so these are exactly the test's servers.
+static STARTED: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+
+/// 127.0.0.1 on `port` as a local emulator: plain http and private addresses allowed.
+pub fn loopback_on(port: u16) -> HostRule {
+    HostRule::parse(&format!("127.0.0.1:{port}"))
         .unwrap()
         .allow_http(true)
         .allow_private(true)
 }
 
-/// A connection spec allowing only 127.0.0.1 (http, private).
+/// 127.0.0.1 as a local emulator, on the port of every upstream the test started: rules name
+/// one port each.
+pub fn loopback() -> Vec<HostRule> {
+    STARTED.lock().unwrap().iter().map(|p| loopback_on(*p)).collect()
+}
+
+/// A connection spec allowing only the test's upstreams on 127.0.0.1 (http, private). Start
+/// the upstreams first.
 pub fn spec(auth: AuthSpec) -> ConnectionSpec {
     let mut spec = ConnectionSpec::new("crm");
     spec.auth = auth;
-    spec.egress = vec![loopback()];
+    spec.egress = loopback();
     spec
 }
 

@@ -5,6 +5,8 @@
 //! - `flood`: returns `mib` MiB of records;
 //! - `panic`: panics;
 //! - `snoop`: reports what of the host it can see (environment, arguments, files, sockets);
+//! - `chatter`: logs `mib` MiB in 1 KiB lines, then behaves;
+//! - `misindex`: rejects a record past the end of its batch;
 //! - `echo`: behaves, returning its input.
 
 use serde::Deserialize;
@@ -75,6 +77,19 @@ impl Transform for Hostile {
             }
             "panic" => panic!("the hostile transform panicked on purpose"),
             "snoop" => Ok(Output::records(vec![snoop()])),
+            "chatter" => {
+                let line = "c".repeat(1024);
+                for _ in 0..config.mib * 1024 {
+                    weft_sdk::log::info(&line, &[]);
+                }
+                Ok(Output::records(records))
+            }
+            "misindex" => {
+                let past_the_end = records.len() + 5;
+                let mut output = Output::records(records);
+                output.reject(past_the_end, "no such record", None);
+                Ok(output)
+            }
             _ => Ok(Output::records(records)),
         }
     }
