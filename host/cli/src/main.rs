@@ -46,7 +46,13 @@ enum Command {
     /// Print the JSON Schema of flow files, for editors to complete and check them.
     Schema,
     /// Run a flow once, with live progress and a summary.
-    Run(FlowArgs),
+    Run {
+        #[command(flatten)]
+        flow: FlowArgs,
+        /// When another run of the flow holds it, wait for it to end instead of exiting.
+        #[arg(long)]
+        wait: bool,
+    },
     /// Each connection of a flow: whether its check passes, its credential kind, when its token
     /// expires.
     Connections(FlowArgs),
@@ -165,9 +171,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let (file, plugins, options) = args.plan(&cli.data_dir, &cli.tenant);
             validate::run(&cli.data_dir, &file, &options, &plugins).await
         }
-        Command::Run(args) => {
-            let (file, plugins, options) = args.plan(&cli.data_dir, &cli.tenant);
-            run::run(&cli.data_dir, &file, &options, &plugins).await
+        Command::Run { flow, wait } => {
+            let (file, plugins, options) = flow.plan(&cli.data_dir, &cli.tenant);
+            run::run(&cli.data_dir, &file, &options, &plugins, wait).await
         }
         Command::Connections(args) => {
             let (file, plugins, options) = args.plan(&cli.data_dir, &cli.tenant);

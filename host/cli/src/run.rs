@@ -7,7 +7,17 @@ use anyhow::{Context, bail};
 use weft_capabilities::{MasterKey, Secrets};
 use weft_engine::{PlanOptions, PluginDirectory, RunOptions};
 
-pub async fn run(data_dir: &Path, file: &Path, plan_options: &PlanOptions, plugins: &PluginDirectory) -> anyhow::Result<()> {
+/// How long a run's hold on its flow lasts unless renewed: `WEFT_RUN_LEASE` seconds, 30 by
+/// default. A run whose process died is marked `abandoned` once it lapses.
+pub fn lease() -> std::time::Duration {
+    std::env::var("WEFT_RUN_LEASE")
+        .ok()
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|s| *s > 0.0)
+        .map_or(weft_engine::DEFAULT_LEASE, std::time::Duration::from_secs_f64)
+}
+
+pub async fn run(data_dir: &Path, file: &Path, plan_options: &PlanOptions, plugins: &PluginDirectory, wait: bool) -> anyhow::Result<()> {
     let flow = match weft_flow::load(file) {
         Ok(flow) => flow,
         Err(error) => {
@@ -25,9 +35,21 @@ pub async fn run(data_dir: &Path, file: &Path, plan_options: &PlanOptions, plugi
     };
     let store = crate::store(data_dir).await?;
     let secrets = Secrets::new(store.clone(), MasterKey::load(data_dir).context("loading the master key")?);
-    let options = RunOptions { tenant: plan_options.tenant.clone(), environment: plan_options.environment.clone(), ..RunOptions::default() };
+    let options = RunOptions { tenant: plan_options.tenant.clone(), environment: plan_options.environment.clone(), lease: lease(), ..RunOptions::default() };
     let mut progress = progress_printer();
-    let report = weft_engine::run(&flow, &plan, &store, &secrets, &options, &mut progress).await?;
+    let mut said = false;
+    let report = loop {
+        match weft_engine::run(&flow, &plan, &store, &secrets, &options, &mut progress).await {
+            Err(e @ weft_engine::RunError::FlowBusy { .. }) if wait => {
+                if !said {
+                    eprintln!("{e}\nwaiting for it to end...");
+                    said = true;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            other => break other?,
+        }
+    };
     print_report(&report);
     if !report.succeeded {
         bail!("run {} failed; see `weft runs show {}`", report.id, report.id);

@@ -57,6 +57,7 @@ pub async fn run(data_dir: &Path, tenant: &str, command: RunsCommand) -> anyhow:
     let store = crate::store(data_dir).await?;
     match command {
         RunsCommand::List { limit } => {
+            store.runs_reap(tenant).await?;
             let runs = store.runs_list(tenant, limit).await?;
             if runs.is_empty() {
                 eprintln!("no runs yet for tenant `{tenant}`; start one with `weft run FLOW`");
@@ -66,6 +67,7 @@ pub async fn run(data_dir: &Path, tenant: &str, command: RunsCommand) -> anyhow:
             }
         }
         RunsCommand::Show { run } => {
+            store.runs_reap(tenant).await?;
             let Some((r, steps)) = store.run_get(tenant, &run).await? else {
                 bail!("there is no run `{run}` for tenant `{tenant}` (see `weft runs list`)");
             };
@@ -116,7 +118,7 @@ pub async fn run(data_dir: &Path, tenant: &str, command: RunsCommand) -> anyhow:
                 }
             };
             let secrets = weft_capabilities::Secrets::new(store.clone(), weft_capabilities::MasterKey::load(data_dir)?);
-            let options = weft_engine::RunOptions { tenant: tenant.to_owned(), environment: env, ..Default::default() };
+            let options = weft_engine::RunOptions { tenant: tenant.to_owned(), environment: env, lease: crate::run::lease(), ..Default::default() };
             let report = weft_engine::retry_failed(&flow, &plan, &store, &secrets, &options, &run, &mut |_: &weft_engine::Progress<'_>| {}).await?;
             println!("retry {} of run {run} {}", report.id, if report.succeeded { "succeeded" } else { "failed" });
             for s in &report.steps {

@@ -156,7 +156,15 @@ async fn process_events(served: &Served, store: &Store, secrets: &Secrets, optio
             injected.insert(step.id.get_ref().clone(), records);
         }
     }
-    let report = weft_engine::run_with_events(&served.flow, &served.plan, store, secrets, options, injected, &mut |_: &weft_engine::Progress<'_>| {}).await?;
+    let report = match weft_engine::run_with_events(&served.flow, &served.plan, store, secrets, options, injected, &mut |_: &weft_engine::Progress<'_>| {}).await {
+        Ok(report) => report,
+        // Another run of the flow (a `weft run` beside the server) holds it: the events wait.
+        Err(e @ weft_engine::RunError::FlowBusy { .. }) => {
+            tracing::info!(flow = %name, "{e}; its webhook events wait for the next turn");
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
     println!(
         "{} flow {name} run {} {} for {} webhook event(s)",
         humantime::format_rfc3339_seconds(SystemTime::now()),
@@ -239,7 +247,7 @@ pub async fn run(data_dir: &Path, tenant: &str, args: ServeArgs) -> anyhow::Resu
     }
     let store = crate::store(data_dir).await?;
     let secrets = Secrets::new(store.clone(), MasterKey::load(data_dir).context("loading the master key")?);
-    let options = RunOptions { tenant: tenant.to_owned(), environment: args.env.clone(), ..RunOptions::default() };
+    let options = RunOptions { tenant: tenant.to_owned(), environment: args.env.clone(), lease: crate::run::lease(), ..RunOptions::default() };
     eprintln!("serving {} flow(s) from {}; Ctrl-C stops", served.len(), args.flows.display());
 
     let served = Arc::new(served);
@@ -331,7 +339,15 @@ async fn register(served: &Served, store: &Store, secrets: &Secrets, tenant: &st
 /// Runs one flow and prints a line about it; whether it succeeded.
 async fn run_one(served: &Served, store: &Store, secrets: &Secrets, options: &RunOptions) -> anyhow::Result<bool> {
     let name = served.flow.file.name.get_ref().to_string();
-    let report = weft_engine::run(&served.flow, &served.plan, store, secrets, options, &mut |_: &weft_engine::Progress<'_>| {}).await?;
+    let report = match weft_engine::run(&served.flow, &served.plan, store, secrets, options, &mut |_: &weft_engine::Progress<'_>| {}).await {
+        Ok(report) => report,
+        // Never an overlapping run: the flow is tried again when it is next due.
+        Err(e @ weft_engine::RunError::FlowBusy { .. }) => {
+            tracing::info!(flow = %name, "{e}; not started");
+            return Ok(false);
+        }
+        Err(e) => return Err(e.into()),
+    };
     let (read, written, failed) = report.steps.iter().fold((0, 0, 0), |(r, w, f), s| {
         let is_read = served.flow.file.steps.iter().any(|st| st.get_ref().id.get_ref().as_str() == s.step && st.get_ref().read.is_some());
         let is_write = served.flow.file.steps.iter().any(|st| st.get_ref().id.get_ref().as_str() == s.step && st.get_ref().write.is_some());

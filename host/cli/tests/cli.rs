@@ -1112,3 +1112,114 @@ fn the_data_directory_and_the_database_are_private_even_when_an_older_version_le
     assert_eq!(mode(&data), 0o700);
     assert_eq!(mode(&data.join("weft.db")), 0o600);
 }
+
+/// A flow reading a slow upstream, so a run of it lasts a while.
+fn slow_flow(dir: &std::path::Path, upstream: &weft_tests::upstream::Upstream) -> String {
+    let flow = dir.join("slow.toml");
+    std::fs::write(
+        &flow,
+        format!(
+            r#"name = "slow"
+[connections.api]
+plugin = "http-json"
+config = {{ base_url = "{url}" }}
+egress = [{{ host = "{host}", allow_http = true, allow_private = true }}]
+
+[[steps]]
+id = "items"
+read = {{ connection = "api", stream = "items" }}
+"#,
+            url = upstream.url(),
+            host = upstream.addr
+        ),
+    )
+    .unwrap();
+    flow.to_str().unwrap().to_owned()
+}
+
+fn weft_run(data: &std::path::Path, flow: &str, extra: &[&str], lease: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_weft"));
+    command
+        .args(["run", "--plugins", weft_tests::WASM_DIR, flow])
+        .args(extra)
+        .env("WEFT_DATA_DIR", data)
+        .env("WEFT_RUN_LEASE", lease)
+        .env_remove("WEFT_MASTER_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// Waits until `weft runs list` shows a run of `flow` with `status`; its line.
+fn wait_for_run(data: &std::path::Path, status: &str, within: std::time::Duration) -> String {
+    let started = std::time::Instant::now();
+    loop {
+        let list = text(&weft(data, &["runs", "list"], None).stdout);
+        if let Some(line) = list.lines().find(|l| l.split('\t').nth(2) == Some(status)) {
+            return line.to_owned();
+        }
+        assert!(started.elapsed() < within, "no {status} run within {within:?}: {list}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_run_of_a_running_flow_is_refused_naming_the_holder_or_waits_for_it() {
+    let upstream = weft_tests::upstream::Upstream::start().await;
+    upstream.seed("items", (0..3).map(|i| serde_json::json!({"id": format!("{i}"), "updated_at": "2026-01-01T00:00:00Z"})));
+    upstream.delay_data(std::time::Duration::from_secs(3));
+    let dir = tempfile::tempdir().unwrap();
+    let (data, flow) = (dir.path().join("data"), slow_flow(dir.path(), &upstream));
+    let first = weft_run(&data, &flow, &[], "30").spawn().unwrap();
+    let (d, f) = (data.clone(), flow.clone());
+    let second = tokio::task::spawn_blocking(move || {
+        let holder = wait_for_run(&d, "running", std::time::Duration::from_secs(30));
+        (holder, weft_run(&d, &f, &[], "30").output().unwrap())
+    })
+    .await
+    .unwrap();
+    let (holder_line, second) = second;
+    let holder = holder_line.split('\t').next().unwrap().to_owned();
+    assert!(!second.status.success(), "two runs of one flow at once");
+    let stderr = text(&second.stderr);
+    assert!(stderr.contains(&format!("flow `slow` is running already: run {holder} (process ")), "{stderr}");
+    assert!(stderr.contains(&format!(":{})", first.id())), "the message names the holding process: {stderr}");
+
+    let (d, f) = (data.clone(), flow.clone());
+    let waited = tokio::task::spawn_blocking(move || weft_run(&d, &f, &["--wait"], "30").output().unwrap()).await.unwrap();
+    assert!(waited.status.success(), "{}", text(&waited.stderr));
+    assert!(text(&waited.stderr).contains("waiting for it to end"), "{}", text(&waited.stderr));
+    let first = tokio::task::spawn_blocking(move || first.wait_with_output().unwrap()).await.unwrap();
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let d = data.clone();
+    let list = tokio::task::spawn_blocking(move || text(&weft(&d, &["runs", "list"], None).stdout)).await.unwrap();
+    assert_eq!(list.lines().filter(|l| l.contains("\tsucceeded\t")).count(), 2, "{list}");
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_run_is_marked_abandoned_once_its_lease_lapses_and_the_next_run_takes_over() {
+    let upstream = weft_tests::upstream::Upstream::start().await;
+    upstream.seed("items", (0..3).map(|i| serde_json::json!({"id": format!("{i}"), "updated_at": "2026-01-01T00:00:00Z"})));
+    upstream.delay_data(std::time::Duration::from_secs(60));
+    let dir = tempfile::tempdir().unwrap();
+    let (data, flow) = (dir.path().join("data"), slow_flow(dir.path(), &upstream));
+    let mut victim = weft_run(&data, &flow, &[], "1").spawn().unwrap();
+    let d = data.clone();
+    let running = tokio::task::spawn_blocking(move || wait_for_run(&d, "running", std::time::Duration::from_secs(30))).await.unwrap();
+    victim.kill().unwrap(); // SIGKILL: nothing gets to clean up.
+    victim.wait().unwrap();
+    let id = running.split('\t').next().unwrap().to_owned();
+    let d = data.clone();
+    let abandoned = tokio::task::spawn_blocking(move || wait_for_run(&d, "abandoned", std::time::Duration::from_secs(10))).await.unwrap();
+    assert!(abandoned.starts_with(&id), "{abandoned}");
+    let d = data.clone();
+    let id2 = id.clone();
+    let shown = tokio::task::spawn_blocking(move || text(&weft(&d, &["runs", "show", &id2], None).stdout)).await.unwrap();
+    assert!(shown.contains("abandoned") && shown.contains("the next run resumes from the last committed checkpoint"), "{shown}");
+    // The flow is free again.
+    upstream.delay_data(std::time::Duration::ZERO);
+    let (d, f) = (data.clone(), flow.clone());
+    let next = tokio::task::spawn_blocking(move || weft_run(&d, &f, &[], "1").output().unwrap()).await.unwrap();
+    assert!(next.status.success(), "{}", text(&next.stderr));
+}

@@ -1,11 +1,13 @@
 //! Running flows: binding a checked flow file to its plugins ([`plan`]) and executing the plan
 //! ([`run`](run::run)) with checkpoints, retries and an error log.
 
+mod lease;
 pub mod plan;
 pub mod registry;
 pub mod run;
 pub mod schedule;
 
+pub use lease::DEFAULT_LEASE;
 pub use plan::{BoundConnection, Plan, PlanOptions, plan, plan_with};
 pub use registry::PluginDirectory;
 pub use run::{Progress, RetryPolicy, RunError, RunOptions, RunReport, dataset_key, retry_failed, run, run_with_events};

@@ -20,6 +20,7 @@ use weft_capabilities::{Connection, ConnectionError, Connections, Secrets};
 use weft_flow::model::{Branch, RunAfter, Step, SyncMode};
 use weft_flow::{Flow, StepId};
 use weft_runtime::bindings::{self, PluginError};
+use crate::lease::FlowHold;
 use weft_runtime::{Batch, CallContext, CallError, ReadRequest, WriteRequest, WriteStatus};
 use weft_store::{StepRunRecord, Store, StoreError};
 
@@ -49,11 +50,13 @@ pub struct RunOptions {
     pub retry: RetryPolicy,
     /// Records per write call when the step does not say.
     pub write_batch: usize,
+    /// How long the run's hold on its flow lasts unless renewed (it is renewed every third).
+    pub lease: Duration,
 }
 
 impl Default for RunOptions {
     fn default() -> Self {
-        RunOptions { tenant: "default".into(), environment: None, retry: RetryPolicy::default(), write_batch: 100 }
+        RunOptions { tenant: "default".into(), environment: None, retry: RetryPolicy::default(), write_batch: 100, lease: crate::lease::DEFAULT_LEASE }
     }
 }
 
@@ -64,6 +67,11 @@ pub enum RunError {
     Connection(#[from] ConnectionError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Another run of the flow holds it: runs of one flow never overlap.
+    #[error(
+        "flow `{flow}` is running already: run {run} (process {holder}) holds it until {until}, renewing while it runs; wait for it to end (`weft run --wait`) or see `weft runs show {run}`"
+    )]
+    FlowBusy { flow: String, run: String, holder: String, until: String },
 }
 
 /// A step's state as the run goes, for progress displays.
@@ -745,7 +753,7 @@ pub async fn retry_failed(
         }
     }
     let started = Instant::now();
-    let (run, context) = begin(flow, plan, store, secrets, options).await?;
+    let (run, context, hold) = begin(flow, plan, store, secrets, options).await?;
     let mut execution = Execution {
         flow,
         plan,
@@ -787,6 +795,7 @@ pub async fn retry_failed(
     let succeeded = failed.is_empty();
     let error = (!succeeded).then(|| format!("retry stopped at {}", failed.join(", ")));
     store.run_finish(&run, if succeeded { "succeeded" } else { "failed" }, error.as_deref()).await?;
+    hold.release().await?;
     let steps = flow.order.iter().filter_map(|id| execution.steps.get(id).cloned()).collect();
     Ok(RunReport { id: run, succeeded, steps, took: started.elapsed() })
 }
@@ -818,18 +827,20 @@ pub fn dataset_key(record: &Value, fields: &[String]) -> Result<String, String> 
 }
 
 /// Builds the run's connections, records its start and makes the context its calls share.
-async fn begin(flow: &Flow, plan: &Plan, store: &Store, secrets: &Secrets, options: &RunOptions) -> Result<(String, CallContext), RunError> {
+async fn begin(flow: &Flow, plan: &Plan, store: &Store, secrets: &Secrets, options: &RunOptions) -> Result<(String, CallContext, FlowHold), RunError> {
     let mut connections = Connections::new();
     for bound in plan.connections.values() {
         connections.insert(Connection::new(bound.spec.clone(), secrets.clone())?);
     }
     let run = run_id_new();
     let flow_name = flow.file.name.get_ref().to_string();
+    // The flow first, then the run: a run that is recorded always holds its flow.
+    let hold = FlowHold::take(store, &options.tenant, &flow_name, &run, options.lease).await?;
     store.run_start(&run, &options.tenant, &flow_name, options.environment.as_deref()).await?;
     let mut context = CallContext::new(options.tenant.clone()).with_store(store.clone()).in_flow(flow_name);
     context.connections = Arc::new(connections);
     context.run = Some(run.clone());
-    Ok((run, context))
+    Ok((run, context, hold))
 }
 
 /// Runs a planned flow once and records it in the store.
@@ -856,7 +867,7 @@ pub async fn run_with_events(
     progress: &mut (dyn FnMut(&Progress<'_>) + Send),
 ) -> Result<RunReport, RunError> {
     let started = Instant::now();
-    let (run, context) = begin(flow, plan, store, secrets, options).await?;
+    let (run, context, hold) = begin(flow, plan, store, secrets, options).await?;
 
     // Lookup inputs and everything feeding them are kept whole for the run.
     let mut kept = BTreeSet::new();
@@ -943,6 +954,7 @@ pub async fn run_with_events(
     let succeeded = failed.is_empty();
     let error = (!succeeded).then(|| failed.join("; "));
     store.run_finish(&run, if succeeded { "succeeded" } else { "failed" }, error.as_deref()).await?;
+    hold.release().await?;
     let steps = flow.order.iter().filter_map(|id| execution.steps.get(id).cloned()).collect();
     Ok(RunReport { id: run, succeeded, steps, took: started.elapsed() })
 }

@@ -27,7 +27,7 @@ use std::time::SystemTime;
 
 pub use error::StoreError;
 pub use migrations::{MIGRATIONS, Migration};
-pub use runs::{DatasetInfo, ErrorEntry, RunRecord, StepRunRecord, StoredEvent, Upserted, WebhookSubscription};
+pub use runs::{DatasetInfo, ErrorEntry, FlowLease, LeaseOutcome, RunRecord, StepRunRecord, StoredEvent, Upserted, WebhookSubscription};
 
 /// The tenant used while weft runs a single tenant.
 pub const DEFAULT_TENANT: &str = "default";
@@ -163,10 +163,13 @@ impl Store {
 
     /// The schema version the database is at (the highest applied migration).
     pub async fn schema_version(&self) -> Result<i64, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(db) => db.schema_version().await,
-            Backend::Postgres(db) => db.schema_version().await,
-        }
+        self.retrying(|| async move {
+            match &self.backend {
+                Backend::Sqlite(db) => db.schema_version().await,
+                Backend::Postgres(db) => db.schema_version().await,
+            }
+        })
+        .await
     }
 
     /// Reads one state value; `None` if the key was never set or was deleted.
@@ -176,10 +179,13 @@ impl Store {
         key: &str,
     ) -> Result<Option<Vec<u8>>, StoreError> {
         self.check_key(key)?;
-        match &self.backend {
-            Backend::Sqlite(db) => db.state_get(scope, key).await,
-            Backend::Postgres(db) => db.state_get(scope, key).await,
-        }
+        self.retrying(|| async move {
+            match &self.backend {
+                Backend::Sqlite(db) => db.state_get(scope, key).await,
+                Backend::Postgres(db) => db.state_get(scope, key).await,
+            }
+        })
+        .await
     }
 
     /// Writes one state value, replacing any previous one. Refused when the key or value is over
@@ -222,18 +228,24 @@ impl Store {
     /// Deletes one state value. Returns whether it existed.
     pub async fn state_delete(&self, scope: &StateScope, key: &str) -> Result<bool, StoreError> {
         self.check_key(key)?;
-        match &self.backend {
-            Backend::Sqlite(db) => db.state_delete(scope, key).await,
-            Backend::Postgres(db) => db.state_delete(scope, key).await,
-        }
+        self.retrying(|| async move {
+            match &self.backend {
+                Backend::Sqlite(db) => db.state_delete(scope, key).await,
+                Backend::Postgres(db) => db.state_delete(scope, key).await,
+            }
+        })
+        .await
     }
 
     /// How many keys a scope holds.
     pub async fn state_count(&self, scope: &StateScope) -> Result<u64, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(db) => db.state_count(scope).await,
-            Backend::Postgres(db) => db.state_count(scope).await,
-        }
+        self.retrying(|| async move {
+            match &self.backend {
+                Backend::Sqlite(db) => db.state_count(scope).await,
+                Backend::Postgres(db) => db.state_count(scope).await,
+            }
+        })
+        .await
     }
 
     fn check_key(&self, key: &str) -> Result<(), StoreError> {
@@ -258,10 +270,13 @@ impl Store {
         sealed: &[u8],
     ) -> Result<(), StoreError> {
         check_secret_name(name)?;
-        match &self.backend {
-            Backend::Sqlite(db) => db.secret_put(tenant, name, sealed).await,
-            Backend::Postgres(db) => db.secret_put(tenant, name, sealed).await,
-        }
+        self.retrying(|| async move {
+            match &self.backend {
+                Backend::Sqlite(db) => db.secret_put(tenant, name, sealed).await,
+                Backend::Postgres(db) => db.secret_put(tenant, name, sealed).await,
+            }
+        })
+        .await
     }
 
     /// Reads a secret's sealed bytes; `None` if no secret of that name exists for the tenant.
@@ -270,26 +285,35 @@ impl Store {
         tenant: &str,
         name: &str,
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(db) => db.secret_get(tenant, name).await,
-            Backend::Postgres(db) => db.secret_get(tenant, name).await,
-        }
+        self.retrying(|| async move {
+            match &self.backend {
+                Backend::Sqlite(db) => db.secret_get(tenant, name).await,
+                Backend::Postgres(db) => db.secret_get(tenant, name).await,
+            }
+        })
+        .await
     }
 
     /// Deletes a secret. Returns whether it existed.
     pub async fn secret_delete(&self, tenant: &str, name: &str) -> Result<bool, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(db) => db.secret_delete(tenant, name).await,
-            Backend::Postgres(db) => db.secret_delete(tenant, name).await,
-        }
+        self.retrying(|| async move {
+            match &self.backend {
+                Backend::Sqlite(db) => db.secret_delete(tenant, name).await,
+                Backend::Postgres(db) => db.secret_delete(tenant, name).await,
+            }
+        })
+        .await
     }
 
     /// The tenant's secrets by name, sorted, with when each was last written.
     pub async fn secret_list(&self, tenant: &str) -> Result<Vec<SecretEntry>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(db) => db.secret_list(tenant).await,
-            Backend::Postgres(db) => db.secret_list(tenant).await,
-        }
+        self.retrying(|| async move {
+            match &self.backend {
+                Backend::Sqlite(db) => db.secret_list(tenant).await,
+                Backend::Postgres(db) => db.secret_list(tenant).await,
+            }
+        })
+        .await
     }
 }
 
@@ -310,87 +334,200 @@ fn check_secret_name(name: &str) -> Result<(), StoreError> {
     }
 }
 
+/// How often a store call is tried again after a transient failure, and the first pause.
+const TRANSIENT_RETRIES: u32 = 8;
+const FIRST_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
+
+impl Store {
+    /// Runs `call`, trying it again with growing pauses while it fails transiently (a busy
+    /// SQLite database, a PostgreSQL serialization failure or deadlock, a dropped connection):
+    /// those say nothing about the call itself, and a run should not fail on them.
+    async fn retrying<T, F, Fut>(&self, mut call: F) -> Result<T, StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        let mut pause = FIRST_PAUSE;
+        for attempt in 1.. {
+            match call().await {
+                Err(e) if e.is_transient() && attempt <= TRANSIENT_RETRIES => {
+                    tracing::debug!(attempt, error = %e, "transient store error; trying again");
+                    // Up to half again as long, so contending processes fall out of step.
+                    let jitter = pause.mul_f64(f64::from(std::process::id() % 7 + attempt) % 5.0 / 10.0);
+                    tokio::time::sleep(pause + jitter).await;
+                    pause = (pause * 2).min(std::time::Duration::from_secs(2));
+                }
+                other => return other,
+            }
+        }
+        unreachable!("the loop returns")
+    }
+}
+
 /// Runs, steps, cursors and the error log.
 impl Store {
     /// Records the start of a run.
     pub async fn run_start(&self, id: &str, tenant: &str, flow: &str, environment: Option<&str>) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(db) => db.run_start(id, tenant, flow, environment).await,
-            Backend::Postgres(db) => db.run_start(id, tenant, flow, environment).await,
-        }
+        self.retrying(|| async move {
+            match &self.backend {
+                Backend::Sqlite(db) => db.run_start(id, tenant, flow, environment).await,
+                Backend::Postgres(db) => db.run_start(id, tenant, flow, environment).await,
+            }
+        })
+        .await
     }
 
     /// Records how a run ended.
     pub async fn run_finish(&self, id: &str, status: &str, error: Option<&str>) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(db) => db.run_finish(id, status, error).await,
-            Backend::Postgres(db) => db.run_finish(id, status, error).await,
-        }
+        self.retrying(|| async move {
+            match &self.backend {
+                Backend::Sqlite(db) => db.run_finish(id, status, error).await,
+                Backend::Postgres(db) => db.run_finish(id, status, error).await,
+            }
+        })
+        .await
     }
 
     /// Writes a step's current state (insert or replace).
     pub async fn step_save(&self, run_id: &str, step: &StepRunRecord) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(db) => db.step_save(run_id, step).await,
-            Backend::Postgres(db) => db.step_save(run_id, step).await,
-        }
+        self.retrying(|| async move {
+            match &self.backend {
+                Backend::Sqlite(db) => db.step_save(run_id, step).await,
+                Backend::Postgres(db) => db.step_save(run_id, step).await,
+            }
+        })
+        .await
     }
 
     /// The most recent runs of a tenant, newest first.
     pub async fn runs_list(&self, tenant: &str, limit: u32) -> Result<Vec<RunRecord>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(db) => db.runs_list(tenant, limit).await,
-            Backend::Postgres(db) => db.runs_list(tenant, limit).await,
-        }
+        self.retrying(|| async move {
+            match &self.backend {
+                Backend::Sqlite(db) => db.runs_list(tenant, limit).await,
+                Backend::Postgres(db) => db.runs_list(tenant, limit).await,
+            }
+        })
+        .await
     }
 
     /// The most recent runs of one flow, newest first; with `status`, only runs that ended so.
     pub async fn flow_runs(&self, tenant: &str, flow: &str, status: Option<&str>, limit: u32) -> Result<Vec<RunRecord>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(db) => db.flow_runs(tenant, flow, status, limit).await,
-            Backend::Postgres(db) => db.flow_runs(tenant, flow, status, limit).await,
-        }
+        self.retrying(|| async move {
+            match &self.backend {
+                Backend::Sqlite(db) => db.flow_runs(tenant, flow, status, limit).await,
+                Backend::Postgres(db) => db.flow_runs(tenant, flow, status, limit).await,
+            }
+        })
+        .await
     }
 
     /// One run and its steps.
     pub async fn run_get(&self, tenant: &str, id: &str) -> Result<Option<(RunRecord, Vec<StepRunRecord>)>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(db) => db.run_get(tenant, id).await,
-            Backend::Postgres(db) => db.run_get(tenant, id).await,
-        }
+        self.retrying(|| async move {
+            match &self.backend {
+                Backend::Sqlite(db) => db.run_get(tenant, id).await,
+                Backend::Postgres(db) => db.run_get(tenant, id).await,
+            }
+        })
+        .await
     }
 
     /// Adds a failed record to a run's error log.
     pub async fn error_append(&self, run_id: &str, step: &str, record: Option<&str>, error: &str) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(db) => db.error_append(run_id, step, record, error).await,
-            Backend::Postgres(db) => db.error_append(run_id, step, record, error).await,
-        }
+        self.retrying(|| async move {
+            match &self.backend {
+                Backend::Sqlite(db) => db.error_append(run_id, step, record, error).await,
+                Backend::Postgres(db) => db.error_append(run_id, step, record, error).await,
+            }
+        })
+        .await
     }
 
     /// A run's error log, in the order the failures happened.
     pub async fn run_errors(&self, run_id: &str) -> Result<Vec<ErrorEntry>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(db) => db.run_errors(run_id).await,
-            Backend::Postgres(db) => db.run_errors(run_id).await,
-        }
+        self.retrying(|| async move {
+            match &self.backend {
+                Backend::Sqlite(db) => db.run_errors(run_id).await,
+                Backend::Postgres(db) => db.run_errors(run_id).await,
+            }
+        })
+        .await
     }
 
     /// Where a read step of a flow resumes from.
     pub async fn cursor_get(&self, tenant: &str, flow: &str, step: &str) -> Result<Option<String>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(db) => db.cursor_get(tenant, flow, step).await,
-            Backend::Postgres(db) => db.cursor_get(tenant, flow, step).await,
-        }
+        self.retrying(|| async move {
+            match &self.backend {
+                Backend::Sqlite(db) => db.cursor_get(tenant, flow, step).await,
+                Backend::Postgres(db) => db.cursor_get(tenant, flow, step).await,
+            }
+        })
+        .await
     }
 
     /// Commits a read step's cursor. Callers do this only after every write depending on the
     /// pages before it was acknowledged.
     pub async fn cursor_set(&self, tenant: &str, flow: &str, step: &str, cursor: &str) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(db) => db.cursor_set(tenant, flow, step, cursor).await,
-            Backend::Postgres(db) => db.cursor_set(tenant, flow, step, cursor).await,
-        }
+        self.retrying(|| async move {
+            match &self.backend {
+                Backend::Sqlite(db) => db.cursor_set(tenant, flow, step, cursor).await,
+                Backend::Postgres(db) => db.cursor_set(tenant, flow, step, cursor).await,
+            }
+        })
+        .await
+    }
+}
+
+/// One run per flow at a time: a lease in the store, renewed by its holder, that a dead process
+/// cannot hold for longer than its time to live.
+impl Store {
+    /// Takes flow `flow` for run `run_id` for `ttl`, unless another run holds an unexpired
+    /// lease. A lapsed lease is taken over, and the run that held it, if still `running`, is
+    /// marked `abandoned` with when and why.
+    pub async fn lease_acquire(&self, tenant: &str, flow: &str, run_id: &str, holder: &str, ttl: std::time::Duration) -> Result<LeaseOutcome, StoreError> {
+        let ttl_ms = ttl.as_millis() as i64;
+        self.retrying(|| async move {
+            match &self.backend {
+                Backend::Sqlite(db) => db.lease_acquire(tenant, flow, run_id, holder, ttl_ms).await,
+                Backend::Postgres(db) => db.lease_acquire(tenant, flow, run_id, holder, ttl_ms).await,
+            }
+        })
+        .await
+    }
+
+    /// Extends run `run_id`'s lease on `flow` to `ttl` from now; `false` if it no longer holds it.
+    pub async fn lease_renew(&self, tenant: &str, flow: &str, run_id: &str, ttl: std::time::Duration) -> Result<bool, StoreError> {
+        let ttl_ms = ttl.as_millis() as i64;
+        self.retrying(|| async move {
+            match &self.backend {
+                Backend::Sqlite(db) => db.lease_renew(tenant, flow, run_id, ttl_ms).await,
+                Backend::Postgres(db) => db.lease_renew(tenant, flow, run_id, ttl_ms).await,
+            }
+        })
+        .await
+    }
+
+    /// Gives the flow up, if run `run_id` holds it.
+    pub async fn lease_release(&self, tenant: &str, flow: &str, run_id: &str) -> Result<(), StoreError> {
+        self.retrying(|| async move {
+            match &self.backend {
+                Backend::Sqlite(db) => db.lease_release(tenant, flow, run_id).await,
+                Backend::Postgres(db) => db.lease_release(tenant, flow, run_id).await,
+            }
+        })
+        .await
+    }
+
+    /// Marks `abandoned` every `running` run of the tenant that no live lease holds (its process
+    /// died, or an older weft left it); how many there were.
+    pub async fn runs_reap(&self, tenant: &str) -> Result<u64, StoreError> {
+        self.retrying(|| async move {
+            match &self.backend {
+                Backend::Sqlite(db) => db.runs_reap(tenant).await,
+                Backend::Postgres(db) => db.runs_reap(tenant).await,
+            }
+        })
+        .await
     }
 }
 
@@ -398,34 +535,46 @@ impl Store {
 impl Store {
     /// Upserts `(key, record JSON)` rows into a dataset in one transaction; one outcome per row.
     pub async fn dataset_upsert(&self, tenant: &str, dataset: &str, rows: &[(String, String)]) -> Result<Vec<Upserted>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(db) => db.dataset_upsert(tenant, dataset, rows).await,
-            Backend::Postgres(db) => db.dataset_upsert(tenant, dataset, rows).await,
-        }
+        self.retrying(|| async move {
+            match &self.backend {
+                Backend::Sqlite(db) => db.dataset_upsert(tenant, dataset, rows).await,
+                Backend::Postgres(db) => db.dataset_upsert(tenant, dataset, rows).await,
+            }
+        })
+        .await
     }
 
     /// Deletes the rows with these keys from a dataset in one transaction; how many there were.
     pub async fn dataset_delete(&self, tenant: &str, dataset: &str, keys: &[String]) -> Result<u64, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(db) => db.dataset_delete(tenant, dataset, keys).await,
-            Backend::Postgres(db) => db.dataset_delete(tenant, dataset, keys).await,
-        }
+        self.retrying(|| async move {
+            match &self.backend {
+                Backend::Sqlite(db) => db.dataset_delete(tenant, dataset, keys).await,
+                Backend::Postgres(db) => db.dataset_delete(tenant, dataset, keys).await,
+            }
+        })
+        .await
     }
 
     /// Up to `limit` `(key, record JSON)` rows in key order, after `after`.
     pub async fn dataset_page(&self, tenant: &str, dataset: &str, after: Option<&str>, limit: u32) -> Result<Vec<(String, String)>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(db) => db.dataset_page(tenant, dataset, after, limit).await,
-            Backend::Postgres(db) => db.dataset_page(tenant, dataset, after, limit).await,
-        }
+        self.retrying(|| async move {
+            match &self.backend {
+                Backend::Sqlite(db) => db.dataset_page(tenant, dataset, after, limit).await,
+                Backend::Postgres(db) => db.dataset_page(tenant, dataset, after, limit).await,
+            }
+        })
+        .await
     }
 
     /// The tenant's datasets with their sizes.
     pub async fn dataset_list(&self, tenant: &str) -> Result<Vec<DatasetInfo>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(db) => db.dataset_list(tenant).await,
-            Backend::Postgres(db) => db.dataset_list(tenant).await,
-        }
+        self.retrying(|| async move {
+            match &self.backend {
+                Backend::Sqlite(db) => db.dataset_list(tenant).await,
+                Backend::Postgres(db) => db.dataset_list(tenant).await,
+            }
+        })
+        .await
     }
 }
 
@@ -434,50 +583,68 @@ impl Store {
     /// Keeps a verified event for `flow`; `false` when an event with its id was already kept
     /// (a redelivery), which is then dropped.
     pub async fn event_put(&self, tenant: &str, flow: &str, event: &StoredEvent) -> Result<bool, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(db) => db.event_put(tenant, flow, event).await,
-            Backend::Postgres(db) => db.event_put(tenant, flow, event).await,
-        }
+        self.retrying(|| async move {
+            match &self.backend {
+                Backend::Sqlite(db) => db.event_put(tenant, flow, event).await,
+                Backend::Postgres(db) => db.event_put(tenant, flow, event).await,
+            }
+        })
+        .await
     }
 
     /// Events of `flow` not yet processed, in arrival order.
     pub async fn events_pending(&self, tenant: &str, flow: &str, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(db) => db.events_pending(tenant, flow, limit).await,
-            Backend::Postgres(db) => db.events_pending(tenant, flow, limit).await,
-        }
+        self.retrying(|| async move {
+            match &self.backend {
+                Backend::Sqlite(db) => db.events_pending(tenant, flow, limit).await,
+                Backend::Postgres(db) => db.events_pending(tenant, flow, limit).await,
+            }
+        })
+        .await
     }
 
     /// Marks events processed, after the run that consumed them succeeded.
     pub async fn events_done(&self, tenant: &str, flow: &str, event_ids: &[String]) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(db) => db.events_done(tenant, flow, event_ids).await,
-            Backend::Postgres(db) => db.events_done(tenant, flow, event_ids).await,
-        }
+        self.retrying(|| async move {
+            match &self.backend {
+                Backend::Sqlite(db) => db.events_done(tenant, flow, event_ids).await,
+                Backend::Postgres(db) => db.events_done(tenant, flow, event_ids).await,
+            }
+        })
+        .await
     }
 
     /// Keeps a flow's webhook registration, replacing the one it had.
     pub async fn subscription_put(&self, tenant: &str, subscription: &WebhookSubscription) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(db) => db.subscription_put(tenant, subscription).await,
-            Backend::Postgres(db) => db.subscription_put(tenant, subscription).await,
-        }
+        self.retrying(|| async move {
+            match &self.backend {
+                Backend::Sqlite(db) => db.subscription_put(tenant, subscription).await,
+                Backend::Postgres(db) => db.subscription_put(tenant, subscription).await,
+            }
+        })
+        .await
     }
 
     /// The tenant's webhook registrations (only `flow`'s when given), by flow name.
     pub async fn subscriptions(&self, tenant: &str, flow: Option<&str>) -> Result<Vec<WebhookSubscription>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(db) => db.subscriptions(tenant, flow).await,
-            Backend::Postgres(db) => db.subscriptions(tenant, flow).await,
-        }
+        self.retrying(|| async move {
+            match &self.backend {
+                Backend::Sqlite(db) => db.subscriptions(tenant, flow).await,
+                Backend::Postgres(db) => db.subscriptions(tenant, flow).await,
+            }
+        })
+        .await
     }
 
     /// Forgets a flow's webhook registration; whether there was one.
     pub async fn subscription_delete(&self, tenant: &str, flow: &str) -> Result<bool, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(db) => db.subscription_delete(tenant, flow).await,
-            Backend::Postgres(db) => db.subscription_delete(tenant, flow).await,
-        }
+        self.retrying(|| async move {
+            match &self.backend {
+                Backend::Sqlite(db) => db.subscription_delete(tenant, flow).await,
+                Backend::Postgres(db) => db.subscription_delete(tenant, flow).await,
+            }
+        })
+        .await
     }
 }
 

@@ -136,6 +136,20 @@ CREATE TABLE webhook_subscriptions (
     PRIMARY KEY (tenant, flow)
 );
 "#,
+}, Migration {
+    version: 6,
+    name: "flow leases",
+    sql: r#"
+CREATE TABLE flow_leases (
+    tenant      TEXT    NOT NULL,
+    flow        TEXT    NOT NULL,
+    run_id      TEXT    NOT NULL,
+    holder      TEXT    NOT NULL,
+    expires_at  BIGINT  NOT NULL,
+    PRIMARY KEY (tenant, flow)
+);
+CREATE INDEX runs_by_status ON runs (tenant, status);
+"#,
 }];
 
 

@@ -7,7 +7,8 @@ use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Connection as _, Row as _};
 
 use crate::migrations::{MIGRATIONS, latest_version};
-use crate::{DatasetInfo, ErrorEntry, RunRecord, SecretEntry, StateScope, StepRunRecord, StoreError, StoredEvent, Upserted, WebhookSubscription, millis_to_time, now_millis};
+use crate::runs::abandoned_reason;
+use crate::{DatasetInfo, ErrorEntry, FlowLease, LeaseOutcome, RunRecord, SecretEntry, StateScope, StepRunRecord, StoreError, StoredEvent, Upserted, WebhookSubscription, millis_to_time, now_millis};
 
 /// Every weft process migrating the same database takes this advisory lock first.
 const MIGRATION_LOCK: i64 = 0x7765_6674; // "weft"
@@ -652,5 +653,104 @@ impl PostgresBackend {
             .await
             .map_err(query_err(format!("forget the webhook subscription of flow {flow}")))?;
         Ok(result.rows_affected() > 0)
+    }
+}
+
+impl PostgresBackend {
+    pub(crate) async fn lease_acquire(&self, tenant: &str, flow: &str, run_id: &str, holder: &str, ttl_ms: i64) -> Result<LeaseOutcome, StoreError> {
+        let action = || format!("take the lease of flow {flow}");
+        let mut tx = self.pool.begin().await.map_err(query_err(action()))?;
+        let now = now_millis();
+        let current = sqlx::query("SELECT run_id, holder, expires_at FROM flow_leases WHERE tenant = $1 AND flow = $2 FOR UPDATE")
+            .bind(tenant)
+            .bind(flow)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(query_err(action()))?;
+        let mut abandoned = None;
+        if let Some(row) = current {
+            let lease = FlowLease { run_id: row.get("run_id"), holder: row.get("holder"), expires_at: millis_to_time(row.get("expires_at")) };
+            let expires_at: i64 = row.get("expires_at");
+            if expires_at > now && lease.run_id != run_id {
+                return Ok(LeaseOutcome::Held(lease));
+            }
+            let marked = sqlx::query("UPDATE runs SET status = 'abandoned', finished_at = $1, error = $2 WHERE id = $3 AND status = 'running'")
+                .bind(expires_at)
+                .bind(abandoned_reason(&lease.holder, expires_at))
+                .bind(&lease.run_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(query_err(action()))?;
+            if marked.rows_affected() > 0 {
+                abandoned = Some(lease.run_id);
+            }
+        }
+        // Conditional on the lease having lapsed, so two takers racing on a missing row cannot
+        // both win: the second finds the first's fresh lease and changes nothing.
+        let taken = sqlx::query(
+            "INSERT INTO flow_leases (tenant, flow, run_id, holder, expires_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (tenant, flow) DO UPDATE SET run_id = excluded.run_id, holder = excluded.holder, expires_at = excluded.expires_at
+             WHERE flow_leases.expires_at <= $6 OR flow_leases.run_id = excluded.run_id",
+        )
+        .bind(tenant)
+        .bind(flow)
+        .bind(run_id)
+        .bind(holder)
+        .bind(now + ttl_ms)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(query_err(action()))?;
+        if taken.rows_affected() == 0 {
+            let row = sqlx::query("SELECT run_id, holder, expires_at FROM flow_leases WHERE tenant = $1 AND flow = $2")
+                .bind(tenant)
+                .bind(flow)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(query_err(action()))?;
+            return Ok(LeaseOutcome::Held(FlowLease { run_id: row.get("run_id"), holder: row.get("holder"), expires_at: millis_to_time(row.get("expires_at")) }));
+        }
+        tx.commit().await.map_err(query_err(action()))?;
+        Ok(LeaseOutcome::Acquired { abandoned })
+    }
+
+    pub(crate) async fn lease_renew(&self, tenant: &str, flow: &str, run_id: &str, ttl_ms: i64) -> Result<bool, StoreError> {
+        let renewed = sqlx::query("UPDATE flow_leases SET expires_at = $1 WHERE tenant = $2 AND flow = $3 AND run_id = $4")
+            .bind(now_millis() + ttl_ms)
+            .bind(tenant)
+            .bind(flow)
+            .bind(run_id)
+            .execute(&self.pool)
+            .await
+            .map_err(query_err(format!("renew the lease of flow {flow}")))?;
+        Ok(renewed.rows_affected() > 0)
+    }
+
+    pub(crate) async fn lease_release(&self, tenant: &str, flow: &str, run_id: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM flow_leases WHERE tenant = $1 AND flow = $2 AND run_id = $3")
+            .bind(tenant)
+            .bind(flow)
+            .bind(run_id)
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(query_err(format!("release the lease of flow {flow}")))
+    }
+
+    pub(crate) async fn runs_reap(&self, tenant: &str) -> Result<u64, StoreError> {
+        let now = now_millis();
+        let reaped = sqlx::query(
+            "UPDATE runs SET status = 'abandoned', finished_at = $1,
+               error = 'abandoned: no live process holds its lease (the process running it died); the next run resumes from the last committed checkpoint'
+             WHERE tenant = $2 AND status = 'running'
+               AND NOT EXISTS (SELECT 1 FROM flow_leases l WHERE l.run_id = runs.id AND l.expires_at > $3)",
+        )
+        .bind(now)
+        .bind(tenant)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(query_err("mark runs whose process died as abandoned"))?;
+        Ok(reaped.rows_affected())
     }
 }

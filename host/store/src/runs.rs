@@ -14,7 +14,7 @@ pub struct RunRecord {
     pub flow: String,
     /// The environment the run used (`--env`), if any.
     pub environment: Option<String>,
-    /// `running`, `succeeded` or `failed`.
+    /// `running`, `succeeded`, `failed`, or `abandoned` (its process died: its lease lapsed).
     pub status: String,
     /// When the run started.
     pub started_at: SystemTime,
@@ -117,4 +117,36 @@ pub struct StoredEvent {
     pub action: String,
     /// The record, as JSON.
     pub record: String,
+}
+
+/// Who holds a flow: the one run of it that may be running.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowLease {
+    /// The run holding the flow.
+    pub run_id: String,
+    /// The process running it (`host:pid`), for messages.
+    pub holder: String,
+    /// When the lease lapses unless its holder renews it.
+    pub expires_at: SystemTime,
+}
+
+/// What [`Store::lease_acquire`](crate::Store::lease_acquire) found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseOutcome {
+    /// The run holds the flow now. If a lapsed lease was taken over, `abandoned` names the run
+    /// that held it, now marked `abandoned`.
+    Acquired {
+        /// The run whose holder died.
+        abandoned: Option<String>,
+    },
+    /// Another run holds the flow.
+    Held(FlowLease),
+}
+
+/// The error a run abandoned by its process gets.
+pub(crate) fn abandoned_reason(holder: &str, lapsed_at_ms: i64) -> String {
+    format!(
+        "abandoned: the process running it ({holder}) stopped renewing its lease, which lapsed at {} ms since the epoch; the next run resumes from the last committed checkpoint",
+        lapsed_at_ms
+    )
 }

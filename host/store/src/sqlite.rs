@@ -10,7 +10,8 @@ use sqlx::sqlite::{
 use sqlx::{Connection as _, SqliteConnection};
 
 use crate::migrations::{MIGRATIONS, latest_version};
-use crate::{DatasetInfo, ErrorEntry, RunRecord, StoredEvent, Upserted, WebhookSubscription, SecretEntry, StateScope, StepRunRecord, StoreError, millis_to_time, now_millis};
+use crate::runs::abandoned_reason;
+use crate::{DatasetInfo, ErrorEntry, FlowLease, LeaseOutcome, RunRecord, StoredEvent, Upserted, WebhookSubscription, SecretEntry, StateScope, StepRunRecord, StoreError, millis_to_time, now_millis};
 use sqlx::Row as _;
 
 /// How long a writer waits for another writer (possibly another weft process) before failing.
@@ -25,6 +26,11 @@ fn query_err(action: impl Into<String>) -> impl FnOnce(sqlx::Error) -> StoreErro
     let action = action.into();
     move |source| StoreError::Query { action, source }
 }
+
+/// Every write transaction takes the write lock up front: a deferred transaction that reads and
+/// then writes cannot wait for a concurrent writer (SQLite answers BUSY_SNAPSHOT at once), where
+/// an immediate one waits under the busy timeout.
+const WRITE_TRANSACTION: &str = "BEGIN IMMEDIATE";
 
 /// Creates `dir` (and its parents) readable by its owner only.
 fn private_dir(dir: &Path) -> std::io::Result<()> {
@@ -552,7 +558,7 @@ impl SqliteBackend {
 
     pub(crate) async fn dataset_upsert(&self, tenant: &str, dataset: &str, rows: &[(String, String)]) -> Result<Vec<Upserted>, StoreError> {
         let action = || format!("upsert into dataset {dataset}");
-        let mut tx = self.pool.begin().await.map_err(query_err(action()))?;
+        let mut tx = self.pool.begin_with(WRITE_TRANSACTION).await.map_err(query_err(action()))?;
         let now = now_millis();
         let mut outcomes = Vec::with_capacity(rows.len());
         for (key, record) in rows {
@@ -590,7 +596,7 @@ impl SqliteBackend {
 
     pub(crate) async fn dataset_delete(&self, tenant: &str, dataset: &str, keys: &[String]) -> Result<u64, StoreError> {
         let action = || format!("delete from dataset {dataset}");
-        let mut tx = self.pool.begin().await.map_err(query_err(action()))?;
+        let mut tx = self.pool.begin_with(WRITE_TRANSACTION).await.map_err(query_err(action()))?;
         let mut deleted = 0;
         for key in keys {
             deleted += sqlx::query("DELETE FROM dataset_records WHERE tenant = ? AND dataset = ? AND key = ?")
@@ -676,7 +682,7 @@ impl SqliteBackend {
 
     pub(crate) async fn events_done(&self, tenant: &str, flow: &str, event_ids: &[String]) -> Result<(), StoreError> {
         let action = || format!("mark webhook events of flow {flow} processed");
-        let mut tx = self.pool.begin().await.map_err(query_err(action()))?;
+        let mut tx = self.pool.begin_with(WRITE_TRANSACTION).await.map_err(query_err(action()))?;
         let now = now_millis();
         for id in event_ids {
             sqlx::query("UPDATE webhook_events SET processed_at = ? WHERE tenant = ? AND flow = ? AND event_id = ?")
@@ -744,5 +750,104 @@ impl SqliteBackend {
             .await
             .map_err(query_err(format!("forget the webhook subscription of flow {flow}")))?;
         Ok(result.rows_affected() > 0)
+    }
+}
+
+impl SqliteBackend {
+    pub(crate) async fn lease_acquire(&self, tenant: &str, flow: &str, run_id: &str, holder: &str, ttl_ms: i64) -> Result<LeaseOutcome, StoreError> {
+        let action = || format!("take the lease of flow {flow}");
+        let mut tx = self.pool.begin_with(WRITE_TRANSACTION).await.map_err(query_err(action()))?;
+        let now = now_millis();
+        let current = sqlx::query("SELECT run_id, holder, expires_at FROM flow_leases WHERE tenant = ? AND flow = ?")
+            .bind(tenant)
+            .bind(flow)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(query_err(action()))?;
+        let mut abandoned = None;
+        if let Some(row) = current {
+            let lease = FlowLease { run_id: row.get("run_id"), holder: row.get("holder"), expires_at: millis_to_time(row.get("expires_at")) };
+            let expires_at: i64 = row.get("expires_at");
+            if expires_at > now && lease.run_id != run_id {
+                return Ok(LeaseOutcome::Held(lease));
+            }
+            let marked = sqlx::query("UPDATE runs SET status = 'abandoned', finished_at = ?, error = ? WHERE id = ? AND status = 'running'")
+                .bind(expires_at)
+                .bind(abandoned_reason(&lease.holder, expires_at))
+                .bind(&lease.run_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(query_err(action()))?;
+            if marked.rows_affected() > 0 {
+                abandoned = Some(lease.run_id);
+            }
+        }
+        // Conditional on the lease having lapsed, so two takers racing on a missing row cannot
+        // both win: the second finds the first's fresh lease and changes nothing.
+        let taken = sqlx::query(
+            "INSERT INTO flow_leases (tenant, flow, run_id, holder, expires_at) VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT (tenant, flow) DO UPDATE SET run_id = excluded.run_id, holder = excluded.holder, expires_at = excluded.expires_at
+             WHERE flow_leases.expires_at <= ? OR flow_leases.run_id = excluded.run_id",
+        )
+        .bind(tenant)
+        .bind(flow)
+        .bind(run_id)
+        .bind(holder)
+        .bind(now + ttl_ms)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(query_err(action()))?;
+        if taken.rows_affected() == 0 {
+            let row = sqlx::query("SELECT run_id, holder, expires_at FROM flow_leases WHERE tenant = ? AND flow = ?")
+                .bind(tenant)
+                .bind(flow)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(query_err(action()))?;
+            return Ok(LeaseOutcome::Held(FlowLease { run_id: row.get("run_id"), holder: row.get("holder"), expires_at: millis_to_time(row.get("expires_at")) }));
+        }
+        tx.commit().await.map_err(query_err(action()))?;
+        Ok(LeaseOutcome::Acquired { abandoned })
+    }
+
+    pub(crate) async fn lease_renew(&self, tenant: &str, flow: &str, run_id: &str, ttl_ms: i64) -> Result<bool, StoreError> {
+        let renewed = sqlx::query("UPDATE flow_leases SET expires_at = ? WHERE tenant = ? AND flow = ? AND run_id = ?")
+            .bind(now_millis() + ttl_ms)
+            .bind(tenant)
+            .bind(flow)
+            .bind(run_id)
+            .execute(&self.pool)
+            .await
+            .map_err(query_err(format!("renew the lease of flow {flow}")))?;
+        Ok(renewed.rows_affected() > 0)
+    }
+
+    pub(crate) async fn lease_release(&self, tenant: &str, flow: &str, run_id: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM flow_leases WHERE tenant = ? AND flow = ? AND run_id = ?")
+            .bind(tenant)
+            .bind(flow)
+            .bind(run_id)
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(query_err(format!("release the lease of flow {flow}")))
+    }
+
+    pub(crate) async fn runs_reap(&self, tenant: &str) -> Result<u64, StoreError> {
+        let now = now_millis();
+        let reaped = sqlx::query(
+            "UPDATE runs SET status = 'abandoned', finished_at = ?,
+               error = 'abandoned: no live process holds its lease (the process running it died); the next run resumes from the last committed checkpoint'
+             WHERE tenant = ? AND status = 'running'
+               AND NOT EXISTS (SELECT 1 FROM flow_leases l WHERE l.run_id = runs.id AND l.expires_at > ?)",
+        )
+        .bind(now)
+        .bind(tenant)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(query_err("mark runs whose process died as abandoned"))?;
+        Ok(reaped.rows_affected())
     }
 }

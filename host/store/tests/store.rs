@@ -338,7 +338,9 @@ mod on_both {
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::time::SystemTime;
 
-    use weft_store::{StateLimits, StateScope, StepRunRecord, Store, StoreError, StoredEvent, Upserted, WebhookSubscription};
+    use std::time::Duration;
+
+    use weft_store::{LeaseOutcome, StateLimits, StateScope, StepRunRecord, Store, StoreError, StoredEvent, Upserted, WebhookSubscription};
 
     fn admin_url() -> String {
         std::env::var("WEFT_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
@@ -510,4 +512,121 @@ mod on_both {
     on_both!(the_schema_is_at_the_latest_migration, |store| {
         assert_eq!(store.schema_version().await.unwrap(), weft_store::MIGRATIONS.last().unwrap().version);
     });
+
+    on_both!(one_run_holds_a_flow_and_a_second_is_told_which, |store| {
+        let long = Duration::from_secs(30);
+        assert_eq!(store.lease_acquire("default", "sync", "r1", "host-a:1", long).await.unwrap(), LeaseOutcome::Acquired { abandoned: None });
+        match store.lease_acquire("default", "sync", "r2", "host-b:2", long).await.unwrap() {
+            LeaseOutcome::Held(lease) => assert_eq!((lease.run_id.as_str(), lease.holder.as_str()), ("r1", "host-a:1")),
+            other => panic!("a second run took a held flow: {other:?}"),
+        }
+        // Other flows and other tenants are not held.
+        assert!(matches!(store.lease_acquire("default", "other", "r3", "h", long).await.unwrap(), LeaseOutcome::Acquired { .. }));
+        assert!(matches!(store.lease_acquire("t2", "sync", "r4", "h", long).await.unwrap(), LeaseOutcome::Acquired { .. }));
+        assert!(store.lease_renew("default", "sync", "r1", long).await.unwrap());
+        assert!(!store.lease_renew("default", "sync", "r2", long).await.unwrap(), "only the holder renews");
+        store.lease_release("default", "sync", "r2").await.unwrap();
+        assert!(matches!(store.lease_acquire("default", "sync", "r2", "h", long).await.unwrap(), LeaseOutcome::Held(_)), "only the holder releases");
+        store.lease_release("default", "sync", "r1").await.unwrap();
+        assert_eq!(store.lease_acquire("default", "sync", "r2", "host-b:2", long).await.unwrap(), LeaseOutcome::Acquired { abandoned: None });
+    });
+
+    on_both!(a_lapsed_lease_is_taken_over_and_its_run_marked_abandoned, |store| {
+        store.lease_acquire("default", "sync", "r1", "host-a:41", Duration::from_millis(100)).await.unwrap();
+        store.run_start("r1", "default", "sync", None).await.unwrap();
+        // Its process dies: nothing renews the lease.
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let outcome = store.lease_acquire("default", "sync", "r2", "host-b:42", Duration::from_secs(30)).await.unwrap();
+        assert_eq!(outcome, LeaseOutcome::Acquired { abandoned: Some("r1".into()) });
+        let (run, _) = store.run_get("default", "r1").await.unwrap().unwrap();
+        assert_eq!(run.status, "abandoned");
+        assert!(run.finished_at.is_some());
+        assert!(run.error.as_deref().is_some_and(|e| e.contains("host-a:41") && e.contains("lease")), "{:?}", run.error);
+    });
+
+    on_both!(runs_no_live_lease_holds_are_reaped_as_abandoned, |store| {
+        store.run_start("dead", "default", "sync", None).await.unwrap();
+        store.lease_acquire("default", "live", "alive", "h", Duration::from_secs(30)).await.unwrap();
+        store.run_start("alive", "default", "live", None).await.unwrap();
+        store.run_start("done", "default", "done", None).await.unwrap();
+        store.run_finish("done", "succeeded", None).await.unwrap();
+        assert_eq!(store.runs_reap("default").await.unwrap(), 1);
+        let status = |id: &'static str| {
+            let store = store.clone();
+            async move { store.run_get("default", id).await.unwrap().unwrap().0.status }
+        };
+        assert_eq!(status("dead").await, "abandoned");
+        assert_eq!(status("alive").await, "running");
+        assert_eq!(status("done").await, "succeeded");
+    });
+
+    on_both!(racing_takers_get_exactly_one_lease, |store| {
+        let mut tasks = Vec::new();
+        for i in 0..12 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move { store.lease_acquire("default", "sync", &format!("r{i}"), "h", Duration::from_secs(30)).await }));
+        }
+        let mut acquired = 0;
+        for t in tasks {
+            if matches!(t.await.unwrap().unwrap(), LeaseOutcome::Acquired { .. }) {
+                acquired += 1;
+            }
+        }
+        assert_eq!(acquired, 1);
+    });
+}
+
+/// Two processes' worth of writers on one SQLite file (two pools, as `weft run` beside
+/// `weft serve`): dataset upserts, webhook intake and event processing at once. Every call
+/// succeeds and every event is processed exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writers_and_webhook_intake_neither_fail_nor_process_twice() {
+    use weft_store::StoredEvent;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weft.db");
+    let runner = Store::open_sqlite(&path).await.unwrap();
+    let receiver = Store::open_sqlite(&path).await.unwrap();
+    let mut tasks = Vec::new();
+    for w in 0..4 {
+        let store = runner.clone();
+        tasks.push(tokio::spawn(async move {
+            for page in 0..40 {
+                let rows: Vec<(String, String)> = (0..50).map(|i| (format!("{w}-{i}"), format!("{{\"page\":{page}}}"))).collect();
+                store.dataset_upsert("default", "contacts", &rows).await.map(|_| ())?;
+            }
+            Ok::<_, StoreError>(())
+        }));
+    }
+    for d in 0..4 {
+        let store = receiver.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..100 {
+                let event = StoredEvent { event_id: format!("e{d}-{i}"), seq: 0, stream: "tickets".into(), action: "updated".into(), record: "{}".into() };
+                store.event_put("default", "hooks", &event).await?;
+            }
+            Ok(())
+        }));
+    }
+    let processor = {
+        let store = runner.clone();
+        tokio::spawn(async move {
+            let mut processed = Vec::new();
+            while processed.len() < 400 {
+                let pending = store.events_pending("default", "hooks", 50).await?;
+                let ids: Vec<String> = pending.into_iter().map(|e| e.event_id).collect();
+                store.events_done("default", "hooks", &ids).await?;
+                processed.extend(ids);
+                tokio::task::yield_now().await;
+            }
+            Ok::<_, StoreError>(processed)
+        })
+    };
+    for t in tasks {
+        t.await.unwrap().expect("no writer fails on a busy database");
+    }
+    let mut processed = processor.await.unwrap().expect("the processor never fails");
+    let total = processed.len();
+    processed.sort();
+    processed.dedup();
+    assert_eq!((total, processed.len()), (400, 400), "every event processed exactly once");
 }
