@@ -333,6 +333,38 @@ mod shared {
         cache.insert(key, cached);
     }
 
+    /// The key as the store names it.
+    pub(crate) fn hex(key: &Key) -> String {
+        key.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// What the store keeps of a token (sealed): the token, its non-secret fields, and when it
+    /// is renewed and expires, as wall-clock milliseconds so another process can read them.
+    pub(crate) fn envelope(cached: &Cached) -> Vec<u8> {
+        let wall = |at: Instant| SystemTime::now() + at.saturating_duration_since(Instant::now());
+        let ms = |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        serde_json::json!({
+            "token": cached.token.expose(),
+            "info": cached.info,
+            "renew_at": cached.renew_at.map(|at| ms(wall(at))),
+            "expires_at": cached.expires_at.map(ms),
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    /// The token an [`envelope`] holds, unless it is due for renewal by now.
+    pub(crate) fn from_envelope(bytes: &[u8]) -> Option<Cached> {
+        let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+        let at = |field: &str| value.get(field).and_then(serde_json::Value::as_u64).map(|ms| SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(ms));
+        let renew_at = match at("renew_at") {
+            Some(wall) => Some(Instant::now() + wall.duration_since(SystemTime::now()).ok()?),
+            None => None,
+        };
+        let info = value.get("info").and_then(|i| serde_json::from_value::<Vec<(String, String)>>(i.clone()).ok()).unwrap_or_default();
+        Some(Cached { token: Secret::new(value.get("token")?.as_str()?), renew_at, expires_at: at("expires_at"), info })
+    }
+
     /// Forgets the token kept under `key`, under whichever keys it is kept.
     pub(crate) fn forget(key: &Key) {
         let mut cache = cache();
@@ -456,6 +488,10 @@ impl Authenticator {
             state.current = None;
             for key in std::mem::take(&mut state.cache_keys) {
                 shared::forget(&key);
+                // Refused upstream: no other process may adopt it either.
+                if let Err(e) = self.secrets.token_forget(&self.tenant, &shared::hex(&key)).await {
+                    tracing::warn!(connection = %self.connection, error = %e, "could not forget a refused token in the store; it is refused again and renewed there");
+                }
             }
         }
     }
@@ -574,7 +610,7 @@ impl Authenticator {
                     shared::key(&[&self.tenant, "oauth2-refresh", token_url, client_id.expose(), client_secret.expose(), refresh.expose(), scope.as_deref().unwrap_or("")])
                 };
                 let key = key_for(&current_refresh);
-                if let Some(cached) = shared::get(&key) {
+                if let Some(cached) = self.cached(&key).await {
                     return self.adopt(state, key, cached);
                 }
                 let mut form = vec![
@@ -598,7 +634,7 @@ impl Authenticator {
                     // The next run resolves the rotated refresh token.
                     keys.push(key_for(new_refresh));
                 }
-                self.finish_shared(state, token, &keys)
+                self.finish_shared(state, token, &keys).await
             }
             AuthSpec::OAuth2ClientCredentials {
                 token_url,
@@ -609,7 +645,7 @@ impl Authenticator {
                 let client_id = self.resolve_public("client_id", client_id).await?;
                 let client_secret = self.resolve("client_secret", client_secret).await?;
                 let key = shared::key(&[&self.tenant, "oauth2-client-credentials", token_url, client_id.expose(), client_secret.expose(), scope.as_deref().unwrap_or("")]);
-                if let Some(cached) = shared::get(&key) {
+                if let Some(cached) = self.cached(&key).await {
                     return self.adopt(state, key, cached);
                 }
                 let mut form = vec![
@@ -623,7 +659,7 @@ impl Authenticator {
                 let token = self
                     .exchange(transport, token_url, "client_credentials", form)
                     .await?;
-                self.finish_shared(state, token, &[key])
+                self.finish_shared(state, token, &[key]).await
             }
             AuthSpec::JwtBearer {
                 token_url,
@@ -635,7 +671,7 @@ impl Authenticator {
             } => {
                 let key = self.resolve("private_key", private_key).await?;
                 let cache_key = shared::key(&[&self.tenant, "jwt-bearer", token_url, issuer, subject, audience, key.expose()]);
-                if let Some(cached) = shared::get(&cache_key) {
+                if let Some(cached) = self.cached(&cache_key).await {
                     return self.adopt(state, cache_key, cached);
                 }
                 let lifetime = lifetime.unwrap_or(DEFAULT_JWT_LIFETIME_SECS);
@@ -655,7 +691,7 @@ impl Authenticator {
                 let token = self
                     .exchange(transport, token_url, "jwt-bearer", form)
                     .await?;
-                self.finish_shared(state, token, &[cache_key])
+                self.finish_shared(state, token, &[cache_key]).await
             }
         }
     }
@@ -669,16 +705,40 @@ impl Authenticator {
         Ok((self.place(&cached.token)?, cached.renew_at))
     }
 
-    /// [`Self::finish`], then keeps the token for the other connections of this process.
-    fn finish_shared(&self, state: &mut State, token: TokenResponse, keys: &[shared::Key]) -> Result<(Credential, Option<Instant>), HttpError> {
+    /// [`Self::finish`], then keeps the token for the other connections of this process and,
+    /// sealed in the store, for every other process and run using the same credential.
+    async fn finish_shared(&self, state: &mut State, token: TokenResponse, keys: &[shared::Key]) -> Result<(Credential, Option<Instant>), HttpError> {
         let access = token.access_token.clone();
         let (credential, renew_at) = self.finish(state, token)?;
         let cached = shared::Cached { token: access, renew_at, expires_at: state.expires_at, info: state.info.clone() };
+        let envelope = shared::envelope(&cached);
         for key in keys {
             shared::put(*key, cached.clone());
+            if let Err(e) = self.secrets.token_keep(&self.tenant, &shared::hex(key), &envelope).await {
+                // The token still works for this process; others will exchange their own.
+                tracing::warn!(connection = %self.connection, error = %e, "could not keep the token in the store");
+            }
         }
         state.cache_keys = keys.to_vec();
         Ok((credential, renew_at))
+    }
+
+    /// A token for `key` this process holds, or one another process kept in the store, unless
+    /// it is due for renewal.
+    async fn cached(&self, key: &shared::Key) -> Option<shared::Cached> {
+        if let Some(cached) = shared::get(key) {
+            return Some(cached);
+        }
+        let envelope = match self.secrets.token_load(&self.tenant, &shared::hex(key)).await {
+            Ok(envelope) => envelope?,
+            Err(e) => {
+                tracing::warn!(connection = %self.connection, error = %e, "could not read kept tokens; exchanging a new one");
+                return None;
+            }
+        };
+        let cached = shared::from_envelope(&envelope)?;
+        shared::put(*key, cached.clone());
+        shared::get(key)
     }
 
     fn finish(
@@ -776,7 +836,13 @@ impl Authenticator {
             redact(&text, &self.sensitive())
         };
         // A busy or failing token endpoint is worth retrying; any other answer is a refusal.
-        if resp.status == 429 || resp.status >= 500 {
+        // Zoho says "too many requests" with a 400 when a refresh token mints more than ten
+        // access tokens in ten minutes: that is throttling too.
+        let throttled = resp.status == 400
+            && String::from_utf8_lossy(&resp.body[..resp.body.len().min(2048)])
+                .to_ascii_lowercase()
+                .contains("too many requests");
+        if resp.status == 429 || resp.status >= 500 || throttled {
             return Err(HttpError::Transport(format!(
                 "token endpoint {host} answered HTTP {} to the {grant} grant for connection {:?} (try again later): {}",
                 resp.status,

@@ -354,21 +354,7 @@ impl Secrets {
 
     /// Seals and stores `value` as `name` for `tenant`, replacing any previous value.
     pub async fn set(&self, tenant: &str, name: &str, value: &Secret) -> Result<(), SecretError> {
-        let mut nonce = [0u8; NONCE_LEN];
-        self.rng
-            .fill(&mut nonce)
-            .expect("the operating system's random number generator failed");
-        let mut sealed = Zeroizing::new(value.expose().as_bytes().to_vec());
-        self.key
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(associated_data(tenant, name)),
-                &mut *sealed,
-            )
-            .expect("sealing cannot fail for in-memory buffers under the size limit");
-        let mut row = Vec::with_capacity(NONCE_LEN + sealed.len());
-        row.extend_from_slice(&nonce);
-        row.extend_from_slice(&sealed);
+        let row = self.seal(&associated_data(tenant, name), value.expose().as_bytes());
         self.store.secret_put(tenant, name, &row).await?;
         Ok(())
     }
@@ -388,21 +374,61 @@ impl Secrets {
             tenant: tenant.to_owned(),
             key_source: self.key_source.clone(),
         };
-        if row.len() < NONCE_LEN + aead::CHACHA20_POLY1305.tag_len() {
-            return Err(decrypt_err());
-        }
-        let (nonce, sealed) = row.split_at(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| decrypt_err())?;
-        let mut buf = Zeroizing::new(sealed.to_vec());
-        let plain = self
-            .key
-            .open_in_place(nonce, Aad::from(associated_data(tenant, name)), &mut buf)
-            .map_err(|_| decrypt_err())?;
-        let text = std::str::from_utf8(plain).map_err(|_| SecretError::NotText {
+        let plain = self.open(&associated_data(tenant, name), &row).ok_or_else(decrypt_err)?;
+        let text = std::str::from_utf8(&plain).map_err(|_| SecretError::NotText {
             name: name.to_owned(),
             tenant: tenant.to_owned(),
         })?;
         Ok(Secret::new(text))
+    }
+
+    /// `nonce + ciphertext` of `plain`, bound to `aad`.
+    fn seal(&self, aad: &[u8], plain: &[u8]) -> Vec<u8> {
+        let mut nonce = [0u8; NONCE_LEN];
+        self.rng
+            .fill(&mut nonce)
+            .expect("the operating system's random number generator failed");
+        let mut sealed = Zeroizing::new(plain.to_vec());
+        self.key
+            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut *sealed)
+            .expect("sealing cannot fail for in-memory buffers under the size limit");
+        let mut row = Vec::with_capacity(NONCE_LEN + sealed.len());
+        row.extend_from_slice(&nonce);
+        row.extend_from_slice(&sealed);
+        row
+    }
+
+    /// The plaintext of a row [`Self::seal`] made with the same `aad`; `None` if it does not
+    /// open under this key.
+    fn open(&self, aad: &[u8], row: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+        if row.len() < NONCE_LEN + aead::CHACHA20_POLY1305.tag_len() {
+            return None;
+        }
+        let (nonce, sealed) = row.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let mut buf = Zeroizing::new(sealed.to_vec());
+        let len = self.key.open_in_place(nonce, Aad::from(aad), &mut buf).ok()?.len();
+        buf.truncate(len);
+        Some(buf)
+    }
+
+    /// Keeps a token a token endpoint issued (its JSON envelope), sealed, for every process
+    /// using the same credential; `credential` is a digest of what it was issued for.
+    pub async fn token_keep(&self, tenant: &str, credential: &str, envelope: &[u8]) -> Result<(), SecretError> {
+        let row = self.seal(&token_associated_data(tenant, credential), envelope);
+        Ok(self.store.token_put(tenant, credential, &row).await?)
+    }
+
+    /// The envelope [`Self::token_keep`] kept for `credential`, if any and if it opens (a token
+    /// sealed under another master key is as good as none).
+    pub async fn token_load(&self, tenant: &str, credential: &str) -> Result<Option<Zeroizing<Vec<u8>>>, SecretError> {
+        let row = self.store.token_get(tenant, credential).await?;
+        Ok(row.and_then(|row| self.open(&token_associated_data(tenant, credential), &row)))
+    }
+
+    /// Forgets the token kept for `credential`.
+    pub async fn token_forget(&self, tenant: &str, credential: &str) -> Result<(), SecretError> {
+        Ok(self.store.token_delete(tenant, credential).await?)
     }
 
     /// Deletes `name` for `tenant`; returns whether it existed.
@@ -445,6 +471,14 @@ impl Secrets {
             }),
         }
     }
+}
+
+/// Tokens are sealed under other associated data than secrets, so a token row can never be
+/// passed off as a secret or the other way round.
+fn token_associated_data(tenant: &str, credential: &str) -> Vec<u8> {
+    let mut aad = associated_data(tenant, credential);
+    aad.extend_from_slice(b"\0token");
+    aad
 }
 
 fn associated_data(tenant: &str, name: &str) -> Vec<u8> {

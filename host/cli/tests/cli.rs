@@ -454,9 +454,12 @@ write = {{ connection = "api", stream = "contacts", input = "copies", mode = "up
     .unwrap();
     let (flow_arg, data) = (flow.to_str().unwrap().to_owned(), dir.path().to_owned());
     let spawn = move || {
+        // A killed run holds its flow until its lease lapses (a second here); the next run
+        // waits for that, then resumes from the committed checkpoint.
         std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
-            .args(["run", "--plugins", weft_tests::WASM_DIR, &flow_arg])
+            .args(["run", "--wait", "--plugins", weft_tests::WASM_DIR, &flow_arg])
             .env("WEFT_DATA_DIR", &data)
+            .env("WEFT_RUN_LEASE", "1")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -588,6 +591,7 @@ fn serve_with_hooks(data: &std::path::Path, flows: &std::path::Path) -> (std::pr
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
         .args(["serve", "--flows", flows.to_str().unwrap(), "--plugins", weft_tests::WASM_DIR, "--listen", "127.0.0.1:0"])
         .env("WEFT_DATA_DIR", data)
+        .env("WEFT_RUN_LEASE", "1")
         .env("WEFT_TEST_HOOK_SECRET", "hook-secret")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -1222,4 +1226,46 @@ async fn a_killed_run_is_marked_abandoned_once_its_lease_lapses_and_the_next_run
     let (d, f) = (data.clone(), flow.clone());
     let next = tokio::task::spawn_blocking(move || weft_run(&d, &f, &[], "1").output().unwrap()).await.unwrap();
     assert!(next.status.success(), "{}", text(&next.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn thirty_runs_back_to_back_share_one_token_exchange() {
+    let upstream = weft_tests::upstream::Upstream::start().await;
+    upstream.seed("items", (0..3).map(|i| serde_json::json!({"id": format!("{i}"), "updated_at": "2026-01-01T00:00:00Z"})));
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let set = weft(&data, &["secret", "set", "api_client_secret"], Some("client-secret-value"));
+    assert!(set.status.success(), "{}", text(&set.stderr));
+    let flow = dir.path().join("tokened.toml");
+    std::fs::write(
+        &flow,
+        format!(
+            r#"name = "tokened"
+[connections.api]
+plugin = "http-json"
+config = {{ base_url = "{url}" }}
+auth = {{ kind = "oauth2-client-credentials", token_url = "{url}/oauth/token", client_id = "weft", client_secret = "secret:api_client_secret" }}
+egress = [{{ host = "{host}", allow_http = true, allow_private = true }}]
+
+[[steps]]
+id = "items"
+read = {{ connection = "api", stream = "items" }}
+"#,
+            url = upstream.url(),
+            host = upstream.addr
+        ),
+    )
+    .unwrap();
+    let (d, f) = (data.clone(), flow.to_str().unwrap().to_owned());
+    tokio::task::spawn_blocking(move || {
+        for i in 0..30 {
+            let run = weft(&d, &["run", "--plugins", weft_tests::WASM_DIR, &f], None);
+            assert!(run.status.success(), "run {i}: {}", text(&run.stderr));
+        }
+    })
+    .await
+    .unwrap();
+    // Each process found the token the first one kept (sealed) in the store.
+    assert_eq!(upstream.tokens_issued(), 1);
+    assert_eq!(upstream.seen().iter().filter(|s| s.path == "/items").count(), 30);
 }

@@ -478,6 +478,44 @@ impl Store {
     }
 }
 
+/// Tokens token endpoints issued, sealed like secrets, so every process and run using the same
+/// credential shares one token instead of exchanging its own. `credential` is a digest of the
+/// values the token was issued for; the store never sees a token in clear.
+impl Store {
+    /// The sealed token kept for `credential`.
+    pub async fn token_get(&self, tenant: &str, credential: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.retrying(|| async move {
+            match &self.backend {
+                Backend::Sqlite(db) => db.token_get(tenant, credential).await,
+                Backend::Postgres(db) => db.token_get(tenant, credential).await,
+            }
+        })
+        .await
+    }
+
+    /// Keeps (or replaces) the sealed token for `credential`.
+    pub async fn token_put(&self, tenant: &str, credential: &str, sealed: &[u8]) -> Result<(), StoreError> {
+        self.retrying(|| async move {
+            match &self.backend {
+                Backend::Sqlite(db) => db.token_put(tenant, credential, sealed).await,
+                Backend::Postgres(db) => db.token_put(tenant, credential, sealed).await,
+            }
+        })
+        .await
+    }
+
+    /// Forgets the token for `credential` (the upstream refused it).
+    pub async fn token_delete(&self, tenant: &str, credential: &str) -> Result<(), StoreError> {
+        self.retrying(|| async move {
+            match &self.backend {
+                Backend::Sqlite(db) => db.token_delete(tenant, credential).await,
+                Backend::Postgres(db) => db.token_delete(tenant, credential).await,
+            }
+        })
+        .await
+    }
+}
+
 /// One run per flow at a time: a lease in the store, renewed by its holder, that a dead process
 /// cannot hold for longer than its time to live.
 impl Store {

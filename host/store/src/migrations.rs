@@ -150,6 +150,18 @@ CREATE TABLE flow_leases (
 );
 CREATE INDEX runs_by_status ON runs (tenant, status);
 "#,
+}, Migration {
+    version: 7,
+    name: "tokens",
+    sql: r#"
+CREATE TABLE tokens (
+    tenant      TEXT    NOT NULL,
+    credential  TEXT    NOT NULL,
+    sealed      BLOB    NOT NULL,
+    updated_at  BIGINT  NOT NULL,
+    PRIMARY KEY (tenant, credential)
+);
+"#,
 }];
 
 

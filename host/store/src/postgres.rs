@@ -754,3 +754,39 @@ impl PostgresBackend {
         Ok(reaped.rows_affected())
     }
 }
+
+impl PostgresBackend {
+    pub(crate) async fn token_get(&self, tenant: &str, credential: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        sqlx::query_scalar::<_, Vec<u8>>("SELECT sealed FROM tokens WHERE tenant = $1 AND credential = $2")
+            .bind(tenant)
+            .bind(credential)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(query_err("read a kept token"))
+    }
+
+    pub(crate) async fn token_put(&self, tenant: &str, credential: &str, sealed: &[u8]) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO tokens (tenant, credential, sealed, updated_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (tenant, credential) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at",
+        )
+        .bind(tenant)
+        .bind(credential)
+        .bind(sealed)
+        .bind(now_millis())
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
+        .map_err(query_err("keep a token"))
+    }
+
+    pub(crate) async fn token_delete(&self, tenant: &str, credential: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM tokens WHERE tenant = $1 AND credential = $2")
+            .bind(tenant)
+            .bind(credential)
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(query_err("forget a token"))
+    }
+}

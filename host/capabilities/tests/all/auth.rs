@@ -836,3 +836,42 @@ async fn a_busy_token_endpoint_is_a_retryable_transport_error_not_a_refusal() {
     // The next attempt (the engine's retry) gets a token.
     assert_eq!(conn.send(Request::get(p.up.url("/api"))).await.unwrap().status, 200);
 }
+
+#[tokio::test]
+async fn zohos_too_many_requests_400_is_throttling_not_a_refusal() {
+    let p = Provider::start(
+        |n, _| {
+            if n == 1 {
+                (
+                    StatusCode::BAD_REQUEST,
+                    Json(json!({"error": "Access Denied", "error_description": "You have made too many requests continuously. Please try again after some time."})),
+                )
+                    .into_response()
+            } else {
+                Json(json!({"access_token": format!("at-{n}"), "expires_in": 3600})).into_response()
+            }
+        },
+        echo_auth,
+    )
+    .await;
+    let s = secrets().await;
+    let conn = refresh_connection(&p, &s).await;
+    let err = conn.send(Request::get(p.up.url("/api"))).await.unwrap_err();
+    assert!(matches!(err, HttpError::Transport(_)), "{err}");
+    assert_eq!(conn.send(Request::get(p.up.url("/api"))).await.unwrap().status, 200);
+}
+
+#[tokio::test]
+async fn an_issued_token_is_kept_sealed_in_the_store() {
+    let p = Provider::start(|n, _| Json(json!({"access_token": format!("at-kept-{n}"), "expires_in": 3600})).into_response(), echo_auth).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weft.db");
+    let store = weft_store::Store::open_sqlite(&path).await.unwrap();
+    let s = Secrets::new(store, weft_capabilities::MasterKey::generate("test key"));
+    let conn = refresh_connection(&p, &s).await;
+    assert_eq!(conn.send(Request::get(p.up.url("/api"))).await.unwrap().status, 200);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.extend(std::fs::read(dir.path().join("weft.db-wal")).unwrap_or_default());
+    assert!(!bytes.windows(b"at-kept-1".len()).any(|w| w == b"at-kept-1"), "the token is stored in clear");
+    assert_eq!(p.token_requests().len(), 1);
+}
