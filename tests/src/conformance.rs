@@ -12,6 +12,7 @@
 //! | `check_reports_an_unreachable_host` | a dead port is a retryable `unavailable` or `timeout`, not a crash |
 //! | `full_read_returns_every_record` | all pages, no duplicate, the emulator's count |
 //! | `incremental_read_returns_only_the_changes` | after changes upstream, a read from the committed cursor returns exactly the changed records |
+//! | `incremental_read_misses_nothing_changed_during_it` | records edited between the pages of an incremental read (read already or not yet) are all read by it or by the next run, in their edited version: none skipped when pages shift |
 //! | `incremental_read_copes_with_stale_and_future_cursors` | a stale cursor reads what changed since; a future one reads nothing; garbage is a `config` error |
 //! | `partial_batch_writes_the_valid_records_and_reports_the_rest` | one outcome per record, failures carry an error, the valid records are upstream |
 //! | `survives_a_429_burst_and_a_token_expiry_mid_run` | the vendor's throttling answer is `rate-limited` (with its wait); after it and an expired token the read completes without loss or duplicates |
@@ -410,6 +411,65 @@ pub async fn incremental_read_returns_only_the_changes<C: Case>() {
     assert_eq!(got.into_iter().collect::<BTreeSet<_>>(), changed, "an incremental read returns exactly the changed records");
 }
 
+/// A long incremental read while the source changes under it: after every page, records are
+/// edited upstream (some already read, some not yet). Then the next run reads from the cursor
+/// the first one left. Between them, every record the source holds must have been read, and
+/// every edited one in a version at least as new as its last edit: none skipped because pages
+/// shifted under the reader.
+pub async fn incremental_read_misses_nothing_changed_during_it<C: Case>() {
+    let h = Harness::start::<C>().await;
+    let total = C::expected_total(&h).await;
+    let mut seen: BTreeSet<String> = BTreeSet::new();
+    let mut edited: BTreeSet<String> = BTreeSet::new();
+    let mut read_after_edit: BTreeSet<String> = BTreeSet::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let page = h
+            .read_page(Harness::request(C::STREAM, SyncMode::Incremental, cursor.clone(), C::PAGE_SIZE))
+            .await
+            .unwrap_or_else(|e| panic!("reading {} page {pages} while it changes: {e}", C::STREAM));
+        let batch: Vec<Value> = serde_json::from_str(&page.records).expect("records are a JSON array");
+        for record in &batch {
+            let id = C::id(record);
+            if edited.contains(&id) {
+                read_after_edit.insert(id.clone());
+            }
+            seen.insert(id);
+        }
+        if page.next_cursor.is_some() {
+            cursor = page.next_cursor;
+        }
+        pages += 1;
+        assert!(pages < 1_000, "the read does not end while the source changes");
+        if page.done {
+            break;
+        }
+        // An edit lands between every page.
+        for id in C::change(&h, 2).await {
+            read_after_edit.remove(&id);
+            edited.insert(id);
+        }
+    }
+    assert!(pages >= 3, "the check needs a read of several pages, got {pages}");
+    // The next run, from the committed cursor.
+    let (next, _) = h.read_all(C::STREAM, SyncMode::Incremental, cursor, C::PAGE_SIZE).await;
+    for record in &next {
+        let id = C::id(record);
+        if edited.contains(&id) {
+            read_after_edit.insert(id.clone());
+        }
+        seen.insert(id);
+    }
+    let (everything, _) = h.read_all(C::STREAM, SyncMode::Full, None, C::PAGE_SIZE).await;
+    let all: BTreeSet<String> = ids::<C>(&everything).into_iter().collect();
+    assert_eq!(all.len(), total, "the edits created or deleted nothing");
+    let skipped: Vec<&String> = all.difference(&seen).collect();
+    assert!(skipped.is_empty(), "{} of {total} records were never read across the two runs: {skipped:?}", skipped.len());
+    let stale: Vec<&String> = edited.difference(&read_after_edit).collect();
+    assert!(stale.is_empty(), "{} edited records were not read again after their last edit: {stale:?}", stale.len());
+}
+
 pub async fn incremental_read_copes_with_stale_and_future_cursors<C: Case>() {
     let h = Harness::start::<C>().await;
     let total = C::expected_total(&h).await;
@@ -521,6 +581,7 @@ macro_rules! conformance {
                 check_reports_an_unreachable_host,
                 full_read_returns_every_record,
                 incremental_read_returns_only_the_changes,
+                incremental_read_misses_nothing_changed_during_it,
                 incremental_read_copes_with_stale_and_future_cursors,
                 partial_batch_writes_the_valid_records_and_reports_the_rest,
                 survives_a_429_burst_and_a_token_expiry_mid_run,

@@ -7,10 +7,11 @@
 //!   with its opaque `paging.next.after`, at most 100 records a page.
 //! - Incremental reads use the search API: `{type}/search` filtered on the modification
 //!   property (`lastmodifieddate` for contacts, `hs_lastmodifieddate` for companies and deals)
-//!   `GTE` the watermark, sorted ascending on it, at most 200 a page, paged by the numeric
-//!   `after`. Search reaches only the first 10,000 results of a query, so before paging past
-//!   that window the read starts a new query from the last modification time it delivered,
-//!   skipping the records it already delivered at exactly that time. The watermark kept between
+//!   `GTE` the watermark, sorted ascending on it, at most 200 a page. Each page is a new query
+//!   from the last modification time delivered (keyset), skipping the records delivered at
+//!   exactly that time, so a record edited during the read is read again later and never makes
+//!   the offset-paged results shift past an unread one; the numeric `after` pages only through
+//!   more records than a page sharing one time (within search's 10,000-result window). The watermark kept between
 //!   runs never passes "now minus 60 s": search indexes new objects with a delay, and a record
 //!   indexed late must not fall behind the watermark (it may be read twice, never lost).
 //! - `calls` are call engagements (`hs_timestamp`, `hs_call_title`, `hs_call_body`,
@@ -415,19 +416,19 @@ fn read_search(conn: &Connection, t: &ObjectType, req: &ReadRequest, resume: Res
         }
     }
     let page = match next_offset {
-        // Within the window: the same query, further on.
+        // By keyset: a new query from the newest time delivered, skipping what was delivered at
+        // it. A record edited meanwhile moves past the bound and is read there; paging by
+        // offset instead would skip one record for each that moved out of the pages before.
+        Some(_) if newest > since => Page::more(records, &Resume { since: Some(newest), offset: None, skip: at_newest, after: None }),
+        // More records than a page share one modification time: page through them by offset.
         Some(next) if next + u64::from(limit) <= SEARCH_WINDOW => {
-            Page::more(records, &Resume { since: Some(since), offset: Some(next), skip: resume.skip, after: None })
+            Page::more(records, &Resume { since: Some(since), offset: Some(next), skip: at_newest, after: None })
         }
-        // The window ends here: a new query from the newest time delivered.
         Some(_) => {
-            if newest == since && at_newest.len() as u64 >= SEARCH_WINDOW {
-                return Err(Error::internal(format!(
-                    "more than {SEARCH_WINDOW} {} share the modification time {since}; search cannot page past them",
-                    t.stream
-                )));
-            }
-            Page::more(records, &Resume { since: Some(newest), offset: None, skip: at_newest, after: None })
+            return Err(Error::internal(format!(
+                "more than {SEARCH_WINDOW} {} share the modification time {since}; search cannot page past them",
+                t.stream
+            )));
         }
         None => {
             // Kept for the next run: never past what search may not have indexed yet.

@@ -8,13 +8,16 @@
 //!
 //! **Reads.** Every module lists with
 //! `GET {api}/crm/v7/{module}?fields=…&per_page=N` (`fields` is mandatory, at most 50; `per_page`
-//! at most 200). Every page after the first follows `info.next_page_token` as `page_token`:
-//! plain `page` numbers stop at 2,000 records, page tokens reach 100,000. A token that expired
-//! (24 h) or no longer fits the request restarts the pass, which at worst repeats records.
-//! Incremental reads send `If-Modified-Since` with the newest `Modified_Time` of the previous
-//! pass, sorted by `Modified_Time`; Zoho answers 304 when nothing changed. Zoho times have
-//! whole seconds, so the cursor also remembers the ids already read at that second and drops
-//! them when Zoho returns them again. Read option `fields` (array) adds custom fields.
+//! at most 200). A full read (by `id`) follows `info.next_page_token` as `page_token`: plain
+//! `page` numbers stop at 2,000 records, page tokens reach 100,000; a token that expired (24 h)
+//! or no longer fits the request restarts the pass, which at worst repeats records.
+//! Incremental reads are sorted by `Modified_Time` and continue by keyset: every page sends
+//! `If-Modified-Since` a second before the newest `Modified_Time` read so far (the previous
+//! pass's, on a first page) and drops what it read already (records before that second, and
+//! the ids read at it). Zoho's pages shift when records change during a read; keyset
+//! continuation reads an edited record again at the end instead of skipping another one. A
+//! page token is followed only through a second holding more than a page of records. Zoho
+//! answers 304 when nothing changed. Read option `fields` (array) adds custom fields.
 //!
 //! **Writes.** At most 100 records per call, one `data[]` entry per record in order, mixed
 //! results answered 207: `create` is `POST /{module}`, `update` `PUT /{module}` (each record
@@ -346,7 +349,20 @@ fn read_module(conn: &Connection, config: &Config, module: Module, req: &ReadReq
     };
     let fields = module.field_list(&extra)?;
     let per_page = resume.per_page.unwrap_or_else(|| req.page_size.unwrap_or(MAX_PER_PAGE).clamp(1, MAX_PER_PAGE));
-    let since = if incremental { resume.since.clone() } else { None };
+    // An incremental pass continues by keyset, not by page token: each page asks again for
+    // what changed since the newest time read so far and skips what it read at that second.
+    // A record edited during the pass moves to the end and is read there; nothing unread moves
+    // before the bound, so no record is skipped however pages shift while data changes. A page
+    // token is used only to get past a second holding more records than a page.
+    let bound = if incremental { resume.newest.clone().or_else(|| resume.since.clone()) } else { None };
+    let bound_secs = bound.as_deref().and_then(time::unix_seconds);
+    let mut bound_ids: Vec<String> = if resume.newest.is_some() { resume.newest_ids.clone() } else { resume.seen.clone() };
+    if resume.newest.is_some() && time::unix_seconds(resume.since.as_deref().unwrap_or_default()) == bound_secs {
+        bound_ids.extend(resume.seen.iter().cloned());
+    }
+    // A second early, so a record modified at the bound's exact millisecond is not lost to a
+    // strict comparison upstream; what that second returns again is skipped below.
+    let if_modified_since = bound_secs.map(|t| time::rfc3339(t - 1));
     let list = |token: Option<&str>| {
         let mut request = conn
             .get(&config.url(module.name()))
@@ -355,7 +371,7 @@ fn read_module(conn: &Connection, config: &Config, module: Module, req: &ReadReq
             .query("sort_by", if incremental { "Modified_Time" } else { "id" })
             .query("sort_order", "asc")
             .query_opt("page_token", token);
-        if let Some(since) = &since {
+        if let Some(since) = &if_modified_since {
             request = request.header("If-Modified-Since", since);
         }
         request.send()
@@ -363,12 +379,15 @@ fn read_module(conn: &Connection, config: &Config, module: Module, req: &ReadReq
     let mut resp = list(resume.page_token.as_deref())?;
     if resp.status == 400 && resume.page_token.is_some() {
         match error_code(&resp).as_deref() {
-            // The token expired or no longer fits the request: read the pass again.
+            // The token expired or no longer fits the request: in a full read, read the pass
+            // again; in an incremental one, carry on from the bound.
             Some("EXPIRED_VALUE" | "TOKEN_BOUND_DATA_MISMATCH" | "INVALID_DATA") => {
-                weft_sdk::log::warn("Zoho refused the page token; restarting the pass", &[("module", module.name())]);
+                weft_sdk::log::warn("Zoho refused the page token; continuing without it", &[("module", module.name())]);
                 resume.page_token = None;
-                resume.newest = None;
-                resume.newest_ids.clear();
+                if !incremental {
+                    resume.newest = None;
+                    resume.newest_ids.clear();
+                }
                 resp = list(None)?;
             }
             _ => {}
@@ -377,7 +396,7 @@ fn read_module(conn: &Connection, config: &Config, module: Module, req: &ReadReq
     if matches!(resp.status, 204 | 304) {
         return Ok(Page::last(Vec::new(), Some(&resume.finished())));
     }
-    if resp.status == 400 && since.is_some() && error_code(&resp).as_deref() == Some("INVALID_DATA") {
+    if resp.status == 400 && bound.is_some() && error_code(&resp).as_deref() == Some("INVALID_DATA") {
         return Err(Error::config(format!("Zoho refused the stored cursor: {}", resp.text())));
     }
     if !resp.is_success() {
@@ -394,16 +413,17 @@ fn read_module(conn: &Connection, config: &Config, module: Module, req: &ReadReq
             .collect(),
         _ => return Err(Error::upstream(200, b"the answer has no `data` array")),
     };
-    let since_secs = resume.since.as_deref().and_then(time::unix_seconds);
     let mut records = Vec::with_capacity(data.len());
     for record in data {
         let id = record.get("id").and_then(text_of).unwrap_or_default();
         let modified = record.get("Modified_Time").and_then(Value::as_str).map(str::to_owned);
         if let Some(modified) = &modified {
+            let t = time::unix_seconds(modified);
+            // Before the bound: read already (anything unread is at or after it). At it: read
+            // already if its id was.
             let repeat = incremental
-                && since_secs.is_some()
-                && time::unix_seconds(modified) == since_secs
-                && resume.seen.contains(&id);
+                && bound_secs.is_some()
+                && (t < bound_secs || (t == bound_secs && bound_ids.contains(&id)));
             if repeat {
                 continue;
             }
@@ -413,14 +433,21 @@ fn read_module(conn: &Connection, config: &Config, module: Module, req: &ReadReq
     }
     let more = answer.pointer("/info/more_records").and_then(Value::as_bool).unwrap_or(false);
     let token = answer.pointer("/info/next_page_token").and_then(Value::as_str).map(str::to_owned);
-    match (more, token) {
-        (true, Some(token)) => {
-            resume.page_token = Some(token);
-            resume.per_page = Some(per_page);
-            Ok(Page::more(records, &resume))
-        }
-        _ => Ok(Page::last(records, Some(&resume.finished()))),
+    if !more {
+        return Ok(Page::last(records, Some(&resume.finished())));
     }
+    resume.per_page = Some(per_page);
+    resume.page_token = if !incremental || records.is_empty() {
+        // A full read pages on; an incremental page of nothing new is a second holding more
+        // than a page of records: page through it.
+        token
+    } else {
+        None
+    };
+    if incremental && records.is_empty() && resume.page_token.is_none() {
+        return Err(Error::upstream(200, b"Zoho said more records follow but gave no page token"));
+    }
+    Ok(Page::more(records, &resume))
 }
 
 // ---------------------------------------------------------------- writes
