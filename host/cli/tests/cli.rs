@@ -1269,3 +1269,116 @@ read = {{ connection = "api", stream = "items" }}
     assert_eq!(upstream.tokens_issued(), 1);
     assert_eq!(upstream.seen().iter().filter(|s| s.path == "/items").count(), 30);
 }
+
+/// Nothing lost, nothing twice, while the source changes: 20,000 records read incrementally,
+/// records edited all along (ones read already and ones not yet), and the reader killed with
+/// SIGKILL three times. After the runs, every record is in the target once, with its latest
+/// content.
+#[tokio::test(flavor = "multi_thread")]
+async fn edits_during_reads_and_three_sigkills_lose_and_duplicate_nothing() {
+    const TOTAL: usize = 20_000;
+    let upstream = weft_tests::upstream::Upstream::start().await;
+    upstream.seed(
+        "items",
+        (0..TOTAL).map(|i| serde_json::json!({"id": format!("{i:06}"), "name": "original", "updated_at": "2026-01-01T00:00:00Z"})),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let flow = dir.path().join("flow.toml");
+    std::fs::write(
+        &flow,
+        format!(
+            r#"name = "changing"
+[connections.api]
+plugin = "http-json"
+config = {{ base_url = "{url}" }}
+egress = [{{ host = "{host}", allow_http = true, allow_private = true }}]
+
+[[steps]]
+id = "items"
+read = {{ connection = "api", stream = "items", sync = "incremental", page_size = 250 }}
+
+[[steps]]
+id = "copies"
+transform = {{ plugin = "map", input = "items" }}
+config.fields = {{ id = "id", name = "name" }}
+
+[[steps]]
+id = "save"
+write = {{ connection = "api", stream = "contacts", input = "copies", mode = "upsert", key = ["id"], batch_size = 250 }}
+"#,
+            url = upstream.url(),
+            host = upstream.addr
+        ),
+    )
+    .unwrap();
+    // Edits land all along: a record every few milliseconds, spread over the whole id range, so
+    // some are read already and some not yet when they change.
+    let editing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let editor = {
+        let (upstream, editing) = (upstream.clone(), editing.clone());
+        tokio::spawn(async move {
+            let mut n: usize = 0;
+            while editing.load(std::sync::atomic::Ordering::Relaxed) {
+                let i = (n * 7_919) % TOTAL;
+                // RFC 3339 with milliseconds, comparable as text with the seeded times.
+                let stamp = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+                upstream.seed("items", [serde_json::json!({"id": format!("{i:06}"), "name": format!("edit {n}"), "updated_at": stamp})]);
+                n += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+            }
+            n
+        })
+    };
+    let (flow_arg, data) = (flow.to_str().unwrap().to_owned(), dir.path().to_owned());
+    let spawn = move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
+            .args(["run", "--wait", "--plugins", weft_tests::WASM_DIR, &flow_arg])
+            .env("WEFT_DATA_DIR", &data)
+            .env("WEFT_RUN_LEASE", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut kills = 0;
+    for threshold in [3_000, 9_000, 15_000] {
+        let mut child = spawn();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while upstream.records("contacts").len() < threshold {
+            assert!(std::time::Instant::now() < deadline, "the run stalled before {threshold} records");
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            kills += 1;
+        }
+        child.wait().unwrap();
+    }
+    assert!(kills >= 2, "the run finished before it could be killed twice");
+    // A run to the end while edits go on, then edits stop and one more run reads the last ones.
+    let mut run = spawn();
+    assert!(tokio::task::spawn_blocking(move || run.wait().unwrap()).await.unwrap().success());
+    editing.store(false, std::sync::atomic::Ordering::Relaxed);
+    let edits = editor.await.unwrap();
+    let mut last = spawn();
+    assert!(tokio::task::spawn_blocking(move || last.wait().unwrap()).await.unwrap().success());
+
+    let items: std::collections::BTreeMap<String, String> = upstream
+        .records("items")
+        .into_iter()
+        .map(|r| (r["id"].as_str().unwrap().to_owned(), r["name"].as_str().unwrap().to_owned()))
+        .collect();
+    let contacts = upstream.records("contacts");
+    assert_eq!(contacts.len(), TOTAL, "every record arrives, once ({kills} kills, {edits} edits)");
+    let stale: Vec<String> = contacts
+        .iter()
+        .filter(|c| items.get(c["id"].as_str().unwrap()).map(String::as_str) != c["name"].as_str())
+        .map(|c| format!("{} is {:?}, upstream {:?}", c["id"], c["name"], items.get(c["id"].as_str().unwrap())))
+        .take(5)
+        .collect();
+    assert!(stale.is_empty(), "records with an old version in the target after {edits} edits: {stale:?}");
+    assert!(edits > 200, "only {edits} edits happened during the runs");
+}

@@ -17,6 +17,12 @@
 //! instead of passing `cursor`. Zendesk's offset pagination, for example, is
 //! `{ records_field = "tickets", page_size_param = "per_page", next_url = "/next_page" }`.
 //!
+//! An incremental pass sends the previous pass's watermark as `updated_since` and pages through
+//! it; the watermark it leaves is the newest `updated_at` it read, but never later than a
+//! minute before the pass began: a record read early in the pass and edited while it went on
+//! has an `updated_at` from after that, so the next pass reads it again (read twice at worst,
+//! never lost to a later record's newer time).
+//!
 //! A read step's `options = { query = { name = "value" } }` adds query parameters to its list
 //! requests (a for-each step fills them from each record: `owner = "${record.id}"`).
 //!
@@ -79,6 +85,20 @@ fn base_url(conn: &Connection) -> Result<String> {
     Ok(config(conn)?.base_url)
 }
 
+/// The watermark a finished pass leaves: the newest `updated_at` it read, unless that is later
+/// than a minute before the pass began (edits made during the pass are older than it).
+fn watermark(newest: Option<String>, started: &str) -> Option<String> {
+    let newest = newest?;
+    let (Some(n), Some(s)) = (weft_sdk::time::parse_rfc3339_ms(&newest), weft_sdk::time::parse_rfc3339_ms(started)) else {
+        return Some(newest);
+    };
+    let bound = s - CLOCK_MARGIN_MS;
+    Some(if n > bound { weft_sdk::time::format_rfc3339_ms(bound) } else { newest })
+}
+
+/// How far the API's clock may be behind the host's.
+const CLOCK_MARGIN_MS: i64 = 60_000;
+
 /// Where a read resumes.
 #[derive(Serialize, Deserialize, Default)]
 struct Resume {
@@ -91,6 +111,9 @@ struct Resume {
     /// Newest `updated_at` seen so far in this pass.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     newest: Option<String>,
+    /// When this pass began (RFC 3339, the host's clock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    started: Option<String>,
     /// The next page's URL, for APIs configured with `next_url`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     next_url: Option<String>,
@@ -211,6 +234,7 @@ impl Connector for HttpJson {
         let config = config(conn)?;
         let base = &config.base_url;
         let resume: Resume = req.cursor_state()?.unwrap_or_default();
+        let started = if resume.cursor.is_some() || resume.next_url.is_some() { resume.started.clone() } else { None };
         // A stored cursor without an in-pass position starts a new incremental pass from the
         // newest change the previous pass saw.
         let (cursor, since) = match (&req.mode, resume.cursor) {
@@ -247,10 +271,14 @@ impl Connector for HttpJson {
             .chain(resume.newest.as_deref())
             .max()
             .map(str::to_owned);
+        let started = started.unwrap_or_else(|| weft_sdk::time::format_rfc3339_ms(weft_sdk::time::now_ms()));
         let page = match (answer.next, &config.next_url) {
-            (Some(next), Some(_)) => Page::more(answer.data, &Resume { next_url: Some(next), since, newest, cursor: None }),
-            (Some(next), None) => Page::more(answer.data, &Resume { cursor: Some(next), since, newest, next_url: None }),
-            (None, _) => Page::last(answer.data, Some(&Resume { cursor: None, since: None, newest, next_url: None })),
+            (Some(next), Some(_)) => Page::more(answer.data, &Resume { next_url: Some(next), since, newest, cursor: None, started: Some(started) }),
+            (Some(next), None) => Page::more(answer.data, &Resume { cursor: Some(next), since, newest, next_url: None, started: Some(started) }),
+            (None, _) => {
+                let watermark = watermark(newest, &started);
+                Page::last(answer.data, Some(&Resume { cursor: None, since: None, newest: watermark, next_url: None, started: None }))
+            }
         };
         Ok(match answer.total {
             Some(total) => page.with_total(total),
