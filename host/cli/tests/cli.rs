@@ -1382,3 +1382,29 @@ write = {{ connection = "api", stream = "contacts", input = "copies", mode = "up
     assert!(stale.is_empty(), "records with an old version in the target after {edits} edits: {stale:?}");
     assert!(edits > 200, "only {edits} edits happened during the runs");
 }
+
+/// Zoho mints ten access tokens per refresh token in ten minutes: thirty `weft run` processes
+/// back to back against the sandbox's Zoho exchange the refresh token once, the first process
+/// keeping the token (sealed) in the store for the others. The emulator's request log shows it.
+#[tokio::test(flavor = "multi_thread")]
+async fn thirty_runs_against_zoho_exchange_its_refresh_token_once() {
+    let sandbox = weft_sandbox::Sandbox::start(weft_sandbox::SandboxConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/zoho-customer-success/accounts.toml");
+    let vars = sandbox_vars(&sandbox, &example);
+    let data = dir.path().to_owned();
+    tokio::task::spawn_blocking(move || {
+        for i in 0..30 {
+            let mut args = vec!["run".to_owned(), "--plugins".into(), weft_tests::WASM_DIR.into(), "--env".into(), "sandbox".into()];
+            args.extend(vars.iter().cloned());
+            args.push(example.to_str().unwrap().to_owned());
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let run = weft(&data, &args, None);
+            assert!(run.status.success(), "run {i}: {}", text(&run.stderr));
+        }
+    })
+    .await
+    .unwrap();
+    let exchanges = sandbox.requests(Some(weft_sandbox::Vendor::Zoho)).into_iter().filter(|r| r.uri.contains("/oauth/v2/token")).count();
+    assert_eq!(exchanges, 1, "thirty runs, {exchanges} token exchanges");
+}

@@ -1,15 +1,18 @@
 //! weft's state database.
 //!
 //! One [`Store`] type is the whole interface the rest of the host sees. Behind it sits one
-//! implementation per database (today SQLite, in the `sqlite` module; a later issue adds PostgreSQL
-//! with the same schema and semantics), so callers never write SQL and never learn which database
+//! implementation per database (SQLite in the `sqlite` module, PostgreSQL in `postgres`, with
+//! the same schema and semantics), so callers never write SQL and never learn which database
 //! they run on. Every row is keyed by a `tenant` so one store can serve many tenants.
 //!
-//! What lives here now:
-//! - **plugin state**: a small key/value map per [`StateScope`], with hard limits so a plugin
-//!   cannot grow the database without bound ([`StateLimits`]);
-//! - **secret rows**: opaque `nonce + ciphertext` blobs. The store never sees plaintext; the
-//!   cipher lives in `weft-capabilities`.
+//! What lives here: runs, step runs, cursors and the error log; datasets; webhook events and
+//! subscriptions; plugin state, with hard limits ([`StateLimits`]); sealed secret and token
+//! rows (the store never sees plaintext; the cipher lives in `weft-capabilities`); and the
+//! flow leases that keep one run per flow ([`Store::lease_acquire`]).
+//!
+//! Calls that fail for the moment (a busy SQLite database, a serialization failure or
+//! deadlock on PostgreSQL, a dropped connection) are retried with backoff before an error is
+//! returned; SQLite write transactions take the write lock up front (`BEGIN IMMEDIATE`).
 //!
 //! The schema is versioned: migrations are embedded SQL applied in order, inside a transaction,
 //! when the store is opened, and recorded in `schema_migrations`.

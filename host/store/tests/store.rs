@@ -348,6 +348,12 @@ mod on_both {
 
     /// A fresh schema on the test server, dropped when the test is done.
     async fn postgres() -> (Store, String) {
+        let (store, schema, _) = postgres_with_url().await;
+        (store, schema)
+    }
+
+    /// [`postgres`], with the URL that reaches the schema, for a second store on it.
+    pub(super) async fn postgres_with_url() -> (Store, String, String) {
         use sqlx::Connection;
         static N: AtomicU32 = AtomicU32::new(0);
         let schema = format!("weft_test_{}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
@@ -357,10 +363,10 @@ mod on_both {
         sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}")).execute(&mut admin).await.unwrap();
         let separator = if admin_url().contains('?') { '&' } else { '?' };
         let url = format!("{}{separator}options=-c%20search_path%3D{schema}", admin_url());
-        (Store::open_postgres(&url).await.unwrap(), schema)
+        (Store::open_postgres(&url).await.unwrap(), schema, url)
     }
 
-    async fn drop_schema(schema: &str) {
+    pub(super) async fn drop_schema(schema: &str) {
         use sqlx::Connection;
         let mut admin = sqlx::PgConnection::connect(&admin_url()).await.unwrap();
         sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).execute(&mut admin).await.unwrap();
@@ -576,16 +582,28 @@ mod on_both {
     });
 }
 
-/// Two processes' worth of writers on one SQLite file (two pools, as `weft run` beside
+/// Two processes' worth of writers on one database (two pools, as `weft run` beside
 /// `weft serve`): dataset upserts, webhook intake and event processing at once. Every call
 /// succeeds and every event is processed exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_writers_and_webhook_intake_neither_fail_nor_process_twice() {
-    use weft_store::StoredEvent;
+async fn concurrent_writers_and_webhook_intake_neither_fail_nor_process_twice_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("weft.db");
     let runner = Store::open_sqlite(&path).await.unwrap();
     let receiver = Store::open_sqlite(&path).await.unwrap();
+    concurrent_intake(runner, receiver).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writers_and_webhook_intake_neither_fail_nor_process_twice_on_postgres() {
+    let (runner, schema, url) = on_both::postgres_with_url().await;
+    let receiver = Store::open_postgres(&url).await.unwrap();
+    concurrent_intake(runner, receiver).await;
+    on_both::drop_schema(&schema).await;
+}
+
+async fn concurrent_intake(runner: Store, receiver: Store) {
+    use weft_store::StoredEvent;
     let mut tasks = Vec::new();
     for w in 0..4 {
         let store = runner.clone();
