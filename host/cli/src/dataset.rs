@@ -84,7 +84,7 @@ pub async fn run(data_dir: &Path, tenant: &str, command: DatasetCommand) -> anyh
                 eprintln!("no datasets for tenant `{tenant}`; a flow writes one with a `plugin = \"dataset\"` connection");
             }
             for d in datasets {
-                println!("{}\t{} records\t{}", d.name, d.records, humantime::format_rfc3339_seconds(d.updated_at));
+                out!("{}\t{} records\t{}", d.name, d.records, humantime::format_rfc3339_seconds(d.updated_at))?;
             }
         }
         DatasetCommand::Show { name, limit } => {
@@ -93,7 +93,7 @@ pub async fn run(data_dir: &Path, tenant: &str, command: DatasetCommand) -> anyh
                 bail!("dataset `{name}` is empty or does not exist (see `weft dataset list`)");
             }
             for (_, record) in rows {
-                println!("{record}");
+                out!("{record}")?;
             }
         }
         DatasetCommand::Export { name, format } => {
@@ -113,7 +113,7 @@ pub async fn run(data_dir: &Path, tenant: &str, command: DatasetCommand) -> anyh
                         _ => break,
                     }
                 }
-                println!("{}", columns.iter().map(|c| csv_field(Some(&Value::String(c.clone())))).collect::<Vec<_>>().join(","));
+                out!("{}", columns.iter().map(|c| csv_field(Some(&Value::String(c.clone())))).collect::<Vec<_>>().join(","))?;
             }
             let mut after = None;
             let mut count = 0;
@@ -122,10 +122,10 @@ pub async fn run(data_dir: &Path, tenant: &str, command: DatasetCommand) -> anyh
                 for (_, record) in &rows {
                     count += 1;
                     match format {
-                        Format::Jsonl => println!("{record}"),
+                        Format::Jsonl => out!("{record}")?,
                         Format::Csv => {
                             let value: Value = serde_json::from_str(record).unwrap_or(Value::Null);
-                            println!("{}", columns.iter().map(|c| csv_field(value.get(c))).collect::<Vec<_>>().join(","));
+                            out!("{}", columns.iter().map(|c| csv_field(value.get(c))).collect::<Vec<_>>().join(","))?;
                         }
                     }
                 }

@@ -1,6 +1,15 @@
 //! `weft`: the command line. A thin layer over the library crates; the only place `anyhow` is
 //! used.
 
+/// `println!` that returns the write's `io::Result`, so output to a closed pipe
+/// (`weft dataset export X | head -1`) ends the command quietly instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
 mod connections;
 mod dataset;
 mod demo;
@@ -146,6 +155,8 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader went away (`| head`): nothing more to say to anyone.
+        Err(error) if error.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");
             for cause in error.chain().skip(1) {

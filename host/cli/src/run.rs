@@ -58,9 +58,11 @@ pub async fn run(data_dir: &Path, file: &Path, plan_options: &PlanOptions, plugi
 }
 
 /// Live progress per step on stderr: records in, out and failed, records/s, and a bar when the
-/// source states its total.
+/// source states its total (at a terminal; elsewhere a line per step as it ends).
 pub fn progress_printer() -> impl FnMut(&weft_engine::Progress<'_>) + Send {
     let started = std::time::Instant::now();
+    // Into a log file or a pipe: one plain line per step when it ends, no carriage returns.
+    let live = std::io::IsTerminal::is_terminal(&std::io::stderr());
     move |p: &weft_engine::Progress<'_>| {
         let step = p.step;
         let rate = step.records_in as f64 / started.elapsed().as_secs_f64().max(1e-3);
@@ -72,12 +74,17 @@ pub fn progress_printer() -> impl FnMut(&weft_engine::Progress<'_>) + Send {
             }
             _ => String::new(),
         };
-        eprint!(
-            "\r  {:<20} {:>9} {:>8} in {:>8} out {:>6} failed {:>9.0} rec/s{of_total}   ",
+        let line = format!(
+            "  {:<20} {:>9} {:>8} in {:>8} out {:>6} failed {:>9.0} rec/s{of_total}",
             step.step, step.status, step.records_in, step.records_out, step.failed, rate
         );
-        if step.status != "running" {
-            eprintln!();
+        if live {
+            eprint!("\r{line}   ");
+            if step.status != "running" {
+                eprintln!();
+            }
+        } else if step.status != "running" {
+            eprintln!("{line}");
         }
         let _ = std::io::stderr().flush();
     }

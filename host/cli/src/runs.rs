@@ -63,7 +63,7 @@ pub async fn run(data_dir: &Path, tenant: &str, command: RunsCommand) -> anyhow:
                 eprintln!("no runs yet for tenant `{tenant}`; start one with `weft run FLOW`");
             }
             for r in runs {
-                println!("{}\t{}\t{}\t{}", r.id, r.flow, r.status, when(r.started_at));
+                out!("{}\t{}\t{}\t{}", r.id, r.flow, r.status, when(r.started_at))?;
             }
         }
         RunsCommand::Show { run } => {
@@ -71,26 +71,26 @@ pub async fn run(data_dir: &Path, tenant: &str, command: RunsCommand) -> anyhow:
             let Some((r, steps)) = store.run_get(tenant, &run).await? else {
                 bail!("there is no run `{run}` for tenant `{tenant}` (see `weft runs list`)");
             };
-            println!("run {} of flow `{}`: {}", r.id, r.flow, r.status);
+            out!("run {} of flow `{}`: {}", r.id, r.flow, r.status)?;
             if let Some(env) = &r.environment {
-                println!("environment {env}");
+                out!("environment {env}")?;
             }
-            println!("started {}", when(r.started_at));
+            out!("started {}", when(r.started_at))?;
             if let Some(f) = r.finished_at {
                 let took = f.duration_since(r.started_at).unwrap_or_default();
-                println!("finished {} ({:.1} s)", when(f), took.as_secs_f64());
+                out!("finished {} ({:.1} s)", when(f), took.as_secs_f64())?;
             }
             if let Some(e) = &r.error {
                 // Stored errors are escaped when written; escaped again here for rows an older
                 // version wrote.
-                println!("error {}", printable(e, usize::MAX));
+                out!("error {}", printable(e, usize::MAX))?;
             }
-            println!("\n{:<20} {:<9} {:>6} {:>9} {:>9} {:>7} {:>9}", "step", "status", "pages", "in", "out", "failed", "seconds");
+            out!("\n{:<20} {:<9} {:>6} {:>9} {:>9} {:>7} {:>9}", "step", "status", "pages", "in", "out", "failed", "seconds")?;
             for s in steps {
                 let secs = s.finished_at.and_then(|f| f.duration_since(s.started_at).ok()).map_or(0.0, |d| d.as_secs_f64());
-                println!("{:<20} {:<9} {:>6} {:>9} {:>9} {:>7} {:>9.2}", s.step, s.status, s.pages, s.records_in, s.records_out, s.failed, secs);
+                out!("{:<20} {:<9} {:>6} {:>9} {:>9} {:>7} {:>9.2}", s.step, s.status, s.pages, s.records_in, s.records_out, s.failed, secs)?;
                 if let Some(e) = s.error {
-                    println!("  error: {}", printable(&e, usize::MAX));
+                    out!("  error: {}", printable(&e, usize::MAX))?;
                 }
             }
         }
@@ -120,9 +120,9 @@ pub async fn run(data_dir: &Path, tenant: &str, command: RunsCommand) -> anyhow:
             let secrets = weft_capabilities::Secrets::new(store.clone(), weft_capabilities::MasterKey::load(data_dir)?);
             let options = weft_engine::RunOptions { tenant: tenant.to_owned(), environment: env, lease: crate::run::lease(), ..Default::default() };
             let report = weft_engine::retry_failed(&flow, &plan, &store, &secrets, &options, &run, &mut |_: &weft_engine::Progress<'_>| {}).await?;
-            println!("retry {} of run {run} {}", report.id, if report.succeeded { "succeeded" } else { "failed" });
+            out!("retry {} of run {run} {}", report.id, if report.succeeded { "succeeded" } else { "failed" })?;
             for s in &report.steps {
-                println!("{:<20} {:<9} {:>9} in {:>9} out {:>7} failed", s.step, s.status, s.records_in, s.records_out, s.failed);
+                out!("{:<20} {:<9} {:>9} in {:>9} out {:>7} failed", s.step, s.status, s.records_in, s.records_out, s.failed)?;
             }
             if !report.succeeded {
                 bail!("the retry failed; see `weft runs show {}`", report.id);
@@ -134,15 +134,15 @@ pub async fn run(data_dir: &Path, tenant: &str, command: RunsCommand) -> anyhow:
             }
             let errors = store.run_errors(&run).await?;
             if let Format::Csv = format {
-                println!("seq,step,error,record");
+                out!("seq,step,error,record")?;
             }
             for e in errors {
                 match format {
                     Format::Jsonl => {
                         let record = e.record.as_deref().and_then(|r| serde_json::from_str(r).ok()).unwrap_or(serde_json::Value::Null);
-                        println!("{}", serde_json::json!({"seq": e.seq, "step": e.step, "error": e.error, "record": record}));
+                        out!("{}", serde_json::json!({"seq": e.seq, "step": e.step, "error": e.error, "record": record}))?;
                     }
-                    Format::Csv => println!("{},{},{},{}", e.seq, csv_field(&e.step), csv_field(&printable(&e.error, usize::MAX)), csv_field(e.record.as_deref().unwrap_or(""))),
+                    Format::Csv => out!("{},{},{},{}", e.seq, csv_field(&e.step), csv_field(&printable(&e.error, usize::MAX)), csv_field(e.record.as_deref().unwrap_or("")))?,
                 }
             }
         }

@@ -1408,3 +1408,29 @@ async fn thirty_runs_against_zoho_exchange_its_refresh_token_once() {
     let exchanges = sandbox.requests(Some(weft_sandbox::Vendor::Zoho)).into_iter().filter(|r| r.uri.contains("/oauth/v2/token")).count();
     assert_eq!(exchanges, 1, "thirty runs, {exchanges} token exchanges");
 }
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let lines: String = (0..20_000).map(|i| format!("{{\"id\":\"{i}\",\"name\":\"person {i}\"}}\n")).collect();
+    let import = weft(dir.path(), &["dataset", "import", "people", "--key", "id"], Some(&lines));
+    assert!(import.status.success(), "{}", text(&import.stderr));
+    // `weft dataset export people | head -1`
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["dataset", "export", "people", "--format", "jsonl"])
+        .env("WEFT_DATA_DIR", dir.path())
+        .env_remove("WEFT_MASTER_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    assert!(first.starts_with('{'), "{first}");
+    // The reader is gone now.
+    let out = child.wait_with_output().unwrap();
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "exit {:?}: {stderr}", out.status.code());
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -226,6 +226,19 @@ pub async fn plan_with(flow: &Flow, options: &PlanOptions, plugins: &PluginDirec
     let mut out: Vec<Diagnostic> = Vec::new();
     let flow_dir = flow.path.parent().unwrap_or(Path::new(".")).to_owned();
 
+    // A schedule that can never fire (the 30th of February) is a mistake, not a quiet flow.
+    if let Some(trigger) = &file.trigger {
+        let t = trigger.get_ref();
+        for cron in [&t.schedule, &t.poll].into_iter().flatten().filter_map(|s| s.get_ref().cron.as_ref()) {
+            if crate::schedule::never_fires(&cron.get_ref().0) {
+                out.push(
+                    Diagnostic::new(format!("the schedule `{}` never fires: no date matches all of its fields", cron.get_ref().0), at(cron))
+                        .help("check the day of month against the month (30 and 31 do not exist in every month)"),
+                );
+            }
+        }
+    }
+
     // The environment: variable values and connection overrides.
     let env = match environment {
         None => None,

@@ -15,6 +15,17 @@ pub fn next_due(flow: &Flow, last_started: Option<SystemTime>, now: SystemTime) 
     due_after(schedule, last)
 }
 
+/// Whether a cron expression (range-checked by the flow file's validation) matches no date in
+/// the next five years.
+pub fn never_fires(expression: &str) -> bool {
+    let Ok(cron) = expression.parse::<croner::Cron>() else { return true };
+    let now = chrono::Utc::now();
+    match cron.find_next_occurrence(&now, false) {
+        Ok(next) => next > now + chrono::Duration::days(5 * 366),
+        Err(_) => true,
+    }
+}
+
 fn due_after(schedule: &Schedule, last: SystemTime) -> Option<SystemTime> {
     if let Some(every) = &schedule.every {
         return Some(last + every.get_ref().0);
@@ -50,6 +61,13 @@ mod tests {
         let last = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
         let next = next_due(&f, Some(last), last).unwrap();
         assert_eq!(next.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs(), 1_000_000 - 13 * 3600 - 46 * 60 - 40 + 16 * 3600);
+    }
+
+    #[test]
+    fn a_schedule_matching_no_date_never_fires() {
+        assert!(never_fires("0 0 30 2 *"));
+        assert!(!never_fires("0 0 29 2 *"), "a leap day comes within five years");
+        assert!(!never_fires("*/5 * * * *"));
     }
 
     #[test]

@@ -167,9 +167,100 @@ impl TryFrom<String> for Cron {
     }
 }
 
+/// Each field's name and range, in order.
+const CRON_FIELDS: [(&str, u32, u32, &[&str]); 5] = [
+    ("minute", 0, 59, &[]),
+    ("hour", 0, 23, &[]),
+    ("day of month", 1, 31, &[]),
+    ("month", 1, 12, &["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"]),
+    ("day of week", 0, 7, &["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"]),
+];
+
+/// A field of a cron expression out of its range: where it is in the text and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CronFieldError {
+    /// Byte offset of the field in the expression.
+    pub at: usize,
+    /// The field's length in bytes.
+    pub len: usize,
+    pub message: String,
+    pub help: String,
+}
+
+impl Cron {
+    /// Checks every field against its range (`*`, `*/n`, `a`, `a-b`, `a-b/n`, `a/n`, lists of
+    /// those; months and weekdays also by name).
+    pub fn check_ranges(&self) -> Result<(), CronFieldError> {
+        let mut at = 0;
+        for (i, field) in self.0.split_whitespace().enumerate() {
+            at += self.0[at..].find(field).unwrap_or(0);
+            let (name, min, max, names) = CRON_FIELDS[i];
+            let fail = |why: String| CronFieldError {
+                at,
+                len: field.len(),
+                message: format!("cron {name} `{field}` {why}"),
+                help: format!("the {name} field takes {min}-{max}{}", if names.is_empty() { String::new() } else { format!(" or {}-{}", names[0], names[names.len() - 1]) }),
+            };
+            let value = |text: &str| -> Result<u32, CronFieldError> {
+                if let Some(pos) = names.iter().position(|n| n.eq_ignore_ascii_case(text)) {
+                    return Ok(pos as u32 + min);
+                }
+                let v: u32 = text.parse().map_err(|_| fail(format!("has `{text}`, which is not a number")))?;
+                if v < min || v > max {
+                    return Err(fail(format!("is out of range: {v} is not within {min}-{max}")));
+                }
+                Ok(v)
+            };
+            for part in field.split(',') {
+                let (range, step) = match part.split_once('/') {
+                    Some((r, s)) => (r, Some(s)),
+                    None => (part, None),
+                };
+                if let Some(step) = step {
+                    match step.parse::<u32>() {
+                        Ok(n) if n >= 1 && n <= max => {}
+                        _ => return Err(fail(format!("has the step `/{step}`, which is not a number within 1-{max}"))),
+                    }
+                }
+                if range == "*" {
+                    continue;
+                }
+                match range.split_once('-') {
+                    Some((a, b)) => {
+                        let (a, b) = (value(a)?, value(b)?);
+                        if a > b {
+                            return Err(fail(format!("has the range `{range}`, which runs backwards")));
+                        }
+                    }
+                    None => {
+                        value(range)?;
+                    }
+                }
+            }
+            at += field.len();
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cron_fields_are_range_checked() {
+        let cron = |t: &str| Cron::try_from(t.to_owned()).unwrap().check_ranges();
+        assert!(cron("*/5 9-17 * JAN-MAR mon-fri").is_ok());
+        assert!(cron("0 0 1,15 */2 0,7").is_ok());
+        let err = cron("*/5 25 * * *").unwrap_err();
+        assert_eq!((err.at, err.len), (4, 2));
+        assert_eq!(err.message, "cron hour `25` is out of range: 25 is not within 0-23");
+        assert_eq!(cron("61 * * * *").unwrap_err().message, "cron minute `61` is out of range: 61 is not within 0-59");
+        assert_eq!(cron("0 9 * * 8").unwrap_err().at, 8);
+        assert!(cron("0 9 * * 5-1").unwrap_err().message.contains("runs backwards"));
+        assert!(cron("*/0 * * * *").unwrap_err().message.contains("step"));
+        assert!(cron("0 0 0 * *").is_err(), "day of month starts at 1");
+    }
 
     #[test]
     fn underscores_get_their_own_message() {

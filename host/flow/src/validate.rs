@@ -90,6 +90,13 @@ pub(crate) fn check(flow: &FlowFile) -> (Vec<Diagnostic>, Vec<StepId>, Reference
                 ),
                 _ => {}
             }
+            if let Some(cron) = &s.cron
+                && let Err(e) = cron.get_ref().check_ranges()
+            {
+                // The caret on the field: past the value's opening quote.
+                let start = cron.span().start + 1 + e.at;
+                out.push(Diagnostic::new(e.message, Some(start..start + e.len)).help(e.help));
+            }
         }
         if let Some(webhook) = &t.webhook {
             unknown_connection(&webhook.get_ref().connection, &mut out);
