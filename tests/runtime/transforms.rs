@@ -242,3 +242,10 @@ async fn map_nests_dotted_output_fields_and_converts_date_times_to_dates() {
     assert_eq!(schema["properties"]["details"]["properties"]["closing"], json!({"type": "string", "format": "date"}));
     assert_eq!(schema["properties"]["team"]["items"]["properties"]["email"], json!({"type": "string"}));
 }
+
+#[tokio::test]
+async fn filter_names_a_field_the_input_lacks_before_anything_runs() {
+    let input = json!({"type": "object", "properties": {"year": {"type": "integer"}, "Stage": {"type": "string"}}});
+    let message = schema_error("weft_plugin_filter", json!({"when": "record.yeer > 2000"}), input, None).await;
+    assert_eq!(message, "`when` refers to `record.yeer`, which the input does not have; did you mean `year`? it has: Stage, year");
+}
