@@ -8,7 +8,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
 use weft_sandbox::{DemoData, DemoSize, Sandbox, SandboxConfig, SandboxError, Vendor};
 
-use crate::support::{client, start};
+use crate::support::{client, header_names, raw_response_head, start};
 
 const V: &str = "/services/data/v66.0";
 
@@ -629,5 +629,19 @@ async fn salesforce_task_links_a_contact_or_lead_and_an_opportunity_or_account()
     assert_eq!(r.json::<Value>().await.unwrap()[0]["errorCode"], "INVALID_CROSS_REFERENCE_KEY");
     let r: Value = soql(&sb, &token, "SELECT Id, WhoId, WhatId FROM Task WHERE External_Id__c = 'conv-1'").await.json().await.unwrap();
     assert_eq!((&r["records"][0]["WhoId"], &r["records"][0]["WhatId"]), (&json!(contact), &json!(account)));
+    sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn responses_name_headers_as_salesforce_does() {
+    let sb = start(SandboxConfig::default()).await;
+    let token = session(&sb).await;
+    let auth = format!("Bearer {token}");
+    let head = raw_response_head(&base(&sb), "GET", &format!("{V}/sobjects/Account/describe"), &[("Authorization", &auth)]).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let names = header_names(&head);
+    for wanted in ["Content-Type", "Sforce-Limit-Info", "Date"] {
+        assert!(names.contains(&wanted), "no {wanted} in:\n{head}");
+    }
     sb.shutdown().await;
 }
