@@ -124,9 +124,14 @@ async fn hubspot_official_python_client_pages_creates_searches_upserts_and_reads
     assert_eq!(out["distinct"], 20);
     assert_eq!(out["pages"], 3);
     assert_eq!(out["created_email"], "official.client@example.com");
+    assert_eq!(out["created_object_id"], true);
+    assert_eq!(out["created_has_dates"], true);
     assert_eq!(out["search_total"], 1);
     assert_eq!(out["search_id_matches"], true);
     assert_eq!(out["upsert_new_flags"], serde_json::json!([false, true]));
+    assert_eq!(out["upsert_object_ids"], true);
+    assert_eq!(out["property_types"], serde_json::json!({"email": "string", "createdate": "datetime", "lifecyclestage": "enumeration"}));
+    assert_eq!(out["custom_schemas"], 0);
     assert_eq!(out["not_found_status"], 404);
     assert_eq!(out["not_found_category"], "OBJECT_NOT_FOUND");
     sb.shutdown().await;
