@@ -87,6 +87,30 @@ async fn salesforce_jwt_bearer_returns_instance_url_and_no_refresh_token() {
 }
 
 #[tokio::test]
+async fn salesforce_jwt_exp_may_be_a_string_of_digits_or_fractional() {
+    let sb = start(sized(3)).await;
+    let exp = now_s(&sb) + 120;
+    // simple-salesforce sends `exp` as a string; RFC 7519 allows fractional seconds.
+    for form in [json!(exp.to_string()), json!(exp as f64 + 0.5), json!(format!("{exp}.25"))] {
+        let mut c = claims(&sb);
+        c["exp"] = form.clone();
+        let r = jwt_token(&sb, &jwt(&sb, c)).await;
+        assert_eq!(r.status(), 200, "exp {form}");
+        assert!(r.json::<Value>().await.unwrap()["access_token"].is_string());
+    }
+    // A string form is still checked as a time, and anything but digits is refused.
+    let cases = [(json!((now_s(&sb) - 10).to_string()), "expired authorization code"), (json!(format!("{exp}s")), "invalid assertion"), (json!(""), "invalid assertion"), (json!(" 1"), "invalid assertion")];
+    for (form, description) in cases {
+        let mut c = claims(&sb);
+        c["exp"] = form.clone();
+        let r = jwt_token(&sb, &jwt(&sb, c)).await;
+        assert_eq!(r.status(), 400, "exp {form}");
+        assert_eq!(r.json::<Value>().await.unwrap()["error_description"], description, "exp {form}");
+    }
+    sb.shutdown().await;
+}
+
+#[tokio::test]
 async fn salesforce_jwt_with_bad_audience_issuer_subject_or_expiry_is_refused() {
     let sb = start(sized(3)).await;
     let cases = [
