@@ -309,6 +309,8 @@ impl Monday {
             "email" => v.get("text").or_else(|| v.get("email")).and_then(Value::as_str).unwrap_or("").to_string(),
             "phone" => v.get("phone").and_then(Value::as_str).unwrap_or("").to_string(),
             "date" => v.get("date").and_then(Value::as_str).unwrap_or("").to_string(),
+            "long_text" => v.get("text").and_then(Value::as_str).unwrap_or("").to_string(),
+            "checkbox" => if v.get("checked").is_some_and(|c| c == "true" || c == true) { "v".into() } else { String::new() },
             "link" => format!("{} - {}", v.get("text").and_then(Value::as_str).unwrap_or(""), v.get("url").and_then(Value::as_str).unwrap_or("")),
             "board_relation" => v
                 .get("linkedPulseIds")
@@ -386,6 +388,20 @@ impl Monday {
                 Some(u) => json!({"url": u, "text": v.get("text").and_then(Value::as_str).unwrap_or(u)}),
                 None => return Err(invalid()),
             },
+            // Documented: long text takes `{"text": ...}` (or a plain string as a simple value).
+            "long_text" => match (&v, v.get("text")) {
+                (_, Some(Value::String(t))) => json!({"text": t}),
+                (Value::String(t), _) => json!({"text": t}),
+                _ => return Err(invalid()),
+            },
+            // Documented: `{"checked": "true"}` checks, `null` clears; the simple form is "true"/"false".
+            "checkbox" => match (&v, v.get("checked")) {
+                (_, Some(c)) if c == "true" || c == true => json!({"checked": "true"}),
+                (_, Some(c)) if c == "false" || c == false => Value::Null,
+                (Value::String(t), _) if simple && t == "true" => json!({"checked": "true"}),
+                (Value::String(t), _) if simple && t == "false" => Value::Null,
+                _ => return Err(invalid()),
+            },
             "board_relation" => {
                 let ids = v.get("item_ids").and_then(Value::as_array).ok_or_else(invalid)?;
                 let mut linked = Vec::new();
@@ -407,7 +423,7 @@ impl Monday {
             .layout(b)
             .columns
             .iter()
-            .filter(|c| wanted.as_ref().is_none_or(|w| w.iter().any(|x| *x == c.id)))
+            .filter(|c| wanted.as_ref().is_none_or(|w| w.contains(&c.id)))
             .map(|c| {
                 let v = f.get(&c.id).cloned().unwrap_or(Value::Null);
                 let full = json!({
@@ -439,6 +455,7 @@ impl Monday {
                 }
                 "board" => project(&json!({"id": b.id().to_string(), "name": st.layout(b).name}), &f.selection),
                 "column_values" => self.column_values(st, b, &rec.fields, f),
+                "updates" => Value::Array(st.updates.iter().rev().filter(|u| u.board == b && u.item == i).map(|u| project(&update_json(u), &f.selection)).collect()),
                 _ => Value::Null,
             };
             out.insert(f.key().to_string(), v);
@@ -456,6 +473,19 @@ fn column_json(st: &MondayState, c: &Column) -> Value {
 /// A group as the API shows it; `position` is its place on the board.
 fn group_json(g: &Group, position: usize) -> Value {
     json!({"id": g.id, "title": g.title, "color": g.color, "position": format!("{}.0", 65_536 * (position + 1)), "archived": false, "deleted": false})
+}
+
+/// An `ItemsResponse` (`items_page` and friends): the selected `cursor` and `items`.
+fn items_response(sel: &[Field], items: Vec<Value>, next: Option<String>) -> Value {
+    let mut p = Map::new();
+    for x in sel {
+        match x.name.as_str() {
+            "cursor" => p.insert(x.key().into(), json!(next)),
+            "items" => p.insert(x.key().into(), json!(items)),
+            _ => p.insert(x.key().into(), Value::Null),
+        };
+    }
+    Value::Object(p)
 }
 
 /// Keeps the selected keys of a plain object (nested selections recurse).
@@ -640,6 +670,105 @@ impl Monday {
     }
 }
 
+// ---------------------------------------------------------------- schema validation
+
+/// The fields of each monday type a query may select, with the type of object-valued fields.
+/// monday validates a document against its schema before running any of it: one unknown field
+/// fails the whole request (HTTP 200, `errors` only, no `data`) with graphql-ruby's
+/// `undefinedField` error. The field lists are those of monday's published schema for the types
+/// the emulator serves (fields it does not fill in answer `null`); `ColumnValue` also admits the
+/// fields of its implementations (`StatusValue.label`, ...), which inline fragments select.
+fn schema_fields(type_name: &str) -> Option<&'static [(&'static str, Option<&'static str>)]> {
+    Some(match type_name {
+        "Query" => &[
+            ("me", Some("User")), ("boards", Some("Board")), ("items", Some("Item")), ("next_items_page", Some("ItemsResponse")),
+            ("items_page_by_column_values", Some("ItemsResponse")), ("updates", Some("Update")), ("complexity", Some("Complexity")),
+            ("users", Some("User")), ("account", Some("Account")), ("version", None), ("versions", None), ("webhooks", Some("Webhook")),
+            ("workspaces", None), ("tags", None), ("teams", None), ("folders", None), ("docs", None), ("assets", None),
+        ],
+        "Mutation" => &[
+            ("create_item", Some("Item")), ("change_column_value", Some("Item")), ("change_simple_column_value", Some("Item")),
+            ("change_multiple_column_values", Some("Item")), ("delete_item", Some("Item")), ("archive_item", Some("Item")),
+            ("create_update", Some("Update")), ("create_webhook", Some("Webhook")), ("delete_webhook", Some("Webhook")),
+            ("create_board", Some("Board")), ("create_group", Some("Group")), ("create_column", Some("Column")), ("complexity", Some("Complexity")),
+            ("create_subitem", Some("Item")), ("duplicate_item", Some("Item")), ("move_item_to_group", Some("Item")), ("delete_board", Some("Board")),
+            ("archive_board", Some("Board")), ("delete_group", Some("Group")), ("archive_group", Some("Group")), ("duplicate_group", Some("Group")),
+            ("update_group", Some("Group")), ("delete_column", Some("Column")), ("change_column_title", Some("Column")), ("delete_update", Some("Update")),
+        ],
+        "Board" => &[
+            ("id", None), ("name", None), ("description", None), ("state", None), ("board_kind", None), ("board_folder_id", None),
+            ("items_count", None), ("columns", Some("Column")), ("groups", Some("Group")), ("items_page", Some("ItemsResponse")),
+            ("owners", Some("User")), ("owner", Some("User")), ("subscribers", Some("User")), ("creator", Some("User")), ("tags", None),
+            ("top_group", Some("Group")), ("updated_at", None), ("updates", Some("Update")), ("url", None), ("views", None),
+            ("workspace", None), ("workspace_id", None), ("permissions", None), ("type", None), ("activity_logs", None),
+            ("communication", None), ("item_terminology", None), ("team_owners", None), ("team_subscribers", None), ("object_type_unique_key", None),
+        ],
+        "Item" => &[
+            ("id", None), ("name", None), ("state", None), ("created_at", None), ("updated_at", None), ("creator_id", None),
+            ("creator", Some("User")), ("group", Some("Group")), ("board", Some("Board")), ("column_values", Some("ColumnValue")),
+            ("subitems", Some("Item")), ("parent_item", Some("Item")), ("url", None), ("relative_link", None), ("updates", Some("Update")),
+            ("assets", None), ("email", None), ("subscribers", Some("User")), ("linked_items", Some("Item")),
+        ],
+        "ColumnValue" => &[
+            ("id", None), ("type", None), ("text", None), ("value", None), ("column", Some("Column")),
+            ("label", None), ("index", None), ("is_done", None), ("label_style", None), ("date", None), ("time", None), ("email", None),
+            ("url", None), ("url_text", None), ("phone", None), ("country_short_name", None), ("checked", None), ("number", None),
+            ("symbol", None), ("direction", None), ("display_value", None), ("linked_item_ids", None), ("linked_items", Some("Item")),
+            ("persons_and_teams", None), ("updated_at", None), ("from", None), ("to", None), ("values", None), ("country", None),
+        ],
+        "Column" => &[
+            ("id", None), ("title", None), ("type", None), ("settings_str", None), ("description", None), ("archived", None),
+            ("width", None), ("revision", None), ("capabilities", None),
+        ],
+        "Group" => &[
+            ("id", None), ("title", None), ("color", None), ("position", None), ("archived", None), ("deleted", None),
+            ("items_page", Some("ItemsResponse")),
+        ],
+        "ItemsResponse" => &[("cursor", None), ("items", Some("Item"))],
+        "User" => &[
+            ("id", None), ("name", None), ("email", None), ("account", Some("Account")), ("created_at", None), ("enabled", None),
+            ("is_admin", None), ("is_guest", None), ("is_pending", None), ("is_view_only", None), ("is_verified", None), ("photo_original", None),
+            ("photo_thumb", None), ("photo_small", None), ("photo_tiny", None), ("teams", None), ("time_zone_identifier", None), ("title", None),
+            ("url", None), ("utc_hours_diff", None), ("country_code", None), ("birthday", None), ("location", None), ("mobile_phone", None),
+            ("phone", None), ("join_date", None), ("last_activity", None), ("current_language", None), ("out_of_office", None),
+        ],
+        "Account" => &[
+            ("id", None), ("name", None), ("slug", None), ("tier", None), ("plan", None), ("country_code", None), ("logo", None),
+            ("first_day_of_the_week", None), ("show_timeline_weekends", None), ("sign_up_product_kind", None), ("active_members_count", None), ("products", None),
+        ],
+        "Update" => &[
+            ("id", None), ("body", None), ("text_body", None), ("item_id", None), ("creator_id", None), ("creator", Some("User")),
+            ("created_at", None), ("updated_at", None), ("edited_at", None), ("replies", None), ("assets", None), ("likes", None),
+            ("pinned_to_top", None), ("viewers", None), ("watchers", None), ("item", Some("Item")),
+        ],
+        "Webhook" => &[("id", None), ("board_id", None), ("event", None), ("config", None)],
+        "Complexity" => &[("before", None), ("after", None), ("query", None), ("reset_in_x_seconds", None)],
+        _ => return None,
+    })
+}
+
+/// Every selected field the schema does not define, as monday reports it.
+fn undefined_fields(fields: &[Field], type_name: &str, path: &mut Vec<String>, out: &mut Vec<Value>) {
+    let Some(known) = schema_fields(type_name) else { return };
+    for f in fields {
+        if f.name == "__typename" {
+            continue;
+        }
+        path.push(f.name.clone());
+        match known.iter().find(|(name, _)| *name == f.name) {
+            Some((_, Some(child))) => undefined_fields(&f.selection, child, path, out),
+            Some((_, None)) => {}
+            None => out.push(json!({
+                "message": format!("Field '{}' doesn't exist on type '{type_name}'", f.name),
+                "locations": [{"line": f.line, "column": f.column}],
+                "path": path,
+                "extensions": {"code": "undefinedField", "typeName": type_name, "fieldName": f.name},
+            })),
+        }
+        path.pop();
+    }
+}
+
 // ---------------------------------------------------------------- HTTP entry point
 
 fn error_body(errors: Vec<Value>, data: Value) -> Value {
@@ -702,6 +831,12 @@ async fn graphql_endpoint(State(m): State<Arc<Monday>>, Extension(ctx): Extensio
         Ok(op) => op,
         Err(msg) => return json_response(StatusCode::OK, error_body(vec![json!({"message": msg, "extensions": {"code": "GRAPHQL_PARSE_FAILED"}})], Value::Null)),
     };
+    let mut undefined = Vec::new();
+    let root = if op.mutation { "mutation" } else { "query" };
+    undefined_fields(&op.fields, if op.mutation { "Mutation" } else { "Query" }, &mut vec![root.to_string()], &mut undefined);
+    if !undefined.is_empty() {
+        return json_response(StatusCode::OK, json!({"errors": undefined, "account_id": ACCOUNT_ID}));
+    }
     let cost = m.cost(&op.fields, op.mutation);
     if cost > m.limits.max_complexity_per_query {
         return json_response(
@@ -782,48 +917,7 @@ impl Monday {
                 let boards: Vec<Board> = ids.unwrap_or_else(|| st.all_boards().collect()).into_iter().skip((page - 1) * limit).take(limit).collect();
                 let mut out = Vec::new();
                 for b in boards {
-                    let mut o = Map::new();
-                    for sub in &f.selection {
-                        let v = match sub.name.as_str() {
-                            "id" => json!(b.id().to_string()),
-                            "name" => json!(st.layout(b).name),
-                            "state" => json!("active"),
-                            "board_kind" => json!(st.layout(b).kind),
-                            "description" => json!(st.layout(b).description),
-                            "items_count" => json!(st.boards[b.slot()].len()),
-                            "columns" => {
-                                let layout = st.layout(b);
-                                let columns: Vec<Value> = std::iter::once(Column::name()).chain(layout.columns.iter().cloned()).map(|c| column_json(&st, &c)).collect();
-                                project(&Value::Array(columns), &sub.selection)
-                            }
-                            "groups" => {
-                                let groups: Vec<Value> = st.layout(b).groups.iter().enumerate().map(|(n, g)| group_json(g, n)).collect();
-                                project(&Value::Array(groups), &sub.selection)
-                            }
-                            "items_page" => {
-                                let limit = self.page_limit(sub)?;
-                                let cur = ItemsCursor { board: b, query_params: sub.arg("query_params").cloned(), after: None, offset: 0, expires_ms: 0 };
-                                let (cur, limit) = match sub.arg("cursor").and_then(Value::as_str) {
-                                    Some(c) => (self.cursor(&mut st, c)?, limit),
-                                    None => (cur, limit),
-                                };
-                                let items_sel = sub.child("items").map(|i| i.selection.clone()).unwrap_or_default();
-                                let (items, next) = self.page(&mut st, cur, limit, &items_sel)?;
-                                let mut p = Map::new();
-                                for x in &sub.selection {
-                                    match x.name.as_str() {
-                                        "cursor" => p.insert(x.key().into(), json!(next)),
-                                        "items" => p.insert(x.key().into(), json!(items)),
-                                        _ => p.insert(x.key().into(), Value::Null),
-                                    };
-                                }
-                                Value::Object(p)
-                            }
-                            _ => Value::Null,
-                        };
-                        o.insert(sub.key().to_string(), v);
-                    }
-                    out.push(Value::Object(o));
+                    out.push(self.board_json(&mut st, b, &f.selection)?);
                 }
                 Ok(Value::Array(out))
             }
@@ -833,15 +927,32 @@ impl Monday {
                 let cur = self.cursor(&mut st, c)?;
                 let items_sel = f.child("items").map(|i| i.selection.clone()).unwrap_or_default();
                 let (items, next) = self.page(&mut st, cur, limit, &items_sel)?;
-                let mut p = Map::new();
-                for x in &f.selection {
-                    match x.name.as_str() {
-                        "cursor" => p.insert(x.key().into(), json!(next)),
-                        "items" => p.insert(x.key().into(), json!(items)),
-                        _ => p.insert(x.key().into(), Value::Null),
-                    };
-                }
-                Ok(Value::Object(p))
+                Ok(items_response(&f.selection, items, next))
+            }
+            // Items whose columns hold any of the given values (OR within a column, AND across
+            // columns), paged like items_page; a cursor continues and ignores the other
+            // arguments (documented: items_page_by_column_values).
+            "items_page_by_column_values" => {
+                let limit = self.page_limit(f)?;
+                let cur = match f.arg("cursor").and_then(Value::as_str) {
+                    Some(c) => self.cursor(&mut st, c)?,
+                    None => {
+                        let board_arg = f.arg("board_id");
+                        let b = board_arg.and_then(|x| st.board(x)).ok_or_else(|| board_not_found(board_arg))?;
+                        let mut rules = Vec::new();
+                        for c in f.arg("columns").map(compare_values).unwrap_or_default() {
+                            let col = c.get("column_id").and_then(Value::as_str).unwrap_or("");
+                            if st.column(b, col).is_none() {
+                                return Err(GqlError::new(format!("This column ID doesn't exist for the board: {col}"), "InvalidColumnIdException"));
+                            }
+                            rules.push(json!({"column_id": col, "compare_value": c.get("column_values").cloned().unwrap_or(json!([])), "operator": "any_of"}));
+                        }
+                        ItemsCursor { board: b, query_params: Some(json!({"rules": rules, "operator": "and"})), after: None, offset: 0, expires_ms: 0 }
+                    }
+                };
+                let items_sel = f.child("items").map(|i| i.selection.clone()).unwrap_or_default();
+                let (items, next) = self.page(&mut st, cur, limit, &items_sel)?;
+                Ok(items_response(&f.selection, items, next))
             }
             "items" => {
                 let ids = f.arg("ids").map(compare_values).unwrap_or_default();
@@ -866,8 +977,45 @@ impl Monday {
                     .collect();
                 Ok(Value::Array(list))
             }
-            other => Err(GqlError::new(format!("Field '{other}' doesn't exist on type 'Query'"), "undefinedField")),
+            // In monday's schema (validation let it through) but not served by the sandbox.
+            other => Err(GqlError::new(format!("The weft sandbox does not emulate the query field '{other}'"), "NotEmulatedBySandbox")),
         }
+    }
+
+    /// One board with the selected fields; `items_page` reads (and may page) its items.
+    fn board_json(&self, st: &mut MondayState, b: Board, sel: &[Field]) -> Result<Value, GqlError> {
+        let mut o = Map::new();
+        for sub in sel {
+            let v = match sub.name.as_str() {
+                "id" => json!(b.id().to_string()),
+                "name" => json!(st.layout(b).name),
+                "state" => json!("active"),
+                "board_kind" => json!(st.layout(b).kind),
+                "description" => json!(st.layout(b).description),
+                "items_count" => json!(st.boards[b.slot()].len()),
+                "columns" => {
+                    let columns: Vec<Value> = std::iter::once(Column::name()).chain(st.layout(b).columns.iter().cloned()).map(|c| column_json(st, &c)).collect();
+                    project(&Value::Array(columns), &sub.selection)
+                }
+                "groups" => {
+                    let groups: Vec<Value> = st.layout(b).groups.iter().enumerate().map(|(n, g)| group_json(g, n)).collect();
+                    project(&Value::Array(groups), &sub.selection)
+                }
+                "items_page" => {
+                    let limit = self.page_limit(sub)?;
+                    let cur = match sub.arg("cursor").and_then(Value::as_str) {
+                        Some(c) => self.cursor(st, c)?,
+                        None => ItemsCursor { board: b, query_params: sub.arg("query_params").cloned(), after: None, offset: 0, expires_ms: 0 },
+                    };
+                    let items_sel = sub.child("items").map(|i| i.selection.clone()).unwrap_or_default();
+                    let (items, next) = self.page(st, cur, limit, &items_sel)?;
+                    items_response(&sub.selection, items, next)
+                }
+                _ => Value::Null,
+            };
+            o.insert(sub.key().to_string(), v);
+        }
+        Ok(Value::Object(o))
     }
 
     fn page_limit(&self, f: &Field) -> Result<u64, GqlError> {
@@ -909,11 +1057,7 @@ impl Monday {
         };
         match f.name.as_str() {
             "create_item" => {
-                let b = board_arg.and_then(|x| st.board(x)).ok_or_else(|| {
-                    let mut e = GqlError::new("Board not found", "InvalidBoardIdException");
-                    e.data = json!({"board_id": board_arg});
-                    e
-                })?;
+                let b = board_arg.and_then(|x| st.board(x)).ok_or_else(|| board_not_found(board_arg))?;
                 let name = f.arg("item_name").and_then(Value::as_str).ok_or_else(|| GqlError::new("item_name is required", "InvalidArgumentException"))?;
                 let mut fields = Fields::new();
                 fields.insert("name".into(), json!(name));
@@ -954,6 +1098,67 @@ impl Monday {
                 }
                 Ok(self.item(&st, b, i, &f.selection).unwrap_or(Value::Null))
             }
+            // Documented: board_name and board_kind (public, private, share) are required. A
+            // board made without a template has the name column and one group (inferred).
+            "create_board" => {
+                let name = f.arg("board_name").and_then(Value::as_str).ok_or_else(|| missing_argument(f, "board_name"))?;
+                let kind = f.arg("board_kind").and_then(Value::as_str).ok_or_else(|| missing_argument(f, "board_kind"))?;
+                if !matches!(kind, "public" | "private" | "share") {
+                    return Err(GqlError::new(format!("Argument 'board_kind' on Field 'create_board' has an invalid value ({kind}). Expected type 'BoardKind!'."), "argumentLiteralsIncompatible"));
+                }
+                if f.arg("template_id").is_some() {
+                    return Err(GqlError::new("The weft sandbox does not emulate board templates; create the board empty and add columns with create_column", "InvalidArgumentException"));
+                }
+                st.layouts.push(Layout {
+                    name: name.into(),
+                    kind: kind.into(),
+                    description: f.arg("description").and_then(Value::as_str).map(str::to_string),
+                    columns: Vec::new(),
+                    groups: vec![Group::new("topics", "Group Title", "#579bfc")],
+                });
+                let demo = st.demo;
+                st.boards.push(Collection::new(0, move |_| Fields::new(), move |i| demo.times(Kind::Deal, i, 0)));
+                let b = Board(st.layouts.len() as u64);
+                self.board_json(&mut st, b, &f.selection)
+            }
+            // Documented: board_id and group_name are required; group_color is optional. New
+            // groups go to the top of the board; their ids are generated (inferred form).
+            "create_group" => {
+                let b = board_arg.and_then(|x| st.board(x)).ok_or_else(|| board_not_found(board_arg))?;
+                let title = f.arg("group_name").and_then(Value::as_str).ok_or_else(|| missing_argument(f, "group_name"))?;
+                let color = f.arg("group_color").and_then(Value::as_str).unwrap_or("#a25ddc");
+                let id = format!("group_mk{}", &self.hub.tokens.random_hex(4));
+                st.layouts[b.slot()].groups.insert(0, Group::new(&id, title, color));
+                Ok(project(&group_json(&st.layout(b).groups[0], 0), &f.selection))
+            }
+            // Documented: title and column_type are required (since 2023-10); `id` (1-20 lowercase
+            // letters, digits or underscores, unique on the board) and after_column_id optional.
+            // Generated ids take the form `{type}_mk{random}` (inferred from live boards).
+            "create_column" => {
+                let b = board_arg.and_then(|x| st.board(x)).ok_or_else(|| board_not_found(board_arg))?;
+                let title = f.arg("title").and_then(Value::as_str).ok_or_else(|| missing_argument(f, "title"))?;
+                let kind = f.arg("column_type").and_then(Value::as_str).ok_or_else(|| missing_argument(f, "column_type"))?;
+                if !STORED_COLUMN_TYPES.contains(&kind) {
+                    return Err(GqlError::new(format!("The weft sandbox does not emulate {kind} columns; it stores {}", STORED_COLUMN_TYPES.join(", ")), "InvalidArgumentException"));
+                }
+                let id = match f.arg("id").and_then(Value::as_str) {
+                    Some(id) if id.is_empty() || id.len() > 20 || !id.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_') => {
+                        return Err(GqlError::new("Column id must be 1-20 characters of lowercase letters, digits and underscores", "InvalidArgumentException"));
+                    }
+                    Some(id) if st.column(b, id).is_some() => return Err(GqlError::new(format!("A column with the id {id} already exists on this board"), "ColumnIdAlreadyExistsException")),
+                    Some(id) => id.to_string(),
+                    None => format!("{kind}_mk{}", self.hub.tokens.random_hex(3)),
+                };
+                let column = Column { id, kind: kind.into(), title: title.into(), description: f.arg("description").and_then(Value::as_str).map(str::to_string) };
+                let columns = &mut st.layouts[b.slot()].columns;
+                let at = match f.arg("after_column_id").and_then(Value::as_str) {
+                    Some("name") => 0,
+                    Some(after) => columns.iter().position(|c| c.id == after).map(|p| p + 1).ok_or_else(|| GqlError::new(format!("This column ID doesn't exist for the board: {after}"), "InvalidColumnIdException"))?,
+                    None => columns.len(),
+                };
+                columns.insert(at, column.clone());
+                Ok(project(&column_json(&st, &column), &f.selection))
+            }
             "create_update" => {
                 let (b, i) = item_target(&st)?;
                 let body = f.arg("body").and_then(Value::as_str).filter(|b| !b.trim().is_empty()).ok_or_else(|| GqlError::new("body is required", "InvalidArgumentException"))?;
@@ -977,7 +1182,7 @@ impl Monday {
                     None => Err(GqlError::new("Webhook not found", "ResourceNotFoundException")),
                 }
             }
-            other => Err(GqlError::new(format!("Field '{other}' doesn't exist on type 'Mutation'"), "undefinedField")),
+            other => Err(GqlError::new(format!("The weft sandbox does not emulate the mutation '{other}'"), "NotEmulatedBySandbox")),
         }
     }
 
@@ -996,6 +1201,20 @@ impl Monday {
         }
         Ok(out)
     }
+}
+
+/// Column types the emulator can store and read back.
+const STORED_COLUMN_TYPES: [&str; 10] = ["text", "long_text", "numbers", "status", "date", "email", "phone", "link", "checkbox", "board_relation"];
+
+fn board_not_found(board_arg: Option<&Value>) -> GqlError {
+    let mut e = GqlError::new("Board not found", "InvalidBoardIdException");
+    e.data = json!({"board_id": board_arg});
+    e
+}
+
+/// graphql-ruby's answer for a required argument left out (monday's API is built on it).
+fn missing_argument(f: &Field, name: &str) -> GqlError {
+    GqlError::new(format!("Field '{}' is missing required arguments: {name}", f.name), "missingRequiredArguments")
 }
 
 fn update_json(u: &Update) -> Value {
