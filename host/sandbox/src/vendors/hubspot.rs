@@ -1454,7 +1454,7 @@ enum PropertiesApi {
 }
 
 impl PropertyDef {
-    fn to_json(&self, t: ObjType, position: usize, api: PropertiesApi) -> Value {
+    fn to_json(self, t: ObjType, position: usize, api: PropertiesApi) -> Value {
         let (kind, field) = self.kind.type_and_field();
         let unique = t.unique_property() == Some(self.name);
         let defined_at = rfc3339_millis(DEMO_EPOCH_MS);
