@@ -1,0 +1,26 @@
+"""Drives the Salesforce emulator with simple-salesforce, unmodified: JWT bearer login (it sends
+`exp` as a string), SOQL with query_all, create, get, update and describe. It hard-codes
+https://login.salesforce.com and https://{instance}; a redirecting session sends both to the
+emulator. Prints one JSON object; the Rust test asserts on it."""
+
+import json
+import sys
+from urllib.parse import urlparse
+
+from redirect import session_to
+from simple_salesforce import Salesforce
+
+base, username, consumer_key, private_key = sys.argv[1:5]
+instance = urlparse(base).netloc
+session = session_to(base, "login.salesforce.com", instance)
+sf = Salesforce(username=username, consumer_key=consumer_key, privatekey=private_key, session=session)
+out = {"instance": sf.sf_instance}
+
+out["accounts"] = sf.query_all("SELECT Id, Name FROM Account")["totalSize"]
+created = sf.Account.create({"Name": "From simple-salesforce"})
+out["created"] = created["success"]
+sf.Account.update(created["id"], {"Name": "Renamed by simple-salesforce"})
+out["read_back"] = sf.Account.get(created["id"])["Name"]
+out["describe_has_name"] = any(f["name"] == "Name" for f in sf.Account.describe()["fields"])
+
+print(json.dumps(out))
