@@ -209,13 +209,15 @@ pub(crate) async fn serve(
 /// others, whose documented examples use the same form. Title case cannot spell mixed-case names
 /// such as Dataverse's `OData-Version` (it writes `Odata-Version`); HTTP/1.1 names are
 /// case-insensitive, and no client we know of reads those case-sensitively.
-fn http1() -> hyper::server::conn::http1::Builder {
+pub(crate) fn http1() -> hyper::server::conn::http1::Builder {
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.title_case_headers(true);
     builder
 }
 
-async fn handle(req: Request<Incoming>, router: Router, emu: Arc<dyn Emulator>, hub: Arc<Hub>, kill: Arc<Notify>) -> Response {
+/// One request to `emu`: logged, subject to fault injection, then answered by `router`. A
+/// dropped-connection fault notifies `kill` and never returns.
+pub(crate) async fn handle(req: Request<Incoming>, router: Router, emu: Arc<dyn Emulator>, hub: Arc<Hub>, kill: Arc<Notify>) -> Response {
     let started = Instant::now();
     let seq = hub.request_seq.fetch_add(1, Ordering::Relaxed) + 1;
     let (mut parts, body) = req.into_parts();
