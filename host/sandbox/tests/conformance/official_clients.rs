@@ -5,9 +5,10 @@
 //! access to PyPI); two clients can ship the same package (Zoho's SDKs for API v7 and v8 are
 //! both `zohocrmsdk`).
 //!
-//! Clients that hard-code the vendor's https host (zenpy, simple-salesforce) are given a
-//! `requests` session that sends those hosts to the emulator (`redirect.py`); monday.py has no
-//! session option, so its resources' endpoint attribute is set. No client code is patched.
+//! Clients that hard-code the vendor's https hosts (zenpy, simple-salesforce) reach the
+//! emulators through the sandbox's HTTPS proxy, with only `HTTPS_PROXY` and
+//! `REQUESTS_CA_BUNDLE` set. monday.py talks through urllib3, which reads no proxy settings, so
+//! its resources' endpoint attribute is set instead. No client code is patched.
 //!
 //! monday.com's client is an npm package (`tests/official_clients/package.json`), installed
 //! with `npm` the same way (needs `node` 18+ and the npm registry).
@@ -19,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
-use weft_sandbox::{DemoData, DemoSize, SandboxConfig, Vendor};
+use weft_sandbox::{DemoData, DemoSize, Proxy, Sandbox, SandboxConfig, Vendor};
 
 use crate::support::start;
 
@@ -111,7 +112,17 @@ fn run_node(script: &str, args: &[&str]) -> Value {
 
 /// Runs `script` with `client`'s python; the script prints one JSON object.
 fn run(client: &str, script: &str, args: &[&str]) -> Value {
-    let out = Command::new(python(client)).arg(clients_dir().join(script)).args(args).output().expect("run python");
+    run_with(client, script, args, &[])
+}
+
+/// Runs `script` with `client`'s python and extra environment variables.
+fn run_with(client: &str, script: &str, args: &[&str], env: &[(&str, String)]) -> Value {
+    let mut cmd = Command::new(python(client));
+    cmd.arg(clients_dir().join(script)).args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run python");
     assert!(out.status.success(), "{script} failed:\n{}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{script} printed no JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
 }
@@ -198,6 +209,23 @@ async fn zoho_v8_python_sdk_pages_writes_and_reads_the_org_and_record_count() {
     sb.shutdown().await;
 }
 
+/// Starts the sandbox's HTTPS proxy and returns it with the environment a Python `requests`
+/// client needs to use it: `HTTPS_PROXY` and `REQUESTS_CA_BUNDLE` (the CA written to a file).
+async fn proxy_env(sb: &Sandbox, name: &str) -> (Proxy, Vec<(&'static str, String)>) {
+    let proxy = sb.start_proxy(std::net::SocketAddr::from(([127, 0, 0, 1], 0))).await.expect("proxy starts");
+    let ca = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("sandbox-ca-{name}-{}.pem", std::process::id()));
+    std::fs::write(&ca, proxy.ca_pem()).expect("write CA");
+    // Both spellings: Python prefers the lower-case variables when both are set.
+    let env = vec![
+        ("HTTPS_PROXY", proxy.url()),
+        ("https_proxy", proxy.url()),
+        ("NO_PROXY", String::new()),
+        ("no_proxy", String::new()),
+        ("REQUESTS_CA_BUNDLE", ca.display().to_string()),
+    ];
+    (proxy, env)
+}
+
 #[tokio::test]
 async fn zenpy_lists_creates_updates_and_exports_tickets() {
     let mut config = SandboxConfig { data: DemoData { seed: 8, size: DemoSize::uniform(12) }, ..SandboxConfig::default() };
@@ -205,10 +233,11 @@ async fn zenpy_lists_creates_updates_and_exports_tickets() {
     let sb = start(config).await;
     let z = sb.vendor(Vendor::Zendesk).unwrap();
     let c = z.credentials();
-    let base = z.base_url().to_string();
     let subdomain = c.extra["subdomain"].clone();
     let token = c.api_token.clone().unwrap();
-    let out = tokio::task::spawn_blocking(move || run("zenpy", "zenpy_client.py", &[&base, &subdomain, &c.username, &token])).await.unwrap();
+    let (proxy, env) = proxy_env(&sb, "zenpy").await;
+    let out = tokio::task::spawn_blocking(move || run_with("zenpy", "zenpy_client.py", &[&subdomain, &c.username, &token], &env)).await.unwrap();
+    proxy.shutdown().await;
     assert!(out["users"].as_u64().unwrap() >= 12, "{out}");
     let tickets = out["tickets"].as_u64().unwrap();
     assert!(tickets > 0, "{out}");
@@ -224,9 +253,10 @@ async fn simple_salesforce_logs_in_with_a_jwt_and_queries_and_writes() {
     let sb = start(SandboxConfig { data: DemoData { seed: 8, size: DemoSize::uniform(15) }, ..SandboxConfig::default() }).await;
     let s = sb.vendor(Vendor::Salesforce).unwrap();
     let c = s.credentials();
-    let base = s.base_url().to_string();
     let key = c.extra["jwt_private_key_pem"].clone();
-    let out = tokio::task::spawn_blocking(move || run("simple_salesforce", "simple_salesforce_client.py", &[&base, &c.username, &c.client_id, &key])).await.unwrap();
+    let (proxy, env) = proxy_env(&sb, "simple-salesforce").await;
+    let out = tokio::task::spawn_blocking(move || run_with("simple_salesforce", "simple_salesforce_client.py", &[&c.username, &c.client_id, &key], &env)).await.unwrap();
+    proxy.shutdown().await;
     assert_eq!(out["accounts"], 15);
     assert_eq!(out["created"], true);
     assert_eq!(out["read_back"], "Renamed by simple-salesforce");

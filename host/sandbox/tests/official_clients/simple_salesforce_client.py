@@ -1,19 +1,16 @@
 """Drives the Salesforce emulator with simple-salesforce, unmodified: JWT bearer login (it sends
 `exp` as a string), SOQL with query_all, create, get, update and describe. It hard-codes
-https://login.salesforce.com and https://{instance}; a redirecting session sends both to the
-emulator. Prints one JSON object; the Rust test asserts on it."""
+https://login.salesforce.com and https://{instance}; both reach the emulator through the
+sandbox's HTTPS proxy (HTTPS_PROXY and REQUESTS_CA_BUNDLE are set by the test). Prints one JSON
+object; the Rust test asserts on it."""
 
 import json
 import sys
-from urllib.parse import urlparse
 
-from redirect import session_to
 from simple_salesforce import Salesforce
 
-base, username, consumer_key, private_key = sys.argv[1:5]
-instance = urlparse(base).netloc
-session = session_to(base, "login.salesforce.com", instance)
-sf = Salesforce(username=username, consumer_key=consumer_key, privatekey=private_key, session=session)
+username, consumer_key, private_key = sys.argv[1:4]
+sf = Salesforce(username=username, consumer_key=consumer_key, privatekey=private_key)
 out = {"instance": sf.sf_instance}
 
 out["accounts"] = sf.query_all("SELECT Id, Name FROM Account")["totalSize"]
