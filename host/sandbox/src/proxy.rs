@@ -1,7 +1,7 @@
 //! An HTTPS proxy in front of the emulators, for clients that hard-code the vendors' hosts
 //! (most Airbyte sources and Singer taps do). A client needs only `HTTPS_PROXY` and the
 //! sandbox's CA certificate: the proxy accepts `CONNECT` for the vendors' API and login hosts,
-//! terminates TLS with a certificate for that host signed by a CA it creates at start, and
+//! terminates TLS with a certificate for that host signed by the sandbox's CA (`ProxyCa`), and
 //! hands each request to the emulator that plays the host. It refuses every other host, so a
 //! misconfigured client fails instead of reaching a real vendor.
 //!
@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -92,8 +93,80 @@ impl HostRoute {
     }
 }
 
-/// The sandbox's certificate authority: a self-signed CA made at start, and a leaf certificate
-/// per host, made on first use.
+/// The proxy's certificate authority: a key and its self-signed CA certificate. Keep one in a
+/// directory (`load_or_create`) and clients trust it once; `generate` makes a fresh one.
+pub struct ProxyCa {
+    key: KeyPair,
+    cert_pem: String,
+}
+
+/// File names in a CA directory: the key and certificate together, and the certificate alone
+/// (what clients are told to trust).
+const CA_KEY_AND_CERT: &str = "sandbox-ca-key.pem";
+const CA_CERT: &str = "sandbox-ca.pem";
+
+impl ProxyCa {
+    /// A new CA, valid until 2036.
+    pub fn generate() -> Result<ProxyCa, SandboxError> {
+        let key = KeyPair::generate().map_err(ca_error)?;
+        let cert_pem = ca_params().self_signed(&key).map_err(ca_error)?.pem();
+        Ok(ProxyCa { key, cert_pem })
+    }
+
+    /// The CA kept in `dir`, made there on first use. Concurrent callers (parallel tests, two
+    /// `weft sandbox` processes) end up with the same CA: the first to create it wins.
+    pub fn load_or_create(dir: &Path) -> Result<ProxyCa, SandboxError> {
+        let io = |what: &str, e: std::io::Error| SandboxError::Config(format!("{what} the sandbox CA in {}: {e}", dir.display()));
+        std::fs::create_dir_all(dir).map_err(|e| io("creating the directory for", e))?;
+        let path = dir.join(CA_KEY_AND_CERT);
+        if !path.exists() {
+            let ca = ProxyCa::generate()?;
+            let tmp = dir.join(format!("{CA_KEY_AND_CERT}.{}.tmp", std::process::id()));
+            std::fs::write(&tmp, format!("{}{}", ca.key.serialize_pem(), ca.cert_pem)).map_err(|e| io("writing", e))?;
+            // A hard link fails if the file exists: the first writer's CA is the one kept.
+            let _ = std::fs::hard_link(&tmp, &path);
+            let _ = std::fs::remove_file(&tmp);
+        }
+        let both = std::fs::read_to_string(&path).map_err(|e| io("reading", e))?;
+        let cert_at = both.find("-----BEGIN CERTIFICATE-----").ok_or_else(|| SandboxError::Config(format!("{} holds no CA certificate; delete it to make a new CA", path.display())))?;
+        let key = KeyPair::from_pem(&both[..cert_at]).map_err(ca_error)?;
+        let ca = ProxyCa { key, cert_pem: both[cert_at..].to_string() };
+        let cert_path = dir.join(CA_CERT);
+        if std::fs::read_to_string(&cert_path).ok().as_deref() != Some(ca.cert_pem.as_str()) {
+            std::fs::write(&cert_path, &ca.cert_pem).map_err(|e| io("writing", e))?;
+        }
+        Ok(ca)
+    }
+
+    /// Where `load_or_create(dir)` keeps the certificate clients should trust.
+    pub fn cert_path(dir: &Path) -> PathBuf {
+        dir.join(CA_CERT)
+    }
+
+    /// The CA certificate, PEM.
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+}
+
+fn ca_error(e: rcgen::Error) -> SandboxError {
+    SandboxError::Config(format!("could not make or read the sandbox proxy's CA: {e}"))
+}
+
+/// The CA certificate's fields. They are the same every time, so a CA read back from its key
+/// issues leaf certificates whose issuer matches the certificate clients trust.
+fn ca_params() -> CertificateParams {
+    let mut params = CertificateParams::default();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, "weft sandbox CA");
+    params.distinguished_name.push(DnType::OrganizationName, "weft sandbox (local emulators only)");
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params.not_before = rcgen::date_time_ymd(2025, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2036, 1, 1);
+    params
+}
+
+/// Issues a leaf certificate per host, on first use.
 struct Authority {
     issuer: Issuer<'static, KeyPair>,
     pem: String,
@@ -101,15 +174,8 @@ struct Authority {
 }
 
 impl Authority {
-    fn new() -> Result<Authority, rcgen::Error> {
-        let key = KeyPair::generate()?;
-        let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, "weft sandbox CA");
-        params.distinguished_name.push(DnType::OrganizationName, "weft sandbox (local emulators only)");
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
-        let cert = params.self_signed(&key)?;
-        Ok(Authority { pem: cert.pem(), issuer: Issuer::new(params, key), configs: Mutex::new(HashMap::new()) })
+    fn new(ca: ProxyCa) -> Authority {
+        Authority { pem: ca.cert_pem, issuer: Issuer::new(ca_params(), ca.key), configs: Mutex::new(HashMap::new()) }
     }
 
     /// The TLS server configuration presenting a certificate for `host`.
@@ -121,6 +187,8 @@ impl Authority {
         let mut params = CertificateParams::new(vec![host.to_string()]).map_err(|e| e.to_string())?;
         params.distinguished_name.push(DnType::CommonName, host);
         params.use_authority_key_identifier_extension = true;
+        params.not_before = rcgen::date_time_ymd(2025, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2035, 12, 31);
         let cert = params.signed_by(&key, &self.issuer).map_err(|e| e.to_string())?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
@@ -167,8 +235,8 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    pub(crate) async fn start(addr: SocketAddr, hub: Arc<Hub>, emulators: &[Arc<dyn Emulator>]) -> Result<Proxy, SandboxError> {
-        let authority = Authority::new().map_err(|e| SandboxError::Config(format!("could not create the proxy's certificate authority: {e}")))?;
+    pub(crate) async fn start(addr: SocketAddr, ca: ProxyCa, hub: Arc<Hub>, emulators: &[Arc<dyn Emulator>]) -> Result<Proxy, SandboxError> {
+        let authority = Authority::new(ca);
         let listener = TcpListener::bind(addr).await.map_err(|source| SandboxError::Bind { vendor: "HTTPS proxy", addr, source })?;
         let addr = listener.local_addr().map_err(|source| SandboxError::Bind { vendor: "HTTPS proxy", addr, source })?;
         let loopback = emulators
@@ -317,6 +385,19 @@ mod tests {
         for other in ["example.com", "zendesk.com.evil.example", "api.hubapi.com.evil.example", "crm.dynamics.com", "www.zohoapis.net", "169.254.169.254"] {
             assert_eq!(v(other), None, "{other}");
         }
+    }
+
+    #[test]
+    fn a_kept_ca_is_read_back_the_same_and_issues_for_its_certificate() {
+        let dir = std::env::temp_dir().join(format!("weft-sandbox-ca-test-{}", std::process::id()));
+        let first = ProxyCa::load_or_create(&dir).unwrap();
+        let again = ProxyCa::load_or_create(&dir).unwrap();
+        assert_eq!(first.cert_pem(), again.cert_pem());
+        assert_eq!(std::fs::read_to_string(ProxyCa::cert_path(&dir)).unwrap(), first.cert_pem());
+        // A leaf issued by the reloaded key chains to the stored certificate.
+        let authority = Authority::new(again);
+        authority.config_for("api.hubapi.com").unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

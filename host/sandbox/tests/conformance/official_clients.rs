@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
-use weft_sandbox::{DemoData, DemoSize, Proxy, Sandbox, SandboxConfig, Vendor};
+use weft_sandbox::{DemoData, DemoSize, Proxy, ProxyCa, Sandbox, SandboxConfig, Vendor};
 
 use crate::support::start;
 
@@ -209,12 +209,18 @@ async fn zoho_v8_python_sdk_pages_writes_and_reads_the_org_and_record_count() {
     sb.shutdown().await;
 }
 
+/// The CA every test's proxy signs with, kept under Cargo's scratch directory: one CA for the
+/// whole run (and the next), so a client's trust store needs it added once.
+fn ca_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("sandbox-ca")
+}
+
 /// Starts the sandbox's HTTPS proxy and returns it with the environment a Python `requests`
-/// client needs to use it: `HTTPS_PROXY` and `REQUESTS_CA_BUNDLE` (the CA written to a file).
-async fn proxy_env(sb: &Sandbox, name: &str) -> (Proxy, Vec<(&'static str, String)>) {
-    let proxy = sb.start_proxy(std::net::SocketAddr::from(([127, 0, 0, 1], 0))).await.expect("proxy starts");
-    let ca = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("sandbox-ca-{name}-{}.pem", std::process::id()));
-    std::fs::write(&ca, proxy.ca_pem()).expect("write CA");
+/// client needs to use it: `HTTPS_PROXY` and `REQUESTS_CA_BUNDLE`.
+async fn proxy_env(sb: &Sandbox) -> (Proxy, Vec<(&'static str, String)>) {
+    let ca = ProxyCa::load_or_create(&ca_dir()).expect("sandbox CA");
+    let proxy = sb.start_proxy(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), ca).await.expect("proxy starts");
+    let ca = ProxyCa::cert_path(&ca_dir());
     // Both spellings: Python prefers the lower-case variables when both are set.
     let env = vec![
         ("HTTPS_PROXY", proxy.url()),
@@ -235,7 +241,7 @@ async fn zenpy_lists_creates_updates_and_exports_tickets() {
     let c = z.credentials();
     let subdomain = c.extra["subdomain"].clone();
     let token = c.api_token.clone().unwrap();
-    let (proxy, env) = proxy_env(&sb, "zenpy").await;
+    let (proxy, env) = proxy_env(&sb).await;
     let out = tokio::task::spawn_blocking(move || run_with("zenpy", "zenpy_client.py", &[&subdomain, &c.username, &token], &env)).await.unwrap();
     proxy.shutdown().await;
     assert!(out["users"].as_u64().unwrap() >= 12, "{out}");
@@ -254,7 +260,7 @@ async fn simple_salesforce_logs_in_with_a_jwt_and_queries_and_writes() {
     let s = sb.vendor(Vendor::Salesforce).unwrap();
     let c = s.credentials();
     let key = c.extra["jwt_private_key_pem"].clone();
-    let (proxy, env) = proxy_env(&sb, "simple-salesforce").await;
+    let (proxy, env) = proxy_env(&sb).await;
     let out = tokio::task::spawn_blocking(move || run_with("simple_salesforce", "simple_salesforce_client.py", &[&c.username, &c.client_id, &key], &env)).await.unwrap();
     proxy.shutdown().await;
     assert_eq!(out["accounts"], 15);

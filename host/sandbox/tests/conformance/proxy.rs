@@ -7,13 +7,13 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use weft_sandbox::{Proxy, Sandbox, SandboxConfig, Vendor};
+use weft_sandbox::{Proxy, ProxyCa, Sandbox, SandboxConfig, Vendor};
 
 use crate::support::{admin_get, start};
 
 async fn with_proxy() -> (Sandbox, Proxy) {
     let sb = start(SandboxConfig::default()).await;
-    let proxy = sb.start_proxy(SocketAddr::from(([127, 0, 0, 1], 0))).await.expect("proxy starts");
+    let proxy = sb.start_proxy(SocketAddr::from(([127, 0, 0, 1], 0)), ProxyCa::generate().unwrap()).await.expect("proxy starts");
     (sb, proxy)
 }
 
