@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use http::{Request, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use rcgen::{BasicConstraints, CertificateParams, CidrSubnet, DistinguishedName, DnType, GeneralSubtree, IsCa, Issuer, KeyPair, KeyUsagePurpose, NameConstraints};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -154,9 +154,23 @@ fn ca_error(e: rcgen::Error) -> SandboxError {
 }
 
 /// The CA certificate's fields. They are the same every time, so a CA read back from its key
-/// issues leaf certificates whose issuer matches the certificate clients trust.
+/// issues leaf certificates whose issuer matches the certificate clients trust. Name
+/// constraints limit what the CA can vouch for to the routed vendor domains and loopback: a
+/// copy of its key (it sits in the data directory) cannot mint certificates for other sites.
 fn ca_params() -> CertificateParams {
     let mut params = CertificateParams::default();
+    let mut domains: Vec<String> = ["zendesk.com", "hubapi.com", "hubspot.com", "salesforce.com", "zohocloud.ca", "dynamics.com", "login.microsoftonline.com", "monday.com", "partner.microsoft.com"]
+        .iter()
+        .map(|d| d.to_string())
+        .collect();
+    domains.extend(ZOHO_API_SUFFIXES.iter().map(|s| format!("zohoapis.{s}")));
+    domains.extend(ZOHO_ACCOUNTS.iter().filter_map(|a| a.strip_prefix("accounts.")).map(str::to_string));
+    domains.sort();
+    domains.dedup();
+    let mut permitted: Vec<GeneralSubtree> = domains.into_iter().map(GeneralSubtree::DnsName).collect();
+    permitted.push(GeneralSubtree::IpAddress(CidrSubnet::V4([127, 0, 0, 0], [255, 0, 0, 0])));
+    permitted.push(GeneralSubtree::IpAddress(CidrSubnet::V6(std::net::Ipv6Addr::LOCALHOST.octets(), [0xff; 16])));
+    params.name_constraints = Some(NameConstraints { permitted_subtrees: permitted, excluded_subtrees: Vec::new() });
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.distinguished_name.push(DnType::CommonName, "weft sandbox CA");
     params.distinguished_name.push(DnType::OrganizationName, "weft sandbox (local emulators only)");
@@ -185,7 +199,9 @@ impl Authority {
         }
         let key = KeyPair::generate().map_err(|e| e.to_string())?;
         let mut params = CertificateParams::new(vec![host.to_string()]).map_err(|e| e.to_string())?;
-        params.distinguished_name.push(DnType::CommonName, host);
+        // The name is in the subject alternative name only: a common name would be checked
+        // against the CA's DNS constraints by OpenSSL even for an IP address.
+        params.distinguished_name = DistinguishedName::new();
         params.use_authority_key_identifier_extension = true;
         params.not_before = rcgen::date_time_ymd(2025, 1, 1);
         params.not_after = rcgen::date_time_ymd(2035, 12, 31);

@@ -99,6 +99,7 @@ async fn proxy_refuses_hosts_that_are_not_emulators_and_plain_http() {
     assert_eq!(status, "HTTP/1.1 405 Method Not Allowed");
     assert!(body.contains("only tunnels https"), "{body}");
     // A client without the sandbox CA does not trust the proxy's certificates.
+    // (And the CA itself is name-constrained to the vendors' domains and loopback.)
     let untrusting = reqwest::Client::builder().proxy(reqwest::Proxy::https(proxy.url()).unwrap()).tls_certs_only([]).build().unwrap();
     assert!(untrusting.get("https://api.hubapi.com/crm/v3/objects/contacts").send().await.is_err());
     proxy.shutdown().await;
