@@ -631,7 +631,12 @@ fn list_param(p: &HashMap<String, String>, k: &str) -> Vec<String> {
 }
 
 async fn list(State(h): State<Arc<HubSpot>>, Extension(ctx): Extension<RequestCtx>, Path(kind): Path<String>, RawQuery(q): RawQuery, headers: HeaderMap) -> Response {
-    let Some(t) = ObjType::parse(&kind) else { return h.error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", &format!("Unable to infer object type from: {kind}"), json!({})) };
+    let Some(t) = ObjType::parse(&kind) else {
+        if Unstored::parse(&kind).is_some() {
+            return h.guarded(&headers, &ctx, false, || json_response(StatusCode::OK, json!({"results": []})));
+        }
+        return h.unknown_object_type(&kind);
+    };
     h.guarded(&headers, &ctx, false, || {
         let p = query_params(q.as_deref());
         let limit = p.get("limit").and_then(|s| s.parse::<u64>().ok()).unwrap_or(10);
@@ -794,7 +799,13 @@ async fn create(State(h): State<Arc<HubSpot>>, Extension(ctx): Extension<Request
 }
 
 async fn object(State(h): State<Arc<HubSpot>>, Extension(ctx): Extension<RequestCtx>, Path((kind, id)): Path<(String, String)>, RawQuery(q): RawQuery, method: http::Method, headers: HeaderMap, body: Bytes) -> Response {
-    let Some(t) = ObjType::parse(&kind) else { return h.error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", &format!("Unable to infer object type from: {kind}"), json!({})) };
+    let Some(t) = ObjType::parse(&kind) else {
+        return match Unstored::parse(&kind) {
+            Some(_) if id == "search" && method == http::Method::POST => h.guarded(&headers, &ctx, true, || json_response(StatusCode::OK, json!({"total": 0, "results": []}))),
+            Some(_) => h.guarded(&headers, &ctx, false, || h.not_found(&id)),
+            None => h.unknown_object_type(&kind),
+        };
+    };
     if id == "search" && method == http::Method::POST {
         return search(h, ctx, t, headers, body);
     }
@@ -1444,6 +1455,85 @@ fn property_defs(t: ObjType) -> Vec<PropertyDef> {
     own.iter().copied().chain(system).collect()
 }
 
+/// A HubSpot standard object the sandbox keeps no records of. Every portal has these objects,
+/// so their property definitions exist (inferred: only their record id and timestamps here) and
+/// their lists and searches answer empty, as in a portal that never used them.
+#[derive(Debug)]
+struct Unstored {
+    /// Names the APIs accept for it (plural, singular, object type id).
+    names: &'static [&'static str],
+    group: &'static str,
+    created: &'static str,
+}
+
+const UNSTORED: &[Unstored] = &[
+    Unstored { names: &["tickets", "ticket", "0-5"], group: "ticketinformation", created: "createdate" },
+    Unstored { names: &["products", "product", "0-7"], group: "productinformation", created: "createdate" },
+    Unstored { names: &["line_items", "line_item", "0-8"], group: "lineiteminformation", created: "createdate" },
+    Unstored { names: &["emails", "email", "0-49"], group: "email", created: "hs_createdate" },
+    Unstored { names: &["meetings", "meeting", "0-47"], group: "meeting", created: "hs_createdate" },
+    Unstored { names: &["notes", "note", "0-46"], group: "note", created: "hs_createdate" },
+    Unstored { names: &["tasks", "task", "0-27"], group: "task", created: "hs_createdate" },
+    Unstored { names: &["feedback_submissions", "feedback_submission", "0-19"], group: "feedbacksubmissioninformation", created: "hs_createdate" },
+    Unstored { names: &["goal_targets", "goal_target", "0-74"], group: "goal_target_information", created: "hs_createdate" },
+    Unstored { names: &["deal_splits", "deal_split"], group: "deal_split_information", created: "hs_createdate" },
+    Unstored { names: &["leads", "lead", "0-136"], group: "lead_information", created: "hs_createdate" },
+    // Legacy form submissions' properties (`/properties/v2/form/properties`).
+    Unstored { names: &["forms", "form"], group: "formsubmissioninformation", created: "hs_createdate" },
+];
+
+impl Unstored {
+    fn parse(kind: &str) -> Option<&'static Unstored> {
+        let kind = kind.to_ascii_lowercase();
+        UNSTORED.iter().find(|u| u.names.contains(&kind.as_str()))
+    }
+}
+
+/// Whose properties a properties request asks for.
+#[derive(Debug, Clone, Copy)]
+enum PropertyOwner {
+    Stored(ObjType),
+    Unstored(&'static Unstored),
+}
+
+impl PropertyOwner {
+    fn parse(kind: &str) -> Option<PropertyOwner> {
+        ObjType::parse(kind).map(PropertyOwner::Stored).or_else(|| Unstored::parse(kind).map(PropertyOwner::Unstored))
+    }
+
+    fn defs(self) -> Vec<PropertyDef> {
+        match self {
+            PropertyOwner::Stored(t) => property_defs(t),
+            PropertyOwner::Unstored(u) => vec![
+                PropertyDef { read_only: true, ..prop(u.created, "Create Date", PropertyKind::DateTime) },
+                PropertyDef { read_only: true, ..prop("hs_lastmodifieddate", "Last Modified Date", PropertyKind::DateTime) },
+                PropertyDef { read_only: true, ..prop("hs_object_id", "Record ID", PropertyKind::Number) },
+            ],
+        }
+    }
+
+    fn group(self) -> &'static str {
+        match self {
+            PropertyOwner::Stored(t) => t.property_group(),
+            PropertyOwner::Unstored(u) => u.group,
+        }
+    }
+
+    fn unique_property(self) -> Option<&'static str> {
+        match self {
+            PropertyOwner::Stored(t) => t.unique_property(),
+            PropertyOwner::Unstored(_) => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            PropertyOwner::Stored(t) => t.name(),
+            PropertyOwner::Unstored(u) => u.names[0],
+        }
+    }
+}
+
 /// The property API versions clients still call: v3 (`/crm/v3/properties/..`, the `Property`
 /// model of HubSpot's SDKs) and the legacy v2 (`/properties/v2/{object}/properties`, a bare
 /// array; Airbyte's HubSpot source discovers its schemas there).
@@ -1454,7 +1544,7 @@ enum PropertiesApi {
 }
 
 impl PropertyDef {
-    fn to_json(self, t: ObjType, position: usize, api: PropertiesApi) -> Value {
+    fn to_json(self, t: PropertyOwner, position: usize, api: PropertiesApi) -> Value {
         let (kind, field) = self.kind.type_and_field();
         let unique = t.unique_property() == Some(self.name);
         let defined_at = rfc3339_millis(DEMO_EPOCH_MS);
@@ -1471,14 +1561,14 @@ impl PropertyDef {
         let mut v = match api {
             PropertiesApi::V3 => json!({
                 "name": self.name, "label": self.label, "type": kind, "fieldType": field, "description": "",
-                "groupName": t.property_group(), "options": options, "displayOrder": position,
+                "groupName": t.group(), "options": options, "displayOrder": position,
                 "calculated": false, "externalOptions": false, "hasUniqueValue": unique, "hidden": false,
                 "modificationMetadata": {"archivable": self.custom, "readOnlyDefinition": !self.custom, "readOnlyValue": self.read_only},
                 "formField": !self.read_only, "dataSensitivity": "non_sensitive",
                 "createdAt": defined_at, "updatedAt": defined_at, "archived": false,
             }),
             PropertiesApi::V2 => json!({
-                "name": self.name, "label": self.label, "description": "", "groupName": t.property_group(),
+                "name": self.name, "label": self.label, "description": "", "groupName": t.group(),
                 "type": kind, "fieldType": field, "options": options, "displayOrder": position,
                 "formField": !self.read_only, "readOnlyValue": self.read_only, "readOnlyDefinition": !self.custom,
                 "hidden": false, "mutableDefinitionNotDeletable": !self.custom, "calculated": false,
@@ -1497,8 +1587,8 @@ impl PropertyDef {
 impl HubSpot {
     /// HubSpot's answer for a property name the object type does not define. Inferred: the
     /// category and status are those of every HubSpot "not found"; the wording is ours.
-    fn no_such_property(&self, t: ObjType, name: &str) -> Response {
-        self.error(StatusCode::NOT_FOUND, "OBJECT_NOT_FOUND", &format!("Unable to find property {name} for object type {}", t.type_id()), json!({"context": {"propertyName": [name]}}))
+    fn no_such_property(&self, t: PropertyOwner, name: &str) -> Response {
+        self.error(StatusCode::NOT_FOUND, "OBJECT_NOT_FOUND", &format!("Unable to find property {name} for object type {}", t.name()), json!({"context": {"propertyName": [name]}}))
     }
 
     fn unknown_object_type(&self, kind: &str) -> Response {
@@ -1509,18 +1599,18 @@ impl HubSpot {
 /// `GET /crm/v3/properties/{objectType}`: `{"results": [Property]}`; `archived=true` lists the
 /// archived ones, of which the demo portal has none (documented: properties API v3).
 async fn properties_v3(State(h): State<Arc<HubSpot>>, Extension(ctx): Extension<RequestCtx>, Path(kind): Path<String>, RawQuery(q): RawQuery, headers: HeaderMap) -> Response {
-    let Some(t) = ObjType::parse(&kind) else { return h.unknown_object_type(&kind) };
+    let Some(t) = PropertyOwner::parse(&kind) else { return h.unknown_object_type(&kind) };
     h.guarded(&headers, &ctx, false, || {
         let archived = query_params(q.as_deref()).get("archived").is_some_and(|a| a == "true");
-        let results: Vec<Value> = if archived { Vec::new() } else { property_defs(t).iter().enumerate().map(|(n, p)| p.to_json(t, n, PropertiesApi::V3)).collect() };
+        let results: Vec<Value> = if archived { Vec::new() } else { t.defs().iter().enumerate().map(|(n, p)| p.to_json(t, n, PropertiesApi::V3)).collect() };
         json_response(StatusCode::OK, json!({"results": results}))
     })
 }
 
 /// `GET /crm/v3/properties/{objectType}/{propertyName}` (documented).
 async fn property_v3(State(h): State<Arc<HubSpot>>, Extension(ctx): Extension<RequestCtx>, Path((kind, name)): Path<(String, String)>, headers: HeaderMap) -> Response {
-    let Some(t) = ObjType::parse(&kind) else { return h.unknown_object_type(&kind) };
-    h.guarded(&headers, &ctx, false, || match property_defs(t).iter().enumerate().find(|(_, p)| p.name == name) {
+    let Some(t) = PropertyOwner::parse(&kind) else { return h.unknown_object_type(&kind) };
+    h.guarded(&headers, &ctx, false, || match t.defs().iter().enumerate().find(|(_, p)| p.name == name) {
         Some((n, p)) => json_response(StatusCode::OK, p.to_json(t, n, PropertiesApi::V3)),
         None => h.no_such_property(t, &name),
     })
@@ -1530,17 +1620,17 @@ async fn property_v3(State(h): State<Arc<HubSpot>>, Extension(ctx): Extension<Re
 /// (documented for v1/v2 contacts, companies and deals; the object type may be singular,
 /// `contact`, as Airbyte's source sends it).
 async fn properties_v2(State(h): State<Arc<HubSpot>>, Extension(ctx): Extension<RequestCtx>, Path(kind): Path<String>, headers: HeaderMap) -> Response {
-    let Some(t) = ObjType::parse(&kind) else { return h.unknown_object_type(&kind) };
+    let Some(t) = PropertyOwner::parse(&kind) else { return h.unknown_object_type(&kind) };
     h.guarded(&headers, &ctx, false, || {
-        let all: Vec<Value> = property_defs(t).iter().enumerate().map(|(n, p)| p.to_json(t, n, PropertiesApi::V2)).collect();
+        let all: Vec<Value> = t.defs().iter().enumerate().map(|(n, p)| p.to_json(t, n, PropertiesApi::V2)).collect();
         json_response(StatusCode::OK, Value::Array(all))
     })
 }
 
 /// `GET /properties/v2/{objectType}/properties/named/{propertyName}` (documented, legacy).
 async fn property_v2(State(h): State<Arc<HubSpot>>, Extension(ctx): Extension<RequestCtx>, Path((kind, name)): Path<(String, String)>, headers: HeaderMap) -> Response {
-    let Some(t) = ObjType::parse(&kind) else { return h.unknown_object_type(&kind) };
-    h.guarded(&headers, &ctx, false, || match property_defs(t).iter().enumerate().find(|(_, p)| p.name == name) {
+    let Some(t) = PropertyOwner::parse(&kind) else { return h.unknown_object_type(&kind) };
+    h.guarded(&headers, &ctx, false, || match t.defs().iter().enumerate().find(|(_, p)| p.name == name) {
         Some((n, p)) => json_response(StatusCode::OK, p.to_json(t, n, PropertiesApi::V2)),
         None => h.no_such_property(t, &name),
     })

@@ -549,3 +549,23 @@ async fn hubspot_schemas_lists_no_custom_objects() {
     }
     sb.shutdown().await;
 }
+
+#[tokio::test]
+async fn hubspot_standard_objects_without_records_have_properties_and_empty_lists() {
+    let sb = start(sized(3)).await;
+    // Every portal has tickets, products, line items, engagements, ...; the sandbox stores none.
+    for object in ["ticket", "tickets", "line_item", "product", "deal_split", "emails", "meetings", "notes", "tasks", "goal_targets", "feedback_submissions", "leads", "form"] {
+        let r = get(&sb, &format!("/properties/v2/{object}/properties")).await;
+        assert_eq!(r.status(), 200, "{object}");
+        let all: Value = r.json().await.unwrap();
+        assert!(all.as_array().unwrap().iter().any(|p| p["name"] == "hs_object_id"), "{object}: {all}");
+    }
+    let v3: Value = get(&sb, "/crm/v3/properties/tickets").await.json().await.unwrap();
+    assert!(v3["results"].as_array().unwrap().iter().any(|p| p["name"] == "hs_lastmodifieddate"));
+    assert_eq!(get(&sb, "/crm/v3/objects/tickets?limit=10").await.json::<Value>().await.unwrap(), json!({"results": []}));
+    let r = send(&sb, reqwest::Method::POST, "/crm/v3/objects/tickets/search", json!({"filterGroups": [], "limit": 10})).await;
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({"total": 0, "results": []}));
+    assert_eq!(get(&sb, "/crm/v3/objects/tickets/123").await.status(), 404);
+    assert_eq!(get(&sb, "/properties/v2/unicorns/properties").await.status(), 400);
+    sb.shutdown().await;
+}
