@@ -283,3 +283,98 @@ async fn monday_py_creates_boards_groups_columns_and_finds_items_by_column_value
     assert_eq!(out["unknown_field"], "Field 'pos' doesn't exist on type 'Board'");
     sb.shutdown().await;
 }
+
+/// Writes an Airbyte source's config where the source can read it.
+fn airbyte_config(name: &str, config: &Value) -> String {
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("airbyte-{name}-{}.json", std::process::id()));
+    std::fs::write(&path, config.to_string()).expect("write config");
+    path.display().to_string()
+}
+
+/// Runs `airbyte_source.py` for `source` through the proxy and checks what every source must
+/// do: spec, a passing check, discovery of `streams`, and a read of them.
+async fn run_airbyte(sb: &Sandbox, client: &'static str, source: &'static str, config: Value, streams: &'static [&'static str]) -> Value {
+    let config = airbyte_config(client, &config);
+    let (proxy, env) = proxy_env(sb).await;
+    let out = tokio::task::spawn_blocking(move || run_with(client, "airbyte_source.py", &[source, &config, &streams.join(",")], &env)).await.unwrap();
+    proxy.shutdown().await;
+    assert_eq!(out["spec"], true, "{out}");
+    assert_eq!(out["check"], "SUCCEEDED", "{out}");
+    assert_eq!(out["errors"], serde_json::json!([]), "{out}");
+    for s in streams {
+        assert!(out["discovered"].as_array().unwrap().iter().any(|d| d == s), "{s} not discovered: {out}");
+    }
+    out
+}
+
+/// Live records of `object` in an emulator, from the admin API's state.
+async fn seeded(sb: &Sandbox, vendor: &str, pointer: &str) -> u64 {
+    let state = crate::support::admin_get(sb, &format!("/admin/vendors/{vendor}/state")).await;
+    state.pointer(pointer).and_then(Value::as_u64).unwrap_or_else(|| panic!("no {pointer} in {state}"))
+}
+
+#[tokio::test]
+async fn airbyte_zendesk_support_source_checks_discovers_and_reads() {
+    let sb = start(SandboxConfig { data: DemoData { seed: 8, size: DemoSize::uniform(12) }, ..SandboxConfig::default() }).await;
+    let c = sb.vendor(Vendor::Zendesk).unwrap().credentials();
+    let config = serde_json::json!({
+        "subdomain": c.extra["subdomain"], "start_date": "2020-01-01T00:00:00Z",
+        "credentials": {"credentials": "api_token", "email": c.username, "api_token": c.api_token},
+    });
+    let out = run_airbyte(&sb, "airbyte_zendesk", "source-zendesk-support", config, &["tickets", "users", "organizations"]).await;
+    assert_eq!(out["records"]["tickets"], seeded(&sb, "zendesk", "/objects/tickets/records").await, "{out}");
+    assert_eq!(out["records"]["users"], seeded(&sb, "zendesk", "/objects/users/records").await, "{out}");
+    assert_eq!(out["records"]["organizations"], seeded(&sb, "zendesk", "/objects/organizations/records").await, "{out}");
+    sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn airbyte_hubspot_source_checks_discovers_and_reads() {
+    let sb = start(SandboxConfig { data: DemoData { seed: 8, size: DemoSize::uniform(12) }, ..SandboxConfig::default() }).await;
+    let token = sb.vendor(Vendor::HubSpot).unwrap().credentials().api_token.unwrap();
+    let config = serde_json::json!({"start_date": "2020-01-01T00:00:00Z", "credentials": {"credentials_title": "Private App Credentials", "access_token": token}});
+    let out = run_airbyte(&sb, "airbyte_hubspot", "source-hubspot", config, &["contacts", "companies", "deals"]).await;
+    assert_eq!(out["records"]["contacts"], seeded(&sb, "hubspot", "/objects/contacts/records").await, "{out}");
+    assert_eq!(out["records"]["companies"], seeded(&sb, "hubspot", "/objects/companies/records").await, "{out}");
+    assert_eq!(out["records"]["deals"], seeded(&sb, "hubspot", "/objects/deals/records").await, "{out}");
+    sb.shutdown().await;
+}
+
+/// A Salesforce refresh token from the web-server flow, approved on the consent page.
+async fn salesforce_refresh_token(sb: &Sandbox) -> String {
+    let s = sb.vendor(Vendor::Salesforce).unwrap();
+    let c = s.credentials();
+    let http = crate::support::client();
+    let r = http
+        .post(format!("{}/services/oauth2/authorize", s.base_url()))
+        .form(&[("response_type", "code"), ("client_id", c.client_id.as_str()), ("redirect_uri", "http://localhost:9/cb"), ("decision", "approve")])
+        .send()
+        .await
+        .unwrap();
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    let query: Vec<(String, String)> = serde_urlencoded::from_str(location.split_once('?').expect("a query in the redirect").1).unwrap();
+    let code = query.into_iter().find(|(k, _)| k == "code").expect("code in the redirect").1;
+    let t: Value = http
+        .post(format!("{}/services/oauth2/token", s.base_url()))
+        .form(&[("grant_type", "authorization_code"), ("code", code.as_str()), ("client_id", &c.client_id), ("client_secret", &c.client_secret), ("redirect_uri", "http://localhost:9/cb")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    t["refresh_token"].as_str().unwrap_or_else(|| panic!("no refresh token: {t}")).to_string()
+}
+
+#[tokio::test]
+async fn airbyte_salesforce_source_checks_discovers_and_reads_with_bulk_api() {
+    let sb = start(SandboxConfig { data: DemoData { seed: 8, size: DemoSize::uniform(12) }, ..SandboxConfig::default() }).await;
+    let c = sb.vendor(Vendor::Salesforce).unwrap().credentials();
+    let refresh = salesforce_refresh_token(&sb).await;
+    let config = serde_json::json!({"client_id": c.client_id, "client_secret": c.client_secret, "refresh_token": refresh, "start_date": "2020-01-01T00:00:00Z", "is_sandbox": false, "auth_type": "Client"});
+    let out = run_airbyte(&sb, "airbyte_salesforce", "source-salesforce", config, &["Account", "Contact", "Opportunity"]).await;
+    assert_eq!(out["records"]["Account"], seeded(&sb, "salesforce", "/objects/Account/records").await, "{out}");
+    assert_eq!(out["records"]["Contact"], seeded(&sb, "salesforce", "/objects/Contact/records").await, "{out}");
+    assert_eq!(out["records"]["Opportunity"], seeded(&sb, "salesforce", "/objects/Opportunity/records").await, "{out}");
+    sb.shutdown().await;
+}
