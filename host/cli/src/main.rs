@@ -199,7 +199,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Runs { command } => runs::run(&cli.data_dir, &cli.tenant, command).await,
         Command::Secret { command } => secret::run(&cli.data_dir, &cli.tenant, command).await,
         Command::Webhook { command } => webhook::run(&cli.data_dir, &cli.tenant, command).await,
-        Command::Sandbox(args) => sandbox::run(args).await,
+        Command::Sandbox(args) => sandbox::run(args, &cli.data_dir).await,
         Command::Demo(args) => demo::run(&cli.data_dir, args).await,
     }
 }

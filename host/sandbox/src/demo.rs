@@ -267,7 +267,7 @@ const NOUNS: [&str; 20] = [
 ];
 const SUFFIXES: [&str; 5] = ["Inc", "Ltd", "GmbH", "LLC", "Group"];
 const LEAD_NOUNS: [&str; 8] = ["Ventures", "Partners", "Collective", "Trading", "Supply", "Digital", "Consulting", "Holdings"];
-const INDUSTRIES: [&str; 8] =
+pub(crate) const INDUSTRIES: [&str; 8] =
     ["Technology", "Manufacturing", "Retail", "Healthcare", "Finance", "Education", "Transportation", "Hospitality"];
 const TITLES: [&str; 8] =
     ["CEO", "CTO", "VP Sales", "Head of Support", "Operations Manager", "Procurement Lead", "IT Director", "Account Manager"];

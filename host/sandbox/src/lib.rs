@@ -31,6 +31,7 @@ mod keys;
 mod log;
 mod oauth;
 mod prng;
+mod proxy;
 mod server;
 mod tokens;
 mod vendor;
@@ -51,6 +52,7 @@ pub use config::{
 };
 pub use error::SandboxError;
 pub use log::LoggedRequest;
+pub use proxy::{HostRoute, Proxy, ProxyCa, ROUTED_HOSTS, route_host};
 pub use server::Credentials;
 pub use vendor::Vendor;
 pub use webhook::{Attempt, Delivery};
@@ -131,6 +133,13 @@ impl Sandbox {
         tasks.push(tokio::spawn(server::serve(listener, admin, None, stop_rx)));
         tracing::info!(admin = %admin_addr, emulators = emulators.len(), "sandbox started");
         Ok(Sandbox { hub, emulators, data, admin_url: format!("http://{admin_addr}"), stop, tasks })
+    }
+
+    /// Starts the HTTPS proxy on `addr` (port 0 for any), signing with `ca`: clients that
+    /// hard-code the vendors' hosts reach the emulators through it with only `HTTPS_PROXY` and
+    /// the CA certificate set. It runs until `Proxy::shutdown`.
+    pub async fn start_proxy(&self, addr: SocketAddr, ca: ProxyCa) -> Result<Proxy, SandboxError> {
+        Proxy::start(addr, ca, Arc::clone(&self.hub), &self.emulators).await
     }
 
     /// The running emulators, in `Vendor::ALL` order.

@@ -185,7 +185,7 @@ pub(crate) async fn serve(
                 });
                 let mut stop = shutdown.clone();
                 conns.spawn(async move {
-                    let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
+                    let conn = http1().serve_connection(TokioIo::new(stream), svc);
                     tokio::select! {
                         _ = conn => {}
                         _ = kill.notified() => {}
@@ -199,7 +199,25 @@ pub(crate) async fn serve(
     conns.abort_all();
 }
 
-async fn handle(req: Request<Incoming>, router: Router, emu: Arc<dyn Emulator>, hub: Arc<Hub>, kill: Arc<Notify>) -> Response {
+/// The HTTP/1 server every emulator and the admin API use.
+///
+/// Header names go out in title case (`Content-Type`, `Sforce-Limit-Info`), as the vendors'
+/// HTTP/1.1 front ends send them; `http` keeps names lower-case, which hyper would otherwise
+/// write verbatim. Some clients look response headers up case-sensitively (airbyte-cdk reads
+/// Salesforce's `Content-Type` that way). Documented for Salesforce (the REST API guide's
+/// example responses: `Content-Type`, `Sforce-Limit-Info`, `Last-Modified`); inferred for the
+/// others, whose documented examples use the same form. Title case cannot spell mixed-case names
+/// such as Dataverse's `OData-Version` (it writes `Odata-Version`); HTTP/1.1 names are
+/// case-insensitive, and no client we know of reads those case-sensitively.
+pub(crate) fn http1() -> hyper::server::conn::http1::Builder {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.title_case_headers(true);
+    builder
+}
+
+/// One request to `emu`: logged, subject to fault injection, then answered by `router`. A
+/// dropped-connection fault notifies `kill` and never returns.
+pub(crate) async fn handle(req: Request<Incoming>, router: Router, emu: Arc<dyn Emulator>, hub: Arc<Hub>, kill: Arc<Notify>) -> Response {
     let started = Instant::now();
     let seq = hub.request_seq.fetch_add(1, Ordering::Relaxed) + 1;
     let (mut parts, body) = req.into_parts();

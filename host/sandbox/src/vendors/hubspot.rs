@@ -131,12 +131,22 @@ impl ObjType {
         }
     }
 
-    fn writable(self) -> &'static [&'static str] {
+    /// Whether a write may set `name` (read-only properties such as `createdate` are refused).
+    fn writable(self, name: &str) -> bool {
+        self.property(name).is_some_and(|p| !p.read_only)
+    }
+
+    fn property(self, name: &str) -> Option<PropertyDef> {
+        property_defs(self).into_iter().find(|p| p.name == name)
+    }
+
+    /// The property group HubSpot files an object type's own properties under.
+    fn property_group(self) -> &'static str {
         match self {
-            ObjType::Contacts => &["email", "firstname", "lastname", "phone", "jobtitle", "company", "lifecyclestage", "city", "website"],
-            ObjType::Companies => &["name", "domain", "industry", "phone", "city", "state", "country", "numberofemployees", "annualrevenue", "description"],
-            ObjType::Deals => &["dealname", "amount", "dealstage", "pipeline", "closedate", "description", "dealtype"],
-            ObjType::Calls => &["hs_timestamp", "hs_call_title", "hs_call_body", "hs_call_status", "hs_call_direction", "hs_call_duration", "weft_conversation_id"],
+            ObjType::Contacts => "contactinformation",
+            ObjType::Companies => "companyinformation",
+            ObjType::Deals => "dealinformation",
+            ObjType::Calls => "call",
         }
     }
 
@@ -204,6 +214,27 @@ fn build_collections(demo: Demo) -> Vec<Collection> {
             Collection::new(n, move |i| generated(&demo, t, i), move |i| demo.times(kind, i, n))
         })
         .collect()
+}
+
+/// Which properties a rendered object carries.
+#[derive(Debug, Clone, Copy)]
+enum Shown<'a> {
+    /// The object type's default properties: reads that name none.
+    Defaults,
+    /// Exactly these, null where unset: reads with `properties=`.
+    Named(&'a [String]),
+    /// The defaults plus every property holding a value: what create, update and upsert
+    /// answer. Inferred: HubSpot's reference shows only the `SimplePublicObject` shape, but its
+    /// write answers carry the stored record (`hs_object_id`, `createdate`, the modified date and
+    /// the other set values), not an echo of the request; hubspot-api-client users read them.
+    Record,
+}
+
+impl<'a> Shown<'a> {
+    /// What a read shows: the properties it names, or the defaults when it names none.
+    fn read(names: &'a [String]) -> Shown<'a> {
+        if names.is_empty() { Shown::Defaults } else { Shown::Named(names) }
+    }
 }
 
 type AssocKey = (ObjType, u64, ObjType, u64);
@@ -326,12 +357,14 @@ impl HubSpot {
         p
     }
 
-    fn render(&self, st: &HubSpotState, t: ObjType, index: u64, wanted: Option<&[String]>, associations: &[ObjType]) -> Option<Value> {
+    fn render(&self, st: &HubSpotState, t: ObjType, index: u64, shown: Shown<'_>, associations: &[ObjType]) -> Option<Value> {
         let rec = st.objects[t.slot()].get(index)?;
         let all = self.properties(t, index, &rec.fields, rec.created_ms, rec.modified_ms);
-        let props: serde_json::Map<String, Value> = match wanted {
-            Some(w) => w.iter().map(|k| (k.clone(), all.get(k).cloned().unwrap_or(Value::Null))).collect(),
-            None => t.default_properties().iter().map(|k| (k.to_string(), all.get(*k).cloned().unwrap_or(Value::Null))).collect(),
+        let defaults = || t.default_properties().iter().map(|k| (k.to_string(), all.get(*k).cloned().unwrap_or(Value::Null)));
+        let props: serde_json::Map<String, Value> = match shown {
+            Shown::Named(w) => w.iter().map(|k| (k.clone(), all.get(k).cloned().unwrap_or(Value::Null))).collect(),
+            Shown::Defaults => defaults().collect(),
+            Shown::Record => defaults().chain(all.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), v.clone()))).collect(),
         };
         let mut v = json!({
             "id": t.id(index).to_string(), "properties": props, "createdAt": rfc3339_millis(rec.created_ms),
@@ -598,7 +631,12 @@ fn list_param(p: &HashMap<String, String>, k: &str) -> Vec<String> {
 }
 
 async fn list(State(h): State<Arc<HubSpot>>, Extension(ctx): Extension<RequestCtx>, Path(kind): Path<String>, RawQuery(q): RawQuery, headers: HeaderMap) -> Response {
-    let Some(t) = ObjType::parse(&kind) else { return h.error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", &format!("Unable to infer object type from: {kind}"), json!({})) };
+    let Some(t) = ObjType::parse(&kind) else {
+        if Unstored::parse(&kind).is_some() {
+            return h.guarded(&headers, &ctx, false, || json_response(StatusCode::OK, json!({"results": []})));
+        }
+        return h.unknown_object_type(&kind);
+    };
     h.guarded(&headers, &ctx, false, || {
         let p = query_params(q.as_deref());
         let limit = p.get("limit").and_then(|s| s.parse::<u64>().ok()).unwrap_or(10);
@@ -618,7 +656,7 @@ async fn list(State(h): State<Arc<HubSpot>>, Extension(ctx): Extension<RequestCt
         let mut it = st.objects[t.slot()].scan(Dir::Asc, after);
         let page: Vec<u64> = it.by_ref().take(limit as usize).collect();
         let more = it.next().is_some();
-        let results: Vec<Value> = page.iter().filter_map(|i| h.render(&st, t, *i, (!props.is_empty()).then_some(props.as_slice()), &assoc)).collect();
+        let results: Vec<Value> = page.iter().filter_map(|i| h.render(&st, t, *i, Shown::read(&props), &assoc)).collect();
         let mut body = json!({"results": results});
         if more && let Some(last) = page.last() {
             // The cursor names the last object read; HubSpot documents it as opaque.
@@ -643,7 +681,7 @@ impl HubSpot {
         let mut out = Fields::new();
         let mut bad = Vec::new();
         for (k, v) in props {
-            if !t.writable().contains(&k.as_str()) {
+            if !t.writable(k) {
                 bad.push(json!({"isValid": false, "message": format!("Property \"{k}\" does not exist"), "error": "PROPERTY_DOESNT_EXIST", "name": k, "localizedErrorMessage": format!("Property \"{k}\" does not exist")}));
                 continue;
             }
@@ -750,7 +788,7 @@ async fn create(State(h): State<Arc<HubSpot>>, Extension(ctx): Extension<Request
         let mut changes = Vec::new();
         let result = {
             let mut st = h.state.lock().expect("hubspot state");
-            h.create_one(&mut st, t, &input, &mut changes).map(|i| h.render(&st, t, i, Some(&props_of(&input)), &[]))
+            h.create_one(&mut st, t, &input, &mut changes).map(|i| h.render(&st, t, i, Shown::Record, &[]))
         };
         h.emit(changes);
         match result {
@@ -760,13 +798,14 @@ async fn create(State(h): State<Arc<HubSpot>>, Extension(ctx): Extension<Request
     })
 }
 
-/// The properties a create/update response shows: defaults plus those written.
-fn props_of(input: &Value) -> Vec<String> {
-    input.get("properties").and_then(Value::as_object).map(|m| m.keys().cloned().collect()).unwrap_or_default()
-}
-
 async fn object(State(h): State<Arc<HubSpot>>, Extension(ctx): Extension<RequestCtx>, Path((kind, id)): Path<(String, String)>, RawQuery(q): RawQuery, method: http::Method, headers: HeaderMap, body: Bytes) -> Response {
-    let Some(t) = ObjType::parse(&kind) else { return h.error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", &format!("Unable to infer object type from: {kind}"), json!({})) };
+    let Some(t) = ObjType::parse(&kind) else {
+        return match Unstored::parse(&kind) {
+            Some(_) if id == "search" && method == http::Method::POST => h.guarded(&headers, &ctx, true, || json_response(StatusCode::OK, json!({"total": 0, "results": []}))),
+            Some(_) => h.guarded(&headers, &ctx, false, || h.not_found(&id)),
+            None => h.unknown_object_type(&kind),
+        };
+    };
     if id == "search" && method == http::Method::POST {
         return search(h, ctx, t, headers, body);
     }
@@ -780,7 +819,7 @@ async fn object(State(h): State<Arc<HubSpot>>, Extension(ctx): Extension<Request
                 http::Method::GET => {
                     let props = list_param(&p, "properties");
                     let assoc: Vec<ObjType> = list_param(&p, "associations").iter().filter_map(|a| ObjType::parse(a)).collect();
-                    json_response(StatusCode::OK, h.render(&st, t, i, (!props.is_empty()).then_some(props.as_slice()), &assoc).unwrap_or(Value::Null))
+                    json_response(StatusCode::OK, h.render(&st, t, i, Shown::read(&props), &assoc).unwrap_or(Value::Null))
                 }
                 http::Method::PATCH => {
                     let input = match parse_json_body(&body) {
@@ -789,7 +828,7 @@ async fn object(State(h): State<Arc<HubSpot>>, Extension(ctx): Extension<Request
                     };
                     let props = input.get("properties").and_then(Value::as_object).cloned().unwrap_or_default();
                     match h.update_one(&mut st, t, i, &props, &mut changes) {
-                        Ok(()) => json_response(StatusCode::OK, h.render(&st, t, i, Some(&props_of(&input)), &[]).unwrap_or(Value::Null)),
+                        Ok(()) => json_response(StatusCode::OK, h.render(&st, t, i, Shown::Record, &[]).unwrap_or(Value::Null)),
                         Err(e) => h.failure(e),
                     }
                 }
@@ -833,15 +872,15 @@ async fn batch(State(h): State<Arc<HubSpot>>, Extension(ctx): Extension<RequestC
             for item in inputs {
                 let id = item.get("id").map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())).unwrap_or_default();
                 let outcome: Result<Option<Value>, (StatusCode, String, Value)> = match action.as_str() {
-                    "create" => h.create_one(&mut st, t, item, &mut changes).map(|i| h.render(&st, t, i, Some(&props_of(item)), &[])),
+                    "create" => h.create_one(&mut st, t, item, &mut changes).map(|i| h.render(&st, t, i, Shown::Record, &[])),
                     "read" => match h.resolve(&mut st, t, &id, id_property.as_deref()) {
-                        Some(i) => Ok(h.render(&st, t, i, (!wanted.is_empty()).then_some(wanted.as_slice()), &[])),
+                        Some(i) => Ok(h.render(&st, t, i, Shown::read(&wanted), &[])),
                         None => Err((StatusCode::NOT_FOUND, "OBJECT_NOT_FOUND".into(), json!({"message": format!("Could not get some {} objects, they may be deleted or not exist. Check that ids are valid.", t.singular()), "id": id}))),
                     },
                     "update" => match h.resolve(&mut st, t, &id, item.get("idProperty").and_then(Value::as_str)) {
                         Some(i) => {
                             let props = item.get("properties").and_then(Value::as_object).cloned().unwrap_or_default();
-                            h.update_one(&mut st, t, i, &props, &mut changes).map(|_| h.render(&st, t, i, Some(&props_of(item)), &[]))
+                            h.update_one(&mut st, t, i, &props, &mut changes).map(|_| h.render(&st, t, i, Shown::Record, &[]))
                         }
                         None => Err((StatusCode::NOT_FOUND, "OBJECT_NOT_FOUND".into(), json!({"message": format!("Object not found: {id}"), "id": id}))),
                     },
@@ -853,14 +892,14 @@ async fn batch(State(h): State<Arc<HubSpot>>, Extension(ctx): Extension<RequestC
                                 let existing = h.resolve(&mut st, t, &id, Some(&prop));
                                 let mut props = item.get("properties").and_then(Value::as_object).cloned().unwrap_or_default();
                                 match existing {
-                                    Some(i) => h.update_one(&mut st, t, i, &props, &mut changes).map(|_| h.render(&st, t, i, Some(&props_of(item)), &[]).map(|mut v| {
+                                    Some(i) => h.update_one(&mut st, t, i, &props, &mut changes).map(|_| h.render(&st, t, i, Shown::Record, &[]).map(|mut v| {
                                         v["new"] = json!(false);
                                         v
                                     })),
                                     None => {
                                         props.insert(prop.clone(), json!(id));
                                         let created = json!({"properties": props});
-                                        h.create_one(&mut st, t, &created, &mut changes).map(|i| h.render(&st, t, i, Some(&props_of(&created)), &[]).map(|mut v| {
+                                        h.create_one(&mut st, t, &created, &mut changes).map(|i| h.render(&st, t, i, Shown::Record, &[]).map(|mut v| {
                                             v["new"] = json!(true);
                                             v
                                         }))
@@ -1090,7 +1129,7 @@ fn search(h: Arc<HubSpot>, ctx: RequestCtx, t: ObjType, headers: HeaderMap, body
             .iter()
             .skip(after as usize)
             .take(limit as usize)
-            .filter_map(|i| h.render(&st, t, *i, (!wanted.is_empty()).then_some(wanted.as_slice()), &[]))
+            .filter_map(|i| h.render(&st, t, *i, Shown::read(&wanted), &[]))
             .collect();
         let mut body = json!({"total": total, "results": results});
         let next = after + results.len() as u64;
@@ -1267,6 +1306,342 @@ async fn association_batch(State(h): State<Arc<HubSpot>>, Extension(ctx): Extens
 
 async fn association_batch_default(s: State<Arc<HubSpot>>, e: Extension<RequestCtx>, Path((from, to)): Path<(String, String)>, h: HeaderMap, b: Bytes) -> Response {
     association_batch(s, e, Path((from, to, "associate/default".to_string())), h, b).await
+}
+
+// ---------------------------------------------------------------- properties and schemas
+
+/// How a property's values are typed and entered: HubSpot's `type` and `fieldType` pairs
+/// (documented: properties API, "property type and fieldType values").
+#[derive(Debug, Clone, Copy)]
+enum PropertyKind {
+    Text,
+    Textarea,
+    Html,
+    Phone,
+    Number,
+    DateTime,
+    /// One of fixed options, `(value, label)`.
+    Choice(&'static [(&'static str, &'static str)]),
+    /// The demo data's industries, whose values are upper-case like HubSpot's own options.
+    Industry,
+}
+
+impl PropertyKind {
+    fn type_and_field(self) -> (&'static str, &'static str) {
+        match self {
+            PropertyKind::Text => ("string", "text"),
+            PropertyKind::Textarea => ("string", "textarea"),
+            PropertyKind::Html => ("string", "html"),
+            PropertyKind::Phone => ("string", "phonenumber"),
+            PropertyKind::Number => ("number", "number"),
+            PropertyKind::DateTime => ("datetime", "date"),
+            PropertyKind::Choice(_) | PropertyKind::Industry => ("enumeration", "select"),
+        }
+    }
+
+    /// `(value, label)` of each option, in display order.
+    fn options(self) -> Vec<(String, String)> {
+        match self {
+            PropertyKind::Choice(o) => o.iter().map(|(v, l)| (v.to_string(), l.to_string())).collect(),
+            PropertyKind::Industry => crate::demo::INDUSTRIES.iter().map(|l| (l.to_uppercase(), l.to_string())).collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// One property definition of the demo portal.
+#[derive(Debug, Clone, Copy)]
+struct PropertyDef {
+    name: &'static str,
+    label: &'static str,
+    kind: PropertyKind,
+    /// Set by HubSpot only (`createdate`, `hs_object_id`, the modified date).
+    read_only: bool,
+    /// Created by the portal, not by HubSpot (`hubspotDefined` absent, definition editable).
+    custom: bool,
+}
+
+const fn prop(name: &'static str, label: &'static str, kind: PropertyKind) -> PropertyDef {
+    PropertyDef { name, label, kind, read_only: false, custom: false }
+}
+
+const LIFECYCLE_STAGES: &[(&str, &str)] = &[
+    ("subscriber", "Subscriber"),
+    ("lead", "Lead"),
+    ("marketingqualifiedlead", "Marketing Qualified Lead"),
+    ("salesqualifiedlead", "Sales Qualified Lead"),
+    ("opportunity", "Opportunity"),
+    ("customer", "Customer"),
+    ("evangelist", "Evangelist"),
+    ("other", "Other"),
+];
+const DEAL_STAGES: &[(&str, &str)] = &[
+    ("appointmentscheduled", "Appointment Scheduled"),
+    ("qualifiedtobuy", "Qualified To Buy"),
+    ("presentationscheduled", "Presentation Scheduled"),
+    ("contractsent", "Contract Sent"),
+    ("closedwon", "Closed Won"),
+    ("closedlost", "Closed Lost"),
+];
+const PIPELINES: &[(&str, &str)] = &[("default", "Sales Pipeline")];
+const DEAL_TYPES: &[(&str, &str)] = &[("newbusiness", "New Business"), ("existingbusiness", "Existing Business")];
+const CALL_STATUSES: &[(&str, &str)] = &[
+    ("BUSY", "Busy"),
+    ("CALLING_CRM_USER", "Calling CRM User"),
+    ("CANCELED", "Canceled"),
+    ("COMPLETED", "Completed"),
+    ("CONNECTING", "Connecting"),
+    ("FAILED", "Failed"),
+    ("IN_PROGRESS", "In Progress"),
+    ("NO_ANSWER", "No Answer"),
+    ("QUEUED", "Queued"),
+    ("RINGING", "Ringing"),
+];
+const CALL_DIRECTIONS: &[(&str, &str)] = &[("INBOUND", "Inbound"), ("OUTBOUND", "Outbound")];
+
+/// Every property the demo portal defines for `t`: the ones the emulator stores, with HubSpot's
+/// internal names and types (documented for the standard properties; labels and option lists
+/// are HubSpot's defaults as far as its knowledge base shows them, inferred where it does not).
+fn property_defs(t: ObjType) -> Vec<PropertyDef> {
+    use PropertyKind::*;
+    let own: &[PropertyDef] = match t {
+        ObjType::Contacts => &[
+            prop("email", "Email", Text),
+            prop("firstname", "First Name", Text),
+            prop("lastname", "Last Name", Text),
+            prop("phone", "Phone Number", Phone),
+            prop("jobtitle", "Job Title", Text),
+            prop("company", "Company Name", Text),
+            prop("lifecyclestage", "Lifecycle Stage", Choice(LIFECYCLE_STAGES)),
+            prop("city", "City", Text),
+            prop("website", "Website URL", Text),
+        ],
+        ObjType::Companies => &[
+            prop("name", "Company name", Text),
+            prop("domain", "Company Domain Name", Text),
+            prop("industry", "Industry", Industry),
+            prop("phone", "Phone Number", Phone),
+            prop("city", "City", Text),
+            prop("state", "State/Region", Text),
+            prop("country", "Country/Region", Text),
+            prop("numberofemployees", "Number of Employees", Number),
+            prop("annualrevenue", "Annual Revenue", Number),
+            prop("description", "Description", Textarea),
+        ],
+        ObjType::Deals => &[
+            prop("dealname", "Deal Name", Text),
+            prop("amount", "Amount", Number),
+            prop("dealstage", "Deal Stage", Choice(DEAL_STAGES)),
+            prop("pipeline", "Pipeline", Choice(PIPELINES)),
+            prop("closedate", "Close Date", DateTime),
+            prop("description", "Deal Description", Textarea),
+            prop("dealtype", "Deal Type", Choice(DEAL_TYPES)),
+        ],
+        ObjType::Calls => &[
+            prop("hs_timestamp", "Activity date", DateTime),
+            prop("hs_call_title", "Call Title", Text),
+            prop("hs_call_body", "Call notes", Html),
+            prop("hs_call_status", "Call status", Choice(CALL_STATUSES)),
+            prop("hs_call_direction", "Call direction", Choice(CALL_DIRECTIONS)),
+            prop("hs_call_duration", "Call duration", Number),
+            PropertyDef { custom: true, ..prop("weft_conversation_id", "Conversation ID", Text) },
+        ],
+    };
+    let system = [
+        PropertyDef { read_only: true, ..prop("createdate", "Create Date", DateTime) },
+        PropertyDef { read_only: true, ..prop(t.modified_property(), "Last Modified Date", DateTime) },
+        PropertyDef { read_only: true, ..prop("hs_object_id", "Record ID", Number) },
+    ];
+    own.iter().copied().chain(system).collect()
+}
+
+/// A HubSpot standard object the sandbox keeps no records of. Every portal has these objects,
+/// so their property definitions exist (inferred: only their record id and timestamps here) and
+/// their lists and searches answer empty, as in a portal that never used them.
+#[derive(Debug)]
+struct Unstored {
+    /// Names the APIs accept for it (plural, singular, object type id).
+    names: &'static [&'static str],
+    group: &'static str,
+    created: &'static str,
+}
+
+const UNSTORED: &[Unstored] = &[
+    Unstored { names: &["tickets", "ticket", "0-5"], group: "ticketinformation", created: "createdate" },
+    Unstored { names: &["products", "product", "0-7"], group: "productinformation", created: "createdate" },
+    Unstored { names: &["line_items", "line_item", "0-8"], group: "lineiteminformation", created: "createdate" },
+    Unstored { names: &["emails", "email", "0-49"], group: "email", created: "hs_createdate" },
+    Unstored { names: &["meetings", "meeting", "0-47"], group: "meeting", created: "hs_createdate" },
+    Unstored { names: &["notes", "note", "0-46"], group: "note", created: "hs_createdate" },
+    Unstored { names: &["tasks", "task", "0-27"], group: "task", created: "hs_createdate" },
+    Unstored { names: &["feedback_submissions", "feedback_submission", "0-19"], group: "feedbacksubmissioninformation", created: "hs_createdate" },
+    Unstored { names: &["goal_targets", "goal_target", "0-74"], group: "goal_target_information", created: "hs_createdate" },
+    Unstored { names: &["deal_splits", "deal_split"], group: "deal_split_information", created: "hs_createdate" },
+    Unstored { names: &["leads", "lead", "0-136"], group: "lead_information", created: "hs_createdate" },
+    // Legacy form submissions' properties (`/properties/v2/form/properties`).
+    Unstored { names: &["forms", "form"], group: "formsubmissioninformation", created: "hs_createdate" },
+];
+
+impl Unstored {
+    fn parse(kind: &str) -> Option<&'static Unstored> {
+        let kind = kind.to_ascii_lowercase();
+        UNSTORED.iter().find(|u| u.names.contains(&kind.as_str()))
+    }
+}
+
+/// Whose properties a properties request asks for.
+#[derive(Debug, Clone, Copy)]
+enum PropertyOwner {
+    Stored(ObjType),
+    Unstored(&'static Unstored),
+}
+
+impl PropertyOwner {
+    fn parse(kind: &str) -> Option<PropertyOwner> {
+        ObjType::parse(kind).map(PropertyOwner::Stored).or_else(|| Unstored::parse(kind).map(PropertyOwner::Unstored))
+    }
+
+    fn defs(self) -> Vec<PropertyDef> {
+        match self {
+            PropertyOwner::Stored(t) => property_defs(t),
+            PropertyOwner::Unstored(u) => vec![
+                PropertyDef { read_only: true, ..prop(u.created, "Create Date", PropertyKind::DateTime) },
+                PropertyDef { read_only: true, ..prop("hs_lastmodifieddate", "Last Modified Date", PropertyKind::DateTime) },
+                PropertyDef { read_only: true, ..prop("hs_object_id", "Record ID", PropertyKind::Number) },
+            ],
+        }
+    }
+
+    fn group(self) -> &'static str {
+        match self {
+            PropertyOwner::Stored(t) => t.property_group(),
+            PropertyOwner::Unstored(u) => u.group,
+        }
+    }
+
+    fn unique_property(self) -> Option<&'static str> {
+        match self {
+            PropertyOwner::Stored(t) => t.unique_property(),
+            PropertyOwner::Unstored(_) => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            PropertyOwner::Stored(t) => t.name(),
+            PropertyOwner::Unstored(u) => u.names[0],
+        }
+    }
+}
+
+/// The property API versions clients still call: v3 (`/crm/v3/properties/..`, the `Property`
+/// model of HubSpot's SDKs) and the legacy v2 (`/properties/v2/{object}/properties`, a bare
+/// array; Airbyte's HubSpot source discovers its schemas there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PropertiesApi {
+    V2,
+    V3,
+}
+
+impl PropertyDef {
+    fn to_json(self, t: PropertyOwner, position: usize, api: PropertiesApi) -> Value {
+        let (kind, field) = self.kind.type_and_field();
+        let unique = t.unique_property() == Some(self.name);
+        let defined_at = rfc3339_millis(DEMO_EPOCH_MS);
+        let options: Vec<Value> = self
+            .kind
+            .options()
+            .into_iter()
+            .enumerate()
+            .map(|(n, (value, label))| match api {
+                PropertiesApi::V3 => json!({"label": label, "value": value, "displayOrder": n, "hidden": false}),
+                PropertiesApi::V2 => json!({"label": label, "value": value, "displayOrder": n, "hidden": false, "description": null, "readOnly": false, "doubleData": null}),
+            })
+            .collect();
+        let mut v = match api {
+            PropertiesApi::V3 => json!({
+                "name": self.name, "label": self.label, "type": kind, "fieldType": field, "description": "",
+                "groupName": t.group(), "options": options, "displayOrder": position,
+                "calculated": false, "externalOptions": false, "hasUniqueValue": unique, "hidden": false,
+                "modificationMetadata": {"archivable": self.custom, "readOnlyDefinition": !self.custom, "readOnlyValue": self.read_only},
+                "formField": !self.read_only, "dataSensitivity": "non_sensitive",
+                "createdAt": defined_at, "updatedAt": defined_at, "archived": false,
+            }),
+            PropertiesApi::V2 => json!({
+                "name": self.name, "label": self.label, "description": "", "groupName": t.group(),
+                "type": kind, "fieldType": field, "options": options, "displayOrder": position,
+                "formField": !self.read_only, "readOnlyValue": self.read_only, "readOnlyDefinition": !self.custom,
+                "hidden": false, "mutableDefinitionNotDeletable": !self.custom, "calculated": false,
+                "externalOptions": false, "displayMode": "current_value", "hasUniqueValue": unique,
+                "deleted": false, "createdAt": DEMO_EPOCH_MS, "updatedAt": DEMO_EPOCH_MS,
+                "createdUserId": null, "updatedUserId": null, "currencyPropertyName": null,
+            }),
+        };
+        if !self.custom {
+            v["hubspotDefined"] = json!(true);
+        }
+        v
+    }
+}
+
+impl HubSpot {
+    /// HubSpot's answer for a property name the object type does not define. Inferred: the
+    /// category and status are those of every HubSpot "not found"; the wording is ours.
+    fn no_such_property(&self, t: PropertyOwner, name: &str) -> Response {
+        self.error(StatusCode::NOT_FOUND, "OBJECT_NOT_FOUND", &format!("Unable to find property {name} for object type {}", t.name()), json!({"context": {"propertyName": [name]}}))
+    }
+
+    fn unknown_object_type(&self, kind: &str) -> Response {
+        self.error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", &format!("Unable to infer object type from: {kind}"), json!({}))
+    }
+}
+
+/// `GET /crm/v3/properties/{objectType}`: `{"results": [Property]}`; `archived=true` lists the
+/// archived ones, of which the demo portal has none (documented: properties API v3).
+async fn properties_v3(State(h): State<Arc<HubSpot>>, Extension(ctx): Extension<RequestCtx>, Path(kind): Path<String>, RawQuery(q): RawQuery, headers: HeaderMap) -> Response {
+    let Some(t) = PropertyOwner::parse(&kind) else { return h.unknown_object_type(&kind) };
+    h.guarded(&headers, &ctx, false, || {
+        let archived = query_params(q.as_deref()).get("archived").is_some_and(|a| a == "true");
+        let results: Vec<Value> = if archived { Vec::new() } else { t.defs().iter().enumerate().map(|(n, p)| p.to_json(t, n, PropertiesApi::V3)).collect() };
+        json_response(StatusCode::OK, json!({"results": results}))
+    })
+}
+
+/// `GET /crm/v3/properties/{objectType}/{propertyName}` (documented).
+async fn property_v3(State(h): State<Arc<HubSpot>>, Extension(ctx): Extension<RequestCtx>, Path((kind, name)): Path<(String, String)>, headers: HeaderMap) -> Response {
+    let Some(t) = PropertyOwner::parse(&kind) else { return h.unknown_object_type(&kind) };
+    h.guarded(&headers, &ctx, false, || match t.defs().iter().enumerate().find(|(_, p)| p.name == name) {
+        Some((n, p)) => json_response(StatusCode::OK, p.to_json(t, n, PropertiesApi::V3)),
+        None => h.no_such_property(t, &name),
+    })
+}
+
+/// `GET /properties/v2/{objectType}/properties`: a bare JSON array of legacy property objects
+/// (documented for v1/v2 contacts, companies and deals; the object type may be singular,
+/// `contact`, as Airbyte's source sends it).
+async fn properties_v2(State(h): State<Arc<HubSpot>>, Extension(ctx): Extension<RequestCtx>, Path(kind): Path<String>, headers: HeaderMap) -> Response {
+    let Some(t) = PropertyOwner::parse(&kind) else { return h.unknown_object_type(&kind) };
+    h.guarded(&headers, &ctx, false, || {
+        let all: Vec<Value> = t.defs().iter().enumerate().map(|(n, p)| p.to_json(t, n, PropertiesApi::V2)).collect();
+        json_response(StatusCode::OK, Value::Array(all))
+    })
+}
+
+/// `GET /properties/v2/{objectType}/properties/named/{propertyName}` (documented, legacy).
+async fn property_v2(State(h): State<Arc<HubSpot>>, Extension(ctx): Extension<RequestCtx>, Path((kind, name)): Path<(String, String)>, headers: HeaderMap) -> Response {
+    let Some(t) = PropertyOwner::parse(&kind) else { return h.unknown_object_type(&kind) };
+    h.guarded(&headers, &ctx, false, || match t.defs().iter().enumerate().find(|(_, p)| p.name == name) {
+        Some((n, p)) => json_response(StatusCode::OK, p.to_json(t, n, PropertiesApi::V2)),
+        None => h.no_such_property(t, &name),
+    })
+}
+
+/// `GET /crm-object-schemas/v3/schemas` and its older alias `/crm/v3/schemas` (which Airbyte's
+/// source calls): the portal's custom object schemas, `{"results": [ObjectSchema]}`. The demo
+/// portal has none (documented: the list holds custom objects only; contacts and the other
+/// standard objects are not in it).
+async fn schemas(State(h): State<Arc<HubSpot>>, Extension(ctx): Extension<RequestCtx>, headers: HeaderMap) -> Response {
+    h.guarded(&headers, &ctx, false, || json_response(StatusCode::OK, json!({"results": []})))
 }
 
 // ---------------------------------------------------------------- webhooks
@@ -1473,6 +1848,12 @@ impl Emulator for HubSpot {
             .route("/crm/v4/associations/{from}/{to}/labels", get(association_labels))
             .route("/crm/v4/associations/{from}/{to}/batch/{action}", post(association_batch))
             .route("/crm/v4/associations/{from}/{to}/batch/associate/default", post(association_batch_default))
+            .route("/crm/v3/properties/{kind}", get(properties_v3))
+            .route("/crm/v3/properties/{kind}/{name}", get(property_v3))
+            .route("/properties/v2/{kind}/properties", get(properties_v2))
+            .route("/properties/v2/{kind}/properties/named/{name}", get(property_v2))
+            .route("/crm/v3/schemas", get(schemas))
+            .route("/crm-object-schemas/v3/schemas", get(schemas))
             .route("/webhooks/v3/{app}/settings", get(webhook_settings).put(webhook_settings))
             .route("/webhooks/v3/{app}/subscriptions", get(webhook_subscriptions).post(webhook_subscriptions))
             .fallback(|| async { json_response(StatusCode::NOT_FOUND, json!({"status": "error", "message": "Resource not found", "category": "OBJECT_NOT_FOUND"})) })
@@ -1503,7 +1884,7 @@ impl Emulator for HubSpot {
         let i = t.index(id)?;
         let rec = st.objects[t.slot()].get(i)?;
         let props = self.properties(t, i, &rec.fields, rec.created_ms, rec.modified_ms);
-        let mut v = self.render(&st, t, i, Some(&props.keys().cloned().collect::<Vec<_>>()), &ObjType::ALL.into_iter().filter(|o| *o != t).collect::<Vec<_>>())?;
+        let mut v = self.render(&st, t, i, Shown::Record, &ObjType::ALL.into_iter().filter(|o| *o != t).collect::<Vec<_>>())?;
         v["properties"] = Value::Object(props);
         Some(v)
     }

@@ -39,62 +39,80 @@ const USER_ID: u64 = 32_002_207;
 const BOARD_BASE: u64 = 1_234_567_000;
 const ITEM_STRIDE: u64 = 10_000_000_000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Board {
-    Accounts = 1,
-    Contacts = 2,
-    Deals = 3,
-}
+/// A board, by its 1-based number in the account; its id is `BOARD_BASE + n` and its items'
+/// ids start at `n * ITEM_STRIDE`. The first three are the demo boards; `create_board` adds more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+struct Board(u64);
 
 impl Board {
-    const ALL: [Board; 3] = [Board::Accounts, Board::Contacts, Board::Deals];
+    const ACCOUNTS: Board = Board(1);
+    const CONTACTS: Board = Board(2);
+    const DEALS: Board = Board(3);
+    const DEMO: [Board; 3] = [Board::ACCOUNTS, Board::CONTACTS, Board::DEALS];
 
     fn id(self) -> u64 {
-        BOARD_BASE + self as u64
-    }
-
-    fn from_id(v: &Value) -> Option<Board> {
-        let n = v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))?;
-        Board::ALL.into_iter().find(|b| b.id() == n)
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Board::Accounts => "Accounts",
-            Board::Contacts => "Contacts",
-            Board::Deals => "Deals",
-        }
+        BOARD_BASE + self.0
     }
 
     fn slot(self) -> usize {
-        self as usize - 1
+        self.0 as usize - 1
+    }
+}
+
+/// A board column: its id, type (`text`, `status`, ...) and title.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Column {
+    id: String,
+    kind: String,
+    title: String,
+    description: Option<String>,
+}
+
+impl Column {
+    fn new(id: &str, kind: &str, title: &str) -> Column {
+        Column { id: id.into(), kind: kind.into(), title: title.into(), description: None }
     }
 
-    /// `(column id, type, title)`, after the built-in `name` column.
-    fn columns(self) -> &'static [(&'static str, &'static str, &'static str)] {
-        match self {
-            Board::Accounts => &[("website", "link", "Website"), ("phone", "phone", "Phone"), ("industry", "text", "Industry"), ("employees", "numbers", "Employees"), ("country", "text", "Country")],
-            Board::Contacts => &[("email", "email", "Email"), ("phone", "phone", "Phone"), ("title", "text", "Title"), ("account", "board_relation", "Account")],
-            Board::Deals => &[("status", "status", "Stage"), ("deal_value", "numbers", "Deal value"), ("close_date", "date", "Close date"), ("account", "board_relation", "Account"), ("contact", "board_relation", "Contact")],
-        }
+    /// The `name` column every board has, listed first.
+    fn name() -> Column {
+        Column::new("name", "name", "Name")
     }
+}
 
-    fn column(self, id: &str) -> Option<(&'static str, &'static str, &'static str)> {
-        if id == "name" {
-            return Some(("name", "name", "Name"));
-        }
-        self.columns().iter().find(|c| c.0 == id).copied()
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Group {
+    id: String,
+    title: String,
+    color: String,
+}
+
+impl Group {
+    fn new(id: &str, title: &str, color: &str) -> Group {
+        Group { id: id.into(), title: title.into(), color: color.into() }
     }
+}
+
+/// What a board is besides its items: name, kind, columns (after `name`) and groups in order.
+#[derive(Debug, Clone)]
+struct Layout {
+    name: String,
+    kind: String,
+    description: Option<String>,
+    columns: Vec<Column>,
+    groups: Vec<Group>,
+}
+
+fn demo_layout(b: Board) -> Layout {
+    let (name, columns) = match b {
+        Board::ACCOUNTS => ("Accounts", vec![Column::new("website", "link", "Website"), Column::new("phone", "phone", "Phone"), Column::new("industry", "text", "Industry"), Column::new("employees", "numbers", "Employees"), Column::new("country", "text", "Country")]),
+        Board::CONTACTS => ("Contacts", vec![Column::new("email", "email", "Email"), Column::new("phone", "phone", "Phone"), Column::new("title", "text", "Title"), Column::new("account", "board_relation", "Account")]),
+        _ => ("Deals", vec![Column::new("status", "status", "Stage"), Column::new("deal_value", "numbers", "Deal value"), Column::new("close_date", "date", "Close date"), Column::new("account", "board_relation", "Account"), Column::new("contact", "board_relation", "Contact")]),
+    };
+    Layout { name: name.into(), kind: "public".into(), description: None, columns, groups: vec![Group::new("topics", "Active", "#579bfc"), Group::new("closed", "Closed", "#00c875")] }
 }
 
 fn item_id(b: Board, i: u64) -> u64 {
-    b as u64 * ITEM_STRIDE + i + 1
-}
-
-fn parse_item(v: &Value) -> Option<(Board, u64)> {
-    let n = v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))?;
-    let b = Board::ALL.into_iter().find(|b| n / ITEM_STRIDE == *b as u64)?;
-    Some((b, (n % ITEM_STRIDE).checked_sub(1)?))
+    b.0 * ITEM_STRIDE + i + 1
 }
 
 const DEFAULT_LABELS: [&str; 6] = ["Qualification", "Closed Won", "Closed Lost", "Needs Analysis", "Proposal", "Negotiation"];
@@ -102,22 +120,22 @@ const DEFAULT_LABELS: [&str; 6] = ["Qualification", "Closed Won", "Closed Lost",
 fn generated(demo: &Demo, b: Board, i: u64) -> Fields {
     let rel = |board: Board, idx: u64| json!({"linkedPulseIds": [{"linkedPulseId": item_id(board, idx)}]});
     let v = match b {
-        Board::Accounts => {
+        Board::ACCOUNTS => {
             let c = demo.company(i);
             json!({"name": c.name, "group": "topics", "website": {"url": format!("https://www.{}", c.domain), "text": c.domain}, "phone": {"phone": c.phone, "countryShortName": c.country}, "industry": c.industry, "employees": c.employees.to_string(), "country": c.country})
         }
-        Board::Contacts => {
+        Board::CONTACTS => {
             let p = demo.contact(i);
-            json!({"name": format!("{} {}", p.first, p.last), "group": "topics", "email": {"email": p.email, "text": p.email}, "phone": {"phone": p.phone, "countryShortName": "US"}, "title": p.title, "account": p.company.map(|c| rel(Board::Accounts, c))})
+            json!({"name": format!("{} {}", p.first, p.last), "group": "topics", "email": {"email": p.email, "text": p.email}, "phone": {"phone": p.phone, "countryShortName": "US"}, "title": p.title, "account": p.company.map(|c| rel(Board::ACCOUNTS, c))})
         }
-        Board::Deals => {
+        _ => {
             let d = demo.deal(i);
             // Stage order maps onto the board's status labels.
             let index = [0, 3, 4, 5, 1, 2][d.stage];
             json!({
                 "name": d.name, "group": if d.stage >= 4 { "closed" } else { "topics" }, "status": {"index": index},
                 "deal_value": d.amount.to_string(), "close_date": {"date": date(DEMO_EPOCH_MS + d.close_day * 86_400_000)},
-                "account": rel(Board::Accounts, d.company), "contact": d.contact.map(|c| rel(Board::Contacts, c)),
+                "account": rel(Board::ACCOUNTS, d.company), "contact": d.contact.map(|c| rel(Board::CONTACTS, c)),
             })
         }
     };
@@ -125,13 +143,13 @@ fn generated(demo: &Demo, b: Board, i: u64) -> Fields {
 }
 
 fn build_collections(demo: Demo) -> Vec<Collection> {
-    Board::ALL
+    Board::DEMO
         .into_iter()
         .map(|b| {
             let (kind, n) = match b {
-                Board::Accounts => (Kind::Company, demo.size.companies),
-                Board::Contacts => (Kind::Contact, demo.size.contacts),
-                Board::Deals => (Kind::Deal, demo.size.deals),
+                Board::ACCOUNTS => (Kind::Company, demo.size.companies),
+                Board::CONTACTS => (Kind::Contact, demo.size.contacts),
+                _ => (Kind::Deal, demo.size.deals),
             };
             Collection::new(n, move |i| generated(&demo, b, i), move |i| demo.times(kind, i, n))
         })
@@ -169,7 +187,10 @@ struct Update {
 
 struct MondayState {
     demo: Demo,
+    /// Items of each board, by `Board::slot`.
     boards: Vec<Collection>,
+    /// Columns and groups of each board, by `Board::slot`.
+    layouts: Vec<Layout>,
     updates: Vec<Update>,
     status_labels: BTreeMap<u64, String>,
     cursors: HashMap<String, ItemsCursor>,
@@ -186,6 +207,43 @@ pub(crate) struct Monday {
     base: OnceLock<String>,
     limits: MondayLimits,
     state: Mutex<MondayState>,
+}
+
+impl MondayState {
+    /// The board a `board_id` argument names, if it exists.
+    fn board(&self, v: &Value) -> Option<Board> {
+        let n = v.as_u64().or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))?;
+        let b = Board(n.checked_sub(BOARD_BASE)?);
+        (b.0 >= 1 && b.slot() < self.layouts.len()).then_some(b)
+    }
+
+    /// The board and index of an item id, if its board exists (the item may be gone).
+    fn item_ref(&self, v: &Value) -> Option<(Board, u64)> {
+        let n = v.as_u64().or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))?;
+        let b = Board(n / ITEM_STRIDE);
+        (b.0 >= 1 && b.slot() < self.layouts.len()).then_some(())?;
+        Some((b, (n % ITEM_STRIDE).checked_sub(1)?))
+    }
+
+    fn all_boards(&self) -> impl Iterator<Item = Board> + use<> {
+        (1..=self.layouts.len() as u64).map(Board)
+    }
+
+    fn layout(&self, b: Board) -> &Layout {
+        &self.layouts[b.slot()]
+    }
+
+    /// A column of `b` by id, `name` included.
+    fn column(&self, b: Board, id: &str) -> Option<Column> {
+        if id == "name" {
+            return Some(Column::name());
+        }
+        self.layout(b).columns.iter().find(|c| c.id == id).cloned()
+    }
+
+    fn group_title(&self, b: Board, id: &str) -> String {
+        self.layout(b).groups.iter().find(|g| g.id == id).map(|g| g.title.clone()).unwrap_or_default()
+    }
 }
 
 /// A GraphQL error: message, `extensions.code`, and an optional status code.
@@ -221,6 +279,7 @@ impl Monday {
         MondayState {
             demo,
             boards: build_collections(demo),
+            layouts: Board::DEMO.into_iter().map(demo_layout).collect(),
             updates: Vec::new(),
             status_labels: DEFAULT_LABELS.iter().enumerate().map(|(i, l)| (i as u64, l.to_string())).collect(),
             cursors: HashMap::new(),
@@ -250,13 +309,15 @@ impl Monday {
             "email" => v.get("text").or_else(|| v.get("email")).and_then(Value::as_str).unwrap_or("").to_string(),
             "phone" => v.get("phone").and_then(Value::as_str).unwrap_or("").to_string(),
             "date" => v.get("date").and_then(Value::as_str).unwrap_or("").to_string(),
+            "long_text" => v.get("text").and_then(Value::as_str).unwrap_or("").to_string(),
+            "checkbox" => if v.get("checked").is_some_and(|c| c == "true" || c == true) { "v".into() } else { String::new() },
             "link" => format!("{} - {}", v.get("text").and_then(Value::as_str).unwrap_or(""), v.get("url").and_then(Value::as_str).unwrap_or("")),
             "board_relation" => v
                 .get("linkedPulseIds")
                 .and_then(Value::as_array)
                 .map(|ids| {
                     ids.iter()
-                        .filter_map(|x| parse_item(&x["linkedPulseId"]))
+                        .filter_map(|x| st.item_ref(&x["linkedPulseId"]))
                         .filter_map(|(b, i)| st.boards[b.slot()].get(i).and_then(|r| r.fields.get("name").and_then(Value::as_str).map(str::to_string)))
                         .collect::<Vec<_>>()
                         .join(", ")
@@ -327,11 +388,25 @@ impl Monday {
                 Some(u) => json!({"url": u, "text": v.get("text").and_then(Value::as_str).unwrap_or(u)}),
                 None => return Err(invalid()),
             },
+            // Documented: long text takes `{"text": ...}` (or a plain string as a simple value).
+            "long_text" => match (&v, v.get("text")) {
+                (_, Some(Value::String(t))) => json!({"text": t}),
+                (Value::String(t), _) => json!({"text": t}),
+                _ => return Err(invalid()),
+            },
+            // Documented: `{"checked": "true"}` checks, `null` clears; the simple form is "true"/"false".
+            "checkbox" => match (&v, v.get("checked")) {
+                (_, Some(c)) if c == "true" || c == true => json!({"checked": "true"}),
+                (_, Some(c)) if c == "false" || c == false => Value::Null,
+                (Value::String(t), _) if simple && t == "true" => json!({"checked": "true"}),
+                (Value::String(t), _) if simple && t == "false" => Value::Null,
+                _ => return Err(invalid()),
+            },
             "board_relation" => {
                 let ids = v.get("item_ids").and_then(Value::as_array).ok_or_else(invalid)?;
                 let mut linked = Vec::new();
                 for id in ids {
-                    match parse_item(id).filter(|(b, i)| st.boards[b.slot()].is_live(*i)) {
+                    match st.item_ref(id).filter(|(b, i)| st.boards[b.slot()].is_live(*i)) {
                         Some((b, i)) => linked.push(json!({"linkedPulseId": item_id(b, i)})),
                         None => return Err(format!("item {id} does not exist")),
                     }
@@ -344,16 +419,17 @@ impl Monday {
 
     fn column_values(&self, st: &MondayState, b: Board, f: &Fields, field: &Field) -> Value {
         let wanted: Option<Vec<String>> = field.arg("ids").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect());
-        let list: Vec<Value> = b
-            .columns()
+        let list: Vec<Value> = st
+            .layout(b)
+            .columns
             .iter()
-            .filter(|(id, ..)| wanted.as_ref().is_none_or(|w| w.iter().any(|x| x == id)))
-            .map(|(id, kind, title)| {
-                let v = f.get(*id).cloned().unwrap_or(Value::Null);
+            .filter(|c| wanted.as_ref().is_none_or(|w| w.contains(&c.id)))
+            .map(|c| {
+                let v = f.get(&c.id).cloned().unwrap_or(Value::Null);
                 let full = json!({
-                    "id": id, "type": kind, "text": self.text(st, kind, &v),
+                    "id": c.id, "type": c.kind, "text": self.text(st, &c.kind, &v),
                     "value": if v.is_null() { Value::Null } else { json!(v.to_string()) },
-                    "column": {"id": id, "title": title, "type": kind},
+                    "column": column_json(st, c),
                 });
                 project(&full, &field.selection)
             })
@@ -375,16 +451,41 @@ impl Monday {
                 "url" => json!(format!("{}/boards/{}/pulses/{}", self.base(), b.id(), item_id(b, i))),
                 "group" => {
                     let g = rec.fields.get("group").and_then(Value::as_str).unwrap_or("topics");
-                    project(&json!({"id": g, "title": if g == "closed" { "Closed" } else { "Active" }}), &f.selection)
+                    project(&json!({"id": g, "title": st.group_title(b, g)}), &f.selection)
                 }
-                "board" => project(&json!({"id": b.id().to_string(), "name": b.name()}), &f.selection),
+                "board" => project(&json!({"id": b.id().to_string(), "name": st.layout(b).name}), &f.selection),
                 "column_values" => self.column_values(st, b, &rec.fields, f),
+                "updates" => Value::Array(st.updates.iter().rev().filter(|u| u.board == b && u.item == i).map(|u| project(&update_json(u), &f.selection)).collect()),
                 _ => Value::Null,
             };
             out.insert(f.key().to_string(), v);
         }
         Some(Value::Object(out))
     }
+}
+
+/// A column as the API shows it; status columns carry the account's labels in `settings_str`.
+fn column_json(st: &MondayState, c: &Column) -> Value {
+    let settings = if c.kind == "status" { json!({"labels": st.status_labels}).to_string() } else { "{}".into() };
+    json!({"id": c.id, "title": c.title, "type": c.kind, "description": c.description, "settings_str": settings, "archived": false})
+}
+
+/// A group as the API shows it; `position` is its place on the board.
+fn group_json(g: &Group, position: usize) -> Value {
+    json!({"id": g.id, "title": g.title, "color": g.color, "position": format!("{}.0", 65_536 * (position + 1)), "archived": false, "deleted": false})
+}
+
+/// An `ItemsResponse` (`items_page` and friends): the selected `cursor` and `items`.
+fn items_response(sel: &[Field], items: Vec<Value>, next: Option<String>) -> Value {
+    let mut p = Map::new();
+    for x in sel {
+        match x.name.as_str() {
+            "cursor" => p.insert(x.key().into(), json!(next)),
+            "items" => p.insert(x.key().into(), json!(items)),
+            _ => p.insert(x.key().into(), Value::Null),
+        };
+    }
+    Value::Object(p)
 }
 
 /// Keeps the selected keys of a plain object (nested selections recurse).
@@ -427,11 +528,11 @@ impl Monday {
                 "__creation_log__" => (String::new(), None, Some(rec.created_ms), None),
                 "name" => (rec.fields.get("name").and_then(Value::as_str).unwrap_or("").to_string(), None, None, None),
                 _ => {
-                    let Some((_, kind, _)) = b.column(col) else {
+                    let Some(Column { kind, .. }) = st.column(b, col) else {
                         return Err(GqlError::new(format!("Column '{col}' was not found on board {}", b.id()), "InvalidColumnIdException"));
                     };
                     let v = rec.fields.get(col).cloned().unwrap_or(Value::Null);
-                    let text = self.text(st, kind, &v).as_str().unwrap_or("").to_string();
+                    let text = self.text(st, &kind, &v).as_str().unwrap_or("").to_string();
                     let number = text.parse::<f64>().ok();
                     let time = if kind == "date" { parse_iso(&text) } else { None };
                     (text, number, time, v.get("index").and_then(Value::as_u64))
@@ -515,8 +616,8 @@ impl Monday {
                         "__last_updated__" => format!("{:020}", rec.modified_ms),
                         "__creation_log__" => format!("{:020}", rec.created_ms),
                         c => {
-                            let kind = b.column(c).map(|x| x.1).unwrap_or("text");
-                            let t = if c == "name" { rec.fields.get("name").cloned().unwrap_or(Value::Null) } else { self.text(st, kind, rec.fields.get(c).unwrap_or(&Value::Null)) };
+                            let kind = st.column(b, c).map(|x| x.kind).unwrap_or_else(|| "text".into());
+                            let t = if c == "name" { rec.fields.get("name").cloned().unwrap_or(Value::Null) } else { self.text(st, &kind, rec.fields.get(c).unwrap_or(&Value::Null)) };
                             t.as_str().unwrap_or("").to_lowercase()
                         }
                     };
@@ -566,6 +667,105 @@ impl Monday {
             .iter()
             .map(|f| if mutation && f.name != "complexity" { if f.name.contains("webhook") { 1_000 } else { self.limits.mutation_cost } } else { weigh(f) })
             .sum()
+    }
+}
+
+// ---------------------------------------------------------------- schema validation
+
+/// The fields of each monday type a query may select, with the type of object-valued fields.
+/// monday validates a document against its schema before running any of it: one unknown field
+/// fails the whole request (HTTP 200, `errors` only, no `data`) with graphql-ruby's
+/// `undefinedField` error. The field lists are those of monday's published schema for the types
+/// the emulator serves (fields it does not fill in answer `null`); `ColumnValue` also admits the
+/// fields of its implementations (`StatusValue.label`, ...), which inline fragments select.
+fn schema_fields(type_name: &str) -> Option<&'static [(&'static str, Option<&'static str>)]> {
+    Some(match type_name {
+        "Query" => &[
+            ("me", Some("User")), ("boards", Some("Board")), ("items", Some("Item")), ("next_items_page", Some("ItemsResponse")),
+            ("items_page_by_column_values", Some("ItemsResponse")), ("updates", Some("Update")), ("complexity", Some("Complexity")),
+            ("users", Some("User")), ("account", Some("Account")), ("version", None), ("versions", None), ("webhooks", Some("Webhook")),
+            ("workspaces", None), ("tags", None), ("teams", None), ("folders", None), ("docs", None), ("assets", None),
+        ],
+        "Mutation" => &[
+            ("create_item", Some("Item")), ("change_column_value", Some("Item")), ("change_simple_column_value", Some("Item")),
+            ("change_multiple_column_values", Some("Item")), ("delete_item", Some("Item")), ("archive_item", Some("Item")),
+            ("create_update", Some("Update")), ("create_webhook", Some("Webhook")), ("delete_webhook", Some("Webhook")),
+            ("create_board", Some("Board")), ("create_group", Some("Group")), ("create_column", Some("Column")), ("complexity", Some("Complexity")),
+            ("create_subitem", Some("Item")), ("duplicate_item", Some("Item")), ("move_item_to_group", Some("Item")), ("delete_board", Some("Board")),
+            ("archive_board", Some("Board")), ("delete_group", Some("Group")), ("archive_group", Some("Group")), ("duplicate_group", Some("Group")),
+            ("update_group", Some("Group")), ("delete_column", Some("Column")), ("change_column_title", Some("Column")), ("delete_update", Some("Update")),
+        ],
+        "Board" => &[
+            ("id", None), ("name", None), ("description", None), ("state", None), ("board_kind", None), ("board_folder_id", None),
+            ("items_count", None), ("columns", Some("Column")), ("groups", Some("Group")), ("items_page", Some("ItemsResponse")),
+            ("owners", Some("User")), ("owner", Some("User")), ("subscribers", Some("User")), ("creator", Some("User")), ("tags", None),
+            ("top_group", Some("Group")), ("updated_at", None), ("updates", Some("Update")), ("url", None), ("views", None),
+            ("workspace", None), ("workspace_id", None), ("permissions", None), ("type", None), ("activity_logs", None),
+            ("communication", None), ("item_terminology", None), ("team_owners", None), ("team_subscribers", None), ("object_type_unique_key", None),
+        ],
+        "Item" => &[
+            ("id", None), ("name", None), ("state", None), ("created_at", None), ("updated_at", None), ("creator_id", None),
+            ("creator", Some("User")), ("group", Some("Group")), ("board", Some("Board")), ("column_values", Some("ColumnValue")),
+            ("subitems", Some("Item")), ("parent_item", Some("Item")), ("url", None), ("relative_link", None), ("updates", Some("Update")),
+            ("assets", None), ("email", None), ("subscribers", Some("User")), ("linked_items", Some("Item")),
+        ],
+        "ColumnValue" => &[
+            ("id", None), ("type", None), ("text", None), ("value", None), ("column", Some("Column")),
+            ("label", None), ("index", None), ("is_done", None), ("label_style", None), ("date", None), ("time", None), ("email", None),
+            ("url", None), ("url_text", None), ("phone", None), ("country_short_name", None), ("checked", None), ("number", None),
+            ("symbol", None), ("direction", None), ("display_value", None), ("linked_item_ids", None), ("linked_items", Some("Item")),
+            ("persons_and_teams", None), ("updated_at", None), ("from", None), ("to", None), ("values", None), ("country", None),
+        ],
+        "Column" => &[
+            ("id", None), ("title", None), ("type", None), ("settings_str", None), ("description", None), ("archived", None),
+            ("width", None), ("revision", None), ("capabilities", None),
+        ],
+        "Group" => &[
+            ("id", None), ("title", None), ("color", None), ("position", None), ("archived", None), ("deleted", None),
+            ("items_page", Some("ItemsResponse")),
+        ],
+        "ItemsResponse" => &[("cursor", None), ("items", Some("Item"))],
+        "User" => &[
+            ("id", None), ("name", None), ("email", None), ("account", Some("Account")), ("created_at", None), ("enabled", None),
+            ("is_admin", None), ("is_guest", None), ("is_pending", None), ("is_view_only", None), ("is_verified", None), ("photo_original", None),
+            ("photo_thumb", None), ("photo_small", None), ("photo_tiny", None), ("teams", None), ("time_zone_identifier", None), ("title", None),
+            ("url", None), ("utc_hours_diff", None), ("country_code", None), ("birthday", None), ("location", None), ("mobile_phone", None),
+            ("phone", None), ("join_date", None), ("last_activity", None), ("current_language", None), ("out_of_office", None),
+        ],
+        "Account" => &[
+            ("id", None), ("name", None), ("slug", None), ("tier", None), ("plan", None), ("country_code", None), ("logo", None),
+            ("first_day_of_the_week", None), ("show_timeline_weekends", None), ("sign_up_product_kind", None), ("active_members_count", None), ("products", None),
+        ],
+        "Update" => &[
+            ("id", None), ("body", None), ("text_body", None), ("item_id", None), ("creator_id", None), ("creator", Some("User")),
+            ("created_at", None), ("updated_at", None), ("edited_at", None), ("replies", None), ("assets", None), ("likes", None),
+            ("pinned_to_top", None), ("viewers", None), ("watchers", None), ("item", Some("Item")),
+        ],
+        "Webhook" => &[("id", None), ("board_id", None), ("event", None), ("config", None)],
+        "Complexity" => &[("before", None), ("after", None), ("query", None), ("reset_in_x_seconds", None)],
+        _ => return None,
+    })
+}
+
+/// Every selected field the schema does not define, as monday reports it.
+fn undefined_fields(fields: &[Field], type_name: &str, path: &mut Vec<String>, out: &mut Vec<Value>) {
+    let Some(known) = schema_fields(type_name) else { return };
+    for f in fields {
+        if f.name == "__typename" {
+            continue;
+        }
+        path.push(f.name.clone());
+        match known.iter().find(|(name, _)| *name == f.name) {
+            Some((_, Some(child))) => undefined_fields(&f.selection, child, path, out),
+            Some((_, None)) => {}
+            None => out.push(json!({
+                "message": format!("Field '{}' doesn't exist on type '{type_name}'", f.name),
+                "locations": [{"line": f.line, "column": f.column}],
+                "path": path,
+                "extensions": {"code": "undefinedField", "typeName": type_name, "fieldName": f.name},
+            })),
+        }
+        path.pop();
     }
 }
 
@@ -631,6 +831,12 @@ async fn graphql_endpoint(State(m): State<Arc<Monday>>, Extension(ctx): Extensio
         Ok(op) => op,
         Err(msg) => return json_response(StatusCode::OK, error_body(vec![json!({"message": msg, "extensions": {"code": "GRAPHQL_PARSE_FAILED"}})], Value::Null)),
     };
+    let mut undefined = Vec::new();
+    let root = if op.mutation { "mutation" } else { "query" };
+    undefined_fields(&op.fields, if op.mutation { "Mutation" } else { "Query" }, &mut vec![root.to_string()], &mut undefined);
+    if !undefined.is_empty() {
+        return json_response(StatusCode::OK, json!({"errors": undefined, "account_id": ACCOUNT_ID}));
+    }
     let cost = m.cost(&op.fields, op.mutation);
     if cost > m.limits.max_complexity_per_query {
         return json_response(
@@ -704,58 +910,14 @@ impl Monday {
         match f.name.as_str() {
             "me" => Ok(project(&json!({"id": USER_ID.to_string(), "name": "Weft Demo", "email": "demo@weft-sandbox.example", "account": {"id": ACCOUNT_ID.to_string(), "name": "weft sandbox"}}), &f.selection)),
             "boards" => {
-                let ids: Option<Vec<Board>> = f.arg("ids").map(|v| compare_values(v).iter().filter_map(Board::from_id).collect());
+                let ids: Option<Vec<Board>> = f.arg("ids").map(|v| compare_values(v).iter().filter_map(|x| st.board(x)).collect());
                 // `limit` (default 25) and 1-based `page` page the boards, as on the real API.
                 let limit = f.arg("limit").and_then(Value::as_u64).unwrap_or(25).max(1) as usize;
                 let page = f.arg("page").and_then(Value::as_u64).unwrap_or(1).max(1) as usize;
-                let boards: Vec<Board> = ids.unwrap_or_else(|| Board::ALL.to_vec()).into_iter().skip((page - 1) * limit).take(limit).collect();
+                let boards: Vec<Board> = ids.unwrap_or_else(|| st.all_boards().collect()).into_iter().skip((page - 1) * limit).take(limit).collect();
                 let mut out = Vec::new();
                 for b in boards {
-                    let mut o = Map::new();
-                    for sub in &f.selection {
-                        let v = match sub.name.as_str() {
-                            "id" => json!(b.id().to_string()),
-                            "name" => json!(b.name()),
-                            "state" => json!("active"),
-                            "board_kind" => json!("public"),
-                            "items_count" => json!(st.boards[b.slot()].len()),
-                            "columns" => project(
-                                &Value::Array(
-                                    std::iter::once(("name", "name", "Name"))
-                                        .chain(b.columns().iter().copied())
-                                        .map(|(id, kind, title)| {
-                                            let settings = if kind == "status" { json!({"labels": st.status_labels}).to_string() } else { "{}".into() };
-                                            json!({"id": id, "title": title, "type": kind, "settings_str": settings})
-                                        })
-                                        .collect(),
-                                ),
-                                &sub.selection,
-                            ),
-                            "groups" => project(&json!([{"id": "topics", "title": "Active"}, {"id": "closed", "title": "Closed"}]), &sub.selection),
-                            "items_page" => {
-                                let limit = self.page_limit(sub)?;
-                                let cur = ItemsCursor { board: b, query_params: sub.arg("query_params").cloned(), after: None, offset: 0, expires_ms: 0 };
-                                let (cur, limit) = match sub.arg("cursor").and_then(Value::as_str) {
-                                    Some(c) => (self.cursor(&mut st, c)?, limit),
-                                    None => (cur, limit),
-                                };
-                                let items_sel = sub.child("items").map(|i| i.selection.clone()).unwrap_or_default();
-                                let (items, next) = self.page(&mut st, cur, limit, &items_sel)?;
-                                let mut p = Map::new();
-                                for x in &sub.selection {
-                                    match x.name.as_str() {
-                                        "cursor" => p.insert(x.key().into(), json!(next)),
-                                        "items" => p.insert(x.key().into(), json!(items)),
-                                        _ => p.insert(x.key().into(), Value::Null),
-                                    };
-                                }
-                                Value::Object(p)
-                            }
-                            _ => Value::Null,
-                        };
-                        o.insert(sub.key().to_string(), v);
-                    }
-                    out.push(Value::Object(o));
+                    out.push(self.board_json(&mut st, b, &f.selection)?);
                 }
                 Ok(Value::Array(out))
             }
@@ -765,19 +927,36 @@ impl Monday {
                 let cur = self.cursor(&mut st, c)?;
                 let items_sel = f.child("items").map(|i| i.selection.clone()).unwrap_or_default();
                 let (items, next) = self.page(&mut st, cur, limit, &items_sel)?;
-                let mut p = Map::new();
-                for x in &f.selection {
-                    match x.name.as_str() {
-                        "cursor" => p.insert(x.key().into(), json!(next)),
-                        "items" => p.insert(x.key().into(), json!(items)),
-                        _ => p.insert(x.key().into(), Value::Null),
-                    };
-                }
-                Ok(Value::Object(p))
+                Ok(items_response(&f.selection, items, next))
+            }
+            // Items whose columns hold any of the given values (OR within a column, AND across
+            // columns), paged like items_page; a cursor continues and ignores the other
+            // arguments (documented: items_page_by_column_values).
+            "items_page_by_column_values" => {
+                let limit = self.page_limit(f)?;
+                let cur = match f.arg("cursor").and_then(Value::as_str) {
+                    Some(c) => self.cursor(&mut st, c)?,
+                    None => {
+                        let board_arg = f.arg("board_id");
+                        let b = board_arg.and_then(|x| st.board(x)).ok_or_else(|| board_not_found(board_arg))?;
+                        let mut rules = Vec::new();
+                        for c in f.arg("columns").map(compare_values).unwrap_or_default() {
+                            let col = c.get("column_id").and_then(Value::as_str).unwrap_or("");
+                            if st.column(b, col).is_none() {
+                                return Err(GqlError::new(format!("This column ID doesn't exist for the board: {col}"), "InvalidColumnIdException"));
+                            }
+                            rules.push(json!({"column_id": col, "compare_value": c.get("column_values").cloned().unwrap_or(json!([])), "operator": "any_of"}));
+                        }
+                        ItemsCursor { board: b, query_params: Some(json!({"rules": rules, "operator": "and"})), after: None, offset: 0, expires_ms: 0 }
+                    }
+                };
+                let items_sel = f.child("items").map(|i| i.selection.clone()).unwrap_or_default();
+                let (items, next) = self.page(&mut st, cur, limit, &items_sel)?;
+                Ok(items_response(&f.selection, items, next))
             }
             "items" => {
                 let ids = f.arg("ids").map(compare_values).unwrap_or_default();
-                Ok(Value::Array(ids.iter().filter_map(parse_item).filter_map(|(b, i)| self.item(&st, b, i, &f.selection)).collect()))
+                Ok(Value::Array(ids.iter().filter_map(|x| st.item_ref(x)).filter_map(|(b, i)| self.item(&st, b, i, &f.selection)).collect()))
             }
             // Every update of the account, newest first, `limit` (at most 100) a `page`.
             "updates" => {
@@ -798,8 +977,45 @@ impl Monday {
                     .collect();
                 Ok(Value::Array(list))
             }
-            other => Err(GqlError::new(format!("Field '{other}' doesn't exist on type 'Query'"), "undefinedField")),
+            // In monday's schema (validation let it through) but not served by the sandbox.
+            other => Err(GqlError::new(format!("The weft sandbox does not emulate the query field '{other}'"), "NotEmulatedBySandbox")),
         }
+    }
+
+    /// One board with the selected fields; `items_page` reads (and may page) its items.
+    fn board_json(&self, st: &mut MondayState, b: Board, sel: &[Field]) -> Result<Value, GqlError> {
+        let mut o = Map::new();
+        for sub in sel {
+            let v = match sub.name.as_str() {
+                "id" => json!(b.id().to_string()),
+                "name" => json!(st.layout(b).name),
+                "state" => json!("active"),
+                "board_kind" => json!(st.layout(b).kind),
+                "description" => json!(st.layout(b).description),
+                "items_count" => json!(st.boards[b.slot()].len()),
+                "columns" => {
+                    let columns: Vec<Value> = std::iter::once(Column::name()).chain(st.layout(b).columns.iter().cloned()).map(|c| column_json(st, &c)).collect();
+                    project(&Value::Array(columns), &sub.selection)
+                }
+                "groups" => {
+                    let groups: Vec<Value> = st.layout(b).groups.iter().enumerate().map(|(n, g)| group_json(g, n)).collect();
+                    project(&Value::Array(groups), &sub.selection)
+                }
+                "items_page" => {
+                    let limit = self.page_limit(sub)?;
+                    let cur = match sub.arg("cursor").and_then(Value::as_str) {
+                        Some(c) => self.cursor(st, c)?,
+                        None => ItemsCursor { board: b, query_params: sub.arg("query_params").cloned(), after: None, offset: 0, expires_ms: 0 },
+                    };
+                    let items_sel = sub.child("items").map(|i| i.selection.clone()).unwrap_or_default();
+                    let (items, next) = self.page(st, cur, limit, &items_sel)?;
+                    items_response(&sub.selection, items, next)
+                }
+                _ => Value::Null,
+            };
+            o.insert(sub.key().to_string(), v);
+        }
+        Ok(Value::Object(o))
     }
 
     fn page_limit(&self, f: &Field) -> Result<u64, GqlError> {
@@ -832,7 +1048,7 @@ impl Monday {
         let create_labels = f.arg("create_labels_if_missing").and_then(Value::as_bool).unwrap_or(false);
         let item_target = |st: &MondayState| -> Result<(Board, u64), GqlError> {
             let id = f.arg("item_id").ok_or_else(|| GqlError::new("item_id is required", "InvalidArgumentException"))?;
-            parse_item(id).filter(|(b, i)| st.boards[b.slot()].is_live(*i)).ok_or_else(|| {
+            st.item_ref(id).filter(|(b, i)| st.boards[b.slot()].is_live(*i)).ok_or_else(|| {
                 let mut e = GqlError::new("Item not found in board", "InvalidItemIdException");
                 e.status_code = Some(404);
                 e.data = json!({"item_id": id});
@@ -841,11 +1057,7 @@ impl Monday {
         };
         match f.name.as_str() {
             "create_item" => {
-                let b = board_arg.and_then(Board::from_id).ok_or_else(|| {
-                    let mut e = GqlError::new("Board not found", "InvalidBoardIdException");
-                    e.data = json!({"board_id": board_arg});
-                    e
-                })?;
+                let b = board_arg.and_then(|x| st.board(x)).ok_or_else(|| board_not_found(board_arg))?;
                 let name = f.arg("item_name").and_then(Value::as_str).ok_or_else(|| GqlError::new("item_name is required", "InvalidArgumentException"))?;
                 let mut fields = Fields::new();
                 fields.insert("name".into(), json!(name));
@@ -863,9 +1075,9 @@ impl Monday {
                 let (b, i) = item_target(&st)?;
                 let col = f.arg("column_id").and_then(Value::as_str).ok_or_else(|| GqlError::new("column_id is required", "InvalidArgumentException"))?.to_string();
                 let value = f.arg("value").cloned().unwrap_or(Value::Null);
-                let (_, kind, _) = b.column(&col).ok_or_else(|| GqlError::new(format!("This column ID doesn't exist for the board: {col}"), "InvalidColumnIdException"))?;
+                let Column { kind, .. } = st.column(b, &col).ok_or_else(|| GqlError::new(format!("This column ID doesn't exist for the board: {col}"), "InvalidColumnIdException"))?;
                 let simple = f.name == "change_simple_column_value";
-                let parsed = if kind == "name" { json!(value.as_str().unwrap_or("")) } else { self.parse_column(&mut st, kind, &value, create_labels || simple, simple).map_err(|m| column_error(m, &col))? };
+                let parsed = if kind == "name" { json!(value.as_str().unwrap_or("")) } else { self.parse_column(&mut st, &kind, &value, create_labels || simple, simple).map_err(|m| column_error(m, &col))? };
                 let previous = st.boards[b.slot()].get(i).and_then(|r| r.fields.get(&col).cloned()).unwrap_or(Value::Null);
                 let mut change = Fields::new();
                 change.insert(col.clone(), parsed.clone());
@@ -885,6 +1097,67 @@ impl Monday {
                     events.push(Event { board: b, item: i, kind: if col == "name" { "update_name" } else { "update_column_value" }, column: Some((col, v, previous)) });
                 }
                 Ok(self.item(&st, b, i, &f.selection).unwrap_or(Value::Null))
+            }
+            // Documented: board_name and board_kind (public, private, share) are required. A
+            // board made without a template has the name column and one group (inferred).
+            "create_board" => {
+                let name = f.arg("board_name").and_then(Value::as_str).ok_or_else(|| missing_argument(f, "board_name"))?;
+                let kind = f.arg("board_kind").and_then(Value::as_str).ok_or_else(|| missing_argument(f, "board_kind"))?;
+                if !matches!(kind, "public" | "private" | "share") {
+                    return Err(GqlError::new(format!("Argument 'board_kind' on Field 'create_board' has an invalid value ({kind}). Expected type 'BoardKind!'."), "argumentLiteralsIncompatible"));
+                }
+                if f.arg("template_id").is_some() {
+                    return Err(GqlError::new("The weft sandbox does not emulate board templates; create the board empty and add columns with create_column", "InvalidArgumentException"));
+                }
+                st.layouts.push(Layout {
+                    name: name.into(),
+                    kind: kind.into(),
+                    description: f.arg("description").and_then(Value::as_str).map(str::to_string),
+                    columns: Vec::new(),
+                    groups: vec![Group::new("topics", "Group Title", "#579bfc")],
+                });
+                let demo = st.demo;
+                st.boards.push(Collection::new(0, move |_| Fields::new(), move |i| demo.times(Kind::Deal, i, 0)));
+                let b = Board(st.layouts.len() as u64);
+                self.board_json(&mut st, b, &f.selection)
+            }
+            // Documented: board_id and group_name are required; group_color is optional. New
+            // groups go to the top of the board; their ids are generated (inferred form).
+            "create_group" => {
+                let b = board_arg.and_then(|x| st.board(x)).ok_or_else(|| board_not_found(board_arg))?;
+                let title = f.arg("group_name").and_then(Value::as_str).ok_or_else(|| missing_argument(f, "group_name"))?;
+                let color = f.arg("group_color").and_then(Value::as_str).unwrap_or("#a25ddc");
+                let id = format!("group_mk{}", &self.hub.tokens.random_hex(4));
+                st.layouts[b.slot()].groups.insert(0, Group::new(&id, title, color));
+                Ok(project(&group_json(&st.layout(b).groups[0], 0), &f.selection))
+            }
+            // Documented: title and column_type are required (since 2023-10); `id` (1-20 lowercase
+            // letters, digits or underscores, unique on the board) and after_column_id optional.
+            // Generated ids take the form `{type}_mk{random}` (inferred from live boards).
+            "create_column" => {
+                let b = board_arg.and_then(|x| st.board(x)).ok_or_else(|| board_not_found(board_arg))?;
+                let title = f.arg("title").and_then(Value::as_str).ok_or_else(|| missing_argument(f, "title"))?;
+                let kind = f.arg("column_type").and_then(Value::as_str).ok_or_else(|| missing_argument(f, "column_type"))?;
+                if !STORED_COLUMN_TYPES.contains(&kind) {
+                    return Err(GqlError::new(format!("The weft sandbox does not emulate {kind} columns; it stores {}", STORED_COLUMN_TYPES.join(", ")), "InvalidArgumentException"));
+                }
+                let id = match f.arg("id").and_then(Value::as_str) {
+                    Some(id) if id.is_empty() || id.len() > 20 || !id.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_') => {
+                        return Err(GqlError::new("Column id must be 1-20 characters of lowercase letters, digits and underscores", "InvalidArgumentException"));
+                    }
+                    Some(id) if st.column(b, id).is_some() => return Err(GqlError::new(format!("A column with the id {id} already exists on this board"), "ColumnIdAlreadyExistsException")),
+                    Some(id) => id.to_string(),
+                    None => format!("{kind}_mk{}", self.hub.tokens.random_hex(3)),
+                };
+                let column = Column { id, kind: kind.into(), title: title.into(), description: f.arg("description").and_then(Value::as_str).map(str::to_string) };
+                let columns = &mut st.layouts[b.slot()].columns;
+                let at = match f.arg("after_column_id").and_then(Value::as_str) {
+                    Some("name") => 0,
+                    Some(after) => columns.iter().position(|c| c.id == after).map(|p| p + 1).ok_or_else(|| GqlError::new(format!("This column ID doesn't exist for the board: {after}"), "InvalidColumnIdException"))?,
+                    None => columns.len(),
+                };
+                columns.insert(at, column.clone());
+                Ok(project(&column_json(&st, &column), &f.selection))
             }
             "create_update" => {
                 let (b, i) = item_target(&st)?;
@@ -909,7 +1182,7 @@ impl Monday {
                     None => Err(GqlError::new("Webhook not found", "ResourceNotFoundException")),
                 }
             }
-            other => Err(GqlError::new(format!("Field '{other}' doesn't exist on type 'Mutation'"), "undefinedField")),
+            other => Err(GqlError::new(format!("The weft sandbox does not emulate the mutation '{other}'"), "NotEmulatedBySandbox")),
         }
     }
 
@@ -922,12 +1195,26 @@ impl Monday {
         let Some(map) = obj.as_object() else { return Err(GqlError::new("column_values must be a JSON object keyed by column id", "InvalidArgumentException")) };
         let mut out = Vec::new();
         for (col, v) in map {
-            let (_, kind, _) = b.column(col).ok_or_else(|| GqlError::new(format!("This column ID doesn't exist for the board: {col}"), "InvalidColumnIdException"))?;
-            let parsed = if kind == "name" { json!(v.as_str().unwrap_or("")) } else { self.parse_column(st, kind, v, create_labels, v.is_string() && serde_json::from_str::<Value>(v.as_str().unwrap_or("")).is_err()).map_err(|m| column_error(m, col))? };
+            let Column { kind, .. } = st.column(b, col).ok_or_else(|| GqlError::new(format!("This column ID doesn't exist for the board: {col}"), "InvalidColumnIdException"))?;
+            let parsed = if kind == "name" { json!(v.as_str().unwrap_or("")) } else { self.parse_column(st, &kind, v, create_labels, v.is_string() && serde_json::from_str::<Value>(v.as_str().unwrap_or("")).is_err()).map_err(|m| column_error(m, col))? };
             out.push((col.clone(), parsed));
         }
         Ok(out)
     }
+}
+
+/// Column types the emulator can store and read back.
+const STORED_COLUMN_TYPES: [&str; 10] = ["text", "long_text", "numbers", "status", "date", "email", "phone", "link", "checkbox", "board_relation"];
+
+fn board_not_found(board_arg: Option<&Value>) -> GqlError {
+    let mut e = GqlError::new("Board not found", "InvalidBoardIdException");
+    e.data = json!({"board_id": board_arg});
+    e
+}
+
+/// graphql-ruby's answer for a required argument left out (monday's API is built on it).
+fn missing_argument(f: &Field, name: &str) -> GqlError {
+    GqlError::new(format!("Field '{}' is missing required arguments: {name}", f.name), "missingRequiredArguments")
 }
 
 fn update_json(u: &Update) -> Value {
@@ -964,7 +1251,7 @@ const WEBHOOK_EVENTS: [&str; 8] = ["create_item", "change_column_value", "change
 impl Monday {
     /// Creates a webhook after the receiver echoes the challenge, as monday requires.
     async fn create_webhook(&self, f: &Field) -> Result<Value, GqlError> {
-        let b = f.arg("board_id").and_then(Board::from_id).ok_or_else(|| GqlError::new("Board not found", "InvalidBoardIdException"))?;
+        let b = f.arg("board_id").and_then(|x| self.state.lock().expect("monday state").board(x)).ok_or_else(|| GqlError::new("Board not found", "InvalidBoardIdException"))?;
         let url = f.arg("url").and_then(Value::as_str).filter(|u| u.starts_with("http")).ok_or_else(|| GqlError::new("url must be an absolute http(s) URL", "InvalidArgumentException"))?.to_string();
         let event = f.arg("event").and_then(Value::as_str).unwrap_or("").to_string();
         if !WEBHOOK_EVENTS.contains(&event.as_str()) {
@@ -998,29 +1285,30 @@ impl Monday {
             return;
         }
         // Per event: item name, group, and the changed column's text.
-        type Snapshot = (String, String, Option<String>);
+        type Snapshot = ((String, String, Option<String>), Option<Column>);
         let (hooks, snapshots): (Vec<Webhook>, Vec<Snapshot>) = {
             let st = self.state.lock().expect("monday state");
-            let names = events
+            let names: Vec<(String, String, Option<String>)> = events
                 .iter()
                 .map(|e| {
                     let rec = st.boards[e.board.slot()].get(e.item).or_else(|| st.boards[e.board.slot()].tombstones().find(|(i, _)| *i == e.item).map(|(_, t)| t.last.clone()));
                     let name = rec.as_ref().and_then(|r| r.fields.get("name").and_then(Value::as_str)).unwrap_or("").to_string();
                     let group = rec.as_ref().and_then(|r| r.fields.get("group").and_then(Value::as_str)).unwrap_or("topics").to_string();
-                    (name, group, e.column.as_ref().map(|(c, v, _)| self.text(&st, e.board.column(c).map(|x| x.1).unwrap_or("text"), v).as_str().unwrap_or("").to_string()))
+                    (name, group, e.column.as_ref().map(|(c, v, _)| self.text(&st, &st.column(e.board, c).map(|x| x.kind).unwrap_or_else(|| "text".into()), v).as_str().unwrap_or("").to_string()))
                 })
                 .collect();
-            (st.webhooks.values().cloned().collect(), names)
+            let kinds: Vec<Option<Column>> = events.iter().map(|e| e.column.as_ref().and_then(|(c, ..)| st.column(e.board, c))).collect();
+            (st.webhooks.values().cloned().collect(), names.into_iter().zip(kinds).collect())
         };
         let now = self.now();
-        for (e, (name, group, text)) in events.iter().zip(snapshots) {
+        for (e, ((name, group, text), changed)) in events.iter().zip(snapshots) {
             for w in hooks.iter().filter(|w| w.board == e.board) {
                 let column = e.column.as_ref().map(|c| c.0.as_str());
                 let wanted = match w.event.as_str() {
                     "create_item" => e.kind == "create_pulse",
                     "change_column_value" => e.kind == "update_column_value",
                     "change_specific_column_value" => e.kind == "update_column_value" && w.config.as_ref().and_then(|c| c["columnId"].as_str()) == column,
-                    "change_status_column_value" => e.kind == "update_column_value" && column.and_then(|c| e.board.column(c)).is_some_and(|c| c.1 == "status"),
+                    "change_status_column_value" => e.kind == "update_column_value" && changed.as_ref().is_some_and(|c| c.kind == "status"),
                     "change_name" => e.kind == "update_name",
                     "item_deleted" => e.kind == "delete_pulse",
                     "item_archived" => e.kind == "archive_pulse",
@@ -1035,7 +1323,7 @@ impl Monday {
                     "subscriptionId": w.id, "triggerUuid": self.hub.tokens.random_hex(16),
                 });
                 if let Some((col, value, previous)) = &e.column {
-                    let (_, kind, title) = e.board.column(col).unwrap_or(("", "text", ""));
+                    let (kind, title) = changed.as_ref().map(|c| (c.kind.as_str(), c.title.as_str())).unwrap_or(("text", ""));
                     ev["columnId"] = json!(col);
                     ev["columnType"] = json!(kind);
                     ev["columnTitle"] = json!(title);
@@ -1096,15 +1384,15 @@ impl Emulator for Monday {
         let st = self.state.lock().expect("monday state");
         json!({
             "vendor": "monday", "seed": st.demo.seed, "account_id": ACCOUNT_ID,
-            "boards": Board::ALL.iter().map(|b| json!({"id": b.id(), "name": b.name(), "items": st.boards[b.slot()].len()})).collect::<Vec<_>>(),
+            "boards": st.all_boards().map(|b| json!({"id": b.id(), "name": st.layout(b).name, "items": st.boards[b.slot()].len()})).collect::<Vec<_>>(),
             "webhooks": st.webhooks.values().map(|w| json!({"id": w.id, "board_id": w.board.id(), "event": w.event, "url": w.url})).collect::<Vec<_>>(),
             "complexity_used_this_minute": st.budget.used, "calls_today": st.daily.1,
         })
     }
 
     fn record(&self, _object: &str, id: &str) -> Option<Value> {
-        let (b, i) = parse_item(&json!(id))?;
         let st = self.state.lock().expect("monday state");
+        let (b, i) = st.item_ref(&json!(id))?;
         let sel = graphql::parse("{ x { id name group { id } created_at updated_at column_values { id type text value } } }", &HashMap::new()).ok()?;
         self.item(&st, b, i, &sel.fields[0].selection)
     }
@@ -1127,7 +1415,7 @@ impl Emulator for Monday {
             extra: [
                 ("api_url".to_string(), format!("{}/v2", self.base())),
                 ("signing_secret".to_string(), SIGNING_SECRET.to_string()),
-                ("boards".to_string(), Board::ALL.iter().map(|b| format!("{}={}", b.name(), b.id())).collect::<Vec<_>>().join(", ")),
+                ("boards".to_string(), Board::DEMO.iter().map(|b| format!("{}={}", demo_layout(*b).name, b.id())).collect::<Vec<_>>().join(", ")),
             ]
             .into_iter()
             .collect(),

@@ -748,7 +748,7 @@ impl Salesforce {
             return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "audience is invalid");
         }
         let now_s = self.now() / 1_000;
-        let Some(exp) = claims["exp"].as_i64().or_else(|| claims["exp"].as_f64().map(|f| f as i64)) else { return invalid() };
+        let Some(exp) = jwt_seconds(&claims["exp"]) else { return invalid() };
         if exp <= now_s {
             return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "expired authorization code");
         }
@@ -765,6 +765,23 @@ impl Salesforce {
             StatusCode::OK,
             json!({"access_token": access, "scope": DEMO_SCOPE, "instance_url": self.base(), "id": self.identity_url(), "token_type": "Bearer"}),
         )
+    }
+}
+
+/// A JWT time claim in seconds since the epoch. RFC 7519 makes it a JSON number (integral or
+/// fractional); Salesforce also accepts a string of digits, which simple-salesforce sends
+/// (`f'{expiration.timestamp():.0f}'`) and which logs in against real orgs. The string form is
+/// inferred from that client's working login, not from Salesforce's documentation, which only
+/// says "number of seconds since 1970-01-01".
+fn jwt_seconds(claim: &Value) -> Option<i64> {
+    match claim {
+        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f.floor() as i64)),
+        Value::String(s) => {
+            let (whole, fraction) = s.split_once('.').unwrap_or((s, "0"));
+            let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+            (digits(whole) && digits(fraction)).then(|| whole.parse().ok()).flatten()
+        }
+        _ => None,
     }
 }
 

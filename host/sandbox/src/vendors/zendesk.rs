@@ -1398,6 +1398,72 @@ async fn job_statuses(State(z): State<Arc<Zendesk>>, Extension(ctx): Extension<R
     })
 }
 
+// ---------------------------------------------------------------- account settings
+
+/// `settings.active_features` of the demo account.
+const ACTIVE_FEATURES: &[(&str, bool)] = &[
+    ("on_hold_status", true), ("user_tagging", true), ("ticket_tagging", true), ("topic_suggestion", false), ("voice", false),
+    ("facebook_login", false), ("google_login", false), ("twitter_login", false), ("forum_analytics", true), ("agent_forwarding", false),
+    ("chat", false), ("chat_about_my_object", false), ("customer_satisfaction", true), ("satisfaction_prediction", false),
+    ("automatic_answers", false), ("csat_reason_code", false), ("screencasts", false), ("markdown", true), ("bcc_archiving", false),
+    ("allow_ccs", true), ("advanced_analytics", false), ("sandbox", false), ("suspended_ticket_notification", false), ("twitter", false),
+    ("facebook", false), ("dynamic_contents", true), ("light_agents", false), ("ticket_forms", true), ("user_org_fields", true),
+    ("is_abusive", false), ("rich_content_in_emails", true), ("fallback_composer", false), ("organization_access_enabled", true), ("explore", false),
+    ("good_data_and_explore", false), ("explore_on_support_pro_plan", false), ("explore_on_support_ent_plan", false), ("business_hours", true),
+    ("custom_dkim_domain", false), ("allow_email_template_customization", true), ("benchmark_opt_out", false),
+    ("customer_context_as_default", false), ("insights", false),
+];
+
+/// The on/off switches of `settings.tickets`.
+const TICKET_SETTINGS: &[(&str, bool)] = &[
+    ("accepted_new_collaboration_tos", true), ("agent_collision", true), ("agent_ticket_deletion", false), ("allow_group_reset", true),
+    ("assign_default_organization", true), ("assign_tickets_upon_solve", true), ("auto_translation_enabled", false),
+    ("auto_updated_ccs_followers_rules", false), ("chat_sla_enablement", false), ("collaboration", true), ("comments_public_by_default", true),
+    ("email_attachments", true), ("emoji_autocompletion", true), ("follower_and_email_cc_collaborations", true), ("has_color_text", true),
+    ("is_first_comment_private_enabled", true), ("light_agent_email_ccs_allowed", false), ("list_empty_views", true),
+    ("list_newest_comments_first", true), ("markdown_ticket_comments", false), ("private_attachments", false), ("rich_text_comments", true),
+    ("status_hold", true), ("tagging", true), ("using_skill_based_routing", false),
+];
+
+/// `GET /api/v2/account/settings`: the account's settings, grouped as Zendesk groups them
+/// (documented: Account Settings API, "Allowed for agents"). Only groups and keys clients are
+/// known to read are filled in; values are those of a Support Professional account with the
+/// features the emulator serves turned on (the values are inferred; the keys are documented).
+/// `active_features.organization_access_enabled` is what Airbyte's Zendesk source checks before
+/// it will sync. Updating settings (`PUT`) is not emulated.
+async fn account_settings(State(z): State<Arc<Zendesk>>, Extension(ctx): Extension<RequestCtx>, headers: HeaderMap) -> Response {
+    z.guarded(&headers, &ctx, false, false, || {
+        let active_features: serde_json::Map<String, Value> = ACTIVE_FEATURES.iter().map(|(k, on)| (k.to_string(), json!(on))).collect();
+        let mut tickets: serde_json::Map<String, Value> = TICKET_SETTINGS.iter().map(|(k, on)| (k.to_string(), json!(on))).collect();
+        tickets.insert("maximum_personal_views_to_list".into(), json!(8));
+        json_response(
+            StatusCode::OK,
+            json!({"settings": {
+                "active_features": active_features,
+                "api": {"accepted_api_agreement": true, "api_password_access": "false", "api_token_access": "true"},
+                "apps": {"use": true, "create_private": true, "create_public": false},
+                "billing": {"backend": "zuora"},
+                "branding": {"header_color": "03363D", "page_background_color": "333333", "tab_background_color": "7FA239", "text_color": "FFFFFF", "header_logo_url": null, "favicon_url": null},
+                "brands": {"default_brand_id": 360_000_001_u64, "require_brand_on_new_tickets": false},
+                "groups": {"check_group_name_uniqueness": true},
+                "limits": {"attachment_size": 52_428_800},
+                "localization": {"locale_ids": [1], "time_zone": "UTC", "iana_time_zone": "Etc/UTC"},
+                "lotus": {"prefer_lotus": true, "reporting": true, "pod_id": 999},
+                "metrics": {"account_size": "100-399"},
+                "rule": {"macro_most_used": true, "macro_order": "alphabetical", "skill_based_filtered_views": [], "using_skill_based_routing": false},
+                "screencast": {"enabled_for_tickets": false},
+                "statistics": {"forum": true, "search": true},
+                "ticket_form": {"ticket_forms_instructions": "Please choose your issue below"},
+                "tickets": tickets,
+                "twitter": {"shorten_url": "optional"},
+                "user": {"agent_created_welcome_emails": true, "end_user_phone_number_validation": false, "have_gravatars_enabled": true,
+                    "language_selection": true, "multiple_organizations": false, "tagging": true, "time_zone_selection": true},
+                "voice": {"enabled": false, "maximum_queue_size": 5, "maximum_queue_wait_time": 1, "only_during_business_hours": false, "recordings_public": false, "uk_mobile_forwarding": true, "logging": true, "outbound_enabled": true, "agent_confirmation_when_forwarding": true, "agent_wrap_up_after_calls": true},
+            }}),
+        )
+    })
+}
+
 // ---------------------------------------------------------------- incremental exports
 
 async fn incremental_cursor(State(z): State<Arc<Zendesk>>, Extension(ctx): Extension<RequestCtx>, Path(kind): Path<String>, RawQuery(q): RawQuery, headers: HeaderMap) -> Response {
@@ -1974,6 +2040,7 @@ impl Emulator for Zendesk {
             .route("/api/v2/{kind}", get(list_kind).post(create))
             .route("/api/v2/{kind}/{id}", get(get_one).put(update).delete(delete).post(bulk_post))
             .route("/api/v2/job_statuses", get(job_statuses))
+            .route("/api/v2/account/settings", get(account_settings))
             .route("/api/v2/job_statuses/{id}", get(job_status))
             .route("/api/v2/incremental/{kind}/cursor", get(incremental_cursor))
             .route("/api/v2/incremental/organizations", get(incremental_orgs))

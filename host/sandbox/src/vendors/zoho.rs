@@ -35,6 +35,8 @@ pub(crate) const REFRESH_TOKEN: &str = "1000.weftsandboxzohorefresh0000000000000
 const USER_EMAIL: &str = "demo@weft-sandbox.example";
 const USER_NAME: &str = "Weft Demo";
 const USER_ID: &str = "4876876000000225013";
+/// The demo org's Zoho group id (`zgid` in `GET /crm/{version}/org`).
+const ZGID: &str = "4876876";
 const DEMO_SCOPE: &str = "ZohoCRM.modules.ALL,ZohoCRM.notifications.ALL,ZohoCRM.settings.ALL,ZohoCRM.users.ALL";
 /// The demo org's time zone; Zoho writes every datetime with the org's offset.
 const ORG_OFFSET_MIN: i64 = 0;
@@ -979,26 +981,17 @@ async fn search(
     let Some(m) = Module::parse(&module) else { return invalid_module() };
     z.guarded(&headers, &ctx, Some(m), Op::Read, Area::Records, |_| {
         let p = query_params(q.as_deref());
-        let criteria = if let Some(c) = p.get("criteria") {
-            match parse_criteria(c) {
-                Some(c) => c,
-                None => {
-                    return zerr(StatusCode::BAD_REQUEST, "INVALID_QUERY", "invalid query formed", json!({"reason": "criteria must look like (Field:equals:value) or ((A:equals:x)and(B:starts_with:y))"}));
-                }
+        let criteria = match search_criteria(&p) {
+            Ok(Some(c)) => c,
+            Ok(None) => {
+                return zerr(
+                    StatusCode::BAD_REQUEST,
+                    "REQUIRED_PARAM_MISSING",
+                    "One of the expected parameter is missing",
+                    json!({"param_name": "criteria/email/phone/word"}),
+                );
             }
-        } else if let Some(e) = p.get("email") {
-            Criteria::Cond { field: "Email".into(), op: "equals".into(), value: e.clone() }
-        } else if let Some(ph) = p.get("phone") {
-            Criteria::Cond { field: "Phone".into(), op: "equals".into(), value: ph.clone() }
-        } else if let Some(w) = p.get("word") {
-            Criteria::Cond { field: "*".into(), op: "word".into(), value: w.clone() }
-        } else {
-            return zerr(
-                StatusCode::BAD_REQUEST,
-                "REQUIRED_PARAM_MISSING",
-                "One of the expected parameter is missing",
-                json!({"param_name": "criteria/email/phone/word"}),
-            );
+            Err(r) => return r,
         };
         let per_page = p.get("per_page").and_then(|s| s.parse::<u64>().ok()).unwrap_or(200).clamp(1, 200);
         let page = p.get("page").and_then(|s| s.parse::<u64>().ok()).unwrap_or(1).max(1);
@@ -1007,34 +1000,7 @@ async fn search(
         }
         let mut st = z.state.lock().expect("zoho state");
         let wanted = (page * per_page + 1).min(2_001) as usize;
-        let mut hits: Vec<u64> = Vec::new();
-        // Equality on one field uses the field index; anything else scans.
-        if let Criteria::Cond { field, op, value } = &criteria
-            && op == "equals"
-            && field != "id"
-        {
-            let mut found = st.modules[m.slot()].find(field, &json!(value));
-            found.sort_unstable_by(|a, b| b.cmp(a));
-            hits = found;
-        } else {
-            let c = &st.modules[m.slot()];
-            for i in c.scan(Dir::Desc, None) {
-                let Some(rec) = z.render(&st, m, i, None) else { continue };
-                let ok = match &criteria {
-                    Criteria::Cond { op, value, .. } if op == "word" => {
-                        let w = value.to_lowercase();
-                        rec.as_object().is_some_and(|o| o.values().any(|v| v.as_str().is_some_and(|s| s.to_lowercase().contains(&w))))
-                    }
-                    other => matches(other, &rec),
-                };
-                if ok {
-                    hits.push(i);
-                    if hits.len() >= wanted {
-                        break;
-                    }
-                }
-            }
-        }
+        let hits = z.matching(&mut st, m, &criteria, wanted);
         let start = ((page - 1) * per_page) as usize;
         let data: Vec<Value> = hits.iter().skip(start).take(per_page as usize).filter_map(|i| z.render(&st, m, *i, None)).collect();
         if data.is_empty() {
@@ -1045,6 +1011,85 @@ async fn search(
             StatusCode::OK,
             json!({"data": data, "info": {"per_page": per_page, "count": count, "page": page, "more_records": hits.len() > start + count}}),
         )
+    })
+}
+
+/// The one search condition a request carries: `criteria`, else `email`, else `phone`, else
+/// `word` (Zoho's documented order of preference); `None` when it carries none.
+fn search_criteria(p: &HashMap<String, String>) -> Result<Option<Criteria>, Response> {
+    if let Some(c) = p.get("criteria") {
+        return match parse_criteria(c) {
+            Some(c) => Ok(Some(c)),
+            None => Err(zerr(StatusCode::BAD_REQUEST, "INVALID_QUERY", "invalid query formed", json!({"reason": "criteria must look like (Field:equals:value) or ((A:equals:x)and(B:starts_with:y))"}))),
+        };
+    }
+    let cond = |field: &str, op: &str, value: &String| Criteria::Cond { field: field.into(), op: op.into(), value: value.clone() };
+    Ok(p.get("email").map(|e| cond("Email", "equals", e)).or_else(|| p.get("phone").map(|ph| cond("Phone", "equals", ph))).or_else(|| p.get("word").map(|w| cond("*", "word", w))))
+}
+
+impl Zoho {
+    /// Indexes of the records matching `criteria`, newest first, at most `limit` of them.
+    fn matching(&self, st: &mut ZohoState, m: Module, criteria: &Criteria, limit: usize) -> Vec<u64> {
+        // Equality on one field uses the field index; anything else scans.
+        if let Criteria::Cond { field, op, value } = criteria
+            && op == "equals"
+            && field != "id"
+        {
+            let mut found = st.modules[m.slot()].find(field, &json!(value));
+            found.sort_unstable_by(|a, b| b.cmp(a));
+            found.truncate(limit);
+            return found;
+        }
+        let mut hits = Vec::new();
+        let c = &st.modules[m.slot()];
+        for i in c.scan(Dir::Desc, None) {
+            let Some(rec) = self.render(st, m, i, None) else { continue };
+            let ok = match criteria {
+                Criteria::Cond { op, value, .. } if op == "word" => {
+                    let w = value.to_lowercase();
+                    rec.as_object().is_some_and(|o| o.values().any(|v| v.as_str().is_some_and(|s| s.to_lowercase().contains(&w))))
+                }
+                other => matches(other, &rec),
+            };
+            if ok {
+                hits.push(i);
+                if hits.len() >= limit {
+                    break;
+                }
+            }
+        }
+        hits
+    }
+}
+
+/// `GET /crm/{version}/{module}/actions/count`: `{"count": N}` for the whole module, or for
+/// the records a `criteria`, `email`, `phone` or `word` parameter selects (documented: "Get
+/// Record Count", API v2.1 and later; the parameters are the search API's). `cvid` (a custom
+/// view) is accepted and ignored: the sandbox has only the "all records" views. Version 2
+/// predates the endpoint and answers INVALID_URL_PATTERN (inferred).
+async fn record_count(
+    State(z): State<Arc<Zoho>>,
+    Extension(ctx): Extension<RequestCtx>,
+    Path((version, module)): Path<(String, String)>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    if !valid_version(&version) || version == "v2" {
+        return invalid_url();
+    }
+    let Some(m) = Module::parse(&module) else { return invalid_module() };
+    z.guarded(&headers, &ctx, Some(m), Op::Read, Area::Records, |_| {
+        let p = query_params(q.as_deref());
+        let criteria = match search_criteria(&p) {
+            Ok(c) => c,
+            Err(r) => return r,
+        };
+        let mut st = z.state.lock().expect("zoho state");
+        let count = match criteria {
+            None => st.modules[m.slot()].len(),
+            Some(c) => z.matching(&mut st, m, &c, usize::MAX).len() as u64,
+        };
+        json_response(StatusCode::OK, json!({"count": count}))
     })
 }
 
@@ -1078,9 +1123,16 @@ async fn org(State(z): State<Arc<Zoho>>, Extension(ctx): Extension<RequestCtx>, 
     z.guarded_users(&headers, &ctx, || {
         json_response(
             StatusCode::OK,
-            json!({"org": [{"id": "4876876000000000001", "company_name": "weft sandbox", "primary_email": USER_EMAIL, "time_zone": "Etc/UTC",
-                "iso_code": "USD", "currency": "US Dollar - USD", "country_code": "US", "domain_name": "org4876876", "type": "production",
-                "license_details": {"paid": true, "paid_type": "enterprise", "users_license_purchased": 10}}]}),
+            // The keys of Zoho's documented sample (Organization API, v2 to v8). `zgid`, the org's
+            // Zoho group id, is the number in `domain_name` (`org{zgid}`), as in that sample;
+            // Zoho's SDKs key their token stores on it.
+            json!({"org": [{"id": "4876876000000000001", "company_name": "weft sandbox", "alias": null, "primary_email": USER_EMAIL,
+                "primary_zuid": "648765432", "zgid": ZGID, "domain_name": format!("org{ZGID}"), "zia_portal_id": null,
+                "time_zone": "Etc/UTC", "iso_code": "USD", "currency": "US Dollar - USD", "currency_symbol": "$", "currency_locale": "en_US",
+                "country_code": "US", "country": null, "state": null, "city": null, "street": null, "zip": null, "phone": null,
+                "mobile": null, "fax": null, "website": null, "description": null, "employee_count": "10", "photo_id": null,
+                "mc_status": false, "gapps_enabled": false, "translation_enabled": false, "privacy_settings": false, "type": "production",
+                "license_details": {"paid": true, "paid_type": "enterprise", "paid_expiry": null, "trial_type": null, "trial_expiry": null, "users_license_purchased": 10}}]}),
         )
     })
 }
@@ -1980,6 +2032,7 @@ impl Emulator for Zoho {
             .route("/crm/{version}/{module}/upsert", post(upsert))
             .route("/crm/{version}/{module}/deleted", get(deleted))
             .route("/crm/{version}/{module}/search", get(search))
+            .route("/crm/{version}/{module}/actions/count", get(record_count))
             .route("/crm/{version}/{module}/{id}", get(get_one).put(update_one).delete(delete_one))
             .fallback(|| async { invalid_url() })
             .with_state(self)

@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 use weft_sandbox::{DemoData, DemoSize, FaultConfig, PortPlan, Sandbox, SandboxConfig, SandboxError, Vendor};
 
-use crate::support::{admin_get, admin_post, client, start};
+use crate::support::{admin_get, admin_post, client, header_names, raw_response_head, start};
 use crate::zoho::access_token;
 
 #[tokio::test]
@@ -225,5 +225,27 @@ async fn oversized_request_bodies_get_413() {
     let big = vec![b'x'; 33 * 1024 * 1024];
     let r = client().post(format!("{}/crm/v7/Leads", sb.vendor(Vendor::Zoho).unwrap().base_url())).body(big).send().await.unwrap();
     assert_eq!(r.status(), 413);
+    sb.shutdown().await;
+}
+
+/// Each word of a header name starts upper-case (`Content-Type`, `Sforce-Limit-Info`).
+fn is_title_case(name: &str) -> bool {
+    name.split('-').all(|word| word.chars().next().is_some_and(|c| !c.is_ascii_lowercase()))
+}
+
+#[tokio::test]
+async fn every_emulator_writes_header_names_in_title_case() {
+    let sb = start(SandboxConfig::default()).await;
+    let mut servers: Vec<(String, String)> = sb.vendors().map(|v| (v.vendor().to_string(), v.base_url().to_string())).collect();
+    servers.push(("admin".into(), sb.admin_url().to_string()));
+    for (name, url) in servers {
+        // An unauthenticated call: every emulator answers it with a body and its error headers.
+        let head = raw_response_head(&url, "GET", "/weft-no-such-path", &[]).await;
+        let names = header_names(&head);
+        assert!(names.contains(&"Date") && names.contains(&"Content-Length"), "{name}: {head}");
+        for n in names {
+            assert!(is_title_case(n), "{name} sent the header name {n:?}:\n{head}");
+        }
+    }
     sb.shutdown().await;
 }

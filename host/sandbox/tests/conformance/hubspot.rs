@@ -414,3 +414,158 @@ async fn hubspot_modified_date_search_gives_the_same_answer_on_its_fast_path() {
     assert_eq!(fast_ids[fast_ids.len() - 5..], written[..], "records written last sort last");
     sb.shutdown().await;
 }
+
+/// The properties every HubSpot write answer carries besides the ones written.
+fn assert_whole_record(record: &Value, modified: &str) {
+    let props = &record["properties"];
+    assert_eq!(props["hs_object_id"], record["id"], "{record}");
+    for p in ["createdate", modified] {
+        assert!(props[p].is_string(), "no {p} in {record}");
+    }
+}
+
+#[tokio::test]
+async fn hubspot_create_and_update_answer_with_the_whole_record() {
+    let sb = start(sized(3)).await;
+    let r = send(&sb, reqwest::Method::POST, "/crm/v3/objects/contacts", json!({"properties": {"email": "whole.record@example.com", "firstname": "Whole"}})).await;
+    assert_eq!(r.status(), 201);
+    let created: Value = r.json().await.unwrap();
+    assert_whole_record(&created, "lastmodifieddate");
+    // Default properties the request did not name are present (null when unset).
+    let props = created["properties"].as_object().unwrap();
+    assert!(props.contains_key("lastname"), "{created}");
+    assert_eq!(created["properties"]["firstname"], "Whole");
+    let id = created["id"].as_str().unwrap();
+
+    let r = send(&sb, reqwest::Method::PATCH, &format!("/crm/v3/objects/contacts/{id}"), json!({"properties": {"lastname": "Record"}})).await;
+    assert_eq!(r.status(), 200);
+    let updated: Value = r.json().await.unwrap();
+    assert_whole_record(&updated, "lastmodifieddate");
+    // Properties written earlier stay in the answer: the record, not an echo of this request.
+    assert_eq!(updated["properties"]["email"], "whole.record@example.com");
+    assert_eq!(updated["properties"]["firstname"], "Whole");
+    assert_eq!(updated["properties"]["lastname"], "Record");
+
+    // Companies and deals name their modified date hs_lastmodifieddate.
+    let r = send(&sb, reqwest::Method::POST, "/crm/v3/objects/deals", json!({"properties": {"dealname": "Whole deal"}})).await;
+    assert_whole_record(&r.json::<Value>().await.unwrap(), "hs_lastmodifieddate");
+    sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn hubspot_batch_upsert_and_create_answer_with_whole_records() {
+    let sb = start(sized(3)).await;
+    let existing: Value = get(&sb, "/crm/v3/objects/contacts?limit=1").await.json().await.unwrap();
+    let email = existing["results"][0]["properties"]["email"].as_str().unwrap().to_string();
+    let r = send(
+        &sb,
+        reqwest::Method::POST,
+        "/crm/v3/objects/contacts/batch/upsert",
+        json!({"inputs": [{"id": email, "idProperty": "email", "properties": {"firstname": "Updated"}}, {"id": "batch.whole@example.com", "idProperty": "email", "properties": {"firstname": "New"}}]}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let b: Value = r.json().await.unwrap();
+    for result in b["results"].as_array().unwrap() {
+        assert_whole_record(result, "lastmodifieddate");
+    }
+    // The existing contact's other stored values come back with the update.
+    assert_eq!(b["results"][0]["properties"]["email"], email.as_str());
+    assert_eq!(b["results"][0]["properties"]["lastname"], existing["results"][0]["properties"]["lastname"]);
+    assert_eq!(b["results"][1]["properties"]["email"], "batch.whole@example.com");
+    let r = send(&sb, reqwest::Method::POST, "/crm/v3/objects/companies/batch/create", json!({"inputs": [{"properties": {"name": "Whole Co"}}]})).await;
+    assert_eq!(r.status(), 201);
+    assert_whole_record(&r.json::<Value>().await.unwrap()["results"][0], "hs_lastmodifieddate");
+    sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn hubspot_properties_v3_lists_typed_definitions_of_every_stored_property() {
+    let sb = start(sized(3)).await;
+    let r = get(&sb, "/crm/v3/properties/contacts").await;
+    assert_eq!(r.status(), 200);
+    let b: Value = r.json().await.unwrap();
+    let props = b["results"].as_array().unwrap();
+    let by_name = |n: &str| props.iter().find(|p| p["name"] == n).unwrap_or_else(|| panic!("no {n} in {b}")).clone();
+    // Every property a contact carries is defined, so a client can build its schema.
+    let contact: Value = get(&sb, "/crm/v3/objects/contacts?limit=1").await.json().await.unwrap();
+    for name in contact["results"][0]["properties"].as_object().unwrap().keys() {
+        by_name(name);
+    }
+    let email = by_name("email");
+    assert_eq!((email["type"].as_str(), email["fieldType"].as_str()), (Some("string"), Some("text")));
+    assert_eq!(email["groupName"], "contactinformation");
+    for required in ["label", "description", "options", "displayOrder", "hasUniqueValue", "hidden", "modificationMetadata"] {
+        assert!(!email[required].is_null(), "{required} missing: {email}");
+    }
+    assert_eq!(by_name("createdate")["type"], "datetime");
+    assert_eq!(by_name("createdate")["modificationMetadata"]["readOnlyValue"], true);
+    assert_eq!(by_name("hs_object_id")["type"], "number");
+    let stage = by_name("lifecyclestage");
+    assert_eq!(stage["type"], "enumeration");
+    assert!(stage["options"].as_array().unwrap().iter().any(|o| o["value"] == "customer" && o["label"].is_string()));
+
+    // One property by name, and a name the object does not have.
+    let deal_stage: Value = get(&sb, "/crm/v3/properties/deals/dealstage").await.json().await.unwrap();
+    assert_eq!(deal_stage["type"], "enumeration");
+    assert!(deal_stage["options"].as_array().unwrap().iter().any(|o| o["value"] == "closedwon"));
+    let r = get(&sb, "/crm/v3/properties/deals/favourite_colour").await;
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.json::<Value>().await.unwrap()["category"], "OBJECT_NOT_FOUND");
+    // Object type ids work as in the objects API; archived properties there are none.
+    let companies: Value = get(&sb, "/crm/v3/properties/0-2").await.json().await.unwrap();
+    assert!(companies["results"].as_array().unwrap().iter().any(|p| p["name"] == "hs_lastmodifieddate"));
+    let archived: Value = get(&sb, "/crm/v3/properties/contacts?archived=true").await.json().await.unwrap();
+    assert_eq!(archived["results"], json!([]));
+    assert_eq!(get(&sb, "/crm/v3/properties/unicorns").await.status(), 400);
+    assert_eq!(client().get(format!("{}/crm/v3/properties/contacts", base(&sb))).send().await.unwrap().status(), 401);
+    sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn hubspot_properties_v2_is_a_bare_array_for_singular_object_names() {
+    let sb = start(sized(3)).await;
+    for (object, unique) in [("contact", "email"), ("company", "domain"), ("deal", "dealname")] {
+        let r = get(&sb, &format!("/properties/v2/{object}/properties")).await;
+        assert_eq!(r.status(), 200, "{object}");
+        let all: Value = r.json().await.unwrap();
+        let all = all.as_array().unwrap_or_else(|| panic!("{object}: not an array"));
+        let p = all.iter().find(|p| p["name"] == unique).unwrap();
+        assert!(p["type"].is_string() && p["fieldType"].is_string() && p["groupName"].is_string(), "{p}");
+        assert!(p["createdAt"].is_i64(), "v2 times are epoch milliseconds: {p}");
+    }
+    let one: Value = get(&sb, "/properties/v2/companies/properties/named/numberofemployees").await.json().await.unwrap();
+    assert_eq!(one["type"], "number");
+    sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn hubspot_schemas_lists_no_custom_objects() {
+    let sb = start(sized(3)).await;
+    for path in ["/crm/v3/schemas", "/crm-object-schemas/v3/schemas"] {
+        let r = get(&sb, path).await;
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(r.json::<Value>().await.unwrap(), json!({"results": []}));
+    }
+    sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn hubspot_standard_objects_without_records_have_properties_and_empty_lists() {
+    let sb = start(sized(3)).await;
+    // Every portal has tickets, products, line items, engagements, ...; the sandbox stores none.
+    for object in ["ticket", "tickets", "line_item", "product", "deal_split", "emails", "meetings", "notes", "tasks", "goal_targets", "feedback_submissions", "leads", "form"] {
+        let r = get(&sb, &format!("/properties/v2/{object}/properties")).await;
+        assert_eq!(r.status(), 200, "{object}");
+        let all: Value = r.json().await.unwrap();
+        assert!(all.as_array().unwrap().iter().any(|p| p["name"] == "hs_object_id"), "{object}: {all}");
+    }
+    let v3: Value = get(&sb, "/crm/v3/properties/tickets").await.json().await.unwrap();
+    assert!(v3["results"].as_array().unwrap().iter().any(|p| p["name"] == "hs_lastmodifieddate"));
+    assert_eq!(get(&sb, "/crm/v3/objects/tickets?limit=10").await.json::<Value>().await.unwrap(), json!({"results": []}));
+    let r = send(&sb, reqwest::Method::POST, "/crm/v3/objects/tickets/search", json!({"filterGroups": [], "limit": 10})).await;
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({"total": 0, "results": []}));
+    assert_eq!(get(&sb, "/crm/v3/objects/tickets/123").await.status(), 404);
+    assert_eq!(get(&sb, "/properties/v2/unicorns/properties").await.status(), 400);
+    sb.shutdown().await;
+}

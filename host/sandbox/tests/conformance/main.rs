@@ -7,6 +7,7 @@ mod hubspot;
 mod monday;
 mod official_clients;
 mod partner_center;
+mod proxy;
 mod salesforce;
 mod support;
 mod zendesk;

@@ -250,3 +250,129 @@ async fn monday_concurrency_limit_answers_429() {
     assert_eq!(limited.json::<Value>().await.unwrap()["errors"][0]["extensions"]["code"], "maxConcurrencyExceeded");
     sb.shutdown().await;
 }
+
+#[tokio::test]
+async fn monday_unknown_fields_fail_validation_with_undefined_field() {
+    let sb = start(sized(3)).await;
+    let r = gql(&sb, &format!("query {{ boards(ids: [{DEALS}]) {{ id pos items_page(limit: 1) {{ items {{ id colour }} }} }} }}")).await;
+    // Validation fails the whole document: no data, one error per unknown field.
+    assert!(r.get("data").is_none(), "{r}");
+    let errors = r["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 2, "{r}");
+    assert_eq!(errors[0]["message"], "Field 'pos' doesn't exist on type 'Board'");
+    assert_eq!(errors[0]["path"], json!(["query", "boards", "pos"]));
+    assert_eq!(errors[0]["extensions"], json!({"code": "undefinedField", "typeName": "Board", "fieldName": "pos"}));
+    assert_eq!(errors[0]["locations"][0]["line"], 1);
+    assert_eq!(errors[1]["path"], json!(["query", "boards", "items_page", "items", "colour"]));
+    assert_eq!(errors[1]["extensions"]["typeName"], "Item");
+    let root = gql(&sb, "mutation { launch_rocket(id: 1) { id } }").await;
+    assert_eq!(root["errors"][0]["extensions"], json!({"code": "undefinedField", "typeName": "Mutation", "fieldName": "launch_rocket"}));
+    // __typename and fields of ColumnValue's implementations (selected through inline
+    // fragments) are part of the schema.
+    let ok = gql(&sb, &format!("{{ boards(ids: [{DEALS}]) {{ __typename items_page(limit: 1) {{ items {{ column_values {{ id ... on StatusValue {{ label }} }} }} }} }} }}")).await;
+    assert!(ok.get("errors").is_none(), "{ok}");
+    sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn monday_create_board_group_and_column_then_write_and_read_items() {
+    let sb = start(sized(3)).await;
+    let r = gql(&sb, r#"mutation { create_board(board_name: "Renewals", board_kind: public, description: "From the API") { id name board_kind description columns { id type } groups { id title } } }"#).await;
+    assert!(r.get("errors").is_none(), "{r}");
+    let board = &r["data"]["create_board"];
+    assert_eq!(board["name"], "Renewals");
+    assert_eq!(board["board_kind"], "public");
+    assert_eq!(board["columns"], json!([{"id": "name", "type": "name"}]));
+    let board_id = board["id"].as_str().unwrap().to_string();
+    // The new board is listed with the others.
+    let all = gql(&sb, "{ boards(limit: 50) { id } }").await;
+    assert!(all["data"]["boards"].as_array().unwrap().iter().any(|b| b["id"] == board_id.as_str()));
+
+    let g = gql(&sb, &format!(r#"mutation {{ create_group(board_id: {board_id}, group_name: "Q3") {{ id title color }} }}"#)).await;
+    let group_id = g["data"]["create_group"]["id"].as_str().unwrap().to_string();
+    assert_eq!(g["data"]["create_group"]["title"], "Q3");
+    let groups = gql(&sb, &format!("{{ boards(ids: [{board_id}]) {{ groups {{ id }} }} }}")).await;
+    assert_eq!(groups["data"]["boards"][0]["groups"][0]["id"], group_id.as_str(), "new groups go to the top");
+
+    let c = gql(&sb, &format!(r#"mutation {{ create_column(board_id: {board_id}, title: "Stage", column_type: status) {{ id title type }} }}"#)).await;
+    let status_col = c["data"]["create_column"]["id"].as_str().unwrap().to_string();
+    assert!(status_col.starts_with("status_"), "{c}");
+    let c = gql(&sb, &format!(r#"mutation {{ create_column(board_id: {board_id}, id: "notes", title: "Notes", column_type: long_text, after_column_id: "name") {{ id }} }}"#)).await;
+    assert_eq!(c["data"]["create_column"]["id"], "notes");
+    let dup = gql(&sb, &format!(r#"mutation {{ create_column(board_id: {board_id}, id: "notes", title: "Again", column_type: text) {{ id }} }}"#)).await;
+    assert!(dup["errors"][0]["message"].as_str().unwrap().contains("already exists"), "{dup}");
+    let untyped = gql(&sb, &format!(r#"mutation {{ create_column(board_id: {board_id}, title: "Untyped") {{ id }} }}"#)).await;
+    assert_eq!(untyped["errors"][0]["extensions"]["code"], "missingRequiredArguments");
+    let columns = gql(&sb, &format!("{{ boards(ids: [{board_id}]) {{ columns {{ id }} }} }}")).await;
+    let ids: Vec<&str> = columns["data"]["boards"][0]["columns"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["name", "notes", status_col.as_str()]);
+
+    let values = json!({status_col.clone(): {"label": "Proposal"}, "notes": {"text": "Call back"}}).to_string();
+    let item = gql_with(&sb, &format!(r#"mutation ($v: JSON!) {{ create_item(board_id: {board_id}, group_id: "{group_id}", item_name: "Acme", column_values: $v) {{ id group {{ id title }} board {{ id }} column_values {{ id text }} }} }}"#), json!({"v": values})).await;
+    assert!(item.get("errors").is_none(), "{item}");
+    let created = &item["data"]["create_item"];
+    assert_eq!(created["group"], json!({"id": group_id, "title": "Q3"}));
+    assert_eq!(created["board"]["id"], board_id.as_str());
+    assert_eq!(created["column_values"], json!([{"id": "notes", "text": "Call back"}, {"id": status_col, "text": "Proposal"}]));
+    let page = gql(&sb, &format!("{{ boards(ids: [{board_id}]) {{ items_count items_page {{ items {{ name }} }} }} }}")).await;
+    assert_eq!(page["data"]["boards"][0]["items_count"], 1);
+    assert_eq!(page["data"]["boards"][0]["items_page"]["items"], json!([{"name": "Acme"}]));
+    sb.shutdown().await;
+}
+
+async fn gql_with(sb: &Sandbox, query: &str, variables: Value) -> Value {
+    let token = sb.vendor(Vendor::Monday).unwrap().credentials().api_token.unwrap();
+    gql_raw(sb, &token, query, variables).await.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn monday_items_page_by_column_values_matches_any_value_per_column_and_pages() {
+    let sb = start(sized(30)).await;
+    let all = gql(&sb, &format!("{{ boards(ids: [{DEALS}]) {{ items_page(limit: 100) {{ items {{ id column_values(ids: [\"status\"]) {{ text }} }} }} }} }}")).await;
+    let items = all["data"]["boards"][0]["items_page"]["items"].as_array().unwrap().clone();
+    let with = |label: &str| items.iter().filter(|i| i["column_values"][0]["text"] == label).count();
+    let expected = with("Proposal") + with("Negotiation");
+    assert!(expected > 2, "the demo data should hold several such deals");
+
+    let q = |cursor: Option<&str>| match cursor {
+        None => format!(r#"{{ items_page_by_column_values(limit: 2, board_id: {DEALS}, columns: [{{column_id: "status", column_values: ["Proposal", "Negotiation"]}}]) {{ cursor items {{ id column_values(ids: ["status"]) {{ text }} }} }} }}"#),
+        Some(c) => format!(r#"{{ items_page_by_column_values(limit: 2, cursor: "{c}") {{ cursor items {{ id column_values(ids: ["status"]) {{ text }} }} }} }}"#),
+    };
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let r = gql(&sb, &q(cursor.as_deref())).await;
+        assert!(r.get("errors").is_none(), "{r}");
+        let page = &r["data"]["items_page_by_column_values"];
+        for i in page["items"].as_array().unwrap() {
+            let text = i["column_values"][0]["text"].as_str().unwrap();
+            assert!(text == "Proposal" || text == "Negotiation", "{i}");
+            seen.push(i["id"].clone());
+        }
+        match page["cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), expected);
+    // Two columns must both match.
+    let both = gql(&sb, &format!(r#"{{ items_page_by_column_values(limit: 50, board_id: {DEALS}, columns: [{{column_id: "status", column_values: ["Proposal"]}}, {{column_id: "name", column_values: ["no such deal"]}}]) {{ items {{ id }} }} }}"#)).await;
+    assert_eq!(both["data"]["items_page_by_column_values"]["items"], json!([]));
+    let bad = gql(&sb, &format!(r#"{{ items_page_by_column_values(limit: 5, board_id: {DEALS}, columns: [{{column_id: "nope", column_values: ["x"]}}]) {{ items {{ id }} }} }}"#)).await;
+    assert_eq!(bad["errors"][0]["extensions"]["code"], "InvalidColumnIdException");
+    sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn monday_items_show_their_updates() {
+    let sb = start(sized(3)).await;
+    let item = gql(&sb, &format!("{{ boards(ids: [{DEALS}]) {{ items_page(limit: 1) {{ items {{ id }} }} }} }}")).await;
+    let id = item["data"]["boards"][0]["items_page"]["items"][0]["id"].as_str().unwrap().to_string();
+    for body in ["first", "second"] {
+        let r = gql(&sb, &format!(r#"mutation {{ create_update(item_id: {id}, body: "{body}") {{ id }} }}"#)).await;
+        assert!(r.get("errors").is_none(), "{r}");
+    }
+    let r = gql(&sb, &format!("{{ items(ids: [{id}]) {{ updates {{ body }} }} }}")).await;
+    assert_eq!(r["data"]["items"][0]["updates"], json!([{"body": "second"}, {"body": "first"}]));
+    sb.shutdown().await;
+}

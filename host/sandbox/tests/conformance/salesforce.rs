@@ -8,7 +8,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
 use weft_sandbox::{DemoData, DemoSize, Sandbox, SandboxConfig, SandboxError, Vendor};
 
-use crate::support::{client, start};
+use crate::support::{client, header_names, raw_response_head, start};
 
 const V: &str = "/services/data/v66.0";
 
@@ -83,6 +83,30 @@ async fn salesforce_jwt_bearer_returns_instance_url_and_no_refresh_token() {
     assert!(t.get("refresh_token").is_none());
     let me = get(&sb, t["access_token"].as_str().unwrap(), &t["id"].as_str().unwrap().replace(&base(&sb), "")).await;
     assert_eq!(me.status(), 200);
+    sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn salesforce_jwt_exp_may_be_a_string_of_digits_or_fractional() {
+    let sb = start(sized(3)).await;
+    let exp = now_s(&sb) + 120;
+    // simple-salesforce sends `exp` as a string; RFC 7519 allows fractional seconds.
+    for form in [json!(exp.to_string()), json!(exp as f64 + 0.5), json!(format!("{exp}.25"))] {
+        let mut c = claims(&sb);
+        c["exp"] = form.clone();
+        let r = jwt_token(&sb, &jwt(&sb, c)).await;
+        assert_eq!(r.status(), 200, "exp {form}");
+        assert!(r.json::<Value>().await.unwrap()["access_token"].is_string());
+    }
+    // A string form is still checked as a time, and anything but digits is refused.
+    let cases = [(json!((now_s(&sb) - 10).to_string()), "expired authorization code"), (json!(format!("{exp}s")), "invalid assertion"), (json!(""), "invalid assertion"), (json!(" 1"), "invalid assertion")];
+    for (form, description) in cases {
+        let mut c = claims(&sb);
+        c["exp"] = form.clone();
+        let r = jwt_token(&sb, &jwt(&sb, c)).await;
+        assert_eq!(r.status(), 400, "exp {form}");
+        assert_eq!(r.json::<Value>().await.unwrap()["error_description"], description, "exp {form}");
+    }
     sb.shutdown().await;
 }
 
@@ -629,5 +653,19 @@ async fn salesforce_task_links_a_contact_or_lead_and_an_opportunity_or_account()
     assert_eq!(r.json::<Value>().await.unwrap()[0]["errorCode"], "INVALID_CROSS_REFERENCE_KEY");
     let r: Value = soql(&sb, &token, "SELECT Id, WhoId, WhatId FROM Task WHERE External_Id__c = 'conv-1'").await.json().await.unwrap();
     assert_eq!((&r["records"][0]["WhoId"], &r["records"][0]["WhatId"]), (&json!(contact), &json!(account)));
+    sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn responses_name_headers_as_salesforce_does() {
+    let sb = start(SandboxConfig::default()).await;
+    let token = session(&sb).await;
+    let auth = format!("Bearer {token}");
+    let head = raw_response_head(&base(&sb), "GET", &format!("{V}/sobjects/Account/describe"), &[("Authorization", &auth)]).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let names = header_names(&head);
+    for wanted in ["Content-Type", "Sforce-Limit-Info", "Date"] {
+        assert!(names.contains(&wanted), "no {wanted} in:\n{head}");
+    }
     sb.shutdown().await;
 }

@@ -109,3 +109,28 @@ pub fn fast_webhooks(mut c: SandboxConfig) -> SandboxConfig {
     c.webhooks.retry_base_delay = Duration::from_millis(20);
     c
 }
+
+/// Sends one HTTP/1.1 request over a plain socket and returns the response head exactly as it
+/// came off the wire (status line and header lines), so header-name case can be checked;
+/// HTTP client libraries normalise it away.
+pub async fn raw_response_head(base_url: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base_url.strip_prefix("http://").expect("plain http base url");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut bytes = Vec::new();
+    stream.read_to_end(&mut bytes).await.expect("read");
+    let text = String::from_utf8_lossy(&bytes);
+    let end = text.find("\r\n\r\n").expect("a complete response head");
+    text[..end].to_string()
+}
+
+/// The header names of a raw response head, in the case they were sent.
+pub fn header_names(head: &str) -> Vec<&str> {
+    head.lines().skip(1).filter_map(|l| l.split_once(':').map(|(n, _)| n)).collect()
+}

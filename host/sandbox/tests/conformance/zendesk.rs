@@ -617,3 +617,23 @@ async fn zendesk_trigger_connected_webhook_sends_the_rendered_body_when_conditio
     assert_eq!(r.status(), 422);
     sb.shutdown().await;
 }
+
+#[tokio::test]
+async fn zendesk_account_settings_show_active_features_with_or_without_json_suffix() {
+    let sb = start(sized(2)).await;
+    for path in ["/api/v2/account/settings.json", "/api/v2/account/settings"] {
+        let r = get(&sb, path).await;
+        assert_eq!(r.status(), 200, "{path}");
+        let b: Value = r.json().await.unwrap();
+        let s = &b["settings"];
+        // Airbyte's source refuses to sync unless organization access is an active feature.
+        assert_eq!(s["active_features"]["organization_access_enabled"], true, "{b}");
+        assert!(s["active_features"].as_object().unwrap().values().all(Value::is_boolean));
+        assert_eq!(s["api"]["api_token_access"], "true");
+        assert!(s["tickets"]["maximum_personal_views_to_list"].is_u64());
+        assert_eq!(s["localization"]["time_zone"], "UTC");
+    }
+    let r = client().get(format!("{}/api/v2/account/settings.json", base(&sb))).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    sb.shutdown().await;
+}

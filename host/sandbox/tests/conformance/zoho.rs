@@ -882,3 +882,47 @@ async fn zoho_current_user_and_org_need_a_settings_scope() {
     assert_eq!(r.json::<Value>().await.unwrap()["code"], "OAUTH_SCOPE_MISMATCH");
     sb.shutdown().await;
 }
+
+#[tokio::test]
+async fn zoho_org_carries_the_zoho_group_id() {
+    let sb = start(sized(3)).await;
+    let token = access_token(&sb).await;
+    for version in ["v2", "v7", "v8"] {
+        let org: Value = get(&sb, &token, &format!("/crm/{version}/org")).await.json().await.unwrap();
+        let org = &org["org"][0];
+        let zgid = org["zgid"].as_str().unwrap_or_else(|| panic!("{version}: no zgid in {org}"));
+        assert!(!zgid.is_empty() && zgid.bytes().all(|b| b.is_ascii_digit()), "{zgid}");
+        assert_eq!(org["domain_name"], format!("org{zgid}"));
+        assert!(org["primary_zuid"].is_string() && org["currency_symbol"].is_string(), "{org}");
+        assert!(org["license_details"]["paid_type"].is_string());
+    }
+    sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn zoho_record_count_counts_a_module_or_what_a_search_selects() {
+    let sb = start(sized(12)).await;
+    let token = access_token(&sb).await;
+    let count = |body: Value| body["count"].as_u64().unwrap_or_else(|| panic!("count is not a number: {body}"));
+    let all = count(get(&sb, &token, "/crm/v7/Contacts/actions/count").await.json().await.unwrap());
+    assert_eq!(all, 12);
+    // Writes move the count.
+    let r = send(&sb, &token, reqwest::Method::POST, "/crm/v7/Contacts", json!({"data": [{"Last_Name": "Counted", "Email": "counted@example.org"}]})).await;
+    assert_eq!(r.status(), 201);
+    assert_eq!(count(get(&sb, &token, "/crm/v8/Contacts/actions/count").await.json().await.unwrap()), 13);
+    // Search parameters narrow it, as on the search API.
+    assert_eq!(count(get(&sb, &token, "/crm/v7/Contacts/actions/count?email=counted@example.org").await.json().await.unwrap()), 1);
+    assert_eq!(count(get(&sb, &token, "/crm/v7/Contacts/actions/count?criteria=(Last_Name:equals:Counted)").await.json().await.unwrap()), 1);
+    assert_eq!(count(get(&sb, &token, "/crm/v7/Contacts/actions/count?word=no-such-word-anywhere").await.json().await.unwrap()), 0);
+    let r = get(&sb, &token, "/crm/v7/Contacts/actions/count?criteria=Last_Name").await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().await.unwrap()["code"], "INVALID_QUERY");
+    // The endpoint arrived in v2.1; v2 has no such URL.
+    assert_eq!(get(&sb, &token, "/crm/v2/Contacts/actions/count").await.status(), 404);
+    assert_eq!(count(get(&sb, &token, "/crm/v2.1/Contacts/actions/count").await.json().await.unwrap()), 13);
+    let r = get(&sb, &token, "/crm/v7/Unicorns/actions/count").await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().await.unwrap()["code"], "INVALID_MODULE");
+    assert_eq!(client().get(format!("{}/crm/v7/Contacts/actions/count", base(&sb))).send().await.unwrap().status(), 401);
+    sb.shutdown().await;
+}

@@ -42,6 +42,8 @@ out["pages"] = pages
 
 created = api.crm.contacts.basic_api.create(simple_public_object_input_for_create=SimplePublicObjectInputForCreate(properties={"email": "official.client@example.com", "firstname": "Official"}))
 out["created_email"] = created.properties["email"]
+out["created_object_id"] = created.properties.get("hs_object_id") == created.id
+out["created_has_dates"] = bool(created.properties.get("createdate")) and bool(created.properties.get("lastmodifieddate"))
 
 found = api.crm.contacts.search_api.do_search(
     public_object_search_request=PublicObjectSearchRequest(
@@ -60,6 +62,11 @@ upsert = api.crm.contacts.batch_api.upsert(
     )
 )
 out["upsert_new_flags"] = sorted(bool(r.new) for r in upsert.results)
+out["upsert_object_ids"] = all(r.properties.get("hs_object_id") == r.id for r in upsert.results)
+
+properties = api.crm.properties.core_api.get_all(object_type="contacts")
+out["property_types"] = {p.name: p.type for p in properties.results if p.name in ("email", "createdate", "lifecyclestage")}
+out["custom_schemas"] = len(api.crm.schemas.core_api.get_all().results)
 
 try:
     api.crm.contacts.basic_api.get_by_id("123")

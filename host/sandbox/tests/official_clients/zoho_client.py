@@ -1,6 +1,7 @@
-"""Drives the Zoho CRM emulator with Zoho's official Python SDK (zohocrmsdk7-0), unmodified
-except for pointing its DataCenter.Environment at the emulator: token refresh, field metadata,
-paged listing with page tokens, create with a per-record failure, and upsert.
+"""Drives the Zoho CRM emulator with Zoho's official Python SDK (zohocrmsdk7-0 or zohocrmsdk8-0,
+which share the `zohocrmsdk` package), unmodified except for pointing its DataCenter.Environment
+at the emulator: token refresh, field metadata, paged listing with page tokens, create with a
+per-record failure, upsert, the organization and a module's record count.
 Prints one JSON object; the Rust test asserts on it."""
 
 import json
@@ -69,5 +70,14 @@ first = resp.get_object().get_data()[0]
 out["upsert_code"] = first.get_code().get_value()
 out["upsert_action"] = first.get_action().get_value()
 out["upsert_duplicate_field"] = first.get_duplicate_field()
+
+from zohocrmsdk.src.com.zoho.crm.api.org import OrgOperations
+
+org = OrgOperations().get_organization().get_object().get_org()[0]
+out["org_zgid"] = org.get_zgid()
+
+count = ops.record_count(ParameterMap())
+out["count_status"] = count.get_status_code()
+out["count"] = count.get_object().get_count()
 
 print(json.dumps(out))
