@@ -424,64 +424,9 @@ async fn resumes_after_sigkill_without_losing_or_duplicating_records() {
         (0..TOTAL).map(|i| serde_json::json!({"id": format!("{i:06}"), "name": format!("item {i}"), "updated_at": "2026-01-01T00:00:00Z"})),
     );
     let dir = tempfile::tempdir().unwrap();
-    let flow = dir.path().join("flow.toml");
-    std::fs::write(
-        &flow,
-        format!(
-            r#"name = "bulk"
-[connections.api]
-plugin = "http-json"
-config = {{ base_url = "{url}" }}
-egress = [{{ host = "{host}", allow_http = true, allow_private = true }}]
-
-[[steps]]
-id = "items"
-read = {{ connection = "api", stream = "items", sync = "incremental", page_size = 500 }}
-
-[[steps]]
-id = "copies"
-transform = {{ plugin = "map", input = "items" }}
-config.fields = {{ id = "id", name = "name" }}
-
-[[steps]]
-id = "save"
-write = {{ connection = "api", stream = "contacts", input = "copies", mode = "upsert", key = ["id"], batch_size = 250 }}
-"#,
-            url = upstream.url(),
-            host = upstream.addr
-        ),
-    )
-    .unwrap();
-    let (flow_arg, data) = (flow.to_str().unwrap().to_owned(), dir.path().to_owned());
-    let spawn = move || {
-        // A killed run holds its flow until its lease lapses (a second here); the next run
-        // waits for that, then resumes from the committed checkpoint.
-        std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
-            .args(["run", "--wait", "--plugins", weft_tests::WASM_DIR, &flow_arg])
-            .env("WEFT_DATA_DIR", &data)
-            .env("WEFT_RUN_LEASE", "1")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap()
-    };
-    let mut kills = 0;
-    for threshold in [5_000, 20_000, 35_000] {
-        let mut child = spawn();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-        while upstream.records("contacts").len() < threshold {
-            assert!(std::time::Instant::now() < deadline, "the run stalled before {threshold} records");
-            if child.try_wait().unwrap().is_some() {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap(); // SIGKILL: no chance to checkpoint or clean up.
-            kills += 1;
-        }
-        child.wait().unwrap();
-    }
+    let flow = copy_flow(dir.path(), &upstream, "bulk", 500);
+    let spawn = resuming_run(dir.path(), &flow);
+    let kills = kill_at(&upstream, &spawn, &[5_000, 20_000, 35_000]).await;
     assert!(kills >= 2, "the run finished before it could be killed twice");
     let mut last = spawn();
     let finished = tokio::task::spawn_blocking(move || last.wait().unwrap()).await.unwrap();
@@ -1283,34 +1228,7 @@ async fn edits_during_reads_and_three_sigkills_lose_and_duplicate_nothing() {
         (0..TOTAL).map(|i| serde_json::json!({"id": format!("{i:06}"), "name": "original", "updated_at": "2026-01-01T00:00:00Z"})),
     );
     let dir = tempfile::tempdir().unwrap();
-    let flow = dir.path().join("flow.toml");
-    std::fs::write(
-        &flow,
-        format!(
-            r#"name = "changing"
-[connections.api]
-plugin = "http-json"
-config = {{ base_url = "{url}" }}
-egress = [{{ host = "{host}", allow_http = true, allow_private = true }}]
-
-[[steps]]
-id = "items"
-read = {{ connection = "api", stream = "items", sync = "incremental", page_size = 250 }}
-
-[[steps]]
-id = "copies"
-transform = {{ plugin = "map", input = "items" }}
-config.fields = {{ id = "id", name = "name" }}
-
-[[steps]]
-id = "save"
-write = {{ connection = "api", stream = "contacts", input = "copies", mode = "upsert", key = ["id"], batch_size = 250 }}
-"#,
-            url = upstream.url(),
-            host = upstream.addr
-        ),
-    )
-    .unwrap();
+    let flow = copy_flow(dir.path(), &upstream, "changing", 250);
     // Edits land all along: a record every few milliseconds, spread over the whole id range, so
     // some are read already and some not yet when they change.
     let editing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
@@ -1329,34 +1247,8 @@ write = {{ connection = "api", stream = "contacts", input = "copies", mode = "up
             n
         })
     };
-    let (flow_arg, data) = (flow.to_str().unwrap().to_owned(), dir.path().to_owned());
-    let spawn = move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
-            .args(["run", "--wait", "--plugins", weft_tests::WASM_DIR, &flow_arg])
-            .env("WEFT_DATA_DIR", &data)
-            .env("WEFT_RUN_LEASE", "1")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap()
-    };
-    let mut kills = 0;
-    for threshold in [3_000, 9_000, 15_000] {
-        let mut child = spawn();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-        while upstream.records("contacts").len() < threshold {
-            assert!(std::time::Instant::now() < deadline, "the run stalled before {threshold} records");
-            if child.try_wait().unwrap().is_some() {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap(); // SIGKILL
-            kills += 1;
-        }
-        child.wait().unwrap();
-    }
+    let spawn = resuming_run(dir.path(), &flow);
+    let kills = kill_at(&upstream, &spawn, &[3_000, 9_000, 15_000]).await;
     assert!(kills >= 2, "the run finished before it could be killed twice");
     // A run to the end while edits go on, then edits stop and one more run reads the last ones.
     let mut run = spawn();
@@ -1433,4 +1325,76 @@ fn output_into_a_closed_pipe_ends_quietly() {
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "exit {:?}: {stderr}", out.status.code());
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// A flow copying `items` (incrementally, `page_size` a page) into `contacts` on `upstream`.
+fn copy_flow(dir: &std::path::Path, upstream: &weft_tests::upstream::Upstream, name: &str, page_size: u32) -> String {
+    let flow = dir.join("flow.toml");
+    std::fs::write(
+        &flow,
+        format!(
+            r#"name = "{name}"
+[connections.api]
+plugin = "http-json"
+config = {{ base_url = "{url}" }}
+egress = [{{ host = "{host}", allow_http = true, allow_private = true }}]
+
+[[steps]]
+id = "items"
+read = {{ connection = "api", stream = "items", sync = "incremental", page_size = {page_size} }}
+
+[[steps]]
+id = "copies"
+transform = {{ plugin = "map", input = "items" }}
+config.fields = {{ id = "id", name = "name" }}
+
+[[steps]]
+id = "save"
+write = {{ connection = "api", stream = "contacts", input = "copies", mode = "upsert", key = ["id"], batch_size = 250 }}
+"#,
+            url = upstream.url(),
+            host = upstream.addr
+        ),
+    )
+    .unwrap();
+    flow.to_str().unwrap().to_owned()
+}
+
+/// Starts `weft run --wait` of `flow`: a killed run holds its flow until its lease lapses (a
+/// second here); the next run waits for that, then resumes from the committed checkpoint.
+fn resuming_run(data: &std::path::Path, flow: &str) -> impl Fn() -> std::process::Child + use<> {
+    let (flow, data) = (flow.to_owned(), data.to_owned());
+    move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
+            .args(["run", "--wait", "--plugins", weft_tests::WASM_DIR, &flow])
+            .env("WEFT_DATA_DIR", &data)
+            .env("WEFT_RUN_LEASE", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+}
+
+/// Runs `spawn` once per threshold and kills it with SIGKILL (no chance to checkpoint or clean
+/// up) once `contacts` holds that many records; how many runs were killed before they ended.
+async fn kill_at(upstream: &weft_tests::upstream::Upstream, spawn: &impl Fn() -> std::process::Child, thresholds: &[usize]) -> usize {
+    let mut kills = 0;
+    for &threshold in thresholds {
+        let mut child = spawn();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while upstream.records("contacts").len() < threshold {
+            assert!(std::time::Instant::now() < deadline, "the run stalled before {threshold} records");
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            kills += 1;
+        }
+        child.wait().unwrap();
+    }
+    kills
 }
