@@ -10,7 +10,7 @@ use sqlx::sqlite::{
 use sqlx::{Connection as _, SqliteConnection};
 
 use crate::migrations::{MIGRATIONS, latest_version};
-use crate::runs::abandoned_reason;
+use crate::runs::{UPSERT_CHUNK, abandoned_reason, upsert_plan};
 use crate::{DatasetInfo, ErrorEntry, FlowLease, LeaseOutcome, RunRecord, StoredEvent, Upserted, WebhookSubscription, SecretEntry, StateScope, StepRunRecord, StoreError, millis_to_time, now_millis};
 use sqlx::Row as _;
 
@@ -556,39 +556,36 @@ impl SqliteBackend {
         .map_err(query_err(format!("commit the cursor of {flow}/{step}")))
     }
 
+    /// One page as a few statements, not two per record: the keys' current records in one
+    /// `SELECT … IN`, then the new and changed rows in one multi-row `INSERT … ON CONFLICT`.
     pub(crate) async fn dataset_upsert(&self, tenant: &str, dataset: &str, rows: &[(String, String)]) -> Result<Vec<Upserted>, StoreError> {
         let action = || format!("upsert into dataset {dataset}");
         let mut tx = self.pool.begin_with(WRITE_TRANSACTION).await.map_err(query_err(action()))?;
-        let now = now_millis();
-        let mut outcomes = Vec::with_capacity(rows.len());
-        for (key, record) in rows {
-            let existing: Option<String> = sqlx::query_scalar("SELECT record FROM dataset_records WHERE tenant = ? AND dataset = ? AND key = ?")
-                .bind(tenant)
-                .bind(dataset)
-                .bind(key)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(query_err(action()))?;
-            let outcome = match existing {
-                Some(old) if &old == record => Upserted::Unchanged,
-                Some(_) => Upserted::Updated,
-                None => Upserted::Created,
-            };
-            if outcome != Upserted::Unchanged {
-                sqlx::query(
-                    "INSERT INTO dataset_records (tenant, dataset, key, record, updated_at) VALUES (?, ?, ?, ?, ?)
-                     ON CONFLICT (tenant, dataset, key) DO UPDATE SET record = excluded.record, updated_at = excluded.updated_at",
-                )
-                .bind(tenant)
-                .bind(dataset)
-                .bind(key)
-                .bind(record)
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(query_err(action()))?;
+        let mut existing = std::collections::HashMap::new();
+        let mut keys: Vec<&str> = rows.iter().map(|(k, _)| k.as_str()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        for chunk in keys.chunks(UPSERT_CHUNK) {
+            let mut select = sqlx::QueryBuilder::new("SELECT key, record FROM dataset_records WHERE tenant = ");
+            select.push_bind(tenant).push(" AND dataset = ").push_bind(dataset).push(" AND key IN (");
+            let mut list = select.separated(", ");
+            for key in chunk {
+                list.push_bind(*key);
             }
-            outcomes.push(outcome);
+            select.push(")");
+            for row in select.build().fetch_all(&mut *tx).await.map_err(query_err(action()))? {
+                existing.insert(row.get::<String, _>("key"), row.get::<String, _>("record"));
+            }
+        }
+        let (outcomes, writes) = upsert_plan(rows, existing);
+        let now = now_millis();
+        for chunk in writes.chunks(UPSERT_CHUNK) {
+            let mut insert = sqlx::QueryBuilder::new("INSERT INTO dataset_records (tenant, dataset, key, record, updated_at) ");
+            insert.push_values(chunk, |mut b, (key, record)| {
+                b.push_bind(tenant).push_bind(dataset).push_bind(*key).push_bind(*record).push_bind(now);
+            });
+            insert.push(" ON CONFLICT (tenant, dataset, key) DO UPDATE SET record = excluded.record, updated_at = excluded.updated_at");
+            insert.build().execute(&mut *tx).await.map_err(query_err(action()))?;
         }
         tx.commit().await.map_err(query_err(action()))?;
         Ok(outcomes)

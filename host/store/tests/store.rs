@@ -478,6 +478,20 @@ mod on_both {
         assert_eq!((list[0].name.as_str(), list[0].records), ("people", 3));
     });
 
+    on_both!(a_page_repeating_a_key_upserts_as_if_row_by_row, |store| {
+        let rows = |items: &[(&str, &str)]| items.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect::<Vec<_>>();
+        store.dataset_upsert("default", "people", &rows(&[("a", "1")])).await.unwrap();
+        let page = rows(&[("a", "1"), ("b", "x"), ("a", "2"), ("b", "x"), ("b", "y"), ("c", "3")]);
+        let outcomes = store.dataset_upsert("default", "people", &page).await.unwrap();
+        assert_eq!(outcomes, [Upserted::Unchanged, Upserted::Created, Upserted::Updated, Upserted::Unchanged, Upserted::Updated, Upserted::Created]);
+        assert_eq!(store.dataset_page("default", "people", None, 10).await.unwrap(), rows(&[("a", "2"), ("b", "y"), ("c", "3")]));
+        // More rows than one statement takes.
+        let many: Vec<(String, String)> = (0..2_500).map(|i| (format!("k{i:05}"), format!("{i}"))).collect();
+        let outcomes = store.dataset_upsert("default", "many", &many).await.unwrap();
+        assert!(outcomes.iter().all(|o| *o == Upserted::Created));
+        assert_eq!(store.dataset_list("default").await.unwrap().iter().find(|d| d.name == "many").unwrap().records, 2_500);
+    });
+
     on_both!(webhook_subscriptions_are_kept_per_flow_and_replaced, |store| {
         let at = |s: u64| SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(s);
         let first = WebhookSubscription {
