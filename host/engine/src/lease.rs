@@ -67,9 +67,11 @@ impl FlowHold {
 impl Drop for FlowHold {
     fn drop(&mut self) {
         self.renewer.abort();
-        if !self.released {
+        // Outside a runtime (the process is ending) there is nothing to release with: the
+        // lease lapses on its own.
+        if let (false, Ok(runtime)) = (self.released, tokio::runtime::Handle::try_current()) {
             let (store, tenant, flow, run) = (self.store.clone(), self.tenant.clone(), self.flow.clone(), self.run.clone());
-            tokio::spawn(async move {
+            runtime.spawn(async move {
                 if let Err(e) = store.lease_release(&tenant, &flow, &run).await {
                     tracing::warn!(flow, run, error = %e, "could not release the flow's lease; it lapses on its own");
                 }
