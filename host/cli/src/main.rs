@@ -140,7 +140,10 @@ fn main() -> ExitCode {
     let default_filter = if matches!(cli.command, Command::Demo(_)) { "warn,weft_capabilities::connection=error" } else { "warn" };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WEFT_LOG").unwrap_or_else(|_| default_filter.into()),
+            // `WEFT_LOG`, else the ecosystem's `RUST_LOG`, else warnings only.
+            tracing_subscriber::EnvFilter::try_from_env("WEFT_LOG")
+                .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+                .unwrap_or_else(|_| default_filter.into()),
         )
         .with_writer(std::io::stderr)
         // Colour codes only for a person at a terminal, not into a log file or a pipe.
