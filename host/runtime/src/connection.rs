@@ -118,7 +118,9 @@ pub fn expand_template(template: &str, config: &serde_json::Value) -> Result<Exp
             }
         };
         let host_part = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '.';
-        if !(whole && map.is_none()) && !text.chars().all(host_part) {
+        // A whole-URL placeholder (`{base_url}`) takes any URL; anything inside a host does not.
+        let takes_url = whole && map.is_none();
+        if !takes_url && !text.chars().all(host_part) {
             return Err(TemplateError::NotAHostPart { key: key.to_owned(), value: text });
         }
         out.push_str(&text);

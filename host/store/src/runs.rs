@@ -76,7 +76,7 @@ pub enum Upserted {
 /// What one page of dataset upserts does, worked out in memory from the records the keys hold
 /// now: one outcome per row, in order (a key repeated in the page sees its earlier row), and
 /// the rows to write, once per key, in the page's order of their last occurrence.
-pub(crate) fn upsert_plan<'a>(rows: &'a [(String, String)], existing: std::collections::HashMap<String, String>) -> (Vec<Upserted>, Vec<(&'a str, &'a str)>) {
+pub(crate) fn upsert_plan(rows: &[(String, String)], existing: std::collections::HashMap<String, String>) -> (Vec<Upserted>, Vec<(&str, &str)>) {
     let mut current: std::collections::HashMap<&str, (&str, bool)> = std::collections::HashMap::with_capacity(rows.len());
     let mut outcomes = Vec::with_capacity(rows.len());
     let mut order: Vec<&str> = Vec::new();
