@@ -71,8 +71,8 @@ pub struct ConnectorInfo {
     /// The ways a connection may authenticate. The host obtains, refreshes and applies the
     /// credential; the plugin never sees it.
     pub auth: Vec<AuthMethod>,
-    /// URL or host templates over the connection config, e.g. `https://{subdomain}.zendesk.com`.
-    /// Requests anywhere else are denied by the host.
+    /// URL or host templates over the connection config, e.g. `https://{subdomain}.zendesk.com`;
+    /// see [`ConnectorInfo::host`]. Requests anywhere else are denied by the host.
     pub hosts: Vec<String>,
     /// The vendor's documented request limit per credential (requests, period); the host's
     /// default budget for connections that set none.
@@ -119,8 +119,17 @@ impl ConnectorInfo {
         self.auth.push(AuthMethod { kind, placement, token_url: Some(token_url.into()) });
         self
     }
-    /// Allows requests to `template`, a URL or host template over the connection config
-    /// (`https://{subdomain}.zendesk.com`). The host denies every host not listed.
+    /// Allows requests to `template`, a URL or host template over the connection config. Hosts
+    /// come from what the operator wrote, so a template needs a placeholder:
+    ///
+    /// - `{key}`: the config value (`https://{subdomain}.zendesk.com`); inside a host name only
+    ///   letters, digits, `-` and `.`; a template that is only `{key}` takes a whole URL;
+    /// - `{key:us=zohoapis.com,eu=zohoapis.eu}`: the value mapped, other values refused;
+    /// - `{key?}`: optional, the template allows nothing when the config has no `key`.
+    ///
+    /// A template without a placeholder (`https://api.hubapi.com`) is a fixed host: the host
+    /// allows it only where the flow lists it in the connection's `egress`. The auth's token URL
+    /// is allowed as the flow gives it. Every other host is denied.
     pub fn host(mut self, template: &str) -> Self {
         self.hosts.push(template.into());
         self
