@@ -430,6 +430,12 @@ impl Authenticator {
         }
     }
 
+    /// `text` without any secret value seen so far, scrubbed under the lock (no copy of the
+    /// list per call: plugin log lines come through here).
+    pub(crate) fn redact(&self, text: &str) -> String {
+        redact(text, &self.sensitive.lock().expect("sensitive list poisoned"))
+    }
+
     /// Every secret value seen so far, for redaction.
     pub(crate) fn sensitive(&self) -> Vec<Secret> {
         self.sensitive

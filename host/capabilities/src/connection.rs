@@ -12,7 +12,7 @@ use crate::auth::{AuthSpec, Authenticator, CredentialPlacement};
 use crate::budget::RateBudget;
 use crate::egress::{DerivedHost, EgressError, EgressPolicy, HostRule};
 use crate::http::{self, HttpError, HttpLimits, Request, Response, Transport, host_for_messages};
-use crate::secrets::{Secret, SecretRef, Secrets, redact};
+use crate::secrets::{Secret, SecretRef, Secrets};
 
 /// Everything needed to build a [`Connection`]: the flow file's connection entry plus what the
 /// runtime learned from the plugin's `describe`.
@@ -386,7 +386,7 @@ impl Connection {
 
     /// Scrubs every secret value this connection has used from `text`.
     pub fn redact(&self, text: &str) -> String {
-        redact(text, &self.inner.auth.sensitive())
+        self.inner.auth.redact(text)
     }
 
     /// Every secret value this connection has used so far, for callers that redact other text
@@ -459,10 +459,10 @@ impl Connections {
         })
     }
 
-    /// Every secret value any of the connections has used so far: what a [`Redactor`](crate::Redactor)
-    /// scrubs from plugin text.
-    pub fn known_secrets(&self) -> Vec<Secret> {
-        self.by_name.values().flat_map(Connection::known_secrets).collect()
+    /// `text` without any secret value any of the connections has used so far: what a
+    /// [`Redactor`](crate::Redactor) scrubs from plugin text.
+    pub fn redact(&self, text: &str) -> String {
+        self.by_name.values().fold(text.to_owned(), |text, c| c.redact(&text))
     }
 
     /// The connections' names, sorted.

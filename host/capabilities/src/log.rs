@@ -227,14 +227,15 @@ impl PluginLogger {
     }
 
     fn clean(&self, text: &str, max: usize) -> String {
-        // Cut before redacting too, so a flood of huge lines costs little; then redact and
-        // escape what is kept.
-        let head = match text.char_indices().nth(max) {
-            Some((at, _)) => &text[..at],
-            None => text,
-        };
-        let mut cleaned = printable(&self.redactor.redact(head), max);
-        if head.len() < text.len() && !cleaned.ends_with("cut)") {
+        // Redacted whole before it is cut, so a secret across the cut is not half shown (the
+        // call's byte budget bounds the work).
+        let redacted = self.redactor.redact(text);
+        let mut end = max.min(redacted.len());
+        while !redacted.is_char_boundary(end) {
+            end -= 1;
+        }
+        let mut cleaned = printable(&redacted[..end], usize::MAX);
+        if end < redacted.len() {
             cleaned.push_str("...(truncated)");
         }
         cleaned

@@ -67,16 +67,9 @@ impl Redactor {
         self
     }
 
-    /// Every value redacted right now.
-    pub fn secrets(&self) -> Vec<Secret> {
-        let mut all = self.connections.known_secrets();
-        all.extend(self.extra.iter().cloned());
-        all
-    }
-
     /// `text` without any secret value.
     pub fn redact(&self, text: &str) -> String {
-        redact(text, &self.secrets())
+        redact(&self.connections.redact(text), &self.extra)
     }
 
     /// `text` without secrets, escaped and capped: what may be stored or printed of text a
