@@ -182,6 +182,11 @@ impl HostRule {
         self
     }
 
+    /// `host[:port]` as a URL writes it (IPv6 in brackets).
+    pub fn address(&self) -> String {
+        display_host(&self.host, self.port)
+    }
+
     /// Whether requests to this host carry the connection's credential.
     pub fn receives_credential(&self) -> bool {
         self.credential
@@ -238,11 +243,7 @@ impl HostRule {
 
 impl fmt::Display for HostRule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.host.contains(':'), self.port) {
-            (true, Some(p)) => write!(f, "[{}]:{p}", self.host)?,
-            (false, Some(p)) => write!(f, "{}:{p}", self.host)?,
-            (_, None) => f.write_str(&self.host)?,
-        }
+        f.write_str(&self.address())?;
         if self.allow_http {
             f.write_str(" (http allowed)")?;
         }

@@ -9,17 +9,13 @@ use weft_capabilities::ConnectionSpec;
 /// The lines describing `spec`'s hosts, indented for a connection's block.
 pub fn describe(spec: &ConnectionSpec) -> String {
     let mut out = String::new();
-    match spec.policy() {
+    let policy = spec.policy();
+    match &policy {
         Ok(policy) => {
             for entry in policy.entries() {
                 let rule = &entry.rule;
                 let scheme = if rule.allows_http() { "http(s)" } else { "https" };
-                let host = match (rule.host().contains(':'), rule.port()) {
-                    (true, Some(p)) => format!("[{}]:{p}", rule.host()),
-                    (false, Some(p)) => format!("{}:{p}", rule.host()),
-                    (true, None) => format!("[{}]", rule.host()),
-                    (false, None) => rule.host().to_owned(),
-                };
+                let host = rule.address();
                 let mut flags = vec![scheme.to_owned()];
                 if rule.allows_private() {
                     flags.push("private addresses".into());
@@ -36,7 +32,7 @@ pub fn describe(spec: &ConnectionSpec) -> String {
         }
     }
     for host in &spec.declined_hosts {
-        if spec.policy().is_ok_and(|p| p.lists(host)) {
+        if policy.as_ref().is_ok_and(|p| p.lists(host)) {
             continue;
         }
         let _ = writeln!(out, "    {host:<40} not allowed: declared by the plugin, not implied by the flow; list it in the connection's egress to allow it");
