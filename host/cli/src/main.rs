@@ -235,21 +235,7 @@ async fn store(data_dir: &std::path::Path) -> anyhow::Result<weft_store::Store> 
 /// also when an older version created it open to others.
 fn private_data_dir(data_dir: &std::path::Path) -> anyhow::Result<()> {
     use anyhow::Context;
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(data_dir).with_context(|| format!("creating the data directory {}", data_dir.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(data_dir)?.permissions().mode();
-        if mode & 0o077 != 0 {
-            std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
-                .with_context(|| format!("making the data directory {} private (mode 0700)", data_dir.display()))?;
-        }
-    }
-    Ok(())
+    weft_store::private_dir(data_dir).with_context(|| format!("making the data directory {} (private, mode 0700)", data_dir.display()))
 }
 
 /// The runtime the commands use: default limits, compiled components cached under the data

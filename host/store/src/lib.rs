@@ -29,6 +29,7 @@ use std::path::Path;
 use std::time::SystemTime;
 
 pub use error::StoreError;
+pub use sqlite::private_dir;
 pub use migrations::{MIGRATIONS, Migration};
 pub use runs::{DatasetInfo, ErrorEntry, FlowLease, LeaseOutcome, RunRecord, StepRunRecord, StoredEvent, Upserted, WebhookSubscription};
 

@@ -32,13 +32,22 @@ fn query_err(action: impl Into<String>) -> impl FnOnce(sqlx::Error) -> StoreErro
 /// an immediate one waits under the busy timeout.
 const WRITE_TRANSACTION: &str = "BEGIN IMMEDIATE";
 
-/// Creates `dir` (and its parents) readable by its owner only.
-fn private_dir(dir: &Path) -> std::io::Result<()> {
+/// Creates `dir` (and its parents) readable by its owner only, or makes an existing one so
+/// (mode 0700): a data directory holds the store, the master key and compiled plugins.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir)
+    builder.create(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if std::fs::metadata(dir)?.permissions().mode() & 0o077 != 0 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        }
+    }
+    Ok(())
 }
 
 /// The database holds sealed secrets but also runs, datasets and plugin state that may carry
