@@ -742,9 +742,10 @@ impl Authenticator {
                 return None;
             }
         };
+        // `None` when it is due for renewal already.
         let cached = shared::from_envelope(&envelope)?;
         shared::put(*key, cached.clone());
-        shared::get(key)
+        Some(cached)
     }
 
     fn finish(

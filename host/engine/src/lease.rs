@@ -6,7 +6,7 @@
 //! the lease lapses the next run takes it over, the dead run is marked `abandoned`, and the new
 //! one resumes from the last committed checkpoint.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use weft_store::{LeaseOutcome, Store, StoreError};
 
@@ -90,7 +90,7 @@ async fn renew(store: Store, tenant: String, flow: String, run: String, ttl: Dur
                 tracing::error!(flow, run, "the run lost its flow's lease (it was not renewed in time and another run took over)");
                 return;
             }
-            Err(e) => tracing::warn!(flow, run, error = %e, at = ?SystemTime::now(), "could not renew the flow's lease; trying again"),
+            Err(e) => tracing::warn!(flow, run, error = %e, "could not renew the flow's lease; trying again"),
         }
     }
 }

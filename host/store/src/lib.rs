@@ -352,19 +352,21 @@ impl Store {
         Fut: Future<Output = Result<T, StoreError>>,
     {
         let mut pause = FIRST_PAUSE;
-        for attempt in 1.. {
+        let mut attempt = 0;
+        loop {
             match call().await {
-                Err(e) if e.is_transient() && attempt <= TRANSIENT_RETRIES => {
+                Err(e) if e.is_transient() && attempt < TRANSIENT_RETRIES => {
+                    attempt += 1;
                     tracing::debug!(attempt, error = %e, "transient store error; trying again");
-                    // Up to half again as long, so contending processes fall out of step.
-                    let jitter = pause.mul_f64(f64::from(std::process::id() % 7 + attempt) % 5.0 / 10.0);
+                    // Up to 40% longer, differently per process and attempt, so contending
+                    // processes fall out of step.
+                    let jitter = pause * ((std::process::id() + attempt) % 5) / 10;
                     tokio::time::sleep(pause + jitter).await;
                     pause = (pause * 2).min(std::time::Duration::from_secs(2));
                 }
                 other => return other,
             }
         }
-        unreachable!("the loop returns")
     }
 }
 
