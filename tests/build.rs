@@ -24,7 +24,10 @@ fn main() {
         println!("cargo:rerun-if-changed={}", example.join(file).display());
     }
     build(&example, &target_dir);
-    println!("cargo:rustc-env=WEFT_WASM_DIR={}", target_dir.join("wasm32-wasip2/release").display());
+    println!(
+        "cargo:rustc-env=WEFT_WASM_DIR={}",
+        target_dir.join("wasm32-wasip2/release").display()
+    );
 }
 
 /// Watches a workspace's manifest, lockfile and member crates, but not its `target/`.
@@ -45,13 +48,28 @@ fn build(workspace: &Path, target_dir: &Path) {
     let mut command = Command::new(cargo);
     command
         .current_dir(workspace)
-        .args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+        ])
         .arg(target_dir);
     // What cargo sets for this build script must not leak into the nested build.
-    for var in ["CARGO_ENCODED_RUSTFLAGS", "RUSTFLAGS", "CARGO_TARGET_DIR", "CARGO_BUILD_TARGET", "CARGO_MANIFEST_DIR", "CARGO_PRIMARY_PACKAGE"] {
+    for var in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "CARGO_MANIFEST_DIR",
+        "CARGO_PRIMARY_PACKAGE",
+    ] {
         command.env_remove(var);
     }
-    let status = command.status().unwrap_or_else(|e| panic!("cannot run cargo for {}: {e}", workspace.display()));
+    let status = command
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run cargo for {}: {e}", workspace.display()));
     if !status.success() {
         panic!(
             "building the WebAssembly components in {} failed (see above). \
@@ -65,14 +83,21 @@ fn build(workspace: &Path, target_dir: &Path) {
 /// test command works on a fresh machine.
 fn ensure_wasm_target() {
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-    let sysroot = Command::new(&rustc).args(["--print", "sysroot"]).output().expect("rustc --print sysroot");
+    let sysroot = Command::new(&rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .expect("rustc --print sysroot");
     let sysroot = PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim());
     if sysroot.join("lib/rustlib/wasm32-wasip2").exists() {
         return;
     }
     println!("cargo:warning=installing the wasm32-wasip2 target with rustup");
-    let status = Command::new("rustup").args(["target", "add", "wasm32-wasip2"]).status();
+    let status = Command::new("rustup")
+        .args(["target", "add", "wasm32-wasip2"])
+        .status();
     if !matches!(status, Ok(s) if s.success()) {
-        panic!("the wasm32-wasip2 target is missing and `rustup target add wasm32-wasip2` failed; run it by hand");
+        panic!(
+            "the wasm32-wasip2 target is missing and `rustup target add wasm32-wasip2` failed; run it by hand"
+        );
     }
 }

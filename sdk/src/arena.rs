@@ -35,7 +35,11 @@ unsafe impl Sync for Arena {}
 impl Arena {
     /// An empty arena; `const` so it can initialise the `#[global_allocator]` static.
     pub const fn new() -> Self {
-        Arena { next: Cell::new(0), end: Cell::new(0), last: Cell::new(usize::MAX) }
+        Arena {
+            next: Cell::new(0),
+            end: Cell::new(0),
+            last: Cell::new(usize::MAX),
+        }
     }
 
     #[cfg(target_arch = "wasm32")]
@@ -107,7 +111,10 @@ unsafe impl GlobalAlloc for Arena {
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         let start = ptr as usize;
         // The most recent allocation grows or shrinks in place when it fits.
-        if start == self.last.get() && start + layout.size() == self.next.get() && start + new_size <= self.end.get() {
+        if start == self.last.get()
+            && start + layout.size() == self.next.get()
+            && start + new_size <= self.end.get()
+        {
             self.next.set(start + new_size);
             return ptr;
         }
@@ -115,7 +122,8 @@ unsafe impl GlobalAlloc for Arena {
             return ptr;
         }
         // SAFETY: the new layout has the old alignment and a non-zero size.
-        let new = unsafe { self.alloc(Layout::from_size_align_unchecked(new_size, layout.align())) };
+        let new =
+            unsafe { self.alloc(Layout::from_size_align_unchecked(new_size, layout.align())) };
         if !new.is_null() {
             // SAFETY: both blocks are valid for `layout.size()` bytes and do not overlap.
             unsafe { core::ptr::copy_nonoverlapping(ptr, new, layout.size()) };

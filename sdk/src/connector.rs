@@ -7,12 +7,12 @@ use crate::bindings::connector::exports::weft::plugin::connector_api as api;
 use crate::http::{Method, RequestBuilder};
 use crate::{Error, Record, Result, decode_batch, encode_batch};
 
+pub use crate::bindings::connector::weft::plugin::types::{SyncMode, WriteMode};
 pub use crate::bindings::connector::weft::plugin::webhook_keys::MacAlgorithm;
 pub use api::{
     AuthKind, AuthMethod, CredentialPlacement, HeaderTemplate, InboundRequest, Reply, Subscription,
     WriteStatus,
 };
-pub use crate::bindings::connector::weft::plugin::types::{SyncMode, WriteMode};
 
 /// A connector plugin: one API seen as streams.
 ///
@@ -33,13 +33,18 @@ pub trait Connector {
     /// A batch of records; one [`WriteOutcome`] per record, in order.
     fn write(conn: &Connection, req: WriteRequest) -> Result<Vec<WriteOutcome>> {
         let _ = conn;
-        Err(Error::config(format!("stream `{}` is read-only in this connector", req.stream)))
+        Err(Error::config(format!(
+            "stream `{}` is read-only in this connector",
+            req.stream
+        )))
     }
 
     /// Authenticates an inbound webhook request and turns it into events.
     fn verify(conn: &Connection, req: InboundRequest) -> Result<Verification> {
         let _ = (conn, req);
-        Ok(Verification::Rejected("this connector does not accept webhooks".into()))
+        Ok(Verification::Rejected(
+            "this connector does not accept webhooks".into(),
+        ))
     }
 
     /// Registers `callback_url` with the vendor for `events`.
@@ -111,12 +116,25 @@ impl ConnectorInfo {
     }
     /// Accepts `kind`, applying the credential as `placement`.
     pub fn auth(mut self, kind: AuthKind, placement: CredentialPlacement) -> Self {
-        self.auth.push(AuthMethod { kind, placement, token_url: None });
+        self.auth.push(AuthMethod {
+            kind,
+            placement,
+            token_url: None,
+        });
         self
     }
     /// Accepts an OAuth2 or JWT bearer `kind` whose token endpoint defaults to `token_url`.
-    pub fn oauth(mut self, kind: AuthKind, placement: CredentialPlacement, token_url: &str) -> Self {
-        self.auth.push(AuthMethod { kind, placement, token_url: Some(token_url.into()) });
+    pub fn oauth(
+        mut self,
+        kind: AuthKind,
+        placement: CredentialPlacement,
+        token_url: &str,
+    ) -> Self {
+        self.auth.push(AuthMethod {
+            kind,
+            placement,
+            token_url: Some(token_url.into()),
+        });
         self
     }
     /// Allows requests to `template`, a URL or host template over the connection config. Hosts
@@ -218,7 +236,10 @@ pub struct Connection {
 impl Connection {
     /// A connection handle; the host builds these, tests may too.
     pub fn new(name: &str, config: Value) -> Self {
-        Connection { name: name.into(), config }
+        Connection {
+            name: name.into(),
+            config,
+        }
     }
     /// The handle the host knows the connection by; it picks the credential and egress
     /// policy for requests that name it.
@@ -237,9 +258,15 @@ impl Connection {
     }
     /// A string field of the config, or a config error saying it is missing.
     pub fn config_str(&self, field: &str) -> Result<&str> {
-        self.config.get(field).and_then(Value::as_str).ok_or_else(|| {
-            Error::config(format!("connection `{}` needs a string `{field}` in its config", self.name))
-        })
+        self.config
+            .get(field)
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                Error::config(format!(
+                    "connection `{}` needs a string `{field}` in its config",
+                    self.name
+                ))
+            })
     }
 
     /// A `GET` request to `url` for this connection. When it is sent, the host checks it
@@ -325,12 +352,22 @@ pub struct Page {
 impl Page {
     /// More pages follow; `state` is what the next read needs to continue.
     pub fn more<T: serde::Serialize>(records: Vec<Record>, state: &T) -> Self {
-        Page { records, next_cursor: Some(crate::cursor::encode(state)), done: false, total: None }
+        Page {
+            records,
+            next_cursor: Some(crate::cursor::encode(state)),
+            done: false,
+            total: None,
+        }
     }
     /// The last page. `state` is kept for the next incremental run (e.g. the newest
     /// modification time seen); pass `None` for full-only streams.
     pub fn last<T: serde::Serialize>(records: Vec<Record>, state: Option<&T>) -> Self {
-        Page { records, next_cursor: state.map(crate::cursor::encode), done: true, total: None }
+        Page {
+            records,
+            next_cursor: state.map(crate::cursor::encode),
+            done: true,
+            total: None,
+        }
     }
     /// Passes on the upstream's record count, when it gives one.
     pub fn with_total(mut self, total: u64) -> Self {
@@ -366,25 +403,45 @@ pub struct WriteOutcome {
 impl WriteOutcome {
     /// The upstream created the record as `id`.
     pub fn created(id: impl Into<String>) -> Self {
-        WriteOutcome { status: WriteStatus::Created, id: Some(id.into()), error: None }
+        WriteOutcome {
+            status: WriteStatus::Created,
+            id: Some(id.into()),
+            error: None,
+        }
     }
     /// The upstream changed existing record `id`.
     pub fn updated(id: impl Into<String>) -> Self {
-        WriteOutcome { status: WriteStatus::Updated, id: Some(id.into()), error: None }
+        WriteOutcome {
+            status: WriteStatus::Updated,
+            id: Some(id.into()),
+            error: None,
+        }
     }
     /// Record `id` already held these values; nothing was written.
     pub fn unchanged(id: impl Into<String>) -> Self {
-        WriteOutcome { status: WriteStatus::Unchanged, id: Some(id.into()), error: None }
+        WriteOutcome {
+            status: WriteStatus::Unchanged,
+            id: Some(id.into()),
+            error: None,
+        }
     }
     /// The upstream deleted record `id`.
     pub fn deleted(id: impl Into<String>) -> Self {
-        WriteOutcome { status: WriteStatus::Deleted, id: Some(id.into()), error: None }
+        WriteOutcome {
+            status: WriteStatus::Deleted,
+            id: Some(id.into()),
+            error: None,
+        }
     }
     /// This record failed: the host puts `error` in the run's error log with the record and
     /// counts the rest of the batch. Return `Err` from [`Connector::write`] instead when the
     /// whole batch failed.
     pub fn failed(error: Error) -> Self {
-        WriteOutcome { status: WriteStatus::Failed, id: None, error: Some(error) }
+        WriteOutcome {
+            status: WriteStatus::Failed,
+            id: None,
+            error: Some(error),
+        }
     }
 }
 
@@ -417,7 +474,10 @@ pub enum Verification {
 impl InboundRequest {
     /// A header's value, matched case-insensitively.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -434,7 +494,10 @@ pub mod __connector_glue {
         let config = serde_json::from_str(&c.config).map_err(|e| {
             wit::PluginError::Config(format!("connection `{}` config is not JSON: {e}", c.name))
         })?;
-        Ok(Connection { name: c.name, config })
+        Ok(Connection {
+            name: c.name,
+            config,
+        })
     }
 
     pub fn describe<C: Connector>() -> api::ConnectorInfo {
@@ -479,7 +542,13 @@ pub mod __connector_glue {
         };
         let page = C::read(
             &connection(conn)?,
-            ReadRequest { stream: req.stream, mode: req.mode, cursor: req.cursor, page_size: req.page_size, options },
+            ReadRequest {
+                stream: req.stream,
+                mode: req.mode,
+                cursor: req.cursor,
+                page_size: req.page_size,
+                options,
+            },
         )?;
         Ok(api::Page {
             records: encode_batch(&page.records),
@@ -489,19 +558,34 @@ pub mod __connector_glue {
         })
     }
 
-    pub fn write<C: Connector>(conn: api::Connection, req: api::WriteRequest) -> R<Vec<api::WriteOutcome>> {
+    pub fn write<C: Connector>(
+        conn: api::Connection,
+        req: api::WriteRequest,
+    ) -> R<Vec<api::WriteOutcome>> {
         let records = decode_batch(&req.records)?;
         let outcomes = C::write(
             &connection(conn)?,
-            WriteRequest { stream: req.stream, mode: req.mode, key: req.key, records },
+            WriteRequest {
+                stream: req.stream,
+                mode: req.mode,
+                key: req.key,
+                records,
+            },
         )?;
         Ok(outcomes
             .into_iter()
-            .map(|o| api::WriteOutcome { status: o.status, id: o.id, error: o.error.map(Into::into) })
+            .map(|o| api::WriteOutcome {
+                status: o.status,
+                id: o.id,
+                error: o.error.map(Into::into),
+            })
             .collect())
     }
 
-    pub fn verify<C: Connector>(conn: api::Connection, req: api::InboundRequest) -> R<api::Verification> {
+    pub fn verify<C: Connector>(
+        conn: api::Connection,
+        req: api::InboundRequest,
+    ) -> R<api::Verification> {
         Ok(match C::verify(&connection(conn)?, req)? {
             Verification::Accepted(events) => api::Verification::Accepted(
                 events
@@ -520,7 +604,11 @@ pub mod __connector_glue {
         })
     }
 
-    pub fn subscribe<C: Connector>(conn: api::Connection, url: String, events: Vec<String>) -> R<Subscription> {
+    pub fn subscribe<C: Connector>(
+        conn: api::Connection,
+        url: String,
+        events: Vec<String>,
+    ) -> R<Subscription> {
         Ok(C::subscribe(&connection(conn)?, &url, &events)?)
     }
 

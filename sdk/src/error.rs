@@ -65,11 +65,17 @@ impl Error {
     }
     /// The upstream asked to slow down; pass its wait when it gave one.
     pub fn rate_limited(retry_after: Option<Duration>, message: impl Into<String>) -> Self {
-        Error::RateLimited { retry_after, message: message.into() }
+        Error::RateLimited {
+            retry_after,
+            message: message.into(),
+        }
     }
     /// An upstream error status with the start of its body.
     pub fn upstream(status: u16, body: &[u8]) -> Self {
-        Error::Upstream { status, body: excerpt(body) }
+        Error::Upstream {
+            status,
+            body: excerpt(body),
+        }
     }
 
     /// Whether the host may retry the call that failed with this error.
@@ -96,10 +102,20 @@ impl fmt::Display for Error {
         match self {
             Error::Config(m) => write!(f, "configuration error: {m}"),
             Error::Auth(m) => write!(f, "authentication failed: {m}"),
-            Error::RateLimited { retry_after: Some(d), message } => {
-                write!(f, "rate limited (retry after {} ms): {message}", d.as_millis())
+            Error::RateLimited {
+                retry_after: Some(d),
+                message,
+            } => {
+                write!(
+                    f,
+                    "rate limited (retry after {} ms): {message}",
+                    d.as_millis()
+                )
             }
-            Error::RateLimited { retry_after: None, message } => write!(f, "rate limited: {message}"),
+            Error::RateLimited {
+                retry_after: None,
+                message,
+            } => write!(f, "rate limited: {message}"),
             Error::Upstream { status, body } => write!(f, "upstream answered {status}: {body}"),
             Error::Unavailable(m) => write!(f, "upstream unavailable: {m}"),
             Error::InvalidRecord(m) => write!(f, "invalid record: {m}"),
@@ -123,48 +139,59 @@ macro_rules! wit_conversions {
     ($world:ident) => {
         mod $world {
             use super::super::Error;
-            use crate::bindings::$world::weft::plugin::types::{PluginError, RateLimit, UpstreamFailure};
+            use crate::bindings::$world::weft::plugin::types::{
+                PluginError, RateLimit, UpstreamFailure,
+            };
             use std::time::Duration;
 
-    impl From<Error> for PluginError {
-        fn from(e: Error) -> Self {
-            match e {
-                Error::Config(m) => PluginError::Config(m),
-                Error::Auth(m) => PluginError::Auth(m),
-                Error::RateLimited { retry_after, message } => PluginError::RateLimited(RateLimit {
-                    retry_after_ms: retry_after.map(|d| d.as_millis() as u64),
-                    message,
-                }),
-                Error::Upstream { status, body } => {
-                    PluginError::Upstream(UpstreamFailure { status, body_excerpt: body })
+            impl From<Error> for PluginError {
+                fn from(e: Error) -> Self {
+                    match e {
+                        Error::Config(m) => PluginError::Config(m),
+                        Error::Auth(m) => PluginError::Auth(m),
+                        Error::RateLimited {
+                            retry_after,
+                            message,
+                        } => PluginError::RateLimited(RateLimit {
+                            retry_after_ms: retry_after.map(|d| d.as_millis() as u64),
+                            message,
+                        }),
+                        Error::Upstream { status, body } => {
+                            PluginError::Upstream(UpstreamFailure {
+                                status,
+                                body_excerpt: body,
+                            })
+                        }
+                        Error::Unavailable(m) => PluginError::Unavailable(m),
+                        Error::InvalidRecord(m) => PluginError::InvalidRecord(m),
+                        Error::Denied(m) => PluginError::Denied(m),
+                        Error::Timeout(m) => PluginError::Timeout(m),
+                        Error::Internal(m) => PluginError::Internal(m),
+                    }
                 }
-                Error::Unavailable(m) => PluginError::Unavailable(m),
-                Error::InvalidRecord(m) => PluginError::InvalidRecord(m),
-                Error::Denied(m) => PluginError::Denied(m),
-                Error::Timeout(m) => PluginError::Timeout(m),
-                Error::Internal(m) => PluginError::Internal(m),
             }
-        }
-    }
 
-    impl From<PluginError> for Error {
-        fn from(e: PluginError) -> Self {
-            match e {
-                PluginError::Config(m) => Error::Config(m),
-                PluginError::Auth(m) => Error::Auth(m),
-                PluginError::RateLimited(r) => Error::RateLimited {
-                    retry_after: r.retry_after_ms.map(Duration::from_millis),
-                    message: r.message,
-                },
-                PluginError::Upstream(u) => Error::Upstream { status: u.status, body: u.body_excerpt },
-                PluginError::Unavailable(m) => Error::Unavailable(m),
-                PluginError::InvalidRecord(m) => Error::InvalidRecord(m),
-                PluginError::Denied(m) => Error::Denied(m),
-                PluginError::Timeout(m) => Error::Timeout(m),
-                PluginError::Internal(m) => Error::Internal(m),
+            impl From<PluginError> for Error {
+                fn from(e: PluginError) -> Self {
+                    match e {
+                        PluginError::Config(m) => Error::Config(m),
+                        PluginError::Auth(m) => Error::Auth(m),
+                        PluginError::RateLimited(r) => Error::RateLimited {
+                            retry_after: r.retry_after_ms.map(Duration::from_millis),
+                            message: r.message,
+                        },
+                        PluginError::Upstream(u) => Error::Upstream {
+                            status: u.status,
+                            body: u.body_excerpt,
+                        },
+                        PluginError::Unavailable(m) => Error::Unavailable(m),
+                        PluginError::InvalidRecord(m) => Error::InvalidRecord(m),
+                        PluginError::Denied(m) => Error::Denied(m),
+                        PluginError::Timeout(m) => Error::Timeout(m),
+                        PluginError::Internal(m) => Error::Internal(m),
+                    }
+                }
             }
-        }
-    }
         }
     };
 }

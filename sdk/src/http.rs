@@ -60,7 +60,8 @@ impl<'c> RequestBuilder<'c> {
     /// A JSON body, with `Content-Type: application/json`.
     pub fn json<T: Serialize + ?Sized>(mut self, body: &T) -> Result<Self> {
         self.body = Some(serde_json::to_vec(body)?);
-        self.headers.push(("Content-Type".into(), "application/json".into()));
+        self.headers
+            .push(("Content-Type".into(), "application/json".into()));
         Ok(self)
     }
 
@@ -80,7 +81,11 @@ impl<'c> RequestBuilder<'c> {
     pub fn url(&self) -> String {
         let mut url = self.url.clone();
         for (i, (k, v)) in self.query.iter().enumerate() {
-            let sep = if i == 0 && !self.url.contains('?') { '?' } else { '&' };
+            let sep = if i == 0 && !self.url.contains('?') {
+                '?'
+            } else {
+                '&'
+            };
             url.push(sep);
             url.push_str(&percent_encode(k));
             url.push('=');
@@ -97,10 +102,16 @@ impl<'c> RequestBuilder<'c> {
             url: self.url(),
             headers: self.headers,
             body: self.body,
-            timeout_ms: self.timeout.map(|t| t.as_millis().min(u32::MAX as u128) as u32),
+            timeout_ms: self
+                .timeout
+                .map(|t| t.as_millis().min(u32::MAX as u128) as u32),
         };
         wit::send(&request)
-            .map(|r| Response { status: r.status, headers: r.headers, body: r.body })
+            .map(|r| Response {
+                status: r.status,
+                headers: r.headers,
+                body: r.body,
+            })
             .map_err(map_http_error)
     }
 
@@ -115,9 +126,9 @@ pub(crate) fn map_http_error(e: wit::HttpError) -> Error {
         wit::HttpError::Denied(m) => Error::Denied(m),
         wit::HttpError::Timeout(m) => Error::Timeout(m),
         wit::HttpError::Transport(m) => Error::Unavailable(m),
-        wit::HttpError::TooLarge(limit) => {
-            Error::Internal(format!("the response exceeded the host's limit of {limit} bytes"))
-        }
+        wit::HttpError::TooLarge(limit) => Error::Internal(format!(
+            "the response exceeded the host's limit of {limit} bytes"
+        )),
         wit::HttpError::Auth(m) => Error::Auth(m),
         wit::HttpError::InvalidRequest(m) => Error::Internal(format!("invalid request: {m}")),
     }
@@ -137,7 +148,10 @@ pub struct Response {
 impl Response {
     /// A header's value, matched case-insensitively.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// Whether the status is 2xx.
@@ -148,7 +162,11 @@ impl Response {
     /// The wait a 429 or 503 asks for in `Retry-After` (seconds).
     pub fn retry_after(&self) -> Option<Duration> {
         let value = self.header("retry-after")?.trim();
-        value.parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0).map(Duration::from_secs_f64)
+        value
+            .parse::<f64>()
+            .ok()
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(Duration::from_secs_f64)
     }
 
     /// The response itself when its status is 2xx or 3xx; otherwise the matching error:
@@ -157,8 +175,14 @@ impl Response {
     pub fn error_for_status(self) -> Result<Self> {
         match self.status {
             200..=399 => Ok(self),
-            401 => Err(Error::auth(format!("upstream answered 401: {}", crate::error::excerpt(&self.body)))),
-            429 => Err(Error::rate_limited(self.retry_after(), crate::error::excerpt(&self.body))),
+            401 => Err(Error::auth(format!(
+                "upstream answered 401: {}",
+                crate::error::excerpt(&self.body)
+            ))),
+            429 => Err(Error::rate_limited(
+                self.retry_after(),
+                crate::error::excerpt(&self.body),
+            )),
             status => Err(Error::upstream(status, &self.body)),
         }
     }
@@ -167,7 +191,10 @@ impl Response {
     pub fn json<T: DeserializeOwned>(&self) -> Result<T> {
         serde_json::from_slice(&self.body).map_err(|e| Error::Upstream {
             status: self.status,
-            body: format!("unexpected response body ({e}): {}", crate::error::excerpt(&self.body)),
+            body: format!(
+                "unexpected response body ({e}): {}",
+                crate::error::excerpt(&self.body)
+            ),
         })
     }
 
@@ -182,7 +209,9 @@ pub fn percent_encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for byte in text.bytes() {
         match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => out.push(byte as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(byte as char)
+            }
             _ => out.push_str(&format!("%{byte:02X}")),
         }
     }

@@ -6,8 +6,11 @@ pub type Record = serde_json::Map<String, serde_json::Value>;
 
 /// Parses a batch as it crosses the contract: a JSON array of objects.
 pub fn decode_batch(json: &str) -> Result<Vec<Record>> {
-    serde_json::from_str(json)
-        .map_err(|e| Error::internal(format!("the host sent a batch that is not a JSON array of objects: {e}")))
+    serde_json::from_str(json).map_err(|e| {
+        Error::internal(format!(
+            "the host sent a batch that is not a JSON array of objects: {e}"
+        ))
+    })
 }
 
 /// Serialises a batch for the contract.

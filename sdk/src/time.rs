@@ -16,7 +16,9 @@ pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
     let s = text.trim().as_bytes();
     let digits = |r: std::ops::Range<usize>| -> Option<i64> {
         let part = s.get(r)?;
-        part.iter().all(u8::is_ascii_digit).then(|| std::str::from_utf8(part).ok()?.parse().ok())?
+        part.iter()
+            .all(u8::is_ascii_digit)
+            .then(|| std::str::from_utf8(part).ok()?.parse().ok())?
     };
     if s.len() < 10 || s[4] != b'-' || s[7] != b'-' {
         return None;
@@ -73,7 +75,12 @@ pub fn format_rfc3339_ms(ms: i64) -> String {
     let days = ms.div_euclid(86_400_000);
     let rest = ms.rem_euclid(86_400_000);
     let (year, month, day) = civil_from_days(days);
-    let (h, m, s, milli) = (rest / 3_600_000, rest / 60_000 % 60, rest / 1_000 % 60, rest % 1_000);
+    let (h, m, s, milli) = (
+        rest / 3_600_000,
+        rest / 60_000 % 60,
+        rest / 1_000 % 60,
+        rest % 1_000,
+    );
     format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{milli:03}Z")
 }
 
@@ -106,18 +113,37 @@ mod tests {
     #[test]
     fn parses_the_forms_vendors_write() {
         assert_eq!(parse_rfc3339_ms("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(parse_rfc3339_ms("2024-05-01T10:00:00.000Z"), Some(1_714_557_600_000));
-        assert_eq!(parse_rfc3339_ms("2024-05-01T10:00:00.123+0000"), Some(1_714_557_600_123));
-        assert_eq!(parse_rfc3339_ms("2024-05-01T12:00:00+02:00"), Some(1_714_557_600_000));
+        assert_eq!(
+            parse_rfc3339_ms("2024-05-01T10:00:00.000Z"),
+            Some(1_714_557_600_000)
+        );
+        assert_eq!(
+            parse_rfc3339_ms("2024-05-01T10:00:00.123+0000"),
+            Some(1_714_557_600_123)
+        );
+        assert_eq!(
+            parse_rfc3339_ms("2024-05-01T12:00:00+02:00"),
+            Some(1_714_557_600_000)
+        );
         assert_eq!(parse_rfc3339_ms("2024-05-01"), Some(1_714_521_600_000));
-        for bad in ["", "yesterday", "2024-13-01", "2024-05-01T10:00", "2024-05-01T10:00:00", "2024-05-01T10:00:00Zjunk"] {
+        for bad in [
+            "",
+            "yesterday",
+            "2024-13-01",
+            "2024-05-01T10:00",
+            "2024-05-01T10:00:00",
+            "2024-05-01T10:00:00Zjunk",
+        ] {
             assert_eq!(parse_rfc3339_ms(bad), None, "{bad}");
         }
     }
 
     #[test]
     fn formats_and_round_trips() {
-        assert_eq!(format_rfc3339_ms(1_714_557_600_123), "2024-05-01T10:00:00.123Z");
+        assert_eq!(
+            format_rfc3339_ms(1_714_557_600_123),
+            "2024-05-01T10:00:00.123Z"
+        );
         for ms in [0, 951_782_400_000, 1_735_689_600_000, 4_102_444_800_999] {
             assert_eq!(parse_rfc3339_ms(&format_rfc3339_ms(ms)), Some(ms));
         }

@@ -19,7 +19,11 @@ pub trait Transform {
     /// The JSON Schema of the output given the input's (and the lookup's) schema. Return a
     /// config error naming any field the config refers to that the input lacks, so the flow
     /// fails before it moves data. The default passes the input schema through.
-    fn output_schema(config: &Self::Config, input: &Value, lookup: Option<&Value>) -> Result<Value> {
+    fn output_schema(
+        config: &Self::Config,
+        input: &Value,
+        lookup: Option<&Value>,
+    ) -> Result<Value> {
         let _ = (config, lookup);
         Ok(input.clone())
     }
@@ -27,7 +31,11 @@ pub trait Transform {
     /// Transforms one batch. `lookup` holds the second input's records when the transform
     /// [`takes_lookup`](TransformInfo::takes_lookup()). Each call runs in a fresh instance, so
     /// nothing carries over from the previous batch.
-    fn process(config: &Self::Config, records: Vec<Record>, lookup: Option<Vec<Record>>) -> Result<Output>;
+    fn process(
+        config: &Self::Config,
+        records: Vec<Record>,
+        lookup: Option<Vec<Record>>,
+    ) -> Result<Output>;
 }
 
 /// What [`Transform::describe`] returns.
@@ -96,11 +104,18 @@ pub struct Output {
 impl Output {
     /// `records` passed on, nothing refused.
     pub fn records(records: Vec<Record>) -> Self {
-        Output { records, rejects: Vec::new() }
+        Output {
+            records,
+            rejects: Vec::new(),
+        }
     }
     /// Refuses input record `index` for `reason`, naming the field at fault if there is one.
     pub fn reject(&mut self, index: usize, reason: impl Into<String>, field: Option<&str>) {
-        self.rejects.push(Reject { index: index as u32, reason: reason.into(), field: field.map(Into::into) });
+        self.rejects.push(Reject {
+            index: index as u32,
+            reason: reason.into(),
+            field: field.map(Into::into),
+        });
     }
 }
 
@@ -129,10 +144,15 @@ pub mod __transform_glue {
     }
 
     fn schema(json: &str, what: &str) -> R<Value> {
-        serde_json::from_str(json).map_err(|e| PluginError::Config(format!("{what} schema is not JSON: {e}")))
+        serde_json::from_str(json)
+            .map_err(|e| PluginError::Config(format!("{what} schema is not JSON: {e}")))
     }
 
-    pub fn output_schema<T: Transform>(config: String, input: String, lookup: Option<String>) -> R<String> {
+    pub fn output_schema<T: Transform>(
+        config: String,
+        input: String,
+        lookup: Option<String>,
+    ) -> R<String> {
         let config: T::Config = parse_config(&config)?;
         let input = schema(&input, "input")?;
         let lookup = lookup.map(|l| schema(&l, "lookup")).transpose()?;
@@ -149,7 +169,11 @@ pub mod __transform_glue {
             rejects: output
                 .rejects
                 .into_iter()
-                .map(|r| api::Reject { index: r.index, reason: r.reason, field: r.field })
+                .map(|r| api::Reject {
+                    index: r.index,
+                    reason: r.reason,
+                    field: r.field,
+                })
                 .collect(),
         })
     }

@@ -20,7 +20,11 @@ const TOTAL: usize = 100_000;
 fn peak_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }
 
@@ -67,16 +71,47 @@ write = {{ connection = "api", stream = "contacts", input = "mapped", mode = "up
     .unwrap();
     let flow = weft_flow::load(&path).unwrap();
     let rt = runtime(|_| {});
-    let plan = weft_engine::plan(&flow, None, "default", &PluginDirectory::new([PathBuf::from(WASM_DIR)]), &rt).await.unwrap();
-    let store = Store::open_sqlite(dir.path().join("weft.db")).await.unwrap();
-    let secrets = weft_capabilities::Secrets::new(store.clone(), weft_capabilities::MasterKey::generate("bench"));
+    let plan = weft_engine::plan(
+        &flow,
+        None,
+        "default",
+        &PluginDirectory::new([PathBuf::from(WASM_DIR)]),
+        &rt,
+    )
+    .await
+    .unwrap();
+    let store = Store::open_sqlite(dir.path().join("weft.db"))
+        .await
+        .unwrap();
+    let secrets = weft_capabilities::Secrets::new(
+        store.clone(),
+        weft_capabilities::MasterKey::generate("bench"),
+    );
     let before = peak_rss_kib();
     let started = Instant::now();
-    let report = weft_engine::run(&flow, &plan, &store, &secrets, &RunOptions::default(), &mut |_: &weft_engine::Progress<'_>| {}).await.unwrap();
+    let report = weft_engine::run(
+        &flow,
+        &plan,
+        &store,
+        &secrets,
+        &RunOptions::default(),
+        &mut |_: &weft_engine::Progress<'_>| {},
+    )
+    .await
+    .unwrap();
     let took = started.elapsed();
     assert!(report.succeeded);
     assert_eq!(upstream.written(), TOTAL);
     let after = peak_rss_kib();
-    println!("read -> map -> write of {TOTAL} records: {:.2} s, {:.0} records/s", took.as_secs_f64(), TOTAL as f64 / took.as_secs_f64());
-    println!("peak RSS: {} MiB before the run, {} MiB after (growth {} MiB)", before / 1024, after / 1024, after.saturating_sub(before) / 1024);
+    println!(
+        "read -> map -> write of {TOTAL} records: {:.2} s, {:.0} records/s",
+        took.as_secs_f64(),
+        TOTAL as f64 / took.as_secs_f64()
+    );
+    println!(
+        "peak RSS: {} MiB before the run, {} MiB after (growth {} MiB)",
+        before / 1024,
+        after / 1024,
+        after.saturating_sub(before) / 1024
+    );
 }

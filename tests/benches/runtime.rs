@@ -55,8 +55,20 @@ fn native_batch(config: &MapConfig, text: &str) -> (String, usize) {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let runtime = Runtime::new(RuntimeConfig { limits: Limits { instances: 16, ..Limits::default() }, cache_dir: None }).unwrap();
-    let plugin = runtime.load_file(wasm(MAP)).await.unwrap().into_transform().unwrap();
+    let runtime = Runtime::new(RuntimeConfig {
+        limits: Limits {
+            instances: 16,
+            ..Limits::default()
+        },
+        cache_dir: None,
+    })
+    .unwrap();
+    let plugin = runtime
+        .load_file(wasm(MAP))
+        .await
+        .unwrap()
+        .into_transform()
+        .unwrap();
     let ctx = CallContext::default();
 
     // Instantiation alone.
@@ -80,16 +92,28 @@ async fn main() {
         let n = 2_000;
         let started = Instant::now();
         for _ in 0..n {
-            plugin.output_schema(&ctx, &json!({}), &json!({}), None).await.unwrap();
+            plugin
+                .output_schema(&ctx, &json!({}), &json!({}), None)
+                .await
+                .unwrap();
         }
         per_call.push(started.elapsed() / n);
     }
     let empty_call = median(per_call);
 
-    println!("instantiation per call   {:>8.2} µs (median of {ROUNDS} rounds)", instantiation.as_secs_f64() * 1e6);
-    println!("empty call (output_schema, instantiation included) {:>8.2} µs", empty_call.as_secs_f64() * 1e6);
+    println!(
+        "instantiation per call   {:>8.2} µs (median of {ROUNDS} rounds)",
+        instantiation.as_secs_f64() * 1e6
+    );
+    println!(
+        "empty call (output_schema, instantiation included) {:>8.2} µs",
+        empty_call.as_secs_f64() * 1e6
+    );
     println!();
-    println!("{:>6} {:>14} {:>14} {:>10}", "batch", "wasm rec/s", "native rec/s", "wasm/native");
+    println!(
+        "{:>6} {:>14} {:>14} {:>10}",
+        "batch", "wasm rec/s", "native rec/s", "wasm/native"
+    );
 
     let total = 100_000;
     let config_value = config();
@@ -108,7 +132,14 @@ async fn main() {
             let mut produced = 0;
             for text in &batches {
                 let result = plugin
-                    .process(&ctx, Batch { config: config_text.clone(), records: text.clone(), lookup: None })
+                    .process(
+                        &ctx,
+                        Batch {
+                            config: config_text.clone(),
+                            records: text.clone(),
+                            lookup: None,
+                        },
+                    )
                     .await
                     .unwrap();
                 produced += result.records.len();
@@ -130,6 +161,9 @@ async fn main() {
         }
         let wasm_rate = total as f64 / median(wasm_times).as_secs_f64();
         let native_rate = total as f64 / median(native_times).as_secs_f64();
-        println!("{batch_size:>6} {wasm_rate:>14.0} {native_rate:>14.0} {:>10.2}", wasm_rate / native_rate);
+        println!(
+            "{batch_size:>6} {wasm_rate:>14.0} {native_rate:>14.0} {:>10.2}",
+            wasm_rate / native_rate
+        );
     }
 }

@@ -5,7 +5,10 @@ use weft_tests::*;
 
 fn cached_runtime(dir: &std::path::Path) -> Runtime {
     Runtime::new(RuntimeConfig {
-        limits: Limits { instances: 4, ..Limits::default() },
+        limits: Limits {
+            instances: 4,
+            ..Limits::default()
+        },
         cache_dir: Some(dir.to_owned()),
     })
     .unwrap()
@@ -17,7 +20,14 @@ async fn works(rt: &Runtime) -> CacheOutcome {
     plugin
         .into_transform()
         .unwrap()
-        .process(&CallContext::default(), Batch { config: "{}".into(), records: "[]".into(), lookup: None })
+        .process(
+            &CallContext::default(),
+            Batch {
+                config: "{}".into(),
+                records: "[]".into(),
+                lookup: None,
+            },
+        )
         .await
         .unwrap();
     outcome
@@ -26,9 +36,15 @@ async fn works(rt: &Runtime) -> CacheOutcome {
 #[tokio::test]
 async fn second_start_loads_the_compiled_component_from_the_cache() {
     let dir = tempfile::tempdir().unwrap();
-    assert_eq!(works(&cached_runtime(dir.path())).await, CacheOutcome::Compiled);
+    assert_eq!(
+        works(&cached_runtime(dir.path())).await,
+        CacheOutcome::Compiled
+    );
     // A new runtime is a restart: same directory, new engine.
-    assert_eq!(works(&cached_runtime(dir.path())).await, CacheOutcome::Cached);
+    assert_eq!(
+        works(&cached_runtime(dir.path())).await,
+        CacheOutcome::Cached
+    );
 }
 
 #[tokio::test]
@@ -38,6 +54,12 @@ async fn corrupt_cache_entry_is_replaced_by_a_fresh_compilation() {
     for entry in std::fs::read_dir(dir.path()).unwrap() {
         std::fs::write(entry.unwrap().path(), b"not a compiled component").unwrap();
     }
-    assert_eq!(works(&cached_runtime(dir.path())).await, CacheOutcome::Compiled);
-    assert_eq!(works(&cached_runtime(dir.path())).await, CacheOutcome::Cached);
+    assert_eq!(
+        works(&cached_runtime(dir.path())).await,
+        CacheOutcome::Compiled
+    );
+    assert_eq!(
+        works(&cached_runtime(dir.path())).await,
+        CacheOutcome::Cached
+    );
 }

@@ -67,9 +67,18 @@ struct Harness {
 impl Harness {
     async fn new() -> Harness {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_sqlite(dir.path().join("weft.db")).await.unwrap();
-        let secrets = weft_capabilities::Secrets::new(store.clone(), weft_capabilities::MasterKey::generate("test"));
-        Harness { dir, store, secrets }
+        let store = Store::open_sqlite(dir.path().join("weft.db"))
+            .await
+            .unwrap();
+        let secrets = weft_capabilities::Secrets::new(
+            store.clone(),
+            weft_capabilities::MasterKey::generate("test"),
+        );
+        Harness {
+            dir,
+            store,
+            secrets,
+        }
     }
 
     async fn run(&self, text: &str, env: Option<&str>) -> RunReport {
@@ -78,13 +87,28 @@ impl Harness {
         let flow = weft_flow::load(&path).unwrap_or_else(|e| panic!("{e}"));
         let rt = runtime(|_| {});
         let plugins = PluginDirectory::new([PathBuf::from(WASM_DIR)]);
-        let plan = weft_engine::plan(&flow, env, "default", &plugins, &rt).await.unwrap_or_else(|e| panic!("{e}"));
+        let plan = weft_engine::plan(&flow, env, "default", &plugins, &rt)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         let options = RunOptions {
             environment: env.map(str::to_owned),
-            retry: RetryPolicy { attempts: 3, base: std::time::Duration::from_millis(10), ..RetryPolicy::default() },
+            retry: RetryPolicy {
+                attempts: 3,
+                base: std::time::Duration::from_millis(10),
+                ..RetryPolicy::default()
+            },
             ..RunOptions::default()
         };
-        weft_engine::run(&flow, &plan, &self.store, &self.secrets, &options, &mut |_: &weft_engine::Progress<'_>| {}).await.unwrap()
+        weft_engine::run(
+            &flow,
+            &plan,
+            &self.store,
+            &self.secrets,
+            &options,
+            &mut |_: &weft_engine::Progress<'_>| {},
+        )
+        .await
+        .unwrap()
     }
 }
 
@@ -97,16 +121,27 @@ async fn runs_read_map_write_and_logs_the_records_that_failed() {
     let upstream = Upstream::start().await;
     upstream.seed("items", items(100, &[7, 55]));
     let h = Harness::new().await;
-    let report = h.run(&flow_text(&upstream, &upstream.url(), "full"), None).await;
+    let report = h
+        .run(&flow_text(&upstream, &upstream.url(), "full"), None)
+        .await;
     assert!(report.succeeded, "{report:?}");
     assert_eq!(step(&report, "items").records_in, 100);
     assert_eq!(step(&report, "items").pages, 3);
     assert_eq!(step(&report, "contacts").records_out, 100);
-    assert_eq!((step(&report, "save").records_out, step(&report, "save").failed), (98, 2));
+    assert_eq!(
+        (
+            step(&report, "save").records_out,
+            step(&report, "save").failed
+        ),
+        (98, 2)
+    );
 
     let written = upstream.records("contacts");
     assert_eq!(written.len(), 98);
-    assert_eq!(Value::Object(written[0].clone()), json!({"id": "c-0000", "name": "item 0", "updated_at": "2026-01-01T00:00:00Z", "status": "imported"}));
+    assert_eq!(
+        Value::Object(written[0].clone()),
+        json!({"id": "c-0000", "name": "item 0", "updated_at": "2026-01-01T00:00:00Z", "status": "imported"})
+    );
 
     let errors = h.store.run_errors(&report.id).await.unwrap();
     assert_eq!(errors.len(), 2);
@@ -115,7 +150,12 @@ async fn runs_read_map_write_and_logs_the_records_that_failed() {
     let record: Value = serde_json::from_str(errors[0].record.as_deref().unwrap()).unwrap();
     assert_eq!(record["name"], "item 7");
 
-    let (run, steps) = h.store.run_get("default", &report.id).await.unwrap().unwrap();
+    let (run, steps) = h
+        .store
+        .run_get("default", &report.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(run.status, "succeeded");
     assert_eq!(steps.len(), 3);
 }
@@ -130,13 +170,21 @@ async fn incremental_rerun_moves_only_what_changed() {
     assert_eq!(step(&first, "save").records_out, 60);
 
     let second = h.run(&text, None).await;
-    assert_eq!(step(&second, "items").records_in, 0, "nothing changed upstream");
+    assert_eq!(
+        step(&second, "items").records_in,
+        0,
+        "nothing changed upstream"
+    );
 
     upstream.seed("items", [json!({"id": "0003", "email": "c-0003", "name": "renamed", "updated_at": "2026-02-01T00:00:00Z"})]);
     let third = h.run(&text, None).await;
     assert_eq!(step(&third, "items").records_in, 1);
     assert_eq!(step(&third, "save").records_out, 1);
-    let renamed = upstream.records("contacts").into_iter().find(|c| c["id"] == "c-0003").unwrap();
+    let renamed = upstream
+        .records("contacts")
+        .into_iter()
+        .find(|c| c["id"] == "c-0003")
+        .unwrap();
     assert_eq!(renamed["name"], "renamed");
 }
 
@@ -152,18 +200,41 @@ async fn a_failed_write_keeps_the_cursor_so_nothing_is_lost() {
     let broken = h.run(&text, Some("broken")).await;
     assert!(!broken.succeeded);
     assert_eq!(step(&broken, "save").status, "failed");
-    assert!(step(&broken, "save").error.as_deref().unwrap().contains("unavailable"), "{:?}", step(&broken, "save"));
-    assert_eq!(h.store.cursor_get("default", "items-to-contacts", "items").await.unwrap(), None);
+    assert!(
+        step(&broken, "save")
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("unavailable"),
+        "{:?}",
+        step(&broken, "save")
+    );
+    assert_eq!(
+        h.store
+            .cursor_get("default", "items-to-contacts", "items")
+            .await
+            .unwrap(),
+        None
+    );
 
     // The target is back: the same pages are read again and every record arrives once.
     let fixed = h.run(&text, None).await;
     assert!(fixed.succeeded, "{fixed:?}");
     assert_eq!(step(&fixed, "save").records_out, 50);
     assert_eq!(upstream.records("contacts").len(), 50);
-    let run = h.store.run_get("default", &broken.id).await.unwrap().unwrap().0;
+    let run = h
+        .store
+        .run_get("default", &broken.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .0;
     assert_eq!(run.status, "failed");
     let error = run.error.unwrap();
-    assert!(error.contains("items: stopped because step `save` failed") && error.contains("save: "), "{error}");
+    assert!(
+        error.contains("items: stopped because step `save` failed") && error.contains("save: "),
+        "{error}"
+    );
 }
 
 #[tokio::test]
@@ -199,13 +270,22 @@ write = {{ connection = "warehouse", stream = "people", input = "people", mode =
     );
     let first = h.run(&into_dataset, None).await;
     assert!(first.succeeded, "{first:?}");
-    assert_eq!((step(&first, "keep").records_out, step(&first, "keep").failed), (29, 1));
+    assert_eq!(
+        (
+            step(&first, "keep").records_out,
+            step(&first, "keep").failed
+        ),
+        (29, 1)
+    );
     let errors = h.store.run_errors(&first.id).await.unwrap();
     assert_eq!(errors[0].error, "key field `email` is missing or null");
     // Upserted by key: a second run leaves 29 records, not 58.
     h.run(&into_dataset, None).await;
     let datasets = h.store.dataset_list("default").await.unwrap();
-    assert_eq!((datasets[0].name.as_str(), datasets[0].records), ("people", 29));
+    assert_eq!(
+        (datasets[0].name.as_str(), datasets[0].records),
+        ("people", 29)
+    );
 
     // A later flow reads the dataset back out.
     let out_of_dataset = format!(
@@ -248,12 +328,21 @@ async fn retries_rate_limits_and_server_errors_honouring_retry_after() {
     upstream.fail_next([(429, Some(1)), (503, None)]);
     let h = Harness::new().await;
     let started = std::time::Instant::now();
-    let report = h.run(&flow_text(&upstream, &upstream.url(), "full"), None).await;
+    let report = h
+        .run(&flow_text(&upstream, &upstream.url(), "full"), None)
+        .await;
     let took = started.elapsed();
     assert!(report.succeeded, "{report:?}");
     assert_eq!(step(&report, "save").records_out, 20);
-    assert!(took >= std::time::Duration::from_millis(950), "Retry-After: 1 was not honoured ({took:?})");
-    let reads = upstream.seen().into_iter().filter(|s| s.path == "/items").count();
+    assert!(
+        took >= std::time::Duration::from_millis(950),
+        "Retry-After: 1 was not honoured ({took:?})"
+    );
+    let reads = upstream
+        .seen()
+        .into_iter()
+        .filter(|s| s.path == "/items")
+        .count();
     assert_eq!(reads, 3, "one 429, one 503, one success");
 }
 
@@ -263,10 +352,26 @@ async fn a_client_error_is_not_retried() {
     upstream.seed("items", items(5, &[]));
     upstream.fail_next([(400, None)]);
     let h = Harness::new().await;
-    let report = h.run(&flow_text(&upstream, &upstream.url(), "full"), None).await;
+    let report = h
+        .run(&flow_text(&upstream, &upstream.url(), "full"), None)
+        .await;
     assert!(!report.succeeded);
-    assert!(step(&report, "items").error.as_deref().unwrap().contains("upstream answered 400"), "{report:?}");
-    assert_eq!(upstream.seen().into_iter().filter(|s| s.path == "/items").count(), 1);
+    assert!(
+        step(&report, "items")
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("upstream answered 400"),
+        "{report:?}"
+    );
+    assert_eq!(
+        upstream
+            .seen()
+            .into_iter()
+            .filter(|s| s.path == "/items")
+            .count(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -281,19 +386,70 @@ async fn retrying_a_run_resends_only_the_records_that_failed() {
     assert_eq!(upstream.records("contacts").len(), 38);
 
     upstream.unlock();
-    let writes_before = upstream.seen().iter().filter(|s| s.path == "/contacts/batch").count();
-    let reads_before = upstream.seen().iter().filter(|s| s.path == "/items").count();
+    let writes_before = upstream
+        .seen()
+        .iter()
+        .filter(|s| s.path == "/contacts/batch")
+        .count();
+    let reads_before = upstream
+        .seen()
+        .iter()
+        .filter(|s| s.path == "/items")
+        .count();
     let path = h.dir.path().join("flow.toml");
     let flow = weft_flow::load(&path).unwrap();
     let rt = runtime(|_| {});
-    let plan = weft_engine::plan(&flow, None, "default", &PluginDirectory::new([PathBuf::from(WASM_DIR)]), &rt).await.unwrap();
-    let retry = weft_engine::retry_failed(&flow, &plan, &h.store, &h.secrets, &RunOptions::default(), &first.id, &mut |_: &weft_engine::Progress<'_>| {}).await.unwrap();
+    let plan = weft_engine::plan(
+        &flow,
+        None,
+        "default",
+        &PluginDirectory::new([PathBuf::from(WASM_DIR)]),
+        &rt,
+    )
+    .await
+    .unwrap();
+    let retry = weft_engine::retry_failed(
+        &flow,
+        &plan,
+        &h.store,
+        &h.secrets,
+        &RunOptions::default(),
+        &first.id,
+        &mut |_: &weft_engine::Progress<'_>| {},
+    )
+    .await
+    .unwrap();
     assert!(retry.succeeded, "{retry:?}");
-    assert_eq!((step(&retry, "save").records_in, step(&retry, "save").records_out), (2, 2));
-    assert!(retry.steps.iter().all(|s| s.step == "save"), "only the failed step ran: {:?}", retry.steps);
+    assert_eq!(
+        (
+            step(&retry, "save").records_in,
+            step(&retry, "save").records_out
+        ),
+        (2, 2)
+    );
+    assert!(
+        retry.steps.iter().all(|s| s.step == "save"),
+        "only the failed step ran: {:?}",
+        retry.steps
+    );
     assert_eq!(upstream.records("contacts").len(), 40);
-    assert_eq!(upstream.seen().iter().filter(|s| s.path == "/contacts/batch").count(), writes_before + 1);
-    assert_eq!(upstream.seen().iter().filter(|s| s.path == "/items").count(), reads_before, "the source is not read again");
+    assert_eq!(
+        upstream
+            .seen()
+            .iter()
+            .filter(|s| s.path == "/contacts/batch")
+            .count(),
+        writes_before + 1
+    );
+    assert_eq!(
+        upstream
+            .seen()
+            .iter()
+            .filter(|s| s.path == "/items")
+            .count(),
+        reads_before,
+        "the source is not read again"
+    );
 }
 
 #[tokio::test]
@@ -302,20 +458,39 @@ async fn a_step_over_its_timeout_fails_with_the_limit_named() {
     upstream.seed("items", items(10, &[]));
     upstream.delay_data(std::time::Duration::from_secs(5));
     let h = Harness::new().await;
-    let text = flow_text(&upstream, &upstream.url(), "incremental").replace("page_size = 40 }\n", "page_size = 40 }\ntimeout = \"1s\"\n");
+    let text = flow_text(&upstream, &upstream.url(), "incremental")
+        .replace("page_size = 40 }\n", "page_size = 40 }\ntimeout = \"1s\"\n");
     assert!(text.contains("timeout = \"1s\""));
     let report = h.run(&text, None).await;
     let took = report.took;
     assert!(!report.succeeded, "{report:?}");
     let error = step(&report, "items").error.as_deref().unwrap_or_default();
-    assert!(error.contains("the step's timeout of 1 s ran out"), "{error}");
-    assert!(took < std::time::Duration::from_secs(4), "the step stopped at its timeout, not the upstream's answer ({took:?})");
-    assert!(upstream.records("contacts").is_empty(), "nothing was written");
-    assert_eq!(h.store.cursor_get("default", "items-to-contacts", "items").await.unwrap(), None, "no cursor was committed");
+    assert!(
+        error.contains("the step's timeout of 1 s ran out"),
+        "{error}"
+    );
+    assert!(
+        took < std::time::Duration::from_secs(4),
+        "the step stopped at its timeout, not the upstream's answer ({took:?})"
+    );
+    assert!(
+        upstream.records("contacts").is_empty(),
+        "nothing was written"
+    );
+    assert_eq!(
+        h.store
+            .cursor_get("default", "items-to-contacts", "items")
+            .await
+            .unwrap(),
+        None,
+        "no cursor was committed"
+    );
 }
 
 fn dataset_records(rows: Vec<(String, String)>) -> Vec<Value> {
-    rows.into_iter().map(|(_, r)| serde_json::from_str(&r).unwrap()).collect()
+    rows.into_iter()
+        .map(|(_, r)| serde_json::from_str(&r).unwrap())
+        .collect()
 }
 
 #[tokio::test]
@@ -355,18 +530,41 @@ write = {{ connection = "kept", stream = "rest", input = "vip", branch = "else",
     );
     let report = h.run(&text, None).await;
     assert!(report.succeeded, "{report:?}");
-    let vip = dataset_records(h.store.dataset_page("default", "vip", None, 100).await.unwrap());
-    let rest = dataset_records(h.store.dataset_page("default", "rest", None, 100).await.unwrap());
+    let vip = dataset_records(
+        h.store
+            .dataset_page("default", "vip", None, 100)
+            .await
+            .unwrap(),
+    );
+    let rest = dataset_records(
+        h.store
+            .dataset_page("default", "rest", None, 100)
+            .await
+            .unwrap(),
+    );
     let vip_ids: Vec<&str> = vip.iter().map(|r| r["id"].as_str().unwrap()).collect();
     assert_eq!(vip_ids, ["0001", "0002"]);
-    assert_eq!(rest.len(), 17, "every other record but the one the condition cannot be evaluated on");
-    assert!(rest.iter().all(|r| !["0001", "0002", "0007"].contains(&r["id"].as_str().unwrap())));
+    assert_eq!(
+        rest.len(),
+        17,
+        "every other record but the one the condition cannot be evaluated on"
+    );
+    assert!(
+        rest.iter()
+            .all(|r| !["0001", "0002", "0007"].contains(&r["id"].as_str().unwrap()))
+    );
     // Item 7 has no email: the condition fails on it, and it is logged once, not per branch.
     let errors = h.store.run_errors(&report.id).await.unwrap();
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert_eq!(errors[0].step, "vip");
     assert!(errors[0].record.as_deref().unwrap().contains("\"0007\""));
-    assert_eq!((step(&report, "vip").records_in, step(&report, "vip").records_out), (20, 19));
+    assert_eq!(
+        (
+            step(&report, "vip").records_in,
+            step(&report, "vip").records_out
+        ),
+        (20, 19)
+    );
 }
 
 #[tokio::test]
@@ -412,21 +610,53 @@ write = {{ connection = "kept", stream = "bad", input = "marks", mode = "upsert"
     );
     let report = h.run(&text, None).await;
     assert!(report.succeeded, "{report:?}");
-    let good = dataset_records(h.store.dataset_page("default", "good", None, 100).await.unwrap());
-    let bad = dataset_records(h.store.dataset_page("default", "bad", None, 100).await.unwrap());
+    let good = dataset_records(
+        h.store
+            .dataset_page("default", "good", None, 100)
+            .await
+            .unwrap(),
+    );
+    let bad = dataset_records(
+        h.store
+            .dataset_page("default", "bad", None, 100)
+            .await
+            .unwrap(),
+    );
     assert_eq!(good.len(), 8);
     let bad_ids: Vec<&str> = bad.iter().map(|r| r["id"].as_str().unwrap()).collect();
-    assert_eq!(bad_ids, ["0003", "0008"], "only the rejects take the rejected branch");
+    assert_eq!(
+        bad_ids,
+        ["0003", "0008"],
+        "only the rejects take the rejected branch"
+    );
     assert_eq!(bad[0]["field"], "email");
-    assert!(bad[0]["why"].as_str().unwrap().contains("required"), "{}", bad[0]);
+    assert!(
+        bad[0]["why"].as_str().unwrap().contains("required"),
+        "{}",
+        bad[0]
+    );
     // Rejects are still in the error log, once each.
     assert_eq!(h.store.run_errors(&report.id).await.unwrap().len(), 2);
-    assert_eq!((step(&report, "marks").records_in, step(&report, "save-bad").records_out), (2, 2));
+    assert_eq!(
+        (
+            step(&report, "marks").records_in,
+            step(&report, "save-bad").records_out
+        ),
+        (2, 2)
+    );
 
     // The rejected branch is a transform's: from a read step it is refused, pointing at it.
-    let wrong = text.replace(r#"input = "checked", branch = "rejected""#, r#"input = "items", branch = "rejected""#);
-    let flow = weft_flow::parse(std::path::Path::new("wrong.toml"), &wrong).unwrap_err().to_string();
-    assert!(flow.contains("step `marks` takes the `rejected` branch, but its input is not a transform"), "{flow}");
+    let wrong = text.replace(
+        r#"input = "checked", branch = "rejected""#,
+        r#"input = "items", branch = "rejected""#,
+    );
+    let flow = weft_flow::parse(std::path::Path::new("wrong.toml"), &wrong)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        flow.contains("step `marks` takes the `rejected` branch, but its input is not a transform"),
+        "{flow}"
+    );
 }
 
 #[tokio::test]
@@ -474,16 +704,38 @@ write = {{ connection = "kept", stream = "receipts", input = "receipts", mode = 
     );
     let report = h.run(&text, None).await;
     assert!(report.succeeded, "{report:?}");
-    let receipts = dataset_records(h.store.dataset_page("default", "receipts", None, 100).await.unwrap());
-    let emails: Vec<&str> = receipts.iter().map(|r| r["email"].as_str().unwrap()).collect();
-    assert_eq!(emails, ["c-0000", "c-0001", "c-0003", "c-0004", "c-0005"], "the refused record has no receipt");
-    assert!(receipts.iter().all(|r| r["upstream_id"].is_string() && r["status"] == "created"), "{receipts:?}");
+    let receipts = dataset_records(
+        h.store
+            .dataset_page("default", "receipts", None, 100)
+            .await
+            .unwrap(),
+    );
+    let emails: Vec<&str> = receipts
+        .iter()
+        .map(|r| r["email"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        emails,
+        ["c-0000", "c-0001", "c-0003", "c-0004", "c-0005"],
+        "the refused record has no receipt"
+    );
+    assert!(
+        receipts
+            .iter()
+            .all(|r| r["upstream_id"].is_string() && r["status"] == "created"),
+        "{receipts:?}"
+    );
     assert_eq!(h.store.run_errors(&report.id).await.unwrap().len(), 1);
 
     // Anything but the written branch of a write is refused, pointing at the step.
     let wrong = text.replace(r#"input = "save", branch = "written""#, r#"input = "save""#);
-    let err = weft_flow::parse(std::path::Path::new("wrong.toml"), &wrong).unwrap_err().to_string();
-    assert!(err.contains("input `save` is a write step, which produces no records"), "{err}");
+    let err = weft_flow::parse(std::path::Path::new("wrong.toml"), &wrong)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("input `save` is a write step, which produces no records"),
+        "{err}"
+    );
     assert!(err.contains("branch = \"written\""), "{err}");
 }
 
@@ -537,10 +789,27 @@ write = {{ connection = "kept", stream = "found", input = "with-email", mode = "
     );
     let report = h.run(&text, None).await;
     assert!(report.succeeded, "{report:?}");
-    let rows = dataset_records(h.store.dataset_page("default", "rows", None, 100).await.unwrap());
-    assert_eq!(rows.len(), 7, "the lookup input's other reader got every record: {report:#?}");
-    let found = dataset_records(h.store.dataset_page("default", "found", None, 100).await.unwrap());
-    assert!(found.len() == 7 && found.iter().all(|r| r["found"] == r["email"]), "{found:?}");
+    let rows = dataset_records(
+        h.store
+            .dataset_page("default", "rows", None, 100)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        rows.len(),
+        7,
+        "the lookup input's other reader got every record: {report:#?}"
+    );
+    let found = dataset_records(
+        h.store
+            .dataset_page("default", "found", None, 100)
+            .await
+            .unwrap(),
+    );
+    assert!(
+        found.len() == 7 && found.iter().all(|r| r["found"] == r["email"]),
+        "{found:?}"
+    );
     assert_eq!(step(&report, "save-rows").records_out, 7);
 }
 
@@ -592,16 +861,40 @@ write = {{ connection = "kept", stream = "contacts", input = "contacts", mode = 
     let report = h.run(&text, None).await;
     let took = report.took;
     assert!(report.succeeded, "{report:?}");
-    let saved = dataset_records(h.store.dataset_page("default", "contacts", None, 100).await.unwrap());
+    let saved = dataset_records(
+        h.store
+            .dataset_page("default", "contacts", None, 100)
+            .await
+            .unwrap(),
+    );
     // Owners 0..3 have two contacts each; owner 4 has no email; owner 5 has none upstream.
     let ids: Vec<&str> = saved.iter().map(|r| r["id"].as_str().unwrap()).collect();
-    assert_eq!(ids, ["d-0-0", "d-0-1", "d-1-0", "d-1-1", "d-2-0", "d-2-1", "d-3-0", "d-3-1"]);
-    assert!(saved.iter().all(|r| r["owner_item"]["email"] == r["owner"]), "each record carries the record it was read for");
+    assert_eq!(
+        ids,
+        [
+            "d-0-0", "d-0-1", "d-1-0", "d-1-1", "d-2-0", "d-2-1", "d-3-0", "d-3-1"
+        ]
+    );
+    assert!(
+        saved.iter().all(|r| r["owner_item"]["email"] == r["owner"]),
+        "each record carries the record it was read for"
+    );
     let errors = h.store.run_errors(&report.id).await.unwrap();
     assert_eq!(errors.len(), 1, "{errors:?}");
-    assert!(errors[0].error.contains("no field `email`"), "{}", errors[0].error);
-    let reads: Vec<_> = details.seen().into_iter().filter(|s| s.path == "/contacts").collect();
+    assert!(
+        errors[0].error.contains("no field `email`"),
+        "{}",
+        errors[0].error
+    );
+    let reads: Vec<_> = details
+        .seen()
+        .into_iter()
+        .filter(|s| s.path == "/contacts")
+        .collect();
     assert_eq!(reads.len(), 5, "one read per record that has an email");
     // Five reads of 500 ms each, three at a time: two rounds (1 s), not five (2.5 s).
-    assert!(took < std::time::Duration::from_millis(2_200), "reads ran concurrently ({took:?})");
+    assert!(
+        took < std::time::Duration::from_millis(2_200),
+        "reads ran concurrently ({took:?})"
+    );
 }

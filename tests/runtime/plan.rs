@@ -19,7 +19,12 @@ async fn check(body: &str, env: Option<&str>) -> Result<weft_engine::Plan, Strin
     let flow = weft_flow::load(&path).map_err(|e| e.to_string())?;
     let plugins = PluginDirectory::new([PathBuf::from(WASM_DIR)]);
     let rt = runtime(|_| {});
-    plan(&flow, env, "default", &plugins, &rt).await.map_err(|e| e.to_string().replace(&path.display().to_string(), "flow.toml"))
+    plan(&flow, env, "default", &plugins, &rt)
+        .await
+        .map_err(|e| {
+            e.to_string()
+                .replace(&path.display().to_string(), "flow.toml")
+        })
 }
 
 #[tokio::test]
@@ -45,8 +50,19 @@ write = { connection = "api", stream = "contacts", input = "mapped", mode = "ups
     .unwrap_or_else(|e| panic!("{e}"));
     let mapped_id: weft_flow::StepId = "mapped".to_owned().try_into().unwrap();
     let mapped = &plan.schemas[&mapped_id];
-    assert_eq!(mapped["properties"]["name"], serde_json::json!({"type": "string"}));
-    assert_eq!(plan.connections["api"].spec.derived_hosts.iter().map(|h| h.host.as_str()).collect::<Vec<_>>(), ["http://127.0.0.1:9"]);
+    assert_eq!(
+        mapped["properties"]["name"],
+        serde_json::json!({"type": "string"})
+    );
+    assert_eq!(
+        plan.connections["api"]
+            .spec
+            .derived_hosts
+            .iter()
+            .map(|h| h.host.as_str())
+            .collect::<Vec<_>>(),
+        ["http://127.0.0.1:9"]
+    );
 }
 
 #[tokio::test]
@@ -88,9 +104,15 @@ write = { connection = "api", stream = "contacts", input = "items", mode = "crea
     .await
     .err()
     .expect("the flow must be refused");
-    assert!(err.contains("error: connector `http-json` has no stream `itemz`"), "{err}");
+    assert!(
+        err.contains("error: connector `http-json` has no stream `itemz`"),
+        "{err}"
+    );
     assert!(err.contains("help: it has: items, contacts"), "{err}");
-    assert!(err.contains("error: stream `contacts` of `http-json` cannot be written in create mode"), "{err}");
+    assert!(
+        err.contains("error: stream `contacts` of `http-json` cannot be written in create mode"),
+        "{err}"
+    );
     assert!(err.contains("help: it supports: upsert"), "{err}");
 }
 
@@ -116,8 +138,14 @@ write = { connection = "api", stream = "contacts", input = "mapped", mode = "ups
     .await
     .err()
     .expect("the flow must be refused");
-    assert!(err.contains("error: key field `Ref` is not a field of stream `contacts`"), "{err}");
-    assert!(err.contains("help: it has: amount, email, id, name, status, updated_at"), "{err}");
+    assert!(
+        err.contains("error: key field `Ref` is not a field of stream `contacts`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("help: it has: amount, email, id, name, status, updated_at"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -166,12 +194,36 @@ config.fields = { "${var.name_field}" = "name" }
 "#;
     let mapped: weft_flow::StepId = "mapped".to_owned().try_into().unwrap();
     let production = check(body, None).await.unwrap_or_else(|e| panic!("{e}"));
-    assert!(production.schemas[&mapped]["properties"].get("Name").is_some());
-    let staging = check(body, Some("staging")).await.unwrap_or_else(|e| panic!("{e}"));
-    assert!(staging.schemas[&mapped]["properties"].get("Staging_Name").is_some());
-    assert_eq!(staging.connections["api"].spec.derived_hosts.iter().map(|h| h.host.as_str()).collect::<Vec<_>>(), ["http://127.0.0.1:10"]);
-    let err = check(body, Some("prod")).await.err().expect("unknown environment");
-    assert!(err.contains("this flow has no environment `prod`") && err.contains("it has: staging"), "{err}");
+    assert!(
+        production.schemas[&mapped]["properties"]
+            .get("Name")
+            .is_some()
+    );
+    let staging = check(body, Some("staging"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        staging.schemas[&mapped]["properties"]
+            .get("Staging_Name")
+            .is_some()
+    );
+    assert_eq!(
+        staging.connections["api"]
+            .spec
+            .derived_hosts
+            .iter()
+            .map(|h| h.host.as_str())
+            .collect::<Vec<_>>(),
+        ["http://127.0.0.1:10"]
+    );
+    let err = check(body, Some("prod"))
+        .await
+        .err()
+        .expect("unknown environment");
+    assert!(
+        err.contains("this flow has no environment `prod`") && err.contains("it has: staging"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -194,8 +246,17 @@ read = { connection = "acme", stream = "tickets" }
     .unwrap();
     let flow = weft_flow::load(&path).unwrap();
     let plugins = PluginDirectory::new([PathBuf::from(WASM_DIR)]);
-    let err = plan(&flow, None, "default", &plugins, &runtime(|_| {})).await.err().unwrap().to_string();
-    assert!(err.contains("plugin `acme-helpdesk` does not support auth kind `bearer`; it supports: api-key"), "{err}");
+    let err = plan(&flow, None, "default", &plugins, &runtime(|_| {}))
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains(
+            "plugin `acme-helpdesk` does not support auth kind `bearer`; it supports: api-key"
+        ),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -218,10 +279,15 @@ read = { connection = "api", stream = "items" }
     .unwrap();
     let flow = weft_flow::load(&path).unwrap();
     let plugins = PluginDirectory::new([PathBuf::from(WASM_DIR)]);
-    let plan = plan(&flow, None, "default", &plugins, &runtime(|_| {})).await.unwrap_or_else(|e| panic!("{e}"));
+    let plan = plan(&flow, None, "default", &plugins, &runtime(|_| {}))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         plan.connections["api"].spec.rate,
-        Some(weft_capabilities::RateBudget { requests: 5, per: std::time::Duration::from_secs(1) })
+        Some(weft_capabilities::RateBudget {
+            requests: 5,
+            per: std::time::Duration::from_secs(1)
+        })
     );
 }
 
@@ -245,10 +311,15 @@ read = { connection = "acme", stream = "tickets" }
     .unwrap();
     let flow = weft_flow::load(&path).unwrap();
     let plugins = PluginDirectory::new([PathBuf::from(WASM_DIR)]);
-    let plan = plan(&flow, None, "default", &plugins, &runtime(|_| {})).await.unwrap_or_else(|e| panic!("{e}"));
+    let plan = plan(&flow, None, "default", &plugins, &runtime(|_| {}))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         plan.connections["acme"].spec.rate,
-        Some(weft_capabilities::RateBudget { requests: 100, per: std::time::Duration::from_secs(60) })
+        Some(weft_capabilities::RateBudget {
+            requests: 100,
+            per: std::time::Duration::from_secs(60)
+        })
     );
 }
 
@@ -262,9 +333,17 @@ async fn check_with_vars(text: &str, vars: &[(&str, &str)]) -> Result<weft_engin
     let options = weft_engine::PlanOptions {
         environment: None,
         tenant: "default".into(),
-        variables: vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        variables: vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
     };
-    weft_engine::plan_with(&flow, &options, &plugins, &rt).await.map_err(|e| e.to_string().replace(&path.display().to_string(), "flow.toml"))
+    weft_engine::plan_with(&flow, &options, &plugins, &rt)
+        .await
+        .map_err(|e| {
+            e.to_string()
+                .replace(&path.display().to_string(), "flow.toml")
+        })
 }
 
 const VARIABLE_FLOW: &str = r#"name = "items"
@@ -289,20 +368,41 @@ read = { connection = "api", stream = "items", options = { query = { size = "${v
 
 #[tokio::test]
 async fn command_line_variables_win_over_defaults_in_config_egress_and_options() {
-    let plan = check_with_vars(VARIABLE_FLOW, &[("api_host", "127.0.0.1:4102"), ("page", "25")]).await.unwrap_or_else(|e| panic!("{e}"));
+    let plan = check_with_vars(
+        VARIABLE_FLOW,
+        &[("api_host", "127.0.0.1:4102"), ("page", "25")],
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     let api = &plan.connections["api"];
     assert_eq!(api.config["base_url"], "http://127.0.0.1:4102");
     assert_eq!(api.spec.egress.len(), 1);
-    assert!(format!("{:?}", api.spec.egress[0]).contains("port: Some(4102)"), "{:?}", api.spec.egress);
+    assert!(
+        format!("{:?}", api.spec.egress[0]).contains("port: Some(4102)"),
+        "{:?}",
+        api.spec.egress
+    );
     let items: weft_flow::StepId = "items".to_owned().try_into().unwrap();
-    assert_eq!(plan.options[&items]["query"]["size"], 25, "a number variable stays a number");
+    assert_eq!(
+        plan.options[&items]["query"]["size"], 25,
+        "a number variable stays a number"
+    );
 }
 
 #[tokio::test]
 async fn a_command_line_variable_must_be_declared_and_of_its_type() {
-    let err = check_with_vars(VARIABLE_FLOW, &[("api_hots", "x")]).await.err().expect("an undeclared variable is refused");
-    assert!(err.contains("`--var api_hots=...` names a variable this flow does not declare"), "{err}");
+    let err = check_with_vars(VARIABLE_FLOW, &[("api_hots", "x")])
+        .await
+        .err()
+        .expect("an undeclared variable is refused");
+    assert!(
+        err.contains("`--var api_hots=...` names a variable this flow does not declare"),
+        "{err}"
+    );
     assert!(err.contains("it declares: api_host, page"), "{err}");
-    let err = check_with_vars(VARIABLE_FLOW, &[("page", "ten")]).await.err().expect("a non-number is refused");
+    let err = check_with_vars(VARIABLE_FLOW, &[("page", "ten")])
+        .await
+        .err()
+        .expect("a non-number is refused");
     assert!(err.contains("`--var page`: `ten` is not a number"), "{err}");
 }

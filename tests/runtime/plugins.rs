@@ -3,7 +3,10 @@
 use serde_json::{Value, json};
 use weft_capabilities::{AuthSpec, Secret, SecretRef};
 use weft_runtime::bindings::{PluginError, SyncMode, WriteMode};
-use weft_runtime::{Batch, CallContext, CallError, InboundRequest, ReadRequest, Verification, WriteRequest, WriteStatus};
+use weft_runtime::{
+    Batch, CallContext, CallError, InboundRequest, ReadRequest, Verification, WriteRequest,
+    WriteStatus,
+};
 use weft_tests::upstream::Upstream;
 use weft_tests::*;
 
@@ -29,7 +32,14 @@ async fn map_maps_fields_constants_and_cases_and_rejects_unmatched() {
         {"subject": "???", "status": "haunted"}
     ]);
     let result = map
-        .process(&CallContext::default(), Batch { config: config.to_string(), records: records.to_string(), lookup: None })
+        .process(
+            &CallContext::default(),
+            Batch {
+                config: config.to_string(),
+                records: records.to_string(),
+                lookup: None,
+            },
+        )
         .await
         .unwrap();
     let out: Value = serde_json::from_str(&result.records).unwrap();
@@ -50,15 +60,34 @@ async fn map_output_schema_names_a_field_the_input_lacks() {
     let rt = runtime(|_| {});
     let map = transform(&rt, MAP).await;
     let input = json!({"type": "object", "properties": {"subject": {"type": "string"}, "id": {"type": "integer"}}});
-    let ok = map.output_schema(&CallContext::default(), &json!({"fields": {"Subject": "subject"}}), &input, None).await.unwrap();
+    let ok = map
+        .output_schema(
+            &CallContext::default(),
+            &json!({"fields": {"Subject": "subject"}}),
+            &input,
+            None,
+        )
+        .await
+        .unwrap();
     assert_eq!(ok["properties"]["Subject"], json!({"type": "string"}));
     let err = map
-        .output_schema(&CallContext::default(), &json!({"fields": {"Subject": "subjekt"}}), &input, None)
+        .output_schema(
+            &CallContext::default(),
+            &json!({"fields": {"Subject": "subjekt"}}),
+            &input,
+            None,
+        )
         .await
         .unwrap_err();
     match err {
-        CallError::Plugin { error: PluginError::Config(message), .. } => {
-            assert_eq!(message, "`Subject` maps from `subjekt`, which the input does not have; it has: id, subject")
+        CallError::Plugin {
+            error: PluginError::Config(message),
+            ..
+        } => {
+            assert_eq!(
+                message,
+                "`Subject` maps from `subjekt`, which the input does not have; it has: id, subject"
+            )
         }
         other => panic!("expected a config error, got {other}"),
     }
@@ -69,24 +98,55 @@ async fn map_refuses_a_config_with_unknown_keys() {
     let rt = runtime(|_| {});
     let map = transform(&rt, MAP).await;
     let err = map
-        .process(&CallContext::default(), Batch { config: json!({"feilds": {}}).to_string(), records: "[]".into(), lookup: None })
+        .process(
+            &CallContext::default(),
+            Batch {
+                config: json!({"feilds": {}}).to_string(),
+                records: "[]".into(),
+                lookup: None,
+            },
+        )
         .await
         .unwrap_err();
-    assert!(matches!(err.plugin_error(), Some(PluginError::Config(m)) if m.contains("unknown field `feilds`")), "{err}");
+    assert!(
+        matches!(err.plugin_error(), Some(PluginError::Config(m)) if m.contains("unknown field `feilds`")),
+        "{err}"
+    );
 }
 
-async fn http_json(upstream: &Upstream, auth: AuthSpec) -> (weft_runtime::ConnectorPlugin, CallContext, Value) {
+async fn http_json(
+    upstream: &Upstream,
+    auth: AuthSpec,
+) -> (weft_runtime::ConnectorPlugin, CallContext, Value) {
     let rt = runtime(|_| {});
     let plugin = connector(&rt, HTTP_JSON).await;
     let config = json!({"base_url": upstream.url()});
     let secrets = secrets().await;
-    let connections =
-        connections(&plugin, "api", config.clone(), auth, vec![loopback_rule(upstream.addr)], &secrets, |_| {}).await;
-    (plugin, CallContext::new("default").with_connections(connections), config)
+    let connections = connections(
+        &plugin,
+        "api",
+        config.clone(),
+        auth,
+        vec![loopback_rule(upstream.addr)],
+        &secrets,
+        |_| {},
+    )
+    .await;
+    (
+        plugin,
+        CallContext::new("default").with_connections(connections),
+        config,
+    )
 }
 
 fn read(mode: SyncMode, cursor: Option<String>) -> ReadRequest {
-    ReadRequest { stream: "items".into(), mode, cursor, page_size: Some(100), options: "{}".into() }
+    ReadRequest {
+        stream: "items".into(),
+        mode,
+        cursor,
+        page_size: Some(100),
+        options: "{}".into(),
+    }
 }
 
 #[tokio::test]
@@ -94,14 +154,19 @@ async fn http_json_reads_every_page_with_the_credential_attached_by_the_host() {
     let upstream = Upstream::start().await;
     upstream.seed("items", items(250));
     upstream.require_bearer("s3cret-token");
-    let auth = AuthSpec::Bearer { token: SecretRef::Literal(Secret::new("s3cret-token")) };
+    let auth = AuthSpec::Bearer {
+        token: SecretRef::Literal(Secret::new("s3cret-token")),
+    };
     let (plugin, ctx, config) = http_json(&upstream, auth).await;
 
     let mut cursor = None;
     let mut ids = Vec::new();
     let mut pages = 0;
     loop {
-        let page = plugin.read(&ctx, "api", &config, read(SyncMode::Full, cursor.clone())).await.unwrap();
+        let page = plugin
+            .read(&ctx, "api", &config, read(SyncMode::Full, cursor.clone()))
+            .await
+            .unwrap();
         pages += 1;
         let records: Vec<Value> = serde_json::from_str(&page.records).unwrap();
         ids.extend(records.iter().map(|r| r["id"].as_str().unwrap().to_owned()));
@@ -114,9 +179,17 @@ async fn http_json_reads_every_page_with_the_credential_attached_by_the_host() {
     assert_eq!(ids.len(), 250);
     ids.dedup();
     assert_eq!(ids.len(), 250);
-    let data_requests: Vec<_> = upstream.seen().into_iter().filter(|s| s.path == "/items").collect();
+    let data_requests: Vec<_> = upstream
+        .seen()
+        .into_iter()
+        .filter(|s| s.path == "/items")
+        .collect();
     assert_eq!(data_requests.len(), 3);
-    assert!(data_requests.iter().all(|s| s.headers["authorization"] == "Bearer s3cret-token"));
+    assert!(
+        data_requests
+            .iter()
+            .all(|s| s.headers["authorization"] == "Bearer s3cret-token")
+    );
 }
 
 #[tokio::test]
@@ -124,14 +197,36 @@ async fn http_json_incremental_read_returns_only_changes_after_the_cursor() {
     let upstream = Upstream::start().await;
     upstream.seed("items", items(30));
     let (plugin, ctx, config) = http_json(&upstream, AuthSpec::None).await;
-    let first = plugin.read(&ctx, "api", &config, read(SyncMode::Incremental, None)).await.unwrap();
+    let first = plugin
+        .read(&ctx, "api", &config, read(SyncMode::Incremental, None))
+        .await
+        .unwrap();
     assert!(first.done);
-    assert_eq!(serde_json::from_str::<Vec<Value>>(&first.records).unwrap().len(), 30);
+    assert_eq!(
+        serde_json::from_str::<Vec<Value>>(&first.records)
+            .unwrap()
+            .len(),
+        30
+    );
 
-    upstream.seed("items", [json!({"id": "00003", "name": "changed", "updated_at": "2026-02-01T00:00:00Z"})]);
-    let second = plugin.read(&ctx, "api", &config, read(SyncMode::Incremental, first.next_cursor)).await.unwrap();
+    upstream.seed(
+        "items",
+        [json!({"id": "00003", "name": "changed", "updated_at": "2026-02-01T00:00:00Z"})],
+    );
+    let second = plugin
+        .read(
+            &ctx,
+            "api",
+            &config,
+            read(SyncMode::Incremental, first.next_cursor),
+        )
+        .await
+        .unwrap();
     let changed: Vec<Value> = serde_json::from_str(&second.records).unwrap();
-    assert_eq!(changed, vec![json!({"id": "00003", "name": "changed", "updated_at": "2026-02-01T00:00:00Z"})]);
+    assert_eq!(
+        changed,
+        vec![json!({"id": "00003", "name": "changed", "updated_at": "2026-02-01T00:00:00Z"})]
+    );
 }
 
 #[tokio::test]
@@ -145,21 +240,42 @@ async fn http_json_write_reports_one_outcome_per_record() {
             &ctx,
             "api",
             &config,
-            WriteRequest { stream: "items".into(), mode: WriteMode::Upsert, key: vec!["id".into()], records: records.to_string() },
+            WriteRequest {
+                stream: "items".into(),
+                mode: WriteMode::Upsert,
+                key: vec!["id".into()],
+                records: records.to_string(),
+            },
             4,
         )
         .await
         .unwrap();
     let statuses: Vec<WriteStatus> = outcomes.iter().map(|o| o.status).collect();
-    assert_eq!(statuses, [WriteStatus::Updated, WriteStatus::Failed, WriteStatus::Created, WriteStatus::Unchanged]);
-    assert!(matches!(&outcomes[1].error, Some(PluginError::InvalidRecord(m)) if m == "id is required"));
+    assert_eq!(
+        statuses,
+        [
+            WriteStatus::Updated,
+            WriteStatus::Failed,
+            WriteStatus::Created,
+            WriteStatus::Unchanged
+        ]
+    );
+    assert!(
+        matches!(&outcomes[1].error, Some(PluginError::InvalidRecord(m)) if m == "id is required")
+    );
     assert_eq!(upstream.records("items").len(), 2);
 }
 
 fn signed(body: &[u8], secret: &str) -> String {
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
     let tag = ring::hmac::sign(&key, body);
-    format!("sha256={}", tag.as_ref().iter().map(|b| format!("{b:02x}")).collect::<String>())
+    format!(
+        "sha256={}",
+        tag.as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    )
 }
 
 #[tokio::test]
@@ -169,9 +285,15 @@ async fn http_json_accepts_a_signed_webhook_and_refuses_a_forged_one() {
     let plugin = connector(&rt, HTTP_JSON).await;
     let config = json!({"base_url": upstream.url()});
     let secrets = secrets().await;
-    let connections = connections(&plugin, "api", config.clone(), AuthSpec::None, vec![loopback_rule(upstream.addr)], &secrets, |s| {
-        s.webhook_secret = Some(SecretRef::Literal(Secret::new("hook-secret")))
-    })
+    let connections = connections(
+        &plugin,
+        "api",
+        config.clone(),
+        AuthSpec::None,
+        vec![loopback_rule(upstream.addr)],
+        &secrets,
+        |s| s.webhook_secret = Some(SecretRef::Literal(Secret::new("hook-secret"))),
+    )
     .await;
     let ctx = CallContext::new("default").with_connections(connections);
     let body = json!({"events": [{"id": "evt-1", "stream": "items", "action": "updated", "record": {"id": "a"}}]}).to_string();
@@ -183,14 +305,32 @@ async fn http_json_accepts_a_signed_webhook_and_refuses_a_forged_one() {
         body: body.clone().into_bytes(),
     };
 
-    match plugin.verify(&ctx, "api", &config, request(signed(body.as_bytes(), "hook-secret"))).await.unwrap() {
+    match plugin
+        .verify(
+            &ctx,
+            "api",
+            &config,
+            request(signed(body.as_bytes(), "hook-secret")),
+        )
+        .await
+        .unwrap()
+    {
         Verification::Accepted(events) => {
             assert_eq!(events.len(), 1);
             assert_eq!(events[0].id, "evt-1");
         }
         other => panic!("genuine delivery not accepted: {other:?}"),
     }
-    match plugin.verify(&ctx, "api", &config, request(signed(body.as_bytes(), "guessed"))).await.unwrap() {
+    match plugin
+        .verify(
+            &ctx,
+            "api",
+            &config,
+            request(signed(body.as_bytes(), "guessed")),
+        )
+        .await
+        .unwrap()
+    {
         Verification::Rejected(reason) => assert_eq!(reason, "signature does not match the body"),
         other => panic!("forged delivery not rejected: {other:?}"),
     }
@@ -203,8 +343,20 @@ async fn plugin_state_persists_between_calls_in_its_scope() {
     let secrets = secrets().await;
     let store = secrets.store().clone();
     let config = json!({"base_url": "https://example.invalid"});
-    let connections = connections(&plugin, "c", config.clone(), AuthSpec::None, vec![], &secrets, |_| {}).await;
-    let ctx = CallContext::new("default").with_connections(connections).with_store(store).in_flow("flow-a");
+    let connections = connections(
+        &plugin,
+        "c",
+        config.clone(),
+        AuthSpec::None,
+        vec![],
+        &secrets,
+        |_| {},
+    )
+    .await;
+    let ctx = CallContext::new("default")
+        .with_connections(connections)
+        .with_store(store)
+        .in_flow("flow-a");
     let swap = |memo: &str| ReadRequest {
         stream: "probe".into(),
         mode: SyncMode::Full,
@@ -213,12 +365,27 @@ async fn plugin_state_persists_between_calls_in_its_scope() {
         options: json!({"remember": memo}).to_string(),
     };
     let first = plugin.read(&ctx, "c", &config, swap("one")).await.unwrap();
-    assert_eq!(serde_json::from_str::<Value>(&first.records).unwrap(), json!([{"previous": null}]));
+    assert_eq!(
+        serde_json::from_str::<Value>(&first.records).unwrap(),
+        json!([{"previous": null}])
+    );
     let second = plugin.read(&ctx, "c", &config, swap("two")).await.unwrap();
-    assert_eq!(serde_json::from_str::<Value>(&second.records).unwrap(), json!([{"previous": "one"}]));
-    let other_flow = CallContext { flow: Some("flow-b".into()), ..ctx.clone() };
-    let third = plugin.read(&other_flow, "c", &config, swap("x")).await.unwrap();
-    assert_eq!(serde_json::from_str::<Value>(&third.records).unwrap(), json!([{"previous": null}]));
+    assert_eq!(
+        serde_json::from_str::<Value>(&second.records).unwrap(),
+        json!([{"previous": "one"}])
+    );
+    let other_flow = CallContext {
+        flow: Some("flow-b".into()),
+        ..ctx.clone()
+    };
+    let third = plugin
+        .read(&other_flow, "c", &config, swap("x"))
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&third.records).unwrap(),
+        json!([{"previous": null}])
+    );
 }
 
 #[tokio::test]
@@ -236,15 +403,33 @@ async fn map_converts_types_and_rejects_values_that_do_not_convert() {
         {"amount": "twelve", "seats": 3, "active": true, "ref": "x"}
     ]);
     let result = map
-        .process(&CallContext::default(), Batch { config: config.to_string(), records: records.to_string(), lookup: None })
+        .process(
+            &CallContext::default(),
+            Batch {
+                config: config.to_string(),
+                records: records.to_string(),
+                lookup: None,
+            },
+        )
         .await
         .unwrap();
     let out: Value = serde_json::from_str(&result.records).unwrap();
-    assert_eq!(out, json!([{"Amount": 12.5, "Seats": 3, "Active": true, "Ref": "42"}]));
+    assert_eq!(
+        out,
+        json!([{"Amount": 12.5, "Seats": 3, "Active": true, "Ref": "42"}])
+    );
     assert_eq!(result.rejects.len(), 1);
-    assert_eq!(result.rejects[0].reason, "`amount`: `\"twelve\"` cannot be converted to number");
+    assert_eq!(
+        result.rejects[0].reason,
+        "`amount`: `\"twelve\"` cannot be converted to number"
+    );
     let schema = map
-        .output_schema(&CallContext::default(), &config, &json!({"type": "object"}), None)
+        .output_schema(
+            &CallContext::default(),
+            &config,
+            &json!({"type": "object"}),
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(schema["properties"]["Seats"], json!({"type": "integer"}));

@@ -32,7 +32,10 @@ use axum::routing::any;
 use serde_json::Value;
 use weft_capabilities::{AuthSpec, Connections, Secrets};
 use weft_runtime::bindings::{PluginError, SyncMode, WriteMode};
-use weft_runtime::{CallContext, CallError, ConnectorPlugin, InboundRequest, ReadRequest, Runtime, Verification, WriteOutcome, WriteRequest};
+use weft_runtime::{
+    CallContext, CallError, ConnectorPlugin, InboundRequest, ReadRequest, Runtime, Verification,
+    WriteOutcome, WriteRequest,
+};
 pub use weft_sandbox::{FaultConfig, Sandbox, SandboxConfig, Vendor};
 
 /// The connection name every conformance call uses.
@@ -101,7 +104,10 @@ pub trait Case {
     /// the vendor needs it) and waits for it with [`Receiver::next`]. Only called when
     /// [`Case::WEBHOOKS`] is true.
     async fn genuine_delivery(_h: &Harness, _receiver: &Receiver) -> InboundRequest {
-        panic!("{} declares webhooks but its case has no genuine_delivery", Self::PLUGIN)
+        panic!(
+            "{} declares webhooks but its case has no genuine_delivery",
+            Self::PLUGIN
+        )
     }
     /// A forgery of a genuine delivery, which `verify` must refuse. By default the body is
     /// altered: a vendor that signs its bodies refuses that. A vendor whose credential does not
@@ -147,7 +153,10 @@ pub struct Harness {
 fn loopback(host: &str) -> weft_capabilities::HostRule {
     let host = host.trim_start_matches("http://").trim_end_matches('/');
     let host = host.split('/').next().unwrap_or(host);
-    weft_capabilities::HostRule::parse(host).expect("loopback rule").allow_http(true).allow_private(true)
+    weft_capabilities::HostRule::parse(host)
+        .expect("loopback rule")
+        .allow_http(true)
+        .allow_private(true)
 }
 
 impl Harness {
@@ -158,41 +167,88 @@ impl Harness {
     /// Like [`Harness::start`], with a sandbox configured for one test (small batch sizes,
     /// low limits) rather than the case's.
     pub async fn start_with<C: Case>(sandbox_config: SandboxConfig) -> Harness {
-        let sandbox = Sandbox::start(sandbox_config).await.expect("sandbox starts");
+        let sandbox = Sandbox::start(sandbox_config)
+            .await
+            .expect("sandbox starts");
         let runtime = crate::runtime(|_| {});
         let plugin = crate::connector(&runtime, C::PLUGIN).await;
         let secrets = crate::secrets().await;
         let config = C::config(&sandbox);
-        let mut harness = Harness { sandbox, plugin, secrets, runtime, context: CallContext::default(), config };
-        harness.context = harness.context_for::<C>(C::auth(&harness.sandbox), harness.config.clone()).await;
+        let mut harness = Harness {
+            sandbox,
+            plugin,
+            secrets,
+            runtime,
+            context: CallContext::default(),
+            config,
+        };
+        harness.context = harness
+            .context_for::<C>(C::auth(&harness.sandbox), harness.config.clone())
+            .await;
         harness
     }
 
     /// A call context whose connection `crm` uses `auth` and `config`.
     pub async fn context_for<C: Case>(&self, auth: AuthSpec, config: Value) -> CallContext {
-        self.context_with::<C>(auth, config, C::webhook_secret(&self.sandbox)).await
+        self.context_with::<C>(auth, config, C::webhook_secret(&self.sandbox))
+            .await
     }
 
     /// A call context whose connection `crm` uses `auth`, `config` and webhook `secret`.
-    pub async fn context_with<C: Case>(&self, auth: AuthSpec, config: Value, secret: Option<String>) -> CallContext {
-        let base = self.sandbox.vendor(C::VENDOR).expect("the vendor's emulator runs").base_url().to_owned();
+    pub async fn context_with<C: Case>(
+        &self,
+        auth: AuthSpec,
+        config: Value,
+        secret: Option<String>,
+    ) -> CallContext {
+        let base = self
+            .sandbox
+            .vendor(C::VENDOR)
+            .expect("the vendor's emulator runs")
+            .base_url()
+            .to_owned();
         let mut egress = vec![loopback(&base)];
         egress.extend(C::extra_hosts(&self.sandbox).iter().map(|h| loopback(h)));
-        let connections: Connections = crate::connections(&self.plugin, CONNECTION, config, auth, egress, &self.secrets, |spec| {
-            if let Some(secret) = secret {
-                spec.webhook_secret = Some(weft_capabilities::SecretRef::Literal(weft_capabilities::Secret::new(&secret)));
-            }
-        })
+        let connections: Connections = crate::connections(
+            &self.plugin,
+            CONNECTION,
+            config,
+            auth,
+            egress,
+            &self.secrets,
+            |spec| {
+                if let Some(secret) = secret {
+                    spec.webhook_secret = Some(weft_capabilities::SecretRef::Literal(
+                        weft_capabilities::Secret::new(&secret),
+                    ));
+                }
+            },
+        )
         .await;
         CallContext::new("default").with_connections(connections)
     }
 
     pub fn base_url<C: Case>(&self) -> String {
-        self.sandbox.vendor(C::VENDOR).expect("the vendor's emulator runs").base_url().to_owned()
+        self.sandbox
+            .vendor(C::VENDOR)
+            .expect("the vendor's emulator runs")
+            .base_url()
+            .to_owned()
     }
 
-    pub fn request(stream: &str, mode: SyncMode, cursor: Option<String>, page_size: u32) -> ReadRequest {
-        ReadRequest { stream: stream.into(), mode, cursor, page_size: Some(page_size), options: "{}".into() }
+    pub fn request(
+        stream: &str,
+        mode: SyncMode,
+        cursor: Option<String>,
+        page_size: u32,
+    ) -> ReadRequest {
+        ReadRequest {
+            stream: stream.into(),
+            mode,
+            cursor,
+            page_size: Some(page_size),
+            options: "{}".into(),
+        }
     }
 
     /// One page, retried like the engine retries: retryable errors up to `attempts` times, the
@@ -200,10 +256,18 @@ impl Harness {
     pub async fn read_page(&self, request: ReadRequest) -> Result<weft_runtime::Page, CallError> {
         let mut attempt = 0;
         loop {
-            match self.plugin.read(&self.context, CONNECTION, &self.config, request.clone()).await {
-                Err(e) if attempt < 8 && e.plugin_error().is_some_and(PluginError::is_retryable) => {
+            match self
+                .plugin
+                .read(&self.context, CONNECTION, &self.config, request.clone())
+                .await
+            {
+                Err(e)
+                    if attempt < 8 && e.plugin_error().is_some_and(PluginError::is_retryable) =>
+                {
                     let wait = match e.plugin_error() {
-                        Some(PluginError::RateLimited(r)) => r.retry_after_ms.unwrap_or(50).min(1_000),
+                        Some(PluginError::RateLimited(r)) => {
+                            r.retry_after_ms.unwrap_or(50).min(1_000)
+                        }
                         _ => 50,
                     };
                     tokio::time::sleep(Duration::from_millis(wait)).await;
@@ -215,14 +279,21 @@ impl Harness {
     }
 
     /// Reads `stream` to its end from `cursor`: the records and the last cursor.
-    pub async fn read_all(&self, stream: &str, mode: SyncMode, mut cursor: Option<String>, page_size: u32) -> (Vec<Value>, Option<String>) {
+    pub async fn read_all(
+        &self,
+        stream: &str,
+        mode: SyncMode,
+        mut cursor: Option<String>,
+        page_size: u32,
+    ) -> (Vec<Value>, Option<String>) {
         let mut records = Vec::new();
         for _ in 0..10_000 {
             let page = self
                 .read_page(Self::request(stream, mode, cursor.clone(), page_size))
                 .await
                 .unwrap_or_else(|e| panic!("reading {stream} ({mode:?}) from {cursor:?}: {e}"));
-            let batch: Vec<Value> = serde_json::from_str(&page.records).expect("records are a JSON array");
+            let batch: Vec<Value> =
+                serde_json::from_str(&page.records).expect("records are a JSON array");
             records.extend(batch);
             if page.next_cursor.is_some() {
                 cursor = page.next_cursor;
@@ -241,15 +312,29 @@ impl Harness {
             key: batch.key.clone(),
             records: Value::Array(batch.records.clone()).to_string(),
         };
-        self.plugin.write(&self.context, CONNECTION, &self.config, request, batch.records.len()).await
+        self.plugin
+            .write(
+                &self.context,
+                CONNECTION,
+                &self.config,
+                request,
+                batch.records.len(),
+            )
+            .await
     }
 
     pub async fn verify(&self, request: InboundRequest) -> Result<Verification, CallError> {
         self.verify_in(&self.context, request).await
     }
 
-    pub async fn verify_in(&self, context: &CallContext, request: InboundRequest) -> Result<Verification, CallError> {
-        self.plugin.verify(context, CONNECTION, &self.config, request).await
+    pub async fn verify_in(
+        &self,
+        context: &CallContext,
+        request: InboundRequest,
+    ) -> Result<Verification, CallError> {
+        self.plugin
+            .verify(context, CONNECTION, &self.config, request)
+            .await
     }
 }
 
@@ -266,28 +351,53 @@ pub struct Receiver {
 impl Receiver {
     pub async fn start() -> Receiver {
         let received: Arc<Mutex<Vec<InboundRequest>>> = Arc::default();
-        async fn keep(State(kept): State<Arc<Mutex<Vec<InboundRequest>>>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+        async fn keep(
+            State(kept): State<Arc<Mutex<Vec<InboundRequest>>>>,
+            method: Method,
+            uri: Uri,
+            headers: HeaderMap,
+            body: Bytes,
+        ) -> Response {
             let request = InboundRequest {
                 method: method.to_string(),
                 path: uri.path().to_owned(),
                 query: uri.query().unwrap_or("").to_owned(),
-                headers: headers.iter().map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned())).collect(),
+                headers: headers
+                    .iter()
+                    .map(|(k, v)| {
+                        (
+                            k.to_string(),
+                            String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                        )
+                    })
+                    .collect(),
                 body: body.to_vec(),
             };
-            let challenge = serde_json::from_slice::<Value>(&body).ok().and_then(|v| v.get("challenge").cloned());
+            let challenge = serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|v| v.get("challenge").cloned());
             kept.lock().unwrap().push(request);
             match challenge {
                 Some(c) => axum::Json(serde_json::json!({ "challenge": c })).into_response(),
                 None => "".into_response(),
             }
         }
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind receiver");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind receiver");
         let addr = listener.local_addr().expect("receiver address");
-        let app = Router::new().fallback(any(keep)).with_state(Arc::clone(&received));
+        let app = Router::new()
+            .fallback(any(keep))
+            .with_state(Arc::clone(&received));
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Receiver { url: format!("http://{addr}/hooks"), addr, received, task }
+        Receiver {
+            url: format!("http://{addr}/hooks"),
+            addr,
+            received,
+            task,
+        }
     }
 
     /// The next request received, waiting up to 10 s (sandbox deliveries are asynchronous).
@@ -318,7 +428,9 @@ impl Drop for Receiver {
 
 /// A loopback address nobody listens on.
 pub async fn dead_address() -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     drop(listener);
     format!("http://{addr}")
@@ -335,9 +447,16 @@ fn assert_unique(ids: &[String], what: &str) {
 }
 
 fn schema_properties(stream: &weft_runtime::bindings::StreamDescriptor) -> BTreeMap<String, Value> {
-    let schema: Value = serde_json::from_str(&stream.schema).unwrap_or_else(|e| panic!("stream {}: schema is not JSON: {e}", stream.name));
-    assert_eq!(schema["type"], "object", "stream {}: the schema describes an object", stream.name);
-    let props = schema["properties"].as_object().unwrap_or_else(|| panic!("stream {}: the schema lists properties", stream.name));
+    let schema: Value = serde_json::from_str(&stream.schema)
+        .unwrap_or_else(|e| panic!("stream {}: schema is not JSON: {e}", stream.name));
+    assert_eq!(
+        schema["type"], "object",
+        "stream {}: the schema describes an object",
+        stream.name
+    );
+    let props = schema["properties"]
+        .as_object()
+        .unwrap_or_else(|| panic!("stream {}: the schema lists properties", stream.name));
     props.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
@@ -345,31 +464,74 @@ pub async fn describe_is_valid<C: Case>() {
     let h = Harness::start::<C>().await;
     let info = h.plugin.info();
     assert!(!info.name.is_empty() && !info.version.is_empty() && !info.description.is_empty());
-    let config_schema: Value = serde_json::from_str(&info.config_schema).expect("config schema is JSON");
-    assert_eq!(config_schema["type"], "object", "config schema describes an object");
+    let config_schema: Value =
+        serde_json::from_str(&info.config_schema).expect("config schema is JSON");
+    assert_eq!(
+        config_schema["type"], "object",
+        "config schema describes an object"
+    );
     assert!(!info.auth.is_empty(), "declares at least one auth kind");
-    assert!(!info.hosts.is_empty(), "declares the hosts its config implies");
-    assert!(info.streams.iter().any(|s| s.name == C::STREAM), "has stream {}", C::STREAM);
+    assert!(
+        !info.hosts.is_empty(),
+        "declares the hosts its config implies"
+    );
+    assert!(
+        info.streams.iter().any(|s| s.name == C::STREAM),
+        "has stream {}",
+        C::STREAM
+    );
     for stream in &info.streams {
         let props = schema_properties(stream);
-        assert!(!stream.primary_key.is_empty(), "stream {} has a primary key", stream.name);
+        assert!(
+            !stream.primary_key.is_empty(),
+            "stream {} has a primary key",
+            stream.name
+        );
         for key in &stream.primary_key {
-            assert!(props.contains_key(key), "stream {}: key `{key}` is in the schema", stream.name);
+            assert!(
+                props.contains_key(key),
+                "stream {}: key `{key}` is in the schema",
+                stream.name
+            );
         }
         if let Some(cursor) = &stream.cursor_field {
-            assert!(props.contains_key(cursor), "stream {}: cursor field `{cursor}` is in the schema", stream.name);
-            assert!(stream.sync_modes.contains(&SyncMode::Incremental), "stream {} has a cursor field, so reads incrementally", stream.name);
+            assert!(
+                props.contains_key(cursor),
+                "stream {}: cursor field `{cursor}` is in the schema",
+                stream.name
+            );
+            assert!(
+                stream.sync_modes.contains(&SyncMode::Incremental),
+                "stream {} has a cursor field, so reads incrementally",
+                stream.name
+            );
         }
-        assert!(!stream.sync_modes.is_empty() || !stream.write_modes.is_empty(), "stream {} can be read or written", stream.name);
+        assert!(
+            !stream.sync_modes.is_empty() || !stream.write_modes.is_empty(),
+            "stream {} can be read or written",
+            stream.name
+        );
     }
 }
 
 pub async fn check_accepts_the_credential_and_refuses_a_bad_one<C: Case>() {
     let h = Harness::start::<C>().await;
-    h.plugin.check(&h.context, CONNECTION, &h.config).await.expect("check passes with the demo credential");
-    let bad = h.context_for::<C>(C::bad_auth(&h.sandbox), h.config.clone()).await;
-    let err = h.plugin.check(&bad, CONNECTION, &h.config).await.expect_err("check fails with a wrong credential");
-    assert!(matches!(err.plugin_error(), Some(PluginError::Auth(_))), "a refused credential is an auth error, got: {err}");
+    h.plugin
+        .check(&h.context, CONNECTION, &h.config)
+        .await
+        .expect("check passes with the demo credential");
+    let bad = h
+        .context_for::<C>(C::bad_auth(&h.sandbox), h.config.clone())
+        .await;
+    let err = h
+        .plugin
+        .check(&bad, CONNECTION, &h.config)
+        .await
+        .expect_err("check fails with a wrong credential");
+    assert!(
+        matches!(err.plugin_error(), Some(PluginError::Auth(_))),
+        "a refused credential is an auth error, got: {err}"
+    );
 }
 
 pub async fn check_reports_an_unreachable_host<C: Case>() {
@@ -379,11 +541,27 @@ pub async fn check_reports_an_unreachable_host<C: Case>() {
     // The dead address is allowed, so the failure is the transport's, not the egress policy's.
     let mut egress = vec![loopback(&h.base_url::<C>()), loopback(&dead)];
     egress.extend(C::extra_hosts(&h.sandbox).iter().map(|x| loopback(x)));
-    let connections = crate::connections(&h.plugin, CONNECTION, config.clone(), C::auth(&h.sandbox), egress, &h.secrets, |_| {}).await;
+    let connections = crate::connections(
+        &h.plugin,
+        CONNECTION,
+        config.clone(),
+        C::auth(&h.sandbox),
+        egress,
+        &h.secrets,
+        |_| {},
+    )
+    .await;
     let context = CallContext::new("default").with_connections(connections);
-    let err = h.plugin.check(&context, CONNECTION, &config).await.expect_err("check fails when the host is down");
+    let err = h
+        .plugin
+        .check(&context, CONNECTION, &config)
+        .await
+        .expect_err("check fails when the host is down");
     assert!(
-        matches!(err.plugin_error(), Some(PluginError::Unavailable(_) | PluginError::Timeout(_))),
+        matches!(
+            err.plugin_error(),
+            Some(PluginError::Unavailable(_) | PluginError::Timeout(_))
+        ),
         "an unreachable host is `unavailable` (retryable), got: {err}"
     );
 }
@@ -391,8 +569,13 @@ pub async fn check_reports_an_unreachable_host<C: Case>() {
 pub async fn full_read_returns_every_record<C: Case>() {
     let h = Harness::start::<C>().await;
     let expected = C::expected_total(&h).await;
-    assert!(expected as u32 > C::PAGE_SIZE, "the demo data spans more than one page ({expected} records)");
-    let (records, _) = h.read_all(C::STREAM, SyncMode::Full, None, C::PAGE_SIZE).await;
+    assert!(
+        expected as u32 > C::PAGE_SIZE,
+        "the demo data spans more than one page ({expected} records)"
+    );
+    let (records, _) = h
+        .read_all(C::STREAM, SyncMode::Full, None, C::PAGE_SIZE)
+        .await;
     let ids = ids::<C>(&records);
     assert_unique(&ids, "a full read");
     assert_eq!(ids.len(), expected, "a full read returns every record");
@@ -400,15 +583,32 @@ pub async fn full_read_returns_every_record<C: Case>() {
 
 pub async fn incremental_read_returns_only_the_changes<C: Case>() {
     let h = Harness::start::<C>().await;
-    let (first, cursor) = h.read_all(C::STREAM, SyncMode::Incremental, None, C::PAGE_SIZE).await;
-    assert_eq!(first.len(), C::expected_total(&h).await, "the first incremental read is a full one");
+    let (first, cursor) = h
+        .read_all(C::STREAM, SyncMode::Incremental, None, C::PAGE_SIZE)
+        .await;
+    assert_eq!(
+        first.len(),
+        C::expected_total(&h).await,
+        "the first incremental read is a full one"
+    );
     assert!(cursor.is_some(), "an incremental read leaves a cursor");
     let changed: BTreeSet<String> = C::change(&h, 3).await.into_iter().collect();
     assert_eq!(changed.len(), 3);
-    let (again, _) = h.read_all(C::STREAM, SyncMode::Incremental, cursor.clone(), C::PAGE_SIZE).await;
+    let (again, _) = h
+        .read_all(
+            C::STREAM,
+            SyncMode::Incremental,
+            cursor.clone(),
+            C::PAGE_SIZE,
+        )
+        .await;
     let got = ids::<C>(&again);
     assert_unique(&got, "an incremental read");
-    assert_eq!(got.into_iter().collect::<BTreeSet<_>>(), changed, "an incremental read returns exactly the changed records");
+    assert_eq!(
+        got.into_iter().collect::<BTreeSet<_>>(),
+        changed,
+        "an incremental read returns exactly the changed records"
+    );
 }
 
 /// A long incremental read while the source changes under it: after every page, records are
@@ -426,10 +626,16 @@ pub async fn incremental_read_misses_nothing_changed_during_it<C: Case>() {
     let mut pages = 0;
     loop {
         let page = h
-            .read_page(Harness::request(C::STREAM, SyncMode::Incremental, cursor.clone(), C::PAGE_SIZE))
+            .read_page(Harness::request(
+                C::STREAM,
+                SyncMode::Incremental,
+                cursor.clone(),
+                C::PAGE_SIZE,
+            ))
             .await
             .unwrap_or_else(|e| panic!("reading {} page {pages} while it changes: {e}", C::STREAM));
-        let batch: Vec<Value> = serde_json::from_str(&page.records).expect("records are a JSON array");
+        let batch: Vec<Value> =
+            serde_json::from_str(&page.records).expect("records are a JSON array");
         for record in &batch {
             let id = C::id(record);
             if edited.contains(&id) {
@@ -441,7 +647,10 @@ pub async fn incremental_read_misses_nothing_changed_during_it<C: Case>() {
             cursor = page.next_cursor;
         }
         pages += 1;
-        assert!(pages < 1_000, "the read does not end while the source changes");
+        assert!(
+            pages < 1_000,
+            "the read does not end while the source changes"
+        );
         if page.done {
             break;
         }
@@ -451,9 +660,14 @@ pub async fn incremental_read_misses_nothing_changed_during_it<C: Case>() {
             edited.insert(id);
         }
     }
-    assert!(pages >= 3, "the check needs a read of several pages, got {pages}");
+    assert!(
+        pages >= 3,
+        "the check needs a read of several pages, got {pages}"
+    );
     // The next run, from the committed cursor.
-    let (next, _) = h.read_all(C::STREAM, SyncMode::Incremental, cursor, C::PAGE_SIZE).await;
+    let (next, _) = h
+        .read_all(C::STREAM, SyncMode::Incremental, cursor, C::PAGE_SIZE)
+        .await;
     for record in &next {
         let id = C::id(record);
         if edited.contains(&id) {
@@ -461,27 +675,69 @@ pub async fn incremental_read_misses_nothing_changed_during_it<C: Case>() {
         }
         seen.insert(id);
     }
-    let (everything, _) = h.read_all(C::STREAM, SyncMode::Full, None, C::PAGE_SIZE).await;
+    let (everything, _) = h
+        .read_all(C::STREAM, SyncMode::Full, None, C::PAGE_SIZE)
+        .await;
     let all: BTreeSet<String> = ids::<C>(&everything).into_iter().collect();
     assert_eq!(all.len(), total, "the edits created or deleted nothing");
     let skipped: Vec<&String> = all.difference(&seen).collect();
-    assert!(skipped.is_empty(), "{} of {total} records were never read across the two runs: {skipped:?}", skipped.len());
+    assert!(
+        skipped.is_empty(),
+        "{} of {total} records were never read across the two runs: {skipped:?}",
+        skipped.len()
+    );
     let stale: Vec<&String> = edited.difference(&read_after_edit).collect();
-    assert!(stale.is_empty(), "{} edited records were not read again after their last edit: {stale:?}", stale.len());
+    assert!(
+        stale.is_empty(),
+        "{} edited records were not read again after their last edit: {stale:?}",
+        stale.len()
+    );
 }
 
 pub async fn incremental_read_copes_with_stale_and_future_cursors<C: Case>() {
     let h = Harness::start::<C>().await;
     let total = C::expected_total(&h).await;
-    let (stale, _) = h.read_all(C::STREAM, SyncMode::Incremental, Some(C::stale_cursor(&h)), C::PAGE_SIZE).await;
+    let (stale, _) = h
+        .read_all(
+            C::STREAM,
+            SyncMode::Incremental,
+            Some(C::stale_cursor(&h)),
+            C::PAGE_SIZE,
+        )
+        .await;
     let stale_ids = ids::<C>(&stale);
     assert_unique(&stale_ids, "a read from a stale cursor");
-    assert_eq!(stale_ids.len(), total, "a stale cursor reads everything changed since, here everything");
-    let (future, _) = h.read_all(C::STREAM, SyncMode::Incremental, Some(C::future_cursor(&h)), C::PAGE_SIZE).await;
-    assert!(future.is_empty(), "a future cursor reads nothing, got {} records", future.len());
-    let garbage = h.read_page(Harness::request(C::STREAM, SyncMode::Incremental, Some("not a cursor \u{1F980}".into()), C::PAGE_SIZE)).await;
+    assert_eq!(
+        stale_ids.len(),
+        total,
+        "a stale cursor reads everything changed since, here everything"
+    );
+    let (future, _) = h
+        .read_all(
+            C::STREAM,
+            SyncMode::Incremental,
+            Some(C::future_cursor(&h)),
+            C::PAGE_SIZE,
+        )
+        .await;
+    assert!(
+        future.is_empty(),
+        "a future cursor reads nothing, got {} records",
+        future.len()
+    );
+    let garbage = h
+        .read_page(Harness::request(
+            C::STREAM,
+            SyncMode::Incremental,
+            Some("not a cursor \u{1F980}".into()),
+            C::PAGE_SIZE,
+        ))
+        .await;
     match garbage {
-        Err(e) => assert!(matches!(e.plugin_error(), Some(PluginError::Config(_))), "a garbage cursor is a config error, got: {e}"),
+        Err(e) => assert!(
+            matches!(e.plugin_error(), Some(PluginError::Config(_))),
+            "a garbage cursor is a config error, got: {e}"
+        ),
         Ok(_) => panic!("a garbage cursor is refused"),
     }
 }
@@ -490,17 +746,42 @@ pub async fn partial_batch_writes_the_valid_records_and_reports_the_rest<C: Case
     let h = Harness::start::<C>().await;
     let batch = C::partial_batch();
     assert!(!batch.invalid.is_empty() && batch.invalid.len() < batch.records.len());
-    let outcomes = h.write(&batch).await.expect("a batch with some invalid records is written, not refused whole");
-    assert_eq!(outcomes.len(), batch.records.len(), "one outcome per record");
+    let outcomes = h
+        .write(&batch)
+        .await
+        .expect("a batch with some invalid records is written, not refused whole");
+    assert_eq!(
+        outcomes.len(),
+        batch.records.len(),
+        "one outcome per record"
+    );
     for (i, outcome) in outcomes.iter().enumerate() {
         if batch.invalid.contains(&i) {
-            assert_eq!(outcome.status, weft_runtime::WriteStatus::Failed, "record {i} is refused");
-            let error = outcome.error.as_ref().unwrap_or_else(|| panic!("record {i}'s failure says why"));
+            assert_eq!(
+                outcome.status,
+                weft_runtime::WriteStatus::Failed,
+                "record {i} is refused"
+            );
+            let error = outcome
+                .error
+                .as_ref()
+                .unwrap_or_else(|| panic!("record {i}'s failure says why"));
             assert!(!error.message().is_empty());
         } else {
-            assert_ne!(outcome.status, weft_runtime::WriteStatus::Failed, "record {i} is written: {:?}", outcome.error);
-            let id = outcome.id.as_deref().unwrap_or_else(|| panic!("record {i}'s outcome carries the upstream id"));
-            assert!(C::written(&h, batch.stream, id).await, "record {i} ({id}) is upstream");
+            assert_ne!(
+                outcome.status,
+                weft_runtime::WriteStatus::Failed,
+                "record {i} is written: {:?}",
+                outcome.error
+            );
+            let id = outcome
+                .id
+                .as_deref()
+                .unwrap_or_else(|| panic!("record {i}'s outcome carries the upstream id"));
+            assert!(
+                C::written(&h, batch.stream, id).await,
+                "record {i} ({id}) is upstream"
+            );
         }
     }
 }
@@ -509,26 +790,69 @@ pub async fn survives_a_429_burst_and_a_token_expiry_mid_run<C: Case>() {
     let h = Harness::start::<C>().await;
     let expected = C::expected_total(&h).await;
     // Page one normally, then a burst of throttling answers.
-    let first = h.read_page(Harness::request(C::STREAM, SyncMode::Full, None, C::PAGE_SIZE)).await.expect("first page");
+    let first = h
+        .read_page(Harness::request(
+            C::STREAM,
+            SyncMode::Full,
+            None,
+            C::PAGE_SIZE,
+        ))
+        .await
+        .expect("first page");
     let mut records: Vec<Value> = serde_json::from_str(&first.records).unwrap();
-    h.sandbox.set_faults(Some(C::VENDOR), FaultConfig { rate_limited: 1.0, ..FaultConfig::default() });
-    let throttled = h.plugin.read(&h.context, CONNECTION, &h.config, Harness::request(C::STREAM, SyncMode::Full, first.next_cursor.clone(), C::PAGE_SIZE)).await;
+    h.sandbox.set_faults(
+        Some(C::VENDOR),
+        FaultConfig {
+            rate_limited: 1.0,
+            ..FaultConfig::default()
+        },
+    );
+    let throttled = h
+        .plugin
+        .read(
+            &h.context,
+            CONNECTION,
+            &h.config,
+            Harness::request(
+                C::STREAM,
+                SyncMode::Full,
+                first.next_cursor.clone(),
+                C::PAGE_SIZE,
+            ),
+        )
+        .await;
     match throttled.as_ref().map_err(CallError::plugin_error) {
         Err(Some(PluginError::RateLimited(r))) => {
             if C::RATE_LIMIT_HAS_WAIT {
-                assert!(r.retry_after_ms.is_some(), "the vendor's wait is passed on: {}", r.message);
+                assert!(
+                    r.retry_after_ms.is_some(),
+                    "the vendor's wait is passed on: {}",
+                    r.message
+                );
             }
         }
         other => panic!("the vendor's throttling answer is `rate-limited`, got {other:?}"),
     }
-    h.sandbox.set_faults(Some(C::VENDOR), FaultConfig::default());
+    h.sandbox
+        .set_faults(Some(C::VENDOR), FaultConfig::default());
     // Then every token expires: the host refreshes it (or the static key still works).
     h.sandbox.expire_tokens(Some(C::VENDOR));
-    let (rest, _) = h.read_all(C::STREAM, SyncMode::Full, first.next_cursor.clone(), C::PAGE_SIZE).await;
+    let (rest, _) = h
+        .read_all(
+            C::STREAM,
+            SyncMode::Full,
+            first.next_cursor.clone(),
+            C::PAGE_SIZE,
+        )
+        .await;
     records.extend(rest);
     let ids = ids::<C>(&records);
     assert_unique(&ids, "a read through throttling and token expiry");
-    assert_eq!(ids.len(), expected, "no record is lost to throttling or token expiry");
+    assert_eq!(
+        ids.len(),
+        expected,
+        "no record is lost to throttling or token expiry"
+    );
 }
 
 pub async fn refuses_a_forged_webhook_and_accepts_a_genuine_one<C: Case>() {
@@ -542,15 +866,22 @@ pub async fn refuses_a_forged_webhook_and_accepts_a_genuine_one<C: Case>() {
             body: br#"[{"id":"1","event":"created"}]"#.to_vec(),
         };
         match h.verify(delivery).await {
-            Ok(Verification::Rejected(reason)) => assert!(!reason.is_empty(), "the refusal says why"),
-            other => panic!("a connector whose vendor sends no webhooks refuses every delivery, got {other:?}"),
+            Ok(Verification::Rejected(reason)) => {
+                assert!(!reason.is_empty(), "the refusal says why")
+            }
+            other => panic!(
+                "a connector whose vendor sends no webhooks refuses every delivery, got {other:?}"
+            ),
         }
         return;
     }
     let receiver = Receiver::start().await;
     let genuine = C::genuine_delivery(&h, &receiver).await;
     let issued = match C::issued_webhook_secret(&h).await {
-        Some(secret) => Some(h.context_with::<C>(C::auth(&h.sandbox), h.config.clone(), Some(secret)).await),
+        Some(secret) => Some(
+            h.context_with::<C>(C::auth(&h.sandbox), h.config.clone(), Some(secret))
+                .await,
+        ),
         None => None,
     };
     let context = issued.as_ref().unwrap_or(&h.context);
@@ -558,7 +889,12 @@ pub async fn refuses_a_forged_webhook_and_accepts_a_genuine_one<C: Case>() {
     match h.verify_in(context, genuine).await.expect("verify answers") {
         Verification::Accepted(events) => {
             assert!(!events.is_empty(), "a genuine delivery carries events");
-            assert!(events.iter().all(|e| !e.id.is_empty() && !e.stream.is_empty()), "events carry an id and a stream: {events:?}");
+            assert!(
+                events
+                    .iter()
+                    .all(|e| !e.id.is_empty() && !e.stream.is_empty()),
+                "events carry an id and a stream: {events:?}"
+            );
         }
         other => panic!("a genuine delivery is accepted, got {other:?}"),
     }

@@ -34,9 +34,16 @@ pub const OLD_CONTRACT: &str = "weft_guest_old_contract";
 
 /// A runtime with small slot counts, no on-disk cache, and `limits` adjusted by the caller.
 pub fn runtime(adjust: impl FnOnce(&mut Limits)) -> Runtime {
-    let mut limits = Limits { instances: 8, ..Limits::default() };
+    let mut limits = Limits {
+        instances: 8,
+        ..Limits::default()
+    };
     adjust(&mut limits);
-    Runtime::new(RuntimeConfig { limits, cache_dir: None }).expect("runtime")
+    Runtime::new(RuntimeConfig {
+        limits,
+        cache_dir: None,
+    })
+    .expect("runtime")
 }
 
 pub async fn transform(runtime: &Runtime, crate_name: &str) -> TransformPlugin {
@@ -69,7 +76,10 @@ pub async fn secrets() -> Secrets {
 /// An egress rule for a loopback test server: plain http to a private address, allowed
 /// explicitly, as a flow pointing at the local sandbox would.
 pub fn loopback_rule(addr: std::net::SocketAddr) -> HostRule {
-    HostRule::parse(&addr.to_string()).expect("rule").allow_http(true).allow_private(true)
+    HostRule::parse(&addr.to_string())
+        .expect("rule")
+        .allow_http(true)
+        .allow_private(true)
 }
 
 /// One connection `name` for `plugin`, as a flow file would configure it.
@@ -82,7 +92,9 @@ pub async fn connections(
     secrets: &Secrets,
     adjust: impl FnOnce(&mut weft_capabilities::ConnectionSpec),
 ) -> Connections {
-    let mut spec = plugin.connection_spec(name, "default", config, auth, egress).expect("connection spec");
+    let mut spec = plugin
+        .connection_spec(name, "default", config, auth, egress)
+        .expect("connection spec");
     adjust(&mut spec);
     let mut connections = Connections::new();
     connections.insert(Connection::new(spec, secrets.clone()).expect("connection"));

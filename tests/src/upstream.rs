@@ -72,12 +72,18 @@ impl Upstream {
             .fallback(any(|| async { (StatusCode::NOT_FOUND, "no such route") }))
             .layer(axum::middleware::from_fn_with_state(data.clone(), record))
             .with_state(data.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().unwrap();
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Upstream { addr, data, _task: Arc::new(AbortOnDrop(task)) }
+        Upstream {
+            addr,
+            data,
+            _task: Arc::new(AbortOnDrop(task)),
+        }
     }
 
     pub fn url(&self) -> String {
@@ -94,7 +100,9 @@ impl Upstream {
         let mut data = self.data.lock().unwrap();
         let table = data.streams.entry(stream.to_owned()).or_default();
         for record in records {
-            let Value::Object(map) = record else { panic!("records are objects") };
+            let Value::Object(map) = record else {
+                panic!("records are objects")
+            };
             let id = map["id"].as_str().expect("string id").to_owned();
             table.insert(id, map);
         }
@@ -102,7 +110,11 @@ impl Upstream {
 
     /// Makes writes of these ids fail (a record locked upstream) until [`Upstream::unlock`].
     pub fn lock(&self, ids: &[&str]) {
-        self.data.lock().unwrap().locked.extend(ids.iter().map(|i| (*i).to_owned()));
+        self.data
+            .lock()
+            .unwrap()
+            .locked
+            .extend(ids.iter().map(|i| (*i).to_owned()));
     }
 
     pub fn unlock(&self) {
@@ -130,7 +142,13 @@ impl Upstream {
     }
 
     pub fn records(&self, stream: &str) -> Vec<Map<String, Value>> {
-        self.data.lock().unwrap().streams.get(stream).map(|t| t.values().cloned().collect()).unwrap_or_default()
+        self.data
+            .lock()
+            .unwrap()
+            .streams
+            .get(stream)
+            .map(|t| t.values().cloned().collect())
+            .unwrap_or_default()
     }
 
     pub fn seen(&self) -> Vec<Seen> {
@@ -154,10 +172,22 @@ async fn record(
         headers: request
             .headers()
             .iter()
-            .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect(),
     };
-    let open = ["/health", "/oauth/token", "/redirect", "/big", "/echo-headers"].contains(&seen.path.as_str());
+    let open = [
+        "/health",
+        "/oauth/token",
+        "/redirect",
+        "/big",
+        "/echo-headers",
+    ]
+    .contains(&seen.path.as_str());
     let (demanded, fault, delay) = {
         let mut data = data.lock().unwrap();
         data.seen.push(seen.clone());
@@ -171,13 +201,19 @@ async fn record(
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = (status, axum::Json(json!({"error": "injected"}))).into_response();
         if let Some(seconds) = retry_after {
-            response.headers_mut().insert("retry-after", seconds.to_string().parse().unwrap());
+            response
+                .headers_mut()
+                .insert("retry-after", seconds.to_string().parse().unwrap());
         }
         return response;
     }
     if let Some(token) = demanded.filter(|_| !open) {
         if seen.headers.get("authorization") != Some(&format!("Bearer {token}")) {
-            return (StatusCode::UNAUTHORIZED, axum::Json(json!({"error": "invalid_token"}))).into_response();
+            return (
+                StatusCode::UNAUTHORIZED,
+                axum::Json(json!({"error": "invalid_token"})),
+            )
+                .into_response();
         }
     }
     next.run(request).await
@@ -195,7 +231,10 @@ async fn token(State(data): State<Shared>) -> impl IntoResponse {
 }
 
 async fn redirect(Query(q): Query<BTreeMap<String, String>>) -> impl IntoResponse {
-    (StatusCode::FOUND, [("location", q.get("to").cloned().unwrap_or_default())])
+    (
+        StatusCode::FOUND,
+        [("location", q.get("to").cloned().unwrap_or_default())],
+    )
 }
 
 async fn big(Query(q): Query<BTreeMap<String, String>>) -> impl IntoResponse {
@@ -204,8 +243,15 @@ async fn big(Query(q): Query<BTreeMap<String, String>>) -> impl IntoResponse {
 }
 
 async fn echo_headers(headers: HeaderMap) -> impl IntoResponse {
-    let map: BTreeMap<String, String> =
-        headers.iter().map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned())).collect();
+    let map: BTreeMap<String, String> = headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
     axum::Json(json!(map))
 }
 
@@ -214,29 +260,47 @@ async fn list(
     Path(stream): Path<String>,
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Response {
-    let limit: usize = q.get("limit").and_then(|v| v.parse().ok()).unwrap_or(100).clamp(1, 1000);
+    let limit: usize = q
+        .get("limit")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100)
+        .clamp(1, 1000);
     let offset: usize = q.get("cursor").and_then(|v| v.parse().ok()).unwrap_or(0);
     let since = q.get("updated_since");
     let data = data.lock().unwrap();
     let Some(table) = data.streams.get(&stream) else {
-        return (StatusCode::NOT_FOUND, axum::Json(json!({"error": format!("no stream {stream}")}))).into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"error": format!("no stream {stream}")})),
+        )
+            .into_response();
     };
     let matching: Vec<&Map<String, Value>> = table
         .values()
         .filter(|r| match since {
-            Some(since) => r.get("updated_at").and_then(Value::as_str).is_some_and(|u| u > since.as_str()),
+            Some(since) => r
+                .get("updated_at")
+                .and_then(Value::as_str)
+                .is_some_and(|u| u > since.as_str()),
             None => true,
         })
         // Any other parameter selects the records whose field of that name has that value.
         .filter(|r| {
-            q.iter().filter(|(k, _)| !["limit", "cursor", "updated_since"].contains(&k.as_str())).all(|(k, v)| match r.get(k) {
-                Some(Value::String(s)) => s == v,
-                Some(other) => other.to_string() == *v,
-                None => false,
-            })
+            q.iter()
+                .filter(|(k, _)| !["limit", "cursor", "updated_since"].contains(&k.as_str()))
+                .all(|(k, v)| match r.get(k) {
+                    Some(Value::String(s)) => s == v,
+                    Some(other) => other.to_string() == *v,
+                    None => false,
+                })
         })
         .collect();
-    let page: Vec<Value> = matching.iter().skip(offset).take(limit).map(|r| Value::Object((*r).clone())).collect();
+    let page: Vec<Value> = matching
+        .iter()
+        .skip(offset)
+        .take(limit)
+        .map(|r| Value::Object((*r).clone()))
+        .collect();
     let next = (offset + limit < matching.len()).then(|| (offset + limit).to_string());
     axum::Json(json!({"data": page, "next_cursor": next, "total": matching.len()})).into_response()
 }
@@ -250,7 +314,11 @@ async fn batch(State(data): State<Shared>, Path(stream): Path<String>, body: Byt
     let locked = data.locked.clone();
     data.written += request["records"].as_array().map_or(0, Vec::len);
     let mut scratch = BTreeMap::new();
-    let table = if forget { &mut scratch } else { data.streams.entry(stream).or_default() };
+    let table = if forget {
+        &mut scratch
+    } else {
+        data.streams.entry(stream).or_default()
+    };
     let results: Vec<Value> = request["records"]
         .as_array()
         .cloned()

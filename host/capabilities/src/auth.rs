@@ -156,7 +156,9 @@ impl AuthSpec {
     /// as `env:NAME`) alike: what must be set before it can be used.
     pub fn references(&self) -> Vec<&SecretRef> {
         let mut refs: Vec<&SecretRef> = self.secret_fields().into_iter().map(|(_, r)| r).collect();
-        if let AuthSpec::OAuth2Refresh { client_id, .. } | AuthSpec::OAuth2ClientCredentials { client_id, .. } = self {
+        if let AuthSpec::OAuth2Refresh { client_id, .. }
+        | AuthSpec::OAuth2ClientCredentials { client_id, .. } = self
+        {
             refs.insert(0, client_id);
         }
         refs
@@ -336,7 +338,10 @@ impl Authenticator {
     /// `text` without any secret value seen so far, scrubbed under the lock (no copy of the
     /// list per call: plugin log lines come through here).
     pub(crate) fn redact(&self, text: &str) -> String {
-        redact(text, &self.sensitive.lock().expect("sensitive list poisoned"))
+        redact(
+            text,
+            &self.sensitive.lock().expect("sensitive list poisoned"),
+        )
     }
 
     /// Every secret value seen so far, for redaction.
@@ -398,7 +403,11 @@ impl Authenticator {
             for key in std::mem::take(&mut state.cache_keys) {
                 shared::forget(&key);
                 // Refused upstream: no other process may adopt it either.
-                if let Err(e) = self.secrets.token_forget(&self.tenant, &shared::hex(&key)).await {
+                if let Err(e) = self
+                    .secrets
+                    .token_forget(&self.tenant, &shared::hex(&key))
+                    .await
+                {
                     tracing::warn!(connection = %self.connection, error = %e, "could not forget a refused token in the store; it is refused again and renewed there");
                 }
             }
@@ -419,7 +428,10 @@ impl Authenticator {
 
     /// When the current token expires: `Ok(None)` for static credentials and tokens the
     /// endpoint gave no lifetime; exchanges a token first if none is cached.
-    pub(crate) async fn token_expiry(&self, transport: &Transport) -> Result<Option<std::time::SystemTime>, HttpError> {
+    pub(crate) async fn token_expiry(
+        &self,
+        transport: &Transport,
+    ) -> Result<Option<std::time::SystemTime>, HttpError> {
         if !self.spec.is_renewable() {
             return Ok(None);
         }
@@ -516,7 +528,15 @@ impl Authenticator {
                     None => self.resolve("refresh_token", refresh_token).await?,
                 };
                 let key_for = |refresh: &Secret| {
-                    shared::key(&[&self.tenant, "oauth2-refresh", token_url, client_id.expose(), client_secret.expose(), refresh.expose(), scope.as_deref().unwrap_or("")])
+                    shared::key(&[
+                        &self.tenant,
+                        "oauth2-refresh",
+                        token_url,
+                        client_id.expose(),
+                        client_secret.expose(),
+                        refresh.expose(),
+                        scope.as_deref().unwrap_or(""),
+                    ])
                 };
                 let key = key_for(&current_refresh);
                 if let Some(cached) = self.cached(&key).await {
@@ -553,7 +573,14 @@ impl Authenticator {
             } => {
                 let client_id = self.resolve_public("client_id", client_id).await?;
                 let client_secret = self.resolve("client_secret", client_secret).await?;
-                let key = shared::key(&[&self.tenant, "oauth2-client-credentials", token_url, client_id.expose(), client_secret.expose(), scope.as_deref().unwrap_or("")]);
+                let key = shared::key(&[
+                    &self.tenant,
+                    "oauth2-client-credentials",
+                    token_url,
+                    client_id.expose(),
+                    client_secret.expose(),
+                    scope.as_deref().unwrap_or(""),
+                ]);
                 if let Some(cached) = self.cached(&key).await {
                     return self.adopt(state, key, cached);
                 }
@@ -579,7 +606,15 @@ impl Authenticator {
                 lifetime,
             } => {
                 let key = self.resolve("private_key", private_key).await?;
-                let cache_key = shared::key(&[&self.tenant, "jwt-bearer", token_url, issuer, subject, audience, key.expose()]);
+                let cache_key = shared::key(&[
+                    &self.tenant,
+                    "jwt-bearer",
+                    token_url,
+                    issuer,
+                    subject,
+                    audience,
+                    key.expose(),
+                ]);
                 if let Some(cached) = self.cached(&cache_key).await {
                     return self.adopt(state, cache_key, cached);
                 }
@@ -606,7 +641,12 @@ impl Authenticator {
     }
 
     /// A token another connection of this process got for the same credential.
-    fn adopt(&self, state: &mut State, key: shared::Key, cached: shared::Cached) -> Result<(Credential, Option<Instant>), HttpError> {
+    fn adopt(
+        &self,
+        state: &mut State,
+        key: shared::Key,
+        cached: shared::Cached,
+    ) -> Result<(Credential, Option<Instant>), HttpError> {
         self.remember(&cached.token);
         state.info = cached.info;
         state.expires_at = cached.expires_at;
@@ -616,14 +656,28 @@ impl Authenticator {
 
     /// [`Self::finish`], then keeps the token for the other connections of this process and,
     /// sealed in the store, for every other process and run using the same credential.
-    async fn finish_shared(&self, state: &mut State, token: TokenResponse, keys: &[shared::Key]) -> Result<(Credential, Option<Instant>), HttpError> {
+    async fn finish_shared(
+        &self,
+        state: &mut State,
+        token: TokenResponse,
+        keys: &[shared::Key],
+    ) -> Result<(Credential, Option<Instant>), HttpError> {
         let access = token.access_token.clone();
         let (credential, renew_at) = self.finish(state, token)?;
-        let cached = shared::Cached { token: access, renew_at, expires_at: state.expires_at, info: state.info.clone() };
+        let cached = shared::Cached {
+            token: access,
+            renew_at,
+            expires_at: state.expires_at,
+            info: state.info.clone(),
+        };
         let envelope = shared::envelope(&cached);
         for key in keys {
             shared::put(*key, cached.clone());
-            if let Err(e) = self.secrets.token_keep(&self.tenant, &shared::hex(key), &envelope).await {
+            if let Err(e) = self
+                .secrets
+                .token_keep(&self.tenant, &shared::hex(key), &envelope)
+                .await
+            {
                 // The token still works for this process; others will exchange their own.
                 tracing::warn!(connection = %self.connection, error = %e, "could not keep the token in the store");
             }
@@ -638,7 +692,11 @@ impl Authenticator {
         if let Some(cached) = shared::get(key) {
             return Some(cached);
         }
-        let envelope = match self.secrets.token_load(&self.tenant, &shared::hex(key)).await {
+        let envelope = match self
+            .secrets
+            .token_load(&self.tenant, &shared::hex(key))
+            .await
+        {
             Ok(envelope) => envelope?,
             Err(e) => {
                 tracing::warn!(connection = %self.connection, error = %e, "could not read kept tokens; exchanging a new one");
@@ -657,7 +715,9 @@ impl Authenticator {
         token: TokenResponse,
     ) -> Result<(Credential, Option<Instant>), HttpError> {
         state.info = token.info;
-        state.expires_at = token.expires_in.map(|lifetime| std::time::SystemTime::now() + lifetime - token.received.elapsed());
+        state.expires_at = token
+            .expires_in
+            .map(|lifetime| std::time::SystemTime::now() + lifetime - token.received.elapsed());
         let renew_at = token.expires_in.map(|lifetime| {
             // Renew a little early so a request never leaves with a token that expires in
             // flight: a minute before, or halfway for tokens shorter than two minutes.
@@ -735,7 +795,9 @@ impl Authenticator {
                     "token endpoint {host} sent a response over {limit} bytes"
                 )),
                 // Unreachable now is not refused: the caller's retries may get through.
-                HttpError::Transport(m) => HttpError::Transport(format!("cannot reach the token endpoint {host}: {m}")),
+                HttpError::Transport(m) => {
+                    HttpError::Transport(format!("cannot reach the token endpoint {host}: {m}"))
+                }
                 HttpError::Auth(m) | HttpError::InvalidRequest(m) => {
                     HttpError::Auth(format!("cannot reach the token endpoint {host}: {m}"))
                 }

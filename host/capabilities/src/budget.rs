@@ -24,7 +24,10 @@ pub(crate) struct Bucket {
 
 impl Bucket {
     fn new(budget: RateBudget) -> Self {
-        Bucket { budget, state: tokio::sync::Mutex::new((f64::from(budget.requests), Instant::now())) }
+        Bucket {
+            budget,
+            state: tokio::sync::Mutex::new((f64::from(budget.requests), Instant::now())),
+        }
     }
 
     fn per_second(&self) -> f64 {
@@ -69,7 +72,10 @@ pub(crate) fn credential_identity(tenant: &str, auth: &crate::AuthSpec) -> Strin
 /// connection to ask sets the budget; later ones share it whatever they ask for.
 pub(crate) fn shared(credential: &str, budget: RateBudget) -> Arc<Bucket> {
     static BUCKETS: OnceLock<Mutex<HashMap<String, Weak<Bucket>>>> = OnceLock::new();
-    let mut buckets = BUCKETS.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    let mut buckets = BUCKETS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     if let Some(bucket) = buckets.get(credential).and_then(Weak::upgrade) {
         return bucket;
     }

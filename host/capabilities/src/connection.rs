@@ -174,7 +174,8 @@ impl Connection {
             limits,
             rate,
         } = spec;
-        let budget = rate.map(|r| crate::budget::shared(&crate::budget::credential_identity(&tenant, &auth), r));
+        let budget = rate
+            .map(|r| crate::budget::shared(&crate::budget::credential_identity(&tenant, &auth), r));
         let policy = policy.map_err(|source| ConnectionError::Egress {
             connection: name.clone(),
             source,
@@ -381,7 +382,13 @@ impl Connection {
         let timeout = self.limits().max_timeout;
         tokio::time::timeout(timeout, self.inner.auth.token_expiry(&self.inner.transport))
             .await
-            .unwrap_or_else(|_| Err(HttpError::Timeout(format!("token endpoint of connection {:?} did not answer within {:.1} s", self.inner.name, timeout.as_secs_f64()))))
+            .unwrap_or_else(|_| {
+                Err(HttpError::Timeout(format!(
+                    "token endpoint of connection {:?} did not answer within {:.1} s",
+                    self.inner.name,
+                    timeout.as_secs_f64()
+                )))
+            })
     }
 
     /// Scrubs every secret value this connection has used from `text`.
@@ -462,7 +469,9 @@ impl Connections {
     /// `text` without any secret value any of the connections has used so far: what a
     /// [`Redactor`](crate::Redactor) scrubs from plugin text.
     pub fn redact(&self, text: &str) -> String {
-        self.by_name.values().fold(text.to_owned(), |text, c| c.redact(&text))
+        self.by_name
+            .values()
+            .fold(text.to_owned(), |text, c| c.redact(&text))
     }
 
     /// The connections' names, sorted.

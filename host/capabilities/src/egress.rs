@@ -403,13 +403,13 @@ impl EgressPolicy {
                 reason: "only https (and http where a host rule allows it) can be used".into(),
             });
         }
-        let rule = self
-            .rule_for(scheme, &host, port)
-            .ok_or_else(|| EgressDenied::HostNotAllowed {
-                host: shown.clone(),
-                connection: self.connection.clone(),
-                allowed: self.allowed_list(),
-            })?;
+        let rule =
+            self.rule_for(scheme, &host, port)
+                .ok_or_else(|| EgressDenied::HostNotAllowed {
+                    host: shown.clone(),
+                    connection: self.connection.clone(),
+                    allowed: self.allowed_list(),
+                })?;
         if scheme == "http" && !rule.allow_http {
             return Err(EgressDenied::SchemeNotAllowed {
                 scheme: scheme.to_owned(),

@@ -66,7 +66,10 @@ pub mod untrusted;
 pub use auth::{AuthSpec, CredentialPlacement};
 pub use budget::RateBudget;
 pub use connection::{Connection, ConnectionError, ConnectionSpec, Connections};
-pub use egress::{DerivedHost, EgressDenied, EgressError, EgressPolicy, EgressResolver, HostRule, PolicyEntry, is_global};
+pub use egress::{
+    DerivedHost, EgressDenied, EgressError, EgressPolicy, EgressResolver, HostRule, PolicyEntry,
+    is_global,
+};
 pub use hmac::HmacAlgorithm;
 pub use http::{HttpError, HttpLimits, Request, Response};
 pub use log::{LogContext, LogLevel, PluginLogger};

@@ -374,7 +374,9 @@ impl Secrets {
             tenant: tenant.to_owned(),
             key_source: self.key_source.clone(),
         };
-        let plain = self.open(&associated_data(tenant, name), &row).ok_or_else(decrypt_err)?;
+        let plain = self
+            .open(&associated_data(tenant, name), &row)
+            .ok_or_else(decrypt_err)?;
         let text = std::str::from_utf8(&plain).map_err(|_| SecretError::NotText {
             name: name.to_owned(),
             tenant: tenant.to_owned(),
@@ -390,7 +392,11 @@ impl Secrets {
             .expect("the operating system's random number generator failed");
         let mut sealed = Zeroizing::new(plain.to_vec());
         self.key
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut *sealed)
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(aad),
+                &mut *sealed,
+            )
             .expect("sealing cannot fail for in-memory buffers under the size limit");
         let mut row = Vec::with_capacity(NONCE_LEN + sealed.len());
         row.extend_from_slice(&nonce);
@@ -407,21 +413,34 @@ impl Secrets {
         let (nonce, sealed) = row.split_at(NONCE_LEN);
         let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
         let mut buf = Zeroizing::new(sealed.to_vec());
-        let len = self.key.open_in_place(nonce, Aad::from(aad), &mut buf).ok()?.len();
+        let len = self
+            .key
+            .open_in_place(nonce, Aad::from(aad), &mut buf)
+            .ok()?
+            .len();
         buf.truncate(len);
         Some(buf)
     }
 
     /// Keeps a token a token endpoint issued (its JSON envelope), sealed, for every process
     /// using the same credential; `credential` is a digest of what it was issued for.
-    pub async fn token_keep(&self, tenant: &str, credential: &str, envelope: &[u8]) -> Result<(), SecretError> {
+    pub async fn token_keep(
+        &self,
+        tenant: &str,
+        credential: &str,
+        envelope: &[u8],
+    ) -> Result<(), SecretError> {
         let row = self.seal(&token_associated_data(tenant, credential), envelope);
         Ok(self.store.token_put(tenant, credential, &row).await?)
     }
 
     /// The envelope [`Self::token_keep`] kept for `credential`, if any and if it opens (a token
     /// sealed under another master key is as good as none).
-    pub async fn token_load(&self, tenant: &str, credential: &str) -> Result<Option<Zeroizing<Vec<u8>>>, SecretError> {
+    pub async fn token_load(
+        &self,
+        tenant: &str,
+        credential: &str,
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, SecretError> {
         let row = self.store.token_get(tenant, credential).await?;
         Ok(row.and_then(|row| self.open(&token_associated_data(tenant, credential), &row)))
     }

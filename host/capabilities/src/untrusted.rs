@@ -51,14 +51,19 @@ pub struct Redactor {
 
 impl std::fmt::Debug for Redactor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Redactor").field("connections", &self.connections.len()).finish_non_exhaustive()
+        f.debug_struct("Redactor")
+            .field("connections", &self.connections.len())
+            .finish_non_exhaustive()
     }
 }
 
 impl Redactor {
     /// Redacts what `connections` hold.
     pub fn new(connections: Arc<Connections>) -> Self {
-        Self { connections, extra: Arc::default() }
+        Self {
+            connections,
+            extra: Arc::default(),
+        }
     }
 
     /// Also redacts `values` (secrets known without a connection, e.g. a webhook key).
@@ -85,7 +90,10 @@ mod tests {
 
     #[test]
     fn escapes_terminal_control_and_bidi_characters() {
-        assert_eq!(printable("ok\x1b[2J\r\nrun r1 succeeded\0", 100), "ok\\u{1b}[2J\\r\\nrun r1 succeeded\\u{0}");
+        assert_eq!(
+            printable("ok\x1b[2J\r\nrun r1 succeeded\0", 100),
+            "ok\\u{1b}[2J\\r\\nrun r1 succeeded\\u{0}"
+        );
         assert_eq!(printable("a\u{202e}b", 100), "a\\u{202e}b");
         assert_eq!(printable("naïve café", 100), "naïve café");
     }

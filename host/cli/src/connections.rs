@@ -20,23 +20,44 @@ struct Status {
 }
 
 fn expiry(at: SystemTime) -> String {
-    let left = at.duration_since(SystemTime::now()).map(|d| d.as_secs()).unwrap_or(0);
+    let left = at
+        .duration_since(SystemTime::now())
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let (hours, minutes) = (left / 3_600, left % 3_600 / 60);
-    let left = if hours > 0 { format!("{hours} h {minutes} min") } else { format!("{minutes} min") };
-    format!("expires {} (in {left}); weft renews it before then", humantime::format_rfc3339_seconds(at))
+    let left = if hours > 0 {
+        format!("{hours} h {minutes} min")
+    } else {
+        format!("{minutes} min")
+    };
+    format!(
+        "expires {} (in {left}); weft renews it before then",
+        humantime::format_rfc3339_seconds(at)
+    )
 }
 
-pub async fn run(data_dir: &Path, file: &Path, options: &PlanOptions, plugins: &weft_engine::PluginDirectory) -> anyhow::Result<()> {
+pub async fn run(
+    data_dir: &Path,
+    file: &Path,
+    options: &PlanOptions,
+    plugins: &weft_engine::PluginDirectory,
+) -> anyhow::Result<()> {
     let flow = weft_flow::load(file).map_err(|e| anyhow::anyhow!("{e}"))?;
     let runtime = crate::runtime(data_dir)?;
-    let plan = weft_engine::plan_with(&flow, options, plugins, &runtime).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let plan = weft_engine::plan_with(&flow, options, plugins, &runtime)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let store = crate::store(data_dir).await?;
     let secrets = Secrets::new(store, MasterKey::load(data_dir)?);
     let name = flow.file.name.get_ref().to_string();
     let mut rows = Vec::new();
     for (connection, bound) in &plan.connections {
         let context = crate::webhook::call_context(bound, &secrets, &options.tenant, &name)?;
-        let check = bound.plugin.check(&context, connection, &bound.config).await.map_err(|e| e.to_string());
+        let check = bound
+            .plugin
+            .check(&context, connection, &bound.config)
+            .await
+            .map_err(|e| e.to_string());
         let token = match context.connections.get(connection) {
             Some(c) if bound.spec.auth.is_renewable() => match c.token_expiry().await {
                 Ok(Some(at)) => expiry(at),
@@ -45,16 +66,34 @@ pub async fn run(data_dir: &Path, file: &Path, options: &PlanOptions, plugins: &
             },
             _ => "static credential, no expiry".into(),
         };
-        rows.push(Status { name: connection.clone(), plugin: bound.plugin.info().name.clone(), auth: bound.spec.auth.kind(), check, token });
+        rows.push(Status {
+            name: connection.clone(),
+            plugin: bound.plugin.info().name.clone(),
+            auth: bound.spec.auth.kind(),
+            check,
+            token,
+        });
     }
     for dataset in &plan.datasets {
-        rows.push(Status { name: dataset.clone(), plugin: "dataset".into(), auth: "none", check: Ok(()), token: "weft's own store".into() });
+        rows.push(Status {
+            name: dataset.clone(),
+            plugin: "dataset".into(),
+            auth: "none",
+            check: Ok(()),
+            token: "weft's own store".into(),
+        });
     }
-    println!("{:<20} {:<16} {:<28} {:<7} token", "connection", "plugin", "auth", "status");
+    println!(
+        "{:<20} {:<16} {:<28} {:<7} token",
+        "connection", "plugin", "auth", "status"
+    );
     let mut failed = 0;
     for row in &rows {
         let status = if row.check.is_ok() { "ok" } else { "failed" };
-        println!("{:<20} {:<16} {:<28} {:<7} {}", row.name, row.plugin, row.auth, status, row.token);
+        println!(
+            "{:<20} {:<16} {:<28} {:<7} {}",
+            row.name, row.plugin, row.auth, status, row.token
+        );
         if let Err(e) = &row.check {
             failed += 1;
             println!("  {e}");

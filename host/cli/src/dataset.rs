@@ -47,7 +47,14 @@ const PAGE: u32 = 1_000;
 /// Upserts the JSON Lines of `input` (named `source` in errors) into `dataset`, keyed by `key`.
 /// Nothing is written unless every line is a JSON object with every key field: a file is
 /// imported whole or not at all. Returns how many records were upserted.
-pub async fn import(store: &weft_store::Store, tenant: &str, dataset: &str, key: &[String], source: &str, input: impl BufRead) -> anyhow::Result<usize> {
+pub async fn import(
+    store: &weft_store::Store,
+    tenant: &str,
+    dataset: &str,
+    key: &[String],
+    source: &str,
+    input: impl BufRead,
+) -> anyhow::Result<usize> {
     let mut rows = Vec::new();
     for (number, line) in input.lines().enumerate() {
         let line = line.with_context(|| format!("reading {source}"))?;
@@ -55,11 +62,22 @@ pub async fn import(store: &weft_store::Store, tenant: &str, dataset: &str, key:
             continue;
         }
         let at = || format!("{source}:{}", number + 1);
-        let record: Value = serde_json::from_str(&line).with_context(|| format!("{}: not JSON", at()))?;
+        let record: Value =
+            serde_json::from_str(&line).with_context(|| format!("{}: not JSON", at()))?;
         if !record.is_object() {
-            bail!("{}: a record must be a JSON object, not `{}`", at(), line.trim());
+            bail!(
+                "{}: a record must be a JSON object, not `{}`",
+                at(),
+                line.trim()
+            );
         }
-        let k = weft_engine::dataset_key(&record, key).map_err(|missing| anyhow::anyhow!("{}: key field `{missing}` is missing or null (the key is {})", at(), key.join(", ")))?;
+        let k = weft_engine::dataset_key(&record, key).map_err(|missing| {
+            anyhow::anyhow!(
+                "{}: key field `{missing}` is missing or null (the key is {})",
+                at(),
+                key.join(", ")
+            )
+        })?;
         rows.push((k, record.to_string()));
     }
     store.dataset_upsert(tenant, dataset, &rows).await?;
@@ -72,7 +90,11 @@ fn csv_field(value: Option<&Value>) -> String {
         Some(Value::String(s)) => s.clone(),
         Some(other) => other.to_string(),
     };
-    if text.contains([',', '"', '\n', '\r']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text }
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text
+    }
 }
 
 pub async fn run(data_dir: &Path, tenant: &str, command: DatasetCommand) -> anyhow::Result<()> {
@@ -81,10 +103,17 @@ pub async fn run(data_dir: &Path, tenant: &str, command: DatasetCommand) -> anyh
         DatasetCommand::List => {
             let datasets = store.dataset_list(tenant).await?;
             if datasets.is_empty() {
-                eprintln!("no datasets for tenant `{tenant}`; a flow writes one with a `plugin = \"dataset\"` connection");
+                eprintln!(
+                    "no datasets for tenant `{tenant}`; a flow writes one with a `plugin = \"dataset\"` connection"
+                );
             }
             for d in datasets {
-                out!("{}\t{} records\t{}", d.name, d.records, humantime::format_rfc3339_seconds(d.updated_at))?;
+                out!(
+                    "{}\t{} records\t{}",
+                    d.name,
+                    d.records,
+                    humantime::format_rfc3339_seconds(d.updated_at)
+                )?;
             }
         }
         DatasetCommand::Show { name, limit } => {
@@ -102,7 +131,9 @@ pub async fn run(data_dir: &Path, tenant: &str, command: DatasetCommand) -> anyh
             if let Format::Csv = format {
                 let mut after = None;
                 loop {
-                    let rows = store.dataset_page(tenant, &name, after.as_deref(), PAGE).await?;
+                    let rows = store
+                        .dataset_page(tenant, &name, after.as_deref(), PAGE)
+                        .await?;
                     for (_, record) in &rows {
                         if let Ok(Value::Object(map)) = serde_json::from_str::<Value>(record) {
                             columns.extend(map.keys().cloned());
@@ -113,19 +144,35 @@ pub async fn run(data_dir: &Path, tenant: &str, command: DatasetCommand) -> anyh
                         _ => break,
                     }
                 }
-                out!("{}", columns.iter().map(|c| csv_field(Some(&Value::String(c.clone())))).collect::<Vec<_>>().join(","))?;
+                out!(
+                    "{}",
+                    columns
+                        .iter()
+                        .map(|c| csv_field(Some(&Value::String(c.clone()))))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                )?;
             }
             let mut after = None;
             let mut count = 0;
             loop {
-                let rows = store.dataset_page(tenant, &name, after.as_deref(), PAGE).await?;
+                let rows = store
+                    .dataset_page(tenant, &name, after.as_deref(), PAGE)
+                    .await?;
                 for (_, record) in &rows {
                     count += 1;
                     match format {
                         Format::Jsonl => out!("{record}")?,
                         Format::Csv => {
                             let value: Value = serde_json::from_str(record).unwrap_or(Value::Null);
-                            out!("{}", columns.iter().map(|c| csv_field(value.get(c))).collect::<Vec<_>>().join(","))?;
+                            out!(
+                                "{}",
+                                columns
+                                    .iter()
+                                    .map(|c| csv_field(value.get(c)))
+                                    .collect::<Vec<_>>()
+                                    .join(",")
+                            )?;
                         }
                     }
                 }
@@ -141,10 +188,31 @@ pub async fn run(data_dir: &Path, tenant: &str, command: DatasetCommand) -> anyh
         DatasetCommand::Import { name, key, file } => {
             let count = match &file {
                 Some(path) => {
-                    let reader = std::io::BufReader::new(std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?);
-                    import(&store, tenant, &name, &key, &path.display().to_string(), reader).await?
+                    let reader = std::io::BufReader::new(
+                        std::fs::File::open(path)
+                            .with_context(|| format!("opening {}", path.display()))?,
+                    );
+                    import(
+                        &store,
+                        tenant,
+                        &name,
+                        &key,
+                        &path.display().to_string(),
+                        reader,
+                    )
+                    .await?
                 }
-                None => import(&store, tenant, &name, &key, "standard input", std::io::stdin().lock()).await?,
+                None => {
+                    import(
+                        &store,
+                        tenant,
+                        &name,
+                        &key,
+                        "standard input",
+                        std::io::stdin().lock(),
+                    )
+                    .await?
+                }
             };
             eprintln!("{count} records upserted into `{name}`");
         }

@@ -38,7 +38,9 @@ fn checkout() -> PathBuf {
 /// `path` as the person running the demo would type it: relative to where they are, if it is
 /// below that.
 fn shown(path: &Path) -> String {
-    let here = std::env::current_dir().ok().and_then(|d| d.canonicalize().ok());
+    let here = std::env::current_dir()
+        .ok()
+        .and_then(|d| d.canonicalize().ok());
     match here.as_deref().and_then(|h| path.strip_prefix(h).ok()) {
         Some(rel) => rel.display().to_string(),
         None => path.display().to_string(),
@@ -55,7 +57,9 @@ fn build_plugins() -> anyhow::Result<PathBuf> {
         .status()
         .context("running cargo to build the plugins")?;
     if !status.success() {
-        bail!("building the plugins failed (see above); is the target installed? `rustup target add wasm32-wasip2`");
+        bail!(
+            "building the plugins failed (see above); is the target installed? `rustup target add wasm32-wasip2`"
+        );
     }
     eprintln!("built in {:.1} s", started.elapsed().as_secs_f64());
     Ok(workspace.join("target/wasm32-wasip2/release"))
@@ -109,30 +113,62 @@ struct ManifestRun {
 /// as its initial sync: its read steps on the webhook connection read the upstream instead of
 /// taking events (what they do under `weft serve`).
 fn webhook_triggered(flow: &Flow) -> bool {
-    flow.file.trigger.as_ref().is_some_and(|t| t.get_ref().webhook.is_some())
+    flow.file
+        .trigger
+        .as_ref()
+        .is_some_and(|t| t.get_ref().webhook.is_some())
 }
 
 /// The scenario of `dir`: its `demo.toml` when it has one, else its flow files ordered so that
 /// every flow comes after the flows it names in `after`.
 fn scenario(dir: &Path) -> anyhow::Result<Option<Scenario>> {
-    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let manifest_path = dir.join("demo.toml");
     if manifest_path.exists() {
-        let text = std::fs::read_to_string(&manifest_path).with_context(|| format!("reading {}", manifest_path.display()))?;
-        let manifest: Manifest = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", manifest_path.display()))?;
+        let text = std::fs::read_to_string(&manifest_path)
+            .with_context(|| format!("reading {}", manifest_path.display()))?;
+        let manifest: Manifest = toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", manifest_path.display()))?;
         let mut runs = Vec::new();
         let skipped = Vec::new();
         for entry in manifest.run {
             let path = dir.join(&entry.flow);
-            let flow = weft_flow::load(&path).map_err(|e| anyhow::anyhow!("{} names {}, which does not load:\n{e}", manifest_path.display(), path.display()))?;
-            runs.push(DemoRun { flow, variables: entry.vars.into_iter().collect() });
+            let flow = weft_flow::load(&path).map_err(|e| {
+                anyhow::anyhow!(
+                    "{} names {}, which does not load:\n{e}",
+                    manifest_path.display(),
+                    path.display()
+                )
+            })?;
+            runs.push(DemoRun {
+                flow,
+                variables: entry.vars.into_iter().collect(),
+            });
         }
-        let seeds = manifest.seed.into_iter().map(|s| Seed { file: dir.join(s.file), ..s }).collect();
-        return Ok(Some(Scenario { name, seeds, runs, skipped }));
+        let seeds = manifest
+            .seed
+            .into_iter()
+            .map(|s| Seed {
+                file: dir.join(s.file),
+                ..s
+            })
+            .collect();
+        return Ok(Some(Scenario {
+            name,
+            seeds,
+            runs,
+            skipped,
+        }));
     }
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "toml") && p.file_name().is_some_and(|n| n != "Cargo.toml"))
+        .filter(|p| {
+            p.extension().is_some_and(|e| e == "toml")
+                && p.file_name().is_some_and(|n| n != "Cargo.toml")
+        })
         .collect();
     if paths.is_empty() {
         return Ok(None);
@@ -149,16 +185,38 @@ fn scenario(dir: &Path) -> anyhow::Result<Option<Scenario>> {
     // Job-chain order: repeatedly take the flows whose predecessors are all placed.
     let mut ordered: Vec<Flow> = Vec::new();
     while !flows.is_empty() {
-        let placed: Vec<String> = ordered.iter().map(|f| f.file.name.get_ref().to_string()).collect();
-        let in_dir: Vec<String> = flows.iter().map(|f| f.file.name.get_ref().to_string()).collect();
+        let placed: Vec<String> = ordered
+            .iter()
+            .map(|f| f.file.name.get_ref().to_string())
+            .collect();
+        let in_dir: Vec<String> = flows
+            .iter()
+            .map(|f| f.file.name.get_ref().to_string())
+            .collect();
         let ready = flows
             .iter()
-            .position(|f| f.file.after.iter().all(|a| placed.contains(&a.get_ref().to_string()) || !in_dir.contains(&a.get_ref().to_string())))
+            .position(|f| {
+                f.file.after.iter().all(|a| {
+                    placed.contains(&a.get_ref().to_string())
+                        || !in_dir.contains(&a.get_ref().to_string())
+                })
+            })
             .unwrap_or(0);
         ordered.push(flows.remove(ready));
     }
-    let runs = ordered.into_iter().map(|flow| DemoRun { flow, variables: Vec::new() }).collect();
-    Ok(Some(Scenario { name, seeds: Vec::new(), runs, skipped }))
+    let runs = ordered
+        .into_iter()
+        .map(|flow| DemoRun {
+            flow,
+            variables: Vec::new(),
+        })
+        .collect();
+    Ok(Some(Scenario {
+        name,
+        seeds: Vec::new(),
+        runs,
+        skipped,
+    }))
 }
 
 /// What one scenario did, for the closing table.
@@ -181,8 +239,14 @@ pub async fn run(data_dir: &Path, args: DemoArgs) -> anyhow::Result<()> {
     let examples = args.examples.unwrap_or_else(|| checkout().join("examples"));
     crate::private_data_dir(data_dir)?;
 
-    let sandbox = Sandbox::start(SandboxConfig::default()).await.context("starting the sandbox")?;
-    println!("sandbox   {} emulators on loopback, admin API at {}", sandbox.vendors().count(), sandbox.admin_url());
+    let sandbox = Sandbox::start(SandboxConfig::default())
+        .await
+        .context("starting the sandbox")?;
+    println!(
+        "sandbox   {} emulators on loopback, admin API at {}",
+        sandbox.vendors().count(),
+        sandbox.admin_url()
+    );
     let variables = sandbox.flow_variables();
 
     let runtime = crate::runtime(data_dir)?;
@@ -191,50 +255,115 @@ pub async fn run(data_dir: &Path, args: DemoArgs) -> anyhow::Result<()> {
     let secrets = Secrets::new(store.clone(), MasterKey::load(data_dir)?);
     // The Salesforce examples sign their JWT with the sandbox's published demo key, which a
     // flow refers to as a secret (a private key is never written into a flow file).
-    if let Some(pem) = sandbox.vendor(weft_sandbox::Vendor::Salesforce).and_then(|v| v.credentials().extra.get("jwt_private_key_pem").cloned()) {
-        secrets.set("default", "salesforce_sandbox_jwt_key", &weft_capabilities::Secret::new(pem)).await?;
+    if let Some(pem) = sandbox
+        .vendor(weft_sandbox::Vendor::Salesforce)
+        .and_then(|v| v.credentials().extra.get("jwt_private_key_pem").cloned())
+    {
+        secrets
+            .set(
+                "default",
+                "salesforce_sandbox_jwt_key",
+                &weft_capabilities::Secret::new(pem),
+            )
+            .await?;
     }
     // The key the Zendesk webhook's bearer token is derived from: any value the operator
     // chooses; the demo makes one of its own unless there is one.
     if secrets.get("default", "zendesk_webhook_key").await.is_err() {
         let key = MasterKey::generate("the demo's Zendesk webhook key").to_base64();
-        secrets.set("default", "zendesk_webhook_key", &weft_capabilities::Secret::new(key.as_str())).await?;
+        secrets
+            .set(
+                "default",
+                "zendesk_webhook_key",
+                &weft_capabilities::Secret::new(key.as_str()),
+            )
+            .await?;
     }
 
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(&examples)
         .with_context(|| format!("reading the examples in {}", examples.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_dir() && args.only.as_deref().is_none_or(|o| p.file_name().is_some_and(|n| n.to_string_lossy().contains(o))))
+        .filter(|p| {
+            p.is_dir()
+                && args.only.as_deref().is_none_or(|o| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().contains(o))
+                })
+        })
         .collect();
     dirs.sort();
     let mut tallies: Vec<(String, Tally)> = Vec::new();
     for dir in dirs {
-        let Some(scenario) = scenario(&dir)? else { continue };
+        let Some(scenario) = scenario(&dir)? else {
+            continue;
+        };
         println!();
         println!("== {} ({} runs)", scenario.name, scenario.runs.len());
         for (path, why) in &scenario.skipped {
             println!("   skipped {}: {why}", shown(path));
         }
         for seed in &scenario.seeds {
-            let file = std::fs::File::open(&seed.file).with_context(|| format!("opening {}", seed.file.display()))?;
-            let count = crate::dataset::import(&store, "default", &seed.dataset, &seed.key, &seed.file.display().to_string(), std::io::BufReader::new(file)).await?;
-            println!("   seeded dataset {} with {count} records from {}", seed.dataset, shown(&seed.file));
+            let file = std::fs::File::open(&seed.file)
+                .with_context(|| format!("opening {}", seed.file.display()))?;
+            let count = crate::dataset::import(
+                &store,
+                "default",
+                &seed.dataset,
+                &seed.key,
+                &seed.file.display().to_string(),
+                std::io::BufReader::new(file),
+            )
+            .await?;
+            println!(
+                "   seeded dataset {} with {count} records from {}",
+                seed.dataset,
+                shown(&seed.file)
+            );
         }
         let mut tally = Tally::default();
-        for DemoRun { flow, variables: own } in &scenario.runs {
+        for DemoRun {
+            flow,
+            variables: own,
+        } in &scenario.runs
+        {
             let name = flow.file.name.get_ref().to_string();
-            let vars_shown: Vec<String> = own.iter().map(|(k, v)| format!(" --var {k}={v}")).collect();
-            println!("-- flow {name} ({}{})", shown(&flow.path), vars_shown.concat());
+            let vars_shown: Vec<String> =
+                own.iter().map(|(k, v)| format!(" --var {k}={v}")).collect();
+            println!(
+                "-- flow {name} ({}{})",
+                shown(&flow.path),
+                vars_shown.concat()
+            );
             if webhook_triggered(flow) {
-                println!("   webhook-triggered: run by hand here, as its initial sync; under `weft serve --public-url` it takes the vendor's events");
+                println!(
+                    "   webhook-triggered: run by hand here, as its initial sync; under `weft serve --public-url` it takes the vendor's events"
+                );
             }
-            let declared: Vec<String> = flow.file.variables.keys().map(|k| k.get_ref().to_string()).collect();
+            let declared: Vec<String> = flow
+                .file
+                .variables
+                .keys()
+                .map(|k| k.get_ref().to_string())
+                .collect();
             // The sandbox environment when the flow has one; a flow that only works on weft's
             // datasets has none and runs as it is.
-            let environment = flow.file.environments.keys().any(|e| e.get_ref() == "sandbox").then(|| "sandbox".to_string());
-            let mut chosen: Vec<(String, String)> = variables.iter().filter(|(k, _)| declared.contains(k) && !own.iter().any(|(o, _)| o == *k)).map(|(k, v)| (k.clone(), v.clone())).collect();
+            let environment = flow
+                .file
+                .environments
+                .keys()
+                .any(|e| e.get_ref() == "sandbox")
+                .then(|| "sandbox".to_string());
+            let mut chosen: Vec<(String, String)> = variables
+                .iter()
+                .filter(|(k, _)| declared.contains(k) && !own.iter().any(|(o, _)| o == *k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
             chosen.extend(own.iter().cloned());
-            let options = PlanOptions { environment: environment.clone(), tenant: "default".into(), variables: chosen.into_iter().collect() };
+            let options = PlanOptions {
+                environment: environment.clone(),
+                tenant: "default".into(),
+                variables: chosen.into_iter().collect(),
+            };
             let plan = match weft_engine::plan_with(flow, &options, &plugins, &runtime).await {
                 Ok(plan) => plan,
                 Err(error) => {
@@ -245,16 +374,29 @@ pub async fn run(data_dir: &Path, args: DemoArgs) -> anyhow::Result<()> {
                 }
             };
             let before = sandbox.requests(None).len();
-            let run_options = RunOptions { environment, ..RunOptions::default() };
+            let run_options = RunOptions {
+                environment,
+                ..RunOptions::default()
+            };
             let mut progress = crate::run::progress_printer();
-            let report = weft_engine::run(flow, &plan, &store, &secrets, &run_options, &mut progress).await?;
+            let report =
+                weft_engine::run(flow, &plan, &store, &secrets, &run_options, &mut progress)
+                    .await?;
             crate::run::print_report(&report);
             tally.runs += 1;
             tally.failed_runs += usize::from(!report.succeeded);
             tally.requests += sandbox.requests(None).len().saturating_sub(before);
             tally.took += report.took;
             for step in &report.steps {
-                let Some(definition) = flow.file.steps.iter().map(|s| s.get_ref()).find(|s| s.id.get_ref().as_str() == step.step) else { continue };
+                let Some(definition) = flow
+                    .file
+                    .steps
+                    .iter()
+                    .map(|s| s.get_ref())
+                    .find(|s| s.id.get_ref().as_str() == step.step)
+                else {
+                    continue;
+                };
                 if definition.read.is_some() {
                     tally.read += step.records_out;
                 }
@@ -268,7 +410,18 @@ pub async fn run(data_dir: &Path, args: DemoArgs) -> anyhow::Result<()> {
     }
 
     println!();
-    println!("{:<28} {:>5} {:>7} {:>9} {:>9} {:>9} {:>9} {:>8} {:>10}", "scenario", "runs", "failed", "read", "written", "rejected", "requests", "time", "records/s");
+    println!(
+        "{:<28} {:>5} {:>7} {:>9} {:>9} {:>9} {:>9} {:>8} {:>10}",
+        "scenario",
+        "runs",
+        "failed",
+        "read",
+        "written",
+        "rejected",
+        "requests",
+        "time",
+        "records/s"
+    );
     for (name, t) in &tallies {
         let secs = t.took.as_secs_f64();
         println!(
@@ -285,9 +438,15 @@ pub async fn run(data_dir: &Path, args: DemoArgs) -> anyhow::Result<()> {
     }
     println!();
     println!("Look further:");
-    println!("  weft runs list                 every run above; `weft runs show RUN`, `weft runs errors RUN`");
-    println!("  weft dataset list              what the flows kept in weft's store; `weft dataset show NAME`");
-    println!("  weft sandbox                   the emulators on their fixed ports, for `weft run FLOW --env sandbox`");
+    println!(
+        "  weft runs list                 every run above; `weft runs show RUN`, `weft runs errors RUN`"
+    );
+    println!(
+        "  weft dataset list              what the flows kept in weft's store; `weft dataset show NAME`"
+    );
+    println!(
+        "  weft sandbox                   the emulators on their fixed ports, for `weft run FLOW --env sandbox`"
+    );
     sandbox.shutdown().await;
     let failed: usize = tallies.iter().map(|(_, t)| t.failed_runs).sum();
     if tallies.is_empty() {

@@ -14,14 +14,27 @@ pub fn describe(spec: &ConnectionSpec) -> String {
         Ok(policy) => {
             for entry in policy.entries() {
                 let rule = &entry.rule;
-                let scheme = if rule.allows_http() { "http(s)" } else { "https" };
+                let scheme = if rule.allows_http() {
+                    "http(s)"
+                } else {
+                    "https"
+                };
                 let host = rule.address();
                 let mut flags = vec![scheme.to_owned()];
                 if rule.allows_private() {
                     flags.push("private addresses".into());
                 }
-                flags.push(if rule.receives_credential() { "credential".into() } else { "no credential".into() });
-                let _ = writeln!(out, "    {host:<40} {:<40} from {}", flags.join(", "), entry.sources.join("; "));
+                flags.push(if rule.receives_credential() {
+                    "credential".into()
+                } else {
+                    "no credential".into()
+                });
+                let _ = writeln!(
+                    out,
+                    "    {host:<40} {:<40} from {}",
+                    flags.join(", "),
+                    entry.sources.join("; ")
+                );
             }
             if policy.entries().next().is_none() {
                 let _ = writeln!(out, "    (no host: every request is denied)");
@@ -35,7 +48,10 @@ pub fn describe(spec: &ConnectionSpec) -> String {
         if policy.as_ref().is_ok_and(|p| p.lists(host)) {
             continue;
         }
-        let _ = writeln!(out, "    {host:<40} not allowed: declared by the plugin, not implied by the flow; list it in the connection's egress to allow it");
+        let _ = writeln!(
+            out,
+            "    {host:<40} not allowed: declared by the plugin, not implied by the flow; list it in the connection's egress to allow it"
+        );
     }
     out
 }

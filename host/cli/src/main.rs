@@ -29,7 +29,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "weft", version, about = "A sandboxed integration runtime: WebAssembly connectors and transforms, run as flows.")]
+#[command(
+    name = "weft",
+    version,
+    about = "A sandboxed integration runtime: WebAssembly connectors and transforms, run as flows."
+)]
 struct Cli {
     /// Where weft keeps its database, master key and compiled-plugin cache.
     #[arg(long, global = true, env = "WEFT_DATA_DIR", default_value = ".weft")]
@@ -114,9 +118,21 @@ pub struct FlowArgs {
 
 impl FlowArgs {
     /// The flow file, the plugin directory and the plan options these arguments choose.
-    pub fn plan(self, data_dir: &std::path::Path, tenant: &str) -> (PathBuf, weft_engine::PluginDirectory, weft_engine::PlanOptions) {
+    pub fn plan(
+        self,
+        data_dir: &std::path::Path,
+        tenant: &str,
+    ) -> (
+        PathBuf,
+        weft_engine::PluginDirectory,
+        weft_engine::PlanOptions,
+    ) {
         let plugins = plugin_directory(data_dir, self.plugin_dirs);
-        let options = weft_engine::PlanOptions { environment: self.env, tenant: tenant.to_owned(), variables: self.vars.into_iter().collect() };
+        let options = weft_engine::PlanOptions {
+            environment: self.env,
+            tenant: tenant.to_owned(),
+            variables: self.vars.into_iter().collect(),
+        };
         (self.file, plugins, options)
     }
 }
@@ -137,7 +153,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // The examples' `sandbox` environments carry the sandbox's published demo credentials
     // literally, so the demo does not warn about each of them.
-    let default_filter = if matches!(cli.command, Command::Demo(_)) { "warn,weft_capabilities::connection=error" } else { "warn" };
+    let default_filter = if matches!(cli.command, Command::Demo(_)) {
+        "warn,weft_capabilities::connection=error"
+    } else {
+        "warn"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             // `WEFT_LOG`, else the ecosystem's `RUST_LOG`, else warnings only.
@@ -149,7 +169,10 @@ fn main() -> ExitCode {
         // Colour codes only for a person at a terminal, not into a log file or a pipe.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -159,7 +182,13 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         // The reader went away (`| head`): nothing more to say to anyone.
-        Err(error) if error.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) => ExitCode::SUCCESS,
+        Err(error)
+            if error
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(error) => {
             eprintln!("error: {error}");
             for cause in error.chain().skip(1) {
@@ -180,7 +209,9 @@ fn parse_var(text: &str) -> Result<(String, String), String> {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Plugin { command: PluginCommand::Inspect { file, json } } => inspect::run(&cli.data_dir, &file, json).await,
+        Command::Plugin {
+            command: PluginCommand::Inspect { file, json },
+        } => inspect::run(&cli.data_dir, &file, json).await,
         Command::Validate(args) => {
             let (file, plugins, options) = args.plan(&cli.data_dir, &cli.tenant);
             validate::run(&cli.data_dir, &file, &options, &plugins).await
@@ -194,7 +225,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             connections::run(&cli.data_dir, &file, &options, &plugins).await
         }
         Command::Schema => {
-            println!("{}", serde_json::to_string_pretty(&weft_flow::json_schema())?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&weft_flow::json_schema())?
+            );
             Ok(())
         }
         Command::Dataset { command } => dataset::run(&cli.data_dir, &cli.tenant, command).await,
@@ -209,11 +243,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// Where flows' plugins are looked up: the given directories, or the data directory's
 /// `plugins/` and the first-party plugins built in this checkout.
-fn plugin_directory(data_dir: &std::path::Path, dirs: Vec<PathBuf>) -> weft_engine::PluginDirectory {
+fn plugin_directory(
+    data_dir: &std::path::Path,
+    dirs: Vec<PathBuf>,
+) -> weft_engine::PluginDirectory {
     if !dirs.is_empty() {
         return weft_engine::PluginDirectory::new(dirs);
     }
-    let built = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugins/target/wasm32-wasip2/release");
+    let built = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../plugins/target/wasm32-wasip2/release");
     weft_engine::PluginDirectory::new([data_dir.join("plugins"), built])
 }
 
@@ -221,12 +259,19 @@ fn plugin_directory(data_dir: &std::path::Path, dirs: Vec<PathBuf>) -> weft_engi
 /// it), otherwise the SQLite file `weft.db` in the data directory, created on first use.
 async fn store(data_dir: &std::path::Path) -> anyhow::Result<weft_store::Store> {
     use anyhow::Context;
-    match std::env::var("WEFT_DATABASE_URL").ok().filter(|u| !u.is_empty()) {
-        Some(url) => weft_store::Store::open_postgres(&url).await.context("opening the PostgreSQL store (WEFT_DATABASE_URL)"),
+    match std::env::var("WEFT_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    {
+        Some(url) => weft_store::Store::open_postgres(&url)
+            .await
+            .context("opening the PostgreSQL store (WEFT_DATABASE_URL)"),
         None => {
             private_data_dir(data_dir)?;
             let path = data_dir.join("weft.db");
-            weft_store::Store::open_sqlite(&path).await.with_context(|| format!("opening the store {}", path.display()))
+            weft_store::Store::open_sqlite(&path)
+                .await
+                .with_context(|| format!("opening the store {}", path.display()))
         }
     }
 }
@@ -235,7 +280,12 @@ async fn store(data_dir: &std::path::Path) -> anyhow::Result<weft_store::Store> 
 /// also when an older version created it open to others.
 fn private_data_dir(data_dir: &std::path::Path) -> anyhow::Result<()> {
     use anyhow::Context;
-    weft_store::private_dir(data_dir).with_context(|| format!("making the data directory {} (private, mode 0700)", data_dir.display()))
+    weft_store::private_dir(data_dir).with_context(|| {
+        format!(
+            "making the data directory {} (private, mode 0700)",
+            data_dir.display()
+        )
+    })
 }
 
 /// The runtime the commands use: default limits, compiled components cached under the data

@@ -14,15 +14,28 @@ pub fn lease() -> std::time::Duration {
         .ok()
         .and_then(|s| s.trim().parse::<f64>().ok())
         .filter(|s| *s > 0.0)
-        .map_or(weft_engine::DEFAULT_LEASE, std::time::Duration::from_secs_f64)
+        .map_or(
+            weft_engine::DEFAULT_LEASE,
+            std::time::Duration::from_secs_f64,
+        )
 }
 
-pub async fn run(data_dir: &Path, file: &Path, plan_options: &PlanOptions, plugins: &PluginDirectory, wait: bool) -> anyhow::Result<()> {
+pub async fn run(
+    data_dir: &Path,
+    file: &Path,
+    plan_options: &PlanOptions,
+    plugins: &PluginDirectory,
+    wait: bool,
+) -> anyhow::Result<()> {
     let flow = match weft_flow::load(file) {
         Ok(flow) => flow,
         Err(error) => {
             eprint!("{error}");
-            bail!("{} has {} problem(s)", file.display(), error.diagnostics.len());
+            bail!(
+                "{} has {} problem(s)",
+                file.display(),
+                error.diagnostics.len()
+            );
         }
     };
     let runtime = crate::runtime(data_dir)?;
@@ -30,12 +43,24 @@ pub async fn run(data_dir: &Path, file: &Path, plan_options: &PlanOptions, plugi
         Ok(plan) => plan,
         Err(error) => {
             eprint!("{error}");
-            bail!("{} has {} problem(s) with its plugins", file.display(), error.diagnostics.len());
+            bail!(
+                "{} has {} problem(s) with its plugins",
+                file.display(),
+                error.diagnostics.len()
+            );
         }
     };
     let store = crate::store(data_dir).await?;
-    let secrets = Secrets::new(store.clone(), MasterKey::load(data_dir).context("loading the master key")?);
-    let options = RunOptions { tenant: plan_options.tenant.clone(), environment: plan_options.environment.clone(), lease: lease(), ..RunOptions::default() };
+    let secrets = Secrets::new(
+        store.clone(),
+        MasterKey::load(data_dir).context("loading the master key")?,
+    );
+    let options = RunOptions {
+        tenant: plan_options.tenant.clone(),
+        environment: plan_options.environment.clone(),
+        lease: lease(),
+        ..RunOptions::default()
+    };
     let mut progress = progress_printer();
     let mut said = false;
     let report = loop {
@@ -52,7 +77,11 @@ pub async fn run(data_dir: &Path, file: &Path, plan_options: &PlanOptions, plugi
     };
     print_report(&report);
     if !report.succeeded {
-        bail!("run {} failed; see `weft runs show {}`", report.id, report.id);
+        bail!(
+            "run {} failed; see `weft runs show {}`",
+            report.id,
+            report.id
+        );
     }
     Ok(())
 }
@@ -70,7 +99,12 @@ pub fn progress_printer() -> impl FnMut(&weft_engine::Progress<'_>) + Send {
             Some(total) if total > 0 => {
                 let done = (step.records_in as f64 / total as f64).min(1.0);
                 let bar = (done * 20.0).round() as usize;
-                format!(" [{}{}] {:>3.0}% of {total}", "#".repeat(bar), "-".repeat(20 - bar), done * 100.0)
+                format!(
+                    " [{}{}] {:>3.0}% of {total}",
+                    "#".repeat(bar),
+                    "-".repeat(20 - bar),
+                    done * 100.0
+                )
             }
             _ => String::new(),
         };
@@ -92,13 +126,35 @@ pub fn progress_printer() -> impl FnMut(&weft_engine::Progress<'_>) + Send {
 
 /// The summary table of a run.
 pub fn print_report(report: &weft_engine::RunReport) {
-    println!("run {} {} in {:.1} s", report.id, if report.succeeded { "succeeded" } else { "failed" }, report.took.as_secs_f64());
-    println!("{:<20} {:<9} {:>6} {:>9} {:>9} {:>7}", "step", "status", "pages", "in", "out", "failed");
+    println!(
+        "run {} {} in {:.1} s",
+        report.id,
+        if report.succeeded {
+            "succeeded"
+        } else {
+            "failed"
+        },
+        report.took.as_secs_f64()
+    );
+    println!(
+        "{:<20} {:<9} {:>6} {:>9} {:>9} {:>7}",
+        "step", "status", "pages", "in", "out", "failed"
+    );
     for s in &report.steps {
-        println!("{:<20} {:<9} {:>6} {:>9} {:>9} {:>7}", s.step, s.status, s.pages, s.records_in, s.records_out, s.failed);
+        println!(
+            "{:<20} {:<9} {:>6} {:>9} {:>9} {:>7}",
+            s.step, s.status, s.pages, s.records_in, s.records_out, s.failed
+        );
     }
     for s in report.steps.iter().filter(|s| s.status == "failed") {
-        println!("step {} failed: {}", s.step, weft_capabilities::printable(s.error.as_deref().unwrap_or("no reason recorded"), usize::MAX));
+        println!(
+            "step {} failed: {}",
+            s.step,
+            weft_capabilities::printable(
+                s.error.as_deref().unwrap_or("no reason recorded"),
+                usize::MAX
+            )
+        );
     }
     if report.steps.iter().any(|s| s.failed > 0) {
         println!("failed records: weft runs errors {}", report.id);

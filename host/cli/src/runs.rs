@@ -1,7 +1,7 @@
 //! `weft runs`: what ran, how it went, and the records that failed.
 
-use weft_capabilities::printable;
 use std::path::{Path, PathBuf};
+use weft_capabilities::printable;
 
 use anyhow::bail;
 use clap::{Subcommand, ValueEnum};
@@ -50,7 +50,11 @@ fn when(t: std::time::SystemTime) -> String {
 }
 
 fn csv_field(text: &str) -> String {
-    if text.contains([',', '"', '\n', '\r']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text.to_owned() }
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_owned()
+    }
 }
 
 pub async fn run(data_dir: &Path, tenant: &str, command: RunsCommand) -> anyhow::Result<()> {
@@ -85,16 +89,43 @@ pub async fn run(data_dir: &Path, tenant: &str, command: RunsCommand) -> anyhow:
                 // version wrote.
                 out!("error {}", printable(e, usize::MAX))?;
             }
-            out!("\n{:<20} {:<9} {:>6} {:>9} {:>9} {:>7} {:>9}", "step", "status", "pages", "in", "out", "failed", "seconds")?;
+            out!(
+                "\n{:<20} {:<9} {:>6} {:>9} {:>9} {:>7} {:>9}",
+                "step",
+                "status",
+                "pages",
+                "in",
+                "out",
+                "failed",
+                "seconds"
+            )?;
             for s in steps {
-                let secs = s.finished_at.and_then(|f| f.duration_since(s.started_at).ok()).map_or(0.0, |d| d.as_secs_f64());
-                out!("{:<20} {:<9} {:>6} {:>9} {:>9} {:>7} {:>9.2}", s.step, s.status, s.pages, s.records_in, s.records_out, s.failed, secs)?;
+                let secs = s
+                    .finished_at
+                    .and_then(|f| f.duration_since(s.started_at).ok())
+                    .map_or(0.0, |d| d.as_secs_f64());
+                out!(
+                    "{:<20} {:<9} {:>6} {:>9} {:>9} {:>7} {:>9.2}",
+                    s.step,
+                    s.status,
+                    s.pages,
+                    s.records_in,
+                    s.records_out,
+                    s.failed,
+                    secs
+                )?;
                 if let Some(e) = s.error {
                     out!("  error: {}", printable(&e, usize::MAX))?;
                 }
             }
         }
-        RunsCommand::Retry { run, failed_only: _, flow, env, plugin_dirs } => {
+        RunsCommand::Retry {
+            run,
+            failed_only: _,
+            flow,
+            env,
+            plugin_dirs,
+        } => {
             let Some((record, _)) = store.run_get(tenant, &run).await? else {
                 bail!("there is no run `{run}` for tenant `{tenant}` (see `weft runs list`)");
             };
@@ -106,23 +137,65 @@ pub async fn run(data_dir: &Path, tenant: &str, command: RunsCommand) -> anyhow:
                 }
             };
             if flow.file.name.get_ref().as_str() != record.flow {
-                bail!("run `{run}` is of flow `{}`, but {} is flow `{}`", record.flow, flow.path.display(), flow.file.name.get_ref());
+                bail!(
+                    "run `{run}` is of flow `{}`, but {} is flow `{}`",
+                    record.flow,
+                    flow.path.display(),
+                    flow.file.name.get_ref()
+                );
             }
             let plugins = crate::plugin_directory(data_dir, plugin_dirs);
             let runtime = crate::runtime(data_dir)?;
-            let plan = match weft_engine::plan(&flow, env.as_deref(), tenant, &plugins, &runtime).await {
-                Ok(p) => p,
-                Err(e) => {
-                    eprint!("{e}");
-                    bail!("{} has {} problem(s) with its plugins", flow.path.display(), e.diagnostics.len());
-                }
+            let plan =
+                match weft_engine::plan(&flow, env.as_deref(), tenant, &plugins, &runtime).await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        eprint!("{e}");
+                        bail!(
+                            "{} has {} problem(s) with its plugins",
+                            flow.path.display(),
+                            e.diagnostics.len()
+                        );
+                    }
+                };
+            let secrets = weft_capabilities::Secrets::new(
+                store.clone(),
+                weft_capabilities::MasterKey::load(data_dir)?,
+            );
+            let options = weft_engine::RunOptions {
+                tenant: tenant.to_owned(),
+                environment: env,
+                lease: crate::run::lease(),
+                ..Default::default()
             };
-            let secrets = weft_capabilities::Secrets::new(store.clone(), weft_capabilities::MasterKey::load(data_dir)?);
-            let options = weft_engine::RunOptions { tenant: tenant.to_owned(), environment: env, lease: crate::run::lease(), ..Default::default() };
-            let report = weft_engine::retry_failed(&flow, &plan, &store, &secrets, &options, &run, &mut |_: &weft_engine::Progress<'_>| {}).await?;
-            out!("retry {} of run {run} {}", report.id, if report.succeeded { "succeeded" } else { "failed" })?;
+            let report = weft_engine::retry_failed(
+                &flow,
+                &plan,
+                &store,
+                &secrets,
+                &options,
+                &run,
+                &mut |_: &weft_engine::Progress<'_>| {},
+            )
+            .await?;
+            out!(
+                "retry {} of run {run} {}",
+                report.id,
+                if report.succeeded {
+                    "succeeded"
+                } else {
+                    "failed"
+                }
+            )?;
             for s in &report.steps {
-                out!("{:<20} {:<9} {:>9} in {:>9} out {:>7} failed", s.step, s.status, s.records_in, s.records_out, s.failed)?;
+                out!(
+                    "{:<20} {:<9} {:>9} in {:>9} out {:>7} failed",
+                    s.step,
+                    s.status,
+                    s.records_in,
+                    s.records_out,
+                    s.failed
+                )?;
             }
             if !report.succeeded {
                 bail!("the retry failed; see `weft runs show {}`", report.id);
@@ -139,10 +212,23 @@ pub async fn run(data_dir: &Path, tenant: &str, command: RunsCommand) -> anyhow:
             for e in errors {
                 match format {
                     Format::Jsonl => {
-                        let record = e.record.as_deref().and_then(|r| serde_json::from_str(r).ok()).unwrap_or(serde_json::Value::Null);
-                        out!("{}", serde_json::json!({"seq": e.seq, "step": e.step, "error": e.error, "record": record}))?;
+                        let record = e
+                            .record
+                            .as_deref()
+                            .and_then(|r| serde_json::from_str(r).ok())
+                            .unwrap_or(serde_json::Value::Null);
+                        out!(
+                            "{}",
+                            serde_json::json!({"seq": e.seq, "step": e.step, "error": e.error, "record": record})
+                        )?;
                     }
-                    Format::Csv => out!("{},{},{},{}", e.seq, csv_field(&e.step), csv_field(&printable(&e.error, usize::MAX)), csv_field(e.record.as_deref().unwrap_or("")))?,
+                    Format::Csv => out!(
+                        "{},{},{},{}",
+                        e.seq,
+                        csv_field(&e.step),
+                        csv_field(&printable(&e.error, usize::MAX)),
+                        csv_field(e.record.as_deref().unwrap_or(""))
+                    )?,
                 }
             }
         }

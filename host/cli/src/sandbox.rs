@@ -26,31 +26,52 @@ pub struct SandboxArgs {
 }
 
 pub async fn run(args: SandboxArgs, data_dir: &Path) -> anyhow::Result<()> {
-    let mut config = if args.ephemeral_ports { SandboxConfig::default() } else { SandboxConfig::well_known_ports() };
+    let mut config = if args.ephemeral_ports {
+        SandboxConfig::default()
+    } else {
+        SandboxConfig::well_known_ports()
+    };
     if let Some(seed) = args.seed {
         config.data.seed = seed;
     }
-    let sandbox = Sandbox::start(config).await.context("starting the sandbox")?;
+    let sandbox = Sandbox::start(config)
+        .await
+        .context("starting the sandbox")?;
     print!("{}", weft_sandbox::render_table(&sandbox));
-    println!("\nadmin API  {}  (reset, seed, request log, faults, token expiry)", sandbox.admin_url());
+    println!(
+        "\nadmin API  {}  (reset, seed, request log, faults, token expiry)",
+        sandbox.admin_url()
+    );
     let proxy = match args.proxy {
         None => None,
         Some(mut addr) => {
             if args.ephemeral_ports {
                 addr.set_port(0);
             }
-            let authority = ProxyCa::load_or_create(data_dir).context("loading the sandbox's CA")?;
-            let proxy = sandbox.start_proxy(addr, authority).await.context("starting the sandbox's HTTPS proxy")?;
+            let authority =
+                ProxyCa::load_or_create(data_dir).context("loading the sandbox's CA")?;
+            let proxy = sandbox
+                .start_proxy(addr, authority)
+                .await
+                .context("starting the sandbox's HTTPS proxy")?;
             let ca = ProxyCa::cert_path(data_dir);
-            println!("\nHTTPS proxy  {}  (the vendors' hosts, answered by the emulators; anything else is refused)", proxy.url());
+            println!(
+                "\nHTTPS proxy  {}  (the vendors' hosts, answered by the emulators; anything else is refused)",
+                proxy.url()
+            );
             println!("  CA certificate  {}", ca.display());
             println!("  export HTTPS_PROXY={}", proxy.url());
-            println!("  export REQUESTS_CA_BUNDLE={0} SSL_CERT_FILE={0} NODE_EXTRA_CA_CERTS={0}", ca.display());
+            println!(
+                "  export REQUESTS_CA_BUNDLE={0} SSL_CERT_FILE={0} NODE_EXTRA_CA_CERTS={0}",
+                ca.display()
+            );
             Some(proxy)
         }
     };
     println!("Ctrl-C stops the sandbox.");
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
     if let Some(proxy) = proxy {
         proxy.shutdown().await;
     }

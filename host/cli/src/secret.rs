@@ -31,13 +31,26 @@ pub async fn run(data_dir: &Path, tenant: &str, command: SecretCommand) -> anyho
     match command {
         SecretCommand::Set { name } => {
             let mut value = String::new();
-            tokio::io::stdin().read_to_string(&mut value).await.context("reading the secret from standard input")?;
-            let value = value.strip_suffix('\n').map(|v| v.strip_suffix('\r').unwrap_or(v)).unwrap_or(&value);
+            tokio::io::stdin()
+                .read_to_string(&mut value)
+                .await
+                .context("reading the secret from standard input")?;
+            let value = value
+                .strip_suffix('\n')
+                .map(|v| v.strip_suffix('\r').unwrap_or(v))
+                .unwrap_or(&value);
             if value.is_empty() {
-                bail!("no value on standard input; pipe it in, e.g. `printf %s \"$TOKEN\" | weft secret set {name}`");
+                bail!(
+                    "no value on standard input; pipe it in, e.g. `printf %s \"$TOKEN\" | weft secret set {name}`"
+                );
             }
-            secrets.set(tenant, &name, &Secret::new(value)).await.with_context(|| format!("storing secret `{name}`"))?;
-            eprintln!("stored secret `{name}` for tenant `{tenant}`; refer to it as \"secret:{name}\"");
+            secrets
+                .set(tenant, &name, &Secret::new(value))
+                .await
+                .with_context(|| format!("storing secret `{name}`"))?;
+            eprintln!(
+                "stored secret `{name}` for tenant `{tenant}`; refer to it as \"secret:{name}\""
+            );
         }
         SecretCommand::List => {
             let entries = secrets.list(tenant).await.context("listing secrets")?;
@@ -45,11 +58,19 @@ pub async fn run(data_dir: &Path, tenant: &str, command: SecretCommand) -> anyho
                 eprintln!("no secrets for tenant `{tenant}`; add one with `weft secret set NAME`");
             }
             for entry in entries {
-                println!("{}\t{}", entry.name, humantime::format_rfc3339_seconds(entry.updated_at));
+                println!(
+                    "{}\t{}",
+                    entry.name,
+                    humantime::format_rfc3339_seconds(entry.updated_at)
+                );
             }
         }
         SecretCommand::Rm { name } => {
-            if !secrets.delete(tenant, &name).await.with_context(|| format!("deleting secret `{name}`"))? {
+            if !secrets
+                .delete(tenant, &name)
+                .await
+                .with_context(|| format!("deleting secret `{name}`"))?
+            {
                 bail!("there is no secret `{name}` for tenant `{tenant}` (see `weft secret list`)");
             }
             eprintln!("deleted secret `{name}`");

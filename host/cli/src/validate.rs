@@ -10,13 +10,22 @@ use anyhow::bail;
 use weft_capabilities::SecretRef;
 use weft_engine::{PlanOptions, PluginDirectory};
 
-pub async fn run(data_dir: &Path, file: &Path, options: &PlanOptions, plugins: &PluginDirectory) -> anyhow::Result<()> {
+pub async fn run(
+    data_dir: &Path,
+    file: &Path,
+    options: &PlanOptions,
+    plugins: &PluginDirectory,
+) -> anyhow::Result<()> {
     let tenant = options.tenant.as_str();
     let flow = match weft_flow::load(file) {
         Ok(flow) => flow,
         Err(error) => {
             eprint!("{error}");
-            bail!("{} has {} problem(s)", file.display(), error.diagnostics.len());
+            bail!(
+                "{} has {} problem(s)",
+                file.display(),
+                error.diagnostics.len()
+            );
         }
     };
     let runtime = crate::runtime(data_dir)?;
@@ -24,31 +33,69 @@ pub async fn run(data_dir: &Path, file: &Path, options: &PlanOptions, plugins: &
         Ok(plan) => plan,
         Err(error) => {
             eprint!("{error}");
-            bail!("{} has {} problem(s) with its plugins", file.display(), error.diagnostics.len());
+            bail!(
+                "{} has {} problem(s) with its plugins",
+                file.display(),
+                error.diagnostics.len()
+            );
         }
     };
     // What the connections of the chosen environment use: an environment that replaces a
     // connection's auth does not need the production secrets.
     let mut missing = Vec::new();
-    let known: Vec<String> = crate::store(data_dir).await?.secret_list(tenant).await?.into_iter().map(|e| e.name).collect();
+    let known: Vec<String> = crate::store(data_dir)
+        .await?
+        .secret_list(tenant)
+        .await?
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
     let mut seen = std::collections::BTreeSet::new();
     for bound in plan.connections.values() {
-        let refs = bound.spec.auth.references().into_iter().chain(bound.spec.webhook_secret.as_ref());
+        let refs = bound
+            .spec
+            .auth
+            .references()
+            .into_iter()
+            .chain(bound.spec.webhook_secret.as_ref());
         for reference in refs {
             match reference {
-                SecretRef::Stored(name) if !known.contains(name) && seen.insert(("secret", name.clone())) => {
+                SecretRef::Stored(name)
+                    if !known.contains(name) && seen.insert(("secret", name.clone())) =>
+                {
                     missing.push(format!("secret `{name}` (connection `{}`) is not set for tenant `{tenant}`: `weft secret set {name}`", bound.spec.name));
                 }
-                SecretRef::Env(name) if std::env::var_os(name).is_none() && seen.insert(("env", name.clone())) => {
-                    missing.push(format!("environment variable `{name}` (connection `{}`) is not set", bound.spec.name));
+                SecretRef::Env(name)
+                    if std::env::var_os(name).is_none() && seen.insert(("env", name.clone())) =>
+                {
+                    missing.push(format!(
+                        "environment variable `{name}` (connection `{}`) is not set",
+                        bound.spec.name
+                    ));
                 }
                 _ => {}
             }
         }
     }
     let f = &flow.file;
-    println!("flow `{}`: {} steps in order {}", f.name.get_ref(), flow.order.len(), flow.order.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" -> "));
-    println!("connections: {}", f.connections.keys().map(|k| k.get_ref().to_string()).collect::<Vec<_>>().join(", "));
+    println!(
+        "flow `{}`: {} steps in order {}",
+        f.name.get_ref(),
+        flow.order.len(),
+        flow.order
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(" -> ")
+    );
+    println!(
+        "connections: {}",
+        f.connections
+            .keys()
+            .map(|k| k.get_ref().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     for (name, bound) in &plan.connections {
         println!("  {name} ({}) reaches:", bound.plugin.info().name);
         print!("{}", crate::hosts::describe(&bound.spec));
@@ -57,7 +104,11 @@ pub async fn run(data_dir: &Path, file: &Path, options: &PlanOptions, plugins: &
         for m in &missing {
             eprintln!("missing: {m}");
         }
-        bail!("{} needs {} value(s) that are not set", file.display(), missing.len());
+        bail!(
+            "{} needs {} value(s) that are not set",
+            file.display(),
+            missing.len()
+        );
     }
     println!("ok");
     Ok(())

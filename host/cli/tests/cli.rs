@@ -16,7 +16,12 @@ fn weft(data_dir: &std::path::Path, args: &[&str], stdin: Option<&str>) -> Outpu
         .spawn()
         .expect("weft runs");
     if let Some(input) = stdin {
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
     }
     drop(child.stdin.take());
     child.wait_with_output().unwrap()
@@ -29,18 +34,33 @@ fn text(bytes: &[u8]) -> String {
 #[test]
 fn inspect_describes_every_first_party_plugin() {
     let dir = tempfile::tempdir().unwrap();
-    let map = weft(dir.path(), &["plugin", "inspect", wasm(MAP).to_str().unwrap()], None);
+    let map = weft(
+        dir.path(),
+        &["plugin", "inspect", wasm(MAP).to_str().unwrap()],
+        None,
+    );
     assert!(map.status.success(), "{}", text(&map.stderr));
     let out = text(&map.stdout);
     assert!(out.starts_with("map 0.1.0 (transform)\n"), "{out}");
     assert!(out.contains("contract  weft:plugin@0.1.0"), "{out}");
 
-    let conn = weft(dir.path(), &["plugin", "inspect", wasm(HTTP_JSON).to_str().unwrap()], None);
+    let conn = weft(
+        dir.path(),
+        &["plugin", "inspect", wasm(HTTP_JSON).to_str().unwrap()],
+        None,
+    );
     assert!(conn.status.success(), "{}", text(&conn.stderr));
     let out = text(&conn.stdout);
     assert!(out.starts_with("http-json 0.1.0 (connector)\n"), "{out}");
-    assert!(out.lines().any(|l| l.trim_start().starts_with("{base_url}") && l.ends_with("from the connection's config")), "{out}");
-    assert!(out.contains("api-key                    header `X-Api-Key: {token}`"), "{out}");
+    assert!(
+        out.lines().any(|l| l.trim_start().starts_with("{base_url}")
+            && l.ends_with("from the connection's config")),
+        "{out}"
+    );
+    assert!(
+        out.contains("api-key                    header `X-Api-Key: {token}`"),
+        "{out}"
+    );
     assert!(out.contains("\n  items\n"), "{out}");
     assert!(out.contains("    cursor       updated_at"), "{out}");
 }
@@ -49,29 +69,55 @@ fn inspect_describes_every_first_party_plugin() {
 fn inspect_json_is_machine_readable_and_second_run_uses_the_cache() {
     let dir = tempfile::tempdir().unwrap();
     let file = wasm(HTTP_JSON);
-    let first = weft(dir.path(), &["plugin", "inspect", "--json", file.to_str().unwrap()], None);
+    let first = weft(
+        dir.path(),
+        &["plugin", "inspect", "--json", file.to_str().unwrap()],
+        None,
+    );
     assert!(first.status.success(), "{}", text(&first.stderr));
     let doc: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
     assert_eq!(doc["kind"], "connector");
     assert_eq!(doc["streams"][0]["name"], "items");
-    assert_eq!(doc["streams"][0]["schema"]["properties"]["id"]["type"], "string");
-    let again = weft(dir.path(), &["plugin", "inspect", file.to_str().unwrap()], None);
-    assert!(text(&again.stdout).contains("(loaded from cache in"), "{}", text(&again.stdout));
+    assert_eq!(
+        doc["streams"][0]["schema"]["properties"]["id"]["type"],
+        "string"
+    );
+    let again = weft(
+        dir.path(),
+        &["plugin", "inspect", file.to_str().unwrap()],
+        None,
+    );
+    assert!(
+        text(&again.stdout).contains("(loaded from cache in"),
+        "{}",
+        text(&again.stdout)
+    );
 }
 
 #[test]
 fn inspect_explains_an_incompatible_plugin() {
     let dir = tempfile::tempdir().unwrap();
-    let out = weft(dir.path(), &["plugin", "inspect", wasm(OLD_CONTRACT).to_str().unwrap()], None);
+    let out = weft(
+        dir.path(),
+        &["plugin", "inspect", wasm(OLD_CONTRACT).to_str().unwrap()],
+        None,
+    );
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
-    assert!(err.contains("weft:plugin@0.0.9") && err.contains("weft:plugin@0.1.0"), "{err}");
+    assert!(
+        err.contains("weft:plugin@0.0.9") && err.contains("weft:plugin@0.1.0"),
+        "{err}"
+    );
 }
 
 #[test]
 fn secrets_are_set_from_stdin_listed_by_name_and_removed() {
     let dir = tempfile::tempdir().unwrap();
-    let set = weft(dir.path(), &["secret", "set", "zendesk_token"], Some("very-secret-value\n"));
+    let set = weft(
+        dir.path(),
+        &["secret", "set", "zendesk_token"],
+        Some("very-secret-value\n"),
+    );
     assert!(set.status.success(), "{}", text(&set.stderr));
     assert!(text(&set.stderr).contains("\"secret:zendesk_token\""));
 
@@ -82,13 +128,24 @@ fn secrets_are_set_from_stdin_listed_by_name_and_removed() {
 
     for file in std::fs::read_dir(dir.path()).unwrap() {
         let bytes = std::fs::read(file.unwrap().path()).unwrap_or_default();
-        assert!(!text(&bytes).contains("very-secret-value"), "plaintext on disk");
+        assert!(
+            !text(&bytes).contains("very-secret-value"),
+            "plaintext on disk"
+        );
     }
 
-    assert!(weft(dir.path(), &["secret", "rm", "zendesk_token"], None).status.success());
+    assert!(
+        weft(dir.path(), &["secret", "rm", "zendesk_token"], None)
+            .status
+            .success()
+    );
     let gone = weft(dir.path(), &["secret", "rm", "zendesk_token"], None);
     assert_eq!(gone.status.code(), Some(1));
-    assert!(text(&gone.stderr).contains("there is no secret `zendesk_token`"), "{}", text(&gone.stderr));
+    assert!(
+        text(&gone.stderr).contains("there is no secret `zendesk_token`"),
+        "{}",
+        text(&gone.stderr)
+    );
 }
 
 #[test]
@@ -96,7 +153,11 @@ fn secret_set_refuses_an_empty_value() {
     let dir = tempfile::tempdir().unwrap();
     let out = weft(dir.path(), &["secret", "set", "empty"], Some(""));
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("no value on standard input"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no value on standard input"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -105,7 +166,11 @@ fn demo_runs_each_example_against_its_own_sandbox_and_sums_up() {
     let examples = dir.path().join("examples");
     std::fs::create_dir_all(examples.join("tickets")).unwrap();
     std::fs::create_dir_all(examples.join("not-flows/src")).unwrap();
-    std::fs::write(examples.join("not-flows/Cargo.toml"), "[package]\nname = \"x\"\n").unwrap();
+    std::fs::write(
+        examples.join("not-flows/Cargo.toml"),
+        "[package]\nname = \"x\"\n",
+    )
+    .unwrap();
     // The examples' convention: production connection on top, the sandbox environment through
     // the `zendesk_url` / `zendesk_host` variables the demo sets for its own sandbox.
     std::fs::write(
@@ -148,11 +213,24 @@ write = { connection = "kept", stream = "cases", input = "cases", mode = "upsert
 "#,
     )
     .unwrap();
-    let out = weft(dir.path(), &["demo", "--plugins", weft_tests::WASM_DIR, "--examples", examples.to_str().unwrap()], None);
+    let out = weft(
+        dir.path(),
+        &[
+            "demo",
+            "--plugins",
+            weft_tests::WASM_DIR,
+            "--examples",
+            examples.to_str().unwrap(),
+        ],
+        None,
+    );
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
     assert!(stdout.contains("== tickets (1 runs)"), "{stdout}");
-    assert!(!stdout.contains("not-flows"), "a directory without flow files is not a scenario: {stdout}");
+    assert!(
+        !stdout.contains("not-flows"),
+        "a directory without flow files is not a scenario: {stdout}"
+    );
     let row = stdout
         .lines()
         .skip_while(|l| !l.starts_with("scenario "))
@@ -161,7 +239,10 @@ write = { connection = "kept", stream = "cases", input = "cases", mode = "upsert
     let cells: Vec<&str> = row.split_whitespace().collect();
     // scenario, runs, failed, read, written, rejected, requests, time, records/s
     assert_eq!(&cells[1..6], ["1", "0", "40", "40", "0"], "{row}");
-    assert!(cells[6].parse::<u32>().unwrap() >= 3, "at least the three pages were requested: {row}");
+    assert!(
+        cells[6].parse::<u32>().unwrap() >= 3,
+        "at least the three pages were requested: {row}"
+    );
     assert!(stdout.contains("weft dataset list"), "{stdout}");
     let listed = weft(dir.path(), &["dataset", "show", "cases"], None);
     assert!(listed.status.success(), "{}", text(&listed.stderr));
@@ -173,17 +254,41 @@ write = { connection = "kept", stream = "cases", input = "cases", mode = "upsert
 #[test]
 fn demo_runs_all_five_scenarios_of_the_examples() {
     let dir = tempfile::tempdir().unwrap();
-    let out = weft(dir.path(), &["demo", "--plugins", weft_tests::WASM_DIR], None);
+    let out = weft(
+        dir.path(),
+        &["demo", "--plugins", weft_tests::WASM_DIR],
+        None,
+    );
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
-    let summary: Vec<Vec<&str>> = stdout.lines().skip_while(|l| !l.starts_with("scenario ")).skip(1).take_while(|l| !l.is_empty()).map(|l| l.split_whitespace().collect()).collect();
+    let summary: Vec<Vec<&str>> = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("scenario "))
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .map(|l| l.split_whitespace().collect())
+        .collect();
     let names: Vec<&str> = summary.iter().map(|cells| cells[0]).collect();
-    assert_eq!(names, ["conversation-sync", "partner-center-salesforce", "salesforce-hubspot", "zendesk-zoho", "zoho-customer-success"], "{stdout}");
+    assert_eq!(
+        names,
+        [
+            "conversation-sync",
+            "partner-center-salesforce",
+            "salesforce-hubspot",
+            "zendesk-zoho",
+            "zoho-customer-success"
+        ],
+        "{stdout}"
+    );
     for cells in &summary {
         // scenario, runs, failed, read, written, rejected, requests, time, records/s
         assert_eq!(cells[2], "0", "{stdout}");
         for (column, what) in [(3, "read"), (4, "written"), (6, "requests")] {
-            assert!(cells[column].parse::<u64>().unwrap() > 0, "{} {what} nothing: {stdout}", cells[0]);
+            assert!(
+                cells[column].parse::<u64>().unwrap() > 0,
+                "{} {what} nothing: {stdout}",
+                cells[0]
+            );
         }
     }
     assert!(stdout.contains("seeded dataset conversations"), "{stdout}");
@@ -192,11 +297,17 @@ fn demo_runs_all_five_scenarios_of_the_examples() {
 #[test]
 fn validate_points_at_the_mistake_with_line_and_column() {
     let dir = tempfile::tempdir().unwrap();
-    let flow = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/ui/unknown-input.toml");
+    let flow = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/ui/unknown-input.toml"
+    );
     let out = weft(dir.path(), &["validate", flow], None);
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
-    assert!(err.contains("error: input `tickest` is not a step of this flow"), "{err}");
+    assert!(
+        err.contains("error: input `tickest` is not a step of this flow"),
+        "{err}"
+    );
     assert!(err.contains("unknown-input.toml:14:39"), "{err}");
     assert!(err.contains("help: did you mean `tickets`?"), "{err}");
 }
@@ -207,7 +318,11 @@ fn validate_lists_secrets_the_flow_needs_that_are_not_set() {
     let flow = dir.path().join("flow.toml");
     std::fs::write(&flow, FLOW).unwrap();
     let flow = flow.to_str().unwrap();
-    let out = weft(dir.path(), &["validate", "--plugins", weft_tests::WASM_DIR, flow], None);
+    let out = weft(
+        dir.path(),
+        &["validate", "--plugins", weft_tests::WASM_DIR, flow],
+        None,
+    );
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
     assert!(err.contains("missing: secret `api_token` (connection `api`) is not set for tenant `default`: `weft secret set api_token`"), "{err}");
@@ -216,11 +331,32 @@ fn validate_lists_secrets_the_flow_needs_that_are_not_set() {
     let staging = dir.path().join("staging.toml");
     let with_env = FLOW.replacen("[[steps]]", "[environments.staging.connections.api]\nauth = { kind = \"api-key\", value = \"secret:staging_key\" }\n\n[[steps]]", 1);
     std::fs::write(&staging, with_env).unwrap();
-    let out = weft(dir.path(), &["validate", "--plugins", weft_tests::WASM_DIR, "--env", "staging", staging.to_str().unwrap()], None);
+    let out = weft(
+        dir.path(),
+        &[
+            "validate",
+            "--plugins",
+            weft_tests::WASM_DIR,
+            "--env",
+            "staging",
+            staging.to_str().unwrap(),
+        ],
+        None,
+    );
     let err = text(&out.stderr);
-    assert!(err.contains("missing: secret `staging_key` (connection `api`)"), "{err}");
-    assert!(!err.contains("api_token") && !err.contains("WEFT_TEST_UNSET_CLIENT_ID"), "the production credential is not needed on staging: {err}");
-    assert!(weft(dir.path(), &["secret", "set", "api_token"], Some("x")).status.success());
+    assert!(
+        err.contains("missing: secret `staging_key` (connection `api`)"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("api_token") && !err.contains("WEFT_TEST_UNSET_CLIENT_ID"),
+        "the production credential is not needed on staging: {err}"
+    );
+    assert!(
+        weft(dir.path(), &["secret", "set", "api_token"], Some("x"))
+            .status
+            .success()
+    );
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_weft"));
     let ok = command
         .args(["validate", "--plugins", weft_tests::WASM_DIR, flow])
@@ -229,7 +365,11 @@ fn validate_lists_secrets_the_flow_needs_that_are_not_set() {
         .output()
         .unwrap();
     assert!(ok.status.success(), "{}", text(&ok.stderr));
-    assert!(text(&ok.stdout).contains("3 steps in order items -> mapped -> save"), "{}", text(&ok.stdout));
+    assert!(
+        text(&ok.stdout).contains("3 steps in order items -> mapped -> save"),
+        "{}",
+        text(&ok.stdout)
+    );
 }
 
 const FLOW: &str = r#"name = "items"
@@ -257,11 +397,32 @@ write = { connection = "api", stream = "contacts", input = "mapped", mode = "ups
 fn validate_reports_plugin_level_mistakes_in_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let flow = dir.path().join("flow.toml");
-    std::fs::write(&flow, FLOW.replace(r#"config.fields = { id = "id", name = "name" }"#, r#"config.fields = { id = "id", name = "nmae" }"#)).unwrap();
-    let out = weft(dir.path(), &["validate", "--plugins", weft_tests::WASM_DIR, flow.to_str().unwrap()], None);
+    std::fs::write(
+        &flow,
+        FLOW.replace(
+            r#"config.fields = { id = "id", name = "name" }"#,
+            r#"config.fields = { id = "id", name = "nmae" }"#,
+        ),
+    )
+    .unwrap();
+    let out = weft(
+        dir.path(),
+        &[
+            "validate",
+            "--plugins",
+            weft_tests::WASM_DIR,
+            flow.to_str().unwrap(),
+        ],
+        None,
+    );
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
-    assert!(err.contains("error: step `mapped`: `name` maps from `nmae`, which the input does not have"), "{err}");
+    assert!(
+        err.contains(
+            "error: step `mapped`: `name` maps from `nmae`, which the input does not have"
+        ),
+        "{err}"
+    );
     assert!(err.contains("flow.toml:15:1"), "{err}");
 }
 
@@ -271,7 +432,8 @@ async fn run_shows_progress_and_runs_show_and_errors_explain_it() {
     upstream.seed(
         "items",
         (0..30).map(|i| {
-            let mut item = serde_json::json!({"id": format!("{i:03}"), "name": format!("item {i}")});
+            let mut item =
+                serde_json::json!({"id": format!("{i:03}"), "name": format!("item {i}")});
             if i != 4 {
                 item["email"] = serde_json::json!(format!("p{i}@example.com"));
             }
@@ -309,25 +471,47 @@ write = {{ connection = "api", stream = "contacts", input = "people", mode = "up
     .unwrap();
     let data = dir.path().to_owned();
     let flow_arg = flow.to_str().unwrap().to_owned();
-    let out = tokio::task::spawn_blocking(move || weft(&data, &["run", "--plugins", weft_tests::WASM_DIR, &flow_arg], None))
-        .await
-        .unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        weft(
+            &data,
+            &["run", "--plugins", weft_tests::WASM_DIR, &flow_arg],
+            None,
+        )
+    })
+    .await
+    .unwrap();
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
-    assert!(stdout.contains("save                 succeeded      1        30        29       1"), "{stdout}");
+    assert!(
+        stdout.contains("save                 succeeded      1        30        29       1"),
+        "{stdout}"
+    );
     // The source said how many records it holds: the progress line shows a bar against it.
-    assert!(text(&out.stderr).contains("[####################] 100% of 30"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("[####################] 100% of 30"),
+        "{}",
+        text(&out.stderr)
+    );
     let run_id = stdout.split_whitespace().nth(1).unwrap().to_owned();
     assert_eq!(upstream.records("contacts").len(), 29);
 
     let data = dir.path().to_owned();
     let id = run_id.clone();
-    let show = tokio::task::spawn_blocking(move || weft(&data, &["runs", "show", &id], None)).await.unwrap();
+    let show = tokio::task::spawn_blocking(move || weft(&data, &["runs", "show", &id], None))
+        .await
+        .unwrap();
     let shown = text(&show.stdout);
-    assert!(shown.starts_with(&format!("run {run_id} of flow `copy`: succeeded")), "{shown}");
+    assert!(
+        shown.starts_with(&format!("run {run_id} of flow `copy`: succeeded")),
+        "{shown}"
+    );
 
     let data = dir.path().to_owned();
-    let errors = tokio::task::spawn_blocking(move || weft(&data, &["runs", "errors", &run_id, "--format", "csv"], None)).await.unwrap();
+    let errors = tokio::task::spawn_blocking(move || {
+        weft(&data, &["runs", "errors", &run_id, "--format", "csv"], None)
+    })
+    .await
+    .unwrap();
     let csv = text(&errors.stdout);
     assert_eq!(csv.lines().next(), Some("seq,step,error,record"));
     assert!(csv.contains("1,save,invalid record: id is required,\"{\"\"id\"\":null,\"\"name\"\":\"\"item 4\"\"}\""), "{csv}");
@@ -367,18 +551,30 @@ write = {{ connection = "store", stream = "people", input = "items", mode = "ups
     let data = dir.path().to_owned();
     let flow_arg = flow.to_str().unwrap().to_owned();
     let outputs = tokio::task::spawn_blocking(move || {
-        let run = weft(&data, &["run", "--plugins", weft_tests::WASM_DIR, &flow_arg], None);
+        let run = weft(
+            &data,
+            &["run", "--plugins", weft_tests::WASM_DIR, &flow_arg],
+            None,
+        );
         assert!(run.status.success(), "{}", text(&run.stderr));
         [
             weft(&data, &["dataset", "list"], None),
             weft(&data, &["dataset", "show", "people", "--limit", "1"], None),
-            weft(&data, &["dataset", "export", "people", "--format", "csv"], None),
+            weft(
+                &data,
+                &["dataset", "export", "people", "--format", "csv"],
+                None,
+            ),
             weft(&data, &["dataset", "show", "nobody"], None),
         ]
     })
     .await
     .unwrap();
-    assert!(text(&outputs[0].stdout).starts_with("people\t3 records\t"), "{}", text(&outputs[0].stdout));
+    assert!(
+        text(&outputs[0].stdout).starts_with("people\t3 records\t"),
+        "{}",
+        text(&outputs[0].stdout)
+    );
     assert_eq!(text(&outputs[1].stdout).lines().count(), 1);
     assert_eq!(
         text(&outputs[2].stdout),
@@ -391,23 +587,74 @@ write = {{ connection = "store", stream = "people", input = "items", mode = "ups
 #[test]
 fn dataset_import_upserts_json_lines_by_key_and_refuses_a_bad_file_whole() {
     let dir = tempfile::tempdir().unwrap();
-    let first = weft(dir.path(), &["dataset", "import", "conversations", "--key", "crm,id"], Some("{\"crm\":\"sf\",\"id\":\"1\",\"title\":\"a\"}\n\n{\"crm\":\"sf\",\"id\":\"2\"}\n"));
+    let first = weft(
+        dir.path(),
+        &["dataset", "import", "conversations", "--key", "crm,id"],
+        Some("{\"crm\":\"sf\",\"id\":\"1\",\"title\":\"a\"}\n\n{\"crm\":\"sf\",\"id\":\"2\"}\n"),
+    );
     assert!(first.status.success(), "{}", text(&first.stderr));
-    assert!(text(&first.stderr).contains("2 records upserted into `conversations`"), "{}", text(&first.stderr));
+    assert!(
+        text(&first.stderr).contains("2 records upserted into `conversations`"),
+        "{}",
+        text(&first.stderr)
+    );
     let file = dir.path().join("more.jsonl");
-    std::fs::write(&file, "{\"crm\":\"sf\",\"id\":\"1\",\"title\":\"replaced\"}\n").unwrap();
-    let second = weft(dir.path(), &["dataset", "import", "conversations", "--key", "crm,id", file.to_str().unwrap()], None);
+    std::fs::write(
+        &file,
+        "{\"crm\":\"sf\",\"id\":\"1\",\"title\":\"replaced\"}\n",
+    )
+    .unwrap();
+    let second = weft(
+        dir.path(),
+        &[
+            "dataset",
+            "import",
+            "conversations",
+            "--key",
+            "crm,id",
+            file.to_str().unwrap(),
+        ],
+        None,
+    );
     assert!(second.status.success(), "{}", text(&second.stderr));
     let shown = text(&weft(dir.path(), &["dataset", "export", "conversations"], None).stdout);
-    assert_eq!(shown, "{\"crm\":\"sf\",\"id\":\"1\",\"title\":\"replaced\"}\n{\"crm\":\"sf\",\"id\":\"2\"}\n");
+    assert_eq!(
+        shown,
+        "{\"crm\":\"sf\",\"id\":\"1\",\"title\":\"replaced\"}\n{\"crm\":\"sf\",\"id\":\"2\"}\n"
+    );
 
     // A line without a key field, or not an object: nothing of the file is written.
     std::fs::write(&file, "{\"crm\":\"sf\",\"id\":\"3\"}\n{\"crm\":\"sf\"}\n").unwrap();
-    let missing = weft(dir.path(), &["dataset", "import", "conversations", "--key", "crm,id", file.to_str().unwrap()], None);
+    let missing = weft(
+        dir.path(),
+        &[
+            "dataset",
+            "import",
+            "conversations",
+            "--key",
+            "crm,id",
+            file.to_str().unwrap(),
+        ],
+        None,
+    );
     assert_eq!(missing.status.code(), Some(1));
-    assert!(text(&missing.stderr).contains("more.jsonl:2: key field `id` is missing or null (the key is crm, id)"), "{}", text(&missing.stderr));
-    let not_object = weft(dir.path(), &["dataset", "import", "conversations", "--key", "id"], Some("[1, 2]\n"));
-    assert!(text(&not_object.stderr).contains("standard input:1: a record must be a JSON object, not `[1, 2]`"), "{}", text(&not_object.stderr));
+    assert!(
+        text(&missing.stderr)
+            .contains("more.jsonl:2: key field `id` is missing or null (the key is crm, id)"),
+        "{}",
+        text(&missing.stderr)
+    );
+    let not_object = weft(
+        dir.path(),
+        &["dataset", "import", "conversations", "--key", "id"],
+        Some("[1, 2]\n"),
+    );
+    assert!(
+        text(&not_object.stderr)
+            .contains("standard input:1: a record must be a JSON object, not `[1, 2]`"),
+        "{}",
+        text(&not_object.stderr)
+    );
     let list = text(&weft(dir.path(), &["dataset", "list"], None).stdout);
     assert!(list.starts_with("conversations\t2 records\t"), "{list}");
 }
@@ -427,20 +674,34 @@ async fn resumes_after_sigkill_without_losing_or_duplicating_records() {
     let flow = copy_flow(dir.path(), &upstream, "bulk", 500);
     let spawn = resuming_run(dir.path(), &flow);
     let kills = kill_at(&upstream, &spawn, &[5_000, 20_000, 35_000]).await;
-    assert!(kills >= 2, "the run finished before it could be killed twice");
+    assert!(
+        kills >= 2,
+        "the run finished before it could be killed twice"
+    );
     let mut last = spawn();
-    let finished = tokio::task::spawn_blocking(move || last.wait().unwrap()).await.unwrap();
+    let finished = tokio::task::spawn_blocking(move || last.wait().unwrap())
+        .await
+        .unwrap();
     assert!(finished.success());
 
     let contacts = upstream.records("contacts");
     assert_eq!(contacts.len(), TOTAL, "every record arrives");
-    let ids: std::collections::BTreeSet<&str> = contacts.iter().map(|c| c["id"].as_str().unwrap()).collect();
+    let ids: std::collections::BTreeSet<&str> =
+        contacts.iter().map(|c| c["id"].as_str().unwrap()).collect();
     assert_eq!(ids.len(), TOTAL, "and exactly once");
     assert_eq!(contacts[12_345]["name"], "item 12345");
     // Later runs resumed from the committed cursor instead of starting over: each kill costs at
     // most the page that was in flight (starting over would read about twice as many pages).
-    let pages_read = upstream.seen().iter().filter(|s| s.path == "/items").count();
-    assert!(pages_read <= TOTAL / 500 + 2 * kills + 1, "{pages_read} pages read for {} pages after {kills} kills", TOTAL / 500);
+    let pages_read = upstream
+        .seen()
+        .iter()
+        .filter(|s| s.path == "/items")
+        .count();
+    assert!(
+        pages_read <= TOTAL / 500 + 2 * kills + 1,
+        "{pages_read} pages read for {} pages after {kills} kills",
+        TOTAL / 500
+    );
 }
 
 #[test]
@@ -455,7 +716,10 @@ fn schema_prints_the_flow_file_json_schema() {
 #[tokio::test(flavor = "multi_thread")]
 async fn serve_runs_scheduled_flows_and_their_chains_until_stopped() {
     let upstream = weft_tests::upstream::Upstream::start().await;
-    upstream.seed("items", (0..5).map(|i| serde_json::json!({"id": format!("{i}"), "email": format!("p{i}@x.io")})));
+    upstream.seed(
+        "items",
+        (0..5).map(|i| serde_json::json!({"id": format!("{i}"), "email": format!("p{i}@x.io")})),
+    );
     let dir = tempfile::tempdir().unwrap();
     let flows = dir.path().join("flows");
     std::fs::create_dir(&flows).unwrap();
@@ -475,7 +739,13 @@ async fn serve_runs_scheduled_flows_and_their_chains_until_stopped() {
     )
     .unwrap();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
-        .args(["serve", "--flows", flows.to_str().unwrap(), "--plugins", weft_tests::WASM_DIR])
+        .args([
+            "serve",
+            "--flows",
+            flows.to_str().unwrap(),
+            "--plugins",
+            weft_tests::WASM_DIR,
+        ])
         .env("WEFT_DATA_DIR", dir.path())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -490,24 +760,55 @@ async fn serve_runs_scheduled_flows_and_their_chains_until_stopped() {
             Ok(store) => store.runs_list("default", 100).await.unwrap_or_default(),
             Err(_) => Vec::new(),
         };
-        let done = |flow: &str| runs.iter().filter(|r| r.flow == flow && r.status == "succeeded").count();
+        let done = |flow: &str| {
+            runs.iter()
+                .filter(|r| r.flow == flow && r.status == "succeeded")
+                .count()
+        };
         if (done("collect") >= 2 && done("publish") >= 2) || std::time::Instant::now() > deadline {
             break;
         }
     }
     // SIGTERM: the server finishes what it is running and stops.
-    let status = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
-    assert!(text(&out.stderr).ends_with("stopped\n"), "{}", text(&out.stderr));
-    let collected = stdout.lines().filter(|l| l.contains("flow collect run") && l.contains("succeeded: 5 read, 5 written")).count();
-    let published = stdout.lines().filter(|l| l.contains("flow publish run") && l.contains("succeeded: 5 read, 5 written")).count();
-    assert!(collected >= 2, "the schedule ran collect {collected} times in a minute:\n{stdout}");
-    assert_eq!(published, collected, "publish follows every successful collect:\n{stdout}");
-    let first_collect = stdout.lines().position(|l| l.contains("flow collect")).unwrap();
-    let first_publish = stdout.lines().position(|l| l.contains("flow publish")).unwrap();
+    assert!(
+        text(&out.stderr).ends_with("stopped\n"),
+        "{}",
+        text(&out.stderr)
+    );
+    let collected = stdout
+        .lines()
+        .filter(|l| l.contains("flow collect run") && l.contains("succeeded: 5 read, 5 written"))
+        .count();
+    let published = stdout
+        .lines()
+        .filter(|l| l.contains("flow publish run") && l.contains("succeeded: 5 read, 5 written"))
+        .count();
+    assert!(
+        collected >= 2,
+        "the schedule ran collect {collected} times in a minute:\n{stdout}"
+    );
+    assert_eq!(
+        published, collected,
+        "publish follows every successful collect:\n{stdout}"
+    );
+    let first_collect = stdout
+        .lines()
+        .position(|l| l.contains("flow collect"))
+        .unwrap();
+    let first_publish = stdout
+        .lines()
+        .position(|l| l.contains("flow publish"))
+        .unwrap();
     assert!(first_collect < first_publish, "{stdout}");
     assert_eq!(upstream.records("contacts").len(), 5);
 }
@@ -517,24 +818,62 @@ fn serve_refuses_to_start_with_a_broken_flow() {
     let dir = tempfile::tempdir().unwrap();
     let flows = dir.path().join("flows");
     std::fs::create_dir(&flows).unwrap();
-    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/ui/unknown-input.toml"), flows.join("broken.toml")).unwrap();
-    let out = weft(dir.path(), &["serve", "--flows", flows.to_str().unwrap(), "--plugins", weft_tests::WASM_DIR], None);
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/ui/unknown-input.toml"
+        ),
+        flows.join("broken.toml"),
+    )
+    .unwrap();
+    let out = weft(
+        dir.path(),
+        &[
+            "serve",
+            "--flows",
+            flows.to_str().unwrap(),
+            "--plugins",
+            weft_tests::WASM_DIR,
+        ],
+        None,
+    );
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
-    assert!(err.contains("input `tickest` is not a step of this flow"), "{err}");
+    assert!(
+        err.contains("input `tickest` is not a step of this flow"),
+        "{err}"
+    );
     assert!(err.contains("nothing was started"), "{err}");
 }
 
 fn sign(body: &str) -> String {
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"hook-secret");
-    format!("sha256={}", ring::hmac::sign(&key, body.as_bytes()).as_ref().iter().map(|b| format!("{b:02x}")).collect::<String>())
+    format!(
+        "sha256={}",
+        ring::hmac::sign(&key, body.as_bytes())
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    )
 }
 
 /// Starts `weft serve` and waits for the address of its webhook endpoints.
-fn serve_with_hooks(data: &std::path::Path, flows: &std::path::Path) -> (std::process::Child, String) {
+fn serve_with_hooks(
+    data: &std::path::Path,
+    flows: &std::path::Path,
+) -> (std::process::Child, String) {
     use std::io::BufRead;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
-        .args(["serve", "--flows", flows.to_str().unwrap(), "--plugins", weft_tests::WASM_DIR, "--listen", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--flows",
+            flows.to_str().unwrap(),
+            "--plugins",
+            weft_tests::WASM_DIR,
+            "--listen",
+            "127.0.0.1:0",
+        ])
         .env("WEFT_DATA_DIR", data)
         .env("WEFT_RUN_LEASE", "1")
         .env("WEFT_TEST_HOOK_SECRET", "hook-secret")
@@ -544,7 +883,10 @@ fn serve_with_hooks(data: &std::path::Path, flows: &std::path::Path) -> (std::pr
         .unwrap();
     let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
     let address = loop {
-        let line = lines.next().expect("serve printed its webhook address").unwrap();
+        let line = lines
+            .next()
+            .expect("serve printed its webhook address")
+            .unwrap();
         if let Some(rest) = line.strip_prefix("webhooks on ") {
             break rest.trim_end_matches("/hooks/{flow}").to_owned();
         }
@@ -599,61 +941,108 @@ write = {{ connection = "api", stream = "contacts", input = "changed", mode = "u
     let client = reqwest::Client::new();
     let post = |url: String, body: String, signature: String| {
         let client = client.clone();
-        async move { client.post(url).header("X-Signature", signature).body(body).send().await.unwrap() }
+        async move {
+            client
+                .post(url)
+                .header("X-Signature", signature)
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+        }
     };
 
     let (mut server, address) = {
         let (d, f) = (dir.path().to_owned(), flows.clone());
-        tokio::task::spawn_blocking(move || serve_with_hooks(&d, &f)).await.unwrap()
+        tokio::task::spawn_blocking(move || serve_with_hooks(&d, &f))
+            .await
+            .unwrap()
     };
     let url = format!("{address}/hooks/hooks");
     let body = delivery(&["a", "b"]);
     let accepted = post(url.clone(), body.clone(), sign(&body)).await;
     assert_eq!(accepted.status(), 200);
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&accepted.text().await.unwrap()).unwrap(), serde_json::json!({"accepted": 2, "duplicates": 0}));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&accepted.text().await.unwrap()).unwrap(),
+        serde_json::json!({"accepted": 2, "duplicates": 0})
+    );
     // The vendor delivers evt-a again: it is dropped.
     let again = delivery(&["a"]);
     let duplicate = post(url.clone(), again.clone(), sign(&again)).await;
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&duplicate.text().await.unwrap()).unwrap(), serde_json::json!({"accepted": 0, "duplicates": 1}));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&duplicate.text().await.unwrap()).unwrap(),
+        serde_json::json!({"accepted": 0, "duplicates": 1})
+    );
     // A forged delivery is refused.
     let forged = post(url.clone(), delivery(&["x"]), sign("something else")).await;
     assert_eq!(forged.status(), 401);
 
     // The next event is acknowledged, then the server dies at once.
     let body = delivery(&["c"]);
-    assert_eq!(post(url.clone(), body.clone(), sign(&body)).await.status(), 200);
+    assert_eq!(
+        post(url.clone(), body.clone(), sign(&body)).await.status(),
+        200
+    );
     server.kill().unwrap();
     server.wait().unwrap();
 
     // Restarted, it processes whatever was kept and not yet done.
     let (mut server, _) = {
         let (d, f) = (dir.path().to_owned(), flows.clone());
-        tokio::task::spawn_blocking(move || serve_with_hooks(&d, &f)).await.unwrap()
+        tokio::task::spawn_blocking(move || serve_with_hooks(&d, &f))
+            .await
+            .unwrap()
     };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while upstream.records("contacts").len() < 3 {
-        assert!(std::time::Instant::now() < deadline, "events were lost: {:?}", upstream.records("contacts"));
+        assert!(
+            std::time::Instant::now() < deadline,
+            "events were lost: {:?}",
+            upstream.records("contacts")
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    std::process::Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap();
+    std::process::Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
     server.wait().unwrap();
 
     let contacts = upstream.records("contacts");
     let ids: Vec<&str> = contacts.iter().map(|c| c["id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["a", "b", "c"]);
     assert!(!ids.contains(&"x"));
-    let store = weft_store::Store::open_sqlite(dir.path().join("weft.db")).await.unwrap();
-    assert!(store.events_pending("default", "hooks", 10).await.unwrap().is_empty(), "every kept event was processed");
+    let store = weft_store::Store::open_sqlite(dir.path().join("weft.db"))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .events_pending("default", "hooks", 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "every kept event was processed"
+    );
     // The redelivered evt-a started no run of its own: at most one write per run (a, b), (c),
     // and (c) again if the crash came between its write and its marking as done.
-    let batch_writes = upstream.seen().iter().filter(|s| s.path == "/contacts/batch").count();
-    assert!(batch_writes <= 3, "{batch_writes} batch writes for 3 events");
+    let batch_writes = upstream
+        .seen()
+        .iter()
+        .filter(|s| s.path == "/contacts/batch")
+        .count();
+    assert!(
+        batch_writes <= 3,
+        "{batch_writes} batch writes for 3 events"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn runs_retry_failed_only_resends_what_failed() {
     let upstream = weft_tests::upstream::Upstream::start().await;
-    upstream.seed("items", (0..10).map(|i| serde_json::json!({"id": format!("{i}"), "email": format!("p{i}@x.io")})));
+    upstream.seed(
+        "items",
+        (0..10).map(|i| serde_json::json!({"id": format!("{i}"), "email": format!("p{i}@x.io")})),
+    );
     upstream.lock(&["p4@x.io"]);
     let dir = tempfile::tempdir().unwrap();
     let flow = dir.path().join("flow.toml");
@@ -669,29 +1058,65 @@ async fn runs_retry_failed_only_resends_what_failed() {
     let (data, flow_arg) = (dir.path().to_owned(), flow.to_str().unwrap().to_owned());
     let first = {
         let (data, flow_arg) = (data.clone(), flow_arg.clone());
-        tokio::task::spawn_blocking(move || weft(&data, &["run", "--plugins", weft_tests::WASM_DIR, &flow_arg], None)).await.unwrap()
+        tokio::task::spawn_blocking(move || {
+            weft(
+                &data,
+                &["run", "--plugins", weft_tests::WASM_DIR, &flow_arg],
+                None,
+            )
+        })
+        .await
+        .unwrap()
     };
-    let run_id = text(&first.stdout).split_whitespace().nth(1).unwrap().to_owned();
+    let run_id = text(&first.stdout)
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_owned();
     assert_eq!(upstream.records("contacts").len(), 9);
     upstream.unlock();
     let retry = tokio::task::spawn_blocking(move || {
-        weft(&data, &["runs", "retry", &run_id, "--failed-only", "--flow", &flow_arg, "--plugins", weft_tests::WASM_DIR], None)
+        weft(
+            &data,
+            &[
+                "runs",
+                "retry",
+                &run_id,
+                "--failed-only",
+                "--flow",
+                &flow_arg,
+                "--plugins",
+                weft_tests::WASM_DIR,
+            ],
+            None,
+        )
     })
     .await
     .unwrap();
     let out = text(&retry.stdout);
     assert!(retry.status.success(), "{out}\n{}", text(&retry.stderr));
-    assert!(out.contains("save                 succeeded         1 in         1 out       0 failed"), "{out}");
+    assert!(
+        out.contains("save                 succeeded         1 in         1 out       0 failed"),
+        "{out}"
+    );
     assert_eq!(upstream.records("contacts").len(), 10);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn weft_database_url_keeps_state_in_postgresql() {
     use sqlx::Connection;
-    let admin = std::env::var("WEFT_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let admin = std::env::var("WEFT_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let schema = format!("weft_cli_{}", std::process::id());
-    let mut conn = sqlx::PgConnection::connect(&admin).await.expect("PostgreSQL on 127.0.0.1:5432 (.ci/run starts it)");
-    sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}")).execute(&mut conn).await.unwrap();
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .expect("PostgreSQL on 127.0.0.1:5432 (.ci/run starts it)");
+    sqlx::raw_sql(&format!(
+        "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
     let url = format!("{admin}?options=-c%20search_path%3D{schema}");
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_owned();
@@ -710,22 +1135,40 @@ async fn weft_database_url_keeps_state_in_postgresql() {
                 .unwrap();
             use std::io::Write;
             if let Some(input) = stdin {
-                child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+                child
+                    .stdin
+                    .take()
+                    .unwrap()
+                    .write_all(input.as_bytes())
+                    .unwrap();
             }
             drop(child.stdin.take());
             child.wait_with_output().unwrap()
         };
         let set = run(&["secret", "set", "crm_token"], Some("t0ken"));
-        assert!(set.status.success(), "{}", String::from_utf8_lossy(&set.stderr));
+        assert!(
+            set.status.success(),
+            "{}",
+            String::from_utf8_lossy(&set.stderr)
+        );
         run(&["secret", "list"], None)
     })
     .await
     .unwrap();
     assert!(String::from_utf8_lossy(&listed.stdout).starts_with("crm_token\t"));
-    let rows: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {schema}.secrets")).fetch_one(&mut conn).await.unwrap();
+    let rows: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {schema}.secrets"))
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
     assert_eq!(rows, 1, "the secret went to PostgreSQL");
-    assert!(!dir.path().join("weft.db").exists(), "no SQLite file was made");
-    sqlx::raw_sql(&format!("DROP SCHEMA {schema} CASCADE")).execute(&mut conn).await.unwrap();
+    assert!(
+        !dir.path().join("weft.db").exists(),
+        "no SQLite file was made"
+    );
+    sqlx::raw_sql(&format!("DROP SCHEMA {schema} CASCADE"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
 }
 
 /// `--var NAME=VALUE` for each variable of the sandbox that the flow file declares.
@@ -733,7 +1176,12 @@ fn sandbox_vars(sandbox: &weft_sandbox::Sandbox, file: &std::path::Path) -> Vec<
     let flow = weft_flow::load(file).unwrap();
     let mut vars = Vec::new();
     for (name, value) in sandbox.flow_variables() {
-        if flow.file.variables.keys().any(|k| k.get_ref().as_str() == name) {
+        if flow
+            .file
+            .variables
+            .keys()
+            .any(|k| k.get_ref().as_str() == name)
+        {
             vars.extend(["--var".into(), format!("{name}={value}")]);
         }
     }
@@ -743,11 +1191,29 @@ fn sandbox_vars(sandbox: &weft_sandbox::Sandbox, file: &std::path::Path) -> Vec<
 /// Starts `weft serve` on the `sandbox` environment of `flows`, listening on `port` and
 /// registering its webhooks at `http://127.0.0.1:{port}`, and waits for the line saying what
 /// happened to the registration.
-fn serve_public(data: &std::path::Path, flows: &std::path::Path, port: u16, vars: &[String]) -> (std::process::Child, String) {
+fn serve_public(
+    data: &std::path::Path,
+    flows: &std::path::Path,
+    port: u16,
+    vars: &[String],
+) -> (std::process::Child, String) {
     use std::io::BufRead;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
-        .args(["serve", "--flows", flows.to_str().unwrap(), "--plugins", weft_tests::WASM_DIR, "--env", "sandbox"])
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--public-url", &format!("http://127.0.0.1:{port}")])
+        .args([
+            "serve",
+            "--flows",
+            flows.to_str().unwrap(),
+            "--plugins",
+            weft_tests::WASM_DIR,
+            "--env",
+            "sandbox",
+        ])
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--public-url",
+            &format!("http://127.0.0.1:{port}"),
+        ])
         .args(vars)
         .env("WEFT_DATA_DIR", data)
         .stdout(std::process::Stdio::piped())
@@ -756,7 +1222,10 @@ fn serve_public(data: &std::path::Path, flows: &std::path::Path, port: u16, vars
         .unwrap();
     let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
     let registered = loop {
-        let line = lines.next().unwrap_or_else(|| panic!("serve stopped before registering")).unwrap();
+        let line = lines
+            .next()
+            .unwrap_or_else(|| panic!("serve stopped before registering"))
+            .unwrap();
         if line.starts_with("webhook of flow ") || line.starts_with("error") {
             break line;
         }
@@ -768,14 +1237,28 @@ fn serve_public(data: &std::path::Path, flows: &std::path::Path, port: u16, vars
 
 /// A port nothing listens on now, for a server that must know its address before it starts.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// The Partner Center emulator's webhook registration, as its API shows it (404: none).
 async fn partner_center_registration(sandbox: &weft_sandbox::Sandbox) -> reqwest::Response {
     let pc = sandbox.vendor(weft_sandbox::Vendor::PartnerCenter).unwrap();
-    let token = weft_tests::vendor::refreshed_token(sandbox, weft_sandbox::Vendor::PartnerCenter, &pc.credentials().extra["token_url"]).await;
-    reqwest::Client::new().get(format!("{}/webhooks/v1/registration", pc.base_url())).bearer_auth(token).send().await.unwrap()
+    let token = weft_tests::vendor::refreshed_token(
+        sandbox,
+        weft_sandbox::Vendor::PartnerCenter,
+        &pc.credentials().extra["token_url"],
+    )
+    .await;
+    reqwest::Client::new()
+        .get(format!("{}/webhooks/v1/registration", pc.base_url()))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
 }
 
 /// Scenario 5's webhook path end to end: `weft serve --public-url` registers the flow's
@@ -785,16 +1268,32 @@ async fn partner_center_registration(sandbox: &weft_sandbox::Sandbox) -> reqwest
 #[tokio::test(flavor = "multi_thread")]
 async fn serve_registers_the_webhook_and_a_signed_referral_event_becomes_an_opportunity() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let sandbox = weft_sandbox::Sandbox::start(weft_sandbox::SandboxConfig::default()).await.unwrap();
+    let sandbox = weft_sandbox::Sandbox::start(weft_sandbox::SandboxConfig::default())
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let flows = dir.path().join("flows");
     std::fs::create_dir(&flows).unwrap();
-    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/partner-center-salesforce/1-referrals-to-opportunities.toml");
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/partner-center-salesforce/1-referrals-to-opportunities.toml");
     let flow_file = flows.join("1-referrals-to-opportunities.toml");
     std::fs::copy(&example, &flow_file).unwrap();
-    let key = sandbox.vendor(weft_sandbox::Vendor::Salesforce).unwrap().credentials().extra["jwt_private_key_pem"].clone();
+    let key = sandbox
+        .vendor(weft_sandbox::Vendor::Salesforce)
+        .unwrap()
+        .credentials()
+        .extra["jwt_private_key_pem"]
+        .clone();
     let data = dir.path().to_owned();
-    let set = tokio::task::spawn_blocking(move || weft(&data, &["secret", "set", "salesforce_sandbox_jwt_key"], Some(&key))).await.unwrap();
+    let set = tokio::task::spawn_blocking(move || {
+        weft(
+            &data,
+            &["secret", "set", "salesforce_sandbox_jwt_key"],
+            Some(&key),
+        )
+    })
+    .await
+    .unwrap();
     assert!(set.status.success(), "{}", text(&set.stderr));
 
     let vars = sandbox_vars(&sandbox, &flow_file);
@@ -806,15 +1305,36 @@ async fn serve_registers_the_webhook_and_a_signed_referral_event_becomes_an_oppo
     };
     let (server, registered) = tokio::task::spawn_blocking(serve.clone()).await.unwrap();
     let callback = format!("{public}/hooks/partner-referrals-to-opportunities");
-    assert!(registered.starts_with("webhook of flow partner-referrals-to-opportunities: registered ("), "{registered}");
-    assert!(registered.ends_with(&format!("at {callback}")), "{registered}");
-    let registration: serde_json::Value = partner_center_registration(&sandbox).await.json().await.unwrap();
+    assert!(
+        registered.starts_with("webhook of flow partner-referrals-to-opportunities: registered ("),
+        "{registered}"
+    );
+    assert!(
+        registered.ends_with(&format!("at {callback}")),
+        "{registered}"
+    );
+    let registration: serde_json::Value = partner_center_registration(&sandbox)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(registration["WebhookUrl"], callback.as_str());
-    assert_eq!(registration["WebhookEvents"], serde_json::json!(["referral-created", "referral-updated", "related-referral-created", "related-referral-updated"]));
+    assert_eq!(
+        registration["WebhookEvents"],
+        serde_json::json!([
+            "referral-created",
+            "referral-updated",
+            "related-referral-created",
+            "related-referral-updated"
+        ])
+    );
 
     // Microsoft shares a referral: the emulator signs and delivers the event to weft.
     let created: serde_json::Value = reqwest::Client::new()
-        .post(format!("{}/admin/vendors/partner-center/actions/incoming-referral", sandbox.admin_url()))
+        .post(format!(
+            "{}/admin/vendors/partner-center/actions/incoming-referral",
+            sandbox.admin_url()
+        ))
         .json(&serde_json::json!({"name": "Fabrikam - shared by Microsoft"}))
         .send()
         .await
@@ -824,48 +1344,101 @@ async fn serve_registers_the_webhook_and_a_signed_referral_event_becomes_an_oppo
         .unwrap();
     let id = created["id"].as_str().unwrap().to_owned();
     let (token, root) = weft_tests::vendor::salesforce_session(&sandbox).await;
-    let query = format!("SELECT Id, Name, StageName, Partner_Center_Sync_Status__c FROM Opportunity WHERE Partner_Center_Referral_Id__c = '{id}'");
+    let query = format!(
+        "SELECT Id, Name, StageName, Partner_Center_Sync_Status__c FROM Opportunity WHERE Partner_Center_Referral_Id__c = '{id}'"
+    );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let opportunity = loop {
-        let found: serde_json::Value = reqwest::Client::new().get(format!("{root}/query")).query(&[("q", &query)]).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+        let found: serde_json::Value = reqwest::Client::new()
+            .get(format!("{root}/query"))
+            .query(&[("q", &query)])
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         if let Some(o) = found["records"].as_array().and_then(|r| r.first()) {
             break o.clone();
         }
-        assert!(std::time::Instant::now() < deadline, "no opportunity for referral {id} within a minute: {found}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no opportunity for referral {id} within a minute: {found}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     };
     assert_eq!(opportunity["Name"], "Fabrikam - shared by Microsoft");
-    assert_eq!(opportunity["StageName"], "Qualification", "the waiting stage");
+    assert_eq!(
+        opportunity["StageName"], "Qualification",
+        "the waiting stage"
+    );
     assert_eq!(opportunity["Partner_Center_Sync_Status__c"], "✔");
     let stop = |child: std::process::Child| {
-        std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
         child.wait_with_output().unwrap()
     };
-    let out = tokio::task::spawn_blocking(move || stop(server)).await.unwrap();
-    assert!(text(&out.stdout).contains("flow partner-referrals-to-opportunities run"), "{}", text(&out.stdout));
+    let out = tokio::task::spawn_blocking(move || stop(server))
+        .await
+        .unwrap();
+    assert!(
+        text(&out.stdout).contains("flow partner-referrals-to-opportunities run"),
+        "{}",
+        text(&out.stdout)
+    );
 
     // A restart with the same URL and events keeps the registration.
     let (server, registered) = tokio::task::spawn_blocking(serve).await.unwrap();
-    assert!(registered.contains(": registered already ("), "{registered}");
-    tokio::task::spawn_blocking(move || stop(server)).await.unwrap();
+    assert!(
+        registered.contains(": registered already ("),
+        "{registered}"
+    );
+    tokio::task::spawn_blocking(move || stop(server))
+        .await
+        .unwrap();
     let data = dir.path().to_owned();
-    let listed = tokio::task::spawn_blocking(move || weft(&data, &["webhook", "list"], None)).await.unwrap();
+    let listed = tokio::task::spawn_blocking(move || weft(&data, &["webhook", "list"], None))
+        .await
+        .unwrap();
     let listed = text(&listed.stdout);
-    assert!(listed.starts_with(&format!("partner-referrals-to-opportunities\tpc-events\t")), "{listed}");
+    assert!(
+        listed.starts_with(&format!("partner-referrals-to-opportunities\tpc-events\t")),
+        "{listed}"
+    );
     assert!(listed.contains(&format!("\t{callback}\treferral-created,referral-updated,related-referral-created,related-referral-updated\t")), "{listed}");
 
     // Removed: unsubscribed at the vendor, forgotten by weft.
-    let (data, file) = (dir.path().to_owned(), flow_file.to_str().unwrap().to_owned());
+    let (data, file) = (
+        dir.path().to_owned(),
+        flow_file.to_str().unwrap().to_owned(),
+    );
     let removed = tokio::task::spawn_blocking(move || {
-        let mut args = vec!["webhook".to_string(), "remove".into(), file, "--env".into(), "sandbox".into(), "--plugins".into(), weft_tests::WASM_DIR.into()];
+        let mut args = vec![
+            "webhook".to_string(),
+            "remove".into(),
+            file,
+            "--env".into(),
+            "sandbox".into(),
+            "--plugins".into(),
+            weft_tests::WASM_DIR.into(),
+        ];
         args.extend(vars);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        (weft(&data, &args, None), weft(&data, &["webhook", "list"], None))
+        (
+            weft(&data, &args, None),
+            weft(&data, &["webhook", "list"], None),
+        )
     })
     .await
     .unwrap();
     assert!(removed.0.status.success(), "{}", text(&removed.0.stderr));
-    assert!(text(&removed.0.stderr).contains("unsubscribed the webhook of flow `partner-referrals-to-opportunities`"));
+    assert!(
+        text(&removed.0.stderr)
+            .contains("unsubscribed the webhook of flow `partner-referrals-to-opportunities`")
+    );
     assert_eq!(text(&removed.1.stdout), "");
     assert_eq!(partner_center_registration(&sandbox).await.status(), 404);
 }
@@ -875,17 +1448,36 @@ async fn serve_registers_the_webhook_and_a_signed_referral_event_becomes_an_oppo
 #[tokio::test(flavor = "multi_thread")]
 async fn connections_shows_each_connections_check_and_token_expiry() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let sandbox = weft_sandbox::Sandbox::start(weft_sandbox::SandboxConfig::default()).await.unwrap();
+    let sandbox = weft_sandbox::Sandbox::start(weft_sandbox::SandboxConfig::default())
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/conversation-sync/salesforce/sync.toml");
-    let mut args = vec!["connections".to_string(), file.to_str().unwrap().into(), "--env".into(), "sandbox".into(), "--plugins".into(), weft_tests::WASM_DIR.into()];
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/conversation-sync/salesforce/sync.toml");
+    let mut args = vec![
+        "connections".to_string(),
+        file.to_str().unwrap().into(),
+        "--env".into(),
+        "sandbox".into(),
+        "--plugins".into(),
+        weft_tests::WASM_DIR.into(),
+    ];
     args.extend(sandbox_vars(&sandbox, &file));
-    let key = sandbox.vendor(weft_sandbox::Vendor::Salesforce).unwrap().credentials().extra["jwt_private_key_pem"].clone();
+    let key = sandbox
+        .vendor(weft_sandbox::Vendor::Salesforce)
+        .unwrap()
+        .credentials()
+        .extra["jwt_private_key_pem"]
+        .clone();
     let data = dir.path().to_owned();
     let (missing, set, ok) = tokio::task::spawn_blocking(move || {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let missing = weft(&data, &args, None);
-        let set = weft(&data, &["secret", "set", "salesforce_sandbox_jwt_key"], Some(&key));
+        let set = weft(
+            &data,
+            &["secret", "set", "salesforce_sandbox_jwt_key"],
+            Some(&key),
+        );
         (missing, set, weft(&data, &args, None))
     })
     .await
@@ -893,29 +1485,84 @@ async fn connections_shows_each_connections_check_and_token_expiry() {
     // Without the JWT key the Salesforce check fails, and says which secret is missing.
     assert_eq!(missing.status.code(), Some(1), "{}", text(&missing.stdout));
     let out = text(&missing.stdout);
-    assert!(out.lines().any(|l| l.starts_with("salesforce ") && l.contains("jwt-bearer") && l.contains(" failed ")), "{out}");
+    assert!(
+        out.lines().any(|l| l.starts_with("salesforce ")
+            && l.contains("jwt-bearer")
+            && l.contains(" failed ")),
+        "{out}"
+    );
     assert!(out.contains("salesforce_sandbox_jwt_key"), "{out}");
-    assert!(text(&missing.stderr).contains("1 connection(s) of flow `ci-sync-salesforce` failed their check"), "{}", text(&missing.stderr));
+    assert!(
+        text(&missing.stderr)
+            .contains("1 connection(s) of flow `ci-sync-salesforce` failed their check"),
+        "{}",
+        text(&missing.stderr)
+    );
     assert!(set.status.success());
     // With it: the check passes; a Salesforce session states no lifetime.
-    assert!(ok.status.success(), "{}\n{}", text(&ok.stdout), text(&ok.stderr));
+    assert!(
+        ok.status.success(),
+        "{}\n{}",
+        text(&ok.stdout),
+        text(&ok.stderr)
+    );
     let out = text(&ok.stdout);
-    let row = out.lines().find(|l| l.starts_with("salesforce ")).unwrap_or_else(|| panic!("{out}"));
-    assert!(row.contains(" ok ") && row.contains("no stated lifetime"), "{row}");
-    assert!(out.lines().any(|l| l.contains(" dataset ") && l.contains("weft's own store")), "{out}");
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("salesforce "))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        row.contains(" ok ") && row.contains("no stated lifetime"),
+        "{row}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.contains(" dataset ") && l.contains("weft's own store")),
+        "{out}"
+    );
 
     // Zoho's access tokens last an hour; Zendesk's API token does not expire.
-    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/zendesk-zoho/people-to-users.toml");
-    let mut args = vec!["connections".to_string(), file.to_str().unwrap().into(), "--env".into(), "sandbox".into(), "--plugins".into(), weft_tests::WASM_DIR.into()];
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/zendesk-zoho/people-to-users.toml");
+    let mut args = vec![
+        "connections".to_string(),
+        file.to_str().unwrap().into(),
+        "--env".into(),
+        "sandbox".into(),
+        "--plugins".into(),
+        weft_tests::WASM_DIR.into(),
+    ];
     args.extend(sandbox_vars(&sandbox, &file));
     let data = dir.path().to_owned();
-    let both = tokio::task::spawn_blocking(move || weft(&data, &args.iter().map(String::as_str).collect::<Vec<_>>(), None)).await.unwrap();
+    let both = tokio::task::spawn_blocking(move || {
+        weft(
+            &data,
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+            None,
+        )
+    })
+    .await
+    .unwrap();
     let out = text(&both.stdout);
     assert!(both.status.success(), "{out}\n{}", text(&both.stderr));
-    let zoho = out.lines().find(|l| l.starts_with("zoho ")).unwrap_or_else(|| panic!("{out}"));
-    assert!(zoho.contains("oauth2-refresh") && zoho.contains(" ok ") && zoho.contains("(in 59 min); weft renews it before then"), "{zoho}");
-    let zendesk = out.lines().find(|l| l.starts_with("zendesk ")).unwrap_or_else(|| panic!("{out}"));
-    assert!(zendesk.contains("basic") && zendesk.contains("static credential, no expiry"), "{zendesk}");
+    let zoho = out
+        .lines()
+        .find(|l| l.starts_with("zoho "))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        zoho.contains("oauth2-refresh")
+            && zoho.contains(" ok ")
+            && zoho.contains("(in 59 min); weft renews it before then"),
+        "{zoho}"
+    );
+    let zendesk = out
+        .lines()
+        .find(|l| l.starts_with("zendesk "))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        zendesk.contains("basic") && zendesk.contains("static credential, no expiry"),
+        "{zendesk}"
+    );
 }
 
 /// Scenario 2's near-real-time path: `weft serve --public-url` registers the Zendesk webhook
@@ -924,21 +1571,34 @@ async fn connections_shows_each_connections_check_and_token_expiry() {
 #[tokio::test(flavor = "multi_thread")]
 async fn serve_receives_zendesk_ticket_events_and_writes_the_tickets_into_zoho() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let sandbox = weft_sandbox::Sandbox::start(weft_sandbox::SandboxConfig::default()).await.unwrap();
+    let sandbox = weft_sandbox::Sandbox::start(weft_sandbox::SandboxConfig::default())
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let flows = dir.path().join("flows");
     std::fs::create_dir(&flows).unwrap();
-    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/zendesk-zoho/ticket-events-to-zoho.toml");
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/zendesk-zoho/ticket-events-to-zoho.toml");
     std::fs::copy(&example, flows.join("ticket-events-to-zoho.toml")).unwrap();
     let data = dir.path().to_owned();
-    let set = tokio::task::spawn_blocking(move || weft(&data, &["secret", "set", "zendesk_webhook_key"], Some("a-random-webhook-key"))).await.unwrap();
+    let set = tokio::task::spawn_blocking(move || {
+        weft(
+            &data,
+            &["secret", "set", "zendesk_webhook_key"],
+            Some("a-random-webhook-key"),
+        )
+    })
+    .await
+    .unwrap();
     assert!(set.status.success(), "{}", text(&set.stderr));
     let vars = sandbox_vars(&sandbox, &example);
     let port = free_port();
     let public = format!("http://127.0.0.1:{port}");
     let (mut server, registered) = {
         let (data, flows) = (dir.path().to_owned(), flows.clone());
-        tokio::task::spawn_blocking(move || serve_public(&data, &flows, port, &vars)).await.unwrap()
+        tokio::task::spawn_blocking(move || serve_public(&data, &flows, port, &vars))
+            .await
+            .unwrap()
     };
     assert!(registered.contains(": registered ("), "{registered}");
     let zendesk = sandbox.vendor(weft_sandbox::Vendor::Zendesk).unwrap();
@@ -957,26 +1617,65 @@ async fn serve_receives_zendesk_ticket_events_and_writes_the_tickets_into_zoho()
     let ticket_id = created["ticket"]["id"].to_string();
 
     // A delivery without the registered token is refused.
-    let forged = http.post(format!("{public}/hooks/zendesk-ticket-events-to-zoho")).bearer_auth("guessed").body("{}").send().await.unwrap();
+    let forged = http
+        .post(format!("{public}/hooks/zendesk-ticket-events-to-zoho"))
+        .bearer_auth("guessed")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(forged.status(), 401);
 
     let zoho = sandbox.vendor(weft_sandbox::Vendor::Zoho).unwrap();
-    let bearer = format!("Zoho-oauthtoken {}", weft_tests::vendor::refreshed_token(&sandbox, weft_sandbox::Vendor::Zoho, &format!("{}/oauth/v2/token", zoho.base_url())).await);
+    let bearer = format!(
+        "Zoho-oauthtoken {}",
+        weft_tests::vendor::refreshed_token(
+            &sandbox,
+            weft_sandbox::Vendor::Zoho,
+            &format!("{}/oauth/v2/token", zoho.base_url())
+        )
+        .await
+    );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let record = loop {
-        let resp = http.get(format!("{}/crm/v7/Zendesk_Tickets?fields=Name,Zendesk_Ticket_Id,Priority", zoho.base_url())).header("Authorization", &bearer).send().await.unwrap();
+        let resp = http
+            .get(format!(
+                "{}/crm/v7/Zendesk_Tickets?fields=Name,Zendesk_Ticket_Id,Priority",
+                zoho.base_url()
+            ))
+            .header("Authorization", &bearer)
+            .send()
+            .await
+            .unwrap();
         if resp.status() == 200 {
             let page: serde_json::Value = resp.json().await.unwrap();
-            if let Some(r) = page["data"].as_array().and_then(|d| d.iter().find(|r| r["Zendesk_Ticket_Id"] == ticket_id.as_str())) {
+            if let Some(r) = page["data"].as_array().and_then(|d| {
+                d.iter()
+                    .find(|r| r["Zendesk_Ticket_Id"] == ticket_id.as_str())
+            }) {
                 break r.clone();
             }
         }
-        assert!(std::time::Instant::now() < deadline, "ticket {ticket_id} did not reach Zoho within a minute");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ticket {ticket_id} did not reach Zoho within a minute"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     };
-    assert_eq!((&record["Name"], &record["Priority"]), (&serde_json::json!("Printer on fire"), &serde_json::json!("urgent")));
-    std::process::Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap();
-    tokio::task::spawn_blocking(move || server.wait().unwrap()).await.unwrap();
+    assert_eq!(
+        (&record["Name"], &record["Priority"]),
+        (
+            &serde_json::json!("Printer on fire"),
+            &serde_json::json!("urgent")
+        )
+    );
+    std::process::Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    tokio::task::spawn_blocking(move || server.wait().unwrap())
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1011,28 +1710,54 @@ read = {{ connection = "api", stream = "attempt", options = {{ op = "leak", url 
     )
     .unwrap();
     let (d, f) = (data.clone(), flow.to_str().unwrap().to_owned());
-    let run = tokio::task::spawn_blocking(move || weft(&d, &["run", "--plugins", weft_tests::WASM_DIR, &f], None)).await.unwrap();
+    let run = tokio::task::spawn_blocking(move || {
+        weft(&d, &["run", "--plugins", weft_tests::WASM_DIR, &f], None)
+    })
+    .await
+    .unwrap();
     assert!(!run.status.success(), "the leaky step fails");
     let (stdout, stderr) = (text(&run.stdout), text(&run.stderr));
-    assert!(upstream.seen().iter().any(|s| s.path == "/echo-headers"), "the plugin reached its upstream");
+    assert!(
+        upstream.seen().iter().any(|s| s.path == "/echo-headers"),
+        "the plugin reached its upstream"
+    );
     for (what, output) in [("stdout", &stdout), ("stderr", &stderr)] {
         assert!(!output.contains(TOKEN), "the token is on {what}: {output}");
-        assert!(!output.contains('\x1b') && !output.contains('\0'), "control bytes reach the terminal on {what}: {output:?}");
-        assert!(!output.lines().any(|l| l.starts_with("run r0000000000000000 succeeded")), "a forged line on {what}: {output}");
+        assert!(
+            !output.contains('\x1b') && !output.contains('\0'),
+            "control bytes reach the terminal on {what}: {output:?}"
+        );
+        assert!(
+            !output
+                .lines()
+                .any(|l| l.starts_with("run r0000000000000000 succeeded")),
+            "a forged line on {what}: {output}"
+        );
     }
     assert!(stdout.contains("<redacted>"), "{stdout}");
     let run_id = stdout.split_whitespace().nth(1).unwrap().to_owned();
 
     let d = data.clone();
-    let show = tokio::task::spawn_blocking(move || weft(&d, &["runs", "show", &run_id], None)).await.unwrap();
+    let show = tokio::task::spawn_blocking(move || weft(&d, &["runs", "show", &run_id], None))
+        .await
+        .unwrap();
     let shown = text(&show.stdout);
-    assert!(shown.contains("upstream said") && shown.contains("<redacted>"), "{shown}");
-    assert!(!shown.contains(TOKEN) && !shown.contains('\x1b'), "{shown:?}");
+    assert!(
+        shown.contains("upstream said") && shown.contains("<redacted>"),
+        "{shown}"
+    );
+    assert!(
+        !shown.contains(TOKEN) && !shown.contains('\x1b'),
+        "{shown:?}"
+    );
 
     // Nothing the run stored holds the token in clear (the secret itself is sealed).
     for file in ["weft.db", "weft.db-wal"] {
         if let Ok(bytes) = std::fs::read(data.join(file)) {
-            assert!(!bytes.windows(TOKEN.len()).any(|w| w == TOKEN.as_bytes()), "{file} holds the token in clear");
+            assert!(
+                !bytes.windows(TOKEN.len()).any(|w| w == TOKEN.as_bytes()),
+                "{file} holds the token in clear"
+            );
         }
     }
 }
@@ -1107,7 +1832,10 @@ fn wait_for_run(data: &std::path::Path, status: &str, within: std::time::Duratio
         if let Some(line) = list.lines().find(|l| l.split('\t').nth(2) == Some(status)) {
             return line.to_owned();
         }
-        assert!(started.elapsed() < within, "no {status} run within {within:?}: {list}");
+        assert!(
+            started.elapsed() < within,
+            "no {status} run within {within:?}: {list}"
+        );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
@@ -1115,7 +1843,12 @@ fn wait_for_run(data: &std::path::Path, status: &str, within: std::time::Duratio
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_run_of_a_running_flow_is_refused_naming_the_holder_or_waits_for_it() {
     let upstream = weft_tests::upstream::Upstream::start().await;
-    upstream.seed("items", (0..3).map(|i| serde_json::json!({"id": format!("{i}"), "updated_at": "2026-01-01T00:00:00Z"})));
+    upstream.seed(
+        "items",
+        (0..3).map(
+            |i| serde_json::json!({"id": format!("{i}"), "updated_at": "2026-01-01T00:00:00Z"}),
+        ),
+    );
     upstream.delay_data(std::time::Duration::from_secs(3));
     let dir = tempfile::tempdir().unwrap();
     let (data, flow) = (dir.path().join("data"), slow_flow(dir.path(), &upstream));
@@ -1131,55 +1864,109 @@ async fn a_second_run_of_a_running_flow_is_refused_naming_the_holder_or_waits_fo
     let holder = holder_line.split('\t').next().unwrap().to_owned();
     assert!(!second.status.success(), "two runs of one flow at once");
     let stderr = text(&second.stderr);
-    assert!(stderr.contains(&format!("flow `slow` is running already: run {holder} (process ")), "{stderr}");
-    assert!(stderr.contains(&format!(":{})", first.id())), "the message names the holding process: {stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "flow `slow` is running already: run {holder} (process "
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(":{})", first.id())),
+        "the message names the holding process: {stderr}"
+    );
 
     let (d, f) = (data.clone(), flow.clone());
-    let waited = tokio::task::spawn_blocking(move || weft_run(&d, &f, &["--wait"], "30").output().unwrap()).await.unwrap();
+    let waited =
+        tokio::task::spawn_blocking(move || weft_run(&d, &f, &["--wait"], "30").output().unwrap())
+            .await
+            .unwrap();
     assert!(waited.status.success(), "{}", text(&waited.stderr));
-    assert!(text(&waited.stderr).contains("waiting for it to end"), "{}", text(&waited.stderr));
-    let first = tokio::task::spawn_blocking(move || first.wait_with_output().unwrap()).await.unwrap();
+    assert!(
+        text(&waited.stderr).contains("waiting for it to end"),
+        "{}",
+        text(&waited.stderr)
+    );
+    let first = tokio::task::spawn_blocking(move || first.wait_with_output().unwrap())
+        .await
+        .unwrap();
     assert!(first.status.success(), "{}", text(&first.stderr));
     let d = data.clone();
-    let list = tokio::task::spawn_blocking(move || text(&weft(&d, &["runs", "list"], None).stdout)).await.unwrap();
-    assert_eq!(list.lines().filter(|l| l.contains("\tsucceeded\t")).count(), 2, "{list}");
+    let list = tokio::task::spawn_blocking(move || text(&weft(&d, &["runs", "list"], None).stdout))
+        .await
+        .unwrap();
+    assert_eq!(
+        list.lines().filter(|l| l.contains("\tsucceeded\t")).count(),
+        2,
+        "{list}"
+    );
 }
 
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_run_is_marked_abandoned_once_its_lease_lapses_and_the_next_run_takes_over() {
     let upstream = weft_tests::upstream::Upstream::start().await;
-    upstream.seed("items", (0..3).map(|i| serde_json::json!({"id": format!("{i}"), "updated_at": "2026-01-01T00:00:00Z"})));
+    upstream.seed(
+        "items",
+        (0..3).map(
+            |i| serde_json::json!({"id": format!("{i}"), "updated_at": "2026-01-01T00:00:00Z"}),
+        ),
+    );
     upstream.delay_data(std::time::Duration::from_secs(60));
     let dir = tempfile::tempdir().unwrap();
     let (data, flow) = (dir.path().join("data"), slow_flow(dir.path(), &upstream));
     let mut victim = weft_run(&data, &flow, &[], "1").spawn().unwrap();
     let d = data.clone();
-    let running = tokio::task::spawn_blocking(move || wait_for_run(&d, "running", std::time::Duration::from_secs(30))).await.unwrap();
+    let running = tokio::task::spawn_blocking(move || {
+        wait_for_run(&d, "running", std::time::Duration::from_secs(30))
+    })
+    .await
+    .unwrap();
     victim.kill().unwrap(); // SIGKILL: nothing gets to clean up.
     victim.wait().unwrap();
     let id = running.split('\t').next().unwrap().to_owned();
     let d = data.clone();
-    let abandoned = tokio::task::spawn_blocking(move || wait_for_run(&d, "abandoned", std::time::Duration::from_secs(10))).await.unwrap();
+    let abandoned = tokio::task::spawn_blocking(move || {
+        wait_for_run(&d, "abandoned", std::time::Duration::from_secs(10))
+    })
+    .await
+    .unwrap();
     assert!(abandoned.starts_with(&id), "{abandoned}");
     let d = data.clone();
     let id2 = id.clone();
-    let shown = tokio::task::spawn_blocking(move || text(&weft(&d, &["runs", "show", &id2], None).stdout)).await.unwrap();
-    assert!(shown.contains("abandoned") && shown.contains("the next run resumes from the last committed checkpoint"), "{shown}");
+    let shown =
+        tokio::task::spawn_blocking(move || text(&weft(&d, &["runs", "show", &id2], None).stdout))
+            .await
+            .unwrap();
+    assert!(
+        shown.contains("abandoned")
+            && shown.contains("the next run resumes from the last committed checkpoint"),
+        "{shown}"
+    );
     // The flow is free again.
     upstream.delay_data(std::time::Duration::ZERO);
     let (d, f) = (data.clone(), flow.clone());
-    let next = tokio::task::spawn_blocking(move || weft_run(&d, &f, &[], "1").output().unwrap()).await.unwrap();
+    let next = tokio::task::spawn_blocking(move || weft_run(&d, &f, &[], "1").output().unwrap())
+        .await
+        .unwrap();
     assert!(next.status.success(), "{}", text(&next.stderr));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn thirty_runs_back_to_back_share_one_token_exchange() {
     let upstream = weft_tests::upstream::Upstream::start().await;
-    upstream.seed("items", (0..3).map(|i| serde_json::json!({"id": format!("{i}"), "updated_at": "2026-01-01T00:00:00Z"})));
+    upstream.seed(
+        "items",
+        (0..3).map(
+            |i| serde_json::json!({"id": format!("{i}"), "updated_at": "2026-01-01T00:00:00Z"}),
+        ),
+    );
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let set = weft(&data, &["secret", "set", "api_client_secret"], Some("client-secret-value"));
+    let set = weft(
+        &data,
+        &["secret", "set", "api_client_secret"],
+        Some("client-secret-value"),
+    );
     assert!(set.status.success(), "{}", text(&set.stderr));
     let flow = dir.path().join("tokened.toml");
     std::fs::write(
@@ -1212,7 +1999,14 @@ read = {{ connection = "api", stream = "items" }}
     .unwrap();
     // Each process found the token the first one kept (sealed) in the store.
     assert_eq!(upstream.tokens_issued(), 1);
-    assert_eq!(upstream.seen().iter().filter(|s| s.path == "/items").count(), 30);
+    assert_eq!(
+        upstream
+            .seen()
+            .iter()
+            .filter(|s| s.path == "/items")
+            .count(),
+        30
+    );
 }
 
 /// Nothing lost, nothing twice, while the source changes: 20,000 records read incrementally,
@@ -1239,7 +2033,8 @@ async fn edits_during_reads_and_three_sigkills_lose_and_duplicate_nothing() {
             while editing.load(std::sync::atomic::Ordering::Relaxed) {
                 let i = (n * 7_919) % TOTAL;
                 // RFC 3339 with milliseconds, comparable as text with the seeded times.
-                let stamp = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+                let stamp =
+                    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
                 upstream.seed("items", [serde_json::json!({"id": format!("{i:06}"), "name": format!("edit {n}"), "updated_at": stamp})]);
                 n += 1;
                 tokio::time::sleep(std::time::Duration::from_millis(3)).await;
@@ -1249,29 +2044,61 @@ async fn edits_during_reads_and_three_sigkills_lose_and_duplicate_nothing() {
     };
     let spawn = resuming_run(dir.path(), &flow);
     let kills = kill_at(&upstream, &spawn, &[3_000, 9_000, 15_000]).await;
-    assert!(kills >= 2, "the run finished before it could be killed twice");
+    assert!(
+        kills >= 2,
+        "the run finished before it could be killed twice"
+    );
     // A run to the end while edits go on, then edits stop and one more run reads the last ones.
     let mut run = spawn();
-    assert!(tokio::task::spawn_blocking(move || run.wait().unwrap()).await.unwrap().success());
+    assert!(
+        tokio::task::spawn_blocking(move || run.wait().unwrap())
+            .await
+            .unwrap()
+            .success()
+    );
     editing.store(false, std::sync::atomic::Ordering::Relaxed);
     let edits = editor.await.unwrap();
     let mut last = spawn();
-    assert!(tokio::task::spawn_blocking(move || last.wait().unwrap()).await.unwrap().success());
+    assert!(
+        tokio::task::spawn_blocking(move || last.wait().unwrap())
+            .await
+            .unwrap()
+            .success()
+    );
 
     let items: std::collections::BTreeMap<String, String> = upstream
         .records("items")
         .into_iter()
-        .map(|r| (r["id"].as_str().unwrap().to_owned(), r["name"].as_str().unwrap().to_owned()))
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap().to_owned(),
+                r["name"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
     let contacts = upstream.records("contacts");
-    assert_eq!(contacts.len(), TOTAL, "every record arrives, once ({kills} kills, {edits} edits)");
+    assert_eq!(
+        contacts.len(),
+        TOTAL,
+        "every record arrives, once ({kills} kills, {edits} edits)"
+    );
     let stale: Vec<String> = contacts
         .iter()
         .filter(|c| items.get(c["id"].as_str().unwrap()).map(String::as_str) != c["name"].as_str())
-        .map(|c| format!("{} is {:?}, upstream {:?}", c["id"], c["name"], items.get(c["id"].as_str().unwrap())))
+        .map(|c| {
+            format!(
+                "{} is {:?}, upstream {:?}",
+                c["id"],
+                c["name"],
+                items.get(c["id"].as_str().unwrap())
+            )
+        })
         .take(5)
         .collect();
-    assert!(stale.is_empty(), "records with an old version in the target after {edits} edits: {stale:?}");
+    assert!(
+        stale.is_empty(),
+        "records with an old version in the target after {edits} edits: {stale:?}"
+    );
     assert!(edits > 200, "only {edits} edits happened during the runs");
 }
 
@@ -1280,14 +2107,23 @@ async fn edits_during_reads_and_three_sigkills_lose_and_duplicate_nothing() {
 /// keeping the token (sealed) in the store for the others. The emulator's request log shows it.
 #[tokio::test(flavor = "multi_thread")]
 async fn thirty_runs_against_zoho_exchange_its_refresh_token_once() {
-    let sandbox = weft_sandbox::Sandbox::start(weft_sandbox::SandboxConfig::default()).await.unwrap();
+    let sandbox = weft_sandbox::Sandbox::start(weft_sandbox::SandboxConfig::default())
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/zoho-customer-success/accounts.toml");
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/zoho-customer-success/accounts.toml");
     let vars = sandbox_vars(&sandbox, &example);
     let data = dir.path().to_owned();
     tokio::task::spawn_blocking(move || {
         for i in 0..30 {
-            let mut args = vec!["run".to_owned(), "--plugins".into(), weft_tests::WASM_DIR.into(), "--env".into(), "sandbox".into()];
+            let mut args = vec![
+                "run".to_owned(),
+                "--plugins".into(),
+                weft_tests::WASM_DIR.into(),
+                "--env".into(),
+                "sandbox".into(),
+            ];
             args.extend(vars.iter().cloned());
             args.push(example.to_str().unwrap().to_owned());
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -1297,7 +2133,11 @@ async fn thirty_runs_against_zoho_exchange_its_refresh_token_once() {
     })
     .await
     .unwrap();
-    let exchanges = sandbox.requests(Some(weft_sandbox::Vendor::Zoho)).into_iter().filter(|r| r.uri.contains("/oauth/v2/token")).count();
+    let exchanges = sandbox
+        .requests(Some(weft_sandbox::Vendor::Zoho))
+        .into_iter()
+        .filter(|r| r.uri.contains("/oauth/v2/token"))
+        .count();
     assert_eq!(exchanges, 1, "thirty runs, {exchanges} token exchanges");
 }
 
@@ -1305,8 +2145,14 @@ async fn thirty_runs_against_zoho_exchange_its_refresh_token_once() {
 fn output_into_a_closed_pipe_ends_quietly() {
     use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
-    let lines: String = (0..20_000).map(|i| format!("{{\"id\":\"{i}\",\"name\":\"person {i}\"}}\n")).collect();
-    let import = weft(dir.path(), &["dataset", "import", "people", "--key", "id"], Some(&lines));
+    let lines: String = (0..20_000)
+        .map(|i| format!("{{\"id\":\"{i}\",\"name\":\"person {i}\"}}\n"))
+        .collect();
+    let import = weft(
+        dir.path(),
+        &["dataset", "import", "people", "--key", "id"],
+        Some(&lines),
+    );
     assert!(import.status.success(), "{}", text(&import.stderr));
     // `weft dataset export people | head -1`
     let mut child = Command::new(env!("CARGO_BIN_EXE_weft"))
@@ -1318,17 +2164,28 @@ fn output_into_a_closed_pipe_ends_quietly() {
         .spawn()
         .unwrap();
     let mut first = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
     assert!(first.starts_with('{'), "{first}");
     // The reader is gone now.
     let out = child.wait_with_output().unwrap();
     let stderr = text(&out.stderr);
-    assert!(out.status.success(), "exit {:?}: {stderr}", out.status.code());
+    assert!(
+        out.status.success(),
+        "exit {:?}: {stderr}",
+        out.status.code()
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
 /// A flow copying `items` (incrementally, `page_size` a page) into `contacts` on `upstream`.
-fn copy_flow(dir: &std::path::Path, upstream: &weft_tests::upstream::Upstream, name: &str, page_size: u32) -> String {
+fn copy_flow(
+    dir: &std::path::Path,
+    upstream: &weft_tests::upstream::Upstream,
+    name: &str,
+    page_size: u32,
+) -> String {
     let flow = dir.join("flow.toml");
     std::fs::write(
         &flow,
@@ -1378,13 +2235,20 @@ fn resuming_run(data: &std::path::Path, flow: &str) -> impl Fn() -> std::process
 
 /// Runs `spawn` once per threshold and kills it with SIGKILL (no chance to checkpoint or clean
 /// up) once `contacts` holds that many records; how many runs were killed before they ended.
-async fn kill_at(upstream: &weft_tests::upstream::Upstream, spawn: &impl Fn() -> std::process::Child, thresholds: &[usize]) -> usize {
+async fn kill_at(
+    upstream: &weft_tests::upstream::Upstream,
+    spawn: &impl Fn() -> std::process::Child,
+    thresholds: &[usize],
+) -> usize {
     let mut kills = 0;
     for &threshold in thresholds {
         let mut child = spawn();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
         while upstream.records("contacts").len() < threshold {
-            assert!(std::time::Instant::now() < deadline, "the run stalled before {threshold} records");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the run stalled before {threshold} records"
+            );
             if child.try_wait().unwrap().is_some() {
                 break;
             }

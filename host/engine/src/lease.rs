@@ -38,8 +38,17 @@ fn holder() -> String {
 
 impl FlowHold {
     /// Takes `flow` for run `run`, or says which run holds it.
-    pub(crate) async fn take(store: &Store, tenant: &str, flow: &str, run: &str, ttl: Duration) -> Result<FlowHold, RunError> {
-        match store.lease_acquire(tenant, flow, run, &holder(), ttl).await? {
+    pub(crate) async fn take(
+        store: &Store,
+        tenant: &str,
+        flow: &str,
+        run: &str,
+        ttl: Duration,
+    ) -> Result<FlowHold, RunError> {
+        match store
+            .lease_acquire(tenant, flow, run, &holder(), ttl)
+            .await?
+        {
             LeaseOutcome::Held(lease) => Err(RunError::FlowBusy {
                 flow: flow.to_owned(),
                 run: lease.run_id,
@@ -48,10 +57,27 @@ impl FlowHold {
             }),
             LeaseOutcome::Acquired { abandoned } => {
                 if let Some(dead) = abandoned {
-                    tracing::warn!(flow, run = dead, "the previous run's process died; marked it abandoned and resuming from its last checkpoint");
+                    tracing::warn!(
+                        flow,
+                        run = dead,
+                        "the previous run's process died; marked it abandoned and resuming from its last checkpoint"
+                    );
                 }
-                let renewer = tokio::spawn(renew(store.clone(), tenant.to_owned(), flow.to_owned(), run.to_owned(), ttl));
-                Ok(FlowHold { store: store.clone(), tenant: tenant.to_owned(), flow: flow.to_owned(), run: run.to_owned(), renewer, released: false })
+                let renewer = tokio::spawn(renew(
+                    store.clone(),
+                    tenant.to_owned(),
+                    flow.to_owned(),
+                    run.to_owned(),
+                    ttl,
+                ));
+                Ok(FlowHold {
+                    store: store.clone(),
+                    tenant: tenant.to_owned(),
+                    flow: flow.to_owned(),
+                    run: run.to_owned(),
+                    renewer,
+                    released: false,
+                })
             }
         }
     }
@@ -60,7 +86,9 @@ impl FlowHold {
     pub(crate) async fn release(mut self) -> Result<(), StoreError> {
         self.renewer.abort();
         self.released = true;
-        self.store.lease_release(&self.tenant, &self.flow, &self.run).await
+        self.store
+            .lease_release(&self.tenant, &self.flow, &self.run)
+            .await
     }
 }
 
@@ -70,7 +98,12 @@ impl Drop for FlowHold {
         // Outside a runtime (the process is ending) there is nothing to release with: the
         // lease lapses on its own.
         if let (false, Ok(runtime)) = (self.released, tokio::runtime::Handle::try_current()) {
-            let (store, tenant, flow, run) = (self.store.clone(), self.tenant.clone(), self.flow.clone(), self.run.clone());
+            let (store, tenant, flow, run) = (
+                self.store.clone(),
+                self.tenant.clone(),
+                self.flow.clone(),
+                self.run.clone(),
+            );
             runtime.spawn(async move {
                 if let Err(e) = store.lease_release(&tenant, &flow, &run).await {
                     tracing::warn!(flow, run, error = %e, "could not release the flow's lease; it lapses on its own");
@@ -87,10 +120,16 @@ async fn renew(store: Store, tenant: String, flow: String, run: String, ttl: Dur
         match store.lease_renew(&tenant, &flow, &run, ttl).await {
             Ok(true) => {}
             Ok(false) => {
-                tracing::error!(flow, run, "the run lost its flow's lease (it was not renewed in time and another run took over)");
+                tracing::error!(
+                    flow,
+                    run,
+                    "the run lost its flow's lease (it was not renewed in time and another run took over)"
+                );
                 return;
             }
-            Err(e) => tracing::warn!(flow, run, error = %e, "could not renew the flow's lease; trying again"),
+            Err(e) => {
+                tracing::warn!(flow, run, error = %e, "could not renew the flow's lease; trying again")
+            }
         }
     }
 }

@@ -10,4 +10,7 @@ pub mod schedule;
 pub use lease::DEFAULT_LEASE;
 pub use plan::{BoundConnection, Plan, PlanOptions, plan, plan_with};
 pub use registry::PluginDirectory;
-pub use run::{Progress, RetryPolicy, RunError, RunOptions, RunReport, dataset_key, retry_failed, run, run_with_events};
+pub use run::{
+    Progress, RetryPolicy, RunError, RunOptions, RunReport, dataset_key, retry_failed, run,
+    run_with_events,
+};

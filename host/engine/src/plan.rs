@@ -108,7 +108,10 @@ fn json(table: Option<&Spanned<toml::Table>>, vars: &BTreeMap<String, toml::Valu
 }
 
 fn properties(schema: &Value) -> Option<Vec<&str>> {
-    schema.get("properties").and_then(Value::as_object).map(|p| p.keys().map(String::as_str).collect())
+    schema
+        .get("properties")
+        .and_then(Value::as_object)
+        .map(|p| p.keys().map(String::as_str).collect())
 }
 
 /// A plugin as loaded for a plan, shared by every step and connection that names it.
@@ -131,21 +134,32 @@ impl Loader<'_> {
         let key = name.get_ref();
         if !self.loaded.contains_key(key) {
             let result = match self.plugins.find(key, &self.flow_dir) {
-                Ok(path) => self.runtime.load_file(&path).await.map_err(|e| e.to_string()).map(|p| match p {
-                    Plugin::Connector(c) => Loaded::Connector(Arc::new(c)),
-                    Plugin::Transform(t) => Loaded::Transform(Arc::new(t)),
-                }),
+                Ok(path) => self
+                    .runtime
+                    .load_file(&path)
+                    .await
+                    .map_err(|e| e.to_string())
+                    .map(|p| match p {
+                        Plugin::Connector(c) => Loaded::Connector(Arc::new(c)),
+                        Plugin::Transform(t) => Loaded::Transform(Arc::new(t)),
+                    }),
                 Err(message) => Err(message),
             };
             self.loaded.insert(key.clone(), result);
         }
-        self.loaded[key].clone().map_err(|message| Diagnostic::new(message, at(name)))
+        self.loaded[key]
+            .clone()
+            .map_err(|message| Diagnostic::new(message, at(name)))
     }
 }
 
 /// The schema of a transform's rejected records: its input's, plus `_rejected`.
 fn with_rejection(input: &Value) -> Value {
-    with_field(input, "_rejected", serde_json::json!({"type": "object", "properties": {"reason": {"type": "string"}, "field": {"type": ["string", "null"]}}}))
+    with_field(
+        input,
+        "_rejected",
+        serde_json::json!({"type": "object", "properties": {"reason": {"type": "string"}, "field": {"type": ["string", "null"]}}}),
+    )
 }
 
 /// `schema` with one more property, when it lists its properties.
@@ -157,12 +171,34 @@ fn with_field(schema: &Value, name: &str, field: Value) -> Value {
     schema
 }
 
-fn find_stream<'a>(connector: &'a ConnectorPlugin, name: &Spanned<String>) -> Result<&'a StreamDescriptor, Diagnostic> {
+fn find_stream<'a>(
+    connector: &'a ConnectorPlugin,
+    name: &Spanned<String>,
+) -> Result<&'a StreamDescriptor, Diagnostic> {
     connector.stream(name.get_ref()).ok_or_else(|| {
-        let streams: Vec<&str> = connector.info().streams.iter().map(|s| s.name.as_str()).collect();
-        let near = streams.iter().find(|s| s.eq_ignore_ascii_case(name.get_ref())).map(|s| format!("did you mean `{s}`? "));
-        Diagnostic::new(format!("connector `{}` has no stream `{}`", connector.info().name, name.get_ref()), at(name))
-            .help(format!("{}it has: {}", near.unwrap_or_default(), streams.join(", ")))
+        let streams: Vec<&str> = connector
+            .info()
+            .streams
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        let near = streams
+            .iter()
+            .find(|s| s.eq_ignore_ascii_case(name.get_ref()))
+            .map(|s| format!("did you mean `{s}`? "));
+        Diagnostic::new(
+            format!(
+                "connector `{}` has no stream `{}`",
+                connector.info().name,
+                name.get_ref()
+            ),
+            at(name),
+        )
+        .help(format!(
+            "{}it has: {}",
+            near.unwrap_or_default(),
+            streams.join(", ")
+        ))
     })
 }
 
@@ -195,7 +231,11 @@ pub async fn plan(
     plugins: &PluginDirectory,
     runtime: &Runtime,
 ) -> Result<Plan, FlowError> {
-    let options = PlanOptions { environment: environment.map(str::to_owned), tenant: tenant.to_owned(), variables: BTreeMap::new() };
+    let options = PlanOptions {
+        environment: environment.map(str::to_owned),
+        tenant: tenant.to_owned(),
+        variables: BTreeMap::new(),
+    };
     plan_with(flow, &options, plugins, runtime).await
 }
 
@@ -220,7 +260,12 @@ fn typed_value(kind: weft_flow::model::VarType, text: &str) -> Result<toml::Valu
 }
 
 /// [`plan`] with variable values from the command line.
-pub async fn plan_with(flow: &Flow, options: &PlanOptions, plugins: &PluginDirectory, runtime: &Runtime) -> Result<Plan, FlowError> {
+pub async fn plan_with(
+    flow: &Flow,
+    options: &PlanOptions,
+    plugins: &PluginDirectory,
+    runtime: &Runtime,
+) -> Result<Plan, FlowError> {
     let (environment, tenant) = (options.environment.as_deref(), options.tenant.as_str());
     let file = &flow.file;
     let mut out: Vec<Diagnostic> = Vec::new();
@@ -229,7 +274,11 @@ pub async fn plan_with(flow: &Flow, options: &PlanOptions, plugins: &PluginDirec
     // A schedule that can never fire (the 30th of February) is a mistake, not a quiet flow.
     if let Some(trigger) = &file.trigger {
         let t = trigger.get_ref();
-        for cron in [&t.schedule, &t.poll].into_iter().flatten().filter_map(|s| s.get_ref().cron.as_ref()) {
+        for cron in [&t.schedule, &t.poll]
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.get_ref().cron.as_ref())
+        {
             if crate::schedule::never_fires(&cron.get_ref().0) {
                 out.push(
                     Diagnostic::new(format!("the schedule `{}` never fires: no date matches all of its fields", cron.get_ref().0), at(cron))
@@ -245,26 +294,44 @@ pub async fn plan_with(flow: &Flow, options: &PlanOptions, plugins: &PluginDirec
         Some(name) => match file.environments.iter().find(|(k, _)| k.get_ref() == name) {
             Some((_, env)) => Some(env.get_ref()),
             None => {
-                let known: Vec<&str> = file.environments.keys().map(|k| k.get_ref().as_str()).collect();
-                return Err(flow.error(vec![Diagnostic::new(
-                    format!("this flow has no environment `{name}`"),
-                    at(&file.name),
-                )
-                .help(if known.is_empty() {
-                    format!("declare it as [environments.{name}]")
-                } else {
-                    format!("it has: {}", known.join(", "))
-                })]));
+                let known: Vec<&str> = file
+                    .environments
+                    .keys()
+                    .map(|k| k.get_ref().as_str())
+                    .collect();
+                return Err(flow.error(vec![
+                    Diagnostic::new(
+                        format!("this flow has no environment `{name}`"),
+                        at(&file.name),
+                    )
+                    .help(if known.is_empty() {
+                        format!("declare it as [environments.{name}]")
+                    } else {
+                        format!("it has: {}", known.join(", "))
+                    }),
+                ]));
             }
         },
     };
     let mut variables = BTreeMap::new();
     for given in options.variables.keys() {
         if !file.variables.keys().any(|k| k.get_ref().as_str() == given) {
-            let known: Vec<&str> = file.variables.keys().map(|k| k.get_ref().as_str()).collect();
-            out.push(Diagnostic::new(format!("`--var {given}=...` names a variable this flow does not declare"), at(&file.name)).help(
-                if known.is_empty() { "the flow declares no variables".to_owned() } else { format!("it declares: {}", known.join(", ")) },
-            ));
+            let known: Vec<&str> = file
+                .variables
+                .keys()
+                .map(|k| k.get_ref().as_str())
+                .collect();
+            out.push(
+                Diagnostic::new(
+                    format!("`--var {given}=...` names a variable this flow does not declare"),
+                    at(&file.name),
+                )
+                .help(if known.is_empty() {
+                    "the flow declares no variables".to_owned()
+                } else {
+                    format!("it declares: {}", known.join(", "))
+                }),
+            );
         }
     }
     for (name, variable) in &file.variables {
@@ -273,20 +340,40 @@ pub async fn plan_with(flow: &Flow, options: &PlanOptions, plugins: &PluginDirec
                 Ok(v) => {
                     variables.insert(name.get_ref().to_string(), v);
                 }
-                Err(why) => out.push(Diagnostic::new(format!("`--var {}`: {why}", name.get_ref()), at(name))),
+                Err(why) => out.push(Diagnostic::new(
+                    format!("`--var {}`: {why}", name.get_ref()),
+                    at(name),
+                )),
             }
             continue;
         }
         let value = env
-            .and_then(|e| e.variables.iter().find(|(k, _)| k.get_ref() == name.get_ref()).map(|(_, v)| v.get_ref().clone()))
-            .or_else(|| variable.get_ref().default.as_ref().map(|d| d.get_ref().clone()));
+            .and_then(|e| {
+                e.variables
+                    .iter()
+                    .find(|(k, _)| k.get_ref() == name.get_ref())
+                    .map(|(_, v)| v.get_ref().clone())
+            })
+            .or_else(|| {
+                variable
+                    .get_ref()
+                    .default
+                    .as_ref()
+                    .map(|d| d.get_ref().clone())
+            });
         match value {
             Some(v) => {
                 variables.insert(name.get_ref().to_string(), v);
             }
             None => out.push(
                 Diagnostic::new(
-                    format!("variable `{}` has no value{}", name.get_ref(), environment.map(|e| format!(" in environment `{e}`")).unwrap_or_default()),
+                    format!(
+                        "variable `{}` has no value{}",
+                        name.get_ref(),
+                        environment
+                            .map(|e| format!(" in environment `{e}`"))
+                            .unwrap_or_default()
+                    ),
                     at(name),
                 )
                 .help("give it a `default` or set it under [environments.NAME.variables]"),
@@ -294,7 +381,12 @@ pub async fn plan_with(flow: &Flow, options: &PlanOptions, plugins: &PluginDirec
         }
     }
 
-    let mut loader = Loader { plugins, runtime, flow_dir, loaded: BTreeMap::new() };
+    let mut loader = Loader {
+        plugins,
+        runtime,
+        flow_dir,
+        loaded: BTreeMap::new(),
+    };
 
     // Connections.
     let mut connections = BTreeMap::new();
@@ -308,7 +400,13 @@ pub async fn plan_with(flow: &Flow, options: &PlanOptions, plugins: &PluginDirec
         let connector = match loader.get(&c.plugin).await {
             Ok(Loaded::Connector(p)) => p,
             Ok(Loaded::Transform(_)) => {
-                out.push(Diagnostic::new(format!("plugin `{}` is a transform, not a connector", c.plugin.get_ref()), at(&c.plugin)));
+                out.push(Diagnostic::new(
+                    format!(
+                        "plugin `{}` is a transform, not a connector",
+                        c.plugin.get_ref()
+                    ),
+                    at(&c.plugin),
+                ));
                 continue;
             }
             Err(d) => {
@@ -316,10 +414,19 @@ pub async fn plan_with(flow: &Flow, options: &PlanOptions, plugins: &PluginDirec
                 continue;
             }
         };
-        let overrides = env.and_then(|e| e.connections.iter().find(|(k, _)| k.get_ref() == name.get_ref()).map(|(_, v)| v.get_ref()));
-        let config_table = overrides.and_then(|o| o.config.as_ref()).or(c.config.as_ref());
+        let overrides = env.and_then(|e| {
+            e.connections
+                .iter()
+                .find(|(k, _)| k.get_ref() == name.get_ref())
+                .map(|(_, v)| v.get_ref())
+        });
+        let config_table = overrides
+            .and_then(|o| o.config.as_ref())
+            .or(c.config.as_ref());
         let auth_table = overrides.and_then(|o| o.auth.as_ref()).or(c.auth.as_ref());
-        let egress: &[Spanned<EgressRule>] = overrides.and_then(|o| o.egress.as_deref()).unwrap_or(&c.egress);
+        let egress: &[Spanned<EgressRule>] = overrides
+            .and_then(|o| o.egress.as_deref())
+            .unwrap_or(&c.egress);
         let config = json(config_table, &variables);
         let auth = match auth_table {
             None => AuthSpec::None,
@@ -329,7 +436,14 @@ pub async fn plan_with(flow: &Flow, options: &PlanOptions, plugins: &PluginDirec
                 match toml::Value::Table(t).try_into::<AuthSpec>() {
                     Ok(a) => a,
                     Err(e) => {
-                        out.push(Diagnostic::new(format!("connection `{}` auth: {}", name.get_ref(), e.message().trim()), at(table)));
+                        out.push(Diagnostic::new(
+                            format!(
+                                "connection `{}` auth: {}",
+                                name.get_ref(),
+                                e.message().trim()
+                            ),
+                            at(table),
+                        ));
                         continue;
                     }
                 }
@@ -339,25 +453,53 @@ pub async fn plan_with(flow: &Flow, options: &PlanOptions, plugins: &PluginDirec
         for rule in egress {
             let r = rule.get_ref();
             match HostRule::parse(&substitute_text(r.host.get_ref(), &variables)) {
-                Ok(h) => rules.push(h.allow_http(r.allow_http).allow_private(r.allow_private).credential(r.credential)),
+                Ok(h) => rules.push(
+                    h.allow_http(r.allow_http)
+                        .allow_private(r.allow_private)
+                        .credential(r.credential),
+                ),
                 Err(e) => out.push(Diagnostic::new(e.to_string(), at(&r.host))),
             }
         }
-        match connector.connection_spec(name.get_ref().as_str(), tenant, config.clone(), auth, rules) {
+        match connector.connection_spec(
+            name.get_ref().as_str(),
+            tenant,
+            config.clone(),
+            auth,
+            rules,
+        ) {
             Ok(mut spec) => {
                 if let Some(secret) = &c.webhook_secret {
-                    spec.webhook_secret = Some(weft_capabilities::SecretRef::from(substitute_text(secret.get_ref(), &variables)));
+                    spec.webhook_secret = Some(weft_capabilities::SecretRef::from(
+                        substitute_text(secret.get_ref(), &variables),
+                    ));
                 }
                 if let Some(rate) = &c.rate {
                     let r = rate.get_ref();
                     if r.requests == 0 {
-                        out.push(Diagnostic::new("a rate of zero requests would never send anything", at(rate)));
+                        out.push(Diagnostic::new(
+                            "a rate of zero requests would never send anything",
+                            at(rate),
+                        ));
                     }
-                    spec.rate = Some(weft_capabilities::RateBudget { requests: r.requests, per: r.per.0 });
+                    spec.rate = Some(weft_capabilities::RateBudget {
+                        requests: r.requests,
+                        per: r.per.0,
+                    });
                 }
-                connections.insert(name.get_ref().to_string(), BoundConnection { plugin: connector, config, spec });
+                connections.insert(
+                    name.get_ref().to_string(),
+                    BoundConnection {
+                        plugin: connector,
+                        config,
+                        spec,
+                    },
+                );
             }
-            Err(e) => out.push(Diagnostic::new(e.to_string(), Some(config_table.map_or(c.plugin.span(), |t| t.span())))),
+            Err(e) => out.push(Diagnostic::new(
+                e.to_string(),
+                Some(config_table.map_or(c.plugin.span(), |t| t.span())),
+            )),
         }
     }
 
@@ -396,17 +538,29 @@ pub async fn plan_with(flow: &Flow, options: &PlanOptions, plugins: &PluginDirec
                 schemas.insert(id.clone(), Value::Null);
                 continue;
             }
-            let Some(bound) = connections.get(r.connection.get_ref().as_str()) else { continue };
+            let Some(bound) = connections.get(r.connection.get_ref().as_str()) else {
+                continue;
+            };
             let connector = &bound.plugin;
             match find_stream(connector, &r.stream) {
                 Ok(stream) => {
                     if r.sync == SyncMode::Incremental && stream.cursor_field.is_none() {
-                        out.push(Diagnostic::new(
-                            format!("stream `{}` of `{}` cannot be read incrementally", stream.name, connector.info().name),
-                            at(read),
-                        ).help("use `sync = \"full\"`"));
+                        out.push(
+                            Diagnostic::new(
+                                format!(
+                                    "stream `{}` of `{}` cannot be read incrementally",
+                                    stream.name,
+                                    connector.info().name
+                                ),
+                                at(read),
+                            )
+                            .help("use `sync = \"full\"`"),
+                        );
                     }
-                    schemas.insert(id.clone(), serde_json::from_str(&stream.schema).unwrap_or(Value::Null));
+                    schemas.insert(
+                        id.clone(),
+                        serde_json::from_str(&stream.schema).unwrap_or(Value::Null),
+                    );
                 }
                 Err(d) => out.push(d),
             }
@@ -416,7 +570,13 @@ pub async fn plan_with(flow: &Flow, options: &PlanOptions, plugins: &PluginDirec
             let tp = match loader.get(&t.plugin).await {
                 Ok(Loaded::Transform(p)) => p,
                 Ok(Loaded::Connector(_)) => {
-                    out.push(Diagnostic::new(format!("plugin `{}` is a connector, not a transform", t.plugin.get_ref()), at(&t.plugin)));
+                    out.push(Diagnostic::new(
+                        format!(
+                            "plugin `{}` is a connector, not a transform",
+                            t.plugin.get_ref()
+                        ),
+                        at(&t.plugin),
+                    ));
                     continue;
                 }
                 Err(d) => {
@@ -425,19 +585,38 @@ pub async fn plan_with(flow: &Flow, options: &PlanOptions, plugins: &PluginDirec
                 }
             };
             if t.lookup.is_some() && !tp.info().takes_lookup {
-                out.push(Diagnostic::new(format!("transform `{}` takes no lookup input", tp.info().name), at(t.lookup.as_ref().unwrap())));
+                out.push(Diagnostic::new(
+                    format!("transform `{}` takes no lookup input", tp.info().name),
+                    at(t.lookup.as_ref().unwrap()),
+                ));
             }
             let config = json(step.config.as_ref(), &variables);
-            let input = schemas.get(t.input.get_ref()).cloned().unwrap_or(Value::Null);
+            let input = schemas
+                .get(t.input.get_ref())
+                .cloned()
+                .unwrap_or(Value::Null);
             rejected.insert(id.clone(), with_rejection(&input));
-            let lookup = t.lookup.as_ref().and_then(|l| schemas.get(l.get_ref()).cloned());
-            match tp.output_schema(&context, &config, &input, lookup.as_ref()).await {
+            let lookup = t
+                .lookup
+                .as_ref()
+                .and_then(|l| schemas.get(l.get_ref()).cloned());
+            match tp
+                .output_schema(&context, &config, &input, lookup.as_ref())
+                .await
+            {
                 Ok(schema) => {
                     schemas.insert(id.clone(), schema);
                 }
                 Err(e) => {
-                    let span = step.config.as_ref().map(|c| c.span()).unwrap_or(transform.span());
-                    out.push(Diagnostic::new(format!("step `{id}`: {}", plugin_message(&e)), Some(span)));
+                    let span = step
+                        .config
+                        .as_ref()
+                        .map(|c| c.span())
+                        .unwrap_or(transform.span());
+                    out.push(Diagnostic::new(
+                        format!("step `{id}`: {}", plugin_message(&e)),
+                        Some(span),
+                    ));
                 }
             }
             configs.insert(id.clone(), config);
@@ -460,12 +639,18 @@ pub async fn plan_with(flow: &Flow, options: &PlanOptions, plugins: &PluginDirec
             let mut when = toml::Value::String(c.when.get_ref().clone());
             substitute(&mut when, &variables);
             let config = serde_json::json!({ "when": when.as_str().unwrap_or_default() });
-            let input = schemas.get(c.input.get_ref()).cloned().unwrap_or(Value::Null);
+            let input = schemas
+                .get(c.input.get_ref())
+                .cloned()
+                .unwrap_or(Value::Null);
             match filter.output_schema(&context, &config, &input, None).await {
                 Ok(schema) => {
                     schemas.insert(id.clone(), schema);
                 }
-                Err(e) => out.push(Diagnostic::new(format!("step `{id}`: {}", plugin_message(&e)), at(&c.when))),
+                Err(e) => out.push(Diagnostic::new(
+                    format!("step `{id}`: {}", plugin_message(&e)),
+                    at(&c.when),
+                )),
             }
             configs.insert(id.clone(), config);
             transforms.insert(id.clone(), filter);
@@ -474,18 +659,42 @@ pub async fn plan_with(flow: &Flow, options: &PlanOptions, plugins: &PluginDirec
             let f = for_each.get_ref();
             options.insert(id.clone(), json(f.options.as_ref(), &variables));
             if datasets.contains(f.connection.get_ref().as_str()) {
-                out.push(Diagnostic::new("for_each reads a connector's stream, not a dataset", at(&f.connection)).help("read the dataset with a read step and join it with `merge` or `lookup`"));
+                out.push(
+                    Diagnostic::new(
+                        "for_each reads a connector's stream, not a dataset",
+                        at(&f.connection),
+                    )
+                    .help("read the dataset with a read step and join it with `merge` or `lookup`"),
+                );
                 continue;
             }
-            let Some(bound) = connections.get(f.connection.get_ref().as_str()) else { continue };
+            let Some(bound) = connections.get(f.connection.get_ref().as_str()) else {
+                continue;
+            };
             match find_stream(&bound.plugin, &f.stream) {
                 Ok(stream) => {
-                    if !stream.sync_modes.contains(&weft_runtime::bindings::SyncMode::Full) {
-                        out.push(Diagnostic::new(format!("stream `{}` of `{}` cannot be read", stream.name, bound.plugin.info().name), at(&f.stream)));
+                    if !stream
+                        .sync_modes
+                        .contains(&weft_runtime::bindings::SyncMode::Full)
+                    {
+                        out.push(Diagnostic::new(
+                            format!(
+                                "stream `{}` of `{}` cannot be read",
+                                stream.name,
+                                bound.plugin.info().name
+                            ),
+                            at(&f.stream),
+                        ));
                     }
                     let mut schema = serde_json::from_str(&stream.schema).unwrap_or(Value::Null);
-                    if let (Some(parent), Some(props)) = (&f.parent_field, schema.get_mut("properties").and_then(Value::as_object_mut)) {
-                        let input = schemas.get(f.input.get_ref()).cloned().unwrap_or_else(|| serde_json::json!({"type": "object"}));
+                    if let (Some(parent), Some(props)) = (
+                        &f.parent_field,
+                        schema.get_mut("properties").and_then(Value::as_object_mut),
+                    ) {
+                        let input = schemas
+                            .get(f.input.get_ref())
+                            .cloned()
+                            .unwrap_or_else(|| serde_json::json!({"type": "object"}));
                         props.insert(parent.clone(), input);
                     }
                     schemas.insert(id.clone(), schema);
@@ -496,10 +705,16 @@ pub async fn plan_with(flow: &Flow, options: &PlanOptions, plugins: &PluginDirec
         if let Some(write) = &step.write {
             let w = write.get_ref();
             // What the `written` branch carries: the input records, with the upstream's id.
-            let input = schemas.get(w.input.get_ref()).cloned().unwrap_or(Value::Null);
+            let input = schemas
+                .get(w.input.get_ref())
+                .cloned()
+                .unwrap_or(Value::Null);
             schemas.insert(id.clone(), with_field(&input, "_written", serde_json::json!({"type": "object", "properties": {"id": {"type": ["string", "null"]}, "status": {"type": "string"}}})));
             if datasets.contains(w.connection.get_ref().as_str()) {
-                if !matches!(*w.mode.get_ref(), weft_flow::model::WriteMode::Upsert | weft_flow::model::WriteMode::Delete) {
+                if !matches!(
+                    *w.mode.get_ref(),
+                    weft_flow::model::WriteMode::Upsert | weft_flow::model::WriteMode::Delete
+                ) {
                     out.push(
                         Diagnostic::new("datasets are written in upsert mode (or records deleted in delete mode)", at(&w.mode))
                             .help("write `mode = \"upsert\", key = [...]`"),
@@ -507,7 +722,9 @@ pub async fn plan_with(flow: &Flow, options: &PlanOptions, plugins: &PluginDirec
                 }
                 continue;
             }
-            let Some(bound) = connections.get(w.connection.get_ref().as_str()) else { continue };
+            let Some(bound) = connections.get(w.connection.get_ref().as_str()) else {
+                continue;
+            };
             let connector = &bound.plugin;
             let stream = match find_stream(connector, &w.stream) {
                 Ok(s) => s,
@@ -520,19 +737,40 @@ pub async fn plan_with(flow: &Flow, options: &PlanOptions, plugins: &PluginDirec
             let supported: Vec<&str> = stream.write_modes.iter().map(|m| wit_mode(*m)).collect();
             if !supported.contains(&mode.as_str()) {
                 out.push(
-                    Diagnostic::new(format!("stream `{}` of `{}` cannot be written in {} mode", stream.name, connector.info().name, mode.as_str()), at(&w.mode))
-                        .help(if supported.is_empty() { "the stream is read-only".to_owned() } else { format!("it supports: {}", supported.join(", ")) }),
+                    Diagnostic::new(
+                        format!(
+                            "stream `{}` of `{}` cannot be written in {} mode",
+                            stream.name,
+                            connector.info().name,
+                            mode.as_str()
+                        ),
+                        at(&w.mode),
+                    )
+                    .help(if supported.is_empty() {
+                        "the stream is read-only".to_owned()
+                    } else {
+                        format!("it supports: {}", supported.join(", "))
+                    }),
                 );
             }
             let target = serde_json::from_str::<Value>(&stream.schema).unwrap_or(Value::Null);
             let input = schemas.get(w.input.get_ref());
             for key in &w.key {
-                for (schema, whose) in [(Some(&target), format!("stream `{}`", stream.name)), (input, format!("input `{}`", w.input.get_ref()))] {
+                for (schema, whose) in [
+                    (Some(&target), format!("stream `{}`", stream.name)),
+                    (input, format!("input `{}`", w.input.get_ref())),
+                ] {
                     if let Some(fields) = schema.and_then(properties) {
                         if !fields.contains(&key.get_ref().as_str()) {
                             out.push(
-                                Diagnostic::new(format!("key field `{}` is not a field of {whose}", key.get_ref()), at(key))
-                                    .help(format!("it has: {}", fields.join(", "))),
+                                Diagnostic::new(
+                                    format!(
+                                        "key field `{}` is not a field of {whose}",
+                                        key.get_ref()
+                                    ),
+                                    at(key),
+                                )
+                                .help(format!("it has: {}", fields.join(", "))),
                             );
                         }
                     }
@@ -544,5 +782,13 @@ pub async fn plan_with(flow: &Flow, options: &PlanOptions, plugins: &PluginDirec
     if !out.is_empty() {
         return Err(flow.error(out));
     }
-    Ok(Plan { connections, datasets, transforms, configs, schemas, options, variables })
+    Ok(Plan {
+        connections,
+        datasets,
+        transforms,
+        configs,
+        schemas,
+        options,
+        variables,
+    })
 }

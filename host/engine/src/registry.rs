@@ -12,16 +12,25 @@ pub struct PluginDirectory {
 
 impl PluginDirectory {
     pub fn new(dirs: impl IntoIterator<Item = PathBuf>) -> Self {
-        PluginDirectory { dirs: dirs.into_iter().collect() }
+        PluginDirectory {
+            dirs: dirs.into_iter().collect(),
+        }
     }
 
     /// The component for `name`, or a message saying where weft looked and what it found.
     pub fn find(&self, name: &str, flow_dir: &Path) -> Result<PathBuf, String> {
         if name.ends_with(".wasm") {
             let path = flow_dir.join(name);
-            return if path.is_file() { Ok(path) } else { Err(format!("plugin file {} does not exist", path.display())) };
+            return if path.is_file() {
+                Ok(path)
+            } else {
+                Err(format!("plugin file {} does not exist", path.display()))
+            };
         }
-        let file_names = [format!("{name}.wasm"), format!("weft_plugin_{}.wasm", name.replace('-', "_"))];
+        let file_names = [
+            format!("{name}.wasm"),
+            format!("weft_plugin_{}.wasm", name.replace('-', "_")),
+        ];
         for dir in &self.dirs {
             for file in &file_names {
                 let path = dir.join(file);
@@ -33,8 +42,16 @@ impl PluginDirectory {
         let available = self.available();
         Err(format!(
             "no plugin `{name}` in {}; available: {}",
-            self.dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", "),
-            if available.is_empty() { "none".to_owned() } else { available.join(", ") }
+            self.dirs
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            if available.is_empty() {
+                "none".to_owned()
+            } else {
+                available.join(", ")
+            }
         ))
     }
 
@@ -49,7 +66,10 @@ impl PluginDirectory {
             .filter_map(|e| {
                 let file = e.file_name().to_string_lossy().into_owned();
                 let stem = file.strip_suffix(".wasm")?;
-                Some(stem.strip_prefix("weft_plugin_").map_or_else(|| stem.to_owned(), |s| s.replace('_', "-")))
+                Some(
+                    stem.strip_prefix("weft_plugin_")
+                        .map_or_else(|| stem.to_owned(), |s| s.replace('_', "-")),
+                )
             })
             .collect();
         names.sort();

@@ -17,7 +17,11 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     pub fn new(message: impl Into<String>, span: Option<Range<usize>>) -> Self {
-        Diagnostic { message: message.into(), span, help: None }
+        Diagnostic {
+            message: message.into(),
+            span,
+            help: None,
+        }
     }
 
     pub fn help(mut self, help: impl Into<String>) -> Self {
@@ -37,7 +41,11 @@ pub struct FlowError {
 impl FlowError {
     /// Problems in `file`, whose contents are `text` (used to show the lines).
     pub fn new(file: &Path, text: &str, diagnostics: Vec<Diagnostic>) -> Self {
-        FlowError { file: file.to_owned(), text: text.to_owned(), diagnostics }
+        FlowError {
+            file: file.to_owned(),
+            text: text.to_owned(),
+            diagnostics,
+        }
     }
 
     /// Line and column (both from 1, columns in characters) of a byte offset.
@@ -71,11 +79,21 @@ impl fmt::Display for FlowError {
                         .find('\n')
                         .map_or(self.text.len(), |i| span.start + i);
                     let end = span.end.min(line_end).max(span.start);
-                    let carets = self.text.get(span.start..end).map_or(1, |s| s.chars().count()).max(1);
+                    let carets = self
+                        .text
+                        .get(span.start..end)
+                        .map_or(1, |s| s.chars().count())
+                        .max(1);
                     writeln!(f, "{:width$}--> {}:{line}:{col}", "", self.file.display())?;
                     writeln!(f, "{:width$} |", "")?;
                     writeln!(f, "{line} | {source}")?;
-                    writeln!(f, "{:width$} | {}{}", "", " ".repeat(col - 1), "^".repeat(carets))?;
+                    writeln!(
+                        f,
+                        "{:width$} | {}{}",
+                        "",
+                        " ".repeat(col - 1),
+                        "^".repeat(carets)
+                    )?;
                     if let Some(help) = &d.help {
                         writeln!(f, "{:width$} = help: {help}", "")?;
                     }
@@ -93,7 +111,10 @@ impl fmt::Display for FlowError {
 }
 
 /// The closest of `candidates` to `word`, if it is close enough to be a likely typo.
-pub(crate) fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub(crate) fn closest<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|c| (edit_distance(word, c), c))
@@ -110,7 +131,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
         row[0] = i + 1;
         for (j, cb) in b.iter().enumerate() {
             let current = row[j + 1];
-            row[j + 1] = (previous + usize::from(ca != *cb)).min(row[j] + 1).min(current + 1);
+            row[j + 1] = (previous + usize::from(ca != *cb))
+                .min(row[j] + 1)
+                .min(current + 1);
             previous = current;
         }
     }

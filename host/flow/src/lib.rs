@@ -40,7 +40,11 @@ impl Flow {
 
     /// The step with `id`.
     pub fn step(&self, id: &StepId) -> Option<&model::Step> {
-        self.file.steps.iter().map(|s| s.get_ref()).find(|s| s.id.get_ref() == id)
+        self.file
+            .steps
+            .iter()
+            .map(|s| s.get_ref())
+            .find(|s| s.id.get_ref() == id)
     }
 }
 
@@ -53,7 +57,14 @@ pub fn json_schema() -> serde_json::Value {
 /// Reads and checks the flow file at `path`.
 pub fn load(path: &Path) -> Result<Flow, FlowError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        FlowError::new(path, "", vec![Diagnostic::new(format!("cannot read the flow file: {e}"), None)])
+        FlowError::new(
+            path,
+            "",
+            vec![Diagnostic::new(
+                format!("cannot read the flow file: {e}"),
+                None,
+            )],
+        )
     })?;
     parse(path, &text)
 }
@@ -61,13 +72,23 @@ pub fn load(path: &Path) -> Result<Flow, FlowError> {
 /// Parses and checks flow text; `path` is only used in messages.
 pub fn parse(path: &Path, text: &str) -> Result<Flow, FlowError> {
     let file: FlowFile = toml::from_str(text).map_err(|e| {
-        FlowError::new(path, text, vec![with_hint(Diagnostic::new(e.message().trim_end(), e.span()))])
+        FlowError::new(
+            path,
+            text,
+            vec![with_hint(Diagnostic::new(e.message().trim_end(), e.span()))],
+        )
     })?;
     let (diagnostics, order, references) = validate::check(&file);
     if !diagnostics.is_empty() {
         return Err(FlowError::new(path, text, diagnostics));
     }
-    Ok(Flow { path: path.to_owned(), text: text.to_owned(), file, order, references })
+    Ok(Flow {
+        path: path.to_owned(),
+        text: text.to_owned(),
+        file,
+        order,
+        references,
+    })
 }
 
 /// The common mistakes get a sentence of their own.

@@ -241,14 +241,29 @@ impl Step {
         self.transform
             .as_ref()
             .and_then(|t| t.get_ref().branch.as_ref())
-            .or_else(|| self.write.as_ref().and_then(|w| w.get_ref().branch.as_ref()))
-            .or_else(|| self.condition.as_ref().and_then(|c| c.get_ref().branch.as_ref()))
-            .or_else(|| self.for_each.as_ref().and_then(|f| f.get_ref().branch.as_ref()))
+            .or_else(|| {
+                self.write
+                    .as_ref()
+                    .and_then(|w| w.get_ref().branch.as_ref())
+            })
+            .or_else(|| {
+                self.condition
+                    .as_ref()
+                    .and_then(|c| c.get_ref().branch.as_ref())
+            })
+            .or_else(|| {
+                self.for_each
+                    .as_ref()
+                    .and_then(|f| f.get_ref().branch.as_ref())
+            })
     }
 
     /// Whether the step hands records downstream (a write does not).
     pub fn produces_records(&self) -> bool {
-        self.read.is_some() || self.transform.is_some() || self.condition.is_some() || self.for_each.is_some()
+        self.read.is_some()
+            || self.transform.is_some()
+            || self.condition.is_some()
+            || self.for_each.is_some()
     }
 }
 

@@ -17,13 +17,23 @@ fn kebab(kind: &str, text: &str) -> Result<(), String> {
         ));
     }
     if text.chars().any(|c| c.is_ascii_uppercase()) {
-        return Err(format!("`{text}` is not a valid {kind}: use lowercase letters (try `{}`)", text.to_ascii_lowercase()));
+        return Err(format!(
+            "`{text}` is not a valid {kind}: use lowercase letters (try `{}`)",
+            text.to_ascii_lowercase()
+        ));
     }
     if !text.starts_with(|c: char| c.is_ascii_lowercase()) {
-        return Err(format!("`{text}` is not a valid {kind}: it must start with a letter"));
+        return Err(format!(
+            "`{text}` is not a valid {kind}: it must start with a letter"
+        ));
     }
-    if let Some(bad) = text.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-')) {
-        return Err(format!("`{text}` is not a valid {kind}: `{bad}` is not allowed; use lowercase letters, digits and '-'"));
+    if let Some(bad) = text
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+    {
+        return Err(format!(
+            "`{text}` is not a valid {kind}: `{bad}` is not allowed; use lowercase letters, digits and '-'"
+        ));
     }
     Ok(())
 }
@@ -87,10 +97,17 @@ name_type!(
 
 fn variable(kind: &str, text: &str) -> Result<(), String> {
     if text.is_empty() || !text.starts_with(|c: char| c.is_ascii_lowercase()) {
-        return Err(format!("`{text}` is not a valid {kind}: it must start with a lowercase letter"));
+        return Err(format!(
+            "`{text}` is not a valid {kind}: it must start with a lowercase letter"
+        ));
     }
-    if let Some(bad) = text.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')) {
-        return Err(format!("`{text}` is not a valid {kind}: `{bad}` is not allowed; use lowercase letters, digits and '_'"));
+    if let Some(bad) = text
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_'))
+    {
+        return Err(format!(
+            "`{text}` is not a valid {kind}: `{bad}` is not allowed; use lowercase letters, digits and '_'"
+        ));
     }
     Ok(())
 }
@@ -108,9 +125,15 @@ pub struct Interval(pub Duration);
 impl TryFrom<String> for Interval {
     type Error = String;
     fn try_from(text: String) -> Result<Self, String> {
-        let bad = || format!("`{text}` is not an interval: write a number and a unit, e.g. `30s`, `15m`, `4h` or `1d`");
+        let bad = || {
+            format!(
+                "`{text}` is not an interval: write a number and a unit, e.g. `30s`, `15m`, `4h` or `1d`"
+            )
+        };
         let trimmed = text.trim();
-        let split = trimmed.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        let split = trimmed
+            .find(|c: char| !c.is_ascii_digit())
+            .ok_or_else(bad)?;
         let (number, unit) = trimmed.split_at(split);
         let number: u64 = number.parse().map_err(|_| bad())?;
         let seconds = match unit {
@@ -121,7 +144,9 @@ impl TryFrom<String> for Interval {
             _ => return Err(bad()),
         };
         if number == 0 {
-            return Err(format!("`{text}` is not an interval: it must be longer than zero"));
+            return Err(format!(
+                "`{text}` is not an interval: it must be longer than zero"
+            ));
         }
         Ok(Interval(Duration::from_secs(number * seconds)))
     }
@@ -160,8 +185,13 @@ impl TryFrom<String> for Cron {
                 fields.len()
             ));
         }
-        if let Some(bad) = fields.iter().find(|f| !f.chars().all(|c| c.is_ascii_alphanumeric() || "*/,-".contains(c))) {
-            return Err(format!("`{text}` is not a cron expression: `{bad}` is not a cron field"));
+        if let Some(bad) = fields.iter().find(|f| {
+            !f.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "*/,-".contains(c))
+        }) {
+            return Err(format!(
+                "`{text}` is not a cron expression: `{bad}` is not a cron field"
+            ));
         }
         Ok(Cron(text))
     }
@@ -172,8 +202,20 @@ const CRON_FIELDS: [(&str, u32, u32, &[&str]); 5] = [
     ("minute", 0, 59, &[]),
     ("hour", 0, 23, &[]),
     ("day of month", 1, 31, &[]),
-    ("month", 1, 12, &["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"]),
-    ("day of week", 0, 7, &["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"]),
+    (
+        "month",
+        1,
+        12,
+        &[
+            "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
+        ],
+    ),
+    (
+        "day of week",
+        0,
+        7,
+        &["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"],
+    ),
 ];
 
 /// A field of a cron expression out of its range: where it is in the text and why.
@@ -199,15 +241,26 @@ impl Cron {
                 at,
                 len: field.len(),
                 message: format!("cron {name} `{field}` {why}"),
-                help: format!("the {name} field takes {min}-{max}{}", if names.is_empty() { String::new() } else { format!(" or {}-{}", names[0], names[names.len() - 1]) }),
+                help: format!(
+                    "the {name} field takes {min}-{max}{}",
+                    if names.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" or {}-{}", names[0], names[names.len() - 1])
+                    }
+                ),
             };
             let value = |text: &str| -> Result<u32, CronFieldError> {
                 if let Some(pos) = names.iter().position(|n| n.eq_ignore_ascii_case(text)) {
                     return Ok(pos as u32 + min);
                 }
-                let v: u32 = text.parse().map_err(|_| fail(format!("has `{text}`, which is not a number")))?;
+                let v: u32 = text
+                    .parse()
+                    .map_err(|_| fail(format!("has `{text}`, which is not a number")))?;
                 if v < min || v > max {
-                    return Err(fail(format!("is out of range: {v} is not within {min}-{max}")));
+                    return Err(fail(format!(
+                        "is out of range: {v} is not within {min}-{max}"
+                    )));
                 }
                 Ok(v)
             };
@@ -219,7 +272,11 @@ impl Cron {
                 if let Some(step) = step {
                     match step.parse::<u32>() {
                         Ok(n) if n >= 1 && n <= max => {}
-                        _ => return Err(fail(format!("has the step `/{step}`, which is not a number within 1-{max}"))),
+                        _ => {
+                            return Err(fail(format!(
+                                "has the step `/{step}`, which is not a number within 1-{max}"
+                            )));
+                        }
                     }
                 }
                 if range == "*" {
@@ -229,7 +286,9 @@ impl Cron {
                     Some((a, b)) => {
                         let (a, b) = (value(a)?, value(b)?);
                         if a > b {
-                            return Err(fail(format!("has the range `{range}`, which runs backwards")));
+                            return Err(fail(format!(
+                                "has the range `{range}`, which runs backwards"
+                            )));
                         }
                     }
                     None => {
@@ -254,10 +313,21 @@ mod tests {
         assert!(cron("0 0 1,15 */2 0,7").is_ok());
         let err = cron("*/5 25 * * *").unwrap_err();
         assert_eq!((err.at, err.len), (4, 2));
-        assert_eq!(err.message, "cron hour `25` is out of range: 25 is not within 0-23");
-        assert_eq!(cron("61 * * * *").unwrap_err().message, "cron minute `61` is out of range: 61 is not within 0-59");
+        assert_eq!(
+            err.message,
+            "cron hour `25` is out of range: 25 is not within 0-23"
+        );
+        assert_eq!(
+            cron("61 * * * *").unwrap_err().message,
+            "cron minute `61` is out of range: 61 is not within 0-59"
+        );
         assert_eq!(cron("0 9 * * 8").unwrap_err().at, 8);
-        assert!(cron("0 9 * * 5-1").unwrap_err().message.contains("runs backwards"));
+        assert!(
+            cron("0 9 * * 5-1")
+                .unwrap_err()
+                .message
+                .contains("runs backwards")
+        );
         assert!(cron("*/0 * * * *").unwrap_err().message.contains("step"));
         assert!(cron("0 0 0 * *").is_err(), "day of month starts at 1");
     }
@@ -265,12 +335,18 @@ mod tests {
     #[test]
     fn underscores_get_their_own_message() {
         let err = StepId::try_from("save_cases".to_owned()).unwrap_err();
-        assert_eq!(err, "`save_cases` is not a valid step id: words are separated with '-', not '_' (try `save-cases`)");
+        assert_eq!(
+            err,
+            "`save_cases` is not a valid step id: words are separated with '-', not '_' (try `save-cases`)"
+        );
     }
 
     #[test]
     fn intervals_read_units() {
-        assert_eq!(Interval::try_from("4h".to_owned()).unwrap().0, Duration::from_secs(14_400));
+        assert_eq!(
+            Interval::try_from("4h".to_owned()).unwrap().0,
+            Duration::from_secs(14_400)
+        );
         assert!(Interval::try_from("4 hours".to_owned()).is_err());
         assert!(Interval::try_from("0m".to_owned()).is_err());
     }

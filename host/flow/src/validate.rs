@@ -47,17 +47,30 @@ fn step_kind(step: &Step) -> Vec<&'static str> {
 /// Every problem in `flow`, and the steps in an order that respects their dependencies.
 pub(crate) fn check(flow: &FlowFile) -> (Vec<Diagnostic>, Vec<StepId>, References) {
     let mut out = Vec::new();
-    let connections: BTreeSet<&str> = flow.connections.keys().map(|k| k.get_ref().as_str()).collect();
-    let variables: BTreeMap<&str, VarType> =
-        flow.variables.iter().map(|(k, v)| (k.get_ref().as_str(), v.get_ref().kind)).collect();
+    let connections: BTreeSet<&str> = flow
+        .connections
+        .keys()
+        .map(|k| k.get_ref().as_str())
+        .collect();
+    let variables: BTreeMap<&str, VarType> = flow
+        .variables
+        .iter()
+        .map(|(k, v)| (k.get_ref().as_str(), v.get_ref().kind))
+        .collect();
 
-    let unknown_connection = |name: &Spanned<crate::names::ConnectionName>, out: &mut Vec<Diagnostic>| {
+    let unknown_connection = |name: &Spanned<crate::names::ConnectionName>,
+                              out: &mut Vec<Diagnostic>| {
         let n = name.get_ref().as_str();
         if !connections.contains(n) {
-            let mut d = Diagnostic::new(format!("there is no connection `{n}` in this flow"), span(name));
+            let mut d = Diagnostic::new(
+                format!("there is no connection `{n}` in this flow"),
+                span(name),
+            );
             d = match closest(n, connections.iter().copied()) {
                 Some(c) => d.help(format!("did you mean `{c}`?")),
-                None => d.help(format!("declare it as [connections.{n}] with its plugin, config and auth")),
+                None => d.help(format!(
+                    "declare it as [connections.{n}] with its plugin, config and auth"
+                )),
             };
             out.push(d);
         }
@@ -66,7 +79,12 @@ pub(crate) fn check(flow: &FlowFile) -> (Vec<Diagnostic>, Vec<StepId>, Reference
     // Trigger: exactly one kind, and a schedule has exactly one of every/cron.
     if let Some(trigger) = &flow.trigger {
         let t = trigger.get_ref();
-        let kinds = [t.manual.is_some(), t.schedule.is_some(), t.webhook.is_some(), t.poll.is_some()];
+        let kinds = [
+            t.manual.is_some(),
+            t.schedule.is_some(),
+            t.webhook.is_some(),
+            t.poll.is_some(),
+        ];
         match kinds.iter().filter(|k| **k).count() {
             0 => out.push(
                 Diagnostic::new("the trigger says nothing about when to run", span(trigger))
@@ -81,9 +99,10 @@ pub(crate) fn check(flow: &FlowFile) -> (Vec<Diagnostic>, Vec<StepId>, Reference
         for schedule in [&t.schedule, &t.poll].into_iter().flatten() {
             let s = schedule.get_ref();
             match (&s.every, &s.cron) {
-                (Some(_), Some(_)) => out.push(
-                    Diagnostic::new("a schedule has either `every` or `cron`, not both", span(schedule)),
-                ),
+                (Some(_), Some(_)) => out.push(Diagnostic::new(
+                    "a schedule has either `every` or `cron`, not both",
+                    span(schedule),
+                )),
                 (None, None) => out.push(
                     Diagnostic::new("this schedule does not say when", span(schedule))
                         .help("write `{ every = \"4h\" }` or `{ cron = \"0 */4 * * *\" }`"),
@@ -107,7 +126,10 @@ pub(crate) fn check(flow: &FlowFile) -> (Vec<Diagnostic>, Vec<StepId>, Reference
     for (name, variable) in &flow.variables {
         if let Some(default) = &variable.get_ref().default {
             if let Err(message) = type_check(variable.get_ref().kind, default.get_ref()) {
-                out.push(Diagnostic::new(format!("the default of `{}` {message}", name.get_ref()), span(default)));
+                out.push(Diagnostic::new(
+                    format!("the default of `{}` {message}", name.get_ref()),
+                    span(default),
+                ));
             }
         }
     }
@@ -116,19 +138,30 @@ pub(crate) fn check(flow: &FlowFile) -> (Vec<Diagnostic>, Vec<StepId>, Reference
             match variables.get(name.get_ref().as_str()) {
                 None => {
                     let mut d = Diagnostic::new(
-                        format!("environment `{}` sets `{}`, which the flow does not declare", env_name.get_ref(), name.get_ref()),
+                        format!(
+                            "environment `{}` sets `{}`, which the flow does not declare",
+                            env_name.get_ref(),
+                            name.get_ref()
+                        ),
                         span(name),
                     );
                     d = match closest(name.get_ref().as_str(), variables.keys().copied()) {
                         Some(c) => d.help(format!("did you mean `{c}`?")),
-                        None => d.help(format!("declare it under [variables.{}] with its type", name.get_ref())),
+                        None => d.help(format!(
+                            "declare it under [variables.{}] with its type",
+                            name.get_ref()
+                        )),
                     };
                     out.push(d);
                 }
                 Some(kind) => {
                     if let Err(message) = type_check(*kind, value.get_ref()) {
                         out.push(Diagnostic::new(
-                            format!("environment `{}` sets `{}`, which {message}", env_name.get_ref(), name.get_ref()),
+                            format!(
+                                "environment `{}` sets `{}`, which {message}",
+                                env_name.get_ref(),
+                                name.get_ref()
+                            ),
                             span(value),
                         ));
                     }
@@ -152,28 +185,33 @@ pub(crate) fn check(flow: &FlowFile) -> (Vec<Diagnostic>, Vec<StepId>, Reference
         let id = &step.get_ref().id;
         if ids.contains_key(id.get_ref().as_str()) {
             out.push(
-                Diagnostic::new(format!("a second step is called `{}`", id.get_ref()), span(id))
-                    .help("step ids are unique within a flow; rename one of them"),
+                Diagnostic::new(
+                    format!("a second step is called `{}`", id.get_ref()),
+                    span(id),
+                )
+                .help("step ids are unique within a flow; rename one of them"),
             );
             continue;
         }
         ids.insert(id.get_ref().as_str(), step);
     }
-    let produces_records = |id: &str| {
-        ids.get(id).is_some_and(|s| s.get_ref().produces_records())
-    };
-    let unknown_step = |reference: &Spanned<StepId>, role: &str, out: &mut Vec<Diagnostic>| -> bool {
-        let r = reference.get_ref().as_str();
-        if ids.contains_key(r) {
-            return true;
-        }
-        let mut d = Diagnostic::new(format!("{role} `{r}` is not a step of this flow"), span(reference));
-        if let Some(c) = closest(r, ids.keys().copied()) {
-            d = d.help(format!("did you mean `{c}`?"));
-        }
-        out.push(d);
-        false
-    };
+    let produces_records = |id: &str| ids.get(id).is_some_and(|s| s.get_ref().produces_records());
+    let unknown_step =
+        |reference: &Spanned<StepId>, role: &str, out: &mut Vec<Diagnostic>| -> bool {
+            let r = reference.get_ref().as_str();
+            if ids.contains_key(r) {
+                return true;
+            }
+            let mut d = Diagnostic::new(
+                format!("{role} `{r}` is not a step of this flow"),
+                span(reference),
+            );
+            if let Some(c) = closest(r, ids.keys().copied()) {
+                d = d.help(format!("did you mean `{c}`?"));
+            }
+            out.push(d);
+            false
+        };
 
     let mut edges: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for spanned in &flow.steps {
@@ -199,12 +237,18 @@ pub(crate) fn check(flow: &FlowFile) -> (Vec<Diagnostic>, Vec<StepId>, Reference
             unknown_connection(&read.get_ref().connection, &mut out);
         }
         // Every kind but `read` takes records from an input (a transform also from a lookup).
-        let lookup = step.transform.as_ref().and_then(|t| t.get_ref().lookup.as_ref());
+        let lookup = step
+            .transform
+            .as_ref()
+            .and_then(|t| t.get_ref().lookup.as_ref());
         for (reference, role) in [(step.input(), "input"), (lookup, "lookup")] {
             let Some(reference) = reference else { continue };
             if unknown_step(reference, role, &mut out) {
                 deps.push(reference.get_ref().as_str());
-                let takes_written = role == "input" && step.branch().is_some_and(|b| *b.get_ref() == crate::model::Branch::Written);
+                let takes_written = role == "input"
+                    && step
+                        .branch()
+                        .is_some_and(|b| *b.get_ref() == crate::model::Branch::Written);
                 if !produces_records(reference.get_ref().as_str()) && !takes_written {
                     out.push(Diagnostic::new(
                         format!("{role} `{}` is a write step, which produces no records", reference.get_ref()),
@@ -214,7 +258,10 @@ pub(crate) fn check(flow: &FlowFile) -> (Vec<Diagnostic>, Vec<StepId>, Reference
             }
         }
         if let Some(branch) = step.branch() {
-            let input = step.input().and_then(|i| ids.get(i.get_ref().as_str())).map(|s| s.get_ref());
+            let input = step
+                .input()
+                .and_then(|i| ids.get(i.get_ref().as_str()))
+                .map(|s| s.get_ref());
             match branch.get_ref() {
                 crate::model::Branch::Rejected if !input.is_some_and(|s| s.transform.is_some()) => out.push(
                     Diagnostic::new(format!("step `{id}` takes the `rejected` branch, but its input is not a transform"), span(branch))
@@ -243,8 +290,16 @@ pub(crate) fn check(flow: &FlowFile) -> (Vec<Diagnostic>, Vec<StepId>, Reference
             let mode = *w.mode.get_ref();
             if mode != WriteMode::Create && w.key.is_empty() {
                 out.push(
-                    Diagnostic::new(format!("step `{id}` writes in {} mode but gives no `key`", mode.as_str()), span(&w.mode))
-                        .help("add `key = [\"field\", ...]`: the fields that identify a record upstream"),
+                    Diagnostic::new(
+                        format!(
+                            "step `{id}` writes in {} mode but gives no `key`",
+                            mode.as_str()
+                        ),
+                        span(&w.mode),
+                    )
+                    .help(
+                        "add `key = [\"field\", ...]`: the fields that identify a record upstream",
+                    ),
                 );
             }
         }
@@ -254,8 +309,13 @@ pub(crate) fn check(flow: &FlowFile) -> (Vec<Diagnostic>, Vec<StepId>, Reference
             if let Some(c) = &f.concurrency {
                 if !(1..=FOR_EACH_MAX_CONCURRENCY).contains(c.get_ref()) {
                     out.push(
-                        Diagnostic::new(format!("a concurrency of {} is out of range", c.get_ref()), span(c))
-                            .help(format!("between 1 and {FOR_EACH_MAX_CONCURRENCY} reads at once")),
+                        Diagnostic::new(
+                            format!("a concurrency of {} is out of range", c.get_ref()),
+                            span(c),
+                        )
+                        .help(format!(
+                            "between 1 and {FOR_EACH_MAX_CONCURRENCY} reads at once"
+                        )),
                     );
                 }
             }
@@ -274,7 +334,9 @@ pub(crate) fn check(flow: &FlowFile) -> (Vec<Diagnostic>, Vec<StepId>, Reference
                 // A write step that succeeds ends with the run (it takes records until every
                 // source is read), so a branch waiting for its success would never start; its
                 // failure ends it at once.
-                let is_write = ids.get(other.get_ref().as_str()).is_some_and(|s| s.get_ref().write.is_some());
+                let is_write = ids
+                    .get(other.get_ref().as_str())
+                    .is_some_and(|s| s.get_ref().write.is_some());
                 if is_write && *when.get_ref() != crate::model::RunAfter::Failed {
                     out.push(
                         Diagnostic::new(format!("step `{id}` waits for the write step `{}` to succeed, which it only does when the run ends", other.get_ref()), span(other))
@@ -307,11 +369,30 @@ pub(crate) fn check(flow: &FlowFile) -> (Vec<Diagnostic>, Vec<StepId>, Reference
         }
     }
     for table in tables {
-        scan_table(table.get_ref(), &table.span(), &variables, false, &mut references, &mut out);
+        scan_table(
+            table.get_ref(),
+            &table.span(),
+            &variables,
+            false,
+            &mut references,
+            &mut out,
+        );
     }
     for step in &flow.steps {
-        if let Some(options) = step.get_ref().for_each.as_ref().and_then(|f| f.get_ref().options.as_ref()) {
-            scan_table(options.get_ref(), &options.span(), &variables, true, &mut references, &mut out);
+        if let Some(options) = step
+            .get_ref()
+            .for_each
+            .as_ref()
+            .and_then(|f| f.get_ref().options.as_ref())
+        {
+            scan_table(
+                options.get_ref(),
+                &options.span(),
+                &variables,
+                true,
+                &mut references,
+                &mut out,
+            );
         }
     }
     (out, order, references)
@@ -345,7 +426,9 @@ fn scan_table(
                 }
                 let mut rest = s.as_str();
                 while let Some(start) = rest.find("${") {
-                    let Some(end) = rest[start..].find('}') else { break };
+                    let Some(end) = rest[start..].find('}') else {
+                        break;
+                    };
                     let inner = &rest[start + 2..start + end];
                     match inner.strip_prefix("var.") {
                         _ if records && inner.starts_with("record.") => {}
@@ -369,10 +452,19 @@ fn scan_table(
                     rest = &rest[start + end + 1..];
                 }
             }
-            toml::Value::Array(items) => items.iter().for_each(|v| walk(v, at, variables, records, refs, out)),
+            toml::Value::Array(items) => items
+                .iter()
+                .for_each(|v| walk(v, at, variables, records, refs, out)),
             toml::Value::Table(t) => {
                 for (key, v) in t {
-                    walk(&toml::Value::String(key.clone()), at, variables, records, refs, out);
+                    walk(
+                        &toml::Value::String(key.clone()),
+                        at,
+                        variables,
+                        records,
+                        refs,
+                        out,
+                    );
                     walk(v, at, variables, records, refs, out);
                 }
             }
@@ -380,7 +472,14 @@ fn scan_table(
         }
     }
     for (key, value) in table {
-        walk(&toml::Value::String(key.clone()), at, variables, records, refs, out);
+        walk(
+            &toml::Value::String(key.clone()),
+            at,
+            variables,
+            records,
+            refs,
+            out,
+        );
         walk(value, at, variables, records, refs, out);
     }
 }
@@ -391,14 +490,22 @@ fn type_check(kind: VarType, value: &toml::Value) -> Result<(), String> {
         VarType::Number => value.is_integer() || value.is_float(),
         VarType::Bool => value.is_bool(),
         VarType::Json => true,
-        VarType::Secret => value.as_str().is_some_and(|s| s.starts_with("secret:") || s.starts_with("env:")),
+        VarType::Secret => value
+            .as_str()
+            .is_some_and(|s| s.starts_with("secret:") || s.starts_with("env:")),
     };
     if ok {
         return Ok(());
     }
     Err(match kind {
-        VarType::Secret => "must be a `secret:NAME` or `env:NAME` reference, never the secret itself".to_owned(),
-        kind => format!("must be a {}, not {}", format!("{kind:?}").to_lowercase(), value.type_str()),
+        VarType::Secret => {
+            "must be a `secret:NAME` or `env:NAME` reference, never the secret itself".to_owned()
+        }
+        kind => format!(
+            "must be a {}, not {}",
+            format!("{kind:?}").to_lowercase(),
+            value.type_str()
+        ),
     })
 }
 
@@ -450,15 +557,31 @@ fn topological<'a>(
     let mut order = Vec::new();
     let mut cycle = None;
     for step in steps {
-        visit(step.get_ref().id.get_ref().as_str(), edges, &mut marks, &mut Vec::new(), &mut order, &mut cycle);
+        visit(
+            step.get_ref().id.get_ref().as_str(),
+            edges,
+            &mut marks,
+            &mut Vec::new(),
+            &mut order,
+            &mut cycle,
+        );
     }
     if let Some(cycle) = cycle {
-        let at = steps.iter().find(|s| s.get_ref().id.get_ref().as_str() == cycle[0]).map(|s| s.get_ref().id.span());
+        let at = steps
+            .iter()
+            .find(|s| s.get_ref().id.get_ref().as_str() == cycle[0])
+            .map(|s| s.get_ref().id.span());
         out.push(
             Diagnostic::new(format!("steps depend on each other in a circle: {}", cycle.join(" -> ")), at)
                 .help("a flow is a graph without cycles; break the circle by removing one `input` or `run_after`"),
         );
     }
-    let by_id: BTreeMap<&str, &StepId> = steps.iter().map(|s| (s.get_ref().id.get_ref().as_str(), s.get_ref().id.get_ref())).collect();
-    order.into_iter().filter_map(|id| by_id.get(id).map(|s| (*s).clone())).collect()
+    let by_id: BTreeMap<&str, &StepId> = steps
+        .iter()
+        .map(|s| (s.get_ref().id.get_ref().as_str(), s.get_ref().id.get_ref()))
+        .collect();
+    order
+        .into_iter()
+        .filter_map(|id| by_id.get(id).map(|s| (*s).clone()))
+        .collect()
 }

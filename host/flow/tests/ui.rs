@@ -18,7 +18,11 @@ fn every_mistake_has_its_pinned_message() {
         .filter(|p| p.extension().is_some_and(|e| e == "toml"))
         .collect();
     cases.sort();
-    assert!(cases.len() >= 15, "expected at least 15 mistakes in {}", dir.display());
+    assert!(
+        cases.len() >= 15,
+        "expected at least 15 mistakes in {}",
+        dir.display()
+    );
     let mut failures = Vec::new();
     for case in &cases {
         let name = case.file_name().unwrap().to_string_lossy().into_owned();
@@ -35,10 +39,17 @@ fn every_mistake_has_its_pinned_message() {
         }
         let expected = std::fs::read_to_string(&expected_path).unwrap_or_default();
         if expected != actual {
-            failures.push(format!("--- {name}: expected\n{expected}--- actual\n{actual}"));
+            failures.push(format!(
+                "--- {name}: expected\n{expected}--- actual\n{actual}"
+            ));
         }
     }
-    assert!(failures.is_empty(), "{} messages changed (WEFT_BLESS=1 to accept):\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} messages changed (WEFT_BLESS=1 to accept):\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -48,7 +59,11 @@ fn every_mistake_points_at_a_line_and_column() {
         if path.extension().is_some_and(|e| e == "toml") {
             let text = std::fs::read_to_string(&path).unwrap();
             let err = weft_flow::parse(&path, &text).expect_err(&path.display().to_string());
-            assert!(err.diagnostics.iter().all(|d| d.span.is_some()), "{}: {err}", path.display());
+            assert!(
+                err.diagnostics.iter().all(|d| d.span.is_some()),
+                "{}: {err}",
+                path.display()
+            );
         }
     }
 }
@@ -59,16 +74,33 @@ fn valid_flows_parse_with_steps_in_dependency_order() {
     let flow = weft_flow::load(&path).unwrap_or_else(|e| panic!("{e}"));
     let order: Vec<&str> = flow.order.iter().map(|s| s.as_str()).collect();
     assert_eq!(order, ["tickets", "cases", "save", "report-failure"]);
-    let secrets: Vec<&str> = flow.references.secrets.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(secrets, ["zendesk_token", "zoho_client_secret", "zoho_refresh"]);
-    let env: Vec<&str> = flow.references.env.iter().map(|(n, _)| n.as_str()).collect();
+    let secrets: Vec<&str> = flow
+        .references
+        .secrets
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .collect();
+    assert_eq!(
+        secrets,
+        ["zendesk_token", "zoho_client_secret", "zoho_refresh"]
+    );
+    let env: Vec<&str> = flow
+        .references
+        .env
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .collect();
     assert_eq!(env, ["ZOHO_CLIENT_ID"]);
 }
 
 #[test]
 fn a_missing_file_is_named() {
     let err = weft_flow::load(Path::new("/nonexistent/flow.toml")).unwrap_err();
-    assert!(err.to_string().starts_with("error: cannot read the flow file: "), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("error: cannot read the flow file: "),
+        "{err}"
+    );
 }
 
 #[test]
@@ -76,11 +108,17 @@ fn the_json_schema_describes_flow_files() {
     let schema = weft_flow::json_schema();
     let text = schema.to_string();
     assert_eq!(schema["title"], "FlowFile");
-    assert_eq!(schema["additionalProperties"], false, "unknown top-level keys are errors: {text}");
+    assert_eq!(
+        schema["additionalProperties"], false,
+        "unknown top-level keys are errors: {text}"
+    );
     assert!(schema["properties"]["steps"].is_object(), "{text}");
     assert_eq!(schema["required"], serde_json::json!(["name"]));
     for definition in ["Step", "ReadStep", "WriteStep", "Connection", "StepId"] {
-        assert!(schema["$defs"][definition].is_object(), "no {definition} in {text}");
+        assert!(
+            schema["$defs"][definition].is_object(),
+            "no {definition} in {text}"
+        );
     }
     assert_eq!(schema["$defs"]["StepId"]["pattern"], "^[a-z][a-z0-9-]*$");
 }

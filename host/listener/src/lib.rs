@@ -54,11 +54,18 @@ impl Default for Limits {
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 /// Serves `app` on `listener` under `limits` until the listener fails.
-pub async fn serve(listener: TcpListener, app: axum::Router, limits: Limits) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    app: axum::Router,
+    limits: Limits,
+) -> std::io::Result<()> {
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     loop {
         // Waiting for a slot before accepting leaves further clients in the backlog.
-        let slot = Arc::clone(&slots).acquire_owned().await.expect("the semaphore is never closed");
+        let slot = Arc::clone(&slots)
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
@@ -100,15 +107,27 @@ async fn handle(app: axum::Router, request: Request<Incoming>, limits: Limits) -
     if declared.is_some_and(|len| len > limits.max_body_bytes as u64) {
         return too_large(limits);
     }
-    let read = tokio::time::timeout(limits.body_timeout, Limited::new(body, limits.max_body_bytes).collect()).await;
+    let read = tokio::time::timeout(
+        limits.body_timeout,
+        Limited::new(body, limits.max_body_bytes).collect(),
+    )
+    .await;
     let bytes = match read {
         Ok(Ok(collected)) => collected.to_bytes(),
         Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => return too_large(limits),
-        Ok(Err(e)) => return plain(StatusCode::BAD_REQUEST, format!("the request body could not be read: {e}\n")),
+        Ok(Err(e)) => {
+            return plain(
+                StatusCode::BAD_REQUEST,
+                format!("the request body could not be read: {e}\n"),
+            );
+        }
         Err(_) => {
             return plain(
                 StatusCode::REQUEST_TIMEOUT,
-                format!("the request body did not arrive within {} s\n", limits.body_timeout.as_secs()),
+                format!(
+                    "the request body did not arrive within {} s\n",
+                    limits.body_timeout.as_secs()
+                ),
             );
         }
     };
@@ -120,14 +139,26 @@ async fn handle(app: axum::Router, request: Request<Incoming>, limits: Limits) -
 }
 
 fn too_large(limits: Limits) -> Response<Body> {
-    plain(StatusCode::PAYLOAD_TOO_LARGE, format!("a request body is at most {} bytes\n", limits.max_body_bytes))
+    plain(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!(
+            "a request body is at most {} bytes\n",
+            limits.max_body_bytes
+        ),
+    )
 }
 
 fn plain(status: StatusCode, text: String) -> Response<Body> {
     let mut response = Response::new(Body::from(text));
     *response.status_mut() = status;
-    response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; charset=utf-8"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     // The connection may be mid-body: do not wait for the rest of it.
-    response.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+    response.headers_mut().insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
     response
 }

@@ -22,7 +22,9 @@ fn limits() -> Limits {
 async fn start(limits: Limits) -> SocketAddr {
     let app = axum::Router::new().route(
         "/hooks/{id}",
-        axum::routing::post(|body: axum::body::Bytes| async move { format!("got {} bytes", body.len()) }),
+        axum::routing::post(|body: axum::body::Bytes| async move {
+            format!("got {} bytes", body.len())
+        }),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -67,13 +69,18 @@ async fn declared_oversized_body_is_refused_before_it_is_sent() {
     let head = b"POST /hooks/a HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\n\r\n";
     let answer = exchange(addr, head, Duration::from_secs(5)).await;
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
-    assert!(started.elapsed() < Duration::from_millis(400), "waited {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(400),
+        "waited {:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
 async fn chunked_body_over_the_cap_is_refused_with_413() {
     let addr = start(limits()).await;
-    let mut raw = b"POST /hooks/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    let mut raw =
+        b"POST /hooks/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
     for _ in 0..3 {
         raw.extend_from_slice(format!("{:x}\r\n{}\r\n", 400, "y".repeat(400)).as_bytes());
     }
@@ -86,25 +93,45 @@ async fn chunked_body_over_the_cap_is_refused_with_413() {
 async fn slow_body_is_cut_with_408() {
     let addr = start(limits()).await;
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(b"POST /hooks/a HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc").await.unwrap();
+    stream
+        .write_all(b"POST /hooks/a HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
+        .await
+        .unwrap();
     let started = Instant::now();
     let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut out)).await.expect("cut within the body timeout").unwrap();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut out))
+        .await
+        .expect("cut within the body timeout")
+        .unwrap();
     let answer = String::from_utf8_lossy(&out);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
-    assert!(started.elapsed() < Duration::from_secs(2), "cut after {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "cut after {:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
 async fn slow_headers_are_cut_at_the_header_timeout() {
     let addr = start(limits()).await;
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(b"POST /hooks/a HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    stream
+        .write_all(b"POST /hooks/a HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
     let started = Instant::now();
     let mut out = Vec::new();
     let closed = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut out)).await;
-    assert!(closed.is_ok(), "a client that never finishes its headers is never cut");
-    assert!(started.elapsed() < Duration::from_secs(2), "cut after {:?}", started.elapsed());
+    assert!(
+        closed.is_ok(),
+        "a client that never finishes its headers is never cut"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "cut after {:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -125,21 +152,33 @@ async fn twenty_slow_clients_neither_block_an_honest_one_nor_outlive_the_timeout
     let started = Instant::now();
     let answer = exchange(addr, &post("honest"), Duration::from_secs(5)).await;
     assert!(answer.ends_with("got 6 bytes"), "{answer}");
-    assert!(started.elapsed() < Duration::from_millis(400), "the honest client waited {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(400),
+        "the honest client waited {:?}",
+        started.elapsed()
+    );
     for mut stream in slow {
         let mut out = Vec::new();
-        let closed = tokio::time::timeout(Duration::from_secs(3), stream.read_to_end(&mut out)).await;
+        let closed =
+            tokio::time::timeout(Duration::from_secs(3), stream.read_to_end(&mut out)).await;
         assert!(closed.is_ok(), "a slow client was never cut");
     }
 }
 
 #[tokio::test]
 async fn connections_beyond_the_cap_wait_until_a_slot_frees() {
-    let addr = start(Limits { max_connections: 2, ..limits() }).await;
+    let addr = start(Limits {
+        max_connections: 2,
+        ..limits()
+    })
+    .await;
     let mut hogs = Vec::new();
     for _ in 0..2 {
         let mut stream = TcpStream::connect(addr).await.unwrap();
-        stream.write_all(b"POST /hooks/a HTTP/1.1\r\n").await.unwrap();
+        stream
+            .write_all(b"POST /hooks/a HTTP/1.1\r\n")
+            .await
+            .unwrap();
         hogs.push(stream);
     }
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -148,6 +187,9 @@ async fn connections_beyond_the_cap_wait_until_a_slot_frees() {
     assert!(answer.ends_with("got 5 bytes"), "{answer}");
     // Served only once the header timeout freed a slot: the cap held, and the wait was bounded.
     let waited = started.elapsed();
-    assert!(waited >= Duration::from_millis(300), "served while both slots were held ({waited:?})");
+    assert!(
+        waited >= Duration::from_millis(300),
+        "served while both slots were held ({waited:?})"
+    );
     assert!(waited < Duration::from_secs(3), "waited {waited:?}");
 }

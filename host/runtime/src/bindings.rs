@@ -25,7 +25,9 @@ pub mod transform {
     });
 }
 
-pub use connector::weft::plugin::types::{PluginError, RateLimit, StreamDescriptor, SyncMode, UpstreamFailure, WriteMode};
+pub use connector::weft::plugin::types::{
+    PluginError, RateLimit, StreamDescriptor, SyncMode, UpstreamFailure, WriteMode,
+};
 
 impl PluginError {
     /// The error as a sentence for people (bindgen's `Display` is its `Debug`).
@@ -39,7 +41,9 @@ impl PluginError {
                 Some(ms) => write!(f, "rate limited, retry after {ms} ms: {}", r.message),
                 None => write!(f, "rate limited: {}", r.message),
             },
-            PluginError::Upstream(u) => write!(f, "upstream answered {}: {}", u.status, u.body_excerpt),
+            PluginError::Upstream(u) => {
+                write!(f, "upstream answered {}: {}", u.status, u.body_excerpt)
+            }
             PluginError::Unavailable(m) => write!(f, "upstream unavailable: {m}"),
             PluginError::InvalidRecord(m) => write!(f, "invalid record: {m}"),
             PluginError::Denied(m) => write!(f, "denied by egress policy: {m}"),
@@ -55,8 +59,14 @@ impl PluginError {
         match self {
             PluginError::Config(m) => PluginError::Config(clean(&m)),
             PluginError::Auth(m) => PluginError::Auth(clean(&m)),
-            PluginError::RateLimited(r) => PluginError::RateLimited(RateLimit { message: clean(&r.message), ..r }),
-            PluginError::Upstream(u) => PluginError::Upstream(UpstreamFailure { body_excerpt: clean(&u.body_excerpt), ..u }),
+            PluginError::RateLimited(r) => PluginError::RateLimited(RateLimit {
+                message: clean(&r.message),
+                ..r
+            }),
+            PluginError::Upstream(u) => PluginError::Upstream(UpstreamFailure {
+                body_excerpt: clean(&u.body_excerpt),
+                ..u
+            }),
             PluginError::Unavailable(m) => PluginError::Unavailable(clean(&m)),
             PluginError::InvalidRecord(m) => PluginError::InvalidRecord(clean(&m)),
             PluginError::Denied(m) => PluginError::Denied(clean(&m)),
@@ -68,7 +78,9 @@ impl PluginError {
     /// Whether the host may retry the call that failed with this error.
     pub fn is_retryable(&self) -> bool {
         match self {
-            PluginError::RateLimited(_) | PluginError::Unavailable(_) | PluginError::Timeout(_) => true,
+            PluginError::RateLimited(_) | PluginError::Unavailable(_) | PluginError::Timeout(_) => {
+                true
+            }
             PluginError::Upstream(u) => u.status == 408 || u.status >= 500,
             _ => false,
         }

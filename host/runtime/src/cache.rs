@@ -32,7 +32,10 @@ impl ComponentCache {
     pub(crate) fn new(engine: &Engine, dir: impl Into<PathBuf>) -> Self {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
-        ComponentCache { dir: dir.into(), engine_key: format!("{:016x}", hasher.finish()) }
+        ComponentCache {
+            dir: dir.into(),
+            engine_key: format!("{:016x}", hasher.finish()),
+        }
     }
 
     fn entry(&self, wasm: &[u8]) -> PathBuf {
@@ -69,9 +72,14 @@ impl ComponentCache {
     }
 
     fn store(&self, path: &Path, component: &Component) -> Result<(), LoadError> {
-        let io = |source| LoadError::Cache { path: path.to_owned(), source };
+        let io = |source| LoadError::Cache {
+            path: path.to_owned(),
+            source,
+        };
         std::fs::create_dir_all(&self.dir).map_err(io)?;
-        let bytes = component.serialize().map_err(|e| io(std::io::Error::other(e.to_string())))?;
+        let bytes = component
+            .serialize()
+            .map_err(|e| io(std::io::Error::other(e.to_string())))?;
         // Write then rename, so a concurrent reader never sees half a file.
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
         std::fs::write(&tmp, bytes).map_err(io)?;
@@ -80,6 +88,8 @@ impl ComponentCache {
 }
 
 pub(crate) fn compile(engine: &Engine, name: &str, wasm: &[u8]) -> Result<Component, LoadError> {
-    Component::new(engine, wasm)
-        .map_err(|e| LoadError::NotAComponent { name: name.to_owned(), reason: format!("{e:#}") })
+    Component::new(engine, wasm).map_err(|e| LoadError::NotAComponent {
+        name: name.to_owned(),
+        reason: format!("{e:#}"),
+    })
 }

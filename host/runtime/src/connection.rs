@@ -12,9 +12,19 @@ pub enum SpecError {
     #[error(
         "connection `{connection}`: plugin `{plugin}` does not support auth kind `{kind}`; it supports: {supported}"
     )]
-    UnsupportedAuth { connection: String, plugin: String, kind: String, supported: String },
+    UnsupportedAuth {
+        connection: String,
+        plugin: String,
+        kind: String,
+        supported: String,
+    },
     #[error("connection `{connection}`: plugin `{plugin}` reaches `{template}`, which {problem}")]
-    Template { connection: String, plugin: String, template: String, problem: TemplateError },
+    Template {
+        connection: String,
+        plugin: String,
+        template: String,
+        problem: TemplateError,
+    },
 }
 
 /// Why a host template cannot be expanded over a connection's config.
@@ -23,7 +33,11 @@ pub enum TemplateError {
     #[error("needs `{0}` in the connection's config as a string")]
     Missing(String),
     #[error("needs `{key}` in the connection's config to be one of {allowed}, not `{value}`")]
-    NotListed { key: String, value: String, allowed: String },
+    NotListed {
+        key: String,
+        value: String,
+        allowed: String,
+    },
     #[error(
         "cannot take `{key}` = `{value}` inside a host name: only letters, digits, `-` and `.` can be (a whole URL can be given where the template is only the placeholder)"
     )]
@@ -72,17 +86,24 @@ pub enum Expansion {
 }
 
 /// Expands `template` over `config`; see [`Expansion`].
-pub fn expand_template(template: &str, config: &serde_json::Value) -> Result<Expansion, TemplateError> {
+pub fn expand_template(
+    template: &str,
+    config: &serde_json::Value,
+) -> Result<Expansion, TemplateError> {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     let mut placeholders = 0;
     while let Some(start) = rest.find('{') {
         out.push_str(&rest[..start]);
         let Some(len) = rest[start..].find('}') else {
-            return Err(TemplateError::Syntax(format!("`{{` at {} is never closed", template.len() - rest.len() + start)));
+            return Err(TemplateError::Syntax(format!(
+                "`{{` at {} is never closed",
+                template.len() - rest.len() + start
+            )));
         };
         let inner = &rest[start + 1..start + len];
-        let whole = start == 0 && start + len + 1 == rest.len() && placeholders == 0 && out.is_empty();
+        let whole =
+            start == 0 && start + len + 1 == rest.len() && placeholders == 0 && out.is_empty();
         placeholders += 1;
         let (key, map) = match inner.split_once(':') {
             Some((k, m)) => (k, Some(m)),
@@ -104,14 +125,25 @@ pub fn expand_template(template: &str, config: &serde_json::Value) -> Result<Exp
         let text = match map {
             None => value,
             Some(map) => {
-                let pairs: Vec<(&str, &str)> = map.split(',').filter_map(|p| p.split_once('=')).map(|(a, b)| (a.trim(), b.trim())).collect();
-                match pairs.iter().find(|(from, _)| from.eq_ignore_ascii_case(value.trim())) {
+                let pairs: Vec<(&str, &str)> = map
+                    .split(',')
+                    .filter_map(|p| p.split_once('='))
+                    .map(|(a, b)| (a.trim(), b.trim()))
+                    .collect();
+                match pairs
+                    .iter()
+                    .find(|(from, _)| from.eq_ignore_ascii_case(value.trim()))
+                {
                     Some((_, to)) => (*to).to_owned(),
                     None => {
                         return Err(TemplateError::NotListed {
                             key: key.to_owned(),
                             value,
-                            allowed: pairs.iter().map(|(from, _)| *from).collect::<Vec<_>>().join(", "),
+                            allowed: pairs
+                                .iter()
+                                .map(|(from, _)| *from)
+                                .collect::<Vec<_>>()
+                                .join(", "),
                         });
                     }
                 }
@@ -121,13 +153,20 @@ pub fn expand_template(template: &str, config: &serde_json::Value) -> Result<Exp
         // A whole-URL placeholder (`{base_url}`) takes any URL; anything inside a host does not.
         let takes_url = whole && map.is_none();
         if !takes_url && !text.chars().all(host_part) {
-            return Err(TemplateError::NotAHostPart { key: key.to_owned(), value: text });
+            return Err(TemplateError::NotAHostPart {
+                key: key.to_owned(),
+                value: text,
+            });
         }
         out.push_str(&text);
         rest = &rest[start + len + 1..];
     }
     out.push_str(rest);
-    Ok(if placeholders == 0 { Expansion::Literal(out) } else { Expansion::Host(out) })
+    Ok(if placeholders == 0 {
+        Expansion::Literal(out)
+    } else {
+        Expansion::Host(out)
+    })
 }
 
 impl ConnectorPlugin {
@@ -143,14 +182,21 @@ impl ConnectorPlugin {
         egress: Vec<HostRule>,
     ) -> Result<ConnectionSpec, SpecError> {
         let info = self.info();
-        let method = info.auth.iter().find(|m| auth_kind_name(m.kind) == auth.kind()).ok_or_else(|| {
-            SpecError::UnsupportedAuth {
+        let method = info
+            .auth
+            .iter()
+            .find(|m| auth_kind_name(m.kind) == auth.kind())
+            .ok_or_else(|| SpecError::UnsupportedAuth {
                 connection: name.to_owned(),
                 plugin: info.name.clone(),
                 kind: auth.kind().to_owned(),
-                supported: info.auth.iter().map(|m| auth_kind_name(m.kind)).collect::<Vec<_>>().join(", "),
-            }
-        })?;
+                supported: info
+                    .auth
+                    .iter()
+                    .map(|m| auth_kind_name(m.kind))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?;
         let placement = match &method.placement {
             api::CredentialPlacement::Header(h) => CredentialPlacement::header(&h.name, &h.value),
             api::CredentialPlacement::Query(q) => CredentialPlacement::query(q),
@@ -160,14 +206,17 @@ impl ConnectorPlugin {
         let mut derived_hosts = Vec::new();
         let mut declined_hosts = Vec::new();
         for template in &info.hosts {
-            let expansion = expand_template(template, &config).map_err(|problem| SpecError::Template {
-                connection: name.to_owned(),
-                plugin: info.name.clone(),
-                template: template.clone(),
-                problem,
-            })?;
+            let expansion =
+                expand_template(template, &config).map_err(|problem| SpecError::Template {
+                    connection: name.to_owned(),
+                    plugin: info.name.clone(),
+                    template: template.clone(),
+                    problem,
+                })?;
             match expansion {
-                Expansion::Host(host) => derived_hosts.push(DerivedHost::new(host, format!("template {template}"))),
+                Expansion::Host(host) => {
+                    derived_hosts.push(DerivedHost::new(host, format!("template {template}")))
+                }
                 Expansion::Skipped => {}
                 // Allowed only if the flow's egress names it: a plugin cannot add a host by
                 // itself.
@@ -204,8 +253,12 @@ mod tests {
 
     #[test]
     fn expands_placeholders_from_config() {
-        let config = json!({"subdomain": "acme", "base_url": "http://127.0.0.1:8080/", "port": 443});
-        assert_eq!(host("https://{subdomain}.zendesk.com", config.clone()), "https://acme.zendesk.com");
+        let config =
+            json!({"subdomain": "acme", "base_url": "http://127.0.0.1:8080/", "port": 443});
+        assert_eq!(
+            host("https://{subdomain}.zendesk.com", config.clone()),
+            "https://acme.zendesk.com"
+        );
         assert_eq!(host("{base_url}", config.clone()), "http://127.0.0.1:8080");
         assert_eq!(host("h:{port}", config), "h:443");
     }
@@ -213,29 +266,58 @@ mod tests {
     #[test]
     fn maps_a_code_to_its_domain() {
         let t = "https://www.{data_center:us=zohoapis.com,eu=zohoapis.eu,au=zohoapis.com.au}";
-        assert_eq!(host(t, json!({"data_center": "EU"})), "https://www.zohoapis.eu");
+        assert_eq!(
+            host(t, json!({"data_center": "EU"})),
+            "https://www.zohoapis.eu"
+        );
         assert_eq!(
             expand_template(t, &json!({"data_center": "xx"})).unwrap_err(),
-            TemplateError::NotListed { key: "data_center".into(), value: "xx".into(), allowed: "us, eu, au".into() }
+            TemplateError::NotListed {
+                key: "data_center".into(),
+                value: "xx".into(),
+                allowed: "us, eu, au".into()
+            }
         );
     }
 
     #[test]
     fn names_the_missing_key_unless_optional() {
-        assert_eq!(expand_template("https://{subdomain}.zendesk.com", &json!({})).unwrap_err(), TemplateError::Missing("subdomain".into()));
-        assert_eq!(expand_template("{base_url?}", &json!({})).unwrap(), Expansion::Skipped);
+        assert_eq!(
+            expand_template("https://{subdomain}.zendesk.com", &json!({})).unwrap_err(),
+            TemplateError::Missing("subdomain".into())
+        );
+        assert_eq!(
+            expand_template("{base_url?}", &json!({})).unwrap(),
+            Expansion::Skipped
+        );
     }
 
     #[test]
     fn a_value_cannot_end_the_host_early() {
-        for evil in ["exfil.example/x", "exfil.example#", "exfil.example?", "x@exfil.example", "exfil.example:443"] {
-            let err = expand_template("https://{subdomain}.zendesk.com", &json!({"subdomain": evil})).unwrap_err();
-            assert!(matches!(err, TemplateError::NotAHostPart { .. }), "{evil}: {err}");
+        for evil in [
+            "exfil.example/x",
+            "exfil.example#",
+            "exfil.example?",
+            "x@exfil.example",
+            "exfil.example:443",
+        ] {
+            let err = expand_template(
+                "https://{subdomain}.zendesk.com",
+                &json!({"subdomain": evil}),
+            )
+            .unwrap_err();
+            assert!(
+                matches!(err, TemplateError::NotAHostPart { .. }),
+                "{evil}: {err}"
+            );
         }
     }
 
     #[test]
     fn a_template_without_placeholders_is_a_literal() {
-        assert_eq!(expand_template("https://exfil.example", &json!({})).unwrap(), Expansion::Literal("https://exfil.example".into()));
+        assert_eq!(
+            expand_template("https://exfil.example", &json!({})).unwrap(),
+            Expansion::Literal("https://exfil.example".into())
+        );
     }
 }

@@ -39,7 +39,12 @@ fn parse(version: &str) -> Option<(u64, u64, u64)> {
 pub fn compatible(guest: &str, host: &str) -> bool {
     match (parse(guest), parse(host)) {
         (Some((gmaj, gmin, gpatch)), Some((hmaj, hmin, hpatch))) => {
-            gmaj == hmaj && if hmaj == 0 { gmin == hmin && gpatch <= hpatch } else { gmin <= hmin }
+            gmaj == hmaj
+                && if hmaj == 0 {
+                    gmin == hmin && gpatch <= hpatch
+                } else {
+                    gmin <= hmin
+                }
         }
         _ => false,
     }
@@ -53,19 +58,34 @@ fn weft_interface(name: &str) -> Option<(&str, &str)> {
 
 /// The kind of plugin `component` is and the contract version it was built against, or why it
 /// cannot be loaded.
-pub(crate) fn classify(engine: &Engine, component: &Component, name: &str) -> Result<(PluginKind, String), LoadError> {
+pub(crate) fn classify(
+    engine: &Engine,
+    component: &Component,
+    name: &str,
+) -> Result<(PluginKind, String), LoadError> {
     let ty = component.component_type();
     let incompatible = |found: &str| LoadError::IncompatibleContract {
         name: name.to_owned(),
-        found: if found.is_empty() { "(unversioned)".to_owned() } else { found.to_owned() },
+        found: if found.is_empty() {
+            "(unversioned)".to_owned()
+        } else {
+            found.to_owned()
+        },
         supported: CONTRACT_VERSION.to_owned(),
     };
     for (import, _) in ty.imports(engine) {
         match weft_interface(import) {
-            Some((_, version)) if !compatible(version, CONTRACT_VERSION) => return Err(incompatible(version)),
+            Some((_, version)) if !compatible(version, CONTRACT_VERSION) => {
+                return Err(incompatible(version));
+            }
             Some(_) => {}
             None if import.starts_with("wasi:") => {}
-            None => return Err(LoadError::UnknownImport { name: name.to_owned(), import: import.to_owned() }),
+            None => {
+                return Err(LoadError::UnknownImport {
+                    name: name.to_owned(),
+                    import: import.to_owned(),
+                });
+            }
         }
     }
     let mut exports = Vec::new();
@@ -85,7 +105,11 @@ pub(crate) fn classify(engine: &Engine, component: &Component, name: &str) -> Re
     }
     Err(LoadError::NotAPlugin {
         name: name.to_owned(),
-        exports: if exports.is_empty() { "nothing".to_owned() } else { exports.join(", ") },
+        exports: if exports.is_empty() {
+            "nothing".to_owned()
+        } else {
+            exports.join(", ")
+        },
     })
 }
 

@@ -6,15 +6,26 @@ use crate::PluginError;
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("cannot read plugin {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("{name} is not a WebAssembly component: {reason}. Build plugins with `cargo build --release --target wasm32-wasip2`")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{name} is not a WebAssembly component: {reason}. Build plugins with `cargo build --release --target wasm32-wasip2`"
+    )]
     NotAComponent { name: String, reason: String },
     #[error(
         "{name} was built against weft:plugin@{found}, but this host implements weft:plugin@{supported}; \
          rebuild the plugin with a weft-sdk for contract {supported}"
     )]
-    IncompatibleContract { name: String, found: String, supported: String },
-    #[error("{name} exports neither weft:plugin/connector-api nor weft:plugin/transform-api, so it is not a weft plugin (it exports: {exports})")]
+    IncompatibleContract {
+        name: String,
+        found: String,
+        supported: String,
+    },
+    #[error(
+        "{name} exports neither weft:plugin/connector-api nor weft:plugin/transform-api, so it is not a weft plugin (it exports: {exports})"
+    )]
     NotAPlugin { name: String, exports: String },
     #[error("{name} imports {import}, which weft does not provide to plugins")]
     UnknownImport { name: String, import: String },
@@ -23,7 +34,10 @@ pub enum LoadError {
     #[error("{name}: describe failed: {reason}")]
     Describe { name: String, reason: String },
     #[error("component cache {path}: {source}")]
-    Cache { path: PathBuf, source: std::io::Error },
+    Cache {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot set up the WebAssembly engine: {0}")]
     Engine(String),
 }
@@ -34,14 +48,24 @@ pub enum CallError {
     /// The plugin answered with an error value: the ordinary way for a call to fail.
     #[error("{plugin}: {}", error.message())]
     Plugin { plugin: String, error: PluginError },
-    #[error("{plugin} used more than its CPU time limit of {limit_ms} ms in one call and was stopped")]
+    #[error(
+        "{plugin} used more than its CPU time limit of {limit_ms} ms in one call and was stopped"
+    )]
     CpuLimit { plugin: String, limit_ms: u128 },
     #[error("{plugin} took longer than the call limit of {limit_ms} ms and was stopped")]
     WallLimit { plugin: String, limit_ms: u128 },
-    #[error("{plugin} tried to grow its memory past the limit of {limit_bytes} bytes and was stopped")]
+    #[error(
+        "{plugin} tried to grow its memory past the limit of {limit_bytes} bytes and was stopped"
+    )]
     MemoryLimit { plugin: String, limit_bytes: usize },
-    #[error("{plugin} returned {size} bytes, more than the limit of {limit} bytes; use smaller pages or batches")]
-    OutputTooLarge { plugin: String, size: usize, limit: usize },
+    #[error(
+        "{plugin} returned {size} bytes, more than the limit of {limit} bytes; use smaller pages or batches"
+    )]
+    OutputTooLarge {
+        plugin: String,
+        size: usize,
+        limit: usize,
+    },
     #[error("{plugin} returned malformed data: {reason}")]
     Malformed { plugin: String, reason: String },
     /// The guest trapped: a panic, an out-of-bounds access, an `unreachable`.

@@ -7,7 +7,9 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, Result as WasmResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use weft_capabilities::log::LogBudget;
-use weft_capabilities::{Connections, HmacAlgorithm, LogLevel, PluginLogger, Redactor, http as cap_http, printable};
+use weft_capabilities::{
+    Connections, HmacAlgorithm, LogLevel, PluginLogger, Redactor, http as cap_http, printable,
+};
 use weft_store::{StateScope, Store};
 
 use crate::bindings::connector::weft::plugin::{http, log, state, types, webhook_keys};
@@ -28,7 +30,10 @@ pub struct CallContext {
 
 impl CallContext {
     pub fn new(tenant: impl Into<String>) -> Self {
-        CallContext { tenant: tenant.into(), ..Default::default() }
+        CallContext {
+            tenant: tenant.into(),
+            ..Default::default()
+        }
     }
     pub fn with_connections(mut self, connections: Connections) -> Self {
         self.connections = Arc::new(connections);
@@ -91,8 +96,15 @@ impl StoreData {
             // because a Rust guest's standard library imports it.
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
-            guard: Guard { memory_limit, memory_exceeded: false, cpu_ticks_left: cpu_ticks, cpu_exceeded: false },
-            logger: PluginLogger::new(log_context).with_redactor(context.redactor()).with_budget(log_budget),
+            guard: Guard {
+                memory_limit,
+                memory_exceeded: false,
+                cpu_ticks_left: cpu_ticks,
+                cpu_exceeded: false,
+            },
+            logger: PluginLogger::new(log_context)
+                .with_redactor(context.redactor())
+                .with_budget(log_budget),
             context,
             plugin,
             connection,
@@ -103,7 +115,10 @@ impl StoreData {
     /// The connection this call was made for, when `named` is it: a call is bound to its own
     /// connection, so naming another one of the flow (to borrow its credential, its token
     /// response or its webhook secret) is refused and that connection's upstream sees nothing.
-    fn own_connection(&self, named: &str) -> Result<weft_capabilities::Connection, cap_http::HttpError> {
+    fn own_connection(
+        &self,
+        named: &str,
+    ) -> Result<weft_capabilities::Connection, cap_http::HttpError> {
         match self.connection.as_deref() {
             Some(own) if own == named => {
                 self.context.connections.require(named).cloned()
@@ -119,12 +134,26 @@ impl StoreData {
     }
 
     fn state_scope(&self) -> Result<(Store, StateScope), String> {
-        let store = self.context.store.clone().ok_or("this host keeps no plugin state (no store configured)")?;
-        let connection = self.connection.clone().ok_or("state is only available in connector calls")?;
+        let store = self
+            .context
+            .store
+            .clone()
+            .ok_or("this host keeps no plugin state (no store configured)")?;
+        let connection = self
+            .connection
+            .clone()
+            .ok_or("state is only available in connector calls")?;
         let flow = self.context.flow.clone().unwrap_or_else(|| "-".to_owned());
-        Ok((store, StateScope::new(self.context.tenant.clone(), self.plugin.to_string(), connection, flow)))
+        Ok((
+            store,
+            StateScope::new(
+                self.context.tenant.clone(),
+                self.plugin.to_string(),
+                connection,
+                flow,
+            ),
+        ))
     }
-
 }
 
 impl Drop for StoreData {
@@ -143,12 +172,20 @@ async fn bounded<T>(limit: Duration, what: &str, f: impl Future<Output = T>) -> 
 
 impl WasiView for StoreData {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
 impl ResourceLimiter for StoreData {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> WasmResult<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> WasmResult<bool> {
         if desired > self.guard.memory_limit {
             self.guard.memory_exceeded = true;
             return Err(wasmtime::Error::msg(format!(
@@ -159,7 +196,12 @@ impl ResourceLimiter for StoreData {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> WasmResult<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> WasmResult<bool> {
         // Tables hold function references; a million is far beyond any real plugin.
         Ok(desired <= 1_000_000)
     }
@@ -168,7 +210,12 @@ impl ResourceLimiter for StoreData {
 impl types::Host for StoreData {}
 
 impl log::Host for StoreData {
-    async fn log(&mut self, level: log::Level, message: String, fields: Vec<(String, String)>) -> WasmResult<()> {
+    async fn log(
+        &mut self,
+        level: log::Level,
+        message: String,
+        fields: Vec<(String, String)>,
+    ) -> WasmResult<()> {
         let level = match level {
             log::Level::Trace => LogLevel::Trace,
             log::Level::Debug => LogLevel::Debug,
@@ -205,7 +252,10 @@ fn method(m: http::Method) -> ::http::Method {
 }
 
 impl http::Host for StoreData {
-    async fn send(&mut self, req: http::Request) -> WasmResult<Result<http::Response, http::HttpError>> {
+    async fn send(
+        &mut self,
+        req: http::Request,
+    ) -> WasmResult<Result<http::Response, http::HttpError>> {
         let connection = match self.own_connection(&req.connection) {
             Ok(c) => c,
             Err(e) => return Ok(Err(to_wit_http_error(e))),
@@ -219,22 +269,45 @@ impl http::Host for StoreData {
         };
         // The connection applies its own (shorter) timeouts; this bound keeps a wedged
         // credential exchange or resolver from holding the guest forever.
-        Ok(match bounded(self.host_call_time, "the HTTP request", connection.send(request)).await {
-            Ok(Ok(r)) => Ok(http::Response { status: r.status, headers: r.headers, body: r.body }),
-            Ok(Err(e)) => Err(to_wit_http_error(e)),
-            Err(message) => Err(http::HttpError::Timeout(message)),
-        })
+        Ok(
+            match bounded(
+                self.host_call_time,
+                "the HTTP request",
+                connection.send(request),
+            )
+            .await
+            {
+                Ok(Ok(r)) => Ok(http::Response {
+                    status: r.status,
+                    headers: r.headers,
+                    body: r.body,
+                }),
+                Ok(Err(e)) => Err(to_wit_http_error(e)),
+                Err(message) => Err(http::HttpError::Timeout(message)),
+            },
+        )
     }
 
-    async fn token_info(&mut self, connection: String) -> WasmResult<Result<Vec<(String, String)>, http::HttpError>> {
+    async fn token_info(
+        &mut self,
+        connection: String,
+    ) -> WasmResult<Result<Vec<(String, String)>, http::HttpError>> {
         let connection = match self.own_connection(&connection) {
             Ok(c) => c,
             Err(e) => return Ok(Err(to_wit_http_error(e))),
         };
-        Ok(match bounded(self.host_call_time, "the token request", connection.token_info()).await {
-            Ok(result) => result.map_err(to_wit_http_error),
-            Err(message) => Err(http::HttpError::Timeout(message)),
-        })
+        Ok(
+            match bounded(
+                self.host_call_time,
+                "the token request",
+                connection.token_info(),
+            )
+            .await
+            {
+                Ok(result) => result.map_err(to_wit_http_error),
+                Err(message) => Err(http::HttpError::Timeout(message)),
+            },
+        )
     }
 }
 
@@ -253,10 +326,18 @@ impl webhook_keys::Host for StoreData {
             webhook_keys::MacAlgorithm::HmacSha1 => HmacAlgorithm::Sha1,
             webhook_keys::MacAlgorithm::HmacSha256 => HmacAlgorithm::Sha256,
         };
-        Ok(match bounded(self.host_call_time, "the webhook MAC", connection.hmac(algorithm, &message)).await {
-            Ok(result) => result.map_err(|e| e.to_string()),
-            Err(message) => Err(message),
-        })
+        Ok(
+            match bounded(
+                self.host_call_time,
+                "the webhook MAC",
+                connection.hmac(algorithm, &message),
+            )
+            .await
+            {
+                Ok(result) => result.map_err(|e| e.to_string()),
+                Err(message) => Err(message),
+            },
+        )
     }
 }
 
@@ -266,7 +347,13 @@ impl state::Host for StoreData {
             Ok(s) => s,
             Err(e) => return Ok(Err(e)),
         };
-        Ok(bounded(self.host_call_time, "reading state", store.state_get(&scope, &key)).await.and_then(|r| r.map_err(|e| e.to_string())))
+        Ok(bounded(
+            self.host_call_time,
+            "reading state",
+            store.state_get(&scope, &key),
+        )
+        .await
+        .and_then(|r| r.map_err(|e| e.to_string())))
     }
 
     async fn set(&mut self, key: String, value: Vec<u8>) -> WasmResult<Result<(), String>> {
@@ -274,9 +361,13 @@ impl state::Host for StoreData {
             Ok(s) => s,
             Err(e) => return Ok(Err(e)),
         };
-        Ok(bounded(self.host_call_time, "writing state", store.state_set(&scope, &key, &value))
-            .await
-            .and_then(|r| r.map_err(|e| e.to_string())))
+        Ok(bounded(
+            self.host_call_time,
+            "writing state",
+            store.state_set(&scope, &key, &value),
+        )
+        .await
+        .and_then(|r| r.map_err(|e| e.to_string())))
     }
 
     async fn delete(&mut self, key: String) -> WasmResult<Result<(), String>> {
@@ -284,8 +375,12 @@ impl state::Host for StoreData {
             Ok(s) => s,
             Err(e) => return Ok(Err(e)),
         };
-        Ok(bounded(self.host_call_time, "deleting state", store.state_delete(&scope, &key))
-            .await
-            .and_then(|r| r.map(|_| ()).map_err(|e| e.to_string())))
+        Ok(bounded(
+            self.host_call_time,
+            "deleting state",
+            store.state_delete(&scope, &key),
+        )
+        .await
+        .and_then(|r| r.map(|_| ()).map_err(|e| e.to_string())))
     }
 }

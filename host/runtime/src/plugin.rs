@@ -16,13 +16,14 @@ use crate::cache::{CacheOutcome, ComponentCache, compile};
 use crate::contract::{self, PluginKind};
 use crate::engine::{self, EpochTicker};
 use crate::host::{CallContext, StoreData};
+use crate::{CallError, Limits, LoadError, PluginError};
 use weft_capabilities::Redactor;
 use weft_capabilities::untrusted::MAX_MESSAGE_BYTES;
-use crate::{CallError, Limits, LoadError, PluginError};
 
 pub use capi::{
-    AuthKind, AuthMethod, Connection, ConnectorInfo, CredentialPlacement, Event, HeaderTemplate, InboundRequest,
-    Page, ReadRequest, Reply, Subscription, Verification, WriteOutcome, WriteRequest, WriteStatus,
+    AuthKind, AuthMethod, Connection, ConnectorInfo, CredentialPlacement, Event, HeaderTemplate,
+    InboundRequest, Page, ReadRequest, Reply, Subscription, Verification, WriteOutcome,
+    WriteRequest, WriteStatus,
 };
 pub use tapi::{Batch, BatchResult, Reject, TransformInfo};
 
@@ -58,7 +59,11 @@ impl Inner {
     fn tenant_slots(&self, tenant: &str) -> Arc<tokio::sync::Semaphore> {
         let mut tenants = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
         let per_tenant = self.limits.calls_per_tenant.max(1) as usize;
-        Arc::clone(tenants.entry(tenant.to_owned()).or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(per_tenant))))
+        Arc::clone(
+            tenants
+                .entry(tenant.to_owned())
+                .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(per_tenant))),
+        )
     }
 }
 
@@ -71,11 +76,15 @@ impl Runtime {
         let engine = engine::build(&config.limits)?;
         let mut connector_linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut connector_linker).map_err(engine_error)?;
-        Connector::add_to_linker::<_, HasSelf<_>>(&mut connector_linker, |s| s).map_err(engine_error)?;
+        Connector::add_to_linker::<_, HasSelf<_>>(&mut connector_linker, |s| s)
+            .map_err(engine_error)?;
         let mut transform_linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut transform_linker).map_err(engine_error)?;
-        Transform::add_to_linker::<_, HasSelf<_>>(&mut transform_linker, |s| s).map_err(engine_error)?;
-        let cache = config.cache_dir.map(|dir| ComponentCache::new(&engine, dir));
+        Transform::add_to_linker::<_, HasSelf<_>>(&mut transform_linker, |s| s)
+            .map_err(engine_error)?;
+        let cache = config
+            .cache_dir
+            .map(|dir| ComponentCache::new(&engine, dir));
         let ticker = EpochTicker::start(engine.clone(), config.limits.epoch_tick);
         Ok(Runtime {
             inner: Arc::new(Inner {
@@ -99,8 +108,14 @@ impl Runtime {
         let path = path.as_ref();
         let wasm = tokio::fs::read(path)
             .await
-            .map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
-        let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+            .map_err(|source| LoadError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+        let name = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
         self.load(&name, wasm).await
     }
 
@@ -117,34 +132,82 @@ impl Runtime {
         .await
         .map_err(|e| LoadError::Engine(format!("compilation task failed: {e}")))??;
         let (kind, contract) = contract::classify(&self.inner.engine, &component, name)?;
-        let instantiate_error = |e: wasmtime::Error| LoadError::Instantiate { name: name.to_owned(), reason: format!("{e:#}") };
-        let load = LoadReport { file: name.to_owned(), contract, outcome, took: started.elapsed() };
+        let instantiate_error = |e: wasmtime::Error| LoadError::Instantiate {
+            name: name.to_owned(),
+            reason: format!("{e:#}"),
+        };
+        let load = LoadReport {
+            file: name.to_owned(),
+            contract,
+            outcome,
+            took: started.elapsed(),
+        };
         match kind {
             PluginKind::Connector => {
-                let pre = self.inner.connector_linker.instantiate_pre(&component).map_err(instantiate_error)?;
+                let pre = self
+                    .inner
+                    .connector_linker
+                    .instantiate_pre(&component)
+                    .map_err(instantiate_error)?;
                 let pre = ConnectorPre::new(pre).map_err(instantiate_error)?;
-                let runner = Runner { inner: self.inner.clone(), name: Arc::from(name) };
+                let runner = Runner {
+                    inner: self.inner.clone(),
+                    name: Arc::from(name),
+                };
                 let info = runner
                     .invoke(&CallContext::default(), None, &pre, |i, s| {
-                        Box::pin(async move { i.weft_plugin_connector_api().call_describe(s).await.map(Ok) })
+                        Box::pin(async move {
+                            i.weft_plugin_connector_api().call_describe(s).await.map(Ok)
+                        })
                     })
                     .await
-                    .map_err(|e| LoadError::Describe { name: name.to_owned(), reason: e.to_string() })?;
-                let runner = Runner { inner: self.inner.clone(), name: Arc::from(info.name.as_str()) };
-                Ok(Plugin::Connector(ConnectorPlugin { runner, pre, info, load }))
+                    .map_err(|e| LoadError::Describe {
+                        name: name.to_owned(),
+                        reason: e.to_string(),
+                    })?;
+                let runner = Runner {
+                    inner: self.inner.clone(),
+                    name: Arc::from(info.name.as_str()),
+                };
+                Ok(Plugin::Connector(ConnectorPlugin {
+                    runner,
+                    pre,
+                    info,
+                    load,
+                }))
             }
             PluginKind::Transform => {
-                let pre = self.inner.transform_linker.instantiate_pre(&component).map_err(instantiate_error)?;
+                let pre = self
+                    .inner
+                    .transform_linker
+                    .instantiate_pre(&component)
+                    .map_err(instantiate_error)?;
                 let pre = TransformPre::new(pre).map_err(instantiate_error)?;
-                let runner = Runner { inner: self.inner.clone(), name: Arc::from(name) };
+                let runner = Runner {
+                    inner: self.inner.clone(),
+                    name: Arc::from(name),
+                };
                 let info = runner
                     .invoke(&CallContext::default(), None, &pre, |i, s| {
-                        Box::pin(async move { i.weft_plugin_transform_api().call_describe(s).await.map(Ok) })
+                        Box::pin(async move {
+                            i.weft_plugin_transform_api().call_describe(s).await.map(Ok)
+                        })
                     })
                     .await
-                    .map_err(|e| LoadError::Describe { name: name.to_owned(), reason: e.to_string() })?;
-                let runner = Runner { inner: self.inner.clone(), name: Arc::from(info.name.as_str()) };
-                Ok(Plugin::Transform(TransformPlugin { runner, pre, info, load }))
+                    .map_err(|e| LoadError::Describe {
+                        name: name.to_owned(),
+                        reason: e.to_string(),
+                    })?;
+                let runner = Runner {
+                    inner: self.inner.clone(),
+                    name: Arc::from(info.name.as_str()),
+                };
+                Ok(Plugin::Transform(TransformPlugin {
+                    runner,
+                    pre,
+                    info,
+                    load,
+                }))
             }
         }
     }
@@ -210,19 +273,28 @@ struct Runner {
 /// A pre-instantiated component of either world.
 trait Instantiate: Send + Sync {
     type Instance: Send + Sync;
-    fn instantiate<'a>(&'a self, store: &'a mut Store<StoreData>) -> BoxFuture<'a, wasmtime::Result<Self::Instance>>;
+    fn instantiate<'a>(
+        &'a self,
+        store: &'a mut Store<StoreData>,
+    ) -> BoxFuture<'a, wasmtime::Result<Self::Instance>>;
 }
 
 impl Instantiate for ConnectorPre<StoreData> {
     type Instance = Connector;
-    fn instantiate<'a>(&'a self, store: &'a mut Store<StoreData>) -> BoxFuture<'a, wasmtime::Result<Connector>> {
+    fn instantiate<'a>(
+        &'a self,
+        store: &'a mut Store<StoreData>,
+    ) -> BoxFuture<'a, wasmtime::Result<Connector>> {
         Box::pin(self.instantiate_async(store))
     }
 }
 
 impl Instantiate for TransformPre<StoreData> {
     type Instance = Transform;
-    fn instantiate<'a>(&'a self, store: &'a mut Store<StoreData>) -> BoxFuture<'a, wasmtime::Result<Transform>> {
+    fn instantiate<'a>(
+        &'a self,
+        store: &'a mut Store<StoreData>,
+    ) -> BoxFuture<'a, wasmtime::Result<Transform>> {
         Box::pin(self.instantiate_async(store))
     }
 }
@@ -261,13 +333,20 @@ impl Runner {
         context: &CallContext,
         connection: Option<String>,
         pre: &P,
-        call: impl for<'a> FnOnce(&'a P::Instance, &'a mut Store<StoreData>) -> BoxFuture<'a, wasmtime::Result<Result<R, PluginError>>>,
+        call: impl for<'a> FnOnce(
+            &'a P::Instance,
+            &'a mut Store<StoreData>,
+        ) -> BoxFuture<'a, wasmtime::Result<Result<R, PluginError>>>,
     ) -> Result<R, CallError>
     where
         P: Instantiate,
     {
         // Semaphores are never closed, so acquiring cannot fail.
-        let _turn = self.inner.tenant_slots(&context.tenant).acquire_owned().await;
+        let _turn = self
+            .inner
+            .tenant_slots(&context.tenant)
+            .acquire_owned()
+            .await;
         let mut store = self.store(context, connection);
         let wall = self.inner.limits.wall_time;
         let outcome = tokio::time::timeout(wall, async {
@@ -285,10 +364,16 @@ impl Runner {
                 error: clean_error(error, &redactor),
             }),
             Ok(Err(e)) => Err(match self.failure(&store, e) {
-                CallError::Trap { plugin, message } => CallError::Trap { plugin, message: redactor.clean(&message, MAX_MESSAGE_BYTES) },
+                CallError::Trap { plugin, message } => CallError::Trap {
+                    plugin,
+                    message: redactor.clean(&message, MAX_MESSAGE_BYTES),
+                },
                 other => other,
             }),
-            Err(_) => Err(CallError::WallLimit { plugin: self.name.to_string(), limit_ms: wall.as_millis() }),
+            Err(_) => Err(CallError::WallLimit {
+                plugin: self.name.to_string(),
+                limit_ms: wall.as_millis(),
+            }),
         }
     }
 
@@ -297,26 +382,45 @@ impl Runner {
         let guard = &store.data().guard;
         let limits = &self.inner.limits;
         if guard.cpu_exceeded {
-            return CallError::CpuLimit { plugin, limit_ms: limits.cpu_time.as_millis() };
+            return CallError::CpuLimit {
+                plugin,
+                limit_ms: limits.cpu_time.as_millis(),
+            };
         }
         if guard.memory_exceeded {
-            return CallError::MemoryLimit { plugin, limit_bytes: limits.memory_bytes };
+            return CallError::MemoryLimit {
+                plugin,
+                limit_bytes: limits.memory_bytes,
+            };
         }
         if error.downcast_ref::<PoolConcurrencyLimitError>().is_some() {
-            return CallError::Capacity { plugin, reason: format!("{error:#}") };
+            return CallError::Capacity {
+                plugin,
+                reason: format!("{error:#}"),
+            };
         }
-        CallError::Trap { plugin, message: format!("{error:#}") }
+        CallError::Trap {
+            plugin,
+            message: format!("{error:#}"),
+        }
     }
 
     async fn instantiate_once<P: Instantiate>(&self, pre: &P) -> Result<(), CallError> {
         let mut store = self.store(&CallContext::default(), None);
-        pre.instantiate(&mut store).await.map(drop).map_err(|e| self.failure(&store, e))
+        pre.instantiate(&mut store)
+            .await
+            .map(drop)
+            .map_err(|e| self.failure(&store, e))
     }
 
     fn check_output(&self, size: usize) -> Result<(), CallError> {
         let limit = self.inner.limits.output_bytes;
         if size > limit {
-            return Err(CallError::OutputTooLarge { plugin: self.name.to_string(), size, limit });
+            return Err(CallError::OutputTooLarge {
+                plugin: self.name.to_string(),
+                size,
+                limit,
+            });
         }
         Ok(())
     }
@@ -363,12 +467,27 @@ impl ConnectorPlugin {
         self.info.streams.iter().find(|s| s.name == name)
     }
 
-    pub async fn check(&self, context: &CallContext, connection: &str, config: &serde_json::Value) -> Result<(), CallError> {
-        let conn = Connection { name: connection.to_owned(), config: json(config) };
+    pub async fn check(
+        &self,
+        context: &CallContext,
+        connection: &str,
+        config: &serde_json::Value,
+    ) -> Result<(), CallError> {
+        let conn = Connection {
+            name: connection.to_owned(),
+            config: json(config),
+        };
         self.runner
-            .invoke(context, Some(connection.to_owned()), &self.pre, move |i, s| {
-                Box::pin(async move { i.weft_plugin_connector_api().call_check(s, &conn).await })
-            })
+            .invoke(
+                context,
+                Some(connection.to_owned()),
+                &self.pre,
+                move |i, s| {
+                    Box::pin(
+                        async move { i.weft_plugin_connector_api().call_check(s, &conn).await },
+                    )
+                },
+            )
             .await
     }
 
@@ -379,12 +498,24 @@ impl ConnectorPlugin {
         config: &serde_json::Value,
         request: ReadRequest,
     ) -> Result<Page, CallError> {
-        let conn = Connection { name: connection.to_owned(), config: json(config) };
+        let conn = Connection {
+            name: connection.to_owned(),
+            config: json(config),
+        };
         let page = self
             .runner
-            .invoke(context, Some(connection.to_owned()), &self.pre, move |i, s| {
-                Box::pin(async move { i.weft_plugin_connector_api().call_read(s, &conn, &request).await })
-            })
+            .invoke(
+                context,
+                Some(connection.to_owned()),
+                &self.pre,
+                move |i, s| {
+                    Box::pin(async move {
+                        i.weft_plugin_connector_api()
+                            .call_read(s, &conn, &request)
+                            .await
+                    })
+                },
+            )
             .await?;
         self.runner.check_output(page.records.len())?;
         Ok(page)
@@ -399,23 +530,41 @@ impl ConnectorPlugin {
         request: WriteRequest,
         records: usize,
     ) -> Result<Vec<WriteOutcome>, CallError> {
-        let conn = Connection { name: connection.to_owned(), config: json(config) };
+        let conn = Connection {
+            name: connection.to_owned(),
+            config: json(config),
+        };
         let outcomes = self
             .runner
-            .invoke(context, Some(connection.to_owned()), &self.pre, move |i, s| {
-                Box::pin(async move { i.weft_plugin_connector_api().call_write(s, &conn, &request).await })
-            })
+            .invoke(
+                context,
+                Some(connection.to_owned()),
+                &self.pre,
+                move |i, s| {
+                    Box::pin(async move {
+                        i.weft_plugin_connector_api()
+                            .call_write(s, &conn, &request)
+                            .await
+                    })
+                },
+            )
             .await?;
         if outcomes.len() != records {
             return Err(CallError::Malformed {
                 plugin: self.runner.name.to_string(),
-                reason: format!("write returned {} outcomes for {records} records", outcomes.len()),
+                reason: format!(
+                    "write returned {} outcomes for {records} records",
+                    outcomes.len()
+                ),
             });
         }
         let redactor = context.redactor();
         Ok(outcomes
             .into_iter()
-            .map(|o| WriteOutcome { error: o.error.map(|e| clean_error(e, &redactor)), ..o })
+            .map(|o| WriteOutcome {
+                error: o.error.map(|e| clean_error(e, &redactor)),
+                ..o
+            })
             .collect())
     }
 
@@ -426,21 +575,34 @@ impl ConnectorPlugin {
         config: &serde_json::Value,
         request: InboundRequest,
     ) -> Result<Verification, CallError> {
-        let conn = Connection { name: connection.to_owned(), config: json(config) };
+        let conn = Connection {
+            name: connection.to_owned(),
+            config: json(config),
+        };
         let verification = self
             .runner
-            .invoke(context, Some(connection.to_owned()), &self.pre, move |i, s| {
-                Box::pin(async move { i.weft_plugin_connector_api().call_verify(s, &conn, &request).await })
-            })
+            .invoke(
+                context,
+                Some(connection.to_owned()),
+                &self.pre,
+                move |i, s| {
+                    Box::pin(async move {
+                        i.weft_plugin_connector_api()
+                            .call_verify(s, &conn, &request)
+                            .await
+                    })
+                },
+            )
             .await?;
         match verification {
             Verification::Accepted(events) => {
-                self.runner.check_output(events.iter().map(|e| e.record.len()).sum())?;
+                self.runner
+                    .check_output(events.iter().map(|e| e.record.len()).sum())?;
                 Ok(Verification::Accepted(events))
             }
-            Verification::Rejected(reason) => {
-                Ok(Verification::Rejected(context.redactor().clean(&reason, MAX_MESSAGE_BYTES)))
-            }
+            Verification::Rejected(reason) => Ok(Verification::Rejected(
+                context.redactor().clean(&reason, MAX_MESSAGE_BYTES),
+            )),
             handshake => Ok(handshake),
         }
     }
@@ -453,12 +615,24 @@ impl ConnectorPlugin {
         callback_url: &str,
         events: Vec<String>,
     ) -> Result<Subscription, CallError> {
-        let conn = Connection { name: connection.to_owned(), config: json(config) };
+        let conn = Connection {
+            name: connection.to_owned(),
+            config: json(config),
+        };
         let url = callback_url.to_owned();
         self.runner
-            .invoke(context, Some(connection.to_owned()), &self.pre, move |i, s| {
-                Box::pin(async move { i.weft_plugin_connector_api().call_subscribe(s, &conn, &url, &events).await })
-            })
+            .invoke(
+                context,
+                Some(connection.to_owned()),
+                &self.pre,
+                move |i, s| {
+                    Box::pin(async move {
+                        i.weft_plugin_connector_api()
+                            .call_subscribe(s, &conn, &url, &events)
+                            .await
+                    })
+                },
+            )
             .await
     }
 
@@ -469,12 +643,24 @@ impl ConnectorPlugin {
         config: &serde_json::Value,
         subscription_id: &str,
     ) -> Result<(), CallError> {
-        let conn = Connection { name: connection.to_owned(), config: json(config) };
+        let conn = Connection {
+            name: connection.to_owned(),
+            config: json(config),
+        };
         let id = subscription_id.to_owned();
         self.runner
-            .invoke(context, Some(connection.to_owned()), &self.pre, move |i, s| {
-                Box::pin(async move { i.weft_plugin_connector_api().call_unsubscribe(s, &conn, &id).await })
-            })
+            .invoke(
+                context,
+                Some(connection.to_owned()),
+                &self.pre,
+                move |i, s| {
+                    Box::pin(async move {
+                        i.weft_plugin_connector_api()
+                            .call_unsubscribe(s, &conn, &id)
+                            .await
+                    })
+                },
+            )
             .await
     }
 }
@@ -514,7 +700,9 @@ impl TransformPlugin {
             .runner
             .invoke(context, None, &self.pre, move |i, s| {
                 Box::pin(async move {
-                    i.weft_plugin_transform_api().call_output_schema(s, &config, &input, lookup.as_ref()).await
+                    i.weft_plugin_transform_api()
+                        .call_output_schema(s, &config, &input, lookup.as_ref())
+                        .await
                 })
             })
             .await?;
@@ -527,12 +715,19 @@ impl TransformPlugin {
     /// Runs one batch. `batch.records` is the JSON text of an array of records. Each reject
     /// names a record of the batch (an index past its end fails the call as malformed) and its
     /// text is scrubbed like an error's.
-    pub async fn process(&self, context: &CallContext, batch: Batch) -> Result<BatchResult, CallError> {
+    pub async fn process(
+        &self,
+        context: &CallContext,
+        batch: Batch,
+    ) -> Result<BatchResult, CallError> {
         let (result, inputs) = self
             .runner
             .invoke(context, None, &self.pre, move |i, s| {
                 Box::pin(async move {
-                    let result = i.weft_plugin_transform_api().call_process(s, &batch).await?;
+                    let result = i
+                        .weft_plugin_transform_api()
+                        .call_process(s, &batch)
+                        .await?;
                     // Counted only when needed: rejects are rare, batches are large.
                     let inputs = match &result {
                         Ok(r) if !r.rejects.is_empty() => count_records(&batch.records),
@@ -546,7 +741,10 @@ impl TransformPlugin {
         if let Some(reject) = result.rejects.iter().find(|r| r.index as usize >= inputs) {
             return Err(CallError::Malformed {
                 plugin: self.runner.name.to_string(),
-                reason: format!("a reject names record {} of a batch of {inputs}", reject.index),
+                reason: format!(
+                    "a reject names record {} of a batch of {inputs}",
+                    reject.index
+                ),
             });
         }
         let redactor = context.redactor();
@@ -559,6 +757,9 @@ impl TransformPlugin {
                 field: r.field.map(|f| redactor.clean(&f, 256)),
             })
             .collect();
-        Ok(BatchResult { records: result.records, rejects })
+        Ok(BatchResult {
+            records: result.records,
+            rejects,
+        })
     }
 }

@@ -15,12 +15,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let c = zendesk.credentials();
     let http = reqwest::Client::builder().no_proxy().build()?;
     let status = http
-        .get(format!("{}/api/v2/tickets.json?page[size]=1", zendesk.base_url()))
+        .get(format!(
+            "{}/api/v2/tickets.json?page[size]=1",
+            zendesk.base_url()
+        ))
         .basic_auth(format!("{}/token", c.username), c.api_token)
         .send()
         .await?
         .status();
-    println!("\nGET {}/api/v2/tickets.json -> {status}", zendesk.base_url());
+    println!(
+        "\nGET {}/api/v2/tickets.json -> {status}",
+        zendesk.base_url()
+    );
     sandbox.shutdown().await;
     Ok(())
 }

@@ -49,11 +49,26 @@ impl Admin {
     fn emulator(&self, slug: &str) -> Result<&Arc<dyn Emulator>, Response> {
         let Some(v) = Vendor::from_slug(slug) else {
             let known: Vec<&str> = self.emulators.iter().map(|e| e.vendor().slug()).collect();
-            return Err(bad(StatusCode::NOT_FOUND, format!("unknown vendor {slug:?}; running emulators: {}", known.join(", "))));
+            return Err(bad(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "unknown vendor {slug:?}; running emulators: {}",
+                    known.join(", ")
+                ),
+            ));
         };
-        self.emulators.iter().find(|e| e.vendor() == v).ok_or_else(|| {
-            bad(StatusCode::NOT_FOUND, format!("the {} emulator is not part of this sandbox build", v.display_name()))
-        })
+        self.emulators
+            .iter()
+            .find(|e| e.vendor() == v)
+            .ok_or_else(|| {
+                bad(
+                    StatusCode::NOT_FOUND,
+                    format!(
+                        "the {} emulator is not part of this sandbox build",
+                        v.display_name()
+                    ),
+                )
+            })
     }
 
     fn vendor_filter(&self, slug: Option<&str>) -> Result<Option<Vendor>, Response> {
@@ -88,24 +103,39 @@ async fn state(State(a): State<Admin>, Path(vendor): Path<String>) -> Response {
     }
 }
 
-async fn record(State(a): State<Admin>, Path((vendor, object, id)): Path<(String, String, String)>) -> Response {
+async fn record(
+    State(a): State<Admin>,
+    Path((vendor, object, id)): Path<(String, String, String)>,
+) -> Response {
     let e = match a.emulator(&vendor) {
         Ok(e) => e,
         Err(r) => return r,
     };
     match e.record(&object, &id) {
         Some(v) => Json(v).into_response(),
-        None => bad(StatusCode::NOT_FOUND, format!("no {object} record with id {id:?} in the {vendor} emulator")),
+        None => bad(
+            StatusCode::NOT_FOUND,
+            format!("no {object} record with id {id:?} in the {vendor} emulator"),
+        ),
     }
 }
 
-async fn action(State(a): State<Admin>, Path((vendor, name)): Path<(String, String)>, body: Option<Json<Value>>) -> Response {
+async fn action(
+    State(a): State<Admin>,
+    Path((vendor, name)): Path<(String, String)>,
+    body: Option<Json<Value>>,
+) -> Response {
     let e = match a.emulator(&vendor) {
         Ok(e) => e,
         Err(r) => return r,
     };
     let body = body.map(|b| b.0).unwrap_or(Value::Null);
-    e.admin_action(&name, &body).unwrap_or_else(|| bad(StatusCode::NOT_FOUND, format!("the {vendor} emulator has no admin action {name:?}")))
+    e.admin_action(&name, &body).unwrap_or_else(|| {
+        bad(
+            StatusCode::NOT_FOUND,
+            format!("the {vendor} emulator has no admin action {name:?}"),
+        )
+    })
 }
 
 #[derive(Deserialize, Default)]
@@ -123,7 +153,10 @@ async fn reset(State(a): State<Admin>, body: Option<Json<ResetBody>>) -> Respons
 /// Like reset, but a new seed or size is the point, so one of them is required.
 async fn seed(State(a): State<Admin>, Json(body): Json<ResetBody>) -> Response {
     if body.seed.is_none() && body.size.is_none() {
-        return bad(StatusCode::BAD_REQUEST, "give \"seed\" and/or \"size\" (e.g. {\"seed\":7,\"size\":{\"contacts\":1000}})");
+        return bad(
+            StatusCode::BAD_REQUEST,
+            "give \"seed\" and/or \"size\" (e.g. {\"seed\":7,\"size\":{\"contacts\":1000}})",
+        );
     }
     apply_reset(&a, body)
 }
@@ -143,7 +176,11 @@ fn apply_reset(a: &Admin, body: ResetBody) -> Response {
         }
         *d
     };
-    for e in a.emulators.iter().filter(|e| vendor.is_none_or(|v| e.vendor() == v)) {
+    for e in a
+        .emulators
+        .iter()
+        .filter(|e| vendor.is_none_or(|v| e.vendor() == v))
+    {
         a.hub.tokens.forget_vendor(e.vendor());
         e.reset(data);
     }
@@ -162,7 +199,8 @@ struct LogQuery {
 
 async fn log(State(a): State<Admin>, Query(q): Query<LogQuery>) -> Response {
     match a.vendor_filter(q.vendor.as_deref()) {
-        Ok(v) => Json(json!({"requests": a.hub.log.query(v, q.after, q.limit.unwrap_or(1_000))})).into_response(),
+        Ok(v) => Json(json!({"requests": a.hub.log.query(v, q.after, q.limit.unwrap_or(1_000))}))
+            .into_response(),
         Err(r) => r,
     }
 }
@@ -186,7 +224,12 @@ async fn faults(State(a): State<Admin>) -> Json<Value> {
     let map: serde_json::Map<String, Value> = a
         .emulators
         .iter()
-        .map(|e| (e.vendor().slug().to_string(), serde_json::to_value(a.hub.faults(e.vendor())).unwrap_or(Value::Null)))
+        .map(|e| {
+            (
+                e.vendor().slug().to_string(),
+                serde_json::to_value(a.hub.faults(e.vendor())).unwrap_or(Value::Null),
+            )
+        })
         .collect();
     Json(Value::Object(map))
 }
@@ -200,15 +243,25 @@ struct FaultsBody {
 
 async fn set_faults(State(a): State<Admin>, Json(body): Json<FaultsBody>) -> Response {
     let f = body.faults;
-    for (name, x) in [("rate_limited", f.rate_limited), ("server_error", f.server_error), ("dropped", f.dropped), ("slow", f.slow), ("token_expired", f.token_expired)] {
+    for (name, x) in [
+        ("rate_limited", f.rate_limited),
+        ("server_error", f.server_error),
+        ("dropped", f.dropped),
+        ("slow", f.slow),
+        ("token_expired", f.token_expired),
+    ] {
         if !(0.0..=1.0).contains(&x) {
-            return bad(StatusCode::BAD_REQUEST, format!("{name} must be a fraction between 0.0 and 1.0, got {x}"));
+            return bad(
+                StatusCode::BAD_REQUEST,
+                format!("{name} must be a fraction between 0.0 and 1.0, got {x}"),
+            );
         }
     }
     match a.vendor_filter(body.vendor.as_deref()) {
         Ok(v) => {
             a.hub.set_faults(v, f);
-            Json(json!({"vendor": v.map(|v| v.slug()).unwrap_or("all"), "faults": f})).into_response()
+            Json(json!({"vendor": v.map(|v| v.slug()).unwrap_or("all"), "faults": f}))
+                .into_response()
         }
         Err(r) => r,
     }
@@ -217,7 +270,9 @@ async fn set_faults(State(a): State<Admin>, Json(body): Json<FaultsBody>) -> Res
 async fn expire_tokens(State(a): State<Admin>, body: Option<Json<VendorQuery>>) -> Response {
     let slug = body.and_then(|b| b.0.vendor);
     match a.vendor_filter(slug.as_deref()) {
-        Ok(v) => Json(json!({"expired": a.hub.tokens.expire_all(v, a.hub.now_ms())})).into_response(),
+        Ok(v) => {
+            Json(json!({"expired": a.hub.tokens.expire_all(v, a.hub.now_ms())})).into_response()
+        }
         Err(r) => r,
     }
 }
@@ -229,7 +284,10 @@ struct AdvanceBody {
 
 async fn advance_clock(State(a): State<Admin>, Json(b): Json<AdvanceBody>) -> Response {
     if b.seconds < 0 {
-        return bad(StatusCode::BAD_REQUEST, "the sandbox clock only moves forward; give a positive \"seconds\"");
+        return bad(
+            StatusCode::BAD_REQUEST,
+            "the sandbox clock only moves forward; give a positive \"seconds\"",
+        );
     }
     a.hub.clock.advance(b.seconds * 1_000);
     Json(json!({"now": crate::clock::rfc3339(a.hub.now_ms())})).into_response()

@@ -11,7 +11,10 @@ pub(crate) struct Clock {
 
 impl Clock {
     pub(crate) fn now_ms(&self) -> i64 {
-        let wall = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
         wall + self.offset_ms.load(Ordering::Relaxed)
     }
 
@@ -71,7 +74,11 @@ pub(crate) fn with_offset(ms: i64, offset_minutes: i64) -> String {
     let (y, mo, d, h, mi, s, _) = parts(ms, offset_minutes);
     let sign = if offset_minutes < 0 { '-' } else { '+' };
     let off = offset_minutes.abs();
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}{sign}{:02}:{:02}", off / 60, off % 60)
+    format!(
+        "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}{sign}{:02}:{:02}",
+        off / 60,
+        off % 60
+    )
 }
 
 /// `2026-05-01`
@@ -144,7 +151,10 @@ mod tests {
         assert_eq!(with_offset(ms, 330), "2024-06-11T20:15:26+05:30");
         assert_eq!(parse_iso(&with_offset(ms, 330)), Some(ms));
         assert_eq!(parse_iso("2024-06-11T14:45:26.250+0000"), Some(ms + 250));
-        assert_eq!(parse_iso("2024-06-11"), Some(ms - (14 * 3_600 + 45 * 60 + 26) * 1_000));
+        assert_eq!(
+            parse_iso("2024-06-11"),
+            Some(ms - (14 * 3_600 + 45 * 60 + 26) * 1_000)
+        );
         assert_eq!(parse_iso("not a date"), None);
     }
 }

@@ -100,7 +100,11 @@ impl Collection {
             return r.clone();
         }
         let (created_ms, modified_ms) = (self.times)(i);
-        Record { fields: (self.generator)(i), created_ms, modified_ms }
+        Record {
+            fields: (self.generator)(i),
+            created_ms,
+            modified_ms,
+        }
     }
 
     pub(crate) fn tombstones(&self) -> impl Iterator<Item = (u64, &Tombstone)> + '_ {
@@ -112,14 +116,26 @@ impl Collection {
         if !self.is_live(i) {
             return None;
         }
-        Some(self.overlay.get(&i).map(|r| r.modified_ms).unwrap_or_else(|| (self.times)(i).1))
+        Some(
+            self.overlay
+                .get(&i)
+                .map(|r| r.modified_ms)
+                .unwrap_or_else(|| (self.times)(i).1),
+        )
     }
 
     pub(crate) fn insert(&mut self, fields: Fields, now_ms: i64) -> u64 {
         let i = self.next;
         self.next += 1;
         self.reindex(i, None, Some(&fields));
-        self.overlay.insert(i, Record { fields, created_ms: now_ms, modified_ms: now_ms });
+        self.overlay.insert(
+            i,
+            Record {
+                fields,
+                created_ms: now_ms,
+                modified_ms: now_ms,
+            },
+        );
         i
     }
 
@@ -127,7 +143,14 @@ impl Collection {
     pub(crate) fn replace(&mut self, i: u64, fields: Fields, now_ms: i64) -> bool {
         let Some(old) = self.get(i) else { return false };
         self.reindex(i, Some(&old.fields), Some(&fields));
-        self.overlay.insert(i, Record { fields, created_ms: old.created_ms, modified_ms: now_ms.max(old.modified_ms + 1) });
+        self.overlay.insert(
+            i,
+            Record {
+                fields,
+                created_ms: old.created_ms,
+                modified_ms: now_ms.max(old.modified_ms + 1),
+            },
+        );
         true
     }
 
@@ -146,7 +169,13 @@ impl Collection {
         let Some(old) = self.get(i) else { return false };
         self.reindex(i, Some(&old.fields), None);
         self.overlay.remove(&i);
-        self.deleted.insert(i, Tombstone { deleted_ms: now_ms, last: old });
+        self.deleted.insert(
+            i,
+            Tombstone {
+                deleted_ms: now_ms,
+                last: old,
+            },
+        );
         true
     }
 
@@ -160,22 +189,24 @@ impl Collection {
         }
         let mut cur_lo = lo;
         let mut cur_hi = hi;
-        std::iter::from_fn(move || loop {
-            if cur_lo >= cur_hi {
-                return None;
-            }
-            let i = match dir {
-                Dir::Asc => {
-                    cur_lo += 1;
-                    cur_lo - 1
+        std::iter::from_fn(move || {
+            loop {
+                if cur_lo >= cur_hi {
+                    return None;
                 }
-                Dir::Desc => {
-                    cur_hi -= 1;
-                    cur_hi
+                let i = match dir {
+                    Dir::Asc => {
+                        cur_lo += 1;
+                        cur_lo - 1
+                    }
+                    Dir::Desc => {
+                        cur_hi -= 1;
+                        cur_hi
+                    }
+                };
+                if !self.deleted.contains_key(&i) {
+                    return Some(i);
                 }
-            };
-            if !self.deleted.contains_key(&i) {
-                return Some(i);
             }
         })
     }
@@ -203,10 +234,19 @@ impl Collection {
 
     /// Live indices modified after `t_ms`, in index order, skipping unmodified demo records
     /// without generating them.
-    pub(crate) fn scan_modified_after(&self, dir: Dir, after: Option<u64>, t_ms: i64) -> impl Iterator<Item = u64> + '_ {
+    pub(crate) fn scan_modified_after(
+        &self,
+        dir: Dir,
+        after: Option<u64>,
+        t_ms: i64,
+    ) -> impl Iterator<Item = u64> + '_ {
         let base_start = self.first_base_modified_after(t_ms, None);
-        let overlay_below: Vec<u64> =
-            self.overlay.range(..base_start).filter(|(_, r)| r.modified_ms > t_ms).map(|(i, _)| *i).collect();
+        let overlay_below: Vec<u64> = self
+            .overlay
+            .range(..base_start)
+            .filter(|(_, r)| r.modified_ms > t_ms)
+            .map(|(i, _)| *i)
+            .collect();
         let tail_start = base_start;
         let after_ok = move |i: u64| match (dir, after) {
             (Dir::Asc, Some(a)) => i > a,
@@ -222,7 +262,10 @@ impl Collection {
                 };
                 Box::new(self.scan(Dir::Asc, start))
             }
-            Dir::Desc => Box::new(self.scan(Dir::Desc, after).take_while(move |i| *i >= tail_start)),
+            Dir::Desc => Box::new(
+                self.scan(Dir::Desc, after)
+                    .take_while(move |i| *i >= tail_start),
+            ),
         };
         let head = overlay_below.into_iter();
         let iter: Box<dyn Iterator<Item = u64> + '_> = match dir {
@@ -234,19 +277,33 @@ impl Collection {
 
     /// Changes (live records and, if asked, deletions) strictly after `cursor` in modification
     /// order, oldest first, at most `limit`, none at or after `until_ms`.
-    pub(crate) fn changes_after(&self, cursor: ChangeKey, until_ms: i64, include_deleted: bool, limit: usize) -> Vec<Change> {
+    pub(crate) fn changes_after(
+        &self,
+        cursor: ChangeKey,
+        until_ms: i64,
+        include_deleted: bool,
+        limit: usize,
+    ) -> Vec<Change> {
         let mut extra: Vec<Change> = self
             .overlay
             .iter()
             .filter(|(i, r)| (r.modified_ms, **i) > cursor && r.modified_ms < until_ms)
-            .map(|(i, r)| Change { key: (r.modified_ms, *i), index: *i, deleted: false })
+            .map(|(i, r)| Change {
+                key: (r.modified_ms, *i),
+                index: *i,
+                deleted: false,
+            })
             .collect();
         if include_deleted {
             extra.extend(
                 self.deleted
                     .iter()
                     .filter(|(i, t)| (t.deleted_ms, **i) > cursor && t.deleted_ms < until_ms)
-                    .map(|(i, t)| Change { key: (t.deleted_ms, *i), index: *i, deleted: true }),
+                    .map(|(i, t)| Change {
+                        key: (t.deleted_ms, *i),
+                        index: *i,
+                        deleted: true,
+                    }),
             );
         }
         extra.sort_by_key(|c| c.key);
@@ -255,10 +312,14 @@ impl Collection {
         let mut base = self.first_base_modified_after(cursor.0, Some(cursor.1));
         while out.len() < limit {
             // Next untouched demo record.
-            while base < self.generated && (self.overlay.contains_key(&base) || self.deleted.contains_key(&base)) {
+            while base < self.generated
+                && (self.overlay.contains_key(&base) || self.deleted.contains_key(&base))
+            {
                 base += 1;
             }
-            let base_key = (base < self.generated).then(|| ((self.times)(base).1, base)).filter(|k| k.0 < until_ms);
+            let base_key = (base < self.generated)
+                .then(|| ((self.times)(base).1, base))
+                .filter(|k| k.0 < until_ms);
             let take_extra = match (extra.peek(), base_key) {
                 (Some(e), Some(b)) => e.key < b,
                 (Some(_), None) => true,
@@ -269,7 +330,11 @@ impl Collection {
                 out.push(extra.next().expect("peeked"));
             } else {
                 let key = base_key.expect("checked");
-                out.push(Change { key, index: base, deleted: false });
+                out.push(Change {
+                    key,
+                    index: base,
+                    deleted: false,
+                });
                 base += 1;
             }
         }
@@ -278,7 +343,9 @@ impl Collection {
 
     /// Live records whose `field` equals `value` (strings compare case-insensitively).
     pub(crate) fn find(&mut self, field: &str, value: &Value) -> Vec<u64> {
-        let Some(h) = index_key(value) else { return Vec::new() };
+        let Some(h) = index_key(value) else {
+            return Vec::new();
+        };
         if !self.indexes.contains_key(field) {
             let mut idx: HashMap<u64, Vec<u64>> = HashMap::new();
             for i in self.scan(Dir::Asc, None).collect::<Vec<_>>() {
@@ -292,7 +359,11 @@ impl Collection {
         let candidates = self.indexes[field].get(&h).cloned().unwrap_or_default();
         candidates
             .into_iter()
-            .filter(|i| self.get(*i).and_then(|r| r.fields.get(field).map(|v| same_value(v, value))).unwrap_or(false))
+            .filter(|i| {
+                self.get(*i)
+                    .and_then(|r| r.fields.get(field).map(|v| same_value(v, value)))
+                    .unwrap_or(false)
+            })
             .collect()
     }
 
@@ -344,7 +415,12 @@ mod tests {
     fn numbers(n: u64) -> Collection {
         Collection::new(
             n,
-            |i| json!({"n": i, "email": format!("p{i}@x.example")}).as_object().cloned().unwrap(),
+            |i| {
+                json!({"n": i, "email": format!("p{i}@x.example")})
+                    .as_object()
+                    .cloned()
+                    .unwrap()
+            },
             |i| (1_000 + i as i64 * 10, 1_005 + i as i64 * 10),
         )
     }
@@ -366,20 +442,37 @@ mod tests {
         c.delete(3, 9_500);
         let all = c.changes_after((0, 0), i64::MAX, true, 100);
         let idx: Vec<(u64, bool)> = all.iter().map(|c| (c.index, c.deleted)).collect();
-        assert_eq!(idx, [(0, false), (2, false), (4, false), (1, false), (3, true)]);
+        assert_eq!(
+            idx,
+            [(0, false), (2, false), (4, false), (1, false), (3, true)]
+        );
         let after = c.changes_after(all[1].key, i64::MAX, false, 2);
         assert_eq!(after.iter().map(|c| c.index).collect::<Vec<_>>(), [4, 1]);
-        assert!(c.changes_after((0, 0), 1_021, false, 100).iter().all(|c| c.key.0 < 1_021));
+        assert!(
+            c.changes_after((0, 0), 1_021, false, 100)
+                .iter()
+                .all(|c| c.key.0 < 1_021)
+        );
     }
 
     #[test]
     fn find_tracks_writes() {
         let mut c = numbers(3);
         assert_eq!(c.find("email", &json!("P1@x.example")), [1]);
-        c.merge(1, json!({"email": "new@x.example"}).as_object().unwrap(), 9_000);
+        c.merge(
+            1,
+            json!({"email": "new@x.example"}).as_object().unwrap(),
+            9_000,
+        );
         assert!(c.find("email", &json!("p1@x.example")).is_empty());
         assert_eq!(c.find("email", &json!("new@x.example")), [1]);
-        let i = c.insert(json!({"email": "p1@x.example"}).as_object().cloned().unwrap(), 9_100);
+        let i = c.insert(
+            json!({"email": "p1@x.example"})
+                .as_object()
+                .cloned()
+                .unwrap(),
+            9_100,
+        );
         assert_eq!(c.find("email", &json!("p1@x.example")), [i]);
     }
 

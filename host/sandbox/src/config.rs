@@ -53,7 +53,13 @@ impl Default for SandboxConfig {
 impl SandboxConfig {
     /// The fixed ports `weft sandbox` documents: admin API on 4100, vendors on 4101..4107.
     pub fn well_known_ports() -> Self {
-        Self { ports: PortPlan::Fixed { admin: 4100, first_vendor: 4101 }, ..Self::default() }
+        Self {
+            ports: PortPlan::Fixed {
+                admin: 4100,
+                first_vendor: 4101,
+            },
+            ..Self::default()
+        }
     }
 }
 
@@ -75,7 +81,10 @@ pub struct DemoData {
 
 impl Default for DemoData {
     fn default() -> Self {
-        Self { seed: 42, size: DemoSize::default() }
+        Self {
+            seed: 42,
+            size: DemoSize::default(),
+        }
     }
 }
 
@@ -94,14 +103,28 @@ pub struct DemoSize {
 
 impl Default for DemoSize {
     fn default() -> Self {
-        Self { companies: 20, contacts: 50, deals: 30, leads: 20, tickets: 40, referrals: 10 }
+        Self {
+            companies: 20,
+            contacts: 50,
+            deals: 30,
+            leads: 20,
+            tickets: 40,
+            referrals: 10,
+        }
     }
 }
 
 impl DemoSize {
     /// The same number of records for every object.
     pub fn uniform(n: u64) -> Self {
-        Self { companies: n, contacts: n, deals: n, leads: n, tickets: n, referrals: n }
+        Self {
+            companies: n,
+            contacts: n,
+            deals: n,
+            leads: n,
+            tickets: n,
+            referrals: n,
+        }
     }
 }
 
@@ -126,7 +149,14 @@ pub struct FaultConfig {
 
 impl Default for FaultConfig {
     fn default() -> Self {
-        Self { rate_limited: 0.0, server_error: 0.0, dropped: 0.0, slow: 0.0, slow_delay_ms: 2_000, token_expired: 0.0 }
+        Self {
+            rate_limited: 0.0,
+            server_error: 0.0,
+            dropped: 0.0,
+            slow: 0.0,
+            slow_delay_ms: 2_000,
+            token_expired: 0.0,
+        }
     }
 }
 
@@ -176,7 +206,12 @@ pub struct WebhookConfig {
 
 impl Default for WebhookConfig {
     fn default() -> Self {
-        Self { target: None, retry_base_delay: Duration::from_secs(5), max_attempts: None, timeout: Duration::from_secs(10) }
+        Self {
+            target: None,
+            retry_base_delay: Duration::from_secs(5),
+            max_attempts: None,
+            timeout: Duration::from_secs(10),
+        }
     }
 }
 
@@ -405,6 +440,11 @@ pub struct PartnerCenterLimits {
 
 impl Default for PartnerCenterLimits {
     fn default() -> Self {
-        Self { referral_response_window: Duration::from_secs(14 * 24 * 3_600), max_page_size: 100, validation_events_per_minute: 2, webhook_attempts: 10 }
+        Self {
+            referral_response_window: Duration::from_secs(14 * 24 * 3_600),
+            max_page_size: 100,
+            validation_events_per_minute: 2,
+            webhook_attempts: 10,
+        }
     }
 }

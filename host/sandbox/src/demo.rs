@@ -29,7 +29,10 @@ pub(crate) struct Demo {
 
 impl From<DemoData> for Demo {
     fn from(d: DemoData) -> Self {
-        Self { seed: d.seed, size: d.size }
+        Self {
+            seed: d.seed,
+            size: d.size,
+        }
     }
 }
 
@@ -93,8 +96,14 @@ pub(crate) struct Referral {
 }
 
 /// Stage names in pipeline order; vendors map them to their own picklists.
-pub(crate) const DEAL_STAGES: [&str; 6] =
-    ["Qualification", "Needs Analysis", "Proposal", "Negotiation", "Closed Won", "Closed Lost"];
+pub(crate) const DEAL_STAGES: [&str; 6] = [
+    "Qualification",
+    "Needs Analysis",
+    "Proposal",
+    "Negotiation",
+    "Closed Won",
+    "Closed Lost",
+];
 
 impl Demo {
     fn rng(&self, kind: Kind, index: u64) -> SplitMix {
@@ -106,7 +115,8 @@ impl Demo {
     pub(crate) fn times(&self, kind: Kind, index: u64, count: u64) -> (i64, i64) {
         let step = (DEMO_SPAN_MS / count.max(1) as i64).max(2);
         let created = DEMO_EPOCH_MS + index as i64 * step;
-        let jitter = (mix(self.seed ^ ((kind as u64) << 56) ^ index) % (step as u64 / 2).max(1)) as i64;
+        let jitter =
+            (mix(self.seed ^ ((kind as u64) << 56) ^ index) % (step as u64 / 2).max(1)) as i64;
         (created, created + jitter)
     }
 
@@ -119,11 +129,20 @@ impl Demo {
         let noun = NOUNS[((slot / ADJECTIVES.len() as u64) % NOUNS.len() as u64) as usize];
         let suffix = SUFFIXES[(slot / (ADJECTIVES.len() * NOUNS.len()) as u64) as usize];
         let round = i / combos;
-        let name = if round == 0 { format!("{adj} {noun} {suffix}") } else { format!("{adj} {noun} {suffix} {}", round + 1) };
+        let name = if round == 0 {
+            format!("{adj} {noun} {suffix}")
+        } else {
+            format!("{adj} {noun} {suffix} {}", round + 1)
+        };
         let slug = if round == 0 {
             format!("{}-{}", adj.to_lowercase(), noun.to_lowercase())
         } else {
-            format!("{}-{}{}", adj.to_lowercase(), noun.to_lowercase(), round + 1)
+            format!(
+                "{}-{}{}",
+                adj.to_lowercase(),
+                noun.to_lowercase(),
+                round + 1
+            )
         };
         let suffix_slug = suffix.to_lowercase().replace('.', "");
         let (city, state, country) = r.pick(&CITIES);
@@ -153,7 +172,12 @@ impl Demo {
         let local = if round == 0 {
             format!("{}.{}", first.to_lowercase(), last.to_lowercase())
         } else {
-            format!("{}.{}{}", first.to_lowercase(), last.to_lowercase(), round + 1)
+            format!(
+                "{}.{}{}",
+                first.to_lowercase(),
+                last.to_lowercase(),
+                round + 1
+            )
         };
         Person {
             email: format!("{local}@{domain}"),
@@ -171,7 +195,11 @@ impl Demo {
         let first = r.pick(&FIRST_NAMES);
         let last = r.pick(&LAST_NAMES);
         let company_name = format!("{} {}", r.pick(&ADJECTIVES), r.pick(&LEAD_NOUNS));
-        let domain = format!("{}{}.example", company_name.to_lowercase().replace(' ', "-"), l + 1);
+        let domain = format!(
+            "{}{}.example",
+            company_name.to_lowercase().replace(' ', "-"),
+            l + 1
+        );
         Person {
             email: format!("{}.{}@{domain}", first.to_lowercase(), last.to_lowercase()),
             phone: phone(&mut r),
@@ -220,14 +248,24 @@ impl Demo {
 
     pub(crate) fn ticket_comment(&self, t: u64, c: u64) -> &'static str {
         let mut r = SplitMix::new(self.seed, 100 + c, t);
-        if c == 0 { self.ticket(t).description } else { r.pick(&COMMENT_BODIES) }
+        if c == 0 {
+            self.ticket(t).description
+        } else {
+            r.pick(&COMMENT_BODIES)
+        }
     }
 
     pub(crate) fn referral(&self, i: u64) -> Referral {
         let mut r = self.rng(Kind::Referral, i);
         let company = i % self.size.companies.max(1);
         let c = self.company(company);
-        let (status, substatus) = r.pick(&[("New", "Pending"), ("New", "Received"), ("Active", "Accepted"), ("Closed", "Won"), ("Closed", "Lost")]);
+        let (status, substatus) = r.pick(&[
+            ("New", "Pending"),
+            ("New", "Received"),
+            ("Active", "Accepted"),
+            ("Closed", "Won"),
+            ("Closed", "Lost"),
+        ]);
         Referral {
             name: format!("{} - {}", c.name, r.pick(&PRODUCTS)),
             company,
@@ -248,29 +286,95 @@ fn phone(r: &mut SplitMix) -> String {
 }
 
 const FIRST_NAMES: [&str; 32] = [
-    "Ada", "Alan", "Amara", "Ben", "Carla", "Chen", "Dana", "Diego", "Elena", "Farid", "Grace", "Hana", "Ivan", "Jade", "Kofi",
-    "Lena", "Marco", "Nia", "Omar", "Priya", "Quinn", "Rosa", "Sven", "Tara", "Uma", "Victor", "Wen", "Ximena", "Yusuf", "Zoe",
-    "Liam", "Maya",
+    "Ada", "Alan", "Amara", "Ben", "Carla", "Chen", "Dana", "Diego", "Elena", "Farid", "Grace",
+    "Hana", "Ivan", "Jade", "Kofi", "Lena", "Marco", "Nia", "Omar", "Priya", "Quinn", "Rosa",
+    "Sven", "Tara", "Uma", "Victor", "Wen", "Ximena", "Yusuf", "Zoe", "Liam", "Maya",
 ];
 const LAST_NAMES: [&str; 32] = [
-    "Abbott", "Banerjee", "Castillo", "Dubois", "Eriksen", "Fischer", "Garcia", "Haddad", "Ito", "Jensen", "Kowalski", "Lopez",
-    "Moreau", "Nakamura", "Okafor", "Petrov", "Quintero", "Rossi", "Schmidt", "Tanaka", "Usman", "Varga", "Weber", "Xu", "Young",
-    "Zimmer", "Novak", "Silva", "Murphy", "Khan", "Larsen", "Ortiz",
+    "Abbott", "Banerjee", "Castillo", "Dubois", "Eriksen", "Fischer", "Garcia", "Haddad", "Ito",
+    "Jensen", "Kowalski", "Lopez", "Moreau", "Nakamura", "Okafor", "Petrov", "Quintero", "Rossi",
+    "Schmidt", "Tanaka", "Usman", "Varga", "Weber", "Xu", "Young", "Zimmer", "Novak", "Silva",
+    "Murphy", "Khan", "Larsen", "Ortiz",
 ];
 const ADJECTIVES: [&str; 24] = [
-    "Northwind", "Blue", "Silver", "Granite", "Harbor", "Summit", "Cedar", "Bright", "Golden", "Pioneer", "Evergreen", "Crimson",
-    "Atlas", "Nimbus", "Quantum", "Riverside", "Polar", "Solar", "Vertex", "Coastal", "Iron", "Maple", "Orbit", "Prairie",
+    "Northwind",
+    "Blue",
+    "Silver",
+    "Granite",
+    "Harbor",
+    "Summit",
+    "Cedar",
+    "Bright",
+    "Golden",
+    "Pioneer",
+    "Evergreen",
+    "Crimson",
+    "Atlas",
+    "Nimbus",
+    "Quantum",
+    "Riverside",
+    "Polar",
+    "Solar",
+    "Vertex",
+    "Coastal",
+    "Iron",
+    "Maple",
+    "Orbit",
+    "Prairie",
 ];
 const NOUNS: [&str; 20] = [
-    "Analytics", "Logistics", "Foods", "Robotics", "Health", "Energy", "Media", "Systems", "Works", "Labs", "Textiles", "Motors",
-    "Finance", "Software", "Outfitters", "Pharma", "Studios", "Networks", "Farms", "Aviation",
+    "Analytics",
+    "Logistics",
+    "Foods",
+    "Robotics",
+    "Health",
+    "Energy",
+    "Media",
+    "Systems",
+    "Works",
+    "Labs",
+    "Textiles",
+    "Motors",
+    "Finance",
+    "Software",
+    "Outfitters",
+    "Pharma",
+    "Studios",
+    "Networks",
+    "Farms",
+    "Aviation",
 ];
 const SUFFIXES: [&str; 5] = ["Inc", "Ltd", "GmbH", "LLC", "Group"];
-const LEAD_NOUNS: [&str; 8] = ["Ventures", "Partners", "Collective", "Trading", "Supply", "Digital", "Consulting", "Holdings"];
-pub(crate) const INDUSTRIES: [&str; 8] =
-    ["Technology", "Manufacturing", "Retail", "Healthcare", "Finance", "Education", "Transportation", "Hospitality"];
-const TITLES: [&str; 8] =
-    ["CEO", "CTO", "VP Sales", "Head of Support", "Operations Manager", "Procurement Lead", "IT Director", "Account Manager"];
+const LEAD_NOUNS: [&str; 8] = [
+    "Ventures",
+    "Partners",
+    "Collective",
+    "Trading",
+    "Supply",
+    "Digital",
+    "Consulting",
+    "Holdings",
+];
+pub(crate) const INDUSTRIES: [&str; 8] = [
+    "Technology",
+    "Manufacturing",
+    "Retail",
+    "Healthcare",
+    "Finance",
+    "Education",
+    "Transportation",
+    "Hospitality",
+];
+const TITLES: [&str; 8] = [
+    "CEO",
+    "CTO",
+    "VP Sales",
+    "Head of Support",
+    "Operations Manager",
+    "Procurement Lead",
+    "IT Director",
+    "Account Manager",
+];
 const CITIES: [(&str, &str, &str); 10] = [
     ("Seattle", "WA", "US"),
     ("Austin", "TX", "US"),
@@ -283,18 +387,57 @@ const CITIES: [(&str, &str, &str); 10] = [
     ("Bengaluru", "KA", "IN"),
     ("Tokyo", "", "JP"),
 ];
-const PRODUCTS: [&str; 8] =
-    ["Platform renewal", "Analytics add-on", "Support upgrade", "Cloud migration", "Onboarding", "Seat expansion", "Pilot", "Integration"];
-const TAGS: [&str; 6] = ["billing", "login", "integration", "bug", "feature_request", "onboarding"];
+const PRODUCTS: [&str; 8] = [
+    "Platform renewal",
+    "Analytics add-on",
+    "Support upgrade",
+    "Cloud migration",
+    "Onboarding",
+    "Seat expansion",
+    "Pilot",
+    "Integration",
+];
+const TAGS: [&str; 6] = [
+    "billing",
+    "login",
+    "integration",
+    "bug",
+    "feature_request",
+    "onboarding",
+];
 const TICKET_TOPICS: [(&str, &str); 8] = [
-    ("Cannot log in", "Since this morning the login page rejects my password."),
-    ("Invoice shows wrong amount", "Our last invoice charged for 12 seats; we have 10."),
-    ("Sync stopped", "The CRM sync has not run since yesterday evening."),
-    ("Feature request: export", "We would like to export reports as CSV."),
-    ("Slow dashboard", "The dashboard takes over a minute to load."),
-    ("Add a new user", "Please add our new colleague to the account."),
-    ("Webhook failures", "Our endpoint receives webhooks with an invalid signature."),
-    ("Cancel subscription", "We want to cancel at the end of the term."),
+    (
+        "Cannot log in",
+        "Since this morning the login page rejects my password.",
+    ),
+    (
+        "Invoice shows wrong amount",
+        "Our last invoice charged for 12 seats; we have 10.",
+    ),
+    (
+        "Sync stopped",
+        "The CRM sync has not run since yesterday evening.",
+    ),
+    (
+        "Feature request: export",
+        "We would like to export reports as CSV.",
+    ),
+    (
+        "Slow dashboard",
+        "The dashboard takes over a minute to load.",
+    ),
+    (
+        "Add a new user",
+        "Please add our new colleague to the account.",
+    ),
+    (
+        "Webhook failures",
+        "Our endpoint receives webhooks with an invalid signature.",
+    ),
+    (
+        "Cancel subscription",
+        "We want to cancel at the end of the term.",
+    ),
 ];
 const COMMENT_BODIES: [&str; 6] = [
     "Thanks, we are looking into it.",
@@ -311,26 +454,41 @@ mod tests {
 
     #[test]
     fn contacts_use_their_company_domain_and_emails_are_unique() {
-        let demo = Demo { seed: 1, size: DemoSize::uniform(50) };
+        let demo = Demo {
+            seed: 1,
+            size: DemoSize::uniform(50),
+        };
         let mut emails = std::collections::HashSet::new();
         for j in 0..200 {
             let p = demo.contact(j);
             let c = demo.company(p.company.unwrap());
-            assert!(p.email.ends_with(&format!("@{}", c.domain)), "{} vs {}", p.email, c.domain);
+            assert!(
+                p.email.ends_with(&format!("@{}", c.domain)),
+                "{} vs {}",
+                p.email,
+                c.domain
+            );
             assert!(emails.insert(p.email));
         }
     }
 
     #[test]
     fn company_names_are_unique_past_the_word_combinations() {
-        let demo = Demo { seed: 1, size: DemoSize::uniform(5_000) };
-        let names: std::collections::HashSet<String> = (0..5_000).map(|i| demo.company(i).name).collect();
+        let demo = Demo {
+            seed: 1,
+            size: DemoSize::uniform(5_000),
+        };
+        let names: std::collections::HashSet<String> =
+            (0..5_000).map(|i| demo.company(i).name).collect();
         assert_eq!(names.len(), 5_000);
     }
 
     #[test]
     fn times_grow_with_the_index() {
-        let demo = Demo { seed: 3, size: DemoSize::uniform(1_000_000) };
+        let demo = Demo {
+            seed: 3,
+            size: DemoSize::uniform(1_000_000),
+        };
         let mut last = (0, 0);
         for i in (0..1_000_000).step_by(997) {
             let t = demo.times(Kind::Contact, i, 1_000_000);

@@ -13,9 +13,16 @@ pub(crate) fn pem_decode(pem: &str) -> Result<(String, Vec<u8>), String> {
     let label = rest[..label_end].to_string();
     let body_start = label_end + 5;
     let end_marker = format!("-----END {label}-----");
-    let body_end = rest.find(&end_marker).ok_or_else(|| format!("no {end_marker} line"))?;
-    let b64: String = rest[body_start..body_end].chars().filter(|c| !c.is_whitespace()).collect();
-    let der = STANDARD.decode(b64).map_err(|e| format!("bad base64 in PEM body: {e}"))?;
+    let body_end = rest
+        .find(&end_marker)
+        .ok_or_else(|| format!("no {end_marker} line"))?;
+    let b64: String = rest[body_start..body_end]
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    let der = STANDARD
+        .decode(b64)
+        .map_err(|e| format!("bad base64 in PEM body: {e}"))?;
     Ok((label, der))
 }
 
@@ -31,9 +38,14 @@ fn element(der: &[u8]) -> Result<(u8, &[u8], &[u8]), String> {
             return Err("unsupported DER length".into());
         }
         let bytes = der.get(2..2 + n).ok_or("truncated DER length")?;
-        (bytes.iter().fold(0usize, |a, b| (a << 8) | *b as usize), 2 + n)
+        (
+            bytes.iter().fold(0usize, |a, b| (a << 8) | *b as usize),
+            2 + n,
+        )
     };
-    let content = der.get(header..header + len).ok_or("DER element longer than its input")?;
+    let content = der
+        .get(header..header + len)
+        .ok_or("DER element longer than its input")?;
     Ok((tag, content, &der[header + len..]))
 }
 
@@ -45,7 +57,9 @@ fn spki_to_pkcs1(spki: &[u8]) -> Result<Vec<u8>, String> {
     }
     let (_, alg, rest) = element(seq)?;
     // rsaEncryption OID 1.2.840.113549.1.1.1
-    const RSA_OID: &[u8] = &[0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+    const RSA_OID: &[u8] = &[
+        0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01,
+    ];
     if !alg.starts_with(RSA_OID) {
         return Err("the key is not an RSA key (Salesforce JWT assertions are RS256)".into());
     }
@@ -69,8 +83,15 @@ fn certificate_spki(cert: &[u8]) -> Result<Vec<u8>, String> {
         fields.push((tag, &start[..start.len() - next.len()]));
         rest = next;
     }
-    let offset = if fields.first().is_some_and(|(t, _)| *t == 0xa0) { 1 } else { 0 };
-    fields.get(offset + 5).map(|(_, raw)| raw.to_vec()).ok_or_else(|| "certificate has no subjectPublicKeyInfo".into())
+    let offset = if fields.first().is_some_and(|(t, _)| *t == 0xa0) {
+        1
+    } else {
+        0
+    };
+    fields
+        .get(offset + 5)
+        .map(|(_, raw)| raw.to_vec())
+        .ok_or_else(|| "certificate has no subjectPublicKeyInfo".into())
 }
 
 /// The PKCS#1 `RSAPublicKey` DER from any of the accepted PEM forms.
@@ -80,13 +101,17 @@ pub(crate) fn rsa_public_key_der(pem: &str) -> Result<Vec<u8>, String> {
         "PUBLIC KEY" => spki_to_pkcs1(&der),
         "RSA PUBLIC KEY" => Ok(der),
         "CERTIFICATE" => spki_to_pkcs1(&certificate_spki(&der)?),
-        other => Err(format!("expected a PUBLIC KEY, RSA PUBLIC KEY or CERTIFICATE PEM block, found {other:?}")),
+        other => Err(format!(
+            "expected a PUBLIC KEY, RSA PUBLIC KEY or CERTIFICATE PEM block, found {other:?}"
+        )),
     }
 }
 
 /// Verifies an RS256 (RSASSA-PKCS1-v1_5 with SHA-256) signature.
 pub(crate) fn verify_rs256(pkcs1_der: &[u8], message: &[u8], signature: &[u8]) -> bool {
-    ring::signature::UnparsedPublicKey::new(&ring::signature::RSA_PKCS1_2048_8192_SHA256, pkcs1_der).verify(message, signature).is_ok()
+    ring::signature::UnparsedPublicKey::new(&ring::signature::RSA_PKCS1_2048_8192_SHA256, pkcs1_der)
+        .verify(message, signature)
+        .is_ok()
 }
 
 #[cfg(test)]
@@ -105,7 +130,13 @@ mod tests {
         let (_, pk8) = pem_decode(PRIVATE).unwrap();
         let kp = ring::signature::RsaKeyPair::from_pkcs8(&pk8).unwrap();
         let mut sig = vec![0; kp.public().modulus_len()];
-        kp.sign(&ring::signature::RSA_PKCS1_SHA256, &ring::rand::SystemRandom::new(), b"hello", &mut sig).unwrap();
+        kp.sign(
+            &ring::signature::RSA_PKCS1_SHA256,
+            &ring::rand::SystemRandom::new(),
+            b"hello",
+            &mut sig,
+        )
+        .unwrap();
         assert!(verify_rs256(&a, b"hello", &sig));
         assert!(!verify_rs256(&a, b"hellO", &sig));
     }

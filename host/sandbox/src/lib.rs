@@ -47,8 +47,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use config::{
-    DataverseLimits, DemoData, DemoSize, FaultConfig, HubSpotLimits, MondayLimits, PartnerCenterLimits, PortPlan, SalesforceLimits, SandboxConfig, TokenLifetimes, WebhookConfig, ZendeskLimits,
-    ZohoLimits,
+    DataverseLimits, DemoData, DemoSize, FaultConfig, HubSpotLimits, MondayLimits,
+    PartnerCenterLimits, PortPlan, SalesforceLimits, SandboxConfig, TokenLifetimes, WebhookConfig,
+    ZendeskLimits, ZohoLimits,
 };
 pub use error::SandboxError;
 pub use log::LoggedRequest;
@@ -84,7 +85,11 @@ impl VendorHandle<'_> {
     /// `http://127.0.0.1:PORT`, with no trailing slash; the vendor's API and OAuth paths are
     /// served under it exactly as on the real hosts.
     pub fn base_url(&self) -> &str {
-        self.emulator.base_url().get().map(String::as_str).unwrap_or("")
+        self.emulator
+            .base_url()
+            .get()
+            .map(String::as_str)
+            .unwrap_or("")
     }
 
     pub fn credentials(&self) -> Credentials {
@@ -108,7 +113,11 @@ impl Sandbox {
                 PortPlan::Ephemeral => 0,
                 PortPlan::Fixed { first_vendor, .. } => first_vendor + emu.vendor().port_offset(),
             };
-            let listener = bind(emu.vendor().display_name(), SocketAddr::new(config.host, port)).await?;
+            let listener = bind(
+                emu.vendor().display_name(),
+                SocketAddr::new(config.host, port),
+            )
+            .await?;
             let addr = listener.local_addr().map_err(|source| SandboxError::Bind {
                 vendor: emu.vendor().display_name(),
                 addr: SocketAddr::new(config.host, port),
@@ -116,7 +125,12 @@ impl Sandbox {
             })?;
             let _ = emu.base_url().set(format!("http://{addr}"));
             let router = Arc::clone(emu).router();
-            tasks.push(tokio::spawn(server::serve(listener, router, Some((Arc::clone(emu), Arc::clone(&hub))), stop_rx.clone())));
+            tasks.push(tokio::spawn(server::serve(
+                listener,
+                router,
+                Some((Arc::clone(emu), Arc::clone(&hub))),
+                stop_rx.clone(),
+            )));
         }
         let emulators = Arc::new(emulators);
         let admin_port = match config.ports {
@@ -129,10 +143,21 @@ impl Sandbox {
             addr: SocketAddr::new(config.host, admin_port),
             source,
         })?;
-        let admin = admin::router(admin::Admin { hub: Arc::clone(&hub), emulators: Arc::clone(&emulators), data: Arc::clone(&data) });
+        let admin = admin::router(admin::Admin {
+            hub: Arc::clone(&hub),
+            emulators: Arc::clone(&emulators),
+            data: Arc::clone(&data),
+        });
         tasks.push(tokio::spawn(server::serve(listener, admin, None, stop_rx)));
         tracing::info!(admin = %admin_addr, emulators = emulators.len(), "sandbox started");
-        Ok(Sandbox { hub, emulators, data, admin_url: format!("http://{admin_addr}"), stop, tasks })
+        Ok(Sandbox {
+            hub,
+            emulators,
+            data,
+            admin_url: format!("http://{admin_addr}"),
+            stop,
+            tasks,
+        })
     }
 
     /// Starts the HTTPS proxy on `addr` (port 0 for any), signing with `ca`: clients that
@@ -144,7 +169,9 @@ impl Sandbox {
 
     /// The running emulators, in `Vendor::ALL` order.
     pub fn vendors(&self) -> impl Iterator<Item = VendorHandle<'_>> {
-        self.emulators.iter().map(|emulator| VendorHandle { emulator })
+        self.emulators
+            .iter()
+            .map(|emulator| VendorHandle { emulator })
     }
 
     /// The emulator for `vendor`, or `None` if this build does not include it yet.
@@ -160,7 +187,10 @@ impl Sandbox {
         for handle in self.vendors() {
             let url = handle.base_url().to_owned();
             let prefix = handle.vendor().slug().replace('-', "_");
-            vars.insert(format!("{prefix}_host"), url.trim_start_matches("http://").to_owned());
+            vars.insert(
+                format!("{prefix}_host"),
+                url.trim_start_matches("http://").to_owned(),
+            );
             vars.insert(format!("{prefix}_url"), url);
         }
         vars
@@ -226,17 +256,34 @@ pub mod verify {
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, SandboxError> {
-    TcpListener::bind(addr).await.map_err(|source| SandboxError::Bind { vendor: what, addr, source })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| SandboxError::Bind {
+            vendor: what,
+            addr,
+            source,
+        })
 }
 
 fn validate(c: &SandboxConfig) -> Result<(), SandboxError> {
     let f = c.faults;
-    for (name, x) in [("rate_limited", f.rate_limited), ("server_error", f.server_error), ("dropped", f.dropped), ("slow", f.slow), ("token_expired", f.token_expired)] {
+    for (name, x) in [
+        ("rate_limited", f.rate_limited),
+        ("server_error", f.server_error),
+        ("dropped", f.dropped),
+        ("slow", f.slow),
+        ("token_expired", f.token_expired),
+    ] {
         if !(0.0..=1.0).contains(&x) {
-            return Err(SandboxError::Config(format!("faults.{name} must be between 0.0 and 1.0, got {x}")));
+            return Err(SandboxError::Config(format!(
+                "faults.{name} must be between 0.0 and 1.0, got {x}"
+            )));
         }
     }
-    if c.zoho.max_per_page == 0 || c.zendesk.max_page_size == 0 || c.salesforce.query_batch_size == 0 {
+    if c.zoho.max_per_page == 0
+        || c.zendesk.max_page_size == 0
+        || c.salesforce.query_batch_size == 0
+    {
         return Err(SandboxError::Config("page sizes must be at least 1".into()));
     }
     Ok(())
@@ -248,7 +295,11 @@ pub fn render_table(sandbox: &Sandbox) -> String {
     let mut out = String::new();
     out.push_str(&format!("{:<26} {}\n", "EMULATOR", "BASE URL"));
     for h in sandbox.vendors() {
-        out.push_str(&format!("{:<26} {}\n", h.vendor().display_name(), h.base_url()));
+        out.push_str(&format!(
+            "{:<26} {}\n",
+            h.vendor().display_name(),
+            h.base_url()
+        ));
         let c = h.credentials();
         let mut rows: Vec<(String, String)> = vec![
             ("client id".into(), c.client_id),
@@ -263,7 +314,10 @@ pub fn render_table(sandbox: &Sandbox) -> String {
         }
         for (k, v) in c.extra {
             if v.contains('\n') {
-                rows.push((k.replace('_', " "), "(multi-line; GET /admin/vendors)".into()));
+                rows.push((
+                    k.replace('_', " "),
+                    "(multi-line; GET /admin/vendors)".into(),
+                ));
             } else {
                 rows.push((k.replace('_', " "), v));
             }

@@ -50,18 +50,40 @@ impl RequestLog {
         e.push_back(entry);
     }
 
-    pub(crate) fn query(&self, vendor: Option<Vendor>, after_seq: u64, limit: usize) -> Vec<LoggedRequest> {
+    pub(crate) fn query(
+        &self,
+        vendor: Option<Vendor>,
+        after_seq: u64,
+        limit: usize,
+    ) -> Vec<LoggedRequest> {
         let e = self.entries.lock().expect("log lock");
-        e.iter().filter(|r| r.seq > after_seq && vendor.is_none_or(|v| r.vendor == v)).take(limit).cloned().collect()
+        e.iter()
+            .filter(|r| r.seq > after_seq && vendor.is_none_or(|v| r.vendor == v))
+            .take(limit)
+            .cloned()
+            .collect()
     }
 
     pub(crate) fn clear(&self, vendor: Option<Vendor>) {
-        self.entries.lock().expect("log lock").retain(|r| vendor.is_some_and(|v| r.vendor != v));
+        self.entries
+            .lock()
+            .expect("log lock")
+            .retain(|r| vendor.is_some_and(|v| r.vendor != v));
     }
 }
 
 /// Form and JSON fields whose values are credentials.
-const SECRET_FIELDS: [&str; 9] = ["client_secret", "password", "refresh_token", "access_token", "code", "assertion", "code_verifier", "token", "signing_secret"];
+const SECRET_FIELDS: [&str; 9] = [
+    "client_secret",
+    "password",
+    "refresh_token",
+    "access_token",
+    "code",
+    "assertion",
+    "code_verifier",
+    "token",
+    "signing_secret",
+];
 
 fn mask_pairs(text: &str) -> String {
     text.split('&')
@@ -84,7 +106,8 @@ pub(crate) fn loggable_uri(uri: &str) -> String {
 /// The body as text with credential fields masked, cut to `BODY_LIMIT`.
 pub(crate) fn loggable_body(bytes: &[u8]) -> String {
     let cut = &bytes[..bytes.len().min(BODY_LIMIT)];
-    if let Ok(serde_json::Value::Object(mut m)) = serde_json::from_slice::<serde_json::Value>(bytes) {
+    if let Ok(serde_json::Value::Object(mut m)) = serde_json::from_slice::<serde_json::Value>(bytes)
+    {
         for k in SECRET_FIELDS {
             if let Some(v) = m.get_mut(k).filter(|v| !v.is_null()) {
                 *v = serde_json::Value::String("***".into());
@@ -93,7 +116,10 @@ pub(crate) fn loggable_body(bytes: &[u8]) -> String {
         return serde_json::Value::Object(m).to_string();
     }
     let text = String::from_utf8_lossy(cut);
-    let looks_like_form = !text.is_empty() && !text.starts_with(['{', '[', '<', '-']) && text.contains('=') && !text.contains(['\n', ' ']);
+    let looks_like_form = !text.is_empty()
+        && !text.starts_with(['{', '[', '<', '-'])
+        && text.contains('=')
+        && !text.contains(['\n', ' ']);
     if looks_like_form {
         return mask_pairs(&text);
     }
@@ -109,7 +135,11 @@ pub(crate) fn redact_header(name: &str, value: &str) -> String {
     if n == "authorization" || n == "proxy-authorization" {
         let scheme = value.split_whitespace().next().unwrap_or("");
         // monday sends the raw token with no scheme.
-        if scheme.len() == value.len() { "***".to_string() } else { format!("{scheme} ***") }
+        if scheme.len() == value.len() {
+            "***".to_string()
+        } else {
+            format!("{scheme} ***")
+        }
     } else if n == "cookie" || n.contains("api-key") || n.contains("secret") {
         "***".to_string()
     } else {

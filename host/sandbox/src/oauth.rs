@@ -32,14 +32,19 @@ pub(crate) struct AuthorizeParams {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 pub(crate) fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }
@@ -47,9 +52,22 @@ pub(crate) fn encode(s: &str) -> String {
 }
 
 /// Checks the request and renders the consent page, or explains what is wrong with it.
-pub(crate) fn consent_page(vendor: Vendor, form_action: &str, known_client: &str, p: &AuthorizeParams) -> Response {
+pub(crate) fn consent_page(
+    vendor: Vendor,
+    form_action: &str,
+    known_client: &str,
+    p: &AuthorizeParams,
+) -> Response {
     if let Err(msg) = validate(known_client, p) {
-        return (StatusCode::BAD_REQUEST, Html(format!("<h1>{}</h1><p>{}</p>", vendor.display_name(), escape(&msg)))).into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            Html(format!(
+                "<h1>{}</h1><p>{}</p>",
+                vendor.display_name(),
+                escape(&msg)
+            )),
+        )
+            .into_response();
     }
     let hidden = [
         ("response_type", p.response_type.as_str()),
@@ -80,13 +98,22 @@ pub(crate) fn consent_page(vendor: Vendor, form_action: &str, known_client: &str
 
 fn validate(known_client: &str, p: &AuthorizeParams) -> Result<(), String> {
     if p.response_type != "code" {
-        return Err(format!("response_type must be \"code\", got {:?}", p.response_type));
+        return Err(format!(
+            "response_type must be \"code\", got {:?}",
+            p.response_type
+        ));
     }
     if p.client_id != known_client {
-        return Err(format!("unknown client_id {:?}; use the demo client id the sandbox printed", p.client_id));
+        return Err(format!(
+            "unknown client_id {:?}; use the demo client id the sandbox printed",
+            p.client_id
+        ));
     }
     if !(p.redirect_uri.starts_with("http://") || p.redirect_uri.starts_with("https://")) {
-        return Err(format!("redirect_uri must be an absolute http(s) URL, got {:?}", p.redirect_uri));
+        return Err(format!(
+            "redirect_uri must be an absolute http(s) URL, got {:?}",
+            p.redirect_uri
+        ));
     }
     Ok(())
 }
@@ -104,14 +131,34 @@ pub(crate) struct Consent<'a> {
 
 /// Handles the consent form: issues a code and redirects back, as the vendor would.
 /// `extra` is appended to the redirect (Zoho adds `location` and `accounts-server`).
-pub(crate) fn decide(c: &Consent<'_>, tokens: &TokenStore, now_ms: i64, p: &AuthorizeParams, extra: &[(&str, String)]) -> Response {
-    let Consent { vendor, known_client, user, code_lifetime_ms, code_prefix } = *c;
+pub(crate) fn decide(
+    c: &Consent<'_>,
+    tokens: &TokenStore,
+    now_ms: i64,
+    p: &AuthorizeParams,
+    extra: &[(&str, String)],
+) -> Response {
+    let Consent {
+        vendor,
+        known_client,
+        user,
+        code_lifetime_ms,
+        code_prefix,
+    } = *c;
     if let Err(msg) = validate(known_client, p) {
         return (StatusCode::BAD_REQUEST, Html(escape(&msg))).into_response();
     }
-    let sep = if p.redirect_uri.contains('?') { '&' } else { '?' };
+    let sep = if p.redirect_uri.contains('?') {
+        '&'
+    } else {
+        '?'
+    };
     let mut location = p.redirect_uri.clone();
-    let state = p.state.as_deref().map(|s| format!("&state={}", encode(s))).unwrap_or_default();
+    let state = p
+        .state
+        .as_deref()
+        .map(|s| format!("&state={}", encode(s)))
+        .unwrap_or_default();
     if p.decision.as_deref() != Some("approve") {
         location.push_str(&format!("{sep}error=access_denied{state}"));
     } else {
@@ -119,7 +166,12 @@ pub(crate) fn decide(c: &Consent<'_>, tokens: &TokenStore, now_ms: i64, p: &Auth
         tokens.put_code(
             code.clone(),
             AuthCode {
-                grant: Grant { vendor, client_id: p.client_id.clone(), user: user.to_string(), scope: p.scope.clone() },
+                grant: Grant {
+                    vendor,
+                    client_id: p.client_id.clone(),
+                    user: user.to_string(),
+                    scope: p.scope.clone(),
+                },
                 redirect_uri: p.redirect_uri.clone(),
                 expires_ms: now_ms + code_lifetime_ms,
                 offline: p.access_type.as_deref() == Some("offline"),

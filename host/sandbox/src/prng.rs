@@ -19,7 +19,9 @@ pub(crate) struct SplitMix {
 
 impl SplitMix {
     pub(crate) fn new(seed: u64, stream: u64, index: u64) -> Self {
-        Self { state: mix(seed ^ mix(stream ^ mix(index))) }
+        Self {
+            state: mix(seed ^ mix(stream ^ mix(index))),
+        }
     }
 
     pub(crate) fn next_u64(&mut self) -> u64 {
@@ -48,8 +50,14 @@ mod tests {
 
     #[test]
     fn same_key_gives_same_numbers() {
-        let a: Vec<u64> = { let mut r = SplitMix::new(7, 1, 42); (0..4).map(|_| r.next_u64()).collect() };
-        let b: Vec<u64> = { let mut r = SplitMix::new(7, 1, 42); (0..4).map(|_| r.next_u64()).collect() };
+        let a: Vec<u64> = {
+            let mut r = SplitMix::new(7, 1, 42);
+            (0..4).map(|_| r.next_u64()).collect()
+        };
+        let b: Vec<u64> = {
+            let mut r = SplitMix::new(7, 1, 42);
+            (0..4).map(|_| r.next_u64()).collect()
+        };
         assert_eq!(a, b);
         let mut c = SplitMix::new(7, 1, 43);
         assert_ne!(a[0], c.next_u64());

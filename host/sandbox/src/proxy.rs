@@ -21,7 +21,10 @@ use axum::response::{IntoResponse, Response};
 use http::{Request, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use rcgen::{BasicConstraints, CertificateParams, CidrSubnet, DistinguishedName, DnType, GeneralSubtree, IsCa, Issuer, KeyPair, KeyUsagePurpose, NameConstraints};
+use rcgen::{
+    BasicConstraints, CertificateParams, CidrSubnet, DistinguishedName, DnType, GeneralSubtree,
+    IsCa, Issuer, KeyPair, KeyUsagePurpose, NameConstraints,
+};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -35,9 +38,21 @@ use crate::vendor::Vendor;
 use crate::vendors::partner_center;
 
 /// Zoho's data centres: API domains (`www.`, `sandbox.`, `developer.`) and accounts domains.
-const ZOHO_API_SUFFIXES: [&str; 10] = ["com", "eu", "in", "com.au", "jp", "ca", "com.cn", "sa", "ae", "uk"];
-const ZOHO_ACCOUNTS: [&str; 10] =
-    ["accounts.zoho.com", "accounts.zoho.eu", "accounts.zoho.in", "accounts.zoho.com.au", "accounts.zoho.jp", "accounts.zohocloud.ca", "accounts.zoho.com.cn", "accounts.zoho.sa", "accounts.zoho.ae", "accounts.zoho.uk"];
+const ZOHO_API_SUFFIXES: [&str; 10] = [
+    "com", "eu", "in", "com.au", "jp", "ca", "com.cn", "sa", "ae", "uk",
+];
+const ZOHO_ACCOUNTS: [&str; 10] = [
+    "accounts.zoho.com",
+    "accounts.zoho.eu",
+    "accounts.zoho.in",
+    "accounts.zoho.com.au",
+    "accounts.zoho.jp",
+    "accounts.zohocloud.ca",
+    "accounts.zoho.com.cn",
+    "accounts.zoho.sa",
+    "accounts.zoho.ae",
+    "accounts.zoho.uk",
+];
 
 /// The hosts the proxy answers for, as people would read them in an error message.
 pub const ROUTED_HOSTS: &str = "*.zendesk.com, api.hubapi.com, api.hubspot.com, login.salesforce.com, test.salesforce.com, *.my.salesforce.com, \
@@ -55,7 +70,14 @@ pub fn route_host(host: &str) -> Option<HostRoute> {
         "login.salesforce.com" | "test.salesforce.com" => Vendor::Salesforce,
         h if h.ends_with(".my.salesforce.com") => Vendor::Salesforce,
         h if ZOHO_ACCOUNTS.contains(&h) => Vendor::Zoho,
-        h if ["www.", "sandbox.", "developer."].iter().any(|p| ZOHO_API_SUFFIXES.iter().any(|s| h == format!("{p}zohoapis.{s}"))) => Vendor::Zoho,
+        h if ["www.", "sandbox.", "developer."].iter().any(|p| {
+            ZOHO_API_SUFFIXES
+                .iter()
+                .any(|s| h == format!("{p}zohoapis.{s}"))
+        }) =>
+        {
+            Vendor::Zoho
+        }
         h if dynamics_org(h) => Vendor::Dataverse,
         "login.microsoftonline.com" => return Some(HostRoute::MicrosoftLogin),
         "api.monday.com" => Vendor::Monday,
@@ -67,9 +89,16 @@ pub fn route_host(host: &str) -> Option<HostRoute> {
 
 /// `{org}.crm.dynamics.com` or a regional `{org}.crm4.dynamics.com`.
 fn dynamics_org(h: &str) -> bool {
-    let Some(rest) = h.strip_suffix(".dynamics.com") else { return false };
-    let Some((org, region)) = rest.rsplit_once('.') else { return false };
-    !org.is_empty() && region.strip_prefix("crm").is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+    let Some(rest) = h.strip_suffix(".dynamics.com") else {
+        return false;
+    };
+    let Some((org, region)) = rest.rsplit_once('.') else {
+        return false;
+    };
+    !org.is_empty()
+        && region
+            .strip_prefix("crm")
+            .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// How a routed host maps onto emulators.
@@ -87,7 +116,11 @@ impl HostRoute {
             HostRoute::Vendor(v) => v,
             HostRoute::MicrosoftLogin => {
                 let tenant = path.trim_start_matches('/').split('/').next().unwrap_or("");
-                if tenant == partner_center::TENANT { Vendor::PartnerCenter } else { Vendor::Dataverse }
+                if tenant == partner_center::TENANT {
+                    Vendor::PartnerCenter
+                } else {
+                    Vendor::Dataverse
+                }
             }
         }
     }
@@ -116,21 +149,32 @@ impl ProxyCa {
     /// The CA kept in `dir`, made there on first use. Concurrent callers (parallel tests, two
     /// `weft sandbox` processes) end up with the same CA: the first to create it wins.
     pub fn load_or_create(dir: &Path) -> Result<ProxyCa, SandboxError> {
-        let io = |what: &str, e: std::io::Error| SandboxError::Config(format!("{what} the sandbox CA in {}: {e}", dir.display()));
+        let io = |what: &str, e: std::io::Error| {
+            SandboxError::Config(format!("{what} the sandbox CA in {}: {e}", dir.display()))
+        };
         std::fs::create_dir_all(dir).map_err(|e| io("creating the directory for", e))?;
         let path = dir.join(CA_KEY_AND_CERT);
         if !path.exists() {
             let ca = ProxyCa::generate()?;
             let tmp = dir.join(format!("{CA_KEY_AND_CERT}.{}.tmp", std::process::id()));
-            std::fs::write(&tmp, format!("{}{}", ca.key.serialize_pem(), ca.cert_pem)).map_err(|e| io("writing", e))?;
+            std::fs::write(&tmp, format!("{}{}", ca.key.serialize_pem(), ca.cert_pem))
+                .map_err(|e| io("writing", e))?;
             // A hard link fails if the file exists: the first writer's CA is the one kept.
             let _ = std::fs::hard_link(&tmp, &path);
             let _ = std::fs::remove_file(&tmp);
         }
         let both = std::fs::read_to_string(&path).map_err(|e| io("reading", e))?;
-        let cert_at = both.find("-----BEGIN CERTIFICATE-----").ok_or_else(|| SandboxError::Config(format!("{} holds no CA certificate; delete it to make a new CA", path.display())))?;
+        let cert_at = both.find("-----BEGIN CERTIFICATE-----").ok_or_else(|| {
+            SandboxError::Config(format!(
+                "{} holds no CA certificate; delete it to make a new CA",
+                path.display()
+            ))
+        })?;
         let key = KeyPair::from_pem(&both[..cert_at]).map_err(ca_error)?;
-        let ca = ProxyCa { key, cert_pem: both[cert_at..].to_string() };
+        let ca = ProxyCa {
+            key,
+            cert_pem: both[cert_at..].to_string(),
+        };
         let cert_path = dir.join(CA_CERT);
         if std::fs::read_to_string(&cert_path).ok().as_deref() != Some(ca.cert_pem.as_str()) {
             std::fs::write(&cert_path, &ca.cert_pem).map_err(|e| io("writing", e))?;
@@ -150,7 +194,9 @@ impl ProxyCa {
 }
 
 fn ca_error(e: rcgen::Error) -> SandboxError {
-    SandboxError::Config(format!("could not make or read the sandbox proxy's CA: {e}"))
+    SandboxError::Config(format!(
+        "could not make or read the sandbox proxy's CA: {e}"
+    ))
 }
 
 /// The CA certificate's fields. They are the same every time, so a CA read back from its key
@@ -159,22 +205,56 @@ fn ca_error(e: rcgen::Error) -> SandboxError {
 /// copy of its key (it sits in the data directory) cannot mint certificates for other sites.
 fn ca_params() -> CertificateParams {
     let mut params = CertificateParams::default();
-    let mut domains: Vec<String> = ["zendesk.com", "hubapi.com", "hubspot.com", "salesforce.com", "zohocloud.ca", "dynamics.com", "login.microsoftonline.com", "monday.com", "partner.microsoft.com"]
-        .iter()
-        .map(|d| d.to_string())
-        .collect();
+    let mut domains: Vec<String> = [
+        "zendesk.com",
+        "hubapi.com",
+        "hubspot.com",
+        "salesforce.com",
+        "zohocloud.ca",
+        "dynamics.com",
+        "login.microsoftonline.com",
+        "monday.com",
+        "partner.microsoft.com",
+    ]
+    .iter()
+    .map(|d| d.to_string())
+    .collect();
     domains.extend(ZOHO_API_SUFFIXES.iter().map(|s| format!("zohoapis.{s}")));
-    domains.extend(ZOHO_ACCOUNTS.iter().filter_map(|a| a.strip_prefix("accounts.")).map(str::to_string));
+    domains.extend(
+        ZOHO_ACCOUNTS
+            .iter()
+            .filter_map(|a| a.strip_prefix("accounts."))
+            .map(str::to_string),
+    );
     domains.sort();
     domains.dedup();
-    let mut permitted: Vec<GeneralSubtree> = domains.into_iter().map(GeneralSubtree::DnsName).collect();
-    permitted.push(GeneralSubtree::IpAddress(CidrSubnet::V4([127, 0, 0, 0], [255, 0, 0, 0])));
-    permitted.push(GeneralSubtree::IpAddress(CidrSubnet::V6(std::net::Ipv6Addr::LOCALHOST.octets(), [0xff; 16])));
-    params.name_constraints = Some(NameConstraints { permitted_subtrees: permitted, excluded_subtrees: Vec::new() });
+    let mut permitted: Vec<GeneralSubtree> =
+        domains.into_iter().map(GeneralSubtree::DnsName).collect();
+    permitted.push(GeneralSubtree::IpAddress(CidrSubnet::V4(
+        [127, 0, 0, 0],
+        [255, 0, 0, 0],
+    )));
+    permitted.push(GeneralSubtree::IpAddress(CidrSubnet::V6(
+        std::net::Ipv6Addr::LOCALHOST.octets(),
+        [0xff; 16],
+    )));
+    params.name_constraints = Some(NameConstraints {
+        permitted_subtrees: permitted,
+        excluded_subtrees: Vec::new(),
+    });
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, "weft sandbox CA");
-    params.distinguished_name.push(DnType::OrganizationName, "weft sandbox (local emulators only)");
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "weft sandbox CA");
+    params.distinguished_name.push(
+        DnType::OrganizationName,
+        "weft sandbox (local emulators only)",
+    );
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     params.not_before = rcgen::date_time_ymd(2025, 1, 1);
     params.not_after = rcgen::date_time_ymd(2036, 1, 1);
     params
@@ -189,7 +269,11 @@ struct Authority {
 
 impl Authority {
     fn new(ca: ProxyCa) -> Authority {
-        Authority { pem: ca.cert_pem, issuer: Issuer::new(ca_params(), ca.key), configs: Mutex::new(HashMap::new()) }
+        Authority {
+            pem: ca.cert_pem,
+            issuer: Issuer::new(ca_params(), ca.key),
+            configs: Mutex::new(HashMap::new()),
+        }
     }
 
     /// The TLS server configuration presenting a certificate for `host`.
@@ -198,24 +282,33 @@ impl Authority {
             return Ok(Arc::clone(c));
         }
         let key = KeyPair::generate().map_err(|e| e.to_string())?;
-        let mut params = CertificateParams::new(vec![host.to_string()]).map_err(|e| e.to_string())?;
+        let mut params =
+            CertificateParams::new(vec![host.to_string()]).map_err(|e| e.to_string())?;
         // The name is in the subject alternative name only: a common name would be checked
         // against the CA's DNS constraints by OpenSSL even for an IP address.
         params.distinguished_name = DistinguishedName::new();
         params.use_authority_key_identifier_extension = true;
         params.not_before = rcgen::date_time_ymd(2025, 1, 1);
         params.not_after = rcgen::date_time_ymd(2035, 12, 31);
-        let cert = params.signed_by(&key, &self.issuer).map_err(|e| e.to_string())?;
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .map_err(|e| e.to_string())?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| e.to_string())?
             .with_no_client_auth()
-            .with_single_cert(vec![CertificateDer::from(cert.der().to_vec())], PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())))
+            .with_single_cert(
+                vec![CertificateDer::from(cert.der().to_vec())],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            )
             .map_err(|e| e.to_string())?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         let config = Arc::new(config);
-        self.configs.lock().expect("proxy certificates").insert(host.to_string(), Arc::clone(&config));
+        self.configs
+            .lock()
+            .expect("proxy certificates")
+            .insert(host.to_string(), Arc::clone(&config));
         Ok(config)
     }
 }
@@ -251,17 +344,40 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    pub(crate) async fn start(addr: SocketAddr, ca: ProxyCa, hub: Arc<Hub>, emulators: &[Arc<dyn Emulator>]) -> Result<Proxy, SandboxError> {
+    pub(crate) async fn start(
+        addr: SocketAddr,
+        ca: ProxyCa,
+        hub: Arc<Hub>,
+        emulators: &[Arc<dyn Emulator>],
+    ) -> Result<Proxy, SandboxError> {
         let authority = Authority::new(ca);
-        let listener = TcpListener::bind(addr).await.map_err(|source| SandboxError::Bind { vendor: "HTTPS proxy", addr, source })?;
-        let addr = listener.local_addr().map_err(|source| SandboxError::Bind { vendor: "HTTPS proxy", addr, source })?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| SandboxError::Bind {
+                vendor: "HTTPS proxy",
+                addr,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| SandboxError::Bind {
+            vendor: "HTTPS proxy",
+            addr,
+            source,
+        })?;
         let loopback = emulators
             .iter()
-            .filter_map(|e| e.base_url().get().and_then(|u| u.strip_prefix("http://")).map(|hp| (hp.to_string(), e.vendor())))
+            .filter_map(|e| {
+                e.base_url()
+                    .get()
+                    .and_then(|u| u.strip_prefix("http://"))
+                    .map(|hp| (hp.to_string(), e.vendor()))
+            })
             .collect();
         let routes = Arc::new(Routes {
             hub,
-            emulators: emulators.iter().map(|e| (e.vendor(), (Arc::clone(e), Arc::clone(e).router()))).collect(),
+            emulators: emulators
+                .iter()
+                .map(|e| (e.vendor(), (Arc::clone(e), Arc::clone(e).router())))
+                .collect(),
             loopback,
             authority,
         });
@@ -269,7 +385,12 @@ impl Proxy {
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(accept_loop(listener, routes, stop_rx));
         tracing::info!(proxy = %addr, "sandbox HTTPS proxy started");
-        Ok(Proxy { addr, ca_pem, stop, task })
+        Ok(Proxy {
+            addr,
+            ca_pem,
+            stop,
+            task,
+        })
     }
 
     /// `http://127.0.0.1:PORT`: the value for `HTTPS_PROXY`.
@@ -319,25 +440,49 @@ async fn tunnel(mut stream: TcpStream, routes: Arc<Routes>, mut stop: watch::Rec
             Ok(n) => head.extend_from_slice(&buf[..n]),
         }
         if head.len() > MAX_HEAD {
-            return refuse(&mut stream, "431 Request Header Fields Too Large", "the CONNECT request head is too large").await;
+            return refuse(
+                &mut stream,
+                "431 Request Header Fields Too Large",
+                "the CONNECT request head is too large",
+            )
+            .await;
         }
     }
-    let line = String::from_utf8_lossy(&head[..head.iter().position(|b| *b == b'\r').unwrap_or(0)]).into_owned();
+    let line = String::from_utf8_lossy(&head[..head.iter().position(|b| *b == b'\r').unwrap_or(0)])
+        .into_owned();
     let mut parts = line.split_whitespace();
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     if method != "CONNECT" {
-        let why = format!("the weft sandbox proxy only tunnels https (CONNECT host:443); got {method} {target}. The vendors' APIs are https-only");
+        let why = format!(
+            "the weft sandbox proxy only tunnels https (CONNECT host:443); got {method} {target}. The vendors' APIs are https-only"
+        );
         return refuse(&mut stream, "405 Method Not Allowed", &why).await;
     }
-    let (host, port) = match target.rsplit_once(':').map(|(h, p)| (h.trim_matches(['[', ']']), p.parse::<u16>())) {
+    let (host, port) = match target
+        .rsplit_once(':')
+        .map(|(h, p)| (h.trim_matches(['[', ']']), p.parse::<u16>()))
+    {
         Some((h, Ok(p))) if !h.is_empty() => (h.to_string(), p),
-        _ => return refuse(&mut stream, "400 Bad Request", &format!("CONNECT needs host:port, got {target:?}")).await,
+        _ => {
+            return refuse(
+                &mut stream,
+                "400 Bad Request",
+                &format!("CONNECT needs host:port, got {target:?}"),
+            )
+            .await;
+        }
     };
     let Some(route) = routes.target(&host, port) else {
-        let why = format!("{host}:{port} is not an emulator; the weft sandbox proxy routes only {ROUTED_HOSTS}");
+        let why = format!(
+            "{host}:{port} is not an emulator; the weft sandbox proxy routes only {ROUTED_HOSTS}"
+        );
         return refuse(&mut stream, "403 Forbidden", &why).await;
     };
-    if stream.write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n").await.is_err() {
+    if stream
+        .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+        .await
+        .is_err()
+    {
         return;
     }
     let config = match routes.authority.config_for(&host) {
@@ -347,7 +492,9 @@ async fn tunnel(mut stream: TcpStream, routes: Arc<Routes>, mut stop: watch::Rec
             return;
         }
     };
-    let Ok(tls) = TlsAcceptor::from(config).accept(stream).await else { return };
+    let Ok(tls) = TlsAcceptor::from(config).accept(stream).await else {
+        return;
+    };
     let kill = Arc::new(Notify::new());
     let kill_in = Arc::clone(&kill);
     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
@@ -356,8 +503,21 @@ async fn tunnel(mut stream: TcpStream, routes: Arc<Routes>, mut stop: watch::Rec
         async move {
             let vendor = route.route_path(req.uri().path());
             let resp = match routes.emulators.get(&vendor) {
-                Some((emu, router)) => server::handle(req, router.clone(), Arc::clone(emu), Arc::clone(&routes.hub), kill).await,
-                None => (StatusCode::BAD_GATEWAY, format!("the {} emulator is not running", vendor.display_name())).into_response(),
+                Some((emu, router)) => {
+                    server::handle(
+                        req,
+                        router.clone(),
+                        Arc::clone(emu),
+                        Arc::clone(&routes.hub),
+                        kill,
+                    )
+                    .await
+                }
+                None => (
+                    StatusCode::BAD_GATEWAY,
+                    format!("the {} emulator is not running", vendor.display_name()),
+                )
+                    .into_response(),
             };
             Ok::<Response, Infallible>(resp)
         }
@@ -372,7 +532,10 @@ async fn tunnel(mut stream: TcpStream, routes: Arc<Routes>, mut stop: watch::Rec
 
 async fn refuse(stream: &mut TcpStream, status: &str, why: &str) {
     let body = format!("{why}\n");
-    let head = format!("HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
     let _ = stream.write_all(head.as_bytes()).await;
     let _ = stream.write_all(body.as_bytes()).await;
     let _ = stream.shutdown().await;
@@ -398,7 +561,14 @@ mod tests {
         assert_eq!(v("acme.crm4.dynamics.com"), Some(Vendor::Dataverse));
         assert_eq!(v("api.monday.com"), Some(Vendor::Monday));
         assert_eq!(v("api.partner.microsoft.com"), Some(Vendor::PartnerCenter));
-        for other in ["example.com", "zendesk.com.evil.example", "api.hubapi.com.evil.example", "crm.dynamics.com", "www.zohoapis.net", "169.254.169.254"] {
+        for other in [
+            "example.com",
+            "zendesk.com.evil.example",
+            "api.hubapi.com.evil.example",
+            "crm.dynamics.com",
+            "www.zohoapis.net",
+            "169.254.169.254",
+        ] {
             assert_eq!(v(other), None, "{other}");
         }
     }
@@ -409,7 +579,10 @@ mod tests {
         let first = ProxyCa::load_or_create(&dir).unwrap();
         let again = ProxyCa::load_or_create(&dir).unwrap();
         assert_eq!(first.cert_pem(), again.cert_pem());
-        assert_eq!(std::fs::read_to_string(ProxyCa::cert_path(&dir)).unwrap(), first.cert_pem());
+        assert_eq!(
+            std::fs::read_to_string(ProxyCa::cert_path(&dir)).unwrap(),
+            first.cert_pem()
+        );
         // A leaf issued by the reloaded key chains to the stored certificate.
         let authority = Authority::new(again);
         authority.config_for("api.hubapi.com").unwrap();
@@ -419,7 +592,13 @@ mod tests {
     #[test]
     fn microsoft_login_goes_to_the_emulator_of_the_tenant() {
         let r = route_host("login.microsoftonline.com").unwrap();
-        assert_eq!(r.route_path(&format!("/{}/oauth2/token", partner_center::TENANT)), Vendor::PartnerCenter);
-        assert_eq!(r.route_path(&format!("/{}/oauth2/v2.0/token", dataverse::TENANT)), Vendor::Dataverse);
+        assert_eq!(
+            r.route_path(&format!("/{}/oauth2/token", partner_center::TENANT)),
+            Vendor::PartnerCenter
+        );
+        assert_eq!(
+            r.route_path(&format!("/{}/oauth2/v2.0/token", dataverse::TENANT)),
+            Vendor::Dataverse
+        );
     }
 }

@@ -52,7 +52,13 @@ struct InFlight<'a> {
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        if let Some(n) = self.hub.in_flight.lock().expect("in flight").get_mut(&self.vendor) {
+        if let Some(n) = self
+            .hub
+            .in_flight
+            .lock()
+            .expect("in flight")
+            .get_mut(&self.vendor)
+        {
             *n = n.saturating_sub(1);
         }
     }
@@ -60,7 +66,10 @@ impl Drop for InFlight<'_> {
 
 impl Hub {
     pub(crate) fn new(config: SandboxConfig) -> Self {
-        let faults = Vendor::ALL.into_iter().map(|v| (v, config.faults)).collect();
+        let faults = Vendor::ALL
+            .into_iter()
+            .map(|v| (v, config.faults))
+            .collect();
         Self {
             outbox: Arc::new(Outbox::new(config.webhooks.clone())),
             config,
@@ -217,7 +226,13 @@ pub(crate) fn http1() -> hyper::server::conn::http1::Builder {
 
 /// One request to `emu`: logged, subject to fault injection, then answered by `router`. A
 /// dropped-connection fault notifies `kill` and never returns.
-pub(crate) async fn handle(req: Request<Incoming>, router: Router, emu: Arc<dyn Emulator>, hub: Arc<Hub>, kill: Arc<Notify>) -> Response {
+pub(crate) async fn handle(
+    req: Request<Incoming>,
+    router: Router,
+    emu: Arc<dyn Emulator>,
+    hub: Arc<Hub>,
+    kill: Arc<Notify>,
+) -> Response {
     let started = Instant::now();
     let seq = hub.request_seq.fetch_add(1, Ordering::Relaxed) + 1;
     let (mut parts, body) = req.into_parts();
@@ -229,7 +244,12 @@ pub(crate) async fn handle(req: Request<Incoming>, router: Router, emu: Arc<dyn 
     let headers: Vec<(String, String)> = parts
         .headers
         .iter()
-        .map(|(k, v)| (k.as_str().to_string(), redact_header(k.as_str(), v.to_str().unwrap_or("<binary>"))))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                redact_header(k.as_str(), v.to_str().unwrap_or("<binary>")),
+            )
+        })
         .collect();
     let in_flight = {
         let mut m = hub.in_flight.lock().expect("in flight");
@@ -237,7 +257,10 @@ pub(crate) async fn handle(req: Request<Incoming>, router: Router, emu: Arc<dyn 
         *n += 1;
         *n
     };
-    let _in_flight = InFlight { hub: &hub, vendor: emu.vendor() };
+    let _in_flight = InFlight {
+        hub: &hub,
+        vendor: emu.vendor(),
+    };
     let faults = hub.faults(emu.vendor());
     let mut dice = hub.roll();
     let mut fault: Option<&'static str> = None;
@@ -259,7 +282,14 @@ pub(crate) async fn handle(req: Request<Incoming>, router: Router, emu: Arc<dyn 
     }
     let response = match fault {
         _ if too_large => Some(
-            (http::StatusCode::PAYLOAD_TOO_LARGE, format!("the request body is larger than the sandbox's {} MiB limit", MAX_BODY / (1024 * 1024))).into_response(),
+            (
+                http::StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the request body is larger than the sandbox's {} MiB limit",
+                    MAX_BODY / (1024 * 1024)
+                ),
+            )
+                .into_response(),
         ),
         Some("dropped") => None,
         Some("rate_limited") => Some(emu.throttled()),
@@ -278,8 +308,17 @@ pub(crate) async fn handle(req: Request<Incoming>, router: Router, emu: Arc<dyn 
                 }
             }
             let mut req = Request::from_parts(parts.clone(), Body::from(bytes.clone()));
-            req.extensions_mut().insert(RequestCtx { force_expired, in_flight, received_at: started });
-            Some(router.oneshot(req).await.unwrap_or_else(|e: Infallible| match e {}))
+            req.extensions_mut().insert(RequestCtx {
+                force_expired,
+                in_flight,
+                received_at: started,
+            });
+            Some(
+                router
+                    .oneshot(req)
+                    .await
+                    .unwrap_or_else(|e: Infallible| match e {}),
+            )
         }
     };
     hub.log.push(LoggedRequest {

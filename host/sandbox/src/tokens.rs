@@ -55,7 +55,10 @@ pub(crate) struct TokenStore {
 
 impl Default for TokenStore {
     fn default() -> Self {
-        Self { inner: Mutex::default(), rng: SystemRandom::new() }
+        Self {
+            inner: Mutex::default(),
+            rng: SystemRandom::new(),
+        }
     }
 }
 
@@ -84,22 +87,37 @@ impl TokenStore {
     }
 
     pub(crate) fn put_access(&self, token: String, value: AccessToken) {
-        self.inner.lock().expect("tokens").access.insert(token, value);
+        self.inner
+            .lock()
+            .expect("tokens")
+            .access
+            .insert(token, value);
     }
 
     pub(crate) fn put_refresh(&self, token: String, value: RefreshToken) {
-        self.inner.lock().expect("tokens").refresh.insert(token, value);
+        self.inner
+            .lock()
+            .expect("tokens")
+            .refresh
+            .insert(token, value);
     }
 
     pub(crate) fn refresh(&self, token: &str) -> Option<RefreshToken> {
-        self.inner.lock().expect("tokens").refresh.get(token).cloned()
+        self.inner
+            .lock()
+            .expect("tokens")
+            .refresh
+            .get(token)
+            .cloned()
     }
 
     /// Records an access-token mint against a refresh token; returns how many were minted in
     /// the window ending now, including this one.
     pub(crate) fn note_mint(&self, refresh: &str, now_ms: i64, window_ms: i64) -> usize {
         let mut inner = self.inner.lock().expect("tokens");
-        let Some(r) = inner.refresh.get_mut(refresh) else { return 0 };
+        let Some(r) = inner.refresh.get_mut(refresh) else {
+            return 0;
+        };
         while r.minted.front().is_some_and(|t| *t <= now_ms - window_ms) {
             r.minted.pop_front();
         }
@@ -109,7 +127,11 @@ impl TokenStore {
 
     pub(crate) fn minted_in_window(&self, refresh: &str, now_ms: i64, window_ms: i64) -> usize {
         let inner = self.inner.lock().expect("tokens");
-        inner.refresh.get(refresh).map(|r| r.minted.iter().filter(|t| **t > now_ms - window_ms).count()).unwrap_or(0)
+        inner
+            .refresh
+            .get(refresh)
+            .map(|r| r.minted.iter().filter(|t| **t > now_ms - window_ms).count())
+            .unwrap_or(0)
     }
 
     /// Removes a refresh token and every access token minted from it (Zendesk rotation,
@@ -117,17 +139,26 @@ impl TokenStore {
     pub(crate) fn revoke_refresh(&self, token: &str) {
         let mut inner = self.inner.lock().expect("tokens");
         inner.refresh.remove(token);
-        inner.access.retain(|_, a| a.refresh.as_deref() != Some(token));
+        inner
+            .access
+            .retain(|_, a| a.refresh.as_deref() != Some(token));
     }
 
     pub(crate) fn revoke_access(&self, token: &str) -> bool {
-        self.inner.lock().expect("tokens").access.remove(token).is_some()
+        self.inner
+            .lock()
+            .expect("tokens")
+            .access
+            .remove(token)
+            .is_some()
     }
 
     pub(crate) fn check(&self, vendor: Vendor, token: &str, now_ms: i64) -> TokenCheck {
         let inner = self.inner.lock().expect("tokens");
         match inner.access.get(token) {
-            Some(a) if a.grant.vendor == vendor && a.expires_ms > now_ms => TokenCheck::Valid(a.clone()),
+            Some(a) if a.grant.vendor == vendor && a.expires_ms > now_ms => {
+                TokenCheck::Valid(a.clone())
+            }
             Some(a) if a.grant.vendor == vendor => TokenCheck::Expired,
             _ => TokenCheck::Unknown,
         }
@@ -154,6 +185,12 @@ impl TokenStore {
     }
 
     pub(crate) fn live_access_count(&self, vendor: Vendor, now_ms: i64) -> usize {
-        self.inner.lock().expect("tokens").access.values().filter(|a| a.grant.vendor == vendor && a.expires_ms > now_ms).count()
+        self.inner
+            .lock()
+            .expect("tokens")
+            .access
+            .values()
+            .filter(|a| a.grant.vendor == vendor && a.expires_ms > now_ms)
+            .count()
     }
 }

@@ -13,8 +13,15 @@ pub enum Vendor {
 }
 
 impl Vendor {
-    pub const ALL: [Vendor; 7] =
-        [Vendor::Zoho, Vendor::Zendesk, Vendor::Salesforce, Vendor::HubSpot, Vendor::Dataverse, Vendor::Monday, Vendor::PartnerCenter];
+    pub const ALL: [Vendor; 7] = [
+        Vendor::Zoho,
+        Vendor::Zendesk,
+        Vendor::Salesforce,
+        Vendor::HubSpot,
+        Vendor::Dataverse,
+        Vendor::Monday,
+        Vendor::PartnerCenter,
+    ];
 
     /// Short lowercase name used in admin API paths (`/admin/vendors/zoho/...`).
     pub fn slug(self) -> &'static str {

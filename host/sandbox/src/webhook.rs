@@ -14,7 +14,8 @@ use crate::vendor::Vendor;
 
 const KEPT: usize = 2_000;
 
-pub(crate) type BuildRequest = Box<dyn Fn(u32, i64) -> (Vec<(String, String)>, Vec<u8>) + Send + Sync>;
+pub(crate) type BuildRequest =
+    Box<dyn Fn(u32, i64) -> (Vec<(String, String)>, Vec<u8>) + Send + Sync>;
 
 /// What to send; `build` is called per attempt because some vendors sign a timestamp or count
 /// attempts inside the body (HubSpot `attemptNumber`).
@@ -65,7 +66,12 @@ impl Outbox {
             .no_proxy()
             .build()
             .expect("an HTTP client with a crypto provider installed by Sandbox::start");
-        Self { client, config, next_id: AtomicU64::new(1), deliveries: Mutex::new(VecDeque::new()) }
+        Self {
+            client,
+            config,
+            next_id: AtomicU64::new(1),
+            deliveries: Mutex::new(VecDeque::new()),
+        }
     }
 
     /// The client deliveries use, for vendors that call the receiver synchronously (monday's
@@ -128,7 +134,12 @@ impl Outbox {
             let retryable = status.is_none_or(out.retry_on);
             let last = done || !retryable || attempt + 1 == out.max_attempts;
             self.update(id, |d| {
-                d.attempts.push(Attempt { at: rfc3339(clock.now_ms()), status, error, response_body });
+                d.attempts.push(Attempt {
+                    at: rfc3339(clock.now_ms()),
+                    status,
+                    error,
+                    response_body,
+                });
                 if last {
                     d.state = if done { "delivered" } else { "failed" };
                 }
@@ -149,15 +160,29 @@ impl Outbox {
     }
 
     pub(crate) fn list(&self, vendor: Option<Vendor>) -> Vec<Delivery> {
-        self.deliveries.lock().expect("deliveries").iter().filter(|d| vendor.is_none_or(|v| d.vendor == v)).cloned().collect()
+        self.deliveries
+            .lock()
+            .expect("deliveries")
+            .iter()
+            .filter(|d| vendor.is_none_or(|v| d.vendor == v))
+            .cloned()
+            .collect()
     }
 
     pub(crate) fn get(&self, id: u64) -> Option<Delivery> {
-        self.deliveries.lock().expect("deliveries").iter().find(|d| d.id == id).cloned()
+        self.deliveries
+            .lock()
+            .expect("deliveries")
+            .iter()
+            .find(|d| d.id == id)
+            .cloned()
     }
 
     pub(crate) fn clear(&self, vendor: Option<Vendor>) {
-        self.deliveries.lock().expect("deliveries").retain(|d| vendor.is_some_and(|v| d.vendor != v));
+        self.deliveries
+            .lock()
+            .expect("deliveries")
+            .retain(|d| vendor.is_some_and(|v| d.vendor != v));
     }
 }
 

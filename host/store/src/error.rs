@@ -122,7 +122,10 @@ impl StoreError {
                 let sqlite = code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6));
                 // PostgreSQL: serialization failure, deadlock, connection exceptions (class 08),
                 // and the server shutting the connection (57P01-57P03).
-                let postgres = matches!(code.as_ref(), "40001" | "40P01" | "57P01" | "57P02" | "57P03") || code.starts_with("08");
+                let postgres = matches!(
+                    code.as_ref(),
+                    "40001" | "40P01" | "57P01" | "57P02" | "57P03"
+                ) || code.starts_with("08");
                 sqlite || postgres
             }
             _ => false,

@@ -21,17 +21,20 @@
 
 mod error;
 mod migrations;
-mod runs;
 mod postgres;
+mod runs;
 mod sqlite;
 
 use std::path::Path;
 use std::time::SystemTime;
 
 pub use error::StoreError;
-pub use sqlite::private_dir;
 pub use migrations::{MIGRATIONS, Migration};
-pub use runs::{DatasetInfo, ErrorEntry, FlowLease, LeaseOutcome, RunRecord, StepRunRecord, StoredEvent, Upserted, WebhookSubscription};
+pub use runs::{
+    DatasetInfo, ErrorEntry, FlowLease, LeaseOutcome, RunRecord, StepRunRecord, StoredEvent,
+    Upserted, WebhookSubscription,
+};
+pub use sqlite::private_dir;
 
 /// The tenant used while weft runs a single tenant.
 pub const DEFAULT_TENANT: &str = "default";
@@ -373,7 +376,13 @@ impl Store {
 /// Runs, steps, cursors and the error log.
 impl Store {
     /// Records the start of a run.
-    pub async fn run_start(&self, id: &str, tenant: &str, flow: &str, environment: Option<&str>) -> Result<(), StoreError> {
+    pub async fn run_start(
+        &self,
+        id: &str,
+        tenant: &str,
+        flow: &str,
+        environment: Option<&str>,
+    ) -> Result<(), StoreError> {
         self.retrying(|| async move {
             match &self.backend {
                 Backend::Sqlite(db) => db.run_start(id, tenant, flow, environment).await,
@@ -384,7 +393,12 @@ impl Store {
     }
 
     /// Records how a run ended.
-    pub async fn run_finish(&self, id: &str, status: &str, error: Option<&str>) -> Result<(), StoreError> {
+    pub async fn run_finish(
+        &self,
+        id: &str,
+        status: &str,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
         self.retrying(|| async move {
             match &self.backend {
                 Backend::Sqlite(db) => db.run_finish(id, status, error).await,
@@ -417,7 +431,13 @@ impl Store {
     }
 
     /// The most recent runs of one flow, newest first; with `status`, only runs that ended so.
-    pub async fn flow_runs(&self, tenant: &str, flow: &str, status: Option<&str>, limit: u32) -> Result<Vec<RunRecord>, StoreError> {
+    pub async fn flow_runs(
+        &self,
+        tenant: &str,
+        flow: &str,
+        status: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<RunRecord>, StoreError> {
         self.retrying(|| async move {
             match &self.backend {
                 Backend::Sqlite(db) => db.flow_runs(tenant, flow, status, limit).await,
@@ -428,7 +448,11 @@ impl Store {
     }
 
     /// One run and its steps.
-    pub async fn run_get(&self, tenant: &str, id: &str) -> Result<Option<(RunRecord, Vec<StepRunRecord>)>, StoreError> {
+    pub async fn run_get(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<(RunRecord, Vec<StepRunRecord>)>, StoreError> {
         self.retrying(|| async move {
             match &self.backend {
                 Backend::Sqlite(db) => db.run_get(tenant, id).await,
@@ -439,7 +463,13 @@ impl Store {
     }
 
     /// Adds a failed record to a run's error log.
-    pub async fn error_append(&self, run_id: &str, step: &str, record: Option<&str>, error: &str) -> Result<(), StoreError> {
+    pub async fn error_append(
+        &self,
+        run_id: &str,
+        step: &str,
+        record: Option<&str>,
+        error: &str,
+    ) -> Result<(), StoreError> {
         self.retrying(|| async move {
             match &self.backend {
                 Backend::Sqlite(db) => db.error_append(run_id, step, record, error).await,
@@ -461,7 +491,12 @@ impl Store {
     }
 
     /// Where a read step of a flow resumes from.
-    pub async fn cursor_get(&self, tenant: &str, flow: &str, step: &str) -> Result<Option<String>, StoreError> {
+    pub async fn cursor_get(
+        &self,
+        tenant: &str,
+        flow: &str,
+        step: &str,
+    ) -> Result<Option<String>, StoreError> {
         self.retrying(|| async move {
             match &self.backend {
                 Backend::Sqlite(db) => db.cursor_get(tenant, flow, step).await,
@@ -473,7 +508,13 @@ impl Store {
 
     /// Commits a read step's cursor. Callers do this only after every write depending on the
     /// pages before it was acknowledged.
-    pub async fn cursor_set(&self, tenant: &str, flow: &str, step: &str, cursor: &str) -> Result<(), StoreError> {
+    pub async fn cursor_set(
+        &self,
+        tenant: &str,
+        flow: &str,
+        step: &str,
+        cursor: &str,
+    ) -> Result<(), StoreError> {
         self.retrying(|| async move {
             match &self.backend {
                 Backend::Sqlite(db) => db.cursor_set(tenant, flow, step, cursor).await,
@@ -489,7 +530,11 @@ impl Store {
 /// values the token was issued for; the store never sees a token in clear.
 impl Store {
     /// The sealed token kept for `credential`.
-    pub async fn token_get(&self, tenant: &str, credential: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    pub async fn token_get(
+        &self,
+        tenant: &str,
+        credential: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
         self.retrying(|| async move {
             match &self.backend {
                 Backend::Sqlite(db) => db.token_get(tenant, credential).await,
@@ -500,7 +545,12 @@ impl Store {
     }
 
     /// Keeps (or replaces) the sealed token for `credential`.
-    pub async fn token_put(&self, tenant: &str, credential: &str, sealed: &[u8]) -> Result<(), StoreError> {
+    pub async fn token_put(
+        &self,
+        tenant: &str,
+        credential: &str,
+        sealed: &[u8],
+    ) -> Result<(), StoreError> {
         self.retrying(|| async move {
             match &self.backend {
                 Backend::Sqlite(db) => db.token_put(tenant, credential, sealed).await,
@@ -528,19 +578,34 @@ impl Store {
     /// Takes flow `flow` for run `run_id` for `ttl`, unless another run holds an unexpired
     /// lease. A lapsed lease is taken over, and the run that held it, if still `running`, is
     /// marked `abandoned` with when and why.
-    pub async fn lease_acquire(&self, tenant: &str, flow: &str, run_id: &str, holder: &str, ttl: std::time::Duration) -> Result<LeaseOutcome, StoreError> {
+    pub async fn lease_acquire(
+        &self,
+        tenant: &str,
+        flow: &str,
+        run_id: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<LeaseOutcome, StoreError> {
         let ttl_ms = ttl.as_millis() as i64;
         self.retrying(|| async move {
             match &self.backend {
                 Backend::Sqlite(db) => db.lease_acquire(tenant, flow, run_id, holder, ttl_ms).await,
-                Backend::Postgres(db) => db.lease_acquire(tenant, flow, run_id, holder, ttl_ms).await,
+                Backend::Postgres(db) => {
+                    db.lease_acquire(tenant, flow, run_id, holder, ttl_ms).await
+                }
             }
         })
         .await
     }
 
     /// Extends run `run_id`'s lease on `flow` to `ttl` from now; `false` if it no longer holds it.
-    pub async fn lease_renew(&self, tenant: &str, flow: &str, run_id: &str, ttl: std::time::Duration) -> Result<bool, StoreError> {
+    pub async fn lease_renew(
+        &self,
+        tenant: &str,
+        flow: &str,
+        run_id: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError> {
         let ttl_ms = ttl.as_millis() as i64;
         self.retrying(|| async move {
             match &self.backend {
@@ -552,7 +617,12 @@ impl Store {
     }
 
     /// Gives the flow up, if run `run_id` holds it.
-    pub async fn lease_release(&self, tenant: &str, flow: &str, run_id: &str) -> Result<(), StoreError> {
+    pub async fn lease_release(
+        &self,
+        tenant: &str,
+        flow: &str,
+        run_id: &str,
+    ) -> Result<(), StoreError> {
         self.retrying(|| async move {
             match &self.backend {
                 Backend::Sqlite(db) => db.lease_release(tenant, flow, run_id).await,
@@ -578,7 +648,12 @@ impl Store {
 /// Datasets: records kept in weft's own store under a name, upserted by key.
 impl Store {
     /// Upserts `(key, record JSON)` rows into a dataset in one transaction; one outcome per row.
-    pub async fn dataset_upsert(&self, tenant: &str, dataset: &str, rows: &[(String, String)]) -> Result<Vec<Upserted>, StoreError> {
+    pub async fn dataset_upsert(
+        &self,
+        tenant: &str,
+        dataset: &str,
+        rows: &[(String, String)],
+    ) -> Result<Vec<Upserted>, StoreError> {
         self.retrying(|| async move {
             match &self.backend {
                 Backend::Sqlite(db) => db.dataset_upsert(tenant, dataset, rows).await,
@@ -589,7 +664,12 @@ impl Store {
     }
 
     /// Deletes the rows with these keys from a dataset in one transaction; how many there were.
-    pub async fn dataset_delete(&self, tenant: &str, dataset: &str, keys: &[String]) -> Result<u64, StoreError> {
+    pub async fn dataset_delete(
+        &self,
+        tenant: &str,
+        dataset: &str,
+        keys: &[String],
+    ) -> Result<u64, StoreError> {
         self.retrying(|| async move {
             match &self.backend {
                 Backend::Sqlite(db) => db.dataset_delete(tenant, dataset, keys).await,
@@ -600,7 +680,13 @@ impl Store {
     }
 
     /// Up to `limit` `(key, record JSON)` rows in key order, after `after`.
-    pub async fn dataset_page(&self, tenant: &str, dataset: &str, after: Option<&str>, limit: u32) -> Result<Vec<(String, String)>, StoreError> {
+    pub async fn dataset_page(
+        &self,
+        tenant: &str,
+        dataset: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<(String, String)>, StoreError> {
         self.retrying(|| async move {
             match &self.backend {
                 Backend::Sqlite(db) => db.dataset_page(tenant, dataset, after, limit).await,
@@ -626,7 +712,12 @@ impl Store {
 impl Store {
     /// Keeps a verified event for `flow`; `false` when an event with its id was already kept
     /// (a redelivery), which is then dropped.
-    pub async fn event_put(&self, tenant: &str, flow: &str, event: &StoredEvent) -> Result<bool, StoreError> {
+    pub async fn event_put(
+        &self,
+        tenant: &str,
+        flow: &str,
+        event: &StoredEvent,
+    ) -> Result<bool, StoreError> {
         self.retrying(|| async move {
             match &self.backend {
                 Backend::Sqlite(db) => db.event_put(tenant, flow, event).await,
@@ -637,7 +728,12 @@ impl Store {
     }
 
     /// Events of `flow` not yet processed, in arrival order.
-    pub async fn events_pending(&self, tenant: &str, flow: &str, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
+    pub async fn events_pending(
+        &self,
+        tenant: &str,
+        flow: &str,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
         self.retrying(|| async move {
             match &self.backend {
                 Backend::Sqlite(db) => db.events_pending(tenant, flow, limit).await,
@@ -648,7 +744,12 @@ impl Store {
     }
 
     /// Marks events processed, after the run that consumed them succeeded.
-    pub async fn events_done(&self, tenant: &str, flow: &str, event_ids: &[String]) -> Result<(), StoreError> {
+    pub async fn events_done(
+        &self,
+        tenant: &str,
+        flow: &str,
+        event_ids: &[String],
+    ) -> Result<(), StoreError> {
         self.retrying(|| async move {
             match &self.backend {
                 Backend::Sqlite(db) => db.events_done(tenant, flow, event_ids).await,
@@ -659,7 +760,11 @@ impl Store {
     }
 
     /// Keeps a flow's webhook registration, replacing the one it had.
-    pub async fn subscription_put(&self, tenant: &str, subscription: &WebhookSubscription) -> Result<(), StoreError> {
+    pub async fn subscription_put(
+        &self,
+        tenant: &str,
+        subscription: &WebhookSubscription,
+    ) -> Result<(), StoreError> {
         self.retrying(|| async move {
             match &self.backend {
                 Backend::Sqlite(db) => db.subscription_put(tenant, subscription).await,
@@ -670,7 +775,11 @@ impl Store {
     }
 
     /// The tenant's webhook registrations (only `flow`'s when given), by flow name.
-    pub async fn subscriptions(&self, tenant: &str, flow: Option<&str>) -> Result<Vec<WebhookSubscription>, StoreError> {
+    pub async fn subscriptions(
+        &self,
+        tenant: &str,
+        flow: Option<&str>,
+    ) -> Result<Vec<WebhookSubscription>, StoreError> {
         self.retrying(|| async move {
             match &self.backend {
                 Backend::Sqlite(db) => db.subscriptions(tenant, flow).await,

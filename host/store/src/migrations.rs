@@ -18,9 +18,9 @@ pub struct Migration {
 /// Every migration, in the order they are applied.
 pub const MIGRATIONS: &[Migration] = &[
     Migration {
-    version: 1,
-    name: "plugin state and secrets",
-    sql: r#"
+        version: 1,
+        name: "plugin state and secrets",
+        sql: r#"
 CREATE TABLE plugin_state (
     tenant      TEXT    NOT NULL,
     plugin      TEXT    NOT NULL,
@@ -40,10 +40,11 @@ CREATE TABLE secrets (
     PRIMARY KEY (tenant, name)
 );
 "#,
-}, Migration {
-    version: 2,
-    name: "runs, step runs, cursors and the error log",
-    sql: r#"
+    },
+    Migration {
+        version: 2,
+        name: "runs, step runs, cursors and the error log",
+        sql: r#"
 CREATE TABLE runs (
     id           TEXT    PRIMARY KEY,
     tenant       TEXT    NOT NULL,
@@ -89,10 +90,11 @@ CREATE TABLE run_errors (
     PRIMARY KEY (run_id, seq)
 );
 "#,
-}, Migration {
-    version: 3,
-    name: "datasets",
-    sql: r#"
+    },
+    Migration {
+        version: 3,
+        name: "datasets",
+        sql: r#"
 CREATE TABLE dataset_records (
     tenant      TEXT    NOT NULL,
     dataset     TEXT    NOT NULL,
@@ -102,10 +104,11 @@ CREATE TABLE dataset_records (
     PRIMARY KEY (tenant, dataset, key)
 );
 "#,
-}, Migration {
-    version: 4,
-    name: "webhook events",
-    sql: r#"
+    },
+    Migration {
+        version: 4,
+        name: "webhook events",
+        sql: r#"
 CREATE TABLE webhook_events (
     tenant        TEXT    NOT NULL,
     flow          TEXT    NOT NULL,
@@ -120,10 +123,11 @@ CREATE TABLE webhook_events (
 );
 CREATE INDEX webhook_events_pending ON webhook_events (tenant, flow, processed_at, seq);
 "#,
-}, Migration {
-    version: 5,
-    name: "webhook subscriptions",
-    sql: r#"
+    },
+    Migration {
+        version: 5,
+        name: "webhook subscriptions",
+        sql: r#"
 CREATE TABLE webhook_subscriptions (
     tenant           TEXT    NOT NULL,
     flow             TEXT    NOT NULL,
@@ -136,10 +140,11 @@ CREATE TABLE webhook_subscriptions (
     PRIMARY KEY (tenant, flow)
 );
 "#,
-}, Migration {
-    version: 6,
-    name: "flow leases",
-    sql: r#"
+    },
+    Migration {
+        version: 6,
+        name: "flow leases",
+        sql: r#"
 CREATE TABLE flow_leases (
     tenant      TEXT    NOT NULL,
     flow        TEXT    NOT NULL,
@@ -150,10 +155,11 @@ CREATE TABLE flow_leases (
 );
 CREATE INDEX runs_by_status ON runs (tenant, status);
 "#,
-}, Migration {
-    version: 7,
-    name: "tokens",
-    sql: r#"
+    },
+    Migration {
+        version: 7,
+        name: "tokens",
+        sql: r#"
 CREATE TABLE tokens (
     tenant      TEXT    NOT NULL,
     credential  TEXT    NOT NULL,
@@ -162,9 +168,8 @@ CREATE TABLE tokens (
     PRIMARY KEY (tenant, credential)
 );
 "#,
-}];
-
-
+    },
+];
 
 /// The newest schema version this build knows.
 pub(crate) fn latest_version() -> i64 {

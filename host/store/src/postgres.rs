@@ -8,7 +8,11 @@ use sqlx::{Connection as _, Row as _};
 
 use crate::migrations::{MIGRATIONS, latest_version};
 use crate::runs::{UPSERT_CHUNK, abandoned_reason, upsert_plan};
-use crate::{DatasetInfo, ErrorEntry, FlowLease, LeaseOutcome, RunRecord, SecretEntry, StateScope, StepRunRecord, StoreError, StoredEvent, Upserted, WebhookSubscription, millis_to_time, now_millis};
+use crate::{
+    DatasetInfo, ErrorEntry, FlowLease, LeaseOutcome, RunRecord, SecretEntry, StateScope,
+    StepRunRecord, StoreError, StoredEvent, Upserted, WebhookSubscription, millis_to_time,
+    now_millis,
+};
 
 /// Every weft process migrating the same database takes this advisory lock first.
 const MIGRATION_LOCK: i64 = 0x7765_6674; // "weft"
@@ -50,8 +54,15 @@ impl PostgresBackend {
     /// Applies pending migrations in one transaction under an advisory lock, so two processes
     /// starting at once cannot both apply the same migration.
     async fn migrate(&self) -> Result<(), StoreError> {
-        let mut conn = self.pool.acquire().await.map_err(query_err("acquire a connection to migrate"))?;
-        let mut tx = conn.begin().await.map_err(query_err("start the migration transaction"))?;
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(query_err("acquire a connection to migrate"))?;
+        let mut tx = conn
+            .begin()
+            .await
+            .map_err(query_err("start the migration transaction"))?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(MIGRATION_LOCK)
             .execute(&mut *tx)
@@ -182,14 +193,16 @@ impl PostgresBackend {
         tenant: &str,
         name: &str,
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        sqlx::query_scalar::<_, Vec<u8>>("SELECT sealed FROM secrets WHERE tenant = $1 AND name = $2")
-            .bind(tenant)
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(query_err(format!(
-                "read secret {name:?} of tenant {tenant:?}"
-            )))
+        sqlx::query_scalar::<_, Vec<u8>>(
+            "SELECT sealed FROM secrets WHERE tenant = $1 AND name = $2",
+        )
+        .bind(tenant)
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(query_err(format!(
+            "read secret {name:?} of tenant {tenant:?}"
+        )))
     }
 
     pub(crate) async fn secret_delete(&self, tenant: &str, name: &str) -> Result<bool, StoreError> {
@@ -255,13 +268,15 @@ async fn apply_pending(conn: &mut PgConnection) -> Result<(), StoreError> {
             .execute(&mut *conn)
             .await
             .map_err(fail)?;
-        sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
-            .bind(migration.version)
-            .bind(migration.name)
-            .bind(now_millis())
-            .execute(&mut *conn)
-            .await
-            .map_err(fail)?;
+        sqlx::query(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+        )
+        .bind(migration.version)
+        .bind(migration.name)
+        .bind(now_millis())
+        .execute(&mut *conn)
+        .await
+        .map_err(fail)?;
         tracing::info!(
             version = migration.version,
             name = migration.name,
@@ -276,7 +291,9 @@ fn time(ms: Option<i64>) -> Option<std::time::SystemTime> {
 }
 
 fn ms(t: std::time::SystemTime) -> i64 {
-    t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 fn run_record(row: &sqlx::postgres::PgRow) -> RunRecord {
@@ -293,7 +310,13 @@ fn run_record(row: &sqlx::postgres::PgRow) -> RunRecord {
 }
 
 impl PostgresBackend {
-    pub(crate) async fn run_start(&self, id: &str, tenant: &str, flow: &str, environment: Option<&str>) -> Result<(), StoreError> {
+    pub(crate) async fn run_start(
+        &self,
+        id: &str,
+        tenant: &str,
+        flow: &str,
+        environment: Option<&str>,
+    ) -> Result<(), StoreError> {
         sqlx::query("INSERT INTO runs (id, tenant, flow, environment, status, started_at) VALUES ($1, $2, $3, $4, 'running', $5)")
             .bind(id)
             .bind(tenant)
@@ -306,7 +329,12 @@ impl PostgresBackend {
             .map_err(query_err(format!("record the start of run {id}")))
     }
 
-    pub(crate) async fn run_finish(&self, id: &str, status: &str, error: Option<&str>) -> Result<(), StoreError> {
+    pub(crate) async fn run_finish(
+        &self,
+        id: &str,
+        status: &str,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
         sqlx::query("UPDATE runs SET status = $1, finished_at = $2, error = $3 WHERE id = $4")
             .bind(status)
             .bind(now_millis())
@@ -318,7 +346,11 @@ impl PostgresBackend {
             .map_err(query_err(format!("record the end of run {id}")))
     }
 
-    pub(crate) async fn step_save(&self, run_id: &str, s: &StepRunRecord) -> Result<(), StoreError> {
+    pub(crate) async fn step_save(
+        &self,
+        run_id: &str,
+        s: &StepRunRecord,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO step_runs (run_id, step, status, pages, records_in, records_out, failed, started_at, finished_at, error)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
@@ -342,17 +374,29 @@ impl PostgresBackend {
         .map_err(query_err(format!("save step {} of run {run_id}", s.step)))
     }
 
-    pub(crate) async fn runs_list(&self, tenant: &str, limit: u32) -> Result<Vec<RunRecord>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM runs WHERE tenant = $1 ORDER BY started_at DESC, id DESC LIMIT $2")
-            .bind(tenant)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(query_err("list runs"))?;
+    pub(crate) async fn runs_list(
+        &self,
+        tenant: &str,
+        limit: u32,
+    ) -> Result<Vec<RunRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM runs WHERE tenant = $1 ORDER BY started_at DESC, id DESC LIMIT $2",
+        )
+        .bind(tenant)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err("list runs"))?;
         Ok(rows.iter().map(run_record).collect())
     }
 
-    pub(crate) async fn flow_runs(&self, tenant: &str, flow: &str, status: Option<&str>, limit: u32) -> Result<Vec<RunRecord>, StoreError> {
+    pub(crate) async fn flow_runs(
+        &self,
+        tenant: &str,
+        flow: &str,
+        status: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<RunRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT * FROM runs WHERE tenant = $1 AND flow = $2 AND ($3 IS NULL OR status = $4) ORDER BY started_at DESC, id DESC LIMIT $5",
         )
@@ -367,7 +411,11 @@ impl PostgresBackend {
         Ok(rows.iter().map(run_record).collect())
     }
 
-    pub(crate) async fn run_get(&self, tenant: &str, id: &str) -> Result<Option<(RunRecord, Vec<StepRunRecord>)>, StoreError> {
+    pub(crate) async fn run_get(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<(RunRecord, Vec<StepRunRecord>)>, StoreError> {
         let Some(row) = sqlx::query("SELECT * FROM runs WHERE tenant = $1 AND id = $2")
             .bind(tenant)
             .bind(id)
@@ -377,28 +425,35 @@ impl PostgresBackend {
         else {
             return Ok(None);
         };
-        let steps = sqlx::query("SELECT * FROM step_runs WHERE run_id = $1 ORDER BY started_at, step")
-            .bind(id)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(query_err(format!("read the steps of run {id}")))?
-            .iter()
-            .map(|r| StepRunRecord {
-                step: r.get("step"),
-                status: r.get("status"),
-                pages: r.get::<i64, _>("pages") as u64,
-                records_in: r.get::<i64, _>("records_in") as u64,
-                records_out: r.get::<i64, _>("records_out") as u64,
-                failed: r.get::<i64, _>("failed") as u64,
-                started_at: millis_to_time(r.get("started_at")),
-                finished_at: time(r.get("finished_at")),
-                error: r.get("error"),
-            })
-            .collect();
+        let steps =
+            sqlx::query("SELECT * FROM step_runs WHERE run_id = $1 ORDER BY started_at, step")
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(query_err(format!("read the steps of run {id}")))?
+                .iter()
+                .map(|r| StepRunRecord {
+                    step: r.get("step"),
+                    status: r.get("status"),
+                    pages: r.get::<i64, _>("pages") as u64,
+                    records_in: r.get::<i64, _>("records_in") as u64,
+                    records_out: r.get::<i64, _>("records_out") as u64,
+                    failed: r.get::<i64, _>("failed") as u64,
+                    started_at: millis_to_time(r.get("started_at")),
+                    finished_at: time(r.get("finished_at")),
+                    error: r.get("error"),
+                })
+                .collect();
         Ok(Some((run_record(&row), steps)))
     }
 
-    pub(crate) async fn error_append(&self, run_id: &str, step: &str, record: Option<&str>, error: &str) -> Result<(), StoreError> {
+    pub(crate) async fn error_append(
+        &self,
+        run_id: &str,
+        step: &str,
+        record: Option<&str>,
+        error: &str,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO run_errors (run_id, seq, step, record, error, created_at)
              VALUES ($1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM run_errors WHERE run_id = $2), $3, $4, $5, $6)",
@@ -433,17 +488,30 @@ impl PostgresBackend {
             .collect())
     }
 
-    pub(crate) async fn cursor_get(&self, tenant: &str, flow: &str, step: &str) -> Result<Option<String>, StoreError> {
-        sqlx::query_scalar("SELECT cursor FROM cursors WHERE tenant = $1 AND flow = $2 AND step = $3")
-            .bind(tenant)
-            .bind(flow)
-            .bind(step)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(query_err(format!("read the cursor of {flow}/{step}")))
+    pub(crate) async fn cursor_get(
+        &self,
+        tenant: &str,
+        flow: &str,
+        step: &str,
+    ) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT cursor FROM cursors WHERE tenant = $1 AND flow = $2 AND step = $3",
+        )
+        .bind(tenant)
+        .bind(flow)
+        .bind(step)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(query_err(format!("read the cursor of {flow}/{step}")))
     }
 
-    pub(crate) async fn cursor_set(&self, tenant: &str, flow: &str, step: &str, cursor: &str) -> Result<(), StoreError> {
+    pub(crate) async fn cursor_set(
+        &self,
+        tenant: &str,
+        flow: &str,
+        step: &str,
+        cursor: &str,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO cursors (tenant, flow, step, cursor, updated_at) VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (tenant, flow, step) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at",
@@ -461,7 +529,12 @@ impl PostgresBackend {
 
     /// One page as a few statements, not two per record: the keys' current records in one
     /// `SELECT … IN`, then the new and changed rows in one multi-row `INSERT … ON CONFLICT`.
-    pub(crate) async fn dataset_upsert(&self, tenant: &str, dataset: &str, rows: &[(String, String)]) -> Result<Vec<Upserted>, StoreError> {
+    pub(crate) async fn dataset_upsert(
+        &self,
+        tenant: &str,
+        dataset: &str,
+        rows: &[(String, String)],
+    ) -> Result<Vec<Upserted>, StoreError> {
         let action = || format!("upsert into dataset {dataset}");
         let mut tx = self.pool.begin().await.map_err(query_err(action()))?;
         let mut existing = std::collections::HashMap::new();
@@ -469,50 +542,83 @@ impl PostgresBackend {
         keys.sort_unstable();
         keys.dedup();
         for chunk in keys.chunks(UPSERT_CHUNK) {
-            let mut select = sqlx::QueryBuilder::new("SELECT key, record FROM dataset_records WHERE tenant = ");
-            select.push_bind(tenant).push(" AND dataset = ").push_bind(dataset).push(" AND key IN (");
+            let mut select =
+                sqlx::QueryBuilder::new("SELECT key, record FROM dataset_records WHERE tenant = ");
+            select
+                .push_bind(tenant)
+                .push(" AND dataset = ")
+                .push_bind(dataset)
+                .push(" AND key IN (");
             let mut list = select.separated(", ");
             for key in chunk {
                 list.push_bind(*key);
             }
             select.push(")");
-            for row in select.build().fetch_all(&mut *tx).await.map_err(query_err(action()))? {
+            for row in select
+                .build()
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(query_err(action()))?
+            {
                 existing.insert(row.get::<String, _>("key"), row.get::<String, _>("record"));
             }
         }
         let (outcomes, writes) = upsert_plan(rows, existing);
         let now = now_millis();
         for chunk in writes.chunks(UPSERT_CHUNK) {
-            let mut insert = sqlx::QueryBuilder::new("INSERT INTO dataset_records (tenant, dataset, key, record, updated_at) ");
+            let mut insert = sqlx::QueryBuilder::new(
+                "INSERT INTO dataset_records (tenant, dataset, key, record, updated_at) ",
+            );
             insert.push_values(chunk, |mut b, (key, record)| {
-                b.push_bind(tenant).push_bind(dataset).push_bind(*key).push_bind(*record).push_bind(now);
+                b.push_bind(tenant)
+                    .push_bind(dataset)
+                    .push_bind(*key)
+                    .push_bind(*record)
+                    .push_bind(now);
             });
             insert.push(" ON CONFLICT (tenant, dataset, key) DO UPDATE SET record = excluded.record, updated_at = excluded.updated_at");
-            insert.build().execute(&mut *tx).await.map_err(query_err(action()))?;
+            insert
+                .build()
+                .execute(&mut *tx)
+                .await
+                .map_err(query_err(action()))?;
         }
         tx.commit().await.map_err(query_err(action()))?;
         Ok(outcomes)
     }
 
-    pub(crate) async fn dataset_delete(&self, tenant: &str, dataset: &str, keys: &[String]) -> Result<u64, StoreError> {
+    pub(crate) async fn dataset_delete(
+        &self,
+        tenant: &str,
+        dataset: &str,
+        keys: &[String],
+    ) -> Result<u64, StoreError> {
         let action = || format!("delete from dataset {dataset}");
         let mut tx = self.pool.begin().await.map_err(query_err(action()))?;
         let mut deleted = 0;
         for key in keys {
-            deleted += sqlx::query("DELETE FROM dataset_records WHERE tenant = $1 AND dataset = $2 AND key = $3")
-                .bind(tenant)
-                .bind(dataset)
-                .bind(key)
-                .execute(&mut *tx)
-                .await
-                .map_err(query_err(action()))?
-                .rows_affected();
+            deleted += sqlx::query(
+                "DELETE FROM dataset_records WHERE tenant = $1 AND dataset = $2 AND key = $3",
+            )
+            .bind(tenant)
+            .bind(dataset)
+            .bind(key)
+            .execute(&mut *tx)
+            .await
+            .map_err(query_err(action()))?
+            .rows_affected();
         }
         tx.commit().await.map_err(query_err(action()))?;
         Ok(deleted)
     }
 
-    pub(crate) async fn dataset_page(&self, tenant: &str, dataset: &str, after: Option<&str>, limit: u32) -> Result<Vec<(String, String)>, StoreError> {
+    pub(crate) async fn dataset_page(
+        &self,
+        tenant: &str,
+        dataset: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<(String, String)>, StoreError> {
         let rows = sqlx::query("SELECT key, record FROM dataset_records WHERE tenant = $1 AND dataset = $2 AND key > $3 ORDER BY key LIMIT $4")
             .bind(tenant)
             .bind(dataset)
@@ -521,7 +627,10 @@ impl PostgresBackend {
             .fetch_all(&self.pool)
             .await
             .map_err(query_err(format!("read dataset {dataset}")))?;
-        Ok(rows.iter().map(|r| (r.get("key"), r.get("record"))).collect())
+        Ok(rows
+            .iter()
+            .map(|r| (r.get("key"), r.get("record")))
+            .collect())
     }
 
     pub(crate) async fn dataset_list(&self, tenant: &str) -> Result<Vec<DatasetInfo>, StoreError> {
@@ -534,11 +643,20 @@ impl PostgresBackend {
         .map_err(query_err("list datasets"))?;
         Ok(rows
             .iter()
-            .map(|r| DatasetInfo { name: r.get("dataset"), records: r.get::<i64, _>("records") as u64, updated_at: millis_to_time(r.get("updated_at")) })
+            .map(|r| DatasetInfo {
+                name: r.get("dataset"),
+                records: r.get::<i64, _>("records") as u64,
+                updated_at: millis_to_time(r.get("updated_at")),
+            })
             .collect())
     }
 
-    pub(crate) async fn event_put(&self, tenant: &str, flow: &str, e: &StoredEvent) -> Result<bool, StoreError> {
+    pub(crate) async fn event_put(
+        &self,
+        tenant: &str,
+        flow: &str,
+        e: &StoredEvent,
+    ) -> Result<bool, StoreError> {
         let result = sqlx::query(
             "INSERT INTO webhook_events (tenant, flow, event_id, seq, stream, action, record, received_at)
              VALUES ($1, $2, $3, (SELECT COALESCE(MAX(seq), 0) + 1 FROM webhook_events WHERE tenant = $1 AND flow = $2), $4, $5, $6, $7)
@@ -557,7 +675,12 @@ impl PostgresBackend {
         Ok(result.rows_affected() > 0)
     }
 
-    pub(crate) async fn events_pending(&self, tenant: &str, flow: &str, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
+    pub(crate) async fn events_pending(
+        &self,
+        tenant: &str,
+        flow: &str,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
         let rows = sqlx::query(
             "SELECT event_id, seq, stream, action, record FROM webhook_events
              WHERE tenant = $1 AND flow = $2 AND processed_at IS NULL ORDER BY seq LIMIT $3",
@@ -567,7 +690,9 @@ impl PostgresBackend {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await
-        .map_err(query_err(format!("read pending webhook events of flow {flow}")))?;
+        .map_err(query_err(format!(
+            "read pending webhook events of flow {flow}"
+        )))?;
         Ok(rows
             .iter()
             .map(|r| StoredEvent {
@@ -580,7 +705,12 @@ impl PostgresBackend {
             .collect())
     }
 
-    pub(crate) async fn events_done(&self, tenant: &str, flow: &str, event_ids: &[String]) -> Result<(), StoreError> {
+    pub(crate) async fn events_done(
+        &self,
+        tenant: &str,
+        flow: &str,
+        event_ids: &[String],
+    ) -> Result<(), StoreError> {
         let action = || format!("mark webhook events of flow {flow} processed");
         let mut tx = self.pool.begin().await.map_err(query_err(action()))?;
         let now = now_millis();
@@ -597,7 +727,11 @@ impl PostgresBackend {
         tx.commit().await.map_err(query_err(action()))
     }
 
-    pub(crate) async fn subscription_put(&self, tenant: &str, s: &WebhookSubscription) -> Result<(), StoreError> {
+    pub(crate) async fn subscription_put(
+        &self,
+        tenant: &str,
+        s: &WebhookSubscription,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO webhook_subscriptions (tenant, flow, connection, subscription_id, callback_url, events, expires_at, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
@@ -618,7 +752,11 @@ impl PostgresBackend {
         Ok(())
     }
 
-    pub(crate) async fn subscriptions(&self, tenant: &str, flow: Option<&str>) -> Result<Vec<WebhookSubscription>, StoreError> {
+    pub(crate) async fn subscriptions(
+        &self,
+        tenant: &str,
+        flow: Option<&str>,
+    ) -> Result<Vec<WebhookSubscription>, StoreError> {
         let rows = sqlx::query(
             "SELECT flow, connection, subscription_id, callback_url, events, expires_at, created_at FROM webhook_subscriptions
              WHERE tenant = $1 AND ($2::TEXT IS NULL OR flow = $2::TEXT) ORDER BY flow",
@@ -635,26 +773,45 @@ impl PostgresBackend {
                 connection: row.get("connection"),
                 subscription_id: row.get("subscription_id"),
                 callback_url: row.get("callback_url"),
-                events: row.get::<String, _>("events").split('\n').filter(|e| !e.is_empty()).map(str::to_owned).collect(),
+                events: row
+                    .get::<String, _>("events")
+                    .split('\n')
+                    .filter(|e| !e.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
                 expires_at: time(row.get("expires_at")),
                 created_at: millis_to_time(row.get("created_at")),
             })
             .collect())
     }
 
-    pub(crate) async fn subscription_delete(&self, tenant: &str, flow: &str) -> Result<bool, StoreError> {
-        let result = sqlx::query("DELETE FROM webhook_subscriptions WHERE tenant = $1 AND flow = $2")
-            .bind(tenant)
-            .bind(flow)
-            .execute(&self.pool)
-            .await
-            .map_err(query_err(format!("forget the webhook subscription of flow {flow}")))?;
+    pub(crate) async fn subscription_delete(
+        &self,
+        tenant: &str,
+        flow: &str,
+    ) -> Result<bool, StoreError> {
+        let result =
+            sqlx::query("DELETE FROM webhook_subscriptions WHERE tenant = $1 AND flow = $2")
+                .bind(tenant)
+                .bind(flow)
+                .execute(&self.pool)
+                .await
+                .map_err(query_err(format!(
+                    "forget the webhook subscription of flow {flow}"
+                )))?;
         Ok(result.rows_affected() > 0)
     }
 }
 
 impl PostgresBackend {
-    pub(crate) async fn lease_acquire(&self, tenant: &str, flow: &str, run_id: &str, holder: &str, ttl_ms: i64) -> Result<LeaseOutcome, StoreError> {
+    pub(crate) async fn lease_acquire(
+        &self,
+        tenant: &str,
+        flow: &str,
+        run_id: &str,
+        holder: &str,
+        ttl_ms: i64,
+    ) -> Result<LeaseOutcome, StoreError> {
         let action = || format!("take the lease of flow {flow}");
         let mut tx = self.pool.begin().await.map_err(query_err(action()))?;
         let now = now_millis();
@@ -666,7 +823,11 @@ impl PostgresBackend {
             .map_err(query_err(action()))?;
         let mut abandoned = None;
         if let Some(row) = current {
-            let lease = FlowLease { run_id: row.get("run_id"), holder: row.get("holder"), expires_at: millis_to_time(row.get("expires_at")) };
+            let lease = FlowLease {
+                run_id: row.get("run_id"),
+                holder: row.get("holder"),
+                expires_at: millis_to_time(row.get("expires_at")),
+            };
             let expires_at: i64 = row.get("expires_at");
             if expires_at > now && lease.run_id != run_id {
                 return Ok(LeaseOutcome::Held(lease));
@@ -705,13 +866,23 @@ impl PostgresBackend {
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(query_err(action()))?;
-            return Ok(LeaseOutcome::Held(FlowLease { run_id: row.get("run_id"), holder: row.get("holder"), expires_at: millis_to_time(row.get("expires_at")) }));
+            return Ok(LeaseOutcome::Held(FlowLease {
+                run_id: row.get("run_id"),
+                holder: row.get("holder"),
+                expires_at: millis_to_time(row.get("expires_at")),
+            }));
         }
         tx.commit().await.map_err(query_err(action()))?;
         Ok(LeaseOutcome::Acquired { abandoned })
     }
 
-    pub(crate) async fn lease_renew(&self, tenant: &str, flow: &str, run_id: &str, ttl_ms: i64) -> Result<bool, StoreError> {
+    pub(crate) async fn lease_renew(
+        &self,
+        tenant: &str,
+        flow: &str,
+        run_id: &str,
+        ttl_ms: i64,
+    ) -> Result<bool, StoreError> {
         let renewed = sqlx::query("UPDATE flow_leases SET expires_at = $1 WHERE tenant = $2 AND flow = $3 AND run_id = $4")
             .bind(now_millis() + ttl_ms)
             .bind(tenant)
@@ -723,7 +894,12 @@ impl PostgresBackend {
         Ok(renewed.rows_affected() > 0)
     }
 
-    pub(crate) async fn lease_release(&self, tenant: &str, flow: &str, run_id: &str) -> Result<(), StoreError> {
+    pub(crate) async fn lease_release(
+        &self,
+        tenant: &str,
+        flow: &str,
+        run_id: &str,
+    ) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM flow_leases WHERE tenant = $1 AND flow = $2 AND run_id = $3")
             .bind(tenant)
             .bind(flow)
@@ -753,16 +929,27 @@ impl PostgresBackend {
 }
 
 impl PostgresBackend {
-    pub(crate) async fn token_get(&self, tenant: &str, credential: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        sqlx::query_scalar::<_, Vec<u8>>("SELECT sealed FROM tokens WHERE tenant = $1 AND credential = $2")
-            .bind(tenant)
-            .bind(credential)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(query_err("read a kept token"))
+    pub(crate) async fn token_get(
+        &self,
+        tenant: &str,
+        credential: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        sqlx::query_scalar::<_, Vec<u8>>(
+            "SELECT sealed FROM tokens WHERE tenant = $1 AND credential = $2",
+        )
+        .bind(tenant)
+        .bind(credential)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(query_err("read a kept token"))
     }
 
-    pub(crate) async fn token_put(&self, tenant: &str, credential: &str, sealed: &[u8]) -> Result<(), StoreError> {
+    pub(crate) async fn token_put(
+        &self,
+        tenant: &str,
+        credential: &str,
+        sealed: &[u8],
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO tokens (tenant, credential, sealed, updated_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT (tenant, credential) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at",
@@ -777,7 +964,11 @@ impl PostgresBackend {
         .map_err(query_err("keep a token"))
     }
 
-    pub(crate) async fn token_delete(&self, tenant: &str, credential: &str) -> Result<(), StoreError> {
+    pub(crate) async fn token_delete(
+        &self,
+        tenant: &str,
+        credential: &str,
+    ) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM tokens WHERE tenant = $1 AND credential = $2")
             .bind(tenant)
             .bind(credential)

@@ -76,8 +76,12 @@ pub enum Upserted {
 /// What one page of dataset upserts does, worked out in memory from the records the keys hold
 /// now: one outcome per row, in order (a key repeated in the page sees its earlier row), and
 /// the rows to write, once per key, in the page's order of their last occurrence.
-pub(crate) fn upsert_plan(rows: &[(String, String)], existing: std::collections::HashMap<String, String>) -> (Vec<Upserted>, Vec<(&str, &str)>) {
-    let mut current: std::collections::HashMap<&str, (&str, bool)> = std::collections::HashMap::with_capacity(rows.len());
+pub(crate) fn upsert_plan(
+    rows: &[(String, String)],
+    existing: std::collections::HashMap<String, String>,
+) -> (Vec<Upserted>, Vec<(&str, &str)>) {
+    let mut current: std::collections::HashMap<&str, (&str, bool)> =
+        std::collections::HashMap::with_capacity(rows.len());
     let mut outcomes = Vec::with_capacity(rows.len());
     let mut order: Vec<&str> = Vec::new();
     for (key, record) in rows {
@@ -90,14 +94,23 @@ pub(crate) fn upsert_plan(rows: &[(String, String)], existing: std::collections:
             Some(_) => Upserted::Updated,
             None => Upserted::Created,
         };
-        let changed = outcome != Upserted::Unchanged || current.get(key.as_str()).is_some_and(|(_, c)| *c);
+        let changed =
+            outcome != Upserted::Unchanged || current.get(key.as_str()).is_some_and(|(_, c)| *c);
         if !current.contains_key(key.as_str()) {
             order.push(key);
         }
         current.insert(key, (record, changed));
         outcomes.push(outcome);
     }
-    let writes = order.into_iter().filter_map(|k| current.get(k).filter(|(_, changed)| *changed).map(|(r, _)| (k, *r))).collect();
+    let writes = order
+        .into_iter()
+        .filter_map(|k| {
+            current
+                .get(k)
+                .filter(|(_, changed)| *changed)
+                .map(|(r, _)| (k, *r))
+        })
+        .collect();
     (outcomes, writes)
 }
 

@@ -340,10 +340,14 @@ mod on_both {
 
     use std::time::Duration;
 
-    use weft_store::{LeaseOutcome, StateLimits, StateScope, StepRunRecord, Store, StoreError, StoredEvent, Upserted, WebhookSubscription};
+    use weft_store::{
+        LeaseOutcome, StateLimits, StateScope, StepRunRecord, Store, StoreError, StoredEvent,
+        Upserted, WebhookSubscription,
+    };
 
     fn admin_url() -> String {
-        std::env::var("WEFT_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+        std::env::var("WEFT_TEST_POSTGRES")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
     }
 
     /// A fresh schema on the test server, dropped when the test is done.
@@ -356,20 +360,40 @@ mod on_both {
     pub(super) async fn postgres_with_url() -> (Store, String, String) {
         use sqlx::Connection;
         static N: AtomicU32 = AtomicU32::new(0);
-        let schema = format!("weft_test_{}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+        let schema = format!(
+            "weft_test_{}_{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
         let mut admin = sqlx::PgConnection::connect(&admin_url())
             .await
-            .unwrap_or_else(|e| panic!("PostgreSQL at {} is needed for the store tests (.ci/run starts it): {e}", admin_url()));
-        sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}")).execute(&mut admin).await.unwrap();
+            .unwrap_or_else(|e| {
+                panic!(
+                    "PostgreSQL at {} is needed for the store tests (.ci/run starts it): {e}",
+                    admin_url()
+                )
+            });
+        sqlx::raw_sql(&format!(
+            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+        ))
+        .execute(&mut admin)
+        .await
+        .unwrap();
         let separator = if admin_url().contains('?') { '&' } else { '?' };
-        let url = format!("{}{separator}options=-c%20search_path%3D{schema}", admin_url());
+        let url = format!(
+            "{}{separator}options=-c%20search_path%3D{schema}",
+            admin_url()
+        );
         (Store::open_postgres(&url).await.unwrap(), schema, url)
     }
 
     pub(super) async fn drop_schema(schema: &str) {
         use sqlx::Connection;
         let mut admin = sqlx::PgConnection::connect(&admin_url()).await.unwrap();
-        sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).execute(&mut admin).await.unwrap();
+        sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
     }
 
     macro_rules! on_both {
@@ -400,13 +424,26 @@ mod on_both {
     }
 
     on_both!(state_round_trips_and_keeps_its_limits, |store| {
-        let store = store.with_state_limits(StateLimits { max_keys_per_scope: 2, ..StateLimits::default() });
+        let store = store.with_state_limits(StateLimits {
+            max_keys_per_scope: 2,
+            ..StateLimits::default()
+        });
         store.state_set(&scope("a"), "k1", b"one").await.unwrap();
         store.state_set(&scope("a"), "k1", b"uno").await.unwrap();
         store.state_set(&scope("a"), "k2", b"two").await.unwrap();
-        assert!(matches!(store.state_set(&scope("a"), "k3", b"x").await, Err(StoreError::StateTooManyKeys { .. })));
-        assert_eq!(store.state_get(&scope("a"), "k1").await.unwrap().as_deref(), Some(&b"uno"[..]));
-        assert_eq!(store.state_get(&scope("b"), "k1").await.unwrap(), None, "scopes are separate");
+        assert!(matches!(
+            store.state_set(&scope("a"), "k3", b"x").await,
+            Err(StoreError::StateTooManyKeys { .. })
+        ));
+        assert_eq!(
+            store.state_get(&scope("a"), "k1").await.unwrap().as_deref(),
+            Some(&b"uno"[..])
+        );
+        assert_eq!(
+            store.state_get(&scope("b"), "k1").await.unwrap(),
+            None,
+            "scopes are separate"
+        );
         assert!(store.state_delete(&scope("a"), "k1").await.unwrap());
         assert!(!store.state_delete(&scope("a"), "k1").await.unwrap());
     });
@@ -415,7 +452,10 @@ mod on_both {
         store.secret_put("t1", "api", b"sealed-1").await.unwrap();
         store.secret_put("t1", "api", b"sealed-2").await.unwrap();
         store.secret_put("t2", "api", b"other").await.unwrap();
-        assert_eq!(store.secret_get("t1", "api").await.unwrap().as_deref(), Some(&b"sealed-2"[..]));
+        assert_eq!(
+            store.secret_get("t1", "api").await.unwrap().as_deref(),
+            Some(&b"sealed-2"[..])
+        );
         assert_eq!(store.secret_list("t1").await.unwrap().len(), 1);
         assert!(store.secret_delete("t1", "api").await.unwrap());
         assert_eq!(store.secret_get("t1", "api").await.unwrap(), None);
@@ -423,7 +463,10 @@ mod on_both {
     });
 
     on_both!(runs_steps_errors_and_cursors, |store| {
-        store.run_start("r1", "default", "sync", Some("staging")).await.unwrap();
+        store
+            .run_start("r1", "default", "sync", Some("staging"))
+            .await
+            .unwrap();
         let mut step = StepRunRecord {
             step: "read".into(),
             status: "running".into(),
@@ -440,140 +483,446 @@ mod on_both {
         step.pages = 2;
         step.finished_at = Some(SystemTime::now());
         store.step_save("r1", &step).await.unwrap();
-        store.error_append("r1", "write", Some(r#"{"id":1}"#), "refused").await.unwrap();
-        store.error_append("r1", "write", None, "refused again").await.unwrap();
-        store.run_finish("r1", "failed", Some("write: refused")).await.unwrap();
-        store.run_start("r2", "default", "sync", None).await.unwrap();
+        store
+            .error_append("r1", "write", Some(r#"{"id":1}"#), "refused")
+            .await
+            .unwrap();
+        store
+            .error_append("r1", "write", None, "refused again")
+            .await
+            .unwrap();
+        store
+            .run_finish("r1", "failed", Some("write: refused"))
+            .await
+            .unwrap();
+        store
+            .run_start("r2", "default", "sync", None)
+            .await
+            .unwrap();
         store.run_finish("r2", "succeeded", None).await.unwrap();
 
         let (run, steps) = store.run_get("default", "r1").await.unwrap().unwrap();
-        assert_eq!((run.status.as_str(), run.environment.as_deref(), run.error.as_deref()), ("failed", Some("staging"), Some("write: refused")));
-        assert_eq!((steps.len(), steps[0].pages, steps[0].status.as_str()), (1, 2, "succeeded"));
+        assert_eq!(
+            (
+                run.status.as_str(),
+                run.environment.as_deref(),
+                run.error.as_deref()
+            ),
+            ("failed", Some("staging"), Some("write: refused"))
+        );
+        assert_eq!(
+            (steps.len(), steps[0].pages, steps[0].status.as_str()),
+            (1, 2, "succeeded")
+        );
         assert!(store.run_get("other-tenant", "r1").await.unwrap().is_none());
         let errors = store.run_errors("r1").await.unwrap();
         assert_eq!(errors.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
         assert_eq!(errors[0].record.as_deref(), Some(r#"{"id":1}"#));
         assert_eq!(store.runs_list("default", 10).await.unwrap().len(), 2);
-        let succeeded = store.flow_runs("default", "sync", Some("succeeded"), 10).await.unwrap();
-        assert_eq!(succeeded.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["r2"]);
-        assert_eq!(store.flow_runs("default", "sync", None, 10).await.unwrap().len(), 2);
+        let succeeded = store
+            .flow_runs("default", "sync", Some("succeeded"), 10)
+            .await
+            .unwrap();
+        assert_eq!(
+            succeeded.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+            ["r2"]
+        );
+        assert_eq!(
+            store
+                .flow_runs("default", "sync", None, 10)
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
 
-        assert_eq!(store.cursor_get("default", "sync", "read").await.unwrap(), None);
-        store.cursor_set("default", "sync", "read", "page-2").await.unwrap();
-        store.cursor_set("default", "sync", "read", "page-3").await.unwrap();
-        assert_eq!(store.cursor_get("default", "sync", "read").await.unwrap().as_deref(), Some("page-3"));
+        assert_eq!(
+            store.cursor_get("default", "sync", "read").await.unwrap(),
+            None
+        );
+        store
+            .cursor_set("default", "sync", "read", "page-2")
+            .await
+            .unwrap();
+        store
+            .cursor_set("default", "sync", "read", "page-3")
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .cursor_get("default", "sync", "read")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("page-3")
+        );
     });
 
     on_both!(datasets_upsert_by_key_and_page_in_key_order, |store| {
-        let rows = |items: &[(&str, &str)]| items.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect::<Vec<_>>();
-        let first = store.dataset_upsert("default", "people", &rows(&[("b", "1"), ("a", "2")])).await.unwrap();
+        let rows = |items: &[(&str, &str)]| {
+            items
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect::<Vec<_>>()
+        };
+        let first = store
+            .dataset_upsert("default", "people", &rows(&[("b", "1"), ("a", "2")]))
+            .await
+            .unwrap();
         assert_eq!(first, [Upserted::Created, Upserted::Created]);
-        let second = store.dataset_upsert("default", "people", &rows(&[("a", "2"), ("b", "changed"), ("c", "3")])).await.unwrap();
-        assert_eq!(second, [Upserted::Unchanged, Upserted::Updated, Upserted::Created]);
-        let page = store.dataset_page("default", "people", None, 2).await.unwrap();
+        let second = store
+            .dataset_upsert(
+                "default",
+                "people",
+                &rows(&[("a", "2"), ("b", "changed"), ("c", "3")]),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            second,
+            [Upserted::Unchanged, Upserted::Updated, Upserted::Created]
+        );
+        let page = store
+            .dataset_page("default", "people", None, 2)
+            .await
+            .unwrap();
         assert_eq!(page, rows(&[("a", "2"), ("b", "changed")]));
-        let rest = store.dataset_page("default", "people", Some("b"), 2).await.unwrap();
+        let rest = store
+            .dataset_page("default", "people", Some("b"), 2)
+            .await
+            .unwrap();
         assert_eq!(rest, rows(&[("c", "3")]));
         let list = store.dataset_list("default").await.unwrap();
         assert_eq!((list[0].name.as_str(), list[0].records), ("people", 3));
     });
 
     on_both!(a_page_repeating_a_key_upserts_as_if_row_by_row, |store| {
-        let rows = |items: &[(&str, &str)]| items.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect::<Vec<_>>();
-        store.dataset_upsert("default", "people", &rows(&[("a", "1")])).await.unwrap();
-        let page = rows(&[("a", "1"), ("b", "x"), ("a", "2"), ("b", "x"), ("b", "y"), ("c", "3")]);
-        let outcomes = store.dataset_upsert("default", "people", &page).await.unwrap();
-        assert_eq!(outcomes, [Upserted::Unchanged, Upserted::Created, Upserted::Updated, Upserted::Unchanged, Upserted::Updated, Upserted::Created]);
-        assert_eq!(store.dataset_page("default", "people", None, 10).await.unwrap(), rows(&[("a", "2"), ("b", "y"), ("c", "3")]));
-        // More rows than one statement takes.
-        let many: Vec<(String, String)> = (0..2_500).map(|i| (format!("k{i:05}"), format!("{i}"))).collect();
-        let outcomes = store.dataset_upsert("default", "many", &many).await.unwrap();
-        assert!(outcomes.iter().all(|o| *o == Upserted::Created));
-        assert_eq!(store.dataset_list("default").await.unwrap().iter().find(|d| d.name == "many").unwrap().records, 2_500);
-    });
-
-    on_both!(webhook_subscriptions_are_kept_per_flow_and_replaced, |store| {
-        let at = |s: u64| SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(s);
-        let first = WebhookSubscription {
-            flow: "referrals".into(),
-            connection: "pc-events".into(),
-            subscription_id: "sub-1".into(),
-            callback_url: "https://weft.example/hooks/referrals".into(),
-            events: vec!["referral-created".into(), "referral-updated".into()],
-            expires_at: None,
-            created_at: at(1_000),
+        let rows = |items: &[(&str, &str)]| {
+            items
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect::<Vec<_>>()
         };
-        store.subscription_put("default", &first).await.unwrap();
-        let other = WebhookSubscription { flow: "tickets".into(), events: vec![], expires_at: Some(at(9_000)), ..first.clone() };
-        store.subscription_put("default", &other).await.unwrap();
-        store.subscription_put("t2", &first).await.unwrap();
-        assert_eq!(store.subscriptions("default", None).await.unwrap(), [first.clone(), other.clone()]);
-        let renewed = WebhookSubscription { subscription_id: "sub-2".into(), created_at: at(2_000), ..first.clone() };
-        store.subscription_put("default", &renewed).await.unwrap();
-        assert_eq!(store.subscriptions("default", Some("referrals")).await.unwrap(), [renewed]);
-        assert!(store.subscription_delete("default", "referrals").await.unwrap());
-        assert!(!store.subscription_delete("default", "referrals").await.unwrap());
-        assert_eq!(store.subscriptions("default", None).await.unwrap(), [other]);
-        assert_eq!(store.subscriptions("t2", None).await.unwrap(), [first], "tenants are separate");
+        store
+            .dataset_upsert("default", "people", &rows(&[("a", "1")]))
+            .await
+            .unwrap();
+        let page = rows(&[
+            ("a", "1"),
+            ("b", "x"),
+            ("a", "2"),
+            ("b", "x"),
+            ("b", "y"),
+            ("c", "3"),
+        ]);
+        let outcomes = store
+            .dataset_upsert("default", "people", &page)
+            .await
+            .unwrap();
+        assert_eq!(
+            outcomes,
+            [
+                Upserted::Unchanged,
+                Upserted::Created,
+                Upserted::Updated,
+                Upserted::Unchanged,
+                Upserted::Updated,
+                Upserted::Created
+            ]
+        );
+        assert_eq!(
+            store
+                .dataset_page("default", "people", None, 10)
+                .await
+                .unwrap(),
+            rows(&[("a", "2"), ("b", "y"), ("c", "3")])
+        );
+        // More rows than one statement takes.
+        let many: Vec<(String, String)> = (0..2_500)
+            .map(|i| (format!("k{i:05}"), format!("{i}")))
+            .collect();
+        let outcomes = store
+            .dataset_upsert("default", "many", &many)
+            .await
+            .unwrap();
+        assert!(outcomes.iter().all(|o| *o == Upserted::Created));
+        assert_eq!(
+            store
+                .dataset_list("default")
+                .await
+                .unwrap()
+                .iter()
+                .find(|d| d.name == "many")
+                .unwrap()
+                .records,
+            2_500
+        );
     });
 
-    on_both!(webhook_events_are_kept_once_and_processed_in_order, |store| {
-        let event = |id: &str| StoredEvent { event_id: id.into(), seq: 0, stream: "items".into(), action: "updated".into(), record: format!("{{\"id\":\"{id}\"}}") };
-        assert!(store.event_put("default", "hooks", &event("e2")).await.unwrap());
-        assert!(store.event_put("default", "hooks", &event("e1")).await.unwrap());
-        assert!(!store.event_put("default", "hooks", &event("e2")).await.unwrap(), "a redelivery is dropped");
-        let pending = store.events_pending("default", "hooks", 10).await.unwrap();
-        assert_eq!(pending.iter().map(|e| e.event_id.as_str()).collect::<Vec<_>>(), ["e2", "e1"], "arrival order");
-        store.events_done("default", "hooks", &["e2".into()]).await.unwrap();
-        let left = store.events_pending("default", "hooks", 10).await.unwrap();
-        assert_eq!(left.iter().map(|e| e.event_id.as_str()).collect::<Vec<_>>(), ["e1"]);
-    });
+    on_both!(
+        webhook_subscriptions_are_kept_per_flow_and_replaced,
+        |store| {
+            let at = |s: u64| SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(s);
+            let first = WebhookSubscription {
+                flow: "referrals".into(),
+                connection: "pc-events".into(),
+                subscription_id: "sub-1".into(),
+                callback_url: "https://weft.example/hooks/referrals".into(),
+                events: vec!["referral-created".into(), "referral-updated".into()],
+                expires_at: None,
+                created_at: at(1_000),
+            };
+            store.subscription_put("default", &first).await.unwrap();
+            let other = WebhookSubscription {
+                flow: "tickets".into(),
+                events: vec![],
+                expires_at: Some(at(9_000)),
+                ..first.clone()
+            };
+            store.subscription_put("default", &other).await.unwrap();
+            store.subscription_put("t2", &first).await.unwrap();
+            assert_eq!(
+                store.subscriptions("default", None).await.unwrap(),
+                [first.clone(), other.clone()]
+            );
+            let renewed = WebhookSubscription {
+                subscription_id: "sub-2".into(),
+                created_at: at(2_000),
+                ..first.clone()
+            };
+            store.subscription_put("default", &renewed).await.unwrap();
+            assert_eq!(
+                store
+                    .subscriptions("default", Some("referrals"))
+                    .await
+                    .unwrap(),
+                [renewed]
+            );
+            assert!(
+                store
+                    .subscription_delete("default", "referrals")
+                    .await
+                    .unwrap()
+            );
+            assert!(
+                !store
+                    .subscription_delete("default", "referrals")
+                    .await
+                    .unwrap()
+            );
+            assert_eq!(store.subscriptions("default", None).await.unwrap(), [other]);
+            assert_eq!(
+                store.subscriptions("t2", None).await.unwrap(),
+                [first],
+                "tenants are separate"
+            );
+        }
+    );
+
+    on_both!(
+        webhook_events_are_kept_once_and_processed_in_order,
+        |store| {
+            let event = |id: &str| StoredEvent {
+                event_id: id.into(),
+                seq: 0,
+                stream: "items".into(),
+                action: "updated".into(),
+                record: format!("{{\"id\":\"{id}\"}}"),
+            };
+            assert!(
+                store
+                    .event_put("default", "hooks", &event("e2"))
+                    .await
+                    .unwrap()
+            );
+            assert!(
+                store
+                    .event_put("default", "hooks", &event("e1"))
+                    .await
+                    .unwrap()
+            );
+            assert!(
+                !store
+                    .event_put("default", "hooks", &event("e2"))
+                    .await
+                    .unwrap(),
+                "a redelivery is dropped"
+            );
+            let pending = store.events_pending("default", "hooks", 10).await.unwrap();
+            assert_eq!(
+                pending
+                    .iter()
+                    .map(|e| e.event_id.as_str())
+                    .collect::<Vec<_>>(),
+                ["e2", "e1"],
+                "arrival order"
+            );
+            store
+                .events_done("default", "hooks", &["e2".into()])
+                .await
+                .unwrap();
+            let left = store.events_pending("default", "hooks", 10).await.unwrap();
+            assert_eq!(
+                left.iter().map(|e| e.event_id.as_str()).collect::<Vec<_>>(),
+                ["e1"]
+            );
+        }
+    );
 
     on_both!(the_schema_is_at_the_latest_migration, |store| {
-        assert_eq!(store.schema_version().await.unwrap(), weft_store::MIGRATIONS.last().unwrap().version);
+        assert_eq!(
+            store.schema_version().await.unwrap(),
+            weft_store::MIGRATIONS.last().unwrap().version
+        );
     });
 
     on_both!(one_run_holds_a_flow_and_a_second_is_told_which, |store| {
         let long = Duration::from_secs(30);
-        assert_eq!(store.lease_acquire("default", "sync", "r1", "host-a:1", long).await.unwrap(), LeaseOutcome::Acquired { abandoned: None });
-        match store.lease_acquire("default", "sync", "r2", "host-b:2", long).await.unwrap() {
-            LeaseOutcome::Held(lease) => assert_eq!((lease.run_id.as_str(), lease.holder.as_str()), ("r1", "host-a:1")),
+        assert_eq!(
+            store
+                .lease_acquire("default", "sync", "r1", "host-a:1", long)
+                .await
+                .unwrap(),
+            LeaseOutcome::Acquired { abandoned: None }
+        );
+        match store
+            .lease_acquire("default", "sync", "r2", "host-b:2", long)
+            .await
+            .unwrap()
+        {
+            LeaseOutcome::Held(lease) => assert_eq!(
+                (lease.run_id.as_str(), lease.holder.as_str()),
+                ("r1", "host-a:1")
+            ),
             other => panic!("a second run took a held flow: {other:?}"),
         }
         // Other flows and other tenants are not held.
-        assert!(matches!(store.lease_acquire("default", "other", "r3", "h", long).await.unwrap(), LeaseOutcome::Acquired { .. }));
-        assert!(matches!(store.lease_acquire("t2", "sync", "r4", "h", long).await.unwrap(), LeaseOutcome::Acquired { .. }));
-        assert!(store.lease_renew("default", "sync", "r1", long).await.unwrap());
-        assert!(!store.lease_renew("default", "sync", "r2", long).await.unwrap(), "only the holder renews");
+        assert!(matches!(
+            store
+                .lease_acquire("default", "other", "r3", "h", long)
+                .await
+                .unwrap(),
+            LeaseOutcome::Acquired { .. }
+        ));
+        assert!(matches!(
+            store
+                .lease_acquire("t2", "sync", "r4", "h", long)
+                .await
+                .unwrap(),
+            LeaseOutcome::Acquired { .. }
+        ));
+        assert!(
+            store
+                .lease_renew("default", "sync", "r1", long)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .lease_renew("default", "sync", "r2", long)
+                .await
+                .unwrap(),
+            "only the holder renews"
+        );
         store.lease_release("default", "sync", "r2").await.unwrap();
-        assert!(matches!(store.lease_acquire("default", "sync", "r2", "h", long).await.unwrap(), LeaseOutcome::Held(_)), "only the holder releases");
+        assert!(
+            matches!(
+                store
+                    .lease_acquire("default", "sync", "r2", "h", long)
+                    .await
+                    .unwrap(),
+                LeaseOutcome::Held(_)
+            ),
+            "only the holder releases"
+        );
         store.lease_release("default", "sync", "r1").await.unwrap();
-        assert_eq!(store.lease_acquire("default", "sync", "r2", "host-b:2", long).await.unwrap(), LeaseOutcome::Acquired { abandoned: None });
+        assert_eq!(
+            store
+                .lease_acquire("default", "sync", "r2", "host-b:2", long)
+                .await
+                .unwrap(),
+            LeaseOutcome::Acquired { abandoned: None }
+        );
     });
 
-    on_both!(a_lapsed_lease_is_taken_over_and_its_run_marked_abandoned, |store| {
-        store.lease_acquire("default", "sync", "r1", "host-a:41", Duration::from_millis(100)).await.unwrap();
-        store.run_start("r1", "default", "sync", None).await.unwrap();
-        // Its process dies: nothing renews the lease.
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        let outcome = store.lease_acquire("default", "sync", "r2", "host-b:42", Duration::from_secs(30)).await.unwrap();
-        assert_eq!(outcome, LeaseOutcome::Acquired { abandoned: Some("r1".into()) });
-        let (run, _) = store.run_get("default", "r1").await.unwrap().unwrap();
-        assert_eq!(run.status, "abandoned");
-        assert!(run.finished_at.is_some());
-        assert!(run.error.as_deref().is_some_and(|e| e.contains("host-a:41") && e.contains("lease")), "{:?}", run.error);
-    });
+    on_both!(
+        a_lapsed_lease_is_taken_over_and_its_run_marked_abandoned,
+        |store| {
+            store
+                .lease_acquire(
+                    "default",
+                    "sync",
+                    "r1",
+                    "host-a:41",
+                    Duration::from_millis(100),
+                )
+                .await
+                .unwrap();
+            store
+                .run_start("r1", "default", "sync", None)
+                .await
+                .unwrap();
+            // Its process dies: nothing renews the lease.
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let outcome = store
+                .lease_acquire(
+                    "default",
+                    "sync",
+                    "r2",
+                    "host-b:42",
+                    Duration::from_secs(30),
+                )
+                .await
+                .unwrap();
+            assert_eq!(
+                outcome,
+                LeaseOutcome::Acquired {
+                    abandoned: Some("r1".into())
+                }
+            );
+            let (run, _) = store.run_get("default", "r1").await.unwrap().unwrap();
+            assert_eq!(run.status, "abandoned");
+            assert!(run.finished_at.is_some());
+            assert!(
+                run.error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("host-a:41") && e.contains("lease")),
+                "{:?}",
+                run.error
+            );
+        }
+    );
 
     on_both!(runs_no_live_lease_holds_are_reaped_as_abandoned, |store| {
-        store.run_start("dead", "default", "sync", None).await.unwrap();
-        store.lease_acquire("default", "live", "alive", "h", Duration::from_secs(30)).await.unwrap();
-        store.run_start("alive", "default", "live", None).await.unwrap();
-        store.run_start("done", "default", "done", None).await.unwrap();
+        store
+            .run_start("dead", "default", "sync", None)
+            .await
+            .unwrap();
+        store
+            .lease_acquire("default", "live", "alive", "h", Duration::from_secs(30))
+            .await
+            .unwrap();
+        store
+            .run_start("alive", "default", "live", None)
+            .await
+            .unwrap();
+        store
+            .run_start("done", "default", "done", None)
+            .await
+            .unwrap();
         store.run_finish("done", "succeeded", None).await.unwrap();
         assert_eq!(store.runs_reap("default").await.unwrap(), 1);
         let status = |id: &'static str| {
             let store = store.clone();
-            async move { store.run_get("default", id).await.unwrap().unwrap().0.status }
+            async move {
+                store
+                    .run_get("default", id)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .0
+                    .status
+            }
         };
         assert_eq!(status("dead").await, "abandoned");
         assert_eq!(status("alive").await, "running");
@@ -584,7 +933,17 @@ mod on_both {
         let mut tasks = Vec::new();
         for i in 0..12 {
             let store = store.clone();
-            tasks.push(tokio::spawn(async move { store.lease_acquire("default", "sync", &format!("r{i}"), "h", Duration::from_secs(30)).await }));
+            tasks.push(tokio::spawn(async move {
+                store
+                    .lease_acquire(
+                        "default",
+                        "sync",
+                        &format!("r{i}"),
+                        "h",
+                        Duration::from_secs(30),
+                    )
+                    .await
+            }));
         }
         let mut acquired = 0;
         for t in tasks {
@@ -623,8 +982,13 @@ async fn concurrent_intake(runner: Store, receiver: Store) {
         let store = runner.clone();
         tasks.push(tokio::spawn(async move {
             for page in 0..40 {
-                let rows: Vec<(String, String)> = (0..50).map(|i| (format!("{w}-{i}"), format!("{{\"page\":{page}}}"))).collect();
-                store.dataset_upsert("default", "contacts", &rows).await.map(|_| ())?;
+                let rows: Vec<(String, String)> = (0..50)
+                    .map(|i| (format!("{w}-{i}"), format!("{{\"page\":{page}}}")))
+                    .collect();
+                store
+                    .dataset_upsert("default", "contacts", &rows)
+                    .await
+                    .map(|_| ())?;
             }
             Ok::<_, StoreError>(())
         }));
@@ -633,7 +997,13 @@ async fn concurrent_intake(runner: Store, receiver: Store) {
         let store = receiver.clone();
         tasks.push(tokio::spawn(async move {
             for i in 0..100 {
-                let event = StoredEvent { event_id: format!("e{d}-{i}"), seq: 0, stream: "tickets".into(), action: "updated".into(), record: "{}".into() };
+                let event = StoredEvent {
+                    event_id: format!("e{d}-{i}"),
+                    seq: 0,
+                    stream: "tickets".into(),
+                    action: "updated".into(),
+                    record: "{}".into(),
+                };
                 store.event_put("default", "hooks", &event).await?;
             }
             Ok(())
@@ -654,11 +1024,17 @@ async fn concurrent_intake(runner: Store, receiver: Store) {
         })
     };
     for t in tasks {
-        t.await.unwrap().expect("no writer fails on a busy database");
+        t.await
+            .unwrap()
+            .expect("no writer fails on a busy database");
     }
     let mut processed = processor.await.unwrap().expect("the processor never fails");
     let total = processed.len();
     processed.sort();
     processed.dedup();
-    assert_eq!((total, processed.len()), (400, 400), "every event processed exactly once");
+    assert_eq!(
+        (total, processed.len()),
+        (400, 400),
+        "every event processed exactly once"
+    );
 }

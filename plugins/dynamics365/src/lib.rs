@@ -37,9 +37,9 @@
 
 use serde::{Deserialize, Serialize};
 use weft_sdk::{
-    AuthKind, Connection, Connector, ConnectorInfo, Error, Event, InboundRequest, MacAlgorithm, Page, ReadRequest,
-    Record, Result, Stream, Subscription, SyncMode, Value, Verification, WriteMode, WriteOutcome, WriteRequest,
-    authorization_header, constant_time_eq, json,
+    AuthKind, Connection, Connector, ConnectorInfo, Error, Event, InboundRequest, MacAlgorithm,
+    Page, ReadRequest, Record, Result, Stream, Subscription, SyncMode, Value, Verification,
+    WriteMode, WriteOutcome, WriteRequest, authorization_header, constant_time_eq, json,
 };
 
 /// Most operations one `$batch` may hold.
@@ -156,7 +156,10 @@ const TABLES: &[Table] = &[
 fn table(stream: &str) -> Result<&'static Table> {
     TABLES.iter().find(|t| t.set == stream).ok_or_else(|| {
         let known: Vec<&str> = TABLES.iter().map(|t| t.set).collect();
-        Error::config(format!("unknown stream `{stream}`; this connector offers {}", known.join(", ")))
+        Error::config(format!(
+            "unknown stream `{stream}`; this connector offers {}",
+            known.join(", ")
+        ))
     })
 }
 
@@ -193,7 +196,8 @@ impl Config {
     fn of(conn: &Connection) -> Result<Config> {
         let mut c: Config = conn.config_as()?;
         c.organization_url = c.organization_url.trim_end_matches('/').to_owned();
-        if !c.organization_url.starts_with("https://") && !c.organization_url.starts_with("http://") {
+        if !c.organization_url.starts_with("https://") && !c.organization_url.starts_with("http://")
+        {
             return Err(Error::config(format!(
                 "connection `{}`: organization_url must be a URL such as https://contoso.crm.dynamics.com",
                 conn.name()
@@ -218,7 +222,9 @@ enum Resume {
 }
 
 fn headers(req: weft_sdk::http::RequestBuilder<'_>) -> weft_sdk::http::RequestBuilder<'_> {
-    req.header("Accept", "application/json").header("OData-MaxVersion", "4.0").header("OData-Version", "4.0")
+    req.header("Accept", "application/json")
+        .header("OData-MaxVersion", "4.0")
+        .header("OData-Version", "4.0")
 }
 
 /// A Dataverse error answer as the SDK's error, keeping `{"error":{"code","message"}}` readable.
@@ -227,7 +233,11 @@ fn failure(status: u16, body: &[u8], retry_after: Option<std::time::Duration>) -
         .ok()
         .and_then(|v| {
             let e = v.get("error")?;
-            Some(format!("{}: {}", e.get("code")?.as_str()?, e.get("message")?.as_str()?))
+            Some(format!(
+                "{}: {}",
+                e.get("code")?.as_str()?,
+                e.get("message")?.as_str()?
+            ))
         })
         .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned());
     match status {
@@ -256,7 +266,10 @@ fn record_of(t: &Table, row: Value) -> Result<Record> {
         return Err(Error::upstream(200, b"a row in `value` is not an object"));
     };
     if row.get("reason").and_then(Value::as_str) == Some("deleted")
-        && row.get("@odata.context").and_then(Value::as_str).is_some_and(|c| c.ends_with("$deletedEntity"))
+        && row
+            .get("@odata.context")
+            .and_then(Value::as_str)
+            .is_some_and(|c| c.ends_with("$deletedEntity"))
     {
         let mut r = Record::new();
         r.insert(t.key.into(), row.remove("id").unwrap_or(Value::Null));
@@ -272,30 +285,63 @@ pub struct Dynamics365;
 impl Dynamics365 {
     fn select(t: &Table, options: &Value) -> Result<String> {
         match options.get("select") {
-            None | Some(Value::Null) => Ok(t.columns.iter().chain(COMMON).map(|c| c.0).collect::<Vec<_>>().join(",")),
+            None | Some(Value::Null) => Ok(t
+                .columns
+                .iter()
+                .chain(COMMON)
+                .map(|c| c.0)
+                .collect::<Vec<_>>()
+                .join(",")),
             Some(Value::Array(cols)) => {
                 let cols: Option<Vec<&str>> = cols.iter().map(Value::as_str).collect();
                 cols.filter(|c| !c.is_empty())
                     .map(|c| c.join(","))
-                    .ok_or_else(|| Error::config("read option `select` must be a non-empty list of column names"))
+                    .ok_or_else(|| {
+                        Error::config(
+                            "read option `select` must be a non-empty list of column names",
+                        )
+                    })
             }
-            Some(_) => Err(Error::config("read option `select` must be a list of column names")),
+            Some(_) => Err(Error::config(
+                "read option `select` must be a list of column names",
+            )),
         }
     }
 
     /// GETs one page (a first query or a link Dataverse gave), restarting a tracked read when
     /// the delta token has expired.
-    fn page(conn: &Connection, config: &Config, t: &Table, req: &ReadRequest, url: &str, tracking: bool) -> Result<Value> {
-        let size = req.page_size.unwrap_or(DEFAULT_PAGE_SIZE).clamp(1, MAX_PAGE_SIZE);
+    fn page(
+        conn: &Connection,
+        config: &Config,
+        t: &Table,
+        req: &ReadRequest,
+        url: &str,
+        tracking: bool,
+    ) -> Result<Value> {
+        let size = req
+            .page_size
+            .unwrap_or(DEFAULT_PAGE_SIZE)
+            .clamp(1, MAX_PAGE_SIZE);
         let prefer = if tracking {
             format!("odata.track-changes,odata.maxpagesize={size}")
         } else {
             format!("odata.maxpagesize={size}")
         };
         let resp = headers(conn.get(url)).header("Prefer", &prefer).send()?;
-        if resp.status == 400 && tracking && String::from_utf8_lossy(&resp.body).contains(EXPIRED_DELTA) {
-            weft_sdk::log::warn("the delta token expired; reading the table in full again", &[("stream", t.set)]);
-            let fresh = format!("{}/{}?$select={}", config.root(), t.set, Self::select(t, &req.options)?);
+        if resp.status == 400
+            && tracking
+            && String::from_utf8_lossy(&resp.body).contains(EXPIRED_DELTA)
+        {
+            weft_sdk::log::warn(
+                "the delta token expired; reading the table in full again",
+                &[("stream", t.set)],
+            );
+            let fresh = format!(
+                "{}/{}?$select={}",
+                config.root(),
+                t.set,
+                Self::select(t, &req.options)?
+            );
             return send_checked(headers(conn.get(&fresh)).header("Prefer", &prefer))?.json();
         }
         if !resp.is_success() {
@@ -339,7 +385,12 @@ impl Connector for Dynamics365 {
                     .description(t.description)
                     .primary_key(&[t.key])
                     .incremental("modifiedon")
-                    .writable(&[WriteMode::Create, WriteMode::Update, WriteMode::Upsert, WriteMode::Delete]),
+                    .writable(&[
+                        WriteMode::Create,
+                        WriteMode::Update,
+                        WriteMode::Upsert,
+                        WriteMode::Delete,
+                    ]),
             );
         }
         info
@@ -361,7 +412,11 @@ impl Connector for Dynamics365 {
             Some(Resume::Next(link)) => link,
             Some(Resume::Delta(link)) if tracking => link,
             // A full read starts over whatever the last incremental pass left.
-            Some(Resume::Delta(_)) | None => format!("{root}/{}?$select={}", t.set, Self::select(t, &req.options)?),
+            Some(Resume::Delta(_)) | None => format!(
+                "{root}/{}?$select={}",
+                t.set,
+                Self::select(t, &req.options)?
+            ),
         };
         if !url.starts_with(&format!("{root}/{}", t.set)) {
             return Err(Error::config(format!(
@@ -374,7 +429,10 @@ impl Connector for Dynamics365 {
             Some(Value::Array(rows)) => rows,
             _ => return Err(Error::upstream(200, b"the answer has no `value` array")),
         };
-        let records = rows.into_iter().map(|r| record_of(t, r)).collect::<Result<Vec<_>>>()?;
+        let records = rows
+            .into_iter()
+            .map(|r| record_of(t, r))
+            .collect::<Result<Vec<_>>>()?;
         let link = |k: &str| answer.get(k).and_then(Value::as_str).map(str::to_owned);
         Ok(match (link("@odata.nextLink"), link("@odata.deltaLink")) {
             (Some(next), _) => Page::more(records, &Resume::Next(next)),
@@ -386,7 +444,11 @@ impl Connector for Dynamics365 {
     fn write(conn: &Connection, req: WriteRequest) -> Result<Vec<WriteOutcome>> {
         let config = Config::of(conn)?;
         let t = table(&req.stream)?;
-        let key: Vec<String> = if req.key.is_empty() { vec![t.key.to_owned()] } else { req.key.clone() };
+        let key: Vec<String> = if req.key.is_empty() {
+            vec![t.key.to_owned()]
+        } else {
+            req.key.clone()
+        };
         let mut outcomes = Vec::with_capacity(req.records.len());
         for chunk in req.records.chunks(MAX_BATCH) {
             outcomes.extend(batch::write(conn, &config, t, req.mode, &key, chunk)?);
@@ -396,31 +458,54 @@ impl Connector for Dynamics365 {
 
     fn verify(conn: &Connection, req: InboundRequest) -> Result<Verification> {
         let Some(given) = req.header(WEBHOOK_HEADER) else {
-            return Ok(Verification::Rejected(format!("the delivery has no {WEBHOOK_HEADER} header")));
+            return Ok(Verification::Rejected(format!(
+                "the delivery has no {WEBHOOK_HEADER} header"
+            )));
         };
         let expected = webhook_key(conn)?;
         if !constant_time_eq(expected.as_bytes(), given.trim().as_bytes()) {
-            return Ok(Verification::Rejected(format!("{WEBHOOK_HEADER} does not match this connection's webhook secret")));
+            return Ok(Verification::Rejected(format!(
+                "{WEBHOOK_HEADER} does not match this connection's webhook secret"
+            )));
         }
-        let ctx: Value = weft_sdk::serde_json::from_slice(&req.body)
-            .map_err(|e| Error::invalid_record(format!("the delivery is not a RemoteExecutionContext: {e}")))?;
-        let entity = ctx.get("PrimaryEntityName").and_then(Value::as_str).unwrap_or("");
+        let ctx: Value = weft_sdk::serde_json::from_slice(&req.body).map_err(|e| {
+            Error::invalid_record(format!("the delivery is not a RemoteExecutionContext: {e}"))
+        })?;
+        let entity = ctx
+            .get("PrimaryEntityName")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         let Some(t) = TABLES.iter().find(|t| t.logical == entity) else {
             return Ok(Verification::Accepted(Vec::new()));
         };
         let mut record = Record::new();
-        record.insert(t.key.into(), ctx.get("PrimaryEntityId").cloned().unwrap_or(Value::Null));
-        let target = ctx.get("InputParameters").and_then(Value::as_array).and_then(|p| {
-            p.iter().find(|x| x.get("key").and_then(Value::as_str) == Some("Target")).and_then(|x| x.get("value"))
-        });
-        if let Some(attrs) = target.and_then(|v| v.get("Attributes")).and_then(Value::as_array) {
+        record.insert(
+            t.key.into(),
+            ctx.get("PrimaryEntityId").cloned().unwrap_or(Value::Null),
+        );
+        let target = ctx
+            .get("InputParameters")
+            .and_then(Value::as_array)
+            .and_then(|p| {
+                p.iter()
+                    .find(|x| x.get("key").and_then(Value::as_str) == Some("Target"))
+                    .and_then(|x| x.get("value"))
+            });
+        if let Some(attrs) = target
+            .and_then(|v| v.get("Attributes"))
+            .and_then(Value::as_array)
+        {
             for a in attrs {
                 if let (Some(k), Some(v)) = (a.get("key").and_then(Value::as_str), a.get("value")) {
                     record.insert(k.to_owned(), v.clone());
                 }
             }
         }
-        let message = ctx.get("MessageName").and_then(Value::as_str).unwrap_or("").to_ascii_lowercase();
+        let message = ctx
+            .get("MessageName")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_ascii_lowercase();
         if message == "delete" {
             record.insert("deleted".into(), Value::Bool(true));
         }
@@ -431,8 +516,17 @@ impl Connector for Dynamics365 {
             .map(str::to_owned)
             .or_else(|| req.header("x-request-id").map(str::to_owned))
             .ok_or_else(|| Error::invalid_record("the delivery carries no RequestId"))?;
-        let occurred_at = ctx.get("OperationCreatedOn").and_then(Value::as_str).and_then(wcf_date);
-        Ok(Verification::Accepted(vec![Event { id, stream: t.set.into(), action: message, record, occurred_at }]))
+        let occurred_at = ctx
+            .get("OperationCreatedOn")
+            .and_then(Value::as_str)
+            .and_then(wcf_date);
+        Ok(Verification::Accepted(vec![Event {
+            id,
+            stream: t.set.into(),
+            action: message,
+            record,
+            occurred_at,
+        }]))
     }
 
     fn subscribe(conn: &Connection, callback_url: &str, events: &[String]) -> Result<Subscription> {
@@ -446,29 +540,58 @@ impl Connector for Dynamics365 {
             "authtype": 5,
             "authvalue": format!("<settings><setting name=\"{WEBHOOK_HEADER}\" value=\"{key}\" /></settings>"),
         }))?)?;
-        let endpoint_id = entity_id(&endpoint).ok_or_else(|| Error::upstream(endpoint.status, b"no OData-EntityId for the service endpoint"))?;
+        let endpoint_id = entity_id(&endpoint).ok_or_else(|| {
+            Error::upstream(
+                endpoint.status,
+                b"no OData-EntityId for the service endpoint",
+            )
+        })?;
         let wanted: Vec<(String, String)> = if events.is_empty() {
-            TABLES.iter().flat_map(|t| ["Create", "Update", "Delete"].map(|m| (t.logical.to_owned(), m.to_owned()))).collect()
+            TABLES
+                .iter()
+                .flat_map(|t| {
+                    ["Create", "Update", "Delete"].map(|m| (t.logical.to_owned(), m.to_owned()))
+                })
+                .collect()
         } else {
             events
                 .iter()
                 .map(|e| {
                     let (entity, message) = e.split_once('.').ok_or_else(|| {
-                        Error::config(format!("webhook event `{e}` must be TABLE.MESSAGE, e.g. account.Update"))
+                        Error::config(format!(
+                            "webhook event `{e}` must be TABLE.MESSAGE, e.g. account.Update"
+                        ))
                     })?;
-                    let entity = TABLES.iter().find(|t| t.logical == entity || t.set == entity).map(|t| t.logical).ok_or_else(|| Error::config(format!("webhook event `{e}` names an unknown table")))?;
+                    let entity = TABLES
+                        .iter()
+                        .find(|t| t.logical == entity || t.set == entity)
+                        .map(|t| t.logical)
+                        .ok_or_else(|| {
+                            Error::config(format!("webhook event `{e}` names an unknown table"))
+                        })?;
                     Ok((entity.to_owned(), message.to_owned()))
                 })
                 .collect::<Result<_>>()?
         };
-        let messages: Value = send_checked(headers(conn.get(&format!("{root}/sdkmessages"))))?.json()?;
-        let filters: Value = send_checked(headers(conn.get(&format!("{root}/sdkmessagefilters"))))?.json()?;
-        let rows = |v: &Value| v.get("value").and_then(Value::as_array).cloned().unwrap_or_default();
+        let messages: Value =
+            send_checked(headers(conn.get(&format!("{root}/sdkmessages"))))?.json()?;
+        let filters: Value =
+            send_checked(headers(conn.get(&format!("{root}/sdkmessagefilters"))))?.json()?;
+        let rows = |v: &Value| {
+            v.get("value")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+        };
         let (messages, filters) = (rows(&messages), rows(&filters));
         for (entity, message) in wanted {
             let message_id = messages
                 .iter()
-                .find(|m| m.get("name").and_then(Value::as_str).is_some_and(|n| n.eq_ignore_ascii_case(&message)))
+                .find(|m| {
+                    m.get("name")
+                        .and_then(Value::as_str)
+                        .is_some_and(|n| n.eq_ignore_ascii_case(&message))
+                })
                 .and_then(|m| m.get("sdkmessageid").and_then(Value::as_str))
                 .ok_or_else(|| Error::config(format!("Dataverse has no message `{message}`")))?;
             let filter_id = filters
@@ -478,7 +601,11 @@ impl Connector for Dynamics365 {
                         && f.get("_sdkmessageid_value").and_then(Value::as_str) == Some(message_id)
                 })
                 .and_then(|f| f.get("sdkmessagefilterid").and_then(Value::as_str))
-                .ok_or_else(|| Error::config(format!("Dataverse has no `{message}` filter for `{entity}`")))?;
+                .ok_or_else(|| {
+                    Error::config(format!(
+                        "Dataverse has no `{message}` filter for `{entity}`"
+                    ))
+                })?;
             send_checked(headers(conn.post(&format!("{root}/sdkmessageprocessingsteps"))).json(&json!({
                 "name": format!("weft {entity} {message}"),
                 "stage": 40,
@@ -488,7 +615,10 @@ impl Connector for Dynamics365 {
                 "eventhandler_serviceendpoint@odata.bind": format!("/serviceendpoints({endpoint_id})"),
             }))?)?;
         }
-        Ok(Subscription { id: endpoint_id, expires_at: None })
+        Ok(Subscription {
+            id: endpoint_id,
+            expires_at: None,
+        })
     }
 
     /// Deletes the endpoint's steps, then the endpoint (Dataverse keeps an endpoint that steps
@@ -498,11 +628,27 @@ impl Connector for Dynamics365 {
         let root = config.root();
         let id = weft_sdk::http::percent_encode(subscription_id);
         let steps: Value = send_checked(
-            headers(conn.get(&format!("{root}/sdkmessageprocessingsteps"))).query("$filter", format!("_eventhandler_value eq {subscription_id}")),
+            headers(conn.get(&format!("{root}/sdkmessageprocessingsteps"))).query(
+                "$filter",
+                format!("_eventhandler_value eq {subscription_id}"),
+            ),
         )?
         .json()?;
-        let step_ids = steps.get("value").and_then(Value::as_array).into_iter().flatten().filter_map(|s| s.get("sdkmessageprocessingstepid").and_then(Value::as_str));
-        let urls: Vec<String> = step_ids.map(|s| format!("{root}/sdkmessageprocessingsteps({})", weft_sdk::http::percent_encode(s))).chain([format!("{root}/serviceendpoints({id})")]).collect();
+        let step_ids = steps
+            .get("value")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.get("sdkmessageprocessingstepid").and_then(Value::as_str));
+        let urls: Vec<String> = step_ids
+            .map(|s| {
+                format!(
+                    "{root}/sdkmessageprocessingsteps({})",
+                    weft_sdk::http::percent_encode(s)
+                )
+            })
+            .chain([format!("{root}/serviceendpoints({id})")])
+            .collect();
         for url in urls {
             let resp = headers(conn.delete(&url)).send()?;
             if !resp.is_success() && resp.status != 404 {
@@ -532,7 +678,13 @@ fn id_in(entity_url: &str) -> Option<String> {
 
 /// WCF `/Date(1506384247000)/` as RFC 3339.
 fn wcf_date(text: &str) -> Option<String> {
-    let ms: i64 = text.trim_matches('/').strip_prefix("Date(")?.split([')', '+', '-']).next()?.parse().ok()?;
+    let ms: i64 = text
+        .trim_matches('/')
+        .strip_prefix("Date(")?
+        .split([')', '+', '-'])
+        .next()?
+        .parse()
+        .ok()?;
     Some(rfc3339(ms))
 }
 
@@ -551,7 +703,10 @@ mod tests {
 
     #[test]
     fn wcf_dates_become_rfc3339() {
-        assert_eq!(wcf_date("/Date(1506384247000)/").as_deref(), Some("2017-09-26T00:04:07Z"));
+        assert_eq!(
+            wcf_date("/Date(1506384247000)/").as_deref(),
+            Some("2017-09-26T00:04:07Z")
+        );
         assert_eq!(wcf_date("nonsense"), None);
     }
 }

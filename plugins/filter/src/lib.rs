@@ -29,7 +29,8 @@ pub struct FilterConfig {
 }
 
 fn compile(config: &FilterConfig) -> Result<cel::Program> {
-    cel::Program::compile(&config.when).map_err(|e| Error::config(format!("`when` is not a valid CEL condition: {e}")))
+    cel::Program::compile(&config.when)
+        .map_err(|e| Error::config(format!("`when` is not a valid CEL condition: {e}")))
 }
 
 /// The field paths the expression reads from `record` (`record.a.b` is `[a, b]`), leaving out
@@ -64,7 +65,13 @@ fn record_paths(expr: &cel::common::ast::IdedExpr, out: &mut Vec<Vec<String>>) {
             call.args.iter().for_each(|a| record_paths(a, out));
         }
         Expr::Comprehension(c) => {
-            for e in [&c.iter_range, &c.accu_init, &c.loop_cond, &c.loop_step, &c.result] {
+            for e in [
+                &c.iter_range,
+                &c.accu_init,
+                &c.loop_cond,
+                &c.loop_step,
+                &c.result,
+            ] {
                 record_paths(e, out);
             }
         }
@@ -110,13 +117,20 @@ fn closest<'a>(name: &str, known: &'a [String]) -> Option<&'a str> {
             row[0] = i + 1;
             for (j, cb) in b.iter().enumerate() {
                 let current = row[j + 1];
-                row[j + 1] = (previous + usize::from(ca != *cb)).min(row[j] + 1).min(current + 1);
+                row[j + 1] = (previous + usize::from(ca != *cb))
+                    .min(row[j] + 1)
+                    .min(current + 1);
                 previous = current;
             }
         }
         row[b.len()]
     }
-    known.iter().map(|k| (distance(name, k), k.as_str())).filter(|(d, _)| *d <= 2).min().map(|(_, k)| k)
+    known
+        .iter()
+        .map(|k| (distance(name, k), k.as_str()))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, k)| k)
 }
 
 pub struct Filter;
@@ -138,7 +152,11 @@ impl Transform for Filter {
             }))
     }
 
-    fn output_schema(config: &FilterConfig, input: &Value, _lookup: Option<&Value>) -> Result<Value> {
+    fn output_schema(
+        config: &FilterConfig,
+        input: &Value,
+        _lookup: Option<&Value>,
+    ) -> Result<Value> {
         let program = compile(config)?;
         let mut paths = Vec::new();
         record_paths(program.expression(), &mut paths);
@@ -157,19 +175,35 @@ impl Transform for Filter {
         Ok(input.clone())
     }
 
-    fn process(config: &FilterConfig, records: Vec<Record>, _lookup: Option<Vec<Record>>) -> Result<Output> {
+    fn process(
+        config: &FilterConfig,
+        records: Vec<Record>,
+        _lookup: Option<Vec<Record>>,
+    ) -> Result<Output> {
         let program = compile(config)?;
         let mut context = cel::Context::default();
         let mut output = Output::default();
         for (i, record) in records.into_iter().enumerate() {
-            let value = cel::to_value(&record).map_err(|e| Error::internal(format!("record {i} cannot become a CEL value: {e}")))?;
+            let value = cel::to_value(&record).map_err(|e| {
+                Error::internal(format!("record {i} cannot become a CEL value: {e}"))
+            })?;
             context.add_variable_from_value("record", value);
             match program.execute(&context) {
                 Ok(cel::Value::Bool(true)) => output.records.push(record),
-                Ok(cel::Value::Bool(false)) if config.reject_others => output.reject(i, format!("`{}` is false", config.when), None),
+                Ok(cel::Value::Bool(false)) if config.reject_others => {
+                    output.reject(i, format!("`{}` is false", config.when), None)
+                }
                 Ok(cel::Value::Bool(false)) => {}
-                Ok(other) => output.reject(i, format!("`{}` gave {other:?}, not true or false", config.when), None),
-                Err(e) => output.reject(i, format!("`{}` could not be evaluated: {e}", config.when), None),
+                Ok(other) => output.reject(
+                    i,
+                    format!("`{}` gave {other:?}, not true or false", config.when),
+                    None,
+                ),
+                Err(e) => output.reject(
+                    i,
+                    format!("`{}` could not be evaluated: {e}", config.when),
+                    None,
+                ),
             }
         }
         Ok(output)
@@ -184,7 +218,10 @@ mod tests {
     use super::*;
 
     fn check(when: &str) -> Result<Value> {
-        let config = FilterConfig { when: when.into(), reject_others: false };
+        let config = FilterConfig {
+            when: when.into(),
+            reject_others: false,
+        };
         let input = json!({"type": "object", "properties": {"year": {"type": "integer"}, "owner": {"type": "object", "properties": {"name": {"type": "string"}}}, "extra": {}}});
         Filter::output_schema(&config, &input, None)
     }
@@ -192,16 +229,25 @@ mod tests {
     #[test]
     fn a_field_the_input_lacks_is_a_config_error_with_a_suggestion() {
         let err = check("record.yeer > 2000").unwrap_err().to_string();
-        assert!(err.contains("`record.yeer`") && err.contains("did you mean `year`?"), "{err}");
+        assert!(
+            err.contains("`record.yeer`") && err.contains("did you mean `year`?"),
+            "{err}"
+        );
         let err = check("record.owner.nmae == 'x'").unwrap_err().to_string();
-        assert!(err.contains("`record.owner.nmae`") && err.contains("did you mean `name`?"), "{err}");
+        assert!(
+            err.contains("`record.owner.nmae`") && err.contains("did you mean `name`?"),
+            "{err}"
+        );
     }
 
     #[test]
     fn known_fields_tests_and_unlisted_properties_pass() {
         assert!(check("record.year > 2000 && record.owner.name == 'x'").is_ok());
         assert!(check("has(record.missing) && size(record.owner.name) > 0").is_ok());
-        assert!(check("record.extra.anything == 1").is_ok(), "a property without a schema of its own takes anything");
+        assert!(
+            check("record.extra.anything == 1").is_ok(),
+            "a property without a schema of its own takes anything"
+        );
         assert!(check("[1, 2].exists(x, x == record.year)").is_ok());
         assert!(check("[1, 2].exists(x, x == record.yr)").is_err());
     }

@@ -32,9 +32,10 @@
 
 use serde::{Deserialize, Serialize};
 use weft_sdk::{
-    AuthKind, Connection, Connector, ConnectorInfo, CredentialPlacement, Error, Event, HeaderTemplate,
-    InboundRequest, MacAlgorithm, Page, ReadRequest, Record, Reply, Result, Stream, Subscription, SyncMode,
-    Verification, WriteMode, WriteOutcome, WriteRequest, authorization_header, constant_time_eq, json,
+    AuthKind, Connection, Connector, ConnectorInfo, CredentialPlacement, Error, Event,
+    HeaderTemplate, InboundRequest, MacAlgorithm, Page, ReadRequest, Record, Reply, Result, Stream,
+    Subscription, SyncMode, Verification, WriteMode, WriteOutcome, WriteRequest,
+    authorization_header, constant_time_eq, json,
 };
 
 const DEFAULT_PAGE_SIZE: u32 = 100;
@@ -89,11 +90,18 @@ fn base_url(conn: &Connection) -> Result<String> {
 /// than a minute before the pass began (edits made during the pass are older than it).
 fn watermark(newest: Option<String>, started: &str) -> Option<String> {
     let newest = newest?;
-    let (Some(n), Some(s)) = (weft_sdk::time::parse_rfc3339_ms(&newest), weft_sdk::time::parse_rfc3339_ms(started)) else {
+    let (Some(n), Some(s)) = (
+        weft_sdk::time::parse_rfc3339_ms(&newest),
+        weft_sdk::time::parse_rfc3339_ms(started),
+    ) else {
         return Some(newest);
     };
     let bound = s - CLOCK_MARGIN_MS;
-    Some(if n > bound { weft_sdk::time::format_rfc3339_ms(bound) } else { newest })
+    Some(if n > bound {
+        weft_sdk::time::format_rfc3339_ms(bound)
+    } else {
+        newest
+    })
 }
 
 /// How far the API's clock may be behind the host's.
@@ -129,12 +137,18 @@ struct ListAnswer {
 impl ListAnswer {
     fn parse(config: &Config, answer: weft_sdk::Value) -> Result<Self> {
         let mut answer = answer;
-        let data = match answer.get_mut(&config.records_field).map(weft_sdk::Value::take) {
+        let data = match answer
+            .get_mut(&config.records_field)
+            .map(weft_sdk::Value::take)
+        {
             Some(weft_sdk::Value::Array(items)) => items
                 .into_iter()
                 .map(|item| match item {
                     weft_sdk::Value::Object(record) => Ok(record),
-                    other => Err(Error::upstream(200, format!("a record is not an object: {other}").as_bytes())),
+                    other => Err(Error::upstream(
+                        200,
+                        format!("a record is not an object: {other}").as_bytes(),
+                    )),
                 })
                 .collect::<Result<Vec<_>>>()?,
             _ => {
@@ -149,7 +163,11 @@ impl ListAnswer {
             Some(pointer) => text(answer.pointer(pointer)),
             None => text(answer.get("next_cursor")),
         };
-        Ok(ListAnswer { data, next, total: answer.get("total").and_then(|t| t.as_u64()) })
+        Ok(ListAnswer {
+            data,
+            next,
+            total: answer.get("total").and_then(|t| t.as_u64()),
+        })
     }
 }
 
@@ -226,7 +244,9 @@ impl Connector for HttpJson {
 
     fn check(conn: &Connection) -> Result<()> {
         let config = config(conn)?;
-        conn.get(&format!("{}{}", config.base_url, config.check_path)).send()?.error_for_status()?;
+        conn.get(&format!("{}{}", config.base_url, config.check_path))
+            .send()?
+            .error_for_status()?;
         Ok(())
     }
 
@@ -234,7 +254,11 @@ impl Connector for HttpJson {
         let config = config(conn)?;
         let base = &config.base_url;
         let resume: Resume = req.cursor_state()?.unwrap_or_default();
-        let started = if resume.cursor.is_some() || resume.next_url.is_some() { resume.started.clone() } else { None };
+        let started = if resume.cursor.is_some() || resume.next_url.is_some() {
+            resume.started.clone()
+        } else {
+            None
+        };
         // A stored cursor without an in-pass position starts a new incremental pass from the
         // newest change the previous pass saw.
         let (cursor, since) = match (&req.mode, resume.cursor) {
@@ -244,14 +268,18 @@ impl Connector for HttpJson {
         };
         let options: ReadOptions = match &req.options {
             serde_json::Value::Null => ReadOptions::default(),
-            given => serde_json::from_value(given.clone()).map_err(|e| Error::config(format!("read options: {e}")))?,
+            given => serde_json::from_value(given.clone())
+                .map_err(|e| Error::config(format!("read options: {e}")))?,
         };
         let request = match &resume.next_url {
             Some(url) => conn.get(url),
             None => {
                 let mut request = conn
                     .get(&format!("{base}/{}", req.stream))
-                    .query(&config.page_size_param, req.page_size.unwrap_or(DEFAULT_PAGE_SIZE))
+                    .query(
+                        &config.page_size_param,
+                        req.page_size.unwrap_or(DEFAULT_PAGE_SIZE),
+                    )
                     .query_opt("cursor", cursor.as_deref())
                     .query_opt("updated_since", since.as_deref());
                 for (name, value) in &options.query {
@@ -271,13 +299,41 @@ impl Connector for HttpJson {
             .chain(resume.newest.as_deref())
             .max()
             .map(str::to_owned);
-        let started = started.unwrap_or_else(|| weft_sdk::time::format_rfc3339_ms(weft_sdk::time::now_ms()));
+        let started =
+            started.unwrap_or_else(|| weft_sdk::time::format_rfc3339_ms(weft_sdk::time::now_ms()));
         let page = match (answer.next, &config.next_url) {
-            (Some(next), Some(_)) => Page::more(answer.data, &Resume { next_url: Some(next), since, newest, cursor: None, started: Some(started) }),
-            (Some(next), None) => Page::more(answer.data, &Resume { cursor: Some(next), since, newest, next_url: None, started: Some(started) }),
+            (Some(next), Some(_)) => Page::more(
+                answer.data,
+                &Resume {
+                    next_url: Some(next),
+                    since,
+                    newest,
+                    cursor: None,
+                    started: Some(started),
+                },
+            ),
+            (Some(next), None) => Page::more(
+                answer.data,
+                &Resume {
+                    cursor: Some(next),
+                    since,
+                    newest,
+                    next_url: None,
+                    started: Some(started),
+                },
+            ),
             (None, _) => {
                 let watermark = watermark(newest, &started);
-                Page::last(answer.data, Some(&Resume { cursor: None, since: None, newest: watermark, next_url: None, started: None }))
+                Page::last(
+                    answer.data,
+                    Some(&Resume {
+                        cursor: None,
+                        since: None,
+                        newest: watermark,
+                        next_url: None,
+                        started: None,
+                    }),
+                )
             }
         };
         Ok(match answer.total {
@@ -307,7 +363,8 @@ impl Connector for HttpJson {
                 ("unchanged", Some(id)) => WriteOutcome::unchanged(id),
                 ("deleted", Some(id)) => WriteOutcome::deleted(id),
                 (status, _) => WriteOutcome::failed(Error::invalid_record(
-                    r.error.unwrap_or_else(|| format!("the API answered status `{status}`")),
+                    r.error
+                        .unwrap_or_else(|| format!("the API answered status `{status}`")),
                 )),
             })
             .collect())
@@ -329,7 +386,10 @@ impl Connector for HttpJson {
             record: Record,
         }
 
-        let Some(signature) = req.header("x-signature").and_then(|s| s.strip_prefix("sha256=")) else {
+        let Some(signature) = req
+            .header("x-signature")
+            .and_then(|s| s.strip_prefix("sha256="))
+        else {
             return Ok(Verification::Rejected("missing X-Signature header".into()));
         };
         let Some(signature) = decode_hex(signature) else {
@@ -337,7 +397,9 @@ impl Connector for HttpJson {
         };
         let expected = conn.webhook_mac(MacAlgorithm::HmacSha256, &req.body)?;
         if !constant_time_eq(&expected, &signature) {
-            return Ok(Verification::Rejected("signature does not match the body".into()));
+            return Ok(Verification::Rejected(
+                "signature does not match the body".into(),
+            ));
         }
         let delivery: Delivery = serde_json::from_slice(&req.body)
             .map_err(|e| Error::invalid_record(format!("webhook body is not a delivery: {e}")))?;
@@ -352,7 +414,13 @@ impl Connector for HttpJson {
             delivery
                 .events
                 .into_iter()
-                .map(|e| Event { id: e.id, stream: e.stream, action: e.action, record: e.record, occurred_at: None })
+                .map(|e| Event {
+                    id: e.id,
+                    stream: e.stream,
+                    action: e.action,
+                    record: e.record,
+                    occurred_at: None,
+                })
                 .collect(),
         ))
     }
@@ -366,12 +434,17 @@ impl Connector for HttpJson {
             .post(&format!("{}/webhooks", base_url(conn)?))
             .json(&json!({"url": callback_url, "events": events}))?
             .send_json()?;
-        Ok(Subscription { id: created.id, expires_at: None })
+        Ok(Subscription {
+            id: created.id,
+            expires_at: None,
+        })
     }
 
     fn unsubscribe(conn: &Connection, subscription_id: &str) -> Result<()> {
         let id = weft_sdk::http::percent_encode(subscription_id);
-        conn.delete(&format!("{}/webhooks/{id}", base_url(conn)?)).send()?.error_for_status()?;
+        conn.delete(&format!("{}/webhooks/{id}", base_url(conn)?))
+            .send()?
+            .error_for_status()?;
         Ok(())
     }
 }
@@ -389,7 +462,10 @@ fn decode_hex(text: &str) -> Option<Vec<u8>> {
     if text.len() % 2 != 0 {
         return None;
     }
-    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 weft_sdk::export_connector!(HttpJson);

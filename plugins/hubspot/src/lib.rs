@@ -60,9 +60,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use weft_sdk::http::Response;
 use weft_sdk::{
-    AuthKind, Connection, Connector, ConnectorInfo, CredentialPlacement, Error, Event, InboundRequest, MacAlgorithm,
-    Page, ReadRequest, Record, Result, Stream, Subscription, SyncMode, Value, Verification, WriteMode, WriteOutcome,
-    WriteRequest, authorization_header, constant_time_eq, json,
+    AuthKind, Connection, Connector, ConnectorInfo, CredentialPlacement, Error, Event,
+    InboundRequest, MacAlgorithm, Page, ReadRequest, Record, Result, Stream, Subscription,
+    SyncMode, Value, Verification, WriteMode, WriteOutcome, WriteRequest, authorization_header,
+    constant_time_eq, json,
 };
 
 const DEFAULT_BASE_URL: &str = "https://api.hubapi.com";
@@ -142,7 +143,17 @@ const TYPES: &[ObjectType] = &[
         singular: "contact",
         modified: "lastmodifieddate",
         unique: Some("email"),
-        properties: &["email", "firstname", "lastname", "phone", "jobtitle", "company", "lifecyclestage", "city", "website"],
+        properties: &[
+            "email",
+            "firstname",
+            "lastname",
+            "phone",
+            "jobtitle",
+            "company",
+            "lifecyclestage",
+            "city",
+            "website",
+        ],
         read_only: &["createdate", "lastmodifieddate", "hs_object_id"],
     },
     ObjectType {
@@ -150,7 +161,18 @@ const TYPES: &[ObjectType] = &[
         singular: "company",
         modified: "hs_lastmodifieddate",
         unique: Some("domain"),
-        properties: &["name", "domain", "industry", "phone", "city", "state", "country", "numberofemployees", "annualrevenue", "description"],
+        properties: &[
+            "name",
+            "domain",
+            "industry",
+            "phone",
+            "city",
+            "state",
+            "country",
+            "numberofemployees",
+            "annualrevenue",
+            "description",
+        ],
         read_only: &["createdate", "hs_lastmodifieddate", "hs_object_id"],
     },
     ObjectType {
@@ -158,7 +180,15 @@ const TYPES: &[ObjectType] = &[
         singular: "deal",
         modified: "hs_lastmodifieddate",
         unique: None,
-        properties: &["dealname", "amount", "dealstage", "pipeline", "closedate", "description", "dealtype"],
+        properties: &[
+            "dealname",
+            "amount",
+            "dealstage",
+            "pipeline",
+            "closedate",
+            "description",
+            "dealtype",
+        ],
         read_only: &["createdate", "hs_lastmodifieddate", "hs_object_id"],
     },
     ObjectType {
@@ -167,7 +197,15 @@ const TYPES: &[ObjectType] = &[
         modified: "hs_lastmodifieddate",
         // A custom property with unique values, what an integration logging calls adds.
         unique: Some("weft_conversation_id"),
-        properties: &["hs_timestamp", "hs_call_title", "hs_call_body", "hs_call_status", "hs_call_direction", "hs_call_duration", "weft_conversation_id"],
+        properties: &[
+            "hs_timestamp",
+            "hs_call_title",
+            "hs_call_body",
+            "hs_call_status",
+            "hs_call_direction",
+            "hs_call_duration",
+            "weft_conversation_id",
+        ],
         read_only: &["createdate", "hs_lastmodifieddate", "hs_object_id"],
     },
 ];
@@ -176,29 +214,54 @@ const ENVELOPE: &[&str] = &["id", "createdAt", "updatedAt", "archived"];
 
 fn object_type(stream: &str) -> Result<&'static ObjectType> {
     TYPES.iter().find(|t| t.stream == stream).ok_or_else(|| {
-        let known: Vec<&str> = TYPES.iter().map(|t| t.stream).chain(ASSOCIATIONS.iter().map(|a| a.stream)).chain(["limits"]).collect();
-        Error::config(format!("hubspot has no stream `{stream}`; it has: {}", known.join(", ")))
+        let known: Vec<&str> = TYPES
+            .iter()
+            .map(|t| t.stream)
+            .chain(ASSOCIATIONS.iter().map(|a| a.stream))
+            .chain(["limits"])
+            .collect();
+        Error::config(format!(
+            "hubspot has no stream `{stream}`; it has: {}",
+            known.join(", ")
+        ))
     })
 }
 
 impl ObjectType {
     fn all_properties(&self) -> Vec<&'static str> {
-        self.properties.iter().chain(self.read_only).copied().collect()
+        self.properties
+            .iter()
+            .chain(self.read_only)
+            .copied()
+            .collect()
     }
 
     fn schema(&self) -> Value {
         let mut props = serde_json::Map::new();
-        props.insert("id".into(), json!({"type": "string", "description": "hs_object_id"}));
+        props.insert(
+            "id".into(),
+            json!({"type": "string", "description": "hs_object_id"}),
+        );
         for p in self.all_properties() {
-            let format = if matches!(p, "createdate" | "lastmodifieddate" | "hs_lastmodifieddate") { json!({"format": "date-time"}) } else { json!({}) };
+            let format = if matches!(p, "createdate" | "lastmodifieddate" | "hs_lastmodifieddate") {
+                json!({"format": "date-time"})
+            } else {
+                json!({})
+            };
             let mut schema = json!({"type": ["string", "null"]});
             if let (Value::Object(s), Value::Object(f)) = (&mut schema, format) {
                 s.extend(f);
             }
             props.insert(p.into(), schema);
         }
-        props.insert("createdAt".into(), json!({"type": "string", "format": "date-time"}));
-        props.insert("updatedAt".into(), json!({"type": "string", "format": "date-time"}));
+        props.insert(
+            "createdAt".into(),
+            json!({"type": "string", "format": "date-time"}),
+        );
+        props.insert(
+            "updatedAt".into(),
+            json!({"type": "string", "format": "date-time"}),
+        );
         props.insert("archived".into(), json!({"type": "boolean"}));
         json!({"type": "object", "required": ["id"], "properties": props})
     }
@@ -220,7 +283,11 @@ fn config(conn: &Connection) -> Result<Config> {
 }
 
 fn base_url(conn: &Connection) -> Result<String> {
-    Ok(config(conn)?.base_url.unwrap_or_else(|| DEFAULT_BASE_URL.into()).trim_end_matches('/').to_owned())
+    Ok(config(conn)?
+        .base_url
+        .unwrap_or_else(|| DEFAULT_BASE_URL.into())
+        .trim_end_matches('/')
+        .to_owned())
 }
 
 /// HubSpot's error body.
@@ -255,7 +322,10 @@ fn checked(resp: Response) -> Result<Response> {
                 None => None,
             });
             let policy = body.policy.as_deref().unwrap_or("search");
-            Err(Error::rate_limited(wait, format!("HubSpot rate limit ({policy}): {}", body.message)))
+            Err(Error::rate_limited(
+                wait,
+                format!("HubSpot rate limit ({policy}): {}", body.message),
+            ))
         }
         401 => Err(Error::auth(format!(
             "HubSpot refused the credential ({}): {}",
@@ -376,12 +446,23 @@ fn read_list(conn: &Connection, t: &ObjectType, req: &ReadRequest, resume: Resum
     let next = answer.paging.after();
     let records: Vec<Record> = answer.results.into_iter().map(flatten).collect();
     Ok(match next {
-        Some(after) => Page::more(records, &Resume { after: Some(after), ..Resume::default() }),
+        Some(after) => Page::more(
+            records,
+            &Resume {
+                after: Some(after),
+                ..Resume::default()
+            },
+        ),
         None => Page::last::<Resume>(records, None),
     })
 }
 
-fn read_search(conn: &Connection, t: &ObjectType, req: &ReadRequest, resume: Resume) -> Result<Page> {
+fn read_search(
+    conn: &Connection,
+    t: &ObjectType,
+    req: &ReadRequest,
+    resume: Resume,
+) -> Result<Page> {
     let limit = req.page_size.unwrap_or(SEARCH_LIMIT).clamp(1, SEARCH_LIMIT);
     let since = resume.since.unwrap_or(0);
     let offset = resume.offset.unwrap_or(0);
@@ -392,21 +473,41 @@ fn read_search(conn: &Connection, t: &ObjectType, req: &ReadRequest, resume: Res
         "limit": limit,
         "after": offset.to_string(),
     });
-    let answer: ListAnswer =
-        checked(conn.post(&format!("{}/crm/v3/objects/{}/search", base_url(conn)?, t.stream)).json(&body)?.send()?)?.json()?;
-    let next_offset = answer.paging.after().map(|a| a.parse::<u64>()).transpose().map_err(|_| Error::upstream(200, b"search paging.next.after is not a number"))?;
+    let answer: ListAnswer = checked(
+        conn.post(&format!(
+            "{}/crm/v3/objects/{}/search",
+            base_url(conn)?,
+            t.stream
+        ))
+        .json(&body)?
+        .send()?,
+    )?
+    .json()?;
+    let next_offset = answer
+        .paging
+        .after()
+        .map(|a| a.parse::<u64>())
+        .transpose()
+        .map_err(|_| Error::upstream(200, b"search paging.next.after is not a number"))?;
     let total = answer.total;
     let skip: BTreeSet<&str> = resume.skip.iter().map(String::as_str).collect();
     let records: Vec<Record> = answer
         .results
         .into_iter()
         .map(flatten)
-        .filter(|r| !(modified_ms(r, t) == Some(since) && r.get("id").and_then(Value::as_str).is_some_and(|id| skip.contains(id))))
+        .filter(|r| {
+            !(modified_ms(r, t) == Some(since)
+                && r.get("id")
+                    .and_then(Value::as_str)
+                    .is_some_and(|id| skip.contains(id)))
+        })
         .collect();
     // The newest modification time delivered so far and the records delivered at exactly it.
     let (mut newest, mut at_newest) = (since, resume.skip.clone());
     for r in &records {
-        let (Some(ms), Some(id)) = (modified_ms(r, t), r.get("id").and_then(Value::as_str)) else { continue };
+        let (Some(ms), Some(id)) = (modified_ms(r, t), r.get("id").and_then(Value::as_str)) else {
+            continue;
+        };
         if ms > newest {
             newest = ms;
             at_newest.clear();
@@ -419,11 +520,25 @@ fn read_search(conn: &Connection, t: &ObjectType, req: &ReadRequest, resume: Res
         // By keyset: a new query from the newest time delivered, skipping what was delivered at
         // it. A record edited meanwhile moves past the bound and is read there; paging by
         // offset instead would skip one record for each that moved out of the pages before.
-        Some(_) if newest > since => Page::more(records, &Resume { since: Some(newest), offset: None, skip: at_newest, after: None }),
+        Some(_) if newest > since => Page::more(
+            records,
+            &Resume {
+                since: Some(newest),
+                offset: None,
+                skip: at_newest,
+                after: None,
+            },
+        ),
         // More records than a page share one modification time: page through them by offset.
-        Some(next) if next + u64::from(limit) <= SEARCH_WINDOW => {
-            Page::more(records, &Resume { since: Some(since), offset: Some(next), skip: at_newest, after: None })
-        }
+        Some(next) if next + u64::from(limit) <= SEARCH_WINDOW => Page::more(
+            records,
+            &Resume {
+                since: Some(since),
+                offset: Some(next),
+                skip: at_newest,
+                after: None,
+            },
+        ),
         Some(_) => {
             return Err(Error::internal(format!(
                 "more than {SEARCH_WINDOW} {} share the modification time {since}; search cannot page past them",
@@ -434,9 +549,16 @@ fn read_search(conn: &Connection, t: &ObjectType, req: &ReadRequest, resume: Res
             // Kept for the next run: never past what search may not have indexed yet.
             let horizon = weft_sdk::time::now_ms() - INDEX_LAG_MS;
             let state = if newest > horizon && horizon >= since {
-                Resume { since: Some(horizon), ..Resume::default() }
+                Resume {
+                    since: Some(horizon),
+                    ..Resume::default()
+                }
             } else {
-                Resume { since: Some(newest), skip: at_newest, ..Resume::default() }
+                Resume {
+                    since: Some(newest),
+                    skip: at_newest,
+                    ..Resume::default()
+                }
             };
             Page::last(records, Some(&state))
         }
@@ -447,7 +569,12 @@ fn read_search(conn: &Connection, t: &ObjectType, req: &ReadRequest, resume: Res
     })
 }
 
-fn read_associations(conn: &Connection, a: &Association, req: &ReadRequest, resume: Resume) -> Result<Page> {
+fn read_associations(
+    conn: &Connection,
+    a: &Association,
+    req: &ReadRequest,
+    resume: Resume,
+) -> Result<Page> {
     let limit = req.page_size.unwrap_or(LIST_LIMIT).clamp(1, LIST_LIMIT);
     let answer: ListAnswer = checked(
         conn.get(&format!("{}/crm/v3/objects/{}", base_url(conn)?, a.from))
@@ -461,7 +588,11 @@ fn read_associations(conn: &Connection, a: &Association, req: &ReadRequest, resu
     let next = answer.paging.after();
     let mut records = Vec::new();
     for object in answer.results {
-        let targets = object.associations.get(a.to).map(|x| x.results.as_slice()).unwrap_or_default();
+        let targets = object
+            .associations
+            .get(a.to)
+            .map(|x| x.results.as_slice())
+            .unwrap_or_default();
         let mut seen = BTreeSet::new();
         for target in targets {
             let id = match &target.id {
@@ -477,24 +608,42 @@ fn read_associations(conn: &Connection, a: &Association, req: &ReadRequest, resu
         }
     }
     Ok(match next {
-        Some(after) => Page::more(records, &Resume { after: Some(after), ..Resume::default() }),
+        Some(after) => Page::more(
+            records,
+            &Resume {
+                after: Some(after),
+                ..Resume::default()
+            },
+        ),
         None => Page::last::<Resume>(records, None),
     })
 }
 
 fn read_limits(conn: &Connection) -> Result<Page> {
-    let resp = checked(conn.get(&format!("{}/account-info/v3/details", base_url(conn)?)).send()?)?;
+    let resp = checked(
+        conn.get(&format!("{}/account-info/v3/details", base_url(conn)?))
+            .send()?,
+    )?;
     let number = |name: &str| resp.header(name).and_then(|v| v.trim().parse::<u64>().ok());
     let mut daily = Record::new();
     daily.insert("name".into(), json!("daily"));
     daily.insert("max".into(), json!(number("x-hubspot-ratelimit-daily")));
-    daily.insert("remaining".into(), json!(number("x-hubspot-ratelimit-daily-remaining")));
+    daily.insert(
+        "remaining".into(),
+        json!(number("x-hubspot-ratelimit-daily-remaining")),
+    );
     daily.insert("interval_ms".into(), json!(86_400_000u64));
     let mut burst = Record::new();
     burst.insert("name".into(), json!("interval"));
     burst.insert("max".into(), json!(number("x-hubspot-ratelimit-max")));
-    burst.insert("remaining".into(), json!(number("x-hubspot-ratelimit-remaining")));
-    burst.insert("interval_ms".into(), json!(number("x-hubspot-ratelimit-interval-milliseconds")));
+    burst.insert(
+        "remaining".into(),
+        json!(number("x-hubspot-ratelimit-remaining")),
+    );
+    burst.insert(
+        "interval_ms".into(),
+        json!(number("x-hubspot-ratelimit-interval-milliseconds")),
+    );
     Ok(Page::last::<()>(vec![daily, burst], None))
 }
 
@@ -513,7 +662,11 @@ struct BatchError {
 
 impl BatchError {
     fn error(&self) -> Error {
-        Error::invalid_record(format!("{}: {}", self.category.as_deref().unwrap_or("error"), self.message))
+        Error::invalid_record(format!(
+            "{}: {}",
+            self.category.as_deref().unwrap_or("error"),
+            self.message
+        ))
     }
 
     fn context(&self, key: &str) -> Vec<String> {
@@ -550,10 +703,15 @@ fn properties_of(t: &ObjectType, record: &Record) -> serde_json::Map<String, Val
     record
         .iter()
         .filter(|(k, _)| !ENVELOPE.contains(&k.as_str()) && !t.read_only.contains(&k.as_str()))
-        .map(|(k, v)| (k.clone(), match v {
-            Value::Null | Value::String(_) => v.clone(),
-            other => json!(other.to_string()),
-        }))
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                match v {
+                    Value::Null | Value::String(_) => v.clone(),
+                    other => json!(other.to_string()),
+                },
+            )
+        })
         .collect()
 }
 
@@ -582,8 +740,13 @@ fn map_batch(
     }
     let mut unclaimed = Vec::new();
     for error in &answer.errors {
-        let named: Vec<String> = ["id", "objectWriteTraceId", "fromObjectId", "toObjectId"].iter().flat_map(|k| error.context(k)).collect();
-        match (0..count).find(|i| outcomes[*i].is_none() && names(*i).iter().any(|n| !n.is_empty() && named.contains(n))) {
+        let named: Vec<String> = ["id", "objectWriteTraceId", "fromObjectId", "toObjectId"]
+            .iter()
+            .flat_map(|k| error.context(k))
+            .collect();
+        match (0..count).find(|i| {
+            outcomes[*i].is_none() && names(*i).iter().any(|n| !n.is_empty() && named.contains(n))
+        }) {
             Some(i) => outcomes[i] = Some(WriteOutcome::failed(error.error())),
             None => unclaimed.push(error),
         }
@@ -595,29 +758,57 @@ fn map_batch(
         .map(|o| {
             o.unwrap_or_else(|| match unclaimed.next() {
                 Some(e) => WriteOutcome::failed(e.error()),
-                None => WriteOutcome::failed(Error::invalid_record("HubSpot's batch answer does not mention this record")),
+                None => WriteOutcome::failed(Error::invalid_record(
+                    "HubSpot's batch answer does not mention this record",
+                )),
             })
         })
         .collect()
 }
 
-fn batch_call(conn: &Connection, t: &ObjectType, action: &str, inputs: Vec<Value>, extra: Option<(&str, Value)>) -> Result<BatchAnswer> {
+fn batch_call(
+    conn: &Connection,
+    t: &ObjectType,
+    action: &str,
+    inputs: Vec<Value>,
+    extra: Option<(&str, Value)>,
+) -> Result<BatchAnswer> {
     let mut body = json!({"inputs": inputs});
     if let Some((k, v)) = extra {
         body[k] = v;
     }
-    let resp = checked(conn.post(&format!("{}/crm/v3/objects/{}/batch/{action}", base_url(conn)?, t.stream)).json(&body)?.send()?)?;
+    let resp = checked(
+        conn.post(&format!(
+            "{}/crm/v3/objects/{}/batch/{action}",
+            base_url(conn)?,
+            t.stream
+        ))
+        .json(&body)?
+        .send()?,
+    )?;
     if resp.status == 204 || resp.body.is_empty() {
-        return Ok(BatchAnswer { results: Vec::new(), errors: Vec::new() });
+        return Ok(BatchAnswer {
+            results: Vec::new(),
+            errors: Vec::new(),
+        });
     }
     resp.json()
 }
 
-fn write_objects(conn: &Connection, t: &ObjectType, req: &WriteRequest) -> Result<Vec<WriteOutcome>> {
+fn write_objects(
+    conn: &Connection,
+    t: &ObjectType,
+    req: &WriteRequest,
+) -> Result<Vec<WriteOutcome>> {
     let key = match req.key.as_slice() {
         [] => "id",
         [one] => one.as_str(),
-        more => return Err(Error::config(format!("HubSpot matches records on one property, not {}", more.join(", ")))),
+        more => {
+            return Err(Error::config(format!(
+                "HubSpot matches records on one property, not {}",
+                more.join(", ")
+            )));
+        }
     };
     let by_id = key == "id" || key == "hs_object_id";
     if !by_id && t.unique != Some(key) && req.mode != WriteMode::Create {
@@ -627,7 +818,11 @@ fn write_objects(conn: &Connection, t: &ObjectType, req: &WriteRequest) -> Resul
             t.unique.map(|u| format!(" or `{u}`")).unwrap_or_default()
         )));
     }
-    let key_value = |r: &Record| r.get(if by_id { "id" } else { key }).and_then(text).filter(|s| !s.is_empty());
+    let key_value = |r: &Record| {
+        r.get(if by_id { "id" } else { key })
+            .and_then(text)
+            .filter(|s| !s.is_empty())
+    };
     let mut outcomes = Vec::with_capacity(req.records.len());
     for chunk in req.records.chunks(BATCH_LIMIT) {
         // Records that cannot be sent fail here; the rest go in one call.
@@ -635,7 +830,10 @@ fn write_objects(conn: &Connection, t: &ObjectType, req: &WriteRequest) -> Resul
         let mut sent: Vec<usize> = Vec::new();
         for (i, r) in chunk.iter().enumerate() {
             if req.mode != WriteMode::Create && key_value(r).is_none() {
-                local[i] = Some(WriteOutcome::failed(Error::invalid_record(format!("the record has no `{}`", if by_id { "id" } else { key }))));
+                local[i] = Some(WriteOutcome::failed(Error::invalid_record(format!(
+                    "the record has no `{}`",
+                    if by_id { "id" } else { key }
+                ))));
             } else {
                 sent.push(i);
             }
@@ -649,7 +847,11 @@ fn write_objects(conn: &Connection, t: &ObjectType, req: &WriteRequest) -> Resul
                     map_batch(
                         answer,
                         records.len(),
-                        |res, i| properties_of(t, records[i]).iter().all(|(k, v)| res.properties.get(k).is_some_and(|x| same_value(x, v))),
+                        |res, i| {
+                            properties_of(t, records[i]).iter().all(|(k, v)| {
+                                res.properties.get(k).is_some_and(|x| same_value(x, v))
+                            })
+                        },
                         |i| vec![i.to_string()],
                         |res| WriteOutcome::created(res.id.clone()),
                     )
@@ -671,14 +873,25 @@ fn write_objects(conn: &Connection, t: &ObjectType, req: &WriteRequest) -> Resul
                     map_batch(
                         answer,
                         records.len(),
-                        |res, i| if by_id { Some(res.id.clone()) == key_value(records[i]) } else { res.properties.get(key).and_then(text).is_some_and(|v| Some(v.to_lowercase()) == key_value(records[i]).map(|k| k.to_lowercase())) },
+                        |res, i| {
+                            if by_id {
+                                Some(res.id.clone()) == key_value(records[i])
+                            } else {
+                                res.properties.get(key).and_then(text).is_some_and(|v| {
+                                    Some(v.to_lowercase())
+                                        == key_value(records[i]).map(|k| k.to_lowercase())
+                                })
+                            }
+                        },
                         |i| key_value(records[i]).into_iter().collect(),
                         |res| WriteOutcome::updated(res.id.clone()),
                     )
                 }
                 WriteMode::Upsert => {
                     if by_id {
-                        return Err(Error::config("HubSpot upserts on a unique property such as `email`, not on `id`; use update for ids"));
+                        return Err(Error::config(
+                            "HubSpot upserts on a unique property such as `email`, not on `id`; use update for ids",
+                        ));
                     }
                     let inputs = records
                         .iter()
@@ -692,25 +905,44 @@ fn write_objects(conn: &Connection, t: &ObjectType, req: &WriteRequest) -> Resul
                     map_batch(
                         answer,
                         records.len(),
-                        |res, i| res.properties.get(key).and_then(text).is_some_and(|v| Some(v.to_lowercase()) == key_value(records[i]).map(|k| k.to_lowercase())),
+                        |res, i| {
+                            res.properties.get(key).and_then(text).is_some_and(|v| {
+                                Some(v.to_lowercase())
+                                    == key_value(records[i]).map(|k| k.to_lowercase())
+                            })
+                        },
                         |i| key_value(records[i]).into_iter().collect(),
-                        |res| if res.is_new == Some(true) { WriteOutcome::created(res.id.clone()) } else { WriteOutcome::updated(res.id.clone()) },
+                        |res| {
+                            if res.is_new == Some(true) {
+                                WriteOutcome::created(res.id.clone())
+                            } else {
+                                WriteOutcome::updated(res.id.clone())
+                            }
+                        },
                     )
                 }
                 WriteMode::Delete => {
                     if !by_id {
                         return Err(Error::config("HubSpot archives records by `id`"));
                     }
-                    let inputs = records.iter().map(|r| json!({"id": key_value(r)})).collect();
+                    let inputs = records
+                        .iter()
+                        .map(|r| json!({"id": key_value(r)}))
+                        .collect();
                     batch_call(conn, t, "archive", inputs, None)?;
-                    records.iter().map(|r| WriteOutcome::deleted(key_value(r).unwrap_or_default())).collect()
+                    records
+                        .iter()
+                        .map(|r| WriteOutcome::deleted(key_value(r).unwrap_or_default()))
+                        .collect()
                 }
             };
             for (i, outcome) in sent.into_iter().zip(results) {
                 local[i] = Some(outcome);
             }
         }
-        outcomes.extend(local.into_iter().map(|o| o.unwrap_or_else(|| WriteOutcome::failed(Error::internal("record was not sent")))));
+        outcomes.extend(local.into_iter().map(|o| {
+            o.unwrap_or_else(|| WriteOutcome::failed(Error::internal("record was not sent")))
+        }));
     }
     Ok(outcomes)
 }
@@ -739,36 +971,84 @@ fn id_text(v: &Value) -> String {
     }
 }
 
-fn write_associations(conn: &Connection, a: &Association, req: &WriteRequest) -> Result<Vec<WriteOutcome>> {
-    let pair = |r: &Record| Some((r.get(a.from_field).and_then(text)?, r.get(a.to_field).and_then(text)?));
+fn write_associations(
+    conn: &Connection,
+    a: &Association,
+    req: &WriteRequest,
+) -> Result<Vec<WriteOutcome>> {
+    let pair = |r: &Record| {
+        Some((
+            r.get(a.from_field).and_then(text)?,
+            r.get(a.to_field).and_then(text)?,
+        ))
+    };
     let action = match req.mode {
         WriteMode::Create | WriteMode::Upsert => "associate/default",
         WriteMode::Delete => "archive",
-        WriteMode::Update => return Err(Error::config("an association has nothing to update; write it with create or delete it")),
+        WriteMode::Update => {
+            return Err(Error::config(
+                "an association has nothing to update; write it with create or delete it",
+            ));
+        }
     };
     let mut outcomes = Vec::with_capacity(req.records.len());
     for chunk in req.records.chunks(BATCH_LIMIT) {
         let pairs: Vec<Option<(String, String)>> = chunk.iter().map(pair).collect();
-        let inputs: Vec<Value> = pairs.iter().flatten().map(|(c, co)| json!({"from": {"id": c}, "to": {"id": co}})).collect();
+        let inputs: Vec<Value> = pairs
+            .iter()
+            .flatten()
+            .map(|(c, co)| json!({"from": {"id": c}, "to": {"id": co}}))
+            .collect();
         let answer = if inputs.is_empty() {
-            AssociationAnswer { results: Vec::new(), errors: Vec::new() }
+            AssociationAnswer {
+                results: Vec::new(),
+                errors: Vec::new(),
+            }
         } else {
             let resp = checked(
-                conn.post(&format!("{}/crm/v4/associations/{}/{}/batch/{action}", base_url(conn)?, a.from, a.to)).json(&json!({"inputs": inputs}))?.send()?,
+                conn.post(&format!(
+                    "{}/crm/v4/associations/{}/{}/batch/{action}",
+                    base_url(conn)?,
+                    a.from,
+                    a.to
+                ))
+                .json(&json!({"inputs": inputs}))?
+                .send()?,
             )?;
-            if resp.body.is_empty() { AssociationAnswer { results: Vec::new(), errors: Vec::new() } } else { resp.json()? }
+            if resp.body.is_empty() {
+                AssociationAnswer {
+                    results: Vec::new(),
+                    errors: Vec::new(),
+                }
+            } else {
+                resp.json()?
+            }
         };
-        let done: BTreeSet<(String, String)> = answer.results.iter().map(|r| (id_text(&r.from), id_text(&r.to))).collect();
+        let done: BTreeSet<(String, String)> = answer
+            .results
+            .iter()
+            .map(|r| (id_text(&r.from), id_text(&r.to)))
+            .collect();
         for p in &pairs {
             let outcome = match p {
-                None => WriteOutcome::failed(Error::invalid_record(format!("an association record needs `{}` and `{}`", a.from_field, a.to_field))),
+                None => WriteOutcome::failed(Error::invalid_record(format!(
+                    "an association record needs `{}` and `{}`",
+                    a.from_field, a.to_field
+                ))),
                 Some((c, co)) => {
-                    let failed = answer.errors.iter().find(|e| e.context("fromObjectId").contains(c) || e.context("toObjectId").contains(co));
+                    let failed = answer.errors.iter().find(|e| {
+                        e.context("fromObjectId").contains(c)
+                            || e.context("toObjectId").contains(co)
+                    });
                     match failed {
                         Some(e) => WriteOutcome::failed(e.error()),
                         None if action == "archive" => WriteOutcome::deleted(format!("{c}-{co}")),
-                        None if done.contains(&(c.clone(), co.clone())) => WriteOutcome::created(format!("{c}-{co}")),
-                        None => WriteOutcome::failed(Error::invalid_record("HubSpot's answer does not mention this association")),
+                        None if done.contains(&(c.clone(), co.clone())) => {
+                            WriteOutcome::created(format!("{c}-{co}"))
+                        }
+                        None => WriteOutcome::failed(Error::invalid_record(
+                            "HubSpot's answer does not mention this association",
+                        )),
                     }
                 }
             };
@@ -796,42 +1076,68 @@ struct Delivered {
 
 /// The URIs a genuine delivery may have been signed over, most specific first.
 fn signed_uris(conn: &Connection, req: &InboundRequest) -> Result<Vec<String>> {
-    let query = if req.query.is_empty() { String::new() } else { format!("?{}", req.query) };
+    let query = if req.query.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", req.query)
+    };
     if let Some(url) = config(conn)?.webhook_url {
         return Ok(vec![url]);
     }
-    let Some(host) = req.header("x-forwarded-host").or_else(|| req.header("host")) else { return Ok(Vec::new()) };
+    let Some(host) = req
+        .header("x-forwarded-host")
+        .or_else(|| req.header("host"))
+    else {
+        return Ok(Vec::new());
+    };
     let schemes: Vec<&str> = match req.header("x-forwarded-proto") {
         Some(p) => vec![p.split(',').next().unwrap_or(p).trim()],
         None => vec!["https", "http"],
     };
-    Ok(schemes.into_iter().map(|s| format!("{s}://{host}{}{query}", req.path)).collect())
+    Ok(schemes
+        .into_iter()
+        .map(|s| format!("{s}://{host}{}{query}", req.path))
+        .collect())
 }
 
 fn verify_delivery(conn: &Connection, req: &InboundRequest) -> Result<Verification> {
     let Some(signature) = req.header("x-hubspot-signature-v3") else {
-        return Ok(Verification::Rejected("missing X-HubSpot-Signature-v3 (only signature v3 is accepted)".into()));
+        return Ok(Verification::Rejected(
+            "missing X-HubSpot-Signature-v3 (only signature v3 is accepted)".into(),
+        ));
     };
     let Some(timestamp) = req.header("x-hubspot-request-timestamp") else {
-        return Ok(Verification::Rejected("missing X-HubSpot-Request-Timestamp".into()));
+        return Ok(Verification::Rejected(
+            "missing X-HubSpot-Request-Timestamp".into(),
+        ));
     };
     let Ok(sent_ms) = timestamp.trim().parse::<i64>() else {
-        return Ok(Verification::Rejected("X-HubSpot-Request-Timestamp is not epoch milliseconds".into()));
+        return Ok(Verification::Rejected(
+            "X-HubSpot-Request-Timestamp is not epoch milliseconds".into(),
+        ));
     };
     let age = weft_sdk::time::now_ms() - sent_ms;
     if !(-MAX_DELIVERY_AGE_MS..=MAX_DELIVERY_AGE_MS).contains(&age) {
-        return Ok(Verification::Rejected(format!("the delivery's timestamp is {} s away from now; at most 300 s is accepted", age / 1_000)));
+        return Ok(Verification::Rejected(format!(
+            "the delivery's timestamp is {} s away from now; at most 300 s is accepted",
+            age / 1_000
+        )));
     }
     let Some(given) = weft_sdk::base64::decode(signature) else {
-        return Ok(Verification::Rejected("X-HubSpot-Signature-v3 is not base64".into()));
+        return Ok(Verification::Rejected(
+            "X-HubSpot-Signature-v3 is not base64".into(),
+        ));
     };
     let uris = signed_uris(conn, req)?;
     if uris.is_empty() {
-        return Ok(Verification::Rejected("no Host header and no webhook_url in the config: the signed URI is unknown".into()));
+        return Ok(Verification::Rejected(
+            "no Host header and no webhook_url in the config: the signed URI is unknown".into(),
+        ));
     }
     let mut genuine = false;
     for uri in uris {
-        let mut message = Vec::with_capacity(req.method.len() + uri.len() + req.body.len() + timestamp.len());
+        let mut message =
+            Vec::with_capacity(req.method.len() + uri.len() + req.body.len() + timestamp.len());
         message.extend_from_slice(req.method.to_uppercase().as_bytes());
         message.extend_from_slice(uri.as_bytes());
         message.extend_from_slice(&req.body);
@@ -840,14 +1146,23 @@ fn verify_delivery(conn: &Connection, req: &InboundRequest) -> Result<Verificati
         genuine |= constant_time_eq(&expected, &given);
     }
     if !genuine {
-        return Ok(Verification::Rejected("X-HubSpot-Signature-v3 does not match the request".into()));
+        return Ok(Verification::Rejected(
+            "X-HubSpot-Signature-v3 does not match the request".into(),
+        ));
     }
-    let delivered: Vec<Delivered> = serde_json::from_slice(&req.body).map_err(|e| Error::invalid_record(format!("the delivery is not a HubSpot event array: {e}")))?;
+    let delivered: Vec<Delivered> = serde_json::from_slice(&req.body).map_err(|e| {
+        Error::invalid_record(format!("the delivery is not a HubSpot event array: {e}"))
+    })?;
     let events = delivered
         .into_iter()
         .map(|d| {
             let prefix = d.subscription_type.split('.').next().unwrap_or("");
-            let stream = TYPES.iter().find(|t| t.singular == prefix).map(|t| t.stream).unwrap_or(prefix).to_owned();
+            let stream = TYPES
+                .iter()
+                .find(|t| t.singular == prefix)
+                .map(|t| t.stream)
+                .unwrap_or(prefix)
+                .to_owned();
             let mut record = Record::new();
             record.insert("id".into(), json!(id_text(&d.object_id)));
             record.insert("eventId".into(), d.event_id.clone());
@@ -871,7 +1186,10 @@ fn app_id(conn: &Connection) -> Result<String> {
     match config(conn)?.app_id {
         Some(Value::String(s)) if !s.is_empty() && s.chars().all(|c| c.is_ascii_digit()) => Ok(s),
         Some(Value::Number(n)) => Ok(n.to_string()),
-        _ => Err(Error::config(format!("connection `{}`: webhook subscriptions need the app's numeric `app_id` in the config", conn.name()))),
+        _ => Err(Error::config(format!(
+            "connection `{}`: webhook subscriptions need the app's numeric `app_id` in the config",
+            conn.name()
+        ))),
     }
 }
 
@@ -914,9 +1232,17 @@ impl Connector for HubSpot {
         for t in TYPES {
             info = info.stream(
                 Stream::new(t.stream, t.schema())
-                    .description(&format!("HubSpot {}: list-paged in full, searched on {} incrementally.", t.stream, t.modified))
+                    .description(&format!(
+                        "HubSpot {}: list-paged in full, searched on {} incrementally.",
+                        t.stream, t.modified
+                    ))
                     .incremental(t.modified)
-                    .writable(&[WriteMode::Create, WriteMode::Update, WriteMode::Upsert, WriteMode::Delete]),
+                    .writable(&[
+                        WriteMode::Create,
+                        WriteMode::Update,
+                        WriteMode::Upsert,
+                        WriteMode::Delete,
+                    ]),
             );
         }
         for a in ASSOCIATIONS {
@@ -930,7 +1256,11 @@ impl Connector for HubSpot {
                 )
                 .description(a.description)
                 .primary_key(&[a.from_field, a.to_field])
-                .writable(&[WriteMode::Create, WriteMode::Upsert, WriteMode::Delete]),
+                .writable(&[
+                    WriteMode::Create,
+                    WriteMode::Upsert,
+                    WriteMode::Delete,
+                ]),
             );
         }
         info.stream(
@@ -949,7 +1279,10 @@ impl Connector for HubSpot {
     }
 
     fn check(conn: &Connection) -> Result<()> {
-        checked(conn.get(&format!("{}/account-info/v3/details", base_url(conn)?)).send()?)?;
+        checked(
+            conn.get(&format!("{}/account-info/v3/details", base_url(conn)?))
+                .send()?,
+        )?;
         Ok(())
     }
 
@@ -957,12 +1290,16 @@ impl Connector for HubSpot {
         let resume: Resume = req.cursor_state()?.unwrap_or_default();
         match req.stream.as_str() {
             "limits" => read_limits(conn),
-            stream if association(stream).is_some() => read_associations(conn, association(stream).expect("checked"), &req, resume),
+            stream if association(stream).is_some() => {
+                read_associations(conn, association(stream).expect("checked"), &req, resume)
+            }
             stream => {
                 let t = object_type(stream)?;
                 match (req.mode, &resume) {
                     (SyncMode::Full, r) if r.since.is_none() => read_list(conn, t, &req, resume),
-                    (_, r) if r.after.is_some() => Err(Error::config("the stored cursor is a full read's; reset the flow's cursor")),
+                    (_, r) if r.after.is_some() => Err(Error::config(
+                        "the stored cursor is a full read's; reset the flow's cursor",
+                    )),
                     _ => read_search(conn, t, &req, resume),
                 }
             }
@@ -974,7 +1311,9 @@ impl Connector for HubSpot {
             return Ok(Vec::new());
         }
         match req.stream.as_str() {
-            stream if association(stream).is_some() => write_associations(conn, association(stream).expect("checked"), &req),
+            stream if association(stream).is_some() => {
+                write_associations(conn, association(stream).expect("checked"), &req)
+            }
             "limits" => Err(Error::config("stream `limits` is read-only")),
             stream => write_objects(conn, object_type(stream)?, &req),
         }
@@ -987,9 +1326,16 @@ impl Connector for HubSpot {
     fn subscribe(conn: &Connection, callback_url: &str, events: &[String]) -> Result<Subscription> {
         let app = app_id(conn)?;
         let base = base_url(conn)?;
-        let wanted: Vec<&str> = if events.is_empty() { EVENT_TYPES.to_vec() } else { events.iter().map(String::as_str).collect() };
+        let wanted: Vec<&str> = if events.is_empty() {
+            EVENT_TYPES.to_vec()
+        } else {
+            events.iter().map(String::as_str).collect()
+        };
         if let Some(unknown) = wanted.iter().find(|e| !EVENT_TYPES.contains(e)) {
-            return Err(Error::config(format!("HubSpot has no event type `{unknown}`; it has: {}", EVENT_TYPES.join(", "))));
+            return Err(Error::config(format!(
+                "HubSpot has no event type `{unknown}`; it has: {}",
+                EVENT_TYPES.join(", ")
+            )));
         }
         checked(conn.put(&format!("{base}/webhooks/v3/{app}/settings")).json(&json!({"targetUrl": callback_url, "throttling": {"maxConcurrentRequests": 10, "period": "SECONDLY"}}))?.send()?)?;
         #[derive(Deserialize)]
@@ -998,10 +1344,18 @@ impl Connector for HubSpot {
         }
         let mut ids = Vec::new();
         for event in wanted {
-            let created: Created = checked(conn.post(&format!("{base}/webhooks/v3/{app}/subscriptions")).json(&json!({"eventType": event, "active": true}))?.send()?)?.json()?;
+            let created: Created = checked(
+                conn.post(&format!("{base}/webhooks/v3/{app}/subscriptions"))
+                    .json(&json!({"eventType": event, "active": true}))?
+                    .send()?,
+            )?
+            .json()?;
             ids.push(id_text(&created.id));
         }
-        Ok(Subscription { id: ids.join(","), expires_at: None })
+        Ok(Subscription {
+            id: ids.join(","),
+            expires_at: None,
+        })
     }
 
     fn unsubscribe(conn: &Connection, subscription_id: &str) -> Result<()> {
@@ -1009,9 +1363,14 @@ impl Connector for HubSpot {
         let base = base_url(conn)?;
         for id in subscription_id.split(',').filter(|s| !s.is_empty()) {
             if !id.chars().all(|c| c.is_ascii_digit()) {
-                return Err(Error::config(format!("`{id}` is not a HubSpot subscription id")));
+                return Err(Error::config(format!(
+                    "`{id}` is not a HubSpot subscription id"
+                )));
             }
-            checked(conn.delete(&format!("{base}/webhooks/v3/{app}/subscriptions/{id}")).send()?)?;
+            checked(
+                conn.delete(&format!("{base}/webhooks/v3/{app}/subscriptions/{id}"))
+                    .send()?,
+            )?;
         }
         Ok(())
     }

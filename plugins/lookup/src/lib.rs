@@ -49,8 +49,12 @@ enum Missing {
 impl LookupConfig {
     fn check(&self) -> Result<()> {
         match self.on.len() {
-            0 => Err(Error::config("`match` needs at least one pair: { input_field = \"lookup_field\" }")),
-            n if n > MAX_COLUMNS => Err(Error::config(format!("`match` has {n} pairs; a lookup matches on at most {MAX_COLUMNS} columns"))),
+            0 => Err(Error::config(
+                "`match` needs at least one pair: { input_field = \"lookup_field\" }",
+            )),
+            n if n > MAX_COLUMNS => Err(Error::config(format!(
+                "`match` has {n} pairs; a lookup matches on at most {MAX_COLUMNS} columns"
+            ))),
             _ => Ok(()),
         }
     }
@@ -60,7 +64,11 @@ impl LookupConfig {
             Value::String(s) => s.trim().to_owned(),
             other => other.to_string(),
         };
-        if self.ignore_case { text.to_lowercase() } else { text }
+        if self.ignore_case {
+            text.to_lowercase()
+        } else {
+            text
+        }
     }
 
     fn key<'a>(&self, record: &Record, fields: impl Iterator<Item = &'a String>) -> Option<String> {
@@ -100,49 +108,87 @@ impl Transform for Lookup {
             }))
     }
 
-    fn output_schema(config: &LookupConfig, input: &Value, lookup: Option<&Value>) -> Result<Value> {
+    fn output_schema(
+        config: &LookupConfig,
+        input: &Value,
+        lookup: Option<&Value>,
+    ) -> Result<Value> {
         config.check()?;
-        let lookup = lookup.ok_or_else(|| Error::config("lookup needs a second input: `lookup = \"step\"`"))?;
-        let mut fields: Vec<(&Value, &String, &str)> = config.on.iter().flat_map(|(m, t)| [(input, m, "input"), (lookup, t, "lookup")]).collect();
+        let lookup = lookup
+            .ok_or_else(|| Error::config("lookup needs a second input: `lookup = \"step\"`"))?;
+        let mut fields: Vec<(&Value, &String, &str)> = config
+            .on
+            .iter()
+            .flat_map(|(m, t)| [(input, m, "input"), (lookup, t, "lookup")])
+            .collect();
         fields.push((lookup, &config.value, "lookup"));
         for (schema, field, side) in fields {
             if let Some(p) = properties(schema) {
                 if !p.contains_key(field) {
                     let has: Vec<&str> = p.keys().map(String::as_str).collect();
-                    return Err(Error::config(format!("`{field}` is not a field of the {side}; it has: {}", has.join(", "))));
+                    return Err(Error::config(format!(
+                        "`{field}` is not a field of the {side}; it has: {}",
+                        has.join(", ")
+                    )));
                 }
             }
         }
         // An input of unknown shape (a dataset) stays unknown: its records may have any field.
-        let Some(mut out) = properties(input).cloned() else { return Ok(json!({"type": "object"})) };
-        let value_schema = properties(lookup).and_then(|p| p.get(&config.value)).cloned().unwrap_or(json!({}));
+        let Some(mut out) = properties(input).cloned() else {
+            return Ok(json!({"type": "object"}));
+        };
+        let value_schema = properties(lookup)
+            .and_then(|p| p.get(&config.value))
+            .cloned()
+            .unwrap_or(json!({}));
         out.insert(config.set.clone(), value_schema);
         Ok(json!({"type": "object", "properties": out}))
     }
 
-    fn process(config: &LookupConfig, records: Vec<Record>, lookup: Option<Vec<Record>>) -> Result<Output> {
+    fn process(
+        config: &LookupConfig,
+        records: Vec<Record>,
+        lookup: Option<Vec<Record>>,
+    ) -> Result<Output> {
         config.check()?;
-        let lookup = lookup.ok_or_else(|| Error::config("lookup needs a second input: `lookup = \"step\"`"))?;
+        let lookup = lookup
+            .ok_or_else(|| Error::config("lookup needs a second input: `lookup = \"step\"`"))?;
         let mut index: HashMap<String, Vec<Value>> = HashMap::new();
         for row in &lookup {
-            if let (Some(key), Some(value)) = (config.key(row, config.on.values()), row.get(&config.value)) {
+            if let (Some(key), Some(value)) =
+                (config.key(row, config.on.values()), row.get(&config.value))
+            {
                 index.entry(key).or_default().push(value.clone());
             }
         }
         let columns: Vec<&str> = config.on.keys().map(String::as_str).collect();
         let mut output = Output::default();
         for (i, mut record) in records.into_iter().enumerate() {
-            let found = config.key(&record, config.on.keys()).and_then(|k| index.get(&k));
+            let found = config
+                .key(&record, config.on.keys())
+                .and_then(|k| index.get(&k));
             match (found.map(Vec::as_slice), config.missing) {
                 (Some([value]), _) => {
                     record.insert(config.set.clone(), value.clone());
                 }
                 (Some(many), _) if many.len() > 1 => {
-                    output.reject(i, format!("{} lookup records match on {}: ambiguous", many.len(), columns.join(", ")), Some(&config.set));
+                    output.reject(
+                        i,
+                        format!(
+                            "{} lookup records match on {}: ambiguous",
+                            many.len(),
+                            columns.join(", ")
+                        ),
+                        Some(&config.set),
+                    );
                     continue;
                 }
                 (_, Missing::Reject) => {
-                    output.reject(i, format!("no lookup record matches on {}", columns.join(", ")), Some(&config.set));
+                    output.reject(
+                        i,
+                        format!("no lookup record matches on {}", columns.join(", ")),
+                        Some(&config.set),
+                    );
                     continue;
                 }
                 (_, Missing::Null) => {

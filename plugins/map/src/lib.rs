@@ -103,9 +103,17 @@ fn domain_of(text: &str) -> Option<String> {
     let rest = rest.split_once("://").map_or(rest, |(_, r)| r);
     let host = rest.split(['/', '?', '#']).next()?;
     let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
-    let host = host.split(':').next()?.trim_end_matches('.').to_ascii_lowercase();
+    let host = host
+        .split(':')
+        .next()?
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
     let host = host.strip_prefix("www.").unwrap_or(&host).to_owned();
-    (host.contains('.') && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')).then_some(host)
+    (host.contains('.')
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'))
+    .then_some(host)
 }
 
 impl Conversion {
@@ -142,7 +150,13 @@ impl Conversion {
                 _ => Err(fail()),
             },
             Conversion::Date => match text {
-                Some(t) if t.len() >= 10 && is_date(&t[..10]) && (t.len() == 10 || t.as_bytes()[10] == b'T') => Ok(Value::String(t[..10].to_owned())),
+                Some(t)
+                    if t.len() >= 10
+                        && is_date(&t[..10])
+                        && (t.len() == 10 || t.as_bytes()[10] == b'T') =>
+                {
+                    Ok(Value::String(t[..10].to_owned()))
+                }
                 _ => Err(fail()),
             },
             Conversion::Boolean => match (value, text.map(str::to_ascii_lowercase).as_deref()) {
@@ -180,7 +194,12 @@ impl Conversion {
 
 fn is_date(t: &str) -> bool {
     let b = t.as_bytes();
-    b.len() == 10 && b[4] == b'-' && b[7] == b'-' && b.iter().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+    b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
 }
 
 /// Puts `value` at the dotted `path` of `into`, creating objects (and arrays, for numbers).
@@ -190,7 +209,13 @@ fn insert_nested(into: &mut Value, path: &str, value: Value) {
     for (i, part) in parts.iter().enumerate() {
         let last = i + 1 == parts.len();
         let next_is_index = parts.get(i + 1).is_some_and(|p| p.parse::<usize>().is_ok());
-        let fresh = || if next_is_index { Value::Array(Vec::new()) } else { Value::Object(Default::default()) };
+        let fresh = || {
+            if next_is_index {
+                Value::Array(Vec::new())
+            } else {
+                Value::Object(Default::default())
+            }
+        };
         current = match (current, part.parse::<usize>()) {
             (Value::Array(items), Ok(index)) => {
                 while items.len() <= index {
@@ -223,7 +248,10 @@ fn insert_nested(into: &mut Value, path: &str, value: Value) {
                     slot[*part] = value;
                     return;
                 }
-                slot.as_object_mut().expect("just made").entry((*part).to_owned()).or_insert_with(fresh)
+                slot.as_object_mut()
+                    .expect("just made")
+                    .entry((*part).to_owned())
+                    .or_insert_with(fresh)
             }
         };
     }
@@ -245,7 +273,11 @@ fn nest_schema(properties: serde_json::Map<String, Value>) -> serde_json::Map<St
                 if current.get("properties").is_none() {
                     current["properties"] = json!({});
                 }
-                current = current["properties"].as_object_mut().expect("an object").entry(part.to_owned()).or_insert_with(|| json!({"type": "object", "properties": {}}));
+                current = current["properties"]
+                    .as_object_mut()
+                    .expect("an object")
+                    .entry(part.to_owned())
+                    .or_insert_with(|| json!({"type": "object", "properties": {}}));
             }
         }
         *current = schema;
@@ -309,9 +341,15 @@ fn parts(template: &str) -> std::result::Result<Vec<Part<'_>>, String> {
             continue;
         }
         if brace == b'}' {
-            return Err(format!("`{template}` has a `}}` without its `{{` (write `}}}}` for a brace)"));
+            return Err(format!(
+                "`{template}` has a `}}` without its `{{` (write `}}}}` for a brace)"
+            ));
         }
-        let Some(end) = after.find('}') else { return Err(format!("`{template}` has a `{{` without its `}}` (write `{{{{` for a brace)")) };
+        let Some(end) = after.find('}') else {
+            return Err(format!(
+                "`{template}` has a `{{` without its `}}` (write `{{{{` for a brace)"
+            ));
+        };
         out.push(Part::Field(after[..end].trim()));
         rest = &after[end + 1..];
     }
@@ -321,7 +359,16 @@ fn parts(template: &str) -> std::result::Result<Vec<Part<'_>>, String> {
 
 /// The `{path}` placeholders of a template, in order.
 fn placeholders(template: &str) -> std::result::Result<Vec<&str>, String> {
-    Ok(parts(template)?.into_iter().filter_map(|p| if let Part::Field(f) = p { Some(f) } else { None }).collect())
+    Ok(parts(template)?
+        .into_iter()
+        .filter_map(|p| {
+            if let Part::Field(f) = p {
+                Some(f)
+            } else {
+                None
+            }
+        })
+        .collect())
 }
 
 /// `template` with its placeholders filled from `record`: strings as they are, numbers and
@@ -338,9 +385,17 @@ fn fill(template: &str, record: &Record) -> std::result::Result<String, String> 
         };
         match lookup(record, path).filter(|v| !v.is_null()) {
             Some(Value::String(text)) => out.push_str(text),
-            Some(Value::Array(_) | Value::Object(_)) => return Err(format!("`{path}` is not text, a number or a boolean, so `{template}` cannot hold it")),
+            Some(Value::Array(_) | Value::Object(_)) => {
+                return Err(format!(
+                    "`{path}` is not text, a number or a boolean, so `{template}` cannot hold it"
+                ));
+            }
             Some(other) => out.push_str(&other.to_string()),
-            None => return Err(format!("`{path}` is missing or null, and `{template}` needs it")),
+            None => {
+                return Err(format!(
+                    "`{path}` is missing or null, and `{template}` needs it"
+                ));
+            }
         }
     }
     Ok(out)
@@ -361,7 +416,12 @@ impl CaseRule {
         let hit = value.and_then(case_key).and_then(|key| {
             self.map.get(&key).or_else(|| {
                 self.ignore_case
-                    .then(|| self.map.iter().find(|(k, _)| k.eq_ignore_ascii_case(&key)).map(|(_, v)| v))
+                    .then(|| {
+                        self.map
+                            .iter()
+                            .find(|(k, _)| k.eq_ignore_ascii_case(&key))
+                            .map(|(_, v)| v)
+                    })
                     .flatten()
             })
         });
@@ -372,22 +432,48 @@ impl CaseRule {
 impl MapConfig {
     /// Maps one record, or says why it is rejected and which output field is at fault.
     pub fn apply(&self, record: &Record) -> std::result::Result<Record, (String, String)> {
-        let mut out = if self.keep_unmapped { record.clone() } else { Record::new() };
+        let mut out = if self.keep_unmapped {
+            record.clone()
+        } else {
+            Record::new()
+        };
         for (target, rule) in &self.fields {
             let value = lookup(record, rule.from()).filter(|v| !v.is_null());
             match (value, rule) {
-                (Some(v), FieldRule::Spec(FieldSpec { convert: Some(c), .. })) => {
-                    let converted = c.apply(v).map_err(|why| (format!("`{}`: {why}", rule.from()), target.clone()))?;
+                (
+                    Some(v),
+                    FieldRule::Spec(FieldSpec {
+                        convert: Some(c), ..
+                    }),
+                ) => {
+                    let converted = c
+                        .apply(v)
+                        .map_err(|why| (format!("`{}`: {why}", rule.from()), target.clone()))?;
                     out.insert(target.clone(), converted);
                 }
                 (Some(v), _) => {
                     out.insert(target.clone(), v.clone());
                 }
-                (None, FieldRule::Spec(FieldSpec { default: Some(d), .. })) => {
+                (
+                    None,
+                    FieldRule::Spec(FieldSpec {
+                        default: Some(d), ..
+                    }),
+                ) => {
                     out.insert(target.clone(), d.clone());
                 }
-                (None, FieldRule::Spec(FieldSpec { required: true, from, .. })) => {
-                    return Err((format!("required field `{from}` is missing or null"), target.clone()));
+                (
+                    None,
+                    FieldRule::Spec(FieldSpec {
+                        required: true,
+                        from,
+                        ..
+                    }),
+                ) => {
+                    return Err((
+                        format!("required field `{from}` is missing or null"),
+                        target.clone(),
+                    ));
                 }
                 (None, _) => {
                     out.insert(target.clone(), Value::Null);
@@ -413,7 +499,10 @@ impl MapConfig {
                 None => {
                     let shown = source.map_or_else(|| "nothing".to_owned(), |v| format!("`{v}`"));
                     return Err((
-                        format!("`{}` is {shown}, which no case of `{target}` matches, and there is no default", rule.from),
+                        format!(
+                            "`{}` is {shown}, which no case of `{target}` matches, and there is no default",
+                            rule.from
+                        ),
                         target.clone(),
                     ));
                 }
@@ -427,7 +516,9 @@ impl MapConfig {
             for (k, v) in out {
                 insert_nested(&mut nested, &k, v);
             }
-            let Value::Object(nested) = nested else { unreachable!("built as an object") };
+            let Value::Object(nested) = nested else {
+                unreachable!("built as an object")
+            };
             return Ok(nested);
         }
         Ok(out)
@@ -435,7 +526,10 @@ impl MapConfig {
 
     /// Maps a batch; rejected records are reported by index.
     pub fn apply_batch(&self, records: Vec<Record>) -> Output {
-        let mut output = Output { records: Vec::with_capacity(records.len()), rejects: Vec::new() };
+        let mut output = Output {
+            records: Vec::with_capacity(records.len()),
+            rejects: Vec::new(),
+        };
         for (index, record) in records.iter().enumerate() {
             match self.apply(record) {
                 Ok(mapped) => output.records.push(mapped),
@@ -448,10 +542,16 @@ impl MapConfig {
 
 /// The schema at a dotted path of an object schema; `Ok(None)` when the schema does not list
 /// its properties (anything goes), an error when it lists them and the path is not there.
-fn schema_at<'a>(schema: &'a Value, path: &str) -> std::result::Result<Option<&'a Value>, Vec<String>> {
+fn schema_at<'a>(
+    schema: &'a Value,
+    path: &str,
+) -> std::result::Result<Option<&'a Value>, Vec<String>> {
     let mut current = schema;
     for part in path.split('.') {
-        if let Some(items) = current.get("items").filter(|_| part.parse::<usize>().is_ok()) {
+        if let Some(items) = current
+            .get("items")
+            .filter(|_| part.parse::<usize>().is_ok())
+        {
             current = items;
             continue;
         }
@@ -545,15 +645,29 @@ impl Transform for Map {
             .fields
             .iter()
             .map(|(target, rule)| (target, rule.from()))
-            .chain(config.case.iter().map(|(target, rule)| (target, rule.from.as_str())));
+            .chain(
+                config
+                    .case
+                    .iter()
+                    .map(|(target, rule)| (target, rule.from.as_str())),
+            );
         for (target, from) in sources {
             match schema_at(input, from) {
                 Ok(found) => {
                     let schema = match (config.fields.get(target), config.case.get(target)) {
-                        (Some(FieldRule::Spec(FieldSpec { convert: Some(c), .. })), _) => c.schema(),
+                        (
+                            Some(FieldRule::Spec(FieldSpec {
+                                convert: Some(c), ..
+                            })),
+                            _,
+                        ) => c.schema(),
                         (_, Some(rule)) => {
-                            let choices: Vec<Value> =
-                                rule.map.values().chain(rule.default.iter()).cloned().collect();
+                            let choices: Vec<Value> = rule
+                                .map
+                                .values()
+                                .chain(rule.default.iter())
+                                .cloned()
+                                .collect();
                             json!({"enum": choices})
                         }
                         _ => found.cloned().unwrap_or_else(|| json!({})),
@@ -577,7 +691,10 @@ impl Transform for Map {
         for (target, template) in &config.format {
             for path in placeholders(template).map_err(Error::config)? {
                 if let Err(available) = schema_at(input, path) {
-                    return Err(Error::config(format!("`{target}` formats `{{{path}}}`, which the input does not have; it has: {}", available.join(", "))));
+                    return Err(Error::config(format!(
+                        "`{target}` formats `{{{path}}}`, which the input does not have; it has: {}",
+                        available.join(", ")
+                    )));
                 }
             }
             properties.insert(target.clone(), json!({"type": "string"}));
@@ -588,7 +705,11 @@ impl Transform for Map {
         Ok(json!({"type": "object", "properties": properties}))
     }
 
-    fn process(config: &MapConfig, records: Vec<Record>, _lookup: Option<Vec<Record>>) -> Result<Output> {
+    fn process(
+        config: &MapConfig,
+        records: Vec<Record>,
+        _lookup: Option<Vec<Record>>,
+    ) -> Result<Output> {
         Ok(config.apply_batch(records))
     }
 }

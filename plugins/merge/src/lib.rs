@@ -48,10 +48,14 @@ enum Join {
 impl MergeConfig {
     fn check(&self) -> Result<()> {
         if self.on.is_empty() {
-            return Err(Error::config("`on` needs at least one pair: { input_field = \"lookup_field\" }"));
+            return Err(Error::config(
+                "`on` needs at least one pair: { input_field = \"lookup_field\" }",
+            ));
         }
         if self.into.is_some() && self.prefix.is_some() {
-            return Err(Error::config("give `into` (nest the lookup record) or `prefix` (flatten it), not both"));
+            return Err(Error::config(
+                "give `into` (nest the lookup record) or `prefix` (flatten it), not both",
+            ));
         }
         Ok(())
     }
@@ -72,7 +76,11 @@ impl MergeConfig {
         let keep = |k: &String| self.fields.as_ref().is_none_or(|f| f.contains(k));
         match (&self.into, &self.prefix) {
             (Some(into), _) => {
-                let nested: Record = other.iter().filter(|(k, _)| keep(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
+                let nested: Record = other
+                    .iter()
+                    .filter(|(k, _)| keep(k))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
                 record.insert(into.clone(), Value::Object(nested));
             }
             (None, prefix) => {
@@ -116,13 +124,17 @@ impl Transform for Merge {
 
     fn output_schema(config: &MergeConfig, input: &Value, lookup: Option<&Value>) -> Result<Value> {
         config.check()?;
-        let lookup = lookup.ok_or_else(|| Error::config("merge needs a second input: `lookup = \"step\"`"))?;
+        let lookup = lookup
+            .ok_or_else(|| Error::config("merge needs a second input: `lookup = \"step\"`"))?;
         for (mine, theirs) in &config.on {
             for (schema, field, side) in [(input, mine, "input"), (lookup, theirs, "lookup")] {
                 if let Some(p) = properties(schema) {
                     if !p.contains_key(field) {
                         let has: Vec<&str> = p.keys().map(String::as_str).collect();
-                        return Err(Error::config(format!("`on` names `{field}`, which the {side} does not have; it has: {}", has.join(", "))));
+                        return Err(Error::config(format!(
+                            "`on` names `{field}`, which the {side} does not have; it has: {}",
+                            has.join(", ")
+                        )));
                     }
                 }
             }
@@ -131,13 +143,22 @@ impl Transform for Merge {
         let theirs = match properties(lookup) {
             Some(p) => p.clone(),
             // A lookup of unknown shape (a dataset): the fields the config names are what it brings.
-            None => config.fields.iter().flatten().map(|f| (f.clone(), json!({}))).collect(),
+            None => config
+                .fields
+                .iter()
+                .flatten()
+                .map(|f| (f.clone(), json!({})))
+                .collect(),
         };
         let keep = |k: &String| config.fields.as_ref().is_none_or(|f| f.contains(k));
         match (&config.into, &config.prefix) {
             (Some(into), _) => {
-                let nested: serde_json::Map<String, Value> = theirs.into_iter().filter(|(k, _)| keep(k)).collect();
-                out.insert(into.clone(), json!({"type": ["object", "null"], "properties": nested}));
+                let nested: serde_json::Map<String, Value> =
+                    theirs.into_iter().filter(|(k, _)| keep(k)).collect();
+                out.insert(
+                    into.clone(),
+                    json!({"type": ["object", "null"], "properties": nested}),
+                );
             }
             (None, prefix) => {
                 for (k, v) in theirs.into_iter().filter(|(k, _)| keep(k)) {
@@ -148,9 +169,14 @@ impl Transform for Merge {
         Ok(json!({"type": "object", "properties": out}))
     }
 
-    fn process(config: &MergeConfig, records: Vec<Record>, lookup: Option<Vec<Record>>) -> Result<Output> {
+    fn process(
+        config: &MergeConfig,
+        records: Vec<Record>,
+        lookup: Option<Vec<Record>>,
+    ) -> Result<Output> {
         config.check()?;
-        let lookup = lookup.ok_or_else(|| Error::config("merge needs a second input: `lookup = \"step\"`"))?;
+        let lookup = lookup
+            .ok_or_else(|| Error::config("merge needs a second input: `lookup = \"step\"`"))?;
         let mut index: HashMap<String, Record> = HashMap::with_capacity(lookup.len());
         for row in lookup {
             if let Some(key) = MergeConfig::key(&row, config.on.values()) {
@@ -165,7 +191,11 @@ impl Transform for Merge {
                 (Some(m), _, _) => output.records.push(config.attach(record, Some(m))),
                 (None, _, true) => {
                     let fields: Vec<&str> = config.on.keys().map(String::as_str).collect();
-                    output.reject(i, format!("no lookup record matches on {}", fields.join(", ")), fields.first().copied());
+                    output.reject(
+                        i,
+                        format!("no lookup record matches on {}", fields.join(", ")),
+                        fields.first().copied(),
+                    );
                 }
                 (None, Join::Left, false) => {
                     let mut record = record;

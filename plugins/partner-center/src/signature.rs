@@ -12,7 +12,10 @@ const RSA_ENCRYPTION: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 
 /// `organizationName`, 2.5.4.10.
 const ORGANIZATION: &[u8] = &[0x55, 0x04, 0x0a];
 /// DER of `DigestInfo { sha256, NULL }` up to the digest itself.
-const SHA256_DIGEST_INFO: &[u8] = &[0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20];
+const SHA256_DIGEST_INFO: &[u8] = &[
+    0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05,
+    0x00, 0x04, 0x20,
+];
 
 /// The fields of an X.509 certificate a webhook verifier needs.
 #[derive(Debug)]
@@ -56,10 +59,23 @@ fn tlv(input: &[u8]) -> Result<(Tlv<'_>, &[u8]), String> {
             return Err(bad());
         }
         let bytes = input.get(2..2 + n).ok_or_else(bad)?;
-        (bytes.iter().fold(0usize, |acc, b| (acc << 8) | *b as usize), 2 + n)
+        (
+            bytes.iter().fold(0usize, |acc, b| (acc << 8) | *b as usize),
+            2 + n,
+        )
     };
-    let end = header.checked_add(len).filter(|e| *e <= input.len()).ok_or_else(bad)?;
-    Ok((Tlv { tag, content: &input[header..end], whole: &input[..end] }, &input[end..]))
+    let end = header
+        .checked_add(len)
+        .filter(|e| *e <= input.len())
+        .ok_or_else(bad)?;
+    Ok((
+        Tlv {
+            tag,
+            content: &input[header..end],
+            whole: &input[..end],
+        },
+        &input[end..],
+    ))
 }
 
 fn expect(input: &[u8], tag: u8) -> Result<(Tlv<'_>, &[u8]), String> {
@@ -71,10 +87,15 @@ fn expect(input: &[u8], tag: u8) -> Result<(Tlv<'_>, &[u8]), String> {
 }
 
 fn time(t: &Tlv<'_>) -> Result<String, String> {
-    let text = std::str::from_utf8(t.content).map_err(|_| "a certificate time is not text")?.trim_end_matches('Z');
+    let text = std::str::from_utf8(t.content)
+        .map_err(|_| "a certificate time is not text")?
+        .trim_end_matches('Z');
     match t.tag {
         // UTCTime YYMMDDHHMMSS: years 50..99 are 19xx.
-        0x17 if text.len() == 12 => Ok(format!("{}{text}", if &text[..2] >= "50" { "19" } else { "20" })),
+        0x17 if text.len() == 12 => Ok(format!(
+            "{}{text}",
+            if &text[..2] >= "50" { "19" } else { "20" }
+        )),
         0x18 if text.len() == 14 => Ok(text.to_owned()),
         _ => Err("unsupported certificate time format".into()),
     }
@@ -91,7 +112,9 @@ impl Certificate {
         let text = String::from_utf8_lossy(bytes);
         if let Some(start) = text.find("-----BEGIN CERTIFICATE-----") {
             let body = &text[start + 27..];
-            let end = body.find("-----END CERTIFICATE-----").ok_or("the PEM certificate has no END line")?;
+            let end = body
+                .find("-----END CERTIFICATE-----")
+                .ok_or("the PEM certificate has no END line")?;
             let der = base64(&body[..end]).ok_or("the PEM certificate is not base64")?;
             return Self::from_der(&der);
         }
@@ -132,14 +155,19 @@ impl Certificate {
             subject: subject.whole.to_vec(),
             not_before: time(&not_before)?,
             not_after: time(&not_after)?,
-            key: RsaPublicKey { modulus: unsigned(n.content), exponent: unsigned(e.content) },
+            key: RsaPublicKey {
+                modulus: unsigned(n.content),
+                exponent: unsigned(e.content),
+            },
         })
     }
 
     /// The subject's organisation names (`O=`).
     pub fn organizations(&self) -> Vec<String> {
         let mut out = Vec::new();
-        let Ok((name, _)) = expect(&self.subject, 0x30) else { return out };
+        let Ok((name, _)) = expect(&self.subject, 0x30) else {
+            return out;
+        };
         let mut sets = name.content;
         while let Ok((set, rest)) = tlv(sets) {
             sets = rest;
@@ -159,7 +187,9 @@ impl Certificate {
 
     /// Whether `issuer` signed this certificate (names chain and the RSA-SHA256 signature holds).
     pub fn issued_by(&self, issuer: &Certificate) -> bool {
-        self.issuer == issuer.subject && self.signature_algorithm == SHA256_WITH_RSA && verify(&issuer.key, &self.tbs, &self.signature)
+        self.issuer == issuer.subject
+            && self.signature_algorithm == SHA256_WITH_RSA
+            && verify(&issuer.key, &self.tbs, &self.signature)
     }
 
     /// Whether `now` (`YYYYMMDDHHMMSS`) lies within the validity period.
@@ -195,7 +225,11 @@ pub fn base64(text: &str) -> Option<Vec<u8>> {
 /// RSASSA-PKCS1-v1_5 with SHA-256: whether `signature` signs `message` under `key`.
 pub fn verify(key: &RsaPublicKey, message: &[u8], signature: &[u8]) -> bool {
     let k = key.modulus.len();
-    if k < 128 || signature.len() != k || key.exponent.is_empty() || key.modulus.last().is_none_or(|b| b & 1 == 0) {
+    if k < 128
+        || signature.len() != k
+        || key.exponent.is_empty()
+        || key.modulus.last().is_none_or(|b| b & 1 == 0)
+    {
         return false;
     }
     let n = limbs(&key.modulus, k.div_ceil(4));
@@ -233,7 +267,10 @@ fn bytes(limbs: &[u32], len: usize) -> Vec<u8> {
 
 fn less(a: &[u32], b: &[u32]) -> bool {
     for i in (0..a.len().max(b.len())).rev() {
-        let (x, y) = (a.get(i).copied().unwrap_or(0), b.get(i).copied().unwrap_or(0));
+        let (x, y) = (
+            a.get(i).copied().unwrap_or(0),
+            b.get(i).copied().unwrap_or(0),
+        );
         if x != y {
             return x < y;
         }
@@ -331,8 +368,11 @@ mod tests {
     use super::*;
 
     /// The sandbox's published test CA and the dispatch certificate it issued.
-    const CA: &str = include_str!("../../../host/sandbox/src/vendors/partner_center_keys/test_ca.pem");
-    const LEAF: &str = include_str!("../../../host/sandbox/src/vendors/partner_center_keys/dispatch_certificate.pem");
+    const CA: &str =
+        include_str!("../../../host/sandbox/src/vendors/partner_center_keys/test_ca.pem");
+    const LEAF: &str = include_str!(
+        "../../../host/sandbox/src/vendors/partner_center_keys/dispatch_certificate.pem"
+    );
 
     #[test]
     fn certificates_chain_to_their_issuer_only() {
@@ -340,8 +380,14 @@ mod tests {
         let leaf = Certificate::parse(LEAF.as_bytes()).unwrap();
         assert_eq!(leaf.key.modulus.len(), 256);
         assert_eq!(leaf.key.exponent, vec![1, 0, 1]);
-        assert!(leaf.organizations().contains(&"Microsoft Corporation".to_string()));
-        assert!(leaf.issued_by(&ca), "the test CA signed the dispatch certificate");
+        assert!(
+            leaf.organizations()
+                .contains(&"Microsoft Corporation".to_string())
+        );
+        assert!(
+            leaf.issued_by(&ca),
+            "the test CA signed the dispatch certificate"
+        );
         assert!(ca.issued_by(&ca), "the CA is self-signed");
         assert!(!ca.issued_by(&leaf));
         let mut tampered = Certificate::parse(LEAF.as_bytes()).unwrap();
@@ -367,7 +413,11 @@ mod tests {
             b = b * b % n;
             e >>= 1;
         }
-        let got = modpow(&[base as u32, (base >> 32) as u32], &[1, 0, 1], &[n as u32, (n >> 32) as u32]);
+        let got = modpow(
+            &[base as u32, (base >> 32) as u32],
+            &[1, 0, 1],
+            &[n as u32, (n >> 32) as u32],
+        );
         assert_eq!(u128::from(got[0]) | u128::from(got[1]) << 32, expected);
     }
 }

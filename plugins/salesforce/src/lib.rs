@@ -54,8 +54,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use weft_sdk::http::{Response, percent_encode};
 use weft_sdk::{
-    AuthKind, Connection, Connector, ConnectorInfo, Error, InboundRequest, Page, ReadRequest, Record, Result, Stream,
-    Value, Verification, WriteMode, WriteOutcome, WriteRequest, authorization_header, json,
+    AuthKind, Connection, Connector, ConnectorInfo, Error, InboundRequest, Page, ReadRequest,
+    Record, Result, Stream, Value, Verification, WriteMode, WriteOutcome, WriteRequest,
+    authorization_header, json,
 };
 
 const DEFAULT_API_VERSION: &str = "66.0";
@@ -94,7 +95,9 @@ impl SObject {
     /// The system fields this object has.
     fn system(&self) -> impl Iterator<Item = &'static (&'static str, Kind)> + use<> {
         let owned = self.owned;
-        SYSTEM.iter().filter(move |(name, _)| owned || *name != "OwnerId")
+        SYSTEM
+            .iter()
+            .filter(move |(name, _)| owned || *name != "OwnerId")
     }
 }
 
@@ -111,7 +114,15 @@ const SYSTEM: &[(&str, Kind)] = &[
 
 /// Audit fields no write may set; dropped from written records so a record read from
 /// Salesforce can be written back.
-const READ_ONLY: &[&str] = &["attributes", "IsDeleted", "CreatedDate", "CreatedById", "LastModifiedDate", "LastModifiedById", "SystemModstamp"];
+const READ_ONLY: &[&str] = &[
+    "attributes",
+    "IsDeleted",
+    "CreatedDate",
+    "CreatedById",
+    "LastModifiedDate",
+    "LastModifiedById",
+    "SystemModstamp",
+];
 
 const EXTERNAL_ID: (&str, Kind) = ("External_Id__c", Kind::Text);
 
@@ -238,7 +249,13 @@ const OBJECTS: &[SObject] = &[
     SObject {
         name: "CampaignMember",
         description: "Campaign members: a contact (ContactId) or a lead (LeadId) of a campaign (CampaignId).",
-        fields: &[("CampaignId", Kind::Id), ("ContactId", Kind::Id), ("LeadId", Kind::Id), ("Status", Kind::Text), ("HasResponded", Kind::Boolean)],
+        fields: &[
+            ("CampaignId", Kind::Id),
+            ("ContactId", Kind::Id),
+            ("LeadId", Kind::Id),
+            ("Status", Kind::Text),
+            ("HasResponded", Kind::Boolean),
+        ],
         optional: &[],
         owned: false,
     },
@@ -247,7 +264,10 @@ const OBJECTS: &[SObject] = &[
 fn object(stream: &str) -> Result<&'static SObject> {
     OBJECTS.iter().find(|o| o.name == stream).ok_or_else(|| {
         let known: Vec<&str> = OBJECTS.iter().map(|o| o.name).chain(["limits"]).collect();
-        Error::config(format!("salesforce has no stream `{stream}`; it has: {}", known.join(", ")))
+        Error::config(format!(
+            "salesforce has no stream `{stream}`; it has: {}",
+            known.join(", ")
+        ))
     })
 }
 
@@ -268,7 +288,10 @@ fn record_schema(o: &SObject) -> Value {
     for (name, kind) in o.system().chain(o.fields).chain(o.optional) {
         props.insert((*name).into(), schema_of(*kind));
     }
-    props.insert("Id".into(), json!({"type": "string", "description": "18-character record ID"}));
+    props.insert(
+        "Id".into(),
+        json!({"type": "string", "description": "18-character record ID"}),
+    );
     json!({"type": "object", "required": ["Id", "SystemModstamp"], "properties": props})
 }
 
@@ -293,9 +316,17 @@ struct Api {
 impl Api {
     fn of(conn: &Connection) -> Result<Api> {
         let config: Config = conn.config_as()?;
-        let version = config.api_version.as_deref().unwrap_or(DEFAULT_API_VERSION).trim_start_matches('v').to_owned();
+        let version = config
+            .api_version
+            .as_deref()
+            .unwrap_or(DEFAULT_API_VERSION)
+            .trim_start_matches('v')
+            .to_owned();
         if version.is_empty() || !version.chars().all(|c| c.is_ascii_digit() || c == '.') {
-            return Err(Error::config(format!("connection `{}`: api_version `{version}` is not a version like 66.0", conn.name())));
+            return Err(Error::config(format!(
+                "connection `{}`: api_version `{version}` is not a version like 66.0",
+                conn.name()
+            )));
         }
         let instance = match &config.instance_url {
             Some(url) => url.clone(),
@@ -308,15 +339,26 @@ impl Api {
         };
         let instance = instance.trim_end_matches('/').to_owned();
         let root = format!("{instance}/services/data/v{version}");
-        Ok(Api { instance, root, config })
+        Ok(Api {
+            instance,
+            root,
+            config,
+        })
     }
 
     /// The fields a query of `o` selects: the standard ones plus the configured custom ones.
     fn fields(&self, o: &SObject) -> Result<Vec<String>> {
-        let mut fields: Vec<String> = o.system().chain(o.fields).map(|(n, _)| (*n).to_owned()).collect();
+        let mut fields: Vec<String> = o
+            .system()
+            .chain(o.fields)
+            .map(|(n, _)| (*n).to_owned())
+            .collect();
         for extra in self.config.custom_fields.get(o.name).into_iter().flatten() {
             if extra.is_empty() || !extra.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(Error::config(format!("custom_fields.{}: `{extra}` is not a field name", o.name)));
+                return Err(Error::config(format!(
+                    "custom_fields.{}: `{extra}` is not a field name",
+                    o.name
+                )));
             }
             if !fields.contains(extra) {
                 fields.push(extra.clone());
@@ -340,13 +382,19 @@ fn checked(resp: Response) -> Result<Response> {
     if resp.is_success() {
         return Ok(resp);
     }
-    let first = serde_json::from_slice::<Vec<ApiError>>(&resp.body).ok().and_then(|e| e.into_iter().next());
+    let first = serde_json::from_slice::<Vec<ApiError>>(&resp.body)
+        .ok()
+        .and_then(|e| e.into_iter().next());
     let (code, message) = first.map(|e| (e.code, e.message)).unwrap_or_default();
     match (resp.status, code.as_str()) {
-        (401, _) => Err(Error::auth(format!("Salesforce refused the session ({code}: {message})"))),
+        (401, _) => Err(Error::auth(format!(
+            "Salesforce refused the session ({code}: {message})"
+        ))),
         (403, "REQUEST_LIMIT_EXCEEDED") => Err(Error::rate_limited(
             resp.retry_after(),
-            format!("Salesforce's API request limit is used up ({message}); it is a rolling 24-hour allocation"),
+            format!(
+                "Salesforce's API request limit is used up ({message}); it is a rolling 24-hour allocation"
+            ),
         )),
         (400, "MALFORMED_QUERY" | "INVALID_FIELD" | "INVALID_TYPE") => Err(Error::config(format!(
             "Salesforce refused the query ({code}): {message}. Check `custom_fields` in the connection's config"
@@ -373,14 +421,19 @@ struct Resume {
 impl Resume {
     /// Checks what goes into SOQL: a cursor is stored text, not trusted.
     fn validated(self) -> Result<Resume> {
-        let bad = |what: &str| Error::config(format!("the stored cursor's {what} is not valid; reset the flow's cursor to read from the beginning"));
+        let bad = |what: &str| {
+            Error::config(format!(
+                "the stored cursor's {what} is not valid; reset the flow's cursor to read from the beginning"
+            ))
+        };
         if let Some(stamp) = &self.stamp
             && weft_sdk::time::parse_rfc3339_ms(stamp).is_none()
         {
             return Err(bad("SystemModstamp"));
         }
         if let Some(id) = &self.id
-            && (!(id.len() == 15 || id.len() == 18) || !id.chars().all(|c| c.is_ascii_alphanumeric()))
+            && (!(id.len() == 15 || id.len() == 18)
+                || !id.chars().all(|c| c.is_ascii_alphanumeric()))
         {
             return Err(bad("Id"));
         }
@@ -395,7 +448,8 @@ impl Resume {
 
 /// A SOQL datetime literal for `stamp`, exact to the millisecond.
 fn soql_datetime(stamp: &str) -> Result<String> {
-    let ms = weft_sdk::time::parse_rfc3339_ms(stamp).ok_or_else(|| Error::internal(format!("not a timestamp: {stamp}")))?;
+    let ms = weft_sdk::time::parse_rfc3339_ms(stamp)
+        .ok_or_else(|| Error::internal(format!("not a timestamp: {stamp}")))?;
     let text = weft_sdk::time::format_rfc3339_ms(ms);
     // Whole seconds (Salesforce's own precision) in the documented `…ssZ` form.
     Ok(match text.strip_suffix(".000Z") {
@@ -413,7 +467,11 @@ fn soql(o: &SObject, fields: &[String], after: &Resume, limit: u32) -> Result<St
         (Some(stamp), None) => format!(" WHERE SystemModstamp > {}", soql_datetime(stamp)?),
         _ => String::new(),
     };
-    Ok(format!("SELECT {} FROM {}{filter} ORDER BY SystemModstamp ASC, Id ASC LIMIT {limit}", fields.join(", "), o.name))
+    Ok(format!(
+        "SELECT {} FROM {}{filter} ORDER BY SystemModstamp ASC, Id ASC LIMIT {limit}",
+        fields.join(", "),
+        o.name
+    ))
 }
 
 #[derive(Deserialize)]
@@ -427,16 +485,23 @@ struct QueryAnswer {
 }
 
 fn read_object(conn: &Connection, api: &Api, o: &SObject, req: &ReadRequest) -> Result<Page> {
-    let resume: Resume = req.cursor_state::<Resume>()?.unwrap_or_default().validated()?;
+    let resume: Resume = req
+        .cursor_state::<Resume>()?
+        .unwrap_or_default()
+        .validated()?;
     let limit = req.page_size.unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE);
     let fields = api.fields(o)?;
     let from_locator = match &resume.next {
         Some(next) => {
             let resp = conn.get(&format!("{}{next}", api.instance)).send()?;
             let expired = resp.status == 400
-                && serde_json::from_slice::<Vec<ApiError>>(&resp.body).is_ok_and(|e| e.iter().any(|e| e.code == "INVALID_QUERY_LOCATOR"));
+                && serde_json::from_slice::<Vec<ApiError>>(&resp.body)
+                    .is_ok_and(|e| e.iter().any(|e| e.code == "INVALID_QUERY_LOCATOR"));
             if expired {
-                weft_sdk::log::info("query locator expired; resuming from the keyset", &[("object", o.name)]);
+                weft_sdk::log::info(
+                    "query locator expired; resuming from the keyset",
+                    &[("object", o.name)],
+                );
                 None
             } else {
                 Some(checked(resp)?.json::<QueryAnswer>()?)
@@ -448,7 +513,12 @@ fn read_object(conn: &Connection, api: &Api, o: &SObject, req: &ReadRequest) -> 
         Some(answer) => (answer, false),
         None => {
             let q = soql(o, &fields, &resume, limit)?;
-            let answer = checked(conn.get(&format!("{}/query", api.root)).query("q", &q).send()?)?.json::<QueryAnswer>()?;
+            let answer = checked(
+                conn.get(&format!("{}/query", api.root))
+                    .query("q", &q)
+                    .send()?,
+            )?
+            .json::<QueryAnswer>()?;
             (answer, true)
         }
     };
@@ -463,18 +533,30 @@ fn read_object(conn: &Connection, api: &Api, o: &SObject, req: &ReadRequest) -> 
         r.remove("attributes");
     }
     let last = records.last().map(|r| Resume {
-        stamp: r.get("SystemModstamp").and_then(Value::as_str).map(str::to_owned),
+        stamp: r
+            .get("SystemModstamp")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
         id: r.get("Id").and_then(Value::as_str).map(str::to_owned),
         next: None,
     });
-    let mut position = last.unwrap_or(Resume { next: None, ..resume });
+    let mut position = last.unwrap_or(Resume {
+        next: None,
+        ..resume
+    });
     if position.stamp.is_none() && records.last().is_some() {
-        return Err(Error::upstream(200, b"a queried record carries no SystemModstamp"));
+        return Err(Error::upstream(
+            200,
+            b"a queried record carries no SystemModstamp",
+        ));
     }
     if !answer.done {
         position.next = answer.next_records_url.clone();
         if position.next.is_none() {
-            return Err(Error::upstream(200, b"the query answer is not done but has no nextRecordsUrl"));
+            return Err(Error::upstream(
+                200,
+                b"the query answer is not done but has no nextRecordsUrl",
+            ));
         }
         return Ok(with_total(Page::more(records, &position), total));
     }
@@ -500,7 +582,13 @@ fn count(conn: &Connection, api: &Api, o: &SObject) -> Result<u64> {
         total: u64,
     }
     let q = format!("SELECT COUNT() FROM {}", o.name);
-    Ok(checked(conn.get(&format!("{}/query", api.root)).query("q", &q).send()?)?.json::<Count>()?.total)
+    Ok(checked(
+        conn.get(&format!("{}/query", api.root))
+            .query("q", &q)
+            .send()?,
+    )?
+    .json::<Count>()?
+    .total)
 }
 
 #[derive(Deserialize)]
@@ -512,7 +600,8 @@ struct Limit {
 }
 
 fn read_limits(conn: &Connection, api: &Api) -> Result<Page> {
-    let answer: BTreeMap<String, Value> = checked(conn.get(&format!("{}/limits", api.root)).send()?)?.json()?;
+    let answer: BTreeMap<String, Value> =
+        checked(conn.get(&format!("{}/limits", api.root)).send()?)?.json()?;
     let records = answer
         .into_iter()
         .filter_map(|(name, v)| {
@@ -553,32 +642,66 @@ struct ItemError {
 fn item_error(errors: &[ItemError]) -> Error {
     let text: Vec<String> = errors
         .iter()
-        .map(|e| if e.fields.is_empty() { format!("{}: {}", e.code, e.message) } else { format!("{}: {} ({})", e.code, e.message, e.fields.join(", ")) })
+        .map(|e| {
+            if e.fields.is_empty() {
+                format!("{}: {}", e.code, e.message)
+            } else {
+                format!("{}: {} ({})", e.code, e.message, e.fields.join(", "))
+            }
+        })
         .collect();
-    Error::invalid_record(if text.is_empty() { "Salesforce refused the record without saying why".to_owned() } else { text.join("; ") })
+    Error::invalid_record(if text.is_empty() {
+        "Salesforce refused the record without saying why".to_owned()
+    } else {
+        text.join("; ")
+    })
 }
 
 fn writable(record: &Record, type_name: &str) -> Record {
-    let mut out: Record = record.iter().filter(|(k, _)| !READ_ONLY.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let mut out: Record = record
+        .iter()
+        .filter(|(k, _)| !READ_ONLY.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     out.insert("attributes".into(), json!({"type": type_name}));
     out
 }
 
 fn record_id(record: &Record) -> Option<String> {
-    record.get("Id").or_else(|| record.get("id")).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned)
+    record
+        .get("Id")
+        .or_else(|| record.get("id"))
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
 }
 
 /// Sends one collection call for `records` (at most 200) and maps its per-item results.
-fn collection(conn: &Connection, api: &Api, o: &SObject, mode: WriteMode, key: Option<&str>, records: &[Record]) -> Result<Vec<WriteOutcome>> {
+fn collection(
+    conn: &Connection,
+    api: &Api,
+    o: &SObject,
+    mode: WriteMode,
+    key: Option<&str>,
+    records: &[Record],
+) -> Result<Vec<WriteOutcome>> {
     let resp = match mode {
         WriteMode::Delete => {
             let ids: Vec<String> = records.iter().filter_map(record_id).collect();
-            conn.delete(&format!("{}/composite/sobjects", api.root)).query("ids", ids.join(",")).query("allOrNone", "false").send()?
+            conn.delete(&format!("{}/composite/sobjects", api.root))
+                .query("ids", ids.join(","))
+                .query("allOrNone", "false")
+                .send()?
         }
         _ => {
             let body = json!({"allOrNone": false, "records": records.iter().map(|r| writable(r, o.name)).collect::<Vec<_>>()});
             let url = match key {
-                Some(field) => format!("{}/composite/sobjects/{}/{}", api.root, o.name, percent_encode(field)),
+                Some(field) => format!(
+                    "{}/composite/sobjects/{}/{}",
+                    api.root,
+                    o.name,
+                    percent_encode(field)
+                ),
                 None => format!("{}/composite/sobjects", api.root),
             };
             let request = match mode {
@@ -590,7 +713,15 @@ fn collection(conn: &Connection, api: &Api, o: &SObject, mode: WriteMode, key: O
     };
     let results: Vec<ItemResult> = checked(resp)?.json()?;
     if results.len() != records.len() {
-        return Err(Error::upstream(200, format!("Salesforce answered {} results for {} records", results.len(), records.len()).as_bytes()));
+        return Err(Error::upstream(
+            200,
+            format!(
+                "Salesforce answered {} results for {} records",
+                results.len(),
+                records.len()
+            )
+            .as_bytes(),
+        ));
     }
     Ok(results
         .into_iter()
@@ -601,22 +732,38 @@ fn collection(conn: &Connection, api: &Api, o: &SObject, mode: WriteMode, key: O
                 WriteMode::Upsert if r.created == Some(true) => WriteOutcome::created(id),
                 _ => WriteOutcome::updated(id),
             },
-            (true, None) => WriteOutcome::failed(Error::internal("Salesforce reported success without an id")),
+            (true, None) => {
+                WriteOutcome::failed(Error::internal("Salesforce reported success without an id"))
+            }
             (false, _) => WriteOutcome::failed(item_error(&r.errors)),
         })
         .collect())
 }
 
-fn write_object(conn: &Connection, api: &Api, o: &SObject, req: &WriteRequest) -> Result<Vec<WriteOutcome>> {
+fn write_object(
+    conn: &Connection,
+    api: &Api,
+    o: &SObject,
+    req: &WriteRequest,
+) -> Result<Vec<WriteOutcome>> {
     let key = match req.key.as_slice() {
         [] => None,
         [one] => Some(one.as_str()),
-        more => return Err(Error::config(format!("Salesforce matches records on one field, not {}: {}", more.len(), more.join(", ")))),
+        more => {
+            return Err(Error::config(format!(
+                "Salesforce matches records on one field, not {}: {}",
+                more.len(),
+                more.join(", ")
+            )));
+        }
     };
     // Each record either goes to one of these calls or fails here; outcomes keep input order.
     let mut outcomes: Vec<Option<WriteOutcome>> = vec![None; req.records.len()];
     let mut calls: Vec<(WriteMode, Vec<usize>)> = Vec::new();
-    let lane = |mode: WriteMode, index: usize, calls: &mut Vec<(WriteMode, Vec<usize>)>| match calls.iter_mut().find(|(m, _)| *m == mode) {
+    let lane = |mode: WriteMode, index: usize, calls: &mut Vec<(WriteMode, Vec<usize>)>| match calls
+        .iter_mut()
+        .find(|(m, _)| *m == mode)
+    {
         Some((_, list)) => list.push(index),
         None => calls.push((mode, vec![index])),
     };
@@ -633,22 +780,38 @@ fn write_object(conn: &Connection, api: &Api, o: &SObject, req: &WriteRequest) -
         match req.mode {
             WriteMode::Create => lane(WriteMode::Create, i, &mut calls),
             WriteMode::Update | WriteMode::Delete if !has_id => {
-                outcomes[i] = Some(WriteOutcome::failed(Error::invalid_record("the record has no Id")));
+                outcomes[i] = Some(WriteOutcome::failed(Error::invalid_record(
+                    "the record has no Id",
+                )));
             }
             WriteMode::Update => lane(WriteMode::Update, i, &mut calls),
             WriteMode::Delete => lane(WriteMode::Delete, i, &mut calls),
-            WriteMode::Upsert if key_is_id => lane(if has_id { WriteMode::Update } else { WriteMode::Create }, i, &mut calls),
+            WriteMode::Upsert if key_is_id => lane(
+                if has_id {
+                    WriteMode::Update
+                } else {
+                    WriteMode::Create
+                },
+                i,
+                &mut calls,
+            ),
             WriteMode::Upsert => {
                 let field = key.unwrap_or_default();
-                if record.get(field).is_none_or(|v| v.is_null() || v.as_str() == Some("")) {
-                    outcomes[i] = Some(WriteOutcome::failed(Error::invalid_record(format!("the record has no value for the external ID `{field}`"))));
+                if record
+                    .get(field)
+                    .is_none_or(|v| v.is_null() || v.as_str() == Some(""))
+                {
+                    outcomes[i] = Some(WriteOutcome::failed(Error::invalid_record(format!(
+                        "the record has no value for the external ID `{field}`"
+                    ))));
                 } else {
                     external.push(i);
                 }
             }
         }
     }
-    let mut planned: Vec<(WriteMode, Option<String>, Vec<usize>)> = calls.into_iter().map(|(m, l)| (m, None, l)).collect();
+    let mut planned: Vec<(WriteMode, Option<String>, Vec<usize>)> =
+        calls.into_iter().map(|(m, l)| (m, None, l)).collect();
     if !external.is_empty() {
         planned.push((WriteMode::Upsert, key.map(str::to_owned), external));
     }
@@ -661,7 +824,10 @@ fn write_object(conn: &Connection, api: &Api, o: &SObject, req: &WriteRequest) -
             }
         }
     }
-    Ok(outcomes.into_iter().map(|o| o.unwrap_or_else(|| WriteOutcome::failed(Error::internal("record was not sent")))).collect())
+    Ok(outcomes
+        .into_iter()
+        .map(|o| o.unwrap_or_else(|| WriteOutcome::failed(Error::internal("record was not sent"))))
+        .collect())
 }
 
 pub struct Salesforce;
@@ -700,7 +866,12 @@ impl Connector for Salesforce {
                     .description(o.description)
                     .primary_key(&["Id"])
                     .incremental("SystemModstamp")
-                    .writable(&[WriteMode::Create, WriteMode::Update, WriteMode::Upsert, WriteMode::Delete]),
+                    .writable(&[
+                        WriteMode::Create,
+                        WriteMode::Update,
+                        WriteMode::Upsert,
+                        WriteMode::Delete,
+                    ]),
             );
         }
         info.stream(

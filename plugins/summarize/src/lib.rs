@@ -41,10 +41,15 @@ fn default_count() -> String {
 impl SummarizeConfig {
     fn check(&self) -> Result<()> {
         if self.group_by.len() > MAX_GROUP_FIELDS {
-            return Err(Error::config(format!("`group_by` names {} fields; a summary groups on at most {MAX_GROUP_FIELDS}", self.group_by.len())));
+            return Err(Error::config(format!(
+                "`group_by` names {} fields; a summary groups on at most {MAX_GROUP_FIELDS}",
+                self.group_by.len()
+            )));
         }
         if let Some((name, _)) = self.batches.iter().find(|(_, size)| **size == 0) {
-            return Err(Error::config(format!("batch `{name}` has size 0; give how many records one call takes")));
+            return Err(Error::config(format!(
+                "batch `{name}` has size 0; give how many records one call takes"
+            )));
         }
         Ok(())
     }
@@ -56,8 +61,14 @@ impl SummarizeConfig {
             counts.insert(String::new(), (Vec::new(), 0));
         }
         for row in lookup {
-            let values: Vec<Value> = self.group_by.iter().map(|f| row.get(f).cloned().unwrap_or(Value::Null)).collect();
-            let entry = counts.entry(Value::Array(values.clone()).to_string()).or_insert((values, 0));
+            let values: Vec<Value> = self
+                .group_by
+                .iter()
+                .map(|f| row.get(f).cloned().unwrap_or(Value::Null))
+                .collect();
+            let entry = counts
+                .entry(Value::Array(values.clone()).to_string())
+                .or_insert((values, 0));
             entry.1 += 1;
         }
         counts.into_values().collect()
@@ -84,16 +95,28 @@ impl Transform for Summarize {
             }))
     }
 
-    fn output_schema(config: &SummarizeConfig, input: &Value, lookup: Option<&Value>) -> Result<Value> {
+    fn output_schema(
+        config: &SummarizeConfig,
+        input: &Value,
+        lookup: Option<&Value>,
+    ) -> Result<Value> {
         config.check()?;
-        let lookup = lookup.ok_or_else(|| Error::config("summarize counts a second input: `lookup = \"step\"`"))?;
+        let lookup = lookup
+            .ok_or_else(|| Error::config("summarize counts a second input: `lookup = \"step\"`"))?;
         let lookup_props = lookup.get("properties").and_then(Value::as_object);
-        let mut out = input.get("properties").and_then(Value::as_object).cloned().unwrap_or_default();
+        let mut out = input
+            .get("properties")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
         for field in &config.group_by {
             let schema = match lookup_props {
                 Some(p) => p.get(field).cloned().ok_or_else(|| {
                     let has: Vec<&str> = p.keys().map(String::as_str).collect();
-                    Error::config(format!("`{field}` is not a field of the lookup; it has: {}", has.join(", ")))
+                    Error::config(format!(
+                        "`{field}` is not a field of the lookup; it has: {}",
+                        has.join(", ")
+                    ))
                 })?,
                 None => json!({}),
             };
@@ -105,9 +128,14 @@ impl Transform for Summarize {
         Ok(json!({"type": "object", "properties": out}))
     }
 
-    fn process(config: &SummarizeConfig, records: Vec<Record>, lookup: Option<Vec<Record>>) -> Result<Output> {
+    fn process(
+        config: &SummarizeConfig,
+        records: Vec<Record>,
+        lookup: Option<Vec<Record>>,
+    ) -> Result<Output> {
         config.check()?;
-        let lookup = lookup.ok_or_else(|| Error::config("summarize counts a second input: `lookup = \"step\"`"))?;
+        let lookup = lookup
+            .ok_or_else(|| Error::config("summarize counts a second input: `lookup = \"step\"`"))?;
         let groups = config.groups(&lookup);
         let mut output = Output::default();
         for record in &records {

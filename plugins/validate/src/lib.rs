@@ -71,14 +71,20 @@ fn compile(config: &ValidateConfig) -> Result<Vec<Compiled<'_>>> {
         .iter()
         .map(|rule| {
             let regex = match (rule.check, &rule.pattern) {
-                (Check::Pattern, Some(p)) => Some(
-                    regex::Regex::new(p).map_err(|e| Error::config(format!("rule for `{}`: bad pattern: {e}", rule.field)))?,
-                ),
+                (Check::Pattern, Some(p)) => Some(regex::Regex::new(p).map_err(|e| {
+                    Error::config(format!("rule for `{}`: bad pattern: {e}", rule.field))
+                })?),
                 (Check::Pattern, None) => {
-                    return Err(Error::config(format!("rule for `{}`: `check = \"pattern\"` needs `pattern = \"...\"`", rule.field)));
+                    return Err(Error::config(format!(
+                        "rule for `{}`: `check = \"pattern\"` needs `pattern = \"...\"`",
+                        rule.field
+                    )));
                 }
                 (Check::Enum, _) if rule.values.is_empty() => {
-                    return Err(Error::config(format!("rule for `{}`: `check = \"enum\"` needs `values = [...]`", rule.field)));
+                    return Err(Error::config(format!(
+                        "rule for `{}`: `check = \"enum\"` needs `values = [...]`",
+                        rule.field
+                    )));
                 }
                 _ => None,
             };
@@ -96,17 +102,25 @@ impl Compiled<'_> {
         match self.rule.check {
             Check::Required => match value {
                 None => Some(format!("`{field}` is required")),
-                Some(Value::String(s)) if s.trim().is_empty() => Some(format!("`{field}` is required")),
+                Some(Value::String(s)) if s.trim().is_empty() => {
+                    Some(format!("`{field}` is required"))
+                }
                 _ => None,
             },
             Check::Country => match text {
                 Some(code) if iso::COUNTRIES.contains(&code) => None,
-                Some(code) => Some(format!("`{field}` is `{code}`, not an ISO 3166-1 alpha-2 country code (like `DE` or `US`)")),
-                None => Some(format!("`{field}` needs a two-letter ISO 3166-1 country code")),
+                Some(code) => Some(format!(
+                    "`{field}` is `{code}`, not an ISO 3166-1 alpha-2 country code (like `DE` or `US`)"
+                )),
+                None => Some(format!(
+                    "`{field}` needs a two-letter ISO 3166-1 country code"
+                )),
             },
             Check::Currency => match text {
                 Some(code) if iso::CURRENCIES.contains(&code) => None,
-                Some(code) => Some(format!("`{field}` is `{code}`, not an ISO 4217 currency code (like `EUR` or `USD`)")),
+                Some(code) => Some(format!(
+                    "`{field}` is `{code}`, not an ISO 4217 currency code (like `EUR` or `USD`)"
+                )),
                 None => Some(format!("`{field}` needs an ISO 4217 currency code")),
             },
             Check::NonZero => {
@@ -126,12 +140,20 @@ impl Compiled<'_> {
                 other => Some(format!(
                     "`{field}` is {}, not one of {}",
                     other.map_or_else(|| "empty".to_owned(), |v| format!("`{v}`")),
-                    self.rule.values.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>().join(", ")
+                    self.rule
+                        .values
+                        .iter()
+                        .map(|v| format!("`{v}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )),
             },
             Check::Pattern => match (text, &self.regex) {
                 (Some(t), Some(re)) if re.is_match(t) => None,
-                _ => Some(format!("`{field}` does not match `{}`", self.rule.pattern.as_deref().unwrap_or(""))),
+                _ => Some(format!(
+                    "`{field}` does not match `{}`",
+                    self.rule.pattern.as_deref().unwrap_or("")
+                )),
             },
         }
     }
@@ -163,26 +185,40 @@ impl Transform for Validate {
             }))
     }
 
-    fn output_schema(config: &ValidateConfig, input: &Value, _lookup: Option<&Value>) -> Result<Value> {
+    fn output_schema(
+        config: &ValidateConfig,
+        input: &Value,
+        _lookup: Option<&Value>,
+    ) -> Result<Value> {
         compile(config)?;
         if let Some(p) = input.get("properties").and_then(Value::as_object) {
             for rule in &config.rules {
                 let top = rule.field.split('.').next().unwrap_or("");
                 if !p.contains_key(top) {
                     let has: Vec<&str> = p.keys().map(String::as_str).collect();
-                    return Err(Error::config(format!("a rule checks `{}`, which the input does not have; it has: {}", rule.field, has.join(", "))));
+                    return Err(Error::config(format!(
+                        "a rule checks `{}`, which the input does not have; it has: {}",
+                        rule.field,
+                        has.join(", ")
+                    )));
                 }
             }
         }
         Ok(input.clone())
     }
 
-    fn process(config: &ValidateConfig, records: Vec<Record>, _lookup: Option<Vec<Record>>) -> Result<Output> {
+    fn process(
+        config: &ValidateConfig,
+        records: Vec<Record>,
+        _lookup: Option<Vec<Record>>,
+    ) -> Result<Output> {
         let rules = compile(config)?;
         let mut output = Output::default();
         for (i, record) in records.into_iter().enumerate() {
-            let broken: Vec<(String, &str)> =
-                rules.iter().filter_map(|r| r.broken(&record).map(|why| (why, r.rule.field.as_str()))).collect();
+            let broken: Vec<(String, &str)> = rules
+                .iter()
+                .filter_map(|r| r.broken(&record).map(|why| (why, r.rule.field.as_str())))
+                .collect();
             match broken.first() {
                 None => output.records.push(record),
                 Some((_, field)) => {

@@ -48,9 +48,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use weft_sdk::http::Response;
 use weft_sdk::{
-    AuthKind, Connection, Connector, ConnectorInfo, CredentialPlacement, Error, Event, InboundRequest, MacAlgorithm,
-    Page, ReadRequest, Record, Result, Stream, Subscription, SyncMode, Value, Verification, WriteMode, WriteOutcome,
-    WriteRequest, authorization_header, constant_time_eq, json,
+    AuthKind, Connection, Connector, ConnectorInfo, CredentialPlacement, Error, Event,
+    InboundRequest, MacAlgorithm, Page, ReadRequest, Record, Result, Stream, Subscription,
+    SyncMode, Value, Verification, WriteMode, WriteOutcome, WriteRequest, authorization_header,
+    constant_time_eq, json,
 };
 
 /// Cursor pagination allows at most 100 records a page on list endpoints.
@@ -74,7 +75,10 @@ impl Config {
     fn of(conn: &Connection) -> Result<Self> {
         let config: Config = conn.config_as()?;
         if config.subdomain.trim().is_empty() {
-            return Err(Error::config(format!("connection `{}`: `subdomain` is empty", conn.name())));
+            return Err(Error::config(format!(
+                "connection `{}`: `subdomain` is empty",
+                conn.name()
+            )));
         }
         Ok(config)
     }
@@ -161,7 +165,11 @@ fn failure(resp: Response) -> Error {
 
 fn send(request: weft_sdk::http::RequestBuilder<'_>) -> Result<Response> {
     let resp = request.send()?;
-    if resp.is_success() { Ok(resp) } else { Err(failure(resp)) }
+    if resp.is_success() {
+        Ok(resp)
+    } else {
+        Err(failure(resp))
+    }
 }
 
 /// The records under `key` of an answer.
@@ -174,7 +182,10 @@ fn records(answer: &mut Value, key: &str) -> Result<Vec<Record>> {
                 _ => None,
             })
             .collect()),
-        _ => Err(Error::upstream(200, format!("the answer has no `{key}` array").as_bytes())),
+        _ => Err(Error::upstream(
+            200,
+            format!("the answer has no `{key}` array").as_bytes(),
+        )),
     }
 }
 
@@ -191,7 +202,13 @@ fn too_recent(resp: &Response) -> bool {
     matches!(resp.status, 400 | 422) && resp.text().contains("Too recent start_time")
 }
 
-fn read_full(conn: &Connection, config: &Config, kind: Kind, resume: Resume, size: u32) -> Result<Page> {
+fn read_full(
+    conn: &Connection,
+    config: &Config,
+    kind: Kind,
+    resume: Resume,
+    size: u32,
+) -> Result<Page> {
     let resp = conn
         .get(&config.api(&format!("{}.json", kind.plural())))
         .query("page[size]", size.clamp(1, MAX_LIST_PAGE))
@@ -208,10 +225,22 @@ fn read_full(conn: &Connection, config: &Config, kind: Kind, resume: Resume, siz
     }
     let mut answer: Value = resp.json()?;
     let data = records(&mut answer, kind.plural())?;
-    let has_more = answer.pointer("/meta/has_more").and_then(Value::as_bool).unwrap_or(false);
-    let after = answer.pointer("/meta/after_cursor").and_then(Value::as_str).map(str::to_owned);
+    let has_more = answer
+        .pointer("/meta/has_more")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let after = answer
+        .pointer("/meta/after_cursor")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     match (has_more, after) {
-        (true, Some(after)) => Ok(Page::more(data, &Resume { after: Some(after), ..Resume::default() })),
+        (true, Some(after)) => Ok(Page::more(
+            data,
+            &Resume {
+                after: Some(after),
+                ..Resume::default()
+            },
+        )),
         _ => Ok(Page::last(data, None::<&Resume>)),
     }
 }
@@ -219,25 +248,51 @@ fn read_full(conn: &Connection, config: &Config, kind: Kind, resume: Resume, siz
 /// The bearer token a webhook weft registers authenticates with: a MAC of a fixed label under
 /// the connection's webhook secret, computed by the host.
 fn bearer_token(conn: &Connection) -> Result<String> {
-    Ok(weft_sdk::base64::encode(&conn.webhook_mac(MacAlgorithm::HmacSha256, b"weft zendesk webhook bearer token")?))
+    Ok(weft_sdk::base64::encode(&conn.webhook_mac(
+        MacAlgorithm::HmacSha256,
+        b"weft zendesk webhook bearer token",
+    )?))
 }
 
 /// `options.id`: one record by id (a for-each over webhook events reads each one).
 fn read_one(conn: &Connection, config: &Config, kind: Kind, id: &Value) -> Result<Page> {
-    let id = id_text(id).ok_or_else(|| Error::config(format!("read option `id` must be a {} id, not {id}", kind.plural())))?;
-    let resp = conn.get(&config.api(&format!("{}/{}.json", kind.plural(), weft_sdk::http::percent_encode(&id)))).send()?;
+    let id = id_text(id).ok_or_else(|| {
+        Error::config(format!(
+            "read option `id` must be a {} id, not {id}",
+            kind.plural()
+        ))
+    })?;
+    let resp = conn
+        .get(&config.api(&format!(
+            "{}/{}.json",
+            kind.plural(),
+            weft_sdk::http::percent_encode(&id)
+        )))
+        .send()?;
     if !resp.is_success() {
         return Err(failure(resp));
     }
     let mut answer: Value = resp.json()?;
     let singular = kind.plural().trim_end_matches('s');
-    let record = answer.get_mut(singular).map(Value::take).filter(Value::is_object).ok_or_else(|| Error::upstream(resp.status, b"the answer holds no record"))?;
-    let Value::Object(record) = record else { unreachable!("checked to be an object") };
+    let record = answer
+        .get_mut(singular)
+        .map(Value::take)
+        .filter(Value::is_object)
+        .ok_or_else(|| Error::upstream(resp.status, b"the answer holds no record"))?;
+    let Value::Object(record) = record else {
+        unreachable!("checked to be an object")
+    };
     Ok(Page::last(vec![record], None::<&Resume>))
 }
 
 /// The cursor-based incremental export of tickets or users.
-fn read_export(conn: &Connection, config: &Config, kind: Kind, resume: Resume, size: u32) -> Result<Page> {
+fn read_export(
+    conn: &Connection,
+    config: &Config,
+    kind: Kind,
+    resume: Resume,
+    size: u32,
+) -> Result<Page> {
     let request = conn
         .get(&config.api(&format!("incremental/{}/cursor.json", kind.plural())))
         .query("per_page", size.clamp(1, MAX_EXPORT_PAGE));
@@ -260,10 +315,29 @@ fn read_export(conn: &Connection, config: &Config, kind: Kind, resume: Resume, s
     }
     let mut answer: Value = resp.json()?;
     let data = records(&mut answer, kind.plural())?;
-    let end = answer.get("end_of_stream").and_then(Value::as_bool).unwrap_or(true);
-    let cursor = answer.get("after_cursor").and_then(Value::as_str).map(str::to_owned).or(resume.cursor.clone());
-    let next = Resume { cursor, start_time: if cursor_missing(&answer) { resume.start_time } else { None }, ..Resume::default() };
-    Ok(if end { Page::last(data, Some(&next)) } else { Page::more(data, &next) })
+    let end = answer
+        .get("end_of_stream")
+        .and_then(Value::as_bool)
+        .unwrap_or(true);
+    let cursor = answer
+        .get("after_cursor")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .or(resume.cursor.clone());
+    let next = Resume {
+        cursor,
+        start_time: if cursor_missing(&answer) {
+            resume.start_time
+        } else {
+            None
+        },
+        ..Resume::default()
+    };
+    Ok(if end {
+        Page::last(data, Some(&next))
+    } else {
+        Page::more(data, &next)
+    })
 }
 
 fn cursor_missing(answer: &Value) -> bool {
@@ -274,35 +348,73 @@ fn cursor_missing(answer: &Value) -> bool {
 /// second it already returned.
 fn read_org_export(conn: &Connection, config: &Config, resume: Resume) -> Result<Page> {
     let start = resume.start_time.unwrap_or(0).max(0);
-    let resp = conn.get(&config.api("incremental/organizations.json")).query("start_time", start).send()?;
+    let resp = conn
+        .get(&config.api("incremental/organizations.json"))
+        .query("start_time", start)
+        .send()?;
     if too_recent(&resp) {
         return Ok(Page::last(Vec::new(), Some(&resume)));
     }
     if matches!(resp.status, 400 | 422) {
-        return Err(Error::config(format!("Zendesk refused the stored export position: {}", resp.text())));
+        return Err(Error::config(format!(
+            "Zendesk refused the stored export position: {}",
+            resp.text()
+        )));
     }
     if !resp.is_success() {
         return Err(failure(resp));
     }
     let mut answer: Value = resp.json()?;
     let data = records(&mut answer, "organizations")?;
-    let end = answer.get("end_of_stream").and_then(Value::as_bool).unwrap_or(true);
-    let end_time = answer.get("end_time").and_then(Value::as_i64).unwrap_or(start);
-    let second_of = |r: &Record| r.get("updated_at").and_then(Value::as_str).and_then(|t| weft_sdk::time::parse_rfc3339_ms(t).map(|ms| ms.div_euclid(1_000)));
+    let end = answer
+        .get("end_of_stream")
+        .and_then(Value::as_bool)
+        .unwrap_or(true);
+    let end_time = answer
+        .get("end_time")
+        .and_then(Value::as_i64)
+        .unwrap_or(start);
+    let second_of = |r: &Record| {
+        r.get("updated_at")
+            .and_then(Value::as_str)
+            .and_then(|t| weft_sdk::time::parse_rfc3339_ms(t).map(|ms| ms.div_euclid(1_000)))
+    };
     let id_of = |r: &Record| r.get("id").and_then(id_text).unwrap_or_default();
     let fresh: Vec<Record> = data
         .into_iter()
         .filter(|r| !(second_of(r) == Some(start) && resume.seen.contains(&id_of(r))))
         .collect();
-    let mut seen: Vec<String> = if end_time == start { resume.seen.clone() } else { Vec::new() };
-    seen.extend(fresh.iter().filter(|r| second_of(r) == Some(end_time)).map(id_of));
-    let next = Resume { start_time: Some(end_time), seen, ..Resume::default() };
+    let mut seen: Vec<String> = if end_time == start {
+        resume.seen.clone()
+    } else {
+        Vec::new()
+    };
+    seen.extend(
+        fresh
+            .iter()
+            .filter(|r| second_of(r) == Some(end_time))
+            .map(id_of),
+    );
+    let next = Resume {
+        start_time: Some(end_time),
+        seen,
+        ..Resume::default()
+    };
     // A page that moved nothing forward ends the pass rather than asking again forever.
-    Ok(if end || (fresh.is_empty() && end_time == start) { Page::last(fresh, Some(&next)) } else { Page::more(fresh, &next) })
+    Ok(if end || (fresh.is_empty() && end_time == start) {
+        Page::last(fresh, Some(&next))
+    } else {
+        Page::more(fresh, &next)
+    })
 }
 
 /// Every ticket's comments: one ticket (or one page of its comments) per read.
-fn read_comments(conn: &Connection, config: &Config, mut resume: Resume, size: u32) -> Result<Page> {
+fn read_comments(
+    conn: &Connection,
+    config: &Config,
+    mut resume: Resume,
+    size: u32,
+) -> Result<Page> {
     if resume.tickets.is_empty() {
         if resume.tickets_done {
             return Ok(Page::last(Vec::new(), None::<&Resume>));
@@ -314,9 +426,18 @@ fn read_comments(conn: &Connection, config: &Config, mut resume: Resume, size: u
         )?;
         let mut answer: Value = resp.json()?;
         let tickets = records(&mut answer, "tickets")?;
-        resume.tickets = tickets.iter().filter_map(|t| t.get("id").and_then(Value::as_u64)).collect();
-        let has_more = answer.pointer("/meta/has_more").and_then(Value::as_bool).unwrap_or(false);
-        resume.after = answer.pointer("/meta/after_cursor").and_then(Value::as_str).map(str::to_owned);
+        resume.tickets = tickets
+            .iter()
+            .filter_map(|t| t.get("id").and_then(Value::as_u64))
+            .collect();
+        let has_more = answer
+            .pointer("/meta/has_more")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        resume.after = answer
+            .pointer("/meta/after_cursor")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         resume.tickets_done = !has_more || resume.after.is_none();
         resume.comments_after = None;
         if resume.tickets.is_empty() {
@@ -335,11 +456,21 @@ fn read_comments(conn: &Connection, config: &Config, mut resume: Resume, size: u
         resume.comments_after = None;
         Vec::new()
     } else {
-        let resp = if resp.is_success() { resp } else { return Err(failure(resp)) };
+        let resp = if resp.is_success() {
+            resp
+        } else {
+            return Err(failure(resp));
+        };
         let mut answer: Value = resp.json()?;
         let comments = records(&mut answer, "comments")?;
-        let has_more = answer.pointer("/meta/has_more").and_then(Value::as_bool).unwrap_or(false);
-        resume.comments_after = answer.pointer("/meta/after_cursor").and_then(Value::as_str).map(str::to_owned);
+        let has_more = answer
+            .pointer("/meta/has_more")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        resume.comments_after = answer
+            .pointer("/meta/after_cursor")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         if !has_more || resume.comments_after.is_none() {
             resume.tickets.remove(0);
             resume.comments_after = None;
@@ -373,25 +504,50 @@ struct Job {
     message: Option<String>,
 }
 
-fn start_job(conn: &Connection, config: &Config, kind: Kind, mode: WriteMode, records: &[Record]) -> Result<String> {
+fn start_job(
+    conn: &Connection,
+    config: &Config,
+    kind: Kind,
+    mode: WriteMode,
+    records: &[Record],
+) -> Result<String> {
     let (path, request) = match mode {
-        WriteMode::Create => ("create_many", conn.post(&config.api(&format!("{}/create_many.json", kind.plural())))),
-        WriteMode::Update => ("update_many", conn.put(&config.api(&format!("{}/update_many.json", kind.plural())))),
+        WriteMode::Create => (
+            "create_many",
+            conn.post(&config.api(&format!("{}/create_many.json", kind.plural()))),
+        ),
+        WriteMode::Update => (
+            "update_many",
+            conn.put(&config.api(&format!("{}/update_many.json", kind.plural()))),
+        ),
         WriteMode::Upsert => (
             "create_or_update_many",
             conn.post(&config.api(&format!("{}/create_or_update_many.json", kind.plural()))),
         ),
         WriteMode::Delete => {
-            let ids: Vec<String> = records.iter().filter_map(|r| r.get("id").and_then(id_text)).collect();
-            ("destroy_many", conn.delete(&config.api(&format!("{}/destroy_many.json", kind.plural()))).query("ids", &ids.join(",")))
+            let ids: Vec<String> = records
+                .iter()
+                .filter_map(|r| r.get("id").and_then(id_text))
+                .collect();
+            (
+                "destroy_many",
+                conn.delete(&config.api(&format!("{}/destroy_many.json", kind.plural())))
+                    .query("ids", &ids.join(",")),
+            )
         }
     };
-    let resp = if mode == WriteMode::Delete { request.send()? } else { request.json(&json!({ kind.plural(): records }))?.send()? };
+    let resp = if mode == WriteMode::Delete {
+        request.send()?
+    } else {
+        request.json(&json!({ kind.plural(): records }))?.send()?
+    };
     if !resp.is_success() {
         let error = failure(resp);
         return Err(match error {
             Error::Upstream { status, body } if status == 400 || status == 422 => {
-                Error::invalid_record(format!("Zendesk refused the {path} batch ({status}): {body}"))
+                Error::invalid_record(format!(
+                    "Zendesk refused the {path} batch ({status}): {body}"
+                ))
             }
             other => other,
         });
@@ -405,13 +561,19 @@ fn wait_job(conn: &Connection, config: &Config, id: &str) -> Result<Job> {
     let mut waited = Duration::ZERO;
     let mut delay = Duration::from_millis(20);
     loop {
-        let job: JobAnswer = conn.get(&config.api(&format!("job_statuses/{id}.json"))).send_json()?;
+        let job: JobAnswer = conn
+            .get(&config.api(&format!("job_statuses/{id}.json")))
+            .send_json()?;
         match job.job_status.status.as_str() {
             "completed" | "failed" | "killed" => return Ok(job.job_status),
             _ => {}
         }
         if waited >= JOB_WAIT {
-            return Err(Error::Timeout(format!("Zendesk job {id} was still `{}` after {}s", job.job_status.status, JOB_WAIT.as_secs())));
+            return Err(Error::Timeout(format!(
+                "Zendesk job {id} was still `{}` after {}s",
+                job.job_status.status,
+                JOB_WAIT.as_secs()
+            )));
         }
         std::thread::sleep(delay);
         waited += delay;
@@ -422,15 +584,31 @@ fn wait_job(conn: &Connection, config: &Config, id: &str) -> Result<Job> {
 /// One outcome per record of the job, from its `results` in request order.
 fn job_outcomes(job: &Job, mode: WriteMode, count: usize) -> Vec<WriteOutcome> {
     if job.status != "completed" {
-        let why = job.message.clone().unwrap_or_else(|| format!("the job ended `{}`", job.status));
-        return (0..count).map(|_| WriteOutcome::failed(Error::invalid_record(format!("Zendesk job {}: {why}", job.id)))).collect();
+        let why = job
+            .message
+            .clone()
+            .unwrap_or_else(|| format!("the job ended `{}`", job.status));
+        return (0..count)
+            .map(|_| {
+                WriteOutcome::failed(Error::invalid_record(format!(
+                    "Zendesk job {}: {why}",
+                    job.id
+                )))
+            })
+            .collect();
     }
     let results = job.results.clone().unwrap_or_default();
     let mut slots: Vec<Option<WriteOutcome>> = vec![None; count];
     for (position, result) in results.iter().enumerate() {
         // Failed entries name their index; successful ones come in request order.
-        let index = result.get("index").and_then(Value::as_u64).map(|i| i as usize).unwrap_or(position);
-        let Some(slot) = slots.get_mut(index) else { continue };
+        let index = result
+            .get("index")
+            .and_then(Value::as_u64)
+            .map(|i| i as usize)
+            .unwrap_or(position);
+        let Some(slot) = slots.get_mut(index) else {
+            continue;
+        };
         let status = result.get("status").and_then(Value::as_str).unwrap_or("");
         let failed = status.eq_ignore_ascii_case("failed")
             || result.get("error").is_some()
@@ -439,15 +617,30 @@ fn job_outcomes(job: &Job, mode: WriteMode, count: usize) -> Vec<WriteOutcome> {
         let error = result.get("error").and_then(Value::as_str);
         *slot = Some(match (failed, id) {
             // Deleting what is already gone counts as deleted, so a replay is harmless.
-            (_, Some(id)) if mode == WriteMode::Delete && (!failed || error == Some("RecordNotFound")) => WriteOutcome::deleted(id),
-            (false, Some(id)) if status.eq_ignore_ascii_case("created") => WriteOutcome::created(id),
-            (false, Some(id)) if status.eq_ignore_ascii_case("updated") || mode == WriteMode::Update => {
+            (_, Some(id))
+                if mode == WriteMode::Delete && (!failed || error == Some("RecordNotFound")) =>
+            {
+                WriteOutcome::deleted(id)
+            }
+            (false, Some(id)) if status.eq_ignore_ascii_case("created") => {
+                WriteOutcome::created(id)
+            }
+            (false, Some(id))
+                if status.eq_ignore_ascii_case("updated") || mode == WriteMode::Update =>
+            {
                 WriteOutcome::updated(id)
             }
             (false, Some(id)) => WriteOutcome::created(id),
             _ => {
-                let error = result.get("error").and_then(Value::as_str).unwrap_or("Failed");
-                let details = result.get("details").map(|d| d.as_str().map(str::to_owned).unwrap_or_else(|| d.to_string()));
+                let error = result
+                    .get("error")
+                    .and_then(Value::as_str)
+                    .unwrap_or("Failed");
+                let details = result.get("details").map(|d| {
+                    d.as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| d.to_string())
+                });
                 WriteOutcome::failed(Error::invalid_record(match details {
                     Some(d) => format!("{error}: {d}"),
                     None => error.to_owned(),
@@ -457,7 +650,14 @@ fn job_outcomes(job: &Job, mode: WriteMode, count: usize) -> Vec<WriteOutcome> {
     }
     slots
         .into_iter()
-        .map(|s| s.unwrap_or_else(|| WriteOutcome::failed(Error::invalid_record(format!("Zendesk job {} reported no result for this record", job.id)))))
+        .map(|s| {
+            s.unwrap_or_else(|| {
+                WriteOutcome::failed(Error::invalid_record(format!(
+                    "Zendesk job {} reported no result for this record",
+                    job.id
+                )))
+            })
+        })
         .collect()
 }
 
@@ -645,14 +845,35 @@ impl Connector for Zendesk {
         let config = Config::of(conn)?;
         let kind = Kind::parse(&req.stream)?;
         let resume: Resume = req.cursor_state()?.unwrap_or_default();
-        if let Some(id) = req.options.get("id").filter(|v| !v.is_null() && kind != Kind::Comments) {
+        if let Some(id) = req
+            .options
+            .get("id")
+            .filter(|v| !v.is_null() && kind != Kind::Comments)
+        {
             return read_one(conn, &config, kind, id);
         }
         match (kind, req.mode) {
-            (Kind::Comments, _) => read_comments(conn, &config, resume, req.page_size.unwrap_or(MAX_LIST_PAGE)),
-            (_, SyncMode::Full) => read_full(conn, &config, kind, resume, req.page_size.unwrap_or(MAX_LIST_PAGE)),
+            (Kind::Comments, _) => read_comments(
+                conn,
+                &config,
+                resume,
+                req.page_size.unwrap_or(MAX_LIST_PAGE),
+            ),
+            (_, SyncMode::Full) => read_full(
+                conn,
+                &config,
+                kind,
+                resume,
+                req.page_size.unwrap_or(MAX_LIST_PAGE),
+            ),
             (Kind::Organizations, SyncMode::Incremental) => read_org_export(conn, &config, resume),
-            (_, SyncMode::Incremental) => read_export(conn, &config, kind, resume, req.page_size.unwrap_or(MAX_EXPORT_PAGE)),
+            (_, SyncMode::Incremental) => read_export(
+                conn,
+                &config,
+                kind,
+                resume,
+                req.page_size.unwrap_or(MAX_EXPORT_PAGE),
+            ),
         }
     }
 
@@ -661,23 +882,40 @@ impl Connector for Zendesk {
         let kind = Kind::parse(&req.stream)?;
         match (kind, req.mode) {
             (Kind::Comments, _) => {
-                return Err(Error::config("ticket_comments is read-only: add a comment with `comment` on a ticket update"));
+                return Err(Error::config(
+                    "ticket_comments is read-only: add a comment with `comment` on a ticket update",
+                ));
             }
             (_, WriteMode::Delete) if !(req.key.is_empty() || req.key == ["id"]) => {
-                return Err(Error::config(format!("deletes from {} match on `id`; the write's key is {:?}", req.stream, req.key)));
+                return Err(Error::config(format!(
+                    "deletes from {} match on `id`; the write's key is {:?}",
+                    req.stream, req.key
+                )));
             }
             (Kind::Tickets, WriteMode::Upsert) => {
-                return Err(Error::config("Zendesk has no create-or-update for tickets: write them with mode create or update"));
+                return Err(Error::config(
+                    "Zendesk has no create-or-update for tickets: write them with mode create or update",
+                ));
             }
             _ => {}
         }
-        let key: Vec<String> = if req.key.is_empty() { vec!["id".into()] } else { req.key.clone() };
+        let key: Vec<String> = if req.key.is_empty() {
+            vec!["id".into()]
+        } else {
+            req.key.clone()
+        };
         match req.mode {
             WriteMode::Update if key != ["id"] => {
-                return Err(Error::config(format!("updates to {} match on `id`; the write's key is {key:?}", req.stream)));
+                return Err(Error::config(format!(
+                    "updates to {} match on `id`; the write's key is {key:?}",
+                    req.stream
+                )));
             }
             WriteMode::Upsert => {
-                if let Some(bad) = key.iter().find(|k| !upsert_keys(kind).contains(&k.as_str())) {
+                if let Some(bad) = key
+                    .iter()
+                    .find(|k| !upsert_keys(kind).contains(&k.as_str()))
+                {
                     return Err(Error::config(format!(
                         "Zendesk matches {} on {}; it cannot upsert on `{bad}`",
                         req.stream,
@@ -693,10 +931,17 @@ impl Connector for Zendesk {
         for (i, record) in req.records.into_iter().enumerate() {
             let missing = match req.mode {
                 WriteMode::Create => None,
-                _ => (!key.iter().any(|k| record.get(k).is_some_and(|v| !v.is_null()))).then(|| key.join(" or ")),
+                _ => (!key
+                    .iter()
+                    .any(|k| record.get(k).is_some_and(|v| !v.is_null())))
+                .then(|| key.join(" or ")),
             };
             match missing {
-                Some(fields) => outcomes[i] = Some(WriteOutcome::failed(Error::invalid_record(format!("the record has no {fields}")))),
+                Some(fields) => {
+                    outcomes[i] = Some(WriteOutcome::failed(Error::invalid_record(format!(
+                        "the record has no {fields}"
+                    ))))
+                }
                 None => sendable.push((i, record)),
             }
         }
@@ -708,7 +953,8 @@ impl Connector for Zendesk {
                 Ok(id) => jobs.push((id, positions)),
                 Err(Error::InvalidRecord(why)) => {
                     for i in positions {
-                        outcomes[i] = Some(WriteOutcome::failed(Error::invalid_record(why.clone())));
+                        outcomes[i] =
+                            Some(WriteOutcome::failed(Error::invalid_record(why.clone())));
                     }
                 }
                 Err(e) => return Err(e),
@@ -716,39 +962,55 @@ impl Connector for Zendesk {
         }
         for (id, positions) in jobs {
             let job = wait_job(conn, &config, &id)?;
-            for (i, outcome) in positions.iter().zip(job_outcomes(&job, req.mode, positions.len())) {
+            for (i, outcome) in positions
+                .iter()
+                .zip(job_outcomes(&job, req.mode, positions.len()))
+            {
                 outcomes[*i] = Some(outcome);
             }
         }
-        Ok(outcomes.into_iter().map(|o| o.unwrap_or_else(|| WriteOutcome::failed(Error::internal("no outcome")))).collect())
+        Ok(outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|| WriteOutcome::failed(Error::internal("no outcome"))))
+            .collect())
     }
 
     fn verify(conn: &Connection, req: InboundRequest) -> Result<Verification> {
         // A webhook weft registered carries the bearer token it was given; one made by hand is
         // verified by its signature, when the connection's webhook secret is its signing secret.
-        let bearer = req.header("authorization").and_then(|a| a.strip_prefix("Bearer ").map(str::trim));
+        let bearer = req
+            .header("authorization")
+            .and_then(|a| a.strip_prefix("Bearer ").map(str::trim));
         let by_token = match bearer {
             Some(token) => constant_time_eq(bearer_token(conn)?.as_bytes(), token.as_bytes()),
             None => false,
         };
         if !by_token {
-            let (Some(signature), Some(timestamp)) =
-                (req.header("x-zendesk-webhook-signature"), req.header("x-zendesk-webhook-signature-timestamp"))
-            else {
+            let (Some(signature), Some(timestamp)) = (
+                req.header("x-zendesk-webhook-signature"),
+                req.header("x-zendesk-webhook-signature-timestamp"),
+            ) else {
                 return Ok(Verification::Rejected("no bearer token weft registered, and no X-Zendesk-Webhook-Signature with its timestamp".into()));
             };
             let mut message = timestamp.as_bytes().to_vec();
             message.extend_from_slice(&req.body);
-            let expected = weft_sdk::base64::encode(&conn.webhook_mac(MacAlgorithm::HmacSha256, &message)?);
+            let expected =
+                weft_sdk::base64::encode(&conn.webhook_mac(MacAlgorithm::HmacSha256, &message)?);
             if !constant_time_eq(expected.as_bytes(), signature.trim().as_bytes()) {
-                let why = if bearer.is_some() { "neither the bearer token nor the signature matches" } else { "the signature does not match the timestamp and body" };
+                let why = if bearer.is_some() {
+                    "neither the bearer token nor the signature matches"
+                } else {
+                    "the signature does not match the timestamp and body"
+                };
                 return Ok(Verification::Rejected(why.into()));
             }
             // The timestamp is signed so that an old delivery cannot be replayed once its event
             // id is forgotten. Zendesk documents the purpose but no window; five minutes either
             // way is the common convention (HubSpot documents it for its v3 signatures).
             let Some(signed_ms) = weft_sdk::time::parse_rfc3339_ms(timestamp.trim()) else {
-                return Ok(Verification::Rejected("X-Zendesk-Webhook-Signature-Timestamp is not an RFC 3339 timestamp".into()));
+                return Ok(Verification::Rejected(
+                    "X-Zendesk-Webhook-Signature-Timestamp is not an RFC 3339 timestamp".into(),
+                ));
             };
             let age = weft_sdk::time::now_ms() - signed_ms;
             if !(-MAX_SIGNATURE_AGE_MS..=MAX_SIGNATURE_AGE_MS).contains(&age) {
@@ -762,7 +1024,9 @@ impl Connector for Zendesk {
         let body: Value = serde_json::from_slice(&req.body)
             .map_err(|e| Error::invalid_record(format!("the webhook body is not JSON: {e}")))?;
         let Value::Object(payload) = body else {
-            return Ok(Verification::Rejected("the webhook body is not a JSON object".into()));
+            return Ok(Verification::Rejected(
+                "the webhook body is not a JSON object".into(),
+            ));
         };
         Ok(Verification::Accepted(vec![event(&req, payload)]))
     }
@@ -774,7 +1038,13 @@ impl Connector for Zendesk {
         } else {
             events
                 .iter()
-                .map(|e| if e.starts_with("zen:") || e == "conditional_ticket_events" { e.clone() } else { format!("zen:event-type:{e}") })
+                .map(|e| {
+                    if e.starts_with("zen:") || e == "conditional_ticket_events" {
+                        e.clone()
+                    } else {
+                        format!("zen:event-type:{e}")
+                    }
+                })
                 .collect()
         };
         // Zendesk mints the webhook's signing secret, which weft cannot store for the host; with
@@ -791,19 +1061,33 @@ impl Connector for Zendesk {
             "request_format": "json", "status": "active", "subscriptions": subscriptions,
         });
         if let Some(token) = &token {
-            webhook["authentication"] = json!({"type": "bearer_token", "add_position": "header", "data": {"token": token}});
+            webhook["authentication"] =
+                json!({"type": "bearer_token", "add_position": "header", "data": {"token": token}});
         }
-        let answer: Value = send(conn.post(&config.api("webhooks.json")).json(&json!({"webhook": webhook}))?)?.json()?;
-        let id = answer.pointer("/webhook/id").and_then(id_text).ok_or_else(|| {
-            Error::upstream(201, format!("the webhook answer has no id: {answer}").as_bytes())
-        })?;
+        let answer: Value = send(
+            conn.post(&config.api("webhooks.json"))
+                .json(&json!({"webhook": webhook}))?,
+        )?
+        .json()?;
+        let id = answer
+            .pointer("/webhook/id")
+            .and_then(id_text)
+            .ok_or_else(|| {
+                Error::upstream(
+                    201,
+                    format!("the webhook answer has no id: {answer}").as_bytes(),
+                )
+            })?;
         if token.is_none() {
             weft_sdk::log::info(
                 "Zendesk webhook created without a webhook secret on the connection; store its signing secret (GET /api/v2/webhooks/{id}/signing_secret) as the connection's webhook_secret",
                 &[("webhook", &id)],
             );
         }
-        Ok(Subscription { id, expires_at: None })
+        Ok(Subscription {
+            id,
+            expires_at: None,
+        })
     }
 
     fn unsubscribe(conn: &Connection, subscription_id: &str) -> Result<()> {
@@ -811,7 +1095,11 @@ impl Connector for Zendesk {
         let id = weft_sdk::http::percent_encode(subscription_id);
         let resp = conn.delete(&config.api(&format!("webhooks/{id}"))).send()?;
         // Already gone is what unsubscribing wants.
-        if resp.is_success() || resp.status == 404 { Ok(()) } else { Err(failure(resp)) }
+        if resp.is_success() || resp.status == 404 {
+            Ok(())
+        } else {
+            Err(failure(resp))
+        }
     }
 }
 
@@ -830,10 +1118,16 @@ const DEFAULT_EVENTS: [&str; 9] = [
 
 /// A verified delivery as an event: Zendesk's event envelope, or a trigger's own body.
 fn event(req: &InboundRequest, payload: Record) -> Event {
-    let kind = payload.get("type").and_then(Value::as_str).map(str::to_owned);
+    let kind = payload
+        .get("type")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     match kind {
         Some(kind) => {
-            let action = kind.strip_prefix("zen:event-type:").unwrap_or(&kind).to_owned();
+            let action = kind
+                .strip_prefix("zen:event-type:")
+                .unwrap_or(&kind)
+                .to_owned();
             let stream = match action.split('.').next() {
                 Some("user") => "users",
                 Some("organization") => "organizations",
@@ -842,18 +1136,39 @@ fn event(req: &InboundRequest, payload: Record) -> Event {
             let record = match payload.get("detail") {
                 Some(Value::Object(detail)) => {
                     let mut record = detail.clone();
-                    if let Some(change) = payload.get("event").filter(|e| e.as_object().is_some_and(|o| !o.is_empty())) {
+                    if let Some(change) = payload
+                        .get("event")
+                        .filter(|e| e.as_object().is_some_and(|o| !o.is_empty()))
+                    {
                         record.insert("event".into(), change.clone());
                     }
                     record
                 }
                 _ => Record::new(),
             };
-            let id = payload.get("id").and_then(id_text).unwrap_or_else(|| invocation(req));
-            Event { id, stream: stream.into(), action, record, occurred_at: payload.get("time").and_then(Value::as_str).map(str::to_owned) }
+            let id = payload
+                .get("id")
+                .and_then(id_text)
+                .unwrap_or_else(|| invocation(req));
+            Event {
+                id,
+                stream: stream.into(),
+                action,
+                record,
+                occurred_at: payload
+                    .get("time")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+            }
         }
         // Trigger-connected webhooks send the body the trigger defines.
-        None => Event { id: invocation(req), stream: "tickets".into(), action: "trigger".into(), record: payload, occurred_at: None },
+        None => Event {
+            id: invocation(req),
+            stream: "tickets".into(),
+            action: "trigger".into(),
+            record: payload,
+            occurred_at: None,
+        },
     }
 }
 

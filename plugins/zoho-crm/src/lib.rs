@@ -48,9 +48,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use weft_sdk::http::Response;
 use weft_sdk::{
-    AuthKind, Connection, Connector, ConnectorInfo, Error, Event, InboundRequest, MacAlgorithm, Page, ReadRequest,
-    Record, Result, Stream, Subscription, SyncMode, Value, Verification, WriteMode, WriteOutcome, WriteRequest,
-    authorization_header, constant_time_eq, json,
+    AuthKind, Connection, Connector, ConnectorInfo, Error, Event, InboundRequest, MacAlgorithm,
+    Page, ReadRequest, Record, Result, Stream, Subscription, SyncMode, Value, Verification,
+    WriteMode, WriteOutcome, WriteRequest, authorization_header, constant_time_eq, json,
 };
 
 const MAX_PER_PAGE: u32 = 200;
@@ -70,7 +70,11 @@ const DATA_CENTERS: [(&str, &str, &str); 10] = [
     ("uk", "zohoapis.uk", "accounts.zoho.uk"),
     ("ae", "zohoapis.ae", "accounts.zoho.ae"),
 ];
-const ENVIRONMENTS: [(&str, &str); 3] = [("production", "www"), ("sandbox", "sandbox"), ("developer", "developer")];
+const ENVIRONMENTS: [(&str, &str); 3] = [
+    ("production", "www"),
+    ("sandbox", "sandbox"),
+    ("developer", "developer"),
+];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -103,7 +107,10 @@ impl Config {
         let config: Config = conn.config_as()?;
         config.api_root(conn.name())?;
         if !config.api_version.starts_with('v') {
-            return Err(Error::config(format!("connection `{}`: api_version looks like `v7`", conn.name())));
+            return Err(Error::config(format!(
+                "connection `{}`: api_version looks like `v7`",
+                conn.name()
+            )));
         }
         Ok(config)
     }
@@ -121,13 +128,18 @@ impl Config {
         };
         // A data centre is named by its code (`eu`) or its API domain's suffix (`com.au`).
         let dc = dc.trim().to_ascii_lowercase();
-        let Some((_, domain, _)) = DATA_CENTERS.iter().find(|(code, domain, _)| *code == dc || domain.strip_prefix("zohoapis.") == Some(dc.as_str())) else {
+        let Some((_, domain, _)) = DATA_CENTERS.iter().find(|(code, domain, _)| {
+            *code == dc || domain.strip_prefix("zohoapis.") == Some(dc.as_str())
+        }) else {
             return Err(Error::config(format!(
                 "connection `{connection}`: unknown data_center `{dc}`; use one of {}",
                 known.join(", ")
             )));
         };
-        let Some((_, prefix)) = ENVIRONMENTS.iter().find(|(name, _)| *name == self.environment) else {
+        let Some((_, prefix)) = ENVIRONMENTS
+            .iter()
+            .find(|(name, _)| *name == self.environment)
+        else {
             return Err(Error::config(format!(
                 "connection `{connection}`: environment is production, sandbox or developer, not `{}`",
                 self.environment
@@ -138,7 +150,11 @@ impl Config {
 
     fn url(&self, path: &str) -> String {
         // `of` has checked the root already.
-        format!("{}/crm/{}/{path}", self.api_root("").unwrap_or_default(), self.api_version)
+        format!(
+            "{}/crm/{}/{path}",
+            self.api_root("").unwrap_or_default(),
+            self.api_version
+        )
     }
 }
 
@@ -155,7 +171,14 @@ enum Module {
 }
 
 impl Module {
-    const ALL: [Module; 6] = [Module::Leads, Module::Contacts, Module::Accounts, Module::Deals, Module::ZendeskTickets, Module::ZendeskComments];
+    const ALL: [Module; 6] = [
+        Module::Leads,
+        Module::Contacts,
+        Module::Accounts,
+        Module::Deals,
+        Module::ZendeskTickets,
+        Module::ZendeskComments,
+    ];
 
     fn parse(name: &str) -> Result<Module> {
         Module::ALL.into_iter().find(|m| m.name() == name).ok_or_else(|| {
@@ -178,43 +201,103 @@ impl Module {
     fn fields(self) -> Vec<(&'static str, Value)> {
         let text = || json!({"type": "string"});
         let email = || json!({"type": "string", "format": "email"});
-        let lookup = |module: &str| {
-            json!({"type": "object", "description": format!("lookup to {module}"), "properties": {"id": {"type": "string"}, "name": {"type": "string"}}})
-        };
+        let lookup = |module: &str| json!({"type": "object", "description": format!("lookup to {module}"), "properties": {"id": {"type": "string"}, "name": {"type": "string"}}});
         match self {
             Module::Leads => vec![
-                ("First_Name", text()), ("Last_Name", text()), ("Full_Name", text()), ("Email", email()), ("Phone", text()),
-                ("Mobile", text()), ("Title", text()), ("Company", text()), ("Lead_Status", text()), ("Lead_Source", text()),
-                ("Industry", text()), ("City", text()), ("State", text()), ("Country", text()), ("Description", text()),
+                ("First_Name", text()),
+                ("Last_Name", text()),
+                ("Full_Name", text()),
+                ("Email", email()),
+                ("Phone", text()),
+                ("Mobile", text()),
+                ("Title", text()),
+                ("Company", text()),
+                ("Lead_Status", text()),
+                ("Lead_Source", text()),
+                ("Industry", text()),
+                ("City", text()),
+                ("State", text()),
+                ("Country", text()),
+                ("Description", text()),
             ],
             Module::Contacts => vec![
-                ("First_Name", text()), ("Last_Name", text()), ("Full_Name", text()), ("Email", email()), ("Phone", text()),
-                ("Mobile", text()), ("Title", text()), ("Department", text()), ("Account_Name", lookup("Accounts")),
-                ("Lead_Source", text()), ("Mailing_City", text()), ("Mailing_State", text()), ("Mailing_Country", text()),
+                ("First_Name", text()),
+                ("Last_Name", text()),
+                ("Full_Name", text()),
+                ("Email", email()),
+                ("Phone", text()),
+                ("Mobile", text()),
+                ("Title", text()),
+                ("Department", text()),
+                ("Account_Name", lookup("Accounts")),
+                ("Lead_Source", text()),
+                ("Mailing_City", text()),
+                ("Mailing_State", text()),
+                ("Mailing_Country", text()),
                 ("Description", text()),
             ],
             Module::Accounts => vec![
-                ("Account_Name", text()), ("Account_Number", text()), ("Website", text()), ("Phone", text()), ("Industry", text()),
-                ("Employees", json!({"type": "integer"})), ("Annual_Revenue", json!({"type": "number"})),
-                ("Account_Type", text()), ("Parent_Account", lookup("Accounts")), ("Billing_Street", text()),
-                ("Billing_City", text()), ("Billing_State", text()), ("Billing_Code", text()), ("Billing_Country", text()),
+                ("Account_Name", text()),
+                ("Account_Number", text()),
+                ("Website", text()),
+                ("Phone", text()),
+                ("Industry", text()),
+                ("Employees", json!({"type": "integer"})),
+                ("Annual_Revenue", json!({"type": "number"})),
+                ("Account_Type", text()),
+                ("Parent_Account", lookup("Accounts")),
+                ("Billing_Street", text()),
+                ("Billing_City", text()),
+                ("Billing_State", text()),
+                ("Billing_Code", text()),
+                ("Billing_Country", text()),
                 ("Description", text()),
             ],
             Module::Deals => vec![
-                ("Deal_Name", text()), ("Amount", json!({"type": "number"})), ("Stage", text()),
-                ("Closing_Date", json!({"type": "string", "format": "date"})), ("Account_Name", lookup("Accounts")),
-                ("Contact_Name", lookup("Contacts")), ("Pipeline", text()), ("Probability", json!({"type": "number"})),
-                ("Type", text()), ("Lead_Source", text()), ("Description", text()),
+                ("Deal_Name", text()),
+                ("Amount", json!({"type": "number"})),
+                ("Stage", text()),
+                ("Closing_Date", json!({"type": "string", "format": "date"})),
+                ("Account_Name", lookup("Accounts")),
+                ("Contact_Name", lookup("Contacts")),
+                ("Pipeline", text()),
+                ("Probability", json!({"type": "number"})),
+                ("Type", text()),
+                ("Lead_Source", text()),
+                ("Description", text()),
             ],
             Module::ZendeskTickets => vec![
-                ("Name", text()), ("Zendesk_Ticket_Id", text()), ("Status", text()), ("Priority", text()), ("Type", text()),
-                ("Description", text()), ("Tags", json!({"type": "array", "items": {"type": "string"}})), ("Requester_Email", email()), ("Assignee_Email", email()),
-                ("Account", lookup("Accounts")), ("Contact", lookup("Contacts")), ("Lead", lookup("Leads")),
-                ("Zendesk_Updated_At", json!({"type": "string", "format": "date-time"})),
+                ("Name", text()),
+                ("Zendesk_Ticket_Id", text()),
+                ("Status", text()),
+                ("Priority", text()),
+                ("Type", text()),
+                ("Description", text()),
+                (
+                    "Tags",
+                    json!({"type": "array", "items": {"type": "string"}}),
+                ),
+                ("Requester_Email", email()),
+                ("Assignee_Email", email()),
+                ("Account", lookup("Accounts")),
+                ("Contact", lookup("Contacts")),
+                ("Lead", lookup("Leads")),
+                (
+                    "Zendesk_Updated_At",
+                    json!({"type": "string", "format": "date-time"}),
+                ),
             ],
             Module::ZendeskComments => vec![
-                ("Name", text()), ("Zendesk_Comment_Id", text()), ("Ticket", lookup("Zendesk_Tickets")), ("Body", text()),
-                ("Author_Email", email()), ("Public", json!({"type": "boolean"})), ("Zendesk_Created_At", json!({"type": "string", "format": "date-time"})),
+                ("Name", text()),
+                ("Zendesk_Comment_Id", text()),
+                ("Ticket", lookup("Zendesk_Tickets")),
+                ("Body", text()),
+                ("Author_Email", email()),
+                ("Public", json!({"type": "boolean"})),
+                (
+                    "Zendesk_Created_At",
+                    json!({"type": "string", "format": "date-time"}),
+                ),
             ],
         }
     }
@@ -222,7 +305,10 @@ impl Module {
     fn schema(self) -> Value {
         let user = json!({"type": "object", "properties": {"id": {"type": "string"}, "name": {"type": "string"}, "email": {"type": "string"}}});
         let mut properties = serde_json::Map::new();
-        properties.insert("id".into(), json!({"type": "string", "description": "Zoho record id (a long numeric string)"}));
+        properties.insert(
+            "id".into(),
+            json!({"type": "string", "description": "Zoho record id (a long numeric string)"}),
+        );
         for (name, schema) in self.fields() {
             properties.insert(name.into(), schema);
         }
@@ -230,22 +316,41 @@ impl Module {
             properties.insert(name.into(), user.clone());
         }
         for name in ["Created_Time", "Modified_Time"] {
-            properties.insert(name.into(), json!({"type": "string", "format": "date-time"}));
+            properties.insert(
+                name.into(),
+                json!({"type": "string", "format": "date-time"}),
+            );
         }
         json!({"type": "object", "required": ["id"], "properties": properties})
     }
 
     /// The `fields` parameter: every field the schema lists, plus the read's extra ones.
     fn field_list(self, extra: &[String]) -> Result<String> {
-        let mut names: Vec<String> = self.fields().into_iter().map(|(n, _)| n.to_owned()).collect();
-        names.extend(["Owner", "Created_By", "Modified_By", "Created_Time", "Modified_Time"].map(String::from));
+        let mut names: Vec<String> = self
+            .fields()
+            .into_iter()
+            .map(|(n, _)| n.to_owned())
+            .collect();
+        names.extend(
+            [
+                "Owner",
+                "Created_By",
+                "Modified_By",
+                "Created_Time",
+                "Modified_Time",
+            ]
+            .map(String::from),
+        );
         for field in extra {
             if !names.contains(field) {
                 names.push(field.clone());
             }
         }
         if names.len() > MAX_FIELDS {
-            return Err(Error::config(format!("Zoho lists at most {MAX_FIELDS} fields a read; this read asks for {}", names.len())));
+            return Err(Error::config(format!(
+                "Zoho lists at most {MAX_FIELDS} fields a read; this read asks for {}",
+                names.len()
+            )));
         }
         Ok(names.join(","))
     }
@@ -276,7 +381,9 @@ struct Resume {
 impl Resume {
     /// Takes in a record's modification time, keeping the newest and the ids at it.
     fn note(&mut self, id: &str, modified: &str) {
-        let Some(t) = time::unix_seconds(modified) else { return };
+        let Some(t) = time::unix_seconds(modified) else {
+            return;
+        };
         match self.newest.as_deref().and_then(time::unix_seconds) {
             Some(n) if n > t => {}
             Some(n) if n == t => {
@@ -294,16 +401,25 @@ impl Resume {
     /// The cursor a finished pass leaves for the next one.
     fn finished(self) -> Resume {
         match self.newest {
-            None => Resume { since: self.since, seen: self.seen, ..Resume::default() },
+            None => Resume {
+                since: self.since,
+                seen: self.seen,
+                ..Resume::default()
+            },
             Some(newest) => {
-                let same = self.since.as_deref().and_then(time::unix_seconds) == time::unix_seconds(&newest);
+                let same = self.since.as_deref().and_then(time::unix_seconds)
+                    == time::unix_seconds(&newest);
                 let mut seen = if same { self.seen } else { Vec::new() };
                 for id in self.newest_ids {
                     if !seen.contains(&id) {
                         seen.push(id);
                     }
                 }
-                Resume { since: Some(newest), seen, ..Resume::default() }
+                Resume {
+                    since: Some(newest),
+                    seen,
+                    ..Resume::default()
+                }
             }
         }
     }
@@ -311,7 +427,11 @@ impl Resume {
 
 /// Zoho's error envelope: `{"code", "message", "details", "status"}`.
 fn error_code(resp: &Response) -> Option<String> {
-    resp.json::<Value>().ok()?.get("code")?.as_str().map(str::to_owned)
+    resp.json::<Value>()
+        .ok()?
+        .get("code")?
+        .as_str()
+        .map(str::to_owned)
 }
 
 fn failure(resp: Response) -> Error {
@@ -323,7 +443,11 @@ fn failure(resp: Response) -> Error {
 
 fn send(request: weft_sdk::http::RequestBuilder<'_>) -> Result<Response> {
     let resp = request.send()?;
-    if resp.is_success() { Ok(resp) } else { Err(failure(resp)) }
+    if resp.is_success() {
+        Ok(resp)
+    } else {
+        Err(failure(resp))
+    }
 }
 
 fn text_of(v: &Value) -> Option<String> {
@@ -334,30 +458,57 @@ fn text_of(v: &Value) -> Option<String> {
     }
 }
 
-fn read_module(conn: &Connection, config: &Config, module: Module, req: &ReadRequest) -> Result<Page> {
+fn read_module(
+    conn: &Connection,
+    config: &Config,
+    module: Module,
+    req: &ReadRequest,
+) -> Result<Page> {
     let mut resume: Resume = req.cursor_state()?.unwrap_or_default();
     let incremental = req.mode == SyncMode::Incremental;
     if let Some(since) = &resume.since
         && time::unix_seconds(since).is_none()
     {
-        return Err(Error::config(format!("the stored cursor's time `{since}` is not an ISO 8601 time; reset the flow's cursor")));
+        return Err(Error::config(format!(
+            "the stored cursor's time `{since}` is not an ISO 8601 time; reset the flow's cursor"
+        )));
     }
     let extra: Vec<String> = match req.options.get("fields") {
         None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
-        Some(_) => return Err(Error::config("read option `fields` is a list of Zoho field API names")),
+        Some(Value::Array(list)) => list
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        Some(_) => {
+            return Err(Error::config(
+                "read option `fields` is a list of Zoho field API names",
+            ));
+        }
     };
     let fields = module.field_list(&extra)?;
-    let per_page = resume.per_page.unwrap_or_else(|| req.page_size.unwrap_or(MAX_PER_PAGE).clamp(1, MAX_PER_PAGE));
+    let per_page = resume
+        .per_page
+        .unwrap_or_else(|| req.page_size.unwrap_or(MAX_PER_PAGE).clamp(1, MAX_PER_PAGE));
     // An incremental pass continues by keyset, not by page token: each page asks again for
     // what changed since the newest time read so far and skips what it read at that second.
     // A record edited during the pass moves to the end and is read there; nothing unread moves
     // before the bound, so no record is skipped however pages shift while data changes. A page
     // token is used only to get past a second holding more records than a page.
-    let bound = if incremental { resume.newest.clone().or_else(|| resume.since.clone()) } else { None };
+    let bound = if incremental {
+        resume.newest.clone().or_else(|| resume.since.clone())
+    } else {
+        None
+    };
     let bound_secs = bound.as_deref().and_then(time::unix_seconds);
-    let mut bound_ids: Vec<String> = if resume.newest.is_some() { resume.newest_ids.clone() } else { resume.seen.clone() };
-    if resume.newest.is_some() && time::unix_seconds(resume.since.as_deref().unwrap_or_default()) == bound_secs {
+    let mut bound_ids: Vec<String> = if resume.newest.is_some() {
+        resume.newest_ids.clone()
+    } else {
+        resume.seen.clone()
+    };
+    if resume.newest.is_some()
+        && time::unix_seconds(resume.since.as_deref().unwrap_or_default()) == bound_secs
+    {
         bound_ids.extend(resume.seen.iter().cloned());
     }
     // A second early, so a record modified at the bound's exact millisecond is not lost to a
@@ -382,7 +533,10 @@ fn read_module(conn: &Connection, config: &Config, module: Module, req: &ReadReq
             // The token expired or no longer fits the request: in a full read, read the pass
             // again; in an incremental one, carry on from the bound.
             Some("EXPIRED_VALUE" | "TOKEN_BOUND_DATA_MISMATCH" | "INVALID_DATA") => {
-                weft_sdk::log::warn("Zoho refused the page token; continuing without it", &[("module", module.name())]);
+                weft_sdk::log::warn(
+                    "Zoho refused the page token; continuing without it",
+                    &[("module", module.name())],
+                );
                 resume.page_token = None;
                 if !incremental {
                     resume.newest = None;
@@ -396,8 +550,12 @@ fn read_module(conn: &Connection, config: &Config, module: Module, req: &ReadReq
     if matches!(resp.status, 204 | 304) {
         return Ok(Page::last(Vec::new(), Some(&resume.finished())));
     }
-    if resp.status == 400 && bound.is_some() && error_code(&resp).as_deref() == Some("INVALID_DATA") {
-        return Err(Error::config(format!("Zoho refused the stored cursor: {}", resp.text())));
+    if resp.status == 400 && bound.is_some() && error_code(&resp).as_deref() == Some("INVALID_DATA")
+    {
+        return Err(Error::config(format!(
+            "Zoho refused the stored cursor: {}",
+            resp.text()
+        )));
     }
     if !resp.is_success() {
         return Err(failure(resp));
@@ -416,7 +574,10 @@ fn read_module(conn: &Connection, config: &Config, module: Module, req: &ReadReq
     let mut records = Vec::with_capacity(data.len());
     for record in data {
         let id = record.get("id").and_then(text_of).unwrap_or_default();
-        let modified = record.get("Modified_Time").and_then(Value::as_str).map(str::to_owned);
+        let modified = record
+            .get("Modified_Time")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         if let Some(modified) = &modified {
             let t = time::unix_seconds(modified);
             // Before the bound: read already (anything unread is at or after it). At it: read
@@ -431,8 +592,14 @@ fn read_module(conn: &Connection, config: &Config, module: Module, req: &ReadReq
         }
         records.push(record);
     }
-    let more = answer.pointer("/info/more_records").and_then(Value::as_bool).unwrap_or(false);
-    let token = answer.pointer("/info/next_page_token").and_then(Value::as_str).map(str::to_owned);
+    let more = answer
+        .pointer("/info/more_records")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let token = answer
+        .pointer("/info/next_page_token")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     if !more {
         return Ok(Page::last(records, Some(&resume.finished())));
     }
@@ -445,25 +612,52 @@ fn read_module(conn: &Connection, config: &Config, module: Module, req: &ReadReq
         None
     };
     if incremental && records.is_empty() && resume.page_token.is_none() {
-        return Err(Error::upstream(200, b"Zoho said more records follow but gave no page token"));
+        return Err(Error::upstream(
+            200,
+            b"Zoho said more records follow but gave no page token",
+        ));
     }
     Ok(Page::more(records, &resume))
 }
 
 // ---------------------------------------------------------------- writes
 
-fn write_chunk(conn: &Connection, config: &Config, module: Module, mode: WriteMode, key: &[String], chunk: &[Record]) -> Result<Vec<WriteOutcome>> {
+fn write_chunk(
+    conn: &Connection,
+    config: &Config,
+    module: Module,
+    mode: WriteMode,
+    key: &[String],
+    chunk: &[Record],
+) -> Result<Vec<WriteOutcome>> {
     let resp = match mode {
-        WriteMode::Create => conn.post(&config.url(module.name())).json(&json!({"data": chunk}))?.send()?,
-        WriteMode::Update => conn.put(&config.url(module.name())).json(&json!({"data": chunk}))?.send()?,
+        WriteMode::Create => conn
+            .post(&config.url(module.name()))
+            .json(&json!({"data": chunk}))?
+            .send()?,
+        WriteMode::Update => conn
+            .put(&config.url(module.name()))
+            .json(&json!({"data": chunk}))?
+            .send()?,
         WriteMode::Upsert => {
             let checks: Vec<&String> = key.iter().filter(|k| k.as_str() != "id").collect();
-            let body = if checks.is_empty() { json!({"data": chunk}) } else { json!({"data": chunk, "duplicate_check_fields": checks}) };
-            conn.post(&config.url(&format!("{}/upsert", module.name()))).json(&body)?.send()?
+            let body = if checks.is_empty() {
+                json!({"data": chunk})
+            } else {
+                json!({"data": chunk, "duplicate_check_fields": checks})
+            };
+            conn.post(&config.url(&format!("{}/upsert", module.name())))
+                .json(&body)?
+                .send()?
         }
         WriteMode::Delete => {
-            let ids: Vec<String> = chunk.iter().filter_map(|r| r.get("id").and_then(text_of)).collect();
-            conn.delete(&config.url(module.name())).query("ids", ids.join(",")).send()?
+            let ids: Vec<String> = chunk
+                .iter()
+                .filter_map(|r| r.get("id").and_then(text_of))
+                .collect();
+            conn.delete(&config.url(module.name()))
+                .query("ids", ids.join(","))
+                .send()?
         }
     };
     // Per-record answers arrive with 200, 201, 202, 207 and, when every record failed, 400.
@@ -471,10 +665,15 @@ fn write_chunk(conn: &Connection, config: &Config, module: Module, mode: WriteMo
         .json::<Value>()
         .ok()
         .and_then(|v| v.get("data").and_then(Value::as_array).cloned())
-        .filter(|entries| entries.len() == chunk.len() && entries.iter().all(|e| e.get("status").is_some()));
+        .filter(|entries| {
+            entries.len() == chunk.len() && entries.iter().all(|e| e.get("status").is_some())
+        });
     let Some(entries) = entries else {
         return Err(if resp.is_success() {
-            Error::upstream(resp.status, format!("expected one data[] entry per record: {}", resp.text()).as_bytes())
+            Error::upstream(
+                resp.status,
+                format!("expected one data[] entry per record: {}", resp.text()).as_bytes(),
+            )
         } else {
             failure(resp)
         });
@@ -487,14 +686,21 @@ fn outcome(entry: &Value, mode: WriteMode) -> WriteOutcome {
     match (entry.get("status").and_then(Value::as_str), id) {
         (Some("success"), Some(id)) => match (mode, entry.get("action").and_then(Value::as_str)) {
             (WriteMode::Delete, _) => WriteOutcome::deleted(id),
-            (WriteMode::Update, _) | (WriteMode::Upsert, Some("update")) => WriteOutcome::updated(id),
+            (WriteMode::Update, _) | (WriteMode::Upsert, Some("update")) => {
+                WriteOutcome::updated(id)
+            }
             _ => WriteOutcome::created(id),
         },
         _ => {
             let code = entry.get("code").and_then(Value::as_str).unwrap_or("ERROR");
             let message = entry.get("message").and_then(Value::as_str).unwrap_or("");
-            let details = entry.get("details").map(Value::to_string).unwrap_or_default();
-            WriteOutcome::failed(Error::invalid_record(format!("{code}: {message} {details}").trim_end().to_owned()))
+            let details = entry
+                .get("details")
+                .map(Value::to_string)
+                .unwrap_or_default();
+            WriteOutcome::failed(Error::invalid_record(
+                format!("{code}: {message} {details}").trim_end().to_owned(),
+            ))
         }
     }
 }
@@ -504,22 +710,34 @@ fn outcome(entry: &Value, mode: WriteMode) -> WriteOutcome {
 /// The token Zoho echoes in a channel's callbacks: a MAC of the channel id under the
 /// connection's webhook secret, so only whoever holds the secret could have set it.
 fn channel_token(conn: &Connection, channel_id: &str) -> Result<String> {
-    let mac = conn.webhook_mac(MacAlgorithm::HmacSha256, format!("weft zoho channel {channel_id}").as_bytes())?;
+    let mac = conn.webhook_mac(
+        MacAlgorithm::HmacSha256,
+        format!("weft zoho channel {channel_id}").as_bytes(),
+    )?;
     Ok(mac.iter().take(20).map(|b| format!("{b:02x}")).collect())
 }
 
 /// A numeric channel id for `callback_url`; the same callback gets the same channel, so
 /// subscribing again renews it.
 fn channel_id(conn: &Connection, callback_url: &str) -> Result<String> {
-    let mac = conn.webhook_mac(MacAlgorithm::HmacSha256, format!("weft zoho channel id {callback_url}").as_bytes())?;
-    let n = mac.iter().take(8).fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+    let mac = conn.webhook_mac(
+        MacAlgorithm::HmacSha256,
+        format!("weft zoho channel id {callback_url}").as_bytes(),
+    )?;
+    let n = mac
+        .iter()
+        .take(8)
+        .fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
     Ok((100_000_000_000_000_000 + n % 800_000_000_000_000_000).to_string())
 }
 
 /// `Leads` means every event of the module; `Leads.create` one.
 fn watch_events(events: &[String]) -> Result<Vec<String>> {
     if events.is_empty() {
-        return Ok(Module::ALL.iter().map(|m| format!("{}.all", m.name())).collect());
+        return Ok(Module::ALL
+            .iter()
+            .map(|m| format!("{}.all", m.name()))
+            .collect());
     }
     events
         .iter()
@@ -527,7 +745,9 @@ fn watch_events(events: &[String]) -> Result<Vec<String>> {
             let (module, op) = e.split_once('.').unwrap_or((e, "all"));
             Module::parse(module)?;
             if !matches!(op, "create" | "edit" | "delete" | "all") {
-                return Err(Error::config(format!("Zoho watch events are {{Module}}.create|edit|delete|all, not `{e}`")));
+                return Err(Error::config(format!(
+                    "Zoho watch events are {{Module}}.create|edit|delete|all, not `{e}`"
+                )));
             }
             Ok(format!("{module}.{op}"))
         })
@@ -559,9 +779,17 @@ impl Connector for ZohoCrm {
         for module in Module::ALL {
             info = info.stream(
                 Stream::new(module.name(), module.schema())
-                    .description(&format!("Zoho CRM {}; incremental on Modified_Time.", module.name()))
+                    .description(&format!(
+                        "Zoho CRM {}; incremental on Modified_Time.",
+                        module.name()
+                    ))
                     .incremental("Modified_Time")
-                    .writable(&[WriteMode::Create, WriteMode::Update, WriteMode::Upsert, WriteMode::Delete]),
+                    .writable(&[
+                        WriteMode::Create,
+                        WriteMode::Update,
+                        WriteMode::Upsert,
+                        WriteMode::Delete,
+                    ]),
             );
         }
         // The data centre's API hosts, mapped from its code (or domain suffix) by the template,
@@ -596,9 +824,16 @@ impl Connector for ZohoCrm {
     fn write(conn: &Connection, req: WriteRequest) -> Result<Vec<WriteOutcome>> {
         let config = Config::of(conn)?;
         let module = Module::parse(&req.stream)?;
-        let key: Vec<String> = if req.key.is_empty() { vec!["id".into()] } else { req.key.clone() };
+        let key: Vec<String> = if req.key.is_empty() {
+            vec!["id".into()]
+        } else {
+            req.key.clone()
+        };
         if matches!(req.mode, WriteMode::Update | WriteMode::Delete) && key != ["id"] {
-            return Err(Error::config(format!("Zoho updates and deletes {} by `id`; the write's key is {key:?}", req.stream)));
+            return Err(Error::config(format!(
+                "Zoho updates and deletes {} by `id`; the write's key is {key:?}",
+                req.stream
+            )));
         }
         let mut outcomes: Vec<Option<WriteOutcome>> = vec![None; req.records.len()];
         let mut sendable: Vec<(usize, Record)> = Vec::new();
@@ -607,10 +842,16 @@ impl Connector for ZohoCrm {
             let missing = match req.mode {
                 WriteMode::Create => None,
                 WriteMode::Upsert => (!key.iter().any(has)).then(|| key.join(" or ")),
-                WriteMode::Update | WriteMode::Delete => (!has(&"id".to_owned())).then(|| "id".to_owned()),
+                WriteMode::Update | WriteMode::Delete => {
+                    (!has(&"id".to_owned())).then(|| "id".to_owned())
+                }
             };
             match missing {
-                Some(fields) => outcomes[i] = Some(WriteOutcome::failed(Error::invalid_record(format!("the record has no {fields}")))),
+                Some(fields) => {
+                    outcomes[i] = Some(WriteOutcome::failed(Error::invalid_record(format!(
+                        "the record has no {fields}"
+                    ))))
+                }
                 None => sendable.push((i, record)),
             }
         }
@@ -621,33 +862,62 @@ impl Connector for ZohoCrm {
                 outcomes[*i] = Some(outcome);
             }
         }
-        Ok(outcomes.into_iter().map(|o| o.unwrap_or_else(|| WriteOutcome::failed(Error::internal("no outcome")))).collect())
+        Ok(outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|| WriteOutcome::failed(Error::internal("no outcome"))))
+            .collect())
     }
 
     fn verify(conn: &Connection, req: InboundRequest) -> Result<Verification> {
         let Ok(Value::Object(payload)) = serde_json::from_slice::<Value>(&req.body) else {
-            return Ok(Verification::Rejected("the callback body is not a JSON object".into()));
+            return Ok(Verification::Rejected(
+                "the callback body is not a JSON object".into(),
+            ));
         };
-        let (Some(channel), Some(token)) = (payload.get("channel_id").and_then(text_of), payload.get("token").and_then(Value::as_str)) else {
-            return Ok(Verification::Rejected("the callback carries no channel_id and token".into()));
+        let (Some(channel), Some(token)) = (
+            payload.get("channel_id").and_then(text_of),
+            payload.get("token").and_then(Value::as_str),
+        ) else {
+            return Ok(Verification::Rejected(
+                "the callback carries no channel_id and token".into(),
+            ));
         };
         let expected = channel_token(conn, &channel)?;
         if !constant_time_eq(expected.as_bytes(), token.as_bytes()) {
-            return Ok(Verification::Rejected(format!("the token does not belong to channel {channel}")));
+            return Ok(Verification::Rejected(format!(
+                "the token does not belong to channel {channel}"
+            )));
         }
-        let module = payload.get("module").and_then(Value::as_str).unwrap_or("").to_owned();
-        let operation = payload.get("operation").and_then(Value::as_str).unwrap_or("").to_owned();
+        let module = payload
+            .get("module")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        let operation = payload
+            .get("operation")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
         let server_time = payload.get("server_time").and_then(Value::as_i64);
         let values: Vec<(String, Value)> = payload
             .get("affected_values")
             .and_then(Value::as_array)
             .map(|list| {
                 list.iter()
-                    .filter_map(|a| Some((a.get("record_id").and_then(text_of)?, a.get("values").cloned().unwrap_or(Value::Null))))
+                    .filter_map(|a| {
+                        Some((
+                            a.get("record_id").and_then(text_of)?,
+                            a.get("values").cloned().unwrap_or(Value::Null),
+                        ))
+                    })
                     .collect()
             })
             .unwrap_or_default();
-        let ids: Vec<String> = payload.get("ids").and_then(Value::as_array).map(|a| a.iter().filter_map(text_of).collect()).unwrap_or_default();
+        let ids: Vec<String> = payload
+            .get("ids")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(text_of).collect())
+            .unwrap_or_default();
         let events = ids
             .into_iter()
             .map(|id| {
@@ -657,7 +927,10 @@ impl Connector for ZohoCrm {
                 }
                 record.insert("id".into(), json!(id));
                 Event {
-                    id: format!("{channel}:{}:{operation}:{id}", server_time.unwrap_or_default()),
+                    id: format!(
+                        "{channel}:{}:{operation}:{id}",
+                        server_time.unwrap_or_default()
+                    ),
                     stream: module.clone(),
                     action: operation.clone(),
                     record,
@@ -671,31 +944,50 @@ impl Connector for ZohoCrm {
     fn subscribe(conn: &Connection, callback_url: &str, events: &[String]) -> Result<Subscription> {
         let config = Config::of(conn)?;
         let channel = channel_id(conn, callback_url)?;
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
         // A week is the longest Zoho allows; an hour less leaves room for clock skew.
         let expiry = time::rfc3339(now + 7 * 86_400 - 3_600);
         let body = json!({"watch": [{
             "channel_id": channel, "events": watch_events(events)?, "notify_url": callback_url,
             "token": channel_token(conn, &channel)?, "channel_expiry": expiry, "return_affected_field_values": true,
         }]});
-        let mut answer: Value = send(conn.post(&config.url("actions/watch")).json(&body)?)?.json()?;
+        let mut answer: Value =
+            send(conn.post(&config.url("actions/watch")).json(&body)?)?.json()?;
         if answer.pointer("/watch/0/status").and_then(Value::as_str) != Some("success") {
             // The channel exists already: replace its details.
             answer = send(conn.put(&config.url("actions/watch")).json(&body)?)?.json()?;
         }
         let entry = answer.pointer("/watch/0").cloned().unwrap_or(Value::Null);
         if entry.get("status").and_then(Value::as_str) != Some("success") {
-            return Err(Error::config(format!("Zoho refused the watch channel: {entry}")));
+            return Err(Error::config(format!(
+                "Zoho refused the watch channel: {entry}"
+            )));
         }
-        let expires_at = entry.pointer("/details/events/0/channel_expiry").and_then(Value::as_str).map(str::to_owned);
-        Ok(Subscription { id: channel, expires_at })
+        let expires_at = entry
+            .pointer("/details/events/0/channel_expiry")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        Ok(Subscription {
+            id: channel,
+            expires_at,
+        })
     }
 
     fn unsubscribe(conn: &Connection, subscription_id: &str) -> Result<()> {
         let config = Config::of(conn)?;
-        let resp = conn.delete(&config.url("actions/watch")).query("channel_ids", subscription_id).send()?;
+        let resp = conn
+            .delete(&config.url("actions/watch"))
+            .query("channel_ids", subscription_id)
+            .send()?;
         // An unknown channel (expired already) is as good as removed.
-        if resp.is_success() || resp.status == 400 { Ok(()) } else { Err(failure(resp)) }
+        if resp.is_success() || resp.status == 400 {
+            Ok(())
+        } else {
+            Err(failure(resp))
+        }
     }
 }
 
@@ -721,9 +1013,15 @@ mod tests {
 
     #[test]
     fn times_round_trip_with_offsets() {
-        assert_eq!(time::unix_seconds("2019-07-25T15:26:49+05:30"), Some(1_564_048_609));
+        assert_eq!(
+            time::unix_seconds("2019-07-25T15:26:49+05:30"),
+            Some(1_564_048_609)
+        );
         assert_eq!(time::rfc3339(1_564_048_609), "2019-07-25T09:56:49+00:00");
-        assert_eq!(time::unix_seconds(&time::rfc3339(1_735_689_600)), Some(1_735_689_600));
+        assert_eq!(
+            time::unix_seconds(&time::rfc3339(1_735_689_600)),
+            Some(1_735_689_600)
+        );
         assert_eq!(time::unix_seconds("not a time"), None);
     }
 }

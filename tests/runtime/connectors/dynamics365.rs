@@ -18,7 +18,11 @@ fn literal(s: &str) -> SecretRef {
 }
 
 fn base(sandbox: &Sandbox) -> String {
-    sandbox.vendor(Vendor::Dataverse).expect("dataverse runs").base_url().to_owned()
+    sandbox
+        .vendor(Vendor::Dataverse)
+        .expect("dataverse runs")
+        .base_url()
+        .to_owned()
 }
 
 fn api(sandbox: &Sandbox) -> String {
@@ -28,13 +32,33 @@ fn api(sandbox: &Sandbox) -> String {
 /// A client-credentials token from the emulator, for changing records behind the connector.
 async fn token(sandbox: &Sandbox) -> String {
     let c = sandbox.vendor(Vendor::Dataverse).unwrap().credentials();
-    let form = [("grant_type", "client_credentials"), ("client_id", c.client_id.as_str()), ("client_secret", c.client_secret.as_str()), ("scope", c.extra["scope"].as_str())];
-    let r: Value = reqwest::Client::new().post(&c.extra["token_url"]).form(&form).send().await.unwrap().json().await.unwrap();
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", c.client_id.as_str()),
+        ("client_secret", c.client_secret.as_str()),
+        ("scope", c.extra["scope"].as_str()),
+    ];
+    let r: Value = reqwest::Client::new()
+        .post(&c.extra["token_url"])
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     r["access_token"].as_str().expect("a token").to_owned()
 }
 
-async fn api_call(sandbox: &Sandbox, method: reqwest::Method, path: &str, body: Option<Value>) -> reqwest::Response {
-    let mut r = reqwest::Client::new().request(method, format!("{}{path}", api(sandbox))).bearer_auth(token(sandbox).await);
+async fn api_call(
+    sandbox: &Sandbox,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> reqwest::Response {
+    let mut r = reqwest::Client::new()
+        .request(method, format!("{}{path}", api(sandbox)))
+        .bearer_auth(token(sandbox).await);
     if let Some(b) = body {
         r = r.json(&b);
     }
@@ -42,13 +66,35 @@ async fn api_call(sandbox: &Sandbox, method: reqwest::Method, path: &str, body: 
 }
 
 async fn contact_ids(sandbox: &Sandbox, n: usize) -> Vec<String> {
-    let r: Value = api_call(sandbox, reqwest::Method::GET, &format!("/contacts?$select=lastname&$top={n}"), None).await.json().await.unwrap();
-    r["value"].as_array().unwrap().iter().map(|v| v["contactid"].as_str().unwrap().to_owned()).collect()
+    let r: Value = api_call(
+        sandbox,
+        reqwest::Method::GET,
+        &format!("/contacts?$select=lastname&$top={n}"),
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    r["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["contactid"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 /// `%`-encoding for a delta token in a link.
 fn encode(s: &str) -> String {
-    s.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 /// A cursor holding a delta link whose token marks `ms` (the emulator's `<ms>_<row>!<stamp>`).
@@ -58,7 +104,11 @@ fn delta_cursor(h: &Harness, ms: i64) -> String {
 }
 
 fn now_ms(sandbox: &Sandbox) -> i64 {
-    sandbox.now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+    sandbox
+        .now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }
 
 impl Case for Dynamics365 {
@@ -112,7 +162,13 @@ impl Case for Dynamics365 {
         h.sandbox.advance_clock(Duration::from_secs(2));
         let ids = contact_ids(&h.sandbox, n).await;
         for id in &ids {
-            let r = api_call(&h.sandbox, reqwest::Method::PATCH, &format!("/contacts({id})"), Some(json!({"jobtitle": "Changed upstream"}))).await;
+            let r = api_call(
+                &h.sandbox,
+                reqwest::Method::PATCH,
+                &format!("/contacts({id})"),
+                Some(json!({"jobtitle": "Changed upstream"})),
+            )
+            .await;
             assert_eq!(r.status(), 204);
         }
         ids
@@ -144,16 +200,36 @@ impl Case for Dynamics365 {
     }
 
     async fn written(h: &Harness, stream: &str, id: &str) -> bool {
-        api_call(&h.sandbox, reqwest::Method::GET, &format!("/{stream}({id})"), None).await.status() == 200
+        api_call(
+            &h.sandbox,
+            reqwest::Method::GET,
+            &format!("/{stream}({id})"),
+            None,
+        )
+        .await
+        .status()
+            == 200
     }
 
     async fn genuine_delivery(h: &Harness, receiver: &Receiver) -> InboundRequest {
         h.plugin
-            .subscribe(&h.context, CONNECTION, &h.config, &format!("{}/dynamics", receiver.url), vec!["contact.Update".into()])
+            .subscribe(
+                &h.context,
+                CONNECTION,
+                &h.config,
+                &format!("{}/dynamics", receiver.url),
+                vec!["contact.Update".into()],
+            )
             .await
             .expect("subscribe");
         let id = contact_ids(&h.sandbox, 1).await.remove(0);
-        api_call(&h.sandbox, reqwest::Method::PATCH, &format!("/contacts({id})"), Some(json!({"lastname": "Hooked"}))).await;
+        api_call(
+            &h.sandbox,
+            reqwest::Method::PATCH,
+            &format!("/contacts({id})"),
+            Some(json!({"lastname": "Hooked"})),
+        )
+        .await;
         receiver.next().await
     }
 
@@ -178,30 +254,93 @@ async fn delta_link_returns_changes_and_deletions_then_nothing() {
     let (first, cursor) = h.read_all("accounts", SyncMode::Incremental, None, 7).await;
     assert_eq!(first.len(), 20);
     let cursor = cursor.expect("a delta link");
-    assert!(cursor.contains("$deltatoken"), "the cursor is the delta link: {cursor}");
+    assert!(
+        cursor.contains("$deltatoken"),
+        "the cursor is the delta link: {cursor}"
+    );
     h.sandbox.advance_clock(Duration::from_secs(2));
-    let ids: Vec<String> = first.iter().take(2).map(|r| r["accountid"].as_str().unwrap().to_owned()).collect();
-    assert_eq!(api_call(&h.sandbox, reqwest::Method::PATCH, &format!("/accounts({})", ids[0]), Some(json!({"name": "Renamed"}))).await.status(), 204);
-    assert_eq!(api_call(&h.sandbox, reqwest::Method::DELETE, &format!("/accounts({})", ids[1]), None).await.status(), 204);
-    let (changes, next) = h.read_all("accounts", SyncMode::Incremental, Some(cursor), 7).await;
+    let ids: Vec<String> = first
+        .iter()
+        .take(2)
+        .map(|r| r["accountid"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        api_call(
+            &h.sandbox,
+            reqwest::Method::PATCH,
+            &format!("/accounts({})", ids[0]),
+            Some(json!({"name": "Renamed"}))
+        )
+        .await
+        .status(),
+        204
+    );
+    assert_eq!(
+        api_call(
+            &h.sandbox,
+            reqwest::Method::DELETE,
+            &format!("/accounts({})", ids[1]),
+            None
+        )
+        .await
+        .status(),
+        204
+    );
+    let (changes, next) = h
+        .read_all("accounts", SyncMode::Incremental, Some(cursor), 7)
+        .await;
     assert_eq!(changes.len(), 2, "{changes:?}");
     assert_eq!(changes[0]["accountid"], ids[0].as_str());
     assert_eq!(changes[0]["name"], "Renamed");
-    assert!(changes[0].as_object().unwrap().keys().all(|k| !k.starts_with('@')), "annotations are dropped");
+    assert!(
+        changes[0]
+            .as_object()
+            .unwrap()
+            .keys()
+            .all(|k| !k.starts_with('@')),
+        "annotations are dropped"
+    );
     assert_eq!(changes[1], json!({"accountid": ids[1], "deleted": true}));
     let (again, _) = h.read_all("accounts", SyncMode::Incremental, next, 7).await;
-    assert!(again.is_empty(), "nothing changed since the last delta link");
+    assert!(
+        again.is_empty(),
+        "nothing changed since the last delta link"
+    );
     // Every request of a tracked read asked for change tracking and the page size.
-    let tracked = h.sandbox.requests(Some(Vendor::Dataverse)).into_iter().filter(|r| r.uri.contains("/accounts?")).collect::<Vec<_>>();
-    assert!(tracked.iter().all(|r| r.headers.iter().any(|(k, v)| k == "prefer" && v.contains("odata.track-changes") && v.contains("odata.maxpagesize=7"))));
+    let tracked = h
+        .sandbox
+        .requests(Some(Vendor::Dataverse))
+        .into_iter()
+        .filter(|r| r.uri.contains("/accounts?"))
+        .collect::<Vec<_>>();
+    assert!(
+        tracked
+            .iter()
+            .all(|r| r.headers.iter().any(|(k, v)| k == "prefer"
+                && v.contains("odata.track-changes")
+                && v.contains("odata.maxpagesize=7")))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cursor_for_another_table_or_host_is_a_config_error() {
     let h = Harness::start::<Dynamics365>().await;
-    let (_, cursor) = h.read_all("accounts", SyncMode::Incremental, None, 50).await;
-    let err = h.read_page(Harness::request("contacts", SyncMode::Incremental, cursor, 50)).await.expect_err("refused");
-    assert!(matches!(err.plugin_error(), Some(PluginError::Config(_))), "{err}");
+    let (_, cursor) = h
+        .read_all("accounts", SyncMode::Incremental, None, 50)
+        .await;
+    let err = h
+        .read_page(Harness::request(
+            "contacts",
+            SyncMode::Incremental,
+            cursor,
+            50,
+        ))
+        .await
+        .expect_err("refused");
+    assert!(
+        matches!(err.plugin_error(), Some(PluginError::Config(_))),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -209,39 +348,123 @@ async fn writes_create_update_upsert_and_delete_with_one_outcome_each() {
     let h = Harness::start::<Dynamics365>().await;
     let h = &h;
     let write = |mode, key: Vec<&str>, records: Vec<Value>| {
-        let batch = PartialBatch { stream: "contacts", mode, key: key.into_iter().map(String::from).collect(), records, invalid: vec![] };
+        let batch = PartialBatch {
+            stream: "contacts",
+            mode,
+            key: key.into_iter().map(String::from).collect(),
+            records,
+            invalid: vec![],
+        };
         async move { h.write(&batch).await.expect("write") }
     };
-    let created = write(WriteMode::Create, vec![], vec![json!({"firstname": "Ada", "lastname": "Lovelace"}), json!({"lastname": "Bad", "revenue": 1})]).await;
+    let created = write(
+        WriteMode::Create,
+        vec![],
+        vec![
+            json!({"firstname": "Ada", "lastname": "Lovelace"}),
+            json!({"lastname": "Bad", "revenue": 1}),
+        ],
+    )
+    .await;
     assert_eq!(created[0].status, WriteStatus::Created);
     assert_eq!(created[1].status, WriteStatus::Failed);
     let id = created[0].id.clone().unwrap();
-    let updated = write(WriteMode::Update, vec!["contactid"], vec![json!({"contactid": id, "jobtitle": "Countess"}), json!({"contactid": "acc00002-0000-4000-8000-00000000ffff", "jobtitle": "Nobody"})]).await;
+    let updated = write(
+        WriteMode::Update,
+        vec!["contactid"],
+        vec![
+            json!({"contactid": id, "jobtitle": "Countess"}),
+            json!({"contactid": "acc00002-0000-4000-8000-00000000ffff", "jobtitle": "Nobody"}),
+        ],
+    )
+    .await;
     assert_eq!(updated[0].status, WriteStatus::Updated);
-    assert_eq!(updated[1].status, WriteStatus::Failed, "update does not create a missing row");
-    let row: Value = api_call(&h.sandbox, reqwest::Method::GET, &format!("/contacts({id})"), None).await.json().await.unwrap();
+    assert_eq!(
+        updated[1].status,
+        WriteStatus::Failed,
+        "update does not create a missing row"
+    );
+    let row: Value = api_call(
+        &h.sandbox,
+        reqwest::Method::GET,
+        &format!("/contacts({id})"),
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
     assert_eq!(row["jobtitle"], "Countess");
     let new_id = "acc00002-0000-4000-8000-0000000abcde";
-    let upserted = write(WriteMode::Upsert, vec!["contactid"], vec![json!({"contactid": new_id, "lastname": "New"}), json!({"contactid": id, "lastname": "Byron"})]).await;
-    assert_eq!((upserted[0].status, upserted[0].id.as_deref()), (WriteStatus::Created, Some(new_id)));
+    let upserted = write(
+        WriteMode::Upsert,
+        vec!["contactid"],
+        vec![
+            json!({"contactid": new_id, "lastname": "New"}),
+            json!({"contactid": id, "lastname": "Byron"}),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (upserted[0].status, upserted[0].id.as_deref()),
+        (WriteStatus::Created, Some(new_id))
+    );
     assert_eq!(upserted[1].status, WriteStatus::Updated);
-    let deleted = write(WriteMode::Delete, vec!["contactid"], vec![json!({"contactid": new_id}), json!({"contactid": new_id})]).await;
-    assert!(deleted.iter().all(|o| o.status == WriteStatus::Deleted), "a replayed delete is harmless: {deleted:?}");
-    assert_eq!(api_call(&h.sandbox, reqwest::Method::GET, &format!("/contacts({new_id})"), None).await.status(), 404);
-    let batches = h.sandbox.requests(Some(Vendor::Dataverse)).into_iter().filter(|r| r.uri.ends_with("/$batch")).count();
+    let deleted = write(
+        WriteMode::Delete,
+        vec!["contactid"],
+        vec![json!({"contactid": new_id}), json!({"contactid": new_id})],
+    )
+    .await;
+    assert!(
+        deleted.iter().all(|o| o.status == WriteStatus::Deleted),
+        "a replayed delete is harmless: {deleted:?}"
+    );
+    assert_eq!(
+        api_call(
+            &h.sandbox,
+            reqwest::Method::GET,
+            &format!("/contacts({new_id})"),
+            None
+        )
+        .await
+        .status(),
+        404
+    );
+    let batches = h
+        .sandbox
+        .requests(Some(Vendor::Dataverse))
+        .into_iter()
+        .filter(|r| r.uri.ends_with("/$batch"))
+        .count();
     assert_eq!(batches, 4, "one $batch per write call");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upsert_by_alternate_key_creates_once_then_updates() {
     let h = Harness::start::<Dynamics365>().await;
-    let batch = |name: &str| PartialBatch { stream: "accounts", mode: WriteMode::Upsert, key: vec!["accountnumber".into()], records: vec![json!({"accountnumber": "ALT-1", "name": name})], invalid: vec![] };
+    let batch = |name: &str| PartialBatch {
+        stream: "accounts",
+        mode: WriteMode::Upsert,
+        key: vec!["accountnumber".into()],
+        records: vec![json!({"accountnumber": "ALT-1", "name": name})],
+        invalid: vec![],
+    };
     let first = h.write(&batch("First")).await.unwrap();
     let second = h.write(&batch("Second")).await.unwrap();
     assert_eq!(first[0].status, WriteStatus::Created);
     assert_eq!(second[0].status, WriteStatus::Updated);
     assert_eq!(first[0].id, second[0].id);
-    let rows: Value = api_call(&h.sandbox, reqwest::Method::GET, "/accounts?$filter=accountnumber eq 'ALT-1'", None).await.json().await.unwrap();
+    let rows: Value = api_call(
+        &h.sandbox,
+        reqwest::Method::GET,
+        "/accounts?$filter=accountnumber eq 'ALT-1'",
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
     assert_eq!(rows["value"].as_array().unwrap().len(), 1);
     assert_eq!(rows["value"][0]["name"], "Second");
 }
@@ -250,9 +473,22 @@ async fn upsert_by_alternate_key_creates_once_then_updates() {
 async fn service_protection_429_is_rate_limited_with_retry_after() {
     let h = Harness::start::<Dynamics365>().await;
     // A token first: the Entra endpoint is throttled by the same fault.
-    h.plugin.check(&h.context, CONNECTION, &h.config).await.unwrap();
-    h.sandbox.set_faults(Some(Vendor::Dataverse), weft_tests::conformance::FaultConfig { rate_limited: 1.0, ..Default::default() });
-    let err = h.plugin.check(&h.context, CONNECTION, &h.config).await.expect_err("throttled");
+    h.plugin
+        .check(&h.context, CONNECTION, &h.config)
+        .await
+        .unwrap();
+    h.sandbox.set_faults(
+        Some(Vendor::Dataverse),
+        weft_tests::conformance::FaultConfig {
+            rate_limited: 1.0,
+            ..Default::default()
+        },
+    );
+    let err = h
+        .plugin
+        .check(&h.context, CONNECTION, &h.config)
+        .await
+        .expect_err("throttled");
     match err.plugin_error() {
         Some(PluginError::RateLimited(r)) => {
             assert_eq!(r.retry_after_ms, Some(30_000));
@@ -271,13 +507,24 @@ async fn delivery(h: &Harness) -> InboundRequest {
 async fn webhook_key_accepts_the_registered_key_and_turns_the_context_into_an_event() {
     let h = Harness::start::<Dynamics365>().await;
     let genuine = delivery(&h).await;
-    let key = genuine.headers.iter().find(|(k, _)| k == "x-weft-webhook-key").map(|(_, v)| v.clone()).expect("the key header comes back");
-    assert!(!key.contains(SECRET), "the secret itself never leaves the host");
+    let key = genuine
+        .headers
+        .iter()
+        .find(|(k, _)| k == "x-weft-webhook-key")
+        .map(|(_, v)| v.clone())
+        .expect("the key header comes back");
+    assert!(
+        !key.contains(SECRET),
+        "the secret itself never leaves the host"
+    );
     match h.verify(genuine).await.unwrap() {
         Verification::Accepted(events) => {
             assert_eq!(events.len(), 1);
             let e = &events[0];
-            assert_eq!((e.stream.as_str(), e.action.as_str()), ("contacts", "update"));
+            assert_eq!(
+                (e.stream.as_str(), e.action.as_str()),
+                ("contacts", "update")
+            );
             let record: Value = serde_json::from_str(&e.record).unwrap();
             assert_eq!(record["lastname"], "Hooked");
             assert!(record["contactid"].is_string());
@@ -300,7 +547,10 @@ async fn webhook_key_refuses_a_wrong_or_missing_key() {
     let mut missing = genuine.clone();
     missing.headers.retain(|(k, _)| k != "x-weft-webhook-key");
     for forged in [wrong, missing] {
-        assert!(matches!(h.verify(forged).await.unwrap(), Verification::Rejected(_)));
+        assert!(matches!(
+            h.verify(forged).await.unwrap(),
+            Verification::Rejected(_)
+        ));
     }
 }
 
@@ -308,29 +558,65 @@ async fn webhook_key_refuses_a_wrong_or_missing_key() {
 async fn unsubscribe_removes_the_steps_and_the_endpoint() {
     let h = Harness::start::<Dynamics365>().await;
     let receiver = Receiver::start().await;
-    let sub = h.plugin.subscribe(&h.context, CONNECTION, &h.config, &receiver.url, vec![]).await.unwrap();
-    let state = || async { reqwest::get(format!("{}/admin/vendors/dataverse/state", h.sandbox.admin_url())).await.unwrap().json::<Value>().await.unwrap() };
+    let sub = h
+        .plugin
+        .subscribe(&h.context, CONNECTION, &h.config, &receiver.url, vec![])
+        .await
+        .unwrap();
+    let state = || async {
+        reqwest::get(format!(
+            "{}/admin/vendors/dataverse/state",
+            h.sandbox.admin_url()
+        ))
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()
+    };
     let registered = state().await;
-    assert_eq!(registered["steps"].as_array().unwrap().len(), 15, "Create, Update and Delete of five tables");
+    assert_eq!(
+        registered["steps"].as_array().unwrap().len(),
+        15,
+        "Create, Update and Delete of five tables"
+    );
     assert_eq!(registered["service_endpoints"][0]["id"], sub.id.as_str());
-    h.plugin.unsubscribe(&h.context, CONNECTION, &h.config, &sub.id).await.unwrap();
+    h.plugin
+        .unsubscribe(&h.context, CONNECTION, &h.config, &sub.id)
+        .await
+        .unwrap();
     let after = state().await;
-    assert!(after["steps"].as_array().unwrap().is_empty() && after["service_endpoints"].as_array().unwrap().is_empty(), "{after}");
-    h.plugin.unsubscribe(&h.context, CONNECTION, &h.config, &sub.id).await.expect("unsubscribing twice is harmless");
+    assert!(
+        after["steps"].as_array().unwrap().is_empty()
+            && after["service_endpoints"].as_array().unwrap().is_empty(),
+        "{after}"
+    );
+    h.plugin
+        .unsubscribe(&h.context, CONNECTION, &h.config, &sub.id)
+        .await
+        .expect("unsubscribing twice is harmless");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_table_reads_in_full_with_its_schema_columns() {
     let h = Harness::start::<Dynamics365>().await;
     let size = h.sandbox.data().size;
-    for (stream, key, expected) in [("accounts", "accountid", size.companies), ("contacts", "contactid", size.contacts), ("leads", "leadid", size.leads), ("opportunities", "opportunityid", size.deals)] {
+    for (stream, key, expected) in [
+        ("accounts", "accountid", size.companies),
+        ("contacts", "contactid", size.contacts),
+        ("leads", "leadid", size.leads),
+        ("opportunities", "opportunityid", size.deals),
+    ] {
         let (records, _) = h.read_all(stream, SyncMode::Full, None, 15).await;
         assert_eq!(records.len() as u64, expected, "{stream}");
         let schema: Value = serde_json::from_str(&h.plugin.stream(stream).unwrap().schema).unwrap();
         let props = schema["properties"].as_object().unwrap();
         for r in &records {
             assert!(r[key].is_string(), "{stream}: {r}");
-            assert!(r.as_object().unwrap().keys().all(|k| props.contains_key(k)), "{stream}: every field is in the schema: {r}");
+            assert!(
+                r.as_object().unwrap().keys().all(|k| props.contains_key(k)),
+                "{stream}: every field is in the schema: {r}"
+            );
         }
     }
 }

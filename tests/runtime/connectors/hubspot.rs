@@ -8,7 +8,9 @@ use serde_json::{Value, json};
 use weft_capabilities::{AuthSpec, Secret, SecretRef};
 use weft_runtime::bindings::{PluginError, SyncMode, WriteMode};
 use weft_runtime::{InboundRequest, Verification, WriteStatus};
-use weft_tests::conformance::{self, Case, Harness, PartialBatch, Receiver, Sandbox, SandboxConfig, Vendor};
+use weft_tests::conformance::{
+    self, Case, Harness, PartialBatch, Receiver, Sandbox, SandboxConfig, Vendor,
+};
 
 pub struct HubSpotCase;
 
@@ -17,7 +19,10 @@ fn literal(text: &str) -> SecretRef {
 }
 
 fn credentials(sandbox: &Sandbox) -> weft_sandbox::Credentials {
-    sandbox.vendor(Vendor::HubSpot).expect("hubspot runs").credentials()
+    sandbox
+        .vendor(Vendor::HubSpot)
+        .expect("hubspot runs")
+        .credentials()
 }
 
 async fn contacts(h: &Harness) -> Vec<Value> {
@@ -29,7 +34,10 @@ fn update(ids: &[String], firstname: &str) -> PartialBatch {
         stream: "contacts",
         mode: WriteMode::Update,
         key: vec!["id".into()],
-        records: ids.iter().map(|id| json!({"id": id, "firstname": firstname})).collect(),
+        records: ids
+            .iter()
+            .map(|id| json!({"id": id, "firstname": firstname}))
+            .collect(),
         invalid: vec![],
     }
 }
@@ -61,7 +69,9 @@ impl Case for HubSpotCase {
     }
 
     fn bad_auth(_sandbox: &Sandbox) -> AuthSpec {
-        AuthSpec::Bearer { token: literal("pat-na1-not-a-token-of-this-portal") }
+        AuthSpec::Bearer {
+            token: literal("pat-na1-not-a-token-of-this-portal"),
+        }
     }
 
     /// HubSpot signs deliveries with the app's client secret.
@@ -74,9 +84,18 @@ impl Case for HubSpotCase {
     }
 
     async fn change(h: &Harness, n: usize) -> Vec<String> {
-        let ids: Vec<String> = contacts(h).await.iter().skip(5).take(n).map(Self::id).collect();
+        let ids: Vec<String> = contacts(h)
+            .await
+            .iter()
+            .skip(5)
+            .take(n)
+            .map(Self::id)
+            .collect();
         let outcomes = h.write(&update(&ids, "Changed")).await.expect("update");
-        assert!(outcomes.iter().all(|o| o.status == WriteStatus::Updated), "{outcomes:?}");
+        assert!(
+            outcomes.iter().all(|o| o.status == WriteStatus::Updated),
+            "{outcomes:?}"
+        );
         ids
     }
 
@@ -104,16 +123,34 @@ impl Case for HubSpotCase {
     }
 
     async fn written(h: &Harness, stream: &str, id: &str) -> bool {
-        h.read_all(stream, SyncMode::Full, None, 100).await.0.iter().any(|r| Self::id(r) == id)
+        h.read_all(stream, SyncMode::Full, None, 100)
+            .await
+            .0
+            .iter()
+            .any(|r| Self::id(r) == id)
     }
 
     /// Subscribes through the connector (a connection with the app's developer key), then
     /// changes a contact so the emulator delivers a signed batch.
     async fn genuine_delivery(h: &Harness, receiver: &Receiver) -> InboundRequest {
-        let developer = AuthSpec::ApiKey { value: literal(&credentials(&h.sandbox).extra["developer_api_key"]) };
-        let app = h.context_for::<HubSpotCase>(developer, h.config.clone()).await;
+        let developer = AuthSpec::ApiKey {
+            value: literal(&credentials(&h.sandbox).extra["developer_api_key"]),
+        };
+        let app = h
+            .context_for::<HubSpotCase>(developer, h.config.clone())
+            .await;
         let events = vec!["contact.propertyChange".to_owned()];
-        let subscription = h.plugin.subscribe(&app, conformance::CONNECTION, &h.config, &receiver.url, events).await.expect("subscribe");
+        let subscription = h
+            .plugin
+            .subscribe(
+                &app,
+                conformance::CONNECTION,
+                &h.config,
+                &receiver.url,
+                events,
+            )
+            .await
+            .expect("subscribe");
         assert!(!subscription.id.is_empty());
         let id = Self::id(&contacts(h).await[0]);
         h.write(&update(&[id], "Webhooked")).await.expect("update");
@@ -134,23 +171,56 @@ fn path(r: &weft_sandbox::LoggedRequest) -> &str {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_private_app_token_reads_without_any_exchange() {
     let h = Harness::start::<HubSpotCase>().await;
-    let token = AuthSpec::Bearer { token: literal(credentials(&h.sandbox).api_token.as_deref().unwrap()) };
+    let token = AuthSpec::Bearer {
+        token: literal(credentials(&h.sandbox).api_token.as_deref().unwrap()),
+    };
     let context = h.context_for::<HubSpotCase>(token, h.config.clone()).await;
-    let page = h.plugin.read(&context, conformance::CONNECTION, &h.config, Harness::request("companies", SyncMode::Full, None, 100)).await.unwrap();
+    let page = h
+        .plugin
+        .read(
+            &context,
+            conformance::CONNECTION,
+            &h.config,
+            Harness::request("companies", SyncMode::Full, None, 100),
+        )
+        .await
+        .unwrap();
     let companies = records(&page);
     assert_eq!(companies.len(), h.sandbox.data().size.companies as usize);
-    assert!(companies[0]["name"].is_string() && companies[0]["domain"].is_string(), "properties are flattened: {}", companies[0]);
-    assert!(h.sandbox.requests(Some(Vendor::HubSpot)).iter().all(|r| !path(r).starts_with("/oauth")));
+    assert!(
+        companies[0]["name"].is_string() && companies[0]["domain"].is_string(),
+        "properties are flattened: {}",
+        companies[0]
+    );
+    assert!(
+        h.sandbox
+            .requests(Some(Vendor::HubSpot))
+            .iter()
+            .all(|r| !path(r).starts_with("/oauth"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_errors_carry_their_record_and_upserts_report_new() {
     let h = Harness::start::<HubSpotCase>().await;
     let outcomes = h.write(&HubSpotCase::partial_batch()).await.unwrap();
-    let message = |i: usize| outcomes[i].error.as_ref().map(|e| e.message()).unwrap_or_default();
+    let message = |i: usize| {
+        outcomes[i]
+            .error
+            .as_ref()
+            .map(|e| e.message())
+            .unwrap_or_default()
+    };
     assert!(message(1).contains("not an address"), "{}", message(1));
     assert!(message(2).contains("favourite_colour"), "{}", message(2));
-    assert_eq!(h.sandbox.requests(Some(Vendor::HubSpot)).iter().filter(|r| path(r).ends_with("/batch/create")).count(), 1);
+    assert_eq!(
+        h.sandbox
+            .requests(Some(Vendor::HubSpot))
+            .iter()
+            .filter(|r| path(r).ends_with("/batch/create"))
+            .count(),
+        1
+    );
 
     let existing = contacts(&h).await[0]["email"].as_str().unwrap().to_owned();
     let upsert = PartialBatch {
@@ -165,16 +235,31 @@ async fn batch_errors_carry_their_record_and_upserts_report_new() {
         invalid: vec![2],
     };
     let outcomes = h.write(&upsert).await.unwrap();
-    assert_eq!(outcomes.iter().map(|o| o.status).collect::<Vec<_>>(), vec![WriteStatus::Created, WriteStatus::Updated, WriteStatus::Failed]);
+    assert_eq!(
+        outcomes.iter().map(|o| o.status).collect::<Vec<_>>(),
+        vec![
+            WriteStatus::Created,
+            WriteStatus::Updated,
+            WriteStatus::Failed
+        ]
+    );
     let all = contacts(&h).await;
-    assert_eq!(all.iter().find(|c| c["email"] == existing.as_str()).unwrap()["jobtitle"], "Upserted");
+    assert_eq!(
+        all.iter()
+            .find(|c| c["email"] == existing.as_str())
+            .unwrap()["jobtitle"],
+        "Upserted"
+    );
 
     // Update by email, with one unknown address: the miss lands on its own record.
     let by_email = PartialBatch {
         stream: "contacts",
         mode: WriteMode::Update,
         key: vec!["email".into()],
-        records: vec![json!({"email": "nobody@nowhere.example", "firstname": "X"}), json!({"email": existing, "firstname": "ByEmail"})],
+        records: vec![
+            json!({"email": "nobody@nowhere.example", "firstname": "X"}),
+            json!({"email": existing, "firstname": "ByEmail"}),
+        ],
         invalid: vec![0],
     };
     let outcomes = h.write(&by_email).await.unwrap();
@@ -189,13 +274,29 @@ async fn writes_go_in_batches_of_at_most_100() {
         stream: "companies",
         mode: WriteMode::Create,
         key: vec![],
-        records: (0..250).map(|i| json!({"name": format!("Bulk {i}"), "domain": format!("bulk-{i}.example")})).collect(),
+        records: (0..250)
+            .map(|i| json!({"name": format!("Bulk {i}"), "domain": format!("bulk-{i}.example")}))
+            .collect(),
         invalid: vec![],
     };
     let outcomes = h.write(&batch).await.unwrap();
     assert!(outcomes.iter().all(|o| o.status == WriteStatus::Created));
-    assert_eq!(outcomes.iter().filter_map(|o| o.id.clone()).collect::<BTreeSet<_>>().len(), 250);
-    assert_eq!(h.sandbox.requests(Some(Vendor::HubSpot)).iter().filter(|r| path(r).ends_with("/companies/batch/create")).count(), 3);
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter_map(|o| o.id.clone())
+            .collect::<BTreeSet<_>>()
+            .len(),
+        250
+    );
+    assert_eq!(
+        h.sandbox
+            .requests(Some(Vendor::HubSpot))
+            .iter()
+            .filter(|r| path(r).ends_with("/companies/batch/create"))
+            .count(),
+        3
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -213,10 +314,19 @@ async fn contacts_end_up_associated_with_their_company() {
         stream: "contacts",
         mode: WriteMode::Create,
         key: vec![],
-        records: vec![json!({"email": "one@imported.example"}), json!({"email": "two@imported.example"})],
+        records: vec![
+            json!({"email": "one@imported.example"}),
+            json!({"email": "two@imported.example"}),
+        ],
         invalid: vec![],
     };
-    let contact_ids: Vec<String> = h.write(&people).await.unwrap().into_iter().map(|o| o.id.unwrap()).collect();
+    let contact_ids: Vec<String> = h
+        .write(&people)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.id.unwrap())
+        .collect();
     let links = PartialBatch {
         stream: "contact_companies",
         mode: WriteMode::Create,
@@ -229,11 +339,31 @@ async fn contacts_end_up_associated_with_their_company() {
         invalid: vec![2],
     };
     let outcomes = h.write(&links).await.unwrap();
-    assert_eq!(outcomes.iter().map(|o| o.status).collect::<Vec<_>>(), vec![WriteStatus::Created, WriteStatus::Created, WriteStatus::Failed]);
-    assert!(h.sandbox.requests(Some(Vendor::HubSpot)).iter().any(|r| path(r) == "/crm/v4/associations/contacts/companies/batch/associate/default"));
-    let (pairs, _) = h.read_all("contact_companies", SyncMode::Full, None, 100).await;
+    assert_eq!(
+        outcomes.iter().map(|o| o.status).collect::<Vec<_>>(),
+        vec![
+            WriteStatus::Created,
+            WriteStatus::Created,
+            WriteStatus::Failed
+        ]
+    );
+    assert!(
+        h.sandbox
+            .requests(Some(Vendor::HubSpot))
+            .iter()
+            .any(|r| path(r) == "/crm/v4/associations/contacts/companies/batch/associate/default")
+    );
+    let (pairs, _) = h
+        .read_all("contact_companies", SyncMode::Full, None, 100)
+        .await;
     for contact in &contact_ids {
-        assert!(pairs.iter().any(|p| p["contact_id"] == contact.as_str() && p["company_id"] == company_id.as_str()), "{contact} is associated: {pairs:?}");
+        assert!(
+            pairs
+                .iter()
+                .any(|p| p["contact_id"] == contact.as_str()
+                    && p["company_id"] == company_id.as_str()),
+            "{contact} is associated: {pairs:?}"
+        );
     }
     // The demo data's own associations are there too: contact j works at company j % companies.
     assert!(pairs.len() >= h.sandbox.data().size.contacts as usize);
@@ -246,12 +376,23 @@ async fn incremental_reads_start_new_searches_before_the_10000_result_window() {
     config.hubspot.search_per_second = 10_000;
     config.hubspot.burst = 10_000;
     let h = Harness::start_with::<HubSpotCase>(config).await;
-    let (all, cursor) = h.read_all("contacts", SyncMode::Incremental, None, 200).await;
+    let (all, cursor) = h
+        .read_all("contacts", SyncMode::Incremental, None, 200)
+        .await;
     let ids: BTreeSet<String> = all.iter().map(HubSpotCase::id).collect();
-    assert_eq!((all.len(), ids.len()), (10_250, 10_250), "every contact once, past the window");
+    assert_eq!(
+        (all.len(), ids.len()),
+        (10_250, 10_250),
+        "every contact once, past the window"
+    );
     assert!(cursor.is_some());
     // No search asked for results past 10,000.
-    for r in h.sandbox.requests(Some(Vendor::HubSpot)).iter().filter(|r| path(r).ends_with("/search")) {
+    for r in h
+        .sandbox
+        .requests(Some(Vendor::HubSpot))
+        .iter()
+        .filter(|r| path(r).ends_with("/search"))
+    {
         let body: Value = serde_json::from_str(&r.body).unwrap();
         let after: u64 = body["after"].as_str().unwrap().parse().unwrap();
         assert!(after + body["limit"].as_u64().unwrap() <= 10_000, "{body}");
@@ -264,11 +405,22 @@ async fn the_search_rate_limit_is_rate_limited_for_a_second() {
     let mut config = SandboxConfig::default();
     config.hubspot.search_per_second = 1;
     let h = Harness::start_with::<HubSpotCase>(config).await;
-    let read = || h.plugin.read(&h.context, conformance::CONNECTION, &h.config, Harness::request("contacts", SyncMode::Incremental, None, 10));
+    let read = || {
+        h.plugin.read(
+            &h.context,
+            conformance::CONNECTION,
+            &h.config,
+            Harness::request("contacts", SyncMode::Incremental, None, 10),
+        )
+    };
     read().await.expect("the first search");
-    let err = read().await.expect_err("the second search in the same second");
+    let err = read()
+        .await
+        .expect_err("the second search in the same second");
     match err.plugin_error() {
-        Some(PluginError::RateLimited(r)) => assert_eq!(r.retry_after_ms, Some(1_000), "{}", r.message),
+        Some(PluginError::RateLimited(r)) => {
+            assert_eq!(r.retry_after_ms, Some(1_000), "{}", r.message)
+        }
         other => panic!("{other:?}"),
     }
 }
@@ -291,9 +443,14 @@ async fn genuine_events_name_their_stream_object_and_property() {
     let h = Harness::start::<HubSpotCase>().await;
     let receiver = Receiver::start().await;
     let delivery = HubSpotCase::genuine_delivery(&h, &receiver).await;
-    let Verification::Accepted(events) = h.verify(delivery).await.unwrap() else { panic!("accepted") };
+    let Verification::Accepted(events) = h.verify(delivery).await.unwrap() else {
+        panic!("accepted")
+    };
     let e = &events[0];
-    assert_eq!((e.stream.as_str(), e.action.as_str()), ("contacts", "contact.propertyChange"));
+    assert_eq!(
+        (e.stream.as_str(), e.action.as_str()),
+        ("contacts", "contact.propertyChange")
+    );
     let record: Value = serde_json::from_str(&e.record).unwrap();
     assert_eq!(record["propertyName"], "firstname");
     assert_eq!(record["propertyValue"], "Webhooked");
@@ -303,7 +460,10 @@ async fn genuine_events_name_their_stream_object_and_property() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_limits_stream_reports_the_daily_allocation() {
     let h = Harness::start::<HubSpotCase>().await;
-    let page = h.read_page(Harness::request("limits", SyncMode::Full, None, 10)).await.unwrap();
+    let page = h
+        .read_page(Harness::request("limits", SyncMode::Full, None, 10))
+        .await
+        .unwrap();
     let limits = records(&page);
     let daily = limits.iter().find(|r| r["name"] == "daily").unwrap();
     assert_eq!(daily["max"], 250_000);

@@ -8,7 +8,9 @@ use serde_json::{Value, json};
 use weft_capabilities::{AuthSpec, Secret, SecretRef};
 use weft_runtime::bindings::{PluginError, SyncMode, WriteMode};
 use weft_runtime::{InboundRequest, Verification, WriteStatus};
-use weft_tests::conformance::{CONNECTION, Case, Harness, PartialBatch, Receiver, Sandbox, SandboxConfig, Vendor};
+use weft_tests::conformance::{
+    CONNECTION, Case, Harness, PartialBatch, Receiver, Sandbox, SandboxConfig, Vendor,
+};
 
 pub struct Monday;
 
@@ -19,7 +21,11 @@ fn literal(s: &str) -> SecretRef {
 /// The emulator's board id by name (`Deals`), from its published credentials.
 fn board(sandbox: &Sandbox, name: &str) -> String {
     let c = sandbox.vendor(Vendor::Monday).unwrap().credentials();
-    c.extra["boards"].split(", ").find_map(|b| b.strip_prefix(&format!("{name}="))).expect("board").to_owned()
+    c.extra["boards"]
+        .split(", ")
+        .find_map(|b| b.strip_prefix(&format!("{name}=")))
+        .expect("board")
+        .to_owned()
 }
 
 async fn gql(sandbox: &Sandbox, query: &str) -> Value {
@@ -37,8 +43,20 @@ async fn gql(sandbox: &Sandbox, query: &str) -> Value {
 }
 
 async fn item_ids(sandbox: &Sandbox, board_name: &str, n: usize) -> Vec<String> {
-    let r = gql(sandbox, &format!("{{ boards(ids: [{}]) {{ items_page(limit: {n}) {{ items {{ id }} }} }} }}", board(sandbox, board_name))).await;
-    r["data"]["boards"][0]["items_page"]["items"].as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap().to_owned()).collect()
+    let r = gql(
+        sandbox,
+        &format!(
+            "{{ boards(ids: [{}]) {{ items_page(limit: {n}) {{ items {{ id }} }} }} }}",
+            board(sandbox, board_name)
+        ),
+    )
+    .await;
+    r["data"]["boards"][0]["items_page"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 mod base64_url {
@@ -46,7 +64,10 @@ mod base64_url {
         const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
         let mut out = String::new();
         for chunk in bytes.chunks(3) {
-            let n = chunk.iter().enumerate().fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
+            let n = chunk
+                .iter()
+                .enumerate()
+                .fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
             for i in 0..=chunk.len() {
                 out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
             }
@@ -57,9 +78,16 @@ mod base64_url {
 
 /// An HS256 JWT over `claims` under `secret`, as monday signs deliveries.
 fn jwt(secret: &str, claims: &Value) -> String {
-    let input = format!("{}.{}", b64(br#"{"alg":"HS256","typ":"JWT"}"#), b64(claims.to_string().as_bytes()));
+    let input = format!(
+        "{}.{}",
+        b64(br#"{"alg":"HS256","typ":"JWT"}"#),
+        b64(claims.to_string().as_bytes())
+    );
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
-    format!("{input}.{}", b64(ring::hmac::sign(&key, input.as_bytes()).as_ref()))
+    format!(
+        "{input}.{}",
+        b64(ring::hmac::sign(&key, input.as_bytes()).as_ref())
+    )
 }
 
 impl Case for Monday {
@@ -78,11 +106,22 @@ impl Case for Monday {
     }
 
     fn auth(sandbox: &Sandbox) -> AuthSpec {
-        AuthSpec::ApiKey { value: literal(&sandbox.vendor(Vendor::Monday).unwrap().credentials().api_token.unwrap()) }
+        AuthSpec::ApiKey {
+            value: literal(
+                &sandbox
+                    .vendor(Vendor::Monday)
+                    .unwrap()
+                    .credentials()
+                    .api_token
+                    .unwrap(),
+            ),
+        }
     }
 
     fn bad_auth(_sandbox: &Sandbox) -> AuthSpec {
-        AuthSpec::ApiKey { value: literal("not-a-monday-token") }
+        AuthSpec::ApiKey {
+            value: literal("not-a-monday-token"),
+        }
     }
 
     fn webhook_secret(sandbox: &Sandbox) -> Option<String> {
@@ -129,16 +168,38 @@ impl Case for Monday {
     }
 
     async fn written(h: &Harness, _stream: &str, id: &str) -> bool {
-        let r = gql(&h.sandbox, &format!("{{ items(ids: [{id}]) {{ id name }} }}")).await;
+        let r = gql(
+            &h.sandbox,
+            &format!("{{ items(ids: [{id}]) {{ id name }} }}"),
+        )
+        .await;
         r["data"]["items"].as_array().is_some_and(|a| a.len() == 1)
     }
 
     async fn genuine_delivery(h: &Harness, receiver: &Receiver) -> InboundRequest {
-        h.plugin.subscribe(&h.context, CONNECTION, &h.config, &receiver.url, vec!["create_item".into()]).await.expect("subscribe");
+        h.plugin
+            .subscribe(
+                &h.context,
+                CONNECTION,
+                &h.config,
+                &receiver.url,
+                vec!["create_item".into()],
+            )
+            .await
+            .expect("subscribe");
         let challenge = receiver.next().await;
-        assert!(String::from_utf8_lossy(&challenge.body).contains("challenge"), "monday checks the URL first");
+        assert!(
+            String::from_utf8_lossy(&challenge.body).contains("challenge"),
+            "monday checks the URL first"
+        );
         let deals = board(&h.sandbox, "Deals");
-        gql(&h.sandbox, &format!(r#"mutation {{ create_item(board_id: {deals}, item_name: "Hooked") {{ id }} }}"#)).await;
+        gql(
+            &h.sandbox,
+            &format!(
+                r#"mutation {{ create_item(board_id: {deals}, item_name: "Hooked") {{ id }} }}"#
+            ),
+        )
+        .await;
         receiver.next().await
     }
 
@@ -165,7 +226,16 @@ weft_tests::conformance!(suite, Monday);
 async fn subscribe_answers_the_challenge_handshake_by_echoing_it() {
     let h = Harness::start::<Monday>().await;
     let receiver = Receiver::start().await;
-    h.plugin.subscribe(&h.context, CONNECTION, &h.config, &receiver.url, vec!["create_item".into()]).await.expect("subscribe");
+    h.plugin
+        .subscribe(
+            &h.context,
+            CONNECTION,
+            &h.config,
+            &receiver.url,
+            vec!["create_item".into()],
+        )
+        .await
+        .expect("subscribe");
     let challenge = receiver.next().await;
     let sent: Value = serde_json::from_slice(&challenge.body).unwrap();
     match h.verify(challenge).await.unwrap() {
@@ -186,7 +256,10 @@ async fn jwt_signed_delivery_becomes_an_item_event() {
     match h.verify(genuine).await.unwrap() {
         Verification::Accepted(events) => {
             assert_eq!(events.len(), 1);
-            assert_eq!((events[0].stream.as_str(), events[0].action.as_str()), ("items", "create_pulse"));
+            assert_eq!(
+                (events[0].stream.as_str(), events[0].action.as_str()),
+                ("items", "create_pulse")
+            );
             let record: Value = serde_json::from_str(&events[0].record).unwrap();
             assert_eq!(record["name"], "Hooked");
             assert_eq!(record["board_id"], board(&h.sandbox, "Deals"));
@@ -201,20 +274,38 @@ async fn jwt_under_another_secret_expired_or_missing_is_rejected() {
     let receiver = Receiver::start().await;
     let genuine = Monday::genuine_delivery(&h, &receiver).await;
     let secret = Monday::webhook_secret(&h.sandbox).unwrap();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     let with_auth = |token: Option<String>| {
         let mut r = genuine.clone();
-        r.headers.retain(|(k, _)| !k.eq_ignore_ascii_case("authorization"));
+        r.headers
+            .retain(|(k, _)| !k.eq_ignore_ascii_case("authorization"));
         if let Some(t) = token {
             r.headers.push(("authorization".into(), t));
         }
         r
     };
     // The same claims under the right secret pass: the checks below fail for their own reason.
-    assert!(matches!(h.verify(with_auth(Some(jwt(&secret, &json!({"accountId": 1, "exp": now + 300}))))).await.unwrap(), Verification::Accepted(_)));
+    assert!(matches!(
+        h.verify(with_auth(Some(jwt(
+            &secret,
+            &json!({"accountId": 1, "exp": now + 300})
+        ))))
+        .await
+        .unwrap(),
+        Verification::Accepted(_)
+    ));
     for forged in [
-        with_auth(Some(jwt("another-app's-secret", &json!({"accountId": 1, "exp": now + 300})))),
-        with_auth(Some(jwt(&secret, &json!({"accountId": 1, "exp": now - 3_600})))),
+        with_auth(Some(jwt(
+            "another-app's-secret",
+            &json!({"accountId": 1, "exp": now + 300}),
+        ))),
+        with_auth(Some(jwt(
+            &secret,
+            &json!({"accountId": 1, "exp": now - 3_600}),
+        ))),
         with_auth(None),
     ] {
         match h.verify(forged).await.unwrap() {
@@ -229,11 +320,29 @@ async fn complexity_budget_exhausted_is_rate_limited_with_the_stated_wait() {
     let mut config = SandboxConfig::default();
     config.monday.complexity_per_minute = 1_000;
     let h = Harness::start_with::<Monday>(config).await;
-    let err = h.plugin.read(&h.context, CONNECTION, &h.config, Harness::request("items", SyncMode::Full, None, 100)).await.expect_err("over budget");
+    let err = h
+        .plugin
+        .read(
+            &h.context,
+            CONNECTION,
+            &h.config,
+            Harness::request("items", SyncMode::Full, None, 100),
+        )
+        .await
+        .expect_err("over budget");
     match err.plugin_error() {
         Some(PluginError::RateLimited(r)) => {
-            assert!(r.message.contains("COMPLEXITY_BUDGET_EXHAUSTED"), "{}", r.message);
-            assert!(r.retry_after_ms.is_some_and(|ms| (1_000..=60_000).contains(&ms)), "{:?}", r.retry_after_ms);
+            assert!(
+                r.message.contains("COMPLEXITY_BUDGET_EXHAUSTED"),
+                "{}",
+                r.message
+            );
+            assert!(
+                r.retry_after_ms
+                    .is_some_and(|ms| (1_000..=60_000).contains(&ms)),
+                "{:?}",
+                r.retry_after_ms
+            );
         }
         other => panic!("rate-limited, got {other:?}"),
     }
@@ -245,13 +354,27 @@ async fn writes_send_aliased_mutations_and_upsert_by_column() {
     let contacts = board(&h.sandbox, "Contacts");
     let h = &h;
     let write = |mode, key: Vec<&str>, records: Vec<Value>| {
-        let batch = PartialBatch { stream: "items", mode, key: key.into_iter().map(String::from).collect(), records, invalid: vec![] };
+        let batch = PartialBatch {
+            stream: "items",
+            mode,
+            key: key.into_iter().map(String::from).collect(),
+            records,
+            invalid: vec![],
+        };
         async move { h.write(&batch).await.expect("write") }
     };
     let records: Vec<Value> = (0..30).map(|i| json!({"board_id": contacts, "name": format!("Person {i}"), "column_values": {"email": {"email": format!("p{i}@weft.example"), "text": format!("p{i}@weft.example")}}})).collect();
     let created = write(WriteMode::Create, vec![], records).await;
-    assert!(created.iter().all(|o| o.status == WriteStatus::Created), "{created:?}");
-    let posts = h.sandbox.requests(Some(Vendor::Monday)).into_iter().filter(|r| r.body.contains("create_item")).count();
+    assert!(
+        created.iter().all(|o| o.status == WriteStatus::Created),
+        "{created:?}"
+    );
+    let posts = h
+        .sandbox
+        .requests(Some(Vendor::Monday))
+        .into_iter()
+        .filter(|r| r.body.contains("create_item"))
+        .count();
     assert_eq!(posts, 2, "30 creates go as 25 + 5 aliased mutations");
     let upserted = write(
         WriteMode::Upsert,
@@ -262,13 +385,25 @@ async fn writes_send_aliased_mutations_and_upsert_by_column() {
         ],
     )
     .await;
-    assert_eq!((upserted[0].status, upserted[0].id.as_deref()), (WriteStatus::Updated, created[3].id.as_deref()));
+    assert_eq!(
+        (upserted[0].status, upserted[0].id.as_deref()),
+        (WriteStatus::Updated, created[3].id.as_deref())
+    );
     assert_eq!(upserted[1].status, WriteStatus::Created);
     let id = created[3].id.clone().unwrap();
-    let r = gql(&h.sandbox, &format!("{{ items(ids: [{id}]) {{ name column_values(ids: [\"title\"]) {{ text }} }} }}")).await;
+    let r = gql(
+        &h.sandbox,
+        &format!("{{ items(ids: [{id}]) {{ name column_values(ids: [\"title\"]) {{ text }} }} }}"),
+    )
+    .await;
     assert_eq!(r["data"]["items"][0]["name"], "Person 3 renamed");
     assert_eq!(r["data"]["items"][0]["column_values"][0]["text"], "CTO");
-    let deleted = write(WriteMode::Delete, vec!["id"], vec![json!({"id": id}), json!({"id": "999"})]).await;
+    let deleted = write(
+        WriteMode::Delete,
+        vec!["id"],
+        vec![json!({"id": id}), json!({"id": "999"})],
+    )
+    .await;
     assert_eq!(deleted[0].status, WriteStatus::Deleted);
     assert_eq!(deleted[1].status, WriteStatus::Failed);
 }
@@ -276,13 +411,19 @@ async fn writes_send_aliased_mutations_and_upsert_by_column() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn items_carry_column_values_by_id() {
     let h = Harness::start::<Monday>().await;
-    let page = h.read_page(Harness::request("items", SyncMode::Full, None, 5)).await.unwrap();
+    let page = h
+        .read_page(Harness::request("items", SyncMode::Full, None, 5))
+        .await
+        .unwrap();
     let records: Vec<Value> = serde_json::from_str(&page.records).unwrap();
     assert_eq!(records.len(), 5);
     let r = &records[0];
     assert_eq!(r["board_id"], board(&h.sandbox, "Deals"));
     assert_eq!(r["column_values"]["status"]["type"], "status");
-    assert!(r["column_values"]["status"]["value"]["index"].is_number(), "value is parsed JSON: {r}");
+    assert!(
+        r["column_values"]["status"]["value"]["index"].is_number(),
+        "value is parsed JSON: {r}"
+    );
     assert!(r["column_values"]["deal_value"]["text"].is_string());
 }
 
@@ -290,12 +431,39 @@ async fn items_carry_column_values_by_id() {
 async fn unsubscribe_deletes_every_webhook_subscribe_created() {
     let h = Harness::start::<Monday>().await;
     let receiver = Receiver::start().await;
-    let sub = h.plugin.subscribe(&h.context, CONNECTION, &h.config, &receiver.url, vec!["create_item".into(), "change_column_value".into()]).await.unwrap();
+    let sub = h
+        .plugin
+        .subscribe(
+            &h.context,
+            CONNECTION,
+            &h.config,
+            &receiver.url,
+            vec!["create_item".into(), "change_column_value".into()],
+        )
+        .await
+        .unwrap();
     let webhooks = |state: Value| state["webhooks"].as_array().unwrap().len();
-    let state = || async { reqwest::get(format!("{}/admin/vendors/monday/state", h.sandbox.admin_url())).await.unwrap().json::<Value>().await.unwrap() };
-    assert_eq!(webhooks(state().await), 2, "one webhook per board and event");
+    let state = || async {
+        reqwest::get(format!(
+            "{}/admin/vendors/monday/state",
+            h.sandbox.admin_url()
+        ))
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()
+    };
+    assert_eq!(
+        webhooks(state().await),
+        2,
+        "one webhook per board and event"
+    );
     assert_eq!(sub.id.split(',').count(), 2);
-    h.plugin.unsubscribe(&h.context, CONNECTION, &h.config, &sub.id).await.unwrap();
+    h.plugin
+        .unsubscribe(&h.context, CONNECTION, &h.config, &sub.id)
+        .await
+        .unwrap();
     assert_eq!(webhooks(state().await), 0);
 }
 
@@ -306,5 +474,9 @@ async fn boards_stream_pages_through_the_boards() {
     let ids: Vec<&str> = boards.iter().map(|b| b["id"].as_str().unwrap()).collect();
     assert_eq!(ids.len(), 3, "{ids:?}");
     assert!(ids.contains(&board(&h.sandbox, "Deals").as_str()));
-    assert!(boards[0]["columns"].as_array().is_some_and(|c| !c.is_empty()));
+    assert!(
+        boards[0]["columns"]
+            .as_array()
+            .is_some_and(|c| !c.is_empty())
+    );
 }

@@ -21,14 +21,35 @@ pub mod zoho {
 
     impl Api {
         pub async fn new(sb: &Sandbox) -> Api {
-            let base = sb.vendor(Vendor::Zoho).expect("zoho runs").base_url().to_owned();
-            let token = weft_tests::vendor::refreshed_token(sb, Vendor::Zoho, &format!("{base}/oauth/v2/token")).await;
+            let base = sb
+                .vendor(Vendor::Zoho)
+                .expect("zoho runs")
+                .base_url()
+                .to_owned();
+            let token = weft_tests::vendor::refreshed_token(
+                sb,
+                Vendor::Zoho,
+                &format!("{base}/oauth/v2/token"),
+            )
+            .await;
             let client = reqwest::Client::new();
-            Api { base, token, client }
+            Api {
+                base,
+                token,
+                client,
+            }
         }
 
-        pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-            let mut request = self.client.request(method, format!("{}{path}", self.base)).header("Authorization", format!("Zoho-oauthtoken {}", self.token));
+        pub async fn call(
+            &self,
+            method: reqwest::Method,
+            path: &str,
+            body: Option<Value>,
+        ) -> (u16, Value) {
+            let mut request = self
+                .client
+                .request(method, format!("{}{path}", self.base))
+                .header("Authorization", format!("Zoho-oauthtoken {}", self.token));
             if let Some(body) = body {
                 request = request.json(&body);
             }
@@ -39,9 +60,18 @@ pub mod zoho {
 
         /// Creates one record and returns its id.
         pub async fn create(&self, module: &str, record: Value) -> String {
-            let (status, answer) = self.call(reqwest::Method::POST, &format!("/crm/v7/{module}"), Some(json!({"data": [record]}))).await;
+            let (status, answer) = self
+                .call(
+                    reqwest::Method::POST,
+                    &format!("/crm/v7/{module}"),
+                    Some(json!({"data": [record]})),
+                )
+                .await;
             assert_eq!(status, 201, "{answer}");
-            answer["data"][0]["details"]["id"].as_str().unwrap_or_else(|| panic!("an id: {answer}")).to_owned()
+            answer["data"][0]["details"]["id"]
+                .as_str()
+                .unwrap_or_else(|| panic!("an id: {answer}"))
+                .to_owned()
         }
 
         /// Every record of `module` with `fields`, following page tokens.
@@ -49,7 +79,9 @@ pub mod zoho {
             let mut out = Vec::new();
             let mut token: Option<String> = None;
             loop {
-                let mut path = format!("/crm/v7/{module}?fields={fields}&per_page=200&sort_by=id&sort_order=asc");
+                let mut path = format!(
+                    "/crm/v7/{module}?fields={fields}&per_page=200&sort_by=id&sort_order=asc"
+                );
                 if let Some(t) = &token {
                     path.push_str(&format!("&page_token={t}"));
                 }
@@ -84,11 +116,24 @@ pub mod zendesk {
         pub fn new(sb: &Sandbox) -> Api {
             let zendesk = sb.vendor(Vendor::Zendesk).expect("zendesk runs");
             let c = zendesk.credentials();
-            Api { base: zendesk.base_url().to_owned(), user: format!("{}/token", c.username), token: c.api_token.expect("an API token"), client: reqwest::Client::new() }
+            Api {
+                base: zendesk.base_url().to_owned(),
+                user: format!("{}/token", c.username),
+                token: c.api_token.expect("an API token"),
+                client: reqwest::Client::new(),
+            }
         }
 
-        pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-            let mut request = self.client.request(method, format!("{}{path}", self.base)).basic_auth(&self.user, Some(&self.token));
+        pub async fn call(
+            &self,
+            method: reqwest::Method,
+            path: &str,
+            body: Option<Value>,
+        ) -> (u16, Value) {
+            let mut request = self
+                .client
+                .request(method, format!("{}{path}", self.base))
+                .basic_auth(&self.user, Some(&self.token));
             if let Some(body) = body {
                 request = request.json(&body);
             }

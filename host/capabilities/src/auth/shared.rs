@@ -25,7 +25,10 @@ pub(crate) struct Cached {
 
 fn cache() -> std::sync::MutexGuard<'static, HashMap<Key, Cached>> {
     static CACHE: OnceLock<Mutex<HashMap<Key, Cached>>> = OnceLock::new();
-    CACHE.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner())
+    CACHE
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
 }
 
 pub(crate) fn key(parts: &[&str]) -> Key {
@@ -68,7 +71,10 @@ pub(crate) fn hex(key: &Key) -> String {
 /// is renewed and expires, as wall-clock milliseconds so another process can read them.
 pub(crate) fn envelope(cached: &Cached) -> Vec<u8> {
     let wall = |at: Instant| SystemTime::now() + at.saturating_duration_since(Instant::now());
-    let ms = |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let ms = |t: SystemTime| {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    };
     serde_json::json!({
         "token": cached.token.expose(),
         "info": cached.info,
@@ -82,13 +88,26 @@ pub(crate) fn envelope(cached: &Cached) -> Vec<u8> {
 /// The token an [`envelope`] holds, unless it is due for renewal by now.
 pub(crate) fn from_envelope(bytes: &[u8]) -> Option<Cached> {
     let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
-    let at = |field: &str| value.get(field).and_then(serde_json::Value::as_u64).map(|ms| SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(ms));
+    let at = |field: &str| {
+        value
+            .get(field)
+            .and_then(serde_json::Value::as_u64)
+            .map(|ms| SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(ms))
+    };
     let renew_at = match at("renew_at") {
         Some(wall) => Some(Instant::now() + wall.duration_since(SystemTime::now()).ok()?),
         None => None,
     };
-    let info = value.get("info").and_then(|i| serde_json::from_value::<Vec<(String, String)>>(i.clone()).ok()).unwrap_or_default();
-    Some(Cached { token: Secret::new(value.get("token")?.as_str()?), renew_at, expires_at: at("expires_at"), info })
+    let info = value
+        .get("info")
+        .and_then(|i| serde_json::from_value::<Vec<(String, String)>>(i.clone()).ok())
+        .unwrap_or_default();
+    Some(Cached {
+        token: Secret::new(value.get("token")?.as_str()?),
+        renew_at,
+        expires_at: at("expires_at"),
+        info,
+    })
 }
 
 /// Forgets the token kept under `key`, under whichever keys it is kept.

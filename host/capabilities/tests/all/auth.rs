@@ -619,15 +619,24 @@ async fn the_token_endpoint_the_flow_names_is_reached_over_https_only() {
     // The operator wrote the token URL: its host is on the list, named as where it came from.
     let sp = spec(auth("https://accounts.zoho.jp/oauth/v2/token"));
     let policy = sp.policy().unwrap();
-    let entry = policy.entries().find(|e| e.rule.host() == "accounts.zoho.jp").expect("the token host is allowed");
+    let entry = policy
+        .entries()
+        .find(|e| e.rule.host() == "accounts.zoho.jp")
+        .expect("the token host is allowed");
     assert_eq!(entry.sources, ["auth token_url"]);
     assert!(!entry.rule.allows_http() && !entry.rule.allows_private());
     Connection::new(sp, s.clone()).expect("an https token endpoint needs no egress rule");
     // Plain http still needs the flow's egress rule to say so.
     let err = Connection::new(spec(auth("http://accounts.zoho.jp/oauth/v2/token")), s).unwrap_err();
-    assert!(matches!(err, ConnectionError::TokenEndpoint { .. }), "{err}");
+    assert!(
+        matches!(err, ConnectionError::TokenEndpoint { .. }),
+        "{err}"
+    );
     let text = err.to_string();
-    assert!(text.contains("accounts.zoho.jp") && text.contains("only https"), "{text}");
+    assert!(
+        text.contains("accounts.zoho.jp") && text.contains("only https"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -788,7 +797,10 @@ async fn query_credential_is_sent_once_across_same_origin_redirects() {
 #[tokio::test]
 async fn a_second_connection_with_the_same_credential_reuses_the_token_until_it_is_refused() {
     let p = Provider::start(
-        |n, _| Json(json!({"access_token": format!("shared-at-{n}"), "expires_in": 3600})).into_response(),
+        |n, _| {
+            Json(json!({"access_token": format!("shared-at-{n}"), "expires_in": 3600}))
+                .into_response()
+        },
         |seen| match seen.header("authorization").as_deref() {
             Some("Zoho-oauthtoken shared-at-2") => StatusCode::UNAUTHORIZED.into_response(),
             _ => "ok".into_response(),
@@ -799,19 +811,59 @@ async fn a_second_connection_with_the_same_credential_reuses_the_token_until_it_
     // A run, then the next run of this or another flow with the same credential: one exchange.
     for _ in 0..3 {
         let conn = refresh_connection(&p, &s).await;
-        assert_eq!(conn.send(Request::get(p.up.url("/api"))).await.unwrap().status, 200);
+        assert_eq!(
+            conn.send(Request::get(p.up.url("/api")))
+                .await
+                .unwrap()
+                .status,
+            200
+        );
     }
-    assert_eq!(p.token_requests().len(), 1, "the token is shared across connections");
+    assert_eq!(
+        p.token_requests().len(),
+        1,
+        "the token is shared across connections"
+    );
     // Another refresh token is another credential (secrets resolve at the first request).
     let other = refresh_connection(&p, &s).await;
-    s.set("default", "zoho_refresh", &Secret::new("another-refresh-token")).await.unwrap();
+    s.set(
+        "default",
+        "zoho_refresh",
+        &Secret::new("another-refresh-token"),
+    )
+    .await
+    .unwrap();
     // Its token (shared-at-2) is refused: it is forgotten, and the next exchange replaces it.
-    assert_eq!(other.send(Request::get(p.up.url("/api"))).await.unwrap().status, 200);
+    assert_eq!(
+        other
+            .send(Request::get(p.up.url("/api")))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
     assert_eq!(p.token_requests().len(), 3);
     let again = refresh_connection(&p, &s).await;
-    s.set("default", "zoho_refresh", &Secret::new("another-refresh-token")).await.unwrap();
-    assert_eq!(again.send(Request::get(p.up.url("/api"))).await.unwrap().status, 200);
-    assert_eq!(p.token_requests().len(), 3, "the replacement is shared in turn");
+    s.set(
+        "default",
+        "zoho_refresh",
+        &Secret::new("another-refresh-token"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        again
+            .send(Request::get(p.up.url("/api")))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    assert_eq!(
+        p.token_requests().len(),
+        3,
+        "the replacement is shared in turn"
+    );
 }
 
 #[tokio::test]
@@ -832,9 +884,18 @@ async fn a_busy_token_endpoint_is_a_retryable_transport_error_not_a_refusal() {
     let err = conn.send(Request::get(p.up.url("/api"))).await.unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, HttpError::Transport(_)), "{text}");
-    assert!(text.contains("HTTP 429") && text.contains("try again later"), "{text}");
+    assert!(
+        text.contains("HTTP 429") && text.contains("try again later"),
+        "{text}"
+    );
     // The next attempt (the engine's retry) gets a token.
-    assert_eq!(conn.send(Request::get(p.up.url("/api"))).await.unwrap().status, 200);
+    assert_eq!(
+        conn.send(Request::get(p.up.url("/api")))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
 }
 
 #[tokio::test]
@@ -858,20 +919,42 @@ async fn zohos_too_many_requests_400_is_throttling_not_a_refusal() {
     let conn = refresh_connection(&p, &s).await;
     let err = conn.send(Request::get(p.up.url("/api"))).await.unwrap_err();
     assert!(matches!(err, HttpError::Transport(_)), "{err}");
-    assert_eq!(conn.send(Request::get(p.up.url("/api"))).await.unwrap().status, 200);
+    assert_eq!(
+        conn.send(Request::get(p.up.url("/api")))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
 }
 
 #[tokio::test]
 async fn an_issued_token_is_kept_sealed_in_the_store() {
-    let p = Provider::start(|n, _| Json(json!({"access_token": format!("at-kept-{n}"), "expires_in": 3600})).into_response(), echo_auth).await;
+    let p = Provider::start(
+        |n, _| {
+            Json(json!({"access_token": format!("at-kept-{n}"), "expires_in": 3600}))
+                .into_response()
+        },
+        echo_auth,
+    )
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("weft.db");
     let store = weft_store::Store::open_sqlite(&path).await.unwrap();
     let s = Secrets::new(store, weft_capabilities::MasterKey::generate("test key"));
     let conn = refresh_connection(&p, &s).await;
-    assert_eq!(conn.send(Request::get(p.up.url("/api"))).await.unwrap().status, 200);
+    assert_eq!(
+        conn.send(Request::get(p.up.url("/api")))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
     let mut bytes = std::fs::read(&path).unwrap();
     bytes.extend(std::fs::read(dir.path().join("weft.db-wal")).unwrap_or_default());
-    assert!(!bytes.windows(b"at-kept-1".len()).any(|w| w == b"at-kept-1"), "the token is stored in clear");
+    assert!(
+        !bytes.windows(b"at-kept-1".len()).any(|w| w == b"at-kept-1"),
+        "the token is stored in clear"
+    );
     assert_eq!(p.token_requests().len(), 1);
 }

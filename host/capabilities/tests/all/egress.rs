@@ -28,7 +28,11 @@ async fn refuses_loopback_literal_unless_allowed_private() {
     let up = ok_upstream().await;
     let s = secrets().await;
     let conn = connect(
-        allowing(vec![HostRule::parse(&format!("127.0.0.1:{}", up.port())).unwrap().allow_http(true)]),
+        allowing(vec![
+            HostRule::parse(&format!("127.0.0.1:{}", up.port()))
+                .unwrap()
+                .allow_http(true),
+        ]),
         &s,
     );
     let msg = denied(conn.send(Request::get(up.url("/"))).await);
@@ -111,7 +115,11 @@ async fn refuses_name_resolving_to_loopback() {
     let up = ok_upstream().await;
     let s = secrets().await;
     let conn = connect(
-        allowing(vec![HostRule::parse(&format!("localhost:{}", up.port())).unwrap().allow_http(true)]),
+        allowing(vec![
+            HostRule::parse(&format!("localhost:{}", up.port()))
+                .unwrap()
+                .allow_http(true),
+        ]),
         &s,
     );
     let msg = denied(conn.send(Request::get(up.localhost_url("/"))).await);
@@ -167,7 +175,9 @@ async fn refuses_plain_http_unless_the_host_allows_it() {
     let s = secrets().await;
     let conn = connect(
         allowing(vec![
-            HostRule::parse(&format!("127.0.0.1:{}", up.port())).unwrap().allow_private(true),
+            HostRule::parse(&format!("127.0.0.1:{}", up.port()))
+                .unwrap()
+                .allow_private(true),
         ]),
         &s,
     );
@@ -200,7 +210,9 @@ async fn refuses_redirect_downgrade_to_plain_http() {
     let conn = connect(
         allowing(vec![
             loopback_on(up.port()),
-            HostRule::parse(&format!("localhost:{}", target.port())).unwrap().allow_private(true),
+            HostRule::parse(&format!("localhost:{}", target.port()))
+                .unwrap()
+                .allow_private(true),
         ]),
         &s,
     );
@@ -327,12 +339,21 @@ async fn a_port_less_rule_allows_only_the_schemes_default_port() {
     let up = ok_upstream().await;
     let s = secrets().await;
     let conn = connect(
-        allowing(vec![HostRule::parse("127.0.0.1").unwrap().allow_http(true).allow_private(true)]),
+        allowing(vec![
+            HostRule::parse("127.0.0.1")
+                .unwrap()
+                .allow_http(true)
+                .allow_private(true),
+        ]),
         &s,
     );
     let msg = denied(conn.send(Request::get(up.url("/"))).await);
     assert!(msg.contains("not allowed"), "{msg}");
-    assert!(up.seen().is_empty(), "a port-less rule reached port {}", up.port());
+    assert!(
+        up.seen().is_empty(),
+        "a port-less rule reached port {}",
+        up.port()
+    );
 }
 
 #[tokio::test]
@@ -343,22 +364,33 @@ async fn allow_private_holds_for_its_own_port_only() {
     let s = secrets().await;
     let conn = connect(
         allowing(vec![
-            HostRule::parse(&format!("localhost:{}", up.port())).unwrap().allow_http(true).allow_private(true),
+            HostRule::parse(&format!("localhost:{}", up.port()))
+                .unwrap()
+                .allow_http(true)
+                .allow_private(true),
             HostRule::parse("localhost").unwrap(),
         ]),
         &s,
     );
-    let resp = conn.send(Request::get(up.localhost_url("/own"))).await.unwrap();
+    let resp = conn
+        .send(Request::get(up.localhost_url("/own")))
+        .await
+        .unwrap();
     assert_eq!(resp.status, 200);
     let msg = denied(conn.send(Request::get("https://localhost/")).await);
     assert!(msg.contains("non-global"), "{msg}");
-    let msg = denied(conn.send(Request::get(format!("http://localhost:{}/", up.port() + 1))).await);
+    let msg = denied(
+        conn.send(Request::get(format!("http://localhost:{}/", up.port() + 1)))
+            .await,
+    );
     assert!(msg.contains("not allowed"), "{msg}");
 }
 
 #[tokio::test]
 async fn a_host_allowed_without_credential_never_receives_it() {
-    let up = Upstream::start(|seen| async move { seen.header("authorization").unwrap_or_default() }).await;
+    let up =
+        Upstream::start(|seen| async move { seen.header("authorization").unwrap_or_default() })
+            .await;
     let s = secrets().await;
     let mut spec = bearer_spec("tok-not-for-the-cdn");
     spec.egress = vec![loopback_on(up.port()).credential(false)];

@@ -101,7 +101,10 @@ fn a_log_flood_is_cut_at_the_call_budget_and_counted_in_one_line() {
         logger.finish();
     });
     assert_eq!(output.lines().count(), 11, "{output}");
-    assert!(output.contains("line 9") && !output.contains("line 10"), "{output}");
+    assert!(
+        output.contains("line 9") && !output.contains("line 10"),
+        "{output}"
+    );
     let last = output.lines().last().unwrap();
     assert!(last.contains("4990 more lines were dropped"), "{last}");
     assert!(last.contains("budget of 10 lines"), "{last}");
@@ -115,7 +118,11 @@ fn the_byte_budget_holds_however_lines_are_sized() {
     });
     let output = capture(|| {
         for _ in 0..1_000 {
-            logger.log(LogLevel::Info, &"y".repeat(1_000), &[("k".into(), "v".repeat(200))]);
+            logger.log(
+                LogLevel::Info,
+                &"y".repeat(1_000),
+                &[("k".into(), "v".repeat(200))],
+            );
         }
         logger.finish();
     });

@@ -148,7 +148,12 @@ pub fn loopback_on(port: u16) -> HostRule {
 /// 127.0.0.1 as a local emulator, on the port of every upstream the test started: rules name
 /// one port each.
 pub fn loopback() -> Vec<HostRule> {
-    STARTED.lock().unwrap().iter().map(|p| loopback_on(*p)).collect()
+    STARTED
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|p| loopback_on(*p))
+        .collect()
 }
 
 /// A connection spec allowing only the test's upstreams on 127.0.0.1 (http, private). Start

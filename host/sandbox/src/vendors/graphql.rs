@@ -62,7 +62,13 @@ impl Lexer<'_> {
     fn location(&self, at: usize) -> (usize, usize) {
         let before = &self.s[..at.min(self.s.len())];
         let line = before.iter().filter(|b| **b == b'\n').count() + 1;
-        let column = at - before.iter().rposition(|b| *b == b'\n').map(|p| p + 1).unwrap_or(0) + 1;
+        let column = at
+            - before
+                .iter()
+                .rposition(|b| *b == b'\n')
+                .map(|p| p + 1)
+                .unwrap_or(0)
+            + 1;
         (line, column)
     }
 
@@ -90,13 +96,19 @@ impl Lexer<'_> {
     }
 
     fn expect(&mut self, b: u8) -> Result<(), String> {
-        if self.eat(b) { Ok(()) } else { Err(self.err(&format!("expected '{}'", b as char))) }
+        if self.eat(b) {
+            Ok(())
+        } else {
+            Err(self.err(&format!("expected '{}'", b as char)))
+        }
     }
 
     fn name(&mut self) -> Result<String, String> {
         self.skip();
         let start = self.pos;
-        while self.pos < self.s.len() && (self.s[self.pos].is_ascii_alphanumeric() || self.s[self.pos] == b'_') {
+        while self.pos < self.s.len()
+            && (self.s[self.pos].is_ascii_alphanumeric() || self.s[self.pos] == b'_')
+        {
             self.pos += 1;
         }
         if start == self.pos || self.s[start].is_ascii_digit() {
@@ -123,15 +135,26 @@ impl Lexer<'_> {
                             break;
                         }
                         Some(b'\\') => {
-                            let esc = *self.s.get(self.pos + 1).ok_or_else(|| self.err("unterminated escape"))?;
+                            let esc = *self
+                                .s
+                                .get(self.pos + 1)
+                                .ok_or_else(|| self.err("unterminated escape"))?;
                             self.pos += 2;
                             match esc {
                                 b'n' => out.push(b'\n'),
                                 b't' => out.push(b'\t'),
                                 b'r' => out.push(b'\r'),
                                 b'u' => {
-                                    let hex = std::str::from_utf8(self.s.get(self.pos..self.pos + 4).ok_or_else(|| self.err("bad \\u escape"))?).map_err(|_| self.err("bad \\u escape"))?;
-                                    let c = u32::from_str_radix(hex, 16).ok().and_then(char::from_u32).ok_or_else(|| self.err("bad \\u escape"))?;
+                                    let hex = std::str::from_utf8(
+                                        self.s
+                                            .get(self.pos..self.pos + 4)
+                                            .ok_or_else(|| self.err("bad \\u escape"))?,
+                                    )
+                                    .map_err(|_| self.err("bad \\u escape"))?;
+                                    let c = u32::from_str_radix(hex, 16)
+                                        .ok()
+                                        .and_then(char::from_u32)
+                                        .ok_or_else(|| self.err("bad \\u escape"))?;
                                     let mut buf = [0u8; 4];
                                     out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
                                     self.pos += 4;
@@ -171,14 +194,19 @@ impl Lexer<'_> {
             Some(b) if b == b'-' || b.is_ascii_digit() => {
                 let start = self.pos;
                 self.pos += 1;
-                while self.pos < self.s.len() && (self.s[self.pos].is_ascii_digit() || matches!(self.s[self.pos], b'.' | b'e' | b'E' | b'+' | b'-')) {
+                while self.pos < self.s.len()
+                    && (self.s[self.pos].is_ascii_digit()
+                        || matches!(self.s[self.pos], b'.' | b'e' | b'E' | b'+' | b'-'))
+                {
                     self.pos += 1;
                 }
                 let text = std::str::from_utf8(&self.s[start..self.pos]).unwrap_or("");
                 if let Ok(i) = text.parse::<i64>() {
                     Ok(Value::from(i))
                 } else {
-                    text.parse::<f64>().map(Value::from).map_err(|_| self.err("bad number"))
+                    text.parse::<f64>()
+                        .map(Value::from)
+                        .map_err(|_| self.err("bad number"))
                 }
             }
             Some(_) => {
@@ -212,7 +240,14 @@ impl Lexer<'_> {
                     self.name()?;
                     out.extend(self.selection()?);
                 } else {
-                    out.push(Field { alias: None, name: format!("...{name}"), args: Map::new(), selection: Vec::new(), line, column });
+                    out.push(Field {
+                        alias: None,
+                        name: format!("...{name}"),
+                        args: Map::new(),
+                        selection: Vec::new(),
+                        line,
+                        column,
+                    });
                 }
                 continue;
             }
@@ -222,7 +257,11 @@ impl Lexer<'_> {
             self.skip();
             let (line, column) = self.location(self.pos);
             let first = self.name()?;
-            let (alias, name) = if self.eat(b':') { (Some(first), self.name()?) } else { (None, first) };
+            let (alias, name) = if self.eat(b':') {
+                (Some(first), self.name()?)
+            } else {
+                (None, first)
+            };
             let mut args = Map::new();
             if self.eat(b'(') {
                 while !self.eat(b')') {
@@ -234,22 +273,39 @@ impl Lexer<'_> {
             if self.peek() == Some(b'@') {
                 return Err(self.err("directives are not supported by the weft sandbox"));
             }
-            let selection = if self.peek() == Some(b'{') { self.selection()? } else { Vec::new() };
-            out.push(Field { alias, name, args, selection, line, column });
+            let selection = if self.peek() == Some(b'{') {
+                self.selection()?
+            } else {
+                Vec::new()
+            };
+            out.push(Field {
+                alias,
+                name,
+                args,
+                selection,
+                line,
+                column,
+            });
         }
         Ok(out)
     }
 }
 
 /// Replaces `...Name` spreads with the fragment's fields, recursively.
-fn expand(fields: Vec<Field>, fragments: &HashMap<String, Vec<Field>>, depth: usize) -> Result<Vec<Field>, String> {
+fn expand(
+    fields: Vec<Field>,
+    fragments: &HashMap<String, Vec<Field>>,
+    depth: usize,
+) -> Result<Vec<Field>, String> {
     if depth > 16 {
         return Err("fragments nest too deeply (or spread themselves)".into());
     }
     let mut out = Vec::new();
     for f in fields {
         if let Some(name) = f.name.strip_prefix("...") {
-            let body = fragments.get(name).ok_or_else(|| format!("Fragment {name} was used, but not defined"))?;
+            let body = fragments
+                .get(name)
+                .ok_or_else(|| format!("Fragment {name} was used, but not defined"))?;
             out.extend(expand(body.clone(), fragments, depth + 1)?);
         } else {
             let selection = expand(f.selection, fragments, depth + 1)?;
@@ -261,7 +317,11 @@ fn expand(fields: Vec<Field>, fragments: &HashMap<String, Vec<Field>>, depth: us
 
 /// Parses one operation (plus any fragments); `variables` substitute `$name` references.
 pub(crate) fn parse(doc: &str, variables: &HashMap<String, Value>) -> Result<Operation, String> {
-    let mut lx = Lexer { s: doc.as_bytes(), pos: 0, vars: variables };
+    let mut lx = Lexer {
+        s: doc.as_bytes(),
+        pos: 0,
+        vars: variables,
+    };
     let mut fragments: HashMap<String, Vec<Field>> = HashMap::new();
     let mut operation: Option<Operation> = None;
     while lx.peek().is_some() {
@@ -283,7 +343,10 @@ pub(crate) fn parse(doc: &str, variables: &HashMap<String, Value>) -> Result<Ope
         operation = Some(parse_operation(&mut lx)?);
     }
     let op = operation.ok_or("the document holds no query or mutation")?;
-    Ok(Operation { mutation: op.mutation, fields: expand(op.fields, &fragments, 0)? })
+    Ok(Operation {
+        mutation: op.mutation,
+        fields: expand(op.fields, &fragments, 0)?,
+    })
 }
 
 fn parse_operation(lx: &mut Lexer<'_>) -> Result<Operation, String> {
@@ -296,7 +359,10 @@ fn parse_operation(lx: &mut Lexer<'_>) -> Result<Operation, String> {
             "subscription" => return Err("subscriptions are not supported".into()),
             _ => return Err(lx.err("expected query, mutation or {")),
         }
-        if lx.peek().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_') {
+        if lx
+            .peek()
+            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        {
             lx.name()?;
         }
         if lx.eat(b'(') {
@@ -327,7 +393,8 @@ mod tests {
 
     #[test]
     fn parses_aliases_arguments_variables_and_nesting() {
-        let vars: HashMap<String, Value> = [("board".to_string(), json!(123))].into_iter().collect();
+        let vars: HashMap<String, Value> =
+            [("board".to_string(), json!(123))].into_iter().collect();
         let op = parse(
             r#"query Items($board: ID!) { b: boards(ids: [$board], limit: 1) { items_page(limit: 2, query_params: {rules: [{column_id: "status", compare_value: [1], operator: any_of}]}) { cursor items { id name } } } } # tail"#,
             &vars,
@@ -346,12 +413,28 @@ mod tests {
     fn reports_parse_errors_with_positions() {
         let err = parse("query { boards { id }", &HashMap::new()).unwrap_err();
         assert!(err.starts_with("Parse error"), "{err}");
-        assert!(parse("{ ...F }", &HashMap::new()).unwrap_err().contains("not defined"));
+        assert!(
+            parse("{ ...F }", &HashMap::new())
+                .unwrap_err()
+                .contains("not defined")
+        );
         let op = parse("query Me { me { ...UserFields ... on User { account { id } } } }\nfragment UserFields on User { id name email }", &HashMap::new()).unwrap();
-        let names: Vec<&str> = op.fields[0].selection.iter().map(|f| f.name.as_str()).collect();
+        let names: Vec<&str> = op.fields[0]
+            .selection
+            .iter()
+            .map(|f| f.name.as_str())
+            .collect();
         assert_eq!(names, ["id", "name", "email", "account"]);
-        assert!(parse("{ a } { b }", &HashMap::new()).unwrap_err().contains("one operation"));
-        let m = parse(r#"mutation { create_item(board_id: 1, item_name: "A \"quoted\" name") { id } }"#, &HashMap::new()).unwrap();
+        assert!(
+            parse("{ a } { b }", &HashMap::new())
+                .unwrap_err()
+                .contains("one operation")
+        );
+        let m = parse(
+            r#"mutation { create_item(board_id: 1, item_name: "A \"quoted\" name") { id } }"#,
+            &HashMap::new(),
+        )
+        .unwrap();
         assert!(m.mutation);
         assert_eq!(m.fields[0].args["item_name"], "A \"quoted\" name");
     }

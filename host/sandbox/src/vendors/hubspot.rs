@@ -20,7 +20,10 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
 
-use super::{auth_token, json as json_response, parse_json_body, query_params, set_header, token_params, valid_email};
+use super::{
+    auth_token, json as json_response, parse_json_body, query_params, set_header, token_params,
+    valid_email,
+};
 use crate::clock::{parse_iso, rfc3339_millis};
 use crate::collection::{Collection, Dir, Fields};
 use crate::config::{DemoData, HubSpotLimits, SandboxConfig};
@@ -53,7 +56,12 @@ enum ObjType {
 }
 
 impl ObjType {
-    const ALL: [ObjType; 4] = [ObjType::Contacts, ObjType::Companies, ObjType::Deals, ObjType::Calls];
+    const ALL: [ObjType; 4] = [
+        ObjType::Contacts,
+        ObjType::Companies,
+        ObjType::Deals,
+        ObjType::Calls,
+    ];
 
     fn parse(s: &str) -> Option<ObjType> {
         match s.to_ascii_lowercase().as_str() {
@@ -124,10 +132,40 @@ impl ObjType {
 
     fn default_properties(self) -> &'static [&'static str] {
         match self {
-            ObjType::Contacts => &["createdate", "email", "firstname", "hs_object_id", "lastmodifieddate", "lastname"],
-            ObjType::Companies => &["createdate", "domain", "hs_lastmodifieddate", "hs_object_id", "name"],
-            ObjType::Deals => &["amount", "closedate", "createdate", "dealname", "dealstage", "hs_lastmodifieddate", "hs_object_id", "pipeline"],
-            ObjType::Calls => &["createdate", "hs_call_body", "hs_call_status", "hs_call_title", "hs_lastmodifieddate", "hs_object_id", "hs_timestamp"],
+            ObjType::Contacts => &[
+                "createdate",
+                "email",
+                "firstname",
+                "hs_object_id",
+                "lastmodifieddate",
+                "lastname",
+            ],
+            ObjType::Companies => &[
+                "createdate",
+                "domain",
+                "hs_lastmodifieddate",
+                "hs_object_id",
+                "name",
+            ],
+            ObjType::Deals => &[
+                "amount",
+                "closedate",
+                "createdate",
+                "dealname",
+                "dealstage",
+                "hs_lastmodifieddate",
+                "hs_object_id",
+                "pipeline",
+            ],
+            ObjType::Calls => &[
+                "createdate",
+                "hs_call_body",
+                "hs_call_status",
+                "hs_call_title",
+                "hs_lastmodifieddate",
+                "hs_object_id",
+                "hs_timestamp",
+            ],
         }
     }
 
@@ -180,7 +218,14 @@ fn association_types(from: ObjType, to: ObjType) -> Option<(u32, u32)> {
     }
 }
 
-const STAGES: [&str; 6] = ["appointmentscheduled", "qualifiedtobuy", "presentationscheduled", "contractsent", "closedwon", "closedlost"];
+const STAGES: [&str; 6] = [
+    "appointmentscheduled",
+    "qualifiedtobuy",
+    "presentationscheduled",
+    "contractsent",
+    "closedwon",
+    "closedlost",
+];
 
 fn generated(demo: &Demo, t: ObjType, i: u64) -> Fields {
     let v = match t {
@@ -211,7 +256,11 @@ fn build_collections(demo: Demo) -> Vec<Collection> {
                 ObjType::Deals => (Kind::Deal, demo.size.deals),
                 ObjType::Calls => (Kind::Deal, 0),
             };
-            Collection::new(n, move |i| generated(&demo, t, i), move |i| demo.times(kind, i, n))
+            Collection::new(
+                n,
+                move |i| generated(&demo, t, i),
+                move |i| demo.times(kind, i, n),
+            )
         })
         .collect()
 }
@@ -233,7 +282,11 @@ enum Shown<'a> {
 impl<'a> Shown<'a> {
     /// What a read shows: the properties it names, or the defaults when it names none.
     fn read(names: &'a [String]) -> Shown<'a> {
-        if names.is_empty() { Shown::Defaults } else { Shown::Named(names) }
+        if names.is_empty() {
+            Shown::Defaults
+        } else {
+            Shown::Named(names)
+        }
     }
 }
 
@@ -273,7 +326,14 @@ pub(crate) struct HubSpot {
 
 fn correlation(h: &Hub) -> String {
     let x = h.tokens.random_hex(16);
-    format!("{}-{}-{}-{}-{}", &x[0..8], &x[8..12], &x[12..16], &x[16..20], &x[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &x[0..8],
+        &x[8..12],
+        &x[12..16],
+        &x[16..20],
+        &x[20..32]
+    )
 }
 
 impl HubSpot {
@@ -294,7 +354,16 @@ impl HubSpot {
     /// With a configured webhook target, every event type is subscribed, as an app would be.
     fn fresh(demo: Demo, target: Option<String>) -> HubSpotState {
         let subscriptions = match &target {
-            Some(_) => EVENT_TYPES.iter().enumerate().map(|(n, e)| Subscription { id: 100 + n as u64, event_type: e.to_string(), property_name: None, active: true }).collect(),
+            Some(_) => EVENT_TYPES
+                .iter()
+                .enumerate()
+                .map(|(n, e)| Subscription {
+                    id: 100 + n as u64,
+                    event_type: e.to_string(),
+                    property_name: None,
+                    active: true,
+                })
+                .collect(),
             None => Vec::new(),
         };
         HubSpotState {
@@ -314,7 +383,16 @@ impl HubSpot {
     fn issue_demo_refresh(&self) {
         self.hub.tokens.put_refresh(
             REFRESH_TOKEN.into(),
-            RefreshToken { grant: Grant { vendor: Vendor::HubSpot, client_id: CLIENT_ID.into(), user: USER_EMAIL.into(), scope: DEMO_SCOPE.into() }, expires_ms: i64::MAX, minted: VecDeque::new() },
+            RefreshToken {
+                grant: Grant {
+                    vendor: Vendor::HubSpot,
+                    client_id: CLIENT_ID.into(),
+                    user: USER_EMAIL.into(),
+                    scope: DEMO_SCOPE.into(),
+                },
+                expires_ms: i64::MAX,
+                minted: VecDeque::new(),
+            },
         );
     }
 
@@ -337,11 +415,23 @@ impl HubSpot {
     }
 
     fn not_found(&self, id: &str) -> Response {
-        self.error(StatusCode::NOT_FOUND, "OBJECT_NOT_FOUND", "Object not found.  objectId are usually numeric.", json!({"context": {"id": [id]}}))
+        self.error(
+            StatusCode::NOT_FOUND,
+            "OBJECT_NOT_FOUND",
+            "Object not found.  objectId are usually numeric.",
+            json!({"context": {"id": [id]}}),
+        )
     }
 
     /// All properties of a stored record, as HubSpot strings.
-    fn properties(&self, t: ObjType, index: u64, f: &Fields, created: i64, modified: i64) -> serde_json::Map<String, Value> {
+    fn properties(
+        &self,
+        t: ObjType,
+        index: u64,
+        f: &Fields,
+        created: i64,
+        modified: i64,
+    ) -> serde_json::Map<String, Value> {
         let mut p = serde_json::Map::new();
         for (k, v) in f {
             let s = match v {
@@ -353,18 +443,41 @@ impl HubSpot {
         }
         p.insert("hs_object_id".into(), json!(t.id(index).to_string()));
         p.insert("createdate".into(), json!(rfc3339_millis(created)));
-        p.insert(t.modified_property().into(), json!(rfc3339_millis(modified)));
+        p.insert(
+            t.modified_property().into(),
+            json!(rfc3339_millis(modified)),
+        );
         p
     }
 
-    fn render(&self, st: &HubSpotState, t: ObjType, index: u64, shown: Shown<'_>, associations: &[ObjType]) -> Option<Value> {
+    fn render(
+        &self,
+        st: &HubSpotState,
+        t: ObjType,
+        index: u64,
+        shown: Shown<'_>,
+        associations: &[ObjType],
+    ) -> Option<Value> {
         let rec = st.objects[t.slot()].get(index)?;
         let all = self.properties(t, index, &rec.fields, rec.created_ms, rec.modified_ms);
-        let defaults = || t.default_properties().iter().map(|k| (k.to_string(), all.get(*k).cloned().unwrap_or(Value::Null)));
+        let defaults = || {
+            t.default_properties()
+                .iter()
+                .map(|k| (k.to_string(), all.get(*k).cloned().unwrap_or(Value::Null)))
+        };
         let props: serde_json::Map<String, Value> = match shown {
-            Shown::Named(w) => w.iter().map(|k| (k.clone(), all.get(k).cloned().unwrap_or(Value::Null))).collect(),
+            Shown::Named(w) => w
+                .iter()
+                .map(|k| (k.clone(), all.get(k).cloned().unwrap_or(Value::Null)))
+                .collect(),
             Shown::Defaults => defaults().collect(),
-            Shown::Record => defaults().chain(all.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), v.clone()))).collect(),
+            Shown::Record => defaults()
+                .chain(
+                    all.iter()
+                        .filter(|(_, v)| !v.is_null())
+                        .map(|(k, v)| (k.clone(), v.clone())),
+                )
+                .collect(),
         };
         let mut v = json!({
             "id": t.id(index).to_string(), "properties": props, "createdAt": rfc3339_millis(rec.created_ms),
@@ -396,17 +509,30 @@ impl HubSpot {
         let gen_deals = st.objects[ObjType::Deals.slot()].end().min(nd);
         match (from, to) {
             (ObjType::Contacts, ObjType::Companies) if i < np && size.companies > 0 => vec![i % nc],
-            (ObjType::Companies, ObjType::Contacts) if i < size.companies => (i..gen_contacts).step_by(nc as usize).take(10_000).collect(),
+            (ObjType::Companies, ObjType::Contacts) if i < size.companies => (i..gen_contacts)
+                .step_by(nc as usize)
+                .take(10_000)
+                .collect(),
             (ObjType::Deals, ObjType::Companies) if i < nd && size.companies > 0 => vec![i % nc],
-            (ObjType::Companies, ObjType::Deals) if i < size.companies => (i..gen_deals).step_by(nc as usize).take(10_000).collect(),
+            (ObjType::Companies, ObjType::Deals) if i < size.companies => {
+                (i..gen_deals).step_by(nc as usize).take(10_000).collect()
+            }
             (ObjType::Deals, ObjType::Contacts) if i < nd && np > i % nc => vec![i % nc],
-            (ObjType::Contacts, ObjType::Deals) if i < size.companies && i < np => (i..gen_deals).step_by(nc as usize).take(10_000).collect(),
+            (ObjType::Contacts, ObjType::Deals) if i < size.companies && i < np => {
+                (i..gen_deals).step_by(nc as usize).take(10_000).collect()
+            }
             _ => Vec::new(),
         }
     }
 
     /// `(index, labels)` of records of type `to` associated with `(from, i)`.
-    fn associated(&self, st: &HubSpotState, from: ObjType, i: u64, to: ObjType) -> Vec<(u64, BTreeSet<(String, u32)>)> {
+    fn associated(
+        &self,
+        st: &HubSpotState,
+        from: ObjType,
+        i: u64,
+        to: ObjType,
+    ) -> Vec<(u64, BTreeSet<(String, u32)>)> {
         let mut out: BTreeMap<u64, BTreeSet<(String, u32)>> = BTreeMap::new();
         if let Some((primary, plain)) = association_types(from, to) {
             for j in self.generated_assoc(st, from, i, to) {
@@ -425,7 +551,15 @@ impl HubSpot {
         out.into_iter().collect()
     }
 
-    fn associate(&self, st: &mut HubSpotState, from: ObjType, i: u64, to: ObjType, j: u64, labels: &[(String, u32)]) {
+    fn associate(
+        &self,
+        st: &mut HubSpotState,
+        from: ObjType,
+        i: u64,
+        to: ObjType,
+        j: u64,
+        labels: &[(String, u32)],
+    ) {
         let inverse: Vec<(String, u32)> = labels
             .iter()
             .map(|(c, id)| {
@@ -446,8 +580,14 @@ impl HubSpot {
             .collect();
         st.removed.remove(&(from, i, to, j));
         st.removed.remove(&(to, j, from, i));
-        st.added.entry((from, i, to, j)).or_default().extend(labels.iter().cloned());
-        st.added.entry((to, j, from, i)).or_default().extend(inverse);
+        st.added
+            .entry((from, i, to, j))
+            .or_default()
+            .extend(labels.iter().cloned());
+        st.added
+            .entry((to, j, from, i))
+            .or_default()
+            .extend(inverse);
     }
 
     fn dissociate(&self, st: &mut HubSpotState, from: ObjType, i: u64, to: ObjType, j: u64) {
@@ -461,7 +601,13 @@ impl HubSpot {
 // ---------------------------------------------------------------- auth and limits
 
 impl HubSpot {
-    fn guarded(&self, headers: &HeaderMap, ctx: &RequestCtx, search: bool, f: impl FnOnce() -> Response) -> Response {
+    fn guarded(
+        &self,
+        headers: &HeaderMap,
+        ctx: &RequestCtx,
+        search: bool,
+        f: impl FnOnce() -> Response,
+    ) -> Response {
         let Some(token) = auth_token(headers, "Bearer") else {
             return self.error(
                 StatusCode::UNAUTHORIZED,
@@ -474,7 +620,12 @@ impl HubSpot {
             match self.hub.tokens.check(Vendor::HubSpot, token, self.now()) {
                 TokenCheck::Valid(_) if !ctx.force_expired => {}
                 TokenCheck::Valid(_) | TokenCheck::Expired => {
-                    return self.error(StatusCode::UNAUTHORIZED, "EXPIRED_AUTHENTICATION", "The OAuth token used to make this call expired 1 minute(s) ago.", json!({}));
+                    return self.error(
+                        StatusCode::UNAUTHORIZED,
+                        "EXPIRED_AUTHENTICATION",
+                        "The OAuth token used to make this call expired 1 minute(s) ago.",
+                        json!({}),
+                    );
                 }
                 TokenCheck::Unknown => {
                     return self.error(
@@ -503,7 +654,10 @@ impl HubSpot {
             }
             if st.calls.len() as u32 >= self.limits.burst {
                 drop(st);
-                return self.rate_limited("You have reached your ten_secondly_rolling limit.", "TEN_SECONDLY_ROLLING");
+                return self.rate_limited(
+                    "You have reached your ten_secondly_rolling limit.",
+                    "TEN_SECONDLY_ROLLING",
+                );
             }
             if search {
                 while st.searches.front().is_some_and(|t| *t <= now - 1_000) {
@@ -523,12 +677,23 @@ impl HubSpot {
             }
             st.calls.push_back(now);
             st.daily.1 += 1;
-            (self.limits.burst - st.calls.len() as u32, self.limits.daily - st.daily.1)
+            (
+                self.limits.burst - st.calls.len() as u32,
+                self.limits.daily - st.daily.1,
+            )
         };
         let mut resp = f();
         set_header(&mut resp, "X-HubSpot-RateLimit-Daily", self.limits.daily);
-        set_header(&mut resp, "X-HubSpot-RateLimit-Daily-Remaining", daily_remaining);
-        set_header(&mut resp, "X-HubSpot-RateLimit-Interval-Milliseconds", window);
+        set_header(
+            &mut resp,
+            "X-HubSpot-RateLimit-Daily-Remaining",
+            daily_remaining,
+        );
+        set_header(
+            &mut resp,
+            "X-HubSpot-RateLimit-Interval-Milliseconds",
+            window,
+        );
         set_header(&mut resp, "X-HubSpot-RateLimit-Max", self.limits.burst);
         set_header(&mut resp, "X-HubSpot-RateLimit-Remaining", remaining);
         resp
@@ -548,7 +713,8 @@ impl HubSpot {
 // ---------------------------------------------------------------- OAuth
 
 async fn authorize_page(RawQuery(q): RawQuery) -> Response {
-    let mut p: AuthorizeParams = serde_urlencoded::from_str(q.as_deref().unwrap_or("")).unwrap_or_default();
+    let mut p: AuthorizeParams =
+        serde_urlencoded::from_str(q.as_deref().unwrap_or("")).unwrap_or_default();
     // HubSpot's authorize URL carries no response_type.
     if p.response_type.is_empty() {
         p.response_type = "code".into();
@@ -561,13 +727,35 @@ async fn authorize_decision(State(h): State<Arc<HubSpot>>, body: Bytes) -> Respo
     if p.response_type.is_empty() {
         p.response_type = "code".into();
     }
-    oauth::decide(&oauth::Consent { vendor: Vendor::HubSpot, known_client: CLIENT_ID, user: USER_EMAIL, code_lifetime_ms: h.code_ms, code_prefix: "na1-" }, &h.hub.tokens, h.now(), &p, &[])
+    oauth::decide(
+        &oauth::Consent {
+            vendor: Vendor::HubSpot,
+            known_client: CLIENT_ID,
+            user: USER_EMAIL,
+            code_lifetime_ms: h.code_ms,
+            code_prefix: "na1-",
+        },
+        &h.hub.tokens,
+        h.now(),
+        &p,
+        &[],
+    )
 }
 
-async fn token(State(h): State<Arc<HubSpot>>, RawQuery(q): RawQuery, headers: HeaderMap, body: Bytes) -> Response {
+async fn token(
+    State(h): State<Arc<HubSpot>>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let p = token_params(q.as_deref(), &headers, &body);
     let get = |k: &str| p.get(k).map(String::as_str).unwrap_or("");
-    let fail = |status: &str, message: &str| json_response(StatusCode::BAD_REQUEST, json!({"status": status, "message": message, "correlationId": correlation(&h.hub)}));
+    let fail = |status: &str, message: &str| {
+        json_response(
+            StatusCode::BAD_REQUEST,
+            json!({"status": status, "message": message, "correlationId": correlation(&h.hub)}),
+        )
+    };
     if get("client_id") != CLIENT_ID {
         return fail("BAD_CLIENT_ID", "missing or invalid client_id");
     }
@@ -577,29 +765,64 @@ async fn token(State(h): State<Arc<HubSpot>>, RawQuery(q): RawQuery, headers: He
     let now = h.now();
     let (grant, refresh) = match get("grant_type") {
         "authorization_code" => {
-            let Some(code) = h.hub.tokens.take_code(get("code")).filter(|c| c.grant.vendor == Vendor::HubSpot && c.expires_ms > now) else {
+            let Some(code) = h
+                .hub
+                .tokens
+                .take_code(get("code"))
+                .filter(|c| c.grant.vendor == Vendor::HubSpot && c.expires_ms > now)
+            else {
                 return fail("BAD_AUTH_CODE", "missing or unknown auth code");
             };
             if code.redirect_uri != get("redirect_uri") {
-                return fail("BAD_REDIRECT_URI", "redirect_uri does not match the one used to obtain the code");
+                return fail(
+                    "BAD_REDIRECT_URI",
+                    "redirect_uri does not match the one used to obtain the code",
+                );
             }
             let r = format!("na1-{}", h.hub.tokens.random_hex(16));
-            h.hub.tokens.put_refresh(r.clone(), RefreshToken { grant: code.grant.clone(), expires_ms: i64::MAX, minted: VecDeque::new() });
+            h.hub.tokens.put_refresh(
+                r.clone(),
+                RefreshToken {
+                    grant: code.grant.clone(),
+                    expires_ms: i64::MAX,
+                    minted: VecDeque::new(),
+                },
+            );
             (code.grant, r)
         }
         "refresh_token" => {
             let rt = get("refresh_token");
-            let Some(stored) = h.hub.tokens.refresh(rt).filter(|r| r.grant.vendor == Vendor::HubSpot) else {
+            let Some(stored) = h
+                .hub
+                .tokens
+                .refresh(rt)
+                .filter(|r| r.grant.vendor == Vendor::HubSpot)
+            else {
                 return fail("BAD_REFRESH_TOKEN", "missing or unknown refresh token");
             };
             // HubSpot refresh tokens do not change on refresh.
             (stored.grant, rt.to_string())
         }
-        _ => return fail("BAD_GRANT_TYPE", "grant_type must be authorization_code or refresh_token"),
+        _ => {
+            return fail(
+                "BAD_GRANT_TYPE",
+                "grant_type must be authorization_code or refresh_token",
+            );
+        }
     };
     let access = format!("CN{}", URL_SAFE_NO_PAD.encode(h.hub.tokens.random_hex(48)));
-    h.hub.tokens.put_access(access.clone(), AccessToken { grant, expires_ms: now + h.access_ms, refresh: Some(refresh.clone()) });
-    json_response(StatusCode::OK, json!({"token_type": "bearer", "refresh_token": refresh, "access_token": access, "expires_in": h.access_ms / 1_000}))
+    h.hub.tokens.put_access(
+        access.clone(),
+        AccessToken {
+            grant,
+            expires_ms: now + h.access_ms,
+            refresh: Some(refresh.clone()),
+        },
+    );
+    json_response(
+        StatusCode::OK,
+        json!({"token_type": "bearer", "refresh_token": refresh, "access_token": access, "expires_in": h.access_ms / 1_000}),
+    )
 }
 
 async fn token_info(State(h): State<Arc<HubSpot>>, Path(token): Path<String>) -> Response {
@@ -611,11 +834,18 @@ async fn token_info(State(h): State<Arc<HubSpot>>, Path(token): Path<String>) ->
                 "hub_id": PORTAL_ID, "app_id": APP_ID, "expires_in": (a.expires_ms - h.now()) / 1_000, "user_id": 1, "token_type": "access",
             }),
         ),
-        _ => json_response(StatusCode::NOT_FOUND, json!({"status": "error", "message": "Token not found", "correlationId": correlation(&h.hub)})),
+        _ => json_response(
+            StatusCode::NOT_FOUND,
+            json!({"status": "error", "message": "Token not found", "correlationId": correlation(&h.hub)}),
+        ),
     }
 }
 
-async fn account_details(State(h): State<Arc<HubSpot>>, Extension(ctx): Extension<RequestCtx>, headers: HeaderMap) -> Response {
+async fn account_details(
+    State(h): State<Arc<HubSpot>>,
+    Extension(ctx): Extension<RequestCtx>,
+    headers: HeaderMap,
+) -> Response {
     h.guarded(&headers, &ctx, false, || {
         json_response(
             StatusCode::OK,
@@ -627,13 +857,28 @@ async fn account_details(State(h): State<Arc<HubSpot>>, Extension(ctx): Extensio
 // ---------------------------------------------------------------- objects
 
 fn list_param(p: &HashMap<String, String>, k: &str) -> Vec<String> {
-    p.get(k).map(|s| s.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect()).unwrap_or_default()
+    p.get(k)
+        .map(|s| {
+            s.split(',')
+                .map(|x| x.trim().to_string())
+                .filter(|x| !x.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
-async fn list(State(h): State<Arc<HubSpot>>, Extension(ctx): Extension<RequestCtx>, Path(kind): Path<String>, RawQuery(q): RawQuery, headers: HeaderMap) -> Response {
+async fn list(
+    State(h): State<Arc<HubSpot>>,
+    Extension(ctx): Extension<RequestCtx>,
+    Path(kind): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Response {
     let Some(t) = ObjType::parse(&kind) else {
         if Unstored::parse(&kind).is_some() {
-            return h.guarded(&headers, &ctx, false, || json_response(StatusCode::OK, json!({"results": []})));
+            return h.guarded(&headers, &ctx, false, || {
+                json_response(StatusCode::OK, json!({"results": []}))
+            });
         }
         return h.unknown_object_type(&kind);
     };
@@ -669,7 +914,13 @@ async fn list(State(h): State<Arc<HubSpot>>, Extension(ctx): Extension<RequestCt
 
 impl HubSpot {
     /// Resolves a path id, honouring `idProperty`.
-    fn resolve(&self, st: &mut HubSpotState, t: ObjType, id: &str, id_property: Option<&str>) -> Option<u64> {
+    fn resolve(
+        &self,
+        st: &mut HubSpotState,
+        t: ObjType,
+        id: &str,
+        id_property: Option<&str>,
+    ) -> Option<u64> {
         match id_property.filter(|p| *p != "hs_object_id") {
             Some(prop) => st.objects[t.slot()].find(prop, &json!(id)).first().copied(),
             None => t.index(id).filter(|i| st.objects[t.slot()].is_live(*i)),
@@ -677,7 +928,13 @@ impl HubSpot {
     }
 
     /// Validates properties; returns cleaned fields or the 400 body's per-property errors.
-    fn validate(&self, st: &mut HubSpotState, t: ObjType, props: &serde_json::Map<String, Value>, existing: Option<u64>) -> Result<Fields, (StatusCode, String, Value)> {
+    fn validate(
+        &self,
+        st: &mut HubSpotState,
+        t: ObjType,
+        props: &serde_json::Map<String, Value>,
+        existing: Option<u64>,
+    ) -> Result<Fields, (StatusCode, String, Value)> {
         let mut out = Fields::new();
         let mut bad = Vec::new();
         for (k, v) in props {
@@ -702,21 +959,38 @@ impl HubSpot {
                 bad.push(json!({"isValid": false, "message": format!("Email address {e} is invalid"), "error": "INVALID_EMAIL", "name": "email"}));
                 continue;
             }
-            if matches!(k.as_str(), "amount" | "numberofemployees" | "annualrevenue") && s.as_str().is_some_and(|x| !x.is_empty() && x.parse::<f64>().is_err()) {
+            if matches!(k.as_str(), "amount" | "numberofemployees" | "annualrevenue")
+                && s.as_str()
+                    .is_some_and(|x| !x.is_empty() && x.parse::<f64>().is_err())
+            {
                 bad.push(json!({"isValid": false, "message": format!("{s} was not a valid number."), "error": "INVALID_INTEGER", "name": k}));
                 continue;
             }
             out.insert(k.clone(), s);
         }
         if !bad.is_empty() {
-            let msg = format!("Property values were not valid: {}", Value::Array(bad.clone()));
-            return Err((StatusCode::BAD_REQUEST, "VALIDATION_ERROR".into(), json!({"message": msg, "errors": bad.iter().map(|b| json!({"message": b["message"], "code": b["error"], "context": {"propertyName": [b["name"]]}})).collect::<Vec<_>>()})));
+            let msg = format!(
+                "Property values were not valid: {}",
+                Value::Array(bad.clone())
+            );
+            return Err((
+                StatusCode::BAD_REQUEST,
+                "VALIDATION_ERROR".into(),
+                json!({"message": msg, "errors": bad.iter().map(|b| json!({"message": b["message"], "code": b["error"], "context": {"propertyName": [b["name"]]}})).collect::<Vec<_>>()}),
+            ));
         }
         if let Some(key) = t.unique_property()
             && let Some(val) = out.get(key).filter(|v| !v.is_null())
-            && let Some(other) = st.objects[t.slot()].find(key, val).into_iter().find(|i| Some(*i) != existing)
+            && let Some(other) = st.objects[t.slot()]
+                .find(key, val)
+                .into_iter()
+                .find(|i| Some(*i) != existing)
         {
-            return Err((StatusCode::CONFLICT, "CONFLICT".into(), json!({"message": format!("{} already exists. Existing ID: {}", capitalise(t.singular()), t.id(other))})));
+            return Err((
+                StatusCode::CONFLICT,
+                "CONFLICT".into(),
+                json!({"message": format!("{} already exists. Existing ID: {}", capitalise(t.singular()), t.id(other))}),
+            ));
         }
         Ok(out)
     }
@@ -724,7 +998,9 @@ impl HubSpot {
 
 fn capitalise(s: &str) -> String {
     let mut c = s.chars();
-    c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
+    c.next()
+        .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+        .unwrap_or_default()
 }
 
 /// A change that may trigger webhook events.
@@ -741,33 +1017,95 @@ enum ChangeKind {
 }
 
 impl HubSpot {
-    fn create_one(&self, st: &mut HubSpotState, t: ObjType, input: &Value, changes: &mut Vec<Change>) -> Result<u64, (StatusCode, String, Value)> {
-        let props = input.get("properties").and_then(Value::as_object).cloned().unwrap_or_default();
+    fn create_one(
+        &self,
+        st: &mut HubSpotState,
+        t: ObjType,
+        input: &Value,
+        changes: &mut Vec<Change>,
+    ) -> Result<u64, (StatusCode, String, Value)> {
+        let props = input
+            .get("properties")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
         let fields = self.validate(st, t, &props, None)?;
         let mut pending = Vec::new();
-        for a in input.get("associations").and_then(Value::as_array).into_iter().flatten() {
-            let to_id = a.pointer("/to/id").map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())).unwrap_or_default();
-            let target = ObjType::ALL.into_iter().find_map(|o| o.index(&to_id).filter(|i| st.objects[o.slot()].is_live(*i)).map(|i| (o, i)));
+        for a in input
+            .get("associations")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let to_id = a
+                .pointer("/to/id")
+                .map(|v| {
+                    v.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| v.to_string())
+                })
+                .unwrap_or_default();
+            let target = ObjType::ALL.into_iter().find_map(|o| {
+                o.index(&to_id)
+                    .filter(|i| st.objects[o.slot()].is_live(*i))
+                    .map(|i| (o, i))
+            });
             let Some((to, j)) = target else {
-                return Err((StatusCode::BAD_REQUEST, "VALIDATION_ERROR".into(), json!({"message": format!("Association target {to_id} does not exist")})));
+                return Err((
+                    StatusCode::BAD_REQUEST,
+                    "VALIDATION_ERROR".into(),
+                    json!({"message": format!("Association target {to_id} does not exist")}),
+                ));
             };
-            let labels: Vec<(String, u32)> = a.get("types").and_then(Value::as_array).into_iter().flatten().filter_map(|x| Some((x.get("associationCategory")?.as_str()?.to_string(), x.get("associationTypeId")?.as_u64()? as u32))).collect();
+            let labels: Vec<(String, u32)> = a
+                .get("types")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|x| {
+                    Some((
+                        x.get("associationCategory")?.as_str()?.to_string(),
+                        x.get("associationTypeId")?.as_u64()? as u32,
+                    ))
+                })
+                .collect();
             pending.push((to, j, labels));
         }
         let i = st.objects[t.slot()].insert(fields, self.now());
         for (to, j, labels) in pending {
             self.associate(st, t, i, to, j, &labels);
         }
-        changes.push(Change { t, index: i, kind: ChangeKind::Created });
+        changes.push(Change {
+            t,
+            index: i,
+            kind: ChangeKind::Created,
+        });
         Ok(i)
     }
 
-    fn update_one(&self, st: &mut HubSpotState, t: ObjType, i: u64, props: &serde_json::Map<String, Value>, changes: &mut Vec<Change>) -> Result<(), (StatusCode, String, Value)> {
+    fn update_one(
+        &self,
+        st: &mut HubSpotState,
+        t: ObjType,
+        i: u64,
+        props: &serde_json::Map<String, Value>,
+        changes: &mut Vec<Change>,
+    ) -> Result<(), (StatusCode, String, Value)> {
         let fields = self.validate(st, t, props, Some(i))?;
-        let before = st.objects[t.slot()].get(i).map(|r| r.fields).unwrap_or_default();
+        let before = st.objects[t.slot()]
+            .get(i)
+            .map(|r| r.fields)
+            .unwrap_or_default();
         st.objects[t.slot()].merge(i, &fields, self.now());
-        let changed: Vec<(String, Value)> = fields.into_iter().filter(|(k, v)| before.get(k) != Some(v)).collect();
-        changes.push(Change { t, index: i, kind: ChangeKind::Updated(changed) });
+        let changed: Vec<(String, Value)> = fields
+            .into_iter()
+            .filter(|(k, v)| before.get(k) != Some(v))
+            .collect();
+        changes.push(Change {
+            t,
+            index: i,
+            kind: ChangeKind::Updated(changed),
+        });
         Ok(())
     }
 
@@ -778,8 +1116,21 @@ impl HubSpot {
     }
 }
 
-async fn create(State(h): State<Arc<HubSpot>>, Extension(ctx): Extension<RequestCtx>, Path(kind): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
-    let Some(t) = ObjType::parse(&kind) else { return h.error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", &format!("Unable to infer object type from: {kind}"), json!({})) };
+async fn create(
+    State(h): State<Arc<HubSpot>>,
+    Extension(ctx): Extension<RequestCtx>,
+    Path(kind): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(t) = ObjType::parse(&kind) else {
+        return h.error(
+            StatusCode::BAD_REQUEST,
+            "VALIDATION_ERROR",
+            &format!("Unable to infer object type from: {kind}"),
+            json!({}),
+        );
+    };
     h.guarded(&headers, &ctx, false, || {
         let input = match parse_json_body(&body) {
             Ok(v) => v,
@@ -788,7 +1139,8 @@ async fn create(State(h): State<Arc<HubSpot>>, Extension(ctx): Extension<Request
         let mut changes = Vec::new();
         let result = {
             let mut st = h.state.lock().expect("hubspot state");
-            h.create_one(&mut st, t, &input, &mut changes).map(|i| h.render(&st, t, i, Shown::Record, &[]))
+            h.create_one(&mut st, t, &input, &mut changes)
+                .map(|i| h.render(&st, t, i, Shown::Record, &[]))
         };
         h.emit(changes);
         match result {
@@ -798,10 +1150,22 @@ async fn create(State(h): State<Arc<HubSpot>>, Extension(ctx): Extension<Request
     })
 }
 
-async fn object(State(h): State<Arc<HubSpot>>, Extension(ctx): Extension<RequestCtx>, Path((kind, id)): Path<(String, String)>, RawQuery(q): RawQuery, method: http::Method, headers: HeaderMap, body: Bytes) -> Response {
+async fn object(
+    State(h): State<Arc<HubSpot>>,
+    Extension(ctx): Extension<RequestCtx>,
+    Path((kind, id)): Path<(String, String)>,
+    RawQuery(q): RawQuery,
+    method: http::Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let Some(t) = ObjType::parse(&kind) else {
         return match Unstored::parse(&kind) {
-            Some(_) if id == "search" && method == http::Method::POST => h.guarded(&headers, &ctx, true, || json_response(StatusCode::OK, json!({"total": 0, "results": []}))),
+            Some(_) if id == "search" && method == http::Method::POST => {
+                h.guarded(&headers, &ctx, true, || {
+                    json_response(StatusCode::OK, json!({"total": 0, "results": []}))
+                })
+            }
             Some(_) => h.guarded(&headers, &ctx, false, || h.not_found(&id)),
             None => h.unknown_object_type(&kind),
         };
@@ -814,31 +1178,65 @@ async fn object(State(h): State<Arc<HubSpot>>, Extension(ctx): Extension<Request
         let mut changes = Vec::new();
         let resp = {
             let mut st = h.state.lock().expect("hubspot state");
-            let Some(i) = h.resolve(&mut st, t, &id, p.get("idProperty").map(String::as_str)) else { return h.not_found(&id) };
+            let Some(i) = h.resolve(&mut st, t, &id, p.get("idProperty").map(String::as_str))
+            else {
+                return h.not_found(&id);
+            };
             match method {
                 http::Method::GET => {
                     let props = list_param(&p, "properties");
-                    let assoc: Vec<ObjType> = list_param(&p, "associations").iter().filter_map(|a| ObjType::parse(a)).collect();
-                    json_response(StatusCode::OK, h.render(&st, t, i, Shown::read(&props), &assoc).unwrap_or(Value::Null))
+                    let assoc: Vec<ObjType> = list_param(&p, "associations")
+                        .iter()
+                        .filter_map(|a| ObjType::parse(a))
+                        .collect();
+                    json_response(
+                        StatusCode::OK,
+                        h.render(&st, t, i, Shown::read(&props), &assoc)
+                            .unwrap_or(Value::Null),
+                    )
                 }
                 http::Method::PATCH => {
                     let input = match parse_json_body(&body) {
                         Ok(v) => v,
-                        Err(m) => return h.error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", &m, json!({})),
+                        Err(m) => {
+                            return h.error(
+                                StatusCode::BAD_REQUEST,
+                                "VALIDATION_ERROR",
+                                &m,
+                                json!({}),
+                            );
+                        }
                     };
-                    let props = input.get("properties").and_then(Value::as_object).cloned().unwrap_or_default();
+                    let props = input
+                        .get("properties")
+                        .and_then(Value::as_object)
+                        .cloned()
+                        .unwrap_or_default();
                     match h.update_one(&mut st, t, i, &props, &mut changes) {
-                        Ok(()) => json_response(StatusCode::OK, h.render(&st, t, i, Shown::Record, &[]).unwrap_or(Value::Null)),
+                        Ok(()) => json_response(
+                            StatusCode::OK,
+                            h.render(&st, t, i, Shown::Record, &[])
+                                .unwrap_or(Value::Null),
+                        ),
                         Err(e) => h.failure(e),
                     }
                 }
                 http::Method::DELETE => {
                     let now = h.now();
                     st.objects[t.slot()].delete(i, now);
-                    changes.push(Change { t, index: i, kind: ChangeKind::Deleted });
+                    changes.push(Change {
+                        t,
+                        index: i,
+                        kind: ChangeKind::Deleted,
+                    });
                     StatusCode::NO_CONTENT.into_response()
                 }
-                _ => h.error(StatusCode::METHOD_NOT_ALLOWED, "VALIDATION_ERROR", "method not allowed", json!({})),
+                _ => h.error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "VALIDATION_ERROR",
+                    "method not allowed",
+                    json!({}),
+                ),
             }
         };
         h.emit(changes);
@@ -848,8 +1246,21 @@ async fn object(State(h): State<Arc<HubSpot>>, Extension(ctx): Extension<Request
 
 // ---------------------------------------------------------------- batch
 
-async fn batch(State(h): State<Arc<HubSpot>>, Extension(ctx): Extension<RequestCtx>, Path((kind, action)): Path<(String, String)>, headers: HeaderMap, body: Bytes) -> Response {
-    let Some(t) = ObjType::parse(&kind) else { return h.error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", &format!("Unable to infer object type from: {kind}"), json!({})) };
+async fn batch(
+    State(h): State<Arc<HubSpot>>,
+    Extension(ctx): Extension<RequestCtx>,
+    Path((kind, action)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(t) = ObjType::parse(&kind) else {
+        return h.error(
+            StatusCode::BAD_REQUEST,
+            "VALIDATION_ERROR",
+            &format!("Unable to infer object type from: {kind}"),
+            json!({}),
+        );
+    };
     h.guarded(&headers, &ctx, false, || {
         let input = match parse_json_body(&body) {
             Ok(v) => v,
@@ -953,7 +1364,9 @@ async fn batch(State(h): State<Arc<HubSpot>>, Extension(ctx): Extension<RequestC
 
 fn prop_number(v: &Value) -> Option<f64> {
     let s = v.as_str()?;
-    s.parse::<f64>().ok().or_else(|| parse_iso(s).map(|ms| ms as f64))
+    s.parse::<f64>()
+        .ok()
+        .or_else(|| parse_iso(s).map(|ms| ms as f64))
 }
 
 fn filter_matches(props: &serde_json::Map<String, Value>, f: &Value) -> bool {
@@ -961,12 +1374,21 @@ fn filter_matches(props: &serde_json::Map<String, Value>, f: &Value) -> bool {
     let op = f["operator"].as_str().unwrap_or("EQ");
     let actual = props.get(name).cloned().unwrap_or(Value::Null);
     let text = actual.as_str().map(str::to_lowercase);
-    let target = f.get("value").map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()));
+    let target = f.get("value").map(|v| {
+        v.as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| v.to_string())
+    });
     let cmp = |t: &str| -> Option<std::cmp::Ordering> {
-        let tv = t.parse::<f64>().ok().or_else(|| parse_iso(t).map(|ms| ms as f64));
+        let tv = t
+            .parse::<f64>()
+            .ok()
+            .or_else(|| parse_iso(t).map(|ms| ms as f64));
         match (prop_number(&actual), tv) {
             (Some(a), Some(b)) => a.partial_cmp(&b),
-            _ => text.as_ref().map(|a| a.as_str().cmp(t.to_lowercase().as_str())),
+            _ => text
+                .as_ref()
+                .map(|a| a.as_str().cmp(t.to_lowercase().as_str())),
         }
     };
     match op {
@@ -975,30 +1397,77 @@ fn filter_matches(props: &serde_json::Map<String, Value>, f: &Value) -> bool {
         "EQ" => target.as_deref().and_then(cmp) == Some(std::cmp::Ordering::Equal),
         "NEQ" => target.as_deref().and_then(cmp) != Some(std::cmp::Ordering::Equal),
         "LT" => target.as_deref().and_then(cmp) == Some(std::cmp::Ordering::Less),
-        "LTE" => matches!(target.as_deref().and_then(cmp), Some(std::cmp::Ordering::Less | std::cmp::Ordering::Equal)),
+        "LTE" => matches!(
+            target.as_deref().and_then(cmp),
+            Some(std::cmp::Ordering::Less | std::cmp::Ordering::Equal)
+        ),
         "GT" => target.as_deref().and_then(cmp) == Some(std::cmp::Ordering::Greater),
-        "GTE" => matches!(target.as_deref().and_then(cmp), Some(std::cmp::Ordering::Greater | std::cmp::Ordering::Equal)),
+        "GTE" => matches!(
+            target.as_deref().and_then(cmp),
+            Some(std::cmp::Ordering::Greater | std::cmp::Ordering::Equal)
+        ),
         "BETWEEN" => {
-            let high = f.get("highValue").map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()));
-            matches!(target.as_deref().and_then(cmp), Some(std::cmp::Ordering::Greater | std::cmp::Ordering::Equal))
-                && matches!(high.as_deref().and_then(cmp), Some(std::cmp::Ordering::Less | std::cmp::Ordering::Equal))
+            let high = f.get("highValue").map(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| v.to_string())
+            });
+            matches!(
+                target.as_deref().and_then(cmp),
+                Some(std::cmp::Ordering::Greater | std::cmp::Ordering::Equal)
+            ) && matches!(
+                high.as_deref().and_then(cmp),
+                Some(std::cmp::Ordering::Less | std::cmp::Ordering::Equal)
+            )
         }
         "IN" | "NOT_IN" => {
-            let hit = f["values"].as_array().is_some_and(|vs| vs.iter().any(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()).to_lowercase() == text.clone().unwrap_or_default()));
+            let hit = f["values"].as_array().is_some_and(|vs| {
+                vs.iter().any(|v| {
+                    v.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| v.to_string())
+                        .to_lowercase()
+                        == text.clone().unwrap_or_default()
+                })
+            });
             hit == (op == "IN")
         }
         "CONTAINS_TOKEN" | "NOT_CONTAINS_TOKEN" => {
             let token = target.unwrap_or_default().to_lowercase().replace('*', "");
-            let hit = text.as_ref().is_some_and(|t| t.split(|c: char| !c.is_alphanumeric() && c != '@' && c != '.').any(|w| w == token) || t.contains(&token));
+            let hit = text.as_ref().is_some_and(|t| {
+                t.split(|c: char| !c.is_alphanumeric() && c != '@' && c != '.')
+                    .any(|w| w == token)
+                    || t.contains(&token)
+            });
             hit == (op == "CONTAINS_TOKEN")
         }
         _ => false,
     }
 }
 
-const OPERATORS: [&str; 13] = ["EQ", "NEQ", "LT", "LTE", "GT", "GTE", "BETWEEN", "IN", "NOT_IN", "HAS_PROPERTY", "NOT_HAS_PROPERTY", "CONTAINS_TOKEN", "NOT_CONTAINS_TOKEN"];
+const OPERATORS: [&str; 13] = [
+    "EQ",
+    "NEQ",
+    "LT",
+    "LTE",
+    "GT",
+    "GTE",
+    "BETWEEN",
+    "IN",
+    "NOT_IN",
+    "HAS_PROPERTY",
+    "NOT_HAS_PROPERTY",
+    "CONTAINS_TOKEN",
+    "NOT_CONTAINS_TOKEN",
+];
 
-fn search(h: Arc<HubSpot>, ctx: RequestCtx, t: ObjType, headers: HeaderMap, body: Bytes) -> Response {
+fn search(
+    h: Arc<HubSpot>,
+    ctx: RequestCtx,
+    t: ObjType,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     h.guarded(&headers, &ctx, true, || {
         let req = match parse_json_body(&body) {
             Ok(v) => v,
@@ -1142,8 +1611,22 @@ fn search(h: Arc<HubSpot>, ctx: RequestCtx, t: ObjType, headers: HeaderMap, body
 
 // ---------------------------------------------------------------- associations v4
 
-async fn association(State(h): State<Arc<HubSpot>>, Extension(ctx): Extension<RequestCtx>, Path((from, from_id, to, to_id)): Path<(String, String, String, String)>, method: http::Method, headers: HeaderMap, body: Bytes) -> Response {
-    let (Some(f), Some(t)) = (ObjType::parse(&from), ObjType::parse(&to)) else { return h.error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", "unknown object type", json!({})) };
+async fn association(
+    State(h): State<Arc<HubSpot>>,
+    Extension(ctx): Extension<RequestCtx>,
+    Path((from, from_id, to, to_id)): Path<(String, String, String, String)>,
+    method: http::Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (Some(f), Some(t)) = (ObjType::parse(&from), ObjType::parse(&to)) else {
+        return h.error(
+            StatusCode::BAD_REQUEST,
+            "VALIDATION_ERROR",
+            "unknown object type",
+            json!({}),
+        );
+    };
     h.guarded(&headers, &ctx, false, || {
         let mut st = h.state.lock().expect("hubspot state");
         let (Some(i), Some(j)) = (h.resolve(&mut st, f, &from_id, None), h.resolve(&mut st, t, &to_id, None)) else {
@@ -1172,8 +1655,20 @@ async fn association(State(h): State<Arc<HubSpot>>, Extension(ctx): Extension<Re
     })
 }
 
-async fn association_default(State(h): State<Arc<HubSpot>>, Extension(ctx): Extension<RequestCtx>, Path((from, from_id, to, to_id)): Path<(String, String, String, String)>, headers: HeaderMap) -> Response {
-    let (Some(f), Some(t)) = (ObjType::parse(&from), ObjType::parse(&to)) else { return h.error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", "unknown object type", json!({})) };
+async fn association_default(
+    State(h): State<Arc<HubSpot>>,
+    Extension(ctx): Extension<RequestCtx>,
+    Path((from, from_id, to, to_id)): Path<(String, String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let (Some(f), Some(t)) = (ObjType::parse(&from), ObjType::parse(&to)) else {
+        return h.error(
+            StatusCode::BAD_REQUEST,
+            "VALIDATION_ERROR",
+            "unknown object type",
+            json!({}),
+        );
+    };
     h.guarded(&headers, &ctx, false, || {
         let mut st = h.state.lock().expect("hubspot state");
         let (Some(i), Some(j)) = (h.resolve(&mut st, f, &from_id, None), h.resolve(&mut st, t, &to_id, None)) else {
@@ -1198,8 +1693,21 @@ fn label_of(from: ObjType, to: ObjType, category: &str, id: u32) -> Value {
     }
 }
 
-async fn association_list(State(h): State<Arc<HubSpot>>, Extension(ctx): Extension<RequestCtx>, Path((from, from_id, to)): Path<(String, String, String)>, RawQuery(q): RawQuery, headers: HeaderMap) -> Response {
-    let (Some(f), Some(t)) = (ObjType::parse(&from), ObjType::parse(&to)) else { return h.error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", "unknown object type", json!({})) };
+async fn association_list(
+    State(h): State<Arc<HubSpot>>,
+    Extension(ctx): Extension<RequestCtx>,
+    Path((from, from_id, to)): Path<(String, String, String)>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let (Some(f), Some(t)) = (ObjType::parse(&from), ObjType::parse(&to)) else {
+        return h.error(
+            StatusCode::BAD_REQUEST,
+            "VALIDATION_ERROR",
+            "unknown object type",
+            json!({}),
+        );
+    };
     h.guarded(&headers, &ctx, false, || {
         let p = query_params(q.as_deref());
         let limit = p.get("limit").and_then(|s| s.parse::<usize>().ok()).unwrap_or(500).clamp(1, 500);
@@ -1227,18 +1735,48 @@ async fn association_list(State(h): State<Arc<HubSpot>>, Extension(ctx): Extensi
     })
 }
 
-async fn association_labels(State(h): State<Arc<HubSpot>>, Extension(ctx): Extension<RequestCtx>, Path((from, to)): Path<(String, String)>, headers: HeaderMap) -> Response {
-    let (Some(f), Some(t)) = (ObjType::parse(&from), ObjType::parse(&to)) else { return h.error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", "unknown object type", json!({})) };
+async fn association_labels(
+    State(h): State<Arc<HubSpot>>,
+    Extension(ctx): Extension<RequestCtx>,
+    Path((from, to)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let (Some(f), Some(t)) = (ObjType::parse(&from), ObjType::parse(&to)) else {
+        return h.error(
+            StatusCode::BAD_REQUEST,
+            "VALIDATION_ERROR",
+            "unknown object type",
+            json!({}),
+        );
+    };
     h.guarded(&headers, &ctx, false, || {
         let results: Vec<Value> = association_types(f, t)
-            .map(|(p, u)| vec![json!({"category": "HUBSPOT_DEFINED", "typeId": p, "label": "Primary"}), json!({"category": "HUBSPOT_DEFINED", "typeId": u, "label": null})])
+            .map(|(p, u)| {
+                vec![
+                    json!({"category": "HUBSPOT_DEFINED", "typeId": p, "label": "Primary"}),
+                    json!({"category": "HUBSPOT_DEFINED", "typeId": u, "label": null}),
+                ]
+            })
             .unwrap_or_default();
         json_response(StatusCode::OK, json!({"results": results}))
     })
 }
 
-async fn association_batch(State(h): State<Arc<HubSpot>>, Extension(ctx): Extension<RequestCtx>, Path((from, to, action)): Path<(String, String, String)>, headers: HeaderMap, body: Bytes) -> Response {
-    let (Some(f), Some(t)) = (ObjType::parse(&from), ObjType::parse(&to)) else { return h.error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", "unknown object type", json!({})) };
+async fn association_batch(
+    State(h): State<Arc<HubSpot>>,
+    Extension(ctx): Extension<RequestCtx>,
+    Path((from, to, action)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (Some(f), Some(t)) = (ObjType::parse(&from), ObjType::parse(&to)) else {
+        return h.error(
+            StatusCode::BAD_REQUEST,
+            "VALIDATION_ERROR",
+            "unknown object type",
+            json!({}),
+        );
+    };
     h.guarded(&headers, &ctx, false, || {
         let input = match parse_json_body(&body) {
             Ok(v) => v,
@@ -1304,8 +1842,21 @@ async fn association_batch(State(h): State<Arc<HubSpot>>, Extension(ctx): Extens
     })
 }
 
-async fn association_batch_default(s: State<Arc<HubSpot>>, e: Extension<RequestCtx>, Path((from, to)): Path<(String, String)>, h: HeaderMap, b: Bytes) -> Response {
-    association_batch(s, e, Path((from, to, "associate/default".to_string())), h, b).await
+async fn association_batch_default(
+    s: State<Arc<HubSpot>>,
+    e: Extension<RequestCtx>,
+    Path((from, to)): Path<(String, String)>,
+    h: HeaderMap,
+    b: Bytes,
+) -> Response {
+    association_batch(
+        s,
+        e,
+        Path((from, to, "associate/default".to_string())),
+        h,
+        b,
+    )
+    .await
 }
 
 // ---------------------------------------------------------------- properties and schemas
@@ -1342,8 +1893,14 @@ impl PropertyKind {
     /// `(value, label)` of each option, in display order.
     fn options(self) -> Vec<(String, String)> {
         match self {
-            PropertyKind::Choice(o) => o.iter().map(|(v, l)| (v.to_string(), l.to_string())).collect(),
-            PropertyKind::Industry => crate::demo::INDUSTRIES.iter().map(|l| (l.to_uppercase(), l.to_string())).collect(),
+            PropertyKind::Choice(o) => o
+                .iter()
+                .map(|(v, l)| (v.to_string(), l.to_string()))
+                .collect(),
+            PropertyKind::Industry => crate::demo::INDUSTRIES
+                .iter()
+                .map(|l| (l.to_uppercase(), l.to_string()))
+                .collect(),
             _ => Vec::new(),
         }
     }
@@ -1362,7 +1919,13 @@ struct PropertyDef {
 }
 
 const fn prop(name: &'static str, label: &'static str, kind: PropertyKind) -> PropertyDef {
-    PropertyDef { name, label, kind, read_only: false, custom: false }
+    PropertyDef {
+        name,
+        label,
+        kind,
+        read_only: false,
+        custom: false,
+    }
 }
 
 const LIFECYCLE_STAGES: &[(&str, &str)] = &[
@@ -1384,7 +1947,10 @@ const DEAL_STAGES: &[(&str, &str)] = &[
     ("closedlost", "Closed Lost"),
 ];
 const PIPELINES: &[(&str, &str)] = &[("default", "Sales Pipeline")];
-const DEAL_TYPES: &[(&str, &str)] = &[("newbusiness", "New Business"), ("existingbusiness", "Existing Business")];
+const DEAL_TYPES: &[(&str, &str)] = &[
+    ("newbusiness", "New Business"),
+    ("existingbusiness", "Existing Business"),
+];
 const CALL_STATUSES: &[(&str, &str)] = &[
     ("BUSY", "Busy"),
     ("CALLING_CRM_USER", "Calling CRM User"),
@@ -1412,7 +1978,11 @@ fn property_defs(t: ObjType) -> Vec<PropertyDef> {
             prop("phone", "Phone Number", Phone),
             prop("jobtitle", "Job Title", Text),
             prop("company", "Company Name", Text),
-            prop("lifecyclestage", "Lifecycle Stage", Choice(LIFECYCLE_STAGES)),
+            prop(
+                "lifecyclestage",
+                "Lifecycle Stage",
+                Choice(LIFECYCLE_STAGES),
+            ),
             prop("city", "City", Text),
             prop("website", "Website URL", Text),
         ],
@@ -1442,15 +2012,31 @@ fn property_defs(t: ObjType) -> Vec<PropertyDef> {
             prop("hs_call_title", "Call Title", Text),
             prop("hs_call_body", "Call notes", Html),
             prop("hs_call_status", "Call status", Choice(CALL_STATUSES)),
-            prop("hs_call_direction", "Call direction", Choice(CALL_DIRECTIONS)),
+            prop(
+                "hs_call_direction",
+                "Call direction",
+                Choice(CALL_DIRECTIONS),
+            ),
             prop("hs_call_duration", "Call duration", Number),
-            PropertyDef { custom: true, ..prop("weft_conversation_id", "Conversation ID", Text) },
+            PropertyDef {
+                custom: true,
+                ..prop("weft_conversation_id", "Conversation ID", Text)
+            },
         ],
     };
     let system = [
-        PropertyDef { read_only: true, ..prop("createdate", "Create Date", DateTime) },
-        PropertyDef { read_only: true, ..prop(t.modified_property(), "Last Modified Date", DateTime) },
-        PropertyDef { read_only: true, ..prop("hs_object_id", "Record ID", Number) },
+        PropertyDef {
+            read_only: true,
+            ..prop("createdate", "Create Date", DateTime)
+        },
+        PropertyDef {
+            read_only: true,
+            ..prop(t.modified_property(), "Last Modified Date", DateTime)
+        },
+        PropertyDef {
+            read_only: true,
+            ..prop("hs_object_id", "Record ID", Number)
+        },
     ];
     own.iter().copied().chain(system).collect()
 }
@@ -1467,19 +2053,67 @@ struct Unstored {
 }
 
 const UNSTORED: &[Unstored] = &[
-    Unstored { names: &["tickets", "ticket", "0-5"], group: "ticketinformation", created: "createdate" },
-    Unstored { names: &["products", "product", "0-7"], group: "productinformation", created: "createdate" },
-    Unstored { names: &["line_items", "line_item", "0-8"], group: "lineiteminformation", created: "createdate" },
-    Unstored { names: &["emails", "email", "0-49"], group: "email", created: "hs_createdate" },
-    Unstored { names: &["meetings", "meeting", "0-47"], group: "meeting", created: "hs_createdate" },
-    Unstored { names: &["notes", "note", "0-46"], group: "note", created: "hs_createdate" },
-    Unstored { names: &["tasks", "task", "0-27"], group: "task", created: "hs_createdate" },
-    Unstored { names: &["feedback_submissions", "feedback_submission", "0-19"], group: "feedbacksubmissioninformation", created: "hs_createdate" },
-    Unstored { names: &["goal_targets", "goal_target", "0-74"], group: "goal_target_information", created: "hs_createdate" },
-    Unstored { names: &["deal_splits", "deal_split"], group: "deal_split_information", created: "hs_createdate" },
-    Unstored { names: &["leads", "lead", "0-136"], group: "lead_information", created: "hs_createdate" },
+    Unstored {
+        names: &["tickets", "ticket", "0-5"],
+        group: "ticketinformation",
+        created: "createdate",
+    },
+    Unstored {
+        names: &["products", "product", "0-7"],
+        group: "productinformation",
+        created: "createdate",
+    },
+    Unstored {
+        names: &["line_items", "line_item", "0-8"],
+        group: "lineiteminformation",
+        created: "createdate",
+    },
+    Unstored {
+        names: &["emails", "email", "0-49"],
+        group: "email",
+        created: "hs_createdate",
+    },
+    Unstored {
+        names: &["meetings", "meeting", "0-47"],
+        group: "meeting",
+        created: "hs_createdate",
+    },
+    Unstored {
+        names: &["notes", "note", "0-46"],
+        group: "note",
+        created: "hs_createdate",
+    },
+    Unstored {
+        names: &["tasks", "task", "0-27"],
+        group: "task",
+        created: "hs_createdate",
+    },
+    Unstored {
+        names: &["feedback_submissions", "feedback_submission", "0-19"],
+        group: "feedbacksubmissioninformation",
+        created: "hs_createdate",
+    },
+    Unstored {
+        names: &["goal_targets", "goal_target", "0-74"],
+        group: "goal_target_information",
+        created: "hs_createdate",
+    },
+    Unstored {
+        names: &["deal_splits", "deal_split"],
+        group: "deal_split_information",
+        created: "hs_createdate",
+    },
+    Unstored {
+        names: &["leads", "lead", "0-136"],
+        group: "lead_information",
+        created: "hs_createdate",
+    },
     // Legacy form submissions' properties (`/properties/v2/form/properties`).
-    Unstored { names: &["forms", "form"], group: "formsubmissioninformation", created: "hs_createdate" },
+    Unstored {
+        names: &["forms", "form"],
+        group: "formsubmissioninformation",
+        created: "hs_createdate",
+    },
 ];
 
 impl Unstored {
@@ -1498,16 +2132,31 @@ enum PropertyOwner {
 
 impl PropertyOwner {
     fn parse(kind: &str) -> Option<PropertyOwner> {
-        ObjType::parse(kind).map(PropertyOwner::Stored).or_else(|| Unstored::parse(kind).map(PropertyOwner::Unstored))
+        ObjType::parse(kind)
+            .map(PropertyOwner::Stored)
+            .or_else(|| Unstored::parse(kind).map(PropertyOwner::Unstored))
     }
 
     fn defs(self) -> Vec<PropertyDef> {
         match self {
             PropertyOwner::Stored(t) => property_defs(t),
             PropertyOwner::Unstored(u) => vec![
-                PropertyDef { read_only: true, ..prop(u.created, "Create Date", PropertyKind::DateTime) },
-                PropertyDef { read_only: true, ..prop("hs_lastmodifieddate", "Last Modified Date", PropertyKind::DateTime) },
-                PropertyDef { read_only: true, ..prop("hs_object_id", "Record ID", PropertyKind::Number) },
+                PropertyDef {
+                    read_only: true,
+                    ..prop(u.created, "Create Date", PropertyKind::DateTime)
+                },
+                PropertyDef {
+                    read_only: true,
+                    ..prop(
+                        "hs_lastmodifieddate",
+                        "Last Modified Date",
+                        PropertyKind::DateTime,
+                    )
+                },
+                PropertyDef {
+                    read_only: true,
+                    ..prop("hs_object_id", "Record ID", PropertyKind::Number)
+                },
             ],
         }
     }
@@ -1588,51 +2237,112 @@ impl HubSpot {
     /// HubSpot's answer for a property name the object type does not define. Inferred: the
     /// category and status are those of every HubSpot "not found"; the wording is ours.
     fn no_such_property(&self, t: PropertyOwner, name: &str) -> Response {
-        self.error(StatusCode::NOT_FOUND, "OBJECT_NOT_FOUND", &format!("Unable to find property {name} for object type {}", t.name()), json!({"context": {"propertyName": [name]}}))
+        self.error(
+            StatusCode::NOT_FOUND,
+            "OBJECT_NOT_FOUND",
+            &format!(
+                "Unable to find property {name} for object type {}",
+                t.name()
+            ),
+            json!({"context": {"propertyName": [name]}}),
+        )
     }
 
     fn unknown_object_type(&self, kind: &str) -> Response {
-        self.error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", &format!("Unable to infer object type from: {kind}"), json!({}))
+        self.error(
+            StatusCode::BAD_REQUEST,
+            "VALIDATION_ERROR",
+            &format!("Unable to infer object type from: {kind}"),
+            json!({}),
+        )
     }
 }
 
 /// `GET /crm/v3/properties/{objectType}`: `{"results": [Property]}`; `archived=true` lists the
 /// archived ones, of which the demo portal has none (documented: properties API v3).
-async fn properties_v3(State(h): State<Arc<HubSpot>>, Extension(ctx): Extension<RequestCtx>, Path(kind): Path<String>, RawQuery(q): RawQuery, headers: HeaderMap) -> Response {
-    let Some(t) = PropertyOwner::parse(&kind) else { return h.unknown_object_type(&kind) };
+async fn properties_v3(
+    State(h): State<Arc<HubSpot>>,
+    Extension(ctx): Extension<RequestCtx>,
+    Path(kind): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let Some(t) = PropertyOwner::parse(&kind) else {
+        return h.unknown_object_type(&kind);
+    };
     h.guarded(&headers, &ctx, false, || {
-        let archived = query_params(q.as_deref()).get("archived").is_some_and(|a| a == "true");
-        let results: Vec<Value> = if archived { Vec::new() } else { t.defs().iter().enumerate().map(|(n, p)| p.to_json(t, n, PropertiesApi::V3)).collect() };
+        let archived = query_params(q.as_deref())
+            .get("archived")
+            .is_some_and(|a| a == "true");
+        let results: Vec<Value> = if archived {
+            Vec::new()
+        } else {
+            t.defs()
+                .iter()
+                .enumerate()
+                .map(|(n, p)| p.to_json(t, n, PropertiesApi::V3))
+                .collect()
+        };
         json_response(StatusCode::OK, json!({"results": results}))
     })
 }
 
 /// `GET /crm/v3/properties/{objectType}/{propertyName}` (documented).
-async fn property_v3(State(h): State<Arc<HubSpot>>, Extension(ctx): Extension<RequestCtx>, Path((kind, name)): Path<(String, String)>, headers: HeaderMap) -> Response {
-    let Some(t) = PropertyOwner::parse(&kind) else { return h.unknown_object_type(&kind) };
-    h.guarded(&headers, &ctx, false, || match t.defs().iter().enumerate().find(|(_, p)| p.name == name) {
-        Some((n, p)) => json_response(StatusCode::OK, p.to_json(t, n, PropertiesApi::V3)),
-        None => h.no_such_property(t, &name),
+async fn property_v3(
+    State(h): State<Arc<HubSpot>>,
+    Extension(ctx): Extension<RequestCtx>,
+    Path((kind, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(t) = PropertyOwner::parse(&kind) else {
+        return h.unknown_object_type(&kind);
+    };
+    h.guarded(&headers, &ctx, false, || {
+        match t.defs().iter().enumerate().find(|(_, p)| p.name == name) {
+            Some((n, p)) => json_response(StatusCode::OK, p.to_json(t, n, PropertiesApi::V3)),
+            None => h.no_such_property(t, &name),
+        }
     })
 }
 
 /// `GET /properties/v2/{objectType}/properties`: a bare JSON array of legacy property objects
 /// (documented for v1/v2 contacts, companies and deals; the object type may be singular,
 /// `contact`, as Airbyte's source sends it).
-async fn properties_v2(State(h): State<Arc<HubSpot>>, Extension(ctx): Extension<RequestCtx>, Path(kind): Path<String>, headers: HeaderMap) -> Response {
-    let Some(t) = PropertyOwner::parse(&kind) else { return h.unknown_object_type(&kind) };
+async fn properties_v2(
+    State(h): State<Arc<HubSpot>>,
+    Extension(ctx): Extension<RequestCtx>,
+    Path(kind): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(t) = PropertyOwner::parse(&kind) else {
+        return h.unknown_object_type(&kind);
+    };
     h.guarded(&headers, &ctx, false, || {
-        let all: Vec<Value> = t.defs().iter().enumerate().map(|(n, p)| p.to_json(t, n, PropertiesApi::V2)).collect();
+        let all: Vec<Value> = t
+            .defs()
+            .iter()
+            .enumerate()
+            .map(|(n, p)| p.to_json(t, n, PropertiesApi::V2))
+            .collect();
         json_response(StatusCode::OK, Value::Array(all))
     })
 }
 
 /// `GET /properties/v2/{objectType}/properties/named/{propertyName}` (documented, legacy).
-async fn property_v2(State(h): State<Arc<HubSpot>>, Extension(ctx): Extension<RequestCtx>, Path((kind, name)): Path<(String, String)>, headers: HeaderMap) -> Response {
-    let Some(t) = PropertyOwner::parse(&kind) else { return h.unknown_object_type(&kind) };
-    h.guarded(&headers, &ctx, false, || match t.defs().iter().enumerate().find(|(_, p)| p.name == name) {
-        Some((n, p)) => json_response(StatusCode::OK, p.to_json(t, n, PropertiesApi::V2)),
-        None => h.no_such_property(t, &name),
+async fn property_v2(
+    State(h): State<Arc<HubSpot>>,
+    Extension(ctx): Extension<RequestCtx>,
+    Path((kind, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(t) = PropertyOwner::parse(&kind) else {
+        return h.unknown_object_type(&kind);
+    };
+    h.guarded(&headers, &ctx, false, || {
+        match t.defs().iter().enumerate().find(|(_, p)| p.name == name) {
+            Some((n, p)) => json_response(StatusCode::OK, p.to_json(t, n, PropertiesApi::V2)),
+            None => h.no_such_property(t, &name),
+        }
     })
 }
 
@@ -1640,8 +2350,14 @@ async fn property_v2(State(h): State<Arc<HubSpot>>, Extension(ctx): Extension<Re
 /// source calls): the portal's custom object schemas, `{"results": [ObjectSchema]}`. The demo
 /// portal has none (documented: the list holds custom objects only; contacts and the other
 /// standard objects are not in it).
-async fn schemas(State(h): State<Arc<HubSpot>>, Extension(ctx): Extension<RequestCtx>, headers: HeaderMap) -> Response {
-    h.guarded(&headers, &ctx, false, || json_response(StatusCode::OK, json!({"results": []})))
+async fn schemas(
+    State(h): State<Arc<HubSpot>>,
+    Extension(ctx): Extension<RequestCtx>,
+    headers: HeaderMap,
+) -> Response {
+    h.guarded(&headers, &ctx, false, || {
+        json_response(StatusCode::OK, json!({"results": []}))
+    })
 }
 
 // ---------------------------------------------------------------- webhooks
@@ -1668,7 +2384,9 @@ impl HubSpot {
         let now = self.now();
         let (target, events) = {
             let mut st = self.state.lock().expect("hubspot state");
-            let Some(target) = st.target_url.clone() else { return };
+            let Some(target) = st.target_url.clone() else {
+                return;
+            };
             let subs = st.subscriptions.clone();
             let mut events = Vec::new();
             for ch in &changes {
@@ -1688,11 +2406,23 @@ impl HubSpot {
                 };
                 for sub in subs.iter().filter(|s| s.active) {
                     match &ch.kind {
-                        ChangeKind::Created if sub.event_type == format!("{prefix}.creation") => push(sub, json!({"changeFlag": "NEW"})),
-                        ChangeKind::Deleted if sub.event_type == format!("{prefix}.deletion") => push(sub, json!({"changeFlag": "DELETED"})),
-                        ChangeKind::Updated(props) if sub.event_type == format!("{prefix}.propertyChange") => {
-                            for (name, value) in props.iter().filter(|(n, _)| sub.property_name.as_ref().is_none_or(|p| p == n)) {
-                                push(sub, json!({"propertyName": name, "propertyValue": value.as_str().unwrap_or(""), "sourceId": "userId:1"}));
+                        ChangeKind::Created if sub.event_type == format!("{prefix}.creation") => {
+                            push(sub, json!({"changeFlag": "NEW"}))
+                        }
+                        ChangeKind::Deleted if sub.event_type == format!("{prefix}.deletion") => {
+                            push(sub, json!({"changeFlag": "DELETED"}))
+                        }
+                        ChangeKind::Updated(props)
+                            if sub.event_type == format!("{prefix}.propertyChange") =>
+                        {
+                            for (name, value) in props
+                                .iter()
+                                .filter(|(n, _)| sub.property_name.as_ref().is_none_or(|p| p == n))
+                            {
+                                push(
+                                    sub,
+                                    json!({"propertyName": name, "propertyValue": value.as_str().unwrap_or(""), "sourceId": "userId:1"}),
+                                );
                             }
                         }
                         _ => {}
@@ -1746,7 +2476,13 @@ impl HubSpot {
 }
 
 /// v3: `base64(HMAC-SHA256(client_secret, method + uri + body + timestamp))`.
-pub(crate) fn signature_v3(secret: &str, method: &str, uri: &str, body: &[u8], timestamp: &str) -> String {
+pub(crate) fn signature_v3(
+    secret: &str,
+    method: &str,
+    uri: &str,
+    body: &[u8],
+    timestamp: &str,
+) -> String {
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
     let mut ctx = ring::hmac::Context::with_key(&key);
     ctx.update(method.as_bytes());
@@ -1761,12 +2497,18 @@ pub(crate) fn signature_v1(secret: &str, body: &[u8]) -> String {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     ctx.update(secret.as_bytes());
     ctx.update(body);
-    ctx.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    ctx.finish()
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 impl HubSpot {
     fn developer_key_ok(&self, q: Option<&str>) -> bool {
-        query_params(q).get("hapikey").is_some_and(|k| k == DEVELOPER_API_KEY)
+        query_params(q)
+            .get("hapikey")
+            .is_some_and(|k| k == DEVELOPER_API_KEY)
     }
 
     fn subscription_json(s: &Subscription) -> Value {
@@ -1774,9 +2516,20 @@ impl HubSpot {
     }
 }
 
-async fn webhook_settings(State(h): State<Arc<HubSpot>>, Path(app): Path<u64>, RawQuery(q): RawQuery, method: http::Method, body: Bytes) -> Response {
+async fn webhook_settings(
+    State(h): State<Arc<HubSpot>>,
+    Path(app): Path<u64>,
+    RawQuery(q): RawQuery,
+    method: http::Method,
+    body: Bytes,
+) -> Response {
     if !h.developer_key_ok(q.as_deref()) || app != APP_ID {
-        return h.error(StatusCode::UNAUTHORIZED, "INVALID_AUTHENTICATION", "The developer API key (hapikey) or app id is not valid for this app", json!({}));
+        return h.error(
+            StatusCode::UNAUTHORIZED,
+            "INVALID_AUTHENTICATION",
+            "The developer API key (hapikey) or app id is not valid for this app",
+            json!({}),
+        );
     }
     let mut st = h.state.lock().expect("hubspot state");
     if method == http::Method::PUT {
@@ -1784,24 +2537,55 @@ async fn webhook_settings(State(h): State<Arc<HubSpot>>, Path(app): Path<u64>, R
             Ok(v) => v,
             Err(m) => return h.error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", &m, json!({})),
         };
-        let Some(url) = v.get("targetUrl").and_then(Value::as_str).filter(|u| u.starts_with("http://") || u.starts_with("https://")) else {
-            return h.error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", "targetUrl must be an absolute http(s) URL", json!({}));
+        let Some(url) = v
+            .get("targetUrl")
+            .and_then(Value::as_str)
+            .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
+        else {
+            return h.error(
+                StatusCode::BAD_REQUEST,
+                "VALIDATION_ERROR",
+                "targetUrl must be an absolute http(s) URL",
+                json!({}),
+            );
         };
         st.target_url = Some(url.to_string());
     }
     match &st.target_url {
-        Some(u) => json_response(StatusCode::OK, json!({"targetUrl": u, "throttling": {"maxConcurrentRequests": 10, "period": "SECONDLY"}, "createdAt": "2025-01-01T00:00:00.000Z"})),
-        None => h.error(StatusCode::NOT_FOUND, "OBJECT_NOT_FOUND", "no webhook settings for this app", json!({})),
+        Some(u) => json_response(
+            StatusCode::OK,
+            json!({"targetUrl": u, "throttling": {"maxConcurrentRequests": 10, "period": "SECONDLY"}, "createdAt": "2025-01-01T00:00:00.000Z"}),
+        ),
+        None => h.error(
+            StatusCode::NOT_FOUND,
+            "OBJECT_NOT_FOUND",
+            "no webhook settings for this app",
+            json!({}),
+        ),
     }
 }
 
-async fn webhook_subscriptions(State(h): State<Arc<HubSpot>>, Path(app): Path<u64>, RawQuery(q): RawQuery, method: http::Method, body: Bytes) -> Response {
+async fn webhook_subscriptions(
+    State(h): State<Arc<HubSpot>>,
+    Path(app): Path<u64>,
+    RawQuery(q): RawQuery,
+    method: http::Method,
+    body: Bytes,
+) -> Response {
     if !h.developer_key_ok(q.as_deref()) || app != APP_ID {
-        return h.error(StatusCode::UNAUTHORIZED, "INVALID_AUTHENTICATION", "The developer API key (hapikey) or app id is not valid for this app", json!({}));
+        return h.error(
+            StatusCode::UNAUTHORIZED,
+            "INVALID_AUTHENTICATION",
+            "The developer API key (hapikey) or app id is not valid for this app",
+            json!({}),
+        );
     }
     let mut st = h.state.lock().expect("hubspot state");
     if method == http::Method::GET {
-        return json_response(StatusCode::OK, json!({"results": st.subscriptions.iter().map(HubSpot::subscription_json).collect::<Vec<_>>()}));
+        return json_response(
+            StatusCode::OK,
+            json!({"results": st.subscriptions.iter().map(HubSpot::subscription_json).collect::<Vec<_>>()}),
+        );
     }
     let v = match parse_json_body(&body) {
         Ok(v) => v,
@@ -1809,12 +2593,20 @@ async fn webhook_subscriptions(State(h): State<Arc<HubSpot>>, Path(app): Path<u6
     };
     let event = v.get("eventType").and_then(Value::as_str).unwrap_or("");
     if !EVENT_TYPES.contains(&event) {
-        return h.error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", &format!("eventType must be one of {}", EVENT_TYPES.join(", ")), json!({}));
+        return h.error(
+            StatusCode::BAD_REQUEST,
+            "VALIDATION_ERROR",
+            &format!("eventType must be one of {}", EVENT_TYPES.join(", ")),
+            json!({}),
+        );
     }
     let s = Subscription {
         id: 100 + st.subscriptions.len() as u64 + 1_000,
         event_type: event.to_string(),
-        property_name: v.get("propertyName").and_then(Value::as_str).map(str::to_string),
+        property_name: v
+            .get("propertyName")
+            .and_then(Value::as_str)
+            .map(str::to_string),
         active: v.get("active").and_then(Value::as_bool).unwrap_or(true),
     };
     let body = HubSpot::subscription_json(&s);
@@ -1884,17 +2676,34 @@ impl Emulator for HubSpot {
         let i = t.index(id)?;
         let rec = st.objects[t.slot()].get(i)?;
         let props = self.properties(t, i, &rec.fields, rec.created_ms, rec.modified_ms);
-        let mut v = self.render(&st, t, i, Shown::Record, &ObjType::ALL.into_iter().filter(|o| *o != t).collect::<Vec<_>>())?;
+        let mut v = self.render(
+            &st,
+            t,
+            i,
+            Shown::Record,
+            &ObjType::ALL
+                .into_iter()
+                .filter(|o| *o != t)
+                .collect::<Vec<_>>(),
+        )?;
         v["properties"] = Value::Object(props);
         Some(v)
     }
 
     fn throttled(&self) -> Response {
-        self.rate_limited("You have reached your ten_secondly_rolling limit.", "TEN_SECONDLY_ROLLING")
+        self.rate_limited(
+            "You have reached your ten_secondly_rolling limit.",
+            "TEN_SECONDLY_ROLLING",
+        )
     }
 
     fn server_error(&self) -> Response {
-        self.error(StatusCode::BAD_GATEWAY, "INTERNAL_ERROR", "internal error", json!({}))
+        self.error(
+            StatusCode::BAD_GATEWAY,
+            "INTERNAL_ERROR",
+            "internal error",
+            json!({}),
+        )
     }
 
     fn credentials(&self) -> Credentials {
@@ -1907,9 +2716,18 @@ impl Emulator for HubSpot {
             extra: [
                 ("portal_id".to_string(), PORTAL_ID.to_string()),
                 ("app_id".to_string(), APP_ID.to_string()),
-                ("developer_api_key".to_string(), DEVELOPER_API_KEY.to_string()),
-                ("authorize_url".to_string(), format!("{}/oauth/authorize", self.base())),
-                ("token_url".to_string(), format!("{}/oauth/v1/token", self.base())),
+                (
+                    "developer_api_key".to_string(),
+                    DEVELOPER_API_KEY.to_string(),
+                ),
+                (
+                    "authorize_url".to_string(),
+                    format!("{}/oauth/authorize", self.base()),
+                ),
+                (
+                    "token_url".to_string(),
+                    format!("{}/oauth/v1/token", self.base()),
+                ),
             ]
             .into_iter()
             .collect(),
@@ -1934,11 +2752,30 @@ mod tests {
 
     #[test]
     fn search_filters_compare_dates_as_epoch_milliseconds() {
-        let props = json!({"lastmodifieddate": "2024-05-01T10:00:00.000Z", "email": "Jane@Example.com"}).as_object().cloned().unwrap();
-        assert!(filter_matches(&props, &json!({"propertyName": "lastmodifieddate", "operator": "GTE", "value": "1714557600000"})));
-        assert!(!filter_matches(&props, &json!({"propertyName": "lastmodifieddate", "operator": "GT", "value": "1714557600000"})));
-        assert!(filter_matches(&props, &json!({"propertyName": "email", "operator": "EQ", "value": "jane@example.com"})));
-        assert!(filter_matches(&props, &json!({"propertyName": "email", "operator": "IN", "values": ["x@y.z", "jane@example.com"]})));
-        assert!(filter_matches(&props, &json!({"propertyName": "phone", "operator": "NOT_HAS_PROPERTY"})));
+        let props =
+            json!({"lastmodifieddate": "2024-05-01T10:00:00.000Z", "email": "Jane@Example.com"})
+                .as_object()
+                .cloned()
+                .unwrap();
+        assert!(filter_matches(
+            &props,
+            &json!({"propertyName": "lastmodifieddate", "operator": "GTE", "value": "1714557600000"})
+        ));
+        assert!(!filter_matches(
+            &props,
+            &json!({"propertyName": "lastmodifieddate", "operator": "GT", "value": "1714557600000"})
+        ));
+        assert!(filter_matches(
+            &props,
+            &json!({"propertyName": "email", "operator": "EQ", "value": "jane@example.com"})
+        ));
+        assert!(filter_matches(
+            &props,
+            &json!({"propertyName": "email", "operator": "IN", "values": ["x@y.z", "jane@example.com"]})
+        ));
+        assert!(filter_matches(
+            &props,
+            &json!({"propertyName": "phone", "operator": "NOT_HAS_PROPERTY"})
+        ));
     }
 }

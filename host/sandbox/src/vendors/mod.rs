@@ -24,15 +24,27 @@ pub(crate) mod zendesk;
 pub(crate) mod zoho;
 
 /// Every emulator this build has, in `Vendor::ALL` order.
-pub(crate) fn build(hub: &Arc<Hub>, config: &SandboxConfig) -> Result<Vec<Arc<dyn Emulator>>, SandboxError> {
+pub(crate) fn build(
+    hub: &Arc<Hub>,
+    config: &SandboxConfig,
+) -> Result<Vec<Arc<dyn Emulator>>, SandboxError> {
     let zoho: Arc<dyn Emulator> = zoho::Zoho::new(Arc::clone(hub), config);
     let zendesk: Arc<dyn Emulator> = zendesk::Zendesk::new(Arc::clone(hub), config);
     let salesforce: Arc<dyn Emulator> = salesforce::Salesforce::new(Arc::clone(hub), config)?;
     let hubspot: Arc<dyn Emulator> = hubspot::HubSpot::new(Arc::clone(hub), config);
     let dataverse: Arc<dyn Emulator> = dataverse::Dataverse::new(Arc::clone(hub), config);
     let monday: Arc<dyn Emulator> = monday::Monday::new(Arc::clone(hub), config);
-    let partner_center: Arc<dyn Emulator> = partner_center::PartnerCenter::new(Arc::clone(hub), config);
-    Ok(vec![zoho, zendesk, salesforce, hubspot, dataverse, monday, partner_center])
+    let partner_center: Arc<dyn Emulator> =
+        partner_center::PartnerCenter::new(Arc::clone(hub), config);
+    Ok(vec![
+        zoho,
+        zendesk,
+        salesforce,
+        hubspot,
+        dataverse,
+        monday,
+        partner_center,
+    ])
 }
 
 /// A one-minute budget window that opens with its first use, so a burst is never split by a
@@ -63,7 +75,10 @@ impl Window {
 /// JSON response with an explicit status.
 pub(crate) fn json(status: StatusCode, body: Value) -> Response {
     let mut r = (status, body.to_string()).into_response();
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json;charset=UTF-8"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json;charset=UTF-8"),
+    );
     r
 }
 
@@ -74,7 +89,10 @@ pub(crate) fn set_header(r: &mut Response, name: &'static str, value: impl ToStr
 }
 
 pub(crate) fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    h.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|s| !s.is_empty())
+    h.get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
 }
 
 /// `Authorization: <scheme> <token>` with a case-insensitive scheme.
@@ -86,11 +104,18 @@ pub(crate) fn auth_token<'a>(h: &'a HeaderMap, scheme: &str) -> Option<&'a str> 
 
 /// Query string parameters (last one wins), percent-decoded.
 pub(crate) fn query_params(query: Option<&str>) -> HashMap<String, String> {
-    serde_urlencoded::from_str::<Vec<(String, String)>>(query.unwrap_or("")).unwrap_or_default().into_iter().collect()
+    serde_urlencoded::from_str::<Vec<(String, String)>>(query.unwrap_or(""))
+        .unwrap_or_default()
+        .into_iter()
+        .collect()
 }
 
 /// OAuth token endpoints accept parameters in the query string, a form body or (Zendesk) JSON.
-pub(crate) fn token_params(query: Option<&str>, headers: &HeaderMap, body: &[u8]) -> HashMap<String, String> {
+pub(crate) fn token_params(
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> HashMap<String, String> {
     let mut p = query_params(query);
     let is_json = header_str(headers, "content-type").is_some_and(|c| c.contains("json"));
     if is_json {
@@ -118,7 +143,9 @@ pub(crate) fn parse_json_body(body: &[u8]) -> Result<Value, String> {
 
 /// A simple email check matching what vendors reject as "not properly formatted".
 pub(crate) fn valid_email(s: &str) -> bool {
-    let Some((local, domain)) = s.split_once('@') else { return false };
+    let Some((local, domain)) = s.split_once('@') else {
+        return false;
+    };
     !local.is_empty()
         && domain.contains('.')
         && !domain.starts_with('.')

@@ -70,7 +70,12 @@ struct Column {
 
 impl Column {
     fn new(id: &str, kind: &str, title: &str) -> Column {
-        Column { id: id.into(), kind: kind.into(), title: title.into(), description: None }
+        Column {
+            id: id.into(),
+            kind: kind.into(),
+            title: title.into(),
+            description: None,
+        }
     }
 
     /// The `name` column every board has, listed first.
@@ -88,7 +93,11 @@ struct Group {
 
 impl Group {
     fn new(id: &str, title: &str, color: &str) -> Group {
-        Group { id: id.into(), title: title.into(), color: color.into() }
+        Group {
+            id: id.into(),
+            title: title.into(),
+            color: color.into(),
+        }
     }
 }
 
@@ -104,18 +113,60 @@ struct Layout {
 
 fn demo_layout(b: Board) -> Layout {
     let (name, columns) = match b {
-        Board::ACCOUNTS => ("Accounts", vec![Column::new("website", "link", "Website"), Column::new("phone", "phone", "Phone"), Column::new("industry", "text", "Industry"), Column::new("employees", "numbers", "Employees"), Column::new("country", "text", "Country")]),
-        Board::CONTACTS => ("Contacts", vec![Column::new("email", "email", "Email"), Column::new("phone", "phone", "Phone"), Column::new("title", "text", "Title"), Column::new("account", "board_relation", "Account")]),
-        _ => ("Deals", vec![Column::new("status", "status", "Stage"), Column::new("deal_value", "numbers", "Deal value"), Column::new("close_date", "date", "Close date"), Column::new("account", "board_relation", "Account"), Column::new("contact", "board_relation", "Contact")]),
+        Board::ACCOUNTS => (
+            "Accounts",
+            vec![
+                Column::new("website", "link", "Website"),
+                Column::new("phone", "phone", "Phone"),
+                Column::new("industry", "text", "Industry"),
+                Column::new("employees", "numbers", "Employees"),
+                Column::new("country", "text", "Country"),
+            ],
+        ),
+        Board::CONTACTS => (
+            "Contacts",
+            vec![
+                Column::new("email", "email", "Email"),
+                Column::new("phone", "phone", "Phone"),
+                Column::new("title", "text", "Title"),
+                Column::new("account", "board_relation", "Account"),
+            ],
+        ),
+        _ => (
+            "Deals",
+            vec![
+                Column::new("status", "status", "Stage"),
+                Column::new("deal_value", "numbers", "Deal value"),
+                Column::new("close_date", "date", "Close date"),
+                Column::new("account", "board_relation", "Account"),
+                Column::new("contact", "board_relation", "Contact"),
+            ],
+        ),
     };
-    Layout { name: name.into(), kind: "public".into(), description: None, columns, groups: vec![Group::new("topics", "Active", "#579bfc"), Group::new("closed", "Closed", "#00c875")] }
+    Layout {
+        name: name.into(),
+        kind: "public".into(),
+        description: None,
+        columns,
+        groups: vec![
+            Group::new("topics", "Active", "#579bfc"),
+            Group::new("closed", "Closed", "#00c875"),
+        ],
+    }
 }
 
 fn item_id(b: Board, i: u64) -> u64 {
     b.0 * ITEM_STRIDE + i + 1
 }
 
-const DEFAULT_LABELS: [&str; 6] = ["Qualification", "Closed Won", "Closed Lost", "Needs Analysis", "Proposal", "Negotiation"];
+const DEFAULT_LABELS: [&str; 6] = [
+    "Qualification",
+    "Closed Won",
+    "Closed Lost",
+    "Needs Analysis",
+    "Proposal",
+    "Negotiation",
+];
 
 fn generated(demo: &Demo, b: Board, i: u64) -> Fields {
     let rel = |board: Board, idx: u64| json!({"linkedPulseIds": [{"linkedPulseId": item_id(board, idx)}]});
@@ -151,7 +202,11 @@ fn build_collections(demo: Demo) -> Vec<Collection> {
                 Board::CONTACTS => (Kind::Contact, demo.size.contacts),
                 _ => (Kind::Deal, demo.size.deals),
             };
-            Collection::new(n, move |i| generated(&demo, b, i), move |i| demo.times(kind, i, n))
+            Collection::new(
+                n,
+                move |i| generated(&demo, b, i),
+                move |i| demo.times(kind, i, n),
+            )
         })
         .collect()
 }
@@ -212,14 +267,18 @@ pub(crate) struct Monday {
 impl MondayState {
     /// The board a `board_id` argument names, if it exists.
     fn board(&self, v: &Value) -> Option<Board> {
-        let n = v.as_u64().or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))?;
+        let n = v
+            .as_u64()
+            .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))?;
         let b = Board(n.checked_sub(BOARD_BASE)?);
         (b.0 >= 1 && b.slot() < self.layouts.len()).then_some(b)
     }
 
     /// The board and index of an item id, if its board exists (the item may be gone).
     fn item_ref(&self, v: &Value) -> Option<(Board, u64)> {
-        let n = v.as_u64().or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))?;
+        let n = v
+            .as_u64()
+            .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))?;
         let b = Board(n / ITEM_STRIDE);
         (b.0 >= 1 && b.slot() < self.layouts.len()).then_some(())?;
         Some((b, (n % ITEM_STRIDE).checked_sub(1)?))
@@ -242,7 +301,12 @@ impl MondayState {
     }
 
     fn group_title(&self, b: Board, id: &str) -> String {
-        self.layout(b).groups.iter().find(|g| g.id == id).map(|g| g.title.clone()).unwrap_or_default()
+        self.layout(b)
+            .groups
+            .iter()
+            .find(|g| g.id == id)
+            .map(|g| g.title.clone())
+            .unwrap_or_default()
     }
 }
 
@@ -257,7 +321,12 @@ struct GqlError {
 
 impl GqlError {
     fn new(message: impl Into<String>, code: &'static str) -> Self {
-        Self { message: message.into(), code, status_code: None, data: json!({}) }
+        Self {
+            message: message.into(),
+            code,
+            status_code: None,
+            data: json!({}),
+        }
     }
 }
 
@@ -272,7 +341,12 @@ struct Event {
 impl Monday {
     pub(crate) fn new(hub: Arc<Hub>, config: &SandboxConfig) -> Arc<Self> {
         let demo = Demo::from(config.data);
-        Arc::new(Self { limits: config.monday, state: Mutex::new(Self::fresh(demo)), hub, base: OnceLock::new() })
+        Arc::new(Self {
+            limits: config.monday,
+            state: Mutex::new(Self::fresh(demo)),
+            hub,
+            base: OnceLock::new(),
+        })
     }
 
     fn fresh(demo: Demo) -> MondayState {
@@ -281,7 +355,11 @@ impl Monday {
             boards: build_collections(demo),
             layouts: Board::DEMO.into_iter().map(demo_layout).collect(),
             updates: Vec::new(),
-            status_labels: DEFAULT_LABELS.iter().enumerate().map(|(i, l)| (i as u64, l.to_string())).collect(),
+            status_labels: DEFAULT_LABELS
+                .iter()
+                .enumerate()
+                .map(|(i, l)| (i as u64, l.to_string()))
+                .collect(),
             cursors: HashMap::new(),
             webhooks: BTreeMap::new(),
             budget: Window::default(),
@@ -305,32 +383,84 @@ impl Monday {
             return Value::Null;
         }
         let s = match kind {
-            "status" => v.get("index").and_then(Value::as_u64).and_then(|i| st.status_labels.get(&i).cloned()).unwrap_or_default(),
-            "email" => v.get("text").or_else(|| v.get("email")).and_then(Value::as_str).unwrap_or("").to_string(),
-            "phone" => v.get("phone").and_then(Value::as_str).unwrap_or("").to_string(),
-            "date" => v.get("date").and_then(Value::as_str).unwrap_or("").to_string(),
-            "long_text" => v.get("text").and_then(Value::as_str).unwrap_or("").to_string(),
-            "checkbox" => if v.get("checked").is_some_and(|c| c == "true" || c == true) { "v".into() } else { String::new() },
-            "link" => format!("{} - {}", v.get("text").and_then(Value::as_str).unwrap_or(""), v.get("url").and_then(Value::as_str).unwrap_or("")),
+            "status" => v
+                .get("index")
+                .and_then(Value::as_u64)
+                .and_then(|i| st.status_labels.get(&i).cloned())
+                .unwrap_or_default(),
+            "email" => v
+                .get("text")
+                .or_else(|| v.get("email"))
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+            "phone" => v
+                .get("phone")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+            "date" => v
+                .get("date")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+            "long_text" => v
+                .get("text")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+            "checkbox" => {
+                if v.get("checked").is_some_and(|c| c == "true" || c == true) {
+                    "v".into()
+                } else {
+                    String::new()
+                }
+            }
+            "link" => format!(
+                "{} - {}",
+                v.get("text").and_then(Value::as_str).unwrap_or(""),
+                v.get("url").and_then(Value::as_str).unwrap_or("")
+            ),
             "board_relation" => v
                 .get("linkedPulseIds")
                 .and_then(Value::as_array)
                 .map(|ids| {
                     ids.iter()
                         .filter_map(|x| st.item_ref(&x["linkedPulseId"]))
-                        .filter_map(|(b, i)| st.boards[b.slot()].get(i).and_then(|r| r.fields.get("name").and_then(Value::as_str).map(str::to_string)))
+                        .filter_map(|(b, i)| {
+                            st.boards[b.slot()].get(i).and_then(|r| {
+                                r.fields
+                                    .get("name")
+                                    .and_then(Value::as_str)
+                                    .map(str::to_string)
+                            })
+                        })
                         .collect::<Vec<_>>()
                         .join(", ")
                 })
                 .unwrap_or_default(),
-            _ => v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()),
+            _ => v
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| v.to_string()),
         };
         json!(s)
     }
 
     /// Parses a column value as sent in mutations; `Err` is the ColumnValueException text.
-    fn parse_column(&self, st: &mut MondayState, kind: &str, input: &Value, create_labels: bool, simple: bool) -> Result<Value, String> {
-        let invalid = || format!("invalid value for a {kind} column, please check our API documentation for the correct data structure for this column");
+    fn parse_column(
+        &self,
+        st: &mut MondayState,
+        kind: &str,
+        input: &Value,
+        create_labels: bool,
+        simple: bool,
+    ) -> Result<Value, String> {
+        let invalid = || {
+            format!(
+                "invalid value for a {kind} column, please check our API documentation for the correct data structure for this column"
+            )
+        };
         if input.is_null() || input.as_str() == Some("") {
             return Ok(Value::Null);
         }
@@ -345,47 +475,83 @@ impl Monday {
         };
         Ok(match kind {
             "text" | "numbers" => match &v {
-                Value::String(s) if kind == "numbers" && s.parse::<f64>().is_err() => return Err(invalid()),
+                Value::String(s) if kind == "numbers" && s.parse::<f64>().is_err() => {
+                    return Err(invalid());
+                }
                 Value::String(s) => json!(s),
                 Value::Number(n) => json!(n.to_string()),
                 _ => return Err(invalid()),
             },
             "status" => {
-                let label = v.get("label").and_then(Value::as_str).map(str::to_string).or_else(|| v.as_str().map(str::to_string));
+                let label = v
+                    .get("label")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+                    .or_else(|| v.as_str().map(str::to_string));
                 let index = v.get("index").and_then(Value::as_u64);
                 match (label, index) {
                     (_, Some(i)) if st.status_labels.contains_key(&i) => json!({"index": i}),
-                    (Some(l), _) => match st.status_labels.iter().find(|(_, x)| x.eq_ignore_ascii_case(&l)).map(|(i, _)| *i) {
+                    (Some(l), _) => match st
+                        .status_labels
+                        .iter()
+                        .find(|(_, x)| x.eq_ignore_ascii_case(&l))
+                        .map(|(i, _)| *i)
+                    {
                         Some(i) => json!({"index": i}),
                         None if create_labels => {
                             let i = st.status_labels.keys().max().map(|m| m + 1).unwrap_or(0);
                             st.status_labels.insert(i, l);
                             json!({"index": i})
                         }
-                        None => return Err(format!("This status label doesn't exist, possible statuses are: {}", st.status_labels.values().cloned().collect::<Vec<_>>().join(", "))),
+                        None => {
+                            return Err(format!(
+                                "This status label doesn't exist, possible statuses are: {}",
+                                st.status_labels
+                                    .values()
+                                    .cloned()
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ));
+                        }
                     },
                     _ => return Err(invalid()),
                 }
             }
             "email" => match (&v, v.get("email")) {
-                (_, Some(Value::String(e))) if e.contains('@') => json!({"email": e, "text": v.get("text").and_then(Value::as_str).unwrap_or(e)}),
-                (Value::String(s), _) if simple && s.contains('@') => json!({"email": s.split_whitespace().next().unwrap_or(s), "text": s.split_whitespace().nth(1).unwrap_or(s)}),
+                (_, Some(Value::String(e))) if e.contains('@') => {
+                    json!({"email": e, "text": v.get("text").and_then(Value::as_str).unwrap_or(e)})
+                }
+                (Value::String(s), _) if simple && s.contains('@') => {
+                    json!({"email": s.split_whitespace().next().unwrap_or(s), "text": s.split_whitespace().nth(1).unwrap_or(s)})
+                }
                 _ => return Err(invalid()),
             },
             "phone" => match (&v, v.get("phone")) {
-                (_, Some(Value::String(p))) => json!({"phone": p, "countryShortName": v.get("countryShortName").and_then(Value::as_str).unwrap_or("")}),
-                (Value::String(s), _) if simple => json!({"phone": s.split_whitespace().next().unwrap_or(s), "countryShortName": s.split_whitespace().nth(1).unwrap_or("")}),
+                (_, Some(Value::String(p))) => {
+                    json!({"phone": p, "countryShortName": v.get("countryShortName").and_then(Value::as_str).unwrap_or("")})
+                }
+                (Value::String(s), _) if simple => {
+                    json!({"phone": s.split_whitespace().next().unwrap_or(s), "countryShortName": s.split_whitespace().nth(1).unwrap_or("")})
+                }
                 _ => return Err(invalid()),
             },
             "date" => {
-                let d = v.get("date").and_then(Value::as_str).map(str::to_string).or_else(|| v.as_str().map(str::to_string));
+                let d = v
+                    .get("date")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+                    .or_else(|| v.as_str().map(str::to_string));
                 match d {
-                    Some(d) if d.len() >= 10 && parse_iso(&d[..10]).is_some() => json!({"date": &d[..10]}),
+                    Some(d) if d.len() >= 10 && parse_iso(&d[..10]).is_some() => {
+                        json!({"date": &d[..10]})
+                    }
                     _ => return Err(invalid()),
                 }
             }
             "link" => match v.get("url").and_then(Value::as_str) {
-                Some(u) => json!({"url": u, "text": v.get("text").and_then(Value::as_str).unwrap_or(u)}),
+                Some(u) => {
+                    json!({"url": u, "text": v.get("text").and_then(Value::as_str).unwrap_or(u)})
+                }
                 None => return Err(invalid()),
             },
             // Documented: long text takes `{"text": ...}` (or a plain string as a simple value).
@@ -403,10 +569,16 @@ impl Monday {
                 _ => return Err(invalid()),
             },
             "board_relation" => {
-                let ids = v.get("item_ids").and_then(Value::as_array).ok_or_else(invalid)?;
+                let ids = v
+                    .get("item_ids")
+                    .and_then(Value::as_array)
+                    .ok_or_else(invalid)?;
                 let mut linked = Vec::new();
                 for id in ids {
-                    match st.item_ref(id).filter(|(b, i)| st.boards[b.slot()].is_live(*i)) {
+                    match st
+                        .item_ref(id)
+                        .filter(|(b, i)| st.boards[b.slot()].is_live(*i))
+                    {
                         Some((b, i)) => linked.push(json!({"linkedPulseId": item_id(b, i)})),
                         None => return Err(format!("item {id} does not exist")),
                     }
@@ -418,7 +590,12 @@ impl Monday {
     }
 
     fn column_values(&self, st: &MondayState, b: Board, f: &Fields, field: &Field) -> Value {
-        let wanted: Option<Vec<String>> = field.arg("ids").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect());
+        let wanted: Option<Vec<String>> = field.arg("ids").and_then(Value::as_array).map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        });
         let list: Vec<Value> = st
             .layout(b)
             .columns
@@ -448,14 +625,36 @@ impl Monday {
                 "created_at" => json!(rfc3339(rec.created_ms)),
                 "updated_at" => json!(rfc3339(rec.modified_ms)),
                 "creator_id" => json!(USER_ID.to_string()),
-                "url" => json!(format!("{}/boards/{}/pulses/{}", self.base(), b.id(), item_id(b, i))),
+                "url" => json!(format!(
+                    "{}/boards/{}/pulses/{}",
+                    self.base(),
+                    b.id(),
+                    item_id(b, i)
+                )),
                 "group" => {
-                    let g = rec.fields.get("group").and_then(Value::as_str).unwrap_or("topics");
-                    project(&json!({"id": g, "title": st.group_title(b, g)}), &f.selection)
+                    let g = rec
+                        .fields
+                        .get("group")
+                        .and_then(Value::as_str)
+                        .unwrap_or("topics");
+                    project(
+                        &json!({"id": g, "title": st.group_title(b, g)}),
+                        &f.selection,
+                    )
                 }
-                "board" => project(&json!({"id": b.id().to_string(), "name": st.layout(b).name}), &f.selection),
+                "board" => project(
+                    &json!({"id": b.id().to_string(), "name": st.layout(b).name}),
+                    &f.selection,
+                ),
                 "column_values" => self.column_values(st, b, &rec.fields, f),
-                "updates" => Value::Array(st.updates.iter().rev().filter(|u| u.board == b && u.item == i).map(|u| project(&update_json(u), &f.selection)).collect()),
+                "updates" => Value::Array(
+                    st.updates
+                        .iter()
+                        .rev()
+                        .filter(|u| u.board == b && u.item == i)
+                        .map(|u| project(&update_json(u), &f.selection))
+                        .collect(),
+                ),
                 _ => Value::Null,
             };
             out.insert(f.key().to_string(), v);
@@ -466,7 +665,11 @@ impl Monday {
 
 /// A column as the API shows it; status columns carry the account's labels in `settings_str`.
 fn column_json(st: &MondayState, c: &Column) -> Value {
-    let settings = if c.kind == "status" { json!({"labels": st.status_labels}).to_string() } else { "{}".into() };
+    let settings = if c.kind == "status" {
+        json!({"labels": st.status_labels}).to_string()
+    } else {
+        "{}".into()
+    };
     json!({"id": c.id, "title": c.title, "type": c.kind, "description": c.description, "settings_str": settings, "archived": false})
 }
 
@@ -495,7 +698,16 @@ fn project(v: &Value, sel: &[Field]) -> Value {
     }
     match v {
         Value::Array(a) => Value::Array(a.iter().map(|x| project(x, sel)).collect()),
-        Value::Object(o) => Value::Object(sel.iter().map(|f| (f.key().to_string(), project(o.get(&f.name).unwrap_or(&Value::Null), &f.selection))).collect()),
+        Value::Object(o) => Value::Object(
+            sel.iter()
+                .map(|f| {
+                    (
+                        f.key().to_string(),
+                        project(o.get(&f.name).unwrap_or(&Value::Null), &f.selection),
+                    )
+                })
+                .collect(),
+        ),
         other => other.clone(),
     }
 }
@@ -512,33 +724,71 @@ fn compare_values(v: &Value) -> Vec<Value> {
 
 impl Monday {
     /// Whether an item satisfies `query_params` (rules joined by `operator`, default `and`).
-    fn rules_match(&self, st: &MondayState, b: Board, i: u64, qp: &Value) -> Result<bool, GqlError> {
-        let Some(rules) = qp.get("rules").and_then(Value::as_array) else { return Ok(true) };
-        let Some(rec) = st.boards[b.slot()].get(i) else { return Ok(false) };
+    fn rules_match(
+        &self,
+        st: &MondayState,
+        b: Board,
+        i: u64,
+        qp: &Value,
+    ) -> Result<bool, GqlError> {
+        let Some(rules) = qp.get("rules").and_then(Value::as_array) else {
+            return Ok(true);
+        };
+        let Some(rec) = st.boards[b.slot()].get(i) else {
+            return Ok(false);
+        };
         let any = qp.get("operator").and_then(Value::as_str) == Some("or");
         let mut results = Vec::new();
         for r in rules {
             let col = r.get("column_id").and_then(Value::as_str).unwrap_or("");
-            let op = r.get("operator").and_then(Value::as_str).unwrap_or("any_of");
+            let op = r
+                .get("operator")
+                .and_then(Value::as_str)
+                .unwrap_or("any_of");
             let cmp = compare_values(r.get("compare_value").unwrap_or(&Value::Null));
             // Dates come as ["EXACT", "2026-01-01"]; take the last concrete value.
-            let date_of = |vals: &[Value]| vals.iter().rev().filter_map(Value::as_str).find_map(parse_iso);
-            let (text, number, time, status): (String, Option<f64>, Option<i64>, Option<u64>) = match col {
-                "__last_updated__" => (String::new(), None, Some(rec.modified_ms), None),
-                "__creation_log__" => (String::new(), None, Some(rec.created_ms), None),
-                "name" => (rec.fields.get("name").and_then(Value::as_str).unwrap_or("").to_string(), None, None, None),
-                _ => {
-                    let Some(Column { kind, .. }) = st.column(b, col) else {
-                        return Err(GqlError::new(format!("Column '{col}' was not found on board {}", b.id()), "InvalidColumnIdException"));
-                    };
-                    let v = rec.fields.get(col).cloned().unwrap_or(Value::Null);
-                    let text = self.text(st, &kind, &v).as_str().unwrap_or("").to_string();
-                    let number = text.parse::<f64>().ok();
-                    let time = if kind == "date" { parse_iso(&text) } else { None };
-                    (text, number, time, v.get("index").and_then(Value::as_u64))
-                }
+            let date_of = |vals: &[Value]| {
+                vals.iter()
+                    .rev()
+                    .filter_map(Value::as_str)
+                    .find_map(parse_iso)
             };
-            let numeric = |x: &Value| x.as_f64().or_else(|| x.as_str().and_then(|s| s.parse().ok()));
+            let (text, number, time, status): (String, Option<f64>, Option<i64>, Option<u64>) =
+                match col {
+                    "__last_updated__" => (String::new(), None, Some(rec.modified_ms), None),
+                    "__creation_log__" => (String::new(), None, Some(rec.created_ms), None),
+                    "name" => (
+                        rec.fields
+                            .get("name")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_string(),
+                        None,
+                        None,
+                        None,
+                    ),
+                    _ => {
+                        let Some(Column { kind, .. }) = st.column(b, col) else {
+                            return Err(GqlError::new(
+                                format!("Column '{col}' was not found on board {}", b.id()),
+                                "InvalidColumnIdException",
+                            ));
+                        };
+                        let v = rec.fields.get(col).cloned().unwrap_or(Value::Null);
+                        let text = self.text(st, &kind, &v).as_str().unwrap_or("").to_string();
+                        let number = text.parse::<f64>().ok();
+                        let time = if kind == "date" {
+                            parse_iso(&text)
+                        } else {
+                            None
+                        };
+                        (text, number, time, v.get("index").and_then(Value::as_u64))
+                    }
+                };
+            let numeric = |x: &Value| {
+                x.as_f64()
+                    .or_else(|| x.as_str().and_then(|s| s.parse().ok()))
+            };
             let ok = match op {
                 "any_of" | "not_any_of" => {
                     let hit = cmp.iter().any(|c| match (status, numeric(c)) {
@@ -549,11 +799,27 @@ impl Monday {
                 }
                 "is_empty" => text.is_empty() && time.is_none(),
                 "is_not_empty" => !text.is_empty() || time.is_some(),
-                "contains_text" => cmp.iter().any(|c| c.as_str().is_some_and(|s| text.to_lowercase().contains(&s.to_lowercase()))),
-                "not_contains_text" => !cmp.iter().any(|c| c.as_str().is_some_and(|s| text.to_lowercase().contains(&s.to_lowercase()))),
-                "starts_with" => cmp.iter().any(|c| c.as_str().is_some_and(|s| text.to_lowercase().starts_with(&s.to_lowercase()))),
-                "ends_with" => cmp.iter().any(|c| c.as_str().is_some_and(|s| text.to_lowercase().ends_with(&s.to_lowercase()))),
-                "greater_than" | "greater_than_or_equals" | "lower_than" | "lower_than_or_equal" | "between" => {
+                "contains_text" => cmp.iter().any(|c| {
+                    c.as_str()
+                        .is_some_and(|s| text.to_lowercase().contains(&s.to_lowercase()))
+                }),
+                "not_contains_text" => !cmp.iter().any(|c| {
+                    c.as_str()
+                        .is_some_and(|s| text.to_lowercase().contains(&s.to_lowercase()))
+                }),
+                "starts_with" => cmp.iter().any(|c| {
+                    c.as_str()
+                        .is_some_and(|s| text.to_lowercase().starts_with(&s.to_lowercase()))
+                }),
+                "ends_with" => cmp.iter().any(|c| {
+                    c.as_str()
+                        .is_some_and(|s| text.to_lowercase().ends_with(&s.to_lowercase()))
+                }),
+                "greater_than"
+                | "greater_than_or_equals"
+                | "lower_than"
+                | "lower_than_or_equal"
+                | "between" => {
                     let (a, lim) = match (time, number) {
                         (Some(t), _) => (Some(t as f64), date_of(&cmp).map(|x| x as f64)),
                         (None, Some(n)) => (Some(n), cmp.first().and_then(numeric)),
@@ -561,8 +827,22 @@ impl Monday {
                     };
                     match (a, lim, op) {
                         (Some(a), _, "between") => {
-                            let lo = if time.is_some() { cmp.first().and_then(Value::as_str).and_then(parse_iso).map(|x| x as f64) } else { cmp.first().and_then(numeric) };
-                            let hi = if time.is_some() { cmp.get(1).and_then(Value::as_str).and_then(parse_iso).map(|x| x as f64) } else { cmp.get(1).and_then(numeric) };
+                            let lo = if time.is_some() {
+                                cmp.first()
+                                    .and_then(Value::as_str)
+                                    .and_then(parse_iso)
+                                    .map(|x| x as f64)
+                            } else {
+                                cmp.first().and_then(numeric)
+                            };
+                            let hi = if time.is_some() {
+                                cmp.get(1)
+                                    .and_then(Value::as_str)
+                                    .and_then(parse_iso)
+                                    .map(|x| x as f64)
+                            } else {
+                                cmp.get(1).and_then(numeric)
+                            };
                             lo.zip(hi).is_some_and(|(l, h)| a >= l && a <= h)
                         }
                         (Some(a), Some(l), "greater_than") => a > l,
@@ -572,21 +852,45 @@ impl Monday {
                         _ => false,
                     }
                 }
-                other => return Err(GqlError::new(format!("Unsupported query rule operator '{other}'"), "InvalidArgumentException")),
+                other => {
+                    return Err(GqlError::new(
+                        format!("Unsupported query rule operator '{other}'"),
+                        "InvalidArgumentException",
+                    ));
+                }
             };
             results.push(ok);
         }
-        Ok(if any { results.iter().any(|x| *x) } else { results.iter().all(|x| *x) })
+        Ok(if any {
+            results.iter().any(|x| *x)
+        } else {
+            results.iter().all(|x| *x)
+        })
     }
 
     /// One page of items for a cursor state; returns the items and the next cursor, if any.
-    fn page(&self, st: &mut MondayState, mut cur: ItemsCursor, limit: u64, sel: &[Field]) -> Result<(Vec<Value>, Option<String>), GqlError> {
+    fn page(
+        &self,
+        st: &mut MondayState,
+        mut cur: ItemsCursor,
+        limit: u64,
+        sel: &[Field],
+    ) -> Result<(Vec<Value>, Option<String>), GqlError> {
         let b = cur.board;
         let qp = cur.query_params.clone().unwrap_or(Value::Null);
         let order: Vec<(String, bool)> = qp
             .get("order_by")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|o| Some((o.get("column_id")?.as_str()?.to_string(), o.get("direction").and_then(Value::as_str) == Some("desc")))).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|o| {
+                        Some((
+                            o.get("column_id")?.as_str()?.to_string(),
+                            o.get("direction").and_then(Value::as_str) == Some("desc"),
+                        ))
+                    })
+                    .collect()
+            })
             .unwrap_or_default();
         let mut picked = Vec::new();
         let mut more = false;
@@ -616,8 +920,15 @@ impl Monday {
                         "__last_updated__" => format!("{:020}", rec.modified_ms),
                         "__creation_log__" => format!("{:020}", rec.created_ms),
                         c => {
-                            let kind = st.column(b, c).map(|x| x.kind).unwrap_or_else(|| "text".into());
-                            let t = if c == "name" { rec.fields.get("name").cloned().unwrap_or(Value::Null) } else { self.text(st, &kind, rec.fields.get(c).unwrap_or(&Value::Null)) };
+                            let kind = st
+                                .column(b, c)
+                                .map(|x| x.kind)
+                                .unwrap_or_else(|| "text".into());
+                            let t = if c == "name" {
+                                rec.fields.get("name").cloned().unwrap_or(Value::Null)
+                            } else {
+                                self.text(st, &kind, rec.fields.get(c).unwrap_or(&Value::Null))
+                            };
                             t.as_str().unwrap_or("").to_lowercase()
                         }
                     };
@@ -628,13 +939,27 @@ impl Monday {
             if order[0].1 {
                 all.reverse();
             }
-            picked = all.iter().skip(cur.offset).take(limit as usize).map(|x| x.1).collect();
+            picked = all
+                .iter()
+                .skip(cur.offset)
+                .take(limit as usize)
+                .map(|x| x.1)
+                .collect();
             cur.offset += picked.len();
             more = all.len() > cur.offset;
         }
-        let items: Vec<Value> = picked.iter().filter_map(|i| self.item(st, b, *i, sel)).collect();
+        let items: Vec<Value> = picked
+            .iter()
+            .filter_map(|i| self.item(st, b, *i, sel))
+            .collect();
         let next = more.then(|| {
-            let raw = format!("1,{},{},{}|{}", b.id(), self.hub.tokens.random_hex(8), st.next_id, picked.last().map(|i| item_id(b, *i)).unwrap_or(0));
+            let raw = format!(
+                "1,{},{},{}|{}",
+                b.id(),
+                self.hub.tokens.random_hex(8),
+                st.next_id,
+                picked.last().map(|i| item_id(b, *i)).unwrap_or(0)
+            );
             st.next_id += 1;
             let token = STANDARD.encode(raw).trim_end_matches('=').to_string();
             cur.expires_ms = self.now() + self.limits.cursor_lifetime.as_millis() as i64;
@@ -655,9 +980,23 @@ impl Monday {
             let limit = |d: u64| f.arg("limit").and_then(Value::as_u64).unwrap_or(d);
             let children: u64 = f.selection.iter().map(weigh).sum::<u64>().max(1);
             match f.name.as_str() {
-                "boards" => 10 + f.arg("ids").and_then(Value::as_array).map(|a| a.len() as u64).unwrap_or(limit(25)) * children,
+                "boards" => {
+                    10 + f
+                        .arg("ids")
+                        .and_then(Value::as_array)
+                        .map(|a| a.len() as u64)
+                        .unwrap_or(limit(25))
+                        * children
+                }
                 "items_page" | "next_items_page" => 10 + limit(25) * children,
-                "items" => 10 + f.arg("ids").and_then(Value::as_array).map(|a| a.len() as u64).unwrap_or(limit(25)) * children,
+                "items" => {
+                    10 + f
+                        .arg("ids")
+                        .and_then(Value::as_array)
+                        .map(|a| a.len() as u64)
+                        .unwrap_or(limit(25))
+                        * children
+                }
                 "column_values" => 10 * children,
                 "complexity" => 0,
                 _ => children,
@@ -665,7 +1004,17 @@ impl Monday {
         }
         fields
             .iter()
-            .map(|f| if mutation && f.name != "complexity" { if f.name.contains("webhook") { 1_000 } else { self.limits.mutation_cost } } else { weigh(f) })
+            .map(|f| {
+                if mutation && f.name != "complexity" {
+                    if f.name.contains("webhook") {
+                        1_000
+                    } else {
+                        self.limits.mutation_cost
+                    }
+                } else {
+                    weigh(f)
+                }
+            })
             .sum()
     }
 }
@@ -681,75 +1030,246 @@ impl Monday {
 fn schema_fields(type_name: &str) -> Option<&'static [(&'static str, Option<&'static str>)]> {
     Some(match type_name {
         "Query" => &[
-            ("me", Some("User")), ("boards", Some("Board")), ("items", Some("Item")), ("next_items_page", Some("ItemsResponse")),
-            ("items_page_by_column_values", Some("ItemsResponse")), ("updates", Some("Update")), ("complexity", Some("Complexity")),
-            ("users", Some("User")), ("account", Some("Account")), ("version", None), ("versions", None), ("webhooks", Some("Webhook")),
-            ("workspaces", None), ("tags", None), ("teams", None), ("folders", None), ("docs", None), ("assets", None),
+            ("me", Some("User")),
+            ("boards", Some("Board")),
+            ("items", Some("Item")),
+            ("next_items_page", Some("ItemsResponse")),
+            ("items_page_by_column_values", Some("ItemsResponse")),
+            ("updates", Some("Update")),
+            ("complexity", Some("Complexity")),
+            ("users", Some("User")),
+            ("account", Some("Account")),
+            ("version", None),
+            ("versions", None),
+            ("webhooks", Some("Webhook")),
+            ("workspaces", None),
+            ("tags", None),
+            ("teams", None),
+            ("folders", None),
+            ("docs", None),
+            ("assets", None),
         ],
         "Mutation" => &[
-            ("create_item", Some("Item")), ("change_column_value", Some("Item")), ("change_simple_column_value", Some("Item")),
-            ("change_multiple_column_values", Some("Item")), ("delete_item", Some("Item")), ("archive_item", Some("Item")),
-            ("create_update", Some("Update")), ("create_webhook", Some("Webhook")), ("delete_webhook", Some("Webhook")),
-            ("create_board", Some("Board")), ("create_group", Some("Group")), ("create_column", Some("Column")), ("complexity", Some("Complexity")),
-            ("create_subitem", Some("Item")), ("duplicate_item", Some("Item")), ("move_item_to_group", Some("Item")), ("delete_board", Some("Board")),
-            ("archive_board", Some("Board")), ("delete_group", Some("Group")), ("archive_group", Some("Group")), ("duplicate_group", Some("Group")),
-            ("update_group", Some("Group")), ("delete_column", Some("Column")), ("change_column_title", Some("Column")), ("delete_update", Some("Update")),
+            ("create_item", Some("Item")),
+            ("change_column_value", Some("Item")),
+            ("change_simple_column_value", Some("Item")),
+            ("change_multiple_column_values", Some("Item")),
+            ("delete_item", Some("Item")),
+            ("archive_item", Some("Item")),
+            ("create_update", Some("Update")),
+            ("create_webhook", Some("Webhook")),
+            ("delete_webhook", Some("Webhook")),
+            ("create_board", Some("Board")),
+            ("create_group", Some("Group")),
+            ("create_column", Some("Column")),
+            ("complexity", Some("Complexity")),
+            ("create_subitem", Some("Item")),
+            ("duplicate_item", Some("Item")),
+            ("move_item_to_group", Some("Item")),
+            ("delete_board", Some("Board")),
+            ("archive_board", Some("Board")),
+            ("delete_group", Some("Group")),
+            ("archive_group", Some("Group")),
+            ("duplicate_group", Some("Group")),
+            ("update_group", Some("Group")),
+            ("delete_column", Some("Column")),
+            ("change_column_title", Some("Column")),
+            ("delete_update", Some("Update")),
         ],
         "Board" => &[
-            ("id", None), ("name", None), ("description", None), ("state", None), ("board_kind", None), ("board_folder_id", None),
-            ("items_count", None), ("columns", Some("Column")), ("groups", Some("Group")), ("items_page", Some("ItemsResponse")),
-            ("owners", Some("User")), ("owner", Some("User")), ("subscribers", Some("User")), ("creator", Some("User")), ("tags", None),
-            ("top_group", Some("Group")), ("updated_at", None), ("updates", Some("Update")), ("url", None), ("views", None),
-            ("workspace", None), ("workspace_id", None), ("permissions", None), ("type", None), ("activity_logs", None),
-            ("communication", None), ("item_terminology", None), ("team_owners", None), ("team_subscribers", None), ("object_type_unique_key", None),
+            ("id", None),
+            ("name", None),
+            ("description", None),
+            ("state", None),
+            ("board_kind", None),
+            ("board_folder_id", None),
+            ("items_count", None),
+            ("columns", Some("Column")),
+            ("groups", Some("Group")),
+            ("items_page", Some("ItemsResponse")),
+            ("owners", Some("User")),
+            ("owner", Some("User")),
+            ("subscribers", Some("User")),
+            ("creator", Some("User")),
+            ("tags", None),
+            ("top_group", Some("Group")),
+            ("updated_at", None),
+            ("updates", Some("Update")),
+            ("url", None),
+            ("views", None),
+            ("workspace", None),
+            ("workspace_id", None),
+            ("permissions", None),
+            ("type", None),
+            ("activity_logs", None),
+            ("communication", None),
+            ("item_terminology", None),
+            ("team_owners", None),
+            ("team_subscribers", None),
+            ("object_type_unique_key", None),
         ],
         "Item" => &[
-            ("id", None), ("name", None), ("state", None), ("created_at", None), ("updated_at", None), ("creator_id", None),
-            ("creator", Some("User")), ("group", Some("Group")), ("board", Some("Board")), ("column_values", Some("ColumnValue")),
-            ("subitems", Some("Item")), ("parent_item", Some("Item")), ("url", None), ("relative_link", None), ("updates", Some("Update")),
-            ("assets", None), ("email", None), ("subscribers", Some("User")), ("linked_items", Some("Item")),
+            ("id", None),
+            ("name", None),
+            ("state", None),
+            ("created_at", None),
+            ("updated_at", None),
+            ("creator_id", None),
+            ("creator", Some("User")),
+            ("group", Some("Group")),
+            ("board", Some("Board")),
+            ("column_values", Some("ColumnValue")),
+            ("subitems", Some("Item")),
+            ("parent_item", Some("Item")),
+            ("url", None),
+            ("relative_link", None),
+            ("updates", Some("Update")),
+            ("assets", None),
+            ("email", None),
+            ("subscribers", Some("User")),
+            ("linked_items", Some("Item")),
         ],
         "ColumnValue" => &[
-            ("id", None), ("type", None), ("text", None), ("value", None), ("column", Some("Column")),
-            ("label", None), ("index", None), ("is_done", None), ("label_style", None), ("date", None), ("time", None), ("email", None),
-            ("url", None), ("url_text", None), ("phone", None), ("country_short_name", None), ("checked", None), ("number", None),
-            ("symbol", None), ("direction", None), ("display_value", None), ("linked_item_ids", None), ("linked_items", Some("Item")),
-            ("persons_and_teams", None), ("updated_at", None), ("from", None), ("to", None), ("values", None), ("country", None),
+            ("id", None),
+            ("type", None),
+            ("text", None),
+            ("value", None),
+            ("column", Some("Column")),
+            ("label", None),
+            ("index", None),
+            ("is_done", None),
+            ("label_style", None),
+            ("date", None),
+            ("time", None),
+            ("email", None),
+            ("url", None),
+            ("url_text", None),
+            ("phone", None),
+            ("country_short_name", None),
+            ("checked", None),
+            ("number", None),
+            ("symbol", None),
+            ("direction", None),
+            ("display_value", None),
+            ("linked_item_ids", None),
+            ("linked_items", Some("Item")),
+            ("persons_and_teams", None),
+            ("updated_at", None),
+            ("from", None),
+            ("to", None),
+            ("values", None),
+            ("country", None),
         ],
         "Column" => &[
-            ("id", None), ("title", None), ("type", None), ("settings_str", None), ("description", None), ("archived", None),
-            ("width", None), ("revision", None), ("capabilities", None),
+            ("id", None),
+            ("title", None),
+            ("type", None),
+            ("settings_str", None),
+            ("description", None),
+            ("archived", None),
+            ("width", None),
+            ("revision", None),
+            ("capabilities", None),
         ],
         "Group" => &[
-            ("id", None), ("title", None), ("color", None), ("position", None), ("archived", None), ("deleted", None),
+            ("id", None),
+            ("title", None),
+            ("color", None),
+            ("position", None),
+            ("archived", None),
+            ("deleted", None),
             ("items_page", Some("ItemsResponse")),
         ],
         "ItemsResponse" => &[("cursor", None), ("items", Some("Item"))],
         "User" => &[
-            ("id", None), ("name", None), ("email", None), ("account", Some("Account")), ("created_at", None), ("enabled", None),
-            ("is_admin", None), ("is_guest", None), ("is_pending", None), ("is_view_only", None), ("is_verified", None), ("photo_original", None),
-            ("photo_thumb", None), ("photo_small", None), ("photo_tiny", None), ("teams", None), ("time_zone_identifier", None), ("title", None),
-            ("url", None), ("utc_hours_diff", None), ("country_code", None), ("birthday", None), ("location", None), ("mobile_phone", None),
-            ("phone", None), ("join_date", None), ("last_activity", None), ("current_language", None), ("out_of_office", None),
+            ("id", None),
+            ("name", None),
+            ("email", None),
+            ("account", Some("Account")),
+            ("created_at", None),
+            ("enabled", None),
+            ("is_admin", None),
+            ("is_guest", None),
+            ("is_pending", None),
+            ("is_view_only", None),
+            ("is_verified", None),
+            ("photo_original", None),
+            ("photo_thumb", None),
+            ("photo_small", None),
+            ("photo_tiny", None),
+            ("teams", None),
+            ("time_zone_identifier", None),
+            ("title", None),
+            ("url", None),
+            ("utc_hours_diff", None),
+            ("country_code", None),
+            ("birthday", None),
+            ("location", None),
+            ("mobile_phone", None),
+            ("phone", None),
+            ("join_date", None),
+            ("last_activity", None),
+            ("current_language", None),
+            ("out_of_office", None),
         ],
         "Account" => &[
-            ("id", None), ("name", None), ("slug", None), ("tier", None), ("plan", None), ("country_code", None), ("logo", None),
-            ("first_day_of_the_week", None), ("show_timeline_weekends", None), ("sign_up_product_kind", None), ("active_members_count", None), ("products", None),
+            ("id", None),
+            ("name", None),
+            ("slug", None),
+            ("tier", None),
+            ("plan", None),
+            ("country_code", None),
+            ("logo", None),
+            ("first_day_of_the_week", None),
+            ("show_timeline_weekends", None),
+            ("sign_up_product_kind", None),
+            ("active_members_count", None),
+            ("products", None),
         ],
         "Update" => &[
-            ("id", None), ("body", None), ("text_body", None), ("item_id", None), ("creator_id", None), ("creator", Some("User")),
-            ("created_at", None), ("updated_at", None), ("edited_at", None), ("replies", None), ("assets", None), ("likes", None),
-            ("pinned_to_top", None), ("viewers", None), ("watchers", None), ("item", Some("Item")),
+            ("id", None),
+            ("body", None),
+            ("text_body", None),
+            ("item_id", None),
+            ("creator_id", None),
+            ("creator", Some("User")),
+            ("created_at", None),
+            ("updated_at", None),
+            ("edited_at", None),
+            ("replies", None),
+            ("assets", None),
+            ("likes", None),
+            ("pinned_to_top", None),
+            ("viewers", None),
+            ("watchers", None),
+            ("item", Some("Item")),
         ],
-        "Webhook" => &[("id", None), ("board_id", None), ("event", None), ("config", None)],
-        "Complexity" => &[("before", None), ("after", None), ("query", None), ("reset_in_x_seconds", None)],
+        "Webhook" => &[
+            ("id", None),
+            ("board_id", None),
+            ("event", None),
+            ("config", None),
+        ],
+        "Complexity" => &[
+            ("before", None),
+            ("after", None),
+            ("query", None),
+            ("reset_in_x_seconds", None),
+        ],
         _ => return None,
     })
 }
 
 /// Every selected field the schema does not define, as monday reports it.
-fn undefined_fields(fields: &[Field], type_name: &str, path: &mut Vec<String>, out: &mut Vec<Value>) {
-    let Some(known) = schema_fields(type_name) else { return };
+fn undefined_fields(
+    fields: &[Field],
+    type_name: &str,
+    path: &mut Vec<String>,
+    out: &mut Vec<Value>,
+) {
+    let Some(known) = schema_fields(type_name) else {
+        return;
+    };
     for f in fields {
         if f.name == "__typename" {
             continue;
@@ -788,20 +1308,51 @@ fn gql_error(e: &GqlError, f: Option<&Field>) -> Value {
     v
 }
 
-async fn graphql_endpoint(State(m): State<Arc<Monday>>, Extension(ctx): Extension<RequestCtx>, headers: HeaderMap, body: Bytes) -> Response {
+async fn graphql_endpoint(
+    State(m): State<Arc<Monday>>,
+    Extension(ctx): Extension<RequestCtx>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     // monday takes the token as is; "Bearer <token>" is tolerated as many clients send it.
-    let token = header_str(&headers, "authorization").map(|t| t.strip_prefix("Bearer ").unwrap_or(t));
+    let token =
+        header_str(&headers, "authorization").map(|t| t.strip_prefix("Bearer ").unwrap_or(t));
     if token != Some(API_TOKEN) || ctx.force_expired {
-        return json_response(StatusCode::UNAUTHORIZED, json!({"errors": [{"message": "Not Authenticated", "extensions": {"code": "UNAUTHENTICATED", "status_code": 401}}], "account_id": null}));
+        return json_response(
+            StatusCode::UNAUTHORIZED,
+            json!({"errors": [{"message": "Not Authenticated", "extensions": {"code": "UNAUTHENTICATED", "status_code": 401}}], "account_id": null}),
+        );
     }
     let req: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
-        Err(e) => return json_response(StatusCode::BAD_REQUEST, error_body(vec![json!({"message": format!("The request body is not JSON: {e}"), "extensions": {"code": "BAD_REQUEST"}})], Value::Null)),
+        Err(e) => {
+            return json_response(
+                StatusCode::BAD_REQUEST,
+                error_body(
+                    vec![
+                        json!({"message": format!("The request body is not JSON: {e}"), "extensions": {"code": "BAD_REQUEST"}}),
+                    ],
+                    Value::Null,
+                ),
+            );
+        }
     };
     let Some(query) = req.get("query").and_then(Value::as_str) else {
-        return json_response(StatusCode::BAD_REQUEST, error_body(vec![json!({"message": "No query string was present", "extensions": {"code": "BAD_REQUEST"}})], Value::Null));
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            error_body(
+                vec![
+                    json!({"message": "No query string was present", "extensions": {"code": "BAD_REQUEST"}}),
+                ],
+                Value::Null,
+            ),
+        );
     };
-    let vars: HashMap<String, Value> = req.get("variables").and_then(Value::as_object).map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
+    let vars: HashMap<String, Value> = req
+        .get("variables")
+        .and_then(Value::as_object)
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default();
     if ctx.in_flight > m.limits.concurrent_requests {
         return m.limited("Concurrency limit exceeded", "maxConcurrencyExceeded", 1);
     }
@@ -829,29 +1380,57 @@ async fn graphql_endpoint(State(m): State<Arc<Monday>>, Extension(ctx): Extensio
     }
     let op = match graphql::parse(query, &vars) {
         Ok(op) => op,
-        Err(msg) => return json_response(StatusCode::OK, error_body(vec![json!({"message": msg, "extensions": {"code": "GRAPHQL_PARSE_FAILED"}})], Value::Null)),
+        Err(msg) => {
+            return json_response(
+                StatusCode::OK,
+                error_body(
+                    vec![json!({"message": msg, "extensions": {"code": "GRAPHQL_PARSE_FAILED"}})],
+                    Value::Null,
+                ),
+            );
+        }
     };
     let mut undefined = Vec::new();
     let root = if op.mutation { "mutation" } else { "query" };
-    undefined_fields(&op.fields, if op.mutation { "Mutation" } else { "Query" }, &mut vec![root.to_string()], &mut undefined);
+    undefined_fields(
+        &op.fields,
+        if op.mutation { "Mutation" } else { "Query" },
+        &mut vec![root.to_string()],
+        &mut undefined,
+    );
     if !undefined.is_empty() {
-        return json_response(StatusCode::OK, json!({"errors": undefined, "account_id": ACCOUNT_ID}));
+        return json_response(
+            StatusCode::OK,
+            json!({"errors": undefined, "account_id": ACCOUNT_ID}),
+        );
     }
     let cost = m.cost(&op.fields, op.mutation);
     if cost > m.limits.max_complexity_per_query {
         return json_response(
             StatusCode::OK,
-            error_body(vec![json!({"message": format!("Query has complexity of {cost}, which exceeds max complexity of {}", m.limits.max_complexity_per_query), "extensions": {"code": "maxComplexityExceeded", "complexity": cost, "maxComplexity": m.limits.max_complexity_per_query}})], Value::Null),
+            error_body(
+                vec![
+                    json!({"message": format!("Query has complexity of {cost}, which exceeds max complexity of {}", m.limits.max_complexity_per_query), "extensions": {"code": "maxComplexityExceeded", "complexity": cost, "maxComplexity": m.limits.max_complexity_per_query}}),
+                ],
+                Value::Null,
+            ),
         );
     }
     let (before, reset_in) = {
         let mut st = m.state.lock().expect("monday state");
         st.budget.roll(now);
-        let before = m.limits.complexity_per_minute.saturating_sub(st.budget.used);
+        let before = m
+            .limits
+            .complexity_per_minute
+            .saturating_sub(st.budget.used);
         let reset_in = st.budget.reset_in(now);
         if cost > before {
             drop(st);
-            return m.limited("Complexity budget exhausted", "COMPLEXITY_BUDGET_EXHAUSTED", reset_in.max(1));
+            return m.limited(
+                "Complexity budget exhausted",
+                "COMPLEXITY_BUDGET_EXHAUSTED",
+                reset_in.max(1),
+            );
         }
         st.budget.used += cost;
         (before, reset_in)
@@ -861,7 +1440,10 @@ async fn graphql_endpoint(State(m): State<Arc<Monday>>, Extension(ctx): Extensio
     let mut events = Vec::new();
     for f in &op.fields {
         let result = if f.name == "complexity" {
-            Ok(project(&json!({"before": before, "after": before - cost, "query": cost, "reset_in_x_seconds": reset_in}), &f.selection))
+            Ok(project(
+                &json!({"before": before, "after": before - cost, "query": cost, "reset_in_x_seconds": reset_in}),
+                &f.selection,
+            ))
         } else if op.mutation {
             m.mutation(f, &mut events).await
         } else {
@@ -879,7 +1461,8 @@ async fn graphql_endpoint(State(m): State<Arc<Monday>>, Extension(ctx): Extensio
     }
     m.deliver(events);
     let request_id = m.hub.tokens.random_hex(8);
-    let mut body = json!({"data": data, "extensions": {"request_id": request_id}, "account_id": ACCOUNT_ID});
+    let mut body =
+        json!({"data": data, "extensions": {"request_id": request_id}, "account_id": ACCOUNT_ID});
     if !errors.is_empty() {
         body["errors"] = json!(errors);
     }
@@ -890,7 +1473,15 @@ async fn graphql_endpoint(State(m): State<Arc<Monday>>, Extension(ctx): Extensio
 
 impl Monday {
     fn limited(&self, message: &str, code: &'static str, retry: i64) -> Response {
-        let mut r = json_response(StatusCode::TOO_MANY_REQUESTS, error_body(vec![json!({"message": message, "extensions": {"code": code, "retry_in_seconds": retry, "status_code": 429}})], Value::Null));
+        let mut r = json_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            error_body(
+                vec![
+                    json!({"message": message, "extensions": {"code": code, "retry_in_seconds": retry, "status_code": 429}}),
+                ],
+                Value::Null,
+            ),
+        );
         set_header(&mut r, "Retry-After", retry);
         self.rate_headers(&mut r);
         r
@@ -899,22 +1490,47 @@ impl Monday {
     fn rate_headers(&self, r: &mut Response) {
         let now = self.now();
         let st = self.state.lock().expect("monday state");
-        let remaining = (self.limits.requests_per_minute as u64).saturating_sub(st.minute_calls.used);
+        let remaining =
+            (self.limits.requests_per_minute as u64).saturating_sub(st.minute_calls.used);
         let reset = st.minute_calls.reset_in(now);
-        set_header(r, "RateLimit-Policy", format!("{};w=60", self.limits.requests_per_minute));
-        set_header(r, "RateLimit", format!("limit={}, remaining={remaining}, reset={reset}", self.limits.requests_per_minute));
+        set_header(
+            r,
+            "RateLimit-Policy",
+            format!("{};w=60", self.limits.requests_per_minute),
+        );
+        set_header(
+            r,
+            "RateLimit",
+            format!(
+                "limit={}, remaining={remaining}, reset={reset}",
+                self.limits.requests_per_minute
+            ),
+        );
     }
 
     fn query(&self, f: &Field) -> Result<Value, GqlError> {
         let mut st = self.state.lock().expect("monday state");
         match f.name.as_str() {
-            "me" => Ok(project(&json!({"id": USER_ID.to_string(), "name": "Weft Demo", "email": "demo@weft-sandbox.example", "account": {"id": ACCOUNT_ID.to_string(), "name": "weft sandbox"}}), &f.selection)),
+            "me" => Ok(project(
+                &json!({"id": USER_ID.to_string(), "name": "Weft Demo", "email": "demo@weft-sandbox.example", "account": {"id": ACCOUNT_ID.to_string(), "name": "weft sandbox"}}),
+                &f.selection,
+            )),
             "boards" => {
-                let ids: Option<Vec<Board>> = f.arg("ids").map(|v| compare_values(v).iter().filter_map(|x| st.board(x)).collect());
+                let ids: Option<Vec<Board>> = f.arg("ids").map(|v| {
+                    compare_values(v)
+                        .iter()
+                        .filter_map(|x| st.board(x))
+                        .collect()
+                });
                 // `limit` (default 25) and 1-based `page` page the boards, as on the real API.
                 let limit = f.arg("limit").and_then(Value::as_u64).unwrap_or(25).max(1) as usize;
                 let page = f.arg("page").and_then(Value::as_u64).unwrap_or(1).max(1) as usize;
-                let boards: Vec<Board> = ids.unwrap_or_else(|| st.all_boards().collect()).into_iter().skip((page - 1) * limit).take(limit).collect();
+                let boards: Vec<Board> = ids
+                    .unwrap_or_else(|| st.all_boards().collect())
+                    .into_iter()
+                    .skip((page - 1) * limit)
+                    .take(limit)
+                    .collect();
                 let mut out = Vec::new();
                 for b in boards {
                     out.push(self.board_json(&mut st, b, &f.selection)?);
@@ -923,9 +1539,14 @@ impl Monday {
             }
             "next_items_page" => {
                 let limit = self.page_limit(f)?;
-                let c = f.arg("cursor").and_then(Value::as_str).ok_or_else(|| GqlError::new("next_items_page needs a cursor", "InvalidArgumentException"))?;
+                let c = f.arg("cursor").and_then(Value::as_str).ok_or_else(|| {
+                    GqlError::new("next_items_page needs a cursor", "InvalidArgumentException")
+                })?;
                 let cur = self.cursor(&mut st, c)?;
-                let items_sel = f.child("items").map(|i| i.selection.clone()).unwrap_or_default();
+                let items_sel = f
+                    .child("items")
+                    .map(|i| i.selection.clone())
+                    .unwrap_or_default();
                 let (items, next) = self.page(&mut st, cur, limit, &items_sel)?;
                 Ok(items_response(&f.selection, items, next))
             }
@@ -938,34 +1559,64 @@ impl Monday {
                     Some(c) => self.cursor(&mut st, c)?,
                     None => {
                         let board_arg = f.arg("board_id");
-                        let b = board_arg.and_then(|x| st.board(x)).ok_or_else(|| board_not_found(board_arg))?;
+                        let b = board_arg
+                            .and_then(|x| st.board(x))
+                            .ok_or_else(|| board_not_found(board_arg))?;
                         let mut rules = Vec::new();
                         for c in f.arg("columns").map(compare_values).unwrap_or_default() {
                             let col = c.get("column_id").and_then(Value::as_str).unwrap_or("");
                             if st.column(b, col).is_none() {
-                                return Err(GqlError::new(format!("This column ID doesn't exist for the board: {col}"), "InvalidColumnIdException"));
+                                return Err(GqlError::new(
+                                    format!("This column ID doesn't exist for the board: {col}"),
+                                    "InvalidColumnIdException",
+                                ));
                             }
                             rules.push(json!({"column_id": col, "compare_value": c.get("column_values").cloned().unwrap_or(json!([])), "operator": "any_of"}));
                         }
-                        ItemsCursor { board: b, query_params: Some(json!({"rules": rules, "operator": "and"})), after: None, offset: 0, expires_ms: 0 }
+                        ItemsCursor {
+                            board: b,
+                            query_params: Some(json!({"rules": rules, "operator": "and"})),
+                            after: None,
+                            offset: 0,
+                            expires_ms: 0,
+                        }
                     }
                 };
-                let items_sel = f.child("items").map(|i| i.selection.clone()).unwrap_or_default();
+                let items_sel = f
+                    .child("items")
+                    .map(|i| i.selection.clone())
+                    .unwrap_or_default();
                 let (items, next) = self.page(&mut st, cur, limit, &items_sel)?;
                 Ok(items_response(&f.selection, items, next))
             }
             "items" => {
                 let ids = f.arg("ids").map(compare_values).unwrap_or_default();
-                Ok(Value::Array(ids.iter().filter_map(|x| st.item_ref(x)).filter_map(|(b, i)| self.item(&st, b, i, &f.selection)).collect()))
+                Ok(Value::Array(
+                    ids.iter()
+                        .filter_map(|x| st.item_ref(x))
+                        .filter_map(|(b, i)| self.item(&st, b, i, &f.selection))
+                        .collect(),
+                ))
             }
             // Every update of the account, newest first, `limit` (at most 100) a `page`.
             "updates" => {
                 let limit = f.arg("limit").and_then(Value::as_u64).unwrap_or(25);
                 if limit == 0 || limit > 100 {
-                    return Err(GqlError::new("limit must be between 1 and 100", "InvalidArgumentException"));
+                    return Err(GqlError::new(
+                        "limit must be between 1 and 100",
+                        "InvalidArgumentException",
+                    ));
                 }
                 let page = f.arg("page").and_then(Value::as_u64).unwrap_or(1).max(1);
-                let ids: Option<Vec<u64>> = f.arg("ids").map(|v| compare_values(v).iter().filter_map(|x| x.as_u64().or_else(|| x.as_str().and_then(|s| s.parse().ok()))).collect());
+                let ids: Option<Vec<u64>> = f.arg("ids").map(|v| {
+                    compare_values(v)
+                        .iter()
+                        .filter_map(|x| {
+                            x.as_u64()
+                                .or_else(|| x.as_str().and_then(|s| s.parse().ok()))
+                        })
+                        .collect()
+                });
                 let list: Vec<Value> = st
                     .updates
                     .iter()
@@ -978,7 +1629,10 @@ impl Monday {
                 Ok(Value::Array(list))
             }
             // In monday's schema (validation let it through) but not served by the sandbox.
-            other => Err(GqlError::new(format!("The weft sandbox does not emulate the query field '{other}'"), "NotEmulatedBySandbox")),
+            other => Err(GqlError::new(
+                format!("The weft sandbox does not emulate the query field '{other}'"),
+                "NotEmulatedBySandbox",
+            )),
         }
     }
 
@@ -994,20 +1648,38 @@ impl Monday {
                 "description" => json!(st.layout(b).description),
                 "items_count" => json!(st.boards[b.slot()].len()),
                 "columns" => {
-                    let columns: Vec<Value> = std::iter::once(Column::name()).chain(st.layout(b).columns.iter().cloned()).map(|c| column_json(st, &c)).collect();
+                    let columns: Vec<Value> = std::iter::once(Column::name())
+                        .chain(st.layout(b).columns.iter().cloned())
+                        .map(|c| column_json(st, &c))
+                        .collect();
                     project(&Value::Array(columns), &sub.selection)
                 }
                 "groups" => {
-                    let groups: Vec<Value> = st.layout(b).groups.iter().enumerate().map(|(n, g)| group_json(g, n)).collect();
+                    let groups: Vec<Value> = st
+                        .layout(b)
+                        .groups
+                        .iter()
+                        .enumerate()
+                        .map(|(n, g)| group_json(g, n))
+                        .collect();
                     project(&Value::Array(groups), &sub.selection)
                 }
                 "items_page" => {
                     let limit = self.page_limit(sub)?;
                     let cur = match sub.arg("cursor").and_then(Value::as_str) {
                         Some(c) => self.cursor(st, c)?,
-                        None => ItemsCursor { board: b, query_params: sub.arg("query_params").cloned(), after: None, offset: 0, expires_ms: 0 },
+                        None => ItemsCursor {
+                            board: b,
+                            query_params: sub.arg("query_params").cloned(),
+                            after: None,
+                            offset: 0,
+                            expires_ms: 0,
+                        },
                     };
-                    let items_sel = sub.child("items").map(|i| i.selection.clone()).unwrap_or_default();
+                    let items_sel = sub
+                        .child("items")
+                        .map(|i| i.selection.clone())
+                        .unwrap_or_default();
                     let (items, next) = self.page(st, cur, limit, &items_sel)?;
                     items_response(&sub.selection, items, next)
                 }
@@ -1021,7 +1693,13 @@ impl Monday {
     fn page_limit(&self, f: &Field) -> Result<u64, GqlError> {
         let limit = f.arg("limit").and_then(Value::as_u64).unwrap_or(25);
         if limit == 0 || limit > self.limits.max_items_per_page {
-            return Err(GqlError::new(format!("limit must be between 1 and {}", self.limits.max_items_per_page), "InvalidArgumentException"));
+            return Err(GqlError::new(
+                format!(
+                    "limit must be between 1 and {}",
+                    self.limits.max_items_per_page
+                ),
+                "InvalidArgumentException",
+            ));
         }
         Ok(limit)
     }
@@ -1032,7 +1710,10 @@ impl Monday {
             Some(cur) if cur.expires_ms > now => Ok(cur.clone()),
             Some(_) => {
                 st.cursors.remove(c);
-                Err(GqlError::new("The cursor has expired; start again with items_page without a cursor", "CursorExpiredError"))
+                Err(GqlError::new(
+                    "The cursor has expired; start again with items_page without a cursor",
+                    "CursorExpiredError",
+                ))
             }
             None => Err(GqlError::new("The cursor is invalid", "InvalidCursorError")),
         }
@@ -1045,115 +1726,259 @@ impl Monday {
         let mut st = self.state.lock().expect("monday state");
         let now = self.now();
         let board_arg = f.arg("board_id");
-        let create_labels = f.arg("create_labels_if_missing").and_then(Value::as_bool).unwrap_or(false);
+        let create_labels = f
+            .arg("create_labels_if_missing")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         let item_target = |st: &MondayState| -> Result<(Board, u64), GqlError> {
-            let id = f.arg("item_id").ok_or_else(|| GqlError::new("item_id is required", "InvalidArgumentException"))?;
-            st.item_ref(id).filter(|(b, i)| st.boards[b.slot()].is_live(*i)).ok_or_else(|| {
-                let mut e = GqlError::new("Item not found in board", "InvalidItemIdException");
-                e.status_code = Some(404);
-                e.data = json!({"item_id": id});
-                e
-            })
+            let id = f
+                .arg("item_id")
+                .ok_or_else(|| GqlError::new("item_id is required", "InvalidArgumentException"))?;
+            st.item_ref(id)
+                .filter(|(b, i)| st.boards[b.slot()].is_live(*i))
+                .ok_or_else(|| {
+                    let mut e = GqlError::new("Item not found in board", "InvalidItemIdException");
+                    e.status_code = Some(404);
+                    e.data = json!({"item_id": id});
+                    e
+                })
         };
         match f.name.as_str() {
             "create_item" => {
-                let b = board_arg.and_then(|x| st.board(x)).ok_or_else(|| board_not_found(board_arg))?;
-                let name = f.arg("item_name").and_then(Value::as_str).ok_or_else(|| GqlError::new("item_name is required", "InvalidArgumentException"))?;
+                let b = board_arg
+                    .and_then(|x| st.board(x))
+                    .ok_or_else(|| board_not_found(board_arg))?;
+                let name = f.arg("item_name").and_then(Value::as_str).ok_or_else(|| {
+                    GqlError::new("item_name is required", "InvalidArgumentException")
+                })?;
                 let mut fields = Fields::new();
                 fields.insert("name".into(), json!(name));
-                fields.insert("group".into(), json!(f.arg("group_id").and_then(Value::as_str).unwrap_or("topics")));
+                fields.insert(
+                    "group".into(),
+                    json!(
+                        f.arg("group_id")
+                            .and_then(Value::as_str)
+                            .unwrap_or("topics")
+                    ),
+                );
                 if let Some(cv) = f.arg("column_values") {
                     for (col, v) in self.column_map(&mut st, b, cv, create_labels)? {
                         fields.insert(col, v);
                     }
                 }
                 let i = st.boards[b.slot()].insert(fields, now);
-                events.push(Event { board: b, item: i, kind: "create_pulse", column: None });
+                events.push(Event {
+                    board: b,
+                    item: i,
+                    kind: "create_pulse",
+                    column: None,
+                });
                 Ok(self.item(&st, b, i, &f.selection).unwrap_or(Value::Null))
             }
             "change_column_value" | "change_simple_column_value" => {
                 let (b, i) = item_target(&st)?;
-                let col = f.arg("column_id").and_then(Value::as_str).ok_or_else(|| GqlError::new("column_id is required", "InvalidArgumentException"))?.to_string();
+                let col = f
+                    .arg("column_id")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| {
+                        GqlError::new("column_id is required", "InvalidArgumentException")
+                    })?
+                    .to_string();
                 let value = f.arg("value").cloned().unwrap_or(Value::Null);
-                let Column { kind, .. } = st.column(b, &col).ok_or_else(|| GqlError::new(format!("This column ID doesn't exist for the board: {col}"), "InvalidColumnIdException"))?;
+                let Column { kind, .. } = st.column(b, &col).ok_or_else(|| {
+                    GqlError::new(
+                        format!("This column ID doesn't exist for the board: {col}"),
+                        "InvalidColumnIdException",
+                    )
+                })?;
                 let simple = f.name == "change_simple_column_value";
-                let parsed = if kind == "name" { json!(value.as_str().unwrap_or("")) } else { self.parse_column(&mut st, &kind, &value, create_labels || simple, simple).map_err(|m| column_error(m, &col))? };
-                let previous = st.boards[b.slot()].get(i).and_then(|r| r.fields.get(&col).cloned()).unwrap_or(Value::Null);
+                let parsed = if kind == "name" {
+                    json!(value.as_str().unwrap_or(""))
+                } else {
+                    self.parse_column(&mut st, &kind, &value, create_labels || simple, simple)
+                        .map_err(|m| column_error(m, &col))?
+                };
+                let previous = st.boards[b.slot()]
+                    .get(i)
+                    .and_then(|r| r.fields.get(&col).cloned())
+                    .unwrap_or(Value::Null);
                 let mut change = Fields::new();
                 change.insert(col.clone(), parsed.clone());
                 st.boards[b.slot()].merge(i, &change, now);
-                events.push(Event { board: b, item: i, kind: if kind == "name" { "update_name" } else { "update_column_value" }, column: Some((col, parsed, previous)) });
+                events.push(Event {
+                    board: b,
+                    item: i,
+                    kind: if kind == "name" {
+                        "update_name"
+                    } else {
+                        "update_column_value"
+                    },
+                    column: Some((col, parsed, previous)),
+                });
                 Ok(self.item(&st, b, i, &f.selection).unwrap_or(Value::Null))
             }
             "change_multiple_column_values" => {
                 let (b, i) = item_target(&st)?;
-                let cv = f.arg("column_values").ok_or_else(|| GqlError::new("column_values is required", "InvalidArgumentException"))?;
+                let cv = f.arg("column_values").ok_or_else(|| {
+                    GqlError::new("column_values is required", "InvalidArgumentException")
+                })?;
                 let map = self.column_map(&mut st, b, cv, create_labels)?;
                 for (col, v) in map {
-                    let previous = st.boards[b.slot()].get(i).and_then(|r| r.fields.get(&col).cloned()).unwrap_or(Value::Null);
+                    let previous = st.boards[b.slot()]
+                        .get(i)
+                        .and_then(|r| r.fields.get(&col).cloned())
+                        .unwrap_or(Value::Null);
                     let mut change = Fields::new();
                     change.insert(col.clone(), v.clone());
                     st.boards[b.slot()].merge(i, &change, now);
-                    events.push(Event { board: b, item: i, kind: if col == "name" { "update_name" } else { "update_column_value" }, column: Some((col, v, previous)) });
+                    events.push(Event {
+                        board: b,
+                        item: i,
+                        kind: if col == "name" {
+                            "update_name"
+                        } else {
+                            "update_column_value"
+                        },
+                        column: Some((col, v, previous)),
+                    });
                 }
                 Ok(self.item(&st, b, i, &f.selection).unwrap_or(Value::Null))
             }
             // Documented: board_name and board_kind (public, private, share) are required. A
             // board made without a template has the name column and one group (inferred).
             "create_board" => {
-                let name = f.arg("board_name").and_then(Value::as_str).ok_or_else(|| missing_argument(f, "board_name"))?;
-                let kind = f.arg("board_kind").and_then(Value::as_str).ok_or_else(|| missing_argument(f, "board_kind"))?;
+                let name = f
+                    .arg("board_name")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| missing_argument(f, "board_name"))?;
+                let kind = f
+                    .arg("board_kind")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| missing_argument(f, "board_kind"))?;
                 if !matches!(kind, "public" | "private" | "share") {
-                    return Err(GqlError::new(format!("Argument 'board_kind' on Field 'create_board' has an invalid value ({kind}). Expected type 'BoardKind!'."), "argumentLiteralsIncompatible"));
+                    return Err(GqlError::new(
+                        format!(
+                            "Argument 'board_kind' on Field 'create_board' has an invalid value ({kind}). Expected type 'BoardKind!'."
+                        ),
+                        "argumentLiteralsIncompatible",
+                    ));
                 }
                 if f.arg("template_id").is_some() {
-                    return Err(GqlError::new("The weft sandbox does not emulate board templates; create the board empty and add columns with create_column", "InvalidArgumentException"));
+                    return Err(GqlError::new(
+                        "The weft sandbox does not emulate board templates; create the board empty and add columns with create_column",
+                        "InvalidArgumentException",
+                    ));
                 }
                 st.layouts.push(Layout {
                     name: name.into(),
                     kind: kind.into(),
-                    description: f.arg("description").and_then(Value::as_str).map(str::to_string),
+                    description: f
+                        .arg("description")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
                     columns: Vec::new(),
                     groups: vec![Group::new("topics", "Group Title", "#579bfc")],
                 });
                 let demo = st.demo;
-                st.boards.push(Collection::new(0, move |_| Fields::new(), move |i| demo.times(Kind::Deal, i, 0)));
+                st.boards.push(Collection::new(
+                    0,
+                    move |_| Fields::new(),
+                    move |i| demo.times(Kind::Deal, i, 0),
+                ));
                 let b = Board(st.layouts.len() as u64);
                 self.board_json(&mut st, b, &f.selection)
             }
             // Documented: board_id and group_name are required; group_color is optional. New
             // groups go to the top of the board; their ids are generated (inferred form).
             "create_group" => {
-                let b = board_arg.and_then(|x| st.board(x)).ok_or_else(|| board_not_found(board_arg))?;
-                let title = f.arg("group_name").and_then(Value::as_str).ok_or_else(|| missing_argument(f, "group_name"))?;
-                let color = f.arg("group_color").and_then(Value::as_str).unwrap_or("#a25ddc");
+                let b = board_arg
+                    .and_then(|x| st.board(x))
+                    .ok_or_else(|| board_not_found(board_arg))?;
+                let title = f
+                    .arg("group_name")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| missing_argument(f, "group_name"))?;
+                let color = f
+                    .arg("group_color")
+                    .and_then(Value::as_str)
+                    .unwrap_or("#a25ddc");
                 let id = format!("group_mk{}", &self.hub.tokens.random_hex(4));
-                st.layouts[b.slot()].groups.insert(0, Group::new(&id, title, color));
-                Ok(project(&group_json(&st.layout(b).groups[0], 0), &f.selection))
+                st.layouts[b.slot()]
+                    .groups
+                    .insert(0, Group::new(&id, title, color));
+                Ok(project(
+                    &group_json(&st.layout(b).groups[0], 0),
+                    &f.selection,
+                ))
             }
             // Documented: title and column_type are required (since 2023-10); `id` (1-20 lowercase
             // letters, digits or underscores, unique on the board) and after_column_id optional.
             // Generated ids take the form `{type}_mk{random}` (inferred from live boards).
             "create_column" => {
-                let b = board_arg.and_then(|x| st.board(x)).ok_or_else(|| board_not_found(board_arg))?;
-                let title = f.arg("title").and_then(Value::as_str).ok_or_else(|| missing_argument(f, "title"))?;
-                let kind = f.arg("column_type").and_then(Value::as_str).ok_or_else(|| missing_argument(f, "column_type"))?;
+                let b = board_arg
+                    .and_then(|x| st.board(x))
+                    .ok_or_else(|| board_not_found(board_arg))?;
+                let title = f
+                    .arg("title")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| missing_argument(f, "title"))?;
+                let kind = f
+                    .arg("column_type")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| missing_argument(f, "column_type"))?;
                 if !STORED_COLUMN_TYPES.contains(&kind) {
-                    return Err(GqlError::new(format!("The weft sandbox does not emulate {kind} columns; it stores {}", STORED_COLUMN_TYPES.join(", ")), "InvalidArgumentException"));
+                    return Err(GqlError::new(
+                        format!(
+                            "The weft sandbox does not emulate {kind} columns; it stores {}",
+                            STORED_COLUMN_TYPES.join(", ")
+                        ),
+                        "InvalidArgumentException",
+                    ));
                 }
                 let id = match f.arg("id").and_then(Value::as_str) {
-                    Some(id) if id.is_empty() || id.len() > 20 || !id.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_') => {
-                        return Err(GqlError::new("Column id must be 1-20 characters of lowercase letters, digits and underscores", "InvalidArgumentException"));
+                    Some(id)
+                        if id.is_empty()
+                            || id.len() > 20
+                            || !id.bytes().all(|c| {
+                                c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_'
+                            }) =>
+                    {
+                        return Err(GqlError::new(
+                            "Column id must be 1-20 characters of lowercase letters, digits and underscores",
+                            "InvalidArgumentException",
+                        ));
                     }
-                    Some(id) if st.column(b, id).is_some() => return Err(GqlError::new(format!("A column with the id {id} already exists on this board"), "ColumnIdAlreadyExistsException")),
+                    Some(id) if st.column(b, id).is_some() => {
+                        return Err(GqlError::new(
+                            format!("A column with the id {id} already exists on this board"),
+                            "ColumnIdAlreadyExistsException",
+                        ));
+                    }
                     Some(id) => id.to_string(),
                     None => format!("{kind}_mk{}", self.hub.tokens.random_hex(3)),
                 };
-                let column = Column { id, kind: kind.into(), title: title.into(), description: f.arg("description").and_then(Value::as_str).map(str::to_string) };
+                let column = Column {
+                    id,
+                    kind: kind.into(),
+                    title: title.into(),
+                    description: f
+                        .arg("description")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
+                };
                 let columns = &mut st.layouts[b.slot()].columns;
                 let at = match f.arg("after_column_id").and_then(Value::as_str) {
                     Some("name") => 0,
-                    Some(after) => columns.iter().position(|c| c.id == after).map(|p| p + 1).ok_or_else(|| GqlError::new(format!("This column ID doesn't exist for the board: {after}"), "InvalidColumnIdException"))?,
+                    Some(after) => columns
+                        .iter()
+                        .position(|c| c.id == after)
+                        .map(|p| p + 1)
+                        .ok_or_else(|| {
+                            GqlError::new(
+                                format!("This column ID doesn't exist for the board: {after}"),
+                                "InvalidColumnIdException",
+                            )
+                        })?,
                     None => columns.len(),
                 };
                 columns.insert(at, column.clone());
@@ -1161,10 +1986,20 @@ impl Monday {
             }
             "create_update" => {
                 let (b, i) = item_target(&st)?;
-                let body = f.arg("body").and_then(Value::as_str).filter(|b| !b.trim().is_empty()).ok_or_else(|| GqlError::new("body is required", "InvalidArgumentException"))?;
+                let body = f
+                    .arg("body")
+                    .and_then(Value::as_str)
+                    .filter(|b| !b.trim().is_empty())
+                    .ok_or_else(|| GqlError::new("body is required", "InvalidArgumentException"))?;
                 let id = st.next_id;
                 st.next_id += 1;
-                let update = Update { id, board: b, item: i, body: body.to_owned(), created_ms: now };
+                let update = Update {
+                    id,
+                    board: b,
+                    item: i,
+                    body: body.to_owned(),
+                    created_ms: now,
+                };
                 st.updates.push(update.clone());
                 Ok(project(&update_json(&update), &f.selection))
             }
@@ -1172,31 +2007,88 @@ impl Monday {
                 let (b, i) = item_target(&st)?;
                 let v = self.item(&st, b, i, &f.selection).unwrap_or(Value::Null);
                 st.boards[b.slot()].delete(i, now);
-                events.push(Event { board: b, item: i, kind: if f.name == "delete_item" { "delete_pulse" } else { "archive_pulse" }, column: None });
+                events.push(Event {
+                    board: b,
+                    item: i,
+                    kind: if f.name == "delete_item" {
+                        "delete_pulse"
+                    } else {
+                        "archive_pulse"
+                    },
+                    column: None,
+                });
                 Ok(v)
             }
             "delete_webhook" => {
-                let id = f.arg("id").and_then(|v| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))).unwrap_or(0);
+                let id = f
+                    .arg("id")
+                    .and_then(|v| {
+                        v.as_u64()
+                            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+                    })
+                    .unwrap_or(0);
                 match st.webhooks.remove(&id) {
-                    Some(w) => Ok(project(&json!({"id": w.id.to_string(), "board_id": w.board.id().to_string()}), &f.selection)),
-                    None => Err(GqlError::new("Webhook not found", "ResourceNotFoundException")),
+                    Some(w) => Ok(project(
+                        &json!({"id": w.id.to_string(), "board_id": w.board.id().to_string()}),
+                        &f.selection,
+                    )),
+                    None => Err(GqlError::new(
+                        "Webhook not found",
+                        "ResourceNotFoundException",
+                    )),
                 }
             }
-            other => Err(GqlError::new(format!("The weft sandbox does not emulate the mutation '{other}'"), "NotEmulatedBySandbox")),
+            other => Err(GqlError::new(
+                format!("The weft sandbox does not emulate the mutation '{other}'"),
+                "NotEmulatedBySandbox",
+            )),
         }
     }
 
     /// `column_values` of create/change mutations: a JSON string (or object) of id → value.
-    fn column_map(&self, st: &mut MondayState, b: Board, cv: &Value, create_labels: bool) -> Result<Vec<(String, Value)>, GqlError> {
+    fn column_map(
+        &self,
+        st: &mut MondayState,
+        b: Board,
+        cv: &Value,
+        create_labels: bool,
+    ) -> Result<Vec<(String, Value)>, GqlError> {
         let obj = match cv {
-            Value::String(s) => serde_json::from_str::<Value>(s).map_err(|e| GqlError::new(format!("column_values is not valid JSON: {e}"), "JsonParseException"))?,
+            Value::String(s) => serde_json::from_str::<Value>(s).map_err(|e| {
+                GqlError::new(
+                    format!("column_values is not valid JSON: {e}"),
+                    "JsonParseException",
+                )
+            })?,
             other => other.clone(),
         };
-        let Some(map) = obj.as_object() else { return Err(GqlError::new("column_values must be a JSON object keyed by column id", "InvalidArgumentException")) };
+        let Some(map) = obj.as_object() else {
+            return Err(GqlError::new(
+                "column_values must be a JSON object keyed by column id",
+                "InvalidArgumentException",
+            ));
+        };
         let mut out = Vec::new();
         for (col, v) in map {
-            let Column { kind, .. } = st.column(b, col).ok_or_else(|| GqlError::new(format!("This column ID doesn't exist for the board: {col}"), "InvalidColumnIdException"))?;
-            let parsed = if kind == "name" { json!(v.as_str().unwrap_or("")) } else { self.parse_column(st, &kind, v, create_labels, v.is_string() && serde_json::from_str::<Value>(v.as_str().unwrap_or("")).is_err()).map_err(|m| column_error(m, col))? };
+            let Column { kind, .. } = st.column(b, col).ok_or_else(|| {
+                GqlError::new(
+                    format!("This column ID doesn't exist for the board: {col}"),
+                    "InvalidColumnIdException",
+                )
+            })?;
+            let parsed = if kind == "name" {
+                json!(v.as_str().unwrap_or(""))
+            } else {
+                self.parse_column(
+                    st,
+                    &kind,
+                    v,
+                    create_labels,
+                    v.is_string()
+                        && serde_json::from_str::<Value>(v.as_str().unwrap_or("")).is_err(),
+                )
+                .map_err(|m| column_error(m, col))?
+            };
             out.push((col.clone(), parsed));
         }
         Ok(out)
@@ -1204,7 +2096,18 @@ impl Monday {
 }
 
 /// Column types the emulator can store and read back.
-const STORED_COLUMN_TYPES: [&str; 10] = ["text", "long_text", "numbers", "status", "date", "email", "phone", "link", "checkbox", "board_relation"];
+const STORED_COLUMN_TYPES: [&str; 10] = [
+    "text",
+    "long_text",
+    "numbers",
+    "status",
+    "date",
+    "email",
+    "phone",
+    "link",
+    "checkbox",
+    "board_relation",
+];
 
 fn board_not_found(board_arg: Option<&Value>) -> GqlError {
     let mut e = GqlError::new("Board not found", "InvalidBoardIdException");
@@ -1214,7 +2117,10 @@ fn board_not_found(board_arg: Option<&Value>) -> GqlError {
 
 /// graphql-ruby's answer for a required argument left out (monday's API is built on it).
 fn missing_argument(f: &Field, name: &str) -> GqlError {
-    GqlError::new(format!("Field '{}' is missing required arguments: {name}", f.name), "missingRequiredArguments")
+    GqlError::new(
+        format!("Field '{}' is missing required arguments: {name}", f.name),
+        "missingRequiredArguments",
+    )
 }
 
 fn update_json(u: &Update) -> Value {
@@ -1246,38 +2152,103 @@ fn column_error(message: String, column: &str) -> GqlError {
 
 // ---------------------------------------------------------------- webhooks
 
-const WEBHOOK_EVENTS: [&str; 8] = ["create_item", "change_column_value", "change_specific_column_value", "change_status_column_value", "change_name", "item_deleted", "item_archived", "create_update"];
+const WEBHOOK_EVENTS: [&str; 8] = [
+    "create_item",
+    "change_column_value",
+    "change_specific_column_value",
+    "change_status_column_value",
+    "change_name",
+    "item_deleted",
+    "item_archived",
+    "create_update",
+];
 
 impl Monday {
     /// Creates a webhook after the receiver echoes the challenge, as monday requires.
     async fn create_webhook(&self, f: &Field) -> Result<Value, GqlError> {
-        let b = f.arg("board_id").and_then(|x| self.state.lock().expect("monday state").board(x)).ok_or_else(|| GqlError::new("Board not found", "InvalidBoardIdException"))?;
-        let url = f.arg("url").and_then(Value::as_str).filter(|u| u.starts_with("http")).ok_or_else(|| GqlError::new("url must be an absolute http(s) URL", "InvalidArgumentException"))?.to_string();
-        let event = f.arg("event").and_then(Value::as_str).unwrap_or("").to_string();
+        let b = f
+            .arg("board_id")
+            .and_then(|x| self.state.lock().expect("monday state").board(x))
+            .ok_or_else(|| GqlError::new("Board not found", "InvalidBoardIdException"))?;
+        let url = f
+            .arg("url")
+            .and_then(Value::as_str)
+            .filter(|u| u.starts_with("http"))
+            .ok_or_else(|| {
+                GqlError::new(
+                    "url must be an absolute http(s) URL",
+                    "InvalidArgumentException",
+                )
+            })?
+            .to_string();
+        let event = f
+            .arg("event")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         if !WEBHOOK_EVENTS.contains(&event.as_str()) {
-            return Err(GqlError::new(format!("Invalid webhook event '{event}'; expected one of {}", WEBHOOK_EVENTS.join(", ")), "InvalidArgumentException"));
+            return Err(GqlError::new(
+                format!(
+                    "Invalid webhook event '{event}'; expected one of {}",
+                    WEBHOOK_EVENTS.join(", ")
+                ),
+                "InvalidArgumentException",
+            ));
         }
         let config = f.arg("config").map(|c| match c {
             Value::String(s) => serde_json::from_str(s).unwrap_or(Value::Null),
             other => other.clone(),
         });
-        if event == "change_specific_column_value" && config.as_ref().and_then(|c| c.get("columnId")).is_none() {
-            return Err(GqlError::new("change_specific_column_value needs config {\"columnId\": \"...\"}", "InvalidArgumentException"));
+        if event == "change_specific_column_value"
+            && config.as_ref().and_then(|c| c.get("columnId")).is_none()
+        {
+            return Err(GqlError::new(
+                "change_specific_column_value needs config {\"columnId\": \"...\"}",
+                "InvalidArgumentException",
+            ));
         }
         let challenge = self.hub.tokens.random_hex(16);
-        let answered = self.hub.outbox.client().post(&url).header("content-type", "application/json").body(json!({"challenge": challenge}).to_string()).send().await;
+        let answered = self
+            .hub
+            .outbox
+            .client()
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(json!({"challenge": challenge}).to_string())
+            .send()
+            .await;
         let ok = match answered {
-            Ok(r) if r.status().is_success() => r.bytes().await.ok().and_then(|b| serde_json::from_slice::<Value>(&b).ok()).is_some_and(|v| v["challenge"] == challenge.as_str()),
+            Ok(r) if r.status().is_success() => r
+                .bytes()
+                .await
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                .is_some_and(|v| v["challenge"] == challenge.as_str()),
             _ => false,
         };
         if !ok {
-            return Err(GqlError::new("Failed to communicate with URL provided.", "InvalidUrlException"));
+            return Err(GqlError::new(
+                "Failed to communicate with URL provided.",
+                "InvalidUrlException",
+            ));
         }
         let mut st = self.state.lock().expect("monday state");
         let id = 147_000_000 + st.next_id;
         st.next_id += 1;
-        st.webhooks.insert(id, Webhook { id, board: b, url, event, config });
-        Ok(project(&json!({"id": id.to_string(), "board_id": b.id().to_string()}), &f.selection))
+        st.webhooks.insert(
+            id,
+            Webhook {
+                id,
+                board: b,
+                url,
+                event,
+                config,
+            },
+        );
+        Ok(project(
+            &json!({"id": id.to_string(), "board_id": b.id().to_string()}),
+            &f.selection,
+        ))
     }
 
     fn deliver(&self, events: Vec<Event>) {
@@ -1291,14 +2262,48 @@ impl Monday {
             let names: Vec<(String, String, Option<String>)> = events
                 .iter()
                 .map(|e| {
-                    let rec = st.boards[e.board.slot()].get(e.item).or_else(|| st.boards[e.board.slot()].tombstones().find(|(i, _)| *i == e.item).map(|(_, t)| t.last.clone()));
-                    let name = rec.as_ref().and_then(|r| r.fields.get("name").and_then(Value::as_str)).unwrap_or("").to_string();
-                    let group = rec.as_ref().and_then(|r| r.fields.get("group").and_then(Value::as_str)).unwrap_or("topics").to_string();
-                    (name, group, e.column.as_ref().map(|(c, v, _)| self.text(&st, &st.column(e.board, c).map(|x| x.kind).unwrap_or_else(|| "text".into()), v).as_str().unwrap_or("").to_string()))
+                    let rec = st.boards[e.board.slot()].get(e.item).or_else(|| {
+                        st.boards[e.board.slot()]
+                            .tombstones()
+                            .find(|(i, _)| *i == e.item)
+                            .map(|(_, t)| t.last.clone())
+                    });
+                    let name = rec
+                        .as_ref()
+                        .and_then(|r| r.fields.get("name").and_then(Value::as_str))
+                        .unwrap_or("")
+                        .to_string();
+                    let group = rec
+                        .as_ref()
+                        .and_then(|r| r.fields.get("group").and_then(Value::as_str))
+                        .unwrap_or("topics")
+                        .to_string();
+                    (
+                        name,
+                        group,
+                        e.column.as_ref().map(|(c, v, _)| {
+                            self.text(
+                                &st,
+                                &st.column(e.board, c)
+                                    .map(|x| x.kind)
+                                    .unwrap_or_else(|| "text".into()),
+                                v,
+                            )
+                            .as_str()
+                            .unwrap_or("")
+                            .to_string()
+                        }),
+                    )
                 })
                 .collect();
-            let kinds: Vec<Option<Column>> = events.iter().map(|e| e.column.as_ref().and_then(|(c, ..)| st.column(e.board, c))).collect();
-            (st.webhooks.values().cloned().collect(), names.into_iter().zip(kinds).collect())
+            let kinds: Vec<Option<Column>> = events
+                .iter()
+                .map(|e| e.column.as_ref().and_then(|(c, ..)| st.column(e.board, c)))
+                .collect();
+            (
+                st.webhooks.values().cloned().collect(),
+                names.into_iter().zip(kinds).collect(),
+            )
         };
         let now = self.now();
         for (e, ((name, group, text), changed)) in events.iter().zip(snapshots) {
@@ -1307,8 +2312,14 @@ impl Monday {
                 let wanted = match w.event.as_str() {
                     "create_item" => e.kind == "create_pulse",
                     "change_column_value" => e.kind == "update_column_value",
-                    "change_specific_column_value" => e.kind == "update_column_value" && w.config.as_ref().and_then(|c| c["columnId"].as_str()) == column,
-                    "change_status_column_value" => e.kind == "update_column_value" && changed.as_ref().is_some_and(|c| c.kind == "status"),
+                    "change_specific_column_value" => {
+                        e.kind == "update_column_value"
+                            && w.config.as_ref().and_then(|c| c["columnId"].as_str()) == column
+                    }
+                    "change_status_column_value" => {
+                        e.kind == "update_column_value"
+                            && changed.as_ref().is_some_and(|c| c.kind == "status")
+                    }
                     "change_name" => e.kind == "update_name",
                     "item_deleted" => e.kind == "delete_pulse",
                     "item_archived" => e.kind == "archive_pulse",
@@ -1323,12 +2334,19 @@ impl Monday {
                     "subscriptionId": w.id, "triggerUuid": self.hub.tokens.random_hex(16),
                 });
                 if let Some((col, value, previous)) = &e.column {
-                    let (kind, title) = changed.as_ref().map(|c| (c.kind.as_str(), c.title.as_str())).unwrap_or(("text", ""));
+                    let (kind, title) = changed
+                        .as_ref()
+                        .map(|c| (c.kind.as_str(), c.title.as_str()))
+                        .unwrap_or(("text", ""));
                     ev["columnId"] = json!(col);
                     ev["columnType"] = json!(kind);
                     ev["columnTitle"] = json!(title);
                     ev["value"] = json!({"value": value, "text": text});
-                    ev["previousValue"] = if previous.is_null() { Value::Null } else { json!({"value": previous}) };
+                    ev["previousValue"] = if previous.is_null() {
+                        Value::Null
+                    } else {
+                        json!({"value": previous})
+                    };
                 }
                 let body = json!({"event": ev}).to_string().into_bytes();
                 let url = w.url.clone();
@@ -1359,7 +2377,10 @@ pub(crate) fn sign_jwt(secret: &str, claims: &Value) -> String {
     let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
     let input = format!("{header}.{payload}");
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
-    format!("{input}.{}", URL_SAFE_NO_PAD.encode(ring::hmac::sign(&key, input.as_bytes()).as_ref()))
+    format!(
+        "{input}.{}",
+        URL_SAFE_NO_PAD.encode(ring::hmac::sign(&key, input.as_bytes()).as_ref())
+    )
 }
 
 // ---------------------------------------------------------------- emulator
@@ -1398,11 +2419,23 @@ impl Emulator for Monday {
     }
 
     fn throttled(&self) -> Response {
-        self.limited("Complexity budget exhausted", "COMPLEXITY_BUDGET_EXHAUSTED", 30)
+        self.limited(
+            "Complexity budget exhausted",
+            "COMPLEXITY_BUDGET_EXHAUSTED",
+            30,
+        )
     }
 
     fn server_error(&self) -> Response {
-        json_response(StatusCode::INTERNAL_SERVER_ERROR, error_body(vec![json!({"message": "Internal server error", "extensions": {"code": "INTERNAL_SERVER_ERROR", "status_code": 500}})], Value::Null))
+        json_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            error_body(
+                vec![
+                    json!({"message": "Internal server error", "extensions": {"code": "INTERNAL_SERVER_ERROR", "status_code": 500}}),
+                ],
+                Value::Null,
+            ),
+        )
     }
 
     fn credentials(&self) -> Credentials {
@@ -1415,7 +2448,14 @@ impl Emulator for Monday {
             extra: [
                 ("api_url".to_string(), format!("{}/v2", self.base())),
                 ("signing_secret".to_string(), SIGNING_SECRET.to_string()),
-                ("boards".to_string(), Board::DEMO.iter().map(|b| format!("{}={}", demo_layout(*b).name, b.id())).collect::<Vec<_>>().join(", ")),
+                (
+                    "boards".to_string(),
+                    Board::DEMO
+                        .iter()
+                        .map(|b| format!("{}={}", demo_layout(*b).name, b.id()))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                ),
             ]
             .into_iter()
             .collect(),

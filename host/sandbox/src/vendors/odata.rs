@@ -23,9 +23,21 @@ pub(crate) enum Filter {
     And(Box<Filter>, Box<Filter>),
     Or(Box<Filter>, Box<Filter>),
     Not(Box<Filter>),
-    Cmp { path: Vec<String>, op: String, value: Lit },
-    Func { name: String, path: Vec<String>, value: String },
-    Any { path: Vec<String>, var: String, body: Box<Filter> },
+    Cmp {
+        path: Vec<String>,
+        op: String,
+        value: Lit,
+    },
+    Func {
+        name: String,
+        path: Vec<String>,
+        value: String,
+    },
+    Any {
+        path: Vec<String>,
+        var: String,
+        body: Box<Filter>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -79,7 +91,11 @@ fn tokenize(s: &str) -> Result<Vec<Tok>, String> {
             }
             let w: String = c[start..i].iter().collect();
             match w.parse::<f64>() {
-                Ok(n) if !w.contains('-') || w.starts_with('-') && w[1..].parse::<f64>().is_ok() => out.push(Tok::Num(n)),
+                Ok(n)
+                    if !w.contains('-') || w.starts_with('-') && w[1..].parse::<f64>().is_ok() =>
+                {
+                    out.push(Tok::Num(n))
+                }
                 _ => out.push(Tok::Word(w)),
             }
         }
@@ -107,7 +123,11 @@ impl Parser {
     }
 
     fn expect(&mut self, s: char) -> Result<(), String> {
-        if self.sym(s) { Ok(()) } else { Err(format!("expected '{s}' at position {}", self.p)) }
+        if self.sym(s) {
+            Ok(())
+        } else {
+            Err(format!("expected '{s}' at position {}", self.p))
+        }
     }
 
     fn or(&mut self) -> Result<Filter, String> {
@@ -157,10 +177,17 @@ impl Parser {
             };
             self.p += 1;
             self.expect(')')?;
-            return Ok(Filter::Func { name: lower, path: split_path(&path), value });
+            return Ok(Filter::Func {
+                name: lower,
+                path: split_path(&path),
+                value,
+            });
         }
         // `path/any(v:body)`
-        if let Some(base) = word.strip_suffix("/any").or_else(|| word.strip_suffix("/ANY")) {
+        if let Some(base) = word
+            .strip_suffix("/any")
+            .or_else(|| word.strip_suffix("/ANY"))
+        {
             self.expect('(')?;
             let var = match self.t.get(self.p).cloned() {
                 Some(Tok::Word(w)) => w,
@@ -170,11 +197,26 @@ impl Parser {
             self.expect(':')?;
             let body = self.or()?;
             self.expect(')')?;
-            return Ok(Filter::Any { path: split_path(base), var, body: Box::new(body) });
+            return Ok(Filter::Any {
+                path: split_path(base),
+                var,
+                body: Box::new(body),
+            });
         }
         let op = match self.t.get(self.p).cloned() {
-            Some(Tok::Word(o)) if matches!(o.to_ascii_lowercase().as_str(), "eq" | "ne" | "gt" | "ge" | "lt" | "le") => o.to_ascii_lowercase(),
-            other => return Err(format!("expected a comparison operator after {word}, found {other:?}")),
+            Some(Tok::Word(o))
+                if matches!(
+                    o.to_ascii_lowercase().as_str(),
+                    "eq" | "ne" | "gt" | "ge" | "lt" | "le"
+                ) =>
+            {
+                o.to_ascii_lowercase()
+            }
+            other => {
+                return Err(format!(
+                    "expected a comparison operator after {word}, found {other:?}"
+                ));
+            }
         };
         self.p += 1;
         let value = match self.t.get(self.p).cloned() {
@@ -186,13 +228,19 @@ impl Parser {
             Some(Tok::Word(w)) => match parse_iso(&w) {
                 Some(t) => Lit::Time(t),
                 // GUIDs are written unquoted.
-                None if w.len() == 36 && w.chars().filter(|c| *c == '-').count() == 4 => Lit::Str(w),
+                None if w.len() == 36 && w.chars().filter(|c| *c == '-').count() == 4 => {
+                    Lit::Str(w)
+                }
                 None => return Err(format!("unrecognised literal {w}")),
             },
             other => return Err(format!("expected a literal, found {other:?}")),
         };
         self.p += 1;
-        Ok(Filter::Cmp { path: split_path(&word), op, value })
+        Ok(Filter::Cmp {
+            path: split_path(&word),
+            op,
+            value,
+        })
     }
 }
 
@@ -201,7 +249,10 @@ fn split_path(p: &str) -> Vec<String> {
 }
 
 pub(crate) fn parse(s: &str) -> Result<Filter, String> {
-    let mut p = Parser { t: tokenize(s)?, p: 0 };
+    let mut p = Parser {
+        t: tokenize(s)?,
+        p: 0,
+    };
     let f = p.or()?;
     if p.p != p.t.len() {
         return Err(format!("unexpected text after the filter at token {}", p.p));
@@ -217,7 +268,9 @@ pub(crate) fn properties(f: &Filter, out: &mut Vec<String>) {
             properties(b, out);
         }
         Filter::Not(a) => properties(a, out),
-        Filter::Cmp { path, .. } | Filter::Func { path, .. } | Filter::Any { path, .. } => out.push(path[0].clone()),
+        Filter::Cmp { path, .. } | Filter::Func { path, .. } | Filter::Any { path, .. } => {
+            out.push(path[0].clone())
+        }
     }
 }
 
@@ -226,7 +279,10 @@ fn lookup<'a>(v: &'a Value, path: &[String]) -> &'a Value {
     for p in path {
         cur = match cur.get(p) {
             Some(x) => x,
-            None => match cur.as_object().and_then(|o| o.iter().find(|(k, _)| k.eq_ignore_ascii_case(p))) {
+            None => match cur
+                .as_object()
+                .and_then(|o| o.iter().find(|(k, _)| k.eq_ignore_ascii_case(p)))
+            {
                 Some((_, x)) => x,
                 None => return &Value::Null,
             },
@@ -322,7 +378,10 @@ pub(crate) fn order(a: &Value, b: &Value, keys: &[(Vec<String>, bool)]) -> Order
     for (path, desc) in keys {
         let (x, y) = (lookup(a, path), lookup(b, path));
         let o = match (x, y) {
-            (Value::Number(p), Value::Number(q)) => p.as_f64().partial_cmp(&q.as_f64()).unwrap_or(Ordering::Equal),
+            (Value::Number(p), Value::Number(q)) => p
+                .as_f64()
+                .partial_cmp(&q.as_f64())
+                .unwrap_or(Ordering::Equal),
             (Value::String(p), Value::String(q)) => match (parse_iso(p), parse_iso(q)) {
                 (Some(s), Some(t)) => s.cmp(&t),
                 _ => p.to_lowercase().cmp(&q.to_lowercase()),
@@ -349,7 +408,10 @@ mod tests {
     fn nested_paths_lambdas_and_functions() {
         let r = json!({"status": "New", "customerProfile": {"address": {"country": "US"}}, "team": [{"email": "r2d2@contoso.com"}], "name": "Contoso deal", "createdDateTime": "2026-01-02T00:00:00Z"});
         for (f, want) in [
-            ("status eq 'New' and customerProfile/address/country eq 'US'", true),
+            (
+                "status eq 'New' and customerProfile/address/country eq 'US'",
+                true,
+            ),
             ("team/any(t:t/email eq 'r2d2@contoso.com')", true),
             ("team/any(t:t/email eq 'c3po@contoso.com')", false),
             ("(status eq 'Closed' or startswith(name, 'contoso'))", true),

@@ -22,7 +22,10 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
 
 use super::soql::{self, Expr, Query};
-use super::{auth_token, header_str, json as json_response, parse_json_body, query_params, set_header, token_params, valid_email};
+use super::{
+    auth_token, header_str, json as json_response, parse_json_body, query_params, set_header,
+    token_params, valid_email,
+};
 use crate::SandboxError;
 use crate::clock::{date, parse_iso};
 use crate::collection::{Collection, Dir, Fields, Record};
@@ -34,8 +37,10 @@ use crate::server::{Credentials, Emulator, Hub, RequestCtx};
 use crate::tokens::{AccessToken, Grant, RefreshToken, TokenCheck};
 use crate::vendor::Vendor;
 
-pub(crate) const CONSUMER_KEY: &str = "3MVG9WeftSandboxDemoConnectedApp.SalesforceEmulator0000000000000000000000000000000";
-pub(crate) const CONSUMER_SECRET: &str = "WEFTSANDBOXSALESFORCESECRET0000000000000000000000000000000000000000";
+pub(crate) const CONSUMER_KEY: &str =
+    "3MVG9WeftSandboxDemoConnectedApp.SalesforceEmulator0000000000000000000000000000000";
+pub(crate) const CONSUMER_SECRET: &str =
+    "WEFTSANDBOXSALESFORCESECRET0000000000000000000000000000000000000000";
 pub(crate) const USERNAME: &str = "demo@weft-sandbox.example";
 pub(crate) const DEMO_PRIVATE_KEY_PEM: &str = include_str!("salesforce_keys/demo_private_key.pem");
 pub(crate) const DEMO_PUBLIC_KEY_PEM: &str = include_str!("salesforce_keys/demo_public_key.pem");
@@ -86,7 +91,15 @@ const SYSTEM_FIELDS: [FieldDef; 8] = [
 ];
 
 impl SObject {
-    const ALL: [SObject; 7] = [SObject::Account, SObject::Contact, SObject::Opportunity, SObject::Lead, SObject::Task, SObject::Campaign, SObject::CampaignMember];
+    const ALL: [SObject; 7] = [
+        SObject::Account,
+        SObject::Contact,
+        SObject::Opportunity,
+        SObject::Lead,
+        SObject::Task,
+        SObject::Campaign,
+        SObject::CampaignMember,
+    ];
 
     fn name(self) -> &'static str {
         match self {
@@ -101,7 +114,9 @@ impl SObject {
     }
 
     fn parse(s: &str) -> Option<SObject> {
-        SObject::ALL.into_iter().find(|o| o.name().eq_ignore_ascii_case(s))
+        SObject::ALL
+            .into_iter()
+            .find(|o| o.name().eq_ignore_ascii_case(s))
     }
 
     fn prefix(self) -> &'static str {
@@ -195,8 +210,18 @@ impl SObject {
                 ("Priority", Picklist, false, true),
                 ("ActivityDate", Date, false, true),
                 ("Description", Text, false, true),
-                ("WhoId", Reference(&[SObject::Contact, SObject::Lead]), false, true),
-                ("WhatId", Reference(&[SObject::Opportunity, SObject::Account]), false, true),
+                (
+                    "WhoId",
+                    Reference(&[SObject::Contact, SObject::Lead]),
+                    false,
+                    true,
+                ),
+                (
+                    "WhatId",
+                    Reference(&[SObject::Opportunity, SObject::Account]),
+                    false,
+                    true,
+                ),
                 ("TaskSubtype", Picklist, false, true),
                 ("External_Id__c", Text, false, true),
             ],
@@ -221,16 +246,24 @@ impl SObject {
 
     /// The system fields the object has: every one but `OwnerId` for objects without an owner.
     fn system_fields(self) -> impl Iterator<Item = &'static FieldDef> {
-        SYSTEM_FIELDS.iter().filter(move |f| !(f.0 == "OwnerId" && self == SObject::CampaignMember))
+        SYSTEM_FIELDS
+            .iter()
+            .filter(move |f| !(f.0 == "OwnerId" && self == SObject::CampaignMember))
     }
 
     /// Canonical name and definition of a field, matched case-insensitively.
     fn field(self, name: &str) -> Option<FieldDef> {
-        self.system_fields().chain(self.fields()).find(|f| f.0.eq_ignore_ascii_case(name)).copied()
+        self.system_fields()
+            .chain(self.fields())
+            .find(|f| f.0.eq_ignore_ascii_case(name))
+            .copied()
     }
 
     fn is_external_id(self, name: &str) -> bool {
-        ["External_Id__c", "Partner_Center_Referral_Id__c"].iter().any(|x| name.eq_ignore_ascii_case(x)) && self.field(name).is_some()
+        ["External_Id__c", "Partner_Center_Referral_Id__c"]
+            .iter()
+            .any(|x| name.eq_ignore_ascii_case(x))
+            && self.field(name).is_some()
     }
 }
 
@@ -259,7 +292,11 @@ fn sf_id(obj: SObject, index: u64) -> String {
         *d = BASE62[(n % 62) as usize];
         n /= 62;
     }
-    with_checksum(&format!("{}Hs0{}", obj.prefix(), std::str::from_utf8(&digits).expect("ascii")))
+    with_checksum(&format!(
+        "{}Hs0{}",
+        obj.prefix(),
+        std::str::from_utf8(&digits).expect("ascii")
+    ))
 }
 
 fn parse_sf_id(s: &str) -> Option<(SObject, u64)> {
@@ -270,7 +307,9 @@ fn parse_sf_id(s: &str) -> Option<(SObject, u64)> {
     if s.len() == 18 && !with_checksum(id15).eq_ignore_ascii_case(s) {
         return None;
     }
-    let obj = SObject::ALL.into_iter().find(|o| id15.starts_with(o.prefix()))?;
+    let obj = SObject::ALL
+        .into_iter()
+        .find(|o| id15.starts_with(o.prefix()))?;
     if &id15[3..6] != "Hs0" {
         return None;
     }
@@ -296,10 +335,17 @@ fn sf_time(ms: i64) -> String {
 
 const PROBABILITY: [u64; 6] = [10, 20, 50, 80, 100, 0];
 /// The demo campaigns: name, type, status.
-const CAMPAIGNS: [(&str, &str, &str); 3] =
-    [("Spring Webinar 2025", "Webinar", "Completed"), ("Trade Show Berlin", "Trade Show", "In Progress"), ("Partner Newsletter", "Email", "Planned")];
+const CAMPAIGNS: [(&str, &str, &str); 3] = [
+    ("Spring Webinar 2025", "Webinar", "Completed"),
+    ("Trade Show Berlin", "Trade Show", "In Progress"),
+    ("Partner Newsletter", "Email", "Planned"),
+];
 const CAMPAIGN_COUNT: u64 = CAMPAIGNS.len() as u64;
-const LEAD_STATUSES: [&str; 3] = ["Open - Not Contacted", "Working - Contacted", "Closed - Not Converted"];
+const LEAD_STATUSES: [&str; 3] = [
+    "Open - Not Contacted",
+    "Working - Contacted",
+    "Closed - Not Converted",
+];
 
 fn generated(demo: &Demo, obj: SObject, i: u64) -> Fields {
     let v = match obj {
@@ -352,7 +398,11 @@ fn generated(demo: &Demo, obj: SObject, i: u64) -> Fields {
         SObject::CampaignMember => {
             // Every other contact, then every other lead, spread over the campaigns in turn.
             let contacts = demo.size.contacts.div_ceil(2);
-            let (contact, lead) = if i < contacts { (Some(sf_id(SObject::Contact, 2 * i)), None) } else { (None, Some(sf_id(SObject::Lead, 2 * (i - contacts)))) };
+            let (contact, lead) = if i < contacts {
+                (Some(sf_id(SObject::Contact, 2 * i)), None)
+            } else {
+                (None, Some(sf_id(SObject::Lead, 2 * (i - contacts))))
+            };
             let responded = i.is_multiple_of(4);
             json!({
                 "CampaignId": sf_id(SObject::Campaign, i % CAMPAIGN_COUNT), "ContactId": contact, "LeadId": lead,
@@ -374,9 +424,20 @@ fn build_collections(demo: Demo) -> Vec<Collection> {
                 SObject::Lead => (Kind::Lead, demo.size.leads),
                 SObject::Task => (Kind::Deal, 0),
                 SObject::Campaign => (Kind::Deal, CAMPAIGN_COUNT),
-                SObject::CampaignMember => (Kind::Deal, if CAMPAIGN_COUNT == 0 { 0 } else { demo.size.contacts.div_ceil(2) + demo.size.leads.div_ceil(2) }),
+                SObject::CampaignMember => (
+                    Kind::Deal,
+                    if CAMPAIGN_COUNT == 0 {
+                        0
+                    } else {
+                        demo.size.contacts.div_ceil(2) + demo.size.leads.div_ceil(2)
+                    },
+                ),
             };
-            Collection::new(n, move |i| generated(&demo, o, i), move |i| demo.times(kind, i, n))
+            Collection::new(
+                n,
+                move |i| generated(&demo, o, i),
+                move |i| demo.times(kind, i, n),
+            )
         })
         .collect()
 }
@@ -409,7 +470,10 @@ enum Position {
     /// Modification order (SystemModstamp/LastModifiedDate ascending).
     Modstamp { after: (i64, u64) },
     /// Any other order: the matching indices, sorted when the query ran.
-    Materialized { rows: Arc<Vec<(u64, bool)>>, next: usize },
+    Materialized {
+        rows: Arc<Vec<(u64, bool)>>,
+        next: usize,
+    },
 }
 
 struct SalesforceState {
@@ -476,7 +540,12 @@ fn sf_error(status: StatusCode, code: &str, message: &str, fields: Option<&[&str
 }
 
 fn not_found() -> Response {
-    sf_error(StatusCode::NOT_FOUND, "NOT_FOUND", "The requested resource does not exist", None)
+    sf_error(
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+        "The requested resource does not exist",
+        None,
+    )
 }
 
 fn valid_version(v: &str) -> Option<f64> {
@@ -486,7 +555,10 @@ fn valid_version(v: &str) -> Option<f64> {
 
 impl Salesforce {
     pub(crate) fn new(hub: Arc<Hub>, config: &SandboxConfig) -> Result<Arc<Self>, SandboxError> {
-        let pem = config.salesforce_jwt_public_key_pem.as_deref().unwrap_or(DEMO_PUBLIC_KEY_PEM);
+        let pem = config
+            .salesforce_jwt_public_key_pem
+            .as_deref()
+            .unwrap_or(DEMO_PUBLIC_KEY_PEM);
         let jwt_key = keys::rsa_public_key_der(pem).map_err(SandboxError::PublicKey)?;
         let demo = Demo::from(config.data);
         let s = Arc::new(Self {
@@ -494,7 +566,15 @@ impl Salesforce {
             session_ms: config.tokens.salesforce_session.as_millis() as i64,
             code_ms: config.tokens.authorization_code.as_millis() as i64,
             jwt_key,
-            state: Mutex::new(SalesforceState { demo, objects: build_collections(demo), cursors: HashMap::new(), api_calls: VecDeque::new(), jobs: BTreeMap::new(), query_jobs: BTreeMap::new(), next_job: 1 }),
+            state: Mutex::new(SalesforceState {
+                demo,
+                objects: build_collections(demo),
+                cursors: HashMap::new(),
+                api_calls: VecDeque::new(),
+                jobs: BTreeMap::new(),
+                query_jobs: BTreeMap::new(),
+                next_job: 1,
+            }),
             hub,
             base: OnceLock::new(),
         });
@@ -515,19 +595,42 @@ impl Salesforce {
 
     fn mint(&self, grant: Grant, refresh: Option<String>) -> String {
         let token = format!("{}!AR{}", &org_id()[..15], self.hub.tokens.random_hex(40));
-        self.hub.tokens.put_access(token.clone(), AccessToken { grant, expires_ms: self.now() + self.session_ms, refresh });
+        self.hub.tokens.put_access(
+            token.clone(),
+            AccessToken {
+                grant,
+                expires_ms: self.now() + self.session_ms,
+                refresh,
+            },
+        );
         token
     }
 
     /// Auth, the daily API allocation and the `Sforce-Limit-Info` header.
-    fn guarded(&self, headers: &HeaderMap, ctx: &RequestCtx, f: impl FnOnce() -> Response) -> Response {
+    fn guarded(
+        &self,
+        headers: &HeaderMap,
+        ctx: &RequestCtx,
+        f: impl FnOnce() -> Response,
+    ) -> Response {
         let valid = auth_token(headers, "Bearer")
             .or_else(|| auth_token(headers, "OAuth"))
-            .is_some_and(|t| matches!(self.hub.tokens.check(Vendor::Salesforce, t, self.now()), TokenCheck::Valid(_)))
+            .is_some_and(|t| {
+                matches!(
+                    self.hub.tokens.check(Vendor::Salesforce, t, self.now()),
+                    TokenCheck::Valid(_)
+                )
+            })
             && !ctx.force_expired;
         if !valid {
-            let mut r = sf_error(StatusCode::UNAUTHORIZED, "INVALID_SESSION_ID", "Session expired or invalid", None);
-            r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Token"));
+            let mut r = sf_error(
+                StatusCode::UNAUTHORIZED,
+                "INVALID_SESSION_ID",
+                "Session expired or invalid",
+                None,
+            );
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Token"));
             return r;
         }
         let used = {
@@ -540,47 +643,96 @@ impl Salesforce {
                 let used = st.api_calls.len();
                 drop(st);
                 let mut r = self.limit_exceeded();
-                set_header(&mut r, "Sforce-Limit-Info", format!("api-usage={used}/{}", self.limits.daily_api_requests));
+                set_header(
+                    &mut r,
+                    "Sforce-Limit-Info",
+                    format!("api-usage={used}/{}", self.limits.daily_api_requests),
+                );
                 return r;
             }
             st.api_calls.push_back(now);
             st.api_calls.len()
         };
         let mut resp = f();
-        set_header(&mut resp, "Sforce-Limit-Info", format!("api-usage={used}/{}", self.limits.daily_api_requests));
+        set_header(
+            &mut resp,
+            "Sforce-Limit-Info",
+            format!("api-usage={used}/{}", self.limits.daily_api_requests),
+        );
         resp
     }
 
     fn limit_exceeded(&self) -> Response {
-        sf_error(StatusCode::FORBIDDEN, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.", None)
+        sf_error(
+            StatusCode::FORBIDDEN,
+            "REQUEST_LIMIT_EXCEEDED",
+            "TotalRequests Limit exceeded.",
+            None,
+        )
     }
 
     /// A field's value on a record, including computed and system fields.
-    fn value(&self, st: &SalesforceState, obj: SObject, index: u64, rec: &Record, deleted: bool, field: &str) -> Value {
+    fn value(
+        &self,
+        st: &SalesforceState,
+        obj: SObject,
+        index: u64,
+        rec: &Record,
+        deleted: bool,
+        field: &str,
+    ) -> Value {
         if let Some((parent, rest)) = field.split_once('.') {
             return self.parent_value(st, obj, rec, parent, rest);
         }
-        let Some((name, ..)) = obj.field(field) else { return Value::Null };
+        let Some((name, ..)) = obj.field(field) else {
+            return Value::Null;
+        };
         match name {
             "Id" => json!(sf_id(obj, index)),
             "IsDeleted" => json!(deleted),
             "CreatedDate" => json!(sf_time(rec.created_ms)),
             "LastModifiedDate" | "SystemModstamp" => json!(sf_time(rec.modified_ms)),
             "CreatedById" | "LastModifiedById" => json!(user_id()),
-            "OwnerId" => rec.fields.get("OwnerId").cloned().unwrap_or_else(|| json!(user_id())),
+            "OwnerId" => rec
+                .fields
+                .get("OwnerId")
+                .cloned()
+                .unwrap_or_else(|| json!(user_id())),
             "Name" if matches!(obj, SObject::Contact | SObject::Lead) => {
-                let first = rec.fields.get("FirstName").and_then(Value::as_str).unwrap_or("");
-                let last = rec.fields.get("LastName").and_then(Value::as_str).unwrap_or("");
+                let first = rec
+                    .fields
+                    .get("FirstName")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                let last = rec
+                    .fields
+                    .get("LastName")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
                 json!(format!("{first} {last}").trim())
             }
-            "IsClosed" => json!(rec.fields.get("StageName").and_then(Value::as_str).is_some_and(|s| s.starts_with("Closed"))),
-            "IsWon" => json!(rec.fields.get("StageName").and_then(Value::as_str) == Some("Closed Won")),
+            "IsClosed" => json!(
+                rec.fields
+                    .get("StageName")
+                    .and_then(Value::as_str)
+                    .is_some_and(|s| s.starts_with("Closed"))
+            ),
+            "IsWon" => {
+                json!(rec.fields.get("StageName").and_then(Value::as_str) == Some("Closed Won"))
+            }
             "IsConverted" => json!(false),
             _ => rec.fields.get(name).cloned().unwrap_or(Value::Null),
         }
     }
 
-    fn parent_value(&self, st: &SalesforceState, obj: SObject, rec: &Record, parent: &str, rest: &str) -> Value {
+    fn parent_value(
+        &self,
+        st: &SalesforceState,
+        obj: SObject,
+        rec: &Record,
+        parent: &str,
+        rest: &str,
+    ) -> Value {
         let reference = match (obj, parent.to_ascii_lowercase().as_str()) {
             (SObject::Contact | SObject::Opportunity, "account") => rec.fields.get("AccountId"),
             (SObject::Task, "who") => rec.fields.get("WhoId"),
@@ -590,7 +742,9 @@ impl Salesforce {
             (SObject::CampaignMember, "lead") => rec.fields.get("LeadId"),
             _ => None,
         };
-        let Some((pobj, pi)) = reference.and_then(Value::as_str).and_then(parse_sf_id) else { return Value::Null };
+        let Some((pobj, pi)) = reference.and_then(Value::as_str).and_then(parse_sf_id) else {
+            return Value::Null;
+        };
         match st.objects[pobj.slot()].get(pi) {
             Some(prec) => self.value(st, pobj, pi, &prec, false, rest),
             None => Value::Null,
@@ -603,14 +757,27 @@ impl Salesforce {
 
     /// The record with `fields` (all fields when `None`), parent fields nested as Salesforce does.
     #[allow(clippy::too_many_arguments)] // a row is (object, index, record, deleted); bundling them would only rename the problem
-    fn render(&self, st: &SalesforceState, obj: SObject, index: u64, rec: &Record, deleted: bool, fields: Option<&[String]>, version: &str) -> Value {
+    fn render(
+        &self,
+        st: &SalesforceState,
+        obj: SObject,
+        index: u64,
+        rec: &Record,
+        deleted: bool,
+        fields: Option<&[String]>,
+        version: &str,
+    ) -> Value {
         let mut out = serde_json::Map::new();
         out.insert("attributes".into(), self.attributes(obj, index, version));
         let all: Vec<String>;
         let list: &[String] = match fields {
             Some(f) => f,
             None => {
-                all = obj.system_fields().chain(obj.fields()).map(|f| f.0.to_string()).collect();
+                all = obj
+                    .system_fields()
+                    .chain(obj.fields())
+                    .map(|f| f.0.to_string())
+                    .collect();
                 &all
             }
         };
@@ -634,14 +801,24 @@ impl Salesforce {
                     "Lead" => rec.fields.get("LeadId"),
                     _ => None,
                 };
-                let nested = reference.and_then(Value::as_str).and_then(parse_sf_id).and_then(|(pobj, pi)| {
-                    let prec = st.objects[pobj.slot()].get(pi)?;
-                    let canonical = pobj.field(rest).map(|d| d.0).unwrap_or(rest);
-                    Some((pobj, pi, canonical.to_string(), self.value(st, pobj, pi, &prec, false, rest)))
-                });
+                let nested = reference
+                    .and_then(Value::as_str)
+                    .and_then(parse_sf_id)
+                    .and_then(|(pobj, pi)| {
+                        let prec = st.objects[pobj.slot()].get(pi)?;
+                        let canonical = pobj.field(rest).map(|d| d.0).unwrap_or(rest);
+                        Some((
+                            pobj,
+                            pi,
+                            canonical.to_string(),
+                            self.value(st, pobj, pi, &prec, false, rest),
+                        ))
+                    });
                 match nested {
                     Some((pobj, pi, name, v)) => {
-                        let entry = out.entry(canonical_parent.to_string()).or_insert_with(|| json!({"attributes": self.attributes(pobj, pi, version)}));
+                        let entry = out.entry(canonical_parent.to_string()).or_insert_with(
+                            || json!({"attributes": self.attributes(pobj, pi, version)}),
+                        );
                         entry[name] = v;
                     }
                     None => {
@@ -651,7 +828,10 @@ impl Salesforce {
                 continue;
             }
             let name = obj.field(f).map(|d| d.0).unwrap_or(f.as_str());
-            out.insert(name.to_string(), self.value(st, obj, index, rec, deleted, f));
+            out.insert(
+                name.to_string(),
+                self.value(st, obj, index, rec, deleted, f),
+            );
         }
         Value::Object(out)
     }
@@ -660,20 +840,46 @@ impl Salesforce {
 // ---------------------------------------------------------------- OAuth
 
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
-    json_response(status, json!({"error": error, "error_description": description}))
+    json_response(
+        status,
+        json!({"error": error, "error_description": description}),
+    )
 }
 
 async fn authorize_page(RawQuery(q): RawQuery) -> Response {
-    let p: AuthorizeParams = serde_urlencoded::from_str(q.as_deref().unwrap_or("")).unwrap_or_default();
-    oauth::consent_page(Vendor::Salesforce, "/services/oauth2/authorize", CONSUMER_KEY, &p)
+    let p: AuthorizeParams =
+        serde_urlencoded::from_str(q.as_deref().unwrap_or("")).unwrap_or_default();
+    oauth::consent_page(
+        Vendor::Salesforce,
+        "/services/oauth2/authorize",
+        CONSUMER_KEY,
+        &p,
+    )
 }
 
 async fn authorize_decision(State(s): State<Arc<Salesforce>>, body: Bytes) -> Response {
     let p: AuthorizeParams = serde_urlencoded::from_bytes(&body).unwrap_or_default();
-    oauth::decide(&oauth::Consent { vendor: Vendor::Salesforce, known_client: CONSUMER_KEY, user: USERNAME, code_lifetime_ms: s.code_ms, code_prefix: "aPrx" }, &s.hub.tokens, s.now(), &p, &[])
+    oauth::decide(
+        &oauth::Consent {
+            vendor: Vendor::Salesforce,
+            known_client: CONSUMER_KEY,
+            user: USERNAME,
+            code_lifetime_ms: s.code_ms,
+            code_prefix: "aPrx",
+        },
+        &s.hub.tokens,
+        s.now(),
+        &p,
+        &[],
+    )
 }
 
-async fn token(State(s): State<Arc<Salesforce>>, RawQuery(q): RawQuery, headers: HeaderMap, body: Bytes) -> Response {
+async fn token(
+    State(s): State<Arc<Salesforce>>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let p = token_params(q.as_deref(), &headers, &body);
     let get = |k: &str| p.get(k).map(String::as_str).unwrap_or("");
     let now = s.now();
@@ -681,32 +887,77 @@ async fn token(State(s): State<Arc<Salesforce>>, RawQuery(q): RawQuery, headers:
         JWT_GRANT => s.jwt_bearer(get("assertion")),
         "authorization_code" | "refresh_token" => {
             if get("client_id") != CONSUMER_KEY {
-                return oauth_error(StatusCode::BAD_REQUEST, "invalid_client_id", "client identifier invalid");
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_client_id",
+                    "client identifier invalid",
+                );
             }
             if get("client_secret") != CONSUMER_SECRET {
-                return oauth_error(StatusCode::BAD_REQUEST, "invalid_client", "invalid client credentials");
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_client",
+                    "invalid client credentials",
+                );
             }
             let (grant, refresh) = if get("grant_type") == "authorization_code" {
-                let Some(code) = s.hub.tokens.take_code(get("code")).filter(|c| c.grant.vendor == Vendor::Salesforce && c.expires_ms > now) else {
-                    return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "expired authorization code");
+                let Some(code) = s
+                    .hub
+                    .tokens
+                    .take_code(get("code"))
+                    .filter(|c| c.grant.vendor == Vendor::Salesforce && c.expires_ms > now)
+                else {
+                    return oauth_error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_grant",
+                        "expired authorization code",
+                    );
                 };
                 if code.redirect_uri != get("redirect_uri") {
-                    return oauth_error(StatusCode::BAD_REQUEST, "redirect_uri_mismatch", "redirect_uri must match configuration");
+                    return oauth_error(
+                        StatusCode::BAD_REQUEST,
+                        "redirect_uri_mismatch",
+                        "redirect_uri must match configuration",
+                    );
                 }
                 let r = format!("5Aep{}", s.hub.tokens.random_hex(40));
-                s.hub.tokens.put_refresh(r.clone(), RefreshToken { grant: code.grant.clone(), expires_ms: i64::MAX, minted: VecDeque::new() });
+                s.hub.tokens.put_refresh(
+                    r.clone(),
+                    RefreshToken {
+                        grant: code.grant.clone(),
+                        expires_ms: i64::MAX,
+                        minted: VecDeque::new(),
+                    },
+                );
                 (code.grant, Some(r))
             } else {
-                let Some(stored) = s.hub.tokens.refresh(get("refresh_token")).filter(|r| r.grant.vendor == Vendor::Salesforce) else {
-                    return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "expired access/refresh token");
+                let Some(stored) = s
+                    .hub
+                    .tokens
+                    .refresh(get("refresh_token"))
+                    .filter(|r| r.grant.vendor == Vendor::Salesforce)
+                else {
+                    return oauth_error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_grant",
+                        "expired access/refresh token",
+                    );
                 };
                 // Salesforce keeps the refresh token; the answer carries none.
                 (stored.grant, None)
             };
-            let access = s.mint(grant.clone(), refresh.clone().or_else(|| Some(get("refresh_token").to_string())));
+            let access = s.mint(
+                grant.clone(),
+                refresh
+                    .clone()
+                    .or_else(|| Some(get("refresh_token").to_string())),
+            );
             let issued_at = now.to_string();
             let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, CONSUMER_SECRET.as_bytes());
-            let signature = STANDARD.encode(ring::hmac::sign(&key, format!("{}{issued_at}", s.identity_url()).as_bytes()).as_ref());
+            let signature = STANDARD.encode(
+                ring::hmac::sign(&key, format!("{}{issued_at}", s.identity_url()).as_bytes())
+                    .as_ref(),
+            );
             let mut body = json!({
                 "access_token": access, "signature": signature, "scope": grant.scope, "instance_url": s.base(),
                 "id": s.identity_url(), "token_type": "Bearer", "issued_at": issued_at,
@@ -716,22 +967,44 @@ async fn token(State(s): State<Arc<Salesforce>>, RawQuery(q): RawQuery, headers:
             }
             json_response(StatusCode::OK, body)
         }
-        "" => oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "grant type not supported"),
-        _ => oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "grant type not supported"),
+        "" => oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "grant type not supported",
+        ),
+        _ => oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "grant type not supported",
+        ),
     }
 }
 
 impl Salesforce {
     /// The OAuth 2.0 JWT bearer flow: RS256 signature, then `iss`, `sub`, `aud`, `exp`.
     fn jwt_bearer(&self, assertion: &str) -> Response {
-        let invalid = || oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "invalid assertion");
+        let invalid = || {
+            oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_grant",
+                "invalid assertion",
+            )
+        };
         let parts: Vec<&str> = assertion.split('.').collect();
         if parts.len() != 3 {
             return invalid();
         }
         let decode = |p: &str| URL_SAFE_NO_PAD.decode(p.trim_end_matches('=')).ok();
-        let (Some(h), Some(c), Some(sig)) = (decode(parts[0]), decode(parts[1]), decode(parts[2])) else { return invalid() };
-        let (Ok(header), Ok(claims)) = (serde_json::from_slice::<Value>(&h), serde_json::from_slice::<Value>(&c)) else { return invalid() };
+        let (Some(h), Some(c), Some(sig)) = (decode(parts[0]), decode(parts[1]), decode(parts[2]))
+        else {
+            return invalid();
+        };
+        let (Ok(header), Ok(claims)) = (
+            serde_json::from_slice::<Value>(&h),
+            serde_json::from_slice::<Value>(&c),
+        ) else {
+            return invalid();
+        };
         if header["alg"] != "RS256" {
             return invalid();
         }
@@ -740,26 +1013,53 @@ impl Salesforce {
             return invalid();
         }
         if claims["iss"] != CONSUMER_KEY {
-            return oauth_error(StatusCode::BAD_REQUEST, "invalid_client_id", "client identifier invalid");
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_client_id",
+                "client identifier invalid",
+            );
         }
         let aud = claims["aud"].as_str().unwrap_or("").trim_end_matches('/');
-        let audiences = ["https://login.salesforce.com", "https://test.salesforce.com", self.base()];
+        let audiences = [
+            "https://login.salesforce.com",
+            "https://test.salesforce.com",
+            self.base(),
+        ];
         if !audiences.contains(&aud) {
-            return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "audience is invalid");
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_grant",
+                "audience is invalid",
+            );
         }
         let now_s = self.now() / 1_000;
-        let Some(exp) = jwt_seconds(&claims["exp"]) else { return invalid() };
+        let Some(exp) = jwt_seconds(&claims["exp"]) else {
+            return invalid();
+        };
         if exp <= now_s {
-            return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "expired authorization code");
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_grant",
+                "expired authorization code",
+            );
         }
         if exp > now_s + self.limits.jwt_max_lifetime.as_secs() as i64 {
             return invalid();
         }
         let sub = claims["sub"].as_str().unwrap_or("");
         if !sub.eq_ignore_ascii_case(USERNAME) {
-            return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "user hasn't approved this consumer");
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_grant",
+                "user hasn't approved this consumer",
+            );
         }
-        let grant = Grant { vendor: Vendor::Salesforce, client_id: CONSUMER_KEY.into(), user: USERNAME.into(), scope: DEMO_SCOPE.into() };
+        let grant = Grant {
+            vendor: Vendor::Salesforce,
+            client_id: CONSUMER_KEY.into(),
+            user: USERNAME.into(),
+            scope: DEMO_SCOPE.into(),
+        };
         let access = self.mint(grant, None);
         json_response(
             StatusCode::OK,
@@ -779,24 +1079,39 @@ fn jwt_seconds(claim: &Value) -> Option<i64> {
         Value::String(s) => {
             let (whole, fraction) = s.split_once('.').unwrap_or((s, "0"));
             let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
-            (digits(whole) && digits(fraction)).then(|| whole.parse().ok()).flatten()
+            (digits(whole) && digits(fraction))
+                .then(|| whole.parse().ok())
+                .flatten()
         }
         _ => None,
     }
 }
 
-async fn revoke(State(s): State<Arc<Salesforce>>, RawQuery(q): RawQuery, headers: HeaderMap, body: Bytes) -> Response {
+async fn revoke(
+    State(s): State<Arc<Salesforce>>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let p = token_params(q.as_deref(), &headers, &body);
     let t = p.get("token").map(String::as_str).unwrap_or("");
     if s.hub.tokens.refresh(t).is_some() {
         s.hub.tokens.revoke_refresh(t);
     } else if !s.hub.tokens.revoke_access(t) {
-        return oauth_error(StatusCode::BAD_REQUEST, "unsupported_token_type", "this token type is not supported");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_token_type",
+            "this token type is not supported",
+        );
     }
     StatusCode::OK.into_response()
 }
 
-async fn identity(State(s): State<Arc<Salesforce>>, Extension(ctx): Extension<RequestCtx>, headers: HeaderMap) -> Response {
+async fn identity(
+    State(s): State<Arc<Salesforce>>,
+    Extension(ctx): Extension<RequestCtx>,
+    headers: HeaderMap,
+) -> Response {
     s.guarded(&headers, &ctx, || {
         json_response(
             StatusCode::OK,
@@ -812,7 +1127,12 @@ async fn versions() -> Response {
     json_response(StatusCode::OK, json!(list))
 }
 
-async fn resources(State(s): State<Arc<Salesforce>>, Extension(ctx): Extension<RequestCtx>, Path(v): Path<String>, headers: HeaderMap) -> Response {
+async fn resources(
+    State(s): State<Arc<Salesforce>>,
+    Extension(ctx): Extension<RequestCtx>,
+    Path(v): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     if valid_version(&v).is_none() {
         return not_found();
     }
@@ -822,7 +1142,12 @@ async fn resources(State(s): State<Arc<Salesforce>>, Extension(ctx): Extension<R
     })
 }
 
-async fn limits(State(s): State<Arc<Salesforce>>, Extension(ctx): Extension<RequestCtx>, Path(v): Path<String>, headers: HeaderMap) -> Response {
+async fn limits(
+    State(s): State<Arc<Salesforce>>,
+    Extension(ctx): Extension<RequestCtx>,
+    Path(v): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     if valid_version(&v).is_none() {
         return not_found();
     }
@@ -841,7 +1166,12 @@ async fn limits(State(s): State<Arc<Salesforce>>, Extension(ctx): Extension<Requ
     })
 }
 
-async fn describe_global(State(s): State<Arc<Salesforce>>, Extension(ctx): Extension<RequestCtx>, Path(v): Path<String>, headers: HeaderMap) -> Response {
+async fn describe_global(
+    State(s): State<Arc<Salesforce>>,
+    Extension(ctx): Extension<RequestCtx>,
+    Path(v): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     s.guarded(&headers, &ctx, || {
         let list: Vec<Value> = SObject::ALL
             .iter()
@@ -868,21 +1198,42 @@ fn field_type_name(t: FieldType) -> &'static str {
 
 // ---------------------------------------------------------------- SOQL
 
-async fn query(State(s): State<Arc<Salesforce>>, Extension(ctx): Extension<RequestCtx>, Path(v): Path<String>, RawQuery(q): RawQuery, headers: HeaderMap) -> Response {
+async fn query(
+    State(s): State<Arc<Salesforce>>,
+    Extension(ctx): Extension<RequestCtx>,
+    Path(v): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Response {
     if valid_version(&v).is_none() {
         return not_found();
     }
-    s.guarded(&headers, &ctx, || s.start_query(&v, q.as_deref(), &headers, false))
+    s.guarded(&headers, &ctx, || {
+        s.start_query(&v, q.as_deref(), &headers, false)
+    })
 }
 
-async fn query_all(State(s): State<Arc<Salesforce>>, Extension(ctx): Extension<RequestCtx>, Path(v): Path<String>, RawQuery(q): RawQuery, headers: HeaderMap) -> Response {
+async fn query_all(
+    State(s): State<Arc<Salesforce>>,
+    Extension(ctx): Extension<RequestCtx>,
+    Path(v): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Response {
     if valid_version(&v).is_none() {
         return not_found();
     }
-    s.guarded(&headers, &ctx, || s.start_query(&v, q.as_deref(), &headers, true))
+    s.guarded(&headers, &ctx, || {
+        s.start_query(&v, q.as_deref(), &headers, true)
+    })
 }
 
-async fn query_more(State(s): State<Arc<Salesforce>>, Extension(ctx): Extension<RequestCtx>, Path((v, locator)): Path<(String, String)>, headers: HeaderMap) -> Response {
+async fn query_more(
+    State(s): State<Arc<Salesforce>>,
+    Extension(ctx): Extension<RequestCtx>,
+    Path((v, locator)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
     s.guarded(&headers, &ctx, || s.next_batch(&v, &locator))
 }
 
@@ -891,18 +1242,40 @@ fn malformed(msg: &str) -> Response {
 }
 
 impl Salesforce {
-    fn start_query(&self, version: &str, q: Option<&str>, headers: &HeaderMap, include_deleted: bool) -> Response {
+    fn start_query(
+        &self,
+        version: &str,
+        q: Option<&str>,
+        headers: &HeaderMap,
+        include_deleted: bool,
+    ) -> Response {
         let p = query_params(q);
-        let Some(text) = p.get("q") else { return malformed("A query string must be provided in the q parameter") };
+        let Some(text) = p.get("q") else {
+            return malformed("A query string must be provided in the q parameter");
+        };
         let batch = header_str(headers, "sforce-query-options")
-            .and_then(|h| h.split(',').find_map(|kv| kv.trim().strip_prefix("batchSize=").and_then(|n| n.parse::<u64>().ok())))
+            .and_then(|h| {
+                h.split(',').find_map(|kv| {
+                    kv.trim()
+                        .strip_prefix("batchSize=")
+                        .and_then(|n| n.parse::<u64>().ok())
+                })
+            })
             // 200 is Salesforce's smallest batchSize; a sandbox configured below it keeps its own.
-            .map(|n| n.clamp(200.min(self.limits.query_batch_size), self.limits.query_batch_size))
+            .map(|n| {
+                n.clamp(
+                    200.min(self.limits.query_batch_size),
+                    self.limits.query_batch_size,
+                )
+            })
             .unwrap_or(self.limits.query_batch_size);
         let mut st = self.state.lock().expect("salesforce state");
         match self.plan(&st, text, include_deleted, batch) {
             Err(r) => r,
-            Ok(Planned::Count(n)) => json_response(StatusCode::OK, json!({"totalSize": n, "done": true, "records": []})),
+            Ok(Planned::Count(n)) => json_response(
+                StatusCode::OK,
+                json!({"totalSize": n, "done": true, "records": []}),
+            ),
             Ok(Planned::Rows(cursor, total)) => {
                 let locator = format!("01g{}", &self.hub.tokens.random_hex(8).to_uppercase()[..12]);
                 self.respond(&mut st, version, locator, *cursor, Some(total))
@@ -912,13 +1285,22 @@ impl Salesforce {
 
     /// Parses and checks a SOQL query and positions a cursor at its first row; shared by the
     /// REST query resource and Bulk API 2.0 query jobs.
-    fn plan(&self, st: &SalesforceState, text: &str, include_deleted: bool, batch: u64) -> Result<Planned, Response> {
+    fn plan(
+        &self,
+        st: &SalesforceState,
+        text: &str,
+        include_deleted: bool,
+        batch: u64,
+    ) -> Result<Planned, Response> {
         let query = soql::parse(text).map_err(|msg| malformed(&msg))?;
         let Some(obj) = SObject::parse(&query.object) else {
             return Err(sf_error(
                 StatusCode::BAD_REQUEST,
                 "INVALID_TYPE",
-                &format!("\n{text}\n^\nERROR at Row:1:Column:1\nsObject type '{}' is not supported. If you are attempting to use a custom object, be sure to append the '__c' after the entity name.", query.object),
+                &format!(
+                    "\n{text}\n^\nERROR at Row:1:Column:1\nsObject type '{}' is not supported. If you are attempting to use a custom object, be sure to append the '__c' after the entity name.",
+                    query.object
+                ),
                 None,
             ));
         };
@@ -930,7 +1312,9 @@ impl Salesforce {
         for f in &mentioned {
             let ok = match f.split_once('.') {
                 Some((parent, rest)) => match (obj, parent.to_ascii_lowercase().as_str()) {
-                    (SObject::Contact | SObject::Opportunity, "account") => SObject::Account.field(rest).is_some(),
+                    (SObject::Contact | SObject::Opportunity, "account") => {
+                        SObject::Account.field(rest).is_some()
+                    }
                     (SObject::Task, "who") => SObject::Contact.field(rest).is_some(),
                     (SObject::Task, "what") => SObject::Opportunity.field(rest).is_some(),
                     _ => false,
@@ -941,13 +1325,21 @@ impl Salesforce {
                 return Err(sf_error(
                     StatusCode::BAD_REQUEST,
                     "INVALID_FIELD",
-                    &format!("\n{text}\n^\nERROR at Row:1:Column:1\nNo such column '{f}' on entity '{}'. If you are attempting to use a custom field, be sure to append the '__c' after the custom field name. Please reference your WSDL or the describe call for the appropriate names.", obj.name()),
+                    &format!(
+                        "\n{text}\n^\nERROR at Row:1:Column:1\nNo such column '{f}' on entity '{}'. If you are attempting to use a custom field, be sure to append the '__c' after the custom field name. Please reference your WSDL or the describe call for the appropriate names.",
+                        obj.name()
+                    ),
                     None,
                 ));
             }
         }
         if query.offset.is_some_and(|o| o > 2_000) {
-            return Err(sf_error(StatusCode::BAD_REQUEST, "NUMBER_OUTSIDE_VALID_RANGE", "Maximum SOQL offset allowed is 2000", None));
+            return Err(sf_error(
+                StatusCode::BAD_REQUEST,
+                "NUMBER_OUTSIDE_VALID_RANGE",
+                "Maximum SOQL offset allowed is 2000",
+                None,
+            ));
         }
         let now = self.now();
         let total = self.count_matches(st, obj, &query, include_deleted);
@@ -956,18 +1348,46 @@ impl Salesforce {
         }
         let by_modstamp = query.order.len() == 1
             && !query.order[0].desc
-            && matches!(obj.field(&query.order[0].field).map(|d| d.0), Some("SystemModstamp" | "LastModifiedDate"));
-        let by_id = query.order.is_empty() || (query.order.len() == 1 && obj.field(&query.order[0].field).map(|d| d.0) == Some("Id"));
+            && matches!(
+                obj.field(&query.order[0].field).map(|d| d.0),
+                Some("SystemModstamp" | "LastModifiedDate")
+            );
+        let by_id = query.order.is_empty()
+            || (query.order.len() == 1
+                && obj.field(&query.order[0].field).map(|d| d.0) == Some("Id"));
         let position = if include_deleted || !(by_id || by_modstamp) {
-            Position::Materialized { rows: Arc::new(self.materialize(st, obj, &query, include_deleted)), next: 0 }
+            Position::Materialized {
+                rows: Arc::new(self.materialize(st, obj, &query, include_deleted)),
+                next: 0,
+            }
         } else if by_modstamp {
-            Position::Modstamp { after: (i64::MIN, 0) }
+            Position::Modstamp {
+                after: (i64::MIN, 0),
+            }
         } else {
-            Position::Index { dir: if query.order.first().is_some_and(|o| o.desc) { Dir::Desc } else { Dir::Asc }, after: None }
+            Position::Index {
+                dir: if query.order.first().is_some_and(|o| o.desc) {
+                    Dir::Desc
+                } else {
+                    Dir::Asc
+                },
+                after: None,
+            }
         };
         let offset = query.offset.unwrap_or(0);
-        let total_after = total.saturating_sub(offset).min(query.limit.unwrap_or(u64::MAX));
-        let mut cursor = Cursor { remaining: query.limit, query, obj, position, served: 0, total: total_after, expires_ms: now + 15 * 60_000, batch };
+        let total_after = total
+            .saturating_sub(offset)
+            .min(query.limit.unwrap_or(u64::MAX));
+        let mut cursor = Cursor {
+            remaining: query.limit,
+            query,
+            obj,
+            position,
+            served: 0,
+            total: total_after,
+            expires_ms: now + 15 * 60_000,
+            batch,
+        };
         if offset > 0 {
             self.advance(st, &mut cursor, offset as usize);
         }
@@ -976,19 +1396,36 @@ impl Salesforce {
 
     fn next_batch(&self, version: &str, locator: &str) -> Response {
         let Some((id, _)) = locator.rsplit_once('-') else {
-            return sf_error(StatusCode::BAD_REQUEST, "INVALID_QUERY_LOCATOR", "invalid query locator", None);
+            return sf_error(
+                StatusCode::BAD_REQUEST,
+                "INVALID_QUERY_LOCATOR",
+                "invalid query locator",
+                None,
+            );
         };
         let mut st = self.state.lock().expect("salesforce state");
         let now = self.now();
         st.cursors.retain(|_, c| c.expires_ms > now);
         let Some(cursor) = st.cursors.remove(id) else {
-            return sf_error(StatusCode::BAD_REQUEST, "INVALID_QUERY_LOCATOR", "invalid query locator", None);
+            return sf_error(
+                StatusCode::BAD_REQUEST,
+                "INVALID_QUERY_LOCATOR",
+                "invalid query locator",
+                None,
+            );
         };
         self.respond(&mut st, version, id.to_string(), cursor, None)
     }
 
     /// Serves one batch from `cursor`, storing it again when more records follow.
-    fn respond(&self, st: &mut SalesforceState, version: &str, locator: String, mut cursor: Cursor, total: Option<u64>) -> Response {
+    fn respond(
+        &self,
+        st: &mut SalesforceState,
+        version: &str,
+        locator: String,
+        mut cursor: Cursor,
+        total: Option<u64>,
+    ) -> Response {
         let want = cursor.batch.min(cursor.remaining.unwrap_or(u64::MAX)) as usize;
         let rows = self.take(st, &mut cursor, want);
         cursor.served += rows.len() as u64;
@@ -1000,40 +1437,87 @@ impl Salesforce {
         let records: Vec<Value> = rows
             .iter()
             .filter_map(|(i, deleted)| {
-                let rec = if *deleted { st.objects[cursor.obj.slot()].tombstones().find(|(x, _)| x == i).map(|(_, t)| t.last.clone()) } else { st.objects[cursor.obj.slot()].get(*i) }?;
-                Some(self.render(st, cursor.obj, *i, &rec, *deleted, fields.as_deref(), version))
+                let rec = if *deleted {
+                    st.objects[cursor.obj.slot()]
+                        .tombstones()
+                        .find(|(x, _)| x == i)
+                        .map(|(_, t)| t.last.clone())
+                } else {
+                    st.objects[cursor.obj.slot()].get(*i)
+                }?;
+                Some(self.render(
+                    st,
+                    cursor.obj,
+                    *i,
+                    &rec,
+                    *deleted,
+                    fields.as_deref(),
+                    version,
+                ))
             })
             .collect();
         let total = total.unwrap_or(cursor.total);
         let mut body = json!({"totalSize": total, "done": !more, "records": records});
         if more {
-            body["nextRecordsUrl"] = json!(format!("/services/data/{version}/query/{locator}-{}", cursor.served));
+            body["nextRecordsUrl"] = json!(format!(
+                "/services/data/{version}/query/{locator}-{}",
+                cursor.served
+            ));
             cursor.expires_ms = self.now() + 15 * 60_000;
             st.cursors.insert(locator, cursor);
         }
         json_response(StatusCode::OK, body)
     }
 
-    fn matches(&self, st: &SalesforceState, obj: SObject, i: u64, rec: &Record, deleted: bool, filter: Option<&Expr>) -> bool {
+    fn matches(
+        &self,
+        st: &SalesforceState,
+        obj: SObject,
+        i: u64,
+        rec: &Record,
+        deleted: bool,
+        filter: Option<&Expr>,
+    ) -> bool {
         match filter {
             None => true,
             Some(e) => soql::eval(e, &|f: &str| self.value(st, obj, i, rec, deleted, f)),
         }
     }
 
-    fn count_matches(&self, st: &SalesforceState, obj: SObject, q: &Query, include_deleted: bool) -> u64 {
+    fn count_matches(
+        &self,
+        st: &SalesforceState,
+        obj: SObject,
+        q: &Query,
+        include_deleted: bool,
+    ) -> u64 {
         let c = &st.objects[obj.slot()];
         let mut n = match &q.filter {
             None => c.len(),
-            Some(f) => c.scan(Dir::Asc, None).filter(|i| c.get(*i).is_some_and(|r| self.matches(st, obj, *i, &r, false, Some(f)))).count() as u64,
+            Some(f) => c
+                .scan(Dir::Asc, None)
+                .filter(|i| {
+                    c.get(*i)
+                        .is_some_and(|r| self.matches(st, obj, *i, &r, false, Some(f)))
+                })
+                .count() as u64,
         };
         if include_deleted {
-            n += c.tombstones().filter(|(i, t)| self.matches(st, obj, *i, &t.last, true, q.filter.as_ref())).count() as u64;
+            n += c
+                .tombstones()
+                .filter(|(i, t)| self.matches(st, obj, *i, &t.last, true, q.filter.as_ref()))
+                .count() as u64;
         }
         n
     }
 
-    fn materialize(&self, st: &SalesforceState, obj: SObject, q: &Query, include_deleted: bool) -> Vec<(u64, bool)> {
+    fn materialize(
+        &self,
+        st: &SalesforceState,
+        obj: SObject,
+        q: &Query,
+        include_deleted: bool,
+    ) -> Vec<(u64, bool)> {
         let c = &st.objects[obj.slot()];
         let mut rows: Vec<(u64, bool, Record)> = c
             .scan(Dir::Asc, None)
@@ -1041,13 +1525,21 @@ impl Salesforce {
             .filter(|(i, d, r)| self.matches(st, obj, *i, r, *d, q.filter.as_ref()))
             .collect();
         if include_deleted {
-            rows.extend(c.tombstones().map(|(i, t)| (i, true, t.last.clone())).filter(|(i, d, r)| self.matches(st, obj, *i, r, *d, q.filter.as_ref())));
+            rows.extend(
+                c.tombstones()
+                    .map(|(i, t)| (i, true, t.last.clone()))
+                    .filter(|(i, d, r)| self.matches(st, obj, *i, r, *d, q.filter.as_ref())),
+            );
             rows.sort_by_key(|r| r.0);
         }
         if !q.order.is_empty() {
             rows.sort_by(|a, b| {
                 for o in &q.order {
-                    let ord = soql::order_values(&self.value(st, obj, a.0, &a.2, a.1, &o.field), &self.value(st, obj, b.0, &b.2, b.1, &o.field), o);
+                    let ord = soql::order_values(
+                        &self.value(st, obj, a.0, &a.2, a.1, &o.field),
+                        &self.value(st, obj, b.0, &b.2, b.1, &o.field),
+                        o,
+                    );
                     if ord != std::cmp::Ordering::Equal {
                         return ord;
                     }
@@ -1071,7 +1563,10 @@ impl Salesforce {
                         break;
                     }
                     *after = Some(i);
-                    if filter.is_none() || c.get(i).is_some_and(|r| self.matches(st, obj, i, &r, false, filter.as_ref())) {
+                    if filter.is_none()
+                        || c.get(i)
+                            .is_some_and(|r| self.matches(st, obj, i, &r, false, filter.as_ref()))
+                    {
                         out.push((i, false));
                     }
                 }
@@ -1087,7 +1582,11 @@ impl Salesforce {
                             break;
                         }
                         *after = ch.key;
-                        if filter.is_none() || c.get(ch.index).is_some_and(|r| self.matches(st, obj, ch.index, &r, false, filter.as_ref())) {
+                        if filter.is_none()
+                            || c.get(ch.index).is_some_and(|r| {
+                                self.matches(st, obj, ch.index, &r, false, filter.as_ref())
+                            })
+                        {
                             out.push((ch.index, false));
                         }
                     }
@@ -1127,11 +1626,18 @@ struct DmlError {
 
 impl DmlError {
     fn new(code: &'static str, message: impl Into<String>, fields: &[&str]) -> Self {
-        Self { code, message: message.into(), fields: fields.iter().map(|f| f.to_string()).collect() }
+        Self {
+            code,
+            message: message.into(),
+            fields: fields.iter().map(|f| f.to_string()).collect(),
+        }
     }
 
     fn response(&self, status: StatusCode) -> Response {
-        json_response(status, json!([{"message": self.message, "errorCode": self.code, "fields": self.fields}]))
+        json_response(
+            status,
+            json!([{"message": self.message, "errorCode": self.code, "fields": self.fields}]),
+        )
     }
 
     /// Collections report `statusCode` rather than `errorCode`.
@@ -1143,7 +1649,13 @@ impl DmlError {
 impl Salesforce {
     /// Checks and normalises input fields for a create (`existing` None) or update.
     /// External IDs are not unique here (Salesforce's default), so upserts can meet 300.
-    fn validate(&self, st: &mut SalesforceState, obj: SObject, input: &serde_json::Map<String, Value>, existing: Option<u64>) -> Result<Fields, DmlError> {
+    fn validate(
+        &self,
+        st: &mut SalesforceState,
+        obj: SObject,
+        input: &serde_json::Map<String, Value>,
+        existing: Option<u64>,
+    ) -> Result<Fields, DmlError> {
         let mut out = Fields::new();
         let mut not_writable = Vec::new();
         for (k, v) in input {
@@ -1151,7 +1663,11 @@ impl Salesforce {
                 continue;
             }
             let Some((name, ty, _, writable)) = obj.field(k) else {
-                return Err(DmlError::new("INVALID_FIELD", format!("No such column '{k}' on sobject of type {}", obj.name()), &[]));
+                return Err(DmlError::new(
+                    "INVALID_FIELD",
+                    format!("No such column '{k}' on sobject of type {}", obj.name()),
+                    &[],
+                ));
             };
             if name == "Id" && existing.is_some() {
                 continue;
@@ -1163,17 +1679,34 @@ impl Salesforce {
             let ok = match (ty, v) {
                 (_, Value::Null) => true,
                 (FieldType::Currency | FieldType::Int, Value::Number(_)) => true,
-                (FieldType::Currency | FieldType::Int, Value::String(s)) => s.parse::<f64>().is_ok(),
+                (FieldType::Currency | FieldType::Int, Value::String(s)) => {
+                    s.parse::<f64>().is_ok()
+                }
                 (FieldType::Boolean, Value::Bool(_)) => true,
                 (FieldType::Date, Value::String(s)) => s.len() == 10 && parse_iso(s).is_some(),
                 (FieldType::DateTime, Value::String(s)) => parse_iso(s).is_some(),
-                (FieldType::Text | FieldType::Email | FieldType::Picklist | FieldType::Id | FieldType::Reference(_), Value::String(_)) => true,
+                (
+                    FieldType::Text
+                    | FieldType::Email
+                    | FieldType::Picklist
+                    | FieldType::Id
+                    | FieldType::Reference(_),
+                    Value::String(_),
+                ) => true,
                 _ => false,
             };
             if !ok {
                 return Err(DmlError::new(
                     "JSON_PARSER_ERROR",
-                    format!("Cannot deserialize instance of {} from {} value {v} or request may be missing a required field", field_type_name(ty), if v.is_string() { "VALUE_STRING" } else { "VALUE" }),
+                    format!(
+                        "Cannot deserialize instance of {} from {} value {v} or request may be missing a required field",
+                        field_type_name(ty),
+                        if v.is_string() {
+                            "VALUE_STRING"
+                        } else {
+                            "VALUE"
+                        }
+                    ),
                     &[],
                 ));
             }
@@ -1182,15 +1715,32 @@ impl Salesforce {
                 && !s.is_empty()
                 && !valid_email(s)
             {
-                return Err(DmlError::new("INVALID_EMAIL_ADDRESS", format!("{name}: invalid email address: {s}"), &[name]));
+                return Err(DmlError::new(
+                    "INVALID_EMAIL_ADDRESS",
+                    format!("{name}: invalid email address: {s}"),
+                    &[name],
+                ));
             }
             if let FieldType::Reference(target) = ty
                 && let Some(s) = v.as_str()
             {
                 match parse_sf_id(s) {
-                    None => return Err(DmlError::new("MALFORMED_ID", format!("{}: id value of incorrect type: {s}", name.trim_end_matches("Id")), &[name])),
+                    None => {
+                        return Err(DmlError::new(
+                            "MALFORMED_ID",
+                            format!(
+                                "{}: id value of incorrect type: {s}",
+                                name.trim_end_matches("Id")
+                            ),
+                            &[name],
+                        ));
+                    }
                     Some((o, i)) if !target.contains(&o) || !st.objects[o.slot()].is_live(i) => {
-                        return Err(DmlError::new("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", &[name]));
+                        return Err(DmlError::new(
+                            "INVALID_CROSS_REFERENCE_KEY",
+                            "invalid cross reference id",
+                            &[name],
+                        ));
                     }
                     Some((o, i)) => {
                         out.insert(name.to_string(), json!(sf_id(o, i)));
@@ -1203,21 +1753,52 @@ impl Salesforce {
         if !not_writable.is_empty() {
             return Err(DmlError::new(
                 "INVALID_FIELD_FOR_INSERT_UPDATE",
-                format!("Unable to create/update fields: {}. Please check the security settings of this field and verify that it is read/write for your profile or permission set.", not_writable.join(", ")),
+                format!(
+                    "Unable to create/update fields: {}. Please check the security settings of this field and verify that it is read/write for your profile or permission set.",
+                    not_writable.join(", ")
+                ),
                 &not_writable,
             ));
         }
         let missing: Vec<&str> = match existing {
-            None => obj.fields().iter().filter(|f| f.2 && out.get(f.0).is_none_or(|v| v.is_null() || v.as_str() == Some(""))).map(|f| f.0).collect(),
-            Some(_) => obj.fields().iter().filter(|f| f.2 && out.get(f.0).is_some_and(|v| v.is_null() || v.as_str() == Some(""))).map(|f| f.0).collect(),
+            None => obj
+                .fields()
+                .iter()
+                .filter(|f| {
+                    f.2 && out
+                        .get(f.0)
+                        .is_none_or(|v| v.is_null() || v.as_str() == Some(""))
+                })
+                .map(|f| f.0)
+                .collect(),
+            Some(_) => obj
+                .fields()
+                .iter()
+                .filter(|f| {
+                    f.2 && out
+                        .get(f.0)
+                        .is_some_and(|v| v.is_null() || v.as_str() == Some(""))
+                })
+                .map(|f| f.0)
+                .collect(),
         };
         if !missing.is_empty() {
-            return Err(DmlError::new("REQUIRED_FIELD_MISSING", format!("Required fields are missing: [{}]", missing.join(", ")), &missing));
+            return Err(DmlError::new(
+                "REQUIRED_FIELD_MISSING",
+                format!("Required fields are missing: [{}]", missing.join(", ")),
+                &missing,
+            ));
         }
         Ok(out)
     }
 
-    fn apply(&self, st: &mut SalesforceState, obj: SObject, fields: Fields, existing: Option<u64>) -> u64 {
+    fn apply(
+        &self,
+        st: &mut SalesforceState,
+        obj: SObject,
+        fields: Fields,
+        existing: Option<u64>,
+    ) -> u64 {
         let now = self.now();
         match existing {
             Some(i) => {
@@ -1231,18 +1812,42 @@ impl Salesforce {
     fn live(&self, st: &SalesforceState, obj: SObject, id: &str) -> Result<u64, DmlError> {
         match parse_sf_id(id) {
             Some((o, i)) if o == obj && st.objects[o.slot()].is_live(i) => Ok(i),
-            Some((o, i)) if o == obj && st.objects[o.slot()].tombstones().any(|(x, _)| x == i) => Err(DmlError::new("ENTITY_IS_DELETED", "entity is deleted", &[])),
-            Some(_) | None if id.len() == 15 || id.len() == 18 => Err(DmlError::new("INVALID_CROSS_REFERENCE_KEY", format!("invalid cross reference id: {id}"), &[])),
-            _ => Err(DmlError::new("MALFORMED_ID", format!("malformed id {id}"), &[])),
+            Some((o, i)) if o == obj && st.objects[o.slot()].tombstones().any(|(x, _)| x == i) => {
+                Err(DmlError::new("ENTITY_IS_DELETED", "entity is deleted", &[]))
+            }
+            Some(_) | None if id.len() == 15 || id.len() == 18 => Err(DmlError::new(
+                "INVALID_CROSS_REFERENCE_KEY",
+                format!("invalid cross reference id: {id}"),
+                &[],
+            )),
+            _ => Err(DmlError::new(
+                "MALFORMED_ID",
+                format!("malformed id {id}"),
+                &[],
+            )),
         }
     }
 }
 
 fn object_or_404(name: &str) -> Result<SObject, Response> {
-    SObject::parse(name).ok_or_else(|| sf_error(StatusCode::NOT_FOUND, "NOT_FOUND", "The requested resource does not exist", None))
+    SObject::parse(name).ok_or_else(|| {
+        sf_error(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "The requested resource does not exist",
+            None,
+        )
+    })
 }
 
-async fn sobject_root(State(s): State<Arc<Salesforce>>, Extension(ctx): Extension<RequestCtx>, Path((v, name)): Path<(String, String)>, method: http::Method, headers: HeaderMap, body: Bytes) -> Response {
+async fn sobject_root(
+    State(s): State<Arc<Salesforce>>,
+    Extension(ctx): Extension<RequestCtx>,
+    Path((v, name)): Path<(String, String)>,
+    method: http::Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let obj = match object_or_404(&name) {
         Ok(o) => o,
         Err(r) => return r,
@@ -1269,7 +1874,12 @@ async fn sobject_root(State(s): State<Arc<Salesforce>>, Extension(ctx): Extensio
     })
 }
 
-async fn describe(State(s): State<Arc<Salesforce>>, Extension(ctx): Extension<RequestCtx>, Path((_v, name)): Path<(String, String)>, headers: HeaderMap) -> Response {
+async fn describe(
+    State(s): State<Arc<Salesforce>>,
+    Extension(ctx): Extension<RequestCtx>,
+    Path((_v, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
     let obj = match object_or_404(&name) {
         Ok(o) => o,
         Err(r) => return r,
@@ -1292,7 +1902,15 @@ async fn describe(State(s): State<Arc<Salesforce>>, Extension(ctx): Extension<Re
 
 /// `/sobjects/{SObject}/{id}` (GET/PATCH/DELETE) and `/sobjects/{SObject}/{field}/{value}`
 /// share the router: an ID-shaped segment is a record, anything else an external-ID field.
-async fn sobject_record(State(s): State<Arc<Salesforce>>, Extension(ctx): Extension<RequestCtx>, Path((v, name, id)): Path<(String, String, String)>, RawQuery(q): RawQuery, method: http::Method, headers: HeaderMap, body: Bytes) -> Response {
+async fn sobject_record(
+    State(s): State<Arc<Salesforce>>,
+    Extension(ctx): Extension<RequestCtx>,
+    Path((v, name, id)): Path<(String, String, String)>,
+    RawQuery(q): RawQuery,
+    method: http::Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let obj = match object_or_404(&name) {
         Ok(o) => o,
         Err(r) => return r,
@@ -1312,22 +1930,44 @@ async fn sobject_record(State(s): State<Arc<Salesforce>>, Extension(ctx): Extens
         };
         match method {
             http::Method::GET => {
-                let fields: Option<Vec<String>> = query_params(q.as_deref()).get("fields").map(|f| {
-                    let mut v: Vec<String> = f.split(',').map(|x| x.trim().to_string()).collect();
-                    v.insert(0, "Id".into());
-                    v
-                });
-                if let Some(bad) = fields.as_ref().and_then(|f| f.iter().find(|x| obj.field(x).is_none())) {
-                    return sf_error(StatusCode::BAD_REQUEST, "INVALID_FIELD", &format!("No such column '{bad}' on entity '{}'", obj.name()), None);
+                let fields: Option<Vec<String>> =
+                    query_params(q.as_deref()).get("fields").map(|f| {
+                        let mut v: Vec<String> =
+                            f.split(',').map(|x| x.trim().to_string()).collect();
+                        v.insert(0, "Id".into());
+                        v
+                    });
+                if let Some(bad) = fields
+                    .as_ref()
+                    .and_then(|f| f.iter().find(|x| obj.field(x).is_none()))
+                {
+                    return sf_error(
+                        StatusCode::BAD_REQUEST,
+                        "INVALID_FIELD",
+                        &format!("No such column '{bad}' on entity '{}'", obj.name()),
+                        None,
+                    );
                 }
                 let rec = st.objects[obj.slot()].get(i).expect("live");
-                json_response(StatusCode::OK, s.render(&st, obj, i, &rec, false, fields.as_deref(), &v))
+                json_response(
+                    StatusCode::OK,
+                    s.render(&st, obj, i, &rec, false, fields.as_deref(), &v),
+                )
             }
             http::Method::PATCH => {
                 let input = match parse_json_body(&body) {
                     Ok(Value::Object(m)) => m,
-                    Ok(_) => return sf_error(StatusCode::BAD_REQUEST, "JSON_PARSER_ERROR", "The request body must be a JSON object", None),
-                    Err(msg) => return sf_error(StatusCode::BAD_REQUEST, "JSON_PARSER_ERROR", &msg, None),
+                    Ok(_) => {
+                        return sf_error(
+                            StatusCode::BAD_REQUEST,
+                            "JSON_PARSER_ERROR",
+                            "The request body must be a JSON object",
+                            None,
+                        );
+                    }
+                    Err(msg) => {
+                        return sf_error(StatusCode::BAD_REQUEST, "JSON_PARSER_ERROR", &msg, None);
+                    }
                 };
                 match s.validate(&mut st, obj, &input, Some(i)) {
                     Ok(f) => {
@@ -1342,13 +1982,26 @@ async fn sobject_record(State(s): State<Arc<Salesforce>>, Extension(ctx): Extens
                 st.objects[obj.slot()].delete(i, now);
                 StatusCode::NO_CONTENT.into_response()
             }
-            _ => sf_error(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", &format!("HTTP Method '{method}' not allowed. Allowed are GET,PATCH,DELETE"), None),
+            _ => sf_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "METHOD_NOT_ALLOWED",
+                &format!("HTTP Method '{method}' not allowed. Allowed are GET,PATCH,DELETE"),
+                None,
+            ),
         }
     })
 }
 
 /// `/sobjects/{SObject}/{ExternalIdField}/{value}`: get or upsert by external ID.
-async fn by_external_id(State(s): State<Arc<Salesforce>>, Extension(ctx): Extension<RequestCtx>, Path((v, name, field, value)): Path<(String, String, String, String)>, RawQuery(q): RawQuery, method: http::Method, headers: HeaderMap, body: Bytes) -> Response {
+async fn by_external_id(
+    State(s): State<Arc<Salesforce>>,
+    Extension(ctx): Extension<RequestCtx>,
+    Path((v, name, field, value)): Path<(String, String, String, String)>,
+    RawQuery(q): RawQuery,
+    method: http::Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let obj = match object_or_404(&name) {
         Ok(o) => o,
         Err(r) => return r,
@@ -1410,13 +2063,29 @@ async fn by_external_id(State(s): State<Arc<Salesforce>>, Extension(ctx): Extens
 
 /// Several records share the external ID: 300 with their URLs.
 fn multiple_choices(obj: SObject, many: &[u64], version: &str) -> Response {
-    let urls: Vec<String> = many.iter().map(|i| format!("/services/data/{version}/sobjects/{}/{}", obj.name(), sf_id(obj, *i))).collect();
+    let urls: Vec<String> = many
+        .iter()
+        .map(|i| {
+            format!(
+                "/services/data/{version}/sobjects/{}/{}",
+                obj.name(),
+                sf_id(obj, *i)
+            )
+        })
+        .collect();
     json_response(StatusCode::MULTIPLE_CHOICES, json!(urls))
 }
 
 // ---------------------------------------------------------------- getUpdated / getDeleted
 
-fn replication(s: Arc<Salesforce>, ctx: RequestCtx, obj: SObject, q: Option<String>, headers: HeaderMap, deleted: bool) -> Response {
+fn replication(
+    s: Arc<Salesforce>,
+    ctx: RequestCtx,
+    obj: SObject,
+    q: Option<String>,
+    headers: HeaderMap,
+    deleted: bool,
+) -> Response {
     s.guarded(&headers, &ctx, || {
         let p = query_params(q.as_deref());
         let (Some(start), Some(end)) = (p.get("start").and_then(|x| parse_iso(x)), p.get("end").and_then(|x| parse_iso(x))) else {
@@ -1456,13 +2125,24 @@ fn replication(s: Arc<Salesforce>, ctx: RequestCtx, obj: SObject, q: Option<Stri
 // ---------------------------------------------------------------- sObject collections
 
 impl Salesforce {
-    fn collection_records(&self, body: &[u8]) -> Result<(bool, Vec<serde_json::Map<String, Value>>), Response> {
-        let v = parse_json_body(body).map_err(|m| sf_error(StatusCode::BAD_REQUEST, "JSON_PARSER_ERROR", &m, None))?;
+    fn collection_records(
+        &self,
+        body: &[u8],
+    ) -> Result<(bool, Vec<serde_json::Map<String, Value>>), Response> {
+        let v = parse_json_body(body)
+            .map_err(|m| sf_error(StatusCode::BAD_REQUEST, "JSON_PARSER_ERROR", &m, None))?;
         let all_or_none = v.get("allOrNone").and_then(Value::as_bool).unwrap_or(false);
         let records: Vec<serde_json::Map<String, Value>> = v
             .get("records")
             .and_then(Value::as_array)
-            .ok_or_else(|| sf_error(StatusCode::BAD_REQUEST, "INVALID_FIELD", "records is required", None))?
+            .ok_or_else(|| {
+                sf_error(
+                    StatusCode::BAD_REQUEST,
+                    "INVALID_FIELD",
+                    "records is required",
+                    None,
+                )
+            })?
             .iter()
             .map(|r| r.as_object().cloned().unwrap_or_default())
             .collect();
@@ -1470,7 +2150,10 @@ impl Salesforce {
             return Err(sf_error(
                 StatusCode::BAD_REQUEST,
                 "EXCEEDED_ID_LIMIT",
-                &format!("record limit reached. cannot submit more than {} records into this call", self.limits.collection_max_records),
+                &format!(
+                    "record limit reached. cannot submit more than {} records into this call",
+                    self.limits.collection_max_records
+                ),
                 None,
             ));
         }
@@ -1505,7 +2188,15 @@ impl Salesforce {
     }
 }
 
-async fn collections(State(s): State<Arc<Salesforce>>, Extension(ctx): Extension<RequestCtx>, Path(v): Path<String>, RawQuery(q): RawQuery, method: http::Method, headers: HeaderMap, body: Bytes) -> Response {
+async fn collections(
+    State(s): State<Arc<Salesforce>>,
+    Extension(ctx): Extension<RequestCtx>,
+    Path(v): Path<String>,
+    RawQuery(q): RawQuery,
+    method: http::Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     if valid_version(&v).is_none() {
         return not_found();
     }
@@ -1575,7 +2266,15 @@ async fn collections(State(s): State<Arc<Salesforce>>, Extension(ctx): Extension
     })
 }
 
-async fn collection_upsert(State(s): State<Arc<Salesforce>>, Extension(ctx): Extension<RequestCtx>, Path((v, name, field)): Path<(String, String, String)>, method: http::Method, RawQuery(q): RawQuery, headers: HeaderMap, body: Bytes) -> Response {
+async fn collection_upsert(
+    State(s): State<Arc<Salesforce>>,
+    Extension(ctx): Extension<RequestCtx>,
+    Path((v, name, field)): Path<(String, String, String)>,
+    method: http::Method,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let obj = match object_or_404(&name) {
         Ok(o) => o,
         Err(r) => return r,
@@ -1664,11 +2363,18 @@ fn parse_csv(text: &str) -> Result<Vec<Vec<String>>, String> {
         row.push(field);
         rows.push(row);
     }
-    Ok(rows.into_iter().filter(|r| !(r.len() == 1 && r[0].is_empty())).collect())
+    Ok(rows
+        .into_iter()
+        .filter(|r| !(r.len() == 1 && r[0].is_empty()))
+        .collect())
 }
 
 fn csv_line(fields: &[String]) -> String {
-    fields.iter().map(|f| format!("\"{}\"", f.replace('"', "\"\""))).collect::<Vec<_>>().join(",")
+    fields
+        .iter()
+        .map(|f| format!("\"{}\"", f.replace('"', "\"\"")))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn job_error(status: StatusCode, code: &str, message: &str) -> Response {
@@ -1697,7 +2403,9 @@ impl Salesforce {
     /// Applies every row of a job; each row succeeds or fails on its own.
     fn process_job(&self, id: &str) {
         let mut st = self.state.lock().expect("salesforce state");
-        let Some(mut job) = st.jobs.get(id).cloned() else { return };
+        let Some(mut job) = st.jobs.get(id).cloned() else {
+            return;
+        };
         let rows = match parse_csv(&job.data) {
             Ok(r) => r,
             Err(e) => {
@@ -1726,7 +2434,10 @@ impl Salesforce {
                     Value::Null
                 } else {
                     match obj.field(h).map(|d| d.1) {
-                        Some(FieldType::Currency | FieldType::Int) => v.parse::<f64>().map(|n| json!(n)).unwrap_or_else(|_| json!(v)),
+                        Some(FieldType::Currency | FieldType::Int) => v
+                            .parse::<f64>()
+                            .map(|n| json!(n))
+                            .unwrap_or_else(|_| json!(v)),
                         Some(FieldType::Boolean) => json!(v.eq_ignore_ascii_case("true")),
                         _ => json!(v),
                     }
@@ -1735,9 +2446,15 @@ impl Salesforce {
             }
             let id_col = input.get("Id").and_then(Value::as_str).map(str::to_string);
             let outcome: Result<(u64, bool), DmlError> = match job.operation.as_str() {
-                "insert" => self.validate(&mut st, obj, &input, None).map(|f| (self.apply(&mut st, obj, f, None), true)),
+                "insert" => self
+                    .validate(&mut st, obj, &input, None)
+                    .map(|f| (self.apply(&mut st, obj, f, None), true)),
                 "update" | "delete" => match id_col.as_deref().map(|i| self.live(&st, obj, i)) {
-                    None => Err(DmlError::new("MISSING_ARGUMENT", "Id not specified", &["Id"])),
+                    None => Err(DmlError::new(
+                        "MISSING_ARGUMENT",
+                        "Id not specified",
+                        &["Id"],
+                    )),
                     Some(Err(e)) => Err(e),
                     Some(Ok(i)) if job.operation == "delete" => {
                         st.objects[obj.slot()].delete(i, now);
@@ -1746,20 +2463,33 @@ impl Salesforce {
                     Some(Ok(i)) => {
                         let mut rest = input.clone();
                         rest.remove("Id");
-                        self.validate(&mut st, obj, &rest, Some(i)).map(|f| (self.apply(&mut st, obj, f, Some(i)), false))
+                        self.validate(&mut st, obj, &rest, Some(i))
+                            .map(|f| (self.apply(&mut st, obj, f, Some(i)), false))
                     }
                 },
                 _ => {
                     let key = job.external_id.clone().unwrap_or_default();
                     match input.get(&key).filter(|v| !v.is_null()).cloned() {
-                        None => Err(DmlError::new("MISSING_ARGUMENT", format!("{key} not specified"), &[])),
+                        None => Err(DmlError::new(
+                            "MISSING_ARGUMENT",
+                            format!("{key} not specified"),
+                            &[],
+                        )),
                         Some(k) => {
                             let found = st.objects[obj.slot()].find(&key, &k);
                             if found.len() > 1 {
-                                Err(DmlError::new("DUPLICATE_EXTERNAL_ID", format!("{key}: more than one record found for external id field"), &[]))
+                                Err(DmlError::new(
+                                    "DUPLICATE_EXTERNAL_ID",
+                                    format!(
+                                        "{key}: more than one record found for external id field"
+                                    ),
+                                    &[],
+                                ))
                             } else {
                                 let existing = found.first().copied();
-                                self.validate(&mut st, obj, &input, existing).map(|f| (self.apply(&mut st, obj, f, existing), existing.is_none()))
+                                self.validate(&mut st, obj, &input, existing).map(|f| {
+                                    (self.apply(&mut st, obj, f, existing), existing.is_none())
+                                })
                             }
                         }
                     }
@@ -1767,7 +2497,11 @@ impl Salesforce {
             };
             match outcome {
                 Ok((i, created)) => job.successes.push((sf_id(obj, i), created, row.clone())),
-                Err(e) => job.failures.push((id_col.unwrap_or_default(), format!("{}:{}:{} --", e.code, e.message, e.fields.join(",")), row.clone())),
+                Err(e) => job.failures.push((
+                    id_col.unwrap_or_default(),
+                    format!("{}:{}:{} --", e.code, e.message, e.fields.join(",")),
+                    row.clone(),
+                )),
             }
         }
         job.state = "JobComplete";
@@ -1776,30 +2510,81 @@ impl Salesforce {
     }
 }
 
-async fn jobs(State(s): State<Arc<Salesforce>>, Extension(ctx): Extension<RequestCtx>, Path(v): Path<String>, method: http::Method, headers: HeaderMap, body: Bytes) -> Response {
+async fn jobs(
+    State(s): State<Arc<Salesforce>>,
+    Extension(ctx): Extension<RequestCtx>,
+    Path(v): Path<String>,
+    method: http::Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     s.guarded(&headers, &ctx, || {
         if method == http::Method::GET {
             let st = s.state.lock().expect("salesforce state");
             let records: Vec<Value> = st.jobs.values().map(|j| s.job_json(j, &v)).collect();
-            return json_response(StatusCode::OK, json!({"done": true, "records": records, "nextRecordsUrl": null}));
+            return json_response(
+                StatusCode::OK,
+                json!({"done": true, "records": records, "nextRecordsUrl": null}),
+            );
         }
         let req = match parse_json_body(&body) {
             Ok(v) => v,
             Err(m) => return job_error(StatusCode::BAD_REQUEST, "JSON_PARSER_ERROR", &m),
         };
-        let Some(obj) = req.get("object").and_then(Value::as_str).and_then(SObject::parse) else {
-            return job_error(StatusCode::BAD_REQUEST, "INVALIDJOB", &format!("Entity '{}' is not supported by the Bulk API.", req.get("object").and_then(Value::as_str).unwrap_or("")));
+        let Some(obj) = req
+            .get("object")
+            .and_then(Value::as_str)
+            .and_then(SObject::parse)
+        else {
+            return job_error(
+                StatusCode::BAD_REQUEST,
+                "INVALIDJOB",
+                &format!(
+                    "Entity '{}' is not supported by the Bulk API.",
+                    req.get("object").and_then(Value::as_str).unwrap_or("")
+                ),
+            );
         };
-        let operation = req.get("operation").and_then(Value::as_str).unwrap_or("").to_string();
-        if !matches!(operation.as_str(), "insert" | "update" | "upsert" | "delete") {
-            return job_error(StatusCode::BAD_REQUEST, "INVALIDJOB", &format!("operation must be insert, update, upsert or delete, got {operation:?}"));
+        let operation = req
+            .get("operation")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        if !matches!(
+            operation.as_str(),
+            "insert" | "update" | "upsert" | "delete"
+        ) {
+            return job_error(
+                StatusCode::BAD_REQUEST,
+                "INVALIDJOB",
+                &format!("operation must be insert, update, upsert or delete, got {operation:?}"),
+            );
         }
-        let external_id = req.get("externalIdFieldName").and_then(Value::as_str).map(str::to_string);
-        if operation == "upsert" && !external_id.as_deref().is_some_and(|e| obj.is_external_id(e)) {
-            return job_error(StatusCode::BAD_REQUEST, "INVALIDJOB", "upsert jobs need externalIdFieldName naming an external ID field");
+        let external_id = req
+            .get("externalIdFieldName")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        if operation == "upsert"
+            && !external_id
+                .as_deref()
+                .is_some_and(|e| obj.is_external_id(e))
+        {
+            return job_error(
+                StatusCode::BAD_REQUEST,
+                "INVALIDJOB",
+                "upsert jobs need externalIdFieldName naming an external ID field",
+            );
         }
-        if req.get("contentType").and_then(Value::as_str).is_some_and(|c| c != "CSV") {
-            return job_error(StatusCode::BAD_REQUEST, "INVALIDJOB", "contentType must be CSV");
+        if req
+            .get("contentType")
+            .and_then(Value::as_str)
+            .is_some_and(|c| c != "CSV")
+        {
+            return job_error(
+                StatusCode::BAD_REQUEST,
+                "INVALIDJOB",
+                "contentType must be CSV",
+            );
         }
         let mut st = s.state.lock().expect("salesforce state");
         let n = st.next_job;
@@ -1811,7 +2596,11 @@ async fn jobs(State(s): State<Arc<Salesforce>>, Extension(ctx): Extension<Reques
             object: obj,
             operation,
             external_id: external_id.and_then(|e| obj.field(&e).map(|d| d.0.to_string())),
-            line_ending: req.get("lineEnding").and_then(Value::as_str).unwrap_or("LF").to_string(),
+            line_ending: req
+                .get("lineEnding")
+                .and_then(Value::as_str)
+                .unwrap_or("LF")
+                .to_string(),
             state: "Open",
             created_ms: now,
             modified_ms: now,
@@ -1828,22 +2617,45 @@ async fn jobs(State(s): State<Arc<Salesforce>>, Extension(ctx): Extension<Reques
     })
 }
 
-async fn job(State(s): State<Arc<Salesforce>>, Extension(ctx): Extension<RequestCtx>, Path((v, id)): Path<(String, String)>, method: http::Method, headers: HeaderMap, body: Bytes) -> Response {
+async fn job(
+    State(s): State<Arc<Salesforce>>,
+    Extension(ctx): Extension<RequestCtx>,
+    Path((v, id)): Path<(String, String)>,
+    method: http::Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let s2 = Arc::clone(&s);
     s.guarded(&headers, &ctx, || {
         let mut st = s.state.lock().expect("salesforce state");
-        let Some(job) = st.jobs.get_mut(&id) else { return job_error(StatusCode::NOT_FOUND, "NOT_FOUND", "The requested resource does not exist") };
+        let Some(job) = st.jobs.get_mut(&id) else {
+            return job_error(
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                "The requested resource does not exist",
+            );
+        };
         match method {
             http::Method::GET => json_response(StatusCode::OK, s.job_json(job, &v)),
             http::Method::DELETE => {
                 if matches!(job.state, "Open" | "InProgress") {
-                    return job_error(StatusCode::BAD_REQUEST, "INVALIDJOBSTATE", &format!("a job in state {} cannot be deleted; close or abort it first", job.state));
+                    return job_error(
+                        StatusCode::BAD_REQUEST,
+                        "INVALIDJOBSTATE",
+                        &format!(
+                            "a job in state {} cannot be deleted; close or abort it first",
+                            job.state
+                        ),
+                    );
                 }
                 st.jobs.remove(&id);
                 StatusCode::NO_CONTENT.into_response()
             }
             _ => {
-                let wanted = parse_json_body(&body).ok().and_then(|b| b.get("state").and_then(Value::as_str).map(str::to_string)).unwrap_or_default();
+                let wanted = parse_json_body(&body)
+                    .ok()
+                    .and_then(|b| b.get("state").and_then(Value::as_str).map(str::to_string))
+                    .unwrap_or_default();
                 match (job.state, wanted.as_str()) {
                     ("Open", "UploadComplete") => {
                         job.state = "UploadComplete";
@@ -1854,7 +2666,9 @@ async fn job(State(s): State<Arc<Salesforce>>, Extension(ctx): Extension<Request
                         // Processing starts after the close, as on the platform.
                         tokio::spawn(async move {
                             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                            if let Some(j) = s3.state.lock().expect("salesforce state").jobs.get_mut(&id) {
+                            if let Some(j) =
+                                s3.state.lock().expect("salesforce state").jobs.get_mut(&id)
+                            {
                                 j.state = "InProgress";
                             }
                             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -1864,51 +2678,113 @@ async fn job(State(s): State<Arc<Salesforce>>, Extension(ctx): Extension<Request
                     }
                     ("Open" | "UploadComplete", "Aborted") => {
                         job.state = "Aborted";
-                        job.unprocessed = parse_csv(&job.data).unwrap_or_default().into_iter().skip(1).collect();
-                        job.header = parse_csv(&job.data).ok().and_then(|r| r.first().cloned()).unwrap_or_default();
+                        job.unprocessed = parse_csv(&job.data)
+                            .unwrap_or_default()
+                            .into_iter()
+                            .skip(1)
+                            .collect();
+                        job.header = parse_csv(&job.data)
+                            .ok()
+                            .and_then(|r| r.first().cloned())
+                            .unwrap_or_default();
                         json_response(StatusCode::OK, s.job_json(job, &v))
                     }
-                    (from, to) => job_error(StatusCode::BAD_REQUEST, "INVALIDJOBSTATE", &format!("a job cannot move from {from} to {to:?}")),
+                    (from, to) => job_error(
+                        StatusCode::BAD_REQUEST,
+                        "INVALIDJOBSTATE",
+                        &format!("a job cannot move from {from} to {to:?}"),
+                    ),
                 }
             }
         }
     })
 }
 
-async fn job_upload(State(s): State<Arc<Salesforce>>, Extension(ctx): Extension<RequestCtx>, Path((_v, id)): Path<(String, String)>, headers: HeaderMap, body: Bytes) -> Response {
+async fn job_upload(
+    State(s): State<Arc<Salesforce>>,
+    Extension(ctx): Extension<RequestCtx>,
+    Path((_v, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     s.guarded(&headers, &ctx, || {
         if !header_str(&headers, "content-type").is_some_and(|c| c.starts_with("text/csv")) {
-            return job_error(StatusCode::BAD_REQUEST, "INVALIDJOB", "upload the data with Content-Type: text/csv");
+            return job_error(
+                StatusCode::BAD_REQUEST,
+                "INVALIDJOB",
+                "upload the data with Content-Type: text/csv",
+            );
         }
         let mut st = s.state.lock().expect("salesforce state");
-        let Some(job) = st.jobs.get_mut(&id) else { return job_error(StatusCode::NOT_FOUND, "NOT_FOUND", "The requested resource does not exist") };
+        let Some(job) = st.jobs.get_mut(&id) else {
+            return job_error(
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                "The requested resource does not exist",
+            );
+        };
         if job.state != "Open" {
-            return job_error(StatusCode::CONFLICT, "INVALIDJOBSTATE", &format!("data can only be uploaded while the job is Open; it is {}", job.state));
+            return job_error(
+                StatusCode::CONFLICT,
+                "INVALIDJOBSTATE",
+                &format!(
+                    "data can only be uploaded while the job is Open; it is {}",
+                    job.state
+                ),
+            );
         }
         let text = String::from_utf8_lossy(&body);
         if job.data.is_empty() {
             job.data = text.into_owned();
         } else {
             // Later uploads repeat the header row; keep only their data rows.
-            job.data.push_str(text.split_once('\n').map(|(_, rest)| rest).unwrap_or(""));
+            job.data
+                .push_str(text.split_once('\n').map(|(_, rest)| rest).unwrap_or(""));
         }
         StatusCode::CREATED.into_response()
     })
 }
 
-async fn job_results(State(s): State<Arc<Salesforce>>, Extension(ctx): Extension<RequestCtx>, Path((_v, id, kind)): Path<(String, String, String)>, headers: HeaderMap) -> Response {
+async fn job_results(
+    State(s): State<Arc<Salesforce>>,
+    Extension(ctx): Extension<RequestCtx>,
+    Path((_v, id, kind)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
     s.guarded(&headers, &ctx, || {
         let st = s.state.lock().expect("salesforce state");
-        let Some(job) = st.jobs.get(&id) else { return job_error(StatusCode::NOT_FOUND, "NOT_FOUND", "The requested resource does not exist") };
+        let Some(job) = st.jobs.get(&id) else {
+            return job_error(
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                "The requested resource does not exist",
+            );
+        };
         let csv = match kind.as_str() {
             "successfulResults" => {
-                let mut lines = vec![csv_line(&[vec!["sf__Id".to_string(), "sf__Created".to_string()], job.header.clone()].concat())];
-                lines.extend(job.successes.iter().map(|(id, created, row)| csv_line(&[vec![id.clone(), created.to_string()], row.clone()].concat())));
+                let mut lines = vec![csv_line(
+                    &[
+                        vec!["sf__Id".to_string(), "sf__Created".to_string()],
+                        job.header.clone(),
+                    ]
+                    .concat(),
+                )];
+                lines.extend(job.successes.iter().map(|(id, created, row)| {
+                    csv_line(&[vec![id.clone(), created.to_string()], row.clone()].concat())
+                }));
                 lines
             }
             "failedResults" => {
-                let mut lines = vec![csv_line(&[vec!["sf__Id".to_string(), "sf__Error".to_string()], job.header.clone()].concat())];
-                lines.extend(job.failures.iter().map(|(id, err, row)| csv_line(&[vec![id.clone(), err.clone()], row.clone()].concat())));
+                let mut lines = vec![csv_line(
+                    &[
+                        vec!["sf__Id".to_string(), "sf__Error".to_string()],
+                        job.header.clone(),
+                    ]
+                    .concat(),
+                )];
+                lines.extend(job.failures.iter().map(|(id, err, row)| {
+                    csv_line(&[vec![id.clone(), err.clone()], row.clone()].concat())
+                }));
                 lines
             }
             "unprocessedrecords" => {
@@ -1916,10 +2792,17 @@ async fn job_results(State(s): State<Arc<Salesforce>>, Extension(ctx): Extension
                 lines.extend(job.unprocessed.iter().map(|r| csv_line(r)));
                 lines
             }
-            _ => return job_error(StatusCode::NOT_FOUND, "NOT_FOUND", "The requested resource does not exist"),
+            _ => {
+                return job_error(
+                    StatusCode::NOT_FOUND,
+                    "NOT_FOUND",
+                    "The requested resource does not exist",
+                );
+            }
         };
         let mut r = (StatusCode::OK, csv.join("\n") + "\n").into_response();
-        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv"));
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv"));
         r
     })
 }
@@ -1940,44 +2823,98 @@ impl Salesforce {
     }
 }
 
-async fn query_jobs(State(s): State<Arc<Salesforce>>, Extension(ctx): Extension<RequestCtx>, Path(v): Path<String>, method: http::Method, headers: HeaderMap, body: Bytes) -> Response {
+async fn query_jobs(
+    State(s): State<Arc<Salesforce>>,
+    Extension(ctx): Extension<RequestCtx>,
+    Path(v): Path<String>,
+    method: http::Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let s2 = Arc::clone(&s);
     s.guarded(&headers, &ctx, || {
         if method == http::Method::GET {
             let st = s.state.lock().expect("salesforce state");
-            let records: Vec<Value> = st.query_jobs.values().map(|j| s.query_job_json(j, &v)).collect();
-            return json_response(StatusCode::OK, json!({"done": true, "records": records, "nextRecordsUrl": null}));
+            let records: Vec<Value> = st
+                .query_jobs
+                .values()
+                .map(|j| s.query_job_json(j, &v))
+                .collect();
+            return json_response(
+                StatusCode::OK,
+                json!({"done": true, "records": records, "nextRecordsUrl": null}),
+            );
         }
         let req = match parse_json_body(&body) {
             Ok(v) => v,
             Err(m) => return job_error(StatusCode::BAD_REQUEST, "JSON_PARSER_ERROR", &m),
         };
-        let operation = req.get("operation").and_then(Value::as_str).unwrap_or("query").to_string();
+        let operation = req
+            .get("operation")
+            .and_then(Value::as_str)
+            .unwrap_or("query")
+            .to_string();
         if !matches!(operation.as_str(), "query" | "queryAll") {
-            return job_error(StatusCode::BAD_REQUEST, "INVALIDJOB", "operation must be query or queryAll");
+            return job_error(
+                StatusCode::BAD_REQUEST,
+                "INVALIDJOB",
+                "operation must be query or queryAll",
+            );
         }
-        let Some(text) = req.get("query").and_then(Value::as_str) else { return job_error(StatusCode::BAD_REQUEST, "INVALIDJOB", "query is required") };
+        let Some(text) = req.get("query").and_then(Value::as_str) else {
+            return job_error(StatusCode::BAD_REQUEST, "INVALIDJOB", "query is required");
+        };
         let mut st = s.state.lock().expect("salesforce state");
         let (cursor, total) = match s.plan(&st, text, operation == "queryAll", u64::MAX) {
             Err(r) => return r,
-            Ok(Planned::Count(_)) => return job_error(StatusCode::BAD_REQUEST, "INVALIDJOB", "COUNT() queries are not supported by Bulk API 2.0 query jobs"),
+            Ok(Planned::Count(_)) => {
+                return job_error(
+                    StatusCode::BAD_REQUEST,
+                    "INVALIDJOB",
+                    "COUNT() queries are not supported by Bulk API 2.0 query jobs",
+                );
+            }
             Ok(Planned::Rows(c, t)) => (*c, t),
         };
         let n = st.next_job;
         st.next_job += 1;
         let id = with_checksum(&format!("750Hs1{n:09}"));
         let now = s.now();
-        let job = QueryJob { id: id.clone(), operation, object: cursor.obj, state: "UploadComplete", created_ms: now, modified_ms: now, total, fields: cursor.query.fields.clone(), start: cursor, locators: HashMap::new() };
+        let job = QueryJob {
+            id: id.clone(),
+            operation,
+            object: cursor.obj,
+            state: "UploadComplete",
+            created_ms: now,
+            modified_ms: now,
+            total,
+            fields: cursor.query.fields.clone(),
+            start: cursor,
+            locators: HashMap::new(),
+        };
         let body = s.query_job_json(&job, &v);
         st.query_jobs.insert(id.clone(), job);
         tokio::spawn(async move {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            if let Some(j) = s2.state.lock().expect("salesforce state").query_jobs.get_mut(&id) {
+            if let Some(j) = s2
+                .state
+                .lock()
+                .expect("salesforce state")
+                .query_jobs
+                .get_mut(&id)
+            {
                 j.state = "InProgress";
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             let now = s2.now();
-            if let Some(j) = s2.state.lock().expect("salesforce state").query_jobs.get_mut(&id).filter(|j| j.state == "InProgress") {
+            if let Some(j) = s2
+                .state
+                .lock()
+                .expect("salesforce state")
+                .query_jobs
+                .get_mut(&id)
+                .filter(|j| j.state == "InProgress")
+            {
                 j.state = "JobComplete";
                 j.modified_ms = now;
             }
@@ -1986,10 +2923,23 @@ async fn query_jobs(State(s): State<Arc<Salesforce>>, Extension(ctx): Extension<
     })
 }
 
-async fn query_job(State(s): State<Arc<Salesforce>>, Extension(ctx): Extension<RequestCtx>, Path((v, id)): Path<(String, String)>, method: http::Method, headers: HeaderMap, body: Bytes) -> Response {
+async fn query_job(
+    State(s): State<Arc<Salesforce>>,
+    Extension(ctx): Extension<RequestCtx>,
+    Path((v, id)): Path<(String, String)>,
+    method: http::Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     s.guarded(&headers, &ctx, || {
         let mut st = s.state.lock().expect("salesforce state");
-        let Some(job) = st.query_jobs.get_mut(&id) else { return job_error(StatusCode::NOT_FOUND, "NOT_FOUND", "The requested resource does not exist") };
+        let Some(job) = st.query_jobs.get_mut(&id) else {
+            return job_error(
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                "The requested resource does not exist",
+            );
+        };
         match method {
             http::Method::GET => json_response(StatusCode::OK, s.query_job_json(job, &v)),
             http::Method::DELETE => {
@@ -1997,9 +2947,20 @@ async fn query_job(State(s): State<Arc<Salesforce>>, Extension(ctx): Extension<R
                 StatusCode::NO_CONTENT.into_response()
             }
             _ => {
-                let wanted = parse_json_body(&body).ok().and_then(|b| b.get("state").and_then(Value::as_str).map(str::to_string)).unwrap_or_default();
-                if wanted != "Aborted" || matches!(job.state, "JobComplete" | "Aborted" | "Failed") {
-                    return job_error(StatusCode::BAD_REQUEST, "INVALIDJOBSTATE", &format!("a query job in state {} cannot move to {wanted:?}", job.state));
+                let wanted = parse_json_body(&body)
+                    .ok()
+                    .and_then(|b| b.get("state").and_then(Value::as_str).map(str::to_string))
+                    .unwrap_or_default();
+                if wanted != "Aborted" || matches!(job.state, "JobComplete" | "Aborted" | "Failed")
+                {
+                    return job_error(
+                        StatusCode::BAD_REQUEST,
+                        "INVALIDJOBSTATE",
+                        &format!(
+                            "a query job in state {} cannot move to {wanted:?}",
+                            job.state
+                        ),
+                    );
                 }
                 job.state = "Aborted";
                 json_response(StatusCode::OK, s.query_job_json(job, &v))
@@ -2009,20 +2970,49 @@ async fn query_job(State(s): State<Arc<Salesforce>>, Extension(ctx): Extension<R
 }
 
 /// `GET /jobs/query/{id}/results?maxRecords=&locator=`: CSV pages chained by `Sforce-Locator`.
-async fn query_job_results(State(s): State<Arc<Salesforce>>, Extension(ctx): Extension<RequestCtx>, Path((_v, id)): Path<(String, String)>, RawQuery(q): RawQuery, headers: HeaderMap) -> Response {
+async fn query_job_results(
+    State(s): State<Arc<Salesforce>>,
+    Extension(ctx): Extension<RequestCtx>,
+    Path((_v, id)): Path<(String, String)>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Response {
     s.guarded(&headers, &ctx, || {
         let p = query_params(q.as_deref());
-        let max = p.get("maxRecords").and_then(|m| m.parse::<u64>().ok()).filter(|m| *m > 0).unwrap_or(DEFAULT_RESULT_ROWS);
+        let max = p
+            .get("maxRecords")
+            .and_then(|m| m.parse::<u64>().ok())
+            .filter(|m| *m > 0)
+            .unwrap_or(DEFAULT_RESULT_ROWS);
         let mut st = s.state.lock().expect("salesforce state");
-        let Some(job) = st.query_jobs.get(&id).cloned() else { return job_error(StatusCode::NOT_FOUND, "NOT_FOUND", "The requested resource does not exist") };
+        let Some(job) = st.query_jobs.get(&id).cloned() else {
+            return job_error(
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                "The requested resource does not exist",
+            );
+        };
         if job.state != "JobComplete" {
-            return job_error(StatusCode::BAD_REQUEST, "INVALIDJOBSTATE", &format!("results are available once the job is JobComplete; it is {}", job.state));
+            return job_error(
+                StatusCode::BAD_REQUEST,
+                "INVALIDJOBSTATE",
+                &format!(
+                    "results are available once the job is JobComplete; it is {}",
+                    job.state
+                ),
+            );
         }
         let mut cursor = match p.get("locator") {
             None => job.start.clone(),
             Some(l) => match job.locators.get(l) {
                 Some(c) => c.clone(),
-                None => return job_error(StatusCode::BAD_REQUEST, "INVALIDLOCATOR", "the locator is not one this job issued"),
+                None => {
+                    return job_error(
+                        StatusCode::BAD_REQUEST,
+                        "INVALIDLOCATOR",
+                        "the locator is not one this job issued",
+                    );
+                }
             },
         };
         let want = max.min(cursor.remaining.unwrap_or(u64::MAX)) as usize;
@@ -2034,7 +3024,14 @@ async fn query_job_results(State(s): State<Arc<Salesforce>>, Extension(ctx): Ext
         let obj = job.object;
         let mut csv = vec![csv_line(&job.fields)];
         for (i, deleted) in &rows {
-            let rec = if *deleted { st.objects[obj.slot()].tombstones().find(|(x, _)| x == i).map(|(_, t)| t.last.clone()) } else { st.objects[obj.slot()].get(*i) };
+            let rec = if *deleted {
+                st.objects[obj.slot()]
+                    .tombstones()
+                    .find(|(x, _)| x == i)
+                    .map(|(_, t)| t.last.clone())
+            } else {
+                st.objects[obj.slot()].get(*i)
+            };
             let Some(rec) = rec else { continue };
             let cells: Vec<String> = job
                 .fields
@@ -2055,9 +3052,14 @@ async fn query_job_results(State(s): State<Arc<Salesforce>>, Extension(ctx): Ext
             l
         });
         let mut r = (StatusCode::OK, csv.join("\n") + "\n").into_response();
-        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv"));
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv"));
         set_header(&mut r, "Sforce-NumberOfRecords", rows.len());
-        set_header(&mut r, "Sforce-Locator", next.unwrap_or_else(|| "null".into()));
+        set_header(
+            &mut r,
+            "Sforce-Locator",
+            next.unwrap_or_else(|| "null".into()),
+        );
         r
     })
 }
@@ -2071,7 +3073,10 @@ impl Emulator for Salesforce {
 
     fn router(self: Arc<Self>) -> Router {
         Router::new()
-            .route("/services/oauth2/authorize", get(authorize_page).post(authorize_decision))
+            .route(
+                "/services/oauth2/authorize",
+                get(authorize_page).post(authorize_decision),
+            )
             .route("/services/oauth2/token", post(token))
             .route("/services/oauth2/revoke", post(revoke))
             .route("/id/{org}/{user}", get(identity))
@@ -2083,26 +3088,72 @@ impl Emulator for Salesforce {
             .route("/services/data/{v}/query/{locator}", get(query_more))
             .route("/services/data/{v}/queryAll/{locator}", get(query_more))
             .route("/services/data/{v}/sobjects", get(describe_global))
-            .route("/services/data/{v}/sobjects/{name}", get(sobject_root).post(sobject_root))
-            .route("/services/data/{v}/sobjects/{name}/{id}", get(sobject_record).patch(sobject_record).delete(sobject_record))
-            .route("/services/data/{v}/sobjects/{name}/{field}/{value}", get(by_external_id).patch(by_external_id))
-            .route("/services/data/{v}/composite/sobjects", post(collections).patch(collections).delete(collections))
-            .route("/services/data/{v}/composite/sobjects/{name}/{field}", get(collection_upsert).patch(collection_upsert))
-            .route("/services/data/{v}/composite/sobjects/{name}", get(collection_get))
-            .route("/services/data/{v}/jobs/query", get(query_jobs).post(query_jobs))
-            .route("/services/data/{v}/jobs/query/{id}", get(query_job).patch(query_job).delete(query_job))
-            .route("/services/data/{v}/jobs/query/{id}/results", get(query_job_results))
+            .route(
+                "/services/data/{v}/sobjects/{name}",
+                get(sobject_root).post(sobject_root),
+            )
+            .route(
+                "/services/data/{v}/sobjects/{name}/{id}",
+                get(sobject_record)
+                    .patch(sobject_record)
+                    .delete(sobject_record),
+            )
+            .route(
+                "/services/data/{v}/sobjects/{name}/{field}/{value}",
+                get(by_external_id).patch(by_external_id),
+            )
+            .route(
+                "/services/data/{v}/composite/sobjects",
+                post(collections).patch(collections).delete(collections),
+            )
+            .route(
+                "/services/data/{v}/composite/sobjects/{name}/{field}",
+                get(collection_upsert).patch(collection_upsert),
+            )
+            .route(
+                "/services/data/{v}/composite/sobjects/{name}",
+                get(collection_get),
+            )
+            .route(
+                "/services/data/{v}/jobs/query",
+                get(query_jobs).post(query_jobs),
+            )
+            .route(
+                "/services/data/{v}/jobs/query/{id}",
+                get(query_job).patch(query_job).delete(query_job),
+            )
+            .route(
+                "/services/data/{v}/jobs/query/{id}/results",
+                get(query_job_results),
+            )
             .route("/services/data/{v}/jobs/ingest", get(jobs).post(jobs))
-            .route("/services/data/{v}/jobs/ingest/{id}", get(job).patch(job).delete(job))
-            .route("/services/data/{v}/jobs/ingest/{id}/batches", put(job_upload))
-            .route("/services/data/{v}/jobs/ingest/{id}/{kind}", get(job_results))
+            .route(
+                "/services/data/{v}/jobs/ingest/{id}",
+                get(job).patch(job).delete(job),
+            )
+            .route(
+                "/services/data/{v}/jobs/ingest/{id}/batches",
+                put(job_upload),
+            )
+            .route(
+                "/services/data/{v}/jobs/ingest/{id}/{kind}",
+                get(job_results),
+            )
             .fallback(|| async { not_found() })
             .with_state(self)
     }
 
     fn reset(&self, data: DemoData) {
         let demo = Demo::from(data);
-        *self.state.lock().expect("salesforce state") = SalesforceState { demo, objects: build_collections(demo), cursors: HashMap::new(), api_calls: VecDeque::new(), jobs: BTreeMap::new(), query_jobs: BTreeMap::new(), next_job: 1 };
+        *self.state.lock().expect("salesforce state") = SalesforceState {
+            demo,
+            objects: build_collections(demo),
+            cursors: HashMap::new(),
+            api_calls: VecDeque::new(),
+            jobs: BTreeMap::new(),
+            query_jobs: BTreeMap::new(),
+            next_job: 1,
+        };
     }
 
     fn snapshot(&self) -> Value {
@@ -2126,7 +3177,15 @@ impl Emulator for Salesforce {
             return None;
         }
         let rec = st.objects[obj.slot()].get(i)?;
-        Some(self.render(&st, obj, i, &rec, false, None, &format!("v{LATEST_VERSION}")))
+        Some(self.render(
+            &st,
+            obj,
+            i,
+            &rec,
+            false,
+            None,
+            &format!("v{LATEST_VERSION}"),
+        ))
     }
 
     fn throttled(&self) -> Response {
@@ -2134,7 +3193,12 @@ impl Emulator for Salesforce {
     }
 
     fn server_error(&self) -> Response {
-        sf_error(StatusCode::SERVICE_UNAVAILABLE, "SERVER_UNAVAILABLE", "Server is temporarily unavailable; retry later", None)
+        sf_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "SERVER_UNAVAILABLE",
+            "Server is temporarily unavailable; retry later",
+            None,
+        )
     }
 
     fn credentials(&self) -> Credentials {
@@ -2145,11 +3209,26 @@ impl Emulator for Salesforce {
             api_token: None,
             username: USERNAME.into(),
             extra: [
-                ("token_url".to_string(), format!("{}/services/oauth2/token", self.base())),
-                ("authorize_url".to_string(), format!("{}/services/oauth2/authorize", self.base())),
-                ("jwt_audience".to_string(), "https://login.salesforce.com".to_string()),
-                ("jwt_private_key_pem".to_string(), DEMO_PRIVATE_KEY_PEM.to_string()),
-                ("jwt_certificate_pem".to_string(), DEMO_CERTIFICATE_PEM.to_string()),
+                (
+                    "token_url".to_string(),
+                    format!("{}/services/oauth2/token", self.base()),
+                ),
+                (
+                    "authorize_url".to_string(),
+                    format!("{}/services/oauth2/authorize", self.base()),
+                ),
+                (
+                    "jwt_audience".to_string(),
+                    "https://login.salesforce.com".to_string(),
+                ),
+                (
+                    "jwt_private_key_pem".to_string(),
+                    DEMO_PRIVATE_KEY_PEM.to_string(),
+                ),
+                (
+                    "jwt_certificate_pem".to_string(),
+                    DEMO_CERTIFICATE_PEM.to_string(),
+                ),
                 ("api_version".to_string(), format!("v{LATEST_VERSION}")),
             ]
             .into_iter()
@@ -2163,12 +3242,32 @@ impl Emulator for Salesforce {
 
     /// Salesforce paths work with or without a trailing slash (`/sobjects/Lead/`).
     fn rewrite_path(&self, path: &str) -> Option<String> {
-        (path.len() > 1).then(|| path.strip_suffix('/')).flatten().map(str::to_string)
+        (path.len() > 1)
+            .then(|| path.strip_suffix('/'))
+            .flatten()
+            .map(str::to_string)
     }
 }
 
-async fn collection_get(s: State<Arc<Salesforce>>, ctx: Extension<RequestCtx>, Path((v, name)): Path<(String, String)>, method: http::Method, q: RawQuery, headers: HeaderMap, body: Bytes) -> Response {
-    collection_upsert(s, ctx, Path((v, name, "Id".to_string())), method, q, headers, body).await
+async fn collection_get(
+    s: State<Arc<Salesforce>>,
+    ctx: Extension<RequestCtx>,
+    Path((v, name)): Path<(String, String)>,
+    method: http::Method,
+    q: RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    collection_upsert(
+        s,
+        ctx,
+        Path((v, name, "Id".to_string())),
+        method,
+        q,
+        headers,
+        body,
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -35,8 +35,16 @@ pub(crate) enum Expr {
     And(Box<Expr>, Box<Expr>),
     Or(Box<Expr>, Box<Expr>),
     Not(Box<Expr>),
-    Cmp { field: String, op: Op, value: Literal },
-    In { field: String, values: Vec<Literal>, negated: bool },
+    Cmp {
+        field: String,
+        op: Op,
+        value: Literal,
+    },
+    In {
+        field: String,
+        values: Vec<Literal>,
+        negated: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -101,19 +109,27 @@ fn tokenize(s: &str) -> Result<Vec<Tok>, String> {
                 }
             }
             out.push(Tok::Str(v));
-        } else if ch.is_ascii_digit() || (ch == '-' && c.get(i + 1).is_some_and(|d| d.is_ascii_digit())) {
+        } else if ch.is_ascii_digit()
+            || (ch == '-' && c.get(i + 1).is_some_and(|d| d.is_ascii_digit()))
+        {
             let start = i;
             i += 1;
-            while i < c.len() && (c[i].is_ascii_alphanumeric() || matches!(c[i], '.' | ':' | '-' | '+')) {
+            while i < c.len()
+                && (c[i].is_ascii_alphanumeric() || matches!(c[i], '.' | ':' | '-' | '+'))
+            {
                 i += 1;
             }
             let text: String = c[start..i].iter().collect();
-            let looks_like_date = text.len() >= 10 && text.as_bytes()[4] == b'-' && text.as_bytes()[7] == b'-';
+            let looks_like_date =
+                text.len() >= 10 && text.as_bytes()[4] == b'-' && text.as_bytes()[7] == b'-';
             if looks_like_date {
-                let t = parse_iso(&text).ok_or_else(|| format!("invalid date or datetime literal: {text}"))?;
+                let t = parse_iso(&text)
+                    .ok_or_else(|| format!("invalid date or datetime literal: {text}"))?;
                 out.push(Tok::Time(t));
             } else {
-                let n: f64 = text.parse().map_err(|_| format!("unexpected token: '{text}'"))?;
+                let n: f64 = text
+                    .parse()
+                    .map_err(|_| format!("unexpected token: '{text}'"))?;
                 out.push(Tok::Num(n));
             }
         } else if ch.is_alphabetic() || ch == '_' {
@@ -183,7 +199,11 @@ impl Parser {
     }
 
     fn expect_keyword(&mut self, k: &str) -> Result<(), String> {
-        if self.eat_keyword(k) { Ok(()) } else { Err(format!("unexpected token: {}", self.describe())) }
+        if self.eat_keyword(k) {
+            Ok(())
+        } else {
+            Err(format!("unexpected token: {}", self.describe()))
+        }
     }
 
     fn eat_sym(&mut self, s: &str) -> bool {
@@ -253,20 +273,35 @@ impl Parser {
         if self.eat_sym("(") {
             let e = self.or_expr()?;
             if !self.eat_sym(")") {
-                return Err(format!("expecting a right parentheses, found {}", self.describe()));
+                return Err(format!(
+                    "expecting a right parentheses, found {}",
+                    self.describe()
+                ));
             }
             return Ok(e);
         }
         let field = self.ident()?;
         if self.eat_keyword("NOT") {
             self.expect_keyword("IN")?;
-            return Ok(Expr::In { field, values: self.list()?, negated: true });
+            return Ok(Expr::In {
+                field,
+                values: self.list()?,
+                negated: true,
+            });
         }
         if self.eat_keyword("IN") {
-            return Ok(Expr::In { field, values: self.list()?, negated: false });
+            return Ok(Expr::In {
+                field,
+                values: self.list()?,
+                negated: false,
+            });
         }
         if self.eat_keyword("LIKE") {
-            return Ok(Expr::Cmp { field, op: Op::Like, value: self.literal()? });
+            return Ok(Expr::Cmp {
+                field,
+                op: Op::Like,
+                value: self.literal()?,
+            });
         }
         let op = match self.next() {
             Some(Tok::Sym("=")) => Op::Eq,
@@ -280,19 +315,29 @@ impl Parser {
                 return Err(format!("unexpected token: {}", self.describe()));
             }
         };
-        Ok(Expr::Cmp { field, op, value: self.literal()? })
+        Ok(Expr::Cmp {
+            field,
+            op,
+            value: self.literal()?,
+        })
     }
 
     fn list(&mut self) -> Result<Vec<Literal>, String> {
         if !self.eat_sym("(") {
-            return Err(format!("expecting a left parentheses, found {}", self.describe()));
+            return Err(format!(
+                "expecting a left parentheses, found {}",
+                self.describe()
+            ));
         }
         let mut v = vec![self.literal()?];
         while self.eat_sym(",") {
             v.push(self.literal()?);
         }
         if !self.eat_sym(")") {
-            return Err(format!("expecting a right parentheses, found {}", self.describe()));
+            return Err(format!(
+                "expecting a right parentheses, found {}",
+                self.describe()
+            ));
         }
         Ok(v)
     }
@@ -309,7 +354,10 @@ impl Parser {
 }
 
 pub(crate) fn parse(q: &str) -> Result<Query, String> {
-    let mut p = Parser { toks: tokenize(q)?, pos: 0 };
+    let mut p = Parser {
+        toks: tokenize(q)?,
+        pos: 0,
+    };
     p.expect_keyword("SELECT")?;
     let mut fields = Vec::new();
     let mut count = false;
@@ -332,7 +380,11 @@ pub(crate) fn parse(q: &str) -> Result<Query, String> {
     }
     p.expect_keyword("FROM")?;
     let object = p.ident()?;
-    let filter = if p.eat_keyword("WHERE") { Some(p.or_expr()?) } else { None };
+    let filter = if p.eat_keyword("WHERE") {
+        Some(p.or_expr()?)
+    } else {
+        None
+    };
     let mut order = Vec::new();
     if p.eat_keyword("ORDER") {
         p.expect_keyword("BY")?;
@@ -354,18 +406,38 @@ pub(crate) fn parse(q: &str) -> Result<Query, String> {
                     false
                 };
             }
-            order.push(OrderBy { field, desc, nulls_last });
+            order.push(OrderBy {
+                field,
+                desc,
+                nulls_last,
+            });
             if !p.eat_sym(",") {
                 break;
             }
         }
     }
-    let limit = if p.eat_keyword("LIMIT") { Some(p.number()?) } else { None };
-    let offset = if p.eat_keyword("OFFSET") { Some(p.number()?) } else { None };
+    let limit = if p.eat_keyword("LIMIT") {
+        Some(p.number()?)
+    } else {
+        None
+    };
+    let offset = if p.eat_keyword("OFFSET") {
+        Some(p.number()?)
+    } else {
+        None
+    };
     if p.peek().is_some() {
         return Err(format!("unexpected token: {}", p.describe()));
     }
-    Ok(Query { fields, count, object, filter, order, limit, offset })
+    Ok(Query {
+        fields,
+        count,
+        object,
+        filter,
+        order,
+        limit,
+        offset,
+    })
 }
 
 /// Field names mentioned in the WHERE clause.
@@ -413,9 +485,15 @@ pub(crate) fn eval(e: &Expr, get: &dyn Fn(&str) -> Value) -> bool {
         Expr::And(a, b) => eval(a, get) && eval(b, get),
         Expr::Or(a, b) => eval(a, get) || eval(b, get),
         Expr::Not(a) => !eval(a, get),
-        Expr::In { field, values, negated } => {
+        Expr::In {
+            field,
+            values,
+            negated,
+        } => {
             let v = get(field);
-            let hit = values.iter().any(|l| compare(&v, l) == Some(Ordering::Equal));
+            let hit = values
+                .iter()
+                .any(|l| compare(&v, l) == Some(Ordering::Equal));
             hit != *negated
         }
         Expr::Cmp { field, op, value } => {
@@ -449,12 +527,23 @@ pub(crate) fn order_values(a: &Value, b: &Value, o: &OrderBy) -> Ordering {
     let base = match (a, b) {
         (Value::Null, Value::Null) => Ordering::Equal,
         (Value::Null, _) => {
-            return if o.nulls_last { Ordering::Greater } else { Ordering::Less };
+            return if o.nulls_last {
+                Ordering::Greater
+            } else {
+                Ordering::Less
+            };
         }
         (_, Value::Null) => {
-            return if o.nulls_last { Ordering::Less } else { Ordering::Greater };
+            return if o.nulls_last {
+                Ordering::Less
+            } else {
+                Ordering::Greater
+            };
         }
-        (Value::Number(x), Value::Number(y)) => x.as_f64().partial_cmp(&y.as_f64()).unwrap_or(Ordering::Equal),
+        (Value::Number(x), Value::Number(y)) => x
+            .as_f64()
+            .partial_cmp(&y.as_f64())
+            .unwrap_or(Ordering::Equal),
         (Value::String(x), Value::String(y)) => match (parse_iso(x), parse_iso(y)) {
             (Some(p), Some(q)) => p.cmp(&q),
             _ => x.to_lowercase().cmp(&y.to_lowercase()),
@@ -485,9 +574,17 @@ mod tests {
 
     #[test]
     fn rejects_malformed_queries_with_a_reason() {
-        assert!(parse("SELECT Id FORM Account").unwrap_err().contains("FORM"));
+        assert!(
+            parse("SELECT Id FORM Account")
+                .unwrap_err()
+                .contains("FORM")
+        );
         assert!(parse("SELECT FROM Account").is_err());
-        assert!(parse("SELECT Id FROM Account WHERE Name = 'x").unwrap_err().contains("unterminated"));
+        assert!(
+            parse("SELECT Id FROM Account WHERE Name = 'x")
+                .unwrap_err()
+                .contains("unterminated")
+        );
         assert!(parse("SELECT COUNT() FROM Account").unwrap().count);
     }
 
@@ -495,8 +592,14 @@ mod tests {
     fn null_comparisons_follow_soql() {
         let q = parse("SELECT Id FROM Lead WHERE Email != null").unwrap();
         let rec = json!({"Email": null});
-        assert!(!eval(q.filter.as_ref().unwrap(), &|f: &str| rec.get(f).cloned().unwrap_or(Value::Null)));
+        assert!(!eval(q.filter.as_ref().unwrap(), &|f: &str| rec
+            .get(f)
+            .cloned()
+            .unwrap_or(Value::Null)));
         let q = parse("SELECT Id FROM Lead WHERE Email = null").unwrap();
-        assert!(eval(q.filter.as_ref().unwrap(), &|f: &str| rec.get(f).cloned().unwrap_or(Value::Null)));
+        assert!(eval(q.filter.as_ref().unwrap(), &|f: &str| rec
+            .get(f)
+            .cloned()
+            .unwrap_or(Value::Null)));
     }
 }

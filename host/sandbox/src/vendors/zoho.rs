@@ -18,7 +18,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use super::{auth_token, header_str, json as json_response, parse_json_body, query_params, set_header, token_params, valid_email};
+use super::{
+    auth_token, header_str, json as json_response, parse_json_body, query_params, set_header,
+    token_params, valid_email,
+};
 use crate::clock::{date, parse_iso, with_offset};
 use crate::collection::{Collection, Dir, Fields};
 use crate::config::{DemoData, SandboxConfig, ZohoLimits};
@@ -31,13 +34,15 @@ use crate::webhook::{Outgoing, retry_any};
 
 pub(crate) const CLIENT_ID: &str = "1000.WEFTSANDBOXZOHOCLIENT0000000";
 pub(crate) const CLIENT_SECRET: &str = "weftsandboxzohoclientsecret0000000000000000";
-pub(crate) const REFRESH_TOKEN: &str = "1000.weftsandboxzohorefresh00000000000000.demo0000000000000000000000";
+pub(crate) const REFRESH_TOKEN: &str =
+    "1000.weftsandboxzohorefresh00000000000000.demo0000000000000000000000";
 const USER_EMAIL: &str = "demo@weft-sandbox.example";
 const USER_NAME: &str = "Weft Demo";
 const USER_ID: &str = "4876876000000225013";
 /// The demo org's Zoho group id (`zgid` in `GET /crm/{version}/org`).
 const ZGID: &str = "4876876";
-const DEMO_SCOPE: &str = "ZohoCRM.modules.ALL,ZohoCRM.notifications.ALL,ZohoCRM.settings.ALL,ZohoCRM.users.ALL";
+const DEMO_SCOPE: &str =
+    "ZohoCRM.modules.ALL,ZohoCRM.notifications.ALL,ZohoCRM.settings.ALL,ZohoCRM.users.ALL";
 /// The demo org's time zone; Zoho writes every datetime with the org's offset.
 const ORG_OFFSET_MIN: i64 = 0;
 const ID_BASE: u64 = 4_876_876_000_000_000_000;
@@ -57,7 +62,14 @@ enum Module {
 }
 
 impl Module {
-    const ALL: [Module; 6] = [Module::Accounts, Module::Contacts, Module::Deals, Module::Leads, Module::Tickets, Module::Comments];
+    const ALL: [Module; 6] = [
+        Module::Accounts,
+        Module::Contacts,
+        Module::Deals,
+        Module::Leads,
+        Module::Tickets,
+        Module::Comments,
+    ];
 
     fn api_name(self) -> &'static str {
         match self {
@@ -75,7 +87,9 @@ impl Module {
     }
 
     fn parse(s: &str) -> Option<Module> {
-        Module::ALL.into_iter().find(|m| m.api_name().eq_ignore_ascii_case(s))
+        Module::ALL
+            .into_iter()
+            .find(|m| m.api_name().eq_ignore_ascii_case(s))
     }
 
     fn slot(self) -> usize {
@@ -116,16 +130,35 @@ impl Module {
     fn lookups(self) -> &'static [(&'static str, Module)] {
         match self {
             Module::Contacts => &[("Account_Name", Module::Accounts)],
-            Module::Deals => &[("Account_Name", Module::Accounts), ("Contact_Name", Module::Contacts)],
-            Module::Tickets => &[("Account", Module::Accounts), ("Contact", Module::Contacts), ("Lead", Module::Leads)],
+            Module::Deals => &[
+                ("Account_Name", Module::Accounts),
+                ("Contact_Name", Module::Contacts),
+            ],
+            Module::Tickets => &[
+                ("Account", Module::Accounts),
+                ("Contact", Module::Contacts),
+                ("Lead", Module::Leads),
+            ],
             Module::Comments => &[("Ticket", Module::Tickets)],
             _ => &[],
         }
     }
 }
 
-const LEAD_STATUSES: [&str; 4] = ["Not Contacted", "Attempted to Contact", "Contacted", "Qualified"];
-const STAGES: [&str; 6] = ["Qualification", "Needs Analysis", "Proposal/Price Quote", "Negotiation/Review", "Closed Won", "Closed Lost"];
+const LEAD_STATUSES: [&str; 4] = [
+    "Not Contacted",
+    "Attempted to Contact",
+    "Contacted",
+    "Qualified",
+];
+const STAGES: [&str; 6] = [
+    "Qualification",
+    "Needs Analysis",
+    "Proposal/Price Quote",
+    "Negotiation/Review",
+    "Closed Won",
+    "Closed Lost",
+];
 
 fn zoho_id(m: Module, index: u64) -> String {
     (ID_BASE + (m as u64 + 1) * ID_MODULE_STRIDE + index).to_string()
@@ -196,7 +229,11 @@ fn build_collections(demo: Demo) -> Vec<Collection> {
                 Module::Leads => (Kind::Lead, demo.size.leads),
                 Module::Tickets | Module::Comments => (Kind::Ticket, 0),
             };
-            Collection::new(n, move |i| generated_fields(&demo, m, i), move |i| demo.times(kind, i, n))
+            Collection::new(
+                n,
+                move |i| generated_fields(&demo, m, i),
+                move |i| demo.times(kind, i, n),
+            )
         })
         .collect()
 }
@@ -274,7 +311,11 @@ impl Zoho {
     fn issue_demo_refresh(&self) {
         self.hub.tokens.put_refresh(
             REFRESH_TOKEN.to_string(),
-            RefreshToken { grant: demo_grant(DEMO_SCOPE), expires_ms: i64::MAX, minted: VecDeque::new() },
+            RefreshToken {
+                grant: demo_grant(DEMO_SCOPE),
+                expires_ms: i64::MAX,
+                minted: VecDeque::new(),
+            },
         );
     }
 
@@ -295,7 +336,13 @@ impl Zoho {
     }
 
     /// The full record as Zoho returns it.
-    fn render(&self, st: &ZohoState, m: Module, index: u64, fields: Option<&[String]>) -> Option<Value> {
+    fn render(
+        &self,
+        st: &ZohoState,
+        m: Module,
+        index: u64,
+        fields: Option<&[String]>,
+    ) -> Option<Value> {
         let rec = st.modules[m.slot()].get(index)?;
         let mut out = serde_json::Map::new();
         out.insert("id".into(), json!(zoho_id(m, index)));
@@ -329,20 +376,38 @@ impl Zoho {
 }
 
 fn demo_grant(scope: &str) -> Grant {
-    Grant { vendor: Vendor::Zoho, client_id: CLIENT_ID.into(), user: USER_EMAIL.into(), scope: scope.into() }
+    Grant {
+        vendor: Vendor::Zoho,
+        client_id: CLIENT_ID.into(),
+        user: USER_EMAIL.into(),
+        scope: scope.into(),
+    }
 }
 
 /// `{"code":…,"details":…,"message":…,"status":"error"}`, Zoho's request-level error.
 fn zerr(status: StatusCode, code: &str, message: &str, details: Value) -> Response {
-    json_response(status, json!({"code": code, "details": details, "message": message, "status": "error"}))
+    json_response(
+        status,
+        json!({"code": code, "details": details, "message": message, "status": "error"}),
+    )
 }
 
 fn invalid_module() -> Response {
-    zerr(StatusCode::BAD_REQUEST, "INVALID_MODULE", "the module name given seems to be invalid", json!({"resource_path_index": 0}))
+    zerr(
+        StatusCode::BAD_REQUEST,
+        "INVALID_MODULE",
+        "the module name given seems to be invalid",
+        json!({"resource_path_index": 0}),
+    )
 }
 
 fn invalid_url() -> Response {
-    zerr(StatusCode::NOT_FOUND, "INVALID_URL_PATTERN", "Please check if the URL trying to access is a correct one", json!({}))
+    zerr(
+        StatusCode::NOT_FOUND,
+        "INVALID_URL_PATTERN",
+        "Please check if the URL trying to access is a correct one",
+        json!({}),
+    )
 }
 
 fn valid_version(v: &str) -> bool {
@@ -368,11 +433,23 @@ enum Area {
 }
 
 fn scope_allows(scope: &str, module: Option<Module>, op: Op, area: Area) -> bool {
-    let items: Vec<String> = scope.split([',', ' ']).map(|s| s.trim().to_ascii_lowercase()).filter(|s| !s.is_empty()).collect();
+    let items: Vec<String> = scope
+        .split([',', ' '])
+        .map(|s| s.trim().to_ascii_lowercase())
+        .filter(|s| !s.is_empty())
+        .collect();
     match area {
-        Area::Notifications => return items.iter().any(|s| s.starts_with("zohocrm.notifications.")),
+        Area::Notifications => {
+            return items
+                .iter()
+                .any(|s| s.starts_with("zohocrm.notifications."));
+        }
         Area::Settings => {
-            return items.iter().any(|s| s.starts_with("zohocrm.users.") || s.starts_with("zohocrm.org.") || s.starts_with("zohocrm.settings."));
+            return items.iter().any(|s| {
+                s.starts_with("zohocrm.users.")
+                    || s.starts_with("zohocrm.org.")
+                    || s.starts_with("zohocrm.settings.")
+            });
         }
         Area::Records => {}
     }
@@ -382,7 +459,9 @@ fn scope_allows(scope: &str, module: Option<Module>, op: Op, area: Area) -> bool
         Op::Update => "update",
         Op::Delete => "delete",
     };
-    let m = module.map(|m| m.api_name().to_ascii_lowercase()).unwrap_or_default();
+    let m = module
+        .map(|m| m.api_name().to_ascii_lowercase())
+        .unwrap_or_default();
     items.iter().any(|s| {
         s == "zohocrm.modules.all"
             || *s == format!("zohocrm.modules.{m}.all")
@@ -404,18 +483,40 @@ impl Zoho {
     ) -> Response {
         let Some(token) = auth_token(headers, "Zoho-oauthtoken") else {
             return if header_str(headers, "authorization").is_some() {
-                zerr(StatusCode::UNAUTHORIZED, "INVALID_TOKEN", "invalid oauth token", json!({}))
+                zerr(
+                    StatusCode::UNAUTHORIZED,
+                    "INVALID_TOKEN",
+                    "invalid oauth token",
+                    json!({}),
+                )
             } else {
-                zerr(StatusCode::UNAUTHORIZED, "AUTHENTICATION_FAILURE", "Authentication failed", json!({}))
+                zerr(
+                    StatusCode::UNAUTHORIZED,
+                    "AUTHENTICATION_FAILURE",
+                    "Authentication failed",
+                    json!({}),
+                )
             };
         };
         let grant = match self.hub.tokens.check(Vendor::Zoho, token, self.now()) {
             TokenCheck::Valid(AccessToken { grant, .. }) if !ctx.force_expired => grant,
             // Zoho answers an expired token exactly like an unknown one.
-            _ => return zerr(StatusCode::UNAUTHORIZED, "INVALID_TOKEN", "invalid oauth token", json!({})),
+            _ => {
+                return zerr(
+                    StatusCode::UNAUTHORIZED,
+                    "INVALID_TOKEN",
+                    "invalid oauth token",
+                    json!({}),
+                );
+            }
         };
         if !scope_allows(&grant.scope, module, op, area) {
-            return zerr(StatusCode::UNAUTHORIZED, "OAUTH_SCOPE_MISMATCH", "invalid oauth scope to access this URL", json!({}));
+            return zerr(
+                StatusCode::UNAUTHORIZED,
+                "OAUTH_SCOPE_MISMATCH",
+                "invalid oauth scope to access this URL",
+                json!({}),
+            );
         }
         if ctx.in_flight > self.limits.concurrency {
             return self.too_many();
@@ -454,18 +555,35 @@ impl Zoho {
 // ---------------------------------------------------------------- OAuth
 
 async fn authorize_page(RawQuery(q): RawQuery) -> Response {
-    let p: AuthorizeParams = serde_urlencoded::from_str(q.as_deref().unwrap_or("")).unwrap_or_default();
+    let p: AuthorizeParams =
+        serde_urlencoded::from_str(q.as_deref().unwrap_or("")).unwrap_or_default();
     oauth::consent_page(Vendor::Zoho, "/oauth/v2/auth/approve", CLIENT_ID, &p)
 }
 
-async fn authorize_decision(State(z): State<Arc<Zoho>>, RawQuery(q): RawQuery, body: Bytes) -> Response {
+async fn authorize_decision(
+    State(z): State<Arc<Zoho>>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Response {
     let mut p: AuthorizeParams = serde_urlencoded::from_bytes(&body).unwrap_or_default();
     if p.client_id.is_empty() {
         p = serde_urlencoded::from_str(q.as_deref().unwrap_or("")).unwrap_or_default();
     }
     let base = z.base().to_string();
-    let consent = oauth::Consent { vendor: Vendor::Zoho, known_client: CLIENT_ID, user: USER_EMAIL, code_lifetime_ms: z.code_ms, code_prefix: "1000." };
-    oauth::decide(&consent, &z.hub.tokens, z.now(), &p, &[("location", "us".into()), ("accounts-server", base)])
+    let consent = oauth::Consent {
+        vendor: Vendor::Zoho,
+        known_client: CLIENT_ID,
+        user: USER_EMAIL,
+        code_lifetime_ms: z.code_ms,
+        code_prefix: "1000.",
+    };
+    oauth::decide(
+        &consent,
+        &z.hub.tokens,
+        z.now(),
+        &p,
+        &[("location", "us".into()), ("accounts-server", base)],
+    )
 }
 
 /// Zoho Accounts answers most token errors with HTTP 200 and `{"error": "..."}`.
@@ -473,7 +591,12 @@ fn token_error(code: &str) -> Response {
     json_response(StatusCode::OK, json!({"error": code}))
 }
 
-async fn token(State(z): State<Arc<Zoho>>, RawQuery(q): RawQuery, headers: HeaderMap, body: Bytes) -> Response {
+async fn token(
+    State(z): State<Arc<Zoho>>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let p = token_params(q.as_deref(), &headers, &body);
     let get = |k: &str| p.get(k).map(String::as_str).unwrap_or("");
     if get("client_id") != CLIENT_ID {
@@ -485,16 +608,32 @@ async fn token(State(z): State<Arc<Zoho>>, RawQuery(q): RawQuery, headers: Heade
     let now = z.now();
     match get("grant_type") {
         "authorization_code" => {
-            let Some(code) = z.hub.tokens.take_code(get("code")) else { return token_error("invalid_code") };
-            if code.grant.vendor != Vendor::Zoho || code.expires_ms <= now || code.grant.client_id != CLIENT_ID {
+            let Some(code) = z.hub.tokens.take_code(get("code")) else {
+                return token_error("invalid_code");
+            };
+            if code.grant.vendor != Vendor::Zoho
+                || code.expires_ms <= now
+                || code.grant.client_id != CLIENT_ID
+            {
                 return token_error("invalid_code");
             }
             if code.redirect_uri != get("redirect_uri") {
                 return token_error("invalid_redirect_uri");
             }
             let refresh = code.offline.then(|| {
-                let r = format!("1000.{}.{}", z.hub.tokens.random_hex(16), z.hub.tokens.random_hex(16));
-                z.hub.tokens.put_refresh(r.clone(), RefreshToken { grant: code.grant.clone(), expires_ms: i64::MAX, minted: VecDeque::new() });
+                let r = format!(
+                    "1000.{}.{}",
+                    z.hub.tokens.random_hex(16),
+                    z.hub.tokens.random_hex(16)
+                );
+                z.hub.tokens.put_refresh(
+                    r.clone(),
+                    RefreshToken {
+                        grant: code.grant.clone(),
+                        expires_ms: i64::MAX,
+                        minted: VecDeque::new(),
+                    },
+                );
                 r
             });
             let access = z.mint(code.grant.clone(), refresh.clone(), now);
@@ -509,11 +648,17 @@ async fn token(State(z): State<Arc<Zoho>>, RawQuery(q): RawQuery, headers: Heade
         }
         "refresh_token" => {
             let rt = get("refresh_token");
-            let Some(stored) = z.hub.tokens.refresh(rt).filter(|r| r.grant.vendor == Vendor::Zoho) else {
+            let Some(stored) = z
+                .hub
+                .tokens
+                .refresh(rt)
+                .filter(|r| r.grant.vendor == Vendor::Zoho)
+            else {
                 return token_error("invalid_code");
             };
             let window = z.limits.token_window.as_millis() as i64;
-            if z.hub.tokens.minted_in_window(rt, now, window) >= z.limits.tokens_per_window as usize {
+            if z.hub.tokens.minted_in_window(rt, now, window) >= z.limits.tokens_per_window as usize
+            {
                 return json_response(
                     StatusCode::BAD_REQUEST,
                     json!({
@@ -538,7 +683,12 @@ async fn token(State(z): State<Arc<Zoho>>, RawQuery(q): RawQuery, headers: Heade
     }
 }
 
-async fn revoke(State(z): State<Arc<Zoho>>, RawQuery(q): RawQuery, headers: HeaderMap, body: Bytes) -> Response {
+async fn revoke(
+    State(z): State<Arc<Zoho>>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let p = token_params(q.as_deref(), &headers, &body);
     let t = p.get("token").map(String::as_str).unwrap_or("");
     if z.hub.tokens.refresh(t).is_some() {
@@ -551,8 +701,19 @@ async fn revoke(State(z): State<Arc<Zoho>>, RawQuery(q): RawQuery, headers: Head
 
 impl Zoho {
     fn mint(&self, grant: Grant, refresh: Option<String>, now: i64) -> String {
-        let token = format!("1000.{}.{}", self.hub.tokens.random_hex(16), self.hub.tokens.random_hex(16));
-        self.hub.tokens.put_access(token.clone(), AccessToken { grant, expires_ms: now + self.access_ms, refresh });
+        let token = format!(
+            "1000.{}.{}",
+            self.hub.tokens.random_hex(16),
+            self.hub.tokens.random_hex(16)
+        );
+        self.hub.tokens.put_access(
+            token.clone(),
+            AccessToken {
+                grant,
+                expires_ms: now + self.access_ms,
+                refresh,
+            },
+        );
         token
     }
 }
@@ -574,7 +735,15 @@ impl ListQuery {
     fn binding(&self, m: Module) -> String {
         let mut fields = self.fields.clone().unwrap_or_default();
         fields.sort();
-        format!("{}|{}|{}|{}|{}|{:?}", m.api_name(), fields.join(","), self.per_page, self.sort_by, self.sort_order, self.modified_since)
+        format!(
+            "{}|{}|{}|{}|{}|{:?}",
+            m.api_name(),
+            fields.join(","),
+            self.per_page,
+            self.sort_by,
+            self.sort_order,
+            self.modified_since
+        )
     }
 }
 
@@ -588,18 +757,38 @@ async fn list(
     if !valid_version(&version) {
         return invalid_url();
     }
-    let Some(m) = Module::parse(&module) else { return invalid_module() };
-    z.guarded(&headers, &ctx, Some(m), Op::Read, Area::Records, |grant| z.list_records(grant, &version, m, q.as_deref(), &headers))
+    let Some(m) = Module::parse(&module) else {
+        return invalid_module();
+    };
+    z.guarded(&headers, &ctx, Some(m), Op::Read, Area::Records, |grant| {
+        z.list_records(grant, &version, m, q.as_deref(), &headers)
+    })
 }
 
 impl Zoho {
-    fn list_records(&self, grant: &Grant, version: &str, m: Module, q: Option<&str>, headers: &HeaderMap) -> Response {
+    fn list_records(
+        &self,
+        grant: &Grant,
+        version: &str,
+        m: Module,
+        q: Option<&str>,
+        headers: &HeaderMap,
+    ) -> Response {
         let p = query_params(q);
-        let fields: Option<Vec<String>> =
-            p.get("fields").map(|f| f.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect());
+        let fields: Option<Vec<String>> = p.get("fields").map(|f| {
+            f.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        });
         let fields_required = !matches!(version, "v2" | "v2.1");
         if fields_required && fields.as_ref().is_none_or(Vec::is_empty) {
-            return zerr(StatusCode::BAD_REQUEST, "REQUIRED_PARAM_MISSING", "One of the expected parameter is missing", json!({"param_name": "fields"}));
+            return zerr(
+                StatusCode::BAD_REQUEST,
+                "REQUIRED_PARAM_MISSING",
+                "One of the expected parameter is missing",
+                json!({"param_name": "fields"}),
+            );
         }
         if let Some(f) = &fields
             && f.len() > self.limits.max_fields
@@ -607,7 +796,10 @@ impl Zoho {
             return zerr(
                 StatusCode::BAD_REQUEST,
                 "LIMIT_EXCEEDED",
-                &format!("Maximum of {} fields can be given in fields param", self.limits.max_fields),
+                &format!(
+                    "Maximum of {} fields can be given in fields param",
+                    self.limits.max_fields
+                ),
                 json!({"param_name": "fields", "limit": self.limits.max_fields}),
             );
         }
@@ -623,7 +815,12 @@ impl Zoho {
             match p.get(k) {
                 None => Ok(default),
                 Some(s) => s.parse::<u64>().ok().filter(|n| *n >= 1).ok_or_else(|| {
-                    zerr(StatusCode::BAD_REQUEST, "INVALID_DATA", "invalid data", json!({"param_name": k, "expected_data_type": "integer"}))
+                    zerr(
+                        StatusCode::BAD_REQUEST,
+                        "INVALID_DATA",
+                        "invalid data",
+                        json!({"param_name": k, "expected_data_type": "integer"}),
+                    )
                 }),
             }
         };
@@ -637,35 +834,76 @@ impl Zoho {
         };
         let sort_by = p.get("sort_by").cloned().unwrap_or_else(|| "id".into());
         if !matches!(sort_by.as_str(), "id" | "Created_Time" | "Modified_Time") {
-            return zerr(StatusCode::BAD_REQUEST, "INVALID_DATA", "invalid data", json!({"param_name": "sort_by", "supported_values": ["id", "Created_Time", "Modified_Time"]}));
+            return zerr(
+                StatusCode::BAD_REQUEST,
+                "INVALID_DATA",
+                "invalid data",
+                json!({"param_name": "sort_by", "supported_values": ["id", "Created_Time", "Modified_Time"]}),
+            );
         }
-        let sort_order = p.get("sort_order").cloned().unwrap_or_else(|| "desc".into());
+        let sort_order = p
+            .get("sort_order")
+            .cloned()
+            .unwrap_or_else(|| "desc".into());
         if !matches!(sort_order.as_str(), "asc" | "desc") {
-            return zerr(StatusCode::BAD_REQUEST, "INVALID_DATA", "invalid data", json!({"param_name": "sort_order", "supported_values": ["asc", "desc"]}));
+            return zerr(
+                StatusCode::BAD_REQUEST,
+                "INVALID_DATA",
+                "invalid data",
+                json!({"param_name": "sort_order", "supported_values": ["asc", "desc"]}),
+            );
         }
         let modified_since = match header_str(headers, "if-modified-since") {
             None => None,
             Some(s) => match parse_iso(s) {
                 Some(t) => Some(t),
                 None => {
-                    return zerr(StatusCode::BAD_REQUEST, "INVALID_DATA", "invalid data", json!({"header_name": "If-Modified-Since", "expected_data_type": "datetime"}));
+                    return zerr(
+                        StatusCode::BAD_REQUEST,
+                        "INVALID_DATA",
+                        "invalid data",
+                        json!({"header_name": "If-Modified-Since", "expected_data_type": "datetime"}),
+                    );
                 }
             },
         };
-        let query = ListQuery { fields, per_page, page, page_token: p.get("page_token").cloned(), sort_by, sort_order, modified_since };
+        let query = ListQuery {
+            fields,
+            per_page,
+            page,
+            page_token: p.get("page_token").cloned(),
+            sort_by,
+            sort_order,
+            modified_since,
+        };
         let now = self.now();
         let mut st = self.state.lock().expect("zoho state");
         // Where this page starts, and how many records came before it.
         let (start, served_before, page_no) = match &query.page_token {
             Some(t) => {
                 let Some(tok) = st.page_tokens.get(t).cloned() else {
-                    return zerr(StatusCode::BAD_REQUEST, "INVALID_DATA", "invalid data", json!({"param_name": "page_token"}));
+                    return zerr(
+                        StatusCode::BAD_REQUEST,
+                        "INVALID_DATA",
+                        "invalid data",
+                        json!({"param_name": "page_token"}),
+                    );
                 };
                 if tok.user != grant.user || tok.client_id != grant.client_id {
-                    return zerr(StatusCode::BAD_REQUEST, "INVALID_DATA", "invalid data", json!({"param_name": "page_token"}));
+                    return zerr(
+                        StatusCode::BAD_REQUEST,
+                        "INVALID_DATA",
+                        "invalid data",
+                        json!({"param_name": "page_token"}),
+                    );
                 }
                 if tok.expires_ms <= now {
-                    return zerr(StatusCode::BAD_REQUEST, "EXPIRED_VALUE", "the given page token has expired", json!({"param_name": "page_token"}));
+                    return zerr(
+                        StatusCode::BAD_REQUEST,
+                        "EXPIRED_VALUE",
+                        "the given page token has expired",
+                        json!({"param_name": "page_token"}),
+                    );
                 }
                 if tok.binding != query.binding(m) {
                     return zerr(
@@ -679,7 +917,10 @@ impl Zoho {
                     return zerr(
                         StatusCode::BAD_REQUEST,
                         "PAGINATION_LIMIT_EXCEEDED",
-                        &format!("cannot fetch more than {} records", self.limits.page_token_records),
+                        &format!(
+                            "cannot fetch more than {} records",
+                            self.limits.page_token_records
+                        ),
                         json!({"limit": self.limits.page_token_records}),
                     );
                 }
@@ -692,11 +933,22 @@ impl Zoho {
                     return zerr(
                         StatusCode::BAD_REQUEST,
                         "DISCRETE_PAGINATION_LIMIT_EXCEEDED",
-                        &format!("cannot fetch more than {} records using page and per_page; use page_token", self.limits.discrete_page_records),
+                        &format!(
+                            "cannot fetch more than {} records using page and per_page; use page_token",
+                            self.limits.discrete_page_records
+                        ),
                         json!({"limit": self.limits.discrete_page_records}),
                     );
                 }
-                (if offset == 0 { None } else { Some(Cursor::Offset(offset)) }, offset, page)
+                (
+                    if offset == 0 {
+                        None
+                    } else {
+                        Some(Cursor::Offset(offset))
+                    },
+                    offset,
+                    page,
+                )
             }
         };
         let cap = match &query.page_token {
@@ -707,9 +959,16 @@ impl Zoho {
         let (indices, more, next_cursor) = page_indices(&st.modules[m.slot()], &query, start, take);
         if indices.is_empty() {
             drop(st);
-            return if modified_since.is_some() { StatusCode::NOT_MODIFIED.into_response() } else { StatusCode::NO_CONTENT.into_response() };
+            return if modified_since.is_some() {
+                StatusCode::NOT_MODIFIED.into_response()
+            } else {
+                StatusCode::NO_CONTENT.into_response()
+            };
         }
-        let data: Vec<Value> = indices.iter().filter_map(|i| self.render(&st, m, *i, query.fields.as_deref())).collect();
+        let data: Vec<Value> = indices
+            .iter()
+            .filter_map(|i| self.render(&st, m, *i, query.fields.as_deref()))
+            .collect();
         let count = data.len() as u64;
         let next_token = more.then(|| {
             let t = format!("{}{}", self.hub.tokens.random_hex(12), count);
@@ -728,7 +987,9 @@ impl Zoho {
             );
             t
         });
-        let expiry = next_token.as_ref().map(|_| self.time(now + self.limits.page_token_lifetime.as_millis() as i64));
+        let expiry = next_token
+            .as_ref()
+            .map(|_| self.time(now + self.limits.page_token_lifetime.as_millis() as i64));
         json_response(
             StatusCode::OK,
             json!({
@@ -744,8 +1005,17 @@ impl Zoho {
 }
 
 /// The indices of one page, whether more follow, and where the next page starts.
-fn page_indices(c: &Collection, q: &ListQuery, start: Option<Cursor>, take: u64) -> (Vec<u64>, bool, Cursor) {
-    let dir = if q.sort_order == "asc" { Dir::Asc } else { Dir::Desc };
+fn page_indices(
+    c: &Collection,
+    q: &ListQuery,
+    start: Option<Cursor>,
+    take: u64,
+) -> (Vec<u64>, bool, Cursor) {
+    let dir = if q.sort_order == "asc" {
+        Dir::Asc
+    } else {
+        Dir::Desc
+    };
     if q.sort_by == "Modified_Time" {
         // Modification order is not index order once records are written: materialise keys
         // (cheap: no record is generated) and page by offset.
@@ -762,9 +1032,18 @@ fn page_indices(c: &Collection, q: &ListQuery, start: Option<Cursor>, take: u64)
             Some(Cursor::Offset(o)) => o,
             _ => 0,
         } as usize;
-        let page: Vec<u64> = keys.iter().skip(offset).take(take as usize).map(|k| k.1).collect();
+        let page: Vec<u64> = keys
+            .iter()
+            .skip(offset)
+            .take(take as usize)
+            .map(|k| k.1)
+            .collect();
         let more = keys.len() > offset + page.len();
-        return (page.clone(), more, Cursor::Offset((offset + page.len()) as u64));
+        return (
+            page.clone(),
+            more,
+            Cursor::Offset((offset + page.len()) as u64),
+        );
     }
     let (after, skip) = match start {
         Some(Cursor::AfterIndex(i)) => (Some(i), 0),
@@ -778,7 +1057,10 @@ fn page_indices(c: &Collection, q: &ListQuery, start: Option<Cursor>, take: u64)
     let mut iter = iter.skip(skip as usize);
     let page: Vec<u64> = iter.by_ref().take(take as usize).collect();
     let more = iter.next().is_some();
-    let next = page.last().map(|i| Cursor::AfterIndex(*i)).unwrap_or(Cursor::Offset(skip));
+    let next = page
+        .last()
+        .map(|i| Cursor::AfterIndex(*i))
+        .unwrap_or(Cursor::Offset(skip));
     (page, more, next)
 }
 
@@ -791,7 +1073,9 @@ async fn get_one(
     if !valid_version(&version) {
         return invalid_url();
     }
-    let Some(m) = Module::parse(&module) else { return invalid_module() };
+    let Some(m) = Module::parse(&module) else {
+        return invalid_module();
+    };
     z.guarded(&headers, &ctx, Some(m), Op::Read, Area::Records, |_| {
         let st = z.state.lock().expect("zoho state");
         match parse_id(m, &id).and_then(|i| z.render(&st, m, i, None)) {
@@ -811,7 +1095,9 @@ async fn deleted(
     if !valid_version(&version) {
         return invalid_url();
     }
-    let Some(m) = Module::parse(&module) else { return invalid_module() };
+    let Some(m) = Module::parse(&module) else {
+        return invalid_module();
+    };
     z.guarded(&headers, &ctx, Some(m), Op::Read, Area::Records, |_| {
         let p = query_params(q.as_deref());
         let kind = p.get("type").cloned().unwrap_or_else(|| "all".into());
@@ -864,7 +1150,11 @@ async fn deleted(
 
 #[derive(Debug, Clone)]
 enum Criteria {
-    Cond { field: String, op: String, value: String },
+    Cond {
+        field: String,
+        op: String,
+        value: String,
+    },
     And(Vec<Criteria>),
     Or(Vec<Criteria>),
 }
@@ -898,7 +1188,10 @@ fn parse_group(c: &[char], pos: usize) -> Option<(Criteria, usize)> {
                 };
                 return Some((node, p + 1));
             }
-            let word: String = c[p..].iter().take_while(|ch| ch.is_ascii_alphabetic()).collect();
+            let word: String = c[p..]
+                .iter()
+                .take_while(|ch| ch.is_ascii_alphabetic())
+                .collect();
             let w = word.to_ascii_lowercase();
             if w != "and" && w != "or" {
                 return None;
@@ -944,7 +1237,11 @@ fn parse_group(c: &[char], pos: usize) -> Option<(Criteria, usize)> {
 fn field_text(v: Option<&Value>) -> String {
     match v {
         Some(Value::String(s)) => s.clone(),
-        Some(Value::Object(o)) => o.get("name").and_then(Value::as_str).unwrap_or("").to_string(),
+        Some(Value::Object(o)) => o
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
         Some(Value::Null) | None => String::new(),
         Some(other) => other.to_string(),
     }
@@ -955,7 +1252,11 @@ fn matches(c: &Criteria, rec: &Value) -> bool {
         Criteria::And(v) => v.iter().all(|x| matches(x, rec)),
         Criteria::Or(v) => v.iter().any(|x| matches(x, rec)),
         Criteria::Cond { field, op, value } => {
-            let actual = if field == "id" { field_text(rec.get("id")) } else { field_text(rec.get(field)) };
+            let actual = if field == "id" {
+                field_text(rec.get("id"))
+            } else {
+                field_text(rec.get(field))
+            };
             let (a, v) = (actual.to_lowercase(), value.to_lowercase());
             match op.as_str() {
                 "equals" => a == v,
@@ -978,7 +1279,9 @@ async fn search(
     if !valid_version(&version) {
         return invalid_url();
     }
-    let Some(m) = Module::parse(&module) else { return invalid_module() };
+    let Some(m) = Module::parse(&module) else {
+        return invalid_module();
+    };
     z.guarded(&headers, &ctx, Some(m), Op::Read, Area::Records, |_| {
         let p = query_params(q.as_deref());
         let criteria = match search_criteria(&p) {
@@ -1020,16 +1323,34 @@ fn search_criteria(p: &HashMap<String, String>) -> Result<Option<Criteria>, Resp
     if let Some(c) = p.get("criteria") {
         return match parse_criteria(c) {
             Some(c) => Ok(Some(c)),
-            None => Err(zerr(StatusCode::BAD_REQUEST, "INVALID_QUERY", "invalid query formed", json!({"reason": "criteria must look like (Field:equals:value) or ((A:equals:x)and(B:starts_with:y))"}))),
+            None => Err(zerr(
+                StatusCode::BAD_REQUEST,
+                "INVALID_QUERY",
+                "invalid query formed",
+                json!({"reason": "criteria must look like (Field:equals:value) or ((A:equals:x)and(B:starts_with:y))"}),
+            )),
         };
     }
-    let cond = |field: &str, op: &str, value: &String| Criteria::Cond { field: field.into(), op: op.into(), value: value.clone() };
-    Ok(p.get("email").map(|e| cond("Email", "equals", e)).or_else(|| p.get("phone").map(|ph| cond("Phone", "equals", ph))).or_else(|| p.get("word").map(|w| cond("*", "word", w))))
+    let cond = |field: &str, op: &str, value: &String| Criteria::Cond {
+        field: field.into(),
+        op: op.into(),
+        value: value.clone(),
+    };
+    Ok(p.get("email")
+        .map(|e| cond("Email", "equals", e))
+        .or_else(|| p.get("phone").map(|ph| cond("Phone", "equals", ph)))
+        .or_else(|| p.get("word").map(|w| cond("*", "word", w))))
 }
 
 impl Zoho {
     /// Indexes of the records matching `criteria`, newest first, at most `limit` of them.
-    fn matching(&self, st: &mut ZohoState, m: Module, criteria: &Criteria, limit: usize) -> Vec<u64> {
+    fn matching(
+        &self,
+        st: &mut ZohoState,
+        m: Module,
+        criteria: &Criteria,
+        limit: usize,
+    ) -> Vec<u64> {
         // Equality on one field uses the field index; anything else scans.
         if let Criteria::Cond { field, op, value } = criteria
             && op == "equals"
@@ -1043,11 +1364,16 @@ impl Zoho {
         let mut hits = Vec::new();
         let c = &st.modules[m.slot()];
         for i in c.scan(Dir::Desc, None) {
-            let Some(rec) = self.render(st, m, i, None) else { continue };
+            let Some(rec) = self.render(st, m, i, None) else {
+                continue;
+            };
             let ok = match criteria {
                 Criteria::Cond { op, value, .. } if op == "word" => {
                     let w = value.to_lowercase();
-                    rec.as_object().is_some_and(|o| o.values().any(|v| v.as_str().is_some_and(|s| s.to_lowercase().contains(&w))))
+                    rec.as_object().is_some_and(|o| {
+                        o.values()
+                            .any(|v| v.as_str().is_some_and(|s| s.to_lowercase().contains(&w)))
+                    })
                 }
                 other => matches(other, &rec),
             };
@@ -1077,7 +1403,9 @@ async fn record_count(
     if !valid_version(&version) || version == "v2" {
         return invalid_url();
     }
-    let Some(m) = Module::parse(&module) else { return invalid_module() };
+    let Some(m) = Module::parse(&module) else {
+        return invalid_module();
+    };
     z.guarded(&headers, &ctx, Some(m), Op::Read, Area::Records, |_| {
         let p = query_params(q.as_deref());
         let criteria = match search_criteria(&p) {
@@ -1095,7 +1423,13 @@ async fn record_count(
 
 // ---------------------------------------------------------------- users and org
 
-async fn users(State(z): State<Arc<Zoho>>, Extension(ctx): Extension<RequestCtx>, Path(version): Path<String>, RawQuery(q): RawQuery, headers: HeaderMap) -> Response {
+async fn users(
+    State(z): State<Arc<Zoho>>,
+    Extension(ctx): Extension<RequestCtx>,
+    Path(version): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Response {
     if !valid_version(&version) {
         return invalid_url();
     }
@@ -1116,7 +1450,12 @@ async fn users(State(z): State<Arc<Zoho>>, Extension(ctx): Extension<RequestCtx>
     })
 }
 
-async fn org(State(z): State<Arc<Zoho>>, Extension(ctx): Extension<RequestCtx>, Path(version): Path<String>, headers: HeaderMap) -> Response {
+async fn org(
+    State(z): State<Arc<Zoho>>,
+    Extension(ctx): Extension<RequestCtx>,
+    Path(version): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     if !valid_version(&version) {
         return invalid_url();
     }
@@ -1138,7 +1477,12 @@ async fn org(State(z): State<Arc<Zoho>>, Extension(ctx): Extension<RequestCtx>, 
 }
 
 impl Zoho {
-    fn guarded_users(&self, headers: &HeaderMap, ctx: &RequestCtx, f: impl FnOnce() -> Response) -> Response {
+    fn guarded_users(
+        &self,
+        headers: &HeaderMap,
+        ctx: &RequestCtx,
+        f: impl FnOnce() -> Response,
+    ) -> Response {
         self.guarded(headers, ctx, None, Op::Read, Area::Settings, |_| f())
     }
 }
@@ -1151,30 +1495,71 @@ impl Module {
     fn field_types(self) -> &'static [(&'static str, &'static str)] {
         match self {
             Module::Accounts => &[
-                ("Account_Name", "text"), ("Website", "website"), ("Phone", "phone"), ("Industry", "picklist"), ("Employees", "integer"),
-                ("Annual_Revenue", "currency"), ("Billing_City", "text"), ("Billing_State", "text"), ("Billing_Country", "text"),
-                ("Account_Type", "picklist"), ("Description", "textarea"),
+                ("Account_Name", "text"),
+                ("Website", "website"),
+                ("Phone", "phone"),
+                ("Industry", "picklist"),
+                ("Employees", "integer"),
+                ("Annual_Revenue", "currency"),
+                ("Billing_City", "text"),
+                ("Billing_State", "text"),
+                ("Billing_Country", "text"),
+                ("Account_Type", "picklist"),
+                ("Description", "textarea"),
             ],
             Module::Contacts => &[
-                ("First_Name", "text"), ("Last_Name", "text"), ("Full_Name", "text"), ("Email", "email"), ("Phone", "phone"), ("Title", "text"),
-                ("Account_Name", "lookup"), ("Lead_Source", "picklist"),
+                ("First_Name", "text"),
+                ("Last_Name", "text"),
+                ("Full_Name", "text"),
+                ("Email", "email"),
+                ("Phone", "phone"),
+                ("Title", "text"),
+                ("Account_Name", "lookup"),
+                ("Lead_Source", "picklist"),
             ],
             Module::Deals => &[
-                ("Deal_Name", "text"), ("Amount", "currency"), ("Stage", "picklist"), ("Closing_Date", "date"), ("Account_Name", "lookup"),
-                ("Contact_Name", "lookup"), ("Pipeline", "picklist"),
+                ("Deal_Name", "text"),
+                ("Amount", "currency"),
+                ("Stage", "picklist"),
+                ("Closing_Date", "date"),
+                ("Account_Name", "lookup"),
+                ("Contact_Name", "lookup"),
+                ("Pipeline", "picklist"),
             ],
             Module::Leads => &[
-                ("First_Name", "text"), ("Last_Name", "text"), ("Full_Name", "text"), ("Email", "email"), ("Phone", "phone"), ("Title", "text"),
-                ("Company", "text"), ("Lead_Status", "picklist"), ("Lead_Source", "picklist"),
+                ("First_Name", "text"),
+                ("Last_Name", "text"),
+                ("Full_Name", "text"),
+                ("Email", "email"),
+                ("Phone", "phone"),
+                ("Title", "text"),
+                ("Company", "text"),
+                ("Lead_Status", "picklist"),
+                ("Lead_Source", "picklist"),
             ],
             Module::Tickets => &[
-                ("Name", "text"), ("Zendesk_Ticket_Id", "text"), ("Status", "picklist"), ("Priority", "picklist"), ("Type", "picklist"),
-                ("Description", "textarea"), ("Tags", "multiselectpicklist"), ("Requester_Email", "email"), ("Assignee_Email", "email"),
-                ("Account", "lookup"), ("Contact", "lookup"), ("Lead", "lookup"), ("Zendesk_Updated_At", "datetime"),
+                ("Name", "text"),
+                ("Zendesk_Ticket_Id", "text"),
+                ("Status", "picklist"),
+                ("Priority", "picklist"),
+                ("Type", "picklist"),
+                ("Description", "textarea"),
+                ("Tags", "multiselectpicklist"),
+                ("Requester_Email", "email"),
+                ("Assignee_Email", "email"),
+                ("Account", "lookup"),
+                ("Contact", "lookup"),
+                ("Lead", "lookup"),
+                ("Zendesk_Updated_At", "datetime"),
             ],
             Module::Comments => &[
-                ("Name", "text"), ("Zendesk_Comment_Id", "text"), ("Ticket", "lookup"), ("Body", "textarea"), ("Author_Email", "email"),
-                ("Public", "boolean"), ("Zendesk_Created_At", "datetime"),
+                ("Name", "text"),
+                ("Zendesk_Comment_Id", "text"),
+                ("Ticket", "lookup"),
+                ("Body", "textarea"),
+                ("Author_Email", "email"),
+                ("Public", "boolean"),
+                ("Zendesk_Created_At", "datetime"),
             ],
         }
     }
@@ -1191,7 +1576,12 @@ fn json_type(data_type: &str) -> &'static str {
     }
 }
 
-async fn settings_modules(State(z): State<Arc<Zoho>>, Extension(ctx): Extension<RequestCtx>, Path(version): Path<String>, headers: HeaderMap) -> Response {
+async fn settings_modules(
+    State(z): State<Arc<Zoho>>,
+    Extension(ctx): Extension<RequestCtx>,
+    Path(version): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     if !valid_version(&version) {
         return invalid_url();
     }
@@ -1210,13 +1600,24 @@ async fn settings_modules(State(z): State<Arc<Zoho>>, Extension(ctx): Extension<
     })
 }
 
-async fn settings_fields(State(z): State<Arc<Zoho>>, Extension(ctx): Extension<RequestCtx>, Path(version): Path<String>, RawQuery(q): RawQuery, headers: HeaderMap) -> Response {
+async fn settings_fields(
+    State(z): State<Arc<Zoho>>,
+    Extension(ctx): Extension<RequestCtx>,
+    Path(version): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Response {
     if !valid_version(&version) {
         return invalid_url();
     }
     let p = query_params(q.as_deref());
     let Some(m) = p.get("module").and_then(|m| Module::parse(m)) else {
-        return zerr(StatusCode::BAD_REQUEST, "INVALID_MODULE", "the module name given seems to be invalid", json!({"param_name": "module"}));
+        return zerr(
+            StatusCode::BAD_REQUEST,
+            "INVALID_MODULE",
+            "the module name given seems to be invalid",
+            json!({"param_name": "module"}),
+        );
     };
     z.guarded_users(&headers, &ctx, || {
         let system: [(&str, &str); 5] = [("Owner", "ownerlookup"), ("Created_By", "ownerlookup"), ("Modified_By", "ownerlookup"), ("Created_Time", "datetime"), ("Modified_Time", "datetime")];
@@ -1259,7 +1660,9 @@ fn coql_to_soql(q: &str) -> Result<String, String> {
         } else if c == '\'' {
             let start = i;
             i += 1;
-            while i < chars.len() && !(chars[i] == '\'' && chars.get(i.wrapping_sub(1)) != Some(&'\\')) {
+            while i < chars.len()
+                && !(chars[i] == '\'' && chars.get(i.wrapping_sub(1)) != Some(&'\\'))
+            {
                 i += 1;
             }
             if i >= chars.len() {
@@ -1302,11 +1705,29 @@ fn coql_to_soql(q: &str) -> Result<String, String> {
             k += 2;
         } else if w == "between" && next(2) == "and" {
             let field = out.pop().ok_or("between needs a field")?;
-            let (a, b) = (toks.get(k + 1).cloned().unwrap_or_default(), toks.get(k + 3).cloned().ok_or("between needs two values")?);
-            out.extend(["(".into(), field.clone(), ">=".into(), a, "AND".into(), field, "<=".into(), b, ")".into()]);
+            let (a, b) = (
+                toks.get(k + 1).cloned().unwrap_or_default(),
+                toks.get(k + 3).cloned().ok_or("between needs two values")?,
+            );
+            out.extend([
+                "(".into(),
+                field.clone(),
+                ">=".into(),
+                a,
+                "AND".into(),
+                field,
+                "<=".into(),
+                b,
+                ")".into(),
+            ]);
             k += 4;
         } else if w == "limit" && next(2) == "," {
-            let (offset, count) = (toks.get(k + 1).cloned().unwrap_or_default(), toks.get(k + 3).cloned().ok_or("limit offset, count needs a count")?);
+            let (offset, count) = (
+                toks.get(k + 1).cloned().unwrap_or_default(),
+                toks.get(k + 3)
+                    .cloned()
+                    .ok_or("limit offset, count needs a count")?,
+            );
             out.extend(["LIMIT".into(), count, "OFFSET".into(), offset]);
             k += 4;
         } else {
@@ -1317,15 +1738,35 @@ fn coql_to_soql(q: &str) -> Result<String, String> {
     Ok(out.join(" "))
 }
 
-async fn coql(State(z): State<Arc<Zoho>>, Extension(ctx): Extension<RequestCtx>, Path(version): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+async fn coql(
+    State(z): State<Arc<Zoho>>,
+    Extension(ctx): Extension<RequestCtx>,
+    Path(version): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     if !valid_version(&version) {
         return invalid_url();
     }
-    let syntax = |msg: String| zerr(StatusCode::BAD_REQUEST, "SYNTAX_ERROR", "error occured while parsing the query", json!({"reason": msg}));
+    let syntax = |msg: String| {
+        zerr(
+            StatusCode::BAD_REQUEST,
+            "SYNTAX_ERROR",
+            "error occured while parsing the query",
+            json!({"reason": msg}),
+        )
+    };
     let query_text = match parse_json_body(&body) {
         Ok(v) => match v.get("select_query").and_then(Value::as_str) {
             Some(q) => q.to_string(),
-            None => return zerr(StatusCode::BAD_REQUEST, "REQUIRED_PARAM_MISSING", "One of the expected parameter is missing", json!({"param_name": "select_query"})),
+            None => {
+                return zerr(
+                    StatusCode::BAD_REQUEST,
+                    "REQUIRED_PARAM_MISSING",
+                    "One of the expected parameter is missing",
+                    json!({"param_name": "select_query"}),
+                );
+            }
         },
         Err(msg) => return syntax(msg),
     };
@@ -1333,23 +1774,39 @@ async fn coql(State(z): State<Arc<Zoho>>, Extension(ctx): Extension<RequestCtx>,
         Ok(q) => q,
         Err(msg) => return syntax(msg),
     };
-    let Some(m) = Module::parse(&parsed.object) else { return invalid_module() };
-    z.guarded(&headers, &ctx, Some(m), Op::Read, Area::Records, |_| z.run_coql(m, &parsed))
+    let Some(m) = Module::parse(&parsed.object) else {
+        return invalid_module();
+    };
+    z.guarded(&headers, &ctx, Some(m), Op::Read, Area::Records, |_| {
+        z.run_coql(m, &parsed)
+    })
 }
 
 impl Zoho {
     fn run_coql(&self, m: Module, q: &crate::vendors::soql::Query) -> Response {
         let limit = q.limit.unwrap_or(200);
         if limit > 2_000 {
-            return zerr(StatusCode::BAD_REQUEST, "LIMIT_EXCEEDED", "the limit must not exceed 2000", json!({"limit": 2000}));
+            return zerr(
+                StatusCode::BAD_REQUEST,
+                "LIMIT_EXCEEDED",
+                "the limit must not exceed 2000",
+                json!({"limit": 2000}),
+            );
         }
         let st = self.state.lock().expect("zoho state");
-        let Some(sample) = self.render(&st, m, 0, None).or_else(|| st.modules[m.slot()].scan(Dir::Asc, None).next().and_then(|i| self.render(&st, m, i, None))) else {
+        let Some(sample) = self.render(&st, m, 0, None).or_else(|| {
+            st.modules[m.slot()]
+                .scan(Dir::Asc, None)
+                .next()
+                .and_then(|i| self.render(&st, m, i, None))
+        }) else {
             return StatusCode::NO_CONTENT.into_response();
         };
         let known = |f: &str| {
             let base = f.split('.').next().unwrap_or(f);
-            base == "id" || sample.get(base).is_some() || generated_fields(&st.demo, m, 0).contains_key(base)
+            base == "id"
+                || sample.get(base).is_some()
+                || generated_fields(&st.demo, m, 0).contains_key(base)
         };
         let mut mentioned = q.fields.clone();
         if let Some(f) = &q.filter {
@@ -1357,12 +1814,26 @@ impl Zoho {
         }
         mentioned.extend(q.order.iter().map(|o| o.field.clone()));
         if let Some(bad) = mentioned.iter().find(|f| !known(f)) {
-            return zerr(StatusCode::BAD_REQUEST, "INVALID_QUERY", "invalid column given", json!({"column_name": bad}));
+            return zerr(
+                StatusCode::BAD_REQUEST,
+                "INVALID_QUERY",
+                "invalid column given",
+                json!({"column_name": bad}),
+            );
         }
         // COQL compares lookups by id; `Lookup.Field` reads the looked-up record's name.
         let get = |rec: &Value, f: &str| -> Value {
             match f.split_once('.') {
-                Some((lookup, sub)) => rec.get(lookup).map(|l| if sub == "id" { l["id"].clone() } else { l["name"].clone() }).unwrap_or(Value::Null),
+                Some((lookup, sub)) => rec
+                    .get(lookup)
+                    .map(|l| {
+                        if sub == "id" {
+                            l["id"].clone()
+                        } else {
+                            l["name"].clone()
+                        }
+                    })
+                    .unwrap_or(Value::Null),
                 None => match rec.get(f) {
                     Some(Value::Object(o)) => o.get("id").cloned().unwrap_or(Value::Null),
                     Some(Value::Number(n)) => json!(n.to_string()),
@@ -1373,10 +1844,19 @@ impl Zoho {
         };
         let mut hits: Vec<Value> = Vec::new();
         let offset = q.offset.unwrap_or(0) as usize;
-        let wanted = if q.order.is_empty() { offset + limit as usize + 1 } else { usize::MAX };
+        let wanted = if q.order.is_empty() {
+            offset + limit as usize + 1
+        } else {
+            usize::MAX
+        };
         for i in st.modules[m.slot()].scan(Dir::Asc, None) {
-            let Some(rec) = self.render(&st, m, i, None) else { continue };
-            if q.filter.as_ref().is_none_or(|f| crate::vendors::soql::eval(f, &|name: &str| get(&rec, name))) {
+            let Some(rec) = self.render(&st, m, i, None) else {
+                continue;
+            };
+            if q.filter
+                .as_ref()
+                .is_none_or(|f| crate::vendors::soql::eval(f, &|name: &str| get(&rec, name)))
+            {
                 hits.push(rec);
                 if hits.len() >= wanted {
                     break;
@@ -1385,7 +1865,13 @@ impl Zoho {
         }
         if !q.order.is_empty() {
             hits.sort_by(|a, b| {
-                q.order.iter().map(|o| crate::vendors::soql::order_values(&get(a, &o.field), &get(b, &o.field), o)).find(|x| *x != std::cmp::Ordering::Equal).unwrap_or(std::cmp::Ordering::Equal)
+                q.order
+                    .iter()
+                    .map(|o| {
+                        crate::vendors::soql::order_values(&get(a, &o.field), &get(b, &o.field), o)
+                    })
+                    .find(|x| *x != std::cmp::Ordering::Equal)
+                    .unwrap_or(std::cmp::Ordering::Equal)
             });
         }
         let more = hits.len() > offset + limit as usize;
@@ -1414,7 +1900,10 @@ impl Zoho {
             return StatusCode::NO_CONTENT.into_response();
         }
         let count = data.len();
-        json_response(StatusCode::OK, json!({"data": data, "info": {"count": count, "more_records": more}}))
+        json_response(
+            StatusCode::OK,
+            json!({"data": data, "info": {"count": count, "more_records": more}}),
+        )
     }
 }
 
@@ -1436,7 +1925,8 @@ struct Notice {
 }
 
 fn ok_entry(message: &str, details: Value, action: Option<(&str, Option<&str>)>) -> Value {
-    let mut e = json!({"code": "SUCCESS", "details": details, "message": message, "status": "success"});
+    let mut e =
+        json!({"code": "SUCCESS", "details": details, "message": message, "status": "success"});
     if let Some((action, dup)) = action {
         e["action"] = json!(action);
         e["duplicate_field"] = json!(dup);
@@ -1454,7 +1944,11 @@ fn batch_status(entries: &[Value], success: StatusCode) -> StatusCode {
     if ok == entries.len() {
         success
     } else if ok == 0 {
-        if entries.iter().all(|e| e["code"] == "ALREADY_MODIFIED") { StatusCode::PRECONDITION_FAILED } else { StatusCode::BAD_REQUEST }
+        if entries.iter().all(|e| e["code"] == "ALREADY_MODIFIED") {
+            StatusCode::PRECONDITION_FAILED
+        } else {
+            StatusCode::BAD_REQUEST
+        }
     } else {
         StatusCode::MULTI_STATUS
     }
@@ -1462,7 +1956,15 @@ fn batch_status(entries: &[Value], success: StatusCode) -> StatusCode {
 
 impl Zoho {
     /// Checks one input record; returns cleaned fields or a `data[]` error entry.
-    fn validate(&self, st: &ZohoState, m: Module, pos: usize, input: &Fields, op: WriteOp, existing: bool) -> Result<Fields, Value> {
+    fn validate(
+        &self,
+        st: &ZohoState,
+        m: Module,
+        pos: usize,
+        input: &Fields,
+        op: WriteOp,
+        existing: bool,
+    ) -> Result<Fields, Value> {
         let path = |f: &str| format!("$.data[{pos}].{f}");
         if op == WriteOp::Insert || (op == WriteOp::Upsert && !existing) {
             for f in m.mandatory() {
@@ -1472,7 +1974,11 @@ impl Zoho {
                     _ => false,
                 };
                 if missing {
-                    return Err(err_entry("MANDATORY_NOT_FOUND", "required field not found", json!({"api_name": f, "json_path": path(f)})));
+                    return Err(err_entry(
+                        "MANDATORY_NOT_FOUND",
+                        "required field not found",
+                        json!({"api_name": f, "json_path": path(f)}),
+                    ));
                 }
             }
         }
@@ -1481,7 +1987,10 @@ impl Zoho {
             if k == "id" || k.starts_with('$') {
                 continue;
             }
-            if matches!(k.as_str(), "Created_Time" | "Modified_Time" | "Created_By" | "Modified_By" | "Full_Name") {
+            if matches!(
+                k.as_str(),
+                "Created_Time" | "Modified_Time" | "Created_By" | "Modified_By" | "Full_Name"
+            ) {
                 continue;
             }
             if (k == "Email" || k.ends_with("_Email"))
@@ -1489,13 +1998,31 @@ impl Zoho {
                 && !s.is_empty()
                 && !valid_email(s)
             {
-                return Err(err_entry("INVALID_DATA", "invalid data", json!({"api_name": k, "json_path": path(k), "expected_data_type": "email"})));
+                return Err(err_entry(
+                    "INVALID_DATA",
+                    "invalid data",
+                    json!({"api_name": k, "json_path": path(k), "expected_data_type": "email"}),
+                ));
             }
-            if matches!(k.as_str(), "Amount" | "Annual_Revenue" | "Employees") && !(v.is_number() || v.is_null()) {
-                return Err(err_entry("INVALID_DATA", "invalid data", json!({"api_name": k, "json_path": path(k), "expected_data_type": "double"})));
+            if matches!(k.as_str(), "Amount" | "Annual_Revenue" | "Employees")
+                && !(v.is_number() || v.is_null())
+            {
+                return Err(err_entry(
+                    "INVALID_DATA",
+                    "invalid data",
+                    json!({"api_name": k, "json_path": path(k), "expected_data_type": "double"}),
+                ));
             }
-            if k == "Closing_Date" && !v.is_null() && v.as_str().is_none_or(|s| s.len() != 10 || parse_iso(s).is_none()) {
-                return Err(err_entry("INVALID_DATA", "invalid data", json!({"api_name": k, "json_path": path(k), "expected_data_type": "date"})));
+            if k == "Closing_Date"
+                && !v.is_null()
+                && v.as_str()
+                    .is_none_or(|s| s.len() != 10 || parse_iso(s).is_none())
+            {
+                return Err(err_entry(
+                    "INVALID_DATA",
+                    "invalid data",
+                    json!({"api_name": k, "json_path": path(k), "expected_data_type": "date"}),
+                ));
             }
             if k == "Stage" && v.as_str().is_some_and(|s| !STAGES.contains(&s)) {
                 // Zoho accepts unknown picklist values and adds them as unused values; keep them.
@@ -1505,16 +2032,30 @@ impl Zoho {
                     out.insert(k.clone(), Value::Null);
                     continue;
                 }
-                let id = v.get("id").and_then(|x| x.as_str().map(str::to_string).or_else(|| x.as_u64().map(|n| n.to_string())));
-                let Some(idx) = id.as_deref().and_then(|i| parse_id(*target, i)).filter(|i| st.modules[target.slot()].is_live(*i)) else {
+                let id = v.get("id").and_then(|x| {
+                    x.as_str()
+                        .map(str::to_string)
+                        .or_else(|| x.as_u64().map(|n| n.to_string()))
+                });
+                let Some(idx) = id
+                    .as_deref()
+                    .and_then(|i| parse_id(*target, i))
+                    .filter(|i| st.modules[target.slot()].is_live(*i))
+                else {
                     return Err(err_entry(
                         "INVALID_DATA",
                         "invalid data",
                         json!({"api_name": k, "json_path": format!("{}.id", path(k)), "expected_data_type": "lookup", "id": id}),
                     ));
                 };
-                let name = self.render(st, *target, idx, None).map(|r| r[target.display_field()].clone()).unwrap_or(Value::Null);
-                out.insert(k.clone(), json!({"name": name, "id": zoho_id(*target, idx)}));
+                let name = self
+                    .render(st, *target, idx, None)
+                    .map(|r| r[target.display_field()].clone())
+                    .unwrap_or(Value::Null);
+                out.insert(
+                    k.clone(),
+                    json!({"name": name, "id": zoho_id(*target, idx)}),
+                );
                 continue;
             }
             out.insert(k.clone(), v.clone());
@@ -1522,30 +2063,66 @@ impl Zoho {
         Ok(out)
     }
 
-    fn write(&self, m: Module, op: WriteOp, body: &[u8], path_id: Option<&str>, headers: &HeaderMap) -> Response {
+    fn write(
+        &self,
+        m: Module,
+        op: WriteOp,
+        body: &[u8],
+        path_id: Option<&str>,
+        headers: &HeaderMap,
+    ) -> Response {
         let v = match parse_json_body(body) {
             Ok(v) => v,
-            Err(msg) => return zerr(StatusCode::BAD_REQUEST, "INVALID_DATA", "invalid data", json!({"reason": msg})),
+            Err(msg) => {
+                return zerr(
+                    StatusCode::BAD_REQUEST,
+                    "INVALID_DATA",
+                    "invalid data",
+                    json!({"reason": msg}),
+                );
+            }
         };
         let Some(records) = v.get("data").and_then(Value::as_array) else {
-            return zerr(StatusCode::BAD_REQUEST, "REQUIRED_PARAM_MISSING", "One of the expected parameter is missing", json!({"param_name": "data"}));
+            return zerr(
+                StatusCode::BAD_REQUEST,
+                "REQUIRED_PARAM_MISSING",
+                "One of the expected parameter is missing",
+                json!({"param_name": "data"}),
+            );
         };
         if records.is_empty() {
-            return zerr(StatusCode::BAD_REQUEST, "INVALID_DATA", "invalid data", json!({"param_name": "data", "reason": "data must hold at least one record"}));
+            return zerr(
+                StatusCode::BAD_REQUEST,
+                "INVALID_DATA",
+                "invalid data",
+                json!({"param_name": "data", "reason": "data must hold at least one record"}),
+            );
         }
         if records.len() > self.limits.max_records_per_write {
             return zerr(
                 StatusCode::BAD_REQUEST,
                 "LIMIT_EXCEEDED",
-                &format!("the number of records given exceeds the limit of {}", self.limits.max_records_per_write),
+                &format!(
+                    "the number of records given exceeds the limit of {}",
+                    self.limits.max_records_per_write
+                ),
                 json!({"limit": self.limits.max_records_per_write}),
             );
         }
         let dup_fields: Vec<String> = match v.get("duplicate_check_fields") {
             None | Some(Value::Null) => vec![m.system_unique().to_string()],
-            Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(str::to_string).collect(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect(),
             Some(_) => {
-                return zerr(StatusCode::BAD_REQUEST, "INVALID_DATA", "invalid data", json!({"param_name": "duplicate_check_fields", "expected_data_type": "jsonarray"}));
+                return zerr(
+                    StatusCode::BAD_REQUEST,
+                    "INVALID_DATA",
+                    "invalid data",
+                    json!({"param_name": "duplicate_check_fields", "expected_data_type": "jsonarray"}),
+                );
             }
         };
         let unmodified_since = header_str(headers, "if-unmodified-since").and_then(parse_iso);
@@ -1564,15 +2141,29 @@ impl Zoho {
             match op {
                 WriteOp::Insert => {}
                 WriteOp::Update => {
-                    let id = path_id.map(str::to_string).or_else(|| input.get("id").and_then(|x| x.as_str().map(str::to_string).or_else(|| x.as_u64().map(|n| n.to_string()))));
+                    let id = path_id.map(str::to_string).or_else(|| {
+                        input.get("id").and_then(|x| {
+                            x.as_str()
+                                .map(str::to_string)
+                                .or_else(|| x.as_u64().map(|n| n.to_string()))
+                        })
+                    });
                     let Some(id) = id else {
-                        entries.push(err_entry("MANDATORY_NOT_FOUND", "required field not found", json!({"api_name": "id", "json_path": format!("$.data[{pos}].id")})));
+                        entries.push(err_entry(
+                            "MANDATORY_NOT_FOUND",
+                            "required field not found",
+                            json!({"api_name": "id", "json_path": format!("$.data[{pos}].id")}),
+                        ));
                         continue;
                     };
                     match parse_id(m, &id).filter(|i| st.modules[m.slot()].is_live(*i)) {
                         Some(i) => target = Some(i),
                         None => {
-                            entries.push(err_entry("INVALID_DATA", "the id given seems to be invalid", json!({"id": id})));
+                            entries.push(err_entry(
+                                "INVALID_DATA",
+                                "the id given seems to be invalid",
+                                json!({"id": id}),
+                            ));
                             continue;
                         }
                     }
@@ -1583,7 +2174,9 @@ impl Zoho {
                     }
                     if target.is_none() {
                         for f in &dup_fields {
-                            let Some(val) = input.get(f).filter(|v| !v.is_null()) else { continue };
+                            let Some(val) = input.get(f).filter(|v| !v.is_null()) else {
+                                continue;
+                            };
                             let found = st.modules[m.slot()].find(f, val);
                             if let Some(first) = found.first() {
                                 target = Some(*first);
@@ -1597,7 +2190,11 @@ impl Zoho {
             if let (Some(i), Some(t)) = (target, unmodified_since)
                 && st.modules[m.slot()].modified_ms(i).is_some_and(|mm| mm > t)
             {
-                entries.push(err_entry("ALREADY_MODIFIED", "the record has been modified after the given time", json!({"id": zoho_id(m, i)})));
+                entries.push(err_entry(
+                    "ALREADY_MODIFIED",
+                    "the record has been modified after the given time",
+                    json!({"id": zoho_id(m, i)}),
+                ));
                 continue;
             }
             let fields = match self.validate(&st, m, pos, input, op, target.is_some()) {
@@ -1612,7 +2209,11 @@ impl Zoho {
                     st.modules[m.slot()].merge(i, &fields, now);
                     (i, "update", "record updated")
                 }
-                None => (st.modules[m.slot()].insert(fields.clone(), now), "insert", "record added"),
+                None => (
+                    st.modules[m.slot()].insert(fields.clone(), now),
+                    "insert",
+                    "record added",
+                ),
             };
             let rec = st.modules[m.slot()].get(index).expect("just written");
             let details = json!({
@@ -1621,7 +2222,11 @@ impl Zoho {
             });
             let upsert_action = (op == WriteOp::Upsert).then_some((action, dup_field.as_deref()));
             entries.push(ok_entry(message, details, upsert_action));
-            let operation = if action == "insert" { "insert" } else { "update" };
+            let operation = if action == "insert" {
+                "insert"
+            } else {
+                "update"
+            };
             let changed: Vec<String> = fields.keys().cloned().collect();
             let values = Value::Object(fields);
             match notices.iter_mut().find(|n| n.operation == operation) {
@@ -1629,14 +2234,23 @@ impl Zoho {
                     n.ids.push(zoho_id(m, index));
                     n.affected.push((zoho_id(m, index), changed, values));
                 }
-                None => notices.push(Notice { module: m, operation, ids: vec![zoho_id(m, index)], affected: vec![(zoho_id(m, index), changed, values)] }),
+                None => notices.push(Notice {
+                    module: m,
+                    operation,
+                    ids: vec![zoho_id(m, index)],
+                    affected: vec![(zoho_id(m, index), changed, values)],
+                }),
             }
         }
         drop(st);
         for n in notices {
             self.notify(n);
         }
-        let success = if op == WriteOp::Insert { StatusCode::CREATED } else { StatusCode::OK };
+        let success = if op == WriteOp::Insert {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
         let status = batch_status(&entries, success);
         json_response(status, json!({"data": entries}))
     }
@@ -1646,7 +2260,10 @@ impl Zoho {
             return zerr(
                 StatusCode::BAD_REQUEST,
                 "LIMIT_EXCEEDED",
-                &format!("You cannot give more than {} record ids", self.limits.max_records_per_write),
+                &format!(
+                    "You cannot give more than {} record ids",
+                    self.limits.max_records_per_write
+                ),
                 json!({"limit": self.limits.max_records_per_write}),
             );
         }
@@ -1661,12 +2278,21 @@ impl Zoho {
                         entries.push(ok_entry("record deleted", json!({"id": id}), None));
                         gone.push(id.clone());
                     }
-                    _ => entries.push(err_entry("INVALID_DATA", "record not deleted", json!({"id": id}))),
+                    _ => entries.push(err_entry(
+                        "INVALID_DATA",
+                        "record not deleted",
+                        json!({"id": id}),
+                    )),
                 }
             }
         }
         if !gone.is_empty() {
-            self.notify(Notice { module: m, operation: "delete", ids: gone, affected: Vec::new() });
+            self.notify(Notice {
+                module: m,
+                operation: "delete",
+                ids: gone,
+                affected: Vec::new(),
+            });
         }
         let status = batch_status(&entries, StatusCode::OK);
         json_response(status, json!({"data": entries}))
@@ -1683,8 +2309,12 @@ async fn create(
     if !valid_version(&version) {
         return invalid_url();
     }
-    let Some(m) = Module::parse(&module) else { return invalid_module() };
-    z.guarded(&headers, &ctx, Some(m), Op::Create, Area::Records, |_| z.write(m, WriteOp::Insert, &body, None, &headers))
+    let Some(m) = Module::parse(&module) else {
+        return invalid_module();
+    };
+    z.guarded(&headers, &ctx, Some(m), Op::Create, Area::Records, |_| {
+        z.write(m, WriteOp::Insert, &body, None, &headers)
+    })
 }
 
 async fn update_many(
@@ -1697,8 +2327,12 @@ async fn update_many(
     if !valid_version(&version) {
         return invalid_url();
     }
-    let Some(m) = Module::parse(&module) else { return invalid_module() };
-    z.guarded(&headers, &ctx, Some(m), Op::Update, Area::Records, |_| z.write(m, WriteOp::Update, &body, None, &headers))
+    let Some(m) = Module::parse(&module) else {
+        return invalid_module();
+    };
+    z.guarded(&headers, &ctx, Some(m), Op::Update, Area::Records, |_| {
+        z.write(m, WriteOp::Update, &body, None, &headers)
+    })
 }
 
 async fn update_one(
@@ -1711,8 +2345,12 @@ async fn update_one(
     if !valid_version(&version) {
         return invalid_url();
     }
-    let Some(m) = Module::parse(&module) else { return invalid_module() };
-    z.guarded(&headers, &ctx, Some(m), Op::Update, Area::Records, |_| z.write(m, WriteOp::Update, &body, Some(&id), &headers))
+    let Some(m) = Module::parse(&module) else {
+        return invalid_module();
+    };
+    z.guarded(&headers, &ctx, Some(m), Op::Update, Area::Records, |_| {
+        z.write(m, WriteOp::Update, &body, Some(&id), &headers)
+    })
 }
 
 async fn upsert(
@@ -1725,8 +2363,12 @@ async fn upsert(
     if !valid_version(&version) {
         return invalid_url();
     }
-    let Some(m) = Module::parse(&module) else { return invalid_module() };
-    z.guarded(&headers, &ctx, Some(m), Op::Create, Area::Records, |_| z.write(m, WriteOp::Upsert, &body, None, &headers))
+    let Some(m) = Module::parse(&module) else {
+        return invalid_module();
+    };
+    z.guarded(&headers, &ctx, Some(m), Op::Create, Area::Records, |_| {
+        z.write(m, WriteOp::Upsert, &body, None, &headers)
+    })
 }
 
 async fn delete_many(
@@ -1739,12 +2381,27 @@ async fn delete_many(
     if !valid_version(&version) {
         return invalid_url();
     }
-    let Some(m) = Module::parse(&module) else { return invalid_module() };
+    let Some(m) = Module::parse(&module) else {
+        return invalid_module();
+    };
     z.guarded(&headers, &ctx, Some(m), Op::Delete, Area::Records, |_| {
         let p = query_params(q.as_deref());
-        let ids: Vec<String> = p.get("ids").map(|s| s.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect()).unwrap_or_default();
+        let ids: Vec<String> = p
+            .get("ids")
+            .map(|s| {
+                s.split(',')
+                    .map(|x| x.trim().to_string())
+                    .filter(|x| !x.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
         if ids.is_empty() {
-            return zerr(StatusCode::BAD_REQUEST, "REQUIRED_PARAM_MISSING", "One of the expected parameter is missing", json!({"param_name": "ids"}));
+            return zerr(
+                StatusCode::BAD_REQUEST,
+                "REQUIRED_PARAM_MISSING",
+                "One of the expected parameter is missing",
+                json!({"param_name": "ids"}),
+            );
         }
         z.delete_ids(m, &ids)
     })
@@ -1759,8 +2416,12 @@ async fn delete_one(
     if !valid_version(&version) {
         return invalid_url();
     }
-    let Some(m) = Module::parse(&module) else { return invalid_module() };
-    z.guarded(&headers, &ctx, Some(m), Op::Delete, Area::Records, |_| z.delete_ids(m, std::slice::from_ref(&id)))
+    let Some(m) = Module::parse(&module) else {
+        return invalid_module();
+    };
+    z.guarded(&headers, &ctx, Some(m), Op::Delete, Area::Records, |_| {
+        z.delete_ids(m, std::slice::from_ref(&id))
+    })
 }
 
 // ---------------------------------------------------------------- notifications (watch)
@@ -1783,7 +2444,8 @@ impl Zoho {
                 .filter(|c| {
                     c.events.iter().any(|e| {
                         let (module, op) = e.split_once('.').unwrap_or((e, ""));
-                        module.eq_ignore_ascii_case(n.module.api_name()) && (op == "all" || op == event_op)
+                        module.eq_ignore_ascii_case(n.module.api_name())
+                            && (op == "all" || op == event_op)
                     })
                 })
                 .cloned()
@@ -1793,7 +2455,12 @@ impl Zoho {
             let query_params: serde_json::Map<String, Value> = ch
                 .notify_url
                 .split_once('?')
-                .map(|(_, q)| query_params(Some(q)).into_iter().map(|(k, v)| (k, json!(v))).collect())
+                .map(|(_, q)| {
+                    query_params(Some(q))
+                        .into_iter()
+                        .map(|(k, v)| (k, json!(v)))
+                        .collect()
+                })
                 .unwrap_or_default();
             let mut payload = json!({
                 "server_time": now, "query_params": query_params, "module": n.module.api_name(),
@@ -1801,8 +2468,18 @@ impl Zoho {
                 "affected_fields": [], "operation": n.operation, "channel_id": ch.channel_id, "token": ch.token,
             });
             if ch.return_affected_field_values && n.operation == "update" {
-                payload["affected_fields"] = json!(n.affected.iter().map(|(id, f, _)| json!({id.clone(): f})).collect::<Vec<_>>());
-                payload["affected_values"] = json!(n.affected.iter().map(|(id, _, v)| json!({"record_id": id, "values": v})).collect::<Vec<_>>());
+                payload["affected_fields"] = json!(
+                    n.affected
+                        .iter()
+                        .map(|(id, f, _)| json!({id.clone(): f}))
+                        .collect::<Vec<_>>()
+                );
+                payload["affected_values"] = json!(
+                    n.affected
+                        .iter()
+                        .map(|(id, _, v)| json!({"record_id": id, "values": v}))
+                        .collect::<Vec<_>>()
+                );
             }
             let body = payload.to_string().into_bytes();
             self.hub.outbox.send(
@@ -1813,7 +2490,12 @@ impl Zoho {
                     url: ch.notify_url.clone(),
                     method: http::Method::POST,
                     max_attempts: self.hub.outbox.attempts(self.limits.notification_attempts),
-                    build: Box::new(move |_, _| (vec![("content-type".into(), "application/json".into())], body.clone())),
+                    build: Box::new(move |_, _| {
+                        (
+                            vec![("content-type".into(), "application/json".into())],
+                            body.clone(),
+                        )
+                    }),
                     retry_on: retry_any,
                 },
             );
@@ -1838,9 +2520,17 @@ impl Zoho {
     fn parse_channel(&self, v: &Value, merge_into: Option<&Channel>) -> Result<Channel, Value> {
         let now = self.now();
         let channel_id = match v.get("channel_id") {
-            Some(Value::String(s)) if s.chars().all(|c| c.is_ascii_digit()) && !s.is_empty() => s.clone(),
+            Some(Value::String(s)) if s.chars().all(|c| c.is_ascii_digit()) && !s.is_empty() => {
+                s.clone()
+            }
             Some(Value::Number(n)) if n.is_u64() => n.to_string(),
-            _ => return Err(err_entry("INVALID_DATA", "invalid data", json!({"api_name": "channel_id", "expected_data_type": "long"}))),
+            _ => {
+                return Err(err_entry(
+                    "INVALID_DATA",
+                    "invalid data",
+                    json!({"api_name": "channel_id", "expected_data_type": "long"}),
+                ));
+            }
         };
         let mut ch = merge_into.cloned().unwrap_or(Channel {
             channel_id: channel_id.clone(),
@@ -1852,16 +2542,33 @@ impl Zoho {
             notify_on_related_action: false,
         });
         if let Some(events) = v.get("events") {
-            let list: Vec<String> = events.as_array().map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect()).unwrap_or_default();
+            let list: Vec<String> = events
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default();
             for e in &list {
-                let ok = e.split_once('.').is_some_and(|(m, op)| Module::parse(m).is_some() && matches!(op, "create" | "edit" | "delete" | "all"));
+                let ok = e.split_once('.').is_some_and(|(m, op)| {
+                    Module::parse(m).is_some() && matches!(op, "create" | "edit" | "delete" | "all")
+                });
                 if !ok {
-                    return Err(err_entry("INVALID_DATA", "invalid data", json!({"api_name": "events", "value": e})));
+                    return Err(err_entry(
+                        "INVALID_DATA",
+                        "invalid data",
+                        json!({"api_name": "events", "value": e}),
+                    ));
                 }
             }
             if v.get("_delete_events").and_then(Value::as_bool) == Some(true) {
                 ch.events.retain(|e| !list.contains(e));
-            } else if merge_into.is_some() && v.get("_delete_events").is_none() && v.get("events").is_some() {
+            } else if merge_into.is_some()
+                && v.get("_delete_events").is_none()
+                && v.get("events").is_some()
+            {
                 for e in list {
                     if !ch.events.contains(&e) {
                         ch.events.push(e);
@@ -1872,27 +2579,45 @@ impl Zoho {
             }
         }
         if ch.events.is_empty() {
-            return Err(err_entry("MANDATORY_NOT_FOUND", "required field not found", json!({"api_name": "events"})));
+            return Err(err_entry(
+                "MANDATORY_NOT_FOUND",
+                "required field not found",
+                json!({"api_name": "events"}),
+            ));
         }
         if let Some(u) = v.get("notify_url").and_then(Value::as_str) {
             ch.notify_url = u.to_string();
         }
         if !(ch.notify_url.starts_with("http://") || ch.notify_url.starts_with("https://")) {
-            return Err(err_entry("INVALID_DATA", "invalid data", json!({"api_name": "notify_url", "expected_data_type": "url"})));
+            return Err(err_entry(
+                "INVALID_DATA",
+                "invalid data",
+                json!({"api_name": "notify_url", "expected_data_type": "url"}),
+            ));
         }
         if let Some(t) = v.get("token") {
             if t.as_str().is_some_and(|s| s.len() > 50) {
-                return Err(err_entry("INVALID_DATA", "invalid data", json!({"api_name": "token", "maximum_length": 50})));
+                return Err(err_entry(
+                    "INVALID_DATA",
+                    "invalid data",
+                    json!({"api_name": "token", "maximum_length": 50}),
+                ));
             }
             ch.token = t.as_str().map(str::to_string);
         }
-        if let Some(b) = v.get("return_affected_field_values").and_then(Value::as_bool) {
+        if let Some(b) = v
+            .get("return_affected_field_values")
+            .and_then(Value::as_bool)
+        {
             ch.return_affected_field_values = b;
         }
         if let Some(b) = v.get("notify_on_related_action").and_then(Value::as_bool) {
             ch.notify_on_related_action = b;
         }
-        let requested = v.get("channel_expiry").and_then(Value::as_str).and_then(parse_iso);
+        let requested = v
+            .get("channel_expiry")
+            .and_then(Value::as_str)
+            .and_then(parse_iso);
         let max = now + self.limits.channel_max_expiry.as_millis() as i64;
         let default = now + self.limits.channel_default_expiry.as_millis() as i64;
         if requested.is_some() || merge_into.is_none() {
@@ -1918,7 +2643,9 @@ async fn watch(
     if !valid_version(&version) {
         return invalid_url();
     }
-    z.guarded(&headers, &ctx, None, Op::Read, Area::Notifications, |_| z.watch_inner(method, q.as_deref(), &body))
+    z.guarded(&headers, &ctx, None, Op::Read, Area::Notifications, |_| {
+        z.watch_inner(method, q.as_deref(), &body)
+    })
 }
 
 impl Zoho {
@@ -1932,26 +2659,47 @@ impl Zoho {
                 .values()
                 .filter(|c| c.expiry_ms > now)
                 .filter(|c| p.get("channel_id").is_none_or(|id| *id == c.channel_id))
-                .filter(|c| p.get("module").is_none_or(|m| c.events.iter().any(|e| e.split('.').next() == Some(m.as_str()))))
+                .filter(|c| {
+                    p.get("module").is_none_or(|m| {
+                        c.events
+                            .iter()
+                            .any(|e| e.split('.').next() == Some(m.as_str()))
+                    })
+                })
                 .map(|c| self.channel_json(c))
                 .collect();
             if list.is_empty() {
                 return StatusCode::NO_CONTENT.into_response();
             }
             let count = list.len();
-            return json_response(StatusCode::OK, json!({"watch": list, "info": {"per_page": 200, "count": count, "page": 1, "more_records": false}}));
+            return json_response(
+                StatusCode::OK,
+                json!({"watch": list, "info": {"per_page": 200, "count": count, "page": 1, "more_records": false}}),
+            );
         }
         if method == http::Method::DELETE {
             let p = query_params(q);
-            let ids: Vec<String> = p.get("channel_ids").map(|s| s.split(',').map(|x| x.trim().to_string()).collect()).unwrap_or_default();
+            let ids: Vec<String> = p
+                .get("channel_ids")
+                .map(|s| s.split(',').map(|x| x.trim().to_string()).collect())
+                .unwrap_or_default();
             if ids.is_empty() {
-                return zerr(StatusCode::BAD_REQUEST, "REQUIRED_PARAM_MISSING", "One of the expected parameter is missing", json!({"param_name": "channel_ids"}));
+                return zerr(
+                    StatusCode::BAD_REQUEST,
+                    "REQUIRED_PARAM_MISSING",
+                    "One of the expected parameter is missing",
+                    json!({"param_name": "channel_ids"}),
+                );
             }
             let mut st = self.state.lock().expect("zoho state");
             let entries: Vec<Value> = ids
                 .iter()
                 .map(|id| match st.channels.remove(id) {
-                    Some(_) => ok_entry("Successfully unsubscribed from actions-watch of the given module", json!({"channel_id": id}), None),
+                    Some(_) => ok_entry(
+                        "Successfully unsubscribed from actions-watch of the given module",
+                        json!({"channel_id": id}),
+                        None,
+                    ),
                     None => err_entry("INVALID_DATA", "invalid data", json!({"channel_id": id})),
                 })
                 .collect();
@@ -1960,22 +2708,42 @@ impl Zoho {
         }
         let v = match parse_json_body(body) {
             Ok(v) => v,
-            Err(msg) => return zerr(StatusCode::BAD_REQUEST, "INVALID_DATA", "invalid data", json!({"reason": msg})),
+            Err(msg) => {
+                return zerr(
+                    StatusCode::BAD_REQUEST,
+                    "INVALID_DATA",
+                    "invalid data",
+                    json!({"reason": msg}),
+                );
+            }
         };
         let Some(items) = v.get("watch").and_then(Value::as_array) else {
-            return zerr(StatusCode::BAD_REQUEST, "REQUIRED_PARAM_MISSING", "One of the expected parameter is missing", json!({"param_name": "watch"}));
+            return zerr(
+                StatusCode::BAD_REQUEST,
+                "REQUIRED_PARAM_MISSING",
+                "One of the expected parameter is missing",
+                json!({"param_name": "watch"}),
+            );
         };
         let mut st = self.state.lock().expect("zoho state");
         let mut entries = Vec::new();
         for item in items {
             let existing = item
                 .get("channel_id")
-                .map(|c| c.as_str().map(str::to_string).unwrap_or_else(|| c.to_string()))
+                .map(|c| {
+                    c.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| c.to_string())
+                })
                 .and_then(|id| st.channels.get(&id).cloned())
                 .filter(|c| c.expiry_ms > now);
             let patching = method == http::Method::PATCH;
             if patching && existing.is_none() {
-                entries.push(err_entry("INVALID_DATA", "invalid data", json!({"api_name": "channel_id", "reason": "no such channel"})));
+                entries.push(err_entry(
+                    "INVALID_DATA",
+                    "invalid data",
+                    json!({"api_name": "channel_id", "reason": "no such channel"}),
+                ));
                 continue;
             }
             match self.parse_channel(item, if patching { existing.as_ref() } else { None }) {
@@ -2027,13 +2795,22 @@ impl Emulator for Zoho {
             .route("/crm/{version}/settings/modules", get(settings_modules))
             .route("/crm/{version}/settings/fields", get(settings_fields))
             .route("/crm/{version}/org", get(org))
-            .route("/crm/{version}/actions/watch", get(watch).post(watch).put(watch).patch(watch).delete(watch))
-            .route("/crm/{version}/{module}", get(list).post(create).put(update_many).delete(delete_many))
+            .route(
+                "/crm/{version}/actions/watch",
+                get(watch).post(watch).put(watch).patch(watch).delete(watch),
+            )
+            .route(
+                "/crm/{version}/{module}",
+                get(list).post(create).put(update_many).delete(delete_many),
+            )
             .route("/crm/{version}/{module}/upsert", post(upsert))
             .route("/crm/{version}/{module}/deleted", get(deleted))
             .route("/crm/{version}/{module}/search", get(search))
             .route("/crm/{version}/{module}/actions/count", get(record_count))
-            .route("/crm/{version}/{module}/{id}", get(get_one).put(update_one).delete(delete_one))
+            .route(
+                "/crm/{version}/{module}/{id}",
+                get(get_one).put(update_one).delete(delete_one),
+            )
             .fallback(|| async { invalid_url() })
             .with_state(self)
     }
@@ -2041,7 +2818,13 @@ impl Emulator for Zoho {
     fn reset(&self, data: DemoData) {
         let demo = Demo::from(data);
         let mut st = self.state.lock().expect("zoho state");
-        *st = ZohoState { demo, modules: build_collections(demo), page_tokens: HashMap::new(), channels: BTreeMap::new(), credits: VecDeque::new() };
+        *st = ZohoState {
+            demo,
+            modules: build_collections(demo),
+            page_tokens: HashMap::new(),
+            channels: BTreeMap::new(),
+            credits: VecDeque::new(),
+        };
         drop(st);
         self.issue_demo_refresh();
     }
@@ -2053,10 +2836,18 @@ impl Emulator for Zoho {
             .iter()
             .map(|m| {
                 let c = &st.modules[m.slot()];
-                (m.api_name().to_string(), json!({"records": c.len(), "deleted": c.tombstones().count()}))
+                (
+                    m.api_name().to_string(),
+                    json!({"records": c.len(), "deleted": c.tombstones().count()}),
+                )
             })
             .collect();
-        let channels: Vec<Value> = st.channels.values().filter(|c| c.expiry_ms > now).map(|c| self.channel_json(c)).collect();
+        let channels: Vec<Value> = st
+            .channels
+            .values()
+            .filter(|c| c.expiry_ms > now)
+            .map(|c| self.channel_json(c))
+            .collect();
         json!({
             "vendor": "zoho", "seed": st.demo.seed, "modules": modules, "channels": channels,
             "credits_used_24h": st.credits.len(), "credits_limit": self.limits.daily_credits,
@@ -2075,7 +2866,12 @@ impl Emulator for Zoho {
     }
 
     fn server_error(&self) -> Response {
-        zerr(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", "Internal Server Error", json!({}))
+        zerr(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL_ERROR",
+            "Internal Server Error",
+            json!({}),
+        )
     }
 
     fn credentials(&self) -> Credentials {
@@ -2086,8 +2882,14 @@ impl Emulator for Zoho {
             api_token: None,
             username: USER_EMAIL.into(),
             extra: [
-                ("authorize_url".to_string(), format!("{}/oauth/v2/auth", self.base())),
-                ("token_url".to_string(), format!("{}/oauth/v2/token", self.base())),
+                (
+                    "authorize_url".to_string(),
+                    format!("{}/oauth/v2/auth", self.base()),
+                ),
+                (
+                    "token_url".to_string(),
+                    format!("{}/oauth/v2/token", self.base()),
+                ),
                 ("api_domain".to_string(), self.base().to_string()),
                 ("scope".to_string(), DEMO_SCOPE.to_string()),
             ]

@@ -1,7 +1,9 @@
 //! Behaviour shared by every emulator: admin API, request log, fault injection, ports, data.
 
 use serde_json::{Value, json};
-use weft_sandbox::{DemoData, DemoSize, FaultConfig, PortPlan, Sandbox, SandboxConfig, SandboxError, Vendor};
+use weft_sandbox::{
+    DemoData, DemoSize, FaultConfig, PortPlan, Sandbox, SandboxConfig, SandboxError, Vendor,
+};
 
 use crate::support::{admin_get, admin_post, client, header_names, raw_response_head, start};
 use crate::zoho::access_token;
@@ -40,7 +42,13 @@ async fn credentials_table_lists_each_emulator_url_and_secret() {
 async fn fixed_port_already_in_use_is_a_bind_error_naming_the_address() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
-    let config = SandboxConfig { ports: PortPlan::Fixed { admin: 0, first_vendor: port }, ..SandboxConfig::default() };
+    let config = SandboxConfig {
+        ports: PortPlan::Fixed {
+            admin: 0,
+            first_vendor: port,
+        },
+        ..SandboxConfig::default()
+    };
     match Sandbox::start(config).await {
         Err(SandboxError::Bind { addr, .. }) => assert_eq!(addr.port(), port),
         Err(other) => panic!("expected a bind error, got {other}"),
@@ -74,14 +82,41 @@ async fn request_log_shows_requests_with_credentials_redacted() {
     assert_eq!(last["method"], "GET");
     assert_eq!(last["uri"], "/crm/v7/Leads?fields=Last_Name");
     assert_eq!(last["status"], 200);
-    let auth = last["headers"].as_array().unwrap().iter().find(|h| h[0] == "authorization").unwrap();
+    let auth = last["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h[0] == "authorization")
+        .unwrap();
     assert_eq!(auth[1], "Zoho-oauthtoken ***");
-    assert!(!log.to_string().contains(&token), "the log leaks the access token");
+    assert!(
+        !log.to_string().contains(&token),
+        "the log leaks the access token"
+    );
     // Token requests carry secrets in the query or body; the log masks them.
-    let token_call = reqs.iter().find(|r| r["uri"].as_str().unwrap().starts_with("/oauth/v2/token")).unwrap();
-    assert!(!log.to_string().contains("weftsandboxzohoclientsecret"), "the log leaks the client secret");
-    assert!(token_call["uri"].as_str().unwrap().contains("client_secret=***"), "{}", token_call["uri"]);
-    assert!(token_call["uri"].as_str().unwrap().contains("grant_type=refresh_token"), "other parameters stay readable");
+    let token_call = reqs
+        .iter()
+        .find(|r| r["uri"].as_str().unwrap().starts_with("/oauth/v2/token"))
+        .unwrap();
+    assert!(
+        !log.to_string().contains("weftsandboxzohoclientsecret"),
+        "the log leaks the client secret"
+    );
+    assert!(
+        token_call["uri"]
+            .as_str()
+            .unwrap()
+            .contains("client_secret=***"),
+        "{}",
+        token_call["uri"]
+    );
+    assert!(
+        token_call["uri"]
+            .as_str()
+            .unwrap()
+            .contains("grant_type=refresh_token"),
+        "other parameters stay readable"
+    );
     sb.shutdown().await;
 }
 
@@ -107,15 +142,31 @@ async fn injected_rate_limit_uses_the_vendor_throttle_shape() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["code"], "TOO_MANY_REQUESTS");
     let log = admin_get(&sb, "/admin/log?vendor=zoho").await;
-    assert_eq!(log["requests"].as_array().unwrap().last().unwrap()["fault"], "rate_limited");
+    assert_eq!(
+        log["requests"].as_array().unwrap().last().unwrap()["fault"],
+        "rate_limited"
+    );
     sb.shutdown().await;
 }
 
 #[tokio::test]
 async fn injected_server_error_uses_the_vendor_error_shape() {
     let sb = start(SandboxConfig::default()).await;
-    sb.set_faults(Some(Vendor::Zoho), FaultConfig { server_error: 1.0, ..FaultConfig::default() });
-    let r = client().get(format!("{}/crm/v7/Leads", sb.vendor(Vendor::Zoho).unwrap().base_url())).send().await.unwrap();
+    sb.set_faults(
+        Some(Vendor::Zoho),
+        FaultConfig {
+            server_error: 1.0,
+            ..FaultConfig::default()
+        },
+    );
+    let r = client()
+        .get(format!(
+            "{}/crm/v7/Leads",
+            sb.vendor(Vendor::Zoho).unwrap().base_url()
+        ))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 500);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["code"], "INTERNAL_ERROR");
@@ -125,9 +176,25 @@ async fn injected_server_error_uses_the_vendor_error_shape() {
 #[tokio::test]
 async fn injected_drop_closes_the_connection_without_a_response() {
     let sb = start(SandboxConfig::default()).await;
-    sb.set_faults(Some(Vendor::Zoho), FaultConfig { dropped: 1.0, ..FaultConfig::default() });
-    let err = client().get(format!("{}/crm/v7/Leads", sb.vendor(Vendor::Zoho).unwrap().base_url())).send().await.unwrap_err();
-    assert!(err.is_request() || err.is_connect() || err.is_body(), "{err:?}");
+    sb.set_faults(
+        Some(Vendor::Zoho),
+        FaultConfig {
+            dropped: 1.0,
+            ..FaultConfig::default()
+        },
+    );
+    let err = client()
+        .get(format!(
+            "{}/crm/v7/Leads",
+            sb.vendor(Vendor::Zoho).unwrap().base_url()
+        ))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        err.is_request() || err.is_connect() || err.is_body(),
+        "{err:?}"
+    );
     assert!(err.status().is_none());
     sb.shutdown().await;
 }
@@ -135,9 +202,23 @@ async fn injected_drop_closes_the_connection_without_a_response() {
 #[tokio::test]
 async fn injected_slowness_delays_the_answer() {
     let sb = start(SandboxConfig::default()).await;
-    sb.set_faults(Some(Vendor::Zoho), FaultConfig { slow: 1.0, slow_delay_ms: 300, ..FaultConfig::default() });
+    sb.set_faults(
+        Some(Vendor::Zoho),
+        FaultConfig {
+            slow: 1.0,
+            slow_delay_ms: 300,
+            ..FaultConfig::default()
+        },
+    );
     let t = std::time::Instant::now();
-    let r = client().get(format!("{}/crm/v7/Leads", sb.vendor(Vendor::Zoho).unwrap().base_url())).send().await.unwrap();
+    let r = client()
+        .get(format!(
+            "{}/crm/v7/Leads",
+            sb.vendor(Vendor::Zoho).unwrap().base_url()
+        ))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     assert!(t.elapsed().as_millis() >= 300);
     sb.shutdown().await;
@@ -150,7 +231,10 @@ async fn faults_are_seeded_so_a_run_replays() {
         config.data.seed = seed;
         config.faults.server_error = 0.5;
         let sb = start(config).await;
-        let url = format!("{}/crm/v7/Leads", sb.vendor(Vendor::Zoho).unwrap().base_url());
+        let url = format!(
+            "{}/crm/v7/Leads",
+            sb.vendor(Vendor::Zoho).unwrap().base_url()
+        );
         let mut out = Vec::new();
         for _ in 0..16 {
             out.push(client().get(&url).send().await.unwrap().status().as_u16());
@@ -166,56 +250,111 @@ async fn faults_are_seeded_so_a_run_replays() {
 #[tokio::test]
 async fn invalid_fault_fraction_through_admin_is_a_400() {
     let sb = start(SandboxConfig::default()).await;
-    let r = client().put(format!("{}/admin/faults", sb.admin_url())).json(&json!({"dropped": 2.0})).send().await.unwrap();
+    let r = client()
+        .put(format!("{}/admin/faults", sb.admin_url()))
+        .json(&json!({"dropped": 2.0}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     let body: Value = r.json().await.unwrap();
     assert!(body["error"].as_str().unwrap().contains("dropped"));
-    let r = client().get(format!("{}/admin/vendors/nosuch/state", sb.admin_url())).send().await.unwrap();
+    let r = client()
+        .get(format!("{}/admin/vendors/nosuch/state", sb.admin_url()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
     sb.shutdown().await;
 }
 
 #[tokio::test]
 async fn admin_reset_discards_writes_and_seed_changes_the_data_deterministically() {
-    let sb = start(SandboxConfig { data: DemoData { seed: 1, size: DemoSize::uniform(5) }, ..SandboxConfig::default() }).await;
+    let sb = start(SandboxConfig {
+        data: DemoData {
+            seed: 1,
+            size: DemoSize::uniform(5),
+        },
+        ..SandboxConfig::default()
+    })
+    .await;
     let first = admin_get(&sb, "/admin/vendors/zoho/state").await;
     assert_eq!(first["modules"]["Contacts"]["records"], 5);
     let rec = |sb: &Sandbox, id: &str| {
-        let url = format!("{}/admin/vendors/zoho/records/Contacts/{id}", sb.admin_url());
-        async move { client().get(url).send().await.unwrap().json::<Value>().await.unwrap() }
+        let url = format!(
+            "{}/admin/vendors/zoho/records/Contacts/{id}",
+            sb.admin_url()
+        );
+        async move {
+            client()
+                .get(url)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
     };
     let id = "4876876002000000000";
     let before = rec(&sb, id).await;
     admin_post(&sb, "/admin/seed", json!({"seed": 2})).await;
     let other = rec(&sb, id).await;
     assert_ne!(before["Email"], other["Email"]);
-    admin_post(&sb, "/admin/seed", json!({"seed": 1, "size": DemoSize::uniform(7)})).await;
+    admin_post(
+        &sb,
+        "/admin/seed",
+        json!({"seed": 1, "size": DemoSize::uniform(7)}),
+    )
+    .await;
     assert_eq!(rec(&sb, id).await["Email"], before["Email"]);
     let state = admin_get(&sb, "/admin/vendors/zoho/state").await;
     assert_eq!(state["modules"]["Contacts"]["records"], 7);
     // Writes vanish on reset.
     let token = access_token(&sb).await;
     let r = client()
-        .post(format!("{}/crm/v7/Contacts", sb.vendor(Vendor::Zoho).unwrap().base_url()))
+        .post(format!(
+            "{}/crm/v7/Contacts",
+            sb.vendor(Vendor::Zoho).unwrap().base_url()
+        ))
         .header("Authorization", format!("Zoho-oauthtoken {token}"))
         .json(&json!({"data": [{"Last_Name": "Reset"}]}))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
-    assert_eq!(admin_get(&sb, "/admin/vendors/zoho/state").await["modules"]["Contacts"]["records"], 8);
+    assert_eq!(
+        admin_get(&sb, "/admin/vendors/zoho/state").await["modules"]["Contacts"]["records"],
+        8
+    );
     admin_post(&sb, "/admin/reset", json!({"vendor": "zoho"})).await;
-    assert_eq!(admin_get(&sb, "/admin/vendors/zoho/state").await["modules"]["Contacts"]["records"], 7);
+    assert_eq!(
+        admin_get(&sb, "/admin/vendors/zoho/state").await["modules"]["Contacts"]["records"],
+        7
+    );
     sb.shutdown().await;
 }
 
 #[tokio::test]
 async fn admin_listens_separately_from_vendor_paths() {
     let sb = start(SandboxConfig::default()).await;
-    let r = client().get(format!("{}/admin/vendors", sb.vendor(Vendor::Zoho).unwrap().base_url())).send().await.unwrap();
+    let r = client()
+        .get(format!(
+            "{}/admin/vendors",
+            sb.vendor(Vendor::Zoho).unwrap().base_url()
+        ))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
     let index = admin_get(&sb, "/admin").await;
-    assert!(index["vendors"].as_array().unwrap().iter().any(|v| v["vendor"] == "zoho"));
+    assert!(
+        index["vendors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["vendor"] == "zoho")
+    );
     sb.shutdown().await;
 }
 
@@ -223,28 +362,46 @@ async fn admin_listens_separately_from_vendor_paths() {
 async fn oversized_request_bodies_get_413() {
     let sb = start(SandboxConfig::default()).await;
     let big = vec![b'x'; 33 * 1024 * 1024];
-    let r = client().post(format!("{}/crm/v7/Leads", sb.vendor(Vendor::Zoho).unwrap().base_url())).body(big).send().await.unwrap();
+    let r = client()
+        .post(format!(
+            "{}/crm/v7/Leads",
+            sb.vendor(Vendor::Zoho).unwrap().base_url()
+        ))
+        .body(big)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 413);
     sb.shutdown().await;
 }
 
 /// Each word of a header name starts upper-case (`Content-Type`, `Sforce-Limit-Info`).
 fn is_title_case(name: &str) -> bool {
-    name.split('-').all(|word| word.chars().next().is_some_and(|c| !c.is_ascii_lowercase()))
+    name.split('-')
+        .all(|word| word.chars().next().is_some_and(|c| !c.is_ascii_lowercase()))
 }
 
 #[tokio::test]
 async fn every_emulator_writes_header_names_in_title_case() {
     let sb = start(SandboxConfig::default()).await;
-    let mut servers: Vec<(String, String)> = sb.vendors().map(|v| (v.vendor().to_string(), v.base_url().to_string())).collect();
+    let mut servers: Vec<(String, String)> = sb
+        .vendors()
+        .map(|v| (v.vendor().to_string(), v.base_url().to_string()))
+        .collect();
     servers.push(("admin".into(), sb.admin_url().to_string()));
     for (name, url) in servers {
         // An unauthenticated call: every emulator answers it with a body and its error headers.
         let head = raw_response_head(&url, "GET", "/weft-no-such-path", &[]).await;
         let names = header_names(&head);
-        assert!(names.contains(&"Date") && names.contains(&"Content-Length"), "{name}: {head}");
+        assert!(
+            names.contains(&"Date") && names.contains(&"Content-Length"),
+            "{name}: {head}"
+        );
         for n in names {
-            assert!(is_title_case(n), "{name} sent the header name {n:?}:\n{head}");
+            assert!(
+                is_title_case(n),
+                "{name} sent the header name {n:?}:\n{head}"
+            );
         }
     }
     sb.shutdown().await;

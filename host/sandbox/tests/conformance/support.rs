@@ -15,18 +15,39 @@ pub async fn start(config: SandboxConfig) -> Sandbox {
 /// A client that does not follow redirects, so consent-page redirects can be inspected.
 pub fn client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).no_proxy().build().expect("client")
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+        .expect("client")
 }
 
 pub async fn admin_post(sb: &Sandbox, path: &str, body: Value) -> Value {
-    let r = client().post(format!("{}{path}", sb.admin_url())).json(&body).send().await.expect("admin call");
-    assert!(r.status().is_success(), "admin {path} failed: {}", r.status());
+    let r = client()
+        .post(format!("{}{path}", sb.admin_url()))
+        .json(&body)
+        .send()
+        .await
+        .expect("admin call");
+    assert!(
+        r.status().is_success(),
+        "admin {path} failed: {}",
+        r.status()
+    );
     r.json().await.expect("admin json")
 }
 
 pub async fn admin_get(sb: &Sandbox, path: &str) -> Value {
-    let r = client().get(format!("{}{path}", sb.admin_url())).send().await.expect("admin call");
-    assert!(r.status().is_success(), "admin {path} failed: {}", r.status());
+    let r = client()
+        .get(format!("{}{path}", sb.admin_url()))
+        .send()
+        .await
+        .expect("admin call");
+    assert!(
+        r.status().is_success(),
+        "admin {path} failed: {}",
+        r.status()
+    );
     r.json().await.expect("admin json")
 }
 
@@ -44,7 +65,10 @@ impl Received {
     }
 
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
     }
 }
 
@@ -60,27 +84,41 @@ impl Receiver {
     }
 
     /// `reply` may answer a request itself (monday's challenge echo).
-    pub async fn start_with(fail_first: usize, reply: fn(&Received) -> Option<(StatusCode, String)>) -> Receiver {
+    pub async fn start_with(
+        fail_first: usize,
+        reply: fn(&Received) -> Option<(StatusCode, String)>,
+    ) -> Receiver {
         let received: Arc<Mutex<Vec<Received>>> = Arc::default();
         let store = Arc::clone(&received);
-        let app = Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-            let store = Arc::clone(&store);
-            async move {
-                let r = Received { method: method.to_string(), uri: uri.to_string(), headers, body: body.to_vec() };
-                let n = {
-                    let mut s = store.lock().unwrap();
-                    s.push(r.clone());
-                    s.len()
-                };
-                if n <= fail_first {
-                    return (StatusCode::INTERNAL_SERVER_ERROR, "receiver failing on purpose".to_string()).into_response();
+        let app = Router::new().fallback(
+            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+                let store = Arc::clone(&store);
+                async move {
+                    let r = Received {
+                        method: method.to_string(),
+                        uri: uri.to_string(),
+                        headers,
+                        body: body.to_vec(),
+                    };
+                    let n = {
+                        let mut s = store.lock().unwrap();
+                        s.push(r.clone());
+                        s.len()
+                    };
+                    if n <= fail_first {
+                        return (
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "receiver failing on purpose".to_string(),
+                        )
+                            .into_response();
+                    }
+                    match reply(&r) {
+                        Some((status, body)) => (status, body).into_response(),
+                        None => (StatusCode::OK, "ok".to_string()).into_response(),
+                    }
                 }
-                match reply(&r) {
-                    Some((status, body)) => (status, body).into_response(),
-                    None => (StatusCode::OK, "ok".to_string()).into_response(),
-                }
-            }
-        });
+            },
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -100,7 +138,10 @@ impl Receiver {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        panic!("expected {n} webhook requests, got {}", self.received().len());
+        panic!(
+            "expected {n} webhook requests, got {}",
+            self.received().len()
+        );
     }
 }
 
@@ -113,11 +154,20 @@ pub fn fast_webhooks(mut c: SandboxConfig) -> SandboxConfig {
 /// Sends one HTTP/1.1 request over a plain socket and returns the response head exactly as it
 /// came off the wire (status line and header lines), so header-name case can be checked;
 /// HTTP client libraries normalise it away.
-pub async fn raw_response_head(base_url: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> String {
+pub async fn raw_response_head(
+    base_url: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let addr = base_url.strip_prefix("http://").expect("plain http base url");
+    let addr = base_url
+        .strip_prefix("http://")
+        .expect("plain http base url");
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n");
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n"
+    );
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -132,5 +182,8 @@ pub async fn raw_response_head(base_url: &str, method: &str, path: &str, headers
 
 /// The header names of a raw response head, in the case they were sent.
 pub fn header_names(head: &str) -> Vec<&str> {
-    head.lines().skip(1).filter_map(|l| l.split_once(':').map(|(n, _)| n)).collect()
+    head.lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':').map(|(n, _)| n))
+        .collect()
 }
