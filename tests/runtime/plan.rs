@@ -49,7 +49,7 @@ write = { connection = "api", stream = "contacts", input = "mapped", mode = "ups
     .await
     .unwrap_or_else(|e| panic!("{e}"));
     let mapped_id: weft_flow::StepId = "mapped".to_owned().try_into().unwrap();
-    let mapped = &plan.schemas[&mapped_id];
+    let mapped = &plan.step(&mapped_id).unwrap().schema;
     assert_eq!(
         mapped["properties"]["name"],
         serde_json::json!({"type": "string"})
@@ -195,7 +195,7 @@ config.fields = { "${var.name_field}" = "name" }
     let mapped: weft_flow::StepId = "mapped".to_owned().try_into().unwrap();
     let production = check(body, None).await.unwrap_or_else(|e| panic!("{e}"));
     assert!(
-        production.schemas[&mapped]["properties"]
+        production.step(&mapped).unwrap().schema["properties"]
             .get("Name")
             .is_some()
     );
@@ -203,7 +203,7 @@ config.fields = { "${var.name_field}" = "name" }
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(
-        staging.schemas[&mapped]["properties"]
+        staging.step(&mapped).unwrap().schema["properties"]
             .get("Staging_Name")
             .is_some()
     );
@@ -383,8 +383,12 @@ async fn command_line_variables_win_over_defaults_in_config_egress_and_options()
         api.spec.egress
     );
     let items: weft_flow::StepId = "items".to_owned().try_into().unwrap();
+    let weft_engine::Work::Read(read) = &plan.step(&items).unwrap().work else {
+        panic!("items is a read step")
+    };
+    let options: serde_json::Value = serde_json::from_str(&read.options).unwrap();
     assert_eq!(
-        plan.options[&items]["query"]["size"], 25,
+        options["query"]["size"], 25,
         "a number variable stays a number"
     );
 }

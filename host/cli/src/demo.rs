@@ -389,19 +389,16 @@ pub async fn run(data_dir: &Path, args: DemoArgs) -> anyhow::Result<()> {
             tally.took += report.took;
             for step in &report.steps {
                 let Some(definition) = flow
-                    .file
                     .steps
                     .iter()
-                    .map(|s| s.get_ref())
                     .find(|s| s.id.get_ref().as_str() == step.step)
                 else {
                     continue;
                 };
-                if definition.read.is_some() {
-                    tally.read += step.records_out;
-                }
-                if definition.write.is_some() {
-                    tally.written += step.records_out;
+                match definition.kind {
+                    weft_flow::StepKind::Read(_) => tally.read += step.records_out,
+                    weft_flow::StepKind::Write(_) => tally.written += step.records_out,
+                    _ => {}
                 }
                 tally.rejected += step.failed;
             }

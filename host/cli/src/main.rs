@@ -43,6 +43,11 @@ struct Cli {
     #[arg(long, global = true, env = "WEFT_TENANT", default_value = "default")]
     tenant: String,
 
+    /// How log lines are written to stderr: `text` for people, `json` (one object a line, with
+    /// the tenant, flow, run, step, plugin and connection of each) for a log collector.
+    #[arg(long, global = true, env = "WEFT_LOG_FORMAT", default_value = "text")]
+    log_format: LogFormat,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -149,6 +154,12 @@ enum PluginCommand {
     },
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The examples' `sandbox` environments carry the sandbox's published demo credentials
@@ -158,17 +169,20 @@ fn main() -> ExitCode {
     } else {
         "warn"
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            // `WEFT_LOG`, else the ecosystem's `RUST_LOG`, else warnings only.
-            tracing_subscriber::EnvFilter::try_from_env("WEFT_LOG")
-                .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
-                .unwrap_or_else(|_| default_filter.into()),
-        )
-        .with_writer(std::io::stderr)
+    // `WEFT_LOG`, else the ecosystem's `RUST_LOG`, else warnings only.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WEFT_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| default_filter.into());
+    let logger = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
         // Colour codes only for a person at a terminal, not into a log file or a pipe.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        LogFormat::Text => logger
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => logger.json().with_current_span(true).with_span_list(true).init(),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

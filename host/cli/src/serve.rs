@@ -202,13 +202,10 @@ async fn process_events(
     }
     let mut injected: std::collections::BTreeMap<weft_flow::StepId, Vec<serde_json::Value>> =
         Default::default();
-    for step in &served.flow.file.steps {
-        let step = step.get_ref();
-        if let Some(read) = step
-            .read
-            .as_ref()
-            .map(|r| r.get_ref())
-            .filter(|r| r.connection.get_ref().as_str() == connection)
+    for step in &served.flow.steps {
+        if let weft_flow::StepKind::Read(read) = &step.kind
+            && let read = read.get_ref()
+            && read.connection.get_ref().as_str() == connection
         {
             let records = events
                 .iter()
@@ -538,12 +535,14 @@ async fn run_one(
     };
     let (read, written, failed) =
         report.steps.iter().fold((0, 0, 0), |(r, w, f), s| {
-            let is_read = served.flow.file.steps.iter().any(|st| {
-                st.get_ref().id.get_ref().as_str() == s.step && st.get_ref().read.is_some()
-            });
-            let is_write = served.flow.file.steps.iter().any(|st| {
-                st.get_ref().id.get_ref().as_str() == s.step && st.get_ref().write.is_some()
-            });
+            let kind = served
+                .flow
+                .steps
+                .iter()
+                .find(|st| st.id.get_ref().as_str() == s.step)
+                .map(|st| &st.kind);
+            let is_read = matches!(kind, Some(weft_flow::StepKind::Read(_)));
+            let is_write = matches!(kind, Some(weft_flow::StepKind::Write(_)));
             (
                 r + if is_read { s.records_out } else { 0 },
                 w + if is_write { s.records_out } else { 0 },

@@ -8,7 +8,7 @@ pub mod run;
 pub mod schedule;
 
 pub use lease::DEFAULT_LEASE;
-pub use plan::{BoundConnection, Plan, PlanOptions, plan, plan_with};
+pub use plan::{BoundConnection, Plan, PlanOptions, PlannedStep, Work, plan, plan_with};
 pub use registry::PluginDirectory;
 pub use run::{
     Progress, RetryPolicy, RunError, RunOptions, RunReport, dataset_key, retry_failed, run,

@@ -9,6 +9,7 @@
 mod diagnostic;
 pub mod model;
 mod names;
+mod step;
 mod validate;
 
 use std::path::Path;
@@ -16,6 +17,7 @@ use std::path::Path;
 pub use diagnostic::{Diagnostic, FlowError};
 pub use model::FlowFile;
 pub use names::{ConnectionName, Cron, FlowName, Interval, StepId, VarName};
+pub use step::{Step, StepKind};
 pub use validate::References;
 
 /// A flow file that parsed and holds together.
@@ -25,7 +27,10 @@ pub struct Flow {
     pub path: std::path::PathBuf,
     /// The file's text, for messages that point into it.
     pub text: String,
+    /// The file as written, but for its steps, which are in [`Flow::steps`].
     pub file: FlowFile,
+    /// The steps, in file order, each of one kind.
+    pub steps: Vec<Step>,
     /// Steps in an order where each comes after the steps it depends on.
     pub order: Vec<StepId>,
     /// The secrets and environment variables the flow refers to.
@@ -39,12 +44,8 @@ impl Flow {
     }
 
     /// The step with `id`.
-    pub fn step(&self, id: &StepId) -> Option<&model::Step> {
-        self.file
-            .steps
-            .iter()
-            .map(|s| s.get_ref())
-            .find(|s| s.id.get_ref() == id)
+    pub fn step(&self, id: &StepId) -> Option<&Step> {
+        self.steps.iter().find(|s| s.id.get_ref() == id)
     }
 }
 
@@ -71,23 +72,25 @@ pub fn load(path: &Path) -> Result<Flow, FlowError> {
 
 /// Parses and checks flow text; `path` is only used in messages.
 pub fn parse(path: &Path, text: &str) -> Result<Flow, FlowError> {
-    let file: FlowFile = toml::from_str(text).map_err(|e| {
+    let mut file: FlowFile = toml::from_str(text).map_err(|e| {
         FlowError::new(
             path,
             text,
             vec![with_hint(Diagnostic::new(e.message().trim_end(), e.span()))],
         )
     })?;
-    let (diagnostics, order, references) = validate::check(&file);
-    if !diagnostics.is_empty() {
-        return Err(FlowError::new(path, text, diagnostics));
+    let tables = std::mem::take(&mut file.steps);
+    let checked = validate::check(&file, tables);
+    if !checked.diagnostics.is_empty() {
+        return Err(FlowError::new(path, text, checked.diagnostics));
     }
     Ok(Flow {
         path: path.to_owned(),
         text: text.to_owned(),
         file,
-        order,
-        references,
+        steps: checked.steps,
+        order: checked.order,
+        references: checked.references,
     })
 }
 

@@ -36,9 +36,11 @@ pub struct FlowFile {
     #[serde(default)]
     #[schemars(with = "BTreeMap<ConnectionName, Connection>")]
     pub connections: BTreeMap<Spanned<ConnectionName>, Spanned<Connection>>,
+    /// The steps as written; [`crate::parse`] moves them into [`crate::Flow::steps`] once each
+    /// is checked to have one kind.
     #[serde(default)]
-    #[schemars(with = "Vec<Step>")]
-    pub steps: Vec<Spanned<Step>>,
+    #[schemars(with = "Vec<StepTable>")]
+    pub steps: Vec<Spanned<StepTable>>,
 }
 
 /// Exactly one of these.
@@ -188,10 +190,13 @@ fn default_true() -> bool {
     true
 }
 
-/// One step; exactly one of `read`, `transform`, `write`, `condition` and `for_each`.
+/// One `[[steps]]` table as written: exactly one of `read`, `transform`, `write`, `condition`
+/// and `for_each` is meant to be given. Checking turns it into a [`Step`](crate::Step), whose
+/// kind is one value of [`StepKind`](crate::StepKind).
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Step {
+#[schemars(rename = "Step")]
+pub struct StepTable {
     #[schemars(with = "StepId")]
     pub id: Spanned<StepId>,
     #[serde(default)]
@@ -223,48 +228,6 @@ pub struct Step {
     #[serde(default)]
     #[schemars(with = "Option<Interval>")]
     pub timeout: Option<Spanned<Interval>>,
-}
-
-impl Step {
-    /// The step whose records this one takes, for every kind but `read`.
-    pub fn input(&self) -> Option<&Spanned<StepId>> {
-        self.transform
-            .as_ref()
-            .map(|t| &t.get_ref().input)
-            .or_else(|| self.write.as_ref().map(|w| &w.get_ref().input))
-            .or_else(|| self.condition.as_ref().map(|c| &c.get_ref().input))
-            .or_else(|| self.for_each.as_ref().map(|f| &f.get_ref().input))
-    }
-
-    /// Which of a condition's outputs this step takes, when its input is a condition.
-    pub fn branch(&self) -> Option<&Spanned<Branch>> {
-        self.transform
-            .as_ref()
-            .and_then(|t| t.get_ref().branch.as_ref())
-            .or_else(|| {
-                self.write
-                    .as_ref()
-                    .and_then(|w| w.get_ref().branch.as_ref())
-            })
-            .or_else(|| {
-                self.condition
-                    .as_ref()
-                    .and_then(|c| c.get_ref().branch.as_ref())
-            })
-            .or_else(|| {
-                self.for_each
-                    .as_ref()
-                    .and_then(|f| f.get_ref().branch.as_ref())
-            })
-    }
-
-    /// Whether the step hands records downstream (a write does not).
-    pub fn produces_records(&self) -> bool {
-        self.read.is_some()
-            || self.transform.is_some()
-            || self.condition.is_some()
-            || self.for_each.is_some()
-    }
 }
 
 /// Which records of its input a step takes: of a condition, those the condition holds for

@@ -8,7 +8,8 @@ use std::ops::Range;
 use toml::Spanned;
 
 use crate::diagnostic::{Diagnostic, closest};
-use crate::model::{FOR_EACH_MAX_CONCURRENCY, FlowFile, Step, VarType, WriteMode};
+use crate::model::{Branch, FOR_EACH_MAX_CONCURRENCY, FlowFile, StepTable, VarType, WriteMode};
+use crate::step::{Step, StepKind};
 use crate::names::StepId;
 
 /// What a checked flow needs from the outside: secrets and environment variables it refers to.
@@ -24,28 +25,17 @@ fn span<T>(s: &Spanned<T>) -> Option<Range<usize>> {
     Some(s.span())
 }
 
-fn step_kind(step: &Step) -> Vec<&'static str> {
-    let mut kinds = Vec::new();
-    if step.read.is_some() {
-        kinds.push("read");
-    }
-    if step.transform.is_some() {
-        kinds.push("transform");
-    }
-    if step.write.is_some() {
-        kinds.push("write");
-    }
-    if step.condition.is_some() {
-        kinds.push("condition");
-    }
-    if step.for_each.is_some() {
-        kinds.push("for_each");
-    }
-    kinds
+/// What checking a flow file finds: every problem, the steps of one kind each, the steps in an
+/// order that respects their dependencies, and what the flow needs from outside.
+pub(crate) struct Checked {
+    pub diagnostics: Vec<Diagnostic>,
+    pub steps: Vec<Step>,
+    pub order: Vec<StepId>,
+    pub references: References,
 }
 
-/// Every problem in `flow`, and the steps in an order that respects their dependencies.
-pub(crate) fn check(flow: &FlowFile) -> (Vec<Diagnostic>, Vec<StepId>, References) {
+/// Checks `flow`, whose steps as written are `tables` (taken out of the file).
+pub(crate) fn check(flow: &FlowFile, tables: Vec<Spanned<StepTable>>) -> Checked {
     let mut out = Vec::new();
     let connections: BTreeSet<&str> = flow
         .connections
@@ -173,16 +163,39 @@ pub(crate) fn check(flow: &FlowFile) -> (Vec<Diagnostic>, Vec<StepId>, Reference
         }
     }
 
-    // Steps.
-    if flow.steps.is_empty() {
+    // Steps: each of exactly one kind; a table of none or several is reported here and its id
+    // still counts as a step, so references to it add no noise.
+    if tables.is_empty() {
         out.push(
             Diagnostic::new("this flow has no steps", span(&flow.name))
                 .help("add at least one `[[steps]]` with `read`, `transform` or `write`"),
         );
     }
-    let mut ids: BTreeMap<&str, &Spanned<Step>> = BTreeMap::new();
-    for step in &flow.steps {
-        let id = &step.get_ref().id;
+    let mut steps = Vec::with_capacity(tables.len());
+    let mut kindless: Vec<Spanned<StepId>> = Vec::new();
+    for table in tables {
+        match table.into_inner().into_step() {
+            Ok(step) => steps.push(step),
+            Err((id, kinds)) => {
+                let name = id.get_ref();
+                out.push(if kinds.is_empty() {
+                    Diagnostic::new(format!("step `{name}` does nothing"), span(&id))
+                        .help("give it one of `read = {...}`, `transform = {...}`, `write = {...}`, `condition = {...}` or `for_each = {...}`")
+                } else {
+                    Diagnostic::new(format!("step `{name}` is both {}", kinds.join(" and ")), span(&id))
+                        .help("split it into one step per kind, the later one naming the earlier as its `input`")
+                });
+                kindless.push(id);
+            }
+        }
+    }
+    // Every id written, with its step when it has exactly one kind.
+    let mut ids: BTreeMap<&str, Option<&Step>> = BTreeMap::new();
+    let written = steps
+        .iter()
+        .map(|s| (&s.id, Some(s)))
+        .chain(kindless.iter().map(|id| (id, None)));
+    for (id, step) in written {
         if ids.contains_key(id.get_ref().as_str()) {
             out.push(
                 Diagnostic::new(
@@ -195,7 +208,8 @@ pub(crate) fn check(flow: &FlowFile) -> (Vec<Diagnostic>, Vec<StepId>, Reference
         }
         ids.insert(id.get_ref().as_str(), step);
     }
-    let produces_records = |id: &str| ids.get(id).is_some_and(|s| s.get_ref().produces_records());
+    let kind_of = |id: &str| ids.get(id).copied().flatten().map(|s| &s.kind);
+    let produces_records = |id: &str| kind_of(id).is_none_or(StepKind::produces_records);
     let unknown_step =
         |reference: &Spanned<StepId>, role: &str, out: &mut Vec<Diagnostic>| -> bool {
             let r = reference.get_ref().as_str();
@@ -213,42 +227,22 @@ pub(crate) fn check(flow: &FlowFile) -> (Vec<Diagnostic>, Vec<StepId>, Reference
             false
         };
 
-    let mut edges: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for spanned in &flow.steps {
-        let step = spanned.get_ref();
+    let mut edges: BTreeMap<&str, Vec<&str>> = kindless
+        .iter()
+        .map(|id| (id.get_ref().as_str(), Vec::new()))
+        .collect();
+    for step in &steps {
         let id = step.id.get_ref().as_str();
-        let kinds = step_kind(step);
-        match kinds.len() {
-            0 => out.push(
-                Diagnostic::new(format!("step `{id}` does nothing"), span(&step.id))
-                    .help("give it one of `read = {...}`, `transform = {...}`, `write = {...}`, `condition = {...}` or `for_each = {...}`"),
-            ),
-            1 => {}
-            _ => out.push(
-                Diagnostic::new(format!("step `{id}` is both {}", kinds.join(" and ")), span(&step.id))
-                    .help("split it into one step per kind, the later one naming the earlier as its `input`"),
-            ),
-        }
         let deps = edges.entry(id).or_default();
-        // A step of several kinds is reported above; its references would only add noise.
-        let mut ignored = Vec::new();
-        let deps = if kinds.len() == 1 { deps } else { &mut ignored };
-        if let Some(read) = &step.read {
+        if let StepKind::Read(read) = &step.kind {
             unknown_connection(&read.get_ref().connection, &mut out);
         }
         // Every kind but `read` takes records from an input (a transform also from a lookup).
-        let lookup = step
-            .transform
-            .as_ref()
-            .and_then(|t| t.get_ref().lookup.as_ref());
-        for (reference, role) in [(step.input(), "input"), (lookup, "lookup")] {
+        for (reference, role) in [(step.input(), "input"), (step.kind.lookup(), "lookup")] {
             let Some(reference) = reference else { continue };
             if unknown_step(reference, role, &mut out) {
                 deps.push(reference.get_ref().as_str());
-                let takes_written = role == "input"
-                    && step
-                        .branch()
-                        .is_some_and(|b| *b.get_ref() == crate::model::Branch::Written);
+                let takes_written = role == "input" && step.branch() == Branch::Written;
                 if !produces_records(reference.get_ref().as_str()) && !takes_written {
                     out.push(Diagnostic::new(
                         format!("{role} `{}` is a write step, which produces no records", reference.get_ref()),
@@ -257,34 +251,35 @@ pub(crate) fn check(flow: &FlowFile) -> (Vec<Diagnostic>, Vec<StepId>, Reference
                 }
             }
         }
-        if let Some(branch) = step.branch() {
-            let input = step
-                .input()
-                .and_then(|i| ids.get(i.get_ref().as_str()))
-                .map(|s| s.get_ref());
+        // A branch of a step with no single kind is not judged: that step is reported already.
+        let input = step.input().map(|i| i.get_ref().as_str());
+        if let Some(branch) = step.kind.branch()
+            && let Some(input) = input.filter(|i| !matches!(ids.get(i), Some(None)))
+        {
+            let input = kind_of(input);
             match branch.get_ref() {
-                crate::model::Branch::Rejected if !input.is_some_and(|s| s.transform.is_some()) => out.push(
+                Branch::Rejected if !matches!(input, Some(StepKind::Transform(_))) => out.push(
                     Diagnostic::new(format!("step `{id}` takes the `rejected` branch, but its input is not a transform"), span(branch))
                         .help("`branch = \"rejected\"` picks the records a transform step rejected (validate, map, lookup, ...); point `input` at one"),
                 ),
-                crate::model::Branch::Written if !input.is_some_and(|s| s.write.is_some()) => out.push(
+                Branch::Written if !matches!(input, Some(StepKind::Write(_))) => out.push(
                     Diagnostic::new(format!("step `{id}` takes the `written` branch, but its input is not a write"), span(branch))
                         .help("`branch = \"written\"` picks the records a write step's upstream accepted, with their ids; point `input` at one"),
                 ),
-                crate::model::Branch::Then | crate::model::Branch::Else if !input.is_some_and(|s| s.condition.is_some()) => out.push(
+                Branch::Then | Branch::Else if !matches!(input, Some(StepKind::Condition(_))) => out.push(
                     Diagnostic::new(format!("step `{id}` takes a `branch`, but its input is not a condition"), span(branch))
                         .help("`branch = \"else\"` picks the records a `condition` step's `when` does not hold for; `branch = \"rejected\"` a transform's rejects; remove it here"),
                 ),
                 _ => {}
             }
         }
-        if step.transform.is_none() && step.config.is_some() {
+        if !matches!(step.kind, StepKind::Transform(_)) && step.config.is_some() {
             out.push(
                 Diagnostic::new(format!("step `{id}` has a `config`, but only transform steps take one"), span(step.config.as_ref().unwrap()))
                     .help("read options go in `read = { ..., options = {...} }`; a condition's test in `condition = { ..., when = \"...\" }`"),
             );
         }
-        if let Some(write) = &step.write {
+        if let StepKind::Write(write) = &step.kind {
             let w = write.get_ref();
             unknown_connection(&w.connection, &mut out);
             let mode = *w.mode.get_ref();
@@ -303,7 +298,7 @@ pub(crate) fn check(flow: &FlowFile) -> (Vec<Diagnostic>, Vec<StepId>, Reference
                 );
             }
         }
-        if let Some(for_each) = &step.for_each {
+        if let StepKind::ForEach(for_each) = &step.kind {
             let f = for_each.get_ref();
             unknown_connection(&f.connection, &mut out);
             if let Some(c) = &f.concurrency {
@@ -320,7 +315,7 @@ pub(crate) fn check(flow: &FlowFile) -> (Vec<Diagnostic>, Vec<StepId>, Reference
                 }
             }
         }
-        if step.read.is_none() {
+        if !matches!(step.kind, StepKind::Read(_)) {
             if let Some((other, _)) = step.run_after.iter().next() {
                 out.push(
                     Diagnostic::new(format!("step `{id}` has a `run_after`, but only read steps, where a branch starts, take one"), span(other))
@@ -334,9 +329,10 @@ pub(crate) fn check(flow: &FlowFile) -> (Vec<Diagnostic>, Vec<StepId>, Reference
                 // A write step that succeeds ends with the run (it takes records until every
                 // source is read), so a branch waiting for its success would never start; its
                 // failure ends it at once.
-                let is_write = ids
-                    .get(other.get_ref().as_str())
-                    .is_some_and(|s| s.get_ref().write.is_some());
+                let is_write = matches!(
+                    kind_of(other.get_ref().as_str()),
+                    Some(StepKind::Write(_))
+                );
                 if is_write && *when.get_ref() != crate::model::RunAfter::Failed {
                     out.push(
                         Diagnostic::new(format!("step `{id}` waits for the write step `{}` to succeed, which it only does when the run ends", other.get_ref()), span(other))
@@ -347,7 +343,8 @@ pub(crate) fn check(flow: &FlowFile) -> (Vec<Diagnostic>, Vec<StepId>, Reference
         }
     }
 
-    let order = topological(&flow.steps, &edges, &mut out);
+    let ids_written: Vec<&Spanned<StepId>> = steps.iter().map(|s| &s.id).chain(&kindless).collect();
+    let order = topological(&ids_written, &edges, &mut out);
 
     // `${var.NAME}`, `secret:NAME` and `env:NAME` in connection and step tables.
     let mut references = References::default();
@@ -362,9 +359,9 @@ pub(crate) fn check(flow: &FlowFile) -> (Vec<Diagnostic>, Vec<StepId>, Reference
             tables.extend(connection.get_ref().auth.iter());
         }
     }
-    for step in &flow.steps {
-        tables.extend(step.get_ref().config.iter());
-        if let Some(read) = &step.get_ref().read {
+    for step in &steps {
+        tables.extend(step.config.iter());
+        if let StepKind::Read(read) = &step.kind {
             tables.extend(read.get_ref().options.iter());
         }
     }
@@ -378,12 +375,9 @@ pub(crate) fn check(flow: &FlowFile) -> (Vec<Diagnostic>, Vec<StepId>, Reference
             &mut out,
         );
     }
-    for step in &flow.steps {
-        if let Some(options) = step
-            .get_ref()
-            .for_each
-            .as_ref()
-            .and_then(|f| f.get_ref().options.as_ref())
+    for step in &steps {
+        if let StepKind::ForEach(f) = &step.kind
+            && let Some(options) = &f.get_ref().options
         {
             scan_table(
                 options.get_ref(),
@@ -395,7 +389,12 @@ pub(crate) fn check(flow: &FlowFile) -> (Vec<Diagnostic>, Vec<StepId>, Reference
             );
         }
     }
-    (out, order, references)
+    Checked {
+        diagnostics: out,
+        steps,
+        order,
+        references,
+    }
 }
 
 /// Checks `${var.NAME}` references (and `${record.FIELD}` where `records` says a record is in
@@ -512,7 +511,7 @@ fn type_check(kind: VarType, value: &toml::Value) -> Result<(), String> {
 /// Steps ordered so each comes after what it depends on; a cycle is reported at the step that
 /// closes it.
 fn topological<'a>(
-    steps: &'a [Spanned<Step>],
+    steps: &[&'a Spanned<StepId>],
     edges: &BTreeMap<&'a str, Vec<&'a str>>,
     out: &mut Vec<Diagnostic>,
 ) -> Vec<StepId> {
@@ -558,7 +557,7 @@ fn topological<'a>(
     let mut cycle = None;
     for step in steps {
         visit(
-            step.get_ref().id.get_ref().as_str(),
+            step.get_ref().as_str(),
             edges,
             &mut marks,
             &mut Vec::new(),
@@ -569,8 +568,8 @@ fn topological<'a>(
     if let Some(cycle) = cycle {
         let at = steps
             .iter()
-            .find(|s| s.get_ref().id.get_ref().as_str() == cycle[0])
-            .map(|s| s.get_ref().id.span());
+            .find(|s| s.get_ref().as_str() == cycle[0])
+            .map(|s| s.span());
         out.push(
             Diagnostic::new(format!("steps depend on each other in a circle: {}", cycle.join(" -> ")), at)
                 .help("a flow is a graph without cycles; break the circle by removing one `input` or `run_after`"),
@@ -578,7 +577,7 @@ fn topological<'a>(
     }
     let by_id: BTreeMap<&str, &StepId> = steps
         .iter()
-        .map(|s| (s.get_ref().id.get_ref().as_str(), s.get_ref().id.get_ref()))
+        .map(|s| (s.get_ref().as_str(), s.get_ref()))
         .collect();
     order
         .into_iter()

@@ -347,12 +347,29 @@ impl Runner {
             .tenant_slots(&context.tenant)
             .acquire_owned()
             .await;
+        // Everything the host does for this call (requests, logs, state) is told apart by
+        // whose call it is.
+        let span = tracing::info_span!(
+            "plugin_call",
+            tenant = %context.tenant,
+            flow = context.flow.as_deref().unwrap_or_default(),
+            run = context.run.as_deref().unwrap_or_default(),
+            step = context.step.as_deref().unwrap_or_default(),
+            plugin = %self.name,
+            connection = connection.as_deref().unwrap_or_default(),
+        );
         let mut store = self.store(context, connection);
         let wall = self.inner.limits.wall_time;
-        let outcome = tokio::time::timeout(wall, async {
-            let instance = pre.instantiate(&mut store).await?;
-            call(&instance, &mut store).await
-        })
+        let outcome = tokio::time::timeout(
+            wall,
+            tracing::Instrument::instrument(
+                async {
+                    let instance = pre.instantiate(&mut store).await?;
+                    call(&instance, &mut store).await
+                },
+                span,
+            ),
+        )
         .await;
         // Whatever text the plugin supplied is scrubbed and escaped here, before the engine,
         // the store or a terminal sees it.

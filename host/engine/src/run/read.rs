@@ -1,0 +1,177 @@
+//! Read steps: a connector's stream or a dataset, page by page, or the records of webhook
+//! events; each page pushed downstream before the next is asked for.
+
+use weft_flow::StepId;
+use weft_flow::model::SyncMode;
+use weft_runtime::ReadRequest;
+use weft_runtime::bindings;
+use weft_store::StoreError;
+
+use super::call::{bounded, with_retry};
+use super::records::{self, Record};
+use super::{Execution, Include, Stop};
+use crate::plan::{BoundConnector, Endpoint, ReadWork, Work};
+
+/// Pages of a dataset read when the step does not say.
+const DATASET_PAGE: u32 = 500;
+
+fn sync_mode(mode: SyncMode) -> bindings::SyncMode {
+    match mode {
+        SyncMode::Full => bindings::SyncMode::Full,
+        SyncMode::Incremental => bindings::SyncMode::Incremental,
+    }
+}
+
+impl Execution<'_> {
+    /// Reads `source` page by page, pushing each page downstream; commits the cursor after each
+    /// page whose writes all succeeded (incremental reads only: a full read starts over).
+    pub(super) async fn read(
+        &mut self,
+        source: &StepId,
+        include: Include<'_>,
+        commit: bool,
+    ) -> Result<(), StoreError> {
+        if let Some(events) = self.injected.remove(source) {
+            let records: Vec<Record> = events.iter().map(records::from_value).collect();
+            let failed = self.deliver(source, &records, include).await?;
+            return self.finish(source, failed).await;
+        }
+        let Work::Read(work) = &self.planned(source).work else {
+            unreachable!("sources are read steps")
+        };
+        match &work.from {
+            Endpoint::Dataset => self.read_dataset(source, work, include).await,
+            Endpoint::Connector(connector) => {
+                self.read_connector(source, work, connector, include, commit)
+                    .await
+            }
+        }
+    }
+
+    async fn read_connector(
+        &mut self,
+        source: &StepId,
+        work: &ReadWork,
+        connector: &BoundConnector,
+        include: Include<'_>,
+        commit: bool,
+    ) -> Result<(), StoreError> {
+        let flow_name = self.flow.file.name.get_ref().to_string();
+        let mut cursor = match work.sync {
+            SyncMode::Incremental => {
+                self.store
+                    .cursor_get(&self.options.tenant, &flow_name, source.as_str())
+                    .await?
+            }
+            SyncMode::Full => None,
+        };
+        let context = self.context_for(source);
+        let timeout = self.planned(source).timeout;
+        self.record(source);
+        loop {
+            let request = ReadRequest {
+                stream: work.stream.clone(),
+                mode: sync_mode(work.sync),
+                cursor: cursor.clone(),
+                page_size: work.page_size,
+                options: work.options.clone(),
+            };
+            let page = bounded(
+                timeout,
+                with_retry(&self.options.retry, || {
+                    connector.plugin.read(
+                        &context,
+                        &connector.connection,
+                        &connector.config,
+                        request.clone(),
+                    )
+                }),
+            )
+            .await;
+            let page = match page {
+                Ok(page) => page,
+                Err(e) => return self.finish(source, Some(e.to_string())).await,
+            };
+            if let Some(total) = page.total {
+                self.totals.insert(source.clone(), total);
+            }
+            let records = match records::split(&page.records) {
+                Ok(records) => records,
+                Err(e) => {
+                    let why = format!("the connector returned records that are not a JSON array: {e}");
+                    return self.finish(source, Some(why)).await;
+                }
+            };
+            if let Some(failed) = self.deliver(source, &records, include).await? {
+                // The page's writes were not all acknowledged: keep the cursor where it was.
+                return self.finish(source, Some(failed)).await;
+            }
+            if commit
+                && work.sync == SyncMode::Incremental
+                && let Some(next) = &page.next_cursor
+            {
+                self.store
+                    .cursor_set(&self.options.tenant, &flow_name, source.as_str(), next)
+                    .await?;
+            }
+            if page.done {
+                break;
+            }
+            cursor = page.next_cursor;
+        }
+        self.finish(source, None).await
+    }
+
+    /// Reads a dataset in key order, a page at a time.
+    async fn read_dataset(
+        &mut self,
+        source: &StepId,
+        work: &ReadWork,
+        include: Include<'_>,
+    ) -> Result<(), StoreError> {
+        let page_size = work.page_size.unwrap_or(DATASET_PAGE).max(1);
+        let mut after: Option<String> = None;
+        self.record(source);
+        loop {
+            let rows = self
+                .store
+                .dataset_page(&self.options.tenant, &work.stream, after.as_deref(), page_size)
+                .await?;
+            let done = rows.len() < page_size as usize;
+            after = rows.last().map(|(k, _)| k.clone());
+            // Rows hold what weft wrote, JSON checked on the way in.
+            let records: Vec<Record> = rows
+                .into_iter()
+                .filter_map(|(_, text)| serde_json::value::RawValue::from_string(text).ok())
+                .collect();
+            if let Some(failed) = self.deliver(source, &records, include).await? {
+                return self.finish(source, Some(failed)).await;
+            }
+            if done {
+                break;
+            }
+        }
+        self.finish(source, None).await
+    }
+
+    /// Counts a page a source produced and pushes it downstream; why the source must stop, if
+    /// a step downstream failed.
+    async fn deliver(
+        &mut self,
+        source: &StepId,
+        records: &[Record],
+        include: Include<'_>,
+    ) -> Result<Option<String>, StoreError> {
+        let record = self.record(source);
+        record.pages += 1;
+        record.records_in += records.len() as u64;
+        record.records_out += records.len() as u64;
+        self.save(source).await?;
+        self.keep(source, records);
+        match self.propagate(source, records, include).await {
+            Ok(()) => Ok(None),
+            Err(Stop::Step(failed)) => Ok(Some(format!("stopped because step `{failed}` failed"))),
+            Err(Stop::Store(e)) => Err(e),
+        }
+    }
+}
