@@ -39,6 +39,10 @@ pub(crate) struct Dialect {
     /// Ends a `SELECT` of rows the same transaction goes on to change, so that a concurrent
     /// writer waits for it.
     pub(crate) lock_selected: &'static str,
+    /// Takes a lock on the name bound to `$1` until the transaction ends, where the write
+    /// transaction alone does not keep concurrent writers from deciding on the same rows (on a
+    /// count of them, say, which no row lock covers).
+    pub(crate) lock_name: Option<&'static str>,
     /// Run first in the migration transaction, where the transaction alone does not keep two
     /// processes from applying the same migration.
     pub(crate) migration_lock: Option<&'static str>,

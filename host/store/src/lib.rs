@@ -12,7 +12,7 @@
 //! never sees plaintext; the cipher lives in `weft-capabilities`) and `migrations` (the schema).
 //! The records they take and return are declared here and in `runs`. Their SQL is written once,
 //! with `$1`-style placeholders, which both databases accept. What differs between the databases
-//! (opening a pool, starting a write transaction, row and migration locks, the byte string
+//! (opening a pool, starting a write transaction, row, name and migration locks, the byte string
 //! type, which error codes are transient) is in `dialect`, the one place that matches on the
 //! database.
 //!

@@ -34,8 +34,8 @@ impl Store {
     /// Writes one state value, replacing any previous one. Refused when the key or value is over
     /// its limit, or when the key is new and the scope already holds the maximum number of keys.
     ///
-    /// The key count is checked by the statement that writes, so concurrent writers cannot
-    /// together take a scope over its limit.
+    /// The key count is checked by the statement that writes, in a write transaction holding
+    /// the scope's lock, so concurrent writers cannot together take a scope over its limit.
     pub async fn state_set(
         &self,
         scope: &StateScope,
@@ -52,9 +52,14 @@ impl Store {
             });
         }
         let max_keys = i64::try_from(limits.max_keys_per_scope).unwrap_or(i64::MAX);
+        let dialect = self.pool.dialect();
         let (tenant, plugin, connection, flow) = scope.parts();
         let action = || format!("write state key {key:?} ({scope})");
         let written = on_database!(self, action(), |pool| {
+            let mut tx = pool.begin_with(dialect.begin_write).await?;
+            if let Some(lock) = dialect.lock_name {
+                execute!(&mut *tx, lock, scope.to_string())?;
+            }
             let insert = sqlx::query(
                 "INSERT INTO plugin_state (tenant, plugin, connection, flow, key, value, updated_at)
                  SELECT $1, $2, $3, $4, $5, $6, $7
@@ -67,7 +72,10 @@ impl Store {
                  DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
             );
             let insert = bind!(insert, tenant, plugin, connection, flow, key, value);
-            let written = bind!(insert, now_millis(), max_keys).execute(pool).await?;
+            let written = bind!(insert, now_millis(), max_keys)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
             Ok(written.rows_affected())
         })?;
         if written > 0 {

@@ -10,6 +10,7 @@ use crate::StoreError;
 pub(crate) const DIALECT: Dialect = Dialect {
     begin_write: "BEGIN",
     lock_selected: " FOR UPDATE",
+    lock_name: Some("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"),
     // Every weft process migrating the same database takes this advisory lock first; its key is
     // 0x7765_6674, "weft".
     migration_lock: Some("SELECT pg_advisory_xact_lock(2003134068)"),

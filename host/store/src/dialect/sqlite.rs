@@ -13,9 +13,10 @@ pub(crate) const DIALECT: Dialect = Dialect {
     // Every write transaction takes the write lock up front: a deferred transaction that reads
     // and then writes cannot wait for a concurrent writer (SQLite answers BUSY_SNAPSHOT at
     // once), where an immediate one waits under the busy timeout. That lock also keeps two
-    // processes from migrating at once, and makes row locks needless.
+    // processes from migrating at once, and makes row and name locks needless.
     begin_write: "BEGIN IMMEDIATE",
     lock_selected: "",
+    lock_name: None,
     migration_lock: None,
     bytes_type: "BLOB",
     transient_code,
