@@ -16,33 +16,20 @@ impl Store {
         flow: &str,
         event: &StoredEvent,
     ) -> Result<bool, StoreError> {
-        let StoredEvent {
-            event_id,
-            stream,
-            action,
-            record,
-            ..
-        } = event;
-        let describe = || format!("keep webhook event {event_id} of flow {flow}");
-        let kept = on_database!(self, describe(), |pool| {
-            let sql = "INSERT INTO webhook_events
-                         (tenant, flow, event_id, seq, stream, action, record, received_at)
-                       VALUES ($1, $2, $3,
-                               (SELECT COALESCE(MAX(seq), 0) + 1 FROM webhook_events
-                                WHERE tenant = $1 AND flow = $2),
-                               $4, $5, $6, $7)
-                       ON CONFLICT (tenant, flow, event_id) DO NOTHING";
-            execute!(
-                pool,
-                sql,
-                tenant,
-                flow,
-                event_id,
-                stream,
-                action,
-                record,
-                now_millis()
-            )
+        let action = || format!("keep webhook event {} of flow {flow}", event.event_id);
+        let kept = on_database!(self, action(), |pool| {
+            let insert = sqlx::query(
+                "INSERT INTO webhook_events
+                   (tenant, flow, event_id, seq, stream, action, record, received_at)
+                 VALUES ($1, $2, $3,
+                         (SELECT COALESCE(MAX(seq), 0) + 1 FROM webhook_events
+                          WHERE tenant = $1 AND flow = $2),
+                         $4, $5, $6, $7)
+                 ON CONFLICT (tenant, flow, event_id) DO NOTHING",
+            );
+            let insert = bind!(insert, tenant, flow, &event.event_id, &event.stream);
+            let insert = bind!(insert, &event.action, &event.record, now_millis());
+            Ok(insert.execute(pool).await?.rows_affected())
         })?;
         Ok(kept > 0)
     }
@@ -110,7 +97,8 @@ impl Store {
     ) -> Result<(), StoreError> {
         let s = subscription;
         let action = || format!("keep the webhook subscription of flow {}", s.flow);
-        let (events, expires_at) = (s.events.join("\n"), s.expires_at.map(millis));
+        let (expires_at, created_at) = (s.expires_at.map(millis), millis(s.created_at));
+        let events = s.events.join("\n");
         let events = events.as_str();
         on_database!(self, action(), |pool| {
             let upsert = sqlx::query(
@@ -123,15 +111,8 @@ impl Store {
                    expires_at = excluded.expires_at, created_at = excluded.created_at",
             );
             let upsert = bind!(upsert, tenant, &s.flow, &s.connection, &s.subscription_id);
-            bind!(
-                upsert,
-                &s.callback_url,
-                events,
-                expires_at,
-                millis(s.created_at)
-            )
-            .execute(pool)
-            .await?;
+            let upsert = bind!(upsert, &s.callback_url, events, expires_at, created_at);
+            upsert.execute(pool).await?;
             Ok(())
         })
     }
