@@ -116,18 +116,9 @@ impl StoreError {
         };
         match source {
             sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::WorkerCrashed => true,
-            sqlx::Error::Database(db) => {
-                let code = db.code().unwrap_or_default();
-                // SQLite: BUSY (5) and LOCKED (6), with their extended codes (BUSY_SNAPSHOT 517, ...).
-                let sqlite = code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6));
-                // PostgreSQL: serialization failure, deadlock, connection exceptions (class 08),
-                // and the server shutting the connection (57P01-57P03).
-                let postgres = matches!(
-                    code.as_ref(),
-                    "40001" | "40P01" | "57P01" | "57P02" | "57P03"
-                ) || code.starts_with("08");
-                sqlite || postgres
-            }
+            sqlx::Error::Database(db) => db
+                .code()
+                .is_some_and(|code| crate::dialect::transient_code(&code)),
             _ => false,
         }
     }

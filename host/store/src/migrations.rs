@@ -1,8 +1,11 @@
 //! The schema, as an ordered list of migrations.
 //!
 //! Migrations are append-only: a released migration is never edited, a change is a new one. The
-//! SQL sticks to what SQLite and PostgreSQL share (TEXT, BIGINT, BLOB/BYTEA aside) so the
-//! PostgreSQL implementation can carry the same list with only type spellings changed.
+//! SQL sticks to what SQLite and PostgreSQL share (TEXT, BIGINT), and spells byte strings `BLOB`,
+//! which each database's dialect renames where it has to.
+
+use crate::dialect::on_database;
+use crate::{Store, StoreError, now_millis, query_err};
 
 /// One schema change.
 #[derive(Debug, Clone, Copy)]
@@ -172,6 +175,75 @@ CREATE TABLE tokens (
 ];
 
 /// The newest schema version this build knows.
-pub(crate) fn latest_version() -> i64 {
+fn latest_version() -> i64 {
     MIGRATIONS.last().map(|m| m.version).unwrap_or(0)
+}
+
+impl Store {
+    /// Applies pending migrations in one write transaction, under the migration lock where the
+    /// database needs one, so two processes opening it at once cannot both apply the same
+    /// migration. Refuses a database a newer weft has migrated.
+    pub(crate) async fn migrate(&self) -> Result<(), StoreError> {
+        let dialect = self.pool.dialect();
+        on_database!(self, |pool| {
+            let mut tx = pool
+                .begin_with(dialect.begin_write)
+                .await
+                .map_err(query_err("start the migration transaction"))?;
+            if let Some(lock) = dialect.migration_lock {
+                sqlx::raw_sql(lock)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(query_err("take the migration lock"))?;
+            }
+            sqlx::raw_sql(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (
+                     version     BIGINT PRIMARY KEY,
+                     name        TEXT   NOT NULL,
+                     applied_at  BIGINT NOT NULL
+                 )",
+            )
+            .execute(&mut *tx)
+            .await
+            .map_err(query_err("create schema_migrations"))?;
+            let current = sqlx::query_scalar::<_, i64>(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            )
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(query_err("read the schema version"))?;
+            if current > latest_version() {
+                return Err(StoreError::SchemaTooNew {
+                    found: current,
+                    supported: latest_version(),
+                });
+            }
+            for migration in MIGRATIONS.iter().filter(|m| m.version > current) {
+                let fail = |source| StoreError::Migration {
+                    version: migration.version,
+                    name: migration.name,
+                    source,
+                };
+                sqlx::raw_sql(&dialect.schema_sql(migration.sql))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(fail)?;
+                sqlx::query(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+                )
+                .bind(migration.version)
+                .bind(migration.name)
+                .bind(now_millis())
+                .execute(&mut *tx)
+                .await
+                .map_err(fail)?;
+                tracing::info!(
+                    version = migration.version,
+                    name = migration.name,
+                    "applied state database migration"
+                );
+            }
+            tx.commit().await.map_err(query_err("commit migrations"))
+        })
+    }
 }

@@ -1,7 +1,11 @@
 //! Runs of flows: their steps with counts and durations, the cursors reads resume from, and the
-//! error log of records that failed.
+//! error log of records that failed. Also the other records the store returns (datasets, webhook
+//! events and subscriptions, flow leases), whose operations are in their own modules.
 
 use std::time::SystemTime;
+
+use crate::dialect::{bind, execute, on_database};
+use crate::{Store, StoreError, millis, millis_to_time, now_millis};
 
 /// One run of a flow.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,50 +77,6 @@ pub enum Upserted {
     Unchanged,
 }
 
-/// What one page of dataset upserts does, worked out in memory from the records the keys hold
-/// now: one outcome per row, in order (a key repeated in the page sees its earlier row), and
-/// the rows to write, once per key, in the page's order of their last occurrence.
-pub(crate) fn upsert_plan(
-    rows: &[(String, String)],
-    existing: std::collections::HashMap<String, String>,
-) -> (Vec<Upserted>, Vec<(&str, &str)>) {
-    let mut current: std::collections::HashMap<&str, (&str, bool)> =
-        std::collections::HashMap::with_capacity(rows.len());
-    let mut outcomes = Vec::with_capacity(rows.len());
-    let mut order: Vec<&str> = Vec::new();
-    for (key, record) in rows {
-        let before: Option<&str> = match current.get(key.as_str()) {
-            Some((r, _)) => Some(r),
-            None => existing.get(key).map(String::as_str),
-        };
-        let outcome = match before {
-            Some(old) if old == record => Upserted::Unchanged,
-            Some(_) => Upserted::Updated,
-            None => Upserted::Created,
-        };
-        let changed =
-            outcome != Upserted::Unchanged || current.get(key.as_str()).is_some_and(|(_, c)| *c);
-        if !current.contains_key(key.as_str()) {
-            order.push(key);
-        }
-        current.insert(key, (record, changed));
-        outcomes.push(outcome);
-    }
-    let writes = order
-        .into_iter()
-        .filter_map(|k| {
-            current
-                .get(k)
-                .filter(|(_, changed)| *changed)
-                .map(|(r, _)| (k, *r))
-        })
-        .collect();
-    (outcomes, writes)
-}
-
-/// Rows per multi-row statement: five parameters each, well under both databases' limits.
-pub(crate) const UPSERT_CHUNK: usize = 1_000;
-
 /// A dataset and its size.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DatasetInfo {
@@ -187,10 +147,264 @@ pub enum LeaseOutcome {
     Held(FlowLease),
 }
 
-/// The error a run abandoned by its process gets.
-pub(crate) fn abandoned_reason(holder: &str, lapsed_at_ms: i64) -> String {
-    format!(
-        "abandoned: the process running it ({holder}) stopped renewing its lease, which lapsed at {} ms since the epoch; the next run resumes from the last committed checkpoint",
-        lapsed_at_ms
-    )
+/// A `runs` row as [`RUN_COLUMNS`] selects it.
+type RunRow = (
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+    i64,
+    Option<i64>,
+    Option<String>,
+);
+
+const RUN_COLUMNS: &str = "id, tenant, flow, environment, status, started_at, finished_at, error";
+
+fn run_record(
+    (id, tenant, flow, environment, status, started_at, finished_at, error): RunRow,
+) -> RunRecord {
+    RunRecord {
+        id,
+        tenant,
+        flow,
+        environment,
+        status,
+        started_at: millis_to_time(started_at),
+        finished_at: finished_at.map(millis_to_time),
+        error,
+    }
+}
+
+/// A `step_runs` row as [`STEP_COLUMNS`] selects it.
+type StepRow = (
+    String,
+    String,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    Option<i64>,
+    Option<String>,
+);
+
+const STEP_COLUMNS: &str =
+    "step, status, pages, records_in, records_out, failed, started_at, finished_at, error";
+
+fn step_record(
+    (step, status, pages, records_in, records_out, failed, started_at, finished_at, error): StepRow,
+) -> StepRunRecord {
+    StepRunRecord {
+        step,
+        status,
+        pages: pages as u64,
+        records_in: records_in as u64,
+        records_out: records_out as u64,
+        failed: failed as u64,
+        started_at: millis_to_time(started_at),
+        finished_at: finished_at.map(millis_to_time),
+        error,
+    }
+}
+
+/// Runs, steps, cursors and the error log.
+impl Store {
+    /// Records the start of a run.
+    pub async fn run_start(
+        &self,
+        id: &str,
+        tenant: &str,
+        flow: &str,
+        environment: Option<&str>,
+    ) -> Result<(), StoreError> {
+        on_database!(self, format!("record the start of run {id}"), |pool| {
+            let sql = "INSERT INTO runs (id, tenant, flow, environment, status, started_at)
+                       VALUES ($1, $2, $3, $4, 'running', $5)";
+            execute!(pool, sql, id, tenant, flow, environment, now_millis())
+        })?;
+        Ok(())
+    }
+
+    /// Records how a run ended.
+    pub async fn run_finish(
+        &self,
+        id: &str,
+        status: &str,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        on_database!(self, format!("record the end of run {id}"), |pool| {
+            let sql = "UPDATE runs SET status = $1, finished_at = $2, error = $3 WHERE id = $4";
+            execute!(pool, sql, status, now_millis(), error, id)
+        })?;
+        Ok(())
+    }
+
+    /// Writes a step's current state (insert or replace).
+    pub async fn step_save(&self, run_id: &str, step: &StepRunRecord) -> Result<(), StoreError> {
+        let action = || format!("save step {} of run {run_id}", step.step);
+        let [pages, records_in, records_out, failed] =
+            [step.pages, step.records_in, step.records_out, step.failed].map(|n| n as i64);
+        let (started_at, finished_at) = (millis(step.started_at), step.finished_at.map(millis));
+        on_database!(self, action(), |pool| {
+            let upsert = sqlx::query(
+                "INSERT INTO step_runs (run_id, step, status, pages, records_in, records_out,
+                                        failed, started_at, finished_at, error)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                 ON CONFLICT (run_id, step) DO UPDATE SET status = excluded.status,
+                   pages = excluded.pages, records_in = excluded.records_in,
+                   records_out = excluded.records_out, failed = excluded.failed,
+                   finished_at = excluded.finished_at, error = excluded.error",
+            );
+            let upsert = bind!(upsert, run_id, &step.step, &step.status, pages);
+            let upsert = bind!(upsert, records_in, records_out, failed, started_at);
+            bind!(upsert, finished_at, &step.error)
+                .execute(pool)
+                .await?;
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    /// The most recent runs of a tenant, newest first.
+    pub async fn runs_list(&self, tenant: &str, limit: u32) -> Result<Vec<RunRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE tenant = $1
+             ORDER BY started_at DESC, id DESC LIMIT $2"
+        );
+        let sql = sql.as_str();
+        let rows: Vec<RunRow> = on_database!(self, "list runs", |pool| {
+            let query = sqlx::query_as(sql);
+            bind!(query, tenant, i64::from(limit)).fetch_all(pool).await
+        })?;
+        Ok(rows.into_iter().map(run_record).collect())
+    }
+
+    /// The most recent runs of one flow, newest first; with `status`, only runs that ended so.
+    pub async fn flow_runs(
+        &self,
+        tenant: &str,
+        flow: &str,
+        status: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<RunRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM runs
+             WHERE tenant = $1 AND flow = $2 AND ($3 IS NULL OR status = $3)
+             ORDER BY started_at DESC, id DESC LIMIT $4"
+        );
+        let sql = sql.as_str();
+        let rows: Vec<RunRow> = on_database!(self, format!("list runs of flow {flow}"), |pool| {
+            bind!(sqlx::query_as(sql), tenant, flow, status, i64::from(limit))
+                .fetch_all(pool)
+                .await
+        })?;
+        Ok(rows.into_iter().map(run_record).collect())
+    }
+
+    /// One run and its steps.
+    pub async fn run_get(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<(RunRecord, Vec<StepRunRecord>)>, StoreError> {
+        let run_sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE tenant = $1 AND id = $2");
+        let steps_sql = format!(
+            "SELECT {STEP_COLUMNS} FROM step_runs WHERE run_id = $1 ORDER BY started_at, step"
+        );
+        let (run_sql, steps_sql) = (run_sql.as_str(), steps_sql.as_str());
+        let found: Option<(RunRow, Vec<StepRow>)> =
+            on_database!(self, format!("read run {id}"), |pool| {
+                let run = bind!(sqlx::query_as(run_sql), tenant, id)
+                    .fetch_optional(pool)
+                    .await?;
+                let Some(run) = run else { return Ok(None) };
+                let steps = sqlx::query_as(steps_sql).bind(id).fetch_all(pool).await?;
+                Ok(Some((run, steps)))
+            })?;
+        Ok(found.map(|(run, steps)| {
+            (
+                run_record(run),
+                steps.into_iter().map(step_record).collect(),
+            )
+        }))
+    }
+
+    /// Adds a failed record to a run's error log.
+    pub async fn error_append(
+        &self,
+        run_id: &str,
+        step: &str,
+        record: Option<&str>,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        let action = || format!("log a failed record of run {run_id}");
+        on_database!(self, action(), |pool| {
+            let sql = "INSERT INTO run_errors (run_id, seq, step, record, error, created_at)
+                       VALUES ($1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM run_errors
+                                    WHERE run_id = $1),
+                               $2, $3, $4, $5)";
+            execute!(pool, sql, run_id, step, record, error, now_millis())
+        })?;
+        Ok(())
+    }
+
+    /// A run's error log, in the order the failures happened.
+    pub async fn run_errors(&self, run_id: &str) -> Result<Vec<ErrorEntry>, StoreError> {
+        let action = || format!("read the error log of run {run_id}");
+        let rows: Vec<(i64, String, Option<String>, String, i64)> =
+            on_database!(self, action(), |pool| {
+                let sql = "SELECT seq, step, record, error, created_at FROM run_errors
+                           WHERE run_id = $1 ORDER BY seq";
+                sqlx::query_as(sql).bind(run_id).fetch_all(pool).await
+            })?;
+        Ok(rows
+            .into_iter()
+            .map(|(seq, step, record, error, created_at)| ErrorEntry {
+                seq: seq as u64,
+                step,
+                record,
+                error,
+                created_at: millis_to_time(created_at),
+            })
+            .collect())
+    }
+
+    /// Where a read step of a flow resumes from.
+    pub async fn cursor_get(
+        &self,
+        tenant: &str,
+        flow: &str,
+        step: &str,
+    ) -> Result<Option<String>, StoreError> {
+        on_database!(self, format!("read the cursor of {flow}/{step}"), |pool| {
+            let sql = "SELECT cursor FROM cursors WHERE tenant = $1 AND flow = $2 AND step = $3";
+            bind!(sqlx::query_scalar(sql), tenant, flow, step)
+                .fetch_optional(pool)
+                .await
+        })
+    }
+
+    /// Commits a read step's cursor. Callers do this only after every write depending on the
+    /// pages before it was acknowledged.
+    pub async fn cursor_set(
+        &self,
+        tenant: &str,
+        flow: &str,
+        step: &str,
+        cursor: &str,
+    ) -> Result<(), StoreError> {
+        on_database!(
+            self,
+            format!("commit the cursor of {flow}/{step}"),
+            |pool| {
+                let sql = "INSERT INTO cursors (tenant, flow, step, cursor, updated_at)
+                       VALUES ($1, $2, $3, $4, $5)
+                       ON CONFLICT (tenant, flow, step)
+                       DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at";
+                execute!(pool, sql, tenant, flow, step, cursor, now_millis())
+            }
+        )?;
+        Ok(())
+    }
 }

@@ -1,17 +1,131 @@
-//! The store against a real SQLite file in a temporary directory.
+//! The store on every database it supports: each behaviour runs once on a SQLite file in a
+//! temporary directory and once on PostgreSQL (127.0.0.1:5432, or `WEFT_TEST_POSTGRES`), in a
+//! schema of its own, through `on_both!`. Only what a SQLite file alone has (its creation, WAL
+//! mode, private modes, databases in memory) is tested on SQLite only.
 
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use sqlx::Connection as _;
 use weft_store::{MIGRATIONS, StateLimits, StateScope, Store, StoreError};
+
+/// The database one test runs on.
+enum TestDatabase {
+    /// A SQLite file in a temporary directory.
+    Sqlite(tempfile::TempDir),
+    /// A fresh schema on the test server, and the URL that reaches it.
+    Postgres { schema: String, url: String },
+}
+
+fn admin_url() -> String {
+    std::env::var("WEFT_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+async fn admin() -> sqlx::PgConnection {
+    sqlx::PgConnection::connect(&admin_url())
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL at {} is needed for the store tests (.ci/run starts it): {e}",
+                admin_url()
+            )
+        })
+}
+
+impl TestDatabase {
+    fn sqlite() -> Self {
+        Self::Sqlite(tempfile::tempdir().unwrap())
+    }
+
+    async fn postgres() -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let schema = format!(
+            "weft_test_{}_{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        sqlx::raw_sql(&format!(
+            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+        ))
+        .execute(&mut admin().await)
+        .await
+        .unwrap();
+        let separator = if admin_url().contains('?') { '&' } else { '?' };
+        let url = format!(
+            "{}{separator}options=-c%20search_path%3D{schema}",
+            admin_url()
+        );
+        Self::Postgres { schema, url }
+    }
+
+    /// A store on the database, with a pool of its own, as another weft process would open it.
+    async fn open(&self) -> Result<Store, StoreError> {
+        match self {
+            Self::Sqlite(dir) => Store::open_sqlite(dir.path().join("weft.db")).await,
+            Self::Postgres { url, .. } => Store::open_postgres(url).await,
+        }
+    }
+
+    /// Runs `sql` on the database behind the store's back.
+    async fn execute(&self, sql: &str) {
+        match self {
+            Self::Sqlite(dir) => {
+                let url = format!("sqlite://{}", dir.path().join("weft.db").display());
+                let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+                sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+            }
+            Self::Postgres { url, .. } => {
+                let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+                sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+            }
+        }
+    }
+
+    /// Drops the PostgreSQL schema; the SQLite directory goes with the value.
+    async fn remove(self) {
+        if let Self::Postgres { schema, .. } = self {
+            sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                .execute(&mut admin().await)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+/// `on_both!(name, |store| { ... })`, or `|store, database|` for a test that also reopens or
+/// edits the database: a module `name` with the test `sqlite` and the test `postgres`.
+macro_rules! on_both {
+    ($(#[$doc:meta])* $name:ident, |$store:ident| $body:block) => {
+        on_both!($(#[$doc])* $name, |$store, _database| $body);
+    };
+    ($(#[$doc:meta])* $name:ident, |$store:ident, $database:ident| $body:block) => {
+        $(#[$doc])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn check($store: weft_store::Store, $database: &$crate::TestDatabase) $body
+
+            async fn on(database: $crate::TestDatabase) {
+                check(database.open().await.unwrap(), &database).await;
+                database.remove().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                on($crate::TestDatabase::sqlite()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                on($crate::TestDatabase::postgres().await).await;
+            }
+        }
+    };
+}
 
 fn scope(flow: &str) -> StateScope {
     StateScope::new("default", "zendesk", "zendesk", flow)
-}
-
-async fn file_store() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_sqlite(dir.path().join("nested/dir/weft.db"))
-        .await
-        .unwrap();
-    (dir, store)
 }
 
 #[tokio::test]
@@ -25,58 +139,52 @@ async fn creates_file_and_parent_dirs_in_wal_mode() {
     assert!(dir.path().join("a/b/weft.db-wal").exists());
 }
 
+#[cfg(unix)]
 #[tokio::test]
-async fn applies_migrations_once_and_records_them() {
+async fn keeps_the_database_and_its_directory_private() {
+    use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("weft.db");
-    let latest = MIGRATIONS.last().unwrap().version;
-    {
-        let store = Store::open_sqlite(&path).await.unwrap();
-        assert_eq!(store.schema_version().await.unwrap(), latest);
-        store.state_set(&scope("f"), "cursor", b"42").await.unwrap();
-    }
-    // Reopening applies nothing again and keeps the data.
+    let path = dir.path().join("data/weft.db");
     let store = Store::open_sqlite(&path).await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), latest);
-    assert_eq!(
-        store
-            .state_get(&scope("f"), "cursor")
-            .await
-            .unwrap()
-            .as_deref(),
-        Some(&b"42"[..])
-    );
+    store.state_set(&scope("f"), "k", b"v").await.unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir.path().join("data")), 0o700);
+    assert_eq!(mode(&path), 0o600);
+    assert_eq!(mode(&dir.path().join("data/weft.db-wal")), 0o600);
 }
 
-#[tokio::test]
-async fn refuses_database_from_newer_weft() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("weft.db");
-    drop(Store::open_sqlite(&path).await.unwrap());
-    // Simulate a newer weft having migrated the file.
-    {
-        use sqlx::Connection;
-        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
-            .await
-            .unwrap();
-        sqlx::query(
+on_both!(
+    applies_migrations_once_and_records_them,
+    |store, database| {
+        let latest = MIGRATIONS.last().unwrap().version;
+        assert_eq!(store.schema_version().await.unwrap(), latest);
+        store.state_set(&scope("f"), "cursor", b"42").await.unwrap();
+        drop(store);
+        // Reopening applies nothing again and keeps the data.
+        let store = database.open().await.unwrap();
+        assert_eq!(store.schema_version().await.unwrap(), latest);
+        let kept = store.state_get(&scope("f"), "cursor").await.unwrap();
+        assert_eq!(kept.as_deref(), Some(&b"42"[..]));
+    }
+);
+
+on_both!(refuses_database_from_newer_weft, |store, database| {
+    drop(store);
+    // Simulate a newer weft having migrated the database.
+    database
+        .execute(
             "INSERT INTO schema_migrations (version, name, applied_at) VALUES (999, 'future', 0)",
         )
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    }
-    let err = Store::open_sqlite(&path).await.unwrap_err();
+        .await;
+    let err = database.open().await.unwrap_err();
     assert!(
         matches!(err, StoreError::SchemaTooNew { found: 999, .. }),
         "{err}"
     );
     assert!(err.to_string().contains("upgrade weft"), "{err}");
-}
+});
 
-#[tokio::test]
-async fn state_round_trips_and_deletes() {
-    let (_dir, store) = file_store().await;
+on_both!(state_round_trips_and_deletes, |store| {
     let s = scope("flow-a");
     assert_eq!(store.state_get(&s, "cursor").await.unwrap(), None);
     store.state_set(&s, "cursor", b"page-1").await.unwrap();
@@ -88,11 +196,9 @@ async fn state_round_trips_and_deletes() {
     assert!(store.state_delete(&s, "cursor").await.unwrap());
     assert!(!store.state_delete(&s, "cursor").await.unwrap());
     assert_eq!(store.state_get(&s, "cursor").await.unwrap(), None);
-}
+});
 
-#[tokio::test]
-async fn state_scopes_do_not_collide() {
-    let (_dir, store) = file_store().await;
+on_both!(state_scopes_do_not_collide, |store| {
     store.state_set(&scope("flow-a"), "k", b"a").await.unwrap();
     store.state_set(&scope("flow-b"), "k", b"b").await.unwrap();
     let other_tenant = StateScope::new("acme", "zendesk", "zendesk", "flow-a");
@@ -113,11 +219,9 @@ async fn state_scopes_do_not_collide() {
             .unwrap(),
         b"b"
     );
-}
+});
 
-#[tokio::test]
-async fn refuses_state_key_over_256_bytes() {
-    let (_dir, store) = file_store().await;
+on_both!(refuses_state_key_over_256_bytes, |store| {
     let key = "k".repeat(257);
     let err = store.state_set(&scope("f"), &key, b"v").await.unwrap_err();
     assert!(
@@ -136,11 +240,9 @@ async fn refuses_state_key_over_256_bytes() {
         .state_set(&scope("f"), &"k".repeat(256), b"v")
         .await
         .unwrap();
-}
+});
 
-#[tokio::test]
-async fn refuses_state_value_over_64_kib() {
-    let (_dir, store) = file_store().await;
+on_both!(refuses_state_value_over_64_kib, |store| {
     let err = store
         .state_set(&scope("f"), "big", &vec![0u8; 64 * 1024 + 1])
         .await
@@ -161,11 +263,9 @@ async fn refuses_state_value_over_64_kib() {
         .state_set(&scope("f"), "big", &vec![0u8; 64 * 1024])
         .await
         .unwrap();
-}
+});
 
-#[tokio::test]
-async fn refuses_new_key_beyond_1000_per_scope_but_allows_overwrite() {
-    let (_dir, store) = file_store().await;
+on_both!(refuses_new_key_beyond_1000_but_allows_overwrite, |store| {
     assert_eq!(store.state_limits().max_keys_per_scope, 1_000);
     let s = scope("f");
     for i in 0..1_000 {
@@ -187,27 +287,21 @@ async fn refuses_new_key_beyond_1000_per_scope_but_allows_overwrite() {
     // Deleting makes room again.
     store.state_delete(&s, "key-0").await.unwrap();
     store.state_set(&s, "one-too-many", b"v").await.unwrap();
-}
+});
 
-#[tokio::test]
-async fn limits_are_configurable() {
-    let store = Store::open_in_memory()
-        .await
-        .unwrap()
-        .with_state_limits(StateLimits {
-            max_key_bytes: 4,
-            max_value_bytes: 2,
-            max_keys_per_scope: 1,
-        });
+on_both!(limits_are_configurable, |store| {
+    let store = store.with_state_limits(StateLimits {
+        max_key_bytes: 4,
+        max_value_bytes: 2,
+        max_keys_per_scope: 1,
+    });
     assert!(store.state_set(&scope("f"), "abcde", b"v").await.is_err());
     assert!(store.state_set(&scope("f"), "a", b"vvv").await.is_err());
     store.state_set(&scope("f"), "a", b"v").await.unwrap();
     assert!(store.state_set(&scope("f"), "b", b"v").await.is_err());
-}
+});
 
-#[tokio::test]
-async fn secrets_rows_round_trip_and_list_names_only() {
-    let (_dir, store) = file_store().await;
+on_both!(secrets_rows_round_trip_and_list_names_only, |store| {
     store
         .secret_put("default", "zoho_refresh", b"sealed-1")
         .await
@@ -272,11 +366,9 @@ async fn secrets_rows_round_trip_and_list_names_only() {
             .unwrap(),
         b"sealed-3"
     );
-}
+});
 
-#[tokio::test]
-async fn refuses_secret_names_unfit_for_flow_files() {
-    let store = Store::open_in_memory().await.unwrap();
+on_both!(refuses_secret_names_unfit_for_flow_files, |store| {
     let err = store
         .secret_put("default", "has space", b"x")
         .await
@@ -286,7 +378,7 @@ async fn refuses_secret_names_unfit_for_flow_files() {
         "{err}"
     );
     assert!(store.secret_put("default", "", b"x").await.is_err());
-}
+});
 
 #[tokio::test]
 async fn in_memory_store_keeps_data_across_calls() {
@@ -299,9 +391,7 @@ async fn in_memory_store_keeps_data_across_calls() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn key_limit_holds_under_concurrent_writers() {
-    let (_dir, store) = file_store().await;
+on_both!(key_limit_holds_under_concurrent_writers, |store| {
     let store = store.with_state_limits(StateLimits {
         max_keys_per_scope: 10,
         ..StateLimits::default()
@@ -330,94 +420,18 @@ async fn key_limit_holds_under_concurrent_writers() {
     }
     assert_eq!(ok, 5);
     assert_eq!(store.state_count(&s).await.unwrap(), 10);
-}
+});
 
-/// The same semantics on every database: each test below runs once on a SQLite file and once
-/// on PostgreSQL (127.0.0.1:5432, or `WEFT_TEST_POSTGRES`), in a schema of its own.
+/// The tests written for both databases from the start.
 mod on_both {
-    use std::sync::atomic::{AtomicU32, Ordering};
     use std::time::SystemTime;
 
     use std::time::Duration;
 
     use weft_store::{
-        LeaseOutcome, StateLimits, StateScope, StepRunRecord, Store, StoreError, StoredEvent,
-        Upserted, WebhookSubscription,
+        LeaseOutcome, StateLimits, StateScope, StepRunRecord, StoreError, StoredEvent, Upserted,
+        WebhookSubscription,
     };
-
-    fn admin_url() -> String {
-        std::env::var("WEFT_TEST_POSTGRES")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-    }
-
-    /// A fresh schema on the test server, dropped when the test is done.
-    async fn postgres() -> (Store, String) {
-        let (store, schema, _) = postgres_with_url().await;
-        (store, schema)
-    }
-
-    /// [`postgres`], with the URL that reaches the schema, for a second store on it.
-    pub(super) async fn postgres_with_url() -> (Store, String, String) {
-        use sqlx::Connection;
-        static N: AtomicU32 = AtomicU32::new(0);
-        let schema = format!(
-            "weft_test_{}_{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        let mut admin = sqlx::PgConnection::connect(&admin_url())
-            .await
-            .unwrap_or_else(|e| {
-                panic!(
-                    "PostgreSQL at {} is needed for the store tests (.ci/run starts it): {e}",
-                    admin_url()
-                )
-            });
-        sqlx::raw_sql(&format!(
-            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
-        ))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-        let separator = if admin_url().contains('?') { '&' } else { '?' };
-        let url = format!(
-            "{}{separator}options=-c%20search_path%3D{schema}",
-            admin_url()
-        );
-        (Store::open_postgres(&url).await.unwrap(), schema, url)
-    }
-
-    pub(super) async fn drop_schema(schema: &str) {
-        use sqlx::Connection;
-        let mut admin = sqlx::PgConnection::connect(&admin_url()).await.unwrap();
-        sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-    }
-
-    macro_rules! on_both {
-        ($name:ident, |$store:ident| $body:block) => {
-            mod $name {
-                use super::*;
-
-                async fn check($store: Store) $body
-
-                #[tokio::test]
-                async fn sqlite() {
-                    let dir = tempfile::tempdir().unwrap();
-                    check(Store::open_sqlite(dir.path().join("weft.db")).await.unwrap()).await;
-                }
-
-                #[tokio::test]
-                async fn postgres() {
-                    let (store, schema) = super::postgres().await;
-                    check(store).await;
-                    drop_schema(&schema).await;
-                }
-            }
-        };
-    }
 
     fn scope(flow: &str) -> StateScope {
         StateScope::new("default", "zendesk", "zendesk", flow)
@@ -955,25 +969,16 @@ mod on_both {
     });
 }
 
-/// Two processes' worth of writers on one database (two pools, as `weft run` beside
-/// `weft serve`): dataset upserts, webhook intake and event processing at once. Every call
-/// succeeds and every event is processed exactly once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_writers_and_webhook_intake_neither_fail_nor_process_twice_on_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("weft.db");
-    let runner = Store::open_sqlite(&path).await.unwrap();
-    let receiver = Store::open_sqlite(&path).await.unwrap();
-    concurrent_intake(runner, receiver).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_writers_and_webhook_intake_neither_fail_nor_process_twice_on_postgres() {
-    let (runner, schema, url) = on_both::postgres_with_url().await;
-    let receiver = Store::open_postgres(&url).await.unwrap();
-    concurrent_intake(runner, receiver).await;
-    on_both::drop_schema(&schema).await;
-}
+on_both!(
+    /// Two processes' worth of writers on one database (two pools, as `weft run` beside
+    /// `weft serve`): dataset upserts, webhook intake and event processing at once. Every call
+    /// succeeds and every event is processed exactly once.
+    concurrent_writers_and_webhook_intake_neither_fail_nor_process_twice,
+    |runner, database| {
+        let receiver = database.open().await.unwrap();
+        concurrent_intake(runner, receiver).await;
+    }
+);
 
 async fn concurrent_intake(runner: Store, receiver: Store) {
     use weft_store::StoredEvent;
