@@ -100,7 +100,7 @@ write = {{ connection = "api", stream = "contacts", input = "mapped", mode = "up
     .await
     .unwrap();
     let took = started.elapsed();
-    assert!(report.succeeded);
+    assert!(report.completed());
     assert_eq!(upstream.written(), TOTAL);
     let after = peak_rss_kib();
     println!(

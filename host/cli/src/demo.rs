@@ -384,7 +384,7 @@ pub async fn run(data_dir: &Path, args: DemoArgs) -> anyhow::Result<()> {
                     .await?;
             crate::run::print_report(&report);
             tally.runs += 1;
-            tally.failed_runs += usize::from(!report.succeeded);
+            tally.failed_runs += usize::from(!report.status.completed());
             tally.requests += sandbox.requests(None).len().saturating_sub(before);
             tally.took += report.took;
             for step in &report.steps {

@@ -15,6 +15,7 @@ mod dataset;
 mod demo;
 mod hosts;
 mod inspect;
+mod outcome;
 mod run;
 mod runs;
 mod sandbox;
@@ -181,7 +182,11 @@ fn main() -> ExitCode {
         LogFormat::Text => logger
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .init(),
-        LogFormat::Json => logger.json().with_current_span(true).with_span_list(true).init(),
+        LogFormat::Json => logger
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .init(),
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -202,6 +207,11 @@ fn main() -> ExitCode {
                 .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
         {
             ExitCode::SUCCESS
+        }
+        // Completed, with records left in the error log: said plainly, with its own code.
+        Err(error) if error.downcast_ref::<outcome::RecordsFailed>().is_some() => {
+            eprintln!("{error}");
+            outcome::RecordsFailed::exit_code()
         }
         Err(error) => {
             eprintln!("error: {error}");

@@ -6,6 +6,7 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use weft_capabilities::{MasterKey, Secrets};
 use weft_engine::{PlanOptions, PluginDirectory, RunOptions};
+use weft_store::StepStatus;
 
 /// How long a run's hold on its flow lasts unless renewed: `WEFT_RUN_LEASE` seconds, 30 by
 /// default. A run whose process died is marked `abandoned` once it lapses.
@@ -76,14 +77,7 @@ pub async fn run(
         }
     };
     print_report(&report);
-    if !report.succeeded {
-        bail!(
-            "run {} failed; see `weft runs show {}`",
-            report.id,
-            report.id
-        );
-    }
-    Ok(())
+    crate::outcome::of_run(&report)
 }
 
 /// Live progress per step on stderr: records in, out and failed, records/s, and a bar when the
@@ -114,10 +108,10 @@ pub fn progress_printer() -> impl FnMut(&weft_engine::Progress<'_>) + Send {
         );
         if live {
             eprint!("\r{line}   ");
-            if step.status != "running" {
+            if step.status != StepStatus::Running {
                 eprintln!();
             }
-        } else if step.status != "running" {
+        } else if step.status != StepStatus::Running {
             eprintln!("{line}");
         }
         let _ = std::io::stderr().flush();
@@ -129,11 +123,7 @@ pub fn print_report(report: &weft_engine::RunReport) {
     println!(
         "run {} {} in {:.1} s",
         report.id,
-        if report.succeeded {
-            "succeeded"
-        } else {
-            "failed"
-        },
+        report.status,
         report.took.as_secs_f64()
     );
     println!(
@@ -146,7 +136,11 @@ pub fn print_report(report: &weft_engine::RunReport) {
             s.step, s.status, s.pages, s.records_in, s.records_out, s.failed
         );
     }
-    for s in report.steps.iter().filter(|s| s.status == "failed") {
+    for s in report
+        .steps
+        .iter()
+        .filter(|s| s.status == StepStatus::Failed)
+    {
         println!(
             "step {} failed: {}",
             s.step,

@@ -178,15 +178,7 @@ pub async fn run(data_dir: &Path, tenant: &str, command: RunsCommand) -> anyhow:
                 &mut |_: &weft_engine::Progress<'_>| {},
             )
             .await?;
-            out!(
-                "retry {} of run {run} {}",
-                report.id,
-                if report.succeeded {
-                    "succeeded"
-                } else {
-                    "failed"
-                }
-            )?;
+            out!("retry {} of run {run} {}", report.id, report.status)?;
             for s in &report.steps {
                 out!(
                     "{:<20} {:<9} {:>9} in {:>9} out {:>7} failed",
@@ -197,9 +189,7 @@ pub async fn run(data_dir: &Path, tenant: &str, command: RunsCommand) -> anyhow:
                     s.failed
                 )?;
             }
-            if !report.succeeded {
-                bail!("the retry failed; see `weft runs show {}`", report.id);
-            }
+            crate::outcome::of_run(&report)?;
         }
         RunsCommand::Errors { run, format } => {
             if store.run_get(tenant, &run).await?.is_none() {

@@ -23,7 +23,7 @@ use clap::Args;
 use weft_capabilities::{MasterKey, Secrets};
 use weft_engine::{Plan, RunOptions, schedule};
 use weft_flow::Flow;
-use weft_store::Store;
+use weft_store::{RunStatus, Store};
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -238,14 +238,11 @@ async fn process_events(
         "{} flow {name} run {} {} for {} webhook event(s)",
         humantime::format_rfc3339_seconds(SystemTime::now()),
         report.id,
-        if report.succeeded {
-            "succeeded"
-        } else {
-            "failed"
-        },
+        report.status,
         events.len()
     );
-    if report.succeeded {
+    // Records of the events that failed are in the run's error log, to retry from there.
+    if report.status.completed() {
         let ids: Vec<String> = events.into_iter().map(|e| e.event_id).collect();
         store.events_done(&options.tenant, &name, &ids).await?;
     }
@@ -533,34 +530,29 @@ async fn run_one(
         }
         Err(e) => return Err(e.into()),
     };
-    let (read, written, failed) =
-        report.steps.iter().fold((0, 0, 0), |(r, w, f), s| {
-            let kind = served
-                .flow
-                .steps
-                .iter()
-                .find(|st| st.id.get_ref().as_str() == s.step)
-                .map(|st| &st.kind);
-            let is_read = matches!(kind, Some(weft_flow::StepKind::Read(_)));
-            let is_write = matches!(kind, Some(weft_flow::StepKind::Write(_)));
-            (
-                r + if is_read { s.records_out } else { 0 },
-                w + if is_write { s.records_out } else { 0 },
-                f + s.failed,
-            )
-        });
+    let (read, written, failed) = report.steps.iter().fold((0, 0, 0), |(r, w, f), s| {
+        let kind = served
+            .flow
+            .steps
+            .iter()
+            .find(|st| st.id.get_ref().as_str() == s.step)
+            .map(|st| &st.kind);
+        let is_read = matches!(kind, Some(weft_flow::StepKind::Read(_)));
+        let is_write = matches!(kind, Some(weft_flow::StepKind::Write(_)));
+        (
+            r + if is_read { s.records_out } else { 0 },
+            w + if is_write { s.records_out } else { 0 },
+            f + s.failed,
+        )
+    });
     println!(
         "{} flow {name} run {} {}: {read} read, {written} written, {failed} failed ({:.1} s)",
         humantime::format_rfc3339_seconds(SystemTime::now()),
         report.id,
-        if report.succeeded {
-            "succeeded"
-        } else {
-            "failed"
-        },
+        report.status,
         report.took.as_secs_f64()
     );
-    Ok(report.succeeded)
+    Ok(report.status.completed())
 }
 
 /// Runs the flows chained after `name` whose every predecessor has succeeded since their own
@@ -591,12 +583,19 @@ async fn run_chain(
                 .map(|r| r.started_at);
             let mut ready = true;
             for before in &next.flow.file.after {
-                let succeeded = store
-                    .flow_runs(tenant, before.get_ref().as_str(), Some("succeeded"), 1)
-                    .await?;
-                ready &= succeeded
-                    .first()
-                    .is_some_and(|r| last.is_none_or(|l| r.started_at >= l));
+                // Ran to its end since: succeeded, or partial (its failed records are in its
+                // error log, not in the way of what comes after).
+                let mut completed = Vec::new();
+                for status in [RunStatus::Succeeded, RunStatus::Partial] {
+                    completed.extend(
+                        store
+                            .flow_runs(tenant, before.get_ref().as_str(), Some(status), 1)
+                            .await?,
+                    );
+                }
+                ready &= completed
+                    .iter()
+                    .any(|r| last.is_none_or(|l| r.started_at >= l));
             }
             if ready && run_one(next, store, secrets, options).await? {
                 pending.push(next_name);

@@ -9,8 +9,8 @@ use toml::Spanned;
 
 use crate::diagnostic::{Diagnostic, closest};
 use crate::model::{Branch, FOR_EACH_MAX_CONCURRENCY, FlowFile, StepTable, VarType, WriteMode};
-use crate::step::{Step, StepKind};
 use crate::names::StepId;
+use crate::step::{Step, StepKind};
 
 /// What a checked flow needs from the outside: secrets and environment variables it refers to.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -329,10 +329,8 @@ pub(crate) fn check(flow: &FlowFile, tables: Vec<Spanned<StepTable>>) -> Checked
                 // A write step that succeeds ends with the run (it takes records until every
                 // source is read), so a branch waiting for its success would never start; its
                 // failure ends it at once.
-                let is_write = matches!(
-                    kind_of(other.get_ref().as_str()),
-                    Some(StepKind::Write(_))
-                );
+                let is_write =
+                    matches!(kind_of(other.get_ref().as_str()), Some(StepKind::Write(_)));
                 if is_write && *when.get_ref() != crate::model::RunAfter::Failed {
                     out.push(
                         Diagnostic::new(format!("step `{id}` waits for the write step `{}` to succeed, which it only does when the run ends", other.get_ref()), span(other))

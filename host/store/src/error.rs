@@ -34,6 +34,17 @@ pub enum StoreError {
         source: sqlx::Error,
     },
 
+    /// A row holds a status this weft does not know.
+    #[error(
+        "the state database holds a {of} status `{value}` that this weft does not know: it was written by a newer weft; upgrade weft"
+    )]
+    UnknownStatus {
+        /// `run` or `step`.
+        of: &'static str,
+        /// The status as stored.
+        value: String,
+    },
+
     /// The database was migrated by a newer weft than this one.
     #[error(
         "the state database is at schema version {found}, but this weft supports up to {supported}: upgrade weft"

@@ -33,6 +33,7 @@ mod migrations;
 mod runs;
 mod secrets;
 mod state;
+mod status;
 mod webhooks;
 
 use std::path::Path;
@@ -45,6 +46,7 @@ pub use runs::{
     DatasetInfo, ErrorEntry, FlowLease, LeaseOutcome, RunRecord, StepRunRecord, StoredEvent,
     Upserted, WebhookSubscription,
 };
+pub use status::{RunStatus, StepStatus};
 
 use dialect::{Pool, on_database};
 

@@ -5,7 +5,7 @@
 use std::time::SystemTime;
 
 use crate::dialect::{bind, execute, on_database};
-use crate::{Store, StoreError, millis, millis_to_time, now_millis};
+use crate::{RunStatus, StepStatus, Store, StoreError, millis, millis_to_time, now_millis};
 
 /// One run of a flow.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,8 +18,8 @@ pub struct RunRecord {
     pub flow: String,
     /// The environment the run used (`--env`), if any.
     pub environment: Option<String>,
-    /// `running`, `succeeded`, `failed`, or `abandoned` (its process died: its lease lapsed).
-    pub status: String,
+    /// How it stands.
+    pub status: RunStatus,
     /// When the run started.
     pub started_at: SystemTime,
     /// When it ended; `None` while running (or if the process died).
@@ -33,8 +33,8 @@ pub struct RunRecord {
 pub struct StepRunRecord {
     /// The step's id in its flow.
     pub step: String,
-    /// `running`, `succeeded`, `failed` or `skipped`.
-    pub status: String,
+    /// How it stands.
+    pub status: StepStatus,
     /// Pages (batches) the step handled.
     pub pages: u64,
     /// Records the step received (for reads: records read).
@@ -163,17 +163,17 @@ const RUN_COLUMNS: &str = "id, tenant, flow, environment, status, started_at, fi
 
 fn run_record(
     (id, tenant, flow, environment, status, started_at, finished_at, error): RunRow,
-) -> RunRecord {
-    RunRecord {
+) -> Result<RunRecord, StoreError> {
+    Ok(RunRecord {
         id,
         tenant,
         flow,
         environment,
-        status,
+        status: status.parse()?,
         started_at: millis_to_time(started_at),
         finished_at: finished_at.map(millis_to_time),
         error,
-    }
+    })
 }
 
 /// A `step_runs` row as [`STEP_COLUMNS`] selects it.
@@ -194,10 +194,10 @@ const STEP_COLUMNS: &str =
 
 fn step_record(
     (step, status, pages, records_in, records_out, failed, started_at, finished_at, error): StepRow,
-) -> StepRunRecord {
-    StepRunRecord {
+) -> Result<StepRunRecord, StoreError> {
+    Ok(StepRunRecord {
         step,
-        status,
+        status: status.parse()?,
         pages: pages as u64,
         records_in: records_in as u64,
         records_out: records_out as u64,
@@ -205,7 +205,7 @@ fn step_record(
         started_at: millis_to_time(started_at),
         finished_at: finished_at.map(millis_to_time),
         error,
-    }
+    })
 }
 
 /// Runs, steps, cursors and the error log.
@@ -220,8 +220,18 @@ impl Store {
     ) -> Result<(), StoreError> {
         on_database!(self, format!("record the start of run {id}"), |pool| {
             let sql = "INSERT INTO runs (id, tenant, flow, environment, status, started_at)
-                       VALUES ($1, $2, $3, $4, 'running', $5)";
-            execute!(pool, sql, id, tenant, flow, environment, now_millis())
+                       VALUES ($1, $2, $3, $4, $5, $6)";
+            let running = RunStatus::Running.as_str();
+            execute!(
+                pool,
+                sql,
+                id,
+                tenant,
+                flow,
+                environment,
+                running,
+                now_millis()
+            )
         })?;
         Ok(())
     }
@@ -230,9 +240,10 @@ impl Store {
     pub async fn run_finish(
         &self,
         id: &str,
-        status: &str,
+        status: RunStatus,
         error: Option<&str>,
     ) -> Result<(), StoreError> {
+        let status = status.as_str();
         on_database!(self, format!("record the end of run {id}"), |pool| {
             let sql = "UPDATE runs SET status = $1, finished_at = $2, error = $3 WHERE id = $4";
             execute!(pool, sql, status, now_millis(), error, id)
@@ -256,7 +267,7 @@ impl Store {
                    records_out = excluded.records_out, failed = excluded.failed,
                    finished_at = excluded.finished_at, error = excluded.error",
             );
-            let upsert = bind!(upsert, run_id, &step.step, &step.status, pages);
+            let upsert = bind!(upsert, run_id, &step.step, step.status.as_str(), pages);
             let upsert = bind!(upsert, records_in, records_out, failed, started_at);
             bind!(upsert, finished_at, &step.error)
                 .execute(pool)
@@ -277,7 +288,7 @@ impl Store {
             let query = sqlx::query_as(sql);
             bind!(query, tenant, i64::from(limit)).fetch_all(pool).await
         })?;
-        Ok(rows.into_iter().map(run_record).collect())
+        rows.into_iter().map(run_record).collect()
     }
 
     /// The most recent runs of one flow, newest first; with `status`, only runs that ended so.
@@ -285,9 +296,10 @@ impl Store {
         &self,
         tenant: &str,
         flow: &str,
-        status: Option<&str>,
+        status: Option<RunStatus>,
         limit: u32,
     ) -> Result<Vec<RunRecord>, StoreError> {
+        let status = status.map(RunStatus::as_str);
         let sql = format!(
             "SELECT {RUN_COLUMNS} FROM runs
              WHERE tenant = $1 AND flow = $2 AND ($3 IS NULL OR status = $3)
@@ -299,7 +311,7 @@ impl Store {
                 .fetch_all(pool)
                 .await
         })?;
-        Ok(rows.into_iter().map(run_record).collect())
+        rows.into_iter().map(run_record).collect()
     }
 
     /// One run and its steps.
@@ -322,12 +334,14 @@ impl Store {
                 let steps = sqlx::query_as(steps_sql).bind(id).fetch_all(pool).await?;
                 Ok(Some((run, steps)))
             })?;
-        Ok(found.map(|(run, steps)| {
-            (
-                run_record(run),
-                steps.into_iter().map(step_record).collect(),
-            )
-        }))
+        let Some((run, steps)) = found else {
+            return Ok(None);
+        };
+        let steps = steps
+            .into_iter()
+            .map(step_record)
+            .collect::<Result<_, _>>()?;
+        Ok(Some((run_record(run)?, steps)))
     }
 
     /// Adds a failed record to a run's error log.

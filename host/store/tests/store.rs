@@ -483,7 +483,7 @@ mod on_both {
             .unwrap();
         let mut step = StepRunRecord {
             step: "read".into(),
-            status: "running".into(),
+            status: weft_store::StepStatus::Running,
             pages: 1,
             records_in: 10,
             records_out: 10,
@@ -493,7 +493,7 @@ mod on_both {
             error: None,
         };
         store.step_save("r1", &step).await.unwrap();
-        step.status = "succeeded".into();
+        step.status = weft_store::StepStatus::Succeeded;
         step.pages = 2;
         step.finished_at = Some(SystemTime::now());
         store.step_save("r1", &step).await.unwrap();
@@ -506,14 +506,17 @@ mod on_both {
             .await
             .unwrap();
         store
-            .run_finish("r1", "failed", Some("write: refused"))
+            .run_finish("r1", weft_store::RunStatus::Failed, Some("write: refused"))
             .await
             .unwrap();
         store
             .run_start("r2", "default", "sync", None)
             .await
             .unwrap();
-        store.run_finish("r2", "succeeded", None).await.unwrap();
+        store
+            .run_finish("r2", weft_store::RunStatus::Succeeded, None)
+            .await
+            .unwrap();
 
         let (run, steps) = store.run_get("default", "r1").await.unwrap().unwrap();
         assert_eq!(
@@ -534,7 +537,12 @@ mod on_both {
         assert_eq!(errors[0].record.as_deref(), Some(r#"{"id":1}"#));
         assert_eq!(store.runs_list("default", 10).await.unwrap().len(), 2);
         let succeeded = store
-            .flow_runs("default", "sync", Some("succeeded"), 10)
+            .flow_runs(
+                "default",
+                "sync",
+                Some(weft_store::RunStatus::Succeeded),
+                10,
+            )
             .await
             .unwrap();
         assert_eq!(
@@ -895,7 +903,7 @@ mod on_both {
                 }
             );
             let (run, _) = store.run_get("default", "r1").await.unwrap().unwrap();
-            assert_eq!(run.status, "abandoned");
+            assert_eq!(run.status.as_str(), "abandoned");
             assert!(run.finished_at.is_some());
             assert!(
                 run.error
@@ -924,7 +932,10 @@ mod on_both {
             .run_start("done", "default", "done", None)
             .await
             .unwrap();
-        store.run_finish("done", "succeeded", None).await.unwrap();
+        store
+            .run_finish("done", weft_store::RunStatus::Succeeded, None)
+            .await
+            .unwrap();
         assert_eq!(store.runs_reap("default").await.unwrap(), 1);
         let status = |id: &'static str| {
             let store = store.clone();
@@ -936,6 +947,7 @@ mod on_both {
                     .unwrap()
                     .0
                     .status
+                    .as_str()
             }
         };
         assert_eq!(status("dead").await, "abandoned");

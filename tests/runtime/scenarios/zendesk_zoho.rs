@@ -56,7 +56,7 @@ async fn initial_sync_makes_zoho_accounts_organizations_and_people_users() {
         .run(&orgs_flow, Some("sandbox"), &[("organizations", &chosen)])
         .await;
     took += report.took;
-    assert!(report.succeeded, "{report:?}");
+    assert!(report.completed(), "{report:?}");
     assert_eq!(
         (
             step(&report, "chosen").records_out,
@@ -94,7 +94,7 @@ async fn initial_sync_makes_zoho_accounts_organizations_and_people_users() {
     // Bulk: every account, each exactly once.
     let report = s.run(&orgs_flow, Some("sandbox"), &[]).await;
     took += report.took;
-    assert!(report.succeeded, "{report:?}");
+    assert!(report.completed(), "{report:?}");
     let orgs = desk.list("organizations").await;
     assert_eq!(orgs.len(), orgs_before.len() + 1);
     let linked = by_external_id(&orgs);
@@ -117,7 +117,7 @@ async fn initial_sync_makes_zoho_accounts_organizations_and_people_users() {
         .run(&people_flow, Some("sandbox"), &[("sync_leads", "false")])
         .await;
     took += report.took;
-    assert!(report.succeeded, "{report:?}");
+    assert!(report.completed(), "{report:?}");
     assert_eq!(
         (
             step(&report, "save-contacts").records_out,
@@ -143,7 +143,7 @@ async fn initial_sync_makes_zoho_accounts_organizations_and_people_users() {
     );
     let report = s.run(&people_flow, Some("sandbox"), &[]).await;
     took += report.took;
-    assert!(report.succeeded, "{report:?}");
+    assert!(report.completed(), "{report:?}");
     let users = desk.list("users").await;
     let people = by_external_id(&users);
     let org_of: BTreeMap<&str, &Value> = orgs
@@ -215,7 +215,7 @@ async fn catch_up_moves_only_what_changed_in_zoho_since_the_last_run() {
 
     // The first run has no cursor: everything.
     let first = s.run(&flow, Some("sandbox"), &[]).await;
-    assert!(first.succeeded, "{first:?}");
+    assert!(first.completed(), "{first:?}");
     assert_eq!(
         (
             step(&first, "save-organizations").records_out,
@@ -226,7 +226,7 @@ async fn catch_up_moves_only_what_changed_in_zoho_since_the_last_run() {
 
     // Nothing changed: nothing written.
     let idle = s.run(&flow, Some("sandbox"), &[]).await;
-    assert!(idle.succeeded, "{idle:?}");
+    assert!(idle.completed(), "{idle:?}");
     assert_eq!(
         (
             step(&idle, "save-organizations").records_in,
@@ -258,7 +258,7 @@ async fn catch_up_moves_only_what_changed_in_zoho_since_the_last_run() {
     assert_eq!(status, 200, "{answer}");
     let before = sb.requests(Some(Vendor::Zendesk)).len();
     let changed = s.run(&flow, Some("sandbox"), &[]).await;
-    assert!(changed.succeeded, "{changed:?}");
+    assert!(changed.completed(), "{changed:?}");
     assert_eq!(
         (
             step(&changed, "save-organizations").records_out,
@@ -316,7 +316,7 @@ async fn tickets_and_comments_land_in_zoho_related_and_a_ticket_from_zoho_reache
                 &[],
             )
             .await;
-        assert!(report.succeeded, "{flow}: {report:?}");
+        assert!(report.completed(), "{flow}: {report:?}");
     }
     let users: BTreeMap<String, Value> = desk
         .list("users")
@@ -346,7 +346,7 @@ async fn tickets_and_comments_land_in_zoho_related_and_a_ticket_from_zoho_reache
 
     let tickets_flow = example("zendesk-zoho/tickets-to-zoho.toml");
     let report = s.run(&tickets_flow, Some("sandbox"), &[]).await;
-    assert!(report.succeeded, "{report:?}");
+    assert!(report.completed(), "{report:?}");
     assert_eq!(
         (
             step(&report, "save").records_out,
@@ -411,7 +411,7 @@ async fn tickets_and_comments_land_in_zoho_related_and_a_ticket_from_zoho_reache
     assert_eq!(status, 200, "{answer}");
     sb.advance_clock(std::time::Duration::from_secs(61));
     let again = s.run(&tickets_flow, Some("sandbox"), &[]).await;
-    assert!(again.succeeded, "{again:?}");
+    assert!(again.completed(), "{again:?}");
     assert_eq!(step(&again, "save").records_out, 1);
     let now_in_zoho = zoho.list("Zendesk_Tickets", TICKET_FIELDS).await;
     assert_eq!(now_in_zoho.len(), tickets.len(), "updated, not added");
@@ -427,7 +427,7 @@ async fn tickets_and_comments_land_in_zoho_related_and_a_ticket_from_zoho_reache
     // Comments, each related to its ticket's Zoho record; a re-run adds none.
     let comments_flow = example("zendesk-zoho/comments-to-zoho.toml");
     let report = s.run(&comments_flow, Some("sandbox"), &[]).await;
-    assert!(report.succeeded, "{report:?}");
+    assert!(report.completed(), "{report:?}");
     let mut expected = 0;
     for t in &tickets {
         let (status, answer) = desk
@@ -478,7 +478,7 @@ async fn tickets_and_comments_land_in_zoho_related_and_a_ticket_from_zoho_reache
         );
     }
     let replay = s.run(&comments_flow, Some("sandbox"), &[]).await;
-    assert!(replay.succeeded, "{replay:?}");
+    assert!(replay.completed(), "{replay:?}");
     assert_eq!(
         zoho.list("Zendesk_Comments", "Zendesk_Comment_Id")
             .await
@@ -505,7 +505,7 @@ async fn tickets_and_comments_land_in_zoho_related_and_a_ticket_from_zoho_reache
             &[],
         )
         .await;
-    assert!(report.succeeded, "{report:?}");
+    assert!(report.completed(), "{report:?}");
     assert_eq!(
         (
             step(&report, "new-in-zoho").records_out,
@@ -541,7 +541,7 @@ async fn tickets_and_comments_land_in_zoho_related_and_a_ticket_from_zoho_reache
     );
     sb.advance_clock(std::time::Duration::from_secs(61));
     let back = s.run(&tickets_flow, Some("sandbox"), &[]).await;
-    assert!(back.succeeded, "{back:?}");
+    assert!(back.completed(), "{back:?}");
     assert_eq!(
         (
             step(&back, "save-linked").records_out,
@@ -565,7 +565,7 @@ async fn tickets_and_comments_land_in_zoho_related_and_a_ticket_from_zoho_reache
             &[],
         )
         .await;
-    assert!(quiet.succeeded, "{quiet:?}");
+    assert!(quiet.completed(), "{quiet:?}");
     assert_eq!(step(&quiet, "create").records_in, 0);
     assert_eq!(desk.list("tickets").await.len(), tickets.len() + 1);
 }
@@ -600,7 +600,7 @@ async fn uninstall_deletes_what_the_integration_created_and_unlinks_what_it_foun
                 &[],
             )
             .await;
-        assert!(report.succeeded, "{flow}: {report:?}");
+        assert!(report.completed(), "{flow}: {report:?}");
     }
     sb.advance_clock(std::time::Duration::from_secs(61));
     for flow in ["tickets-to-zoho", "comments-to-zoho"] {
@@ -611,7 +611,7 @@ async fn uninstall_deletes_what_the_integration_created_and_unlinks_what_it_foun
                 &[],
             )
             .await;
-        assert!(report.succeeded, "{flow}: {report:?}");
+        assert!(report.completed(), "{flow}: {report:?}");
     }
     let requester = desk
         .list("users")
@@ -631,7 +631,7 @@ async fn uninstall_deletes_what_the_integration_created_and_unlinks_what_it_foun
             &[]
         )
         .await
-        .succeeded
+        .completed()
     );
     let synced_orgs = desk.list("organizations").await;
     let synced_users = desk.list("users").await;
@@ -649,7 +649,7 @@ async fn uninstall_deletes_what_the_integration_created_and_unlinks_what_it_foun
     // Not confirmed: nothing is removed.
     let uninstall = example("zendesk-zoho/uninstall.toml");
     let dry = s.run(&uninstall, Some("sandbox"), &[]).await;
-    assert!(dry.succeeded, "{dry:?}");
+    assert!(dry.completed(), "{dry:?}");
     assert_eq!(
         (
             zoho.list("Zendesk_Tickets", "Name").await.len(),
@@ -661,7 +661,7 @@ async fn uninstall_deletes_what_the_integration_created_and_unlinks_what_it_foun
     let report = s
         .run(&uninstall, Some("sandbox"), &[("confirm", "true")])
         .await;
-    assert!(report.succeeded, "{report:?}");
+    assert!(report.completed(), "{report:?}");
     assert!(
         zoho.list("Zendesk_Tickets", "Name").await.is_empty()
             && zoho.list("Zendesk_Comments", "Name").await.is_empty(),
@@ -692,7 +692,7 @@ async fn uninstall_deletes_what_the_integration_created_and_unlinks_what_it_foun
             &[("confirm", "true"), ("delete_tickets", "true")],
         )
         .await;
-    assert!(again.succeeded, "{again:?}");
+    assert!(again.completed(), "{again:?}");
     assert_eq!(
         desk.list("tickets").await.len(),
         tickets - 1,

@@ -237,7 +237,10 @@ impl Loader<'_> {
         match self.get(name).await? {
             Loaded::Transform(p) => Ok(p),
             Loaded::Connector(_) => Err(Diagnostic::new(
-                format!("plugin `{}` is a connector, not a transform", name.get_ref()),
+                format!(
+                    "plugin `{}` is a connector, not a transform",
+                    name.get_ref()
+                ),
                 at(name),
             )),
         }

@@ -10,8 +10,8 @@ use weft_flow::model::{
 };
 use weft_flow::{Diagnostic, Flow, Step, StepId, StepKind};
 use weft_runtime::CallContext;
-use weft_runtime::bindings::{self, StreamDescriptor};
 use weft_runtime::ConnectorPlugin;
+use weft_runtime::bindings::{self, StreamDescriptor};
 
 use super::variables::{Variables, json as table_json, substitute};
 use super::{

@@ -62,7 +62,8 @@ impl Execution<'_> {
             let out = match records::split(&result.records) {
                 Ok(out) => out,
                 Err(e) => {
-                    let why = format!("the condition returned records that are not a JSON array: {e}");
+                    let why =
+                        format!("the condition returned records that are not a JSON array: {e}");
                     return Err(self.fail(id, why).await);
                 }
             };

@@ -34,14 +34,14 @@ use weft_capabilities::{Connection, ConnectionError, Connections, Secrets};
 use weft_flow::model::{Branch, RunAfter};
 use weft_flow::{Flow, StepId};
 use weft_runtime::CallContext;
-use weft_store::{StepRunRecord, Store, StoreError};
+use weft_store::{RunStatus, StepRunRecord, StepStatus, Store, StoreError};
 
 use crate::lease::FlowHold;
 use crate::plan::{Plan, PlannedStep, Work};
 
 pub use call::RetryPolicy;
-pub use records::dataset_key;
 use records::Record;
+pub use records::dataset_key;
 pub use retry::retry_failed;
 
 /// What a run needs besides the flow and its plan.
@@ -99,9 +99,16 @@ pub struct Progress<'a> {
 #[derive(Debug, Clone)]
 pub struct RunReport {
     pub id: String,
-    pub succeeded: bool,
+    pub status: RunStatus,
     pub steps: Vec<StepRunRecord>,
     pub took: Duration,
+}
+
+impl RunReport {
+    /// Whether every step ran to its end: succeeded, or partial (records in the error log).
+    pub fn completed(&self) -> bool {
+        self.status.completed()
+    }
 }
 
 /// Why records stopped moving from a source.
@@ -220,7 +227,7 @@ impl<'a> Execution<'a> {
             .entry(id.clone())
             .or_insert_with(|| StepRunRecord {
                 step: id.to_string(),
-                status: "running".into(),
+                status: StepStatus::Running,
                 pages: 0,
                 records_in: 0,
                 records_out: 0,
@@ -253,15 +260,11 @@ impl<'a> Execution<'a> {
         // escaped before they are stored (and so before `weft runs show` prints them).
         let error = error.map(|e| self.context.redactor().clean(&e, MAX_STORED_ERROR_BYTES));
         let record = self.record(id);
-        if record.status == "running" {
-            record.status = if error.is_some() {
-                "failed".into()
-            } else {
-                "succeeded".into()
-            };
+        if record.status == StepStatus::Running {
+            record.status = StepStatus::Succeeded;
         }
         if error.is_some() {
-            record.status = "failed".into();
+            record.status = StepStatus::Failed;
             record.error = error;
         }
         record.finished_at = Some(SystemTime::now());
@@ -304,7 +307,8 @@ impl<'a> Execution<'a> {
         if let Some(text) = self.lookups.get(id) {
             return Arc::clone(text);
         }
-        let text: Arc<str> = records::join(self.collected.get(id).map_or(&[], Vec::as_slice)).into();
+        let text: Arc<str> =
+            records::join(self.collected.get(id).map_or(&[], Vec::as_slice)).into();
         self.lookups.insert(id.clone(), Arc::clone(&text));
         text
     }
@@ -349,20 +353,38 @@ impl<'a> Execution<'a> {
         let span = tracing::debug_span!("step", step = %id, records = records.len());
         match &planned.work {
             Work::Read(_) => unreachable!("read steps take no input"),
-            Work::Transform(work) => self.transform(planned, work, records, include).instrument(span).await,
-            Work::Condition(work) => self.condition(planned, work, records, include).instrument(span).await,
-            Work::ForEach(work) => self.for_each(planned, work, records, include).instrument(span).await,
-            Work::Write(work) => self.write(planned, work, records, include).instrument(span).await,
+            Work::Transform(work) => {
+                self.transform(planned, work, records, include)
+                    .instrument(span)
+                    .await
+            }
+            Work::Condition(work) => {
+                self.condition(planned, work, records, include)
+                    .instrument(span)
+                    .await
+            }
+            Work::ForEach(work) => {
+                self.for_each(planned, work, records, include)
+                    .instrument(span)
+                    .await
+            }
+            Work::Write(work) => {
+                self.write(planned, work, records, include)
+                    .instrument(span)
+                    .await
+            }
         }
     }
 
     fn run_after_met(&self, step: &PlannedStep) -> bool {
         step.run_after.iter().all(|(other, when)| {
-            let status = self.steps.get(other).map(|s| s.status.as_str());
+            let status = self.steps.get(other).map(|s| s.status);
             match when {
-                RunAfter::Succeeded => status == Some("succeeded"),
-                RunAfter::Failed => status == Some("failed"),
-                RunAfter::Completed => matches!(status, Some("succeeded" | "failed")),
+                RunAfter::Succeeded => status == Some(StepStatus::Succeeded),
+                RunAfter::Failed => status == Some(StepStatus::Failed),
+                RunAfter::Completed => {
+                    matches!(status, Some(StepStatus::Succeeded | StepStatus::Failed))
+                }
             }
         })
     }
@@ -372,18 +394,23 @@ impl<'a> Execution<'a> {
         for id in &self.flow.order {
             if !self.steps.contains_key(id) {
                 let record = self.record(id);
-                record.status = "skipped".into();
+                record.status = StepStatus::Skipped;
                 record.finished_at = Some(SystemTime::now());
                 self.save(id).await?;
-            } else if self.steps[id].status == "running" {
+            } else if self.steps[id].status == StepStatus::Running {
                 self.finish(id, None).await?;
             }
         }
         Ok(())
     }
 
+    /// Records of the run that went to the error log.
+    fn records_failed(&self) -> u64 {
+        self.steps.values().map(|s| s.failed).sum()
+    }
+
     /// The steps' records in flow order.
-    fn report(self, succeeded: bool, started: Instant) -> RunReport {
+    fn report(self, status: RunStatus, started: Instant) -> RunReport {
         let steps = self
             .flow
             .order
@@ -392,7 +419,7 @@ impl<'a> Execution<'a> {
             .collect();
         RunReport {
             id: self.run,
-            succeeded,
+            status,
             steps,
             took: started.elapsed(),
         }
@@ -445,18 +472,25 @@ async fn release(hold: FlowHold) {
     }
 }
 
-/// Records how the run ended and lets go of its flow. When the run stopped because the state
-/// database failed, the run is recorded as failed with that cause (if the database lets it).
+/// Records how the run ended and lets go of its flow: failed when a step failed (`outcome`
+/// says which), partial when records went to the error log, succeeded otherwise. When the run
+/// stopped because the state database failed, the run is recorded as failed with that cause (if
+/// the database lets it).
 async fn end(
     store: &Store,
     run: &str,
     hold: FlowHold,
     outcome: Result<Option<String>, StoreError>,
-) -> Result<bool, RunError> {
+    records_failed: u64,
+) -> Result<RunStatus, RunError> {
     let (status, error) = match &outcome {
-        Ok(None) => ("succeeded", None),
-        Ok(Some(failed)) => ("failed", Some(failed.clone())),
-        Err(e) => ("failed", Some(format!("the state database failed: {e}"))),
+        Ok(None) if records_failed == 0 => (RunStatus::Succeeded, None),
+        Ok(None) => (RunStatus::Partial, None),
+        Ok(Some(failed)) => (RunStatus::Failed, Some(failed.clone())),
+        Err(e) => (
+            RunStatus::Failed,
+            Some(format!("the state database failed: {e}")),
+        ),
     };
     let finished = store.run_finish(run, status, error.as_deref()).await;
     release(hold).await;
@@ -468,7 +502,7 @@ async fn end(
             Err(e.into())
         }
         (Ok(_), Err(e)) => Err(e.into()),
-        (Ok(failed), Ok(())) => Ok(failed.is_none()),
+        (Ok(_), Ok(())) => Ok(status),
     }
 }
 
@@ -513,9 +547,12 @@ pub async fn run_with_events(
     let (run, context, hold) = begin(flow, plan, store, secrets, options).await?;
     let mut execution = Execution::new(flow, plan, store, options, context, run.clone(), progress);
     execution.injected = injected;
-    let outcome = execution.all().instrument(run_span(flow, options, &run)).await;
-    let succeeded = end(store, &run, hold, outcome).await?;
-    Ok(execution.report(succeeded, started))
+    let outcome = execution
+        .all()
+        .instrument(run_span(flow, options, &run))
+        .await;
+    let status = end(store, &run, hold, outcome, execution.records_failed()).await?;
+    Ok(execution.report(status, started))
 }
 
 impl Execution<'_> {
@@ -582,7 +619,7 @@ impl Execution<'_> {
             let step = self.planned(source);
             if !self.run_after_met(step) {
                 let record = self.record(source);
-                record.status = "skipped".into();
+                record.status = StepStatus::Skipped;
                 record.finished_at = Some(SystemTime::now());
                 self.save(source).await?;
                 continue;
@@ -599,7 +636,7 @@ impl Execution<'_> {
         let failed: Vec<String> = self
             .steps
             .iter()
-            .filter(|(id, s)| s.status == "failed" && !awaited.contains(id))
+            .filter(|(id, s)| s.status == StepStatus::Failed && !awaited.contains(id))
             .map(|(_, s)| format!("{}: {}", s.step, s.error.as_deref().unwrap_or("failed")))
             .collect();
         Ok((!failed.is_empty()).then(|| failed.join("; ")))

@@ -98,7 +98,8 @@ impl Execution<'_> {
             let records = match records::split(&page.records) {
                 Ok(records) => records,
                 Err(e) => {
-                    let why = format!("the connector returned records that are not a JSON array: {e}");
+                    let why =
+                        format!("the connector returned records that are not a JSON array: {e}");
                     return self.finish(source, Some(why)).await;
                 }
             };
@@ -135,7 +136,12 @@ impl Execution<'_> {
         loop {
             let rows = self
                 .store
-                .dataset_page(&self.options.tenant, &work.stream, after.as_deref(), page_size)
+                .dataset_page(
+                    &self.options.tenant,
+                    &work.stream,
+                    after.as_deref(),
+                    page_size,
+                )
                 .await?;
             let done = rows.len() < page_size as usize;
             after = rows.last().map(|(k, _)| k.clone());

@@ -20,7 +20,8 @@ pub fn split(array: &str) -> Result<Vec<Record>, serde_json::Error> {
 
 /// The JSON array of `records`, as text.
 pub fn join(records: &[Record]) -> String {
-    let mut out = String::with_capacity(2 + records.iter().map(|r| r.get().len() + 1).sum::<usize>());
+    let mut out =
+        String::with_capacity(2 + records.iter().map(|r| r.get().len() + 1).sum::<usize>());
     out.push('[');
     for (i, record) in records.iter().enumerate() {
         if i > 0 {

@@ -7,14 +7,12 @@ use std::time::Instant;
 use serde_json::value::RawValue;
 use weft_capabilities::Secrets;
 use weft_flow::{Flow, StepId};
-use weft_store::{Store, StoreError};
+use weft_store::{StepStatus, Store, StoreError};
 
 use super::records::Record;
-use super::{
-    Execution, Progress, RunError, RunOptions, RunReport, Stop, begin, end, run_span,
-};
-use tracing::Instrument;
+use super::{Execution, Progress, RunError, RunOptions, RunReport, Stop, begin, end, run_span};
 use crate::plan::Plan;
+use tracing::Instrument;
 
 /// Runs again only the records run `run_id` logged as failed. The retry is a run of its own,
 /// with its own error log.
@@ -29,8 +27,7 @@ pub async fn retry_failed(
 ) -> Result<RunReport, RunError> {
     let mut failures: BTreeMap<StepId, Vec<Record>> = BTreeMap::new();
     for entry in store.run_errors(run_id).await? {
-        let (Ok(step), Some(record)) = (StepId::try_from(entry.step.clone()), entry.record)
-        else {
+        let (Ok(step), Some(record)) = (StepId::try_from(entry.step.clone()), entry.record) else {
             continue;
         };
         // Records were logged as weft read them, so they are JSON; a row that is not (its
@@ -46,8 +43,8 @@ pub async fn retry_failed(
         .again(failures)
         .instrument(run_span(flow, options, &run))
         .await;
-    let succeeded = end(store, &run, hold, outcome).await?;
-    Ok(execution.report(succeeded, started))
+    let status = end(store, &run, hold, outcome, execution.records_failed()).await?;
+    Ok(execution.report(status, started))
 }
 
 impl Execution<'_> {
@@ -84,7 +81,7 @@ impl Execution<'_> {
         let running: Vec<StepId> = self
             .steps
             .iter()
-            .filter(|(_, s)| s.status == "running")
+            .filter(|(_, s)| s.status == StepStatus::Running)
             .map(|(id, _)| id.clone())
             .collect();
         for id in running {

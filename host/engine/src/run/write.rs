@@ -117,7 +117,8 @@ impl Execution<'_> {
                 }
             }
             self.save(id).await?;
-            self.hand_on(id, Branch::Written, &accepted, include).await?;
+            self.hand_on(id, Branch::Written, &accepted, include)
+                .await?;
         }
         Ok(())
     }
@@ -173,7 +174,8 @@ impl Execution<'_> {
                 .zip(statuses)
                 .filter_map(|((record, (key, _)), status)| written(record, Some(key), status))
                 .collect();
-            self.hand_on(id, Branch::Written, &accepted, include).await?;
+            self.hand_on(id, Branch::Written, &accepted, include)
+                .await?;
         }
         Ok(())
     }
