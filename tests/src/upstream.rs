@@ -207,14 +207,14 @@ async fn record(
         }
         return response;
     }
-    if let Some(token) = demanded.filter(|_| !open) {
-        if seen.headers.get("authorization") != Some(&format!("Bearer {token}")) {
-            return (
-                StatusCode::UNAUTHORIZED,
-                axum::Json(json!({"error": "invalid_token"})),
-            )
-                .into_response();
-        }
+    if let Some(token) = demanded.filter(|_| !open)
+        && seen.headers.get("authorization") != Some(&format!("Bearer {token}"))
+    {
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"error": "invalid_token"})),
+        )
+            .into_response();
     }
     next.run(request).await
 }
@@ -290,7 +290,9 @@ async fn list(
                 .filter(|(k, _)| !["limit", "cursor", "updated_since"].contains(&k.as_str()))
                 .all(|(k, v)| match r.get(k) {
                     Some(Value::String(s)) => s == v,
-                    Some(other) => other.to_string() == *v,
+                    Some(other) => {
+                        serde_json::from_str::<Value>(v).is_ok_and(|given| &given == other)
+                    }
                     None => false,
                 })
         })

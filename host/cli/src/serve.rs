@@ -440,10 +440,10 @@ pub async fn run(data_dir: &Path, tenant: &str, args: ServeArgs) -> anyhow::Resu
                 .next()
                 .map(|r| r.started_at);
             match schedule::next_due(&served[i].flow, last, now) {
-                Some(due) if due <= now => {
-                    if run_one(&served[i], &store, &secrets, &options).await? {
-                        run_chain(&served, &name, &store, &secrets, &options, tenant).await?;
-                    }
+                Some(due)
+                    if due <= now && run_one(&served[i], &store, &secrets, &options).await? =>
+                {
+                    run_chain(&served, &name, &store, &secrets, &options, tenant).await?;
                 }
                 Some(due) => next_wake = next_wake.min(due),
                 None => {}

@@ -104,8 +104,8 @@ pub async fn ensure(
         }
     }
     let context = call_context(bound, secrets, tenant, &name)?;
-    if let Some(old) = &stored {
-        if let Err(e) = bound
+    if let Some(old) = &stored
+        && let Err(e) = bound
             .plugin
             .unsubscribe(
                 &context,
@@ -114,9 +114,8 @@ pub async fn ensure(
                 &old.subscription_id,
             )
             .await
-        {
-            tracing::warn!(flow = %name, subscription = %old.subscription_id, error = %e, "could not remove the old webhook registration; registering anew anyway");
-        }
+    {
+        tracing::warn!(flow = %name, subscription = %old.subscription_id, error = %e, "could not remove the old webhook registration; registering anew anyway");
     }
     let made = bound
         .plugin

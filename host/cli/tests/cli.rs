@@ -1417,7 +1417,7 @@ async fn serve_registers_the_webhook_and_a_signed_referral_event_becomes_an_oppo
         .unwrap();
     let listed = text(&listed.stdout);
     assert!(
-        listed.starts_with(&format!("partner-referrals-to-opportunities\tpc-events\t")),
+        listed.starts_with(&"partner-referrals-to-opportunities\tpc-events\t".to_string()),
         "{listed}"
     );
     assert!(listed.contains(&format!("\t{callback}\treferral-created,referral-updated,related-referral-created,related-referral-updated\t")), "{listed}");

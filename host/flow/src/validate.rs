@@ -114,13 +114,13 @@ pub(crate) fn check(flow: &FlowFile, tables: Vec<Spanned<StepTable>>) -> Checked
 
     // Variables: defaults of the declared type; environments set only declared variables.
     for (name, variable) in &flow.variables {
-        if let Some(default) = &variable.get_ref().default {
-            if let Err(message) = type_check(variable.get_ref().kind, default.get_ref()) {
-                out.push(Diagnostic::new(
-                    format!("the default of `{}` {message}", name.get_ref()),
-                    span(default),
-                ));
-            }
+        if let Some(default) = &variable.get_ref().default
+            && let Err(message) = type_check(variable.get_ref().kind, default.get_ref())
+        {
+            out.push(Diagnostic::new(
+                format!("the default of `{}` {message}", name.get_ref()),
+                span(default),
+            ));
         }
     }
     for (env_name, env) in &flow.environments {
@@ -273,9 +273,11 @@ pub(crate) fn check(flow: &FlowFile, tables: Vec<Spanned<StepTable>>) -> Checked
                 _ => {}
             }
         }
-        if !matches!(step.kind, StepKind::Transform(_)) && step.config.is_some() {
+        if let Some(config) = &step.config
+            && !matches!(step.kind, StepKind::Transform(_))
+        {
             out.push(
-                Diagnostic::new(format!("step `{id}` has a `config`, but only transform steps take one"), span(step.config.as_ref().unwrap()))
+                Diagnostic::new(format!("step `{id}` has a `config`, but only transform steps take one"), span(config))
                     .help("read options go in `read = { ..., options = {...} }`; a condition's test in `condition = { ..., when = \"...\" }`"),
             );
         }
@@ -301,27 +303,27 @@ pub(crate) fn check(flow: &FlowFile, tables: Vec<Spanned<StepTable>>) -> Checked
         if let StepKind::ForEach(for_each) = &step.kind {
             let f = for_each.get_ref();
             unknown_connection(&f.connection, &mut out);
-            if let Some(c) = &f.concurrency {
-                if !(1..=FOR_EACH_MAX_CONCURRENCY).contains(c.get_ref()) {
-                    out.push(
-                        Diagnostic::new(
-                            format!("a concurrency of {} is out of range", c.get_ref()),
-                            span(c),
-                        )
-                        .help(format!(
-                            "between 1 and {FOR_EACH_MAX_CONCURRENCY} reads at once"
-                        )),
-                    );
-                }
+            if let Some(c) = &f.concurrency
+                && !(1..=FOR_EACH_MAX_CONCURRENCY).contains(c.get_ref())
+            {
+                out.push(
+                    Diagnostic::new(
+                        format!("a concurrency of {} is out of range", c.get_ref()),
+                        span(c),
+                    )
+                    .help(format!(
+                        "between 1 and {FOR_EACH_MAX_CONCURRENCY} reads at once"
+                    )),
+                );
             }
         }
-        if !matches!(step.kind, StepKind::Read(_)) {
-            if let Some((other, _)) = step.run_after.iter().next() {
-                out.push(
+        if !matches!(step.kind, StepKind::Read(_))
+            && let Some((other, _)) = step.run_after.iter().next()
+        {
+            out.push(
                     Diagnostic::new(format!("step `{id}` has a `run_after`, but only read steps, where a branch starts, take one"), span(other))
                         .help(format!("step `{id}` runs as records arrive from its input; put `run_after` on the read step its branch starts from")),
                 );
-            }
         }
         for (other, when) in &step.run_after {
             if unknown_step(other, "run_after names", &mut out) {

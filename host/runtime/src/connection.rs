@@ -23,7 +23,8 @@ pub enum SpecError {
         connection: String,
         plugin: String,
         template: String,
-        problem: TemplateError,
+        // Boxed: the other variants are small, and a spec error is rare.
+        problem: Box<TemplateError>,
     },
 }
 
@@ -211,7 +212,7 @@ impl ConnectorPlugin {
                     connection: name.to_owned(),
                     plugin: info.name.clone(),
                     template: template.clone(),
-                    problem,
+                    problem: Box::new(problem),
                 })?;
             match expansion {
                 Expansion::Host(host) => {

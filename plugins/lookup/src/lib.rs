@@ -123,14 +123,14 @@ impl Transform for Lookup {
             .collect();
         fields.push((lookup, &config.value, "lookup"));
         for (schema, field, side) in fields {
-            if let Some(p) = properties(schema) {
-                if !p.contains_key(field) {
-                    let has: Vec<&str> = p.keys().map(String::as_str).collect();
-                    return Err(Error::config(format!(
-                        "`{field}` is not a field of the {side}; it has: {}",
-                        has.join(", ")
-                    )));
-                }
+            if let Some(p) = properties(schema)
+                && !p.contains_key(field)
+            {
+                let has: Vec<&str> = p.keys().map(String::as_str).collect();
+                return Err(Error::config(format!(
+                    "`{field}` is not a field of the {side}; it has: {}",
+                    has.join(", ")
+                )));
             }
         }
         // An input of unknown shape (a dataset) stays unknown: its records may have any field.

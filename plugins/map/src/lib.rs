@@ -636,10 +636,10 @@ impl Transform for Map {
 
     fn output_schema(config: &MapConfig, input: &Value, _lookup: Option<&Value>) -> Result<Value> {
         let mut properties = serde_json::Map::new();
-        if config.keep_unmapped {
-            if let Some(p) = input.get("properties").and_then(Value::as_object) {
-                properties.extend(p.clone());
-            }
+        if config.keep_unmapped
+            && let Some(p) = input.get("properties").and_then(Value::as_object)
+        {
+            properties.extend(p.clone());
         }
         let sources = config
             .fields

@@ -128,14 +128,14 @@ impl Transform for Merge {
             .ok_or_else(|| Error::config("merge needs a second input: `lookup = \"step\"`"))?;
         for (mine, theirs) in &config.on {
             for (schema, field, side) in [(input, mine, "input"), (lookup, theirs, "lookup")] {
-                if let Some(p) = properties(schema) {
-                    if !p.contains_key(field) {
-                        let has: Vec<&str> = p.keys().map(String::as_str).collect();
-                        return Err(Error::config(format!(
-                            "`on` names `{field}`, which the {side} does not have; it has: {}",
-                            has.join(", ")
-                        )));
-                    }
+                if let Some(p) = properties(schema)
+                    && !p.contains_key(field)
+                {
+                    let has: Vec<&str> = p.keys().map(String::as_str).collect();
+                    return Err(Error::config(format!(
+                        "`on` names `{field}`, which the {side} does not have; it has: {}",
+                        has.join(", ")
+                    )));
                 }
             }
         }

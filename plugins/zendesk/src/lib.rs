@@ -532,7 +532,7 @@ fn start_job(
             (
                 "destroy_many",
                 conn.delete(&config.api(&format!("{}/destroy_many.json", kind.plural())))
-                    .query("ids", &ids.join(",")),
+                    .query("ids", ids.join(",")),
             )
         }
     };

@@ -528,24 +528,25 @@ fn read_module(
         request.send()
     };
     let mut resp = list(resume.page_token.as_deref())?;
-    if resp.status == 400 && resume.page_token.is_some() {
-        match error_code(&resp).as_deref() {
-            // The token expired or no longer fits the request: in a full read, read the pass
-            // again; in an incremental one, carry on from the bound.
-            Some("EXPIRED_VALUE" | "TOKEN_BOUND_DATA_MISMATCH" | "INVALID_DATA") => {
-                weft_sdk::log::warn(
-                    "Zoho refused the page token; continuing without it",
-                    &[("module", module.name())],
-                );
-                resume.page_token = None;
-                if !incremental {
-                    resume.newest = None;
-                    resume.newest_ids.clear();
-                }
-                resp = list(None)?;
-            }
-            _ => {}
+    // The token expired or no longer fits the request: in a full read, read the pass again; in
+    // an incremental one, carry on from the bound.
+    if resp.status == 400
+        && resume.page_token.is_some()
+        && matches!(
+            error_code(&resp).as_deref(),
+            Some("EXPIRED_VALUE" | "TOKEN_BOUND_DATA_MISMATCH" | "INVALID_DATA")
+        )
+    {
+        weft_sdk::log::warn(
+            "Zoho refused the page token; continuing without it",
+            &[("module", module.name())],
+        );
+        resume.page_token = None;
+        if !incremental {
+            resume.newest = None;
+            resume.newest_ids.clear();
         }
+        resp = list(None)?;
     }
     if matches!(resp.status, 204 | 304) {
         return Ok(Page::last(Vec::new(), Some(&resume.finished())));

@@ -74,7 +74,7 @@ impl Case for ZendeskCase {
             .credentials();
         AuthSpec::Basic {
             username: format!("{}/token", c.username),
-            password: SecretRef::Literal(Secret::new(&c.api_token.expect("an API token"))),
+            password: SecretRef::Literal(Secret::new(c.api_token.expect("an API token"))),
         }
     }
 

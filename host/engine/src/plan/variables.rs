@@ -125,11 +125,11 @@ fn typed_value(kind: VarType, text: &str) -> Result<toml::Value, String> {
 pub(super) fn substitute(value: &mut toml::Value, vars: &Variables) {
     match value {
         toml::Value::String(s) => {
-            if let Some(name) = s.strip_prefix("${var.").and_then(|r| r.strip_suffix('}')) {
-                if let Some(v) = vars.get(name) {
-                    *value = v.clone();
-                    return;
-                }
+            if let Some(name) = s.strip_prefix("${var.").and_then(|r| r.strip_suffix('}'))
+                && let Some(v) = vars.get(name)
+            {
+                *value = v.clone();
+                return;
             }
             *s = substitute_text(s, vars);
         }

@@ -30,11 +30,21 @@ fn record(value: weft_sdk::Value) -> Record {
 fn snoop() -> Record {
     let env: Vec<String> = std::env::vars().map(|(k, _)| k).collect();
     let args: Vec<String> = std::env::args().collect();
-    let root = std::fs::read_dir("/").map(|d| d.count()).map_err(|e| e.to_string());
-    let cwd = std::fs::read_dir(".").map(|d| d.count()).map_err(|e| e.to_string());
-    let passwd = std::fs::read_to_string("/etc/passwd").map(|s| s.len()).map_err(|e| e.to_string());
-    let socket = std::net::TcpStream::connect("127.0.0.1:5432").map(|_| ()).map_err(|e| e.to_string());
-    let lookup = std::net::ToSocketAddrs::to_socket_addrs("localhost:80").map(|a| a.count()).map_err(|e| e.to_string());
+    let root = std::fs::read_dir("/")
+        .map(|d| d.count())
+        .map_err(|e| e.to_string());
+    let cwd = std::fs::read_dir(".")
+        .map(|d| d.count())
+        .map_err(|e| e.to_string());
+    let passwd = std::fs::read_to_string("/etc/passwd")
+        .map(|s| s.len())
+        .map_err(|e| e.to_string());
+    let socket = std::net::TcpStream::connect("127.0.0.1:5432")
+        .map(|_| ())
+        .map_err(|e| e.to_string());
+    let lookup = std::net::ToSocketAddrs::to_socket_addrs("localhost:80")
+        .map(|a| a.count())
+        .map_err(|e| e.to_string());
     record(json!({
         "env": env,
         "args": args,
@@ -52,10 +62,15 @@ impl Transform for Hostile {
     type Config = Config;
 
     fn describe() -> TransformInfo {
-        TransformInfo::new("hostile-transform", "0.1.0").description("Misbehaves on request, for tests.")
+        TransformInfo::new("hostile-transform", "0.1.0")
+            .description("Misbehaves on request, for tests.")
     }
 
-    fn process(config: &Config, records: Vec<Record>, _lookup: Option<Vec<Record>>) -> Result<Output> {
+    fn process(
+        config: &Config,
+        records: Vec<Record>,
+        _lookup: Option<Vec<Record>>,
+    ) -> Result<Output> {
         match config.action.as_str() {
             "spin" => {
                 let mut n: u64 = 0;
@@ -72,7 +87,9 @@ impl Transform for Hostile {
             }
             "flood" => {
                 let chunk = "x".repeat(1024);
-                let records = (0..config.mib * 1024).map(|i| record(json!({"i": i, "pad": chunk}))).collect();
+                let records = (0..config.mib * 1024)
+                    .map(|i| record(json!({"i": i, "pad": chunk})))
+                    .collect();
                 Ok(Output::records(records))
             }
             "panic" => panic!("the hostile transform panicked on purpose"),

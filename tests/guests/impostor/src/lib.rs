@@ -14,8 +14,8 @@
 
 use serde::Deserialize;
 use weft_sdk::{
-    AuthKind, Connection, Connector, ConnectorInfo, Error, MacAlgorithm, Page, ReadRequest, Record, Result, Stream,
-    authorization_header, json,
+    AuthKind, Connection, Connector, ConnectorInfo, Error, MacAlgorithm, Page, ReadRequest, Record,
+    Result, Stream, authorization_header, json,
 };
 
 #[derive(Deserialize)]
@@ -50,7 +50,11 @@ impl Connector for Impostor {
             .stream(Stream::new("attempt", json!({"type": "object"})))
             .auth(AuthKind::None, authorization_header("Bearer"))
             .auth(AuthKind::Bearer, authorization_header("Bearer"))
-            .oauth(AuthKind::Oauth2ClientCredentials, authorization_header("Bearer"), "{base_url}/oauth/token")
+            .oauth(
+                AuthKind::Oauth2ClientCredentials,
+                authorization_header("Bearer"),
+                "{base_url}/oauth/token",
+            )
             .host("{base_url}")
             .host("https://exfil.example")
     }
@@ -61,7 +65,10 @@ impl Connector for Impostor {
 
     fn read(conn: &Connection, req: ReadRequest) -> Result<Page> {
         let attempt: Attempt = serde_json::from_value(req.options.clone())?;
-        let target = Connection::new(attempt.act_as.as_deref().unwrap_or(conn.name()), conn.config().clone());
+        let target = Connection::new(
+            attempt.act_as.as_deref().unwrap_or(conn.name()),
+            conn.config().clone(),
+        );
         match attempt.op.as_str() {
             "send" => match target.get(&attempt.url).send() {
                 Ok(response) => one(json!({"status": response.status, "body": response.text()})),
@@ -77,8 +84,14 @@ impl Connector for Impostor {
             },
             "leak" => {
                 let echoed = conn.get(&attempt.url).send()?.text();
-                weft_sdk::log::warn(&format!("{}upstream said {echoed}", attempt.text), &[("echo", &echoed)]);
-                Err(Error::internal(format!("{}upstream said {echoed}", attempt.text)))
+                weft_sdk::log::warn(
+                    &format!("{}upstream said {echoed}", attempt.text),
+                    &[("echo", &echoed)],
+                );
+                Err(Error::internal(format!(
+                    "{}upstream said {echoed}",
+                    attempt.text
+                )))
             }
             "flood" => {
                 let line = "z".repeat(attempt.bytes);

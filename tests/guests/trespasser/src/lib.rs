@@ -6,8 +6,8 @@
 
 use serde::Deserialize;
 use weft_sdk::{
-    AuthKind, Connection, Connector, ConnectorInfo, Page, ReadRequest, Record, Result, Stream, authorization_header,
-    json,
+    AuthKind, Connection, Connector, ConnectorInfo, Page, ReadRequest, Record, Result, Stream,
+    authorization_header, json,
 };
 
 #[derive(Deserialize)]
@@ -32,20 +32,31 @@ impl Connector for Trespasser {
             .stream(Stream::new("probe", json!({"type": "object"})))
             .auth(AuthKind::None, authorization_header("Bearer"))
             .auth(AuthKind::Bearer, authorization_header("Bearer"))
-            .oauth(AuthKind::Oauth2ClientCredentials, authorization_header("Bearer"), "{base_url}/oauth/token")
+            .oauth(
+                AuthKind::Oauth2ClientCredentials,
+                authorization_header("Bearer"),
+                "{base_url}/oauth/token",
+            )
             .host("{base_url}")
     }
 
     fn check(conn: &Connection) -> Result<()> {
         let info = conn.token_info()?;
-        weft_sdk::log::info("token info", &[("fields", &info.keys().cloned().collect::<Vec<_>>().join(","))]);
+        weft_sdk::log::info(
+            "token info",
+            &[(
+                "fields",
+                &info.keys().cloned().collect::<Vec<_>>().join(","),
+            )],
+        );
         Ok(())
     }
 
     fn read(conn: &Connection, req: ReadRequest) -> Result<Page> {
         let probe: Probe = serde_json::from_value(req.options.clone())?;
         if let Some(memo) = probe.remember {
-            let previous = weft_sdk::state::get("memo")?.map(|v| String::from_utf8_lossy(&v).into_owned());
+            let previous =
+                weft_sdk::state::get("memo")?.map(|v| String::from_utf8_lossy(&v).into_owned());
             weft_sdk::state::set("memo", memo.as_bytes())?;
             let mut record = Record::new();
             record.insert("previous".into(), json!(previous));
@@ -59,7 +70,10 @@ impl Connector for Trespasser {
             request = request.header(name, value);
         }
         let response = request.send()?;
-        let info: Vec<(String, String)> = conn.token_info().map(|i| i.into_iter().collect()).unwrap_or_default();
+        let info: Vec<(String, String)> = conn
+            .token_info()
+            .map(|i| i.into_iter().collect())
+            .unwrap_or_default();
         let mut record = Record::new();
         record.insert("status".into(), json!(response.status));
         record.insert("body".into(), json!(response.text()));
