@@ -351,29 +351,16 @@ impl<'a> Execution<'a> {
     ) -> Result<(), Stop> {
         let planned = self.planned(id);
         let span = tracing::debug_span!("step", step = %id, records = records.len());
-        match &planned.work {
-            Work::Read(_) => unreachable!("read steps take no input"),
-            Work::Transform(work) => {
-                self.transform(planned, work, records, include)
-                    .instrument(span)
-                    .await
+        let work = async {
+            match &planned.work {
+                Work::Read(_) => unreachable!("read steps take no input"),
+                Work::Transform(work) => self.transform(planned, work, records, include).await,
+                Work::Condition(work) => self.condition(planned, work, records, include).await,
+                Work::ForEach(work) => self.for_each(planned, work, records, include).await,
+                Work::Write(work) => self.write(planned, work, records, include).await,
             }
-            Work::Condition(work) => {
-                self.condition(planned, work, records, include)
-                    .instrument(span)
-                    .await
-            }
-            Work::ForEach(work) => {
-                self.for_each(planned, work, records, include)
-                    .instrument(span)
-                    .await
-            }
-            Work::Write(work) => {
-                self.write(planned, work, records, include)
-                    .instrument(span)
-                    .await
-            }
-        }
+        };
+        work.instrument(span).await
     }
 
     fn run_after_met(&self, step: &PlannedStep) -> bool {
