@@ -11,4 +11,5 @@ mod hostile;
 mod plan;
 mod plugins;
 mod scenarios;
+mod serve;
 mod transforms;

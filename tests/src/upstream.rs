@@ -38,6 +38,9 @@ struct Data {
     tokens_issued: u32,
     /// How long data requests wait before they are answered.
     delay: Option<std::time::Duration>,
+    /// Webhook subscriptions by id: where to deliver, for which events.
+    webhooks: BTreeMap<String, Value>,
+    webhooks_made: u32,
 }
 
 /// A running upstream; stops when dropped.
@@ -67,6 +70,8 @@ impl Upstream {
             .route("/redirect", get(redirect))
             .route("/big", get(big))
             .route("/echo-headers", get(echo_headers))
+            .route("/webhooks", post(subscribe))
+            .route("/webhooks/{id}", axum::routing::delete(unsubscribe))
             .route("/{stream}", get(list))
             .route("/{stream}/batch", post(batch))
             .fallback(any(|| async { (StatusCode::NOT_FOUND, "no such route") }))
@@ -136,6 +141,11 @@ impl Upstream {
         self.data.lock().unwrap().faults.extend(faults);
     }
 
+    /// Drops the faults [`Upstream::fail_next`] queued that were not given yet.
+    pub fn heal(&self) {
+        self.data.lock().unwrap().faults.clear();
+    }
+
     /// Data requests are answered only after `by` (a slow upstream).
     pub fn delay_data(&self, by: std::time::Duration) {
         self.data.lock().unwrap().delay = Some(by);
@@ -153,6 +163,22 @@ impl Upstream {
 
     pub fn seen(&self) -> Vec<Seen> {
         self.data.lock().unwrap().seen.clone()
+    }
+
+    /// The webhook subscriptions held now (`{"id", "url", "events"}`), in id order.
+    pub fn webhooks(&self) -> Vec<Value> {
+        self.data
+            .lock()
+            .unwrap()
+            .webhooks
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Subscriptions made so far, removed ones included.
+    pub fn webhooks_made(&self) -> u32 {
+        self.data.lock().unwrap().webhooks_made
     }
 
     pub fn tokens_issued(&self) -> u32 {
@@ -217,6 +243,30 @@ async fn record(
             .into_response();
     }
     next.run(request).await
+}
+
+/// `POST /webhooks {"url", "events"}`: a subscription, answered with its id.
+async fn subscribe(State(data): State<Shared>, body: Bytes) -> Response {
+    let Ok(request) = serde_json::from_slice::<Value>(&body) else {
+        return (StatusCode::BAD_REQUEST, "the body is not JSON").into_response();
+    };
+    let Some(url) = request["url"].as_str() else {
+        return (StatusCode::UNPROCESSABLE_ENTITY, "`url` is required").into_response();
+    };
+    let mut data = data.lock().unwrap();
+    data.webhooks_made += 1;
+    let id = format!("wh-{}", data.webhooks_made);
+    let subscription = json!({"id": id, "url": url, "events": request["events"]});
+    data.webhooks.insert(id.clone(), subscription);
+    (StatusCode::CREATED, axum::Json(json!({"id": id}))).into_response()
+}
+
+/// `DELETE /webhooks/{id}`: 204, or 404 for a subscription it does not hold.
+async fn unsubscribe(State(data): State<Shared>, Path(id): Path<String>) -> StatusCode {
+    match data.lock().unwrap().webhooks.remove(&id) {
+        Some(_) => StatusCode::NO_CONTENT,
+        None => StatusCode::NOT_FOUND,
+    }
 }
 
 async fn token(State(data): State<Shared>) -> impl IntoResponse {

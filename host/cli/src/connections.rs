@@ -52,7 +52,7 @@ pub async fn run(
     let name = flow.file.name.get_ref().to_string();
     let mut rows = Vec::new();
     for (connection, bound) in &plan.connections {
-        let context = crate::webhook::call_context(bound, &secrets, &options.tenant, &name)?;
+        let context = bound.context(&secrets, &options.tenant, &name)?;
         let check = bound
             .plugin
             .check(&context, connection, &bound.config)

@@ -21,11 +21,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 use toml::Spanned;
-use weft_capabilities::ConnectionSpec;
+use weft_capabilities::{Connection, ConnectionError, ConnectionSpec, Connections, Secrets};
 use weft_flow::model::{Branch, RunAfter, SyncMode, WriteMode};
 use weft_flow::{Diagnostic, Flow, FlowError, StepId};
 use weft_runtime::bindings::PluginError;
-use weft_runtime::{CallError, ConnectorPlugin, Plugin, Runtime, TransformPlugin};
+use weft_runtime::{CallContext, CallError, ConnectorPlugin, Plugin, Runtime, TransformPlugin};
 
 use crate::registry::PluginDirectory;
 
@@ -36,6 +36,23 @@ pub struct BoundConnection {
     pub plugin: Arc<ConnectorPlugin>,
     pub config: Value,
     pub spec: ConnectionSpec,
+}
+
+impl BoundConnection {
+    /// A context for calling this connection's plugin outside a run (a webhook delivery, a
+    /// registration, a check): the connection alone, with its credential, for `flow`.
+    pub fn context(
+        &self,
+        secrets: &Secrets,
+        tenant: &str,
+        flow: &str,
+    ) -> Result<CallContext, ConnectionError> {
+        let mut connections = Connections::new();
+        connections.insert(Connection::new(self.spec.clone(), secrets.clone())?);
+        Ok(CallContext::new(tenant.to_owned())
+            .with_connections(connections)
+            .in_flow(flow.to_owned()))
+    }
 }
 
 /// A flow bound to its plugins, for one environment.

@@ -1,0 +1,166 @@
+//! Webhook endpoints and their event queue. `POST /hooks/{flow}` hands the delivery to the
+//! flow's connector, which verifies it (signature, vendor handshake); accepted events are written
+//! to the store *before* the sender gets its 2xx, so a crash loses nothing, and a redelivered
+//! event id is dropped. The server then processes each flow's events in arrival order: the
+//! flow's read steps on the webhook connection take the events of their stream instead of
+//! reading the upstream, and the events are marked done only when that run completed.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use weft_flow::{StepId, StepKind};
+use weft_runtime::{InboundRequest, Verification};
+use weft_store::StoredEvent;
+
+use crate::server::Shared;
+use crate::{ServeError, ServedFlow};
+
+/// Events taken into one run, at most.
+const EVENTS_PER_RUN: u32 = 1_000;
+
+pub(crate) fn router(shared: Arc<Shared>) -> axum::Router {
+    axum::Router::new()
+        .route("/hooks/{flow}", axum::routing::any(receive))
+        .with_state(shared)
+}
+
+async fn receive(
+    State(shared): State<Arc<Shared>>,
+    Path(flow): Path<String>,
+    request: Request,
+) -> Response {
+    let Some((served, connection)) = shared
+        .flows
+        .iter()
+        .filter(|s| s.name() == flow)
+        .find_map(|s| Some((s, s.webhook()?.0)))
+    else {
+        return (
+            StatusCode::NOT_FOUND,
+            format!("no webhook-triggered flow `{flow}`"),
+        )
+            .into_response();
+    };
+    let Some(bound) = served.plan.connections.get(connection) else {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the webhook connection is not a connector",
+        )
+            .into_response();
+    };
+    let (parts, body) = request.into_parts();
+    // The listener has read the whole body already, within its cap and deadline.
+    let Ok(body) = axum::body::to_bytes(body, usize::MAX).await else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "the delivery's body could not be read",
+        )
+            .into_response();
+    };
+    let inbound = InboundRequest {
+        method: parts.method.to_string(),
+        path: parts.uri.path().to_owned(),
+        query: parts.uri.query().unwrap_or("").to_owned(),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body: body.to_vec(),
+    };
+    let tenant = &shared.options.tenant;
+    let context = match bound.context(&shared.secrets, tenant, &flow) {
+        Ok(context) => context,
+        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    };
+    match bound
+        .plugin
+        .verify(&context, connection, &bound.config, inbound)
+        .await
+    {
+        Ok(Verification::Accepted(events)) => {
+            let (mut kept, mut duplicates) = (0, 0);
+            for e in events {
+                let stored = StoredEvent {
+                    event_id: e.id,
+                    seq: 0,
+                    stream: e.stream,
+                    action: e.action,
+                    record: e.record,
+                };
+                match shared.store.event_put(tenant, &flow, &stored).await {
+                    Ok(true) => kept += 1,
+                    Ok(false) => duplicates += 1,
+                    // Not kept: the sender must deliver again.
+                    Err(e) => {
+                        return (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response();
+                    }
+                }
+            }
+            shared.wake.notify_one();
+            axum::Json(json!({"accepted": kept, "duplicates": duplicates})).into_response()
+        }
+        Ok(Verification::Handshake(reply)) => {
+            let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);
+            let mut response = (status, reply.body).into_response();
+            for (k, v) in reply.headers {
+                if let (Ok(k), Ok(v)) = (HeaderName::try_from(k), HeaderValue::try_from(v)) {
+                    response.headers_mut().insert(k, v);
+                }
+            }
+            response
+        }
+        Ok(Verification::Rejected(reason)) => {
+            tracing::warn!(flow = %flow, %reason, "webhook delivery rejected");
+            (
+                StatusCode::UNAUTHORIZED,
+                axum::Json(json!({"error": reason})),
+            )
+                .into_response()
+        }
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    }
+}
+
+/// A webhook flow's pending events, as records for each of its read steps on the webhook
+/// connection; `None` when nothing waits.
+pub(crate) async fn pending(
+    served: &ServedFlow,
+    shared: &Shared,
+) -> Result<Option<(Vec<String>, BTreeMap<StepId, Vec<Value>>)>, ServeError> {
+    let Some((connection, _)) = served.webhook() else {
+        return Ok(None);
+    };
+    let events = shared
+        .store
+        .events_pending(&shared.options.tenant, served.name(), EVENTS_PER_RUN)
+        .await?;
+    if events.is_empty() {
+        return Ok(None);
+    }
+    let mut injected = BTreeMap::new();
+    for step in &served.flow.steps {
+        if let StepKind::Read(read) = &step.kind
+            && let read = read.get_ref()
+            && read.connection.get_ref().as_str() == connection
+        {
+            let records = events
+                .iter()
+                .filter(|e| &e.stream == read.stream.get_ref())
+                .filter_map(|e| serde_json::from_str(&e.record).ok())
+                .collect();
+            injected.insert(step.id.get_ref().clone(), records);
+        }
+    }
+    let ids = events.into_iter().map(|e| e.event_id).collect();
+    Ok(Some((ids, injected)))
+}

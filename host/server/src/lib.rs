@@ -1,0 +1,26 @@
+//! Serving flows: what `weft serve` is, as a library the binary only configures and prints.
+//!
+//! A [`Server`] holds a tenant's [`ServedFlow`]s, each checked and planned at start by
+//! [`load`] (a broken flow stops the server before anything runs). Its loop ([`Server::run`],
+//! one turn of it [`Server::tick`]) runs:
+//!
+//! - **scheduled flows**: one that never ran starts at once (the full sync), then follows its
+//!   `every` or `cron` schedule;
+//! - **job chains**: a flow with `after = [...]` runs once every flow it names has completed
+//!   since its own last run;
+//! - **webhook-triggered flows**, over the events their endpoints (`POST /hooks/{flow}`,
+//!   [`Server::router`] or [`Server::listen`]) verified and stored before their sender got its
+//!   2xx;
+//! - **registrations**: with a public URL, each webhook flow's endpoint is registered with its
+//!   vendor and kept registered (see [`registration`]).
+//!
+//! Runs of one flow never overlap, also across processes sharing the store.
+
+mod flows;
+mod hooks;
+pub mod registration;
+mod server;
+
+pub use flows::{LoadError, LoadOptions, Problems, ServedFlow, load};
+pub use registration::{Registration, RegistrationError};
+pub use server::{Cause, Event, RunEnded, ServeError, Server};

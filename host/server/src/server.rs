@@ -1,0 +1,402 @@
+//! The server loop: scheduled flows, the job chains after them, webhook events, registrations.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde_json::Value;
+use tokio::sync::Notify;
+use weft_capabilities::Secrets;
+use weft_engine::{Progress, RunError, RunOptions, RunReport, Work, schedule};
+use weft_flow::StepId;
+use weft_store::{RunStatus, Store, StoreError};
+
+use crate::registration::{self, Registration, RegistrationError};
+use crate::{ServedFlow, hooks};
+
+/// The longest the loop sleeps between looks at what is due.
+const MAX_WAIT: Duration = Duration::from_secs(1);
+
+/// Why the server stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("the state database failed: {0}")]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Run(#[from] RunError),
+    #[error(transparent)]
+    Registration(#[from] RegistrationError),
+    #[error("listening on {address}: {source}")]
+    Listen {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// What the server tells its operator.
+#[derive(Debug)]
+pub enum Event {
+    /// A run of a flow ended.
+    RunEnded(RunEnded),
+    /// A webhook flow's endpoint is registered with its vendor (kept or made).
+    Registered {
+        flow: String,
+        registration: Registration,
+    },
+}
+
+/// A run the server started, as it ended.
+#[derive(Debug)]
+pub struct RunEnded {
+    pub flow: String,
+    pub run: String,
+    pub status: RunStatus,
+    /// Records read by its read steps, written by its write steps, and sent to the error log.
+    pub read: u64,
+    pub written: u64,
+    pub failed: u64,
+    pub took: Duration,
+    pub cause: Cause,
+}
+
+/// Why the server ran a flow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cause {
+    /// Its schedule was due (or it never ran).
+    Schedule,
+    /// Every flow it runs after completed since its own last run; `after` just did.
+    Chain { after: String },
+    /// Webhook events were waiting for it.
+    Webhook { events: usize },
+}
+
+/// What the webhook endpoints share with the loop.
+pub(crate) struct Shared {
+    pub flows: Vec<ServedFlow>,
+    pub store: Store,
+    pub secrets: Secrets,
+    pub options: RunOptions,
+    /// Woken when an event arrives, so that it is processed at once.
+    pub wake: Notify,
+}
+
+type Report = Box<dyn Fn(&Event) + Send + Sync>;
+
+/// Runs a tenant's flows: each on its schedule, the job chains after them, webhook-triggered
+/// flows over the events their endpoints received. Runs of one flow never overlap, also with
+/// other processes on the same store (a busy flow is tried again when next due).
+pub struct Server {
+    shared: Arc<Shared>,
+    public_url: Option<String>,
+    /// When each registered flow's registration lapses (by index), if it does.
+    lapses: BTreeMap<usize, SystemTime>,
+    report: Report,
+}
+
+impl Server {
+    pub fn new(
+        flows: Vec<ServedFlow>,
+        store: Store,
+        secrets: Secrets,
+        options: RunOptions,
+    ) -> Self {
+        Server {
+            shared: Arc::new(Shared {
+                flows,
+                store,
+                secrets,
+                options,
+                wake: Notify::new(),
+            }),
+            public_url: None,
+            lapses: BTreeMap::new(),
+            report: Box::new(|_| {}),
+        }
+    }
+
+    /// The URL vendors reach the webhook endpoints at: [`Server::register`] registers each
+    /// webhook-triggered flow's endpoint under it, and the loop keeps them registered.
+    pub fn with_public_url(mut self, url: impl Into<String>) -> Self {
+        self.public_url = Some(url.into());
+        self
+    }
+
+    /// Where the server tells what it did (runs ended, registrations).
+    pub fn on_event(mut self, report: impl Fn(&Event) + Send + Sync + 'static) -> Self {
+        self.report = Box::new(report);
+        self
+    }
+
+    pub fn flows(&self) -> &[ServedFlow] {
+        &self.shared.flows
+    }
+
+    /// Whether any flow has a webhook trigger (and so endpoints to listen on).
+    pub fn has_webhooks(&self) -> bool {
+        self.shared.flows.iter().any(|s| s.webhook().is_some())
+    }
+
+    /// The webhook endpoints, `POST /hooks/{flow}`.
+    pub fn router(&self) -> axum::Router {
+        hooks::router(Arc::clone(&self.shared))
+    }
+
+    /// Serves the webhook endpoints on `address` (behind the hardened listener's limits) until
+    /// the runtime ends; the address bound (`127.0.0.1:0` picks a port).
+    pub async fn listen(&self, address: SocketAddr) -> Result<SocketAddr, ServeError> {
+        let listen_error = |source| ServeError::Listen { address, source };
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .map_err(listen_error)?;
+        let bound = listener.local_addr().map_err(listen_error)?;
+        let app = self.router();
+        tokio::spawn(async move {
+            if let Err(e) =
+                weft_listener::serve(listener, app, weft_listener::Limits::default()).await
+            {
+                tracing::error!(error = %e, "the webhook server stopped");
+            }
+        });
+        Ok(bound)
+    }
+
+    /// Registers every webhook-triggered flow's endpoint with its vendor (or keeps the
+    /// registration it has), when the server has a public URL. Call it once the endpoints
+    /// listen: a vendor may call them to verify the registration.
+    pub async fn register(&mut self) -> Result<(), ServeError> {
+        let Some(public_url) = self.public_url.clone() else {
+            return Ok(());
+        };
+        for i in 0..self.shared.flows.len() {
+            if self.shared.flows[i].webhook().is_some() {
+                self.register_one(i, &public_url).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn register_one(&mut self, i: usize, public_url: &str) -> Result<(), RegistrationError> {
+        let served = &self.shared.flows[i];
+        let callback = registration::callback_url(public_url, served.name());
+        let made = registration::ensure(
+            served,
+            &self.shared.store,
+            &self.shared.secrets,
+            &self.shared.options.tenant,
+            &callback,
+        )
+        .await?;
+        match made.subscription().expires_at {
+            Some(at) => self.lapses.insert(i, at),
+            None => self.lapses.remove(&i),
+        };
+        (self.report)(&Event::Registered {
+            flow: served.name().to_owned(),
+            registration: made,
+        });
+        Ok(())
+    }
+
+    /// Registers, then runs what is due until `shutdown` completes: a run in progress is
+    /// finished first.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
+        self.register().await?;
+        tokio::pin!(shutdown);
+        loop {
+            let next = self.tick(SystemTime::now()).await?;
+            let wait = next
+                .duration_since(SystemTime::now())
+                .unwrap_or_default()
+                .min(MAX_WAIT);
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = self.shared.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// One turn of the loop at `now`: renews registrations about to lapse, runs every flow
+    /// whose schedule is due and the chains after those that completed, then every webhook
+    /// flow's waiting events. When the next flow is due.
+    pub async fn tick(&mut self, now: SystemTime) -> Result<SystemTime, ServeError> {
+        self.renew(now).await;
+        let mut next = now + MAX_WAIT;
+        for i in 0..self.shared.flows.len() {
+            let served = &self.shared.flows[i];
+            let last = self.last_started(served.name()).await?;
+            match schedule::next_due(&served.flow, last, now) {
+                Some(due) if due <= now => {
+                    if self.run_flow(served, Cause::Schedule, None).await? {
+                        self.run_chain(served.name()).await?;
+                    }
+                }
+                Some(due) => next = next.min(due),
+                None => {}
+            }
+        }
+        for served in &self.shared.flows {
+            if let Some((ids, injected)) = hooks::pending(served, &self.shared).await? {
+                let cause = Cause::Webhook { events: ids.len() };
+                // Records of the events that failed are in the run's error log, to retry
+                // from there.
+                if self.run_flow(served, cause, Some(injected)).await? {
+                    self.shared
+                        .store
+                        .events_done(&self.shared.options.tenant, served.name(), &ids)
+                        .await?;
+                }
+            }
+        }
+        Ok(next)
+    }
+
+    /// Renews the registrations that lapse within [`registration::RENEW_BEFORE`] of `now`; one
+    /// that fails is tried again next turn (it has not lapsed yet).
+    async fn renew(&mut self, now: SystemTime) {
+        let Some(public_url) = self.public_url.clone() else {
+            return;
+        };
+        let due: Vec<usize> = self
+            .lapses
+            .iter()
+            .filter(|(_, lapses)| **lapses <= now + registration::RENEW_BEFORE)
+            .map(|(i, _)| *i)
+            .collect();
+        for i in due {
+            if let Err(e) = self.register_one(i, &public_url).await {
+                let flow = self.shared.flows[i].name();
+                tracing::error!(flow = %flow, error = %e, "renewing the webhook registration failed");
+            }
+        }
+    }
+
+    async fn last_started(&self, flow: &str) -> Result<Option<SystemTime>, StoreError> {
+        Ok(self
+            .shared
+            .store
+            .flow_runs(&self.shared.options.tenant, flow, None, 1)
+            .await?
+            .into_iter()
+            .next()
+            .map(|r| r.started_at))
+    }
+
+    /// Runs one flow and tells of it; whether it completed (succeeded or partial).
+    async fn run_flow(
+        &self,
+        served: &ServedFlow,
+        cause: Cause,
+        events: Option<BTreeMap<StepId, Vec<Value>>>,
+    ) -> Result<bool, ServeError> {
+        let shared = &self.shared;
+        let report = weft_engine::run_with_events(
+            &served.flow,
+            &served.plan,
+            &shared.store,
+            &shared.secrets,
+            &shared.options,
+            events.unwrap_or_default(),
+            &mut |_: &Progress<'_>| {},
+        )
+        .await;
+        let report = match report {
+            Ok(report) => report,
+            // Never an overlapping run: the flow is tried again when it is next due, its
+            // events at the next turn.
+            Err(e @ RunError::FlowBusy { .. }) => {
+                tracing::info!(flow = %served.name(), "{e}; not started");
+                return Ok(false);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let completed = report.status.completed();
+        (self.report)(&Event::RunEnded(ended(served, report, cause)));
+        Ok(completed)
+    }
+
+    /// Runs the flows chained after `flow` whose every predecessor completed since their own
+    /// last run, and theirs in turn.
+    async fn run_chain(&self, flow: &str) -> Result<(), ServeError> {
+        let mut pending = vec![flow.to_owned()];
+        while let Some(done) = pending.pop() {
+            for next in self.shared.flows.iter().filter(|s| s.follows(&done)) {
+                if self.ready(next).await?
+                    && self
+                        .run_flow(
+                            next,
+                            Cause::Chain {
+                                after: done.clone(),
+                            },
+                            None,
+                        )
+                        .await?
+                {
+                    pending.push(next.name().to_owned());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether every flow `next` runs after completed since `next` last started.
+    async fn ready(&self, next: &ServedFlow) -> Result<bool, StoreError> {
+        let last = self.last_started(next.name()).await?;
+        for before in &next.flow.file.after {
+            // Ran to its end since: succeeded, or partial (its failed records are in its error
+            // log, not in the way of what comes after).
+            let mut since = false;
+            for status in [RunStatus::Succeeded, RunStatus::Partial] {
+                since |= self
+                    .shared
+                    .store
+                    .flow_runs(
+                        &self.shared.options.tenant,
+                        before.get_ref().as_str(),
+                        Some(status),
+                        1,
+                    )
+                    .await?
+                    .iter()
+                    .any(|r| last.is_none_or(|l| r.started_at >= l));
+            }
+            if !since {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// What the operator is told of a run: records read and written by the flow's read and write
+/// steps, and failed anywhere.
+fn ended(served: &ServedFlow, report: RunReport, cause: Cause) -> RunEnded {
+    let (mut read, mut written, mut failed) = (0, 0, 0);
+    for step in &report.steps {
+        let work = served
+            .plan
+            .steps
+            .iter()
+            .find(|s| s.id.as_str() == step.step)
+            .map(|s| &s.work);
+        match work {
+            Some(Work::Read(_)) => read += step.records_out,
+            Some(Work::Write(_)) => written += step.records_out,
+            _ => {}
+        }
+        failed += step.failed;
+    }
+    RunEnded {
+        flow: served.name().to_owned(),
+        run: report.id,
+        status: report.status,
+        read,
+        written,
+        failed,
+        took: report.took,
+        cause,
+    }
+}
