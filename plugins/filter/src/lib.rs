@@ -13,6 +13,11 @@
 //! anything runs (`weft validate`): `record.yeer` where the input has `year` is a configuration
 //! error with a did-you-mean. Fields only tested with `has(record.x)` may be absent.
 //!
+//! With `output = "positions"` the filter hands on, instead of the records it keeps, one
+//! `{"position": i}` per kept record (its index in the batch): a caller that holds the batch
+//! itself (the engine, splitting a condition step's records into `then` and `else`) needs no
+//! copy of the records back, and one call serves both branches.
+//!
 //! A record the condition cannot be evaluated on (a missing field used without `has`, a type
 //! mismatch) is rejected with CEL's reason, so a bad condition shows up in the error log rather
 //! than as silently missing data.
@@ -26,6 +31,19 @@ pub struct FilterConfig {
     when: String,
     #[serde(default)]
     reject_others: bool,
+    #[serde(default)]
+    output: Kept,
+}
+
+/// What the filter hands on for each record it keeps.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kept {
+    /// The record itself.
+    #[default]
+    Records,
+    /// `{"position": i}`, its index in the batch.
+    Positions,
 }
 
 fn compile(config: &FilterConfig) -> Result<cel::Program> {
@@ -147,7 +165,8 @@ impl Transform for Filter {
                 "additionalProperties": false,
                 "properties": {
                     "when": {"type": "string", "description": "A CEL condition over `record`."},
-                    "reject_others": {"type": "boolean"}
+                    "reject_others": {"type": "boolean"},
+                    "output": {"enum": ["records", "positions"], "description": "`positions`: hand on `{\"position\": i}` for each kept record instead of the record."}
                 }
             }))
     }
@@ -172,7 +191,14 @@ impl Transform for Filter {
                 )));
             }
         }
-        Ok(input.clone())
+        Ok(match config.output {
+            Kept::Records => input.clone(),
+            Kept::Positions => json!({
+                "type": "object",
+                "required": ["position"],
+                "properties": {"position": {"type": "integer", "minimum": 0}}
+            }),
+        })
     }
 
     fn process(
@@ -189,7 +215,10 @@ impl Transform for Filter {
             })?;
             context.add_variable_from_value("record", value);
             match program.execute(&context) {
-                Ok(cel::Value::Bool(true)) => output.records.push(record),
+                Ok(cel::Value::Bool(true)) => output.records.push(match config.output {
+                    Kept::Records => record,
+                    Kept::Positions => position(i),
+                }),
                 Ok(cel::Value::Bool(false)) if config.reject_others => {
                     output.reject(i, format!("`{}` is false", config.when), None)
                 }
@@ -210,6 +239,12 @@ impl Transform for Filter {
     }
 }
 
+fn position(i: usize) -> Record {
+    let mut marker = Record::new();
+    marker.insert("position".into(), json!(i));
+    marker
+}
+
 #[cfg(target_arch = "wasm32")]
 weft_sdk::export_transform!(Filter);
 
@@ -221,6 +256,7 @@ mod tests {
         let config = FilterConfig {
             when: when.into(),
             reject_others: false,
+            output: Kept::Records,
         };
         let input = json!({"type": "object", "properties": {"year": {"type": "integer"}, "owner": {"type": "object", "properties": {"name": {"type": "string"}}}, "extra": {}}});
         Filter::output_schema(&config, &input, None)
@@ -238,6 +274,18 @@ mod tests {
             err.contains("`record.owner.nmae`") && err.contains("did you mean `name`?"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn positions_name_the_kept_records_in_batch_order() {
+        let config: FilterConfig =
+            serde_json::from_value(json!({"when": "record.n > 1", "output": "positions"})).unwrap();
+        let records = [1, 2, 0, 3]
+            .into_iter()
+            .map(|n| json!({"n": n}).as_object().unwrap().clone())
+            .collect();
+        let out = Filter::process(&config, records, None).unwrap();
+        assert_eq!(out.records, [position(1), position(3)]);
     }
 
     #[test]

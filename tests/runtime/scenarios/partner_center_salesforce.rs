@@ -766,7 +766,7 @@ fn same_steps(plan: &Plan) -> Vec<(String, String, serde_json::Value)> {
             let given = match &s.work {
                 Work::Read(r) => r.options.clone(),
                 Work::Transform(t) => t.config.clone(),
-                Work::Condition(c) => c.then.clone(),
+                Work::Condition(c) => c.config.clone(),
                 Work::ForEach(f) => f.options.to_string(),
                 Work::Write(w) => w.stream.clone(),
             };

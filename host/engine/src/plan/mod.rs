@@ -162,10 +162,9 @@ pub struct ConditionWork {
     pub branch: Branch,
     /// The transform evaluating CEL.
     pub plugin: Arc<TransformPlugin>,
-    /// The filter's config keeping the records `when` holds for, as JSON text.
-    pub then: String,
-    /// The filter's config keeping the others.
-    pub otherwise: String,
+    /// The filter's config naming the positions of the records `when` holds for, as JSON
+    /// text.
+    pub config: String,
 }
 
 pub struct ForEachWork {

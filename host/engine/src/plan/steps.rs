@@ -259,8 +259,7 @@ impl Planner<'_, '_> {
             input: c.input.get_ref().clone(),
             branch,
             plugin,
-            then: then.to_string(),
-            otherwise: json!({ "when": format!("!({when})") }).to_string(),
+            config: json!({ "when": when, "output": "positions" }).to_string(),
         }))
     }
 

@@ -1,14 +1,22 @@
 //! Condition steps: the records `when` holds for go to the steps reading the step, the others
-//! to the steps reading it with `branch = "else"`. Records the condition cannot be evaluated on
-//! go to the error log once.
+//! to the steps reading it with `branch = "else"`. One call to the filter decides both: it names
+//! the positions of the records `when` holds for, and rejects those it cannot be evaluated on
+//! (they go to the error log, and to neither branch).
 
+use serde::Deserialize;
 use weft_flow::model::Branch;
 use weft_runtime::Batch;
 
 use super::call::{bounded, with_retry};
-use super::records::{self, Record};
+use super::records::Record;
 use super::{Execution, Include, Stop};
 use crate::plan::{ConditionWork, PlannedStep};
+
+/// What the filter hands on for each record `when` holds for.
+#[derive(Deserialize)]
+struct Kept {
+    position: usize,
+}
 
 impl Execution<'_> {
     pub(super) async fn condition(
@@ -23,57 +31,83 @@ impl Execution<'_> {
         let otherwise = self.readers_on(id, Branch::Else, include);
         let keep = self.collected.contains_key(id);
         self.took_in(id, records.len());
+        if then.is_empty() && otherwise.is_empty() && !keep {
+            return Ok(());
+        }
         let context = self.context_for(id);
-        let text = records::join(records);
-        let mut rejects_logged = false;
-        let branches = [
-            (then, &work.then, Branch::Then),
-            (otherwise, &work.otherwise, Branch::Else),
-        ];
-        for (children, config, branch) in branches {
-            let kept_here = branch == Branch::Then && keep;
-            if children.is_empty() && !kept_here {
-                continue;
+        let batch = Batch {
+            config: work.config.clone(),
+            records: super::records::join(records),
+            lookup: None,
+        };
+        let result = bounded(
+            step.timeout,
+            with_retry(&self.options.retry, || {
+                work.plugin.process(&context, batch.clone())
+            }),
+        )
+        .await;
+        let result = match result {
+            Ok(result) => result,
+            Err(e) => return Err(self.fail(id, e.to_string()).await),
+        };
+        // Where each record goes: `Some(true)` then, `Some(false)` else, `None` the error log.
+        let mut branch = vec![Some(false); records.len()];
+        for reject in &result.rejects {
+            let record = records.get(reject.index as usize).map(|r| r.get());
+            let why = format!("condition: {}", reject.reason);
+            self.log_error(id, record, &why).await?;
+            if let Some(b) = branch.get_mut(reject.index as usize) {
+                *b = None;
             }
-            let batch = Batch {
-                config: config.clone(),
-                records: text.clone(),
-                lookup: None,
-            };
-            let result = bounded(
-                step.timeout,
-                with_retry(&self.options.retry, || {
-                    work.plugin.process(&context, batch.clone())
-                }),
-            )
-            .await;
-            let result = match result {
-                Ok(result) => result,
-                Err(e) => return Err(self.fail(id, e.to_string()).await),
-            };
-            if !rejects_logged {
-                for reject in &result.rejects {
-                    let record = records.get(reject.index as usize).map(|r| r.get());
-                    let why = format!("condition: {}", reject.reason);
-                    self.log_error(id, record, &why).await?;
-                }
-                rejects_logged = true;
+        }
+        let kept: Vec<Kept> = match serde_json::from_str(&result.records) {
+            Ok(kept) => kept,
+            Err(e) => {
+                let why = format!("the condition's answer is not a list of positions: {e}");
+                return Err(self.fail(id, why).await);
             }
-            let out = match records::split(&result.records) {
-                Ok(out) => out,
-                Err(e) => {
-                    let why =
-                        format!("the condition returned records that are not a JSON array: {e}");
-                    return Err(self.fail(id, why).await);
-                }
-            };
-            self.record(id).records_out += out.len() as u64;
-            self.save(id).await?;
-            if kept_here {
-                self.keep(id, &out);
+        };
+        let mut last = None;
+        for Kept { position } in kept {
+            // In batch order, each once, of a record not rejected.
+            if last.is_some_and(|l| position <= l) || branch.get(position) != Some(&Some(false)) {
+                let why = format!(
+                    "the condition named position {position} of a batch of {}: out of order, repeated, rejected or out of range",
+                    records.len()
+                );
+                return Err(self.fail(id, why).await);
             }
+            branch[position] = Some(true);
+            last = Some(position);
+        }
+        let pick = |wanted: bool| -> Vec<Record> {
+            records
+                .iter()
+                .zip(&branch)
+                .filter(|(_, b)| **b == Some(wanted))
+                .map(|(r, _)| r.clone())
+                .collect()
+        };
+        let (held, not_held) = (pick(true), pick(false));
+        // Counted for the branches something reads (or keeps).
+        let handed_on = if then.is_empty() && !keep {
+            0
+        } else {
+            held.len()
+        } + if otherwise.is_empty() {
+            0
+        } else {
+            not_held.len()
+        };
+        self.record(id).records_out += handed_on as u64;
+        self.save(id).await?;
+        if keep {
+            self.keep(id, &held);
+        }
+        for (children, out) in [(then, &held), (otherwise, &not_held)] {
             for child in children {
-                Box::pin(self.enter(&child, &out, include)).await?;
+                Box::pin(self.enter(&child, out, include)).await?;
             }
         }
         Ok(())
