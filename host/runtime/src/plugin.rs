@@ -1,5 +1,6 @@
 //! Loading plugins and calling them under limits.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -165,6 +166,10 @@ impl Runtime {
                         name: name.to_owned(),
                         reason: e.to_string(),
                     })?;
+                let schemas = stream_schemas(&info).map_err(|reason| LoadError::Describe {
+                    name: name.to_owned(),
+                    reason,
+                })?;
                 let runner = Runner {
                     inner: self.inner.clone(),
                     name: Arc::from(info.name.as_str()),
@@ -173,6 +178,7 @@ impl Runtime {
                     runner,
                     pre,
                     info,
+                    schemas,
                     load,
                 }))
             }
@@ -457,11 +463,28 @@ fn json(value: &serde_json::Value) -> String {
     value.to_string()
 }
 
+/// Each stream's record schema, parsed once at load; a schema that is not JSON refuses the
+/// plugin.
+fn stream_schemas(info: &ConnectorInfo) -> Result<HashMap<String, serde_json::Value>, String> {
+    info.streams
+        .iter()
+        .map(|s| match serde_json::from_str(&s.schema) {
+            Ok(schema) => Ok((s.name.clone(), schema)),
+            Err(e) => Err(format!(
+                "the schema of stream `{}` is not JSON: {e}",
+                s.name
+            )),
+        })
+        .collect()
+}
+
 /// A loaded connector.
 pub struct ConnectorPlugin {
     runner: Runner,
     pre: ConnectorPre<StoreData>,
     info: ConnectorInfo,
+    /// Each stream's record schema, by stream name.
+    schemas: HashMap<String, serde_json::Value>,
     load: LoadReport,
 }
 
@@ -482,6 +505,11 @@ impl ConnectorPlugin {
     /// The stream `name`, if the connector has it.
     pub fn stream(&self, name: &str) -> Option<&crate::bindings::StreamDescriptor> {
         self.info.streams.iter().find(|s| s.name == name)
+    }
+
+    /// The JSON Schema of one record of stream `name`, if the connector has it.
+    pub fn schema(&self, stream: &str) -> Option<&serde_json::Value> {
+        self.schemas.get(stream)
     }
 
     pub async fn check(

@@ -160,7 +160,7 @@ impl Planner<'_, '_> {
                     .help("use `sync = \"full\"`"),
                 );
             }
-            let schema = serde_json::from_str(&stream.schema).unwrap_or(Value::Null);
+            let schema = stream_schema(&connector.plugin, stream);
             self.produces(id, schema, None);
             Endpoint::Connector(connector)
         };
@@ -290,7 +290,7 @@ impl Planner<'_, '_> {
             ));
         }
         let branch = f.branch.as_ref().map_or(Branch::Then, |b| *b.get_ref());
-        let mut schema = serde_json::from_str(&stream.schema).unwrap_or(Value::Null);
+        let mut schema = stream_schema(&connector.plugin, stream);
         if let (Some(parent), Some(props)) = (
             &f.parent_field,
             schema.get_mut("properties").and_then(Value::as_object_mut),
@@ -344,7 +344,7 @@ impl Planner<'_, '_> {
                 .map_err(|d| self.out.push(d))
                 .ok()?;
             self.check_write_mode(&connector.plugin, stream, w);
-            let target = serde_json::from_str::<Value>(&stream.schema).unwrap_or(Value::Null);
+            let target = stream_schema(&connector.plugin, stream);
             for key in &w.key {
                 for (schema, whose) in [
                     (&target, format!("stream `{}`", stream.name)),
@@ -428,6 +428,14 @@ fn with_field(schema: &Value, name: &str, field: Value) -> Value {
         props.insert(name.into(), field);
     }
     schema
+}
+
+/// The record schema of `stream`, as parsed when the connector was loaded.
+fn stream_schema(connector: &ConnectorPlugin, stream: &StreamDescriptor) -> Value {
+    connector
+        .schema(&stream.name)
+        .cloned()
+        .unwrap_or(Value::Null)
 }
 
 fn find_stream<'a>(
