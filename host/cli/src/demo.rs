@@ -248,6 +248,17 @@ pub async fn run(data_dir: &Path, args: DemoArgs) -> anyhow::Result<()> {
         sandbox.admin_url()
     );
     let variables = sandbox.flow_variables();
+    // A tenant of its own each time: the sandbox is new, with new data on new ports, so
+    // cursors, datasets and plugin state of an earlier demo (or of the operator's own flows)
+    // must not carry over into it.
+    let tenant = format!(
+        "demo-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis()
+    );
+    println!("tenant    {tenant} (state of this demo only)");
 
     let runtime = crate::runtime(data_dir)?;
     let plugins = PluginDirectory::new([plugin_dir]);
@@ -261,7 +272,7 @@ pub async fn run(data_dir: &Path, args: DemoArgs) -> anyhow::Result<()> {
     {
         secrets
             .set(
-                "default",
+                &tenant,
                 "salesforce_sandbox_jwt_key",
                 &weft_capabilities::Secret::new(pem),
             )
@@ -269,11 +280,11 @@ pub async fn run(data_dir: &Path, args: DemoArgs) -> anyhow::Result<()> {
     }
     // The key the Zendesk webhook's bearer token is derived from: any value the operator
     // chooses; the demo makes one of its own unless there is one.
-    if secrets.get("default", "zendesk_webhook_key").await.is_err() {
+    if secrets.get(&tenant, "zendesk_webhook_key").await.is_err() {
         let key = MasterKey::generate("the demo's Zendesk webhook key").to_base64();
         secrets
             .set(
-                "default",
+                &tenant,
                 "zendesk_webhook_key",
                 &weft_capabilities::Secret::new(key.as_str()),
             )
@@ -307,7 +318,7 @@ pub async fn run(data_dir: &Path, args: DemoArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("opening {}", seed.file.display()))?;
             let count = crate::dataset::import(
                 &store,
-                "default",
+                &tenant,
                 &seed.dataset,
                 &seed.key,
                 &seed.file.display().to_string(),
@@ -361,7 +372,7 @@ pub async fn run(data_dir: &Path, args: DemoArgs) -> anyhow::Result<()> {
             chosen.extend(own.iter().cloned());
             let options = PlanOptions {
                 environment: environment.clone(),
-                tenant: "default".into(),
+                tenant: tenant.clone(),
                 variables: chosen.into_iter().collect(),
             };
             let plan = match weft_engine::plan_with(flow, &options, &plugins, &runtime).await {
@@ -375,6 +386,7 @@ pub async fn run(data_dir: &Path, args: DemoArgs) -> anyhow::Result<()> {
             };
             let before = sandbox.requests(None).len();
             let run_options = RunOptions {
+                tenant: tenant.clone(),
                 environment,
                 ..RunOptions::default()
             };
@@ -434,12 +446,12 @@ pub async fn run(data_dir: &Path, args: DemoArgs) -> anyhow::Result<()> {
         );
     }
     println!();
-    println!("Look further:");
+    println!("Look further (this demo's tenant is {tenant}):");
     println!(
-        "  weft runs list                 every run above; `weft runs show RUN`, `weft runs errors RUN`"
+        "  weft --tenant {tenant} runs list      every run above; then `runs show RUN`, `runs errors RUN`"
     );
     println!(
-        "  weft dataset list              what the flows kept in weft's store; `weft dataset show NAME`"
+        "  weft --tenant {tenant} dataset list   what the flows kept; then `dataset show NAME`"
     );
     println!(
         "  weft sandbox                   the emulators on their fixed ports, for `weft run FLOW --env sandbox`"
