@@ -82,11 +82,16 @@ impl Harness {
     }
 
     async fn run(&self, text: &str, env: Option<&str>) -> RunReport {
+        self.run_with_plugins(text, env, PathBuf::from(WASM_DIR))
+            .await
+    }
+
+    async fn run_with_plugins(&self, text: &str, env: Option<&str>, dir: PathBuf) -> RunReport {
         let path = self.dir.path().join("flow.toml");
         std::fs::write(&path, text).unwrap();
         let flow = weft_flow::load(&path).unwrap_or_else(|e| panic!("{e}"));
         let rt = runtime(|_| {});
-        let plugins = PluginDirectory::new([PathBuf::from(WASM_DIR)]);
+        let plugins = PluginDirectory::new([dir]);
         let plan = weft_engine::plan(&flow, env, "default", &plugins, &rt)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
@@ -567,6 +572,70 @@ write = {{ connection = "kept", stream = "rest", input = "vip", branch = "else",
         ),
         (20, 19)
     );
+}
+
+#[tokio::test]
+async fn a_condition_whose_filter_names_impossible_positions_fails_its_step() {
+    let upstream = Upstream::start().await;
+    upstream.seed("items", items(5, &[]));
+    // The hostile transform stands in for the filter that evaluates conditions.
+    let plugins = tempfile::tempdir().unwrap();
+    std::fs::copy(wasm(HOSTILE_TRANSFORM), plugins.path().join("filter.wasm")).unwrap();
+    std::fs::copy(wasm(HTTP_JSON), plugins.path().join("http-json.wasm")).unwrap();
+    for answer in [
+        "positions-backwards",
+        "positions-repeated",
+        "positions-past-the-end",
+        "positions-of-rejected",
+    ] {
+        let h = Harness::new().await;
+        let text = format!(
+            r#"name = "route-items"
+
+[connections.source]
+plugin = "http-json"
+config = {{ base_url = "{url}" }}
+egress = [{{ host = "{host}", allow_http = true, allow_private = true }}]
+
+[connections.kept]
+plugin = "dataset"
+
+[[steps]]
+id = "items"
+read = {{ connection = "source", stream = "items" }}
+
+[[steps]]
+id = "vip"
+condition = {{ input = "items", when = "{answer}" }}
+
+[[steps]]
+id = "save-vip"
+write = {{ connection = "kept", stream = "vip", input = "vip", mode = "upsert", key = ["id"] }}
+"#,
+            url = upstream.url(),
+            host = upstream.addr,
+        );
+        let report = h
+            .run_with_plugins(&text, None, plugins.path().to_owned())
+            .await;
+        assert_eq!(report.status, weft_store::RunStatus::Failed, "{answer}");
+        let (run, _) = h
+            .store
+            .run_get("default", &report.id)
+            .await
+            .unwrap()
+            .unwrap();
+        let error = run.error.unwrap_or_default();
+        assert!(
+            error.contains("out of order, repeated, rejected or out of range"),
+            "{answer}: {error}"
+        );
+        let kept = h.store.dataset_page("default", "vip", None, 100).await;
+        assert!(
+            kept.map(|p| dataset_records(p).is_empty()).unwrap_or(true),
+            "{answer}: nothing goes on from a step that failed"
+        );
+    }
 }
 
 #[tokio::test]

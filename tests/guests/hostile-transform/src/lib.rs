@@ -8,16 +8,31 @@
 //! - `chatter`: logs `mib` MiB in 1 KiB lines, then behaves;
 //! - `misindex`: rejects a record past the end of its batch;
 //! - `echo`: behaves, returning its input.
+//!
+//! Standing in for the `filter` that evaluates condition steps (the host sends `when` and
+//! `output = "positions"`), `when` chooses what positions to answer: `positions-backwards`
+//! (the kept records in reverse order), `positions-repeated` (the first record twice),
+//! `positions-past-the-end` (a record past the end of the batch), `positions-of-rejected` (a
+//! record it also rejects).
 
 use serde::Deserialize;
 use weft_sdk::{Output, Record, Result, Transform, TransformInfo, json};
 
 #[derive(Deserialize)]
 pub struct Config {
-    #[serde(rename = "do")]
+    #[serde(rename = "do", default)]
     action: String,
     #[serde(default)]
     mib: usize,
+    /// Set when the host calls it as a condition's filter.
+    #[serde(default)]
+    when: String,
+}
+
+fn positions(at: impl IntoIterator<Item = usize>) -> Vec<Record> {
+    at.into_iter()
+        .map(|i| record(json!({ "position": i })))
+        .collect()
 }
 
 fn record(value: weft_sdk::Value) -> Record {
@@ -71,6 +86,18 @@ impl Transform for Hostile {
         records: Vec<Record>,
         _lookup: Option<Vec<Record>>,
     ) -> Result<Output> {
+        let n = records.len();
+        match config.when.as_str() {
+            "positions-backwards" => return Ok(Output::records(positions((0..n).rev()))),
+            "positions-repeated" => return Ok(Output::records(positions([0, 0]))),
+            "positions-past-the-end" => return Ok(Output::records(positions([n + 3]))),
+            "positions-of-rejected" => {
+                let mut output = Output::records(positions([0]));
+                output.reject(0, "cannot be evaluated", None);
+                return Ok(output);
+            }
+            _ => {}
+        }
         match config.action.as_str() {
             "spin" => {
                 let mut n: u64 = 0;
