@@ -107,6 +107,14 @@ fn said(event: &Event) -> String {
                 run.flow, run.status, run.read, run.written
             )
         }
+        Event::Deferred {
+            flow,
+            error,
+            retry_at,
+        } => {
+            let at = retry_at.duration_since(SystemTime::UNIX_EPOCH).unwrap();
+            format!("{flow} deferred to {}: {error}", at.as_secs())
+        }
         Event::Registered {
             flow,
             registration: Registration::Kept(s),
@@ -166,7 +174,7 @@ async fn a_flow_that_never_ran_starts_at_once_then_follows_its_schedule_and_its_
     let (mut server, told) = h.server().await;
 
     let now = SystemTime::now();
-    server.tick(now).await.unwrap();
+    server.tick(now).await;
     assert_eq!(
         told.take(),
         [
@@ -177,15 +185,14 @@ async fn a_flow_that_never_ran_starts_at_once_then_follows_its_schedule_and_its_
     assert_eq!(upstream.records("contacts").len(), 5);
 
     // Not due again within the hour: nothing runs.
-    server.tick(now + Duration::from_secs(60)).await.unwrap();
+    server.tick(now + Duration::from_secs(60)).await;
     assert_eq!(told.take(), Vec::<String>::new());
 
     // Due an hour after it last started: it runs, and the chain after it.
     upstream.seed("items", people(7));
     server
         .tick(SystemTime::now() + Duration::from_secs(3_601))
-        .await
-        .unwrap();
+        .await;
     assert_eq!(
         told.take(),
         [
@@ -211,7 +218,7 @@ async fn a_chained_flow_waits_until_every_flow_it_runs_after_has_completed() {
     h.write("publish", &publish(&upstream, &["a-first", "b-second"]));
     let (mut server, told) = h.server().await;
 
-    server.tick(SystemTime::now()).await.unwrap();
+    server.tick(SystemTime::now()).await;
     let lines = told.take();
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert_eq!(lines[0], "a-first schedule succeeded: 3 read, 3 written");
@@ -225,8 +232,7 @@ async fn a_chained_flow_waits_until_every_flow_it_runs_after_has_completed() {
     down.heal();
     server
         .tick(SystemTime::now() + Duration::from_secs(3_601))
-        .await
-        .unwrap();
+        .await;
     assert_eq!(
         told.take(),
         [
@@ -314,7 +320,7 @@ async fn webhook_events_are_kept_before_the_reply_and_run_once_in_order() {
     let signature = sign(&body);
     assert_eq!(post(&elsewhere, body, signature).await.0, 404);
 
-    server.tick(SystemTime::now()).await.unwrap();
+    server.tick(SystemTime::now()).await;
     assert_eq!(told.take(), ["hooks 2 events succeeded: 2 read, 2 written"]);
     let ids: Vec<Value> = upstream
         .records("contacts")
@@ -330,7 +336,7 @@ async fn webhook_events_are_kept_before_the_reply_and_run_once_in_order() {
             .is_empty()
     );
     // Done events are not run again; a webhook flow has no schedule of its own.
-    server.tick(SystemTime::now()).await.unwrap();
+    server.tick(SystemTime::now()).await;
     assert_eq!(told.take(), Vec::<String>::new());
 }
 
@@ -347,7 +353,7 @@ async fn webhook_events_of_a_failed_run_wait_for_the_next_turn() {
 
     // The upstream refuses the writes for longer than the retries last: the run fails.
     upstream.fail_next(std::iter::repeat_n((503, None), 20));
-    server.tick(SystemTime::now()).await.unwrap();
+    server.tick(SystemTime::now()).await;
     let lines = told.take();
     assert!(lines[0].starts_with("hooks 1 events failed"), "{lines:?}");
     assert!(upstream.records("contacts").is_empty());
@@ -359,7 +365,7 @@ async fn webhook_events_of_a_failed_run_wait_for_the_next_turn() {
     assert_eq!(pending.len(), 1, "the event waits");
 
     upstream.heal();
-    server.tick(SystemTime::now()).await.unwrap();
+    server.tick(SystemTime::now()).await;
     assert_eq!(told.take(), ["hooks 1 events succeeded: 1 read, 1 written"]);
     assert_eq!(upstream.records("contacts").len(), 1);
     let pending = h
@@ -462,4 +468,84 @@ async fn loading_says_every_broken_flow_and_every_undeclared_variable_and_starts
 
 fn ui(name: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("ui").join(name)
+}
+
+/// Renames a table of the store's SQLite file behind the server's back, as a store failing
+/// would look to it; `undo` puts it back.
+async fn rename_table(dir: &Path, from: &str, to: &str) {
+    use sqlx::Connection;
+    let url = format!("sqlite://{}", dir.join("weft.db").display());
+    let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query(&format!("ALTER TABLE {from} RENAME TO {to}"))
+        .execute(&mut db)
+        .await
+        .unwrap();
+    db.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_failing_store_defers_the_flow_with_backoff_and_the_server_goes_on() {
+    let upstream = Upstream::start().await;
+    upstream.seed("items", people(2));
+    let h = Harness::new().await;
+    h.write(
+        "collect",
+        &collect(
+            &upstream,
+            "collect",
+            "items",
+            "schedule = { every = \"1h\" }",
+        ),
+    );
+    let (mut server, told) = h.server().await;
+    let t0 = SystemTime::UNIX_EPOCH
+        + Duration::from_secs(
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap()
+                .as_secs(),
+        );
+    let secs = |d: u64| {
+        (t0 + Duration::from_secs(d))
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+
+    rename_table(h.dir.path(), "runs", "runs_away").await;
+    server.tick(t0).await;
+    let lines = told.take();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with(&format!(
+            "collect deferred to {}: the state database failed",
+            secs(5)
+        )),
+        "{lines:?}"
+    );
+    // Resting: not tried again before its time.
+    server.tick(t0 + Duration::from_secs(2)).await;
+    assert_eq!(told.take(), Vec::<String>::new());
+    // Failing again: it rests twice as long.
+    server.tick(t0 + Duration::from_secs(6)).await;
+    let lines = told.take();
+    assert!(
+        lines[0].starts_with(&format!("collect deferred to {}:", secs(16))),
+        "{lines:?}"
+    );
+
+    // The store is back: the flow runs, and its next failure rests it only the first time.
+    rename_table(h.dir.path(), "runs_away", "runs").await;
+    server.tick(t0 + Duration::from_secs(16)).await;
+    assert_eq!(
+        told.take(),
+        ["collect schedule succeeded: 2 read, 2 written"]
+    );
+    rename_table(h.dir.path(), "runs", "runs_away").await;
+    server.tick(t0 + Duration::from_secs(20)).await;
+    let lines = told.take();
+    assert!(
+        lines[0].starts_with(&format!("collect deferred to {}:", secs(25))),
+        "{lines:?}"
+    );
 }

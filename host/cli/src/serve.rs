@@ -106,6 +106,14 @@ fn say(event: &Event) {
                 ),
             };
         }
+        Event::Deferred {
+            flow,
+            error,
+            retry_at,
+        } => {
+            let at = humantime::format_rfc3339_seconds(*retry_at);
+            eprintln!("flow {flow} not run: {error}; trying again at {at}");
+        }
         Event::Registered { flow, registration } => {
             let s = registration.subscription();
             let what = match registration {

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
@@ -18,6 +18,11 @@ use crate::{ServedFlow, hooks};
 
 /// The longest the loop sleeps between looks at what is due.
 const MAX_WAIT: Duration = Duration::from_secs(1);
+
+/// How long a flow whose turn failed rests before the next try: doubled after each failure
+/// in a row, up to [`LONGEST_REST`].
+const FIRST_REST: Duration = Duration::from_secs(5);
+const LONGEST_REST: Duration = Duration::from_secs(300);
 
 /// Why the server stopped.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +45,13 @@ pub enum ServeError {
 pub enum Event {
     /// A run of a flow ended.
     RunEnded(RunEnded),
+    /// A flow's turn could not be taken (its run could not start, or the store failed): it
+    /// is tried again at `retry_at`, later after each failure in a row; the server goes on.
+    Deferred {
+        flow: String,
+        error: String,
+        retry_at: SystemTime,
+    },
     /// A webhook flow's endpoint is registered with its vendor (kept or made).
     Registered {
         flow: String,
@@ -92,6 +104,8 @@ pub struct Server {
     public_url: Option<String>,
     /// When each registered flow's registration lapses (by index), if it does.
     lapses: BTreeMap<usize, SystemTime>,
+    /// Flows whose last turn failed, by name: failures in a row, and when to try again.
+    resting: Mutex<BTreeMap<String, (u32, SystemTime)>>,
     report: Report,
 }
 
@@ -112,6 +126,7 @@ impl Server {
             }),
             public_url: None,
             lapses: BTreeMap::new(),
+            resting: Mutex::new(BTreeMap::new()),
             report: Box::new(|_| {}),
         }
     }
@@ -205,7 +220,7 @@ impl Server {
         self.register().await?;
         tokio::pin!(shutdown);
         loop {
-            let next = self.tick(SystemTime::now()).await?;
+            let next = self.tick(SystemTime::now()).await;
             let wait = next
                 .duration_since(SystemTime::now())
                 .unwrap_or_default()
@@ -219,39 +234,90 @@ impl Server {
         Ok(())
     }
 
-    /// One turn of the loop at `now`: renews registrations about to lapse, runs every flow
-    /// whose schedule is due and the chains after those that completed, then every webhook
-    /// flow's waiting events. When the next flow is due.
-    pub async fn tick(&mut self, now: SystemTime) -> Result<SystemTime, ServeError> {
+    /// One turn of the loop at `now`: renews registrations about to lapse, then gives each
+    /// flow its turn (its schedule if due, the chain after it, its waiting webhook events).
+    /// Nothing that fails stops the server: a flow whose turn failed is told of
+    /// ([`Event::Deferred`]) and rests. When to look again.
+    pub async fn tick(&mut self, now: SystemTime) -> SystemTime {
         self.renew(now).await;
         let mut next = now + MAX_WAIT;
-        for i in 0..self.shared.flows.len() {
-            let served = &self.shared.flows[i];
-            let last = self.last_started(served.name()).await?;
-            match schedule::next_due(&served.flow, last, now) {
-                Some(due) if due <= now => {
-                    if self.run_flow(served, Cause::Schedule, None).await? {
-                        self.run_chain(served.name()).await?;
-                    }
-                }
-                Some(due) => next = next.min(due),
-                None => {}
-            }
-        }
         for served in &self.shared.flows {
-            if let Some((ids, injected)) = hooks::pending(served, &self.shared).await? {
-                let cause = Cause::Webhook { events: ids.len() };
-                // Records of the events that failed are in the run's error log, to retry
-                // from there.
-                if self.run_flow(served, cause, Some(injected)).await? {
-                    self.shared
-                        .store
-                        .events_done(&self.shared.options.tenant, served.name(), &ids)
-                        .await?;
-                }
+            if let Some(until) = self.resting_until(served.name(), now) {
+                next = next.min(until);
+                continue;
+            }
+            match self.turn(served, now).await {
+                Ok(Some(due)) => next = next.min(due),
+                Ok(None) => {}
+                Err(e) => next = next.min(self.defer(served.name(), &e, now)),
             }
         }
-        Ok(next)
+        next
+    }
+
+    /// A flow's turn: its schedule if due (and the chain after it if it completed), then its
+    /// waiting webhook events. When its schedule is next due, if it has one.
+    async fn turn(
+        &self,
+        served: &ServedFlow,
+        now: SystemTime,
+    ) -> Result<Option<SystemTime>, ServeError> {
+        let last = self.last_started(served.name()).await?;
+        let mut due_at = None;
+        match schedule::next_due(&served.flow, last, now) {
+            Some(due) if due <= now => {
+                if self.run_flow(served, Cause::Schedule, None).await? {
+                    self.run_chain(served.name(), now).await;
+                }
+            }
+            Some(due) => due_at = Some(due),
+            None => {}
+        }
+        if let Some((ids, injected)) = hooks::pending(served, &self.shared).await? {
+            let cause = Cause::Webhook { events: ids.len() };
+            // Records of the events that failed are in the run's error log, to retry from
+            // there.
+            if self.run_flow(served, cause, Some(injected)).await? {
+                self.shared
+                    .store
+                    .events_done(&self.shared.options.tenant, served.name(), &ids)
+                    .await?;
+            }
+        }
+        self.resting
+            .lock()
+            .expect("not poisoned")
+            .remove(served.name());
+        Ok(due_at)
+    }
+
+    /// When `flow` may be tried again, if it is resting at `now`.
+    fn resting_until(&self, flow: &str, now: SystemTime) -> Option<SystemTime> {
+        let resting = self.resting.lock().expect("not poisoned");
+        resting
+            .get(flow)
+            .map(|(_, until)| *until)
+            .filter(|until| *until > now)
+    }
+
+    /// Tells of `flow`'s failed turn and rests it, longer after each failure in a row; until
+    /// when.
+    fn defer(&self, flow: &str, error: &ServeError, now: SystemTime) -> SystemTime {
+        let mut resting = self.resting.lock().expect("not poisoned");
+        let failures = resting.get(flow).map_or(0, |(n, _)| *n) + 1;
+        let rest = FIRST_REST
+            .saturating_mul(1 << (failures - 1).min(16))
+            .min(LONGEST_REST);
+        let retry_at = now + rest;
+        resting.insert(flow.to_owned(), (failures, retry_at));
+        drop(resting);
+        tracing::error!(flow = %flow, error = %error, failures, "the flow's turn failed; it rests");
+        (self.report)(&Event::Deferred {
+            flow: flow.to_owned(),
+            error: error.to_string(),
+            retry_at,
+        });
+        retry_at
     }
 
     /// Renews the registrations that lapse within [`registration::RENEW_BEFORE`] of `now`; one
@@ -319,27 +385,31 @@ impl Server {
     }
 
     /// Runs the flows chained after `flow` whose every predecessor completed since their own
-    /// last run, and theirs in turn.
-    async fn run_chain(&self, flow: &str) -> Result<(), ServeError> {
+    /// last run, and theirs in turn. A chained flow whose turn fails rests like any other.
+    async fn run_chain(&self, flow: &str, now: SystemTime) {
         let mut pending = vec![flow.to_owned()];
         while let Some(done) = pending.pop() {
             for next in self.shared.flows.iter().filter(|s| s.follows(&done)) {
-                if self.ready(next).await?
-                    && self
-                        .run_flow(
-                            next,
-                            Cause::Chain {
-                                after: done.clone(),
-                            },
-                            None,
-                        )
-                        .await?
-                {
-                    pending.push(next.name().to_owned());
+                if self.resting_until(next.name(), now).is_some() {
+                    continue;
+                }
+                let cause = Cause::Chain {
+                    after: done.clone(),
+                };
+                let ran = match self.ready(next).await {
+                    Ok(true) => self.run_flow(next, cause, None).await,
+                    Ok(false) => Ok(false),
+                    Err(e) => Err(e.into()),
+                };
+                match ran {
+                    Ok(true) => pending.push(next.name().to_owned()),
+                    Ok(false) => {}
+                    Err(e) => {
+                        self.defer(next.name(), &e, now);
+                    }
                 }
             }
         }
-        Ok(())
     }
 
     /// Whether every flow `next` runs after completed since `next` last started.
