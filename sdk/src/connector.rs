@@ -8,6 +8,7 @@ use crate::http::{Method, RequestBuilder};
 use crate::{Error, Record, Result, decode_batch, encode_batch};
 
 pub use crate::bindings::connector::weft::plugin::types::{SyncMode, WriteMode};
+use crate::bindings::connector::weft::plugin::webhook_keys as keys;
 pub use crate::bindings::connector::weft::plugin::webhook_keys::MacAlgorithm;
 pub use api::{
     AuthKind, AuthMethod, CredentialPlacement, HeaderTemplate, InboundRequest, Reply, Subscription,
@@ -301,9 +302,60 @@ impl Connection {
 
     /// The MAC of `message` under the connection's webhook secret, to compare with a
     /// signature header. Compare with [`constant_time_eq`].
-    pub fn webhook_mac(&self, algorithm: MacAlgorithm, message: &[u8]) -> Result<Vec<u8>> {
-        crate::bindings::connector::weft::plugin::webhook_keys::mac(&self.name, algorithm, message)
-            .map_err(Error::Config)
+    pub fn webhook_mac(
+        &self,
+        algorithm: MacAlgorithm,
+        message: &[u8],
+    ) -> Result<Vec<u8>, MacError> {
+        keys::mac(&self.name, algorithm, message).map_err(MacError::from)
+    }
+}
+
+/// Why the host computed no webhook MAC. The text of each is the host's, naming the connection
+/// and what to do.
+///
+/// `?` turns it into an [`Error`]: [`Error::Denied`] for another connection (as an HTTP request
+/// for one would be), [`Error::Config`] for a secret that is missing or unreadable, which an
+/// operator fixes in the flow file or the secret store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MacError {
+    /// The connection named is not the one this call runs for; a plugin acts only for its own.
+    NotOwnConnection(String),
+    /// The connection has no webhook secret configured.
+    NoSecret(String),
+    /// The webhook secret is configured but cannot be read (not set, or not decryptable).
+    SecretUnavailable(String),
+}
+
+impl From<keys::MacError> for MacError {
+    fn from(e: keys::MacError) -> Self {
+        match e {
+            keys::MacError::NotOwnConnection(m) => MacError::NotOwnConnection(m),
+            keys::MacError::NoSecret(m) => MacError::NoSecret(m),
+            keys::MacError::SecretUnavailable(m) => MacError::SecretUnavailable(m),
+        }
+    }
+}
+
+impl std::fmt::Display for MacError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MacError::NotOwnConnection(m) => write!(f, "webhook MAC denied: {m}"),
+            MacError::NoSecret(m) | MacError::SecretUnavailable(m) => {
+                write!(f, "no webhook MAC: {m}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for MacError {}
+
+impl From<MacError> for Error {
+    fn from(e: MacError) -> Self {
+        match e {
+            MacError::NotOwnConnection(m) => Error::Denied(m),
+            MacError::NoSecret(m) | MacError::SecretUnavailable(m) => Error::Config(m),
+        }
     }
 }
 

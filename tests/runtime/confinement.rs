@@ -6,9 +6,12 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
-use weft_capabilities::{AuthSpec, Connection, Connections, HostRule, Secret, SecretRef};
+use weft_capabilities::{
+    AuthSpec, Connection, Connections, HostRule, MasterKey, Secret, SecretRef, Secrets,
+};
 use weft_runtime::bindings::{PluginError, SyncMode};
 use weft_runtime::{CallContext, CallError, ConnectorPlugin, ReadRequest};
+use weft_store::{StateLimits, Store};
 use weft_tests::upstream::Upstream;
 use weft_tests::*;
 
@@ -171,6 +174,7 @@ async fn a_webhook_mac_under_another_connections_secret_is_denied() {
         .as_str()
         .unwrap_or_else(|| panic!("a MAC under the victim's secret was computed: {answer}"));
     assert!(error.contains("acts only for"), "{error}");
+    assert_eq!(answer["refused"], "not-own-connection", "{answer}");
     // Naming a connection the flow does not have is no way around it either.
     let answer = f
         .attempt(json!({"op": "mac", "as": "nobody"}))
@@ -440,4 +444,198 @@ async fn plugin_error_text_is_escaped_before_anyone_prints_it() {
         message,
         "bad\\u{1b}]0;owned\\u{7}\\nweft: all good\\u{202e}"
     );
+}
+
+#[tokio::test]
+async fn a_webhook_mac_without_a_secret_is_refused_as_no_secret_saying_how_to_set_one() {
+    let (evil, victim) = (Upstream::start().await, Upstream::start().await);
+    let f = flow(&evil, &victim).await;
+    // `evil`, the call's own connection, has no webhook secret.
+    let answer = f.attempt(json!({"op": "mac"})).await.unwrap();
+    assert_eq!(answer["refused"], "no-secret", "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("webhook_secret")),
+        "{answer}"
+    );
+}
+
+/// The trespasser on connection `c`, its state kept in `store`: what `fill` asks of it.
+struct Stateful {
+    plugin: ConnectorPlugin,
+    ctx: CallContext,
+    config: Value,
+}
+
+impl Stateful {
+    async fn new(store: Store) -> Stateful {
+        let rt = runtime(|_| {});
+        let plugin = connector(&rt, TRESPASSER).await;
+        let config = json!({"base_url": "https://example.invalid"});
+        let connections = connections(
+            &plugin,
+            "c",
+            config.clone(),
+            AuthSpec::None,
+            vec![],
+            &secrets().await,
+            |_| {},
+        )
+        .await;
+        let ctx = CallContext::new("default")
+            .with_connections(connections)
+            .with_store(store)
+            .in_flow("hoarder");
+        Stateful {
+            plugin,
+            ctx,
+            config,
+        }
+    }
+
+    /// One read with `options` (`fill` or `remember`), its one record.
+    async fn read(&self, options: Value) -> Result<Value, CallError> {
+        let request = ReadRequest {
+            stream: "probe".into(),
+            mode: SyncMode::Full,
+            cursor: None,
+            page_size: None,
+            options: options.to_string(),
+        };
+        let page = self
+            .plugin
+            .read(&self.ctx, "c", &self.config, request)
+            .await?;
+        Ok(serde_json::from_str::<Vec<Value>>(&page.records)
+            .unwrap()
+            .remove(0))
+    }
+
+    /// Stores `keys` values of `value_bytes` under keys of `key_bytes`: how many were stored,
+    /// and the refusal as the plugin received it.
+    async fn fill(&self, keys: usize, key_bytes: usize, value_bytes: usize) -> Value {
+        self.read(
+            json!({"fill": {"keys": keys, "key_bytes": key_bytes, "value_bytes": value_bytes}}),
+        )
+        .await
+        .expect("a refused state call is the plugin's to handle, not a failed call")
+    }
+}
+
+#[tokio::test]
+async fn a_state_key_or_value_over_its_limit_is_refused_with_the_limit_as_a_typed_error() {
+    let store = Store::open_in_memory().await.unwrap();
+    let limits = store.state_limits();
+    let f = Stateful::new(store).await;
+    assert_eq!(
+        f.fill(1, limits.max_key_bytes, limits.max_value_bytes)
+            .await,
+        json!({"stored": 1, "refused": null}),
+        "a key and a value exactly at their limits are stored"
+    );
+    assert_eq!(
+        f.fill(1, limits.max_key_bytes + 1, 1).await,
+        json!({"stored": 0, "refused": {"kind": "key-too-long", "limit": limits.max_key_bytes}})
+    );
+    assert_eq!(
+        f.fill(1, 8, limits.max_value_bytes + 1).await,
+        json!({"stored": 0, "refused": {"kind": "value-too-large", "limit": limits.max_value_bytes}})
+    );
+}
+
+#[tokio::test]
+async fn a_new_state_key_past_the_scopes_limit_is_refused_with_the_limit_as_a_typed_error() {
+    let store = Store::open_in_memory()
+        .await
+        .unwrap()
+        .with_state_limits(StateLimits {
+            max_keys_per_scope: 3,
+            ..StateLimits::default()
+        });
+    let f = Stateful::new(store).await;
+    assert_eq!(
+        f.fill(5, 4, 1).await,
+        json!({"stored": 3, "refused": {"kind": "too-many-keys", "limit": 3}})
+    );
+}
+
+#[tokio::test]
+async fn a_state_database_failure_traps_the_call_and_says_the_database_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weft.db");
+    let store = Store::open_sqlite(&path).await.unwrap();
+    let f = Stateful::new(store).await;
+    // The store works, then its database breaks under it.
+    f.read(json!({"remember": "one"})).await.unwrap();
+    drop_table(&path, "plugin_state").await;
+
+    let err = f.read(json!({"remember": "two"})).await.unwrap_err();
+    let CallError::HostFault { plugin, message } = &err else {
+        panic!("a failing state database must trap the call, not answer the plugin: {err}");
+    };
+    assert_eq!(plugin, "trespasser");
+    assert!(
+        message.contains("`state.get`") && message.contains("state database query failed"),
+        "the error should say which call and that the state database failed: {message}"
+    );
+    assert!(
+        !message.contains("backtrace"),
+        "the error should say what failed, not where the guest was: {message}"
+    );
+}
+
+#[tokio::test]
+async fn a_webhook_secret_the_database_cannot_read_traps_the_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weft.db");
+    let store = Store::open_sqlite(&path).await.unwrap();
+    let secrets = Secrets::new(store, MasterKey::generate("test"));
+    secrets
+        .set("default", "hook", &Secret::new(VICTIM_WEBHOOK_KEY))
+        .await
+        .unwrap();
+    let plugin = connector(&runtime(|_| {}), IMPOSTOR).await;
+    let config = json!({"base_url": "https://example.invalid"});
+    let all = connections(
+        &plugin,
+        "evil",
+        config.clone(),
+        AuthSpec::None,
+        vec![],
+        &secrets,
+        |spec| spec.webhook_secret = Some(SecretRef::Stored("hook".into())),
+    )
+    .await;
+    let f = Flow {
+        plugin,
+        ctx: CallContext::new("default").with_connections(all),
+        evil_config: config,
+    };
+    let answer = f.attempt(json!({"op": "mac"})).await.unwrap();
+    assert!(answer["mac"].is_string(), "{answer}");
+    drop_table(&path, "secrets").await;
+
+    let err = f.attempt(json!({"op": "mac"})).await.unwrap_err();
+    let CallError::HostFault { message, .. } = &err else {
+        panic!("a failing secret store must trap the call, not answer the plugin: {err}");
+    };
+    assert!(
+        message.contains("`webhook-keys.mac`") && message.contains("state database query failed"),
+        "{message}"
+    );
+}
+
+/// Drops `table` behind the store's back: every query of it fails from now on.
+async fn drop_table(path: &std::path::Path, table: &str) {
+    use sqlx::Connection as _;
+    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(path);
+    let mut db = sqlx::SqliteConnection::connect_with(&options)
+        .await
+        .unwrap();
+    sqlx::query(&format!("DROP TABLE {table}"))
+        .execute(&mut db)
+        .await
+        .unwrap();
+    db.close().await.unwrap();
 }

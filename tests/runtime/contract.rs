@@ -18,7 +18,7 @@ async fn refuses_a_plugin_built_against_another_contract_version_naming_both() {
     assert_eq!(
         err.to_string(),
         format!(
-            "{OLD_CONTRACT}.wasm was built against weft:plugin@0.0.9, but this host implements weft:plugin@{CONTRACT_VERSION}; \
+            "{OLD_CONTRACT}.wasm was built against weft:plugin@0.1.0, but this host implements weft:plugin@{CONTRACT_VERSION}; \
              rebuild the plugin with a weft-sdk for contract {CONTRACT_VERSION}"
         )
     );

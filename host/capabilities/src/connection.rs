@@ -11,6 +11,7 @@ use std::sync::Arc;
 use crate::auth::{AuthSpec, Authenticator, CredentialPlacement};
 use crate::budget::RateBudget;
 use crate::egress::{DerivedHost, EgressError, EgressPolicy, HostRule};
+use crate::hmac::MacError;
 use crate::http::{self, HttpError, HttpLimits, Request, Response, Transport, host_for_messages};
 use crate::secrets::{Secret, SecretRef, Secrets};
 
@@ -403,23 +404,22 @@ impl Connection {
     }
 
     /// The webhook secret, resolved; used by [`Connection::hmac`].
-    pub(crate) async fn webhook_secret(&self) -> Result<Secret, HttpError> {
-        let reference = self.inner.webhook_secret.as_ref().ok_or_else(|| {
-            HttpError::Auth(format!(
-                "connection {:?} has no webhook secret; set webhook_secret = \"secret:NAME\" on the connection in the flow file",
-                self.inner.name
-            ))
-        })?;
+    pub(crate) async fn webhook_secret(&self) -> Result<Secret, MacError> {
+        let reference = self
+            .inner
+            .webhook_secret
+            .as_ref()
+            .ok_or_else(|| MacError::NoSecret {
+                connection: self.inner.name.clone(),
+            })?;
         let secret = self
             .inner
             .secrets
             .resolve(&self.inner.tenant, reference)
             .await
-            .map_err(|e| {
-                HttpError::Auth(format!(
-                    "connection {:?} (webhook_secret): {e}",
-                    self.inner.name
-                ))
+            .map_err(|source| MacError::Secret {
+                connection: self.inner.name.clone(),
+                source,
             })?;
         // Held by the run from now on, so redacted from everything a plugin says.
         self.inner.auth.remember(&secret);

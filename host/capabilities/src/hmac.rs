@@ -7,7 +7,7 @@
 use ring::hmac;
 
 use crate::connection::Connection;
-use crate::http::HttpError;
+use crate::secrets::SecretError;
 
 /// The MAC algorithms a webhook may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,9 +27,46 @@ impl HmacAlgorithm {
     }
 }
 
+/// Why no MAC was computed. Each names the connection and says what an operator can do; only
+/// [`MacError::is_host_fault`] ones are the host's own failure rather than the configuration's.
+#[derive(Debug, thiserror::Error)]
+pub enum MacError {
+    /// The connection has no webhook secret configured.
+    #[error(
+        "connection {connection:?} has no webhook secret; set webhook_secret = \"secret:NAME\" on the connection in the flow file"
+    )]
+    NoSecret {
+        /// The connection's name.
+        connection: String,
+    },
+    /// The webhook secret is configured but could not be resolved.
+    #[error("connection {connection:?} (webhook_secret): {source}")]
+    Secret {
+        /// The connection's name.
+        connection: String,
+        /// Why resolving it failed.
+        #[source]
+        source: SecretError,
+    },
+}
+
+impl MacError {
+    /// Whether the host itself failed (the state database holding the secret), as opposed to
+    /// a secret that is missing or unreadable, which an operator fixes in the configuration.
+    pub fn is_host_fault(&self) -> bool {
+        matches!(
+            self,
+            MacError::Secret {
+                source: SecretError::Store(_),
+                ..
+            }
+        )
+    }
+}
+
 impl Connection {
     /// The MAC of `message` under the connection's webhook secret.
-    pub async fn hmac(&self, alg: HmacAlgorithm, message: &[u8]) -> Result<Vec<u8>, HttpError> {
+    pub async fn hmac(&self, alg: HmacAlgorithm, message: &[u8]) -> Result<Vec<u8>, MacError> {
         let secret = self.webhook_secret().await?;
         let key = hmac::Key::new(alg.ring(), secret.expose().as_bytes());
         Ok(hmac::sign(&key, message).as_ref().to_vec())
@@ -42,7 +79,7 @@ impl Connection {
         alg: HmacAlgorithm,
         message: &[u8],
         signature: &[u8],
-    ) -> Result<bool, HttpError> {
+    ) -> Result<bool, MacError> {
         let secret = self.webhook_secret().await?;
         let key = hmac::Key::new(alg.ring(), secret.expose().as_bytes());
         Ok(hmac::verify(&key, message, signature).is_ok())

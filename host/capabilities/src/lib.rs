@@ -70,7 +70,7 @@ pub use egress::{
     DerivedHost, EgressDenied, EgressError, EgressPolicy, EgressResolver, HostRule, PolicyEntry,
     is_global,
 };
-pub use hmac::HmacAlgorithm;
+pub use hmac::{HmacAlgorithm, MacError};
 pub use http::{HttpError, HttpLimits, Request, Response};
 pub use log::{LogContext, LogLevel, PluginLogger};
 pub use secrets::{MasterKey, Secret, SecretError, SecretRef, Secrets, redact};

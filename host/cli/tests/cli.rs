@@ -42,7 +42,7 @@ fn inspect_describes_every_first_party_plugin() {
     assert!(map.status.success(), "{}", text(&map.stderr));
     let out = text(&map.stdout);
     assert!(out.starts_with("map 0.1.0 (transform)\n"), "{out}");
-    assert!(out.contains("contract  weft:plugin@0.1.0"), "{out}");
+    assert!(out.contains("contract  weft:plugin@0.2.0"), "{out}");
 
     let conn = weft(
         dir.path(),
@@ -105,7 +105,7 @@ fn inspect_explains_an_incompatible_plugin() {
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
     assert!(
-        err.contains("weft:plugin@0.0.9") && err.contains("weft:plugin@0.1.0"),
+        err.contains("weft:plugin@0.1.0") && err.contains("weft:plugin@0.2.0"),
         "{err}"
     );
 }

@@ -8,7 +8,7 @@ use wasmtime::component::Component;
 use crate::LoadError;
 
 /// The `weft:plugin` version this host implements.
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CONTRACT_VERSION: &str = "0.2.0";
 
 const PACKAGE: &str = "weft:plugin/";
 
@@ -50,7 +50,7 @@ pub fn compatible(guest: &str, host: &str) -> bool {
     }
 }
 
-/// Splits `weft:plugin/http@0.1.0` into `("http", "0.1.0")`.
+/// Splits `weft:plugin/http@0.2.0` into `("http", "0.2.0")`.
 fn weft_interface(name: &str) -> Option<(&str, &str)> {
     let rest = name.strip_prefix(PACKAGE)?;
     Some(rest.split_once('@').unwrap_or((rest, "")))
@@ -124,6 +124,7 @@ mod tests {
         assert!(!compatible("0.1.4", "0.1.3"));
         assert!(!compatible("0.2.0", "0.1.0"));
         assert!(!compatible("0.0.9", "0.1.0"));
+        assert!(!compatible("0.1.0", "0.2.0"));
     }
 
     #[test]

@@ -68,6 +68,11 @@ pub enum CallError {
     },
     #[error("{plugin} returned malformed data: {reason}")]
     Malformed { plugin: String, reason: String },
+    /// The host failed while serving one of the plugin's imports (its state database failed or
+    /// did not answer, say) and stopped the call: the fault is the host's, not the plugin's,
+    /// and `message` says what failed.
+    #[error("{plugin} was stopped: {message}")]
+    HostFault { plugin: String, message: String },
     /// The guest trapped: a panic, an out-of-bounds access, an `unreachable`.
     #[error("{plugin} crashed: {message}")]
     Trap { plugin: String, message: String },

@@ -8,11 +8,13 @@ use wasmtime::{ResourceLimiter, Result as WasmResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use weft_capabilities::log::LogBudget;
 use weft_capabilities::{
-    Connections, HmacAlgorithm, LogLevel, PluginLogger, Redactor, http as cap_http, printable,
+    Connections, HmacAlgorithm, LogLevel, MacError, PluginLogger, Redactor, http as cap_http,
+    printable,
 };
-use weft_store::{StateScope, Store};
+use weft_store::{StateScope, Store, StoreError};
 
 use crate::bindings::connector::weft::plugin::{http, log, state, types, webhook_keys};
+use crate::bindings::{HostFault, ImportError, MacFailure, StateFailure};
 
 /// Who is calling a plugin and what its imports may reach. One per step of a run; cheap to
 /// clone.
@@ -24,7 +26,7 @@ pub struct CallContext {
     pub step: Option<String>,
     /// The connections the flow configured; requests name one of these.
     pub connections: Arc<Connections>,
-    /// Where plugin state lives; without it, state calls fail with a clear message.
+    /// Where plugin state lives; without it, state calls are refused as `unavailable`.
     pub store: Option<Store>,
 }
 
@@ -133,16 +135,17 @@ impl StoreData {
         }
     }
 
-    fn state_scope(&self) -> Result<(Store, StateScope), String> {
-        let store = self
-            .context
-            .store
-            .clone()
-            .ok_or("this host keeps no plugin state (no store configured)")?;
-        let connection = self
-            .connection
-            .clone()
-            .ok_or("state is only available in connector calls")?;
+    /// The store and the scope of this call's state, or why the call has none.
+    fn state_scope(&self) -> Result<(Store, StateScope), StateFailure> {
+        let unavailable =
+            |reason: &str| ImportError::Refused(state::StateError::Unavailable(reason.to_owned()));
+        let store =
+            self.context.store.clone().ok_or_else(|| {
+                unavailable("this host keeps no plugin state (no store configured)")
+            })?;
+        let connection = self.connection.clone().ok_or_else(|| {
+            unavailable("state is only available in calls made for a connection, not in describe")
+        })?;
         let flow = self.context.flow.clone().unwrap_or_else(|| "-".to_owned());
         Ok((
             store,
@@ -311,76 +314,119 @@ impl http::Host for StoreData {
     }
 }
 
+/// What the plugin gets for a store refusal, or the fault that traps its `import` call: a key or
+/// value over its limit and a full scope are the plugin's to fix; anything else (the database
+/// failing) is the host's.
+fn state_failure(import: &'static str, error: StoreError) -> StateFailure {
+    let limit = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+    ImportError::Refused(match error {
+        StoreError::StateKeyEmpty => state::StateError::KeyEmpty,
+        StoreError::StateKeyTooLong { limit: n, .. } => state::StateError::KeyTooLong(limit(n)),
+        StoreError::StateValueTooLarge { limit: n, .. } => {
+            state::StateError::ValueTooLarge(limit(n))
+        }
+        StoreError::StateTooManyKeys { limit: n, .. } => state::StateError::TooManyKeys(n),
+        fault => return ImportError::Fault(HostFault::new(import, fault)),
+    })
+}
+
+/// A state call to the store under the host-call time limit: a database that does not answer
+/// in time is a fault like one that fails.
+async fn state_call<T>(
+    limit: Duration,
+    import: &'static str,
+    call: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StateFailure> {
+    match bounded(limit, "the state database", call).await {
+        Ok(result) => result.map_err(|e| state_failure(import, e)),
+        Err(message) => Err(ImportError::Fault(HostFault::new(import, message))),
+    }
+}
+
+/// What the plugin gets for a MAC the connection cannot compute, or the fault that traps the
+/// call when the secret's store failed.
+fn mac_failure(error: MacError) -> MacFailure {
+    let message = error.to_string();
+    ImportError::Refused(match error {
+        MacError::NoSecret { .. } => webhook_keys::MacError::NoSecret(message),
+        e if e.is_host_fault() => {
+            return ImportError::Fault(HostFault::new("webhook-keys.mac", message));
+        }
+        MacError::Secret { .. } => webhook_keys::MacError::SecretUnavailable(message),
+    })
+}
+
 impl webhook_keys::Host for StoreData {
     async fn mac(
         &mut self,
         connection: String,
         algorithm: webhook_keys::MacAlgorithm,
         message: Vec<u8>,
-    ) -> WasmResult<Result<Vec<u8>, String>> {
-        let connection = match self.own_connection(&connection) {
-            Ok(c) => c,
-            Err(e) => return Ok(Err(e.to_string())),
-        };
+    ) -> Result<Vec<u8>, MacFailure> {
+        let connection = self.own_connection(&connection).map_err(|e| match e {
+            cap_http::HttpError::Denied(m) => {
+                ImportError::Refused(webhook_keys::MacError::NotOwnConnection(m))
+            }
+            // The call's own connection is missing from its flow: the host's inconsistency.
+            other => ImportError::Fault(HostFault::new("webhook-keys.mac", other)),
+        })?;
         let algorithm = match algorithm {
             webhook_keys::MacAlgorithm::HmacSha1 => HmacAlgorithm::Sha1,
             webhook_keys::MacAlgorithm::HmacSha256 => HmacAlgorithm::Sha256,
         };
-        Ok(
-            match bounded(
-                self.host_call_time,
-                "the webhook MAC",
-                connection.hmac(algorithm, &message),
-            )
-            .await
-            {
-                Ok(result) => result.map_err(|e| e.to_string()),
-                Err(message) => Err(message),
-            },
+        match bounded(
+            self.host_call_time,
+            "reading the webhook secret",
+            connection.hmac(algorithm, &message),
         )
+        .await
+        {
+            Ok(result) => result.map_err(mac_failure),
+            Err(message) => Err(ImportError::Fault(HostFault::new(
+                "webhook-keys.mac",
+                message,
+            ))),
+        }
+    }
+
+    fn convert_mac_error(&mut self, error: MacFailure) -> WasmResult<webhook_keys::MacError> {
+        error.into_guest()
     }
 }
 
 impl state::Host for StoreData {
-    async fn get(&mut self, key: String) -> WasmResult<Result<Option<Vec<u8>>, String>> {
-        let (store, scope) = match self.state_scope() {
-            Ok(s) => s,
-            Err(e) => return Ok(Err(e)),
-        };
-        Ok(bounded(
+    async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, StateFailure> {
+        let (store, scope) = self.state_scope()?;
+        state_call(
             self.host_call_time,
-            "reading state",
+            "state.get",
             store.state_get(&scope, &key),
         )
         .await
-        .and_then(|r| r.map_err(|e| e.to_string())))
     }
 
-    async fn set(&mut self, key: String, value: Vec<u8>) -> WasmResult<Result<(), String>> {
-        let (store, scope) = match self.state_scope() {
-            Ok(s) => s,
-            Err(e) => return Ok(Err(e)),
-        };
-        Ok(bounded(
+    async fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), StateFailure> {
+        let (store, scope) = self.state_scope()?;
+        state_call(
             self.host_call_time,
-            "writing state",
+            "state.set",
             store.state_set(&scope, &key, &value),
         )
         .await
-        .and_then(|r| r.map_err(|e| e.to_string())))
     }
 
-    async fn delete(&mut self, key: String) -> WasmResult<Result<(), String>> {
-        let (store, scope) = match self.state_scope() {
-            Ok(s) => s,
-            Err(e) => return Ok(Err(e)),
-        };
-        Ok(bounded(
+    async fn delete(&mut self, key: String) -> Result<(), StateFailure> {
+        let (store, scope) = self.state_scope()?;
+        state_call(
             self.host_call_time,
-            "deleting state",
+            "state.delete",
             store.state_delete(&scope, &key),
         )
         .await
-        .and_then(|r| r.map(|_| ()).map_err(|e| e.to_string())))
+        .map(drop)
+    }
+
+    fn convert_state_error(&mut self, error: StateFailure) -> WasmResult<state::StateError> {
+        error.into_guest()
     }
 }

@@ -9,6 +9,7 @@ use std::time::Instant;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Engine, PoolConcurrencyLimitError, Store, UpdateDeadline};
 
+use crate::bindings::HostFault;
 use crate::bindings::connector::exports::weft::plugin::connector_api as capi;
 use crate::bindings::connector::{Connector, ConnectorPre};
 use crate::bindings::transform::exports::weft::plugin::transform_api as tapi;
@@ -391,6 +392,11 @@ impl Runner {
                     plugin,
                     message: redactor.clean(&message, MAX_MESSAGE_BYTES),
                 },
+                // Its text may quote a state key the plugin chose.
+                CallError::HostFault { plugin, message } => CallError::HostFault {
+                    plugin,
+                    message: redactor.clean(&message, MAX_MESSAGE_BYTES),
+                },
                 other => other,
             }),
             Err(_) => Err(CallError::WallLimit {
@@ -420,6 +426,13 @@ impl Runner {
             return CallError::Capacity {
                 plugin,
                 reason: format!("{error:#}"),
+            };
+        }
+        // A host fault traps with its own text: what failed, not the guest's backtrace.
+        if let Some(fault) = error.downcast_ref::<HostFault>() {
+            return CallError::HostFault {
+                plugin,
+                message: fault.to_string(),
             };
         }
         CallError::Trap {

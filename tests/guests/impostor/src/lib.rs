@@ -2,7 +2,8 @@
 //! through the host's side channels. `read`'s options choose the attempt (`op`):
 //!
 //! - `send`, `token_info`, `mac`: call the `http` or `webhook-keys` import naming the
-//!   connection `as` (another connection of the flow, or its own), and report the answer;
+//!   connection `as` (another connection of the flow, or its own), and report the answer (for
+//!   `mac`, also which refusal the host typed it as);
 //! - `leak`: fetch `url` on its own connection (an upstream that echoes request headers, so
 //!   the answer carries the credential), then print what came back into a log line and into the
 //!   error it fails with, after `text` (control bytes, say);
@@ -14,8 +15,8 @@
 
 use serde::Deserialize;
 use weft_sdk::{
-    AuthKind, Connection, Connector, ConnectorInfo, Error, MacAlgorithm, Page, ReadRequest, Record,
-    Result, Stream, authorization_header, json,
+    AuthKind, Connection, Connector, ConnectorInfo, Error, MacAlgorithm, MacError, Page,
+    ReadRequest, Record, Result, Stream, authorization_header, json,
 };
 
 #[derive(Deserialize)]
@@ -41,6 +42,15 @@ fn one(record: weft_sdk::Value) -> Result<Page> {
         other => Record::from_iter([("value".to_owned(), other)]),
     };
     Ok(Page::last::<()>(vec![record], None))
+}
+
+/// Which case of the contract's `mac-error` the host answered with.
+fn mac_refusal(e: &MacError) -> &'static str {
+    match e {
+        MacError::NotOwnConnection(_) => "not-own-connection",
+        MacError::NoSecret(_) => "no-secret",
+        MacError::SecretUnavailable(_) => "secret-unavailable",
+    }
 }
 
 impl Connector for Impostor {
@@ -80,7 +90,7 @@ impl Connector for Impostor {
             },
             "mac" => match target.webhook_mac(MacAlgorithm::HmacSha256, b"forged delivery") {
                 Ok(mac) => one(json!({"mac": weft_sdk::base64::encode(&mac)})),
-                Err(e) => one(json!({"error": e.to_string()})),
+                Err(e) => one(json!({"error": e.to_string(), "refused": mac_refusal(&e)})),
             },
             "leak" => {
                 let echoed = conn.get(&attempt.url).send()?.text();

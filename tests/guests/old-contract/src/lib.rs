@@ -1,5 +1,5 @@
-//! A plugin built against `weft:plugin@0.0.9`: the host must refuse it at load, naming both
-//! versions.
+//! A plugin built against `weft:plugin@0.1.0`, the contract before this host's: the host must
+//! refuse it at load, naming both versions.
 
 wit_bindgen::generate!({ path: "wit", world: "transform" });
 

@@ -1,13 +1,14 @@
 //! A connector that tries to reach where it should not. `read` sends the request its options
 //! describe (`url`, optional `method`, `headers`) on behalf of the connection and returns what
 //! came back as one record, or the error the host gave it; with `remember`, it swaps a value
-//! in its state instead. `check` reports whether the token
-//! leaks through `token_info`.
+//! in its state instead, and with `fill` it stores values until the host refuses one.
+//! `check` reports whether the token leaks through `token_info`.
 
 use serde::Deserialize;
+use weft_sdk::state::StateError;
 use weft_sdk::{
     AuthKind, Connection, Connector, ConnectorInfo, Page, ReadRequest, Record, Result, Stream,
-    authorization_header, json,
+    Value, authorization_header, json,
 };
 
 #[derive(Deserialize)]
@@ -15,12 +16,62 @@ struct Probe {
     /// Stores this under the state key `memo` after returning the previous value.
     #[serde(default)]
     remember: Option<String>,
+    /// Stores values into state, to find where the host's limits are.
+    #[serde(default)]
+    fill: Option<Fill>,
     #[serde(default)]
     url: String,
     #[serde(default)]
     method: Option<String>,
     #[serde(default)]
     headers: Vec<(String, String)>,
+}
+
+/// `keys` distinct keys of `key_bytes` bytes, each with a value of `value_bytes` bytes.
+#[derive(Deserialize)]
+struct Fill {
+    keys: usize,
+    key_bytes: usize,
+    value_bytes: usize,
+}
+
+impl Fill {
+    /// Stores the values in order until the host refuses one, and reports how many it stored
+    /// and the refusal as the host typed it (`{"kind": ..., "limit": ...}`), or null.
+    fn run(&self) -> Record {
+        let value = vec![b'v'; self.value_bytes];
+        let mut refused = Value::Null;
+        let mut stored = 0;
+        for i in 0..self.keys {
+            let mut key = format!("k{i}-");
+            key.extend(std::iter::repeat_n(
+                'x',
+                self.key_bytes.saturating_sub(key.len()),
+            ));
+            match weft_sdk::state::set(&key, &value) {
+                Ok(()) => stored += 1,
+                Err(e) => {
+                    refused = refusal(&e);
+                    break;
+                }
+            }
+        }
+        let mut record = Record::new();
+        record.insert("stored".into(), json!(stored));
+        record.insert("refused".into(), refused);
+        record
+    }
+}
+
+/// A state refusal as the plugin sees its type: which case, and the limit it carries.
+fn refusal(e: &StateError) -> Value {
+    match e {
+        StateError::KeyEmpty => json!({"kind": "key-empty"}),
+        StateError::KeyTooLong { limit } => json!({"kind": "key-too-long", "limit": limit}),
+        StateError::ValueTooLarge { limit } => json!({"kind": "value-too-large", "limit": limit}),
+        StateError::TooManyKeys { limit } => json!({"kind": "too-many-keys", "limit": limit}),
+        StateError::Unavailable(reason) => json!({"kind": "unavailable", "reason": reason}),
+    }
 }
 
 pub struct Trespasser;
@@ -54,6 +105,9 @@ impl Connector for Trespasser {
 
     fn read(conn: &Connection, req: ReadRequest) -> Result<Page> {
         let probe: Probe = serde_json::from_value(req.options.clone())?;
+        if let Some(fill) = probe.fill {
+            return Ok(Page::last::<()>(vec![fill.run()], None));
+        }
         if let Some(memo) = probe.remember {
             let previous =
                 weft_sdk::state::get("memo")?.map(|v| String::from_utf8_lossy(&v).into_owned());
