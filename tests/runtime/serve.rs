@@ -136,6 +136,8 @@ fn api(upstream: &Upstream, name: &str) -> String {
 
 const DATASET: &str = "[connections.store]\nplugin = \"dataset\"\n";
 
+const HOURLY: &str = "schedule = { every = \"1h\" }";
+
 /// `name` reads `stream` of `upstream` into the dataset `people`, on `trigger`.
 fn collect(upstream: &Upstream, name: &str, stream: &str, trigger: &str) -> String {
     format!(
@@ -161,15 +163,7 @@ async fn a_flow_that_never_ran_starts_at_once_then_follows_its_schedule_and_its_
     let upstream = Upstream::start().await;
     upstream.seed("items", people(5));
     let h = Harness::new().await;
-    h.write(
-        "collect",
-        &collect(
-            &upstream,
-            "collect",
-            "items",
-            "schedule = { every = \"1h\" }",
-        ),
-    );
+    h.write("collect", &collect(&upstream, "collect", "items", HOURLY));
     h.write("publish", &publish(&upstream, &["collect"]));
     let (mut server, told) = h.server().await;
 
@@ -212,9 +206,8 @@ async fn a_chained_flow_waits_until_every_flow_it_runs_after_has_completed() {
     down.seed("items", people(3));
     down.fail_next(std::iter::repeat_n((503, None), 20));
     let h = Harness::new().await;
-    let hourly = "schedule = { every = \"1h\" }";
-    h.write("a-first", &collect(&upstream, "a-first", "items", hourly));
-    h.write("b-second", &collect(&down, "b-second", "items", hourly));
+    h.write("a-first", &collect(&upstream, "a-first", "items", HOURLY));
+    h.write("b-second", &collect(&down, "b-second", "items", HOURLY));
     h.write("publish", &publish(&upstream, &["a-first", "b-second"]));
     let (mut server, told) = h.server().await;
 
@@ -488,15 +481,7 @@ async fn a_failing_store_defers_the_flow_with_backoff_and_the_server_goes_on() {
     let upstream = Upstream::start().await;
     upstream.seed("items", people(2));
     let h = Harness::new().await;
-    h.write(
-        "collect",
-        &collect(
-            &upstream,
-            "collect",
-            "items",
-            "schedule = { every = \"1h\" }",
-        ),
-    );
+    h.write("collect", &collect(&upstream, "collect", "items", HOURLY));
     let (mut server, told) = h.server().await;
     let t0 = SystemTime::UNIX_EPOCH
         + Duration::from_secs(

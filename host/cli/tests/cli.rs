@@ -293,10 +293,11 @@ fn demo_runs_all_five_scenarios_of_the_examples_and_again_with_nothing_carried_o
         }
     }
     // A second demo on the same data directory has a new sandbox: no cursor, dataset or
-    // plugin state of the first may reach it, so it runs, reads and writes the same.
+    // plugin state of the first may reach it, so it runs, reads and writes the same (requests
+    // may differ by a token refresh or a retry, which timing decides).
     let second = demo_summary(dir.path());
     let counts = |summary: &[Vec<String>]| -> Vec<Vec<String>> {
-        summary.iter().map(|cells| cells[..7].to_vec()).collect()
+        summary.iter().map(|cells| cells[..6].to_vec()).collect()
     };
     assert_eq!(counts(&second), counts(&first));
 }
