@@ -263,16 +263,13 @@ impl Server {
         now: SystemTime,
     ) -> Result<Option<SystemTime>, ServeError> {
         let last = self.last_started(served.name()).await?;
-        let mut due_at = None;
-        match schedule::next_due(&served.flow, last, now) {
-            Some(due) if due <= now => {
-                if self.run_flow(served, Cause::Schedule, None).await? {
-                    self.run_chain(served.name(), now).await;
-                }
-            }
-            Some(due) => due_at = Some(due),
-            None => {}
+        let due = schedule::next_due(&served.flow, last, now);
+        let due_now = due.is_some_and(|due| due <= now);
+        if due_now && self.run_flow(served, Cause::Schedule, None).await? {
+            self.run_chain(served.name(), now).await;
         }
+        // Once run, when it is next due follows from this run, at the next turn.
+        let due_at = due.filter(|_| !due_now);
         if let Some((ids, injected)) = hooks::pending(served, &self.shared).await? {
             let cause = Cause::Webhook { events: ids.len() };
             // Records of the events that failed are in the run's error log, to retry from
