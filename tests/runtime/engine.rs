@@ -206,6 +206,9 @@ async fn a_failed_write_keeps_the_cursor_so_nothing_is_lost() {
     // read's cursor is not committed.
     let broken = h.run(&text, Some("broken")).await;
     assert!(!broken.completed());
+    // The second page, read ahead while the first went downstream, is dropped, not handed on.
+    let items = step(&broken, "items");
+    assert_eq!((items.pages, items.records_in), (1, 40), "{items:?}");
     assert_eq!(step(&broken, "save").status.as_str(), "failed");
     assert!(
         step(&broken, "save")

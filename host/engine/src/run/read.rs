@@ -1,13 +1,16 @@
 //! Read steps: a connector's stream or a dataset, page by page, or the records of webhook
-//! events; each page pushed downstream before the next is asked for.
+//! events. A connector's next page is read while the page before it goes downstream; pages
+//! are handed on in order.
 
+use std::time::Duration;
 use weft_flow::StepId;
 use weft_flow::model::SyncMode;
-use weft_runtime::ReadRequest;
+
 use weft_runtime::bindings;
+use weft_runtime::{CallContext, Page, ReadRequest};
 use weft_store::StoreError;
 
-use super::call::{bounded, with_retry};
+use super::call::{RetryPolicy, bounded, with_retry};
 use super::records::{self, Record};
 use super::{Execution, Include, Stop};
 use crate::plan::{BoundConnector, Endpoint, ReadWork, Work};
@@ -19,6 +22,64 @@ fn sync_mode(mode: SyncMode) -> bindings::SyncMode {
     match mode {
         SyncMode::Full => bindings::SyncMode::Full,
         SyncMode::Incremental => bindings::SyncMode::Incremental,
+    }
+}
+
+/// What reading one more page of a connector's stream takes.
+struct PageFetch<'w> {
+    connector: BoundConnector,
+    context: CallContext,
+    timeout: Option<Duration>,
+    retry: RetryPolicy,
+    work: &'w ReadWork,
+}
+
+impl PageFetch<'_> {
+    /// Starts reading the page at `cursor` on a task of its own.
+    fn start(&self, cursor: Option<String>) -> PageAhead {
+        let request = ReadRequest {
+            stream: self.work.stream.clone(),
+            mode: sync_mode(self.work.sync),
+            cursor,
+            page_size: self.work.page_size,
+            options: self.work.options.clone(),
+        };
+        let (connector, context) = (self.connector.clone(), self.context.clone());
+        let (timeout, retry) = (self.timeout, self.retry.clone());
+        PageAhead(tokio::spawn(async move {
+            let page = bounded(
+                timeout,
+                with_retry(&retry, || {
+                    connector.plugin.read(
+                        &context,
+                        &connector.connection,
+                        &connector.config,
+                        request.clone(),
+                    )
+                }),
+            )
+            .await;
+            page.map_err(|e| e.to_string())
+        }))
+    }
+}
+
+/// A page being read; the read is stopped when this is dropped unfinished.
+struct PageAhead(tokio::task::JoinHandle<Result<Page, String>>);
+
+impl PageAhead {
+    /// The page, or why it could not be read.
+    async fn finish(&mut self) -> Result<Page, String> {
+        match (&mut self.0).await {
+            Ok(page) => page,
+            Err(e) => Err(format!("reading the page stopped: {e}")),
+        }
+    }
+}
+
+impl Drop for PageAhead {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -48,6 +109,11 @@ impl Execution<'_> {
         }
     }
 
+    /// Reads a connector's stream. While a page goes downstream, the next one is already being
+    /// read (on another task, so on another core when there is one): the connector's call and
+    /// the steps below overlap instead of taking turns. A page is handed on only after the one
+    /// before it, and the cursor is committed only for pages whose writes all succeeded; when
+    /// a page fails downstream, the page read ahead is dropped.
     async fn read_connector(
         &mut self,
         source: &StepId,
@@ -57,7 +123,7 @@ impl Execution<'_> {
         commit: bool,
     ) -> Result<(), StoreError> {
         let flow_name = self.flow.file.name.get_ref().to_string();
-        let mut cursor = match work.sync {
+        let cursor = match work.sync {
             SyncMode::Incremental => {
                 self.store
                     .cursor_get(&self.options.tenant, &flow_name, source.as_str())
@@ -65,32 +131,19 @@ impl Execution<'_> {
             }
             SyncMode::Full => None,
         };
-        let context = self.context_for(source);
-        let timeout = self.planned(source).timeout;
+        let fetch = PageFetch {
+            connector: connector.clone(),
+            context: self.context_for(source),
+            timeout: self.planned(source).timeout,
+            retry: self.options.retry.clone(),
+            work,
+        };
         self.record(source);
+        let mut next = fetch.start(cursor);
         loop {
-            let request = ReadRequest {
-                stream: work.stream.clone(),
-                mode: sync_mode(work.sync),
-                cursor: cursor.clone(),
-                page_size: work.page_size,
-                options: work.options.clone(),
-            };
-            let page = bounded(
-                timeout,
-                with_retry(&self.options.retry, || {
-                    connector.plugin.read(
-                        &context,
-                        &connector.connection,
-                        &connector.config,
-                        request.clone(),
-                    )
-                }),
-            )
-            .await;
-            let page = match page {
+            let page = match next.finish().await {
                 Ok(page) => page,
-                Err(e) => return self.finish(source, Some(e.to_string())).await,
+                Err(why) => return self.finish(source, Some(why)).await,
             };
             if let Some(total) = page.total {
                 self.totals.insert(source.clone(), total);
@@ -103,22 +156,24 @@ impl Execution<'_> {
                     return self.finish(source, Some(why)).await;
                 }
             };
+            if !page.done {
+                next = fetch.start(page.next_cursor.clone());
+            }
             if let Some(failed) = self.deliver(source, &records, include).await? {
                 // The page's writes were not all acknowledged: keep the cursor where it was.
                 return self.finish(source, Some(failed)).await;
             }
             if commit
                 && work.sync == SyncMode::Incremental
-                && let Some(next) = &page.next_cursor
+                && let Some(cursor) = &page.next_cursor
             {
                 self.store
-                    .cursor_set(&self.options.tenant, &flow_name, source.as_str(), next)
+                    .cursor_set(&self.options.tenant, &flow_name, source.as_str(), cursor)
                     .await?;
             }
             if page.done {
                 break;
             }
-            cursor = page.next_cursor;
         }
         self.finish(source, None).await
     }
