@@ -334,7 +334,7 @@ async fn webhook_events_are_kept_before_the_reply_and_run_once_in_order() {
 }
 
 #[tokio::test]
-async fn webhook_events_of_a_failed_run_wait_for_the_next_turn() {
+async fn webhook_events_of_a_failed_run_wait_for_the_next_look() {
     let upstream = Upstream::start().await;
     let h = Harness::new().await;
     h.write("hooks", &hooks_flow(&upstream));
@@ -357,8 +357,14 @@ async fn webhook_events_of_a_failed_run_wait_for_the_next_turn() {
         .unwrap();
     assert_eq!(pending.len(), 1, "the event waits");
 
+    // Not looked for again at once (no new delivery announced them) ...
     upstream.heal();
     server.tick(SystemTime::now()).await;
+    assert_eq!(told.take(), Vec::<String>::new());
+    // ... but at the next look, ten seconds on.
+    server
+        .tick(SystemTime::now() + Duration::from_secs(11))
+        .await;
     assert_eq!(told.take(), ["hooks 1 events succeeded: 1 read, 1 written"]);
     assert_eq!(upstream.records("contacts").len(), 1);
     let pending = h
@@ -476,6 +482,20 @@ async fn rename_table(dir: &Path, from: &str, to: &str) {
     db.close().await.unwrap();
 }
 
+/// Moves the recorded start of run `id` later by `by`, as if it had started then.
+async fn shift_run(dir: &Path, id: &str, by: Duration) {
+    use sqlx::Connection;
+    let url = format!("sqlite://{}", dir.join("weft.db").display());
+    let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("UPDATE runs SET started_at = started_at + ? WHERE id = ?")
+        .bind(by.as_millis() as i64)
+        .bind(id)
+        .execute(&mut db)
+        .await
+        .unwrap();
+    db.close().await.unwrap();
+}
+
 #[tokio::test]
 async fn a_failing_store_defers_the_flow_with_backoff_and_the_server_goes_on() {
     let upstream = Upstream::start().await;
@@ -533,4 +553,47 @@ async fn a_failing_store_defers_the_flow_with_backoff_and_the_server_goes_on() {
         lines[0].starts_with(&format!("collect deferred to {}:", secs(25))),
         "{lines:?}"
     );
+}
+
+#[tokio::test]
+async fn an_idle_flow_costs_no_store_query_and_a_run_elsewhere_is_seen_before_running_again() {
+    let upstream = Upstream::start().await;
+    upstream.seed("items", people(2));
+    let h = Harness::new().await;
+    h.write("collect", &collect(&upstream, "collect", "items", HOURLY));
+    let (mut server, told) = h.server().await;
+    let now = SystemTime::now();
+    server.tick(now).await;
+    assert_eq!(told.take().len(), 1);
+    // The next turn reads when that run started, once.
+    server.tick(now + Duration::from_secs(1)).await;
+
+    // With the runs table gone, a turn that asked the store anything would be deferred: an
+    // idle flow's turns ask nothing.
+    rename_table(h.dir.path(), "runs", "runs_away").await;
+    for s in 2..5 {
+        server.tick(now + Duration::from_secs(s)).await;
+    }
+    assert_eq!(told.take(), Vec::<String>::new());
+    rename_table(h.dir.path(), "runs_away", "runs").await;
+
+    // Another process runs the flow (its start set half an hour later); when the remembered start makes the flow
+    // due, the store is asked again, and the flow is not run before its hour since that run.
+    let served = &server.flows()[0];
+    let elsewhere = weft_engine::run(
+        &served.flow,
+        &served.plan,
+        &h.store,
+        &h.secrets,
+        &RunOptions::default(),
+        &mut |_: &weft_engine::Progress<'_>| {},
+    )
+    .await
+    .unwrap();
+    assert!(elsewhere.completed());
+    shift_run(h.dir.path(), &elsewhere.id, Duration::from_secs(1_800)).await;
+    server.tick(now + Duration::from_secs(3_601)).await;
+    assert_eq!(told.take(), Vec::<String>::new(), "ran again too soon");
+    let runs = h.store.runs_list("default", 10).await.unwrap();
+    assert_eq!(runs.len(), 2);
 }

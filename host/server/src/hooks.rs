@@ -106,6 +106,11 @@ async fn receive(
                     }
                 }
             }
+            shared
+                .delivered
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(flow.clone());
             shared.wake.notify_one();
             axum::Json(json!({"accepted": kept, "duplicates": duplicates})).into_response()
         }

@@ -1,6 +1,6 @@
 //! The server loop: scheduled flows, the job chains after them, webhook events, registrations.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -18,6 +18,10 @@ use crate::{ServedFlow, hooks};
 
 /// The longest the loop sleeps between looks at what is due.
 const MAX_WAIT: Duration = Duration::from_secs(1);
+
+/// How often a webhook flow's waiting events are looked for when no delivery to this process
+/// announced any (events another process received, events of a run that failed).
+const EVENTS_POLL: Duration = Duration::from_secs(10);
 
 /// How long a flow whose turn failed rests before the next try: doubled after each failure
 /// in a row, up to [`LONGEST_REST`].
@@ -92,6 +96,8 @@ pub(crate) struct Shared {
     pub options: RunOptions,
     /// Woken when an event arrives, so that it is processed at once.
     pub wake: Notify,
+    /// Flows whose endpoint accepted events since their last turn.
+    pub delivered: Mutex<BTreeSet<String>>,
 }
 
 type Report = Box<dyn Fn(&Event) + Send + Sync>;
@@ -106,6 +112,11 @@ pub struct Server {
     lapses: BTreeMap<usize, SystemTime>,
     /// Flows whose last turn failed, by name: failures in a row, and when to try again.
     resting: Mutex<BTreeMap<String, (u32, SystemTime)>>,
+    /// When each flow's last run started, as last read from the store (absent: read it), so
+    /// that an idle flow costs no query a turn.
+    started: Mutex<BTreeMap<String, Option<SystemTime>>>,
+    /// When each webhook flow's waiting events were last looked for.
+    events_polled: Mutex<BTreeMap<String, SystemTime>>,
     report: Report,
 }
 
@@ -123,10 +134,13 @@ impl Server {
                 secrets,
                 options,
                 wake: Notify::new(),
+                delivered: Mutex::new(BTreeSet::new()),
             }),
             public_url: None,
             lapses: BTreeMap::new(),
             resting: Mutex::new(BTreeMap::new()),
+            started: Mutex::new(BTreeMap::new()),
+            events_polled: Mutex::new(BTreeMap::new()),
             report: Box::new(|_| {}),
         }
     }
@@ -256,41 +270,78 @@ impl Server {
     }
 
     /// A flow's turn: its schedule if due (and the chain after it if it completed), then its
-    /// waiting webhook events. When its schedule is next due, if it has one.
+    /// waiting webhook events. When its schedule is next due, if it has one. An idle flow costs
+    /// no store query: when its last run started is remembered, and read again only when that
+    /// makes it due (another process sharing the store may have run it since).
     async fn turn(
         &self,
         served: &ServedFlow,
         now: SystemTime,
     ) -> Result<Option<SystemTime>, ServeError> {
-        let last = self.last_started(served.name()).await?;
-        let due = schedule::next_due(&served.flow, last, now);
+        let name = served.name();
+        let remembered = lock(&self.started).get(name).copied();
+        let mut last = match remembered {
+            Some(last) => last,
+            None => self.read_started(name).await?,
+        };
+        let mut due = schedule::next_due(&served.flow, last, now);
+        if remembered.is_some() && due.is_some_and(|due| due <= now) {
+            last = self.read_started(name).await?;
+            due = schedule::next_due(&served.flow, last, now);
+        }
         let due_now = due.is_some_and(|due| due <= now);
         if due_now && self.run_flow(served, Cause::Schedule, None).await? {
-            self.run_chain(served.name(), now).await;
+            self.run_chain(name, now).await;
         }
         // Once run, when it is next due follows from this run, at the next turn.
         let due_at = due.filter(|_| !due_now);
-        if let Some((ids, injected)) = hooks::pending(served, &self.shared).await? {
+        if self.events_due(served, now)
+            && let Some((ids, injected)) = hooks::pending(served, &self.shared).await?
+        {
             let cause = Cause::Webhook { events: ids.len() };
             // Records of the events that failed are in the run's error log, to retry from
-            // there.
+            // there; events of a run that did not complete wait for the next look.
             if self.run_flow(served, cause, Some(injected)).await? {
                 self.shared
                     .store
-                    .events_done(&self.shared.options.tenant, served.name(), &ids)
+                    .events_done(&self.shared.options.tenant, name, &ids)
                     .await?;
+                // There may be more than one run's worth.
+                lock(&self.events_polled).remove(name);
             }
         }
-        self.resting
-            .lock()
-            .expect("not poisoned")
-            .remove(served.name());
+        lock(&self.resting).remove(name);
         Ok(due_at)
+    }
+
+    /// When `flow`'s last run started, from the store; remembered.
+    async fn read_started(&self, flow: &str) -> Result<Option<SystemTime>, StoreError> {
+        let last = self.last_started(flow).await?;
+        lock(&self.started).insert(flow.to_owned(), last);
+        Ok(last)
+    }
+
+    /// Whether to look for `served`'s waiting events at `now`: a webhook flow whose endpoint
+    /// accepted events since, or not looked at for [`EVENTS_POLL`].
+    fn events_due(&self, served: &ServedFlow, now: SystemTime) -> bool {
+        if served.webhook().is_none() {
+            return false;
+        }
+        let name = served.name();
+        let delivered = lock(&self.shared.delivered).remove(name);
+        let mut polled = lock(&self.events_polled);
+        let stale = polled
+            .get(name)
+            .is_none_or(|at| *at + EVENTS_POLL <= now || *at > now);
+        if delivered || stale {
+            polled.insert(name.to_owned(), now);
+        }
+        delivered || stale
     }
 
     /// When `flow` may be tried again, if it is resting at `now`.
     fn resting_until(&self, flow: &str, now: SystemTime) -> Option<SystemTime> {
-        let resting = self.resting.lock().expect("not poisoned");
+        let resting = lock(&self.resting);
         resting
             .get(flow)
             .map(|(_, until)| *until)
@@ -300,7 +351,7 @@ impl Server {
     /// Tells of `flow`'s failed turn and rests it, longer after each failure in a row; until
     /// when.
     fn defer(&self, flow: &str, error: &ServeError, now: SystemTime) -> SystemTime {
-        let mut resting = self.resting.lock().expect("not poisoned");
+        let mut resting = lock(&self.resting);
         let failures = resting.get(flow).map_or(0, |(n, _)| *n) + 1;
         let rest = FIRST_REST
             .saturating_mul(1 << (failures - 1).min(16))
@@ -376,6 +427,8 @@ impl Server {
             }
             Err(e) => return Err(e.into()),
         };
+        // Its start is read again from the store when next needed.
+        lock(&self.started).remove(served.name());
         let completed = report.status.completed();
         (self.report)(&Event::RunEnded(ended(served, report, cause)));
         Ok(completed)
@@ -436,6 +489,13 @@ impl Server {
         }
         Ok(true)
     }
+}
+
+/// The value behind `mutex`; a panic while it was held leaves nothing half-done in these maps.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// What the operator is told of a run: records read and written by the flow's read and write
