@@ -14,7 +14,9 @@
 //! - **registrations**: with a public URL, each webhook flow's endpoint is registered with its
 //!   vendor and kept registered (see [`registration`]).
 //!
-//! Runs of one flow never overlap, also across processes sharing the store.
+//! Runs of one flow never overlap, also across processes sharing the store. Nothing that fails
+//! stops the server: a flow whose turn fails is told of ([`Event::Deferred`]) and rests, with
+//! backoff, while the others go on. An idle flow costs no store query a turn.
 
 mod flows;
 mod hooks;
