@@ -3,12 +3,14 @@
 
 mod lease;
 pub mod plan;
+pub mod plugins;
 pub mod registry;
 pub mod run;
 pub mod schedule;
 
 pub use lease::DEFAULT_LEASE;
 pub use plan::{BoundConnection, Plan, PlanOptions, PlannedStep, Work, plan, plan_with};
+pub use plugins::{Connector, Transformer};
 pub use registry::PluginDirectory;
 pub use run::{
     Progress, RetryPolicy, RunError, RunOptions, RunReport, dataset_key, retry_failed, run,

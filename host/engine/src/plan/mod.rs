@@ -27,6 +27,7 @@ use weft_flow::{Diagnostic, Flow, FlowError, StepId};
 use weft_runtime::bindings::PluginError;
 use weft_runtime::{CallContext, CallError, ConnectorPlugin, Plugin, Runtime, TransformPlugin};
 
+use crate::plugins::{Connector, Transformer};
 use crate::registry::PluginDirectory;
 
 pub use variables::Variables;
@@ -125,7 +126,7 @@ pub enum Work {
 #[derive(Clone)]
 pub struct BoundConnector {
     pub connection: String,
-    pub plugin: Arc<ConnectorPlugin>,
+    pub plugin: Arc<dyn Connector>,
     pub config: Value,
 }
 
@@ -150,7 +151,7 @@ pub struct ReadWork {
 pub struct TransformWork {
     pub input: StepId,
     pub branch: Branch,
-    pub plugin: Arc<TransformPlugin>,
+    pub plugin: Arc<dyn Transformer>,
     /// The step's config with variables filled in, as JSON text.
     pub config: String,
     /// The step whose records are the lookup table.
@@ -161,7 +162,7 @@ pub struct ConditionWork {
     pub input: StepId,
     pub branch: Branch,
     /// The transform evaluating CEL.
-    pub plugin: Arc<TransformPlugin>,
+    pub plugin: Arc<dyn Transformer>,
     /// The filter's config naming the positions of the records `when` holds for, as JSON
     /// text.
     pub config: String,

@@ -103,7 +103,7 @@ fn readers(flow: &Flow, id: &StepId) -> Vec<Reader> {
         .collect()
 }
 
-impl Planner<'_, '_> {
+impl<'a> Planner<'a, '_> {
     /// The schema of what `input` hands on `branch` (`null` when unknown).
     fn input_schema(&self, input: &StepId, branch: Branch) -> Value {
         let outputs = self.outputs.get(input);
@@ -124,15 +124,16 @@ impl Planner<'_, '_> {
 
     /// The connector behind `connection` (the flow's check made sure it is declared; a
     /// connection that failed to bind is reported already).
-    fn connector(&self, connection: &str) -> Option<BoundConnector> {
-        self.bindings
-            .connections
-            .get(connection)
-            .map(|bound| BoundConnector {
+    /// The connector as a run calls it, and the loaded plugin its streams are checked against.
+    fn connector(&self, connection: &str) -> Option<(BoundConnector, &'a ConnectorPlugin)> {
+        self.bindings.connections.get(connection).map(|bound| {
+            let connector = BoundConnector {
                 connection: connection.to_owned(),
                 plugin: bound.plugin.clone(),
                 config: bound.config.clone(),
-            })
+            };
+            (connector, bound.plugin.as_ref())
+        })
     }
 
     fn read(&mut self, id: &StepId, read: &Spanned<ReadStep>) -> Option<Work> {
@@ -143,8 +144,8 @@ impl Planner<'_, '_> {
             self.produces(id, Value::Null, None);
             Endpoint::Dataset
         } else {
-            let connector = self.connector(connection)?;
-            let stream = find_stream(&connector.plugin, &r.stream)
+            let (connector, plugin) = self.connector(connection)?;
+            let stream = find_stream(plugin, &r.stream)
                 .map_err(|d| self.out.push(d))
                 .ok()?;
             if r.sync == SyncMode::Incremental && stream.cursor_field.is_none() {
@@ -153,14 +154,14 @@ impl Planner<'_, '_> {
                         format!(
                             "stream `{}` of `{}` cannot be read incrementally",
                             stream.name,
-                            connector.plugin.info().name
+                            plugin.info().name
                         ),
                         at(read),
                     )
                     .help("use `sync = \"full\"`"),
                 );
             }
-            let schema = stream_schema(&connector.plugin, stream);
+            let schema = stream_schema(plugin, stream);
             self.produces(id, schema, None);
             Endpoint::Connector(connector)
         };
@@ -275,8 +276,8 @@ impl Planner<'_, '_> {
             );
             return None;
         }
-        let connector = self.connector(f.connection.get_ref().as_str())?;
-        let stream = find_stream(&connector.plugin, &f.stream)
+        let (connector, plugin) = self.connector(f.connection.get_ref().as_str())?;
+        let stream = find_stream(plugin, &f.stream)
             .map_err(|d| self.out.push(d))
             .ok()?;
         if !stream.sync_modes.contains(&bindings::SyncMode::Full) {
@@ -284,13 +285,13 @@ impl Planner<'_, '_> {
                 format!(
                     "stream `{}` of `{}` cannot be read",
                     stream.name,
-                    connector.plugin.info().name
+                    plugin.info().name
                 ),
                 at(&f.stream),
             ));
         }
         let branch = f.branch.as_ref().map_or(Branch::Then, |b| *b.get_ref());
-        let mut schema = stream_schema(&connector.plugin, stream);
+        let mut schema = stream_schema(plugin, stream);
         if let (Some(parent), Some(props)) = (
             &f.parent_field,
             schema.get_mut("properties").and_then(Value::as_object_mut),
@@ -339,12 +340,12 @@ impl Planner<'_, '_> {
             }
             Endpoint::Dataset
         } else {
-            let connector = self.connector(connection)?;
-            let stream = find_stream(&connector.plugin, &w.stream)
+            let (connector, plugin) = self.connector(connection)?;
+            let stream = find_stream(plugin, &w.stream)
                 .map_err(|d| self.out.push(d))
                 .ok()?;
-            self.check_write_mode(&connector.plugin, stream, w);
-            let target = stream_schema(&connector.plugin, stream);
+            self.check_write_mode(plugin, stream, w);
+            let target = stream_schema(plugin, stream);
             for key in &w.key {
                 for (schema, whose) in [
                     (&target, format!("stream `{}`", stream.name)),
