@@ -8,12 +8,10 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 use weft_capabilities::{MasterKey, Secrets};
-use weft_engine::plan::{
-    BoundConnector, Endpoint, ReadWork, Reader, TransformWork, Variables, WriteWork,
-};
+use weft_engine::plan::{BoundConnector, ReadWork, Reader, TransformWork, Variables, WriteWork};
 use weft_engine::plugins::Call;
 use weft_engine::{
-    Connector, Plan, PlannedStep, RetryPolicy, RunOptions, RunReport, Transformer, Work,
+    Connector, Datasets, Plan, PlannedStep, RetryPolicy, RunOptions, RunReport, Transformer, Work,
 };
 use weft_flow::model::Branch;
 use weft_flow::{Flow, StepKind};
@@ -151,11 +149,15 @@ id = "save"
 write = { connection = "api", stream = "contacts", input = "loud", mode = "upsert", key = ["id"], batch_size = 2 }
 "#;
 
-/// The flow's steps bound to `memory` and [`Shout`], as planning binds them to wasm plugins.
+/// The flow's steps bound to `memory` (connection `api`), weft's datasets (connection
+/// `store`) and [`Shout`], as planning binds them to wasm plugins.
 fn plan(flow: &Flow, memory: &Arc<Memory>) -> Plan {
-    let connector = BoundConnector {
-        connection: "api".into(),
-        plugin: Arc::clone(memory) as Arc<dyn Connector>,
+    let bound = |connection: &str| BoundConnector {
+        connection: connection.into(),
+        plugin: match connection {
+            "store" => Arc::new(Datasets) as Arc<dyn Connector>,
+            _ => Arc::clone(memory) as Arc<dyn Connector>,
+        },
         config: json!({}),
     };
     let steps = flow
@@ -165,7 +167,7 @@ fn plan(flow: &Flow, memory: &Arc<Memory>) -> Plan {
             let step = flow.step(id).unwrap();
             let work = match &step.kind {
                 StepKind::Read(r) => Work::Read(ReadWork {
-                    from: Endpoint::Connector(connector.clone()),
+                    from: bound(r.get_ref().connection.get_ref().as_str()),
                     stream: r.get_ref().stream.get_ref().clone(),
                     sync: r.get_ref().sync,
                     options: "{}".into(),
@@ -183,7 +185,7 @@ fn plan(flow: &Flow, memory: &Arc<Memory>) -> Plan {
                     Work::Write(WriteWork {
                         input: w.input.get_ref().clone(),
                         branch: Branch::Then,
-                        to: Endpoint::Connector(connector.clone()),
+                        to: bound(w.connection.get_ref().as_str()),
                         stream: w.stream.get_ref().clone(),
                         mode: *w.mode.get_ref(),
                         key: w.key.iter().map(|k| k.get_ref().clone()).collect(),
@@ -261,7 +263,89 @@ fn step<'r>(report: &'r RunReport, id: &str) -> &'r weft_store::StepRunRecord {
 }
 
 fn flow() -> Flow {
-    weft_flow::parse(Path::new("shout.toml"), FLOW).unwrap_or_else(|e| panic!("{e}"))
+    parse(FLOW)
+}
+
+fn parse(text: &str) -> Flow {
+    weft_flow::parse(Path::new("flow.toml"), text).unwrap_or_else(|e| panic!("{e}"))
+}
+
+const INTO_DATASET: &str = r#"name = "keep"
+
+[connections.api]
+plugin = "memory"
+
+[connections.store]
+plugin = "dataset"
+
+[[steps]]
+id = "people"
+read = { connection = "api", stream = "people", page_size = 3 }
+
+[[steps]]
+id = "kept"
+write = { connection = "store", stream = "people", input = "people", mode = "upsert", key = ["id"] }
+"#;
+
+const OUT_OF_DATASET: &str = r#"name = "publish"
+
+[connections.api]
+plugin = "memory"
+
+[connections.store]
+plugin = "dataset"
+
+[[steps]]
+id = "people"
+read = { connection = "store", stream = "people", page_size = 2 }
+
+[[steps]]
+id = "save"
+write = { connection = "api", stream = "contacts", input = "people", mode = "upsert", key = ["id"] }
+"#;
+
+/// A dataset is a connector like any other: written by key (a record without its key refused
+/// into the error log, a second run upserting rather than adding), read back in key order.
+async fn a_dataset_keeps_records_by_key_and_gives_them_back_in_pages(store: Store) {
+    let memory = Arc::new(Memory {
+        streams: BTreeMap::from([("people".into(), {
+            let mut people = people(7, &[], &[]);
+            people[4].as_object_mut().unwrap().remove("id");
+            people
+        })]),
+        ..Memory::default()
+    });
+    let keep = parse(INTO_DATASET);
+    let first = run(&store, &keep, &memory).await;
+    assert_eq!(first.status, RunStatus::Partial, "{first:?}");
+    assert_eq!(
+        (
+            step(&first, "kept").records_out,
+            step(&first, "kept").failed
+        ),
+        (6, 1)
+    );
+    let errors = store.run_errors(&first.id).await.unwrap();
+    assert_eq!(
+        errors[0].error,
+        "invalid record: key field `id` is missing or null"
+    );
+    let again = run(&store, &keep, &memory).await;
+    assert_eq!(step(&again, "kept").records_out, 6);
+
+    let publish = run(&store, &parse(OUT_OF_DATASET), &memory).await;
+    assert_eq!(publish.status, RunStatus::Succeeded, "{publish:?}");
+    let read = step(&publish, "people");
+    // 6 records, not 12, in pages of 2, and the empty page that says there is no more.
+    assert_eq!((read.pages, read.records_in), (4, 6));
+    let ids: Vec<String> = memory
+        .written
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, ["p0", "p1", "p2", "p3", "p5", "p6"]);
 }
 
 /// Records go through in pages, rejected and refused ones to the error log, the rest on; the
@@ -365,6 +449,7 @@ macro_rules! on_both_stores {
 
 on_both_stores!(
     pages_flow_through_and_failures_go_to_the_error_log,
+    a_dataset_keeps_records_by_key_and_gives_them_back_in_pages,
     a_failed_write_keeps_the_cursor_and_the_next_run_resumes,
 );
 

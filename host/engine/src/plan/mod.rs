@@ -130,17 +130,9 @@ pub struct BoundConnector {
     pub config: Value,
 }
 
-/// Where a read takes records from, or a write puts them.
-#[derive(Clone)]
-pub enum Endpoint {
-    /// A connector's stream.
-    Connector(BoundConnector),
-    /// One of weft's own datasets (the stream name is the dataset's).
-    Dataset,
-}
-
 pub struct ReadWork {
-    pub from: Endpoint,
+    /// The connector read: a plugin, or weft's datasets.
+    pub from: BoundConnector,
     pub stream: String,
     pub sync: SyncMode,
     /// The read's `options`, with variables filled in, as JSON text.
@@ -183,7 +175,8 @@ pub struct ForEachWork {
 pub struct WriteWork {
     pub input: StepId,
     pub branch: Branch,
-    pub to: Endpoint,
+    /// The connector written: a plugin, or weft's datasets.
+    pub to: BoundConnector,
     pub stream: String,
     pub mode: WriteMode,
     pub key: Vec<String>,

@@ -2,6 +2,7 @@
 //! schema forward so every later step is checked against what its input really carries.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde_json::{Value, json};
 use toml::Spanned;
@@ -15,9 +16,10 @@ use weft_runtime::bindings::{self, StreamDescriptor};
 
 use super::variables::{Variables, json as table_json, substitute};
 use super::{
-    BoundConnection, BoundConnector, CONDITION_PLUGIN, ConditionWork, Endpoint, ForEachWork,
-    Loader, PlannedStep, ReadWork, Reader, TransformWork, Work, WriteWork, at, plugin_message,
+    BoundConnection, BoundConnector, CONDITION_PLUGIN, ConditionWork, ForEachWork, Loader,
+    PlannedStep, ReadWork, Reader, TransformWork, Work, WriteWork, at, plugin_message,
 };
+use crate::datasets::Datasets;
 
 /// What the steps are planned against.
 pub(super) struct Bindings<'a> {
@@ -139,10 +141,12 @@ impl<'a> Planner<'a, '_> {
     fn read(&mut self, id: &StepId, read: &Spanned<ReadStep>) -> Option<Work> {
         let r = read.get_ref();
         let connection = r.connection.get_ref().as_str();
+        let mut sync = r.sync;
         let from = if self.is_dataset(connection) {
-            // A dataset holds whatever was written to it.
+            // A dataset holds whatever was written to it, and is read whole.
             self.produces(id, Value::Null, None);
-            Endpoint::Dataset
+            sync = SyncMode::Full;
+            datasets(connection)
         } else {
             let (connector, plugin) = self.connector(connection)?;
             let stream = find_stream(plugin, &r.stream)
@@ -163,12 +167,12 @@ impl<'a> Planner<'a, '_> {
             }
             let schema = stream_schema(plugin, stream);
             self.produces(id, schema, None);
-            Endpoint::Connector(connector)
+            connector
         };
         Some(Work::Read(ReadWork {
             from,
             stream: r.stream.get_ref().clone(),
-            sync: r.sync,
+            sync,
             options: table_json(r.options.as_ref(), self.bindings.variables).to_string(),
             page_size: r.page_size,
         }))
@@ -338,7 +342,7 @@ impl<'a> Planner<'a, '_> {
                     .help("write `mode = \"upsert\", key = [...]`"),
                 );
             }
-            Endpoint::Dataset
+            datasets(connection)
         } else {
             let (connector, plugin) = self.connector(connection)?;
             let stream = find_stream(plugin, &w.stream)
@@ -364,7 +368,7 @@ impl<'a> Planner<'a, '_> {
                     }
                 }
             }
-            Endpoint::Connector(connector)
+            connector
         };
         Some(Work::Write(WriteWork {
             input: w.input.get_ref().clone(),
@@ -429,6 +433,15 @@ fn with_field(schema: &Value, name: &str, field: Value) -> Value {
         props.insert(name.into(), field);
     }
     schema
+}
+
+/// A dataset connection, bound to weft's datasets.
+fn datasets(connection: &str) -> BoundConnector {
+    BoundConnector {
+        connection: connection.to_owned(),
+        plugin: Arc::new(Datasets),
+        config: Value::Null,
+    }
 }
 
 /// The record schema of `stream`, as parsed when the connector was loaded.

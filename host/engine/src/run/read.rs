@@ -1,5 +1,5 @@
-//! Read steps: a connector's stream or a dataset, page by page, or the records of webhook
-//! events. A connector's next page is read while the page before it goes downstream; pages
+//! Read steps: a connector's stream (a dataset is one), page by page, or the records of
+//! webhook events. A connector's next page is read while the page before it goes downstream; pages
 //! are handed on in order.
 
 use std::time::Duration;
@@ -13,10 +13,7 @@ use weft_store::StoreError;
 use super::call::{RetryPolicy, bounded, with_retry};
 use super::records::{self, Record};
 use super::{Execution, Include, Stop};
-use crate::plan::{BoundConnector, Endpoint, ReadWork, Work};
-
-/// Pages of a dataset read when the step does not say.
-const DATASET_PAGE: u32 = 500;
+use crate::plan::{BoundConnector, ReadWork, Work};
 
 fn sync_mode(mode: SyncMode) -> bindings::SyncMode {
     match mode {
@@ -100,13 +97,8 @@ impl Execution<'_> {
         let Work::Read(work) = &self.planned(source).work else {
             unreachable!("sources are read steps")
         };
-        match &work.from {
-            Endpoint::Dataset => self.read_dataset(source, work, include).await,
-            Endpoint::Connector(connector) => {
-                self.read_connector(source, work, connector, include, commit)
-                    .await
-            }
-        }
+        self.read_connector(source, work, &work.from, include, commit)
+            .await
     }
 
     /// Reads a connector's stream. While a page goes downstream, the next one is already being
@@ -172,43 +164,6 @@ impl Execution<'_> {
                     .await?;
             }
             if page.done {
-                break;
-            }
-        }
-        self.finish(source, None).await
-    }
-
-    /// Reads a dataset in key order, a page at a time.
-    async fn read_dataset(
-        &mut self,
-        source: &StepId,
-        work: &ReadWork,
-        include: Include<'_>,
-    ) -> Result<(), StoreError> {
-        let page_size = work.page_size.unwrap_or(DATASET_PAGE).max(1);
-        let mut after: Option<String> = None;
-        self.record(source);
-        loop {
-            let rows = self
-                .store
-                .dataset_page(
-                    &self.options.tenant,
-                    &work.stream,
-                    after.as_deref(),
-                    page_size,
-                )
-                .await?;
-            let done = rows.len() < page_size as usize;
-            after = rows.last().map(|(k, _)| k.clone());
-            // Rows hold what weft wrote, JSON checked on the way in.
-            let records: Vec<Record> = rows
-                .into_iter()
-                .filter_map(|(_, text)| serde_json::value::RawValue::from_string(text).ok())
-                .collect();
-            if let Some(failed) = self.deliver(source, &records, include).await? {
-                return self.finish(source, Some(failed)).await;
-            }
-            if done {
                 break;
             }
         }

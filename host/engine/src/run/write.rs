@@ -1,17 +1,16 @@
-//! Write steps: batches to a connector's stream, or upserts (and deletes) in a dataset. Each
-//! record's outcome is counted; failed records go to the error log, written ones (with
+//! Write steps: batches to a connector's stream (a dataset is one: upserts and deletes by
+//! key). Each record's outcome is counted; failed records go to the error log, written ones (with
 //! `_written = { id, status }`) to the steps on the `written` branch, when there are any.
 
 use serde_json::json;
 use weft_flow::model::{Branch, WriteMode};
 use weft_runtime::bindings::{self, PluginError};
 use weft_runtime::{WriteRequest, WriteStatus};
-use weft_store::Upserted;
 
 use super::call::{bounded, with_retry};
 use super::records::{self, Record};
 use super::{Execution, Include, Stop};
-use crate::plan::{BoundConnector, Endpoint, PlannedStep, WriteWork};
+use crate::plan::{BoundConnector, PlannedStep, WriteWork};
 
 fn write_mode(mode: WriteMode) -> bindings::WriteMode {
     match mode {
@@ -32,14 +31,6 @@ fn written_status(status: WriteStatus) -> &'static str {
     }
 }
 
-fn upserted_status(outcome: Upserted) -> &'static str {
-    match outcome {
-        Upserted::Created => "created",
-        Upserted::Updated => "updated",
-        Upserted::Unchanged => "unchanged",
-    }
-}
-
 /// `record` as the `written` branch carries it.
 fn written(record: &Record, id: Option<&str>, status: &str) -> Option<Record> {
     records::with_field(record, "_written", &json!({"id": id, "status": status}))
@@ -53,13 +44,8 @@ impl Execution<'_> {
         records: &[Record],
         include: Include<'_>,
     ) -> Result<(), Stop> {
-        match &work.to {
-            Endpoint::Dataset => self.write_dataset(step, work, records, include).await,
-            Endpoint::Connector(connector) => {
-                self.write_connector(step, work, connector, records, include)
-                    .await
-            }
-        }
+        self.write_connector(step, work, &work.to, records, include)
+            .await
     }
 
     async fn write_connector(
@@ -117,63 +103,6 @@ impl Execution<'_> {
                 }
             }
             self.save(id).await?;
-            self.hand_on(id, Branch::Written, &accepted, include)
-                .await?;
-        }
-        Ok(())
-    }
-
-    /// Upserts (or deletes) a page in a dataset, keyed by the step's key fields.
-    async fn write_dataset(
-        &mut self,
-        step: &PlannedStep,
-        work: &WriteWork,
-        records: &[Record],
-        include: Include<'_>,
-    ) -> Result<(), Stop> {
-        let id = &step.id;
-        self.took_in(id, records.len());
-        let mut rows = Vec::with_capacity(records.len());
-        let mut keyed = Vec::with_capacity(records.len());
-        for record in records {
-            match records::raw_dataset_key(record, &work.key) {
-                Ok(key) => {
-                    rows.push((key, record.get().to_owned()));
-                    keyed.push(record);
-                }
-                Err(missing) => {
-                    let why = format!("key field `{missing}` is missing or null");
-                    self.log_error(id, Some(record.get()), &why).await?;
-                }
-            }
-        }
-        let tenant = &self.options.tenant;
-        let statuses: Result<Vec<&str>, _> = if work.mode == WriteMode::Delete {
-            // Deleting what is already gone counts as deleted, so a replay is harmless.
-            let keys: Vec<String> = rows.iter().map(|(k, _)| k.clone()).collect();
-            self.store
-                .dataset_delete(tenant, &work.stream, &keys)
-                .await
-                .map(|_| vec!["deleted"; keys.len()])
-        } else {
-            self.store
-                .dataset_upsert(tenant, &work.stream, &rows)
-                .await
-                .map(|done| done.into_iter().map(upserted_status).collect())
-        };
-        let statuses = match statuses {
-            Ok(statuses) => statuses,
-            Err(e) => return Err(self.fail(id, e.to_string()).await),
-        };
-        self.record(id).records_out += statuses.len() as u64;
-        self.save(id).await?;
-        if step.is_read_on(Branch::Written) {
-            let accepted: Vec<Record> = keyed
-                .into_iter()
-                .zip(&rows)
-                .zip(statuses)
-                .filter_map(|((record, (key, _)), status)| written(record, Some(key), status))
-                .collect();
             self.hand_on(id, Branch::Written, &accepted, include)
                 .await?;
         }
