@@ -270,15 +270,15 @@ fn parse(text: &str) -> Flow {
     weft_flow::parse(Path::new("flow.toml"), text).unwrap_or_else(|e| panic!("{e}"))
 }
 
-const INTO_DATASET: &str = r#"name = "keep"
+/// A flow named `name` with the in-memory connection `api`, the dataset connection `store`,
+/// and `steps`.
+fn with_connections(name: &str, steps: &str) -> Flow {
+    parse(&format!(
+        "name = \"{name}\"\n\n[connections.api]\nplugin = \"memory\"\n\n[connections.store]\nplugin = \"dataset\"\n\n{steps}"
+    ))
+}
 
-[connections.api]
-plugin = "memory"
-
-[connections.store]
-plugin = "dataset"
-
-[[steps]]
+const INTO_DATASET: &str = r#"[[steps]]
 id = "people"
 read = { connection = "api", stream = "people", page_size = 3 }
 
@@ -287,15 +287,7 @@ id = "kept"
 write = { connection = "store", stream = "people", input = "people", mode = "upsert", key = ["id"] }
 "#;
 
-const OUT_OF_DATASET: &str = r#"name = "publish"
-
-[connections.api]
-plugin = "memory"
-
-[connections.store]
-plugin = "dataset"
-
-[[steps]]
+const OUT_OF_DATASET: &str = r#"[[steps]]
 id = "people"
 read = { connection = "store", stream = "people", page_size = 2 }
 
@@ -315,7 +307,7 @@ async fn a_dataset_keeps_records_by_key_and_gives_them_back_in_pages(store: Stor
         })]),
         ..Memory::default()
     });
-    let keep = parse(INTO_DATASET);
+    let keep = with_connections("keep", INTO_DATASET);
     let first = run(&store, &keep, &memory).await;
     assert_eq!(first.status, RunStatus::Partial, "{first:?}");
     assert_eq!(
@@ -333,7 +325,12 @@ async fn a_dataset_keeps_records_by_key_and_gives_them_back_in_pages(store: Stor
     let again = run(&store, &keep, &memory).await;
     assert_eq!(step(&again, "kept").records_out, 6);
 
-    let publish = run(&store, &parse(OUT_OF_DATASET), &memory).await;
+    let publish = run(
+        &store,
+        &with_connections("publish", OUT_OF_DATASET),
+        &memory,
+    )
+    .await;
     assert_eq!(publish.status, RunStatus::Succeeded, "{publish:?}");
     let read = step(&publish, "people");
     // 6 records, not 12, in pages of 2, and the empty page that says there is no more.
