@@ -5,6 +5,9 @@
 use std::time::SystemTime;
 
 use crate::dialect::{bind, execute, on_database};
+
+/// Error-log rows in one statement, at most (six values each, within SQLite's bind limit).
+const ERRORS_CHUNK: usize = 1_000;
 use crate::{RunStatus, StepStatus, Store, StoreError, millis, millis_to_time, now_millis};
 
 /// One run of a flow.
@@ -352,15 +355,46 @@ impl Store {
         record: Option<&str>,
         error: &str,
     ) -> Result<(), StoreError> {
-        let action = || format!("log a failed record of run {run_id}");
+        self.errors_append(run_id, step, &[(record, error)]).await
+    }
+
+    /// Adds the failed records of one step's batch to a run's error log, in their order after
+    /// what it holds: one transaction, a statement per thousand records, not one per record.
+    /// A run's log is written only by the process holding the run.
+    pub async fn errors_append(
+        &self,
+        run_id: &str,
+        step: &str,
+        failures: &[(Option<&str>, &str)],
+    ) -> Result<(), StoreError> {
+        if failures.is_empty() {
+            return Ok(());
+        }
+        let begin_write = self.pool.dialect().begin_write;
+        let action = || format!("log {} failed record(s) of run {run_id}", failures.len());
         on_database!(self, action(), |pool| {
-            let sql = "INSERT INTO run_errors (run_id, seq, step, record, error, created_at)
-                       VALUES ($1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM run_errors
-                                    WHERE run_id = $1),
-                               $2, $3, $4, $5)";
-            execute!(pool, sql, run_id, step, record, error, now_millis())
-        })?;
-        Ok(())
+            let mut tx = pool.begin_with(begin_write).await?;
+            let (last,): (i64,) =
+                sqlx::query_as("SELECT COALESCE(MAX(seq), 0) FROM run_errors WHERE run_id = $1")
+                    .bind(run_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            let now = now_millis();
+            let numbered = failures.iter().zip(last + 1..);
+            let numbered: Vec<_> = numbered.collect();
+            for chunk in numbered.chunks(ERRORS_CHUNK) {
+                let mut insert = sqlx::QueryBuilder::new(
+                    "INSERT INTO run_errors (run_id, seq, step, record, error, created_at) ",
+                );
+                insert.push_values(chunk, |mut row, ((record, error), seq)| {
+                    row.push_bind(run_id).push_bind(*seq).push_bind(step);
+                    row.push_bind(*record).push_bind(*error).push_bind(now);
+                });
+                insert.build().execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
     }
 
     /// A run's error log, in the order the failures happened.

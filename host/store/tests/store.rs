@@ -1055,3 +1055,31 @@ async fn concurrent_intake(runner: Store, receiver: Store) {
         "every event processed exactly once"
     );
 }
+
+on_both!(
+    a_batch_of_failed_records_is_logged_in_order_after_what_the_log_holds,
+    |store| {
+        store
+            .run_start("r1", "default", "sync", None)
+            .await
+            .unwrap();
+        store
+            .error_append("r1", "read", None, "the first")
+            .await
+            .unwrap();
+        // More than one statement's worth, so the numbering carries across them.
+        let texts: Vec<String> = (0..2_500).map(|i| format!("{{\"id\":{i}}}")).collect();
+        let failures: Vec<(Option<&str>, &str)> = texts
+            .iter()
+            .map(|t| (Some(t.as_str()), "refused"))
+            .collect();
+        store.errors_append("r1", "write", &failures).await.unwrap();
+        store.errors_append("r1", "write", &[]).await.unwrap();
+        let log = store.run_errors("r1").await.unwrap();
+        assert_eq!(log.len(), 2_501);
+        assert_eq!((log[0].seq, log[0].error.as_str()), (1, "the first"));
+        assert!(log.iter().enumerate().all(|(i, e)| e.seq == i as u64 + 1));
+        assert_eq!(log[2_500].record.as_deref(), Some("{\"id\":2499}"));
+        assert_eq!(log[1].step, "write");
+    }
+);

@@ -53,14 +53,15 @@ impl Execution<'_> {
         };
         // Where each record goes: `Some(true)` then, `Some(false)` else, `None` the error log.
         let mut branch = vec![Some(false); records.len()];
+        let mut failures = Vec::with_capacity(result.rejects.len());
         for reject in &result.rejects {
             let record = records.get(reject.index as usize).map(|r| r.get());
-            let why = format!("condition: {}", reject.reason);
-            self.log_error(id, record, &why).await?;
+            failures.push((record, format!("condition: {}", reject.reason)));
             if let Some(b) = branch.get_mut(reject.index as usize) {
                 *b = None;
             }
         }
+        self.log_errors(id, failures).await?;
         let kept: Vec<Kept> = match serde_json::from_str(&result.records) {
             Ok(kept) => kept,
             Err(e) => {

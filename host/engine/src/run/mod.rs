@@ -285,12 +285,34 @@ impl<'a> Execution<'a> {
         record: Option<&str>,
         error: &str,
     ) -> Result<(), StoreError> {
-        self.record(id).failed += 1;
+        self.log_errors(id, vec![(record, error.to_owned())]).await
+    }
+
+    /// Logs the failed records of one of `id`'s batches (the record, if known, and why) in one
+    /// write to the store, secrets redacted.
+    async fn log_errors(
+        &mut self,
+        id: &StepId,
+        failures: Vec<(Option<&str>, String)>,
+    ) -> Result<(), StoreError> {
+        if failures.is_empty() {
+            return Ok(());
+        }
+        self.record(id).failed += failures.len() as u64;
         let redactor = self.context.redactor();
-        let text = record.map(|r| redactor.redact(r));
-        let error = redactor.clean(error, MAX_STORED_ERROR_BYTES);
+        let cleaned: Vec<(Option<String>, String)> = failures
+            .into_iter()
+            .map(|(record, error)| {
+                let record = record.map(|r| redactor.redact(r));
+                (record, redactor.clean(&error, MAX_STORED_ERROR_BYTES))
+            })
+            .collect();
+        let rows: Vec<(Option<&str>, &str)> = cleaned
+            .iter()
+            .map(|(record, error)| (record.as_deref(), error.as_str()))
+            .collect();
         self.store
-            .error_append(&self.run, id.as_str(), text.as_deref(), &error)
+            .errors_append(&self.run, id.as_str(), &rows)
             .await
     }
 

@@ -49,6 +49,7 @@ impl Execution<'_> {
         self.record(id).records_out += out.len() as u64;
         let keep_rejected = step.is_read_on(Branch::Rejected);
         let mut rejected = Vec::new();
+        let mut failures = Vec::with_capacity(result.rejects.len());
         for reject in &result.rejects {
             let field = reject
                 .field
@@ -58,12 +59,13 @@ impl Execution<'_> {
             let reason = format!("rejected{field}: {}", reject.reason);
             // The runtime refused any reject naming a record past the batch.
             let record = records.get(reject.index as usize);
-            self.log_error(id, record.map(|r| r.get()), &reason).await?;
+            failures.push((record.map(|r| r.get()), reason));
             if keep_rejected && let Some(record) = record {
                 let why = json!({"reason": reject.reason, "field": reject.field});
                 rejected.extend(records::with_field(record, "_rejected", &why));
             }
         }
+        self.log_errors(id, failures).await?;
         self.save(id).await?;
         self.keep(id, &out);
         self.propagate(id, &out, include).await?;

@@ -87,13 +87,14 @@ impl Execution<'_> {
                 Err(e) => return Err(self.fail(id, e.to_string()).await),
             };
             let mut accepted = Vec::new();
+            let mut failures = Vec::new();
             for (outcome, record) in outcomes.iter().zip(part) {
                 if outcome.status == WriteStatus::Failed {
                     let reason = outcome
                         .error
                         .as_ref()
                         .map_or_else(|| "failed".to_owned(), PluginError::message);
-                    self.log_error(id, Some(record.get()), &reason).await?;
+                    failures.push((Some(record.get()), reason));
                     continue;
                 }
                 self.record(id).records_out += 1;
@@ -102,6 +103,7 @@ impl Execution<'_> {
                     accepted.extend(written(record, outcome.id.as_deref(), status));
                 }
             }
+            self.log_errors(id, failures).await?;
             self.save(id).await?;
             self.hand_on(id, Branch::Written, &accepted, include)
                 .await?;
