@@ -12,7 +12,7 @@ use weft_runtime::{
 use weft_store::{Store, StoreError, Upserted};
 
 use crate::plugins::{Call, Connector};
-use crate::run::records::raw_dataset_key;
+use crate::run::records::{join_texts, raw_dataset_key};
 
 /// Records in a page of a dataset when the read step does not say.
 const PAGE: u32 = 500;
@@ -56,16 +56,7 @@ impl Connector for Datasets {
             let done = rows.len() < size as usize;
             let next_cursor = rows.last().map(|(key, _)| key.clone()).or(request.cursor);
             // Rows hold what weft wrote, each one JSON value checked on the way in.
-            let mut records =
-                String::with_capacity(2 + rows.iter().map(|(_, r)| r.len() + 1).sum::<usize>());
-            records.push('[');
-            for (i, (_, row)) in rows.iter().enumerate() {
-                if i > 0 {
-                    records.push(',');
-                }
-                records.push_str(row);
-            }
-            records.push(']');
+            let records = join_texts(rows.iter().map(|(_, row)| row.as_str()));
             Ok(Page {
                 records,
                 next_cursor,

@@ -124,9 +124,9 @@ impl<'a> Planner<'a, '_> {
         self.bindings.datasets.contains(connection)
     }
 
-    /// The connector behind `connection` (the flow's check made sure it is declared; a
-    /// connection that failed to bind is reported already).
-    /// The connector as a run calls it, and the loaded plugin its streams are checked against.
+    /// The connector behind `connection` as a run calls it, and the loaded plugin its streams
+    /// are checked against (the flow's check made sure it is declared; a connection that failed
+    /// to bind is reported already).
     fn connector(&self, connection: &str) -> Option<(BoundConnector, &'a ConnectorPlugin)> {
         self.bindings.connections.get(connection).map(|bound| {
             let connector = BoundConnector {

@@ -8,7 +8,7 @@ use weft_flow::model::Branch;
 use weft_runtime::Batch;
 
 use super::call::{bounded, with_retry};
-use super::records::Record;
+use super::records::{self, Record};
 use super::{Execution, Include, Stop};
 use crate::plan::{ConditionWork, PlannedStep};
 
@@ -37,7 +37,7 @@ impl Execution<'_> {
         let context = self.context_for(id);
         let batch = Batch {
             config: work.config.clone(),
-            records: super::records::join(records),
+            records: records::join(records),
             lookup: None,
         };
         let result = bounded(
@@ -90,18 +90,18 @@ impl Execution<'_> {
                 .map(|(r, _)| r.clone())
                 .collect()
         };
-        let (held, not_held) = (pick(true), pick(false));
-        // Counted for the branches something reads (or keeps).
-        let handed_on = if then.is_empty() && !keep {
-            0
+        // Only the branches something reads (or keeps) are made, and counted.
+        let held = if then.is_empty() && !keep {
+            Vec::new()
         } else {
-            held.len()
-        } + if otherwise.is_empty() {
-            0
-        } else {
-            not_held.len()
+            pick(true)
         };
-        self.record(id).records_out += handed_on as u64;
+        let not_held = if otherwise.is_empty() {
+            Vec::new()
+        } else {
+            pick(false)
+        };
+        self.record(id).records_out += (held.len() + not_held.len()) as u64;
         self.save(id).await?;
         if keep {
             self.keep(id, &held);

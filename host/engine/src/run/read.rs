@@ -1,11 +1,11 @@
 //! Read steps: a connector's stream (a dataset is one), page by page, or the records of
-//! webhook events. A connector's next page is read while the page before it goes downstream; pages
-//! are handed on in order.
+//! webhook events. The next page is read while the page before it goes downstream; pages are
+//! handed on in order.
 
 use std::time::Duration;
+
 use weft_flow::StepId;
 use weft_flow::model::SyncMode;
-
 use weft_runtime::bindings;
 use weft_runtime::{CallContext, Page, ReadRequest};
 use weft_store::StoreError;
@@ -13,7 +13,7 @@ use weft_store::StoreError;
 use super::call::{RetryPolicy, bounded, with_retry};
 use super::records::{self, Record};
 use super::{Execution, Include, Stop};
-use crate::plan::{BoundConnector, ReadWork, Work};
+use crate::plan::{ReadWork, Work};
 
 fn sync_mode(mode: SyncMode) -> bindings::SyncMode {
     match mode {
@@ -22,9 +22,8 @@ fn sync_mode(mode: SyncMode) -> bindings::SyncMode {
     }
 }
 
-/// What reading one more page of a connector's stream takes.
+/// What reading one more page of a read step's stream takes.
 struct PageFetch<'w> {
-    connector: BoundConnector,
     context: CallContext,
     timeout: Option<Duration>,
     retry: RetryPolicy,
@@ -41,7 +40,7 @@ impl PageFetch<'_> {
             page_size: self.work.page_size,
             options: self.work.options.clone(),
         };
-        let (connector, context) = (self.connector.clone(), self.context.clone());
+        let (connector, context) = (self.work.from.clone(), self.context.clone());
         let (timeout, retry) = (self.timeout, self.retry.clone());
         PageAhead(tokio::spawn(async move {
             let page = bounded(
@@ -97,20 +96,18 @@ impl Execution<'_> {
         let Work::Read(work) = &self.planned(source).work else {
             unreachable!("sources are read steps")
         };
-        self.read_connector(source, work, &work.from, include, commit)
-            .await
+        self.read_pages(source, work, include, commit).await
     }
 
-    /// Reads a connector's stream. While a page goes downstream, the next one is already being
-    /// read (on another task, so on another core when there is one): the connector's call and
-    /// the steps below overlap instead of taking turns. A page is handed on only after the one
-    /// before it, and the cursor is committed only for pages whose writes all succeeded; when
-    /// a page fails downstream, the page read ahead is dropped.
-    async fn read_connector(
+    /// Reads the step's stream from its connector. While a page goes downstream, the next one
+    /// is already being read (on another task, so on another core when there is one): the
+    /// connector's call and the steps below overlap instead of taking turns. A page is handed
+    /// on only after the one before it, and the cursor is committed only for pages whose writes
+    /// all succeeded; when a page fails downstream, the page read ahead is dropped.
+    async fn read_pages(
         &mut self,
         source: &StepId,
         work: &ReadWork,
-        connector: &BoundConnector,
         include: Include<'_>,
         commit: bool,
     ) -> Result<(), StoreError> {
@@ -124,7 +121,6 @@ impl Execution<'_> {
             SyncMode::Full => None,
         };
         let fetch = PageFetch {
-            connector: connector.clone(),
             context: self.context_for(source),
             timeout: self.planned(source).timeout,
             retry: self.options.retry.clone(),

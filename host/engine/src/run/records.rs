@@ -20,14 +20,18 @@ pub fn split(array: &str) -> Result<Vec<Record>, serde_json::Error> {
 
 /// The JSON array of `records`, as text.
 pub fn join(records: &[Record]) -> String {
-    let mut out =
-        String::with_capacity(2 + records.iter().map(|r| r.get().len() + 1).sum::<usize>());
+    join_texts(records.iter().map(|r| r.get()))
+}
+
+/// The JSON array of these JSON values' texts.
+pub fn join_texts<'t>(texts: impl ExactSizeIterator<Item = &'t str> + Clone) -> String {
+    let mut out = String::with_capacity(2 + texts.clone().map(|t| t.len() + 1).sum::<usize>());
     out.push('[');
-    for (i, record) in records.iter().enumerate() {
+    for (i, text) in texts.enumerate() {
         if i > 0 {
             out.push(',');
         }
-        out.push_str(record.get());
+        out.push_str(text);
     }
     out.push(']');
     out

@@ -10,7 +10,7 @@ use weft_runtime::{WriteRequest, WriteStatus};
 use super::call::{bounded, with_retry};
 use super::records::{self, Record};
 use super::{Execution, Include, Stop};
-use crate::plan::{BoundConnector, PlannedStep, WriteWork};
+use crate::plan::{PlannedStep, WriteWork};
 
 fn write_mode(mode: WriteMode) -> bindings::WriteMode {
     match mode {
@@ -44,19 +44,8 @@ impl Execution<'_> {
         records: &[Record],
         include: Include<'_>,
     ) -> Result<(), Stop> {
-        self.write_connector(step, work, &work.to, records, include)
-            .await
-    }
-
-    async fn write_connector(
-        &mut self,
-        step: &PlannedStep,
-        work: &WriteWork,
-        connector: &BoundConnector,
-        records: &[Record],
-        include: Include<'_>,
-    ) -> Result<(), Stop> {
         let id = &step.id;
+        let connector = &work.to;
         let chunk = work.batch_size.unwrap_or(self.options.write_batch).max(1);
         let context = self.context_for(id);
         let hand_on = step.is_read_on(Branch::Written);
