@@ -1,5 +1,6 @@
 //! The component host end to end: real components built from source, real HTTP on loopback.
 
+mod api;
 mod cache;
 mod confinement;
 mod connectors;

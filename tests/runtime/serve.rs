@@ -101,6 +101,7 @@ fn said(event: &Event) -> String {
                 Cause::Schedule => "schedule".to_owned(),
                 Cause::Chain { after } => format!("after {after}"),
                 Cause::Webhook { events } => format!("{events} events"),
+                Cause::Requested => "requested".to_owned(),
             };
             format!(
                 "{} {cause} {}: {} read, {} written",
@@ -111,6 +112,7 @@ fn said(event: &Event) -> String {
             flow,
             error,
             retry_at,
+            ..
         } => {
             let at = retry_at.duration_since(SystemTime::UNIX_EPOCH).unwrap();
             format!("{flow} deferred to {}: {error}", at.as_secs())
@@ -407,7 +409,8 @@ async fn registrations_are_kept_across_restarts_replaced_when_the_url_changes_an
         [json!({"id": "wh-2", "url": "https://hooks.example.org/hooks/hooks", "events": []})]
     );
 
-    let served = &server.flows()[0];
+    let flows = server.flows();
+    let served = &flows[0];
     assert!(
         weft_server::registration::remove(served, &h.store, &h.secrets, "default")
             .await
@@ -579,7 +582,8 @@ async fn an_idle_flow_costs_no_store_query_and_a_run_elsewhere_is_seen_before_ru
 
     // Another process runs the flow (its start set half an hour later); when the remembered start makes the flow
     // due, the store is asked again, and the flow is not run before its hour since that run.
-    let served = &server.flows()[0];
+    let flows = server.flows();
+    let served = &flows[0];
     let elsewhere = weft_engine::run(
         &served.flow,
         &served.plan,

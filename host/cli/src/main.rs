@@ -21,6 +21,7 @@ mod runs;
 mod sandbox;
 mod secret;
 mod serve;
+mod tenant;
 mod validate;
 mod webhook;
 
@@ -96,6 +97,11 @@ enum Command {
     Secret {
         #[command(subcommand)]
         command: secret::SecretCommand,
+    },
+    /// Tenants of a multi-tenant server and their API tokens (the operator's).
+    Tenant {
+        #[command(subcommand)]
+        command: tenant::TenantCommand,
     },
     /// Start local emulators of every supported SaaS API and wait until Ctrl-C.
     Sandbox(sandbox::SandboxArgs),
@@ -260,6 +266,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Runs { command } => runs::run(&cli.data_dir, &cli.tenant, command).await,
         Command::Secret { command } => secret::run(&cli.data_dir, &cli.tenant, command).await,
         Command::Webhook { command } => webhook::run(&cli.data_dir, &cli.tenant, command).await,
+        Command::Tenant { command } => tenant::run(&cli.data_dir, command).await,
         Command::Sandbox(args) => sandbox::run(args, &cli.data_dir).await,
         Command::Demo(args) => demo::run(&cli.data_dir, args).await,
     }

@@ -6,15 +6,18 @@ use std::time::SystemTime;
 
 use anyhow::Context;
 use clap::Args;
+use weft_api::Api;
 use weft_capabilities::{MasterKey, Secrets};
 use weft_engine::RunOptions;
-use weft_server::{Cause, Event, LoadError, LoadOptions, Registration, Server};
+use weft_server::{Cause, Event, LoadError, LoadOptions, Registration, Server, TenantPolicy};
 
 #[derive(Args)]
 pub struct ServeArgs {
-    /// The directory of flow files to serve.
-    #[arg(long, default_value = "flows")]
-    flows: PathBuf,
+    /// A directory of flow files to serve, for the tenant `--tenant` (every one is checked and
+    /// planned first: one with problems stops the server). Without it, the server runs only the
+    /// flows tenants deploy through its API.
+    #[arg(long)]
+    flows: Option<PathBuf>,
     /// Run with this environment's variables and connections.
     #[arg(long)]
     env: Option<String>,
@@ -24,9 +27,14 @@ pub struct ServeArgs {
     /// A variable's value, over the environment's and the default (repeatable).
     #[arg(long = "var", value_name = "NAME=VALUE", value_parser = crate::parse_var)]
     vars: Vec<(String, String)>,
-    /// Address the webhook endpoints listen on (when a flow has a webhook trigger).
+    /// Address the API (`/api/v1`) and the webhook endpoints (`/hooks/{flow}`) listen on.
     #[arg(long, default_value = "127.0.0.1:8090")]
     listen: std::net::SocketAddr,
+    /// Let flows tenants deploy through the API reach private addresses (loopback, private
+    /// ranges) when their egress rules ask to: for servers whose tenants use a local sandbox,
+    /// not for strangers' flows.
+    #[arg(long)]
+    tenant_private_egress: bool,
     /// The URL vendors reach the webhook endpoints at (e.g. `https://weft.example.com`, in
     /// front of `--listen`). When given, each webhook-triggered flow's endpoint is registered
     /// with its vendor at start, for the trigger's events, and kept registered.
@@ -45,13 +53,14 @@ pub async fn run(data_dir: &Path, tenant: &str, args: ServeArgs) -> anyhow::Resu
         runtime: &runtime,
     };
     // Every problem of every flow is said before the summary the error carries.
-    let flows = weft_server::load(&args.flows, &options)
-        .await
-        .inspect_err(|e| {
+    let flows = match &args.flows {
+        Some(dir) => weft_server::load(dir, &options).await.inspect_err(|e| {
             if let LoadError::Problems { problems, .. } = e {
                 eprint!("{problems}");
             }
-        })?;
+        })?,
+        None => Vec::new(),
+    };
     let store = crate::store(data_dir).await?;
     let secrets = Secrets::new(
         store.clone(),
@@ -63,17 +72,34 @@ pub async fn run(data_dir: &Path, tenant: &str, args: ServeArgs) -> anyhow::Resu
         lease: crate::run::lease(),
         ..RunOptions::default()
     };
+    let policy = TenantPolicy {
+        allow_private_egress: args.tenant_private_egress,
+    };
+    let api = Api::new(
+        store.clone(),
+        secrets.clone(),
+        plugins.clone(),
+        runtime.clone(),
+    )
+    .with_policy(policy);
     let count = flows.len();
-    let mut server = Server::new(flows, store, secrets, options).on_event(say);
+    let home = tenant.to_owned();
+    let mut server = Server::new(flows, store, secrets, options)
+        .with_deployed(plugins, runtime, policy, api.changes())
+        .on_event(move |e| say(&home, e));
     if let Some(url) = &args.public_url {
         server = server.with_public_url(url);
     }
-    eprintln!(
-        "serving {count} flow(s) from {}; Ctrl-C stops",
-        args.flows.display()
-    );
+    match &args.flows {
+        Some(dir) => eprintln!(
+            "serving {count} flow(s) from {}, and the flows tenants deploy; Ctrl-C stops",
+            dir.display()
+        ),
+        None => eprintln!("serving the flows tenants deploy; Ctrl-C stops"),
+    }
+    let address = server.listen_with(args.listen, api.router()).await?;
+    eprintln!("API on http://{address}/api/v1 (its OpenAPI document: /api/v1/openapi.json)");
     if server.has_webhooks() {
-        let address = server.listen(args.listen).await?;
         eprintln!("webhooks on http://{address}/hooks/{{flow}}");
         if args.public_url.is_none() {
             eprintln!(
@@ -86,18 +112,28 @@ pub async fn run(data_dir: &Path, tenant: &str, args: ServeArgs) -> anyhow::Resu
     Ok(())
 }
 
+/// A flow as the lines name it: by name for the server's own tenant, `tenant/name` for another.
+fn named(home: &str, tenant: &str, flow: &str) -> String {
+    if tenant == home {
+        flow.to_owned()
+    } else {
+        format!("{tenant}/{flow}")
+    }
+}
+
 /// An event of the server as a line: runs on stdout, registrations on stderr.
-fn say(event: &Event) {
+fn say(home: &str, event: &Event) {
     match event {
         Event::RunEnded(run) => {
             let now = humantime::format_rfc3339_seconds(SystemTime::now());
-            let (flow, id, status) = (&run.flow, &run.run, run.status);
+            let flow = named(home, &run.tenant, &run.flow);
+            let (id, status) = (&run.run, run.status);
             // Output to a closed pipe is not the server's concern: it keeps serving.
             let _ = match run.cause {
                 Cause::Webhook { events } => {
                     out!("{now} flow {flow} run {id} {status} for {events} webhook event(s)")
                 }
-                Cause::Schedule | Cause::Chain { .. } => out!(
+                Cause::Schedule | Cause::Chain { .. } | Cause::Requested => out!(
                     "{now} flow {flow} run {id} {status}: {} read, {} written, {} failed ({:.1} s)",
                     run.read,
                     run.written,
@@ -107,11 +143,13 @@ fn say(event: &Event) {
             };
         }
         Event::Deferred {
+            tenant,
             flow,
             error,
             retry_at,
         } => {
             let at = humantime::format_rfc3339_seconds(*retry_at);
+            let flow = named(home, tenant, flow);
             eprintln!("flow {flow} not run: {error}; trying again at {at}");
         }
         Event::Registered { flow, registration } => {

@@ -5,25 +5,37 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use weft_capabilities::SecretRef;
 use weft_engine::{Plan, PlanOptions, PluginDirectory};
-use weft_flow::{Flow, FlowError};
+use weft_flow::{Diagnostic, Flow, FlowError};
 use weft_runtime::Runtime;
 
-/// A flow and its plan, as the server runs it.
+/// A flow and its plan, as the server runs it, for the tenant that owns it.
 pub struct ServedFlow {
+    pub tenant: String,
     pub flow: Flow,
     pub plan: Plan,
 }
+
+/// A served flow's identity: its tenant and its name.
+pub type FlowKey = (String, String);
 
 impl ServedFlow {
     pub fn name(&self) -> &str {
         self.flow.file.name.get_ref().as_str()
     }
 
+    pub fn key(&self) -> FlowKey {
+        (self.tenant.clone(), self.name().to_owned())
+    }
+
     /// The webhook trigger's connection and the events it asks for, if the flow has one.
     pub fn webhook(&self) -> Option<(&str, &[String])> {
-        let webhook = self
-            .flow
+        Self::webhook_of(&self.flow)
+    }
+
+    fn webhook_of(flow: &Flow) -> Option<(&str, &[String])> {
+        let webhook = flow
             .file
             .trigger
             .as_ref()?
@@ -123,7 +135,11 @@ pub async fn load(dir: &Path, options: &LoadOptions<'_>) -> Result<Vec<ServedFlo
         };
         let plan_options = plan_options(&flow, options, &mut used);
         match weft_engine::plan_with(&flow, &plan_options, options.plugins, options.runtime).await {
-            Ok(plan) => served.push(ServedFlow { flow, plan }),
+            Ok(plan) => served.push(ServedFlow {
+                tenant: options.tenant.to_owned(),
+                flow,
+                plan,
+            }),
             Err(e) => problems.flows.push(e),
         }
     }
@@ -185,4 +201,116 @@ fn flow_files(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
         .collect();
     files.sort();
     Ok(files)
+}
+
+/// What an operator lets tenants' deployed flows do beyond the defaults. A deployed flow is
+/// written by a tenant, not by the operator: it may not read the server's environment
+/// (`env:NAME` credentials) and, unless allowed here, may not reach private addresses (the
+/// operator's own network, cloud metadata).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TenantPolicy {
+    /// Whether a deployed flow's egress rules may set `allow_private` (e.g. a server whose
+    /// tenants use the local sandbox).
+    pub allow_private_egress: bool,
+}
+
+/// A flow a tenant deploys: its file's text and the values of the variables it declares.
+pub struct Deployment<'a> {
+    pub tenant: &'a str,
+    pub source: &'a str,
+    pub variables: &'a BTreeMap<String, String>,
+}
+
+/// Checks and plans a deployed flow as the server will run it: the file, the flow bound to its
+/// plugins, the variables, then what [`TenantPolicy`] forbids. Every problem comes back as
+/// diagnostics pointing into the source (`flow.toml` in messages), as `weft validate` says them.
+pub async fn plan_deployed(
+    deployment: &Deployment<'_>,
+    plugins: &PluginDirectory,
+    runtime: &Runtime,
+    policy: TenantPolicy,
+) -> Result<ServedFlow, FlowError> {
+    let path = Path::new("flow.toml");
+    let flow = weft_flow::parse(path, deployment.source)?;
+    let undeclared: Vec<Diagnostic> = deployment
+        .variables
+        .keys()
+        .filter(|name| {
+            !flow
+                .file
+                .variables
+                .keys()
+                .any(|k| k.get_ref().as_str() == *name)
+        })
+        .map(|name| {
+            Diagnostic::new(
+                format!("variable `{name}` is given a value but the flow does not declare it"),
+                None,
+            )
+            .help("declare it under [variables], or leave it out")
+        })
+        .collect();
+    if !undeclared.is_empty() {
+        return Err(flow.error(undeclared));
+    }
+    let options = PlanOptions {
+        environment: None,
+        tenant: deployment.tenant.to_owned(),
+        variables: deployment.variables.clone(),
+    };
+    let plan = weft_engine::plan_with(&flow, &options, plugins, runtime).await?;
+    let refused = refusals(&flow, &plan, policy);
+    if !refused.is_empty() {
+        return Err(flow.error(refused));
+    }
+    Ok(ServedFlow {
+        tenant: deployment.tenant.to_owned(),
+        flow,
+        plan,
+    })
+}
+
+/// What `policy` forbids in a planned deployed flow.
+fn refusals(flow: &Flow, plan: &Plan, policy: TenantPolicy) -> Vec<Diagnostic> {
+    let mut refused = Vec::new();
+    for bound in plan.connections.values() {
+        let spec = &bound.spec;
+        let references = spec
+            .auth
+            .references()
+            .into_iter()
+            .chain(&spec.webhook_secret);
+        for reference in references {
+            if let SecretRef::Env(name) = reference {
+                refused.push(
+                    Diagnostic::new(
+                        format!("connection `{}` takes a credential from the server's environment (`env:{name}`), which a deployed flow may not read", spec.name),
+                        None,
+                    )
+                    .help(format!("store it as a secret of the tenant (PUT /api/v1/secrets/{name}) and write `secret:{name}`")),
+                );
+            }
+        }
+        for rule in spec.egress.iter().filter(|r| r.allows_private()) {
+            if !policy.allow_private_egress {
+                refused.push(
+                    Diagnostic::new(
+                        format!("connection `{}` allows private addresses for {rule}, which this server does not allow deployed flows", spec.name),
+                        None,
+                    )
+                    .help("reach the service at a public address, or ask the operator to allow private egress (`weft serve --tenant-private-egress`)"),
+                );
+            }
+        }
+    }
+    if let Some((connection, _)) = ServedFlow::webhook_of(flow) {
+        refused.push(
+            Diagnostic::new(
+                format!("the flow is triggered by webhooks of connection `{connection}`; deployed flows cannot have webhook triggers yet"),
+                None,
+            )
+            .help("serve webhook-triggered flows from a flows directory (`weft serve --flows DIR`), or trigger this one on a schedule"),
+        );
+    }
+    refused
 }

@@ -33,10 +33,11 @@ async fn receive(
     Path(flow): Path<String>,
     request: Request,
 ) -> Response {
-    let Some((served, connection)) = shared
-        .flows
+    // The endpoints serve the flows of the server's own tenant (its flows directory).
+    let flows = shared.flows();
+    let Some((served, connection)) = flows
         .iter()
-        .filter(|s| s.name() == flow)
+        .filter(|s| s.tenant == shared.options.tenant && s.name() == flow)
         .find_map(|s| Some((s, s.webhook()?.0)))
     else {
         return (
@@ -110,7 +111,7 @@ async fn receive(
                 .delivered
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert(flow.clone());
+                .insert(served.key());
             shared.wake.notify_one();
             axum::Json(json!({"accepted": kept, "duplicates": duplicates})).into_response()
         }
@@ -147,7 +148,7 @@ pub(crate) async fn pending(
     };
     let events = shared
         .store
-        .events_pending(&shared.options.tenant, served.name(), EVENTS_PER_RUN)
+        .events_pending(&served.tenant, served.name(), EVENTS_PER_RUN)
         .await?;
     if events.is_empty() {
         return Ok(None);

@@ -23,6 +23,9 @@ mod hooks;
 pub mod registration;
 mod server;
 
-pub use flows::{LoadError, LoadOptions, Problems, ServedFlow, load};
+pub use flows::{
+    Deployment, FlowKey, LoadError, LoadOptions, Problems, ServedFlow, TenantPolicy, load,
+    plan_deployed,
+};
 pub use registration::{Registration, RegistrationError};
 pub use server::{Cause, Event, RunEnded, ServeError, Server};

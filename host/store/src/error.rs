@@ -39,7 +39,7 @@ pub enum StoreError {
         "the state database holds a {of} status `{value}` that this weft does not know: it was written by a newer weft; upgrade weft"
     )]
     UnknownStatus {
-        /// `run` or `step`.
+        /// `run`, `step` or `tenant`.
         of: &'static str,
         /// The status as stored.
         value: String,
@@ -111,6 +111,16 @@ pub enum StoreError {
         "invalid secret name {name:?}: use 1 to 128 characters from A-Z, a-z, 0-9, '_', '-' and '.'"
     )]
     InvalidSecretName {
+        /// The refused name.
+        name: String,
+    },
+
+    /// A tenant name used characters outside `a-z 0-9 -`, started with `-`, or was empty or
+    /// too long.
+    #[error(
+        "invalid tenant name {name:?}: use 1 to 63 characters from a-z, 0-9 and '-', not starting with '-'"
+    )]
+    InvalidTenantName {
         /// The refused name.
         name: String,
     },

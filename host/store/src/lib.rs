@@ -7,7 +7,9 @@
 //!
 //! Each operation is implemented once, as a `Store` method in the module of its concept:
 //! `runs` (runs, step runs, the error log and cursors), `leases` (one run per flow,
-//! [`Store::lease_acquire`]), `datasets`, `webhooks` (events and subscriptions), `state` (plugin
+//! [`Store::lease_acquire`]), `tenants` (tenants, API tokens as hashes, deleting a tenant with
+//! all it owns), `flows` (flows deployed through the API, requests to run one now),
+//! `datasets`, `webhooks` (events and subscriptions), `state` (plugin
 //! state, with hard limits, [`StateLimits`]), `secrets` (sealed secret and token rows: the store
 //! never sees plaintext; the cipher lives in `weft-capabilities`) and `migrations` (the schema).
 //! The records they take and return are declared here and in `runs`. Their SQL is written once,
@@ -28,12 +30,14 @@
 mod datasets;
 mod dialect;
 mod error;
+mod flows;
 mod leases;
 mod migrations;
 mod runs;
 mod secrets;
 mod state;
 mod status;
+mod tenants;
 mod webhooks;
 
 use std::path::Path;
@@ -41,12 +45,16 @@ use std::time::{Duration, SystemTime};
 
 pub use dialect::sqlite::private_dir;
 pub use error::StoreError;
+pub use flows::{DeployedFlow, FlowVersion, RunRequest};
 pub use migrations::{MIGRATIONS, Migration};
 pub use runs::{
-    DatasetInfo, ErrorEntry, FlowLease, LeaseOutcome, RunRecord, StepRunRecord, StoredEvent,
-    Upserted, WebhookSubscription,
+    DatasetInfo, ErrorEntry, FlowLease, LeaseOutcome, RunFilter, RunRecord, StepRunRecord,
+    StoredEvent, Upserted, WebhookSubscription,
 };
 pub use status::{RunStatus, StepStatus};
+pub use tenants::{
+    ApiTokenRecord, TENANT_NAME_MAX, TenantRecord, TenantStatus, TokenHolder, check_tenant_name,
+};
 
 use dialect::{Pool, on_database};
 

@@ -172,6 +172,44 @@ CREATE TABLE tokens (
 );
 "#,
     },
+    Migration {
+        version: 8,
+        name: "tenants, API tokens, deployed flows and run requests",
+        sql: r#"
+CREATE TABLE tenants (
+    name        TEXT    PRIMARY KEY,
+    status      TEXT    NOT NULL,
+    created_at  BIGINT  NOT NULL
+);
+
+CREATE TABLE api_tokens (
+    id          TEXT    PRIMARY KEY,
+    tenant      TEXT,
+    hash        TEXT    NOT NULL UNIQUE,
+    created_at  BIGINT  NOT NULL,
+    revoked_at  BIGINT
+);
+CREATE INDEX api_tokens_by_tenant ON api_tokens (tenant);
+
+CREATE TABLE deployed_flows (
+    tenant       TEXT    NOT NULL,
+    name         TEXT    NOT NULL,
+    source       TEXT    NOT NULL,
+    variables    TEXT    NOT NULL,
+    digest       TEXT    NOT NULL,
+    enabled      BIGINT  NOT NULL,
+    deployed_at  BIGINT  NOT NULL,
+    PRIMARY KEY (tenant, name)
+);
+
+CREATE TABLE run_requests (
+    tenant        TEXT    NOT NULL,
+    flow          TEXT    NOT NULL,
+    requested_at  BIGINT  NOT NULL,
+    PRIMARY KEY (tenant, flow)
+);
+"#,
+    },
 ];
 
 /// The newest schema version this build knows.

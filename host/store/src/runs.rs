@@ -31,6 +31,22 @@ pub struct RunRecord {
     pub error: Option<String>,
 }
 
+/// Which of a tenant's runs [`Store::runs_find`](crate::Store::runs_find) returns: each field
+/// that is set narrows the search.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunFilter<'a> {
+    /// Runs of this flow.
+    pub flow: Option<&'a str>,
+    /// Runs that stand so.
+    pub status: Option<RunStatus>,
+    /// Runs started at or after this.
+    pub since: Option<SystemTime>,
+    /// Runs started before this.
+    pub before: Option<SystemTime>,
+    /// At most this many, the newest.
+    pub limit: u32,
+}
+
 /// One step of a run, with what went through it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepRunRecord {
@@ -313,6 +329,39 @@ impl Store {
             bind!(sqlx::query_as(sql), tenant, flow, status, i64::from(limit))
                 .fetch_all(pool)
                 .await
+        })?;
+        rows.into_iter().map(run_record).collect()
+    }
+
+    /// A tenant's runs that pass `filter`, newest first.
+    pub async fn runs_find(
+        &self,
+        tenant: &str,
+        filter: &RunFilter<'_>,
+    ) -> Result<Vec<RunRecord>, StoreError> {
+        let status = filter.status.map(RunStatus::as_str);
+        let since = filter.since.map(millis);
+        let before = filter.before.map(millis);
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM runs
+             WHERE tenant = $1 AND ($2 IS NULL OR flow = $2) AND ($3 IS NULL OR status = $3)
+               AND ($4 IS NULL OR started_at >= $4) AND ($5 IS NULL OR started_at < $5)
+             ORDER BY started_at DESC, id DESC LIMIT $6"
+        );
+        let sql = sql.as_str();
+        let limit = i64::from(filter.limit);
+        let rows: Vec<RunRow> = on_database!(self, "find runs", |pool| {
+            bind!(
+                sqlx::query_as(sql),
+                tenant,
+                filter.flow,
+                status,
+                since,
+                before,
+                limit
+            )
+            .fetch_all(pool)
+            .await
         })?;
         rows.into_iter().map(run_record).collect()
     }

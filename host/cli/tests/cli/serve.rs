@@ -35,6 +35,8 @@ async fn serve_runs_scheduled_flows_and_their_chains_until_stopped() {
             flows.to_str().unwrap(),
             "--plugins",
             weft_tests::WASM_DIR,
+            "--listen",
+            "127.0.0.1:0",
         ])
         .env("WEFT_DATA_DIR", dir.path())
         .stdout(std::process::Stdio::piped())
@@ -124,6 +126,8 @@ fn serve_refuses_to_start_with_a_broken_flow() {
             flows.to_str().unwrap(),
             "--plugins",
             weft_tests::WASM_DIR,
+            "--listen",
+            "127.0.0.1:0",
         ],
         None,
     );

@@ -1,0 +1,334 @@
+//! A tenant's flows: deployed as TOML (checked and planned as the server will run them, refused
+//! with `weft validate`'s diagnostics), listed with when each is next due, enabled, disabled,
+//! deleted, and run now on request.
+
+use std::collections::BTreeMap;
+use std::path::Path as FilePath;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use weft_flow::Flow;
+use weft_server::Deployment;
+use weft_store::DeployedFlow;
+
+use crate::auth::Tenant;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{Json, Path};
+use crate::runs::RunSummary;
+use crate::{Api, time};
+
+pub(crate) fn routes() -> OpenApiRouter<Arc<Api>> {
+    OpenApiRouter::new()
+        .routes(routes!(deploy, list))
+        .routes(routes!(show, delete))
+        .routes(routes!(enable))
+        .routes(routes!(disable))
+        .routes(routes!(request_run))
+}
+
+/// A flow to deploy.
+#[derive(Deserialize, ToSchema)]
+pub struct FlowDeploy {
+    /// The flow file's text (TOML). Its `name` names the flow; deploying a name again replaces
+    /// the flow, keeping its history, cursors and whether it is enabled.
+    pub source: String,
+    /// Values of variables the flow declares.
+    #[serde(default)]
+    pub variables: BTreeMap<String, String>,
+}
+
+/// A deployed flow.
+#[derive(Serialize, ToSchema)]
+pub struct FlowInfo {
+    pub name: String,
+    pub enabled: bool,
+    pub deployed_at: String,
+    /// Changes when the source or the variables do.
+    pub digest: String,
+    /// What starts it: `every 15m`, `cron 0 * * * *`, `after a, b`, `manual`.
+    pub trigger: String,
+    /// When its schedule is next due, if it is enabled and scheduled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_due: Option<String>,
+    /// Its latest run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_run: Option<RunSummary>,
+}
+
+/// A deployed flow with its source.
+#[derive(Serialize, ToSchema)]
+pub struct FlowDetail {
+    #[serde(flatten)]
+    pub flow: FlowInfo,
+    pub source: String,
+    pub variables: BTreeMap<String, String>,
+}
+
+/// A run asked for.
+#[derive(Serialize, ToSchema)]
+pub struct RunRequested {
+    pub flow: String,
+    pub requested_at: String,
+}
+
+/// The longest flow file taken.
+const MAX_SOURCE: usize = 256 * 1024;
+
+/// Deploys a flow (or replaces the one of the same name). It is checked and planned against
+/// the server's plugins first; a flow with problems is refused with every diagnostic, and
+/// nothing changes.
+#[utoipa::path(post, path = "/api/v1/flows", tag = "flows", security(("token" = [])),
+    request_body = FlowDeploy,
+    responses(
+        (status = 201, description = "Deployed, new", body = FlowInfo),
+        (status = 200, description = "Deployed over the flow of the same name", body = FlowInfo),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 422, description = "The flow has problems", body = ErrorBody),
+    ))]
+async fn deploy(
+    Tenant(tenant): Tenant,
+    State(api): State<Arc<Api>>,
+    Json(deploy): Json<FlowDeploy>,
+) -> Result<(StatusCode, axum::Json<FlowInfo>), ApiError> {
+    if deploy.source.len() > MAX_SOURCE {
+        return Err(ApiError::BadRequest(format!(
+            "the flow file is {} bytes, over the limit of {MAX_SOURCE}",
+            deploy.source.len()
+        )));
+    }
+    let deployment = Deployment {
+        tenant: &tenant,
+        source: &deploy.source,
+        variables: &deploy.variables,
+    };
+    let served = weft_server::plan_deployed(&deployment, &api.plugins, &api.runtime, api.policy)
+        .await
+        .map_err(ApiError::Rejected)?;
+    let name = served.name().to_owned();
+    let variables = serde_json::to_string(&deploy.variables).unwrap_or_else(|_| "{}".into());
+    let digest = crate::token::hash(&format!("{}\0{variables}", deploy.source));
+    let created = api
+        .store
+        .flow_deploy(&tenant, &name, &deploy.source, &variables, &digest)
+        .await?;
+    api.changed();
+    let stored = stored(&api, &tenant, &name).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, axum::Json(info(&api, &tenant, &stored).await?)))
+}
+
+/// The tenant's flows, by name.
+#[utoipa::path(get, path = "/api/v1/flows", tag = "flows", security(("token" = [])),
+    responses(
+        (status = 200, body = [FlowInfo]),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    ))]
+async fn list(
+    Tenant(tenant): Tenant,
+    State(api): State<Arc<Api>>,
+) -> Result<axum::Json<Vec<FlowInfo>>, ApiError> {
+    let mut flows = Vec::new();
+    for stored in api.store.flows_deployed(&tenant).await? {
+        flows.push(info(&api, &tenant, &stored).await?);
+    }
+    Ok(axum::Json(flows))
+}
+
+/// One flow, with its source.
+#[utoipa::path(get, path = "/api/v1/flows/{flow}", tag = "flows", security(("token" = [])),
+    params(("flow" = String, Path)),
+    responses(
+        (status = 200, body = FlowDetail),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+    ))]
+async fn show(
+    Tenant(tenant): Tenant,
+    State(api): State<Arc<Api>>,
+    Path(flow): Path<String>,
+) -> Result<axum::Json<FlowDetail>, ApiError> {
+    let stored = stored(&api, &tenant, &flow).await?;
+    let variables = serde_json::from_str(&stored.variables).unwrap_or_default();
+    Ok(axum::Json(FlowDetail {
+        flow: info(&api, &tenant, &stored).await?,
+        source: stored.source,
+        variables,
+    }))
+}
+
+/// Deletes a flow and its cursors (deployed again, it starts from scratch); its runs stay in
+/// the history.
+#[utoipa::path(delete, path = "/api/v1/flows/{flow}", tag = "flows", security(("token" = [])),
+    params(("flow" = String, Path)),
+    responses(
+        (status = 204),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+    ))]
+async fn delete(
+    Tenant(tenant): Tenant,
+    State(api): State<Arc<Api>>,
+    Path(flow): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    if !api.store.flow_undeploy(&tenant, &flow).await? {
+        return Err(not_found(&flow));
+    }
+    api.changed();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn set_enabled(
+    api: &Api,
+    tenant: &str,
+    flow: &str,
+    enabled: bool,
+) -> Result<axum::Json<FlowInfo>, ApiError> {
+    if !api.store.flow_set_enabled(tenant, flow, enabled).await? {
+        return Err(not_found(flow));
+    }
+    api.changed();
+    let stored = stored(api, tenant, flow).await?;
+    Ok(axum::Json(info(api, tenant, &stored).await?))
+}
+
+/// Serves the flow again.
+#[utoipa::path(post, path = "/api/v1/flows/{flow}/enable", tag = "flows", security(("token" = [])),
+    params(("flow" = String, Path)),
+    responses(
+        (status = 200, body = FlowInfo),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+    ))]
+async fn enable(
+    Tenant(tenant): Tenant,
+    State(api): State<Arc<Api>>,
+    Path(flow): Path<String>,
+) -> Result<axum::Json<FlowInfo>, ApiError> {
+    set_enabled(&api, &tenant, &flow, true).await
+}
+
+/// Stops serving the flow (a run under way ends first); its history and cursors stay.
+#[utoipa::path(post, path = "/api/v1/flows/{flow}/disable", tag = "flows", security(("token" = [])),
+    params(("flow" = String, Path)),
+    responses(
+        (status = 200, body = FlowInfo),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+    ))]
+async fn disable(
+    Tenant(tenant): Tenant,
+    State(api): State<Arc<Api>>,
+    Path(flow): Path<String>,
+) -> Result<axum::Json<FlowInfo>, ApiError> {
+    set_enabled(&api, &tenant, &flow, false).await
+}
+
+/// Asks for a run of an enabled flow as soon as the server can (the run appears in
+/// `GET /api/v1/runs?flow=...`). Asked again before it started, one run answers both.
+#[utoipa::path(post, path = "/api/v1/flows/{flow}/runs", tag = "flows", security(("token" = [])),
+    params(("flow" = String, Path)),
+    responses(
+        (status = 202, body = RunRequested),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "The flow is disabled", body = ErrorBody),
+    ))]
+async fn request_run(
+    Tenant(tenant): Tenant,
+    State(api): State<Arc<Api>>,
+    Path(flow): Path<String>,
+) -> Result<(StatusCode, axum::Json<RunRequested>), ApiError> {
+    let stored = stored(&api, &tenant, &flow).await?;
+    if !stored.enabled {
+        return Err(ApiError::Conflict(format!(
+            "flow `{flow}` is disabled: enable it first (POST /api/v1/flows/{flow}/enable)"
+        )));
+    }
+    let requested_at = api.store.run_request(&tenant, &flow).await?;
+    api.changed();
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(RunRequested {
+            flow,
+            requested_at: time(requested_at),
+        }),
+    ))
+}
+
+fn not_found(flow: &str) -> ApiError {
+    ApiError::NotFound(format!("no flow `{flow}`"))
+}
+
+async fn stored(api: &Api, tenant: &str, flow: &str) -> Result<DeployedFlow, ApiError> {
+    api.store
+        .flow_deployed(tenant, flow)
+        .await?
+        .ok_or_else(|| not_found(flow))
+}
+
+/// What the API tells of a deployed flow.
+async fn info(api: &Api, tenant: &str, stored: &DeployedFlow) -> Result<FlowInfo, ApiError> {
+    let last = api
+        .store
+        .flow_runs(tenant, &stored.name, None, 1)
+        .await?
+        .into_iter()
+        .next();
+    // It planned when deployed; a file that no longer parses (a newer weft's) says so.
+    let flow = weft_flow::parse(FilePath::new("flow.toml"), &stored.source).ok();
+    let next_due = flow
+        .as_ref()
+        .filter(|_| stored.enabled)
+        .and_then(|f| {
+            weft_engine::schedule::next_due(
+                f,
+                last.as_ref().map(|r| r.started_at),
+                SystemTime::now(),
+            )
+        })
+        .map(time);
+    Ok(FlowInfo {
+        name: stored.name.clone(),
+        enabled: stored.enabled,
+        deployed_at: time(stored.deployed_at),
+        digest: stored.digest.clone(),
+        trigger: flow.as_ref().map_or_else(|| "unknown".into(), trigger),
+        next_due,
+        last_run: last.map(RunSummary::from),
+    })
+}
+
+/// What starts `flow`, in a few words.
+fn trigger(flow: &Flow) -> String {
+    let file = &flow.file;
+    let trigger = file.trigger.as_ref().map(|t| t.get_ref());
+    let schedule = trigger.and_then(|t| t.schedule.as_ref().or(t.poll.as_ref()));
+    if let Some(schedule) = schedule {
+        let schedule = schedule.get_ref();
+        if let Some(every) = &schedule.every {
+            return format!("every {}", humantime::format_duration(every.get_ref().0));
+        }
+        if let Some(cron) = &schedule.cron {
+            return format!("cron {}", cron.get_ref().0);
+        }
+    }
+    if trigger.is_some_and(|t| t.webhook.is_some()) {
+        return "webhook".into();
+    }
+    if !file.after.is_empty() {
+        let after: Vec<&str> = file.after.iter().map(|a| a.get_ref().as_str()).collect();
+        return format!("after {}", after.join(", "));
+    }
+    "manual".into()
+}

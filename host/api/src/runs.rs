@@ -1,0 +1,289 @@
+//! A tenant's runs: found by flow, status and time; one with its steps; its error log as JSON
+//! Lines or CSV.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use weft_store::{ErrorEntry, RunFilter, RunRecord, RunStatus, StepRunRecord};
+
+use crate::auth::Tenant;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{Path, Query};
+use crate::{Api, time};
+
+pub(crate) fn routes() -> OpenApiRouter<Arc<Api>> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(show))
+        .routes(routes!(errors))
+}
+
+/// A run.
+#[derive(Serialize, ToSchema)]
+pub struct RunSummary {
+    pub id: String,
+    pub flow: String,
+    /// `running`, `succeeded`, `partial`, `failed` or `abandoned`.
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    pub started_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl From<RunRecord> for RunSummary {
+    fn from(r: RunRecord) -> Self {
+        RunSummary {
+            id: r.id,
+            flow: r.flow,
+            status: r.status.as_str().to_owned(),
+            environment: r.environment,
+            started_at: time(r.started_at),
+            finished_at: r.finished_at.map(time),
+            error: r.error,
+        }
+    }
+}
+
+/// A step of a run, with what went through it.
+#[derive(Serialize, ToSchema)]
+pub struct StepInfo {
+    pub step: String,
+    /// `running`, `succeeded`, `failed` or `skipped`.
+    pub status: String,
+    pub pages: u64,
+    pub records_in: u64,
+    pub records_out: u64,
+    /// Records sent to the error log.
+    pub failed: u64,
+    pub started_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl From<StepRunRecord> for StepInfo {
+    fn from(s: StepRunRecord) -> Self {
+        StepInfo {
+            step: s.step,
+            status: s.status.as_str().to_owned(),
+            pages: s.pages,
+            records_in: s.records_in,
+            records_out: s.records_out,
+            failed: s.failed,
+            started_at: time(s.started_at),
+            finished_at: s.finished_at.map(time),
+            error: s.error,
+        }
+    }
+}
+
+/// A run with its steps.
+#[derive(Serialize, ToSchema)]
+pub struct RunDetail {
+    #[serde(flatten)]
+    pub run: RunSummary,
+    pub steps: Vec<StepInfo>,
+}
+
+/// Which runs to list.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RunQuery {
+    /// Runs of this flow.
+    flow: Option<String>,
+    /// Runs that stand so: `running`, `succeeded`, `partial`, `failed`, `abandoned`.
+    status: Option<String>,
+    /// Runs started at or after this time (RFC 3339).
+    since: Option<String>,
+    /// Runs started before this time (RFC 3339).
+    before: Option<String>,
+    /// At most this many, newest first: 1 to 1,000, 50 if not given.
+    limit: Option<u32>,
+}
+
+/// How to write an error log.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ErrorsQuery {
+    /// `jsonl` (one JSON object a line, the default) or `csv`.
+    format: Option<String>,
+}
+
+fn parse_time(name: &str, value: Option<&str>) -> Result<Option<std::time::SystemTime>, ApiError> {
+    value
+        .map(|v| {
+            humantime::parse_rfc3339_weak(v).map_err(|e| {
+                ApiError::BadRequest(format!(
+                    "`{name}` is not an RFC 3339 time ({e}): write e.g. 2026-12-03T10:00:00Z"
+                ))
+            })
+        })
+        .transpose()
+}
+
+/// The tenant's runs, newest first.
+#[utoipa::path(get, path = "/api/v1/runs", tag = "runs", security(("token" = [])),
+    params(RunQuery),
+    responses(
+        (status = 200, body = [RunSummary]),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+    ))]
+async fn list(
+    Tenant(tenant): Tenant,
+    State(api): State<Arc<Api>>,
+    Query(query): Query<RunQuery>,
+) -> Result<axum::Json<Vec<RunSummary>>, ApiError> {
+    let status = query
+        .status
+        .as_deref()
+        .map(|s| {
+            s.parse::<RunStatus>().map_err(|_| {
+                ApiError::BadRequest(format!(
+                    "`status` is one of running, succeeded, partial, failed, abandoned, not `{s}`"
+                ))
+            })
+        })
+        .transpose()?;
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=1_000).contains(&limit) {
+        return Err(ApiError::BadRequest(format!(
+            "`limit` is 1 to 1000, not {limit}"
+        )));
+    }
+    let filter = RunFilter {
+        flow: query.flow.as_deref(),
+        status,
+        since: parse_time("since", query.since.as_deref())?,
+        before: parse_time("before", query.before.as_deref())?,
+        limit,
+    };
+    let runs = api.store.runs_find(&tenant, &filter).await?;
+    Ok(axum::Json(runs.into_iter().map(RunSummary::from).collect()))
+}
+
+async fn run_of(api: &Api, tenant: &str, run: &str) -> Result<RunDetail, ApiError> {
+    let (run, steps) = api
+        .store
+        .run_get(tenant, run)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no run `{run}`")))?;
+    Ok(RunDetail {
+        run: run.into(),
+        steps: steps.into_iter().map(StepInfo::from).collect(),
+    })
+}
+
+/// One run, with its steps.
+#[utoipa::path(get, path = "/api/v1/runs/{run}", tag = "runs", security(("token" = [])),
+    params(("run" = String, Path)),
+    responses(
+        (status = 200, body = RunDetail),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+    ))]
+async fn show(
+    Tenant(tenant): Tenant,
+    State(api): State<Arc<Api>>,
+    Path(run): Path<String>,
+) -> Result<axum::Json<RunDetail>, ApiError> {
+    Ok(axum::Json(run_of(&api, &tenant, &run).await?))
+}
+
+/// One failed record in the error log, as a JSON line.
+#[derive(Serialize)]
+struct ErrorLine<'a> {
+    seq: u64,
+    step: &'a str,
+    /// The record itself when it is JSON, else its text.
+    record: Option<serde_json::Value>,
+    error: &'a str,
+    created_at: String,
+}
+
+/// A run's error log: each failed record with its step and why it failed.
+#[utoipa::path(get, path = "/api/v1/runs/{run}/errors", tag = "runs", security(("token" = [])),
+    params(("run" = String, Path), ErrorsQuery),
+    responses(
+        (status = 200, description = "One line a failed record",
+            content((String = "application/x-ndjson"), (String = "text/csv"))),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+    ))]
+async fn errors(
+    Tenant(tenant): Tenant,
+    State(api): State<Arc<Api>>,
+    Path(run): Path<String>,
+    Query(query): Query<ErrorsQuery>,
+) -> Result<Response, ApiError> {
+    let csv = match query.format.as_deref() {
+        None | Some("jsonl") => false,
+        Some("csv") => true,
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "`format` is `jsonl` or `csv`, not `{other}`"
+            )));
+        }
+    };
+    // The run must be the tenant's: the error log is keyed by run alone.
+    run_of(&api, &tenant, &run).await?;
+    let entries = api.store.run_errors(&run).await?;
+    let (content_type, body) = if csv {
+        ("text/csv", errors_csv(&entries))
+    } else {
+        ("application/x-ndjson", errors_jsonl(&entries))
+    };
+    Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
+}
+
+fn errors_jsonl(entries: &[ErrorEntry]) -> String {
+    let mut out = String::new();
+    for e in entries {
+        let record = e.record.as_deref().map(|r| {
+            serde_json::from_str(r).unwrap_or_else(|_| serde_json::Value::String(r.to_owned()))
+        });
+        let line = ErrorLine {
+            seq: e.seq,
+            step: &e.step,
+            record,
+            error: &e.error,
+            created_at: time(e.created_at),
+        };
+        if let Ok(text) = serde_json::to_string(&line) {
+            out.push_str(&text);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn errors_csv(entries: &[ErrorEntry]) -> String {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    let rows = std::iter::once(["seq", "step", "record", "error", "created_at"].map(String::from))
+        .chain(entries.iter().map(|e| {
+            [
+                e.seq.to_string(),
+                e.step.clone(),
+                e.record.clone().unwrap_or_default(),
+                e.error.clone(),
+                time(e.created_at),
+            ]
+        }));
+    for row in rows {
+        // Writing to memory does not fail.
+        let _ = writer.write_record(&row);
+    }
+    String::from_utf8(writer.into_inner().unwrap_or_default()).unwrap_or_default()
+}

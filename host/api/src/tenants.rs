@@ -1,0 +1,292 @@
+//! The operator's routes: tenants, suspended, resumed and deleted with all they own, and their
+//! API tokens, shown once when made.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use weft_store::{ApiTokenRecord, TenantRecord, TenantStatus, TokenHolder};
+
+use crate::auth::Operator;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{Json, Path};
+use crate::{Api, IssuedToken, issue_token, time};
+
+pub(crate) fn routes() -> OpenApiRouter<Arc<Api>> {
+    OpenApiRouter::new()
+        .routes(routes!(create, list))
+        .routes(routes!(show, delete))
+        .routes(routes!(suspend))
+        .routes(routes!(resume))
+        .routes(routes!(token_create, token_list))
+        .routes(routes!(token_revoke))
+}
+
+/// A tenant to make.
+#[derive(Deserialize, ToSchema)]
+pub struct NewTenant {
+    /// 1 to 63 characters from a-z, 0-9 and '-', not starting with '-'.
+    pub name: String,
+}
+
+/// A tenant.
+#[derive(Serialize, ToSchema)]
+pub struct Tenant {
+    pub name: String,
+    /// `active` or `suspended`.
+    pub status: String,
+    pub created_at: String,
+}
+
+impl From<TenantRecord> for Tenant {
+    fn from(t: TenantRecord) -> Self {
+        Tenant {
+            name: t.name,
+            status: t.status.as_str().to_owned(),
+            created_at: time(t.created_at),
+        }
+    }
+}
+
+/// A token just made: its text is shown this once.
+#[derive(Serialize, ToSchema)]
+pub struct NewToken {
+    /// The id it is listed and revoked by.
+    pub id: String,
+    /// The token, for `Authorization: Bearer`.
+    pub token: String,
+}
+
+impl From<IssuedToken> for NewToken {
+    fn from(t: IssuedToken) -> Self {
+        NewToken {
+            id: t.id,
+            token: t.token,
+        }
+    }
+}
+
+/// A tenant just made, with its first token.
+#[derive(Serialize, ToSchema)]
+pub struct CreatedTenant {
+    pub tenant: Tenant,
+    pub token: NewToken,
+}
+
+/// A token as listed: never its text.
+#[derive(Serialize, ToSchema)]
+pub struct TokenInfo {
+    pub id: String,
+    pub created_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<String>,
+}
+
+impl From<ApiTokenRecord> for TokenInfo {
+    fn from(t: ApiTokenRecord) -> Self {
+        TokenInfo {
+            id: t.id,
+            created_at: time(t.created_at),
+            revoked_at: t.revoked_at.map(time),
+        }
+    }
+}
+
+async fn existing(api: &Api, name: &str) -> Result<TenantRecord, ApiError> {
+    api.store
+        .tenant_get(name)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no tenant `{name}`")))
+}
+
+/// Makes a tenant and its first API token.
+#[utoipa::path(post, path = "/api/v1/tenants", tag = "tenants", security(("token" = [])),
+    request_body = NewTenant,
+    responses(
+        (status = 201, body = CreatedTenant),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
+    ))]
+async fn create(
+    _: Operator,
+    State(api): State<Arc<Api>>,
+    Json(new): Json<NewTenant>,
+) -> Result<(StatusCode, axum::Json<CreatedTenant>), ApiError> {
+    if !api.store.tenant_create(&new.name).await? {
+        return Err(ApiError::Conflict(format!(
+            "tenant `{}` exists already",
+            new.name
+        )));
+    }
+    let token = issue_token(&api.store, &TokenHolder::Tenant(new.name.clone())).await?;
+    let tenant = existing(&api, &new.name).await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(CreatedTenant {
+            tenant: tenant.into(),
+            token: token.into(),
+        }),
+    ))
+}
+
+/// Every tenant.
+#[utoipa::path(get, path = "/api/v1/tenants", tag = "tenants", security(("token" = [])),
+    responses(
+        (status = 200, body = [Tenant]),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    ))]
+async fn list(
+    _: Operator,
+    State(api): State<Arc<Api>>,
+) -> Result<axum::Json<Vec<Tenant>>, ApiError> {
+    let tenants = api.store.tenant_list().await?;
+    Ok(axum::Json(tenants.into_iter().map(Tenant::from).collect()))
+}
+
+/// One tenant.
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant}", tag = "tenants", security(("token" = [])),
+    params(("tenant" = String, Path)),
+    responses(
+        (status = 200, body = Tenant),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+    ))]
+async fn show(
+    _: Operator,
+    State(api): State<Arc<Api>>,
+    Path(tenant): Path<String>,
+) -> Result<axum::Json<Tenant>, ApiError> {
+    Ok(axum::Json(existing(&api, &tenant).await?.into()))
+}
+
+/// Deletes a tenant with everything it owns: flows, runs and their error logs, cursors,
+/// datasets, secrets, plugin state, webhook events, tokens.
+#[utoipa::path(delete, path = "/api/v1/tenants/{tenant}", tag = "tenants", security(("token" = [])),
+    params(("tenant" = String, Path)),
+    responses(
+        (status = 204),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+    ))]
+async fn delete(
+    _: Operator,
+    State(api): State<Arc<Api>>,
+    Path(tenant): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    if !api.store.tenant_delete(&tenant).await? {
+        return Err(ApiError::NotFound(format!("no tenant `{tenant}`")));
+    }
+    api.changed();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn set_status(
+    api: &Api,
+    tenant: &str,
+    status: TenantStatus,
+) -> Result<axum::Json<Tenant>, ApiError> {
+    if !api.store.tenant_set_status(tenant, status).await? {
+        return Err(ApiError::NotFound(format!("no tenant `{tenant}`")));
+    }
+    api.changed();
+    Ok(axum::Json(existing(api, tenant).await?.into()))
+}
+
+/// Suspends a tenant: its flows stop being run and its tokens are refused; nothing is deleted.
+#[utoipa::path(post, path = "/api/v1/tenants/{tenant}/suspend", tag = "tenants", security(("token" = [])),
+    params(("tenant" = String, Path)),
+    responses(
+        (status = 200, body = Tenant),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+    ))]
+async fn suspend(
+    _: Operator,
+    State(api): State<Arc<Api>>,
+    Path(tenant): Path<String>,
+) -> Result<axum::Json<Tenant>, ApiError> {
+    set_status(&api, &tenant, TenantStatus::Suspended).await
+}
+
+/// Resumes a suspended tenant.
+#[utoipa::path(post, path = "/api/v1/tenants/{tenant}/resume", tag = "tenants", security(("token" = [])),
+    params(("tenant" = String, Path)),
+    responses(
+        (status = 200, body = Tenant),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+    ))]
+async fn resume(
+    _: Operator,
+    State(api): State<Arc<Api>>,
+    Path(tenant): Path<String>,
+) -> Result<axum::Json<Tenant>, ApiError> {
+    set_status(&api, &tenant, TenantStatus::Active).await
+}
+
+/// Makes another token for a tenant (to rotate: make one, then revoke the old).
+#[utoipa::path(post, path = "/api/v1/tenants/{tenant}/tokens", tag = "tenants", security(("token" = [])),
+    params(("tenant" = String, Path)),
+    responses(
+        (status = 201, body = NewToken),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+    ))]
+async fn token_create(
+    _: Operator,
+    State(api): State<Arc<Api>>,
+    Path(tenant): Path<String>,
+) -> Result<(StatusCode, axum::Json<NewToken>), ApiError> {
+    existing(&api, &tenant).await?;
+    let token = issue_token(&api.store, &TokenHolder::Tenant(tenant)).await?;
+    Ok((StatusCode::CREATED, axum::Json(token.into())))
+}
+
+/// A tenant's tokens, newest first, revoked ones too.
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant}/tokens", tag = "tenants", security(("token" = [])),
+    params(("tenant" = String, Path)),
+    responses(
+        (status = 200, body = [TokenInfo]),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+    ))]
+async fn token_list(
+    _: Operator,
+    State(api): State<Arc<Api>>,
+    Path(tenant): Path<String>,
+) -> Result<axum::Json<Vec<TokenInfo>>, ApiError> {
+    existing(&api, &tenant).await?;
+    let tokens = api
+        .store
+        .api_token_list(&TokenHolder::Tenant(tenant))
+        .await?;
+    Ok(axum::Json(
+        tokens.into_iter().map(TokenInfo::from).collect(),
+    ))
+}
+
+/// Revokes one of a tenant's tokens.
+#[utoipa::path(delete, path = "/api/v1/tenants/{tenant}/tokens/{token}", tag = "tenants", security(("token" = [])),
+    params(("tenant" = String, Path), ("token" = String, Path, description = "The token's id (`tok_...`)")),
+    responses(
+        (status = 204),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+    ))]
+async fn token_revoke(
+    _: Operator,
+    State(api): State<Arc<Api>>,
+    Path((tenant, token)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let holder = TokenHolder::Tenant(tenant.clone());
+    if api.store.api_token_revoke(&holder, Some(&token)).await? == 0 {
+        return Err(ApiError::NotFound(format!(
+            "tenant `{tenant}` has no unrevoked token `{token}`"
+        )));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,136 @@
+//! `weft tenant`: the operator's tenants and API tokens, on the local store (what the API's
+//! operator routes do, without a server). A token is printed once, when made; the store keeps
+//! only its hash.
+
+use std::path::Path;
+
+use anyhow::bail;
+use clap::Subcommand;
+use weft_store::{TenantStatus, TokenHolder};
+
+#[derive(Subcommand)]
+pub enum TenantCommand {
+    /// Make a tenant and print its first API token (shown this once).
+    Create { name: String },
+    /// Every tenant, with its status.
+    List,
+    /// Stop running a tenant's flows and refuse its tokens; nothing is deleted.
+    Suspend { name: String },
+    /// Serve a suspended tenant again.
+    Resume { name: String },
+    /// Delete a tenant and everything it owns: flows, runs, error logs, cursors, datasets,
+    /// secrets, plugin state, webhook events, tokens.
+    Delete {
+        name: String,
+        /// Yes, delete all of it.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Make another API token for a tenant (to rotate: make one, then revoke the old).
+    Token { name: String },
+    /// A tenant's tokens (ids and dates, never the tokens).
+    Tokens { name: String },
+    /// Revoke one of a tenant's tokens by id, or all of them.
+    Revoke {
+        name: String,
+        /// The token's id (`tok_...`), as `weft tenant tokens` lists it.
+        #[arg(required_unless_present = "all")]
+        id: Option<String>,
+        #[arg(long, conflicts_with = "id")]
+        all: bool,
+    },
+    /// Make an operator token, for the API's tenant routes (`/api/v1/tenants`).
+    OperatorToken,
+}
+
+pub async fn run(data_dir: &Path, command: TenantCommand) -> anyhow::Result<()> {
+    let store = crate::store(data_dir).await?;
+    let exists = |name: &str, found: bool| -> anyhow::Result<()> {
+        if found {
+            Ok(())
+        } else {
+            bail!("no tenant `{name}` (see `weft tenant list`)")
+        }
+    };
+    match command {
+        TenantCommand::Create { name } => {
+            if !store.tenant_create(&name).await? {
+                bail!("tenant `{name}` exists already (a new token: `weft tenant token {name}`)");
+            }
+            let token = weft_api::issue_token(&store, &TokenHolder::Tenant(name.clone())).await?;
+            eprintln!(
+                "created tenant `{name}`; its API token ({}) is shown this once:",
+                token.id
+            );
+            out!("{}", token.token)?;
+        }
+        TenantCommand::List => {
+            for t in store.tenant_list().await? {
+                let since = humantime::format_rfc3339_seconds(t.created_at);
+                out!("{}\t{}\tsince {since}", t.name, t.status.as_str())?;
+            }
+        }
+        TenantCommand::Suspend { name } => {
+            exists(
+                &name,
+                store
+                    .tenant_set_status(&name, TenantStatus::Suspended)
+                    .await?,
+            )?;
+            eprintln!(
+                "suspended tenant `{name}`: its flows stop after the runs under way, its tokens are refused"
+            );
+        }
+        TenantCommand::Resume { name } => {
+            exists(
+                &name,
+                store.tenant_set_status(&name, TenantStatus::Active).await?,
+            )?;
+            eprintln!("resumed tenant `{name}`");
+        }
+        TenantCommand::Delete { name, yes } => {
+            if !yes {
+                bail!("deleting tenant `{name}` deletes everything it owns; say `--yes` to do it");
+            }
+            exists(&name, store.tenant_delete(&name).await?)?;
+            eprintln!("deleted tenant `{name}` and everything it owned");
+        }
+        TenantCommand::Token { name } => {
+            exists(&name, store.tenant_get(&name).await?.is_some())?;
+            let token = weft_api::issue_token(&store, &TokenHolder::Tenant(name.clone())).await?;
+            eprintln!(
+                "a new API token for tenant `{name}` ({}), shown this once:",
+                token.id
+            );
+            out!("{}", token.token)?;
+        }
+        TenantCommand::Tokens { name } => {
+            exists(&name, store.tenant_get(&name).await?.is_some())?;
+            for t in store.api_token_list(&TokenHolder::Tenant(name)).await? {
+                let made = humantime::format_rfc3339_seconds(t.created_at);
+                let state = t.revoked_at.map_or_else(
+                    || "active".to_owned(),
+                    |at| format!("revoked {}", humantime::format_rfc3339_seconds(at)),
+                );
+                out!("{}\tmade {made}\t{state}", t.id)?;
+            }
+        }
+        TenantCommand::Revoke { name, id, all } => {
+            let holder = TokenHolder::Tenant(name.clone());
+            let id = if all { None } else { id.as_deref() };
+            let revoked = store.api_token_revoke(&holder, id).await?;
+            if revoked == 0 {
+                bail!(
+                    "tenant `{name}` has no such unrevoked token (see `weft tenant tokens {name}`)"
+                );
+            }
+            eprintln!("revoked {revoked} token(s) of tenant `{name}`");
+        }
+        TenantCommand::OperatorToken => {
+            let token = weft_api::issue_token(&store, &TokenHolder::Operator).await?;
+            eprintln!("an operator token ({}), shown this once:", token.id);
+            out!("{}", token.token)?;
+        }
+    }
+    Ok(())
+}
