@@ -54,6 +54,7 @@ pub struct PageQuery {
     /// Records with keys after this one (the previous page's `next`).
     after: Option<String>,
     /// At most this many: 1 to 1,000, 100 if not given.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 

@@ -36,7 +36,8 @@ pub(crate) fn routes() -> OpenApiRouter<Arc<Api>> {
 #[derive(Deserialize, ToSchema)]
 pub struct FlowDeploy {
     /// The flow file's text (TOML). Its `name` names the flow; deploying a name again replaces
-    /// the flow, keeping its history, cursors and whether it is enabled.
+    /// the flow, keeping its history, cursors and whether it is enabled. At most 262,144
+    /// bytes.
     pub source: String,
     /// Values of variables the flow declares.
     #[serde(default)]

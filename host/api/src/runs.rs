@@ -103,14 +103,41 @@ pub struct RunDetail {
 pub struct RunQuery {
     /// Runs of this flow.
     flow: Option<String>,
-    /// Runs that stand so: `running`, `succeeded`, `partial`, `failed`, `abandoned`.
-    status: Option<String>,
+    /// Runs that stand so.
+    #[param(inline)]
+    status: Option<Status>,
     /// Runs started at or after this time (RFC 3339).
+    #[param(format = DateTime)]
     since: Option<String>,
     /// Runs started before this time (RFC 3339).
+    #[param(format = DateTime)]
     before: Option<String>,
     /// At most this many, newest first: 1 to 1,000, 50 if not given.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
+}
+
+/// How a run stands, to find runs by.
+#[derive(Deserialize, ToSchema, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Running,
+    Succeeded,
+    Partial,
+    Failed,
+    Abandoned,
+}
+
+impl From<Status> for RunStatus {
+    fn from(status: Status) -> Self {
+        match status {
+            Status::Running => RunStatus::Running,
+            Status::Succeeded => RunStatus::Succeeded,
+            Status::Partial => RunStatus::Partial,
+            Status::Failed => RunStatus::Failed,
+            Status::Abandoned => RunStatus::Abandoned,
+        }
+    }
 }
 
 /// How to write an error log.
@@ -118,17 +145,31 @@ pub struct RunQuery {
 #[into_params(parameter_in = Query)]
 pub struct ErrorsQuery {
     /// `jsonl` (one JSON object a line, the default) or `csv`.
-    format: Option<String>,
+    #[param(inline)]
+    format: Option<ErrorFormat>,
+}
+
+/// How an error log is written.
+#[derive(Deserialize, ToSchema, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ErrorFormat {
+    /// One JSON object a line.
+    Jsonl,
+    /// A header line, then one row a failed record.
+    Csv,
 }
 
 fn parse_time(name: &str, value: Option<&str>) -> Result<Option<std::time::SystemTime>, ApiError> {
     value
         .map(|v| {
-            humantime::parse_rfc3339_weak(v).map_err(|e| {
+            let time = chrono::DateTime::parse_from_rfc3339(v).map_err(|e| {
                 ApiError::BadRequest(format!(
                     "`{name}` is not an RFC 3339 time ({e}): write e.g. 2026-12-03T10:00:00Z"
                 ))
-            })
+            })?;
+            // Before 1970 is before any run; far future after every one.
+            let millis = time.timestamp_millis().max(0) as u64;
+            Ok(std::time::UNIX_EPOCH + std::time::Duration::from_millis(millis))
         })
         .transpose()
 }
@@ -146,17 +187,6 @@ async fn list(
     State(api): State<Arc<Api>>,
     Query(query): Query<RunQuery>,
 ) -> Result<axum::Json<Vec<RunSummary>>, ApiError> {
-    let status = query
-        .status
-        .as_deref()
-        .map(|s| {
-            s.parse::<RunStatus>().map_err(|_| {
-                ApiError::BadRequest(format!(
-                    "`status` is one of running, succeeded, partial, failed, abandoned, not `{s}`"
-                ))
-            })
-        })
-        .transpose()?;
     let limit = query.limit.unwrap_or(50);
     if !(1..=1_000).contains(&limit) {
         return Err(ApiError::BadRequest(format!(
@@ -165,7 +195,7 @@ async fn list(
     }
     let filter = RunFilter {
         flow: query.flow.as_deref(),
-        status,
+        status: query.status.map(RunStatus::from),
         since: parse_time("since", query.since.as_deref())?,
         before: parse_time("before", query.before.as_deref())?,
         limit,
@@ -228,15 +258,7 @@ async fn errors(
     Path(run): Path<String>,
     Query(query): Query<ErrorsQuery>,
 ) -> Result<Response, ApiError> {
-    let csv = match query.format.as_deref() {
-        None | Some("jsonl") => false,
-        Some("csv") => true,
-        Some(other) => {
-            return Err(ApiError::BadRequest(format!(
-                "`format` is `jsonl` or `csv`, not `{other}`"
-            )));
-        }
-    };
+    let csv = query.format == Some(ErrorFormat::Csv);
     // The run must be the tenant's: the error log is keyed by run alone.
     run_of(&api, &tenant, &run).await?;
     let entries = api.store.run_errors(&run).await?;

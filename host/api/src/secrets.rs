@@ -22,13 +22,14 @@ pub(crate) fn routes() -> OpenApiRouter<Arc<Api>> {
         .routes(routes!(set, delete))
 }
 
-/// The largest secret value taken, in bytes.
+/// The longest secret value taken, in characters.
 const MAX_VALUE: usize = 16 * 1024;
 
 /// A secret's value, to set.
 #[derive(Deserialize, ToSchema)]
 pub struct SecretValue {
-    /// 1 to 16,384 bytes.
+    /// 1 to 16,384 characters.
+    #[schema(min_length = 1, max_length = 16384)]
     pub value: String,
 }
 
@@ -73,7 +74,7 @@ async fn list(
 
 /// Sets a secret (flows refer to it as `secret:NAME`).
 #[utoipa::path(put, path = "/api/v1/secrets/{name}", tag = "secrets", security(("token" = [])),
-    params(("name" = String, Path, description = "1 to 128 characters from A-Z, a-z, 0-9, '_', '-' and '.'")),
+    params(("name" = String, Path, description = "1 to 128 characters from A-Z, a-z, 0-9, '_', '-' and '.'", pattern = "^[A-Za-z0-9_.-]{1,128}$")),
     request_body = SecretValue,
     responses(
         (status = 204),
@@ -86,10 +87,10 @@ async fn set(
     Path(name): Path<String>,
     Json(secret): Json<SecretValue>,
 ) -> Result<StatusCode, ApiError> {
-    if secret.value.is_empty() || secret.value.len() > MAX_VALUE {
+    let length = secret.value.chars().count();
+    if !(1..=MAX_VALUE).contains(&length) {
         return Err(ApiError::BadRequest(format!(
-            "a secret's value is 1 to {MAX_VALUE} bytes; this one is {}",
-            secret.value.len()
+            "a secret's value is 1 to {MAX_VALUE} characters; this one is {length}"
         )));
     }
     api.secrets

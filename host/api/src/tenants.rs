@@ -30,6 +30,7 @@ pub(crate) fn routes() -> OpenApiRouter<Arc<Api>> {
 #[derive(Deserialize, ToSchema)]
 pub struct NewTenant {
     /// 1 to 63 characters from a-z, 0-9 and '-', not starting with '-'.
+    #[schema(pattern = "^[a-z0-9][a-z0-9-]{0,62}$")]
     pub name: String,
 }
 
