@@ -186,7 +186,7 @@ async fn deploy_and_run(served: &mut Served, token: &str, flow: &str, source: St
         )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    served.server.tick(SystemTime::now()).await;
+    turn(&mut served.server, SystemTime::now()).await;
     let (status, runs) = served
         .call(
             Some(token),
@@ -197,6 +197,13 @@ async fn deploy_and_run(served: &mut Served, token: &str, flow: &str, source: St
         .await;
     assert_eq!(status, StatusCode::OK);
     runs[0].clone()
+}
+
+/// One turn of the server at `now`, and the runs it started (and the chains after them) to
+/// their end.
+async fn turn(server: &mut Server, now: SystemTime) {
+    server.tick(now).await;
+    server.settle(now).await;
 }
 
 #[tokio::test]
@@ -319,7 +326,7 @@ async fn two_tenants_deploy_run_and_inspect_their_own_flows() {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    served.server.tick(SystemTime::now()).await;
+    turn(&mut served.server, SystemTime::now()).await;
     let names: Vec<String> = served
         .server
         .flows()
@@ -342,7 +349,7 @@ async fn two_tenants_deploy_run_and_inspect_their_own_flows() {
         )
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    served.server.tick(SystemTime::now()).await;
+    turn(&mut served.server, SystemTime::now()).await;
     assert!(served.server.flows().is_empty());
     let (status, _) = served
         .call(Some(&globex), Method::GET, "/api/v1/flows", None)
@@ -409,7 +416,7 @@ async fn every_route_with_another_tenants_token_answers_as_if_nothing_were_there
         "/api/v1/secrets",
         "/api/v1/datasets",
         "/api/v1/runs",
-        &format!("/api/v1/runs?flow=sync"),
+        "/api/v1/runs?flow=sync",
     ] {
         let (status, answer) = served.call(Some(&intruder), Method::GET, list, None).await;
         assert_eq!((status, answer), (StatusCode::OK, json!([])), "{list}");
@@ -469,7 +476,7 @@ async fn every_route_with_another_tenants_token_answers_as_if_nothing_were_there
         .call(Some(&acme), Method::POST, "/api/v1/flows/sync/runs", None)
         .await;
     assert_eq!(status, StatusCode::ACCEPTED);
-    served.server.tick(SystemTime::now()).await;
+    turn(&mut served.server, SystemTime::now()).await;
     assert_eq!(served.told(), ["acme/sync succeeded: 2 read, 2 written"]);
 }
 
@@ -736,4 +743,76 @@ async fn the_openapi_document_describes_every_route_with_its_security() {
         );
     }
     assert!(document["components"]["securitySchemes"]["token"].is_object());
+}
+
+#[tokio::test]
+async fn a_slow_or_failing_tenant_does_not_hold_up_another_tenants_run() {
+    let slow = Upstream::start().await;
+    slow.require_bearer("s3cret-token");
+    slow.seed("items", people("s", 3));
+    slow.delay_data(Duration::from_secs(3));
+    let broken = Upstream::start().await;
+    broken.require_bearer("s3cret-token");
+    broken.fail_next(std::iter::repeat_n((500, None), 1_000));
+    let quick = Upstream::start().await;
+    quick.require_bearer("s3cret-token");
+    quick.seed("items", people("q", 2));
+    let mut served = Served::start(allow_private()).await;
+    for (tenant, upstream) in [("slowpoke", &slow), ("broken", &broken), ("quick", &quick)] {
+        let token = served.tenant(tenant).await;
+        for (method, path, body) in [
+            (
+                Method::POST,
+                "/api/v1/flows",
+                Some(json!({ "source": sync_flow(upstream, "sync", "items") })),
+            ),
+            (
+                Method::PUT,
+                "/api/v1/secrets/api",
+                Some(json!({ "value": "s3cret-token" })),
+            ),
+        ] {
+            let (status, answer) = served.call(Some(&token), method, path, body).await;
+            assert!(status.is_success(), "{answer}");
+        }
+        let (status, _) = served
+            .call(Some(&token), Method::POST, "/api/v1/flows/sync/runs", None)
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+    }
+
+    // All three start at once; the quick one ends while the slow one still reads.
+    let started = std::time::Instant::now();
+    served.server.tick(SystemTime::now()).await;
+    assert_eq!(served.server.running(), 3);
+    let mut told = Vec::new();
+    while !told.iter().any(|l: &String| l.starts_with("quick/")) {
+        assert!(started.elapsed() < Duration::from_secs(30), "{told:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        served.server.tick(SystemTime::now()).await;
+        told.extend(served.told());
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the quick run waited for the slow one: {:?}",
+        started.elapsed()
+    );
+    assert!(
+        told.contains(&"quick/sync succeeded: 2 read, 2 written".to_owned()),
+        "{told:?}"
+    );
+    assert!(
+        told.iter().all(|l| !l.starts_with("slowpoke/")),
+        "the slow run is still going: {told:?}"
+    );
+    served.server.settle(SystemTime::now()).await;
+    told.extend(served.told());
+    assert!(
+        told.contains(&"slowpoke/sync succeeded: 3 read, 3 written".to_owned()),
+        "{told:?}"
+    );
+    assert!(
+        told.iter().any(|l| l.starts_with("broken/sync failed")),
+        "{told:?}"
+    );
 }

@@ -35,6 +35,14 @@ pub struct ServeArgs {
     /// not for strangers' flows.
     #[arg(long)]
     tenant_private_egress: bool,
+    /// Runs at once, at most. With more than one, scheduled runs leave one worker to webhook
+    /// events and runs asked for through the API.
+    #[arg(long, default_value_t = weft_server::DEFAULT_WORKERS)]
+    workers: usize,
+    /// How long, once told to stop (SIGTERM, Ctrl-C), runs under way may take to finish; those
+    /// still going then resume from their last checkpoint at the next start.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    shutdown_grace: std::time::Duration,
     /// The URL vendors reach the webhook endpoints at (e.g. `https://weft.example.com`, in
     /// front of `--listen`). When given, each webhook-triggered flow's endpoint is registered
     /// with its vendor at start, for the trigger's events, and kept registered.
@@ -86,6 +94,8 @@ pub async fn run(data_dir: &Path, tenant: &str, args: ServeArgs) -> anyhow::Resu
     let home = tenant.to_owned();
     let mut server = Server::new(flows, store, secrets, options)
         .with_deployed(plugins, runtime, policy, api.changes())
+        .with_workers(args.workers)
+        .with_shutdown_grace(args.shutdown_grace)
         .on_event(move |e| say(&home, e));
     if let Some(url) = &args.public_url {
         server = server.with_public_url(url);
@@ -107,7 +117,16 @@ pub async fn run(data_dir: &Path, tenant: &str, args: ServeArgs) -> anyhow::Resu
             );
         }
     }
-    server.run(shutdown_signal()).await?;
+    let grace = args.shutdown_grace;
+    server
+        .run(async move {
+            shutdown_signal().await;
+            eprintln!(
+                "stopping: starting nothing more; runs under way may finish within {}",
+                humantime::format_duration(grace)
+            );
+        })
+        .await?;
     eprintln!("stopped");
     Ok(())
 }

@@ -137,12 +137,15 @@ async fn receive(
     }
 }
 
-/// A webhook flow's pending events, as records for each of its read steps on the webhook
-/// connection; `None` when nothing waits.
+/// Webhook events a run takes: their ids, and their records for each read step on the webhook
+/// connection.
+pub(crate) type Taken = (Vec<String>, BTreeMap<StepId, Vec<Value>>);
+
+/// A webhook flow's pending events; `None` when nothing waits.
 pub(crate) async fn pending(
     served: &ServedFlow,
     shared: &Shared,
-) -> Result<Option<(Vec<String>, BTreeMap<StepId, Vec<Value>>)>, ServeError> {
+) -> Result<Option<Taken>, ServeError> {
     let Some((connection, _)) = served.webhook() else {
         return Ok(None);
     };

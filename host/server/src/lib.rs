@@ -18,6 +18,8 @@
 //! stops the server: a flow whose turn fails is told of ([`Event::Deferred`]) and rests, with
 //! backoff, while the others go on. An idle flow costs no store query a turn.
 
+mod deployed;
+mod dispatch;
 mod flows;
 mod hooks;
 pub mod registration;
@@ -28,4 +30,6 @@ pub use flows::{
     plan_deployed,
 };
 pub use registration::{Registration, RegistrationError};
-pub use server::{Cause, Event, RunEnded, ServeError, Server};
+pub use server::{
+    Cause, DEFAULT_SHUTDOWN_GRACE, DEFAULT_WORKERS, Event, RunEnded, ServeError, Server,
+};

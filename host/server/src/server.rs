@@ -6,15 +6,16 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
-use serde_json::Value;
 use tokio::sync::Notify;
+use tokio::task::{JoinError, JoinSet};
 use weft_capabilities::Secrets;
 use weft_engine::{PluginDirectory, Progress, RunError, RunOptions, RunReport, Work, schedule};
-use weft_flow::StepId;
 use weft_runtime::Runtime;
 use weft_store::{RunRequest, RunStatus, Store, StoreError};
 
-use crate::flows::{Deployment, FlowKey, TenantPolicy, plan_deployed};
+use crate::deployed::{DEPLOYED_POLL, Deployed};
+use crate::dispatch::{self, Lane, Load, Waiting};
+use crate::flows::{FlowKey, TenantPolicy};
 use crate::registration::{self, Registration, RegistrationError};
 use crate::{ServedFlow, hooks};
 
@@ -25,9 +26,12 @@ const MAX_WAIT: Duration = Duration::from_secs(1);
 /// announced any (events another process received, events of a run that failed).
 const EVENTS_POLL: Duration = Duration::from_secs(10);
 
-/// How often the store is asked for deployed flows that changed and for run requests, when
-/// the API in this process announced none (another process's API may have taken them).
-const DEPLOYED_POLL: Duration = Duration::from_secs(5);
+/// Runs at once, unless [`Server::with_workers`] says otherwise.
+pub const DEFAULT_WORKERS: usize = 4;
+
+/// How long [`Server::run`] waits for runs under way once told to stop, unless
+/// [`Server::with_shutdown_grace`] says otherwise.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// How long a flow whose turn failed rests before the next try: doubled after each failure
 /// in a row, up to [`LONGEST_REST`].
@@ -125,7 +129,7 @@ impl Shared {
         )
     }
 
-    fn set_flows(&self, flows: Vec<Arc<ServedFlow>>) {
+    pub(crate) fn set_flows(&self, flows: Vec<Arc<ServedFlow>>) {
         *self
             .flows
             .write()
@@ -133,25 +137,48 @@ impl Shared {
     }
 }
 
-/// Flows tenants deployed through the API, as the server keeps them in step with the store.
-struct Deployed {
-    plugins: PluginDirectory,
-    runtime: Runtime,
-    policy: TenantPolicy,
-    /// Notified by the API when a flow is deployed, changed or removed, or a run is asked for.
-    changed: Arc<Notify>,
-    /// The digest of each deployed flow served, or that failed to plan (not tried again until
-    /// it changes).
-    digests: BTreeMap<FlowKey, String>,
-    /// When the store was last asked.
-    looked: Option<SystemTime>,
-}
-
 type Report = Box<dyn Fn(&Event) + Send + Sync>;
 
-/// Runs a tenant's flows: each on its schedule, the job chains after them, webhook-triggered
-/// flows over the events their endpoints received. Runs of one flow never overlap, also with
-/// other processes on the same store (a busy flow is tried again when next due).
+/// A run due now, waiting for a worker.
+struct Due {
+    served: Arc<ServedFlow>,
+    cause: Cause,
+    /// The webhook events it takes: their ids, and their records per read step.
+    events: Option<hooks::Taken>,
+    /// The API request it answers.
+    request: Option<RunRequest>,
+}
+
+impl Due {
+    fn new(served: &Arc<ServedFlow>, cause: Cause) -> Self {
+        Due {
+            served: Arc::clone(served),
+            cause,
+            events: None,
+            request: None,
+        }
+    }
+
+    fn lane(&self) -> Lane {
+        match self.cause {
+            Cause::Webhook { .. } | Cause::Requested => Lane::Interactive,
+            Cause::Schedule | Cause::Chain { .. } => Lane::Background,
+        }
+    }
+}
+
+/// A run a worker carried out.
+struct Finished {
+    due: Due,
+    lane: Lane,
+    result: Result<RunReport, RunError>,
+}
+
+/// Serves flows: each on its schedule, the job chains after them, webhook-triggered flows over
+/// the events their endpoints received, runs asked for through the API; the flows directory's
+/// and, [`Server::with_deployed`], every active tenant's. Runs go to a pool of workers, fairly
+/// between tenants (see `dispatch`). Runs of one flow never overlap, also with other processes
+/// on the same store (a busy flow is tried again when next due).
 pub struct Server {
     shared: Arc<Shared>,
     public_url: Option<String>,
@@ -166,6 +193,18 @@ pub struct Server {
     events_polled: Mutex<BTreeMap<FlowKey, SystemTime>>,
     /// Serving deployed flows, if this server does.
     deployed: Option<Deployed>,
+    /// Runs at once, at most.
+    workers: usize,
+    shutdown_grace: Duration,
+    /// The runs under way, and which flows they are of.
+    in_flight: JoinSet<Finished>,
+    running: BTreeSet<FlowKey>,
+    load: Load,
+    /// Chained flows found ready when a run completed, to start at the next turn.
+    chained: Vec<Due>,
+    /// Whether chains left ready by an earlier process (stopped before it started them) were
+    /// looked for.
+    chains_recovered: bool,
     report: Report,
 }
 
@@ -192,6 +231,13 @@ impl Server {
             started: Mutex::new(BTreeMap::new()),
             events_polled: Mutex::new(BTreeMap::new()),
             deployed: None,
+            workers: DEFAULT_WORKERS,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            in_flight: JoinSet::new(),
+            running: BTreeSet::new(),
+            load: Load::default(),
+            chained: Vec::new(),
+            chains_recovered: false,
             report: Box::new(|_| {}),
         }
     }
@@ -206,14 +252,21 @@ impl Server {
         policy: TenantPolicy,
         changed: Arc<Notify>,
     ) -> Self {
-        self.deployed = Some(Deployed {
-            plugins,
-            runtime,
-            policy,
-            changed,
-            digests: BTreeMap::new(),
-            looked: None,
-        });
+        self.deployed = Some(Deployed::new(plugins, runtime, policy, changed));
+        self
+    }
+
+    /// Runs at once, at most (at least one). With more than one, scheduled runs and chains
+    /// leave one worker to webhook events and runs asked for.
+    pub fn with_workers(mut self, workers: usize) -> Self {
+        self.workers = workers.max(1);
+        self
+    }
+
+    /// How long [`Server::run`] lets runs under way finish once told to stop; runs still going
+    /// then are dropped, and resume from their last checkpoint at the next start.
+    pub fn with_shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
         self
     }
 
@@ -233,6 +286,11 @@ impl Server {
     /// The flows served now.
     pub fn flows(&self) -> Arc<Vec<Arc<ServedFlow>>> {
         self.shared.flows()
+    }
+
+    /// How many runs are under way.
+    pub fn running(&self) -> usize {
+        self.in_flight.len()
     }
 
     /// Whether any flow has a webhook trigger (and so endpoints to listen on).
@@ -313,162 +371,162 @@ impl Server {
         Ok(())
     }
 
-    /// Registers, then runs what is due until `shutdown` completes: a run in progress is
-    /// finished first.
+    /// Registers, then serves until `shutdown` completes; then starts nothing more and lets
+    /// the runs under way finish within the shutdown grace (those still going then resume
+    /// from their last checkpoint at the next start).
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
         self.register().await?;
         tokio::pin!(shutdown);
+        let shared = Arc::clone(&self.shared);
+        let changed = self.deployed.as_ref().map(|d| Arc::clone(&d.changed));
         loop {
             let next = self.tick(SystemTime::now()).await;
             let wait = next
                 .duration_since(SystemTime::now())
                 .unwrap_or_default()
                 .min(MAX_WAIT);
-            let changed = self.deployed.as_ref().map(|d| Arc::clone(&d.changed));
             let deployed_changed = async {
-                match changed {
+                match &changed {
                     Some(changed) => changed.notified().await,
                     None => std::future::pending().await,
                 }
             };
-            tokio::select! {
+            let busy = !self.in_flight.is_empty();
+            let finished = tokio::select! {
                 _ = &mut shutdown => break,
-                _ = self.shared.wake.notified() => {}
+                _ = shared.wake.notified() => None,
                 // Consumed here: the next turn looks at the store at once.
                 _ = deployed_changed => {
                     if let Some(deployed) = &mut self.deployed {
                         deployed.looked = None;
                     }
+                    None
                 }
-                _ = tokio::time::sleep(wait) => {}
+                Some(done) = self.in_flight.join_next(), if busy => Some(done),
+                _ = tokio::time::sleep(wait) => None,
+            };
+            if let Some(done) = finished {
+                self.finished(done, SystemTime::now()).await;
             }
         }
+        self.drain().await;
         Ok(())
     }
 
-    /// One turn of the loop at `now`: renews registrations about to lapse, then gives each
-    /// flow its turn (its schedule if due, the chain after it, its waiting webhook events).
-    /// Nothing that fails stops the server: a flow whose turn failed is told of
-    /// ([`Event::Deferred`]) and rests. When to look again.
-    pub async fn tick(&mut self, now: SystemTime) -> SystemTime {
-        self.renew(now).await;
-        let requests = self.sync_deployed(now).await;
-        let mut next = now + MAX_WAIT;
-        let flows = self.shared.flows();
-        for request in requests {
-            let Some(served) = flows
-                .iter()
-                .find(|s| s.tenant == request.tenant && s.name() == request.flow)
-            else {
-                // Deleted or disabled since it was asked for: nothing to run.
-                tracing::info!(tenant = %request.tenant, flow = %request.flow, "run request for a flow not served; dropped");
-                if let Err(e) = self.shared.store.run_request_done(&request).await {
-                    tracing::error!(error = %e, "dropping a run request failed");
-                }
-                continue;
-            };
-            if self.resting_until(served, now).is_some() {
-                continue;
-            }
-            if let Err(e) = self.requested(served, &request, now).await {
-                next = next.min(self.defer(served, &e, now));
+    /// Lets the runs under way finish within the shutdown grace, then drops the rest.
+    async fn drain(&mut self) {
+        if self.in_flight.is_empty() {
+            return;
+        }
+        tracing::info!(
+            runs = self.in_flight.len(),
+            grace = ?self.shutdown_grace,
+            "stopping: letting the runs under way finish"
+        );
+        let deadline = tokio::time::Instant::now() + self.shutdown_grace;
+        loop {
+            match tokio::time::timeout_at(deadline, self.in_flight.join_next()).await {
+                Ok(Some(done)) => self.finished(done, SystemTime::now()).await,
+                Ok(None) => return,
+                Err(_) => break,
             }
         }
+        tracing::warn!(
+            runs = self.in_flight.len(),
+            "runs still going at the end of the shutdown grace are stopped; they resume from their last checkpoint at the next start"
+        );
+        self.in_flight.abort_all();
+        while self.in_flight.join_next().await.is_some() {}
+    }
+
+    /// One turn of the loop at `now`: takes in the runs that ended, renews registrations about
+    /// to lapse, brings deployed flows in step with the store, then starts what is due (run
+    /// requests, chains, schedules, webhook events) on free workers, fairly between tenants.
+    /// Does not wait for the runs it starts ([`Server::settle`] does). Nothing that fails stops
+    /// the server: a flow whose turn failed is told of ([`Event::Deferred`]) and rests. When to
+    /// look again.
+    pub async fn tick(&mut self, now: SystemTime) -> SystemTime {
+        while let Some(done) = self.in_flight.try_join_next() {
+            self.finished(done, now).await;
+        }
+        self.renew(now).await;
+        self.recover_chains(now).await;
+        let mut next = now + MAX_WAIT;
+        let mut due = std::mem::take(&mut self.chained);
+        due.extend(self.requests(now).await);
+        let flows = self.shared.flows();
         for served in flows.iter() {
+            if self.running.contains(&served.key()) {
+                continue;
+            }
             if let Some(until) = self.resting_until(served, now) {
                 next = next.min(until);
                 continue;
             }
             match self.turn(served, now).await {
-                Ok(Some(due)) => next = next.min(due),
-                Ok(None) => {}
+                Ok((at, found)) => {
+                    if let Some(at) = at {
+                        next = next.min(at);
+                    }
+                    due.extend(found);
+                }
                 Err(e) => next = next.min(self.defer(served, &e, now)),
             }
         }
+        self.start(due);
         next
     }
 
-    /// Runs a flow someone asked for, then the chain after it; the request is dropped once a
-    /// run answered it (a busy flow keeps it for the next turn).
-    async fn requested(
-        &self,
-        served: &ServedFlow,
-        request: &RunRequest,
-        now: SystemTime,
-    ) -> Result<(), ServeError> {
-        match self.run_flow(served, Cause::Requested, None).await? {
-            Ran::Busy => return Ok(()),
-            Ran::Completed => self.run_chain(served, now).await,
-            Ran::Failed => {}
+    /// Waits for every run under way, and the chains they start, to end; what they tell is
+    /// told. For tests driving the server turn by turn.
+    pub async fn settle(&mut self, now: SystemTime) {
+        loop {
+            while let Some(done) = self.in_flight.join_next().await {
+                self.finished(done, now).await;
+            }
+            if self.chained.is_empty() {
+                return;
+            }
+            let chained = std::mem::take(&mut self.chained);
+            self.start(chained);
         }
-        self.shared.store.run_request_done(request).await?;
-        Ok(())
     }
 
-    /// Brings the deployed flows served in step with the store, when the API announced a
-    /// change or [`DEPLOYED_POLL`] passed; the run requests waiting then (none otherwise).
-    /// A flow that no longer plans is told of and left out until it changes; the store
-    /// failing leaves the flows as they are, for the next look.
-    async fn sync_deployed(&mut self, now: SystemTime) -> Vec<RunRequest> {
+    /// At the first turn: the chained flows whose every predecessor completed since their own
+    /// last run, as a server stopped between a run and the chain after it leaves them.
+    async fn recover_chains(&mut self, now: SystemTime) {
+        if self.chains_recovered {
+            return;
+        }
+        self.chains_recovered = true;
+        let flows = self.shared.flows();
+        for served in flows.iter() {
+            let Some(last) = served.flow.file.after.last() else {
+                continue;
+            };
+            match self.ready(served).await {
+                Ok(true) => self.chained.push(Due::new(
+                    served,
+                    Cause::Chain {
+                        after: last.get_ref().to_string(),
+                    },
+                )),
+                Ok(false) => {}
+                Err(e) => {
+                    self.defer(served, &e.into(), now);
+                }
+            }
+        }
+    }
+
+    /// The run requests waiting, as due runs of the flows served (a request for a flow not
+    /// served any more is dropped).
+    async fn requests(&mut self, now: SystemTime) -> Vec<Due> {
         let Some(deployed) = &mut self.deployed else {
             return Vec::new();
         };
-        // A change announced since the last look (the permit `notify_one` leaves).
-        let announced = tokio::time::timeout(Duration::ZERO, deployed.changed.notified())
-            .await
-            .is_ok();
-        if !announced
-            && deployed
-                .looked
-                .is_some_and(|at| at <= now && now < at + DEPLOYED_POLL)
-        {
-            return Vec::new();
-        }
-        deployed.looked = Some(now);
-        let store = &self.shared.store;
-        let (versions, requests) = match tokio::try_join!(
-            store.flows_served(),
-            store.run_requests()
-        ) {
-            Ok(found) => found,
-            Err(e) => {
-                tracing::error!(error = %e, "reading the deployed flows failed; trying again later");
-                return Vec::new();
-            }
-        };
-        let current = self.shared.flows();
-        let home = &self.shared.options.tenant;
-        // The flows directory's flows stay; deployed ones are kept, replaced or dropped.
-        let mut flows: Vec<Arc<ServedFlow>> = current
-            .iter()
-            .filter(|s| !deployed.digests.contains_key(&s.key()))
-            .cloned()
-            .collect();
-        let mut digests = BTreeMap::new();
-        let mut failures = Vec::new();
-        for version in versions {
-            let key = (version.tenant.clone(), version.name.clone());
-            if flows.iter().any(|s| s.tenant == *home && s.key() == key) {
-                continue;
-            }
-            let unchanged = deployed.digests.get(&key) == Some(&version.digest);
-            if unchanged {
-                if let Some(kept) = current.iter().find(|s| s.key() == key) {
-                    flows.push(Arc::clone(kept));
-                }
-                digests.insert(key, version.digest);
-                continue;
-            }
-            match plan_stored(store, deployed, &version.tenant, &version.name).await {
-                Ok(Some(served)) => flows.push(Arc::new(served)),
-                Ok(None) => continue,
-                Err(error) => failures.push((key.clone(), error)),
-            }
-            digests.insert(key, version.digest);
-        }
-        deployed.digests = digests;
-        self.shared.set_flows(flows);
-        for ((tenant, flow), error) in failures {
+        let synced = deployed.sync(&self.shared, now).await;
+        for ((tenant, flow), error) in synced.failures {
             tracing::error!(tenant = %tenant, flow = %flow, %error, "a deployed flow does not plan");
             (self.report)(&Event::Deferred {
                 tenant,
@@ -477,18 +535,156 @@ impl Server {
                 retry_at: now + DEPLOYED_POLL,
             });
         }
-        requests
+        let flows = self.shared.flows();
+        let mut due = Vec::new();
+        for request in synced.requests {
+            let found = flows
+                .iter()
+                .find(|s| s.tenant == request.tenant && s.name() == request.flow);
+            match found {
+                Some(served) if self.running.contains(&served.key()) => {}
+                Some(served) if self.resting_until(served, now).is_some() => {}
+                Some(served) => due.push(Due {
+                    request: Some(request),
+                    ..Due::new(served, Cause::Requested)
+                }),
+                None => {
+                    // Deleted or disabled since it was asked for: nothing to run.
+                    tracing::info!(tenant = %request.tenant, flow = %request.flow, "run request for a flow not served; dropped");
+                    if let Err(e) = self.shared.store.run_request_done(&request).await {
+                        tracing::error!(error = %e, "dropping a run request failed");
+                    }
+                }
+            }
+        }
+        due
     }
 
-    /// A flow's turn: its schedule if due (and the chain after it if it completed), then its
-    /// waiting webhook events. When its schedule is next due, if it has one. An idle flow costs
-    /// no store query: when its last run started is remembered, and read again only when that
-    /// makes it due (another process sharing the store may have run it since).
+    /// Starts what `due` may start now on free workers (one run per flow; the others stay due
+    /// and are found again next turn).
+    fn start(&mut self, due: Vec<Due>) {
+        let mut waiting = Vec::new();
+        let mut seen = BTreeSet::new();
+        for d in due {
+            let key = d.served.key();
+            if self.running.contains(&key) || !seen.insert(key) {
+                continue;
+            }
+            waiting.push(Waiting {
+                tenant: d.served.tenant.clone(),
+                lane: d.lane(),
+                run: d,
+            });
+        }
+        for due in dispatch::choose(waiting, self.workers, &mut self.load) {
+            self.running.insert(due.served.key());
+            let lane = due.lane();
+            let shared = Arc::clone(&self.shared);
+            let deployed = self
+                .deployed
+                .as_ref()
+                .is_some_and(|d| d.has(&due.served.key()));
+            // A thread of its own for each run: a plugin's CPU time never holds up the tasks
+            // serving the API and the webhook endpoints.
+            let handle = tokio::runtime::Handle::current();
+            self.in_flight.spawn_blocking(move || {
+                let result = handle.block_on(carry_out(&shared, &due, deployed));
+                Finished { due, lane, result }
+            });
+        }
+    }
+
+    /// Takes in a run that ended: tells of it, marks its events and request done, finds the
+    /// chains it makes ready, rests its flow when it could not be carried out.
+    async fn finished(&mut self, done: Result<Finished, JoinError>, now: SystemTime) {
+        let Finished { due, lane, result } = match done {
+            Ok(finished) => finished,
+            Err(e) => {
+                // A panic in a run: its flow stays marked running, and is not run again by
+                // this process (its lease lapses for others). Loud, and never expected.
+                tracing::error!(error = %e, "a run's task ended without finishing");
+                return;
+            }
+        };
+        let served = &due.served;
+        let key = served.key();
+        self.running.remove(&key);
+        self.load.ended(&served.tenant, lane);
+        let report = match result {
+            Ok(report) => report,
+            // Never an overlapping run: the flow is tried again when it is next due, its
+            // events and requests at the next turn.
+            Err(e @ RunError::FlowBusy { .. }) => {
+                tracing::info!(tenant = %served.tenant, flow = %served.name(), "{e}; not started");
+                return;
+            }
+            Err(e) => {
+                self.defer(served, &e.into(), now);
+                return;
+            }
+        };
+        // Its start is read again from the store when next needed.
+        lock(&self.started).remove(&key);
+        let completed = report.status.completed();
+        (self.report)(&Event::RunEnded(ended(served, report, due.cause.clone())));
+        let store = &self.shared.store;
+        let mut after = Ok(());
+        if let Some((ids, _)) = due.events.as_ref().filter(|_| completed) {
+            after = store.events_done(&served.tenant, served.name(), ids).await;
+            // There may be more than one run's worth.
+            lock(&self.events_polled).remove(&key);
+        }
+        if let Some(request) = &due.request {
+            after = after.and(store.run_request_done(request).await);
+        }
+        match after {
+            Ok(()) => {
+                lock(&self.resting).remove(&key);
+            }
+            Err(e) => {
+                self.defer(served, &e.into(), now);
+            }
+        }
+        if completed {
+            self.chain(served, now).await;
+        }
+    }
+
+    /// Finds the flows of `served`'s tenant chained after it whose every predecessor completed
+    /// since their own last run: they start at the next turn (and theirs after them).
+    async fn chain(&mut self, served: &Arc<ServedFlow>, now: SystemTime) {
+        let flows = self.shared.flows();
+        let after = flows
+            .iter()
+            .filter(|s| s.tenant == served.tenant && s.follows(served.name()));
+        for next in after {
+            if self.resting_until(next, now).is_some() {
+                continue;
+            }
+            match self.ready(next).await {
+                Ok(true) => self.chained.push(Due::new(
+                    next,
+                    Cause::Chain {
+                        after: served.name().to_owned(),
+                    },
+                )),
+                Ok(false) => {}
+                Err(e) => {
+                    self.defer(next, &e.into(), now);
+                }
+            }
+        }
+    }
+
+    /// A flow's turn: its schedule if due, else its waiting webhook events: the run due, and
+    /// when its schedule is next due if it has one. An idle flow costs no store query: when
+    /// its last run started is remembered, and read again only when that makes it due
+    /// (another process sharing the store may have run it since).
     async fn turn(
         &self,
-        served: &ServedFlow,
+        served: &Arc<ServedFlow>,
         now: SystemTime,
-    ) -> Result<Option<SystemTime>, ServeError> {
+    ) -> Result<(Option<SystemTime>, Option<Due>), ServeError> {
         let key = served.key();
         let remembered = lock(&self.started).get(&key).copied();
         let mut last = match remembered {
@@ -500,29 +696,26 @@ impl Server {
             last = self.read_started(served).await?;
             due = schedule::next_due(&served.flow, last, now);
         }
-        let due_now = due.is_some_and(|due| due <= now);
-        if due_now && self.run_flow(served, Cause::Schedule, None).await? == Ran::Completed {
-            self.run_chain(served, now).await;
+        if due.is_some_and(|due| due <= now) {
+            // When it is next due follows from this run, once it ran.
+            return Ok((None, Some(Due::new(served, Cause::Schedule))));
         }
-        // Once run, when it is next due follows from this run, at the next turn.
-        let due_at = due.filter(|_| !due_now);
         if self.events_due(served, now)
             && let Some((ids, injected)) = hooks::pending(served, &self.shared).await?
         {
             let cause = Cause::Webhook { events: ids.len() };
             // Records of the events that failed are in the run's error log, to retry from
             // there; events of a run that did not complete wait for the next look.
-            if self.run_flow(served, cause, Some(injected)).await? == Ran::Completed {
-                self.shared
-                    .store
-                    .events_done(&served.tenant, served.name(), &ids)
-                    .await?;
-                // There may be more than one run's worth.
-                lock(&self.events_polled).remove(&key);
-            }
+            return Ok((
+                due,
+                Some(Due {
+                    events: Some((ids, injected)),
+                    ..Due::new(served, cause)
+                }),
+            ));
         }
         lock(&self.resting).remove(&key);
-        Ok(due_at)
+        Ok((due, None))
     }
 
     /// When `served`'s last run started, from the store; remembered.
@@ -615,88 +808,6 @@ impl Server {
             .map(|r| r.started_at))
     }
 
-    /// Runs one flow, for its tenant, and tells of it; how it went.
-    async fn run_flow(
-        &self,
-        served: &ServedFlow,
-        cause: Cause,
-        events: Option<BTreeMap<StepId, Vec<Value>>>,
-    ) -> Result<Ran, ServeError> {
-        let shared = &self.shared;
-        // A deployed flow was planned without the server's environment.
-        let deployed = self
-            .deployed
-            .as_ref()
-            .is_some_and(|d| d.digests.contains_key(&served.key()));
-        let options = RunOptions {
-            tenant: served.tenant.clone(),
-            environment: shared.options.environment.clone().filter(|_| !deployed),
-            ..shared.options.clone()
-        };
-        let report = weft_engine::run_with_events(
-            &served.flow,
-            &served.plan,
-            &shared.store,
-            &shared.secrets,
-            &options,
-            events.unwrap_or_default(),
-            &mut |_: &Progress<'_>| {},
-        )
-        .await;
-        let report = match report {
-            Ok(report) => report,
-            // Never an overlapping run: the flow is tried again when it is next due, its
-            // events at the next turn.
-            Err(e @ RunError::FlowBusy { .. }) => {
-                tracing::info!(tenant = %served.tenant, flow = %served.name(), "{e}; not started");
-                return Ok(Ran::Busy);
-            }
-            Err(e) => return Err(e.into()),
-        };
-        // Its start is read again from the store when next needed.
-        lock(&self.started).remove(&served.key());
-        let ran = if report.status.completed() {
-            Ran::Completed
-        } else {
-            Ran::Failed
-        };
-        (self.report)(&Event::RunEnded(ended(served, report, cause)));
-        Ok(ran)
-    }
-
-    /// Runs the flows of `served`'s tenant chained after it whose every predecessor completed
-    /// since their own last run, and theirs in turn. A chained flow whose turn fails rests like
-    /// any other.
-    async fn run_chain(&self, served: &ServedFlow, now: SystemTime) {
-        let flows = self.shared.flows();
-        let mut pending = vec![served.name().to_owned()];
-        while let Some(done) = pending.pop() {
-            let after = flows
-                .iter()
-                .filter(|s| s.tenant == served.tenant && s.follows(&done));
-            for next in after {
-                if self.resting_until(next, now).is_some() {
-                    continue;
-                }
-                let cause = Cause::Chain {
-                    after: done.clone(),
-                };
-                let ran = match self.ready(next).await {
-                    Ok(true) => self.run_flow(next, cause, None).await,
-                    Ok(false) => Ok(Ran::Busy),
-                    Err(e) => Err(e.into()),
-                };
-                match ran {
-                    Ok(Ran::Completed) => pending.push(next.name().to_owned()),
-                    Ok(_) => {}
-                    Err(e) => {
-                        self.defer(next, &e, now);
-                    }
-                }
-            }
-        }
-    }
-
     /// Whether every flow `next` runs after completed since `next` last started.
     async fn ready(&self, next: &ServedFlow) -> Result<bool, StoreError> {
         let last = self.last_started(next).await?;
@@ -721,47 +832,30 @@ impl Server {
     }
 }
 
-/// How a run the server started went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Ran {
-    /// Every step ran to its end (succeeded or partial).
-    Completed,
-    /// It failed or could not go on.
-    Failed,
-    /// Another run held the flow: not started.
-    Busy,
-}
-
-/// Reads a deployed flow from the store and plans it; `None` if it is gone since it was listed.
-async fn plan_stored(
-    store: &Store,
-    deployed: &Deployed,
-    tenant: &str,
-    name: &str,
-) -> Result<Option<ServedFlow>, String> {
-    let Some(stored) = store
-        .flow_deployed(tenant, name)
-        .await
-        .map_err(|e| e.to_string())?
-    else {
-        return Ok(None);
+/// Carries out one run of a due flow, for its tenant (a deployed flow without the server's
+/// environment, which it was planned without).
+async fn carry_out(shared: &Shared, due: &Due, deployed: bool) -> Result<RunReport, RunError> {
+    let served = &due.served;
+    let options = RunOptions {
+        tenant: served.tenant.clone(),
+        environment: shared.options.environment.clone().filter(|_| !deployed),
+        ..shared.options.clone()
     };
-    let variables: BTreeMap<String, String> = serde_json::from_str(&stored.variables)
-        .map_err(|e| format!("its stored variables are not a JSON object of strings: {e}"))?;
-    let deployment = Deployment {
-        tenant,
-        source: &stored.source,
-        variables: &variables,
-    };
-    plan_deployed(
-        &deployment,
-        &deployed.plugins,
-        &deployed.runtime,
-        deployed.policy,
+    let events = due
+        .events
+        .as_ref()
+        .map(|(_, injected)| injected.clone())
+        .unwrap_or_default();
+    weft_engine::run_with_events(
+        &served.flow,
+        &served.plan,
+        &shared.store,
+        &shared.secrets,
+        &options,
+        events,
+        &mut |_: &Progress<'_>| {},
     )
     .await
-    .map(Some)
-    .map_err(|e| e.to_string())
 }
 
 /// The value behind `mutex`; a panic while it was held leaves nothing half-done in these maps.

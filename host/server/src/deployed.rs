@@ -1,0 +1,154 @@
+//! Flows tenants deployed through the API, kept in step with the store: new and changed ones
+//! planned, removed and disabled ones dropped, with the run requests waiting.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::Notify;
+use weft_engine::PluginDirectory;
+use weft_runtime::Runtime;
+use weft_store::{RunRequest, Store};
+
+use crate::ServedFlow;
+use crate::flows::{Deployment, FlowKey, TenantPolicy, plan_deployed};
+use crate::server::Shared;
+
+/// How often the store is asked for deployed flows that changed and for run requests, when
+/// the API in this process announced none (another process's API may have taken them).
+pub(crate) const DEPLOYED_POLL: Duration = Duration::from_secs(5);
+
+pub(crate) struct Deployed {
+    pub plugins: PluginDirectory,
+    pub runtime: Runtime,
+    pub policy: TenantPolicy,
+    /// Notified by the API when a flow is deployed, changed or removed, or a run is asked for.
+    pub changed: Arc<Notify>,
+    /// The digest of each deployed flow served, or that failed to plan (not tried again until
+    /// it changes).
+    pub digests: BTreeMap<FlowKey, String>,
+    /// When the store was last asked.
+    pub looked: Option<SystemTime>,
+}
+
+/// What a look at the store found.
+#[derive(Default)]
+pub(crate) struct Synced {
+    /// Run requests waiting.
+    pub requests: Vec<RunRequest>,
+    /// Deployed flows that do not plan, with why.
+    pub failures: Vec<(FlowKey, String)>,
+}
+
+impl Deployed {
+    pub fn new(
+        plugins: PluginDirectory,
+        runtime: Runtime,
+        policy: TenantPolicy,
+        changed: Arc<Notify>,
+    ) -> Self {
+        Deployed {
+            plugins,
+            runtime,
+            policy,
+            changed,
+            digests: BTreeMap::new(),
+            looked: None,
+        }
+    }
+
+    /// Whether `key` is a deployed flow (not one of the flows directory's).
+    pub fn has(&self, key: &FlowKey) -> bool {
+        self.digests.contains_key(key)
+    }
+
+    /// Brings the flows `shared` serves in step with the store, when the API announced a
+    /// change or [`DEPLOYED_POLL`] passed (nothing otherwise). A flow that no longer plans is
+    /// left out until it changes; the store failing leaves the flows as they are, for the next
+    /// look.
+    pub async fn sync(&mut self, shared: &Shared, now: SystemTime) -> Synced {
+        // A change announced since the last look (the permit `notify_one` leaves).
+        let announced = tokio::time::timeout(Duration::ZERO, self.changed.notified())
+            .await
+            .is_ok();
+        if !announced
+            && self
+                .looked
+                .is_some_and(|at| at <= now && now < at + DEPLOYED_POLL)
+        {
+            return Synced::default();
+        }
+        self.looked = Some(now);
+        let store = &shared.store;
+        let (versions, requests) = match tokio::try_join!(
+            store.flows_served(),
+            store.run_requests()
+        ) {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::error!(error = %e, "reading the deployed flows failed; trying again later");
+                return Synced::default();
+            }
+        };
+        let current = shared.flows();
+        let home = &shared.options.tenant;
+        // The flows directory's flows stay; deployed ones are kept, replaced or dropped.
+        let mut flows: Vec<Arc<ServedFlow>> = current
+            .iter()
+            .filter(|s| !self.has(&s.key()))
+            .cloned()
+            .collect();
+        let mut digests = BTreeMap::new();
+        let mut failures = Vec::new();
+        for version in versions {
+            let key = (version.tenant.clone(), version.name.clone());
+            if flows.iter().any(|s| s.tenant == *home && s.key() == key) {
+                continue;
+            }
+            if self.digests.get(&key) == Some(&version.digest) {
+                if let Some(kept) = current.iter().find(|s| s.key() == key) {
+                    flows.push(Arc::clone(kept));
+                }
+                digests.insert(key, version.digest);
+                continue;
+            }
+            match self.plan(store, &version.tenant, &version.name).await {
+                Ok(Some(served)) => flows.push(Arc::new(served)),
+                Ok(None) => continue,
+                Err(error) => failures.push((key.clone(), error)),
+            }
+            digests.insert(key, version.digest);
+        }
+        self.digests = digests;
+        shared.set_flows(flows);
+        Synced { requests, failures }
+    }
+
+    /// Reads a deployed flow from the store and plans it; `None` if it is gone since it was
+    /// listed.
+    async fn plan(
+        &self,
+        store: &Store,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Option<ServedFlow>, String> {
+        let Some(stored) = store
+            .flow_deployed(tenant, name)
+            .await
+            .map_err(|e| e.to_string())?
+        else {
+            return Ok(None);
+        };
+        let variables: BTreeMap<String, String> = serde_json::from_str(&stored.variables)
+            .map_err(|e| format!("its stored variables are not a JSON object of strings: {e}"))?;
+        let deployment = Deployment {
+            tenant,
+            source: &stored.source,
+            variables: &variables,
+        };
+        plan_deployed(&deployment, &self.plugins, &self.runtime, self.policy)
+            .await
+            .map(Some)
+            .map_err(|e| e.to_string())
+    }
+}
