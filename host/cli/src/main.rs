@@ -16,6 +16,7 @@ mod demo;
 mod hosts;
 mod inspect;
 mod outcome;
+mod remote;
 mod run;
 mod runs;
 mod sandbox;
@@ -44,6 +45,11 @@ struct Cli {
     /// The tenant secrets and state belong to.
     #[arg(long, global = true, env = "WEFT_TENANT", default_value = "default")]
     tenant: String,
+
+    /// A weft server to work with instead of the local data directory (`weft flows`, `weft
+    /// runs`, `weft secret`), as the tenant whose API token is in `WEFT_TOKEN`.
+    #[arg(long, global = true, env = "WEFT_SERVER", value_name = "URL")]
+    server: Option<String>,
 
     /// How log lines are written to stderr: `text` for people, `json` (one object a line, with
     /// the tenant, flow, run, step, plugin and connection of each) for a log collector.
@@ -78,6 +84,12 @@ enum Command {
     Connections(FlowArgs),
     /// Run scheduled flows and their job chains until stopped.
     Serve(serve::ServeArgs),
+    /// Flows deployed to a server (with `--server`): deploy, list, show, enable, disable,
+    /// delete, run now.
+    Flows {
+        #[command(subcommand)]
+        command: remote::FlowsCommand,
+    },
     /// Past runs: list, show one, download its error log.
     Runs {
         #[command(subcommand)]
@@ -238,6 +250,9 @@ fn parse_var(text: &str) -> Result<(String, String), String> {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(server) = &cli.server {
+        return remote::run(server, cli.command).await;
+    }
     match cli.command {
         Command::Plugin {
             command: PluginCommand::Inspect { file, json },
@@ -264,6 +279,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dataset { command } => dataset::run(&cli.data_dir, &cli.tenant, command).await,
         Command::Serve(args) => serve::run(&cli.data_dir, &cli.tenant, args).await,
         Command::Runs { command } => runs::run(&cli.data_dir, &cli.tenant, command).await,
+        Command::Flows { .. } => anyhow::bail!(
+            "`weft flows` works with a server: give `--server URL` (or WEFT_SERVER) and the tenant's API token in WEFT_TOKEN"
+        ),
         Command::Secret { command } => secret::run(&cli.data_dir, &cli.tenant, command).await,
         Command::Webhook { command } => webhook::run(&cli.data_dir, &cli.tenant, command).await,
         Command::Tenant { command } => tenant::run(&cli.data_dir, command).await,

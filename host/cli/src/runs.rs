@@ -12,6 +12,12 @@ pub enum RunsCommand {
     List {
         #[arg(long, default_value_t = 20)]
         limit: u32,
+        /// Only runs of this flow.
+        #[arg(long)]
+        flow: Option<String>,
+        /// Only runs that stand so: running, succeeded, partial, failed, abandoned.
+        #[arg(long)]
+        status: Option<String>,
     },
     /// One run: its steps with counts, durations, status and errors.
     Show { run: String },
@@ -60,9 +66,27 @@ fn csv_field(text: &str) -> String {
 pub async fn run(data_dir: &Path, tenant: &str, command: RunsCommand) -> anyhow::Result<()> {
     let store = crate::store(data_dir).await?;
     match command {
-        RunsCommand::List { limit } => {
+        RunsCommand::List {
+            limit,
+            flow,
+            status,
+        } => {
             store.runs_reap(tenant).await?;
-            let runs = store.runs_list(tenant, limit).await?;
+            let status = status
+                .map(|s| s.parse::<weft_store::RunStatus>())
+                .transpose()
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "--status is one of running, succeeded, partial, failed, abandoned"
+                    )
+                })?;
+            let filter = weft_store::RunFilter {
+                flow: flow.as_deref(),
+                status,
+                limit,
+                ..weft_store::RunFilter::default()
+            };
+            let runs = store.runs_find(tenant, &filter).await?;
             if runs.is_empty() {
                 eprintln!("no runs yet for tenant `{tenant}`; start one with `weft run FLOW`");
             }

@@ -19,6 +19,14 @@ pub enum SecretCommand {
     Rm { name: String },
 }
 
+/// A value read from standard input without its trailing newline.
+pub fn trimmed(value: &str) -> &str {
+    value
+        .strip_suffix('\n')
+        .map(|v| v.strip_suffix('\r').unwrap_or(v))
+        .unwrap_or(value)
+}
+
 async fn open(data_dir: &Path) -> anyhow::Result<Secrets> {
     crate::private_data_dir(data_dir)?;
     let store = crate::store(data_dir).await?;
@@ -35,10 +43,7 @@ pub async fn run(data_dir: &Path, tenant: &str, command: SecretCommand) -> anyho
                 .read_to_string(&mut value)
                 .await
                 .context("reading the secret from standard input")?;
-            let value = value
-                .strip_suffix('\n')
-                .map(|v| v.strip_suffix('\r').unwrap_or(v))
-                .unwrap_or(&value);
+            let value = trimmed(&value);
             if value.is_empty() {
                 bail!(
                     "no value on standard input; pipe it in, e.g. `printf %s \"$TOKEN\" | weft secret set {name}`"

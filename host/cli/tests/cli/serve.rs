@@ -938,3 +938,174 @@ async fn sigterm_lets_the_run_under_way_finish_and_the_next_start_runs_the_chain
         "{stdout}"
     );
 }
+
+/// `weft --server URL ARGS` as the tenant whose token is `token`.
+fn remote(address: &str, token: Option<&str>, args: &[&str], stdin: Option<&str>) -> Output {
+    use std::io::Write as _;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_weft"));
+    command
+        .args(["--server", address])
+        .args(args)
+        // No local data directory is touched in remote mode.
+        .env("WEFT_DATA_DIR", "/nonexistent/weft-remote")
+        .env_remove("WEFT_TOKEN")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(token) = token {
+        command.env("WEFT_TOKEN", token);
+    }
+    let mut child = command.spawn().unwrap();
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_remote_cli_deploys_runs_and_inspects_flows_as_its_tenant() {
+    let upstream = weft_tests::upstream::Upstream::start().await;
+    upstream.require_bearer("s3cret-token");
+    upstream.seed(
+        "items",
+        (0..3).map(|i| serde_json::json!({"id": format!("{i}"), "email": format!("p{i}@x.io")})),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let acme = text(&weft(dir.path(), &["tenant", "create", "acme"], None).stdout)
+        .trim()
+        .to_owned();
+    let other = text(&weft(dir.path(), &["tenant", "create", "other"], None).stdout)
+        .trim()
+        .to_owned();
+    let (mut child, address) = serve_api(dir.path(), &["--tenant-private-egress"]);
+    let flows = dir.path().join("flows");
+    std::fs::create_dir(&flows).unwrap();
+    std::fs::write(
+        flows.join("collect.toml"),
+        format!(
+            "name = \"collect\"\n\n[connections.api]\nplugin = \"http-json\"\nconfig = {{ base_url = \"{}\" }}\nauth = {{ kind = \"bearer\", token = \"secret:api\" }}\negress = [{{ host = \"{}\", allow_http = true, allow_private = true }}]\n\n[connections.store]\nplugin = \"dataset\"\n\n[[steps]]\nid = \"items\"\nread = {{ connection = \"api\", stream = \"items\" }}\n\n[[steps]]\nid = \"keep\"\nwrite = {{ connection = \"store\", stream = \"people\", input = \"items\", mode = \"upsert\", key = [\"email\"] }}\n",
+            upstream.url(),
+            upstream.addr
+        ),
+    )
+    .unwrap();
+    std::fs::write(flows.join("broken.toml"), "name = \"broken\"\nsteps = 3\n").unwrap();
+
+    // No token: said, before anything is sent.
+    let out = remote(&address, None, &["flows", "list"], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("WEFT_TOKEN"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // A directory: the good flow deployed, the broken one refused with its diagnostics.
+    let out = remote(
+        &address,
+        Some(&acme),
+        &["flows", "deploy", flows.to_str().unwrap()],
+        None,
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("deployed") && stderr.contains("flow `collect` (manual)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("--> flow.toml:2:"),
+        "the diagnostics, with line: {stderr}"
+    );
+    assert!(stderr.contains("1 flow file(s) refused"), "{stderr}");
+
+    let out = remote(
+        &address,
+        Some(&acme),
+        &["secret", "set", "api"],
+        Some("s3cret-token\n"),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = remote(&address, Some(&acme), &["secret", "list"], None);
+    assert!(
+        text(&out.stdout).starts_with("api\t"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let out = remote(&address, Some(&acme), &["flows", "run", "collect"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let listed = loop {
+        let out = remote(
+            &address,
+            Some(&acme),
+            &["runs", "list", "--flow", "collect"],
+            None,
+        );
+        let stdout = text(&out.stdout);
+        if stdout.contains("\tsucceeded\t") {
+            break stdout;
+        }
+        assert!(std::time::Instant::now() < deadline, "{stdout}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let run = listed.split('\t').next().unwrap().to_owned();
+    let out = remote(&address, Some(&acme), &["runs", "show", &run], None);
+    let shown = text(&out.stdout);
+    assert!(shown.contains("of flow `collect`: succeeded"), "{shown}");
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.starts_with("keep ") && l.contains(" 3 ")),
+        "{shown}"
+    );
+    let out = remote(&address, Some(&acme), &["flows", "list"], None);
+    assert!(
+        text(&out.stdout).starts_with(&format!(
+            "collect\tenabled\tmanual\tnext -\tlast {run} succeeded"
+        )),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // Another tenant's token sees none of it.
+    for args in [
+        &["runs", "show", run.as_str()][..],
+        &["flows", "show", "collect"],
+        &["flows", "run", "collect"],
+        &["secret", "rm", "api"],
+    ] {
+        let out = remote(&address, Some(&other), args, None);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(
+            text(&out.stderr).contains("(404 Not Found)"),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    let out = remote(&address, Some(&other), &["runs", "list"], None);
+    assert_eq!(text(&out.stdout), "");
+
+    let out = remote(
+        &address,
+        Some(&acme),
+        &["flows", "disable", "collect"],
+        None,
+    );
+    assert!(out.status.success());
+    let out = remote(&address, Some(&acme), &["flows", "run", "collect"], None);
+    assert!(
+        text(&out.stderr).contains("is disabled"),
+        "{}",
+        text(&out.stderr)
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
