@@ -267,6 +267,33 @@ async fn two_tenants_deploy_run_and_inspect_their_own_flows() {
         })
         .collect();
     assert_eq!(steps, [("items", 3), ("keep", 3)]);
+    // What the run used: counted as it went, kept with it, summed per tenant.
+    let usage = &run["usage"];
+    assert_eq!(
+        (
+            &usage["records_read"],
+            &usage["records_written"],
+            &usage["records_failed"]
+        ),
+        (&json!(3), &json!(3), &json!(0))
+    );
+    assert!(usage["requests"].as_u64().unwrap() >= 1, "{usage}");
+    assert!(usage["bytes_in"].as_u64().unwrap() > 0, "{usage}");
+    assert!(usage["peak_memory"].as_u64().unwrap() > 0, "{usage}");
+    let (status, sum) = served
+        .call(Some(&acme), Method::GET, "/api/v1/usage", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{sum}");
+    assert_eq!(sum["runs"], 1);
+    assert_eq!(sum["records_read"], 3);
+    assert_eq!(sum["requests"], usage["requests"]);
+    let (_, globex_sum) = served
+        .call(Some(&globex), Method::GET, "/api/v1/usage", None)
+        .await;
+    assert_eq!(
+        (&globex_sum["runs"], &globex_sum["records_read"]),
+        (&json!(1), &json!(5))
+    );
 
     // Each tenant's dataset holds its own records, paged in key order.
     let (_, page) = served

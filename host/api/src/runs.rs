@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use weft_store::{ErrorEntry, RunFilter, RunRecord, RunStatus, StepRunRecord};
+use weft_store::{ErrorEntry, RunFilter, RunRecord, RunStatus, RunUsage, StepRunRecord};
 
 use crate::auth::Tenant;
 use crate::error::{ApiError, ErrorBody};
@@ -22,6 +22,7 @@ pub(crate) fn routes() -> OpenApiRouter<Arc<Api>> {
         .routes(routes!(list))
         .routes(routes!(show))
         .routes(routes!(errors))
+        .routes(routes!(usage))
 }
 
 /// A run.
@@ -39,6 +40,65 @@ pub struct RunSummary {
     /// Why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What it used (zero while it runs).
+    pub usage: Usage,
+}
+
+/// What a run (or a tenant's runs over a period) used.
+#[derive(Serialize, ToSchema)]
+pub struct Usage {
+    /// Plugin CPU time, in milliseconds (counted in the runtime's 10 ms ticks).
+    pub cpu_ms: u64,
+    /// Requests connections sent for plugins.
+    pub requests: u64,
+    /// Request bodies sent, in bytes.
+    pub bytes_out: u64,
+    /// Response bodies received, in bytes.
+    pub bytes_in: u64,
+    /// The most memory one plugin instance held, in bytes.
+    pub peak_memory: u64,
+    pub records_read: u64,
+    pub records_written: u64,
+    /// Records sent to error logs.
+    pub records_failed: u64,
+}
+
+impl From<RunUsage> for Usage {
+    fn from(u: RunUsage) -> Self {
+        Usage {
+            cpu_ms: u.cpu_ms,
+            requests: u.requests,
+            bytes_out: u.bytes_out,
+            bytes_in: u.bytes_in,
+            peak_memory: u.peak_memory,
+            records_read: u.records_read,
+            records_written: u.records_written,
+            records_failed: u.records_failed,
+        }
+    }
+}
+
+/// What a tenant's runs started in a period used.
+#[derive(Serialize, ToSchema)]
+pub struct UsageReport {
+    pub since: String,
+    pub until: String,
+    /// Runs started in the period.
+    pub runs: u64,
+    #[serde(flatten)]
+    pub usage: Usage,
+}
+
+/// The period to sum.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UsageQuery {
+    /// Runs started at or after this time (RFC 3339); 24 hours before `until` if not given.
+    #[param(format = DateTime)]
+    since: Option<String>,
+    /// Runs started before this time (RFC 3339); now if not given.
+    #[param(format = DateTime)]
+    until: Option<String>,
 }
 
 impl From<RunRecord> for RunSummary {
@@ -51,6 +111,7 @@ impl From<RunRecord> for RunSummary {
             started_at: time(r.started_at),
             finished_at: r.finished_at.map(time),
             error: r.error,
+            usage: r.usage.into(),
         }
     }
 }
@@ -308,4 +369,34 @@ fn errors_csv(entries: &[ErrorEntry]) -> String {
         let _ = writer.write_record(&row);
     }
     String::from_utf8(writer.into_inner().unwrap_or_default()).unwrap_or_default()
+}
+
+/// What the tenant's runs started in a period used, summed (the peak memory: the most of any
+/// run).
+#[utoipa::path(get, path = "/api/v1/usage", tag = "runs", security(("token" = [])),
+    params(UsageQuery),
+    responses(
+        (status = 200, body = UsageReport),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+    ))]
+async fn usage(
+    Tenant(tenant): Tenant,
+    State(api): State<Arc<Api>>,
+    Query(query): Query<UsageQuery>,
+) -> Result<axum::Json<UsageReport>, ApiError> {
+    let until =
+        parse_time("until", query.until.as_deref())?.unwrap_or_else(std::time::SystemTime::now);
+    let since = parse_time("since", query.since.as_deref())?.unwrap_or_else(|| {
+        until
+            .checked_sub(std::time::Duration::from_secs(24 * 3600))
+            .unwrap_or(std::time::UNIX_EPOCH)
+    });
+    let (runs, usage) = api.store.usage_sum(&tenant, since, until).await?;
+    Ok(axum::Json(UsageReport {
+        since: time(since),
+        until: time(until),
+        runs,
+        usage: usage.into(),
+    }))
 }

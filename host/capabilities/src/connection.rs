@@ -142,6 +142,8 @@ struct Inner {
 #[derive(Clone)]
 pub struct Connection {
     inner: Arc<Inner>,
+    /// Where the requests it sends are counted: the run's usage.
+    usage: Option<Arc<crate::Usage>>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -229,6 +231,7 @@ impl Connection {
             secrets.clone(),
         );
         Ok(Self {
+            usage: None,
             inner: Arc::new(Inner {
                 name,
                 tenant,
@@ -240,6 +243,12 @@ impl Connection {
                 budget,
             }),
         })
+    }
+
+    /// Counts the requests this connection sends (and their bytes) into `usage`.
+    pub fn with_usage(mut self, usage: Arc<crate::Usage>) -> Self {
+        self.usage = Some(usage);
+        self
     }
 
     /// The connection's name.
@@ -291,6 +300,7 @@ impl Connection {
             .map(|u| host_for_messages(&u))
             .unwrap_or_else(|_| "the upstream".into());
         let method = req.method.clone();
+        let bytes_out = req.body.as_ref().map_or(0, Vec::len) as u64;
         let started = std::time::Instant::now();
         let result = match tokio::time::timeout(timeout, self.send_within_deadline(req)).await {
             Ok(result) => result,
@@ -300,6 +310,10 @@ impl Connection {
                 timeout.as_secs_f64()
             ))),
         };
+        if let Some(usage) = &self.usage {
+            let bytes_in = result.as_ref().map_or(0, |r| r.body.len()) as u64;
+            usage.add_request(bytes_out, bytes_in);
+        }
         // Host only: paths and queries can carry identifiers or credentials.
         let elapsed_ms = started.elapsed().as_millis() as u64;
         match &result {

@@ -62,6 +62,7 @@ pub mod http;
 pub mod log;
 pub mod secrets;
 pub mod untrusted;
+pub mod usage;
 
 pub use auth::{AuthSpec, CredentialPlacement};
 pub use budget::RateBudget;
@@ -75,3 +76,4 @@ pub use http::{HttpError, HttpLimits, Request, Response};
 pub use log::{LogContext, LogLevel, PluginLogger};
 pub use secrets::{MasterKey, Secret, SecretError, SecretRef, Secrets, redact};
 pub use untrusted::{Redactor, printable};
+pub use usage::{Usage, Used};

@@ -28,6 +28,8 @@ pub struct CallContext {
     pub connections: Arc<Connections>,
     /// Where plugin state lives; without it, state calls are refused as `unavailable`.
     pub store: Option<Store>,
+    /// Where the run's plugin CPU time and memory are counted, if they are.
+    pub usage: Option<Arc<weft_capabilities::Usage>>,
 }
 
 impl CallContext {
@@ -43,6 +45,10 @@ impl CallContext {
     }
     pub fn with_store(mut self, store: Store) -> Self {
         self.store = Some(store);
+        self
+    }
+    pub fn with_usage(mut self, usage: Arc<weft_capabilities::Usage>) -> Self {
+        self.usage = Some(usage);
         self
     }
     pub fn in_flow(mut self, flow: impl Into<String>) -> Self {
@@ -73,6 +79,8 @@ pub(crate) struct StoreData {
 /// Tracks what stopped a guest, so a trap can be reported as the limit it hit.
 pub(crate) struct Guard {
     pub(crate) memory_limit: usize,
+    /// The most linear memory the instance asked for, in bytes.
+    pub(crate) memory_peak: usize,
     pub(crate) memory_exceeded: bool,
     pub(crate) cpu_ticks_left: u64,
     pub(crate) cpu_exceeded: bool,
@@ -100,6 +108,7 @@ impl StoreData {
             table: ResourceTable::new(),
             guard: Guard {
                 memory_limit,
+                memory_peak: 0,
                 memory_exceeded: false,
                 cpu_ticks_left: cpu_ticks,
                 cpu_exceeded: false,
@@ -189,6 +198,7 @@ impl ResourceLimiter for StoreData {
         desired: usize,
         _maximum: Option<usize>,
     ) -> WasmResult<bool> {
+        self.guard.memory_peak = self.guard.memory_peak.max(desired);
         if desired > self.guard.memory_limit {
             self.guard.memory_exceeded = true;
             return Err(wasmtime::Error::msg(format!(

@@ -378,6 +378,12 @@ impl Runner {
             ),
         )
         .await;
+        if let Some(usage) = &context.usage {
+            let guard = &store.data().guard;
+            let ticks = self.inner.limits.cpu_ticks() - guard.cpu_ticks_left;
+            usage.add_cpu(self.inner.limits.epoch_tick * ticks as u32);
+            usage.note_memory(guard.memory_peak as u64);
+        }
         // Whatever text the plugin supplied is scrubbed and escaped here, before the engine,
         // the store or a terminal sees it.
         let redactor = context.redactor();

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::Notify;
 use tokio::task::{JoinError, JoinSet};
 use weft_capabilities::Secrets;
-use weft_engine::{PluginDirectory, Progress, RunError, RunOptions, RunReport, Work, schedule};
+use weft_engine::{PluginDirectory, Progress, RunError, RunOptions, RunReport, schedule};
 use weft_runtime::Runtime;
 use weft_store::{RunRequest, RunStatus, Store, StoreError};
 
@@ -868,29 +868,14 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// What the operator is told of a run: records read and written by the flow's read and write
 /// steps, and failed anywhere.
 fn ended(served: &ServedFlow, report: RunReport, cause: Cause) -> RunEnded {
-    let (mut read, mut written, mut failed) = (0, 0, 0);
-    for step in &report.steps {
-        let work = served
-            .plan
-            .steps
-            .iter()
-            .find(|s| s.id.as_str() == step.step)
-            .map(|s| &s.work);
-        match work {
-            Some(Work::Read(_)) => read += step.records_out,
-            Some(Work::Write(_)) => written += step.records_out,
-            _ => {}
-        }
-        failed += step.failed;
-    }
     RunEnded {
         tenant: served.tenant.clone(),
         flow: served.name().to_owned(),
         run: report.id,
         status: report.status,
-        read,
-        written,
-        failed,
+        read: report.usage.records_read,
+        written: report.usage.records_written,
+        failed: report.usage.records_failed,
         took: report.took,
         cause,
     }

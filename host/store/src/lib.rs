@@ -48,8 +48,8 @@ pub use error::StoreError;
 pub use flows::{DeployedFlow, FlowVersion, RunRequest};
 pub use migrations::{MIGRATIONS, Migration};
 pub use runs::{
-    DatasetInfo, ErrorEntry, FlowLease, LeaseOutcome, RunFilter, RunRecord, StepRunRecord,
-    StoredEvent, Upserted, WebhookSubscription,
+    DatasetInfo, ErrorEntry, FlowLease, LeaseOutcome, RunFilter, RunRecord, RunUsage,
+    StepRunRecord, StoredEvent, Upserted, WebhookSubscription,
 };
 pub use status::{RunStatus, StepStatus};
 pub use tenants::{

@@ -210,6 +210,21 @@ CREATE TABLE run_requests (
 );
 "#,
     },
+    Migration {
+        version: 9,
+        name: "what each run used",
+        sql: r#"
+ALTER TABLE runs ADD COLUMN cpu_ms BIGINT;
+ALTER TABLE runs ADD COLUMN requests BIGINT;
+ALTER TABLE runs ADD COLUMN bytes_out BIGINT;
+ALTER TABLE runs ADD COLUMN bytes_in BIGINT;
+ALTER TABLE runs ADD COLUMN peak_memory BIGINT;
+ALTER TABLE runs ADD COLUMN records_read BIGINT;
+ALTER TABLE runs ADD COLUMN records_written BIGINT;
+ALTER TABLE runs ADD COLUMN records_failed BIGINT;
+CREATE INDEX runs_by_time ON runs (tenant, started_at);
+"#,
+    },
 ];
 
 /// The newest schema version this build knows.

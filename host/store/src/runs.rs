@@ -29,6 +29,29 @@ pub struct RunRecord {
     pub finished_at: Option<SystemTime>,
     /// Why it failed.
     pub error: Option<String>,
+    /// What it used (all zero while it runs, and for runs an older weft recorded).
+    pub usage: RunUsage,
+}
+
+/// What one run used, or (from [`Store::usage_sum`](crate::Store::usage_sum)) many runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunUsage {
+    /// Plugin CPU time, in milliseconds.
+    pub cpu_ms: u64,
+    /// Requests connections sent for plugins.
+    pub requests: u64,
+    /// Request bodies sent, in bytes.
+    pub bytes_out: u64,
+    /// Response bodies received, in bytes.
+    pub bytes_in: u64,
+    /// The most memory one plugin instance held, in bytes (for many runs: the most of any).
+    pub peak_memory: u64,
+    /// Records its read steps read.
+    pub records_read: u64,
+    /// Records its write steps wrote.
+    pub records_written: u64,
+    /// Records sent to its error log.
+    pub records_failed: u64,
 }
 
 /// Which of a tenant's runs [`Store::runs_find`](crate::Store::runs_find) returns: each field
@@ -166,7 +189,7 @@ pub enum LeaseOutcome {
     Held(FlowLease),
 }
 
-/// A `runs` row as [`RUN_COLUMNS`] selects it.
+/// A `runs` row as [`RUN_COLUMNS`] selects it: the run, then what it used.
 type RunRow = (
     String,
     String,
@@ -176,13 +199,52 @@ type RunRow = (
     i64,
     Option<i64>,
     Option<String>,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
 );
 
-const RUN_COLUMNS: &str = "id, tenant, flow, environment, status, started_at, finished_at, error";
+/// The usage columns, as [`USAGE_COLUMNS`] or [`USAGE_SUMS`] select them.
+type UsageRow = (i64, i64, i64, i64, i64, i64, i64, i64);
 
-fn run_record(
-    (id, tenant, flow, environment, status, started_at, finished_at, error): RunRow,
-) -> Result<RunRecord, StoreError> {
+const RUN_COLUMNS: &str = "id, tenant, flow, environment, status, started_at, finished_at, error, \
+    COALESCE(cpu_ms, 0), COALESCE(requests, 0), COALESCE(bytes_out, 0), COALESCE(bytes_in, 0), \
+    COALESCE(peak_memory, 0), COALESCE(records_read, 0), COALESCE(records_written, 0), \
+    COALESCE(records_failed, 0)";
+
+/// The usage columns summed over runs (the peak: the most of any); cast, as PostgreSQL sums
+/// BIGINTs into NUMERIC.
+const USAGE_SUMS: &str = "CAST(COALESCE(SUM(cpu_ms), 0) AS BIGINT), \
+    CAST(COALESCE(SUM(requests), 0) AS BIGINT), CAST(COALESCE(SUM(bytes_out), 0) AS BIGINT), \
+    CAST(COALESCE(SUM(bytes_in), 0) AS BIGINT), CAST(COALESCE(MAX(peak_memory), 0) AS BIGINT), \
+    CAST(COALESCE(SUM(records_read), 0) AS BIGINT), \
+    CAST(COALESCE(SUM(records_written), 0) AS BIGINT), \
+    CAST(COALESCE(SUM(records_failed), 0) AS BIGINT)";
+
+fn usage_record(row: UsageRow) -> RunUsage {
+    let (cpu_ms, requests, bytes_out, bytes_in, peak_memory, read, written, failed) = row;
+    let n = |v: i64| v.max(0) as u64;
+    RunUsage {
+        cpu_ms: n(cpu_ms),
+        requests: n(requests),
+        bytes_out: n(bytes_out),
+        bytes_in: n(bytes_in),
+        peak_memory: n(peak_memory),
+        records_read: n(read),
+        records_written: n(written),
+        records_failed: n(failed),
+    }
+}
+
+fn run_record(row: RunRow) -> Result<RunRecord, StoreError> {
+    let (id, tenant, flow, environment, status, started_at, finished_at, error) =
+        (row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7);
+    let usage = (row.8, row.9, row.10, row.11, row.12, row.13, row.14, row.15);
     Ok(RunRecord {
         id,
         tenant,
@@ -192,6 +254,7 @@ fn run_record(
         started_at: millis_to_time(started_at),
         finished_at: finished_at.map(millis_to_time),
         error,
+        usage: usage_record(usage),
     })
 }
 
@@ -268,6 +331,58 @@ impl Store {
             execute!(pool, sql, status, now_millis(), error, id)
         })?;
         Ok(())
+    }
+
+    /// Records what a run used.
+    pub async fn run_used(&self, id: &str, usage: &RunUsage) -> Result<(), StoreError> {
+        let u = usage;
+        let values = [
+            u.cpu_ms,
+            u.requests,
+            u.bytes_out,
+            u.bytes_in,
+            u.peak_memory,
+            u.records_read,
+            u.records_written,
+            u.records_failed,
+        ]
+        .map(|v| v.min(i64::MAX as u64) as i64);
+        on_database!(self, format!("record what run {id} used"), |pool| {
+            let sql = "UPDATE runs SET cpu_ms = $1, requests = $2, bytes_out = $3, bytes_in = $4,
+                           peak_memory = $5, records_read = $6, records_written = $7,
+                           records_failed = $8
+                       WHERE id = $9";
+            let [a, b, c, d, e, f, g, h] = values;
+            execute!(pool, sql, a, b, c, d, e, f, g, h, id)
+        })?;
+        Ok(())
+    }
+
+    /// What a tenant's runs started in `[since, until)` used, summed; and how many there were.
+    pub async fn usage_sum(
+        &self,
+        tenant: &str,
+        since: SystemTime,
+        until: SystemTime,
+    ) -> Result<(u64, RunUsage), StoreError> {
+        let sql = format!(
+            "SELECT COUNT(*), {USAGE_SUMS} FROM runs
+             WHERE tenant = $1 AND started_at >= $2 AND started_at < $3"
+        );
+        let sql = sql.as_str();
+        let (since, until) = (millis(since), millis(until));
+        let (runs, usage): (i64, UsageRow) =
+            on_database!(self, format!("sum what tenant {tenant:?} used"), |pool| {
+                let row: (i64, i64, i64, i64, i64, i64, i64, i64, i64) =
+                    bind!(sqlx::query_as(sql), tenant, since, until)
+                        .fetch_one(pool)
+                        .await?;
+                Ok((
+                    row.0,
+                    (row.1, row.2, row.3, row.4, row.5, row.6, row.7, row.8),
+                ))
+            })?;
+        Ok((runs.max(0) as u64, usage_record(usage)))
     }
 
     /// Writes a step's current state (insert or replace).

@@ -350,3 +350,52 @@ on_both!(runs_are_found_by_flow_status_and_time, |store| {
     let one = RunFilter { limit: 1, ..all };
     assert_eq!(ids(store.runs_find("acme", &one).await.unwrap()), ["r3"]);
 });
+
+on_both!(
+    what_runs_used_is_kept_and_summed_per_tenant_and_period,
+    |store| {
+        use std::time::{Duration, SystemTime};
+        use weft_store::RunUsage;
+        let start = SystemTime::now() - Duration::from_secs(1);
+        let used = |n: u64| RunUsage {
+            cpu_ms: 10 * n,
+            requests: n,
+            bytes_out: 100 * n,
+            bytes_in: 1_000 * n,
+            peak_memory: 65_536 * n,
+            records_read: 3 * n,
+            records_written: 2 * n,
+            records_failed: n,
+        };
+        for (id, tenant, n) in [("r1", "acme", 1), ("r2", "acme", 2), ("r3", "globex", 5)] {
+            store.run_start(id, tenant, "sync", None).await.unwrap();
+            store.run_used(id, &used(n)).await.unwrap();
+        }
+        // A run that has not ended yet counts as a run that used nothing so far.
+        store.run_start("r4", "acme", "sync", None).await.unwrap();
+        let r2 = store.run_get("acme", "r2").await.unwrap().unwrap().0;
+        assert_eq!(r2.usage, used(2));
+        let r4 = store.run_get("acme", "r4").await.unwrap().unwrap().0;
+        assert_eq!(r4.usage, RunUsage::default());
+
+        let until = SystemTime::now() + Duration::from_secs(1);
+        let (runs, sum) = store.usage_sum("acme", start, until).await.unwrap();
+        assert_eq!(runs, 3);
+        assert_eq!(
+            sum,
+            RunUsage {
+                peak_memory: 65_536 * 2,
+                ..used(3)
+            },
+            "sums, and the peak is the most of any run"
+        );
+        // Outside the period: nothing.
+        let (runs, sum) = store
+            .usage_sum("acme", start - Duration::from_secs(3_600), start)
+            .await
+            .unwrap();
+        assert_eq!((runs, sum), (0, RunUsage::default()));
+        let (runs, _) = store.usage_sum("nobody", start, until).await.unwrap();
+        assert_eq!(runs, 0);
+    }
+);

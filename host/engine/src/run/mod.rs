@@ -30,11 +30,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
 use tracing::Instrument;
-use weft_capabilities::{Connection, ConnectionError, Connections, Secrets};
+use weft_capabilities::{Connection, ConnectionError, Connections, Secrets, Usage};
 use weft_flow::model::{Branch, RunAfter};
 use weft_flow::{Flow, StepId};
 use weft_runtime::CallContext;
-use weft_store::{RunStatus, StepRunRecord, StepStatus, Store, StoreError};
+use weft_store::{RunStatus, RunUsage, StepRunRecord, StepStatus, Store, StoreError};
 
 use crate::lease::FlowHold;
 use crate::plan::{Plan, PlannedStep, Work};
@@ -102,6 +102,8 @@ pub struct RunReport {
     pub status: RunStatus,
     pub steps: Vec<StepRunRecord>,
     pub took: Duration,
+    /// What it used: plugin CPU and memory, requests and bytes, records read, written, failed.
+    pub usage: RunUsage,
 }
 
 impl RunReport {
@@ -418,6 +420,36 @@ impl<'a> Execution<'a> {
         self.steps.values().map(|s| s.failed).sum()
     }
 
+    /// What the run used so far: its plugins' CPU time and memory and its connections'
+    /// requests (counted as they went), the records its read and write steps moved and those
+    /// that failed.
+    fn used(&self) -> RunUsage {
+        let counted = self
+            .context
+            .usage
+            .as_ref()
+            .map(|u| u.read())
+            .unwrap_or_default();
+        let (mut read, mut written) = (0, 0);
+        for (id, step) in &self.steps {
+            match self.plan.step(id).map(|s| &s.work) {
+                Some(Work::Read(_)) => read += step.records_out,
+                Some(Work::Write(_)) => written += step.records_out,
+                _ => {}
+            }
+        }
+        RunUsage {
+            cpu_ms: counted.cpu.as_millis() as u64,
+            requests: counted.requests,
+            bytes_out: counted.bytes_out,
+            bytes_in: counted.bytes_in,
+            peak_memory: counted.peak_memory,
+            records_read: read,
+            records_written: written,
+            records_failed: self.records_failed(),
+        }
+    }
+
     /// The steps' records in flow order.
     fn report(self, status: RunStatus, started: Instant) -> RunReport {
         let steps = self
@@ -426,11 +458,13 @@ impl<'a> Execution<'a> {
             .iter()
             .filter_map(|id| self.steps.get(id).cloned())
             .collect();
+        let usage = self.used();
         RunReport {
             id: self.run,
             status,
             steps,
             took: started.elapsed(),
+            usage,
         }
     }
 }
@@ -446,9 +480,11 @@ async fn begin(
     secrets: &Secrets,
     options: &RunOptions,
 ) -> Result<(String, CallContext, FlowHold), RunError> {
+    let usage = Arc::new(Usage::default());
     let mut connections = Connections::new();
     for bound in plan.connections.values() {
-        connections.insert(Connection::new(bound.spec.clone(), secrets.clone())?);
+        let connection = Connection::new(bound.spec.clone(), secrets.clone())?;
+        connections.insert(connection.with_usage(Arc::clone(&usage)));
     }
     let run = run_id_new();
     let flow_name = flow.file.name.get_ref().to_string();
@@ -468,6 +504,7 @@ async fn begin(
     }
     let mut context = CallContext::new(options.tenant.clone())
         .with_store(store.clone())
+        .with_usage(usage)
         .in_flow(flow_name);
     context.connections = Arc::new(connections);
     context.run = Some(run.clone());
@@ -481,19 +518,22 @@ async fn release(hold: FlowHold) {
     }
 }
 
-/// Records how the run ended and lets go of its flow: failed when a step failed (`outcome`
-/// says which), partial when records went to the error log, succeeded otherwise. When the run
-/// stopped because the state database failed, the run is recorded as failed with that cause (if
-/// the database lets it).
+/// Records what the run used and how it ended, and lets go of its flow: failed when a step
+/// failed (`outcome` says which), partial when records went to the error log, succeeded
+/// otherwise. When the run stopped because the state database failed, the run is recorded as
+/// failed with that cause (if the database lets it).
 async fn end(
     store: &Store,
     run: &str,
     hold: FlowHold,
     outcome: Result<Option<String>, StoreError>,
-    records_failed: u64,
+    usage: &RunUsage,
 ) -> Result<RunStatus, RunError> {
+    if let Err(e) = store.run_used(run, usage).await {
+        tracing::error!(run, error = %e, "could not record what the run used");
+    }
     let (status, error) = match &outcome {
-        Ok(None) if records_failed == 0 => (RunStatus::Succeeded, None),
+        Ok(None) if usage.records_failed == 0 => (RunStatus::Succeeded, None),
         Ok(None) => (RunStatus::Partial, None),
         Ok(Some(failed)) => (RunStatus::Failed, Some(failed.clone())),
         Err(e) => (
@@ -560,7 +600,7 @@ pub async fn run_with_events(
         .all()
         .instrument(run_span(flow, options, &run))
         .await;
-    let status = end(store, &run, hold, outcome, execution.records_failed()).await?;
+    let status = end(store, &run, hold, outcome, &execution.used()).await?;
     Ok(execution.report(status, started))
 }
 

@@ -43,7 +43,7 @@ pub async fn retry_failed(
         .again(failures)
         .instrument(run_span(flow, options, &run))
         .await;
-    let status = end(store, &run, hold, outcome, execution.records_failed()).await?;
+    let status = end(store, &run, hold, outcome, &execution.used()).await?;
     Ok(execution.report(status, started))
 }
 
