@@ -843,3 +843,99 @@ async fn a_slow_or_failing_tenant_does_not_hold_up_another_tenants_run() {
         "{told:?}"
     );
 }
+
+#[tokio::test]
+async fn a_tenant_over_its_quota_has_its_runs_refused_with_the_quota_its_limit_and_reset() {
+    let upstream = Upstream::start().await;
+    upstream.require_bearer("s3cret-token");
+    upstream.seed("items", people("a", 2));
+    let mut served = Served::start(allow_private()).await;
+    let acme = served.tenant("acme").await;
+    let other = served.tenant("other").await;
+    let operator = served.operator.clone();
+    let (status, limits) = served
+        .call(
+            Some(&operator),
+            Method::PUT,
+            "/api/v1/tenants/acme/quotas",
+            Some(json!({"set": {"runs_per_hour": 1, "flows": 1}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{limits}");
+    assert_eq!(limits["limits"], json!({"flows": 1, "runs_per_hour": 1}));
+    let (status, body) = served
+        .call(
+            Some(&operator),
+            Method::PUT,
+            "/api/v1/tenants/acme/quotas",
+            Some(json!({"set": {"runs_per_minute": 1}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+    let first = deploy_and_run(
+        &mut served,
+        &acme,
+        "sync",
+        sync_flow(&upstream, "sync", "items"),
+    )
+    .await;
+    assert_eq!(first["status"], "succeeded");
+    // The quota of flows: a second flow is refused, the same one redeployed is not.
+    let (status, body) = served
+        .call(
+            Some(&acme),
+            Method::POST,
+            "/api/v1/flows",
+            Some(json!({"source": sync_flow(&upstream, "second", "items")})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("quota flows (1 deployed of 1)")
+    );
+
+    // The second run in the hour is refused: in the history, with why.
+    served.told();
+    let (status, _) = served
+        .call(Some(&acme), Method::POST, "/api/v1/flows/sync/runs", None)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    turn(&mut served.server, SystemTime::now()).await;
+    let told = served.told();
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert!(
+        told[0].starts_with("acme/sync deferred: the tenant reached its quota runs_per_hour (1 used of 1); it resets at "),
+        "{told:?}"
+    );
+    let (_, refused) = served
+        .call(
+            Some(&acme),
+            Method::GET,
+            "/api/v1/runs?status=refused",
+            None,
+        )
+        .await;
+    assert_eq!(refused.as_array().unwrap().len(), 1, "{refused}");
+    let why = refused[0]["error"].as_str().unwrap();
+    assert!(
+        why.contains("runs_per_hour") && why.contains("of 1") && why.contains("resets at"),
+        "{why}"
+    );
+    assert_eq!(upstream.seen().len(), 1, "nothing more was asked upstream");
+    // The request was answered by the refusal: it does not come back every turn.
+    assert!(served.store.run_requests().await.unwrap().is_empty());
+
+    // Another tenant is not held to acme's quota.
+    let theirs = deploy_and_run(
+        &mut served,
+        &other,
+        "sync",
+        sync_flow(&upstream, "sync", "items"),
+    )
+    .await;
+    assert_eq!(theirs["status"], "succeeded");
+}

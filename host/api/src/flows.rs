@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use weft_flow::Flow;
-use weft_server::Deployment;
+use weft_server::{Deployment, Quota};
 use weft_store::DeployedFlow;
 
 use crate::auth::Tenant;
@@ -91,6 +91,7 @@ const MAX_SOURCE: usize = 256 * 1024;
         (status = 200, description = "Deployed over the flow of the same name", body = FlowInfo),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 409, description = "The tenant reached its quota of flows", body = ErrorBody),
         (status = 422, description = "The flow has problems", body = ErrorBody),
     ))]
 async fn deploy(
@@ -113,6 +114,16 @@ async fn deploy(
         .await
         .map_err(ApiError::Rejected)?;
     let name = served.name().to_owned();
+    if let Some(limit) = api.quotas.of(&api.store, &tenant).await?.get(Quota::Flows) {
+        let deployed = api.store.flows_deployed(&tenant).await?;
+        let new = deployed.iter().all(|f| f.name != name);
+        if new && deployed.len() as u64 >= limit {
+            return Err(ApiError::Conflict(format!(
+                "the tenant reached its quota flows ({} deployed of {limit}): delete a flow first, or ask the operator for more",
+                deployed.len()
+            )));
+        }
+    }
     let variables = serde_json::to_string(&deploy.variables).unwrap_or_else(|_| "{}".into());
     let digest = crate::token::hash(&format!("{}\0{variables}", deploy.source));
     let created = api

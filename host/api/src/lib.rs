@@ -33,7 +33,7 @@ use utoipa_axum::router::OpenApiRouter;
 use weft_capabilities::Secrets;
 use weft_engine::PluginDirectory;
 use weft_runtime::Runtime;
-use weft_server::TenantPolicy;
+use weft_server::{Quotas, TenantPolicy};
 use weft_store::Store;
 
 pub use token::{IssuedToken, issue_token};
@@ -48,6 +48,8 @@ pub struct Api {
     plugins: PluginDirectory,
     runtime: Runtime,
     policy: TenantPolicy,
+    /// Every tenant's quotas, unless the store holds its own.
+    quotas: Quotas,
     /// Notified when what a server serves changes: a flow deployed, changed, enabled,
     /// disabled or deleted, a run asked for, a tenant suspended, resumed or deleted.
     changed: Arc<Notify>,
@@ -62,6 +64,7 @@ impl Api {
             plugins,
             runtime,
             policy: TenantPolicy::default(),
+            quotas: Quotas::default(),
             changed: Arc::new(Notify::new()),
         }
     }
@@ -69,6 +72,12 @@ impl Api {
     /// What deployed flows may do beyond the defaults.
     pub fn with_policy(mut self, policy: TenantPolicy) -> Self {
         self.policy = policy;
+        self
+    }
+
+    /// The quotas of tenants that have none of their own (the server's, `--quota`).
+    pub fn with_quotas(mut self, quotas: Quotas) -> Self {
+        self.quotas = quotas;
         self
     }
 

@@ -30,7 +30,8 @@ pub(crate) fn routes() -> OpenApiRouter<Arc<Api>> {
 pub struct RunSummary {
     pub id: String,
     pub flow: String,
-    /// `running`, `succeeded`, `partial`, `failed` or `abandoned`.
+    /// `running`, `succeeded`, `partial`, `failed`, `abandoned` or `refused` (not started:
+    /// `error` names the quota, its limit and when it resets).
     pub status: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub environment: Option<String>,
@@ -187,6 +188,7 @@ pub enum Status {
     Partial,
     Failed,
     Abandoned,
+    Refused,
 }
 
 impl From<Status> for RunStatus {
@@ -197,6 +199,7 @@ impl From<Status> for RunStatus {
             Status::Partial => RunStatus::Partial,
             Status::Failed => RunStatus::Failed,
             Status::Abandoned => RunStatus::Abandoned,
+            Status::Refused => RunStatus::Refused,
         }
     }
 }

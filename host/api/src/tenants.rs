@@ -1,6 +1,7 @@
 //! The operator's routes: tenants, suspended, resumed and deleted with all they own, and their
 //! API tokens, shown once when made.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -9,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+use weft_server::Quota;
 use weft_store::{ApiTokenRecord, TenantRecord, TenantStatus, TokenHolder};
 
 use crate::auth::Operator;
@@ -24,6 +26,86 @@ pub(crate) fn routes() -> OpenApiRouter<Arc<Api>> {
         .routes(routes!(resume))
         .routes(routes!(token_create, token_list))
         .routes(routes!(token_revoke))
+        .routes(routes!(quotas_show, quotas_set))
+}
+
+/// A tenant's quotas: each set quota's limit (a quota absent is no limit), the tenant's own
+/// over the server's defaults.
+#[derive(Serialize, ToSchema)]
+pub struct QuotaLimits {
+    /// By quota name: `concurrent_runs`, `runs_per_hour`, `cpu_ms_per_hour`,
+    /// `requests_per_hour`, `bytes_per_hour`, `records_per_day`, `flows`.
+    pub limits: BTreeMap<String, u64>,
+}
+
+/// Quotas to set for a tenant: a number sets one, `null` puts it back to the server's default.
+#[derive(Deserialize, ToSchema)]
+pub struct QuotaChanges {
+    pub set: BTreeMap<String, Option<u64>>,
+}
+
+async fn limits_of(api: &Api, tenant: &str) -> Result<QuotaLimits, ApiError> {
+    let quotas = api.quotas.of(&api.store, tenant).await?;
+    Ok(QuotaLimits {
+        limits: quotas
+            .iter()
+            .map(|(q, v)| (q.name().to_owned(), v))
+            .collect(),
+    })
+}
+
+/// A tenant's quotas.
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant}/quotas", tag = "tenants", security(("token" = [])),
+    params(("tenant" = String, Path)),
+    responses(
+        (status = 200, body = QuotaLimits),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+    ))]
+async fn quotas_show(
+    _: Operator,
+    State(api): State<Arc<Api>>,
+    Path(tenant): Path<String>,
+) -> Result<axum::Json<QuotaLimits>, ApiError> {
+    existing(&api, &tenant).await?;
+    Ok(axum::Json(limits_of(&api, &tenant).await?))
+}
+
+/// Sets a tenant's own quotas over the server's defaults.
+#[utoipa::path(put, path = "/api/v1/tenants/{tenant}/quotas", tag = "tenants", security(("token" = [])),
+    params(("tenant" = String, Path)),
+    request_body = QuotaChanges,
+    responses(
+        (status = 200, body = QuotaLimits),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+    ))]
+async fn quotas_set(
+    _: Operator,
+    State(api): State<Arc<Api>>,
+    Path(tenant): Path<String>,
+    Json(changes): Json<QuotaChanges>,
+) -> Result<axum::Json<QuotaLimits>, ApiError> {
+    existing(&api, &tenant).await?;
+    let mut checked = Vec::new();
+    for (name, value) in changes.set {
+        let quota = Quota::parse(&name).ok_or_else(|| {
+            let names: Vec<&str> = Quota::ALL.iter().map(|q| q.name()).collect();
+            ApiError::BadRequest(format!(
+                "no quota `{name}`; the quotas are {}",
+                names.join(", ")
+            ))
+        })?;
+        if value.is_some_and(|v| v > i64::MAX as u64) {
+            return Err(ApiError::BadRequest(format!("quota `{name}` is too large")));
+        }
+        checked.push((quota, value));
+    }
+    for (quota, value) in checked {
+        api.store.quota_set(&tenant, quota.name(), value).await?;
+    }
+    api.changed();
+    Ok(axum::Json(limits_of(&api, &tenant).await?))
 }
 
 /// A tenant to make.

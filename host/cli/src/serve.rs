@@ -9,7 +9,9 @@ use clap::Args;
 use weft_api::Api;
 use weft_capabilities::{MasterKey, Secrets};
 use weft_engine::RunOptions;
-use weft_server::{Cause, Event, LoadError, LoadOptions, Registration, Server, TenantPolicy};
+use weft_server::{
+    Cause, Event, LoadError, LoadOptions, Quotas, Registration, Server, TenantPolicy,
+};
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -43,6 +45,11 @@ pub struct ServeArgs {
     /// still going then resume from their last checkpoint at the next start.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     shutdown_grace: std::time::Duration,
+    /// A quota for every tenant without its own (repeatable): concurrent_runs, runs_per_hour,
+    /// cpu_ms_per_hour, requests_per_hour, bytes_per_hour, records_per_day, flows. Unset: no
+    /// limit. `weft tenant quota` sets a tenant's own.
+    #[arg(long = "quota", value_name = "NAME=VALUE", value_parser = Quotas::parse_setting)]
+    quotas: Vec<(weft_server::Quota, u64)>,
     /// The URL vendors reach the webhook endpoints at (e.g. `https://weft.example.com`, in
     /// front of `--listen`). When given, each webhook-triggered flow's endpoint is registered
     /// with its vendor at start, for the trigger's events, and kept registered.
@@ -83,18 +90,24 @@ pub async fn run(data_dir: &Path, tenant: &str, args: ServeArgs) -> anyhow::Resu
     let policy = TenantPolicy {
         allow_private_egress: args.tenant_private_egress,
     };
+    let mut quotas = Quotas::default();
+    for (quota, limit) in &args.quotas {
+        quotas.set(*quota, *limit);
+    }
     let api = Api::new(
         store.clone(),
         secrets.clone(),
         plugins.clone(),
         runtime.clone(),
     )
-    .with_policy(policy);
+    .with_policy(policy)
+    .with_quotas(quotas.clone());
     let count = flows.len();
     let home = tenant.to_owned();
     let mut server = Server::new(flows, store, secrets, options)
         .with_deployed(plugins, runtime, policy, api.changes())
         .with_workers(args.workers)
+        .with_quotas(quotas)
         .with_shutdown_grace(args.shutdown_grace)
         .on_event(move |e| say(&home, e));
     if let Some(url) = &args.public_url {

@@ -39,6 +39,13 @@ pub enum TenantCommand {
         #[arg(long, conflicts_with = "id")]
         all: bool,
     },
+    /// A tenant's own quotas: list them, or set `NAME=VALUE` (`NAME=default` puts one back to
+    /// the server's `--quota`).
+    Quota {
+        name: String,
+        #[arg(value_name = "QUOTA=VALUE")]
+        set: Vec<String>,
+    },
     /// Make an operator token, for the API's tenant routes (`/api/v1/tenants`).
     OperatorToken,
 }
@@ -125,6 +132,26 @@ pub async fn run(data_dir: &Path, command: TenantCommand) -> anyhow::Result<()> 
                 );
             }
             eprintln!("revoked {revoked} token(s) of tenant `{name}`");
+        }
+        TenantCommand::Quota { name, set } => {
+            exists(&name, store.tenant_get(&name).await?.is_some())?;
+            for setting in &set {
+                let (quota, value) = match setting.strip_suffix("=default") {
+                    Some(quota) => (quota, None),
+                    None => {
+                        let (quota, value) = weft_server::Quotas::parse_setting(setting)
+                            .map_err(|e| anyhow::anyhow!(e))?;
+                        (quota.name(), Some(value))
+                    }
+                };
+                if weft_server::Quota::parse(quota).is_none() {
+                    bail!("no quota `{quota}`");
+                }
+                store.quota_set(&name, quota, value).await?;
+            }
+            for (quota, value) in store.quotas(&name).await? {
+                out!("{quota}\t{value}")?;
+            }
         }
         TenantCommand::OperatorToken => {
             let token = weft_api::issue_token(&store, &TokenHolder::Operator).await?;

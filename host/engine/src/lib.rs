@@ -16,5 +16,5 @@ pub use plugins::{Connector, Transformer};
 pub use registry::PluginDirectory;
 pub use run::{
     Progress, RetryPolicy, RunError, RunOptions, RunReport, dataset_key, retry_failed, run,
-    run_with_events,
+    run_id_new, run_with_events,
 };

@@ -61,9 +61,15 @@ impl Load {
     }
 }
 
-/// The runs of `waiting` to start now with `workers` workers under `load`, in order; the others
-/// wait for the next turn (they are still due then). `load` is updated with those started.
-pub(crate) fn choose<T>(waiting: Vec<Waiting<T>>, workers: usize, load: &mut Load) -> Vec<T> {
+/// The runs of `waiting` to start now with `workers` workers under `load`, in order, a tenant
+/// never past its cap on runs at once (`cap`, when it has one); the others wait for the next
+/// turn (they are still due then). `load` is updated with those started.
+pub(crate) fn choose<T>(
+    waiting: Vec<Waiting<T>>,
+    workers: usize,
+    load: &mut Load,
+    cap: &BTreeMap<String, usize>,
+) -> Vec<T> {
     let background_cap = if workers > 1 { workers - 1 } else { workers };
     let mut lanes: BTreeMap<Lane, BTreeMap<String, std::collections::VecDeque<T>>> =
         BTreeMap::new();
@@ -83,9 +89,13 @@ pub(crate) fn choose<T>(waiting: Vec<Waiting<T>>, workers: usize, load: &mut Loa
             {
                 break;
             }
+            let under_cap = |tenant: &String| {
+                cap.get(tenant)
+                    .is_none_or(|cap| load.in_flight.get(tenant).copied().unwrap_or(0) < *cap)
+            };
             let next = tenants
                 .iter()
-                .filter(|(_, runs)| !runs.is_empty())
+                .filter(|(tenant, runs)| !runs.is_empty() && under_cap(tenant))
                 .map(|(tenant, _)| tenant)
                 .min_by_key(|tenant| {
                     (
@@ -127,7 +137,7 @@ mod tests {
         let mut load = Load::default();
         let mut due = many("big", Lane::Background, 500);
         due.push(waiting("small", Lane::Background, "only"));
-        let chosen = choose(due, 4, &mut load);
+        let chosen = choose(due, 4, &mut load, &BTreeMap::new());
         // Three background workers of four: tenants take turns.
         assert_eq!(chosen, ["big/f0", "small/only", "big/f1"]);
         assert_eq!(load.total(), 3);
@@ -140,14 +150,19 @@ mod tests {
         load.started("big", Lane::Background);
         let mut due = many("big", Lane::Background, 10);
         due.extend(many("other", Lane::Background, 1));
-        let chosen = choose(due, 4, &mut load);
+        let chosen = choose(due, 4, &mut load, &BTreeMap::new());
         assert_eq!(chosen, ["other/f0"], "one background worker was left");
     }
 
     #[test]
     fn background_runs_leave_a_worker_for_webhooks_and_requests() {
         let mut load = Load::default();
-        let chosen = choose(many("a", Lane::Background, 10), 3, &mut load);
+        let chosen = choose(
+            many("a", Lane::Background, 10),
+            3,
+            &mut load,
+            &BTreeMap::new(),
+        );
         assert_eq!(chosen.len(), 2);
         // A webhook run arriving while the syncs hold their two workers gets the third.
         let chosen = choose(
@@ -157,14 +172,28 @@ mod tests {
             ],
             3,
             &mut load,
+            &BTreeMap::new(),
         );
         assert_eq!(chosen, ["b/hook"]);
         assert_eq!(load.total(), 3);
         // Full: nothing more starts until a run ends.
-        assert!(choose(many("c", Lane::Interactive, 1), 3, &mut load).is_empty());
+        assert!(
+            choose(
+                many("c", Lane::Interactive, 1),
+                3,
+                &mut load,
+                &BTreeMap::new()
+            )
+            .is_empty()
+        );
         load.ended("a", Lane::Background);
         assert_eq!(
-            choose(many("c", Lane::Interactive, 1), 3, &mut load),
+            choose(
+                many("c", Lane::Interactive, 1),
+                3,
+                &mut load,
+                &BTreeMap::new()
+            ),
             ["c/f0"]
         );
     }
@@ -174,7 +203,7 @@ mod tests {
         let mut load = Load::default();
         let mut due = many("a", Lane::Background, 3);
         due.extend(many("b", Lane::Interactive, 3));
-        let chosen = choose(due, 2, &mut load);
+        let chosen = choose(due, 2, &mut load, &BTreeMap::new());
         assert_eq!(chosen, ["b/f0", "b/f1"]);
     }
 
@@ -182,12 +211,31 @@ mod tests {
     fn a_single_worker_serves_background_runs_too() {
         let mut load = Load::default();
         assert_eq!(
-            choose(many("a", Lane::Background, 2), 1, &mut load),
+            choose(
+                many("a", Lane::Background, 2),
+                1,
+                &mut load,
+                &BTreeMap::new()
+            ),
             ["a/f0"]
         );
         load.ended("a", Lane::Background);
         assert!(load.in_flight.is_empty());
         assert_eq!(load.background, 0);
+    }
+
+    #[test]
+    fn a_tenant_at_its_cap_waits_while_others_run() {
+        let mut load = Load::default();
+        let caps = BTreeMap::from([("capped".to_owned(), 1)]);
+        let mut due = many("capped", Lane::Interactive, 3);
+        due.extend(many("free", Lane::Interactive, 2));
+        let chosen = choose(due, 8, &mut load, &caps);
+        assert_eq!(chosen, ["capped/f0", "free/f0", "free/f1"]);
+        // Its run ended: the next may start.
+        load.ended("capped", Lane::Interactive);
+        let chosen = choose(many("capped", Lane::Interactive, 2), 8, &mut load, &caps);
+        assert_eq!(chosen, ["capped/f0"]);
     }
 
     #[test]
@@ -199,6 +247,6 @@ mod tests {
         }
         let mut due = many("busy", Lane::Background, 1);
         due.extend(many("quiet", Lane::Background, 1));
-        assert_eq!(choose(due, 2, &mut load), ["quiet/f0"]);
+        assert_eq!(choose(due, 2, &mut load, &BTreeMap::new()), ["quiet/f0"]);
     }
 }

@@ -22,6 +22,7 @@ mod deployed;
 mod dispatch;
 mod flows;
 mod hooks;
+pub mod quota;
 pub mod registration;
 mod server;
 
@@ -29,6 +30,7 @@ pub use flows::{
     Deployment, FlowKey, LoadError, LoadOptions, Problems, ServedFlow, TenantPolicy, load,
     plan_deployed,
 };
+pub use quota::{Quota, Quotas};
 pub use registration::{Registration, RegistrationError};
 pub use server::{
     Cause, DEFAULT_SHUTDOWN_GRACE, DEFAULT_WORKERS, Event, RunEnded, ServeError, Server,

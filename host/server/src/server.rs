@@ -16,6 +16,7 @@ use weft_store::{RunRequest, RunStatus, Store, StoreError};
 use crate::deployed::{DEPLOYED_POLL, Deployed};
 use crate::dispatch::{self, Lane, Load, Waiting};
 use crate::flows::{FlowKey, TenantPolicy};
+use crate::quota::{self, Quota, Quotas};
 use crate::registration::{self, Registration, RegistrationError};
 use crate::{ServedFlow, hooks};
 
@@ -202,6 +203,8 @@ pub struct Server {
     load: Load,
     /// Chained flows found ready when a run completed, to start at the next turn.
     chained: Vec<Due>,
+    /// Every tenant's quotas, unless the store holds its own.
+    quotas: Quotas,
     /// Whether chains left ready by an earlier process (stopped before it started them) were
     /// looked for.
     chains_recovered: bool,
@@ -237,6 +240,7 @@ impl Server {
             running: BTreeSet::new(),
             load: Load::default(),
             chained: Vec::new(),
+            quotas: Quotas::default(),
             chains_recovered: false,
             report: Box::new(|_| {}),
         }
@@ -260,6 +264,12 @@ impl Server {
     /// leave one worker to webhook events and runs asked for.
     pub fn with_workers(mut self, workers: usize) -> Self {
         self.workers = workers.max(1);
+        self
+    }
+
+    /// The quotas of every tenant that has none of its own set (see `quota`).
+    pub fn with_quotas(mut self, quotas: Quotas) -> Self {
+        self.quotas = quotas;
         self
     }
 
@@ -473,7 +483,7 @@ impl Server {
                 Err(e) => next = next.min(self.defer(served, &e, now)),
             }
         }
-        self.start(due);
+        self.start(due, now).await;
         next
     }
 
@@ -488,7 +498,7 @@ impl Server {
                 return;
             }
             let chained = std::mem::take(&mut self.chained);
-            self.start(chained);
+            self.start(chained, now).await;
         }
     }
 
@@ -560,23 +570,57 @@ impl Server {
         due
     }
 
-    /// Starts what `due` may start now on free workers (one run per flow; the others stay due
-    /// and are found again next turn).
-    fn start(&mut self, due: Vec<Due>) {
-        let mut waiting = Vec::new();
+    /// Starts what `due` may start now on free workers (one run per flow, a tenant within its
+    /// quotas; the others stay due and are found again next turn). A tenant over a counted
+    /// quota has its due runs refused: recorded, told, and their flows resting until it resets.
+    async fn start(&mut self, due: Vec<Due>, now: SystemTime) {
+        let mut by_tenant: BTreeMap<String, Vec<Due>> = BTreeMap::new();
         let mut seen = BTreeSet::new();
         for d in due {
             let key = d.served.key();
             if self.running.contains(&key) || !seen.insert(key) {
                 continue;
             }
-            waiting.push(Waiting {
-                tenant: d.served.tenant.clone(),
-                lane: d.lane(),
-                run: d,
-            });
+            by_tenant
+                .entry(d.served.tenant.clone())
+                .or_default()
+                .push(d);
         }
-        for due in dispatch::choose(waiting, self.workers, &mut self.load) {
+        let mut waiting = Vec::new();
+        let mut caps = BTreeMap::new();
+        for (tenant, due) in by_tenant {
+            let store = &self.shared.store;
+            let checked = match self.quotas.of(store, &tenant).await {
+                Ok(quotas) => quota::reached(store, &tenant, &quotas, now)
+                    .await
+                    .map(|reached| (quotas, reached)),
+                Err(e) => Err(e),
+            };
+            match checked {
+                Ok((quotas, None)) => {
+                    if let Some(cap) = quotas.get(Quota::ConcurrentRuns) {
+                        caps.insert(tenant.clone(), cap as usize);
+                    }
+                    waiting.extend(due.into_iter().map(|d| Waiting {
+                        tenant: tenant.clone(),
+                        lane: d.lane(),
+                        run: d,
+                    }));
+                }
+                Ok((_, Some(exceeded))) => {
+                    for d in due {
+                        self.refuse(d, &exceeded).await;
+                    }
+                }
+                Err(e) => {
+                    let e = ServeError::from(e);
+                    for d in due {
+                        self.defer(&d.served, &e, now);
+                    }
+                }
+            }
+        }
+        for due in dispatch::choose(waiting, self.workers, &mut self.load, &caps) {
             self.running.insert(due.served.key());
             let lane = due.lane();
             let shared = Arc::clone(&self.shared);
@@ -592,6 +636,37 @@ impl Server {
                 Finished { due, lane, result }
             });
         }
+    }
+
+    /// Does not start `due` because its tenant reached `exceeded`: records a `refused` run
+    /// saying so (its request, if it had one, is answered by it; its webhook events wait), and
+    /// rests its flow until the quota resets.
+    async fn refuse(&mut self, due: Due, exceeded: &quota::Exceeded) {
+        let served = &due.served;
+        let why = exceeded.to_string();
+        let store = &self.shared.store;
+        let id = weft_engine::run_id_new();
+        let recorded = match store
+            .run_refused(&id, &served.tenant, served.name(), &why)
+            .await
+        {
+            Ok(()) => match &due.request {
+                Some(request) => store.run_request_done(request).await,
+                None => Ok(()),
+            },
+            Err(e) => Err(e),
+        };
+        if let Err(e) = recorded {
+            tracing::error!(error = %e, "recording a refused run failed");
+        }
+        lock(&self.resting).insert(served.key(), (0, exceeded.resets_at));
+        tracing::warn!(tenant = %served.tenant, flow = %served.name(), %why, "run refused");
+        (self.report)(&Event::Deferred {
+            tenant: served.tenant.clone(),
+            flow: served.name().to_owned(),
+            error: why,
+            retry_at: exceeded.resets_at,
+        });
     }
 
     /// Takes in a run that ended: tells of it, marks its events and request done, finds the
@@ -798,14 +873,10 @@ impl Server {
     }
 
     async fn last_started(&self, served: &ServedFlow) -> Result<Option<SystemTime>, StoreError> {
-        Ok(self
-            .shared
+        self.shared
             .store
-            .flow_runs(&served.tenant, served.name(), None, 1)
-            .await?
-            .into_iter()
-            .next()
-            .map(|r| r.started_at))
+            .flow_last_started(&served.tenant, served.name())
+            .await
     }
 
     /// Whether every flow `next` runs after completed since `next` last started.

@@ -225,6 +225,18 @@ ALTER TABLE runs ADD COLUMN records_failed BIGINT;
 CREATE INDEX runs_by_time ON runs (tenant, started_at);
 "#,
     },
+    Migration {
+        version: 10,
+        name: "tenant quotas",
+        sql: r#"
+CREATE TABLE tenant_quotas (
+    tenant  TEXT    NOT NULL,
+    name    TEXT    NOT NULL,
+    value   BIGINT  NOT NULL,
+    PRIMARY KEY (tenant, name)
+);
+"#,
+    },
 ];
 
 /// The newest schema version this build knows.

@@ -318,6 +318,45 @@ impl Store {
         Ok(())
     }
 
+    /// Records a run that was not started because its tenant was over a quota: `refused`,
+    /// with why.
+    pub async fn run_refused(
+        &self,
+        id: &str,
+        tenant: &str,
+        flow: &str,
+        why: &str,
+    ) -> Result<(), StoreError> {
+        on_database!(self, format!("record the refused run {id}"), |pool| {
+            let sql = "INSERT INTO runs (id, tenant, flow, status, started_at, finished_at, error)
+                       VALUES ($1, $2, $3, $4, $5, $5, $6)";
+            let refused = RunStatus::Refused.as_str();
+            execute!(pool, sql, id, tenant, flow, refused, now_millis(), why)
+        })?;
+        Ok(())
+    }
+
+    /// When the flow's last run that was started started (refused ones were not).
+    pub async fn flow_last_started(
+        &self,
+        tenant: &str,
+        flow: &str,
+    ) -> Result<Option<SystemTime>, StoreError> {
+        let refused = RunStatus::Refused.as_str();
+        let last: Option<i64> = on_database!(
+            self,
+            format!("read when flow {flow} last started"),
+            |pool| {
+                let sql = "SELECT MAX(started_at) FROM runs
+                           WHERE tenant = $1 AND flow = $2 AND status <> $3";
+                bind!(sqlx::query_scalar(sql), tenant, flow, refused)
+                    .fetch_one(pool)
+                    .await
+            }
+        )?;
+        Ok(last.map(millis_to_time))
+    }
+
     /// Records how a run ended.
     pub async fn run_finish(
         &self,

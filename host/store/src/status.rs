@@ -18,6 +18,9 @@ pub enum RunStatus {
     Failed,
     /// Its process died: its lease lapsed with the run unfinished.
     Abandoned,
+    /// It was not started: its tenant was over a quota (the error says which, its limit and
+    /// when it resets).
+    Refused,
 }
 
 /// How a step of a run stands.
@@ -35,12 +38,13 @@ pub enum StepStatus {
 
 impl RunStatus {
     /// Every status, in the order a run passes through them.
-    pub const ALL: [RunStatus; 5] = [
+    pub const ALL: [RunStatus; 6] = [
         RunStatus::Running,
         RunStatus::Succeeded,
         RunStatus::Partial,
         RunStatus::Failed,
         RunStatus::Abandoned,
+        RunStatus::Refused,
     ];
 
     /// The word stored and shown.
@@ -51,6 +55,7 @@ impl RunStatus {
             RunStatus::Partial => "partial",
             RunStatus::Failed => "failed",
             RunStatus::Abandoned => "abandoned",
+            RunStatus::Refused => "refused",
         }
     }
 

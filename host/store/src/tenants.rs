@@ -105,6 +105,7 @@ const TENANT_TABLES: &[&str] = &[
     "deployed_flows",
     "run_requests",
     "api_tokens",
+    "tenant_quotas",
     "runs",
 ];
 
@@ -272,5 +273,53 @@ impl Store {
                          AND ($3 IS NULL OR id = $3)";
             execute!(pool, sql, now_millis(), tenant, id)
         })
+    }
+}
+
+/// Quotas an operator set for one tenant, over the server's defaults.
+impl Store {
+    /// Sets (`Some`) or clears (`None`, back to the server's default) a tenant's quota `name`.
+    pub async fn quota_set(
+        &self,
+        tenant: &str,
+        name: &str,
+        value: Option<u64>,
+    ) -> Result<(), StoreError> {
+        on_database!(
+            self,
+            format!("set quota {name} of tenant {tenant:?}"),
+            |pool| {
+                match value {
+                    Some(value) => {
+                        let value = value.min(i64::MAX as u64) as i64;
+                        let sql =
+                            "INSERT INTO tenant_quotas (tenant, name, value) VALUES ($1, $2, $3)
+                               ON CONFLICT (tenant, name) DO UPDATE SET value = excluded.value";
+                        execute!(pool, sql, tenant, name, value)
+                    }
+                    None => {
+                        let sql = "DELETE FROM tenant_quotas WHERE tenant = $1 AND name = $2";
+                        execute!(pool, sql, tenant, name)
+                    }
+                }
+            }
+        )?;
+        Ok(())
+    }
+
+    /// The quotas set for a tenant, by name.
+    pub async fn quotas(&self, tenant: &str) -> Result<Vec<(String, u64)>, StoreError> {
+        let rows: Vec<(String, i64)> = on_database!(
+            self,
+            format!("read the quotas of tenant {tenant:?}"),
+            |pool| {
+                let sql = "SELECT name, value FROM tenant_quotas WHERE tenant = $1 ORDER BY name";
+                sqlx::query_as(sql).bind(tenant).fetch_all(pool).await
+            }
+        )?;
+        Ok(rows
+            .into_iter()
+            .map(|(name, value)| (name, value.max(0) as u64))
+            .collect())
     }
 }

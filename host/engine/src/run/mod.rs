@@ -128,8 +128,8 @@ impl From<StoreError> for Stop {
     }
 }
 
-/// A fresh run id: time-ordered and unique within the process.
-fn run_id_new() -> String {
+/// A new run id: unique across processes sharing a store (time, process, counter).
+pub fn run_id_new() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let millis = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)

@@ -1,0 +1,272 @@
+//! Quotas per tenant: the server's defaults (`weft serve --quota NAME=VALUE`), over which the
+//! operator sets a tenant's own (`weft tenant quota`, `PUT /api/v1/tenants/{tenant}/quotas`).
+//! A quota not set is no limit.
+//!
+//! Counted quotas are per clock hour or UTC day, from what runs recorded they used
+//! (`Store::usage_sum`): a tenant over one has its due runs refused, each recorded as a
+//! `refused` run saying which quota, its limit and when it resets, and its flows rest until
+//! then; webhook events wait for that. `concurrent_runs` is not a refusal: a run over it waits
+//! for one of the tenant's runs to end.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use weft_store::{RunUsage, Store, StoreError};
+
+/// What a quota limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Quota {
+    /// Runs of the tenant at once.
+    ConcurrentRuns,
+    /// Runs started in a clock hour.
+    RunsPerHour,
+    /// Plugin CPU milliseconds in a clock hour.
+    CpuMsPerHour,
+    /// Requests connections sent in a clock hour.
+    RequestsPerHour,
+    /// Request and response bytes in a clock hour.
+    BytesPerHour,
+    /// Records read and written in a UTC day.
+    RecordsPerDay,
+    /// Flows deployed at once.
+    Flows,
+}
+
+const HOUR: Duration = Duration::from_secs(3_600);
+const DAY: Duration = Duration::from_secs(86_400);
+
+impl Quota {
+    pub const ALL: [Quota; 7] = [
+        Quota::ConcurrentRuns,
+        Quota::RunsPerHour,
+        Quota::CpuMsPerHour,
+        Quota::RequestsPerHour,
+        Quota::BytesPerHour,
+        Quota::RecordsPerDay,
+        Quota::Flows,
+    ];
+
+    /// Its name, as settings and messages write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Quota::ConcurrentRuns => "concurrent_runs",
+            Quota::RunsPerHour => "runs_per_hour",
+            Quota::CpuMsPerHour => "cpu_ms_per_hour",
+            Quota::RequestsPerHour => "requests_per_hour",
+            Quota::BytesPerHour => "bytes_per_hour",
+            Quota::RecordsPerDay => "records_per_day",
+            Quota::Flows => "flows",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Quota> {
+        Quota::ALL.into_iter().find(|q| q.name() == name)
+    }
+
+    /// The window it counts in, for the counted ones.
+    fn window(self) -> Option<Duration> {
+        match self {
+            Quota::RunsPerHour
+            | Quota::CpuMsPerHour
+            | Quota::RequestsPerHour
+            | Quota::BytesPerHour => Some(HOUR),
+            Quota::RecordsPerDay => Some(DAY),
+            Quota::ConcurrentRuns | Quota::Flows => None,
+        }
+    }
+
+    /// How much of it `runs` runs that used `usage` took.
+    fn used(self, runs: u64, usage: &RunUsage) -> u64 {
+        match self {
+            Quota::RunsPerHour => runs,
+            Quota::CpuMsPerHour => usage.cpu_ms,
+            Quota::RequestsPerHour => usage.requests,
+            Quota::BytesPerHour => usage.bytes_in.saturating_add(usage.bytes_out),
+            Quota::RecordsPerDay => usage.records_read.saturating_add(usage.records_written),
+            Quota::ConcurrentRuns | Quota::Flows => 0,
+        }
+    }
+}
+
+impl fmt::Display for Quota {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Limits by quota; a quota absent is no limit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Quotas {
+    limits: BTreeMap<Quota, u64>,
+}
+
+impl Quotas {
+    pub fn set(&mut self, quota: Quota, limit: u64) {
+        self.limits.insert(quota, limit);
+    }
+
+    pub fn get(&self, quota: Quota) -> Option<u64> {
+        self.limits.get(&quota).copied()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (Quota, u64)> + '_ {
+        self.limits.iter().map(|(q, v)| (*q, *v))
+    }
+
+    /// `NAME=VALUE`, as `--quota` takes it.
+    pub fn parse_setting(text: &str) -> Result<(Quota, u64), String> {
+        let names = || {
+            Quota::ALL
+                .iter()
+                .map(|q| q.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let (name, value) = text
+            .split_once('=')
+            .ok_or_else(|| format!("`{text}` is not NAME=VALUE (quotas: {})", names()))?;
+        let quota = Quota::parse(name)
+            .ok_or_else(|| format!("no quota `{name}`; the quotas are {}", names()))?;
+        let value = value
+            .parse()
+            .map_err(|_| format!("the value of quota `{name}` is a whole number, not `{value}`"))?;
+        Ok((quota, value))
+    }
+
+    /// These defaults with a tenant's own quotas (as the store keeps them) over them; names
+    /// this weft does not know are ignored.
+    pub fn with_overrides(&self, overrides: &[(String, u64)]) -> Quotas {
+        let mut quotas = self.clone();
+        for (name, value) in overrides {
+            if let Some(quota) = Quota::parse(name) {
+                quotas.set(quota, *value);
+            }
+        }
+        quotas
+    }
+
+    /// The tenant's quotas: these defaults with its own over them.
+    pub async fn of(&self, store: &Store, tenant: &str) -> Result<Quotas, StoreError> {
+        Ok(self.with_overrides(&store.quotas(tenant).await?))
+    }
+}
+
+/// A counted quota a tenant reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exceeded {
+    pub quota: Quota,
+    pub limit: u64,
+    pub used: u64,
+    /// When its window ends, and the count starts again.
+    pub resets_at: SystemTime,
+}
+
+impl fmt::Display for Exceeded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the tenant reached its quota {} ({} used of {}); it resets at {}",
+            self.quota,
+            self.used,
+            self.limit,
+            humantime::format_rfc3339_seconds(self.resets_at)
+        )
+    }
+}
+
+/// The start of the window of `length` that `now` is in (clock hours, UTC days).
+fn window_start(now: SystemTime, length: Duration) -> SystemTime {
+    let since = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let whole = since.as_secs() / length.as_secs() * length.as_secs();
+    SystemTime::UNIX_EPOCH + Duration::from_secs(whole)
+}
+
+/// The first counted quota in `quotas` the tenant has reached at `now`, if any: one store query
+/// per window length in use.
+pub(crate) async fn reached(
+    store: &Store,
+    tenant: &str,
+    quotas: &Quotas,
+    now: SystemTime,
+) -> Result<Option<Exceeded>, StoreError> {
+    let mut sums: BTreeMap<u64, (u64, RunUsage)> = BTreeMap::new();
+    for (quota, limit) in quotas.iter() {
+        let Some(length) = quota.window() else {
+            continue;
+        };
+        let start = window_start(now, length);
+        let (runs, usage) = match sums.get(&length.as_secs()) {
+            Some(found) => *found,
+            None => {
+                let found = store
+                    .usage_sum(tenant, start, now + Duration::from_millis(1))
+                    .await?;
+                sums.insert(length.as_secs(), found);
+                found
+            }
+        };
+        let used = quota.used(runs, &usage);
+        if used >= limit {
+            return Ok(Some(Exceeded {
+                quota,
+                limit,
+                used,
+                resets_at: start + length,
+            }));
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_are_read_with_their_mistakes_said() {
+        assert_eq!(
+            Quotas::parse_setting("runs_per_hour=60"),
+            Ok((Quota::RunsPerHour, 60))
+        );
+        let unknown = Quotas::parse_setting("runs=60").unwrap_err();
+        assert!(unknown.contains("no quota `runs`") && unknown.contains("runs_per_hour"));
+        assert!(
+            Quotas::parse_setting("flows=many")
+                .unwrap_err()
+                .contains("whole number")
+        );
+        assert!(
+            Quotas::parse_setting("flows")
+                .unwrap_err()
+                .contains("NAME=VALUE")
+        );
+    }
+
+    #[test]
+    fn a_tenants_own_quotas_go_over_the_defaults() {
+        let mut defaults = Quotas::default();
+        defaults.set(Quota::RunsPerHour, 60);
+        defaults.set(Quota::Flows, 10);
+        let own = defaults
+            .with_overrides(&[("runs_per_hour".into(), 5), ("from_a_newer_weft".into(), 1)]);
+        assert_eq!(own.get(Quota::RunsPerHour), Some(5));
+        assert_eq!(own.get(Quota::Flows), Some(10));
+        assert_eq!(own.get(Quota::CpuMsPerHour), None);
+    }
+
+    #[test]
+    fn windows_are_clock_hours_and_utc_days() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(86_400 * 3 + 3_600 * 5 + 125);
+        assert_eq!(
+            window_start(t, HOUR),
+            SystemTime::UNIX_EPOCH + Duration::from_secs(86_400 * 3 + 3_600 * 5)
+        );
+        assert_eq!(
+            window_start(t, DAY),
+            SystemTime::UNIX_EPOCH + Duration::from_secs(86_400 * 3)
+        );
+    }
+}
