@@ -3,10 +3,10 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Engine, PoolConcurrencyLimitError, Store, UpdateDeadline};
 
 use crate::bindings::HostFault;
@@ -52,6 +52,8 @@ struct Inner {
     transform_linker: Linker<StoreData>,
     limits: Limits,
     cache: Option<ComponentCache>,
+    /// Components compiled, by the digest of their bytes.
+    compiled: Mutex<HashMap<Vec<u8>, Component>>,
     /// Each tenant's share of the instance slots.
     tenants: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>,
     _ticker: EpochTicker,
@@ -95,6 +97,7 @@ impl Runtime {
                 transform_linker,
                 limits: config.limits,
                 cache,
+                compiled: Mutex::new(HashMap::new()),
                 tenants: Default::default(),
                 _ticker: ticker,
             }),
@@ -103,6 +106,13 @@ impl Runtime {
 
     pub fn limits(&self) -> &Limits {
         &self.inner.limits
+    }
+
+    fn compiled(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, Component>> {
+        self.inner
+            .compiled
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Loads a plugin from a `.wasm` file.
@@ -122,17 +132,32 @@ impl Runtime {
     }
 
     /// Loads a plugin from its bytes: compiles it (or takes it from the cache), checks its
-    /// contract version, links it and asks it to describe itself.
+    /// contract version, links it and asks it to describe itself. The same bytes are compiled
+    /// once per runtime: a server planning ten thousand flows that use one connector compiles
+    /// it, and holds its code, once.
     pub async fn load(&self, name: &str, wasm: Vec<u8>) -> Result<Plugin, LoadError> {
         let started = Instant::now();
-        let inner = self.inner.clone();
-        let label = name.to_owned();
-        let (component, outcome) = tokio::task::spawn_blocking(move || match &inner.cache {
-            Some(cache) => cache.load(&inner.engine, &label, &wasm),
-            None => compile(&inner.engine, &label, &wasm).map(|c| (c, CacheOutcome::Compiled)),
-        })
-        .await
-        .map_err(|e| LoadError::Engine(format!("compilation task failed: {e}")))??;
+        let digest = ring::digest::digest(&ring::digest::SHA256, &wasm)
+            .as_ref()
+            .to_vec();
+        let compiled = self.compiled().get(&digest).cloned();
+        let (component, outcome) = match compiled {
+            Some(component) => (component, CacheOutcome::Cached),
+            None => {
+                let inner = self.inner.clone();
+                let label = name.to_owned();
+                let (component, outcome) =
+                    tokio::task::spawn_blocking(move || match &inner.cache {
+                        Some(cache) => cache.load(&inner.engine, &label, &wasm),
+                        None => compile(&inner.engine, &label, &wasm)
+                            .map(|c| (c, CacheOutcome::Compiled)),
+                    })
+                    .await
+                    .map_err(|e| LoadError::Engine(format!("compilation task failed: {e}")))??;
+                self.compiled().insert(digest, component.clone());
+                (component, outcome)
+            }
+        };
         let (kind, contract) = contract::classify(&self.inner.engine, &component, name)?;
         let instantiate_error = |e: wasmtime::Error| LoadError::Instantiate {
             name: name.to_owned(),

@@ -1,7 +1,7 @@
 //! Flows tenants deployed through the API, kept in step with the store: new and changed ones
 //! planned, removed and disabled ones dropped, with the run requests waiting.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -91,22 +91,24 @@ impl Deployed {
             }
         };
         let current = shared.flows();
-        let home = &shared.options.tenant;
+        let served: HashMap<FlowKey, &Arc<ServedFlow>> =
+            current.iter().map(|s| (s.key(), s)).collect();
         // The flows directory's flows stay; deployed ones are kept, replaced or dropped.
         let mut flows: Vec<Arc<ServedFlow>> = current
             .iter()
             .filter(|s| !self.has(&s.key()))
             .cloned()
             .collect();
+        let from_directory: HashSet<FlowKey> = flows.iter().map(|s| s.key()).collect();
         let mut digests = BTreeMap::new();
         let mut failures = Vec::new();
         for version in versions {
             let key = (version.tenant.clone(), version.name.clone());
-            if flows.iter().any(|s| s.tenant == *home && s.key() == key) {
+            if from_directory.contains(&key) {
                 continue;
             }
             if self.digests.get(&key) == Some(&version.digest) {
-                if let Some(kept) = current.iter().find(|s| s.key() == key) {
+                if let Some(kept) = served.get(&key) {
                     flows.push(Arc::clone(kept));
                 }
                 digests.insert(key, version.digest);
