@@ -858,7 +858,7 @@ async fn a_tenant_over_its_quota_has_its_runs_refused_with_the_quota_its_limit_a
             Some(&operator),
             Method::PUT,
             "/api/v1/tenants/acme/quotas",
-            Some(json!({"set": {"runs_per_hour": 1, "flows": 1}})),
+            Some(json!({"runs_per_hour": 1, "flows": 1})),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{limits}");
@@ -868,7 +868,7 @@ async fn a_tenant_over_its_quota_has_its_runs_refused_with_the_quota_its_limit_a
             Some(&operator),
             Method::PUT,
             "/api/v1/tenants/acme/quotas",
-            Some(json!({"set": {"runs_per_minute": 1}})),
+            Some(json!({"runs_per_minute": 1})),
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
@@ -938,4 +938,35 @@ async fn a_tenant_over_its_quota_has_its_runs_refused_with_the_quota_its_limit_a
     )
     .await;
     assert_eq!(theirs["status"], "succeeded");
+}
+
+#[tokio::test]
+async fn usage_over_a_period_at_the_edge_of_1970_answers_and_does_not_crash() {
+    let served = Served::start(TenantPolicy::default()).await;
+    let acme = served.tenant("acme").await;
+    for query in [
+        "?until=1970-01-01T00:00:00Z",
+        "?since=1969-12-31T00:00:00Z&until=1970-01-01T00:00:01Z",
+        "?since=9999-12-31T23:59:59Z",
+    ] {
+        let (status, body) = served
+            .call(
+                Some(&acme),
+                Method::GET,
+                &format!("/api/v1/usage{query}"),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{query}: {body}");
+        assert_eq!(body["runs"], 0, "{query}: {body}");
+    }
+    let (status, body) = served
+        .call(
+            Some(&acme),
+            Method::GET,
+            "/api/v1/usage?until=yesterday",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 }

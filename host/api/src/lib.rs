@@ -149,7 +149,8 @@ fn routes() -> OpenApiRouter<Arc<Api>> {
         .merge(datasets::routes())
 }
 
-/// A time as the API writes it: RFC 3339, UTC, milliseconds.
+/// A time as the API writes it: RFC 3339, UTC, milliseconds (nothing before 1970 is written:
+/// the formatter cannot, and no run is).
 fn time(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(t).to_string()
+    humantime::format_rfc3339_millis(t.max(SystemTime::UNIX_EPOCH)).to_string()
 }

@@ -38,10 +38,74 @@ pub struct QuotaLimits {
     pub limits: BTreeMap<String, u64>,
 }
 
-/// Quotas to set for a tenant: a number sets one, `null` puts it back to the server's default.
+/// Quotas to set for a tenant: a number sets one, `null` puts it back to the server's default,
+/// a quota left out stays as it is.
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct QuotaChanges {
-    pub set: BTreeMap<String, Option<u64>>,
+    /// Runs of the tenant at once.
+    #[serde(default, deserialize_with = "given")]
+    #[schema(value_type = Option<u64>, nullable)]
+    pub concurrent_runs: Option<Option<u64>>,
+    /// Runs started in a clock hour.
+    #[serde(default, deserialize_with = "given")]
+    #[schema(value_type = Option<u64>, nullable)]
+    pub runs_per_hour: Option<Option<u64>>,
+    /// Plugin CPU milliseconds in a clock hour.
+    #[serde(default, deserialize_with = "given")]
+    #[schema(value_type = Option<u64>, nullable)]
+    pub cpu_ms_per_hour: Option<Option<u64>>,
+    /// Requests in a clock hour.
+    #[serde(default, deserialize_with = "given")]
+    #[schema(value_type = Option<u64>, nullable)]
+    pub requests_per_hour: Option<Option<u64>>,
+    /// Request and response bytes in a clock hour.
+    #[serde(default, deserialize_with = "given")]
+    #[schema(value_type = Option<u64>, nullable)]
+    pub bytes_per_hour: Option<Option<u64>>,
+    /// Records read and written in a UTC day.
+    #[serde(default, deserialize_with = "given")]
+    #[schema(value_type = Option<u64>, nullable)]
+    pub records_per_day: Option<Option<u64>>,
+    /// Flows deployed at once.
+    #[serde(default, deserialize_with = "given")]
+    #[schema(value_type = Option<u64>, nullable)]
+    pub flows: Option<Option<u64>>,
+}
+
+/// A field that is present: `Some` of its value, `null` included. A limit is a whole number
+/// from 0 to 2^63 - 1 (what the store keeps), also when written `12.0`.
+fn given<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<u64>>, D::Error> {
+    let Some(number) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(Some(None));
+    };
+    let whole = number.as_u64().or_else(|| {
+        number
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= i64::MAX as f64)
+            .map(|f| f as u64)
+    });
+    match whole.filter(|v| *v <= i64::MAX as u64) {
+        Some(limit) => Ok(Some(Some(limit))),
+        None => Err(serde::de::Error::custom(format!(
+            "a quota's limit is a whole number from 0 to {}, not {number}",
+            i64::MAX
+        ))),
+    }
+}
+
+impl QuotaChanges {
+    fn changes(&self) -> [(Quota, Option<Option<u64>>); 7] {
+        [
+            (Quota::ConcurrentRuns, self.concurrent_runs),
+            (Quota::RunsPerHour, self.runs_per_hour),
+            (Quota::CpuMsPerHour, self.cpu_ms_per_hour),
+            (Quota::RequestsPerHour, self.requests_per_hour),
+            (Quota::BytesPerHour, self.bytes_per_hour),
+            (Quota::RecordsPerDay, self.records_per_day),
+            (Quota::Flows, self.flows),
+        ]
+    }
 }
 
 async fn limits_of(api: &Api, tenant: &str) -> Result<QuotaLimits, ApiError> {
@@ -87,22 +151,10 @@ async fn quotas_set(
     Json(changes): Json<QuotaChanges>,
 ) -> Result<axum::Json<QuotaLimits>, ApiError> {
     existing(&api, &tenant).await?;
-    let mut checked = Vec::new();
-    for (name, value) in changes.set {
-        let quota = Quota::parse(&name).ok_or_else(|| {
-            let names: Vec<&str> = Quota::ALL.iter().map(|q| q.name()).collect();
-            ApiError::BadRequest(format!(
-                "no quota `{name}`; the quotas are {}",
-                names.join(", ")
-            ))
-        })?;
-        if value.is_some_and(|v| v > i64::MAX as u64) {
-            return Err(ApiError::BadRequest(format!("quota `{name}` is too large")));
+    for (quota, change) in changes.changes() {
+        if let Some(value) = change {
+            api.store.quota_set(&tenant, quota.name(), value).await?;
         }
-        checked.push((quota, value));
-    }
-    for (quota, value) in checked {
-        api.store.quota_set(&tenant, quota.name(), value).await?;
     }
     api.changed();
     Ok(axum::Json(limits_of(&api, &tenant).await?))
