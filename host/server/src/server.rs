@@ -48,6 +48,8 @@ pub enum ServeError {
     Run(#[from] RunError),
     #[error(transparent)]
     Registration(#[from] RegistrationError),
+    #[error("the run stopped on a bug in weft (it panicked: {0}); please report it")]
+    Panicked(String),
     #[error("listening on {address}: {source}")]
     Listen {
         address: SocketAddr,
@@ -168,11 +170,11 @@ impl Due {
     }
 }
 
-/// A run a worker carried out.
+/// A run a worker carried out; what it panicked with, if it did.
 struct Finished {
     due: Due,
     lane: Lane,
-    result: Result<RunReport, RunError>,
+    result: Result<Result<RunReport, RunError>, String>,
 }
 
 /// Serves flows: each on its schedule, the job chains after them, webhook-triggered flows over
@@ -632,7 +634,12 @@ impl Server {
             // serving the API and the webhook endpoints.
             let handle = tokio::runtime::Handle::current();
             self.in_flight.spawn_blocking(move || {
-                let result = handle.block_on(carry_out(&shared, &due, deployed));
+                // A panic (a bug in weft, never a plugin's doing: guests trap) ends this run,
+                // not the server, and the flow is tried again later like any failed turn.
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    handle.block_on(carry_out(&shared, &due, deployed))
+                }))
+                .map_err(|panic| panic_message(&*panic));
                 Finished { due, lane, result }
             });
         }
@@ -675,9 +682,9 @@ impl Server {
         let Finished { due, lane, result } = match done {
             Ok(finished) => finished,
             Err(e) => {
-                // A panic in a run: its flow stays marked running, and is not run again by
-                // this process (its lease lapses for others). Loud, and never expected.
-                tracing::error!(error = %e, "a run's task ended without finishing");
+                // Only when the task was aborted (at the end of a stop's grace): nothing more
+                // to take in.
+                tracing::warn!(error = %e, "a run's task ended without finishing");
                 return;
             }
         };
@@ -686,14 +693,19 @@ impl Server {
         self.running.remove(&key);
         self.load.ended(&served.tenant, lane);
         let report = match result {
-            Ok(report) => report,
+            Ok(Ok(report)) => report,
+            Err(panic) => {
+                tracing::error!(tenant = %served.tenant, flow = %served.name(), %panic, "a run panicked");
+                self.defer(served, &ServeError::Panicked(panic), now);
+                return;
+            }
             // Never an overlapping run: the flow is tried again when it is next due, its
             // events and requests at the next turn.
-            Err(e @ RunError::FlowBusy { .. }) => {
+            Ok(Err(e @ RunError::FlowBusy { .. })) => {
                 tracing::info!(tenant = %served.tenant, flow = %served.name(), "{e}; not started");
                 return;
             }
-            Err(e) => {
+            Ok(Err(e)) => {
                 self.defer(served, &e.into(), now);
                 return;
             }
@@ -927,6 +939,15 @@ async fn carry_out(shared: &Shared, due: &Due, deployed: bool) -> Result<RunRepo
         &mut |_: &Progress<'_>| {},
     )
     .await
+}
+
+/// What a panic said, when it said it as text.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
 /// The value behind `mutex`; a panic while it was held leaves nothing half-done in these maps.
