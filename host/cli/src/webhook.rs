@@ -65,11 +65,7 @@ pub async fn run(
                 store.clone(),
                 MasterKey::load(data_dir).context("loading the master key")?,
             );
-            let served = ServedFlow {
-                tenant: tenant.to_owned(),
-                flow,
-                plan,
-            };
+            let served = ServedFlow::new(tenant, flow, plan);
             let name = served.name();
             if weft_server::registration::remove(&served, &store, &secrets, tenant).await? {
                 eprintln!("unsubscribed the webhook of flow `{name}`");

@@ -92,14 +92,14 @@ impl Deployed {
         };
         let current = shared.flows();
         let served: HashMap<FlowKey, &Arc<ServedFlow>> =
-            current.iter().map(|s| (s.key(), s)).collect();
+            current.iter().map(|s| (s.key().clone(), s)).collect();
         // The flows directory's flows stay; deployed ones are kept, replaced or dropped.
         let mut flows: Vec<Arc<ServedFlow>> = current
             .iter()
-            .filter(|s| !self.has(&s.key()))
+            .filter(|s| !self.has(s.key()))
             .cloned()
             .collect();
-        let from_directory: HashSet<FlowKey> = flows.iter().map(|s| s.key()).collect();
+        let from_directory: HashSet<FlowKey> = flows.iter().map(|s| s.key().clone()).collect();
         let mut digests = BTreeMap::new();
         let mut failures = Vec::new();
         for version in versions {

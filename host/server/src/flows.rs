@@ -15,6 +15,8 @@ pub struct ServedFlow {
     pub tenant: String,
     pub flow: Flow,
     pub plan: Plan,
+    /// Its tenant and name, made once: the server looks flows up by it every turn.
+    key: FlowKey,
 }
 
 /// A served flow's identity: its tenant and its name.
@@ -25,8 +27,19 @@ impl ServedFlow {
         self.flow.file.name.get_ref().as_str()
     }
 
-    pub fn key(&self) -> FlowKey {
-        (self.tenant.clone(), self.name().to_owned())
+    pub fn new(tenant: impl Into<String>, flow: Flow, plan: Plan) -> Self {
+        let tenant = tenant.into();
+        let key = (tenant.clone(), flow.file.name.get_ref().to_string());
+        ServedFlow {
+            tenant,
+            flow,
+            plan,
+            key,
+        }
+    }
+
+    pub fn key(&self) -> &FlowKey {
+        &self.key
     }
 
     /// The webhook trigger's connection and the events it asks for, if the flow has one.
@@ -135,11 +148,7 @@ pub async fn load(dir: &Path, options: &LoadOptions<'_>) -> Result<Vec<ServedFlo
         };
         let plan_options = plan_options(&flow, options, &mut used);
         match weft_engine::plan_with(&flow, &plan_options, options.plugins, options.runtime).await {
-            Ok(plan) => served.push(ServedFlow {
-                tenant: options.tenant.to_owned(),
-                flow,
-                plan,
-            }),
+            Ok(plan) => served.push(ServedFlow::new(options.tenant, flow, plan)),
             Err(e) => problems.flows.push(e),
         }
     }
@@ -263,11 +272,7 @@ pub async fn plan_deployed(
     if !refused.is_empty() {
         return Err(flow.error(refused));
     }
-    Ok(ServedFlow {
-        tenant: deployment.tenant.to_owned(),
-        flow,
-        plan,
-    })
+    Ok(ServedFlow::new(deployment.tenant, flow, plan))
 }
 
 /// What `policy` forbids in a planned deployed flow.

@@ -111,7 +111,7 @@ async fn receive(
                 .delivered
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert(served.key());
+                .insert(served.key().clone());
             shared.wake.notify_one();
             axum::Json(json!({"accepted": kept, "duplicates": duplicates})).into_response()
         }

@@ -7,18 +7,22 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::Notify;
-use tokio::task::{JoinError, JoinSet};
+use tokio::task::JoinSet;
 use weft_capabilities::Secrets;
-use weft_engine::{PluginDirectory, Progress, RunError, RunOptions, RunReport, schedule};
+use weft_engine::{PluginDirectory, RunError, RunOptions, schedule};
 use weft_runtime::Runtime;
-use weft_store::{RunRequest, RunStatus, Store, StoreError};
+use weft_store::{RunStatus, Store, StoreError};
 
 use crate::deployed::{DEPLOYED_POLL, Deployed};
-use crate::dispatch::{self, Lane, Load, Waiting};
+use crate::dispatch::Load;
 use crate::flows::{FlowKey, TenantPolicy};
-use crate::quota::{self, Quota, Quotas};
+use crate::quota::Quotas;
 use crate::registration::{self, Registration, RegistrationError};
 use crate::{ServedFlow, hooks};
+
+mod runs;
+
+use runs::{Due, Finished};
 
 /// The longest the loop sleeps between looks at what is due.
 const MAX_WAIT: Duration = Duration::from_secs(1);
@@ -141,41 +145,6 @@ impl Shared {
 }
 
 type Report = Box<dyn Fn(&Event) + Send + Sync>;
-
-/// A run due now, waiting for a worker.
-struct Due {
-    served: Arc<ServedFlow>,
-    cause: Cause,
-    /// The webhook events it takes: their ids, and their records per read step.
-    events: Option<hooks::Taken>,
-    /// The API request it answers.
-    request: Option<RunRequest>,
-}
-
-impl Due {
-    fn new(served: &Arc<ServedFlow>, cause: Cause) -> Self {
-        Due {
-            served: Arc::clone(served),
-            cause,
-            events: None,
-            request: None,
-        }
-    }
-
-    fn lane(&self) -> Lane {
-        match self.cause {
-            Cause::Webhook { .. } | Cause::Requested => Lane::Interactive,
-            Cause::Schedule | Cause::Chain { .. } => Lane::Background,
-        }
-    }
-}
-
-/// A run a worker carried out; what it panicked with, if it did.
-struct Finished {
-    due: Due,
-    lane: Lane,
-    result: Result<Result<RunReport, RunError>, String>,
-}
 
 /// Serves flows: each on its schedule, the job chains after them, webhook-triggered flows over
 /// the events their endpoints received, runs asked for through the API; the flows directory's
@@ -373,8 +342,8 @@ impl Server {
         )
         .await?;
         match made.subscription().expires_at {
-            Some(at) => self.lapses.insert(served.key(), at),
-            None => self.lapses.remove(&served.key()),
+            Some(at) => self.lapses.insert(served.key().clone(), at),
+            None => self.lapses.remove(served.key()),
         };
         (self.report)(&Event::Registered {
             flow: served.name().to_owned(),
@@ -468,7 +437,7 @@ impl Server {
         due.extend(self.requests(now).await);
         let flows = self.shared.flows();
         for served in flows.iter() {
-            if self.running.contains(&served.key()) {
+            if self.running.contains(served.key()) {
                 continue;
             }
             if let Some(until) = self.resting_until(served, now) {
@@ -554,7 +523,7 @@ impl Server {
                 .iter()
                 .find(|s| s.tenant == request.tenant && s.name() == request.flow);
             match found {
-                Some(served) if self.running.contains(&served.key()) => {}
+                Some(served) if self.running.contains(served.key()) => {}
                 Some(served) if self.resting_until(served, now).is_some() => {}
                 Some(served) => due.push(Due {
                     request: Some(request),
@@ -572,197 +541,6 @@ impl Server {
         due
     }
 
-    /// Starts what `due` may start now on free workers (one run per flow, a tenant within its
-    /// quotas; the others stay due and are found again next turn). A tenant over a counted
-    /// quota has its due runs refused: recorded, told, and their flows resting until it resets.
-    async fn start(&mut self, due: Vec<Due>, now: SystemTime) {
-        let mut by_tenant: BTreeMap<String, Vec<Due>> = BTreeMap::new();
-        let mut seen = BTreeSet::new();
-        for d in due {
-            let key = d.served.key();
-            if self.running.contains(&key) || !seen.insert(key) {
-                continue;
-            }
-            by_tenant
-                .entry(d.served.tenant.clone())
-                .or_default()
-                .push(d);
-        }
-        let mut waiting = Vec::new();
-        let mut caps = BTreeMap::new();
-        for (tenant, due) in by_tenant {
-            let store = &self.shared.store;
-            let checked = match self.quotas.of(store, &tenant).await {
-                Ok(quotas) => quota::reached(store, &tenant, &quotas, now)
-                    .await
-                    .map(|reached| (quotas, reached)),
-                Err(e) => Err(e),
-            };
-            match checked {
-                Ok((quotas, None)) => {
-                    if let Some(cap) = quotas.get(Quota::ConcurrentRuns) {
-                        caps.insert(tenant.clone(), cap as usize);
-                    }
-                    waiting.extend(due.into_iter().map(|d| Waiting {
-                        tenant: tenant.clone(),
-                        lane: d.lane(),
-                        run: d,
-                    }));
-                }
-                Ok((_, Some(exceeded))) => {
-                    for d in due {
-                        self.refuse(d, &exceeded).await;
-                    }
-                }
-                Err(e) => {
-                    let e = ServeError::from(e);
-                    for d in due {
-                        self.defer(&d.served, &e, now);
-                    }
-                }
-            }
-        }
-        for due in dispatch::choose(waiting, self.workers, &mut self.load, &caps) {
-            self.running.insert(due.served.key());
-            let lane = due.lane();
-            let shared = Arc::clone(&self.shared);
-            let deployed = self
-                .deployed
-                .as_ref()
-                .is_some_and(|d| d.has(&due.served.key()));
-            // A thread of its own for each run: a plugin's CPU time never holds up the tasks
-            // serving the API and the webhook endpoints.
-            let handle = tokio::runtime::Handle::current();
-            self.in_flight.spawn_blocking(move || {
-                // A panic (a bug in weft, never a plugin's doing: guests trap) ends this run,
-                // not the server, and the flow is tried again later like any failed turn.
-                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    handle.block_on(carry_out(&shared, &due, deployed))
-                }))
-                .map_err(|panic| panic_message(&*panic));
-                Finished { due, lane, result }
-            });
-        }
-    }
-
-    /// Does not start `due` because its tenant reached `exceeded`: records a `refused` run
-    /// saying so (its request, if it had one, is answered by it; its webhook events wait), and
-    /// rests its flow until the quota resets.
-    async fn refuse(&mut self, due: Due, exceeded: &quota::Exceeded) {
-        let served = &due.served;
-        let why = exceeded.to_string();
-        let store = &self.shared.store;
-        let id = weft_engine::run_id_new();
-        let recorded = match store
-            .run_refused(&id, &served.tenant, served.name(), &why)
-            .await
-        {
-            Ok(()) => match &due.request {
-                Some(request) => store.run_request_done(request).await,
-                None => Ok(()),
-            },
-            Err(e) => Err(e),
-        };
-        if let Err(e) = recorded {
-            tracing::error!(error = %e, "recording a refused run failed");
-        }
-        lock(&self.resting).insert(served.key(), (0, exceeded.resets_at));
-        tracing::warn!(tenant = %served.tenant, flow = %served.name(), %why, "run refused");
-        (self.report)(&Event::Deferred {
-            tenant: served.tenant.clone(),
-            flow: served.name().to_owned(),
-            error: why,
-            retry_at: exceeded.resets_at,
-        });
-    }
-
-    /// Takes in a run that ended: tells of it, marks its events and request done, finds the
-    /// chains it makes ready, rests its flow when it could not be carried out.
-    async fn finished(&mut self, done: Result<Finished, JoinError>, now: SystemTime) {
-        let Finished { due, lane, result } = match done {
-            Ok(finished) => finished,
-            Err(e) => {
-                // Only when the task was aborted (at the end of a stop's grace): nothing more
-                // to take in.
-                tracing::warn!(error = %e, "a run's task ended without finishing");
-                return;
-            }
-        };
-        let served = &due.served;
-        let key = served.key();
-        self.running.remove(&key);
-        self.load.ended(&served.tenant, lane);
-        let report = match result {
-            Ok(Ok(report)) => report,
-            Err(panic) => {
-                tracing::error!(tenant = %served.tenant, flow = %served.name(), %panic, "a run panicked");
-                self.defer(served, &ServeError::Panicked(panic), now);
-                return;
-            }
-            // Never an overlapping run: the flow is tried again when it is next due, its
-            // events and requests at the next turn.
-            Ok(Err(e @ RunError::FlowBusy { .. })) => {
-                tracing::info!(tenant = %served.tenant, flow = %served.name(), "{e}; not started");
-                return;
-            }
-            Ok(Err(e)) => {
-                self.defer(served, &e.into(), now);
-                return;
-            }
-        };
-        // Its start is read again from the store when next needed.
-        lock(&self.started).remove(&key);
-        let completed = report.status.completed();
-        (self.report)(&Event::RunEnded(ended(served, report, due.cause.clone())));
-        let store = &self.shared.store;
-        let mut after = Ok(());
-        if let Some((ids, _)) = due.events.as_ref().filter(|_| completed) {
-            after = store.events_done(&served.tenant, served.name(), ids).await;
-            // There may be more than one run's worth.
-            lock(&self.events_polled).remove(&key);
-        }
-        if let Some(request) = &due.request {
-            after = after.and(store.run_request_done(request).await);
-        }
-        match after {
-            Ok(()) => {
-                lock(&self.resting).remove(&key);
-            }
-            Err(e) => {
-                self.defer(served, &e.into(), now);
-            }
-        }
-        if completed {
-            self.chain(served, now).await;
-        }
-    }
-
-    /// Finds the flows of `served`'s tenant chained after it whose every predecessor completed
-    /// since their own last run: they start at the next turn (and theirs after them).
-    async fn chain(&mut self, served: &Arc<ServedFlow>, now: SystemTime) {
-        let flows = self.shared.flows();
-        let after = flows
-            .iter()
-            .filter(|s| s.tenant == served.tenant && s.follows(served.name()));
-        for next in after {
-            if self.resting_until(next, now).is_some() {
-                continue;
-            }
-            match self.ready(next).await {
-                Ok(true) => self.chained.push(Due::new(
-                    next,
-                    Cause::Chain {
-                        after: served.name().to_owned(),
-                    },
-                )),
-                Ok(false) => {}
-                Err(e) => {
-                    self.defer(next, &e.into(), now);
-                }
-            }
-        }
-    }
-
     /// A flow's turn: its schedule if due, else its waiting webhook events: the run due, and
     /// when its schedule is next due if it has one. An idle flow costs no store query: when
     /// its last run started is remembered, and read again only when that makes it due
@@ -773,7 +551,7 @@ impl Server {
         now: SystemTime,
     ) -> Result<(Option<SystemTime>, Option<Due>), ServeError> {
         let key = served.key();
-        let remembered = lock(&self.started).get(&key).copied();
+        let remembered = lock(&self.started).get(key).copied();
         let mut last = match remembered {
             Some(last) => last,
             None => self.read_started(served).await?,
@@ -801,14 +579,14 @@ impl Server {
                 }),
             ));
         }
-        lock(&self.resting).remove(&key);
+        lock(&self.resting).remove(key);
         Ok((due, None))
     }
 
     /// When `served`'s last run started, from the store; remembered.
     async fn read_started(&self, served: &ServedFlow) -> Result<Option<SystemTime>, StoreError> {
         let last = self.last_started(served).await?;
-        lock(&self.started).insert(served.key(), last);
+        lock(&self.started).insert(served.key().clone(), last);
         Ok(last)
     }
 
@@ -819,13 +597,13 @@ impl Server {
             return false;
         }
         let key = served.key();
-        let delivered = lock(&self.shared.delivered).remove(&key);
+        let delivered = lock(&self.shared.delivered).remove(key);
         let mut polled = lock(&self.events_polled);
         let stale = polled
-            .get(&key)
+            .get(key)
             .is_none_or(|at| *at + EVENTS_POLL <= now || *at > now);
         if delivered || stale {
-            polled.insert(key, now);
+            polled.insert(key.clone(), now);
         }
         delivered || stale
     }
@@ -834,7 +612,7 @@ impl Server {
     fn resting_until(&self, served: &ServedFlow, now: SystemTime) -> Option<SystemTime> {
         let resting = lock(&self.resting);
         resting
-            .get(&served.key())
+            .get(served.key())
             .map(|(_, until)| *until)
             .filter(|until| *until > now)
     }
@@ -843,12 +621,12 @@ impl Server {
     /// when.
     fn defer(&self, served: &ServedFlow, error: &ServeError, now: SystemTime) -> SystemTime {
         let mut resting = lock(&self.resting);
-        let failures = resting.get(&served.key()).map_or(0, |(n, _)| *n) + 1;
+        let failures = resting.get(served.key()).map_or(0, |(n, _)| *n) + 1;
         let rest = FIRST_REST
             .saturating_mul(1 << (failures - 1).min(16))
             .min(LONGEST_REST);
         let retry_at = now + rest;
-        resting.insert(served.key(), (failures, retry_at));
+        resting.insert(served.key().clone(), (failures, retry_at));
         drop(resting);
         let (tenant, flow) = (&served.tenant, served.name());
         tracing::error!(tenant = %tenant, flow = %flow, error = %error, failures, "the flow's turn failed; it rests");
@@ -872,7 +650,7 @@ impl Server {
             .iter()
             .filter(|s| {
                 self.lapses
-                    .get(&s.key())
+                    .get(s.key())
                     .is_some_and(|lapses| *lapses <= now + registration::RENEW_BEFORE)
             })
             .collect();
@@ -915,60 +693,9 @@ impl Server {
     }
 }
 
-/// Carries out one run of a due flow, for its tenant (a deployed flow without the server's
-/// environment, which it was planned without).
-async fn carry_out(shared: &Shared, due: &Due, deployed: bool) -> Result<RunReport, RunError> {
-    let served = &due.served;
-    let options = RunOptions {
-        tenant: served.tenant.clone(),
-        environment: shared.options.environment.clone().filter(|_| !deployed),
-        ..shared.options.clone()
-    };
-    let events = due
-        .events
-        .as_ref()
-        .map(|(_, injected)| injected.clone())
-        .unwrap_or_default();
-    weft_engine::run_with_events(
-        &served.flow,
-        &served.plan,
-        &shared.store,
-        &shared.secrets,
-        &options,
-        events,
-        &mut |_: &Progress<'_>| {},
-    )
-    .await
-}
-
-/// What a panic said, when it said it as text.
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".to_owned())
-}
-
 /// The value behind `mutex`; a panic while it was held leaves nothing half-done in these maps.
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// What the operator is told of a run: records read and written by the flow's read and write
-/// steps, and failed anywhere.
-fn ended(served: &ServedFlow, report: RunReport, cause: Cause) -> RunEnded {
-    RunEnded {
-        tenant: served.tenant.clone(),
-        flow: served.name().to_owned(),
-        run: report.id,
-        status: report.status,
-        read: report.usage.records_read,
-        written: report.usage.records_written,
-        failed: report.usage.records_failed,
-        took: report.took,
-        cause,
-    }
 }

@@ -1,0 +1,296 @@
+//! Carrying runs out: which due runs start now (quotas, then fair dispatch onto the workers),
+//! each on a thread of its own, and taking in each that ended (telling of it, its events and
+//! request done, the chains it makes ready, rest when it could not be carried out).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use tokio::task::JoinError;
+use weft_engine::{Progress, RunError, RunOptions, RunReport};
+use weft_store::RunRequest;
+
+use super::{Cause, Event, RunEnded, ServeError, Server, Shared, lock};
+use crate::ServedFlow;
+use crate::dispatch::{self, Lane, Waiting};
+use crate::hooks;
+use crate::quota::{self, Quota};
+
+/// A run due now, waiting for a worker.
+pub(super) struct Due {
+    pub(super) served: Arc<ServedFlow>,
+    pub(super) cause: Cause,
+    /// The webhook events it takes: their ids, and their records per read step.
+    pub(super) events: Option<hooks::Taken>,
+    /// The API request it answers.
+    pub(super) request: Option<RunRequest>,
+}
+
+impl Due {
+    pub(super) fn new(served: &Arc<ServedFlow>, cause: Cause) -> Self {
+        Due {
+            served: Arc::clone(served),
+            cause,
+            events: None,
+            request: None,
+        }
+    }
+
+    fn lane(&self) -> Lane {
+        match self.cause {
+            Cause::Webhook { .. } | Cause::Requested => Lane::Interactive,
+            Cause::Schedule | Cause::Chain { .. } => Lane::Background,
+        }
+    }
+}
+
+/// A run a worker carried out; what it panicked with, if it did.
+pub(super) struct Finished {
+    due: Due,
+    lane: Lane,
+    result: Result<Result<RunReport, RunError>, String>,
+}
+
+impl Server {
+    /// Starts what `due` may start now on free workers (one run per flow, a tenant within its
+    /// quotas; the others stay due and are found again next turn). A tenant over a counted
+    /// quota has its due runs refused: recorded, told, and their flows resting until it resets.
+    pub(super) async fn start(&mut self, due: Vec<Due>, now: SystemTime) {
+        let mut by_tenant: BTreeMap<String, Vec<Due>> = BTreeMap::new();
+        let mut seen = BTreeSet::new();
+        for d in due {
+            let key = d.served.key();
+            if self.running.contains(key) || !seen.insert(key.clone()) {
+                continue;
+            }
+            by_tenant
+                .entry(d.served.tenant.clone())
+                .or_default()
+                .push(d);
+        }
+        let mut waiting = Vec::new();
+        let mut caps = BTreeMap::new();
+        for (tenant, due) in by_tenant {
+            let store = &self.shared.store;
+            let checked = match self.quotas.of(store, &tenant).await {
+                Ok(quotas) => quota::reached(store, &tenant, &quotas, now)
+                    .await
+                    .map(|reached| (quotas, reached)),
+                Err(e) => Err(e),
+            };
+            match checked {
+                Ok((quotas, None)) => {
+                    if let Some(cap) = quotas.get(Quota::ConcurrentRuns) {
+                        caps.insert(tenant.clone(), cap as usize);
+                    }
+                    waiting.extend(due.into_iter().map(|d| Waiting {
+                        tenant: tenant.clone(),
+                        lane: d.lane(),
+                        run: d,
+                    }));
+                }
+                Ok((_, Some(exceeded))) => {
+                    for d in due {
+                        self.refuse(d, &exceeded).await;
+                    }
+                }
+                Err(e) => {
+                    let e = ServeError::from(e);
+                    for d in due {
+                        self.defer(&d.served, &e, now);
+                    }
+                }
+            }
+        }
+        for due in dispatch::choose(waiting, self.workers, &mut self.load, &caps) {
+            self.running.insert(due.served.key().clone());
+            let lane = due.lane();
+            let shared = Arc::clone(&self.shared);
+            let deployed = self
+                .deployed
+                .as_ref()
+                .is_some_and(|d| d.has(due.served.key()));
+            // A thread of its own for each run: a plugin's CPU time never holds up the tasks
+            // serving the API and the webhook endpoints.
+            let handle = tokio::runtime::Handle::current();
+            self.in_flight.spawn_blocking(move || {
+                // A panic (a bug in weft, never a plugin's doing: guests trap) ends this run,
+                // not the server, and the flow is tried again later like any failed turn.
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    handle.block_on(carry_out(&shared, &due, deployed))
+                }))
+                .map_err(|panic| panic_message(&*panic));
+                Finished { due, lane, result }
+            });
+        }
+    }
+
+    /// Does not start `due` because its tenant reached `exceeded`: records a `refused` run
+    /// saying so (its request, if it had one, is answered by it; its webhook events wait), and
+    /// rests its flow until the quota resets.
+    pub(super) async fn refuse(&mut self, due: Due, exceeded: &quota::Exceeded) {
+        let served = &due.served;
+        let why = exceeded.to_string();
+        let store = &self.shared.store;
+        let id = weft_engine::run_id_new();
+        let recorded = match store
+            .run_refused(&id, &served.tenant, served.name(), &why)
+            .await
+        {
+            Ok(()) => match &due.request {
+                Some(request) => store.run_request_done(request).await,
+                None => Ok(()),
+            },
+            Err(e) => Err(e),
+        };
+        if let Err(e) = recorded {
+            tracing::error!(error = %e, "recording a refused run failed");
+        }
+        lock(&self.resting).insert(served.key().clone(), (0, exceeded.resets_at));
+        tracing::warn!(tenant = %served.tenant, flow = %served.name(), %why, "run refused");
+        (self.report)(&Event::Deferred {
+            tenant: served.tenant.clone(),
+            flow: served.name().to_owned(),
+            error: why,
+            retry_at: exceeded.resets_at,
+        });
+    }
+
+    /// Takes in a run that ended: tells of it, marks its events and request done, finds the
+    /// chains it makes ready, rests its flow when it could not be carried out.
+    pub(super) async fn finished(&mut self, done: Result<Finished, JoinError>, now: SystemTime) {
+        let Finished { due, lane, result } = match done {
+            Ok(finished) => finished,
+            Err(e) => {
+                // Only when the task was aborted (at the end of a stop's grace): nothing more
+                // to take in.
+                tracing::warn!(error = %e, "a run's task ended without finishing");
+                return;
+            }
+        };
+        let served = &due.served;
+        let key = served.key();
+        self.running.remove(key);
+        self.load.ended(&served.tenant, lane);
+        let report = match result {
+            Ok(Ok(report)) => report,
+            Err(panic) => {
+                tracing::error!(tenant = %served.tenant, flow = %served.name(), %panic, "a run panicked");
+                self.defer(served, &ServeError::Panicked(panic), now);
+                return;
+            }
+            // Never an overlapping run: the flow is tried again when it is next due, its
+            // events and requests at the next turn.
+            Ok(Err(e @ RunError::FlowBusy { .. })) => {
+                tracing::info!(tenant = %served.tenant, flow = %served.name(), "{e}; not started");
+                return;
+            }
+            Ok(Err(e)) => {
+                self.defer(served, &e.into(), now);
+                return;
+            }
+        };
+        // Its start is read again from the store when next needed.
+        lock(&self.started).remove(key);
+        let completed = report.status.completed();
+        (self.report)(&Event::RunEnded(ended(served, report, due.cause.clone())));
+        let store = &self.shared.store;
+        let mut after = Ok(());
+        if let Some((ids, _)) = due.events.as_ref().filter(|_| completed) {
+            after = store.events_done(&served.tenant, served.name(), ids).await;
+            // There may be more than one run's worth.
+            lock(&self.events_polled).remove(key);
+        }
+        if let Some(request) = &due.request {
+            after = after.and(store.run_request_done(request).await);
+        }
+        match after {
+            Ok(()) => {
+                lock(&self.resting).remove(key);
+            }
+            Err(e) => {
+                self.defer(served, &e.into(), now);
+            }
+        }
+        if completed {
+            self.chain(served, now).await;
+        }
+    }
+
+    /// Finds the flows of `served`'s tenant chained after it whose every predecessor completed
+    /// since their own last run: they start at the next turn (and theirs after them).
+    pub(super) async fn chain(&mut self, served: &Arc<ServedFlow>, now: SystemTime) {
+        let flows = self.shared.flows();
+        let after = flows
+            .iter()
+            .filter(|s| s.tenant == served.tenant && s.follows(served.name()));
+        for next in after {
+            if self.resting_until(next, now).is_some() {
+                continue;
+            }
+            match self.ready(next).await {
+                Ok(true) => self.chained.push(Due::new(
+                    next,
+                    Cause::Chain {
+                        after: served.name().to_owned(),
+                    },
+                )),
+                Ok(false) => {}
+                Err(e) => {
+                    self.defer(next, &e.into(), now);
+                }
+            }
+        }
+    }
+}
+
+/// Carries out one run of a due flow, for its tenant (a deployed flow without the server's
+/// environment, which it was planned without).
+async fn carry_out(shared: &Shared, due: &Due, deployed: bool) -> Result<RunReport, RunError> {
+    let served = &due.served;
+    let options = RunOptions {
+        tenant: served.tenant.clone(),
+        environment: shared.options.environment.clone().filter(|_| !deployed),
+        ..shared.options.clone()
+    };
+    let events = due
+        .events
+        .as_ref()
+        .map(|(_, injected)| injected.clone())
+        .unwrap_or_default();
+    weft_engine::run_with_events(
+        &served.flow,
+        &served.plan,
+        &shared.store,
+        &shared.secrets,
+        &options,
+        events,
+        &mut |_: &Progress<'_>| {},
+    )
+    .await
+}
+
+/// What a panic said, when it said it as text.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
+}
+
+/// What the operator is told of a run: records read and written by the flow's read and write
+/// steps, and failed anywhere.
+fn ended(served: &ServedFlow, report: RunReport, cause: Cause) -> RunEnded {
+    RunEnded {
+        tenant: served.tenant.clone(),
+        flow: served.name().to_owned(),
+        run: report.id,
+        status: report.status,
+        read: report.usage.records_read,
+        written: report.usage.records_written,
+        failed: report.usage.records_failed,
+        took: report.took,
+        cause,
+    }
+}
