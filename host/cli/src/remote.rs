@@ -42,7 +42,7 @@ pub enum FlowsCommand {
 
 /// A weft server's API, as one tenant.
 pub struct Remote {
-    base: String,
+    base: reqwest::Url,
     token: String,
     http: reqwest::Client,
 }
@@ -60,24 +60,37 @@ impl Remote {
             .timeout(std::time::Duration::from_secs(60))
             .build()
             .context("making the HTTP client")?;
-        Ok(Remote {
-            base: server.trim_end_matches('/').to_owned(),
-            token,
-            http,
-        })
+        let base = reqwest::Url::parse(server)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && !u.cannot_be_a_base())
+            .with_context(|| {
+                format!("--server `{server}` is not a server's URL, e.g. https://weft.example.com")
+            })?;
+        Ok(Remote { base, token, http })
     }
 
-    /// `method path` with `body`: the answer's text, or the server's error, said.
+    /// `method /api/v1/SEGMENTS?QUERY` with `body`: the answer's text, or the server's error,
+    /// said. Segments and query values are escaped by the URL, whatever they hold.
     async fn call(
         &self,
         method: Method,
-        path: &str,
+        segments: &[&str],
+        query: &[(&str, &str)],
         body: Option<Value>,
     ) -> anyhow::Result<String> {
-        let url = format!("{}/api/v1{path}", self.base);
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .expect("the base was checked to be one")
+            .pop_if_empty()
+            .extend(["api", "v1"])
+            .extend(segments);
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        let path = url.path().to_owned();
         let mut request = self
             .http
-            .request(method.clone(), &url)
+            .request(method.clone(), url.clone())
             .bearer_auth(&self.token);
         if let Some(body) = body {
             request = request.json(&body);
@@ -104,8 +117,14 @@ impl Remote {
         }
     }
 
-    async fn json(&self, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
-        let text = self.call(method, path, body).await?;
+    async fn json(
+        &self,
+        method: Method,
+        segments: &[&str],
+        query: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
+        let text = self.call(method, segments, query, body).await?;
         if text.is_empty() {
             return Ok(Value::Null);
         }
@@ -126,20 +145,6 @@ pub async fn run(server: &str, command: Command) -> anyhow::Result<()> {
     }
 }
 
-/// `value` as a path segment or query value: every byte but RFC 3986's unreserved ones
-/// percent-encoded.
-fn segment(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 fn text_of(value: &Value) -> &str {
     value.as_str().unwrap_or("-")
 }
@@ -157,7 +162,7 @@ async fn flows(remote: &Remote, command: FlowsCommand) -> anyhow::Result<()> {
                     .map(|(name, value)| (name.clone(), json!(value)))
                     .collect();
                 let body = json!({ "source": source, "variables": declared });
-                match remote.json(Method::POST, "/flows", Some(body)).await {
+                match remote.json(Method::POST, &["flows"], &[], Some(body)).await {
                     Ok(flow) => eprintln!(
                         "deployed {} as flow `{}` ({})",
                         file.display(),
@@ -175,7 +180,7 @@ async fn flows(remote: &Remote, command: FlowsCommand) -> anyhow::Result<()> {
             }
         }
         FlowsCommand::List => {
-            let flows = remote.json(Method::GET, "/flows", None).await?;
+            let flows = remote.json(Method::GET, &["flows"], &[], None).await?;
             for f in flows.as_array().into_iter().flatten() {
                 let state = if f["enabled"] == true {
                     "enabled"
@@ -194,7 +199,7 @@ async fn flows(remote: &Remote, command: FlowsCommand) -> anyhow::Result<()> {
         }
         FlowsCommand::Show { name } => {
             let f = remote
-                .json(Method::GET, &format!("/flows/{}", segment(&name)), None)
+                .json(Method::GET, &["flows", &name], &[], None)
                 .await?;
             out!(
                 "flow `{}`: {}, {}, deployed {}",
@@ -211,37 +216,25 @@ async fn flows(remote: &Remote, command: FlowsCommand) -> anyhow::Result<()> {
         }
         FlowsCommand::Enable { name } => {
             remote
-                .json(
-                    Method::POST,
-                    &format!("/flows/{}/enable", segment(&name)),
-                    None,
-                )
+                .json(Method::POST, &["flows", &name, "enable"], &[], None)
                 .await?;
             eprintln!("flow `{name}` enabled");
         }
         FlowsCommand::Disable { name } => {
             remote
-                .json(
-                    Method::POST,
-                    &format!("/flows/{}/disable", segment(&name)),
-                    None,
-                )
+                .json(Method::POST, &["flows", &name, "disable"], &[], None)
                 .await?;
             eprintln!("flow `{name}` disabled");
         }
         FlowsCommand::Delete { name } => {
             remote
-                .call(Method::DELETE, &format!("/flows/{}", segment(&name)), None)
+                .call(Method::DELETE, &["flows", &name], &[], None)
                 .await?;
             eprintln!("flow `{name}` deleted (its runs stay in the history)");
         }
         FlowsCommand::Run { name } => {
             remote
-                .json(
-                    Method::POST,
-                    &format!("/flows/{}/runs", segment(&name)),
-                    None,
-                )
+                .json(Method::POST, &["flows", &name, "runs"], &[], None)
                 .await?;
             eprintln!("asked for a run of flow `{name}`; `weft runs list --flow {name}` shows it");
         }
@@ -290,14 +283,15 @@ async fn runs(remote: &Remote, command: RunsCommand) -> anyhow::Result<()> {
             flow,
             status,
         } => {
-            let mut query = format!("/runs?limit={limit}");
-            if let Some(flow) = flow {
-                query.push_str(&format!("&flow={}", segment(&flow)));
+            let limit = limit.to_string();
+            let mut query = vec![("limit", limit.as_str())];
+            if let Some(flow) = &flow {
+                query.push(("flow", flow));
             }
-            if let Some(status) = status {
-                query.push_str(&format!("&status={status}"));
+            if let Some(status) = &status {
+                query.push(("status", status));
             }
-            let runs = remote.json(Method::GET, &query, None).await?;
+            let runs = remote.json(Method::GET, &["runs"], &query, None).await?;
             for r in runs.as_array().into_iter().flatten() {
                 out!(
                     "{}\t{}\t{}\t{}",
@@ -309,9 +303,7 @@ async fn runs(remote: &Remote, command: RunsCommand) -> anyhow::Result<()> {
             }
         }
         RunsCommand::Show { run } => {
-            let r = remote
-                .json(Method::GET, &format!("/runs/{}", segment(&run)), None)
-                .await?;
+            let r = remote.json(Method::GET, &["runs", &run], &[], None).await?;
             out!(
                 "run {} of flow `{}`: {}",
                 text_of(&r["id"]),
@@ -357,7 +349,8 @@ async fn runs(remote: &Remote, command: RunsCommand) -> anyhow::Result<()> {
             let text = remote
                 .call(
                     Method::GET,
-                    &format!("/runs/{}/errors?format={format}", segment(&run)),
+                    &["runs", &run, "errors"],
+                    &[("format", format)],
                     None,
                 )
                 .await?;
@@ -387,25 +380,22 @@ async fn secret(remote: &Remote, command: SecretCommand) -> anyhow::Result<()> {
             remote
                 .call(
                     Method::PUT,
-                    &format!("/secrets/{}", segment(&name)),
+                    &["secrets", &name],
+                    &[],
                     Some(json!({ "value": value })),
                 )
                 .await?;
             eprintln!("stored secret `{name}` on the server; refer to it as \"secret:{name}\"");
         }
         SecretCommand::List => {
-            let secrets = remote.json(Method::GET, "/secrets", None).await?;
+            let secrets = remote.json(Method::GET, &["secrets"], &[], None).await?;
             for s in secrets.as_array().into_iter().flatten() {
                 out!("{}\t{}", text_of(&s["name"]), text_of(&s["updated_at"]))?;
             }
         }
         SecretCommand::Rm { name } => {
             remote
-                .call(
-                    Method::DELETE,
-                    &format!("/secrets/{}", segment(&name)),
-                    None,
-                )
+                .call(Method::DELETE, &["secrets", &name], &[], None)
                 .await?;
             eprintln!("deleted secret `{name}` on the server");
         }
