@@ -17,6 +17,8 @@ use weft_server::{Event, Server, TenantPolicy};
 use weft_store::{Store, TokenHolder};
 use weft_tests::upstream::Upstream;
 
+mod serving;
+
 /// A server with its API on loopback, the operator's token, and what the server told.
 struct Served {
     _dir: tempfile::TempDir,
@@ -157,8 +159,8 @@ fn allow_private() -> TenantPolicy {
     }
 }
 
-/// Deploys `flow` for `token`, sets its secret, asks for a run and has the server run it.
-async fn deploy_and_run(served: &mut Served, token: &str, flow: &str, source: String) -> Value {
+/// Deploys `flow` for `token`, sets its secret and asks for a run of it.
+async fn deploy_and_request(served: &Served, token: &str, flow: &str, source: String) {
     let (status, body) = served
         .call(
             Some(token),
@@ -186,6 +188,11 @@ async fn deploy_and_run(served: &mut Served, token: &str, flow: &str, source: St
         )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+}
+
+/// Deploys `flow` for `token`, sets its secret, asks for a run and has the server run it.
+async fn deploy_and_run(served: &mut Served, token: &str, flow: &str, source: String) -> Value {
+    deploy_and_request(served, token, flow, source).await;
     turn(&mut served.server, SystemTime::now()).await;
     let (status, runs) = served
         .call(
@@ -770,203 +777,4 @@ async fn the_openapi_document_describes_every_route_with_its_security() {
         );
     }
     assert!(document["components"]["securitySchemes"]["token"].is_object());
-}
-
-#[tokio::test]
-async fn a_slow_or_failing_tenant_does_not_hold_up_another_tenants_run() {
-    let slow = Upstream::start().await;
-    slow.require_bearer("s3cret-token");
-    slow.seed("items", people("s", 3));
-    slow.delay_data(Duration::from_secs(3));
-    let broken = Upstream::start().await;
-    broken.require_bearer("s3cret-token");
-    broken.fail_next(std::iter::repeat_n((500, None), 1_000));
-    let quick = Upstream::start().await;
-    quick.require_bearer("s3cret-token");
-    quick.seed("items", people("q", 2));
-    let mut served = Served::start(allow_private()).await;
-    for (tenant, upstream) in [("slowpoke", &slow), ("broken", &broken), ("quick", &quick)] {
-        let token = served.tenant(tenant).await;
-        for (method, path, body) in [
-            (
-                Method::POST,
-                "/api/v1/flows",
-                Some(json!({ "source": sync_flow(upstream, "sync", "items") })),
-            ),
-            (
-                Method::PUT,
-                "/api/v1/secrets/api",
-                Some(json!({ "value": "s3cret-token" })),
-            ),
-        ] {
-            let (status, answer) = served.call(Some(&token), method, path, body).await;
-            assert!(status.is_success(), "{answer}");
-        }
-        let (status, _) = served
-            .call(Some(&token), Method::POST, "/api/v1/flows/sync/runs", None)
-            .await;
-        assert_eq!(status, StatusCode::ACCEPTED);
-    }
-
-    // All three start at once; the quick one ends while the slow one still reads.
-    let started = std::time::Instant::now();
-    served.server.tick(SystemTime::now()).await;
-    assert_eq!(served.server.running(), 3);
-    let mut told = Vec::new();
-    while !told.iter().any(|l: &String| l.starts_with("quick/")) {
-        assert!(started.elapsed() < Duration::from_secs(30), "{told:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        served.server.tick(SystemTime::now()).await;
-        told.extend(served.told());
-    }
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "the quick run waited for the slow one: {:?}",
-        started.elapsed()
-    );
-    assert!(
-        told.contains(&"quick/sync succeeded: 2 read, 2 written".to_owned()),
-        "{told:?}"
-    );
-    assert!(
-        told.iter().all(|l| !l.starts_with("slowpoke/")),
-        "the slow run is still going: {told:?}"
-    );
-    served.server.settle(SystemTime::now()).await;
-    told.extend(served.told());
-    assert!(
-        told.contains(&"slowpoke/sync succeeded: 3 read, 3 written".to_owned()),
-        "{told:?}"
-    );
-    assert!(
-        told.iter().any(|l| l.starts_with("broken/sync failed")),
-        "{told:?}"
-    );
-}
-
-#[tokio::test]
-async fn a_tenant_over_its_quota_has_its_runs_refused_with_the_quota_its_limit_and_reset() {
-    let upstream = Upstream::start().await;
-    upstream.require_bearer("s3cret-token");
-    upstream.seed("items", people("a", 2));
-    let mut served = Served::start(allow_private()).await;
-    let acme = served.tenant("acme").await;
-    let other = served.tenant("other").await;
-    let operator = served.operator.clone();
-    let (status, limits) = served
-        .call(
-            Some(&operator),
-            Method::PUT,
-            "/api/v1/tenants/acme/quotas",
-            Some(json!({"runs_per_hour": 1, "flows": 1})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{limits}");
-    assert_eq!(limits["limits"], json!({"flows": 1, "runs_per_hour": 1}));
-    let (status, body) = served
-        .call(
-            Some(&operator),
-            Method::PUT,
-            "/api/v1/tenants/acme/quotas",
-            Some(json!({"runs_per_minute": 1})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-
-    let first = deploy_and_run(
-        &mut served,
-        &acme,
-        "sync",
-        sync_flow(&upstream, "sync", "items"),
-    )
-    .await;
-    assert_eq!(first["status"], "succeeded");
-    // The quota of flows: a second flow is refused, the same one redeployed is not.
-    let (status, body) = served
-        .call(
-            Some(&acme),
-            Method::POST,
-            "/api/v1/flows",
-            Some(json!({"source": sync_flow(&upstream, "second", "items")})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CONFLICT, "{body}");
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .contains("quota flows (1 deployed of 1)")
-    );
-
-    // The second run in the hour is refused: in the history, with why.
-    served.told();
-    let (status, _) = served
-        .call(Some(&acme), Method::POST, "/api/v1/flows/sync/runs", None)
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED);
-    turn(&mut served.server, SystemTime::now()).await;
-    let told = served.told();
-    assert_eq!(told.len(), 1, "{told:?}");
-    assert!(
-        told[0].starts_with("acme/sync deferred: the tenant reached its quota runs_per_hour (1 used of 1); it resets at "),
-        "{told:?}"
-    );
-    let (_, refused) = served
-        .call(
-            Some(&acme),
-            Method::GET,
-            "/api/v1/runs?status=refused",
-            None,
-        )
-        .await;
-    assert_eq!(refused.as_array().unwrap().len(), 1, "{refused}");
-    let why = refused[0]["error"].as_str().unwrap();
-    assert!(
-        why.contains("runs_per_hour") && why.contains("of 1") && why.contains("resets at"),
-        "{why}"
-    );
-    assert_eq!(upstream.seen().len(), 1, "nothing more was asked upstream");
-    // The request was answered by the refusal: it does not come back every turn.
-    assert!(served.store.run_requests().await.unwrap().is_empty());
-
-    // Another tenant is not held to acme's quota.
-    let theirs = deploy_and_run(
-        &mut served,
-        &other,
-        "sync",
-        sync_flow(&upstream, "sync", "items"),
-    )
-    .await;
-    assert_eq!(theirs["status"], "succeeded");
-}
-
-#[tokio::test]
-async fn usage_over_a_period_at_the_edge_of_1970_answers_and_does_not_crash() {
-    let served = Served::start(TenantPolicy::default()).await;
-    let acme = served.tenant("acme").await;
-    for query in [
-        "?until=1970-01-01T00:00:00Z",
-        "?since=1969-12-31T00:00:00Z&until=1970-01-01T00:00:01Z",
-        "?since=9999-12-31T23:59:59Z",
-    ] {
-        let (status, body) = served
-            .call(
-                Some(&acme),
-                Method::GET,
-                &format!("/api/v1/usage{query}"),
-                None,
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{query}: {body}");
-        assert_eq!(body["runs"], 0, "{query}: {body}");
-    }
-    let (status, body) = served
-        .call(
-            Some(&acme),
-            Method::GET,
-            "/api/v1/usage?until=yesterday",
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 }

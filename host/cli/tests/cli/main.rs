@@ -7,6 +7,7 @@ use weft_tests::{HTTP_JSON, MAP, OLD_CONTRACT, wasm};
 
 mod crashes;
 mod serve;
+mod tenants;
 
 fn weft(data_dir: &std::path::Path, args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_weft"))
