@@ -17,6 +17,7 @@ use weft_server::{Event, Server, TenantPolicy};
 use weft_store::{Store, TokenHolder};
 use weft_tests::upstream::Upstream;
 
+mod control;
 mod serving;
 
 /// A server with its API on loopback, the operator's token, and what the server told.
@@ -421,6 +422,8 @@ async fn every_route_with_another_tenants_token_answers_as_if_nothing_were_there
         (Method::DELETE, "/api/v1/flows/sync".to_owned(), None),
         (Method::GET, format!("/api/v1/runs/{run}"), None),
         (Method::GET, format!("/api/v1/runs/{run}/errors"), None),
+        (Method::POST, format!("/api/v1/runs/{run}/retry"), None),
+        (Method::POST, format!("/api/v1/runs/{run}/cancel"), None),
         (
             Method::GET,
             format!("/api/v1/runs/{run}/errors?format=csv"),
@@ -653,6 +656,53 @@ async fn tokens_are_refused_at_their_edges() {
             .await;
         assert_eq!(status, expected, "{body}");
     }
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_a_json_object_is_refused_before_anything_changes() {
+    let served = Served::start(TenantPolicy::default()).await;
+    let acme = served.tenant("acme").await;
+    let operator = served.operator.clone();
+    // Every field of a quota change is optional, so serde alone would read `[]` as "no
+    // change" and `[5]` as the first field; a tenant's name would be read from `["x"]`.
+    let cases = [
+        (&operator, Method::PUT, "/api/v1/tenants/acme/quotas", json!([])),
+        (&operator, Method::PUT, "/api/v1/tenants/acme/quotas", json!([5])),
+        (&operator, Method::POST, "/api/v1/tenants", json!(["beta"])),
+        (&operator, Method::POST, "/api/v1/tenants", json!("beta")),
+        (&acme, Method::PUT, "/api/v1/secrets/key", json!(["v"])),
+        (&acme, Method::PUT, "/api/v1/secrets/key", Value::Null),
+        (&acme, Method::POST, "/api/v1/flows", json!(["f", "x"])),
+    ];
+    for (token, method, path, body) in cases {
+        let (status, answer) = served
+            .call(Some(token), method.clone(), path, Some(body.clone()))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{method} {path} {body}: {answer}");
+        assert_eq!(answer["error"], "bad_request", "{answer}");
+        assert!(
+            answer["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("the request body must be a JSON object"),
+            "{answer}"
+        );
+    }
+    let (_, quotas) = served
+        .call(Some(&operator), Method::GET, "/api/v1/tenants/acme/quotas", None)
+        .await;
+    assert!(
+        quotas["limits"].as_object().unwrap().is_empty(),
+        "no quota was set: {quotas}"
+    );
+    let (_, tenants) = served
+        .call(Some(&operator), Method::GET, "/api/v1/tenants", None)
+        .await;
+    assert_eq!(tenants.as_array().unwrap().len(), 1, "{tenants}");
+    let (_, secrets) = served
+        .call(Some(&acme), Method::GET, "/api/v1/secrets", None)
+        .await;
+    assert_eq!(secrets.as_array().unwrap().len(), 0, "{secrets}");
 }
 
 #[tokio::test]

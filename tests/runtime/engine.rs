@@ -87,6 +87,16 @@ impl Harness {
     }
 
     async fn run_with_plugins(&self, text: &str, env: Option<&str>, dir: PathBuf) -> RunReport {
+        self.run_watched(text, env, dir, None).await
+    }
+
+    async fn run_watched(
+        &self,
+        text: &str,
+        env: Option<&str>,
+        dir: PathBuf,
+        watch: Option<std::sync::Arc<dyn weft_engine::Watch>>,
+    ) -> RunReport {
         let path = self.dir.path().join("flow.toml");
         std::fs::write(&path, text).unwrap();
         let flow = weft_flow::load(&path).unwrap_or_else(|e| panic!("{e}"));
@@ -102,6 +112,7 @@ impl Harness {
                 base: std::time::Duration::from_millis(10),
                 ..RetryPolicy::default()
             },
+            watch,
             ..RunOptions::default()
         };
         weft_engine::run(
@@ -245,6 +256,62 @@ async fn a_failed_write_keeps_the_cursor_so_nothing_is_lost() {
         error.contains("items: stopped because step `save` failed") && error.contains("save: "),
         "{error}"
     );
+}
+
+/// Stops a run once it read `after` records, saying so.
+#[derive(Debug)]
+struct StopAfter {
+    after: u64,
+    began: std::sync::Mutex<Option<String>>,
+}
+
+impl weft_engine::Watch for StopAfter {
+    fn began(&self, run: &str) {
+        *self.began.lock().unwrap() = Some(run.to_owned());
+    }
+
+    fn halt(&self, used: &weft_store::RunUsage) -> Option<weft_engine::Halt> {
+        (used.records_read >= self.after).then(|| weft_engine::Halt {
+            status: weft_store::RunStatus::Cancelled,
+            reason: "asked to stop".into(),
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_run_stopped_between_pages_keeps_what_it_committed_and_the_next_goes_on_from_there() {
+    let upstream = Upstream::start().await;
+    upstream.seed("items", items(150, &[]));
+    let h = Harness::new().await;
+    let text = flow_text(&upstream, &upstream.url(), "incremental");
+    let watch = std::sync::Arc::new(StopAfter {
+        after: 80,
+        began: Default::default(),
+    });
+    let stopped = h
+        .run_watched(&text, None, PathBuf::from(WASM_DIR), Some(watch.clone()))
+        .await;
+    assert_eq!(watch.began.lock().unwrap().as_deref(), Some(stopped.id.as_str()));
+    assert_eq!(stopped.status, weft_store::RunStatus::Cancelled);
+    assert!(!stopped.completed());
+    // Two whole pages went through and were written; the third, read ahead, was dropped.
+    let items_step = step(&stopped, "items");
+    assert_eq!((items_step.pages, items_step.records_in), (2, 80), "{items_step:?}");
+    assert_eq!(
+        items_step.error.as_deref(),
+        Some("stopped after page 2: asked to stop")
+    );
+    assert_eq!(step(&stopped, "save").records_out, 80);
+    assert_eq!(upstream.records("contacts").len(), 80);
+    let (run, _) = h.store.run_get("default", &stopped.id).await.unwrap().unwrap();
+    assert_eq!(run.status.as_str(), "cancelled");
+    assert_eq!(run.error.as_deref(), Some("asked to stop"));
+
+    // The next run goes on after the second page: every record arrives once.
+    let next = h.run(&text, None).await;
+    assert!(next.completed(), "{next:?}");
+    assert_eq!(step(&next, "items").records_in, 70);
+    assert_eq!(upstream.records("contacts").len(), 150);
 }
 
 #[tokio::test]

@@ -102,6 +102,7 @@ fn said(event: &Event) -> String {
                 Cause::Chain { after } => format!("after {after}"),
                 Cause::Webhook { events } => format!("{events} events"),
                 Cause::Requested => "requested".to_owned(),
+                Cause::Retry { of } => format!("retry of {of}"),
             };
             format!(
                 "{} {cause} {}: {} read, {} written",

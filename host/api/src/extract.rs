@@ -7,17 +7,37 @@ use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 
-/// A JSON body.
+/// A JSON body, which is always an object: serde would otherwise take an array for a struct
+/// (its fields in order), and `[]` for one whose fields are all optional.
 pub struct Json<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        axum::Json::<T>::from_request(request, state)
+        let axum::Json(value) = axum::Json::<serde_json::Value>::from_request(request, state)
             .await
-            .map(|axum::Json(value)| Json(value))
-            .map_err(|rejection| ApiError::BadRequest(rejection.body_text()))
+            .map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
+        if !value.is_object() {
+            return Err(ApiError::BadRequest(format!(
+                "the request body must be a JSON object, not {}",
+                json_kind(&value)
+            )));
+        }
+        serde_json::from_value(value)
+            .map(Json)
+            .map_err(|error| ApiError::BadRequest(format!("invalid request body: {error}")))
+    }
+}
+
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
     }
 }
 

@@ -71,10 +71,13 @@ pub struct FlowDetail {
     pub variables: BTreeMap<String, String>,
 }
 
-/// A run asked for.
+/// A run asked for: a whole run of the flow, or a retry of a run's failed records.
 #[derive(Serialize, ToSchema)]
 pub struct RunRequested {
     pub flow: String,
+    /// The run whose failed records are retried, for a retry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_of: Option<String>,
     pub requested_at: String,
 }
 
@@ -267,12 +270,13 @@ async fn request_run(
             "flow `{flow}` is disabled: enable it first (POST /api/v1/flows/{flow}/enable)"
         )));
     }
-    let requested_at = api.store.run_request(&tenant, &flow).await?;
+    let requested_at = api.store.run_request(&tenant, &flow, None).await?;
     api.changed();
     Ok((
         StatusCode::ACCEPTED,
         axum::Json(RunRequested {
             flow,
+            retry_of: None,
             requested_at: time(requested_at),
         }),
     ))

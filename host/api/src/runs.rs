@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -15,6 +15,7 @@ use weft_store::{ErrorEntry, RunFilter, RunRecord, RunStatus, RunUsage, StepRunR
 use crate::auth::Tenant;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Path, Query};
+use crate::flows::RunRequested;
 use crate::{Api, time};
 
 pub(crate) fn routes() -> OpenApiRouter<Arc<Api>> {
@@ -22,6 +23,8 @@ pub(crate) fn routes() -> OpenApiRouter<Arc<Api>> {
         .routes(routes!(list))
         .routes(routes!(show))
         .routes(routes!(errors))
+        .routes(routes!(cancel))
+        .routes(routes!(retry))
         .routes(routes!(usage))
 }
 
@@ -30,8 +33,9 @@ pub(crate) fn routes() -> OpenApiRouter<Arc<Api>> {
 pub struct RunSummary {
     pub id: String,
     pub flow: String,
-    /// `running`, `succeeded`, `partial`, `failed`, `abandoned` or `refused` (not started:
-    /// `error` names the quota, its limit and when it resets).
+    /// `running`, `succeeded`, `partial`, `failed`, `abandoned`, `refused` (not started, or
+    /// stopped after a page: `error` names the quota, its limit and when it resets) or
+    /// `cancelled` (stopped after a page on request).
     pub status: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub environment: Option<String>,
@@ -189,6 +193,7 @@ pub enum Status {
     Failed,
     Abandoned,
     Refused,
+    Cancelled,
 }
 
 impl From<Status> for RunStatus {
@@ -200,6 +205,7 @@ impl From<Status> for RunStatus {
             Status::Failed => RunStatus::Failed,
             Status::Abandoned => RunStatus::Abandoned,
             Status::Refused => RunStatus::Refused,
+            Status::Cancelled => RunStatus::Cancelled,
         }
     }
 }
@@ -294,6 +300,90 @@ async fn show(
     Path(run): Path<String>,
 ) -> Result<axum::Json<RunDetail>, ApiError> {
     Ok(axum::Json(run_of(&api, &tenant, &run).await?))
+}
+
+/// Asks a running run to stop after the page it is on: what it committed before stays, and
+/// its cursor is where that page left it, so the flow's next run goes on from there. The run
+/// then stands `cancelled`.
+#[utoipa::path(post, path = "/api/v1/runs/{run}/cancel", tag = "runs", security(("token" = [])),
+    params(("run" = String, Path)),
+    responses(
+        (status = 202, description = "Asked to stop; it stops after its current page", body = RunSummary),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "The run is not running", body = ErrorBody),
+    ))]
+async fn cancel(
+    Tenant(tenant): Tenant,
+    State(api): State<Arc<Api>>,
+    Path(run): Path<String>,
+) -> Result<(StatusCode, axum::Json<RunSummary>), ApiError> {
+    match api.store.run_cancel(&tenant, &run).await? {
+        None => Err(ApiError::NotFound(format!("no run `{run}`"))),
+        Some(RunStatus::Running) => {
+            api.changed();
+            let detail = run_of(&api, &tenant, &run).await?;
+            Ok((StatusCode::ACCEPTED, axum::Json(detail.run)))
+        }
+        Some(status) => Err(ApiError::Conflict(format!(
+            "run `{run}` is not running: it ended {status}"
+        ))),
+    }
+}
+
+/// Asks for the records a run logged as failed to be run again, each through the step that
+/// failed it and on downstream from there, as soon as the server can (as a run of its own,
+/// never beside another run of the flow). Fix what made them fail first: the flow (deploy it
+/// again), a secret, the target's data.
+#[utoipa::path(post, path = "/api/v1/runs/{run}/retry", tag = "runs", security(("token" = [])),
+    params(("run" = String, Path)),
+    responses(
+        (status = 202, body = RunRequested),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "The run is running, has no failed records, or its flow is not deployed and enabled", body = ErrorBody),
+    ))]
+async fn retry(
+    Tenant(tenant): Tenant,
+    State(api): State<Arc<Api>>,
+    Path(run): Path<String>,
+) -> Result<(StatusCode, axum::Json<RunRequested>), ApiError> {
+    let detail = run_of(&api, &tenant, &run).await?;
+    let flow = detail.run.flow;
+    if detail.run.status == RunStatus::Running.as_str() {
+        return Err(ApiError::Conflict(format!(
+            "run `{run}` is still running: retry its failed records once it ended"
+        )));
+    }
+    if detail.steps.iter().all(|s| s.failed == 0) {
+        return Err(ApiError::Conflict(format!(
+            "run `{run}` has no failed records to retry"
+        )));
+    }
+    let deployed = api.store.flow_deployed(&tenant, &flow).await?;
+    match deployed {
+        Some(d) if d.enabled => {}
+        Some(_) => {
+            return Err(ApiError::Conflict(format!(
+                "flow `{flow}` is disabled: enable it first (POST /api/v1/flows/{flow}/enable)"
+            )));
+        }
+        None => {
+            return Err(ApiError::Conflict(format!(
+                "flow `{flow}` of run `{run}` is not deployed any more: deploy it again to retry its records"
+            )));
+        }
+    }
+    let requested_at = api.store.run_request(&tenant, &flow, Some(&run)).await?;
+    api.changed();
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(RunRequested {
+            flow,
+            retry_of: Some(run),
+            requested_at: time(requested_at),
+        }),
+    ))
 }
 
 /// One failed record in the error log, as a JSON line.

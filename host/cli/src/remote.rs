@@ -357,9 +357,26 @@ async fn runs(remote: &Remote, command: RunsCommand) -> anyhow::Result<()> {
             use std::io::Write as _;
             std::io::stdout().lock().write_all(text.as_bytes())?;
         }
-        RunsCommand::Retry { .. } => bail!(
-            "`weft runs retry` works on the local data directory only, for now; against a server, fix the records and `weft flows run FLOW`"
-        ),
+        RunsCommand::Retry { run, flow, .. } => {
+            if flow.is_some() {
+                bail!(
+                    "--flow is for local retries: the server retries with the flow deployed to it (deploy the fixed flow first with `weft flows deploy`)"
+                );
+            }
+            let asked = remote
+                .json(Method::POST, &["runs", &run, "retry"], &[], None)
+                .await?;
+            let flow = text_of(&asked["flow"]);
+            out!(
+                "retry of the failed records of run {run} asked for; the server runs it as soon as it can (`weft runs list --flow {flow}`)"
+            )?;
+        }
+        RunsCommand::Cancel { run } => {
+            remote
+                .json(Method::POST, &["runs", &run, "cancel"], &[], None)
+                .await?;
+            out!("run {run} asked to stop; it stops after its current page")?;
+        }
     }
     Ok(())
 }

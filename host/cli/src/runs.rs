@@ -15,21 +15,23 @@ pub enum RunsCommand {
         /// Only runs of this flow.
         #[arg(long)]
         flow: Option<String>,
-        /// Only runs that stand so: running, succeeded, partial, failed, abandoned.
+        /// Only runs that stand so: running, succeeded, partial, failed, abandoned, refused,
+        /// cancelled.
         #[arg(long)]
         status: Option<String>,
     },
     /// One run: its steps with counts, durations, status and errors.
     Show { run: String },
-    /// Run again only the records a run logged as failed, through the step that failed them.
+    /// Run again only the records a run logged as failed, through the step that failed them
+    /// (against a server: asked for, and run by the server as soon as it can).
     Retry {
         run: String,
         /// Resend only the failed records (the one mode there is; `weft run` reruns everything).
         #[arg(long, required = true)]
         failed_only: bool,
-        /// The run's flow file.
+        /// The run's flow file (locally; a server knows the flows deployed to it).
         #[arg(long)]
-        flow: PathBuf,
+        flow: Option<PathBuf>,
         /// The environment the run used.
         #[arg(long)]
         env: Option<String>,
@@ -37,6 +39,10 @@ pub enum RunsCommand {
         #[arg(long = "plugins")]
         plugin_dirs: Vec<PathBuf>,
     },
+    /// Asks a running run to stop after the page it is on; what it committed stays, and the
+    /// flow's next run goes on from there. The server carrying it out stops it (a `weft run`
+    /// in a terminal stops with Ctrl-C).
+    Cancel { run: String },
     /// A run's error log: each failed record with the step and the reason.
     Errors {
         run: String,
@@ -77,7 +83,7 @@ pub async fn run(data_dir: &Path, tenant: &str, command: RunsCommand) -> anyhow:
                 .transpose()
                 .map_err(|_| {
                     anyhow::anyhow!(
-                        "--status is one of running, succeeded, partial, failed, abandoned"
+                        "--status is one of running, succeeded, partial, failed, abandoned, refused, cancelled"
                     )
                 })?;
             let filter = weft_store::RunFilter {
@@ -153,6 +159,12 @@ pub async fn run(data_dir: &Path, tenant: &str, command: RunsCommand) -> anyhow:
             let Some((record, _)) = store.run_get(tenant, &run).await? else {
                 bail!("there is no run `{run}` for tenant `{tenant}` (see `weft runs list`)");
             };
+            let Some(flow) = flow else {
+                bail!(
+                    "--flow FILE: the flow file of run `{run}` (flow `{}`) is needed to retry it locally",
+                    record.flow
+                );
+            };
             let flow = match weft_flow::load(&flow) {
                 Ok(f) => f,
                 Err(e) => {
@@ -215,6 +227,13 @@ pub async fn run(data_dir: &Path, tenant: &str, command: RunsCommand) -> anyhow:
             }
             crate::outcome::of_run(&report)?;
         }
+        RunsCommand::Cancel { run } => match store.run_cancel(tenant, &run).await? {
+            None => bail!("there is no run `{run}` for tenant `{tenant}` (see `weft runs list`)"),
+            Some(weft_store::RunStatus::Running) => out!(
+                "run {run} asked to stop: the `weft serve` carrying it out stops it after its current page (a `weft run` in a terminal stops with Ctrl-C)"
+            )?,
+            Some(status) => bail!("run `{run}` is not running: it ended {status}"),
+        },
         RunsCommand::Errors { run, format } => {
             if store.run_get(tenant, &run).await?.is_none() {
                 bail!("there is no run `{run}` for tenant `{tenant}` (see `weft runs list`)");

@@ -161,10 +161,16 @@ fn say(home: &str, event: &Event) {
             let flow = named(home, &run.tenant, &run.flow);
             let (id, status) = (&run.run, run.status);
             // Output to a closed pipe is not the server's concern: it keeps serving.
-            let _ = match run.cause {
+            let _ = match &run.cause {
                 Cause::Webhook { events } => {
                     out!("{now} flow {flow} run {id} {status} for {events} webhook event(s)")
                 }
+                Cause::Retry { of } => out!(
+                    "{now} flow {flow} run {id} {status}: retried the failed records of run {of}: {} written, {} failed ({:.1} s)",
+                    run.written,
+                    run.failed,
+                    run.took.as_secs_f64()
+                ),
                 Cause::Schedule | Cause::Chain { .. } | Cause::Requested => out!(
                     "{now} flow {flow} run {id} {status}: {} read, {} written, {} failed ({:.1} s)",
                     run.read,

@@ -15,6 +15,6 @@ pub use plan::{BoundConnection, Plan, PlanOptions, PlannedStep, Work, plan, plan
 pub use plugins::{Connector, Transformer};
 pub use registry::PluginDirectory;
 pub use run::{
-    Progress, RetryPolicy, RunError, RunOptions, RunReport, dataset_key, retry_failed, run,
-    run_id_new, run_with_events,
+    Halt, Progress, RetryPolicy, RunError, RunOptions, RunReport, Watch, dataset_key, retry_failed,
+    run, run_id_new, run_with_events,
 };

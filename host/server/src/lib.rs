@@ -25,6 +25,7 @@ mod hooks;
 pub mod quota;
 pub mod registration;
 mod server;
+mod watch;
 
 pub use flows::{
     Deployment, FlowKey, LoadError, LoadOptions, Problems, ServedFlow, TenantPolicy, load,

@@ -5,7 +5,9 @@
 //! Counted quotas are per clock hour or UTC day, from what runs recorded they used
 //! (`Store::usage_sum`): a tenant over one has its due runs refused, each recorded as a
 //! `refused` run saying which quota, its limit and when it resets, and its flows rest until
-//! then; webhook events wait for that. `concurrent_runs` is not a refusal: a run over it waits
+//! then; webhook events wait for that. A run under way is stopped after the page that takes
+//! its tenant over one (what ended before it started, plus what it used itself so far; other
+//! runs under way at once are not counted until they end), also `refused`. `concurrent_runs` is not a refusal: a run over it waits
 //! for one of the tenant's runs to end.
 
 use std::collections::BTreeMap;
@@ -184,41 +186,78 @@ fn window_start(now: SystemTime, length: Duration) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(whole)
 }
 
-/// The first counted quota in `quotas` the tenant has reached at `now`, if any: one store query
-/// per window length in use.
-pub(crate) async fn reached(
-    store: &Store,
-    tenant: &str,
-    quotas: &Quotas,
-    now: SystemTime,
-) -> Result<Option<Exceeded>, StoreError> {
-    let mut sums: BTreeMap<u64, (u64, RunUsage)> = BTreeMap::new();
-    for (quota, limit) in quotas.iter() {
-        let Some(length) = quota.window() else {
-            continue;
-        };
-        let start = window_start(now, length);
-        let (runs, usage) = match sums.get(&length.as_secs()) {
-            Some(found) => *found,
-            None => {
-                let found = store
-                    .usage_sum(tenant, start, now + Duration::from_millis(1))
-                    .await?;
-                sums.insert(length.as_secs(), found);
-                found
+/// What a tenant used in the windows its counted quotas count in, read at one moment.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Tally {
+    /// By window length in seconds: the window's start, the runs started in it and what they
+    /// used.
+    windows: BTreeMap<u64, (SystemTime, u64, RunUsage)>,
+}
+
+impl Tally {
+    /// What the tenant used in each window of `quotas` at `now`: one store query per window
+    /// length in use.
+    pub(crate) async fn read(
+        store: &Store,
+        tenant: &str,
+        quotas: &Quotas,
+        now: SystemTime,
+    ) -> Result<Tally, StoreError> {
+        let mut windows = BTreeMap::new();
+        for (quota, _) in quotas.iter() {
+            let Some(length) = quota.window() else {
+                continue;
+            };
+            if windows.contains_key(&length.as_secs()) {
+                continue;
             }
-        };
-        let used = quota.used(runs, &usage);
-        if used >= limit {
-            return Ok(Some(Exceeded {
+            let start = window_start(now, length);
+            let (runs, usage) = store
+                .usage_sum(tenant, start, now + Duration::from_millis(1))
+                .await?;
+            windows.insert(length.as_secs(), (start, runs, usage));
+        }
+        Ok(Tally { windows })
+    }
+
+    /// The first counted quota in `quotas` reached with `more` used on top of the tally (a run
+    /// under way), at `now`. A window that ended since the tally counts nothing.
+    pub(crate) fn exceeded(
+        &self,
+        quotas: &Quotas,
+        more: &RunUsage,
+        now: SystemTime,
+    ) -> Option<Exceeded> {
+        quotas.iter().find_map(|(quota, limit)| {
+            let length = quota.window()?;
+            let (start, runs, usage) = self.windows.get(&length.as_secs())?;
+            let resets_at = *start + length;
+            if now >= resets_at {
+                return None;
+            }
+            let used = quota.used(*runs, &plus(usage, more));
+            (used >= limit).then_some(Exceeded {
                 quota,
                 limit,
                 used,
-                resets_at: start + length,
-            }));
-        }
+                resets_at,
+            })
+        })
     }
-    Ok(None)
+}
+
+/// `a` and `b` used together.
+fn plus(a: &RunUsage, b: &RunUsage) -> RunUsage {
+    RunUsage {
+        cpu_ms: a.cpu_ms.saturating_add(b.cpu_ms),
+        requests: a.requests.saturating_add(b.requests),
+        bytes_out: a.bytes_out.saturating_add(b.bytes_out),
+        bytes_in: a.bytes_in.saturating_add(b.bytes_in),
+        peak_memory: a.peak_memory.max(b.peak_memory),
+        records_read: a.records_read.saturating_add(b.records_read),
+        records_written: a.records_written.saturating_add(b.records_written),
+        records_failed: a.records_failed.saturating_add(b.records_failed),
+    }
 }
 
 #[cfg(test)]
@@ -255,6 +294,55 @@ mod tests {
         assert_eq!(own.get(Quota::RunsPerHour), Some(5));
         assert_eq!(own.get(Quota::Flows), Some(10));
         assert_eq!(own.get(Quota::CpuMsPerHour), None);
+    }
+
+    #[test]
+    fn a_run_under_way_counts_on_top_of_what_its_tenant_used_until_the_window_ends() {
+        let hour = SystemTime::UNIX_EPOCH + Duration::from_secs(3_600 * 100);
+        let before = RunUsage {
+            requests: 90,
+            records_read: 10,
+            ..RunUsage::default()
+        };
+        let tally = Tally {
+            windows: BTreeMap::from([
+                (HOUR.as_secs(), (hour, 4, before)),
+                (DAY.as_secs(), (window_start(hour, DAY), 4, before)),
+            ]),
+        };
+        let mut quotas = Quotas::default();
+        quotas.set(Quota::RequestsPerHour, 100);
+        quotas.set(Quota::RunsPerHour, 5);
+        let now = hour + Duration::from_secs(60);
+        let none = RunUsage::default();
+        assert_eq!(tally.exceeded(&quotas, &none, now), None);
+        let under = RunUsage {
+            requests: 9,
+            ..none
+        };
+        assert_eq!(tally.exceeded(&quotas, &under, now), None);
+        let at = RunUsage {
+            requests: 10,
+            ..none
+        };
+        assert_eq!(
+            tally.exceeded(&quotas, &at, now),
+            Some(Exceeded {
+                quota: Quota::RequestsPerHour,
+                limit: 100,
+                used: 100,
+                resets_at: hour + HOUR,
+            })
+        );
+        // Past the hour the tally was of, it counts nothing: the run goes on.
+        assert_eq!(tally.exceeded(&quotas, &at, hour + HOUR), None);
+        // The runs of the hour are what they were when the run started: it is not counted
+        // against itself.
+        quotas.set(Quota::RunsPerHour, 4);
+        assert_eq!(
+            tally.exceeded(&quotas, &none, now).map(|e| e.quota),
+            Some(Quota::RunsPerHour)
+        );
     }
 
     #[test]

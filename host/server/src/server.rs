@@ -18,6 +18,7 @@ use crate::dispatch::Load;
 use crate::flows::{FlowKey, TenantPolicy};
 use crate::quota::Quotas;
 use crate::registration::{self, Registration, RegistrationError};
+use crate::watch::RunWatch;
 use crate::{ServedFlow, hooks};
 
 mod runs;
@@ -26,6 +27,9 @@ use runs::{Due, Finished};
 
 /// The longest the loop sleeps between looks at what is due.
 const MAX_WAIT: Duration = Duration::from_secs(1);
+
+/// How often the store is asked which runs under way were asked to stop, at most.
+const CANCELS_POLL: Duration = Duration::from_secs(1);
 
 /// How often a webhook flow's waiting events are looked for when no delivery to this process
 /// announced any (events another process received, events of a run that failed).
@@ -108,6 +112,8 @@ pub enum Cause {
     Webhook { events: usize },
     /// Someone asked for a run through the API.
     Requested,
+    /// Someone asked through the API to retry the records run `of` logged as failed.
+    Retry { of: String },
 }
 
 /// What the webhook endpoints share with the loop.
@@ -170,7 +176,10 @@ pub struct Server {
     shutdown_grace: Duration,
     /// The runs under way, and which flows they are of.
     in_flight: JoinSet<Finished>,
-    running: BTreeSet<FlowKey>,
+    running: BTreeMap<FlowKey, Arc<RunWatch>>,
+    /// When the store was last asked which runs under way were asked to stop (`None`: ask at
+    /// the next turn).
+    cancels_polled: Option<SystemTime>,
     load: Load,
     /// Chained flows found ready when a run completed, to start at the next turn.
     chained: Vec<Due>,
@@ -208,7 +217,8 @@ impl Server {
             workers: DEFAULT_WORKERS,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             in_flight: JoinSet::new(),
-            running: BTreeSet::new(),
+            running: BTreeMap::new(),
+            cancels_polled: None,
             load: Load::default(),
             chained: Vec::new(),
             quotas: Quotas::default(),
@@ -381,6 +391,7 @@ impl Server {
                     if let Some(deployed) = &mut self.deployed {
                         deployed.looked = None;
                     }
+                    self.cancels_polled = None;
                     None
                 }
                 Some(done) = self.in_flight.join_next(), if busy => Some(done),
@@ -432,12 +443,13 @@ impl Server {
         }
         self.renew(now).await;
         self.recover_chains(now).await;
+        self.cancels(now).await;
         let mut next = now + MAX_WAIT;
         let mut due = std::mem::take(&mut self.chained);
         due.extend(self.requests(now).await);
         let flows = self.shared.flows();
         for served in flows.iter() {
-            if self.running.contains(served.key()) {
+            if self.running.contains_key(served.key()) {
                 continue;
             }
             if let Some(until) = self.resting_until(served, now) {
@@ -456,6 +468,39 @@ impl Server {
         }
         self.start(due, now).await;
         next
+    }
+
+    /// Stops the runs under way that were asked to stop (through this process's API or
+    /// another's): each after its current page. One store query, at most every
+    /// [`CANCELS_POLL`] (at once after the API announced a change).
+    async fn cancels(&mut self, now: SystemTime) {
+        if self.running.is_empty()
+            || self
+                .cancels_polled
+                .is_some_and(|at| at <= now && now < at + CANCELS_POLL)
+        {
+            return;
+        }
+        self.cancels_polled = Some(now);
+        let runs: BTreeMap<&str, &Arc<RunWatch>> = self
+            .running
+            .values()
+            .filter_map(|w| Some((w.run()?, w)))
+            .collect();
+        let ids: Vec<String> = runs.keys().map(|r| (*r).to_owned()).collect();
+        match self.shared.store.runs_cancelling(&ids).await {
+            Ok(cancelling) => {
+                for run in cancelling {
+                    if let Some(watch) = runs.get(run.as_str()) {
+                        tracing::info!(run, "asked to stop; stopping after its current page");
+                        watch.cancel(format!("cancelled on request (POST /api/v1/runs/{run}/cancel)"));
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "looking for runs asked to stop failed; trying again later");
+            }
+        }
     }
 
     /// Waits for every run under way, and the chains they start, to end; what they tell is
@@ -523,12 +568,18 @@ impl Server {
                 .iter()
                 .find(|s| s.tenant == request.tenant && s.name() == request.flow);
             match found {
-                Some(served) if self.running.contains(served.key()) => {}
+                Some(served) if self.running.contains_key(served.key()) => {}
                 Some(served) if self.resting_until(served, now).is_some() => {}
-                Some(served) => due.push(Due {
-                    request: Some(request),
-                    ..Due::new(served, Cause::Requested)
-                }),
+                Some(served) => {
+                    let cause = match &request.retry_of {
+                        Some(of) => Cause::Retry { of: of.clone() },
+                        None => Cause::Requested,
+                    };
+                    due.push(Due {
+                        request: Some(request),
+                        ..Due::new(served, cause)
+                    });
+                }
                 None => {
                     // Deleted or disabled since it was asked for: nothing to run.
                     tracing::info!(tenant = %request.tenant, flow = %request.flow, "run request for a flow not served; dropped");

@@ -43,6 +43,8 @@ pub struct RunRequest {
     pub tenant: String,
     /// The flow to run.
     pub flow: String,
+    /// The run whose failed records to retry, for a retry; `None` for a whole run.
+    pub retry_of: Option<String>,
     /// When it was (last) asked for.
     pub requested_at: SystemTime,
 }
@@ -180,45 +182,57 @@ impl Store {
     }
 }
 
-/// Requests to run a flow now.
+/// Requests to run a flow now, or to retry a run's failed records.
 impl Store {
-    /// Asks for a run of `flow` as soon as a server can. A request already waiting becomes this
-    /// one: one run answers both, and a request made while a run for an earlier one is under
-    /// way outlives that run ([`Store::run_request_done`] drops only what the run answered).
-    pub async fn run_request(&self, tenant: &str, flow: &str) -> Result<SystemTime, StoreError> {
+    /// Asks for a run of `flow` as soon as a server can: a whole run, or a retry of the records
+    /// run `retry_of` logged as failed. A like request already waiting becomes this one: one
+    /// run answers both, and a request made while a run for an earlier one is under way
+    /// outlives that run ([`Store::run_request_done`] drops only what the run answered).
+    pub async fn run_request(
+        &self,
+        tenant: &str,
+        flow: &str,
+        retry_of: Option<&str>,
+    ) -> Result<SystemTime, StoreError> {
         let now = now_millis();
+        let retry_of = retry_of.unwrap_or("");
         on_database!(self, format!("request a run of flow {flow:?}"), |pool| {
-            let sql = "INSERT INTO run_requests (tenant, flow, requested_at) VALUES ($1, $2, $3)
-                       ON CONFLICT (tenant, flow) DO UPDATE SET requested_at = excluded.requested_at";
-            execute!(pool, sql, tenant, flow, now)
+            let sql = "INSERT INTO run_requests (tenant, flow, retry_of, requested_at)
+                       VALUES ($1, $2, $3, $4)
+                       ON CONFLICT (tenant, flow, retry_of)
+                       DO UPDATE SET requested_at = excluded.requested_at";
+            execute!(pool, sql, tenant, flow, retry_of, now)
         })?;
         Ok(millis_to_time(now))
     }
 
     /// Every waiting request, oldest first. One query, whatever the number of flows.
     pub async fn run_requests(&self) -> Result<Vec<RunRequest>, StoreError> {
-        let rows: Vec<(String, String, i64)> = on_database!(self, "list run requests", |pool| {
-            let sql = "SELECT tenant, flow, requested_at FROM run_requests
-                       ORDER BY requested_at, tenant, flow";
-            sqlx::query_as(sql).fetch_all(pool).await
-        })?;
+        let rows: Vec<(String, String, String, i64)> =
+            on_database!(self, "list run requests", |pool| {
+                let sql = "SELECT tenant, flow, retry_of, requested_at FROM run_requests
+                           ORDER BY requested_at, tenant, flow, retry_of";
+                sqlx::query_as(sql).fetch_all(pool).await
+            })?;
         Ok(rows
             .into_iter()
-            .map(|(tenant, flow, requested_at)| RunRequest {
+            .map(|(tenant, flow, retry_of, requested_at)| RunRequest {
                 tenant,
                 flow,
+                retry_of: Some(retry_of).filter(|r| !r.is_empty()),
                 requested_at: millis_to_time(requested_at),
             })
             .collect())
     }
 
-    /// Drops `request` once a run answered it (a later request for the flow stays).
+    /// Drops `request` once a run answered it (a later like request stays).
     pub async fn run_request_done(&self, request: &RunRequest) -> Result<(), StoreError> {
         let at = millis(request.requested_at);
+        let retry_of = request.retry_of.as_deref().unwrap_or("");
         on_database!(self, "drop a run request", |pool| {
             let sql = "DELETE FROM run_requests
-                       WHERE tenant = $1 AND flow = $2 AND requested_at <= $3";
-            execute!(pool, sql, &request.tenant, &request.flow, at)
+                       WHERE tenant = $1 AND flow = $2 AND retry_of = $3 AND requested_at <= $4";
+            execute!(pool, sql, &request.tenant, &request.flow, retry_of, at)
         })?;
         Ok(())
     }

@@ -336,6 +336,47 @@ impl Store {
         Ok(())
     }
 
+    /// Asks run `id` of `tenant` to stop after its current page, if it is running (the process
+    /// carrying it out learns of it from [`Store::runs_cancelling`]). How the run stands, or
+    /// `None` when the tenant has no such run.
+    pub async fn run_cancel(&self, tenant: &str, id: &str) -> Result<Option<RunStatus>, StoreError> {
+        let running = RunStatus::Running.as_str();
+        let status: Option<String> = on_database!(self, format!("cancel run {id}"), |pool| {
+            let sql = "UPDATE runs SET cancel_requested_at = $1
+                       WHERE tenant = $2 AND id = $3 AND status = $4";
+            execute!(pool, sql, now_millis(), tenant, id, running)?;
+            let sql = "SELECT status FROM runs WHERE tenant = $1 AND id = $2";
+            bind!(sqlx::query_scalar(sql), tenant, id)
+                .fetch_optional(pool)
+                .await
+        })?;
+        status.map(|s| s.parse()).transpose()
+    }
+
+    /// Which of the runs `ids` were asked to stop and are still running. One query.
+    pub async fn runs_cancelling(&self, ids: &[String]) -> Result<Vec<String>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list = (0..ids.len())
+            .map(|i| format!("${}", i + 2))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT id FROM runs
+             WHERE status = $1 AND cancel_requested_at IS NOT NULL AND id IN ({list})"
+        );
+        let sql = sql.as_str();
+        let running = RunStatus::Running.as_str();
+        on_database!(self, "find runs asked to stop", |pool| {
+            let mut query = sqlx::query_scalar(sql).bind(running);
+            for id in ids {
+                query = query.bind(id);
+            }
+            query.fetch_all(pool).await
+        })
+    }
+
     /// When the flow's last run that was started started (refused ones were not).
     pub async fn flow_last_started(
         &self,

@@ -18,9 +18,12 @@ pub enum RunStatus {
     Failed,
     /// Its process died: its lease lapsed with the run unfinished.
     Abandoned,
-    /// It was not started: its tenant was over a quota (the error says which, its limit and
-    /// when it resets).
+    /// It was not started, or was stopped after a page: its tenant was over a quota (the error
+    /// says which, its limit and when it resets).
     Refused,
+    /// It was asked to stop (`POST /api/v1/runs/{run}/cancel`) and stopped after the page it
+    /// was on: what it committed before stays, its cursor is where that page left it.
+    Cancelled,
 }
 
 /// How a step of a run stands.
@@ -38,13 +41,14 @@ pub enum StepStatus {
 
 impl RunStatus {
     /// Every status, in the order a run passes through them.
-    pub const ALL: [RunStatus; 6] = [
+    pub const ALL: [RunStatus; 7] = [
         RunStatus::Running,
         RunStatus::Succeeded,
         RunStatus::Partial,
         RunStatus::Failed,
         RunStatus::Abandoned,
         RunStatus::Refused,
+        RunStatus::Cancelled,
     ];
 
     /// The word stored and shown.
@@ -56,6 +60,7 @@ impl RunStatus {
             RunStatus::Failed => "failed",
             RunStatus::Abandoned => "abandoned",
             RunStatus::Refused => "refused",
+            RunStatus::Cancelled => "cancelled",
         }
     }
 

@@ -151,7 +151,7 @@ on_both!(
                 .flow_deploy(tenant, "sync", "name = \"sync\"", "{}", "d1")
                 .await
                 .unwrap();
-            store.run_request(tenant, "sync").await.unwrap();
+            store.run_request(tenant, "sync", None).await.unwrap();
             let run = format!("run-{tenant}");
             store.run_start(&run, tenant, "sync", None).await.unwrap();
             store
@@ -275,12 +275,12 @@ on_both!(
 );
 
 on_both!(a_run_request_made_during_a_run_outlives_it, |store| {
-    store.run_request("acme", "sync").await.unwrap();
+    store.run_request("acme", "sync", None).await.unwrap();
     let taken = store.run_requests().await.unwrap();
     assert_eq!(taken.len(), 1);
     // Asked again while the run for the first request goes on.
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    store.run_request("acme", "sync").await.unwrap();
+    store.run_request("acme", "sync", None).await.unwrap();
     store.run_request_done(&taken[0]).await.unwrap();
     let waiting = store.run_requests().await.unwrap();
     assert_eq!(
@@ -290,6 +290,69 @@ on_both!(a_run_request_made_during_a_run_outlives_it, |store| {
     );
     store.run_request_done(&waiting[0]).await.unwrap();
     assert!(store.run_requests().await.unwrap().is_empty());
+});
+
+on_both!(a_retry_request_waits_beside_a_whole_run_and_each_retry_once, |store| {
+    store.run_request("acme", "sync", None).await.unwrap();
+    store.run_request("acme", "sync", Some("r1")).await.unwrap();
+    store.run_request("acme", "sync", Some("r2")).await.unwrap();
+    // Asked twice, the retry of r1 is one request.
+    store.run_request("acme", "sync", Some("r1")).await.unwrap();
+    let waiting = store.run_requests().await.unwrap();
+    let mut retries: Vec<Option<&str>> = waiting.iter().map(|r| r.retry_of.as_deref()).collect();
+    retries.sort();
+    assert_eq!(retries, [None, Some("r1"), Some("r2")]);
+    let r1 = waiting
+        .iter()
+        .find(|r| r.retry_of.as_deref() == Some("r1"))
+        .unwrap();
+    store.run_request_done(r1).await.unwrap();
+    let left: Vec<Option<String>> = store
+        .run_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.retry_of)
+        .collect();
+    assert_eq!(left.len(), 2);
+    assert!(!left.contains(&Some("r1".into())), "{left:?}");
+});
+
+on_both!(only_a_running_run_of_the_tenant_is_asked_to_stop, |store| {
+    use weft_store::RunStatus;
+    for (id, tenant) in [("r1", "acme"), ("r2", "acme"), ("r3", "globex")] {
+        store.run_start(id, tenant, "sync", None).await.unwrap();
+    }
+    store
+        .run_finish("r2", RunStatus::Succeeded, None)
+        .await
+        .unwrap();
+    let all: Vec<String> = ["r1", "r2", "r3"].map(String::from).to_vec();
+    assert!(store.runs_cancelling(&all).await.unwrap().is_empty());
+
+    assert_eq!(
+        store.run_cancel("acme", "r1").await.unwrap(),
+        Some(RunStatus::Running)
+    );
+    // Ended already: how it ended, and nothing asked.
+    assert_eq!(
+        store.run_cancel("acme", "r2").await.unwrap(),
+        Some(RunStatus::Succeeded)
+    );
+    // Another tenant's run is no run at all.
+    assert_eq!(store.run_cancel("acme", "r3").await.unwrap(), None);
+    assert_eq!(store.run_cancel("acme", "nope").await.unwrap(), None);
+    assert_eq!(store.runs_cancelling(&all).await.unwrap(), ["r1"]);
+    assert!(store.runs_cancelling(&[]).await.unwrap().is_empty());
+
+    // Once it ended, it is no longer asked.
+    store
+        .run_finish("r1", RunStatus::Cancelled, Some("cancelled"))
+        .await
+        .unwrap();
+    assert!(store.runs_cancelling(&all).await.unwrap().is_empty());
+    let (run, _) = store.run_get("acme", "r1").await.unwrap().unwrap();
+    assert_eq!(run.status, RunStatus::Cancelled);
 });
 
 on_both!(runs_are_found_by_flow_status_and_time, |store| {

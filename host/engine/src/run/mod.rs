@@ -21,6 +21,7 @@ mod read;
 pub mod records;
 mod retry;
 mod transform;
+mod watch;
 mod write;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -43,6 +44,7 @@ pub use call::RetryPolicy;
 use records::Record;
 pub use records::dataset_key;
 pub use retry::retry_failed;
+pub use watch::{Halt, Watch};
 
 /// What a run needs besides the flow and its plan.
 #[derive(Debug, Clone)]
@@ -54,6 +56,8 @@ pub struct RunOptions {
     pub write_batch: usize,
     /// How long the run's hold on its flow lasts unless renewed (it is renewed every third).
     pub lease: Duration,
+    /// Asked between pages whether the run goes on; none: it runs to its end.
+    pub watch: Option<Arc<dyn Watch>>,
 }
 
 impl Default for RunOptions {
@@ -64,6 +68,7 @@ impl Default for RunOptions {
             retry: RetryPolicy::default(),
             write_batch: 100,
             lease: crate::lease::DEFAULT_LEASE,
+            watch: None,
         }
     }
 }
@@ -165,6 +170,8 @@ struct Execution<'a> {
     injected: BTreeMap<StepId, Vec<Value>>,
     /// How many records each read step's source said it holds.
     totals: BTreeMap<StepId, u64>,
+    /// Why the run stopped before its end, once its watch said so.
+    halt: Option<Halt>,
     progress: &'a mut (dyn FnMut(&Progress<'_>) + Send),
 }
 
@@ -190,8 +197,20 @@ impl<'a> Execution<'a> {
             lookups: BTreeMap::new(),
             injected: BTreeMap::new(),
             totals: BTreeMap::new(),
+            halt: None,
             progress,
         }
+    }
+
+    /// Whether the run stops here: its watch asked with what it used so far. Once it said so,
+    /// the run stays stopped.
+    fn halted(&mut self) -> bool {
+        if self.halt.is_none()
+            && let Some(watch) = &self.options.watch
+        {
+            self.halt = watch.halt(&self.used());
+        }
+        self.halt.is_some()
     }
 
     fn planned(&self, id: &StepId) -> &'a PlannedStep {
@@ -487,6 +506,9 @@ async fn begin(
         connections.insert(connection.with_usage(Arc::clone(&usage)));
     }
     let run = run_id_new();
+    if let Some(watch) = &options.watch {
+        watch.began(&run);
+    }
     let flow_name = flow.file.name.get_ref().to_string();
     // The flow first, then the run: a run that is recorded always holds its flow.
     let hold = FlowHold::take(store, &options.tenant, &flow_name, &run, options.lease).await?;
@@ -528,15 +550,17 @@ async fn end(
     hold: FlowHold,
     outcome: Result<Option<String>, StoreError>,
     usage: &RunUsage,
+    halt: Option<&Halt>,
 ) -> Result<RunStatus, RunError> {
     if let Err(e) = store.run_used(run, usage).await {
         tracing::error!(run, error = %e, "could not record what the run used");
     }
-    let (status, error) = match &outcome {
-        Ok(None) if usage.records_failed == 0 => (RunStatus::Succeeded, None),
-        Ok(None) => (RunStatus::Partial, None),
-        Ok(Some(failed)) => (RunStatus::Failed, Some(failed.clone())),
-        Err(e) => (
+    let (status, error) = match (&outcome, halt) {
+        (Ok(_), Some(halt)) => (halt.status, Some(halt.reason.clone())),
+        (Ok(None), None) if usage.records_failed == 0 => (RunStatus::Succeeded, None),
+        (Ok(None), None) => (RunStatus::Partial, None),
+        (Ok(Some(failed)), None) => (RunStatus::Failed, Some(failed.clone())),
+        (Err(e), _) => (
             RunStatus::Failed,
             Some(format!("the state database failed: {e}")),
         ),
@@ -600,7 +624,15 @@ pub async fn run_with_events(
         .all()
         .instrument(run_span(flow, options, &run))
         .await;
-    let status = end(store, &run, hold, outcome, &execution.used()).await?;
+    let status = end(
+        store,
+        &run,
+        hold,
+        outcome,
+        &execution.used(),
+        execution.halt.as_ref(),
+    )
+    .await?;
     Ok(execution.report(status, started))
 }
 

@@ -1,14 +1,14 @@
 //! Read steps: a connector's stream (a dataset is one), page by page, or the records of
 //! webhook events. The next page is read while the page before it goes downstream; pages are
-//! handed on in order.
+//! handed on in order. Between pages the run's watch may stop it (see [`super::watch`]).
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use weft_flow::StepId;
 use weft_flow::model::SyncMode;
 use weft_runtime::bindings;
 use weft_runtime::{CallContext, Page, ReadRequest};
-use weft_store::StoreError;
+use weft_store::{StepStatus, StoreError};
 
 use super::call::{RetryPolicy, bounded, with_retry};
 use super::records::{self, Record};
@@ -96,6 +96,13 @@ impl Execution<'_> {
         let Work::Read(work) = &self.planned(source).work else {
             unreachable!("sources are read steps")
         };
+        if self.halted() {
+            // Stopped before this source began: it never ran.
+            let record = self.record(source);
+            record.status = StepStatus::Skipped;
+            record.finished_at = Some(SystemTime::now());
+            return self.save(source).await;
+        }
         self.read_pages(source, work, include, commit).await
     }
 
@@ -161,6 +168,14 @@ impl Execution<'_> {
             }
             if page.done {
                 break;
+            }
+            if self.halted() {
+                // The page read ahead is dropped unread downstream: the cursor stays after
+                // the last page delivered, where the next run goes on.
+                let pages = self.record(source).pages;
+                let why = self.halt.as_ref().map_or("", |h| &h.reason);
+                let why = format!("stopped after page {pages}: {why}");
+                return self.finish(source, Some(why)).await;
             }
         }
         self.finish(source, None).await

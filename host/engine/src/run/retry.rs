@@ -43,7 +43,15 @@ pub async fn retry_failed(
         .again(failures)
         .instrument(run_span(flow, options, &run))
         .await;
-    let status = end(store, &run, hold, outcome, &execution.used()).await?;
+    let status = end(
+        store,
+        &run,
+        hold,
+        outcome,
+        &execution.used(),
+        execution.halt.as_ref(),
+    )
+    .await?;
     Ok(execution.report(status, started))
 }
 

@@ -14,7 +14,8 @@ use super::{Cause, Event, RunEnded, ServeError, Server, Shared, lock};
 use crate::ServedFlow;
 use crate::dispatch::{self, Lane, Waiting};
 use crate::hooks;
-use crate::quota::{self, Quota};
+use crate::quota::{self, Quota, Tally};
+use crate::watch::RunWatch;
 
 /// A run due now, waiting for a worker.
 pub(super) struct Due {
@@ -24,6 +25,8 @@ pub(super) struct Due {
     pub(super) events: Option<hooks::Taken>,
     /// The API request it answers.
     pub(super) request: Option<RunRequest>,
+    /// Asked between pages whether it goes on (set when it starts).
+    pub(super) watch: Arc<RunWatch>,
 }
 
 impl Due {
@@ -33,12 +36,13 @@ impl Due {
             cause,
             events: None,
             request: None,
+            watch: Arc::default(),
         }
     }
 
     fn lane(&self) -> Lane {
         match self.cause {
-            Cause::Webhook { .. } | Cause::Requested => Lane::Interactive,
+            Cause::Webhook { .. } | Cause::Requested | Cause::Retry { .. } => Lane::Interactive,
             Cause::Schedule | Cause::Chain { .. } => Lane::Background,
         }
     }
@@ -60,7 +64,7 @@ impl Server {
         let mut seen = BTreeSet::new();
         for d in due {
             let key = d.served.key();
-            if self.running.contains(key) || !seen.insert(key.clone()) {
+            if self.running.contains_key(key) || !seen.insert(key.clone()) {
                 continue;
             }
             by_tenant
@@ -73,23 +77,32 @@ impl Server {
         for (tenant, due) in by_tenant {
             let store = &self.shared.store;
             let checked = match self.quotas.of(store, &tenant).await {
-                Ok(quotas) => quota::reached(store, &tenant, &quotas, now)
+                Ok(quotas) => Tally::read(store, &tenant, &quotas, now)
                     .await
-                    .map(|reached| (quotas, reached)),
+                    .map(|tally| (quotas, tally)),
                 Err(e) => Err(e),
             };
+            let none_used = weft_store::RunUsage::default();
             match checked {
-                Ok((quotas, None)) => {
+                Ok((quotas, tally)) if tally.exceeded(&quotas, &none_used, now).is_none() => {
                     if let Some(cap) = quotas.get(Quota::ConcurrentRuns) {
                         caps.insert(tenant.clone(), cap as usize);
                     }
+                    // Each run is stopped after the page that takes the tenant over a quota.
+                    let budget = (quotas, tally);
                     waiting.extend(due.into_iter().map(|d| Waiting {
                         tenant: tenant.clone(),
                         lane: d.lane(),
-                        run: d,
+                        run: Due {
+                            watch: Arc::new(RunWatch::new(Some(budget.clone()))),
+                            ..d
+                        },
                     }));
                 }
-                Ok((_, Some(exceeded))) => {
+                Ok((quotas, tally)) => {
+                    let exceeded = tally
+                        .exceeded(&quotas, &none_used, now)
+                        .expect("the arm above takes the tally under every quota");
                     for d in due {
                         self.refuse(d, &exceeded).await;
                     }
@@ -103,7 +116,7 @@ impl Server {
             }
         }
         for due in dispatch::choose(waiting, self.workers, &mut self.load, &caps) {
-            self.running.insert(due.served.key().clone());
+            self.running.insert(due.served.key().clone(), Arc::clone(&due.watch));
             let lane = due.lane();
             let shared = Arc::clone(&self.shared);
             let deployed = self
@@ -172,6 +185,7 @@ impl Server {
         let key = served.key();
         self.running.remove(key);
         self.load.ended(&served.tenant, lane);
+        self.cancels_polled = None;
         let report = match result {
             Ok(Ok(report)) => report,
             Err(panic) => {
@@ -204,11 +218,15 @@ impl Server {
         if let Some(request) = &due.request {
             after = after.and(store.run_request_done(request).await);
         }
-        match after {
-            Ok(()) => {
+        match (after, due.watch.exceeded()) {
+            (Ok(()), None) => {
                 lock(&self.resting).remove(key);
             }
-            Err(e) => {
+            // Stopped by a quota: its flows rest until it resets, like runs refused at start.
+            (Ok(()), Some(exceeded)) => {
+                lock(&self.resting).insert(key.clone(), (0, exceeded.resets_at));
+            }
+            (Err(e), _) => {
                 self.defer(served, &e.into(), now);
             }
         }
@@ -251,8 +269,21 @@ async fn carry_out(shared: &Shared, due: &Due, deployed: bool) -> Result<RunRepo
     let options = RunOptions {
         tenant: served.tenant.clone(),
         environment: shared.options.environment.clone().filter(|_| !deployed),
+        watch: Some(Arc::clone(&due.watch) as Arc<dyn weft_engine::Watch>),
         ..shared.options.clone()
     };
+    if let Some(failed) = due.request.as_ref().and_then(|r| r.retry_of.as_deref()) {
+        return weft_engine::retry_failed(
+            &served.flow,
+            &served.plan,
+            &shared.store,
+            &shared.secrets,
+            &options,
+            failed,
+            &mut |_: &Progress<'_>| {},
+        )
+        .await;
+    }
     let events = due
         .events
         .as_ref()
