@@ -121,7 +121,7 @@ async fn main() {
             let name = format!("f{f}");
             let text = flow_text(&upstream, &name);
             store
-                .flow_deploy(&tenant, &name, &text, "{}", &format!("d{t}-{f}"))
+                .flow_deploy(&tenant, &name, &text, "{}", &format!("d{t}-{f}"), &format!("ep-{t}-{f}"))
                 .await
                 .unwrap();
             let id = format!("seed-{tenant}-{name}");

@@ -18,6 +18,7 @@ use weft_store::{Store, TokenHolder};
 use weft_tests::upstream::Upstream;
 
 mod control;
+mod hooks;
 mod serving;
 
 /// A server with its API on loopback, the operator's token, and what the server told.

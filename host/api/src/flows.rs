@@ -52,8 +52,13 @@ pub struct FlowInfo {
     pub deployed_at: String,
     /// Changes when the source or the variables do.
     pub digest: String,
-    /// What starts it: `every 15m`, `cron 0 * * * *`, `after a, b`, `manual`.
+    /// What starts it: `every 15m`, `cron 0 * * * *`, `after a, b`, `webhook`, `manual`.
     pub trigger: String,
+    /// For a webhook-triggered flow, the path of its endpoint on the server
+    /// (`/hooks/hk_...`): give the vendor the server's public URL with it. Unguessable, and
+    /// kept across deploys.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_path: Option<String>,
     /// When its schedule is next due, if it is enabled and scheduled.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_due: Option<String>,
@@ -131,7 +136,14 @@ async fn deploy(
     let digest = crate::token::hash(&format!("{}\0{variables}", deploy.source));
     let created = api
         .store
-        .flow_deploy(&tenant, &name, &deploy.source, &variables, &digest)
+        .flow_deploy(
+            &tenant,
+            &name,
+            &deploy.source,
+            &variables,
+            &digest,
+            &crate::token::endpoint_id_new(),
+        )
         .await?;
     api.changed();
     let stored = stored(&api, &tenant, &name).await?;
@@ -320,6 +332,11 @@ async fn info(api: &Api, tenant: &str, stored: &DeployedFlow) -> Result<FlowInfo
         deployed_at: time(stored.deployed_at),
         digest: stored.digest.clone(),
         trigger: flow.as_ref().map_or_else(|| "unknown".into(), trigger),
+        webhook_path: flow
+            .as_ref()
+            .filter(|f| f.file.trigger.as_ref().is_some_and(|t| t.get_ref().webhook.is_some()))
+            .and(stored.endpoint.as_ref())
+            .map(|id| format!("/hooks/{id}")),
         next_due,
         last_run: last.map(RunSummary::from),
     })

@@ -44,6 +44,16 @@ pub async fn issue_token(store: &Store, holder: &TokenHolder) -> Result<IssuedTo
     Ok(IssuedToken { id, token })
 }
 
+/// A new webhook endpoint id: `hk_` and 32 hex digits (16 random bytes), unguessable, and
+/// saying nothing of the tenant or the flow it serves.
+pub fn endpoint_id_new() -> String {
+    let mut id = [0u8; 16];
+    SystemRandom::new()
+        .fill(&mut id)
+        .expect("the system's random number generator failed");
+    format!("hk_{}", hex(&id))
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -117,6 +117,12 @@ impl Remote {
         }
     }
 
+    /// The URL of a deployed flow's webhook endpoint on this server, for a webhook-triggered
+    /// flow (as the API describes it).
+    fn webhook_url(&self, flow: &Value) -> Option<reqwest::Url> {
+        self.base.join(flow["webhook_path"].as_str()?).ok()
+    }
+
     async fn json(
         &self,
         method: Method,
@@ -163,12 +169,17 @@ async fn flows(remote: &Remote, command: FlowsCommand) -> anyhow::Result<()> {
                     .collect();
                 let body = json!({ "source": source, "variables": declared });
                 match remote.json(Method::POST, &["flows"], &[], Some(body)).await {
-                    Ok(flow) => eprintln!(
-                        "deployed {} as flow `{}` ({})",
-                        file.display(),
-                        text_of(&flow["name"]),
-                        text_of(&flow["trigger"])
-                    ),
+                    Ok(flow) => {
+                        eprintln!(
+                            "deployed {} as flow `{}` ({})",
+                            file.display(),
+                            text_of(&flow["name"]),
+                            text_of(&flow["trigger"])
+                        );
+                        if let Some(url) = remote.webhook_url(&flow) {
+                            eprintln!("  its webhook endpoint, for the vendor: {url}");
+                        }
+                    }
                     Err(e) => {
                         eprintln!("{}: {e}", file.display());
                         refused += 1;
@@ -212,6 +223,9 @@ async fn flows(remote: &Remote, command: FlowsCommand) -> anyhow::Result<()> {
                 text_of(&f["trigger"]),
                 text_of(&f["deployed_at"])
             )?;
+            if let Some(url) = remote.webhook_url(&f) {
+                out!("webhook endpoint {url}")?;
+            }
             out!("\n{}", text_of(&f["source"]))?;
         }
         FlowsCommand::Enable { name } => {

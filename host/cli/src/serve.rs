@@ -29,7 +29,8 @@ pub struct ServeArgs {
     /// A variable's value, over the environment's and the default (repeatable).
     #[arg(long = "var", value_name = "NAME=VALUE", value_parser = crate::parse_var)]
     vars: Vec<(String, String)>,
-    /// Address the API (`/api/v1`) and the webhook endpoints (`/hooks/{flow}`) listen on.
+    /// Address the API (`/api/v1`) and the webhook endpoints (`/hooks/{flow}` for the flows
+    /// directory's flows, `/hooks/{endpoint}` for deployed ones) listen on.
     #[arg(long, default_value = "127.0.0.1:8090")]
     listen: std::net::SocketAddr,
     /// Let flows tenants deploy through the API reach private addresses (loopback, private

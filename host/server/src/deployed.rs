@@ -148,9 +148,12 @@ impl Deployed {
             source: &stored.source,
             variables: &variables,
         };
-        plan_deployed(&deployment, &self.plugins, &self.runtime, self.policy)
+        let served = plan_deployed(&deployment, &self.plugins, &self.runtime, self.policy)
             .await
-            .map(Some)
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        Ok(Some(match stored.endpoint {
+            Some(endpoint) => served.with_endpoint(endpoint),
+            None => served,
+        }))
     }
 }

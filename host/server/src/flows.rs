@@ -17,6 +17,9 @@ pub struct ServedFlow {
     pub plan: Plan,
     /// Its tenant and name, made once: the server looks flows up by it every turn.
     key: FlowKey,
+    /// A deployed flow's webhook endpoint id (`/hooks/{endpoint}`); a flows directory's flow
+    /// has none and is reached by its name.
+    endpoint: Option<String>,
 }
 
 /// A served flow's identity: its tenant and its name.
@@ -35,11 +38,29 @@ impl ServedFlow {
             flow,
             plan,
             key,
+            endpoint: None,
         }
+    }
+
+    /// This flow, reached at `/hooks/{endpoint}`.
+    pub fn with_endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.endpoint = Some(endpoint.into());
+        self
     }
 
     pub fn key(&self) -> &FlowKey {
         &self.key
+    }
+
+    /// What its webhook endpoint is reached by, under `/hooks/`: the endpoint id of a deployed
+    /// flow, the name of a flows directory's.
+    pub fn hook_id(&self) -> &str {
+        self.endpoint.as_deref().unwrap_or(self.name())
+    }
+
+    /// A deployed flow's webhook endpoint id.
+    pub fn endpoint(&self) -> Option<&str> {
+        self.endpoint.as_deref()
     }
 
     /// The webhook trigger's connection and the events it asks for, if the flow has one.
@@ -268,7 +289,7 @@ pub async fn plan_deployed(
         variables: deployment.variables.clone(),
     };
     let plan = weft_engine::plan_with(&flow, &options, plugins, runtime).await?;
-    let refused = refusals(&flow, &plan, policy);
+    let refused = refusals(&plan, policy);
     if !refused.is_empty() {
         return Err(flow.error(refused));
     }
@@ -276,7 +297,7 @@ pub async fn plan_deployed(
 }
 
 /// What `policy` forbids in a planned deployed flow.
-fn refusals(flow: &Flow, plan: &Plan, policy: TenantPolicy) -> Vec<Diagnostic> {
+fn refusals(plan: &Plan, policy: TenantPolicy) -> Vec<Diagnostic> {
     let mut refused = Vec::new();
     for bound in plan.connections.values() {
         let spec = &bound.spec;
@@ -307,15 +328,6 @@ fn refusals(flow: &Flow, plan: &Plan, policy: TenantPolicy) -> Vec<Diagnostic> {
                 );
             }
         }
-    }
-    if let Some((connection, _)) = ServedFlow::webhook_of(flow) {
-        refused.push(
-            Diagnostic::new(
-                format!("the flow is triggered by webhooks of connection `{connection}`; deployed flows cannot have webhook triggers yet"),
-                None,
-            )
-            .help("serve webhook-triggered flows from a flows directory (`weft serve --flows DIR`), or trigger this one on a schedule"),
-        );
     }
     refused
 }

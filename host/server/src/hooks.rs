@@ -1,9 +1,11 @@
-//! Webhook endpoints and their event queue. `POST /hooks/{flow}` hands the delivery to the
-//! flow's connector, which verifies it (signature, vendor handshake); accepted events are written
-//! to the store *before* the sender gets its 2xx, so a crash loses nothing, and a redelivered
-//! event id is dropped. The server then processes each flow's events in arrival order: the
-//! flow's read steps on the webhook connection take the events of their stream instead of
-//! reading the upstream, and the events are marked done only when that run completed.
+//! Webhook endpoints and their event queue. `POST /hooks/{endpoint}` (a deployed flow's
+//! unguessable endpoint id, which says nothing of its tenant) or `POST /hooks/{flow}` (a flow
+//! of the server's flows directory) hands the delivery to the flow's connector, which verifies
+//! it (signature, vendor handshake); accepted events are written to the store *before* the
+//! sender gets its 2xx, so a crash loses nothing, and a redelivered event id is dropped. The
+//! server then processes each flow's events in arrival order: the flow's read steps on the
+//! webhook connection take the events of their stream instead of reading the upstream, and
+//! the events are marked done only when that run completed.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,28 +26,38 @@ const EVENTS_PER_RUN: u32 = 1_000;
 
 pub(crate) fn router(shared: Arc<Shared>) -> axum::Router {
     axum::Router::new()
-        .route("/hooks/{flow}", axum::routing::any(receive))
+        .route("/hooks/{hook}", axum::routing::any(receive))
         .with_state(shared)
+}
+
+/// The webhook-triggered flow reached at `/hooks/{hook}`: a deployed flow by its endpoint id,
+/// else a flow of the flows directory (the server's own tenant) by its name.
+fn hooked(shared: &Shared, hook: &str) -> Option<Arc<ServedFlow>> {
+    let served = shared.by_endpoint(hook).or_else(|| {
+        shared
+            .flows()
+            .iter()
+            .find(|s| {
+                s.endpoint().is_none() && s.tenant == shared.options.tenant && s.name() == hook
+            })
+            .cloned()
+    })?;
+    served.webhook().is_some().then_some(served)
 }
 
 async fn receive(
     State(shared): State<Arc<Shared>>,
-    Path(flow): Path<String>,
+    Path(hook): Path<String>,
     request: Request,
 ) -> Response {
-    // The endpoints serve the flows of the server's own tenant (its flows directory).
-    let flows = shared.flows();
-    let Some((served, connection)) = flows
-        .iter()
-        .filter(|s| s.tenant == shared.options.tenant && s.name() == flow)
-        .find_map(|s| Some((s, s.webhook()?.0)))
-    else {
-        return (
-            StatusCode::NOT_FOUND,
-            format!("no webhook-triggered flow `{flow}`"),
-        )
-            .into_response();
+    let Some(served) = hooked(&shared, &hook) else {
+        return (StatusCode::NOT_FOUND, "no webhook endpoint here").into_response();
     };
+    let Some((connection, _)) = served.webhook() else {
+        unreachable!("hooked flows have webhook triggers")
+    };
+    let flow = served.name();
+    let tenant = &served.tenant;
     let Some(bound) = served.plan.connections.get(connection) else {
         return (
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -78,8 +90,7 @@ async fn receive(
             .collect(),
         body: body.to_vec(),
     };
-    let tenant = &shared.options.tenant;
-    let context = match bound.context(&shared.secrets, tenant, &flow) {
+    let context = match bound.context(&shared.secrets, tenant, flow) {
         Ok(context) => context,
         Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     };
@@ -98,7 +109,7 @@ async fn receive(
                     action: e.action,
                     record: e.record,
                 };
-                match shared.store.event_put(tenant, &flow, &stored).await {
+                match shared.store.event_put(tenant, flow, &stored).await {
                     Ok(true) => kept += 1,
                     Ok(false) => duplicates += 1,
                     // Not kept: the sender must deliver again.
@@ -126,7 +137,7 @@ async fn receive(
             response
         }
         Ok(Verification::Rejected(reason)) => {
-            tracing::warn!(flow = %flow, %reason, "webhook delivery rejected");
+            tracing::warn!(tenant = %tenant, flow = %flow, %reason, "webhook delivery rejected");
             (
                 StatusCode::UNAUTHORIZED,
                 axum::Json(json!({"error": reason})),

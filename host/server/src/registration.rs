@@ -51,9 +51,10 @@ pub enum RegistrationError {
     Store(#[from] StoreError),
 }
 
-/// Where the vendor delivers a flow's events, under the server's public URL.
-pub fn callback_url(public_url: &str, flow: &str) -> String {
-    format!("{}/hooks/{flow}", public_url.trim_end_matches('/'))
+/// Where the vendor delivers a flow's events, under the server's public URL: `hook` is what
+/// its endpoint is reached by ([`ServedFlow::hook_id`](crate::ServedFlow::hook_id)).
+pub fn callback_url(public_url: &str, hook: &str) -> String {
+    format!("{}/hooks/{hook}", public_url.trim_end_matches('/'))
 }
 
 /// What [`ensure`] did.

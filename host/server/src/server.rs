@@ -1,6 +1,6 @@
 //! The server loop: scheduled flows, the job chains after them, webhook events, registrations.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
@@ -121,6 +121,8 @@ pub(crate) struct Shared {
     /// The flows served now: the flows directory's, then the deployed ones. Replaced whole
     /// when deployed flows change; a turn works on the list it started with.
     flows: RwLock<Arc<Vec<Arc<ServedFlow>>>>,
+    /// The deployed flows by their webhook endpoint id, made with `flows`.
+    endpoints: RwLock<Arc<HashMap<String, Arc<ServedFlow>>>>,
     pub store: Store,
     pub secrets: Secrets,
     /// How runs go; its tenant is the server's own (the flows directory's), each run takes its
@@ -142,7 +144,24 @@ impl Shared {
         )
     }
 
+    /// The deployed flow whose webhook endpoint is `id`.
+    pub fn by_endpoint(&self, id: &str) -> Option<Arc<ServedFlow>> {
+        self.endpoints
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(id)
+            .cloned()
+    }
+
     pub(crate) fn set_flows(&self, flows: Vec<Arc<ServedFlow>>) {
+        let endpoints = flows
+            .iter()
+            .filter_map(|s| Some((s.endpoint()?.to_owned(), Arc::clone(s))))
+            .collect();
+        *self
+            .endpoints
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(endpoints);
         *self
             .flows
             .write()
@@ -202,6 +221,7 @@ impl Server {
         Server {
             shared: Arc::new(Shared {
                 flows: RwLock::new(Arc::new(flows)),
+                endpoints: RwLock::default(),
                 store,
                 secrets,
                 options,
@@ -289,7 +309,8 @@ impl Server {
         self.shared.flows().iter().any(|s| s.webhook().is_some())
     }
 
-    /// The webhook endpoints, `POST /hooks/{flow}`.
+    /// The webhook endpoints: `POST /hooks/{endpoint}` for deployed flows, `/hooks/{flow}` for
+    /// the flows directory's.
     pub fn router(&self) -> axum::Router {
         hooks::router(Arc::clone(&self.shared))
     }
@@ -342,7 +363,7 @@ impl Server {
         served: &ServedFlow,
         public_url: &str,
     ) -> Result<(), RegistrationError> {
-        let callback = registration::callback_url(public_url, served.name());
+        let callback = registration::callback_url(public_url, served.hook_id());
         let made = registration::ensure(
             served,
             &self.shared.store,

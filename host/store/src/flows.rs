@@ -23,6 +23,9 @@ pub struct DeployedFlow {
     pub enabled: bool,
     /// When it was last deployed.
     pub deployed_at: SystemTime,
+    /// The id of its webhook endpoint (`/hooks/{endpoint}`), made at its first deploy and kept
+    /// across deploys, so that what a vendor was given stays right.
+    pub endpoint: Option<String>,
 }
 
 /// One deployed flow's version, as a server compares what it serves with the store.
@@ -49,12 +52,13 @@ pub struct RunRequest {
     pub requested_at: SystemTime,
 }
 
-const FLOW_COLUMNS: &str = "tenant, name, source, variables, digest, enabled, deployed_at";
+const FLOW_COLUMNS: &str =
+    "tenant, name, source, variables, digest, enabled, deployed_at, endpoint";
 
-type FlowRow = (String, String, String, String, String, i64, i64);
+type FlowRow = (String, String, String, String, String, i64, i64, Option<String>);
 
 fn flow_record(row: FlowRow) -> DeployedFlow {
-    let (tenant, name, source, variables, digest, enabled, deployed_at) = row;
+    let (tenant, name, source, variables, digest, enabled, deployed_at, endpoint) = row;
     DeployedFlow {
         tenant,
         name,
@@ -63,12 +67,14 @@ fn flow_record(row: FlowRow) -> DeployedFlow {
         digest,
         enabled: enabled != 0,
         deployed_at: millis_to_time(deployed_at),
+        endpoint,
     }
 }
 
 impl Store {
     /// Deploys a flow: stores its source (replacing an earlier deploy of the same name, whose
-    /// enabled or disabled state it keeps). Whether it is new.
+    /// enabled or disabled state and webhook endpoint it keeps; `endpoint` is the new flow's).
+    /// Whether it is new.
     pub async fn flow_deploy(
         &self,
         tenant: &str,
@@ -76,6 +82,7 @@ impl Store {
         source: &str,
         variables: &str,
         digest: &str,
+        endpoint: &str,
     ) -> Result<bool, StoreError> {
         let begin_write = self.pool.dialect().begin_write;
         on_database!(self, format!("deploy flow {name:?}"), |pool| {
@@ -87,13 +94,16 @@ impl Store {
                     .fetch_optional(&mut *tx)
                     .await?;
             let sql = "INSERT INTO deployed_flows
-                           (tenant, name, source, variables, digest, enabled, deployed_at)
-                       VALUES ($1, $2, $3, $4, $5, 1, $6)
+                           (tenant, name, source, variables, digest, enabled, deployed_at, endpoint)
+                       VALUES ($1, $2, $3, $4, $5, 1, $6, $7)
                        ON CONFLICT (tenant, name) DO UPDATE SET source = excluded.source,
                            variables = excluded.variables, digest = excluded.digest,
-                           deployed_at = excluded.deployed_at";
+                           deployed_at = excluded.deployed_at,
+                           endpoint = COALESCE(deployed_flows.endpoint, excluded.endpoint)";
             let now = now_millis();
-            execute!(&mut *tx, sql, tenant, name, source, variables, digest, now)?;
+            execute!(
+                &mut *tx, sql, tenant, name, source, variables, digest, now, endpoint
+            )?;
             tx.commit().await?;
             Ok(existing.is_none())
         })

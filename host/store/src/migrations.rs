@@ -255,6 +255,14 @@ ALTER TABLE run_requests_new RENAME TO run_requests;
 ALTER TABLE runs ADD COLUMN cancel_requested_at BIGINT;
 "#,
     },
+    Migration {
+        version: 12,
+        name: "webhook endpoints of deployed flows",
+        sql: r#"
+ALTER TABLE deployed_flows ADD COLUMN endpoint TEXT;
+CREATE UNIQUE INDEX deployed_flows_by_endpoint ON deployed_flows (endpoint);
+"#,
+    },
 ];
 
 /// The newest schema version this build knows.

@@ -148,7 +148,7 @@ on_both!(
             let scope = StateScope::new(tenant, "p", "c", "f");
             store.state_set(&scope, "k", b"v").await.unwrap();
             store
-                .flow_deploy(tenant, "sync", "name = \"sync\"", "{}", "d1")
+                .flow_deploy(tenant, "sync", "name = \"sync\"", "{}", "d1", &format!("ep-{tenant}"))
                 .await
                 .unwrap();
             store.run_request(tenant, "sync", None).await.unwrap();
@@ -205,13 +205,13 @@ on_both!(
         store.tenant_create("globex").await.unwrap();
         assert!(
             store
-                .flow_deploy("acme", "sync", "v1", "{}", "d1")
+                .flow_deploy("acme", "sync", "v1", "{}", "d1", "ep-1")
                 .await
                 .unwrap()
         );
         assert!(
             store
-                .flow_deploy("globex", "sync", "g1", "{}", "g1")
+                .flow_deploy("globex", "sync", "g1", "{}", "g1", "ep-2")
                 .await
                 .unwrap()
         );
@@ -219,7 +219,7 @@ on_both!(
         // A redeploy replaces the source and keeps the flow disabled.
         assert!(
             !store
-                .flow_deploy("acme", "sync", "v2", "{\"a\":\"1\"}", "d2")
+                .flow_deploy("acme", "sync", "v2", "{\"a\":\"1\"}", "d2", "ep-3")
                 .await
                 .unwrap()
         );
@@ -227,6 +227,9 @@ on_both!(
         assert_eq!((sync.source.as_str(), sync.digest.as_str()), ("v2", "d2"));
         assert_eq!(sync.variables, "{\"a\":\"1\"}");
         assert!(!sync.enabled);
+        // Its webhook endpoint is the one made at its first deploy: what a vendor was given
+        // stays right.
+        assert_eq!(sync.endpoint.as_deref(), Some("ep-1"));
 
         // Served: enabled flows of active tenants only.
         let served = store.flows_served().await.unwrap();
