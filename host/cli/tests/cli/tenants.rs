@@ -327,3 +327,95 @@ async fn the_remote_cli_deploys_runs_and_inspects_flows_as_its_tenant() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// Waits (a minute at most) until `weft runs list --flow FLOW` against the server shows `lines`
+/// runs; its output.
+async fn runs_listed(address: &str, token: &str, flow: &str, lines: usize) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let out = remote(address, Some(token), &["runs", "list", "--flow", flow], None);
+        let stdout = text(&out.stdout);
+        if stdout.lines().count() == lines && !stdout.contains("\trunning\t") {
+            return stdout;
+        }
+        assert!(std::time::Instant::now() < deadline, "{stdout}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_remote_cli_retries_the_failed_records_of_a_run_once_they_can_go_through() {
+    let upstream = weft_tests::upstream::Upstream::start().await;
+    upstream.seed(
+        "items",
+        (0..5).map(|i| serde_json::json!({"id": format!("{i}")})),
+    );
+    upstream.lock(&["2"]);
+    let dir = tempfile::tempdir().unwrap();
+    let acme = text(&weft(dir.path(), &["tenant", "create", "acme"], None).stdout)
+        .trim()
+        .to_owned();
+    let (mut child, address) = serve_api(dir.path(), &["--tenant-private-egress"]);
+    let flow = dir.path().join("contacts.toml");
+    std::fs::write(
+        &flow,
+        format!(
+            "name = \"contacts\"\n\n[connections.api]\nplugin = \"http-json\"\nconfig = {{ base_url = \"{}\" }}\negress = [{{ host = \"{}\", allow_http = true, allow_private = true }}]\n\n[[steps]]\nid = \"items\"\nread = {{ connection = \"api\", stream = \"items\" }}\n\n[[steps]]\nid = \"save\"\nwrite = {{ connection = \"api\", stream = \"contacts\", input = \"items\", mode = \"upsert\", key = [\"id\"] }}\n",
+            upstream.url(),
+            upstream.addr
+        ),
+    )
+    .unwrap();
+    let flow = flow.to_str().unwrap();
+    let out = remote(&address, Some(&acme), &["flows", "deploy", flow], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = remote(&address, Some(&acme), &["flows", "run", "contacts"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let listed = runs_listed(&address, &acme, "contacts", 1).await;
+    assert!(listed.contains("\tpartial\t"), "{listed}");
+    let run = listed.split('\t').next().unwrap().to_owned();
+    assert_eq!(upstream.records("contacts").len(), 4);
+
+    // A server retries with the flow deployed to it: a local flow file is refused.
+    let out = remote(
+        &address,
+        Some(&acme),
+        &["runs", "retry", &run, "--failed-only", "--flow", flow],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("--flow is for local retries"));
+    // Cancelling a run that ended says how it ended.
+    let out = remote(&address, Some(&acme), &["runs", "cancel", &run], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("is not running: it ended partial"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    upstream.unlock();
+    let out = remote(
+        &address,
+        Some(&acme),
+        &["runs", "retry", &run, "--failed-only"],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains(&format!("retry of the failed records of run {run} asked for")));
+    let listed = runs_listed(&address, &acme, "contacts", 2).await;
+    let newest = listed.lines().next().unwrap();
+    assert!(newest.contains("\tsucceeded\t"), "{listed}");
+    let retry = newest.split('\t').next().unwrap();
+    let out = remote(&address, Some(&acme), &["runs", "show", retry], None);
+    let shown = text(&out.stdout);
+    // Only the failed record went again, straight to the step that failed it.
+    assert!(
+        shown.lines().any(|l| l.starts_with("save ") && l.contains(" 1 ")),
+        "{shown}"
+    );
+    assert!(!shown.lines().any(|l| l.starts_with("items ")), "{shown}");
+    assert_eq!(upstream.records("contacts").len(), 5);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
