@@ -206,7 +206,7 @@ fn plan(flow: &Flow, memory: &Arc<Memory>) -> Plan {
             PlannedStep {
                 id: id.clone(),
                 work,
-                schema: Value::Null,
+                schema: Value::Null.into(),
                 readers,
                 timeout: None,
                 run_after: Vec::new(),

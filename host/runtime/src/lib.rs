@@ -19,6 +19,7 @@ mod error;
 mod host;
 mod limits;
 mod plugin;
+mod shelf;
 
 pub use bindings::PluginError;
 pub use cache::CacheOutcome;
@@ -28,3 +29,4 @@ pub use error::{CallError, LoadError};
 pub use host::CallContext;
 pub use limits::Limits;
 pub use plugin::*;
+pub use shelf::SharedPlugin;

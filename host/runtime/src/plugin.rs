@@ -54,6 +54,8 @@ struct Inner {
     cache: Option<ComponentCache>,
     /// Components compiled, by the digest of their bytes.
     compiled: Mutex<HashMap<Vec<u8>, Component>>,
+    /// Plugins loaded, shared by every plan naming the same bytes.
+    shelf: crate::shelf::Shelf,
     /// Each tenant's share of the instance slots.
     tenants: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>,
     _ticker: EpochTicker,
@@ -98,6 +100,7 @@ impl Runtime {
                 limits: config.limits,
                 cache,
                 compiled: Mutex::new(HashMap::new()),
+                shelf: Default::default(),
                 tenants: Default::default(),
                 _ticker: ticker,
             }),
@@ -106,6 +109,10 @@ impl Runtime {
 
     pub fn limits(&self) -> &Limits {
         &self.inner.limits
+    }
+
+    pub(crate) fn shelf(&self) -> &crate::shelf::Shelf {
+        &self.inner.shelf
     }
 
     fn compiled(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, Component>> {
@@ -509,11 +516,13 @@ fn json(value: &serde_json::Value) -> String {
 
 /// Each stream's record schema, parsed once at load; a schema that is not JSON refuses the
 /// plugin.
-fn stream_schemas(info: &ConnectorInfo) -> Result<HashMap<String, serde_json::Value>, String> {
+fn stream_schemas(
+    info: &ConnectorInfo,
+) -> Result<HashMap<String, Arc<serde_json::Value>>, String> {
     info.streams
         .iter()
         .map(|s| match serde_json::from_str(&s.schema) {
-            Ok(schema) => Ok((s.name.clone(), schema)),
+            Ok(schema) => Ok((s.name.clone(), Arc::new(schema))),
             Err(e) => Err(format!(
                 "the schema of stream `{}` is not JSON: {e}",
                 s.name
@@ -527,8 +536,8 @@ pub struct ConnectorPlugin {
     runner: Runner,
     pre: ConnectorPre<StoreData>,
     info: ConnectorInfo,
-    /// Each stream's record schema, by stream name.
-    schemas: HashMap<String, serde_json::Value>,
+    /// Each stream's record schema, by stream name (shared by the plans reading it).
+    schemas: HashMap<String, Arc<serde_json::Value>>,
     load: LoadReport,
 }
 
@@ -552,7 +561,7 @@ impl ConnectorPlugin {
     }
 
     /// The JSON Schema of one record of stream `name`, if the connector has it.
-    pub fn schema(&self, stream: &str) -> Option<&serde_json::Value> {
+    pub fn schema(&self, stream: &str) -> Option<&Arc<serde_json::Value>> {
         self.schemas.get(stream)
     }
 

@@ -770,7 +770,7 @@ fn same_steps(plan: &Plan) -> Vec<(String, String, serde_json::Value)> {
                 Work::ForEach(f) => f.options.to_string(),
                 Work::Write(w) => w.stream.clone(),
             };
-            (s.id.to_string(), given, s.schema.clone())
+            (s.id.to_string(), given, (*s.schema).clone())
         })
         .collect()
 }

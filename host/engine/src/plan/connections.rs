@@ -7,9 +7,10 @@ use toml::Spanned;
 use weft_capabilities::{AuthSpec, HostRule};
 use weft_flow::Diagnostic;
 use weft_flow::model::{EgressRule, Environment, FlowFile};
+use weft_runtime::SharedPlugin;
 
 use super::variables::{Variables, json, substitute_table, substitute_text};
-use super::{BoundConnection, DATASET, Loaded, Loader, at};
+use super::{BoundConnection, DATASET, Loader, at};
 
 /// The flow's connections bound to their connectors, and the names of those that are weft's
 /// own datasets.
@@ -20,7 +21,7 @@ pub(super) async fn bind(
     tenant: &str,
     loader: &mut Loader<'_>,
     out: &mut Vec<Diagnostic>,
-) -> (BTreeMap<String, BoundConnection>, BTreeSet<String>) {
+) -> (BTreeMap<String, Box<BoundConnection>>, BTreeSet<String>) {
     let mut connections = BTreeMap::new();
     let mut datasets = BTreeSet::new();
     for (name, connection) in &file.connections {
@@ -30,8 +31,8 @@ pub(super) async fn bind(
             continue;
         }
         let connector = match loader.get(&c.plugin).await {
-            Ok(Loaded::Connector(p)) => p,
-            Ok(Loaded::Transform(_)) => {
+            Ok(SharedPlugin::Connector(p)) => p,
+            Ok(SharedPlugin::Transform(_)) => {
                 out.push(Diagnostic::new(
                     format!(
                         "plugin `{}` is a transform, not a connector",
@@ -121,11 +122,13 @@ pub(super) async fn bind(
                 }
                 connections.insert(
                     name.get_ref().to_string(),
-                    BoundConnection {
+                    // Boxed: a map's node holds room for eleven entries, and a plan has one
+                    // or two; a server holds thousands of plans.
+                    Box::new(BoundConnection {
                         plugin: connector,
                         config,
                         spec,
-                    },
+                    }),
                 );
             }
             Err(e) => out.push(Diagnostic::new(

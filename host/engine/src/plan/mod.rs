@@ -25,7 +25,9 @@ use weft_capabilities::{Connection, ConnectionError, ConnectionSpec, Connections
 use weft_flow::model::{Branch, RunAfter, SyncMode, WriteMode};
 use weft_flow::{Diagnostic, Flow, FlowError, StepId};
 use weft_runtime::bindings::PluginError;
-use weft_runtime::{CallContext, CallError, ConnectorPlugin, Plugin, Runtime, TransformPlugin};
+use weft_runtime::{
+    CallContext, CallError, ConnectorPlugin, Runtime, SharedPlugin, TransformPlugin,
+};
 
 use crate::plugins::{Connector, Transformer};
 use crate::registry::PluginDirectory;
@@ -58,7 +60,7 @@ impl BoundConnection {
 
 /// A flow bound to its plugins, for one environment.
 pub struct Plan {
-    pub connections: BTreeMap<String, BoundConnection>,
+    pub connections: BTreeMap<String, Box<BoundConnection>>,
     /// Connections to weft's own datasets (`plugin = "dataset"`): streams are dataset names.
     pub datasets: BTreeSet<String>,
     /// Every step, each after the steps it reads.
@@ -78,8 +80,9 @@ impl Plan {
 pub struct PlannedStep {
     pub id: StepId,
     pub work: Work,
-    /// The JSON Schema of the records the step hands on (`null`: whatever they are).
-    pub schema: Value,
+    /// The JSON Schema of the records the step hands on (`null`: whatever they are, or a
+    /// write's that no step reads).
+    pub schema: Arc<Value>,
     /// The steps taking this one's records, in flow order, with the branch each takes.
     pub readers: Vec<Reader>,
     /// How long one call of the step may take, retries included.
@@ -201,35 +204,24 @@ fn plugin_message(e: &CallError) -> String {
     }
 }
 
-/// A plugin as loaded for a plan, shared by every step and connection that names it.
-#[derive(Clone)]
-enum Loaded {
-    Connector(Arc<ConnectorPlugin>),
-    Transform(Arc<TransformPlugin>),
-}
-
 /// Loads each plugin a flow names once.
 struct Loader<'a> {
     plugins: &'a PluginDirectory,
     runtime: &'a Runtime,
     flow_dir: std::path::PathBuf,
-    loaded: BTreeMap<String, Result<Loaded, String>>,
+    loaded: BTreeMap<String, Result<SharedPlugin, String>>,
 }
 
 impl Loader<'_> {
-    async fn get(&mut self, name: &Spanned<String>) -> Result<Loaded, Diagnostic> {
+    async fn get(&mut self, name: &Spanned<String>) -> Result<SharedPlugin, Diagnostic> {
         let key = name.get_ref();
         if !self.loaded.contains_key(key) {
             let result = match self.plugins.find(key, &self.flow_dir) {
                 Ok(path) => self
                     .runtime
-                    .load_file(&path)
+                    .load_file_shared(&path)
                     .await
-                    .map_err(|e| e.to_string())
-                    .map(|p| match p {
-                        Plugin::Connector(c) => Loaded::Connector(Arc::new(c)),
-                        Plugin::Transform(t) => Loaded::Transform(Arc::new(t)),
-                    }),
+                    .map_err(|e| e.to_string()),
                 Err(message) => Err(message),
             };
             self.loaded.insert(key.clone(), result);
@@ -245,8 +237,8 @@ impl Loader<'_> {
         name: &Spanned<String>,
     ) -> Result<Arc<TransformPlugin>, Diagnostic> {
         match self.get(name).await? {
-            Loaded::Transform(p) => Ok(p),
-            Loaded::Connector(_) => Err(Diagnostic::new(
+            SharedPlugin::Transform(p) => Ok(p),
+            SharedPlugin::Connector(_) => Err(Diagnostic::new(
                 format!(
                     "plugin `{}` is a connector, not a transform",
                     name.get_ref()

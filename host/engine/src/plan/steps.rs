@@ -23,19 +23,20 @@ use crate::datasets::Datasets;
 
 /// What the steps are planned against.
 pub(super) struct Bindings<'a> {
-    pub connections: &'a BTreeMap<String, BoundConnection>,
+    pub connections: &'a BTreeMap<String, Box<BoundConnection>>,
     pub datasets: &'a BTreeSet<String>,
     pub variables: &'a Variables,
     pub tenant: &'a str,
 }
 
-/// The schemas a planned step's records have on each of its outputs.
+/// The schemas a planned step's records have on each of its outputs. Shared: a read's is its
+/// connector's stream schema, held once for every plan that reads the stream.
 #[derive(Default)]
 struct Outputs {
     /// What it hands on (`then` and `else` of a condition, what a write wrote).
-    main: Value,
+    main: Arc<Value>,
     /// What a transform's `rejected` branch carries: its input records, with `_rejected`.
-    rejected: Option<Value>,
+    rejected: Option<Arc<Value>>,
 }
 
 /// The planning in progress.
@@ -45,6 +46,8 @@ struct Planner<'a, 'l> {
     out: &'a mut Vec<Diagnostic>,
     context: CallContext,
     outputs: BTreeMap<StepId, Outputs>,
+    /// The steps some step reads, on each branch.
+    read: BTreeSet<(StepId, Branch)>,
 }
 
 /// Every step of `flow` planned, in dependency order; problems go to `out`.
@@ -60,6 +63,12 @@ pub(super) async fn plan(
         out,
         context: CallContext::new(bindings.tenant),
         outputs: BTreeMap::new(),
+        read: flow
+            .order
+            .iter()
+            .filter_map(|r| flow.step(r))
+            .filter_map(|s| Some((s.input()?.get_ref().clone(), s.branch())))
+            .collect(),
     };
     let mut planned = Vec::with_capacity(flow.order.len());
     for id in &flow.order {
@@ -75,7 +84,7 @@ pub(super) async fn plan(
         let schema = planner
             .outputs
             .get(id)
-            .map_or(Value::Null, |o| o.main.clone());
+            .map_or_else(|| Arc::new(Value::Null), |o| Arc::clone(&o.main));
         planned.push(PlannedStep {
             id: id.clone(),
             work,
@@ -107,16 +116,23 @@ fn readers(flow: &Flow, id: &StepId) -> Vec<Reader> {
 
 impl<'a> Planner<'a, '_> {
     /// The schema of what `input` hands on `branch` (`null` when unknown).
-    fn input_schema(&self, input: &StepId, branch: Branch) -> Value {
+    fn input_schema(&self, input: &StepId, branch: Branch) -> Arc<Value> {
         let outputs = self.outputs.get(input);
         let schema = match branch {
             Branch::Rejected => outputs.and_then(|o| o.rejected.as_ref()),
             _ => outputs.map(|o| &o.main),
         };
-        schema.cloned().unwrap_or(Value::Null)
+        schema.map_or_else(|| Arc::new(Value::Null), Arc::clone)
     }
 
-    fn produces(&mut self, id: &StepId, main: Value, rejected: Option<Value>) {
+    /// Whether some step reads `id` on `branch`: a schema only that branch carries is made only
+    /// then.
+    fn is_read(&self, id: &StepId, branch: Branch) -> bool {
+        self.read.contains(&(id.clone(), branch))
+    }
+
+    fn produces(&mut self, id: &StepId, main: impl Into<Arc<Value>>, rejected: Option<Value>) {
+        let (main, rejected) = (main.into(), rejected.map(Arc::new));
         self.outputs.insert(id.clone(), Outputs { main, rejected });
     }
 
@@ -207,7 +223,7 @@ impl<'a> Planner<'a, '_> {
             .as_ref()
             .map(|l| self.input_schema(l.get_ref(), Branch::Then));
         let schema = match plugin
-            .output_schema(&self.context, &config, &input, lookup.as_ref())
+            .output_schema(&self.context, &config, &input, lookup.as_deref())
             .await
         {
             Ok(schema) => schema,
@@ -220,7 +236,10 @@ impl<'a> Planner<'a, '_> {
                 Value::Null
             }
         };
-        self.produces(id, schema, Some(with_rejection(&input)));
+        let rejected = self
+            .is_read(id, Branch::Rejected)
+            .then(|| with_rejection(&input));
+        self.produces(id, schema, rejected);
         Some(Work::Transform(TransformWork {
             input: t.input.get_ref().clone(),
             branch,
@@ -295,12 +314,12 @@ impl<'a> Planner<'a, '_> {
             ));
         }
         let branch = f.branch.as_ref().map_or(Branch::Then, |b| *b.get_ref());
-        let mut schema = stream_schema(plugin, stream);
+        let mut schema = Arc::unwrap_or_clone(stream_schema(plugin, stream));
         if let (Some(parent), Some(props)) = (
             &f.parent_field,
             schema.get_mut("properties").and_then(Value::as_object_mut),
         ) {
-            let input = match self.input_schema(f.input.get_ref(), branch) {
+            let input = match Arc::unwrap_or_clone(self.input_schema(f.input.get_ref(), branch)) {
                 Value::Null => json!({"type": "object"}),
                 known => known,
             };
@@ -323,12 +342,17 @@ impl<'a> Planner<'a, '_> {
         let w = write.get_ref();
         let branch = w.branch.as_ref().map_or(Branch::Then, |b| *b.get_ref());
         let input = self.input_schema(w.input.get_ref(), branch);
-        // What the `written` branch carries: the input records, with the upstream's id.
-        let written = with_field(
-            &input,
-            "_written",
-            json!({"type": "object", "properties": {"id": {"type": ["string", "null"]}, "status": {"type": "string"}}}),
-        );
+        // What the `written` branch carries: the input records, with the upstream's id (made
+        // when a step reads it).
+        let written = if self.is_read(id, Branch::Written) || self.is_read(id, Branch::Then) {
+            with_field(
+                &input,
+                "_written",
+                json!({"type": "object", "properties": {"id": {"type": ["string", "null"]}, "status": {"type": "string"}}}),
+            )
+        } else {
+            Value::Null
+        };
         self.produces(id, written, None);
         let mode = *w.mode.get_ref();
         let connection = w.connection.get_ref().as_str();
@@ -445,11 +469,11 @@ fn datasets(connection: &str) -> BoundConnector {
 }
 
 /// The record schema of `stream`, as parsed when the connector was loaded.
-fn stream_schema(connector: &ConnectorPlugin, stream: &StreamDescriptor) -> Value {
+fn stream_schema(connector: &ConnectorPlugin, stream: &StreamDescriptor) -> Arc<Value> {
     connector
         .schema(&stream.name)
         .cloned()
-        .unwrap_or(Value::Null)
+        .unwrap_or_else(|| Arc::new(Value::Null))
 }
 
 fn find_stream<'a>(
