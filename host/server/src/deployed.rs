@@ -14,8 +14,9 @@ use crate::ServedFlow;
 use crate::flows::{Deployment, FlowKey, TenantPolicy, plan_deployed};
 use crate::server::Shared;
 
-/// How often the store is asked for deployed flows that changed and for run requests, when
-/// the API in this process announced none (another process's API may have taken them).
+/// How often the store is asked whether deployed flows changed (one row, the flows themselves
+/// only when it says so) and for run requests, when the API in this process announced none
+/// (another process's API may have taken them).
 pub(crate) const DEPLOYED_POLL: Duration = Duration::from_secs(5);
 
 pub(crate) struct Deployed {
@@ -29,6 +30,9 @@ pub(crate) struct Deployed {
     pub digests: BTreeMap<FlowKey, String>,
     /// When the store was last asked.
     pub looked: Option<SystemTime>,
+    /// The store's count of changes to what is served when the flows were last read: they
+    /// are read again only when it moved.
+    generation: Option<i64>,
 }
 
 /// What a look at the store found.
@@ -54,6 +58,7 @@ impl Deployed {
             changed,
             digests: BTreeMap::new(),
             looked: None,
+            generation: None,
         }
     }
 
@@ -80,8 +85,9 @@ impl Deployed {
         }
         self.looked = Some(now);
         let store = &shared.store;
-        let (versions, requests) = match tokio::try_join!(
-            store.flows_served(),
+        // The generation first: a change made after it was read moves it again.
+        let (generation, requests) = match tokio::try_join!(
+            store.serving_generation(),
             store.run_requests()
         ) {
             Ok(found) => found,
@@ -90,6 +96,20 @@ impl Deployed {
                 return Synced::default();
             }
         };
+        if self.generation == Some(generation) {
+            return Synced {
+                requests,
+                failures: Vec::new(),
+            };
+        }
+        let versions = match store.flows_served().await {
+            Ok(versions) => versions,
+            Err(e) => {
+                tracing::error!(error = %e, "reading the deployed flows failed; trying again later");
+                return Synced::default();
+            }
+        };
+        self.generation = Some(generation);
         let current = shared.flows();
         let served: HashMap<FlowKey, &Arc<ServedFlow>> =
             current.iter().map(|s| (s.key().clone(), s)).collect();
@@ -102,6 +122,7 @@ impl Deployed {
         let from_directory: HashSet<FlowKey> = flows.iter().map(|s| s.key().clone()).collect();
         let mut digests = BTreeMap::new();
         let mut failures = Vec::new();
+        let mut changed = false;
         for version in versions {
             let key = (version.tenant.clone(), version.name.clone());
             if from_directory.contains(&key) {
@@ -114,6 +135,7 @@ impl Deployed {
                 digests.insert(key, version.digest);
                 continue;
             }
+            changed = true;
             match self.plan(store, &version.tenant, &version.name).await {
                 Ok(Some(served)) => flows.push(Arc::new(served)),
                 Ok(None) => continue,
@@ -121,8 +143,11 @@ impl Deployed {
             }
             digests.insert(key, version.digest);
         }
+        // The same flows as before keep the same list: the loop follows only changes.
+        if changed || digests.len() != self.digests.len() {
+            shared.set_flows(flows);
+        }
         self.digests = digests;
-        shared.set_flows(flows);
         Synced { requests, failures }
     }
 

@@ -18,6 +18,7 @@
 //! stops the server: a flow whose turn fails is told of ([`Event::Deferred`]) and rests, with
 //! backoff, while the others go on. An idle flow costs no store query a turn.
 
+mod agenda;
 mod deployed;
 mod dispatch;
 mod flows;

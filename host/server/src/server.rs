@@ -18,6 +18,7 @@ use crate::dispatch::Load;
 use crate::flows::{FlowKey, TenantPolicy};
 use crate::quota::Quotas;
 use crate::registration::{self, Registration, RegistrationError};
+use crate::agenda::Agenda;
 use crate::watch::RunWatch;
 use crate::{ServedFlow, hooks};
 
@@ -27,6 +28,9 @@ use runs::{Due, Finished};
 
 /// The longest the loop sleeps between looks at what is due.
 const MAX_WAIT: Duration = Duration::from_secs(1);
+
+/// The longest a flow goes without a turn.
+const WAKE_AT_MOST: Duration = Duration::from_secs(3_600);
 
 /// How often the store is asked which runs under way were asked to stop, at most.
 const CANCELS_POLL: Duration = Duration::from_secs(1);
@@ -188,6 +192,8 @@ pub struct Server {
     started: Mutex<BTreeMap<FlowKey, Option<SystemTime>>>,
     /// When each webhook flow's waiting events were last looked for.
     events_polled: Mutex<BTreeMap<FlowKey, SystemTime>>,
+    /// When each flow next needs a turn.
+    agenda: Agenda,
     /// Serving deployed flows, if this server does.
     deployed: Option<Deployed>,
     /// Runs at once, at most.
@@ -233,6 +239,7 @@ impl Server {
             resting: Mutex::new(BTreeMap::new()),
             started: Mutex::new(BTreeMap::new()),
             events_polled: Mutex::new(BTreeMap::new()),
+            agenda: Agenda::default(),
             deployed: None,
             workers: DEFAULT_WORKERS,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
@@ -468,26 +475,38 @@ impl Server {
         let mut next = now + MAX_WAIT;
         let mut due = std::mem::take(&mut self.chained);
         due.extend(self.requests(now).await);
-        let flows = self.shared.flows();
-        for served in flows.iter() {
-            if self.running.contains_key(served.key()) {
+        self.agenda.follow(&self.shared.flows(), now);
+        // Events delivered since: their flows' turns are due at once.
+        for key in lock(&self.shared.delivered).iter() {
+            self.agenda.set(key, now);
+        }
+        // Only the flows due are looked at; one found due stays due until it started (a run
+        // waiting for a worker is found again at the next turn) and ended.
+        for served in self.agenda.due(now) {
+            let key = served.key();
+            if self.running.contains_key(key) {
                 continue;
             }
-            if let Some(until) = self.resting_until(served, now) {
-                next = next.min(until);
+            if let Some(until) = self.resting_until(&served, now) {
+                self.agenda.set(key, until);
                 continue;
             }
-            match self.turn(served, now).await {
-                Ok((at, found)) => {
-                    if let Some(at) = at {
-                        next = next.min(at);
-                    }
-                    due.extend(found);
+            match self.turn(&served, now).await {
+                Ok((at, None)) => {
+                    let wake = self.wake_at(&served, at, now);
+                    self.agenda.set(key, wake);
                 }
-                Err(e) => next = next.min(self.defer(served, &e, now)),
+                Ok((_, Some(found))) => due.push(found),
+                Err(e) => {
+                    let until = self.defer(&served, &e, now);
+                    self.agenda.set(key, until);
+                }
             }
         }
         self.start(due, now).await;
+        if let Some(at) = self.agenda.next_after(now) {
+            next = next.min(at);
+        }
         next
     }
 
@@ -573,6 +592,7 @@ impl Server {
             return Vec::new();
         };
         let synced = deployed.sync(&self.shared, now).await;
+        self.agenda.follow(&self.shared.flows(), now);
         for ((tenant, flow), error) in synced.failures {
             tracing::error!(tenant = %tenant, flow = %flow, %error, "a deployed flow does not plan");
             (self.report)(&Event::Deferred {
@@ -582,15 +602,13 @@ impl Server {
                 retry_at: now + DEPLOYED_POLL,
             });
         }
-        let flows = self.shared.flows();
         let mut due = Vec::new();
         for request in synced.requests {
-            let found = flows
-                .iter()
-                .find(|s| s.tenant == request.tenant && s.name() == request.flow);
+            let key = (request.tenant.clone(), request.flow.clone());
+            let found = self.agenda.served(&key).cloned();
             match found {
                 Some(served) if self.running.contains_key(served.key()) => {}
-                Some(served) if self.resting_until(served, now).is_some() => {}
+                Some(served) if self.resting_until(&served, now).is_some() => {}
                 Some(served) => {
                     let cause = match &request.retry_of {
                         Some(of) => Cause::Retry { of: of.clone() },
@@ -598,7 +616,7 @@ impl Server {
                     };
                     due.push(Due {
                         request: Some(request),
-                        ..Due::new(served, cause)
+                        ..Due::new(&served, cause)
                     });
                 }
                 None => {
@@ -653,6 +671,17 @@ impl Server {
         }
         lock(&self.resting).remove(key);
         Ok((due, None))
+    }
+
+    /// When `served`, whose turn at `now` found nothing due, next needs one: when its schedule
+    /// is `due`, when its events are next looked for; an hour on at most, in case.
+    fn wake_at(&self, served: &ServedFlow, due: Option<SystemTime>, now: SystemTime) -> SystemTime {
+        let mut wake = due.unwrap_or(now + WAKE_AT_MOST).min(now + WAKE_AT_MOST);
+        if served.webhook().is_some() {
+            let polled = lock(&self.events_polled).get(served.key()).copied();
+            wake = wake.min(polled.unwrap_or(now) + EVENTS_POLL);
+        }
+        wake
     }
 
     /// When `served`'s last run started, from the store; remembered.

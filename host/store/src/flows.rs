@@ -71,7 +71,22 @@ fn flow_record(row: FlowRow) -> DeployedFlow {
     }
 }
 
+/// Counts one change to what servers serve (a flow deployed, enabled, disabled or deleted, a
+/// tenant suspended, resumed or deleted): in the same transaction as the change, or after it.
+pub(crate) const SERVING_CHANGED: &str =
+    "UPDATE serving_changes SET generation = generation + 1 WHERE id = 1";
+
 impl Store {
+    /// How many changes to what servers serve were made: a server reads the deployed flows
+    /// again only when this moved since it last did. One row.
+    pub async fn serving_generation(&self) -> Result<i64, StoreError> {
+        on_database!(self, "read the serving generation", |pool| {
+            sqlx::query_scalar("SELECT generation FROM serving_changes WHERE id = 1")
+                .fetch_one(pool)
+                .await
+        })
+    }
+
     /// Deploys a flow: stores its source (replacing an earlier deploy of the same name, whose
     /// enabled or disabled state and webhook endpoint it keeps; `endpoint` is the new flow's).
     /// Whether it is new.
@@ -104,6 +119,7 @@ impl Store {
             execute!(
                 &mut *tx, sql, tenant, name, source, variables, digest, now, endpoint
             )?;
+            execute!(&mut *tx, SERVING_CHANGED)?;
             tx.commit().await?;
             Ok(existing.is_none())
         })
@@ -168,7 +184,9 @@ impl Store {
         let enabled = i64::from(enabled);
         let changed = on_database!(self, format!("enable or disable flow {name:?}"), |pool| {
             let sql = "UPDATE deployed_flows SET enabled = $1 WHERE tenant = $2 AND name = $3";
-            execute!(pool, sql, enabled, tenant, name)
+            let changed = execute!(pool, sql, enabled, tenant, name)?;
+            execute!(pool, SERVING_CHANGED)?;
+            Ok(changed)
         })?;
         Ok(changed == 1)
     }
@@ -186,6 +204,7 @@ impl Store {
             }
             let sql = "DELETE FROM deployed_flows WHERE tenant = $1 AND name = $2";
             let deleted = execute!(&mut *tx, sql, tenant, name)?;
+            execute!(&mut *tx, SERVING_CHANGED)?;
             tx.commit().await?;
             Ok(deleted == 1)
         })

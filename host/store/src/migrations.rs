@@ -263,6 +263,17 @@ ALTER TABLE deployed_flows ADD COLUMN endpoint TEXT;
 CREATE UNIQUE INDEX deployed_flows_by_endpoint ON deployed_flows (endpoint);
 "#,
     },
+    Migration {
+        version: 13,
+        name: "a counter of changes to what servers serve",
+        sql: r#"
+CREATE TABLE serving_changes (
+    id          BIGINT  PRIMARY KEY,
+    generation  BIGINT  NOT NULL
+);
+INSERT INTO serving_changes (id, generation) VALUES (1, 0);
+"#,
+    },
 ];
 
 /// The newest schema version this build knows.

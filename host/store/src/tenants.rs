@@ -4,6 +4,7 @@
 use std::time::SystemTime;
 
 use crate::dialect::{bind, execute, on_database};
+use crate::flows::SERVING_CHANGED;
 use crate::{Store, StoreError, millis_to_time, now_millis};
 
 /// Whether a tenant's flows run and its token is taken.
@@ -158,12 +159,10 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let status = status.as_str();
         let changed = on_database!(self, format!("set tenant {name:?} {status}"), |pool| {
-            execute!(
-                pool,
-                "UPDATE tenants SET status = $1 WHERE name = $2",
-                status,
-                name
-            )
+            let sql = "UPDATE tenants SET status = $1 WHERE name = $2";
+            let changed = execute!(pool, sql, status, name)?;
+            execute!(pool, SERVING_CHANGED)?;
+            Ok(changed)
         })?;
         Ok(changed == 1)
     }
@@ -186,6 +185,7 @@ impl Store {
                 execute!(&mut *tx, &sql, name)?;
             }
             let existed = execute!(&mut *tx, "DELETE FROM tenants WHERE name = $1", name)?;
+            execute!(&mut *tx, SERVING_CHANGED)?;
             tx.commit().await?;
             Ok(existed == 1)
         })

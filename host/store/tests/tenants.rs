@@ -465,3 +465,39 @@ on_both!(
         assert_eq!(runs, 0);
     }
 );
+
+on_both!(
+    every_change_to_what_servers_serve_moves_the_generation_and_nothing_else_does,
+    |store| {
+        use weft_store::TenantStatus;
+        let mut last = store.serving_generation().await.unwrap();
+        let mut moved = async |what: &str| {
+            let now = store.serving_generation().await.unwrap();
+            assert!(now > last, "{what} moves the generation");
+            last = now;
+        };
+        store.tenant_create("acme").await.unwrap();
+        store
+            .flow_deploy("acme", "sync", "v1", "{}", "d1", "ep-1")
+            .await
+            .unwrap();
+        moved("a deploy").await;
+        store.flow_set_enabled("acme", "sync", false).await.unwrap();
+        moved("disabling a flow").await;
+        store
+            .tenant_set_status("acme", TenantStatus::Suspended)
+            .await
+            .unwrap();
+        moved("suspending a tenant").await;
+        store.flow_undeploy("acme", "sync").await.unwrap();
+        moved("deleting a flow").await;
+        store.tenant_delete("acme").await.unwrap();
+        moved("deleting a tenant").await;
+        // What does not change what is served leaves it.
+        let before = store.serving_generation().await.unwrap();
+        store.tenant_create("globex").await.unwrap();
+        store.run_request("globex", "sync", None).await.unwrap();
+        store.run_start("r1", "globex", "sync", None).await.unwrap();
+        assert_eq!(store.serving_generation().await.unwrap(), before);
+    }
+);

@@ -204,8 +204,10 @@ impl Server {
                 return;
             }
         };
-        // Its start is read again from the store when next needed.
+        // Its start is read again from the store when next needed, and its next turn follows
+        // from it.
         lock(&self.started).remove(key);
+        self.agenda.set(key, now);
         let completed = report.status.completed();
         (self.report)(&Event::RunEnded(ended(served, report, due.cause.clone())));
         let store = &self.shared.store;
