@@ -1,5 +1,6 @@
-//! Many tenants on one server: `cargo bench -p weft-tests --bench tenants [-- TENANTS FLOWS DUE]`
-//! (1,000 tenants × 10 scheduled flows, 500 falling due at once, by default).
+//! Many tenants on one server: `cargo bench -p weft-tests --bench tenants [-- TENANTS FLOWS DUE
+//! WORKERS]` (1,000 tenants × 10 scheduled flows, 500 falling due at once, `weft serve`'s 4
+//! workers, by default).
 //!
 //! Every flow is deployed to the embedded SQLite store and has run within its hour, so the
 //! server starts with nothing due. Prints: start-up (the first turn plans every deployed flow),
@@ -92,6 +93,10 @@ async fn main() {
     let tenants = args.first().copied().unwrap_or(1_000);
     let flows = args.get(1).copied().unwrap_or(10);
     let due = args.get(2).copied().unwrap_or(500).min(tenants * flows);
+    let workers = args
+        .get(3)
+        .copied()
+        .unwrap_or(weft_server::DEFAULT_WORKERS);
 
     let upstream = Upstream::start().await;
     upstream.seed("items", [json!({"id": "1", "email": "a@x.io"})]);
@@ -151,7 +156,8 @@ async fn main() {
                 allow_private_egress: true,
             },
             Arc::new(Notify::new()),
-        );
+        )
+        .with_workers(workers);
     server.tick(SystemTime::now()).await;
     let startup = started.elapsed();
     let serving = server.flows().len();

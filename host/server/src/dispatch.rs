@@ -62,14 +62,14 @@ impl Load {
 }
 
 /// The runs of `waiting` to start now with `workers` workers under `load`, in order, a tenant
-/// never past its cap on runs at once (`cap`, when it has one); the others wait for the next
-/// turn (they are still due then). `load` is updated with those started.
+/// never past its cap on runs at once (`cap`, when it has one), and the others, left to wait
+/// for a worker. `load` is updated with those started.
 pub(crate) fn choose<T>(
     waiting: Vec<Waiting<T>>,
     workers: usize,
     load: &mut Load,
     cap: &BTreeMap<String, usize>,
-) -> Vec<T> {
+) -> (Vec<T>, Vec<Waiting<T>>) {
     let background_cap = if workers > 1 { workers - 1 } else { workers };
     let mut lanes: BTreeMap<Lane, BTreeMap<String, std::collections::VecDeque<T>>> =
         BTreeMap::new();
@@ -82,6 +82,7 @@ pub(crate) fn choose<T>(
             .push_back(w.run);
     }
     let mut chosen = Vec::new();
+    let mut left = Vec::new();
     for (lane, mut tenants) in lanes {
         loop {
             if load.total() >= workers
@@ -110,8 +111,15 @@ pub(crate) fn choose<T>(
                 chosen.push(run);
             }
         }
+        for (tenant, runs) in tenants {
+            left.extend(runs.into_iter().map(|run| Waiting {
+                tenant: tenant.clone(),
+                lane,
+                run,
+            }));
+        }
     }
-    chosen
+    (chosen, left)
 }
 
 #[cfg(test)]
@@ -137,7 +145,7 @@ mod tests {
         let mut load = Load::default();
         let mut due = many("big", Lane::Background, 500);
         due.push(waiting("small", Lane::Background, "only"));
-        let chosen = choose(due, 4, &mut load, &BTreeMap::new());
+        let chosen = choose(due, 4, &mut load, &BTreeMap::new()).0;
         // Three background workers of four: tenants take turns.
         assert_eq!(chosen, ["big/f0", "small/only", "big/f1"]);
         assert_eq!(load.total(), 3);
@@ -150,7 +158,7 @@ mod tests {
         load.started("big", Lane::Background);
         let mut due = many("big", Lane::Background, 10);
         due.extend(many("other", Lane::Background, 1));
-        let chosen = choose(due, 4, &mut load, &BTreeMap::new());
+        let chosen = choose(due, 4, &mut load, &BTreeMap::new()).0;
         assert_eq!(chosen, ["other/f0"], "one background worker was left");
     }
 
@@ -162,7 +170,7 @@ mod tests {
             3,
             &mut load,
             &BTreeMap::new(),
-        );
+        ).0;
         assert_eq!(chosen.len(), 2);
         // A webhook run arriving while the syncs hold their two workers gets the third.
         let chosen = choose(
@@ -173,7 +181,7 @@ mod tests {
             3,
             &mut load,
             &BTreeMap::new(),
-        );
+        ).0;
         assert_eq!(chosen, ["b/hook"]);
         assert_eq!(load.total(), 3);
         // Full: nothing more starts until a run ends.
@@ -183,7 +191,7 @@ mod tests {
                 3,
                 &mut load,
                 &BTreeMap::new()
-            )
+            ).0
             .is_empty()
         );
         load.ended("a", Lane::Background);
@@ -193,7 +201,7 @@ mod tests {
                 3,
                 &mut load,
                 &BTreeMap::new()
-            ),
+            ).0,
             ["c/f0"]
         );
     }
@@ -203,7 +211,7 @@ mod tests {
         let mut load = Load::default();
         let mut due = many("a", Lane::Background, 3);
         due.extend(many("b", Lane::Interactive, 3));
-        let chosen = choose(due, 2, &mut load, &BTreeMap::new());
+        let chosen = choose(due, 2, &mut load, &BTreeMap::new()).0;
         assert_eq!(chosen, ["b/f0", "b/f1"]);
     }
 
@@ -216,7 +224,7 @@ mod tests {
                 1,
                 &mut load,
                 &BTreeMap::new()
-            ),
+            ).0,
             ["a/f0"]
         );
         load.ended("a", Lane::Background);
@@ -230,11 +238,11 @@ mod tests {
         let caps = BTreeMap::from([("capped".to_owned(), 1)]);
         let mut due = many("capped", Lane::Interactive, 3);
         due.extend(many("free", Lane::Interactive, 2));
-        let chosen = choose(due, 8, &mut load, &caps);
+        let chosen = choose(due, 8, &mut load, &caps).0;
         assert_eq!(chosen, ["capped/f0", "free/f0", "free/f1"]);
         // Its run ended: the next may start.
         load.ended("capped", Lane::Interactive);
-        let chosen = choose(many("capped", Lane::Interactive, 2), 8, &mut load, &caps);
+        let chosen = choose(many("capped", Lane::Interactive, 2), 8, &mut load, &caps).0;
         assert_eq!(chosen, ["capped/f0"]);
     }
 
@@ -247,6 +255,6 @@ mod tests {
         }
         let mut due = many("busy", Lane::Background, 1);
         due.extend(many("quiet", Lane::Background, 1));
-        assert_eq!(choose(due, 2, &mut load, &BTreeMap::new()), ["quiet/f0"]);
+        assert_eq!(choose(due, 2, &mut load, &BTreeMap::new()).0, ["quiet/f0"]);
     }
 }

@@ -154,6 +154,45 @@ impl Quotas {
     }
 }
 
+/// How long a tenant's quotas as read from the store are used before they are read again
+/// (at once when this process's API changed something).
+const QUOTAS_KEPT: Duration = Duration::from_secs(5);
+
+/// Each tenant's quotas as last read: a server starting runs for hundreds of tenants a second
+/// asks the store once per tenant every [`QUOTAS_KEPT`], not once per run started.
+#[derive(Debug, Default)]
+pub(crate) struct QuotaBook {
+    /// Every tenant's quotas, unless the store holds its own.
+    pub defaults: Quotas,
+    read: std::collections::HashMap<String, (Quotas, SystemTime)>,
+}
+
+impl QuotaBook {
+    /// `tenant`'s quotas at `now`.
+    pub async fn of(
+        &mut self,
+        store: &Store,
+        tenant: &str,
+        now: SystemTime,
+    ) -> Result<Quotas, StoreError> {
+        if let Some((quotas, at)) = self.read.get(tenant)
+            && *at <= now
+            && now < *at + QUOTAS_KEPT
+        {
+            return Ok(quotas.clone());
+        }
+        let quotas = self.defaults.of(store, tenant).await?;
+        self.read
+            .insert(tenant.to_owned(), (quotas.clone(), now));
+        Ok(quotas)
+    }
+
+    /// Reads every tenant's quotas again when next needed.
+    pub fn forget(&mut self) {
+        self.read.clear();
+    }
+}
+
 /// A counted quota a tenant reached.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Exceeded {

@@ -16,7 +16,7 @@ use weft_store::{RunStatus, Store, StoreError};
 use crate::deployed::{DEPLOYED_POLL, Deployed};
 use crate::dispatch::Load;
 use crate::flows::{FlowKey, TenantPolicy};
-use crate::quota::Quotas;
+use crate::quota::{QuotaBook, Quotas};
 use crate::registration::{self, Registration, RegistrationError};
 use crate::agenda::Agenda;
 use crate::watch::RunWatch;
@@ -208,8 +208,10 @@ pub struct Server {
     load: Load,
     /// Chained flows found ready when a run completed, to start at the next turn.
     chained: Vec<Due>,
-    /// Every tenant's quotas, unless the store holds its own.
-    quotas: Quotas,
+    /// Due runs left waiting for a worker, in the order they fell due.
+    waiting: Vec<Due>,
+    /// Every tenant's quotas: the defaults, and each tenant's own as last read.
+    quotas: QuotaBook,
     /// Whether chains left ready by an earlier process (stopped before it started them) were
     /// looked for.
     chains_recovered: bool,
@@ -248,7 +250,8 @@ impl Server {
             cancels_polled: None,
             load: Load::default(),
             chained: Vec::new(),
-            quotas: Quotas::default(),
+            waiting: Vec::new(),
+            quotas: QuotaBook::default(),
             chains_recovered: false,
             report: Box::new(|_| {}),
         }
@@ -277,7 +280,7 @@ impl Server {
 
     /// The quotas of every tenant that has none of its own set (see `quota`).
     pub fn with_quotas(mut self, quotas: Quotas) -> Self {
-        self.quotas = quotas;
+        self.quotas.defaults = quotas;
         self
     }
 
@@ -420,6 +423,7 @@ impl Server {
                         deployed.looked = None;
                     }
                     self.cancels_polled = None;
+                    self.quotas.forget();
                     None
                 }
                 Some(done) = self.in_flight.join_next(), if busy => Some(done),
@@ -476,6 +480,13 @@ impl Server {
         let mut due = std::mem::take(&mut self.chained);
         due.extend(self.requests(now).await);
         self.agenda.follow(&self.shared.flows(), now);
+        // Runs still waiting for a worker, of flows still served as they were.
+        let waiting = std::mem::take(&mut self.waiting);
+        due.extend(waiting.into_iter().filter(|d| {
+            self.agenda
+                .served(d.served.key())
+                .is_some_and(|s| Arc::ptr_eq(s, &d.served))
+        }));
         // Events delivered since: their flows' turns are due at once.
         for key in lock(&self.shared.delivered).iter() {
             self.agenda.set(key, now);

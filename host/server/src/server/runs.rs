@@ -17,6 +17,10 @@ use crate::hooks;
 use crate::quota::{self, Quota, Tally};
 use crate::watch::RunWatch;
 
+/// How long a flow whose run waits for a worker goes without a turn of its own, at most (the
+/// run started, its flow has one when it ends).
+const WAITING_FOR_A_WORKER: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// A run due now, waiting for a worker.
 pub(super) struct Due {
     pub(super) served: Arc<ServedFlow>,
@@ -76,7 +80,7 @@ impl Server {
         let mut caps = BTreeMap::new();
         for (tenant, due) in by_tenant {
             let store = &self.shared.store;
-            let checked = match self.quotas.of(store, &tenant).await {
+            let checked = match self.quotas.of(store, &tenant, now).await {
                 Ok(quotas) => Tally::read(store, &tenant, &quotas, now)
                     .await
                     .map(|tally| (quotas, tally)),
@@ -115,7 +119,14 @@ impl Server {
                 }
             }
         }
-        for due in dispatch::choose(waiting, self.workers, &mut self.load, &caps) {
+        let (chosen, left) = dispatch::choose(waiting, self.workers, &mut self.load, &caps);
+        // Left for a worker: kept as they are, not found due again turn after turn; their
+        // flows have no turn of their own meanwhile.
+        for w in left {
+            self.agenda.set(w.run.served.key(), now + WAITING_FOR_A_WORKER);
+            self.waiting.push(w.run);
+        }
+        for due in chosen {
             self.running.insert(due.served.key().clone(), Arc::clone(&due.watch));
             let lane = due.lane();
             let shared = Arc::clone(&self.shared);
