@@ -34,6 +34,11 @@ struct Served {
 
 impl Served {
     async fn start(policy: TenantPolicy) -> Served {
+        Served::start_at(policy, None).await
+    }
+
+    /// [`Served::start`], reached by vendors at `public_url` when given.
+    async fn start_at(policy: TenantPolicy, public_url: Option<&str>) -> Served {
         // reqwest's TLS wants a provider chosen, even for plain http.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().unwrap();
@@ -56,9 +61,12 @@ impl Served {
             lease: Duration::from_secs(5),
             ..RunOptions::default()
         };
-        let server = Server::new(Vec::new(), store.clone(), secrets, options)
+        let mut server = Server::new(Vec::new(), store.clone(), secrets, options)
             .with_deployed(plugins, runtime, policy, api.changes())
             .on_event(move |e| sink.lock().unwrap().push(said(e)));
+        if let Some(url) = public_url {
+            server = server.with_public_url(url);
+        }
         let address = server
             .listen_with("127.0.0.1:0".parse().unwrap(), api.router())
             .await

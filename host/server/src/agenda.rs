@@ -25,12 +25,17 @@ pub(crate) struct Agenda {
 impl Agenda {
     /// Brings the agenda in step with the flows served: a flow new or deployed again has its
     /// turn at `now`, a flow no longer served leaves it. Nothing to do while the list is the
-    /// one followed last.
-    pub fn follow(&mut self, list: &Arc<Vec<Arc<ServedFlow>>>, now: SystemTime) {
+    /// one followed last. The flows new or deployed again.
+    pub fn follow(
+        &mut self,
+        list: &Arc<Vec<Arc<ServedFlow>>>,
+        now: SystemTime,
+    ) -> Vec<Arc<ServedFlow>> {
         let address = Arc::as_ptr(list) as usize;
         if address == self.list {
-            return;
+            return Vec::new();
         }
+        let mut fresh = Vec::new();
         self.list = address;
         let mut flows = HashMap::with_capacity(list.len());
         for served in list.iter() {
@@ -40,10 +45,12 @@ impl Agenda {
                 Some((_, when)) => {
                     self.queue.remove(&(when, key.clone()));
                     self.queue.insert((now, key.clone()));
+                    fresh.push(Arc::clone(served));
                     now
                 }
                 None => {
                     self.queue.insert((now, key.clone()));
+                    fresh.push(Arc::clone(served));
                     now
                 }
             };
@@ -54,6 +61,7 @@ impl Agenda {
             self.queue.remove(&(when, key));
         }
         self.flows = flows;
+        fresh
     }
 
     /// The flow served under `key`.

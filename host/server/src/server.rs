@@ -210,6 +210,9 @@ pub struct Server {
     chained: Vec<Due>,
     /// Due runs left waiting for a worker, in the order they fell due.
     waiting: Vec<Due>,
+    /// Deployed webhook flows whose endpoint is to be registered with the vendor, and when to
+    /// try.
+    unregistered: BTreeMap<FlowKey, SystemTime>,
     /// Every tenant's quotas: the defaults, and each tenant's own as last read.
     quotas: QuotaBook,
     /// Whether chains left ready by an earlier process (stopped before it started them) were
@@ -251,6 +254,7 @@ impl Server {
             load: Load::default(),
             chained: Vec::new(),
             waiting: Vec::new(),
+            unregistered: BTreeMap::new(),
             quotas: QuotaBook::default(),
             chains_recovered: false,
             report: Box::new(|_| {}),
@@ -479,7 +483,8 @@ impl Server {
         let mut next = now + MAX_WAIT;
         let mut due = std::mem::take(&mut self.chained);
         due.extend(self.requests(now).await);
-        self.agenda.follow(&self.shared.flows(), now);
+        self.follow(now);
+        self.register_deployed(now).await;
         // Runs still waiting for a worker, of flows still served as they were.
         let waiting = std::mem::take(&mut self.waiting);
         due.extend(waiting.into_iter().filter(|d| {
@@ -519,6 +524,56 @@ impl Server {
             next = next.min(at);
         }
         next
+    }
+
+    /// Brings the agenda in step with the flows served; deployed webhook-triggered flows new or
+    /// deployed again are to be registered with their vendors, when there is a public URL.
+    fn follow(&mut self, now: SystemTime) {
+        let fresh = self.agenda.follow(&self.shared.flows(), now);
+        if self.public_url.is_some() {
+            for served in fresh {
+                if served.endpoint().is_some() && served.webhook().is_some() {
+                    self.unregistered.insert(served.key().clone(), now);
+                }
+            }
+        }
+    }
+
+    /// Registers the endpoints of deployed webhook flows not registered yet (see
+    /// [`Server::register`]); one that fails is tried again after [`FIRST_REST`].
+    async fn register_deployed(&mut self, now: SystemTime) {
+        let Some(public_url) = self.public_url.clone() else {
+            return;
+        };
+        let ready: Vec<FlowKey> = self
+            .unregistered
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in ready {
+            let Some(served) = self.agenda.served(&key).cloned() else {
+                // Not served any more.
+                self.unregistered.remove(&key);
+                continue;
+            };
+            match self.register_one(&served, &public_url).await {
+                Ok(()) => {
+                    self.unregistered.remove(&key);
+                }
+                Err(e) => {
+                    tracing::error!(tenant = %served.tenant, flow = %served.name(), error = %e, "registering the webhook endpoint failed; trying again later");
+                    let retry_at = now + FIRST_REST;
+                    self.unregistered.insert(key, retry_at);
+                    (self.report)(&Event::Deferred {
+                        tenant: served.tenant.clone(),
+                        flow: served.name().to_owned(),
+                        error: format!("registering its webhook endpoint failed: {e}"),
+                        retry_at,
+                    });
+                }
+            }
+        }
     }
 
     /// Stops the runs under way that were asked to stop (through this process's API or
@@ -603,7 +658,7 @@ impl Server {
             return Vec::new();
         };
         let synced = deployed.sync(&self.shared, now).await;
-        self.agenda.follow(&self.shared.flows(), now);
+        self.follow(now);
         for ((tenant, flow), error) in synced.failures {
             tracing::error!(tenant = %tenant, flow = %flow, %error, "a deployed flow does not plan");
             (self.report)(&Event::Deferred {

@@ -150,3 +150,23 @@ async fn a_deployed_webhook_flow_is_reached_at_its_own_unguessable_endpoint_only
     let signature = sign("globex-hook", &body);
     assert_eq!(served.deliver(&path_g, body, signature).await.0, 200);
 }
+
+#[tokio::test]
+async fn a_deployed_webhook_flow_is_registered_with_its_vendor_at_its_own_endpoint() {
+    let upstream = Upstream::start().await;
+    let mut served = Served::start_at(allow_private(), Some("https://weft.example.com/")).await;
+    let acme = served.tenant("acme").await;
+    let path = served.deploy_hooks(&acme, &upstream, "acme-hook").await;
+    served.told();
+    turn(&mut served.server, SystemTime::now()).await;
+    assert_eq!(served.told(), ["hooks registered"]);
+    let made = upstream.webhooks();
+    assert_eq!(made.len(), 1, "{made:?}");
+    assert_eq!(made[0]["url"], format!("https://weft.example.com{path}"));
+    // Kept: not registered again at the next turns, nor when deployed again unchanged.
+    turn(&mut served.server, SystemTime::now()).await;
+    served.deploy_hooks(&acme, &upstream, "acme-hook").await;
+    turn(&mut served.server, SystemTime::now()).await;
+    assert_eq!(upstream.webhooks().len(), 1);
+    assert_eq!(upstream.webhooks_made(), 1);
+}
