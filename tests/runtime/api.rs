@@ -444,6 +444,11 @@ async fn every_route_with_another_tenants_token_answers_as_if_nothing_were_there
             "/api/v1/datasets/people/records".to_owned(),
             None,
         ),
+        (
+            Method::GET,
+            "/api/v1/datasets/people/export".to_owned(),
+            None,
+        ),
     ];
     for (method, path, body) in foreign {
         let (status, answer) = served
@@ -524,6 +529,66 @@ async fn every_route_with_another_tenants_token_answers_as_if_nothing_were_there
     assert_eq!(status, StatusCode::ACCEPTED);
     turn(&mut served.server, SystemTime::now()).await;
     assert_eq!(served.told(), ["acme/sync succeeded: 2 read, 2 written"]);
+}
+
+#[tokio::test]
+async fn a_dataset_is_exported_whole_as_json_lines_in_key_order_page_after_page() {
+    let served = Served::start(TenantPolicy::default()).await;
+    let acme = served.tenant("acme").await;
+    let globex = served.tenant("globex").await;
+    // More than one page of the export (1,000 records a page).
+    let rows: Vec<(String, String)> = (0..2_500)
+        .map(|i| {
+            let key = format!("[\"k{i:05}\"]");
+            (key, json!({"id": format!("k{i:05}"), "n": i}).to_string())
+        })
+        .collect();
+    served
+        .store
+        .dataset_upsert("acme", "people", &rows)
+        .await
+        .unwrap();
+    let response = served
+        .http
+        .get(format!(
+            "http://{}/api/v1/datasets/people/export",
+            served.address
+        ))
+        .bearer_auth(&acme)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/x-ndjson"
+    );
+    assert_eq!(
+        response.headers()["content-disposition"],
+        "attachment; filename=\"people.jsonl\""
+    );
+    let text = response.text().await.unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2_500);
+    assert!(
+        lines.iter().enumerate().all(|(i, l)| l["n"] == i),
+        "every record once, in key order"
+    );
+    // Another tenant's, or one that does not exist: none.
+    for (token, dataset) in [(&globex, "people"), (&acme, "nobody")] {
+        let (status, _) = served
+            .call(
+                Some(token),
+                Method::GET,
+                &format!("/api/v1/datasets/{dataset}/export"),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
 }
 
 #[tokio::test]

@@ -1,8 +1,12 @@
-//! A tenant's datasets: listed with their sizes, paged through in key order.
+//! A tenant's datasets: listed with their sizes, paged through in key order, exported whole as
+//! JSON Lines.
 
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -17,7 +21,11 @@ pub(crate) fn routes() -> OpenApiRouter<Arc<Api>> {
     OpenApiRouter::new()
         .routes(routes!(list))
         .routes(routes!(records))
+        .routes(routes!(export))
 }
+
+/// Records read from the store at a time while a dataset is exported.
+const EXPORT_PAGE: u32 = 1_000;
 
 /// A dataset and its size.
 #[derive(Serialize, ToSchema)]
@@ -119,4 +127,73 @@ async fn records(
         })
         .collect();
     Ok(axum::Json(DatasetPage { records, next }))
+}
+
+/// A whole dataset as JSON Lines, one record a line in key order, streamed from the store a
+/// page at a time (however large the dataset, the server holds one page of it).
+#[utoipa::path(get, path = "/api/v1/datasets/{dataset}/export", tag = "datasets", security(("token" = [])),
+    params(("dataset" = String, Path)),
+    responses(
+        (status = 200, description = "One record a line", content_type = "application/x-ndjson", body = String),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+    ))]
+async fn export(
+    Tenant(tenant): Tenant,
+    State(api): State<Arc<Api>>,
+    Path(dataset): Path<String>,
+) -> Result<Response, ApiError> {
+    let first = api
+        .store
+        .dataset_page(&tenant, &dataset, None, EXPORT_PAGE)
+        .await?;
+    if first.is_empty() {
+        return Err(ApiError::NotFound(format!("no dataset `{dataset}`")));
+    }
+    let store = api.store.clone();
+    let name = dataset.clone();
+    // Each step: the page in hand as lines, and the next one read after its last key.
+    let pages = futures_util::stream::try_unfold(Some(first), move |page| {
+        let (store, tenant, name) = (store.clone(), tenant.clone(), name.clone());
+        async move {
+            let Some(page) = page else {
+                return Ok(None);
+            };
+            let mut lines = String::new();
+            for (_, record) in &page {
+                lines.push_str(record);
+                lines.push('\n');
+            }
+            let next = match page.last() {
+                Some((last, _)) if page.len() == EXPORT_PAGE as usize => {
+                    let next = store
+                        .dataset_page(&tenant, &name, Some(last), EXPORT_PAGE)
+                        .await?;
+                    (!next.is_empty()).then_some(next)
+                }
+                _ => None,
+            };
+            Ok::<_, weft_store::StoreError>(Some((lines, next)))
+        }
+    });
+    // Only characters safe in a header and a file name.
+    let file: String = dataset
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let disposition = format!("attachment; filename=\"{file}.jsonl\"");
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-ndjson".to_owned()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        Body::from_stream(pages),
+    )
+        .into_response())
 }
