@@ -425,6 +425,7 @@ async fn every_route_with_another_tenants_token_answers_as_if_nothing_were_there
 
     let foreign = [
         (Method::GET, "/api/v1/flows/sync".to_owned(), None),
+        (Method::GET, "/api/v1/flows/sync/connections".to_owned(), None),
         (Method::POST, "/api/v1/flows/sync/enable".to_owned(), None),
         (Method::POST, "/api/v1/flows/sync/disable".to_owned(), None),
         (Method::POST, "/api/v1/flows/sync/runs".to_owned(), None),
@@ -589,6 +590,61 @@ async fn a_dataset_is_exported_whole_as_json_lines_in_key_order_page_after_page(
             .await;
         assert_eq!(status, StatusCode::NOT_FOUND);
     }
+}
+
+#[tokio::test]
+async fn a_flows_connections_are_checked_with_the_tenants_own_credential() {
+    let upstream = Upstream::start().await;
+    upstream.require_bearer("s3cret-token");
+    let served = Served::start(allow_private()).await;
+    let acme = served.tenant("acme").await;
+    let (status, _) = served
+        .call(
+            Some(&acme),
+            Method::POST,
+            "/api/v1/flows",
+            Some(json!({ "source": sync_flow(&upstream, "sync", "items") })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let connections = async |served: &Served| {
+        served
+            .call(
+                Some(&acme),
+                Method::GET,
+                "/api/v1/flows/sync/connections",
+                None,
+            )
+            .await
+    };
+    // No secret yet: the check says what is missing.
+    let (status, before) = connections(&served).await;
+    assert_eq!(status, StatusCode::OK, "{before}");
+    assert_eq!(before[0]["status"], "failed", "{before}");
+    assert!(
+        before[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("secret \"api\" is not set for tenant \"acme\""),
+        "{before}"
+    );
+    served
+        .call(
+            Some(&acme),
+            Method::PUT,
+            "/api/v1/secrets/api",
+            Some(json!({ "value": "s3cret-token" })),
+        )
+        .await;
+    let (status, after) = connections(&served).await;
+    assert_eq!(status, StatusCode::OK, "{after}");
+    assert_eq!(
+        after,
+        json!([
+            {"name": "api", "plugin": "http-json", "auth": "bearer", "status": "ok", "token": "static"},
+            {"name": "store", "plugin": "dataset", "auth": "none", "status": "ok", "token": "datasets"},
+        ])
+    );
 }
 
 #[tokio::test]

@@ -298,7 +298,7 @@ fn not_found(flow: &str) -> ApiError {
     ApiError::NotFound(format!("no flow `{flow}`"))
 }
 
-async fn stored(api: &Api, tenant: &str, flow: &str) -> Result<DeployedFlow, ApiError> {
+pub(crate) async fn stored(api: &Api, tenant: &str, flow: &str) -> Result<DeployedFlow, ApiError> {
     api.store
         .flow_deployed(tenant, flow)
         .await?

@@ -13,6 +13,7 @@
 //! `/api/v1/openapi.json`.
 
 mod auth;
+mod connections;
 mod datasets;
 pub mod error;
 mod extract;
@@ -144,6 +145,7 @@ fn routes() -> OpenApiRouter<Arc<Api>> {
     OpenApiRouter::with_openapi(Document::openapi())
         .merge(tenants::routes())
         .merge(flows::routes())
+        .merge(connections::routes())
         .merge(secrets::routes())
         .merge(runs::routes())
         .merge(datasets::routes())

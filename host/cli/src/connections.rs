@@ -8,15 +8,16 @@ use std::time::SystemTime;
 
 use anyhow::bail;
 use weft_capabilities::{MasterKey, Secrets};
-use weft_engine::PlanOptions;
+use weft_engine::{PlanOptions, TokenState, check_connections};
 
-/// One connection's row.
-struct Status {
-    name: String,
-    plugin: String,
-    auth: &'static str,
-    check: Result<(), String>,
-    token: String,
+fn token(state: &TokenState) -> String {
+    match state {
+        TokenState::Expires(at) => expiry(*at),
+        TokenState::NoLifetime => "token with no stated lifetime (e.g. a Salesforce session); weft gets a new one when it is refused".into(),
+        TokenState::Missing(why) => format!("no token: {why}"),
+        TokenState::Static => "static credential, no expiry".into(),
+        TokenState::Datasets => "weft's own store".into(),
+    }
 }
 
 fn expiry(at: SystemTime) -> String {
@@ -50,39 +51,7 @@ pub async fn run(
     let store = crate::store(data_dir).await?;
     let secrets = Secrets::new(store, MasterKey::load(data_dir)?);
     let name = flow.file.name.get_ref().to_string();
-    let mut rows = Vec::new();
-    for (connection, bound) in &plan.connections {
-        let context = bound.context(&secrets, &options.tenant, &name)?;
-        let check = bound
-            .plugin
-            .check(&context, connection, &bound.config)
-            .await
-            .map_err(|e| e.to_string());
-        let token = match context.connections.get(connection) {
-            Some(c) if bound.spec.auth.is_renewable() => match c.token_expiry().await {
-                Ok(Some(at)) => expiry(at),
-                Ok(None) => "token with no stated lifetime (e.g. a Salesforce session); weft gets a new one when it is refused".into(),
-                Err(e) => format!("no token: {e}"),
-            },
-            _ => "static credential, no expiry".into(),
-        };
-        rows.push(Status {
-            name: connection.clone(),
-            plugin: bound.plugin.info().name.clone(),
-            auth: bound.spec.auth.kind(),
-            check,
-            token,
-        });
-    }
-    for dataset in &plan.datasets {
-        rows.push(Status {
-            name: dataset.clone(),
-            plugin: "dataset".into(),
-            auth: "none",
-            check: Ok(()),
-            token: "weft's own store".into(),
-        });
-    }
+    let rows = check_connections(&plan, &secrets, &options.tenant, &name).await?;
     println!(
         "{:<20} {:<16} {:<28} {:<7} token",
         "connection", "plugin", "auth", "status"
@@ -92,7 +61,11 @@ pub async fn run(
         let status = if row.check.is_ok() { "ok" } else { "failed" };
         println!(
             "{:<20} {:<16} {:<28} {:<7} {}",
-            row.name, row.plugin, row.auth, status, row.token
+            row.name,
+            row.plugin,
+            row.auth,
+            status,
+            token(&row.token)
         );
         if let Err(e) = &row.check {
             failed += 1;

@@ -1,6 +1,7 @@
 //! Running flows: binding a checked flow file to its plugins ([`plan`]) and executing the plan
 //! ([`run`](run::run)) with checkpoints, retries and an error log.
 
+pub mod check;
 pub mod datasets;
 mod lease;
 pub mod plan;
@@ -9,6 +10,7 @@ pub mod registry;
 pub mod run;
 pub mod schedule;
 
+pub use check::{ConnectionStatus, TokenState, check_connections};
 pub use datasets::Datasets;
 pub use lease::DEFAULT_LEASE;
 pub use plan::{BoundConnection, Plan, PlanOptions, PlannedStep, Work, plan, plan_with};
