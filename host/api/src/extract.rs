@@ -18,16 +18,40 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
         let axum::Json(value) = axum::Json::<serde_json::Value>::from_request(request, state)
             .await
             .map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
-        if !value.is_object() {
-            return Err(ApiError::BadRequest(format!(
-                "the request body must be a JSON object, not {}",
-                json_kind(&value)
-            )));
-        }
-        serde_json::from_value(value)
-            .map(Json)
-            .map_err(|error| ApiError::BadRequest(format!("invalid request body: {error}")))
+        object(value).map(Json)
     }
+}
+
+/// A JSON body that may be left out: an empty body is `None`; one given is read as [`Json`]
+/// reads it.
+pub struct OptionalJson<T>(pub Option<T>);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let body = axum::body::Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJson(None));
+        }
+        let value: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::BadRequest(format!("the request body is not JSON: {e}")))?;
+        object(value).map(|v| OptionalJson(Some(v)))
+    }
+}
+
+/// `value` read as `T`, when it is a JSON object.
+fn object<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    if !value.is_object() {
+        return Err(ApiError::BadRequest(format!(
+            "the request body must be a JSON object, not {}",
+            json_kind(&value)
+        )));
+    }
+    serde_json::from_value(value)
+        .map_err(|error| ApiError::BadRequest(format!("invalid request body: {error}")))
 }
 
 fn json_kind(value: &serde_json::Value) -> &'static str {

@@ -19,7 +19,7 @@ use weft_store::DeployedFlow;
 
 use crate::auth::Tenant;
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{Json, Path};
+use crate::extract::{Json, OptionalJson, Path};
 use crate::runs::RunSummary;
 use crate::{Api, time};
 
@@ -76,10 +76,22 @@ pub struct FlowDetail {
     pub variables: BTreeMap<String, String>,
 }
 
+/// What a run asked for takes besides the flow.
+#[derive(Deserialize, ToSchema)]
+pub struct RunWith {
+    /// Values of variables the flow declares, for this run, over those it was deployed with
+    /// (each checked against its declared type first).
+    #[serde(default)]
+    pub variables: BTreeMap<String, String>,
+}
+
 /// A run asked for: a whole run of the flow, or a retry of a run's failed records.
 #[derive(Serialize, ToSchema)]
 pub struct RunRequested {
     pub flow: String,
+    /// The variables given for this run.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub variables: BTreeMap<String, String>,
     /// The run whose failed records are retried, for a retry.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_of: Option<String>,
@@ -262,19 +274,24 @@ async fn disable(
 }
 
 /// Asks for a run of an enabled flow as soon as the server can (the run appears in
-/// `GET /api/v1/runs?flow=...`). Asked again before it started, one run answers both.
+/// `GET /api/v1/runs?flow=...`), with variables for this run if given. Asked again before it
+/// started with the same variables, one run answers both. Variables the flow does not declare,
+/// or of the wrong type, are refused with the diagnostics `weft validate` prints.
 #[utoipa::path(post, path = "/api/v1/flows/{flow}/runs", tag = "flows", security(("token" = [])),
     params(("flow" = String, Path)),
+    request_body = Option<RunWith>,
     responses(
         (status = 202, body = RunRequested),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, description = "The flow is disabled", body = ErrorBody),
+        (status = 422, description = "The variables do not fit the flow", body = ErrorBody),
     ))]
 async fn request_run(
     Tenant(tenant): Tenant,
     State(api): State<Arc<Api>>,
     Path(flow): Path<String>,
+    OptionalJson(with): OptionalJson<RunWith>,
 ) -> Result<(StatusCode, axum::Json<RunRequested>), ApiError> {
     let stored = stored(&api, &tenant, &flow).await?;
     if !stored.enabled {
@@ -282,12 +299,29 @@ async fn request_run(
             "flow `{flow}` is disabled: enable it first (POST /api/v1/flows/{flow}/enable)"
         )));
     }
-    let requested_at = api.store.run_request(&tenant, &flow, None).await?;
+    let variables = with.map(|w| w.variables).unwrap_or_default();
+    if !variables.is_empty() {
+        // Planned as the server will plan it: the deployed values with these over them.
+        let mut merged: BTreeMap<String, String> =
+            serde_json::from_str(&stored.variables).unwrap_or_default();
+        merged.extend(variables.clone());
+        let deployment = Deployment {
+            tenant: &tenant,
+            source: &stored.source,
+            variables: &merged,
+        };
+        weft_server::plan_deployed(&deployment, &api.plugins, &api.runtime, api.policy)
+            .await
+            .map_err(ApiError::Rejected)?;
+    }
+    let text = serde_json::to_string(&variables).unwrap_or_else(|_| "{}".into());
+    let requested_at = api.store.run_request(&tenant, &flow, None, &text).await?;
     api.changed();
     Ok((
         StatusCode::ACCEPTED,
         axum::Json(RunRequested {
             flow,
+            variables,
             retry_of: None,
             requested_at: time(requested_at),
         }),

@@ -374,12 +374,16 @@ async fn retry(
             )));
         }
     }
-    let requested_at = api.store.run_request(&tenant, &flow, Some(&run)).await?;
+    let requested_at = api
+        .store
+        .run_request(&tenant, &flow, Some(&run), "{}")
+        .await?;
     api.changed();
     Ok((
         StatusCode::ACCEPTED,
         axum::Json(RunRequested {
             flow,
+            variables: Default::default(),
             retry_of: Some(run),
             requested_at: time(requested_at),
         }),

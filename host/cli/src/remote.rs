@@ -37,7 +37,12 @@ pub enum FlowsCommand {
     /// Delete a flow and its cursors; its runs stay in the history.
     Delete { name: String },
     /// Ask the server to run a flow now.
-    Run { name: String },
+    Run {
+        name: String,
+        /// A variable's value for this run, over the one it was deployed with (repeatable).
+        #[arg(long = "var", value_name = "NAME=VALUE", value_parser = crate::parse_var)]
+        vars: Vec<(String, String)>,
+    },
 }
 
 /// A weft server's API, as one tenant.
@@ -246,9 +251,12 @@ async fn flows(remote: &Remote, command: FlowsCommand) -> anyhow::Result<()> {
                 .await?;
             eprintln!("flow `{name}` deleted (its runs stay in the history)");
         }
-        FlowsCommand::Run { name } => {
+        FlowsCommand::Run { name, vars } => {
+            let variables: serde_json::Map<String, Value> =
+                vars.into_iter().map(|(k, v)| (k, json!(v))).collect();
+            let body = (!variables.is_empty()).then(|| json!({ "variables": variables }));
             remote
-                .json(Method::POST, &["flows", &name, "runs"], &[], None)
+                .json(Method::POST, &["flows", &name, "runs"], &[], body)
                 .await?;
             eprintln!("asked for a run of flow `{name}`; `weft runs list --flow {name}` shows it");
         }

@@ -159,6 +159,18 @@ impl Deployed {
         tenant: &str,
         name: &str,
     ) -> Result<Option<ServedFlow>, String> {
+        self.plan_with(store, tenant, name, &BTreeMap::new()).await
+    }
+
+    /// [`Deployed::plan`] with `over` over the variables it was deployed with: a run asked for
+    /// with variables of its own.
+    pub async fn plan_with(
+        &self,
+        store: &Store,
+        tenant: &str,
+        name: &str,
+        over: &BTreeMap<String, String>,
+    ) -> Result<Option<ServedFlow>, String> {
         let Some(stored) = store
             .flow_deployed(tenant, name)
             .await
@@ -166,8 +178,9 @@ impl Deployed {
         else {
             return Ok(None);
         };
-        let variables: BTreeMap<String, String> = serde_json::from_str(&stored.variables)
+        let mut variables: BTreeMap<String, String> = serde_json::from_str(&stored.variables)
             .map_err(|e| format!("its stored variables are not a JSON object of strings: {e}"))?;
+        variables.extend(over.iter().map(|(k, v)| (k.clone(), v.clone())));
         let deployment = Deployment {
             tenant,
             source: &stored.source,

@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 use weft_capabilities::Secrets;
 use weft_engine::{PluginDirectory, RunError, RunOptions, schedule};
 use weft_runtime::Runtime;
-use weft_store::{RunStatus, Store, StoreError};
+use weft_store::{RunRequest, RunStatus, Store, StoreError};
 
 use crate::deployed::{DEPLOYED_POLL, Deployed};
 use crate::dispatch::Load;
@@ -485,12 +485,13 @@ impl Server {
         due.extend(self.requests(now).await);
         self.follow(now);
         self.register_deployed(now).await;
-        // Runs still waiting for a worker, of flows still served as they were.
+        // Runs still waiting for a worker, of flows still served as they were (a run asked for
+        // with variables runs the flow planned with them, checked when it was asked for).
         let waiting = std::mem::take(&mut self.waiting);
         due.extend(waiting.into_iter().filter(|d| {
             self.agenda
                 .served(d.served.key())
-                .is_some_and(|s| Arc::ptr_eq(s, &d.served))
+                .is_some_and(|s| Arc::ptr_eq(s, &d.served) || d.request.is_some())
         }));
         // Events delivered since: their flows' turns are due at once.
         for key in lock(&self.shared.delivered).iter() {
@@ -680,6 +681,23 @@ impl Server {
                         Some(of) => Cause::Retry { of: of.clone() },
                         None => Cause::Requested,
                     };
+                    let served = match self.with_variables(served, &request).await {
+                        Ok(served) => served,
+                        Err(error) => {
+                            // Checked when it was asked for: the flow changed since.
+                            tracing::error!(tenant = %request.tenant, flow = %request.flow, %error, "a run asked for with variables does not plan; dropped");
+                            (self.report)(&Event::Deferred {
+                                tenant: request.tenant.clone(),
+                                flow: request.flow.clone(),
+                                error: format!("the run asked for with variables {} does not plan, and is dropped: {error}", request.variables),
+                                retry_at: now,
+                            });
+                            if let Err(e) = self.shared.store.run_request_done(&request).await {
+                                tracing::error!(error = %e, "dropping a run request failed");
+                            }
+                            continue;
+                        }
+                    };
                     due.push(Due {
                         request: Some(request),
                         ..Due::new(&served, cause)
@@ -695,6 +713,25 @@ impl Server {
             }
         }
         due
+    }
+
+    /// The flow a run request runs: `served` itself, or, for a run asked for with variables of
+    /// its own, the flow planned again with them over those it was deployed with.
+    async fn with_variables(
+        &self,
+        served: Arc<ServedFlow>,
+        request: &RunRequest,
+    ) -> Result<Arc<ServedFlow>, String> {
+        let over: BTreeMap<String, String> = serde_json::from_str(&request.variables)
+            .map_err(|e| format!("its variables are not a JSON object of strings: {e}"))?;
+        let Some(deployed) = self.deployed.as_ref().filter(|_| !over.is_empty()) else {
+            return Ok(served);
+        };
+        let planned = deployed
+            .plan_with(&self.shared.store, &served.tenant, served.name(), &over)
+            .await?
+            .ok_or_else(|| "the flow was deleted".to_owned())?;
+        Ok(Arc::new(planned))
     }
 
     /// A flow's turn: its schedule if due, else its waiting webhook events: the run due, and

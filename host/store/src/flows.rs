@@ -48,6 +48,9 @@ pub struct RunRequest {
     pub flow: String,
     /// The run whose failed records to retry, for a retry; `None` for a whole run.
     pub retry_of: Option<String>,
+    /// Values of the flow's variables for this run, over those it was deployed with, as a
+    /// JSON object of strings (`{}`: none).
+    pub variables: String,
     /// When it was (last) asked for.
     pub requested_at: SystemTime,
 }
@@ -213,42 +216,45 @@ impl Store {
 
 /// Requests to run a flow now, or to retry a run's failed records.
 impl Store {
-    /// Asks for a run of `flow` as soon as a server can: a whole run, or a retry of the records
-    /// run `retry_of` logged as failed. A like request already waiting becomes this one: one
-    /// run answers both, and a request made while a run for an earlier one is under way
-    /// outlives that run ([`Store::run_request_done`] drops only what the run answered).
+    /// Asks for a run of `flow` as soon as a server can: a whole run (with `variables`, a JSON
+    /// object of strings, over those it was deployed with), or a retry of the records run
+    /// `retry_of` logged as failed. A like request already waiting becomes this one: one run
+    /// answers both, and a request made while a run for an earlier one is under way outlives
+    /// that run ([`Store::run_request_done`] drops only what the run answered).
     pub async fn run_request(
         &self,
         tenant: &str,
         flow: &str,
         retry_of: Option<&str>,
+        variables: &str,
     ) -> Result<SystemTime, StoreError> {
         let now = now_millis();
         let retry_of = retry_of.unwrap_or("");
         on_database!(self, format!("request a run of flow {flow:?}"), |pool| {
-            let sql = "INSERT INTO run_requests (tenant, flow, retry_of, requested_at)
-                       VALUES ($1, $2, $3, $4)
-                       ON CONFLICT (tenant, flow, retry_of)
+            let sql = "INSERT INTO run_requests (tenant, flow, retry_of, variables, requested_at)
+                       VALUES ($1, $2, $3, $4, $5)
+                       ON CONFLICT (tenant, flow, retry_of, variables)
                        DO UPDATE SET requested_at = excluded.requested_at";
-            execute!(pool, sql, tenant, flow, retry_of, now)
+            execute!(pool, sql, tenant, flow, retry_of, variables, now)
         })?;
         Ok(millis_to_time(now))
     }
 
     /// Every waiting request, oldest first. One query, whatever the number of flows.
     pub async fn run_requests(&self) -> Result<Vec<RunRequest>, StoreError> {
-        let rows: Vec<(String, String, String, i64)> =
+        let rows: Vec<(String, String, String, String, i64)> =
             on_database!(self, "list run requests", |pool| {
-                let sql = "SELECT tenant, flow, retry_of, requested_at FROM run_requests
-                           ORDER BY requested_at, tenant, flow, retry_of";
+                let sql = "SELECT tenant, flow, retry_of, variables, requested_at FROM run_requests
+                           ORDER BY requested_at, tenant, flow, retry_of, variables";
                 sqlx::query_as(sql).fetch_all(pool).await
             })?;
         Ok(rows
             .into_iter()
-            .map(|(tenant, flow, retry_of, requested_at)| RunRequest {
+            .map(|(tenant, flow, retry_of, variables, requested_at)| RunRequest {
                 tenant,
                 flow,
                 retry_of: Some(retry_of).filter(|r| !r.is_empty()),
+                variables,
                 requested_at: millis_to_time(requested_at),
             })
             .collect())
@@ -260,8 +266,10 @@ impl Store {
         let retry_of = request.retry_of.as_deref().unwrap_or("");
         on_database!(self, "drop a run request", |pool| {
             let sql = "DELETE FROM run_requests
-                       WHERE tenant = $1 AND flow = $2 AND retry_of = $3 AND requested_at <= $4";
-            execute!(pool, sql, &request.tenant, &request.flow, retry_of, at)
+                       WHERE tenant = $1 AND flow = $2 AND retry_of = $3 AND variables = $4
+                         AND requested_at <= $5";
+            let r = request;
+            execute!(pool, sql, &r.tenant, &r.flow, retry_of, &r.variables, at)
         })?;
         Ok(())
     }

@@ -239,17 +239,18 @@ CREATE TABLE tenant_quotas (
     },
     Migration {
         version: 11,
-        name: "retries asked for, runs asked to stop",
+        name: "retries and runs with variables asked for, runs asked to stop",
         sql: r#"
 CREATE TABLE run_requests_new (
     tenant        TEXT    NOT NULL,
     flow          TEXT    NOT NULL,
     retry_of      TEXT    NOT NULL,
+    variables     TEXT    NOT NULL,
     requested_at  BIGINT  NOT NULL,
-    PRIMARY KEY (tenant, flow, retry_of)
+    PRIMARY KEY (tenant, flow, retry_of, variables)
 );
-INSERT INTO run_requests_new (tenant, flow, retry_of, requested_at)
-    SELECT tenant, flow, '', requested_at FROM run_requests;
+INSERT INTO run_requests_new (tenant, flow, retry_of, variables, requested_at)
+    SELECT tenant, flow, '', '{}', requested_at FROM run_requests;
 DROP TABLE run_requests;
 ALTER TABLE run_requests_new RENAME TO run_requests;
 ALTER TABLE runs ADD COLUMN cancel_requested_at BIGINT;

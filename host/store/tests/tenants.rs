@@ -151,7 +151,7 @@ on_both!(
                 .flow_deploy(tenant, "sync", "name = \"sync\"", "{}", "d1", &format!("ep-{tenant}"))
                 .await
                 .unwrap();
-            store.run_request(tenant, "sync", None).await.unwrap();
+            store.run_request(tenant, "sync", None, "{}").await.unwrap();
             let run = format!("run-{tenant}");
             store.run_start(&run, tenant, "sync", None).await.unwrap();
             store
@@ -278,12 +278,12 @@ on_both!(
 );
 
 on_both!(a_run_request_made_during_a_run_outlives_it, |store| {
-    store.run_request("acme", "sync", None).await.unwrap();
+    store.run_request("acme", "sync", None, "{}").await.unwrap();
     let taken = store.run_requests().await.unwrap();
     assert_eq!(taken.len(), 1);
     // Asked again while the run for the first request goes on.
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    store.run_request("acme", "sync", None).await.unwrap();
+    store.run_request("acme", "sync", None, "{}").await.unwrap();
     store.run_request_done(&taken[0]).await.unwrap();
     let waiting = store.run_requests().await.unwrap();
     assert_eq!(
@@ -295,12 +295,12 @@ on_both!(a_run_request_made_during_a_run_outlives_it, |store| {
     assert!(store.run_requests().await.unwrap().is_empty());
 });
 
-on_both!(a_retry_request_waits_beside_a_whole_run_and_each_retry_once, |store| {
-    store.run_request("acme", "sync", None).await.unwrap();
-    store.run_request("acme", "sync", Some("r1")).await.unwrap();
-    store.run_request("acme", "sync", Some("r2")).await.unwrap();
+on_both!(retries_and_runs_with_variables_wait_beside_a_whole_run_each_once, |store| {
+    store.run_request("acme", "sync", None, "{}").await.unwrap();
+    store.run_request("acme", "sync", Some("r1"), "{}").await.unwrap();
+    store.run_request("acme", "sync", Some("r2"), "{}").await.unwrap();
     // Asked twice, the retry of r1 is one request.
-    store.run_request("acme", "sync", Some("r1")).await.unwrap();
+    store.run_request("acme", "sync", Some("r1"), "{}").await.unwrap();
     let waiting = store.run_requests().await.unwrap();
     let mut retries: Vec<Option<&str>> = waiting.iter().map(|r| r.retry_of.as_deref()).collect();
     retries.sort();
@@ -319,6 +319,18 @@ on_both!(a_retry_request_waits_beside_a_whole_run_and_each_retry_once, |store| {
         .collect();
     assert_eq!(left.len(), 2);
     assert!(!left.contains(&Some("r1".into())), "{left:?}");
+
+    // A run with other variables is a run of its own; with the same ones, the same request.
+    let since = r#"{"since":"2026-01-01"}"#;
+    store.run_request("acme", "sync", None, since).await.unwrap();
+    store.run_request("acme", "sync", None, since).await.unwrap();
+    let waiting = store.run_requests().await.unwrap();
+    assert_eq!(waiting.len(), 3);
+    let with = waiting.iter().find(|r| r.variables == since).unwrap();
+    store.run_request_done(with).await.unwrap();
+    let left = store.run_requests().await.unwrap();
+    assert_eq!(left.len(), 2);
+    assert!(left.iter().all(|r| r.variables == "{}"), "{left:?}");
 });
 
 on_both!(only_a_running_run_of_the_tenant_is_asked_to_stop, |store| {
@@ -496,7 +508,7 @@ on_both!(
         // What does not change what is served leaves it.
         let before = store.serving_generation().await.unwrap();
         store.tenant_create("globex").await.unwrap();
-        store.run_request("globex", "sync", None).await.unwrap();
+        store.run_request("globex", "sync", None, "{}").await.unwrap();
         store.run_start("r1", "globex", "sync", None).await.unwrap();
         assert_eq!(store.serving_generation().await.unwrap(), before);
     }

@@ -240,3 +240,64 @@ async fn a_run_that_takes_its_tenant_over_a_quota_is_stopped_after_that_page() {
     assert_eq!(upstream.seen().len(), seen);
     assert_eq!(runs_of(&served, &acme, "contacts").await.len(), 1);
 }
+
+#[tokio::test]
+async fn a_run_asked_for_with_variables_runs_with_them_over_the_deployed_ones() {
+    let (a, b) = (Upstream::start().await, Upstream::start().await);
+    a.seed("items", people("a", 3));
+    b.seed("items", people("b", 5));
+    let mut served = Served::start(allow_private()).await;
+    let acme = served.tenant("acme").await;
+    let source = format!(
+        "name = \"pull\"\n\n[variables.base]\ntype = \"string\"\ndefault = \"{}\"\n\n[variables.host]\ntype = \"string\"\ndefault = \"{}\"\n\n[connections.api]\nplugin = \"http-json\"\nconfig = {{ base_url = \"${{var.base}}\" }}\negress = [{{ host = \"${{var.host}}\", allow_http = true, allow_private = true }}]\n\n[connections.store]\nplugin = \"dataset\"\n\n[[steps]]\nid = \"items\"\nread = {{ connection = \"api\", stream = \"items\" }}\n\n[[steps]]\nid = \"keep\"\nwrite = {{ connection = \"store\", stream = \"people\", input = \"items\", mode = \"upsert\", key = [\"email\"] }}\n",
+        a.url(),
+        a.addr
+    );
+    let (status, body) = served
+        .call(
+            Some(&acme),
+            Method::POST,
+            "/api/v1/flows",
+            Some(json!({ "source": source })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    served.told();
+
+    // Variables the flow does not declare: refused with the diagnostic, nothing asked for.
+    let (status, refused) = served
+        .call(
+            Some(&acme),
+            Method::POST,
+            "/api/v1/flows/pull/runs",
+            Some(json!({"variables": {"bsae": "x"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert!(
+        refused.to_string().contains("variable `bsae` is given a value but the flow does not declare it"),
+        "{refused}"
+    );
+    assert!(served.store.run_requests().await.unwrap().is_empty());
+
+    // With the other upstream's address for this run only, then without: each reads its own.
+    let (status, asked) = served
+        .call(
+            Some(&acme),
+            Method::POST,
+            "/api/v1/flows/pull/runs",
+            Some(json!({"variables": {"base": b.url(), "host": b.addr.to_string()}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{asked}");
+    assert_eq!(asked["variables"]["base"], b.url());
+    turn(&mut served.server, SystemTime::now()).await;
+    assert_eq!(served.told(), ["acme/pull succeeded: 5 read, 5 written"]);
+    let (status, _) = served
+        .call(Some(&acme), Method::POST, "/api/v1/flows/pull/runs", None)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    turn(&mut served.server, SystemTime::now()).await;
+    assert_eq!(served.told(), ["acme/pull succeeded: 3 read, 3 written"]);
+    assert!(served.store.run_requests().await.unwrap().is_empty());
+}
