@@ -22,8 +22,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     }
 }
 
-/// A JSON body that may be left out: an empty body is `None`; one given is read as [`Json`]
-/// reads it.
+/// A JSON body that may be left out: an empty body, or `null`, is `None`; one given is read as
+/// [`Json`] reads it.
 pub struct OptionalJson<T>(pub Option<T>);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
@@ -38,6 +38,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
         }
         let value: serde_json::Value = serde_json::from_slice(&body)
             .map_err(|e| ApiError::BadRequest(format!("the request body is not JSON: {e}")))?;
+        if value.is_null() {
+            return Ok(OptionalJson(None));
+        }
         object(value).map(|v| OptionalJson(Some(v)))
     }
 }

@@ -1,5 +1,6 @@
-//! The server as tenants share it: a slow or failing tenant does not hold up another's run;
-//! quotas refuse runs with their reason; usage sums over any period.
+//! The server as tenants share it: a slow or failing tenant (an upstream that never answers
+//! well, a plugin that panics) does not hold up another's run; quotas refuse runs with their
+//! reason; usage sums over any period.
 
 use super::*;
 
@@ -15,6 +16,9 @@ async fn a_slow_or_failing_tenant_does_not_hold_up_another_tenants_run() {
     let quick = Upstream::start().await;
     quick.require_bearer("s3cret-token");
     quick.seed("items", people("q", 2));
+    let trapping = Upstream::start().await;
+    trapping.require_bearer("s3cret-token");
+    trapping.seed("items", people("t", 2));
     let mut served = Served::start(allow_private()).await;
     for (tenant, upstream) in [("slowpoke", &slow), ("broken", &broken), ("quick", &quick)] {
         let token = served.tenant(tenant).await;
@@ -26,11 +30,20 @@ async fn a_slow_or_failing_tenant_does_not_hold_up_another_tenants_run() {
         )
         .await;
     }
+    // A plugin that panics on every batch, between the read and the write.
+    let panicking = sync_flow(&trapping, "sync", "items")
+        .replace("input = \"items\"", "input = \"mapped\"")
+        .replace(
+            "[[steps]]\nid = \"keep\"",
+            "[[steps]]\nid = \"mapped\"\ntransform = { plugin = \"weft_guest_hostile_transform\", input = \"items\" }\nconfig = { do = \"panic\" }\n\n[[steps]]\nid = \"keep\"",
+        );
+    let token = served.tenant("trapping").await;
+    deploy_and_request(&served, &token, "sync", panicking).await;
 
-    // All three start at once; the quick one ends while the slow one still reads.
+    // All four start at once; the quick one ends while the slow one still reads.
     let started = std::time::Instant::now();
     served.server.tick(SystemTime::now()).await;
-    assert_eq!(served.server.running(), 3);
+    assert_eq!(served.server.running(), 4);
     let mut told = Vec::new();
     while !told.iter().any(|l: &String| l.starts_with("quick/")) {
         assert!(started.elapsed() < Duration::from_secs(30), "{told:?}");
@@ -61,6 +74,31 @@ async fn a_slow_or_failing_tenant_does_not_hold_up_another_tenants_run() {
         told.iter().any(|l| l.starts_with("broken/sync failed")),
         "{told:?}"
     );
+    assert!(
+        told.contains(&"trapping/sync failed: 2 read, 0 written".to_owned()),
+        "{told:?}"
+    );
+    let (_, runs) = served
+        .call(Some(&token), Method::GET, "/api/v1/runs", None)
+        .await;
+    let mapped = runs[0]["id"].as_str().unwrap();
+    let (_, detail) = served
+        .call(Some(&token), Method::GET, &format!("/api/v1/runs/{mapped}"), None)
+        .await;
+    let error = detail["steps"][1]["error"].as_str().unwrap_or_default();
+    assert!(error.starts_with("hostile-transform crashed"), "{detail}");
+
+    // The server goes on serving: the quick tenant runs again.
+    let quick_token = served.tenant("quick2").await;
+    deploy_and_request(
+        &served,
+        &quick_token,
+        "sync",
+        sync_flow(&quick, "sync", "items"),
+    )
+    .await;
+    turn(&mut served.server, SystemTime::now()).await;
+    assert_eq!(served.told(), ["quick2/sync succeeded: 2 read, 2 written"]);
 }
 
 #[tokio::test]
