@@ -473,10 +473,7 @@ impl Runner {
                 message: fault.to_string(),
             };
         }
-        CallError::Trap {
-            plugin,
-            message: format!("{error:#}"),
-        }
+        trapped(plugin, &error)
     }
 
     async fn instantiate_once<P: Instantiate>(&self, pre: &P) -> Result<(), CallError> {
@@ -516,6 +513,27 @@ fn json(value: &serde_json::Value) -> String {
 
 /// Each stream's record schema, parsed once at load; a schema that is not JSON refuses the
 /// plugin.
+/// A guest's trap as its run's history says it: what trapped and in which export, without the
+/// guest's backtrace (which goes to the log, for the plugin's author).
+fn trapped(plugin: String, error: &wasmtime::Error) -> CallError {
+    tracing::warn!(plugin, error = format!("{error:#}"), "a plugin trapped");
+    let trap = error.downcast_ref::<wasmtime::Trap>();
+    let mut message = match trap {
+        Some(trap) => trap.to_string(),
+        None => error.root_cause().to_string(),
+    };
+    let export = error
+        .downcast_ref::<wasmtime::WasmBacktrace>()
+        .and_then(|backtrace| backtrace.frames().last()?.func_name().map(str::to_owned));
+    if let Some(export) = export {
+        message.push_str(&format!(" in {export}"));
+    }
+    if trap == Some(&wasmtime::Trap::UnreachableCodeReached) {
+        message.push_str(" (how a panic in a plugin ends)");
+    }
+    CallError::Trap { plugin, message }
+}
+
 fn stream_schemas(
     info: &ConnectorInfo,
 ) -> Result<HashMap<String, Arc<serde_json::Value>>, String> {
