@@ -93,10 +93,7 @@ async fn main() {
     let tenants = args.first().copied().unwrap_or(1_000);
     let flows = args.get(1).copied().unwrap_or(10);
     let due = args.get(2).copied().unwrap_or(500).min(tenants * flows);
-    let workers = args
-        .get(3)
-        .copied()
-        .unwrap_or(weft_server::DEFAULT_WORKERS);
+    let workers = args.get(3).copied().unwrap_or(weft_server::DEFAULT_WORKERS);
 
     let upstream = Upstream::start().await;
     upstream.seed("items", [json!({"id": "1", "email": "a@x.io"})]);
@@ -126,7 +123,14 @@ async fn main() {
             let name = format!("f{f}");
             let text = flow_text(&upstream, &name);
             store
-                .flow_deploy(&tenant, &name, &text, "{}", &format!("d{t}-{f}"), &format!("ep-{t}-{f}"))
+                .flow_deploy(
+                    &tenant,
+                    &name,
+                    &text,
+                    "{}",
+                    &format!("d{t}-{f}"),
+                    &format!("ep-{t}-{f}"),
+                )
                 .await
                 .unwrap();
             let id = format!("seed-{tenant}-{name}");

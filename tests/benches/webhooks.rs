@@ -113,10 +113,7 @@ async fn main() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let server = Server::new(served, store.clone(), secrets, RunOptions::default());
-    let address = server
-        .listen("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let address = server.listen("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(server.run(async {
         let _ = stopped.await;
@@ -211,12 +208,11 @@ async fn reached(dir: &std::path::Path, first: u64, count: u64) -> Vec<(i64, i64
     use sqlx::Connection;
     let url = format!("sqlite://{}", dir.join("weft.db").display());
     let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
-    let rows: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT record, updated_at FROM dataset_records WHERE dataset = 'events'",
-    )
-    .fetch_all(&mut db)
-    .await
-    .unwrap();
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("SELECT record, updated_at FROM dataset_records WHERE dataset = 'events'")
+            .fetch_all(&mut db)
+            .await
+            .unwrap();
     rows.into_iter()
         .filter_map(|(record, written)| {
             let record: serde_json::Value = serde_json::from_str(&record).ok()?;

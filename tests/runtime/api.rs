@@ -425,7 +425,11 @@ async fn every_route_with_another_tenants_token_answers_as_if_nothing_were_there
 
     let foreign = [
         (Method::GET, "/api/v1/flows/sync".to_owned(), None),
-        (Method::GET, "/api/v1/flows/sync/connections".to_owned(), None),
+        (
+            Method::GET,
+            "/api/v1/flows/sync/connections".to_owned(),
+            None,
+        ),
         (Method::POST, "/api/v1/flows/sync/enable".to_owned(), None),
         (Method::POST, "/api/v1/flows/sync/disable".to_owned(), None),
         (Method::POST, "/api/v1/flows/sync/runs".to_owned(), None),
@@ -560,10 +564,7 @@ async fn a_dataset_is_exported_whole_as_json_lines_in_key_order_page_after_page(
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(
-        response.headers()["content-type"],
-        "application/x-ndjson"
-    );
+    assert_eq!(response.headers()["content-type"], "application/x-ndjson");
     assert_eq!(
         response.headers()["content-disposition"],
         "attachment; filename=\"people.jsonl\""
@@ -796,8 +797,18 @@ async fn a_body_that_is_not_a_json_object_is_refused_before_anything_changes() {
     // Every field of a quota change is optional, so serde alone would read `[]` as "no
     // change" and `[5]` as the first field; a tenant's name would be read from `["x"]`.
     let cases = [
-        (&operator, Method::PUT, "/api/v1/tenants/acme/quotas", json!([])),
-        (&operator, Method::PUT, "/api/v1/tenants/acme/quotas", json!([5])),
+        (
+            &operator,
+            Method::PUT,
+            "/api/v1/tenants/acme/quotas",
+            json!([]),
+        ),
+        (
+            &operator,
+            Method::PUT,
+            "/api/v1/tenants/acme/quotas",
+            json!([5]),
+        ),
         (&operator, Method::POST, "/api/v1/tenants", json!(["beta"])),
         (&operator, Method::POST, "/api/v1/tenants", json!("beta")),
         (&acme, Method::PUT, "/api/v1/secrets/key", json!(["v"])),
@@ -808,7 +819,11 @@ async fn a_body_that_is_not_a_json_object_is_refused_before_anything_changes() {
         let (status, answer) = served
             .call(Some(token), method.clone(), path, Some(body.clone()))
             .await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{method} {path} {body}: {answer}");
+        assert_eq!(
+            status,
+            StatusCode::BAD_REQUEST,
+            "{method} {path} {body}: {answer}"
+        );
         assert_eq!(answer["error"], "bad_request", "{answer}");
         assert!(
             answer["message"]
@@ -819,7 +834,12 @@ async fn a_body_that_is_not_a_json_object_is_refused_before_anything_changes() {
         );
     }
     let (_, quotas) = served
-        .call(Some(&operator), Method::GET, "/api/v1/tenants/acme/quotas", None)
+        .call(
+            Some(&operator),
+            Method::GET,
+            "/api/v1/tenants/acme/quotas",
+            None,
+        )
         .await;
     assert!(
         quotas["limits"].as_object().unwrap().is_empty(),

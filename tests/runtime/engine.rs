@@ -291,19 +291,31 @@ async fn a_run_stopped_between_pages_keeps_what_it_committed_and_the_next_goes_o
     let stopped = h
         .run_watched(&text, None, PathBuf::from(WASM_DIR), Some(watch.clone()))
         .await;
-    assert_eq!(watch.began.lock().unwrap().as_deref(), Some(stopped.id.as_str()));
+    assert_eq!(
+        watch.began.lock().unwrap().as_deref(),
+        Some(stopped.id.as_str())
+    );
     assert_eq!(stopped.status, weft_store::RunStatus::Cancelled);
     assert!(!stopped.completed());
     // Two whole pages went through and were written; the third, read ahead, was dropped.
     let items_step = step(&stopped, "items");
-    assert_eq!((items_step.pages, items_step.records_in), (2, 80), "{items_step:?}");
+    assert_eq!(
+        (items_step.pages, items_step.records_in),
+        (2, 80),
+        "{items_step:?}"
+    );
     assert_eq!(
         items_step.error.as_deref(),
         Some("stopped after page 2: asked to stop")
     );
     assert_eq!(step(&stopped, "save").records_out, 80);
     assert_eq!(upstream.records("contacts").len(), 80);
-    let (run, _) = h.store.run_get("default", &stopped.id).await.unwrap().unwrap();
+    let (run, _) = h
+        .store
+        .run_get("default", &stopped.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(run.status.as_str(), "cancelled");
     assert_eq!(run.error.as_deref(), Some("asked to stop"));
 

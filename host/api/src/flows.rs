@@ -368,7 +368,12 @@ async fn info(api: &Api, tenant: &str, stored: &DeployedFlow) -> Result<FlowInfo
         trigger: flow.as_ref().map_or_else(|| "unknown".into(), trigger),
         webhook_path: flow
             .as_ref()
-            .filter(|f| f.file.trigger.as_ref().is_some_and(|t| t.get_ref().webhook.is_some()))
+            .filter(|f| {
+                f.file
+                    .trigger
+                    .as_ref()
+                    .is_some_and(|t| t.get_ref().webhook.is_some())
+            })
             .and(stored.endpoint.as_ref())
             .map(|id| format!("/hooks/{id}")),
         next_due,

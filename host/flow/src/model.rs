@@ -234,7 +234,9 @@ pub struct StepTable {
 /// (`then`, the default) or the others (`else`); of a transform, the records it rejected
 /// (`rejected`), each with `_rejected = { reason, field }`; of a write, the records the upstream
 /// accepted (`written`), each with `_written = { id, status }`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Branch {
     #[default]

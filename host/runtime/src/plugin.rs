@@ -534,9 +534,7 @@ fn trapped(plugin: String, error: &wasmtime::Error) -> CallError {
     CallError::Trap { plugin, message }
 }
 
-fn stream_schemas(
-    info: &ConnectorInfo,
-) -> Result<HashMap<String, Arc<serde_json::Value>>, String> {
+fn stream_schemas(info: &ConnectorInfo) -> Result<HashMap<String, Arc<serde_json::Value>>, String> {
     info.streams
         .iter()
         .map(|s| match serde_json::from_str(&s.schema) {

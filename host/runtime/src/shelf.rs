@@ -48,7 +48,10 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Runtime {
     /// Loads the plugin in `path`, or gives the one loaded before from the same bytes (see
     /// [`Runtime::load`]); a file unchanged since it was last read is not read again.
-    pub async fn load_file_shared(&self, path: impl AsRef<Path>) -> Result<SharedPlugin, LoadError> {
+    pub async fn load_file_shared(
+        &self,
+        path: impl AsRef<Path>,
+    ) -> Result<SharedPlugin, LoadError> {
         let path = path.as_ref();
         let read_error = |source| LoadError::Read {
             path: path.to_owned(),

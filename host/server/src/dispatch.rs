@@ -170,7 +170,8 @@ mod tests {
             3,
             &mut load,
             &BTreeMap::new(),
-        ).0;
+        )
+        .0;
         assert_eq!(chosen.len(), 2);
         // A webhook run arriving while the syncs hold their two workers gets the third.
         let chosen = choose(
@@ -181,7 +182,8 @@ mod tests {
             3,
             &mut load,
             &BTreeMap::new(),
-        ).0;
+        )
+        .0;
         assert_eq!(chosen, ["b/hook"]);
         assert_eq!(load.total(), 3);
         // Full: nothing more starts until a run ends.
@@ -191,7 +193,8 @@ mod tests {
                 3,
                 &mut load,
                 &BTreeMap::new()
-            ).0
+            )
+            .0
             .is_empty()
         );
         load.ended("a", Lane::Background);
@@ -201,7 +204,8 @@ mod tests {
                 3,
                 &mut load,
                 &BTreeMap::new()
-            ).0,
+            )
+            .0,
             ["c/f0"]
         );
     }
@@ -224,7 +228,8 @@ mod tests {
                 1,
                 &mut load,
                 &BTreeMap::new()
-            ).0,
+            )
+            .0,
             ["a/f0"]
         );
         load.ended("a", Lane::Background);

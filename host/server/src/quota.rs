@@ -182,8 +182,7 @@ impl QuotaBook {
             return Ok(quotas.clone());
         }
         let quotas = self.defaults.of(store, tenant).await?;
-        self.read
-            .insert(tenant.to_owned(), (quotas.clone(), now));
+        self.read.insert(tenant.to_owned(), (quotas.clone(), now));
         Ok(quotas)
     }
 

@@ -13,12 +13,12 @@ use weft_engine::{PluginDirectory, RunError, RunOptions, schedule};
 use weft_runtime::Runtime;
 use weft_store::{RunRequest, RunStatus, Store, StoreError};
 
+use crate::agenda::Agenda;
 use crate::deployed::{DEPLOYED_POLL, Deployed};
 use crate::dispatch::Load;
 use crate::flows::{FlowKey, TenantPolicy};
 use crate::quota::{QuotaBook, Quotas};
 use crate::registration::{self, Registration, RegistrationError};
-use crate::agenda::Agenda;
 use crate::watch::RunWatch;
 use crate::{ServedFlow, hooks};
 
@@ -600,7 +600,9 @@ impl Server {
                 for run in cancelling {
                     if let Some(watch) = runs.get(run.as_str()) {
                         tracing::info!(run, "asked to stop; stopping after its current page");
-                        watch.cancel(format!("cancelled on request (POST /api/v1/runs/{run}/cancel)"));
+                        watch.cancel(format!(
+                            "cancelled on request (POST /api/v1/runs/{run}/cancel)"
+                        ));
                     }
                 }
             }
@@ -689,7 +691,10 @@ impl Server {
                             (self.report)(&Event::Deferred {
                                 tenant: request.tenant.clone(),
                                 flow: request.flow.clone(),
-                                error: format!("the run asked for with variables {} does not plan, and is dropped: {error}", request.variables),
+                                error: format!(
+                                    "the run asked for with variables {} does not plan, and is dropped: {error}",
+                                    request.variables
+                                ),
                                 retry_at: now,
                             });
                             if let Err(e) = self.shared.store.run_request_done(&request).await {

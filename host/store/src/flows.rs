@@ -58,7 +58,16 @@ pub struct RunRequest {
 const FLOW_COLUMNS: &str =
     "tenant, name, source, variables, digest, enabled, deployed_at, endpoint";
 
-type FlowRow = (String, String, String, String, String, i64, i64, Option<String>);
+type FlowRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    Option<String>,
+);
 
 fn flow_record(row: FlowRow) -> DeployedFlow {
     let (tenant, name, source, variables, digest, enabled, deployed_at, endpoint) = row;
@@ -250,13 +259,15 @@ impl Store {
             })?;
         Ok(rows
             .into_iter()
-            .map(|(tenant, flow, retry_of, variables, requested_at)| RunRequest {
-                tenant,
-                flow,
-                retry_of: Some(retry_of).filter(|r| !r.is_empty()),
-                variables,
-                requested_at: millis_to_time(requested_at),
-            })
+            .map(
+                |(tenant, flow, retry_of, variables, requested_at)| RunRequest {
+                    tenant,
+                    flow,
+                    retry_of: Some(retry_of).filter(|r| !r.is_empty()),
+                    variables,
+                    requested_at: millis_to_time(requested_at),
+                },
+            )
             .collect())
     }
 

@@ -339,7 +339,11 @@ impl Store {
     /// Asks run `id` of `tenant` to stop after its current page, if it is running (the process
     /// carrying it out learns of it from [`Store::runs_cancelling`]). How the run stands, or
     /// `None` when the tenant has no such run.
-    pub async fn run_cancel(&self, tenant: &str, id: &str) -> Result<Option<RunStatus>, StoreError> {
+    pub async fn run_cancel(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<RunStatus>, StoreError> {
         let running = RunStatus::Running.as_str();
         let status: Option<String> = on_database!(self, format!("cancel run {id}"), |pool| {
             let sql = "UPDATE runs SET cancel_requested_at = $1

@@ -148,7 +148,14 @@ on_both!(
             let scope = StateScope::new(tenant, "p", "c", "f");
             store.state_set(&scope, "k", b"v").await.unwrap();
             store
-                .flow_deploy(tenant, "sync", "name = \"sync\"", "{}", "d1", &format!("ep-{tenant}"))
+                .flow_deploy(
+                    tenant,
+                    "sync",
+                    "name = \"sync\"",
+                    "{}",
+                    "d1",
+                    &format!("ep-{tenant}"),
+                )
                 .await
                 .unwrap();
             store.run_request(tenant, "sync", None, "{}").await.unwrap();
@@ -295,43 +302,62 @@ on_both!(a_run_request_made_during_a_run_outlives_it, |store| {
     assert!(store.run_requests().await.unwrap().is_empty());
 });
 
-on_both!(retries_and_runs_with_variables_wait_beside_a_whole_run_each_once, |store| {
-    store.run_request("acme", "sync", None, "{}").await.unwrap();
-    store.run_request("acme", "sync", Some("r1"), "{}").await.unwrap();
-    store.run_request("acme", "sync", Some("r2"), "{}").await.unwrap();
-    // Asked twice, the retry of r1 is one request.
-    store.run_request("acme", "sync", Some("r1"), "{}").await.unwrap();
-    let waiting = store.run_requests().await.unwrap();
-    let mut retries: Vec<Option<&str>> = waiting.iter().map(|r| r.retry_of.as_deref()).collect();
-    retries.sort();
-    assert_eq!(retries, [None, Some("r1"), Some("r2")]);
-    let r1 = waiting
-        .iter()
-        .find(|r| r.retry_of.as_deref() == Some("r1"))
-        .unwrap();
-    store.run_request_done(r1).await.unwrap();
-    let left: Vec<Option<String>> = store
-        .run_requests()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| r.retry_of)
-        .collect();
-    assert_eq!(left.len(), 2);
-    assert!(!left.contains(&Some("r1".into())), "{left:?}");
+on_both!(
+    retries_and_runs_with_variables_wait_beside_a_whole_run_each_once,
+    |store| {
+        store.run_request("acme", "sync", None, "{}").await.unwrap();
+        store
+            .run_request("acme", "sync", Some("r1"), "{}")
+            .await
+            .unwrap();
+        store
+            .run_request("acme", "sync", Some("r2"), "{}")
+            .await
+            .unwrap();
+        // Asked twice, the retry of r1 is one request.
+        store
+            .run_request("acme", "sync", Some("r1"), "{}")
+            .await
+            .unwrap();
+        let waiting = store.run_requests().await.unwrap();
+        let mut retries: Vec<Option<&str>> =
+            waiting.iter().map(|r| r.retry_of.as_deref()).collect();
+        retries.sort();
+        assert_eq!(retries, [None, Some("r1"), Some("r2")]);
+        let r1 = waiting
+            .iter()
+            .find(|r| r.retry_of.as_deref() == Some("r1"))
+            .unwrap();
+        store.run_request_done(r1).await.unwrap();
+        let left: Vec<Option<String>> = store
+            .run_requests()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.retry_of)
+            .collect();
+        assert_eq!(left.len(), 2);
+        assert!(!left.contains(&Some("r1".into())), "{left:?}");
 
-    // A run with other variables is a run of its own; with the same ones, the same request.
-    let since = r#"{"since":"2026-01-01"}"#;
-    store.run_request("acme", "sync", None, since).await.unwrap();
-    store.run_request("acme", "sync", None, since).await.unwrap();
-    let waiting = store.run_requests().await.unwrap();
-    assert_eq!(waiting.len(), 3);
-    let with = waiting.iter().find(|r| r.variables == since).unwrap();
-    store.run_request_done(with).await.unwrap();
-    let left = store.run_requests().await.unwrap();
-    assert_eq!(left.len(), 2);
-    assert!(left.iter().all(|r| r.variables == "{}"), "{left:?}");
-});
+        // A run with other variables is a run of its own; with the same ones, the same request.
+        let since = r#"{"since":"2026-01-01"}"#;
+        store
+            .run_request("acme", "sync", None, since)
+            .await
+            .unwrap();
+        store
+            .run_request("acme", "sync", None, since)
+            .await
+            .unwrap();
+        let waiting = store.run_requests().await.unwrap();
+        assert_eq!(waiting.len(), 3);
+        let with = waiting.iter().find(|r| r.variables == since).unwrap();
+        store.run_request_done(with).await.unwrap();
+        let left = store.run_requests().await.unwrap();
+        assert_eq!(left.len(), 2);
+        assert!(left.iter().all(|r| r.variables == "{}"), "{left:?}");
+    }
+);
 
 on_both!(only_a_running_run_of_the_tenant_is_asked_to_stop, |store| {
     use weft_store::RunStatus;
@@ -508,7 +534,10 @@ on_both!(
         // What does not change what is served leaves it.
         let before = store.serving_generation().await.unwrap();
         store.tenant_create("globex").await.unwrap();
-        store.run_request("globex", "sync", None, "{}").await.unwrap();
+        store
+            .run_request("globex", "sync", None, "{}")
+            .await
+            .unwrap();
         store.run_start("r1", "globex", "sync", None).await.unwrap();
         assert_eq!(store.serving_generation().await.unwrap(), before);
     }

@@ -61,13 +61,15 @@ async fn the_failed_records_of_a_run_are_retried_through_the_api_and_nothing_els
 
     // Another tenant's token: no such run.
     let retry = format!("/api/v1/runs/{first}/retry");
-    let (status, _) = served
-        .call(Some(&globex), Method::POST, &retry, None)
-        .await;
+    let (status, _) = served.call(Some(&globex), Method::POST, &retry, None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     upstream.unlock();
-    let reads_before = upstream.seen().iter().filter(|s| s.path == "/items").count();
+    let reads_before = upstream
+        .seen()
+        .iter()
+        .filter(|s| s.path == "/items")
+        .count();
     served.told();
     let (status, asked) = served.call(Some(&acme), Method::POST, &retry, None).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{asked}");
@@ -82,7 +84,11 @@ async fn the_failed_records_of_a_run_are_retried_through_the_api_and_nothing_els
     );
     assert_eq!(upstream.records("contacts").len(), 6);
     assert_eq!(
-        upstream.seen().iter().filter(|s| s.path == "/items").count(),
+        upstream
+            .seen()
+            .iter()
+            .filter(|s| s.path == "/items")
+            .count(),
         reads_before,
         "a retry reads nothing upstream"
     );
@@ -157,7 +163,12 @@ async fn a_running_run_cancelled_through_the_api_stops_after_its_page_and_says_s
     assert_eq!(told.len(), 1, "{told:?}");
     assert!(told[0].starts_with("acme/contacts cancelled: "), "{told:?}");
     let (_, detail) = served
-        .call(Some(&acme), Method::GET, &format!("/api/v1/runs/{run}"), None)
+        .call(
+            Some(&acme),
+            Method::GET,
+            &format!("/api/v1/runs/{run}"),
+            None,
+        )
         .await;
     assert_eq!(detail["status"], "cancelled");
     assert_eq!(
@@ -233,7 +244,12 @@ async fn a_run_that_takes_its_tenant_over_a_quota_is_stopped_after_that_page() {
     // The flow rests until the quota resets: a run asked for waits, nothing more goes out.
     let seen = upstream.seen().len();
     let (status, _) = served
-        .call(Some(&acme), Method::POST, "/api/v1/flows/contacts/runs", None)
+        .call(
+            Some(&acme),
+            Method::POST,
+            "/api/v1/flows/contacts/runs",
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED);
     turn(&mut served.server, SystemTime::now()).await;
@@ -275,7 +291,9 @@ async fn a_run_asked_for_with_variables_runs_with_them_over_the_deployed_ones() 
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
     assert!(
-        refused.to_string().contains("variable `bsae` is given a value but the flow does not declare it"),
+        refused
+            .to_string()
+            .contains("variable `bsae` is given a value but the flow does not declare it"),
         "{refused}"
     );
     assert!(served.store.run_requests().await.unwrap().is_empty());

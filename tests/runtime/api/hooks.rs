@@ -80,7 +80,9 @@ async fn a_deployed_webhook_flow_is_reached_at_its_own_unguessable_endpoint_only
     let acme = served.tenant("acme").await;
     let globex = served.tenant("globex").await;
     let path_a = served.deploy_hooks(&acme, &upstream_a, "acme-hook").await;
-    let path_g = served.deploy_hooks(&globex, &upstream_g, "globex-hook").await;
+    let path_g = served
+        .deploy_hooks(&globex, &upstream_g, "globex-hook")
+        .await;
     // `/hooks/hk_` and 32 hex digits: nothing of the tenant or the flow's name.
     for path in [&path_a, &path_g] {
         let id = path.strip_prefix("/hooks/hk_").unwrap();
@@ -89,7 +91,10 @@ async fn a_deployed_webhook_flow_is_reached_at_its_own_unguessable_endpoint_only
             "{path}"
         );
     }
-    assert_ne!(path_a, path_g, "the same flow name in two tenants: two endpoints");
+    assert_ne!(
+        path_a, path_g,
+        "the same flow name in two tenants: two endpoints"
+    );
     // Deployed again, a flow keeps its endpoint: what the vendor was given stays right.
     assert_eq!(
         served.deploy_hooks(&acme, &upstream_a, "acme-hook").await,

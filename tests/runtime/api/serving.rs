@@ -83,7 +83,12 @@ async fn a_slow_or_failing_tenant_does_not_hold_up_another_tenants_run() {
         .await;
     let mapped = runs[0]["id"].as_str().unwrap();
     let (_, detail) = served
-        .call(Some(&token), Method::GET, &format!("/api/v1/runs/{mapped}"), None)
+        .call(
+            Some(&token),
+            Method::GET,
+            &format!("/api/v1/runs/{mapped}"),
+            None,
+        )
         .await;
     let step = |id: &str| {
         detail["steps"]
@@ -94,7 +99,10 @@ async fn a_slow_or_failing_tenant_does_not_hold_up_another_tenants_run() {
             .cloned()
             .unwrap()
     };
-    let error = step("mapped")["error"].as_str().unwrap_or_default().to_owned();
+    let error = step("mapped")["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     assert!(error.starts_with("hostile-transform crashed"), "{detail}");
 
     // The server goes on serving: the quick tenant runs again.

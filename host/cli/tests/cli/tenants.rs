@@ -333,7 +333,12 @@ async fn the_remote_cli_deploys_runs_and_inspects_flows_as_its_tenant() {
 async fn runs_listed(address: &str, token: &str, flow: &str, lines: usize) -> String {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
-        let out = remote(address, Some(token), &["runs", "list", "--flow", flow], None);
+        let out = remote(
+            address,
+            Some(token),
+            &["runs", "list", "--flow", flow],
+            None,
+        );
         let stdout = text(&out.stdout);
         if stdout.lines().count() == lines && !stdout.contains("\trunning\t") {
             return stdout;
@@ -402,7 +407,9 @@ async fn the_remote_cli_retries_the_failed_records_of_a_run_once_they_can_go_thr
         None,
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains(&format!("retry of the failed records of run {run} asked for")));
+    assert!(text(&out.stdout).contains(&format!(
+        "retry of the failed records of run {run} asked for"
+    )));
     let listed = runs_listed(&address, &acme, "contacts", 2).await;
     let newest = listed.lines().next().unwrap();
     assert!(newest.contains("\tsucceeded\t"), "{listed}");
@@ -411,7 +418,9 @@ async fn the_remote_cli_retries_the_failed_records_of_a_run_once_they_can_go_thr
     let shown = text(&out.stdout);
     // Only the failed record went again, straight to the step that failed it.
     assert!(
-        shown.lines().any(|l| l.starts_with("save ") && l.contains(" 1 ")),
+        shown
+            .lines()
+            .any(|l| l.starts_with("save ") && l.contains(" 1 ")),
         "{shown}"
     );
     assert!(!shown.lines().any(|l| l.starts_with("items ")), "{shown}");

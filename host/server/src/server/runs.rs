@@ -123,11 +123,13 @@ impl Server {
         // Left for a worker: kept as they are, not found due again turn after turn; their
         // flows have no turn of their own meanwhile.
         for w in left {
-            self.agenda.set(w.run.served.key(), now + WAITING_FOR_A_WORKER);
+            self.agenda
+                .set(w.run.served.key(), now + WAITING_FOR_A_WORKER);
             self.waiting.push(w.run);
         }
         for due in chosen {
-            self.running.insert(due.served.key().clone(), Arc::clone(&due.watch));
+            self.running
+                .insert(due.served.key().clone(), Arc::clone(&due.watch));
             let lane = due.lane();
             let shared = Arc::clone(&self.shared);
             let deployed = self
