@@ -10,12 +10,11 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use weft_engine::{ConnectionStatus, TokenState, check_connections};
-use weft_server::Deployment;
 
 use crate::auth::Tenant;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::Path;
-use crate::flows::stored;
+use crate::flows::{plan_stored, stored};
 use crate::{Api, time};
 
 pub(crate) fn routes() -> OpenApiRouter<Arc<Api>> {
@@ -85,16 +84,7 @@ async fn check(
     Path(flow): Path<String>,
 ) -> Result<axum::Json<Vec<ConnectionInfo>>, ApiError> {
     let stored = stored(&api, &tenant, &flow).await?;
-    let variables: BTreeMap<String, String> =
-        serde_json::from_str(&stored.variables).unwrap_or_default();
-    let deployment = Deployment {
-        tenant: &tenant,
-        source: &stored.source,
-        variables: &variables,
-    };
-    let served = weft_server::plan_deployed(&deployment, &api.plugins, &api.runtime, api.policy)
-        .await
-        .map_err(ApiError::Rejected)?;
+    let served = plan_stored(&api, &tenant, &stored, &BTreeMap::new()).await?;
     let statuses = check_connections(&served.plan, &api.secrets, &tenant, &flow)
         .await
         .map_err(|e| ApiError::Conflict(e.to_string()))?;

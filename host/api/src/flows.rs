@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use weft_flow::Flow;
-use weft_server::{Deployment, Quota};
+use weft_server::{Deployment, Quota, ServedFlow};
 use weft_store::DeployedFlow;
 
 use crate::auth::Tenant;
@@ -125,14 +125,7 @@ async fn deploy(
             deploy.source.len()
         )));
     }
-    let deployment = Deployment {
-        tenant: &tenant,
-        source: &deploy.source,
-        variables: &deploy.variables,
-    };
-    let served = weft_server::plan_deployed(&deployment, &api.plugins, &api.runtime, api.policy)
-        .await
-        .map_err(ApiError::Rejected)?;
+    let served = plan(&api, &tenant, &deploy.source, &deploy.variables).await?;
     let name = served.name().to_owned();
     if let Some(limit) = api.quotas.of(&api.store, &tenant).await?.get(Quota::Flows) {
         let deployed = api.store.flows_deployed(&tenant).await?;
@@ -301,18 +294,7 @@ async fn request_run(
     }
     let variables = with.map(|w| w.variables).unwrap_or_default();
     if !variables.is_empty() {
-        // Planned as the server will plan it: the deployed values with these over them.
-        let mut merged: BTreeMap<String, String> =
-            serde_json::from_str(&stored.variables).unwrap_or_default();
-        merged.extend(variables.clone());
-        let deployment = Deployment {
-            tenant: &tenant,
-            source: &stored.source,
-            variables: &merged,
-        };
-        weft_server::plan_deployed(&deployment, &api.plugins, &api.runtime, api.policy)
-            .await
-            .map_err(ApiError::Rejected)?;
+        plan_stored(&api, &tenant, &stored, &variables).await?;
     }
     let text = serde_json::to_string(&variables).unwrap_or_else(|_| "{}".into());
     let requested_at = api.store.run_request(&tenant, &flow, None, &text).await?;
@@ -326,6 +308,37 @@ async fn request_run(
             requested_at: time(requested_at),
         }),
     ))
+}
+
+/// Plans `source` for `tenant` with `variables` as the server will plan it; a flow with
+/// problems is refused with every diagnostic.
+async fn plan(
+    api: &Api,
+    tenant: &str,
+    source: &str,
+    variables: &BTreeMap<String, String>,
+) -> Result<ServedFlow, ApiError> {
+    let deployment = Deployment {
+        tenant,
+        source,
+        variables,
+    };
+    weft_server::plan_deployed(&deployment, &api.plugins, &api.runtime, api.policy)
+        .await
+        .map_err(ApiError::Rejected)
+}
+
+/// [`plan`] for a deployed flow, with `over` over the variables it was deployed with.
+pub(crate) async fn plan_stored(
+    api: &Api,
+    tenant: &str,
+    stored: &DeployedFlow,
+    over: &BTreeMap<String, String>,
+) -> Result<ServedFlow, ApiError> {
+    let mut variables: BTreeMap<String, String> =
+        serde_json::from_str(&stored.variables).unwrap_or_default();
+    variables.extend(over.iter().map(|(k, v)| (k.clone(), v.clone())));
+    plan(api, tenant, &stored.source, &variables).await
 }
 
 fn not_found(flow: &str) -> ApiError {

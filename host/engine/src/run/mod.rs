@@ -469,6 +469,27 @@ impl<'a> Execution<'a> {
         }
     }
 
+    /// Records what the run used and how it ended, lets go of its flow (see [`end`]), and
+    /// reports it.
+    async fn conclude(
+        self,
+        hold: FlowHold,
+        outcome: Result<Option<String>, StoreError>,
+        started: Instant,
+    ) -> Result<RunReport, RunError> {
+        let used = self.used();
+        let status = end(
+            self.store,
+            &self.run,
+            hold,
+            outcome,
+            &used,
+            self.halt.as_ref(),
+        )
+        .await?;
+        Ok(self.report(status, started))
+    }
+
     /// The steps' records in flow order.
     fn report(self, status: RunStatus, started: Instant) -> RunReport {
         let steps = self
@@ -624,16 +645,7 @@ pub async fn run_with_events(
         .all()
         .instrument(run_span(flow, options, &run))
         .await;
-    let status = end(
-        store,
-        &run,
-        hold,
-        outcome,
-        &execution.used(),
-        execution.halt.as_ref(),
-    )
-    .await?;
-    Ok(execution.report(status, started))
+    execution.conclude(hold, outcome, started).await
 }
 
 impl Execution<'_> {

@@ -10,7 +10,7 @@ use weft_flow::{Flow, StepId};
 use weft_store::{StepStatus, Store, StoreError};
 
 use super::records::Record;
-use super::{Execution, Progress, RunError, RunOptions, RunReport, Stop, begin, end, run_span};
+use super::{Execution, Progress, RunError, RunOptions, RunReport, Stop, begin, run_span};
 use crate::plan::Plan;
 use tracing::Instrument;
 
@@ -43,16 +43,7 @@ pub async fn retry_failed(
         .again(failures)
         .instrument(run_span(flow, options, &run))
         .await;
-    let status = end(
-        store,
-        &run,
-        hold,
-        outcome,
-        &execution.used(),
-        execution.halt.as_ref(),
-    )
-    .await?;
-    Ok(execution.report(status, started))
+    execution.conclude(hold, outcome, started).await
 }
 
 impl Execution<'_> {
