@@ -8,15 +8,21 @@
 //!   `every` or `cron` schedule;
 //! - **job chains**: a flow with `after = [...]` runs once every flow it names has completed
 //!   since its own last run;
-//! - **webhook-triggered flows**, over the events their endpoints (`POST /hooks/{flow}`,
+//! - **webhook-triggered flows**, over the events their endpoints (`POST /hooks/{flow}` for
+//!   the flows directory's, `POST /hooks/{endpoint}` with an unguessable id for deployed ones;
 //!   [`Server::router`] or [`Server::listen`]) verified and stored before their sender got its
 //!   2xx;
 //! - **registrations**: with a public URL, each webhook flow's endpoint is registered with its
-//!   vendor and kept registered (see [`registration`]).
+//!   vendor and kept registered (see [`registration`]);
+//! - with [`Server::with_deployed`], the flows tenants deploy through the API, and the runs,
+//!   retries and cancels asked for through it.
 //!
 //! Runs of one flow never overlap, also across processes sharing the store. Nothing that fails
 //! stops the server: a flow whose turn fails is told of ([`Event::Deferred`]) and rests, with
-//! backoff, while the others go on. An idle flow costs no store query a turn.
+//! backoff, while the others go on. A turn looks only at the flows due (see `agenda`): an idle
+//! flow costs no store query and no work a turn, and runs waiting for a worker are kept, not
+//! found again. Runs are watched between pages (see `watch`): a cancel or a quota stops one
+//! after its current page.
 
 mod agenda;
 mod deployed;
