@@ -2,7 +2,8 @@
 //! unguessable endpoint id, which says nothing of its tenant) or `POST /hooks/{flow}` (a flow
 //! of the server's flows directory) hands the delivery to the flow's connector, which verifies
 //! it (signature, vendor handshake); accepted events are written to the store *before* the
-//! sender gets its 2xx, so a crash loses nothing, and a redelivered event id is dropped. The
+//! sender gets its 2xx (in batches, see `intake`), so a crash loses nothing, and a redelivered
+//! event id is dropped. The
 //! server then processes each flow's events in arrival order: the flow's read steps on the
 //! webhook connection take the events of their stream instead of reading the upstream, and
 //! the events are marked done only when that run completed.
@@ -18,13 +19,19 @@ use weft_flow::{StepId, StepKind};
 use weft_runtime::{InboundRequest, Verification};
 use weft_store::StoredEvent;
 
+use crate::intake::Intake;
 use crate::server::Shared;
 use crate::{ServeError, ServedFlow};
 
 /// Events taken into one run, at most.
 const EVENTS_PER_RUN: u32 = 1_000;
 
+/// The endpoints; the task keeping their events in batches starts with the first router made
+/// (in the runtime serving them).
 pub(crate) fn router(shared: Arc<Shared>) -> axum::Router {
+    shared
+        .intake
+        .get_or_init(|| Intake::start(shared.store.clone()));
     axum::Router::new()
         .route("/hooks/{hook}", axum::routing::any(receive))
         .with_state(shared)
@@ -100,24 +107,26 @@ async fn receive(
         .await
     {
         Ok(Verification::Accepted(events)) => {
-            let (mut kept, mut duplicates) = (0, 0);
-            for e in events {
-                let stored = StoredEvent {
+            let events: Vec<StoredEvent> = events
+                .into_iter()
+                .map(|e| StoredEvent {
                     event_id: e.id,
                     seq: 0,
                     stream: e.stream,
                     action: e.action,
                     record: e.record,
-                };
-                match shared.store.event_put(tenant, flow, &stored).await {
-                    Ok(true) => kept += 1,
-                    Ok(false) => duplicates += 1,
-                    // Not kept: the sender must deliver again.
-                    Err(e) => {
-                        return (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response();
-                    }
-                }
-            }
+                })
+                .collect();
+            let intake = shared
+                .intake
+                .get_or_init(|| Intake::start(shared.store.clone()));
+            let kept = match intake.keep(tenant, flow, events).await {
+                Ok(kept) => kept,
+                // Not kept: the sender must deliver again.
+                Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, e).into_response(),
+            };
+            let new = kept.iter().filter(|k| **k).count();
+            let (kept, duplicates) = (new, kept.len() - new);
             shared
                 .delivered
                 .lock()

@@ -29,6 +29,7 @@ mod deployed;
 mod dispatch;
 mod flows;
 mod hooks;
+mod intake;
 pub mod quota;
 pub mod registration;
 mod server;

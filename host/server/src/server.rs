@@ -136,6 +136,8 @@ pub(crate) struct Shared {
     pub wake: Notify,
     /// Flows whose endpoint accepted events since their last turn.
     pub delivered: Mutex<BTreeSet<FlowKey>>,
+    /// Where the endpoints keep the events they accepted, in batches.
+    pub intake: std::sync::OnceLock<crate::intake::Intake>,
 }
 
 impl Shared {
@@ -238,6 +240,7 @@ impl Server {
                 options,
                 wake: Notify::new(),
                 delivered: Mutex::new(BTreeSet::new()),
+                intake: std::sync::OnceLock::new(),
             }),
             public_url: None,
             lapses: BTreeMap::new(),

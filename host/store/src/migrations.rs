@@ -275,6 +275,13 @@ CREATE TABLE serving_changes (
 INSERT INTO serving_changes (id, generation) VALUES (1, 0);
 "#,
     },
+    Migration {
+        version: 14,
+        name: "webhook events by sequence",
+        sql: r#"
+CREATE INDEX webhook_events_by_seq ON webhook_events (tenant, flow, seq);
+"#,
+    },
 ];
 
 /// The newest schema version this build knows.

@@ -16,22 +16,39 @@ impl Store {
         flow: &str,
         event: &StoredEvent,
     ) -> Result<bool, StoreError> {
-        let action = || format!("keep webhook event {} of flow {flow}", event.event_id);
-        let kept = on_database!(self, action(), |pool| {
-            let insert = sqlx::query(
-                "INSERT INTO webhook_events
-                   (tenant, flow, event_id, seq, stream, action, record, received_at)
-                 VALUES ($1, $2, $3,
-                         (SELECT COALESCE(MAX(seq), 0) + 1 FROM webhook_events
-                          WHERE tenant = $1 AND flow = $2),
-                         $4, $5, $6, $7)
-                 ON CONFLICT (tenant, flow, event_id) DO NOTHING",
-            );
-            let insert = bind!(insert, tenant, flow, &event.event_id, &event.stream);
-            let insert = bind!(insert, &event.action, &event.record, now_millis());
-            Ok(insert.execute(pool).await?.rows_affected())
-        })?;
-        Ok(kept > 0)
+        let kept = self.events_put_many(&[(tenant, flow, event)]).await?;
+        Ok(kept.first().copied().unwrap_or(false))
+    }
+
+    /// Keeps many verified events, each for its tenant's flow, in one write transaction (what
+    /// a server's webhook endpoints received in a short while): for each, whether it was new
+    /// (`false`: a redelivery, dropped). All are kept or, when the transaction fails, none.
+    pub async fn events_put_many(
+        &self,
+        events: &[(&str, &str, &StoredEvent)],
+    ) -> Result<Vec<bool>, StoreError> {
+        let begin_write = self.pool.dialect().begin_write;
+        let action = || format!("keep {} webhook events", events.len());
+        on_database!(self, action(), |pool| {
+            let mut tx = pool.begin_with(begin_write).await?;
+            let mut kept = Vec::with_capacity(events.len());
+            for (tenant, flow, event) in events {
+                let insert = sqlx::query(
+                    "INSERT INTO webhook_events
+                       (tenant, flow, event_id, seq, stream, action, record, received_at)
+                     VALUES ($1, $2, $3,
+                             (SELECT COALESCE(MAX(seq), 0) + 1 FROM webhook_events
+                              WHERE tenant = $1 AND flow = $2),
+                             $4, $5, $6, $7)
+                     ON CONFLICT (tenant, flow, event_id) DO NOTHING",
+                );
+                let insert = bind!(insert, *tenant, *flow, &event.event_id, &event.stream);
+                let insert = bind!(insert, &event.action, &event.record, now_millis());
+                kept.push(insert.execute(&mut *tx).await?.rows_affected() > 0);
+            }
+            tx.commit().await?;
+            Ok(kept)
+        })
     }
 
     /// Events of `flow` not yet processed, in arrival order.

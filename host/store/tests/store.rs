@@ -675,6 +675,51 @@ mod on_both {
         }
     );
 
+    on_both!(
+        webhook_events_of_many_deliveries_are_kept_in_one_go_once_each_in_order,
+        |store| {
+            let event = |id: &str| StoredEvent {
+                event_id: id.into(),
+                seq: 0,
+                stream: "items".into(),
+                action: "updated".into(),
+                record: format!("{{\"id\":\"{id}\"}}"),
+            };
+            assert!(
+                store
+                    .event_put("acme", "hooks", &event("e0"))
+                    .await
+                    .unwrap()
+            );
+            let (e1, e2, e0) = (event("e1"), event("e2"), event("e0"));
+            // Two flows of two tenants at once; a redelivery of one kept before, and one
+            // delivered twice in the batch itself.
+            let kept = store
+                .events_put_many(&[
+                    ("acme", "hooks", &e1),
+                    ("globex", "hooks", &e1),
+                    ("acme", "hooks", &e0),
+                    ("acme", "hooks", &e2),
+                    ("acme", "hooks", &e2),
+                ])
+                .await
+                .unwrap();
+            assert_eq!(kept, [true, true, false, true, false]);
+            let pending = store.events_pending("acme", "hooks", 10).await.unwrap();
+            assert_eq!(
+                pending
+                    .iter()
+                    .map(|e| (e.event_id.as_str(), e.seq))
+                    .collect::<Vec<_>>(),
+                [("e0", 1), ("e1", 2), ("e2", 3)],
+                "arrival order, numbered on"
+            );
+            let theirs = store.events_pending("globex", "hooks", 10).await.unwrap();
+            assert_eq!(theirs.len(), 1);
+            assert!(store.events_put_many(&[]).await.unwrap().is_empty());
+        }
+    );
+
     on_both!(the_schema_is_at_the_latest_migration, |store| {
         assert_eq!(
             store.schema_version().await.unwrap(),
