@@ -10,6 +10,15 @@ use std::time::SystemTime;
 use crate::ServedFlow;
 use crate::flows::FlowKey;
 
+/// What changed in the flows served since the agenda last followed them.
+#[derive(Default)]
+pub(crate) struct Followed {
+    /// New, or deployed again.
+    pub fresh: Vec<Arc<ServedFlow>>,
+    /// Served no more (deleted, disabled, their tenant suspended or deleted), as they were.
+    pub gone: Vec<Arc<ServedFlow>>,
+}
+
 #[derive(Default)]
 pub(crate) struct Agenda {
     /// The turns to take, by time.
@@ -25,15 +34,11 @@ pub(crate) struct Agenda {
 impl Agenda {
     /// Brings the agenda in step with the flows served: a flow new or deployed again has its
     /// turn at `now`, a flow no longer served leaves it. Nothing to do while the list is the
-    /// one followed last. The flows new or deployed again.
-    pub fn follow(
-        &mut self,
-        list: &Arc<Vec<Arc<ServedFlow>>>,
-        now: SystemTime,
-    ) -> Vec<Arc<ServedFlow>> {
+    /// one followed last. The flows new or deployed again, and those served no more.
+    pub fn follow(&mut self, list: &Arc<Vec<Arc<ServedFlow>>>, now: SystemTime) -> Followed {
         let address = Arc::as_ptr(list) as usize;
         if address == self.list {
-            return Vec::new();
+            return Followed::default();
         }
         let mut fresh = Vec::new();
         self.list = address;
@@ -57,11 +62,13 @@ impl Agenda {
             flows.insert(key.clone(), (Arc::clone(served), when));
         }
         // What is left is served no more.
-        for (key, (_, when)) in self.flows.drain() {
+        let mut gone = Vec::new();
+        for (key, (served, when)) in self.flows.drain() {
             self.queue.remove(&(when, key));
+            gone.push(served);
         }
         self.flows = flows;
-        fresh
+        Followed { fresh, gone }
     }
 
     /// The flow served under `key`.

@@ -215,6 +215,9 @@ pub struct Server {
     /// Deployed webhook flows whose endpoint is to be registered with the vendor, and when to
     /// try.
     unregistered: BTreeMap<FlowKey, SystemTime>,
+    /// Deployed webhook flows served no more, as they were, whose registration is to be
+    /// removed from the vendor, and when to try.
+    retiring: BTreeMap<FlowKey, (Arc<ServedFlow>, SystemTime)>,
     /// Every tenant's quotas: the defaults, and each tenant's own as last read.
     quotas: QuotaBook,
     /// Whether chains left ready by an earlier process (stopped before it started them) were
@@ -258,6 +261,7 @@ impl Server {
             chained: Vec::new(),
             waiting: Vec::new(),
             unregistered: BTreeMap::new(),
+            retiring: BTreeMap::new(),
             quotas: QuotaBook::default(),
             chains_recovered: false,
             report: Box::new(|_| {}),
@@ -533,22 +537,49 @@ impl Server {
     /// Brings the agenda in step with the flows served; deployed webhook-triggered flows new or
     /// deployed again are to be registered with their vendors, when there is a public URL.
     fn follow(&mut self, now: SystemTime) {
-        let fresh = self.agenda.follow(&self.shared.flows(), now);
-        if self.public_url.is_some() {
-            for served in fresh {
-                if served.endpoint().is_some() && served.webhook().is_some() {
-                    self.unregistered.insert(served.key().clone(), now);
-                }
-            }
+        let followed = self.agenda.follow(&self.shared.flows(), now);
+        if self.public_url.is_none() {
+            return;
+        }
+        let deployed_hook = |s: &Arc<ServedFlow>| s.endpoint().is_some() && s.webhook().is_some();
+        for served in followed.fresh.iter().filter(|s| deployed_hook(s)) {
+            self.retiring.remove(served.key());
+            self.unregistered.insert(served.key().clone(), now);
+        }
+        for served in followed.gone.into_iter().filter(deployed_hook) {
+            self.unregistered.remove(served.key());
+            self.retiring.insert(served.key().clone(), (served, now));
         }
     }
 
     /// Registers the endpoints of deployed webhook flows not registered yet (see
-    /// [`Server::register`]); one that fails is tried again after [`FIRST_REST`].
+    /// [`Server::register`]), and unsubscribes those of deployed flows served no more; one that
+    /// fails is tried again after [`FIRST_REST`].
     async fn register_deployed(&mut self, now: SystemTime) {
         let Some(public_url) = self.public_url.clone() else {
             return;
         };
+        let retire: Vec<FlowKey> = self
+            .retiring
+            .iter()
+            .filter(|(_, (_, at))| *at <= now)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in retire {
+            let Some((served, _)) = self.retiring.remove(&key) else {
+                continue;
+            };
+            let (store, secrets) = (&self.shared.store, &self.shared.secrets);
+            match registration::remove(&served, store, secrets, &served.tenant).await {
+                Ok(_) => {
+                    self.lapses.remove(&key);
+                }
+                Err(e) => {
+                    tracing::error!(tenant = %served.tenant, flow = %served.name(), error = %e, "unsubscribing the webhook of a flow served no more failed; trying again later");
+                    self.retiring.insert(key, (served, now + FIRST_REST));
+                }
+            }
+        }
         let ready: Vec<FlowKey> = self
             .unregistered
             .iter()

@@ -157,7 +157,7 @@ async fn a_deployed_webhook_flow_is_reached_at_its_own_unguessable_endpoint_only
 }
 
 #[tokio::test]
-async fn a_deployed_webhook_flow_is_registered_with_its_vendor_at_its_own_endpoint() {
+async fn a_deployed_webhook_flow_is_registered_with_its_vendor_at_its_own_endpoint_until_deleted() {
     let upstream = Upstream::start().await;
     let mut served = Served::start_at(allow_private(), Some("https://weft.example.com/")).await;
     let acme = served.tenant("acme").await;
@@ -174,4 +174,20 @@ async fn a_deployed_webhook_flow_is_registered_with_its_vendor_at_its_own_endpoi
     turn(&mut served.server, SystemTime::now()).await;
     assert_eq!(upstream.webhooks().len(), 1);
     assert_eq!(upstream.webhooks_made(), 1);
+
+    // Deleted, the flow's subscription is removed from the vendor.
+    let (status, _) = served
+        .call(Some(&acme), Method::DELETE, "/api/v1/flows/hooks", None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    turn(&mut served.server, SystemTime::now()).await;
+    assert_eq!(upstream.webhooks(), Vec::<Value>::new());
+    assert!(
+        served
+            .store
+            .subscriptions("acme", None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
