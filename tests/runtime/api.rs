@@ -143,7 +143,7 @@ fn said(event: &Event) -> String {
             error,
             ..
         } => format!("{tenant}/{flow} deferred: {error}"),
-        Event::Registered { flow, .. } => format!("{flow} registered"),
+        Event::Registered { tenant, flow, .. } => format!("{tenant}/{flow} registered"),
     }
 }
 

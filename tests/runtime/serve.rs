@@ -121,10 +121,12 @@ fn said(event: &Event) -> String {
         Event::Registered {
             flow,
             registration: Registration::Kept(s),
+            ..
         } => format!("{flow} kept {}", s.subscription_id),
         Event::Registered {
             flow,
             registration: Registration::Made(s),
+            ..
         } => format!("{flow} made {}", s.subscription_id),
     }
 }

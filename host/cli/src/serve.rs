@@ -191,7 +191,12 @@ fn say(home: &str, event: &Event) {
             let flow = named(home, tenant, flow);
             eprintln!("flow {flow} not run: {error}; trying again at {at}");
         }
-        Event::Registered { flow, registration } => {
+        Event::Registered {
+            tenant,
+            flow,
+            registration,
+        } => {
+            let flow = named(home, tenant, flow);
             let s = registration.subscription();
             let what = match registration {
                 Registration::Kept(_) => "registered already",

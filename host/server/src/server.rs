@@ -85,6 +85,7 @@ pub enum Event {
     },
     /// A webhook flow's endpoint is registered with its vendor (kept or made).
     Registered {
+        tenant: String,
         flow: String,
         registration: Registration,
     },
@@ -398,6 +399,7 @@ impl Server {
             None => self.lapses.remove(served.key()),
         };
         (self.report)(&Event::Registered {
+            tenant: served.tenant.clone(),
             flow: served.name().to_owned(),
             registration: made,
         });

@@ -164,7 +164,7 @@ async fn a_deployed_webhook_flow_is_registered_with_its_vendor_at_its_own_endpoi
     let path = served.deploy_hooks(&acme, &upstream, "acme-hook").await;
     served.told();
     turn(&mut served.server, SystemTime::now()).await;
-    assert_eq!(served.told(), ["hooks registered"]);
+    assert_eq!(served.told(), ["acme/hooks registered"]);
     let made = upstream.webhooks();
     assert_eq!(made.len(), 1, "{made:?}");
     assert_eq!(made[0]["url"], format!("https://weft.example.com{path}"));
