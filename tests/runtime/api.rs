@@ -68,7 +68,10 @@ impl Served {
             server = server.with_public_url(url);
         }
         let address = server
-            .listen_with("127.0.0.1:0".parse().unwrap(), api.router())
+            .listen_with(
+                "127.0.0.1:0".parse().unwrap(),
+                api.with_metrics(server.metrics()).router(),
+            )
             .await
             .unwrap();
         let operator = weft_api::issue_token(&store, &TokenHolder::Operator)
@@ -646,6 +649,51 @@ async fn a_flows_connections_are_checked_with_the_tenants_own_credential() {
             {"name": "store", "plugin": "dataset", "auth": "none", "status": "ok", "token": "datasets"},
         ])
     );
+}
+
+#[tokio::test]
+async fn the_operator_scrapes_what_each_tenant_ran_and_used() {
+    let upstream = Upstream::start().await;
+    upstream.require_bearer("s3cret-token");
+    upstream.seed("items", people("a", 3));
+    let mut served = Served::start(allow_private()).await;
+    let acme = served.tenant("acme").await;
+    deploy_and_run(
+        &mut served,
+        &acme,
+        "sync",
+        sync_flow(&upstream, "sync", "items"),
+    )
+    .await;
+    let response = served
+        .http
+        .get(format!("http://{}/api/v1/metrics", served.address))
+        .bearer_auth(&served.operator)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
+    let text = response.text().await.unwrap();
+    for line in [
+        "weft_runs_total{tenant=\"acme\",status=\"succeeded\"} 1",
+        "weft_records_read_total{tenant=\"acme\"} 3",
+        "weft_records_written_total{tenant=\"acme\"} 3",
+        "weft_requests_total{tenant=\"acme\"} 1",
+        "weft_flows_served 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
+    }
+    // A tenant's token is not the operator's.
+    let (status, _) = served
+        .call(Some(&acme), Method::GET, "/api/v1/metrics", None)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
 }
 
 #[tokio::test]

@@ -18,6 +18,7 @@ mod datasets;
 pub mod error;
 mod extract;
 mod flows;
+mod metrics;
 mod runs;
 mod secrets;
 mod tenants;
@@ -34,7 +35,7 @@ use utoipa_axum::router::OpenApiRouter;
 use weft_capabilities::Secrets;
 use weft_engine::PluginDirectory;
 use weft_runtime::Runtime;
-use weft_server::{Quotas, TenantPolicy};
+use weft_server::{Metrics, Quotas, TenantPolicy};
 use weft_store::Store;
 
 pub use token::{IssuedToken, issue_token};
@@ -54,6 +55,8 @@ pub struct Api {
     /// Notified when what a server serves changes: a flow deployed, changed, enabled,
     /// disabled or deleted, a run asked for, a tenant suspended, resumed or deleted.
     changed: Arc<Notify>,
+    /// What the server in this process counts (empty without one).
+    metrics: Arc<Metrics>,
 }
 
 impl Api {
@@ -67,7 +70,15 @@ impl Api {
             policy: TenantPolicy::default(),
             quotas: Quotas::default(),
             changed: Arc::new(Notify::new()),
+            metrics: Arc::default(),
         }
+    }
+
+    /// Serves `metrics` ([`Server::metrics`](weft_server::Server::metrics)) to the operator at
+    /// `GET /api/v1/metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// What deployed flows may do beyond the defaults.
@@ -146,6 +157,7 @@ fn routes() -> OpenApiRouter<Arc<Api>> {
         .merge(tenants::routes())
         .merge(flows::routes())
         .merge(connections::routes())
+        .merge(metrics::routes())
         .merge(secrets::routes())
         .merge(runs::routes())
         .merge(datasets::routes())

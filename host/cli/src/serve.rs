@@ -121,6 +121,7 @@ pub async fn run(data_dir: &Path, tenant: &str, args: ServeArgs) -> anyhow::Resu
         ),
         None => eprintln!("serving the flows tenants deploy; Ctrl-C stops"),
     }
+    let api = api.with_metrics(server.metrics());
     let address = server.listen_with(args.listen, api.router()).await?;
     eprintln!("API on http://{address}/api/v1 (its OpenAPI document: /api/v1/openapi.json)");
     if server.has_webhooks() {

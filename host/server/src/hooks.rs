@@ -20,6 +20,7 @@ use weft_runtime::{InboundRequest, Verification};
 use weft_store::StoredEvent;
 
 use crate::intake::Intake;
+use crate::metrics::Delivery;
 use crate::server::Shared;
 use crate::{ServeError, ServedFlow};
 
@@ -101,11 +102,35 @@ async fn receive(
         Ok(context) => context,
         Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     };
-    match bound
+    let verified = bound
         .plugin
         .verify(&context, connection, &bound.config, inbound)
-        .await
-    {
+        .await;
+    let outcome = match &verified {
+        Ok(Verification::Accepted(_)) => Delivery::Accepted,
+        Ok(Verification::Handshake(_)) => Delivery::Handshake,
+        Ok(Verification::Rejected(_)) => Delivery::Rejected,
+        Err(_) => Delivery::Failed,
+    };
+    let answer = answer(&shared, &served, flow, verified).await;
+    let outcome = if answer.status().is_server_error() {
+        Delivery::Failed
+    } else {
+        outcome
+    };
+    shared.metrics.delivery(tenant, outcome);
+    answer
+}
+
+/// The answer to a delivery the connector verified so: its events kept first when accepted.
+async fn answer(
+    shared: &Shared,
+    served: &ServedFlow,
+    flow: &str,
+    verified: Result<Verification, weft_runtime::CallError>,
+) -> Response {
+    let tenant = &served.tenant;
+    match verified {
         Ok(Verification::Accepted(events)) => {
             let events: Vec<StoredEvent> = events
                 .into_iter()

@@ -30,6 +30,7 @@ mod dispatch;
 mod flows;
 mod hooks;
 mod intake;
+pub mod metrics;
 pub mod quota;
 pub mod registration;
 mod server;
@@ -39,6 +40,7 @@ pub use flows::{
     Deployment, FlowKey, LoadError, LoadOptions, Problems, ServedFlow, TenantPolicy, load,
     plan_deployed,
 };
+pub use metrics::Metrics;
 pub use quota::{Quota, Quotas};
 pub use registration::{Registration, RegistrationError};
 pub use server::{

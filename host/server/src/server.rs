@@ -17,6 +17,7 @@ use crate::agenda::Agenda;
 use crate::deployed::{DEPLOYED_POLL, Deployed};
 use crate::dispatch::Load;
 use crate::flows::{FlowKey, TenantPolicy};
+use crate::metrics::Metrics;
 use crate::quota::{QuotaBook, Quotas};
 use crate::registration::{self, Registration, RegistrationError};
 use crate::watch::RunWatch;
@@ -139,6 +140,8 @@ pub(crate) struct Shared {
     pub delivered: Mutex<BTreeSet<FlowKey>>,
     /// Where the endpoints keep the events they accepted, in batches.
     pub intake: std::sync::OnceLock<crate::intake::Intake>,
+    /// What the server counts.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Shared {
@@ -245,6 +248,7 @@ impl Server {
                 wake: Notify::new(),
                 delivered: Mutex::new(BTreeSet::new()),
                 intake: std::sync::OnceLock::new(),
+                metrics: Arc::default(),
             }),
             public_url: None,
             lapses: BTreeMap::new(),
@@ -314,6 +318,12 @@ impl Server {
     pub fn on_event(mut self, report: impl Fn(&Event) + Send + Sync + 'static) -> Self {
         self.report = Box::new(report);
         self
+    }
+
+    /// What the server counts (runs, what they used, webhook deliveries, by tenant), for the
+    /// API's `/api/v1/metrics`.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        Arc::clone(&self.shared.metrics)
     }
 
     /// The flows served now.
@@ -533,6 +543,8 @@ impl Server {
         if let Some(at) = self.agenda.next_after(now) {
             next = next.min(at);
         }
+        let served = self.shared.flows().len();
+        (self.shared.metrics).load(self.in_flight.len(), self.waiting.len(), served);
         next
     }
 

@@ -122,6 +122,18 @@ async fn a_deployed_webhook_flow_is_reached_at_its_own_unguessable_endpoint_only
         assert!(!answer.to_string().contains("acme"), "{answer}");
     }
 
+    // Counted by tenant and outcome, for the operator.
+    let (_, text) = served
+        .call(Some(&served.operator), Method::GET, "/api/v1/metrics", None)
+        .await;
+    let text = text.as_str().unwrap();
+    for line in [
+        "weft_webhook_deliveries_total{tenant=\"acme\",outcome=\"accepted\"} 1",
+        "weft_webhook_deliveries_total{tenant=\"acme\",outcome=\"rejected\"} 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
+    }
+
     served.told();
     turn(&mut served.server, SystemTime::now()).await;
     assert_eq!(served.told(), ["acme/hooks succeeded: 2 read, 2 written"]);

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use tokio::task::JoinError;
 use weft_engine::{Progress, RunError, RunOptions, RunReport};
-use weft_store::RunRequest;
+use weft_store::{RunRequest, RunStatus};
 
 use super::{Cause, Event, RunEnded, ServeError, Server, Shared, lock};
 use crate::ServedFlow;
@@ -173,6 +173,8 @@ impl Server {
             tracing::error!(error = %e, "recording a refused run failed");
         }
         lock(&self.resting).insert(served.key().clone(), (0, exceeded.resets_at));
+        let none_used = weft_store::RunUsage::default();
+        (self.shared.metrics).run_ended(&served.tenant, RunStatus::Refused, &none_used);
         tracing::warn!(tenant = %served.tenant, flow = %served.name(), %why, "run refused");
         (self.report)(&Event::Deferred {
             tenant: served.tenant.clone(),
@@ -222,6 +224,8 @@ impl Server {
         lock(&self.started).remove(key);
         self.agenda.set(key, now);
         let completed = report.status.completed();
+        let metrics = &self.shared.metrics;
+        metrics.run_ended(&served.tenant, report.status, &report.usage);
         (self.report)(&Event::RunEnded(ended(served, report, due.cause.clone())));
         let store = &self.shared.store;
         let mut after = Ok(());
