@@ -16,7 +16,7 @@ use serde_json::json;
 use tokio::sync::Notify;
 use weft_capabilities::{MasterKey, Secrets};
 use weft_engine::{PluginDirectory, RunOptions};
-use weft_server::{Server, TenantPolicy};
+use weft_server::{Server, TenantPlugins, TenantPolicy};
 use weft_store::{RunStatus, Store};
 use weft_tests::upstream::Upstream;
 use weft_tests::{WASM_DIR, runtime};
@@ -155,6 +155,7 @@ async fn main() {
     let mut server = Server::new(Vec::new(), store.clone(), secrets, RunOptions::default())
         .with_deployed(
             plugins,
+            TenantPlugins::new(store.clone(), dir.path().join("tenant-plugins")),
             runtime,
             TenantPolicy {
                 allow_private_egress: true,

@@ -13,12 +13,13 @@ use serde_json::{Value, json};
 use weft_api::Api;
 use weft_capabilities::{MasterKey, Secrets};
 use weft_engine::{PluginDirectory, RunOptions};
-use weft_server::{Event, Server, TenantPolicy};
+use weft_server::{Event, Server, TenantPlugins, TenantPolicy};
 use weft_store::{Store, TokenHolder};
 use weft_tests::upstream::Upstream;
 
 mod control;
 mod hooks;
+mod plugins;
 mod serving;
 
 /// A server with its API on loopback, the operator's token, and what the server told.
@@ -48,10 +49,12 @@ impl Served {
         let secrets = Secrets::new(store.clone(), MasterKey::generate("test"));
         let plugins = PluginDirectory::new([std::path::PathBuf::from(weft_tests::WASM_DIR)]);
         let runtime = weft_tests::runtime(|_| {});
+        let tenant_plugins = TenantPlugins::new(store.clone(), dir.path().join("tenant-plugins"));
         let api = Api::new(
             store.clone(),
             secrets.clone(),
             plugins.clone(),
+            tenant_plugins.clone(),
             runtime.clone(),
         )
         .with_policy(policy);
@@ -62,7 +65,7 @@ impl Served {
             ..RunOptions::default()
         };
         let mut server = Server::new(Vec::new(), store.clone(), secrets, options)
-            .with_deployed(plugins, runtime, policy, api.changes())
+            .with_deployed(plugins, tenant_plugins, runtime, policy, api.changes())
             .on_event(move |e| sink.lock().unwrap().push(said(e)));
         if let Some(url) = public_url {
             server = server.with_public_url(url);

@@ -318,12 +318,20 @@ async fn plan(
     source: &str,
     variables: &BTreeMap<String, String>,
 ) -> Result<ServedFlow, ApiError> {
+    let plugins = api
+        .tenant_plugins
+        .directory(&api.plugins, tenant)
+        .await
+        .map_err(|e| {
+            tracing::error!(tenant, error = %e, "reading the tenant's plugins failed");
+            ApiError::Unavailable
+        })?;
     let deployment = Deployment {
         tenant,
         source,
         variables,
     };
-    weft_server::plan_deployed(&deployment, &api.plugins, &api.runtime, api.policy)
+    weft_server::plan_deployed(&deployment, &plugins, &api.runtime, api.policy)
         .await
         .map_err(ApiError::Rejected)
 }

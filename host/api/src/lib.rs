@@ -19,6 +19,7 @@ pub mod error;
 mod extract;
 mod flows;
 mod metrics;
+mod plugins;
 mod runs;
 mod secrets;
 mod tenants;
@@ -35,7 +36,7 @@ use utoipa_axum::router::OpenApiRouter;
 use weft_capabilities::Secrets;
 use weft_engine::PluginDirectory;
 use weft_runtime::Runtime;
-use weft_server::{Metrics, Quotas, TenantPolicy};
+use weft_server::{Metrics, Quotas, TenantPlugins, TenantPolicy};
 use weft_store::Store;
 
 pub use token::{IssuedToken, issue_token};
@@ -48,6 +49,8 @@ pub struct Api {
     store: Store,
     secrets: Secrets,
     plugins: PluginDirectory,
+    /// Tenants' own plugins, found before the shared ones.
+    tenant_plugins: TenantPlugins,
     runtime: Runtime,
     policy: TenantPolicy,
     /// Every tenant's quotas, unless the store holds its own.
@@ -60,12 +63,20 @@ pub struct Api {
 }
 
 impl Api {
-    /// An API over `store`, planning deployed flows with `plugins` on `runtime`.
-    pub fn new(store: Store, secrets: Secrets, plugins: PluginDirectory, runtime: Runtime) -> Self {
+    /// An API over `store`, planning deployed flows with `plugins` and each tenant's own
+    /// `tenant_plugins` on `runtime`.
+    pub fn new(
+        store: Store,
+        secrets: Secrets,
+        plugins: PluginDirectory,
+        tenant_plugins: TenantPlugins,
+        runtime: Runtime,
+    ) -> Self {
         Api {
             store,
             secrets,
             plugins,
+            tenant_plugins,
             runtime,
             policy: TenantPolicy::default(),
             quotas: Quotas::default(),
@@ -127,7 +138,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 #[openapi(
     info(
         title = "weft",
-        description = "The API of a weft server: tenants (operator token), and each tenant's flows, secrets, runs and datasets (tenant token). Anything of another tenant answers 404."
+        description = "The API of a weft server: tenants and metrics (operator token), and each tenant's flows, plugins, secrets, runs and datasets (tenant token). Anything of another tenant answers 404."
     ),
     modifiers(&BearerToken),
     tags(
@@ -136,6 +147,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         (name = "secrets", description = "Write-only credentials flows refer to as `secret:NAME`"),
         (name = "runs", description = "What ran, how it went, the records that failed"),
         (name = "datasets", description = "Records flows keep in weft's datasets"),
+        (name = "plugins", description = "The tenant's own plugins, found before the server's shared ones"),
     )
 )]
 struct Document;
@@ -158,6 +170,7 @@ fn routes() -> OpenApiRouter<Arc<Api>> {
         .merge(flows::routes())
         .merge(connections::routes())
         .merge(metrics::routes())
+        .merge(plugins::routes())
         .merge(secrets::routes())
         .merge(runs::routes())
         .merge(datasets::routes())

@@ -10,7 +10,7 @@ use weft_api::Api;
 use weft_capabilities::{MasterKey, Secrets};
 use weft_engine::RunOptions;
 use weft_server::{
-    Cause, Event, LoadError, LoadOptions, Quotas, Registration, Server, TenantPolicy,
+    Cause, Event, LoadError, LoadOptions, Quotas, Registration, Server, TenantPlugins, TenantPolicy,
 };
 
 #[derive(Args)]
@@ -95,10 +95,13 @@ pub async fn run(data_dir: &Path, tenant: &str, args: ServeArgs) -> anyhow::Resu
     for (quota, limit) in &args.quotas {
         quotas.set(*quota, *limit);
     }
+    // Tenants' uploaded plugins are written here, by digest, to be loaded.
+    let tenant_plugins = TenantPlugins::new(store.clone(), data_dir.join("tenant-plugins"));
     let api = Api::new(
         store.clone(),
         secrets.clone(),
         plugins.clone(),
+        tenant_plugins.clone(),
         runtime.clone(),
     )
     .with_policy(policy)
@@ -106,7 +109,7 @@ pub async fn run(data_dir: &Path, tenant: &str, args: ServeArgs) -> anyhow::Resu
     let count = flows.len();
     let home = tenant.to_owned();
     let mut server = Server::new(flows, store, secrets, options)
-        .with_deployed(plugins, runtime, policy, api.changes())
+        .with_deployed(plugins, tenant_plugins, runtime, policy, api.changes())
         .with_workers(args.workers)
         .with_quotas(quotas)
         .with_shutdown_grace(args.shutdown_grace)

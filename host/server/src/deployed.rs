@@ -10,9 +10,9 @@ use weft_engine::PluginDirectory;
 use weft_runtime::Runtime;
 use weft_store::{RunRequest, Store};
 
-use crate::ServedFlow;
 use crate::flows::{Deployment, FlowKey, TenantPolicy, plan_deployed};
 use crate::server::Shared;
+use crate::{ServedFlow, TenantPlugins};
 
 /// How often the store is asked whether deployed flows changed (one row, the flows themselves
 /// only when it says so) and for run requests, when the API in this process announced none
@@ -21,6 +21,8 @@ pub(crate) const DEPLOYED_POLL: Duration = Duration::from_secs(5);
 
 pub(crate) struct Deployed {
     pub plugins: PluginDirectory,
+    /// Tenants' own plugins, found before the shared ones.
+    pub tenant_plugins: TenantPlugins,
     pub runtime: Runtime,
     pub policy: TenantPolicy,
     /// Notified by the API when a flow is deployed, changed or removed, or a run is asked for.
@@ -47,12 +49,14 @@ pub(crate) struct Synced {
 impl Deployed {
     pub fn new(
         plugins: PluginDirectory,
+        tenant_plugins: TenantPlugins,
         runtime: Runtime,
         policy: TenantPolicy,
         changed: Arc<Notify>,
     ) -> Self {
         Deployed {
             plugins,
+            tenant_plugins,
             runtime,
             policy,
             changed,
@@ -102,8 +106,9 @@ impl Deployed {
                 failures: Vec::new(),
             };
         }
-        let versions = match store.flows_served().await {
-            Ok(versions) => versions,
+        let found = tokio::try_join!(store.flows_served(), store.plugin_fingerprints());
+        let (versions, prints) = match found {
+            Ok(found) => found,
             Err(e) => {
                 tracing::error!(error = %e, "reading the deployed flows failed; trying again later");
                 return Synced::default();
@@ -123,8 +128,13 @@ impl Deployed {
         let mut digests = BTreeMap::new();
         let mut failures = Vec::new();
         let mut changed = false;
-        for version in versions {
+        for mut version in versions {
             let key = (version.tenant.clone(), version.name.clone());
+            // A flow is planned again when its tenant's own plugins change, too.
+            if let Some(print) = prints.get(&version.tenant) {
+                version.digest.push('/');
+                version.digest.push_str(print);
+            }
             if from_directory.contains(&key) {
                 continue;
             }
@@ -178,6 +188,7 @@ impl Deployed {
         else {
             return Ok(None);
         };
+        let plugins = self.tenant_plugins.directory(&self.plugins, tenant).await?;
         let mut variables: BTreeMap<String, String> = serde_json::from_str(&stored.variables)
             .map_err(|e| format!("its stored variables are not a JSON object of strings: {e}"))?;
         variables.extend(over.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -186,7 +197,7 @@ impl Deployed {
             source: &stored.source,
             variables: &variables,
         };
-        let served = plan_deployed(&deployment, &self.plugins, &self.runtime, self.policy)
+        let served = plan_deployed(&deployment, &plugins, &self.runtime, self.policy)
             .await
             .map_err(|e| e.to_string())?;
         Ok(Some(match stored.endpoint {

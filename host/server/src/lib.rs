@@ -31,6 +31,7 @@ mod flows;
 mod hooks;
 mod intake;
 pub mod metrics;
+mod plugins;
 pub mod quota;
 pub mod registration;
 mod server;
@@ -41,6 +42,7 @@ pub use flows::{
     plan_deployed,
 };
 pub use metrics::Metrics;
+pub use plugins::TenantPlugins;
 pub use quota::{Quota, Quotas};
 pub use registration::{Registration, RegistrationError};
 pub use server::{

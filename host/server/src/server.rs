@@ -21,7 +21,7 @@ use crate::metrics::Metrics;
 use crate::quota::{QuotaBook, Quotas};
 use crate::registration::{self, Registration, RegistrationError};
 use crate::watch::RunWatch;
-use crate::{ServedFlow, hooks};
+use crate::{ServedFlow, TenantPlugins, hooks};
 
 mod runs;
 
@@ -274,16 +274,18 @@ impl Server {
     }
 
     /// Also serves the flows tenants deploy through the API (enabled flows of active tenants,
-    /// planned with `plugins` under `policy`), and runs asked for through it. The store is asked
+    /// planned with `plugins` and each tenant's own `tenant_plugins` under `policy`), and runs asked for through it. The store is asked
     /// what changed when `changed` is notified, and every few seconds.
     pub fn with_deployed(
         mut self,
         plugins: PluginDirectory,
+        tenant_plugins: TenantPlugins,
         runtime: Runtime,
         policy: TenantPolicy,
         changed: Arc<Notify>,
     ) -> Self {
-        self.deployed = Some(Deployed::new(plugins, runtime, policy, changed));
+        let deployed = Deployed::new(plugins, tenant_plugins, runtime, policy, changed);
+        self.deployed = Some(deployed);
         self
     }
 

@@ -33,6 +33,7 @@ mod error;
 mod flows;
 mod leases;
 mod migrations;
+mod plugins;
 mod runs;
 mod secrets;
 mod state;
@@ -47,6 +48,7 @@ pub use dialect::sqlite::private_dir;
 pub use error::StoreError;
 pub use flows::{DeployedFlow, FlowVersion, RunRequest};
 pub use migrations::{MIGRATIONS, Migration};
+pub use plugins::TenantPlugin;
 pub use runs::{
     DatasetInfo, ErrorEntry, FlowLease, LeaseOutcome, RunFilter, RunRecord, RunUsage,
     StepRunRecord, StoredEvent, Upserted, WebhookSubscription,

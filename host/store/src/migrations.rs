@@ -282,6 +282,23 @@ INSERT INTO serving_changes (id, generation) VALUES (1, 0);
 CREATE INDEX webhook_events_by_seq ON webhook_events (tenant, flow, seq);
 "#,
     },
+    Migration {
+        version: 15,
+        name: "plugins tenants uploaded",
+        sql: r#"
+CREATE TABLE tenant_plugins (
+    tenant       TEXT    NOT NULL,
+    name         TEXT    NOT NULL,
+    version      TEXT    NOT NULL,
+    kind         TEXT    NOT NULL,
+    digest       TEXT    NOT NULL,
+    size         BIGINT  NOT NULL,
+    wasm         BLOB    NOT NULL,
+    uploaded_at  BIGINT  NOT NULL,
+    PRIMARY KEY (tenant, name)
+);
+"#,
+    },
 ];
 
 /// The newest schema version this build knows.

@@ -107,6 +107,7 @@ const TENANT_TABLES: &[&str] = &[
     "run_requests",
     "api_tokens",
     "tenant_quotas",
+    "tenant_plugins",
     "runs",
 ];
 

@@ -1,0 +1,165 @@
+//! A tenant's own plugins: uploaded as WebAssembly components, inspected at upload (a weft
+//! plugin of a contract this server speaks, within the size limit, describing itself with a
+//! name), kept in the store by name, found by the tenant's flows before the server's shared
+//! plugins of the same name, and by no other tenant's.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::StatusCode;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use weft_runtime::Plugin;
+use weft_store::TenantPlugin;
+
+use crate::auth::Tenant;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::Path;
+use crate::{Api, time};
+
+/// The largest plugin taken, in bytes.
+pub const MAX_PLUGIN: usize = 16 * 1024 * 1024;
+
+pub(crate) fn routes() -> OpenApiRouter<Arc<Api>> {
+    OpenApiRouter::new()
+        .routes(routes!(upload, list))
+        .routes(routes!(delete))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_PLUGIN))
+}
+
+/// A plugin of the tenant's.
+#[derive(Serialize, ToSchema)]
+pub struct PluginInfo {
+    /// The name its `describe` gives: flows name it so.
+    pub name: String,
+    pub version: String,
+    /// `connector` or `transform`.
+    pub kind: String,
+    /// The SHA-256 of the component, in hex.
+    pub digest: String,
+    /// Its size in bytes.
+    pub size: u64,
+    pub uploaded_at: String,
+}
+
+impl From<TenantPlugin> for PluginInfo {
+    fn from(p: TenantPlugin) -> Self {
+        PluginInfo {
+            name: p.name,
+            version: p.version,
+            kind: p.kind,
+            digest: p.digest,
+            size: p.size,
+            uploaded_at: time(p.uploaded_at),
+        }
+    }
+}
+
+/// Whether `name` is one a flow can name a plugin by.
+fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+/// Uploads a plugin (the component's bytes as the body, of any content type, e.g.
+/// `application/wasm` or `application/octet-stream`): inspected first
+/// (a WebAssembly component of a `weft:plugin` contract this server speaks, at most 16 MiB),
+/// then kept under the name its `describe` gives, replacing the tenant's plugin of that name.
+/// The tenant's flows find it before the server's shared plugin of the same name.
+#[utoipa::path(post, path = "/api/v1/plugins", tag = "plugins", security(("token" = [])),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses(
+        (status = 201, description = "Kept, new", body = PluginInfo),
+        (status = 200, description = "Kept over the plugin of the same name", body = PluginInfo),
+        (status = 400, description = "Not a weft plugin, or over the size limit", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    ))]
+async fn upload(
+    Tenant(tenant): Tenant,
+    State(api): State<Arc<Api>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, axum::Json<PluginInfo>), ApiError> {
+    let wasm = body.map_err(|e| {
+        ApiError::BadRequest(format!(
+            "the plugin could not be read ({}); a plugin is at most {MAX_PLUGIN} bytes",
+            e.body_text()
+        ))
+    })?;
+    let plugin = api
+        .runtime
+        .load("upload.wasm", wasm.to_vec())
+        .await
+        .map_err(|e| ApiError::BadRequest(format!("not a weft plugin: {e}")))?;
+    let (name, version, kind) = match &plugin {
+        Plugin::Connector(c) => (&c.info().name, &c.info().version, "connector"),
+        Plugin::Transform(t) => (&t.info().name, &t.info().version, "transform"),
+    };
+    if !valid_name(name) {
+        return Err(ApiError::BadRequest(format!(
+            "the plugin calls itself `{name}`: a plugin's name is 1 to 64 characters from a-z, 0-9, '-' and '_'"
+        )));
+    }
+    let digest = ring::digest::digest(&ring::digest::SHA256, &wasm);
+    let described = TenantPlugin {
+        name: name.clone(),
+        version: version.clone(),
+        kind: kind.to_owned(),
+        digest: digest.as_ref().iter().map(|b| format!("{b:02x}")).collect(),
+        size: wasm.len() as u64,
+        uploaded_at: std::time::SystemTime::now(),
+    };
+    let existing = api.store.plugin_list(&tenant).await?;
+    let new = existing.iter().all(|p| p.name != described.name);
+    api.store.plugin_put(&tenant, &described, &wasm).await?;
+    api.changed();
+    let status = if new {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, axum::Json(described.into())))
+}
+
+/// The tenant's own plugins (the server's shared ones are not listed).
+#[utoipa::path(get, path = "/api/v1/plugins", tag = "plugins", security(("token" = [])),
+    responses(
+        (status = 200, body = [PluginInfo]),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    ))]
+async fn list(
+    Tenant(tenant): Tenant,
+    State(api): State<Arc<Api>>,
+) -> Result<axum::Json<Vec<PluginInfo>>, ApiError> {
+    let plugins = api.store.plugin_list(&tenant).await?;
+    Ok(axum::Json(
+        plugins.into_iter().map(PluginInfo::from).collect(),
+    ))
+}
+
+/// Deletes one of the tenant's plugins; its flows that name it no longer plan (they are left
+/// out until deployed again, or until a plugin of that name is uploaded again).
+#[utoipa::path(delete, path = "/api/v1/plugins/{name}", tag = "plugins", security(("token" = [])),
+    params(("name" = String, Path)),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+    ))]
+async fn delete(
+    Tenant(tenant): Tenant,
+    State(api): State<Arc<Api>>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    if api.store.plugin_delete(&tenant, &name).await? {
+        api.changed();
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound(format!("no plugin `{name}`")))
+    }
+}
