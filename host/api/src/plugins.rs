@@ -14,6 +14,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use weft_runtime::Plugin;
+use weft_server::Quota;
 use weft_store::TenantPlugin;
 
 use crate::auth::Tenant;
@@ -79,6 +80,7 @@ fn valid_name(name: &str) -> bool {
         (status = 200, description = "Kept over the plugin of the same name", body = PluginInfo),
         (status = 400, description = "Not a weft plugin, or over the size limit", body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, description = "Over the tenant's quota plugin_bytes", body = ErrorBody),
     ))]
 async fn upload(
     Tenant(tenant): Tenant,
@@ -91,6 +93,15 @@ async fn upload(
             e.body_text()
         ))
     })?;
+    let quotas = api.quotas.of(&api.store, &tenant).await?;
+    if let Some(limit) = quotas.get(Quota::PluginBytes)
+        && wasm.len() as u64 > limit
+    {
+        return Err(ApiError::Conflict(format!(
+            "the plugin is {} bytes, over the tenant's quota plugin_bytes of {limit}: make it smaller (a release build, stripped), or ask the operator for more",
+            wasm.len()
+        )));
+    }
     let plugin = api
         .runtime
         .load("upload.wasm", wasm.to_vec())

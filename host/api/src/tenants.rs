@@ -71,6 +71,10 @@ pub struct QuotaChanges {
     #[serde(default, deserialize_with = "given")]
     #[schema(value_type = Option<u64>, nullable)]
     pub flows: Option<Option<u64>>,
+    /// Bytes of one plugin uploaded.
+    #[serde(default, deserialize_with = "given")]
+    #[schema(value_type = Option<u64>, nullable)]
+    pub plugin_bytes: Option<Option<u64>>,
 }
 
 /// A field that is present: `Some` of its value, `null` included. A limit is a whole number
@@ -95,7 +99,7 @@ fn given<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<u64>>, 
 }
 
 impl QuotaChanges {
-    fn changes(&self) -> [(Quota, Option<Option<u64>>); 7] {
+    fn changes(&self) -> [(Quota, Option<Option<u64>>); 8] {
         [
             (Quota::ConcurrentRuns, self.concurrent_runs),
             (Quota::RunsPerHour, self.runs_per_hour),
@@ -104,6 +108,7 @@ impl QuotaChanges {
             (Quota::BytesPerHour, self.bytes_per_hour),
             (Quota::RecordsPerDay, self.records_per_day),
             (Quota::Flows, self.flows),
+            (Quota::PluginBytes, self.plugin_bytes),
         ]
     }
 }

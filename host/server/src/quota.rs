@@ -33,13 +33,15 @@ pub enum Quota {
     RecordsPerDay,
     /// Flows deployed at once.
     Flows,
+    /// Bytes of one plugin uploaded (at most the server's own limit, 16 MiB).
+    PluginBytes,
 }
 
 const HOUR: Duration = Duration::from_secs(3_600);
 const DAY: Duration = Duration::from_secs(86_400);
 
 impl Quota {
-    pub const ALL: [Quota; 7] = [
+    pub const ALL: [Quota; 8] = [
         Quota::ConcurrentRuns,
         Quota::RunsPerHour,
         Quota::CpuMsPerHour,
@@ -47,6 +49,7 @@ impl Quota {
         Quota::BytesPerHour,
         Quota::RecordsPerDay,
         Quota::Flows,
+        Quota::PluginBytes,
     ];
 
     /// Its name, as settings and messages write it.
@@ -59,6 +62,7 @@ impl Quota {
             Quota::BytesPerHour => "bytes_per_hour",
             Quota::RecordsPerDay => "records_per_day",
             Quota::Flows => "flows",
+            Quota::PluginBytes => "plugin_bytes",
         }
     }
 
@@ -74,7 +78,7 @@ impl Quota {
             | Quota::RequestsPerHour
             | Quota::BytesPerHour => Some(HOUR),
             Quota::RecordsPerDay => Some(DAY),
-            Quota::ConcurrentRuns | Quota::Flows => None,
+            Quota::ConcurrentRuns | Quota::Flows | Quota::PluginBytes => None,
         }
     }
 
@@ -86,7 +90,7 @@ impl Quota {
             Quota::RequestsPerHour => usage.requests,
             Quota::BytesPerHour => usage.bytes_in.saturating_add(usage.bytes_out),
             Quota::RecordsPerDay => usage.records_read.saturating_add(usage.records_written),
-            Quota::ConcurrentRuns | Quota::Flows => 0,
+            Quota::ConcurrentRuns | Quota::Flows | Quota::PluginBytes => 0,
         }
     }
 }
