@@ -75,6 +75,10 @@ pub struct QuotaChanges {
     #[serde(default, deserialize_with = "given")]
     #[schema(value_type = Option<u64>, nullable)]
     pub plugin_bytes: Option<Option<u64>>,
+    /// Records the tenant's datasets hold in all (checked when a run starts).
+    #[serde(default, deserialize_with = "given")]
+    #[schema(value_type = Option<u64>, nullable)]
+    pub dataset_rows: Option<Option<u64>>,
 }
 
 /// A field that is present: `Some` of its value, `null` included. A limit is a whole number
@@ -99,7 +103,7 @@ fn given<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<u64>>, 
 }
 
 impl QuotaChanges {
-    fn changes(&self) -> [(Quota, Option<Option<u64>>); 8] {
+    fn changes(&self) -> [(Quota, Option<Option<u64>>); 9] {
         [
             (Quota::ConcurrentRuns, self.concurrent_runs),
             (Quota::RunsPerHour, self.runs_per_hour),
@@ -109,6 +113,7 @@ impl QuotaChanges {
             (Quota::RecordsPerDay, self.records_per_day),
             (Quota::Flows, self.flows),
             (Quota::PluginBytes, self.plugin_bytes),
+            (Quota::DatasetRows, self.dataset_rows),
         ]
     }
 }

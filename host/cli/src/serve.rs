@@ -47,8 +47,8 @@ pub struct ServeArgs {
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     shutdown_grace: std::time::Duration,
     /// A quota for every tenant without its own (repeatable): concurrent_runs, runs_per_hour,
-    /// cpu_ms_per_hour, requests_per_hour, bytes_per_hour, records_per_day, flows, plugin_bytes.
-    /// Unset: no limit. `weft tenant quota` sets a tenant's own.
+    /// cpu_ms_per_hour, requests_per_hour, bytes_per_hour, records_per_day, flows, plugin_bytes,
+    /// dataset_rows. Unset: no limit. `weft tenant quota` sets a tenant's own.
     #[arg(long = "quota", value_name = "NAME=VALUE", value_parser = Quotas::parse_setting)]
     quotas: Vec<(weft_server::Quota, u64)>,
     /// The URL vendors reach the webhook endpoints at (e.g. `https://weft.example.com`, in

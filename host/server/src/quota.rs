@@ -35,13 +35,19 @@ pub enum Quota {
     Flows,
     /// Bytes of one plugin uploaded (at most the server's own limit, 16 MiB).
     PluginBytes,
+    /// Records the tenant's datasets hold in all, checked when a run starts.
+    DatasetRows,
 }
 
 const HOUR: Duration = Duration::from_secs(3_600);
+
+/// When a tenant over its quota of dataset rows is tried again (its records may have been
+/// deleted meanwhile).
+const DATASET_ROWS_RETRY: Duration = Duration::from_secs(300);
 const DAY: Duration = Duration::from_secs(86_400);
 
 impl Quota {
-    pub const ALL: [Quota; 8] = [
+    pub const ALL: [Quota; 9] = [
         Quota::ConcurrentRuns,
         Quota::RunsPerHour,
         Quota::CpuMsPerHour,
@@ -50,6 +56,7 @@ impl Quota {
         Quota::RecordsPerDay,
         Quota::Flows,
         Quota::PluginBytes,
+        Quota::DatasetRows,
     ];
 
     /// Its name, as settings and messages write it.
@@ -63,6 +70,7 @@ impl Quota {
             Quota::RecordsPerDay => "records_per_day",
             Quota::Flows => "flows",
             Quota::PluginBytes => "plugin_bytes",
+            Quota::DatasetRows => "dataset_rows",
         }
     }
 
@@ -78,7 +86,7 @@ impl Quota {
             | Quota::RequestsPerHour
             | Quota::BytesPerHour => Some(HOUR),
             Quota::RecordsPerDay => Some(DAY),
-            Quota::ConcurrentRuns | Quota::Flows | Quota::PluginBytes => None,
+            Quota::ConcurrentRuns | Quota::Flows | Quota::PluginBytes | Quota::DatasetRows => None,
         }
     }
 
@@ -90,7 +98,7 @@ impl Quota {
             Quota::RequestsPerHour => usage.requests,
             Quota::BytesPerHour => usage.bytes_in.saturating_add(usage.bytes_out),
             Quota::RecordsPerDay => usage.records_read.saturating_add(usage.records_written),
-            Quota::ConcurrentRuns | Quota::Flows | Quota::PluginBytes => 0,
+            Quota::ConcurrentRuns | Quota::Flows | Quota::PluginBytes | Quota::DatasetRows => 0,
         }
     }
 }
@@ -208,14 +216,20 @@ pub struct Exceeded {
 
 impl fmt::Display for Exceeded {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let at = humantime::format_rfc3339_seconds(self.resets_at);
+        let (quota, used, limit) = (self.quota, self.used, self.limit);
         write!(
             f,
-            "the tenant reached its quota {} ({} used of {}); it resets at {}",
-            self.quota,
-            self.used,
-            self.limit,
-            humantime::format_rfc3339_seconds(self.resets_at)
-        )
+            "the tenant reached its quota {quota} ({used} used of {limit}); "
+        )?;
+        if quota.window().is_some() {
+            write!(f, "it resets at {at}")
+        } else {
+            write!(
+                f,
+                "delete records of its datasets or ask the operator for more; tried again at {at}"
+            )
+        }
     }
 }
 
@@ -234,6 +248,8 @@ pub(crate) struct Tally {
     /// By window length in seconds: the window's start, the runs started in it and what they
     /// used.
     windows: BTreeMap<u64, (SystemTime, u64, RunUsage)>,
+    /// The records its datasets held, when a quota counts them.
+    dataset_rows: Option<u64>,
 }
 
 impl Tally {
@@ -259,7 +275,14 @@ impl Tally {
                 .await?;
             windows.insert(length.as_secs(), (start, runs, usage));
         }
-        Ok(Tally { windows })
+        let dataset_rows = match quotas.get(Quota::DatasetRows) {
+            Some(_) => Some(store.dataset_rows(tenant).await?),
+            None => None,
+        };
+        Ok(Tally {
+            windows,
+            dataset_rows,
+        })
     }
 
     /// The first counted quota in `quotas` reached with `more` used on top of the tally (a run
@@ -271,6 +294,17 @@ impl Tally {
         now: SystemTime,
     ) -> Option<Exceeded> {
         quotas.iter().find_map(|(quota, limit)| {
+            if quota == Quota::DatasetRows {
+                // What a run writes to datasets is not told apart from its other writes: the
+                // rows count as they were when it started.
+                let used = self.dataset_rows?;
+                return (used >= limit).then_some(Exceeded {
+                    quota,
+                    limit,
+                    used,
+                    resets_at: now + DATASET_ROWS_RETRY,
+                });
+            }
             let length = quota.window()?;
             let (start, runs, usage) = self.windows.get(&length.as_secs())?;
             let resets_at = *start + length;
@@ -347,6 +381,7 @@ mod tests {
             ..RunUsage::default()
         };
         let tally = Tally {
+            dataset_rows: None,
             windows: BTreeMap::from([
                 (HOUR.as_secs(), (hour, 4, before)),
                 (DAY.as_secs(), (window_start(hour, DAY), 4, before)),

@@ -146,6 +146,15 @@ impl Store {
         })
     }
 
+    /// How many records the tenant's datasets hold in all.
+    pub async fn dataset_rows(&self, tenant: &str) -> Result<u64, StoreError> {
+        let rows: i64 = on_database!(self, "count the tenant's dataset records", |pool| {
+            let sql = "SELECT COUNT(*) FROM dataset_records WHERE tenant = $1";
+            sqlx::query_scalar(sql).bind(tenant).fetch_one(pool).await
+        })?;
+        Ok(rows.max(0) as u64)
+    }
+
     /// The tenant's datasets with their sizes.
     pub async fn dataset_list(&self, tenant: &str) -> Result<Vec<DatasetInfo>, StoreError> {
         let rows: Vec<(String, i64, i64)> = on_database!(self, "list datasets", |pool| {

@@ -319,3 +319,44 @@ async fn a_run_asked_for_with_variables_runs_with_them_over_the_deployed_ones() 
     assert_eq!(served.told(), ["acme/pull succeeded: 3 read, 3 written"]);
     assert!(served.store.run_requests().await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_tenant_whose_datasets_hold_its_quota_of_rows_has_its_runs_refused() {
+    let upstream = Upstream::start().await;
+    upstream.require_bearer("s3cret-token");
+    upstream.seed("items", people("a", 3));
+    let mut served = Served::start(allow_private()).await;
+    let acme = served.tenant("acme").await;
+    let operator = served.operator.clone();
+    let (status, _) = served
+        .call(
+            Some(&operator),
+            Method::PUT,
+            "/api/v1/tenants/acme/quotas",
+            Some(json!({"dataset_rows": 3})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    // Under it when it starts: the run goes, and fills the datasets to the quota.
+    let first = deploy_and_run(
+        &mut served,
+        &acme,
+        "sync",
+        sync_flow(&upstream, "sync", "items"),
+    )
+    .await;
+    assert_eq!(first["status"], "succeeded", "{first}");
+    // At it: the next run is refused, saying what to do.
+    let (status, _) = served
+        .call(Some(&acme), Method::POST, "/api/v1/flows/sync/runs", None)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    turn(&mut served.server, SystemTime::now()).await;
+    let runs = runs_of(&served, &acme, "sync").await;
+    assert_eq!(runs[0]["status"], "refused", "{runs:?}");
+    let why = runs[0]["error"].as_str().unwrap();
+    assert!(
+        why.starts_with("the tenant reached its quota dataset_rows (3 used of 3); delete records of its datasets or ask the operator for more; tried again at "),
+        "{why}"
+    );
+}
