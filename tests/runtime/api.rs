@@ -131,6 +131,20 @@ impl Served {
         body["token"]["token"].as_str().unwrap().to_owned()
     }
 
+    /// Sets `tenant`'s quotas as the operator (`changes` as the API takes them); they must be
+    /// taken.
+    async fn set_quotas(&self, tenant: &str, changes: Value) {
+        let (status, body) = self
+            .call(
+                Some(&self.operator),
+                Method::PUT,
+                &format!("/api/v1/tenants/{tenant}/quotas"),
+                Some(changes),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+
     /// What the server told since the last look.
     fn told(&self) -> Vec<String> {
         std::mem::take(&mut self.told.lock().unwrap())

@@ -212,16 +212,9 @@ async fn a_run_that_takes_its_tenant_over_a_quota_is_stopped_after_that_page() {
     upstream.seed("items", people("a", 20));
     let mut served = Served::start(allow_private()).await;
     let acme = served.tenant("acme").await;
-    let operator = served.operator.clone();
-    let (status, _) = served
-        .call(
-            Some(&operator),
-            Method::PUT,
-            "/api/v1/tenants/acme/quotas",
-            Some(json!({"requests_per_hour": 3})),
-        )
+    served
+        .set_quotas("acme", json!({"requests_per_hour": 3}))
         .await;
-    assert_eq!(status, StatusCode::OK);
     let stopped = deploy_and_run(
         &mut served,
         &acme,
@@ -327,16 +320,7 @@ async fn a_tenant_whose_datasets_hold_its_quota_of_rows_has_its_runs_refused() {
     upstream.seed("items", people("a", 3));
     let mut served = Served::start(allow_private()).await;
     let acme = served.tenant("acme").await;
-    let operator = served.operator.clone();
-    let (status, _) = served
-        .call(
-            Some(&operator),
-            Method::PUT,
-            "/api/v1/tenants/acme/quotas",
-            Some(json!({"dataset_rows": 3})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    served.set_quotas("acme", json!({"dataset_rows": 3})).await;
     // Under it when it starts: the run goes, and fills the datasets to the quota.
     let first = deploy_and_run(
         &mut served,

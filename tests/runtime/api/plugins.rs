@@ -62,11 +62,7 @@ async fn a_tenants_uploaded_plugin_is_inspected_and_found_by_its_flows_only() {
     // Over the tenant's quota of plugin bytes: refused, saying so; under it, taken.
     let size = hostile_transform().len() as u64;
     let quota = |limit: u64| json!({ "plugin_bytes": limit });
-    let operator = served.operator.clone();
-    let quotas = "/api/v1/tenants/acme/quotas";
-    served
-        .call(Some(&operator), Method::PUT, quotas, Some(quota(size - 1)))
-        .await;
+    served.set_quotas("acme", quota(size - 1)).await;
     let (status, refused) = served.upload(&acme, hostile_transform()).await;
     assert_eq!(status, StatusCode::CONFLICT, "{refused}");
     assert!(
@@ -76,9 +72,7 @@ async fn a_tenants_uploaded_plugin_is_inspected_and_found_by_its_flows_only() {
         )),
         "{refused}"
     );
-    served
-        .call(Some(&operator), Method::PUT, quotas, Some(quota(size)))
-        .await;
+    served.set_quotas("acme", quota(size)).await;
     let (status, uploaded) = served.upload(&acme, hostile_transform()).await;
     assert_eq!(status, StatusCode::CREATED, "{uploaded}");
     assert_eq!(
