@@ -146,7 +146,8 @@ impl Deployed {
                 continue;
             }
             changed = true;
-            match self.plan(store, &version.tenant, &version.name).await {
+            let own = prints.contains_key(&version.tenant);
+            match self.plan(store, &version.tenant, &version.name, own).await {
                 Ok(Some(served)) => flows.push(Arc::new(served)),
                 Ok(None) => continue,
                 Err(error) => failures.push((key.clone(), error)),
@@ -161,15 +162,17 @@ impl Deployed {
         Synced { requests, failures }
     }
 
-    /// Reads a deployed flow from the store and plans it; `None` if it is gone since it was
-    /// listed.
+    /// Reads a deployed flow from the store and plans it (with the tenant's `own` plugins, if
+    /// it has any); `None` if it is gone since it was listed.
     async fn plan(
         &self,
         store: &Store,
         tenant: &str,
         name: &str,
+        own: bool,
     ) -> Result<Option<ServedFlow>, String> {
-        self.plan_with(store, tenant, name, &BTreeMap::new()).await
+        self.plan_with(store, tenant, name, &BTreeMap::new(), own)
+            .await
     }
 
     /// [`Deployed::plan`] with `over` over the variables it was deployed with: a run asked for
@@ -180,6 +183,7 @@ impl Deployed {
         tenant: &str,
         name: &str,
         over: &BTreeMap<String, String>,
+        own: bool,
     ) -> Result<Option<ServedFlow>, String> {
         let Some(stored) = store
             .flow_deployed(tenant, name)
@@ -188,7 +192,11 @@ impl Deployed {
         else {
             return Ok(None);
         };
-        let plugins = self.tenant_plugins.directory(&self.plugins, tenant).await?;
+        // A tenant without plugins of its own (most) costs no look in the store.
+        let plugins = match own {
+            true => self.tenant_plugins.directory(&self.plugins, tenant).await?,
+            false => self.plugins.clone(),
+        };
         let mut variables: BTreeMap<String, String> = serde_json::from_str(&stored.variables)
             .map_err(|e| format!("its stored variables are not a JSON object of strings: {e}"))?;
         variables.extend(over.iter().map(|(k, v)| (k.clone(), v.clone())));

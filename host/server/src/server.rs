@@ -783,7 +783,13 @@ impl Server {
             return Ok(served);
         };
         let planned = deployed
-            .plan_with(&self.shared.store, &served.tenant, served.name(), &over)
+            .plan_with(
+                &self.shared.store,
+                &served.tenant,
+                served.name(),
+                &over,
+                true,
+            )
             .await?
             .ok_or_else(|| "the flow was deleted".to_owned())?;
         Ok(Arc::new(planned))
