@@ -19,7 +19,6 @@ use weft_flow::{StepId, StepKind};
 use weft_runtime::{InboundRequest, Verification};
 use weft_store::StoredEvent;
 
-use crate::intake::Intake;
 use crate::metrics::Delivery;
 use crate::server::Shared;
 use crate::{ServeError, ServedFlow};
@@ -30,9 +29,7 @@ const EVENTS_PER_RUN: u32 = 1_000;
 /// The endpoints; the task keeping their events in batches starts with the first router made
 /// (in the runtime serving them).
 pub(crate) fn router(shared: Arc<Shared>) -> axum::Router {
-    shared
-        .intake
-        .get_or_init(|| Intake::start(shared.store.clone()));
+    shared.intake();
     axum::Router::new()
         .route("/hooks/{hook}", axum::routing::any(receive))
         .with_state(shared)
@@ -142,10 +139,7 @@ async fn answer(
                     record: e.record,
                 })
                 .collect();
-            let intake = shared
-                .intake
-                .get_or_init(|| Intake::start(shared.store.clone()));
-            let kept = match intake.keep(tenant, flow, events).await {
+            let kept = match shared.intake().keep(tenant, flow, events).await {
                 Ok(kept) => kept,
                 // Not kept: the sender must deliver again.
                 Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, e).into_response(),

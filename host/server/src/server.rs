@@ -9,20 +9,22 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use weft_capabilities::Secrets;
-use weft_engine::{PluginDirectory, RunError, RunOptions, schedule};
+use weft_engine::{PluginDirectory, RunError, RunOptions};
 use weft_runtime::Runtime;
-use weft_store::{RunRequest, RunStatus, Store, StoreError};
+use weft_store::{RunStatus, Store, StoreError};
 
 use crate::agenda::Agenda;
-use crate::deployed::{DEPLOYED_POLL, Deployed};
+use crate::deployed::Deployed;
 use crate::dispatch::Load;
 use crate::flows::{FlowKey, TenantPolicy};
 use crate::metrics::Metrics;
 use crate::quota::{QuotaBook, Quotas};
-use crate::registration::{self, Registration, RegistrationError};
+use crate::registration::{Registration, RegistrationError};
 use crate::watch::RunWatch;
 use crate::{ServedFlow, TenantPlugins, hooks};
 
+mod due;
+mod registrations;
 mod runs;
 
 use runs::{Due, Finished};
@@ -138,8 +140,8 @@ pub(crate) struct Shared {
     pub wake: Notify,
     /// Flows whose endpoint accepted events since their last turn.
     pub delivered: Mutex<BTreeSet<FlowKey>>,
-    /// Where the endpoints keep the events they accepted, in batches.
-    pub intake: std::sync::OnceLock<crate::intake::Intake>,
+    /// Where the endpoints keep the events they accepted, in batches (see [`Shared::intake`]).
+    intake: std::sync::OnceLock<crate::intake::Intake>,
     /// What the server counts.
     pub metrics: Arc<Metrics>,
 }
@@ -152,6 +154,13 @@ impl Shared {
                 .read()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         )
+    }
+
+    /// Where the webhook endpoints keep the events they accepted; its task starts on the
+    /// first call (in the runtime serving the endpoints).
+    pub fn intake(&self) -> &crate::intake::Intake {
+        self.intake
+            .get_or_init(|| crate::intake::Intake::start(self.store.clone()))
     }
 
     /// The deployed flow whose webhook endpoint is `id`.
@@ -377,47 +386,6 @@ impl Server {
         Ok(bound)
     }
 
-    /// Registers every webhook-triggered flow's endpoint with its vendor (or keeps the
-    /// registration it has), when the server has a public URL. Call it once the endpoints
-    /// listen: a vendor may call them to verify the registration.
-    pub async fn register(&mut self) -> Result<(), ServeError> {
-        let Some(public_url) = self.public_url.clone() else {
-            return Ok(());
-        };
-        for served in self.shared.flows().iter() {
-            if served.webhook().is_some() {
-                self.register_one(served, &public_url).await?;
-            }
-        }
-        Ok(())
-    }
-
-    async fn register_one(
-        &mut self,
-        served: &ServedFlow,
-        public_url: &str,
-    ) -> Result<(), RegistrationError> {
-        let callback = registration::callback_url(public_url, served.hook_id());
-        let made = registration::ensure(
-            served,
-            &self.shared.store,
-            &self.shared.secrets,
-            &served.tenant,
-            &callback,
-        )
-        .await?;
-        match made.subscription().expires_at {
-            Some(at) => self.lapses.insert(served.key().clone(), at),
-            None => self.lapses.remove(served.key()),
-        };
-        (self.report)(&Event::Registered {
-            tenant: served.tenant.clone(),
-            flow: served.name().to_owned(),
-            registration: made,
-        });
-        Ok(())
-    }
-
     /// Registers, then serves until `shutdown` completes; then starts nothing more and lets
     /// the runs under way finish within the shutdown grace (those still going then resume
     /// from their last checkpoint at the next start).
@@ -550,81 +518,11 @@ impl Server {
         next
     }
 
-    /// Brings the agenda in step with the flows served; deployed webhook-triggered flows new or
-    /// deployed again are to be registered with their vendors, when there is a public URL.
+    /// Brings the agenda in step with the flows served, and the registrations with the
+    /// deployed webhook flows that came and went.
     fn follow(&mut self, now: SystemTime) {
         let followed = self.agenda.follow(&self.shared.flows(), now);
-        if self.public_url.is_none() {
-            return;
-        }
-        let deployed_hook = |s: &Arc<ServedFlow>| s.endpoint().is_some() && s.webhook().is_some();
-        for served in followed.fresh.iter().filter(|s| deployed_hook(s)) {
-            self.retiring.remove(served.key());
-            self.unregistered.insert(served.key().clone(), now);
-        }
-        for served in followed.gone.into_iter().filter(deployed_hook) {
-            self.unregistered.remove(served.key());
-            self.retiring.insert(served.key().clone(), (served, now));
-        }
-    }
-
-    /// Registers the endpoints of deployed webhook flows not registered yet (see
-    /// [`Server::register`]), and unsubscribes those of deployed flows served no more; one that
-    /// fails is tried again after [`FIRST_REST`].
-    async fn register_deployed(&mut self, now: SystemTime) {
-        let Some(public_url) = self.public_url.clone() else {
-            return;
-        };
-        let retire: Vec<FlowKey> = self
-            .retiring
-            .iter()
-            .filter(|(_, (_, at))| *at <= now)
-            .map(|(key, _)| key.clone())
-            .collect();
-        for key in retire {
-            let Some((served, _)) = self.retiring.remove(&key) else {
-                continue;
-            };
-            let (store, secrets) = (&self.shared.store, &self.shared.secrets);
-            match registration::remove(&served, store, secrets, &served.tenant).await {
-                Ok(_) => {
-                    self.lapses.remove(&key);
-                }
-                Err(e) => {
-                    tracing::error!(tenant = %served.tenant, flow = %served.name(), error = %e, "unsubscribing the webhook of a flow served no more failed; trying again later");
-                    self.retiring.insert(key, (served, now + FIRST_REST));
-                }
-            }
-        }
-        let ready: Vec<FlowKey> = self
-            .unregistered
-            .iter()
-            .filter(|(_, at)| **at <= now)
-            .map(|(key, _)| key.clone())
-            .collect();
-        for key in ready {
-            let Some(served) = self.agenda.served(&key).cloned() else {
-                // Not served any more.
-                self.unregistered.remove(&key);
-                continue;
-            };
-            match self.register_one(&served, &public_url).await {
-                Ok(()) => {
-                    self.unregistered.remove(&key);
-                }
-                Err(e) => {
-                    tracing::error!(tenant = %served.tenant, flow = %served.name(), error = %e, "registering the webhook endpoint failed; trying again later");
-                    let retry_at = now + FIRST_REST;
-                    self.unregistered.insert(key, retry_at);
-                    (self.report)(&Event::Deferred {
-                        tenant: served.tenant.clone(),
-                        flow: served.name().to_owned(),
-                        error: format!("registering its webhook endpoint failed: {e}"),
-                        retry_at,
-                    });
-                }
-            }
-        }
+        self.queue_registrations(followed, now);
     }
 
     /// Stops the runs under way that were asked to stop (through this process's API or
@@ -704,175 +602,6 @@ impl Server {
         }
     }
 
-    /// The run requests waiting, as due runs of the flows served (a request for a flow not
-    /// served any more is dropped).
-    async fn requests(&mut self, now: SystemTime) -> Vec<Due> {
-        let Some(deployed) = &mut self.deployed else {
-            return Vec::new();
-        };
-        let synced = deployed.sync(&self.shared, now).await;
-        self.follow(now);
-        for ((tenant, flow), error) in synced.failures {
-            tracing::error!(tenant = %tenant, flow = %flow, %error, "a deployed flow does not plan");
-            (self.report)(&Event::Deferred {
-                tenant,
-                flow,
-                error,
-                retry_at: now + DEPLOYED_POLL,
-            });
-        }
-        let mut due = Vec::new();
-        for request in synced.requests {
-            let key = (request.tenant.clone(), request.flow.clone());
-            let found = self.agenda.served(&key).cloned();
-            match found {
-                Some(served) if self.running.contains_key(served.key()) => {}
-                Some(served) if self.resting_until(&served, now).is_some() => {}
-                Some(served) => {
-                    let cause = match &request.retry_of {
-                        Some(of) => Cause::Retry { of: of.clone() },
-                        None => Cause::Requested,
-                    };
-                    let served = match self.with_variables(served, &request).await {
-                        Ok(served) => served,
-                        Err(error) => {
-                            // Checked when it was asked for: the flow changed since.
-                            tracing::error!(tenant = %request.tenant, flow = %request.flow, %error, "a run asked for with variables does not plan; dropped");
-                            (self.report)(&Event::Deferred {
-                                tenant: request.tenant.clone(),
-                                flow: request.flow.clone(),
-                                error: format!(
-                                    "the run asked for with variables {} does not plan, and is dropped: {error}",
-                                    request.variables
-                                ),
-                                retry_at: now,
-                            });
-                            if let Err(e) = self.shared.store.run_request_done(&request).await {
-                                tracing::error!(error = %e, "dropping a run request failed");
-                            }
-                            continue;
-                        }
-                    };
-                    due.push(Due {
-                        request: Some(request),
-                        ..Due::new(&served, cause)
-                    });
-                }
-                None => {
-                    // Deleted or disabled since it was asked for: nothing to run.
-                    tracing::info!(tenant = %request.tenant, flow = %request.flow, "run request for a flow not served; dropped");
-                    if let Err(e) = self.shared.store.run_request_done(&request).await {
-                        tracing::error!(error = %e, "dropping a run request failed");
-                    }
-                }
-            }
-        }
-        due
-    }
-
-    /// The flow a run request runs: `served` itself, or, for a run asked for with variables of
-    /// its own, the flow planned again with them over those it was deployed with.
-    async fn with_variables(
-        &self,
-        served: Arc<ServedFlow>,
-        request: &RunRequest,
-    ) -> Result<Arc<ServedFlow>, String> {
-        let over: BTreeMap<String, String> = serde_json::from_str(&request.variables)
-            .map_err(|e| format!("its variables are not a JSON object of strings: {e}"))?;
-        let Some(deployed) = self.deployed.as_ref().filter(|_| !over.is_empty()) else {
-            return Ok(served);
-        };
-        let planned = deployed
-            .plan_with(
-                &self.shared.store,
-                &served.tenant,
-                served.name(),
-                &over,
-                true,
-            )
-            .await?
-            .ok_or_else(|| "the flow was deleted".to_owned())?;
-        Ok(Arc::new(planned))
-    }
-
-    /// A flow's turn: its schedule if due, else its waiting webhook events: the run due, and
-    /// when its schedule is next due if it has one. An idle flow costs no store query: when
-    /// its last run started is remembered, and read again only when that makes it due
-    /// (another process sharing the store may have run it since).
-    async fn turn(
-        &self,
-        served: &Arc<ServedFlow>,
-        now: SystemTime,
-    ) -> Result<(Option<SystemTime>, Option<Due>), ServeError> {
-        let key = served.key();
-        let remembered = lock(&self.started).get(key).copied();
-        let mut last = match remembered {
-            Some(last) => last,
-            None => self.read_started(served).await?,
-        };
-        let mut due = schedule::next_due(&served.flow, last, now);
-        if remembered.is_some() && due.is_some_and(|due| due <= now) {
-            last = self.read_started(served).await?;
-            due = schedule::next_due(&served.flow, last, now);
-        }
-        if due.is_some_and(|due| due <= now) {
-            // When it is next due follows from this run, once it ran.
-            return Ok((None, Some(Due::new(served, Cause::Schedule))));
-        }
-        if self.events_due(served, now)
-            && let Some((ids, injected)) = hooks::pending(served, &self.shared).await?
-        {
-            let cause = Cause::Webhook { events: ids.len() };
-            // Records of the events that failed are in the run's error log, to retry from
-            // there; events of a run that did not complete wait for the next look.
-            return Ok((
-                due,
-                Some(Due {
-                    events: Some((ids, injected)),
-                    ..Due::new(served, cause)
-                }),
-            ));
-        }
-        lock(&self.resting).remove(key);
-        Ok((due, None))
-    }
-
-    /// When `served`, whose turn at `now` found nothing due, next needs one: when its schedule
-    /// is `due`, when its events are next looked for; an hour on at most, in case.
-    fn wake_at(&self, served: &ServedFlow, due: Option<SystemTime>, now: SystemTime) -> SystemTime {
-        let mut wake = due.unwrap_or(now + WAKE_AT_MOST).min(now + WAKE_AT_MOST);
-        if served.webhook().is_some() {
-            let polled = lock(&self.events_polled).get(served.key()).copied();
-            wake = wake.min(polled.unwrap_or(now) + EVENTS_POLL);
-        }
-        wake
-    }
-
-    /// When `served`'s last run started, from the store; remembered.
-    async fn read_started(&self, served: &ServedFlow) -> Result<Option<SystemTime>, StoreError> {
-        let last = self.last_started(served).await?;
-        lock(&self.started).insert(served.key().clone(), last);
-        Ok(last)
-    }
-
-    /// Whether to look for `served`'s waiting events at `now`: a webhook flow whose endpoint
-    /// accepted events since, or not looked at for [`EVENTS_POLL`].
-    fn events_due(&self, served: &ServedFlow, now: SystemTime) -> bool {
-        if served.webhook().is_none() {
-            return false;
-        }
-        let key = served.key();
-        let delivered = lock(&self.shared.delivered).remove(key);
-        let mut polled = lock(&self.events_polled);
-        let stale = polled
-            .get(key)
-            .is_none_or(|at| *at + EVENTS_POLL <= now || *at > now);
-        if delivered || stale {
-            polled.insert(key.clone(), now);
-        }
-        delivered || stale
-    }
-
     /// When `served` may be tried again, if it is resting at `now`.
     fn resting_until(&self, served: &ServedFlow, now: SystemTime) -> Option<SystemTime> {
         let resting = lock(&self.resting);
@@ -902,59 +631,6 @@ impl Server {
             retry_at,
         });
         retry_at
-    }
-
-    /// Renews the registrations that lapse within [`registration::RENEW_BEFORE`] of `now`; one
-    /// that fails is tried again next turn (it has not lapsed yet).
-    async fn renew(&mut self, now: SystemTime) {
-        let Some(public_url) = self.public_url.clone() else {
-            return;
-        };
-        let flows = self.shared.flows();
-        let due: Vec<&Arc<ServedFlow>> = flows
-            .iter()
-            .filter(|s| {
-                self.lapses
-                    .get(s.key())
-                    .is_some_and(|lapses| *lapses <= now + registration::RENEW_BEFORE)
-            })
-            .collect();
-        for served in due {
-            if let Err(e) = self.register_one(served, &public_url).await {
-                let flow = served.name();
-                tracing::error!(flow = %flow, error = %e, "renewing the webhook registration failed");
-            }
-        }
-    }
-
-    async fn last_started(&self, served: &ServedFlow) -> Result<Option<SystemTime>, StoreError> {
-        self.shared
-            .store
-            .flow_last_started(&served.tenant, served.name())
-            .await
-    }
-
-    /// Whether every flow `next` runs after completed since `next` last started.
-    async fn ready(&self, next: &ServedFlow) -> Result<bool, StoreError> {
-        let last = self.last_started(next).await?;
-        for before in &next.flow.file.after {
-            // Ran to its end since: succeeded, or partial (its failed records are in its error
-            // log, not in the way of what comes after).
-            let mut since = false;
-            for status in [RunStatus::Succeeded, RunStatus::Partial] {
-                since |= self
-                    .shared
-                    .store
-                    .flow_runs(&next.tenant, before.get_ref().as_str(), Some(status), 1)
-                    .await?
-                    .iter()
-                    .any(|r| last.is_none_or(|l| r.started_at >= l));
-            }
-            if !since {
-                return Ok(false);
-            }
-        }
-        Ok(true)
     }
 }
 
