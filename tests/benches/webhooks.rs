@@ -46,10 +46,7 @@ write = { connection = "store", stream = "events", input = "changed", mode = "up
 const SECRET: &str = "bench-hook-secret";
 
 fn signature(body: &str) -> String {
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, SECRET.as_bytes());
-    let mac = ring::hmac::sign(&key, body.as_bytes());
-    let hex: String = mac.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256={hex}")
+    weft_tests::webhook_signature(SECRET, body.as_bytes())
 }
 
 fn millis(t: SystemTime) -> i64 {

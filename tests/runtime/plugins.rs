@@ -267,15 +267,7 @@ async fn http_json_write_reports_one_outcome_per_record() {
 }
 
 fn signed(body: &[u8], secret: &str) -> String {
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
-    let tag = ring::hmac::sign(&key, body);
-    format!(
-        "sha256={}",
-        tag.as_ref()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    )
+    weft_tests::webhook_signature(secret, body)
 }
 
 #[tokio::test]

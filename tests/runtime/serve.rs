@@ -254,10 +254,7 @@ async fn a_chained_flow_waits_until_every_flow_it_runs_after_has_completed() {
 }
 
 fn sign(body: &str) -> String {
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"hook-secret");
-    let mac = ring::hmac::sign(&key, body.as_bytes());
-    let hex: String = mac.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256={hex}")
+    weft_tests::webhook_signature("hook-secret", body.as_bytes())
 }
 
 fn delivery(ids: &[&str]) -> String {

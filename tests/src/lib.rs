@@ -100,3 +100,12 @@ pub async fn connections(
     connections.insert(Connection::new(spec, secrets.clone()).expect("connection"));
     connections
 }
+
+/// The `X-Signature` the `http-json` connector verifies webhook deliveries by: `sha256=` and
+/// the hex HMAC-SHA256 of `body` under `secret`.
+pub fn webhook_signature(secret: &str, body: &[u8]) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
+    let mac = ring::hmac::sign(&key, body);
+    let hex: String = mac.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256={hex}")
+}

@@ -625,16 +625,20 @@ mod on_both {
         }
     );
 
+    /// An event of stream `items` with id `id`, as a connector hands it on.
+    fn event(id: &str) -> StoredEvent {
+        StoredEvent {
+            event_id: id.into(),
+            seq: 0,
+            stream: "items".into(),
+            action: "updated".into(),
+            record: format!("{{\"id\":\"{id}\"}}"),
+        }
+    }
+
     on_both!(
         webhook_events_are_kept_once_and_processed_in_order,
         |store| {
-            let event = |id: &str| StoredEvent {
-                event_id: id.into(),
-                seq: 0,
-                stream: "items".into(),
-                action: "updated".into(),
-                record: format!("{{\"id\":\"{id}\"}}"),
-            };
             assert!(
                 store
                     .event_put("default", "hooks", &event("e2"))
@@ -678,13 +682,6 @@ mod on_both {
     on_both!(
         webhook_events_of_many_deliveries_are_kept_in_one_go_once_each_in_order,
         |store| {
-            let event = |id: &str| StoredEvent {
-                event_id: id.into(),
-                seq: 0,
-                stream: "items".into(),
-                action: "updated".into(),
-                record: format!("{{\"id\":\"{id}\"}}"),
-            };
             assert!(
                 store
                     .event_put("acme", "hooks", &event("e0"))

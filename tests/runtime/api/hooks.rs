@@ -23,10 +23,7 @@ fn delivery(ids: &[&str]) -> String {
 }
 
 fn sign(secret: &str, body: &str) -> String {
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
-    let mac = ring::hmac::sign(&key, body.as_bytes());
-    let hex: String = mac.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256={hex}")
+    weft_tests::webhook_signature(secret, body.as_bytes())
 }
 
 impl Served {
