@@ -4,7 +4,7 @@
 //! SQL sticks to what SQLite and PostgreSQL share (TEXT, BIGINT), and spells byte strings `BLOB`,
 //! which each database's dialect renames where it has to.
 
-use crate::dialect::on_database;
+use crate::dialect::{Pool, on_database};
 use crate::{Store, StoreError, now_millis, query_err};
 
 /// One schema change.
@@ -311,6 +311,12 @@ impl Store {
     /// database needs one, so two processes opening it at once cannot both apply the same
     /// migration. Refuses a database a newer weft has migrated.
     pub(crate) async fn migrate(&self) -> Result<(), StoreError> {
+        // A database that is current (the common case: every command but the first) costs one
+        // read and takes no write lock, so a command starting beside a busy `weft serve` does
+        // not queue behind its writes.
+        if self.current_version().await == Some(latest_version()) {
+            return Ok(());
+        }
         let dialect = self.pool.dialect();
         on_database!(self, |pool| {
             let mut tx = pool
@@ -372,5 +378,15 @@ impl Store {
             }
             tx.commit().await.map_err(query_err("commit migrations"))
         })
+    }
+
+    /// The schema version, when the database has the migrations table; `None` for a new
+    /// database or one that cannot be read (the locked path then says why).
+    async fn current_version(&self) -> Option<i64> {
+        let sql = "SELECT COALESCE(MAX(version), 0) FROM schema_migrations";
+        match &self.pool {
+            Pool::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await.ok(),
+            Pool::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await.ok(),
+        }
     }
 }

@@ -23,6 +23,33 @@ async fn creates_file_and_parent_dirs_in_wal_mode() {
     assert!(dir.path().join("a/b/weft.db-wal").exists());
 }
 
+#[tokio::test]
+async fn a_current_database_opens_while_another_process_holds_its_write_lock() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weft.db");
+    drop(Store::open_sqlite(&path).await.unwrap());
+    // A writer mid-transaction, as a busy `weft serve` beside a starting command would be.
+    let url = format!("sqlite://{}", path.display());
+    let mut writer = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::raw_sql("BEGIN IMMEDIATE")
+        .execute(&mut writer)
+        .await
+        .unwrap();
+    let opened = tokio::time::timeout(std::time::Duration::from_secs(2), Store::open_sqlite(&path))
+        .await
+        .expect("opening waited for the writer");
+    let store = opened.unwrap();
+    assert_eq!(
+        store.schema_version().await.unwrap(),
+        MIGRATIONS.last().unwrap().version
+    );
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut writer)
+        .await
+        .unwrap();
+}
+
 #[cfg(unix)]
 #[tokio::test]
 async fn keeps_the_database_and_its_directory_private() {
