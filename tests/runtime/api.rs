@@ -15,6 +15,7 @@ use weft_capabilities::{MasterKey, Secrets};
 use weft_engine::{PluginDirectory, RunOptions};
 use weft_server::{Event, Server, TenantPlugins, TenantPolicy};
 use weft_store::{Store, TokenHolder};
+use weft_tests::link::Link;
 use weft_tests::upstream::Upstream;
 
 mod control;
@@ -41,12 +42,22 @@ impl Served {
 
     /// [`Served::start`], reached by vendors at `public_url` when given.
     async fn start_at(policy: TenantPolicy, public_url: Option<&str>) -> Served {
-        // reqwest's TLS wants a provider chosen, even for plain http.
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open_sqlite(dir.path().join("weft.db"))
             .await
             .unwrap();
+        Served::start_on(dir, store, policy, public_url).await
+    }
+
+    /// [`Served::start_at`] on `store`, its plugins kept under `dir`.
+    async fn start_on(
+        dir: tempfile::TempDir,
+        store: Store,
+        policy: TenantPolicy,
+        public_url: Option<&str>,
+    ) -> Served {
+        // reqwest's TLS wants a provider chosen, even for plain http.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let secrets = Secrets::new(store.clone(), MasterKey::generate("test"));
         let plugins = PluginDirectory::new([std::path::PathBuf::from(weft_tests::WASM_DIR)]);
         let runtime = weft_tests::runtime(|_| {});
@@ -886,4 +897,42 @@ async fn the_openapi_document_describes_every_route_with_its_security() {
         );
     }
     assert!(document["components"]["securitySchemes"]["token"].is_object());
+}
+
+/// A store in a schema of its own on the test PostgreSQL server (127.0.0.1:5432, or
+/// `WEFT_TEST_POSTGRES`), reached through a [`Link`] the test can cut.
+async fn postgres_behind_link() -> (Link, Store) {
+    use sqlx::ConnectOptions;
+    use sqlx::postgres::PgConnectOptions;
+    use std::str::FromStr;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let admin = std::env::var("WEFT_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let options = PgConnectOptions::from_str(&admin).unwrap();
+    let schema = format!(
+        "weft_api_test_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    );
+    let mut db = options.connect().await.unwrap();
+    sqlx::raw_sql(&format!(
+        "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+    ))
+    .execute(&mut db)
+    .await
+    .unwrap();
+    let target = tokio::net::lookup_host((options.get_host(), options.get_port()))
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    let link = Link::to(target).await;
+    let url = options
+        .host("127.0.0.1")
+        .port(link.addr.port())
+        .to_url_lossy();
+    let url = format!("{url}&options=-c%20search_path%3D{schema}");
+    let store = Store::open_postgres(&url).await.unwrap();
+    (link, store)
 }

@@ -2,6 +2,7 @@
 //! upstream on loopback that speaks the `http-json` connector's API.
 
 pub mod conformance;
+pub mod link;
 pub mod scenario;
 pub mod upstream;
 pub mod vendor;

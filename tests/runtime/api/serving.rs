@@ -244,3 +244,104 @@ async fn usage_over_a_period_at_the_edge_of_1970_answers_and_does_not_crash() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 }
+
+/// The emails in `tenant`'s dataset `people`, read through the store.
+async fn people_kept(served: &Served, tenant: &str) -> Vec<String> {
+    let mut emails: Vec<String> = served
+        .store
+        .dataset_page(tenant, "people", None, 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, record)| {
+            let record: Value = serde_json::from_str(&record).unwrap();
+            record["email"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    emails.sort();
+    emails
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_store_unreachable_for_a_while_loses_nothing_and_the_server_serves_on() {
+    let upstream = Upstream::start().await;
+    upstream.require_bearer("s3cret-token");
+    upstream.seed("items", people("a", 3));
+    let (link, store) = postgres_behind_link().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut served = Served::start_on(dir, store, allow_private(), None).await;
+    let acme = served.tenant("acme").await;
+    let globex = served.tenant("globex").await;
+
+    // Cut for less than the store's retries take, in the middle of a run (while it waits for
+    // its page): the run goes through as if nothing happened.
+    upstream.delay_data(Duration::from_millis(800));
+    deploy_and_request(
+        &served,
+        &acme,
+        "sync",
+        sync_flow(&upstream, "sync", "items"),
+    )
+    .await;
+    let outage = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        link.cut();
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        link.restore();
+    };
+    tokio::join!(turn(&mut served.server, SystemTime::now()), outage);
+    assert!(link.refused() > 0, "the run never felt the cut");
+    assert_eq!(served.told(), ["acme/sync succeeded: 3 read, 3 written"]);
+    upstream.delay_data(Duration::ZERO);
+
+    // Cut for longer: the API says so and what to do, a run asked for before is put off, and
+    // the server's turns go on.
+    deploy_and_request(
+        &served,
+        &globex,
+        "sync",
+        sync_flow(&upstream, "sync", "items"),
+    )
+    .await;
+    link.cut();
+    let (status, body) = served
+        .call(Some(&acme), Method::GET, "/api/v1/runs", None)
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(
+        body["message"],
+        "the server's state database failed; try again shortly"
+    );
+    let now = SystemTime::now();
+    turn(&mut served.server, now).await;
+    let told = served.told();
+    assert!(
+        told.iter()
+            .all(|l| l.contains("/sync deferred: the state database failed")),
+        "{told:?}"
+    );
+
+    // Back: the put-off run and a new one go through, and every record is kept once.
+    link.restore();
+    upstream.seed(
+        "items",
+        (0..2).map(|i| json!({"id": format!("b{i}"), "email": format!("b{i}@x.io")})),
+    );
+    let (status, body) = served
+        .call(Some(&acme), Method::POST, "/api/v1/flows/sync/runs", None)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    turn(&mut served.server, now + Duration::from_secs(6)).await;
+    let mut told = served.told();
+    told.sort();
+    assert_eq!(
+        told,
+        [
+            "acme/sync succeeded: 5 read, 5 written",
+            "globex/sync succeeded: 5 read, 5 written"
+        ]
+    );
+    let all = ["a0", "a1", "a2", "b0", "b1"].map(|p| format!("{p}@x.io"));
+    assert_eq!(people_kept(&served, "acme").await, all);
+    assert_eq!(people_kept(&served, "globex").await, all);
+}
