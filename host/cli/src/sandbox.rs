@@ -23,6 +23,10 @@ pub struct SandboxArgs {
     /// `HTTPS_PROXY=http://127.0.0.1:4108 REQUESTS_CA_BUNDLE=.weft/sandbox-ca.pem`.
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:4108")]
     proxy: Option<SocketAddr>,
+    /// Lift every vendor limit on the pace of requests (per minute, per day, concurrency), for
+    /// benchmarks: the client sets the pace, not the emulated throttling. Page sizes stay.
+    #[arg(long)]
+    no_rate_limits: bool,
 }
 
 pub async fn run(args: SandboxArgs, data_dir: &Path) -> anyhow::Result<()> {
@@ -33,6 +37,9 @@ pub async fn run(args: SandboxArgs, data_dir: &Path) -> anyhow::Result<()> {
     };
     if let Some(seed) = args.seed {
         config.data.seed = seed;
+    }
+    if args.no_rate_limits {
+        config = config.unthrottled();
     }
     let sandbox = Sandbox::start(config)
         .await

@@ -50,7 +50,37 @@ impl Default for SandboxConfig {
     }
 }
 
+/// What a request-count limit becomes in an [`SandboxConfig::unthrottled`] sandbox: out of reach
+/// for any benchmark, small enough that nothing summing it overflows.
+const UNTHROTTLED: u32 = 1_000_000_000;
+
 impl SandboxConfig {
+    /// This configuration with every limit on the pace of requests (per second, minute, window
+    /// or day, concurrency, token refreshes) out of reach, so that a benchmark measures the
+    /// client rather than the vendor's throttling. Page sizes, paging windows and batch sizes,
+    /// which shape the API rather than pace it, stay as they are.
+    pub fn unthrottled(mut self) -> Self {
+        let n = UNTHROTTLED;
+        self.zoho.daily_credits = u64::from(n);
+        self.zoho.concurrency = n;
+        self.zoho.tokens_per_window = n;
+        self.zendesk.requests_per_minute = n;
+        self.zendesk.incremental_per_minute = n;
+        self.salesforce.daily_api_requests = u64::from(n);
+        self.hubspot.burst = n;
+        self.hubspot.daily = u64::from(n);
+        self.hubspot.search_per_second = n;
+        self.dataverse.requests_per_window = n;
+        self.dataverse.execution_time_per_window = Duration::from_secs(u64::from(n));
+        self.dataverse.concurrent_requests = n;
+        self.monday.complexity_per_minute = u64::from(n);
+        self.monday.daily_calls = u64::from(n);
+        self.monday.requests_per_minute = n;
+        self.monday.concurrent_requests = n;
+        self.partner_center.validation_events_per_minute = n;
+        self
+    }
+
     /// The fixed ports `weft sandbox` documents: admin API on 4100, vendors on 4101..4107.
     pub fn well_known_ports() -> Self {
         Self {

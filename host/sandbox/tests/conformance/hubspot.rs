@@ -706,6 +706,16 @@ async fn hubspot_ten_secondly_rolling_limit_names_its_policy() {
 }
 
 #[tokio::test]
+async fn an_unthrottled_hubspot_answers_past_its_ten_secondly_limit() {
+    let burst = sized(3).hubspot.burst;
+    let sb = start(sized(3).unthrottled()).await;
+    for _ in 0..=burst {
+        assert_eq!(get(&sb, "/crm/v3/objects/deals").await.status(), 200);
+    }
+    sb.shutdown().await;
+}
+
+#[tokio::test]
 async fn hubspot_webhooks_are_batched_signed_v3_and_count_attempts() {
     let rx = Receiver::start(1).await;
     let mut config = fast_webhooks(sized(3));

@@ -557,6 +557,21 @@ async fn zendesk_incremental_exports_have_their_own_per_minute_limit() {
 }
 
 #[tokio::test]
+async fn an_unthrottled_zendesk_answers_past_both_per_minute_limits() {
+    let limits = sized(3).zendesk;
+    let sb = start(sized(3).unthrottled()).await;
+    let calls = limits
+        .requests_per_minute
+        .max(limits.incremental_per_minute)
+        + 1;
+    for _ in 0..calls {
+        let r = get(&sb, "/api/v2/incremental/tickets/cursor?start_time=0").await;
+        assert_eq!(r.status(), 200);
+    }
+    sb.shutdown().await;
+}
+
+#[tokio::test]
 async fn zendesk_time_based_organization_export_reports_end_time() {
     let sb = start(sized(4)).await;
     let r: Value = get(&sb, "/api/v2/incremental/organizations.json?start_time=0")
