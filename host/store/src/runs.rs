@@ -469,30 +469,44 @@ impl Store {
         Ok((runs.max(0) as u64, usage_record(usage)))
     }
 
-    /// Writes a step's current state (insert or replace).
-    pub async fn step_save(&self, run_id: &str, step: &StepRunRecord) -> Result<(), StoreError> {
-        let action = || format!("save step {} of run {run_id}", step.step);
-        let [pages, records_in, records_out, failed] =
-            [step.pages, step.records_in, step.records_out, step.failed].map(|n| n as i64);
-        let (started_at, finished_at) = (millis(step.started_at), step.finished_at.map(millis));
+    /// Writes the current state of several steps of a run (insert or replace) in one
+    /// statement: a run saves the counters of every step a page went through at once.
+    pub async fn steps_save(
+        &self,
+        run_id: &str,
+        steps: &[StepRunRecord],
+    ) -> Result<(), StoreError> {
+        if steps.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<&str> = steps.iter().map(|s| s.step.as_str()).collect();
+        let action = || format!("save steps {} of run {run_id}", names.join(", "));
         on_database!(self, action(), |pool| {
-            let upsert = sqlx::query(
+            let mut upsert = sqlx::QueryBuilder::new(
                 "INSERT INTO step_runs (run_id, step, status, pages, records_in, records_out,
-                                        failed, started_at, finished_at, error)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-                 ON CONFLICT (run_id, step) DO UPDATE SET status = excluded.status,
+                                        failed, started_at, finished_at, error) ",
+            );
+            upsert.push_values(steps, |mut row, step| {
+                let counts = [step.pages, step.records_in, step.records_out, step.failed];
+                let [pages, records_in, records_out, failed] = counts.map(|n| n as i64);
+                row.push_bind(run_id).push_bind(&step.step);
+                row.push_bind(step.status.as_str()).push_bind(pages);
+                row.push_bind(records_in)
+                    .push_bind(records_out)
+                    .push_bind(failed);
+                row.push_bind(millis(step.started_at));
+                row.push_bind(step.finished_at.map(millis))
+                    .push_bind(&step.error);
+            });
+            upsert.push(
+                " ON CONFLICT (run_id, step) DO UPDATE SET status = excluded.status,
                    pages = excluded.pages, records_in = excluded.records_in,
                    records_out = excluded.records_out, failed = excluded.failed,
                    finished_at = excluded.finished_at, error = excluded.error",
             );
-            let upsert = bind!(upsert, run_id, &step.step, step.status.as_str(), pages);
-            let upsert = bind!(upsert, records_in, records_out, failed, started_at);
-            bind!(upsert, finished_at, &step.error)
-                .execute(pool)
-                .await?;
+            upsert.build().execute(pool).await?;
             Ok(())
-        })?;
-        Ok(())
+        })
     }
 
     /// The most recent runs of a tenant, newest first.

@@ -403,11 +403,22 @@ mod on_both {
             finished_at: None,
             error: None,
         };
-        store.step_save("r1", &step).await.unwrap();
+        let mut written = StepRunRecord {
+            step: "write".into(),
+            ..step.clone()
+        };
+        store
+            .steps_save("r1", &[step.clone(), written.clone()])
+            .await
+            .unwrap();
         step.status = weft_store::StepStatus::Succeeded;
         step.pages = 2;
         step.finished_at = Some(SystemTime::now());
-        store.step_save("r1", &step).await.unwrap();
+        written.records_out = 9;
+        store
+            .steps_save("r1", &[step.clone(), written.clone()])
+            .await
+            .unwrap();
         store
             .error_append("r1", "write", Some(r#"{"id":1}"#), "refused")
             .await
@@ -438,9 +449,13 @@ mod on_both {
             ),
             ("failed", Some("staging"), Some("write: refused"))
         );
+        let saved: Vec<(&str, u64, u64, &str)> = steps
+            .iter()
+            .map(|s| (s.step.as_str(), s.pages, s.records_out, s.status.as_str()))
+            .collect();
         assert_eq!(
-            (steps.len(), steps[0].pages, steps[0].status.as_str()),
-            (1, 2, "succeeded")
+            saved,
+            [("read", 2, 10, "succeeded"), ("write", 1, 9, "running")]
         );
         assert!(store.run_get("other-tenant", "r1").await.unwrap().is_none());
         let errors = store.run_errors("r1").await.unwrap();

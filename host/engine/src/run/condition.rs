@@ -102,7 +102,7 @@ impl Execution<'_> {
             pick(false)
         };
         self.record(id).records_out += (held.len() + not_held.len()) as u64;
-        self.save(id).await?;
+        self.counted(id);
         if keep {
             self.keep(id, &held);
         }

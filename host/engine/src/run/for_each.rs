@@ -167,7 +167,7 @@ impl Execution<'_> {
             }
         }
         self.record(id).records_out += out.len() as u64;
-        self.save(id).await?;
+        self.counted(id);
         self.keep(id, &out);
         self.propagate(id, &out, include).await
     }

@@ -162,6 +162,8 @@ struct Execution<'a> {
     context: CallContext,
     run: String,
     steps: BTreeMap<StepId, StepRunRecord>,
+    /// Steps counted since their record was last written: saved together, once a page.
+    unsaved: BTreeSet<StepId>,
     /// Steps whose full output is kept for the run: lookup inputs and what feeds them.
     collected: BTreeMap<StepId, Vec<Record>>,
     /// Kept outputs as one JSON array, made once for every batch using it as a lookup.
@@ -193,6 +195,7 @@ impl<'a> Execution<'a> {
             context,
             run,
             steps: BTreeMap::new(),
+            unsaved: BTreeSet::new(),
             collected: BTreeMap::new(),
             lookups: BTreeMap::new(),
             injected: BTreeMap::new(),
@@ -266,14 +269,33 @@ impl<'a> Execution<'a> {
         record.records_in += records as u64;
     }
 
-    async fn save(&mut self, id: &StepId) -> Result<(), StoreError> {
-        let record = self.record(id).clone();
-        let total = self.totals.get(id).copied();
+    /// Tells the progress of step `id` and marks its record to be written with the next
+    /// [`Execution::flush`]: a page's counters go to the store in one write, not one a step.
+    fn counted(&mut self, id: &StepId) {
+        self.record(id);
         (self.progress)(&Progress {
-            step: &record,
-            total,
+            step: &self.steps[id],
+            total: self.totals.get(id).copied(),
         });
-        self.store.step_save(&self.run, &record).await
+        self.unsaved.insert(id.clone());
+    }
+
+    /// Writes the records of every step counted since the last flush, in one store call.
+    async fn flush(&mut self) -> Result<(), StoreError> {
+        if self.unsaved.is_empty() {
+            return Ok(());
+        }
+        let records: Vec<StepRunRecord> = std::mem::take(&mut self.unsaved)
+            .iter()
+            .map(|id| self.steps[id].clone())
+            .collect();
+        self.store.steps_save(&self.run, &records).await
+    }
+
+    /// [`Execution::counted`] and [`Execution::flush`] at once: for a step's status changing.
+    async fn save(&mut self, id: &StepId) -> Result<(), StoreError> {
+        self.counted(id);
+        self.flush().await
     }
 
     async fn finish(&mut self, id: &StepId, error: Option<String>) -> Result<(), StoreError> {

@@ -158,6 +158,8 @@ impl Execution<'_> {
                 // The page's writes were not all acknowledged: keep the cursor where it was.
                 return self.finish(source, Some(failed)).await;
             }
+            // The page went through: the counters of every step it reached, then its cursor.
+            self.flush().await?;
             if commit
                 && work.sync == SyncMode::Incremental
                 && let Some(cursor) = &page.next_cursor
@@ -193,7 +195,7 @@ impl Execution<'_> {
         record.pages += 1;
         record.records_in += records.len() as u64;
         record.records_out += records.len() as u64;
-        self.save(source).await?;
+        self.counted(source);
         self.keep(source, records);
         match self.propagate(source, records, include).await {
             Ok(()) => Ok(None),

@@ -66,7 +66,7 @@ impl Execution<'_> {
             }
         }
         self.log_errors(id, failures).await?;
-        self.save(id).await?;
+        self.counted(id);
         self.keep(id, &out);
         self.propagate(id, &out, include).await?;
         self.hand_on(id, Branch::Rejected, &rejected, include).await

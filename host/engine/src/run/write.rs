@@ -93,7 +93,7 @@ impl Execution<'_> {
                 }
             }
             self.log_errors(id, failures).await?;
-            self.save(id).await?;
+            self.counted(id);
             self.hand_on(id, Branch::Written, &accepted, include)
                 .await?;
         }
