@@ -134,7 +134,7 @@ pub struct FlowArgs {
     /// A variable's value, over the environment's and the default (repeatable).
     #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
     pub vars: Vec<(String, String)>,
-    /// Where plugins named in flows are found (repeatable); by default the data directory's
+    /// Also look for the plugins flows name here (repeatable), before the data directory's
     /// `plugins/` and this checkout's built plugins.
     #[arg(long = "plugins")]
     pub plugin_dirs: Vec<PathBuf>,
@@ -292,16 +292,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// Where flows' plugins are looked up: the given directories, or the data directory's
 /// `plugins/` and the first-party plugins built in this checkout.
+/// Where plugins are looked for: the `--plugins` directories first, in the order given, then
+/// the data directory's `plugins/` and this checkout's built plugins.
 fn plugin_directory(
     data_dir: &std::path::Path,
     dirs: Vec<PathBuf>,
 ) -> weft_engine::PluginDirectory {
-    if !dirs.is_empty() {
-        return weft_engine::PluginDirectory::new(dirs);
-    }
     let built = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../plugins/target/wasm32-wasip2/release");
-    weft_engine::PluginDirectory::new([data_dir.join("plugins"), built])
+    weft_engine::PluginDirectory::new(dirs.into_iter().chain([data_dir.join("plugins"), built]))
 }
 
 /// The store: PostgreSQL when `WEFT_DATABASE_URL` names one (several weft processes can share

@@ -23,7 +23,8 @@ pub struct ServeArgs {
     /// Run with this environment's variables and connections.
     #[arg(long)]
     env: Option<String>,
-    /// Where plugins named in flows are found (repeatable).
+    /// Also look for the plugins flows name here (repeatable), before the data directory's
+    /// `plugins/` and this checkout's built plugins.
     #[arg(long = "plugins")]
     plugin_dirs: Vec<PathBuf>,
     /// A variable's value, over the environment's and the default (repeatable).
