@@ -4,8 +4,8 @@
 //! `weft:plugin` WIT contract and an ergonomic layer over them.
 //!
 //! A plugin is either a **connector** (one API: streams read page by page and written in
-//! batches, webhooks verified) or a **transform** (batches of records in, records out). Pick
-//! the matching cargo feature, implement [`Connector`] or [`Transform`], and export it:
+//! batches, webhooks verified) or a **transform** (batches of records in, records out).
+//! Implement [`Connector`] or [`Transform`] and export it with its macro:
 //!
 //! ```ignore
 //! use weft_sdk::{Record, Transform, TransformInfo, Output, Result};
@@ -58,7 +58,7 @@ pub use transform::*;
 pub mod bindings {
     pub mod connector {
         wit_bindgen::generate!({
-            path: "../wit",
+            path: "wit",
             world: "weft:plugin/connector",
             default_bindings_module: "weft_sdk::bindings::connector",
             pub_export_macro: true,
@@ -68,7 +68,7 @@ pub mod bindings {
 
     pub mod transform {
         wit_bindgen::generate!({
-            path: "../wit",
+            path: "wit",
             world: "weft:plugin/transform",
             default_bindings_module: "weft_sdk::bindings::transform",
             pub_export_macro: true,

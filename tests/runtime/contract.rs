@@ -66,3 +66,32 @@ async fn tells_connectors_from_transforms() {
         PluginKind::Connector
     );
 }
+
+/// The SDK's crate carries the contract it is generated from, so a plugin builds against it
+/// outside this checkout: every WIT file is in what `cargo package` would ship.
+#[test]
+fn the_sdk_crate_ships_the_whole_contract() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let listed = std::process::Command::new(env!("CARGO"))
+        .args(["package", "--list", "--allow-dirty", "--offline"])
+        .current_dir(root.join("sdk"))
+        .env(
+            "CARGO_TARGET_DIR",
+            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("sdk-package"),
+        )
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    let mut contract: Vec<String> = std::fs::read_dir(root.join("wit"))
+        .unwrap()
+        .map(|e| format!("wit/{}", e.unwrap().file_name().to_string_lossy()))
+        .collect();
+    contract.sort();
+    assert!(contract.len() >= 8, "{contract:?}");
+    for file in &contract {
+        assert!(
+            listed.lines().any(|l| l == file),
+            "{file} is not in the SDK's package:\n{listed}"
+        );
+    }
+}
