@@ -60,14 +60,6 @@ impl From<TenantPlugin> for PluginInfo {
     }
 }
 
-/// Whether `name` is one a flow can name a plugin by.
-fn valid_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
-}
-
 /// Uploads a plugin (the component's bytes as the body, of any content type, e.g.
 /// `application/wasm` or `application/octet-stream`): inspected first
 /// (a WebAssembly component of a `weft:plugin` contract this server speaks, at most 16 MiB),
@@ -111,7 +103,7 @@ async fn upload(
         Plugin::Connector(c) => (&c.info().name, &c.info().version, "connector"),
         Plugin::Transform(t) => (&t.info().name, &t.info().version, "transform"),
     };
-    if !valid_name(name) {
+    if !weft_engine::registry::valid_plugin_name(name) {
         return Err(ApiError::BadRequest(format!(
             "the plugin calls itself `{name}`: a plugin's name is 1 to 64 characters from a-z, 0-9, '-' and '_'"
         )));

@@ -16,6 +16,7 @@ mod demo;
 mod hosts;
 mod inspect;
 mod outcome;
+mod plugin;
 mod remote;
 mod run;
 mod runs;
@@ -162,7 +163,7 @@ impl FlowArgs {
 }
 
 #[derive(Subcommand)]
-enum PluginCommand {
+pub enum PluginCommand {
     /// Show what a plugin is: kind, name, version, contract, streams and schemas, auth, hosts.
     Inspect {
         /// The component, e.g. plugins/target/wasm32-wasip2/release/weft_plugin_map.wasm
@@ -170,6 +171,23 @@ enum PluginCommand {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Check a component and keep it in the data directory's plugins/ as NAME@VERSION.wasm,
+    /// named as its describe says; flows name it `NAME` (the highest version) or pin one
+    /// (`NAME@1.2`). With --server, upload it as the tenant's own plugin instead.
+    Install {
+        /// The component, e.g. target/wasm32-wasip2/release/bookshelf_connector.wasm
+        file: PathBuf,
+        /// Overwrite an installed version built differently.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// The plugins flows can name: each component on the search path with its name, version
+    /// and kind (with --server, the tenant's own).
+    List {
+        /// Also look here, first (repeatable).
+        #[arg(long = "plugins")]
+        plugin_dirs: Vec<PathBuf>,
     },
 }
 
@@ -254,9 +272,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         return remote::run(server, cli.command).await;
     }
     match cli.command {
-        Command::Plugin {
-            command: PluginCommand::Inspect { file, json },
-        } => inspect::run(&cli.data_dir, &file, json).await,
+        Command::Plugin { command } => match command {
+            PluginCommand::Inspect { file, json } => inspect::run(&cli.data_dir, &file, json).await,
+            PluginCommand::Install { file, replace } => {
+                plugin::install(&cli.data_dir, &file, replace).await
+            }
+            PluginCommand::List { plugin_dirs } => plugin::list(&cli.data_dir, plugin_dirs).await,
+        },
         Command::Validate(args) => {
             let (file, plugins, options) = args.plan(&cli.data_dir, &cli.tenant);
             validate::run(&cli.data_dir, &file, &options, &plugins).await

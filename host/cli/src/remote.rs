@@ -45,6 +45,14 @@ pub enum FlowsCommand {
     },
 }
 
+/// What a request to the server carries.
+enum Body {
+    Empty,
+    Json(Value),
+    /// A plugin's component, as its bytes.
+    Component(Vec<u8>),
+}
+
 /// A weft server's API, as one tenant.
 pub struct Remote {
     base: reqwest::Url,
@@ -81,7 +89,7 @@ impl Remote {
         method: Method,
         segments: &[&str],
         query: &[(&str, &str)],
-        body: Option<Value>,
+        body: Body,
     ) -> anyhow::Result<String> {
         let mut url = self.base.clone();
         url.path_segments_mut()
@@ -97,9 +105,13 @@ impl Remote {
             .http
             .request(method.clone(), url.clone())
             .bearer_auth(&self.token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
+        request = match body {
+            Body::Empty => request,
+            Body::Json(body) => request.json(&body),
+            Body::Component(bytes) => request
+                .header(reqwest::header::CONTENT_TYPE, "application/wasm")
+                .body(bytes),
+        };
         let response = request
             .send()
             .await
@@ -135,7 +147,19 @@ impl Remote {
         query: &[(&str, &str)],
         body: Option<Value>,
     ) -> anyhow::Result<Value> {
-        let text = self.call(method, segments, query, body).await?;
+        let body = body.map_or(Body::Empty, Body::Json);
+        self.parsed(self.call(method, segments, query, body).await?)
+    }
+
+    /// Uploads a plugin's component as the tenant's; what the server made of it.
+    async fn upload(&self, bytes: Vec<u8>) -> anyhow::Result<Value> {
+        let text = self
+            .call(Method::POST, &["plugins"], &[], Body::Component(bytes))
+            .await?;
+        self.parsed(text)
+    }
+
+    fn parsed(&self, text: String) -> anyhow::Result<Value> {
         if text.is_empty() {
             return Ok(Value::Null);
         }
@@ -150,8 +174,9 @@ pub async fn run(server: &str, command: Command) -> anyhow::Result<()> {
         Command::Flows { command } => flows(&remote, command).await,
         Command::Runs { command } => runs(&remote, command).await,
         Command::Secret { command } => secret(&remote, command).await,
+        Command::Plugin { command } => plugin(&remote, command).await,
         _ => bail!(
-            "this command works on the local data directory only; `--server` is for `weft flows`, `weft runs` and `weft secret`"
+            "this command works on the local data directory only; `--server` is for `weft flows`, `weft runs`, `weft secret` and `weft plugin`"
         ),
     }
 }
@@ -247,7 +272,7 @@ async fn flows(remote: &Remote, command: FlowsCommand) -> anyhow::Result<()> {
         }
         FlowsCommand::Delete { name } => {
             remote
-                .call(Method::DELETE, &["flows", &name], &[], None)
+                .call(Method::DELETE, &["flows", &name], &[], Body::Empty)
                 .await?;
             eprintln!("flow `{name}` deleted (its runs stay in the history)");
         }
@@ -373,7 +398,7 @@ async fn runs(remote: &Remote, command: RunsCommand) -> anyhow::Result<()> {
                     Method::GET,
                     &["runs", &run, "errors"],
                     &[("format", format)],
-                    None,
+                    Body::Empty,
                 )
                 .await?;
             use std::io::Write as _;
@@ -421,7 +446,7 @@ async fn secret(remote: &Remote, command: SecretCommand) -> anyhow::Result<()> {
                     Method::PUT,
                     &["secrets", &name],
                     &[],
-                    Some(json!({ "value": value })),
+                    Body::Json(json!({ "value": value })),
                 )
                 .await?;
             eprintln!("stored secret `{name}` on the server; refer to it as \"secret:{name}\"");
@@ -434,9 +459,44 @@ async fn secret(remote: &Remote, command: SecretCommand) -> anyhow::Result<()> {
         }
         SecretCommand::Rm { name } => {
             remote
-                .call(Method::DELETE, &["secrets", &name], &[], None)
+                .call(Method::DELETE, &["secrets", &name], &[], Body::Empty)
                 .await?;
             eprintln!("deleted secret `{name}` on the server");
+        }
+    }
+    Ok(())
+}
+
+/// The tenant's own plugins on the server: found by its flows before the shared ones.
+async fn plugin(remote: &Remote, command: crate::PluginCommand) -> anyhow::Result<()> {
+    match command {
+        crate::PluginCommand::Install { file, .. } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let plugin = remote.upload(bytes).await?;
+            println!(
+                "installed {} {} ({}) for the tenant; digest {}",
+                text_of(&plugin["name"]),
+                text_of(&plugin["version"]),
+                text_of(&plugin["kind"]),
+                text_of(&plugin["digest"])
+            );
+        }
+        crate::PluginCommand::List { .. } => {
+            let plugins = remote.json(Method::GET, &["plugins"], &[], None).await?;
+            println!("{:<24} {:<12} {:<10} uploaded", "name", "version", "kind");
+            for p in plugins.as_array().into_iter().flatten() {
+                println!(
+                    "{:<24} {:<12} {:<10} {}",
+                    text_of(&p["name"]),
+                    text_of(&p["version"]),
+                    text_of(&p["kind"]),
+                    text_of(&p["uploaded_at"])
+                );
+            }
+        }
+        crate::PluginCommand::Inspect { .. } => {
+            bail!("`weft plugin inspect` reads a local file: run it without --server")
         }
     }
     Ok(())

@@ -6,6 +6,7 @@ use std::process::{Command, Output, Stdio};
 use weft_tests::{HTTP_JSON, MAP, OLD_CONTRACT, wasm};
 
 mod crashes;
+mod plugins;
 mod serve;
 mod tenants;
 

@@ -428,3 +428,61 @@ async fn the_remote_cli_retries_the_failed_records_of_a_run_once_they_can_go_thr
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_remote_cli_installs_and_lists_a_tenants_own_plugins() {
+    let dir = tempfile::tempdir().unwrap();
+    let acme = text(&weft(dir.path(), &["tenant", "create", "acme"], None).stdout)
+        .trim()
+        .to_owned();
+    let other = text(&weft(dir.path(), &["tenant", "create", "other"], None).stdout)
+        .trim()
+        .to_owned();
+    let (mut child, address) = serve_api(dir.path(), &[]);
+    let component = weft_tests::wasm("acme_helpdesk_connector");
+    let out = remote(
+        &address,
+        Some(&acme),
+        &["plugin", "install", component.to_str().unwrap()],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout)
+            .starts_with("installed acme-helpdesk 0.1.0 (connector) for the tenant; digest "),
+        "{}",
+        text(&out.stdout)
+    );
+    let listed = text(&remote(&address, Some(&acme), &["plugin", "list"], None).stdout);
+    let fields: Vec<&str> = listed
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        fields[..3],
+        ["acme-helpdesk", "0.1.0", "connector"],
+        "{listed}"
+    );
+    // Another tenant sees none of it.
+    let listed = text(&remote(&address, Some(&other), &["plugin", "list"], None).stdout);
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+    // Something that is not a plugin: the server's reason, said.
+    let bogus = dir.path().join("bogus.wasm");
+    std::fs::write(&bogus, b"not a component").unwrap();
+    let out = remote(
+        &address,
+        Some(&acme),
+        &["plugin", "install", bogus.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("the server refused POST /api/v1/plugins (400"),
+        "{}",
+        text(&out.stderr)
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -1,0 +1,130 @@
+//! `weft plugin install` and `weft plugin list`: plugins kept in the data directory under the
+//! name and version their own `describe` gives, found by flows by that name.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use weft_engine::PluginDirectory;
+use weft_engine::registry::{installed_file_name, valid_plugin_name, valid_plugin_version};
+use weft_runtime::Plugin;
+
+/// What a component says it is.
+struct Described {
+    kind: &'static str,
+    name: String,
+    version: String,
+}
+
+fn described(plugin: &Plugin) -> Described {
+    match plugin {
+        Plugin::Connector(c) => Described {
+            kind: "connector",
+            name: c.info().name.clone(),
+            version: c.info().version.clone(),
+        },
+        Plugin::Transform(t) => Described {
+            kind: "transform",
+            name: t.info().name.clone(),
+            version: t.info().version.clone(),
+        },
+    }
+}
+
+/// Checks `file` as a weft plugin and copies it into `<data>/plugins/NAME@VERSION.wasm`.
+/// Installing the same bytes again is a no-op; other bytes under an installed version are
+/// refused unless `replace`: a version names one build.
+pub async fn install(data_dir: &Path, file: &Path, replace: bool) -> anyhow::Result<()> {
+    let runtime = crate::runtime(data_dir)?;
+    let plugin = runtime
+        .load_file(file)
+        .await
+        .with_context(|| format!("installing {}", file.display()))?;
+    let Described {
+        kind,
+        name,
+        version,
+    } = described(&plugin);
+    if !valid_plugin_name(&name) {
+        bail!(
+            "{} calls itself `{name}`: a plugin's name is 1 to 64 characters from a-z, 0-9, '-' and '_'; change the name its describe gives",
+            file.display()
+        );
+    }
+    if !valid_plugin_version(&version) {
+        bail!(
+            "{} gives its version as `{version}`: an installed plugin's version is a semantic version such as 1.2.0; change the version its describe gives",
+            file.display()
+        );
+    }
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let dir = data_dir.join("plugins");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let target = dir.join(installed_file_name(&name, &version));
+    match std::fs::read(&target) {
+        Ok(existing) if existing == bytes => {
+            println!(
+                "{name} {version} ({kind}) is installed already: {}",
+                target.display()
+            );
+            return Ok(());
+        }
+        Ok(_) if !replace => bail!(
+            "{name} {version} is installed already, built differently ({}); give the new build a new version, or pass --replace to overwrite it",
+            target.display()
+        ),
+        _ => {}
+    }
+    // Whole or not at all: a flow starting meanwhile never loads half a component.
+    let partial = dir.join(format!(".{}.partial", installed_file_name(&name, &version)));
+    std::fs::write(&partial, &bytes).with_context(|| format!("writing {}", partial.display()))?;
+    std::fs::rename(&partial, &target)
+        .with_context(|| format!("moving the plugin into {}", target.display()))?;
+    println!(
+        "installed {name} {version} ({kind}) as {}",
+        target.display()
+    );
+    println!(
+        "flows name it `{name}` (the highest version installed) or `{name}@{version}` to pin this one"
+    );
+    Ok(())
+}
+
+/// Every plugin the search path holds, with what each says it is.
+pub async fn list(data_dir: &Path, dirs: Vec<PathBuf>) -> anyhow::Result<()> {
+    let runtime = crate::runtime(data_dir)?;
+    let directory: PluginDirectory = crate::plugin_directory(data_dir, dirs);
+    println!("{:<24} {:<12} {:<10} file", "name", "version", "kind");
+    for dir in directory.dirs() {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        let mut files: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
+            .collect();
+        files.sort();
+        for file in files {
+            match runtime.load_file(&file).await {
+                Ok(plugin) => {
+                    let d = described(&plugin);
+                    println!(
+                        "{:<24} {:<12} {:<10} {}",
+                        d.name,
+                        d.version,
+                        d.kind,
+                        file.display()
+                    );
+                }
+                Err(e) => println!(
+                    "{:<24} {:<12} {:<10} {} ({e})",
+                    "?",
+                    "?",
+                    "not loaded",
+                    file.display()
+                ),
+            }
+        }
+    }
+    Ok(())
+}

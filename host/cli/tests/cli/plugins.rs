@@ -1,0 +1,126 @@
+//! `weft plugin install` and `list`: a component kept under the name and version its own
+//! `describe` gives, found by flows by that name, pinned or not.
+
+use super::{text, weft};
+
+/// A flow reading `acme` tickets through `plugin`, into nothing: enough to plan.
+fn acme_flow(dir: &std::path::Path, plugin: &str) -> String {
+    let path = dir.join(format!("flow-{}.toml", plugin.replace(['@', '.'], "-")));
+    std::fs::write(
+        &path,
+        format!(
+            "name = \"x\"\n[connections.acme]\nplugin = \"{plugin}\"\nconfig = {{ account = \"globex\" }}\nauth = {{ kind = \"api-key\", value = \"secret:acme\" }}\n\n[[steps]]\nid = \"tickets\"\nread = {{ connection = \"acme\", stream = \"tickets\" }}\n"
+        ),
+    )
+    .unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+#[test]
+fn an_installed_plugin_is_named_by_its_describe_listed_and_pinned_by_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    // The file's stem says `acme_helpdesk_connector`; the component calls itself
+    // `acme-helpdesk` 0.1.0.
+    let component = weft_tests::wasm("acme_helpdesk_connector");
+    let component = component.to_str().unwrap();
+    let out = weft(data, &["plugin", "install", component], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let installed = data.join("plugins/acme-helpdesk@0.1.0.wasm");
+    assert!(
+        text(&out.stdout).starts_with(&format!(
+            "installed acme-helpdesk 0.1.0 (connector) as {}",
+            installed.display()
+        )),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(
+        std::fs::read(&installed).unwrap(),
+        std::fs::read(component).unwrap()
+    );
+    let again = weft(data, &["plugin", "install", component], None);
+    assert!(again.status.success());
+    assert!(
+        text(&again.stdout).contains("is installed already"),
+        "{}",
+        text(&again.stdout)
+    );
+
+    // Flows find it by its name, pinned or not; a pin nothing matches says what there is.
+    for plugin in ["acme-helpdesk", "acme-helpdesk@0.1", "acme-helpdesk@0.1.0"] {
+        let out = weft(data, &["validate", &acme_flow(data, plugin)], None);
+        let err = text(&out.stderr);
+        assert!(!err.contains("no plugin"), "{plugin}: {err}");
+        assert!(err.contains("secret `acme`"), "{plugin}: {err}");
+    }
+    let out = weft(
+        data,
+        &["validate", &acme_flow(data, "acme-helpdesk@0.2")],
+        None,
+    );
+    let err = text(&out.stderr);
+    assert!(err.contains("no plugin `acme-helpdesk@0.2` in "), "{err}");
+    assert!(err.contains("acme-helpdesk@0.1.0"), "{err}");
+
+    let out = weft(data, &["plugin", "list"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let listed = text(&out.stdout);
+    let row = listed
+        .lines()
+        .find(|l| l.ends_with(&installed.display().to_string()))
+        .unwrap_or_else(|| panic!("{listed}"));
+    let fields: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        fields[..3],
+        ["acme-helpdesk", "0.1.0", "connector"],
+        "{row}"
+    );
+}
+
+#[test]
+fn an_installed_version_is_not_overwritten_by_another_build_unless_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let component = weft_tests::wasm("acme_helpdesk_connector");
+    let component = component.to_str().unwrap();
+    let installed = data.join("plugins/acme-helpdesk@0.1.0.wasm");
+    std::fs::create_dir_all(installed.parent().unwrap()).unwrap();
+    std::fs::write(&installed, b"another build").unwrap();
+    let out = weft(data, &["plugin", "install", component], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("acme-helpdesk 0.1.0 is installed already, built differently"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(std::fs::read(&installed).unwrap(), b"another build");
+    let out = weft(data, &["plugin", "install", "--replace", component], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        std::fs::read(&installed).unwrap(),
+        std::fs::read(component).unwrap()
+    );
+}
+
+#[test]
+fn a_file_that_is_not_a_plugin_is_not_installed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let bogus = data.join("bogus.wasm");
+    std::fs::write(&bogus, b"\0asm but not really").unwrap();
+    let out = weft(data, &["plugin", "install", bogus.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains(&format!("installing {}", bogus.display())),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        !data.join("plugins").exists()
+            || std::fs::read_dir(data.join("plugins"))
+                .unwrap()
+                .next()
+                .is_none()
+    );
+}
