@@ -41,6 +41,13 @@ fn serve_api(data: &std::path::Path, extra: &[&str]) -> (std::process::Child, St
     (child, address)
 }
 
+/// Makes tenant `name` in the data directory `data`; the API token printed for it.
+fn tenant_token(data: &std::path::Path, name: &str) -> String {
+    let made = weft(data, &["tenant", "create", name], None);
+    assert!(made.status.success(), "{}", text(&made.stderr));
+    text(&made.stdout).trim().to_owned()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn tenants_made_on_the_command_line_deploy_and_run_flows_on_a_running_server() {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -195,12 +202,8 @@ async fn the_remote_cli_deploys_runs_and_inspects_flows_as_its_tenant() {
         (0..3).map(|i| serde_json::json!({"id": format!("{i}"), "email": format!("p{i}@x.io")})),
     );
     let dir = tempfile::tempdir().unwrap();
-    let acme = text(&weft(dir.path(), &["tenant", "create", "acme"], None).stdout)
-        .trim()
-        .to_owned();
-    let other = text(&weft(dir.path(), &["tenant", "create", "other"], None).stdout)
-        .trim()
-        .to_owned();
+    let acme = tenant_token(dir.path(), "acme");
+    let other = tenant_token(dir.path(), "other");
     let (mut child, address) = serve_api(dir.path(), &["--tenant-private-egress"]);
     let flows = dir.path().join("flows");
     std::fs::create_dir(&flows).unwrap();
@@ -357,9 +360,7 @@ async fn the_remote_cli_retries_the_failed_records_of_a_run_once_they_can_go_thr
     );
     upstream.lock(&["2"]);
     let dir = tempfile::tempdir().unwrap();
-    let acme = text(&weft(dir.path(), &["tenant", "create", "acme"], None).stdout)
-        .trim()
-        .to_owned();
+    let acme = tenant_token(dir.path(), "acme");
     let (mut child, address) = serve_api(dir.path(), &["--tenant-private-egress"]);
     let flow = dir.path().join("contacts.toml");
     std::fs::write(
@@ -432,12 +433,8 @@ async fn the_remote_cli_retries_the_failed_records_of_a_run_once_they_can_go_thr
 #[tokio::test(flavor = "multi_thread")]
 async fn the_remote_cli_installs_and_lists_a_tenants_own_plugins() {
     let dir = tempfile::tempdir().unwrap();
-    let acme = text(&weft(dir.path(), &["tenant", "create", "acme"], None).stdout)
-        .trim()
-        .to_owned();
-    let other = text(&weft(dir.path(), &["tenant", "create", "other"], None).stdout)
-        .trim()
-        .to_owned();
+    let acme = tenant_token(dir.path(), "acme");
+    let other = tenant_token(dir.path(), "other");
     let (mut child, address) = serve_api(dir.path(), &[]);
     let component = weft_tests::wasm("acme_helpdesk_connector");
     let out = remote(
