@@ -5,8 +5,7 @@
 //! each record's text), a batch for a plugin is those texts joined; nothing is re-encoded on
 //! the way.
 
-use std::collections::HashMap;
-
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
@@ -64,25 +63,86 @@ pub fn dataset_key(record: &Value, fields: &[String]) -> Result<String, String> 
     Ok(Value::Array(values).to_string())
 }
 
-/// [`dataset_key`] of a record's text, parsing only the key fields' values.
+/// [`dataset_key`] of a record's text, parsing only the key fields' values: one pass over the
+/// text that skips every other member without building it (a record's key is read for each
+/// record a dataset write takes).
 pub fn raw_dataset_key(record: &RawValue, fields: &[String]) -> Result<String, String> {
-    // Field names with escapes cannot be borrowed from the text: those records are parsed whole.
-    let Ok(members) = serde_json::from_str::<HashMap<&str, &RawValue>>(record.get()) else {
+    let mut text = serde_json::Deserializer::from_str(record.get());
+    let Ok(found) = KeyFields(fields).deserialize(&mut text) else {
+        // Not an object: it has no fields, so no key; said as the parsed record would say it.
         let whole: Value = serde_json::from_str(record.get()).unwrap_or(Value::Null);
         return dataset_key(&whole, fields);
     };
     let mut values = Vec::with_capacity(fields.len());
-    for field in fields {
-        let value = members
-            .get(field.as_str())
-            .and_then(|raw| serde_json::from_str::<Value>(raw.get()).ok())
-            .filter(|v| !v.is_null());
-        match value {
+    for (field, value) in fields.iter().zip(found) {
+        match value.filter(|v| !v.is_null()) {
             Some(v) => values.push(v),
             None => return Err(field.clone()),
         }
     }
     Ok(Value::Array(values).to_string())
+}
+
+/// Reads an object's members, keeping the values of `fields` (the last of a repeated member,
+/// as a parser building the object would) and skipping the rest.
+struct KeyFields<'f>(&'f [String]);
+
+impl<'de> DeserializeSeed<'de> for KeyFields<'_> {
+    type Value = Vec<Option<Value>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, text: D) -> Result<Self::Value, D::Error> {
+        text.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeyFields<'_> {
+    type Value = Vec<Option<Value>>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<M: MapAccess<'de>>(self, mut members: M) -> Result<Self::Value, M::Error> {
+        let mut values = vec![None; self.0.len()];
+        while let Some(first) = members.next_key_seed(FieldName(self.0))? {
+            let Some(first) = first else {
+                members.next_value::<IgnoredAny>()?;
+                continue;
+            };
+            let value: Value = members.next_value()?;
+            // A field named twice in the key takes the value twice.
+            for (i, field) in self.0.iter().enumerate().skip(first) {
+                if *field == self.0[first] {
+                    values[i] = Some(value.clone());
+                }
+            }
+        }
+        Ok(values)
+    }
+}
+
+/// A member's name: the position of the first key field so named, if any. Names with escapes
+/// are compared unescaped.
+struct FieldName<'f>(&'f [String]);
+
+impl<'de> DeserializeSeed<'de> for FieldName<'_> {
+    type Value = Option<usize>;
+
+    fn deserialize<D: Deserializer<'de>>(self, text: D) -> Result<Self::Value, D::Error> {
+        text.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for FieldName<'_> {
+    type Value = Option<usize>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a member name")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Self::Value, E> {
+        Ok(self.0.iter().position(|f| f == name))
+    }
 }
 
 #[cfg(test)]
@@ -123,6 +183,22 @@ mod tests {
         }
         let escaped = RawValue::from_string(r#"{"\u0069d": 3, "region": "x"}"#.into()).unwrap();
         assert_eq!(raw_dataset_key(&escaped, &fields).unwrap(), r#"[3,"x"]"#);
+        // A member given twice: the last, as a parser building the object keeps.
+        let twice = RawValue::from_string(r#"{"id": 1, "region": "x", "id": 2}"#.into()).unwrap();
+        assert_eq!(raw_dataset_key(&twice, &fields).unwrap(), r#"[2,"x"]"#);
+        // A field named twice in the key.
+        let doubled = vec!["id".to_owned(), "id".to_owned()];
+        let record = from_value(&json!({"id": 4}));
+        assert_eq!(raw_dataset_key(&record, &doubled).unwrap(), "[4,4]");
+        // Not an object: no key field, named as the parsed record would name it.
+        for text in ["[1, 2]", "\"id\"", "null"] {
+            let raw = RawValue::from_string(text.into()).unwrap();
+            assert_eq!(
+                raw_dataset_key(&raw, &fields),
+                Err("id".to_owned()),
+                "{text}"
+            );
+        }
     }
 
     #[test]
