@@ -13,7 +13,6 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use weft_runtime::Plugin;
 use weft_server::Quota;
 use weft_store::TenantPlugin;
 
@@ -99,10 +98,7 @@ async fn upload(
         .load("upload.wasm", wasm.to_vec())
         .await
         .map_err(|e| ApiError::BadRequest(format!("not a weft plugin: {e}")))?;
-    let (name, version, kind) = match &plugin {
-        Plugin::Connector(c) => (&c.info().name, &c.info().version, "connector"),
-        Plugin::Transform(t) => (&t.info().name, &t.info().version, "transform"),
-    };
+    let (name, version, kind) = (plugin.name(), plugin.version(), plugin.kind());
     if !weft_engine::registry::valid_plugin_name(name) {
         return Err(ApiError::BadRequest(format!(
             "the plugin calls itself `{name}`: a plugin's name is 1 to 64 characters from a-z, 0-9, '-' and '_'"
@@ -110,9 +106,9 @@ async fn upload(
     }
     let digest = ring::digest::digest(&ring::digest::SHA256, &wasm);
     let described = TenantPlugin {
-        name: name.clone(),
-        version: version.clone(),
-        kind: kind.to_owned(),
+        name: name.to_owned(),
+        version: version.to_owned(),
+        kind: kind.to_string(),
         digest: digest.as_ref().iter().map(|b| format!("{b:02x}")).collect(),
         size: wasm.len() as u64,
         uploaded_at: std::time::SystemTime::now(),

@@ -6,29 +6,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use weft_engine::PluginDirectory;
 use weft_engine::registry::{installed_file_name, valid_plugin_name, valid_plugin_version};
-use weft_runtime::Plugin;
-
-/// What a component says it is.
-struct Described {
-    kind: &'static str,
-    name: String,
-    version: String,
-}
-
-fn described(plugin: &Plugin) -> Described {
-    match plugin {
-        Plugin::Connector(c) => Described {
-            kind: "connector",
-            name: c.info().name.clone(),
-            version: c.info().version.clone(),
-        },
-        Plugin::Transform(t) => Described {
-            kind: "transform",
-            name: t.info().name.clone(),
-            version: t.info().version.clone(),
-        },
-    }
-}
 
 /// Checks `file` as a weft plugin and copies it into `<data>/plugins/NAME@VERSION.wasm`.
 /// Installing the same bytes again is a no-op; other bytes under an installed version are
@@ -39,18 +16,14 @@ pub async fn install(data_dir: &Path, file: &Path, replace: bool) -> anyhow::Res
         .load_file(file)
         .await
         .with_context(|| format!("installing {}", file.display()))?;
-    let Described {
-        kind,
-        name,
-        version,
-    } = described(&plugin);
-    if !valid_plugin_name(&name) {
+    let (kind, name, version) = (plugin.kind(), plugin.name(), plugin.version());
+    if !valid_plugin_name(name) {
         bail!(
             "{} calls itself `{name}`: a plugin's name is 1 to 64 characters from a-z, 0-9, '-' and '_'; change the name its describe gives",
             file.display()
         );
     }
-    if !valid_plugin_version(&version) {
+    if !valid_plugin_version(version) {
         bail!(
             "{} gives its version as `{version}`: an installed plugin's version is a semantic version such as 1.2.0; change the version its describe gives",
             file.display()
@@ -59,7 +32,7 @@ pub async fn install(data_dir: &Path, file: &Path, replace: bool) -> anyhow::Res
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let dir = data_dir.join("plugins");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let target = dir.join(installed_file_name(&name, &version));
+    let target = dir.join(installed_file_name(name, version));
     match std::fs::read(&target) {
         Ok(existing) if existing == bytes => {
             println!(
@@ -75,7 +48,7 @@ pub async fn install(data_dir: &Path, file: &Path, replace: bool) -> anyhow::Res
         _ => {}
     }
     // Whole or not at all: a flow starting meanwhile never loads half a component.
-    let partial = dir.join(format!(".{}.partial", installed_file_name(&name, &version)));
+    let partial = dir.join(format!(".{}.partial", installed_file_name(name, version)));
     std::fs::write(&partial, &bytes).with_context(|| format!("writing {}", partial.display()))?;
     std::fs::rename(&partial, &target)
         .with_context(|| format!("moving the plugin into {}", target.display()))?;
@@ -106,16 +79,13 @@ pub async fn list(data_dir: &Path, dirs: Vec<PathBuf>) -> anyhow::Result<()> {
         files.sort();
         for file in files {
             match runtime.load_file(&file).await {
-                Ok(plugin) => {
-                    let d = described(&plugin);
-                    println!(
-                        "{:<24} {:<12} {:<10} {}",
-                        d.name,
-                        d.version,
-                        d.kind,
-                        file.display()
-                    );
-                }
+                Ok(plugin) => println!(
+                    "{:<24} {:<12} {:<10} {}",
+                    plugin.name(),
+                    plugin.version(),
+                    plugin.kind().to_string(),
+                    file.display()
+                ),
                 Err(e) => println!(
                     "{:<24} {:<12} {:<10} {} ({e})",
                     "?",

@@ -282,6 +282,12 @@ impl Plugin {
             Plugin::Transform(p) => &p.info.name,
         }
     }
+    pub fn version(&self) -> &str {
+        match self {
+            Plugin::Connector(p) => &p.info.version,
+            Plugin::Transform(p) => &p.info.version,
+        }
+    }
     pub fn load_report(&self) -> &LoadReport {
         match self {
             Plugin::Connector(p) => &p.load,
