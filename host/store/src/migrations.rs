@@ -4,7 +4,7 @@
 //! SQL sticks to what SQLite and PostgreSQL share (TEXT, BIGINT), and spells byte strings `BLOB`,
 //! which each database's dialect renames where it has to.
 
-use crate::dialect::{Pool, on_database};
+use crate::dialect::on_database;
 use crate::{Store, StoreError, now_millis, query_err};
 
 /// One schema change.
@@ -314,7 +314,7 @@ impl Store {
         // A database that is current (the common case: every command but the first) costs one
         // read and takes no write lock, so a command starting beside a busy `weft serve` does
         // not queue behind its writes.
-        if self.current_version().await == Some(latest_version()) {
+        if self.schema_version().await.ok() == Some(latest_version()) {
             return Ok(());
         }
         let dialect = self.pool.dialect();
@@ -378,15 +378,5 @@ impl Store {
             }
             tx.commit().await.map_err(query_err("commit migrations"))
         })
-    }
-
-    /// The schema version, when the database has the migrations table; `None` for a new
-    /// database or one that cannot be read (the locked path then says why).
-    async fn current_version(&self) -> Option<i64> {
-        let sql = "SELECT COALESCE(MAX(version), 0) FROM schema_migrations";
-        match &self.pool {
-            Pool::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await.ok(),
-            Pool::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await.ok(),
-        }
     }
 }
