@@ -312,8 +312,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// Where flows' plugins are looked up: the given directories, or the data directory's
-/// `plugins/` and the first-party plugins built in this checkout.
 /// Where plugins are looked for: the `--plugins` directories first, in the order given, then
 /// the data directory's `plugins/` and this checkout's built plugins.
 fn plugin_directory(

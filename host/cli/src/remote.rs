@@ -148,7 +148,7 @@ impl Remote {
         body: Option<Value>,
     ) -> anyhow::Result<Value> {
         let body = body.map_or(Body::Empty, Body::Json);
-        self.parsed(self.call(method, segments, query, body).await?)
+        parsed(self.call(method, segments, query, body).await?)
     }
 
     /// Uploads a plugin's component as the tenant's; what the server made of it.
@@ -156,15 +156,16 @@ impl Remote {
         let text = self
             .call(Method::POST, &["plugins"], &[], Body::Component(bytes))
             .await?;
-        self.parsed(text)
+        parsed(text)
     }
+}
 
-    fn parsed(&self, text: String) -> anyhow::Result<Value> {
-        if text.is_empty() {
-            return Ok(Value::Null);
-        }
-        serde_json::from_str(&text).context("the server's answer is not JSON")
+/// An answer's JSON; `null` for an empty one.
+fn parsed(text: String) -> anyhow::Result<Value> {
+    if text.is_empty() {
+        return Ok(Value::Null);
     }
+    serde_json::from_str(&text).context("the server's answer is not JSON")
 }
 
 /// Runs `command` against the server, if it has a remote mode.
