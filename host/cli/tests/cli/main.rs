@@ -341,31 +341,6 @@ fn validate_points_at_the_mistake_with_line_and_column() {
 }
 
 #[test]
-fn plugins_dirs_add_to_where_plugins_are_found_not_replace_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let extra = dir.path().join("extra");
-    std::fs::create_dir(&extra).unwrap();
-    std::fs::copy(weft_tests::wasm(weft_tests::MAP), extra.join("my-map.wasm")).unwrap();
-    let flow = dir.path().join("flow.toml");
-    std::fs::write(
-        &flow,
-        FLOW.replace("plugin = \"map\"", "plugin = \"my-map\""),
-    )
-    .unwrap();
-    let flow = flow.to_str().unwrap();
-    let extra = extra.to_str().unwrap();
-    // `my-map` only in the extra directory, `http-json` only in the default ones.
-    let out = weft(dir.path(), &["validate", "--plugins", extra, flow], None);
-    let err = text(&out.stderr);
-    assert!(!err.contains("no plugin"), "{err}");
-    assert!(err.contains("missing: secret `api_token`"), "{err}");
-    // Without it, the renamed plugin is not found, and the message says where weft looked.
-    let out = weft(dir.path(), &["validate", flow], None);
-    let err = text(&out.stderr);
-    assert!(err.contains("no plugin `my-map` in "), "{err}");
-}
-
-#[test]
 fn validate_lists_secrets_the_flow_needs_that_are_not_set() {
     let dir = tempfile::tempdir().unwrap();
     let flow = dir.path().join("flow.toml");

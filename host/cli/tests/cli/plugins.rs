@@ -1,7 +1,7 @@
 //! `weft plugin install` and `list`: a component kept under the name and version its own
 //! `describe` gives, found by flows by that name, pinned or not.
 
-use super::{text, weft};
+use super::{FLOW, text, weft};
 
 /// A flow reading `acme` tickets through `plugin`, into nothing: enough to plan.
 fn acme_flow(dir: &std::path::Path, plugin: &str) -> String {
@@ -123,4 +123,29 @@ fn a_file_that_is_not_a_plugin_is_not_installed() {
                 .next()
                 .is_none()
     );
+}
+
+#[test]
+fn plugins_dirs_add_to_where_plugins_are_found_not_replace_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = dir.path().join("extra");
+    std::fs::create_dir(&extra).unwrap();
+    std::fs::copy(weft_tests::wasm(weft_tests::MAP), extra.join("my-map.wasm")).unwrap();
+    let flow = dir.path().join("flow.toml");
+    std::fs::write(
+        &flow,
+        FLOW.replace("plugin = \"map\"", "plugin = \"my-map\""),
+    )
+    .unwrap();
+    let flow = flow.to_str().unwrap();
+    let extra = extra.to_str().unwrap();
+    // `my-map` only in the extra directory, `http-json` only in the default ones.
+    let out = weft(dir.path(), &["validate", "--plugins", extra, flow], None);
+    let err = text(&out.stderr);
+    assert!(!err.contains("no plugin"), "{err}");
+    assert!(err.contains("missing: secret `api_token`"), "{err}");
+    // Without it, the renamed plugin is not found, and the message says where weft looked.
+    let out = weft(dir.path(), &["validate", flow], None);
+    let err = text(&out.stderr);
+    assert!(err.contains("no plugin `my-map` in "), "{err}");
 }
