@@ -18,7 +18,7 @@
 //! | `survives_a_429_burst_and_a_token_expiry_mid_run` | the vendor's throttling answer is `rate-limited` (with its wait); after it and an expired token the read completes without loss or duplicates |
 //! | `refuses_a_forged_webhook_and_accepts_a_genuine_one` | a delivery the emulator really sent is accepted as events; the same with its body altered is rejected |
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -446,72 +446,16 @@ fn assert_unique(ids: &[String], what: &str) {
     assert!(dupes.is_empty(), "{what} returned duplicates: {dupes:?}");
 }
 
-fn schema_properties(stream: &weft_runtime::bindings::StreamDescriptor) -> BTreeMap<String, Value> {
-    let schema: Value = serde_json::from_str(&stream.schema)
-        .unwrap_or_else(|e| panic!("stream {}: schema is not JSON: {e}", stream.name));
-    assert_eq!(
-        schema["type"], "object",
-        "stream {}: the schema describes an object",
-        stream.name
-    );
-    let props = schema["properties"]
-        .as_object()
-        .unwrap_or_else(|| panic!("stream {}: the schema lists properties", stream.name));
-    props.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
-}
-
 pub async fn describe_is_valid<C: Case>() {
     let h = Harness::start::<C>().await;
     let info = h.plugin.info();
-    assert!(!info.name.is_empty() && !info.version.is_empty() && !info.description.is_empty());
-    let config_schema: Value =
-        serde_json::from_str(&info.config_schema).expect("config schema is JSON");
-    assert_eq!(
-        config_schema["type"], "object",
-        "config schema describes an object"
-    );
-    assert!(!info.auth.is_empty(), "declares at least one auth kind");
-    assert!(
-        !info.hosts.is_empty(),
-        "declares the hosts its config implies"
-    );
+    let problems = weft_conformance::connector::describe_problems(info);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
     assert!(
         info.streams.iter().any(|s| s.name == C::STREAM),
         "has stream {}",
         C::STREAM
     );
-    for stream in &info.streams {
-        let props = schema_properties(stream);
-        assert!(
-            !stream.primary_key.is_empty(),
-            "stream {} has a primary key",
-            stream.name
-        );
-        for key in &stream.primary_key {
-            assert!(
-                props.contains_key(key),
-                "stream {}: key `{key}` is in the schema",
-                stream.name
-            );
-        }
-        if let Some(cursor) = &stream.cursor_field {
-            assert!(
-                props.contains_key(cursor),
-                "stream {}: cursor field `{cursor}` is in the schema",
-                stream.name
-            );
-            assert!(
-                stream.sync_modes.contains(&SyncMode::Incremental),
-                "stream {} has a cursor field, so reads incrementally",
-                stream.name
-            );
-        }
-        assert!(
-            !stream.sync_modes.is_empty() || !stream.write_modes.is_empty(),
-            "stream {} can be read or written",
-            stream.name
-        );
-    }
 }
 
 pub async fn check_accepts_the_credential_and_refuses_a_bad_one<C: Case>() {

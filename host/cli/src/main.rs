@@ -10,6 +10,7 @@ macro_rules! out {
     }};
 }
 
+mod authoring;
 mod connections;
 mod dataset;
 mod demo;
@@ -189,6 +190,14 @@ pub enum PluginCommand {
         #[arg(long = "plugins")]
         plugin_dirs: Vec<PathBuf>,
     },
+    /// Make a plugin project from a template: a connector or a transform in Rust,
+    /// JavaScript or Python that builds and passes `weft plugin test` as made.
+    New(authoring::NewArgs),
+    /// Build the plugin project here (or --project DIR) as its weft-plugin.toml says.
+    Build(authoring::BuildArgs),
+    /// Run the conformance checks on a component: a connector against the sandbox or a URL,
+    /// a transform over sample records; in a project, its weft-plugin.toml gives the defaults.
+    Test(authoring::TestArgs),
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -201,7 +210,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // The examples' `sandbox` environments carry the sandbox's published demo credentials
     // literally, so the demo does not warn about each of them.
-    let default_filter = if matches!(cli.command, Command::Demo(_)) {
+    // So does `weft plugin test` with the sandbox's or its own credentials.
+    let default_filter = if matches!(
+        cli.command,
+        Command::Demo(_)
+            | Command::Plugin {
+                command: PluginCommand::Test(_)
+            }
+    ) {
         "warn,weft_capabilities::connection=error"
     } else {
         "warn"
@@ -278,6 +294,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 plugin::install(&cli.data_dir, &file, replace).await
             }
             PluginCommand::List { plugin_dirs } => plugin::list(&cli.data_dir, plugin_dirs).await,
+            PluginCommand::New(args) => authoring::new(args),
+            PluginCommand::Build(args) => authoring::build(args),
+            PluginCommand::Test(args) => authoring::test(&cli.data_dir, args).await,
         },
         Command::Validate(args) => {
             let (file, plugins, options) = args.plan(&cli.data_dir, &cli.tenant);

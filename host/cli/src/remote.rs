@@ -496,8 +496,11 @@ async fn plugin(remote: &Remote, command: crate::PluginCommand) -> anyhow::Resul
                 );
             }
         }
-        crate::PluginCommand::Inspect { .. } => {
-            bail!("`weft plugin inspect` reads a local file: run it without --server")
+        crate::PluginCommand::Inspect { .. }
+        | crate::PluginCommand::New(_)
+        | crate::PluginCommand::Build(_)
+        | crate::PluginCommand::Test(_) => {
+            bail!("this `weft plugin` command works on local files: run it without --server")
         }
     }
     Ok(())

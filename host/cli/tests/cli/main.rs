@@ -5,6 +5,7 @@ use std::process::{Command, Output, Stdio};
 
 use weft_tests::{HTTP_JSON, MAP, OLD_CONTRACT, wasm};
 
+mod authoring;
 mod crashes;
 mod plugins;
 mod serve;
