@@ -88,6 +88,9 @@ export const connectorApi = connector({ http, log: logging, webhookKeys }, {
     if (req.stream !== 'users') throw PluginError.config(`{{name}} has no stream \`${req.stream}\``);
     // `req.state` is what the previous page returned with Page.more/Page.last, or undefined.
     const state = req.state ?? {};
+    if (typeof state !== 'object' || Array.isArray(state)) {
+      throw PluginError.config(`the stored cursor ${req.cursor} is not one {{name}} gave out; reset the flow's cursor`);
+    }
     return req.mode === 'incremental' ? readChanges(conn, state, req.pageSize) : readFull(conn, state, req.pageSize);
   },
 
@@ -144,10 +147,12 @@ export const connectorApi = connector({ http, log: logging, webhookKeys }, {
  * `{"users": [...], "meta": {"has_more": true, "after_cursor": "..."}}`.
  */
 function readFull(conn, state, pageSize) {
-  const body = conn.get(api(conn, 'users.json'))
+  const answer = conn.get(api(conn, 'users.json'))
     .query('page[size]', Math.min(pageSize ?? MAX_PAGE, MAX_PAGE))
     .query('page[after]', state.after)
-    .sendJson();
+    .send();
+  refusedCursor(answer, state.after);
+  const body = answer.errorForStatus().json();
   const { has_more: hasMore, after_cursor: after } = body.meta ?? {};
   return hasMore && after ? Page.more(body.users, { after }) : Page.last(body.users);
 }
@@ -163,8 +168,17 @@ function readChanges(conn, state, pageSize) {
     .query('per_page', Math.min(pageSize ?? MAX_EXPORT_PAGE, MAX_EXPORT_PAGE));
   if (state.cursor) request.query('cursor', state.cursor);
   else request.query('start_time', 0);
-  const body = request.sendJson();
+  const answer = request.send();
+  refusedCursor(answer, state.cursor);
+  const body = answer.errorForStatus().json();
   const next = { cursor: body.after_cursor ?? state.cursor };
   log.debug('export page', { records: body.users.length, end: body.end_of_stream });
   return body.end_of_stream ? Page.last(body.users, next) : Page.more(body.users, next);
+}
+
+/** A cursor the API refuses (400) is the flow's to reset, not a failure to retry. */
+function refusedCursor(answer, cursor) {
+  if (answer.status === 400 && cursor) {
+    throw PluginError.config(`Zendesk refused the stored cursor (${answer.text()}); reset the flow's cursor`);
+  }
 }

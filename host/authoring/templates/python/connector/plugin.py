@@ -91,6 +91,8 @@ class Plugin(Connector):
             raise PluginError.config(f"{{name}} has no stream `{req.stream}`")
         # `req.state` is what the previous page returned with Page.more/Page.last, or None.
         state = req.state or {}
+        if not isinstance(state, dict):
+            raise PluginError.config(f"the stored cursor {req.cursor} is not one {{name}} gave out; reset the flow's cursor")
         if req.mode == "incremental":
             return read_changes(conn, state, req.page_size)
         return read_full(conn, state, req.page_size)
@@ -150,10 +152,12 @@ def read_full(conn, state, page_size):
     """Full reads walk the list endpoint with cursor pagination:
     `GET /api/v2/users.json?page[size]=N&page[after]=C` answers
     `{"users": [...], "meta": {"has_more": true, "after_cursor": "..."}}`."""
-    body = (conn.get(api(conn, "users.json"))
-            .query("page[size]", min(page_size or MAX_PAGE, MAX_PAGE))
-            .query("page[after]", state.get("after"))
-            .send_json())
+    answer = (conn.get(api(conn, "users.json"))
+              .query("page[size]", min(page_size or MAX_PAGE, MAX_PAGE))
+              .query("page[after]", state.get("after"))
+              .send())
+    refused_cursor(answer, state.get("after"))
+    body = answer.error_for_status().json()
     meta = body.get("meta") or {}
     if meta.get("has_more") and meta.get("after_cursor"):
         return Page.more(body["users"], {"after": meta["after_cursor"]})
@@ -171,12 +175,20 @@ def read_changes(conn, state, page_size):
         request.query("cursor", state["cursor"])
     else:
         request.query("start_time", 0)
-    body = request.send_json()
+    answer = request.send()
+    refused_cursor(answer, state.get("cursor"))
+    body = answer.error_for_status().json()
     following = {"cursor": body.get("after_cursor") or state.get("cursor")}
     log.debug("export page", records=len(body["users"]), end=body.get("end_of_stream"))
     if body.get("end_of_stream"):
         return Page.last(body["users"], following)
     return Page.more(body["users"], following)
+
+
+def refused_cursor(answer, cursor):
+    """A cursor the API refuses (400) is the flow's to reset, not a failure to retry."""
+    if answer.status == 400 and cursor:
+        raise PluginError.config(f"Zendesk refused the stored cursor ({answer.text()}); reset the flow's cursor")
 
 
 # The class componentize-py instantiates for the exported `connector-api` interface.
