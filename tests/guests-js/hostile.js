@@ -44,20 +44,14 @@ async function probes(conn) {
       const argv = globalThis.process?.argv ?? [];
       return [argv.length ? 'allowed' : 'empty', `argv = ${JSON.stringify(argv)}`];
     }),
-    await probe('file-read', async () => {
-      // The engine has no file API; fetch is the only way a URL-shaped read could go.
-      if (typeof globalThis.fetch !== 'function') return ['empty', `no fetch and no file API (typeof require = ${typeof globalThis.require})`];
-      const r = await fetch('file:///etc/passwd');
-      return ['allowed', `file:///etc/passwd answered ${r.status}`];
-    }),
     await probe('file-list', () => {
       const fsLike = ['require', 'Deno', 'Bun', 'fs'].filter((n) => typeof globalThis[n] !== 'undefined');
       return [fsLike.length ? 'allowed' : 'empty', `file APIs present: ${fsLike.join(',') || 'none'}`];
     }),
-    await probe('fetch', async () => {
-      if (typeof globalThis.fetch !== 'function') return ['empty', 'fetch is not defined'];
-      const r = await fetch(base);
-      return ['allowed', `fetch(${base}) answered ${r.status}`];
+    await probe('fetch-present', () => {
+      // componentize-js keeps a `fetch` global when its `http` feature is left out, stubbed to
+      // trap: calling it fails the whole call (read with options.probe = "fetch").
+      return ['empty', `typeof fetch = ${typeof globalThis.fetch}; calling it is the separate "fetch" probe`];
     }),
     await probe('socket', () => {
       const sockets = ['WebSocket', 'XMLHttpRequest', 'Deno'].filter((n) => typeof globalThis[n] !== 'undefined');
@@ -120,7 +114,15 @@ export const connectorApi = connector({ http, log: logging, webhookKeys }, {
     if (escaped.length) throw PluginError.internal(`escaped: ${escaped.map((p) => `${p.probe} (${p.detail})`).join('; ')}`);
   },
 
-  async read(conn) {
+  // options.probe = "fetch" or "fetch-file" calls fetch() alone: expected to trap, so the
+  // read fails and nothing reaches the upstream. Any other read runs every other probe.
+  async read(conn, req) {
+    const only = req.options.probe;
+    if (only === 'fetch' || only === 'fetch-file') {
+      const url = only === 'fetch' ? conn.config.base_url : 'file:///etc/passwd';
+      const answer = await fetch(url);
+      return Page.last([{ probe: only, outcome: 'allowed', detail: `fetch(${url}) answered ${answer.status}` }]);
+    }
     return Page.last(await probes(conn));
   },
 });

@@ -6,8 +6,11 @@ through: a confinement failure), or for the control probe "allowed" as expected.
 See README.md for what each probe expects.
 """
 
+import encodings.idna  # noqa: F401 - socket encodes host names with it; bundled so the probes reach WASI
 import os
+import socket  # imported here so componentize-py bundles it: the probes use the real module
 import sys
+import urllib.request
 from urllib.parse import urlsplit
 
 from componentize_py_types import Err
@@ -62,21 +65,31 @@ def file_write():
 
 
 def socket_connect(base):
-    import socket
     parts = urlsplit(base)
     port = parts.port or (443 if parts.scheme == "https" else 80)
     with socket.create_connection((parts.hostname, port), timeout=5) as s:
         return "allowed", f"connected to {s.getpeername()}"
 
 
+def socket_ip(base):
+    """A connect to the upstream's address itself, with no name to resolve."""
+    parts = urlsplit(base)
+    ip = parts.hostname if parts.hostname and parts.hostname[0].isdigit() else "127.0.0.1"
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.settimeout(5)
+        s.connect((ip, parts.port or 80))
+        return "allowed", f"connected to {ip}:{parts.port or 80}"
+    finally:
+        s.close()
+
+
 def dns(base):
-    import socket
     found = socket.getaddrinfo(urlsplit(base).hostname or "localhost", 80)
     return "allowed", f"getaddrinfo answered {found[:2]!r}"
 
 
 def urllib_fetch(base):
-    import urllib.request
     with urllib.request.urlopen(base, timeout=5) as r:
         return "allowed", f"urlopen({base}) answered {r.status}"
 
@@ -108,6 +121,7 @@ def probes(conn):
         probe("file-list", file_list),
         probe("file-write", file_write),
         probe("socket", lambda: socket_connect(base)),
+        probe("socket-ip", lambda: socket_ip(base)),
         probe("dns", lambda: dns(base)),
         probe("fetch", lambda: urllib_fetch(base)),
         probe("other-connection", lambda: other_connection(other, base)),
