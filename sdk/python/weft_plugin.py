@@ -143,13 +143,21 @@ class PluginError(Exception):
         return case(self.value)
 
 
+def _variant_text(value: Any) -> str:
+    """A host error case as text: ``StateError_ValueTooLarge(65536)`` → ``value-too-large (65536)``."""
+    case = type(value).__name__.split("_", 1)[-1]
+    kebab = "".join("-" + c.lower() if c.isupper() else c for c in case).lstrip("-")
+    payload = getattr(value, "value", None)
+    return kebab if payload is None else f"{kebab} ({payload})"
+
+
 def _as_plugin_error(e: BaseException) -> PluginError:
     """Any exception as a PluginError: ours as they are, the rest as ``internal``."""
     if isinstance(e, PluginError):
         return e
     if isinstance(e, Err):
         # A host error value no helper mapped (a state or MAC refusal used directly).
-        return PluginError.internal(f"host call failed: {e.value!r}")
+        return PluginError.internal(f"host call failed: {_variant_text(e.value)}")
     where = traceback.extract_tb(e.__traceback__)[-1:] if e.__traceback__ else []
     at = f" (at {where[0].filename}:{where[0].lineno})" if where else ""
     return PluginError.internal(f"{type(e).__name__}: {e}{at}")
@@ -381,7 +389,7 @@ class _State:
         try:
             return f(s)
         except Err as e:
-            raise PluginError.internal(f"plugin state refused: {e.value!r}") from None
+            raise PluginError.internal(f"plugin state refused: {_variant_text(e.value)}") from None
 
     def get(self, key: str) -> Any:
         raw = self._call(lambda s: s.get(key))
