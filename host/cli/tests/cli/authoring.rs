@@ -282,8 +282,10 @@ fn new_build_test_install(root: &Path, data: &Path, name: &str, kind: &str, lang
     );
     let project = root.join(name);
     let built = weft_in(&project, data, &["plugin", "build"]);
+    // weft's own line comes last, after the toolchain's output.
     let output = text(&built.stdout)
         .lines()
+        .rev()
         .find_map(|l| l.strip_prefix("built ").map(str::to_owned))
         .unwrap_or_else(|| panic!("{}", text(&built.stdout)));
     let tested = weft_in(&project, data, &["plugin", "test", "--json"]);
@@ -308,7 +310,7 @@ fn users_flow(
     let url = zendesk.base_url();
     let host = url.trim_start_matches("http://");
     let flow = format!(
-        r#"name = "{dataset}"
+        r#"name = "{flow_name}"
 
 [connections.helpdesk]
 plugin = "{connector}"
@@ -332,6 +334,7 @@ config = {{ fields = {{ id = "id", full_name = "name", contact = "email" }} }}
 id = "save"
 write = {{ connection = "store", stream = "{dataset}", input = "renamed", mode = "upsert", key = ["id"] }}
 "#,
+        flow_name = dataset.replace('_', "-"),
         user = c.extra["basic_auth_user"],
         token = c.api_token.unwrap(),
     );
