@@ -7,6 +7,7 @@ use weft_tests::{HTTP_JSON, MAP, OLD_CONTRACT, wasm};
 
 mod authoring;
 mod crashes;
+mod languages;
 mod plugins;
 mod serve;
 mod tenants;
