@@ -66,7 +66,10 @@ fn built(language: Language) -> PathBuf {
     let started = Instant::now();
     let output = weft_authoring::build(&dir, &manifest)
         .unwrap_or_else(|e| panic!("building the {language} project: {e}"));
-    eprintln!("built {language} in {:.1} s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "built {language} in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     output
 }
 

@@ -43,7 +43,9 @@ impl std::str::FromStr for Kind {
         match s {
             "connector" => Ok(Kind::Connector),
             "transform" => Ok(Kind::Transform),
-            _ => Err(format!("`{s}` is not a kind of plugin: connector or transform")),
+            _ => Err(format!(
+                "`{s}` is not a kind of plugin: connector or transform"
+            )),
         }
     }
 }
@@ -164,8 +166,7 @@ impl Manifest {
     /// Parses a manifest's text; the error names the line and column.
     pub fn parse(text: &str) -> Result<Manifest, String> {
         let manifest: Manifest = toml::from_str(text).map_err(|e| e.to_string())?;
-        if manifest.build.commands.iter().any(Vec::is_empty) || manifest.build.commands.is_empty()
-        {
+        if manifest.build.commands.iter().any(Vec::is_empty) || manifest.build.commands.is_empty() {
             return Err("[build] commands: give at least one command, each a non-empty list such as [\"npm\", \"run\", \"build\"]".into());
         }
         Ok(manifest)

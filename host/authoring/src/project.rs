@@ -5,8 +5,8 @@ use std::process::Command;
 
 use include_dir::{Dir, include_dir};
 
-use crate::manifest::{Kind, Language, Manifest};
 use crate::AuthoringError;
+use crate::manifest::{Kind, Language, Manifest};
 
 /// `templates/LANGUAGE/KIND/`: each file copied with `{{name}}` and `{{name_snake}}` replaced.
 static TEMPLATES: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/templates");
@@ -198,8 +198,13 @@ mod tests {
             "mine"
         );
         for bad in ["", "Upper", "9lives", "a/b", "../x", &"x".repeat(65)] {
-            let err = create(&dir.path().join("new"), bad, Kind::Transform, Language::Rust)
-                .unwrap_err();
+            let err = create(
+                &dir.path().join("new"),
+                bad,
+                Kind::Transform,
+                Language::Rust,
+            )
+            .unwrap_err();
             assert!(matches!(err, AuthoringError::BadName(_)), "{bad}: {err}");
         }
     }

@@ -8,9 +8,9 @@ use clap::Args;
 use serde_json::Value;
 use weft_authoring::{Kind, Language, MANIFEST, Manifest, TestSection};
 use weft_capabilities::{AuthSpec, MasterKey, Secrets};
+use weft_conformance::Report;
 use weft_conformance::connector::{self, Against, Target, Upstream};
 use weft_conformance::transform::{self, Sample};
-use weft_conformance::Report;
 
 #[derive(Args)]
 pub struct NewArgs {
@@ -82,7 +82,10 @@ pub fn new(args: NewArgs) -> anyhow::Result<()> {
         dir.display(),
         files.len()
     );
-    println!("next: cd {} && weft plugin build && weft plugin test", dir.display());
+    println!(
+        "next: cd {} && weft plugin build && weft plugin test",
+        dir.display()
+    );
     println!("(README.md there says how to install it and use it in a flow)");
     Ok(())
 }

@@ -47,12 +47,11 @@ impl FromStr for Against {
                     .collect::<Vec<_>>()
                     .join(", ")
             };
-            return Vendor::from_slug(slug).map(Against::Sandbox).ok_or_else(|| {
-                format!(
-                    "the sandbox has no `{slug}` emulator; it has {}",
-                    vendors()
-                )
-            });
+            return Vendor::from_slug(slug)
+                .map(Against::Sandbox)
+                .ok_or_else(|| {
+                    format!("the sandbox has no `{slug}` emulator; it has {}", vendors())
+                });
         }
         if s.starts_with("http://") || s.starts_with("https://") {
             return Ok(Against::Url(s.trim_end_matches('/').to_owned()));
@@ -87,7 +86,9 @@ impl Upstream {
                 let base_url = sandbox
                     .vendor(*vendor)
                     .map(|h| h.base_url().to_owned())
-                    .ok_or_else(|| format!("the sandbox started without its {vendor:?} emulator"))?;
+                    .ok_or_else(|| {
+                        format!("the sandbox started without its {vendor:?} emulator")
+                    })?;
                 Ok(Upstream {
                     sandbox: Some((sandbox, *vendor)),
                     base_url,
@@ -109,37 +110,50 @@ impl Upstream {
         let c = sandbox.vendor(*vendor)?.credentials();
         let literal = |s: &str| SecretRef::Literal(Secret::new(s));
         let token_url = c.extra.get("token_url").cloned();
-        plugin.info().auth.iter().find_map(|method| match method.kind {
-            AuthKind::None => Some(AuthSpec::None),
-            AuthKind::Basic => {
-                let password = c.api_token.clone().or_else(|| c.extra.get("password").cloned())?;
-                let username = c
-                    .extra
-                    .get("basic_auth_user")
-                    .cloned()
-                    .unwrap_or_else(|| c.username.clone());
-                Some(AuthSpec::Basic {
-                    username,
-                    password: literal(&password),
-                })
-            }
-            AuthKind::ApiKey => c.api_token.as_deref().map(|t| AuthSpec::ApiKey { value: literal(t) }),
-            AuthKind::Bearer => c.api_token.as_deref().map(|t| AuthSpec::Bearer { token: literal(t) }),
-            AuthKind::Oauth2Refresh => Some(AuthSpec::OAuth2Refresh {
-                token_url: token_url.clone()?,
-                client_id: literal(&c.client_id),
-                client_secret: literal(&c.client_secret),
-                refresh_token: literal(c.refresh_token.as_deref()?),
-                scope: None,
-            }),
-            AuthKind::Oauth2ClientCredentials => Some(AuthSpec::OAuth2ClientCredentials {
-                token_url: token_url.clone()?,
-                client_id: literal(&c.client_id),
-                client_secret: literal(&c.client_secret),
-                scope: c.extra.get("scope").cloned(),
-            }),
-            AuthKind::JwtBearer => None,
-        })
+        plugin
+            .info()
+            .auth
+            .iter()
+            .find_map(|method| match method.kind {
+                AuthKind::None => Some(AuthSpec::None),
+                AuthKind::Basic => {
+                    let password = c
+                        .api_token
+                        .clone()
+                        .or_else(|| c.extra.get("password").cloned())?;
+                    let username = c
+                        .extra
+                        .get("basic_auth_user")
+                        .cloned()
+                        .unwrap_or_else(|| c.username.clone());
+                    Some(AuthSpec::Basic {
+                        username,
+                        password: literal(&password),
+                    })
+                }
+                AuthKind::ApiKey => c
+                    .api_token
+                    .as_deref()
+                    .map(|t| AuthSpec::ApiKey { value: literal(t) }),
+                AuthKind::Bearer => c
+                    .api_token
+                    .as_deref()
+                    .map(|t| AuthSpec::Bearer { token: literal(t) }),
+                AuthKind::Oauth2Refresh => Some(AuthSpec::OAuth2Refresh {
+                    token_url: token_url.clone()?,
+                    client_id: literal(&c.client_id),
+                    client_secret: literal(&c.client_secret),
+                    refresh_token: literal(c.refresh_token.as_deref()?),
+                    scope: None,
+                }),
+                AuthKind::Oauth2ClientCredentials => Some(AuthSpec::OAuth2ClientCredentials {
+                    token_url: token_url.clone()?,
+                    client_id: literal(&c.client_id),
+                    client_secret: literal(&c.client_secret),
+                    scope: c.extra.get("scope").cloned(),
+                }),
+                AuthKind::JwtBearer => None,
+            })
     }
 
     /// Stops the emulator, if one was started.
@@ -287,9 +301,14 @@ impl Bench<'_> {
             let page = self
                 .page(self.request(stream, mode, cursor.clone()))
                 .await
-                .map_err(|e| format!("reading page {} from cursor {from:?}: {e}", read.pages + 1))?;
+                .map_err(|e| {
+                    format!("reading page {} from cursor {from:?}: {e}", read.pages + 1)
+                })?;
             let records: Vec<Value> = serde_json::from_str(&page.records).map_err(|e| {
-                format!("page {} is not a JSON array of records: {e}", read.pages + 1)
+                format!(
+                    "page {} is not a JSON array of records: {e}",
+                    read.pages + 1
+                )
             })?;
             read.pages += 1;
             read.page_cursors.push(page.next_cursor.clone());
@@ -390,7 +409,11 @@ fn cursor_order(a: &Value, b: &Value) -> std::cmp::Ordering {
     match (a.as_f64(), b.as_f64()) {
         (Some(x), Some(y)) => x.total_cmp(&y),
         _ => {
-            let text = |v: &Value| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string());
+            let text = |v: &Value| {
+                v.as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| v.to_string())
+            };
             text(a).cmp(&text(b))
         }
     }
@@ -458,7 +481,10 @@ pub async fn check(plugin: &ConnectorPlugin, upstream: &Upstream, target: &Targe
         "check_accepts_the_credential",
         "`check` succeeds with the connection's credential",
         async {
-            match plugin.check(&bench.context, CONNECTION, &bench.config).await {
+            match plugin
+                .check(&bench.context, CONNECTION, &bench.config)
+                .await
+            {
                 Ok(()) => Outcome::Passed(format!("accepted ({} credential)", target.auth.kind())),
                 Err(e) => Outcome::Failed(format!("check failed: {e}")),
             }
@@ -599,7 +625,10 @@ pub fn describe_problems(info: &weft_runtime::ConnectorInfo) -> Vec<String> {
         let schema: Value = match serde_json::from_str(&stream.schema) {
             Ok(s) => s,
             Err(e) => {
-                problems.push(format!("stream {}: the schema is not JSON: {e}", stream.name));
+                problems.push(format!(
+                    "stream {}: the schema is not JSON: {e}",
+                    stream.name
+                ));
                 continue;
             }
         };
@@ -628,7 +657,10 @@ pub fn describe_problems(info: &weft_runtime::ConnectorInfo) -> Vec<String> {
             ));
         }
         if stream.sync_modes.is_empty() && stream.write_modes.is_empty() {
-            problems.push(format!("stream {} can be neither read nor written", stream.name));
+            problems.push(format!(
+                "stream {} can be neither read nor written",
+                stream.name
+            ));
         }
     }
     problems
@@ -645,7 +677,11 @@ async fn check_refuses_a_wrong_credential(bench: &Bench<'_>) -> Outcome {
         Ok(c) => c,
         Err(e) => return Outcome::Failed(e),
     };
-    match bench.plugin.check(&context, CONNECTION, &bench.config).await {
+    match bench
+        .plugin
+        .check(&context, CONNECTION, &bench.config)
+        .await
+    {
         Ok(()) => Outcome::Failed(
             "check succeeded with a wrong credential: does `check` call the API at all?".into(),
         ),
@@ -772,7 +808,10 @@ async fn a_read_resumes_from_any_page(
     let Some(cursor) = full.page_cursors[0].clone() else {
         return Outcome::Failed("the first page of several gave no cursor".into());
     };
-    let rest = match bench.read_all(&stream.name, SyncMode::Full, Some(cursor)).await {
+    let rest = match bench
+        .read_all(&stream.name, SyncMode::Full, Some(cursor))
+        .await
+    {
         Ok(rest) => rest,
         Err(e) => return Outcome::Failed(format!("resuming after the first page: {e}")),
     };
@@ -810,7 +849,10 @@ async fn incremental_read_returns_nothing_older(
     let Some(field) = &stream.cursor_field else {
         return Outcome::Skipped(format!("stream {} declares no cursor field", stream.name));
     };
-    let first = match bench.read_all(&stream.name, SyncMode::Incremental, None).await {
+    let first = match bench
+        .read_all(&stream.name, SyncMode::Incremental, None)
+        .await
+    {
         Ok(r) => r,
         Err(e) => return Outcome::Failed(format!("the first incremental read: {e}")),
     };
@@ -982,7 +1024,10 @@ mod tests {
             Ok(Against::Url("http://127.0.0.1:9".into()))
         );
         let unknown = "sandbox:jira".parse::<Against>().unwrap_err();
-        assert!(unknown.contains("no `jira` emulator") && unknown.contains("zendesk"), "{unknown}");
+        assert!(
+            unknown.contains("no `jira` emulator") && unknown.contains("zendesk"),
+            "{unknown}"
+        );
         assert!("ftp://x".parse::<Against>().is_err());
     }
 

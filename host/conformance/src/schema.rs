@@ -133,11 +133,27 @@ mod tests {
         let schema = json!({"type": "object", "required": ["id"], "properties": {
             "id": {"type": "integer"}, "name": {"type": ["string", "null"]}, "score": {"type": "number"}
         }});
-        assert_eq!(check_record(&schema, &json!({"id": 1, "name": null, "score": 2, "x": []})), Ok(()));
+        assert_eq!(
+            check_record(
+                &schema,
+                &json!({"id": 1, "name": null, "score": 2, "x": []})
+            ),
+            Ok(())
+        );
         let wrong = check_record(&schema, &json!({"id": "1"})).unwrap_err();
-        assert!(check_record(&schema, &json!({"id": null})).is_err(), "a required member is not null");
-        assert_eq!(check_record(&schema, &json!({"id": 1, "score": null})), Ok(()), "an optional one may be");
-        assert!(wrong.starts_with("`id` is string where the schema declares \"integer\""), "{wrong}");
+        assert!(
+            check_record(&schema, &json!({"id": null})).is_err(),
+            "a required member is not null"
+        );
+        assert_eq!(
+            check_record(&schema, &json!({"id": 1, "score": null})),
+            Ok(()),
+            "an optional one may be"
+        );
+        assert!(
+            wrong.starts_with("`id` is string where the schema declares \"integer\""),
+            "{wrong}"
+        );
         let missing = check_record(&schema, &json!({"name": "a"})).unwrap_err();
         assert!(missing.contains("lacks `id`"), "{missing}");
         assert!(check_record(&schema, &json!([1])).is_err());
@@ -147,7 +163,10 @@ mod tests {
     fn an_inferred_schema_holds_every_type_seen() {
         let schema = infer(&[json!({"a": 1, "b": "x"}), json!({"a": 1.5, "b": null})]);
         assert_eq!(schema["properties"]["a"], json!({"type": "number"}));
-        assert_eq!(schema["properties"]["b"], json!({"type": ["string", "null"]}));
+        assert_eq!(
+            schema["properties"]["b"],
+            json!({"type": ["string", "null"]})
+        );
         for record in [json!({"a": 1, "b": "x"}), json!({"a": 1.5, "b": null})] {
             assert_eq!(check_record(&schema, &record), Ok(()));
         }

@@ -82,7 +82,10 @@ pub async fn check(plugin: &TransformPlugin, sample: &Sample) -> Report {
         report.checks.push(Check {
             name: "sample_has_records",
             pins: "the checks run over sample records",
-            outcome: Outcome::Failed("the sample input holds no records: give a JSON array of a few typical records".into()),
+            outcome: Outcome::Failed(
+                "the sample input holds no records: give a JSON array of a few typical records"
+                    .into(),
+            ),
             took: std::time::Duration::ZERO,
         });
         return report;

@@ -112,7 +112,10 @@ fn plugin_test_reports_a_connector_pointed_at_the_wrong_upstream_check_by_check(
     );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
     let report = text(&out.stdout);
-    assert!(report.starts_with("zendesk 0.1.0 (connector)\n"), "{report}");
+    assert!(
+        report.starts_with("zendesk 0.1.0 (connector)\n"),
+        "{report}"
+    );
     assert!(report.contains("  ok   describe_is_valid"), "{report}");
     assert!(
         report.contains("  FAIL check_accepts_the_credential"),
@@ -154,10 +157,7 @@ fn plugin_test_passes_the_map_transform_and_fails_a_hostile_one_saying_why() {
     let outcomes = outcomes(&report);
     let names: Vec<&str> = outcomes.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, TRANSFORM_CHECKS, "{report:#}");
-    assert!(
-        outcomes.iter().all(|(_, o)| o != "failed"),
-        "{report:#}"
-    );
+    assert!(outcomes.iter().all(|(_, o)| o != "failed"), "{report:#}");
 
     // A transform whose rejects name records the batch does not have.
     let hostile = weft(
@@ -175,7 +175,10 @@ fn plugin_test_passes_the_map_transform_and_fails_a_hostile_one_saying_why() {
     );
     assert_eq!(hostile.status.code(), Some(1), "{}", text(&hostile.stdout));
     let report = text(&hostile.stdout);
-    assert!(report.contains("  FAIL output_honours_its_schema"), "{report}");
+    assert!(
+        report.contains("  FAIL output_honours_its_schema"),
+        "{report}"
+    );
     assert!(report.contains("a reject names record"), "{report}");
 
     // One that panics: a trap, reported, not a crash of weft.
@@ -395,7 +398,9 @@ async fn rust_plugins_from_the_templates_build_pass_their_checks_and_run_in_a_fl
         let listed = text(&weft_in(&root, &data, &["plugin", "list"]).stdout);
         for row in ["shelf ", "tidy "] {
             assert!(
-                listed.lines().any(|l| l.starts_with(row) && l.contains("0.1.0")),
+                listed
+                    .lines()
+                    .any(|l| l.starts_with(row) && l.contains("0.1.0")),
                 "{listed}"
             );
         }

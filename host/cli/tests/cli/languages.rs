@@ -69,7 +69,11 @@ fn assert_confined(probes: &[Value], expected: &[&str]) {
         let probe = probes.iter().find(|p| p["probe"] == denied).unwrap();
         assert_eq!(probe["outcome"], "refused", "{probe}");
         assert!(
-            probe["detail"].as_str().unwrap().to_lowercase().contains("denied"),
+            probe["detail"]
+                .as_str()
+                .unwrap()
+                .to_lowercase()
+                .contains("denied"),
             "{probe}"
         );
     }
@@ -98,7 +102,16 @@ async fn a_javascript_plugin_gets_the_same_sandbox_as_a_rust_one() {
             let (data, flow) = (data.clone(), flow.clone());
             let vars = sandbox_vars(&sandbox, &flow);
             move || {
-                build_step("npm", &["ci", "--prefix", "tests/guests-js", "--no-audit", "--no-fund"]);
+                build_step(
+                    "npm",
+                    &[
+                        "ci",
+                        "--prefix",
+                        "tests/guests-js",
+                        "--no-audit",
+                        "--no-fund",
+                    ],
+                );
                 build_step("node", &["tests/guests-js/build.mjs"]);
                 let file = repo().join("target/guests-js/hostile_js.wasm");
                 let installed = weft(&data, &["plugin", "install", file.to_str().unwrap()], None);
@@ -111,8 +124,16 @@ async fn a_javascript_plugin_gets_the_same_sandbox_as_a_rust_one() {
         })
         .await
         .unwrap();
-        assert!(run.status.success(), "{}\n{}", text(&run.stdout), text(&run.stderr));
-        (dataset(&data, "hostile_js_probes"), sandbox.requests(Some(Vendor::Zendesk)).len())
+        assert!(
+            run.status.success(),
+            "{}\n{}",
+            text(&run.stdout),
+            text(&run.stderr)
+        );
+        (
+            dataset(&data, "hostile_js_probes"),
+            sandbox.requests(Some(Vendor::Zendesk)).len(),
+        )
     };
     assert_confined(
         &probes,
@@ -162,7 +183,12 @@ async fn a_python_plugin_gets_the_same_sandbox_as_a_rust_one() {
         .await
         .unwrap()
     };
-    assert!(run.status.success(), "{}\n{}", text(&run.stdout), text(&run.stderr));
+    assert!(
+        run.status.success(),
+        "{}\n{}",
+        text(&run.stdout),
+        text(&run.stderr)
+    );
     assert_confined(
         &dataset(&data, "hostile_python_probes"),
         &[
@@ -194,7 +220,10 @@ async fn the_javascript_and_python_examples_run_their_flows_against_the_sandbox(
     let py_flow = py.join("flows/users-enriched.toml");
     let runs = {
         let data = data.clone();
-        let vars = [sandbox_vars(&sandbox, &js_flow), sandbox_vars(&sandbox, &py_flow)];
+        let vars = [
+            sandbox_vars(&sandbox, &js_flow),
+            sandbox_vars(&sandbox, &py_flow),
+        ];
         tokio::task::spawn_blocking(move || {
             let mut runs = Vec::new();
             for ((project, flow), vars) in [(js, js_flow), (py, py_flow)].into_iter().zip(vars) {
@@ -223,7 +252,12 @@ async fn the_javascript_and_python_examples_run_their_flows_against_the_sandbox(
         .unwrap()
     };
     for run in &runs {
-        assert!(run.status.success(), "{}\n{}", text(&run.stdout), text(&run.stderr));
+        assert!(
+            run.status.success(),
+            "{}\n{}",
+            text(&run.stdout),
+            text(&run.stderr)
+        );
     }
     let tickets = dataset(&data, "helpdesk_tickets");
     assert_eq!(tickets.len(), 40, "every demo ticket");
