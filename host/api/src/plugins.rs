@@ -62,13 +62,15 @@ impl From<TenantPlugin> for PluginInfo {
 /// Uploads a plugin (the component's bytes as the body, of any content type, e.g.
 /// `application/wasm` or `application/octet-stream`): inspected first
 /// (a WebAssembly component of a `weft:plugin` contract this server speaks, at most 16 MiB),
-/// then kept under the name its `describe` gives, replacing the tenant's plugin of that name.
-/// The tenant's flows find it before the server's shared plugin of the same name.
+/// then kept under the name and version its `describe` gives, beside the tenant's other
+/// versions of that name (replacing the same version). The tenant's flows find it before the
+/// server's shared plugin of the same name: `NAME` takes the highest version, `NAME@1.2` the
+/// highest 1.2.x, `NAME@1.2.3` exactly that one.
 #[utoipa::path(post, path = "/api/v1/plugins", tag = "plugins", security(("token" = [])),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     responses(
         (status = 201, description = "Kept, new", body = PluginInfo),
-        (status = 200, description = "Kept over the plugin of the same name", body = PluginInfo),
+        (status = 200, description = "Kept over the same version of the plugin", body = PluginInfo),
         (status = 400, description = "Not a weft plugin, or over the size limit", body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 409, description = "Over the tenant's quota plugin_bytes", body = ErrorBody),
@@ -104,6 +106,11 @@ async fn upload(
             "the plugin calls itself `{name}`: a plugin's name is 1 to 64 characters from a-z, 0-9, '-' and '_'"
         )));
     }
+    if !weft_engine::registry::valid_plugin_version(version) {
+        return Err(ApiError::BadRequest(format!(
+            "the plugin gives its version as `{version}`: a plugin's version is a semantic version such as 1.2.0"
+        )));
+    }
     let digest = ring::digest::digest(&ring::digest::SHA256, &wasm);
     let described = TenantPlugin {
         name: name.to_owned(),
@@ -114,7 +121,9 @@ async fn upload(
         uploaded_at: std::time::SystemTime::now(),
     };
     let existing = api.store.plugin_list(&tenant).await?;
-    let new = existing.iter().all(|p| p.name != described.name);
+    let new = !existing
+        .iter()
+        .any(|p| p.name == described.name && p.version == described.version);
     api.store.plugin_put(&tenant, &described, &wasm).await?;
     api.changed();
     let status = if new {
@@ -141,8 +150,9 @@ async fn list(
     ))
 }
 
-/// Deletes one of the tenant's plugins; its flows that name it no longer plan (they are left
-/// out until deployed again, or until a plugin of that name is uploaded again).
+/// Deletes one of the tenant's plugins: every version (`NAME`) or one (`NAME@VERSION`). Its
+/// flows that name it no longer plan unless another version takes the name (they are left out
+/// until deployed again, or until a plugin of that name is uploaded again).
 #[utoipa::path(delete, path = "/api/v1/plugins/{name}", tag = "plugins", security(("token" = [])),
     params(("name" = String, Path)),
     responses(
@@ -155,7 +165,11 @@ async fn delete(
     State(api): State<Arc<Api>>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    if api.store.plugin_delete(&tenant, &name).await? {
+    let (base, version) = match name.split_once('@') {
+        Some((base, version)) => (base, Some(version)),
+        None => (name.as_str(), None),
+    };
+    if api.store.plugin_delete(&tenant, base, version).await? {
         api.changed();
         Ok(StatusCode::NO_CONTENT)
     } else {

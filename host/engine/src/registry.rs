@@ -52,15 +52,17 @@ fn pinned(version: &semver::Version, pin: Option<&str>) -> bool {
 #[derive(Debug, Clone, Default)]
 pub struct PluginDirectory {
     dirs: Vec<PathBuf>,
-    /// Plugins known by name, found before the directories (a tenant's own uploads).
-    named: BTreeMap<String, PathBuf>,
+    /// Plugins known by name and version, found before the directories (a tenant's own
+    /// uploads): the highest version a pin allows, as among installed files. A version that is
+    /// not a semantic version is found only without a pin.
+    own: BTreeMap<String, Vec<(Option<semver::Version>, PathBuf)>>,
 }
 
 impl PluginDirectory {
     pub fn new(dirs: impl IntoIterator<Item = PathBuf>) -> Self {
         PluginDirectory {
             dirs: dirs.into_iter().collect(),
-            named: BTreeMap::new(),
+            own: BTreeMap::new(),
         }
     }
 
@@ -69,17 +71,18 @@ impl PluginDirectory {
         &self.dirs
     }
 
-    /// This directory with plugin `name` in `path`, found before any of the directories'.
-    pub fn with_named(mut self, name: impl Into<String>, path: PathBuf) -> Self {
-        self.named.insert(name.into(), path);
+    /// This directory with version `version` of plugin `name` in `path`, found before any of
+    /// the directories' when a flow's name (and pin, if any) takes it.
+    pub fn with_own(mut self, name: impl Into<String>, version: &str, path: PathBuf) -> Self {
+        self.own
+            .entry(name.into())
+            .or_default()
+            .push((semver::Version::parse(version).ok(), path));
         self
     }
 
     /// The component for `name`, or a message saying where weft looked and what it found.
     pub fn find(&self, name: &str, flow_dir: &Path) -> Result<PathBuf, String> {
-        if let Some(path) = self.named.get(name) {
-            return Ok(path.clone());
-        }
         if name.ends_with(".wasm") {
             let path = flow_dir.join(name);
             return if path.is_file() {
@@ -92,6 +95,16 @@ impl PluginDirectory {
             Some((base, pin)) => (base, Some(pin)),
             None => (name, None),
         };
+        let own = self.own.get(base).into_iter().flatten();
+        let chosen = own
+            .filter(|(version, _)| match version {
+                Some(version) => pinned(version, pin),
+                None => pin.is_none(),
+            })
+            .max_by(|(a, _), (b, _)| a.cmp(b));
+        if let Some((_, path)) = chosen {
+            return Ok(path.clone());
+        }
         for dir in &self.dirs {
             if let Some(path) = highest_installed(dir, base, pin) {
                 return Ok(path);
@@ -147,7 +160,12 @@ impl PluginDirectory {
                 )
             })
             .collect();
-        names.extend(self.named.keys().cloned());
+        for (name, versions) in &self.own {
+            names.extend(versions.iter().map(|(version, _)| match version {
+                Some(version) => format!("{name}@{version}"),
+                None => name.clone(),
+            }));
+        }
         names.sort();
         names.dedup();
         names
@@ -258,6 +276,34 @@ mod tests {
         assert_eq!(
             found(&plugins, "bookshelf@3").unwrap(),
             "bookshelf@3.0.0.wasm"
+        );
+    }
+
+    #[test]
+    fn own_versions_are_found_first_by_name_and_pin_and_the_directories_after() {
+        let (_dir, shared) = directory(&["bookshelf@9.0.0.wasm"]);
+        let plugins = shared
+            .with_own("bookshelf", "1.2.0", PathBuf::from("own-1.2.0.wasm"))
+            .with_own("bookshelf", "1.10.0", PathBuf::from("own-1.10.0.wasm"))
+            .with_own("bookshelf", "2.0.0-rc.1", PathBuf::from("own-2-rc.wasm"))
+            .with_own("legacy", "not semver", PathBuf::from("legacy.wasm"));
+        assert_eq!(found(&plugins, "bookshelf").unwrap(), "own-1.10.0.wasm");
+        assert_eq!(found(&plugins, "bookshelf@1.2").unwrap(), "own-1.2.0.wasm");
+        assert_eq!(
+            found(&plugins, "bookshelf@2.0.0-rc.1").unwrap(),
+            "own-2-rc.wasm"
+        );
+        // A pin the tenant's own versions do not meet is looked for in the directories.
+        assert_eq!(
+            found(&plugins, "bookshelf@9").unwrap(),
+            "bookshelf@9.0.0.wasm"
+        );
+        assert_eq!(found(&plugins, "legacy").unwrap(), "legacy.wasm");
+        assert!(found(&plugins, "legacy@1").is_err());
+        let available = plugins.available();
+        assert!(
+            available.contains(&"bookshelf@1.10.0".to_owned()),
+            "{available:?}"
         );
     }
 

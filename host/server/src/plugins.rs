@@ -1,7 +1,8 @@
 //! A tenant's own plugins beside the server's shared ones. Uploaded plugins live in the store
 //! (so every process sharing it has them); to be loaded they are written once, by digest, to a
 //! cache directory, and a tenant's flows are planned with its own plugins found before the
-//! shared ones of the same name.
+//! shared ones of the same name. Versions live side by side; a flow takes the highest, or the
+//! one it pins (`NAME@1.2`).
 
 use std::path::{Path, PathBuf};
 
@@ -49,7 +50,7 @@ impl TenantPlugins {
                 write(&self.cache, &path, &wasm)
                     .map_err(|e| format!("caching plugin `{}`: {e}", plugin.name))?;
             }
-            directory = directory.with_named(plugin.name, path);
+            directory = directory.with_own(plugin.name, &plugin.version, path);
         }
         Ok(directory)
     }

@@ -299,6 +299,27 @@ CREATE TABLE tenant_plugins (
 );
 "#,
     },
+    Migration {
+        version: 16,
+        name: "tenant plugins side by side by version",
+        sql: r#"
+CREATE TABLE tenant_plugin_versions (
+    tenant       TEXT    NOT NULL,
+    name         TEXT    NOT NULL,
+    version      TEXT    NOT NULL,
+    kind         TEXT    NOT NULL,
+    digest       TEXT    NOT NULL,
+    size         BIGINT  NOT NULL,
+    wasm         BLOB    NOT NULL,
+    uploaded_at  BIGINT  NOT NULL,
+    PRIMARY KEY (tenant, name, version)
+);
+INSERT INTO tenant_plugin_versions (tenant, name, version, kind, digest, size, wasm, uploaded_at)
+    SELECT tenant, name, version, kind, digest, size, wasm, uploaded_at FROM tenant_plugins;
+DROP TABLE tenant_plugins;
+ALTER TABLE tenant_plugin_versions RENAME TO tenant_plugins;
+"#,
+    },
 ];
 
 /// The newest schema version this build knows.

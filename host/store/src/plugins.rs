@@ -27,8 +27,9 @@ pub struct TenantPlugin {
 type PluginRow = (String, String, String, String, i64, i64);
 
 impl Store {
-    /// Keeps `wasm` as `tenant`'s plugin `plugin.name` (replacing one of that name). Flows
-    /// served are planned again ([`Store::serving_generation`] moves).
+    /// Keeps `wasm` as version `plugin.version` of `tenant`'s plugin `plugin.name` (replacing
+    /// that version, beside the others). Flows served are planned again
+    /// ([`Store::serving_generation`] moves).
     pub async fn plugin_put(
         &self,
         tenant: &str,
@@ -43,7 +44,7 @@ impl Store {
             let sql = "INSERT INTO tenant_plugins
                            (tenant, name, version, kind, digest, size, wasm, uploaded_at)
                        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                       ON CONFLICT (tenant, name) DO UPDATE SET version = excluded.version,
+                       ON CONFLICT (tenant, name, version) DO UPDATE SET
                            kind = excluded.kind, digest = excluded.digest, size = excluded.size,
                            wasm = excluded.wasm, uploaded_at = excluded.uploaded_at";
             let query = bind!(sqlx::query(sql), tenant, &p.name, &p.version, &p.kind);
@@ -55,11 +56,11 @@ impl Store {
         })
     }
 
-    /// The tenant's plugins, by name.
+    /// The tenant's plugins, every version, by name.
     pub async fn plugin_list(&self, tenant: &str) -> Result<Vec<TenantPlugin>, StoreError> {
         let rows: Vec<PluginRow> = on_database!(self, "list the tenant's plugins", |pool| {
             let sql = "SELECT name, version, kind, digest, size, uploaded_at
-                       FROM tenant_plugins WHERE tenant = $1 ORDER BY name";
+                       FROM tenant_plugins WHERE tenant = $1 ORDER BY name, uploaded_at";
             sqlx::query_as(sql).bind(tenant).fetch_all(pool).await
         })?;
         Ok(rows
@@ -82,7 +83,8 @@ impl Store {
     ) -> Result<std::collections::HashMap<String, String>, StoreError> {
         let rows: Vec<(String, String, String)> =
             on_database!(self, "list every tenant's plugins", |pool| {
-                let sql = "SELECT tenant, name, digest FROM tenant_plugins ORDER BY tenant, name";
+                let sql = "SELECT tenant, name, digest FROM tenant_plugins
+                           ORDER BY tenant, name, version";
                 sqlx::query_as(sql).fetch_all(pool).await
             })?;
         let mut prints = std::collections::HashMap::<String, String>::new();
@@ -110,17 +112,32 @@ impl Store {
         })
     }
 
-    /// Deletes the tenant's plugin `name`; false if there was none. Flows served are planned
-    /// again (one that named it no longer plans).
-    pub async fn plugin_delete(&self, tenant: &str, name: &str) -> Result<bool, StoreError> {
+    /// Deletes version `version` of the tenant's plugin `name`, or every version when `None`;
+    /// false if there was none. Flows served are planned again (one that named it no longer
+    /// plans, unless another version or a shared plugin takes the name).
+    pub async fn plugin_delete(
+        &self,
+        tenant: &str,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<bool, StoreError> {
         let begin_write = self.pool.dialect().begin_write;
         on_database!(self, format!("delete plugin {name:?}"), |pool| {
             let mut tx = pool.begin_with(begin_write).await?;
-            let sql = "DELETE FROM tenant_plugins WHERE tenant = $1 AND name = $2";
-            let deleted = execute!(&mut *tx, sql, tenant, name)?;
+            let deleted = match version {
+                Some(version) => {
+                    let sql = "DELETE FROM tenant_plugins
+                               WHERE tenant = $1 AND name = $2 AND version = $3";
+                    execute!(&mut *tx, sql, tenant, name, version)?
+                }
+                None => {
+                    let sql = "DELETE FROM tenant_plugins WHERE tenant = $1 AND name = $2";
+                    execute!(&mut *tx, sql, tenant, name)?
+                }
+            };
             execute!(&mut *tx, SERVING_CHANGED)?;
             tx.commit().await?;
-            Ok(deleted == 1)
+            Ok(deleted > 0)
         })
     }
 }

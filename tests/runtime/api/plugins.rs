@@ -142,3 +142,99 @@ async fn a_tenants_uploaded_plugin_is_inspected_and_found_by_its_flows_only() {
     );
     assert!(served.server.flows().is_empty());
 }
+
+/// The hostile transform's component describing itself as version `version` instead of 0.1.0
+/// (the one place its bytes say `0.1.0` is the version its `describe` returns).
+fn hostile_transform_at(version: &str) -> Vec<u8> {
+    assert_eq!(version.len(), 5, "a version of the same length");
+    let mut wasm = hostile_transform();
+    let at = wasm
+        .windows(5)
+        .position(|w| w == b"0.1.0")
+        .expect("the component states its version");
+    wasm[at..at + 5].copy_from_slice(version.as_bytes());
+    wasm
+}
+
+#[tokio::test]
+async fn versions_of_a_tenants_plugin_live_side_by_side_and_a_flow_pins_one() {
+    let upstream = Upstream::start().await;
+    upstream.require_bearer("s3cret-token");
+    upstream.seed("items", people("a", 3));
+    let mut served = Served::start(allow_private()).await;
+    let acme = served.tenant("acme").await;
+    for version in ["0.1.0", "0.2.0"] {
+        let (status, uploaded) = served.upload(&acme, hostile_transform_at(version)).await;
+        assert_eq!(status, StatusCode::CREATED, "{uploaded}");
+        assert_eq!(uploaded["version"], version);
+    }
+    let (_, listed) = served
+        .call(Some(&acme), Method::GET, "/api/v1/plugins", None)
+        .await;
+    let versions: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(versions, ["0.1.0", "0.2.0"], "{listed}");
+
+    // A pin takes its version; a pin no version meets does not plan, and says what there is.
+    let pinned = |pin: &str| through_upload(&upstream).replace("\"hostile-transform\"", pin);
+    let run = deploy_and_run(
+        &mut served,
+        &acme,
+        "sync",
+        pinned("\"hostile-transform@0.1\""),
+    )
+    .await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let (status, body) = served
+        .call(
+            Some(&acme),
+            Method::POST,
+            "/api/v1/flows",
+            Some(json!({ "source": pinned("\"hostile-transform@0.3\"") })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let report = body["report"].as_str().unwrap();
+    assert!(
+        report.contains("no plugin `hostile-transform@0.3`")
+            && report.contains("hostile-transform@0.2.0"),
+        "{body}"
+    );
+
+    // Deleting one version leaves the other: the flow pinned to the deleted one stops planning.
+    let (status, _) = served
+        .call(
+            Some(&acme),
+            Method::DELETE,
+            "/api/v1/plugins/hostile-transform@0.1.0",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, listed) = served
+        .call(Some(&acme), Method::GET, "/api/v1/plugins", None)
+        .await;
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed[0]["version"], "0.2.0");
+    served.told();
+    turn(&mut served.server, SystemTime::now()).await;
+    let told = served.told();
+    assert!(
+        told.iter()
+            .any(|l| l.starts_with("acme/sync deferred: ") && l.contains("hostile-transform@0.1")),
+        "{told:?}"
+    );
+    let (status, _) = served
+        .call(
+            Some(&acme),
+            Method::DELETE,
+            "/api/v1/plugins/hostile-transform@0.1.0",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "deleted already");
+}
