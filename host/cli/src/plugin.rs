@@ -1,6 +1,7 @@
 //! `weft plugin install` and `weft plugin list`: plugins kept in the data directory under the
 //! name and version their own `describe` gives, found by flows by that name.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
@@ -33,12 +34,15 @@ pub async fn install(data_dir: &Path, file: &Path, replace: bool) -> anyhow::Res
     let dir = data_dir.join("plugins");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let target = dir.join(installed_file_name(name, version));
+    // Written, not printed: a reader that went away (`| head -1`) ends weft quietly.
+    let mut out = std::io::stdout().lock();
     match std::fs::read(&target) {
         Ok(existing) if existing == bytes => {
-            println!(
+            writeln!(
+                out,
                 "{name} {version} ({kind}) is installed already: {}",
                 target.display()
-            );
+            )?;
             return Ok(());
         }
         Ok(_) if !replace => bail!(
@@ -52,13 +56,15 @@ pub async fn install(data_dir: &Path, file: &Path, replace: bool) -> anyhow::Res
     std::fs::write(&partial, &bytes).with_context(|| format!("writing {}", partial.display()))?;
     std::fs::rename(&partial, &target)
         .with_context(|| format!("moving the plugin into {}", target.display()))?;
-    println!(
+    writeln!(
+        out,
         "installed {name} {version} ({kind}) as {}",
         target.display()
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "flows name it `{name}` (the highest version installed) or `{name}@{version}` to pin this one"
-    );
+    )?;
     Ok(())
 }
 
@@ -66,7 +72,8 @@ pub async fn install(data_dir: &Path, file: &Path, replace: bool) -> anyhow::Res
 pub async fn list(data_dir: &Path, dirs: Vec<PathBuf>) -> anyhow::Result<()> {
     let runtime = crate::runtime(data_dir)?;
     let directory: PluginDirectory = crate::plugin_directory(data_dir, dirs);
-    println!("{:<24} {:<12} {:<10} file", "name", "version", "kind");
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{:<24} {:<12} {:<10} file", "name", "version", "kind")?;
     for dir in directory.dirs() {
         let Ok(entries) = std::fs::read_dir(dir) else {
             continue;
@@ -79,20 +86,22 @@ pub async fn list(data_dir: &Path, dirs: Vec<PathBuf>) -> anyhow::Result<()> {
         files.sort();
         for file in files {
             match runtime.load_file(&file).await {
-                Ok(plugin) => println!(
+                Ok(plugin) => writeln!(
+                    out,
                     "{:<24} {:<12} {:<10} {}",
                     plugin.name(),
                     plugin.version(),
                     plugin.kind().to_string(),
                     file.display()
-                ),
-                Err(e) => println!(
+                )?,
+                Err(e) => writeln!(
+                    out,
                     "{:<24} {:<12} {:<10} {} ({e})",
                     "?",
                     "?",
                     "not loaded",
                     file.display()
-                ),
+                )?,
             }
         }
     }

@@ -149,3 +149,24 @@ fn plugins_dirs_add_to_where_plugins_are_found_not_replace_it() {
     let err = text(&out.stderr);
     assert!(err.contains("no plugin `my-map` in "), "{err}");
 }
+
+#[test]
+fn a_closed_pipe_ends_weft_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    // `weft plugin list | head -c 1`: head exits after one byte; weft's next writes fail.
+    // (`set -o pipefail`: the status is weft's, not head's.)
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "set -o pipefail; \"{}\" plugin list --plugins \"{}\" | head -c 1 >/dev/null",
+            env!("CARGO_BIN_EXE_weft"),
+            weft_tests::WASM_DIR
+        ))
+        .env("WEFT_DATA_DIR", dir.path())
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!err.contains("Broken pipe"), "{err}");
+}
