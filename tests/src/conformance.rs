@@ -251,31 +251,16 @@ impl Harness {
         }
     }
 
-    /// One page, retried like the engine retries: retryable errors up to `attempts` times, the
-    /// upstream's wait honoured up to a second.
+    /// One page, retried like the engine retries.
     pub async fn read_page(&self, request: ReadRequest) -> Result<weft_runtime::Page, CallError> {
-        let mut attempt = 0;
-        loop {
-            match self
-                .plugin
-                .read(&self.context, CONNECTION, &self.config, request.clone())
-                .await
-            {
-                Err(e)
-                    if attempt < 8 && e.plugin_error().is_some_and(PluginError::is_retryable) =>
-                {
-                    let wait = match e.plugin_error() {
-                        Some(PluginError::RateLimited(r)) => {
-                            r.retry_after_ms.unwrap_or(50).min(1_000)
-                        }
-                        _ => 50,
-                    };
-                    tokio::time::sleep(Duration::from_millis(wait)).await;
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
+        weft_conformance::connector::read_page(
+            &self.plugin,
+            &self.context,
+            CONNECTION,
+            &self.config,
+            request,
+        )
+        .await
     }
 
     /// Reads `stream` to its end from `cursor`: the records and the last cursor.

@@ -2,7 +2,6 @@
 //! upstream the author chooses.
 
 use std::collections::BTreeSet;
-use std::future::Future;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
@@ -259,31 +258,15 @@ impl Bench<'_> {
         }
     }
 
-    /// One page, retried as the engine retries: retryable errors up to 8 times, the
-    /// upstream's wait honoured up to a second.
     async fn page(&self, request: ReadRequest) -> Result<Page, CallError> {
-        let mut attempt = 0;
-        loop {
-            match self
-                .plugin
-                .read(&self.context, CONNECTION, &self.config, request.clone())
-                .await
-            {
-                Err(e)
-                    if attempt < 8 && e.plugin_error().is_some_and(PluginError::is_retryable) =>
-                {
-                    let wait = match e.plugin_error() {
-                        Some(PluginError::RateLimited(r)) => {
-                            r.retry_after_ms.unwrap_or(100).min(1_000)
-                        }
-                        _ => 100,
-                    };
-                    tokio::time::sleep(Duration::from_millis(wait)).await;
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
+        read_page(
+            self.plugin,
+            &self.context,
+            CONNECTION,
+            &self.config,
+            request,
+        )
+        .await
     }
 
     /// A stream read to its end from `cursor`, within the read limits.
@@ -343,6 +326,34 @@ impl Bench<'_> {
                     read.pages
                 ));
             }
+        }
+    }
+}
+
+/// One page of `connection`, retried as the engine retries: retryable errors up to 8 times,
+/// the upstream's wait honoured up to a second.
+pub async fn read_page(
+    plugin: &ConnectorPlugin,
+    context: &CallContext,
+    connection: &str,
+    config: &Value,
+    request: ReadRequest,
+) -> Result<Page, CallError> {
+    let mut attempt = 0;
+    loop {
+        match plugin
+            .read(context, connection, config, request.clone())
+            .await
+        {
+            Err(e) if attempt < 8 && e.plugin_error().is_some_and(PluginError::is_retryable) => {
+                let wait = match e.plugin_error() {
+                    Some(PluginError::RateLimited(r)) => r.retry_after_ms.unwrap_or(100).min(1_000),
+                    _ => 100,
+                };
+                tokio::time::sleep(Duration::from_millis(wait)).await;
+                attempt += 1;
+            }
+            other => return other,
         }
     }
 }
@@ -419,30 +430,14 @@ fn cursor_order(a: &Value, b: &Value) -> std::cmp::Ordering {
     }
 }
 
-async fn timed<F: Future<Output = Outcome>>(
-    report: &mut Report,
-    name: &'static str,
-    pins: &'static str,
-    check: F,
-) {
-    let started = Instant::now();
-    let outcome = check.await;
-    report.checks.push(Check {
-        name,
-        pins,
-        outcome,
-        took: started.elapsed(),
-    });
-}
-
 /// Runs every connector check on `plugin` against `upstream` through `target`.
 pub async fn check(plugin: &ConnectorPlugin, upstream: &Upstream, target: &Target) -> Report {
     let info = plugin.info();
     let mut report = Report::new(format!("{} {} (connector)", info.name, info.version));
     let config = with_url(&target.config, upstream.base_url());
 
-    timed(
-        &mut report,
+    report
+        .timed(
         "describe_is_valid",
         "name, version and description set; the config schema an object; auth kinds and hosts declared; every stream's key and cursor fields in its schema",
         async { describe_is_valid(plugin) },
@@ -476,30 +471,32 @@ pub async fn check(plugin: &ConnectorPlugin, upstream: &Upstream, target: &Targe
         context,
     };
 
-    timed(
-        &mut report,
-        "check_accepts_the_credential",
-        "`check` succeeds with the connection's credential",
-        async {
-            match plugin
-                .check(&bench.context, CONNECTION, &bench.config)
-                .await
-            {
-                Ok(()) => Outcome::Passed(format!("accepted ({} credential)", target.auth.kind())),
-                Err(e) => Outcome::Failed(format!("check failed: {e}")),
-            }
-        },
-    )
-    .await;
-    timed(
-        &mut report,
-        "check_refuses_a_wrong_credential",
-        "`check` with a wrong credential fails with an `auth` error, not another kind",
-        check_refuses_a_wrong_credential(&bench),
-    )
-    .await;
-    timed(
-        &mut report,
+    report
+        .timed(
+            "check_accepts_the_credential",
+            "`check` succeeds with the connection's credential",
+            async {
+                match plugin
+                    .check(&bench.context, CONNECTION, &bench.config)
+                    .await
+                {
+                    Ok(()) => {
+                        Outcome::Passed(format!("accepted ({} credential)", target.auth.kind()))
+                    }
+                    Err(e) => Outcome::Failed(format!("check failed: {e}")),
+                }
+            },
+        )
+        .await;
+    report
+        .timed(
+            "check_refuses_a_wrong_credential",
+            "`check` with a wrong credential fails with an `auth` error, not another kind",
+            check_refuses_a_wrong_credential(&bench),
+        )
+        .await;
+    report
+        .timed(
         "check_reports_an_unreachable_host",
         "with nothing listening upstream, `check` fails with `unavailable` or `timeout` (retryable), not a crash",
         check_reports_an_unreachable_host(&bench),
@@ -539,41 +536,41 @@ pub async fn check(plugin: &ConnectorPlugin, upstream: &Upstream, target: &Targe
         outcome: full_read_verdict(stream, &full, target.page_size),
         took: started.elapsed(),
     });
-    timed(
-        &mut report,
-        "a_read_resumes_from_any_page",
-        "reading from the cursor of a page returns exactly the records after it",
-        a_read_resumes_from_any_page(&bench, stream, full.as_ref().ok()),
-    )
-    .await;
-    timed(
-        &mut report,
+    report
+        .timed(
+            "a_read_resumes_from_any_page",
+            "reading from the cursor of a page returns exactly the records after it",
+            a_read_resumes_from_any_page(&bench, stream, full.as_ref().ok()),
+        )
+        .await;
+    report
+        .timed(
         "incremental_read_from_its_last_cursor_returns_nothing_older",
         "an incremental read from the cursor an incremental read ended on returns no record older than what that read returned",
         incremental_read_returns_nothing_older(&bench, stream),
     )
     .await;
-    timed(
-        &mut report,
-        "a_garbage_cursor_is_a_config_error",
-        "a cursor the plugin never gave out is refused as `config`, not read from nor a crash",
-        a_garbage_cursor_is_a_config_error(&bench, stream),
-    )
-    .await;
-    timed(
-        &mut report,
-        "throttling_is_rate_limited_and_the_read_recovers",
-        "the vendor's throttling answer becomes `rate-limited`, and reads go on once it stops",
-        throttling_is_rate_limited(&bench, stream),
-    )
-    .await;
-    timed(
-        &mut report,
-        "an_unsigned_webhook_is_refused",
-        "`verify` never accepts a delivery that carries no signature",
-        an_unsigned_webhook_is_refused(&bench),
-    )
-    .await;
+    report
+        .timed(
+            "a_garbage_cursor_is_a_config_error",
+            "a cursor the plugin never gave out is refused as `config`, not read from nor a crash",
+            a_garbage_cursor_is_a_config_error(&bench, stream),
+        )
+        .await;
+    report
+        .timed(
+            "throttling_is_rate_limited_and_the_read_recovers",
+            "the vendor's throttling answer becomes `rate-limited`, and reads go on once it stops",
+            throttling_is_rate_limited(&bench, stream),
+        )
+        .await;
+    report
+        .timed(
+            "an_unsigned_webhook_is_refused",
+            "`verify` never accepts a delivery that carries no signature",
+            an_unsigned_webhook_is_refused(&bench),
+        )
+        .await;
     report
 }
 
@@ -597,21 +594,12 @@ fn describe_is_valid(plugin: &ConnectorPlugin) -> Outcome {
 
 /// What is wrong with what a connector says of itself: empty when nothing is.
 pub fn describe_problems(info: &weft_runtime::ConnectorInfo) -> Vec<String> {
-    let mut problems = Vec::new();
-    if info.name.is_empty() || info.description.is_empty() {
-        problems.push("the name and the description must not be empty".to_owned());
-    }
-    if semver::Version::parse(&info.version).is_err() {
-        problems.push(format!(
-            "version `{}` is not a semantic version such as 1.2.0",
-            info.version
-        ));
-    }
-    match serde_json::from_str::<Value>(&info.config_schema) {
-        Ok(s) if s.get("type").and_then(Value::as_str) == Some("object") => {}
-        Ok(_) => problems.push("the config schema does not describe an object".to_owned()),
-        Err(e) => problems.push(format!("the config schema is not JSON: {e}")),
-    }
+    let mut problems = crate::identity_problems(
+        &info.name,
+        &info.version,
+        &info.description,
+        &info.config_schema,
+    );
     if info.auth.is_empty() {
         problems.push("no auth kind is declared (declare `none` if the API needs none)".into());
     }

@@ -18,3 +18,28 @@ mod schema;
 pub mod transform;
 
 pub use report::{Check, Outcome, Report};
+
+/// What is wrong with what every plugin says of itself: its name and description set, its
+/// version a semantic version, its config schema an object schema. Empty when nothing is.
+fn identity_problems(
+    name: &str,
+    version: &str,
+    description: &str,
+    config_schema: &str,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    if name.is_empty() || description.is_empty() {
+        problems.push("the name and the description must not be empty".to_owned());
+    }
+    if semver::Version::parse(version).is_err() {
+        problems.push(format!(
+            "version `{version}` is not a semantic version such as 1.2.0"
+        ));
+    }
+    match serde_json::from_str::<serde_json::Value>(config_schema) {
+        Ok(s) if s.get("type").and_then(serde_json::Value::as_str) == Some("object") => {}
+        Ok(_) => problems.push("the config schema does not describe an object".to_owned()),
+        Err(e) => problems.push(format!("the config schema is not JSON: {e}")),
+    }
+    problems
+}

@@ -41,6 +41,24 @@ impl Report {
         }
     }
 
+    /// Runs `check` and records its outcome under `name`, with what it pins and how long it
+    /// took.
+    pub async fn timed<F: std::future::Future<Output = Outcome>>(
+        &mut self,
+        name: &'static str,
+        pins: &'static str,
+        check: F,
+    ) {
+        let started = std::time::Instant::now();
+        let outcome = check.await;
+        self.checks.push(Check {
+            name,
+            pins,
+            outcome,
+            took: started.elapsed(),
+        });
+    }
+
     /// Whether no check failed (skipped ones do not fail a plugin).
     pub fn passed(&self) -> bool {
         !self

@@ -1,7 +1,6 @@
 //! The transform checks: describe, output schema, rejects, determinism and statelessness, over
 //! sample records the author gives.
 
-use std::future::Future;
 use std::time::Instant;
 
 use serde_json::{Value, json};
@@ -18,22 +17,6 @@ pub struct Sample {
     pub records: Vec<Value>,
     /// The lookup input's records, for transforms that take one.
     pub lookup: Option<Vec<Value>>,
-}
-
-async fn timed<F: Future<Output = Outcome>>(
-    report: &mut Report,
-    name: &'static str,
-    pins: &'static str,
-    check: F,
-) {
-    let started = Instant::now();
-    let outcome = check.await;
-    report.checks.push(Check {
-        name,
-        pins,
-        outcome,
-        took: started.elapsed(),
-    });
 }
 
 struct Bench<'a> {
@@ -71,13 +54,13 @@ pub async fn check(plugin: &TransformPlugin, sample: &Sample) -> Report {
         sample,
         context: CallContext::new("default"),
     };
-    timed(
-        &mut report,
-        "describe_is_valid",
-        "name, version and description set; the config schema an object",
-        async { describe_is_valid(plugin) },
-    )
-    .await;
+    report
+        .timed(
+            "describe_is_valid",
+            "name, version and description set; the config schema an object",
+            async { describe_is_valid(plugin) },
+        )
+        .await;
     if sample.records.is_empty() {
         report.checks.push(Check {
             name: "sample_has_records",
@@ -113,13 +96,13 @@ pub async fn check(plugin: &TransformPlugin, sample: &Sample) -> Report {
         },
         took: started.elapsed(),
     });
-    timed(
-        &mut report,
-        "output_schema_refuses_a_config_of_the_wrong_shape",
-        "a config that does not fit the config schema is a `config` error, not a crash",
-        output_schema_refuses_a_bad_config(&bench, &input_schema),
-    )
-    .await;
+    report
+        .timed(
+            "output_schema_refuses_a_config_of_the_wrong_shape",
+            "a config that does not fit the config schema is a `config` error, not a crash",
+            output_schema_refuses_a_bad_config(&bench, &input_schema),
+        )
+        .await;
 
     let started = Instant::now();
     let first = bench.process(&sample.records).await;
@@ -129,47 +112,38 @@ pub async fn check(plugin: &TransformPlugin, sample: &Sample) -> Report {
         outcome: output_honours_its_schema(&first, output_schema.as_ref().ok()),
         took: started.elapsed(),
     });
-    timed(
-        &mut report,
+    report
+        .timed(
         "rejects_are_indexed",
         "a record the transform cannot handle is a reject naming its index, not a failed batch; the others still come out",
         rejects_are_indexed(&bench),
     )
     .await;
-    timed(
-        &mut report,
-        "output_is_deterministic",
-        "the same batch twice gives the same output, byte for byte",
-        output_is_deterministic(&bench, first.as_ref().ok()),
-    )
-    .await;
-    timed(
-        &mut report,
-        "no_state_between_batches",
-        "a batch gives the same output whatever batches ran before it",
-        no_state_between_batches(&bench),
-    )
-    .await;
+    report
+        .timed(
+            "output_is_deterministic",
+            "the same batch twice gives the same output, byte for byte",
+            output_is_deterministic(&bench, first.as_ref().ok()),
+        )
+        .await;
+    report
+        .timed(
+            "no_state_between_batches",
+            "a batch gives the same output whatever batches ran before it",
+            no_state_between_batches(&bench),
+        )
+        .await;
     report
 }
 
 fn describe_is_valid(plugin: &TransformPlugin) -> Outcome {
     let info = plugin.info();
-    let mut problems = Vec::new();
-    if info.name.is_empty() || info.description.is_empty() {
-        problems.push("the name and the description must not be empty".to_owned());
-    }
-    if semver::Version::parse(&info.version).is_err() {
-        problems.push(format!(
-            "version `{}` is not a semantic version such as 1.2.0",
-            info.version
-        ));
-    }
-    match serde_json::from_str::<Value>(&info.config_schema) {
-        Ok(s) if s.get("type").and_then(Value::as_str) == Some("object") => {}
-        Ok(_) => problems.push("the config schema does not describe an object".to_owned()),
-        Err(e) => problems.push(format!("the config schema is not JSON: {e}")),
-    }
+    let problems = crate::identity_problems(
+        &info.name,
+        &info.version,
+        &info.description,
+        &info.config_schema,
+    );
     if problems.is_empty() {
         Outcome::Passed(format!(
             "{}{}",
