@@ -426,3 +426,26 @@ async fn map_converts_types_and_rejects_values_that_do_not_convert() {
         .unwrap();
     assert_eq!(schema["properties"]["Seats"], json!({"type": "integer"}));
 }
+
+/// `RecordsJson`, what a connector writes a page's records with when it copies values as the
+/// upstream sent them: one object per push, names escaped, the values' text as given.
+#[test]
+fn records_json_writes_each_record_as_an_object_of_the_text_given() {
+    let mut records = weft_sdk::RecordsJson::new();
+    assert!(records.is_empty());
+    records.push([
+        ("id", "\"1\""),
+        ("na\"me", "{\"a\": [1, 2]}"),
+        ("n", "null"),
+    ]);
+    records.push([]);
+    assert_eq!(records.len(), 2);
+    let parsed: Value = serde_json::from_str(&records.to_json()).unwrap();
+    assert_eq!(
+        parsed,
+        json!([{"id": "1", "na\"me": {"a": [1, 2]}, "n": null}, {}])
+    );
+    let page = weft_sdk::Page::last_json::<()>(records, None);
+    assert!(page.records.is_empty(), "the text stands for the records");
+    assert!(page.done);
+}

@@ -54,16 +54,18 @@
 //! `https://api.hubapi.com/oauth/v1/token`; access tokens last 30 minutes), both as
 //! `Authorization: Bearer {token}`; `api-key` is the developer key, for subscriptions only.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use weft_sdk::http::Response;
 use weft_sdk::{
     AuthKind, Connection, Connector, ConnectorInfo, CredentialPlacement, Error, Event,
-    InboundRequest, MacAlgorithm, Page, ReadRequest, Record, Result, Stream, Subscription,
-    SyncMode, Value, Verification, WriteMode, WriteOutcome, WriteRequest, authorization_header,
-    constant_time_eq, json,
+    InboundRequest, MacAlgorithm, Page, ReadRequest, Record, RecordsJson, Result, Stream,
+    Subscription, SyncMode, Value, Verification, WriteMode, WriteOutcome, WriteRequest,
+    authorization_header, constant_time_eq, json,
 };
 
 const DEFAULT_BASE_URL: &str = "https://api.hubapi.com";
@@ -433,27 +435,76 @@ fn modified_ms(record: &Record, t: &ObjectType) -> Option<i64> {
         .and_then(weft_sdk::time::parse_rfc3339_ms)
 }
 
+/// A HubSpot object of a list page, its values left as the JSON text HubSpot sent.
+#[derive(Deserialize)]
+struct RawObject<'a> {
+    #[serde(borrow)]
+    id: &'a RawValue,
+    #[serde(default, borrow)]
+    properties: BTreeMap<Cow<'a, str>, &'a RawValue>,
+    #[serde(default, borrow, rename = "createdAt")]
+    created_at: Option<&'a RawValue>,
+    #[serde(default, borrow, rename = "updatedAt")]
+    updated_at: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    archived: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct RawListAnswer<'a> {
+    #[serde(default, borrow)]
+    results: Vec<RawObject<'a>>,
+    #[serde(default)]
+    paging: Paging,
+}
+
+/// Appends `o` flattened as [`flatten`] does (its properties beside `id`, `createdAt`,
+/// `updatedAt` and `archived`, in name order), writing the values' text as received instead of
+/// building a [`Record`]: a list page is the bulk of a full read.
+fn push_flattened(records: &mut RecordsJson, o: &RawObject<'_>) {
+    let mut members: BTreeMap<&str, &str> = BTreeMap::new();
+    members.insert("id", o.id.get());
+    for (name, value) in &o.properties {
+        members.insert(name.as_ref(), value.get());
+    }
+    // As `flatten`: absent is null, and archived false.
+    members.insert("createdAt", o.created_at.map_or("null", |v| v.get()));
+    members.insert("updatedAt", o.updated_at.map_or("null", |v| v.get()));
+    members.insert("archived", o.archived.map_or("false", |v| v.get()));
+    records.push(members);
+}
+
 fn read_list(conn: &Connection, t: &ObjectType, req: &ReadRequest, resume: Resume) -> Result<Page> {
     let limit = req.page_size.unwrap_or(LIST_LIMIT).clamp(1, LIST_LIMIT);
-    let answer: ListAnswer = checked(
+    let response = checked(
         conn.get(&format!("{}/crm/v3/objects/{}", base_url(conn)?, t.stream))
             .query("limit", limit)
             .query("properties", t.all_properties().join(","))
             .query_opt("after", resume.after.as_deref())
             .send()?,
-    )?
-    .json()?;
+    )?;
+    let answer: RawListAnswer<'_> =
+        serde_json::from_slice(&response.body).map_err(|e| Error::Upstream {
+            status: response.status,
+            body: format!(
+                "unexpected response body ({e}): {}",
+                String::from_utf8_lossy(&response.body[..response.body.len().min(200)])
+            ),
+        })?;
     let next = answer.paging.after();
-    let records: Vec<Record> = answer.results.into_iter().map(flatten).collect();
+    let mut records = RecordsJson::new();
+    for object in &answer.results {
+        push_flattened(&mut records, object);
+    }
     Ok(match next {
-        Some(after) => Page::more(
+        Some(after) => Page::more_json(
             records,
             &Resume {
                 after: Some(after),
                 ..Resume::default()
             },
         ),
-        None => Page::last::<Resume>(records, None),
+        None => Page::last_json::<Resume>(records, None),
     })
 }
 
