@@ -137,29 +137,35 @@ pub struct FlowArgs {
     #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
     pub vars: Vec<(String, String)>,
     /// Also look for the plugins flows name here (repeatable), before the data directory's
-    /// `plugins/` and this checkout's built plugins.
+    /// `plugins/` and this checkout's built plugins; a component here is found by the name and
+    /// version its describe gives, as an installed one is.
     #[arg(long = "plugins")]
     pub plugin_dirs: Vec<PathBuf>,
 }
 
 impl FlowArgs {
     /// The flow file, the plugin directory and the plan options these arguments choose.
-    pub fn plan(
+    pub async fn plan(
         self,
         data_dir: &std::path::Path,
         tenant: &str,
-    ) -> (
+    ) -> anyhow::Result<(
         PathBuf,
         weft_engine::PluginDirectory,
         weft_engine::PlanOptions,
-    ) {
-        let plugins = plugin_directory(data_dir, self.plugin_dirs);
+    )> {
+        let plugins = described(
+            data_dir,
+            plugin_directory(data_dir, self.plugin_dirs.clone()),
+            &self.plugin_dirs,
+        )
+        .await?;
         let options = weft_engine::PlanOptions {
             environment: self.env,
             tenant: tenant.to_owned(),
             variables: self.vars.into_iter().collect(),
         };
-        (self.file, plugins, options)
+        Ok((self.file, plugins, options))
     }
 }
 
@@ -299,15 +305,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             PluginCommand::Test(args) => authoring::test(&cli.data_dir, args).await,
         },
         Command::Validate(args) => {
-            let (file, plugins, options) = args.plan(&cli.data_dir, &cli.tenant);
+            let (file, plugins, options) = args.plan(&cli.data_dir, &cli.tenant).await?;
             validate::run(&cli.data_dir, &file, &options, &plugins).await
         }
         Command::Run { flow, wait } => {
-            let (file, plugins, options) = flow.plan(&cli.data_dir, &cli.tenant);
+            let (file, plugins, options) = flow.plan(&cli.data_dir, &cli.tenant).await?;
             run::run(&cli.data_dir, &file, &options, &plugins, wait).await
         }
         Command::Connections(args) => {
-            let (file, plugins, options) = args.plan(&cli.data_dir, &cli.tenant);
+            let (file, plugins, options) = args.plan(&cli.data_dir, &cli.tenant).await?;
             connections::run(&cli.data_dir, &file, &options, &plugins).await
         }
         Command::Schema => {
@@ -340,6 +346,41 @@ fn plugin_directory(
     let built = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../plugins/target/wasm32-wasip2/release");
     weft_engine::PluginDirectory::new(dirs.into_iter().chain([data_dir.join("plugins"), built]))
+}
+
+/// `directory` with each component of the `--plugins` directories also found by the name and
+/// version its own `describe` gives, as an installed one is: a build's output
+/// (`dist/book_shelf.wasm`, which calls itself `book-shelf`) needs no install to be tried in a
+/// flow. Loading them uses the compiled-plugin cache; one that does not load is left to be
+/// found, and refused, by its file name.
+async fn described(
+    data_dir: &std::path::Path,
+    mut directory: weft_engine::PluginDirectory,
+    dirs: &[PathBuf],
+) -> anyhow::Result<weft_engine::PluginDirectory> {
+    if dirs.is_empty() {
+        return Ok(directory);
+    }
+    let runtime = runtime(data_dir)?;
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        let mut files: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
+            // Installed files are named by describe already.
+            .filter(|p| !p.to_string_lossy().contains('@'))
+            .collect();
+        files.sort();
+        for file in files {
+            if let Ok(plugin) = runtime.load_file(&file).await {
+                directory = directory.with_own(plugin.name(), plugin.version(), file);
+            }
+        }
+    }
+    Ok(directory)
 }
 
 /// The store: PostgreSQL when `WEFT_DATABASE_URL` names one (several weft processes can share

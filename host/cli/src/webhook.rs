@@ -55,7 +55,7 @@ pub async fn run(
             }
         }
         WebhookCommand::Remove(args) => {
-            let (file, plugins, options) = args.plan(data_dir, tenant);
+            let (file, plugins, options) = args.plan(data_dir, tenant).await?;
             let flow = weft_flow::load(&file).map_err(|e| anyhow::anyhow!("{e}"))?;
             let runtime = crate::runtime(data_dir)?;
             let plan = weft_engine::plan_with(&flow, &options, &plugins, &runtime)

@@ -170,3 +170,47 @@ fn a_closed_pipe_ends_weft_quietly() {
     assert!(!err.contains("panicked"), "{err}");
     assert!(!err.contains("Broken pipe"), "{err}");
 }
+
+#[test]
+fn a_component_in_a_plugins_directory_is_found_by_its_describe_name_without_installing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // A build's output: the file says `acme_helpdesk_connector`, the component `acme-helpdesk`.
+    let build = dir.path().join("target");
+    std::fs::create_dir_all(&build).unwrap();
+    std::fs::copy(
+        weft_tests::wasm("acme_helpdesk_connector"),
+        build.join("acme_helpdesk_connector.wasm"),
+    )
+    .unwrap();
+    let build = build.to_str().unwrap();
+    for plugin in ["acme-helpdesk", "acme-helpdesk@0.1"] {
+        let flow = acme_flow(dir.path(), plugin);
+        let without = weft(&data, &["validate", &flow], None);
+        assert!(
+            text(&without.stderr).contains(&format!("no plugin `{plugin}`")),
+            "not on the search path: {}",
+            text(&without.stderr)
+        );
+        let with = weft(&data, &["validate", &flow, "--plugins", build], None);
+        let err = text(&with.stderr);
+        assert!(!err.contains("no plugin"), "{plugin}: {err}");
+        // Planned as far as its credential, which this test does not store.
+        assert!(err.contains("secret `acme`"), "{plugin}: {err}");
+    }
+    let pinned_elsewhere = weft(
+        &data,
+        &[
+            "validate",
+            &acme_flow(dir.path(), "acme-helpdesk@2"),
+            "--plugins",
+            build,
+        ],
+        None,
+    );
+    assert!(
+        text(&pinned_elsewhere.stderr).contains("no plugin `acme-helpdesk@2`"),
+        "{}",
+        text(&pinned_elsewhere.stderr)
+    );
+}
