@@ -235,13 +235,13 @@ async fn test_connector(
             .context("--auth is not an auth table a flow would accept")?,
         None => upstream.demo_auth(plugin).ok_or_else(|| {
             anyhow!(
-                "give the connection's credential with --auth (JSON, as a flow's auth table): {against:?} has no demo credential of a kind the plugin takes"
+                "give the connection's credential with --auth (JSON, as a flow's auth table): {against} has no demo credential of a kind the plugin takes"
             )
         })?,
     };
     // `secret:NAME` references resolve in the data directory's vault; anything else needs
     // no vault on disk.
-    let secrets = if auth_json_names_a_stored_secret(&auth) {
+    let secrets = if names_a_stored_secret(&auth) {
         Secrets::new(crate::store(data_dir).await?, MasterKey::load(data_dir)?)
     } else {
         Secrets::new(
@@ -267,7 +267,7 @@ async fn test_connector(
     Ok(report)
 }
 
-fn auth_json_names_a_stored_secret(auth: &AuthSpec) -> bool {
+fn names_a_stored_secret(auth: &AuthSpec) -> bool {
     use weft_capabilities::SecretRef;
     let stored = |r: &SecretRef| matches!(r, SecretRef::Stored(_));
     match auth {

@@ -61,6 +61,15 @@ impl FromStr for Against {
     }
 }
 
+impl std::fmt::Display for Against {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Against::Sandbox(vendor) => write!(f, "sandbox:{}", vendor.slug()),
+            Against::Url(url) => f.write_str(url),
+        }
+    }
+}
+
 /// The upstream while the checks run: the sandbox started for them, or the author's URL.
 pub struct Upstream {
     sandbox: Option<(Sandbox, Vendor)>,

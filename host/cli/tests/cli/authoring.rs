@@ -444,3 +444,69 @@ async fn js_and_python_plugins_from_the_templates_build_pass_their_checks_and_ru
     .await
     .unwrap();
 }
+
+/// Against a URL (here the emulator, as any running API would be): the same checks, with the
+/// credential given and the throttling check skipped, saying why.
+#[tokio::test(flavor = "multi_thread")]
+async fn plugin_test_checks_a_connector_against_a_url_with_the_credential_given() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let sandbox = Sandbox::start(SandboxConfig::default().unthrottled())
+        .await
+        .unwrap();
+    let zendesk = sandbox.vendor(Vendor::Zendesk).unwrap();
+    let c = zendesk.credentials();
+    let auth = serde_json::json!({
+        "kind": "basic",
+        "username": c.extra["basic_auth_user"],
+        "password": c.api_token.unwrap(),
+    })
+    .to_string();
+    let url = zendesk.base_url().to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_owned();
+    let out = tokio::task::spawn_blocking(move || {
+        weft(
+            &data,
+            &[
+                "plugin",
+                "test",
+                wasm(ZENDESK).to_str().unwrap(),
+                "--against",
+                &url,
+                "--config",
+                r#"{"subdomain": "weft-sandbox", "base_url": "{url}"}"#,
+                "--auth",
+                &auth,
+                "--stream",
+                "tickets",
+                "--json",
+            ],
+            None,
+        )
+    })
+    .await
+    .unwrap();
+    let report = report_of(&out);
+    assert!(out.status.success(), "{report:#}");
+    for (name, outcome) in outcomes(&report) {
+        let expected = if name == "throttling_is_rate_limited_and_the_read_recovers" {
+            "skipped"
+        } else {
+            "passed"
+        };
+        assert_eq!(outcome, expected, "{name}: {report:#}");
+    }
+    let throttling = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "throttling_is_rate_limited_and_the_read_recovers")
+        .unwrap();
+    assert!(
+        throttling["detail"]
+            .as_str()
+            .unwrap()
+            .contains("sandbox:VENDOR"),
+        "{throttling}"
+    );
+}
