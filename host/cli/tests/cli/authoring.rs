@@ -159,20 +159,24 @@ fn plugin_test_passes_the_map_transform_and_fails_a_hostile_one_saying_why() {
     assert_eq!(names, TRANSFORM_CHECKS, "{report:#}");
     assert!(outcomes.iter().all(|(_, o)| o != "failed"), "{report:#}");
 
-    // A transform whose rejects name records the batch does not have.
-    let hostile = weft(
-        dir.path(),
-        &[
-            "plugin",
-            "test",
-            wasm(HOSTILE_TRANSFORM).to_str().unwrap(),
-            "--config",
-            r#"{"do": "misindex"}"#,
-            "--input",
-            input.to_str().unwrap(),
-        ],
-        None,
-    );
+    // The hostile transform, doing `mode`.
+    let run = |mode: &str| {
+        weft(
+            dir.path(),
+            &[
+                "plugin",
+                "test",
+                wasm(HOSTILE_TRANSFORM).to_str().unwrap(),
+                "--config",
+                &format!(r#"{{"do": "{mode}"}}"#),
+                "--input",
+                input.to_str().unwrap(),
+            ],
+            None,
+        )
+    };
+    // Its rejects name records the batch does not have.
+    let hostile = run("misindex");
     assert_eq!(hostile.status.code(), Some(1), "{}", text(&hostile.stdout));
     let report = text(&hostile.stdout);
     assert!(
@@ -182,19 +186,7 @@ fn plugin_test_passes_the_map_transform_and_fails_a_hostile_one_saying_why() {
     assert!(report.contains("a reject names record"), "{report}");
 
     // One that panics: a trap, reported, not a crash of weft.
-    let panics = weft(
-        dir.path(),
-        &[
-            "plugin",
-            "test",
-            wasm(HOSTILE_TRANSFORM).to_str().unwrap(),
-            "--config",
-            r#"{"do": "panic"}"#,
-            "--input",
-            input.to_str().unwrap(),
-        ],
-        None,
-    );
+    let panics = run("panic");
     assert_eq!(panics.status.code(), Some(1), "{}", text(&panics.stdout));
     assert!(
         text(&panics.stdout).contains("  FAIL rejects_are_indexed"),
