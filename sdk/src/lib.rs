@@ -46,7 +46,7 @@ mod transform;
 
 pub use connector::*;
 pub use error::{Error, Result};
-pub use record::{Record, decode_batch, encode_batch};
+pub use record::{Record, RecordsJson, decode_batch, encode_batch};
 pub use serde_json::{self, Value, json};
 pub use transform::*;
 

@@ -154,7 +154,7 @@ impl FlowArgs {
         weft_engine::PluginDirectory,
         weft_engine::PlanOptions,
     )> {
-        let plugins = described(
+        let plugins = plugin::described(
             data_dir,
             plugin_directory(data_dir, self.plugin_dirs.clone()),
             &self.plugin_dirs,
@@ -346,41 +346,6 @@ fn plugin_directory(
     let built = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../plugins/target/wasm32-wasip2/release");
     weft_engine::PluginDirectory::new(dirs.into_iter().chain([data_dir.join("plugins"), built]))
-}
-
-/// `directory` with each component of the `--plugins` directories also found by the name and
-/// version its own `describe` gives, as an installed one is: a build's output
-/// (`dist/book_shelf.wasm`, which calls itself `book-shelf`) needs no install to be tried in a
-/// flow. Loading them uses the compiled-plugin cache; one that does not load is left to be
-/// found, and refused, by its file name.
-async fn described(
-    data_dir: &std::path::Path,
-    mut directory: weft_engine::PluginDirectory,
-    dirs: &[PathBuf],
-) -> anyhow::Result<weft_engine::PluginDirectory> {
-    if dirs.is_empty() {
-        return Ok(directory);
-    }
-    let runtime = runtime(data_dir)?;
-    for dir in dirs {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            continue;
-        };
-        let mut files: Vec<PathBuf> = entries
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
-            // Installed files are named by describe already.
-            .filter(|p| !p.to_string_lossy().contains('@'))
-            .collect();
-        files.sort();
-        for file in files {
-            if let Ok(plugin) = runtime.load_file(&file).await {
-                directory = directory.with_own(plugin.name(), plugin.version(), file);
-            }
-        }
-    }
-    Ok(directory)
 }
 
 /// The store: PostgreSQL when `WEFT_DATABASE_URL` names one (several weft processes can share

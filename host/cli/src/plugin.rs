@@ -75,16 +75,7 @@ pub async fn list(data_dir: &Path, dirs: Vec<PathBuf>) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{:<24} {:<12} {:<10} file", "name", "version", "kind")?;
     for dir in directory.dirs() {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            continue;
-        };
-        let mut files: Vec<PathBuf> = entries
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
-            .collect();
-        files.sort();
-        for file in files {
+        for file in components_in(dir) {
             match runtime.load_file(&file).await {
                 Ok(plugin) => writeln!(
                     out,
@@ -106,4 +97,47 @@ pub async fn list(data_dir: &Path, dirs: Vec<PathBuf>) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The `.wasm` files of `dir`, in name order; none if it cannot be read.
+fn components_in(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// `directory` with each component of the `--plugins` directories also found by the name and
+/// version its own `describe` gives, as an installed one is: a build's output
+/// (`dist/book_shelf.wasm`, which calls itself `book-shelf`) needs no install to be tried in a
+/// flow. Loading them uses the compiled-plugin cache; one that does not load is left to be
+/// found, and refused, by its file name.
+pub async fn described(
+    data_dir: &Path,
+    mut directory: PluginDirectory,
+    dirs: &[PathBuf],
+) -> anyhow::Result<PluginDirectory> {
+    if dirs.is_empty() {
+        return Ok(directory);
+    }
+    let runtime = crate::runtime(data_dir)?;
+    for file in dirs.iter().flat_map(|dir| components_in(dir)) {
+        // Installed files (`NAME@VERSION.wasm`) are found by their name already.
+        if file
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().contains('@'))
+        {
+            continue;
+        }
+        if let Ok(plugin) = runtime.load_file(&file).await {
+            directory = directory.with_own(plugin.name(), plugin.version(), file);
+        }
+    }
+    Ok(directory)
 }

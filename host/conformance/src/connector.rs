@@ -2,19 +2,19 @@
 //! upstream the author chooses.
 
 use std::collections::BTreeSet;
-use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use weft_capabilities::{AuthSpec, Connection, Connections, HostRule, Secret, SecretRef, Secrets};
+use weft_capabilities::{AuthSpec, Connection, Connections, Secret, SecretRef, Secrets};
 use weft_runtime::bindings::{PluginError, SyncMode};
 use weft_runtime::{
-    AuthKind, CallContext, CallError, ConnectorPlugin, InboundRequest, Page, ReadRequest,
-    Verification,
+    CallContext, CallError, ConnectorPlugin, InboundRequest, Page, ReadRequest, Verification,
 };
-use weft_sandbox::{FaultConfig, Sandbox, SandboxConfig, Vendor};
+use weft_sandbox::FaultConfig;
 
 use crate::schema;
+use crate::upstream::rule_for;
+pub use crate::upstream::{Against, Upstream};
 use crate::{Check, Outcome, Report};
 
 /// The connection name every call of the checks uses.
@@ -25,152 +25,6 @@ pub const DEFAULT_PAGE_SIZE: u32 = 25;
 
 /// The most a full read may take before the check gives up on it.
 const READ_LIMITS: (usize, usize, Duration) = (10_000, 1_000_000, Duration::from_secs(120));
-
-/// Where the upstream is: `sandbox:VENDOR` (an emulator this process starts, with its demo
-/// data and credentials) or the base URL of a running API.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Against {
-    Sandbox(Vendor),
-    Url(String),
-}
-
-impl FromStr for Against {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Against, String> {
-        if let Some(slug) = s.strip_prefix("sandbox:") {
-            let vendors = || {
-                Vendor::ALL
-                    .iter()
-                    .map(|v| v.slug())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            return Vendor::from_slug(slug)
-                .map(Against::Sandbox)
-                .ok_or_else(|| {
-                    format!("the sandbox has no `{slug}` emulator; it has {}", vendors())
-                });
-        }
-        if s.starts_with("http://") || s.starts_with("https://") {
-            return Ok(Against::Url(s.trim_end_matches('/').to_owned()));
-        }
-        Err(format!(
-            "`{s}` is neither sandbox:VENDOR nor an http(s) URL; e.g. sandbox:zendesk or http://127.0.0.1:8080"
-        ))
-    }
-}
-
-impl std::fmt::Display for Against {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Against::Sandbox(vendor) => write!(f, "sandbox:{}", vendor.slug()),
-            Against::Url(url) => f.write_str(url),
-        }
-    }
-}
-
-/// The upstream while the checks run: the sandbox started for them, or the author's URL.
-pub struct Upstream {
-    sandbox: Option<(Sandbox, Vendor)>,
-    base_url: String,
-}
-
-impl Upstream {
-    /// Starts the emulator for `sandbox:VENDOR` (its demo data, its own ports); a URL is used
-    /// as it is.
-    pub async fn start(against: &Against) -> Result<Upstream, String> {
-        match against {
-            Against::Url(url) => Ok(Upstream {
-                sandbox: None,
-                base_url: url.clone(),
-            }),
-            Against::Sandbox(vendor) => {
-                // Unthrottled: the checks pin behaviour, not pace; throttling is
-                // injected on purpose by its own check.
-                let sandbox = Sandbox::start(SandboxConfig::default().unthrottled())
-                    .await
-                    .map_err(|e| format!("starting the sandbox: {e}"))?;
-                let base_url = sandbox
-                    .vendor(*vendor)
-                    .map(|h| h.base_url().to_owned())
-                    .ok_or_else(|| {
-                        format!("the sandbox started without its {vendor:?} emulator")
-                    })?;
-                Ok(Upstream {
-                    sandbox: Some((sandbox, *vendor)),
-                    base_url,
-                })
-            }
-        }
-    }
-
-    /// What `{url}` in a connection's config stands for: `http://127.0.0.1:PORT` of the
-    /// emulator, or the URL given.
-    pub fn base_url(&self) -> &str {
-        &self.base_url
-    }
-
-    /// The emulator's demo credential in the first form the plugin declares that the vendor
-    /// offers; `None` for a URL, or when the vendor has no credential of those kinds.
-    pub fn demo_auth(&self, plugin: &ConnectorPlugin) -> Option<AuthSpec> {
-        let (sandbox, vendor) = self.sandbox.as_ref()?;
-        let c = sandbox.vendor(*vendor)?.credentials();
-        let literal = |s: &str| SecretRef::Literal(Secret::new(s));
-        let token_url = c.extra.get("token_url").cloned();
-        plugin
-            .info()
-            .auth
-            .iter()
-            .find_map(|method| match method.kind {
-                AuthKind::None => Some(AuthSpec::None),
-                AuthKind::Basic => {
-                    let password = c
-                        .api_token
-                        .clone()
-                        .or_else(|| c.extra.get("password").cloned())?;
-                    let username = c
-                        .extra
-                        .get("basic_auth_user")
-                        .cloned()
-                        .unwrap_or_else(|| c.username.clone());
-                    Some(AuthSpec::Basic {
-                        username,
-                        password: literal(&password),
-                    })
-                }
-                AuthKind::ApiKey => c
-                    .api_token
-                    .as_deref()
-                    .map(|t| AuthSpec::ApiKey { value: literal(t) }),
-                AuthKind::Bearer => c
-                    .api_token
-                    .as_deref()
-                    .map(|t| AuthSpec::Bearer { token: literal(t) }),
-                AuthKind::Oauth2Refresh => Some(AuthSpec::OAuth2Refresh {
-                    token_url: token_url.clone()?,
-                    client_id: literal(&c.client_id),
-                    client_secret: literal(&c.client_secret),
-                    refresh_token: literal(c.refresh_token.as_deref()?),
-                    scope: None,
-                }),
-                AuthKind::Oauth2ClientCredentials => Some(AuthSpec::OAuth2ClientCredentials {
-                    token_url: token_url.clone()?,
-                    client_id: literal(&c.client_id),
-                    client_secret: literal(&c.client_secret),
-                    scope: c.extra.get("scope").cloned(),
-                }),
-                AuthKind::JwtBearer => None,
-            })
-    }
-
-    /// Stops the emulator, if one was started.
-    pub async fn shutdown(self) {
-        if let Some((sandbox, _)) = self.sandbox {
-            sandbox.shutdown().await;
-        }
-    }
-}
 
 /// A connection to check the connector through, configured as a flow would.
 pub struct Target {
@@ -197,21 +51,6 @@ fn with_url(config: &Value, url: &str) -> Value {
         ),
         other => other.clone(),
     }
-}
-
-/// The egress rule for the upstream the author pointed at: that host and port exactly, over
-/// http too, at a private address too (the author chose it; nothing else is allowed).
-fn rule_for(url: &str) -> Result<HostRule, String> {
-    let authority = url
-        .split("://")
-        .nth(1)
-        .unwrap_or(url)
-        .split(['/', '?', '#'])
-        .next()
-        .unwrap_or_default();
-    HostRule::parse(authority)
-        .map(|r| r.allow_http(true).allow_private(true))
-        .map_err(|e| format!("{url} cannot be allowed as an upstream: {e}"))
 }
 
 /// The same credential, wrong: what the upstream must refuse.
@@ -926,14 +765,14 @@ async fn throttling_is_rate_limited(
     bench: &Bench<'_>,
     stream: &weft_runtime::bindings::StreamDescriptor,
 ) -> Outcome {
-    let Some((sandbox, vendor)) = &bench.upstream.sandbox else {
+    let Some((sandbox, vendor)) = bench.upstream.sandbox() else {
         return Outcome::Skipped(
             "needs the upstream's throttling on demand: run against sandbox:VENDOR".into(),
         );
     };
     // The credential was obtained by the reads before; from here every request is throttled.
     sandbox.set_faults(
-        Some(*vendor),
+        Some(vendor),
         FaultConfig {
             rate_limited: 1.0,
             ..FaultConfig::default()
@@ -948,7 +787,7 @@ async fn throttling_is_rate_limited(
             bench.request(&stream.name, SyncMode::Full, None),
         )
         .await;
-    sandbox.set_faults(Some(*vendor), FaultConfig::default());
+    sandbox.set_faults(Some(vendor), FaultConfig::default());
     let seen = match throttled {
         Err(e) => match e.plugin_error() {
             Some(PluginError::RateLimited(r)) => match r.retry_after_ms {
@@ -1009,24 +848,6 @@ async fn an_unsigned_webhook_is_refused(bench: &Bench<'_>) -> Outcome {
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn against_names_a_sandbox_vendor_or_a_url() {
-        assert_eq!(
-            "sandbox:zendesk".parse::<Against>(),
-            Ok(Against::Sandbox(Vendor::Zendesk))
-        );
-        assert_eq!(
-            "http://127.0.0.1:9/".parse::<Against>(),
-            Ok(Against::Url("http://127.0.0.1:9".into()))
-        );
-        let unknown = "sandbox:jira".parse::<Against>().unwrap_err();
-        assert!(
-            unknown.contains("no `jira` emulator") && unknown.contains("zendesk"),
-            "{unknown}"
-        );
-        assert!("ftp://x".parse::<Against>().is_err());
-    }
 
     #[test]
     fn url_stands_in_every_string_of_the_config() {

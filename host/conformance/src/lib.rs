@@ -16,6 +16,7 @@ pub mod connector;
 mod report;
 mod schema;
 pub mod transform;
+mod upstream;
 
 pub use report::{Check, Outcome, Report};
 

@@ -8,7 +8,7 @@ use serde_json::Value;
 use weft_sandbox::{Sandbox, SandboxConfig, Vendor};
 use weft_tests::{HOSTILE_TRANSFORM, MAP, ZENDESK, wasm};
 
-use super::{text, weft};
+use super::{text, toolchain_env, weft};
 
 /// Every connector check, in the order the report lists them.
 const CONNECTOR_CHECKS: [&str; 10] = [
@@ -231,20 +231,6 @@ fn plugin_test_without_a_project_or_an_upstream_says_what_to_give() {
         "{}",
         text(&out.stderr)
     );
-}
-
-/// The caches `.ci/plugin-toolchains` warms (npm's, componentize-py's wheel), used when
-/// there: the JavaScript and Python builds then need no registry.
-fn toolchain_env() -> Vec<(String, PathBuf)> {
-    let cache = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/plugin-toolchains");
-    let mut env = Vec::new();
-    if cache.join("npm-cache").is_dir() {
-        env.push(("npm_config_cache".to_owned(), cache.join("npm-cache")));
-    }
-    if cache.join("wheels").is_dir() {
-        env.push(("PIP_FIND_LINKS".to_owned(), cache.join("wheels")));
-    }
-    env
 }
 
 /// Runs `weft` with the project directory as the working directory, as an author would.

@@ -3,30 +3,20 @@
 //! the Rust plugins' sandbox, and the examples (`examples/js-helpdesk-connector`,
 //! `examples/python-enrich-transform`) run their flows against the sandbox.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
 use weft_sandbox::{Sandbox, SandboxConfig, Vendor};
 
-use super::{sandbox_vars, text, weft};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use super::{repo, sandbox_vars, text, toolchain_env, weft};
 
 /// Runs a build step in the checkout, with the caches `.ci/plugin-toolchains` warms.
 fn build_step(program: &str, args: &[&str]) {
-    let cache = repo().join("target/plugin-toolchains");
-    let mut command = Command::new(program);
-    command.args(args).current_dir(repo());
-    if cache.join("npm-cache").is_dir() {
-        command.env("npm_config_cache", cache.join("npm-cache"));
-    }
-    if cache.join("wheels").is_dir() {
-        command.env("PIP_FIND_LINKS", cache.join("wheels"));
-    }
-    let out = command
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(repo())
+        .envs(toolchain_env())
         .output()
         .unwrap_or_else(|e| panic!("{program}: {e}"));
     assert!(

@@ -34,6 +34,25 @@ fn weft(data_dir: &std::path::Path, args: &[&str], stdin: Option<&str>) -> Outpu
     child.wait_with_output().unwrap()
 }
 
+/// The checkout this test binary was built from.
+fn repo() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The caches `.ci/plugin-toolchains` warms (npm's, componentize-py's wheel), used when
+/// there: the JavaScript and Python builds then need no registry.
+fn toolchain_env() -> Vec<(&'static str, std::path::PathBuf)> {
+    let cache = repo().join("target/plugin-toolchains");
+    [
+        ("npm_config_cache", "npm-cache"),
+        ("PIP_FIND_LINKS", "wheels"),
+    ]
+    .into_iter()
+    .map(|(var, dir)| (var, cache.join(dir)))
+    .filter(|(_, dir)| dir.is_dir())
+    .collect()
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
