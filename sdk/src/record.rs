@@ -55,9 +55,7 @@ impl RecordsJson {
             if i > 0 {
                 self.text.push(',');
             }
-            // A name serialises as a JSON string; that cannot fail.
-            self.text
-                .push_str(&serde_json::to_string(name).unwrap_or_default());
+            push_name(&mut self.text, name);
             self.text.push(':');
             self.text.push_str(value);
         }
@@ -83,5 +81,18 @@ impl RecordsJson {
     pub(crate) fn finish(mut self) -> String {
         self.text.push(']');
         self.text
+    }
+}
+
+/// Writes `name` as a JSON string: as it is when nothing in it needs escaping (the usual
+/// field name), else through serde_json.
+fn push_name(text: &mut String, name: &str) {
+    if name.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        text.push('"');
+        text.push_str(name);
+        text.push('"');
+    } else {
+        // A name serialises as a JSON string; that cannot fail.
+        text.push_str(&serde_json::to_string(name).unwrap_or_default());
     }
 }

@@ -7,7 +7,9 @@ emulator on this machine, alternately:
   airbyte  the Airbyte source's `read` of the stream, unmodified, from PyPI in a virtualenv of
            its own, through the sandbox's HTTPS proxy (it hard-codes the vendor's host);
   ceiling  a trivial keep-alive client (Python's http.client) that pages through the endpoint
-           weft reads and parses each page, doing nothing else: what the emulator can give.
+           weft reads, asking for what weft asks for (the query of weft's first request, read
+           from the sandbox's request log: HubSpot's properties, Zendesk's page size), and
+           parses each page, doing nothing else: what the emulator can give.
 
 It prints records/s, CPU seconds (user + system, of the process and what it waited for) and
 peak RSS of each, and the ratios. The sandbox runs with `--no-rate-limits`: the emulated
@@ -130,30 +132,38 @@ def run_weft(weft, data_dir, flow, tenant):
     return seconds, cpu, rss, written, code
 
 
-def ceiling_client(vendor, credentials, base_url):
-    """The trivial client, as a Python snippet run in a process of its own."""
+def ceiling_client(vendor, credentials, base_url, first_request):
+    """The trivial client, as a Python snippet run in a process of its own. It asks for what
+    weft asked for: `first_request` is the path and query of weft's first request for the
+    stream (HubSpot's list takes the properties weft names, and answers more per record than
+    with its default properties)."""
     if vendor.slug == "zendesk":
         auth = "Basic " + b64encode(
             f'{credentials["username"]}/token:{credentials["api_token"]}'.encode()
         ).decode()
-        first = f"/api/v2/incremental/{vendor.stream}/cursor.json?start_time=0"
+        # Later pages as weft asks for them: the first request's query (page size, ...) with
+        # the cursor instead of the start time.
+        first = first_request
+        endpoint, _, query = first_request.partition("?")
+        kept = "&".join(p for p in query.split("&") if not p.startswith("start_time="))
+        after = f"{endpoint}?{kept}&cursor=" if kept else f"{endpoint}?cursor="
         step = (
             "n += len(page['tickets'])\n"
             "    if page['end_of_stream']: break\n"
-            "    path = '/api/v2/incremental/tickets/cursor.json?cursor=' + page['after_cursor']\n"
+            f"    path = {after!r} + urllib.parse.quote(page['after_cursor'])\n"
         )
     else:
         auth = "Bearer " + credentials["api_token"]
-        first = f"/crm/v3/objects/{vendor.stream}?limit=100"
+        first = first_request
         step = (
             "n += len(page['results'])\n"
             "    after = page.get('paging', {}).get('next', {}).get('after')\n"
             "    if after is None: break\n"
-            f"    path = '/crm/v3/objects/{vendor.stream}?limit=100&after=' + after\n"
+            f"    path = {first_request!r} + '&after=' + urllib.parse.quote(after)\n"
         )
     host, port = base_url.split("//", 1)[1].split(":")
     return (
-        "import http.client, json\n"
+        "import http.client, json, urllib.parse\n"
         f"c = http.client.HTTPConnection({host!r}, {int(port)})\n"
         f"path, n = {first!r}, 0\n"
         "while True:\n"
@@ -164,6 +174,15 @@ def ceiling_client(vendor, credentials, base_url):
         f"    {step}"
         "print(n)\n"
     )
+
+
+def first_request(vendor):
+    """The path and query of weft's first request for the stream, from the sandbox's log."""
+    marker = {"zendesk": f"/incremental/{vendor.stream}/", "hubspot": f"/objects/{vendor.stream}?"}
+    for entry in admin(f"/admin/log?vendor={vendor.slug}&limit=20")["requests"]:
+        if entry["method"] == "GET" and marker[vendor.slug] in entry["uri"]:
+            return entry["uri"]
+    sys.exit(f"weft's warm-up round made no request for {vendor.stream}")
 
 
 def run_ceiling(script):
@@ -298,11 +317,13 @@ def main():
         credentials, base_url = entry["credentials"], entry["base_url"]
         flow = scratch / "flow.toml"
         flow.write_text(weft_flow(vendor, credentials, base_url))
-        ceiling = ceiling_client(vendor, credentials, base_url)
         airbyte = None if args.skip_airbyte else airbyte_setup(vendor, credentials, data_dir, scratch)
 
-        # A round before the timed ones: weft compiles the plugin into its cache once.
+        # A round before the timed ones: weft compiles the plugin into its cache once. The
+        # ceiling then asks for what weft's first request asked for.
+        urllib.request.urlopen(urllib.request.Request(ADMIN + "/admin/log", method="DELETE"))
         run_weft(weft, data_dir, flow, "bench-warmup")
+        ceiling = ceiling_client(vendor, credentials, base_url, first_request(vendor))
         results = {"weft": [], "airbyte": [], "ceiling": []}
         for round_ in range(args.rounds):
             contenders = [("ceiling", lambda: run_ceiling(ceiling)),

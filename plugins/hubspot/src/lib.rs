@@ -440,8 +440,8 @@ fn modified_ms(record: &Record, t: &ObjectType) -> Option<i64> {
 struct RawObject<'a> {
     #[serde(borrow)]
     id: &'a RawValue,
-    #[serde(default, borrow)]
-    properties: BTreeMap<Cow<'a, str>, &'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "raw_members")]
+    properties: Vec<(Cow<'a, str>, &'a RawValue)>,
     #[serde(default, borrow, rename = "createdAt")]
     created_at: Option<&'a RawValue>,
     #[serde(default, borrow, rename = "updatedAt")]
@@ -462,16 +462,76 @@ struct RawListAnswer<'a> {
 /// `updatedAt` and `archived`, in name order), writing the values' text as received instead of
 /// building a [`Record`]: a list page is the bulk of a full read.
 fn push_flattened(records: &mut RecordsJson, o: &RawObject<'_>) {
-    let mut members: BTreeMap<&str, &str> = BTreeMap::new();
-    members.insert("id", o.id.get());
-    for (name, value) in &o.properties {
-        members.insert(name.as_ref(), value.get());
-    }
+    let mut members: Vec<(&str, &str)> = Vec::with_capacity(o.properties.len() + 4);
+    members.push(("id", o.id.get()));
+    members.extend(
+        o.properties
+            .iter()
+            .map(|(name, value)| (name.as_ref(), value.get())),
+    );
     // As `flatten`: absent is null, and archived false.
-    members.insert("createdAt", o.created_at.map_or("null", |v| v.get()));
-    members.insert("updatedAt", o.updated_at.map_or("null", |v| v.get()));
-    members.insert("archived", o.archived.map_or("false", |v| v.get()));
-    records.push(members);
+    members.push(("createdAt", o.created_at.map_or("null", |v| v.get())));
+    members.push(("updatedAt", o.updated_at.map_or("null", |v| v.get())));
+    members.push(("archived", o.archived.map_or("false", |v| v.get())));
+    // In name order, and of a name given twice the later (a property named `id` replaces the
+    // object's id; the envelope's own members replace properties of their names), as inserting
+    // into `flatten`'s map does. The sort is stable, so equal names keep the order given.
+    members.sort_by(|a, b| a.0.cmp(b.0));
+    let mut kept: Vec<(&str, &str)> = Vec::with_capacity(members.len());
+    for member in members {
+        match kept.last_mut() {
+            Some(last) if last.0 == member.0 => *last = member,
+            _ => kept.push(member),
+        }
+    }
+    records.push(kept);
+}
+
+/// A JSON object's members in the order sent, names borrowed from the text where they hold no
+/// escapes (serde makes an owned `Cow` of a map key otherwise), values as their text.
+fn raw_members<'de, D>(
+    deserializer: D,
+) -> std::result::Result<Vec<(Cow<'de, str>, &'de RawValue)>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    struct Name<'a>(Cow<'a, str>);
+    impl<'de> Deserialize<'de> for Name<'de> {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+            struct Visit;
+            impl<'de> serde::de::Visitor<'de> for Visit {
+                type Value = Name<'de>;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("a property name")
+                }
+                fn visit_borrowed_str<E>(self, v: &'de str) -> std::result::Result<Name<'de>, E> {
+                    Ok(Name(Cow::Borrowed(v)))
+                }
+                fn visit_str<E>(self, v: &str) -> std::result::Result<Name<'de>, E> {
+                    Ok(Name(Cow::Owned(v.to_owned())))
+                }
+            }
+            d.deserialize_str(Visit)
+        }
+    }
+    struct Members;
+    impl<'de> serde::de::Visitor<'de> for Members {
+        type Value = Vec<(Cow<'de, str>, &'de RawValue)>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an object of properties")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> std::result::Result<Self::Value, A::Error> {
+            let mut members = Vec::with_capacity(map.size_hint().unwrap_or(16));
+            while let Some((Name(name), value)) = map.next_entry::<Name<'de>, &'de RawValue>()? {
+                members.push((name, value));
+            }
+            Ok(members)
+        }
+    }
+    deserializer.deserialize_map(Members)
 }
 
 fn read_list(conn: &Connection, t: &ObjectType, req: &ReadRequest, resume: Resume) -> Result<Page> {

@@ -143,6 +143,10 @@ impl Execution<'_> {
             if let Some(total) = page.total {
                 self.totals.insert(source.clone(), total);
             }
+            // The next page is asked for first: a connector's paging waits on nothing else.
+            if !page.done {
+                next = fetch.start(page.next_cursor.clone());
+            }
             let records = match records::split(&page.records) {
                 Ok(records) => records,
                 Err(e) => {
@@ -151,9 +155,6 @@ impl Execution<'_> {
                     return self.finish(source, Some(why)).await;
                 }
             };
-            if !page.done {
-                next = fetch.start(page.next_cursor.clone());
-            }
             if let Some(failed) = self.deliver(source, &records, include).await? {
                 // The page's writes were not all acknowledged: keep the cursor where it was.
                 return self.finish(source, Some(failed)).await;
