@@ -446,15 +446,29 @@ fn records_json_writes_each_record_as_an_object_of_the_text_given() {
         json!([{"id": "1", "na\"me": {"a": [1, 2]}, "n": null}, {}])
     );
     // Names are written as JSON strings: escaped where they need it, as serde_json would.
-    let names = ["plain", "quo\"te", "back\\slash", "tab\there", "\u{1}ctl", "ünï ☃", "\u{7f}"];
+    let names = [
+        "plain",
+        "quo\"te",
+        "back\\slash",
+        "tab\there",
+        "\u{1}ctl",
+        "ünï ☃",
+        "\u{7f}",
+    ];
     let mut escaped = weft_sdk::RecordsJson::new();
     escaped.push(names.iter().map(|n| (*n, "1")));
     let expected: serde_json::Map<String, Value> =
         names.iter().map(|n| (n.to_string(), json!(1))).collect();
     let text = escaped.to_json();
-    assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), json!([expected]));
+    assert_eq!(
+        serde_json::from_str::<Value>(&text).unwrap(),
+        json!([expected])
+    );
     for name in names {
-        assert!(text.contains(&serde_json::to_string(name).unwrap()), "{name:?} in {text}");
+        assert!(
+            text.contains(&serde_json::to_string(name).unwrap()),
+            "{name:?} in {text}"
+        );
     }
     let page = weft_sdk::Page::last_json::<()>(records, None);
     assert!(page.records.is_empty(), "the text stands for the records");

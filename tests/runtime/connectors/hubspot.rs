@@ -471,3 +471,99 @@ async fn the_limits_stream_reports_the_daily_allocation() {
     let burst = limits.iter().find(|r| r["name"] == "interval").unwrap();
     assert_eq!(burst["interval_ms"], 10_000);
 }
+
+/// A list page as an upstream may send it, odd corners included: a property named like an
+/// envelope member, a property given twice, a name written with an escape, nested values.
+const ODD_LIST_PAGE: &str = r#"{"results": [
+  {"id": "7", "properties": {"zeta": 1, "id": "shadow", "alpha": "a", "na\u006de": "escaped",
+   "dup": "first", "dup": "second", "archived": "property", "nested": {"x": [1, 2.5, null]},
+   "quote\"d": "q"},
+   "createdAt": "2026-01-01T00:00:00Z", "updatedAt": "2026-01-02T00:00:00Z", "archived": true},
+  {"id": "8", "properties": {}}
+], "paging": {"next": {"after": "9", "link": "ignored"}}}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_page_is_flattened_as_a_record_would_be_whatever_its_members_are() {
+    // The list read writes each object's text as received instead of building records; what
+    // comes out must be what flattening a parsed object gives, member for member.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let log = seen.clone();
+    let app = axum::Router::new().route(
+        "/crm/v3/objects/contacts",
+        axum::routing::get(move |uri: axum::http::Uri| async move {
+            log.lock()
+                .unwrap()
+                .push(uri.query().unwrap_or_default().to_owned());
+            ([("content-type", "application/json")], ODD_LIST_PAGE)
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let h = Harness::start::<HubSpotCase>().await;
+    let config = json!({"base_url": format!("http://{addr}")});
+    let connections = weft_tests::connections(
+        &h.plugin,
+        conformance::CONNECTION,
+        config.clone(),
+        AuthSpec::Bearer {
+            token: literal("pat-odd"),
+        },
+        vec![weft_tests::loopback_rule(addr)],
+        &h.secrets,
+        |_| {},
+    )
+    .await;
+    let context = weft_runtime::CallContext::new("default").with_connections(connections);
+    let page = h
+        .plugin
+        .read(
+            &context,
+            conformance::CONNECTION,
+            &config,
+            Harness::request("contacts", SyncMode::Full, None, 100),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        records(&page),
+        vec![
+            json!({
+                // Properties replace the object's id; the envelope's members replace properties.
+                "id": "shadow", "zeta": 1, "alpha": "a", "name": "escaped", "dup": "second",
+                "nested": {"x": [1, 2.5, null]}, "quote\"d": "q",
+                "createdAt": "2026-01-01T00:00:00Z", "updatedAt": "2026-01-02T00:00:00Z",
+                "archived": true,
+            }),
+            json!({"id": "8", "createdAt": null, "updatedAt": null, "archived": false}),
+        ]
+    );
+    // Members in name order, each once, as a record's map writes them.
+    let first = page.records.split("},{").next().unwrap();
+    let names: Vec<usize> = [
+        "\"alpha\"",
+        "\"archived\"",
+        "\"createdAt\"",
+        "\"dup\"",
+        "\"id\"",
+        "\"name\"",
+    ]
+    .iter()
+    .map(|n| first.find(n).unwrap_or_else(|| panic!("{n} in {first}")))
+    .collect();
+    assert!(names.windows(2).all(|w| w[0] < w[1]), "{first}");
+    assert_eq!(first.matches("\"dup\"").count(), 1, "{first}");
+    assert!(!page.done, "paging.next means more");
+
+    // The next page is asked for with the `after` given.
+    let next = Harness::request("contacts", SyncMode::Full, page.next_cursor.clone(), 100);
+    h.plugin
+        .read(&context, conformance::CONNECTION, &config, next)
+        .await
+        .unwrap();
+    let queries = seen.lock().unwrap().clone();
+    assert_eq!(queries.len(), 2, "{queries:?}");
+    assert!(!queries[0].contains("after="), "{}", queries[0]);
+    assert!(queries[1].contains("after=9"), "{}", queries[1]);
+}
