@@ -294,6 +294,11 @@ def main():
     if not Path(weft).exists():
         sys.exit(f"no weft binary at {weft}: build it with `cargo build --release -p weft`, or give --weft")
 
+    try:
+        admin("/admin")
+        sys.exit(f"something already answers on {ADMIN}: stop it (another sandbox?) first")
+    except OSError:
+        pass
     scratch = Path(tempfile.mkdtemp(prefix="weft-bench-airbyte-"))
     data_dir = scratch / "data"
     sandbox = subprocess.Popen(
@@ -303,6 +308,9 @@ def main():
     )
     try:
         for _ in range(300):
+            # Another sandbox on the ports would answer in its place: this one must be running.
+            if sandbox.poll() is not None:
+                sys.exit(f"the sandbox exited ({sandbox.returncode}); are ports 4100-4108 free?")
             try:
                 admin("/admin")
                 break

@@ -74,19 +74,19 @@ pub struct TestArgs {
 pub fn new(args: NewArgs) -> anyhow::Result<()> {
     let dir = args.dir.unwrap_or_else(|| PathBuf::from(&args.name));
     let files = weft_authoring::create(&dir, &args.name, args.kind, args.language)?;
-    println!(
+    out!(
         "made {} {} {} in {} ({} files)",
         args.language,
         args.kind,
         args.name,
         dir.display(),
         files.len()
-    );
-    println!(
+    )?;
+    out!(
         "next: cd {} && weft plugin build && weft plugin test",
         dir.display()
-    );
-    println!("(README.md there says how to install it and use it in a flow)");
+    )?;
+    out!("(README.md there says how to install it and use it in a flow)")?;
     Ok(())
 }
 
@@ -94,7 +94,7 @@ pub fn build(args: BuildArgs) -> anyhow::Result<()> {
     let dir = args.project.unwrap_or_else(|| PathBuf::from("."));
     let manifest = Manifest::load(&dir)?;
     let output = weft_authoring::build(&dir, &manifest)?;
-    println!("built {}", output.display());
+    out!("built {}", output.display())?;
     Ok(())
 }
 
@@ -162,9 +162,9 @@ pub async fn test(data_dir: &Path, args: TestArgs) -> anyhow::Result<()> {
         }
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report.to_json())?);
+        out!("{}", serde_json::to_string_pretty(&report.to_json())?)?;
     } else {
-        println!("{report}");
+        out!("{report}")?;
     }
     let (_, failed, _) = report.counts();
     if failed > 0 {

@@ -52,28 +52,31 @@ pub async fn run(
     let secrets = Secrets::new(store, MasterKey::load(data_dir)?);
     let name = flow.file.name.get_ref().to_string();
     let rows = check_connections(&plan, &secrets, &options.tenant, &name).await?;
-    println!(
+    out!(
         "{:<20} {:<16} {:<28} {:<7} token",
-        "connection", "plugin", "auth", "status"
-    );
+        "connection",
+        "plugin",
+        "auth",
+        "status"
+    )?;
     let mut failed = 0;
     for row in &rows {
         let status = if row.check.is_ok() { "ok" } else { "failed" };
-        println!(
+        out!(
             "{:<20} {:<16} {:<28} {:<7} {}",
             row.name,
             row.plugin,
             row.auth,
             status,
             token(&row.token)
-        );
+        )?;
         if let Err(e) = &row.check {
             failed += 1;
-            println!("  {e}");
+            out!("  {e}")?;
         }
         if let Some(bound) = plan.connections.get(&row.name) {
-            println!("  reaches:");
-            print!("{}", crate::hosts::describe(&bound.spec));
+            out!("  reaches:")?;
+            put!("{}", crate::hosts::describe(&bound.spec))?;
         }
     }
     if failed > 0 {

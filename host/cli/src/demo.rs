@@ -394,7 +394,7 @@ pub async fn run(data_dir: &Path, args: DemoArgs) -> anyhow::Result<()> {
             let report =
                 weft_engine::run(flow, &plan, &store, &secrets, &run_options, &mut progress)
                     .await?;
-            crate::run::print_report(&report);
+            crate::run::print_report(&report)?;
             tally.runs += 1;
             tally.failed_runs += usize::from(!report.status.completed());
             tally.requests += sandbox.requests(None).len().saturating_sub(before);

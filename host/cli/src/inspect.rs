@@ -27,7 +27,7 @@ pub async fn run(data_dir: &Path, file: &Path, as_json: bool) -> anyhow::Result<
             serde_json::to_string_pretty(&transform_json(t.info(), t.load_report()))?
         }
     };
-    println!("{text}");
+    out!("{text}")?;
     Ok(())
 }
 

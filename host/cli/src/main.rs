@@ -10,6 +10,14 @@ macro_rules! out {
     }};
 }
 
+/// `print!` likewise: text that ends its own lines.
+macro_rules! put {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
 mod authoring;
 mod connections;
 mod dataset;
@@ -317,10 +325,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             connections::run(&cli.data_dir, &file, &options, &plugins).await
         }
         Command::Schema => {
-            println!(
+            out!(
                 "{}",
                 serde_json::to_string_pretty(&weft_flow::json_schema())?
-            );
+            )?;
             Ok(())
         }
         Command::Dataset { command } => dataset::run(&cli.data_dir, &cli.tenant, command).await,

@@ -475,25 +475,25 @@ async fn plugin(remote: &Remote, command: crate::PluginCommand) -> anyhow::Resul
             let bytes =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             let plugin = remote.upload(bytes).await?;
-            println!(
+            out!(
                 "installed {} {} ({}) for the tenant; digest {}",
                 text_of(&plugin["name"]),
                 text_of(&plugin["version"]),
                 text_of(&plugin["kind"]),
                 text_of(&plugin["digest"])
-            );
+            )?;
         }
         crate::PluginCommand::List { .. } => {
             let plugins = remote.json(Method::GET, &["plugins"], &[], None).await?;
-            println!("{:<24} {:<12} {:<10} uploaded", "name", "version", "kind");
+            out!("{:<24} {:<12} {:<10} uploaded", "name", "version", "kind")?;
             for p in plugins.as_array().into_iter().flatten() {
-                println!(
+                out!(
                     "{:<24} {:<12} {:<10} {}",
                     text_of(&p["name"]),
                     text_of(&p["version"]),
                     text_of(&p["kind"]),
                     text_of(&p["uploaded_at"])
-                );
+                )?;
             }
         }
         crate::PluginCommand::Inspect { .. }

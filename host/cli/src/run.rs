@@ -76,7 +76,7 @@ pub async fn run(
             other => break other?,
         }
     };
-    print_report(&report);
+    print_report(&report)?;
     crate::outcome::of_run(&report)
 }
 
@@ -119,38 +119,49 @@ pub fn progress_printer() -> impl FnMut(&weft_engine::Progress<'_>) + Send {
 }
 
 /// The summary table of a run.
-pub fn print_report(report: &weft_engine::RunReport) {
-    println!(
+pub fn print_report(report: &weft_engine::RunReport) -> std::io::Result<()> {
+    out!(
         "run {} {} in {:.1} s",
         report.id,
         report.status,
         report.took.as_secs_f64()
-    );
-    println!(
+    )?;
+    out!(
         "{:<20} {:<9} {:>6} {:>9} {:>9} {:>7}",
-        "step", "status", "pages", "in", "out", "failed"
-    );
+        "step",
+        "status",
+        "pages",
+        "in",
+        "out",
+        "failed"
+    )?;
     for s in &report.steps {
-        println!(
+        out!(
             "{:<20} {:<9} {:>6} {:>9} {:>9} {:>7}",
-            s.step, s.status, s.pages, s.records_in, s.records_out, s.failed
-        );
+            s.step,
+            s.status,
+            s.pages,
+            s.records_in,
+            s.records_out,
+            s.failed
+        )?;
     }
     for s in report
         .steps
         .iter()
         .filter(|s| s.status == StepStatus::Failed)
     {
-        println!(
+        out!(
             "step {} failed: {}",
             s.step,
             weft_capabilities::printable(
                 s.error.as_deref().unwrap_or("no reason recorded"),
                 usize::MAX
             )
-        );
+        )?;
     }
     if report.steps.iter().any(|s| s.failed > 0) {
-        println!("failed records: weft runs errors {}", report.id);
+        out!("failed records: weft runs errors {}", report.id)?;
     }
+    Ok(())
 }

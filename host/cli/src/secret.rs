@@ -63,11 +63,11 @@ pub async fn run(data_dir: &Path, tenant: &str, command: SecretCommand) -> anyho
                 eprintln!("no secrets for tenant `{tenant}`; add one with `weft secret set NAME`");
             }
             for entry in entries {
-                println!(
+                out!(
                     "{}\t{}",
                     entry.name,
                     humantime::format_rfc3339_seconds(entry.updated_at)
-                );
+                )?;
             }
         }
         SecretCommand::Rm { name } => {

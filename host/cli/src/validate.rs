@@ -78,7 +78,7 @@ pub async fn run(
         }
     }
     let f = &flow.file;
-    println!(
+    out!(
         "flow `{}`: {} steps in order {}",
         f.name.get_ref(),
         flow.order.len(),
@@ -87,18 +87,18 @@ pub async fn run(
             .map(|s| s.as_str())
             .collect::<Vec<_>>()
             .join(" -> ")
-    );
-    println!(
+    )?;
+    out!(
         "connections: {}",
         f.connections
             .keys()
             .map(|k| k.get_ref().to_string())
             .collect::<Vec<_>>()
             .join(", ")
-    );
+    )?;
     for (name, bound) in &plan.connections {
-        println!("  {name} ({}) reaches:", bound.plugin.info().name);
-        print!("{}", crate::hosts::describe(&bound.spec));
+        out!("  {name} ({}) reaches:", bound.plugin.info().name)?;
+        put!("{}", crate::hosts::describe(&bound.spec))?;
     }
     if !missing.is_empty() {
         for m in &missing {
@@ -110,6 +110,6 @@ pub async fn run(
             missing.len()
         );
     }
-    println!("ok");
+    out!("ok")?;
     Ok(())
 }

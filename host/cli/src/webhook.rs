@@ -44,14 +44,14 @@ pub async fn run(
                     .expires_at
                     .map(when)
                     .unwrap_or_else(|| "does not expire".into());
-                println!(
+                out!(
                     "{}\t{}\t{}\t{}\t{events}\tsince {}\t{expires}",
                     s.flow,
                     s.connection,
                     s.subscription_id,
                     s.callback_url,
                     when(s.created_at)
-                );
+                )?;
             }
         }
         WebhookCommand::Remove(args) => {

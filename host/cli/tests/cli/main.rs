@@ -1246,3 +1246,54 @@ fn output_into_a_closed_pipe_ends_quietly() {
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn every_command_that_prints_ends_quietly_when_its_output_is_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = weft(dir.path(), &["secret", "set", "api_key"], Some("s3cret"));
+    assert!(set.status.success(), "{}", text(&set.stderr));
+    let people = "{\"id\":\"1\"}\n{\"id\":\"2\"}\n";
+    let import = weft(
+        dir.path(),
+        &["dataset", "import", "people", "--key", "id"],
+        Some(people),
+    );
+    assert!(import.status.success(), "{}", text(&import.stderr));
+    let map = wasm(MAP);
+    let flow = dir.path().join("copy.toml");
+    std::fs::write(
+        &flow,
+        "name = \"copy\"\n[connections.store]\nplugin = \"dataset\"\n\
+         [[steps]]\nid = \"read\"\nread = { connection = \"store\", stream = \"people\" }\n\
+         [[steps]]\nid = \"keep\"\n\
+         write = { connection = \"store\", stream = \"copies\", input = \"read\", mode = \"upsert\", key = [\"id\"] }\n",
+    )
+    .unwrap();
+    let flow = flow.to_str().unwrap();
+    for args in [
+        vec!["schema"],
+        vec!["secret", "list"],
+        vec!["validate", flow],
+        vec!["run", flow],
+        vec!["runs", "list"],
+        vec!["plugin", "inspect", map.to_str().unwrap()],
+        vec!["dataset", "list"],
+    ] {
+        // A pipe whose reader is gone before weft starts: every write to stdout fails.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = Command::new(env!("CARGO_BIN_EXE_weft"))
+            .args(&args)
+            .env("WEFT_DATA_DIR", dir.path())
+            .env_remove("WEFT_MASTER_KEY")
+            .stdin(Stdio::null())
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let err = text(&out.stderr);
+        assert!(!err.contains("panicked"), "weft {args:?}: {err}");
+        assert!(!err.contains("Broken pipe"), "weft {args:?}: {err}");
+        assert!(out.status.success(), "weft {args:?}: {err}");
+    }
+}
