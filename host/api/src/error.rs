@@ -91,6 +91,14 @@ impl ApiError {
         }
     }
 
+    /// What went wrong and what to do, as the answer's `message` says it.
+    pub fn into_message(self) -> String {
+        match self {
+            ApiError::Rejected(e) => e.to_string(),
+            e => e.body().message,
+        }
+    }
+
     fn body(self) -> ErrorBody {
         let (_, code) = self.status();
         let (message, diagnostics, report) = match self {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use weft_server::Quota;
@@ -15,7 +15,7 @@ use weft_store::{ApiTokenRecord, TenantRecord, TenantStatus, TokenHolder};
 
 use crate::auth::Operator;
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{Json, Path};
+use crate::extract::{Json, Path, Query};
 use crate::{Api, IssuedToken, issue_token, time};
 
 pub(crate) fn routes() -> OpenApiRouter<Arc<Api>> {
@@ -308,25 +308,98 @@ async fn show(
     Ok(axum::Json(existing(&api, &tenant).await?.into()))
 }
 
+/// How a tenant is deleted.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeleteQuery {
+    /// Delete it even when a webhook registration at a vendor could not be removed (it stays
+    /// registered there, delivering to an endpoint that answers 404).
+    #[serde(default)]
+    force: bool,
+}
+
 /// Deletes a tenant with everything it owns: flows, runs and their error logs, cursors,
-/// datasets, secrets, plugin state, webhook events, tokens.
+/// datasets, secrets, plugin state, webhook events, tokens. First its flows' webhook
+/// registrations are removed at their vendors (with the tenant's credentials, which go with
+/// it); when one cannot be, nothing is deleted and the answer (409) says which and why, unless
+/// `force` is given.
 #[utoipa::path(delete, path = "/api/v1/tenants/{tenant}", tag = "tenants", security(("token" = [])),
-    params(("tenant" = String, Path)),
+    params(("tenant" = String, Path), DeleteQuery),
     responses(
         (status = 204),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody),
     ))]
 async fn delete(
     _: Operator,
     State(api): State<Arc<Api>>,
     Path(tenant): Path<String>,
+    Query(query): Query<DeleteQuery>,
 ) -> Result<StatusCode, ApiError> {
-    if !api.store.tenant_delete(&tenant).await? {
-        return Err(ApiError::NotFound(format!("no tenant `{tenant}`")));
-    }
-    api.changed();
+    api.delete_tenant(&tenant, query.force).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+impl Api {
+    /// Deletes `tenant` and all it owns, after removing its flows' webhook registrations at
+    /// their vendors; one that cannot be removed stops the deletion (a `Conflict` naming it)
+    /// unless `force`, when it is logged and left. What `DELETE /api/v1/tenants/{tenant}` and
+    /// `weft tenant delete` do.
+    pub async fn delete_tenant(&self, tenant: &str, force: bool) -> Result<(), ApiError> {
+        if self.store.tenant_get(tenant).await?.is_none() {
+            return Err(ApiError::NotFound(format!("no tenant `{tenant}`")));
+        }
+        let left = self.unsubscribe_all(tenant).await?;
+        if !left.is_empty() {
+            let list = left.join("; ");
+            if !force {
+                return Err(ApiError::Conflict(format!(
+                    "tenant `{tenant}` was not deleted: {} webhook registration(s) at vendors could not be removed ({list}); fix what is said and try again, or delete with force to leave them registered",
+                    left.len()
+                )));
+            }
+            tracing::warn!(tenant, left = %list, "deleting the tenant with webhook registrations left at vendors");
+        }
+        if !self.store.tenant_delete(tenant).await? {
+            return Err(ApiError::NotFound(format!("no tenant `{tenant}`")));
+        }
+        self.changed();
+        Ok(())
+    }
+
+    /// Removes each webhook registration the tenant's flows hold at their vendors; what could
+    /// not be removed, one line each.
+    async fn unsubscribe_all(&self, tenant: &str) -> Result<Vec<String>, ApiError> {
+        let mut left = Vec::new();
+        for subscription in self.store.subscriptions(tenant, None).await? {
+            let flow = &subscription.flow;
+            let Some(stored) = self.store.flow_deployed(tenant, flow).await? else {
+                left.push(format!(
+                    "flow `{flow}` is no longer deployed, so its registration `{}` cannot be reached",
+                    subscription.subscription_id
+                ));
+                continue;
+            };
+            let served = match crate::flows::plan_stored(self, tenant, &stored, &BTreeMap::new())
+                .await
+            {
+                Ok(served) => served,
+                Err(ApiError::Rejected(e)) => {
+                    let why: Vec<&str> = e.diagnostics.iter().map(|d| d.message.as_str()).collect();
+                    left.push(format!("flow `{flow}` no longer plans: {}", why.join(", ")));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if let Err(e) =
+                weft_server::registration::remove(&served, &self.store, &self.secrets, tenant).await
+            {
+                left.push(format!("flow `{flow}`: {e}"));
+            }
+        }
+        Ok(left)
+    }
 }
 
 async fn set_status(

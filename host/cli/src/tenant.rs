@@ -6,6 +6,9 @@ use std::path::Path;
 
 use anyhow::bail;
 use clap::Subcommand;
+use weft_api::Api;
+use weft_capabilities::{MasterKey, Secrets};
+use weft_server::{TenantPlugins, TenantPolicy};
 use weft_store::{TenantStatus, TokenHolder};
 
 #[derive(Subcommand)]
@@ -19,12 +22,25 @@ pub enum TenantCommand {
     /// Serve a suspended tenant again.
     Resume { name: String },
     /// Delete a tenant and everything it owns: flows, runs, error logs, cursors, datasets,
-    /// secrets, plugin state, webhook events, tokens.
+    /// secrets, plugin state, webhook events, tokens. Its flows' webhook registrations are
+    /// removed at their vendors first; when one cannot be, nothing is deleted.
     Delete {
         name: String,
         /// Yes, delete all of it.
         #[arg(long)]
         yes: bool,
+        /// Delete even when a webhook registration at a vendor cannot be removed (it is left
+        /// registered there).
+        #[arg(long)]
+        force: bool,
+        /// Where the flows' plugins are, as `weft serve --plugins` was given (repeatable): the
+        /// registrations are removed by the plugins that made them.
+        #[arg(long = "plugins")]
+        plugin_dirs: Vec<std::path::PathBuf>,
+        /// As `weft serve --tenant-private-egress`: the tenant's flows may reach private
+        /// addresses (their vendor is a local sandbox).
+        #[arg(long)]
+        tenant_private_egress: bool,
     },
     /// Make another API token for a tenant (to rotate: make one, then revoke the old).
     Token { name: String },
@@ -95,11 +111,32 @@ pub async fn run(data_dir: &Path, command: TenantCommand) -> anyhow::Result<()> 
             )?;
             eprintln!("resumed tenant `{name}`");
         }
-        TenantCommand::Delete { name, yes } => {
+        TenantCommand::Delete {
+            name,
+            yes,
+            force,
+            plugin_dirs,
+            tenant_private_egress,
+        } => {
             if !yes {
                 bail!("deleting tenant `{name}` deletes everything it owns; say `--yes` to do it");
             }
-            exists(&name, store.tenant_delete(&name).await?)?;
+            exists(&name, store.tenant_get(&name).await?.is_some())?;
+            // What the API's delete does: the same registrations removed, the same refusal.
+            let secrets = Secrets::new(store.clone(), MasterKey::load(data_dir)?);
+            let api = Api::new(
+                store.clone(),
+                secrets,
+                crate::plugin_directory(data_dir, plugin_dirs),
+                TenantPlugins::new(store.clone(), data_dir.join("tenant-plugins")),
+                crate::runtime(data_dir)?,
+            )
+            .with_policy(TenantPolicy {
+                allow_private_egress: tenant_private_egress,
+            });
+            if let Err(e) = api.delete_tenant(&name, force).await {
+                bail!("{}", e.into_message());
+            }
             eprintln!("deleted tenant `{name}` and everything it owned");
         }
         TenantCommand::Token { name } => {

@@ -200,3 +200,110 @@ async fn a_deployed_webhook_flow_is_registered_with_its_vendor_at_its_own_endpoi
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn deleting_a_tenant_removes_its_webhook_registrations_at_the_vendor_first() {
+    let upstream = Upstream::start().await;
+    let mut served = Served::start_at(allow_private(), Some("https://weft.example.com/")).await;
+    let acme = served.tenant("acme").await;
+    served.deploy_hooks(&acme, &upstream, "acme-hook").await;
+    turn(&mut served.server, SystemTime::now()).await;
+    assert_eq!(upstream.webhooks().len(), 1);
+    let operator = served.operator.clone();
+
+    // The vendor refuses the unsubscribe: nothing is deleted, and the answer says what failed.
+    upstream.fail_next([(403, None)]);
+    let (status, body) = served
+        .call(
+            Some(&operator),
+            Method::DELETE,
+            "/api/v1/tenants/acme",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("flow `hooks`") && message.contains("force"),
+        "{message}"
+    );
+    assert_eq!(upstream.webhooks().len(), 1);
+    assert!(served.store.tenant_get("acme").await.unwrap().is_some());
+    assert_eq!(
+        served
+            .store
+            .subscriptions("acme", None)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Asked again: removed at the vendor with the tenant's credential, then deleted.
+    let (status, body) = served
+        .call(
+            Some(&operator),
+            Method::DELETE,
+            "/api/v1/tenants/acme",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert_eq!(upstream.webhooks(), Vec::<Value>::new());
+    assert!(served.store.tenant_get("acme").await.unwrap().is_none());
+    assert!(
+        served
+            .store
+            .subscriptions("acme", None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The server drops the tenant's flows without registering anything again.
+    turn(&mut served.server, SystemTime::now()).await;
+    assert_eq!(upstream.webhooks_made(), 1);
+    assert_eq!(upstream.webhooks(), Vec::<Value>::new());
+}
+
+#[tokio::test]
+async fn a_tenant_whose_vendor_cannot_be_reached_is_deleted_only_by_force() {
+    let upstream = Upstream::start().await;
+    let mut served = Served::start_at(allow_private(), Some("https://weft.example.com/")).await;
+    let acme = served.tenant("acme").await;
+    served.deploy_hooks(&acme, &upstream, "acme-hook").await;
+    turn(&mut served.server, SystemTime::now()).await;
+    assert_eq!(upstream.webhooks().len(), 1);
+    drop(upstream);
+    let operator = served.operator.clone();
+
+    let (status, body) = served
+        .call(
+            Some(&operator),
+            Method::DELETE,
+            "/api/v1/tenants/acme",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(served.store.tenant_get("acme").await.unwrap().is_some());
+
+    let (status, body) = served
+        .call(
+            Some(&operator),
+            Method::DELETE,
+            "/api/v1/tenants/acme?force=true",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert!(served.store.tenant_get("acme").await.unwrap().is_none());
+    let (status, _) = served
+        .call(
+            Some(&operator),
+            Method::DELETE,
+            "/api/v1/tenants/acme",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
