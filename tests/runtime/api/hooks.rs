@@ -201,15 +201,22 @@ async fn a_deployed_webhook_flow_is_registered_with_its_vendor_at_its_own_endpoi
     );
 }
 
-#[tokio::test]
-async fn deleting_a_tenant_removes_its_webhook_registrations_at_the_vendor_first() {
-    let upstream = Upstream::start().await;
+/// A server whose tenant `acme` has its webhook flow registered at `upstream`, and the
+/// operator's token.
+async fn acme_registered_at(upstream: &Upstream) -> (Served, String) {
     let mut served = Served::start_at(allow_private(), Some("https://weft.example.com/")).await;
     let acme = served.tenant("acme").await;
-    served.deploy_hooks(&acme, &upstream, "acme-hook").await;
+    served.deploy_hooks(&acme, upstream, "acme-hook").await;
     turn(&mut served.server, SystemTime::now()).await;
     assert_eq!(upstream.webhooks().len(), 1);
     let operator = served.operator.clone();
+    (served, operator)
+}
+
+#[tokio::test]
+async fn deleting_a_tenant_removes_its_webhook_registrations_at_the_vendor_first() {
+    let upstream = Upstream::start().await;
+    let (mut served, operator) = acme_registered_at(&upstream).await;
 
     // The vendor refuses the unsubscribe: nothing is deleted, and the answer says what failed.
     upstream.fail_next([(403, None)]);
@@ -268,13 +275,8 @@ async fn deleting_a_tenant_removes_its_webhook_registrations_at_the_vendor_first
 #[tokio::test]
 async fn a_tenant_whose_vendor_cannot_be_reached_is_deleted_only_by_force() {
     let upstream = Upstream::start().await;
-    let mut served = Served::start_at(allow_private(), Some("https://weft.example.com/")).await;
-    let acme = served.tenant("acme").await;
-    served.deploy_hooks(&acme, &upstream, "acme-hook").await;
-    turn(&mut served.server, SystemTime::now()).await;
-    assert_eq!(upstream.webhooks().len(), 1);
+    let (served, operator) = acme_registered_at(&upstream).await;
     drop(upstream);
-    let operator = served.operator.clone();
 
     let (status, body) = served
         .call(
