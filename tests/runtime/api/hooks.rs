@@ -213,6 +213,18 @@ async fn acme_registered_at(upstream: &Upstream) -> (Served, String) {
     (served, operator)
 }
 
+/// `DELETE /api/v1/tenants/acme` as the operator, with `?force=true` when `force`.
+async fn delete_acme(served: &Served, operator: &str, force: bool) -> (StatusCode, Value) {
+    let path = if force {
+        "/api/v1/tenants/acme?force=true"
+    } else {
+        "/api/v1/tenants/acme"
+    };
+    served
+        .call(Some(operator), Method::DELETE, path, None)
+        .await
+}
+
 #[tokio::test]
 async fn deleting_a_tenant_removes_its_webhook_registrations_at_the_vendor_first() {
     let upstream = Upstream::start().await;
@@ -220,14 +232,7 @@ async fn deleting_a_tenant_removes_its_webhook_registrations_at_the_vendor_first
 
     // The vendor refuses the unsubscribe: nothing is deleted, and the answer says what failed.
     upstream.fail_next([(403, None)]);
-    let (status, body) = served
-        .call(
-            Some(&operator),
-            Method::DELETE,
-            "/api/v1/tenants/acme",
-            None,
-        )
-        .await;
+    let (status, body) = delete_acme(&served, &operator, false).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     let message = body["message"].as_str().unwrap();
     assert!(
@@ -247,14 +252,7 @@ async fn deleting_a_tenant_removes_its_webhook_registrations_at_the_vendor_first
     );
 
     // Asked again: removed at the vendor with the tenant's credential, then deleted.
-    let (status, body) = served
-        .call(
-            Some(&operator),
-            Method::DELETE,
-            "/api/v1/tenants/acme",
-            None,
-        )
-        .await;
+    let (status, body) = delete_acme(&served, &operator, false).await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     assert_eq!(upstream.webhooks(), Vec::<Value>::new());
     assert!(served.store.tenant_get("acme").await.unwrap().is_none());
@@ -278,34 +276,13 @@ async fn a_tenant_whose_vendor_cannot_be_reached_is_deleted_only_by_force() {
     let (served, operator) = acme_registered_at(&upstream).await;
     drop(upstream);
 
-    let (status, body) = served
-        .call(
-            Some(&operator),
-            Method::DELETE,
-            "/api/v1/tenants/acme",
-            None,
-        )
-        .await;
+    let (status, body) = delete_acme(&served, &operator, false).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert!(served.store.tenant_get("acme").await.unwrap().is_some());
 
-    let (status, body) = served
-        .call(
-            Some(&operator),
-            Method::DELETE,
-            "/api/v1/tenants/acme?force=true",
-            None,
-        )
-        .await;
+    let (status, body) = delete_acme(&served, &operator, true).await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     assert!(served.store.tenant_get("acme").await.unwrap().is_none());
-    let (status, _) = served
-        .call(
-            Some(&operator),
-            Method::DELETE,
-            "/api/v1/tenants/acme",
-            None,
-        )
-        .await;
+    let (status, _) = delete_acme(&served, &operator, false).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
