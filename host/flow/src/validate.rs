@@ -375,6 +375,26 @@ pub(crate) fn check(flow: &FlowFile, tables: Vec<Spanned<StepTable>>) -> Checked
             &mut out,
         );
     }
+    // A plugin may be named through a variable (`hubspot@${var.hubspot_version}`).
+    let plugins = flow
+        .connections
+        .values()
+        .map(|c| &c.get_ref().plugin)
+        .chain(steps.iter().filter_map(|step| match &step.kind {
+            StepKind::Transform(t) => Some(&t.get_ref().plugin),
+            _ => None,
+        }));
+    for plugin in plugins {
+        scan_value(
+            &toml::Value::String(plugin.get_ref().clone()),
+            &plugin.span(),
+            &variables,
+            false,
+            // A plugin's name refers to no secret.
+            &mut References::default(),
+            &mut out,
+        );
+    }
     for step in &steps {
         if let StepKind::ForEach(f) = &step.kind
             && let Some(options) = &f.get_ref().options
@@ -408,70 +428,8 @@ fn scan_table(
     refs: &mut References,
     out: &mut Vec<Diagnostic>,
 ) {
-    fn walk(
-        value: &toml::Value,
-        at: &Range<usize>,
-        variables: &BTreeMap<&str, VarType>,
-        records: bool,
-        refs: &mut References,
-        out: &mut Vec<Diagnostic>,
-    ) {
-        match value {
-            toml::Value::String(s) => {
-                if let Some(name) = s.strip_prefix("secret:") {
-                    refs.secrets.push((name.to_owned(), at.clone()));
-                } else if let Some(name) = s.strip_prefix("env:") {
-                    refs.env.push((name.to_owned(), at.clone()));
-                }
-                let mut rest = s.as_str();
-                while let Some(start) = rest.find("${") {
-                    let Some(end) = rest[start..].find('}') else {
-                        break;
-                    };
-                    let inner = &rest[start + 2..start + end];
-                    match inner.strip_prefix("var.") {
-                        _ if records && inner.starts_with("record.") => {}
-                        Some(name) if variables.contains_key(name) => {}
-                        Some(name) => {
-                            let mut d = Diagnostic::new(format!("`${{var.{name}}}` refers to a variable the flow does not declare"), Some(at.clone()));
-                            d = match closest(name, variables.keys().copied()) {
-                                Some(c) => d.help(format!("did you mean `${{var.{c}}}`?")),
-                                None => d.help(format!("declare it under [variables.{name}] with its type")),
-                            };
-                            out.push(d);
-                        }
-                        None => out.push(
-                            Diagnostic::new(format!("`${{{inner}}}` is not a reference weft understands"), Some(at.clone())).help(if records {
-                                "variables are written `${var.NAME}`, fields of the input record `${record.FIELD}`"
-                            } else {
-                                "variables are written `${var.NAME}`"
-                            }),
-                        ),
-                    }
-                    rest = &rest[start + end + 1..];
-                }
-            }
-            toml::Value::Array(items) => items
-                .iter()
-                .for_each(|v| walk(v, at, variables, records, refs, out)),
-            toml::Value::Table(t) => {
-                for (key, v) in t {
-                    walk(
-                        &toml::Value::String(key.clone()),
-                        at,
-                        variables,
-                        records,
-                        refs,
-                        out,
-                    );
-                    walk(v, at, variables, records, refs, out);
-                }
-            }
-            _ => {}
-        }
-    }
     for (key, value) in table {
-        walk(
+        scan_value(
             &toml::Value::String(key.clone()),
             at,
             variables,
@@ -479,7 +437,71 @@ fn scan_table(
             refs,
             out,
         );
-        walk(value, at, variables, records, refs, out);
+        scan_value(value, at, variables, records, refs, out);
+    }
+}
+
+/// [`scan_table`] for one value (a string, or the keys and values inside an array or table).
+fn scan_value(
+    value: &toml::Value,
+    at: &Range<usize>,
+    variables: &BTreeMap<&str, VarType>,
+    records: bool,
+    refs: &mut References,
+    out: &mut Vec<Diagnostic>,
+) {
+    match value {
+        toml::Value::String(s) => {
+            if let Some(name) = s.strip_prefix("secret:") {
+                refs.secrets.push((name.to_owned(), at.clone()));
+            } else if let Some(name) = s.strip_prefix("env:") {
+                refs.env.push((name.to_owned(), at.clone()));
+            }
+            let mut rest = s.as_str();
+            while let Some(start) = rest.find("${") {
+                let Some(end) = rest[start..].find('}') else {
+                    break;
+                };
+                let inner = &rest[start + 2..start + end];
+                match inner.strip_prefix("var.") {
+                    _ if records && inner.starts_with("record.") => {}
+                    Some(name) if variables.contains_key(name) => {}
+                    Some(name) => {
+                        let mut d = Diagnostic::new(format!("`${{var.{name}}}` refers to a variable the flow does not declare"), Some(at.clone()));
+                        d = match closest(name, variables.keys().copied()) {
+                            Some(c) => d.help(format!("did you mean `${{var.{c}}}`?")),
+                            None => d.help(format!("declare it under [variables.{name}] with its type")),
+                        };
+                        out.push(d);
+                    }
+                    None => out.push(
+                        Diagnostic::new(format!("`${{{inner}}}` is not a reference weft understands"), Some(at.clone())).help(if records {
+                            "variables are written `${var.NAME}`, fields of the input record `${record.FIELD}`"
+                        } else {
+                            "variables are written `${var.NAME}`"
+                        }),
+                    ),
+                }
+                rest = &rest[start + end + 1..];
+            }
+        }
+        toml::Value::Array(items) => items
+            .iter()
+            .for_each(|v| scan_value(v, at, variables, records, refs, out)),
+        toml::Value::Table(t) => {
+            for (key, v) in t {
+                scan_value(
+                    &toml::Value::String(key.clone()),
+                    at,
+                    variables,
+                    records,
+                    refs,
+                    out,
+                );
+                scan_value(v, at, variables, records, refs, out);
+            }
+        }
+        _ => {}
     }
 }
 

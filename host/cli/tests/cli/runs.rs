@@ -268,3 +268,53 @@ async fn thirty_runs_against_zoho_exchange_its_refresh_token_once() {
         .count();
     assert_eq!(exchanges, 1, "thirty runs, {exchanges} token exchanges");
 }
+
+#[test]
+fn a_plugin_named_by_a_variable_is_the_one_its_value_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let people = "{\"id\":\"1\",\"name\":\"Ada\"}\n{\"id\":\"2\",\"name\":\"Grace\"}\n";
+    let import = weft(
+        dir.path(),
+        &["dataset", "import", "people", "--key", "id"],
+        Some(people),
+    );
+    assert!(import.status.success(), "{}", text(&import.stderr));
+    let flow = dir.path().join("reshape.toml");
+    std::fs::write(
+        &flow,
+        "name = \"reshape\"\n\n[variables.store]\ntype = \"string\"\ndefault = \"dataset\"\n\n\
+         [variables.shape]\ntype = \"string\"\n\n\
+         [connections.store]\nplugin = \"${var.store}\"\n\n\
+         [[steps]]\nid = \"read\"\nread = { connection = \"store\", stream = \"people\" }\n\n\
+         [[steps]]\nid = \"shaped\"\ntransform = { plugin = \"${var.shape}\", input = \"read\" }\n\
+         config.fields = { id = \"id\", name = \"name\" }\n\n\
+         [[steps]]\nid = \"keep\"\n\
+         write = { connection = \"store\", stream = \"shaped\", input = \"shaped\", mode = \"upsert\", key = [\"id\"] }\n",
+    )
+    .unwrap();
+    let flow = flow.to_str().unwrap();
+
+    let run = weft(dir.path(), &["run", flow, "--var", "shape=map"], None);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let shown = weft(dir.path(), &["dataset", "show", "shaped"], None);
+    let shown = text(&shown.stdout);
+    assert!(shown.contains("Ada") && shown.contains("Grace"), "{shown}");
+
+    // A value naming no plugin is said at the plugin's place in the file, by the name it made.
+    let wrong = weft(dir.path(), &["validate", flow, "--var", "shape=mapp"], None);
+    assert!(!wrong.status.success());
+    let err = text(&wrong.stderr);
+    assert!(err.contains("no plugin `mapp`"), "{err}");
+    assert!(err.contains("reshape.toml:19:24"), "{err}");
+    // A connector where a transform belongs, by the value.
+    let connector = weft(
+        dir.path(),
+        &["validate", flow, "--var", "shape=http-json"],
+        None,
+    );
+    let err = text(&connector.stderr);
+    assert!(
+        err.contains("plugin `http-json` is a connector, not a transform"),
+        "{err}"
+    );
+}

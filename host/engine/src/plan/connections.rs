@@ -26,7 +26,7 @@ pub(super) async fn bind(
     let mut datasets = BTreeSet::new();
     for (name, connection) in &file.connections {
         let c = connection.get_ref();
-        if c.plugin.get_ref() == DATASET {
+        if loader.name(&c.plugin) == DATASET {
             datasets.insert(name.get_ref().to_string());
             continue;
         }
@@ -36,7 +36,7 @@ pub(super) async fn bind(
                 out.push(Diagnostic::new(
                     format!(
                         "plugin `{}` is a transform, not a connector",
-                        c.plugin.get_ref()
+                        loader.name(&c.plugin)
                     ),
                     at(&c.plugin),
                 ));

@@ -209,12 +209,20 @@ struct Loader<'a> {
     plugins: &'a PluginDirectory,
     runtime: &'a Runtime,
     flow_dir: std::path::PathBuf,
+    /// A plugin named `${var.NAME}` (or `hubspot@${var.NAME}`) is found by the variable's
+    /// value.
+    variables: &'a Variables,
     loaded: BTreeMap<String, Result<SharedPlugin, String>>,
 }
 
 impl Loader<'_> {
+    /// The plugin a flow names, variables filled in.
+    fn name(&self, name: &Spanned<String>) -> String {
+        variables::substitute_text(name.get_ref(), self.variables)
+    }
+
     async fn get(&mut self, name: &Spanned<String>) -> Result<SharedPlugin, Diagnostic> {
-        let key = name.get_ref();
+        let key = &self.name(name);
         if !self.loaded.contains_key(key) {
             let result = match self.plugins.find(key, &self.flow_dir) {
                 Ok(path) => self
@@ -241,7 +249,7 @@ impl Loader<'_> {
             SharedPlugin::Connector(_) => Err(Diagnostic::new(
                 format!(
                     "plugin `{}` is a connector, not a transform",
-                    name.get_ref()
+                    self.name(name)
                 ),
                 at(name),
             )),
@@ -315,6 +323,7 @@ pub async fn plan_with(
         plugins,
         runtime,
         flow_dir: flow.path.parent().unwrap_or(Path::new(".")).to_owned(),
+        variables: &variables,
         loaded: BTreeMap::new(),
     };
     let (connections, datasets) = connections::bind(
