@@ -3,18 +3,13 @@
 
 use super::*;
 
-/// A HubSpot object as the API returns it.
+/// A HubSpot object as batch writes and association reads answer it (reads of records go
+/// through [`RawObject`]).
 #[derive(Deserialize)]
 pub(super) struct ApiObject {
     pub(super) id: String,
     #[serde(default)]
     pub(super) properties: BTreeMap<String, Value>,
-    #[serde(default, rename = "createdAt")]
-    created_at: Option<String>,
-    #[serde(default, rename = "updatedAt")]
-    updated_at: Option<String>,
-    #[serde(default)]
-    archived: bool,
     #[serde(default)]
     associations: BTreeMap<String, AssociationList>,
     #[serde(default, rename = "new")]
@@ -30,18 +25,6 @@ struct AssociationList {
 #[derive(Deserialize)]
 struct AssociatedId {
     id: Value,
-}
-
-pub(super) fn flatten(o: ApiObject) -> Record {
-    let mut r = Record::new();
-    r.insert("id".into(), json!(o.id));
-    for (k, v) in o.properties {
-        r.insert(k, v);
-    }
-    r.insert("createdAt".into(), json!(o.created_at));
-    r.insert("updatedAt".into(), json!(o.updated_at));
-    r.insert("archived".into(), json!(o.archived));
-    r
 }
 
 #[derive(Deserialize, Default)]
@@ -70,8 +53,6 @@ struct ListAnswer {
     results: Vec<ApiObject>,
     #[serde(default)]
     paging: Paging,
-    #[serde(default)]
-    total: Option<u64>,
 }
 
 /// Where a read resumes.
@@ -90,14 +71,6 @@ pub(super) struct Resume {
     /// Records already delivered whose modification time is exactly `since`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     skip: Vec<String>,
-}
-
-fn modified_ms(record: &Record, t: &ObjectType) -> Option<i64> {
-    record
-        .get(t.modified)
-        .or_else(|| record.get("updatedAt"))
-        .and_then(Value::as_str)
-        .and_then(weft_sdk::time::parse_rfc3339_ms)
 }
 
 /// A HubSpot object of a list page, its values left as the JSON text HubSpot sent.
@@ -121,6 +94,42 @@ struct RawListAnswer<'a> {
     results: Vec<RawObject<'a>>,
     #[serde(default)]
     paging: Paging,
+    /// Search answers say how many match.
+    #[serde(default)]
+    total: Option<u64>,
+}
+
+impl<'a> RawListAnswer<'a> {
+    /// A list or search page from its body, or an `upstream` error quoting its start.
+    fn parse(response: &'a Response) -> Result<Self> {
+        serde_json::from_slice(&response.body).map_err(|e| Error::Upstream {
+            status: response.status,
+            body: format!(
+                "unexpected response body ({e}): {}",
+                String::from_utf8_lossy(&response.body[..response.body.len().min(200)])
+            ),
+        })
+    }
+}
+
+impl RawObject<'_> {
+    /// The object's id, when it is a string (as HubSpot sends it).
+    fn id_text(&self) -> Option<String> {
+        serde_json::from_str(self.id.get()).ok()
+    }
+
+    /// When the object was last modified: its modification property (the last given, as
+    /// flattening keeps), else `updatedAt`.
+    fn modified_ms(&self, t: &ObjectType) -> Option<i64> {
+        let property = self
+            .properties
+            .iter()
+            .rev()
+            .find(|(name, _)| name == t.modified)
+            .map(|(_, value)| *value);
+        let text: String = serde_json::from_str(property.or(self.updated_at)?.get()).ok()?;
+        weft_sdk::time::parse_rfc3339_ms(&text)
+    }
 }
 
 /// Appends `o` flattened as [`flatten`] does (its properties beside `id`, `createdAt`,
@@ -213,14 +222,7 @@ pub(super) fn read_list(
             .query_opt("after", resume.after.as_deref())
             .send()?,
     )?;
-    let answer: RawListAnswer<'_> =
-        serde_json::from_slice(&response.body).map_err(|e| Error::Upstream {
-            status: response.status,
-            body: format!(
-                "unexpected response body ({e}): {}",
-                String::from_utf8_lossy(&response.body[..response.body.len().min(200)])
-            ),
-        })?;
+    let answer = RawListAnswer::parse(&response)?;
     let next = answer.paging.after();
     let mut records = RecordsJson::new();
     for object in &answer.results {
@@ -254,7 +256,7 @@ pub(super) fn read_search(
         "limit": limit,
         "after": offset.to_string(),
     });
-    let answer: ListAnswer = checked(
+    let response = checked(
         conn.post(&format!(
             "{}/crm/v3/objects/{}/search",
             base_url(conn)?,
@@ -262,8 +264,8 @@ pub(super) fn read_search(
         ))
         .json(&body)?
         .send()?,
-    )?
-    .json()?;
+    )?;
+    let answer = RawListAnswer::parse(&response)?;
     let next_offset = answer
         .paging
         .after()
@@ -272,36 +274,31 @@ pub(super) fn read_search(
         .map_err(|_| Error::upstream(200, b"search paging.next.after is not a number"))?;
     let total = answer.total;
     let skip: BTreeSet<&str> = resume.skip.iter().map(String::as_str).collect();
-    let records: Vec<Record> = answer
-        .results
-        .into_iter()
-        .map(flatten)
-        .filter(|r| {
-            !(modified_ms(r, t) == Some(since)
-                && r.get("id")
-                    .and_then(Value::as_str)
-                    .is_some_and(|id| skip.contains(id)))
-        })
-        .collect();
+    let mut records = RecordsJson::new();
     // The newest modification time delivered so far and the records delivered at exactly it.
     let (mut newest, mut at_newest) = (since, resume.skip.clone());
-    for r in &records {
-        let (Some(ms), Some(id)) = (modified_ms(r, t), r.get("id").and_then(Value::as_str)) else {
+    for object in &answer.results {
+        let (modified, id) = (object.modified_ms(t), object.id_text());
+        if modified == Some(since) && id.as_deref().is_some_and(|id| skip.contains(id)) {
+            continue;
+        }
+        push_flattened(&mut records, object);
+        let (Some(ms), Some(id)) = (modified, id) else {
             continue;
         };
         if ms > newest {
             newest = ms;
             at_newest.clear();
         }
-        if ms == newest && !at_newest.iter().any(|x| x == id) {
-            at_newest.push(id.to_owned());
+        if ms == newest && !at_newest.contains(&id) {
+            at_newest.push(id);
         }
     }
     let page = match next_offset {
         // By keyset: a new query from the newest time delivered, skipping what was delivered at
         // it. A record edited meanwhile moves past the bound and is read there; paging by
         // offset instead would skip one record for each that moved out of the pages before.
-        Some(_) if newest > since => Page::more(
+        Some(_) if newest > since => Page::more_json(
             records,
             &Resume {
                 since: Some(newest),
@@ -311,7 +308,7 @@ pub(super) fn read_search(
             },
         ),
         // More records than a page share one modification time: page through them by offset.
-        Some(next) if next + u64::from(limit) <= SEARCH_WINDOW => Page::more(
+        Some(next) if next + u64::from(limit) <= SEARCH_WINDOW => Page::more_json(
             records,
             &Resume {
                 since: Some(since),
@@ -341,7 +338,7 @@ pub(super) fn read_search(
                     ..Resume::default()
                 }
             };
-            Page::last(records, Some(&state))
+            Page::last_json(records, Some(&state))
         }
     };
     Ok(match total {
