@@ -118,8 +118,8 @@ impl RawObject<'_> {
         serde_json::from_str(self.id.get()).ok()
     }
 
-    /// When the object was last modified: its modification property (the last given, as
-    /// flattening keeps), else `updatedAt`.
+    /// When the object was last modified: its modification property (the last given, as its
+    /// record keeps), else `updatedAt`.
     fn modified_ms(&self, t: &ObjectType) -> Option<i64> {
         let property = self
             .properties
@@ -132,9 +132,9 @@ impl RawObject<'_> {
     }
 }
 
-/// Appends `o` flattened as [`flatten`] does (its properties beside `id`, `createdAt`,
-/// `updatedAt` and `archived`, in name order), writing the values' text as received instead of
-/// building a [`Record`]: a list page is the bulk of a full read.
+/// Appends `o` as a weft record, flattened: its properties beside `id`, `createdAt`,
+/// `updatedAt` and `archived`, in name order, the values' text as received (no [`Record`] is
+/// built: list and search pages are the bulk of a read).
 fn push_flattened(records: &mut RecordsJson, o: &RawObject<'_>) {
     let mut members: Vec<(&str, &str)> = Vec::with_capacity(o.properties.len() + 4);
     members.push(("id", o.id.get()));
@@ -143,13 +143,13 @@ fn push_flattened(records: &mut RecordsJson, o: &RawObject<'_>) {
             .iter()
             .map(|(name, value)| (name.as_ref(), value.get())),
     );
-    // As `flatten`: absent is null, and archived false.
+    // Absent is null, and archived false.
     members.push(("createdAt", o.created_at.map_or("null", |v| v.get())));
     members.push(("updatedAt", o.updated_at.map_or("null", |v| v.get())));
     members.push(("archived", o.archived.map_or("false", |v| v.get())));
     // In name order, and of a name given twice the later (a property named `id` replaces the
     // object's id; the envelope's own members replace properties of their names), as inserting
-    // into `flatten`'s map does. The sort is stable, so equal names keep the order given.
+    // into a map in that order would. The sort is stable, so equal names keep the order given.
     members.sort_by(|a, b| a.0.cmp(b.0));
     let mut kept: Vec<(&str, &str)> = Vec::with_capacity(members.len());
     for member in members {

@@ -485,7 +485,8 @@ const ODD_LIST_PAGE: &str = r#"{"results": [
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_list_page_is_flattened_as_a_record_would_be_whatever_its_members_are() {
     // The list read writes each object's text as received instead of building records; what
-    // comes out must be what flattening a parsed object gives, member for member.
+    // comes out must be the flattened record, member for member: properties beside the envelope,
+    // a later member of a name replacing an earlier one, as inserting into a map would.
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let log = seen.clone();
     let app = axum::Router::new().route(
