@@ -355,7 +355,7 @@ impl Api {
             let list = left.join("; ");
             if !force {
                 return Err(ApiError::Conflict(format!(
-                    "tenant `{tenant}` was not deleted: {} webhook registration(s) at vendors could not be removed ({list}); fix what is said and try again, or delete with force to leave them registered",
+                    "tenant `{tenant}` was not deleted: {} webhook registration(s) at vendors could not be removed ({list}); fix what is said and try again, or delete with force (`?force=true`, `weft tenant delete --force`) to leave them registered",
                     left.len()
                 )));
             }
