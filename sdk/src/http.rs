@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::bindings::connector::weft::plugin::http as wit;
 use crate::{Connection, Error, Result};
@@ -187,8 +187,9 @@ impl Response {
         }
     }
 
-    /// The body parsed as JSON; an [`Error::Upstream`] quoting the body when it is not.
-    pub fn json<T: DeserializeOwned>(&self) -> Result<T> {
+    /// The body parsed as JSON; an [`Error::Upstream`] quoting the body when it is not. `T` may
+    /// borrow from the body (`&str`, `&RawValue` members) for as long as the response lives.
+    pub fn json<'a, T: Deserialize<'a>>(&'a self) -> Result<T> {
         serde_json::from_slice(&self.body).map_err(|e| Error::Upstream {
             status: self.status,
             body: format!(

@@ -99,19 +99,6 @@ struct RawListAnswer<'a> {
     total: Option<u64>,
 }
 
-impl<'a> RawListAnswer<'a> {
-    /// A list or search page from its body, or an `upstream` error quoting its start.
-    fn parse(response: &'a Response) -> Result<Self> {
-        serde_json::from_slice(&response.body).map_err(|e| Error::Upstream {
-            status: response.status,
-            body: format!(
-                "unexpected response body ({e}): {}",
-                String::from_utf8_lossy(&response.body[..response.body.len().min(200)])
-            ),
-        })
-    }
-}
-
 impl RawObject<'_> {
     /// The object's id, when it is a string (as HubSpot sends it).
     fn id_text(&self) -> Option<String> {
@@ -222,7 +209,7 @@ pub(super) fn read_list(
             .query_opt("after", resume.after.as_deref())
             .send()?,
     )?;
-    let answer = RawListAnswer::parse(&response)?;
+    let answer: RawListAnswer<'_> = response.json()?;
     let next = answer.paging.after();
     let mut records = RecordsJson::new();
     for object in &answer.results {
@@ -265,7 +252,7 @@ pub(super) fn read_search(
         .json(&body)?
         .send()?,
     )?;
-    let answer = RawListAnswer::parse(&response)?;
+    let answer: RawListAnswer<'_> = response.json()?;
     let next_offset = answer
         .paging
         .after()
